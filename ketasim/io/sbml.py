@@ -1,0 +1,167 @@
+"""SBML Level 3 Version 2 export of the PK + signalling model of one subject.
+
+The exported document carries the same equations as the numba solver (both are built
+from :mod:`ketasim.signaling.spec`), the subject's parameter values with units, and the
+arm's dosing, stressor and intervention events. SBML time 0 is the simulation start
+(``t_start`` hours before ketasim's time 0, stored as parameter ``time_offset_h``), so
+events at negative scenario times are representable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import libsbml
+import numpy as np
+
+from ketasim.experiment.timeline import EventTable
+from ketasim.signaling import spec
+from ketasim.signaling.solver import EV_ADD_STATE, EV_SET_PARAM
+
+
+class SBMLExportError(RuntimeError):
+    """libSBML refused the document we built."""
+
+
+# unit string -> (id, [(kind, exponent, scale, multiplier), ...])
+_UNITS: dict[str, tuple[str, list[tuple[int, float, int, float]]]] = {
+    "1": ("dimensionless", []),
+    "probability": ("dimensionless", []),
+    "h": ("hour", [(libsbml.UNIT_KIND_SECOND, 1, 0, 3600.0)]),
+    "1/h": ("per_hour", [(libsbml.UNIT_KIND_SECOND, -1, 0, 3600.0)]),
+    "mg/kg": ("mg_per_kg", [(libsbml.UNIT_KIND_DIMENSIONLESS, 1, -6, 1.0)]),
+    "mg/kg/h": ("mg_per_kg_per_hour", [(libsbml.UNIT_KIND_DIMENSIONLESS, 1, -6, 1.0),
+                                       (libsbml.UNIT_KIND_SECOND, -1, 0, 3600.0)]),
+    "mg/L": ("mg_per_L", [(libsbml.UNIT_KIND_GRAM, 1, -3, 1.0),
+                          (libsbml.UNIT_KIND_LITRE, -1, 0, 1.0)]),
+    "L/kg": ("L_per_kg", [(libsbml.UNIT_KIND_LITRE, 1, 0, 1.0),
+                          (libsbml.UNIT_KIND_GRAM, -1, 3, 1.0)]),
+    "L/h/kg": ("L_per_h_per_kg", [(libsbml.UNIT_KIND_LITRE, 1, 0, 1.0),
+                                  (libsbml.UNIT_KIND_SECOND, -1, 0, 3600.0),
+                                  (libsbml.UNIT_KIND_GRAM, -1, 3, 1.0)]),
+    "uM": ("uM", [(libsbml.UNIT_KIND_MOLE, 1, -6, 1.0), (libsbml.UNIT_KIND_LITRE, -1, 0, 1.0)]),
+    "g/mol": ("g_per_mol", [(libsbml.UNIT_KIND_GRAM, 1, 0, 1.0),
+                            (libsbml.UNIT_KIND_MOLE, -1, 0, 1.0)]),
+    "ng/mL": ("ng_per_mL", [(libsbml.UNIT_KIND_GRAM, 1, -9, 1.0),
+                            (libsbml.UNIT_KIND_LITRE, -1, -3, 1.0)]),
+    "ng/g": ("ng_per_g", [(libsbml.UNIT_KIND_DIMENSIONLESS, 1, -9, 1.0)]),
+}
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != libsbml.LIBSBML_OPERATION_SUCCESS:
+        raise SBMLExportError(f"libSBML failed to {what}: {libsbml.OperationReturnValue_toString(rc)}")
+
+
+def _math(expr: str) -> libsbml.ASTNode:
+    text = expr.replace("**", "^")
+    text = re.sub(r"\blog\(", "ln(", text)
+    ast = libsbml.parseL3Formula(text)
+    if ast is None:
+        raise SBMLExportError(f"cannot parse {expr!r}: {libsbml.getLastParseL3Error()}")
+    return ast
+
+
+def _unit_id(model: libsbml.Model, unit: str) -> str:
+    uid, parts = _UNITS[unit]
+    if uid != "dimensionless" and model.getUnitDefinition(uid) is None:
+        ud = model.createUnitDefinition()
+        _check(ud.setId(uid), f"set unit id {uid}")
+        for kind, exp, scale, mult in parts:
+            u = ud.createUnit()
+            u.setKind(kind)
+            u.setExponent(exp)
+            u.setScale(scale)
+            u.setMultiplier(mult)
+    return uid
+
+
+def _parameter(model, pid: str, value: float, unit: str, constant: bool, name: str = ""):
+    p = model.createParameter()
+    _check(p.setId(pid), f"set id {pid}")
+    p.setValue(float(value))
+    p.setConstant(constant)
+    p.setUnits(_unit_id(model, unit))
+    if name:
+        p.setName(name)
+    return p
+
+
+def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: float,
+                   name: str = "ketasim") -> libsbml.SBMLDocument:
+    """SBML document of one subject (``pvec`` row, ``events.values`` column ``subject``)."""
+    doc = libsbml.SBMLDocument(3, 2)
+    model = doc.createModel()
+    model.setId(re.sub(r"[^A-Za-z0-9_]", "_", name) or "ketasim")
+    model.setName(f"ketasim PK + signalling: {name}")
+    model.setTimeUnits(_unit_id(model, "h"))
+    fd = model.createFunctionDefinition()
+    fd.setId("pos")
+    fd.setMath(libsbml.parseL3Formula("lambda(x, 0.5 * (x + abs(x)))"))
+
+    _parameter(model, "time_offset_h", t_start, "h", True,
+               "ketasim time of SBML time 0 (scenario time = SBML time + offset)")
+    for j, p in enumerate(spec.PARAMS):
+        _parameter(model, p.name, pvec[j], p.unit, True, p.registry)
+    for j, c in enumerate(spec.CONTROLS):
+        _parameter(model, c.name, pvec[len(spec.PARAMS) + j], c.unit, False, c.description)
+    for s in spec.STATES:
+        _parameter(model, s.name, s.initial, s.unit, False, s.description)
+    assign_units = {name: spec.ASSIGNMENT_UNITS.get(name, "1") for name, _ in spec.ASSIGNMENTS}
+    for name, expr in spec.ASSIGNMENTS:
+        _parameter(model, name, 0.0, assign_units[name], False)
+        rule = model.createAssignmentRule()
+        rule.setVariable(name)
+        _check(rule.setMath(_math(expr)), f"set math of {name}")
+    for name, expr in spec.RATES:
+        rule = model.createRateRule()
+        rule.setVariable(name)
+        _check(rule.setMath(_math(expr)), f"set rate of {name}")
+    for name, expr, unit, desc in spec.OUTPUTS:
+        oid = f"out_{name}"
+        _parameter(model, oid, 0.0, unit, False, desc)
+        rule = model.createAssignmentRule()
+        rule.setVariable(oid)
+        _check(rule.setMath(_math(expr)), f"set output {name}")
+
+    # events: one SBML event per distinct time, with the net effect per target
+    targets = {i: n for i, n in enumerate(spec.STATE_NAMES)}
+    ptargets = {i: n for i, n in enumerate(spec.PVEC_NAMES)}
+    groups: dict[float, dict[str, tuple[str, float]]] = {}
+    labels: dict[float, list[str]] = {}
+    for k in range(events.n):
+        t = float(events.times[k])
+        var = (targets if events.kind[k] == EV_ADD_STATE else ptargets)[int(events.index[k])]
+        v = float(events.values[subject, k])
+        g = groups.setdefault(t, {})
+        labels.setdefault(t, []).append(events.labels[k])
+        if events.kind[k] == EV_SET_PARAM:
+            g[var] = ("set", v)
+        else:
+            mode, acc = g.get(var, ("add", 0.0))
+            g[var] = (mode, acc + v)
+    for n_ev, (t, g) in enumerate(sorted(groups.items())):
+        ev = model.createEvent()
+        ev.setId(f"ev{n_ev}")
+        ev.setName(f"t = {t:g} h: {', '.join(labels[t])}")
+        ev.setUseValuesFromTriggerTime(True)
+        trig = ev.createTrigger()
+        trig.setInitialValue(True)
+        trig.setPersistent(True)
+        trig.setMath(libsbml.parseL3Formula(f"time >= {t - t_start!r}"))
+        for var, (mode, v) in g.items():
+            ea = ev.createEventAssignment()
+            ea.setVariable(var)
+            ea.setMath(libsbml.parseL3Formula(f"{v!r}" if mode == "set" else f"{var} + ({v!r})"))
+    return doc
+
+
+def write_sbml(doc: libsbml.SBMLDocument, path: str | Path) -> None:
+    n_err = doc.checkInternalConsistency()
+    errors = [doc.getError(i) for i in range(doc.getNumErrors())
+              if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    if n_err and errors:
+        raise SBMLExportError(f"invalid SBML: {errors[0].getMessage().strip()}")
+    text = libsbml.writeSBMLToString(doc)
+    Path(path).write_text(text)

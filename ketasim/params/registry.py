@@ -1,0 +1,133 @@
+"""The parameter registry: every model parameter with unit, default, range and source.
+
+All parameters live in ``parameters.yaml`` beside this module. Each entry has
+
+``name``         dotted name (``pk.mouse.ketamine.cl``)
+``value``        default (typical individual) in ``unit``
+``unit``         unit string; internal units are h, L/kg, mg/kg, mg/L, uM
+``range``        plausible [low, high] used by calibration and sensitivity
+``source``       a citation, "fitted to F-..." or "assumed ..."
+``description``  what it is
+``bsv_cv``       optional between-subject coefficient of variation (log-normal), default 0
+
+The registry is data: code never branches on a scenario's name to change a parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+REQUIRED_FIELDS = ("name", "value", "unit", "range", "source", "description")
+
+
+class RegistryError(ValueError):
+    """A parameter entry is malformed."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One registry entry."""
+
+    name: str
+    value: float
+    unit: str
+    low: float
+    high: float
+    source: str
+    description: str
+    bsv_cv: float = 0.0
+
+    @property
+    def omega(self) -> float:
+        """Standard deviation of log(parameter) for the between-subject CV."""
+        return math.sqrt(math.log1p(self.bsv_cv**2)) if self.bsv_cv > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Registry:
+    """All parameters, by name, in file order."""
+
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Parameter:
+        try:
+            return self.parameters[name]
+        except KeyError:
+            raise KeyError(f"unknown parameter {name!r} (not in the registry)") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.parameters
+
+    def __iter__(self):
+        return iter(self.parameters.values())
+
+    def __len__(self) -> int:
+        return len(self.parameters)
+
+    def value(self, name: str) -> float:
+        return self[name].value
+
+    def values(self) -> dict[str, float]:
+        return {p.name: p.value for p in self}
+
+    def with_values(self, overrides: dict[str, float]) -> Registry:
+        """Return a copy with some defaults replaced (calibration, sensitivity)."""
+        params = dict(self.parameters)
+        for name, v in overrides.items():
+            p = self[name]
+            params[name] = Parameter(p.name, float(v), p.unit, p.low, p.high, p.source,
+                                     p.description, p.bsv_cv)
+        return Registry(params)
+
+
+def _parse_entry(raw: dict, index: int) -> Parameter:
+    if not isinstance(raw, dict):
+        raise RegistryError(f"parameters.yaml entry {index}: expected a mapping, got {raw!r}")
+    missing = [f for f in REQUIRED_FIELDS if raw.get(f) in (None, "")]
+    if missing:
+        raise RegistryError(
+            f"parameters.yaml entry {index} ({raw.get('name', '?')}): missing {', '.join(missing)}"
+        )
+    extra = set(raw) - set(REQUIRED_FIELDS) - {"bsv_cv"}
+    if extra:
+        raise RegistryError(f"parameter {raw['name']}: unknown fields {sorted(extra)}")
+    rng = raw["range"]
+    if not (isinstance(rng, list) and len(rng) == 2):
+        raise RegistryError(f"parameter {raw['name']}: range must be [low, high], got {rng!r}")
+    low, high = float(rng[0]), float(rng[1])
+    value = float(raw["value"])
+    if not (low <= value <= high):
+        raise RegistryError(
+            f"parameter {raw['name']}: default {value} outside its range [{low}, {high}]"
+        )
+    cv = float(raw.get("bsv_cv", 0.0))
+    if cv < 0:
+        raise RegistryError(f"parameter {raw['name']}: bsv_cv must be >= 0")
+    return Parameter(str(raw["name"]), value, str(raw["unit"]), low, high,
+                     str(raw["source"]), str(raw["description"]), cv)
+
+
+def parse_registry(text: str) -> Registry:
+    """Parse registry YAML text (a list of entries) into a :class:`Registry`."""
+    data = yaml.safe_load(text)
+    if not isinstance(data, list):
+        raise RegistryError("parameters.yaml must be a list of parameter entries")
+    params: dict[str, Parameter] = {}
+    for i, raw in enumerate(data):
+        p = _parse_entry(raw, i)
+        if p.name in params:
+            raise RegistryError(f"parameter {p.name} defined twice")
+        params[p.name] = p
+    return Registry(params)
+
+
+@lru_cache(maxsize=1)
+def load_registry() -> Registry:
+    """The package's default parameter registry."""
+    text = resources.files("ketasim.params").joinpath("parameters.yaml").read_text()
+    return parse_registry(text)
