@@ -1,0 +1,1 @@
+"""Timeline, cohorts, assays and the runner that drives the model layers."""

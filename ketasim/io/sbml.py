@@ -88,6 +88,45 @@ def _parameter(model, pid: str, value: float, unit: str, constant: bool, name: s
     return p
 
 
+def _state_or_control_unit(var: str) -> str:
+    for s in spec.STATES:
+        if s.name == var:
+            return s.unit
+    for c in spec.CONTROLS:
+        if c.name == var:
+            return c.unit
+    raise KeyError(var)
+
+
+def event_parameter_values(events: EventTable, subject: int) -> dict[str, float]:
+    """Values of the ``ev<k>_<var>`` parameters of :func:`build_document` for a subject
+    (to reuse one loaded document for every subject of an arm)."""
+    out: dict[str, float] = {}
+    for n_ev, (_t, g) in enumerate(sorted(_event_groups(events, subject)[0].items())):
+        for var, (_mode, v) in g.items():
+            out[f"ev{n_ev}_{var}"] = v
+    return out
+
+
+def _event_groups(events: EventTable, subject: int):
+    targets = dict(enumerate(spec.STATE_NAMES))
+    ptargets = dict(enumerate(spec.PVEC_NAMES))
+    groups: dict[float, dict[str, tuple[str, float]]] = {}
+    labels: dict[float, list[str]] = {}
+    for k in range(events.n):
+        t = float(events.times[k])
+        var = (targets if events.kind[k] == EV_ADD_STATE else ptargets)[int(events.index[k])]
+        v = float(events.values[subject, k])
+        g = groups.setdefault(t, {})
+        labels.setdefault(t, []).append(events.labels[k])
+        if events.kind[k] == EV_SET_PARAM:
+            g[var] = ("set", v)
+        else:
+            mode, acc = g.get(var, ("add", 0.0))
+            g[var] = (mode, acc + v)
+    return groups, labels
+
+
 def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: float,
                    name: str = "ketasim") -> libsbml.SBMLDocument:
     """SBML document of one subject (``pvec`` row, ``events.values`` column ``subject``)."""
@@ -99,6 +138,12 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
     fd = model.createFunctionDefinition()
     fd.setId("pos")
     fd.setMath(libsbml.parseL3Formula("lambda(x, 0.5 * (x + abs(x)))"))
+    fd = model.createFunctionDefinition()
+    fd.setId("pw")
+    fd.setMath(libsbml.parseL3Formula("lambda(x, a, x^a)"))
+    fd = model.createFunctionDefinition()
+    fd.setId("hill")
+    fd.setMath(libsbml.parseL3Formula("lambda(x, k, n, x^n / (x^n + k^n))"))
 
     _parameter(model, "time_offset_h", t_start, "h", True,
                "ketasim time of SBML time 0 (scenario time = SBML time + offset)")
@@ -126,21 +171,7 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
         _check(rule.setMath(_math(expr)), f"set output {name}")
 
     # events: one SBML event per distinct time, with the net effect per target
-    targets = {i: n for i, n in enumerate(spec.STATE_NAMES)}
-    ptargets = {i: n for i, n in enumerate(spec.PVEC_NAMES)}
-    groups: dict[float, dict[str, tuple[str, float]]] = {}
-    labels: dict[float, list[str]] = {}
-    for k in range(events.n):
-        t = float(events.times[k])
-        var = (targets if events.kind[k] == EV_ADD_STATE else ptargets)[int(events.index[k])]
-        v = float(events.values[subject, k])
-        g = groups.setdefault(t, {})
-        labels.setdefault(t, []).append(events.labels[k])
-        if events.kind[k] == EV_SET_PARAM:
-            g[var] = ("set", v)
-        else:
-            mode, acc = g.get(var, ("add", 0.0))
-            g[var] = (mode, acc + v)
+    groups, labels = _event_groups(events, subject)
     for n_ev, (t, g) in enumerate(sorted(groups.items())):
         ev = model.createEvent()
         ev.setId(f"ev{n_ev}")
@@ -151,9 +182,13 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
         trig.setPersistent(True)
         trig.setMath(libsbml.parseL3Formula(f"time >= {t - t_start!r}"))
         for var, (mode, v) in g.items():
+            # the amount is a parameter, so one document serves every subject of an arm
+            vid = f"ev{n_ev}_{var}"
+            _parameter(model, vid, v, _state_or_control_unit(var), True,
+                       f"{'value set' if mode == 'set' else 'amount added'} at t = {t:g} h")
             ea = ev.createEventAssignment()
             ea.setVariable(var)
-            ea.setMath(libsbml.parseL3Formula(f"{v!r}" if mode == "set" else f"{var} + ({v!r})"))
+            ea.setMath(libsbml.parseL3Formula(vid if mode == "set" else f"{var} + {vid}"))
     return doc
 
 

@@ -10,6 +10,17 @@ def _pos(x):
     return x if x > 0.0 else 0.0
 
 
+@numba.njit(inline='always', cache=True)
+def _pw(x, a):
+    return x ** a
+
+
+@numba.njit(inline='always', cache=True)
+def _hill(x, k, n):
+    xn = x ** n
+    return xn / (xn + k ** n)
+
+
 N_STATES = 29
 N_PVEC = 95
 N_OUTPUTS = 28
@@ -156,19 +167,19 @@ def rhs(t, y, p, dy):
     nmda_ratio = _pos(cu_S / ki_S + cu_R / ki_R + cu_nk / ki_nk + cu_hnk / ki_hnk)
     occ_int = nmda_ratio / (nmda_ratio + pot_int)
     occ_pyr = nmda_ratio / (nmda_ratio + pot_pyr)
-    disinhibition = occ_int ** dis_n / (occ_int ** dis_n + dis_o50 ** dis_n)
+    disinhibition = _hill(occ_int, dis_o50, dis_n)
     glutamate = 1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)
     hnk_pot = hnk_emax * cu_hnk / (cu_hnk + hnk_ec50)
     ampa_block = nbqx_emax * r_nbqx / (1.0 + r_nbqx)
     ampa = 1.0 + (glutamate - 1.0 + hnk_pot) * (1.0 - ampa_block)
     da_target = (1.0 + da_gain * (ampa - 1.0) + ldopa_emax * r_ldopa / (1.0 + r_ldopa)) * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition) + da_term_act * terminal_activation
     d1_signal = dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390)) * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)
-    d1_act = d1_signal ** d1_n / (d1_signal ** d1_n + d1_k ** d1_n)
-    d1_act0 = 1.0 / (1.0 + d1_k ** d1_n)
+    d1_act = _hill(d1_signal, d1_k, d1_n)
+    d1_act0 = _hill(1.0, d1_k, d1_n)
     pka_free = (1.0 - h89_emax * r_h89 / (1.0 + r_h89)) * (1.0 - pki_block)
     pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0)
     priming_eff = priming * (1.0 - pp_stress * stress_load)
-    plasticity_potential = 1.0 / (1.0 + (1.0 - pp_control) / pp_control * priming_eff ** (-pp_slope))
+    plasticity_potential = 1.0 / (1.0 + (1.0 - pp_control) / pp_control * _pw(priming_eff, -pp_slope))
     bdnf_release = bdnf * ampa
     trkb_block = ana12_emax * r_ana12 / (1.0 + r_ana12)
     mtor_block = rapa_emax * r_rapamycin / (1.0 + r_rapamycin)
@@ -198,11 +209,11 @@ def rhs(t, y, p, dy):
     dy[18] = k_eef2 * (1.0 - eef2_block * occ_pyr - peef2)
     dy[19] = k_bdnf * ((1.0 - bdnf_stress * stress_load) * (1.0 + bdnf_eef2_gain * (1.0 - peef2)) - bdnf)
     dy[20] = k_trkb * (bdnf_release * (1.0 - trkb_block) - ptrkb)
-    dy[21] = k_erk * (ptrkb ** erk_trkb_exp * pka ** erk_pka_exp - perk)
-    dy[22] = k_mtor * (perk ** mtor_erk_exp * (1.0 - mtor_block) - pmtor)
+    dy[21] = k_erk * (_pw(ptrkb, erk_trkb_exp) * _pw(pka, erk_pka_exp) - perk)
+    dy[22] = k_mtor * (_pw(perk, mtor_erk_exp) * (1.0 - mtor_block) - pmtor)
     dy[23] = k_synthesis * (pmtor - synthesis)
-    dy[24] = k_psd95 * ((1.0 - psd95_stress * stress_load) * synthesis ** psd95_syn_exp - psd95)
-    dy[25] = k_glua1 * ((1.0 - glua1_stress * stress_load) * synthesis ** glua1_syn_exp - glua1)
+    dy[24] = k_psd95 * ((1.0 - psd95_stress * stress_load) * _pw(synthesis, psd95_syn_exp) - psd95)
+    dy[25] = k_glua1 * ((1.0 - glua1_stress * stress_load) * _pw(synthesis, glua1_syn_exp) - glua1)
     dy[26] = k_struct * (structural_input - structural_1)
     dy[27] = k_struct * (structural_1 - structural_2)
     dy[28] = k_struct * (structural_2 - structural_3)
@@ -349,19 +360,19 @@ def outputs(y, p, out):
     nmda_ratio = _pos(cu_S / ki_S + cu_R / ki_R + cu_nk / ki_nk + cu_hnk / ki_hnk)
     occ_int = nmda_ratio / (nmda_ratio + pot_int)
     occ_pyr = nmda_ratio / (nmda_ratio + pot_pyr)
-    disinhibition = occ_int ** dis_n / (occ_int ** dis_n + dis_o50 ** dis_n)
+    disinhibition = _hill(occ_int, dis_o50, dis_n)
     glutamate = 1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)
     hnk_pot = hnk_emax * cu_hnk / (cu_hnk + hnk_ec50)
     ampa_block = nbqx_emax * r_nbqx / (1.0 + r_nbqx)
     ampa = 1.0 + (glutamate - 1.0 + hnk_pot) * (1.0 - ampa_block)
     da_target = (1.0 + da_gain * (ampa - 1.0) + ldopa_emax * r_ldopa / (1.0 + r_ldopa)) * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition) + da_term_act * terminal_activation
     d1_signal = dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390)) * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)
-    d1_act = d1_signal ** d1_n / (d1_signal ** d1_n + d1_k ** d1_n)
-    d1_act0 = 1.0 / (1.0 + d1_k ** d1_n)
+    d1_act = _hill(d1_signal, d1_k, d1_n)
+    d1_act0 = _hill(1.0, d1_k, d1_n)
     pka_free = (1.0 - h89_emax * r_h89 / (1.0 + r_h89)) * (1.0 - pki_block)
     pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0)
     priming_eff = priming * (1.0 - pp_stress * stress_load)
-    plasticity_potential = 1.0 / (1.0 + (1.0 - pp_control) / pp_control * priming_eff ** (-pp_slope))
+    plasticity_potential = 1.0 / (1.0 + (1.0 - pp_control) / pp_control * _pw(priming_eff, -pp_slope))
     bdnf_release = bdnf * ampa
     trkb_block = ana12_emax * r_ana12 / (1.0 + r_ana12)
     mtor_block = rapa_emax * r_rapamycin / (1.0 + r_rapamycin)
@@ -398,14 +409,358 @@ def outputs(y, p, out):
     out[25] = elimination_drive
     out[26] = activity_drive
     out[27] = synaptic_protein
+N_JAC = 73
+
+
+@numba.njit(inline='always', cache=True)
+def _dpos(x):
+    return 1.0 if x > 0.0 else 0.0
+
+
+@numba.njit(cache=True, fastmath=False)
+def jac(y, p, J):
+    S_depot = y[0]
+    S_central = y[1]
+    S_peripheral = y[2]
+    S_brain = y[3]
+    R_depot = y[4]
+    R_central = y[5]
+    R_peripheral = y[6]
+    R_brain = y[7]
+    NK_depot = y[8]
+    NK_central = y[9]
+    NK_brain = y[10]
+    HNK_depot = y[11]
+    HNK_central = y[12]
+    HNK_brain = y[13]
+    stress_load = y[14]
+    dopamine = y[15]
+    pka = y[16]
+    priming = y[17]
+    peef2 = y[18]
+    bdnf = y[19]
+    ptrkb = y[20]
+    perk = y[21]
+    pmtor = y[22]
+    synthesis = y[23]
+    psd95 = y[24]
+    glua1 = y[25]
+    structural_1 = y[26]
+    structural_2 = y[27]
+    structural_3 = y[28]
+    mw_ket = p[0]
+    mw_nk = p[1]
+    mw_hnk = p[2]
+    cl_S = p[3]
+    r_to_s_cl = p[4]
+    v1 = p[5]
+    q = p[6]
+    v2 = p[7]
+    kp_ket = p[8]
+    ke0_ket = p[9]
+    f_nk = p[10]
+    f_hnk = p[11]
+    cl_nk = p[12]
+    v_nk = p[13]
+    cl_hnk = p[14]
+    v_hnk = p[15]
+    kp_nk = p[16]
+    kp_hnk = p[17]
+    ke0_met = p[18]
+    ki_S = p[19]
+    ki_R = p[20]
+    ki_nk = p[21]
+    ki_hnk = p[22]
+    fu_brain = p[23]
+    pot_int = p[24]
+    pot_pyr = p[25]
+    glu_amp = p[26]
+    dis_o50 = p[27]
+    dis_n = p[28]
+    hnk_emax = p[29]
+    hnk_ec50 = p[30]
+    da_gain = p[31]
+    k_da = p[32]
+    da_term_act = p[33]
+    d1_k = p[34]
+    d1_n = p[35]
+    pka_gain = p[36]
+    k_pka = p[37]
+    k_priming = p[38]
+    pp_control = p[39]
+    pp_slope = p[40]
+    pp_stress = p[41]
+    k_eef2 = p[42]
+    eef2_block = p[43]
+    k_bdnf = p[44]
+    bdnf_eef2_gain = p[45]
+    bdnf_stress = p[46]
+    k_trkb = p[47]
+    k_erk = p[48]
+    erk_trkb_exp = p[49]
+    erk_pka_exp = p[50]
+    k_mtor = p[51]
+    mtor_erk_exp = p[52]
+    k_synthesis = p[53]
+    k_psd95 = p[54]
+    psd95_syn_exp = p[55]
+    psd95_stress = p[56]
+    k_glua1 = p[57]
+    glua1_syn_exp = p[58]
+    glua1_stress = p[59]
+    k_struct = p[60]
+    form_gain = p[61]
+    form_stress = p[62]
+    elim_stress = p[63]
+    act_surge = p[64]
+    stress_k_on = p[65]
+    stress_k_off = p[66]
+    rapa_emax = p[67]
+    nbqx_emax = p[68]
+    ana12_emax = p[69]
+    sch_emax = p[70]
+    skf_emax = p[71]
+    h89_emax = p[72]
+    ldopa_emax = p[73]
+    ka_S = p[74]
+    ka_R = p[75]
+    ka_NK = p[76]
+    ka_HNK = p[77]
+    inf_S = p[78]
+    inf_R = p[79]
+    inf_NK = p[80]
+    inf_HNK = p[81]
+    stress_input = p[82]
+    r_rapamycin = p[83]
+    r_nbqx = p[84]
+    r_ana12 = p[85]
+    r_sch23390 = p[86]
+    r_skf81297 = p[87]
+    r_h89 = p[88]
+    r_ldopa = p[89]
+    drd1_ko = p[90]
+    pki_block = p[91]
+    vta_inhibition = p[92]
+    terminal_activation = p[93]
+    terminal_inhibition = p[94]
+    k10_S = cl_S / v1
+    k10_R = cl_S * r_to_s_cl / v1
+    k12 = q / v1
+    k21 = q / v2
+    cp_S = S_central / v1
+    cp_R = R_central / v1
+    cp_nk = NK_central / v_nk
+    cp_hnk = HNK_central / v_hnk
+    cu_S = fu_brain * S_brain * 1000.0 / mw_ket
+    cu_R = fu_brain * R_brain * 1000.0 / mw_ket
+    cu_nk = fu_brain * NK_brain * 1000.0 / mw_nk
+    cu_hnk = fu_brain * HNK_brain * 1000.0 / mw_hnk
+    nmda_ratio = _pos(cu_S / ki_S + cu_R / ki_R + cu_nk / ki_nk + cu_hnk / ki_hnk)
+    occ_int = nmda_ratio / (nmda_ratio + pot_int)
+    occ_pyr = nmda_ratio / (nmda_ratio + pot_pyr)
+    disinhibition = _hill(occ_int, dis_o50, dis_n)
+    glutamate = 1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)
+    hnk_pot = hnk_emax * cu_hnk / (cu_hnk + hnk_ec50)
+    ampa_block = nbqx_emax * r_nbqx / (1.0 + r_nbqx)
+    ampa = 1.0 + (glutamate - 1.0 + hnk_pot) * (1.0 - ampa_block)
+    da_target = (1.0 + da_gain * (ampa - 1.0) + ldopa_emax * r_ldopa / (1.0 + r_ldopa)) * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition) + da_term_act * terminal_activation
+    d1_signal = dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390)) * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)
+    d1_act = _hill(d1_signal, d1_k, d1_n)
+    d1_act0 = _hill(1.0, d1_k, d1_n)
+    pka_free = (1.0 - h89_emax * r_h89 / (1.0 + r_h89)) * (1.0 - pki_block)
+    pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0)
+    priming_eff = priming * (1.0 - pp_stress * stress_load)
+    plasticity_potential = 1.0 / (1.0 + (1.0 - pp_control) / pp_control * _pw(priming_eff, -pp_slope))
+    bdnf_release = bdnf * ampa
+    trkb_block = ana12_emax * r_ana12 / (1.0 + r_ana12)
+    mtor_block = rapa_emax * r_rapamycin / (1.0 + r_rapamycin)
+    structural_input = _pos(priming - 1.0) * _pos(synthesis - 1.0)
+    formation_drive = (1.0 - form_stress * stress_load) + form_gain * structural_3
+    elimination_drive = 1.0 + elim_stress * stress_load
+    activity_drive = glua1 * (1.0 + act_surge * (ampa - 1.0))
+    synaptic_protein = psd95
+    _d_cp_S_1 = (1/v1)
+    _d_cp_R_5 = (1/v1)
+    _d_cp_nk_9 = (1/v_nk)
+    _d_cp_hnk_12 = (1/v_hnk)
+    _d_cu_S_3 = (1000.0*fu_brain/mw_ket)
+    _d_cu_R_7 = (1000.0*fu_brain/mw_ket)
+    _d_cu_nk_10 = (1000.0*fu_brain/mw_nk)
+    _d_cu_hnk_13 = (1000.0*fu_brain/mw_hnk)
+    _d_nmda_ratio_3 = (_dpos(cu_R/ki_R + cu_S/ki_S + cu_hnk/ki_hnk + cu_nk/ki_nk)/ki_S) * _d_cu_S_3
+    _d_nmda_ratio_7 = (_dpos(cu_R/ki_R + cu_S/ki_S + cu_hnk/ki_hnk + cu_nk/ki_nk)/ki_R) * _d_cu_R_7
+    _d_nmda_ratio_10 = (_dpos(cu_R/ki_R + cu_S/ki_S + cu_hnk/ki_hnk + cu_nk/ki_nk)/ki_nk) * _d_cu_nk_10
+    _d_nmda_ratio_13 = (_dpos(cu_R/ki_R + cu_S/ki_S + cu_hnk/ki_hnk + cu_nk/ki_nk)/ki_hnk) * _d_cu_hnk_13
+    _d_occ_int_3 = (-nmda_ratio/(nmda_ratio + pot_int)**2 + 1/(nmda_ratio + pot_int)) * _d_nmda_ratio_3
+    _d_occ_int_7 = (-nmda_ratio/(nmda_ratio + pot_int)**2 + 1/(nmda_ratio + pot_int)) * _d_nmda_ratio_7
+    _d_occ_int_10 = (-nmda_ratio/(nmda_ratio + pot_int)**2 + 1/(nmda_ratio + pot_int)) * _d_nmda_ratio_10
+    _d_occ_int_13 = (-nmda_ratio/(nmda_ratio + pot_int)**2 + 1/(nmda_ratio + pot_int)) * _d_nmda_ratio_13
+    _d_occ_pyr_3 = (-nmda_ratio/(nmda_ratio + pot_pyr)**2 + 1/(nmda_ratio + pot_pyr)) * _d_nmda_ratio_3
+    _d_occ_pyr_7 = (-nmda_ratio/(nmda_ratio + pot_pyr)**2 + 1/(nmda_ratio + pot_pyr)) * _d_nmda_ratio_7
+    _d_occ_pyr_10 = (-nmda_ratio/(nmda_ratio + pot_pyr)**2 + 1/(nmda_ratio + pot_pyr)) * _d_nmda_ratio_10
+    _d_occ_pyr_13 = (-nmda_ratio/(nmda_ratio + pot_pyr)**2 + 1/(nmda_ratio + pot_pyr)) * _d_nmda_ratio_13
+    _d_disinhibition_3 = (dis_n*_pw(dis_o50, dis_n)*_pw(occ_int, dis_n - 1)/(_pw(dis_o50, dis_n) + _pw(occ_int, dis_n))**2) * _d_occ_int_3
+    _d_disinhibition_7 = (dis_n*_pw(dis_o50, dis_n)*_pw(occ_int, dis_n - 1)/(_pw(dis_o50, dis_n) + _pw(occ_int, dis_n))**2) * _d_occ_int_7
+    _d_disinhibition_10 = (dis_n*_pw(dis_o50, dis_n)*_pw(occ_int, dis_n - 1)/(_pw(dis_o50, dis_n) + _pw(occ_int, dis_n))**2) * _d_occ_int_10
+    _d_disinhibition_13 = (dis_n*_pw(dis_o50, dis_n)*_pw(occ_int, dis_n - 1)/(_pw(dis_o50, dis_n) + _pw(occ_int, dis_n))**2) * _d_occ_int_13
+    _d_glutamate_3 = (glu_amp*(1.0 - occ_pyr)) * _d_disinhibition_3 + (-disinhibition*glu_amp) * _d_occ_pyr_3
+    _d_glutamate_7 = (glu_amp*(1.0 - occ_pyr)) * _d_disinhibition_7 + (-disinhibition*glu_amp) * _d_occ_pyr_7
+    _d_glutamate_10 = (glu_amp*(1.0 - occ_pyr)) * _d_disinhibition_10 + (-disinhibition*glu_amp) * _d_occ_pyr_10
+    _d_glutamate_13 = (glu_amp*(1.0 - occ_pyr)) * _d_disinhibition_13 + (-disinhibition*glu_amp) * _d_occ_pyr_13
+    _d_hnk_pot_13 = (-cu_hnk*hnk_emax/(cu_hnk + hnk_ec50)**2 + hnk_emax/(cu_hnk + hnk_ec50)) * _d_cu_hnk_13
+    _d_ampa_3 = (1.0 - ampa_block) * _d_glutamate_3
+    _d_ampa_7 = (1.0 - ampa_block) * _d_glutamate_7
+    _d_ampa_10 = (1.0 - ampa_block) * _d_glutamate_10
+    _d_ampa_13 = (1.0 - ampa_block) * _d_glutamate_13 + (1.0 - ampa_block) * _d_hnk_pot_13
+    _d_da_target_3 = (da_gain*(1.0 - terminal_inhibition)*(1.0 - vta_inhibition)) * _d_ampa_3
+    _d_da_target_7 = (da_gain*(1.0 - terminal_inhibition)*(1.0 - vta_inhibition)) * _d_ampa_7
+    _d_da_target_10 = (da_gain*(1.0 - terminal_inhibition)*(1.0 - vta_inhibition)) * _d_ampa_10
+    _d_da_target_13 = (da_gain*(1.0 - terminal_inhibition)*(1.0 - vta_inhibition)) * _d_ampa_13
+    _d_d1_signal_15 = ((1.0 - drd1_ko)*(-r_sch23390*sch_emax/(r_sch23390 + 1.0) + 1.0))
+    _d_d1_act_15 = (d1_n*_pw(d1_k, d1_n)*_pw(d1_signal, d1_n - 1)/(_pw(d1_k, d1_n) + _pw(d1_signal, d1_n))**2) * _d_d1_signal_15
+    _d_pka_target_15 = (pka_free*pka_gain*_dpos(d1_act - d1_act0)) * _d_d1_act_15
+    _d_priming_eff_14 = (-pp_stress*priming)
+    _d_priming_eff_17 = (-pp_stress*stress_load + 1.0)
+    _d_plasticity_potential_14 = (1.0*pp_slope*(1.0 - pp_control)*_pw(priming_eff, -pp_slope - 1)/(pp_control*(1.0 + (1.0 - pp_control)*_pw(priming_eff, -pp_slope)/pp_control)**2)) * _d_priming_eff_14
+    _d_plasticity_potential_17 = (1.0*pp_slope*(1.0 - pp_control)*_pw(priming_eff, -pp_slope - 1)/(pp_control*(1.0 + (1.0 - pp_control)*_pw(priming_eff, -pp_slope)/pp_control)**2)) * _d_priming_eff_17
+    _d_bdnf_release_3 = (bdnf) * _d_ampa_3
+    _d_bdnf_release_7 = (bdnf) * _d_ampa_7
+    _d_bdnf_release_10 = (bdnf) * _d_ampa_10
+    _d_bdnf_release_13 = (bdnf) * _d_ampa_13
+    _d_bdnf_release_19 = (ampa)
+    _d_structural_input_17 = (_dpos(priming - 1.0)*_pos(synthesis - 1.0))
+    _d_structural_input_23 = (_dpos(synthesis - 1.0)*_pos(priming - 1.0))
+    _d_formation_drive_14 = (-form_stress)
+    _d_formation_drive_28 = (form_gain)
+    _d_elimination_drive_14 = (elim_stress)
+    _d_activity_drive_3 = (act_surge*glua1) * _d_ampa_3
+    _d_activity_drive_7 = (act_surge*glua1) * _d_ampa_7
+    _d_activity_drive_10 = (act_surge*glua1) * _d_ampa_10
+    _d_activity_drive_13 = (act_surge*glua1) * _d_ampa_13
+    _d_activity_drive_25 = (act_surge*(ampa - 1.0) + 1.0)
+    _d_synaptic_protein_24 = (1)
+    J[0] = (-ka_S)
+    J[1] = (ka_S)
+    J[2] = (-k10_S - k12)
+    J[3] = (k21)
+    J[4] = (k12)
+    J[5] = (-k21)
+    J[6] = (ke0_ket*kp_ket) * _d_cp_S_1
+    J[7] = (-ke0_ket)
+    J[8] = (-ka_R)
+    J[9] = (ka_R)
+    J[10] = (-k10_R - k12)
+    J[11] = (k21)
+    J[12] = (k12)
+    J[13] = (-k21)
+    J[14] = (ke0_ket*kp_ket) * _d_cp_R_5
+    J[15] = (-ke0_ket)
+    J[16] = (-ka_NK)
+    J[17] = (f_nk*k10_S*mw_nk/mw_ket)
+    J[18] = (f_nk*k10_R*mw_nk/mw_ket)
+    J[19] = (ka_NK)
+    J[20] = (-cl_nk/v_nk)
+    J[21] = (ke0_met*kp_nk) * _d_cp_nk_9
+    J[22] = (-ke0_met)
+    J[23] = (-ka_HNK)
+    J[24] = (f_hnk*k10_R*mw_hnk/mw_ket)
+    J[25] = (ka_HNK)
+    J[26] = (-cl_hnk/v_hnk)
+    J[27] = (ke0_met*kp_hnk) * _d_cp_hnk_12
+    J[28] = (-ke0_met)
+    J[29] = (-stress_input*stress_k_on - stress_k_off)
+    J[30] = (k_da) * _d_da_target_3
+    J[31] = (k_da) * _d_da_target_7
+    J[32] = (k_da) * _d_da_target_10
+    J[33] = (k_da) * _d_da_target_13
+    J[34] = (-k_da)
+    J[35] = (k_pka) * _d_pka_target_15
+    J[36] = (-k_pka)
+    J[37] = (k_priming)
+    J[38] = (-k_priming)
+    J[39] = (-eef2_block*k_eef2) * _d_occ_pyr_3
+    J[40] = (-eef2_block*k_eef2) * _d_occ_pyr_7
+    J[41] = (-eef2_block*k_eef2) * _d_occ_pyr_10
+    J[42] = (-eef2_block*k_eef2) * _d_occ_pyr_13
+    J[43] = (-k_eef2)
+    J[44] = (-bdnf_stress*k_bdnf*(bdnf_eef2_gain*(1.0 - peef2) + 1.0))
+    J[45] = (-bdnf_eef2_gain*k_bdnf*(-bdnf_stress*stress_load + 1.0))
+    J[46] = (-k_bdnf)
+    J[47] = (k_trkb*(1.0 - trkb_block)) * _d_bdnf_release_3
+    J[48] = (k_trkb*(1.0 - trkb_block)) * _d_bdnf_release_7
+    J[49] = (k_trkb*(1.0 - trkb_block)) * _d_bdnf_release_10
+    J[50] = (k_trkb*(1.0 - trkb_block)) * _d_bdnf_release_13
+    J[51] = (k_trkb*(1.0 - trkb_block)) * _d_bdnf_release_19
+    J[52] = (-k_trkb)
+    J[53] = (erk_pka_exp*k_erk*_pw(pka, erk_pka_exp - 1)*_pw(ptrkb, erk_trkb_exp))
+    J[54] = (erk_trkb_exp*k_erk*_pw(pka, erk_pka_exp)*_pw(ptrkb, erk_trkb_exp - 1))
+    J[55] = (-k_erk)
+    J[56] = (k_mtor*mtor_erk_exp*(1.0 - mtor_block)*_pw(perk, mtor_erk_exp - 1))
+    J[57] = (-k_mtor)
+    J[58] = (k_synthesis)
+    J[59] = (-k_synthesis)
+    J[60] = (-k_psd95*psd95_stress*_pw(synthesis, psd95_syn_exp))
+    J[61] = (k_psd95*psd95_syn_exp*(-psd95_stress*stress_load + 1.0)*_pw(synthesis, psd95_syn_exp - 1))
+    J[62] = (-k_psd95)
+    J[63] = (-glua1_stress*k_glua1*_pw(synthesis, glua1_syn_exp))
+    J[64] = (glua1_syn_exp*k_glua1*(-glua1_stress*stress_load + 1.0)*_pw(synthesis, glua1_syn_exp - 1))
+    J[65] = (-k_glua1)
+    J[66] = (k_struct) * _d_structural_input_17
+    J[67] = (k_struct) * _d_structural_input_23
+    J[68] = (-k_struct)
+    J[69] = (k_struct)
+    J[70] = (-k_struct)
+    J[71] = (k_struct)
+    J[72] = (-k_struct)
+
+
+@numba.njit(cache=True, fastmath=False)
+def solve_lin(J, inv_gh, b, u):
+    """Solve (inv_gh * I - J) u = b; J block lower-triangular."""
+    u[0] = (b[0]) / (inv_gh - J[0])
+    r0 = b[1] + J[1] * u[0]
+    r1 = b[2]
+    det = (inv_gh - J[2]) * (inv_gh - J[5]) - (-J[3]) * (-J[4])
+    u[1] = (r0 * (inv_gh - J[5]) - (-J[3]) * r1) / det
+    u[2] = ((inv_gh - J[2]) * r1 - (-J[4]) * r0) / det
+    u[3] = (b[3] + J[6] * u[1]) / (inv_gh - J[7])
+    u[4] = (b[4]) / (inv_gh - J[8])
+    r0 = b[5] + J[9] * u[4]
+    r1 = b[6]
+    det = (inv_gh - J[10]) * (inv_gh - J[13]) - (-J[11]) * (-J[12])
+    u[5] = (r0 * (inv_gh - J[13]) - (-J[11]) * r1) / det
+    u[6] = ((inv_gh - J[10]) * r1 - (-J[12]) * r0) / det
+    u[7] = (b[7] + J[14] * u[5]) / (inv_gh - J[15])
+    u[8] = (b[8]) / (inv_gh - J[16])
+    u[9] = (b[9] + J[17] * u[1] + J[18] * u[5] + J[19] * u[8]) / (inv_gh - J[20])
+    u[10] = (b[10] + J[21] * u[9]) / (inv_gh - J[22])
+    u[11] = (b[11]) / (inv_gh - J[23])
+    u[12] = (b[12] + J[24] * u[5] + J[25] * u[11]) / (inv_gh - J[26])
+    u[13] = (b[13] + J[27] * u[12]) / (inv_gh - J[28])
+    u[14] = (b[14]) / (inv_gh - J[29])
+    u[15] = (b[15] + J[30] * u[3] + J[31] * u[7] + J[32] * u[10] + J[33] * u[13]) / (inv_gh - J[34])
+    u[16] = (b[16] + J[35] * u[15]) / (inv_gh - J[36])
+    u[17] = (b[17] + J[37] * u[16]) / (inv_gh - J[38])
+    u[18] = (b[18] + J[39] * u[3] + J[40] * u[7] + J[41] * u[10] + J[42] * u[13]) / (inv_gh - J[43])
+    u[19] = (b[19] + J[44] * u[14] + J[45] * u[18]) / (inv_gh - J[46])
+    u[20] = (b[20] + J[47] * u[3] + J[48] * u[7] + J[49] * u[10] + J[50] * u[13] + J[51] * u[19]) / (inv_gh - J[52])
+    u[21] = (b[21] + J[53] * u[16] + J[54] * u[20]) / (inv_gh - J[55])
+    u[22] = (b[22] + J[56] * u[21]) / (inv_gh - J[57])
+    u[23] = (b[23] + J[58] * u[22]) / (inv_gh - J[59])
+    u[24] = (b[24] + J[60] * u[14] + J[61] * u[23]) / (inv_gh - J[62])
+    u[25] = (b[25] + J[63] * u[14] + J[64] * u[23]) / (inv_gh - J[65])
+    u[26] = (b[26] + J[66] * u[17] + J[67] * u[23]) / (inv_gh - J[68])
+    u[27] = (b[27] + J[69] * u[26]) / (inv_gh - J[70])
+    u[28] = (b[28] + J[71] * u[27]) / (inv_gh - J[72])
 
 import numpy as np
 
-# Template of the batched DP5(4) kernel. Not imported directly: codegen.py appends it to
-# _generated.py after the generated rhs/outputs, so that numba's on-disk cache is
-# invalidated whenever the model changes (numba does not track changes in called
-# functions defined in other modules). Documentation: see solver.py.
+# Template of the batched integration kernels. Not imported directly: codegen.py appends
+# it to _generated.py after the generated rhs/outputs/jac/solve_lin, so that numba's
+# on-disk cache is invalidated whenever the model changes (numba does not track changes
+# in called functions defined in other modules). Documentation: see solver.py.
 # ruff: noqa
+
 EV_ADD_STATE = 0
 EV_ADD_PARAM = 1
 EV_SET_PARAM = 2
@@ -413,7 +768,12 @@ EV_SET_PARAM = 2
 STATUS_OK = 0
 STATUS_TOO_MANY_STEPS = 1
 STATUS_STEP_TOO_SMALL = 2
+STATUS_NOT_FINITE = 3
 
+METHOD_DP5 = 0
+METHOD_ROS3 = 1
+
+# Dormand-Prince 5(4) with SciPy's RK45 dense-output matrix
 _C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0])
 _A = np.array([
     [0, 0, 0, 0, 0],
@@ -436,10 +796,203 @@ _P = np.array([
     [0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423],
 ])
 
+# ROS3: 3-stage, order 3(2), L-stable Rosenbrock method (Sandu et al. 1997, Atmos Environ
+# 31:3459, as in KPP). Stage 3 reuses stage 2's function value (a31 = a21, a32 = 0).
+_R_GAMMA = 0.43586652150845899941601945119356
+_R_A21 = 1.0
+_R_C21 = -1.0156171083877702091975600115545
+_R_C31 = 4.0759956452537699824805835358067
+_R_C32 = 9.2076794298330791242156818474003
+_R_M1 = 1.0
+_R_M2 = 6.1697947043828245592553615689730
+_R_M3 = -0.42772256543218573326238373806514
+_R_E1 = 0.5
+_R_E2 = -2.9079558716805469821718236208017
+_R_E3 = 0.22354069897811569627360909276199
+
+
+@numba.njit(cache=True)
+def _record(y, p, o_full, out_sel, out_row):
+    outputs(y, p, o_full)
+    for j in range(out_sel.shape[0]):
+        out_row[j] = o_full[out_sel[j]]
+
+
+@numba.njit(cache=True)
+def _err_norm(err, y, y_new, rtol, atol):
+    n = y.shape[0]
+    acc = 0.0
+    for i in range(n):
+        sc = atol + max(abs(y[i]), abs(y_new[i])) * rtol
+        acc += (err[i] / sc) ** 2
+    return np.sqrt(acc / n)
+
+
+@numba.njit(cache=True)
+def _initial_step(y, f0, rtol, atol, h_max):
+    n = y.shape[0]
+    d0 = 0.0
+    d1 = 0.0
+    for i in range(n):
+        sc = atol + abs(y[i]) * rtol
+        d0 += (y[i] / sc) ** 2
+        d1 += (f0[i] / sc) ** 2
+    d0 = np.sqrt(d0 / n)
+    d1 = np.sqrt(d1 / n)
+    if d0 < 1e-5 or d1 < 1e-5:
+        h = 1e-4
+    else:
+        h = 0.01 * d0 / d1
+    return min(h, 0.05, h_max)
+
+
+@numba.njit(cache=True)
+def _segment_dp5(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
+                 max_steps, n_steps, out, K, y_new, y_tmp, o_full):
+    n = y.shape[0]
+    n_out = out_times.shape[0]
+    rhs(t, y, p, K[0])
+    if h == 0.0:
+        h = _initial_step(y, K[0], rtol, atol, h_max)
+    err_v = np.empty(n)
+    while t < t_end:
+        if n_steps >= max_steps:
+            return STATUS_TOO_MANY_STEPS, t, i_out, n_steps, h
+        last = False
+        if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
+            h = t_end - t
+            last = True
+        for s in range(1, 6):
+            for i in range(n):
+                acc = 0.0
+                for r in range(s):
+                    acc += _A[s, r] * K[r, i]
+                y_tmp[i] = y[i] + h * acc
+            rhs(t + _C[s] * h, y_tmp, p, K[s])
+        for i in range(n):
+            acc = 0.0
+            for r in range(6):
+                acc += _B[r] * K[r, i]
+            y_new[i] = y[i] + h * acc
+        rhs(t + h, y_new, p, K[6])
+        for i in range(n):
+            e = 0.0
+            for r in range(7):
+                e += _E[r] * K[r, i]
+            err_v[i] = h * e
+        err = _err_norm(err_v, y, y_new, rtol, atol)
+        n_steps += 1
+        if not np.isfinite(err):
+            return STATUS_NOT_FINITE, t, i_out, n_steps, h
+        if err <= 1.0:
+            t_new = t_end if last else t + h
+            while i_out < n_out and out_times[i_out] <= t_new:
+                if out_times[i_out] == t_new:
+                    _record(y_new, p, o_full, out_sel, out[i_out])
+                else:
+                    x = (out_times[i_out] - t) / h
+                    x2 = x * x
+                    x3 = x2 * x
+                    x4 = x3 * x
+                    for i in range(n):
+                        acc = 0.0
+                        for r in range(7):
+                            acc += K[r, i] * (_P[r, 0] * x + _P[r, 1] * x2 + _P[r, 2] * x3
+                                              + _P[r, 3] * x4)
+                        y_tmp[i] = y[i] + h * acc
+                    _record(y_tmp, p, o_full, out_sel, out[i_out])
+                i_out += 1
+            t = t_new
+            for i in range(n):
+                y[i] = y_new[i]
+                K[0, i] = K[6, i]
+            fac = 10.0 if err == 0.0 else min(10.0, 0.9 * err ** -0.2)
+            h = min(h * fac, h_max)
+        else:
+            h = h * max(0.2, 0.9 * err ** -0.2)
+            if h < 1e-12:
+                return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
+    return STATUS_OK, t, i_out, n_steps, h
+
+
+@numba.njit(cache=True)
+def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
+                  max_steps, n_steps, out, K, y_new, y_tmp, o_full):
+    n = y.shape[0]
+    n_out = out_times.shape[0]
+    J = np.empty(N_JAC)
+    f0 = K[0]
+    f1 = K[1]
+    k1 = K[2]
+    k2 = K[3]
+    k3 = K[4]
+    b = K[5]
+    f_new = K[6]
+    err_v = np.empty(n)
+    rhs(t, y, p, f0)
+    if h == 0.0:
+        h = _initial_step(y, f0, rtol, atol, h_max)
+    jac(y, p, J)
+    while t < t_end:
+        if n_steps >= max_steps:
+            return STATUS_TOO_MANY_STEPS, t, i_out, n_steps, h
+        last = False
+        if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
+            h = t_end - t
+            last = True
+        inv_gh = 1.0 / (_R_GAMMA * h)
+        solve_lin(J, inv_gh, f0, k1)
+        for i in range(n):
+            y_tmp[i] = y[i] + _R_A21 * k1[i]
+        rhs(t + _R_GAMMA * h, y_tmp, p, f1)
+        for i in range(n):
+            b[i] = f1[i] + (_R_C21 / h) * k1[i]
+        solve_lin(J, inv_gh, b, k2)
+        for i in range(n):
+            b[i] = f1[i] + (_R_C31 * k1[i] + _R_C32 * k2[i]) / h
+        solve_lin(J, inv_gh, b, k3)
+        for i in range(n):
+            y_new[i] = y[i] + _R_M1 * k1[i] + _R_M2 * k2[i] + _R_M3 * k3[i]
+            err_v[i] = _R_E1 * k1[i] + _R_E2 * k2[i] + _R_E3 * k3[i]
+        err = _err_norm(err_v, y, y_new, rtol, atol)
+        n_steps += 1
+        if not np.isfinite(err):
+            return STATUS_NOT_FINITE, t, i_out, n_steps, h
+        if err <= 1.0:
+            t_new = t_end if last else t + h
+            rhs(t_new, y_new, p, f_new)
+            # cubic Hermite dense output from (y, f0) and (y_new, f_new)
+            while i_out < n_out and out_times[i_out] <= t_new:
+                if out_times[i_out] == t_new:
+                    _record(y_new, p, o_full, out_sel, out[i_out])
+                else:
+                    x = (out_times[i_out] - t) / h
+                    h00 = (1.0 + 2.0 * x) * (1.0 - x) * (1.0 - x)
+                    h10 = x * (1.0 - x) * (1.0 - x)
+                    h01 = x * x * (3.0 - 2.0 * x)
+                    h11 = x * x * (x - 1.0)
+                    for i in range(n):
+                        y_tmp[i] = (h00 * y[i] + h10 * h * f0[i] + h01 * y_new[i]
+                                    + h11 * h * f_new[i])
+                    _record(y_tmp, p, o_full, out_sel, out[i_out])
+                i_out += 1
+            t = t_new
+            for i in range(n):
+                y[i] = y_new[i]
+                f0[i] = f_new[i]
+            jac(y, p, J)
+            fac = 6.0 if err == 0.0 else min(6.0, 0.9 * err ** (-1.0 / 3.0))
+            h = min(h * max(fac, 0.2), h_max)
+        else:
+            h = h * max(0.2, 0.9 * err ** (-1.0 / 3.0))
+            if h < 1e-12:
+                return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
+    return STATUS_OK, t, i_out, n_steps, h
+
 
 @numba.njit(cache=True)
 def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
-                   out_sel, rtol, atol, h_max, max_steps, out):
+                   out_sel, rtol, atol, h_max, max_steps, method, out):
     """Integrate one subject in place; returns (status, n_steps)."""
     n = y.shape[0]
     K = np.empty((7, n))
@@ -448,138 +1001,51 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
     o_full = np.empty(N_OUTPUTS)
     n_out = out_times.shape[0]
     n_ev = ev_times.shape[0]
-    C = _C
-    A = _A
-    B = _B
-    E = _E
-    P = _P
     t = t_start
     i_out = 0
     i_ev = 0
     n_steps = 0
-    # outputs before the start are reported at the start state
-    while i_out < n_out and out_times[i_out] < t:
-        outputs(y, p, o_full)
-        for j in range(out_sel.shape[0]):
-            out[i_out, j] = o_full[out_sel[j]]
+    while i_out < n_out and out_times[i_out] < t:  # before the start: the start state
+        _record(y, p, o_full, out_sel, out[i_out])
         i_out += 1
     t_final = out_times[n_out - 1] if n_out > 0 else t
     h = 0.0
     while True:
-        # apply all events at the current time
         while i_ev < n_ev and ev_times[i_ev] <= t:
             k = ev_kind[i_ev]
             idx = ev_index[i_ev]
             v = ev_value[i_ev]
-            if k == 0:
+            if k == EV_ADD_STATE:
                 y[idx] += v
-            elif k == 1:
+            elif k == EV_ADD_PARAM:
                 p[idx] += v
             else:
                 p[idx] = v
             i_ev += 1
             h = 0.0  # restart step-size selection after a discontinuity
-        # outputs exactly at t (after events)
-        while i_out < n_out and out_times[i_out] <= t:
-            outputs(y, p, o_full)
-            for j in range(out_sel.shape[0]):
-                out[i_out, j] = o_full[out_sel[j]]
+        while i_out < n_out and out_times[i_out] <= t:  # outputs at t, after events
+            _record(y, p, o_full, out_sel, out[i_out])
             i_out += 1
         if i_out >= n_out:
-            return 0, n_steps
+            return STATUS_OK, n_steps
         t_end = t_final
         if i_ev < n_ev and ev_times[i_ev] < t_end:
             t_end = ev_times[i_ev]
-        # ---- integrate from t to t_end with DP5(4)
-        rhs(t, y, p, K[0])
-        if h == 0.0:
-            # initial step (Hairer's heuristic, simplified)
-            d0 = 0.0
-            d1 = 0.0
-            for i in range(n):
-                sc = atol + abs(y[i]) * rtol
-                d0 += (y[i] / sc) ** 2
-                d1 += (K[0, i] / sc) ** 2
-            d0 = np.sqrt(d0 / n)
-            d1 = np.sqrt(d1 / n)
-            if d0 < 1e-5 or d1 < 1e-5:
-                h = 1e-4
-            else:
-                h = 0.01 * d0 / d1
-            h = min(h, 0.05, h_max)
-        while t < t_end:
-            if n_steps >= max_steps:
-                return 1, n_steps
-            last = False
-            if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
-                h = t_end - t
-                last = True
-            # stages
-            for s in range(1, 6):
-                for i in range(n):
-                    acc = 0.0
-                    for r in range(s):
-                        acc += A[s, r] * K[r, i]
-                    y_tmp[i] = y[i] + h * acc
-                rhs(t + C[s] * h, y_tmp, p, K[s])
-            for i in range(n):
-                acc = 0.0
-                for r in range(6):
-                    acc += B[r] * K[r, i]
-                y_new[i] = y[i] + h * acc
-            rhs(t + h, y_new, p, K[6])
-            err = 0.0
-            for i in range(n):
-                e = 0.0
-                for r in range(7):
-                    e += E[r] * K[r, i]
-                e *= h
-                sc = atol + max(abs(y[i]), abs(y_new[i])) * rtol
-                err += (e / sc) ** 2
-            err = np.sqrt(err / n)
-            n_steps += 1
-            if err <= 1.0:
-                t_new = t_end if last else t + h
-                # dense output for the requested times inside (t, t_new]
-                while i_out < n_out and out_times[i_out] <= t_new:
-                    if out_times[i_out] == t_new:
-                        for i in range(n):
-                            y_tmp[i] = y_new[i]
-                    else:
-                        x = (out_times[i_out] - t) / h
-                        x2 = x * x
-                        x3 = x2 * x
-                        x4 = x3 * x
-                        for i in range(n):
-                            acc = 0.0
-                            for r in range(7):
-                                acc += K[r, i] * (P[r, 0] * x + P[r, 1] * x2 + P[r, 2] * x3
-                                                  + P[r, 3] * x4)
-                            y_tmp[i] = y[i] + h * acc
-                    outputs(y_tmp, p, o_full)
-                    for j in range(out_sel.shape[0]):
-                        out[i_out, j] = o_full[out_sel[j]]
-                    i_out += 1
-                t = t_new
-                for i in range(n):
-                    y[i] = y_new[i]
-                    K[0, i] = K[6, i]
-                if err == 0.0:
-                    fac = 10.0
-                else:
-                    fac = min(10.0, 0.9 * err ** -0.2)
-                h = min(h * fac, h_max)
-            else:
-                h = h * max(0.2, 0.9 * err ** -0.2)
-                if h < 1e-12:
-                    return 2, n_steps
-        if i_out >= n_out and i_ev >= n_ev:
-            return 0, n_steps
+        if method == METHOD_DP5:
+            st, t, i_out, n_steps, h = _segment_dp5(
+                y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
+                n_steps, out, K, y_new, y_tmp, o_full)
+        else:
+            st, t, i_out, n_steps, h = _segment_ros3(
+                y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
+                n_steps, out, K, y_new, y_tmp, o_full)
+        if st != STATUS_OK:
+            return st, n_steps
 
 
 @numba.njit(parallel=True, cache=True)
 def integrate_batch(y0, pvec, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
-                    out_sel, rtol, atol, h_max, max_steps):
+                    out_sel, rtol, atol, h_max, max_steps, method):
     """Integrate all subjects; returns (outputs[n_sub, n_times, n_sel], status, steps)."""
     n_sub = y0.shape[0]
     out = np.empty((n_sub, out_times.shape[0], out_sel.shape[0]))
@@ -589,8 +1055,8 @@ def integrate_batch(y0, pvec, t_start, ev_times, ev_kind, ev_index, ev_value, ou
         y = y0[s].copy()
         p = pvec[s].copy()
         st, ns = _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value[s],
-                                out_times, out_sel, rtol, atol, h_max, max_steps, out[s])
+                                out_times, out_sel, rtol, atol, h_max, max_steps, method,
+                                out[s])
         status[s] = st
         steps[s] = ns
     return out, status, steps
-

@@ -1,8 +1,9 @@
-# Template of the batched DP5(4) kernel. Not imported directly: codegen.py appends it to
-# _generated.py after the generated rhs/outputs, so that numba's on-disk cache is
-# invalidated whenever the model changes (numba does not track changes in called
-# functions defined in other modules). Documentation: see solver.py.
+# Template of the batched integration kernels. Not imported directly: codegen.py appends
+# it to _generated.py after the generated rhs/outputs/jac/solve_lin, so that numba's
+# on-disk cache is invalidated whenever the model changes (numba does not track changes
+# in called functions defined in other modules). Documentation: see solver.py.
 # ruff: noqa
+
 EV_ADD_STATE = 0
 EV_ADD_PARAM = 1
 EV_SET_PARAM = 2
@@ -10,7 +11,12 @@ EV_SET_PARAM = 2
 STATUS_OK = 0
 STATUS_TOO_MANY_STEPS = 1
 STATUS_STEP_TOO_SMALL = 2
+STATUS_NOT_FINITE = 3
 
+METHOD_DP5 = 0
+METHOD_ROS3 = 1
+
+# Dormand-Prince 5(4) with SciPy's RK45 dense-output matrix
 _C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0])
 _A = np.array([
     [0, 0, 0, 0, 0],
@@ -33,10 +39,203 @@ _P = np.array([
     [0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423],
 ])
 
+# ROS3: 3-stage, order 3(2), L-stable Rosenbrock method (Sandu et al. 1997, Atmos Environ
+# 31:3459, as in KPP). Stage 3 reuses stage 2's function value (a31 = a21, a32 = 0).
+_R_GAMMA = 0.43586652150845899941601945119356
+_R_A21 = 1.0
+_R_C21 = -1.0156171083877702091975600115545
+_R_C31 = 4.0759956452537699824805835358067
+_R_C32 = 9.2076794298330791242156818474003
+_R_M1 = 1.0
+_R_M2 = 6.1697947043828245592553615689730
+_R_M3 = -0.42772256543218573326238373806514
+_R_E1 = 0.5
+_R_E2 = -2.9079558716805469821718236208017
+_R_E3 = 0.22354069897811569627360909276199
+
+
+@numba.njit(cache=True)
+def _record(y, p, o_full, out_sel, out_row):
+    outputs(y, p, o_full)
+    for j in range(out_sel.shape[0]):
+        out_row[j] = o_full[out_sel[j]]
+
+
+@numba.njit(cache=True)
+def _err_norm(err, y, y_new, rtol, atol):
+    n = y.shape[0]
+    acc = 0.0
+    for i in range(n):
+        sc = atol + max(abs(y[i]), abs(y_new[i])) * rtol
+        acc += (err[i] / sc) ** 2
+    return np.sqrt(acc / n)
+
+
+@numba.njit(cache=True)
+def _initial_step(y, f0, rtol, atol, h_max):
+    n = y.shape[0]
+    d0 = 0.0
+    d1 = 0.0
+    for i in range(n):
+        sc = atol + abs(y[i]) * rtol
+        d0 += (y[i] / sc) ** 2
+        d1 += (f0[i] / sc) ** 2
+    d0 = np.sqrt(d0 / n)
+    d1 = np.sqrt(d1 / n)
+    if d0 < 1e-5 or d1 < 1e-5:
+        h = 1e-4
+    else:
+        h = 0.01 * d0 / d1
+    return min(h, 0.05, h_max)
+
+
+@numba.njit(cache=True)
+def _segment_dp5(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
+                 max_steps, n_steps, out, K, y_new, y_tmp, o_full):
+    n = y.shape[0]
+    n_out = out_times.shape[0]
+    rhs(t, y, p, K[0])
+    if h == 0.0:
+        h = _initial_step(y, K[0], rtol, atol, h_max)
+    err_v = np.empty(n)
+    while t < t_end:
+        if n_steps >= max_steps:
+            return STATUS_TOO_MANY_STEPS, t, i_out, n_steps, h
+        last = False
+        if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
+            h = t_end - t
+            last = True
+        for s in range(1, 6):
+            for i in range(n):
+                acc = 0.0
+                for r in range(s):
+                    acc += _A[s, r] * K[r, i]
+                y_tmp[i] = y[i] + h * acc
+            rhs(t + _C[s] * h, y_tmp, p, K[s])
+        for i in range(n):
+            acc = 0.0
+            for r in range(6):
+                acc += _B[r] * K[r, i]
+            y_new[i] = y[i] + h * acc
+        rhs(t + h, y_new, p, K[6])
+        for i in range(n):
+            e = 0.0
+            for r in range(7):
+                e += _E[r] * K[r, i]
+            err_v[i] = h * e
+        err = _err_norm(err_v, y, y_new, rtol, atol)
+        n_steps += 1
+        if not np.isfinite(err):
+            return STATUS_NOT_FINITE, t, i_out, n_steps, h
+        if err <= 1.0:
+            t_new = t_end if last else t + h
+            while i_out < n_out and out_times[i_out] <= t_new:
+                if out_times[i_out] == t_new:
+                    _record(y_new, p, o_full, out_sel, out[i_out])
+                else:
+                    x = (out_times[i_out] - t) / h
+                    x2 = x * x
+                    x3 = x2 * x
+                    x4 = x3 * x
+                    for i in range(n):
+                        acc = 0.0
+                        for r in range(7):
+                            acc += K[r, i] * (_P[r, 0] * x + _P[r, 1] * x2 + _P[r, 2] * x3
+                                              + _P[r, 3] * x4)
+                        y_tmp[i] = y[i] + h * acc
+                    _record(y_tmp, p, o_full, out_sel, out[i_out])
+                i_out += 1
+            t = t_new
+            for i in range(n):
+                y[i] = y_new[i]
+                K[0, i] = K[6, i]
+            fac = 10.0 if err == 0.0 else min(10.0, 0.9 * err ** -0.2)
+            h = min(h * fac, h_max)
+        else:
+            h = h * max(0.2, 0.9 * err ** -0.2)
+            if h < 1e-12:
+                return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
+    return STATUS_OK, t, i_out, n_steps, h
+
+
+@numba.njit(cache=True)
+def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
+                  max_steps, n_steps, out, K, y_new, y_tmp, o_full):
+    n = y.shape[0]
+    n_out = out_times.shape[0]
+    J = np.empty(N_JAC)
+    f0 = K[0]
+    f1 = K[1]
+    k1 = K[2]
+    k2 = K[3]
+    k3 = K[4]
+    b = K[5]
+    f_new = K[6]
+    err_v = np.empty(n)
+    rhs(t, y, p, f0)
+    if h == 0.0:
+        h = _initial_step(y, f0, rtol, atol, h_max)
+    jac(y, p, J)
+    while t < t_end:
+        if n_steps >= max_steps:
+            return STATUS_TOO_MANY_STEPS, t, i_out, n_steps, h
+        last = False
+        if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
+            h = t_end - t
+            last = True
+        inv_gh = 1.0 / (_R_GAMMA * h)
+        solve_lin(J, inv_gh, f0, k1)
+        for i in range(n):
+            y_tmp[i] = y[i] + _R_A21 * k1[i]
+        rhs(t + _R_GAMMA * h, y_tmp, p, f1)
+        for i in range(n):
+            b[i] = f1[i] + (_R_C21 / h) * k1[i]
+        solve_lin(J, inv_gh, b, k2)
+        for i in range(n):
+            b[i] = f1[i] + (_R_C31 * k1[i] + _R_C32 * k2[i]) / h
+        solve_lin(J, inv_gh, b, k3)
+        for i in range(n):
+            y_new[i] = y[i] + _R_M1 * k1[i] + _R_M2 * k2[i] + _R_M3 * k3[i]
+            err_v[i] = _R_E1 * k1[i] + _R_E2 * k2[i] + _R_E3 * k3[i]
+        err = _err_norm(err_v, y, y_new, rtol, atol)
+        n_steps += 1
+        if not np.isfinite(err):
+            return STATUS_NOT_FINITE, t, i_out, n_steps, h
+        if err <= 1.0:
+            t_new = t_end if last else t + h
+            rhs(t_new, y_new, p, f_new)
+            # cubic Hermite dense output from (y, f0) and (y_new, f_new)
+            while i_out < n_out and out_times[i_out] <= t_new:
+                if out_times[i_out] == t_new:
+                    _record(y_new, p, o_full, out_sel, out[i_out])
+                else:
+                    x = (out_times[i_out] - t) / h
+                    h00 = (1.0 + 2.0 * x) * (1.0 - x) * (1.0 - x)
+                    h10 = x * (1.0 - x) * (1.0 - x)
+                    h01 = x * x * (3.0 - 2.0 * x)
+                    h11 = x * x * (x - 1.0)
+                    for i in range(n):
+                        y_tmp[i] = (h00 * y[i] + h10 * h * f0[i] + h01 * y_new[i]
+                                    + h11 * h * f_new[i])
+                    _record(y_tmp, p, o_full, out_sel, out[i_out])
+                i_out += 1
+            t = t_new
+            for i in range(n):
+                y[i] = y_new[i]
+                f0[i] = f_new[i]
+            jac(y, p, J)
+            fac = 6.0 if err == 0.0 else min(6.0, 0.9 * err ** (-1.0 / 3.0))
+            h = min(h * max(fac, 0.2), h_max)
+        else:
+            h = h * max(0.2, 0.9 * err ** (-1.0 / 3.0))
+            if h < 1e-12:
+                return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
+    return STATUS_OK, t, i_out, n_steps, h
+
 
 @numba.njit(cache=True)
 def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
-                   out_sel, rtol, atol, h_max, max_steps, out):
+                   out_sel, rtol, atol, h_max, max_steps, method, out):
     """Integrate one subject in place; returns (status, n_steps)."""
     n = y.shape[0]
     K = np.empty((7, n))
@@ -45,138 +244,51 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
     o_full = np.empty(N_OUTPUTS)
     n_out = out_times.shape[0]
     n_ev = ev_times.shape[0]
-    C = _C
-    A = _A
-    B = _B
-    E = _E
-    P = _P
     t = t_start
     i_out = 0
     i_ev = 0
     n_steps = 0
-    # outputs before the start are reported at the start state
-    while i_out < n_out and out_times[i_out] < t:
-        outputs(y, p, o_full)
-        for j in range(out_sel.shape[0]):
-            out[i_out, j] = o_full[out_sel[j]]
+    while i_out < n_out and out_times[i_out] < t:  # before the start: the start state
+        _record(y, p, o_full, out_sel, out[i_out])
         i_out += 1
     t_final = out_times[n_out - 1] if n_out > 0 else t
     h = 0.0
     while True:
-        # apply all events at the current time
         while i_ev < n_ev and ev_times[i_ev] <= t:
             k = ev_kind[i_ev]
             idx = ev_index[i_ev]
             v = ev_value[i_ev]
-            if k == 0:
+            if k == EV_ADD_STATE:
                 y[idx] += v
-            elif k == 1:
+            elif k == EV_ADD_PARAM:
                 p[idx] += v
             else:
                 p[idx] = v
             i_ev += 1
             h = 0.0  # restart step-size selection after a discontinuity
-        # outputs exactly at t (after events)
-        while i_out < n_out and out_times[i_out] <= t:
-            outputs(y, p, o_full)
-            for j in range(out_sel.shape[0]):
-                out[i_out, j] = o_full[out_sel[j]]
+        while i_out < n_out and out_times[i_out] <= t:  # outputs at t, after events
+            _record(y, p, o_full, out_sel, out[i_out])
             i_out += 1
         if i_out >= n_out:
-            return 0, n_steps
+            return STATUS_OK, n_steps
         t_end = t_final
         if i_ev < n_ev and ev_times[i_ev] < t_end:
             t_end = ev_times[i_ev]
-        # ---- integrate from t to t_end with DP5(4)
-        rhs(t, y, p, K[0])
-        if h == 0.0:
-            # initial step (Hairer's heuristic, simplified)
-            d0 = 0.0
-            d1 = 0.0
-            for i in range(n):
-                sc = atol + abs(y[i]) * rtol
-                d0 += (y[i] / sc) ** 2
-                d1 += (K[0, i] / sc) ** 2
-            d0 = np.sqrt(d0 / n)
-            d1 = np.sqrt(d1 / n)
-            if d0 < 1e-5 or d1 < 1e-5:
-                h = 1e-4
-            else:
-                h = 0.01 * d0 / d1
-            h = min(h, 0.05, h_max)
-        while t < t_end:
-            if n_steps >= max_steps:
-                return 1, n_steps
-            last = False
-            if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
-                h = t_end - t
-                last = True
-            # stages
-            for s in range(1, 6):
-                for i in range(n):
-                    acc = 0.0
-                    for r in range(s):
-                        acc += A[s, r] * K[r, i]
-                    y_tmp[i] = y[i] + h * acc
-                rhs(t + C[s] * h, y_tmp, p, K[s])
-            for i in range(n):
-                acc = 0.0
-                for r in range(6):
-                    acc += B[r] * K[r, i]
-                y_new[i] = y[i] + h * acc
-            rhs(t + h, y_new, p, K[6])
-            err = 0.0
-            for i in range(n):
-                e = 0.0
-                for r in range(7):
-                    e += E[r] * K[r, i]
-                e *= h
-                sc = atol + max(abs(y[i]), abs(y_new[i])) * rtol
-                err += (e / sc) ** 2
-            err = np.sqrt(err / n)
-            n_steps += 1
-            if err <= 1.0:
-                t_new = t_end if last else t + h
-                # dense output for the requested times inside (t, t_new]
-                while i_out < n_out and out_times[i_out] <= t_new:
-                    if out_times[i_out] == t_new:
-                        for i in range(n):
-                            y_tmp[i] = y_new[i]
-                    else:
-                        x = (out_times[i_out] - t) / h
-                        x2 = x * x
-                        x3 = x2 * x
-                        x4 = x3 * x
-                        for i in range(n):
-                            acc = 0.0
-                            for r in range(7):
-                                acc += K[r, i] * (P[r, 0] * x + P[r, 1] * x2 + P[r, 2] * x3
-                                                  + P[r, 3] * x4)
-                            y_tmp[i] = y[i] + h * acc
-                    outputs(y_tmp, p, o_full)
-                    for j in range(out_sel.shape[0]):
-                        out[i_out, j] = o_full[out_sel[j]]
-                    i_out += 1
-                t = t_new
-                for i in range(n):
-                    y[i] = y_new[i]
-                    K[0, i] = K[6, i]
-                if err == 0.0:
-                    fac = 10.0
-                else:
-                    fac = min(10.0, 0.9 * err ** -0.2)
-                h = min(h * fac, h_max)
-            else:
-                h = h * max(0.2, 0.9 * err ** -0.2)
-                if h < 1e-12:
-                    return 2, n_steps
-        if i_out >= n_out and i_ev >= n_ev:
-            return 0, n_steps
+        if method == METHOD_DP5:
+            st, t, i_out, n_steps, h = _segment_dp5(
+                y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
+                n_steps, out, K, y_new, y_tmp, o_full)
+        else:
+            st, t, i_out, n_steps, h = _segment_ros3(
+                y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
+                n_steps, out, K, y_new, y_tmp, o_full)
+        if st != STATUS_OK:
+            return st, n_steps
 
 
 @numba.njit(parallel=True, cache=True)
 def integrate_batch(y0, pvec, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
-                    out_sel, rtol, atol, h_max, max_steps):
+                    out_sel, rtol, atol, h_max, max_steps, method):
     """Integrate all subjects; returns (outputs[n_sub, n_times, n_sel], status, steps)."""
     n_sub = y0.shape[0]
     out = np.empty((n_sub, out_times.shape[0], out_sel.shape[0]))
@@ -186,8 +298,8 @@ def integrate_batch(y0, pvec, t_start, ev_times, ev_kind, ev_index, ev_value, ou
         y = y0[s].copy()
         p = pvec[s].copy()
         st, ns = _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value[s],
-                                out_times, out_sel, rtol, atol, h_max, max_steps, out[s])
+                                out_times, out_sel, rtol, atol, h_max, max_steps, method,
+                                out[s])
         status[s] = st
         steps[s] = ns
     return out, status, steps
-

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ketasim.signaling import spec
+from ketasim.signaling import jacobian, spec
 
 GENERATED = Path(__file__).with_name("_generated.py")
 _KERNEL = Path(__file__).with_name("_kernel_template.py")
@@ -28,6 +28,8 @@ import numba
 def _py(expr: str) -> str:
     """Translate a spec expression to numba-compilable Python."""
     expr = re.sub(r"\bpos\(", "_pos(", expr)
+    expr = re.sub(r"\bpw\(", "_pw(", expr)
+    expr = re.sub(r"\bhill\(", "_hill(", expr)
     expr = re.sub(r"\bexp\(", "math.exp(", expr)
     expr = re.sub(r"\blog\(", "math.log(", expr)
     return expr
@@ -46,6 +48,10 @@ def generate_source() -> str:
     lines = [_HEADER]
     lines.append("@numba.njit(inline='always', cache=True)")
     lines.append("def _pos(x):\n    return x if x > 0.0 else 0.0\n\n")
+    lines.append("@numba.njit(inline='always', cache=True)")
+    lines.append("def _pw(x, a):\n    return x ** a\n\n")
+    lines.append("@numba.njit(inline='always', cache=True)")
+    lines.append("def _hill(x, k, n):\n    xn = x ** n\n    return xn / (xn + k ** n)\n\n")
     lines.append(f"N_STATES = {spec.N_STATES}")
     lines.append(f"N_PVEC = {spec.N_PVEC}")
     lines.append(f"N_OUTPUTS = {len(spec.OUTPUTS)}\n\n")
@@ -61,6 +67,20 @@ def generate_source() -> str:
     _unpack(lines)
     for i, (name, expr, _unit, _desc) in enumerate(spec.OUTPUTS):
         lines.append(f"    out[{i}] = {_py(expr)}")
+    # analytic Jacobian (sparse, block lower-triangular) and its linear solve
+    jc = jacobian.build()
+    lines.append(f"N_JAC = {len(jc.entries)}\n\n")
+    lines.append("@numba.njit(inline='always', cache=True)")
+    lines.append("def _dpos(x):\n    return 1.0 if x > 0.0 else 0.0\n\n")
+    lines.append("@numba.njit(cache=True, fastmath=False)")
+    lines.append("def jac(y, p, J):")
+    _unpack(lines)
+    lines.extend(jc.lines)
+    lines.append("\n")
+    lines.append("@numba.njit(cache=True, fastmath=False)")
+    lines.append("def solve_lin(J, inv_gh, b, u):")
+    lines.append('    """Solve (inv_gh * I - J) u = b; J block lower-triangular."""')
+    lines.extend(jacobian.solve_lines(jc))
     lines.append("")
     lines.append("import numpy as np\n")
     lines.append(_KERNEL.read_text())

@@ -9,7 +9,7 @@ import numpy as np
 from ketasim.experiment.cohort import Cohort
 from ketasim.experiment.timeline import EventTable
 from ketasim.signaling import spec
-from ketasim.signaling.solver import integrate_batch
+from ketasim.signaling.solver import METHODS, integrate_batch
 
 DEFAULT_RTOL = 1e-6
 DEFAULT_ATOL = 1e-9
@@ -50,7 +50,8 @@ def start_time(events: EventTable, times_h: np.ndarray) -> float:
 
 def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None,
                        rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-                       h_max: float = np.inf, max_steps: int = 1_000_000) -> SignalingResult:
+                       h_max: float = np.inf, max_steps: int = 1_000_000,
+                       method: str = "ros3") -> SignalingResult:
     """Integrate PK + signalling for every subject of ``cohort`` and report ``outputs``
     (default: all) at ``times_h`` (hours; time 0 is the first dose)."""
     times = np.asarray(times_h, dtype=float)
@@ -66,7 +67,8 @@ def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None
     t0 = start_time(events, times)
     out, status, steps = integrate_batch(
         y0, pvec, t0, events.times, events.kind, events.index,
-        np.ascontiguousarray(events.values), times, sel, rtol, atol, h_max, max_steps)
+        np.ascontiguousarray(events.values), times, sel, rtol, atol, h_max, max_steps,
+        METHODS[method])
     bad = np.flatnonzero(status)
     if bad.size:
         raise SolverError(f"integration failed for {bad.size} of {cohort.n} subjects "

@@ -8,6 +8,12 @@ restarts. Outputs come from the method's 4th-order dense output at the requested
 (Dormand & Prince 1980; dense output coefficients as in Hairer, Norsett & Wanner,
 Solving ODEs I, and SciPy's RK45).
 
+Two methods share the event and output machinery: ``"ros3"`` (default), a 3-stage
+L-stable Rosenbrock method of order 3(2) (Sandu et al. 1997) with the analytic,
+block-triangular Jacobian of :mod:`ketasim.signaling.jacobian` and cubic Hermite dense
+output, which takes large steps through the long quiescent stretches of a protocol; and
+``"dp5"``, explicit Dormand-Prince 5(4), kept as an independent check.
+
 Event kinds: ``EV_ADD_STATE`` adds to a state, ``EV_ADD_PARAM`` adds to an entry of the
 parameter vector (a control), ``EV_SET_PARAM`` sets it. An output requested exactly at
 an event time reports the state *after* the event (as libRoadRunner does).
@@ -19,6 +25,8 @@ from ketasim.signaling._generated import (  # noqa: F401
     EV_ADD_PARAM,
     EV_ADD_STATE,
     EV_SET_PARAM,
+    METHOD_DP5,
+    METHOD_ROS3,
     N_OUTPUTS,
     N_STATES,
     STATUS_OK,
@@ -27,6 +35,8 @@ from ketasim.signaling._generated import (  # noqa: F401
     rhs,
 )
 
+METHODS = {"dp5": METHOD_DP5, "ros3": METHOD_ROS3}
+
 
 __all__ = ["integrate_batch", "EV_ADD_STATE", "EV_ADD_PARAM", "EV_SET_PARAM", "N_STATES",
-           "STATUS_OK"]
+           "STATUS_OK", "METHODS"]

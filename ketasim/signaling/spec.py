@@ -1,7 +1,9 @@
 """The PK + signalling model written once, as data.
 
-Every equation is a string in a small expression language (Python syntax, ``**`` for
-powers, ``exp``, ``log``, and ``pos(x) = max(x, 0)``). The same strings are compiled
+Every equation is a string in a small expression language (Python syntax with
+``exp``, ``log``, ``pos(x) = max(x, 0)``, ``pw(x, a) = x ** a`` and
+``hill(x, K, n) = x**n / (x**n + K**n)``; powers of model quantities are written with
+``pw``/``hill`` so their derivatives stay finite at 0). The same strings are compiled
 into the batched numba right-hand side (:mod:`ketasim.signaling.codegen`) and written
 into SBML (:mod:`ketasim.io.sbml`), so the two solvers integrate literally the same
 model.
@@ -202,7 +204,7 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("occ_int", "nmda_ratio / (nmda_ratio + pot_int)"),
     ("occ_pyr", "nmda_ratio / (nmda_ratio + pot_pyr)"),
     # disinhibition -> glutamate surge; block on pyramidal cells limits it at high doses
-    ("disinhibition", "occ_int ** dis_n / (occ_int ** dis_n + dis_o50 ** dis_n)"),
+    ("disinhibition", "hill(occ_int, dis_o50, dis_n)"),
     ("glutamate", "1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)"),
     ("hnk_pot", "hnk_emax * cu_hnk / (cu_hnk + hnk_ec50)"),
     ("ampa_block", "nbqx_emax * r_nbqx / (1.0 + r_nbqx)"),
@@ -214,14 +216,14 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # Drd1 -> cAMP/PKA (F-W-10..F-W-14); blockers remove the Drd1-driven rise
     ("d1_signal", "dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390))"
                   " * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)"),
-    ("d1_act", "d1_signal ** d1_n / (d1_signal ** d1_n + d1_k ** d1_n)"),
-    ("d1_act0", "1.0 / (1.0 + d1_k ** d1_n)"),
+    ("d1_act", "hill(d1_signal, d1_k, d1_n)"),
+    ("d1_act0", "hill(1.0, d1_k, d1_n)"),
     ("pka_free", "(1.0 - h89_emax * r_h89 / (1.0 + r_h89)) * (1.0 - pki_block)"),
     ("pka_target", "1.0 + pka_gain * pka_free * pos(d1_act - d1_act0)"),
     # plasticity potential: probability scale, logistic in log priming (F-W-5, F-W-6, F-W-15)
     ("priming_eff", "priming * (1.0 - pp_stress * stress_load)"),
     ("plasticity_potential",
-     "1.0 / (1.0 + (1.0 - pp_control) / pp_control * priming_eff ** (-pp_slope))"),
+     "1.0 / (1.0 + (1.0 - pp_control) / pp_control * pw(priming_eff, -pp_slope))"),
     # eEF2 -> BDNF -> TrkB -> ERK -> mTORC1 -> synthesis (F-K-10, F-K-11)
     ("bdnf_release", "bdnf * ampa"),
     ("trkb_block", "ana12_emax * r_ana12 / (1.0 + r_ana12)"),
@@ -273,12 +275,12 @@ RATES: tuple[tuple[str, str], ...] = (
     ("bdnf", "k_bdnf * ((1.0 - bdnf_stress * stress_load)"
              " * (1.0 + bdnf_eef2_gain * (1.0 - peef2)) - bdnf)"),
     ("ptrkb", "k_trkb * (bdnf_release * (1.0 - trkb_block) - ptrkb)"),
-    ("perk", "k_erk * (ptrkb ** erk_trkb_exp * pka ** erk_pka_exp - perk)"),
-    ("pmtor", "k_mtor * (perk ** mtor_erk_exp * (1.0 - mtor_block) - pmtor)"),
+    ("perk", "k_erk * (pw(ptrkb, erk_trkb_exp) * pw(pka, erk_pka_exp) - perk)"),
+    ("pmtor", "k_mtor * (pw(perk, mtor_erk_exp) * (1.0 - mtor_block) - pmtor)"),
     ("synthesis", "k_synthesis * (pmtor - synthesis)"),
-    ("psd95", "k_psd95 * ((1.0 - psd95_stress * stress_load) * synthesis ** psd95_syn_exp"
+    ("psd95", "k_psd95 * ((1.0 - psd95_stress * stress_load) * pw(synthesis, psd95_syn_exp)"
               " - psd95)"),
-    ("glua1", "k_glua1 * ((1.0 - glua1_stress * stress_load) * synthesis ** glua1_syn_exp"
+    ("glua1", "k_glua1 * ((1.0 - glua1_stress * stress_load) * pw(synthesis, glua1_syn_exp)"
               " - glua1)"),
     ("structural_1", "k_struct * (structural_input - structural_1)"),
     ("structural_2", "k_struct * (structural_1 - structural_2)"),

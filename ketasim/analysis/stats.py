@@ -1,0 +1,83 @@
+"""Statistics on readout tables, shared by simulated and real data.
+
+Both functions take the long readouts table (columns ``arm, subject, assay, readout,
+time_h, value, unit``), so a lab's own measurements in that shape get the same
+summaries and tests as a simulation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+SUMMARY_COLUMNS = ["arm", "assay", "readout", "time_h", "unit", "n", "mean", "sem"]
+STATS_COLUMNS = ["comparison", "readout", "assay", "time_h", "test", "groups", "n",
+                 "means", "statistic", "p"]
+_TIME_TOL_H = 1e-9
+
+
+def summarize(readouts: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, assay, readout and time: n (non-missing), mean and SEM (ddof 1)."""
+    if readouts.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    arm_order = {a: i for i, a in enumerate(dict.fromkeys(readouts["arm"]))}
+    g = readouts.groupby(["arm", "assay", "readout", "time_h", "unit"], sort=False)["value"]
+    out = g.agg(n="count", mean="mean", sd=lambda v: v.std(ddof=1)).reset_index()
+    out["sem"] = out["sd"] / np.sqrt(out["n"].where(out["n"] > 0))
+    out = out.drop(columns="sd")
+    out["_arm"] = out["arm"].map(arm_order)
+    out = out.sort_values(["_arm", "assay", "readout", "time_h"], kind="stable")
+    return out.drop(columns="_arm").reset_index(drop=True)[SUMMARY_COLUMNS]
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    statistic: float
+    p: float
+
+
+def _test(test: str, groups: list[np.ndarray]) -> ComparisonResult:
+    if any(len(g) < 2 for g in groups):
+        return ComparisonResult(float("nan"), float("nan"))
+    if test == "welch_t":
+        r = sps.ttest_ind(groups[0], groups[1], equal_var=False)
+    elif test == "student_t":
+        r = sps.ttest_ind(groups[0], groups[1], equal_var=True)
+    elif test == "mann_whitney":
+        r = sps.mannwhitneyu(groups[0], groups[1], alternative="two-sided")
+    elif test == "anova":
+        r = sps.f_oneway(*groups)
+    elif test == "kruskal":
+        r = sps.kruskal(*groups)
+    else:
+        raise ValueError(f"unknown test {test!r}")
+    return ComparisonResult(float(r.statistic), float(r.pvalue))
+
+
+def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
+    """Run a scenario's ``compare`` entries on a readouts table.
+
+    Each comparison selects one readout (optionally of one assay) at one time in each
+    named arm, drops missing values, and applies its test (Welch t by default).
+    """
+    rows = []
+    for k, c in enumerate(comparisons):
+        sel = (readouts["readout"] == c.readout) & (
+            np.abs(readouts["time_h"] - float(c.at)) < _TIME_TOL_H)
+        if getattr(c, "assay", None):
+            sel &= readouts["assay"] == c.assay
+        groups = []
+        for arm in c.arms:
+            v = readouts.loc[sel & (readouts["arm"] == arm), "value"].to_numpy(float)
+            groups.append(v[np.isfinite(v)])
+        res = _test(c.test, groups)
+        rows.append({
+            "comparison": k, "readout": c.readout, "assay": getattr(c, "assay", None) or "",
+            "time_h": float(c.at), "test": c.test, "groups": ";".join(c.arms),
+            "n": ";".join(str(len(g)) for g in groups),
+            "means": ";".join(f"{g.mean():.6g}" if len(g) else "nan" for g in groups),
+            "statistic": res.statistic, "p": res.p})
+    return pd.DataFrame(rows, columns=STATS_COLUMNS)

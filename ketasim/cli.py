@@ -1,0 +1,157 @@
+"""The ``ketasim`` command line (typer). Bad input exits with status 2 and one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="ketasim: ketamine, synaptic plasticity and behaviour, dose to clinic.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _user_errors():
+    from ketasim.experiment.measure import AssayOptionError
+    from ketasim.experiment.runner import UnsupportedAssayError
+    from ketasim.experiment.timeline import ProtocolError
+    from ketasim.io.results import OutputError
+    from ketasim.scenario import ScenarioError
+
+    return (ScenarioError, UnsupportedAssayError, ProtocolError, OutputError,
+            AssayOptionError)
+
+
+@app.command()
+def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
+        out_dir: Path = typer.Option(..., "--out", help="output folder (created atomically)"),
+        seed: Optional[int] = typer.Option(None, "--seed", help="override the scenario seed"),
+        force: bool = typer.Option(False, "--force", help="replace an existing --out folder")):
+    """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out."""
+    from ketasim.experiment.runner import check_supported, simulate
+    from ketasim.io.results import check_writable
+    from ketasim.io.run_outputs import write_run
+    from ketasim.scenario import load_scenario
+
+    try:
+        if seed is not None and not (0 <= seed < 2**63):
+            _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
+        sc = load_scenario(scenario)
+        check_supported(sc)
+        check_writable(out_dir, force)
+        t0 = time.perf_counter()
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as prog:
+            task = prog.add_task(f"simulating {sc.name}", total=len(sc.arms))
+            result = simulate(sc, seed=seed, progress=lambda arm: prog.advance(task))
+        write_run(result, out_dir, overwrite=force, wall_s=time.perf_counter() - t0)
+    except _user_errors() as e:
+        _fail(str(e))
+    out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv, manifest.json, "
+              "report.html)")
+
+
+@app.command()
+def scenarios():
+    """List the built-in scenarios."""
+    from ketasim.scenario import builtin_scenarios, load_scenario
+
+    table = Table("name", "species", "arms", "description")
+    for name, path in builtin_scenarios().items():
+        sc = load_scenario(path)
+        table.add_row(name, sc.species, ", ".join(f"{a.name} (n={a.n})" for a in sc.arms),
+                      sc.description)
+    out.print(table)
+
+
+@app.command()
+def schema(out_file: Optional[Path] = typer.Option(None, "--out", help="write to this file")):
+    """Write the JSON Schema of the scenario format (for editors)."""
+    from ketasim.scenario import scenario_json_schema
+
+    text = json.dumps(scenario_json_schema(), indent=2)
+    if out_file is None:
+        sys.stdout.write(text + "\n")
+        return
+    try:
+        out_file.write_text(text + "\n")
+    except OSError as e:
+        _fail(f"--out {out_file}: cannot write ({e.strerror})")
+
+
+@app.command()
+def params(prefix: str = typer.Argument("", help="show only names starting with this")):
+    """Print the parameter registry: value, unit, range, variability and source."""
+    from ketasim.params import load_registry
+
+    table = Table("name", "value", "unit", "range", "bsv CV", "source", show_lines=False)
+    for p in load_registry():
+        if p.name.startswith(prefix):
+            table.add_row(p.name, f"{p.value:g}", p.unit, f"[{p.low:g}, {p.high:g}]",
+                          f"{p.bsv_cv:g}" if p.bsv_cv else "", p.source)
+    out.print(table)
+
+
+@app.command("export-sbml")
+def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or built-in"),
+                out_file: Path = typer.Option(..., "--out", help="SBML file to write"),
+                arm: Optional[str] = typer.Option(None, "--arm", help="arm (default: first)"),
+                subject: Optional[int] = typer.Option(
+                    None, "--subject",
+                    help="export this sampled subject (default: the typical subject)")):
+    """Write the PK + signalling model of one subject of an arm as SBML L3V2."""
+    import numpy as np
+
+    from ketasim.experiment.cohort import sample_cohort
+    from ketasim.experiment.timeline import compile_arm
+    from ketasim.io.sbml import build_document, write_sbml
+    from ketasim.params import load_registry
+    from ketasim.scenario import load_scenario
+    from ketasim.signaling.simulate import start_time
+
+    try:
+        sc = load_scenario(scenario)
+        names = [a.name for a in sc.arms]
+        name = arm or names[0]
+        if name not in names:
+            _fail(f"--arm: got {name!r}; expected one of {names}")
+        a = sc.arms[names.index(name)]
+        if subject is not None and not (0 <= subject < a.n):
+            _fail(f"--subject: got {subject}; expected 0..{a.n - 1} (arm {name!r} has n={a.n})")
+        reg = load_registry()
+        typical = subject is None
+        cohort = sample_cohort(reg, sc.species, a.name, 1 if typical else a.n, sc.seed,
+                               a.body_weight_kg, variability=not typical)
+        k = 0 if typical else subject
+        events = compile_arm(a, sc.species, cohort, reg, f"arms[{names.index(name)}]")
+        times = np.array(sorted({t for s in a.assays for t in s.at} | {0.0}))
+        doc = build_document(cohort.pvec()[k], events, k, start_time(events, times),
+                             f"{sc.name}_{a.name}")
+        try:
+            write_sbml(doc, out_file)
+        except OSError as e:
+            _fail(f"--out {out_file}: cannot write ({e.strerror})")
+    except _user_errors() as e:
+        _fail(str(e))
+    out.print(f"wrote {out_file}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,10 @@
+"""The assays ketasim can simulate now, by name (later layers add theirs here)."""
+
+from __future__ import annotations
+
+from ketasim.experiment.measure import Assay
+from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
+from ketasim.signaling.assays import MICRODIALYSIS_DA, SIGNALING_STATE, WESTERN_BLOT
+
+ASSAYS: dict[str, Assay] = {a.name: a for a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA,
+                                                WESTERN_BLOT, SIGNALING_STATE)}

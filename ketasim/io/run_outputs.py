@@ -1,0 +1,59 @@
+"""The files of ``ketasim run``: readouts.parquet, summary.csv, stats.csv, manifest.json,
+report.html and figures (the contract in ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+
+import ketasim
+from ketasim.analysis.stats import compare, summarize
+from ketasim.experiment.runner import RunResult
+from ketasim.io.results import atomic_dir, write_json, write_readouts
+from ketasim.params import Registry, load_registry
+from ketasim.report.html import write_report
+from ketasim.scenario import scenario_hash
+
+
+def registry_hash(registry: Registry) -> str:
+    text = "\n".join(f"{p.name}={p.value!r}" for p in registry)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def manifest(result: RunResult, registry: Registry, wall_s: float) -> dict:
+    sc = result.scenario
+    return {
+        "ketasim_version": ketasim.__version__,
+        "scenario": sc.name,
+        "scenario_hash": scenario_hash(sc),
+        "species": sc.species,
+        "seed": result.seed,
+        "parameter_set": {"registry_sha256": registry_hash(registry),
+                          "values": {p.name: p.value for p in registry}},
+        "solver": result.solver,
+        "mean_solver_steps_per_subject": result.steps,
+        "timings_s": {"total": wall_s, "arms": result.timings_s},
+        "environment": {"python": sys.version.split()[0], "numpy": np.__version__,
+                        "numba": numba.__version__, "platform": platform.platform()},
+    }
+
+
+def write_run(result: RunResult, out: Path, overwrite: bool = False,
+              registry: Registry | None = None, wall_s: float = 0.0) -> Path:
+    registry = registry or load_registry()
+    summary = summarize(result.readouts)
+    stats = compare(result.readouts, result.scenario.compare)
+    man = manifest(result, registry, wall_s)
+    with atomic_dir(Path(out), overwrite) as tmp:
+        write_readouts(result.readouts, tmp / "readouts.parquet")
+        summary.to_csv(tmp / "summary.csv", index=False)
+        stats.to_csv(tmp / "stats.csv", index=False)
+        write_json(man, tmp / "manifest.json")
+        write_report(tmp, f"ketasim run: {result.scenario.name}",
+                     result.scenario.description, result.readouts, summary, stats, man)
+    return Path(out)

@@ -1,0 +1,961 @@
+"""Pydantic models of a scenario: arms, protocol events, assays, comparisons.
+
+The models describe the YAML format one to one, and validate it completely:
+units, names from :mod:`ketasim.scenario.vocabulary`, and the semantic rules
+that make an experiment possible (a drug given by a route it has, no stressor
+overlapping itself, comparisons only between arms that measure the readout at
+that time). Downstream layers read the validated values in internal units:
+
+* every time (``at``, ``duration``, ``over``, assay times) is a float in hours;
+* doses are :class:`Dose` objects in mg/kg, mg or uM;
+* body weights are floats in kg.
+
+All models are frozen and reject unknown keys. A protocol is stored sorted by
+time (stable, so same-time events keep their file order).
+
+Validation problems are raised as pydantic errors of type ``"ketasim"`` whose
+context holds the ``expected`` phrase and, where the problem is deeper than
+the validator that found it, a ``subloc`` to append to the error location.
+:mod:`ketasim.scenario.loader` turns them into one-line
+:class:`~ketasim.scenario.ScenarioError` messages.
+"""
+
+import difflib
+import itertools
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from . import vocabulary
+from .units import (
+    DOSE_EXPECTED,
+    DOSE_PATTERN,
+    DURATION_EXPECTED,
+    MASS_EXPECTED,
+    MASS_PATTERN,
+    TIME_EXPECTED,
+    TIME_PATTERN,
+    UnitError,
+    format_time,
+    parse_dose,
+    parse_duration,
+    parse_mass_kg,
+    parse_time,
+)
+
+__all__ = [
+    "EVENT_KEYS",
+    "NAME_PATTERN",
+    "STATISTICAL_TESTS",
+    "TWO_GROUP_TESTS",
+    "Arm",
+    "AssaySpec",
+    "Comparison",
+    "Dose",
+    "DrugEvent",
+    "Event",
+    "InterventionEvent",
+    "Scenario",
+    "StressEvent",
+]
+
+#: Error type of every problem raised by the validators in this module.
+ERROR_TYPE = "ketasim"
+
+#: Scenario and arm names: identifier-like, usable in file names and tables.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_NAME_MAX_LENGTH = 100
+_NAME_EXPECTED = (
+    "a name of letters, digits, '_', '.' and '-', starting with a letter or digit "
+    f"(at most {_NAME_MAX_LENGTH} characters), e.g. 'ketamine_10mgkg'"
+)
+
+#: Statistical tests a comparison may ask for.
+STATISTICAL_TESTS: tuple[str, ...] = ("welch_t", "student_t", "mann_whitney", "anova", "kruskal")
+#: Tests that compare exactly two groups.
+TWO_GROUP_TESTS: frozenset[str] = frozenset({"welch_t", "student_t", "mann_whitney"})
+
+#: The key that decides an event's type -> the tag of its model in the union.
+EVENT_KEYS: dict[str, str] = {
+    "stress": "StressEvent",
+    "drug": "DrugEvent",
+    "intervention": "InterventionEvent",
+}
+_EVENT_EXPECTED = (
+    "an event: a mapping with 'at' and exactly one of the keys 'stress', 'drug', 'intervention'"
+)
+
+_CONFIG = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- #
+# Error helpers and reusable field types
+# --------------------------------------------------------------------------- #
+
+
+def problem(expected: str, subloc: tuple[str | int, ...] = ()) -> PydanticCustomError:
+    """Build the pydantic error used for every scenario problem.
+
+    Parameters
+    ----------
+    expected : str
+        What would have been accepted, phrased to follow "expected".
+    subloc : tuple of str or int, optional
+        Path below the validated value where the problem lies (for example
+        ``("dose",)`` from an event-level check).
+
+    Returns
+    -------
+    pydantic_core.PydanticCustomError
+        To be raised by a validator.
+    """
+    ctx: dict[str, Any] = {"expected": expected}
+    template = "{expected}"
+    if subloc:
+        ctx["subloc"] = tuple(subloc)
+        ctx["where"] = ".".join(str(part) for part in subloc)
+        template = "{expected} (at {where})"
+    return PydanticCustomError(ERROR_TYPE, template, ctx)
+
+
+@dataclass(frozen=True)
+class _JsonSchema:
+    """Annotation giving a field type a JSON Schema computed when it is emitted.
+
+    The schema is built at generation time, so names added to the vocabulary
+    after import appear in ``enum`` lists.
+    """
+
+    make: Callable[[], dict[str, Any]]
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return self.make()
+
+
+def _unit_validator(parse: Callable[[object], Any]) -> Callable[[object], Any]:
+    def validate(value: object) -> Any:
+        try:
+            return parse(value)
+        except UnitError as err:
+            raise problem(err.expected) from None
+
+    return validate
+
+
+def _time_schema(description: str) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "pattern": TIME_PATTERN,
+        "description": description,
+        "examples": ["0h", "40min", "-10d"],
+    }
+
+
+#: A time point: YAML string with units -> float hours (within 365 days of 0).
+TimeH = Annotated[
+    float,
+    BeforeValidator(_unit_validator(parse_time)),
+    _JsonSchema(lambda: _time_schema(TIME_EXPECTED)),
+]
+#: A duration: YAML string with units -> float hours, > 0.
+DurationH = Annotated[
+    float,
+    BeforeValidator(_unit_validator(parse_duration)),
+    _JsonSchema(lambda: _time_schema(DURATION_EXPECTED)),
+]
+#: A body weight: YAML string with units -> float kg, > 0.
+MassKg = Annotated[
+    float,
+    BeforeValidator(_unit_validator(parse_mass_kg)),
+    _JsonSchema(
+        lambda: {
+            "type": "string",
+            "pattern": MASS_PATTERN,
+            "description": MASS_EXPECTED,
+            "examples": ["25 g", "70 kg"],
+        }
+    ),
+]
+
+
+def _check_name(value: object) -> str:
+    if (
+        isinstance(value, str)
+        and len(value) <= _NAME_MAX_LENGTH
+        and value.isascii()
+        and value[:1].isalnum()
+        and all(ch.isalnum() or ch in "_.-" for ch in value)
+    ):
+        return value
+    raise problem(_NAME_EXPECTED)
+
+
+#: A scenario or arm name.
+Name = Annotated[
+    str,
+    BeforeValidator(_check_name),
+    _JsonSchema(lambda: {"type": "string", "pattern": NAME_PATTERN, "maxLength": _NAME_MAX_LENGTH}),
+]
+
+
+def _vocabulary_type(what: str, names: Callable[[], Iterable[str]]) -> Any:
+    """A string field restricted to a vocabulary table read at validation time."""
+
+    def validate(value: object) -> str:
+        known = list(names())
+        if isinstance(value, str) and value in known:
+            return value
+        hint = ""
+        if isinstance(value, str) and len(value) <= 100:
+            close = difflib.get_close_matches(value, known, n=1)
+            if close:
+                hint = f" (did you mean {close[0]!r}?)"
+        raise problem(f"one of the {what}: {', '.join(known)}{hint}")
+
+    return Annotated[
+        str,
+        BeforeValidator(validate),
+        _JsonSchema(lambda: {"type": "string", "enum": list(names())}),
+    ]
+
+
+DrugName = _vocabulary_type("drugs", lambda: vocabulary.DRUGS)
+RouteName = _vocabulary_type("routes", lambda: vocabulary.ROUTES)
+StressorName = _vocabulary_type("stressors", lambda: vocabulary.STRESSORS)
+InterventionName = _vocabulary_type("interventions", lambda: vocabulary.INTERVENTIONS)
+AssayName = _vocabulary_type("assays", lambda: vocabulary.ASSAYS)
+ReadoutName = _vocabulary_type("readouts", vocabulary.all_readouts)
+
+
+def _none_as_empty_list(value: object) -> object:
+    # ``protocol:`` with nothing after it is YAML null; read it as "no events".
+    return [] if value is None else value
+
+
+def _none_as_empty_text(value: object) -> object:
+    return "" if value is None else value
+
+
+# --------------------------------------------------------------------------- #
+# Doses
+# --------------------------------------------------------------------------- #
+
+_KIND_OF_UNIT = {"mg/kg": "per_kg", "mg": "absolute", "uM": "concentration"}
+_UNITS_OF_KIND = {
+    "per_kg": "mg/kg or ug/kg",
+    "absolute": "a mass (mg, ug or g)",
+    "concentration": "a concentration (uM, nM or mM)",
+}
+
+
+class Dose(BaseModel):
+    """A dose in canonical units.
+
+    Parameters
+    ----------
+    value : float
+        Dose in ``unit``, ``>= 0``.
+    unit : {"mg/kg", "mg", "uM"}
+        Per body weight, absolute mass, or bath concentration.
+
+    Notes
+    -----
+    Scenario files write doses as strings (``"10 mg/kg"``, ``"500 ug/kg"``,
+    ``"56 mg"``, ``"10 uM"``); they are converted on validation, so
+    ``500 ug/kg`` becomes ``Dose(value=0.5, unit="mg/kg")``.
+    """
+
+    model_config = _CONFIG
+
+    value: float = Field(ge=0.0, allow_inf_nan=False)
+    unit: Literal["mg/kg", "mg", "uM"]
+
+    @property
+    def kind(self) -> Literal["per_kg", "absolute", "concentration"]:
+        """``"per_kg"``, ``"absolute"`` or ``"concentration"``."""
+        return _KIND_OF_UNIT[self.unit]  # type: ignore[return-value]
+
+    @classmethod
+    def parse(cls, text: str) -> "Dose":
+        """Parse a dose string such as ``"10 mg/kg"``.
+
+        Parameters
+        ----------
+        text : str
+            Dose with units.
+
+        Returns
+        -------
+        Dose
+            In canonical units.
+
+        Raises
+        ------
+        ketasim.scenario.units.UnitError
+            If the string is not a valid dose.
+        """
+        value, unit = parse_dose(text)
+        return cls(value=value, unit=unit)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return f"{self.value:g} {self.unit}"
+
+
+def _dose_input(value: object) -> object:
+    if isinstance(value, Dose):
+        return value
+    try:
+        return Dose.parse(value)  # type: ignore[arg-type]
+    except UnitError as err:
+        raise problem(err.expected) from None
+
+
+DoseField = Annotated[
+    Dose,
+    BeforeValidator(_dose_input),
+    _JsonSchema(
+        lambda: {
+            "type": "string",
+            "pattern": DOSE_PATTERN,
+            "description": DOSE_EXPECTED,
+            "examples": ["10 mg/kg", "0.5 mg/kg", "56 mg", "10 uM"],
+        }
+    ),
+]
+
+
+# --------------------------------------------------------------------------- #
+# Protocol events
+# --------------------------------------------------------------------------- #
+
+
+class _EventBase(BaseModel):
+    model_config = _CONFIG
+    what: ClassVar[str] = "an event"
+
+    at: TimeH = Field(description="when the event starts, e.g. '0h', '-10d'")
+
+    @property
+    def kind(self) -> str:
+        """``"stress"``, ``"drug"`` or ``"intervention"``."""
+        raise NotImplementedError
+
+    @property
+    def end(self) -> float:
+        """When the event stops acting, in hours (``math.inf`` if never)."""
+        raise NotImplementedError
+
+
+class StressEvent(_EventBase):
+    """A stressor applied for a time.
+
+    Parameters
+    ----------
+    at : float
+        Start, hours.
+    stress : str
+        One of :data:`~ketasim.scenario.vocabulary.STRESSORS`.
+    duration : float
+        Hours, > 0 (for ``cort``, the days of corticosterone in the water).
+    intensity : float, default 1.0
+        Relative to the standard protocol, in (0, 10].
+    """
+
+    what: ClassVar[str] = "a stress event"
+
+    stress: StressorName = Field(description="the stressor")
+    duration: DurationH = Field(description="how long the stressor is applied")
+    intensity: float = Field(
+        default=1.0,
+        strict=True,
+        gt=0.0,
+        le=10.0,
+        allow_inf_nan=False,
+        description="intensity relative to the standard protocol: a number > 0 and <= 10",
+    )
+
+    @property
+    def kind(self) -> str:
+        return "stress"
+
+    @property
+    def end(self) -> float:
+        return self.at + self.duration
+
+
+class DrugEvent(_EventBase):
+    """A drug dose (bolus, or an intravenous infusion when ``over`` is given).
+
+    Parameters
+    ----------
+    at : float
+        Start, hours.
+    drug : str
+        One of :data:`~ketasim.scenario.vocabulary.DRUGS`.
+    dose : Dose or None
+        Required except for ``saline``; zero only for ``saline``.
+    route : str
+        A route the drug allows; the dose kind must suit it (``bath`` takes a
+        concentration, ``intracerebral`` a mass, the others mg/kg or a mass).
+    over : float or None
+        Infusion duration in hours (> 0), only with route ``iv``.
+    """
+
+    what: ClassVar[str] = "a drug event"
+
+    drug: DrugName = Field(description="the drug")
+    dose: DoseField | None = Field(
+        default=None, description="the dose with units; may be left out only for saline"
+    )
+    route: RouteName = Field(description="the route of administration")
+    over: DurationH | None = Field(
+        default=None, description="infusion duration, only with route 'iv'"
+    )
+
+    @property
+    def kind(self) -> str:
+        return "drug"
+
+    @property
+    def end(self) -> float:
+        return self.at + (self.over or 0.0)
+
+    @model_validator(mode="after")
+    def _check_drug(self) -> "DrugEvent":
+        routes = vocabulary.DRUGS.get(self.drug, ())
+        if self.route not in routes:
+            raise problem(f"a route for {self.drug}: {', '.join(routes)}", ("route",))
+        if self.dose is None:
+            if self.drug != "saline":
+                raise problem(
+                    f"a dose for {self.drug}, e.g. '10 mg/kg' (only saline may leave it out)",
+                    ("dose",),
+                )
+        else:
+            kinds = vocabulary.ROUTE_DOSE_KINDS.get(self.route, vocabulary.DOSE_KINDS)
+            if self.dose.kind not in kinds:
+                allowed = " or ".join(_UNITS_OF_KIND[kind] for kind in kinds)
+                raise problem(f"a dose in {allowed} for route {self.route!r}", ("dose",))
+            if self.dose.value == 0.0 and self.drug != "saline":
+                raise problem("a dose above zero (only saline may have a zero dose)", ("dose",))
+        if self.over is not None and self.route != "iv":
+            raise problem(
+                "no 'over' unless the route is 'iv' (only intravenous doses are infused)",
+                ("over",),
+            )
+        return self
+
+
+class InterventionEvent(_EventBase):
+    """A genetic, chemogenetic or optogenetic intervention.
+
+    Parameters
+    ----------
+    at : float
+        Start (or the moment of an instantaneous intervention), hours.
+    intervention : str
+        One of :data:`~ketasim.scenario.vocabulary.INTERVENTIONS`.
+    duration : float or None
+        Hours, > 0: required for timed interventions, forbidden for
+        permanent and instantaneous ones.
+    """
+
+    what: ClassVar[str] = "an intervention event"
+
+    intervention: InterventionName = Field(description="the intervention")
+    duration: DurationH | None = Field(
+        default=None,
+        description="how long it acts; required or forbidden depending on the intervention",
+    )
+
+    @property
+    def kind(self) -> str:
+        return "intervention"
+
+    @property
+    def end(self) -> float:
+        acts = vocabulary.intervention_kind(self.intervention)
+        if acts == "permanent":
+            return math.inf
+        return self.at + (self.duration or 0.0)
+
+    @model_validator(mode="after")
+    def _check_duration(self) -> "InterventionEvent":
+        rule = vocabulary.INTERVENTIONS.get(self.intervention, "forbidden")
+        if rule == "required" and self.duration is None:
+            raise problem(
+                f"a duration: {self.intervention} acts for a set time, e.g. '2h'", ("duration",)
+            )
+        if rule == "forbidden" and self.duration is not None:
+            acts = vocabulary.intervention_kind(self.intervention)
+            how = "instantaneous" if acts == "instantaneous" else "permanent from 'at'"
+            raise problem(f"no duration: {self.intervention} is {how}", ("duration",))
+        return self
+
+
+_TAGGED_MODELS: dict[str, type[_EventBase]] = {
+    "StressEvent": StressEvent,
+    "DrugEvent": DrugEvent,
+    "InterventionEvent": InterventionEvent,
+}
+
+
+def _event_tag(value: object) -> str | None:
+    if isinstance(value, _EventBase):
+        return type(value).__name__
+    if isinstance(value, dict):
+        present = [key for key in EVENT_KEYS if key in value]
+        if len(present) == 1:
+            return EVENT_KEYS[present[0]]
+    return None
+
+
+def _check_event_keys(value: object) -> object:
+    if isinstance(value, _EventBase):
+        return value
+    if not isinstance(value, dict):
+        raise problem(_EVENT_EXPECTED)
+    present = [key for key in EVENT_KEYS if key in value]
+    if len(present) != 1:
+        found = ", ".join(repr(key) for key in present) or "none of them"
+        raise problem(
+            f"exactly one of the keys 'stress', 'drug', 'intervention' in an event (found {found})"
+        )
+    return value
+
+
+#: One protocol event; which model is decided by the key present.
+Event = Annotated[
+    Annotated[StressEvent, Tag("StressEvent")]
+    | Annotated[DrugEvent, Tag("DrugEvent")]
+    | Annotated[InterventionEvent, Tag("InterventionEvent")],
+    Discriminator(
+        _event_tag,
+        custom_error_type=ERROR_TYPE,
+        custom_error_message=_EVENT_EXPECTED,
+        custom_error_context={"expected": _EVENT_EXPECTED},
+    ),
+    BeforeValidator(_check_event_keys),
+]
+
+
+def _describe(event: _EventBase) -> str:
+    if isinstance(event, StressEvent):
+        return f"the {event.stress!r} stress"
+    if isinstance(event, DrugEvent):
+        return f"the {event.drug} infusion" if event.over is not None else f"the {event.drug} dose"
+    assert isinstance(event, InterventionEvent)
+    return f"the {event.intervention!r} intervention"
+
+
+def _span(event: _EventBase) -> str:
+    if isinstance(event, DrugEvent) and event.over is not None:
+        return f"from {format_time(event.at)} over {format_time(event.over)}"
+    if isinstance(event, (StressEvent, InterventionEvent)) and event.duration is not None:
+        return f"from {format_time(event.at)} for {format_time(event.duration)}"
+    return f"at {format_time(event.at)}"
+
+
+def _protocol_conflict(events: list[_EventBase]) -> tuple[int, str] | None:
+    """Find the earliest impossible combination of events in one arm.
+
+    Parameters
+    ----------
+    events : list
+        Validated events, in file order.
+
+    Returns
+    -------
+    (int, str) or None
+        File index of the offending event and the expectation it breaks, or
+        None when the protocol is possible.
+    """
+    order = sorted(range(len(events)), key=lambda i: events[i].at)
+    # Each rule groups events by a key and checks them in time order.
+    overlapping: dict[tuple[str, str], list[int]] = {}  # must not overlap in [at, end)
+    same_time: dict[tuple[str, str], list[int]] = {}  # must not share an ``at``
+    once: dict[str, list[int]] = {}  # may appear at most once
+    for i in order:
+        event = events[i]
+        if isinstance(event, StressEvent):
+            overlapping.setdefault(("stress", event.stress), []).append(i)
+        elif isinstance(event, DrugEvent):
+            same_time.setdefault(("drug", event.drug), []).append(i)
+            if event.over is not None:
+                overlapping.setdefault(("infusion", event.drug), []).append(i)
+        elif isinstance(event, InterventionEvent):
+            acts = vocabulary.intervention_kind(event.intervention)
+            if acts == "permanent":
+                once.setdefault(event.intervention, []).append(i)
+            elif acts == "timed":
+                overlapping.setdefault(("intervention", event.intervention), []).append(i)
+            else:
+                same_time.setdefault(("intervention", event.intervention), []).append(i)
+
+    found: list[tuple[int, int, str]] = []  # (position in time order, file index, expected)
+    position = {i: p for p, i in enumerate(order)}
+    for members in overlapping.values():
+        holder: int | None = None  # earlier event that reaches furthest in time
+        for i in members:
+            if holder is not None and events[i].at < events[holder].end:
+                other = events[holder]
+                expected = (
+                    f"no overlap with {_describe(other)} of protocol[{holder}] ({_span(other)})"
+                )
+                found.append((position[i], i, expected))
+                break
+            if holder is None or events[i].end > events[holder].end:
+                holder = i
+    for members in same_time.values():
+        for previous, i in itertools.pairwise(members):
+            if events[i].at == events[previous].at:
+                other = events[previous]
+                expected = (
+                    f"a time other than that of {_describe(other)} of protocol[{previous}] "
+                    f"(also at {format_time(other.at)}); give one combined event"
+                )
+                found.append((position[i], i, expected))
+                break
+    for name, members in once.items():
+        if len(members) > 1:
+            first, i = members[0], members[1]
+            expected = (
+                f"no second {name!r}: it is permanent from protocol[{first}] "
+                f"(at {format_time(events[first].at)})"
+            )
+            found.append((position[i], i, expected))
+    if not found:
+        return None
+    _, index, expected = min(found)
+    return index, expected
+
+
+# --------------------------------------------------------------------------- #
+# Assays, arms, comparisons, scenario
+# --------------------------------------------------------------------------- #
+
+_TIMES_EXPECTED = "a time or a non-empty list of times, e.g. '24h' or ['1h', '2h', '24h']"
+
+
+def _one_or_many_times(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            parse_time(value)
+        except UnitError as err:
+            raise problem(err.expected) from None
+        return [value]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise problem(_TIMES_EXPECTED)
+        return value
+    raise problem(_TIMES_EXPECTED)
+
+
+def _sorted_unique(times: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(sorted(set(times)))
+
+
+def _json_like(value: object) -> object:
+    """Check that assay options hold only plain YAML data (for hashing and JSON)."""
+    stack: list[tuple[object, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise problem("options with text keys", where)
+                stack.append((sub, (*where, key)))
+        elif isinstance(item, list):
+            stack.extend((sub, (*where, k)) for k, sub in enumerate(item))
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise problem("a finite number", where)
+        elif item is not None and not isinstance(item, (str, int, bool)):
+            raise problem(
+                "plain option values: text, numbers, booleans, null, lists and mappings",
+                where,
+            )
+    return value
+
+
+class AssaySpec(BaseModel):
+    """An assay and the times it is run.
+
+    Parameters
+    ----------
+    assay : str
+        One of :data:`~ketasim.scenario.vocabulary.ASSAYS`.
+    at : tuple of float
+        Times in hours, sorted and without repeats. The YAML may give one
+        time or a list.
+    options : dict
+        Free-form settings passed to the assay (plain YAML data only).
+    """
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "an assay"
+
+    assay: AssayName = Field(description="the assay")
+    at: Annotated[
+        tuple[TimeH, ...],
+        BeforeValidator(_one_or_many_times),
+        AfterValidator(_sorted_unique),
+        _JsonSchema(
+            lambda: {
+                "anyOf": [
+                    _time_schema(TIME_EXPECTED),
+                    {"type": "array", "items": _time_schema(TIME_EXPECTED), "minItems": 1},
+                ],
+                "description": "when the assay is run: one time or a list of times",
+            }
+        ),
+    ] = Field(description=_TIMES_EXPECTED)
+    options: Annotated[
+        dict[str, Any],
+        BeforeValidator(lambda value: {} if value is None else value),
+        AfterValidator(_json_like),
+    ] = Field(default_factory=dict, description="free-form settings passed to the assay")
+
+    @property
+    def readouts(self) -> tuple[str, ...]:
+        """The readouts this assay reports."""
+        return vocabulary.readouts_of(self.assay)
+
+
+class Arm(BaseModel):
+    """One group of subjects and what is done to them.
+
+    Parameters
+    ----------
+    name : str
+        Identifier-like, unique within the scenario.
+    n : int
+        Number of subjects, 1..100000.
+    protocol : list of Event
+        Events, stored sorted by time (stable).
+    assays : list of AssaySpec
+        Measurements.
+    body_weight : float or None
+        kg; None means the species default.
+    """
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "an arm"
+
+    name: Name = Field(description="the arm's name, unique in the scenario")
+    n: int = Field(
+        strict=True,
+        ge=1,
+        le=100_000,
+        description="the number of subjects in the arm: an integer from 1 to 100000",
+    )
+    protocol: Annotated[list[Event], BeforeValidator(_none_as_empty_list)] = Field(
+        default_factory=list,
+        description="the arm's events: a list of stress, drug and intervention events",
+    )
+    assays: Annotated[list[AssaySpec], BeforeValidator(_none_as_empty_list)] = Field(
+        default_factory=list, description="the assays run on the arm: a list of mappings"
+    )
+    body_weight: MassKg | None = Field(
+        default=None,
+        description="body weight, e.g. '25 g' or '70 kg' (left out: the species default)",
+    )
+
+    @property
+    def body_weight_kg(self) -> float | None:
+        """Body weight in kg, or None for the species default."""
+        return self.body_weight
+
+    @field_validator("protocol")
+    @classmethod
+    def _check_protocol(cls, events: list[_EventBase]) -> list[_EventBase]:
+        conflict = _protocol_conflict(events)
+        if conflict is not None:
+            index, expected = conflict
+            raise problem(expected, (index, "at"))
+        return sorted(events, key=lambda event: event.at)
+
+    def times_of(self, readout: str, assay: str | None = None) -> tuple[float, ...]:
+        """Return the times (hours) at which this arm measures a readout.
+
+        Parameters
+        ----------
+        readout : str
+            Readout name.
+        assay : str, optional
+            Only count this assay.
+
+        Returns
+        -------
+        tuple of float
+            Sorted, without repeats; empty if the readout is not measured.
+        """
+        times: set[float] = set()
+        for spec in self.assays:
+            if assay is not None and spec.assay != assay:
+                continue
+            if readout in vocabulary.ASSAYS.get(spec.assay, ()):
+                times.update(spec.at)
+        return tuple(sorted(times))
+
+
+class Comparison(BaseModel):
+    """A statistical comparison of one readout between arms at one time.
+
+    Parameters
+    ----------
+    readout : str
+        A readout of an assay run in every compared arm.
+    at : float
+        Hours; a time at which every compared arm measures the readout.
+    arms : list of str
+        At least two distinct arm names (exactly two for two-group tests).
+    test : str, default "welch_t"
+        One of :data:`STATISTICAL_TESTS`.
+    assay : str or None
+        Restrict the readout to this assay.
+    """
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a comparison"
+
+    readout: ReadoutName = Field(description="the readout compared")
+    at: TimeH = Field(description="the time compared")
+    arms: list[Name] = Field(
+        min_length=2, description="the compared arms: a list of at least two arm names"
+    )
+    test: Literal["welch_t", "student_t", "mann_whitney", "anova", "kruskal"] = Field(
+        default="welch_t",
+        description="the statistical test: welch_t, student_t, mann_whitney, anova or kruskal",
+    )
+    assay: AssayName | None = Field(
+        default=None, description="the assay the readout comes from (when ambiguous)"
+    )
+
+    @model_validator(mode="after")
+    def _check_comparison(self) -> "Comparison":
+        seen: dict[str, int] = {}
+        for k, arm in enumerate(self.arms):
+            if arm in seen:
+                raise problem(f"distinct arms ({arm!r} is already arms[{seen[arm]}])", ("arms", k))
+            seen[arm] = k
+        if self.test in TWO_GROUP_TESTS and len(self.arms) != 2:
+            raise problem(
+                f"exactly two arms for the two-group test {self.test!r} "
+                "(use 'anova' or 'kruskal' for more)",
+                ("arms",),
+            )
+        if self.assay is not None and self.readout not in vocabulary.ASSAYS.get(self.assay, ()):
+            readouts = ", ".join(vocabulary.ASSAYS.get(self.assay, ()))
+            raise problem(f"a readout of assay {self.assay!r}: {readouts}", ("readout",))
+        return self
+
+
+class Scenario(BaseModel):
+    """A complete in-silico experiment.
+
+    Parameters
+    ----------
+    name : str
+        Identifier-like.
+    description : str
+        Free text.
+    species : {"mouse", "rat", "human"}
+        Species simulated.
+    seed : int
+        Root random seed, ``0 <= seed < 2**63``.
+    arms : list of Arm
+        At least one, with distinct names.
+    compare : list of Comparison
+        Statistics to compute.
+    """
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a scenario"
+
+    name: Name = Field(description="the scenario's name")
+    description: Annotated[str, BeforeValidator(_none_as_empty_text)] = Field(
+        default="", strict=True, description="free text describing the scenario"
+    )
+    species: Literal["mouse", "rat", "human"] = Field(
+        description="the species: 'mouse', 'rat' or 'human'"
+    )
+    seed: int = Field(
+        strict=True,
+        ge=0,
+        lt=2**63,
+        description="the random seed: an integer from 0 to 2**63 - 1",
+    )
+    arms: list[Arm] = Field(
+        min_length=1, description="the arms of the experiment: a non-empty list of mappings"
+    )
+    compare: Annotated[list[Comparison], BeforeValidator(_none_as_empty_list)] = Field(
+        default_factory=list, description="the statistical comparisons: a list of mappings"
+    )
+
+    @property
+    def arm_names(self) -> tuple[str, ...]:
+        """Names of the arms, in file order."""
+        return tuple(arm.name for arm in self.arms)
+
+    def arm(self, name: str) -> Arm:
+        """Return the arm called ``name``.
+
+        Raises
+        ------
+        KeyError
+            If there is no such arm.
+        """
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(f"no arm {name!r}; arms: {', '.join(self.arm_names)}")
+
+    @model_validator(mode="after")
+    def _check_scenario(self) -> "Scenario":
+        index: dict[str, int] = {}
+        for i, arm in enumerate(self.arms):
+            if arm.name in index:
+                raise problem(
+                    f"a unique arm name ({arm.name!r} is already arms[{index[arm.name]}])",
+                    ("arms", i, "name"),
+                )
+            index[arm.name] = i
+        for c, comparison in enumerate(self.compare):
+            for k, name in enumerate(comparison.arms):
+                if name not in index:
+                    raise problem(
+                        f"the name of an arm: {', '.join(self.arm_names)}",
+                        ("compare", c, "arms", k),
+                    )
+            for name in comparison.arms:
+                arm = self.arms[index[name]]
+                times = arm.times_of(comparison.readout, comparison.assay)
+                if not times:
+                    source = "no assay" if comparison.assay is None else f"no {comparison.assay}"
+                    raise problem(
+                        f"a readout measured in every compared arm (arm {name!r} runs "
+                        f"{source} that reports it)",
+                        ("compare", c, "readout"),
+                    )
+                if comparison.at not in times:
+                    listed = ", ".join(format_time(t) for t in times)
+                    raise problem(
+                        f"a time at which arm {name!r} measures {comparison.readout}: {listed}",
+                        ("compare", c, "at"),
+                    )
+        return self

@@ -1,0 +1,88 @@
+"""Signalling assays: microdialysis dopamine, western blots, and the latent state.
+
+- ``microdialysis_da``: each sample is the mean extracellular dopamine over its
+  collection interval (``interval_min``, default 20 min, ending at the sample time),
+  with proportional noise (``cv``); values are % of the subject's mean pre-drug
+  baseline samples (t <= 0), or of its true baseline when no such sample was taken.
+- ``western_blot``: band density relative to the reference (x baseline), log-normal
+  noise (``cv``, 15% by default) on each protein.
+- ``signaling_state``: the model's latent drives without noise, for inspection and for
+  the next layers' tests (no lab measures these directly).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ketasim.experiment.measure import Assay, AssayContext, AssayRows, same_times, subject_noise
+
+_N_WINDOW = 5  # points per microdialysis collection interval (trapezoid rule)
+
+
+def _dialysis_times(at: np.ndarray, options: dict) -> np.ndarray:
+    width = float(options["interval_min"]) / 60.0
+    offsets = np.linspace(-width, 0.0, _N_WINDOW)
+    return np.unique((np.asarray(at)[:, None] + offsets[None, :]).ravel())
+
+
+def _measure_dialysis(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    width = float(ctx.options["interval_min"]) / 60.0
+    offsets = np.linspace(-width, 0.0, _N_WINDOW)
+    grid = (at[:, None] + offsets[None, :])
+    da = ctx.trajectory("da_rel", grid.ravel()).reshape(ctx.n, len(at), _N_WINDOW)
+    w = np.full(_N_WINDOW, 1.0)
+    w[0] = w[-1] = 0.5
+    mean_da = (da * w).sum(axis=2) / w.sum() if width > 0 else da[:, :, -1]
+    z = subject_noise(ctx.seed, ctx.arm, ctx.n, "microdialysis_da", (len(at),))
+    cv = float(ctx.options["cv"])
+    sigma = np.sqrt(np.log1p(cv**2))
+    sample = mean_da * np.exp(sigma * z - sigma**2 / 2)
+    pre = at <= 0.0
+    baseline = sample[:, pre].mean(axis=1, keepdims=True) if pre.any() else np.ones((ctx.n, 1))
+    pct = 100.0 * sample / baseline
+    return AssayRows.from_grid(pct[:, :, None], at, ["da_pct_baseline"], ["% baseline"])
+
+
+_WB = {
+    "bdnf_rel": "bdnf_rel", "perk_rel": "perk_rel", "pmtor_rel": "pmtor_rel",
+    "peef2_rel": "peef2_rel", "psd95_rel": "psd95_rel", "glua1_rel": "glua1_rel",
+}
+
+
+def _measure_wb(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    readouts = list(_WB)
+    true = np.stack([ctx.trajectory(_WB[r], at) for r in readouts], axis=2)
+    z = subject_noise(ctx.seed, ctx.arm, ctx.n, "western_blot", true.shape[1:])
+    sigma = np.sqrt(np.log1p(float(ctx.options["cv"]) ** 2))
+    return AssayRows.from_grid(true * np.exp(sigma * z - sigma**2 / 2), at, readouts,
+                               ["x baseline"] * len(readouts))
+
+
+_STATE = {
+    "plasticity_potential": "plasticity_potential", "formation_drive": "formation_drive",
+    "elimination_drive": "elimination_drive", "activity_drive": "activity_drive",
+    "synaptic_protein": "synaptic_protein", "glutamate_surge": "glutamate_surge",
+    "da_rel": "da_rel", "pka_rel": "pka_rel", "stress_load": "stress_load",
+    "occupancy_interneuron": "occupancy_interneuron",
+    "occupancy_pyramidal": "occupancy_pyramidal",
+}
+
+
+def _measure_state(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    from ketasim.signaling.spec import OUTPUTS
+
+    units = {o[0]: o[2] for o in OUTPUTS}
+    readouts = list(_STATE)
+    vals = np.stack([ctx.trajectory(_STATE[r], at) for r in readouts], axis=2)
+    return AssayRows.from_grid(vals, at, readouts, [units[_STATE[r]] for r in readouts])
+
+
+MICRODIALYSIS_DA = Assay(
+    "microdialysis_da", "mPFC extracellular dopamine by microdialysis (% baseline)",
+    ("da_rel",), _dialysis_times, _measure_dialysis, options={"interval_min": 20.0, "cv": 0.1})
+WESTERN_BLOT = Assay(
+    "western_blot", "PFC synaptoneurosome western blot (x baseline)",
+    tuple(_WB.values()), same_times, _measure_wb, options={"cv": 0.15})
+SIGNALING_STATE = Assay(
+    "signaling_state", "latent signalling drives (model inspection, no noise)",
+    tuple(_STATE.values()), same_times, _measure_state, options={})
