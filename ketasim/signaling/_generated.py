@@ -22,7 +22,7 @@ def _hill(x, k, n):
 
 
 N_STATES = 29
-N_PVEC = 95
+N_PVEC = 97
 N_OUTPUTS = 28
 
 
@@ -111,47 +111,49 @@ def rhs(t, y, p, dy):
     k_mtor = p[51]
     mtor_erk_exp = p[52]
     k_synthesis = p[53]
-    k_psd95 = p[54]
-    psd95_syn_exp = p[55]
-    psd95_stress = p[56]
-    k_glua1 = p[57]
-    glua1_syn_exp = p[58]
-    glua1_stress = p[59]
-    k_struct = p[60]
-    form_gain = p[61]
-    form_stress = p[62]
-    elim_stress = p[63]
-    act_surge = p[64]
-    stress_k_on = p[65]
-    stress_k_off = p[66]
-    rapa_emax = p[67]
-    nbqx_emax = p[68]
-    ana12_emax = p[69]
-    sch_emax = p[70]
-    skf_emax = p[71]
-    h89_emax = p[72]
-    ldopa_emax = p[73]
-    ka_S = p[74]
-    ka_R = p[75]
-    ka_NK = p[76]
-    ka_HNK = p[77]
-    inf_S = p[78]
-    inf_R = p[79]
-    inf_NK = p[80]
-    inf_HNK = p[81]
-    stress_input = p[82]
-    r_rapamycin = p[83]
-    r_nbqx = p[84]
-    r_ana12 = p[85]
-    r_sch23390 = p[86]
-    r_skf81297 = p[87]
-    r_h89 = p[88]
-    r_ldopa = p[89]
-    drd1_ko = p[90]
-    pki_block = p[91]
-    vta_inhibition = p[92]
-    terminal_activation = p[93]
-    terminal_inhibition = p[94]
+    syn_mtor_frac = p[54]
+    k_psd95 = p[55]
+    psd95_struct_gain = p[56]
+    psd95_syn_exp = p[57]
+    psd95_stress = p[58]
+    k_glua1 = p[59]
+    glua1_syn_exp = p[60]
+    glua1_stress = p[61]
+    k_struct = p[62]
+    form_gain = p[63]
+    form_stress = p[64]
+    elim_stress = p[65]
+    act_surge = p[66]
+    stress_k_on = p[67]
+    stress_k_off = p[68]
+    rapa_emax = p[69]
+    nbqx_emax = p[70]
+    ana12_emax = p[71]
+    sch_emax = p[72]
+    skf_emax = p[73]
+    h89_emax = p[74]
+    ldopa_emax = p[75]
+    ka_S = p[76]
+    ka_R = p[77]
+    ka_NK = p[78]
+    ka_HNK = p[79]
+    inf_S = p[80]
+    inf_R = p[81]
+    inf_NK = p[82]
+    inf_HNK = p[83]
+    stress_input = p[84]
+    r_rapamycin = p[85]
+    r_nbqx = p[86]
+    r_ana12 = p[87]
+    r_sch23390 = p[88]
+    r_skf81297 = p[89]
+    r_h89 = p[90]
+    r_ldopa = p[91]
+    drd1_ko = p[92]
+    pki_block = p[93]
+    vta_inhibition = p[94]
+    terminal_activation = p[95]
+    terminal_inhibition = p[96]
     k10_S = cl_S / v1
     k10_R = cl_S * r_to_s_cl / v1
     k12 = q / v1
@@ -211,8 +213,8 @@ def rhs(t, y, p, dy):
     dy[20] = k_trkb * (bdnf_release * (1.0 - trkb_block) - ptrkb)
     dy[21] = k_erk * (_pw(ptrkb, erk_trkb_exp) * _pw(pka, erk_pka_exp) - perk)
     dy[22] = k_mtor * (_pw(perk, mtor_erk_exp) * (1.0 - mtor_block) - pmtor)
-    dy[23] = k_synthesis * (pmtor - synthesis)
-    dy[24] = k_psd95 * ((1.0 - psd95_stress * stress_load) * _pw(synthesis, psd95_syn_exp) - psd95)
+    dy[23] = k_synthesis * (1.0 + syn_mtor_frac * (pmtor - 1.0) - synthesis)
+    dy[24] = k_psd95 * ((1.0 - psd95_stress * stress_load) * _pw(synthesis, psd95_syn_exp) * (1.0 + psd95_struct_gain * structural_3) - psd95)
     dy[25] = k_glua1 * ((1.0 - glua1_stress * stress_load) * _pw(synthesis, glua1_syn_exp) - glua1)
     dy[26] = k_struct * (structural_input - structural_1)
     dy[27] = k_struct * (structural_1 - structural_2)
@@ -304,47 +306,49 @@ def outputs(y, p, out):
     k_mtor = p[51]
     mtor_erk_exp = p[52]
     k_synthesis = p[53]
-    k_psd95 = p[54]
-    psd95_syn_exp = p[55]
-    psd95_stress = p[56]
-    k_glua1 = p[57]
-    glua1_syn_exp = p[58]
-    glua1_stress = p[59]
-    k_struct = p[60]
-    form_gain = p[61]
-    form_stress = p[62]
-    elim_stress = p[63]
-    act_surge = p[64]
-    stress_k_on = p[65]
-    stress_k_off = p[66]
-    rapa_emax = p[67]
-    nbqx_emax = p[68]
-    ana12_emax = p[69]
-    sch_emax = p[70]
-    skf_emax = p[71]
-    h89_emax = p[72]
-    ldopa_emax = p[73]
-    ka_S = p[74]
-    ka_R = p[75]
-    ka_NK = p[76]
-    ka_HNK = p[77]
-    inf_S = p[78]
-    inf_R = p[79]
-    inf_NK = p[80]
-    inf_HNK = p[81]
-    stress_input = p[82]
-    r_rapamycin = p[83]
-    r_nbqx = p[84]
-    r_ana12 = p[85]
-    r_sch23390 = p[86]
-    r_skf81297 = p[87]
-    r_h89 = p[88]
-    r_ldopa = p[89]
-    drd1_ko = p[90]
-    pki_block = p[91]
-    vta_inhibition = p[92]
-    terminal_activation = p[93]
-    terminal_inhibition = p[94]
+    syn_mtor_frac = p[54]
+    k_psd95 = p[55]
+    psd95_struct_gain = p[56]
+    psd95_syn_exp = p[57]
+    psd95_stress = p[58]
+    k_glua1 = p[59]
+    glua1_syn_exp = p[60]
+    glua1_stress = p[61]
+    k_struct = p[62]
+    form_gain = p[63]
+    form_stress = p[64]
+    elim_stress = p[65]
+    act_surge = p[66]
+    stress_k_on = p[67]
+    stress_k_off = p[68]
+    rapa_emax = p[69]
+    nbqx_emax = p[70]
+    ana12_emax = p[71]
+    sch_emax = p[72]
+    skf_emax = p[73]
+    h89_emax = p[74]
+    ldopa_emax = p[75]
+    ka_S = p[76]
+    ka_R = p[77]
+    ka_NK = p[78]
+    ka_HNK = p[79]
+    inf_S = p[80]
+    inf_R = p[81]
+    inf_NK = p[82]
+    inf_HNK = p[83]
+    stress_input = p[84]
+    r_rapamycin = p[85]
+    r_nbqx = p[86]
+    r_ana12 = p[87]
+    r_sch23390 = p[88]
+    r_skf81297 = p[89]
+    r_h89 = p[90]
+    r_ldopa = p[91]
+    drd1_ko = p[92]
+    pki_block = p[93]
+    vta_inhibition = p[94]
+    terminal_activation = p[95]
+    terminal_inhibition = p[96]
     k10_S = cl_S / v1
     k10_R = cl_S * r_to_s_cl / v1
     k12 = q / v1
@@ -409,7 +413,7 @@ def outputs(y, p, out):
     out[25] = elimination_drive
     out[26] = activity_drive
     out[27] = synaptic_protein
-N_JAC = 73
+N_JAC = 74
 
 
 @numba.njit(inline='always', cache=True)
@@ -502,47 +506,49 @@ def jac(y, p, J):
     k_mtor = p[51]
     mtor_erk_exp = p[52]
     k_synthesis = p[53]
-    k_psd95 = p[54]
-    psd95_syn_exp = p[55]
-    psd95_stress = p[56]
-    k_glua1 = p[57]
-    glua1_syn_exp = p[58]
-    glua1_stress = p[59]
-    k_struct = p[60]
-    form_gain = p[61]
-    form_stress = p[62]
-    elim_stress = p[63]
-    act_surge = p[64]
-    stress_k_on = p[65]
-    stress_k_off = p[66]
-    rapa_emax = p[67]
-    nbqx_emax = p[68]
-    ana12_emax = p[69]
-    sch_emax = p[70]
-    skf_emax = p[71]
-    h89_emax = p[72]
-    ldopa_emax = p[73]
-    ka_S = p[74]
-    ka_R = p[75]
-    ka_NK = p[76]
-    ka_HNK = p[77]
-    inf_S = p[78]
-    inf_R = p[79]
-    inf_NK = p[80]
-    inf_HNK = p[81]
-    stress_input = p[82]
-    r_rapamycin = p[83]
-    r_nbqx = p[84]
-    r_ana12 = p[85]
-    r_sch23390 = p[86]
-    r_skf81297 = p[87]
-    r_h89 = p[88]
-    r_ldopa = p[89]
-    drd1_ko = p[90]
-    pki_block = p[91]
-    vta_inhibition = p[92]
-    terminal_activation = p[93]
-    terminal_inhibition = p[94]
+    syn_mtor_frac = p[54]
+    k_psd95 = p[55]
+    psd95_struct_gain = p[56]
+    psd95_syn_exp = p[57]
+    psd95_stress = p[58]
+    k_glua1 = p[59]
+    glua1_syn_exp = p[60]
+    glua1_stress = p[61]
+    k_struct = p[62]
+    form_gain = p[63]
+    form_stress = p[64]
+    elim_stress = p[65]
+    act_surge = p[66]
+    stress_k_on = p[67]
+    stress_k_off = p[68]
+    rapa_emax = p[69]
+    nbqx_emax = p[70]
+    ana12_emax = p[71]
+    sch_emax = p[72]
+    skf_emax = p[73]
+    h89_emax = p[74]
+    ldopa_emax = p[75]
+    ka_S = p[76]
+    ka_R = p[77]
+    ka_NK = p[78]
+    ka_HNK = p[79]
+    inf_S = p[80]
+    inf_R = p[81]
+    inf_NK = p[82]
+    inf_HNK = p[83]
+    stress_input = p[84]
+    r_rapamycin = p[85]
+    r_nbqx = p[86]
+    r_ana12 = p[87]
+    r_sch23390 = p[88]
+    r_skf81297 = p[89]
+    r_h89 = p[90]
+    r_ldopa = p[91]
+    drd1_ko = p[92]
+    pki_block = p[93]
+    vta_inhibition = p[94]
+    terminal_activation = p[95]
+    terminal_inhibition = p[96]
     k10_S = cl_S / v1
     k10_R = cl_S * r_to_s_cl / v1
     k12 = q / v1
@@ -697,21 +703,22 @@ def jac(y, p, J):
     J[55] = (-k_erk)
     J[56] = (k_mtor*mtor_erk_exp*(1.0 - mtor_block)*_pw(perk, mtor_erk_exp - 1))
     J[57] = (-k_mtor)
-    J[58] = (k_synthesis)
+    J[58] = (k_synthesis*syn_mtor_frac)
     J[59] = (-k_synthesis)
-    J[60] = (-k_psd95*psd95_stress*_pw(synthesis, psd95_syn_exp))
-    J[61] = (k_psd95*psd95_syn_exp*(-psd95_stress*stress_load + 1.0)*_pw(synthesis, psd95_syn_exp - 1))
+    J[60] = (-k_psd95*psd95_stress*(psd95_struct_gain*structural_3 + 1.0)*_pw(synthesis, psd95_syn_exp))
+    J[61] = (k_psd95*psd95_syn_exp*(-psd95_stress*stress_load + 1.0)*(psd95_struct_gain*structural_3 + 1.0)*_pw(synthesis, psd95_syn_exp - 1))
     J[62] = (-k_psd95)
-    J[63] = (-glua1_stress*k_glua1*_pw(synthesis, glua1_syn_exp))
-    J[64] = (glua1_syn_exp*k_glua1*(-glua1_stress*stress_load + 1.0)*_pw(synthesis, glua1_syn_exp - 1))
-    J[65] = (-k_glua1)
-    J[66] = (k_struct) * _d_structural_input_17
-    J[67] = (k_struct) * _d_structural_input_23
-    J[68] = (-k_struct)
-    J[69] = (k_struct)
-    J[70] = (-k_struct)
-    J[71] = (k_struct)
-    J[72] = (-k_struct)
+    J[63] = (k_psd95*psd95_struct_gain*(-psd95_stress*stress_load + 1.0)*_pw(synthesis, psd95_syn_exp))
+    J[64] = (-glua1_stress*k_glua1*_pw(synthesis, glua1_syn_exp))
+    J[65] = (glua1_syn_exp*k_glua1*(-glua1_stress*stress_load + 1.0)*_pw(synthesis, glua1_syn_exp - 1))
+    J[66] = (-k_glua1)
+    J[67] = (k_struct) * _d_structural_input_17
+    J[68] = (k_struct) * _d_structural_input_23
+    J[69] = (-k_struct)
+    J[70] = (k_struct)
+    J[71] = (-k_struct)
+    J[72] = (k_struct)
+    J[73] = (-k_struct)
 
 
 @numba.njit(cache=True, fastmath=False)
@@ -747,11 +754,11 @@ def solve_lin(J, inv_gh, b, u):
     u[21] = (b[21] + J[53] * u[16] + J[54] * u[20]) / (inv_gh - J[55])
     u[22] = (b[22] + J[56] * u[21]) / (inv_gh - J[57])
     u[23] = (b[23] + J[58] * u[22]) / (inv_gh - J[59])
-    u[24] = (b[24] + J[60] * u[14] + J[61] * u[23]) / (inv_gh - J[62])
-    u[25] = (b[25] + J[63] * u[14] + J[64] * u[23]) / (inv_gh - J[65])
-    u[26] = (b[26] + J[66] * u[17] + J[67] * u[23]) / (inv_gh - J[68])
-    u[27] = (b[27] + J[69] * u[26]) / (inv_gh - J[70])
-    u[28] = (b[28] + J[71] * u[27]) / (inv_gh - J[72])
+    u[25] = (b[25] + J[64] * u[14] + J[65] * u[23]) / (inv_gh - J[66])
+    u[26] = (b[26] + J[67] * u[17] + J[68] * u[23]) / (inv_gh - J[69])
+    u[27] = (b[27] + J[70] * u[26]) / (inv_gh - J[71])
+    u[28] = (b[28] + J[72] * u[27]) / (inv_gh - J[73])
+    u[24] = (b[24] + J[60] * u[14] + J[61] * u[23] + J[63] * u[28]) / (inv_gh - J[62])
 
 import numpy as np
 
@@ -886,7 +893,9 @@ def _segment_dp5(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max
             return STATUS_NOT_FINITE, t, i_out, n_steps, h
         if err <= 1.0:
             t_new = t_end if last else t + h
-            while i_out < n_out and out_times[i_out] <= t_new:
+            # outputs at the segment end wait for its events (recorded by the driver)
+            while i_out < n_out and (out_times[i_out] < t_new
+                                     or (out_times[i_out] == t_new and not last)):
                 if out_times[i_out] == t_new:
                     _record(y_new, p, o_full, out_sel, out[i_out])
                 else:
@@ -962,7 +971,9 @@ def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
             t_new = t_end if last else t + h
             rhs(t_new, y_new, p, f_new)
             # cubic Hermite dense output from (y, f0) and (y_new, f_new)
-            while i_out < n_out and out_times[i_out] <= t_new:
+            # outputs at the segment end wait for its events (recorded by the driver)
+            while i_out < n_out and (out_times[i_out] < t_new
+                                     or (out_times[i_out] == t_new and not last)):
                 if out_times[i_out] == t_new:
                     _record(y_new, p, o_full, out_sel, out[i_out])
                 else:

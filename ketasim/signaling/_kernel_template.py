@@ -129,7 +129,9 @@ def _segment_dp5(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max
             return STATUS_NOT_FINITE, t, i_out, n_steps, h
         if err <= 1.0:
             t_new = t_end if last else t + h
-            while i_out < n_out and out_times[i_out] <= t_new:
+            # outputs at the segment end wait for its events (recorded by the driver)
+            while i_out < n_out and (out_times[i_out] < t_new
+                                     or (out_times[i_out] == t_new and not last)):
                 if out_times[i_out] == t_new:
                     _record(y_new, p, o_full, out_sel, out[i_out])
                 else:
@@ -205,7 +207,9 @@ def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
             t_new = t_end if last else t + h
             rhs(t_new, y_new, p, f_new)
             # cubic Hermite dense output from (y, f0) and (y_new, f_new)
-            while i_out < n_out and out_times[i_out] <= t_new:
+            # outputs at the segment end wait for its events (recorded by the driver)
+            while i_out < n_out and (out_times[i_out] < t_new
+                                     or (out_times[i_out] == t_new and not last)):
                 if out_times[i_out] == t_new:
                     _record(y_new, p, o_full, out_sel, out[i_out])
                 else:

@@ -142,7 +142,9 @@ PARAMS: tuple[Param, ...] = (
     Param("k_mtor", "sig.k_mtor", "1/h"),
     Param("mtor_erk_exp", "sig.mtor_erk_exponent", "1"),
     Param("k_synthesis", "sig.k_synthesis", "1/h"),
+    Param("syn_mtor_frac", "sig.synthesis_mtor_fraction", "1"),
     Param("k_psd95", "sig.k_psd95", "1/h"),
+    Param("psd95_struct_gain", "sig.psd95_structural_gain", "1"),
     Param("psd95_syn_exp", "sig.psd95_synthesis_exponent", "1"),
     Param("psd95_stress", "sig.psd95_stress", "1"),
     Param("k_glua1", "sig.k_glua1", "1/h"),
@@ -277,9 +279,9 @@ RATES: tuple[tuple[str, str], ...] = (
     ("ptrkb", "k_trkb * (bdnf_release * (1.0 - trkb_block) - ptrkb)"),
     ("perk", "k_erk * (pw(ptrkb, erk_trkb_exp) * pw(pka, erk_pka_exp) - perk)"),
     ("pmtor", "k_mtor * (pw(perk, mtor_erk_exp) * (1.0 - mtor_block) - pmtor)"),
-    ("synthesis", "k_synthesis * (pmtor - synthesis)"),
+    ("synthesis", "k_synthesis * (1.0 + syn_mtor_frac * (pmtor - 1.0) - synthesis)"),
     ("psd95", "k_psd95 * ((1.0 - psd95_stress * stress_load) * pw(synthesis, psd95_syn_exp)"
-              " - psd95)"),
+              " * (1.0 + psd95_struct_gain * structural_3) - psd95)"),
     ("glua1", "k_glua1 * ((1.0 - glua1_stress * stress_load) * pw(synthesis, glua1_syn_exp)"
               " - glua1)"),
     ("structural_1", "k_struct * (structural_input - structural_1)"),

@@ -1,0 +1,130 @@
+"""The batched solver: generated code, accuracy, events, independence of batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ketasim.experiment.cohort import sample_cohort
+from ketasim.experiment.timeline import compile_arm
+from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
+from ketasim.signaling import codegen, spec
+from ketasim.signaling.simulate import simulate_signaling
+
+
+def _arm(protocol: str, species: str = "mouse", n: int = 4, variability: bool = True):
+    sc = load_scenario_text(
+        f"name: s\nspecies: {species}\nseed: 9\narms:\n  - name: a\n    n: {n}\n"
+        f"    protocol: [{protocol}]\n    assays: [{{assay: signaling_state, at: [1h]}}]\n")
+    reg = load_registry()
+    cohort = sample_cohort(reg, species, "a", n, 9, variability=variability)
+    return cohort, compile_arm(sc.arms[0], species, cohort, reg)
+
+
+def test_generated_code_is_up_to_date():
+    """_generated.py must be regenerated (python -m ketasim.signaling.codegen) after the
+    spec or the kernel template changes."""
+    assert codegen.GENERATED.read_text() == codegen.generate_source()
+
+
+def test_baseline_is_stationary():
+    """No stress and no drug: every signalling output stays at baseline for 60 days."""
+    cohort, ev = _arm("{at: 0h, drug: saline, route: ip}")
+    r = simulate_signaling(cohort, ev, np.linspace(0, 60 * 24, 50))
+    for name in ("plasticity_potential", "formation_drive", "psd95_rel", "da_rel"):
+        v = r.output(name)
+        assert np.ptp(v) < 1e-9, name
+
+
+def test_iv_bolus_auc_equals_dose_over_clearance():
+    """Mass balance: AUC(0-inf) of S-ketamine plasma concentration = dose_S / CL_S."""
+    cohort, ev = _arm("{at: 0h, drug: esketamine, dose: 2 mg/kg, route: iv}",
+                      species="human", n=2, variability=False)
+    t = np.linspace(0.0, 72.0, 20001)
+    c = simulate_signaling(cohort, ev, t, ["esketamine_plasma"], rtol=1e-10,
+                           atol=1e-14).output("esketamine_plasma")[0] / 1000.0  # mg/L
+    auc = np.trapezoid(c, t)
+    cl = load_registry().value("pk.human.ketamine.cl")
+    assert auc == pytest.approx(2.0 / cl, rel=1e-4)
+
+
+def test_infusion_reaches_rate_over_clearance():
+    """Steady state of a long infusion: C_ss = rate / CL (R-ketamine cleared at r_to_s)."""
+    cohort, ev = _arm("{at: 0h, drug: arketamine, dose: 20 mg/kg, route: iv, over: 200h}",
+                      species="human", n=1, variability=False)
+    r = simulate_signaling(cohort, ev, [199.0], ["arketamine_plasma"], rtol=1e-9, atol=1e-12)
+    reg = load_registry()
+    cl_r = reg.value("pk.human.ketamine.cl") * reg.value("pk.human.ketamine.r_to_s_cl")
+    assert r.output("arketamine_plasma")[0, 0] / 1000.0 == pytest.approx(0.1 / cl_r, rel=1e-3)
+
+
+def test_ros3_and_dp5_agree():
+    """Two independent integrators agree at tight tolerance (every output)."""
+    cohort, ev = _arm("{at: -5d, stress: restraint, duration: 5d}, "
+                      "{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}")
+    t = np.linspace(-1.0, 96.0, 300)
+    a = simulate_signaling(cohort, ev, t, rtol=1e-9, atol=1e-13, method="ros3").values
+    b = simulate_signaling(cohort, ev, t, rtol=1e-9, atol=1e-13, method="dp5").values
+    assert np.all(np.abs(a - b) <= np.maximum(1e-5 * np.abs(b), 1e-9))
+
+
+def test_result_of_a_subject_does_not_depend_on_the_batch():
+    cohort, ev = _arm("{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}", n=6)
+    t = np.linspace(0, 48, 97)
+    full = simulate_signaling(cohort, ev, t).values
+    from dataclasses import replace
+
+    for k in (0, 4):
+        one = replace(cohort, n=1, values=cohort.values[k:k + 1])
+        ev1 = replace(ev, values=ev.values[k:k + 1])
+        assert np.array_equal(simulate_signaling(one, ev1, t).values[0], full[k])
+
+
+def test_outputs_at_event_times_are_after_the_event():
+    """An iv bolus at 0 h: the plasma output at exactly 0 h already contains the dose."""
+    cohort, ev = _arm("{at: 0h, drug: ketamine, dose: 1 mg/kg, route: iv}", n=1,
+                      variability=False)
+    r = simulate_signaling(cohort, ev, [-0.5, 0.0], ["ketamine_plasma"])
+    v1 = load_registry().value("pk.mouse.ketamine.v1")
+    assert r.output("ketamine_plasma")[0, 0] == 0.0
+    assert r.output("ketamine_plasma")[0, 1] == pytest.approx(1000.0 / v1)
+
+
+def test_bad_times_rejected():
+    cohort, ev = _arm("{at: 0h, drug: saline, route: ip}", n=1)
+    with pytest.raises(ValueError):
+        simulate_signaling(cohort, ev, [2.0, 1.0])
+    with pytest.raises(ValueError):
+        simulate_signaling(cohort, ev, [1.0], ["no_such_output"])
+
+
+def test_jacobian_matches_finite_differences():
+    """The generated analytic Jacobian equals central differences of the generated rhs."""
+    from ketasim.signaling import _generated as g
+
+    cohort, _ = _arm("{at: 0h, drug: saline, route: ip}", n=1, variability=False)
+    p = cohort.pvec()[0]
+    p[spec.PVEC_NAMES.index("stress_input")] = 1.0
+    p[spec.PVEC_NAMES.index("r_nbqx")] = 0.5
+    rng = np.random.default_rng(3)
+    y = np.array([s.initial for s in spec.STATES]) + rng.uniform(0.1, 0.9, spec.N_STATES)
+    J = np.empty(g.N_JAC)
+    g.jac(y, p, J)
+    from ketasim.signaling.jacobian import build
+
+    entries = build().entries
+    dense = np.zeros((spec.N_STATES, spec.N_STATES))
+    for k, (i, j) in enumerate(entries):
+        dense[i, j] = J[k]
+    fd = np.zeros_like(dense)
+    for j in range(spec.N_STATES):
+        h = 1e-6 * max(1.0, abs(y[j]))
+        yp, ym = y.copy(), y.copy()
+        yp[j] += h
+        ym[j] -= h
+        fp, fm = np.empty(spec.N_STATES), np.empty(spec.N_STATES)
+        g.rhs(0.0, yp, p, fp)
+        g.rhs(0.0, ym, p, fm)
+        fd[:, j] = (fp - fm) / (2 * h)
+    assert np.allclose(dense, fd, rtol=1e-5, atol=1e-7)
