@@ -2,11 +2,25 @@
 plasticity, from dose to behaviour, with in-silico replicas of published experiments.
 
 Public API: :func:`simulate` runs a scenario; :func:`load_scenario` reads one.
+(Imported lazily, so that code generation and light tools do not load the solver.)
 """
 
 __version__ = "0.1.0"
 
-from ketasim.experiment.runner import RunResult, simulate  # noqa: E402
-from ketasim.scenario import ScenarioError, load_scenario  # noqa: E402
+_LAZY = {
+    "simulate": ("ketasim.experiment.runner", "simulate"),
+    "RunResult": ("ketasim.experiment.runner", "RunResult"),
+    "load_scenario": ("ketasim.scenario", "load_scenario"),
+    "ScenarioError": ("ketasim.scenario", "ScenarioError"),
+}
 
 __all__ = ["RunResult", "ScenarioError", "load_scenario", "simulate", "__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'ketasim' has no attribute {name!r}")

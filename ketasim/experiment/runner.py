@@ -104,4 +104,4 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
     readouts = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame({c: [] for c in READOUT_COLUMNS}))
     return RunResult(scenario, seed, readouts[READOUT_COLUMNS], timings,
-                     {"method": "ros3", "rtol": rtol, "atol": atol}, steps)
+                     {"method": "auto", "rtol": rtol, "atol": atol}, steps)

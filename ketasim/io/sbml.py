@@ -142,8 +142,8 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
     fd.setId("pw")
     fd.setMath(libsbml.parseL3Formula("lambda(x, a, x^a)"))
     fd = model.createFunctionDefinition()
-    fd.setId("hill")
-    fd.setMath(libsbml.parseL3Formula("lambda(x, k, n, x^n / (x^n + k^n))"))
+    fd.setId("hillk")
+    fd.setMath(libsbml.parseL3Formula("lambda(x, kn, n, x^n / (x^n + kn))"))
 
     _parameter(model, "time_offset_h", t_start, "h", True,
                "ketasim time of SBML time 0 (scenario time = SBML time + offset)")

@@ -12,18 +12,126 @@ def _pos(x):
 
 @numba.njit(inline='always', cache=True)
 def _pw(x, a):
+    if a == 1.0:
+        return x
+    if a == 2.0:
+        return x * x
+    if a == 3.0:
+        return x * x * x
+    if a == 0.5:
+        return math.sqrt(x)
+    if a == 1.5:
+        return x * math.sqrt(x)
     return x ** a
 
 
 @numba.njit(inline='always', cache=True)
-def _hill(x, k, n):
-    xn = x ** n
-    return xn / (xn + k ** n)
+def _hillk(x, kn, n):
+    xn = _pw(x, n)
+    return xn / (xn + kn)
 
 
 N_STATES = 29
 N_PVEC = 97
 N_OUTPUTS = 28
+N_PTOTAL = 105
+
+
+@numba.njit(cache=True)
+def derive(p):
+    """Fill the parameter-only assignments after the parameters and controls."""
+    mw_ket = p[0]
+    mw_nk = p[1]
+    mw_hnk = p[2]
+    cl_S = p[3]
+    r_to_s_cl = p[4]
+    v1 = p[5]
+    q = p[6]
+    v2 = p[7]
+    kp_ket = p[8]
+    ke0_ket = p[9]
+    f_nk = p[10]
+    f_hnk = p[11]
+    cl_nk = p[12]
+    v_nk = p[13]
+    cl_hnk = p[14]
+    v_hnk = p[15]
+    kp_nk = p[16]
+    kp_hnk = p[17]
+    ke0_met = p[18]
+    ki_S = p[19]
+    ki_R = p[20]
+    ki_nk = p[21]
+    ki_hnk = p[22]
+    fu_brain = p[23]
+    pot_int = p[24]
+    pot_pyr = p[25]
+    glu_amp = p[26]
+    dis_o50 = p[27]
+    dis_n = p[28]
+    hnk_emax = p[29]
+    hnk_ec50 = p[30]
+    da_gain = p[31]
+    k_da = p[32]
+    da_term_act = p[33]
+    d1_k = p[34]
+    d1_n = p[35]
+    pka_gain = p[36]
+    k_pka = p[37]
+    k_priming = p[38]
+    pp_control = p[39]
+    pp_slope = p[40]
+    pp_stress = p[41]
+    k_eef2 = p[42]
+    eef2_block = p[43]
+    k_bdnf = p[44]
+    bdnf_eef2_gain = p[45]
+    bdnf_stress = p[46]
+    k_trkb = p[47]
+    k_erk = p[48]
+    erk_trkb_exp = p[49]
+    erk_pka_exp = p[50]
+    k_mtor = p[51]
+    mtor_erk_exp = p[52]
+    k_synthesis = p[53]
+    syn_mtor_frac = p[54]
+    k_psd95 = p[55]
+    psd95_struct_gain = p[56]
+    psd95_syn_exp = p[57]
+    psd95_stress = p[58]
+    k_glua1 = p[59]
+    glua1_syn_exp = p[60]
+    glua1_stress = p[61]
+    k_struct = p[62]
+    form_gain = p[63]
+    form_stress = p[64]
+    elim_stress = p[65]
+    act_surge = p[66]
+    stress_k_on = p[67]
+    stress_k_off = p[68]
+    rapa_emax = p[69]
+    nbqx_emax = p[70]
+    ana12_emax = p[71]
+    sch_emax = p[72]
+    skf_emax = p[73]
+    h89_emax = p[74]
+    ldopa_emax = p[75]
+    k10_S = cl_S / v1
+    p[97] = k10_S
+    k10_R = cl_S * r_to_s_cl / v1
+    p[98] = k10_R
+    k12 = q / v1
+    p[99] = k12
+    k21 = q / v2
+    p[100] = k21
+    dis_kn = _pw(dis_o50, dis_n)
+    p[101] = dis_kn
+    d1_kn = _pw(d1_k, d1_n)
+    p[102] = d1_kn
+    d1_act0 = 1.0 / (1.0 + d1_kn)
+    p[103] = d1_act0
+    pp_odds0 = (1.0 - pp_control) / pp_control
+    p[104] = pp_odds0
 
 
 @numba.njit(cache=True, fastmath=False)
@@ -154,10 +262,14 @@ def rhs(t, y, p, dy):
     vta_inhibition = p[94]
     terminal_activation = p[95]
     terminal_inhibition = p[96]
-    k10_S = cl_S / v1
-    k10_R = cl_S * r_to_s_cl / v1
-    k12 = q / v1
-    k21 = q / v2
+    k10_S = p[97]
+    k10_R = p[98]
+    k12 = p[99]
+    k21 = p[100]
+    dis_kn = p[101]
+    d1_kn = p[102]
+    d1_act0 = p[103]
+    pp_odds0 = p[104]
     cp_S = S_central / v1
     cp_R = R_central / v1
     cp_nk = NK_central / v_nk
@@ -169,19 +281,18 @@ def rhs(t, y, p, dy):
     nmda_ratio = _pos(cu_S / ki_S + cu_R / ki_R + cu_nk / ki_nk + cu_hnk / ki_hnk)
     occ_int = nmda_ratio / (nmda_ratio + pot_int)
     occ_pyr = nmda_ratio / (nmda_ratio + pot_pyr)
-    disinhibition = _hill(occ_int, dis_o50, dis_n)
+    disinhibition = _hillk(occ_int, dis_kn, dis_n)
     glutamate = 1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)
     hnk_pot = hnk_emax * cu_hnk / (cu_hnk + hnk_ec50)
     ampa_block = nbqx_emax * r_nbqx / (1.0 + r_nbqx)
     ampa = 1.0 + (glutamate - 1.0 + hnk_pot) * (1.0 - ampa_block)
     da_target = (1.0 + da_gain * (ampa - 1.0) + ldopa_emax * r_ldopa / (1.0 + r_ldopa)) * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition) + da_term_act * terminal_activation
     d1_signal = dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390)) * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)
-    d1_act = _hill(d1_signal, d1_k, d1_n)
-    d1_act0 = _hill(1.0, d1_k, d1_n)
+    d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - h89_emax * r_h89 / (1.0 + r_h89)) * (1.0 - pki_block)
     pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0)
     priming_eff = priming * (1.0 - pp_stress * stress_load)
-    plasticity_potential = 1.0 / (1.0 + (1.0 - pp_control) / pp_control * _pw(priming_eff, -pp_slope))
+    plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     bdnf_release = bdnf * ampa
     trkb_block = ana12_emax * r_ana12 / (1.0 + r_ana12)
     mtor_block = rapa_emax * r_rapamycin / (1.0 + r_rapamycin)
@@ -349,10 +460,14 @@ def outputs(y, p, out):
     vta_inhibition = p[94]
     terminal_activation = p[95]
     terminal_inhibition = p[96]
-    k10_S = cl_S / v1
-    k10_R = cl_S * r_to_s_cl / v1
-    k12 = q / v1
-    k21 = q / v2
+    k10_S = p[97]
+    k10_R = p[98]
+    k12 = p[99]
+    k21 = p[100]
+    dis_kn = p[101]
+    d1_kn = p[102]
+    d1_act0 = p[103]
+    pp_odds0 = p[104]
     cp_S = S_central / v1
     cp_R = R_central / v1
     cp_nk = NK_central / v_nk
@@ -364,19 +479,18 @@ def outputs(y, p, out):
     nmda_ratio = _pos(cu_S / ki_S + cu_R / ki_R + cu_nk / ki_nk + cu_hnk / ki_hnk)
     occ_int = nmda_ratio / (nmda_ratio + pot_int)
     occ_pyr = nmda_ratio / (nmda_ratio + pot_pyr)
-    disinhibition = _hill(occ_int, dis_o50, dis_n)
+    disinhibition = _hillk(occ_int, dis_kn, dis_n)
     glutamate = 1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)
     hnk_pot = hnk_emax * cu_hnk / (cu_hnk + hnk_ec50)
     ampa_block = nbqx_emax * r_nbqx / (1.0 + r_nbqx)
     ampa = 1.0 + (glutamate - 1.0 + hnk_pot) * (1.0 - ampa_block)
     da_target = (1.0 + da_gain * (ampa - 1.0) + ldopa_emax * r_ldopa / (1.0 + r_ldopa)) * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition) + da_term_act * terminal_activation
     d1_signal = dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390)) * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)
-    d1_act = _hill(d1_signal, d1_k, d1_n)
-    d1_act0 = _hill(1.0, d1_k, d1_n)
+    d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - h89_emax * r_h89 / (1.0 + r_h89)) * (1.0 - pki_block)
     pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0)
     priming_eff = priming * (1.0 - pp_stress * stress_load)
-    plasticity_potential = 1.0 / (1.0 + (1.0 - pp_control) / pp_control * _pw(priming_eff, -pp_slope))
+    plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     bdnf_release = bdnf * ampa
     trkb_block = ana12_emax * r_ana12 / (1.0 + r_ana12)
     mtor_block = rapa_emax * r_rapamycin / (1.0 + r_rapamycin)
@@ -414,6 +528,11 @@ def outputs(y, p, out):
     out[26] = activity_drive
     out[27] = synaptic_protein
 N_JAC = 74
+import numpy as _np
+BLOCKS = _np.array([[0, -1], [1, 2], [3, -1], [4, -1], [5, 6], [7, -1], [8, -1], [9, -1], [10, -1], [11, -1], [12, -1], [13, -1], [14, -1], [15, -1], [16, -1], [17, -1], [18, -1], [19, -1], [20, -1], [21, -1], [22, -1], [23, -1], [25, -1], [26, -1], [27, -1], [28, -1], [24, -1]], dtype=_np.int64)
+DIAG = _np.array([0, 2, 5, 7, 8, 10, 13, 15, 16, 20, 22, 23, 26, 28, 29, 34, 36, 38, 43, 46, 52, 55, 57, 59, 62, 66, 69, 71, 73], dtype=_np.int64)
+BLOCK_UP = _np.array([-1, 3, -1, -1, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCK_LO = _np.array([-1, 4, -1, -1, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
 
 
 @numba.njit(inline='always', cache=True)
@@ -549,10 +668,14 @@ def jac(y, p, J):
     vta_inhibition = p[94]
     terminal_activation = p[95]
     terminal_inhibition = p[96]
-    k10_S = cl_S / v1
-    k10_R = cl_S * r_to_s_cl / v1
-    k12 = q / v1
-    k21 = q / v2
+    k10_S = p[97]
+    k10_R = p[98]
+    k12 = p[99]
+    k21 = p[100]
+    dis_kn = p[101]
+    d1_kn = p[102]
+    d1_act0 = p[103]
+    pp_odds0 = p[104]
     cp_S = S_central / v1
     cp_R = R_central / v1
     cp_nk = NK_central / v_nk
@@ -564,19 +687,18 @@ def jac(y, p, J):
     nmda_ratio = _pos(cu_S / ki_S + cu_R / ki_R + cu_nk / ki_nk + cu_hnk / ki_hnk)
     occ_int = nmda_ratio / (nmda_ratio + pot_int)
     occ_pyr = nmda_ratio / (nmda_ratio + pot_pyr)
-    disinhibition = _hill(occ_int, dis_o50, dis_n)
+    disinhibition = _hillk(occ_int, dis_kn, dis_n)
     glutamate = 1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)
     hnk_pot = hnk_emax * cu_hnk / (cu_hnk + hnk_ec50)
     ampa_block = nbqx_emax * r_nbqx / (1.0 + r_nbqx)
     ampa = 1.0 + (glutamate - 1.0 + hnk_pot) * (1.0 - ampa_block)
     da_target = (1.0 + da_gain * (ampa - 1.0) + ldopa_emax * r_ldopa / (1.0 + r_ldopa)) * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition) + da_term_act * terminal_activation
     d1_signal = dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390)) * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)
-    d1_act = _hill(d1_signal, d1_k, d1_n)
-    d1_act0 = _hill(1.0, d1_k, d1_n)
+    d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - h89_emax * r_h89 / (1.0 + r_h89)) * (1.0 - pki_block)
     pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0)
     priming_eff = priming * (1.0 - pp_stress * stress_load)
-    plasticity_potential = 1.0 / (1.0 + (1.0 - pp_control) / pp_control * _pw(priming_eff, -pp_slope))
+    plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     bdnf_release = bdnf * ampa
     trkb_block = ana12_emax * r_ana12 / (1.0 + r_ana12)
     mtor_block = rapa_emax * r_rapamycin / (1.0 + r_rapamycin)
@@ -605,10 +727,10 @@ def jac(y, p, J):
     _d_occ_pyr_7 = (-nmda_ratio/(nmda_ratio + pot_pyr)**2 + 1/(nmda_ratio + pot_pyr)) * _d_nmda_ratio_7
     _d_occ_pyr_10 = (-nmda_ratio/(nmda_ratio + pot_pyr)**2 + 1/(nmda_ratio + pot_pyr)) * _d_nmda_ratio_10
     _d_occ_pyr_13 = (-nmda_ratio/(nmda_ratio + pot_pyr)**2 + 1/(nmda_ratio + pot_pyr)) * _d_nmda_ratio_13
-    _d_disinhibition_3 = (dis_n*_pw(dis_o50, dis_n)*_pw(occ_int, dis_n - 1)/(_pw(dis_o50, dis_n) + _pw(occ_int, dis_n))**2) * _d_occ_int_3
-    _d_disinhibition_7 = (dis_n*_pw(dis_o50, dis_n)*_pw(occ_int, dis_n - 1)/(_pw(dis_o50, dis_n) + _pw(occ_int, dis_n))**2) * _d_occ_int_7
-    _d_disinhibition_10 = (dis_n*_pw(dis_o50, dis_n)*_pw(occ_int, dis_n - 1)/(_pw(dis_o50, dis_n) + _pw(occ_int, dis_n))**2) * _d_occ_int_10
-    _d_disinhibition_13 = (dis_n*_pw(dis_o50, dis_n)*_pw(occ_int, dis_n - 1)/(_pw(dis_o50, dis_n) + _pw(occ_int, dis_n))**2) * _d_occ_int_13
+    _d_disinhibition_3 = (dis_kn*dis_n*_pw(occ_int, dis_n - 1)/(dis_kn + _pw(occ_int, dis_n))**2) * _d_occ_int_3
+    _d_disinhibition_7 = (dis_kn*dis_n*_pw(occ_int, dis_n - 1)/(dis_kn + _pw(occ_int, dis_n))**2) * _d_occ_int_7
+    _d_disinhibition_10 = (dis_kn*dis_n*_pw(occ_int, dis_n - 1)/(dis_kn + _pw(occ_int, dis_n))**2) * _d_occ_int_10
+    _d_disinhibition_13 = (dis_kn*dis_n*_pw(occ_int, dis_n - 1)/(dis_kn + _pw(occ_int, dis_n))**2) * _d_occ_int_13
     _d_glutamate_3 = (glu_amp*(1.0 - occ_pyr)) * _d_disinhibition_3 + (-disinhibition*glu_amp) * _d_occ_pyr_3
     _d_glutamate_7 = (glu_amp*(1.0 - occ_pyr)) * _d_disinhibition_7 + (-disinhibition*glu_amp) * _d_occ_pyr_7
     _d_glutamate_10 = (glu_amp*(1.0 - occ_pyr)) * _d_disinhibition_10 + (-disinhibition*glu_amp) * _d_occ_pyr_10
@@ -623,12 +745,12 @@ def jac(y, p, J):
     _d_da_target_10 = (da_gain*(1.0 - terminal_inhibition)*(1.0 - vta_inhibition)) * _d_ampa_10
     _d_da_target_13 = (da_gain*(1.0 - terminal_inhibition)*(1.0 - vta_inhibition)) * _d_ampa_13
     _d_d1_signal_15 = ((1.0 - drd1_ko)*(-r_sch23390*sch_emax/(r_sch23390 + 1.0) + 1.0))
-    _d_d1_act_15 = (d1_n*_pw(d1_k, d1_n)*_pw(d1_signal, d1_n - 1)/(_pw(d1_k, d1_n) + _pw(d1_signal, d1_n))**2) * _d_d1_signal_15
+    _d_d1_act_15 = (d1_kn*d1_n*_pw(d1_signal, d1_n - 1)/(d1_kn + _pw(d1_signal, d1_n))**2) * _d_d1_signal_15
     _d_pka_target_15 = (pka_free*pka_gain*_dpos(d1_act - d1_act0)) * _d_d1_act_15
     _d_priming_eff_14 = (-pp_stress*priming)
     _d_priming_eff_17 = (-pp_stress*stress_load + 1.0)
-    _d_plasticity_potential_14 = (1.0*pp_slope*(1.0 - pp_control)*_pw(priming_eff, -pp_slope - 1)/(pp_control*(1.0 + (1.0 - pp_control)*_pw(priming_eff, -pp_slope)/pp_control)**2)) * _d_priming_eff_14
-    _d_plasticity_potential_17 = (1.0*pp_slope*(1.0 - pp_control)*_pw(priming_eff, -pp_slope - 1)/(pp_control*(1.0 + (1.0 - pp_control)*_pw(priming_eff, -pp_slope)/pp_control)**2)) * _d_priming_eff_17
+    _d_plasticity_potential_14 = (1.0*pp_odds0*pp_slope*_pw(priming_eff, -pp_slope - 1)/(pp_odds0*_pw(priming_eff, -pp_slope) + 1.0)**2) * _d_priming_eff_14
+    _d_plasticity_potential_17 = (1.0*pp_odds0*pp_slope*_pw(priming_eff, -pp_slope - 1)/(pp_odds0*_pw(priming_eff, -pp_slope) + 1.0)**2) * _d_priming_eff_17
     _d_bdnf_release_3 = (bdnf) * _d_ampa_3
     _d_bdnf_release_7 = (bdnf) * _d_ampa_7
     _d_bdnf_release_10 = (bdnf) * _d_ampa_10
@@ -722,43 +844,73 @@ def jac(y, p, J):
 
 
 @numba.njit(cache=True, fastmath=False)
-def solve_lin(J, inv_gh, b, u):
+def prep_lin(J, inv_gh, D):
+    """Reciprocal pivots of (inv_gh * I - J), once per step."""
+    D[0] = 1.0 / (inv_gh - J[0])
+    D[1] = 1.0 / ((inv_gh - J[2]) * (inv_gh - J[5]) - (-J[3]) * (-J[4]))
+    D[3] = 1.0 / (inv_gh - J[7])
+    D[4] = 1.0 / (inv_gh - J[8])
+    D[5] = 1.0 / ((inv_gh - J[10]) * (inv_gh - J[13]) - (-J[11]) * (-J[12]))
+    D[7] = 1.0 / (inv_gh - J[15])
+    D[8] = 1.0 / (inv_gh - J[16])
+    D[9] = 1.0 / (inv_gh - J[20])
+    D[10] = 1.0 / (inv_gh - J[22])
+    D[11] = 1.0 / (inv_gh - J[23])
+    D[12] = 1.0 / (inv_gh - J[26])
+    D[13] = 1.0 / (inv_gh - J[28])
+    D[14] = 1.0 / (inv_gh - J[29])
+    D[15] = 1.0 / (inv_gh - J[34])
+    D[16] = 1.0 / (inv_gh - J[36])
+    D[17] = 1.0 / (inv_gh - J[38])
+    D[18] = 1.0 / (inv_gh - J[43])
+    D[19] = 1.0 / (inv_gh - J[46])
+    D[20] = 1.0 / (inv_gh - J[52])
+    D[21] = 1.0 / (inv_gh - J[55])
+    D[22] = 1.0 / (inv_gh - J[57])
+    D[23] = 1.0 / (inv_gh - J[59])
+    D[25] = 1.0 / (inv_gh - J[66])
+    D[26] = 1.0 / (inv_gh - J[69])
+    D[27] = 1.0 / (inv_gh - J[71])
+    D[28] = 1.0 / (inv_gh - J[73])
+    D[24] = 1.0 / (inv_gh - J[62])
+
+
+@numba.njit(cache=True, fastmath=False)
+def solve_lin(J, inv_gh, D, b, u):
     """Solve (inv_gh * I - J) u = b; J block lower-triangular."""
-    u[0] = (b[0]) / (inv_gh - J[0])
+    u[0] = (b[0]) * D[0]
     r0 = b[1] + J[1] * u[0]
     r1 = b[2]
-    det = (inv_gh - J[2]) * (inv_gh - J[5]) - (-J[3]) * (-J[4])
-    u[1] = (r0 * (inv_gh - J[5]) - (-J[3]) * r1) / det
-    u[2] = ((inv_gh - J[2]) * r1 - (-J[4]) * r0) / det
-    u[3] = (b[3] + J[6] * u[1]) / (inv_gh - J[7])
-    u[4] = (b[4]) / (inv_gh - J[8])
+    u[1] = (r0 * (inv_gh - J[5]) - (-J[3]) * r1) * D[1]
+    u[2] = ((inv_gh - J[2]) * r1 - (-J[4]) * r0) * D[1]
+    u[3] = (b[3] + J[6] * u[1]) * D[3]
+    u[4] = (b[4]) * D[4]
     r0 = b[5] + J[9] * u[4]
     r1 = b[6]
-    det = (inv_gh - J[10]) * (inv_gh - J[13]) - (-J[11]) * (-J[12])
-    u[5] = (r0 * (inv_gh - J[13]) - (-J[11]) * r1) / det
-    u[6] = ((inv_gh - J[10]) * r1 - (-J[12]) * r0) / det
-    u[7] = (b[7] + J[14] * u[5]) / (inv_gh - J[15])
-    u[8] = (b[8]) / (inv_gh - J[16])
-    u[9] = (b[9] + J[17] * u[1] + J[18] * u[5] + J[19] * u[8]) / (inv_gh - J[20])
-    u[10] = (b[10] + J[21] * u[9]) / (inv_gh - J[22])
-    u[11] = (b[11]) / (inv_gh - J[23])
-    u[12] = (b[12] + J[24] * u[5] + J[25] * u[11]) / (inv_gh - J[26])
-    u[13] = (b[13] + J[27] * u[12]) / (inv_gh - J[28])
-    u[14] = (b[14]) / (inv_gh - J[29])
-    u[15] = (b[15] + J[30] * u[3] + J[31] * u[7] + J[32] * u[10] + J[33] * u[13]) / (inv_gh - J[34])
-    u[16] = (b[16] + J[35] * u[15]) / (inv_gh - J[36])
-    u[17] = (b[17] + J[37] * u[16]) / (inv_gh - J[38])
-    u[18] = (b[18] + J[39] * u[3] + J[40] * u[7] + J[41] * u[10] + J[42] * u[13]) / (inv_gh - J[43])
-    u[19] = (b[19] + J[44] * u[14] + J[45] * u[18]) / (inv_gh - J[46])
-    u[20] = (b[20] + J[47] * u[3] + J[48] * u[7] + J[49] * u[10] + J[50] * u[13] + J[51] * u[19]) / (inv_gh - J[52])
-    u[21] = (b[21] + J[53] * u[16] + J[54] * u[20]) / (inv_gh - J[55])
-    u[22] = (b[22] + J[56] * u[21]) / (inv_gh - J[57])
-    u[23] = (b[23] + J[58] * u[22]) / (inv_gh - J[59])
-    u[25] = (b[25] + J[64] * u[14] + J[65] * u[23]) / (inv_gh - J[66])
-    u[26] = (b[26] + J[67] * u[17] + J[68] * u[23]) / (inv_gh - J[69])
-    u[27] = (b[27] + J[70] * u[26]) / (inv_gh - J[71])
-    u[28] = (b[28] + J[72] * u[27]) / (inv_gh - J[73])
-    u[24] = (b[24] + J[60] * u[14] + J[61] * u[23] + J[63] * u[28]) / (inv_gh - J[62])
+    u[5] = (r0 * (inv_gh - J[13]) - (-J[11]) * r1) * D[5]
+    u[6] = ((inv_gh - J[10]) * r1 - (-J[12]) * r0) * D[5]
+    u[7] = (b[7] + J[14] * u[5]) * D[7]
+    u[8] = (b[8]) * D[8]
+    u[9] = (b[9] + J[17] * u[1] + J[18] * u[5] + J[19] * u[8]) * D[9]
+    u[10] = (b[10] + J[21] * u[9]) * D[10]
+    u[11] = (b[11]) * D[11]
+    u[12] = (b[12] + J[24] * u[5] + J[25] * u[11]) * D[12]
+    u[13] = (b[13] + J[27] * u[12]) * D[13]
+    u[14] = (b[14]) * D[14]
+    u[15] = (b[15] + J[30] * u[3] + J[31] * u[7] + J[32] * u[10] + J[33] * u[13]) * D[15]
+    u[16] = (b[16] + J[35] * u[15]) * D[16]
+    u[17] = (b[17] + J[37] * u[16]) * D[17]
+    u[18] = (b[18] + J[39] * u[3] + J[40] * u[7] + J[41] * u[10] + J[42] * u[13]) * D[18]
+    u[19] = (b[19] + J[44] * u[14] + J[45] * u[18]) * D[19]
+    u[20] = (b[20] + J[47] * u[3] + J[48] * u[7] + J[49] * u[10] + J[50] * u[13] + J[51] * u[19]) * D[20]
+    u[21] = (b[21] + J[53] * u[16] + J[54] * u[20]) * D[21]
+    u[22] = (b[22] + J[56] * u[21]) * D[22]
+    u[23] = (b[23] + J[58] * u[22]) * D[23]
+    u[25] = (b[25] + J[64] * u[14] + J[65] * u[23]) * D[25]
+    u[26] = (b[26] + J[67] * u[17] + J[68] * u[23]) * D[26]
+    u[27] = (b[27] + J[70] * u[26]) * D[27]
+    u[28] = (b[28] + J[72] * u[27]) * D[28]
+    u[24] = (b[24] + J[60] * u[14] + J[61] * u[23] + J[63] * u[28]) * D[24]
 
 import numpy as np
 
@@ -779,6 +931,12 @@ STATUS_NOT_FINITE = 3
 
 METHOD_DP5 = 0
 METHOD_ROS3 = 1
+METHOD_AUTO = 2
+
+# stiffness switching thresholds on rho * h (rho: spectral radius of the Jacobian; DP5's
+# real stability interval ends near 3.3)
+_TO_ROS3 = 3.3
+_TO_DP5 = 2.5
 
 # Dormand-Prince 5(4) with SciPy's RK45 dense-output matrix
 _C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0])
@@ -823,6 +981,22 @@ def _record(y, p, o_full, out_sel, out_row):
     outputs(y, p, o_full)
     for j in range(out_sel.shape[0]):
         out_row[j] = o_full[out_sel[j]]
+
+
+@numba.njit(cache=True)
+def _dp5_dense(y, K, h, x, y_out):
+    """DP5 4th-order dense output at theta = x: weights first, then one pass."""
+    w = np.empty(7)  # small fixed-size temporary; numba keeps it off the Python heap
+    x2 = x * x
+    x3 = x2 * x
+    x4 = x3 * x
+    for r in range(7):
+        w[r] = h * (_P[r, 0] * x + _P[r, 1] * x2 + _P[r, 2] * x3 + _P[r, 3] * x4)
+    for i in range(y.shape[0]):
+        acc = y[i]
+        for r in range(7):
+            acc += w[r] * K[r, i]
+        y_out[i] = acc
 
 
 @numba.njit(cache=True)
@@ -899,16 +1073,7 @@ def _segment_dp5(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max
                 if out_times[i_out] == t_new:
                     _record(y_new, p, o_full, out_sel, out[i_out])
                 else:
-                    x = (out_times[i_out] - t) / h
-                    x2 = x * x
-                    x3 = x2 * x
-                    x4 = x3 * x
-                    for i in range(n):
-                        acc = 0.0
-                        for r in range(7):
-                            acc += K[r, i] * (_P[r, 0] * x + _P[r, 1] * x2 + _P[r, 2] * x3
-                                              + _P[r, 3] * x4)
-                        y_tmp[i] = y[i] + h * acc
+                    _dp5_dense(y, K, h, (out_times[i_out] - t) / h, y_tmp)
                     _record(y_tmp, p, o_full, out_sel, out[i_out])
                 i_out += 1
             t = t_new
@@ -930,6 +1095,7 @@ def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
     n = y.shape[0]
     n_out = out_times.shape[0]
     J = np.empty(N_JAC)
+    Dp = np.empty(n)
     f0 = K[0]
     f1 = K[1]
     k1 = K[2]
@@ -950,16 +1116,17 @@ def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
             h = t_end - t
             last = True
         inv_gh = 1.0 / (_R_GAMMA * h)
-        solve_lin(J, inv_gh, f0, k1)
+        prep_lin(J, inv_gh, Dp)
+        solve_lin(J, inv_gh, Dp, f0, k1)
         for i in range(n):
             y_tmp[i] = y[i] + _R_A21 * k1[i]
         rhs(t + _R_GAMMA * h, y_tmp, p, f1)
         for i in range(n):
             b[i] = f1[i] + (_R_C21 / h) * k1[i]
-        solve_lin(J, inv_gh, b, k2)
+        solve_lin(J, inv_gh, Dp, b, k2)
         for i in range(n):
             b[i] = f1[i] + (_R_C31 * k1[i] + _R_C32 * k2[i]) / h
-        solve_lin(J, inv_gh, b, k3)
+        solve_lin(J, inv_gh, Dp, b, k3)
         for i in range(n):
             y_new[i] = y[i] + _R_M1 * k1[i] + _R_M2 * k2[i] + _R_M3 * k3[i]
             err_v[i] = _R_E1 * k1[i] + _R_E2 * k2[i] + _R_E3 * k3[i]
@@ -998,6 +1165,153 @@ def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
             h = h * max(0.2, 0.9 * err ** (-1.0 / 3.0))
             if h < 1e-12:
                 return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
+    return STATUS_OK, t, i_out, n_steps, h
+
+
+@numba.njit(cache=True)
+def _spectral_radius(J):
+    """Largest |eigenvalue| of the block lower-triangular Jacobian (exact: the eigenvalues
+    are those of its diagonal blocks)."""
+    rho = 0.0
+    for b in range(BLOCKS.shape[0]):
+        i = BLOCKS[b, 0]
+        m = BLOCKS[b, 1]
+        a = J[DIAG[i]] if DIAG[i] >= 0 else 0.0
+        if m < 0:
+            lam = abs(a)
+        else:
+            d = J[DIAG[m]] if DIAG[m] >= 0 else 0.0
+            bb = J[BLOCK_UP[b]] if BLOCK_UP[b] >= 0 else 0.0
+            cc = J[BLOCK_LO[b]] if BLOCK_LO[b] >= 0 else 0.0
+            tr = a + d
+            det = a * d - bb * cc
+            disc = tr * tr / 4.0 - det
+            if disc >= 0.0:
+                r = np.sqrt(disc)
+                lam = max(abs(tr / 2.0 + r), abs(tr / 2.0 - r))
+            else:
+                lam = np.sqrt(max(det, 0.0))
+        if lam > rho:
+            rho = lam
+    return rho
+
+
+@numba.njit(cache=True)
+def _segment_auto(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
+                  max_steps, n_steps, out, K, y_new, y_tmp, o_full):
+    """Switch per step between DP5 (non-stiff stretches, e.g. absorption) and ROS3 (stiff,
+    quiescent stretches) on the exact spectral radius of the Jacobian, as LSODA does with
+    Adams/BDF."""
+    n = y.shape[0]
+    n_out = out_times.shape[0]
+    J = np.empty(N_JAC)
+    Dp = np.empty(n)
+    err_v = np.empty(n)
+    rhs(t, y, p, K[0])
+    if h == 0.0:
+        h = _initial_step(y, K[0], rtol, atol, h_max)
+    jac(y, p, J)
+    rho = _spectral_radius(J)
+    stiff = rho * h > _TO_ROS3
+    n_since_jac = 0
+    while t < t_end:
+        if n_steps >= max_steps:
+            return STATUS_TOO_MANY_STEPS, t, i_out, n_steps, h
+        last = False
+        if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
+            h = t_end - t
+            last = True
+        if stiff:
+            inv_gh = 1.0 / (_R_GAMMA * h)
+            prep_lin(J, inv_gh, Dp)
+            k1 = K[2]
+            k2 = K[3]
+            k3 = K[4]
+            b = K[5]
+            f1 = K[1]
+            solve_lin(J, inv_gh, Dp, K[0], k1)
+            for i in range(n):
+                y_tmp[i] = y[i] + _R_A21 * k1[i]
+            rhs(t + _R_GAMMA * h, y_tmp, p, f1)
+            for i in range(n):
+                b[i] = f1[i] + (_R_C21 / h) * k1[i]
+            solve_lin(J, inv_gh, Dp, b, k2)
+            for i in range(n):
+                b[i] = f1[i] + (_R_C31 * k1[i] + _R_C32 * k2[i]) / h
+            solve_lin(J, inv_gh, Dp, b, k3)
+            for i in range(n):
+                y_new[i] = y[i] + _R_M1 * k1[i] + _R_M2 * k2[i] + _R_M3 * k3[i]
+                err_v[i] = _R_E1 * k1[i] + _R_E2 * k2[i] + _R_E3 * k3[i]
+            order_exp = -1.0 / 3.0
+            max_fac = 6.0
+        else:
+            for s in range(1, 6):
+                for i in range(n):
+                    acc = 0.0
+                    for r in range(s):
+                        acc += _A[s, r] * K[r, i]
+                    y_tmp[i] = y[i] + h * acc
+                rhs(t + _C[s] * h, y_tmp, p, K[s])
+            for i in range(n):
+                acc = 0.0
+                for r in range(6):
+                    acc += _B[r] * K[r, i]
+                y_new[i] = y[i] + h * acc
+            rhs(t + h, y_new, p, K[6])
+            for i in range(n):
+                e = 0.0
+                for r in range(7):
+                    e += _E[r] * K[r, i]
+                err_v[i] = h * e
+            order_exp = -0.2
+            max_fac = 10.0
+        err = _err_norm(err_v, y, y_new, rtol, atol)
+        n_steps += 1
+        if not np.isfinite(err):
+            return STATUS_NOT_FINITE, t, i_out, n_steps, h
+        if err <= 1.0:
+            t_new = t_end if last else t + h
+            if stiff:
+                rhs(t_new, y_new, p, K[6])
+            while i_out < n_out and (out_times[i_out] < t_new
+                                     or (out_times[i_out] == t_new and not last)):
+                if out_times[i_out] == t_new:
+                    _record(y_new, p, o_full, out_sel, out[i_out])
+                else:
+                    x = (out_times[i_out] - t) / h
+                    if stiff:
+                        h00 = (1.0 + 2.0 * x) * (1.0 - x) * (1.0 - x)
+                        h10 = x * (1.0 - x) * (1.0 - x)
+                        h01 = x * x * (3.0 - 2.0 * x)
+                        h11 = x * x * (x - 1.0)
+                        for i in range(n):
+                            y_tmp[i] = (h00 * y[i] + h10 * h * K[0, i] + h01 * y_new[i]
+                                        + h11 * h * K[6, i])
+                    else:
+                        _dp5_dense(y, K, h, x, y_tmp)
+                    _record(y_tmp, p, o_full, out_sel, out[i_out])
+                i_out += 1
+            t = t_new
+            for i in range(n):
+                y[i] = y_new[i]
+                K[0, i] = K[6, i]
+            fac = max_fac if err == 0.0 else min(max_fac, 0.9 * err ** order_exp)
+            h = min(h * max(fac, 0.2), h_max)
+            n_since_jac += 1
+            if stiff or n_since_jac >= 5:
+                jac(y, p, J)
+                rho = _spectral_radius(J)
+                n_since_jac = 0
+                if stiff and rho * h < _TO_DP5:
+                    stiff = False
+                elif (not stiff) and rho * h > _TO_ROS3:
+                    stiff = True
+        else:
+            h = h * max(0.2, 0.9 * err ** order_exp)
+            if h < 1e-12:
+                return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
+            if (not stiff) and rho * h > _TO_ROS3:
+                stiff = True
     return STATUS_OK, t, i_out, n_steps, h
 
 
@@ -1042,7 +1356,11 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
         t_end = t_final
         if i_ev < n_ev and ev_times[i_ev] < t_end:
             t_end = ev_times[i_ev]
-        if method == METHOD_DP5:
+        if method == METHOD_AUTO:
+            st, t, i_out, n_steps, h = _segment_auto(
+                y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
+                n_steps, out, K, y_new, y_tmp, o_full)
+        elif method == METHOD_DP5:
             st, t, i_out, n_steps, h = _segment_dp5(
                 y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
                 n_steps, out, K, y_new, y_tmp, o_full)
@@ -1056,18 +1374,20 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
 
 @numba.njit(parallel=True, cache=True)
 def integrate_batch(y0, pvec, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
-                    out_sel, rtol, atol, h_max, max_steps, method):
-    """Integrate all subjects; returns (outputs[n_sub, n_times, n_sel], status, steps)."""
+                    out_sel, rtol, atol, h_max, max_steps, method, out):
+    """Integrate all subjects into ``out[n_sub, n_times, n_sel]`` (caller-allocated, so a
+    buffer can be reused across chunks); returns (status, steps)."""
     n_sub = y0.shape[0]
-    out = np.empty((n_sub, out_times.shape[0], out_sel.shape[0]))
     status = np.zeros(n_sub, dtype=np.int64)
     steps = np.zeros(n_sub, dtype=np.int64)
     for s in numba.prange(n_sub):
         y = y0[s].copy()
-        p = pvec[s].copy()
+        p = np.empty(N_PTOTAL)
+        p[:pvec.shape[1]] = pvec[s]
+        derive(p)
         st, ns = _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value[s],
                                 out_times, out_sel, rtol, atol, h_max, max_steps, method,
                                 out[s])
         status[s] = st
         steps[s] = ns
-    return out, status, steps
+    return status, steps

@@ -15,6 +15,12 @@ STATUS_NOT_FINITE = 3
 
 METHOD_DP5 = 0
 METHOD_ROS3 = 1
+METHOD_AUTO = 2
+
+# stiffness switching thresholds on rho * h (rho: spectral radius of the Jacobian; DP5's
+# real stability interval ends near 3.3)
+_TO_ROS3 = 3.3
+_TO_DP5 = 2.5
 
 # Dormand-Prince 5(4) with SciPy's RK45 dense-output matrix
 _C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0])
@@ -59,6 +65,22 @@ def _record(y, p, o_full, out_sel, out_row):
     outputs(y, p, o_full)
     for j in range(out_sel.shape[0]):
         out_row[j] = o_full[out_sel[j]]
+
+
+@numba.njit(cache=True)
+def _dp5_dense(y, K, h, x, y_out):
+    """DP5 4th-order dense output at theta = x: weights first, then one pass."""
+    w = np.empty(7)  # small fixed-size temporary; numba keeps it off the Python heap
+    x2 = x * x
+    x3 = x2 * x
+    x4 = x3 * x
+    for r in range(7):
+        w[r] = h * (_P[r, 0] * x + _P[r, 1] * x2 + _P[r, 2] * x3 + _P[r, 3] * x4)
+    for i in range(y.shape[0]):
+        acc = y[i]
+        for r in range(7):
+            acc += w[r] * K[r, i]
+        y_out[i] = acc
 
 
 @numba.njit(cache=True)
@@ -135,16 +157,7 @@ def _segment_dp5(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max
                 if out_times[i_out] == t_new:
                     _record(y_new, p, o_full, out_sel, out[i_out])
                 else:
-                    x = (out_times[i_out] - t) / h
-                    x2 = x * x
-                    x3 = x2 * x
-                    x4 = x3 * x
-                    for i in range(n):
-                        acc = 0.0
-                        for r in range(7):
-                            acc += K[r, i] * (_P[r, 0] * x + _P[r, 1] * x2 + _P[r, 2] * x3
-                                              + _P[r, 3] * x4)
-                        y_tmp[i] = y[i] + h * acc
+                    _dp5_dense(y, K, h, (out_times[i_out] - t) / h, y_tmp)
                     _record(y_tmp, p, o_full, out_sel, out[i_out])
                 i_out += 1
             t = t_new
@@ -166,6 +179,7 @@ def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
     n = y.shape[0]
     n_out = out_times.shape[0]
     J = np.empty(N_JAC)
+    Dp = np.empty(n)
     f0 = K[0]
     f1 = K[1]
     k1 = K[2]
@@ -186,16 +200,17 @@ def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
             h = t_end - t
             last = True
         inv_gh = 1.0 / (_R_GAMMA * h)
-        solve_lin(J, inv_gh, f0, k1)
+        prep_lin(J, inv_gh, Dp)
+        solve_lin(J, inv_gh, Dp, f0, k1)
         for i in range(n):
             y_tmp[i] = y[i] + _R_A21 * k1[i]
         rhs(t + _R_GAMMA * h, y_tmp, p, f1)
         for i in range(n):
             b[i] = f1[i] + (_R_C21 / h) * k1[i]
-        solve_lin(J, inv_gh, b, k2)
+        solve_lin(J, inv_gh, Dp, b, k2)
         for i in range(n):
             b[i] = f1[i] + (_R_C31 * k1[i] + _R_C32 * k2[i]) / h
-        solve_lin(J, inv_gh, b, k3)
+        solve_lin(J, inv_gh, Dp, b, k3)
         for i in range(n):
             y_new[i] = y[i] + _R_M1 * k1[i] + _R_M2 * k2[i] + _R_M3 * k3[i]
             err_v[i] = _R_E1 * k1[i] + _R_E2 * k2[i] + _R_E3 * k3[i]
@@ -234,6 +249,153 @@ def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
             h = h * max(0.2, 0.9 * err ** (-1.0 / 3.0))
             if h < 1e-12:
                 return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
+    return STATUS_OK, t, i_out, n_steps, h
+
+
+@numba.njit(cache=True)
+def _spectral_radius(J):
+    """Largest |eigenvalue| of the block lower-triangular Jacobian (exact: the eigenvalues
+    are those of its diagonal blocks)."""
+    rho = 0.0
+    for b in range(BLOCKS.shape[0]):
+        i = BLOCKS[b, 0]
+        m = BLOCKS[b, 1]
+        a = J[DIAG[i]] if DIAG[i] >= 0 else 0.0
+        if m < 0:
+            lam = abs(a)
+        else:
+            d = J[DIAG[m]] if DIAG[m] >= 0 else 0.0
+            bb = J[BLOCK_UP[b]] if BLOCK_UP[b] >= 0 else 0.0
+            cc = J[BLOCK_LO[b]] if BLOCK_LO[b] >= 0 else 0.0
+            tr = a + d
+            det = a * d - bb * cc
+            disc = tr * tr / 4.0 - det
+            if disc >= 0.0:
+                r = np.sqrt(disc)
+                lam = max(abs(tr / 2.0 + r), abs(tr / 2.0 - r))
+            else:
+                lam = np.sqrt(max(det, 0.0))
+        if lam > rho:
+            rho = lam
+    return rho
+
+
+@numba.njit(cache=True)
+def _segment_auto(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
+                  max_steps, n_steps, out, K, y_new, y_tmp, o_full):
+    """Switch per step between DP5 (non-stiff stretches, e.g. absorption) and ROS3 (stiff,
+    quiescent stretches) on the exact spectral radius of the Jacobian, as LSODA does with
+    Adams/BDF."""
+    n = y.shape[0]
+    n_out = out_times.shape[0]
+    J = np.empty(N_JAC)
+    Dp = np.empty(n)
+    err_v = np.empty(n)
+    rhs(t, y, p, K[0])
+    if h == 0.0:
+        h = _initial_step(y, K[0], rtol, atol, h_max)
+    jac(y, p, J)
+    rho = _spectral_radius(J)
+    stiff = rho * h > _TO_ROS3
+    n_since_jac = 0
+    while t < t_end:
+        if n_steps >= max_steps:
+            return STATUS_TOO_MANY_STEPS, t, i_out, n_steps, h
+        last = False
+        if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
+            h = t_end - t
+            last = True
+        if stiff:
+            inv_gh = 1.0 / (_R_GAMMA * h)
+            prep_lin(J, inv_gh, Dp)
+            k1 = K[2]
+            k2 = K[3]
+            k3 = K[4]
+            b = K[5]
+            f1 = K[1]
+            solve_lin(J, inv_gh, Dp, K[0], k1)
+            for i in range(n):
+                y_tmp[i] = y[i] + _R_A21 * k1[i]
+            rhs(t + _R_GAMMA * h, y_tmp, p, f1)
+            for i in range(n):
+                b[i] = f1[i] + (_R_C21 / h) * k1[i]
+            solve_lin(J, inv_gh, Dp, b, k2)
+            for i in range(n):
+                b[i] = f1[i] + (_R_C31 * k1[i] + _R_C32 * k2[i]) / h
+            solve_lin(J, inv_gh, Dp, b, k3)
+            for i in range(n):
+                y_new[i] = y[i] + _R_M1 * k1[i] + _R_M2 * k2[i] + _R_M3 * k3[i]
+                err_v[i] = _R_E1 * k1[i] + _R_E2 * k2[i] + _R_E3 * k3[i]
+            order_exp = -1.0 / 3.0
+            max_fac = 6.0
+        else:
+            for s in range(1, 6):
+                for i in range(n):
+                    acc = 0.0
+                    for r in range(s):
+                        acc += _A[s, r] * K[r, i]
+                    y_tmp[i] = y[i] + h * acc
+                rhs(t + _C[s] * h, y_tmp, p, K[s])
+            for i in range(n):
+                acc = 0.0
+                for r in range(6):
+                    acc += _B[r] * K[r, i]
+                y_new[i] = y[i] + h * acc
+            rhs(t + h, y_new, p, K[6])
+            for i in range(n):
+                e = 0.0
+                for r in range(7):
+                    e += _E[r] * K[r, i]
+                err_v[i] = h * e
+            order_exp = -0.2
+            max_fac = 10.0
+        err = _err_norm(err_v, y, y_new, rtol, atol)
+        n_steps += 1
+        if not np.isfinite(err):
+            return STATUS_NOT_FINITE, t, i_out, n_steps, h
+        if err <= 1.0:
+            t_new = t_end if last else t + h
+            if stiff:
+                rhs(t_new, y_new, p, K[6])
+            while i_out < n_out and (out_times[i_out] < t_new
+                                     or (out_times[i_out] == t_new and not last)):
+                if out_times[i_out] == t_new:
+                    _record(y_new, p, o_full, out_sel, out[i_out])
+                else:
+                    x = (out_times[i_out] - t) / h
+                    if stiff:
+                        h00 = (1.0 + 2.0 * x) * (1.0 - x) * (1.0 - x)
+                        h10 = x * (1.0 - x) * (1.0 - x)
+                        h01 = x * x * (3.0 - 2.0 * x)
+                        h11 = x * x * (x - 1.0)
+                        for i in range(n):
+                            y_tmp[i] = (h00 * y[i] + h10 * h * K[0, i] + h01 * y_new[i]
+                                        + h11 * h * K[6, i])
+                    else:
+                        _dp5_dense(y, K, h, x, y_tmp)
+                    _record(y_tmp, p, o_full, out_sel, out[i_out])
+                i_out += 1
+            t = t_new
+            for i in range(n):
+                y[i] = y_new[i]
+                K[0, i] = K[6, i]
+            fac = max_fac if err == 0.0 else min(max_fac, 0.9 * err ** order_exp)
+            h = min(h * max(fac, 0.2), h_max)
+            n_since_jac += 1
+            if stiff or n_since_jac >= 5:
+                jac(y, p, J)
+                rho = _spectral_radius(J)
+                n_since_jac = 0
+                if stiff and rho * h < _TO_DP5:
+                    stiff = False
+                elif (not stiff) and rho * h > _TO_ROS3:
+                    stiff = True
+        else:
+            h = h * max(0.2, 0.9 * err ** order_exp)
+            if h < 1e-12:
+                return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
+            if (not stiff) and rho * h > _TO_ROS3:
+                stiff = True
     return STATUS_OK, t, i_out, n_steps, h
 
 
@@ -278,7 +440,11 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
         t_end = t_final
         if i_ev < n_ev and ev_times[i_ev] < t_end:
             t_end = ev_times[i_ev]
-        if method == METHOD_DP5:
+        if method == METHOD_AUTO:
+            st, t, i_out, n_steps, h = _segment_auto(
+                y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
+                n_steps, out, K, y_new, y_tmp, o_full)
+        elif method == METHOD_DP5:
             st, t, i_out, n_steps, h = _segment_dp5(
                 y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
                 n_steps, out, K, y_new, y_tmp, o_full)
@@ -292,18 +458,20 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
 
 @numba.njit(parallel=True, cache=True)
 def integrate_batch(y0, pvec, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
-                    out_sel, rtol, atol, h_max, max_steps, method):
-    """Integrate all subjects; returns (outputs[n_sub, n_times, n_sel], status, steps)."""
+                    out_sel, rtol, atol, h_max, max_steps, method, out):
+    """Integrate all subjects into ``out[n_sub, n_times, n_sel]`` (caller-allocated, so a
+    buffer can be reused across chunks); returns (status, steps)."""
     n_sub = y0.shape[0]
-    out = np.empty((n_sub, out_times.shape[0], out_sel.shape[0]))
     status = np.zeros(n_sub, dtype=np.int64)
     steps = np.zeros(n_sub, dtype=np.int64)
     for s in numba.prange(n_sub):
         y = y0[s].copy()
-        p = pvec[s].copy()
+        p = np.empty(N_PTOTAL)
+        p[:pvec.shape[1]] = pvec[s]
+        derive(p)
         st, ns = _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value[s],
                                 out_times, out_sel, rtol, atol, h_max, max_steps, method,
                                 out[s])
         status[s] = st
         steps[s] = ns
-    return out, status, steps
+    return status, steps

@@ -25,23 +25,44 @@ import numba
 '''
 
 
+# x ** a with exact fast paths for the small integer and half-integer exponents that Hill
+# coefficients and log-log sensitivities usually take (pow dominates the right-hand side)
+_PW_SOURCE = """def _pw(x, a):
+    if a == 1.0:
+        return x
+    if a == 2.0:
+        return x * x
+    if a == 3.0:
+        return x * x * x
+    if a == 0.5:
+        return math.sqrt(x)
+    if a == 1.5:
+        return x * math.sqrt(x)
+    return x ** a
+
+"""
+
+
 def _py(expr: str) -> str:
     """Translate a spec expression to numba-compilable Python."""
     expr = re.sub(r"\bpos\(", "_pos(", expr)
     expr = re.sub(r"\bpw\(", "_pw(", expr)
-    expr = re.sub(r"\bhill\(", "_hill(", expr)
+    expr = re.sub(r"\bhillk\(", "_hillk(", expr)
     expr = re.sub(r"\bexp\(", "math.exp(", expr)
     expr = re.sub(r"\blog\(", "math.log(", expr)
     return expr
 
 
 def _unpack(lines: list[str], indent: str = "    ") -> None:
+    """Read states and the parameter vector (parameters, controls, then the
+    parameter-only assignments that ``derive`` stored once per subject)."""
     for i, name in enumerate(spec.STATE_NAMES):
         lines.append(f"{indent}{name} = y[{i}]")
-    for i, name in enumerate(spec.PVEC_NAMES):
+    for i, name in enumerate(spec.PVEC_NAMES + spec.STATIC_NAMES):
         lines.append(f"{indent}{name} = p[{i}]")
     for name, expr in spec.ASSIGNMENTS:
-        lines.append(f"{indent}{name} = {_py(expr)}")
+        if name not in spec.STATIC_NAMES:
+            lines.append(f"{indent}{name} = {_py(expr)}")
 
 
 def generate_source() -> str:
@@ -49,12 +70,23 @@ def generate_source() -> str:
     lines.append("@numba.njit(inline='always', cache=True)")
     lines.append("def _pos(x):\n    return x if x > 0.0 else 0.0\n\n")
     lines.append("@numba.njit(inline='always', cache=True)")
-    lines.append("def _pw(x, a):\n    return x ** a\n\n")
+    lines.append(_PW_SOURCE)
     lines.append("@numba.njit(inline='always', cache=True)")
-    lines.append("def _hill(x, k, n):\n    xn = x ** n\n    return xn / (xn + k ** n)\n\n")
+    lines.append("def _hillk(x, kn, n):\n    xn = _pw(x, n)\n    return xn / (xn + kn)\n\n")
     lines.append(f"N_STATES = {spec.N_STATES}")
     lines.append(f"N_PVEC = {spec.N_PVEC}")
-    lines.append(f"N_OUTPUTS = {len(spec.OUTPUTS)}\n\n")
+    lines.append(f"N_OUTPUTS = {len(spec.OUTPUTS)}")
+    lines.append(f"N_PTOTAL = {spec.N_PVEC + len(spec.STATIC_NAMES)}\n\n")
+    lines.append("@numba.njit(cache=True)")
+    lines.append("def derive(p):")
+    lines.append('    """Fill the parameter-only assignments after the parameters and controls."""')
+    for i, name in enumerate(spec.PARAM_NAMES):
+        lines.append(f"    {name} = p[{i}]")
+    for k, name in enumerate(spec.STATIC_NAMES):
+        expr = dict(spec.ASSIGNMENTS)[name]
+        lines.append(f"    {name} = {_py(expr)}")
+        lines.append(f"    p[{spec.N_PVEC + k}] = {name}")
+    lines.append("\n")
     lines.append("@numba.njit(cache=True, fastmath=False)")
     lines.append("def rhs(t, y, p, dy):")
     _unpack(lines)
@@ -69,7 +101,17 @@ def generate_source() -> str:
         lines.append(f"    out[{i}] = {_py(expr)}")
     # analytic Jacobian (sparse, block lower-triangular) and its linear solve
     jc = jacobian.build()
-    lines.append(f"N_JAC = {len(jc.entries)}\n\n")
+    lines.append(f"N_JAC = {len(jc.entries)}")
+    pos = {e: k for k, e in enumerate(jc.entries)}
+    blocks = [(b[0], b[1] if len(b) > 1 else -1) for b in jc.blocks]
+    diag = [pos.get((i, i), -1) for i in range(spec.N_STATES)]
+    up = [pos.get((i, m), -1) if m >= 0 else -1 for i, m in blocks]
+    lo = [pos.get((m, i), -1) if m >= 0 else -1 for i, m in blocks]
+    lines.append("import numpy as _np")
+    lines.append(f"BLOCKS = _np.array({[list(b) for b in blocks]}, dtype=_np.int64)")
+    lines.append(f"DIAG = _np.array({diag}, dtype=_np.int64)")
+    lines.append(f"BLOCK_UP = _np.array({up}, dtype=_np.int64)")
+    lines.append(f"BLOCK_LO = _np.array({lo}, dtype=_np.int64)\n\n")
     lines.append("@numba.njit(inline='always', cache=True)")
     lines.append("def _dpos(x):\n    return 1.0 if x > 0.0 else 0.0\n\n")
     lines.append("@numba.njit(cache=True, fastmath=False)")
@@ -77,10 +119,16 @@ def generate_source() -> str:
     _unpack(lines)
     lines.extend(jc.lines)
     lines.append("\n")
+    prep, solve = jacobian.solve_lines(jc)
     lines.append("@numba.njit(cache=True, fastmath=False)")
-    lines.append("def solve_lin(J, inv_gh, b, u):")
+    lines.append("def prep_lin(J, inv_gh, D):")
+    lines.append('    """Reciprocal pivots of (inv_gh * I - J), once per step."""')
+    lines.extend(prep)
+    lines.append("\n")
+    lines.append("@numba.njit(cache=True, fastmath=False)")
+    lines.append("def solve_lin(J, inv_gh, D, b, u):")
     lines.append('    """Solve (inv_gh * I - J) u = b; J block lower-triangular."""')
-    lines.extend(jacobian.solve_lines(jc))
+    lines.extend(solve)
     lines.append("")
     lines.append("import numpy as np\n")
     lines.append(_KERNEL.read_text())

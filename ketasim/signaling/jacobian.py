@@ -48,24 +48,24 @@ class Pw(sp.Function):
         return Pw(x, a) * sp.log(x)
 
 
-class Hill(sp.Function):
-    """x**n / (x**n + K**n)."""
+class Hillk(sp.Function):
+    """x**n / (x**n + Kn)."""
 
     def fdiff(self, argindex=1):
-        x, k, n = self.args
+        x, kn, n = self.args
         if argindex != 1:
-            raise NotImplementedError("derivatives with respect to K or n are not needed")
-        return n * Pw(x, n - 1) * Pw(k, n) / (Pw(x, n) + Pw(k, n)) ** 2
+            raise NotImplementedError("derivatives with respect to Kn or n are not needed")
+        return n * Pw(x, n - 1) * kn / (Pw(x, n) + kn) ** 2
 
 
 def _sym(expr: str, names: dict[str, sp.Symbol]) -> sp.Expr:
-    return sp.sympify(expr, locals={**names, "pos": Pos, "pw": Pw, "hill": Hill,
+    return sp.sympify(expr, locals={**names, "pos": Pos, "pw": Pw, "hillk": Hillk,
                                     "exp": sp.exp, "log": sp.log})
 
 
 def to_python(e: sp.Expr) -> str:
     text = sp.pycode(e, fully_qualified_modules=False, user_functions={
-        "Pos": "_pos", "DPos": "_dpos", "Pw": "_pw", "Hill": "_hill"})
+        "Pos": "_pos", "DPos": "_dpos", "Pw": "_pw", "Hillk": "_hillk"})
     # sp.pycode prints math functions bare (exp, log, sqrt); qualify them
     return re.sub(r"(?<![\w.])(exp|log|sqrt)\(", r"math.\1(", text)
 
@@ -88,8 +88,8 @@ def build() -> JacobianCode:
         e = _sym(text, names)
         acc: dict[int, list[str]] = {}
         for s in sorted(e.free_symbols, key=lambda x: x.name):
-            if s.name not in dvars:
-                continue  # parameter or control
+            if not dvars.get(s.name):
+                continue  # parameter, control, or parameter-only assignment
             partial = to_python(sp.diff(e, s))
             if partial == "0":
                 continue
@@ -107,7 +107,7 @@ def build() -> JacobianCode:
         e = _sym(text, names)
         acc = {}
         for s in sorted(e.free_symbols, key=lambda x: x.name):
-            if s.name not in dvars:
+            if not dvars.get(s.name):
                 continue
             partial = to_python(sp.diff(e, s))
             if partial == "0":
@@ -147,9 +147,12 @@ def build() -> JacobianCode:
     return JacobianCode(lines, entries, blocks)
 
 
-def solve_lines(jc: JacobianCode) -> list[str]:
-    """Code solving (inv_gh * I - J) u = b by block forward substitution."""
+def solve_lines(jc: JacobianCode) -> tuple[list[str], list[str]]:
+    """Code for (inv_gh * I - J) u = b by block forward substitution, in two parts:
+    ``prep`` (once per step: reciprocal pivots into D) and ``solve`` (per stage, no
+    division)."""
     pos = {e: k for k, e in enumerate(jc.entries)}
+    prep: list[str] = []
     out: list[str] = []
 
     def rhs_terms(i: int, exclude: set[int]) -> str:
@@ -163,16 +166,17 @@ def solve_lines(jc: JacobianCode) -> list[str]:
     for blk in jc.blocks:
         if len(blk) == 1:
             i = blk[0]
-            out.append(f"    u[{i}] = ({rhs_terms(i, {i})}) / {diag(i)}")
+            prep.append(f"    D[{i}] = 1.0 / {diag(i)}")
+            out.append(f"    u[{i}] = ({rhs_terms(i, {i})}) * D[{i}]")
         else:
             i, m = blk
-            out.append(f"    r0 = {rhs_terms(i, {i, m})}")
-            out.append(f"    r1 = {rhs_terms(m, {i, m})}")
             a = diag(i)
             d = diag(m)
             bb = f"(-J[{pos[(i, m)]}])" if (i, m) in pos else "0.0"
             cc = f"(-J[{pos[(m, i)]}])" if (m, i) in pos else "0.0"
-            out.append(f"    det = {a} * {d} - {bb} * {cc}")
-            out.append(f"    u[{i}] = (r0 * {d} - {bb} * r1) / det")
-            out.append(f"    u[{m}] = ({a} * r1 - {cc} * r0) / det")
-    return out
+            prep.append(f"    D[{i}] = 1.0 / ({a} * {d} - {bb} * {cc})")
+            out.append(f"    r0 = {rhs_terms(i, {i, m})}")
+            out.append(f"    r1 = {rhs_terms(m, {i, m})}")
+            out.append(f"    u[{i}] = (r0 * {d} - {bb} * r1) * D[{i}]")
+            out.append(f"    u[{m}] = ({a} * r1 - {cc} * r0) * D[{i}]")
+    return prep, out

@@ -51,9 +51,14 @@ def start_time(events: EventTable, times_h: np.ndarray) -> float:
 def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None,
                        rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                        h_max: float = np.inf, max_steps: int = 1_000_000,
-                       method: str = "ros3") -> SignalingResult:
+                       method: str = "auto", out: np.ndarray | None = None
+                       ) -> SignalingResult:
     """Integrate PK + signalling for every subject of ``cohort`` and report ``outputs``
-    (default: all) at ``times_h`` (hours; time 0 is the first dose)."""
+    (default: all) at ``times_h`` (hours; time 0 is the first dose).
+
+    ``out`` optionally supplies the result buffer (float64, shape (n, len(times_h),
+    len(outputs))), so that chunked sweeps reuse one allocation.
+    """
     times = np.asarray(times_h, dtype=float)
     if times.ndim != 1 or times.size == 0 or np.any(np.diff(times) < 0):
         raise ValueError("times_h must be a non-empty increasing 1-D sequence")
@@ -65,10 +70,17 @@ def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None
     y0 = initial_state(cohort.n)
     pvec = cohort.pvec()
     t0 = start_time(events, times)
-    out, status, steps = integrate_batch(
+    shape = (cohort.n, times.size, sel.size)
+    if out is None:
+        out = np.empty(shape)
+    elif out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float64 array of shape {shape}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    status, steps = integrate_batch(
         y0, pvec, t0, events.times, events.kind, events.index,
         np.ascontiguousarray(events.values), times, sel, rtol, atol, h_max, max_steps,
-        METHODS[method])
+        METHODS[method], out)
     bad = np.flatnonzero(status)
     if bad.size:
         raise SolverError(f"integration failed for {bad.size} of {cohort.n} subjects "

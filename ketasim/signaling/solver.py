@@ -8,7 +8,13 @@ restarts. Outputs come from the method's 4th-order dense output at the requested
 (Dormand & Prince 1980; dense output coefficients as in Hairer, Norsett & Wanner,
 Solving ODEs I, and SciPy's RK45).
 
-Two methods share the event and output machinery: ``"ros3"`` (default), a 3-stage
+Three methods share the event and output machinery. ``"auto"`` (default) switches step
+by step between the two below on the exact spectral radius of the Jacobian (which is
+block-triangular, so its eigenvalues are those of its 1x1 and 2x2 diagonal blocks), as
+LSODA switches between Adams and BDF: DP5 where the problem is not stiff (absorption
+and distribution right after a dose, where accuracy limits the step), ROS3 where it is
+(long quiescent stretches, where DP5 would be held at its stability limit).
+``"ros3"`` is a 3-stage
 L-stable Rosenbrock method of order 3(2) (Sandu et al. 1997) with the analytic,
 block-triangular Jacobian of :mod:`ketasim.signaling.jacobian` and cubic Hermite dense
 output, which takes large steps through the long quiescent stretches of a protocol; and
@@ -25,6 +31,7 @@ from ketasim.signaling._generated import (  # noqa: F401
     EV_ADD_PARAM,
     EV_ADD_STATE,
     EV_SET_PARAM,
+    METHOD_AUTO,
     METHOD_DP5,
     METHOD_ROS3,
     N_OUTPUTS,
@@ -35,7 +42,7 @@ from ketasim.signaling._generated import (  # noqa: F401
     rhs,
 )
 
-METHODS = {"dp5": METHOD_DP5, "ros3": METHOD_ROS3}
+METHODS = {"dp5": METHOD_DP5, "ros3": METHOD_ROS3, "auto": METHOD_AUTO}
 
 
 __all__ = ["integrate_batch", "EV_ADD_STATE", "EV_ADD_PARAM", "EV_SET_PARAM", "N_STATES",

@@ -2,8 +2,9 @@
 
 Every equation is a string in a small expression language (Python syntax with
 ``exp``, ``log``, ``pos(x) = max(x, 0)``, ``pw(x, a) = x ** a`` and
-``hill(x, K, n) = x**n / (x**n + K**n)``; powers of model quantities are written with
-``pw``/``hill`` so their derivatives stay finite at 0). The same strings are compiled
+``hillk(x, Kn, n) = x**n / (x**n + Kn)`` with ``Kn = K**n``; powers of model quantities
+are written with ``pw``/``hillk`` so their derivatives stay finite at 0). Assignments
+that depend on parameters only are evaluated once per subject by the numba kernel. The same strings are compiled
 into the batched numba right-hand side (:mod:`ketasim.signaling.codegen`) and written
 into SBML (:mod:`ketasim.io.sbml`), so the two solvers integrate literally the same
 model.
@@ -206,7 +207,8 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("occ_int", "nmda_ratio / (nmda_ratio + pot_int)"),
     ("occ_pyr", "nmda_ratio / (nmda_ratio + pot_pyr)"),
     # disinhibition -> glutamate surge; block on pyramidal cells limits it at high doses
-    ("disinhibition", "hill(occ_int, dis_o50, dis_n)"),
+    ("dis_kn", "pw(dis_o50, dis_n)"),
+    ("disinhibition", "hillk(occ_int, dis_kn, dis_n)"),
     ("glutamate", "1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)"),
     ("hnk_pot", "hnk_emax * cu_hnk / (cu_hnk + hnk_ec50)"),
     ("ampa_block", "nbqx_emax * r_nbqx / (1.0 + r_nbqx)"),
@@ -218,14 +220,16 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # Drd1 -> cAMP/PKA (F-W-10..F-W-14); blockers remove the Drd1-driven rise
     ("d1_signal", "dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390))"
                   " * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)"),
-    ("d1_act", "hill(d1_signal, d1_k, d1_n)"),
-    ("d1_act0", "hill(1.0, d1_k, d1_n)"),
+    ("d1_kn", "pw(d1_k, d1_n)"),
+    ("d1_act", "hillk(d1_signal, d1_kn, d1_n)"),
+    ("d1_act0", "1.0 / (1.0 + d1_kn)"),
     ("pka_free", "(1.0 - h89_emax * r_h89 / (1.0 + r_h89)) * (1.0 - pki_block)"),
     ("pka_target", "1.0 + pka_gain * pka_free * pos(d1_act - d1_act0)"),
     # plasticity potential: probability scale, logistic in log priming (F-W-5, F-W-6, F-W-15)
+    ("pp_odds0", "(1.0 - pp_control) / pp_control"),
     ("priming_eff", "priming * (1.0 - pp_stress * stress_load)"),
     ("plasticity_potential",
-     "1.0 / (1.0 + (1.0 - pp_control) / pp_control * pw(priming_eff, -pp_slope))"),
+     "1.0 / (1.0 + pp_odds0 * pw(priming_eff, -pp_slope))"),
     # eEF2 -> BDNF -> TrkB -> ERK -> mTORC1 -> synthesis (F-K-10, F-K-11)
     ("bdnf_release", "bdnf * ampa"),
     ("trkb_block", "ana12_emax * r_ana12 / (1.0 + r_ana12)"),
@@ -325,6 +329,23 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 STATE_NAMES = tuple(s.name for s in STATES)
+
+
+def _static_assignments() -> tuple[str, ...]:
+    """Assignments that depend on parameters only (no state, no control)."""
+    import re as _re
+
+    static: list[str] = []
+    known = {p.name for p in PARAMS}
+    for name, expr in ASSIGNMENTS:
+        symbols = set(_re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {
+            "pos", "pw", "hillk", "exp", "log"}
+        if symbols <= known | set(static):
+            static.append(name)
+    return tuple(static)
+
+
+STATIC_NAMES = _static_assignments()
 PARAM_NAMES = tuple(p.name for p in PARAMS)
 CONTROL_NAMES = tuple(c.name for c in CONTROLS)
 OUTPUT_NAMES = tuple(o[0] for o in OUTPUTS)

@@ -1,0 +1,180 @@
+"""Benchmark: ketasim's batched PK + signalling solver against libRoadRunner.
+
+Protocol (issue 2; written down here so the numbers can be reproduced):
+
+- Workload: N virtual mice (default 10,000) with between-subject variability, racemic
+  ketamine 10 mg/kg ip at day 0 and day 7, 14 days simulated, every model output (28)
+  recorded every 10 min (2,017 time points).
+- ketasim: ``simulate_signaling`` on the whole cohort (numba, all cores), processed in
+  chunks of ``--chunk`` subjects written into one reused output buffer, so memory stays
+  bounded (as a sweep streaming to Parquet would); the compile/cache-load call is made
+  first and reported separately.
+- libRoadRunner: the exported SBML of the arm loaded once; for each subject
+  ``resetAll``, the subject's parameters and event amounts set with ``setValues``, and
+  ``simulate`` over the same 2,017 times, one subject at a time (what a lab script
+  does). ``--rr-subjects`` times a subset and extrapolates linearly (default: all N).
+- Same tolerances on both sides (``--rtol``, ``--atol``: defaults 1e-6, 1e-9). The
+  accuracy of each side is reported as the largest error, relative to each output's
+  range, against a tight libRoadRunner reference (rtol 1e-10, atol 1e-14) on a few
+  subjects.
+- Peak memory: the process's maximum resident set size.
+
+The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
+subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+
+import libsbml
+import numba
+import numpy as np
+import roadrunner
+
+from ketasim.experiment.cohort import sample_cohort
+from ketasim.experiment.timeline import compile_arm
+from ketasim.io.sbml import build_document, event_parameter_values
+from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
+from ketasim.signaling import spec
+from ketasim.signaling.simulate import simulate_signaling, start_time
+
+SCENARIO = """
+name: bench_signaling
+species: mouse
+seed: 2026
+arms:
+  - name: ketamine_weekly
+    n: {n}
+    protocol:
+      - {{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}}
+      - {{at: 7d, drug: ketamine, dose: 10 mg/kg, route: ip}}
+"""
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def roadrunner_runner(doc_text: str, rtol: float, atol: float):
+    rr = roadrunner.RoadRunner(doc_text)
+    rr.integrator.relative_tolerance = rtol
+    rr.integrator.absolute_tolerance = atol
+    rr.integrator.setValue("maximum_num_steps", 500000)
+    rr.timeCourseSelections = ["time"] + [f"out_{o}" for o in spec.OUTPUT_NAMES]
+    return rr
+
+
+def run_rr(rr, pvec, events, subjects, sbml_times):
+    keys = list(spec.PVEC_NAMES)
+    out = []
+    for i in subjects:
+        rr.resetAll()
+        ev = event_parameter_values(events, i)
+        rr.setValues(keys + list(ev), list(pvec[i]) + list(ev.values()))
+        out.append(np.asarray(rr.simulate(times=sbml_times))[1:, 1:])
+    return out
+
+
+def main(argv=None) -> float:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--rr-subjects", type=int, default=None,
+                    help="subjects timed with libRoadRunner (default: all N)")
+    ap.add_argument("--chunk", type=int, default=500)
+    ap.add_argument("--rtol", type=float, default=1e-6)
+    ap.add_argument("--atol", type=float, default=1e-9)
+    ap.add_argument("--method", default="auto", choices=["auto", "ros3", "dp5"])
+    args = ap.parse_args(argv)
+    n = args.n
+    n_rr = n if args.rr_subjects is None else min(args.rr_subjects, n)
+
+    reg = load_registry()
+    sc = load_scenario_text(SCENARIO.format(n=n))
+    arm = sc.arms[0]
+    cohort = sample_cohort(reg, "mouse", arm.name, n, sc.seed)
+    events = compile_arm(arm, "mouse", cohort, reg)
+    times = np.arange(0.0, 14 * 24.0 + 1e-9, 1.0 / 6.0)
+    print(f"workload: {n} mice x 14 days, {len(times)} output times x "
+          f"{len(spec.OUTPUT_NAMES)} outputs, {spec.N_STATES} states; rtol {args.rtol:g}, "
+          f"atol {args.atol:g}; {numba.get_num_threads()} numba threads, "
+          f"{os.cpu_count()} cores")
+
+    # ---- ketasim
+    t = time.perf_counter()
+    simulate_signaling(cohort_slice(cohort, 0, 2), events_slice(events, 0, 2), times[:3],
+                       method=args.method)
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    steps = 0.0
+    checksum = 0.0
+    buffer = np.empty((args.chunk, len(times), len(spec.OUTPUT_NAMES)))
+    for a in range(0, n, args.chunk):
+        b = min(n, a + args.chunk)
+        r = simulate_signaling(cohort_slice(cohort, a, b), events_slice(events, a, b), times,
+                               rtol=args.rtol, atol=args.atol, method=args.method,
+                               out=buffer[: b - a])
+        steps += float(r.steps.sum())
+        checksum += float(r.values[:, -1, :].sum())  # results would be reduced/streamed here
+        del r
+    ks_s = time.perf_counter() - t
+    print(f"ketasim: {ks_s:.2f} s for {n} subjects ({1e3 * ks_s / n:.3f} ms/subject), "
+          f"{steps / n:.0f} steps/subject, first call (compile or cache load) {compile_s:.1f} s,"
+          f" peak RSS {peak_rss_mb():.0f} MB")
+
+    # ---- libRoadRunner, one subject at a time
+    t0 = start_time(events, times)
+    doc = build_document(cohort.pvec()[0], events, 0, t0, "bench")
+    text = libsbml.writeSBMLToString(doc)
+    sbml_times = [0.0, *(times - t0)]
+    rr = roadrunner_runner(text, args.rtol, args.atol)
+    run_rr(rr, cohort.pvec(), events, [0], sbml_times)  # warm-up
+    t = time.perf_counter()
+    run_rr(rr, cohort.pvec(), events, range(n_rr), sbml_times)
+    rr_s = (time.perf_counter() - t) * n / n_rr
+    note = "" if n_rr == n else f" (timed {n_rr}, extrapolated)"
+    print(f"libroadrunner: {rr_s:.2f} s for {n} subjects ({1e3 * rr_s / n:.3f} ms/subject)"
+          f"{note}")
+
+    # ---- accuracy of both at these tolerances against a tight reference
+    check = [0, n // 2, n - 1]
+    tight = roadrunner_runner(text, 1e-10, 1e-14)
+    ref = run_rr(tight, cohort.pvec(), events, check, sbml_times)
+    loose = run_rr(rr, cohort.pvec(), events, check, sbml_times)
+    ours = [simulate_signaling(cohort_slice(cohort, i, i + 1), events_slice(events, i, i + 1),
+                               times, rtol=args.rtol, atol=args.atol,
+                               method=args.method).values[0] for i in check]
+
+    def err(x, y):
+        scale = np.maximum(np.abs(y).max(axis=0), 1e-12)
+        return float(np.max(np.abs(x - y) / scale))
+
+    e_ks = max(err(o, r) for o, r in zip(ours, ref))
+    e_rr = max(err(o, r) for o, r in zip(loose, ref))
+    print(f"accuracy vs tight reference (max error / output range): ketasim {e_ks:.2e}, "
+          f"libroadrunner {e_rr:.2e}")
+    print(f"peak RSS {peak_rss_mb():.0f} MB; checksum {checksum:.6g}")
+    ratio = rr_s / ks_s
+    print(f"speedup: {ratio:.1f}")
+    return ratio
+
+
+def cohort_slice(cohort, a, b):
+    from dataclasses import replace
+
+    return replace(cohort, n=b - a, values=cohort.values[a:b])
+
+
+def events_slice(events, a, b):
+    from dataclasses import replace
+
+    return replace(events, values=events.values[a:b])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
