@@ -1,0 +1,156 @@
+"""Pharmacokinetic targets (SEED-FACTS F-K-1, F-K-20; CALIBRATION.md numbers).
+
+Each test states the published value, its source and the tolerance. Typical subjects
+(no between-subject variability) unless stated; concentrations from the model's plasma
+output (ng/mL).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ketasim.experiment.cohort import sample_cohort
+from ketasim.experiment.timeline import compile_arm
+from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
+from ketasim.signaling.simulate import simulate_signaling
+
+FINE = np.linspace(0.0, 48.0, 48 * 120 + 1)  # every 30 s
+
+
+def run(species: str, protocol: str, outputs, times=FINE, n: int = 1, variability=False):
+    sc = load_scenario_text(
+        f"name: pk\nspecies: {species}\nseed: 1\narms:\n  - name: a\n    n: {n}\n"
+        f"    protocol: [{protocol}]\n")
+    reg = load_registry()
+    cohort = sample_cohort(reg, species, "a", n, 1, variability=variability)
+    ev = compile_arm(sc.arms[0], species, cohort, reg)
+    return simulate_signaling(cohort, ev, times, outputs, rtol=1e-9, atol=1e-12)
+
+
+def terminal_half_life_h(t, c, t_from, t_to):
+    sel = (t >= t_from) & (t <= t_to) & (c > 0)
+    slope = np.polyfit(t[sel], np.log(c[sel]), 1)[0]
+    return np.log(2) / -slope
+
+
+def test_human_infusion_plasma_level():
+    """F-K-1: 0.5 mg/kg over 40 min gives 100-250 ng/mL ketamine at the end of the
+    infusion (Krystal et al. 1994, tabulated by Zanos et al. 2018 Pharmacol Rev)."""
+    r = run("human", "{at: 0h, drug: ketamine, dose: 0.5 mg/kg, route: iv, over: 40min}",
+            ["ketamine_plasma"])
+    c = r.output("ketamine_plasma")[0]
+    assert 100.0 <= c[np.argmin(np.abs(FINE - 40 / 60))] <= 250.0
+    assert FINE[np.argmax(c)] == pytest.approx(40 / 60, abs=1 / 60)
+
+
+def test_human_half_lives():
+    """Clements et al. 1982 (textbook values, secondary): distribution t1/2 10-15 min,
+    elimination t1/2 2.5-3 h after an iv bolus (S-ketamine here)."""
+    r = run("human", "{at: 0h, drug: esketamine, dose: 0.2 mg/kg, route: iv}",
+            ["esketamine_plasma"])
+    c = r.output("esketamine_plasma")[0]
+    assert 2.5 <= terminal_half_life_h(FINE, c, 6.0, 24.0) <= 3.0
+    # distribution phase: peel off the terminal phase, fit the residual over 0-40 min
+    beta = np.log(2) / terminal_half_life_h(FINE, c, 6.0, 24.0)
+    sel = FINE > 6.0
+    intercept = np.exp(np.polyfit(FINE[sel], np.log(c[sel]), 1)[1])
+    resid = c - intercept * np.exp(-beta * FINE)
+    early = (FINE > 0) & (FINE <= 40 / 60)
+    t_alpha = np.log(2) / -np.polyfit(FINE[early], np.log(resid[early]), 1)[0]
+    assert 10 / 60 <= t_alpha <= 15 / 60
+
+
+def test_norketamine_half_life_human():
+    """Norketamine elimination t1/2 about 12 h (CALIBRATION.md, secondary); tolerance
+    9-15 h."""
+    r = run("human", "{at: 0h, drug: norketamine, dose: 0.5 mg/kg, route: iv}",
+            ["norketamine_plasma"])
+    assert 9.0 <= terminal_half_life_h(FINE, r.output("norketamine_plasma")[0], 4, 40) <= 15.0
+
+
+@pytest.mark.parametrize("route,low_min,high_min,source", [
+    ("im", 5, 20, "im Tmax 5-15 min"),
+    ("oral", 15, 60, "oral Tmax about 30 min"),
+    ("intranasal", 10, 40, "intranasal Tmax 15-25 min (review); esketamine label 20-40 min"),
+])
+def test_human_tmax_by_route(route, low_min, high_min, source):
+    """Tmax by route (review values, secondary; CALIBRATION.md)."""
+    r = run("human", f"{{at: 0h, drug: esketamine, dose: 56 mg, route: {route}}}",
+            ["esketamine_plasma"])
+    tmax_min = 60 * FINE[np.argmax(r.output("esketamine_plasma")[0])]
+    assert low_min <= tmax_min <= high_min, source
+
+
+@pytest.mark.parametrize("route,f_low,f_high", [
+    ("oral", 0.17, 0.20), ("im", 0.85, 1.0), ("intranasal", 0.25, 0.50)])
+def test_human_bioavailability(route, f_low, f_high):
+    """Bioavailability = AUC(route) / AUC(iv): oral 17-20%, im about 93%, intranasal
+    25-50% (review values, secondary)."""
+    iv = run("human", "{at: 0h, drug: esketamine, dose: 0.5 mg/kg, route: iv}",
+             ["esketamine_plasma"]).output("esketamine_plasma")[0]
+    ev = run("human", f"{{at: 0h, drug: esketamine, dose: 0.5 mg/kg, route: {route}}}",
+             ["esketamine_plasma"]).output("esketamine_plasma")[0]
+    f = np.trapezoid(ev, FINE) / np.trapezoid(iv, FINE)
+    assert f_low <= f <= f_high
+
+
+def test_absolute_dose_uses_body_weight():
+    """56 mg intranasal in a 70 kg adult equals 0.8 mg/kg."""
+    a = run("human", "{at: 0h, drug: esketamine, dose: 56 mg, route: intranasal}",
+            ["esketamine_plasma"]).output("esketamine_plasma")[0]
+    b = run("human", "{at: 0h, drug: esketamine, dose: 0.8 mg/kg, route: intranasal}",
+            ["esketamine_plasma"]).output("esketamine_plasma")[0]
+    assert np.allclose(a, b, rtol=1e-9)
+
+
+@pytest.mark.parametrize("species", ["mouse", "rat"])
+def test_rodent_ip_pk(species):
+    """Rodents after 10 mg/kg ip: ketamine t1/2 of tens of minutes (10-60 min), Tmax
+    within 15 min, brain tracking plasma (brain:plasma 1-4 after 30 min) (CALIBRATION.md:
+    assumed with wide ranges; no published numbers gathered)."""
+    r = run(species, "{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}",
+            ["ketamine_plasma", "ketamine_brain"])
+    c = r.output("ketamine_plasma")[0]
+    b = r.output("ketamine_brain")[0]
+    assert 60 * FINE[np.argmax(c)] <= 15
+    assert 10 / 60 <= terminal_half_life_h(FINE, c, 1.0, 3.0) <= 1.0
+    sel = (FINE >= 0.5) & (FINE <= 3.0)
+    ratio = b[sel] / c[sel]
+    assert np.all((ratio >= 1.0) & (ratio <= 4.0))
+
+
+def test_rat_hnk_half_life():
+    """(2S,6S)-HNK in rat: t1/2 about 8 h (Moaddel et al. 2015; used as the (2R,6R)
+    proxy); tolerance 6-10 h."""
+    r = run("rat", "{at: 0h, drug: hnk, dose: 20 mg/kg, route: iv}", ["hnk_plasma"])
+    assert 6.0 <= terminal_half_life_h(FINE, r.output("hnk_plasma")[0], 4, 40) <= 10.0
+
+
+def test_hnk_oral_bioavailability_mouse():
+    """(2R,6R)-HNK oral F 46-52% in mouse (Highland et al. 2019)."""
+    iv = run("mouse", "{at: 0h, drug: hnk, dose: 10 mg/kg, route: iv}", ["hnk_plasma"])
+    po = run("mouse", "{at: 0h, drug: hnk, dose: 10 mg/kg, route: oral}", ["hnk_plasma"])
+    f = np.trapezoid(po.output("hnk_plasma")[0], FINE) / np.trapezoid(
+        iv.output("hnk_plasma")[0], FINE)
+    assert 0.46 <= f <= 0.52
+
+
+def test_between_subject_variability_is_lognormal_with_registry_cv():
+    """Clearance across 4000 simulated humans: median = registry value, CV as declared."""
+    reg = load_registry()
+    c = sample_cohort(reg, "human", "a", 4000, 5)
+    cl = c.get("pk.human.ketamine.cl")
+    p = reg["pk.human.ketamine.cl"]
+    assert np.median(cl) == pytest.approx(p.value, rel=0.03)
+    assert np.std(np.log(cl)) == pytest.approx(p.omega, rel=0.05)
+
+
+def test_metabolites_form_after_racemic_ketamine():
+    r = run("mouse", "{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}",
+            ["norketamine_plasma", "hnk_plasma"])
+    assert r.output("norketamine_plasma")[0].max() > 50.0
+    assert r.output("hnk_plasma")[0].max() > 5.0
+    s = run("mouse", "{at: 0h, drug: esketamine, dose: 10 mg/kg, route: ip}", ["hnk_plasma"])
+    assert s.output("hnk_plasma")[0].max() == 0.0  # (2R,6R)-HNK comes from R-ketamine only
