@@ -1028,147 +1028,6 @@ def _initial_step(y, f0, rtol, atol, h_max):
 
 
 @numba.njit(cache=True)
-def _segment_dp5(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
-                 max_steps, n_steps, out, K, y_new, y_tmp, o_full):
-    n = y.shape[0]
-    n_out = out_times.shape[0]
-    rhs(t, y, p, K[0])
-    if h == 0.0:
-        h = _initial_step(y, K[0], rtol, atol, h_max)
-    err_v = np.empty(n)
-    while t < t_end:
-        if n_steps >= max_steps:
-            return STATUS_TOO_MANY_STEPS, t, i_out, n_steps, h
-        last = False
-        if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
-            h = t_end - t
-            last = True
-        for s in range(1, 6):
-            for i in range(n):
-                acc = 0.0
-                for r in range(s):
-                    acc += _A[s, r] * K[r, i]
-                y_tmp[i] = y[i] + h * acc
-            rhs(t + _C[s] * h, y_tmp, p, K[s])
-        for i in range(n):
-            acc = 0.0
-            for r in range(6):
-                acc += _B[r] * K[r, i]
-            y_new[i] = y[i] + h * acc
-        rhs(t + h, y_new, p, K[6])
-        for i in range(n):
-            e = 0.0
-            for r in range(7):
-                e += _E[r] * K[r, i]
-            err_v[i] = h * e
-        err = _err_norm(err_v, y, y_new, rtol, atol)
-        n_steps += 1
-        if not np.isfinite(err):
-            return STATUS_NOT_FINITE, t, i_out, n_steps, h
-        if err <= 1.0:
-            t_new = t_end if last else t + h
-            # outputs at the segment end wait for its events (recorded by the driver)
-            while i_out < n_out and (out_times[i_out] < t_new
-                                     or (out_times[i_out] == t_new and not last)):
-                if out_times[i_out] == t_new:
-                    _record(y_new, p, o_full, out_sel, out[i_out])
-                else:
-                    _dp5_dense(y, K, h, (out_times[i_out] - t) / h, y_tmp)
-                    _record(y_tmp, p, o_full, out_sel, out[i_out])
-                i_out += 1
-            t = t_new
-            for i in range(n):
-                y[i] = y_new[i]
-                K[0, i] = K[6, i]
-            fac = 10.0 if err == 0.0 else min(10.0, 0.9 * err ** -0.2)
-            h = min(h * fac, h_max)
-        else:
-            h = h * max(0.2, 0.9 * err ** -0.2)
-            if h < 1e-12:
-                return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
-    return STATUS_OK, t, i_out, n_steps, h
-
-
-@numba.njit(cache=True)
-def _segment_ros3(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
-                  max_steps, n_steps, out, K, y_new, y_tmp, o_full):
-    n = y.shape[0]
-    n_out = out_times.shape[0]
-    J = np.empty(N_JAC)
-    Dp = np.empty(n)
-    f0 = K[0]
-    f1 = K[1]
-    k1 = K[2]
-    k2 = K[3]
-    k3 = K[4]
-    b = K[5]
-    f_new = K[6]
-    err_v = np.empty(n)
-    rhs(t, y, p, f0)
-    if h == 0.0:
-        h = _initial_step(y, f0, rtol, atol, h_max)
-    jac(y, p, J)
-    while t < t_end:
-        if n_steps >= max_steps:
-            return STATUS_TOO_MANY_STEPS, t, i_out, n_steps, h
-        last = False
-        if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
-            h = t_end - t
-            last = True
-        inv_gh = 1.0 / (_R_GAMMA * h)
-        prep_lin(J, inv_gh, Dp)
-        solve_lin(J, inv_gh, Dp, f0, k1)
-        for i in range(n):
-            y_tmp[i] = y[i] + _R_A21 * k1[i]
-        rhs(t + _R_GAMMA * h, y_tmp, p, f1)
-        for i in range(n):
-            b[i] = f1[i] + (_R_C21 / h) * k1[i]
-        solve_lin(J, inv_gh, Dp, b, k2)
-        for i in range(n):
-            b[i] = f1[i] + (_R_C31 * k1[i] + _R_C32 * k2[i]) / h
-        solve_lin(J, inv_gh, Dp, b, k3)
-        for i in range(n):
-            y_new[i] = y[i] + _R_M1 * k1[i] + _R_M2 * k2[i] + _R_M3 * k3[i]
-            err_v[i] = _R_E1 * k1[i] + _R_E2 * k2[i] + _R_E3 * k3[i]
-        err = _err_norm(err_v, y, y_new, rtol, atol)
-        n_steps += 1
-        if not np.isfinite(err):
-            return STATUS_NOT_FINITE, t, i_out, n_steps, h
-        if err <= 1.0:
-            t_new = t_end if last else t + h
-            rhs(t_new, y_new, p, f_new)
-            # cubic Hermite dense output from (y, f0) and (y_new, f_new)
-            # outputs at the segment end wait for its events (recorded by the driver)
-            while i_out < n_out and (out_times[i_out] < t_new
-                                     or (out_times[i_out] == t_new and not last)):
-                if out_times[i_out] == t_new:
-                    _record(y_new, p, o_full, out_sel, out[i_out])
-                else:
-                    x = (out_times[i_out] - t) / h
-                    h00 = (1.0 + 2.0 * x) * (1.0 - x) * (1.0 - x)
-                    h10 = x * (1.0 - x) * (1.0 - x)
-                    h01 = x * x * (3.0 - 2.0 * x)
-                    h11 = x * x * (x - 1.0)
-                    for i in range(n):
-                        y_tmp[i] = (h00 * y[i] + h10 * h * f0[i] + h01 * y_new[i]
-                                    + h11 * h * f_new[i])
-                    _record(y_tmp, p, o_full, out_sel, out[i_out])
-                i_out += 1
-            t = t_new
-            for i in range(n):
-                y[i] = y_new[i]
-                f0[i] = f_new[i]
-            jac(y, p, J)
-            fac = 6.0 if err == 0.0 else min(6.0, 0.9 * err ** (-1.0 / 3.0))
-            h = min(h * max(fac, 0.2), h_max)
-        else:
-            h = h * max(0.2, 0.9 * err ** (-1.0 / 3.0))
-            if h < 1e-12:
-                return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
-    return STATUS_OK, t, i_out, n_steps, h
-
-
-@numba.njit(cache=True)
 def _spectral_radius(J):
     """Largest |eigenvalue| of the block lower-triangular Jacobian (exact: the eigenvalues
     are those of its diagonal blocks)."""
@@ -1197,11 +1056,12 @@ def _spectral_radius(J):
 
 
 @numba.njit(cache=True)
-def _segment_auto(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
-                  max_steps, n_steps, out, K, y_new, y_tmp, o_full):
-    """Switch per step between DP5 (non-stiff stretches, e.g. absorption) and ROS3 (stiff,
-    quiescent stretches) on the exact spectral radius of the Jacobian, as LSODA does with
-    Adams/BDF."""
+def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
+             max_steps, n_steps, out, K, y_new, y_tmp, o_full, method):
+    """Integrate one segment (no event inside) with DP5, ROS3, or (METHOD_AUTO) switching
+    per step between DP5 (non-stiff stretches, e.g. absorption) and ROS3 (stiff,
+    quiescent stretches) on the exact spectral radius of the Jacobian, as LSODA does
+    with Adams/BDF."""
     n = y.shape[0]
     n_out = out_times.shape[0]
     J = np.empty(N_JAC)
@@ -1212,7 +1072,11 @@ def _segment_auto(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
         h = _initial_step(y, K[0], rtol, atol, h_max)
     jac(y, p, J)
     rho = _spectral_radius(J)
-    stiff = rho * h > _TO_ROS3
+    if method == METHOD_AUTO:
+        stiff = rho * h > _TO_ROS3
+    else:
+        stiff = method == METHOD_ROS3
+    switching = method == METHOD_AUTO
     n_since_jac = 0
     while t < t_end:
         if n_steps >= max_steps:
@@ -1298,19 +1162,19 @@ def _segment_auto(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_ma
             fac = max_fac if err == 0.0 else min(max_fac, 0.9 * err ** order_exp)
             h = min(h * max(fac, 0.2), h_max)
             n_since_jac += 1
-            if stiff or n_since_jac >= 5:
-                jac(y, p, J)
+            if stiff or (switching and n_since_jac >= 5):
+                jac(y, p, J)  # ROS3 needs the Jacobian at every step
                 rho = _spectral_radius(J)
                 n_since_jac = 0
-                if stiff and rho * h < _TO_DP5:
+                if switching and stiff and rho * h < _TO_DP5:
                     stiff = False
-                elif (not stiff) and rho * h > _TO_ROS3:
+                elif switching and (not stiff) and rho * h > _TO_ROS3:
                     stiff = True
         else:
             h = h * max(0.2, 0.9 * err ** order_exp)
             if h < 1e-12:
                 return STATUS_STEP_TOO_SMALL, t, i_out, n_steps, h
-            if (not stiff) and rho * h > _TO_ROS3:
+            if switching and (not stiff) and rho * h > _TO_ROS3:
                 stiff = True
     return STATUS_OK, t, i_out, n_steps, h
 
@@ -1356,18 +1220,9 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
         t_end = t_final
         if i_ev < n_ev and ev_times[i_ev] < t_end:
             t_end = ev_times[i_ev]
-        if method == METHOD_AUTO:
-            st, t, i_out, n_steps, h = _segment_auto(
-                y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
-                n_steps, out, K, y_new, y_tmp, o_full)
-        elif method == METHOD_DP5:
-            st, t, i_out, n_steps, h = _segment_dp5(
-                y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
-                n_steps, out, K, y_new, y_tmp, o_full)
-        else:
-            st, t, i_out, n_steps, h = _segment_ros3(
-                y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
-                n_steps, out, K, y_new, y_tmp, o_full)
+        st, t, i_out, n_steps, h = _segment(
+            y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,
+            n_steps, out, K, y_new, y_tmp, o_full, method)
         if st != STATUS_OK:
             return st, n_steps
 

@@ -70,6 +70,22 @@ def to_python(e: sp.Expr) -> str:
     return re.sub(r"(?<![\w.])(exp|log|sqrt)\(", r"math.\1(", text)
 
 
+def _chain(e: sp.Expr, dvars: dict[str, dict[int, str]]) -> dict[int, list[str]]:
+    """Terms of d e / d y_j for every state j, by the chain rule through the symbols of
+    ``e`` whose state derivatives are known (``dvars``: symbol -> {j: code})."""
+    acc: dict[int, list[str]] = {}
+    for s in sorted(e.free_symbols, key=lambda x: x.name):
+        if not dvars.get(s.name):
+            continue  # parameter, control, or parameter-only assignment
+        partial = to_python(sp.diff(e, s))
+        if partial == "0":
+            continue
+        for j, dv in dvars[s.name].items():
+            acc.setdefault(j, []).append(f"({partial}) * {dv}" if dv != "1.0"
+                                         else f"({partial})")
+    return acc
+
+
 @dataclass(frozen=True)
 class JacobianCode:
     lines: list[str]  # code computing d/dy of assignments and the Jacobian entries
@@ -85,17 +101,7 @@ def build() -> JacobianCode:
     # forward-mode derivatives of the assignments w.r.t. states: name -> {j: var}
     dvars: dict[str, dict[int, str]] = {n: {i: "1.0"} for n, i in state_idx.items()}
     for a, text in spec.ASSIGNMENTS:
-        e = _sym(text, names)
-        acc: dict[int, list[str]] = {}
-        for s in sorted(e.free_symbols, key=lambda x: x.name):
-            if not dvars.get(s.name):
-                continue  # parameter, control, or parameter-only assignment
-            partial = to_python(sp.diff(e, s))
-            if partial == "0":
-                continue
-            for j, dv in dvars[s.name].items():
-                acc.setdefault(j, []).append(f"({partial}) * {dv}" if dv != "1.0"
-                                             else f"({partial})")
+        acc = _chain(_sym(text, names), dvars)
         dvars[a] = {}
         for j, terms in sorted(acc.items()):
             var = f"_d_{a}_{j}"
@@ -104,17 +110,7 @@ def build() -> JacobianCode:
     # Jacobian rows
     entries: list[tuple[int, int]] = []
     for i, (name, text) in enumerate(spec.RATES):
-        e = _sym(text, names)
-        acc = {}
-        for s in sorted(e.free_symbols, key=lambda x: x.name):
-            if not dvars.get(s.name):
-                continue
-            partial = to_python(sp.diff(e, s))
-            if partial == "0":
-                continue
-            for j, dv in dvars[s.name].items():
-                acc.setdefault(j, []).append(f"({partial}) * {dv}" if dv != "1.0"
-                                             else f"({partial})")
+        acc = _chain(_sym(text, names), dvars)
         for j, terms in sorted(acc.items()):
             lines.append(f"    J[{len(entries)}] = {' + '.join(terms)}")
             entries.append((i, j))
