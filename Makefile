@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/ketasim run default --out runs/default --force
+	$(BIN)/ketasim validate --out runs/validate
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider

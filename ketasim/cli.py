@@ -65,6 +65,64 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
 
 
 @app.command()
+def validate(
+    only: Optional[list[str]] = typer.Option(
+        None, "--only", help="target IDs or replica names (repeat, or comma-separate)"),
+    out_dir: Path = typer.Option(Path("runs/validate"), "--out", help="output folder"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="processes (default: cores)"),
+    replicas_dir: Optional[Path] = typer.Option(
+        None, "--replicas", help="a folder of your own replica YAML files, added to the built-ins"),
+    targets_file: Optional[Path] = typer.Option(
+        None, "--targets", help="a YAML file of your own targets, added to the built-ins"),
+):
+    """Run the replicas of the published experiments and compare every literature target.
+
+    Writes validation.csv and report.html to --out; exits 1 if a target fails."""
+    from ketasim.io.results import OutputError, atomic_dir
+    from ketasim.report.validation_report import write_validation_report
+    from ketasim.validation.run import ValidationSetupError, plan, sources
+    from ketasim.validation.run import validate as run_validation
+    from ketasim.validation.targets import TargetError
+
+    ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
+    try:
+        chosen = plan(ids or None, *sources(replicas_dir, targets_file))
+        previous = out_dir.exists() and any(out_dir.iterdir())
+        if previous and not (out_dir / "validation.csv").exists():
+            raise OutputError(f"--out {out_dir}: folder exists, is not empty and holds no "
+                              "earlier validation; choose another folder")
+        with atomic_dir(out_dir, overwrite=True) as tmp:
+            with Progress(TextColumn("{task.description}"), BarColumn(),
+                          TextColumn("{task.completed}/{task.total} replicas"),
+                          TimeElapsedColumn(), console=err, transient=True) as prog:
+                task = prog.add_task("validating", total=len(chosen))
+                result = run_validation(ids or None, workers,
+                                        progress=lambda name: prog.advance(task),
+                                        extra_replicas=replicas_dir, extra_targets=targets_file)
+            table = result.table()
+            table.to_csv(tmp / "validation.csv", index=False)
+            write_validation_report(tmp, result, table)
+    except (ValidationSetupError, OutputError, TargetError) as e:
+        _fail(str(e))
+    except _user_errors() as e:
+        _fail(str(e))
+    shown = Table("target", "published", "simulated", "tolerance", "pass", title="validation")
+    colour = {"pass": "green", "fail": "red", "known_gap": "red", "error": "red"}
+    for r in result.results:
+        label = {"pass": "pass", "fail": "FAIL", "known_gap": "known gap",
+                 "error": "ERROR"}[r.status]
+        shown.add_row(r.target.target_id, r.target.published, f"{r.simulated:.4g}",
+                      r.target.tolerance.text, f"[{colour[r.status]}]{label}[/]")
+    out.print(shown)
+    c = result.counts()
+    out.print(f"{c['pass']} pass, {c['fail']} fail, {c['known_gap']} known gaps, "
+              f"{c['error']} errors in {result.seconds:.1f} s; wrote {out_dir}/validation.csv "
+              "and report.html")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def scenarios():
     """List the built-in scenarios."""
     from ketasim.scenario import builtin_scenarios, load_scenario

@@ -10,16 +10,31 @@ import pandas as pd
 
 from ketasim.report.figures import assay_figure
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f3f3f3} td.l,th.l{text-align:left}
 .sig{background:#e6f4e6} figure{margin:1.5em 0} img{max-width:100%}
+tr.pass td{background:#e6f4e6} tr.fail td{background:#fbe3e3} tr.known_gap td{background:#fbe3e3}
+tr.error td{background:#f6d2d2} .badge{font-weight:bold;padding:2px 6px;border-radius:3px}
 """
 
 
-def _table(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -> str:
+def img_tag(png: Path, alt: str, caption: str) -> str:
+    """A figure with the PNG inlined (the page must open offline)."""
+    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def page(title: str, body: list[str]) -> str:
+    return "\n".join(["<!doctype html><html><head><meta charset='utf-8'>",
+                      f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+                      *body, "</body></html>"])
+
+
+def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = []
     for _, r in df.iterrows():
@@ -34,26 +49,19 @@ def _table(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -> st
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict) -> Path:
     """Write ``report.html`` and ``fig_<assay>.png`` files into ``out``."""
-    figs = []
-    for assay in dict.fromkeys(summary["assay"]):
-        png = assay_figure(readouts, summary, assay, out / f"fig_{assay}.png")
-        data = base64.b64encode(png.read_bytes()).decode("ascii")
-        figs.append(f'<figure><img alt="{html.escape(assay)}" src="data:image/png;base64,'
-                    f'{data}"><figcaption>{html.escape(assay)}: mean &plusmn; SEM per arm '
-                    f'(bars: individual subjects as dots)</figcaption></figure>')
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+    figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
+                    f"{assay}: mean \u00b1 SEM per arm (bars: individual subjects as dots)")
+            for assay in dict.fromkeys(summary["assay"])]
+    body = [
         f"<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>",
         f"<p>ketasim {html.escape(str(manifest.get('ketasim_version')))}, species "
         f"{html.escape(str(manifest.get('species')))}, seed {manifest.get('seed')}, "
         f"scenario hash <code>{html.escape(str(manifest.get('scenario_hash'))[:12])}</code></p>",
         "<h2>Statistics</h2>",
-        _table(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
+        table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
         "<h2>Figures</h2>", *figs,
-        "<h2>Summary</h2>", _table(summary, None, "summary"),
-        "</body></html>",
+        "<h2>Summary</h2>", table_html(summary, None, "summary"),
     ]
     path = out / "report.html"
-    path.write_text("\n".join(parts))
+    path.write_text(page(title, body))
     return path

@@ -882,6 +882,8 @@ class Scenario(BaseModel):
         At least one, with distinct names.
     compare : list of Comparison
         Statistics to compute.
+    targets : list of str
+        Literature target IDs checked when the scenario is a validation replica.
     """
 
     model_config = _CONFIG
@@ -905,6 +907,11 @@ class Scenario(BaseModel):
     )
     compare: Annotated[list[Comparison], BeforeValidator(_none_as_empty_list)] = Field(
         default_factory=list, description="the statistical comparisons: a list of mappings"
+    )
+    targets: Annotated[list[Name], BeforeValidator(_none_as_empty_list)] = Field(
+        default_factory=list,
+        description="IDs of the literature targets this scenario checks when `ketasim "
+        "validate` runs it as a replica of a published experiment",
     )
 
     @property

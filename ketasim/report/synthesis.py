@@ -1,0 +1,87 @@
+"""The synthesis figure (F-W-20; commentary 001, Figure 1): ketamine-minus-vehicle time
+courses of every neural and behavioural readout available, each normalised to its
+largest absolute difference, mice and humans, on one logarithmic time axis from minutes
+to weeks. Later layers add their readouts as rows of ``SERIES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    species: str
+    replica: str
+    readout: str
+    drug_arm: str
+    vehicle_arm: str
+
+
+SERIES: tuple[Series, ...] = (
+    Series("mPFC dopamine (microdialysis)", "mouse", "mpfc_dopamine_microdialysis",
+           "da_pct_baseline", "ketamine", "saline"),
+    Series("plasticity potential", "mouse", "plasticity_window_signaling",
+           "plasticity_potential", "ketamine", "saline"),
+    Series("acute activity drive", "mouse", "signaling_drives", "activity_drive",
+           "ketamine", "saline"),
+    Series("spine formation drive", "mouse", "signaling_drives", "formation_drive",
+           "ketamine", "saline"),
+    Series("synaptic protein (PSD95)", "mouse", "signaling_drives", "synaptic_protein",
+           "ketamine", "saline"),
+)
+
+_TICKS = [(1 / 6, "10 min"), (1, "1 h"), (6, "6 h"), (24, "1 d"), (72, "3 d"), (168, "1 w"),
+          (336, "2 w")]
+
+
+def difference_courses(readouts_by_replica: dict[str, pd.DataFrame]) -> list[tuple]:
+    """(series, times_h, normalised difference) for every series whose replica ran."""
+    out = []
+    for s in SERIES:
+        r = readouts_by_replica.get(s.replica)
+        if r is None:
+            continue
+        r = r[r["readout"] == s.readout]
+        m = r.groupby(["arm", "time_h"])["value"].mean()
+        if s.drug_arm not in m.index.get_level_values(0) or \
+                s.vehicle_arm not in m.index.get_level_values(0):
+            continue
+        d = (m.loc[s.drug_arm] - m.loc[s.vehicle_arm]).dropna()
+        d = d[d.index > 0]
+        scale = np.abs(d).max()
+        if len(d) < 2 or not np.isfinite(scale) or scale == 0:
+            continue
+        out.append((s, d.index.to_numpy(float), d.to_numpy(float) / scale))
+    return out
+
+
+def synthesis_figure(readouts_by_replica: dict[str, pd.DataFrame], path: Path) -> Path | None:
+    courses = difference_courses(readouts_by_replica)
+    if not courses:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for s, t, d in courses:
+        style = "-" if s.species != "human" else "--"
+        ax.plot(t, d, style, marker="o", ms=3, label=f"{s.label} ({s.species})")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlim(1 / 12, 24 * 21)
+    ax.set_xticks([t for t, _ in _TICKS], [lab for _, lab in _TICKS])
+    ax.set_xlabel("time after ketamine (log scale)")
+    ax.set_ylabel("ketamine - vehicle (normalised)")
+    ax.set_title("Synthesis: time courses of ketamine's effects (F-W-20)")
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,69 @@
+"""The validation report: every target (published vs simulated, pass/fail colours), the
+synthesis figure, and per replica its figures and statistics."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from ketasim.analysis.stats import summarize
+from ketasim.report.figures import assay_figure
+from ketasim.report.html import img_tag, page, table_html
+from ketasim.report.synthesis import synthesis_figure
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _targets_table(df: pd.DataFrame, table_id: str) -> str:
+    cols = ["target_id", "facts", "quantity", "published", "simulated", "tolerance", "status",
+            "source"]
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    rows = []
+    for _, r in df.iterrows():
+        cells = "".join(f'<td class="l">{html.escape(_fmt(r[c]))}</td>' for c in cols)
+        rows.append(f'<tr class="{html.escape(r["status"])}">{cells}</tr>')
+    return f'<table id="{table_id}"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
+    """Write ``report.html`` and ``figures/*.png`` into ``out``."""
+    figdir = out / "figures"
+    figdir.mkdir(exist_ok=True)
+    c = result.counts()
+    body = [
+        "<h1>ketasim validation</h1>",
+        f"<p>{len(result.results)} literature targets from {len(result.replicas)} replicas: "
+        f"<b>{c['pass']} pass</b>, <b>{c['fail']} fail</b>, {c['known_gap']} known gaps, "
+        f"{c['error']} errors ({result.seconds:.1f} s).</p>",
+        "<h2>Targets</h2>", _targets_table(table, "validation"),
+    ]
+    syn = synthesis_figure({k: v.readouts for k, v in result.replicas.items()},
+                           figdir / "synthesis.png")
+    if syn is not None:
+        body += ["<h2>Synthesis (F-W-20)</h2>",
+                 img_tag(syn, "synthesis", "Ketamine minus vehicle, each readout normalised "
+                         "to its largest difference; logarithmic time from minutes to weeks.")]
+    for name, run in result.replicas.items():
+        sc = run.scenario
+        body.append(f'<h2 id="replica-{html.escape(name)}">Replica: {html.escape(name)}</h2>')
+        body.append(f"<p>{html.escape(sc.description)} Species {sc.species}; arms: "
+                    + ", ".join(f"{html.escape(a.name)} (n={a.n})" for a in sc.arms) + ".</p>")
+        sub = table[table["replica"] == name]
+        if not sub.empty:
+            body.append(_targets_table(sub, f"targets-{name}"))
+        summary = summarize(run.readouts)
+        for assay in dict.fromkeys(summary["assay"]):
+            png = assay_figure(run.readouts, summary, assay, figdir / f"{name}_{assay}.png")
+            body.append(img_tag(png, f"{name} {assay}",
+                                f"{name}: {assay}, mean \u00b1 SEM per arm"))
+        if not run.stats.empty:
+            body.append(table_html(run.stats, "p", f"stats-{name}"))
+    path = out / "report.html"
+    path.write_text(page("ketasim validation", body))
+    return path

@@ -1,0 +1,161 @@
+"""A small, safe expression language for the quantity a target compares.
+
+A target's ``statistic`` is an expression over its replica's readouts table, e.g.::
+
+    mean('ketamine', 'plasticity_potential', '2h')
+    mean('ketamine', 'pmtor_rel', '1h') / mean('vehicle', 'pmtor_rel', '1h')
+    p('cort_ketamine', 'cort_saline', 'psd95_rel', '24h')
+    half_life('ketamine', 'ketamine_plasma_ng_ml', '1h', '8h')
+
+Only the functions below, numbers, strings and + - * / are allowed; anything else is
+rejected when the targets file is loaded. Times are strings with units ('90min', '2h').
+Each function reads cohort statistics, as the paper's figure or table would.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ketasim.analysis.stats import _test
+from ketasim.scenario import parse_time
+
+
+class StatisticError(ValueError):
+    """A statistic expression is malformed or refers to data the replica lacks."""
+
+
+def _hours(t) -> float:
+    return float(t) if isinstance(t, (int, float)) else float(parse_time(str(t)))
+
+
+class _Data:
+    def __init__(self, readouts: pd.DataFrame):
+        self.r = readouts
+
+    def values(self, arm: str, readout: str, at, assay: str | None = None) -> np.ndarray:
+        r = self.r
+        sel = (r["arm"] == arm) & (r["readout"] == readout) & np.isclose(
+            r["time_h"], _hours(at), atol=1e-9)
+        if assay:
+            sel &= r["assay"] == assay
+        v = r.loc[sel, "value"].to_numpy(float)
+        if v.size == 0:
+            raise StatisticError(f"no {readout!r} for arm {arm!r} at {at!r}"
+                                 + (f" in assay {assay!r}" if assay else ""))
+        return v[np.isfinite(v)]
+
+    def course(self, arm: str, readout: str, assay: str | None = None) -> pd.Series:
+        r = self.r
+        sel = (r["arm"] == arm) & (r["readout"] == readout)
+        if assay:
+            sel &= r["assay"] == assay
+        if not sel.any():
+            raise StatisticError(f"no {readout!r} for arm {arm!r}")
+        return r.loc[sel].groupby("time_h")["value"].mean()
+
+
+def _functions(d: _Data) -> dict[str, Callable]:
+    def mean(arm, readout, at, assay=None):
+        return float(np.mean(d.values(arm, readout, at, assay)))
+
+    def sem(arm, readout, at, assay=None):
+        v = d.values(arm, readout, at, assay)
+        return float(np.std(v, ddof=1) / np.sqrt(v.size))
+
+    def n(arm, readout, at, assay=None):
+        return float(d.values(arm, readout, at, assay).size)
+
+    def peak(arm, readout, assay=None, after="0h"):
+        s = d.course(arm, readout, assay)
+        return float(s[s.index >= _hours(after)].max())
+
+    def time_of_peak(arm, readout, assay=None, after="0h"):
+        s = d.course(arm, readout, assay)
+        s = s[s.index >= _hours(after)]
+        return float(s.idxmax())
+
+    def p(arm_a, arm_b, readout, at, test="welch_t", assay=None):
+        return _test(test, [d.values(arm_a, readout, at, assay),
+                            d.values(arm_b, readout, at, assay)]).p
+
+    def half_life(arm, readout, t_from, t_to, assay=None):
+        """Median over subjects of the terminal half-life (h), each from a log-linear fit
+        of that subject's values in the window (as PK papers report individual
+        non-compartmental estimates)."""
+        r = d.r
+        sel = (r["arm"] == arm) & (r["readout"] == readout) & (
+            r["time_h"] >= _hours(t_from) - 1e-9) & (r["time_h"] <= _hours(t_to) + 1e-9)
+        if assay:
+            sel &= r["assay"] == assay
+        halves = []
+        for _, g in r.loc[sel].groupby("subject"):
+            g = g[np.isfinite(g["value"]) & (g["value"] > 0)]
+            if len(g) < 3:
+                continue
+            slope = np.polyfit(g["time_h"].to_numpy(float), np.log(g["value"].to_numpy(float)),
+                               1)[0]
+            halves.append(np.log(2) / -slope if slope < 0 else np.inf)
+        if not halves:
+            raise StatisticError(f"no subject has 3 positive {readout!r} values in the window")
+        return float(np.median(halves))
+
+    return {"mean": mean, "sem": sem, "n": n, "peak": peak, "time_of_peak": time_of_peak,
+            "p": p, "half_life": half_life}
+
+
+FUNCTIONS = tuple(_functions(_Data(pd.DataFrame())).keys())
+_BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply,
+           ast.Div: np.divide}
+
+
+def check_expression(expr: str) -> ast.Expression:
+    """Parse and whitelist an expression (raises StatisticError)."""
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as e:
+        raise StatisticError(f"statistic {expr!r}: not an expression ({e.msg})") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                raise StatisticError(f"statistic {expr!r}: unknown function; expected one of "
+                                     f"{', '.join(FUNCTIONS)}")
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINOPS:
+                raise StatisticError(f"statistic {expr!r}: only + - * / are allowed")
+        elif not isinstance(node, (ast.Expression, ast.Constant, ast.Name, ast.keyword,
+                                   ast.UnaryOp, ast.USub, ast.Load, *_BINOPS)):
+            raise StatisticError(f"statistic {expr!r}: {type(node).__name__} not allowed")
+        if isinstance(node, ast.Name) and node.id not in FUNCTIONS:
+            raise StatisticError(f"statistic {expr!r}: unknown name {node.id!r}")
+    return tree
+
+
+def evaluate(expr: str, readouts: pd.DataFrame) -> float:
+    """Value of ``expr`` on a replica's readouts."""
+    tree = check_expression(expr)
+    fns = _functions(_Data(readouts))
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.UnaryOp):
+            return -ev(node.operand)
+        if isinstance(node, ast.BinOp):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return float(_BINOPS[type(node.op)](ev(node.left), ev(node.right)))
+        if isinstance(node, ast.Call):
+            args = [ev(a) for a in node.args]
+            kwargs = {k.arg: ev(k.value) for k in node.keywords}
+            try:
+                return fns[node.func.id](*args, **kwargs)
+            except TypeError as e:
+                raise StatisticError(f"statistic {expr!r}: {e}") from None
+        raise StatisticError(f"statistic {expr!r}: cannot evaluate {ast.dump(node)}")
+
+    return float(ev(tree))

@@ -1,0 +1,127 @@
+"""Literature targets: the published quantities ketasim must reproduce.
+
+``targets.yaml`` holds one entry per published quantity: ``target_id``, the SEED-FACTS
+IDs it tests (``facts``), ``source`` (authors, year, journal), ``quantity`` (in words),
+``published`` (value or direction, with its spread), the ``statistic`` computed from
+the replica's simulated readouts (:mod:`ketasim.validation.statistic`), and a
+``tolerance`` stated up front: ``[lo, hi]``, ``< x``, ``<= x``, ``> x`` or ``>= x``. A
+target the model cannot reproduce yet carries ``known_gap: <reason>``: validate shows
+it in red and counts it, without failing.
+
+Which replica checks a target is declared by the replica (its scenario's ``targets``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from ketasim.validation.statistic import StatisticError, check_expression
+
+REQUIRED = ("target_id", "facts", "source", "quantity", "published", "statistic",
+            "tolerance")
+OPTIONAL = ("known_gap", "note")
+_FACT = re.compile(r"^F-[A-Z]+-\d+$")
+_TOL = re.compile(r"^\s*(?:\[\s*(?P<lo>[-+0-9.eE]+)\s*,\s*(?P<hi>[-+0-9.eE]+)\s*\]|"
+                  r"(?P<op><=|>=|<|>)\s*(?P<x>[-+0-9.eE]+))\s*$")
+
+
+class TargetError(ValueError):
+    """The targets file is malformed."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    text: str
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    @staticmethod
+    def parse(text: str) -> Tolerance:
+        m = _TOL.match(str(text))
+        if not m:
+            raise TargetError(f"tolerance {text!r}: expected '[lo, hi]', '< x', '<= x', "
+                              "'> x' or '>= x'")
+        if m.group("lo") is not None:
+            lo, hi = float(m.group("lo")), float(m.group("hi"))
+            if not lo <= hi:
+                raise TargetError(f"tolerance {text!r}: lower bound above upper bound")
+            return Tolerance(str(text), lo, hi)
+        x, op = float(m.group("x")), m.group("op")
+        if op in ("<", "<="):
+            return Tolerance(str(text), -math.inf, x, high_open=(op == "<"))
+        return Tolerance(str(text), x, math.inf, low_open=(op == ">"))
+
+    def contains(self, v: float) -> bool:
+        if not math.isfinite(v) and not (math.isinf(v) and math.isinf(self.high)):
+            return False
+        lo_ok = v > self.low if self.low_open else v >= self.low
+        hi_ok = v < self.high if self.high_open else v <= self.high
+        return lo_ok and hi_ok
+
+
+@dataclass(frozen=True)
+class Target:
+    target_id: str
+    facts: tuple[str, ...]
+    source: str
+    quantity: str
+    published: str
+    statistic: str
+    tolerance: Tolerance
+    known_gap: str = ""
+    note: str = ""
+
+
+def parse_targets(text: str, where: str = "targets.yaml") -> dict[str, Target]:
+    data = yaml.safe_load(text)
+    if not isinstance(data, list):
+        raise TargetError(f"{where}: expected a list of targets")
+    out: dict[str, Target] = {}
+    for i, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            raise TargetError(f"{where}[{i}]: expected a mapping")
+        tid = raw.get("target_id", f"#{i}")
+        missing = [k for k in REQUIRED if raw.get(k) in (None, "", [])]
+        if missing:
+            raise TargetError(f"{where}: target {tid}: missing {', '.join(missing)}")
+        unknown = set(raw) - set(REQUIRED) - set(OPTIONAL)
+        if unknown:
+            raise TargetError(f"{where}: target {tid}: unknown fields {sorted(unknown)}")
+        facts = raw["facts"] if isinstance(raw["facts"], list) else [raw["facts"]]
+        bad = [f for f in facts if not _FACT.match(str(f))]
+        if bad:
+            raise TargetError(f"{where}: target {tid}: facts {bad} are not SEED-FACTS IDs")
+        if tid in out:
+            raise TargetError(f"{where}: target {tid} defined twice")
+        try:
+            check_expression(str(raw["statistic"]))
+        except StatisticError as e:
+            raise TargetError(f"{where}: target {tid}: {e}") from None
+        out[tid] = Target(str(tid), tuple(str(f) for f in facts), str(raw["source"]),
+                          str(raw["quantity"]), str(raw["published"]),
+                          str(raw["statistic"]), Tolerance.parse(raw["tolerance"]),
+                          str(raw.get("known_gap") or ""), str(raw.get("note") or ""))
+    return out
+
+
+@lru_cache(maxsize=1)
+def load_targets() -> dict[str, Target]:
+    text = resources.files("ketasim.validation").joinpath("targets.yaml").read_text()
+    return parse_targets(text)
+
+
+def replica_paths() -> dict[str, Path]:
+    """Built-in replicas: every YAML file in ``ketasim/validation/replicas``."""
+    folder = resources.files("ketasim.validation").joinpath("replicas")
+    return {Path(str(p)).stem: Path(str(p)) for p in sorted(folder.iterdir(),
+                                                             key=lambda p: p.name)
+            if str(p).endswith(".yaml")}

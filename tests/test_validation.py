@@ -1,0 +1,270 @@
+"""The validation machinery: targets file, statistic language, replicas, validate."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ketasim.scenario import load_scenario
+from ketasim.validation.run import ValidationSetupError, plan, validate
+from ketasim.validation.statistic import StatisticError, check_expression, evaluate
+from ketasim.validation.targets import (
+    TargetError,
+    Tolerance,
+    load_targets,
+    parse_targets,
+    replica_paths,
+)
+
+SEED_FACTS = Path(__file__).resolve().parents[2] / "shared" / "design" / "SEED-FACTS.md"
+
+GOOD = """
+- target_id: T-X-1
+  facts: [F-W-5]
+  source: Someone et al. 2020 Journal
+  quantity: q
+  published: p
+  statistic: mean('a', 'r', '1h')
+  tolerance: "[0, 1]"
+"""
+
+
+# ------------------------------------------------------------------ targets file
+def test_every_target_has_source_tolerance_and_replica():
+    targets = load_targets()
+    assert len(targets) >= 30
+    for t in targets.values():
+        assert t.source.strip() and re.search(r"(19|20)\d\d|CALIBRATION|commentary|label",
+                                              t.source), t.target_id
+        assert isinstance(t.tolerance, Tolerance)
+        assert t.facts
+    owners = plan()
+    assert sorted(tid for ids in owners.values() for tid in ids) == sorted(targets)
+
+
+def test_target_facts_exist_in_seed_facts():
+    if not SEED_FACTS.exists():
+        pytest.skip("shared/design/SEED-FACTS.md not beside the checkout")
+    text = SEED_FACTS.read_text()
+    for t in load_targets().values():
+        for f in t.facts:
+            assert re.search(rf"\b{re.escape(f)}\b", text), (t.target_id, f)
+
+
+@pytest.mark.parametrize("mutation,message", [
+    (lambda s: s.replace("  source: Someone et al. 2020 Journal\n", ""), "missing source"),
+    (lambda s: s.replace('  tolerance: "[0, 1]"\n', ""), "missing tolerance"),
+    (lambda s: s.replace("[0, 1]", "about right"), "tolerance"),
+    (lambda s: s.replace("[0, 1]", "[2, 1]"), "lower bound above"),
+    (lambda s: s.replace("F-W-5", "W5"), "SEED-FACTS"),
+    (lambda s: s.replace("mean('a'", "__import__('os'"), "unknown function"),
+    (lambda s: s + s, "defined twice"),
+    (lambda s: s + "  colour: red\n", "unknown fields"),
+])
+def test_bad_targets_rejected(mutation, message):
+    with pytest.raises(TargetError, match=message):
+        parse_targets(mutation(GOOD))
+
+
+def test_tolerance_grammar():
+    assert Tolerance.parse("[0.2, 0.25]").contains(0.25)
+    assert not Tolerance.parse("[0.2, 0.25]").contains(0.2501)
+    assert Tolerance.parse("< 0.05").contains(0.049)
+    assert not Tolerance.parse("< 0.05").contains(0.05)
+    assert Tolerance.parse("<= 0.05").contains(0.05)
+    assert Tolerance.parse(">= 1.3").contains(1.3)
+    assert not Tolerance.parse("> 1.3").contains(1.3)
+    assert not Tolerance.parse("[0, 1]").contains(math.nan)
+
+
+# ------------------------------------------------------------------ statistic language
+def _table():
+    rows = []
+    for arm, base in (("a", 1.0), ("b", 2.0)):
+        for subj in range(4):
+            for t in (0.0, 1.0, 2.0):
+                rows.append((arm, subj, "x", "r", t, base * (1 + t) + subj, "u"))
+    return pd.DataFrame(rows, columns=["arm", "subject", "assay", "readout", "time_h",
+                                       "value", "unit"])
+
+
+def test_statistic_known_answers():
+    r = _table()
+    assert evaluate("mean('a', 'r', '1h')", r) == pytest.approx(2.0 + 1.5)
+    assert evaluate("mean('b', 'r', 1.0) / mean('a', 'r', '60min')", r) == pytest.approx(5.5 / 3.5)
+    assert evaluate("peak('a', 'r')", r) == pytest.approx(3.0 + 1.5)
+    assert evaluate("time_of_peak('a', 'r')", r) == 2.0
+    assert evaluate("sem('a', 'r', '0h')", r) == pytest.approx(np.std([0, 1, 2, 3], ddof=1) / 2)
+    from scipy import stats
+
+    p = stats.ttest_ind([4, 5, 6, 7], [2, 3, 4, 5], equal_var=False).pvalue
+    assert evaluate("p('b', 'a', 'r', '1h')", r) == pytest.approx(p)
+    assert evaluate("-mean('a', 'r', '0h') + 2 * 3", r) == pytest.approx(-2.5 + 6)
+
+
+def test_half_life_known_answer():
+    t = np.linspace(0, 10, 11)
+    rows = [("a", s, "x", "c", ti, 100 * np.exp(-np.log(2) / (2.0 + s) * ti), "u")
+            for s in range(3) for ti in t]
+    r = pd.DataFrame(rows, columns=["arm", "subject", "assay", "readout", "time_h", "value",
+                                    "unit"])
+    assert evaluate("half_life('a', 'c', '1h', '10h')", r) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("expr", ["open('x')", "mean.__class__", "[1, 2]", "1 ** 2",
+                                  "lambda: 1", "x", "mean('a') if 1 else 2"])
+def test_statistic_rejects_unsafe(expr):
+    with pytest.raises(StatisticError):
+        check_expression(expr)
+
+
+def test_statistic_missing_data_is_an_error():
+    with pytest.raises(StatisticError, match="no 'r' for arm 'zz'"):
+        evaluate("mean('zz', 'r', '1h')", _table())
+
+
+# ------------------------------------------------------------------ validate
+@pytest.fixture(scope="module")
+def full_validation():
+    return validate(workers=2)
+
+
+def test_every_current_target_passes(full_validation):
+    table = full_validation.table()
+    failing = table[table["status"] != "pass"]
+    assert failing.empty, failing[["target_id", "simulated", "tolerance", "status"]]
+    assert set(table["target_id"]) == set(load_targets())
+
+
+def test_validate_is_independent_of_workers(full_validation):
+    one = validate(only=["plasticity_window_signaling", "T-DA-02"], workers=1).table()
+    both = full_validation.table().set_index("target_id").loc[one["target_id"]]
+    assert np.array_equal(one["simulated"].to_numpy(), both["simulated"].to_numpy())
+
+
+def test_only_selects_targets_and_rejects_unknown():
+    chosen = plan(["T-PP-02", "pk_rat_hnk"])
+    assert chosen == {"plasticity_window_signaling": ["T-PP-02"], "pk_rat_hnk": ["T-PK-06"]}
+    with pytest.raises(ValidationSetupError, match="--only nope"):
+        plan(["nope"])
+
+
+def test_every_replica_is_a_valid_scenario():
+    for name, path in replica_paths().items():
+        sc = load_scenario(path)
+        assert sc.name == name and sc.targets
+
+
+NEW_REPLICA = """
+# A lab's own replica: ketamine 30 mg/kg ip raises p-mTOR more than 10 mg/kg.
+name: my_dose_response
+species: mouse
+seed: 5
+arms:
+  - {name: low, n: 6, protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}],
+     assays: [{assay: signaling_state, at: [1h, 2h]}]}
+  - {name: high, n: 6, protocol: [{at: 0h, drug: ketamine, dose: 30 mg/kg, route: ip}],
+     assays: [{assay: signaling_state, at: [1h, 2h]}]}
+targets: [T-LAB-1, T-LAB-2]
+"""
+NEW_TARGETS = """
+- target_id: T-LAB-1
+  facts: [F-W-8]
+  source: Our lab 2026 (unpublished)
+  quantity: dopamine at 1 h, high / low dose
+  published: higher with dose
+  statistic: mean('high', 'da_rel', '1h') / mean('low', 'da_rel', '1h')
+  tolerance: "> 1"
+- target_id: T-LAB-2
+  facts: [F-W-6]
+  source: Our lab 2026 (unpublished)
+  quantity: plasticity potential at 2 h, high dose
+  published: impossible on purpose
+  statistic: mean('high', 'plasticity_potential', '2h')
+  tolerance: "> 0.99"
+  known_gap: deliberately unreachable, to check that gaps are counted but do not fail
+"""
+
+
+def test_a_replica_added_as_yaml_shows_up_without_code_change(tmp_path):
+    """A new replica = one YAML file + its target rows; validate and its report pick it
+    up (through the CLI, as a lab would add its own)."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    (tmp_path / "reps").mkdir()
+    (tmp_path / "reps" / "my_dose_response.yaml").write_text(NEW_REPLICA)
+    (tmp_path / "targets.yaml").write_text(NEW_TARGETS)
+    out = tmp_path / "val"
+    res = CliRunner().invoke(app, [
+        "validate", "--only", "my_dose_response", "--replicas", str(tmp_path / "reps"),
+        "--targets", str(tmp_path / "targets.yaml"), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "validation.csv")
+    assert list(table["target_id"]) == ["T-LAB-1", "T-LAB-2"]
+    assert list(table["status"]) == ["pass", "known_gap"]
+    html = (out / "report.html").read_text()
+    assert "my_dose_response" in html and "T-LAB-2" in html
+    assert 'class="known_gap"' in html
+
+
+def test_failing_target_exits_1(tmp_path):
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    (tmp_path / "reps").mkdir()
+    (tmp_path / "reps" / "my_dose_response.yaml").write_text(NEW_REPLICA)
+    (tmp_path / "targets.yaml").write_text(NEW_TARGETS.replace(
+        "  known_gap: deliberately unreachable, to check that gaps are counted but do not "
+        "fail\n", ""))
+    res = CliRunner().invoke(app, [
+        "validate", "--only", "T-LAB-2", "--replicas", str(tmp_path / "reps"),
+        "--targets", str(tmp_path / "targets.yaml"), "--out", str(tmp_path / "v"),
+        "--workers", "1"])
+    assert res.exit_code == 1
+    assert pd.read_csv(tmp_path / "v" / "validation.csv")["status"].tolist() == ["fail"]
+
+
+def test_validate_refuses_to_replace_a_foreign_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    (tmp_path / "keep.txt").write_text("mine")
+    res = CliRunner().invoke(app, ["validate", "--only", "T-PK-06", "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_validation_csv_columns_follow_the_contract(tmp_path):
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    res = CliRunner().invoke(app, ["validate", "--only", "T-PK-06", "--out",
+                                   str(tmp_path / "v"), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    cols = list(pd.read_csv(tmp_path / "v" / "validation.csv").columns)
+    assert cols[:8] == ["target_id", "facts", "source", "quantity", "published", "simulated",
+                        "tolerance", "pass"]
+    assert (tmp_path / "v" / "figures" / "pk_rat_hnk_plasma_pk.png").exists()
+
+
+def test_synthesis_figure_uses_differences():
+    from ketasim.report.synthesis import difference_courses
+
+    r = _table()
+    r["readout"] = "da_pct_baseline"
+    r["arm"] = r["arm"].map({"a": "saline", "b": "ketamine"})
+    courses = difference_courses({"mpfc_dopamine_microdialysis": r})
+    assert len(courses) == 1
+    _, t, d = courses[0]
+    assert list(t) == [1.0, 2.0] and d.max() == pytest.approx(1.0)
