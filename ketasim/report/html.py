@@ -21,6 +21,11 @@ tr.error td{background:#f6d2d2} .badge{font-weight:bold;padding:2px 6px;border-r
 """
 
 
+FIGURE_NOTE = ("mean \u00b1 SEM per arm; time courses as lines with SEM bands, single time "
+               "points as bars with individual subjects as dots; values below a limit of "
+               "quantification are missing")
+
+
 def img_tag(png: Path, alt: str, caption: str) -> str:
     """A figure with the PNG inlined (the page must open offline)."""
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
@@ -40,8 +45,8 @@ def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -
     for _, r in df.iterrows():
         cls = ' class="sig"' if sig_col and pd.notna(r[sig_col]) and r[sig_col] < 0.05 else ""
         cells = "".join(
-            f"<td>{html.escape(f'{v:.4g}' if isinstance(v, float) else str(v))}</td>"
-            for v in r)
+            f"<td>{html.escape(f'{v:.4g}')}</td>" if isinstance(v, float)
+            else f'<td class="l">{html.escape(str(v))}</td>' for v in r)
         body.append(f"<tr{cls}>{cells}</tr>")
     return f'<table id="{cls_id}"><tr>{head}</tr>{"".join(body)}</table>'
 
@@ -50,8 +55,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict) -> Path:
     """Write ``report.html`` and ``fig_<assay>.png`` files into ``out``."""
     figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
-                    f"{assay}: mean \u00b1 SEM per arm (bars: individual subjects as dots)")
-            for assay in dict.fromkeys(summary["assay"])]
+                    f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
     body = [
         f"<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>",
         f"<p>ketasim {html.escape(str(manifest.get('ketasim_version')))}, species "

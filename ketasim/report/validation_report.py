@@ -10,7 +10,7 @@ import pandas as pd
 
 from ketasim.analysis.stats import summarize
 from ketasim.report.figures import assay_figure
-from ketasim.report.html import img_tag, page, table_html
+from ketasim.report.html import FIGURE_NOTE, img_tag, page, table_html
 from ketasim.report.synthesis import synthesis_figure
 
 
@@ -61,7 +61,7 @@ def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
         for assay in dict.fromkeys(summary["assay"]):
             png = assay_figure(run.readouts, summary, assay, figdir / f"{name}_{assay}.png")
             body.append(img_tag(png, f"{name} {assay}",
-                                f"{name}: {assay}, mean \u00b1 SEM per arm"))
+                                f"{name}: {assay}, {FIGURE_NOTE}"))
         if not run.stats.empty:
             body.append(table_html(run.stats, "p", f"stats-{name}"))
     path = out / "report.html"
