@@ -123,6 +123,49 @@ def validate(
 
 
 @app.command()
+def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
+          compare: int = typer.Option(..., "--compare", help="index of the compare entry"),
+          n: str = typer.Option("4:20", "--n", help="group sizes: 4:20, 4:20:2 or 6,8,12"),
+          cohorts: int = typer.Option(200, "--cohorts", help="simulated cohorts per n"),
+          alpha: float = typer.Option(0.05, "--alpha", help="significance level"),
+          seed: Optional[int] = typer.Option(None, "--seed", help="override the seed"),
+          out_dir: Optional[Path] = typer.Option(None, "--out",
+                                                 help="write power.csv and power.png here"),
+          force: bool = typer.Option(False, "--force", help="replace an existing --out")):
+    """Power of a scenario's comparison by simulation, for planning group sizes."""
+    from ketasim.analysis.power import parse_n_range, power_curve, write_power
+    from ketasim.scenario import load_scenario
+
+    try:
+        ns = parse_n_range(n)
+        sc = load_scenario(scenario)
+        if out_dir is not None:
+            from ketasim.io.results import check_writable
+
+            check_writable(out_dir, force)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as prog:
+            prog.add_task(f"simulating {cohorts} cohorts x n = {ns[0]}..{ns[-1]}", total=None)
+            df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha, seed=seed)
+        if out_dir is not None:
+            write_power(df, out_dir, overwrite=force)
+    except ValueError as e:
+        _fail(str(e))
+    except _user_errors() as e:
+        _fail(str(e))
+    first = df.iloc[0]
+    table = Table("n per arm", "power", "95% CI",
+                  title=f"{first['readout']} at {first['time_h']:g} h, {first['test']}, "
+                        f"{first['groups']}, alpha {alpha:g}, {cohorts} cohorts")
+    for _, r in df.iterrows():
+        table.add_row(str(int(r["n"])), f"{r['power']:.2f}",
+                      f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]")
+    out.print(table)
+    if out_dir is not None:
+        out.print(f"wrote {out_dir}/power.csv and power.png")
+
+
+@app.command()
 def scenarios():
     """List the built-in scenarios."""
     from ketasim.scenario import builtin_scenarios, load_scenario

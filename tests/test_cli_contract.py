@@ -195,3 +195,14 @@ def test_registry_rejects_duplicates():
     e = "- {name: a, value: 1, unit: h, range: [0, 2], source: assumed, description: d}\n"
     with pytest.raises(RegistryError, match="defined twice"):
         parse_registry(e + e)
+
+
+def test_power_command(tmp_path):
+    res = invoke("power", "default", "--compare", "1", "--n", "3:5", "--cohorts", "40",
+                 "--out", tmp_path / "pw")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "pw" / "power.csv")
+    assert list(df["n"]) == [3, 4, 5] and (tmp_path / "pw" / "power.png").exists()
+    assert df["power"].iloc[-1] >= df["power"].iloc[0]
+    assert invoke("power", "default", "--compare", "9", "--n", "4:6").exit_code == 2
+    assert invoke("power", "default", "--compare", "0", "--n", "1:3").exit_code == 2

@@ -1,0 +1,235 @@
+"""Power by simulation: group-size parsing, power of strong and null effects, seeds,
+cohort layout, agreement with ``stats.compare``, and atomic output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ketasim.analysis import power
+from ketasim.analysis.power import (
+    POWER_COLUMNS,
+    parse_n_range,
+    plot_power,
+    power_curve,
+    write_power,
+)
+from ketasim.analysis.stats import compare
+from ketasim.experiment.runner import simulate
+from ketasim.scenario import load_scenario, load_scenario_text
+
+NULL_YAML = """
+name: null_psd95
+description: two identical saline arms
+species: mouse
+seed: 7
+arms:
+  - name: saline_a
+    n: 4
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: western_blot, at: [2h, 24h]}]
+  - name: saline_b
+    n: 4
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: western_blot, at: [2h, 24h]}]
+compare:
+  - {readout: psd95_rel, assay: western_blot, at: 24h, arms: [saline_a, saline_b]}
+"""
+
+
+@pytest.fixture(scope="module")
+def default_scenario():
+    return load_scenario("default")
+
+
+@pytest.fixture(scope="module")
+def null_scenario():
+    return load_scenario_text(NULL_YAML)
+
+
+@pytest.fixture(scope="module")
+def strong_curve(default_scenario):
+    return power_curve(default_scenario, 1, [2, 3, 4, 6, 8], cohorts=200)
+
+
+# --------------------------------------------------------------------------- #
+# parse_n_range
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("4:20", list(range(4, 21))),
+    ("4:20:2", list(range(4, 21, 2))),
+    ("4:10:3", [4, 7, 10]),
+    ("5:5", [5]),
+    ("6,8,12", [6, 8, 12]),
+    (" 12, 6 ,8,8 ", [6, 8, 12]),
+    ("2", [2]),
+])
+def test_parse_n_range_good(text, expected):
+    assert parse_n_range(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "", "  ", "a:b", "4:", ":20", "4:20:0", "4:20:-1", "20:4", "1:5", "0,4", "4,,8",
+    "4:8:2:1", "4;8", "4.5:8", "4:8,10", "-3:4",
+])
+def test_parse_n_range_bad(text):
+    with pytest.raises(ValueError) as err:
+        parse_n_range(text)
+    msg = str(err.value)
+    assert repr(text) in msg and "START:STOP" in msg and "6,8,12" in msg
+    assert "\n" not in msg
+
+
+# --------------------------------------------------------------------------- #
+# Power of a strong and of a null effect
+# --------------------------------------------------------------------------- #
+
+
+def test_strong_effect_power_rises_with_n(strong_curve):
+    df = strong_curve
+    assert list(df.columns) == POWER_COLUMNS
+    assert df["n"].tolist() == [2, 3, 4, 6, 8]
+    pw = df["power"].to_numpy()
+    assert pw[0] < 0.7  # two mice per arm are not enough
+    assert np.all(np.diff(pw) >= -0.02) and pw[-1] > pw[0] + 0.3
+    assert pw[-1] >= 0.9
+    assert np.all((df["ci_low"] <= df["power"]) & (df["power"] <= df["ci_high"]))
+    assert np.all((df["ci_low"] >= 0) & (df["ci_high"] <= 1))
+    row = df.iloc[0]
+    assert (row["readout"], row["time_h"], row["test"], row["groups"], row["cohorts"],
+            row["alpha"]) == ("da_pct_baseline", 1.0, "welch_t", "saline;ketamine", 200, 0.05)
+
+
+def test_null_effect_power_is_alpha(null_scenario):
+    df = power_curve(null_scenario, 0, [4, 6, 10], cohorts=400, alpha=0.05)
+    pw = df["power"].to_numpy()
+    assert np.all(pw <= 0.12), pw
+    assert pw.max() >= 0.02, pw  # the test does reject sometimes
+    last = df.iloc[-1]  # at n = 10 Welch's t holds its level
+    assert last["ci_low"] <= 0.05 <= last["ci_high"], last
+
+
+def test_wilson_interval_is_statsmodels(strong_curve):
+    from statsmodels.stats.proportion import proportion_confint
+
+    hits = np.rint(strong_curve["power"] * 200).astype(int)
+    lo, hi = proportion_confint(hits, 200, alpha=0.05, method="wilson")
+    np.testing.assert_allclose(strong_curve["ci_low"], np.clip(lo, 0, 1))
+    np.testing.assert_allclose(strong_curve["ci_high"], np.clip(hi, 0, 1))
+
+
+# --------------------------------------------------------------------------- #
+# Seeds
+# --------------------------------------------------------------------------- #
+
+
+def test_same_seed_same_table_different_seed_different(default_scenario):
+    args = (default_scenario, 0, [2, 3, 4, 5])
+    a = power_curve(*args, cohorts=100, seed=11)
+    b = power_curve(*args, cohorts=100, seed=11)
+    c = power_curve(*args, cohorts=100, seed=12)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not a["power"].equals(c["power"])
+
+
+# --------------------------------------------------------------------------- #
+# Cohort layout and agreement with stats.compare
+# --------------------------------------------------------------------------- #
+
+
+def test_cohorts_are_disjoint_and_sizes_nested():
+    ns, cohorts = [3, 5, 8], 25
+    sets = power._cohort_index_sets(ns, cohorts)
+    assert set(sets) == {(k, n) for k in range(cohorts) for n in ns}
+    used = [set(np.concatenate([sets[k, n] for n in ns]).tolist()) for k in range(cohorts)]
+    for k in range(cohorts):
+        for j in range(k + 1, cohorts):
+            assert used[k].isdisjoint(used[j]), (k, j)
+    for k in range(cohorts):
+        for n in ns:
+            assert len(sets[k, n]) == n == len(set(sets[k, n].tolist()))
+            assert set(sets[k, 3].tolist()) <= set(sets[k, n].tolist())  # common numbers
+    assert max(max(v) for v in sets.values()) == max(ns) * cohorts - 1  # pool fully used
+
+
+def test_cohort_zero_is_a_run_with_n_subjects(null_scenario, default_scenario):
+    """Cohort 0 at size n gives the p value ``compare`` gives for a run with n per arm."""
+    for scenario, index, n in ((null_scenario, 0, 5), (default_scenario, 0, 6)):
+        c = scenario.compare[index]
+        reduced = power._power_scenario(scenario, c, 3 * n)
+        assert [a.name for a in reduced.arms] == c.arms
+        assert all(s.assay == c.assay for a in reduced.arms for s in a.assays)
+        arms = power._arm_values(simulate(reduced, seed=3).readouts, c)
+        p = power._p_values(arms, c.test, [2, n], 3)
+        assert p.shape == (2, 3) and np.all(np.isfinite(p))
+        assert len(set(p[1].tolist())) == 3  # cohorts differ
+        small = scenario.model_copy(update={
+            "arms": [a.model_copy(update={"n": n}) for a in scenario.arms]})
+        expected = compare(simulate(small, seed=3).readouts, [c])["p"].iloc[0]
+        assert p[1, 0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_undefined_test_counts_as_not_significant():
+    subject = np.arange(8)
+    good = np.array([1.0, 1.1, 0.9, 1.2, 5.0, 5.1, 4.9, 5.2])
+    holes = good.copy()
+    holes[[0, 1, 2]] = np.nan  # cohort 0 (subjects 0-3) keeps one finite value in this arm
+    p = power._p_values([(subject, good), (subject, holes + 10)], "welch_t", [4], 2)
+    assert np.isnan(p[0, 0]) and p[0, 1] < 0.05
+    assert power._count_significant(p, 0.05).tolist() == [1]
+    assert power._count_significant(np.array([[np.nan, 0.01, 0.05, 0.2]]), 0.05).tolist() == [1]
+
+
+# --------------------------------------------------------------------------- #
+# Errors
+# --------------------------------------------------------------------------- #
+
+
+def test_compare_index_out_of_range(default_scenario):
+    for bad in (2, -1, 7):
+        with pytest.raises(ValueError, match=r"out of range.*valid: 0\.\.1"):
+            power_curve(default_scenario, bad, [4])
+
+
+def test_scenario_without_compare(null_scenario):
+    bare = null_scenario.model_copy(update={"compare": []})
+    with pytest.raises(ValueError, match="no 'compare' entries"):
+        power_curve(bare, 0, [4])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"ns": []}, "ns"), ({"ns": [1, 4]}, "ns"), ({"ns": [4], "cohorts": 0}, "cohorts"),
+    ({"ns": [4], "alpha": 1.5}, "alpha"), ({"ns": [1000], "cohorts": 1000}, "at most"),
+])
+def test_bad_arguments(null_scenario, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        power_curve(null_scenario, 0, **kwargs)
+
+
+# --------------------------------------------------------------------------- #
+# Output
+# --------------------------------------------------------------------------- #
+
+
+def test_write_power_writes_both_files(strong_curve, tmp_path):
+    out = write_power(strong_curve, tmp_path / "power_out")
+    assert sorted(p.name for p in out.iterdir()) == ["power.csv", "power.png"]
+    back = pd.read_csv(out / "power.csv")
+    assert list(back.columns) == POWER_COLUMNS
+    np.testing.assert_allclose(back["power"], strong_curve["power"])
+    assert (out / "power.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = plot_power(strong_curve, tmp_path / "again.png")
+    assert png.stat().st_size > 5000
+
+
+def test_write_power_failure_leaves_nothing(strong_curve, tmp_path, monkeypatch):
+    def broken(df, path):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(power, "plot_power", broken)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_power(strong_curve, tmp_path / "power_out")
+    assert list(tmp_path.iterdir()) == []
