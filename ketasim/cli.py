@@ -20,7 +20,10 @@ out = Console()
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False,
+              soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -170,7 +173,10 @@ def scenarios():
     """List the built-in scenarios."""
     from ketasim.scenario import builtin_scenarios, load_scenario
 
-    table = Table("name", "species", "arms", "description")
+    table = Table()
+    table.add_column("name", no_wrap=True)  # names are what users type: never cut them
+    for col in ("species", "arms", "description"):
+        table.add_column(col)
     for name, path in builtin_scenarios().items():
         sc = load_scenario(path)
         table.add_row(name, sc.species, ", ".join(f"{a.name} (n={a.n})" for a in sc.arms),
@@ -198,7 +204,10 @@ def params(prefix: str = typer.Argument("", help="show only names starting with 
     """Print the parameter registry: value, unit, range, variability and source."""
     from ketasim.params import load_registry
 
-    table = Table("name", "value", "unit", "range", "bsv CV", "source", show_lines=False)
+    table = Table(show_lines=False)
+    table.add_column("name", no_wrap=True)
+    for col in ("value", "unit", "range", "bsv CV", "source"):
+        table.add_column(col)
     for p in load_registry():
         if p.name.startswith(prefix):
             table.add_row(p.name, f"{p.value:g}", p.unit, f"[{p.low:g}, {p.high:g}]",

@@ -104,9 +104,12 @@ def test_jacobian_matches_finite_differences():
     from ketasim.signaling import _generated as g
 
     cohort, _ = _arm("{at: 0h, drug: saline, route: ip}", n=1, variability=False)
-    p = cohort.pvec()[0]
-    p[spec.PVEC_NAMES.index("stress_input")] = 1.0
-    p[spec.PVEC_NAMES.index("r_nbqx")] = 0.5
+    from ketasim.signaling.solver import full_parameter_vector
+
+    row = cohort.pvec()[0]
+    row[spec.PVEC_NAMES.index("stress_input")] = 1.0
+    row[spec.PVEC_NAMES.index("r_nbqx")] = 0.5
+    p = full_parameter_vector(row)
     rng = np.random.default_rng(3)
     y = np.array([s.initial for s in spec.STATES]) + rng.uniform(0.1, 0.9, spec.N_STATES)
     J = np.empty(g.N_JAC)
@@ -127,4 +130,7 @@ def test_jacobian_matches_finite_differences():
         g.rhs(0.0, yp, p, fp)
         g.rhs(0.0, ym, p, fm)
         fd[:, j] = (fp - fm) / (2 * h)
-    assert np.allclose(dense, fd, rtol=1e-5, atol=1e-7)
+    bad = ~np.isclose(dense, fd, rtol=1e-5, atol=1e-7)
+    where = [(spec.STATE_NAMES[i], spec.STATE_NAMES[j], dense[i, j], fd[i, j])
+             for i, j in zip(*np.nonzero(bad))]
+    assert not where, where[:5]

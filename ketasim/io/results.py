@@ -39,22 +39,44 @@ def check_writable(out: Path, overwrite: bool) -> None:
         raise OutputError(f"--out {out}: cannot write in {probe}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for f in folders:  # deepest first
+        try:
+            f.rmdir()
+        except OSError:
+            pass
+
+
 @contextmanager
 def atomic_dir(out: Path, overwrite: bool = False):
     """Yield a temporary folder; on success it becomes ``out``."""
     out = Path(out)
     check_writable(out, overwrite)
     parent = out.resolve().parent
+    created = []  # parents made for this run, removed again if it fails
+    probe = parent
+    while not probe.exists():
+        created.append(probe)
+        probe = probe.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     except OSError as e:
+        _remove_empty(created)
         raise OutputError(f"--out {out}: cannot create a folder there ({e.strerror})") from e
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual permissions
     backup = None
     try:
         if out.exists():
@@ -75,11 +97,24 @@ READOUT_SCHEMA = pa.schema([
     ("readout", pa.string()), ("time_h", pa.float64()), ("value", pa.float64()),
     ("unit", pa.string()),
 ])
+# optional columns of the contract, kept (with their own types) when a layer provides them
+OPTIONAL_COLUMNS = ("region", "cell", "branch")
 
 
 def write_readouts(df: pd.DataFrame, path: Path) -> None:
-    """Parquet with a fixed schema and no pandas index, so equal tables give equal bytes."""
-    table = pa.Table.from_pandas(df, schema=READOUT_SCHEMA, preserve_index=False)
+    """Parquet with a fixed schema and no pandas index, so equal tables give equal bytes.
+
+    The required contract columns come first; optional ones (region, cell, branch) are
+    kept when present; any other column is an error (it would silently vanish)."""
+    extra = [c for c in df.columns if c not in READOUT_SCHEMA.names]
+    unknown = [c for c in extra if c not in OPTIONAL_COLUMNS]
+    if unknown:
+        raise ValueError(f"readouts: unexpected columns {unknown}; the contract allows "
+                         f"{READOUT_SCHEMA.names} plus {list(OPTIONAL_COLUMNS)}")
+    present = [c for c in OPTIONAL_COLUMNS if c in extra]
+    inferred = pa.Schema.from_pandas(df[present], preserve_index=False) if present else []
+    schema = pa.schema(list(READOUT_SCHEMA) + list(inferred))
+    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
     table = table.replace_schema_metadata(None)
     pq.write_table(table, path, compression="zstd")
 

@@ -45,5 +45,20 @@ from ketasim.signaling._generated import (  # noqa: F401
 METHODS = {"dp5": METHOD_DP5, "ros3": METHOD_ROS3, "auto": METHOD_AUTO}
 
 
+def full_parameter_vector(pvec_row):
+    """The vector ``rhs``/``jac``/``outputs`` read: parameters and controls, then the
+    parameter-only assignments filled by ``derive`` (the kernel does this per subject).
+    Calling the generated functions with a shorter vector reads past its end."""
+    import numpy as np
+
+    from ketasim.signaling._generated import N_PTOTAL, derive
+
+    p = np.empty(N_PTOTAL)
+    p[: len(pvec_row)] = pvec_row
+    derive(p)
+    return p
+
+
 __all__ = ["integrate_batch", "EV_ADD_STATE", "EV_ADD_PARAM", "EV_SET_PARAM", "N_STATES",
-           "STATUS_OK", "METHODS"]
+           "STATUS_OK", "METHODS",
+           "full_parameter_vector"]
