@@ -68,7 +68,13 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
         ax.set_ylabel(unit)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
-    axes.ravel()[0].legend(fontsize=7, frameon=False)
+    handles: dict[str, object] = {}
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:  # one legend for the figure (some panels may have no data, e.g. all BLQ)
+        axes.ravel()[0].legend(list(handles.values()), list(handles), fontsize=7,
+                               frameon=False)
     fig.suptitle(assay)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,0 +1,64 @@
+"""A per-subject random stream usable inside numba kernels.
+
+Each subject's stream is xoroshiro128+ (Blackman & Vigna 2018) seeded from the
+subject's ``SeedSequence`` (the same keys as everywhere else in ketasim), so spine
+dynamics of a subject never depend on how subjects are split across threads or chunks.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ketasim.experiment.cohort import PURPOSE_SPINES, arm_key
+
+
+def subject_states(seed: int, arm: str, n: int, purpose: int = PURPOSE_SPINES) -> np.ndarray:
+    """(n, 2) uint64 xoroshiro128+ states, one per subject."""
+    out = np.empty((n, 2), dtype=np.uint64)
+    for i in range(n):  # once per subject
+        ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(arm_key(arm), i, purpose))
+        st = ss.generate_state(2, dtype=np.uint64)
+        if st[0] == 0 and st[1] == 0:  # the all-zero state is excluded by the generator
+            st[0] = np.uint64(1)
+        out[i] = st
+    return out
+
+
+@numba.njit(inline="always")
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@numba.njit
+def next_double(state):
+    """Uniform double in [0, 1); advances ``state`` (a length-2 uint64 array) in place."""
+    s0 = state[0]
+    s1 = state[1]
+    result = s0 + s1
+    s1 ^= s0
+    state[0] = _rotl(s0, 24) ^ s1 ^ (s1 << np.uint64(16))
+    state[1] = _rotl(s1, 37)
+    return (result >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@numba.njit
+def next_normal(state):
+    """Standard normal by Box-Muller (one of the pair; simple and exact in law)."""
+    u1 = next_double(state)
+    u2 = next_double(state)
+    return np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2.0 * np.pi * u2)
+
+
+@numba.njit
+def next_poisson(state, lam):
+    """Poisson variate by inversion (means here are small, below ~20)."""
+    u = next_double(state)
+    k = 0
+    p = np.exp(-lam)
+    c = p
+    while u > c and k < 1000:
+        k += 1
+        p *= lam / k
+        c += p
+    return k
