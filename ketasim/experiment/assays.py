@@ -5,6 +5,9 @@ from __future__ import annotations
 from ketasim.experiment.measure import Assay
 from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
 from ketasim.signaling.assays import MICRODIALYSIS_DA, SIGNALING_STATE, WESTERN_BLOT
+from ketasim.spines.assays import FIXED, SPINE_ASSAYS, TWO_PHOTON, UNCAGING
 
 ASSAYS: dict[str, Assay] = {a.name: a for a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA,
-                                                WESTERN_BLOT, SIGNALING_STATE)}
+                                                WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
+                                                UNCAGING, FIXED)}
+__all__ = ["ASSAYS", "SPINE_ASSAYS"]

@@ -59,7 +59,9 @@ class AssayRows:
 
 @dataclass(frozen=True)
 class AssayContext:
-    """What an assay sees: the arm, its trajectories and its random streams."""
+    """What an assay sees: the arm, its trajectories, the spine recording (when the arm
+    has spine assays) and its random streams. ``keep`` stores an extra result (e.g. the
+    observed spine tracking table) that the run writes out beside the readouts."""
 
     seed: int
     arm: str
@@ -67,6 +69,11 @@ class AssayContext:
     species: str
     options: dict
     trajectory: Callable[[str, np.ndarray], np.ndarray]  # (output, times) -> (n, len(times))
+    spines: object = None
+    kept: dict = field(default_factory=dict)
+
+    def keep(self, key: str, value) -> None:
+        self.kept[key] = value
 
 
 @dataclass(frozen=True)

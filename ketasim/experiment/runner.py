@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ketasim.experiment.assays import ASSAYS
+from ketasim.experiment.assays import ASSAYS, SPINE_ASSAYS
 from ketasim.experiment.cohort import sample_cohort
 from ketasim.experiment.measure import AssayContext, resolve_options
 from ketasim.experiment.timeline import compile_arm
@@ -33,6 +33,7 @@ class RunResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     solver: dict = field(default_factory=dict)
     steps: dict[str, float] = field(default_factory=dict)
+    tracking: dict[str, pd.DataFrame] = field(default_factory=dict)  # arm -> observed spines
 
 
 def check_supported(scenario) -> None:
@@ -59,6 +60,7 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
     check_supported(scenario)
     species = scenario.species
     frames: list[pd.DataFrame] = []
+    tracking: dict[str, pd.DataFrame] = {}
     timings: dict[str, float] = {}
     steps: dict[str, float] = {}
     for i, arm in enumerate(scenario.arms):
@@ -78,10 +80,17 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
             plans.append((assay, opts, at))
         if not plans:
             continue
+        spine_plan = _spine_plan(arm, plans, events)
+        if spine_plan is not None:
+            times.update(spine_plan["grid"].tolist())
+            outputs.update(SPINE_DRIVES)
         grid = np.array(sorted(times))
         names = tuple(sorted(outputs))
         sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
         steps[arm.name] = float(sim.steps.mean())
+        recording = None
+        if spine_plan is not None:
+            recording = _run_spines(registry, seed, arm, sim, grid, spine_plan)
 
         def trajectory(output: str, at: np.ndarray, _sim=sim, _grid=grid) -> np.ndarray:
             idx = np.searchsorted(_grid, at)
@@ -91,8 +100,10 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
             return _sim.output(output)[:, idx]
 
         for assay, opts, at in plans:
-            ctx = AssayContext(seed, arm.name, arm.n, species, opts, trajectory)
+            ctx = AssayContext(seed, arm.name, arm.n, species, opts, trajectory, recording)
             rows = assay.measure(ctx, at)
+            if "tracking" in ctx.kept:
+                tracking[arm.name] = ctx.kept["tracking"]
             frames.append(pd.DataFrame({
                 "arm": arm.name, "subject": rows.subject.astype(np.int64),
                 "assay": assay.name, "readout": rows.readout.astype(str),
@@ -104,4 +115,38 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
     readouts = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame({c: [] for c in READOUT_COLUMNS}))
     return RunResult(scenario, seed, readouts[READOUT_COLUMNS], timings,
-                     {"method": "auto", "rtol": rtol, "atol": atol}, steps)
+                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, tracking)
+
+
+SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
+
+
+def _spine_plan(arm, plans, events) -> dict | None:
+    """Engine grid, recording times, branches and photoactivation times of an arm whose
+    assays need the spine layer (None if none do)."""
+    from ketasim.spines.simulate import DT_H
+    from ketasim.signaling.simulate import LEAD_IN_H
+
+    spine = [(a, o, at) for a, o, at in plans if a.name in SPINE_ASSAYS]
+    if not spine:
+        return None
+    rec = sorted({float(t) for _, _, at in spine for t in at})
+    first = min([0.0, rec[0]] + ([float(events.times[0])] if events.n else []))
+    t0 = np.floor((first - LEAD_IN_H) / DT_H) * DT_H
+    n_steps = int(np.ceil((rec[-1] - t0) / DT_H)) + 1
+    photo = sorted(ev.at for ev in arm.protocol
+                   if getattr(ev, "intervention", None) == "as_parac1_photoactivation")
+    return {"grid": t0 + DT_H * np.arange(n_steps), "t0": float(t0), "record": rec,
+            "branches": max(int(o.get("branches", 4)) for _, o, _ in spine),
+            "photo": np.array(photo, dtype=float)}
+
+
+def _run_spines(registry, seed, arm, sim, grid, plan):
+    from ketasim.spines.engine import SpineParams
+    from ketasim.spines.simulate import simulate_spines
+
+    idx = np.searchsorted(grid, plan["grid"])
+    drives = {d: sim.output(d)[:, idx] for d in SPINE_DRIVES}
+    photo = np.tile(plan["photo"], (arm.n, 1))
+    return simulate_spines(SpineParams.from_registry(registry), seed, arm.name, arm.n,
+                           plan["branches"], drives, plan["t0"], plan["record"], photo)

@@ -161,6 +161,18 @@ ASSAYS: dict[str, tuple[str, ...]] = {
         "occupancy_interneuron",
         "occupancy_pyramidal",
     ),
+    # Dendritic spines (ketasim.spines): repeated in vivo two-photon imaging of a few
+    # branches per animal, glutamate-uncaging spinogenesis in acute slices, and fixed
+    # tissue (Golgi or dye fill) at one time.
+    "two_photon_spines": ("spine_density_per_10um", "formation_pct", "elimination_pct"),
+    "uncaging_spinogenesis": ("uncaging_success",),
+    "fixed_tissue_spines": (
+        "spine_density_per_10um",
+        "mushroom_fraction",
+        "thin_fraction",
+        "stubby_fraction",
+        "filopodium_fraction",
+    ),
 }
 
 

@@ -62,3 +62,12 @@ def next_poisson(state, lam):
         p *= lam / k
         c += p
     return k
+
+
+@numba.njit
+def next_normal_fast(state):
+    """Approximately standard normal: the Irwin-Hall sum of four uniforms, scaled to unit
+    variance (bounded at +-3.46). Used for per-step size fluctuations, where the exact
+    tail does not matter and a Box-Muller pair per spine-step would dominate the cost."""
+    return (next_double(state) + next_double(state) + next_double(state)
+            + next_double(state) - 2.0) * 1.7320508075688772

@@ -1,0 +1,127 @@
+"""Spine assays, measured as a lab measures them.
+
+- ``two_photon_spines``: repeated in vivo sessions of ``branches`` branches per animal.
+  A spine is seen if its head volume is above ``detection_um3`` and it is not missed
+  (``miss``); spurious puncta appear at ``false_pos_per_100um`` per session; positions
+  carry ``jitter_um`` of registration error. The observed tracking table (kept in the
+  run) gives density per 10 um per session and formation/elimination % between
+  consecutive sessions (``ketasim.analysis.spines`` statistics on the observed table).
+- ``uncaging_spinogenesis``: acute slices at each time; ``cells`` cells per animal,
+  ``attempts`` glutamate-uncaging attempts per cell, each a Bernoulli trial with the
+  plasticity potential (F-W-5): the readout is each animal's success fraction.
+- ``fixed_tissue_spines``: one time per animal, ``branches`` branches: density and the
+  fraction of each morphology class among detected spines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ketasim.experiment.measure import Assay, AssayContext, AssayRows, assay_rng, same_times
+
+CLASSES = ("mushroom", "thin", "stubby", "filopodium")
+
+
+def observed_tracking(ctx: AssayContext, at: np.ndarray) -> pd.DataFrame:
+    """The tracking table a two-photon lab would score (one row per seen spine)."""
+    rec = ctx.spines
+    o = ctx.options
+    nb = int(o["branches"])
+    L = rec.branch_length_um
+    idx = [int(np.flatnonzero(np.isclose(rec.times_h, t))[0]) for t in at]
+    size = np.exp(rec.logsize)
+    classes = np.array(["filopodium", "thin", "stubby", "mushroom"])[rec.classes()]
+    frames = []
+    for s in range(ctx.n):  # one stream per subject; vectorised over its spines
+        g = assay_rng(ctx.seed, ctx.arm, s, "two_photon_spines")
+        for j, r in enumerate(idx):
+            alive = rec.alive[s, r, :nb].astype(bool)
+            seen = alive & (size[s, r, :nb] >= o["detection_um3"]) & (
+                g.random(alive.shape) >= o["miss"])
+            b, k = np.nonzero(seen)
+            pos = np.clip(rec.pos[s, r, b, k] + g.normal(0, o["jitter_um"], b.size), 0, L)
+            part = pd.DataFrame({"subject": str(s), "branch": b.astype(str),
+                                 "spine_id": rec.sid[s, r, b, k].astype(str),
+                                 "time_h": float(at[j]), "position_um": pos,
+                                 "size": size[s, r, b, k], "class": classes[s, r, b, k]})
+            n_fp = g.poisson(o["false_pos_per_100um"] * L / 100.0, nb)
+            if n_fp.sum():
+                fb = np.repeat(np.arange(nb), n_fp)
+                part = pd.concat([part, pd.DataFrame({
+                    "subject": str(s), "branch": fb.astype(str),
+                    "spine_id": [f"fp{j}_{i}" for i in range(fb.size)],
+                    "time_h": float(at[j]), "position_um": g.random(fb.size) * L,
+                    "size": o["detection_um3"], "class": "filopodium"})])
+            frames.append(part)
+    table = pd.concat(frames, ignore_index=True)
+    table["arm"] = ctx.arm
+    table["present"] = True
+    table["branch_length_um"] = L
+    return table
+
+
+def _two_photon(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    from ketasim.analysis.spines import density_per_10um, turnover
+
+    table = observed_tracking(ctx, at)
+    ctx.keep("tracking", table)
+    dens = density_per_10um(table).groupby(["subject", "time_h"])["density_per_10um"].mean()
+    n, nt = ctx.n, len(at)
+    values = np.full((n, nt, 3), np.nan)
+    for s in range(n):
+        for j, t in enumerate(at):
+            values[s, j, 0] = dens.get((str(s), float(t)), 0.0)
+    for j in range(1, nt):
+        tv = turnover(table, float(at[j - 1]), float(at[j]))
+        per = tv["per_subject"] if isinstance(tv, dict) else tv
+        per = per.set_index("subject") if "subject" in per.columns else per
+        for s in range(n):
+            if str(s) in per.index:
+                values[s, j, 1] = per.loc[str(s), "formation_pct"]
+                values[s, j, 2] = per.loc[str(s), "elimination_pct"]
+    return AssayRows.from_grid(values, at, ["spine_density_per_10um", "formation_pct",
+                                            "elimination_pct"], ["per 10 um", "%", "%"])
+
+
+def _uncaging(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    pp = ctx.trajectory("plasticity_potential", at)  # (n, len(at))
+    trials = int(ctx.options["cells"]) * int(ctx.options["attempts"])
+    out = np.empty((ctx.n, len(at), 1))
+    for s in range(ctx.n):
+        g = assay_rng(ctx.seed, ctx.arm, s, "uncaging_spinogenesis")
+        out[s, :, 0] = g.binomial(trials, np.clip(pp[s], 0.0, 1.0)) / trials
+    return AssayRows.from_grid(out, at, ["uncaging_success"], ["fraction"])
+
+
+def _fixed(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    rec = ctx.spines
+    nb = int(ctx.options["branches"])
+    size = np.exp(rec.logsize)
+    cls = rec.classes()  # 0 filo, 1 thin, 2 stubby, 3 mushroom
+    out = np.full((ctx.n, len(at), 5), np.nan)
+    for j, t in enumerate(at):
+        r = int(np.flatnonzero(np.isclose(rec.times_h, t))[0])
+        seen = rec.alive[:, r, :nb].astype(bool) & (size[:, r, :nb] >= ctx.options[
+            "detection_um3"])
+        n_seen = seen.sum(axis=(1, 2))
+        out[:, j, 0] = n_seen / (nb * rec.branch_length_um) * 10.0
+        for c, code in ((1, 3), (2, 1), (3, 2), (4, 0)):
+            out[:, j, c] = ((cls[:, r, :nb] == code) & seen).sum(axis=(1, 2)) / np.maximum(
+                n_seen, 1)
+    return AssayRows.from_grid(out, at, ["spine_density_per_10um", "mushroom_fraction",
+                                         "thin_fraction", "stubby_fraction",
+                                         "filopodium_fraction"],
+                               ["per 10 um", "fraction", "fraction", "fraction", "fraction"])
+
+
+TWO_PHOTON = Assay("two_photon_spines", "in vivo two-photon imaging of spines", (),
+                   same_times, _two_photon,
+                   options={"branches": 4, "detection_um3": 0.01, "miss": 0.05,
+                            "false_pos_per_100um": 0.5, "jitter_um": 0.2})
+UNCAGING = Assay("uncaging_spinogenesis", "glutamate-uncaging spinogenesis in acute slices",
+                 ("plasticity_potential",), same_times, _uncaging,
+                 options={"cells": 3, "attempts": 8})
+FIXED = Assay("fixed_tissue_spines", "Golgi or dye-filled fixed tissue", (), same_times, _fixed,
+              options={"branches": 10, "detection_um3": 0.01})
+SPINE_ASSAYS = ("two_photon_spines", "fixed_tissue_spines")
