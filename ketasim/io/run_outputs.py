@@ -51,6 +51,11 @@ def write_run(result: RunResult, out: Path, overwrite: bool = False,
     man = manifest(result, registry, wall_s)
     with atomic_dir(Path(out), overwrite) as tmp:
         write_readouts(result.readouts, tmp / "readouts.parquet")
+        if result.tracking:  # the observed spine tracking tables (two-photon assay)
+            import pandas as pd
+
+            pd.concat(result.tracking.values(), ignore_index=True).to_parquet(
+                tmp / "spines_tracking.parquet", index=False)
         summary.to_csv(tmp / "summary.csv", index=False)
         stats.to_csv(tmp / "stats.csv", index=False)
         write_json(man, tmp / "manifest.json")

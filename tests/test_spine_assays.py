@@ -1,0 +1,97 @@
+"""Spine assays through the runner: what a lab would measure, with its sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ketasim import simulate
+from ketasim.scenario import load_scenario_text
+
+TEXT = """
+name: spine_assays
+species: mouse
+seed: 8
+arms:
+  - name: saline
+    n: 12
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays:
+      - {assay: two_photon_spines, at: [-1d, 0h, 1d, 3d]}
+      - {assay: uncaging_spinogenesis, at: [2h, 24h], options: {cells: 4, attempts: 10}}
+      - {assay: fixed_tissue_spines, at: [3d]}
+  - name: ketamine
+    n: 12
+    protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}]
+    assays:
+      - {assay: two_photon_spines, at: [-1d, 0h, 1d, 3d]}
+      - {assay: uncaging_spinogenesis, at: [2h, 24h], options: {cells: 4, attempts: 10}}
+      - {assay: fixed_tissue_spines, at: [3d]}
+      - {assay: signaling_state, at: [2h, 24h]}
+"""
+
+
+@pytest.fixture(scope="module")
+def result():
+    return simulate(load_scenario_text(TEXT))
+
+
+def mean(r, arm, readout, t):
+    sel = (r["arm"] == arm) & (r["readout"] == readout) & np.isclose(r["time_h"], t)
+    return r.loc[sel, "value"].mean()
+
+
+def test_uncaging_is_binomial_on_the_plasticity_potential(result):
+    """Each animal's success fraction is k/40 with k ~ Binomial(40, PP) (F-W-5, F-W-6)."""
+    r = result.readouts
+    v = r[(r["readout"] == "uncaging_success")]["value"].to_numpy()
+    assert np.allclose(v * 40, np.round(v * 40))
+    pp = mean(r, "ketamine", "plasticity_potential", 2.0)
+    assert mean(r, "ketamine", "uncaging_success", 2.0) == pytest.approx(pp, abs=0.08)
+    assert 0.15 <= mean(r, "saline", "uncaging_success", 2.0) <= 0.30
+    assert mean(r, "ketamine", "uncaging_success", 2.0) > mean(r, "saline",
+                                                               "uncaging_success", 2.0)
+
+
+def test_two_photon_tracking_table_and_readouts(result):
+    tr = result.tracking["saline"]
+    assert {"subject", "branch", "spine_id", "time_h", "position_um", "present",
+            "branch_length_um", "size", "class"} <= set(tr.columns)
+    assert tr["branch"].astype(int).max() == 3  # 4 imaged branches by default
+    assert (tr["position_um"] >= 0).all() and (tr["position_um"] <= tr["branch_length_um"]).all()
+    assert not tr.duplicated(["subject", "branch", "spine_id", "time_h"]).any()
+    r = result.readouts
+    assert 4.0 <= mean(r, "saline", "spine_density_per_10um", 0.0) <= 6.0
+    assert 2.0 <= mean(r, "saline", "formation_pct", 24.0) <= 12.0
+    assert np.isnan(r[(r["readout"] == "formation_pct") & (r["time_h"] == -24.0)]["value"]).all()
+
+
+def test_fixed_tissue_fractions_sum_to_one(result):
+    r = result.readouts
+    fr = r[(r["assay"] == "fixed_tissue_spines") & r["readout"].str.endswith("_fraction")]
+    total = fr.groupby(["arm", "subject"])["value"].sum()
+    assert np.allclose(total, 1.0)
+    assert mean(r, "saline", "mushroom_fraction", 72.0) > 0.15
+
+
+def test_spine_readouts_do_not_depend_on_other_arms():
+    """Adding an arm leaves another arm's spine measurements unchanged (own streams)."""
+    one = simulate(load_scenario_text(TEXT.split("  - name: ketamine")[0])).readouts
+    both = simulate(load_scenario_text(TEXT)).readouts
+    a = one[one["arm"] == "saline"].reset_index(drop=True)
+    b = both[both["arm"] == "saline"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_run_writes_the_tracking_table(tmp_path):
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    p = tmp_path / "s.yaml"
+    p.write_text(TEXT.replace("n: 12", "n: 3"))
+    res = CliRunner().invoke(app, ["run", str(p), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    tr = pd.read_parquet(tmp_path / "o" / "spines_tracking.parquet")
+    assert set(tr["arm"]) == {"saline", "ketamine"}
