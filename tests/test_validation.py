@@ -137,8 +137,11 @@ def full_validation():
 
 def test_every_current_target_passes(full_validation):
     table = full_validation.table()
-    failing = table[table["status"] != "pass"]
+    failing = table[~table["status"].isin(["pass", "known_gap"])]
     assert failing.empty, failing[["target_id", "simulated", "tolerance", "status"]]
+    gaps = [r for r in full_validation.results if r.status == "known_gap"]
+    assert all(len(r.message) > 40 for r in gaps)  # every gap says why
+    assert len(gaps) <= 3, [r.target.target_id for r in gaps]
     assert set(table["target_id"]) == set(load_targets())
 
 
