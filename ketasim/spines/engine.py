@@ -141,7 +141,7 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
         dummy_i8 = np.zeros(shape, np.int8)
         dummy_u8 = np.zeros(shape, np.uint8)
         dummy_i64 = np.zeros(shape, np.int64)
-        counts = np.zeros((1, 3), np.int64)
+        counts = np.zeros((1, 4), np.int64)
         state = np.array([[0x9E3779B97F4A7C15, 0xD1B54A32D192ED03]], dtype=np.uint64)
         run_spines(p, f0, 0.0, dt, n_steps, ones, ones, ones, n_br, cap, state,
                    np.zeros((1, 0)), rec, alive, dummy_f, dummy_f, dummy_i8, dummy_u8,
@@ -182,7 +182,8 @@ def _new_spine(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id
 def _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
                   mem_pos, mem_t, mem_n, susc, plast, p, f0, t, dt, F, E, P, state, stats):
     """One step of all branches of one subject. stats[0] += formations, [1] += eliminations,
-    [2] += formations lost to a full branch."""
+    [2] += formations lost to a full branch, [3] += spines alive after the step's losses
+    (spine-steps, for spine-day counts)."""
     n_br = alive.shape[0]
     cap = alive.shape[1]
     L = p[1]
@@ -237,6 +238,7 @@ def _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next
                 rate = p[16] * P * (p[17] if origin[b, k] == 2 else 1.0)
                 if next_double(state) < 1.0 - math.exp(-rate * dt_d):
                     synapse[b, k] = 1
+            stats[3] += 1
             target = mu_m if synapse[b, k] == 1 else mu_n
             logsize[b, k] = target + (logsize[b, k] - target) * a + size_sd * \
                 next_normal_fast(state)
@@ -286,7 +288,8 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
     """Step every subject from ``t_start`` for ``n_steps`` of ``dt`` hours.
 
     ``form``, ``elim``, ``synp``: (n_sub, n_steps) drives at the step starts. Recording
-    arrays have shape (n_sub, n_rec, n_branches, cap). ``counts``: (n_sub, 3)."""
+    arrays have shape (n_sub, n_rec, n_branches, cap). ``counts``: (n_sub, 4): formations,
+    eliminations, formations lost to a full branch, spine-steps."""
     n_sub = form.shape[0]
     n_rec = rec_times.shape[0]
     L = p[1]
@@ -306,7 +309,7 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
         mem_n = np.zeros(n_branches, dtype=np.int64)
         susc = np.empty(n_branches)
         plast = np.empty(n_branches)
-        stats = np.zeros(3, dtype=np.int64)
+        stats = np.zeros(4, dtype=np.int64)
         for b in range(n_branches):
             # log-normal branch factors with mean 1
             susc[b] = math.exp(p[7] * next_normal(state) - 0.5 * p[7] * p[7])
@@ -357,6 +360,5 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
             _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
                           mem_pos, mem_t, mem_n, susc, plast, p, f0, t, dt, form[s, i],
                           elim[s, i], synp[s, i], state, stats)
-        counts[s, 0] = stats[0]
-        counts[s, 1] = stats[1]
-        counts[s, 2] = stats[2]
+        for c in range(counts.shape[1]):
+            counts[s, c] = stats[c]

@@ -28,7 +28,7 @@ class SpineRecording:
     stubby: np.ndarray
     sid: np.ndarray
     branch_length_um: float
-    counts: np.ndarray  # (n_sub, 3): formations, eliminations, formations lost (full)
+    counts: np.ndarray  # (n_sub, 4): formations, eliminations, lost (branch full), spine-steps
 
     def classes(self) -> np.ndarray:
         """Morphology class per slot: 0 filopodium, 1 thin, 2 stubby, 3 mushroom."""
@@ -70,7 +70,7 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
     out = dict(alive=np.zeros(shape, np.uint8), pos=np.zeros(shape), logsize=np.zeros(shape),
                origin=np.zeros(shape, np.int8), synapse=np.zeros(shape, np.uint8),
                stubby=np.zeros(shape, np.uint8), sid=np.zeros(shape, np.int64))
-    counts = np.zeros((n_sub, 3), np.int64)
+    counts = np.zeros((n_sub, 4), np.int64)
     photo = np.zeros((n_sub, 0)) if photo_times is None else np.ascontiguousarray(photo_times)
     run_spines(params.vector(), params.stationary_formation_rate(DT_H), float(t_start), DT_H,
                n_steps, form, np.ascontiguousarray(drives["elimination_drive"], dtype=float),
