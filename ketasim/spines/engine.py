@@ -180,7 +180,8 @@ def _new_spine(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id
 
 @numba.njit(cache=True)
 def _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
-                  mem_pos, mem_t, mem_n, susc, plast, p, f0, t, dt, F, E, P, state, stats):
+                  mem_pos, mem_t, mem_n, susc, plast, p, f0, t, dt, F, E, P, state, stats,
+                  recent_pos):
     """One step of all branches of one subject. stats[0] += formations, [1] += eliminations,
     [2] += formations lost to a full branch, [3] += spines alive after the step's losses
     (spine-steps, for spine-day counts)."""
@@ -203,6 +204,17 @@ def _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next
         if stress < 0.0:
             stress = 0.0
         n_mem = min(mem_n[b], mem_pos.shape[1])
+        # sites eliminated within the coupling memory, gathered once per branch and step
+        # (newest first through the ring buffer, stopping at the first one too old)
+        n_recent = 0
+        if p[9] > 0.0:
+            m = (mem_n[b] - 1) % mem_pos.shape[1]
+            for j in range(n_mem):
+                if t - mem_t[b, m] >= c_tau_h:
+                    break
+                recent_pos[n_recent] = mem_pos[b, m]
+                n_recent += 1
+                m = m - 1 if m > 0 else mem_pos.shape[1] - 1
         # ---- elimination, synapse gain and size dynamics of existing spines
         for k in range(cap):
             if alive[b, k] == 0:
@@ -214,15 +226,10 @@ def _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next
             if synapse[b, k] == 0:
                 h *= p[6]
             h *= stress
-            if p[9] > 0.0 and n_mem > 0:
-                # newest first through the ring buffer; stop at the first one too old
+            if n_recent > 0:
                 recent = 0
-                last = mem_n[b] - 1
-                for j in range(n_mem):
-                    m = (last - j) % mem_pos.shape[1]
-                    if t - mem_t[b, m] >= c_tau_h:
-                        break
-                    if abs(mem_pos[b, m] - pos[b, k]) < c_r:
+                for j in range(n_recent):
+                    if abs(recent_pos[j] - pos[b, k]) < c_r:
                         recent += 1
                 h *= 1.0 + p[9] * recent
             x = h * dt_d
@@ -232,6 +239,9 @@ def _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next
                 alive[b, k] = 0
                 _add_memory(mem_pos, mem_t, mem_n, b, pos[b, k], t)
                 n_mem = min(mem_n[b], mem_pos.shape[1])
+                if p[9] > 0.0 and n_recent < recent_pos.shape[0]:
+                    recent_pos[n_recent] = pos[b, k]  # couples within the same step too
+                    n_recent += 1
                 stats[1] += 1
                 continue
             if synapse[b, k] == 0:
@@ -310,6 +320,7 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
         susc = np.empty(n_branches)
         plast = np.empty(n_branches)
         stats = np.zeros(4, dtype=np.int64)
+        recent_pos = np.empty(MEMORY)  # scratch for the coupling sites of a branch-step
         for b in range(n_branches):
             # log-normal branch factors with mean 1
             susc[b] = math.exp(p[7] * next_normal(state) - 0.5 * p[7] * p[7])
@@ -332,7 +343,7 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
             tb = t_start - (n_burn - i) * dt
             _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
                           mem_pos, mem_t, mem_n, susc, plast, p, f0, tb, dt, 1.0, 1.0, 1.0,
-                          state, stats)
+                          state, stats, recent_pos)
         for b in range(n_branches):  # spines alive at the start count as pre-existing
             for k in range(cap):
                 origin[b, k] = 0
@@ -359,6 +370,6 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
                 break
             _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
                           mem_pos, mem_t, mem_n, susc, plast, p, f0, t, dt, form[s, i],
-                          elim[s, i], synp[s, i], state, stats)
+                          elim[s, i], synp[s, i], state, stats, recent_pos)
         for c in range(counts.shape[1]):
             counts[s, c] = stats[c]
