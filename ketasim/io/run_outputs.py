@@ -60,5 +60,6 @@ def write_run(result: RunResult, out: Path, overwrite: bool = False,
         stats.to_csv(tmp / "stats.csv", index=False)
         write_json(man, tmp / "manifest.json")
         write_report(tmp, f"ketasim run: {result.scenario.name}",
-                     result.scenario.description, result.readouts, summary, stats, man)
+                     result.scenario.description, result.readouts, summary, stats, man,
+                     result.tracking)
     return Path(out)

@@ -26,6 +26,19 @@ FIGURE_NOTE = ("mean \u00b1 SEM per arm; time courses as lines with SEM bands, s
                "quantification are missing")
 
 
+def spine_maps(out: Path, tracking: dict, prefix: str) -> list[str]:
+    """Figures for the observed spine tracking tables, one per arm."""
+    from ketasim.report.spine_maps import spine_map_figure
+
+    tags = []
+    for arm, table in tracking.items():
+        png = spine_map_figure(table, out / f"{prefix}{arm}.png", arm=arm)
+        if png is not None:
+            tags.append(img_tag(png, f"spines {arm}", f"{arm}: imaged branches of one animal "
+                                "across sessions (grey kept, green new, red lost)"))
+    return tags
+
+
 def img_tag(png: Path, alt: str, caption: str) -> str:
     """A figure with the PNG inlined (the page must open offline)."""
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
@@ -52,8 +65,10 @@ def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -
 
 
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
-                 summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict) -> Path:
-    """Write ``report.html`` and ``fig_<assay>.png`` files into ``out``."""
+                 summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
+                 tracking: dict | None = None) -> Path:
+    """Write ``report.html`` and ``fig_<assay>.png`` files into ``out`` (and spine maps
+    of the first animal of each arm with two-photon imaging)."""
     figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
                     f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
     body = [
@@ -63,7 +78,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         f"scenario hash <code>{html.escape(str(manifest.get('scenario_hash'))[:12])}</code></p>",
         "<h2>Statistics</h2>",
         table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
-        "<h2>Figures</h2>", *figs,
+        "<h2>Figures</h2>", *figs, *spine_maps(out, tracking or {}, "fig_spines_"),
         "<h2>Summary</h2>", table_html(summary, None, "summary"),
     ]
     path = out / "report.html"

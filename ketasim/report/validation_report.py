@@ -10,7 +10,7 @@ import pandas as pd
 
 from ketasim.analysis.stats import summarize
 from ketasim.report.figures import assay_figure
-from ketasim.report.html import FIGURE_NOTE, img_tag, page, table_html
+from ketasim.report.html import FIGURE_NOTE, img_tag, page, spine_maps, table_html
 from ketasim.report.synthesis import synthesis_figure
 
 
@@ -62,6 +62,7 @@ def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
             png = assay_figure(run.readouts, summary, assay, figdir / f"{name}_{assay}.png")
             body.append(img_tag(png, f"{name} {assay}",
                                 f"{name}: {assay}, {FIGURE_NOTE}"))
+        body.extend(spine_maps(figdir, getattr(run, "tracking", {}) or {}, f"{name}_spines_"))
         if not run.stats.empty:
             body.append(table_html(run.stats, "p", f"stats-{name}"))
     path = out / "report.html"

@@ -35,6 +35,7 @@ class ReplicaRun:
     readouts: pd.DataFrame
     stats: pd.DataFrame
     seconds: float
+    tracking: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -133,7 +134,8 @@ def run_replica(path: str) -> ReplicaRun:
     sc = load_scenario(path)
     res = simulate(sc)
     stats = compare(res.readouts, sc.compare)
-    return ReplicaRun(Path(path).stem, sc, res.readouts, stats, time.perf_counter() - t0)
+    return ReplicaRun(Path(path).stem, sc, res.readouts, stats, time.perf_counter() - t0,
+                      res.tracking)
 
 
 def judge(target: Target, replica: ReplicaRun) -> TargetResult:
