@@ -38,6 +38,12 @@ SERIES: tuple[Series, ...] = (
            "ketamine", "saline"),
     Series("synaptic protein (PSD95)", "mouse", "signaling_drives", "synaptic_protein",
            "ketamine", "saline"),
+    Series("uncaging spinogenesis", "mouse", "uncaging_timecourse", "uncaging_success",
+           "ketamine", "saline"),
+    Series("spine formation (two-photon)", "mouse", "cort_ketamine_spine_imaging",
+           "formation_pct", "control_ketamine", "control_saline"),
+    Series("spine density (two-photon)", "mouse", "cort_ketamine_spine_imaging",
+           "spine_density_per_10um", "control_ketamine", "control_saline"),
 )
 
 _TICKS = [(1 / 6, "10 min"), (1, "1 h"), (6, "6 h"), (24, "1 d"), (72, "3 d"), (168, "1 w"),
