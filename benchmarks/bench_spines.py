@@ -1,20 +1,36 @@
-"""Benchmark: the spine engine against an object-per-spine reference.
+"""Benchmark: the spine engine against an object-per-spine Python reference.
 
-Protocol (issue 4):
+Protocol (issue 4; written down here so the numbers can be reproduced):
 
-- Workload: N subjects (default 1,000) x 20 branches x 30 days with the full rules
-  (size-, age-, synapse- and stress-dependent elimination with branch susceptibility and
-  neighbour coupling, formation with branch plasticity and restoration at remembered
-  sites, synapse gain, log-size dynamics, one AS-PaRAC1 flash at day 12), after the
-  engine's baseline burn-in. Drives: CORT-like raised elimination and lowered formation
-  for days 0-10, then a ketamine-like formation bump peaking 16 h after day 11.
-- ketasim: ``run_spines`` (numba, all cores) after a warm-up call, two recorded sessions;
-  spine-days = live spines summed over all steps x step length (the engine counts them).
-- Reference: plain Python, one ``Spine`` object per spine and a list per branch, the same
-  rules, parameters and step (6 h), ``random.Random`` per subject; timed on
-  ``--ref-subjects`` subjects and extrapolated linearly. Both sides' turnover is printed
-  to show they simulate the same thing.
-- Peak memory: maximum resident set size. The last line is ``speedup: <ratio>``.
+- Workload: N subjects (default 1,000) x 20 branches x 30 days, 6 h steps, with the full
+  rules of ``ketasim/spines/engine.py`` (size-, age-, synapse- and stress-dependent
+  elimination with branch susceptibility and neighbour coupling; formation with branch
+  plasticity and restoration at remembered elimination sites; synapse gain; log-size
+  Ornstein-Uhlenbeck dynamics) and the ``spine.mpfc_l5.*`` registry parameters, after the
+  engine's baseline burn-in (10 days, simulated by both sides and included in both
+  timings; not counted as spine-days).
+- Drives (n_sub, n_steps), smooth in time, the same arrays for both sides: CORT-like
+  elimination drive 1.6 and formation / synaptic-protein drives 0.75 over days 0-10
+  (switched off over ~half a day), then ketamine at day 11: a formation bump peaking 16 h
+  after the dose (+1.5 x a per-subject amplitude, log-normal, SD 0.2) and a slower
+  synaptic-protein bump (+0.8, peak at 24 h). AS-PaRAC1 photoactivation at day 12 for the
+  even-numbered half of the subjects. Two recording sessions (day 0 and day 30).
+- ketasim: ``run_spines`` (numba, all cores; ``NUMBA_NUM_THREADS`` to restrict), one
+  call for the whole batch; a first call on 2 subjects excludes compilation (or cache
+  loading) and is reported separately, as is the calibration of the baseline formation
+  rate. Spine-days = live spines summed over the 30 days' steps x step length: the
+  engine counts, per step, the spines alive after that step's eliminations
+  (``counts[:, 3]``); the reference counts the same thing.
+- Reference: what a lab script would do, written plainly but not wastefully: one
+  ``Spine`` object per spine, a ``Branch`` holding a list of them and a deque of its last
+  64 elimination sites (the engine's ring buffer), the same rules and parameters step for
+  step, ``random.Random(subject index)`` per subject, the same burn-in. It is timed on
+  ``--ref-subjects`` subjects and extrapolated linearly to N.
+- Like for like: mean density at day 30 and formations / eliminations per spine-day of
+  both sides are printed (reference with its standard error over subjects); a warning is
+  printed if any differs by more than 10%.
+- Peak memory: the process's maximum resident set size. Targets: >= 1e7 spine-days/s
+  (on 2 cores) and >= 100 x the reference. The last line is ``speedup: <ratio>``.
 
 Run: ``.venv/bin/python benchmarks/bench_spines.py``.
 """
@@ -23,48 +39,73 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import resource
 import sys
 import time
+from collections import deque
 
+import numba
 import numpy as np
 
 from ketasim.params import load_registry
-from ketasim.spines.engine import PARAM_NAMES, SpineParams, run_spines
+from ketasim.spines.engine import MEMORY, SpineParams, run_spines
 from ketasim.spines.rng import subject_states
 from ketasim.spines.simulate import DT_H
 
+SQRT3 = math.sqrt(3.0)
+PHOTO_DAY = 12.0
+AGREE_TOL = 0.10
 
-def drives(n: int, days: int):
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def drives(n: int, days: int, seed: int = 4):
+    """Formation, elimination and synaptic-protein drives (n, n_steps) at the step starts:
+    CORT over days 0-10, ketamine at day 11 (per-subject response amplitude)."""
     t = np.arange(int(days * 24 / DT_H)) * DT_H
-    elim = np.where(t < 240, 1.6, 1.0)
-    form = np.where(t < 240, 0.75, 1.0) + 1.5 * np.exp(-0.5 * ((t - 280.0) / 8.0) ** 2)
-    synp = np.where(t < 240, 0.75, 1.0)
-    return [np.tile(x, (n, 1)) for x in (form, elim, synp)]
+    cort = 1.0 / (1.0 + np.exp((t - 240.0) / 3.0))  # 1 during CORT, off over ~12 h
+
+    def bump(peak_h):  # gamma-like, 0 before the dose, 1 at the peak
+        u = np.clip(t - 264.0, 0.0, None) / peak_h
+        return u * np.exp(1.0 - u)
+
+    amp = np.exp(0.2 * np.random.default_rng(seed).standard_normal((n, 1)) - 0.02)
+    elim = np.tile(1.0 + 0.6 * cort, (n, 1))
+    form = (1.0 - 0.25 * cort) + 1.5 * amp * bump(16.0)
+    synp = (1.0 - 0.25 * cort) + 0.8 * amp * bump(24.0)
+    return [np.ascontiguousarray(x) for x in (form, elim, synp)]
 
 
+# ---------------------------------------------------------------- reference, plain Python
 class Spine:
-    __slots__ = ("pos", "logsize", "birth", "origin", "synapse")
+    __slots__ = ("birth", "logsize", "origin", "pos", "sid", "stubby", "synapse")
 
-    def __init__(self, pos, logsize, birth, origin, synapse):
-        self.pos, self.logsize, self.birth = pos, logsize, birth
-        self.origin, self.synapse = origin, synapse
+    def __init__(self, pos, logsize, birth, origin, synapse, stubby, sid):
+        self.pos = pos
+        self.logsize = logsize
+        self.birth = birth
+        self.origin = origin  # 0 pre-existing, 1 de novo, 2 restored
+        self.synapse = synapse
+        self.stubby = stubby
+        self.sid = sid
 
 
 class Branch:
-    def __init__(self, rng: random.Random, v: dict, t0: float):
-        self.susc = math.exp(v["susc_sigma"] * rng.gauss(0, 1) - 0.5 * v["susc_sigma"] ** 2)
-        self.plast = math.exp(v["plast_sigma"] * rng.gauss(0, 1) - 0.5 * v["plast_sigma"] ** 2)
-        n0 = _poisson(rng, v["density"] * v["branch_length"])
-        self.spines = [Spine(rng.random() * v["branch_length"],
-                             v["size_mu_mature"] + v["size_sigma"] * rng.gauss(0, 1),
-                             t0 - 1e4, 0, True) for _ in range(n0)]
-        self.memory: list[tuple[float, float]] = []  # (position, time)
+    def __init__(self, susc, plast):
+        self.susc = susc
+        self.plast = plast
+        self.spines: list[Spine] = []
+        self.memory: deque = deque(maxlen=MEMORY)  # (position, time) of eliminations
+        self.next_id = 0
 
 
-def _poisson(rng, lam):
-    u, k, p = rng.random(), 0, math.exp(-lam)
+def poisson(rnd, lam):
+    """Poisson variate by inversion (as the engine)."""
+    u, k, p = rnd(), 0, math.exp(-lam)
     c = p
     while u > c and k < 1000:
         k += 1
@@ -73,127 +114,231 @@ def _poisson(rng, lam):
     return k
 
 
-def ref_step(br: Branch, v: dict, f0: float, t: float, dt: float, F, E, P, rng) -> None:
-    """The engine's rules (ketasim/spines/engine.py: _step_subject), one object per spine."""
-    dt_d = dt / 24.0
-    L = v["branch_length"]
-    stress = max(0.0, 1.0 + (E - 1.0) * br.susc)
-    a = math.exp(-v["size_theta"] * dt_d)
-    size_sd = v["size_sigma"] * math.sqrt(1 - a * a)
-    survivors = []
-    for sp in br.spines:
-        age_d = (t - sp.birth) / 24.0
-        h = v["e0"] * math.exp(-v["a_size"] * (sp.logsize - v["size_mu_mature"]))
-        h *= 1.0 + v["young_gain"] * math.exp(-age_d / v["young_tau_d"])
-        if not sp.synapse:
-            h *= v["nosyn_factor"]
-        h *= stress
-        recent = sum(1 for (x, te) in br.memory[-64:]
-                     if t - te < v["c_tau_d"] * 24 and abs(x - sp.pos) < v["c_r"])
-        h *= 1.0 + v["c_gain"] * recent
-        if rng.random() < 1.0 - math.exp(-h * dt_d):
-            br.memory.append((sp.pos, t))
-            continue
-        if not sp.synapse:
-            rate = v["k_syn"] * P * (v["restored_boost"] if sp.origin == 2 else 1.0)
-            if rng.random() < 1.0 - math.exp(-rate * dt_d):
-                sp.synapse = True
-        target = v["size_mu_mature"] if sp.synapse else v["size_mu_new"]
-        sp.logsize = target + (sp.logsize - target) * a + size_sd * rng.gauss(0, 1)
-        survivors.append(sp)
-    br.spines = survivors
-    drive = max(0.0, 1.0 + (F - 1.0) * br.plast)
-    for _ in range(_poisson(rng, f0 * L * dt_d * drive)):
-        sites = [x for (x, te) in br.memory[-64:] if t - te < v["mem_horizon_d"] * 24]
-        x, org = rng.random() * L, 1
-        n = len(sites)
-        if n and rng.random() < v["restore_max"] * n / (n + v["restore_k"]):
-            x = min(max(rng.choice(sites) + (2 * rng.random() - 1) * v["restore_r"], 0.0), L)
-            org = 2
-        br.spines.append(Spine(x, v["size_mu_new"] + 0.3 * v["size_sigma"] * rng.gauss(0, 1),
-                               t, org, False))
+class Reference:
+    """The engine's rules (engine.py: ``run_spines``, ``_step_subject``,
+    ``_photoactivate``), one Python object per spine."""
 
+    def __init__(self, v: dict, f0: float, dt: float):
+        self.v, self.f0, self.dt = v, f0, dt
+        self.cap = int(3 * v["density"] * v["branch_length"]) + 16
 
-def reference(n_sub, n_br, days, v, f0, form, elim, synp, photo_t):
-    live_sum, formed, lost = 0.0, 0, 0
-    n_steps = form.shape[1]
-    for s in range(n_sub):
+    def new_branch(self, rng, t_start):
+        v = self.v
+        gauss, rnd = rng.gauss, rng.random
+        ss, ps = v["susc_sigma"], v["plast_sigma"]
+        br = Branch(math.exp(ss * gauss(0.0, 1.0) - 0.5 * ss * ss),
+                    math.exp(ps * gauss(0.0, 1.0) - 0.5 * ps * ps))
+        L = v["branch_length"]
+        for _ in range(min(poisson(rnd, v["density"] * L), self.cap)):
+            br.spines.append(Spine(rnd() * L, v["size_mu_mature"] + v["size_sigma"] *
+                                   gauss(0.0, 1.0), t_start - 1e4, 0, True,
+                                   rnd() < v["stubby_frac"], br.next_id))
+            br.next_id += 1
+        return br
+
+    def step(self, br: Branch, t, F, E, P, rng):
+        """One step of one branch; returns (formed, eliminated, lost, alive after losses)."""
+        v, dt = self.v, self.dt
+        rnd = rng.random
+        dt_d = dt / 24.0
+        L = v["branch_length"]
+        e0, a_size, mu_m, mu_n = v["e0"], v["a_size"], v["size_mu_mature"], v["size_mu_new"]
+        young_gain, young_tau = v["young_gain"], v["young_tau_d"]
+        nosyn, c_gain, c_r = v["nosyn_factor"], v["c_gain"], v["c_r"]
+        k_syn, boost = v["k_syn"], v["restored_boost"]
+        a = math.exp(-v["size_theta"] * dt_d)
+        size_sd = v["size_sigma"] * math.sqrt(1.0 - a * a) * SQRT3
+        stress = max(0.0, 1.0 + (E - 1.0) * br.susc)
+        # sites eliminated within the coupling memory
+        c_tau_h = v["c_tau_d"] * 24.0
+        recent = [x for (x, te) in br.memory if t - te < c_tau_h] if c_gain > 0.0 else []
+        survivors = []
+        eliminated = 0
+        for sp in br.spines:
+            age_d = (t - sp.birth) / 24.0
+            h = e0 * math.exp(-a_size * (sp.logsize - mu_m))
+            if age_d < 30.0 * young_tau:
+                h *= 1.0 + young_gain * math.exp(-age_d / young_tau)
+            if not sp.synapse:
+                h *= nosyn
+            h *= stress
+            if recent:
+                pos = sp.pos
+                h *= 1.0 + c_gain * sum(1 for x in recent if abs(x - pos) < c_r)
+            if rnd() < 1.0 - math.exp(-h * dt_d):
+                br.memory.append((sp.pos, t))
+                if c_gain > 0.0 and len(recent) < MEMORY:
+                    recent.append(sp.pos)  # couples within the same step too
+                eliminated += 1
+                continue
+            if not sp.synapse:
+                rate = k_syn * P * (boost if sp.origin == 2 else 1.0)
+                if rnd() < 1.0 - math.exp(-rate * dt_d):
+                    sp.synapse = True
+            target = mu_m if sp.synapse else mu_n
+            # Gaussian noise as the engine draws it: Irwin-Hall sum of four uniforms
+            sp.logsize = target + (sp.logsize - target) * a + size_sd * (
+                rnd() + rnd() + rnd() + rnd() - 2.0)
+            survivors.append(sp)
+        br.spines = survivors
+        n_alive = len(survivors)
+        # formation
+        drive = max(0.0, 1.0 + (F - 1.0) * br.plast)
+        n_new = poisson(rnd, self.f0 * L * dt_d * drive)
+        formed = lost = 0
+        if n_new:
+            horizon_h = v["mem_horizon_d"] * 24.0
+            sites = [x for (x, te) in br.memory if t - te < horizon_h]
+            n = len(sites)
+            p_restore = v["restore_max"] * n / (n + v["restore_k"])
+            for _ in range(n_new):
+                x, org = rnd() * L, 1
+                if n and rnd() < p_restore:
+                    x = sites[int(rnd() * n)] + (2.0 * rnd() - 1.0) * v["restore_r"]
+                    x, org = min(max(x, 0.0), L), 2
+                if len(br.spines) >= self.cap:
+                    lost += 1
+                    continue
+                br.spines.append(Spine(x, mu_n + 0.3 * v["size_sigma"] * rng.gauss(0.0, 1.0),
+                                       t, org, False, rnd() < v["stubby_frac"], br.next_id))
+                br.next_id += 1
+                formed += 1
+        return formed, eliminated, lost, n_alive
+
+    def photoactivate(self, branches, t, rng):
+        rnd = rng.random
+        t_min, p = t - self.v["parac1_window_h"], self.v["parac1_p"]
+        for br in branches:
+            br.spines = [sp for sp in br.spines if not (sp.birth > t_min and rnd() < p)]
+
+    def subject(self, s, n_br, form, elim, synp, photo_times):
+        """One subject from t = 0; returns (spine-steps, formations, eliminations, lost,
+        density at the end per um)."""
         rng = random.Random(s)
-        branches = [Branch(rng, v, 0.0) for _ in range(n_br)]
-        for i in range(int(v["burn_in_d"] * 24 / DT_H)):
+        dt = self.dt
+        branches = [self.new_branch(rng, 0.0) for _ in range(n_br)]
+        n_burn = int(self.v["burn_in_d"] * 24.0 / dt)
+        for i in range(n_burn):
             for br in branches:
-                ref_step(br, v, f0, -1e3 + i * DT_H, DT_H, 1.0, 1.0, 1.0, rng)
+                self.step(br, -(n_burn - i) * dt, 1.0, 1.0, 1.0, rng)
+        for br in branches:  # spines alive at the start count as pre-existing
+            for sp in br.spines:
+                sp.origin = 0
+        totals = [0, 0, 0, 0]  # formations, eliminations, lost, spine-steps
+        n_steps = form.shape[0]
+        i_pa = 0
         for i in range(n_steps):
-            t = i * DT_H
-            if abs(t - photo_t) < 1e-9:
-                for br in branches:
-                    br.spines = [sp for sp in br.spines if not (
-                        sp.birth > t - v["parac1_window_h"] and rng.random() < v["parac1_p"])]
+            t = i * dt
+            while i_pa < len(photo_times) and photo_times[i_pa] <= t:
+                self.photoactivate(branches, photo_times[i_pa], rng)
+                i_pa += 1
+            F, E, P = float(form[i]), float(elim[i]), float(synp[i])
             for br in branches:
-                before = len(br.spines)
-                m_before = len(br.memory)
-                ref_step(br, v, f0, t, DT_H, form[s, i], elim[s, i], synp[s, i], rng)
-                lost += len(br.memory) - m_before
-                formed += len(br.spines) - before + (len(br.memory) - m_before)
-                live_sum += len(br.spines)
-    spine_days = live_sum * DT_H / 24.0
-    return spine_days, formed, lost
+                for c, x in enumerate(self.step(br, t, F, E, P, rng)):
+                    totals[c] += x
+        density = sum(len(br.spines) for br in branches) / (n_br * self.v["branch_length"])
+        return totals[3], totals[0], totals[1], totals[2], density
 
 
+# ---------------------------------------------------------------------------- benchmark
 def main(argv=None) -> float:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--n", type=int, default=1000, help="subjects")
     ap.add_argument("--branches", type=int, default=20)
     ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--ref-subjects", type=int, default=4)
+    ap.add_argument("--ref-subjects", type=int, default=10,
+                    help="subjects run by the reference (extrapolated to --n)")
     args = ap.parse_args(argv)
     n, nb, days = args.n, args.branches, args.days
+    n_ref = min(args.ref_subjects, n)
+
     sp = SpineParams.from_registry(load_registry())
+    v = dict(sp.values)
     p = sp.vector()
-    f0 = sp.stationary_formation_rate(DT_H)
+    L = v["branch_length"]
     form, elim, synp = drives(n, days)
     n_steps = form.shape[1]
-    cap = int(3 * sp.values["density"] * sp.values["branch_length"]) + 16
-    rec = np.array([0.0, days * 24.0 - DT_H])  # two imaging sessions, as a lab records
-    photo = np.full((n, 1), 12 * 24.0)
+    cap = int(3 * v["density"] * L) + 16
+    rec = np.array([0.0, days * 24.0])  # two imaging sessions
+    photo = np.where(np.arange(n) % 2 == 0, PHOTO_DAY * 24.0, np.inf)[:, None]
+    print(f"workload: {n} subjects x {nb} branches x {days} days, step {DT_H:g} h, "
+          f"burn-in {v['burn_in_d']:g} days, CORT days 0-10, ketamine day 11, AS-PaRAC1 "
+          f"day {PHOTO_DAY:g} for {int(np.isfinite(photo).sum())} subjects, {rec.size} "
+          f"recordings; {numba.get_num_threads()} numba threads, {os.cpu_count()} cores")
 
-    def run(m):
+    def run(m, f0):
+        t = time.perf_counter()
         shape = (m, rec.size, nb, cap)
         alive = np.zeros(shape, np.uint8)
-        f = np.zeros(shape)
         counts = np.zeros((m, 4), np.int64)
-        t = time.perf_counter()
         run_spines(p, f0, 0.0, DT_H, n_steps, form[:m], elim[:m], synp[:m], nb, cap,
-                   subject_states(1, "bench", m), photo[:m], rec, alive, f, f,
-                   np.zeros(shape, np.int8), np.zeros(shape, np.uint8),
-                   np.zeros(shape, np.uint8), np.zeros(shape, np.int64), counts)
+                   subject_states(2026, "bench", m), photo[:m], rec, alive,
+                   np.zeros(shape), np.zeros(shape), np.zeros(shape, np.int8),
+                   np.zeros(shape, np.uint8), np.zeros(shape, np.uint8),
+                   np.zeros(shape, np.int64), counts)
         return time.perf_counter() - t, alive, counts
 
-    t_compile, _, _ = run(2)
-    ks_s, alive, counts = run(n)
-    spine_days = counts[:, 3].sum() * DT_H / 24.0  # live spines summed over steps
-    rate = spine_days / ks_s
-    per_sd = counts[:, :3].sum(axis=0) / spine_days
-    print(f"workload: {n} subjects x {nb} branches x {days} days ({spine_days:.3g} spine-days), "
-          f"step {DT_H:g} h, burn-in {sp.values['burn_in_d']:g} days")
-    print(f"ketasim: {ks_s:.2f} s, {rate:.3g} spine-days/s (first call {t_compile:.1f} s); "
-          f"formations {per_sd[0]:.4f} and eliminations {per_sd[1]:.4f} per spine-day")
-
-    v = dict(zip(PARAM_NAMES, p))
+    # ---- ketasim
+    t_compile, _, _ = run(2, sp.formation_rate_per_um_day())
     t = time.perf_counter()
-    r_sd, r_formed, r_lost = reference(args.ref_subjects, nb, days, v, f0, form, elim, synp,
-                                       12 * 24.0)
-    ref_s = (time.perf_counter() - t) * n / args.ref_subjects
+    f0 = sp.stationary_formation_rate(DT_H)
+    t_calib = time.perf_counter() - t
+    ks_s, alive, counts = run(n, f0)
+    ks_sd = counts[:, 3].sum() * DT_H / 24.0
+    ks_rate = ks_sd / ks_s
+    ks_density = alive[:, -1].sum() / (n * nb * L)
+    ks_form = counts[:, 0].sum() / ks_sd
+    ks_elim = counts[:, 1].sum() / ks_sd
+    print(f"ketasim: {ks_s:.2f} s for {n} subjects, {ks_sd:.4g} spine-days: "
+          f"{ks_rate:.3g} spine-days/s, {n / ks_s:.0f} subjects/s; first call (compile or "
+          f"cache load) {t_compile:.1f} s, f0 calibration {t_calib:.1f} s (both untimed); "
+          f"{counts[:, 2].sum()} formations lost to full branches")
+    del alive
+
+    # ---- reference
+    ref = Reference(v, f0, DT_H)
+    t = time.perf_counter()
+    res = np.array([ref.subject(s, nb, form[s], elim[s], synp[s], photo[s][np.isfinite(photo[s])])
+                    for s in range(n_ref)], dtype=float)
+    ref_timed = time.perf_counter() - t
+    ref_s = ref_timed * n / n_ref
+    r_sd = res[:, 0] * DT_H / 24.0
+    ref_rate = r_sd.sum() / ref_timed
+    note = "" if n_ref == n else f"extrapolated from {n_ref} subjects timed ({ref_timed:.1f} s)"
     print(f"reference (one Python object per spine): {ref_s:.1f} s for {n} subjects "
-          f"(timed {args.ref_subjects}, extrapolated), {r_sd / (ref_s * args.ref_subjects / n):.3g}"
-          f" spine-days/s; formations {r_formed / r_sd:.4f} and eliminations "
-          f"{r_lost / r_sd:.4f} per spine-day")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"peak RSS {rss:.0f} MB")
+          f"{note}; {ref_rate:.3g} spine-days/s, {n_ref / ref_timed:.2f} subjects/s")
+
+    # ---- like for like: the two sides simulate the same model
+    def se(x):
+        return float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+
+    rows = [
+        (f"density at day {days} (1/um)", ks_density, res[:, 4].mean(), se(res[:, 4])),
+        ("formations per spine-day", ks_form, res[:, 1].sum() / r_sd.sum(),
+         se(res[:, 1] / r_sd)),
+        ("eliminations per spine-day", ks_elim, res[:, 2].sum() / r_sd.sum(),
+         se(res[:, 2] / r_sd)),
+    ]
+    bad = []
+    for name, k, r, e in rows:
+        diff = (r - k) / k
+        print(f"  {name:28s} ketasim {k:.4f}   reference {r:.4f} +- {e:.4f} "
+              f"({100 * diff:+.1f}%)")
+        if abs(diff) > AGREE_TOL:
+            bad.append(name)
+    if bad:
+        print("!" * 80)
+        print(f"WARNING: ketasim and the reference differ by more than {AGREE_TOL:.0%} in "
+              f"{', '.join(bad)}: the comparison is NOT like for like")
+        print("!" * 80)
+
+    rss = peak_rss_mb()
     ratio = ref_s / ks_s
-    print(f"target >= 1e7 spine-days/s: {'met' if rate >= 1e7 else 'NOT met'}; "
-          f"target >= 100x reference: {'met' if ratio >= 100 else 'NOT met'}")
-    print(f"speedup: {ratio:.0f}")
+    print(f"peak RSS {rss:.0f} MB")
+    print(f"target: >= 1e7 spine-days/s: {'met' if ks_rate >= 1e7 else 'NOT met'} "
+          f"({ks_rate:.3g})")
+    print(f"target: >= 100x reference: {'met' if ratio >= 100 else 'NOT met'} ({ratio:.0f}x)")
+    print(f"speedup: {ratio:.1f}")
     return ratio
 
 
