@@ -62,28 +62,26 @@ def observed_tracking(ctx: AssayContext, at: np.ndarray) -> pd.DataFrame:
 
 
 def _two_photon(ctx: AssayContext, at: np.ndarray) -> AssayRows:
-    """Per animal: density per 10 um at each session, and formation/elimination % of the
-    spines seen at the previous session (pooled over the animal's branches), as imaging
-    papers report them."""
+    """Per animal: density per 10 um at each session (mean over its branches), and
+    formation/elimination % of the spines seen at the previous session (pooled over its
+    branches), computed by ``ketasim.analysis.spines`` exactly as for a lab's table."""
+    from ketasim.analysis.spines import density_per_10um, turnover
+
     table = observed_tracking(ctx, at)
     ctx.keep("tracking", table)
-    nb = int(ctx.options["branches"])
-    L = ctx.spines.branch_length_um
     n, nt = ctx.n, len(at)
     values = np.full((n, nt, 3), np.nan)
-    counts = table.groupby(["subject", "time_h"]).size()
-    ids = {key: set(zip(g["branch"], g["spine_id"]))
-           for key, g in table.groupby(["subject", "time_h"])}
-    for s in range(n):
-        for j, t in enumerate(at):
-            values[s, j, 0] = counts.get((str(s), float(t)), 0) / (nb * L) * 10.0
-            if j == 0:
-                continue
-            before = ids.get((str(s), float(at[j - 1])), set())
-            after = ids.get((str(s), float(t)), set())
-            if before:
-                values[s, j, 1] = 100.0 * len(after - before) / len(before)
-                values[s, j, 2] = 100.0 * len(before - after) / len(before)
+    dens = density_per_10um(table).groupby(["subject", "time_h"])["density_per_10um"].mean()
+    for j, t in enumerate(at):
+        for s in range(n):
+            values[s, j, 0] = dens.get((str(s), float(t)), 0.0)
+        if j == 0:
+            continue
+        per = turnover(table, float(at[j - 1]), float(t)).per_subject.set_index("subject")
+        for s in range(n):
+            if str(s) in per.index:
+                values[s, j, 1] = per.loc[str(s), "formation_pct"]
+                values[s, j, 2] = per.loc[str(s), "elimination_pct"]
     return AssayRows.from_grid(values, at, ["spine_density_per_10um", "formation_pct",
                                             "elimination_pct"], ["per 10 um", "%", "%"])
 
