@@ -140,7 +140,7 @@ def run_replica(path: str) -> ReplicaRun:
 
 def judge(target: Target, replica: ReplicaRun) -> TargetResult:
     try:
-        v = evaluate(target.statistic, replica.readouts)
+        v = evaluate(target.statistic, replica.readouts, replica.tracking)
     except StatisticError as e:
         return TargetResult(target, replica.name, float("nan"), "error", str(e))
     if target.known_gap:

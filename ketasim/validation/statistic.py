@@ -8,7 +8,10 @@ A target's ``statistic`` is an expression over its replica's readouts table, e.g
     half_life('ketamine', 'ketamine_plasma_ng_ml', '1h', '8h')
 
 Only the functions below, numbers, strings and + - * / are allowed; anything else is
-rejected when the targets file is loaded. Times are strings with units ('90min', '2h').
+rejected when the targets file is loaded. Spine functions (``clustering_p``,
+``branch_specificity_p``, ``restored_fraction``, ``restored_chance``,
+``survival_fraction``) run :mod:`ketasim.analysis.spines` on the replica's observed
+two-photon tracking table of an arm. Times are strings with units ('90min', '2h').
 Each function reads cohort statistics, as the paper's figure or table would.
 """
 
@@ -33,8 +36,15 @@ def _hours(t) -> float:
 
 
 class _Data:
-    def __init__(self, readouts: pd.DataFrame):
+    def __init__(self, readouts: pd.DataFrame, tracking: dict | None = None):
         self.r = readouts
+        self.tracking = tracking or {}
+
+    def table(self, arm: str) -> pd.DataFrame:
+        if arm not in self.tracking:
+            raise StatisticError(f"no spine tracking table for arm {arm!r} (needs the "
+                                 "two_photon_spines assay)")
+        return self.tracking[arm]
 
     def values(self, arm: str, readout: str, at, assay: str | None = None) -> np.ndarray:
         r = self.r
@@ -103,8 +113,50 @@ def _functions(d: _Data) -> dict[str, Callable]:
             raise StatisticError(f"no subject has 3 positive {readout!r} values in the window")
         return float(np.median(halves))
 
+    # spine statistics on the observed tracking tables (ketasim.analysis.spines); the
+    # permutation nulls use a fixed stream so a target's value is reproducible
+    def _rng():
+        return np.random.default_rng(20190412)
+
+    def clustering_p(arm, t0, t1, kind="eliminated"):
+        from ketasim.analysis.spines import clustering_test
+
+        return clustering_test(d.table(arm), _hours(t0), _hours(t1), kind, 1000, rng=_rng()).p
+
+    def branch_specificity_p(arm, t0, t1, kind="eliminated"):
+        from ketasim.analysis.spines import branch_specificity_test
+
+        return branch_specificity_test(d.table(arm), _hours(t0), _hours(t1), kind, 1000,
+                                       rng=_rng()).p
+
+    def _restoration(arm, t0, t1, t2, t3):
+        from ketasim.analysis.spines import restoration
+
+        return restoration(d.table(arm), (_hours(t0), _hours(t1)), (_hours(t2), _hours(t3)),
+                           2.0, 1000, rng=_rng())
+
+    def restored_fraction(arm, t0, t1, t2, t3):
+        return _restoration(arm, t0, t1, t2, t3).fraction_restored
+
+    def restored_chance(arm, t0, t1, t2, t3):
+        return _restoration(arm, t0, t1, t2, t3).expected_fraction
+
+    def survival_fraction(arm, t_start, group, horizon="96h", t_elim0=None, t_elim1=None):
+        from ketasim.analysis.spines import survival
+
+        t_elim = None if t_elim0 is None else (_hours(t_elim0), _hours(t_elim1))
+        res = survival(d.table(arm), _hours(t_start), "restoration", _hours(horizon),
+                       t_elim=t_elim)
+        row = res.summary[res.summary["group"] == group]
+        if row.empty:
+            raise StatisticError(f"no {group!r} spines born at {t_start!r} in arm {arm!r}")
+        return float(row["fraction_surviving"].iloc[0])
+
     return {"mean": mean, "sem": sem, "n": n, "peak": peak, "time_of_peak": time_of_peak,
-            "p": p, "half_life": half_life}
+            "p": p, "half_life": half_life, "clustering_p": clustering_p,
+            "branch_specificity_p": branch_specificity_p,
+            "restored_fraction": restored_fraction, "restored_chance": restored_chance,
+            "survival_fraction": survival_fraction}
 
 
 FUNCTIONS = tuple(_functions(_Data(pd.DataFrame())).keys())
@@ -134,10 +186,10 @@ def check_expression(expr: str) -> ast.Expression:
     return tree
 
 
-def evaluate(expr: str, readouts: pd.DataFrame) -> float:
-    """Value of ``expr`` on a replica's readouts."""
+def evaluate(expr: str, readouts: pd.DataFrame, tracking: dict | None = None) -> float:
+    """Value of ``expr`` on a replica's readouts (and its spine tracking tables)."""
     tree = check_expression(expr)
-    fns = _functions(_Data(readouts))
+    fns = _functions(_Data(readouts, tracking))
 
     def ev(node):
         if isinstance(node, ast.Expression):
