@@ -271,3 +271,23 @@ def test_synthesis_figure_uses_differences():
     assert len(courses) == 1
     _, t, d = courses[0]
     assert list(t) == [1.0, 2.0] and d.max() == pytest.approx(1.0)
+
+
+def test_spine_functions_need_a_tracking_table_and_use_it():
+    with pytest.raises(StatisticError, match="no spine tracking table"):
+        evaluate("clustering_p('a', '0h', '1d')", _table())
+    rows = []
+    for sid, (x, t_last) in enumerate([(10.0, 0.0), (10.5, 0.0), (30.0, 24.0)]):
+        for t in (0.0, 24.0):
+            if t <= t_last:
+                rows.append(("a", "0", "0", str(sid), t, x, True, 60.0))
+    rows.append(("a", "0", "0", "new", 24.0, 10.2, True, 60.0))
+    tr = pd.DataFrame(rows, columns=["arm", "subject", "branch", "spine_id", "time_h",
+                                     "position_um", "present", "branch_length_um"])
+    from ketasim.analysis.tracking import read_tracking_table
+
+    tr = read_tracking_table(tr)
+    v = evaluate("restored_fraction('a', '0h', '1d', '0h', '1d')", _table(), {"a": tr})
+    assert v == 1.0  # the one new spine sits 0.2 um from a lost site
+    chance = evaluate("restored_chance('a', '0h', '1d', '0h', '1d')", _table(), {"a": tr})
+    assert chance == pytest.approx((10.5 + 2 - (10.0 - 2)) / 60.0)
