@@ -985,18 +985,20 @@ def _record(y, p, o_full, out_sel, out_row):
 
 @numba.njit(cache=True)
 def _dp5_dense(y, K, h, x, y_out):
-    """DP5 4th-order dense output at theta = x: weights first, then one pass."""
-    w = np.empty(7)  # small fixed-size temporary; numba keeps it off the Python heap
+    """DP5 4th-order dense output at theta = x: the seven weights as scalars (no
+    temporary array), then one pass over the states."""
     x2 = x * x
     x3 = x2 * x
     x4 = x3 * x
-    for r in range(7):
-        w[r] = h * (_P[r, 0] * x + _P[r, 1] * x2 + _P[r, 2] * x3 + _P[r, 3] * x4)
-    for i in range(y.shape[0]):
-        acc = y[i]
-        for r in range(7):
-            acc += w[r] * K[r, i]
-        y_out[i] = acc
+    w0 = h * (_P[0, 0] * x + _P[0, 1] * x2 + _P[0, 2] * x3 + _P[0, 3] * x4)
+    w2 = h * (_P[2, 0] * x + _P[2, 1] * x2 + _P[2, 2] * x3 + _P[2, 3] * x4)
+    w3 = h * (_P[3, 0] * x + _P[3, 1] * x2 + _P[3, 2] * x3 + _P[3, 3] * x4)
+    w4 = h * (_P[4, 0] * x + _P[4, 1] * x2 + _P[4, 2] * x3 + _P[4, 3] * x4)
+    w5 = h * (_P[5, 0] * x + _P[5, 1] * x2 + _P[5, 2] * x3 + _P[5, 3] * x4)
+    w6 = h * (_P[6, 0] * x + _P[6, 1] * x2 + _P[6, 2] * x3 + _P[6, 3] * x4)
+    for i in range(y.shape[0]):  # row 1 of P is zero (Dormand-Prince stage 2)
+        y_out[i] = (y[i] + w0 * K[0, i] + w2 * K[2, i] + w3 * K[3, i] + w4 * K[4, i]
+                    + w5 * K[5, i] + w6 * K[6, i])
 
 
 @numba.njit(cache=True)
