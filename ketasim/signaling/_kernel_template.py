@@ -61,10 +61,10 @@ _R_E3 = 0.22354069897811569627360909276199
 
 
 @numba.njit(cache=True)
-def _record(y, p, o_full, out_sel, out_row):
+def _record(y, p, o_full, out_sel, out, i_out):
     outputs(y, p, o_full)
     for j in range(out_sel.shape[0]):
-        out_row[j] = o_full[out_sel[j]]
+        out[i_out, j] = o_full[out_sel[j]]
 
 
 @numba.njit(cache=True)
@@ -226,7 +226,7 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
             while i_out < n_out and (out_times[i_out] < t_new
                                      or (out_times[i_out] == t_new and not last)):
                 if out_times[i_out] == t_new:
-                    _record(y_new, p, o_full, out_sel, out[i_out])
+                    _record(y_new, p, o_full, out_sel, out, i_out)
                 else:
                     x = (out_times[i_out] - t) / h
                     if stiff:
@@ -239,7 +239,7 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
                                         + h11 * h * K[6, i])
                     else:
                         _dp5_dense(y, K, h, x, y_tmp)
-                    _record(y_tmp, p, o_full, out_sel, out[i_out])
+                    _record(y_tmp, p, o_full, out_sel, out, i_out)
                 i_out += 1
             t = t_new
             for i in range(n):
@@ -281,7 +281,7 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
     i_ev = 0
     n_steps = 0
     while i_out < n_out and out_times[i_out] < t:  # before the start: the start state
-        _record(y, p, o_full, out_sel, out[i_out])
+        _record(y, p, o_full, out_sel, out, i_out)
         i_out += 1
     t_final = out_times[n_out - 1] if n_out > 0 else t
     h = 0.0
@@ -299,7 +299,7 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
             i_ev += 1
             h = 0.0  # restart step-size selection after a discontinuity
         while i_out < n_out and out_times[i_out] <= t:  # outputs at t, after events
-            _record(y, p, o_full, out_sel, out[i_out])
+            _record(y, p, o_full, out_sel, out, i_out)
             i_out += 1
         if i_out >= n_out:
             return STATUS_OK, n_steps
