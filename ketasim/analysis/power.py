@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-from ketasim.analysis.stats import _TIME_TOL_H, ComparisonResult, _test
+from ketasim.analysis.stats import TIME_TOL_H, ComparisonResult, run_test  # noqa: F401
 from ketasim.experiment.runner import simulate
 from ketasim.io.results import atomic_dir
 from ketasim.scenario import vocabulary
@@ -52,24 +52,6 @@ MAX_SUBJECTS_PER_ARM = 100_000
 _N_RANGE_EXPECTED = ("expected 'START:STOP' or 'START:STOP:STEP' (inclusive integers, "
                      "START <= STOP, STEP >= 1) or a comma-separated list such as '6,8,12', "
                      "with every n >= 2")
-
-
-def run_test(test: str, groups: list[np.ndarray]) -> ComparisonResult:
-    """Apply a comparison's test, exactly as :func:`ketasim.analysis.stats.compare` does.
-
-    Parameters
-    ----------
-    test : str
-        One of ``welch_t``, ``student_t``, ``mann_whitney``, ``anova``, ``kruskal``.
-    groups : list of numpy.ndarray
-        Finite values of each compared arm, in the comparison's arm order.
-
-    Returns
-    -------
-    ComparisonResult
-        Statistic and p value; both NaN when a group has fewer than two values.
-    """
-    return _test(test, groups)
 
 
 # --------------------------------------------------------------------------- #
@@ -204,7 +186,7 @@ def _power_scenario(scenario, comparison, subjects: int):
         assays = [spec for spec in arm.assays
                   if (comparison.assay is None or spec.assay == comparison.assay)
                   and comparison.readout in vocabulary.ASSAYS.get(spec.assay, ())
-                  and any(abs(t - comparison.at) < _TIME_TOL_H for t in spec.at)]
+                  and any(abs(t - comparison.at) < TIME_TOL_H for t in spec.at)]
         arms.append(arm.model_copy(update={"n": subjects, "assays": assays}))
     return scenario.model_copy(update={"arms": arms, "compare": [comparison]})
 
@@ -212,7 +194,7 @@ def _power_scenario(scenario, comparison, subjects: int):
 def _arm_values(readouts: pd.DataFrame, comparison) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per compared arm: (subject indices sorted, values) of the compared readout."""
     sel = (readouts["readout"] == comparison.readout) & (
-        np.abs(readouts["time_h"] - float(comparison.at)) < _TIME_TOL_H)
+        np.abs(readouts["time_h"] - float(comparison.at)) < TIME_TOL_H)
     if comparison.assay:
         sel &= readouts["assay"] == comparison.assay
     out = []

@@ -17,7 +17,7 @@ from scipy import stats as sps
 SUMMARY_COLUMNS = ["arm", "assay", "readout", "time_h", "unit", "n", "mean", "sem"]
 STATS_COLUMNS = ["comparison", "readout", "assay", "time_h", "test", "groups", "n",
                  "means", "statistic", "p"]
-_TIME_TOL_H = 1e-9
+TIME_TOL_H = 1e-9
 
 
 def summarize(readouts: pd.DataFrame) -> pd.DataFrame:
@@ -40,7 +40,10 @@ class ComparisonResult:
     p: float
 
 
-def _test(test: str, groups: list[np.ndarray]) -> ComparisonResult:
+def run_test(test: str, groups: list[np.ndarray]) -> ComparisonResult:
+    """Apply one of the comparison tests (``welch_t``, ``student_t``, ``mann_whitney``,
+    ``anova``, ``kruskal``) to finite group values; NaN when a group has < 2 values.
+    Used by :func:`compare`, power by simulation and the validation targets."""
     if any(len(g) < 2 for g in groups):
         return ComparisonResult(float("nan"), float("nan"))
     with warnings.catch_warnings():
@@ -75,14 +78,14 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
     rows = []
     for k, c in enumerate(comparisons):
         sel = (readouts["readout"] == c.readout) & (
-            np.abs(readouts["time_h"] - float(c.at)) < _TIME_TOL_H)
+            np.abs(readouts["time_h"] - float(c.at)) < TIME_TOL_H)
         if getattr(c, "assay", None):
             sel &= readouts["assay"] == c.assay
         groups = []
         for arm in c.arms:
             v = readouts.loc[sel & (readouts["arm"] == arm), "value"].to_numpy(float)
             groups.append(v[np.isfinite(v)])
-        res = _test(c.test, groups)
+        res = run_test(c.test, groups)
         rows.append({
             "comparison": k, "readout": c.readout, "assay": getattr(c, "assay", None) or "",
             "time_h": float(c.at), "test": c.test, "groups": ";".join(c.arms),

@@ -283,7 +283,7 @@ def _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next
 
 
 @numba.njit(cache=True)
-def _photoactivate(alive, birth, p, t, state, mem_pos, mem_t, mem_n, pos):
+def _photoactivate(alive, birth, p, t, state):
     n_br = alive.shape[0]
     for b in range(n_br):
         for k in range(alive.shape[1]):
@@ -354,8 +354,7 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
         for i in range(n_steps + 1):
             t = t_start + i * dt
             while i_pa < n_pa and photo_times[s, i_pa] <= t:
-                _photoactivate(alive, birth, p, photo_times[s, i_pa], state, mem_pos, mem_t,
-                               mem_n, pos)
+                _photoactivate(alive, birth, p, photo_times[s, i_pa], state)
                 i_pa += 1
             while i_rec < n_rec and rec_times[i_rec] <= t:
                 rec_alive[s, i_rec] = alive

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ketasim.analysis.stats import _test
+from ketasim.analysis.stats import run_test
 from ketasim.scenario import parse_time
 
 
@@ -89,7 +89,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
         return float(s.idxmax())
 
     def p(arm_a, arm_b, readout, at, test="welch_t", assay=None):
-        return _test(test, [d.values(arm_a, readout, at, assay),
+        return run_test(test, [d.values(arm_a, readout, at, assay),
                             d.values(arm_b, readout, at, assay)]).p
 
     def half_life(arm, readout, t_from, t_to, assay=None):
