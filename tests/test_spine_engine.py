@@ -7,6 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from scipy import stats
+
+from ketasim.analysis.spines import clustering_test
 from ketasim.params import load_registry
 from ketasim.spines.engine import ORIGIN_DE_NOVO, ORIGIN_RESTORED, SpineParams
 from ketasim.spines.simulate import DT_H, simulate_spines
@@ -27,18 +30,34 @@ def drives(n, days, form=None, elim=None, synp=None):
     return out
 
 
+def _ids(rec, r):
+    """Per (subject, branch): the set of spine ids alive at recording ``r``."""
+    n_sub, _, n_br, _ = rec.alive.shape
+    return {(s, b): set(rec.sid[s, r, b][rec.alive[s, r, b] == 1].tolist())
+            for s in range(n_sub) for b in range(n_br)}
+
+
 def test_density_is_stationary_without_perturbation():
     """Baseline: density stays at the registry value (0.5 per um, Shao et al. 2021)
-    within 5% for 30 days, and 2-day turnover is 6-11% (7-9% published)."""
+    within 5% for 36 days without a trend; new spines survive to day 7 and day 34 as in
+    the same data (61% and 42%, CALIBRATION.md); true 2-day elimination is 3-6% (the
+    published 7-9% is imaged: misses and false positives add to it)."""
     sp = params()
-    rec = simulate_spines(sp, 1, "a", 40, 6, drives(40, 31), 0.0, np.arange(0, 31) * 24.0)
+    days = 36
+    rec = simulate_spines(sp, 1, "a", 40, 6, drives(40, days + 1), 0.0,
+                          np.arange(0, days + 1) * 24.0)
     dens = rec.density_per_10um().mean(axis=(0, 2)) / 10.0
     assert np.all(np.abs(dens / sp.values["density"] - 1.0) < 0.05), dens
-    assert abs(np.polyfit(np.arange(dens.size), dens, 1)[0] * 30) < 0.02
-    ids = [set(zip(*np.nonzero(rec.alive[:, r]))) for r in (0, 2)]
-    lost = {k for k in ids[0] if rec.sid[k[0], 0, k[1], k[2]] not in set(
-        rec.sid[k[0], 2, k[1]][rec.alive[k[0], 2, k[1]] == 1])}
-    assert 6.0 <= 100 * len(lost) / len(ids[0]) <= 11.0
+    assert abs(np.polyfit(np.arange(dens.size), dens, 1)[0] * days) < 0.02
+    s0, s2 = _ids(rec, 0), _ids(rec, 2)
+    lost = sum(len(s0[k] - s2[k]) for k in s0) / sum(len(v) for v in s0.values())
+    assert 0.03 <= lost <= 0.06
+    new = {k: s2[k] - s0[k] for k in s0}
+    n_new = sum(len(v) for v in new.values())
+    assert n_new > 150
+    for age, lo, hi in ((7, 0.52, 0.70), (34, 0.33, 0.52)):
+        later = _ids(rec, 2 + age)
+        assert lo <= sum(len(new[k] & later[k]) for k in new) / n_new <= hi
 
 
 def _stress_then_recovery(sp, n=30):
@@ -85,18 +104,42 @@ def test_restoration_places_new_spines_at_lost_sites():
     chance; with restoration switched off the fraction falls to the chance value."""
     on, chance_on = _restored_fraction_and_chance(_stress_then_recovery(params()))
     off, chance_off = _restored_fraction_and_chance(
-        _stress_then_recovery(params(restore_max=0.0)))
+        _stress_then_recovery(params(k_restore=0.0)))
     assert on > chance_on + 0.08
     assert off == pytest.approx(chance_off, abs=0.05)
     assert on > off + 0.06
 
 
 def test_restored_spines_gain_synapses_and_survive_more():
-    """F-M-7: restored spines survive (and gain synapses) more often than de novo ones."""
-    rec = _stress_then_recovery(params(), n=60)
-    org = rec.origin[:, 2][rec.alive[:, 2] == 1]
-    syn = rec.synapse[:, 2][rec.alive[:, 2] == 1]
-    assert syn[org == ORIGIN_RESTORED].mean() > syn[org == ORIGIN_DE_NOVO].mean()
+    """F-M-7: spines restored after stress gain synapses and survive to 4 days more often
+    than de novo ones; without the restored synapse boost the survival advantage goes."""
+    def survival(sp):
+        n = 60
+        rec = simulate_spines(sp, 7, "a", n, 6, drives(n, 16, form=lambda t: np.where(
+            (t >= 252) & (t < 276), 4.0, np.where(t < 240, 0.7, 1.0)),
+            elim=lambda t: np.where(t < 240, 1.4, 1.0)), 0.0, [252.0, 276.0, 372.0])
+        before, new_at, later = _ids(rec, 0), _ids(rec, 1), _ids(rec, 2)
+        out, syn = {}, {}
+        for org in (ORIGIN_DE_NOVO, ORIGIN_RESTORED):
+            kept = total = 0
+            for s in range(n):
+                for b in range(6):
+                    alive = rec.alive[s, 1, b] == 1
+                    for k in np.flatnonzero(alive & (rec.origin[s, 1, b] == org)):
+                        sid = rec.sid[s, 1, b, k]
+                        if sid not in before[(s, b)]:
+                            total += 1
+                            kept += sid in later[(s, b)]
+            out[org] = kept / total
+            mask = (rec.alive[:, 1] == 1) & (rec.origin[:, 1] == org)
+            syn[org] = rec.synapse[:, 1][mask].mean()
+        return out, syn
+
+    surv, syn = survival(params())
+    assert syn[ORIGIN_RESTORED] > syn[ORIGIN_DE_NOVO] + 0.2
+    assert surv[ORIGIN_RESTORED] > surv[ORIGIN_DE_NOVO] + 0.1
+    surv_off, _ = survival(params(restored_boost=1.0))
+    assert surv_off[ORIGIN_RESTORED] < surv[ORIGIN_RESTORED] - 0.05
 
 
 def test_stress_elimination_is_branch_specific():
@@ -114,7 +157,40 @@ def test_stress_elimination_is_branch_specific():
         return frac.var() / (p * (1 - p) / before.mean())
 
     assert dispersion(params()) > 2.0
-    assert dispersion(params(susc_sigma=0.0)) < 1.6
+    assert dispersion(params(susc_sigma=0.0, **NO_LOCAL)) < 1.6
+
+
+# every rule that places events non-uniformly along a branch, switched off
+NO_LOCAL = {"local_sigma": 0.0, "c_gain": 0.0, "c_stress": 0.0, "plast_local_sigma": 0.0}
+
+
+def _group_p_values(sp, kind, n_groups=30, per_group=4, seed=21):
+    """Clustering-test p (labels null, 199 draws) of each of ``n_groups`` independent
+    groups of mice: 10 days of raised elimination ('eliminated', 0-240 h), or a day of
+    raised formation after it ('new', 240-264 h), scored on the true spines."""
+    n = n_groups * per_group
+    rec = simulate_spines(sp, seed, "a", n, 4, drives(
+        n, 12, form=lambda t: np.where((t >= 240) & (t < 264), 3.0, 1.0),
+        elim=lambda t: np.where(t < 240, 1.6, 1.0)), 0.0, [0.0, 240.0, 264.0])
+    table = rec.table()
+    subject = table["subject"].astype(int)
+    t0, t1 = (0.0, 240.0) if kind == "eliminated" else (240.0, 264.0)
+    rng = np.random.default_rng(0)
+    return np.array([
+        clustering_test(table[subject // per_group == g], t0, t1, kind, 199, rng=rng).p
+        for g in range(n_groups)])
+
+
+@pytest.mark.parametrize("kind", ["eliminated", "new"])
+def test_clustering_comes_from_the_local_rules(kind):
+    """F-M-2 / F-M-5: with the local rules (stress field, neighbour coupling, plasticity
+    field) eliminated and new spines are clustered along branches (most groups p < 0.05);
+    with them off the permutation p-values are uniform (Kolmogorov-Smirnov)."""
+    on = _group_p_values(params(), kind)
+    off = _group_p_values(params(**NO_LOCAL), kind)
+    assert np.median(on) < 0.05
+    assert stats.kstest(off, "uniform").pvalue > 0.01
+    assert 0.3 < np.median(off) < 0.7
 
 
 def test_photoactivation_removes_recent_spines_only():
@@ -132,8 +208,13 @@ def test_photoactivation_removes_recent_spines_only():
 
 
 def test_subject_results_do_not_depend_on_the_batch():
+    """A subject's spines depend on its own stream only, not on how many subjects share
+    the call (or on the thread that steps it)."""
     sp = params()
-    d = drives(6, 3)
+    d = drives(6, 3, form=lambda t: 1.0 + (t > 24), elim=lambda t: 1.0 + (t < 24))
     full = simulate_spines(sp, 9, "a", 6, 3, d, 0.0, [72.0])
-    one = simulate_spines(sp, 9, "a", 6, 3, d, 0.0, [72.0])
-    assert np.array_equal(full.alive, one.alive) and np.array_equal(full.pos, one.pos)
+    part = simulate_spines(sp, 9, "a", 2, 3, {k: v[:2] for k, v in d.items()}, 0.0, [72.0])
+    assert np.array_equal(full.alive[:2], part.alive)
+    assert np.array_equal(full.pos[:2], part.pos)
+    assert np.array_equal(full.sid[:2], part.sid)
+    assert not np.array_equal(full.pos[0], full.pos[1])

@@ -134,8 +134,28 @@ def test_clustered_new_spines_use_positions_at_t1(rng):
     spines += [("s1", "a", f"n{i}", x, (24,)) for i, x in enumerate((40.0, 40.4, 41.2))]
     t = build(spines)
     r = clustering_test(t, 0, 24, "new", n_perm=500, rng=rng)
-    assert r.observed_um == pytest.approx((0.4 + 0.4 + 0.8) / 3)
+    assert r.observed_um == pytest.approx(0.4)  # median of 0.4, 0.4, 0.8
     assert r.p < 0.05
+    mean = clustering_test(t, 0, 24, "new", n_perm=500, rng=rng, summary="mean")
+    assert mean.observed_um == pytest.approx((0.4 + 0.4 + 0.8) / 3)
+    assert mean.summary == "mean" and mean.p < 0.05
+
+
+def test_median_summary_resists_an_isolated_event(rng):
+    """One far-off event (a false-positive punctum) hides a tight cluster of four from
+    the mean nearest-neighbour distance on sparse branches, not from the median."""
+    spines = [("s1", "a", f"g{i}", x, (0, 24)) for i, x in enumerate(GRID_UM)]
+    spines += [("s1", "a", f"n{i}", x, (24,))
+               for i, x in enumerate((20.0, 20.5, 21.0, 21.5, 95.0))]
+    t = build(spines)
+    med = clustering_test(t, 0, 24, "new", n_perm=999, rng=rng)
+    mean = clustering_test(t, 0, 24, "new", n_perm=999, rng=rng, summary="mean")
+    assert med.observed_um == pytest.approx(0.5)
+    assert med.p < 0.05
+    assert mean.observed_um == pytest.approx((4 * 0.5 + 73.5) / 5)
+    assert mean.p > med.p
+    with pytest.raises(ValueError, match="summary"):
+        clustering_test(t, 0, 24, "new", n_perm=10, rng=rng, summary="mode")
 
 
 def test_new_spine_null_draws_from_spines_present_at_t1(rng):

@@ -198,7 +198,8 @@ class ClusteringResult:
     Attributes
     ----------
     observed_um : float
-        Mean over events of the distance to the nearest other event on the same branch.
+        Median (or mean, see ``summary``) over events of the distance to the nearest
+        other event on the same branch.
     null_mean_um : float
         Mean of the same statistic under the null.
     p : float
@@ -209,6 +210,8 @@ class ClusteringResult:
         Event kind and null model.
     n_perm : int
         Number of null draws.
+    summary : str
+        ``"median"`` or ``"mean"``.
     """
 
     observed_um: float
@@ -219,26 +222,31 @@ class ClusteringResult:
     kind: str
     method: str
     n_perm: int
+    summary: str = "median"
 
 
-def _nn_distance_sum(x: np.ndarray) -> np.ndarray:
-    """Sum over points of the nearest-neighbour distance, per row of ``x`` (n, k >= 2)."""
+def _nn_distances(x: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour distance of every point, per row of ``x`` (n, k >= 2)."""
     s = np.sort(x, axis=1)
     gap = np.diff(s, axis=1)
     edge = np.full((s.shape[0], 1), np.inf)
     left = np.concatenate([edge, gap], axis=1)
     right = np.concatenate([gap, edge], axis=1)
-    return np.minimum(left, right).sum(axis=1)
+    return np.minimum(left, right)
 
 
 def clustering_test(table: pd.DataFrame, t0: float, t1: float, kind: EventKind,
                     n_perm: int = 1000, *, rng: np.random.Generator,
                     method: Literal["labels", "uniform"] = "labels",
+                    summary: Literal["median", "mean"] = "median",
                     arm: str | None = None) -> ClusteringResult:
     """Are events closer to each other along a branch than chance?
 
-    Statistic: mean nearest-neighbour distance (um) between events on the same branch,
-    over branches with >= 2 events. Null, per branch, the same number of events:
+    Statistic: the median (or mean) over events of the nearest-neighbour distance (um) to
+    another event on the same branch, over branches with >= 2 events. The median is the
+    default: a few isolated events (a false-positive punctum, a spine missed in one
+    session) add long distances that dominate a mean on branches with few events. Null,
+    per branch, the same number of events:
 
     - ``method="labels"``: drawn without replacement among the branch's spines at risk
       (eliminated: the spines present at ``t0``, at their ``t0`` positions; new: the
@@ -260,6 +268,8 @@ def clustering_test(table: pd.DataFrame, t0: float, t1: float, kind: EventKind,
         Source of the null draws.
     method : {"labels", "uniform"}, default "labels"
         Null model.
+    summary : {"median", "mean"}, default "median"
+        How the events' nearest-neighbour distances are summarised.
     arm : str, optional
         Restrict to one arm.
 
@@ -273,34 +283,37 @@ def clustering_test(table: pd.DataFrame, t0: float, t1: float, kind: EventKind,
     _check_rng(rng, n_perm)
     if method not in ("labels", "uniform"):
         raise ValueError(f"method must be 'labels' or 'uniform', got {method!r}")
+    if summary not in ("median", "mean"):
+        raise ValueError(f"summary must be 'median' or 'mean', got {summary!r}")
     n_perm = int(n_perm)
     pair = session_pair(_select(table, arm), t0, t1)
     pair["_event"] = _event_mask(pair, kind)
     pos_col = _event_position_column(kind)
     at_risk_col = "present_t0" if kind == "eliminated" else "present_t1"
-    obs_sum, null_sum, n_events, n_branches = 0.0, np.zeros(n_perm), 0, 0
+    obs_nn, null_nn, n_branches = [], [], 0
     for _, b in pair.groupby(BRANCH_KEY, sort=True):
         is_event = b["_event"].to_numpy()
         k = int(is_event.sum())
         if k < 2:
             continue
         ev = b[pos_col].to_numpy(dtype=float)[is_event]
-        obs_sum += float(_nn_distance_sum(ev[None, :])[0])
+        obs_nn.append(_nn_distances(ev[None, :])[0])
         if method == "labels":
             risk = b.loc[b[at_risk_col], pos_col].to_numpy(dtype=float)
             idx = np.broadcast_to(np.arange(risk.size), (n_perm, risk.size))
             draws = risk[rng.permuted(idx, axis=1)[:, :k]]
         else:
             draws = rng.uniform(0.0, float(b["branch_length_um"].iat[0]), size=(n_perm, k))
-        null_sum += _nn_distance_sum(draws)
-        n_events += k
+        null_nn.append(_nn_distances(draws))
         n_branches += 1
-    if n_events == 0:
-        return ClusteringResult(np.nan, np.nan, np.nan, 0, 0, kind, method, n_perm)
-    observed = obs_sum / n_events
-    null = null_sum / n_events
+    if not obs_nn:
+        return ClusteringResult(np.nan, np.nan, np.nan, 0, 0, kind, method, n_perm, summary)
+    reduce = np.median if summary == "median" else np.mean
+    observed = float(reduce(np.concatenate(obs_nn)))
+    null = reduce(np.concatenate(null_nn, axis=1), axis=1)
+    n_events = sum(x.size for x in obs_nn)
     return ClusteringResult(observed, float(null.mean()), _p_less(null, observed), n_events,
-                            n_branches, kind, method, n_perm)
+                            n_branches, kind, method, n_perm, summary)
 
 
 # --------------------------------------------------------------- branch specificity

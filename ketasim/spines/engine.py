@@ -1,32 +1,42 @@
 """The stochastic spatial spine engine: every spine of every subject, as arrays.
 
-Layout (structure of arrays): for each subject s and branch b, ``cap`` slots hold the
-spines: alive flag, position along the branch (um), log head volume (um^3), birth time
-(h), origin (0 pre-existing, 1 de novo, 2 restored), synapse flag, a stubby-shape flag
-and a spine id unique on the branch. Each branch remembers where and when its spines
-were eliminated (a ring buffer). One numba kernel steps all subjects in parallel, each
-with its own xoroshiro128+ stream, so a subject's spines do not depend on the batch.
+Layout (structure of arrays): for each subject s and branch b, the first ``n_b`` of
+``cap`` slots hold the live spines, packed (an eliminated spine's slot takes the branch's
+last spine): position along the branch (um), log head volume (um^3), birth time (h),
+origin (0 pre-existing, 1 de novo, 2 restored), synapse flag, a stubby-shape flag, the
+spine's local stress susceptibility and a spine id unique on the branch. Each branch
+remembers where and when its spines were eliminated (a ring buffer), and whether a site
+has been restored. One numba kernel steps all subjects in parallel, each with its own
+xoroshiro128+ stream, so a subject's spines do not depend on the batch.
 
 Rules per step of ``dt`` hours (parameters in the registry, ``spine.<cell>.*``):
 
-- elimination, hazard per day ``e0`` x size factor (small spines more) x age factor
-  (young spines more) x no-synapse factor x stress factor ``1 + (E - 1) susc_b`` (the
-  signalling layer's elimination drive E, concentrated on susceptible branches) x
-  neighbour coupling ``1 + c_gain n_recent`` (recent eliminations within ``c_r`` um):
-  stress-driven loss comes clustered and branch-specific (F-M-2);
-- formation, Poisson per branch with rate ``f0 L max(0, 1 + (F - 1) plast_b)`` (F the
-  formation drive; plast_b the branch's plasticity, so ketamine's new spines are
-  branch-specific, F-M-5); a new spine is placed within ``restore_r`` um of a remembered
-  elimination site with probability ``restore_max n/(n + restore_k)`` (n recent sites,
-  F-M-6), otherwise uniformly;
+- elimination, hazard per day ``e0`` x size factor (small spines more) x, for a spine
+  without a synapse, the no-synapse factor and an age factor (young spines more; a
+  synapse stabilises a new spine, Knott et al. 2006 Nat Neurosci) x stress factor ``1 + stress_gain (E - 1)
+  susc_b loc(x)`` (the signalling layer's elimination drive E, concentrated on
+  susceptible branches, ``susc_b``, and on susceptible stretches of a branch, ``loc(x)``:
+  a log-normal field, piecewise constant over ``local_seg_um``) x neighbour coupling
+  ``1 + c_gain n_recent`` (recent eliminations within ``c_r`` um): stress-driven loss
+  comes clustered and branch-specific (F-M-2);
+- de novo formation, Poisson per branch with rate ``f0 L max(0, 1 + (F - 1) plast_b)``
+  (F the formation drive; plast_b the branch's plasticity): up to the baseline rate
+  placed uniformly, the excess with density proportional to ``loc(x)`` (clustered
+  plasticity on the same hot stretches);
+- restoration: while the drive is raised (F > 1), each remembered elimination site of
+  the last ``mem_horizon_d`` days that has not been restored regrows a spine within
+  ``restore_r`` um at hazard ``k_restore (F - 1) plast_b loc(x)``, so ketamine's new
+  spines come near lost ones (F-M-6), clustered on the hot stretches where the losses
+  were and on the branches that lost them (F-M-5);
 - stabilisation: a new spine gains a synapse at rate ``k_syn`` x synaptic protein
   (x ``restored_boost`` for restored spines, F-M-7); log size follows an
   Ornstein-Uhlenbeck process towards the new-spine or mature mean (multiplicative,
   log-normal sizes; Loewenstein et al. 2011);
 - AS-PaRAC1 photoactivation at a time removes, with probability ``parac1_p``, spines
-  born within the preceding ``parac1_window`` hours (F-M-11, F-M-12).
+  born within the preceding ``parac1_window_h`` hours (F-M-11, F-M-12).
 
-Baseline density and turnover are stationary (burn-in from the steady state).
+At baseline (all drives 1) the stress, field and restoration terms vanish, and density
+and turnover are stationary (burn-in from the steady state).
 """
 
 from __future__ import annotations
@@ -48,11 +58,29 @@ ORIGINS = ("preexisting", "de_novo", "restored")
 # order of the scalar parameter vector handed to the kernel
 PARAM_NAMES = (
     "density", "branch_length", "e0", "a_size", "young_gain", "young_tau_d", "nosyn_factor",
-    "susc_sigma", "plast_sigma", "c_gain", "c_r", "c_tau_d", "restore_max", "restore_k",
-    "restore_r", "mem_horizon_d", "k_syn", "restored_boost", "size_mu_mature", "size_mu_new",
-    "size_sigma", "size_theta", "stubby_frac", "parac1_p", "parac1_window_h", "burn_in_d",
+    "susc_sigma", "plast_sigma", "c_gain", "c_r", "c_tau_d", "c_stress", "stress_gain", "local_sigma",
+    "local_tau_d", "plast_local_sigma", "local_seg_um", "k_restore", "restore_r", "mem_horizon_d", "k_syn", "restored_boost",
+    "size_mu_mature", "size_mu_new", "size_sigma", "size_theta", "stubby_frac", "parac1_p",
+    "parac1_window_h", "burn_in_d",
 )
-MEMORY = 64
+_I = {name: i for i, name in enumerate(PARAM_NAMES)}
+# indices into the parameter vector (module constants, so numba folds them)
+I_DENSITY, I_LENGTH, I_E0, I_A_SIZE = _I["density"], _I["branch_length"], _I["e0"], _I["a_size"]
+I_YOUNG_GAIN, I_YOUNG_TAU, I_NOSYN = _I["young_gain"], _I["young_tau_d"], _I["nosyn_factor"]
+I_SUSC_SIGMA, I_PLAST_SIGMA = _I["susc_sigma"], _I["plast_sigma"]
+I_C_GAIN, I_C_R, I_C_TAU, I_C_STRESS = (_I["c_gain"], _I["c_r"], _I["c_tau_d"],
+                                        _I["c_stress"])
+I_STRESS_GAIN, I_LOCAL_SIGMA, I_LOCAL_TAU, I_PLAST_LOCAL, I_LOCAL_SEG = (
+    _I["stress_gain"], _I["local_sigma"], _I["local_tau_d"], _I["plast_local_sigma"],
+    _I["local_seg_um"])
+I_K_RESTORE, I_RESTORE_R, I_HORIZON = _I["k_restore"], _I["restore_r"], _I["mem_horizon_d"]
+I_K_SYN, I_BOOST = _I["k_syn"], _I["restored_boost"]
+I_MU_M, I_MU_N, I_SIZE_SIGMA, I_SIZE_THETA = (_I["size_mu_mature"], _I["size_mu_new"],
+                                              _I["size_sigma"], _I["size_theta"])
+I_STUBBY, I_PARAC1_P, I_PARAC1_WIN, I_BURN = (_I["stubby_frac"], _I["parac1_p"],
+                                              _I["parac1_window_h"], _I["burn_in_d"])
+MEMORY = 64  # remembered elimination sites per branch (ring buffer)
+LOCAL_MAX = 128  # most segments of the local fields per branch
 
 
 @dataclass(frozen=True)
@@ -84,7 +112,7 @@ class SpineParams:
         # with a synapse: towards the mature mean (mean of a spine born at mu_new)
         m_y = v["size_mu_mature"] + (v["size_mu_new"] - v["size_mu_mature"]) * decay
         f_y = np.exp(-k * (m_y - v["size_mu_mature"]) + 0.5 * k * k * var_new)
-        h_y = v["e0"] * young * f_y
+        h_y = v["e0"] * f_y  # a synapse ends the young-spine term
         u, y, life = 1.0, 0.0, 0.0
         for i in range(a.size):  # explicit Euler on the two survival fractions
             life += (u + y) * da
@@ -129,8 +157,8 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
     fixed-point iterations on 400 branches over 150 days at baseline, with a fixed
     stream (deterministic); cached per parameter set."""
     p = np.array(pvec)
-    target = p[0]
-    n_br, cap = 400, int(3 * target * p[1]) + 16
+    target = p[I_DENSITY]
+    n_br, cap = 400, int(3 * target * p[I_LENGTH]) + 16
     n_steps = int(150 * 24 / dt)
     rec = np.arange(30.0, 150.0 + 1e-9, 5.0) * 24.0
     ones = np.ones((1, n_steps))
@@ -146,149 +174,211 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
         run_spines(p, f0, 0.0, dt, n_steps, ones, ones, ones, n_br, cap, state,
                    np.zeros((1, 0)), rec, alive, dummy_f, dummy_f, dummy_i8, dummy_u8,
                    dummy_u8, dummy_i64, counts)
-        density = alive.sum(axis=3).mean() / p[1]
+        density = alive.sum(axis=3).mean() / p[I_LENGTH]
         f0 *= target / density
     return f0
 
 
 @numba.njit(cache=True)
-def _add_memory(mem_pos, mem_t, mem_n, b, pos, t):
+def _add_memory(mem_pos, mem_t, mem_used, mem_n, b, pos, t):
     k = mem_n[b] % mem_pos.shape[1]
     mem_pos[b, k] = pos
     mem_t[b, k] = t
+    mem_used[b, k] = 0
     mem_n[b] += 1
 
 
 @numba.njit(cache=True)
-def _new_spine(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id, b, x, t,
-               org, p, state):
-    cap = alive.shape[1]
-    for k in range(cap):
-        if alive[b, k] == 0:
-            alive[b, k] = 1
-            pos[b, k] = x
-            logsize[b, k] = p[19] + 0.3 * p[20] * next_normal(state)
-            birth[b, k] = t
-            origin[b, k] = org
-            synapse[b, k] = 0
-            stubby[b, k] = 1 if next_double(state) < p[22] else 0
-            sid[b, k] = next_id[b]
-            next_id[b] += 1
-            return True
-    return False
+def _segment(x, n_seg, p):
+    """Index of the local-field segment holding position ``x`` (um)."""
+    j = int(x / p[I_LOCAL_SEG])
+    return j if j < n_seg else n_seg - 1
 
 
 @numba.njit(cache=True)
-def _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
-                  mem_pos, mem_t, mem_n, susc, plast, p, f0, t, dt, F, E, P, state, stats,
-                  recent_pos):
+def _field_position(field_cum, b, L, p, state):
+    """A position on branch ``b`` drawn with density proportional to the plasticity
+    field."""
+    n_seg = field_cum.shape[1]
+    u = next_double(state) * field_cum[b, n_seg - 1]
+    j = 0
+    while j < n_seg - 1 and field_cum[b, j] <= u:
+        j += 1
+    x0 = j * p[I_LOCAL_SEG]
+    return x0 + next_double(state) * min(p[I_LOCAL_SEG], L - x0)
+
+
+@numba.njit(cache=True)
+def _new_spine(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id, b, x, t,
+               org, p, state):
+    """Append a spine to branch ``b``; False if the branch is full."""
+    k = n_alive[b]
+    if k >= pos.shape[1]:
+        return False
+    pos[b, k] = x
+    # a restored spine regrows against a surviving bouton: a synapse-sized head
+    mu = p[I_MU_M] if org == 2 else p[I_MU_N]
+    logsize[b, k] = mu + 0.3 * p[I_SIZE_SIGMA] * next_normal(state)
+    birth[b, k] = t
+    origin[b, k] = org
+    synapse[b, k] = 0
+    stubby[b, k] = 1 if next_double(state) < p[I_STUBBY] else 0
+    sid[b, k] = next_id[b]
+    next_id[b] += 1
+    n_alive[b] = k + 1
+    return True
+
+
+@numba.njit(cache=True)
+def _remove(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, b, k):
+    """Remove spine ``k`` of branch ``b``: the branch's last spine takes its slot."""
+    last = n_alive[b] - 1
+    if k != last:
+        pos[b, k] = pos[b, last]
+        logsize[b, k] = logsize[b, last]
+        birth[b, k] = birth[b, last]
+        origin[b, k] = origin[b, last]
+        synapse[b, k] = synapse[b, last]
+        stubby[b, k] = stubby[b, last]
+        sid[b, k] = sid[b, last]
+    n_alive[b] = last
+
+
+@numba.njit(cache=True)
+def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
+                  mem_pos, mem_t, mem_used, mem_n, susc, plast, sfield_z, sfield, pfield,
+                  pfield_cum, p, f0, t, dt, F, E, P, state, stats, recent_pos):
     """One step of all branches of one subject. stats[0] += formations, [1] += eliminations,
     [2] += formations lost to a full branch, [3] += spines alive after the step's losses
     (spine-steps, for spine-day counts)."""
-    n_br = alive.shape[0]
-    cap = alive.shape[1]
-    L = p[1]
+    n_br = pos.shape[0]
+    n_mem_cap = mem_pos.shape[1]
+    L = p[I_LENGTH]
     dt_d = dt / 24.0
-    e0 = p[2]
-    mu_m = p[18]
-    mu_n = p[19]
-    theta = p[21]  # size_theta
-    sig = p[20]
-    c_r = p[10]
-    c_tau_h = p[11] * 24.0
-    horizon_h = p[15] * 24.0
-    a = math.exp(-theta * dt_d)  # exact OU discretisation of the log size
-    size_sd = sig * math.sqrt(1.0 - a * a)
+    e0 = p[I_E0]
+    a_size = p[I_A_SIZE]
+    young_gain = p[I_YOUNG_GAIN]
+    young_tau = p[I_YOUNG_TAU]
+    young_max_h = 30.0 * young_tau * 24.0  # beyond that the young term is below 1e-13
+    nosyn = p[I_NOSYN]
+    mu_m = p[I_MU_M]
+    mu_n = p[I_MU_N]
+    # neighbour coupling, stronger while the elimination drive is raised
+    c_gain = p[I_C_GAIN] + p[I_C_STRESS] * (E - 1.0 if E > 1.0 else 0.0)
+    c_r = p[I_C_R]
+    c_tau_h = p[I_C_TAU] * 24.0
+    horizon_h = p[I_HORIZON] * 24.0
+    a = math.exp(-p[I_SIZE_THETA] * dt_d)  # exact OU discretisation of the log size
+    size_sd = p[I_SIZE_SIGMA] * math.sqrt(1.0 - a * a)
+    sg = p[I_STRESS_GAIN] * (E - 1.0)
+    syn_rate = p[I_K_SYN] * P
+    p_syn = 1.0 - math.exp(-syn_rate * dt_d)
+    p_syn_restored = 1.0 - math.exp(-syn_rate * p[I_BOOST] * dt_d)
+    n_seg = sfield.shape[1]
+    # the stress field drifts (Ornstein-Uhlenbeck in log, correlation time local_tau_d);
+    # it only matters while the elimination drive is raised, so it is only stepped then
+    # (a frozen stationary OU field is still stationary)
+    ls = p[I_LOCAL_SIGMA]
+    f_a = math.exp(-dt_d / p[I_LOCAL_TAU])
+    f_sd = math.sqrt(1.0 - f_a * f_a)
     for b in range(n_br):
-        stress = 1.0 + (E - 1.0) * susc[b]
-        if stress < 0.0:
-            stress = 0.0
-        n_mem = min(mem_n[b], mem_pos.shape[1])
+        sg_b = sg * susc[b]
+        if sg != 0.0 and ls > 0.0:
+            for j in range(n_seg):
+                sfield_z[b, j] = sfield_z[b, j] * f_a + f_sd * next_normal_fast(state)
+                sfield[b, j] = math.exp(ls * sfield_z[b, j] - 0.5 * ls * ls)
         # sites eliminated within the coupling memory, gathered once per branch and step
         # (newest first through the ring buffer, stopping at the first one too old)
         n_recent = 0
-        if p[9] > 0.0:
-            m = (mem_n[b] - 1) % mem_pos.shape[1]
-            for j in range(n_mem):
+        if c_gain > 0.0:
+            m = (mem_n[b] - 1) % n_mem_cap
+            for _ in range(min(mem_n[b], n_mem_cap)):
                 if t - mem_t[b, m] >= c_tau_h:
                     break
                 recent_pos[n_recent] = mem_pos[b, m]
                 n_recent += 1
-                m = m - 1 if m > 0 else mem_pos.shape[1] - 1
-        # ---- elimination, synapse gain and size dynamics of existing spines
-        for k in range(cap):
-            if alive[b, k] == 0:
-                continue
-            age_d = (t - birth[b, k]) / 24.0
-            h = e0 * math.exp(-p[3] * (logsize[b, k] - mu_m))
-            if age_d < 30.0 * p[5]:  # beyond that the young-spine term is below 1e-13
-                h *= 1.0 + p[4] * math.exp(-age_d / p[5])
-            if synapse[b, k] == 0:
-                h *= p[6]
-            h *= stress
+                m = m - 1 if m > 0 else n_mem_cap - 1
+        # ---- elimination, synapse gain and size dynamics of the live spines
+        k = 0
+        while k < n_alive[b]:
+            h = e0 * math.exp(-a_size * (logsize[b, k] - mu_m))
+            if synapse[b, k] == 0:  # an immature spine: no synapse yet, higher when young
+                h *= nosyn
+                age_h = t - birth[b, k]
+                if age_h < young_max_h:
+                    h *= 1.0 + young_gain * math.exp(-age_h / (24.0 * young_tau))
+            stress = 1.0 + sg_b * sfield[b, _segment(pos[b, k], n_seg, p)]
+            h *= max(0.0, stress)
             if n_recent > 0:
                 recent = 0
                 for j in range(n_recent):
                     if abs(recent_pos[j] - pos[b, k]) < c_r:
                         recent += 1
-                h *= 1.0 + p[9] * recent
+                h *= 1.0 + c_gain * recent
             x = h * dt_d
             # 1 - exp(-x); its series to third order where x is small (error < 1e-10)
             p_elim = x * (1.0 - x * (0.5 - x / 6.0)) if x < 1e-2 else 1.0 - math.exp(-x)
             if next_double(state) < p_elim:
-                alive[b, k] = 0
-                _add_memory(mem_pos, mem_t, mem_n, b, pos[b, k], t)
-                n_mem = min(mem_n[b], mem_pos.shape[1])
-                if p[9] > 0.0 and n_recent < recent_pos.shape[0]:
+                _add_memory(mem_pos, mem_t, mem_used, mem_n, b, pos[b, k], t)
+                if c_gain > 0.0 and n_recent < recent_pos.shape[0]:
                     recent_pos[n_recent] = pos[b, k]  # couples within the same step too
                     n_recent += 1
+                _remove(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, b, k)
                 stats[1] += 1
-                continue
-            if synapse[b, k] == 0:
-                rate = p[16] * P * (p[17] if origin[b, k] == 2 else 1.0)
-                if next_double(state) < 1.0 - math.exp(-rate * dt_d):
-                    synapse[b, k] = 1
+                continue  # slot k now holds the branch's last spine, not yet stepped
+            if synapse[b, k] == 0 and next_double(state) < (
+                    p_syn_restored if origin[b, k] == 2 else p_syn):
+                synapse[b, k] = 1
             stats[3] += 1
             target = mu_m if synapse[b, k] == 1 else mu_n
             logsize[b, k] = target + (logsize[b, k] - target) * a + size_sd * \
                 next_normal_fast(state)
-        # ---- formation
-        drive = 1.0 + (F - 1.0) * plast[b]
-        if drive < 0.0:
-            drive = 0.0
-        n_new = next_poisson(state, f0 * L * dt_d * drive)
-        for _ in range(n_new):
-            n_sites = 0
-            for m in range(n_mem):
-                if t - mem_t[b, m] < horizon_h:
-                    n_sites += 1
-            x = next_double(state) * L
-            org = 1
-            if n_sites > 0 and next_double(state) < p[12] * n_sites / (n_sites + p[13]):
-                pick = int(next_double(state) * n_sites)
-                j = 0
-                for m in range(n_mem):
-                    if t - mem_t[b, m] < horizon_h:
-                        if j == pick:
-                            x = mem_pos[b, m] + (2.0 * next_double(state) - 1.0) * p[14]
-                            break
-                        j += 1
-                x = min(max(x, 0.0), L)
-                org = 2
-            if _new_spine(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
-                          b, x, t, org, p, state):
+            k += 1
+        # ---- de novo formation: up to the baseline rate placed uniformly, the excess
+        # by the branch's plasticity field (hot stretches), so raised formation clusters
+        excess = (F - 1.0) * plast[b]
+        drive = max(1.0 + excess, 0.0)
+        n_new = next_poisson(state, f0 * L * dt_d * min(drive, 1.0))
+        n_hot = next_poisson(state, f0 * L * dt_d * excess) if excess > 0.0 else 0
+        for i in range(n_new + n_hot):
+            if i < n_new:
+                x = next_double(state) * L
+            else:
+                x = _field_position(pfield_cum, b, L, p, state)
+            if _new_spine(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
+                          b, x, t, 1, p, state):
                 stats[0] += 1
             else:
                 stats[2] += 1
+        # ---- restoration at remembered elimination sites while the drive is raised
+        # (faster on the branch's plastic stretches)
+        if excess > 0.0 and p[I_K_RESTORE] > 0.0:
+            rate_dt = p[I_K_RESTORE] * excess * dt_d
+            for m in range(min(mem_n[b], n_mem_cap)):
+                if mem_used[b, m] == 1 or t - mem_t[b, m] >= horizon_h:
+                    continue
+                j = _segment(mem_pos[b, m], n_seg, p)
+                if next_double(state) < 1.0 - math.exp(-rate_dt * pfield[b, j]):
+                    mem_used[b, m] = 1
+                    x = mem_pos[b, m] + (2.0 * next_double(state) - 1.0) * p[I_RESTORE_R]
+                    x = min(max(x, 0.0), L)
+                    if _new_spine(n_alive, pos, logsize, birth, origin, synapse, stubby, sid,
+                                  next_id, b, x, t, 2, p, state):
+                        stats[0] += 1
+                    else:
+                        stats[2] += 1
 
 
 @numba.njit(cache=True)
-def _photoactivate(alive, birth, p, t, state):
-    n_br = alive.shape[0]
-    for b in range(n_br):
-        for k in range(alive.shape[1]):
-            if alive[b, k] == 1 and birth[b, k] > t - p[24] and next_double(state) < p[23]:
-                alive[b, k] = 0
+def _photoactivate(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, p, t, state):
+    t_min = t - p[I_PARAC1_WIN]
+    for b in range(pos.shape[0]):
+        k = 0
+        while k < n_alive[b]:
+            if birth[b, k] > t_min and next_double(state) < p[I_PARAC1_P]:
+                _remove(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, b, k)
+            else:
+                k += 1
 
 
 @numba.njit(parallel=True, cache=True)
@@ -298,14 +388,16 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
     """Step every subject from ``t_start`` for ``n_steps`` of ``dt`` hours.
 
     ``form``, ``elim``, ``synp``: (n_sub, n_steps) drives at the step starts. Recording
-    arrays have shape (n_sub, n_rec, n_branches, cap). ``counts``: (n_sub, 4): formations,
+    arrays have shape (n_sub, n_rec, n_branches, cap) (live spines in the first slots of
+    each branch, flagged in ``rec_alive``). ``counts``: (n_sub, 4): formations,
     eliminations, formations lost to a full branch, spine-steps."""
     n_sub = form.shape[0]
     n_rec = rec_times.shape[0]
-    L = p[1]
+    L = p[I_LENGTH]
+    n_seg = min(math.ceil(L / p[I_LOCAL_SEG]), LOCAL_MAX)
     for s in numba.prange(n_sub):
         state = states[s].copy()
-        alive = np.zeros((n_branches, cap), dtype=np.uint8)
+        n_alive = np.zeros(n_branches, dtype=np.int64)
         pos = np.zeros((n_branches, cap))
         logsize = np.zeros((n_branches, cap))
         birth = np.zeros((n_branches, cap))
@@ -316,37 +408,51 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
         next_id = np.zeros(n_branches, dtype=np.int64)
         mem_pos = np.zeros((n_branches, MEMORY))
         mem_t = np.full((n_branches, MEMORY), -1e300)
+        mem_used = np.zeros((n_branches, MEMORY), dtype=np.uint8)
         mem_n = np.zeros(n_branches, dtype=np.int64)
         susc = np.empty(n_branches)
         plast = np.empty(n_branches)
+        sfield_z = np.empty((n_branches, n_seg))  # stress field, standard-normal OU state
+        sfield = np.empty((n_branches, n_seg))
+        pfield = np.empty((n_branches, n_seg))
+        pfield_cum = np.empty((n_branches, n_seg))
         stats = np.zeros(4, dtype=np.int64)
         recent_pos = np.empty(MEMORY)  # scratch for the coupling sites of a branch-step
+        ss, ps = p[I_SUSC_SIGMA], p[I_PLAST_SIGMA]
+        ls, lp = p[I_LOCAL_SIGMA], p[I_PLAST_LOCAL]
         for b in range(n_branches):
-            # log-normal branch factors with mean 1
-            susc[b] = math.exp(p[7] * next_normal(state) - 0.5 * p[7] * p[7])
-            plast[b] = math.exp(p[8] * next_normal(state) - 0.5 * p[8] * p[8])
-            n0 = next_poisson(state, p[0] * L)
-            for _ in range(min(n0, cap)):
-                k = next_id[b]
-                alive[b, k] = 1
-                pos[b, k] = next_double(state) * L
-                logsize[b, k] = p[18] + p[20] * next_normal(state)
+            # log-normal branch and segment factors with mean 1
+            susc[b] = math.exp(ss * next_normal(state) - 0.5 * ss * ss)
+            plast[b] = math.exp(ps * next_normal(state) - 0.5 * ps * ps)
+            # the last segment may be shorter than local_seg_um: weigh it by its length
+            for j in range(n_seg):
+                sfield_z[b, j] = next_normal(state)
+                sfield[b, j] = math.exp(ls * sfield_z[b, j] - 0.5 * ls * ls)
+                pfield[b, j] = math.exp(lp * next_normal(state) - 0.5 * lp * lp)
+                w = min(p[I_LOCAL_SEG], L - j * p[I_LOCAL_SEG]) / p[I_LOCAL_SEG]
+                prev = pfield_cum[b, j - 1] if j > 0 else 0.0
+                pfield_cum[b, j] = prev + pfield[b, j] * w
+            n0 = min(next_poisson(state, p[I_DENSITY] * L), cap)
+            for k in range(n0):
+                x = next_double(state) * L
+                pos[b, k] = x
+                logsize[b, k] = p[I_MU_M] + p[I_SIZE_SIGMA] * next_normal(state)
                 birth[b, k] = t_start - 1e4
                 origin[b, k] = 0
                 synapse[b, k] = 1
-                stubby[b, k] = 1 if next_double(state) < p[22] else 0
+                stubby[b, k] = 1 if next_double(state) < p[I_STUBBY] else 0
                 sid[b, k] = k
-                next_id[b] += 1
+            next_id[b] = n0
+            n_alive[b] = n0
         # burn-in at baseline drives, so density, sizes and ages are stationary
-        n_burn = int(p[25] * 24.0 / dt)
+        n_burn = int(p[I_BURN] * 24.0 / dt)
         for i in range(n_burn):
             tb = t_start - (n_burn - i) * dt
-            _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
-                          mem_pos, mem_t, mem_n, susc, plast, p, f0, tb, dt, 1.0, 1.0, 1.0,
-                          state, stats, recent_pos)
-        for b in range(n_branches):  # spines alive at the start count as pre-existing
-            for k in range(cap):
-                origin[b, k] = 0
+            _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
+                          mem_pos, mem_t, mem_used, mem_n, susc, plast, sfield_z, sfield,
+                          pfield, pfield_cum, p, f0, tb, dt, 1.0, 1.0, 1.0, state, stats,
+                          recent_pos)
+        origin[:] = 0  # spines alive at the start count as pre-existing
         stats[:] = 0
         i_rec = 0
         i_pa = 0
@@ -354,10 +460,13 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
         for i in range(n_steps + 1):
             t = t_start + i * dt
             while i_pa < n_pa and photo_times[s, i_pa] <= t:
-                _photoactivate(alive, birth, p, photo_times[s, i_pa], state)
+                _photoactivate(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, p,
+                               photo_times[s, i_pa], state)
                 i_pa += 1
             while i_rec < n_rec and rec_times[i_rec] <= t:
-                rec_alive[s, i_rec] = alive
+                for b in range(n_branches):
+                    for k in range(cap):
+                        rec_alive[s, i_rec, b, k] = 1 if k < n_alive[b] else 0
                 rec_pos[s, i_rec] = pos
                 rec_size[s, i_rec] = logsize
                 rec_origin[s, i_rec] = origin
@@ -367,8 +476,9 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
                 i_rec += 1
             if i == n_steps:
                 break
-            _step_subject(alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
-                          mem_pos, mem_t, mem_n, susc, plast, p, f0, t, dt, form[s, i],
-                          elim[s, i], synp[s, i], state, stats, recent_pos)
+            _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
+                          mem_pos, mem_t, mem_used, mem_n, susc, plast, sfield_z, sfield,
+                          pfield, pfield_cum, p, f0, t, dt, form[s, i], elim[s, i],
+                          synp[s, i], state, stats, recent_pos)
         for c in range(counts.shape[1]):
             counts[s, c] = stats[c]
