@@ -6,7 +6,8 @@ Protocol (issue 4; written down here so the numbers can be reproduced):
   rules of ``ketasim/spines/engine.py`` (size-, age-, synapse- and stress-dependent
   elimination with branch susceptibility and neighbour coupling; formation with branch
   plasticity and restoration at remembered elimination sites; synapse gain; log-size
-  Ornstein-Uhlenbeck dynamics) and the ``spine.mpfc_l5.*`` registry parameters, after the
+  Ornstein-Uhlenbeck dynamics; the drifting local stress field and the plasticity field;
+  restoration at remembered sites) and the ``spine.mpfc_l5.*`` registry parameters, after the
   engine's baseline burn-in (10 days, simulated by both sides and included in both
   timings; not counted as spine-days).
 - Drives (n_sub, n_steps), smooth in time, the same arrays for both sides: CORT-like
@@ -55,6 +56,7 @@ from ketasim.spines.rng import subject_states
 from ketasim.spines.simulate import DT_H
 
 SQRT3 = math.sqrt(3.0)
+SQRT6 = math.sqrt(6.0)
 PHOTO_DAY = 12.0
 AGREE_TOL = 0.10
 
@@ -95,11 +97,15 @@ class Spine:
 
 
 class Branch:
-    def __init__(self, susc, plast):
+    def __init__(self, susc, plast, sfield_z, sfield, pfield):
         self.susc = susc
         self.plast = plast
+        self.sfield_z = sfield_z  # stress field: standard-normal OU state per segment
+        self.sfield = sfield  # stress field values
+        self.pfield = pfield  # plasticity field values
         self.spines: list[Spine] = []
-        self.memory: deque = deque(maxlen=MEMORY)  # (position, time) of eliminations
+        # [position, time, restored] of eliminations (the engine's ring buffer)
+        self.memory: deque = deque(maxlen=MEMORY)
         self.next_id = 0
 
 
@@ -121,13 +127,22 @@ class Reference:
     def __init__(self, v: dict, f0: float, dt: float):
         self.v, self.f0, self.dt = v, f0, dt
         self.cap = int(3 * v["density"] * v["branch_length"]) + 16
+        self.seg = v["local_seg_um"]
+        self.n_seg = min(math.ceil(v["branch_length"] / self.seg), 128)
+
+    def segment(self, x):
+        return min(int(x / self.seg), self.n_seg - 1)
 
     def new_branch(self, rng, t_start):
         v = self.v
         gauss, rnd = rng.gauss, rng.random
         ss, ps = v["susc_sigma"], v["plast_sigma"]
-        br = Branch(math.exp(ss * gauss(0.0, 1.0) - 0.5 * ss * ss),
-                    math.exp(ps * gauss(0.0, 1.0) - 0.5 * ps * ps))
+        ls, lp = v["local_sigma"], v["plast_local_sigma"]
+        susc = math.exp(ss * gauss(0.0, 1.0) - 0.5 * ss * ss)
+        plast = math.exp(ps * gauss(0.0, 1.0) - 0.5 * ps * ps)
+        z = [gauss(0.0, 1.0) for _ in range(self.n_seg)]
+        br = Branch(susc, plast, z, [math.exp(ls * x - 0.5 * ls * ls) for x in z],
+                    [math.exp(lp * gauss(0.0, 1.0) - 0.5 * lp * lp) for _ in z])
         L = v["branch_length"]
         for _ in range(min(poisson(rnd, v["density"] * L), self.cap)):
             br.spines.append(Spine(rnd() * L, v["size_mu_mature"] + v["size_sigma"] *
@@ -135,6 +150,27 @@ class Reference:
                                    rnd() < v["stubby_frac"], br.next_id))
             br.next_id += 1
         return br
+
+    def add(self, br, x, t, origin, rng):
+        """A new spine (False if the branch is full); restored ones regrow at the mature
+        size."""
+        if len(br.spines) >= self.cap:
+            return False
+        v = self.v
+        mu = v["size_mu_mature"] if origin == 2 else v["size_mu_new"]
+        br.spines.append(Spine(x, mu + 0.3 * v["size_sigma"] * rng.gauss(0.0, 1.0), t,
+                               origin, False, rng.random() < v["stubby_frac"], br.next_id))
+        br.next_id += 1
+        return True
+
+    def field_position(self, br, rnd):
+        L = self.v["branch_length"]
+        w = [f * min(self.seg, L - j * self.seg) / self.seg for j, f in enumerate(br.pfield)]
+        u, j, c = rnd() * sum(w), 0, w[0]
+        while j < len(w) - 1 and c <= u:
+            j += 1
+            c += w[j]
+        return j * self.seg + rnd() * min(self.seg, L - j * self.seg)
 
     def step(self, br: Branch, t, F, E, P, rng):
         """One step of one branch; returns (formed, eliminated, lost, alive after losses)."""
@@ -144,65 +180,79 @@ class Reference:
         L = v["branch_length"]
         e0, a_size, mu_m, mu_n = v["e0"], v["a_size"], v["size_mu_mature"], v["size_mu_new"]
         young_gain, young_tau = v["young_gain"], v["young_tau_d"]
-        nosyn, c_gain, c_r = v["nosyn_factor"], v["c_gain"], v["c_r"]
-        k_syn, boost = v["k_syn"], v["restored_boost"]
+        nosyn, c_r = v["nosyn_factor"], v["c_r"]
+        c_gain = v["c_gain"] + v["c_stress"] * max(0.0, E - 1.0)
         a = math.exp(-v["size_theta"] * dt_d)
-        size_sd = v["size_sigma"] * math.sqrt(1.0 - a * a) * SQRT3
-        stress = max(0.0, 1.0 + (E - 1.0) * br.susc)
+        size_sd = v["size_sigma"] * math.sqrt(1.0 - a * a) * SQRT6
+        syn_rate = v["k_syn"] * P
+        p_syn = 1.0 - math.exp(-syn_rate * dt_d)
+        p_syn_restored = 1.0 - math.exp(-syn_rate * v["restored_boost"] * dt_d)
+        sg = v["stress_gain"] * (E - 1.0)
+        ls = v["local_sigma"]
+        if sg != 0.0 and ls > 0.0:  # the stress field drifts while it matters
+            fa = math.exp(-dt_d / v["local_tau_d"])
+            fsd = math.sqrt(1.0 - fa * fa) * SQRT3
+            for j, z in enumerate(br.sfield_z):
+                z = z * fa + fsd * (rnd() + rnd() + rnd() + rnd() - 2.0)
+                br.sfield_z[j] = z
+                br.sfield[j] = math.exp(ls * z - 0.5 * ls * ls)
+        sg_b = sg * br.susc
         # sites eliminated within the coupling memory
         c_tau_h = v["c_tau_d"] * 24.0
-        recent = [x for (x, te) in br.memory if t - te < c_tau_h] if c_gain > 0.0 else []
+        recent = [x for (x, te, _) in br.memory if t - te < c_tau_h] if c_gain > 0.0 else []
         survivors = []
         eliminated = 0
         for sp in br.spines:
-            age_d = (t - sp.birth) / 24.0
             h = e0 * math.exp(-a_size * (sp.logsize - mu_m))
-            if age_d < 30.0 * young_tau:
-                h *= 1.0 + young_gain * math.exp(-age_d / young_tau)
             if not sp.synapse:
                 h *= nosyn
-            h *= stress
+                age_d = (t - sp.birth) / 24.0
+                if age_d < 30.0 * young_tau:
+                    h *= 1.0 + young_gain * math.exp(-age_d / young_tau)
+            h *= max(0.0, 1.0 + sg_b * br.sfield[self.segment(sp.pos)])
             if recent:
                 pos = sp.pos
                 h *= 1.0 + c_gain * sum(1 for x in recent if abs(x - pos) < c_r)
             if rnd() < 1.0 - math.exp(-h * dt_d):
-                br.memory.append((sp.pos, t))
+                br.memory.append([sp.pos, t, False])
                 if c_gain > 0.0 and len(recent) < MEMORY:
                     recent.append(sp.pos)  # couples within the same step too
                 eliminated += 1
                 continue
-            if not sp.synapse:
-                rate = k_syn * P * (boost if sp.origin == 2 else 1.0)
-                if rnd() < 1.0 - math.exp(-rate * dt_d):
-                    sp.synapse = True
+            if not sp.synapse and rnd() < (p_syn_restored if sp.origin == 2 else p_syn):
+                sp.synapse = True
             target = mu_m if sp.synapse else mu_n
-            # Gaussian noise as the engine draws it: Irwin-Hall sum of four uniforms
-            sp.logsize = target + (sp.logsize - target) * a + size_sd * (
-                rnd() + rnd() + rnd() + rnd() - 2.0)
+            # size noise as the engine draws it: the sum of two uniforms (triangular)
+            sp.logsize = target + (sp.logsize - target) * a + size_sd * (rnd() + rnd() - 1.0)
             survivors.append(sp)
         br.spines = survivors
         n_alive = len(survivors)
-        # formation
-        drive = max(0.0, 1.0 + (F - 1.0) * br.plast)
-        n_new = poisson(rnd, self.f0 * L * dt_d * drive)
+        # de novo formation: up to baseline uniform, the excess on the plasticity field
+        excess = (F - 1.0) * br.plast
+        drive = max(0.0, 1.0 + excess)
+        n_new = poisson(rnd, self.f0 * L * dt_d * min(drive, 1.0))
+        n_hot = poisson(rnd, self.f0 * L * dt_d * excess) if excess > 0.0 else 0
         formed = lost = 0
-        if n_new:
-            horizon_h = v["mem_horizon_d"] * 24.0
-            sites = [x for (x, te) in br.memory if t - te < horizon_h]
-            n = len(sites)
-            p_restore = v["restore_max"] * n / (n + v["restore_k"])
-            for _ in range(n_new):
-                x, org = rnd() * L, 1
-                if n and rnd() < p_restore:
-                    x = sites[int(rnd() * n)] + (2.0 * rnd() - 1.0) * v["restore_r"]
-                    x, org = min(max(x, 0.0), L), 2
-                if len(br.spines) >= self.cap:
-                    lost += 1
-                    continue
-                br.spines.append(Spine(x, mu_n + 0.3 * v["size_sigma"] * rng.gauss(0.0, 1.0),
-                                       t, org, False, rnd() < v["stubby_frac"], br.next_id))
-                br.next_id += 1
+        for i in range(n_new + n_hot):
+            x = rnd() * L if i < n_new else self.field_position(br, rnd)
+            if self.add(br, x, t, 1, rng):
                 formed += 1
+            else:
+                lost += 1
+        # restoration at remembered sites while the drive is raised
+        if excess > 0.0 and v["k_restore"] > 0.0:
+            rate_dt = v["k_restore"] * excess * dt_d
+            horizon_h = v["mem_horizon_d"] * 24.0
+            for site in br.memory:
+                if site[2] or t - site[1] >= horizon_h:
+                    continue
+                if rnd() < 1.0 - math.exp(-rate_dt * br.pfield[self.segment(site[0])]):
+                    site[2] = True
+                    x = min(max(site[0] + (2.0 * rnd() - 1.0) * v["restore_r"], 0.0), L)
+                    if self.add(br, x, t, 2, rng):
+                        formed += 1
+                    else:
+                        lost += 1
         return formed, eliminated, lost, n_alive
 
     def photoactivate(self, branches, t, rng):

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from scipy import stats
 
 from ketasim.analysis.spines import clustering_test
@@ -118,7 +117,7 @@ def test_restored_spines_gain_synapses_and_survive_more():
         rec = simulate_spines(sp, 7, "a", n, 6, drives(n, 16, form=lambda t: np.where(
             (t >= 252) & (t < 276), 4.0, np.where(t < 240, 0.7, 1.0)),
             elim=lambda t: np.where(t < 240, 1.4, 1.0)), 0.0, [252.0, 276.0, 372.0])
-        before, new_at, later = _ids(rec, 0), _ids(rec, 1), _ids(rec, 2)
+        before, later = _ids(rec, 0), _ids(rec, 2)
         out, syn = {}, {}
         for org in (ORIGIN_DE_NOVO, ORIGIN_RESTORED):
             kept = total = 0
@@ -164,7 +163,7 @@ def test_stress_elimination_is_branch_specific():
 NO_LOCAL = {"local_sigma": 0.0, "c_gain": 0.0, "c_stress": 0.0, "plast_local_sigma": 0.0}
 
 
-def _group_p_values(sp, kind, n_groups=30, per_group=4, seed=21):
+def _group_p_values(sp, kind, n_groups=20, per_group=8, seed=21):
     """Clustering-test p (labels null, 199 draws) of each of ``n_groups`` independent
     groups of mice: 10 days of raised elimination ('eliminated', 0-240 h), or a day of
     raised formation after it ('new', 240-264 h), scored on the true spines."""
@@ -188,7 +187,7 @@ def test_clustering_comes_from_the_local_rules(kind):
     with them off the permutation p-values are uniform (Kolmogorov-Smirnov)."""
     on = _group_p_values(params(), kind)
     off = _group_p_values(params(**NO_LOCAL), kind)
-    assert np.median(on) < 0.05
+    assert np.median(on) < 0.05 and np.mean(on < 0.05) > 0.5
     assert stats.kstest(off, "uniform").pvalue > 0.01
     assert 0.3 < np.median(off) < 0.7
 
@@ -203,7 +202,7 @@ def test_photoactivation_removes_recent_spines_only():
     young_before = (photo.alive[:, 0] == 1) & (photo.origin[:, 0] != 0)
     assert young_before.sum() > 20
     assert not ((photo.alive[:, 1] == 1) & (photo.origin[:, 1] != 0)).any()
-    old = lambda r, i: ((r.alive[:, i] == 1) & (r.origin[:, i] == 0)).sum()  # noqa: E731
+    old = lambda r, i: ((r.alive[:, i] == 1) & (r.origin[:, i] == 0)).sum()
     assert old(photo, 1) == pytest.approx(old(base, 1), rel=0.02)
 
 

@@ -48,7 +48,15 @@ from functools import lru_cache
 import numba
 import numpy as np
 
-from ketasim.spines.rng import next_double, next_normal, next_normal_fast, next_poisson
+from ketasim.spines.rng import (
+    high_uniform,
+    next_double,
+    next_normal,
+    next_normal_fast,
+    next_poisson,
+    next_u64,
+    triangular_normal,
+)
 
 ORIGIN_PREEXISTING = 0
 ORIGIN_DE_NOVO = 1
@@ -188,10 +196,16 @@ def _add_memory(mem_pos, mem_t, mem_used, mem_n, b, pos, t):
     mem_n[b] += 1
 
 
+@numba.njit(inline="always")
+def _one_minus_exp(x):
+    """1 - exp(-x); its series to third order where x is small (error < 1e-10)."""
+    return x * (1.0 - x * (0.5 - x / 6.0)) if x < 1e-2 else 1.0 - math.exp(-x)
+
+
 @numba.njit(cache=True)
 def _segment(x, n_seg, p):
     """Index of the local-field segment holding position ``x`` (um)."""
-    j = int(x / p[I_LOCAL_SEG])
+    j = int(x * (1.0 / p[I_LOCAL_SEG]))
     return j if j < n_seg else n_seg - 1
 
 
@@ -275,6 +289,8 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
     p_syn = 1.0 - math.exp(-syn_rate * dt_d)
     p_syn_restored = 1.0 - math.exp(-syn_rate * p[I_BOOST] * dt_d)
     n_seg = sfield.shape[1]
+    inv_seg = 1.0 / p[I_LOCAL_SEG]
+    n_steps_alive = 0
     # the stress field drifts (Ornstein-Uhlenbeck in log, correlation time local_tau_d);
     # it only matters while the elimination drive is raised, so it is only stepped then
     # (a frozen stationary OU field is still stationary)
@@ -307,18 +323,18 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
                 age_h = t - birth[b, k]
                 if age_h < young_max_h:
                     h *= 1.0 + young_gain * math.exp(-age_h / (24.0 * young_tau))
-            stress = 1.0 + sg_b * sfield[b, _segment(pos[b, k], n_seg, p)]
-            h *= max(0.0, stress)
+            if sg_b != 0.0:
+                j = int(pos[b, k] * inv_seg)
+                h *= max(0.0, 1.0 + sg_b * sfield[b, j if j < n_seg else n_seg - 1])
             if n_recent > 0:
                 recent = 0
                 for j in range(n_recent):
                     if abs(recent_pos[j] - pos[b, k]) < c_r:
                         recent += 1
                 h *= 1.0 + c_gain * recent
-            x = h * dt_d
-            # 1 - exp(-x); its series to third order where x is small (error < 1e-10)
-            p_elim = x * (1.0 - x * (0.5 - x / 6.0)) if x < 1e-2 else 1.0 - math.exp(-x)
-            if next_double(state) < p_elim:
+            p_elim = _one_minus_exp(h * dt_d)
+            r = next_u64(state)  # upper half: elimination; lower half: size fluctuation
+            if high_uniform(r) < p_elim:
                 _add_memory(mem_pos, mem_t, mem_used, mem_n, b, pos[b, k], t)
                 if c_gain > 0.0 and n_recent < recent_pos.shape[0]:
                     recent_pos[n_recent] = pos[b, k]  # couples within the same step too
@@ -329,10 +345,10 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
             if synapse[b, k] == 0 and next_double(state) < (
                     p_syn_restored if origin[b, k] == 2 else p_syn):
                 synapse[b, k] = 1
-            stats[3] += 1
+            n_steps_alive += 1
             target = mu_m if synapse[b, k] == 1 else mu_n
             logsize[b, k] = target + (logsize[b, k] - target) * a + size_sd * \
-                next_normal_fast(state)
+                triangular_normal(r)
             k += 1
         # ---- de novo formation: up to the baseline rate placed uniformly, the excess
         # by the branch's plasticity field (hot stretches), so raised formation clusters
@@ -357,8 +373,8 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
             for m in range(min(mem_n[b], n_mem_cap)):
                 if mem_used[b, m] == 1 or t - mem_t[b, m] >= horizon_h:
                     continue
-                j = _segment(mem_pos[b, m], n_seg, p)
-                if next_double(state) < 1.0 - math.exp(-rate_dt * pfield[b, j]):
+                x = rate_dt * pfield[b, _segment(mem_pos[b, m], n_seg, p)]
+                if next_double(state) < _one_minus_exp(x):
                     mem_used[b, m] = 1
                     x = mem_pos[b, m] + (2.0 * next_double(state) - 1.0) * p[I_RESTORE_R]
                     x = min(max(x, 0.0), L)
@@ -367,6 +383,7 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
                         stats[0] += 1
                     else:
                         stats[2] += 1
+    stats[3] += n_steps_alive
 
 
 @numba.njit(cache=True)

@@ -31,15 +31,39 @@ def _rotl(x, k):
 
 
 @numba.njit
-def next_double(state):
-    """Uniform double in [0, 1); advances ``state`` (a length-2 uint64 array) in place."""
+def next_u64(state):
+    """The next raw 64-bit output; advances ``state`` (a length-2 uint64 array) in place."""
     s0 = state[0]
     s1 = state[1]
     result = s0 + s1
     s1 ^= s0
     state[0] = _rotl(s0, 24) ^ s1 ^ (s1 << np.uint64(16))
     state[1] = _rotl(s1, 37)
-    return (result >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return result
+
+
+@numba.njit
+def next_double(state):
+    """Uniform double in [0, 1) with 53 random bits."""
+    return (next_u64(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@numba.njit(inline="always")
+def high_uniform(r):
+    """Uniform in [0, 1) from the upper 32 bits of a raw output ``r`` (resolution 2^-32,
+    ample for Bernoulli trials with p >= 1e-7)."""
+    return (r >> np.uint64(32)) * (1.0 / 4294967296.0)
+
+
+@numba.njit(inline="always")
+def triangular_normal(r):
+    """Approximately standard normal from the lower 32 bits of ``r``: the sum of two
+    16-bit uniforms (triangular), centred and scaled to unit variance (bounded at +-2.45).
+    For per-step increments of a process summed over many steps, where only the mean and
+    variance of an increment matter (central limit theorem)."""
+    m = np.uint64(0xFFFF)
+    total = ((r >> np.uint64(16)) & m) + (r & m)
+    return ((total + 1.0) * (1.0 / 65536.0) - 1.0) * 2.449489742783178
 
 
 @numba.njit

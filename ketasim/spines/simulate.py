@@ -67,9 +67,10 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
     rec = np.asarray(sorted(record_times), dtype=float)
     cap = int(3 * params.values["density"] * params.values["branch_length"]) + 16
     shape = (n_sub, rec.size, n_branches, cap)
-    out = dict(alive=np.zeros(shape, np.uint8), pos=np.zeros(shape), logsize=np.zeros(shape),
-               origin=np.zeros(shape, np.int8), synapse=np.zeros(shape, np.uint8),
-               stubby=np.zeros(shape, np.uint8), sid=np.zeros(shape, np.int64))
+    out = {"alive": np.zeros(shape, np.uint8), "pos": np.zeros(shape),
+           "logsize": np.zeros(shape), "origin": np.zeros(shape, np.int8),
+           "synapse": np.zeros(shape, np.uint8), "stubby": np.zeros(shape, np.uint8),
+           "sid": np.zeros(shape, np.int64)}
     counts = np.zeros((n_sub, 4), np.int64)
     photo = np.zeros((n_sub, 0)) if photo_times is None else np.ascontiguousarray(photo_times)
     run_spines(params.vector(), params.stationary_formation_rate(DT_H), float(t_start), DT_H,
