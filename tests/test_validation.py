@@ -105,6 +105,12 @@ def test_statistic_known_answers():
 
     p = stats.ttest_ind([4, 5, 6, 7], [2, 3, 4, 5], equal_var=False).pvalue
     assert evaluate("p('b', 'a', 'r', '1h')", r) == pytest.approx(p)
+    # one-sided: b is higher than a
+    one = stats.ttest_ind([4, 5, 6, 7], [2, 3, 4, 5], equal_var=False,
+                          alternative="greater").pvalue
+    assert evaluate("p_higher('b', 'a', 'r', '1h')", r) == pytest.approx(one)
+    assert evaluate("p_lower('a', 'b', 'r', '1h')", r) == pytest.approx(one)
+    assert evaluate("p_lower('b', 'a', 'r', '1h')", r) == pytest.approx(1 - one)
     assert evaluate("-mean('a', 'r', '0h') + 2 * 3", r) == pytest.approx(-2.5 + 6)
 
 

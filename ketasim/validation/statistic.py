@@ -5,6 +5,7 @@ A target's ``statistic`` is an expression over its replica's readouts table, e.g
     mean('ketamine', 'plasticity_potential', '2h')
     mean('ketamine', 'pmtor_rel', '1h') / mean('vehicle', 'pmtor_rel', '1h')
     p('cort_ketamine', 'cort_saline', 'psd95_rel', '24h')
+    p_lower('shock_saline', 'saline', 'uncaging_success', '2h')   # one-sided Welch t
     half_life('ketamine', 'ketamine_plasma_ng_ml', '1h', '8h')
 
 Only the functions below, numbers, strings and + - * / are allowed; anything else is
@@ -92,6 +93,20 @@ def _functions(d: _Data) -> dict[str, Callable]:
         return run_test(test, [d.values(arm_a, readout, at, assay),
                             d.values(arm_b, readout, at, assay)]).p
 
+    def _one_sided(arm_a, arm_b, readout, at, assay, lower):
+        """One-sided Welch t p that arm_a's mean is lower (or higher) than arm_b's."""
+        r = run_test("welch_t", [d.values(arm_a, readout, at, assay),
+                                 d.values(arm_b, readout, at, assay)])
+        if not np.isfinite(r.p):
+            return r.p
+        return r.p / 2 if (r.statistic < 0) == lower else 1.0 - r.p / 2
+
+    def p_lower(arm_a, arm_b, readout, at, assay=None):
+        return _one_sided(arm_a, arm_b, readout, at, assay, True)
+
+    def p_higher(arm_a, arm_b, readout, at, assay=None):
+        return _one_sided(arm_a, arm_b, readout, at, assay, False)
+
     def half_life(arm, readout, t_from, t_to, assay=None):
         """Median over subjects of the terminal half-life (h), each from a log-linear fit
         of that subject's values in the window (as PK papers report individual
@@ -153,7 +168,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
         return float(row["fraction_surviving"].iloc[0])
 
     return {"mean": mean, "sem": sem, "n": n, "peak": peak, "time_of_peak": time_of_peak,
-            "p": p, "half_life": half_life, "clustering_p": clustering_p,
+            "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "clustering_p": clustering_p,
             "branch_specificity_p": branch_specificity_p,
             "restored_fraction": restored_fraction, "restored_chance": restored_chance,
             "survival_fraction": survival_fraction}
