@@ -95,3 +95,65 @@ def test_run_writes_the_tracking_table(tmp_path):
     assert res.exit_code == 0, res.output
     tr = pd.read_parquet(tmp_path / "o" / "spines_tracking.parquet")
     assert set(tr["arm"]) == {"saline", "ketamine"}
+
+
+CELLS = """
+name: spine_cells
+species: mouse
+seed: 9
+arms:
+  - name: mpfc
+    n: 6
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: fixed_tissue_spines, at: [0h]}]
+  - name: ca1
+    n: 6
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: fixed_tissue_spines, at: [0h], options: {cell: ca1}}]
+  - name: msn
+    n: 6
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: fixed_tissue_spines, at: [0h], options: {cell: msn}}]
+"""
+
+
+def test_cell_type_parameter_sets():
+    """The ``cell`` option selects the registry's spine parameter set: each population's
+    measured density matches its own baseline (0.5 per um mPFC L5, 1.0 CA1 and MSN),
+    and most spines carry a synapse."""
+    from ketasim.params import load_registry
+
+    reg = load_registry()
+    r = simulate(load_scenario_text(CELLS)).readouts
+    for arm, cell in (("mpfc", "mpfc_l5"), ("ca1", "ca1"), ("msn", "msn")):
+        expected = reg.value(f"spine.{cell}.density") * 10.0
+        assert mean(r, arm, "spine_density_per_10um", 0.0) == pytest.approx(expected, rel=0.1)
+        syn = mean(r, arm, "synaptic_spine_density_per_10um", 0.0)
+        assert 0.6 * expected < syn < expected
+
+
+@pytest.mark.parametrize("options, message", [
+    ("{cell: cerebellum}", "arms[0].assays[0].options.cell: got 'cerebellum'; expected a "
+                           "cell type with spine parameters: ['ca1', 'mpfc_l5', 'msn']"),
+    ("{cell: 3}", "arms[0].assays[0].options.cell: got 3; expected a name"),
+])
+def test_unknown_cell_type_is_one_clear_error(options, message):
+    from ketasim.experiment.measure import AssayOptionError
+
+    text = CELLS.replace("assays: [{assay: fixed_tissue_spines, at: [0h]}]",
+                         f"assays: [{{assay: fixed_tissue_spines, at: [0h], options: {options}}}]")
+    with pytest.raises(AssayOptionError) as e:
+        simulate(load_scenario_text(text))
+    assert str(e.value) == message
+
+
+def test_an_arm_images_one_population():
+    from ketasim.experiment.measure import AssayOptionError
+
+    text = CELLS.replace(
+        "assays: [{assay: fixed_tissue_spines, at: [0h]}]",
+        "assays: [{assay: fixed_tissue_spines, at: [0h]}, "
+        "{assay: two_photon_spines, at: [0h], options: {cell: ca1}}]")
+    with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[1\]\.options\.cell: got "
+                                               r"'ca1'; an arm's spine assays measure one"):
+        simulate(load_scenario_text(text))

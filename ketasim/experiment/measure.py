@@ -102,6 +102,8 @@ def resolve_options(assay: Assay, given: dict, where: str) -> dict:
                 f"{where}.options.{k}: got {v!r}; expected one of {sorted(assay.options)} "
                 f"for assay {assay.name!r}")
         default = assay.options[k]
+        if isinstance(default, str) and not isinstance(v, str):
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a name")
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) \
                     or v < 0:

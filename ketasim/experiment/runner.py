@@ -11,7 +11,7 @@ import pandas as pd
 
 from ketasim.experiment.assays import ASSAYS, SPINE_ASSAYS
 from ketasim.experiment.cohort import sample_cohort
-from ketasim.experiment.measure import AssayContext, resolve_options
+from ketasim.experiment.measure import AssayContext, AssayOptionError, resolve_options
 from ketasim.experiment.timeline import compile_arm
 from ketasim.params import Registry, load_registry
 from ketasim.signaling.simulate import DEFAULT_ATOL, DEFAULT_RTOL, simulate_signaling
@@ -36,15 +36,33 @@ class RunResult:
     tracking: dict[str, pd.DataFrame] = field(default_factory=dict)  # arm -> observed spines
 
 
-def check_supported(scenario) -> None:
+def check_supported(scenario, registry: Registry | None = None) -> None:
+    """Every assay is simulated, its options are valid, and an arm's spine assays image
+    one cell type that has a spine parameter set in the registry."""
+    from ketasim.spines.engine import spine_cells
+
+    cells = None
     for i, arm in enumerate(scenario.arms):
+        arm_cell = None
         for j, a in enumerate(arm.assays):
             where = f"arms[{i}].assays[{j}]"
             if a.assay not in ASSAYS:
                 raise UnsupportedAssayError(
                     f"{where}.assay: got {a.assay!r}; expected an assay this version "
                     f"simulates: {sorted(ASSAYS)}")
-            resolve_options(ASSAYS[a.assay], a.options, where)
+            opts = resolve_options(ASSAYS[a.assay], a.options, where)
+            if a.assay not in SPINE_ASSAYS:
+                continue
+            cells = cells or spine_cells(registry or load_registry())
+            if opts["cell"] not in cells:
+                raise AssayOptionError(f"{where}.options.cell: got {opts['cell']!r}; "
+                                       f"expected a cell type with spine parameters: {cells}")
+            if arm_cell is not None and opts["cell"] != arm_cell:
+                raise AssayOptionError(
+                    f"{where}.options.cell: got {opts['cell']!r}; an arm's spine assays "
+                    f"measure one population, and an earlier assay of this arm uses "
+                    f"{arm_cell!r}")
+            arm_cell = opts["cell"]
 
 
 def simulate(scenario, seed: int | None = None, registry: Registry | None = None,
@@ -57,7 +75,7 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
     """
     registry = registry or load_registry()
     seed = scenario.seed if seed is None else int(seed)
-    check_supported(scenario)
+    check_supported(scenario, registry)
     species = scenario.species
     frames: list[pd.DataFrame] = []
     tracking: dict[str, pd.DataFrame] = {}
@@ -138,6 +156,7 @@ def _spine_plan(arm, plans, events) -> dict | None:
                    if getattr(ev, "intervention", None) == "as_parac1_photoactivation")
     return {"grid": t0 + DT_H * np.arange(n_steps), "t0": float(t0), "record": rec,
             "branches": max(int(o.get("branches", 4)) for _, o, _ in spine),
+            "cell": spine[0][1]["cell"],
             "photo": np.array(photo, dtype=float)}
 
 
@@ -148,5 +167,6 @@ def _run_spines(registry, seed, arm, sim, grid, plan):
     idx = np.searchsorted(grid, plan["grid"])
     drives = {d: sim.output(d)[:, idx] for d in SPINE_DRIVES}
     photo = np.tile(plan["photo"], (arm.n, 1))
-    return simulate_spines(SpineParams.from_registry(registry), seed, arm.name, arm.n,
+    return simulate_spines(SpineParams.from_registry(registry, plan["cell"]), seed, arm.name,
+                           arm.n,
                            plan["branches"], drives, plan["t0"], plan["record"], photo)

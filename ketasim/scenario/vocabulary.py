@@ -172,6 +172,7 @@ ASSAYS: dict[str, tuple[str, ...]] = {
         "thin_fraction",
         "stubby_fraction",
         "filopodium_fraction",
+        "synaptic_spine_density_per_10um",
     ),
 }
 

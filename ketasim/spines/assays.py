@@ -9,8 +9,13 @@
 - ``uncaging_spinogenesis``: acute slices at each time; ``cells`` cells per animal,
   ``attempts`` glutamate-uncaging attempts per cell, each a Bernoulli trial with the
   plasticity potential (F-W-5): the readout is each animal's success fraction.
-- ``fixed_tissue_spines``: one time per animal, ``branches`` branches: density and the
-  fraction of each morphology class among detected spines.
+- ``fixed_tissue_spines``: one time per animal, ``branches`` branches: density, the
+  fraction of each morphology class among detected spines, and the density of spines
+  carrying a synapse (PSD95-positive in a co-stain).
+
+The spine assays take ``cell`` (default ``mpfc_l5``): the cell type whose spine
+parameter set (``spine.<cell>.*`` in the registry: ``mpfc_l5``, ``ca1``, ``msn``) the arm's
+spines follow; all spine assays of an arm image the same population.
 """
 
 from __future__ import annotations
@@ -101,29 +106,35 @@ def _fixed(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     nb = int(ctx.options["branches"])
     size = np.exp(rec.logsize)
     cls = rec.classes()  # 0 filo, 1 thin, 2 stubby, 3 mushroom
-    out = np.full((ctx.n, len(at), 5), np.nan)
+    out = np.full((ctx.n, len(at), 6), np.nan)
+    per_10um = 10.0 / (nb * rec.branch_length_um)
     for j, t in enumerate(at):
         r = int(np.flatnonzero(np.isclose(rec.times_h, t))[0])
         seen = rec.alive[:, r, :nb].astype(bool) & (size[:, r, :nb] >= ctx.options[
             "detection_um3"])
         n_seen = seen.sum(axis=(1, 2))
-        out[:, j, 0] = n_seen / (nb * rec.branch_length_um) * 10.0
+        out[:, j, 0] = n_seen * per_10um
         for c, code in ((1, 3), (2, 1), (3, 2), (4, 0)):
             out[:, j, c] = ((cls[:, r, :nb] == code) & seen).sum(axis=(1, 2)) / np.maximum(
                 n_seen, 1)
+        # spines carrying a synapse (a PSD95 punctum in a co-stain)
+        out[:, j, 5] = (seen & (rec.synapse[:, r, :nb] == 1)).sum(axis=(1, 2)) * per_10um
     return AssayRows.from_grid(out, at, ["spine_density_per_10um", "mushroom_fraction",
                                          "thin_fraction", "stubby_fraction",
-                                         "filopodium_fraction"],
-                               ["per 10 um", "fraction", "fraction", "fraction", "fraction"])
+                                         "filopodium_fraction",
+                                         "synaptic_spine_density_per_10um"],
+                               ["per 10 um", "fraction", "fraction", "fraction", "fraction",
+                                "per 10 um"])
 
 
 TWO_PHOTON = Assay("two_photon_spines", "in vivo two-photon imaging of spines", (),
                    same_times, _two_photon,
                    options={"branches": 4, "detection_um3": 0.01, "miss": 0.02,
-                            "false_pos_per_100um": 0.5, "jitter_um": 0.2})
+                            "false_pos_per_100um": 0.5, "jitter_um": 0.2,
+                            "cell": "mpfc_l5"})
 UNCAGING = Assay("uncaging_spinogenesis", "glutamate-uncaging spinogenesis in acute slices",
                  ("plasticity_potential",), same_times, _uncaging,
                  options={"cells": 3, "attempts": 8})
 FIXED = Assay("fixed_tissue_spines", "Golgi or dye-filled fixed tissue", (), same_times, _fixed,
-              options={"branches": 10, "detection_um3": 0.01})
+              options={"branches": 10, "detection_um3": 0.01, "cell": "mpfc_l5"})
 SPINE_ASSAYS = ("two_photon_spines", "fixed_tissue_spines")

@@ -91,6 +91,13 @@ MEMORY = 64  # remembered elimination sites per branch (ring buffer)
 LOCAL_MAX = 128  # most segments of the local fields per branch
 
 
+def spine_cells(registry) -> list[str]:
+    """Cell types with a complete spine parameter set (``spine.<cell>.*``)."""
+    cells = sorted({p.name.split(".")[1] for p in registry if p.name.startswith("spine.")})
+    return [c for c in cells if all(f"spine.{c}.{k}" in registry.parameters
+                                    for k in PARAM_NAMES)]
+
+
 @dataclass(frozen=True)
 class SpineParams:
     values: dict[str, float]
