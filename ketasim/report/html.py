@@ -27,8 +27,9 @@ FIGURE_NOTE = ("mean \u00b1 SEM per arm; time courses as lines with SEM bands, s
 
 
 def spine_maps(out: Path, tracking: dict, prefix: str) -> list[str]:
-    """Figures for the observed spine tracking tables, one per arm."""
-    from ketasim.report.spine_maps import spine_map_figure
+    """Figures for the observed spine tracking tables: a map per arm, then formation and
+    elimination bars and the survival of new spines across arms."""
+    from ketasim.report.spine_maps import spine_map_figure, survival_figure, turnover_figure
 
     tags = []
     for arm, table in tracking.items():
@@ -36,6 +37,18 @@ def spine_maps(out: Path, tracking: dict, prefix: str) -> list[str]:
         if png is not None:
             tags.append(img_tag(png, f"spines {arm}", f"{arm}: imaged branches of one animal "
                                 "across sessions (grey kept, green new, red lost)"))
+    if tracking:
+        png = turnover_figure(tracking, out / f"{prefix}turnover.png")
+        if png is not None:
+            tags.append(img_tag(png, "spine turnover", "formation and elimination between "
+                                "consecutive sessions (% of the earlier session's spines); "
+                                "bars are arm means, dots subjects"))
+        png = survival_figure(tracking, out / f"{prefix}survival.png")
+        if png is not None:
+            tags.append(img_tag(png, "spine survival", "Kaplan-Meier survival of spines new "
+                                "at the second-to-last session, restored (within 2 um of a "
+                                "site lost between the first two sessions) vs de novo, with "
+                                "95% bands"))
     return tags
 
 

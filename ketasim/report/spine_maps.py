@@ -65,3 +65,96 @@ def spine_map_figure(tracking: pd.DataFrame, path: Path, arm: str | None = None,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _session_label(h: float) -> str:
+    return f"{h / 24:g} d" if abs(h) >= 24 else f"{h:g} h"
+
+
+def turnover_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | None:
+    """Formation and elimination (% of the earlier session's spines) between consecutive
+    sessions, a bar per arm (mean) with each subject as a dot."""
+    from ketasim.analysis.spines import turnover
+
+    per: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    intervals: list[tuple[float, float]] = []
+    for arm, table in tracking.items():
+        sessions = np.sort(table["time_h"].unique())
+        rows = []
+        for t0, t1 in zip(sessions[:-1], sessions[1:]):
+            rows.append((f"{_session_label(t0)} to {_session_label(t1)}",
+                         turnover(table, float(t0), float(t1)).per_subject))
+            if (t0, t1) not in intervals:
+                intervals.append((t0, t1))
+        per[arm] = rows
+    labels = list(dict.fromkeys(lab for rows in per.values() for lab, _ in rows))
+    if not labels:
+        return None
+    arms = list(per)
+    width = 0.8 / len(arms)
+    rng = np.random.default_rng(0)  # dot jitter only
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.3 * len(labels) + 2), 6), sharex=True)
+    for ax, col, name in ((axes[0], "formation_pct", "formation"),
+                          (axes[1], "elimination_pct", "elimination")):
+        for a, arm in enumerate(arms):
+            for lab, ps in per[arm]:
+                x = labels.index(lab) - 0.4 + (a + 0.5) * width
+                v = ps[col].to_numpy(dtype=float)
+                v = v[np.isfinite(v)]
+                if v.size == 0:
+                    continue
+                ax.bar(x, v.mean(), width * 0.9, color=f"C{a}",
+                       label=arm if lab == per[arm][0][0] else None, alpha=0.7)
+                ax.scatter(x + rng.uniform(-0.25, 0.25, v.size) * width, v, s=8, c="k",
+                           zorder=3)
+        ax.set_ylabel(f"{name} (%)")
+    axes[1].set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    axes[0].legend(fontsize=7, frameon=False, ncol=min(4, len(arms)))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def survival_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | None:
+    """Kaplan-Meier survival of the spines new at the second-to-last session, followed to
+    the last, restored (within 2 um of a site lost between the first two sessions) vs de
+    novo, one panel per arm with at least four sessions (F-M-7); log-rank p in the title."""
+    from ketasim.analysis.spines import survival
+
+    panels = []
+    for arm, table in tracking.items():
+        sessions = np.sort(table["time_h"].unique())
+        if sessions.size < 4:
+            continue
+        t_start, t_end = float(sessions[-2]), float(sessions[-1])
+        try:
+            res = survival(table, t_start, "restoration", t_end - t_start,
+                           t_elim=(float(sessions[0]), float(sessions[1])))
+        except ValueError:
+            continue  # no new spines to follow in this arm
+        if res.km.empty:
+            continue
+        panels.append((arm, res, sessions))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False,
+                             sharey=True)
+    for ax, (arm, res, sessions) in zip(axes[0], panels):
+        for g, (group, km) in enumerate(res.km.groupby("group", sort=False)):
+            row = res.summary.loc[res.summary["group"] == group].iloc[0]
+            ax.step(km["time_h"], km["survival"], where="post", color=f"C{g}",
+                    ls=("-", "--", ":")[g % 3], lw=2.0 - 0.5 * g, marker="o", markevery=[-1],
+                    label=f"{group}: {row['km_surviving']:.2f} (n={int(row['n_spines'])})")
+            ax.fill_between(km["time_h"], km["ci_lower"], km["ci_upper"], step="post",
+                            color=f"C{g}", alpha=0.15)
+        p = res.logrank_p
+        ax.set_title(f"{arm}\nlog-rank p = {p:.3g}" if np.isfinite(p) else arm, fontsize=8)
+        ax.set_xlabel(f"h after {_session_label(float(sessions[-2]))}")
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=7, frameon=False, loc="lower left")
+    axes[0, 0].set_ylabel("fraction of new spines surviving")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
