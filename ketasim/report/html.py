@@ -36,7 +36,8 @@ def spine_maps(out: Path, tracking: dict, prefix: str) -> list[str]:
         png = spine_map_figure(table, out / f"{prefix}{arm}.png", arm=arm)
         if png is not None:
             tags.append(img_tag(png, f"spines {arm}", f"{arm}: imaged branches of one animal "
-                                "across sessions (grey kept, green new, red lost)"))
+                                "across sessions (grey kept, green new, blue restored: new within "
+                                "2 um of a spine lost between the first two sessions, red lost)"))
     if tracking:
         png = turnover_figure(tracking, out / f"{prefix}turnover.png")
         if png is not None:

@@ -1,5 +1,7 @@
 """Spine maps: each imaged branch as a line, sessions stacked, spines marked as kept,
-lost (at their last session) or new (at their first), as imaging papers draw them."""
+lost (at their last session), new (at their first) or restored (new within 2 um of a spine
+lost between the first two sessions), as imaging papers draw them; plus turnover bars and
+survival curves."""
 
 from __future__ import annotations
 
@@ -16,6 +18,24 @@ _STYLE = {"kept": ("o", "0.55"), "new": ("o", "tab:green"), "lost": ("x", "tab:r
           "restored": ("o", "tab:blue")}
 
 
+def _observed_restored(t: pd.DataFrame, sessions: np.ndarray) -> set:
+    """(branch, spine_id, session) of spines new after the second session within 2 um of a site
+    lost between the first two sessions, as an imaging lab labels restored spines
+    (F-M-6; no ground truth used)."""
+    from ketasim.analysis.spines import restoration_labels
+
+    out = set()
+    for t2, t3 in zip(sessions[1:-1], sessions[2:]):
+        try:
+            lab = restoration_labels(t, (float(sessions[0]), float(sessions[1])),
+                                     (float(t2), float(t3)))
+        except ValueError:
+            continue
+        lab = lab[lab["group"] == "restored"]
+        out.update((b, sid, float(t3)) for b, sid in zip(lab["branch"], lab["spine_id"]))
+    return out
+
+
 def spine_map_figure(tracking: pd.DataFrame, path: Path, arm: str | None = None,
                      subject: str | None = None, max_branches: int = 4) -> Path | None:
     """Map of one animal's branches across sessions (first subject of ``arm`` by default)."""
@@ -26,6 +46,7 @@ def spine_map_figure(tracking: pd.DataFrame, path: Path, arm: str | None = None,
     t = t[t["subject"].astype(str) == subject]
     sessions = np.sort(t["time_h"].unique())
     branches = list(dict.fromkeys(t["branch"]))[:max_branches]
+    restored_ids = _observed_restored(t, sessions)
     fig, axes = plt.subplots(len(branches), 1, figsize=(8, 1.2 + 0.45 * len(sessions)
                                                          * len(branches)), squeeze=False)
     for ax, b in zip(axes[:, 0], branches):
@@ -38,9 +59,9 @@ def spine_map_figure(tracking: pd.DataFrame, path: Path, arm: str | None = None,
             ts = tb[tb["time_h"] == s]
             status = np.where(first.loc[ts["spine_id"]].to_numpy() == s,
                               "new" if i > 0 else "kept", "kept")
-            if "origin" in ts.columns:
-                status = np.where((status == "new") & (ts["origin"].to_numpy() == "restored"),
-                                  "restored", status)
+            restored = np.array([(b, sid, float(s)) in restored_ids for sid in ts["spine_id"]],
+                                bool)
+            status = np.where((status == "new") & restored, "restored", status)
             gone = (last.loc[ts["spine_id"]].to_numpy() == s) & (s != sessions[-1])
             status = np.where(gone, "lost", status)
             for kind, (marker, colour) in _STYLE.items():
