@@ -1,0 +1,833 @@
+"""Behavioural scoring as labs score it, for simulated and recorded sessions alike.
+
+Each test has a documented input table (``docs/calcium_and_behavior_data.md``) read from
+a CSV/Parquet file or a DataFrame and checked with one-line errors naming the file, the
+column and the row, and a scoring function returning one row per subject (or per bin,
+trial or day):
+
+- tail suspension test (Steru et al. 1985, Psychopharmacology 85:367): immobility over
+  the 6 min test or its last 4 min, bouts per state, struggle onsets for peri-event
+  calcium analysis (:func:`read_tst_table`, :func:`score_tst`, :func:`tst_bouts_from_states`,
+  :func:`struggle_onsets`; SEED-FACTS F-M-1, F-M-4, F-M-10, F-M-12);
+- sucrose preference, sucrose / (sucrose + water) intake (:func:`sucrose_preference`;
+  F-M-1, F-M-13);
+- learned helplessness, escape failures in an avoidable-shock test after inescapable
+  shock (Seligman & Maier 1967, J Exp Psychol 74:1) (:func:`learned_helplessness`;
+  F-W-15..17);
+- open field, distance travelled per time bin (:func:`open_field_locomotion`,
+  :func:`binned_distance`; F-W-7, acute hyperlocomotion);
+- fear extinction, freezing % per trial and block (:func:`freezing_per_trial`; F-K-15).
+
+Subject ids need only be unique within an arm (column ``arm``, default ``"all"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "TST_DURATION_S",
+    "TST_LAST_4_MIN_S",
+    "TST_STATES",
+    "BehaviorDataError",
+    "FreezingResult",
+    "binned_distance",
+    "freezing_per_trial",
+    "learned_helplessness",
+    "open_field_locomotion",
+    "read_tst_table",
+    "score_tst",
+    "struggle_onsets",
+    "sucrose_preference",
+    "tst_bouts_from_states",
+]
+
+# Tail suspension: a 6 min test (Steru et al. 1985, Psychopharmacology 85:367). Many labs
+# score only the last 4 min, the first 2 min being mostly struggling (e.g. Can et al.
+# 2012, J Vis Exp 59:e3769); pass window_s=TST_LAST_4_MIN_S for that.
+TST_DURATION_S = 360.0
+TST_LAST_4_MIN_S = (120.0, 360.0)
+TST_STATES = ("immobile", "struggle")
+# Sucrose preference below 65% marks an anhedonic mouse in the chronic stress model of
+# Strekalova et al. 2004 (Neuropsychopharmacology 29:2007); a lab criterion, not a law.
+ANHEDONIA_PREFERENCE = 0.65
+# Learned helplessness: a mouse failing to escape in >= 5 of 15 trials is classed
+# helpless. A lab convention (criteria in use range over roughly 5-10 failures out of
+# 15-30 trials; the paradigm is Seligman & Maier 1967, reviewed by Maier & Seligman 2016,
+# Psychol Rev 123:349); set it to your lab's.
+HELPLESS_MIN_FAILURES = 5
+LH_TRIALS = 15
+# Open field: distance in 5 min bins (assumed; the common bin for ketamine locomotion
+# time courses).
+OPEN_FIELD_BIN_S = 300.0
+TIME_TOL_S = 1e-6  # bout edges closer than this (s) touch
+
+DEFAULT_ARM = "all"
+_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
+
+
+class BehaviorDataError(ValueError):
+    """A behaviour table that cannot be read or breaks the format (one-line message)."""
+
+
+# ---------------------------------------------------------------------- table reading
+
+
+class _Source:
+    """Where a table came from, to name the file, column and row in error messages."""
+
+    def __init__(self, name: str, rows: np.ndarray, csv: bool):
+        self.name, self.rows, self.csv = name, rows, csv
+
+    def fail(self, column: str | None, pos: int | None, what: str,
+             value: object = None) -> BehaviorDataError:
+        where = [self.name]
+        if column is not None:
+            where.append(f"column '{column}'")
+        if pos is not None:
+            row = int(self.rows[pos])
+            where.append(f"row {row} (line {row + 1})" if self.csv else f"row {row}")
+        got = "" if value is None else f", got {_short(value)}"
+        return BehaviorDataError(f"{', '.join(where)}: {what}{got}")
+
+
+def _short(value: object) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _load(obj: str | Path | pd.DataFrame, required: tuple[str, ...], fmt: str
+          ) -> tuple[pd.DataFrame, _Source]:
+    """Read a table (every CSV cell as text, so bad cells are reported, not coerced)."""
+    if isinstance(obj, pd.DataFrame):
+        df = obj.reset_index(drop=True)
+        df.columns = [str(c).strip() for c in df.columns]
+        src = _Source("<DataFrame>", np.arange(1, len(df) + 1), csv=False)
+    elif isinstance(obj, (str, Path)):
+        df, src = _read_file(Path(obj))
+    else:
+        raise BehaviorDataError(f"expected a path to a .csv/.parquet file or a DataFrame, got "
+                                f"{type(obj).__name__}")
+    repeated = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if repeated:
+        raise src.fail(None, None, "repeated column name(s) "
+                       + ", ".join(f"'{c}'" for c in repeated))
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise src.fail(None, None, "missing required column(s) "
+                       + ", ".join(f"'{c}'" for c in missing) + f" ({fmt})")
+    if len(df) == 0:
+        raise src.fail(None, None, "no rows")
+    return df, src
+
+
+def _read_file(path: Path) -> tuple[pd.DataFrame, _Source]:
+    name = path.name
+    kind = _SUFFIXES.get(path.suffix.lower())
+    if "".join(path.suffixes[-2:]).lower().endswith(".csv.gz"):
+        kind = "csv"
+    if kind is None:
+        raise BehaviorDataError(f"{name}: unknown file suffix '{path.suffix}' (expected .csv, "
+                                ".csv.gz, .parquet or .pq)")
+    try:
+        if kind == "csv":
+            df = pd.read_csv(path, dtype=str, skip_blank_lines=False)
+        else:
+            df = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise BehaviorDataError(f"{name}: file not found ({path})") from None
+    except pd.errors.EmptyDataError:
+        raise BehaviorDataError(f"{name}: file is empty (expected a header row)") from None
+    except pd.errors.ParserError as err:
+        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "parse error"
+        raise BehaviorDataError(f"{name}: cannot parse CSV: {detail}") from None
+    except UnicodeDecodeError:
+        raise BehaviorDataError(f"{name}: cannot read, not UTF-8 text") from None
+    except Exception as err:  # noqa: BLE001 - pyarrow/OS errors vary; one clear line
+        text = str(err).strip()
+        detail = text.splitlines()[0] if text else type(err).__name__
+        raise BehaviorDataError(f"{name}: cannot read {kind} file: {detail}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    rows = np.arange(1, len(df) + 1)
+    if kind == "csv":
+        blank = df.isna().all(axis=1).to_numpy()
+        df, rows = df.loc[~blank].reset_index(drop=True), rows[~blank]
+    return df, _Source(name, rows, csv=(kind == "csv"))
+
+
+def _first(mask: np.ndarray) -> int | None:
+    idx = np.flatnonzero(mask)
+    return int(idx[0]) if idx.size else None
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA
+
+
+def _ids(df: pd.DataFrame, col: str, src: _Source, default: str | None = None) -> np.ndarray:
+    """An id column as stripped strings (integers written without a decimal point)."""
+    if col not in df.columns:
+        return np.full(len(df), default, dtype=object)
+    out = np.empty(len(df), dtype=object)
+    for i, v in enumerate(df[col].to_numpy(dtype=object)):
+        if isinstance(v, str):
+            text = v.strip()
+        elif _is_integral(v):
+            text = str(int(v))
+        else:
+            text = ""
+        if not text:
+            raise src.fail(col, i, "expected a non-empty string or an integer", v)
+        out[i] = text
+    return out
+
+
+def _is_integral(v: object) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, np.integer)):
+        return True
+    return isinstance(v, (float, np.floating)) and bool(np.isfinite(v)) and v.is_integer()
+
+
+def _floats(df: pd.DataFrame, col: str, src: _Source, allow_missing: bool = False
+            ) -> np.ndarray:
+    """A number column as float64: text, booleans, NaN (unless allowed) and inf fail."""
+    s = df[col]
+    if pd.api.types.is_bool_dtype(s.dtype):
+        raise src.fail(col, 0, "expected a finite number", s.iloc[0])
+    out = np.empty(len(s))
+    for i, v in enumerate(s.to_numpy(dtype=object)):
+        if _missing(v):
+            if not allow_missing:
+                raise src.fail(col, i, "missing value (required column)")
+            out[i] = np.nan
+            continue
+        x = np.nan
+        if isinstance(v, str):
+            try:
+                x = float(v.strip())
+            except ValueError:
+                x = np.nan
+        elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+                v, (bool, np.bool_)):
+            x = float(v)
+        if not np.isfinite(x):
+            raise src.fail(col, i, "expected a finite number", v)
+        out[i] = x
+    return out
+
+
+def _bools(df: pd.DataFrame, col: str, src: _Source) -> np.ndarray:
+    s = df[col]
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.to_numpy(dtype=bool)
+    out = np.zeros(len(s), dtype=bool)
+    for i, v in enumerate(s.to_numpy(dtype=object)):
+        if isinstance(v, (bool, np.bool_)):
+            out[i] = bool(v)
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            key = "1" if v == 1 else "0" if v == 0 else None
+        else:
+            key = v.strip().lower() if isinstance(v, str) else None
+        if key in _TRUE:
+            out[i] = True
+        elif key not in _FALSE:
+            raise src.fail(col, i, "expected a boolean (true/false, 1/0)", v)
+    return out
+
+
+def _no_duplicates(keys: pd.DataFrame, src: _Source, column: str, what: str) -> None:
+    dup = keys.duplicated(keep="first").to_numpy()
+    i = _first(dup)
+    if i is not None:
+        same = (keys == keys.iloc[i]).all(axis=1).to_numpy()
+        desc = ", ".join(f"{c} {keys[c].iat[i]!r}" for c in keys.columns)
+        raise src.fail(column, i, f"duplicate {what} ({desc}), already in row "
+                       f"{src.rows[_first(same)]}")
+
+
+def _extras(df: pd.DataFrame, out: pd.DataFrame, used: tuple[str, ...]) -> pd.DataFrame:
+    for c in df.columns:
+        if c not in used and c not in out.columns:
+            out[c] = df[c].to_numpy()
+    return out
+
+
+# ------------------------------------------------------------------ tail suspension
+
+
+TST_COLUMNS = ("subject", "start_s", "end_s", "state")
+
+
+def read_tst_table(path_or_df: str | Path | pd.DataFrame, *,
+                   duration_s: float = TST_DURATION_S) -> pd.DataFrame:
+    """Read and check a tail suspension ethogram: one row per scored bout.
+
+    Parameters
+    ----------
+    path_or_df : str, pathlib.Path or pandas.DataFrame
+        A ``.csv`` or ``.parquet`` (``.pq``) file, or a DataFrame, with columns
+        ``subject``, ``start_s``, ``end_s`` (s from the start of suspension) and
+        ``state`` (``immobile`` or ``struggle``, case-insensitive); optional ``arm``.
+        Other columns are kept. Time not covered by a bout is unscored.
+    duration_s : float, default 360
+        Test length (s; Steru et al. 1985: 6 min).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``arm, subject`` (str), ``start_s, end_s`` (float64), ``state`` (str),
+        then the extra columns; sorted by arm, subject, start_s.
+
+    Raises
+    ------
+    BehaviorDataError
+        One line naming the file, column and row: missing columns, missing or
+        non-numeric values, negative start, a bout that does not end after it starts,
+        a bout past ``duration_s``, an unknown state, or two bouts of one subject that
+        overlap.
+    """
+    df, src = _load(path_or_df, TST_COLUMNS, "an ethogram: subject, start_s, end_s, state")
+    arm = _ids(df, "arm", src, DEFAULT_ARM)
+    subject = _ids(df, "subject", src)
+    start = _floats(df, "start_s", src)
+    end = _floats(df, "end_s", src)
+    state = np.empty(len(df), dtype=object)
+    for i, v in enumerate(df["state"].to_numpy(dtype=object)):
+        key = v.strip().lower() if isinstance(v, str) else None
+        if key not in TST_STATES:
+            raise src.fail("state", i, "expected one of " + ", ".join(TST_STATES), v)
+        state[i] = key
+    i = _first(start < 0)
+    if i is not None:
+        raise src.fail("start_s", i, "expected a start >= 0 s (time from suspension)",
+                       start[i])
+    i = _first(end <= start)
+    if i is not None:
+        raise src.fail("end_s", i, f"expected end_s > start_s ({start[i]:g} s): a bout of "
+                       "negative or zero length", end[i])
+    i = _first(end > duration_s + TIME_TOL_S)
+    if i is not None:
+        raise src.fail("end_s", i, f"bout ends beyond the test duration ({duration_s:g} s)",
+                       end[i])
+    table = pd.DataFrame({"arm": arm, "subject": subject, "start_s": start, "end_s": end,
+                          "state": state})
+    order = np.lexsort((start, subject, arm))
+    t = table.iloc[order]
+    same = (t["arm"].to_numpy()[1:] == t["arm"].to_numpy()[:-1]) & (
+        t["subject"].to_numpy()[1:] == t["subject"].to_numpy()[:-1])
+    overlap = same & (t["start_s"].to_numpy()[1:] < t["end_s"].to_numpy()[:-1] - TIME_TOL_S)
+    k = _first(overlap)
+    if k is not None:
+        pos, prev = int(order[k + 1]), int(order[k])
+        raise src.fail("start_s", pos, f"bout overlaps the bout of subject "
+                       f"{subject[pos]!r} in row {src.rows[prev]} ({start[prev]:g}-"
+                       f"{end[prev]:g} s)", start[pos])
+    table = _extras(df, table, ("arm", *TST_COLUMNS))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def tst_bouts_from_states(states: np.ndarray | list, frame_rate_hz: float, *,
+                          subject: str = "1", arm: str = DEFAULT_ARM,
+                          min_immobile_s: float = 0.0) -> pd.DataFrame:
+    """Turn a per-frame (or per-bin) state series into an ethogram.
+
+    Parameters
+    ----------
+    states : array-like
+        One state per frame: bool (True = immobile) or ``"immobile"``/``"struggle"``.
+    frame_rate_hz : float
+        Frames (or bins) per second; frame ``k`` covers ``[k, k + 1) / frame_rate_hz``.
+    subject, arm : str
+        Labels for the rows.
+    min_immobile_s : float, default 0
+        Immobile runs shorter than this (s) count as struggling, as automated scoring
+        often requires a minimum immobility duration (lab-specific; 0 keeps every run).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``arm, subject, start_s, end_s, state``: one row per run of equal states.
+    """
+    s = np.asarray(states)
+    if s.ndim != 1 or s.size == 0:
+        raise ValueError(f"states must be a non-empty 1-D series, got shape {s.shape}")
+    if not (np.isfinite(frame_rate_hz) and frame_rate_hz > 0):
+        raise ValueError(f"frame_rate_hz must be > 0, got {frame_rate_hz}")
+    if s.dtype == bool:
+        immobile = s
+    else:
+        labels = np.char.lower(np.char.strip(s.astype(str)))
+        bad = ~np.isin(labels, TST_STATES)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"states[{k}]: expected one of {', '.join(TST_STATES)} or a bool,"
+                             f" got {s[k]!r}")
+        immobile = labels == "immobile"
+    immobile = immobile.copy()
+    min_frames = int(np.ceil(min_immobile_s * frame_rate_hz - 1e-9))
+    if min_frames > 1:
+        d = np.diff(np.concatenate(([0], immobile.view(np.int8), [0])))
+        for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+            if b - a < min_frames:
+                immobile[a:b] = False
+    change = np.flatnonzero(immobile[1:] != immobile[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [immobile.size]))
+    return pd.DataFrame({"arm": arm, "subject": str(subject),
+                         "start_s": starts / frame_rate_hz, "end_s": ends / frame_rate_hz,
+                         "state": np.where(immobile[starts], "immobile", "struggle")})
+
+
+TST_SCORE_COLUMNS = ["arm", "subject", "window_start_s", "window_end_s", "immobility_s",
+                     "immobility_pct", "struggle_s", "unscored_s", "n_immobile_bouts",
+                     "n_struggle_bouts", "mean_immobile_bout_s", "mean_struggle_bout_s",
+                     "latency_to_immobility_s"]
+
+
+def score_tst(ethogram: str | Path | pd.DataFrame, *,
+              window_s: tuple[float, float] = (0.0, TST_DURATION_S),
+              duration_s: float = TST_DURATION_S) -> pd.DataFrame:
+    """Score the tail suspension test per subject.
+
+    Bouts are clipped to the scoring window. Immobility % = immobile time / window
+    length x 100 (unscored time counts as not immobile). Bout counts and mean durations
+    use the clipped bouts; latency to immobility is the start of the first immobile bout
+    in the window, from the window start (NaN if none).
+
+    Parameters
+    ----------
+    ethogram : path or pandas.DataFrame
+        A table in the :func:`read_tst_table` format (it is checked again).
+    window_s : (float, float), default (0, 360)
+        Scored part of the test (s); :data:`TST_LAST_4_MIN_S` for the last 4 min.
+    duration_s : float, default 360
+        Test length (s).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per subject, columns :data:`TST_SCORE_COLUMNS` (times in s).
+    """
+    w0, w1 = (float(w) for w in window_s)
+    if not 0 <= w0 < w1 <= duration_s + TIME_TOL_S:
+        raise ValueError(f"window_s must satisfy 0 <= start < end <= duration_s "
+                         f"({duration_s:g}), got {window_s}")
+    t = read_tst_table(ethogram, duration_s=duration_s)
+    start = np.clip(t["start_s"].to_numpy(), w0, w1)
+    end = np.clip(t["end_s"].to_numpy(), w0, w1)
+    t = t.assign(_len=end - start, _start=start)
+    # a subject whose bouts all fall outside the window still gets a row (all zeros)
+    inside = t["_len"].to_numpy() > TIME_TOL_S
+    rows = []
+    for (arm, subject), b in t.groupby(["arm", "subject"], sort=True):
+        b = b.loc[inside[b.index]]
+        imm = b.loc[b["state"] == "immobile", "_len"].to_numpy()
+        stru = b.loc[b["state"] == "struggle", "_len"].to_numpy()
+        first_imm = b.loc[b["state"] == "immobile", "_start"].to_numpy()
+        rows.append({
+            "arm": arm, "subject": subject, "window_start_s": w0, "window_end_s": w1,
+            "immobility_s": imm.sum(), "immobility_pct": imm.sum() / (w1 - w0) * 100.0,
+            "struggle_s": stru.sum(), "unscored_s": (w1 - w0) - imm.sum() - stru.sum(),
+            "n_immobile_bouts": imm.size, "n_struggle_bouts": stru.size,
+            "mean_immobile_bout_s": imm.mean() if imm.size else np.nan,
+            "mean_struggle_bout_s": stru.mean() if stru.size else np.nan,
+            "latency_to_immobility_s": first_imm.min() - w0 if first_imm.size else np.nan})
+    out = pd.DataFrame(rows, columns=TST_SCORE_COLUMNS)
+    out[["n_immobile_bouts", "n_struggle_bouts"]] = out[
+        ["n_immobile_bouts", "n_struggle_bouts"]].astype(np.int64)
+    return out
+
+
+def struggle_onsets(ethogram: str | Path | pd.DataFrame, *, min_immobile_s: float = 0.0,
+                    duration_s: float = TST_DURATION_S) -> pd.DataFrame:
+    """The moments a mouse switches from immobility to struggling.
+
+    An onset is the start of a struggle bout that begins where an immobile bout of at
+    least ``min_immobile_s`` ends (within 1e-6 s). These are the events around which
+    Moda-Sava et al. 2019 averaged vmPFC calcium (F-M-10); pass ``onset_s`` to
+    :func:`ketasim.analysis.calcium.peri_event_average`, on the imaging clock.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``arm, subject, onset_s, preceding_immobile_s``, sorted.
+    """
+    t = read_tst_table(ethogram, duration_s=duration_s)
+    same = ((t["arm"].to_numpy()[1:] == t["arm"].to_numpy()[:-1])
+            & (t["subject"].to_numpy()[1:] == t["subject"].to_numpy()[:-1]))
+    state = t["state"].to_numpy()
+    touch = np.abs(t["start_s"].to_numpy()[1:] - t["end_s"].to_numpy()[:-1]) <= TIME_TOL_S
+    prev_len = (t["end_s"] - t["start_s"]).to_numpy()[:-1]
+    hit = (same & touch & (state[:-1] == "immobile") & (state[1:] == "struggle")
+           & (prev_len >= min_immobile_s - TIME_TOL_S))
+    nxt = t.iloc[1:].loc[hit]
+    return pd.DataFrame({"arm": nxt["arm"].to_numpy(), "subject": nxt["subject"].to_numpy(),
+                         "onset_s": nxt["start_s"].to_numpy(),
+                         "preceding_immobile_s": prev_len[hit]})
+
+
+# ------------------------------------------------------------------ sucrose preference
+
+
+def sucrose_preference(intake: str | Path | pd.DataFrame, *,
+                       anhedonia_threshold: float = ANHEDONIA_PREFERENCE) -> pd.DataFrame:
+    """Sucrose preference = sucrose / (sucrose + water) intake, per subject and day.
+
+    Parameters
+    ----------
+    intake : path or pandas.DataFrame
+        Columns ``subject`` and either ``sucrose_g, water_g`` (bottle weight lost) or
+        ``sucrose_ml, water_ml``; optional ``arm`` and ``day`` (one row per subject, or per
+        subject and day). Other columns are kept.
+    anhedonia_threshold : float, default 0.65
+        ``anhedonic`` is ``preference < anhedonia_threshold`` (Strekalova et al. 2004).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``arm, subject, [day], sucrose, water, total, preference,
+        preference_pct, anhedonic``, then the extra columns; intakes in the input unit.
+
+    Raises
+    ------
+    BehaviorDataError
+        Missing columns (or both or neither unit pair), missing or non-numeric values,
+        negative intake, zero total intake, repeated subject-day rows.
+    """
+    df, src = _load(intake, ("subject",), "intake: subject, sucrose_g and water_g (or "
+                    "sucrose_ml and water_ml), optional arm, day")
+    units = [u for u in ("g", "ml") if f"sucrose_{u}" in df.columns or f"water_{u}" in df.columns]
+    if len(units) != 1:
+        what = "both g and ml columns" if units else "no intake columns"
+        raise src.fail(None, None, f"{what}: expected sucrose_g and water_g, or sucrose_ml "
+                       "and water_ml")
+    sucrose_col, water_col = f"sucrose_{units[0]}", f"water_{units[0]}"
+    for c in (sucrose_col, water_col):
+        if c not in df.columns:
+            raise src.fail(None, None, f"missing required column '{c}' (intake: subject, "
+                           f"{sucrose_col}, {water_col})")
+    out = pd.DataFrame({"arm": _ids(df, "arm", src, DEFAULT_ARM),
+                        "subject": _ids(df, "subject", src)})
+    key = ["arm", "subject"]
+    if "day" in df.columns:
+        out["day"] = _ids(df, "day", src)
+        key.append("day")
+    sucrose, water = _floats(df, sucrose_col, src), _floats(df, water_col, src)
+    for col, v in ((sucrose_col, sucrose), (water_col, water)):
+        i = _first(v < 0)
+        if i is not None:
+            raise src.fail(col, i, "expected an intake >= 0", v[i])
+    total = sucrose + water
+    i = _first(total <= 0)
+    if i is not None:
+        raise src.fail(water_col, i, f"zero total intake ({sucrose_col} + {water_col}): "
+                       "preference undefined")
+    _no_duplicates(out[key], src, "subject", "intake row")
+    out["sucrose"], out["water"], out["total"] = sucrose, water, total
+    out["preference"] = sucrose / total
+    out["preference_pct"] = out["preference"] * 100.0
+    out["anhedonic"] = out["preference"] < anhedonia_threshold
+    out = _extras(df, out, ("arm", "subject", "day", sucrose_col, water_col))
+    return out.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- learned helplessness
+
+
+LH_COLUMNS = ["arm", "subject", "n_trials", "n_failures", "failure_pct", "mean_latency_s",
+              "helpless"]
+
+
+def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float | None = None,
+                         helpless_min_failures: int = HELPLESS_MIN_FAILURES,
+                         n_trials: int | None = None) -> pd.DataFrame:
+    """Escape failures in the avoidable-shock test, and the helpless classification.
+
+    A trial is a failure when the mouse did not escape before the cutoff: ``escaped`` is
+    false where that column is given, else ``latency_s >= cutoff_s``. Mean latency counts a
+    failure at the cutoff. A subject is helpless with at least ``helpless_min_failures``
+    failures (default 5, for 15 trials; a lab convention, see
+    ``HELPLESS_MIN_FAILURES``).
+
+    Parameters
+    ----------
+    trials : path or pandas.DataFrame
+        Columns ``subject, trial, latency_s``; optional ``arm``, ``escaped`` (bool) and
+        ``cutoff_s`` (per trial, instead of the argument).
+    cutoff_s : float, optional
+        Trial length (s) without escape; required unless the table has ``cutoff_s``.
+    helpless_min_failures : int, default 5
+    n_trials : int, optional
+        Expected trials per subject (checked when given; 15 is common).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per subject, columns :data:`LH_COLUMNS`.
+
+    Raises
+    ------
+    BehaviorDataError
+        Missing columns or cutoff, non-numeric or negative latency, latency beyond the
+        cutoff, ``escaped`` true at or after the cutoff, repeated trials, wrong number of
+        trials.
+    """
+    df, src = _load(trials, ("subject", "trial", "latency_s"),
+                    "trials: subject, trial, latency_s, optional arm, escaped, cutoff_s")
+    arm, subject = _ids(df, "arm", src, DEFAULT_ARM), _ids(df, "subject", src)
+    trial = _ids(df, "trial", src)
+    latency = _floats(df, "latency_s", src)
+    if "cutoff_s" in df.columns:
+        cutoff = _floats(df, "cutoff_s", src)
+        i = _first(cutoff <= 0)
+        if i is not None:
+            raise src.fail("cutoff_s", i, "expected a cutoff > 0 s", cutoff[i])
+    elif cutoff_s is None:
+        raise src.fail(None, None, "no cutoff: pass cutoff_s= or give a cutoff_s column")
+    else:
+        if not (np.isfinite(cutoff_s) and cutoff_s > 0):
+            raise ValueError(f"cutoff_s must be > 0, got {cutoff_s}")
+        cutoff = np.full(len(df), float(cutoff_s))
+    i = _first(latency < 0)
+    if i is not None:
+        raise src.fail("latency_s", i, "expected a latency >= 0 s", latency[i])
+    i = _first(latency > cutoff + TIME_TOL_S)
+    if i is not None:
+        raise src.fail("latency_s", i, f"latency beyond the cutoff ({cutoff[i]:g} s)",
+                       latency[i])
+    if "escaped" in df.columns:
+        escaped = _bools(df, "escaped", src)
+        i = _first(escaped & (latency >= cutoff - TIME_TOL_S))
+        if i is not None:
+            raise src.fail("escaped", i, f"escaped is true but latency_s {latency[i]:g} "
+                           f"reaches the cutoff ({cutoff[i]:g} s)")
+    else:
+        escaped = latency < cutoff - TIME_TOL_S
+    t = pd.DataFrame({"arm": arm, "subject": subject, "trial": trial,
+                      "failure": ~escaped, "latency": np.minimum(latency, cutoff)})
+    _no_duplicates(t[["arm", "subject", "trial"]], src, "trial", "trial")
+    g = t.groupby(["arm", "subject"], sort=True)
+    out = g.agg(n_trials=("trial", "size"), n_failures=("failure", "sum"),
+                mean_latency_s=("latency", "mean")).reset_index()
+    if n_trials is not None:
+        bad = out["n_trials"].to_numpy() != n_trials
+        k = _first(bad)
+        if k is not None:
+            raise src.fail("trial", None, f"subject {out['subject'].iat[k]!r} has "
+                           f"{out['n_trials'].iat[k]} trials, expected {n_trials}")
+    out["n_failures"] = out["n_failures"].astype(np.int64)
+    out["failure_pct"] = out["n_failures"] / out["n_trials"] * 100.0
+    out["helpless"] = out["n_failures"] >= helpless_min_failures
+    return out[LH_COLUMNS]
+
+
+# -------------------------------------------------------------------------- open field
+
+
+def binned_distance(x_cm: np.ndarray, y_cm: np.ndarray, time_s: np.ndarray, *,
+                    bin_s: float = OPEN_FIELD_BIN_S, start_s: float | None = None,
+                    end_s: float | None = None, min_step_cm: float = 0.0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distance travelled per time bin from an x/y track.
+
+    The path between two samples is taken as straight and run at constant speed, so a
+    step that spans a bin edge is split between the bins in proportion to time. Steps
+    with a missing (NaN) end point, and steps shorter than ``min_step_cm`` (tracking
+    jitter), add no distance.
+
+    Parameters
+    ----------
+    x_cm, y_cm, time_s : numpy.ndarray
+        Positions (cm) and strictly increasing sample times (s).
+    bin_s : float, default 300
+    start_s, end_s : float, optional
+        Binned span (default: first to last sample); the last bin may be shorter.
+    min_step_cm : float, default 0
+
+    Returns
+    -------
+    edges_s : numpy.ndarray
+        (n_bins + 1,) bin edges.
+    distance_cm : numpy.ndarray
+        (n_bins,) distance per bin.
+    tracked_s : numpy.ndarray
+        (n_bins,) time covered by steps with both ends tracked.
+    """
+    x, y, t = (np.asarray(a, dtype=float) for a in (x_cm, y_cm, time_s))
+    if not (x.shape == y.shape == t.shape and t.ndim == 1 and t.size >= 2):
+        raise ValueError("x_cm, y_cm and time_s must be 1-D of the same length >= 2")
+    if not np.isfinite(t).all() or (np.diff(t) <= 0).any():
+        raise ValueError("time_s must be finite and strictly increasing")
+    if not bin_s > 0:
+        raise ValueError(f"bin_s must be > 0, got {bin_s}")
+    step = np.hypot(np.diff(x), np.diff(y))
+    valid = np.isfinite(step)
+    step = np.where(valid & (step >= min_step_cm), step, 0.0)
+    cum_dist = np.concatenate(([0.0], np.cumsum(step)))
+    cum_tracked = np.concatenate(([0.0], np.cumsum(np.where(valid, np.diff(t), 0.0))))
+    a = t[0] if start_s is None else float(start_s)
+    b = t[-1] if end_s is None else float(end_s)
+    if not a < b:
+        raise ValueError(f"empty span: start_s {a:g} >= end_s {b:g}")
+    n = int(np.ceil((b - a) / bin_s - 1e-9))
+    edges = np.minimum(a + bin_s * np.arange(n + 1), b)
+    dist = np.diff(np.interp(edges, t, cum_dist))
+    tracked = np.diff(np.interp(edges, t, cum_tracked))
+    return edges, dist, tracked
+
+
+OPEN_FIELD_COLUMNS = ["arm", "subject", "bin", "bin_start_s", "bin_end_s", "distance_cm",
+                      "speed_cm_per_s", "tracked_fraction"]
+
+
+def open_field_locomotion(tracks: str | Path | pd.DataFrame, *,
+                          bin_s: float = OPEN_FIELD_BIN_S, min_step_cm: float = 0.0,
+                          start_s: float | None = None, end_s: float | None = None
+                          ) -> pd.DataFrame:
+    """Binned locomotion per subject from open-field tracking.
+
+    Parameters
+    ----------
+    tracks : path or pandas.DataFrame
+        Columns ``subject, time_s, x_cm, y_cm`` (one row per video frame; empty ``x_cm``/
+        ``y_cm`` where tracking was lost), optional ``arm``.
+    bin_s, min_step_cm, start_s, end_s
+        As in :func:`binned_distance`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`OPEN_FIELD_COLUMNS`; ``speed_cm_per_s`` = distance / bin length,
+        ``tracked_fraction`` = tracked time / bin length.
+
+    Raises
+    ------
+    BehaviorDataError
+        Missing columns, non-numeric values, missing time, time not increasing within a
+        subject, fewer than two samples for a subject.
+    """
+    df, src = _load(tracks, ("subject", "time_s", "x_cm", "y_cm"),
+                    "tracks: subject, time_s, x_cm, y_cm, optional arm")
+    arm, subject = _ids(df, "arm", src, DEFAULT_ARM), _ids(df, "subject", src)
+    t = _floats(df, "time_s", src)
+    x = _floats(df, "x_cm", src, allow_missing=True)
+    y = _floats(df, "y_cm", src, allow_missing=True)
+    frames = []
+    key = pd.DataFrame({"arm": arm, "subject": subject})
+    for (a, s), idx in key.groupby(["arm", "subject"], sort=True).indices.items():
+        if idx.size < 2:
+            raise src.fail("time_s", int(idx[0]), f"subject {s!r} has a single sample; at "
+                           "least two are needed")
+        step = np.diff(t[idx])
+        k = _first(step <= 0)
+        if k is not None:
+            raise src.fail("time_s", int(idx[k + 1]), f"expected time_s to increase within "
+                           f"subject {s!r}, got {t[idx[k + 1]]:g} after {t[idx[k]]:g}")
+        edges, dist, tracked = binned_distance(x[idx], y[idx], t[idx], bin_s=bin_s,
+                                               start_s=start_s, end_s=end_s,
+                                               min_step_cm=min_step_cm)
+        length = np.diff(edges)
+        frames.append(pd.DataFrame({
+            "arm": a, "subject": s, "bin": np.arange(dist.size), "bin_start_s": edges[:-1],
+            "bin_end_s": edges[1:], "distance_cm": dist, "speed_cm_per_s": dist / length,
+            "tracked_fraction": tracked / length}))
+    return pd.concat(frames, ignore_index=True)[OPEN_FIELD_COLUMNS]
+
+
+# ---------------------------------------------------------------------- fear extinction
+
+
+@dataclass(frozen=True, eq=False)
+class FreezingResult:
+    """Freezing per trial and per block of trials.
+
+    Attributes
+    ----------
+    per_trial : pandas.DataFrame
+        Columns ``trial, block, start_s, end_s, n_frames, freezing_pct``.
+    per_block : pandas.DataFrame
+        Columns ``block, first_trial, last_trial, freezing_pct`` (mean of its trials).
+    """
+
+    per_trial: pd.DataFrame
+    per_block: pd.DataFrame
+
+
+def freezing_per_trial(freezing: np.ndarray | list, frame_rate_hz: float,
+                       trials_s: np.ndarray | list, *, block_size: int = 1,
+                       min_freeze_s: float = 0.0, time_s0: float = 0.0) -> FreezingResult:
+    """Freezing % in each trial (e.g. each CS presentation) of an extinction session.
+
+    Parameters
+    ----------
+    freezing : array-like of bool
+        Per frame (or per bin), True while the animal freezes.
+    frame_rate_hz : float
+        Frames per second; frame ``k`` is at ``time_s0 + k / frame_rate_hz``.
+    trials_s : array-like
+        (n_trials, 2) start and end (s) of each trial; a frame belongs to a trial when its
+        time is in ``[start, end)``.
+    block_size : int, default 1
+        Consecutive trials per block (the last block may be shorter).
+    min_freeze_s : float, default 0
+        Freezing runs shorter than this (s) are not counted. Automated scoring commonly
+        requires about 1 s of immobility (e.g. Anagnostaras et al. 2010, Front Behav
+        Neurosci 4:158); 0 keeps every run.
+    time_s0 : float, default 0
+
+    Returns
+    -------
+    FreezingResult
+    """
+    f = np.asarray(freezing)
+    if f.ndim != 1 or f.size == 0 or f.dtype != bool:
+        raise ValueError(f"freezing must be a non-empty 1-D bool series, got {f.dtype} "
+                         f"shape {f.shape}")
+    if not (np.isfinite(frame_rate_hz) and frame_rate_hz > 0):
+        raise ValueError(f"frame_rate_hz must be > 0, got {frame_rate_hz}")
+    tr = np.asarray(trials_s, dtype=float)
+    if tr.ndim != 2 or tr.shape[1] != 2 or tr.shape[0] == 0 or not np.isfinite(tr).all():
+        raise ValueError(f"trials_s must be (n_trials, 2) finite start/end times, got shape "
+                         f"{tr.shape}")
+    if int(block_size) < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    f = f.copy()
+    min_frames = int(np.ceil(min_freeze_s * frame_rate_hz - 1e-9))
+    if min_frames > 1:
+        d = np.diff(np.concatenate(([0], f.view(np.int8), [0])))
+        for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+            if b - a < min_frames:
+                f[a:b] = False
+    t_end = time_s0 + f.size / frame_rate_hz
+    first = np.ceil((tr[:, 0] - time_s0) * frame_rate_hz - 1e-9).astype(np.int64)
+    stop = np.ceil((tr[:, 1] - time_s0) * frame_rate_hz - 1e-9).astype(np.int64)
+    for k in range(tr.shape[0]):
+        if not tr[k, 1] > tr[k, 0]:
+            raise ValueError(f"trial {k + 1}: end {tr[k, 1]:g} s must be after start "
+                             f"{tr[k, 0]:g} s")
+        if tr[k, 0] < time_s0 - TIME_TOL_S or tr[k, 1] > t_end + TIME_TOL_S:
+            raise ValueError(f"trial {k + 1} ({tr[k, 0]:g}-{tr[k, 1]:g} s) lies outside the "
+                             f"recording ({time_s0:g}-{t_end:g} s)")
+    cum = np.concatenate(([0], np.cumsum(f)))
+    n = stop - first
+    pct = (cum[stop] - cum[first]) / np.where(n > 0, n, 1) * 100.0
+    pct = np.where(n > 0, pct, np.nan)
+    block = np.arange(tr.shape[0]) // int(block_size)
+    per_trial = pd.DataFrame({"trial": np.arange(1, tr.shape[0] + 1), "block": block + 1,
+                              "start_s": tr[:, 0], "end_s": tr[:, 1], "n_frames": n,
+                              "freezing_pct": pct})
+    per_block = per_trial.groupby("block", sort=True).agg(
+        first_trial=("trial", "min"), last_trial=("trial", "max"),
+        freezing_pct=("freezing_pct", "mean")).reset_index()
+    return FreezingResult(per_trial, per_block)
