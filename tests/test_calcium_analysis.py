@@ -388,12 +388,46 @@ def test_independent_traces_fraction_significant_near_alpha(rng):
     assert two.fraction_significant <= 0.09
 
 
+@pytest.mark.parametrize("alternative", ["greater", "two-sided"])
+def test_exact_shift_test_matches_brute_force(rng, alternative):
+    x = ar1(rng, (4, 200), phi=0.7)
+    x[1] += 0.8 * x[0]
+    x[3] -= 0.5 * x[2]
+    res = functional_connectivity(x, FR, alternative=alternative)
+    assert res.n_shuffles == 200
+    z = (x - x.mean(1, keepdims=True)) / np.linalg.norm(x - x.mean(1, keepdims=True), axis=1,
+                                                         keepdims=True)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            null = np.array([z[i] @ np.roll(z[j], d) for d in range(200)])
+            obs = z[i] @ z[j]
+            if alternative == "two-sided":
+                null, obs = np.abs(null), abs(obs)
+            assert res.p[i, j] == res.p[j, i] == pytest.approx(np.mean(null >= obs - 1e-9))
+            assert res.r[i, j] == pytest.approx(np.corrcoef(x[i], x[j])[0, 1])
+    assert res.significant[0, 1] and res.significant[2, 3] == (alternative == "two-sided")
+    assert res.null_mean_r == pytest.approx(0.0, abs=1e-12)
+
+
+def test_exact_and_sampled_shift_tests_agree(rng):
+    x = ar1(rng, (30, 3000))
+    exact = functional_connectivity(x, FR)
+    assert 0.015 <= exact.fraction_significant <= 0.09
+    sampled = functional_connectivity(x, FR, rng=4, n_shuffles=400)
+    assert np.nanmax(np.abs(sampled.p - exact.p)) < 0.1  # Monte Carlo error of 400 draws
+    again = functional_connectivity(x, FR, rng=np.random.default_rng(4), n_shuffles=400)
+    np.testing.assert_array_equal(again.p, sampled.p)
+    with pytest.raises(TypeError, match="rng must be"):
+        functional_connectivity(x, FR, n_shuffles=10)
+
+
 def test_constant_trace_is_left_out(rng):
     x = rng.normal(size=(4, 500))
     x[2] = 0.3
-    res = functional_connectivity(x, FR, rng=0, n_shuffles=20)
-    assert np.isnan(res.r[2]).all() and np.isnan(res.p[:, 2]).all()
-    assert res.n_pairs == 3 and not res.significant[2].any()
+    for res in (functional_connectivity(x, FR, rng=0, n_shuffles=20),
+                functional_connectivity(x, FR)):
+        assert np.isnan(res.r[2]).all() and np.isnan(res.p[:, 2]).all()
+        assert res.n_pairs == 3 and not res.significant[2].any()
     with pytest.raises(ValueError, match="at least 2 cells"):
         functional_connectivity(x[:1], FR, rng=0)
 

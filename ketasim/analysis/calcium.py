@@ -68,13 +68,14 @@ TRANSIENT_MIN_SEPARATION_S = 0.5
 # (assumed: covers the onset jitter between cells at 10-30 Hz imaging).
 SYNC_WINDOW_S = 0.5
 # A window is synchronous when more cells are co-active than in this percentile of
-# circularly shifted windows (%; a 99th-percentile shuffle threshold is the usual choice
-# in ensemble studies, e.g. Miller et al. 2014, PNAS 111:E4053).
+# circularly shifted windows (%). Shuffle-derived co-activity thresholds are the usual
+# control in ensemble studies (e.g. Miller et al. 2014, PNAS 111:E4053); the 99th
+# percentile is assumed here.
 SYNC_PERCENTILE = 99.0
 # ... and when at least this many cells take part (a synchronous event needs two cells).
 SYNC_MIN_CELLS = 2
 N_SHUFFLES = 1000
-N_CORRELATION_SHUFFLES = 200
+N_CORRELATION_SHUFFLES = None  # None: every circular shift (an exact test)
 CORRELATION_ALPHA = 0.05  # per-pair significance level for the shuffle test
 # Peri-event window around struggle onsets (s): -3..+2 s brackets the ~1 s lead of the
 # vmPFC rise before struggling reported by Moda-Sava et al. 2019 (F-M-10).
@@ -905,8 +906,12 @@ class ConnectivityResult:
     fraction_significant : float
         Fraction of distinct pairs with ``p < alpha``.
     null_mean_r : float
-        Mean pairwise ``r`` over the shuffles (about 0 for any data: the chance level).
-    n_pairs, n_shuffles : int
+        Mean pairwise ``r`` over the shifts (0 over all shifts of centred traces: the
+        chance level).
+    n_pairs : int
+        Pairs tested (both traces non-constant).
+    n_shuffles : int
+        Shifts per pair (``n_frames`` for the exact test).
     alpha : float
     alternative : str
         ``"greater"`` (positive correlation) or ``"two-sided"`` (``|r|``).
@@ -926,19 +931,27 @@ class ConnectivityResult:
 
 def functional_connectivity(dff: np.ndarray | DffRecording,
                             frame_rate_hz: float | None = None, *,
-                            rng: np.random.Generator | int,
-                            n_shuffles: int = N_CORRELATION_SHUFFLES,
+                            rng: np.random.Generator | int | None = None,
+                            n_shuffles: int | None = N_CORRELATION_SHUFFLES,
                             alpha: float = CORRELATION_ALPHA,
                             alternative: Literal["greater", "two-sided"] = "greater"
                             ) -> ConnectivityResult:
     """Pairwise correlation of dF/F traces and the fraction of significant pairs.
 
-    ``r`` is the Pearson correlation of each pair over all frames. Each shuffle draws an
-    independent uniform circular offset per cell; pair ``(i, j)``, ``i < j``, is correlated
-    with trace ``j`` shifted by its offset (only the relative shift matters, and it is
-    uniform over the recording). The shift keeps each trace's autocorrelation (slow
-    calcium decay) and breaks the alignment between cells; a pair's p-value is ``(1 + #(shuffled r >= observed r)) / (1 + n_shuffles)`` (``|r|`` for a
-    two-sided test). Under independence about ``alpha`` of the pairs come out significant.
+    ``r`` is the Pearson correlation of each pair over all frames. The null shifts one
+    trace of the pair circularly against the other (only the relative shift matters when
+    each cell is shifted independently), which keeps each trace's autocorrelation (slow
+    calcium decay) and breaks the alignment between cells. The correlation at every
+    relative shift is the pair's circular cross-correlation, computed at once by FFT:
+
+    - ``n_shuffles=None`` (default): the exact test over all ``n_frames`` circular
+      shifts, ``p = #(shifts with r_shift >= r) / n_frames`` (the zero shift is the
+      observed value itself);
+    - ``n_shuffles=k``: ``k`` shifts drawn per pair from ``rng``,
+      ``p = (1 + #(r_shift >= r)) / (1 + k)``.
+
+    ``|r|`` replaces ``r`` for a two-sided test. Under independence about ``alpha`` of
+    the pairs come out significant.
 
     Parameters
     ----------
@@ -946,9 +959,10 @@ def functional_connectivity(dff: np.ndarray | DffRecording,
         (n_cells, n_frames) dF/F, n_cells >= 2.
     frame_rate_hz : float, optional
         Required for an array (used only to check the input).
-    rng : numpy.random.Generator or int
-        Source (or seed) of the shifts.
-    n_shuffles : int, default 200
+    rng : numpy.random.Generator or int, optional
+        Source (or seed) of the drawn shifts; required when ``n_shuffles`` is given.
+    n_shuffles : int, optional
+        Number of random shifts per pair; None for all shifts.
     alpha : float, default 0.05
     alternative : {"greater", "two-sided"}, default "greater"
 
@@ -956,13 +970,15 @@ def functional_connectivity(dff: np.ndarray | DffRecording,
     -------
     ConnectivityResult
     """
-    gen = _generator(rng)
     x, _, _ = _as_matrix(dff, frame_rate_hz)
     if alternative not in ("greater", "two-sided"):
         raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
-    if int(n_shuffles) < 1:
-        raise ValueError(f"n_shuffles must be >= 1, got {n_shuffles}")
-    n_shuffles = int(n_shuffles)
+    gen = None
+    if n_shuffles is not None:
+        if int(n_shuffles) < 1:
+            raise ValueError(f"n_shuffles must be >= 1 or None, got {n_shuffles}")
+        n_shuffles = int(n_shuffles)
+        gen = _generator(rng)
     n_cells, n_frames = x.shape
     if n_cells < 2:
         raise ValueError("functional connectivity needs at least 2 cells")
@@ -974,38 +990,39 @@ def functional_connectivity(dff: np.ndarray | DffRecording,
     np.clip(r, -1.0, 1.0, out=r)
     r[const, :] = np.nan
     r[:, const] = np.nan
-    iu = np.triu_indices(n_cells, 1)
-    stat = (r if alternative == "greater" else np.abs(r))[iu]
-    valid = ~(const[iu[0]] | const[iu[1]])
-    extreme = np.zeros(iu[0].size, dtype=np.int64)
-    null_sum = 0.0
-    frame = np.arange(n_frames)
-    shifts = gen.integers(0, n_frames, size=(n_shuffles, n_cells))
-    # Pair (i, j), i < j, is compared with cell j shifted by its own offset against cell i
-    # unshifted: the relative shift is uniform either way, and the shuffles of a chunk then
-    # stack into one matrix product (few large BLAS calls instead of many small ones).
-    chunk = max(1, min(n_shuffles, 4_000_000 // (n_cells * n_frames)))
-    for a in range(0, n_shuffles, chunk):
-        sh = shifts[a:a + chunk]  # (k, n_cells)
-        idx = (frame[None, None, :] - sh[:, :, None]) % n_frames
-        zs = z[np.arange(n_cells)[None, :, None], idx]  # (k, n_cells, n_frames)
-        rs = (z @ zs.reshape(-1, n_frames).T).reshape(n_cells, sh.shape[0], n_cells)
-        rs = rs[iu[0], :, iu[1]]  # (n_pairs, k)
-        if valid.any():
-            null_sum += float(rs[valid].mean(axis=0).sum())
-        rs = rs if alternative == "greater" else np.abs(rs)
-        # float slack: a zero relative shift ties with the observed value, it does not beat it
-        extreme += (rs >= stat[:, None] - 1e-9).sum(axis=1)
-    p_pair = (1 + extreme) / (1 + n_shuffles)
+    spectrum = np.fft.rfft(z, axis=1)
     p = np.full((n_cells, n_cells), np.nan)
-    p[iu] = np.where(valid, p_pair, np.nan)
+    null_sum, n_valid = 0.0, 0
+    for i in range(n_cells - 1):
+        js = np.arange(i + 1, n_cells)
+        js = js[~const[js]] if not const[i] else js[:0]
+        if js.size == 0:
+            continue
+        # xcorr[k, d] = sum_t z_i(t + d) z_j(t): r of the pair at relative shift d
+        xcorr = np.fft.irfft(spectrum[i][None, :] * np.conj(spectrum[js]), n=n_frames, axis=1)
+        if gen is not None:
+            xcorr = np.take_along_axis(
+                xcorr, gen.integers(0, n_frames, size=(js.size, n_shuffles)), axis=1)
+        null_sum += float(xcorr.mean(axis=1).sum())
+        n_valid += js.size
+        observed = r[i, js]
+        if alternative == "two-sided":
+            xcorr, observed = np.abs(xcorr), np.abs(observed)
+        # float slack: the zero shift reproduces the observed value up to rounding
+        extreme = (xcorr >= observed[:, None] - 1e-9).sum(axis=1)
+        p[i, js] = (extreme / n_frames if gen is None
+                    else (1 + extreme) / (1 + n_shuffles))
+    iu = np.triu_indices(n_cells, 1)
     p.T[iu] = p[iu]
     significant = np.nan_to_num(p, nan=1.0) < alpha
+    valid = ~np.isnan(p[iu])
     pairs = int(valid.sum())
     mean_r = float(r[iu][valid].mean()) if pairs else float("nan")
     frac = float(significant[iu][valid].mean()) if pairs else float("nan")
-    return ConnectivityResult(r, p, significant, mean_r, frac, null_sum / n_shuffles, pairs,
-                              n_shuffles, float(alpha), alternative)
+    null_mean = null_sum / n_valid if n_valid else float("nan")
+    return ConnectivityResult(r, p, significant, mean_r, frac, null_mean, pairs,
+                              n_frames if gen is None else n_shuffles, float(alpha),
+                              alternative)
 
 
 # ------------------------------------------------------------------- peri-event average
@@ -1181,7 +1198,7 @@ def summarize_session(dff: np.ndarray | DffRecording, frame_rate_hz: float | Non
                       noise_sd: float | np.ndarray | None = None,
                       window_s: float = SYNC_WINDOW_S, n_shuffles: int = N_SHUFFLES,
                       percentile: float = SYNC_PERCENTILE,
-                      n_correlation_shuffles: int = N_CORRELATION_SHUFFLES,
+                      n_correlation_shuffles: int | None = N_CORRELATION_SHUFFLES,
                       alpha: float = CORRELATION_ALPHA,
                       peri_event_window_s: tuple[float, float] = PERI_EVENT_WINDOW_S
                       ) -> SessionSummary:
@@ -1191,7 +1208,8 @@ def summarize_session(dff: np.ndarray | DffRecording, frame_rate_hz: float | Non
     :func:`functional_connectivity` and, with ``event_times_s``, :func:`peri_event_average`
     with the settings given (see those functions). The synchrony and correlation shuffles
     draw from two generators spawned from ``rng``, so each result does not depend on
-    whether the other is computed.
+    whether the other is computed; the correlation test is exact over all circular
+    shifts (draws nothing) unless ``n_correlation_shuffles`` is given.
 
     Returns
     -------
