@@ -407,3 +407,12 @@ def test_unreadable_files(tmp_path, reader):
         reader(tmp_path / "bad.parquet")
     with pytest.raises(BehaviorDataError, match="expected a path"):
         reader(42)
+
+
+@pytest.mark.parametrize("value", ["", " ", "nan", "1e400", "True", "0x10", "1,5", "\u00b5"])
+def test_odd_csv_cells_raise_only_behavior_errors(tmp_path, value):
+    path = tmp_path / "odd.csv"
+    cell = f'"{value}"' if "," in value else value
+    path.write_text(f"subject,start_s,end_s,state\nm1,0,{cell},immobile\n", encoding="utf-8")
+    with pytest.raises(BehaviorDataError, match=r"^odd.csv, column 'end_s', row 1 \(line 2\)"):
+        read_tst_table(path)

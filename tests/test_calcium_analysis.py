@@ -496,3 +496,28 @@ def test_summarize_session(rng):
     rec = read_dff(x, FR)
     assert summarize_session(rec, rng=3, n_shuffles=50, n_correlation_shuffles=20
                              ).sync_p == d["sync_p"]
+
+
+ODD_CELLS = ["", " ", "nan", "1e400", "-inf", "True", "0x10", "1,5", "--", "\u00b5"]
+
+
+@pytest.mark.parametrize("value", ODD_CELLS)
+@pytest.mark.parametrize("column", ["time_s", "c1"])
+def test_odd_csv_cells_raise_only_calcium_errors(tmp_path, value, column):
+    path = tmp_path / "odd.csv"
+    lines = wide_table(small_matrix()).to_csv(index=False).splitlines()
+    header = lines[0].split(",")
+    cells = lines[2].split(",")
+    cells[header.index(column)] = f'"{value}"' if "," in value else value
+    lines[2] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(CalciumDataError, match=rf"^odd.csv, column '{column}', row 2 \(line 3\)"):
+        read_dff(path)
+
+
+def test_summary_default_correlation_test_is_exact(rng):
+    x, _ = planted_session(rng, n_cells=6, n_frames=1200)
+    s = summarize_session(x, FR, rng=0, n_shuffles=20)
+    assert s.connectivity.n_shuffles == 1200
+    assert 0.0 <= s.correlated_pair_fraction <= 1.0
+    assert s.peri_event is None and s.peri_event_n == 0 and np.isnan(s.peri_event_rise_s)
