@@ -51,7 +51,7 @@ import numba
 import numpy as np
 
 from ketasim.params import load_registry
-from ketasim.spines.engine import MEMORY, SpineParams, run_spines
+from ketasim.spines.engine import MEMORY, SIZE_DT_H, SpineParams, run_spines
 from ketasim.spines.rng import subject_states
 from ketasim.spines.simulate import DT_H
 
@@ -172,8 +172,10 @@ class Reference:
             c += w[j]
         return j * self.seg + rnd() * min(self.seg, L - j * self.seg)
 
-    def step(self, br: Branch, t, F, E, P, rng):
-        """One step of one branch; returns (formed, eliminated, lost, alive after losses)."""
+    def step(self, br: Branch, t, F, E, P, rng, size_dt):
+        """One step of one branch; returns (formed, eliminated, lost, alive after losses).
+        Sizes advance by the exact OU transition over ``size_dt`` h (0: held this step),
+        as in the engine (``SIZE_DT_H``)."""
         v, dt = self.v, self.dt
         rnd = rng.random
         dt_d = dt / 24.0
@@ -182,7 +184,7 @@ class Reference:
         young_gain, young_tau = v["young_gain"], v["young_tau_d"]
         nosyn, c_r = v["nosyn_factor"], v["c_r"]
         c_gain = v["c_gain"] + v["c_stress"] * max(0.0, E - 1.0)
-        a = math.exp(-v["size_theta"] * dt_d)
+        a = math.exp(-v["size_theta"] * size_dt / 24.0)
         size_sd = v["size_sigma"] * math.sqrt(1.0 - a * a) * SQRT6
         syn_rate = v["k_syn"] * P
         p_syn = 1.0 - math.exp(-syn_rate * dt_d)
@@ -221,9 +223,11 @@ class Reference:
                 continue
             if not sp.synapse and rnd() < (p_syn_restored if sp.origin == 2 else p_syn):
                 sp.synapse = True
-            target = mu_m if sp.synapse else mu_n
-            # size noise as the engine draws it: the sum of two uniforms (triangular)
-            sp.logsize = target + (sp.logsize - target) * a + size_sd * (rnd() + rnd() - 1.0)
+            if size_dt > 0.0:
+                target = mu_m if sp.synapse else mu_n
+                # size noise as the engine draws it: the sum of two uniforms (triangular)
+                sp.logsize = target + (sp.logsize - target) * a + size_sd * (
+                    rnd() + rnd() - 1.0)
             survivors.append(sp)
         br.spines = survivors
         n_alive = len(survivors)
@@ -268,9 +272,11 @@ class Reference:
         dt = self.dt
         branches = [self.new_branch(rng, 0.0) for _ in range(n_br)]
         n_burn = int(self.v["burn_in_d"] * 24.0 / dt)
+        every = max(1, round(SIZE_DT_H / dt))
         for i in range(n_burn):
+            size_dt = every * dt if i % every == 0 else 0.0
             for br in branches:
-                self.step(br, -(n_burn - i) * dt, 1.0, 1.0, 1.0, rng)
+                self.step(br, -(n_burn - i) * dt, 1.0, 1.0, 1.0, rng, size_dt)
         for br in branches:  # spines alive at the start count as pre-existing
             for sp in br.spines:
                 sp.origin = 0
@@ -283,8 +289,9 @@ class Reference:
                 self.photoactivate(branches, photo_times[i_pa], rng)
                 i_pa += 1
             F, E, P = float(form[i]), float(elim[i]), float(synp[i])
+            size_dt = every * dt if (n_burn + i) % every == 0 else 0.0
             for br in branches:
-                for c, x in enumerate(self.step(br, t, F, E, P, rng)):
+                for c, x in enumerate(self.step(br, t, F, E, P, rng, size_dt)):
                     totals[c] += x
         density = sum(len(br.spines) for br in branches) / (n_br * self.v["branch_length"])
         return totals[3], totals[0], totals[1], totals[2], density

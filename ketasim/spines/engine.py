@@ -17,7 +17,8 @@ Rules per step of ``dt`` hours (parameters in the registry, ``spine.<cell>.*``):
   susc_b loc(x)`` (the signalling layer's elimination drive E, concentrated on
   susceptible branches, ``susc_b``, and on susceptible stretches of a branch, ``loc(x)``:
   a log-normal field, piecewise constant over ``local_seg_um``) x neighbour coupling
-  ``1 + c_gain n_recent`` (recent eliminations within ``c_r`` um): stress-driven loss
+  ``1 + c_gain n_recent`` (eliminations within ``c_r`` um in the last ``c_tau_d``; the
+  count is kept per spine, updated as sites are lost and expire): stress-driven loss
   comes clustered and branch-specific (F-M-2);
 - de novo formation, Poisson per branch with rate ``f0 L max(0, 1 + (F - 1) plast_b)``
   (F the formation drive; plast_b the branch's plasticity): up to the baseline rate
@@ -49,7 +50,6 @@ import numba
 import numpy as np
 
 from ketasim.spines.rng import (
-    high_uniform,
     next_double,
     next_normal,
     next_normal_fast,
@@ -88,6 +88,10 @@ I_MU_M, I_MU_N, I_SIZE_SIGMA, I_SIZE_THETA = (_I["size_mu_mature"], _I["size_mu_
 I_STUBBY, I_PARAC1_P, I_PARAC1_WIN, I_BURN = (_I["stubby_frac"], _I["parac1_p"],
                                               _I["parac1_window_h"], _I["burn_in_d"])
 MEMORY = 64  # remembered elimination sites per branch (ring buffer)
+# spine sizes (and the hazard's size factor) advance every SIZE_DT_H hours by the exact
+# Ornstein-Uhlenbeck transition and are held in between: log sizes relax over days
+# (size_theta 0.3/day), so a half-day hold changes nothing measurable and halves the cost
+SIZE_DT_H = 12.0
 LOCAL_MAX = 128  # most segments of the local fields per branch
 
 
@@ -203,6 +207,41 @@ def _add_memory(mem_pos, mem_t, mem_used, mem_n, b, pos, t):
     mem_n[b] += 1
 
 
+@numba.njit(cache=True)
+def _couple(n_alive, pos, ncpl, b, x, c_r, step):
+    """Add ``step`` (+1 or -1) to the coupling count of the spines of branch ``b``
+    within ``c_r`` um of a site at ``x``."""
+    for k in range(n_alive[b]):
+        if abs(pos[b, k] - x) < c_r:
+            ncpl[b, k] += step
+
+
+@numba.njit(cache=True)
+def _count_active(mem_pos, mem_n, cpl_tail, b, x, c_r):
+    """Active coupling sites (those not yet expired) of branch ``b`` within ``c_r`` of x."""
+    n = 0
+    for i in range(cpl_tail[b], mem_n[b]):
+        if abs(mem_pos[b, i % mem_pos.shape[1]] - x) < c_r:
+            n += 1
+    return n
+
+
+@numba.njit(cache=True)
+def _eliminate(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid,
+               mem_pos, mem_t, mem_used, mem_n, cpl_tail, b, k, t, c_r):
+    """Remove spine ``k``, remember its site and make the site a coupling source for the
+    branch's spines within ``c_r`` until it expires (the oldest active site expires early
+    if the memory is full)."""
+    x = pos[b, k]
+    _remove(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, b, k)
+    n_mem = mem_pos.shape[1]
+    if mem_n[b] - cpl_tail[b] >= n_mem:
+        _couple(n_alive, pos, ncpl, b, mem_pos[b, cpl_tail[b] % n_mem], c_r, -1)
+        cpl_tail[b] += 1
+    _add_memory(mem_pos, mem_t, mem_used, mem_n, b, x, t)
+    _couple(n_alive, pos, ncpl, b, x, c_r, 1)
+
+
 @numba.njit(inline="always")
 def _one_minus_exp(x):
     """1 - exp(-x); its series to third order where x is small (error < 1e-10)."""
@@ -230,7 +269,7 @@ def _field_position(field_cum, b, L, p, state):
 
 
 @numba.njit(cache=True)
-def _new_spine(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id, b, x, t,
+def _new_spine(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, next_id, b, x, t,
                org, p, state):
     """Append a spine to branch ``b``; False if the branch is full."""
     k = n_alive[b]
@@ -240,6 +279,10 @@ def _new_spine(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_
     # a restored spine regrows against a surviving bouton: a synapse-sized head
     mu = p[I_MU_M] if org == 2 else p[I_MU_N]
     logsize[b, k] = mu + 0.3 * p[I_SIZE_SIGMA] * next_normal(state)
+    sizef[b, k] = math.exp(-p[I_A_SIZE] * (logsize[b, k] - p[I_MU_M]))
+    ncpl[b, k] = 0  # the caller counts the active coupling sites near it
+    cumh[b, k] = 0.0
+    thr[b, k] = -math.log(1.0 - next_double(state))  # eliminated when cumh reaches it
     birth[b, k] = t
     origin[b, k] = org
     synapse[b, k] = 0
@@ -251,12 +294,16 @@ def _new_spine(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_
 
 
 @numba.njit(cache=True)
-def _remove(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, b, k):
+def _remove(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, b, k):
     """Remove spine ``k`` of branch ``b``: the branch's last spine takes its slot."""
     last = n_alive[b] - 1
     if k != last:
         pos[b, k] = pos[b, last]
         logsize[b, k] = logsize[b, last]
+        sizef[b, k] = sizef[b, last]
+        ncpl[b, k] = ncpl[b, last]
+        cumh[b, k] = cumh[b, last]
+        thr[b, k] = thr[b, last]
         birth[b, k] = birth[b, last]
         origin[b, k] = origin[b, last]
         synapse[b, k] = synapse[b, last]
@@ -265,10 +312,10 @@ def _remove(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, b, k):
     n_alive[b] = last
 
 
-@numba.njit(cache=True)
-def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
-                  mem_pos, mem_t, mem_used, mem_n, susc, plast, sfield_z, sfield, pfield,
-                  pfield_cum, p, f0, t, dt, F, E, P, state, stats, recent_pos):
+@numba.njit(cache=True, error_model="numpy")
+def _step_subject(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid,
+                  next_id, mem_pos, mem_t, mem_used, mem_n, cpl_tail, susc, plast, sfield_z,
+                  sfield, pfield, pfield_cum, p, f0, t, dt, size_dt, F, E, P, state, stats):
     """One step of all branches of one subject. stats[0] += formations, [1] += eliminations,
     [2] += formations lost to a full branch, [3] += spines alive after the step's losses
     (spine-steps, for spine-day counts)."""
@@ -289,7 +336,8 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
     c_r = p[I_C_R]
     c_tau_h = p[I_C_TAU] * 24.0
     horizon_h = p[I_HORIZON] * 24.0
-    a = math.exp(-p[I_SIZE_THETA] * dt_d)  # exact OU discretisation of the log size
+    # exact OU transition of the log size over size_dt hours (0: sizes held this step)
+    a = math.exp(-p[I_SIZE_THETA] * size_dt / 24.0)
     size_sd = p[I_SIZE_SIGMA] * math.sqrt(1.0 - a * a)
     sg = p[I_STRESS_GAIN] * (E - 1.0)
     syn_rate = p[I_K_SYN] * P
@@ -310,21 +358,14 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
             for j in range(n_seg):
                 sfield_z[b, j] = sfield_z[b, j] * f_a + f_sd * next_normal_fast(state)
                 sfield[b, j] = math.exp(ls * sfield_z[b, j] - 0.5 * ls * ls)
-        # sites eliminated within the coupling memory, gathered once per branch and step
-        # (newest first through the ring buffer, stopping at the first one too old)
-        n_recent = 0
-        if c_gain > 0.0:
-            m = (mem_n[b] - 1) % n_mem_cap
-            for _ in range(min(mem_n[b], n_mem_cap)):
-                if t - mem_t[b, m] >= c_tau_h:
-                    break
-                recent_pos[n_recent] = mem_pos[b, m]
-                n_recent += 1
-                m = m - 1 if m > 0 else n_mem_cap - 1
+        # coupling sites older than c_tau stop coupling (their neighbours' counts drop)
+        while cpl_tail[b] < mem_n[b] and t - mem_t[b, cpl_tail[b] % n_mem_cap] >= c_tau_h:
+            _couple(n_alive, pos, ncpl, b, mem_pos[b, cpl_tail[b] % n_mem_cap], c_r, -1)
+            cpl_tail[b] += 1
         # ---- elimination, synapse gain and size dynamics of the live spines
         k = 0
         while k < n_alive[b]:
-            h = e0 * math.exp(-a_size * (logsize[b, k] - mu_m))
+            h = e0 * sizef[b, k]
             if synapse[b, k] == 0:  # an immature spine: no synapse yet, higher when young
                 h *= nosyn
                 age_h = t - birth[b, k]
@@ -333,29 +374,26 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
             if sg_b != 0.0:
                 j = int(pos[b, k] * inv_seg)
                 h *= max(0.0, 1.0 + sg_b * sfield[b, j if j < n_seg else n_seg - 1])
-            if n_recent > 0:
-                recent = 0
-                for j in range(n_recent):
-                    if abs(recent_pos[j] - pos[b, k]) < c_r:
-                        recent += 1
-                h *= 1.0 + c_gain * recent
-            p_elim = _one_minus_exp(h * dt_d)
-            r = next_u64(state)  # upper half: elimination; lower half: size fluctuation
-            if high_uniform(r) < p_elim:
-                _add_memory(mem_pos, mem_t, mem_used, mem_n, b, pos[b, k], t)
-                if c_gain > 0.0 and n_recent < recent_pos.shape[0]:
-                    recent_pos[n_recent] = pos[b, k]  # couples within the same step too
-                    n_recent += 1
-                _remove(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, b, k)
+            if ncpl[b, k] > 0:  # recent eliminations within c_r um
+                h *= 1.0 + c_gain * ncpl[b, k]
+            # elimination when the integrated hazard reaches the spine's Exp(1) threshold
+            # (exact for a hazard held over each step; one random number per spine life)
+            cumh[b, k] += h * dt_d
+            if cumh[b, k] >= thr[b, k]:
+                # couples at once: spines later in this step's loop see it too
+                _eliminate(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby,
+                           sid, mem_pos, mem_t, mem_used, mem_n, cpl_tail, b, k, t, c_r)
                 stats[1] += 1
                 continue  # slot k now holds the branch's last spine, not yet stepped
             if synapse[b, k] == 0 and next_double(state) < (
                     p_syn_restored if origin[b, k] == 2 else p_syn):
                 synapse[b, k] = 1
             n_steps_alive += 1
-            target = mu_m if synapse[b, k] == 1 else mu_n
-            logsize[b, k] = target + (logsize[b, k] - target) * a + size_sd * \
-                triangular_normal(r)
+            if size_dt > 0.0:
+                target = mu_m if synapse[b, k] == 1 else mu_n
+                logsize[b, k] = target + (logsize[b, k] - target) * a + size_sd * \
+                    triangular_normal(next_u64(state))
+                sizef[b, k] = math.exp(-a_size * (logsize[b, k] - mu_m))
             k += 1
         # ---- de novo formation: up to the baseline rate placed uniformly, the excess
         # by the branch's plasticity field (hot stretches), so raised formation clusters
@@ -368,8 +406,9 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
                 x = next_double(state) * L
             else:
                 x = _field_position(pfield_cum, b, L, p, state)
-            if _new_spine(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
-                          b, x, t, 1, p, state):
+            if _new_spine(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby,
+                          sid, next_id, b, x, t, 1, p, state):
+                ncpl[b, n_alive[b] - 1] = _count_active(mem_pos, mem_n, cpl_tail, b, x, c_r)
                 stats[0] += 1
             else:
                 stats[2] += 1
@@ -377,16 +416,23 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
         # (faster on the branch's plastic stretches)
         if excess > 0.0 and p[I_K_RESTORE] > 0.0:
             rate_dt = p[I_K_RESTORE] * excess * dt_d
-            for m in range(min(mem_n[b], n_mem_cap)):
-                if mem_used[b, m] == 1 or t - mem_t[b, m] >= horizon_h:
+            m = (mem_n[b] - 1) % n_mem_cap  # newest first, up to the memory horizon
+            for _ in range(min(mem_n[b], n_mem_cap)):
+                mm = m
+                m = m - 1 if m > 0 else n_mem_cap - 1
+                if t - mem_t[b, mm] >= horizon_h:
+                    break
+                if mem_used[b, mm] == 1:
                     continue
-                x = rate_dt * pfield[b, _segment(mem_pos[b, m], n_seg, p)]
+                x = rate_dt * pfield[b, _segment(mem_pos[b, mm], n_seg, p)]
                 if next_double(state) < _one_minus_exp(x):
-                    mem_used[b, m] = 1
-                    x = mem_pos[b, m] + (2.0 * next_double(state) - 1.0) * p[I_RESTORE_R]
+                    mem_used[b, mm] = 1
+                    x = mem_pos[b, mm] + (2.0 * next_double(state) - 1.0) * p[I_RESTORE_R]
                     x = min(max(x, 0.0), L)
-                    if _new_spine(n_alive, pos, logsize, birth, origin, synapse, stubby, sid,
-                                  next_id, b, x, t, 2, p, state):
+                    if _new_spine(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby,
+                                  sid, next_id, b, x, t, 2, p, state):
+                        ncpl[b, n_alive[b] - 1] = _count_active(mem_pos, mem_n, cpl_tail, b, x,
+                                                                c_r)
                         stats[0] += 1
                     else:
                         stats[2] += 1
@@ -394,13 +440,13 @@ def _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, ne
 
 
 @numba.njit(cache=True)
-def _photoactivate(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, p, t, state):
+def _photoactivate(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, p, t, state):
     t_min = t - p[I_PARAC1_WIN]
     for b in range(pos.shape[0]):
         k = 0
         while k < n_alive[b]:
             if birth[b, k] > t_min and next_double(state) < p[I_PARAC1_P]:
-                _remove(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, b, k)
+                _remove(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, b, k)
             else:
                 k += 1
 
@@ -419,11 +465,13 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
     n_rec = rec_times.shape[0]
     L = p[I_LENGTH]
     n_seg = min(math.ceil(L / p[I_LOCAL_SEG]), LOCAL_MAX)
+    size_every = max(1, round(SIZE_DT_H / dt))
     for s in numba.prange(n_sub):
         state = states[s].copy()
         n_alive = np.zeros(n_branches, dtype=np.int64)
         pos = np.zeros((n_branches, cap))
         logsize = np.zeros((n_branches, cap))
+        sizef = np.zeros((n_branches, cap))  # size factor of the hazard, exp(-a (ls - mu))
         birth = np.zeros((n_branches, cap))
         origin = np.zeros((n_branches, cap), dtype=np.int8)
         synapse = np.zeros((n_branches, cap), dtype=np.uint8)
@@ -441,7 +489,10 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
         pfield = np.empty((n_branches, n_seg))
         pfield_cum = np.empty((n_branches, n_seg))
         stats = np.zeros(4, dtype=np.int64)
-        recent_pos = np.empty(MEMORY)  # scratch for the coupling sites of a branch-step
+        ncpl = np.zeros((n_branches, cap), dtype=np.int32)  # recent eliminations nearby
+        cumh = np.zeros((n_branches, cap))  # hazard integrated since birth
+        thr = np.zeros((n_branches, cap))  # the Exp(1) level at which the spine is lost
+        cpl_tail = np.zeros(n_branches, dtype=np.int64)  # oldest site still coupling
         ss, ps = p[I_SUSC_SIGMA], p[I_PLAST_SIGMA]
         ls, lp = p[I_LOCAL_SIGMA], p[I_PLAST_LOCAL]
         for b in range(n_branches):
@@ -461,6 +512,8 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
                 x = next_double(state) * L
                 pos[b, k] = x
                 logsize[b, k] = p[I_MU_M] + p[I_SIZE_SIGMA] * next_normal(state)
+                sizef[b, k] = math.exp(-p[I_A_SIZE] * (logsize[b, k] - p[I_MU_M]))
+                thr[b, k] = -math.log(1.0 - next_double(state))
                 birth[b, k] = t_start - 1e4
                 origin[b, k] = 0
                 synapse[b, k] = 1
@@ -472,10 +525,11 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
         n_burn = int(p[I_BURN] * 24.0 / dt)
         for i in range(n_burn):
             tb = t_start - (n_burn - i) * dt
-            _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
-                          mem_pos, mem_t, mem_used, mem_n, susc, plast, sfield_z, sfield,
-                          pfield, pfield_cum, p, f0, tb, dt, 1.0, 1.0, 1.0, state, stats,
-                          recent_pos)
+            size_dt = size_every * dt if i % size_every == 0 else 0.0
+            _step_subject(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, next_id,
+                          mem_pos, mem_t, mem_used, mem_n, cpl_tail, susc, plast, sfield_z, sfield,
+                          pfield, pfield_cum, p, f0, tb, dt, size_dt, 1.0, 1.0, 1.0, state,
+                          stats)
         origin[:] = 0  # spines alive at the start count as pre-existing
         stats[:] = 0
         i_rec = 0
@@ -484,7 +538,7 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
         for i in range(n_steps + 1):
             t = t_start + i * dt
             while i_pa < n_pa and photo_times[s, i_pa] <= t:
-                _photoactivate(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, p,
+                _photoactivate(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, p,
                                photo_times[s, i_pa], state)
                 i_pa += 1
             while i_rec < n_rec and rec_times[i_rec] <= t:
@@ -500,9 +554,10 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
                 i_rec += 1
             if i == n_steps:
                 break
-            _step_subject(n_alive, pos, logsize, birth, origin, synapse, stubby, sid, next_id,
-                          mem_pos, mem_t, mem_used, mem_n, susc, plast, sfield_z, sfield,
-                          pfield, pfield_cum, p, f0, t, dt, form[s, i], elim[s, i],
-                          synp[s, i], state, stats, recent_pos)
+            size_dt = size_every * dt if (n_burn + i) % size_every == 0 else 0.0
+            _step_subject(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, next_id,
+                          mem_pos, mem_t, mem_used, mem_n, cpl_tail, susc, plast, sfield_z, sfield,
+                          pfield, pfield_cum, p, f0, t, dt, size_dt, form[s, i], elim[s, i],
+                          synp[s, i], state, stats)
         for c in range(counts.shape[1]):
             counts[s, c] = stats[c]
