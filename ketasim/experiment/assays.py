@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ketasim.circuit.assay import CALCIUM
 from ketasim.experiment.measure import Assay
 from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
 from ketasim.signaling.assays import MICRODIALYSIS_DA, SIGNALING_STATE, WESTERN_BLOT
@@ -9,5 +10,6 @@ from ketasim.spines.assays import FIXED, SPINE_ASSAYS, TWO_PHOTON, UNCAGING
 
 ASSAYS: dict[str, Assay] = {a.name: a for a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA,
                                                 WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
-                                                UNCAGING, FIXED)}
+                                                UNCAGING, FIXED, CALCIUM)}
+SPINE_ASSAYS = (*SPINE_ASSAYS, CALCIUM.name)  # the circuit reads the spine layer
 __all__ = ["ASSAYS", "SPINE_ASSAYS"]

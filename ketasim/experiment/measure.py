@@ -71,6 +71,7 @@ class AssayContext:
     trajectory: Callable[[str, np.ndarray], np.ndarray]  # (output, times) -> (n, len(times))
     spines: object = None
     kept: dict = field(default_factory=dict)
+    registry: object = None  # the parameter registry of the run (layers that read it)
 
     def keep(self, key: str, value) -> None:
         self.kept[key] = value

@@ -118,7 +118,8 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
             return _sim.output(output)[:, idx]
 
         for assay, opts, at in plans:
-            ctx = AssayContext(seed, arm.name, arm.n, species, opts, trajectory, recording)
+            ctx = AssayContext(seed, arm.name, arm.n, species, opts, trajectory, recording,
+                               registry=registry)
             rows = assay.measure(ctx, at)
             if "tracking" in ctx.kept:
                 tracking[arm.name] = ctx.kept["tracking"]
@@ -151,6 +152,8 @@ def _spine_plan(arm, plans, events) -> dict | None:
     rec = sorted({float(t) for _, _, at in spine for t in at})
     first = min([0.0, rec[0]] + ([float(events.times[0])] if events.n else []))
     t0 = np.floor((first - LEAD_IN_H) / DT_H) * DT_H
+    if any(a.name == "calcium_imaging" for a, _, _ in spine):
+        rec = sorted({float(t0), *rec})  # the pre-protocol baseline the circuit scales by
     n_steps = int(np.ceil((rec[-1] - t0) / DT_H)) + 1
     photo = sorted(ev.at for ev in arm.protocol
                    if getattr(ev, "intervention", None) == "as_parac1_photoactivation")

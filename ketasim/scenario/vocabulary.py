@@ -174,6 +174,12 @@ ASSAYS: dict[str, tuple[str, ...]] = {
         "filopodium_fraction",
         "synaptic_spine_density_per_10um",
     ),
+    "calcium_imaging": (
+        "calcium_transient_rate_per_min",
+        "sync_event_rate_per_min",
+        "sync_fraction_per_event",
+        "mean_pairwise_r",
+    ),
 }
 
 

@@ -1,0 +1,84 @@
+"""``calcium_imaging``: two-photon GCaMP imaging of a prefrontal field of view.
+
+At each session time the slow layers set the circuit's state: the recurrent coupling
+follows the subject's density of spines carrying a synapse relative to its own baseline
+(the spine layer, ground truth over ``branches`` simulated branches), and excitability
+follows the signalling layer's activity drive. The circuit runs ``minutes`` of activity
+at ``frame_rate_hz``; the raw fluorescence of ``cells`` cells goes through a lab pipeline
+(neuropil subtraction with factor 0.7, baseline F0 as the 8th percentile of the session,
+dF/F = (F - F0) / F0), and the readouts are computed by :mod:`ketasim.analysis.calcium`,
+the same functions a lab runs on its own dF/F matrices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ketasim.experiment.measure import Assay, AssayContext, AssayRows, assay_rng, same_times
+
+BASELINE_PERCENTILE = 8.0  # F0 of a session (a common pipeline choice, e.g. suite2p-style)
+READOUTS = ("calcium_transient_rate_per_min", "sync_event_rate_per_min",
+            "sync_fraction_per_event", "mean_pairwise_r")
+UNITS = ("per min", "per min", "fraction", "1")
+_SUMMARY_KEYS = ("transient_rate_per_min", "sync_event_rate_per_min",
+                 "sync_fraction_per_event", "mean_pairwise_r")
+
+
+def dff_from_raw(raw: np.ndarray, neuropil: np.ndarray, factor: float) -> np.ndarray:
+    """dF/F per cell (rows) of one session: neuropil-subtracted, baseline the
+    ``BASELINE_PERCENTILE``th percentile over the session."""
+    f = raw.astype(float) - factor * neuropil.astype(float)
+    f0 = np.percentile(f, BASELINE_PERCENTILE, axis=1, keepdims=True)
+    f0 = np.where(np.abs(f0) < 1e-6, 1e-6, f0)
+    return (f - f0) / f0
+
+
+def circuit_inputs(ctx: AssayContext, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, len(at)) coupling (synaptic spine density / the subject's baseline) and
+    activity drive at the session times."""
+    rec = ctx.spines
+    nb = int(ctx.options["branches"])
+    syn = ((rec.alive[:, :, :nb] == 1) & (rec.synapse[:, :, :nb] == 1)).sum(axis=(2, 3))
+    base = syn[:, 0].astype(float)  # the first recording is the pre-protocol baseline
+    idx = [int(np.flatnonzero(np.isclose(rec.times_h, t))[0]) for t in at]
+    coupling = syn[:, idx] / np.maximum(base, 1.0)[:, None]
+    return coupling, ctx.trajectory("activity_drive", at)
+
+
+def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    from ketasim.analysis.calcium import summarize_session
+    from ketasim.circuit.network import CircuitParams, run_sessions
+    from ketasim.params import load_registry
+
+    o = ctx.options
+    registry = ctx.registry if ctx.registry is not None else load_registry()
+    cp = CircuitParams.from_registry(registry)
+    coupling, drive = circuit_inputs(ctx, at)
+    fr = float(o["frame_rate_hz"])
+    n_frames = round(float(o["minutes"]) * 60.0 * fr)
+    n_cells = min(int(o["cells"]), int(cp.values["n_exc"]))
+    seeds = np.array([assay_rng(ctx.seed, ctx.arm, s, "calcium_imaging").integers(2**62)
+                      for s in range(ctx.n)], dtype=np.int64)
+    out = np.full((ctx.n, len(at), len(READOUTS)), np.nan)
+    kept = {}
+    for s in range(ctx.n):  # one subject at a time keeps memory to one subject's sessions
+        raw = np.zeros((1, len(at), n_cells, n_frames), np.float32)
+        npl = np.zeros_like(raw)
+        run_sessions(cp.vector(), np.ascontiguousarray(coupling[s:s + 1]),
+                     np.ascontiguousarray(drive[s:s + 1]), n_frames, fr, n_cells,
+                     seeds[s:s + 1], raw, npl)
+        g = assay_rng(ctx.seed, ctx.arm, s, "calcium_imaging_analysis")
+        for j in range(len(at)):
+            dff = dff_from_raw(raw[0, j], npl[0, j], cp.values["neuropil_factor"])
+            sm = summarize_session(dff, fr, rng=g, n_shuffles=int(o["shuffles"])).as_dict()
+            out[s, j] = [sm[k] for k in _SUMMARY_KEYS]
+            if s == 0:
+                kept[float(at[j])] = dff.astype(np.float32)
+    ctx.keep("calcium", kept)  # first subject's dF/F per session, for the report
+    return AssayRows.from_grid(out, at, list(READOUTS), list(UNITS))
+
+
+CALCIUM = Assay("calcium_imaging", "two-photon calcium imaging of a prefrontal field of view",
+                ("activity_drive",), same_times, _calcium,
+                options={"cells": 60, "minutes": 5.0, "frame_rate_hz": 30.0, "branches": 10,
+                         "shuffles": 200, "cell": "mpfc_l5"})

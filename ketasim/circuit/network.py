@@ -1,0 +1,126 @@
+"""A prefrontal population per subject: excitatory and inhibitory rate units with
+adaptation and noise, simulated for every subject at once, with GCaMP-like fluorescence.
+
+Why rate units: the readouts the papers use (transient rates, synchronous ensemble
+events, cells per event, pairwise correlations, the calcium rise before a struggle bout)
+are population statistics of calcium signals that low-pass spikes over about a second;
+a rate network with spike-rate adaptation produces noise-driven population events
+(bursts ended by adaptation) whose frequency and size depend on the recurrent
+excitation, at a cost per step linear in the number of units (the recurrent input of a
+unit is its in-degree times the population rate, a mean-field coupling with
+heterogeneous in-degrees). Spikes are drawn from the rates (Poisson) only to drive the
+calcium indicator.
+
+Per subject, per session (a stretch of minutes at a fixed state of the slow layers):
+
+- excitatory unit i: tau_e du/dt = -u + J C k_i R_e - w_ei R_i + b_i + g_act (A - 1) - a_i
+  + noise; rate r_i = r_max / (1 + exp(-(u - theta) / kappa)); adaptation
+  tau_a da/dt = -a + g_a r_i / r_max. C is the functional synapse density relative to
+  baseline (spine layer: spines carrying a synapse), A the activity drive (signalling
+  layer: GluA1 and the AMPA surge), k_i a log-normal in-degree factor, b_i a normal bias;
+- inhibitory pool: tau_i dv/dt = -v + w_ie R_e - w_ii R_i + b_inh + noise;
+- indicator: spikes ~ Poisson(r dt); calcium c decays with tau_decay and rises through a
+  first-order filter with tau_rise; fluorescence F = F0 (1 + dff_per_spike f) with
+  multiplicative bleaching, neuropil contamination and shot noise (Gaussian, variance
+  proportional to F). The assay turns F into dF/F as a lab pipeline does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+PARAM_NAMES = (
+    "n_exc", "n_inh", "tau_e_s", "tau_i_s", "tau_a_s", "g_adapt", "j_ee", "w_ei", "w_ie",
+    "w_ii", "bias_mean", "bias_sd", "bias_inh", "indegree_sigma", "noise_sd", "r_max_hz",
+    "theta", "kappa", "g_act", "dt_s", "tau_decay_s", "tau_rise_s", "dff_per_spike",
+    "neuropil_factor", "neuropil_level", "shot_noise", "bleach_tau_s",
+)
+_I = {n: i for i, n in enumerate(PARAM_NAMES)}
+(I_NE, I_NI, I_TE, I_TI, I_TA, I_GA, I_JEE, I_WEI, I_WIE, I_WII, I_BM, I_BSD, I_BI,
+ I_KSIG, I_NOISE, I_RMAX, I_THETA, I_KAPPA, I_GACT, I_DT, I_TDEC, I_TRISE, I_DFF, I_NPF,
+ I_NPL, I_SHOT, I_BLEACH) = range(len(PARAM_NAMES))
+
+
+@dataclass(frozen=True)
+class CircuitParams:
+    values: dict[str, float]
+
+    @staticmethod
+    def from_registry(registry) -> CircuitParams:
+        return CircuitParams({k: registry.value(f"circuit.{k}") for k in PARAM_NAMES})
+
+    def vector(self) -> np.ndarray:
+        return np.array([self.values[k] for k in PARAM_NAMES])
+
+
+@numba.njit(parallel=True, cache=True)
+def run_sessions(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, out_f, out_np):
+    """Simulate every subject's sessions.
+
+    ``coupling``, ``drive``: (n_sub, n_sess). ``seeds``: (n_sub,) int64, one stream per
+    subject (its units' in-degrees and biases, then its sessions). Writes the raw
+    fluorescence of the first ``n_cells`` excitatory units into ``out_f`` (n_sub, n_sess,
+    n_cells, n_frames) float32 and their neuropil into ``out_np`` (same shape)."""
+    n_sub, n_sess = coupling.shape
+    ne, ni = int(p[I_NE]), int(p[I_NI])
+    frame_dt = 1.0 / frame_rate_hz
+    n_sub_steps = max(1, math.ceil(frame_dt / p[I_DT]))
+    dt = frame_dt / n_sub_steps
+    ae, ai, aa = dt / p[I_TE], dt / p[I_TI], dt / p[I_TA]
+    se = p[I_NOISE] * math.sqrt(2.0 * ae)
+    si = p[I_NOISE] * math.sqrt(2.0 * ai)
+    dec = math.exp(-dt / p[I_TDEC])
+    rise = dt / p[I_TRISE]
+    rmax, theta, kappa = p[I_RMAX], p[I_THETA], p[I_KAPPA]
+    for s in numba.prange(n_sub):
+        np.random.seed(seeds[s])
+        k = np.exp(p[I_KSIG] * np.random.standard_normal(ne) - 0.5 * p[I_KSIG] ** 2)
+        b = p[I_BM] + p[I_BSD] * np.random.standard_normal(ne)
+        f0 = np.exp(0.3 * np.random.standard_normal(n_cells))  # resting brightness
+        u = np.zeros(ne)
+        a = np.zeros(ne)
+        r = np.zeros(ne)
+        v = np.zeros(ni)
+        ri = np.zeros(ni)
+        c = np.zeros(n_cells)
+        fl = np.zeros(n_cells)
+        for q in range(n_sess):
+            jc = p[I_JEE] * coupling[s, q]
+            ext = p[I_GACT] * (drive[s, q] - 1.0)
+            # settle 5 s before imaging starts
+            n_settle = int(5.0 / dt)
+            for step in range(n_settle + n_frames * n_sub_steps):
+                re = r.mean()
+                rim = ri.mean()
+                for i in range(ne):
+                    inp = jc * k[i] * re - p[I_WEI] * rim + b[i] + ext - a[i]
+                    u[i] += ae * (inp - u[i]) + se * np.random.standard_normal()
+                    r[i] = rmax / (1.0 + math.exp(-(u[i] - theta) / kappa))
+                    a[i] += aa * (p[I_GA] * r[i] / rmax - a[i])
+                for j in range(ni):
+                    inp = p[I_WIE] * re - p[I_WII] * rim + p[I_BI]
+                    v[j] += ai * (inp - v[j]) + si * np.random.standard_normal()
+                    ri[j] = rmax / (1.0 + math.exp(-(v[j] - theta) / kappa))
+                if step < n_settle:
+                    continue
+                for i in range(n_cells):
+                    c[i] = c[i] * dec + np.random.poisson(r[i] * dt)
+                    fl[i] += rise * (c[i] - fl[i])
+                rel = step - n_settle + 1
+                if rel % n_sub_steps == 0:
+                    fr = rel // n_sub_steps - 1
+                    t = fr * frame_dt
+                    bleach = math.exp(-t / p[I_BLEACH])
+                    npl = p[I_NPL] * (1.0 + p[I_DFF] * 0.1 * re * p[I_TDEC])
+                    for i in range(n_cells):
+                        sig = f0[i] * (1.0 + p[I_DFF] * fl[i]) * bleach
+                        neu = npl * bleach * (1.0 + 0.05 * np.random.standard_normal())
+                        raw = sig + p[I_NPF] * neu
+                        raw += p[I_SHOT] * math.sqrt(max(raw, 1e-9)) * \
+                            np.random.standard_normal()
+                        out_f[s, q, i, fr] = raw
+                        out_np[s, q, i, fr] = neu

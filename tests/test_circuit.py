@@ -1,0 +1,101 @@
+"""The prefrontal circuit and its calcium imaging assay (issue 5, first part)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ketasim import simulate
+from ketasim.analysis.calcium import summarize_session
+from ketasim.circuit.assay import dff_from_raw
+from ketasim.circuit.network import CircuitParams, run_sessions
+from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
+
+FR = 30.0
+
+
+def _run(coupling, drive, seeds, minutes=1.0, cells=60):
+    cp = CircuitParams.from_registry(load_registry())
+    n_frames = int(minutes * 60 * FR)
+    coupling = np.atleast_2d(np.asarray(coupling, float))
+    drive = np.atleast_2d(np.asarray(drive, float))
+    raw = np.zeros((*coupling.shape, cells, n_frames), np.float32)
+    npl = np.zeros_like(raw)
+    run_sessions(cp.vector(), coupling, drive, n_frames, FR, cells,
+                 np.asarray(seeds, np.int64), raw, npl)
+    return raw, npl, cp
+
+
+def test_subjects_do_not_depend_on_the_batch():
+    raw, npl, _ = _run([[1.0], [0.8], [1.0]], [[1.0], [1.0], [0.9]], [5, 6, 7], minutes=0.2)
+    one, npl1, _ = _run([[0.8]], [[1.0]], [6], minutes=0.2)
+    assert np.array_equal(raw[1], one[0]) and np.array_equal(npl[1], npl1[0])
+    assert not np.array_equal(raw[0], raw[2])
+
+
+def test_dff_pipeline_known_answer():
+    """Neuropil subtraction, an 8th-percentile baseline and (F - F0) / F0."""
+    n = 1000
+    neuropil = np.full((1, n), 0.5)
+    raw = np.full((1, n), 2.0 + 0.7 * 0.5)
+    raw[0, 500:510] += 1.0  # a transient of +1 on a baseline of 2
+    dff = dff_from_raw(raw, neuropil, 0.7)
+    assert dff[0, :500] == pytest.approx(0.0)
+    assert dff[0, 505] == pytest.approx(0.5)
+
+
+def test_recurrent_coupling_makes_synchronous_events():
+    """F-M-9 mechanism: at baseline functional synapse density the population makes
+    synchronous events involving most imaged cells; in the state CORT leaves (density and
+    activity drive about 0.7 of baseline) they are rare and small, and cells decorrelate."""
+    raw, npl, cp = _run([[1.0, 0.7]] * 3, [[1.0, 0.7]] * 3, [1, 2, 3], minutes=2.0)
+    res = {}
+    for q, name in enumerate(("baseline", "low")):
+        vals = []
+        for s in range(3):
+            dff = dff_from_raw(raw[s, q], npl[s, q], cp.values["neuropil_factor"])
+            sm = summarize_session(dff, FR, rng=np.random.default_rng(s), n_shuffles=100)
+            vals.append((sm.sync_fraction_per_event, sm.mean_pairwise_r,
+                         sm.sync_event_rate_per_min - sm.sync_shuffle_rate_per_min))
+        res[name] = np.nanmean(np.array(vals, float), axis=0)
+    assert res["baseline"][0] > 0.3 and res["low"][0] < 0.2
+    assert res["baseline"][1] > 0.3 > res["low"][1]
+    assert res["baseline"][2] > res["low"][2]
+
+
+TEXT = """
+name: calcium
+species: mouse
+seed: 3
+arms:
+  - name: control
+    n: 2
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: calcium_imaging, at: [-1h, 24h], options: {cells: 30, minutes: 1}}]
+  - name: cort
+    n: 2
+    protocol: [{at: -10d, stress: cort, duration: 10d}, {at: 0h, drug: saline, route: ip}]
+    assays: [{assay: calcium_imaging, at: [-1h, 24h], options: {cells: 30, minutes: 1}}]
+"""
+
+
+def test_calcium_imaging_assay_through_the_runner():
+    res = simulate(load_scenario_text(TEXT))
+    r = res.readouts
+    ca = r[r["assay"] == "calcium_imaging"]
+    assert set(ca["readout"]) == {"calcium_transient_rate_per_min", "sync_event_rate_per_min",
+                                  "sync_fraction_per_event", "mean_pairwise_r"}
+    assert len(ca) == 2 * 2 * 2 * 4
+    corr = ca[ca["readout"] == "mean_pairwise_r"].groupby("arm")["value"].mean()
+    assert corr["control"] > corr["cort"]
+    again = simulate(load_scenario_text(TEXT)).readouts
+    assert np.array_equal(r["value"].to_numpy(), again["value"].to_numpy(), equal_nan=True)
+
+
+def test_bad_calcium_option_is_one_clear_error():
+    from ketasim.experiment.measure import AssayOptionError
+
+    with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[0\]\.options\.cells: got "
+                                               r"-1; expected a non-negative number"):
+        simulate(load_scenario_text(TEXT.replace("cells: 30", "cells: -1", 1)))
