@@ -57,7 +57,7 @@ class CircuitParams:
         return np.array([self.values[k] for k in PARAM_NAMES])
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def run_sessions(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, out_f, out_np):
     """Simulate every subject's sessions.
 
@@ -65,6 +65,17 @@ def run_sessions(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, ou
     subject (its units' in-degrees and biases, then its sessions). Writes the raw
     fluorescence of the first ``n_cells`` excitatory units into ``out_f`` (n_sub, n_sess,
     n_cells, n_frames) float32 and their neuropil into ``out_np`` (same shape)."""
+    rate = np.zeros((coupling.shape[0], coupling.shape[1], 0), np.float32)
+    run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, out_f,
+                      out_np, rate)
+
+
+@numba.njit(parallel=True, cache=True)
+def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, out_f,
+                      out_np, out_rate):
+    """:func:`run_sessions`, also writing the excitatory population rate (Hz) at each
+    frame into ``out_rate`` (n_sub, n_sess, n_frames) float32 when its last axis is not
+    empty (what the behaviour models read)."""
     n_sub, n_sess = coupling.shape
     ne, ni = int(p[I_NE]), int(p[I_NI])
     frame_dt = 1.0 / frame_rate_hz
@@ -115,6 +126,8 @@ def run_sessions(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, ou
                     fr = rel // n_sub_steps - 1
                     t = fr * frame_dt
                     bleach = math.exp(-t / p[I_BLEACH])
+                    if out_rate.shape[2] > 0:
+                        out_rate[s, q, fr] = re
                     npl = p[I_NPL] * (1.0 + p[I_DFF] * 0.1 * re * p[I_TDEC])
                     for i in range(n_cells):
                         sig = f0[i] * (1.0 + p[I_DFF] * fl[i]) * bleach

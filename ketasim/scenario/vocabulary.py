@@ -180,6 +180,12 @@ ASSAYS: dict[str, tuple[str, ...]] = {
         "sync_fraction_per_event",
         "mean_pairwise_r",
     ),
+    "tail_suspension": (
+        "tst_immobility_s",
+        "tst_immobile_bout_s",
+        "tst_struggle_bouts",
+        "tst_calcium_rise_s",
+    ),
 }
 
 

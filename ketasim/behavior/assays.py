@@ -1,0 +1,63 @@
+"""Behaviour assays (simulated as a lab runs and scores them)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ketasim.experiment.measure import Assay, AssayContext, AssayRows, assay_rng, same_times
+
+TST_READOUTS = ("tst_immobility_s", "tst_immobile_bout_s", "tst_struggle_bouts",
+                "tst_calcium_rise_s")
+TST_UNITS = ("s", "s", "count", "s")
+
+
+def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """Tail suspension with vmPFC calcium imaging: the circuit runs for the test at the
+    slow layers' state, the struggle process reads its population rate, the ethogram is
+    scored by :func:`ketasim.analysis.behavior.score_tst`, and the population dF/F is
+    averaged around struggle onsets (:func:`ketasim.analysis.calcium.peri_event_average`;
+    the rise time is negative when the calcium rise precedes the struggle)."""
+    from ketasim.analysis.behavior import score_tst, struggle_onsets, tst_bouts_from_states
+    from ketasim.analysis.calcium import peri_event_average
+    from ketasim.behavior.tst import TstParams, immobility_states
+    from ketasim.circuit.assay import circuit_inputs, dff_from_raw
+    from ketasim.circuit.network import CircuitParams, run_sessions_rate
+    from ketasim.params import load_registry
+
+    registry = ctx.registry if ctx.registry is not None else load_registry()
+    cp = CircuitParams.from_registry(registry)
+    tp = TstParams.from_registry(registry)
+    fr = float(ctx.options["frame_rate_hz"])
+    n_frames = round(tp.values["duration_s"] * fr)
+    n_cells = min(int(ctx.options["cells"]), int(cp.values["n_exc"]))
+    coupling, drive = circuit_inputs(ctx, at)
+    out = np.full((ctx.n, len(at), len(TST_READOUTS)), np.nan)
+    for s in range(ctx.n):
+        g = assay_rng(ctx.seed, ctx.arm, s, "tail_suspension")
+        seed = np.array([g.integers(2**62)], np.int64)
+        raw = np.zeros((1, len(at), n_cells, n_frames), np.float32)
+        npl = np.zeros_like(raw)
+        rate = np.zeros((1, len(at), n_frames), np.float32)
+        run_sessions_rate(cp.vector(), np.ascontiguousarray(coupling[s:s + 1]),
+                          np.ascontiguousarray(drive[s:s + 1]), n_frames, fr, n_cells, seed,
+                          raw, npl, rate)
+        for j in range(len(at)):
+            states = immobility_states(rate[0, j].astype(float), fr, tp, g)
+            etho = tst_bouts_from_states(states, fr, subject=str(s), arm=ctx.arm)
+            score = score_tst(etho, window_s=(0.0, tp.values["duration_s"]),
+                              duration_s=tp.values["duration_s"]).iloc[0]
+            onsets = struggle_onsets(etho, duration_s=tp.values["duration_s"])["onset_s"]
+            rise = np.nan
+            if len(onsets) >= 2:
+                dff = dff_from_raw(raw[0, j], npl[0, j], cp.values["neuropil_factor"])
+                rise = peri_event_average(dff, fr, event_times_s=onsets.to_numpy(),
+                                          window_s=(-3.0, 2.0)).rise_s
+            out[s, j] = [score["immobility_s"], score["mean_immobile_bout_s"],
+                         score["n_struggle_bouts"], rise]
+    return AssayRows.from_grid(out, at, list(TST_READOUTS), list(TST_UNITS))
+
+
+TAIL_SUSPENSION = Assay("tail_suspension", "tail suspension test (6 min) with vmPFC calcium",
+                        ("activity_drive",), same_times, _tst,
+                        options={"cells": 60, "frame_rate_hz": 30.0, "branches": 10,
+                                 "cell": "mpfc_l5"})

@@ -1,0 +1,79 @@
+"""Tail suspension: the struggle process reads prefrontal ensemble events (F-M-10)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ketasim import simulate
+from ketasim.behavior.tst import TstParams, event_onsets, immobility_states
+from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
+
+FR = 30.0
+
+
+def params(**changes) -> TstParams:
+    tp = TstParams.from_registry(load_registry())
+    return dataclasses.replace(tp, values={**tp.values, **changes})
+
+
+def test_event_onsets_known_answer():
+    rate = np.zeros(100)
+    rate[10:20] = 8.0
+    rate[50:52] = 6.0
+    rate[70:80] = 3.0  # below the threshold
+    assert event_onsets(rate, 5.0).tolist() == [10, 50]
+
+
+def test_struggles_follow_events_by_the_lag():
+    """With every event triggering (p_trigger 1) and no spontaneous struggles, each
+    struggle starts exactly lag_s after an event that came during immobility."""
+    tp = params(p_trigger=1.0, spont_rate_hz=0.0, lag_s=1.0, initial_struggle_s=5.0)
+    n = int(360 * FR)
+    rate = np.zeros(n)
+    events = [int(t * FR) for t in (30, 90, 150, 151, 250)]
+    for e in events:
+        rate[e:e + 15] = 15.0
+    states = immobility_states(rate, FR, tp, np.random.default_rng(1))
+    assert not states[:int(5 * FR)].any()
+    starts = np.flatnonzero(states[:-1] & ~states[1:]) + 1
+    lag = int(FR)
+    assert set(starts.tolist()) <= {e + lag for e in events}
+    assert events[0] + lag in starts and events[1] + lag in starts
+
+
+def test_no_events_means_immobile_to_the_end():
+    tp = params(spont_rate_hz=0.0, initial_struggle_s=10.0)
+    states = immobility_states(np.zeros(int(360 * FR)), FR, tp, np.random.default_rng(0))
+    assert states[int(10 * FR):].all() and not states[:int(10 * FR)].any()
+
+
+TEXT = """
+name: tst
+species: mouse
+seed: 5
+arms:
+  - name: control
+    n: 3
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: tail_suspension, at: [24h], options: {cells: 30}}]
+  - name: cort
+    n: 3
+    protocol: [{at: -10d, stress: cort, duration: 10d}, {at: 0h, drug: saline, route: ip}]
+    assays: [{assay: tail_suspension, at: [24h], options: {cells: 30}}]
+"""
+
+
+def test_tail_suspension_through_the_runner():
+    """F-M-1 / F-M-10 in miniature: CORT mice are immobile longer, in fewer, longer bouts;
+    in controls the population calcium rises before struggles."""
+    r = simulate(load_scenario_text(TEXT)).readouts
+    m = r.groupby(["arm", "readout"])["value"].mean()
+    assert 0 < m[("control", "tst_immobility_s")] < m[("cort", "tst_immobility_s")] <= 360
+    assert m[("control", "tst_struggle_bouts")] > m[("cort", "tst_struggle_bouts")]
+    assert m[("control", "tst_calcium_rise_s")] < 0
+    with pytest.raises(ValueError, match=r"arms\[0\]\.assays\[0\]\.options\.frames"):
+        simulate(load_scenario_text(TEXT.replace("{cells: 30}", "{frames: 3}", 1)))
