@@ -30,7 +30,7 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     fr = float(ctx.options["frame_rate_hz"])
     n_frames = round(tp.values["duration_s"] * fr)
     n_cells = min(int(ctx.options["cells"]), int(cp.values["n_exc"]))
-    coupling, drive = circuit_inputs(ctx, at)
+    coupling, drive = circuit_inputs(ctx, at, cp.values["g_potentiation"])
     out = np.full((ctx.n, len(at), len(TST_READOUTS)), np.nan)
     for s in range(ctx.n):
         g = assay_rng(ctx.seed, ctx.arm, s, "tail_suspension")
@@ -58,6 +58,6 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 
 
 TAIL_SUSPENSION = Assay("tail_suspension", "tail suspension test (6 min) with vmPFC calcium",
-                        ("activity_drive",), same_times, _tst,
+                        ("activity_drive", "synaptic_potentiation"), same_times, _tst,
                         options={"cells": 60, "frame_rate_hz": 30.0, "branches": 10,
                                  "cell": "mpfc_l5"})

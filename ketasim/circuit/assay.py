@@ -2,8 +2,9 @@
 
 At each session time the slow layers set the circuit's state: the recurrent coupling
 follows the subject's density of spines carrying a synapse relative to its own baseline
-(the spine layer, ground truth over ``branches`` simulated branches), and excitability
-follows the signalling layer's activity drive. The circuit runs ``minutes`` of activity
+(the spine layer, ground truth over ``branches`` simulated branches; the sustained path)
+scaled up by the potentiation of existing synapses (the signalling layer; the acute
+path), and excitability follows the signalling layer's activity drive. The circuit runs ``minutes`` of activity
 at ``frame_rate_hz``; the raw fluorescence of ``cells`` cells goes through a lab pipeline
 (neuropil subtraction with factor 0.7, baseline F0 as the 8th percentile of the session,
 dF/F = (F - F0) / F0), and the readouts are computed by :mod:`ketasim.analysis.calcium`,
@@ -33,16 +34,21 @@ def dff_from_raw(raw: np.ndarray, neuropil: np.ndarray, factor: float) -> np.nda
     return (f - f0) / f0
 
 
-def circuit_inputs(ctx: AssayContext, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, len(at)) coupling (synaptic spine density / the subject's baseline) and
-    activity drive at the session times."""
+def circuit_inputs(ctx: AssayContext, at: np.ndarray, g_potentiation: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, len(at)) coupling and activity drive at the session times. The coupling is the
+    density of spines carrying a synapse relative to the subject's own baseline (the
+    sustained path: new spines), times ``1 + g_potentiation P`` with P the signalling
+    layer's potentiation of existing synapses (the acute path)."""
     rec = ctx.spines
     nb = int(ctx.options["branches"])
     syn = ((rec.alive[:, :, :nb] == 1) & (rec.synapse[:, :, :nb] == 1)).sum(axis=(2, 3))
     base = syn[:, 0].astype(float)  # the first recording is the pre-protocol baseline
     idx = [int(np.flatnonzero(np.isclose(rec.times_h, t))[0]) for t in at]
     coupling = syn[:, idx] / np.maximum(base, 1.0)[:, None]
-    return coupling, ctx.trajectory("activity_drive", at)
+    potentiation = ctx.trajectory("synaptic_potentiation", at)
+    return coupling * (1.0 + g_potentiation * potentiation), ctx.trajectory(
+        "activity_drive", at)
 
 
 def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -53,7 +59,7 @@ def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     o = ctx.options
     registry = ctx.registry if ctx.registry is not None else load_registry()
     cp = CircuitParams.from_registry(registry)
-    coupling, drive = circuit_inputs(ctx, at)
+    coupling, drive = circuit_inputs(ctx, at, cp.values["g_potentiation"])
     fr = float(o["frame_rate_hz"])
     n_frames = round(float(o["minutes"]) * 60.0 * fr)
     n_cells = min(int(o["cells"]), int(cp.values["n_exc"]))
@@ -79,6 +85,6 @@ def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 
 
 CALCIUM = Assay("calcium_imaging", "two-photon calcium imaging of a prefrontal field of view",
-                ("activity_drive",), same_times, _calcium,
+                ("activity_drive", "synaptic_potentiation"), same_times, _calcium,
                 options={"cells": 60, "minutes": 5.0, "frame_rate_hz": 30.0, "branches": 10,
                          "shuffles": 200, "cell": "mpfc_l5"})

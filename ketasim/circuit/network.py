@@ -37,12 +37,12 @@ PARAM_NAMES = (
     "n_exc", "n_inh", "tau_e_s", "tau_i_s", "tau_a_s", "g_adapt", "j_ee", "w_ei", "w_ie",
     "w_ii", "bias_mean", "bias_sd", "bias_inh", "indegree_sigma", "noise_sd", "r_max_hz",
     "theta", "kappa", "g_act", "dt_s", "tau_decay_s", "tau_rise_s", "dff_per_spike",
-    "neuropil_factor", "neuropil_level", "shot_noise", "bleach_tau_s",
+    "neuropil_factor", "neuropil_level", "shot_noise", "bleach_tau_s", "g_potentiation",
 )
 _I = {n: i for i, n in enumerate(PARAM_NAMES)}
 (I_NE, I_NI, I_TE, I_TI, I_TA, I_GA, I_JEE, I_WEI, I_WIE, I_WII, I_BM, I_BSD, I_BI,
  I_KSIG, I_NOISE, I_RMAX, I_THETA, I_KAPPA, I_GACT, I_DT, I_TDEC, I_TRISE, I_DFF, I_NPF,
- I_NPL, I_SHOT, I_BLEACH) = range(len(PARAM_NAMES))
+ I_NPL, I_SHOT, I_BLEACH, I_GPOT) = range(len(PARAM_NAMES))
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ ASSAYS: dict[str, tuple[str, ...]] = {
         "stress_load",
         "occupancy_interneuron",
         "occupancy_pyramidal",
+        "synaptic_potentiation",
     ),
     # Dendritic spines (ketasim.spines): repeated in vivo two-photon imaging of a few
     # branches per animal, glutamate-uncaging spinogenesis in acute slices, and fixed

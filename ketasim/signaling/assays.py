@@ -65,6 +65,7 @@ _STATE = {
     "da_rel": "da_rel", "pka_rel": "pka_rel", "stress_load": "stress_load",
     "occupancy_interneuron": "occupancy_interneuron",
     "occupancy_pyramidal": "occupancy_pyramidal",
+    "synaptic_potentiation": "synaptic_potentiation",
 }
 
 

@@ -82,6 +82,8 @@ STATES: tuple[State, ...] = (
     State("synthesis", 1.0, "1", "local synaptic protein synthesis rate (x baseline)"),
     State("psd95", 1.0, "1", "PSD95 protein (x baseline)"),
     State("glua1", 1.0, "1", "synaptic GluA1 (x baseline)"),
+    State("potentiation", 0.0, "1",
+          "AMPA-driven potentiation of existing synapses (0 none, 1 maximal)"),
     State("structural_1", 0.0, "1", "structural-maturation delay chain, stage 1"),
     State("structural_2", 0.0, "1", "structural-maturation delay chain, stage 2"),
     State("structural_3", 0.0, "1", "structural-maturation delay chain, stage 3"),
@@ -156,6 +158,8 @@ PARAMS: tuple[Param, ...] = (
     Param("form_stress", "sig.formation_stress", "1"),
     Param("elim_stress", "sig.elimination_stress", "1"),
     Param("act_surge", "sig.activity_surge_gain", "1"),
+    Param("k_pot_on", "sig.k_potentiation_on", "1/h"),
+    Param("k_pot_off", "sig.k_potentiation_off", "1/h"),
     Param("stress_k_on", "stress.k_on", "1/h"),
     Param("stress_k_off", "stress.k_off", "1/h"),
     Param("rapa_emax", "tool.rapamycin.emax", "1"),
@@ -288,6 +292,10 @@ RATES: tuple[tuple[str, str], ...] = (
               " * (1.0 + psd95_struct_gain * structural_3) - psd95)"),
     ("glua1", "k_glua1 * ((1.0 - glua1_stress * stress_load) * pw(synthesis, glua1_syn_exp)"
               " - glua1)"),
+    # the acute path: the AMPA surge potentiates existing synapses within hours, and the
+    # potentiation fades over about two days unless new spines take over (F-M-4, F-N-7)
+    ("potentiation", "k_pot_on * pos(ampa - 1.0) * (1.0 - potentiation)"
+                     " - k_pot_off * potentiation"),
     ("structural_1", "k_struct * (structural_input - structural_1)"),
     ("structural_2", "k_struct * (structural_1 - structural_2)"),
     ("structural_3", "k_struct * (structural_2 - structural_3)"),
@@ -326,6 +334,8 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
     ("elimination_drive", "elimination_drive", "1", "spine elimination drive (x baseline)"),
     ("activity_drive", "activity_drive", "1", "acute excitability / activity drive (x baseline)"),
     ("synaptic_protein", "synaptic_protein", "1", "synaptic protein level (x baseline)"),
+    ("synaptic_potentiation", "potentiation", "1",
+     "AMPA-driven potentiation of existing synapses (0-1)"),
 )
 
 STATE_NAMES = tuple(s.name for s in STATES)
