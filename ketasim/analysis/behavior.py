@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ketasim.analysis._tables import FALSE_WORDS, SUFFIXES, TRUE_WORDS, Source, read_frame
+
 __all__ = [
     "TST_DURATION_S",
     "TST_LAST_4_MIN_S",
@@ -67,9 +69,7 @@ OPEN_FIELD_BIN_S = 300.0
 TIME_TOL_S = 1e-6  # bout edges closer than this (s) touch
 
 DEFAULT_ARM = "all"
-_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
-_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
+_SUFFIXES, _TRUE, _FALSE = SUFFIXES, TRUE_WORDS, FALSE_WORDS
 
 
 class BehaviorDataError(ValueError):
@@ -79,29 +79,14 @@ class BehaviorDataError(ValueError):
 # ---------------------------------------------------------------------- table reading
 
 
-class _Source:
-    """Where a table came from, to name the file, column and row in error messages."""
+class _Source(Source):
+    """Where a behaviour table came from (file, column, row) for error messages."""
 
-    def __init__(self, name: str, rows: np.ndarray, csv: bool):
-        self.name, self.rows, self.csv = name, rows, csv
+    error = BehaviorDataError
 
     def fail(self, column: str | None, pos: int | None, what: str,
              value: object = None) -> BehaviorDataError:
-        where = [self.name]
-        if column is not None:
-            where.append(f"column '{column}'")
-        if pos is not None:
-            row = int(self.rows[pos])
-            where.append(f"row {row} (line {row + 1})" if self.csv else f"row {row}")
-        got = "" if value is None else f", got {_short(value)}"
-        return BehaviorDataError(f"{', '.join(where)}: {what}{got}")
-
-
-def _short(value: object) -> str:
-    if isinstance(value, np.generic):
-        value = value.item()
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+        return self.locate(column, pos, what=what, value=value)
 
 
 def _load(obj: str | Path | pd.DataFrame, required: tuple[str, ...], fmt: str
@@ -137,29 +122,7 @@ def _read_file(path: Path) -> tuple[pd.DataFrame, _Source]:
     if kind is None:
         raise BehaviorDataError(f"{name}: unknown file suffix '{path.suffix}' (expected .csv, "
                                 ".csv.gz, .parquet or .pq)")
-    try:
-        if kind == "csv":
-            df = pd.read_csv(path, dtype=str, skip_blank_lines=False)
-        else:
-            df = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise BehaviorDataError(f"{name}: file not found ({path})") from None
-    except pd.errors.EmptyDataError:
-        raise BehaviorDataError(f"{name}: file is empty (expected a header row)") from None
-    except pd.errors.ParserError as err:
-        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "parse error"
-        raise BehaviorDataError(f"{name}: cannot parse CSV: {detail}") from None
-    except UnicodeDecodeError:
-        raise BehaviorDataError(f"{name}: cannot read, not UTF-8 text") from None
-    except Exception as err:  # noqa: BLE001 - pyarrow/OS errors vary; one clear line
-        text = str(err).strip()
-        detail = text.splitlines()[0] if text else type(err).__name__
-        raise BehaviorDataError(f"{name}: cannot read {kind} file: {detail}") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    rows = np.arange(1, len(df) + 1)
-    if kind == "csv":
-        blank = df.isna().all(axis=1).to_numpy()
-        df, rows = df.loc[~blank].reset_index(drop=True), rows[~blank]
+    df, rows = read_frame(path, kind, BehaviorDataError, str)
     return df, _Source(name, rows, csv=(kind == "csv"))
 
 

@@ -31,6 +31,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ketasim.analysis._tables import Source, first_line, read_frame
+
 __all__ = [
     "CalciumDataError",
     "ConnectivityResult",
@@ -138,34 +140,17 @@ class DffRecording:
         return self.n_frames / self.frame_rate_hz
 
 
-class _Where:
+class _Where(Source):
     """Where data came from, to name the file, column and row (or cell and frame)."""
 
-    def __init__(self, name: str, rows: np.ndarray | None = None, csv: bool = False):
-        self.name, self.rows, self.csv = name, rows, csv
+    error = CalciumDataError
 
     def fail(self, what: str, *, column: str | None = None, pos: int | None = None,
              cell: int | None = None, frame: int | None = None,
              value: object = None) -> CalciumDataError:
-        where = [self.name]
-        if column is not None:
-            where.append(f"column '{column}'")
-        if pos is not None and self.rows is not None:
-            row = int(self.rows[pos])
-            where.append(f"row {row} (line {row + 1})" if self.csv else f"row {row}")
-        if cell is not None:
-            where.append(f"cell index {cell}")
-        if frame is not None:
-            where.append(f"frame index {frame}")
-        got = "" if value is None else f", got {_short(value)}"
-        return CalciumDataError(f"{', '.join(where)}: {what}{got}")
-
-
-def _short(value: object) -> str:
-    if isinstance(value, np.generic):
-        value = value.item()
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+        extra = tuple(x for x in (None if cell is None else f"cell index {cell}",
+                                  None if frame is None else f"frame index {frame}") if x)
+        return self.locate(column, pos, extra, what=what, value=value)
 
 
 def _check_rate(frame_rate_hz: object, where: _Where) -> float | None:
@@ -239,38 +224,15 @@ def read_dff(source: np.ndarray | str | Path | pd.DataFrame,
         try:
             arr = np.load(path, allow_pickle=False)
         except Exception as err:  # noqa: BLE001 - numpy's errors vary; one clear line
-            raise CalciumDataError(f"{name}: cannot read .npy file: {_first_line(err)}") from None
+            raise CalciumDataError(f"{name}: cannot read .npy file: {first_line(err)}") from None
         return _from_array(arr, frame_rate_hz, _Where(name))
     df, where = _read_table(path, kind)
     return _from_table(df, frame_rate_hz, where, spacing_rtol)
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _read_table(path: Path, kind: str) -> tuple[pd.DataFrame, _Where]:
     name = path.name
-    try:
-        if kind == "csv":
-            df = pd.read_csv(path, skip_blank_lines=False, dtype={"cell": str})
-        else:
-            df = pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise CalciumDataError(f"{name}: file is empty (expected a header row)") from None
-    except pd.errors.ParserError as err:
-        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "parse error"
-        raise CalciumDataError(f"{name}: cannot parse CSV: {detail}") from None
-    except UnicodeDecodeError:
-        raise CalciumDataError(f"{name}: cannot read, not UTF-8 text") from None
-    except Exception as err:  # noqa: BLE001 - pyarrow/OS errors vary; one clear line
-        raise CalciumDataError(f"{name}: cannot read {kind} file: {_first_line(err)}") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    rows = np.arange(1, len(df) + 1)
-    if kind == "csv":
-        blank = df.isna().all(axis=1).to_numpy()
-        df, rows = df.loc[~blank].reset_index(drop=True), rows[~blank]
+    df, rows = read_frame(path, kind, CalciumDataError, {"cell": str})
     return df, _Where(name, rows, csv=(kind == "csv"))
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ketasim.analysis._tables import FALSE_WORDS, SUFFIXES, TRUE_WORDS, Source, read_frame
+
 REQUIRED_COLUMNS = ("subject", "branch", "spine_id", "time_h", "position_um", "present",
                     "branch_length_um")
 OPTIONAL_COLUMNS = ("arm", "size", "class", "origin")
@@ -35,38 +37,21 @@ POSITION_TOL_UM = 1e-9  # rounding slack for a spine sitting at the distal end
 _ID_COLUMNS = ("arm", "subject", "branch", "spine_id")
 _FLOAT_COLUMNS = ("time_h", "position_um", "branch_length_um", "size")
 _LABEL_COLUMNS = {"class": SPINE_CLASSES, "origin": SPINE_ORIGINS}
-_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
-_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
-_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_TRUE, _FALSE, _SUFFIXES = TRUE_WORDS, FALSE_WORDS, SUFFIXES
 
 
 class TrackingTableError(ValueError):
     """A tracking table that cannot be read or breaks the format (one-line message)."""
 
 
-class _Source:
-    """Where a table came from, to name the file, column and row in error messages."""
+class _Source(Source):
+    """Where a tracking table came from (file, column, row) for error messages."""
 
-    def __init__(self, name: str, rows: np.ndarray, csv: bool):
-        self.name, self.rows, self.csv = name, rows, csv
+    error = TrackingTableError
 
     def fail(self, column: str | None, pos: int | None, what: str,
              value: object = None) -> TrackingTableError:
-        where = [self.name]
-        if column is not None:
-            where.append(f"column '{column}'")
-        if pos is not None:
-            row = int(self.rows[pos])
-            where.append(f"row {row} (line {row + 1})" if self.csv else f"row {row}")
-        got = "" if value is None else f", got {_short(value)}"
-        return TrackingTableError(f"{': '.join([', '.join(where), what])}{got}")
-
-
-def _short(value: object) -> str:
-    if isinstance(value, np.generic):
-        value = value.item()
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+        return self.locate(column, pos, what=what, value=value)
 
 
 def read_tracking_table(path_or_df: str | Path | pd.DataFrame) -> pd.DataFrame:
@@ -148,29 +133,7 @@ def _load(obj: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, _Source]:
         raise TrackingTableError(
             f"{name}: unknown file suffix '{path.suffix}' (expected .csv, .csv.gz, .parquet "
             "or .pq)")
-    try:
-        if kind == "csv":
-            # every cell as text so that bad cells are reported, not silently coerced
-            df = pd.read_csv(path, dtype=str, skip_blank_lines=False)
-        else:
-            df = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise TrackingTableError(f"{name}: file not found ({path})") from None
-    except pd.errors.EmptyDataError:
-        raise TrackingTableError(f"{name}: file is empty (expected a header row)") from None
-    except pd.errors.ParserError as err:
-        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "parse error"
-        raise TrackingTableError(f"{name}: cannot parse CSV: {detail}") from None
-    except UnicodeDecodeError:
-        raise TrackingTableError(f"{name}: cannot read, not UTF-8 text") from None
-    except Exception as err:  # noqa: BLE001 - pyarrow/OS errors vary; one clear line instead
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TrackingTableError(f"{name}: cannot read {kind} file: {detail}") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    rows = np.arange(1, len(df) + 1)
-    if kind == "csv":
-        blank = df.isna().all(axis=1).to_numpy()
-        df, rows = df.loc[~blank].reset_index(drop=True), rows[~blank]
+    df, rows = read_frame(path, kind, TrackingTableError, str)
     return df, _Source(name, rows, csv=(kind == "csv"))
 
 
