@@ -77,3 +77,21 @@ def test_tail_suspension_through_the_runner():
     assert m[("control", "tst_calcium_rise_s")] < 0
     with pytest.raises(ValueError, match=r"arms\[0\]\.assays\[0\]\.options\.frames"):
         simulate(load_scenario_text(TEXT.replace("{cells: 30}", "{frames: 3}", 1)))
+
+
+def test_open_field_track_and_speed():
+    """The simulated track stays in the arena and its scored distance equals the walked
+    path (up to tracking jitter); speed rises with NMDA occupancy (F-W-7)."""
+    from ketasim.analysis.behavior import binned_distance
+    from ketasim.behavior.open_field import OpenFieldParams, track
+
+    op = OpenFieldParams.from_registry(load_registry())
+    op = dataclasses.replace(op, values={**op.values, "jitter_cm": 0.0})
+    x, y, t = track(np.full(600, 3.0), op, np.random.default_rng(2))
+    assert x.min() >= 0 and x.max() <= op.values["arena_cm"]
+    assert y.min() >= 0 and y.max() <= op.values["arena_cm"]
+    dist = binned_distance(x, y, t, bin_s=600.0)[1].sum()
+    assert dist == pytest.approx(3.0 * 600, rel=0.1)
+    v = op.speed(np.array([0.0, 0.3, 0.6, 0.9]))
+    assert v[0] == pytest.approx(op.values["speed_cm_s"]) and np.all(np.diff(v) > 0)
+    assert v[2] == pytest.approx(op.values["speed_cm_s"] * (1 + op.values["hyper_gain"] / 2))

@@ -61,3 +61,38 @@ TAIL_SUSPENSION = Assay("tail_suspension", "tail suspension test (6 min) with vm
                         ("activity_drive", "synaptic_potentiation"), same_times, _tst,
                         options={"cells": 60, "frame_rate_hz": 30.0, "branches": 10,
                                  "cell": "mpfc_l5"})
+
+
+def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """Distance travelled in a bin of ``bin_min`` minutes starting at each time, from a
+    simulated track scored by :func:`ketasim.analysis.behavior.binned_distance`."""
+    from ketasim.analysis.behavior import binned_distance
+    from ketasim.behavior.open_field import OpenFieldParams, track
+    from ketasim.params import load_registry
+
+    registry = ctx.registry if ctx.registry is not None else load_registry()
+    op = OpenFieldParams.from_registry(registry)
+    n_s = round(float(ctx.options["bin_min"]) * 60.0)
+    out = np.full((ctx.n, len(at), 1), np.nan)
+    for j, t0 in enumerate(at):
+        # the drive at each second of the bin (the runner samples the declared times)
+        occ = ctx.trajectory("occupancy_interneuron", _seconds(t0, n_s))
+        for s in range(ctx.n):
+            g = assay_rng(ctx.seed, ctx.arm, s, f"open_field_{j}")
+            x, y, t = track(op.speed(occ[s]), op, g)
+            out[s, j, 0] = binned_distance(x, y, t, bin_s=float(n_s))[1].sum()
+    return AssayRows.from_grid(out, at, ["distance_cm"], ["cm"])
+
+
+def _seconds(t0_h: float, n_s: int) -> np.ndarray:
+    return t0_h + (np.arange(n_s) + 0.5) / 3600.0
+
+
+def _open_field_times(at: np.ndarray, options: dict) -> np.ndarray:
+    n_s = round(float(options["bin_min"]) * 60.0)
+    return np.unique(np.concatenate([_seconds(float(t), n_s) for t in at]))
+
+
+OPEN_FIELD = Assay("open_field", "open-field locomotion, video tracking",
+                   ("occupancy_interneuron",), _open_field_times, _open_field,
+                   options={"bin_min": 5.0})

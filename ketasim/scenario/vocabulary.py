@@ -187,6 +187,7 @@ ASSAYS: dict[str, tuple[str, ...]] = {
         "tst_struggle_bouts",
         "tst_calcium_rise_s",
     ),
+    "open_field": ("distance_cm",),
 }
 
 

@@ -1,0 +1,56 @@
+"""Open-field locomotion with ketamine's acute hyperlocomotion (F-W-7).
+
+Rule (parameters ``behavior.open_field.*``): the mean running speed is the baseline
+``speed_cm_s`` times ``1 + hyper_gain h(o)``, with o the NMDA receptor occupancy on
+cortical interneurons (the signalling layer) and h a Hill function (half-effect
+``occ50``, steepness ``hill``): the drive of the acute hyperlocomotion falls with brain
+ketamine and is over by about 2 h at 10 mg/kg. The animal's path is a correlated random
+walk sampled once a second (gamma-distributed step speed, heading diffusion, reflection
+at the arena walls), seen by a tracking camera with position jitter, and scored by
+:func:`ketasim.analysis.behavior.binned_distance`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PARAM_NAMES = ("speed_cm_s", "hyper_gain", "occ50", "hill", "arena_cm", "speed_cv",
+               "heading_sd_rad", "jitter_cm")
+
+
+@dataclass(frozen=True)
+class OpenFieldParams:
+    values: dict[str, float]
+
+    @staticmethod
+    def from_registry(registry) -> OpenFieldParams:
+        return OpenFieldParams({k: registry.value(f"behavior.open_field.{k}")
+                                for k in PARAM_NAMES})
+
+    def speed(self, occupancy: np.ndarray) -> np.ndarray:
+        """Mean speed (cm/s) at an NMDA occupancy on interneurons."""
+        v = self.values
+        x = np.power(np.clip(occupancy, 0.0, None) / v["occ50"], v["hill"])
+        return v["speed_cm_s"] * (1.0 + v["hyper_gain"] * x / (1.0 + x))
+
+
+def track(mean_speed: np.ndarray, params: OpenFieldParams, rng: np.random.Generator
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y (cm) and time (s) of a path sampled at 1 Hz, with ``mean_speed`` (cm/s) per
+    second."""
+    v = params.values
+    n = mean_speed.size
+    shape = 1.0 / v["speed_cv"] ** 2
+    step = rng.gamma(shape, mean_speed / shape)
+    heading = np.cumsum(rng.normal(0.0, v["heading_sd_rad"], n)) + rng.uniform(0, 2 * np.pi)
+    a = v["arena_cm"]
+    # unfold the walk, then fold it into the arena (reflection at the walls)
+    raw = np.cumsum(np.stack([step * np.cos(heading), step * np.sin(heading)]), axis=1)
+    raw += rng.uniform(0, a, (2, 1))
+    folded = np.abs(((raw + a) % (2 * a)) - a)
+    start = rng.uniform(0, a, (2, 1))
+    xy = np.concatenate([start, folded], axis=1)
+    xy += rng.normal(0.0, v["jitter_cm"], xy.shape)
+    return xy[0], xy[1], np.arange(n + 1, dtype=float)
