@@ -95,3 +95,17 @@ def test_open_field_track_and_speed():
     v = op.speed(np.array([0.0, 0.3, 0.6, 0.9]))
     assert v[0] == pytest.approx(op.values["speed_cm_s"]) and np.all(np.diff(v) > 0)
     assert v[2] == pytest.approx(op.values["speed_cm_s"] * (1 + op.values["hyper_gain"] / 2))
+
+
+def test_sucrose_preference_rule_known_answer():
+    """Preference = pref_max - pref_drop x stress load x (1 - relief x potentiation),
+    relief capped at full; it reads no spine state (F-M-13)."""
+    from ketasim.behavior.sucrose import SucroseParams
+
+    sp = SucroseParams.from_registry(load_registry())
+    v = sp.values
+    got = sp.preference(np.array([0.0, 0.6, 0.6, 0.6]), np.array([0.0, 0.0, 0.2, 5.0]))
+    assert got[0] == pytest.approx(v["pref_max"])
+    assert got[1] == pytest.approx(v["pref_max"] - v["pref_drop"] * 0.6)
+    assert got[2] == pytest.approx(v["pref_max"] - v["pref_drop"] * 0.6 * (1 - v["relief"] * 0.2))
+    assert got[3] == pytest.approx(v["pref_max"])

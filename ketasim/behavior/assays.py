@@ -96,3 +96,44 @@ def _open_field_times(at: np.ndarray, options: dict) -> np.ndarray:
 OPEN_FIELD = Assay("open_field", "open-field locomotion, video tracking",
                    ("occupancy_interneuron",), _open_field_times, _open_field,
                    options={"bin_min": 5.0})
+
+
+def _sucrose_times(at: np.ndarray, options: dict) -> np.ndarray:
+    h = float(options["hours"])
+    return np.unique(np.concatenate([float(t) + np.linspace(0.0, h, 13) for t in at]))
+
+
+def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """Two-bottle test of ``hours`` from each time: intakes drawn from the model, scored
+    as bottle weights by :func:`ketasim.analysis.behavior.sucrose_preference`."""
+    import pandas as pd
+
+    from ketasim.analysis.behavior import sucrose_preference
+    from ketasim.behavior.sucrose import SucroseParams
+    from ketasim.params import load_registry
+
+    registry = ctx.registry if ctx.registry is not None else load_registry()
+    sp = SucroseParams.from_registry(registry)
+    v = sp.values
+    h = float(ctx.options["hours"])
+    out = np.full((ctx.n, len(at), 1), np.nan)
+    shape = 1.0 / v["intake_cv"] ** 2
+    for j, t0 in enumerate(at):
+        times = float(t0) + np.linspace(0.0, h, 13)
+        pref = sp.preference(ctx.trajectory("stress_load", times),
+                             ctx.trajectory("synaptic_potentiation", times)).mean(axis=1)
+        rows = []
+        for s in range(ctx.n):
+            g = assay_rng(ctx.seed, ctx.arm, s, f"sucrose_{j}")
+            p = float(np.clip(pref[s] + g.normal(0.0, v["pref_sd"]), 0.01, 0.99))
+            total = g.gamma(shape, v["intake_ml"] * h / 24.0 / shape)
+            rows.append({"subject": str(s), "sucrose_ml": total * p,
+                         "water_ml": total * (1.0 - p)})
+        scored = sucrose_preference(pd.DataFrame(rows))
+        out[:, j, 0] = scored["preference"].to_numpy(dtype=float)
+    return AssayRows.from_grid(out, at, ["sucrose_preference"], ["fraction"])
+
+
+SUCROSE = Assay("sucrose_preference", "two-bottle sucrose preference test",
+                ("stress_load", "synaptic_potentiation"), _sucrose_times, _sucrose,
+                options={"hours": 12.0})

@@ -188,6 +188,7 @@ ASSAYS: dict[str, tuple[str, ...]] = {
         "tst_calcium_rise_s",
     ),
     "open_field": ("distance_cm",),
+    "sucrose_preference": ("sucrose_preference",),
 }
 
 

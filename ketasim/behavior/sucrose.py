@@ -1,0 +1,34 @@
+"""Sucrose preference through a path that does not run through the new prefrontal spines
+(F-M-1, F-M-4, F-M-13).
+
+Rule (parameters ``behavior.sucrose.*``): anhedonia A = stress load x (1 - relief P) with
+P the signalling layer's potentiation of existing synapses (the acute AMPA-driven path,
+which acts on reward circuits as well as on prefrontal synapses) and relief at most 1;
+the animal's sucrose preference over the test is ``pref_max - pref_drop A`` plus a
+per-animal deviation (SD ``pref_sd``), and its total intake is gamma distributed (mean
+``intake_ml``, CV ``intake_cv``). The two bottles are weighed as in the lab and scored by
+:func:`ketasim.analysis.behavior.sucrose_preference`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PARAM_NAMES = ("pref_max", "pref_drop", "relief", "pref_sd", "intake_ml", "intake_cv")
+
+
+@dataclass(frozen=True)
+class SucroseParams:
+    values: dict[str, float]
+
+    @staticmethod
+    def from_registry(registry) -> SucroseParams:
+        return SucroseParams({k: registry.value(f"behavior.sucrose.{k}")
+                              for k in PARAM_NAMES})
+
+    def preference(self, stress_load: np.ndarray, potentiation: np.ndarray) -> np.ndarray:
+        v = self.values
+        anhedonia = stress_load * np.clip(1.0 - v["relief"] * potentiation, 0.0, 1.0)
+        return v["pref_max"] - v["pref_drop"] * anhedonia
