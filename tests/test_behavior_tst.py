@@ -109,3 +109,33 @@ def test_sucrose_preference_rule_known_answer():
     assert got[1] == pytest.approx(v["pref_max"] - v["pref_drop"] * 0.6)
     assert got[2] == pytest.approx(v["pref_max"] - v["pref_drop"] * 0.6 * (1 - v["relief"] * 0.2))
     assert got[3] == pytest.approx(v["pref_max"])
+
+
+def test_escape_test_through_the_runner():
+    """F-W-15 in miniature: inescapable shock two days before raises escape failures;
+    ketamine the day before the test protects."""
+    text = """
+name: lh
+species: mouse
+seed: 6
+arms:
+  - name: no_shock
+    n: 4
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: escape_test, at: [24h]}]
+  - name: shock
+    n: 4
+    protocol: [{at: -2d, stress: inescapable_shock, duration: 2h}, {at: 0h, drug: saline, route: ip}]
+    assays: [{assay: escape_test, at: [24h]}]
+  - name: shock_ketamine
+    n: 4
+    protocol:
+      - {at: -2d, stress: inescapable_shock, duration: 2h}
+      - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}
+    assays: [{assay: escape_test, at: [24h]}]
+"""
+    r = simulate(load_scenario_text(text)).readouts
+    m = r.groupby("arm")["value"].mean()
+    assert m["shock"] > 0.4 > m["no_shock"]
+    assert m["shock_ketamine"] < m["shock"] - 0.3
+    assert r["value"].between(0, 1).all()

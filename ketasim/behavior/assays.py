@@ -137,3 +137,48 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 SUCROSE = Assay("sucrose_preference", "two-bottle sucrose preference test",
                 ("stress_load", "synaptic_potentiation"), _sucrose_times, _sucrose,
                 options={"hours": 12.0})
+
+
+def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """Active-avoidance (shuttle box) escape test of ``trials`` trials at each time: each
+    trial fails with a probability falling, as a logistic, with an escape drive: the
+    prefrontal recurrent excitation (the circuit's coupling input: functional synapses and
+    their potentiation) minus ``stress_gain`` times the stress load (F-W-15); latencies of
+    failed trials at ``cutoff_s``; scored by
+    :func:`ketasim.analysis.behavior.learned_helplessness`."""
+    import pandas as pd
+
+    from ketasim.analysis.behavior import learned_helplessness
+    from ketasim.circuit.assay import circuit_inputs
+    from ketasim.circuit.network import CircuitParams
+    from ketasim.params import load_registry
+
+    registry = ctx.registry if ctx.registry is not None else load_registry()
+    g_pot = CircuitParams.from_registry(registry).values["g_potentiation"]
+    v = {k: registry.value(f"behavior.helplessness.{k}") for k in
+         ("p_fail_min", "p_fail_max", "c50", "width", "stress_gain")}
+    coupling, _ = circuit_inputs(ctx, at, g_pot)
+    drive = coupling - v["stress_gain"] * ctx.trajectory("stress_load", at)
+    p_fail = v["p_fail_min"] + (v["p_fail_max"] - v["p_fail_min"]) / (
+        1.0 + np.exp((drive - v["c50"]) / v["width"]))
+    n_tr = int(ctx.options["trials"])
+    cutoff = float(ctx.options["cutoff_s"])
+    out = np.full((ctx.n, len(at), 1), np.nan)
+    for j in range(len(at)):
+        rows = []
+        for s in range(ctx.n):
+            g = assay_rng(ctx.seed, ctx.arm, s, f"helplessness_{j}")
+            fail = g.random(n_tr) < p_fail[s, j]
+            lat = np.where(fail, cutoff, g.uniform(1.0, 0.5 * cutoff, n_tr))
+            rows += [{"subject": str(s), "trial": k + 1, "latency_s": float(lat[k]),
+                      "escaped": not bool(fail[k])} for k in range(n_tr)]
+        scored = learned_helplessness(pd.DataFrame(rows), cutoff_s=cutoff)
+        out[:, j, 0] = scored["failure_pct"].to_numpy(dtype=float) / 100.0
+    return AssayRows.from_grid(out, at, ["escape_failure_fraction"], ["fraction"])
+
+
+HELPLESSNESS = Assay("escape_test", "shuttle-box escape test (learned helplessness)",
+                     ("synaptic_potentiation", "stress_load", "activity_drive"), same_times,
+                     _helplessness,
+                     options={"trials": 30, "cutoff_s": 20.0, "branches": 10,
+                              "cell": "mpfc_l5"})

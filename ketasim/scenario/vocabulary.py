@@ -189,6 +189,7 @@ ASSAYS: dict[str, tuple[str, ...]] = {
     ),
     "open_field": ("distance_cm",),
     "sucrose_preference": ("sucrose_preference",),
+    "escape_test": ("escape_failure_fraction",),
 }
 
 
