@@ -139,3 +139,25 @@ arms:
     assert m["shock"] > 0.4 > m["no_shock"]
     assert m["shock_ketamine"] < m["shock"] - 0.3
     assert r["value"].between(0, 1).all()
+
+
+def test_fear_extinction_faster_with_more_prefrontal_coupling():
+    """F-K-15 in miniature: 24 h after ketamine (potentiated prefrontal synapses) less
+    freezing remains at the end of an extinction session."""
+    text = """
+name: fe
+species: mouse
+seed: 7
+arms:
+  - name: saline
+    n: 6
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: fear_extinction, at: [24h]}]
+  - name: ketamine
+    n: 6
+    protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}]
+    assays: [{assay: fear_extinction, at: [24h]}]
+"""
+    r = simulate(load_scenario_text(text)).readouts
+    m = r.groupby("arm")["value"].mean()
+    assert 0.0 < m["ketamine"] < m["saline"] - 0.1 < 1.0

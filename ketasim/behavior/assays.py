@@ -182,3 +182,45 @@ HELPLESSNESS = Assay("escape_test", "shuttle-box escape test (learned helplessne
                      _helplessness,
                      options={"trials": 30, "cutoff_s": 20.0, "branches": 10,
                               "cell": "mpfc_l5"})
+
+
+def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """Fear extinction session at each time (a conditioned mouse; ``trials`` tone
+    presentations of ``tone_s`` every ``iti_s``): the freezing probability in trial k is
+    ``f0 exp(-k rate)`` with the extinction rate ``k_ext`` times the prefrontal coupling
+    input relative to baseline to the power ``gamma`` (extinction learning needs mPFC
+    plasticity; F-K-15). Freezing is drawn per 1-s bin as alternating bouts, scored by
+    :func:`ketasim.analysis.behavior.freezing_per_trial`; the readout is the mean freezing
+    over the last ``last`` trials (extinction recall within the session)."""
+    from ketasim.analysis.behavior import freezing_per_trial
+    from ketasim.circuit.assay import circuit_inputs
+    from ketasim.circuit.network import CircuitParams
+    from ketasim.params import load_registry
+
+    registry = ctx.registry if ctx.registry is not None else load_registry()
+    g_pot = CircuitParams.from_registry(registry).values["g_potentiation"]
+    v = {k: registry.value(f"behavior.extinction.{k}") for k in ("f0", "k_ext", "gamma")}
+    o = ctx.options
+    n_tr, tone, iti, last = int(o["trials"]), float(o["tone_s"]), float(o["iti_s"]), int(
+        o["last"])
+    coupling, _ = circuit_inputs(ctx, at, g_pot)
+    starts = np.arange(n_tr) * (tone + iti) + iti
+    trials = np.stack([starts, starts + tone], axis=1)
+    n_bins = int(starts[-1] + tone + 1)
+    out = np.full((ctx.n, len(at), 1), np.nan)
+    for j in range(len(at)):
+        for s in range(ctx.n):
+            g = assay_rng(ctx.seed, ctx.arm, s, f"extinction_{j}")
+            rate = v["k_ext"] * max(coupling[s, j], 0.0) ** v["gamma"]
+            freeze = np.zeros(n_bins, bool)
+            for k, (a, b) in enumerate(trials.astype(int)):
+                freeze[a:b] = g.random(b - a) < v["f0"] * np.exp(-k * rate)
+            res = freezing_per_trial(freeze, 1.0, trials)
+            out[s, j, 0] = res.per_trial["freezing_pct"].to_numpy(float)[-last:].mean() / 100
+    return AssayRows.from_grid(out, at, ["extinction_freezing_fraction"], ["fraction"])
+
+
+EXTINCTION = Assay("fear_extinction", "cued fear extinction session (freezing)",
+                   ("synaptic_potentiation", "activity_drive"), same_times, _extinction,
+                   options={"trials": 20, "tone_s": 30.0, "iti_s": 30.0, "last": 5,
+                            "branches": 10, "cell": "mpfc_l5"})

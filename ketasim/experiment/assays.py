@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from ketasim.behavior.assays import HELPLESSNESS, OPEN_FIELD, SUCROSE, TAIL_SUSPENSION
+from ketasim.behavior.assays import (
+    EXTINCTION,
+    HELPLESSNESS,
+    OPEN_FIELD,
+    SUCROSE,
+    TAIL_SUSPENSION,
+)
 from ketasim.circuit.assay import CALCIUM
 from ketasim.experiment.measure import Assay
 from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
@@ -13,7 +19,8 @@ ASSAYS: dict[str, Assay] = {a.name: a for a in (PLASMA_PK, BRAIN_PK, MICRODIALYS
                                                 WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
                                                 UNCAGING, FIXED, CALCIUM,
                                                 TAIL_SUSPENSION, OPEN_FIELD, SUCROSE,
-                                                HELPLESSNESS)}
+                                                HELPLESSNESS, EXTINCTION)}
 # the circuit (and the behaviour it drives) reads the spine layer
-SPINE_ASSAYS = (*SPINE_ASSAYS, CALCIUM.name, TAIL_SUSPENSION.name, HELPLESSNESS.name)
+SPINE_ASSAYS = (*SPINE_ASSAYS, CALCIUM.name, TAIL_SUSPENSION.name, HELPLESSNESS.name,
+                EXTINCTION.name)
 __all__ = ["ASSAYS", "SPINE_ASSAYS"]

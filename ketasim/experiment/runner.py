@@ -152,7 +152,7 @@ def _spine_plan(arm, plans, events) -> dict | None:
     rec = sorted({float(t) for _, _, at in spine for t in at})
     first = min([0.0, rec[0]] + ([float(events.times[0])] if events.n else []))
     t0 = np.floor((first - LEAD_IN_H) / DT_H) * DT_H
-    if any(a.name in ("calcium_imaging", "tail_suspension", "escape_test")
+    if any(a.name in ("calcium_imaging", "tail_suspension", "escape_test", "fear_extinction")
            for a, _, _ in spine):
         rec = sorted({float(t0), *rec})  # the pre-protocol baseline the circuit scales by
     n_steps = int(np.ceil((rec[-1] - t0) / DT_H)) + 1

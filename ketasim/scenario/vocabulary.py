@@ -190,6 +190,7 @@ ASSAYS: dict[str, tuple[str, ...]] = {
     "open_field": ("distance_cm",),
     "sucrose_preference": ("sucrose_preference",),
     "escape_test": ("escape_failure_fraction",),
+    "fear_extinction": ("extinction_freezing_fraction",),
 }
 
 
