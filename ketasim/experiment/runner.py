@@ -34,6 +34,7 @@ class RunResult:
     solver: dict = field(default_factory=dict)
     steps: dict[str, float] = field(default_factory=dict)
     tracking: dict[str, pd.DataFrame] = field(default_factory=dict)  # arm -> observed spines
+    calcium: dict[str, dict] = field(default_factory=dict)  # arm -> {time_h: first dF/F}
 
 
 def check_supported(scenario, registry: Registry | None = None) -> None:
@@ -79,6 +80,7 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
     species = scenario.species
     frames: list[pd.DataFrame] = []
     tracking: dict[str, pd.DataFrame] = {}
+    calcium: dict[str, dict] = {}
     timings: dict[str, float] = {}
     steps: dict[str, float] = {}
     for i, arm in enumerate(scenario.arms):
@@ -123,6 +125,8 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
             rows = assay.measure(ctx, at)
             if "tracking" in ctx.kept:
                 tracking[arm.name] = ctx.kept["tracking"]
+            if "calcium" in ctx.kept:
+                calcium[arm.name] = ctx.kept["calcium"]
             frames.append(pd.DataFrame({
                 "arm": arm.name, "subject": rows.subject.astype(np.int64),
                 "assay": assay.name, "readout": rows.readout.astype(str),
@@ -134,7 +138,7 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
     readouts = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame({c: [] for c in READOUT_COLUMNS}))
     return RunResult(scenario, seed, readouts[READOUT_COLUMNS], timings,
-                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, tracking)
+                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, tracking, calcium)
 
 
 SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")

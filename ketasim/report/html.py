@@ -53,6 +53,20 @@ def spine_maps(out: Path, tracking: dict, prefix: str) -> list[str]:
     return tags
 
 
+def calcium_rasters(out: Path, calcium: dict, prefix: str) -> list[str]:
+    """dF/F rasters of the first animal of each arm with calcium imaging."""
+    from ketasim.report.spine_maps import calcium_raster_figure
+
+    tags = []
+    for arm, sessions in calcium.items():
+        png = calcium_raster_figure(sessions, out / f"{prefix}{arm}.png", arm)
+        if png is not None:
+            tags.append(img_tag(png, f"calcium {arm}", f"{arm}: dF/F of one animal's field "
+                                "of view per session, population mean below with the "
+                                "synchronous events (red)"))
+    return tags
+
+
 def img_tag(png: Path, alt: str, caption: str) -> str:
     """A figure with the PNG inlined (the page must open offline)."""
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
@@ -80,9 +94,10 @@ def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -
 
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
-                 tracking: dict | None = None) -> Path:
+                 tracking: dict | None = None, calcium: dict | None = None) -> Path:
     """Write ``report.html`` and ``fig_<assay>.png`` files into ``out`` (and spine maps
-    of the first animal of each arm with two-photon imaging)."""
+    of the first animal of each arm with two-photon imaging, dF/F rasters of the first
+    animal of each arm with calcium imaging)."""
     figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
                     f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
     body = [
@@ -93,6 +108,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         "<h2>Statistics</h2>",
         table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
         "<h2>Figures</h2>", *figs, *spine_maps(out, tracking or {}, "fig_spines_"),
+        *calcium_rasters(out, calcium or {}, "fig_calcium_"),
         "<h2>Summary</h2>", table_html(summary, None, "summary"),
     ]
     path = out / "report.html"

@@ -179,3 +179,37 @@ def survival_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def calcium_raster_figure(sessions: dict, path: Path, arm: str,
+                          frame_rate_hz: float = 30.0) -> Path | None:
+    """dF/F raster of one animal's field of view per session (cells x time), the
+    population mean below it with the synchronous events (against circular-shift
+    shuffles, :func:`ketasim.analysis.calcium.synchronous_events`) marked."""
+    from ketasim.analysis.calcium import detect_transients, synchronous_events
+
+    if not sessions:
+        return None
+    times = sorted(sessions)
+    fig, axes = plt.subplots(2, len(times), figsize=(4.2 * len(times), 4.2), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]}, sharex="col")
+    for c, t in enumerate(times):
+        dff = np.asarray(sessions[t], dtype=float)
+        secs = np.arange(dff.shape[1]) / frame_rate_hz
+        ax = axes[0, c]
+        ax.imshow(np.clip(dff, 0, np.percentile(dff, 99.5)), aspect="auto", cmap="magma",
+                  extent=(0, secs[-1], dff.shape[0], 0), interpolation="nearest")
+        ax.set_title(f"{arm}, {_session_label(float(t))}", fontsize=8, loc="left")
+        ax.set_ylabel("cell")
+        sync = synchronous_events(detect_transients(dff, frame_rate_hz), frame_rate_hz,
+                                  rng=np.random.default_rng(0), n_shuffles=100)
+        mean = dff.mean(axis=0)
+        axes[1, c].plot(secs, mean, lw=0.6, c="k")
+        for e in np.asarray(sync.event_times_s, dtype=float):
+            axes[1, c].axvline(e, c="tab:red", lw=0.6, alpha=0.7)
+        axes[1, c].set_xlabel("s")
+        axes[1, c].set_ylabel("mean dF/F")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

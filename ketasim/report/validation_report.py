@@ -10,7 +10,14 @@ import pandas as pd
 
 from ketasim.analysis.stats import summarize
 from ketasim.report.figures import assay_figure
-from ketasim.report.html import FIGURE_NOTE, img_tag, page, spine_maps, table_html
+from ketasim.report.html import (
+    FIGURE_NOTE,
+    calcium_rasters,
+    img_tag,
+    page,
+    spine_maps,
+    table_html,
+)
 from ketasim.report.synthesis import synthesis_figure
 
 
@@ -63,6 +70,8 @@ def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
             body.append(img_tag(png, f"{name} {assay}",
                                 f"{name}: {assay}, {FIGURE_NOTE}"))
         body.extend(spine_maps(figdir, getattr(run, "tracking", {}) or {}, f"{name}_spines_"))
+        body.extend(calcium_rasters(figdir, getattr(run, "calcium", {}) or {},
+                                    f"{name}_calcium_"))
         if not run.stats.empty:
             body.append(table_html(run.stats, "p", f"stats-{name}"))
     path = out / "report.html"

@@ -36,6 +36,7 @@ class ReplicaRun:
     stats: pd.DataFrame
     seconds: float
     tracking: dict = field(default_factory=dict)
+    calcium: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -135,7 +136,7 @@ def run_replica(path: str) -> ReplicaRun:
     res = simulate(sc)
     stats = compare(res.readouts, sc.compare)
     return ReplicaRun(Path(path).stem, sc, res.readouts, stats, time.perf_counter() - t0,
-                      res.tracking)
+                      res.tracking, res.calcium)
 
 
 def judge(target: Target, replica: ReplicaRun) -> TargetResult:
