@@ -99,3 +99,15 @@ def test_bad_calcium_option_is_one_clear_error():
     with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[0\]\.options\.cells: got "
                                                r"-1; expected a non-negative number"):
         simulate(load_scenario_text(TEXT.replace("cells: 30", "cells: -1", 1)))
+
+
+def test_mismatched_buffers_are_refused():
+    """The kernel does not check bounds, so a wrong buffer shape is one clear error."""
+    cp = CircuitParams.from_registry(load_registry())
+    raw = np.zeros((1, 1, 10, 30), np.float32)
+    with pytest.raises(ValueError, match="disagree in shape"):
+        run_sessions(cp.vector(), np.ones((1, 1)), np.ones((1, 1)), 31, FR, 10,
+                     np.array([1], np.int64), raw, raw.copy())
+    with pytest.raises(ValueError, match="n_cells exceeds"):
+        run_sessions(cp.vector(), np.ones((1, 1)), np.ones((1, 1)), 30, FR, 1000,
+                     np.array([1], np.int64), raw, raw.copy())

@@ -20,8 +20,8 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     from ketasim.analysis.behavior import score_tst, struggle_onsets, tst_bouts_from_states
     from ketasim.analysis.calcium import peri_event_average
     from ketasim.behavior.tst import TstParams, immobility_states
-    from ketasim.circuit.assay import circuit_inputs, dff_from_raw
-    from ketasim.circuit.network import CircuitParams, run_sessions_rate
+    from ketasim.circuit.assay import circuit_inputs, dff_from_raw, simulate_chunks
+    from ketasim.circuit.network import CircuitParams
     from ketasim.params import load_registry
 
     registry = ctx.registry if ctx.registry is not None else load_registry()
@@ -32,28 +32,25 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     n_cells = min(int(ctx.options["cells"]), int(cp.values["n_exc"]))
     coupling, drive = circuit_inputs(ctx, at, cp.values["g_potentiation"])
     out = np.full((ctx.n, len(at), len(TST_READOUTS)), np.nan)
-    for s in range(ctx.n):
-        g = assay_rng(ctx.seed, ctx.arm, s, "tail_suspension")
-        seed = np.array([g.integers(2**62)], np.int64)
-        raw = np.zeros((1, len(at), n_cells, n_frames), np.float32)
-        npl = np.zeros_like(raw)
-        rate = np.zeros((1, len(at), n_frames), np.float32)
-        run_sessions_rate(cp.vector(), np.ascontiguousarray(coupling[s:s + 1]),
-                          np.ascontiguousarray(drive[s:s + 1]), n_frames, fr, n_cells, seed,
-                          raw, npl, rate)
-        for j in range(len(at)):
-            states = immobility_states(rate[0, j].astype(float), fr, tp, g)
-            etho = tst_bouts_from_states(states, fr, subject=str(s), arm=ctx.arm)
-            score = score_tst(etho, window_s=(0.0, tp.values["duration_s"]),
-                              duration_s=tp.values["duration_s"]).iloc[0]
-            onsets = struggle_onsets(etho, duration_s=tp.values["duration_s"])["onset_s"]
-            rise = np.nan
-            if len(onsets) >= 2:
-                dff = dff_from_raw(raw[0, j], npl[0, j], cp.values["neuropil_factor"])
-                rise = peri_event_average(dff, fr, event_times_s=onsets.to_numpy(),
-                                          window_s=(-3.0, 2.0)).rise_s
-            out[s, j] = [score["immobility_s"], score["mean_immobile_bout_s"],
-                         score["n_struggle_bouts"], rise]
+    gens = [assay_rng(ctx.seed, ctx.arm, s, "tail_suspension") for s in range(ctx.n)]
+    seeds = np.array([g.integers(2**62) for g in gens], np.int64)
+    for s0, raw, npl, rate in simulate_chunks(cp, coupling, drive, n_frames, fr, n_cells,
+                                               seeds, rate=True):
+        for i in range(raw.shape[0]):
+            s, g = s0 + i, gens[s0 + i]
+            for j in range(len(at)):
+                states = immobility_states(rate[i, j].astype(float), fr, tp, g)
+                etho = tst_bouts_from_states(states, fr, subject=str(s), arm=ctx.arm)
+                score = score_tst(etho, window_s=(0.0, tp.values["duration_s"]),
+                                  duration_s=tp.values["duration_s"]).iloc[0]
+                onsets = struggle_onsets(etho, duration_s=tp.values["duration_s"])["onset_s"]
+                rise = np.nan
+                if len(onsets) >= 2:
+                    dff = dff_from_raw(raw[i, j], npl[i, j], cp.values["neuropil_factor"])
+                    rise = peri_event_average(dff, fr, event_times_s=onsets.to_numpy(),
+                                              window_s=(-3.0, 2.0)).rise_s
+                out[s, j] = [score["immobility_s"], score["mean_immobile_bout_s"],
+                             score["n_struggle_bouts"], rise]
     return AssayRows.from_grid(out, at, list(TST_READOUTS), list(TST_UNITS))
 
 

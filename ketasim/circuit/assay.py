@@ -51,9 +51,33 @@ def circuit_inputs(ctx: AssayContext, at: np.ndarray, g_potentiation: float
         "activity_drive", at)
 
 
+CHUNK_BYTES = 256 * 2**20  # output buffers of one circuit call (all subjects in parallel)
+
+
+def simulate_chunks(cp, coupling: np.ndarray, drive: np.ndarray, n_frames: int, fr: float,
+                    n_cells: int, seeds: np.ndarray, rate: bool = False):
+    """Run the circuit for all subjects, as many per (parallel) call as fit in
+    ``CHUNK_BYTES``; yields ``(first subject, fluorescence, neuropil, population rate)``
+    with arrays (k, n_sess, ...) of the chunk's k subjects."""
+    from ketasim.circuit.network import run_sessions_rate
+
+    n_sub, n_sess = coupling.shape
+    per_subject = 2 * n_sess * n_cells * n_frames * 4
+    k = max(1, min(n_sub, CHUNK_BYTES // max(per_subject, 1)))
+    for s0 in range(0, n_sub, k):
+        m = min(k, n_sub - s0)
+        raw = np.zeros((m, n_sess, n_cells, n_frames), np.float32)
+        npl = np.zeros_like(raw)
+        pop = np.zeros((m, n_sess, n_frames if rate else 0), np.float32)
+        run_sessions_rate(cp.vector(), np.ascontiguousarray(coupling[s0:s0 + m]),
+                          np.ascontiguousarray(drive[s0:s0 + m]), n_frames, fr, n_cells,
+                          np.ascontiguousarray(seeds[s0:s0 + m]), raw, npl, pop)
+        yield s0, raw, npl, pop
+
+
 def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     from ketasim.analysis.calcium import summarize_session
-    from ketasim.circuit.network import CircuitParams, run_sessions
+    from ketasim.circuit.network import CircuitParams
     from ketasim.params import load_registry
 
     o = ctx.options
@@ -67,19 +91,17 @@ def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
                       for s in range(ctx.n)], dtype=np.int64)
     out = np.full((ctx.n, len(at), len(READOUTS)), np.nan)
     kept = {}
-    for s in range(ctx.n):  # one subject at a time keeps memory to one subject's sessions
-        raw = np.zeros((1, len(at), n_cells, n_frames), np.float32)
-        npl = np.zeros_like(raw)
-        run_sessions(cp.vector(), np.ascontiguousarray(coupling[s:s + 1]),
-                     np.ascontiguousarray(drive[s:s + 1]), n_frames, fr, n_cells,
-                     seeds[s:s + 1], raw, npl)
-        g = assay_rng(ctx.seed, ctx.arm, s, "calcium_imaging_analysis")
-        for j in range(len(at)):
-            dff = dff_from_raw(raw[0, j], npl[0, j], cp.values["neuropil_factor"])
-            sm = summarize_session(dff, fr, rng=g, n_shuffles=int(o["shuffles"])).as_dict()
-            out[s, j] = [sm[k] for k in _SUMMARY_KEYS]
-            if s == 0:
-                kept[float(at[j])] = dff.astype(np.float32)
+    for s0, raw, npl, _ in simulate_chunks(cp, coupling, drive, n_frames, fr, n_cells, seeds):
+        for i in range(raw.shape[0]):
+            s = s0 + i
+            g = assay_rng(ctx.seed, ctx.arm, s, "calcium_imaging_analysis")
+            for j in range(len(at)):
+                dff = dff_from_raw(raw[i, j], npl[i, j], cp.values["neuropil_factor"])
+                sm = summarize_session(dff, fr, rng=g,
+                                       n_shuffles=int(o["shuffles"])).as_dict()
+                out[s, j] = [sm[k] for k in _SUMMARY_KEYS]
+                if s == 0:
+                    kept[float(at[j])] = dff.astype(np.float32)
     ctx.keep("calcium", kept)  # first subject's dF/F per session, for the report
     return AssayRows.from_grid(out, at, list(READOUTS), list(UNITS))
 

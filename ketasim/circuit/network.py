@@ -78,6 +78,17 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
     empty (what the behaviour models read)."""
     n_sub, n_sess = coupling.shape
     ne, ni = int(p[I_NE]), int(p[I_NI])
+    # bounds are not checked inside the kernel: refuse mismatched buffers up front
+    if n_cells > ne:
+        raise ValueError("run_sessions: n_cells exceeds the excitatory units (circuit.n_exc)")
+    if (drive.shape[0] != n_sub or drive.shape[1] != n_sess or seeds.shape[0] != n_sub
+            or out_f.shape[0] != n_sub or out_f.shape[1] != n_sess
+            or out_f.shape[2] != n_cells or out_f.shape[3] != n_frames
+            or out_np.shape != out_f.shape or out_rate.shape[0] != n_sub
+            or out_rate.shape[1] != n_sess
+            or (out_rate.shape[2] != 0 and out_rate.shape[2] != n_frames)):
+        raise ValueError("run_sessions: coupling, drive, seeds and output buffers disagree "
+                         "in shape (expected (n_sub, n_sess[, n_cells, n_frames]))")
     frame_dt = 1.0 / frame_rate_hz
     n_sub_steps = max(1, math.ceil(frame_dt / p[I_DT]))
     dt = frame_dt / n_sub_steps
