@@ -32,7 +32,8 @@ Protocol (issue 5; written down here so the numbers can be reproduced):
   the reference looks slightly slower than it is.
 - Like for like: both sides simulate ``--check-subjects`` (16) subjects x one session of
   ``--check-minutes`` (3) at coupling 1 and drive 1 (different seeds; the random streams
-  differ, numba's ``np.random`` against numpy's ``Generator``, so agreement is
+  differ, ketasim's per-subject xoroshiro128+ with ziggurat normals against numpy's
+  ``Generator``, so agreement is
   statistical). Per session: mean raw fluorescence; neuropil-corrected fluorescence
   (F - 0.7 F_np) turned into dF/F against each cell's 10th percentile, its mean; the
   fraction of frames with the population-mean dF/F above 0.5 and the number of upward
@@ -90,11 +91,11 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
     # the subject: in-degree factors, tonic inputs, resting brightness of the imaged cells
     k = np.exp(ksig * rng.standard_normal(ne) - 0.5 * ksig ** 2)
     b = v["bias_mean"] + v["bias_sd"] * rng.standard_normal(ne)
-    f0 = np.exp(0.3 * rng.standard_normal(n_cells))
+    f0 = np.exp(v["f0_log_sd"] * rng.standard_normal(n_cells))
     u, a, r = np.zeros(ne), np.zeros(ne), np.zeros(ne)
     vi, ri = np.zeros(ni), np.zeros(ni)
     c, fl = np.zeros(n_cells), np.zeros(n_cells)
-    n_settle = int(5.0 / dt)
+    n_settle = int(round(v["settle_s"] / dt))
     for coupling_q, drive_q in zip(coupling, drive):
         jc = v["j_ee"] * coupling_q
         ext = v["g_act"] * (drive_q - 1.0)
@@ -117,8 +118,9 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
             if rel % n_sub_steps == 0:
                 fr = rel // n_sub_steps - 1
                 bleach = math.exp(-fr * frame_dt / v["bleach_tau_s"])
-                npl = v["neuropil_level"] * (1.0 + dff * 0.1 * re * v["tau_decay_s"])
-                neu = npl * bleach * (1.0 + 0.05 * rng.standard_normal(n_cells))
+                npl = v["neuropil_level"] * (1.0 + dff * v["neuropil_rate_gain"] * re * v["tau_decay_s"])
+                neu = npl * bleach * (1.0 + v["neuropil_noise"]
+                                   * rng.standard_normal(n_cells))
                 f = f0 * (1.0 + dff * fl) * bleach + npf * neu
                 raw[:, fr] = f + shot * np.sqrt(np.maximum(f, 1e-9)) * \
                     rng.standard_normal(n_cells)

@@ -5,7 +5,13 @@ Public API: :func:`simulate` runs a scenario; :func:`load_scenario` reads one.
 (Imported lazily, so that code generation and light tools do not load the solver.)
 """
 
+from pathlib import Path as _Path
+
+from ketasim import _jitcache
+
 __version__ = "0.1.0"
+
+_jitcache.configure(_Path(__file__).parent)
 
 _LAZY = {
     "simulate": ("ketasim.experiment.runner", "simulate"),

@@ -33,16 +33,20 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ketasim.spines.rng import next_normal_zig, next_poisson, seed_state
+
 PARAM_NAMES = (
     "n_exc", "n_inh", "tau_e_s", "tau_i_s", "tau_a_s", "g_adapt", "j_ee", "w_ei", "w_ie",
     "w_ii", "bias_mean", "bias_sd", "bias_inh", "indegree_sigma", "noise_sd", "r_max_hz",
     "theta", "kappa", "g_act", "dt_s", "tau_decay_s", "tau_rise_s", "dff_per_spike",
     "neuropil_factor", "neuropil_level", "shot_noise", "bleach_tau_s", "g_potentiation",
+    "settle_s", "f0_log_sd", "neuropil_noise", "neuropil_rate_gain",
 )
 _I = {n: i for i, n in enumerate(PARAM_NAMES)}
 (I_NE, I_NI, I_TE, I_TI, I_TA, I_GA, I_JEE, I_WEI, I_WIE, I_WII, I_BM, I_BSD, I_BI,
  I_KSIG, I_NOISE, I_RMAX, I_THETA, I_KAPPA, I_GACT, I_DT, I_TDEC, I_TRISE, I_DFF, I_NPF,
- I_NPL, I_SHOT, I_BLEACH, I_GPOT) = range(len(PARAM_NAMES))
+ I_NPL, I_SHOT, I_BLEACH, I_GPOT, I_SETTLE, I_F0SD, I_NPNOISE, I_NPGAIN
+ ) = range(len(PARAM_NAMES))
 
 
 @dataclass(frozen=True)
@@ -57,14 +61,16 @@ class CircuitParams:
         return np.array([self.values[k] for k in PARAM_NAMES])
 
 
-@numba.njit(cache=True)
 def run_sessions(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, out_f, out_np):
     """Simulate every subject's sessions.
 
     ``coupling``, ``drive``: (n_sub, n_sess). ``seeds``: (n_sub,) int64, one stream per
     subject (its units' in-degrees and biases, then its sessions). Writes the raw
     fluorescence of the first ``n_cells`` excitatory units into ``out_f`` (n_sub, n_sess,
-    n_cells, n_frames) float32 and their neuropil into ``out_np`` (same shape)."""
+    n_cells, n_frames) float32 and their neuropil into ``out_np`` (same shape).
+
+    A Python wrapper on purpose: a cached jitted caller of the cached parallel kernel
+    crashes (numba 0.6x) when it was compiled against the kernel loaded from the cache."""
     rate = np.zeros((coupling.shape[0], coupling.shape[1], 0), np.float32)
     run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, out_f,
                       out_np, rate)
@@ -98,11 +104,18 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
     dec = math.exp(-dt / p[I_TDEC])
     rise = dt / p[I_TRISE]
     rmax, theta, kappa = p[I_RMAX], p[I_THETA], p[I_KAPPA]
+    n_settle = int(round(p[I_SETTLE] / dt))
     for s in numba.prange(n_sub):
-        np.random.seed(seeds[s])
-        k = np.exp(p[I_KSIG] * np.random.standard_normal(ne) - 0.5 * p[I_KSIG] ** 2)
-        b = p[I_BM] + p[I_BSD] * np.random.standard_normal(ne)
-        f0 = np.exp(0.3 * np.random.standard_normal(n_cells))  # resting brightness
+        st = np.zeros(2, np.uint64)  # the subject's own xoroshiro128+ stream
+        seed_state(seeds[s], st)
+        k = np.empty(ne)
+        b = np.empty(ne)
+        for i in range(ne):
+            k[i] = math.exp(p[I_KSIG] * next_normal_zig(st) - 0.5 * p[I_KSIG] ** 2)
+            b[i] = p[I_BM] + p[I_BSD] * next_normal_zig(st)
+        f0 = np.empty(n_cells)  # resting brightness of the imaged cells
+        for i in range(n_cells):
+            f0[i] = math.exp(p[I_F0SD] * next_normal_zig(st))
         u = np.zeros(ne)
         a = np.zeros(ne)
         r = np.zeros(ne)
@@ -113,24 +126,29 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
         for q in range(n_sess):
             jc = p[I_JEE] * coupling[s, q]
             ext = p[I_GACT] * (drive[s, q] - 1.0)
-            # settle 5 s before imaging starts
-            n_settle = int(5.0 / dt)
+            re = r.mean()
+            rim = ri.mean()
             for step in range(n_settle + n_frames * n_sub_steps):
-                re = r.mean()
-                rim = ri.mean()
+                sum_e = 0.0
                 for i in range(ne):
                     inp = jc * k[i] * re - p[I_WEI] * rim + b[i] + ext - a[i]
-                    u[i] += ae * (inp - u[i]) + se * np.random.standard_normal()
+                    u[i] += ae * (inp - u[i]) + se * next_normal_zig(st)
                     r[i] = rmax / (1.0 + math.exp(-(u[i] - theta) / kappa))
                     a[i] += aa * (p[I_GA] * r[i] / rmax - a[i])
+                    sum_e += r[i]
+                sum_i = 0.0
+                inp_i = p[I_WIE] * re - p[I_WII] * rim + p[I_BI]
                 for j in range(ni):
-                    inp = p[I_WIE] * re - p[I_WII] * rim + p[I_BI]
-                    v[j] += ai * (inp - v[j]) + si * np.random.standard_normal()
+                    v[j] += ai * (inp_i - v[j]) + si * next_normal_zig(st)
                     ri[j] = rmax / (1.0 + math.exp(-(v[j] - theta) / kappa))
+                    sum_i += ri[j]
+                re_start = re  # the frame records the population rate the step started from
+                re = sum_e / ne
+                rim = sum_i / ni
                 if step < n_settle:
                     continue
                 for i in range(n_cells):
-                    c[i] = c[i] * dec + np.random.poisson(r[i] * dt)
+                    c[i] = c[i] * dec + next_poisson(st, r[i] * dt)
                     fl[i] += rise * (c[i] - fl[i])
                 rel = step - n_settle + 1
                 if rel % n_sub_steps == 0:
@@ -138,13 +156,12 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
                     t = fr * frame_dt
                     bleach = math.exp(-t / p[I_BLEACH])
                     if out_rate.shape[2] > 0:
-                        out_rate[s, q, fr] = re
-                    npl = p[I_NPL] * (1.0 + p[I_DFF] * 0.1 * re * p[I_TDEC])
+                        out_rate[s, q, fr] = re_start
+                    npl = p[I_NPL] * (1.0 + p[I_DFF] * p[I_NPGAIN] * re_start * p[I_TDEC])
                     for i in range(n_cells):
                         sig = f0[i] * (1.0 + p[I_DFF] * fl[i]) * bleach
-                        neu = npl * bleach * (1.0 + 0.05 * np.random.standard_normal())
+                        neu = npl * bleach * (1.0 + p[I_NPNOISE] * next_normal_zig(st))
                         raw = sig + p[I_NPF] * neu
-                        raw += p[I_SHOT] * math.sqrt(max(raw, 1e-9)) * \
-                            np.random.standard_normal()
+                        raw += p[I_SHOT] * math.sqrt(max(raw, 1e-9)) * next_normal_zig(st)
                         out_f[s, q, i, fr] = raw
                         out_np[s, q, i, fr] = neu

@@ -1,0 +1,69 @@
+"""The in-kernel random streams: ziggurat normals are exact in law, Poisson by inversion."""
+
+import numba
+import numpy as np
+from scipy import stats
+
+from ketasim.spines.rng import next_normal_zig, next_poisson, seed_state
+
+
+@numba.njit(cache=False)
+def _normals(n, seed):
+    st = np.zeros(2, np.uint64)
+    seed_state(seed, st)
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = next_normal_zig(st)
+    return out
+
+
+@numba.njit(cache=False)
+def _poissons(n, lam, seed):
+    st = np.zeros(2, np.uint64)
+    seed_state(seed, st)
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        out[i] = next_poisson(st, lam)
+    return out
+
+
+def test_ziggurat_normal_matches_the_normal_law_in_body_and_tails():
+    x = _normals(2_000_000, 11)
+    assert abs(x.mean()) < 4 / np.sqrt(len(x))
+    assert abs(x.var() - 1) < 4 * np.sqrt(2 / len(x))
+    assert stats.kstest(x, "norm").pvalue > 1e-3
+    # the base layer's tail (beyond 3.654) and a far tail, both signs, against binomial sd
+    for edge in (3.6541528853610088, 4.5):
+        p = stats.norm.sf(edge)
+        for count in ((x > edge).sum(), (x < -edge).sum()):
+            assert abs(count - p * len(x)) < 5 * np.sqrt(p * len(x)) + 1
+    # deciles: each holds a tenth
+    cuts = stats.norm.ppf(np.linspace(0.1, 0.9, 9))
+    counts = np.bincount(np.searchsorted(cuts, x), minlength=10)
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_streams_are_reproducible_and_distinct_per_seed():
+    assert np.array_equal(_normals(100, 3), _normals(100, 3))
+    a, b = _normals(1000, 3), _normals(1000, 4)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.15
+
+
+def test_consecutive_normals_are_uncorrelated():
+    x = _normals(1_000_000, 5)
+    for lag in (1, 2, 3):
+        assert abs(np.corrcoef(x[:-lag], x[lag:])[0, 1]) < 5e-3
+
+
+def test_poisson_inversion_has_poisson_law():
+    for lam in (0.05, 0.7, 4.0):
+        k = _poissons(400_000, lam, 9)
+        assert abs(k.mean() - lam) < 5 * np.sqrt(lam / len(k))
+        assert abs(k.var() / lam - 1) < 0.02
+        top = int(lam + 6 * np.sqrt(lam) + 3)
+        obs = np.bincount(np.minimum(k, top), minlength=top + 1)
+        exp = stats.poisson.pmf(np.arange(top + 1), lam) * len(k)
+        exp[-1] = stats.poisson.sf(top - 1, lam) * len(k)
+        keep = exp > 5
+        assert stats.chisquare(obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()
+                               ).pvalue > 1e-3
