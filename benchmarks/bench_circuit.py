@@ -95,7 +95,7 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
     u, a, r = np.zeros(ne), np.zeros(ne), np.zeros(ne)
     vi, ri = np.zeros(ni), np.zeros(ni)
     c, fl = np.zeros(n_cells), np.zeros(n_cells)
-    n_settle = int(round(v["settle_s"] / dt))
+    n_settle = round(v["settle_s"] / dt)
     for coupling_q, drive_q in zip(coupling, drive):
         jc = v["j_ee"] * coupling_q
         ext = v["g_act"] * (drive_q - 1.0)

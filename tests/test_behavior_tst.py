@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from ketasim import simulate
+from ketasim.analysis.behavior import score_tst
 from ketasim.behavior.tst import TstParams, event_onsets, immobility_states
 from ketasim.params import load_registry
+from ketasim.report.html import tst_figures
 from ketasim.scenario import load_scenario_text
 
 FR = 30.0
@@ -67,14 +69,28 @@ arms:
 """
 
 
-def test_tail_suspension_through_the_runner():
+def test_tail_suspension_through_the_runner(tmp_path):
     """F-M-1 / F-M-10 in miniature: CORT mice are immobile longer, in fewer, longer bouts;
     in controls the population calcium rises before struggles."""
-    r = simulate(load_scenario_text(TEXT)).readouts
+    res = simulate(load_scenario_text(TEXT))
+    r = res.readouts
     m = r.groupby(["arm", "readout"])["value"].mean()
     assert 0 < m[("control", "tst_immobility_s")] < m[("cort", "tst_immobility_s")] <= 360
     assert m[("control", "tst_struggle_bouts")] > m[("cort", "tst_struggle_bouts")]
     assert m[("control", "tst_calcium_rise_s")] < 0
+    # what the report draws: every mouse's ethogram (scoring it again gives the readout)
+    # and its peri-struggle population dF/F, which rises before the onset in controls
+    etho = res.tst["control"]["ethogram"]
+    again = score_tst(etho.drop(columns="time_h"), duration_s=360.0)
+    imm = r[(r["arm"] == "control") & (r["readout"] == "tst_immobility_s")]
+    assert again["immobility_s"].to_numpy() == pytest.approx(imm["value"].to_numpy())
+    lags, peri = res.tst["control"]["lags_s"], res.tst["control"]["peri_dff"][24.0]
+    assert peri.shape == (3, len(lags)) and lags[0] == pytest.approx(-3.0)
+    mean = np.nanmean(peri, axis=0)
+    assert mean[np.searchsorted(lags, -0.3)] > mean[np.searchsorted(lags, -2.5)] + 0.2
+    tags = tst_figures(tmp_path, res.tst, "t_")
+    assert len(tags) == 2 and (tmp_path / "t_ethogram.png").stat().st_size > 5000
+    assert (tmp_path / "t_peri_struggle.png").stat().st_size > 5000
     with pytest.raises(ValueError, match=r"arms\[0\]\.assays\[0\]\.options\.frames"):
         simulate(load_scenario_text(TEXT.replace("{cells: 30}", "{frames: 3}", 1)))
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ketasim.experiment.measure import Assay, AssayContext, AssayRows, assay_rng, same_times
 
 TST_READOUTS = ("tst_immobility_s", "tst_immobile_bout_s", "tst_struggle_bouts",
                 "tst_calcium_rise_s")
 TST_UNITS = ("s", "s", "count", "s")
+PERI_WINDOW_S = (-3.0, 2.0)  # around struggle onsets (s)
 
 
 def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -34,6 +36,9 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     out = np.full((ctx.n, len(at), len(TST_READOUTS)), np.nan)
     gens = [assay_rng(ctx.seed, ctx.arm, s, "tail_suspension") for s in range(ctx.n)]
     seeds = np.array([g.integers(2**62) for g in gens], np.int64)
+    ethograms = []
+    lags = np.arange(round(PERI_WINDOW_S[0] * fr), round(PERI_WINDOW_S[1] * fr) + 1) / fr
+    peri = np.full((ctx.n, len(at), len(lags)), np.nan)
     for s0, raw, npl, rate in simulate_chunks(cp, coupling, drive, n_frames, fr, n_cells,
                                                seeds, rate=True):
         for i in range(raw.shape[0]):
@@ -47,10 +52,18 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
                 rise = np.nan
                 if len(onsets) >= 2:
                     dff = dff_from_raw(raw[i, j], npl[i, j], cp.values["neuropil_factor"])
-                    rise = peri_event_average(dff, fr, event_times_s=onsets.to_numpy(),
-                                              window_s=(-3.0, 2.0)).rise_s
+                    pe = peri_event_average(dff, fr, event_times_s=onsets.to_numpy(),
+                                            window_s=PERI_WINDOW_S)
+                    rise = pe.rise_s
+                    if len(pe.lags_s) == len(lags):
+                        peri[s, j] = pe.mean
                 out[s, j] = [score["immobility_s"], score["mean_immobile_bout_s"],
                              score["n_struggle_bouts"], rise]
+                ethograms.append(etho.assign(time_h=float(at[j])))
+    # for the report: every subject's ethogram and peri-struggle population dF/F
+    ctx.keep("tst", {"ethogram": pd.concat(ethograms, ignore_index=True),
+                     "lags_s": lags, "peri_dff": {float(t): peri[:, j]
+                                                  for j, t in enumerate(at)}})
     return AssayRows.from_grid(out, at, list(TST_READOUTS), list(TST_UNITS))
 
 

@@ -104,7 +104,7 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
     dec = math.exp(-dt / p[I_TDEC])
     rise = dt / p[I_TRISE]
     rmax, theta, kappa = p[I_RMAX], p[I_THETA], p[I_KAPPA]
-    n_settle = int(round(p[I_SETTLE] / dt))
+    n_settle = round(p[I_SETTLE] / dt)
     for s in numba.prange(n_sub):
         st = np.zeros(2, np.uint64)  # the subject's own xoroshiro128+ stream
         seed_state(seeds[s], st)

@@ -35,6 +35,7 @@ class RunResult:
     steps: dict[str, float] = field(default_factory=dict)
     tracking: dict[str, pd.DataFrame] = field(default_factory=dict)  # arm -> observed spines
     calcium: dict[str, dict] = field(default_factory=dict)  # arm -> {time_h: first dF/F}
+    tst: dict[str, dict] = field(default_factory=dict)  # arm -> ethograms, peri-struggle dF/F
 
 
 def check_supported(scenario, registry: Registry | None = None) -> None:
@@ -81,6 +82,7 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
     frames: list[pd.DataFrame] = []
     tracking: dict[str, pd.DataFrame] = {}
     calcium: dict[str, dict] = {}
+    tst: dict[str, dict] = {}
     timings: dict[str, float] = {}
     steps: dict[str, float] = {}
     for i, arm in enumerate(scenario.arms):
@@ -127,6 +129,8 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
                 tracking[arm.name] = ctx.kept["tracking"]
             if "calcium" in ctx.kept:
                 calcium[arm.name] = ctx.kept["calcium"]
+            if "tst" in ctx.kept:
+                tst[arm.name] = ctx.kept["tst"]
             frames.append(pd.DataFrame({
                 "arm": arm.name, "subject": rows.subject.astype(np.int64),
                 "assay": assay.name, "readout": rows.readout.astype(str),
@@ -138,7 +142,8 @@ def simulate(scenario, seed: int | None = None, registry: Registry | None = None
     readouts = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame({c: [] for c in READOUT_COLUMNS}))
     return RunResult(scenario, seed, readouts[READOUT_COLUMNS], timings,
-                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, tracking, calcium)
+                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, tracking, calcium,
+                     tst)
 
 
 SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")

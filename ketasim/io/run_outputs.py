@@ -61,5 +61,5 @@ def write_run(result: RunResult, out: Path, overwrite: bool = False,
         write_json(man, tmp / "manifest.json")
         write_report(tmp, f"ketasim run: {result.scenario.name}",
                      result.scenario.description, result.readouts, summary, stats, man,
-                     result.tracking, result.calcium)
+                     result.tracking, result.calcium, result.tst)
     return Path(out)

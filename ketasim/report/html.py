@@ -67,6 +67,27 @@ def calcium_rasters(out: Path, calcium: dict, prefix: str) -> list[str]:
     return tags
 
 
+def tst_figures(out: Path, tst: dict, prefix: str) -> list[str]:
+    """The tail suspension ethogram and the peri-struggle calcium average (all arms with
+    the ``tail_suspension`` assay)."""
+    from ketasim.report.behavior_figures import ethogram_figure, peri_struggle_figure
+
+    if not tst:
+        return []
+    tags = []
+    png = ethogram_figure(tst, out / f"{prefix}ethogram.png")
+    if png is not None:
+        tags.append(img_tag(png, "TST ethogram", "tail suspension ethogram: immobile (dark) "
+                            "and struggle (orange) bouts over the test, one row per mouse "
+                            "(the first mice of each arm)"))
+    png = peri_struggle_figure(tst, out / f"{prefix}peri_struggle.png")
+    if png is not None:
+        tags.append(img_tag(png, "peri-struggle calcium", "vmPFC population dF/F around "
+                            "struggle onsets: mean over mice (each the mean over its onsets) "
+                            "with SEM bands; the dashed line is the onset"))
+    return tags
+
+
 def img_tag(png: Path, alt: str, caption: str) -> str:
     """A figure with the PNG inlined (the page must open offline)."""
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
@@ -94,10 +115,12 @@ def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -
 
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
-                 tracking: dict | None = None, calcium: dict | None = None) -> Path:
+                 tracking: dict | None = None, calcium: dict | None = None,
+                 tst: dict | None = None) -> Path:
     """Write ``report.html`` and ``fig_<assay>.png`` files into ``out`` (and spine maps
     of the first animal of each arm with two-photon imaging, dF/F rasters of the first
-    animal of each arm with calcium imaging)."""
+    animal of each arm with calcium imaging, the tail suspension ethogram and
+    peri-struggle calcium average)."""
     figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
                     f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
     body = [
@@ -109,6 +132,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
         "<h2>Figures</h2>", *figs, *spine_maps(out, tracking or {}, "fig_spines_"),
         *calcium_rasters(out, calcium or {}, "fig_calcium_"),
+        *tst_figures(out, tst or {}, "fig_tst_"),
         "<h2>Summary</h2>", table_html(summary, None, "summary"),
     ]
     path = out / "report.html"

@@ -17,6 +17,7 @@ from ketasim.report.html import (
     page,
     spine_maps,
     table_html,
+    tst_figures,
 )
 from ketasim.report.synthesis import synthesis_figure
 
@@ -72,6 +73,7 @@ def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
         body.extend(spine_maps(figdir, getattr(run, "tracking", {}) or {}, f"{name}_spines_"))
         body.extend(calcium_rasters(figdir, getattr(run, "calcium", {}) or {},
                                     f"{name}_calcium_"))
+        body.extend(tst_figures(figdir, getattr(run, "tst", {}) or {}, f"{name}_tst_"))
         if not run.stats.empty:
             body.append(table_html(run.stats, "p", f"stats-{name}"))
     path = out / "report.html"

@@ -37,6 +37,7 @@ class ReplicaRun:
     seconds: float
     tracking: dict = field(default_factory=dict)
     calcium: dict = field(default_factory=dict)
+    tst: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -136,7 +137,7 @@ def run_replica(path: str) -> ReplicaRun:
     res = simulate(sc)
     stats = compare(res.readouts, sc.compare)
     return ReplicaRun(Path(path).stem, sc, res.readouts, stats, time.perf_counter() - t0,
-                      res.tracking, res.calcium)
+                      res.tracking, res.calcium, res.tst)
 
 
 def judge(target: Target, replica: ReplicaRun) -> TargetResult:

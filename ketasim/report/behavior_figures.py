@@ -1,0 +1,94 @@
+"""Tail suspension figures: the ethogram (immobility and struggle bouts over the test,
+one row per mouse) and the peri-struggle average of the vmPFC population dF/F (F-M-10),
+from what the ``tail_suspension`` assay keeps for the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ketasim.report.spine_maps import _session_label
+
+ETHOGRAM_ROWS = 8  # mice per arm drawn in the ethogram
+_IMMOBILE, _STRUGGLE = "0.3", "tab:orange"
+
+
+def _times(tst: dict) -> list[float]:
+    return sorted({float(t) for d in tst.values() for t in d["peri_dff"]})
+
+
+def ethogram_figure(tst: dict, path: Path, rows: int = ETHOGRAM_ROWS) -> Path | None:
+    """One panel per session time; in each, the first ``rows`` mice of every arm as
+    horizontal bars, immobile bouts dark and struggle bouts orange."""
+    times = _times(tst)
+    if not times:
+        return None
+    arms = list(tst)
+    n_rows = sum(min(rows, d["ethogram"]["subject"].nunique()) for d in tst.values())
+    fig, axes = plt.subplots(1, len(times), figsize=(4.4 * len(times), 0.9 + 0.2 * n_rows),
+                             squeeze=False, sharey=True)
+    for c, t in enumerate(times):
+        ax = axes[0, c]
+        y, ticks, labels = 0, [], []
+        for arm in arms:
+            e = tst[arm]["ethogram"]
+            e = e[np.isclose(e["time_h"], t)]
+            subjects = list(dict.fromkeys(e["subject"]))[:rows]
+            for sub in subjects:
+                b = e[e["subject"] == sub]
+                for state, colour in (("immobile", _IMMOBILE), ("struggle", _STRUGGLE)):
+                    part = b[b["state"] == state]
+                    ax.broken_barh(list(zip(part["start_s"], part["end_s"] - part["start_s"],
+                                            strict=True)), (y + 0.1, 0.8), color=colour,
+                                   lw=0)
+                y += 1
+            if subjects:
+                ticks.append(y - len(subjects) / 2)
+                labels.append(arm)
+                ax.axhline(y, c="w", lw=2)
+        ax.set_ylim(y, 0)
+        ax.set_yticks(ticks, labels, fontsize=7)
+        ax.set_xlabel("time in test (s)")
+        ax.set_title(f"{_session_label(t)} (dark: immobile, orange: struggle)", fontsize=8,
+                     loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def peri_struggle_figure(tst: dict, path: Path) -> Path | None:
+    """One panel per session time: the population dF/F around struggle onsets, mean over
+    mice (each mouse the mean over its own onsets) with its SEM, one line per arm."""
+    times = _times(tst)
+    if not times:
+        return None
+    fig, axes = plt.subplots(1, len(times), figsize=(3.6 * len(times), 2.8), squeeze=False,
+                             sharey=True)
+    for c, t in enumerate(times):
+        ax = axes[0, c]
+        for arm, d in tst.items():
+            per = np.asarray(d["peri_dff"].get(t, np.empty((0, 0))), float)
+            per = per[np.isfinite(per).all(axis=1)] if per.size else per
+            if per.shape[0] == 0:
+                continue
+            m = per.mean(axis=0)
+            se = per.std(axis=0, ddof=1) / np.sqrt(per.shape[0]) if per.shape[0] > 1 else 0 * m
+            line, = ax.plot(d["lags_s"], m, lw=1.2, label=f"{arm} (n={per.shape[0]})")
+            ax.fill_between(d["lags_s"], m - se, m + se, color=line.get_color(), alpha=0.25,
+                            lw=0)
+        ax.axvline(0.0, c="k", lw=0.6, ls="--")
+        ax.set_xlabel("time from struggle onset (s)")
+        ax.set_title(_session_label(t), fontsize=8, loc="left")
+        if c == 0:
+            ax.set_ylabel("population dF/F")
+        ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
