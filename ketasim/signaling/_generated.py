@@ -332,7 +332,7 @@ def rhs(t, y, p, dy):
     dy[23] = k_synthesis * (1.0 + syn_mtor_frac * (pmtor - 1.0) - synthesis)
     dy[24] = k_psd95 * ((1.0 - psd95_stress * stress_load) * _pw(synthesis, psd95_syn_exp) * (1.0 + psd95_struct_gain * structural_3) - psd95)
     dy[25] = k_glua1 * ((1.0 - glua1_stress * stress_load) * _pw(synthesis, glua1_syn_exp) - glua1)
-    dy[26] = k_pot_on * _pos(ampa - 1.0) * (1.0 - potentiation) - k_pot_off * potentiation
+    dy[26] = k_pot_on * _pos(pka - 1.0) * ampa * (1.0 - potentiation) - k_pot_off * potentiation
     dy[27] = k_struct * (structural_input - structural_1)
     dy[28] = k_struct * (structural_1 - structural_2)
     dy[29] = k_struct * (structural_2 - structural_3)
@@ -537,10 +537,10 @@ def outputs(y, p, out):
     out[26] = activity_drive
     out[27] = synaptic_protein
     out[28] = potentiation
-N_JAC = 79
+N_JAC = 80
 import numpy as _np
 BLOCKS = _np.array([[0, -1], [1, 2], [3, -1], [4, -1], [5, 6], [7, -1], [8, -1], [9, -1], [10, -1], [11, -1], [12, -1], [13, -1], [14, -1], [15, -1], [16, -1], [17, -1], [18, -1], [19, -1], [20, -1], [21, -1], [22, -1], [23, -1], [25, -1], [26, -1], [27, -1], [28, -1], [29, -1], [24, -1]], dtype=_np.int64)
-DIAG = _np.array([0, 2, 5, 7, 8, 10, 13, 15, 16, 20, 22, 23, 26, 28, 29, 34, 36, 38, 43, 46, 52, 55, 57, 59, 62, 66, 71, 74, 76, 78], dtype=_np.int64)
+DIAG = _np.array([0, 2, 5, 7, 8, 10, 13, 15, 16, 20, 22, 23, 26, 28, 29, 34, 36, 38, 43, 46, 52, 55, 57, 59, 62, 66, 72, 75, 77, 79], dtype=_np.int64)
 BLOCK_UP = _np.array([-1, 3, -1, -1, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
 BLOCK_LO = _np.array([-1, 4, -1, -1, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
 
@@ -847,18 +847,19 @@ def jac(y, p, J):
     J[64] = (-glua1_stress*k_glua1*_pw(synthesis, glua1_syn_exp))
     J[65] = (glua1_syn_exp*k_glua1*(-glua1_stress*stress_load + 1.0)*_pw(synthesis, glua1_syn_exp - 1))
     J[66] = (-k_glua1)
-    J[67] = (k_pot_on*(1.0 - potentiation)*_dpos(ampa - 1.0)) * _d_ampa_3
-    J[68] = (k_pot_on*(1.0 - potentiation)*_dpos(ampa - 1.0)) * _d_ampa_7
-    J[69] = (k_pot_on*(1.0 - potentiation)*_dpos(ampa - 1.0)) * _d_ampa_10
-    J[70] = (k_pot_on*(1.0 - potentiation)*_dpos(ampa - 1.0)) * _d_ampa_13
-    J[71] = (-k_pot_off - k_pot_on*_pos(ampa - 1.0))
-    J[72] = (k_struct) * _d_structural_input_17
-    J[73] = (k_struct) * _d_structural_input_23
-    J[74] = (-k_struct)
-    J[75] = (k_struct)
-    J[76] = (-k_struct)
-    J[77] = (k_struct)
-    J[78] = (-k_struct)
+    J[67] = (k_pot_on*(1.0 - potentiation)*_pos(pka - 1.0)) * _d_ampa_3
+    J[68] = (k_pot_on*(1.0 - potentiation)*_pos(pka - 1.0)) * _d_ampa_7
+    J[69] = (k_pot_on*(1.0 - potentiation)*_pos(pka - 1.0)) * _d_ampa_10
+    J[70] = (k_pot_on*(1.0 - potentiation)*_pos(pka - 1.0)) * _d_ampa_13
+    J[71] = (ampa*k_pot_on*(1.0 - potentiation)*_dpos(pka - 1.0))
+    J[72] = (-ampa*k_pot_on*_pos(pka - 1.0) - k_pot_off)
+    J[73] = (k_struct) * _d_structural_input_17
+    J[74] = (k_struct) * _d_structural_input_23
+    J[75] = (-k_struct)
+    J[76] = (k_struct)
+    J[77] = (-k_struct)
+    J[78] = (k_struct)
+    J[79] = (-k_struct)
 
 
 @numba.njit(cache=True, fastmath=False)
@@ -887,10 +888,10 @@ def prep_lin(J, inv_gh, D):
     D[22] = 1.0 / (inv_gh - J[57])
     D[23] = 1.0 / (inv_gh - J[59])
     D[25] = 1.0 / (inv_gh - J[66])
-    D[26] = 1.0 / (inv_gh - J[71])
-    D[27] = 1.0 / (inv_gh - J[74])
-    D[28] = 1.0 / (inv_gh - J[76])
-    D[29] = 1.0 / (inv_gh - J[78])
+    D[26] = 1.0 / (inv_gh - J[72])
+    D[27] = 1.0 / (inv_gh - J[75])
+    D[28] = 1.0 / (inv_gh - J[77])
+    D[29] = 1.0 / (inv_gh - J[79])
     D[24] = 1.0 / (inv_gh - J[62])
 
 
@@ -926,10 +927,10 @@ def solve_lin(J, inv_gh, D, b, u):
     u[22] = (b[22] + J[56] * u[21]) * D[22]
     u[23] = (b[23] + J[58] * u[22]) * D[23]
     u[25] = (b[25] + J[64] * u[14] + J[65] * u[23]) * D[25]
-    u[26] = (b[26] + J[67] * u[3] + J[68] * u[7] + J[69] * u[10] + J[70] * u[13]) * D[26]
-    u[27] = (b[27] + J[72] * u[17] + J[73] * u[23]) * D[27]
-    u[28] = (b[28] + J[75] * u[27]) * D[28]
-    u[29] = (b[29] + J[77] * u[28]) * D[29]
+    u[26] = (b[26] + J[67] * u[3] + J[68] * u[7] + J[69] * u[10] + J[70] * u[13] + J[71] * u[16]) * D[26]
+    u[27] = (b[27] + J[73] * u[17] + J[74] * u[23]) * D[27]
+    u[28] = (b[28] + J[76] * u[27]) * D[28]
+    u[29] = (b[29] + J[78] * u[28]) * D[29]
     u[24] = (b[24] + J[60] * u[14] + J[61] * u[23] + J[63] * u[29]) * D[24]
 
 import numpy as np

@@ -83,7 +83,7 @@ STATES: tuple[State, ...] = (
     State("psd95", 1.0, "1", "PSD95 protein (x baseline)"),
     State("glua1", 1.0, "1", "synaptic GluA1 (x baseline)"),
     State("potentiation", 0.0, "1",
-          "AMPA-driven potentiation of existing synapses (0 none, 1 maximal)"),
+          "PKA-gated, activity-driven potentiation of existing synapses (0 none, 1 maximal)"),
     State("structural_1", 0.0, "1", "structural-maturation delay chain, stage 1"),
     State("structural_2", 0.0, "1", "structural-maturation delay chain, stage 2"),
     State("structural_3", 0.0, "1", "structural-maturation delay chain, stage 3"),
@@ -292,9 +292,12 @@ RATES: tuple[tuple[str, str], ...] = (
               " * (1.0 + psd95_struct_gain * structural_3) - psd95)"),
     ("glua1", "k_glua1 * ((1.0 - glua1_stress * stress_load) * pw(synthesis, glua1_syn_exp)"
               " - glua1)"),
-    # the acute path: the AMPA surge potentiates existing synapses within hours, and the
-    # potentiation fades over about two days unless new spines take over (F-M-4, F-N-7)
-    ("potentiation", "k_pot_on * pos(ampa - 1.0) * (1.0 - potentiation)"
+    # the acute path: existing synapses are potentiated while PKA is raised (D1 -> PKA
+    # phosphorylates GluA1 S845 and primes AMPA receptors for synaptic insertion; Esteban
+    # et al. 2003, Sun et al. 2005), faster the stronger the glutamatergic drive; so the
+    # rescue needs dopamine (F-W-9, F-W-16, F-W-17) and fades over days unless new spines
+    # take over (F-M-4, F-N-7)
+    ("potentiation", "k_pot_on * pos(pka - 1.0) * ampa * (1.0 - potentiation)"
                      " - k_pot_off * potentiation"),
     ("structural_1", "k_struct * (structural_input - structural_1)"),
     ("structural_2", "k_struct * (structural_1 - structural_2)"),
@@ -335,7 +338,7 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
     ("activity_drive", "activity_drive", "1", "acute excitability / activity drive (x baseline)"),
     ("synaptic_protein", "synaptic_protein", "1", "synaptic protein level (x baseline)"),
     ("synaptic_potentiation", "potentiation", "1",
-     "AMPA-driven potentiation of existing synapses (0-1)"),
+     "PKA-gated potentiation of existing synapses (0-1)"),
 )
 
 STATE_NAMES = tuple(s.name for s in STATES)
