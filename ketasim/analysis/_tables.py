@@ -4,6 +4,8 @@ column and the row (or cell and frame)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -79,3 +81,83 @@ def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
         blank = df.isna().all(axis=1).to_numpy()
         df, rows = df.loc[~blank].reset_index(drop=True), rows[~blank]
     return df, rows
+
+
+def load_table(obj, source: type[Source]):
+    """A DataFrame (column names stripped) or a ``.csv``/``.csv.gz``/``.parquet``/``.pq``
+    file read by :func:`read_frame`, with a ``source`` (a :class:`Source` subclass whose
+    ``error`` is the reader's error type) for the messages."""
+    import pandas as pd
+
+    error = source.error
+    if isinstance(obj, pd.DataFrame):
+        df = obj.reset_index(drop=True)
+        df.columns = [str(c).strip() for c in df.columns]
+        return df, source("<DataFrame>", np.arange(1, len(df) + 1), csv=False)
+    if not isinstance(obj, (str, Path)):
+        raise error(f"expected a path to a .csv/.parquet file or a DataFrame, got "
+                    f"{type(obj).__name__}")
+    path = Path(obj)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if "".join(path.suffixes[-2:]).lower().endswith(".csv.gz"):
+        kind = "csv"
+    if kind is None:
+        raise error(f"{path.name}: unknown file suffix '{path.suffix}' (expected .csv, "
+                    ".csv.gz, .parquet or .pq)")
+    df, rows = read_frame(path, kind, error, str)
+    return df, source(path.name, rows, csv=(kind == "csv"))
+
+
+def first_true(mask: np.ndarray) -> int | None:
+    """Position of the first True, or None."""
+    idx = np.flatnonzero(mask)
+    return int(idx[0]) if idx.size else None
+
+
+def is_integral(v: object) -> bool:
+    """An integer, or a finite float with no fractional part (not a bool)."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, np.integer)):
+        return True
+    return isinstance(v, (float, np.floating)) and bool(np.isfinite(v)) and v.is_integer()
+
+
+def parse_ids(values, column: str, src: Source) -> np.ndarray:
+    """An id column as stripped strings (integers written without a decimal point)."""
+    values = np.asarray(values, dtype=object)
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        if isinstance(v, str):
+            text = v.strip()
+        elif is_integral(v):
+            text = str(int(v))
+        else:
+            text = ""
+        if not text:
+            raise src.locate(column, i, what="expected a non-empty string or an integer",
+                             value=v)
+        out[i] = text
+    return out
+
+
+def parse_bools(series, column: str, src: Source) -> np.ndarray:
+    """A boolean column: bools, 1/0, or the words in TRUE_WORDS / FALSE_WORDS."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.to_numpy(dtype=bool)
+    out = np.zeros(len(series), dtype=bool)
+    for i, v in enumerate(series.to_numpy(dtype=object)):
+        if isinstance(v, (bool, np.bool_)):
+            out[i] = bool(v)
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            key = "1" if v == 1 else "0" if v == 0 else None
+        else:
+            key = v.strip().lower() if isinstance(v, str) else None
+        if key in TRUE_WORDS:
+            out[i] = True
+        elif key not in FALSE_WORDS:
+            raise src.locate(column, i, what="expected a boolean (true/false, 1/0)", value=v)
+    return out

@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ketasim.analysis._tables import FALSE_WORDS, SUFFIXES, TRUE_WORDS, Source, read_frame
+from ketasim.analysis._tables import Source, first_true, load_table, parse_bools, parse_ids
+
+_first = first_true
 
 __all__ = [
     "TST_DURATION_S",
@@ -69,7 +71,6 @@ OPEN_FIELD_BIN_S = 300.0
 TIME_TOL_S = 1e-6  # bout edges closer than this (s) touch
 
 DEFAULT_ARM = "all"
-_SUFFIXES, _TRUE, _FALSE = SUFFIXES, TRUE_WORDS, FALSE_WORDS
 
 
 class BehaviorDataError(ValueError):
@@ -92,15 +93,7 @@ class _Source(Source):
 def _load(obj: str | Path | pd.DataFrame, required: tuple[str, ...], fmt: str
           ) -> tuple[pd.DataFrame, _Source]:
     """Read a table (every CSV cell as text, so bad cells are reported, not coerced)."""
-    if isinstance(obj, pd.DataFrame):
-        df = obj.reset_index(drop=True)
-        df.columns = [str(c).strip() for c in df.columns]
-        src = _Source("<DataFrame>", np.arange(1, len(df) + 1), csv=False)
-    elif isinstance(obj, (str, Path)):
-        df, src = _read_file(Path(obj))
-    else:
-        raise BehaviorDataError(f"expected a path to a .csv/.parquet file or a DataFrame, got "
-                                f"{type(obj).__name__}")
+    df, src = load_table(obj, _Source)
     repeated = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if repeated:
         raise src.fail(None, None, "repeated column name(s) "
@@ -114,23 +107,6 @@ def _load(obj: str | Path | pd.DataFrame, required: tuple[str, ...], fmt: str
     return df, src
 
 
-def _read_file(path: Path) -> tuple[pd.DataFrame, _Source]:
-    name = path.name
-    kind = _SUFFIXES.get(path.suffix.lower())
-    if "".join(path.suffixes[-2:]).lower().endswith(".csv.gz"):
-        kind = "csv"
-    if kind is None:
-        raise BehaviorDataError(f"{name}: unknown file suffix '{path.suffix}' (expected .csv, "
-                                ".csv.gz, .parquet or .pq)")
-    df, rows = read_frame(path, kind, BehaviorDataError, str)
-    return df, _Source(name, rows, csv=(kind == "csv"))
-
-
-def _first(mask: np.ndarray) -> int | None:
-    idx = np.flatnonzero(mask)
-    return int(idx[0]) if idx.size else None
-
-
 def _missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA
 
@@ -139,26 +115,7 @@ def _ids(df: pd.DataFrame, col: str, src: _Source, default: str | None = None) -
     """An id column as stripped strings (integers written without a decimal point)."""
     if col not in df.columns:
         return np.full(len(df), default, dtype=object)
-    out = np.empty(len(df), dtype=object)
-    for i, v in enumerate(df[col].to_numpy(dtype=object)):
-        if isinstance(v, str):
-            text = v.strip()
-        elif _is_integral(v):
-            text = str(int(v))
-        else:
-            text = ""
-        if not text:
-            raise src.fail(col, i, "expected a non-empty string or an integer", v)
-        out[i] = text
-    return out
-
-
-def _is_integral(v: object) -> bool:
-    if isinstance(v, (bool, np.bool_)):
-        return False
-    if isinstance(v, (int, np.integer)):
-        return True
-    return isinstance(v, (float, np.floating)) and bool(np.isfinite(v)) and v.is_integer()
+    return parse_ids(df[col].to_numpy(dtype=object), col, src)
 
 
 def _floats(df: pd.DataFrame, col: str, src: _Source, allow_missing: bool = False
@@ -190,23 +147,7 @@ def _floats(df: pd.DataFrame, col: str, src: _Source, allow_missing: bool = Fals
 
 
 def _bools(df: pd.DataFrame, col: str, src: _Source) -> np.ndarray:
-    s = df[col]
-    if pd.api.types.is_bool_dtype(s.dtype):
-        return s.to_numpy(dtype=bool)
-    out = np.zeros(len(s), dtype=bool)
-    for i, v in enumerate(s.to_numpy(dtype=object)):
-        if isinstance(v, (bool, np.bool_)):
-            out[i] = bool(v)
-            continue
-        if isinstance(v, (int, float, np.integer, np.floating)):
-            key = "1" if v == 1 else "0" if v == 0 else None
-        else:
-            key = v.strip().lower() if isinstance(v, str) else None
-        if key in _TRUE:
-            out[i] = True
-        elif key not in _FALSE:
-            raise src.fail(col, i, "expected a boolean (true/false, 1/0)", v)
-    return out
+    return parse_bools(df[col], col, src)
 
 
 def _no_duplicates(keys: pd.DataFrame, src: _Source, column: str, what: str) -> None:

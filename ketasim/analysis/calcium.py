@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ketasim.analysis._tables import Source, first_line, read_frame
+from ketasim.analysis._tables import is_integral as _is_integral
 
 __all__ = [
     "CalciumDataError",
@@ -412,14 +413,6 @@ def _from_long(df: pd.DataFrame, rate: float | None, where: _Where,
     matrix[cell_code, key_code] = dff
     rate, time_s = _clock(df, order, rate, time_s)
     return DffRecording(matrix, rate, time_s, tuple(cell_ids), where.name)
-
-
-def _is_integral(v: object) -> bool:
-    if isinstance(v, (bool, np.bool_)):
-        return False
-    if isinstance(v, (int, np.integer)):
-        return True
-    return isinstance(v, (float, np.floating)) and bool(np.isfinite(v)) and v.is_integer()
 
 
 def _codes_in_order(ids: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ketasim.analysis._tables import FALSE_WORDS, SUFFIXES, TRUE_WORDS, Source, read_frame
+from ketasim.analysis._tables import Source, first_true, load_table, parse_bools, parse_ids
+
+_first = first_true
 
 REQUIRED_COLUMNS = ("subject", "branch", "spine_id", "time_h", "position_um", "present",
                     "branch_length_um")
@@ -37,7 +39,6 @@ POSITION_TOL_UM = 1e-9  # rounding slack for a spine sitting at the distal end
 _ID_COLUMNS = ("arm", "subject", "branch", "spine_id")
 _FLOAT_COLUMNS = ("time_h", "position_um", "branch_length_um", "size")
 _LABEL_COLUMNS = {"class": SPINE_CLASSES, "origin": SPINE_ORIGINS}
-_TRUE, _FALSE, _SUFFIXES = TRUE_WORDS, FALSE_WORDS, SUFFIXES
 
 
 class TrackingTableError(ValueError):
@@ -116,30 +117,7 @@ def read_tracking_table(path_or_df: str | Path | pd.DataFrame) -> pd.DataFrame:
 
 
 def _load(obj: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, _Source]:
-    if isinstance(obj, pd.DataFrame):
-        df = obj.reset_index(drop=True)
-        df.columns = [str(c) for c in df.columns]
-        return df, _Source("<DataFrame>", np.arange(1, len(df) + 1), csv=False)
-    if not isinstance(obj, (str, Path)):
-        raise TrackingTableError(
-            f"expected a path to a .csv/.parquet file or a DataFrame, got {type(obj).__name__}")
-    path = Path(obj)
-    name = path.name
-    suffixes = "".join(path.suffixes[-2:]).lower()
-    kind = _SUFFIXES.get(path.suffix.lower())
-    if suffixes.endswith(".csv.gz"):
-        kind = "csv"
-    if kind is None:
-        raise TrackingTableError(
-            f"{name}: unknown file suffix '{path.suffix}' (expected .csv, .csv.gz, .parquet "
-            "or .pq)")
-    df, rows = read_frame(path, kind, TrackingTableError, str)
-    return df, _Source(name, rows, csv=(kind == "csv"))
-
-
-def _first(mask: np.ndarray) -> int | None:
-    idx = np.flatnonzero(mask)
-    return int(idx[0]) if idx.size else None
+    return load_table(obj, _Source)
 
 
 def _no_missing(s: pd.Series, col: str, src: _Source) -> None:
@@ -149,27 +127,7 @@ def _no_missing(s: pd.Series, col: str, src: _Source) -> None:
 
 
 def _to_id(s: pd.Series, col: str, src: _Source) -> np.ndarray:
-    values = s.to_numpy(dtype=object)
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        if isinstance(v, str):
-            text = v.strip()
-        elif _is_integral(v):
-            text = str(int(v))
-        else:
-            text = ""
-        if not text:
-            raise src.fail(col, i, "expected a non-empty string or an integer", v)
-        out[i] = text
-    return out
-
-
-def _is_integral(v: object) -> bool:
-    if isinstance(v, (bool, np.bool_)):
-        return False
-    if isinstance(v, (int, np.integer)):
-        return True
-    return isinstance(v, (float, np.floating)) and bool(np.isfinite(v)) and v.is_integer()
+    return parse_ids(s.to_numpy(dtype=object), col, src)
 
 
 def _to_float(s: pd.Series, col: str, src: _Source) -> np.ndarray:
@@ -210,23 +168,7 @@ def _float_or_nan(v: object) -> float:
 
 
 def _to_bool(s: pd.Series, col: str, src: _Source) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(s.dtype):
-        return s.to_numpy(dtype=bool)
-    values = s.to_numpy(dtype=object)
-    out = np.zeros(len(values), dtype=bool)
-    for i, v in enumerate(values):
-        if isinstance(v, (bool, np.bool_)):
-            out[i] = bool(v)
-            continue
-        if isinstance(v, (int, float, np.integer, np.floating)):
-            key = "1" if v == 1 else "0" if v == 0 else None
-        else:
-            key = v.strip().lower() if isinstance(v, str) else None
-        if key in _TRUE:
-            out[i] = True
-        elif key not in _FALSE:
-            raise src.fail(col, i, "expected a boolean (true/false, 1/0)", v)
-    return out
+    return parse_bools(s, col, src)
 
 
 def _to_label(s: pd.Series, col: str, src: _Source) -> np.ndarray:

@@ -26,30 +26,30 @@ FIGURE_NOTE = ("mean \u00b1 SEM per arm; time courses as lines with SEM bands, s
                "quantification are missing")
 
 
+def _tags(*figures: tuple[Path | None, str, str]) -> list[str]:
+    """Figure tags for the (png, alt, caption) triples whose figure was drawn."""
+    return [img_tag(png, alt, caption) for png, alt, caption in figures if png is not None]
+
+
 def spine_maps(out: Path, tracking: dict, prefix: str) -> list[str]:
     """Figures for the observed spine tracking tables: a map per arm, then formation and
     elimination bars and the survival of new spines across arms."""
     from ketasim.report.spine_maps import spine_map_figure, survival_figure, turnover_figure
 
-    tags = []
-    for arm, table in tracking.items():
-        png = spine_map_figure(table, out / f"{prefix}{arm}.png", arm=arm)
-        if png is not None:
-            tags.append(img_tag(png, f"spines {arm}", f"{arm}: imaged branches of one animal "
-                                "across sessions (grey kept, green new, blue restored: new within "
-                                "2 um of a spine lost between the first two sessions, red lost)"))
+    tags = _tags(*[(spine_map_figure(table, out / f"{prefix}{arm}.png", arm=arm),
+                    f"spines {arm}", (f"{arm}: imaged branches of one animal across sessions "
+                    "(grey kept, green new, blue restored: new within 2 um of a spine lost "
+                    "between the first two sessions, red lost)"))
+                   for arm, table in tracking.items()])
     if tracking:
-        png = turnover_figure(tracking, out / f"{prefix}turnover.png")
-        if png is not None:
-            tags.append(img_tag(png, "spine turnover", "formation and elimination between "
-                                "consecutive sessions (% of the earlier session's spines); "
-                                "bars are arm means, dots subjects"))
-        png = survival_figure(tracking, out / f"{prefix}survival.png")
-        if png is not None:
-            tags.append(img_tag(png, "spine survival", "Kaplan-Meier survival of spines new "
-                                "at the second-to-last session, restored (within 2 um of a "
-                                "site lost between the first two sessions) vs de novo, with "
-                                "95% bands"))
+        tags += _tags(
+            (turnover_figure(tracking, out / f"{prefix}turnover.png"), "spine turnover",
+             ("formation and elimination between consecutive sessions (% of the earlier "
+             "session's spines); bars are arm means, dots subjects")),
+            (survival_figure(tracking, out / f"{prefix}survival.png"), "spine survival",
+             ("Kaplan-Meier survival of spines new at the second-to-last session, restored "
+             "(within 2 um of a site lost between the first two sessions) vs de novo, with "
+             "95% bands")))
     return tags
 
 
@@ -57,14 +57,10 @@ def calcium_rasters(out: Path, calcium: dict, prefix: str) -> list[str]:
     """dF/F rasters of the first animal of each arm with calcium imaging."""
     from ketasim.report.spine_maps import calcium_raster_figure
 
-    tags = []
-    for arm, sessions in calcium.items():
-        png = calcium_raster_figure(sessions, out / f"{prefix}{arm}.png", arm)
-        if png is not None:
-            tags.append(img_tag(png, f"calcium {arm}", f"{arm}: dF/F of one animal's field "
-                                "of view per session, population mean below with the "
-                                "synchronous events (red)"))
-    return tags
+    return _tags(*[(calcium_raster_figure(sessions, out / f"{prefix}{arm}.png", arm),
+                    f"calcium {arm}", (f"{arm}: dF/F of one animal's field of view per "
+                    "session, population mean below with the synchronous events (red)"))
+                   for arm, sessions in calcium.items()])
 
 
 def tst_figures(out: Path, tst: dict, prefix: str) -> list[str]:
@@ -74,18 +70,13 @@ def tst_figures(out: Path, tst: dict, prefix: str) -> list[str]:
 
     if not tst:
         return []
-    tags = []
-    png = ethogram_figure(tst, out / f"{prefix}ethogram.png")
-    if png is not None:
-        tags.append(img_tag(png, "TST ethogram", "tail suspension ethogram: immobile (dark) "
-                            "and struggle (orange) bouts over the test, one row per mouse "
-                            "(the first mice of each arm)"))
-    png = peri_struggle_figure(tst, out / f"{prefix}peri_struggle.png")
-    if png is not None:
-        tags.append(img_tag(png, "peri-struggle calcium", "vmPFC population dF/F around "
-                            "struggle onsets: mean over mice (each the mean over its onsets) "
-                            "with SEM bands; the dashed line is the onset"))
-    return tags
+    return _tags(
+        (ethogram_figure(tst, out / f"{prefix}ethogram.png"), "TST ethogram",
+         ("tail suspension ethogram: immobile (dark) and struggle (orange) bouts over the "
+         "test, one row per mouse (the first mice of each arm)")),
+        (peri_struggle_figure(tst, out / f"{prefix}peri_struggle.png"),
+         "peri-struggle calcium", ("vmPFC population dF/F around struggle onsets: mean over "
+         "mice (each the mean over its onsets) with SEM bands; the dashed line is the onset")))
 
 
 def img_tag(png: Path, alt: str, caption: str) -> str:
@@ -125,9 +116,9 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
                     f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
     body = [
         f"<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>",
-        f"<p>ketasim {html.escape(str(manifest.get('ketasim_version')))}, species "
+        (f"<p>ketasim {html.escape(str(manifest.get('ketasim_version')))}, species "
         f"{html.escape(str(manifest.get('species')))}, seed {manifest.get('seed')}, "
-        f"scenario hash <code>{html.escape(str(manifest.get('scenario_hash'))[:12])}</code></p>",
+        f"scenario hash <code>{html.escape(str(manifest.get('scenario_hash'))[:12])}</code></p>"),
         "<h2>Statistics</h2>",
         table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
         "<h2>Figures</h2>", *figs, *spine_maps(out, tracking or {}, "fig_spines_"),
