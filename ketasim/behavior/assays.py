@@ -131,7 +131,7 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     for j, t0 in enumerate(at):
         times = float(t0) + np.linspace(0.0, h, 13)
         pref = sp.preference(ctx.trajectory("stress_load", times),
-                             ctx.trajectory("synaptic_potentiation", times)).mean(axis=1)
+                             ctx.trajectory("reward_potentiation", times)).mean(axis=1)
         rows = []
         for s in range(ctx.n):
             g = assay_rng(ctx.seed, ctx.arm, s, f"sucrose_{j}")
@@ -145,7 +145,7 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 
 
 SUCROSE = Assay("sucrose_preference", "two-bottle sucrose preference test",
-                ("stress_load", "synaptic_potentiation"), _sucrose_times, _sucrose,
+                ("stress_load", "reward_potentiation"), _sucrose_times, _sucrose,
                 options={"hours": 12.0})
 
 

@@ -2,8 +2,8 @@
 (F-M-1, F-M-4, F-M-13).
 
 Rule (parameters ``behavior.sucrose.*``): anhedonia A = stress load x (1 - relief P) with
-P the signalling layer's potentiation of existing synapses (the acute AMPA-driven path,
-which acts on reward circuits as well as on prefrontal synapses) and relief at most 1;
+P the signalling layer's ``reward_potentiation`` (the same PKA-gated induction as the
+prefrontal potentiation, in reward circuits, where it lasts longer) and relief at most 1;
 the animal's sucrose preference over the test is ``pref_max - pref_drop A`` plus a
 per-animal deviation (SD ``pref_sd``), and its total intake is gamma distributed (mean
 ``intake_ml``, CV ``intake_cv``). The two bottles are weighed as in the lab and scored by

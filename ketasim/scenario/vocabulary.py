@@ -161,6 +161,7 @@ ASSAYS: dict[str, tuple[str, ...]] = {
         "occupancy_interneuron",
         "occupancy_pyramidal",
         "synaptic_potentiation",
+        "reward_potentiation",
     ),
     # Dendritic spines (ketasim.spines): repeated in vivo two-photon imaging of a few
     # branches per animal, glutamate-uncaging spinogenesis in acute slices, and fixed

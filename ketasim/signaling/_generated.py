@@ -31,10 +31,10 @@ def _hillk(x, kn, n):
     return xn / (xn + kn)
 
 
-N_STATES = 30
-N_PVEC = 99
-N_OUTPUTS = 29
-N_PTOTAL = 107
+N_STATES = 31
+N_PVEC = 100
+N_OUTPUTS = 30
+N_PTOTAL = 108
 
 
 @numba.njit(cache=True)
@@ -109,31 +109,32 @@ def derive(p):
     act_surge = p[66]
     k_pot_on = p[67]
     k_pot_off = p[68]
-    stress_k_on = p[69]
-    stress_k_off = p[70]
-    rapa_emax = p[71]
-    nbqx_emax = p[72]
-    ana12_emax = p[73]
-    sch_emax = p[74]
-    skf_emax = p[75]
-    h89_emax = p[76]
-    ldopa_emax = p[77]
+    k_rpot_off = p[69]
+    stress_k_on = p[70]
+    stress_k_off = p[71]
+    rapa_emax = p[72]
+    nbqx_emax = p[73]
+    ana12_emax = p[74]
+    sch_emax = p[75]
+    skf_emax = p[76]
+    h89_emax = p[77]
+    ldopa_emax = p[78]
     k10_S = cl_S / v1
-    p[99] = k10_S
+    p[100] = k10_S
     k10_R = cl_S * r_to_s_cl / v1
-    p[100] = k10_R
+    p[101] = k10_R
     k12 = q / v1
-    p[101] = k12
+    p[102] = k12
     k21 = q / v2
-    p[102] = k21
+    p[103] = k21
     dis_kn = _pw(dis_o50, dis_n)
-    p[103] = dis_kn
+    p[104] = dis_kn
     d1_kn = _pw(d1_k, d1_n)
-    p[104] = d1_kn
+    p[105] = d1_kn
     d1_act0 = 1.0 / (1.0 + d1_kn)
-    p[105] = d1_act0
+    p[106] = d1_act0
     pp_odds0 = (1.0 - pp_control) / pp_control
-    p[106] = pp_odds0
+    p[107] = pp_odds0
 
 
 @numba.njit(cache=True, fastmath=False)
@@ -165,9 +166,10 @@ def rhs(t, y, p, dy):
     psd95 = y[24]
     glua1 = y[25]
     potentiation = y[26]
-    structural_1 = y[27]
-    structural_2 = y[28]
-    structural_3 = y[29]
+    reward_potentiation = y[27]
+    structural_1 = y[28]
+    structural_2 = y[29]
+    structural_3 = y[30]
     mw_ket = p[0]
     mw_nk = p[1]
     mw_hnk = p[2]
@@ -237,44 +239,45 @@ def rhs(t, y, p, dy):
     act_surge = p[66]
     k_pot_on = p[67]
     k_pot_off = p[68]
-    stress_k_on = p[69]
-    stress_k_off = p[70]
-    rapa_emax = p[71]
-    nbqx_emax = p[72]
-    ana12_emax = p[73]
-    sch_emax = p[74]
-    skf_emax = p[75]
-    h89_emax = p[76]
-    ldopa_emax = p[77]
-    ka_S = p[78]
-    ka_R = p[79]
-    ka_NK = p[80]
-    ka_HNK = p[81]
-    inf_S = p[82]
-    inf_R = p[83]
-    inf_NK = p[84]
-    inf_HNK = p[85]
-    stress_input = p[86]
-    r_rapamycin = p[87]
-    r_nbqx = p[88]
-    r_ana12 = p[89]
-    r_sch23390 = p[90]
-    r_skf81297 = p[91]
-    r_h89 = p[92]
-    r_ldopa = p[93]
-    drd1_ko = p[94]
-    pki_block = p[95]
-    vta_inhibition = p[96]
-    terminal_activation = p[97]
-    terminal_inhibition = p[98]
-    k10_S = p[99]
-    k10_R = p[100]
-    k12 = p[101]
-    k21 = p[102]
-    dis_kn = p[103]
-    d1_kn = p[104]
-    d1_act0 = p[105]
-    pp_odds0 = p[106]
+    k_rpot_off = p[69]
+    stress_k_on = p[70]
+    stress_k_off = p[71]
+    rapa_emax = p[72]
+    nbqx_emax = p[73]
+    ana12_emax = p[74]
+    sch_emax = p[75]
+    skf_emax = p[76]
+    h89_emax = p[77]
+    ldopa_emax = p[78]
+    ka_S = p[79]
+    ka_R = p[80]
+    ka_NK = p[81]
+    ka_HNK = p[82]
+    inf_S = p[83]
+    inf_R = p[84]
+    inf_NK = p[85]
+    inf_HNK = p[86]
+    stress_input = p[87]
+    r_rapamycin = p[88]
+    r_nbqx = p[89]
+    r_ana12 = p[90]
+    r_sch23390 = p[91]
+    r_skf81297 = p[92]
+    r_h89 = p[93]
+    r_ldopa = p[94]
+    drd1_ko = p[95]
+    pki_block = p[96]
+    vta_inhibition = p[97]
+    terminal_activation = p[98]
+    terminal_inhibition = p[99]
+    k10_S = p[100]
+    k10_R = p[101]
+    k12 = p[102]
+    k21 = p[103]
+    dis_kn = p[104]
+    d1_kn = p[105]
+    d1_act0 = p[106]
+    pp_odds0 = p[107]
     cp_S = S_central / v1
     cp_R = R_central / v1
     cp_nk = NK_central / v_nk
@@ -333,9 +336,10 @@ def rhs(t, y, p, dy):
     dy[24] = k_psd95 * ((1.0 - psd95_stress * stress_load) * _pw(synthesis, psd95_syn_exp) * (1.0 + psd95_struct_gain * structural_3) - psd95)
     dy[25] = k_glua1 * ((1.0 - glua1_stress * stress_load) * _pw(synthesis, glua1_syn_exp) - glua1)
     dy[26] = k_pot_on * _pos(pka - 1.0) * ampa * (1.0 - potentiation) - k_pot_off * potentiation
-    dy[27] = k_struct * (structural_input - structural_1)
-    dy[28] = k_struct * (structural_1 - structural_2)
-    dy[29] = k_struct * (structural_2 - structural_3)
+    dy[27] = k_pot_on * _pos(pka - 1.0) * ampa * (1.0 - reward_potentiation) - k_rpot_off * reward_potentiation
+    dy[28] = k_struct * (structural_input - structural_1)
+    dy[29] = k_struct * (structural_1 - structural_2)
+    dy[30] = k_struct * (structural_2 - structural_3)
 
 
 @numba.njit(cache=True, fastmath=False)
@@ -367,9 +371,10 @@ def outputs(y, p, out):
     psd95 = y[24]
     glua1 = y[25]
     potentiation = y[26]
-    structural_1 = y[27]
-    structural_2 = y[28]
-    structural_3 = y[29]
+    reward_potentiation = y[27]
+    structural_1 = y[28]
+    structural_2 = y[29]
+    structural_3 = y[30]
     mw_ket = p[0]
     mw_nk = p[1]
     mw_hnk = p[2]
@@ -439,44 +444,45 @@ def outputs(y, p, out):
     act_surge = p[66]
     k_pot_on = p[67]
     k_pot_off = p[68]
-    stress_k_on = p[69]
-    stress_k_off = p[70]
-    rapa_emax = p[71]
-    nbqx_emax = p[72]
-    ana12_emax = p[73]
-    sch_emax = p[74]
-    skf_emax = p[75]
-    h89_emax = p[76]
-    ldopa_emax = p[77]
-    ka_S = p[78]
-    ka_R = p[79]
-    ka_NK = p[80]
-    ka_HNK = p[81]
-    inf_S = p[82]
-    inf_R = p[83]
-    inf_NK = p[84]
-    inf_HNK = p[85]
-    stress_input = p[86]
-    r_rapamycin = p[87]
-    r_nbqx = p[88]
-    r_ana12 = p[89]
-    r_sch23390 = p[90]
-    r_skf81297 = p[91]
-    r_h89 = p[92]
-    r_ldopa = p[93]
-    drd1_ko = p[94]
-    pki_block = p[95]
-    vta_inhibition = p[96]
-    terminal_activation = p[97]
-    terminal_inhibition = p[98]
-    k10_S = p[99]
-    k10_R = p[100]
-    k12 = p[101]
-    k21 = p[102]
-    dis_kn = p[103]
-    d1_kn = p[104]
-    d1_act0 = p[105]
-    pp_odds0 = p[106]
+    k_rpot_off = p[69]
+    stress_k_on = p[70]
+    stress_k_off = p[71]
+    rapa_emax = p[72]
+    nbqx_emax = p[73]
+    ana12_emax = p[74]
+    sch_emax = p[75]
+    skf_emax = p[76]
+    h89_emax = p[77]
+    ldopa_emax = p[78]
+    ka_S = p[79]
+    ka_R = p[80]
+    ka_NK = p[81]
+    ka_HNK = p[82]
+    inf_S = p[83]
+    inf_R = p[84]
+    inf_NK = p[85]
+    inf_HNK = p[86]
+    stress_input = p[87]
+    r_rapamycin = p[88]
+    r_nbqx = p[89]
+    r_ana12 = p[90]
+    r_sch23390 = p[91]
+    r_skf81297 = p[92]
+    r_h89 = p[93]
+    r_ldopa = p[94]
+    drd1_ko = p[95]
+    pki_block = p[96]
+    vta_inhibition = p[97]
+    terminal_activation = p[98]
+    terminal_inhibition = p[99]
+    k10_S = p[100]
+    k10_R = p[101]
+    k12 = p[102]
+    k21 = p[103]
+    dis_kn = p[104]
+    d1_kn = p[105]
+    d1_act0 = p[106]
+    pp_odds0 = p[107]
     cp_S = S_central / v1
     cp_R = R_central / v1
     cp_nk = NK_central / v_nk
@@ -537,12 +543,13 @@ def outputs(y, p, out):
     out[26] = activity_drive
     out[27] = synaptic_protein
     out[28] = potentiation
-N_JAC = 80
+    out[29] = reward_potentiation
+N_JAC = 86
 import numpy as _np
-BLOCKS = _np.array([[0, -1], [1, 2], [3, -1], [4, -1], [5, 6], [7, -1], [8, -1], [9, -1], [10, -1], [11, -1], [12, -1], [13, -1], [14, -1], [15, -1], [16, -1], [17, -1], [18, -1], [19, -1], [20, -1], [21, -1], [22, -1], [23, -1], [25, -1], [26, -1], [27, -1], [28, -1], [29, -1], [24, -1]], dtype=_np.int64)
-DIAG = _np.array([0, 2, 5, 7, 8, 10, 13, 15, 16, 20, 22, 23, 26, 28, 29, 34, 36, 38, 43, 46, 52, 55, 57, 59, 62, 66, 72, 75, 77, 79], dtype=_np.int64)
-BLOCK_UP = _np.array([-1, 3, -1, -1, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
-BLOCK_LO = _np.array([-1, 4, -1, -1, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCKS = _np.array([[0, -1], [1, 2], [3, -1], [4, -1], [5, 6], [7, -1], [8, -1], [9, -1], [10, -1], [11, -1], [12, -1], [13, -1], [14, -1], [15, -1], [16, -1], [17, -1], [18, -1], [19, -1], [20, -1], [21, -1], [22, -1], [23, -1], [25, -1], [26, -1], [27, -1], [28, -1], [29, -1], [30, -1], [24, -1]], dtype=_np.int64)
+DIAG = _np.array([0, 2, 5, 7, 8, 10, 13, 15, 16, 20, 22, 23, 26, 28, 29, 34, 36, 38, 43, 46, 52, 55, 57, 59, 62, 66, 72, 78, 81, 83, 85], dtype=_np.int64)
+BLOCK_UP = _np.array([-1, 3, -1, -1, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCK_LO = _np.array([-1, 4, -1, -1, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
 
 
 @numba.njit(inline='always', cache=True)
@@ -579,9 +586,10 @@ def jac(y, p, J):
     psd95 = y[24]
     glua1 = y[25]
     potentiation = y[26]
-    structural_1 = y[27]
-    structural_2 = y[28]
-    structural_3 = y[29]
+    reward_potentiation = y[27]
+    structural_1 = y[28]
+    structural_2 = y[29]
+    structural_3 = y[30]
     mw_ket = p[0]
     mw_nk = p[1]
     mw_hnk = p[2]
@@ -651,44 +659,45 @@ def jac(y, p, J):
     act_surge = p[66]
     k_pot_on = p[67]
     k_pot_off = p[68]
-    stress_k_on = p[69]
-    stress_k_off = p[70]
-    rapa_emax = p[71]
-    nbqx_emax = p[72]
-    ana12_emax = p[73]
-    sch_emax = p[74]
-    skf_emax = p[75]
-    h89_emax = p[76]
-    ldopa_emax = p[77]
-    ka_S = p[78]
-    ka_R = p[79]
-    ka_NK = p[80]
-    ka_HNK = p[81]
-    inf_S = p[82]
-    inf_R = p[83]
-    inf_NK = p[84]
-    inf_HNK = p[85]
-    stress_input = p[86]
-    r_rapamycin = p[87]
-    r_nbqx = p[88]
-    r_ana12 = p[89]
-    r_sch23390 = p[90]
-    r_skf81297 = p[91]
-    r_h89 = p[92]
-    r_ldopa = p[93]
-    drd1_ko = p[94]
-    pki_block = p[95]
-    vta_inhibition = p[96]
-    terminal_activation = p[97]
-    terminal_inhibition = p[98]
-    k10_S = p[99]
-    k10_R = p[100]
-    k12 = p[101]
-    k21 = p[102]
-    dis_kn = p[103]
-    d1_kn = p[104]
-    d1_act0 = p[105]
-    pp_odds0 = p[106]
+    k_rpot_off = p[69]
+    stress_k_on = p[70]
+    stress_k_off = p[71]
+    rapa_emax = p[72]
+    nbqx_emax = p[73]
+    ana12_emax = p[74]
+    sch_emax = p[75]
+    skf_emax = p[76]
+    h89_emax = p[77]
+    ldopa_emax = p[78]
+    ka_S = p[79]
+    ka_R = p[80]
+    ka_NK = p[81]
+    ka_HNK = p[82]
+    inf_S = p[83]
+    inf_R = p[84]
+    inf_NK = p[85]
+    inf_HNK = p[86]
+    stress_input = p[87]
+    r_rapamycin = p[88]
+    r_nbqx = p[89]
+    r_ana12 = p[90]
+    r_sch23390 = p[91]
+    r_skf81297 = p[92]
+    r_h89 = p[93]
+    r_ldopa = p[94]
+    drd1_ko = p[95]
+    pki_block = p[96]
+    vta_inhibition = p[97]
+    terminal_activation = p[98]
+    terminal_inhibition = p[99]
+    k10_S = p[100]
+    k10_R = p[101]
+    k12 = p[102]
+    k21 = p[103]
+    dis_kn = p[104]
+    d1_kn = p[105]
+    d1_act0 = p[106]
+    pp_odds0 = p[107]
     cp_S = S_central / v1
     cp_R = R_central / v1
     cp_nk = NK_central / v_nk
@@ -772,7 +781,7 @@ def jac(y, p, J):
     _d_structural_input_17 = (_dpos(priming - 1.0)*_pos(synthesis - 1.0))
     _d_structural_input_23 = (_dpos(synthesis - 1.0)*_pos(priming - 1.0))
     _d_formation_drive_14 = (-form_stress)
-    _d_formation_drive_29 = (form_gain)
+    _d_formation_drive_30 = (form_gain)
     _d_elimination_drive_14 = (elim_stress)
     _d_activity_drive_3 = (act_surge*glua1) * _d_ampa_3
     _d_activity_drive_7 = (act_surge*glua1) * _d_ampa_7
@@ -853,13 +862,19 @@ def jac(y, p, J):
     J[70] = (k_pot_on*(1.0 - potentiation)*_pos(pka - 1.0)) * _d_ampa_13
     J[71] = (ampa*k_pot_on*(1.0 - potentiation)*_dpos(pka - 1.0))
     J[72] = (-ampa*k_pot_on*_pos(pka - 1.0) - k_pot_off)
-    J[73] = (k_struct) * _d_structural_input_17
-    J[74] = (k_struct) * _d_structural_input_23
-    J[75] = (-k_struct)
-    J[76] = (k_struct)
-    J[77] = (-k_struct)
-    J[78] = (k_struct)
-    J[79] = (-k_struct)
+    J[73] = (k_pot_on*(1.0 - reward_potentiation)*_pos(pka - 1.0)) * _d_ampa_3
+    J[74] = (k_pot_on*(1.0 - reward_potentiation)*_pos(pka - 1.0)) * _d_ampa_7
+    J[75] = (k_pot_on*(1.0 - reward_potentiation)*_pos(pka - 1.0)) * _d_ampa_10
+    J[76] = (k_pot_on*(1.0 - reward_potentiation)*_pos(pka - 1.0)) * _d_ampa_13
+    J[77] = (ampa*k_pot_on*(1.0 - reward_potentiation)*_dpos(pka - 1.0))
+    J[78] = (-ampa*k_pot_on*_pos(pka - 1.0) - k_rpot_off)
+    J[79] = (k_struct) * _d_structural_input_17
+    J[80] = (k_struct) * _d_structural_input_23
+    J[81] = (-k_struct)
+    J[82] = (k_struct)
+    J[83] = (-k_struct)
+    J[84] = (k_struct)
+    J[85] = (-k_struct)
 
 
 @numba.njit(cache=True, fastmath=False)
@@ -889,9 +904,10 @@ def prep_lin(J, inv_gh, D):
     D[23] = 1.0 / (inv_gh - J[59])
     D[25] = 1.0 / (inv_gh - J[66])
     D[26] = 1.0 / (inv_gh - J[72])
-    D[27] = 1.0 / (inv_gh - J[75])
-    D[28] = 1.0 / (inv_gh - J[77])
-    D[29] = 1.0 / (inv_gh - J[79])
+    D[27] = 1.0 / (inv_gh - J[78])
+    D[28] = 1.0 / (inv_gh - J[81])
+    D[29] = 1.0 / (inv_gh - J[83])
+    D[30] = 1.0 / (inv_gh - J[85])
     D[24] = 1.0 / (inv_gh - J[62])
 
 
@@ -928,10 +944,11 @@ def solve_lin(J, inv_gh, D, b, u):
     u[23] = (b[23] + J[58] * u[22]) * D[23]
     u[25] = (b[25] + J[64] * u[14] + J[65] * u[23]) * D[25]
     u[26] = (b[26] + J[67] * u[3] + J[68] * u[7] + J[69] * u[10] + J[70] * u[13] + J[71] * u[16]) * D[26]
-    u[27] = (b[27] + J[73] * u[17] + J[74] * u[23]) * D[27]
-    u[28] = (b[28] + J[76] * u[27]) * D[28]
-    u[29] = (b[29] + J[78] * u[28]) * D[29]
-    u[24] = (b[24] + J[60] * u[14] + J[61] * u[23] + J[63] * u[29]) * D[24]
+    u[27] = (b[27] + J[73] * u[3] + J[74] * u[7] + J[75] * u[10] + J[76] * u[13] + J[77] * u[16]) * D[27]
+    u[28] = (b[28] + J[79] * u[17] + J[80] * u[23]) * D[28]
+    u[29] = (b[29] + J[82] * u[28]) * D[29]
+    u[30] = (b[30] + J[84] * u[29]) * D[30]
+    u[24] = (b[24] + J[60] * u[14] + J[61] * u[23] + J[63] * u[30]) * D[24]
 
 import numpy as np
 

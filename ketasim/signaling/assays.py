@@ -66,6 +66,7 @@ _STATE = {
     "occupancy_interneuron": "occupancy_interneuron",
     "occupancy_pyramidal": "occupancy_pyramidal",
     "synaptic_potentiation": "synaptic_potentiation",
+    "reward_potentiation": "reward_potentiation",
 }
 
 

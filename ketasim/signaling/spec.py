@@ -84,6 +84,8 @@ STATES: tuple[State, ...] = (
     State("glua1", 1.0, "1", "synaptic GluA1 (x baseline)"),
     State("potentiation", 0.0, "1",
           "PKA-gated, activity-driven potentiation of existing synapses (0 none, 1 maximal)"),
+    State("reward_potentiation", 0.0, "1",
+          "the same potentiation in reward circuits outside the imaged prefrontal field"),
     State("structural_1", 0.0, "1", "structural-maturation delay chain, stage 1"),
     State("structural_2", 0.0, "1", "structural-maturation delay chain, stage 2"),
     State("structural_3", 0.0, "1", "structural-maturation delay chain, stage 3"),
@@ -160,6 +162,7 @@ PARAMS: tuple[Param, ...] = (
     Param("act_surge", "sig.activity_surge_gain", "1"),
     Param("k_pot_on", "sig.k_potentiation_on", "1/h"),
     Param("k_pot_off", "sig.k_potentiation_off", "1/h"),
+    Param("k_rpot_off", "sig.k_reward_potentiation_off", "1/h"),
     Param("stress_k_on", "stress.k_on", "1/h"),
     Param("stress_k_off", "stress.k_off", "1/h"),
     Param("rapa_emax", "tool.rapamycin.emax", "1"),
@@ -299,6 +302,9 @@ RATES: tuple[tuple[str, str], ...] = (
     # take over (F-M-4, F-N-7)
     ("potentiation", "k_pot_on * pos(pka - 1.0) * ampa * (1.0 - potentiation)"
                      " - k_pot_off * potentiation"),
+    # the same induction in reward circuits (anhedonia, F-M-13), which keep it longer
+    ("reward_potentiation", "k_pot_on * pos(pka - 1.0) * ampa * (1.0 - reward_potentiation)"
+                            " - k_rpot_off * reward_potentiation"),
     ("structural_1", "k_struct * (structural_input - structural_1)"),
     ("structural_2", "k_struct * (structural_1 - structural_2)"),
     ("structural_3", "k_struct * (structural_2 - structural_3)"),
@@ -339,6 +345,8 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
     ("synaptic_protein", "synaptic_protein", "1", "synaptic protein level (x baseline)"),
     ("synaptic_potentiation", "potentiation", "1",
      "PKA-gated potentiation of existing synapses (0-1)"),
+    ("reward_potentiation", "reward_potentiation", "1",
+     "the potentiation in reward circuits, relieving anhedonia (0-1)"),
 )
 
 STATE_NAMES = tuple(s.name for s in STATES)
