@@ -331,6 +331,23 @@ def test_spines_not_followed_to_the_horizon_are_censored():
     assert spines.loc[("a", "n0"), "duration_h"] == 72.0  # censored at the horizon
 
 
+def test_a_spine_missed_once_is_not_new():
+    """A spine scored at 0 and 24 h, missed at 48 h and found again at 72 h (an imaging
+    miss) is an old spine: by default it is not among the new spines at 72 h."""
+    fates = [(20.0, 168), (30.0, 72)]
+    t = _survival_table(fates)
+    extra = pd.DataFrame({"arm": "all", "subject": "s1", "branch": "a", "spine_id": "m0",
+                          "time_h": [0.0, 24.0, 72.0, 96.0], "position_um": 45.0,
+                          "present": True, "branch_length_um": 100.0, "size": 1.0})
+    t = read_tracking_table(pd.concat([t, extra], ignore_index=True))
+    strict = survival(t, 72, t_elim=(0, 24), horizon_h=96)
+    loose = survival(t, 72, t_elim=(0, 24), horizon_h=96, first_appearance=False)
+    assert "m0" not in set(strict.spines["spine_id"])
+    assert "m0" in set(loose.spines["spine_id"])
+    n = strict.summary.set_index("group")["n_spines"]
+    assert loose.summary.set_index("group")["n_spines"]["de_novo"] == n["de_novo"] + 1
+
+
 # ------------------------------------------------------------------------ morphology
 
 

@@ -666,10 +666,14 @@ def survival(table: pd.DataFrame, t_start: float,
              groups: Literal["restoration", "origin", "arm"] = "restoration",
              horizon_h: float = 96.0, *, t_prev: float | None = None,
              t_elim: tuple[float, float] | None = None, radius_um: float = 2.0,
-             arm: str | None = None) -> SurvivalResult:
+             arm: str | None = None, first_appearance: bool = True) -> SurvivalResult:
     """Kaplan-Meier survival of new spines, restored vs de novo (or by origin or arm).
 
-    New spines are those absent at ``t_prev`` and present at ``t_start``. A spine is lost
+    New spines are those absent at ``t_prev`` and present at ``t_start`` and, with
+    ``first_appearance`` (the default), present at no earlier session either: a spine
+    scored at an earlier session, missed at ``t_prev`` and found again is an old spine, not
+    a new one (new spines as spines seen for the first time, as in longitudinal imaging
+    studies, e.g. Holtmaat et al. 2009 Nat Protoc). A spine is lost
     at the first later session of its branch where it is absent; one still present at its
     branch's last session is censored there, and every spine is censored at
     ``horizon_h`` (a loss first seen after the horizon counts as surviving it). Curves
@@ -695,6 +699,9 @@ def survival(table: pd.DataFrame, t_start: float,
         Restoration radius, for ``groups="restoration"``.
     arm : str, optional
         Restrict to one arm.
+    first_appearance : bool, default True
+        Keep only new spines not present at any session before ``t_prev`` either
+        (False: every spine absent at ``t_prev`` and present at ``t_start``).
 
     Returns
     -------
@@ -735,6 +742,11 @@ def survival(table: pd.DataFrame, t_start: float,
         order = list(dict.fromkeys(new["group"]))
     else:
         raise ValueError(f"groups must be 'restoration', 'origin' or 'arm', got {groups!r}")
+    if first_appearance:
+        before = table.loc[table["present"] & (table["time_h"] < t_prev - TIME_TOL_H),
+                           SPINE_KEY].drop_duplicates()
+        seen = new[SPINE_KEY].merge(before.assign(_old=True), on=SPINE_KEY, how="left")
+        new = new.loc[seen["_old"].isna().to_numpy()].reset_index(drop=True)
     spines = _follow_up(table, new[[*SPINE_KEY, "group"]], float(t_start))
     over = spines["duration_h"].to_numpy() > horizon_h + TIME_TOL_H
     lost = spines["lost"].to_numpy() & ~over
