@@ -158,6 +158,19 @@ def test_median_summary_resists_an_isolated_event(rng):
         clustering_test(t, 0, 24, "new", n_perm=10, rng=rng, summary="mode")
 
 
+def test_refound_spines_are_not_new_spines(rng):
+    """Three new spines in a tight cluster, and two old spines (seen at -24 h, missed at
+    0 h) found again far apart: by default only the first appearances are new."""
+    spines = [("s1", "a", f"g{i}", x, (-24, 0, 24)) for i, x in enumerate(GRID_UM)]
+    spines += [("s1", "a", f"n{i}", x, (24,)) for i, x in enumerate((40.0, 40.4, 41.2))]
+    spines += [("s1", "a", f"m{i}", x, (-24, 24)) for i, x in enumerate((6.0, 91.0))]
+    t = build(spines)
+    r = clustering_test(t, 0, 24, "new", n_perm=500, rng=rng)
+    assert r.n_events == 3 and r.observed_um == pytest.approx(0.4)
+    loose = clustering_test(t, 0, 24, "new", n_perm=500, rng=rng, first_appearance=False)
+    assert loose.n_events == 5 and loose.p > r.p
+
+
 def test_new_spine_null_draws_from_spines_present_at_t1(rng):
     # by t1 only a 2-um stretch keeps spines: new spines there are no closer to each
     # other than the spines present at t1, whatever the spacing at t0

@@ -235,11 +235,21 @@ def _nn_distances(x: np.ndarray) -> np.ndarray:
     return np.minimum(left, right)
 
 
+def _seen_before(table: pd.DataFrame, spines: pd.DataFrame, t: float) -> np.ndarray:
+    """For each row of ``spines`` (with the spine key columns): was that spine present at a
+    session before ``t``?"""
+    before = table.loc[table["present"] & (table["time_h"] < t - TIME_TOL_H),
+                       SPINE_KEY].drop_duplicates()
+    seen = spines[SPINE_KEY].merge(before.assign(_old=True), on=SPINE_KEY, how="left")
+    return seen["_old"].notna().to_numpy()
+
+
 def clustering_test(table: pd.DataFrame, t0: float, t1: float, kind: EventKind,
                     n_perm: int = 1000, *, rng: np.random.Generator,
                     method: Literal["labels", "uniform"] = "labels",
                     summary: Literal["median", "mean"] = "median",
-                    arm: str | None = None) -> ClusteringResult:
+                    arm: str | None = None, first_appearance: bool = True
+                    ) -> ClusteringResult:
     """Are events closer to each other along a branch than chance?
 
     Statistic: the median (or mean) over events of the nearest-neighbour distance (um) to
@@ -272,6 +282,9 @@ def clustering_test(table: pd.DataFrame, t0: float, t1: float, kind: EventKind,
         How the events' nearest-neighbour distances are summarised.
     arm : str, optional
         Restrict to one arm.
+    first_appearance : bool, default True
+        For new spines: leave out spines present at a session before ``t0`` (scored
+        earlier, missed at ``t0`` and found again: old spines, see :func:`survival`).
 
     Returns
     -------
@@ -288,6 +301,8 @@ def clustering_test(table: pd.DataFrame, t0: float, t1: float, kind: EventKind,
     n_perm = int(n_perm)
     pair = session_pair(_select(table, arm), t0, t1)
     pair["_event"] = _event_mask(pair, kind)
+    if kind == "new" and first_appearance:
+        pair["_event"] &= ~_seen_before(table, pair, t0)
     pos_col = _event_position_column(kind)
     at_risk_col = "present_t0" if kind == "eliminated" else "present_t1"
     obs_nn, null_nn, n_branches = [], [], 0
@@ -743,10 +758,7 @@ def survival(table: pd.DataFrame, t_start: float,
     else:
         raise ValueError(f"groups must be 'restoration', 'origin' or 'arm', got {groups!r}")
     if first_appearance:
-        before = table.loc[table["present"] & (table["time_h"] < t_prev - TIME_TOL_H),
-                           SPINE_KEY].drop_duplicates()
-        seen = new[SPINE_KEY].merge(before.assign(_old=True), on=SPINE_KEY, how="left")
-        new = new.loc[seen["_old"].isna().to_numpy()].reset_index(drop=True)
+        new = new.loc[~_seen_before(table, new, t_prev)].reset_index(drop=True)
     spines = _follow_up(table, new[[*SPINE_KEY, "group"]], float(t_start))
     over = spines["duration_h"].to_numpy() > horizon_h + TIME_TOL_H
     lost = spines["lost"].to_numpy() & ~over
