@@ -155,6 +155,11 @@ arms:
     assert m["shock"] > 0.4 > m["no_shock"]
     assert m["shock_ketamine"] < m["shock"] - 0.3
     assert r["value"].between(0, 1).all()
+    # escape reads the circuit's activity, not its inputs: weaker recurrent excitation
+    # (a circuit parameter, same synapses and drives) makes unshocked mice fail
+    weak = simulate(load_scenario_text(text),
+                    registry=load_registry().with_values({"circuit.j_ee": 0.4})).readouts
+    assert weak.groupby("arm")["value"].mean()["no_shock"] > m["no_shock"] + 0.3
 
 
 def test_fear_extinction_faster_with_more_prefrontal_coupling():

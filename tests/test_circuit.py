@@ -113,3 +113,19 @@ def test_mismatched_buffers_are_refused():
     with pytest.raises(ValueError, match="n_cells exceeds"):
         run_sessions(cp.vector(), np.ones((1, 1)), np.ones((1, 1)), 30, FR, 1000,
                      np.array([1], np.int64), raw, raw.copy())
+
+
+def test_reference_rate_is_the_circuits_baseline_rate():
+    """behavior.prefrontal_rate_ref_hz, the baseline the escape and extinction models read
+    activity against, is the circuit's own mean rate at baseline synapse density and
+    activity drive."""
+    from ketasim.circuit.network import run_sessions_rate
+
+    cp = CircuitParams.from_registry(load_registry())
+    n, n_frames = 16, int(2 * 60 * 10)
+    raw = np.zeros((n, 1, 1, n_frames), np.float32)
+    rate = np.zeros((n, 1, n_frames), np.float32)
+    run_sessions_rate(cp.vector(), np.ones((n, 1)), np.ones((n, 1)), n_frames, 10.0, 1,
+                      np.arange(n, dtype=np.int64) + 100, raw, raw.copy(), rate)
+    ref = load_registry().value("behavior.prefrontal_rate_ref_hz")
+    assert rate.mean() == pytest.approx(ref, rel=0.1)

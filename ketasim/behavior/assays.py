@@ -149,28 +149,51 @@ SUCROSE = Assay("sucrose_preference", "two-bottle sucrose preference test",
                 options={"hours": 12.0})
 
 
-def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
-    """Active-avoidance (shuttle box) escape test of ``trials`` trials at each time: each
-    trial fails with a probability falling, as a logistic, with an escape drive: the
-    prefrontal recurrent excitation (the circuit's coupling input: functional synapses and
-    their potentiation) minus ``stress_gain`` times the stress load (F-W-15); latencies of
-    failed trials at ``cutoff_s``; scored by
-    :func:`ketasim.analysis.behavior.learned_helplessness`."""
-    import pandas as pd
-
-    from ketasim.analysis.behavior import learned_helplessness
-    from ketasim.circuit.assay import circuit_inputs
+def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.ndarray:
+    """(n, len(at)) mean excitatory population rate of each subject's prefrontal circuit
+    over ``minutes`` of activity at each time (the slow layers' state then), relative to
+    ``behavior.prefrontal_rate_ref_hz`` (the circuit's rate at baseline synapse density
+    and activity drive): what the behaviour models below read from the mPFC."""
+    from ketasim.circuit.assay import circuit_inputs, simulate_chunks
     from ketasim.circuit.network import CircuitParams
     from ketasim.params import load_registry
 
     registry = ctx.registry if ctx.registry is not None else load_registry()
-    g_pot = CircuitParams.from_registry(registry).values["g_potentiation"]
+    cp = CircuitParams.from_registry(registry)
+    coupling, drive = circuit_inputs(ctx, at, cp.values["g_potentiation"])
+    fr = ACTIVITY_FRAME_HZ
+    n_frames = round(float(ctx.options["minutes"]) * 60.0 * fr)
+    seeds = np.array([assay_rng(ctx.seed, ctx.arm, s, purpose).integers(2**62)
+                      for s in range(ctx.n)], np.int64)
+    out = np.empty(coupling.shape)
+    for s0, _, _, rate in simulate_chunks(cp, coupling, drive, n_frames, fr, 1, seeds,
+                                          rate=True):
+        out[s0:s0 + rate.shape[0]] = rate.mean(axis=2)
+    return out / registry.value("behavior.prefrontal_rate_ref_hz")
+
+
+ACTIVITY_FRAME_HZ = 10.0  # frames at which the population rate is read (no imaging)
+
+
+def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """Active-avoidance (shuttle box) escape test of ``trials`` trials at each time: each
+    trial fails with a probability falling, as a logistic, with the prefrontal activity
+    (:func:`prefrontal_activity`: the circuit's population rate, set by functional
+    synapses, their potentiation and the activity drive; F-W-15); latencies of failed
+    trials at ``cutoff_s``; scored by :func:`ketasim.analysis.behavior.learned_helplessness`.
+    Dopamine acts through the potentiation, which needs dopamine-driven PKA (F-W-16,
+    F-W-17)."""
+    import pandas as pd
+
+    from ketasim.analysis.behavior import learned_helplessness
+    from ketasim.params import load_registry
+
+    registry = ctx.registry if ctx.registry is not None else load_registry()
     v = {k: registry.value(f"behavior.helplessness.{k}") for k in
-         ("p_fail_min", "p_fail_max", "c50", "width", "stress_gain")}
-    coupling, _ = circuit_inputs(ctx, at, g_pot)
-    drive = coupling - v["stress_gain"] * ctx.trajectory("stress_load", at)
+         ("p_fail_min", "p_fail_max", "c50", "width")}
+    activity = prefrontal_activity(ctx, at, "helplessness_circuit")
     p_fail = v["p_fail_min"] + (v["p_fail_max"] - v["p_fail_min"]) / (
-        1.0 + np.exp((drive - v["c50"]) / v["width"]))
+        1.0 + np.exp((activity - v["c50"]) / v["width"]))
     n_tr = int(ctx.options["trials"])
     cutoff = float(ctx.options["cutoff_s"])
     out = np.full((ctx.n, len(at), 1), np.nan)
@@ -188,32 +211,28 @@ def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 
 
 HELPLESSNESS = Assay("escape_test", "shuttle-box escape test (learned helplessness)",
-                     ("synaptic_potentiation", "stress_load", "activity_drive"), same_times,
-                     _helplessness,
-                     options={"trials": 30, "cutoff_s": 20.0, "branches": 10,
-                              "cell": "mpfc_l5"})
+                     ("synaptic_potentiation", "activity_drive"), same_times, _helplessness,
+                     options={"trials": 30, "cutoff_s": 20.0, "minutes": 2.0,
+                              "branches": 10, "cell": "mpfc_l5"})
 
 
 def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Fear extinction session at each time (a conditioned mouse; ``trials`` tone
     presentations of ``tone_s`` every ``iti_s``): the freezing probability in trial k is
-    ``f0 exp(-k rate)`` with the extinction rate ``k_ext`` times the prefrontal coupling
-    input relative to baseline to the power ``gamma`` (extinction learning needs mPFC
-    plasticity; F-K-15). Freezing is drawn per 1-s bin as alternating bouts, scored by
-    :func:`ketasim.analysis.behavior.freezing_per_trial`; the readout is the mean freezing
-    over the last ``last`` trials (extinction recall within the session)."""
+    ``f0 exp(-k rate)`` with the extinction rate ``k_ext`` times the prefrontal activity
+    (:func:`prefrontal_activity`) to the power ``gamma`` (extinction learning needs mPFC
+    activity and plasticity; F-K-15). Freezing is drawn per 1-s bin as alternating bouts,
+    scored by :func:`ketasim.analysis.behavior.freezing_per_trial`; the readout is the mean
+    freezing over the last ``last`` trials (extinction recall within the session)."""
     from ketasim.analysis.behavior import freezing_per_trial
-    from ketasim.circuit.assay import circuit_inputs
-    from ketasim.circuit.network import CircuitParams
     from ketasim.params import load_registry
 
     registry = ctx.registry if ctx.registry is not None else load_registry()
-    g_pot = CircuitParams.from_registry(registry).values["g_potentiation"]
     v = {k: registry.value(f"behavior.extinction.{k}") for k in ("f0", "k_ext", "gamma")}
     o = ctx.options
     n_tr, tone, iti, last = int(o["trials"]), float(o["tone_s"]), float(o["iti_s"]), int(
         o["last"])
-    coupling, _ = circuit_inputs(ctx, at, g_pot)
+    activity = prefrontal_activity(ctx, at, "extinction_circuit")
     starts = np.arange(n_tr) * (tone + iti) + iti
     trials = np.stack([starts, starts + tone], axis=1)
     n_bins = int(starts[-1] + tone + 1)
@@ -221,7 +240,7 @@ def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     for j in range(len(at)):
         for s in range(ctx.n):
             g = assay_rng(ctx.seed, ctx.arm, s, f"extinction_{j}")
-            rate = v["k_ext"] * max(coupling[s, j], 0.0) ** v["gamma"]
+            rate = v["k_ext"] * max(activity[s, j], 0.0) ** v["gamma"]
             freeze = np.zeros(n_bins, bool)
             for k, (a, b) in enumerate(trials.astype(int)):
                 freeze[a:b] = g.random(b - a) < v["f0"] * np.exp(-k * rate)
@@ -233,4 +252,4 @@ def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 EXTINCTION = Assay("fear_extinction", "cued fear extinction session (freezing)",
                    ("synaptic_potentiation", "activity_drive"), same_times, _extinction,
                    options={"trials": 20, "tone_s": 30.0, "iti_s": 30.0, "last": 5,
-                            "branches": 10, "cell": "mpfc_l5"})
+                            "minutes": 2.0, "branches": 10, "cell": "mpfc_l5"})
