@@ -83,6 +83,20 @@ def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
     return df, rows
 
 
+def file_kind(path: Path, error: type[ValueError], suffixes: dict | None = None) -> str:
+    """``"csv"`` (also for ``.csv.gz``), ``"parquet"`` or another kind in ``suffixes`` (by
+    default :data:`SUFFIXES`) from a file's suffix; an unknown suffix is one ``error``."""
+    suffixes = SUFFIXES if suffixes is None else suffixes
+    kind = suffixes.get(path.suffix.lower())
+    if "".join(path.suffixes[-2:]).lower().endswith(".csv.gz"):
+        kind = "csv"
+    if kind is None:
+        expected = ", ".join(sorted({*suffixes, ".csv.gz"}))
+        raise error(f"{path.name}: unknown file suffix '{path.suffix}' (expected one of "
+                    f"{expected})")
+    return kind
+
+
 def load_table(obj, source: type[Source]):
     """A DataFrame (column names stripped) or a ``.csv``/``.csv.gz``/``.parquet``/``.pq``
     file read by :func:`read_frame`, with a ``source`` (a :class:`Source` subclass whose
@@ -98,12 +112,7 @@ def load_table(obj, source: type[Source]):
         raise error(f"expected a path to a .csv/.parquet file or a DataFrame, got "
                     f"{type(obj).__name__}")
     path = Path(obj)
-    kind = SUFFIXES.get(path.suffix.lower())
-    if "".join(path.suffixes[-2:]).lower().endswith(".csv.gz"):
-        kind = "csv"
-    if kind is None:
-        raise error(f"{path.name}: unknown file suffix '{path.suffix}' (expected .csv, "
-                    ".csv.gz, .parquet or .pq)")
+    kind = file_kind(path, error)
     df, rows = read_frame(path, kind, error, str)
     return df, source(path.name, rows, csv=(kind == "csv"))
 

@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ketasim.analysis._tables import Source, first_line, read_frame
+from ketasim.analysis._tables import Source, file_kind, first_line, read_frame
 from ketasim.analysis._tables import is_integral as _is_integral
 
 __all__ = [
@@ -213,12 +213,7 @@ def read_dff(source: np.ndarray | str | Path | pd.DataFrame,
                                f".parquet file or a DataFrame, got {type(source).__name__}")
     path = Path(source)
     name = path.name
-    kind = _SUFFIXES.get(path.suffix.lower())
-    if "".join(path.suffixes[-2:]).lower().endswith(".csv.gz"):
-        kind = "csv"
-    if kind is None:
-        raise CalciumDataError(f"{name}: unknown file suffix '{path.suffix}' (expected .npy, "
-                               ".csv, .csv.gz, .parquet or .pq)")
+    kind = file_kind(path, CalciumDataError, _SUFFIXES)
     if not path.is_file():
         raise CalciumDataError(f"{name}: file not found ({path})")
     if kind == "npy":
