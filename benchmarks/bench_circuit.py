@@ -8,7 +8,7 @@ Protocol (issue 5; written down here so the numbers can be reproduced):
   subject, the registry's ``circuit.*`` parameters (160 + 40 rate units, 3 integration
   steps per frame, 5 s of settling before each session). The default run times
   ``--subjects 20`` x ``--sessions 10`` x ``--minutes 10`` (the full 100 subjects take
-  about 7 min on 2 cores for ketasim alone); both sides' rates are also projected
+  about 2 min on 2 cores for ketasim alone); both sides' rates are also projected
   linearly to the full workload and printed. ``--subjects 100`` runs it in full.
 - Coupling and activity drive vary across subjects and sessions, uniform in 0.6-1.1 and
   0.65-1.2 (``numpy.random.default_rng(5)``); one seed per subject (1000 + index). Both
@@ -44,7 +44,7 @@ Protocol (issue 5; written down here so the numbers can be reproduced):
   the reference. The last line is ``speedup: <ratio>`` (ketasim subject-minutes per s /
   reference subject-minutes per s).
 
-Run: ``.venv/bin/python benchmarks/bench_circuit.py`` (about 2 min on 2 cores).
+Run: ``.venv/bin/python benchmarks/bench_circuit.py`` (about 1 min on 2 cores).
 """
 
 from __future__ import annotations
