@@ -20,7 +20,7 @@ _LAZY = {
     "ScenarioError": ("ketasim.scenario", "ScenarioError"),
 }
 
-__all__ = ["RunResult", "ScenarioError", "load_scenario", "simulate", "__version__"]
+__all__ = ["RunResult", "ScenarioError", "__version__", "load_scenario", "simulate"]
 
 
 def __getattr__(name):

@@ -6,7 +6,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -41,7 +40,7 @@ def _user_errors():
 @app.command()
 def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
         out_dir: Path = typer.Option(..., "--out", help="output folder (created atomically)"),
-        seed: Optional[int] = typer.Option(None, "--seed", help="override the scenario seed"),
+        seed: int | None = typer.Option(None, "--seed", help="override the scenario seed"),
         force: bool = typer.Option(False, "--force", help="replace an existing --out folder")):
     """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out."""
     from ketasim.experiment.runner import check_supported, simulate
@@ -69,13 +68,13 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
 
 @app.command()
 def validate(
-    only: Optional[list[str]] = typer.Option(
+    only: list[str] | None = typer.Option(
         None, "--only", help="target IDs or replica names (repeat, or comma-separate)"),
     out_dir: Path = typer.Option(Path("runs/validate"), "--out", help="output folder"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="processes (default: cores)"),
-    replicas_dir: Optional[Path] = typer.Option(
+    workers: int | None = typer.Option(None, "--workers", help="processes (default: cores)"),
+    replicas_dir: Path | None = typer.Option(
         None, "--replicas", help="a folder of your own replica YAML files, added to the built-ins"),
-    targets_file: Optional[Path] = typer.Option(
+    targets_file: Path | None = typer.Option(
         None, "--targets", help="a YAML file of your own targets, added to the built-ins"),
 ):
     """Run the replicas of the published experiments and compare every literature target.
@@ -131,8 +130,8 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
           n: str = typer.Option("4:20", "--n", help="group sizes: 4:20, 4:20:2 or 6,8,12"),
           cohorts: int = typer.Option(200, "--cohorts", help="simulated cohorts per n"),
           alpha: float = typer.Option(0.05, "--alpha", help="significance level"),
-          seed: Optional[int] = typer.Option(None, "--seed", help="override the seed"),
-          out_dir: Optional[Path] = typer.Option(None, "--out",
+          seed: int | None = typer.Option(None, "--seed", help="override the seed"),
+          out_dir: Path | None = typer.Option(None, "--out",
                                                  help="write power.csv and power.png here"),
           force: bool = typer.Option(False, "--force", help="replace an existing --out")):
     """Power of a scenario's comparison by simulation, for planning group sizes."""
@@ -185,7 +184,7 @@ def scenarios():
 
 
 @app.command()
-def schema(out_file: Optional[Path] = typer.Option(None, "--out", help="write to this file")):
+def schema(out_file: Path | None = typer.Option(None, "--out", help="write to this file")):
     """Write the JSON Schema of the scenario format (for editors)."""
     from ketasim.scenario import scenario_json_schema
 
@@ -218,8 +217,8 @@ def params(prefix: str = typer.Argument("", help="show only names starting with 
 @app.command("export-sbml")
 def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or built-in"),
                 out_file: Path = typer.Option(..., "--out", help="SBML file to write"),
-                arm: Optional[str] = typer.Option(None, "--arm", help="arm (default: first)"),
-                subject: Optional[int] = typer.Option(
+                arm: str | None = typer.Option(None, "--arm", help="arm (default: first)"),
+                subject: int | None = typer.Option(
                     None, "--subject",
                     help="export this sampled subject (default: the typical subject)")):
     """Write the PK + signalling model of one subject of an arm as SBML L3V2."""

@@ -122,7 +122,7 @@ def test_reference_rate_is_the_circuits_baseline_rate():
     from ketasim.circuit.network import run_sessions_rate
 
     cp = CircuitParams.from_registry(load_registry())
-    n, n_frames = 16, int(2 * 60 * 10)
+    n, n_frames = 16, (2 * 60 * 10)
     raw = np.zeros((n, 1, 1, n_frames), np.float32)
     rate = np.zeros((n, 1, n_frames), np.float32)
     run_sessions_rate(cp.vector(), np.ones((n, 1)), np.ones((n, 1)), n_frames, 10.0, 1,

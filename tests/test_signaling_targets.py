@@ -89,7 +89,7 @@ def test_plasticity_potential_control_20_25_percent(traj):
 def test_plasticity_window_after_ketamine(traj):
     """F-W-6 (Wu et al. 2021): about 50% at 2 h (tolerance 0.42-0.58), still raised at
     4 h (>= 0.30), back to control (0.20-0.25) at 12, 24 and 72 h."""
-    pp = lambda t: at(traj, "ketamine", "plasticity_potential", t)  # noqa: E731
+    pp = lambda t: at(traj, "ketamine", "plasticity_potential", t)
     assert 0.42 <= pp(2.0) <= 0.58
     assert pp(4.0) >= 0.30
     for t in (12.0, 24.0, 72.0):
@@ -152,7 +152,7 @@ def test_ampa_trkb_mtorc1_block_removes_downstream_drives(traj, arm):
     cut by at least 75% relative to ketamine alone."""
     assert excess_peak(traj, arm, "formation_drive") <= \
         0.25 * excess_peak(traj, "ketamine", "formation_drive")
-    rise = lambda a: at(traj, a, "synaptic_protein", 24.0) - 1.0  # noqa: E731
+    rise = lambda a: at(traj, a, "synaptic_protein", 24.0) - 1.0
     assert rise(arm) <= 0.25 * rise("ketamine")
 
 

@@ -133,8 +133,8 @@ def test_cell_type_parameter_sets():
 
 
 @pytest.mark.parametrize("options, message", [
-    ("{cell: cerebellum}", "arms[0].assays[0].options.cell: got 'cerebellum'; expected a "
-                           "cell type with spine parameters: ['ca1', 'mpfc_l5', 'msn']"),
+    ("{cell: cerebellum}", ("arms[0].assays[0].options.cell: got 'cerebellum'; expected a "
+                           "cell type with spine parameters: ['ca1', 'mpfc_l5', 'msn']")),
     ("{cell: 3}", "arms[0].assays[0].options.cell: got 3; expected a name"),
 ])
 def test_unknown_cell_type_is_one_clear_error(options, message):

@@ -9,8 +9,8 @@ trajectories. Noise comes from the subject's own measurement stream, one per ass
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -105,10 +105,10 @@ def resolve_options(assay: Assay, given: dict, where: str) -> dict:
         default = assay.options[k]
         if isinstance(default, str) and not isinstance(v, str):
             raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a name")
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) \
-                    or v < 0:
-                raise AssayOptionError(
-                    f"{where}.options.{k}: got {v!r}; expected a non-negative number")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v)
+                or v < 0):
+            raise AssayOptionError(
+                f"{where}.options.{k}: got {v!r}; expected a non-negative number")
         out[k] = v
     return out

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -152,8 +152,8 @@ SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
 def _spine_plan(arm, plans, events) -> dict | None:
     """Engine grid, recording times, branches and photoactivation times of an arm whose
     assays need the spine layer (None if none do)."""
-    from ketasim.spines.simulate import DT_H
     from ketasim.signaling.simulate import LEAD_IN_H
+    from ketasim.spines.simulate import DT_H
 
     spine = [(a, o, at) for a, o, at in plans if a.name in SPINE_ASSAYS]
     if not spine:

@@ -153,22 +153,22 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
         _parameter(model, c.name, pvec[len(spec.PARAMS) + j], c.unit, False, c.description)
     for s in spec.STATES:
         _parameter(model, s.name, s.initial, s.unit, False, s.description)
-    assign_units = {name: spec.ASSIGNMENT_UNITS.get(name, "1") for name, _ in spec.ASSIGNMENTS}
-    for name, expr in spec.ASSIGNMENTS:
-        _parameter(model, name, 0.0, assign_units[name], False)
+    assign_units = {var: spec.ASSIGNMENT_UNITS.get(var, "1") for var, _ in spec.ASSIGNMENTS}
+    for var, expr in spec.ASSIGNMENTS:
+        _parameter(model, var, 0.0, assign_units[var], False)
         rule = model.createAssignmentRule()
-        rule.setVariable(name)
-        _check(rule.setMath(_math(expr)), f"set math of {name}")
-    for name, expr in spec.RATES:
+        rule.setVariable(var)
+        _check(rule.setMath(_math(expr)), f"set math of {var}")
+    for var, expr in spec.RATES:
         rule = model.createRateRule()
-        rule.setVariable(name)
-        _check(rule.setMath(_math(expr)), f"set rate of {name}")
-    for name, expr, unit, desc in spec.OUTPUTS:
-        oid = f"out_{name}"
+        rule.setVariable(var)
+        _check(rule.setMath(_math(expr)), f"set rate of {var}")
+    for out, expr, unit, desc in spec.OUTPUTS:
+        oid = f"out_{out}"
         _parameter(model, oid, 0.0, unit, False, desc)
         rule = model.createAssignmentRule()
         rule.setVariable(oid)
-        _check(rule.setMath(_math(expr)), f"set output {name}")
+        _check(rule.setMath(_math(expr)), f"set output {out}")
 
     # events: one SBML event per distinct time, with the net effect per target
     groups, labels = _event_groups(events, subject)

@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 _COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
@@ -38,7 +38,7 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
         unit = rs["unit"].iloc[0]
         times = np.sort(rs["time_h"].unique())
         if len(times) > 1:
-            x_all, label = _time_axis(times)
+            _, label = _time_axis(times)
             for k, arm in enumerate(arms):
                 a = rs[rs["arm"] == arm].sort_values("time_h")
                 if a.empty:

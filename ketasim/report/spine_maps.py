@@ -5,14 +5,15 @@ survival curves."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 _STYLE = {"kept": ("o", "0.55"), "new": ("o", "tab:green"), "lost": ("x", "tab:red"),
           "restored": ("o", "tab:blue")}
@@ -25,7 +26,7 @@ def _observed_restored(t: pd.DataFrame, sessions: np.ndarray) -> set:
     from ketasim.analysis.spines import restoration_labels
 
     out = set()
-    for t2, t3 in zip(sessions[1:-1], sessions[2:]):
+    for t2, t3 in pairwise(sessions[1:]):
         try:
             lab = restoration_labels(t, (float(sessions[0]), float(sessions[1])),
                                      (float(t2), float(t3)))
@@ -102,7 +103,7 @@ def turnover_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
     for arm, table in tracking.items():
         sessions = np.sort(table["time_h"].unique())
         rows = []
-        for t0, t1 in zip(sessions[:-1], sessions[1:]):
+        for t0, t1 in pairwise(sessions):
             rows.append((f"{_session_label(t0)} to {_session_label(t1)}",
                          turnover(table, float(t0), float(t1)).per_subject))
             if (t0, t1) not in intervals:

@@ -46,9 +46,9 @@ def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
     c = result.counts()
     body = [
         "<h1>ketasim validation</h1>",
-        f"<p>{len(result.results)} literature targets from {len(result.replicas)} replicas: "
+        (f"<p>{len(result.results)} literature targets from {len(result.replicas)} replicas: "
         f"<b>{c['pass']} pass</b>, <b>{c['fail']} fail</b>, {c['known_gap']} known gaps, "
-        f"{c['error']} errors ({result.seconds:.1f} s).</p>",
+        f"{c['error']} errors ({result.seconds:.1f} s).</p>"),
         "<h2>Targets</h2>", _targets_table(table, "validation"),
     ]
     syn = synthesis_figure({k: v.readouts for k, v in result.replicas.items()},

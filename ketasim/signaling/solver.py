@@ -59,6 +59,13 @@ def full_parameter_vector(pvec_row):
     return p
 
 
-__all__ = ["integrate_batch", "EV_ADD_STATE", "EV_ADD_PARAM", "EV_SET_PARAM", "N_STATES",
-           "STATUS_OK", "METHODS",
-           "full_parameter_vector"]
+__all__ = [
+    "EV_ADD_PARAM",
+    "EV_ADD_STATE",
+    "EV_SET_PARAM",
+    "METHODS",
+    "N_STATES",
+    "STATUS_OK",
+    "full_parameter_vector",
+    "integrate_batch",
+]

@@ -221,12 +221,12 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("ampa_block", "nbqx_emax * r_nbqx / (1.0 + r_nbqx)"),
     ("ampa", "1.0 + (glutamate - 1.0 + hnk_pot) * (1.0 - ampa_block)"),
     # VTA -> mPFC dopamine (F-W-8), its manipulations (F-W-11, F-W-16, F-W-17)
-    ("da_target", "(1.0 + da_gain * (ampa - 1.0) + ldopa_emax * r_ldopa / (1.0 + r_ldopa))"
+    ("da_target", ("(1.0 + da_gain * (ampa - 1.0) + ldopa_emax * r_ldopa / (1.0 + r_ldopa))"
                   " * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition)"
-                  " + da_term_act * terminal_activation"),
+                  " + da_term_act * terminal_activation")),
     # Drd1 -> cAMP/PKA (F-W-10..F-W-14); blockers remove the Drd1-driven rise
-    ("d1_signal", "dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390))"
-                  " * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)"),
+    ("d1_signal", ("dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390))"
+                  " * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)")),
     ("d1_kn", "pw(d1_k, d1_n)"),
     ("d1_act", "hillk(d1_signal, d1_kn, d1_n)"),
     ("d1_act0", "1.0 / (1.0 + d1_kn)"),
@@ -262,8 +262,8 @@ _pk_rates = []
 for _p, _k10 in (("S", "k10_S"), ("R", "k10_R")):
     _pk_rates += [
         (f"{_p}_depot", f"-ka_{_p} * {_p}_depot"),
-        (f"{_p}_central", f"ka_{_p} * {_p}_depot + inf_{_p} - ({_k10} + k12) * {_p}_central"
-                          f" + k21 * {_p}_peripheral"),
+        (f"{_p}_central", (f"ka_{_p} * {_p}_depot + inf_{_p} - ({_k10} + k12) * {_p}_central"
+                          f" + k21 * {_p}_peripheral")),
         (f"{_p}_peripheral", f"k12 * {_p}_central - k21 * {_p}_peripheral"),
         (f"{_p}_brain", f"ke0_ket * (kp_ket * cp_{_p} - {_p}_brain)"),
     ]
@@ -271,40 +271,40 @@ for _p, _k10 in (("S", "k10_S"), ("R", "k10_R")):
 RATES: tuple[tuple[str, str], ...] = (
     *_pk_rates,
     ("NK_depot", "-ka_NK * NK_depot"),
-    ("NK_central", "ka_NK * NK_depot + inf_NK"
+    ("NK_central", ("ka_NK * NK_depot + inf_NK"
                    " + f_nk * mw_nk / mw_ket * (k10_S * S_central + k10_R * R_central)"
-                   " - cl_nk / v_nk * NK_central"),
+                   " - cl_nk / v_nk * NK_central")),
     ("NK_brain", "ke0_met * (kp_nk * cp_nk - NK_brain)"),
     ("HNK_depot", "-ka_HNK * HNK_depot"),
-    ("HNK_central", "ka_HNK * HNK_depot + inf_HNK + f_hnk * mw_hnk / mw_ket * k10_R * R_central"
-                    " - cl_hnk / v_hnk * HNK_central"),
+    ("HNK_central", ("ka_HNK * HNK_depot + inf_HNK + f_hnk * mw_hnk / mw_ket * k10_R * R_central"
+                    " - cl_hnk / v_hnk * HNK_central")),
     ("HNK_brain", "ke0_met * (kp_hnk * cp_hnk - HNK_brain)"),
-    ("stress_load", "stress_k_on * stress_input * (1.0 - stress_load)"
-                    " - stress_k_off * stress_load"),
+    ("stress_load", ("stress_k_on * stress_input * (1.0 - stress_load)"
+                    " - stress_k_off * stress_load")),
     ("dopamine", "k_da * (da_target - dopamine)"),
     ("pka", "k_pka * (pka_target - pka)"),
     ("priming", "k_priming * (pka - priming)"),
     ("peef2", "k_eef2 * (1.0 - eef2_block * occ_pyr - peef2)"),
-    ("bdnf", "k_bdnf * ((1.0 - bdnf_stress * stress_load)"
-             " * (1.0 + bdnf_eef2_gain * (1.0 - peef2)) - bdnf)"),
+    ("bdnf", ("k_bdnf * ((1.0 - bdnf_stress * stress_load)"
+             " * (1.0 + bdnf_eef2_gain * (1.0 - peef2)) - bdnf)")),
     ("ptrkb", "k_trkb * (bdnf_release * (1.0 - trkb_block) - ptrkb)"),
     ("perk", "k_erk * (pw(ptrkb, erk_trkb_exp) * pw(pka, erk_pka_exp) - perk)"),
     ("pmtor", "k_mtor * (pw(perk, mtor_erk_exp) * (1.0 - mtor_block) - pmtor)"),
     ("synthesis", "k_synthesis * (1.0 + syn_mtor_frac * (pmtor - 1.0) - synthesis)"),
-    ("psd95", "k_psd95 * ((1.0 - psd95_stress * stress_load) * pw(synthesis, psd95_syn_exp)"
-              " * (1.0 + psd95_struct_gain * structural_3) - psd95)"),
-    ("glua1", "k_glua1 * ((1.0 - glua1_stress * stress_load) * pw(synthesis, glua1_syn_exp)"
-              " - glua1)"),
+    ("psd95", ("k_psd95 * ((1.0 - psd95_stress * stress_load) * pw(synthesis, psd95_syn_exp)"
+              " * (1.0 + psd95_struct_gain * structural_3) - psd95)")),
+    ("glua1", ("k_glua1 * ((1.0 - glua1_stress * stress_load) * pw(synthesis, glua1_syn_exp)"
+              " - glua1)")),
     # the acute path: existing synapses are potentiated while PKA is raised (D1 -> PKA
     # phosphorylates GluA1 S845 and primes AMPA receptors for synaptic insertion; Esteban
     # et al. 2003, Sun et al. 2005), faster the stronger the glutamatergic drive; so the
     # rescue needs dopamine (F-W-9, F-W-16, F-W-17) and fades over days unless new spines
     # take over (F-M-4, F-N-7)
-    ("potentiation", "k_pot_on * pos(pka - 1.0) * ampa * (1.0 - potentiation)"
-                     " - k_pot_off * potentiation"),
+    ("potentiation", ("k_pot_on * pos(pka - 1.0) * ampa * (1.0 - potentiation)"
+                     " - k_pot_off * potentiation")),
     # the same induction in reward circuits (anhedonia, F-M-13), which keep it longer
-    ("reward_potentiation", "k_pot_on * pos(pka - 1.0) * ampa * (1.0 - reward_potentiation)"
-                            " - k_rpot_off * reward_potentiation"),
+    ("reward_potentiation", ("k_pot_on * pos(pka - 1.0) * ampa * (1.0 - reward_potentiation)"
+                            " - k_rpot_off * reward_potentiation")),
     ("structural_1", "k_struct * (structural_input - structural_1)"),
     ("structural_2", "k_struct * (structural_1 - structural_2)"),
     ("structural_3", "k_struct * (structural_2 - structural_3)"),

@@ -19,7 +19,7 @@ Each function reads cohort statistics, as the paper's figure or table would.
 from __future__ import annotations
 
 import ast
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
