@@ -182,3 +182,29 @@ arms:
     r = simulate(load_scenario_text(text)).readouts
     m = r.groupby("arm")["value"].mean()
     assert 0.0 < m["ketamine"] < m["saline"] - 0.1 < 1.0
+
+
+@pytest.mark.parametrize("assay, option, value, expected", [
+    ("escape_test", "minutes", 0, "a number > 0"),
+    ("fear_extinction", "trials", 0, "a number > 0"),
+    ("calcium_imaging", "cells", 0, "a number > 0"),
+    ("tail_suspension", "frame_rate_hz", 0, "a number > 0"),
+    ("escape_test", "trials", 2.5, "a whole number"),
+    ("sucrose_preference", "hours", -1, "a non-negative number"),
+])
+def test_bad_assay_options_are_refused_before_anything_runs(assay, option, value, expected):
+    """Zero-length sessions and fractional counts used to run into NaNs or index errors
+    deep inside the models; now one error names the option."""
+    text = f"""
+name: bad
+species: mouse
+seed: 1
+arms:
+  - name: a
+    n: 2
+    protocol: [{{at: 0h, drug: saline, route: ip}}]
+    assays: [{{assay: {assay}, at: [24h], options: {{{option}: {value}}}}}]
+"""
+    with pytest.raises(ValueError, match=rf"arms\[0\]\.assays\[0\]\.options\.{option}: got "
+                                         rf"{value}; expected {expected}"):
+        simulate(load_scenario_text(text))

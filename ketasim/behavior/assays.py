@@ -70,7 +70,8 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 TAIL_SUSPENSION = Assay("tail_suspension", "tail suspension test (6 min) with vmPFC calcium",
                         ("activity_drive", "synaptic_potentiation"), same_times, _tst,
                         options={"cells": 60, "frame_rate_hz": 30.0, "branches": 10,
-                                 "cell": "mpfc_l5"})
+                                 "cell": "mpfc_l5"},
+                        positive=("cells", "frame_rate_hz", "branches"))
 
 
 def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -105,7 +106,7 @@ def _open_field_times(at: np.ndarray, options: dict) -> np.ndarray:
 
 OPEN_FIELD = Assay("open_field", "open-field locomotion, video tracking",
                    ("occupancy_interneuron",), _open_field_times, _open_field,
-                   options={"bin_min": 5.0})
+                   options={"bin_min": 5.0}, positive=("bin_min",))
 
 
 def _sucrose_times(at: np.ndarray, options: dict) -> np.ndarray:
@@ -146,7 +147,7 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 
 SUCROSE = Assay("sucrose_preference", "two-bottle sucrose preference test",
                 ("stress_load", "reward_potentiation"), _sucrose_times, _sucrose,
-                options={"hours": 12.0})
+                options={"hours": 12.0}, positive=("hours",))
 
 
 def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.ndarray:
@@ -189,8 +190,7 @@ def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     from ketasim.params import load_registry
 
     registry = ctx.registry if ctx.registry is not None else load_registry()
-    v = {k: registry.value(f"behavior.helplessness.{k}") for k in
-         ("p_fail_min", "p_fail_max", "c50", "width")}
+    v = registry.group("behavior.helplessness", ("p_fail_min", "p_fail_max", "c50", "width"))
     activity = prefrontal_activity(ctx, at, "helplessness_circuit")
     p_fail = v["p_fail_min"] + (v["p_fail_max"] - v["p_fail_min"]) / (
         1.0 + np.exp((activity - v["c50"]) / v["width"]))
@@ -213,7 +213,8 @@ def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 HELPLESSNESS = Assay("escape_test", "shuttle-box escape test (learned helplessness)",
                      ("synaptic_potentiation", "activity_drive"), same_times, _helplessness,
                      options={"trials": 30, "cutoff_s": 20.0, "minutes": 2.0,
-                              "branches": 10, "cell": "mpfc_l5"})
+                              "branches": 10, "cell": "mpfc_l5"},
+                     positive=("trials", "cutoff_s", "minutes", "branches"))
 
 
 def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -228,7 +229,7 @@ def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     from ketasim.params import load_registry
 
     registry = ctx.registry if ctx.registry is not None else load_registry()
-    v = {k: registry.value(f"behavior.extinction.{k}") for k in ("f0", "k_ext", "gamma")}
+    v = registry.group("behavior.extinction", ("f0", "k_ext", "gamma"))
     o = ctx.options
     n_tr, tone, iti, last = int(o["trials"]), float(o["tone_s"]), float(o["iti_s"]), int(
         o["last"])
@@ -252,4 +253,5 @@ def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 EXTINCTION = Assay("fear_extinction", "cued fear extinction session (freezing)",
                    ("synaptic_potentiation", "activity_drive"), same_times, _extinction,
                    options={"trials": 20, "tone_s": 30.0, "iti_s": 30.0, "last": 5,
-                            "minutes": 2.0, "branches": 10, "cell": "mpfc_l5"})
+                            "minutes": 2.0, "branches": 10, "cell": "mpfc_l5"},
+                   positive=("trials", "tone_s", "last", "minutes", "branches"))

@@ -12,22 +12,16 @@ at the arena walls), seen by a tracking camera with position jitter, and scored 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from ketasim.params.registry import ParamGroup
 
 PARAM_NAMES = ("speed_cm_s", "hyper_gain", "occ50", "hill", "arena_cm", "speed_cv",
                "heading_sd_rad", "jitter_cm")
 
 
-@dataclass(frozen=True)
-class OpenFieldParams:
-    values: dict[str, float]
-
-    @staticmethod
-    def from_registry(registry) -> OpenFieldParams:
-        return OpenFieldParams({k: registry.value(f"behavior.open_field.{k}")
-                                for k in PARAM_NAMES})
+class OpenFieldParams(ParamGroup):
+    PREFIX, NAMES = "behavior.open_field", PARAM_NAMES
 
     def speed(self, occupancy: np.ndarray) -> np.ndarray:
         """Mean speed (cm/s) at an NMDA occupancy on interneurons."""

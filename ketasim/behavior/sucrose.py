@@ -12,21 +12,15 @@ per-animal deviation (SD ``pref_sd``), and its total intake is gamma distributed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from ketasim.params.registry import ParamGroup
 
 PARAM_NAMES = ("pref_max", "pref_drop", "relief", "pref_sd", "intake_ml", "intake_cv")
 
 
-@dataclass(frozen=True)
-class SucroseParams:
-    values: dict[str, float]
-
-    @staticmethod
-    def from_registry(registry) -> SucroseParams:
-        return SucroseParams({k: registry.value(f"behavior.sucrose.{k}")
-                              for k in PARAM_NAMES})
+class SucroseParams(ParamGroup):
+    PREFIX, NAMES = "behavior.sucrose", PARAM_NAMES
 
     def preference(self, stress_load: np.ndarray, potentiation: np.ndarray) -> np.ndarray:
         v = self.values

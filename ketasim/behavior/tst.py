@@ -13,21 +13,16 @@ first when suspended).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from ketasim.params.registry import ParamGroup
 
 PARAM_NAMES = ("duration_s", "struggle_mean_s", "struggle_shape", "spont_rate_hz",
                "p_trigger", "lag_s", "event_rate_hz", "initial_struggle_s")
 
 
-@dataclass(frozen=True)
-class TstParams:
-    values: dict[str, float]
-
-    @staticmethod
-    def from_registry(registry) -> TstParams:
-        return TstParams({k: registry.value(f"behavior.tst.{k}") for k in PARAM_NAMES})
+class TstParams(ParamGroup):
+    PREFIX, NAMES = "behavior.tst", PARAM_NAMES
 
 
 def event_onsets(rate_hz: np.ndarray, threshold_hz: float) -> np.ndarray:

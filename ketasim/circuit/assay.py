@@ -109,4 +109,5 @@ def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 CALCIUM = Assay("calcium_imaging", "two-photon calcium imaging of a prefrontal field of view",
                 ("activity_drive", "synaptic_potentiation"), same_times, _calcium,
                 options={"cells": 60, "minutes": 5.0, "frame_rate_hz": 30.0, "branches": 10,
-                         "shuffles": 200, "cell": "mpfc_l5"})
+                         "shuffles": 200, "cell": "mpfc_l5"},
+                positive=("cells", "minutes", "frame_rate_hz", "branches", "shuffles"))

@@ -28,11 +28,11 @@ Per subject, per session (a stretch of minutes at a fixed state of the slow laye
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numba
 import numpy as np
 
+from ketasim.params.registry import ParamGroup
 from ketasim.spines.rng import next_normal_zig, next_poisson, seed_state
 
 PARAM_NAMES = (
@@ -49,13 +49,8 @@ _I = {n: i for i, n in enumerate(PARAM_NAMES)}
  ) = range(len(PARAM_NAMES))
 
 
-@dataclass(frozen=True)
-class CircuitParams:
-    values: dict[str, float]
-
-    @staticmethod
-    def from_registry(registry) -> CircuitParams:
-        return CircuitParams({k: registry.value(f"circuit.{k}") for k in PARAM_NAMES})
+class CircuitParams(ParamGroup):
+    PREFIX, NAMES = "circuit", PARAM_NAMES
 
     def vector(self) -> np.ndarray:
         return np.array([self.values[k] for k in PARAM_NAMES])

@@ -85,6 +85,7 @@ class Assay:
     sample_times: Callable[[np.ndarray, dict], np.ndarray]  # assay times -> model times
     measure: Callable[[AssayContext, np.ndarray], AssayRows]
     options: dict = field(default_factory=dict)  # allowed options and defaults
+    positive: tuple[str, ...] = ()  # numeric options that must be > 0 (counts, durations)
 
 
 def same_times(at: np.ndarray, options: dict) -> np.ndarray:
@@ -110,5 +111,9 @@ def resolve_options(assay: Assay, given: dict, where: str) -> dict:
                 or v < 0):
             raise AssayOptionError(
                 f"{where}.options.{k}: got {v!r}; expected a non-negative number")
+        if k in assay.positive and not v > 0:
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a number > 0")
+        if isinstance(default, int) and not isinstance(default, bool) and v != int(v):
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a whole number")
         out[k] = v
     return out

@@ -2,10 +2,11 @@
 
 from ketasim.params.registry import (
     Parameter,
+    ParamGroup,
     Registry,
     RegistryError,
     load_registry,
     parse_registry,
 )
 
-__all__ = ["Parameter", "Registry", "RegistryError", "load_registry", "parse_registry"]
+__all__ = ["ParamGroup", "Parameter", "Registry", "RegistryError", "load_registry", "parse_registry"]

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from typing import ClassVar
 
 import yaml
 
@@ -71,6 +72,10 @@ class Registry:
 
     def value(self, name: str) -> float:
         return self[name].value
+
+    def group(self, prefix: str, names: tuple[str, ...]) -> dict[str, float]:
+        """``{name: value of "<prefix>.<name>"}`` for a model component's parameters."""
+        return {k: self.value(f"{prefix}.{k}") for k in names}
 
     def values(self) -> dict[str, float]:
         return {p.name: p.value for p in self}
@@ -131,3 +136,17 @@ def load_registry() -> Registry:
     """The package's default parameter registry."""
     text = resources.files("ketasim.params").joinpath("parameters.yaml").read_text()
     return parse_registry(text)
+
+
+@dataclass(frozen=True)
+class ParamGroup:
+    """The registry values of one model component, all named ``<PREFIX>.<name>`` for the
+    names in ``NAMES`` (subclasses set both)."""
+
+    values: dict[str, float]
+    PREFIX: ClassVar[str] = ""
+    NAMES: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_registry(cls, registry: Registry):
+        return cls(registry.group(cls.PREFIX, cls.NAMES))

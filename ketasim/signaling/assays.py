@@ -81,7 +81,8 @@ def _measure_state(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 
 MICRODIALYSIS_DA = Assay(
     "microdialysis_da", "mPFC extracellular dopamine by microdialysis (% baseline)",
-    ("da_rel",), _dialysis_times, _measure_dialysis, options={"interval_min": 20.0, "cv": 0.1})
+    ("da_rel",), _dialysis_times, _measure_dialysis, options={"interval_min": 20.0, "cv": 0.1},
+    positive=("interval_min",))
 WESTERN_BLOT = Assay(
     "western_blot", "PFC synaptoneurosome western blot (x baseline)",
     tuple(_WB.values()), same_times, _measure_wb, options={"cv": 0.15})

@@ -131,10 +131,12 @@ TWO_PHOTON = Assay("two_photon_spines", "in vivo two-photon imaging of spines", 
                    same_times, _two_photon,
                    options={"branches": 4, "detection_um3": 0.01, "miss": 0.02,
                             "false_pos_per_100um": 0.5, "jitter_um": 0.2,
-                            "cell": "mpfc_l5"})
+                            "cell": "mpfc_l5"},
+                   positive=("branches", "detection_um3"))
 UNCAGING = Assay("uncaging_spinogenesis", "glutamate-uncaging spinogenesis in acute slices",
                  ("plasticity_potential",), same_times, _uncaging,
-                 options={"cells": 3, "attempts": 8})
+                 options={"cells": 3, "attempts": 8}, positive=("cells", "attempts"))
 FIXED = Assay("fixed_tissue_spines", "Golgi or dye-filled fixed tissue", (), same_times, _fixed,
-              options={"branches": 10, "detection_um3": 0.01, "cell": "mpfc_l5"})
+              options={"branches": 10, "detection_um3": 0.01, "cell": "mpfc_l5"},
+              positive=("branches", "detection_um3"))
 SPINE_ASSAYS = ("two_photon_spines", "fixed_tissue_spines")
