@@ -121,8 +121,8 @@ def poisson(rnd, lam):
 
 
 class Reference:
-    """The engine's rules (engine.py: ``run_spines``, ``_step_subject``,
-    ``_photoactivate``), one Python object per spine."""
+    """The engine's rules (engine.py: ``run_spines``, ``_run_subject`` and its ``step``
+    and ``photoactivate``), one Python object per spine."""
 
     def __init__(self, v: dict, f0: float, dt: float):
         self.v, self.f0, self.dt = v, f0, dt

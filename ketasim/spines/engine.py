@@ -57,6 +57,7 @@ from ketasim.spines.rng import (
     next_u64,
     triangular_normal,
 )
+from ketasim.spines.vmath import vexp
 
 ORIGIN_PREEXISTING = 0
 ORIGIN_DE_NOVO = 1
@@ -197,131 +198,53 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
         f0 *= target / density
     return f0
 
-
-@numba.njit(cache=True)
-def _add_memory(mem_pos, mem_t, mem_used, mem_n, b, pos, t):
-    k = mem_n[b] % mem_pos.shape[1]
-    mem_pos[b, k] = pos
-    mem_t[b, k] = t
-    mem_used[b, k] = 0
-    mem_n[b] += 1
-
-
-@numba.njit(cache=True)
-def _couple(n_alive, pos, ncpl, b, x, c_r, step):
-    """Add ``step`` (+1 or -1) to the coupling count of the spines of branch ``b``
-    within ``c_r`` um of a site at ``x``."""
-    for k in range(n_alive[b]):
-        if abs(pos[b, k] - x) < c_r:
-            ncpl[b, k] += step
-
-
-@numba.njit(cache=True)
-def _count_active(mem_pos, mem_n, cpl_tail, b, x, c_r):
-    """Active coupling sites (those not yet expired) of branch ``b`` within ``c_r`` of x."""
-    n = 0
-    for i in range(cpl_tail[b], mem_n[b]):
-        if abs(mem_pos[b, i % mem_pos.shape[1]] - x) < c_r:
-            n += 1
-    return n
-
-
-@numba.njit(cache=True)
-def _eliminate(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid,
-               mem_pos, mem_t, mem_used, mem_n, cpl_tail, b, k, t, c_r):
-    """Remove spine ``k``, remember its site and make the site a coupling source for the
-    branch's spines within ``c_r`` until it expires (the oldest active site expires early
-    if the memory is full)."""
-    x = pos[b, k]
-    _remove(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, b, k)
-    n_mem = mem_pos.shape[1]
-    if mem_n[b] - cpl_tail[b] >= n_mem:
-        _couple(n_alive, pos, ncpl, b, mem_pos[b, cpl_tail[b] % n_mem], c_r, -1)
-        cpl_tail[b] += 1
-    _add_memory(mem_pos, mem_t, mem_used, mem_n, b, x, t)
-    _couple(n_alive, pos, ncpl, b, x, c_r, 1)
-
-
 @numba.njit(inline="always")
 def _one_minus_exp(x):
     """1 - exp(-x); its series to third order where x is small (error < 1e-10)."""
     return x * (1.0 - x * (0.5 - x / 6.0)) if x < 1e-2 else 1.0 - math.exp(-x)
 
 
-@numba.njit(cache=True)
-def _segment(x, n_seg, p):
-    """Index of the local-field segment holding position ``x`` (um)."""
-    j = int(x * (1.0 / p[I_LOCAL_SEG]))
-    return j if j < n_seg else n_seg - 1
-
-
-@numba.njit(cache=True)
-def _field_position(field_cum, b, L, p, state):
-    """A position on branch ``b`` drawn with density proportional to the plasticity
-    field."""
-    n_seg = field_cum.shape[1]
-    u = next_double(state) * field_cum[b, n_seg - 1]
-    j = 0
-    while j < n_seg - 1 and field_cum[b, j] <= u:
-        j += 1
-    x0 = j * p[I_LOCAL_SEG]
-    return x0 + next_double(state) * min(p[I_LOCAL_SEG], L - x0)
-
-
-@numba.njit(cache=True)
-def _new_spine(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, next_id, b, x, t,
-               org, p, state):
-    """Append a spine to branch ``b``; False if the branch is full."""
-    k = n_alive[b]
-    if k >= pos.shape[1]:
-        return False
-    pos[b, k] = x
-    # a restored spine regrows against a surviving bouton: a synapse-sized head
-    mu = p[I_MU_M] if org == 2 else p[I_MU_N]
-    logsize[b, k] = mu + 0.3 * p[I_SIZE_SIGMA] * next_normal(state)
-    sizef[b, k] = math.exp(-p[I_A_SIZE] * (logsize[b, k] - p[I_MU_M]))
-    ncpl[b, k] = 0  # the caller counts the active coupling sites near it
-    cumh[b, k] = 0.0
-    thr[b, k] = -math.log(1.0 - next_double(state))  # eliminated when cumh reaches it
-    birth[b, k] = t
-    origin[b, k] = org
-    synapse[b, k] = 0
-    stubby[b, k] = 1 if next_double(state) < p[I_STUBBY] else 0
-    sid[b, k] = next_id[b]
-    next_id[b] += 1
-    n_alive[b] = k + 1
-    return True
-
-
-@numba.njit(cache=True)
-def _remove(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, b, k):
-    """Remove spine ``k`` of branch ``b``: the branch's last spine takes its slot."""
-    last = n_alive[b] - 1
-    if k != last:
-        pos[b, k] = pos[b, last]
-        logsize[b, k] = logsize[b, last]
-        sizef[b, k] = sizef[b, last]
-        ncpl[b, k] = ncpl[b, last]
-        cumh[b, k] = cumh[b, last]
-        thr[b, k] = thr[b, last]
-        birth[b, k] = birth[b, last]
-        origin[b, k] = origin[b, last]
-        synapse[b, k] = synapse[b, last]
-        stubby[b, k] = stubby[b, last]
-        sid[b, k] = sid[b, last]
-    n_alive[b] = last
-
-
 @numba.njit(cache=True, error_model="numpy")
-def _step_subject(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid,
-                  next_id, mem_pos, mem_t, mem_used, mem_n, cpl_tail, susc, plast, sfield_z,
-                  sfield, pfield, pfield_cum, p, f0, t, dt, size_dt, F, E, P, state, stats):
-    """One step of all branches of one subject. stats[0] += formations, [1] += eliminations,
-    [2] += formations lost to a full branch, [3] += spines alive after the step's losses
-    (spine-steps, for spine-day counts)."""
-    n_br = pos.shape[0]
-    n_mem_cap = mem_pos.shape[1]
+def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, state,
+                 photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
+                 rec_stubby, rec_sid, counts):
+    """Burn in and step subject ``s`` (arguments as ``run_spines``; ``state``: the
+    subject's own stream, advanced in place).
+
+    The rules are closures over the subject's arrays, which numba inlines where they are
+    called: a helper taking the arrays as arguments would pay an atomic reference-count
+    increment and decrement per array and call (a quarter of the run time when the
+    elimination and formation helpers were separate functions)."""
+    n_rec = rec_times.shape[0]
     L = p[I_LENGTH]
+    n_seg = min(math.ceil(L / p[I_LOCAL_SEG]), LOCAL_MAX)
+    size_every = max(1, round(SIZE_DT_H / dt))
+    n_alive = np.zeros(n_branches, dtype=np.int64)
+    pos = np.zeros((n_branches, cap))
+    logsize = np.zeros((n_branches, cap))
+    sizef = np.zeros((n_branches, cap))  # size factor of the hazard, exp(-a (ls - mu))
+    birth = np.zeros((n_branches, cap))
+    origin = np.zeros((n_branches, cap), dtype=np.int8)
+    synapse = np.zeros((n_branches, cap), dtype=np.uint8)
+    stubby = np.zeros((n_branches, cap), dtype=np.uint8)
+    sid = np.zeros((n_branches, cap), dtype=np.int64)
+    next_id = np.zeros(n_branches, dtype=np.int64)
+    ncpl = np.zeros((n_branches, cap), dtype=np.int32)  # recent eliminations nearby
+    cumh = np.zeros((n_branches, cap))  # hazard integrated since birth
+    thr = np.zeros((n_branches, cap))  # the Exp(1) level at which the spine is lost
+    mem_pos = np.zeros((n_branches, MEMORY))
+    mem_t = np.full((n_branches, MEMORY), -1e300)
+    mem_used = np.zeros((n_branches, MEMORY), dtype=np.uint8)
+    mem_n = np.zeros(n_branches, dtype=np.int64)
+    cpl_tail = np.zeros(n_branches, dtype=np.int64)  # oldest site still coupling
+    susc = np.empty(n_branches)
+    plast = np.empty(n_branches)
+    sfield_z = np.empty((n_branches, n_seg))  # stress field, standard-normal OU state
+    sfield = np.empty((n_branches, n_seg))
+    pfield = np.empty((n_branches, n_seg))
+    pfield_cum = np.empty((n_branches, n_seg))
+    stats = np.zeros(4, dtype=np.int64)
+    n_mem_cap = MEMORY
     dt_d = dt / 24.0
     e0 = p[I_E0]
     a_size = p[I_A_SIZE]
@@ -331,215 +254,257 @@ def _step_subject(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, 
     nosyn = p[I_NOSYN]
     mu_m = p[I_MU_M]
     mu_n = p[I_MU_N]
-    # neighbour coupling, stronger while the elimination drive is raised
-    c_gain = p[I_C_GAIN] + p[I_C_STRESS] * (E - 1.0 if E > 1.0 else 0.0)
     c_r = p[I_C_R]
     c_tau_h = p[I_C_TAU] * 24.0
     horizon_h = p[I_HORIZON] * 24.0
-    # exact OU transition of the log size over size_dt hours (0: sizes held this step)
-    a = math.exp(-p[I_SIZE_THETA] * size_dt / 24.0)
-    size_sd = p[I_SIZE_SIGMA] * math.sqrt(1.0 - a * a)
-    sg = p[I_STRESS_GAIN] * (E - 1.0)
-    syn_rate = p[I_K_SYN] * P
-    p_syn = 1.0 - math.exp(-syn_rate * dt_d)
-    p_syn_restored = 1.0 - math.exp(-syn_rate * p[I_BOOST] * dt_d)
-    n_seg = sfield.shape[1]
     inv_seg = 1.0 / p[I_LOCAL_SEG]
-    n_steps_alive = 0
-    # the stress field drifts (Ornstein-Uhlenbeck in log, correlation time local_tau_d);
-    # it only matters while the elimination drive is raised, so it is only stepped then
-    # (a frozen stationary OU field is still stationary)
+    seg = p[I_LOCAL_SEG]
     ls = p[I_LOCAL_SIGMA]
+    # the stress field drifts (Ornstein-Uhlenbeck in log, correlation time local_tau_d)
     f_a = math.exp(-dt_d / p[I_LOCAL_TAU])
     f_sd = math.sqrt(1.0 - f_a * f_a)
-    for b in range(n_br):
-        sg_b = sg * susc[b]
-        if sg != 0.0 and ls > 0.0:
-            for j in range(n_seg):
-                sfield_z[b, j] = sfield_z[b, j] * f_a + f_sd * next_normal_fast(state)
-                sfield[b, j] = math.exp(ls * sfield_z[b, j] - 0.5 * ls * ls)
-        # coupling sites older than c_tau stop coupling (their neighbours' counts drop)
-        while cpl_tail[b] < mem_n[b] and t - mem_t[b, cpl_tail[b] % n_mem_cap] >= c_tau_h:
-            _couple(n_alive, pos, ncpl, b, mem_pos[b, cpl_tail[b] % n_mem_cap], c_r, -1)
+
+    def remove(b, k):
+        """Remove spine ``k`` of branch ``b``: the branch's last spine takes its slot."""
+        last = n_alive[b] - 1
+        if k != last:
+            pos[b, k] = pos[b, last]
+            logsize[b, k] = logsize[b, last]
+            sizef[b, k] = sizef[b, last]
+            ncpl[b, k] = ncpl[b, last]
+            cumh[b, k] = cumh[b, last]
+            thr[b, k] = thr[b, last]
+            birth[b, k] = birth[b, last]
+            origin[b, k] = origin[b, last]
+            synapse[b, k] = synapse[b, last]
+            stubby[b, k] = stubby[b, last]
+            sid[b, k] = sid[b, last]
+        n_alive[b] = last
+
+    def couple(b, x, step):
+        """Add ``step`` (+1 or -1) to the coupling count of the spines of branch ``b``
+        within ``c_r`` um of a site at ``x``."""
+        for k in range(n_alive[b]):
+            if abs(pos[b, k] - x) < c_r:
+                ncpl[b, k] += step
+
+    def count_active(b, x):
+        """Active coupling sites (those not yet expired) of branch ``b`` within c_r of x."""
+        n = 0
+        for i in range(cpl_tail[b], mem_n[b]):
+            if abs(mem_pos[b, i % n_mem_cap] - x) < c_r:
+                n += 1
+        return n
+
+    def eliminate(b, k, t):
+        """Remove spine ``k``, remember its site and make the site a coupling source for
+        the branch's spines within ``c_r`` until it expires (the oldest active site
+        expires early if the memory is full)."""
+        x = pos[b, k]
+        remove(b, k)
+        if mem_n[b] - cpl_tail[b] >= n_mem_cap:
+            couple(b, mem_pos[b, cpl_tail[b] % n_mem_cap], -1)
             cpl_tail[b] += 1
-        # ---- elimination, synapse gain and size dynamics of the live spines
-        k = 0
-        while k < n_alive[b]:
-            h = e0 * sizef[b, k]
-            if synapse[b, k] == 0:  # an immature spine: no synapse yet, higher when young
-                h *= nosyn
-                age_h = t - birth[b, k]
-                if age_h < young_max_h:
-                    h *= 1.0 + young_gain * math.exp(-age_h / (24.0 * young_tau))
-            if sg_b != 0.0:
-                j = int(pos[b, k] * inv_seg)
-                h *= max(0.0, 1.0 + sg_b * sfield[b, j if j < n_seg else n_seg - 1])
-            if ncpl[b, k] > 0:  # recent eliminations within c_r um
-                h *= 1.0 + c_gain * ncpl[b, k]
-            # elimination when the integrated hazard reaches the spine's Exp(1) threshold
-            # (exact for a hazard held over each step; one random number per spine life)
-            cumh[b, k] += h * dt_d
-            if cumh[b, k] >= thr[b, k]:
-                # couples at once: spines later in this step's loop see it too
-                _eliminate(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby,
-                           sid, mem_pos, mem_t, mem_used, mem_n, cpl_tail, b, k, t, c_r)
-                stats[1] += 1
-                continue  # slot k now holds the branch's last spine, not yet stepped
-            if synapse[b, k] == 0 and next_double(state) < (
-                    p_syn_restored if origin[b, k] == 2 else p_syn):
-                synapse[b, k] = 1
-            n_steps_alive += 1
-            if size_dt > 0.0:
-                target = mu_m if synapse[b, k] == 1 else mu_n
-                logsize[b, k] = target + (logsize[b, k] - target) * a + size_sd * \
-                    triangular_normal(next_u64(state))
-                sizef[b, k] = math.exp(-a_size * (logsize[b, k] - mu_m))
-            k += 1
-        # ---- de novo formation: up to the baseline rate placed uniformly, the excess
-        # by the branch's plasticity field (hot stretches), so raised formation clusters
-        excess = (F - 1.0) * plast[b]
-        drive = max(1.0 + excess, 0.0)
-        n_new = next_poisson(state, f0 * L * dt_d * min(drive, 1.0))
-        n_hot = next_poisson(state, f0 * L * dt_d * excess) if excess > 0.0 else 0
-        for i in range(n_new + n_hot):
-            if i < n_new:
-                x = next_double(state) * L
-            else:
-                x = _field_position(pfield_cum, b, L, p, state)
-            if _new_spine(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby,
-                          sid, next_id, b, x, t, 1, p, state):
-                ncpl[b, n_alive[b] - 1] = _count_active(mem_pos, mem_n, cpl_tail, b, x, c_r)
-                stats[0] += 1
-            else:
-                stats[2] += 1
-        # ---- restoration at remembered elimination sites while the drive is raised
-        # (faster on the branch's plastic stretches)
-        if excess > 0.0 and p[I_K_RESTORE] > 0.0:
-            rate_dt = p[I_K_RESTORE] * excess * dt_d
-            m = (mem_n[b] - 1) % n_mem_cap  # newest first, up to the memory horizon
-            for _ in range(min(mem_n[b], n_mem_cap)):
-                mm = m
-                m = m - 1 if m > 0 else n_mem_cap - 1
-                if t - mem_t[b, mm] >= horizon_h:
-                    break
-                if mem_used[b, mm] == 1:
-                    continue
-                x = rate_dt * pfield[b, _segment(mem_pos[b, mm], n_seg, p)]
-                if next_double(state) < _one_minus_exp(x):
-                    mem_used[b, mm] = 1
-                    x = mem_pos[b, mm] + (2.0 * next_double(state) - 1.0) * p[I_RESTORE_R]
-                    x = min(max(x, 0.0), L)
-                    if _new_spine(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby,
-                                  sid, next_id, b, x, t, 2, p, state):
-                        ncpl[b, n_alive[b] - 1] = _count_active(mem_pos, mem_n, cpl_tail, b, x,
-                                                                c_r)
-                        stats[0] += 1
-                    else:
-                        stats[2] += 1
-    stats[3] += n_steps_alive
+        m = mem_n[b] % n_mem_cap
+        mem_pos[b, m] = x
+        mem_t[b, m] = t
+        mem_used[b, m] = 0
+        mem_n[b] += 1
+        couple(b, x, 1)
 
+    def new_spine(b, x, t, org):
+        """Append a spine to branch ``b`` (counting the active coupling sites near it);
+        False if the branch is full."""
+        k = n_alive[b]
+        if k >= cap:
+            return False
+        pos[b, k] = x
+        # a restored spine regrows against a surviving bouton: a synapse-sized head
+        mu = mu_m if org == 2 else mu_n
+        logsize[b, k] = mu + 0.3 * p[I_SIZE_SIGMA] * next_normal(state)
+        sizef[b, k] = math.exp(-a_size * (logsize[b, k] - mu_m))
+        cumh[b, k] = 0.0
+        thr[b, k] = -math.log(1.0 - next_double(state))  # eliminated when cumh reaches it
+        birth[b, k] = t
+        origin[b, k] = org
+        synapse[b, k] = 0
+        stubby[b, k] = 1 if next_double(state) < p[I_STUBBY] else 0
+        sid[b, k] = next_id[b]
+        next_id[b] += 1
+        n_alive[b] = k + 1
+        ncpl[b, k] = count_active(b, x)
+        return True
 
-@numba.njit(cache=True)
-def _photoactivate(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, p, t, state):
-    t_min = t - p[I_PARAC1_WIN]
-    for b in range(pos.shape[0]):
-        k = 0
-        while k < n_alive[b]:
-            if birth[b, k] > t_min and next_double(state) < p[I_PARAC1_P]:
-                _remove(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, b, k)
-            else:
-                k += 1
+    def segment(x):
+        """Index of the local-field segment holding position ``x`` (um)."""
+        j = int(x * inv_seg)
+        return j if j < n_seg else n_seg - 1
 
+    def field_position(b):
+        """A position on branch ``b`` drawn with density proportional to the plasticity
+        field."""
+        u = next_double(state) * pfield_cum[b, n_seg - 1]
+        j = 0
+        while j < n_seg - 1 and pfield_cum[b, j] <= u:
+            j += 1
+        x0 = j * seg
+        return x0 + next_double(state) * min(seg, L - x0)
 
-@numba.njit(parallel=True, cache=True)
-def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, states,
-               photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
-               rec_stubby, rec_sid, counts):
-    """Step every subject from ``t_start`` for ``n_steps`` of ``dt`` hours.
-
-    ``form``, ``elim``, ``synp``: (n_sub, n_steps) drives at the step starts. Recording
-    arrays have shape (n_sub, n_rec, n_branches, cap) (live spines in the first slots of
-    each branch, flagged in ``rec_alive``). ``counts``: (n_sub, 4): formations,
-    eliminations, formations lost to a full branch, spine-steps."""
-    n_sub = form.shape[0]
-    n_rec = rec_times.shape[0]
-    L = p[I_LENGTH]
-    n_seg = min(math.ceil(L / p[I_LOCAL_SEG]), LOCAL_MAX)
-    size_every = max(1, round(SIZE_DT_H / dt))
-    for s in numba.prange(n_sub):
-        state = states[s].copy()
-        n_alive = np.zeros(n_branches, dtype=np.int64)
-        pos = np.zeros((n_branches, cap))
-        logsize = np.zeros((n_branches, cap))
-        sizef = np.zeros((n_branches, cap))  # size factor of the hazard, exp(-a (ls - mu))
-        birth = np.zeros((n_branches, cap))
-        origin = np.zeros((n_branches, cap), dtype=np.int8)
-        synapse = np.zeros((n_branches, cap), dtype=np.uint8)
-        stubby = np.zeros((n_branches, cap), dtype=np.uint8)
-        sid = np.zeros((n_branches, cap), dtype=np.int64)
-        next_id = np.zeros(n_branches, dtype=np.int64)
-        mem_pos = np.zeros((n_branches, MEMORY))
-        mem_t = np.full((n_branches, MEMORY), -1e300)
-        mem_used = np.zeros((n_branches, MEMORY), dtype=np.uint8)
-        mem_n = np.zeros(n_branches, dtype=np.int64)
-        susc = np.empty(n_branches)
-        plast = np.empty(n_branches)
-        sfield_z = np.empty((n_branches, n_seg))  # stress field, standard-normal OU state
-        sfield = np.empty((n_branches, n_seg))
-        pfield = np.empty((n_branches, n_seg))
-        pfield_cum = np.empty((n_branches, n_seg))
-        stats = np.zeros(4, dtype=np.int64)
-        ncpl = np.zeros((n_branches, cap), dtype=np.int32)  # recent eliminations nearby
-        cumh = np.zeros((n_branches, cap))  # hazard integrated since birth
-        thr = np.zeros((n_branches, cap))  # the Exp(1) level at which the spine is lost
-        cpl_tail = np.zeros(n_branches, dtype=np.int64)  # oldest site still coupling
-        ss, ps = p[I_SUSC_SIGMA], p[I_PLAST_SIGMA]
-        ls, lp = p[I_LOCAL_SIGMA], p[I_PLAST_LOCAL]
+    def step(t, size_dt, F, E, P):
+        """One step of all branches (drives F, E, P at the step's start). stats[0] +=
+        formations, [1] += eliminations, [2] += formations lost to a full branch, [3] +=
+        spines alive after the step's losses (spine-steps, for spine-day counts)."""
+        # neighbour coupling, stronger while the elimination drive is raised
+        c_gain = p[I_C_GAIN] + p[I_C_STRESS] * (E - 1.0 if E > 1.0 else 0.0)
+        # exact OU transition of the log size over size_dt hours (0: sizes held)
+        a = math.exp(-p[I_SIZE_THETA] * size_dt / 24.0)
+        size_sd = p[I_SIZE_SIGMA] * math.sqrt(1.0 - a * a)
+        sg = p[I_STRESS_GAIN] * (E - 1.0)
+        syn_rate = p[I_K_SYN] * P
+        p_syn = 1.0 - math.exp(-syn_rate * dt_d)
+        p_syn_restored = 1.0 - math.exp(-syn_rate * p[I_BOOST] * dt_d)
+        n_steps_alive = 0
         for b in range(n_branches):
-            # log-normal branch and segment factors with mean 1
-            susc[b] = math.exp(ss * next_normal(state) - 0.5 * ss * ss)
-            plast[b] = math.exp(ps * next_normal(state) - 0.5 * ps * ps)
-            # the last segment may be shorter than local_seg_um: weigh it by its length
-            for j in range(n_seg):
-                sfield_z[b, j] = next_normal(state)
-                sfield[b, j] = math.exp(ls * sfield_z[b, j] - 0.5 * ls * ls)
-                pfield[b, j] = math.exp(lp * next_normal(state) - 0.5 * lp * lp)
-                w = min(p[I_LOCAL_SEG], L - j * p[I_LOCAL_SEG]) / p[I_LOCAL_SEG]
-                prev = pfield_cum[b, j - 1] if j > 0 else 0.0
-                pfield_cum[b, j] = prev + pfield[b, j] * w
-            n0 = min(next_poisson(state, p[I_DENSITY] * L), cap)
-            for k in range(n0):
-                x = next_double(state) * L
-                pos[b, k] = x
-                logsize[b, k] = p[I_MU_M] + p[I_SIZE_SIGMA] * next_normal(state)
-                sizef[b, k] = math.exp(-p[I_A_SIZE] * (logsize[b, k] - p[I_MU_M]))
-                thr[b, k] = -math.log(1.0 - next_double(state))
-                birth[b, k] = t_start - 1e4
-                origin[b, k] = 0
-                synapse[b, k] = 1
-                stubby[b, k] = 1 if next_double(state) < p[I_STUBBY] else 0
-                sid[b, k] = k
-            next_id[b] = n0
-            n_alive[b] = n0
-        # burn-in at baseline drives, so density, sizes and ages are stationary
-        n_burn = int(p[I_BURN] * 24.0 / dt)
-        for i in range(n_burn):
-            tb = t_start - (n_burn - i) * dt
-            size_dt = size_every * dt if i % size_every == 0 else 0.0
-            _step_subject(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, next_id,
-                          mem_pos, mem_t, mem_used, mem_n, cpl_tail, susc, plast, sfield_z, sfield,
-                          pfield, pfield_cum, p, f0, tb, dt, size_dt, 1.0, 1.0, 1.0, state,
-                          stats)
-        origin[:] = 0  # spines alive at the start count as pre-existing
-        stats[:] = 0
-        i_rec = 0
-        i_pa = 0
-        n_pa = photo_times.shape[1]
-        for i in range(n_steps + 1):
-            t = t_start + i * dt
+            sg_b = sg * susc[b]
+            # the stress field only matters while the elimination drive is raised, so it
+            # is only stepped then (a frozen stationary OU field is still stationary)
+            if sg != 0.0 and ls > 0.0:
+                for j in range(n_seg):
+                    sfield_z[b, j] = sfield_z[b, j] * f_a + f_sd * next_normal_fast(state)
+                for j in range(n_seg):  # no draws: a loop the compiler vectorises
+                    sfield[b, j] = vexp(ls * sfield_z[b, j] - 0.5 * ls * ls)
+            # coupling sites older than c_tau stop coupling (their neighbours' counts drop)
+            while cpl_tail[b] < mem_n[b] and t - mem_t[b, cpl_tail[b] % n_mem_cap] >= c_tau_h:
+                couple(b, mem_pos[b, cpl_tail[b] % n_mem_cap], -1)
+                cpl_tail[b] += 1
+            # ---- elimination, synapse gain and size dynamics of the live spines
+            k = 0
+            while k < n_alive[b]:
+                h = e0 * sizef[b, k]
+                if synapse[b, k] == 0:  # an immature spine: no synapse yet, higher when young
+                    h *= nosyn
+                    age_h = t - birth[b, k]
+                    if age_h < young_max_h:
+                        h *= 1.0 + young_gain * math.exp(-age_h / (24.0 * young_tau))
+                if sg_b != 0.0:
+                    j = int(pos[b, k] * inv_seg)
+                    h *= max(0.0, 1.0 + sg_b * sfield[b, j if j < n_seg else n_seg - 1])
+                if ncpl[b, k] > 0:  # recent eliminations within c_r um
+                    h *= 1.0 + c_gain * ncpl[b, k]
+                # elimination when the integrated hazard reaches the spine's Exp(1)
+                # threshold (exact for a hazard held over each step; one random number
+                # per spine life)
+                cumh[b, k] += h * dt_d
+                if cumh[b, k] >= thr[b, k]:
+                    # couples at once: spines later in this step's loop see it too
+                    eliminate(b, k, t)
+                    stats[1] += 1
+                    continue  # slot k now holds the branch's last spine, not yet stepped
+                if synapse[b, k] == 0 and next_double(state) < (
+                        p_syn_restored if origin[b, k] == 2 else p_syn):
+                    synapse[b, k] = 1
+                n_steps_alive += 1
+                if size_dt > 0.0:
+                    target = mu_m if synapse[b, k] == 1 else mu_n
+                    logsize[b, k] = target + (logsize[b, k] - target) * a + size_sd * \
+                        triangular_normal(next_u64(state))
+                k += 1
+            if size_dt > 0.0:  # the new sizes' hazard factors (vectorised; see vexp)
+                for k in range(n_alive[b]):
+                    sizef[b, k] = vexp(-a_size * (logsize[b, k] - mu_m))
+            # ---- de novo formation: up to the baseline rate placed uniformly, the excess
+            # by the branch's plasticity field (hot stretches), so raised formation clusters
+            excess = (F - 1.0) * plast[b]
+            drive = max(1.0 + excess, 0.0)
+            n_new = next_poisson(state, f0 * L * dt_d * min(drive, 1.0))
+            n_hot = next_poisson(state, f0 * L * dt_d * excess) if excess > 0.0 else 0
+            for i in range(n_new + n_hot):
+                if i < n_new:
+                    x = next_double(state) * L
+                else:
+                    x = field_position(b)
+                if new_spine(b, x, t, 1):
+                    stats[0] += 1
+                else:
+                    stats[2] += 1
+            # ---- restoration at remembered elimination sites while the drive is raised
+            # (faster on the branch's plastic stretches)
+            if excess > 0.0 and p[I_K_RESTORE] > 0.0:
+                rate_dt = p[I_K_RESTORE] * excess * dt_d
+                m = (mem_n[b] - 1) % n_mem_cap  # newest first, up to the memory horizon
+                for _ in range(min(mem_n[b], n_mem_cap)):
+                    mm = m
+                    m = m - 1 if m > 0 else n_mem_cap - 1
+                    if t - mem_t[b, mm] >= horizon_h:
+                        break
+                    if mem_used[b, mm] == 1:
+                        continue
+                    x = rate_dt * pfield[b, segment(mem_pos[b, mm])]
+                    if next_double(state) < _one_minus_exp(x):
+                        mem_used[b, mm] = 1
+                        x = mem_pos[b, mm] + (2.0 * next_double(state) - 1.0) * p[I_RESTORE_R]
+                        x = min(max(x, 0.0), L)
+                        if new_spine(b, x, t, 2):
+                            stats[0] += 1
+                        else:
+                            stats[2] += 1
+        stats[3] += n_steps_alive
+
+    def photoactivate(t):
+        """AS-PaRAC1 at ``t``: each spine born in the preceding window is removed with
+        probability parac1_p."""
+        t_min = t - p[I_PARAC1_WIN]
+        for b in range(n_branches):
+            k = 0
+            while k < n_alive[b]:
+                if birth[b, k] > t_min and next_double(state) < p[I_PARAC1_P]:
+                    remove(b, k)
+                else:
+                    k += 1
+
+    ss, ps = p[I_SUSC_SIGMA], p[I_PLAST_SIGMA]
+    lp = p[I_PLAST_LOCAL]
+    for b in range(n_branches):
+        # log-normal branch and segment factors with mean 1
+        susc[b] = math.exp(ss * next_normal(state) - 0.5 * ss * ss)
+        plast[b] = math.exp(ps * next_normal(state) - 0.5 * ps * ps)
+        # the last segment may be shorter than local_seg_um: weigh it by its length
+        for j in range(n_seg):
+            sfield_z[b, j] = next_normal(state)
+            sfield[b, j] = math.exp(ls * sfield_z[b, j] - 0.5 * ls * ls)
+            pfield[b, j] = math.exp(lp * next_normal(state) - 0.5 * lp * lp)
+            w = min(seg, L - j * seg) / seg
+            prev = pfield_cum[b, j - 1] if j > 0 else 0.0
+            pfield_cum[b, j] = prev + pfield[b, j] * w
+        n0 = min(next_poisson(state, p[I_DENSITY] * L), cap)
+        for k in range(n0):
+            x = next_double(state) * L
+            pos[b, k] = x
+            logsize[b, k] = mu_m + p[I_SIZE_SIGMA] * next_normal(state)
+            sizef[b, k] = math.exp(-a_size * (logsize[b, k] - mu_m))
+            thr[b, k] = -math.log(1.0 - next_double(state))
+            birth[b, k] = t_start - 1e4
+            origin[b, k] = 0
+            synapse[b, k] = 1
+            stubby[b, k] = 1 if next_double(state) < p[I_STUBBY] else 0
+            sid[b, k] = k
+        next_id[b] = n0
+        n_alive[b] = n0
+    # burn-in (steps -n_burn..-1) at baseline drives, so density, sizes and ages are
+    # stationary; then the recorded steps with the subject's drives
+    n_burn = int(p[I_BURN] * 24.0 / dt)
+    i_rec = 0
+    i_pa = 0
+    n_pa = photo_times.shape[1]
+    for i in range(-n_burn, n_steps + 1):
+        t = t_start + i * dt
+        F = E = P = 1.0
+        if i >= 0:
+            if i == 0:
+                origin[:] = 0  # spines alive at the start count as pre-existing
+                stats[:] = 0
             while i_pa < n_pa and photo_times[s, i_pa] <= t:
-                _photoactivate(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, p,
-                               photo_times[s, i_pa], state)
+                photoactivate(photo_times[s, i_pa])
                 i_pa += 1
             while i_rec < n_rec and rec_times[i_rec] <= t:
                 for b in range(n_branches):
@@ -554,10 +519,23 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
                 i_rec += 1
             if i == n_steps:
                 break
-            size_dt = size_every * dt if (n_burn + i) % size_every == 0 else 0.0
-            _step_subject(n_alive, pos, logsize, sizef, ncpl, cumh, thr, birth, origin, synapse, stubby, sid, next_id,
-                          mem_pos, mem_t, mem_used, mem_n, cpl_tail, susc, plast, sfield_z, sfield,
-                          pfield, pfield_cum, p, f0, t, dt, size_dt, form[s, i], elim[s, i],
-                          synp[s, i], state, stats)
-        for c in range(counts.shape[1]):
-            counts[s, c] = stats[c]
+            F, E, P = form[s, i], elim[s, i], synp[s, i]
+        step(t, size_every * dt if (n_burn + i) % size_every == 0 else 0.0, F, E, P)
+    for c in range(counts.shape[1]):
+        counts[s, c] = stats[c]
+
+
+@numba.njit(parallel=True, cache=True)
+def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, states,
+               photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
+               rec_stubby, rec_sid, counts):
+    """Step every subject from ``t_start`` for ``n_steps`` of ``dt`` hours.
+
+    ``form``, ``elim``, ``synp``: (n_sub, n_steps) drives at the step starts. Recording
+    arrays have shape (n_sub, n_rec, n_branches, cap) (live spines in the first slots of
+    each branch, flagged in ``rec_alive``). ``counts``: (n_sub, 4): formations,
+    eliminations, formations lost to a full branch, spine-steps."""
+    for s in numba.prange(form.shape[0]):
+        _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap,
+                     states[s].copy(), photo_times, rec_times, rec_alive, rec_pos, rec_size,
+                     rec_origin, rec_syn, rec_stubby, rec_sid, counts)
