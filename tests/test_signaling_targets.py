@@ -40,6 +40,8 @@ ARMS = {
     "cort_ketamine": CORT + ", " + KET,
     "shock_saline": SHOCK + ", " + SAL,
     "shock_ketamine": SHOCK + ", " + KET,
+    "parac1_3h_ketamine": KET + ", {at: 3h, intervention: as_parac1_photoactivation}",
+    "parac1_24h_ketamine": KET + ", {at: 24h, intervention: as_parac1_photoactivation}",
 }
 
 
@@ -181,3 +183,22 @@ def test_learned_helplessness_lowers_window_and_ketamine_protects(traj):
     control band) and ketamine protects (2 h value back at or above control)."""
     assert at(traj, "shock_saline", "plasticity_potential", 2.0) < 0.20
     assert at(traj, "shock_ketamine", "plasticity_potential", 2.0) >= 0.22
+
+
+# ------------------------------------------------------------------ F-M-11, F-M-12: AS-PaRAC1
+def test_parac1_light_undoes_tagged_potentiation_only(traj):
+    """The probe gathers in potentiated synapses over hours: light at 3 h takes little of
+    the young potentiation (the acute effect stays, F-M-11), light at 24 h most of what is
+    left (F-M-12); reward circuits, outside the lit field, keep theirs (F-M-13)."""
+    pot = "synaptic_potentiation"
+    ket_4h = at(traj, "ketamine", pot, 4.0)
+    assert ket_4h > 0.1
+    assert at(traj, "parac1_3h_ketamine", pot, 4.0) > 0.8 * ket_4h
+    ket_48h = at(traj, "ketamine", pot, 48.0)
+    assert at(traj, "parac1_24h_ketamine", pot, 48.0) < 0.4 * ket_48h
+    # (each arm is its own cohort of 20 mice: equal up to sampling)
+    assert at(traj, "parac1_24h_ketamine", pot, 24.0) == pytest.approx(
+        at(traj, "ketamine", pot, 24.0), rel=0.1)
+    for arm in ("parac1_3h_ketamine", "parac1_24h_ketamine"):
+        assert at(traj, arm, "reward_potentiation", 48.0) == pytest.approx(
+            at(traj, "ketamine", "reward_potentiation", 48.0), rel=0.1)

@@ -166,4 +166,11 @@ def _compile_intervention(b: _Builder, ev, registry, where) -> None:
         }[name]
         b.add(ev.at, EV_SET_PARAM, control, value, f"{name}_on")
         b.add(ev.at + ev.duration, EV_SET_PARAM, control, 0.0, f"{name}_off")
-    # other interventions (e.g. as_parac1_photoactivation) act on later layers only
+    elif name == "as_parac1_photoactivation":
+        # the light shrinks the probe-holding potentiated synapses (signalling layer); the
+        # spines formed since are removed in the spine layer (ketasim.spines.engine)
+        light = registry.value("intervention.parac1_light_h")
+        b.add(ev.at, EV_SET_PARAM, "parac1_shrink",
+              registry.value("intervention.parac1_shrink_rate"), f"{name}_on")
+        b.add(ev.at + light, EV_SET_PARAM, "parac1_shrink", 0.0, f"{name}_off")
+    # other interventions act on later layers only

@@ -86,6 +86,8 @@ STATES: tuple[State, ...] = (
           "PKA-gated, activity-driven potentiation of existing synapses (0 none, 1 maximal)"),
     State("reward_potentiation", 0.0, "1",
           "the same potentiation in reward circuits outside the imaged prefrontal field"),
+    State("potentiation_tagged", 0.0, "1",
+          "the part of the prefrontal potentiation old enough to hold the AS-PaRAC1 probe"),
     State("structural_1", 0.0, "1", "structural-maturation delay chain, stage 1"),
     State("structural_2", 0.0, "1", "structural-maturation delay chain, stage 2"),
     State("structural_3", 0.0, "1", "structural-maturation delay chain, stage 3"),
@@ -163,6 +165,7 @@ PARAMS: tuple[Param, ...] = (
     Param("k_pot_on", "sig.k_potentiation_on", "1/h"),
     Param("k_pot_off", "sig.k_potentiation_off", "1/h"),
     Param("k_rpot_off", "sig.k_reward_potentiation_off", "1/h"),
+    Param("k_parac1_tag", "sig.k_parac1_tag", "1/h"),
     Param("stress_k_on", "stress.k_on", "1/h"),
     Param("stress_k_off", "stress.k_off", "1/h"),
     Param("rapa_emax", "tool.rapamycin.emax", "1"),
@@ -192,6 +195,8 @@ CONTROLS: tuple[Control, ...] = (
     Control("vta_inhibition", "1", "fall of VTA dopamine output (chemogenetic inhibition)"),
     Control("terminal_activation", "1", "1 while mPFC dopamine terminals are activated"),
     Control("terminal_inhibition", "1", "fall of mPFC dopamine release (terminal inhibition)"),
+    Control("parac1_shrink", "1/h",
+            "shrinkage rate of probe-holding potentiated synapses while AS-PaRAC1 is lit"),
 )
 
 # ------------------------------------------------------------------ algebra, in order
@@ -301,10 +306,18 @@ RATES: tuple[tuple[str, str], ...] = (
     # rescue needs dopamine (F-W-9, F-W-16, F-W-17) and fades over days unless new spines
     # take over (F-M-4, F-N-7)
     ("potentiation", ("k_pot_on * pos(pka - 1.0) * ampa * (1.0 - potentiation)"
-                     " - k_pot_off * potentiation")),
+                     " - k_pot_off * potentiation - parac1_shrink * potentiation_tagged")),
     # the same induction in reward circuits (anhedonia, F-M-13), which keep it longer
     ("reward_potentiation", ("k_pot_on * pos(pka - 1.0) * ampa * (1.0 - reward_potentiation)"
                             " - k_rpot_off * reward_potentiation")),
+    # AS-PaRAC1 (Hayashi-Takagi et al. 2015 Nature): the probe is made from a dendritically
+    # targeted mRNA and gathers in recently potentiated spines over hours, so only
+    # potentiation some hours old holds it; light then shrinks those synapses (and the
+    # spines formed since, in the spine layer), undoing their share of the potentiation
+    # (F-M-11, F-M-12). Without light (parac1_shrink 0) this state only keeps account.
+    ("potentiation_tagged", ("k_parac1_tag * (potentiation - potentiation_tagged)"
+                             " - k_pot_off * potentiation_tagged"
+                             " - parac1_shrink * potentiation_tagged")),
     ("structural_1", "k_struct * (structural_input - structural_1)"),
     ("structural_2", "k_struct * (structural_1 - structural_2)"),
     ("structural_3", "k_struct * (structural_2 - structural_3)"),
