@@ -76,6 +76,9 @@ def validate(
         None, "--replicas", help="a folder of your own replica YAML files, added to the built-ins"),
     targets_file: Path | None = typer.Option(
         None, "--targets", help="a YAML file of your own targets, added to the built-ins"),
+    seeds: int = typer.Option(
+        0, "--seeds", help="also run every replica at this many further seeds and report "
+        "each target's passes (replication); the verdict stays the replica's own seed"),
 ):
     """Run the replicas of the published experiments and compare every literature target.
 
@@ -88,6 +91,8 @@ def validate(
 
     ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
     try:
+        if seeds < 0:
+            raise ValidationSetupError(f"--seeds: got {seeds}; expected a whole number >= 0")
         chosen = plan(ids or None, *sources(replicas_dir, targets_file))
         previous = out_dir.exists() and any(out_dir.iterdir())
         if previous and not (out_dir / "validation.csv").exists():
@@ -97,10 +102,11 @@ def validate(
             with Progress(TextColumn("{task.description}"), BarColumn(),
                           TextColumn("{task.completed}/{task.total} replicas"),
                           TimeElapsedColumn(), console=err, transient=True) as prog:
-                task = prog.add_task("validating", total=len(chosen))
+                task = prog.add_task("validating", total=len(chosen) * (1 + max(seeds, 0)))
                 result = run_validation(ids or None, workers,
                                         progress=lambda name: prog.advance(task),
-                                        extra_replicas=replicas_dir, extra_targets=targets_file)
+                                        extra_replicas=replicas_dir, extra_targets=targets_file,
+                                        seeds=seeds)
             table = result.table()
             table.to_csv(tmp / "validation.csv", index=False)
             write_validation_report(tmp, result, table)

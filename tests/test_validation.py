@@ -296,3 +296,40 @@ def test_spine_functions_need_a_tracking_table_and_use_it():
     assert v == 1.0  # the one new spine sits 0.2 um from a lost site
     chance = evaluate("restored_chance('a', '0h', '1d', '0h', '1d')", _table(), {"a": tr})
     assert chance == pytest.approx((10.5 + 2 - (10.0 - 2)) / 60.0)
+
+
+def test_seeds_count_passes_over_further_seeds(tmp_path):
+    """validate --seeds K: each target's passes at seeds seed+1..seed+K, judged against
+    the tolerance even for known gaps; the verdict stays the replica's own seed."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+    from ketasim.experiment.runner import simulate
+
+    (tmp_path / "reps").mkdir()
+    rep = tmp_path / "reps" / "my_dose_response.yaml"
+    rep.write_text(NEW_REPLICA)
+    # a threshold inside the seed-to-seed spread of the statistic: some seeds pass
+    expr = "mean('high', 'da_rel', '1h') / mean('low', 'da_rel', '1h')"
+    sc = load_scenario(rep)
+    vals = [evaluate(expr, simulate(sc, seed=sc.seed + k).readouts) for k in range(4)]
+    cut = float(np.median(vals[1:]))
+    (tmp_path / "targets.yaml").write_text(NEW_TARGETS.replace('tolerance: "> 1"',
+                                                               f'tolerance: "> {cut!r}"'))
+    expected = sum(v > cut for v in vals[1:])
+    assert 0 < expected < 3
+    res = CliRunner().invoke(app, [
+        "validate", "--only", "my_dose_response", "--replicas", str(tmp_path / "reps"),
+        "--targets", str(tmp_path / "targets.yaml"), "--out", str(tmp_path / "v"),
+        "--workers", "1", "--seeds", "3"])
+    assert res.exit_code == (0 if vals[0] > cut else 1), res.output
+    table = pd.read_csv(tmp_path / "v" / "validation.csv")
+    assert table["simulated"].iloc[0] == pytest.approx(vals[0], rel=1e-12)
+    assert list(table["replication"]) == [f"{expected}/3", "0/3"]
+    assert "<th>replication</th>" in (tmp_path / "v" / "report.html").read_text()
+    res = CliRunner().invoke(app, ["validate", "--only", "T-PK-06", "--seeds", "-1",
+                                   "--out", str(tmp_path / "w")])
+    assert res.exit_code == 2 and "--seeds" in res.output
+    assert not (tmp_path / "w").exists()
+    with pytest.raises(ValidationSetupError, match="--seeds"):
+        validate(only=["T-PK-06"], seeds=1.5)

@@ -31,6 +31,8 @@ def _fmt(v) -> str:
 def _targets_table(df: pd.DataFrame, table_id: str) -> str:
     cols = ["target_id", "facts", "quantity", "published", "simulated", "tolerance", "status",
             "source"]
+    if "replication" in df and (df["replication"].astype(str) != "").any():
+        cols.insert(7, "replication")  # passes over further seeds (validate --seeds)
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = []
     for _, r in df.iterrows():

@@ -3,6 +3,13 @@
 Replicas run in parallel worker processes (one numba thread each); results do not
 depend on the number of workers, since every subject's numbers come from its own
 random stream.
+
+A replica is one simulated experiment: with its group sizes, a statistic near its
+threshold passes at one seed and fails at the next, as a real replication might. With
+``seeds=K`` every chosen replica is also run at seeds ``seed + 1 .. seed + K`` and each
+target gets its replication count (``replication``: passes out of K, judged against the
+tolerance whether or not the target is a known gap). The verdict still comes from the
+replica's own seed.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from ketasim.validation.statistic import StatisticError, evaluate
 from ketasim.validation.targets import Target, load_targets, replica_paths
 
 CSV_COLUMNS = ["target_id", "facts", "source", "quantity", "published", "simulated",
-               "tolerance", "pass", "status", "replica"]
+               "tolerance", "pass", "status", "replica", "replication"]
 
 
 class ValidationSetupError(ValueError):
@@ -47,6 +54,7 @@ class TargetResult:
     simulated: float
     status: str  # pass | fail | known_gap | error
     message: str = ""
+    replication: tuple[int, int] | None = None  # (passes, extra seeds run)
 
     @property
     def passed(self) -> bool:
@@ -76,7 +84,9 @@ class ValidationResult:
             "source": r.target.source, "quantity": r.target.quantity,
             "published": r.target.published, "simulated": r.simulated,
             "tolerance": r.target.tolerance.text, "pass": r.passed, "status": r.status,
-            "replica": r.replica} for r in self.results]
+            "replica": r.replica,
+            "replication": "" if r.replication is None else f"{r.replication[0]}/{r.replication[1]}"}
+            for r in self.results]
         return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
@@ -140,6 +150,23 @@ def run_replica(path: str) -> ReplicaRun:
                       res.tracking, res.calcium, res.tst)
 
 
+def replicate(path: str, offset: int, statistics: dict[str, str]) -> tuple[str, dict[str, float]]:
+    """The replica at seed ``seed + offset``: each target's statistic (NaN where it cannot
+    be computed). Only the numbers travel back from the worker."""
+    from ketasim.experiment.runner import simulate
+    from ketasim.scenario import load_scenario
+
+    sc = load_scenario(path)
+    res = simulate(sc, seed=sc.seed + offset)
+    values = {}
+    for tid, expr in statistics.items():
+        try:
+            values[tid] = evaluate(expr, res.readouts, res.tracking)
+        except StatisticError:
+            values[tid] = float("nan")
+    return Path(path).stem, values
+
+
 def judge(target: Target, replica: ReplicaRun) -> TargetResult:
     try:
         v = evaluate(target.statistic, replica.readouts, replica.tracking)
@@ -182,29 +209,49 @@ def sources(extra_replicas: Path | None = None, extra_targets: Path | None = Non
 def validate(only: list[str] | None = None, workers: int | None = None,
              progress: Callable[[str], None] | None = None,
              extra_replicas: Path | None = None,
-             extra_targets: Path | None = None) -> ValidationResult:
-    """Run the chosen replicas (all by default) and judge their targets."""
+             extra_targets: Path | None = None, seeds: int = 0) -> ValidationResult:
+    """Run the chosen replicas (all by default) and judge their targets; with ``seeds``
+    > 0 also count each target's passes over that many further seeds (see the module
+    docstring). ``progress`` is called once per replica run, ``(1 + seeds) x replicas``
+    times in all."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 0:
+        raise ValidationSetupError(f"--seeds: got {seeds!r}; expected a whole number >= 0")
     t0 = time.perf_counter()
     paths, targets = sources(extra_replicas, extra_targets)
     chosen = plan(only, paths, targets)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(chosen)))
+    jobs = [(run_replica, (str(paths[name]),)) for name in chosen]
+    jobs += [(replicate, (str(paths[name]), k, {tid: targets[tid].statistic
+                                                 for tid in chosen[name]}))
+             for k in range(1, seeds + 1) for name in chosen]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     runs: dict[str, ReplicaRun] = {}
+    again: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
+
+    def collect(out) -> None:
+        if isinstance(out, ReplicaRun):
+            runs[out.name] = out
+            name = out.name
+        else:
+            name, values = out
+            again[name].append(values)
+        if progress:
+            progress(name)
+
     if workers == 1:
-        for name in chosen:
-            runs[name] = run_replica(str(paths[name]))
-            if progress:
-                progress(name)
+        for fn, args in jobs:
+            collect(fn(*args))
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(run_replica, str(paths[name])): name for name in chosen}
-            for fut in as_completed(futures):
-                run = fut.result()
-                runs[run.name] = run
-                if progress:
-                    progress(run.name)
+            for fut in as_completed([pool.submit(fn, *args) for fn, args in jobs]):
+                collect(fut.result())
     results = [judge(targets[tid], runs[name])
                for name in sorted(chosen) for tid in chosen[name]]
+    if seeds:
+        for r in results:
+            tol = r.target.tolerance
+            r.replication = (sum(bool(tol.contains(v[r.target.target_id]))
+                                 for v in again[r.replica]), seeds)
     results.sort(key=lambda r: list(targets).index(r.target.target_id))
     ordered = {name: runs[name] for name in sorted(runs)}
     return ValidationResult(results, ordered, time.perf_counter() - t0)
