@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -21,12 +22,17 @@ from pathlib import Path
 _PREFIX = "numba-"
 
 
+_IMPORTS_NUMBA = re.compile(rb"^\s*(import numba|from numba[ .])", re.MULTILINE)
+
+
 def source_digest(package_dir: Path) -> str:
-    """Digest of the modules under ``package_dir`` that mention numba (path and bytes)."""
+    """Digest of the modules under ``package_dir`` that import numba (path and bytes): the
+    only ones that can hold jitted code. A module that merely names numba in its text (a
+    docstring) does not start a recompilation."""
     h = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
         data = path.read_bytes()
-        if b"numba" in data:
+        if _IMPORTS_NUMBA.search(data):
             h.update(path.relative_to(package_dir).as_posix().encode())
             h.update(data)
     return h.hexdigest()[:16]

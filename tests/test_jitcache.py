@@ -14,6 +14,7 @@ def _package(tmp_path: Path) -> Path:
     (pkg / "kernel.py").write_text("import numba\nfrom pkg.sub.helper import f\n")
     (pkg / "sub" / "helper.py").write_text("import numba\n\ndef f():\n    return 1\n")
     (pkg / "plain.py").write_text("x = 1\n")
+    (pkg / "notes.py").write_text('"""Runs in workers with one numba thread each."""\n')
     return pkg
 
 
@@ -21,6 +22,9 @@ def test_digest_follows_helper_modules_not_plain_ones(tmp_path):
     pkg = _package(tmp_path)
     d0 = _jitcache.source_digest(pkg)
     (pkg / "plain.py").write_text("x = 2\n")  # no numba: kernels unaffected
+    assert _jitcache.source_digest(pkg) == d0
+    # naming numba in a docstring is not using it
+    (pkg / "notes.py").write_text('"""Runs in workers with two numba threads each."""\n')
     assert _jitcache.source_digest(pkg) == d0
     (pkg / "sub" / "helper.py").write_text("import numba\n\ndef f():\n    return 2\n")
     assert _jitcache.source_digest(pkg) != d0

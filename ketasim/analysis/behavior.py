@@ -31,8 +31,6 @@ import pandas as pd
 
 from ketasim.analysis._tables import Source, first_true, load_table, parse_bools, parse_ids
 
-_first = first_true
-
 __all__ = [
     "TST_DURATION_S",
     "TST_LAST_4_MIN_S",
@@ -152,12 +150,12 @@ def _bools(df: pd.DataFrame, col: str, src: _Source) -> np.ndarray:
 
 def _no_duplicates(keys: pd.DataFrame, src: _Source, column: str, what: str) -> None:
     dup = keys.duplicated(keep="first").to_numpy()
-    i = _first(dup)
+    i = first_true(dup)
     if i is not None:
         same = (keys == keys.iloc[i]).all(axis=1).to_numpy()
         desc = ", ".join(f"{c} {keys[c].iat[i]!r}" for c in keys.columns)
         raise src.fail(column, i, f"duplicate {what} ({desc}), already in row "
-                       f"{src.rows[_first(same)]}")
+                       f"{src.rows[first_true(same)]}")
 
 
 def _extras(df: pd.DataFrame, out: pd.DataFrame, used: tuple[str, ...]) -> pd.DataFrame:
@@ -212,15 +210,15 @@ def read_tst_table(path_or_df: str | Path | pd.DataFrame, *,
         if key not in TST_STATES:
             raise src.fail("state", i, "expected one of " + ", ".join(TST_STATES), v)
         state[i] = key
-    i = _first(start < 0)
+    i = first_true(start < 0)
     if i is not None:
         raise src.fail("start_s", i, "expected a start >= 0 s (time from suspension)",
                        start[i])
-    i = _first(end <= start)
+    i = first_true(end <= start)
     if i is not None:
         raise src.fail("end_s", i, f"expected end_s > start_s ({start[i]:g} s): a bout of "
                        "negative or zero length", end[i])
-    i = _first(end > duration_s + TIME_TOL_S)
+    i = first_true(end > duration_s + TIME_TOL_S)
     if i is not None:
         raise src.fail("end_s", i, f"bout ends beyond the test duration ({duration_s:g} s)",
                        end[i])
@@ -231,7 +229,7 @@ def read_tst_table(path_or_df: str | Path | pd.DataFrame, *,
     same = (t["arm"].to_numpy()[1:] == t["arm"].to_numpy()[:-1]) & (
         t["subject"].to_numpy()[1:] == t["subject"].to_numpy()[:-1])
     overlap = same & (t["start_s"].to_numpy()[1:] < t["end_s"].to_numpy()[:-1] - TIME_TOL_S)
-    k = _first(overlap)
+    k = first_true(overlap)
     if k is not None:
         pos, prev = int(order[k + 1]), int(order[k])
         raise src.fail("start_s", pos, f"bout overlaps the bout of subject "
@@ -429,11 +427,11 @@ def sucrose_preference(intake: str | Path | pd.DataFrame, *,
         key.append("day")
     sucrose, water = _floats(df, sucrose_col, src), _floats(df, water_col, src)
     for col, v in ((sucrose_col, sucrose), (water_col, water)):
-        i = _first(v < 0)
+        i = first_true(v < 0)
         if i is not None:
             raise src.fail(col, i, "expected an intake >= 0", v[i])
     total = sucrose + water
-    i = _first(total <= 0)
+    i = first_true(total <= 0)
     if i is not None:
         raise src.fail(water_col, i, f"zero total intake ({sucrose_col} + {water_col}): "
                        "preference undefined")
@@ -494,7 +492,7 @@ def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float |
     latency = _floats(df, "latency_s", src)
     if "cutoff_s" in df.columns:
         cutoff = _floats(df, "cutoff_s", src)
-        i = _first(cutoff <= 0)
+        i = first_true(cutoff <= 0)
         if i is not None:
             raise src.fail("cutoff_s", i, "expected a cutoff > 0 s", cutoff[i])
     elif cutoff_s is None:
@@ -503,16 +501,16 @@ def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float |
         if not (np.isfinite(cutoff_s) and cutoff_s > 0):
             raise ValueError(f"cutoff_s must be > 0, got {cutoff_s}")
         cutoff = np.full(len(df), float(cutoff_s))
-    i = _first(latency < 0)
+    i = first_true(latency < 0)
     if i is not None:
         raise src.fail("latency_s", i, "expected a latency >= 0 s", latency[i])
-    i = _first(latency > cutoff + TIME_TOL_S)
+    i = first_true(latency > cutoff + TIME_TOL_S)
     if i is not None:
         raise src.fail("latency_s", i, f"latency beyond the cutoff ({cutoff[i]:g} s)",
                        latency[i])
     if "escaped" in df.columns:
         escaped = _bools(df, "escaped", src)
-        i = _first(escaped & (latency >= cutoff - TIME_TOL_S))
+        i = first_true(escaped & (latency >= cutoff - TIME_TOL_S))
         if i is not None:
             raise src.fail("escaped", i, f"escaped is true but latency_s {latency[i]:g} "
                            f"reaches the cutoff ({cutoff[i]:g} s)")
@@ -526,7 +524,7 @@ def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float |
                 mean_latency_s=("latency", "mean")).reset_index()
     if n_trials is not None:
         bad = out["n_trials"].to_numpy() != n_trials
-        k = _first(bad)
+        k = first_true(bad)
         if k is not None:
             raise src.fail("trial", None, f"subject {out['subject'].iat[k]!r} has "
                            f"{out['n_trials'].iat[k]} trials, expected {n_trials}")
@@ -634,7 +632,7 @@ def open_field_locomotion(tracks: str | Path | pd.DataFrame, *,
             raise src.fail("time_s", int(idx[0]), f"subject {s!r} has a single sample; at "
                            "least two are needed")
         step = np.diff(t[idx])
-        k = _first(step <= 0)
+        k = first_true(step <= 0)
         if k is not None:
             raise src.fail("time_s", int(idx[k + 1]), f"expected time_s to increase within "
                            f"subject {s!r}, got {t[idx[k + 1]]:g} after {t[idx[k]]:g}")

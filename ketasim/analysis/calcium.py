@@ -31,8 +31,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ketasim.analysis._tables import Source, file_kind, first_line, read_frame
-from ketasim.analysis._tables import is_integral as _is_integral
+from ketasim.analysis._tables import Source, file_kind, first_line, is_integral, read_frame
 
 __all__ = [
     "CalciumDataError",
@@ -376,7 +375,7 @@ def _from_long(df: pd.DataFrame, rate: float | None, where: _Where,
     for i, v in enumerate(cell):
         if isinstance(v, str) and v.strip():
             ids[i] = v.strip()
-        elif _is_integral(v):
+        elif is_integral(v):
             ids[i] = str(int(v))
         else:
             raise where.fail("expected a non-empty cell id", column="cell", pos=i, value=v)

@@ -22,8 +22,6 @@ import pandas as pd
 
 from ketasim.analysis._tables import Source, first_true, load_table, parse_bools, parse_ids
 
-_first = first_true
-
 REQUIRED_COLUMNS = ("subject", "branch", "spine_id", "time_h", "position_um", "present",
                     "branch_length_um")
 OPTIONAL_COLUMNS = ("arm", "size", "class", "origin")
@@ -121,7 +119,7 @@ def _load(obj: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, _Source]:
 
 
 def _no_missing(s: pd.Series, col: str, src: _Source) -> None:
-    pos = _first(s.isna().to_numpy())
+    pos = first_true(s.isna().to_numpy())
     if pos is not None:
         raise src.fail(col, pos, "missing value (required column)")
 
@@ -149,7 +147,7 @@ def _to_float(s: pd.Series, col: str, src: _Source) -> np.ndarray:
         present = obj.notna().to_numpy()
         bad = present & (~plain | np.isnan(values))
     bad |= np.isinf(values)
-    pos = _first(bad)
+    pos = first_true(bad)
     if pos is not None:
         raise src.fail(col, pos, "expected a finite number", s.iloc[pos])
     return values
@@ -188,37 +186,37 @@ def _to_label(s: pd.Series, col: str, src: _Source) -> np.ndarray:
 def _check_values(t: pd.DataFrame, src: _Source) -> None:
     pos = t["position_um"].to_numpy()
     length = t["branch_length_um"].to_numpy()
-    i = _first(length <= 0)
+    i = first_true(length <= 0)
     if i is not None:
         raise src.fail("branch_length_um", i, "expected a length > 0", length[i])
-    i = _first(pos < 0)
+    i = first_true(pos < 0)
     if i is not None:
         raise src.fail("position_um", i, "expected a position >= 0", pos[i])
     if "size" in t.columns:
         size = t["size"].to_numpy()
-        i = _first(size <= 0)
+        i = first_true(size <= 0)
         if i is not None:
             raise src.fail("size", i, "expected a size > 0", size[i])
     first_len = t.groupby(BRANCH_KEY, sort=False)["branch_length_um"].transform("first")
-    i = _first(first_len.to_numpy() != length)
+    i = first_true(first_len.to_numpy() != length)
     if i is not None:
         raise src.fail("branch_length_um", i,
                        f"expected the same length within subject {t['subject'].iat[i]!r} "
                        f"branch {t['branch'].iat[i]!r} ({first_len.iat[i]:g} um in its first "
                        "row)", length[i])
-    i = _first(pos > length + POSITION_TOL_UM)
+    i = first_true(pos > length + POSITION_TOL_UM)
     if i is not None:
         raise src.fail("position_um", i,
                        f"expected a position <= branch_length_um ({length[i]:g} um)", pos[i])
     key = [*SPINE_KEY, "time_h"]
     dup = t.duplicated(key, keep="first").to_numpy()
-    i = _first(dup)
+    i = first_true(dup)
     if i is not None:
         same = (t[key] == t[key].iloc[i]).all(axis=1).to_numpy()
         raise src.fail("spine_id", i,
                        f"duplicate row for spine {t['spine_id'].iat[i]!r} of subject "
                        f"{t['subject'].iat[i]!r} branch {t['branch'].iat[i]!r} at time_h "
-                       f"{t['time_h'].iat[i]:g}, already in row {src.rows[_first(same)]} "
+                       f"{t['time_h'].iat[i]:g}, already in row {src.rows[first_true(same)]} "
                        "(one row per spine per session expected)")
 
 

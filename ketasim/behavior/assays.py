@@ -11,6 +11,7 @@ TST_READOUTS = ("tst_immobility_s", "tst_immobile_bout_s", "tst_struggle_bouts",
                 "tst_calcium_rise_s")
 TST_UNITS = ("s", "s", "count", "s")
 PERI_WINDOW_S = (-3.0, 2.0)  # around struggle onsets (s)
+ACTIVITY_FRAME_HZ = 10.0  # frames at which the population rate is read (no imaging)
 
 
 def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -172,8 +173,6 @@ def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.n
         out[s0:s0 + rate.shape[0]] = rate.mean(axis=2)
     return out / registry.value("behavior.prefrontal_rate_ref_hz")
 
-
-ACTIVITY_FRAME_HZ = 10.0  # frames at which the population rate is read (no imaging)
 
 
 def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:

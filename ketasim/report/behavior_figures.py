@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ketasim.report.spine_maps import _session_label
+from ketasim.report.spine_maps import session_label
 
 ETHOGRAM_ROWS = 8  # mice per arm drawn in the ethogram
 _IMMOBILE, _STRUGGLE = "0.3", "tab:orange"
@@ -54,7 +54,7 @@ def ethogram_figure(tst: dict, path: Path, rows: int = ETHOGRAM_ROWS) -> Path | 
         ax.set_ylim(y, 0)
         ax.set_yticks(ticks, labels, fontsize=7)
         ax.set_xlabel("time in test (s)")
-        ax.set_title(f"{_session_label(t)} (dark: immobile, orange: struggle)", fontsize=8,
+        ax.set_title(f"{session_label(t)} (dark: immobile, orange: struggle)", fontsize=8,
                      loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -84,7 +84,7 @@ def peri_struggle_figure(tst: dict, path: Path) -> Path | None:
                             lw=0)
         ax.axvline(0.0, c="k", lw=0.6, ls="--")
         ax.set_xlabel("time from struggle onset (s)")
-        ax.set_title(_session_label(t), fontsize=8, loc="left")
+        ax.set_title(session_label(t), fontsize=8, loc="left")
         if c == 0:
             ax.set_ylabel("population dF/F")
         ax.legend(fontsize=6, frameon=False)

@@ -89,7 +89,7 @@ def spine_map_figure(tracking: pd.DataFrame, path: Path, arm: str | None = None,
     return path
 
 
-def _session_label(h: float) -> str:
+def session_label(h: float) -> str:
     return f"{h / 24:g} d" if abs(h) >= 24 else f"{h:g} h"
 
 
@@ -104,7 +104,7 @@ def turnover_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
         sessions = np.sort(table["time_h"].unique())
         rows = []
         for t0, t1 in pairwise(sessions):
-            rows.append((f"{_session_label(t0)} to {_session_label(t1)}",
+            rows.append((f"{session_label(t0)} to {session_label(t1)}",
                          turnover(table, float(t0), float(t1)).per_subject))
             if (t0, t1) not in intervals:
                 intervals.append((t0, t1))
@@ -172,7 +172,7 @@ def survival_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
                             color=f"C{g}", alpha=0.15)
         p = res.logrank_p
         ax.set_title(f"{arm}\nlog-rank p = {p:.3g}" if np.isfinite(p) else arm, fontsize=8)
-        ax.set_xlabel(f"h after {_session_label(float(sessions[-2]))}")
+        ax.set_xlabel(f"h after {session_label(float(sessions[-2]))}")
         ax.set_ylim(0, 1.05)
         ax.legend(fontsize=7, frameon=False, loc="lower left")
     axes[0, 0].set_ylabel("fraction of new spines surviving")
@@ -200,7 +200,7 @@ def calcium_raster_figure(sessions: dict, path: Path, arm: str,
         ax = axes[0, c]
         ax.imshow(np.clip(dff, 0, np.percentile(dff, 99.5)), aspect="auto", cmap="magma",
                   extent=(0, secs[-1], dff.shape[0], 0), interpolation="nearest")
-        ax.set_title(f"{arm}, {_session_label(float(t))}", fontsize=8, loc="left")
+        ax.set_title(f"{arm}, {session_label(float(t))}", fontsize=8, loc="left")
         ax.set_ylabel("cell")
         sync = synchronous_events(detect_transients(dff, frame_rate_hz), frame_rate_hz,
                                   rng=np.random.default_rng(0), n_shuffles=100)
