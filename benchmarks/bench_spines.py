@@ -5,9 +5,10 @@ Protocol (issue 4; written down here so the numbers can be reproduced):
 - Workload: N subjects (default 1,000) x 20 branches x 30 days, 6 h steps, with the full
   rules of ``ketasim/spines/engine.py`` (size-, age-, synapse- and stress-dependent
   elimination with branch susceptibility and neighbour coupling; formation with branch
-  plasticity and restoration at remembered elimination sites; synapse gain; log-size
-  Ornstein-Uhlenbeck dynamics; the drifting local stress field and the plasticity field;
-  restoration at remembered sites) and the ``spine.mpfc_l5.*`` registry parameters, after the
+  plasticity; restoration at remembered sites of lost synapse-bearing spines, coupled
+  between neighbouring sites; synapse gain; log-size Ornstein-Uhlenbeck dynamics; the
+  drifting local stress field and the plasticity field) and the ``spine.mpfc_l5.*``
+  registry parameters, after the
   engine's baseline burn-in (10 days, simulated by both sides and included in both
   timings; not counted as spine-days).
 - Drives (n_sub, n_steps), smooth in time, the same arrays for both sides: CORT-like
@@ -51,7 +52,7 @@ import numba
 import numpy as np
 
 from ketasim.params import load_registry
-from ketasim.spines.engine import MEMORY, SIZE_DT_H, SpineParams, run_spines
+from ketasim.spines.engine import MEMORY, RECENT, SIZE_DT_H, SpineParams, run_spines
 from ketasim.spines.rng import subject_states
 from ketasim.spines.simulate import DT_H
 
@@ -106,6 +107,7 @@ class Branch:
         self.spines: list[Spine] = []
         # [position, time, restored] of eliminations (the engine's ring buffer)
         self.memory: deque = deque(maxlen=MEMORY)
+        self.restored: deque = deque(maxlen=RECENT)  # (site, time) of recent restorations
         self.next_id = 0
 
 
@@ -216,7 +218,8 @@ class Reference:
                 pos = sp.pos
                 h *= 1.0 + c_gain * sum(1 for x in recent if abs(x - pos) < c_r)
             if rnd() < 1.0 - math.exp(-h * dt_d):
-                br.memory.append([sp.pos, t, False])
+                # only a site that held a synapse can regrow (restored = True otherwise)
+                br.memory.append([sp.pos, t, not sp.synapse])
                 if c_gain > 0.0 and len(recent) < MEMORY:
                     recent.append(sp.pos)  # couples within the same step too
                 eliminated += 1
@@ -247,11 +250,19 @@ class Reference:
         if excess > 0.0 and v["k_restore"] > 0.0:
             rate_dt = v["k_restore"] * excess * dt_d
             horizon_h = v["mem_horizon_d"] * 24.0
-            for site in br.memory:
-                if site[2] or t - site[1] >= horizon_h:
+            gain = v["restore_gain"]
+            for site in reversed(br.memory):  # newest first, as the engine
+                if t - site[1] >= horizon_h:
+                    break
+                if site[2]:
                     continue
-                if rnd() < 1.0 - math.exp(-rate_dt * br.pfield[self.segment(site[0])]):
+                x = rate_dt * br.pfield[self.segment(site[0])]
+                if gain > 0.0:  # sites restored lately nearby
+                    x *= 1.0 + gain * sum(1 for (xr, tr) in br.restored
+                                          if t - tr < c_tau_h and abs(xr - site[0]) < c_r)
+                if rnd() < 1.0 - math.exp(-x):
                     site[2] = True
+                    br.restored.append((site[0], t))
                     x = min(max(site[0] + (2.0 * rnd() - 1.0) * v["restore_r"], 0.0), L)
                     if self.add(br, x, t, 2, rng):
                         formed += 1

@@ -160,7 +160,8 @@ def test_stress_elimination_is_branch_specific():
 
 
 # every rule that places events non-uniformly along a branch, switched off
-NO_LOCAL = {"local_sigma": 0.0, "c_gain": 0.0, "c_stress": 0.0, "plast_local_sigma": 0.0}
+NO_LOCAL = {"local_sigma": 0.0, "c_gain": 0.0, "c_stress": 0.0, "plast_local_sigma": 0.0,
+            "restore_gain": 0.0}
 
 
 def _group_p_values(sp, kind, n_groups=20, per_group=8, seed=21):
@@ -244,3 +245,82 @@ def test_vexp_is_within_one_ulp_of_libm_exp():
     # clamped to [-700, 700]
     assert abs(out[0] / np.exp(700.0) - 1.0) < 1e-15
     assert abs(out[1] / np.exp(-700.0) - 1.0) < 1e-15
+
+
+def _lost_sites_and_restorations(sp, n=20, n_br=4):
+    """Raised elimination for 10 days, then, once the losses before the first recording
+    are past the memory horizon, two days of raised formation; every step recorded.
+    Returns per (subject, branch): lost sites as (position, had a synapse), and the
+    restored spines as (position, birth step)."""
+    steps = int(17 * 24 / DT_H)
+    times = np.arange(steps) * DT_H
+    d = drives(n, 17, form=lambda t: np.where((t >= 348) & (t < 396), 1.3,
+                                                np.where(t < 240, 0.7, 1.0)),
+               elim=lambda t: np.where(t < 240, 1.6, 1.0))
+    rec = simulate_spines(sp, 9, "a", n, n_br, d, 0.0, times)
+    lost, restored = {}, {}
+    for s in range(n):
+        for b in range(n_br):
+            last = {}  # spine id -> (position, synapse) at its latest recording
+            sites, new = [], []
+            for r in range(times.size):
+                alive = np.flatnonzero(rec.alive[s, r, b])
+                ids = rec.sid[s, r, b, alive]
+                now = set(ids.tolist())
+                sites += [v for k, v in last.items() if k not in now]
+                for k, i in zip(alive, ids, strict=True):
+                    if i not in last and rec.origin[s, r, b, k] == ORIGIN_RESTORED:
+                        new.append((rec.pos[s, r, b, k], r))
+                last = {i: (rec.pos[s, r, b, k], rec.synapse[s, r, b, k])
+                        for k, i in zip(alive, ids, strict=True)}
+            lost[(s, b)] = np.array(sites).reshape(-1, 2)
+            restored[(s, b)] = np.array(new).reshape(-1, 2)
+    return lost, restored
+
+
+def test_restoration_regrows_only_sites_that_held_a_synapse():
+    """F-M-6/F-M-7: a restored spine regrows against the bouton its predecessor was
+    connected to, so only sites of spines that carried a synapse are remembered; a
+    transient spine that never gained one leaves nothing to restore."""
+    sp = params()
+    lost, restored = _lost_sites_and_restorations(sp)
+    r = sp.values["restore_r"] + 1e-9
+    n_restored = n_near_synaptic = 0
+    for key, new in restored.items():
+        synaptic = lost[key][lost[key][:, 1] == 1, 0]
+        for x, _ in new:
+            n_restored += 1
+            n_near_synaptic += bool(np.any(np.abs(synaptic - x) <= r))
+    sites = np.concatenate(list(lost.values()))
+    assert n_restored > 100
+    assert n_near_synaptic == n_restored
+    # synapse-less losses are common, so the rule is what keeps restorations off them
+    assert np.mean(sites[:, 1] == 0) > 0.3
+
+
+def _restoration_pair_fraction(sp):
+    """Of the pairs of spines restored on the same branch within c_tau_d of each other,
+    the fraction that lie within c_r um of each other."""
+    _, restored = _lost_sites_and_restorations(sp, n=40)
+    near = close_in_time = 0
+    for new in restored.values():
+        if len(new) < 2:
+            continue
+        x, step = new[:, 0], new[:, 1] * DT_H
+        i, j = np.triu_indices(len(new), 1)
+        together = np.abs(step[i] - step[j]) < sp.values["c_tau_d"] * 24.0
+        close_in_time += together.sum()
+        near += (together & (np.abs(x[i] - x[j]) < sp.values["c_r"])).sum()
+    return near / close_in_time
+
+
+def test_restoration_at_one_site_spreads_to_lost_sites_nearby():
+    """F-M-5: regrowth at one lost site raises it at lost sites within c_r um for c_tau_d
+    (restore_gain), so restorations come in local clusters. Lost sites placed without
+    the other local rules (so they are not clustered themselves) and a slow regrowth
+    hazard isolate the rule: without the coupling, pairs of restorations close in time
+    are close in space only as often as the sites' spacing gives."""
+    unclustered = {k: v for k, v in NO_LOCAL.items() if k != "restore_gain"}
+    on = _restoration_pair_fraction(params(k_restore=1.0, **unclustered))
+    off = _restoration_pair_fraction(params(k_restore=1.0, restore_gain=0.0, **unclustered))
+    assert on > 1.4 * off and on > off + 0.04

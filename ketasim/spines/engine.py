@@ -26,9 +26,13 @@ Rules per step of ``dt`` hours (parameters in the registry, ``spine.<cell>.*``):
   plasticity on the same hot stretches);
 - restoration: while the drive is raised (F > 1), each remembered elimination site of
   the last ``mem_horizon_d`` days that has not been restored regrows a spine within
-  ``restore_r`` um at hazard ``k_restore (F - 1) plast_b loc(x)``, so ketamine's new
-  spines come near lost ones (F-M-6), clustered on the hot stretches where the losses
-  were and on the branches that lost them (F-M-5);
+  ``restore_r`` um at hazard ``k_restore (F - 1) plast_b loc(x) (1 + restore_gain n)``,
+  with ``n`` the sites restored within ``c_r`` um in the last ``c_tau_d`` (neighbouring
+  lost sites regrow together), so ketamine's new spines come near lost ones (F-M-6),
+  clustered on the hot stretches where the losses were and on the branches that lost
+  them (F-M-5). Only the sites of spines that carried a synapse are remembered for
+  regrowth (a restored spine regrows against the bouton its predecessor contacted; a
+  transient spine that never gained a synapse leaves none);
 - stabilisation: a new spine gains a synapse at rate ``k_syn`` x synaptic protein
   (x ``restored_boost`` for restored spines, F-M-7); log size follows an
   Ornstein-Uhlenbeck process towards the new-spine or mature mean (multiplicative,
@@ -68,7 +72,7 @@ ORIGINS = ("preexisting", "de_novo", "restored")
 PARAM_NAMES = (
     "density", "branch_length", "e0", "a_size", "young_gain", "young_tau_d", "nosyn_factor",
     "susc_sigma", "plast_sigma", "c_gain", "c_r", "c_tau_d", "c_stress", "stress_gain", "local_sigma",
-    "local_tau_d", "plast_local_sigma", "local_seg_um", "k_restore", "restore_r", "mem_horizon_d", "k_syn", "restored_boost",
+    "local_tau_d", "plast_local_sigma", "local_seg_um", "k_restore", "restore_r", "restore_gain", "mem_horizon_d", "k_syn", "restored_boost",
     "size_mu_mature", "size_mu_new", "size_sigma", "size_theta", "stubby_frac", "parac1_p",
     "parac1_window_h", "burn_in_d",
 )
@@ -83,12 +87,14 @@ I_STRESS_GAIN, I_LOCAL_SIGMA, I_LOCAL_TAU, I_PLAST_LOCAL, I_LOCAL_SEG = (
     _I["stress_gain"], _I["local_sigma"], _I["local_tau_d"], _I["plast_local_sigma"],
     _I["local_seg_um"])
 I_K_RESTORE, I_RESTORE_R, I_HORIZON = _I["k_restore"], _I["restore_r"], _I["mem_horizon_d"]
+I_RESTORE_GAIN = _I["restore_gain"]
 I_K_SYN, I_BOOST = _I["k_syn"], _I["restored_boost"]
 I_MU_M, I_MU_N, I_SIZE_SIGMA, I_SIZE_THETA = (_I["size_mu_mature"], _I["size_mu_new"],
                                               _I["size_sigma"], _I["size_theta"])
 I_STUBBY, I_PARAC1_P, I_PARAC1_WIN, I_BURN = (_I["stubby_frac"], _I["parac1_p"],
                                               _I["parac1_window_h"], _I["burn_in_d"])
 MEMORY = 64  # remembered elimination sites per branch (ring buffer)
+RECENT = 16  # recent restorations per branch (ring buffer, for restoration coupling)
 # spine sizes (and the hazard's size factor) advance every SIZE_DT_H hours by the exact
 # Ornstein-Uhlenbeck transition and are held in between: log sizes relax over days
 # (size_theta 0.3/day), so a half-day hold changes nothing measurable and halves the cost
@@ -237,6 +243,9 @@ def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, c
     mem_used = np.zeros((n_branches, MEMORY), dtype=np.uint8)
     mem_n = np.zeros(n_branches, dtype=np.int64)
     cpl_tail = np.zeros(n_branches, dtype=np.int64)  # oldest site still coupling
+    rst_pos = np.zeros((n_branches, RECENT))  # sites restored lately (coupling sources)
+    rst_t = np.full((n_branches, RECENT), -1e300)
+    rst_n = np.zeros(n_branches, dtype=np.int64)
     susc = np.empty(n_branches)
     plast = np.empty(n_branches)
     sfield_z = np.empty((n_branches, n_seg))  # stress field, standard-normal OU state
@@ -257,6 +266,7 @@ def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, c
     c_r = p[I_C_R]
     c_tau_h = p[I_C_TAU] * 24.0
     horizon_h = p[I_HORIZON] * 24.0
+    r_gain = p[I_RESTORE_GAIN]
     inv_seg = 1.0 / p[I_LOCAL_SEG]
     seg = p[I_LOCAL_SEG]
     ls = p[I_LOCAL_SIGMA]
@@ -301,6 +311,7 @@ def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, c
         the branch's spines within ``c_r`` until it expires (the oldest active site
         expires early if the memory is full)."""
         x = pos[b, k]
+        had_synapse = synapse[b, k] == 1
         remove(b, k)
         if mem_n[b] - cpl_tail[b] >= n_mem_cap:
             couple(b, mem_pos[b, cpl_tail[b] % n_mem_cap], -1)
@@ -308,7 +319,7 @@ def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, c
         m = mem_n[b] % n_mem_cap
         mem_pos[b, m] = x
         mem_t[b, m] = t
-        mem_used[b, m] = 0
+        mem_used[b, m] = 0 if had_synapse else 1
         mem_n[b] += 1
         couple(b, x, 1)
 
@@ -439,9 +450,21 @@ def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, c
                         break
                     if mem_used[b, mm] == 1:
                         continue
-                    x = rate_dt * pfield[b, segment(mem_pos[b, mm])]
+                    site = mem_pos[b, mm]
+                    x = rate_dt * pfield[b, segment(site)]
+                    if r_gain > 0.0:  # sites restored lately within c_r um
+                        n_near = 0
+                        for i in range(max(0, rst_n[b] - RECENT), rst_n[b]):
+                            q = i % RECENT
+                            if t - rst_t[b, q] < c_tau_h and abs(rst_pos[b, q] - site) < c_r:
+                                n_near += 1
+                        x *= 1.0 + r_gain * n_near
                     if next_double(state) < _one_minus_exp(x):
                         mem_used[b, mm] = 1
+                        q = rst_n[b] % RECENT
+                        rst_pos[b, q] = site
+                        rst_t[b, q] = t
+                        rst_n[b] += 1
                         x = mem_pos[b, mm] + (2.0 * next_double(state) - 1.0) * p[I_RESTORE_R]
                         x = min(max(x, 0.0), L)
                         if new_spine(b, x, t, 2):
