@@ -85,14 +85,13 @@ def validate(
     Writes validation.csv and report.html to --out; exits 1 if a target fails."""
     from ketasim.io.results import OutputError, atomic_dir
     from ketasim.report.validation_report import write_validation_report
-    from ketasim.validation.run import ValidationSetupError, plan, sources
+    from ketasim.validation.run import ValidationSetupError, check_seeds, plan, sources
     from ketasim.validation.run import validate as run_validation
     from ketasim.validation.targets import TargetError
 
     ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
     try:
-        if seeds < 0:
-            raise ValidationSetupError(f"--seeds: got {seeds}; expected a whole number >= 0")
+        check_seeds(seeds)
         chosen = plan(ids or None, *sources(replicas_dir, targets_file))
         previous = out_dir.exists() and any(out_dir.iterdir())
         if previous and not (out_dir / "validation.csv").exists():
@@ -102,7 +101,7 @@ def validate(
             with Progress(TextColumn("{task.description}"), BarColumn(),
                           TextColumn("{task.completed}/{task.total} replicas"),
                           TimeElapsedColumn(), console=err, transient=True) as prog:
-                task = prog.add_task("validating", total=len(chosen) * (1 + max(seeds, 0)))
+                task = prog.add_task("validating", total=len(chosen) * (1 + seeds))
                 result = run_validation(ids or None, workers,
                                         progress=lambda name: prog.advance(task),
                                         extra_replicas=replicas_dir, extra_targets=targets_file,

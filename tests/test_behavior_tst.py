@@ -191,6 +191,7 @@ arms:
     ("tail_suspension", "frame_rate_hz", 0, "a number > 0"),
     ("escape_test", "trials", 2.5, "a whole number"),
     ("sucrose_preference", "hours", -1, "a non-negative number"),
+    ("two_photon_spines", "miss", 1.5, r"a fraction in \[0, 1\]"),
 ])
 def test_bad_assay_options_are_refused_before_anything_runs(assay, option, value, expected):
     """Zero-length sessions and fractional counts used to run into NaNs or index errors

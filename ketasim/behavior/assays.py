@@ -174,7 +174,6 @@ def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.n
     return out / registry.value("behavior.prefrontal_rate_ref_hz")
 
 
-
 def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Active-avoidance (shuttle box) escape test of ``trials`` trials at each time: each
     trial fails with a probability falling, as a logistic, with the prefrontal activity

@@ -86,6 +86,7 @@ class Assay:
     measure: Callable[[AssayContext, np.ndarray], AssayRows]
     options: dict = field(default_factory=dict)  # allowed options and defaults
     positive: tuple[str, ...] = ()  # numeric options that must be > 0 (counts, durations)
+    fractions: tuple[str, ...] = ()  # numeric options that must lie in [0, 1]
 
 
 def same_times(at: np.ndarray, options: dict) -> np.ndarray:
@@ -113,6 +114,9 @@ def resolve_options(assay: Assay, given: dict, where: str) -> dict:
                 f"{where}.options.{k}: got {v!r}; expected a non-negative number")
         if k in assay.positive and not v > 0:
             raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a number > 0")
+        if k in assay.fractions and not v <= 1:
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a fraction in "
+                                   "[0, 1]")
         if isinstance(default, int) and not isinstance(default, bool) and v != int(v):
             raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a whole number")
         out[k] = v

@@ -132,7 +132,7 @@ TWO_PHOTON = Assay("two_photon_spines", "in vivo two-photon imaging of spines", 
                    options={"branches": 4, "detection_um3": 0.01, "miss": 0.02,
                             "false_pos_per_100um": 0.5, "jitter_um": 0.2,
                             "cell": "mpfc_l5"},
-                   positive=("branches", "detection_um3"))
+                   positive=("branches", "detection_um3"), fractions=("miss",))
 UNCAGING = Assay("uncaging_spinogenesis", "glutamate-uncaging spinogenesis in acute slices",
                  ("plasticity_potential",), same_times, _uncaging,
                  options={"cells": 3, "attempts": 8}, positive=("cells", "attempts"))

@@ -6,7 +6,8 @@ last spine): position along the branch (um), log head volume (um^3), birth time 
 origin (0 pre-existing, 1 de novo, 2 restored), synapse flag, a stubby-shape flag, the
 spine's local stress susceptibility and a spine id unique on the branch. Each branch
 remembers where and when its spines were eliminated (a ring buffer), and whether a site
-has been restored. One numba kernel steps all subjects in parallel, each with its own
+can still regrow (not yet restored, and its spine carried a synapse); a second ring buffer
+holds the sites restored lately, the sources of the restoration coupling. One numba kernel steps all subjects in parallel, each with its own
 xoroshiro128+ stream, so a subject's spines do not depend on the batch.
 
 Rules per step of ``dt`` hours (parameters in the registry, ``spine.<cell>.*``):
@@ -94,7 +95,9 @@ I_MU_M, I_MU_N, I_SIZE_SIGMA, I_SIZE_THETA = (_I["size_mu_mature"], _I["size_mu_
 I_STUBBY, I_PARAC1_P, I_PARAC1_WIN, I_BURN = (_I["stubby_frac"], _I["parac1_p"],
                                               _I["parac1_window_h"], _I["burn_in_d"])
 MEMORY = 64  # remembered elimination sites per branch (ring buffer)
-RECENT = 16  # recent restorations per branch (ring buffer, for restoration coupling)
+# restored sites kept per branch for the restoration coupling: as many as can be
+# remembered, so no site restored within c_tau_d is dropped before it expires
+RECENT = MEMORY
 # spine sizes (and the hazard's size factor) advance every SIZE_DT_H hours by the exact
 # Ornstein-Uhlenbeck transition and are held in between: log sizes relax over days
 # (size_theta 0.3/day), so a half-day hold changes nothing measurable and halves the cost
@@ -204,6 +207,7 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
         f0 *= target / density
     return f0
 
+
 @numba.njit(inline="always")
 def _one_minus_exp(x):
     """1 - exp(-x); its series to third order where x is small (error < 1e-10)."""
@@ -240,7 +244,7 @@ def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, c
     thr = np.zeros((n_branches, cap))  # the Exp(1) level at which the spine is lost
     mem_pos = np.zeros((n_branches, MEMORY))
     mem_t = np.full((n_branches, MEMORY), -1e300)
-    mem_used = np.zeros((n_branches, MEMORY), dtype=np.uint8)
+    mem_used = np.zeros((n_branches, MEMORY), dtype=np.uint8)  # 1: cannot regrow
     mem_n = np.zeros(n_branches, dtype=np.int64)
     cpl_tail = np.zeros(n_branches, dtype=np.int64)  # oldest site still coupling
     rst_pos = np.zeros((n_branches, RECENT))  # sites restored lately (coupling sources)
@@ -453,10 +457,12 @@ def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, c
                     site = mem_pos[b, mm]
                     x = rate_dt * pfield[b, segment(site)]
                     if r_gain > 0.0:  # sites restored lately within c_r um
-                        n_near = 0
-                        for i in range(max(0, rst_n[b] - RECENT), rst_n[b]):
+                        n_near = 0  # newest first, until they are older than c_tau
+                        for i in range(rst_n[b] - 1, max(0, rst_n[b] - RECENT) - 1, -1):
                             q = i % RECENT
-                            if t - rst_t[b, q] < c_tau_h and abs(rst_pos[b, q] - site) < c_r:
+                            if t - rst_t[b, q] >= c_tau_h:
+                                break
+                            if abs(rst_pos[b, q] - site) < c_r:
                                 n_near += 1
                         x *= 1.0 + r_gain * n_near
                     if next_double(state) < _one_minus_exp(x):

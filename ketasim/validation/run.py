@@ -206,6 +206,12 @@ def sources(extra_replicas: Path | None = None, extra_targets: Path | None = Non
     return paths, targets
 
 
+def check_seeds(seeds) -> None:
+    """``seeds`` (``validate --seeds``) must be a whole number >= 0."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 0:
+        raise ValidationSetupError(f"--seeds: got {seeds!r}; expected a whole number >= 0")
+
+
 def validate(only: list[str] | None = None, workers: int | None = None,
              progress: Callable[[str], None] | None = None,
              extra_replicas: Path | None = None,
@@ -214,8 +220,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     > 0 also count each target's passes over that many further seeds (see the module
     docstring). ``progress`` is called once per replica run, ``(1 + seeds) x replicas``
     times in all."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 0:
-        raise ValidationSetupError(f"--seeds: got {seeds!r}; expected a whole number >= 0")
+    check_seeds(seeds)
     t0 = time.perf_counter()
     paths, targets = sources(extra_replicas, extra_targets)
     chosen = plan(only, paths, targets)
