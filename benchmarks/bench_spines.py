@@ -53,7 +53,7 @@ import numpy as np
 
 from ketasim.params import load_registry
 from ketasim.spines.engine import MEMORY, RECENT, SIZE_DT_H, SpineParams, run_spines
-from ketasim.spines.rng import subject_states
+from ketasim.core.streams import PURPOSE_SPINES, xoroshiro_states
 from ketasim.spines.simulate import DT_H
 
 SQRT3 = math.sqrt(3.0)
@@ -338,13 +338,13 @@ def main(argv=None) -> float:
         t = time.perf_counter()
         shape = (m, rec.size, nb, cap)
         alive = np.zeros(shape, np.uint8)
-        counts = np.zeros((m, 4), np.int64)
+        counts = np.zeros((m, nb, 4), np.int64)
         run_spines(p, f0, 0.0, DT_H, n_steps, form[:m], elim[:m], synp[:m], nb, cap,
-                   subject_states(2026, "bench", m), photo[:m], rec, alive,
+                   xoroshiro_states(2026, "bench", m, PURPOSE_SPINES, nb), photo[:m], rec, alive,
                    np.zeros(shape), np.zeros(shape), np.zeros(shape, np.int8),
                    np.zeros(shape, np.uint8), np.zeros(shape, np.uint8),
                    np.zeros(shape, np.int64), counts)
-        return time.perf_counter() - t, alive, counts
+        return time.perf_counter() - t, alive, counts.sum(axis=1)
 
     # ---- ketasim
     t_compile, _, _ = run(2, sp.formation_rate_per_um_day())

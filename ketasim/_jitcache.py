@@ -2,7 +2,7 @@
 
 numba's on-disk cache (``cache=True``) checks only the source file of the cached function
 itself: a kernel that calls a jitted helper from another module (the random streams in
-``ketasim.spines.rng``, the generated signalling right-hand side) would keep running the
+``ketasim.core.xoroshiro``, the generated signalling right-hand side) would keep running the
 old helper after that module changed, for instance after an upgrade of ketasim. So the
 cache lives in a folder named after a digest of every ketasim module that uses numba;
 any change to one of them starts a fresh folder (compiled once) and older folders are

@@ -27,9 +27,9 @@ def _fail(message: str) -> None:
 
 
 def _user_errors():
-    from ketasim.experiment.measure import AssayOptionError
+    from ketasim.core.assay import AssayOptionError
     from ketasim.experiment.runner import UnsupportedAssayError
-    from ketasim.experiment.timeline import ProtocolError
+    from ketasim.signaling.protocol import ProtocolError
     from ketasim.io.results import OutputError
     from ketasim.scenario import ScenarioError
 
@@ -45,21 +45,24 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
     """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out."""
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
-    from ketasim.io.run_outputs import write_run
+    from ketasim.report.run_folder import write_run
+    from ketasim.params import load_registry
     from ketasim.scenario import load_scenario
 
     try:
         if seed is not None and not (0 <= seed < 2**63):
             _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
         sc = load_scenario(scenario)
-        check_supported(sc)
+        registry = load_registry()
+        check_supported(sc, registry)
         check_writable(out_dir, force)
         t0 = time.perf_counter()
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as prog:
             task = prog.add_task(f"simulating {sc.name}", total=len(sc.arms))
-            result = simulate(sc, seed=seed, progress=lambda arm: prog.advance(task))
-        write_run(result, out_dir, overwrite=force, wall_s=time.perf_counter() - t0)
+            result = simulate(sc, seed=seed, registry=registry,
+                              progress=lambda arm: prog.advance(task))
+        write_run(result, out_dir, registry, overwrite=force, wall_s=time.perf_counter() - t0)
     except _user_errors() as e:
         _fail(str(e))
     out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv, manifest.json, "
@@ -84,6 +87,7 @@ def validate(
 
     Writes validation.csv and report.html to --out; exits 1 if a target fails."""
     from ketasim.io.results import OutputError, atomic_dir
+    from ketasim.params import load_registry
     from ketasim.report.validation_report import write_validation_report
     from ketasim.validation.run import ValidationSetupError, check_seeds, plan, sources
     from ketasim.validation.run import validate as run_validation
@@ -105,7 +109,7 @@ def validate(
                 result = run_validation(ids or None, workers,
                                         progress=lambda name: prog.advance(task),
                                         extra_replicas=replicas_dir, extra_targets=targets_file,
-                                        seeds=seeds)
+                                        seeds=seeds, registry=load_registry())
             table = result.table()
             table.to_csv(tmp / "validation.csv", index=False)
             write_validation_report(tmp, result, table)
@@ -230,11 +234,11 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
     import numpy as np
 
     from ketasim.experiment.cohort import sample_cohort
-    from ketasim.experiment.timeline import compile_arm
+    from ketasim.signaling.protocol import compile_arm
     from ketasim.io.sbml import build_document, write_sbml
     from ketasim.params import load_registry
     from ketasim.scenario import load_scenario
-    from ketasim.signaling.simulate import start_time
+    from ketasim.signaling.simulate import parameter_vector, start_time
 
     try:
         sc = load_scenario(scenario)
@@ -252,7 +256,7 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
         k = 0 if typical else subject
         events = compile_arm(a, sc.species, cohort, reg, f"arms[{names.index(name)}]")
         times = np.array(sorted({t for s in a.assays for t in s.at} | {0.0}))
-        doc = build_document(cohort.pvec()[k], events, k, start_time(events, times),
+        doc = build_document(parameter_vector(cohort)[k], events, k, start_time(events, times),
                              f"{sc.name}_{a.name}")
         try:
             write_sbml(doc, out_file)

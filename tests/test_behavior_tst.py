@@ -72,7 +72,7 @@ arms:
 def test_tail_suspension_through_the_runner(tmp_path):
     """F-M-1 / F-M-10 in miniature: CORT mice are immobile longer, in fewer, longer bouts;
     in controls the population calcium rises before struggles."""
-    res = simulate(load_scenario_text(TEXT))
+    res = simulate(load_scenario_text(TEXT), registry=load_registry())
     r = res.readouts
     m = r.groupby(["arm", "readout"])["value"].mean()
     assert 0 < m[("control", "tst_immobility_s")] < m[("cort", "tst_immobility_s")] <= 360
@@ -92,7 +92,7 @@ def test_tail_suspension_through_the_runner(tmp_path):
     assert len(tags) == 2 and (tmp_path / "t_ethogram.png").stat().st_size > 5000
     assert (tmp_path / "t_peri_struggle.png").stat().st_size > 5000
     with pytest.raises(ValueError, match=r"arms\[0\]\.assays\[0\]\.options\.frames"):
-        simulate(load_scenario_text(TEXT.replace("{cells: 30}", "{frames: 3}", 1)))
+        simulate(load_scenario_text(TEXT.replace("{cells: 30}", "{frames: 3}", 1)), registry=load_registry())
 
 
 def test_open_field_track_and_speed():
@@ -150,7 +150,7 @@ arms:
       - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}
     assays: [{assay: escape_test, at: [24h]}]
 """
-    r = simulate(load_scenario_text(text)).readouts
+    r = simulate(load_scenario_text(text), registry=load_registry()).readouts
     m = r.groupby("arm")["value"].mean()
     assert m["shock"] > 0.4 > m["no_shock"]
     assert m["shock_ketamine"] < m["shock"] - 0.3
@@ -179,7 +179,7 @@ arms:
     protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}]
     assays: [{assay: fear_extinction, at: [24h]}]
 """
-    r = simulate(load_scenario_text(text)).readouts
+    r = simulate(load_scenario_text(text), registry=load_registry()).readouts
     m = r.groupby("arm")["value"].mean()
     assert 0.0 < m["ketamine"] < m["saline"] - 0.1 < 1.0
 
@@ -208,4 +208,4 @@ arms:
 """
     with pytest.raises(ValueError, match=rf"arms\[0\]\.assays\[0\]\.options\.{option}: got "
                                          rf"{value}; expected {expected}"):
-        simulate(load_scenario_text(text))
+        simulate(load_scenario_text(text), registry=load_registry())

@@ -11,6 +11,7 @@ import pytest
 import ketasim
 from ketasim.analysis.stats import compare
 from ketasim.scenario import builtin_scenarios, load_scenario
+from ketasim.params import load_registry
 
 BUILTINS = builtin_scenarios()
 READOUT_COLUMNS = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
@@ -39,7 +40,7 @@ def run_builtin(results: dict, name: str):
     """
     if name not in results:
         sc = load_scenario(BUILTINS[name])
-        results[name] = (sc, ketasim.simulate(sc))
+        results[name] = (sc, ketasim.simulate(sc, registry=load_registry()))
     return results[name]
 
 
@@ -97,9 +98,9 @@ def test_builtin_is_independent_of_numba_threads(results, restore_numba_threads,
         pytest.skip("numba was started with a single thread")
     sc = load_scenario(BUILTINS[name])
     numba.set_num_threads(1)
-    one = ketasim.simulate(sc).readouts
+    one = ketasim.simulate(sc, registry=load_registry()).readouts
     numba.set_num_threads(2)
-    two = ketasim.simulate(sc).readouts
+    two = ketasim.simulate(sc, registry=load_registry()).readouts
     pd.testing.assert_frame_equal(one, two, check_exact=True)
     if name in results:
         pd.testing.assert_frame_equal(one, results[name][1].readouts, check_exact=True)

@@ -83,7 +83,7 @@ arms:
 
 
 def test_calcium_imaging_assay_through_the_runner():
-    res = simulate(load_scenario_text(TEXT))
+    res = simulate(load_scenario_text(TEXT), registry=load_registry())
     r = res.readouts
     ca = r[r["assay"] == "calcium_imaging"]
     assert set(ca["readout"]) == {"calcium_transient_rate_per_min", "sync_event_rate_per_min",
@@ -91,16 +91,16 @@ def test_calcium_imaging_assay_through_the_runner():
     assert len(ca) == 2 * 2 * 2 * 4
     corr = ca[ca["readout"] == "mean_pairwise_r"].groupby("arm")["value"].mean()
     assert corr["control"] > corr["cort"]
-    again = simulate(load_scenario_text(TEXT)).readouts
+    again = simulate(load_scenario_text(TEXT), registry=load_registry()).readouts
     assert np.array_equal(r["value"].to_numpy(), again["value"].to_numpy(), equal_nan=True)
 
 
 def test_bad_calcium_option_is_one_clear_error():
-    from ketasim.experiment.measure import AssayOptionError
+    from ketasim.core.assay import AssayOptionError
 
     with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[0\]\.options\.cells: got "
                                                r"-1; expected a non-negative number"):
-        simulate(load_scenario_text(TEXT.replace("cells: 30", "cells: -1", 1)))
+        simulate(load_scenario_text(TEXT.replace("cells: 30", "cells: -1", 1)), registry=load_registry())
 
 
 def test_mismatched_buffers_are_refused():

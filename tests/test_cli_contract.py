@@ -120,7 +120,7 @@ def test_existing_folder_needs_force_and_failed_run_leaves_it_untouched(
     assert invoke("run", small, "--out", out).exit_code == 2
     assert (out / "mine.txt").read_text() == "keep"
 
-    import ketasim.io.run_outputs as ro
+    import ketasim.report.run_folder as ro
 
     def boom(*a, **k):
         raise RuntimeError("report failed")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ketasim.experiment.cohort import sample_cohort
-from ketasim.experiment.timeline import compile_arm
+from ketasim.signaling.protocol import compile_arm
 from ketasim.params import load_registry
 from ketasim.scenario import load_scenario_text
 from ketasim.signaling.simulate import simulate_signaling

@@ -4,7 +4,7 @@ import numba
 import numpy as np
 from scipy import stats
 
-from ketasim.spines.rng import next_normal_zig, next_poisson, seed_state
+from ketasim.core.xoroshiro import next_normal_zig, next_poisson, seed_state
 
 
 @numba.njit(cache=False)

@@ -202,15 +202,29 @@ def test_vocabulary_tables_are_consistent():
         readouts_of("nope")
 
 
-def test_vocabulary_can_be_extended(monkeypatch):
-    monkeypatch.setitem(vocabulary.ASSAYS, "tail_suspension", ("tst_immobility_s",))
-    assert "tst_immobility_s" in ALL_READOUTS
-    text = _minimal(assays="[{assay: tail_suspension, at: 3h}]")
-    text += "compare:\n  - {readout: tst_immobility_s, at: 3h, arms: [a, b]}\n"
+def test_vocabulary_follows_the_assay_catalogue(monkeypatch):
+    """The vocabulary is derived from the assays' declarations: registering one extends
+    the readouts, the scenario validation and the JSON Schema (enum and options)."""
+    from ketasim.core.assay import Assay, Readout
+    from ketasim.experiment import assays as catalogue
+
+    toy = Assay("toy_assay", "a test assay", (Readout("toy_readout", "1"),),
+                lambda ctx, at: None, options={"reps": 2}, positive=("reps",))
+    monkeypatch.setitem(catalogue.ASSAYS, "toy_assay", toy)
+    assert vocabulary.ASSAYS["toy_assay"] == ("toy_readout",)
+    assert "toy_readout" in ALL_READOUTS
+    text = _minimal(assays="[{assay: toy_assay, at: 3h}]")
+    text += "compare:\n  - {readout: toy_readout, at: 3h, arms: [a, b]}\n"
     scenario = load_scenario_text(text)
-    assert scenario.arms[0].assays[0].readouts == ("tst_immobility_s",)
-    enum = scenario_json_schema()["$defs"]["AssaySpec"]["properties"]["assay"]["enum"]
-    assert "tail_suspension" in enum
+    assert scenario.arms[0].assays[0].readouts == ("toy_readout",)
+    schema = scenario_json_schema()["$defs"]["AssaySpec"]
+    assert "toy_assay" in schema["properties"]["assay"]["enum"]
+    toy_options = next(c["then"]["properties"]["options"] for c in schema["allOf"]
+                       if c["if"]["properties"]["assay"]["const"] == "toy_assay")
+    assert toy_options["properties"]["reps"] == {"type": "integer", "exclusiveMinimum": 0,
+                                                 "default": 2}
+    monkeypatch.undo()
+    assert "toy_assay" not in vocabulary.ASSAYS
 
 
 # --------------------------------------------------------------------------- #

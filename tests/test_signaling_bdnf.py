@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ketasim import simulate
 from ketasim.scenario import load_scenario_text
+from ketasim.params import load_registry
 
 TEXT = """
 name: bdnf
@@ -25,7 +26,7 @@ def test_stress_lowers_bdnf_ketamine_reverses_and_peef2_falls():
     """Tolerance: CORT lowers BDNF by >= 15% (cohort mean at 1 h); within 2 h ketamine
     recovers >= half of the loss (F-M-8 direction, BDNF as in F-K-10/F-K-11); p-eEF2
     falls by >= 15% within the first hour after ketamine (F-K-10, Autry et al. 2011)."""
-    r = simulate(load_scenario_text(TEXT)).readouts
+    r = simulate(load_scenario_text(TEXT), registry=load_registry()).readouts
     m = r.groupby(["arm", "readout", "time_h"])["value"].mean()
     ctrl = m.loc[("control", "bdnf_rel")].mean()
     cort = m.loc[("cort", "bdnf_rel")].mean()

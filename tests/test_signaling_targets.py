@@ -15,6 +15,7 @@ import pytest
 
 from ketasim import simulate
 from ketasim.scenario import load_scenario_text
+from ketasim.params import load_registry
 
 TIMES = "[-1h, 0h, 30min, 1h, 90min, 2h, 3h, 4h, 6h, 8h, 12h, 18h, 24h, 48h, 72h]"
 KET = "{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}"
@@ -52,7 +53,7 @@ def traj() -> dict[tuple[str, str], pd.Series]:
         f"    assays: [{{assay: signaling_state, at: {TIMES}}}]\n"
         for name, proto in ARMS.items())
     text = f"name: signaling_targets\nspecies: mouse\nseed: 11\narms:\n{arms}"
-    r = simulate(load_scenario_text(text)).readouts
+    r = simulate(load_scenario_text(text), registry=load_registry()).readouts
     means = r.groupby(["arm", "readout", "time_h"])["value"].mean()
     return {(a, ro): means.loc[(a, ro)] for a in ARMS for ro in set(r["readout"])}
 

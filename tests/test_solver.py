@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from ketasim.experiment.cohort import sample_cohort
-from ketasim.experiment.timeline import compile_arm
+from ketasim.signaling.protocol import compile_arm
 from ketasim.params import load_registry
 from ketasim.scenario import load_scenario_text
 from ketasim.signaling import codegen, spec
-from ketasim.signaling.simulate import simulate_signaling
+from ketasim.signaling.simulate import simulate_signaling, parameter_vector
 
 
 def _arm(protocol: str, species: str = "mouse", n: int = 4, variability: bool = True):
@@ -76,7 +76,7 @@ def test_result_of_a_subject_does_not_depend_on_the_batch():
     from dataclasses import replace
 
     for k in (0, 4):
-        one = replace(cohort, n=1, values=cohort.values[k:k + 1])
+        one = replace(cohort, n=1, values=cohort.values[k:k + 1], subjects=cohort.subjects[k:k + 1])
         ev1 = replace(ev, values=ev.values[k:k + 1])
         assert np.array_equal(simulate_signaling(one, ev1, t).values[0], full[k])
 
@@ -106,7 +106,7 @@ def test_jacobian_matches_finite_differences():
     cohort, _ = _arm("{at: 0h, drug: saline, route: ip}", n=1, variability=False)
     from ketasim.signaling.solver import full_parameter_vector
 
-    row = cohort.pvec()[0]
+    row = parameter_vector(cohort)[0]
     row[spec.PVEC_NAMES.index("stress_input")] = 1.0
     row[spec.PVEC_NAMES.index("r_nbqx")] = 0.5
     p = full_parameter_vector(row)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ketasim import simulate
+from ketasim.params import load_registry
 from ketasim.scenario import load_scenario_text
 
 TEXT = """
@@ -34,7 +35,7 @@ arms:
 
 @pytest.fixture(scope="module")
 def result():
-    return simulate(load_scenario_text(TEXT))
+    return simulate(load_scenario_text(TEXT), registry=load_registry())
 
 
 def mean(r, arm, readout, t):
@@ -77,8 +78,8 @@ def test_fixed_tissue_fractions_sum_to_one(result):
 
 def test_spine_readouts_do_not_depend_on_other_arms():
     """Adding an arm leaves another arm's spine measurements unchanged (own streams)."""
-    one = simulate(load_scenario_text(TEXT.split("  - name: ketamine")[0])).readouts
-    both = simulate(load_scenario_text(TEXT)).readouts
+    one = simulate(load_scenario_text(TEXT.split("  - name: ketamine")[0]), registry=load_registry()).readouts
+    both = simulate(load_scenario_text(TEXT), registry=load_registry()).readouts
     a = one[one["arm"] == "saline"].reset_index(drop=True)
     b = both[both["arm"] == "saline"].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
@@ -124,7 +125,7 @@ def test_cell_type_parameter_sets():
     from ketasim.params import load_registry
 
     reg = load_registry()
-    r = simulate(load_scenario_text(CELLS)).readouts
+    r = simulate(load_scenario_text(CELLS), registry=load_registry()).readouts
     for arm, cell in (("mpfc", "mpfc_l5"), ("ca1", "ca1"), ("msn", "msn")):
         expected = reg.value(f"spine.{cell}.density") * 10.0
         assert mean(r, arm, "spine_density_per_10um", 0.0) == pytest.approx(expected, rel=0.1)
@@ -138,17 +139,17 @@ def test_cell_type_parameter_sets():
     ("{cell: 3}", "arms[0].assays[0].options.cell: got 3; expected a name"),
 ])
 def test_unknown_cell_type_is_one_clear_error(options, message):
-    from ketasim.experiment.measure import AssayOptionError
+    from ketasim.core.assay import AssayOptionError
 
     text = CELLS.replace("assays: [{assay: fixed_tissue_spines, at: [0h]}]",
                          f"assays: [{{assay: fixed_tissue_spines, at: [0h], options: {options}}}]")
     with pytest.raises(AssayOptionError) as e:
-        simulate(load_scenario_text(text))
+        simulate(load_scenario_text(text), registry=load_registry())
     assert str(e.value) == message
 
 
 def test_an_arm_images_one_population():
-    from ketasim.experiment.measure import AssayOptionError
+    from ketasim.core.assay import AssayOptionError
 
     text = CELLS.replace(
         "assays: [{assay: fixed_tissue_spines, at: [0h]}]",
@@ -156,4 +157,4 @@ def test_an_arm_images_one_population():
         "{assay: two_photon_spines, at: [0h], options: {cell: ca1}}]")
     with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[1\]\.options\.cell: got "
                                                r"'ca1'; an arm's spine assays measure one"):
-        simulate(load_scenario_text(text))
+        simulate(load_scenario_text(text), registry=load_registry())

@@ -185,9 +185,10 @@ def _group_p_values(sp, kind, n_groups=20, per_group=8, seed=21):
 def test_clustering_comes_from_the_local_rules(kind):
     """F-M-2 / F-M-5: with the local rules (stress field, neighbour coupling, plasticity
     field) eliminated and new spines are clustered along branches (most groups p < 0.05);
-    with them off the permutation p-values are uniform (Kolmogorov-Smirnov)."""
+    with them off the permutation p-values are uniform (Kolmogorov-Smirnov; 40 groups, so
+    that the median's band 0.3-0.7 is 2.5 standard errors wide)."""
     on = _group_p_values(params(), kind)
-    off = _group_p_values(params(**NO_LOCAL), kind)
+    off = _group_p_values(params(**NO_LOCAL), kind, n_groups=40)
     assert np.median(on) < 0.05 and np.mean(on < 0.05) > 0.5
     assert stats.kstest(off, "uniform").pvalue > 0.01
     assert 0.3 < np.median(off) < 0.7

@@ -14,6 +14,7 @@ from ketasim.scenario import load_scenario
 from ketasim.validation.run import ValidationSetupError, plan, validate
 from ketasim.validation.statistic import StatisticError, check_expression, evaluate
 from ketasim.validation.targets import (
+from ketasim.params import load_registry
     TargetError,
     Tolerance,
     load_targets,
@@ -137,7 +138,7 @@ def test_statistic_missing_data_is_an_error():
 # ------------------------------------------------------------------ validate
 @pytest.fixture(scope="module")
 def full_validation():
-    return validate(workers=2)
+    return validate(workers=2, registry=load_registry())
 
 
 def test_every_current_target_passes(full_validation):
@@ -151,7 +152,8 @@ def test_every_current_target_passes(full_validation):
 
 
 def test_validate_is_independent_of_workers(full_validation):
-    one = validate(only=["plasticity_window_signaling", "T-DA-02"], workers=1).table()
+    one = validate(only=["plasticity_window_signaling", "T-DA-02"], workers=1,
+                   registry=load_registry()).table()
     both = full_validation.table().set_index("target_id").loc[one["target_id"]]
     assert np.array_equal(one["simulated"].to_numpy(), both["simulated"].to_numpy())
 
@@ -312,7 +314,7 @@ def test_seeds_count_passes_over_further_seeds(tmp_path):
     # a threshold inside the seed-to-seed spread of the statistic: some seeds pass
     expr = "mean('high', 'da_rel', '1h') / mean('low', 'da_rel', '1h')"
     sc = load_scenario(rep)
-    vals = [evaluate(expr, simulate(sc, seed=sc.seed + k).readouts) for k in range(4)]
+    vals = [evaluate(expr, simulate(sc, seed=sc.seed + k, registry=load_registry()).readouts) for k in range(4)]
     cut = float(np.median(vals[1:]))
     (tmp_path / "targets.yaml").write_text(NEW_TARGETS.replace('tolerance: "> 1"',
                                                                f'tolerance: "> {cut!r}"'))
@@ -332,4 +334,4 @@ def test_seeds_count_passes_over_further_seeds(tmp_path):
     assert res.exit_code == 2 and "--seeds" in res.output
     assert not (tmp_path / "w").exists()
     with pytest.raises(ValidationSetupError, match="--seeds"):
-        validate(only=["T-PK-06"], seeds=1.5)
+        validate(only=["T-PK-06"], seeds=1.5, registry=load_registry())

@@ -5,13 +5,31 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ketasim.experiment.measure import Assay, AssayContext, AssayRows, assay_rng, same_times
+from ketasim.analysis.behavior import (
+    binned_distance,
+    freezing_per_trial,
+    learned_helplessness,
+    score_tst,
+    struggle_onsets,
+    sucrose_preference,
+    tst_bouts_from_states,
+)
+from ketasim.analysis.calcium import peri_event_average
+from ketasim.behavior.open_field import OpenFieldParams, track
+from ketasim.behavior.sucrose import SucroseParams
+from ketasim.behavior.tst import TstParams, immobility_states
+from ketasim.circuit.assay import dff_from_raw, simulate_chunks
+from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
 
 TST_READOUTS = ("tst_immobility_s", "tst_immobile_bout_s", "tst_struggle_bouts",
                 "tst_calcium_rise_s")
 TST_UNITS = ("s", "s", "count", "s")
 PERI_WINDOW_S = (-3.0, 2.0)  # around struggle onsets (s)
 ACTIVITY_FRAME_HZ = 10.0  # frames at which the population rate is read (no imaging)
+# the report draws a few ethograms and averages peri-struggle dF/F over mice: a large arm
+# keeps these for its first subjects only, so memory does not grow with n
+KEEP_ETHOGRAM_SUBJECTS = 50
+KEEP_PERI_SUBJECTS = 1000
 
 
 def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -20,33 +38,27 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     scored by :func:`ketasim.analysis.behavior.score_tst`, and the population dF/F is
     averaged around struggle onsets (:func:`ketasim.analysis.calcium.peri_event_average`;
     the rise time is negative when the calcium rise precedes the struggle)."""
-    from ketasim.analysis.behavior import score_tst, struggle_onsets, tst_bouts_from_states
-    from ketasim.analysis.calcium import peri_event_average
-    from ketasim.behavior.tst import TstParams, immobility_states
-    from ketasim.circuit.assay import circuit_inputs, dff_from_raw, simulate_chunks
-    from ketasim.circuit.network import CircuitParams
-    from ketasim.params import load_registry
-
-    registry = ctx.registry if ctx.registry is not None else load_registry()
-    cp = CircuitParams.from_registry(registry)
-    tp = TstParams.from_registry(registry)
+    cp = ctx.circuit.params
+    tp = TstParams.from_registry(ctx.registry)
     fr = float(ctx.options["frame_rate_hz"])
     n_frames = round(tp.values["duration_s"] * fr)
     n_cells = min(int(ctx.options["cells"]), int(cp.values["n_exc"]))
-    coupling, drive = circuit_inputs(ctx, at, cp.values["g_potentiation"])
+    coupling, drive = ctx.circuit.inputs(at, ctx.options["branches"])
     out = np.full((ctx.n, len(at), len(TST_READOUTS)), np.nan)
-    gens = [assay_rng(ctx.seed, ctx.arm, s, "tail_suspension") for s in range(ctx.n)]
+    gens = [ctx.rng(s) for s in range(ctx.n)]
     seeds = np.array([g.integers(2**62) for g in gens], np.int64)
     ethograms = []
     lags = np.arange(round(PERI_WINDOW_S[0] * fr), round(PERI_WINDOW_S[1] * fr) + 1) / fr
-    peri = np.full((ctx.n, len(at), len(lags)), np.nan)
+    n_peri = int(np.sum(ctx.subjects < KEEP_PERI_SUBJECTS))
+    peri = np.full((n_peri, len(at), len(lags)), np.nan)
     for s0, raw, npl, rate in simulate_chunks(cp, coupling, drive, n_frames, fr, n_cells,
                                                seeds, rate=True):
         for i in range(raw.shape[0]):
             s, g = s0 + i, gens[s0 + i]
+            subject = int(ctx.subjects[s])
             for j in range(len(at)):
                 states = immobility_states(rate[i, j].astype(float), fr, tp, g)
-                etho = tst_bouts_from_states(states, fr, subject=str(s), arm=ctx.arm)
+                etho = tst_bouts_from_states(states, fr, subject=str(subject), arm=ctx.arm)
                 score = score_tst(etho, window_s=(0.0, tp.values["duration_s"]),
                                   duration_s=tp.values["duration_s"]).iloc[0]
                 onsets = struggle_onsets(etho, duration_s=tp.values["duration_s"])["onset_s"]
@@ -56,44 +68,54 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
                     pe = peri_event_average(dff, fr, event_times_s=onsets.to_numpy(),
                                             window_s=PERI_WINDOW_S)
                     rise = pe.rise_s
-                    if len(pe.lags_s) == len(lags):
+                    if len(pe.lags_s) == len(lags) and s < n_peri:
                         peri[s, j] = pe.mean
                 out[s, j] = [score["immobility_s"], score["mean_immobile_bout_s"],
                              score["n_struggle_bouts"], rise]
-                ethograms.append(etho.assign(time_h=float(at[j])))
-    # for the report: every subject's ethogram and peri-struggle population dF/F
-    ctx.keep("tst", {"ethogram": pd.concat(ethograms, ignore_index=True),
+                if subject < KEEP_ETHOGRAM_SUBJECTS:
+                    ethograms.append(etho.assign(time_h=float(at[j])))
+    # for the report: the first subjects' ethograms and peri-struggle population dF/F
+    ctx.keep("tst", {"ethogram": (pd.concat(ethograms, ignore_index=True) if ethograms
+                                  else pd.DataFrame()),
                      "lags_s": lags, "peri_dff": {float(t): peri[:, j]
                                                   for j, t in enumerate(at)}})
-    return AssayRows.from_grid(out, at, list(TST_READOUTS), list(TST_UNITS))
+    return ctx.rows(out, at, TST_READOUTS, TST_UNITS)
 
 
-TAIL_SUSPENSION = Assay("tail_suspension", "tail suspension test (6 min) with vmPFC calcium",
-                        ("activity_drive", "synaptic_potentiation"), same_times, _tst,
-                        options={"cells": 60, "frame_rate_hz": 30.0, "branches": 10,
-                                 "cell": "mpfc_l5"},
-                        positive=("cells", "frame_rate_hz", "branches"))
+def _merge_tst(kept: list[dict]) -> dict:
+    parts = [k["tst"] for k in kept if "tst" in k]
+    if not parts:
+        return {}
+    etho = [p["ethogram"] for p in parts if len(p["ethogram"])]
+    return {"tst": {"ethogram": pd.concat(etho, ignore_index=True) if etho else pd.DataFrame(),
+                    "lags_s": parts[0]["lags_s"],
+                    "peri_dff": {t: np.concatenate([p["peri_dff"][t] for p in parts])
+                                 for t in parts[0]["peri_dff"]}}}
+
+
+TAIL_SUSPENSION = Assay(
+    "tail_suspension", "tail suspension test (6 min) with vmPFC calcium",
+    tuple(Readout(r, u) for r, u in zip(TST_READOUTS, TST_UNITS, strict=True)), _tst,
+    outputs=("activity_drive", "synaptic_potentiation"),
+    options={"cells": 60, "frame_rate_hz": 30.0, "branches": 10, "cell": "mpfc_l5"},
+    positive=("cells", "frame_rate_hz", "branches"), reads=("circuit",),
+    figures=("ketasim.report.behavior_figures:tst_figures",), merge_kept=_merge_tst)
 
 
 def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Distance travelled in a bin of ``bin_min`` minutes starting at each time, from a
     simulated track scored by :func:`ketasim.analysis.behavior.binned_distance`."""
-    from ketasim.analysis.behavior import binned_distance
-    from ketasim.behavior.open_field import OpenFieldParams, track
-    from ketasim.params import load_registry
-
-    registry = ctx.registry if ctx.registry is not None else load_registry()
-    op = OpenFieldParams.from_registry(registry)
+    op = OpenFieldParams.from_registry(ctx.registry)
     n_s = round(float(ctx.options["bin_min"]) * 60.0)
     out = np.full((ctx.n, len(at), 1), np.nan)
     for j, t0 in enumerate(at):
         # the drive at each second of the bin (the runner samples the declared times)
         occ = ctx.trajectory("occupancy_interneuron", _seconds(t0, n_s))
         for s in range(ctx.n):
-            g = assay_rng(ctx.seed, ctx.arm, s, f"open_field_{j}")
+            g = ctx.rng(s, f"open_field_{j}")
             x, y, t = track(op.speed(occ[s]), op, g)
             out[s, j, 0] = binned_distance(x, y, t, bin_s=float(n_s))[1].sum()
-    return AssayRows.from_grid(out, at, ["distance_cm"], ["cm"])
+    return ctx.rows(out, at, ["distance_cm"], ["cm"])
 
 
 def _seconds(t0_h: float, n_s: int) -> np.ndarray:
@@ -105,9 +127,10 @@ def _open_field_times(at: np.ndarray, options: dict) -> np.ndarray:
     return np.unique(np.concatenate([_seconds(float(t), n_s) for t in at]))
 
 
-OPEN_FIELD = Assay("open_field", "open-field locomotion, video tracking",
-                   ("occupancy_interneuron",), _open_field_times, _open_field,
-                   options={"bin_min": 5.0}, positive=("bin_min",))
+OPEN_FIELD = Assay(
+    "open_field", "open-field locomotion, video tracking", (Readout("distance_cm", "cm"),),
+    _open_field, outputs=("occupancy_interneuron",), sample_times=_open_field_times,
+    options={"bin_min": 5.0}, positive=("bin_min",))
 
 
 def _sucrose_times(at: np.ndarray, options: dict) -> np.ndarray:
@@ -118,14 +141,7 @@ def _sucrose_times(at: np.ndarray, options: dict) -> np.ndarray:
 def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Two-bottle test of ``hours`` from each time: intakes drawn from the model, scored
     as bottle weights by :func:`ketasim.analysis.behavior.sucrose_preference`."""
-    import pandas as pd
-
-    from ketasim.analysis.behavior import sucrose_preference
-    from ketasim.behavior.sucrose import SucroseParams
-    from ketasim.params import load_registry
-
-    registry = ctx.registry if ctx.registry is not None else load_registry()
-    sp = SucroseParams.from_registry(registry)
+    sp = SucroseParams.from_registry(ctx.registry)
     v = sp.values
     h = float(ctx.options["hours"])
     out = np.full((ctx.n, len(at), 1), np.nan)
@@ -136,19 +152,21 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
                              ctx.trajectory("reward_potentiation", times)).mean(axis=1)
         rows = []
         for s in range(ctx.n):
-            g = assay_rng(ctx.seed, ctx.arm, s, f"sucrose_{j}")
+            g = ctx.rng(s, f"sucrose_{j}")
             p = float(np.clip(pref[s] + g.normal(0.0, v["pref_sd"]), 0.01, 0.99))
             total = g.gamma(shape, v["intake_ml"] * h / 24.0 / shape)
-            rows.append({"subject": str(s), "sucrose_ml": total * p,
+            rows.append({"subject": str(int(ctx.subjects[s])), "sucrose_ml": total * p,
                          "water_ml": total * (1.0 - p)})
         scored = sucrose_preference(pd.DataFrame(rows))
         out[:, j, 0] = scored["preference"].to_numpy(dtype=float)
-    return AssayRows.from_grid(out, at, ["sucrose_preference"], ["fraction"])
+    return ctx.rows(out, at, ["sucrose_preference"], ["fraction"])
 
 
-SUCROSE = Assay("sucrose_preference", "two-bottle sucrose preference test",
-                ("stress_load", "reward_potentiation"), _sucrose_times, _sucrose,
-                options={"hours": 12.0}, positive=("hours",))
+SUCROSE = Assay(
+    "sucrose_preference", "two-bottle sucrose preference test",
+    (Readout("sucrose_preference", "fraction"),), _sucrose,
+    outputs=("stress_load", "reward_potentiation"), sample_times=_sucrose_times,
+    options={"hours": 12.0}, positive=("hours",))
 
 
 def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.ndarray:
@@ -156,22 +174,16 @@ def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.n
     over ``minutes`` of activity at each time (the slow layers' state then), relative to
     ``behavior.prefrontal_rate_ref_hz`` (the circuit's rate at baseline synapse density
     and activity drive): what the behaviour models below read from the mPFC."""
-    from ketasim.circuit.assay import circuit_inputs, simulate_chunks
-    from ketasim.circuit.network import CircuitParams
-    from ketasim.params import load_registry
-
-    registry = ctx.registry if ctx.registry is not None else load_registry()
-    cp = CircuitParams.from_registry(registry)
-    coupling, drive = circuit_inputs(ctx, at, cp.values["g_potentiation"])
+    cp = ctx.circuit.params
+    coupling, drive = ctx.circuit.inputs(at, ctx.options["branches"])
     fr = ACTIVITY_FRAME_HZ
     n_frames = round(float(ctx.options["minutes"]) * 60.0 * fr)
-    seeds = np.array([assay_rng(ctx.seed, ctx.arm, s, purpose).integers(2**62)
-                      for s in range(ctx.n)], np.int64)
+    seeds = np.array([ctx.rng(s, purpose).integers(2**62) for s in range(ctx.n)], np.int64)
     out = np.empty(coupling.shape)
     for s0, _, _, rate in simulate_chunks(cp, coupling, drive, n_frames, fr, 1, seeds,
                                           rate=True):
         out[s0:s0 + rate.shape[0]] = rate.mean(axis=2)
-    return out / registry.value("behavior.prefrontal_rate_ref_hz")
+    return out / ctx.registry.value("behavior.prefrontal_rate_ref_hz")
 
 
 def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -182,13 +194,7 @@ def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     trials at ``cutoff_s``; scored by :func:`ketasim.analysis.behavior.learned_helplessness`.
     Dopamine acts through the potentiation, which needs dopamine-driven PKA (F-W-16,
     F-W-17)."""
-    import pandas as pd
-
-    from ketasim.analysis.behavior import learned_helplessness
-    from ketasim.params import load_registry
-
-    registry = ctx.registry if ctx.registry is not None else load_registry()
-    v = registry.group("behavior.helplessness", ("p_fail_min", "p_fail_max", "c50", "width"))
+    v = ctx.registry.group("behavior.helplessness", ("p_fail_min", "p_fail_max", "c50", "width"))
     activity = prefrontal_activity(ctx, at, "helplessness_circuit")
     p_fail = v["p_fail_min"] + (v["p_fail_max"] - v["p_fail_min"]) / (
         1.0 + np.exp((activity - v["c50"]) / v["width"]))
@@ -198,21 +204,23 @@ def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     for j in range(len(at)):
         rows = []
         for s in range(ctx.n):
-            g = assay_rng(ctx.seed, ctx.arm, s, f"helplessness_{j}")
+            g = ctx.rng(s, f"helplessness_{j}")
             fail = g.random(n_tr) < p_fail[s, j]
             lat = np.where(fail, cutoff, g.uniform(1.0, 0.5 * cutoff, n_tr))
-            rows += [{"subject": str(s), "trial": k + 1, "latency_s": float(lat[k]),
+            rows += [{"subject": str(int(ctx.subjects[s])), "trial": k + 1, "latency_s": float(lat[k]),
                       "escaped": not bool(fail[k])} for k in range(n_tr)]
         scored = learned_helplessness(pd.DataFrame(rows), cutoff_s=cutoff)
         out[:, j, 0] = scored["failure_pct"].to_numpy(dtype=float) / 100.0
-    return AssayRows.from_grid(out, at, ["escape_failure_fraction"], ["fraction"])
+    return ctx.rows(out, at, ["escape_failure_fraction"], ["fraction"])
 
 
-HELPLESSNESS = Assay("escape_test", "shuttle-box escape test (learned helplessness)",
-                     ("synaptic_potentiation", "activity_drive"), same_times, _helplessness,
-                     options={"trials": 30, "cutoff_s": 20.0, "minutes": 2.0,
-                              "branches": 10, "cell": "mpfc_l5"},
-                     positive=("trials", "cutoff_s", "minutes", "branches"))
+HELPLESSNESS = Assay(
+    "escape_test", "shuttle-box escape test (learned helplessness)",
+    (Readout("escape_failure_fraction", "fraction"),), _helplessness,
+    outputs=("synaptic_potentiation", "activity_drive"),
+    options={"trials": 30, "cutoff_s": 20.0, "minutes": 2.0, "branches": 10,
+             "cell": "mpfc_l5"},
+    positive=("trials", "cutoff_s", "minutes", "branches"), reads=("circuit",))
 
 
 def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -223,11 +231,7 @@ def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     activity and plasticity; F-K-15). Freezing is drawn per 1-s bin as alternating bouts,
     scored by :func:`ketasim.analysis.behavior.freezing_per_trial`; the readout is the mean
     freezing over the last ``last`` trials (extinction recall within the session)."""
-    from ketasim.analysis.behavior import freezing_per_trial
-    from ketasim.params import load_registry
-
-    registry = ctx.registry if ctx.registry is not None else load_registry()
-    v = registry.group("behavior.extinction", ("f0", "k_ext", "gamma"))
+    v = ctx.registry.group("behavior.extinction", ("f0", "k_ext", "gamma"))
     o = ctx.options
     n_tr, tone, iti, last = int(o["trials"]), float(o["tone_s"]), float(o["iti_s"]), int(
         o["last"])
@@ -238,18 +242,20 @@ def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     out = np.full((ctx.n, len(at), 1), np.nan)
     for j in range(len(at)):
         for s in range(ctx.n):
-            g = assay_rng(ctx.seed, ctx.arm, s, f"extinction_{j}")
+            g = ctx.rng(s, f"extinction_{j}")
             rate = v["k_ext"] * max(activity[s, j], 0.0) ** v["gamma"]
             freeze = np.zeros(n_bins, bool)
             for k, (a, b) in enumerate(trials.astype(int)):
                 freeze[a:b] = g.random(b - a) < v["f0"] * np.exp(-k * rate)
             res = freezing_per_trial(freeze, 1.0, trials)
             out[s, j, 0] = res.per_trial["freezing_pct"].to_numpy(float)[-last:].mean() / 100
-    return AssayRows.from_grid(out, at, ["extinction_freezing_fraction"], ["fraction"])
+    return ctx.rows(out, at, ["extinction_freezing_fraction"], ["fraction"])
 
 
-EXTINCTION = Assay("fear_extinction", "cued fear extinction session (freezing)",
-                   ("synaptic_potentiation", "activity_drive"), same_times, _extinction,
-                   options={"trials": 20, "tone_s": 30.0, "iti_s": 30.0, "last": 5,
-                            "minutes": 2.0, "branches": 10, "cell": "mpfc_l5"},
-                   positive=("trials", "tone_s", "last", "minutes", "branches"))
+EXTINCTION = Assay(
+    "fear_extinction", "cued fear extinction session (freezing)",
+    (Readout("extinction_freezing_fraction", "fraction"),), _extinction,
+    outputs=("synaptic_potentiation", "activity_drive"),
+    options={"trials": 20, "tone_s": 30.0, "iti_s": 30.0, "last": 5, "minutes": 2.0,
+             "branches": 10, "cell": "mpfc_l5"},
+    positive=("trials", "tone_s", "last", "minutes", "branches"), reads=("circuit",))

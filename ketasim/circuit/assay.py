@@ -13,9 +13,14 @@ the same functions a lab runs on its own dF/F matrices.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
-from ketasim.experiment.measure import Assay, AssayContext, AssayRows, assay_rng, same_times
+from ketasim.analysis.calcium import summarize_session
+from ketasim.circuit.network import CircuitParams, run_sessions_rate
+from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
 
 BASELINE_PERCENTILE = 8.0  # F0 of a session (a common pipeline choice, e.g. suite2p-style)
 READOUTS = ("calcium_transient_rate_per_min", "sync_event_rate_per_min",
@@ -34,21 +39,38 @@ def dff_from_raw(raw: np.ndarray, neuropil: np.ndarray, factor: float) -> np.nda
     return (f - f0) / f0
 
 
-def circuit_inputs(ctx: AssayContext, at: np.ndarray, g_potentiation: float
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(n, len(at)) coupling and activity drive at the session times. The coupling is the
-    density of spines carrying a synapse relative to the subject's own baseline (the
-    sustained path: new spines), times ``1 + g_potentiation P`` with P the signalling
-    layer's potentiation of existing synapses (the acute path)."""
-    rec = ctx.spines
-    nb = int(ctx.options["branches"])
-    syn = ((rec.alive[:, :, :nb] == 1) & (rec.synapse[:, :, :nb] == 1)).sum(axis=(2, 3))
-    base = syn[:, 0].astype(float)  # the first recording is the pre-protocol baseline
-    idx = [int(np.flatnonzero(np.isclose(rec.times_h, t))[0]) for t in at]
-    coupling = syn[:, idx] / np.maximum(base, 1.0)[:, None]
-    potentiation = ctx.trajectory("synaptic_potentiation", at)
-    return coupling * (1.0 + g_potentiation * potentiation), ctx.trajectory(
-        "activity_drive", at)
+@dataclass(frozen=True)
+class CircuitStage:
+    """The prefrontal circuit's state for a chunk of an arm's subjects, computed once and
+    read by every assay that runs the circuit (calcium imaging, the behaviour tests): the
+    circuit parameters and, per subject and spine recording, the number of spines
+    carrying a synapse on each simulated branch (the sustained path), with the
+    signalling trajectories (the acute path)."""
+
+    params: CircuitParams
+    rec_times: np.ndarray
+    syn: np.ndarray  # (n, n_rec, n_branch) synapse-bearing spines per branch
+    trajectory: Callable[[str, np.ndarray], np.ndarray]
+
+    @staticmethod
+    def build(recording, trajectory, registry) -> CircuitStage:
+        syn = ((recording.alive == 1) & (recording.synapse == 1)).sum(axis=3)
+        return CircuitStage(CircuitParams.from_registry(registry),
+                            np.asarray(recording.times_h), syn, trajectory)
+
+    def inputs(self, at: np.ndarray, branches: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, len(at)) coupling and activity drive at the session times. The coupling is
+        the density of spines carrying a synapse on the first ``branches`` branches
+        relative to the subject's own baseline (the sustained path: new spines), times
+        ``1 + g_potentiation P`` with P the signalling layer's potentiation of existing
+        synapses (the acute path)."""
+        syn = self.syn[:, :, :int(branches)].sum(axis=2)
+        base = syn[:, 0].astype(float)  # the first recording is the pre-protocol baseline
+        idx = [int(np.flatnonzero(np.isclose(self.rec_times, t))[0]) for t in at]
+        coupling = syn[:, idx] / np.maximum(base, 1.0)[:, None]
+        potentiation = self.trajectory("synaptic_potentiation", at)
+        g = self.params.values["g_potentiation"]
+        return coupling * (1.0 + g * potentiation), self.trajectory("activity_drive", at)
 
 
 CHUNK_BYTES = 256 * 2**20  # output buffers of one circuit call (all subjects in parallel)
@@ -59,8 +81,6 @@ def simulate_chunks(cp, coupling: np.ndarray, drive: np.ndarray, n_frames: int, 
     """Run the circuit for all subjects, as many per (parallel) call as fit in
     ``CHUNK_BYTES``; yields ``(first subject, fluorescence, neuropil, population rate)``
     with arrays (k, n_sess, ...) of the chunk's k subjects."""
-    from ketasim.circuit.network import run_sessions_rate
-
     n_sub, n_sess = coupling.shape
     per_subject = 2 * n_sess * n_cells * n_frames * 4
     k = max(1, min(n_sub, CHUNK_BYTES // max(per_subject, 1)))
@@ -76,38 +96,41 @@ def simulate_chunks(cp, coupling: np.ndarray, drive: np.ndarray, n_frames: int, 
 
 
 def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
-    from ketasim.analysis.calcium import summarize_session
-    from ketasim.circuit.network import CircuitParams
-    from ketasim.params import load_registry
-
     o = ctx.options
-    registry = ctx.registry if ctx.registry is not None else load_registry()
-    cp = CircuitParams.from_registry(registry)
-    coupling, drive = circuit_inputs(ctx, at, cp.values["g_potentiation"])
+    cp = ctx.circuit.params
+    coupling, drive = ctx.circuit.inputs(at, o["branches"])
     fr = float(o["frame_rate_hz"])
     n_frames = round(float(o["minutes"]) * 60.0 * fr)
     n_cells = min(int(o["cells"]), int(cp.values["n_exc"]))
-    seeds = np.array([assay_rng(ctx.seed, ctx.arm, s, "calcium_imaging").integers(2**62)
-                      for s in range(ctx.n)], dtype=np.int64)
+    seeds = np.array([ctx.rng(s).integers(2**62) for s in range(ctx.n)], dtype=np.int64)
     out = np.full((ctx.n, len(at), len(READOUTS)), np.nan)
     kept = {}
     for s0, raw, npl, _ in simulate_chunks(cp, coupling, drive, n_frames, fr, n_cells, seeds):
         for i in range(raw.shape[0]):
             s = s0 + i
-            g = assay_rng(ctx.seed, ctx.arm, s, "calcium_imaging_analysis")
+            g = ctx.rng(s, "calcium_imaging_analysis")
             for j in range(len(at)):
                 dff = dff_from_raw(raw[i, j], npl[i, j], cp.values["neuropil_factor"])
                 sm = summarize_session(dff, fr, rng=g,
                                        n_shuffles=int(o["shuffles"])).as_dict()
                 out[s, j] = [sm[k] for k in _SUMMARY_KEYS]
-                if s == 0:
+                if ctx.subjects[s] == 0:
                     kept[float(at[j])] = dff.astype(np.float32)
-    ctx.keep("calcium", kept)  # first subject's dF/F per session, for the report
-    return AssayRows.from_grid(out, at, list(READOUTS), list(UNITS))
+    if kept:
+        ctx.keep("calcium", kept)  # the arm's first subject's dF/F per session (report)
+    return ctx.rows(out, at, READOUTS, UNITS)
 
 
-CALCIUM = Assay("calcium_imaging", "two-photon calcium imaging of a prefrontal field of view",
-                ("activity_drive", "synaptic_potentiation"), same_times, _calcium,
-                options={"cells": 60, "minutes": 5.0, "frame_rate_hz": 30.0, "branches": 10,
-                         "shuffles": 200, "cell": "mpfc_l5"},
-                positive=("cells", "minutes", "frame_rate_hz", "branches", "shuffles"))
+def _first_calcium(kept: list[dict]) -> dict:
+    return next(({"calcium": k["calcium"]} for k in kept if "calcium" in k), {})
+
+
+CALCIUM = Assay(
+    "calcium_imaging", "two-photon calcium imaging of a prefrontal field of view",
+    tuple(Readout(r, u) for r, u in zip(READOUTS, UNITS, strict=True)), _calcium,
+    outputs=("activity_drive", "synaptic_potentiation"),
+    options={"cells": 60, "minutes": 5.0, "frame_rate_hz": 30.0, "branches": 10,
+             "shuffles": 200, "cell": "mpfc_l5"},
+    positive=("cells", "minutes", "frame_rate_hz", "branches", "shuffles"),
+    reads=("circuit",), figures=("ketasim.report.spine_maps:calcium_figures",),
+    merge_kept=_first_calcium)

@@ -1,4 +1,10 @@
-"""The assays ketasim can simulate now, by name (later layers add theirs here)."""
+"""The catalogue of assays a scenario may use.
+
+Each assay is declared once, in its own layer's module (:class:`ketasim.core.assay.Assay`);
+this catalogue only lists them. The scenario vocabulary and JSON Schema, the runner, the
+run's files and the report are derived from the declarations. :func:`register_assay`
+adds one at run time (a lab's own assay module, or a test's) without touching any file.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +16,32 @@ from ketasim.behavior.assays import (
     TAIL_SUSPENSION,
 )
 from ketasim.circuit.assay import CALCIUM
-from ketasim.experiment.measure import Assay
+from ketasim.core.assay import Assay
 from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
 from ketasim.signaling.assays import MICRODIALYSIS_DA, SIGNALING_STATE, WESTERN_BLOT
-from ketasim.spines.assays import FIXED, SPINE_ASSAYS, TWO_PHOTON, UNCAGING
+from ketasim.signaling.spec import OUTPUT_NAMES
+from ketasim.spines.assays import FIXED, TWO_PHOTON, UNCAGING
 
-ASSAYS: dict[str, Assay] = {a.name: a for a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA,
-                                                WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
-                                                UNCAGING, FIXED, CALCIUM,
-                                                TAIL_SUSPENSION, OPEN_FIELD, SUCROSE,
-                                                HELPLESSNESS, EXTINCTION)}
-# the circuit (and the behaviour it drives) reads the spine layer
-SPINE_ASSAYS = (*SPINE_ASSAYS, CALCIUM.name, TAIL_SUSPENSION.name, HELPLESSNESS.name,
-                EXTINCTION.name)
-__all__ = ["ASSAYS", "SPINE_ASSAYS"]
+ASSAYS: dict[str, Assay] = {}
+
+
+def register_assay(assay: Assay) -> Assay:
+    """Add (or replace) an assay. Its signalling outputs must exist in the model and its
+    name and readouts must be lower-case identifiers."""
+    for name in (assay.name, *assay.readout_names):
+        if not (name.isidentifier() and name == name.lower()):
+            raise ValueError(f"assay {assay.name!r}: names are lower-case identifiers, got "
+                             f"{name!r}")
+    unknown = [o for o in assay.outputs if o not in OUTPUT_NAMES]
+    if unknown:
+        raise ValueError(f"assay {assay.name!r}: unknown signalling outputs {unknown}")
+    ASSAYS[assay.name] = assay
+    return assay
+
+
+for _a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA, WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
+           UNCAGING, FIXED, CALCIUM, TAIL_SUSPENSION, OPEN_FIELD, SUCROSE, HELPLESSNESS,
+           EXTINCTION):
+    register_assay(_a)
+
+__all__ = ["ASSAYS", "register_assay"]

@@ -1,4 +1,11 @@
-"""Run a scenario: cohorts, protocol, model layers, assays -> a long readouts table."""
+"""Run a scenario: cohorts, protocol, model layers, assays -> a long readouts table.
+
+Each arm is processed in chunks of subjects, end to end (cohort, signalling, spines, the
+circuit stage, every assay), so memory is bounded whatever the arm's size. Every random
+number comes from a stream keyed by subject (global index), purpose, branch and assay
+(:mod:`ketasim.core.streams`), so results do not depend on the chunk size, and adding an
+assay, a branch or an arm leaves the other assays' numbers unchanged.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +16,26 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ketasim.experiment.assays import ASSAYS, SPINE_ASSAYS
+from ketasim.circuit.assay import CircuitStage
+from ketasim.core.assay import Assay, AssayContext, AssayOptionError, resolve_options
+from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.cohort import sample_cohort
-from ketasim.experiment.measure import AssayContext, AssayOptionError, resolve_options
-from ketasim.experiment.timeline import compile_arm
-from ketasim.params import Registry, load_registry
-from ketasim.signaling.simulate import DEFAULT_ATOL, DEFAULT_RTOL, simulate_signaling
+from ketasim.params import Registry
+from ketasim.signaling.protocol import compile_arm, intervention_times
+from ketasim.signaling.simulate import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    LEAD_IN_H,
+    simulate_signaling,
+)
+from ketasim.spines.engine import SpineParams, spine_cells
+from ketasim.spines.simulate import DT_H, simulate_spines
 
 READOUT_COLUMNS = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
+SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
+# memory budget of one chunk's spine recording and signalling outputs (bytes)
+CHUNK_BYTES = 256 * 2**20
+_SPINE_SLOT_BYTES = 28  # alive, pos, logsize, origin, synapse, stubby, sid per slot
 
 
 class UnsupportedAssayError(ValueError):
@@ -25,7 +44,8 @@ class UnsupportedAssayError(ValueError):
 
 @dataclass
 class RunResult:
-    """Everything a run produced (the files of ``ketasim run`` are written from this)."""
+    """Everything a run produced (the files of ``ketasim run`` are written from this).
+    ``kept``: assay name -> arm -> what the assay kept for the run's files and report."""
 
     scenario: object
     seed: int
@@ -33,153 +53,231 @@ class RunResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     solver: dict = field(default_factory=dict)
     steps: dict[str, float] = field(default_factory=dict)
-    tracking: dict[str, pd.DataFrame] = field(default_factory=dict)  # arm -> observed spines
-    calcium: dict[str, dict] = field(default_factory=dict)  # arm -> {time_h: first dF/F}
-    tst: dict[str, dict] = field(default_factory=dict)  # arm -> ethograms, peri-struggle dF/F
+    kept: dict[str, dict[str, dict]] = field(default_factory=dict)
+
+    def _kept(self, assay: str, key: str) -> dict:
+        return {arm: k[key] for arm, k in self.kept.get(assay, {}).items() if key in k}
+
+    @property
+    def tracking(self) -> dict[str, pd.DataFrame]:
+        """Arm -> observed two-photon spine tracking table."""
+        return self._kept("two_photon_spines", "tracking")
+
+    @property
+    def calcium(self) -> dict[str, dict]:
+        """Arm -> {session time: first subject's dF/F}."""
+        return self._kept("calcium_imaging", "calcium")
+
+    @property
+    def tst(self) -> dict[str, dict]:
+        """Arm -> tail suspension ethograms and peri-struggle dF/F."""
+        return self._kept("tail_suspension", "tst")
 
 
-def check_supported(scenario, registry: Registry | None = None) -> None:
+@dataclass(frozen=True)
+class _Plan:
+    assay: Assay
+    options: dict
+    at: np.ndarray
+
+
+def _plans(arm, i: int) -> list[_Plan]:
+    out = []
+    for j, spec_ in enumerate(arm.assays):
+        where = f"arms[{i}].assays[{j}]"
+        if spec_.assay not in ASSAYS:
+            raise UnsupportedAssayError(
+                f"{where}.assay: got {spec_.assay!r}; expected an assay this version "
+                f"simulates: {sorted(ASSAYS)}")
+        assay = ASSAYS[spec_.assay]
+        out.append(_Plan(assay, resolve_options(assay, spec_.options, where),
+                         np.asarray(spec_.at, dtype=float)))
+    return out
+
+
+def check_supported(scenario, registry: Registry) -> None:
     """Every assay is simulated, its options are valid, and an arm's spine assays image
     one cell type that has a spine parameter set in the registry."""
-    from ketasim.spines.engine import spine_cells
-
-    cells = None
+    _require(registry)
+    cells = spine_cells(registry)
     for i, arm in enumerate(scenario.arms):
         arm_cell = None
-        for j, a in enumerate(arm.assays):
-            where = f"arms[{i}].assays[{j}]"
-            if a.assay not in ASSAYS:
-                raise UnsupportedAssayError(
-                    f"{where}.assay: got {a.assay!r}; expected an assay this version "
-                    f"simulates: {sorted(ASSAYS)}")
-            opts = resolve_options(ASSAYS[a.assay], a.options, where)
-            if a.assay not in SPINE_ASSAYS:
+        for j, plan in enumerate(_plans(arm, i)):
+            if not plan.assay.needs_spines:
                 continue
-            cells = cells or spine_cells(registry or load_registry())
-            if opts["cell"] not in cells:
-                raise AssayOptionError(f"{where}.options.cell: got {opts['cell']!r}; "
+            where = f"arms[{i}].assays[{j}]"
+            cell = plan.options["cell"]
+            if cell not in cells:
+                raise AssayOptionError(f"{where}.options.cell: got {cell!r}; "
                                        f"expected a cell type with spine parameters: {cells}")
-            if arm_cell is not None and opts["cell"] != arm_cell:
+            if arm_cell is not None and cell != arm_cell:
                 raise AssayOptionError(
-                    f"{where}.options.cell: got {opts['cell']!r}; an arm's spine assays "
+                    f"{where}.options.cell: got {cell!r}; an arm's spine assays "
                     f"measure one population, and an earlier assay of this arm uses "
                     f"{arm_cell!r}")
-            arm_cell = opts["cell"]
+            arm_cell = cell
 
 
-def simulate(scenario, seed: int | None = None, registry: Registry | None = None,
+def _require(registry) -> None:
+    if not isinstance(registry, Registry):
+        raise TypeError("simulate: the parameter registry is required (pass "
+                        "registry=ketasim.params.load_registry() for the defaults); got "
+                        f"{type(registry).__name__}")
+
+
+def simulate(scenario, seed: int | None = None, *, registry: Registry,
              progress: Callable[[str], None] | None = None, rtol: float = DEFAULT_RTOL,
-             atol: float = DEFAULT_ATOL) -> RunResult:
-    """Simulate every arm of ``scenario`` and measure its assays.
+             atol: float = DEFAULT_ATOL, chunk_subjects: int | None = None) -> RunResult:
+    """Simulate every arm of ``scenario`` with the parameters of ``registry`` and measure
+    its assays.
 
-    ``seed`` overrides the scenario's seed. Numbers depend only on the scenario, the
-    seed and the parameter registry (not on the number of cores).
+    ``seed`` overrides the scenario's seed. Numbers depend only on the scenario, the seed
+    and the registry (not on the number of cores or on ``chunk_subjects``, the largest
+    number of subjects processed at once; default: as many as fit in ``CHUNK_BYTES``).
     """
-    registry = registry or load_registry()
+    _require(registry)
     seed = scenario.seed if seed is None else int(seed)
     check_supported(scenario, registry)
-    species = scenario.species
     frames: list[pd.DataFrame] = []
-    tracking: dict[str, pd.DataFrame] = {}
-    calcium: dict[str, dict] = {}
-    tst: dict[str, dict] = {}
+    kept: dict[str, dict[str, dict]] = {}
     timings: dict[str, float] = {}
     steps: dict[str, float] = {}
     for i, arm in enumerate(scenario.arms):
         t0 = time.perf_counter()
-        cohort = sample_cohort(registry, species, arm.name, arm.n, seed,
-                               body_weight_kg=arm.body_weight_kg)
-        events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
-        plans = []
-        outputs: set[str] = set()
-        times: set[float] = set()
-        for j, spec_ in enumerate(arm.assays):
-            assay = ASSAYS[spec_.assay]
-            opts = resolve_options(assay, spec_.options, f"arms[{i}].assays[{j}]")
-            at = np.asarray(spec_.at, dtype=float)
-            times.update(assay.sample_times(at, opts).tolist())
-            outputs.update(assay.outputs)
-            plans.append((assay, opts, at))
+        plans = _plans(arm, i)
         if not plans:
             continue
-        spine_plan = _spine_plan(arm, plans, events)
-        if spine_plan is not None:
-            times.update(spine_plan["grid"].tolist())
-            outputs.update(SPINE_DRIVES)
-        grid = np.array(sorted(times))
-        names = tuple(sorted(outputs))
-        sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
-        steps[arm.name] = float(sim.steps.mean())
-        recording = None
-        if spine_plan is not None:
-            recording = _run_spines(registry, seed, arm, sim, grid, spine_plan)
-
-        def trajectory(output: str, at: np.ndarray, _sim=sim, _grid=grid) -> np.ndarray:
-            idx = np.searchsorted(_grid, at)
-            idx = np.clip(idx, 0, len(_grid) - 1)
-            if not np.all(_grid[idx] == at):
-                raise RuntimeError("assay asked for a time it did not declare")
-            return _sim.output(output)[:, idx]
-
-        for assay, opts, at in plans:
-            ctx = AssayContext(seed, arm.name, arm.n, species, opts, trajectory, recording,
-                               registry=registry)
-            rows = assay.measure(ctx, at)
-            if "tracking" in ctx.kept:
-                tracking[arm.name] = ctx.kept["tracking"]
-            if "calcium" in ctx.kept:
-                calcium[arm.name] = ctx.kept["calcium"]
-            if "tst" in ctx.kept:
-                tst[arm.name] = ctx.kept["tst"]
-            frames.append(pd.DataFrame({
-                "arm": arm.name, "subject": rows.subject.astype(np.int64),
-                "assay": assay.name, "readout": rows.readout.astype(str),
-                "time_h": rows.time_h.astype(float), "value": rows.value.astype(float),
-                "unit": rows.unit.astype(str)}))
+        arm_frames, arm_kept, arm_steps = _run_arm(
+            scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects)
+        frames.extend(arm_frames)
+        for name, k in arm_kept.items():
+            if k:
+                kept.setdefault(name, {})[arm.name] = k
+        steps[arm.name] = arm_steps
         timings[arm.name] = time.perf_counter() - t0
         if progress:
             progress(arm.name)
     readouts = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame({c: [] for c in READOUT_COLUMNS}))
     return RunResult(scenario, seed, readouts[READOUT_COLUMNS], timings,
-                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, tracking, calcium,
-                     tst)
+                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, kept)
 
 
-SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
+def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects):
+    times: set[float] = set()
+    outputs: set[str] = set()
+    for p in plans:
+        times.update(p.assay.sample_times(p.at, p.options).tolist())
+        outputs.update(p.assay.outputs)
+    # compile once for the protocol's shape (times, kinds); values are per chunk
+    probe = sample_cohort(registry, species, arm.name, 1, seed,
+                          body_weight_kg=arm.body_weight_kg, variability=False)
+    events0 = compile_arm(arm, species, probe, registry, arm_path=f"arms[{i}]")
+    spine_plan = _spine_plan(arm, plans, events0, registry)
+    if spine_plan is not None:
+        times.update(spine_plan["grid"].tolist())
+        outputs.update(SPINE_DRIVES)
+    grid = np.array(sorted(times))
+    names = tuple(sorted(outputs))
+    chunk = _chunk_size(arm.n, grid.size, len(names), spine_plan, registry, chunk_subjects)
+    frames: list[list[pd.DataFrame]] = [[] for _ in plans]  # per assay, chunk by chunk
+    parts, step_sum = {p.assay.name: [] for p in plans}, 0.0
+    for s0 in range(0, arm.n, chunk):
+        subjects = np.arange(s0, min(arm.n, s0 + chunk))
+        cohort = sample_cohort(registry, species, arm.name, arm.n, seed,
+                               body_weight_kg=arm.body_weight_kg, subjects=subjects)
+        events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
+        sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
+        step_sum += float(sim.steps.sum())
+        trajectory = _trajectory(sim, grid)
+        recording = stage = None
+        if spine_plan is not None:
+            recording = _run_spines(registry, seed, arm, sim, grid, spine_plan, subjects)
+            if any("circuit" in p.assay.reads for p in plans):
+                stage = CircuitStage.build(recording, trajectory, registry)
+        for j, p in enumerate(plans):
+            ctx = AssayContext(seed, arm.name, p.assay.name, subjects, species, p.options,
+                               trajectory, registry, recording, stage)
+            rows = p.assay.measure(ctx, p.at)
+            parts[p.assay.name].append(ctx.kept)
+            frames[j].append(pd.DataFrame({
+                "arm": arm.name, "subject": rows.subject.astype(np.int64),
+                "assay": p.assay.name, "readout": rows.readout.astype(str),
+                "time_h": rows.time_h.astype(float), "value": rows.value.astype(float),
+                "unit": rows.unit.astype(str)}))
+        del recording, stage, sim
+    kept = {name: _merge(next(p.assay for p in plans if p.assay.name == name), ks)
+            for name, ks in parts.items()}
+    # rows ordered assay, subject, readout, time whatever the chunk size
+    return [pd.concat(f, ignore_index=True) for f in frames], kept, step_sum / max(arm.n, 1)
 
 
-def _spine_plan(arm, plans, events) -> dict | None:
+def _merge(assay: Assay, kept: list[dict]) -> dict:
+    kept = [k for k in kept if k]
+    if assay.merge_kept is not None:
+        return assay.merge_kept(kept) if kept else {}
+    if len(kept) <= 1:
+        return kept[0] if kept else {}
+    out = {}
+    for key in kept[0]:
+        vals = [k[key] for k in kept if key in k]
+        out[key] = (pd.concat(vals, ignore_index=True)
+                    if all(isinstance(v, pd.DataFrame) for v in vals) else vals[0])
+    return out
+
+
+def _trajectory(sim, grid):
+    def trajectory(output: str, at: np.ndarray) -> np.ndarray:
+        idx = np.searchsorted(grid, at)
+        idx = np.clip(idx, 0, len(grid) - 1)
+        if not np.all(grid[idx] == at):
+            raise RuntimeError("assay asked for a time it did not declare")
+        return sim.output(output)[:, idx]
+    return trajectory
+
+
+def _chunk_size(n, n_times, n_outputs, spine_plan, registry, chunk_subjects) -> int:
+    if chunk_subjects is not None:
+        if int(chunk_subjects) < 1:
+            raise ValueError(f"chunk_subjects: got {chunk_subjects!r}; expected >= 1")
+        return int(chunk_subjects)
+    per = n_times * n_outputs * 8
+    if spine_plan is not None:
+        sp = SpineParams.from_registry(registry, spine_plan["cell"]).values
+        cap = int(3 * sp["density"] * sp["branch_length"]) + 16
+        per += len(spine_plan["record"]) * spine_plan["branches"] * cap * _SPINE_SLOT_BYTES
+    return max(1, min(n, CHUNK_BYTES // max(per, 1)))
+
+
+def spine_start(events) -> float:
+    """Start of the spine engine's grid: ``LEAD_IN_H`` before the protocol's first event
+    (or time 0), on the ``DT_H`` grid. It depends on the protocol only; imaging sessions
+    before it fall in the engine's baseline burn-in."""
+    first = min([0.0] + ([float(events.times[0])] if events.n else []))
+    return float(np.floor((first - LEAD_IN_H) / DT_H) * DT_H)
+
+
+def _spine_plan(arm, plans, events, registry) -> dict | None:
     """Engine grid, recording times, branches and photoactivation times of an arm whose
     assays need the spine layer (None if none do)."""
-    from ketasim.signaling.simulate import LEAD_IN_H
-    from ketasim.spines.simulate import DT_H
-
-    spine = [(a, o, at) for a, o, at in plans if a.name in SPINE_ASSAYS]
+    spine = [p for p in plans if p.assay.needs_spines]
     if not spine:
         return None
-    rec = sorted({float(t) for _, _, at in spine for t in at})
-    first = min([0.0, rec[0]] + ([float(events.times[0])] if events.n else []))
-    t0 = np.floor((first - LEAD_IN_H) / DT_H) * DT_H
-    if any(a.name in ("calcium_imaging", "tail_suspension", "escape_test", "fear_extinction")
-           for a, _, _ in spine):
-        rec = sorted({float(t0), *rec})  # the pre-protocol baseline the circuit scales by
-    n_steps = int(np.ceil((rec[-1] - t0) / DT_H)) + 1
-    photo = sorted(ev.at for ev in arm.protocol
-                   if getattr(ev, "intervention", None) == "as_parac1_photoactivation")
-    return {"grid": t0 + DT_H * np.arange(n_steps), "t0": float(t0), "record": rec,
-            "branches": max(int(o.get("branches", 4)) for _, o, _ in spine),
-            "cell": spine[0][1]["cell"],
-            "photo": np.array(photo, dtype=float)}
+    t0 = spine_start(events)
+    rec = sorted({float(t) for p in spine for t in p.at})
+    if any("circuit" in p.assay.reads for p in spine):
+        rec = sorted({t0, *rec})  # the pre-protocol baseline the circuit scales by
+    n_steps = int(np.ceil((max(rec[-1], t0) - t0) / DT_H)) + 1
+    return {"grid": t0 + DT_H * np.arange(n_steps), "t0": t0, "record": rec,
+            "branches": max(int(p.options.get("branches", 4)) for p in spine),
+            "cell": spine[0].options["cell"],
+            "photo": np.array(intervention_times(arm, "remove_new_spines"), dtype=float)}
 
 
-def _run_spines(registry, seed, arm, sim, grid, plan):
-    from ketasim.spines.engine import SpineParams
-    from ketasim.spines.simulate import simulate_spines
-
+def _run_spines(registry, seed, arm, sim, grid, plan, subjects):
     idx = np.searchsorted(grid, plan["grid"])
     drives = {d: sim.output(d)[:, idx] for d in SPINE_DRIVES}
-    photo = np.tile(plan["photo"], (arm.n, 1))
+    photo = np.tile(plan["photo"], (len(subjects), 1))
     return simulate_spines(SpineParams.from_registry(registry, plan["cell"]), seed, arm.name,
-                           arm.n,
-                           plan["branches"], drives, plan["t0"], plan["record"], photo)
+                           len(subjects), plan["branches"], drives, plan["t0"],
+                           plan["record"], photo, subjects=subjects)

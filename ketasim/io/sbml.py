@@ -15,7 +15,7 @@ from pathlib import Path
 import libsbml
 import numpy as np
 
-from ketasim.experiment.timeline import EventTable
+from ketasim.signaling.protocol import EventTable
 from ketasim.signaling import spec
 from ketasim.signaling.solver import EV_ADD_STATE, EV_SET_PARAM
 

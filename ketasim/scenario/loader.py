@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from ketasim.experiment.assays import ASSAYS as _ASSAY_CATALOGUE
 from .model import _TAGGED_MODELS, ERROR_TYPE, Scenario
 
 __all__ = [
@@ -680,11 +681,23 @@ def scenario_json_schema() -> dict[str, Any]:
     for definition in [schema, *schema.get("$defs", {}).values()]:
         if isinstance(definition.get("description"), str):
             definition["description"] = definition["description"].split("\n\n")[0]
+    _add_assay_options(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "ketasim scenario",
         **{key: value for key, value in schema.items() if key != "title"},
     }
+
+
+def _add_assay_options(schema: dict[str, Any]) -> None:
+    """Each assay's ``options`` (names, types, ranges, defaults) from its declaration."""
+    for definition in schema.get("$defs", {}).values():
+        props = definition.get("properties", {})
+        if "assay" in props and "options" in props and "at" in props:
+            definition["allOf"] = [
+                {"if": {"properties": {"assay": {"const": name}}, "required": ["assay"]},
+                 "then": {"properties": {"options": assay.option_schema()}}}
+                for name, assay in _ASSAY_CATALOGUE.items()]
 
 
 def scenario_hash(scenario: Scenario) -> str:

@@ -1,21 +1,30 @@
 """Names a scenario may use: drugs, routes, stressors, interventions, assays.
 
-Everything here is plain data. The scenario models look names up in these
-tables at validation time (not at import time), so a later layer extends the
-vocabulary by adding entries, for example::
+The scenario grammar (species, routes, dose kinds) is defined here. Everything else is
+derived, live, from the components' own declarations, so a component is declared once:
 
-    from ketasim.scenario import vocabulary
-    vocabulary.ASSAYS["tail_suspension"] = ("tst_immobility_s",)
+- drugs, their routes and notes from :data:`ketasim.pk.compounds.COMPOUNDS`;
+- stressors and interventions from :mod:`ketasim.signaling.protocol`;
+- assays and their readouts from the catalogue :data:`ketasim.experiment.assays.ASSAYS`.
 
-or with the small ``register_*`` helpers below, which also check the entry.
-The JSON Schema (:func:`ketasim.scenario.scenario_json_schema`) is generated
-from the current tables too.
+Adding a component there (or registering one at run time with
+:func:`ketasim.experiment.assays.register_assay`,
+:func:`ketasim.signaling.protocol.register_intervention`,
+:func:`ketasim.signaling.protocol.register_stressor` or
+:func:`ketasim.pk.compounds.register_compound`) extends the scenario vocabulary and the
+JSON Schema (:func:`ketasim.scenario.scenario_json_schema`) with no other edit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Literal, overload
+
+from ketasim.experiment.assays import ASSAYS as _ASSAY_CATALOGUE
+from ketasim.pk.compounds import ALL as _ALL_ROUTES
+from ketasim.pk.compounds import COMPOUNDS as _COMPOUNDS
+from ketasim.signaling.protocol import INTERVENTIONS as _INTERVENTIONS
+from ketasim.signaling.protocol import STRESSORS as _STRESSORS
 
 __all__ = [
     "ALL_READOUTS",
@@ -32,17 +41,54 @@ __all__ = [
     "all_readouts",
     "intervention_kind",
     "readouts_of",
-    "register_assay",
-    "register_drug",
-    "register_intervention",
 ]
+
+
+class _View(Mapping):
+    """A read-only mapping computed from a component table each time it is read."""
+
+    def __init__(self, table: Mapping, value: Callable):
+        self._table = table
+        self._value = value
+
+    def __getitem__(self, key):
+        return self._value(self._table[key])
+
+    def __iter__(self):
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+class _Names(Sequence[str]):
+    """A read-only sequence of a component table's names."""
+
+    def __init__(self, table: Mapping):
+        self._table = table
+
+    def __getitem__(self, index):
+        return tuple(self._table)[index]
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table
+
+    def __repr__(self) -> str:
+        return repr(tuple(self._table))
+
 
 #: Species a scenario may simulate.
 SPECIES: tuple[str, ...] = ("mouse", "rat", "human")
 
 #: Administration routes. ``bath`` is application to an acute slice;
 #: ``intracerebral`` is a local injection or cannula infusion into tissue.
-ROUTES: tuple[str, ...] = ("iv", "ip", "sc", "im", "intranasal", "oral", "bath", "intracerebral")
+ROUTES: tuple[str, ...] = _ALL_ROUTES
 
 #: The three kinds of dose a :class:`~ketasim.scenario.Dose` can be.
 DOSE_KINDS: tuple[str, ...] = ("per_kg", "absolute", "concentration")
@@ -60,139 +106,30 @@ ROUTE_DOSE_KINDS: dict[str, tuple[str, ...]] = {
     "intracerebral": ("absolute",),
 }
 
-_KETAMINES = ("iv", "ip", "sc", "im", "intranasal", "oral")
-_METABOLITES = ("iv", "ip", "sc", "oral")
-
-#: Drug name -> routes by which the simulator can give it.
-DRUGS: dict[str, tuple[str, ...]] = {
-    "saline": ROUTES,
-    "ketamine": _KETAMINES,
-    "esketamine": _KETAMINES,
-    "arketamine": _KETAMINES,
-    "norketamine": _METABOLITES,
-    "hnk": _METABOLITES,
-    "midazolam": ("iv", "im", "oral"),
-    "rapamycin": ("ip", "oral"),
-    "nbqx": ("ip", "sc", "intracerebral"),
-    "ana12": ("ip",),
-    "sch23390": ("ip", "sc", "intracerebral"),
-    "skf81297": ("ip", "bath"),
-    "h89": ("bath", "intracerebral"),
-    "ldopa": ("ip", "sc", "oral"),
-}
+#: Drug name -> routes by which the simulator can give it (from the compounds).
+DRUGS: Mapping[str, tuple[str, ...]] = _View(_COMPOUNDS, lambda c: tuple(c.routes))
 
 #: One-line description of each drug (used in the JSON Schema and the docs).
-DRUG_NOTES: dict[str, str] = {
-    "saline": "vehicle; the dose may be left out",
-    "ketamine": "racemic ketamine",
-    "esketamine": "S-ketamine",
-    "arketamine": "R-ketamine",
-    "norketamine": "norketamine, the first N-demethylated metabolite",
-    "hnk": "(2R,6R)-hydroxynorketamine",
-    "midazolam": "benzodiazepine used as an active placebo in trials",
-    "rapamycin": "mTORC1 inhibitor",
-    "nbqx": "AMPA receptor antagonist",
-    "ana12": "TrkB antagonist",
-    "sch23390": "D1-like receptor antagonist",
-    "skf81297": "D1-like receptor agonist",
-    "h89": "PKA inhibitor",
-    "ldopa": "dopamine precursor",
-}
+DRUG_NOTES: Mapping[str, str] = _View(_COMPOUNDS, lambda c: c.description)
 
 #: Stressor names for stress events.
-STRESSORS: tuple[str, ...] = ("cort", "restraint", "inescapable_shock")
+STRESSORS: Sequence[str] = _Names(_STRESSORS)
 
 #: Intervention name -> whether an event must give a ``duration``:
 #: ``"required"`` (it acts for a set time) or ``"forbidden"`` (it is permanent
 #: from ``at``, or instantaneous).
-INTERVENTIONS: dict[str, Literal["forbidden", "required"]] = {
-    "drd1_cko": "forbidden",
-    "pki_alpha": "forbidden",
-    "vta_da_chemogenetic_inhibition": "required",
-    "mpfc_da_terminal_activation": "required",
-    "mpfc_da_terminal_inhibition": "required",
-    "as_parac1_photoactivation": "forbidden",
-}
+INTERVENTIONS: Mapping[str, Literal["forbidden", "required"]] = _View(
+    _INTERVENTIONS, lambda iv: "required" if iv.kind == "timed" else "forbidden")
 
 #: Intervention name -> how it acts in time. ``"permanent"``: from ``at`` to
 #: the end of the experiment (a genetic manipulation), so it can be given at
 #: most once per arm; ``"instantaneous"``: a single pulse at ``at``;
-#: ``"timed"``: for ``duration`` from ``at``. Names missing here fall back to
-#: ``"timed"`` when a duration is required and ``"permanent"`` otherwise.
-INTERVENTION_KINDS: dict[str, Literal["permanent", "instantaneous", "timed"]] = {
-    "drd1_cko": "permanent",  # conditional Drd1 knock-out in mPFC
-    "pki_alpha": "permanent",  # viral PKI-alpha expression (PKA block)
-    "vta_da_chemogenetic_inhibition": "timed",
-    "mpfc_da_terminal_activation": "timed",
-    "mpfc_da_terminal_inhibition": "timed",
-    "as_parac1_photoactivation": "instantaneous",  # light pulse shrinking tagged spines
-}
+#: ``"timed"``: for ``duration`` from ``at``.
+INTERVENTION_KINDS: Mapping[str, Literal["permanent", "instantaneous", "timed"]] = _View(
+    _INTERVENTIONS, lambda iv: iv.kind)
 
-#: Assay name -> readouts it reports.
-ASSAYS: dict[str, tuple[str, ...]] = {
-    "plasma_pk": (
-        "ketamine_plasma_ng_ml",
-        "esketamine_plasma_ng_ml",
-        "arketamine_plasma_ng_ml",
-        "norketamine_plasma_ng_ml",
-        "hnk_plasma_ng_ml",
-    ),
-    "brain_pk": ("ketamine_brain_ng_g", "norketamine_brain_ng_g", "hnk_brain_ng_g"),
-    "microdialysis_da": ("da_pct_baseline",),
-    "western_blot": (
-        "bdnf_rel",
-        "perk_rel",
-        "pmtor_rel",
-        "peef2_rel",
-        "psd95_rel",
-        "glua1_rel",
-    ),
-    # Latent model variables, for inspecting the model rather than replicating a lab.
-    "signaling_state": (
-        "plasticity_potential",
-        "formation_drive",
-        "elimination_drive",
-        "activity_drive",
-        "synaptic_protein",
-        "glutamate_surge",
-        "da_rel",
-        "pka_rel",
-        "stress_load",
-        "occupancy_interneuron",
-        "occupancy_pyramidal",
-        "synaptic_potentiation",
-        "reward_potentiation",
-    ),
-    # Dendritic spines (ketasim.spines): repeated in vivo two-photon imaging of a few
-    # branches per animal, glutamate-uncaging spinogenesis in acute slices, and fixed
-    # tissue (Golgi or dye fill) at one time.
-    "two_photon_spines": ("spine_density_per_10um", "formation_pct", "elimination_pct"),
-    "uncaging_spinogenesis": ("uncaging_success",),
-    "fixed_tissue_spines": (
-        "spine_density_per_10um",
-        "mushroom_fraction",
-        "thin_fraction",
-        "stubby_fraction",
-        "filopodium_fraction",
-        "synaptic_spine_density_per_10um",
-    ),
-    "calcium_imaging": (
-        "calcium_transient_rate_per_min",
-        "sync_event_rate_per_min",
-        "sync_fraction_per_event",
-        "mean_pairwise_r",
-    ),
-    "tail_suspension": (
-        "tst_immobility_s",
-        "tst_immobile_bout_s",
-        "tst_struggle_bouts",
-        "tst_calcium_rise_s",
-    ),
-    "open_field": ("distance_cm",),
-    "sucrose_preference": ("sucrose_preference",),
-    "escape_test": ("escape_failure_fraction",),
-    "fear_extinction": ("extinction_freezing_fraction",),
-}
+#: Assay name -> readouts it reports (from the assays' declarations).
+ASSAYS: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.readout_names)
 
 
 def readouts_of(assay: str) -> tuple[str, ...]:
@@ -280,66 +217,3 @@ def intervention_kind(name: str) -> Literal["permanent", "instantaneous", "timed
     if kind is not None:
         return kind
     return "timed" if INTERVENTIONS.get(name) == "required" else "permanent"
-
-
-def _check_name(name: str) -> None:
-    if not (isinstance(name, str) and name.isidentifier() and name == name.lower()):
-        raise ValueError(f"vocabulary names are lower-case identifiers, got {name!r}")
-
-
-def register_drug(name: str, routes: Iterable[str], note: str = "") -> None:
-    """Add (or replace) a drug.
-
-    Parameters
-    ----------
-    name : str
-        Lower-case identifier.
-    routes : iterable of str
-        Routes from :data:`ROUTES`.
-    note : str, optional
-        One-line description.
-    """
-    _check_name(name)
-    routes = tuple(routes)
-    unknown = [r for r in routes if r not in ROUTES]
-    if unknown or not routes:
-        raise ValueError(f"routes must be a non-empty subset of {ROUTES}, got {routes!r}")
-    DRUGS[name] = routes
-    DRUG_NOTES[name] = note
-
-
-def register_assay(name: str, readouts: Iterable[str]) -> None:
-    """Add (or replace) an assay and its readouts.
-
-    Parameters
-    ----------
-    name : str
-        Lower-case identifier.
-    readouts : iterable of str
-        Lower-case identifiers, at least one.
-    """
-    _check_name(name)
-    readouts = tuple(readouts)
-    if not readouts:
-        raise ValueError(f"assay {name!r} needs at least one readout")
-    for readout in readouts:
-        _check_name(readout)
-    ASSAYS[name] = readouts
-
-
-def register_intervention(name: str, kind: Literal["permanent", "instantaneous", "timed"]) -> None:
-    """Add (or replace) an intervention.
-
-    Parameters
-    ----------
-    name : str
-        Lower-case identifier.
-    kind : {"permanent", "instantaneous", "timed"}
-        How it acts in time; ``"timed"`` interventions require a duration,
-        the others forbid one.
-    """
-    _check_name(name)
-    if kind not in ("permanent", "instantaneous", "timed"):
-        raise ValueError(f"kind must be permanent, instantaneous or timed, got {kind!r}")
-    INTERVENTIONS[name] = "required" if kind == "timed" else "forbidden"
-    INTERVENTION_KINDS[name] = kind

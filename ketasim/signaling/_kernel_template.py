@@ -164,7 +164,7 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
         stiff = method == METHOD_ROS3
     switching = method == METHOD_AUTO
     n_since_jac = 0
-    while t < t_end:
+    while t < t_end and i_out < n_out:
         if n_steps >= max_steps:
             return STATUS_TOO_MANY_STEPS, t, i_out, n_steps, h
         last = False
@@ -283,7 +283,6 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
     while i_out < n_out and out_times[i_out] < t:  # before the start: the start state
         _record(y, p, o_full, out_sel, out, i_out)
         i_out += 1
-    t_final = out_times[n_out - 1] if n_out > 0 else t
     h = 0.0
     while True:
         while i_ev < n_ev and ev_times[i_ev] <= t:
@@ -303,8 +302,11 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
             i_out += 1
         if i_out >= n_out:
             return STATUS_OK, n_steps
-        t_end = t_final
-        if i_ev < n_ev and ev_times[i_ev] < t_end:
+        # a segment ends at the next event; after the last event it runs until the
+        # outputs are done, with no step shortened to land on the last output time, so
+        # the steps (and every output) do not depend on how far the outputs reach
+        t_end = np.inf
+        if i_ev < n_ev:
             t_end = ev_times[i_ev]
         st, t, i_out, n_steps, h = _segment(
             y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max, max_steps,

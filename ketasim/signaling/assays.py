@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketasim.experiment.measure import Assay, AssayContext, AssayRows, same_times, subject_noise
+from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.streams import subject_noise
+from ketasim.signaling.spec import OUTPUTS
 
 _N_WINDOW = 5  # points per microdialysis collection interval (trapezoid rule)
 
@@ -33,14 +35,14 @@ def _measure_dialysis(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     w = np.full(_N_WINDOW, 1.0)
     w[0] = w[-1] = 0.5
     mean_da = (da * w).sum(axis=2) / w.sum() if width > 0 else da[:, :, -1]
-    z = subject_noise(ctx.seed, ctx.arm, ctx.n, "microdialysis_da", (len(at),))
+    z = subject_noise(ctx.seed, ctx.arm, ctx.subjects, "microdialysis_da", (len(at),))
     cv = float(ctx.options["cv"])
     sigma = np.sqrt(np.log1p(cv**2))
     sample = mean_da * np.exp(sigma * z - sigma**2 / 2)
     pre = at <= 0.0
     baseline = sample[:, pre].mean(axis=1, keepdims=True) if pre.any() else np.ones((ctx.n, 1))
     pct = 100.0 * sample / baseline
-    return AssayRows.from_grid(pct[:, :, None], at, ["da_pct_baseline"], ["% baseline"])
+    return ctx.rows(pct[:, :, None], at, ["da_pct_baseline"], ["% baseline"])
 
 
 _WB = {
@@ -52,9 +54,9 @@ _WB = {
 def _measure_wb(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     readouts = list(_WB)
     true = np.stack([ctx.trajectory(_WB[r], at) for r in readouts], axis=2)
-    z = subject_noise(ctx.seed, ctx.arm, ctx.n, "western_blot", true.shape[1:])
+    z = subject_noise(ctx.seed, ctx.arm, ctx.subjects, "western_blot", true.shape[1:])
     sigma = np.sqrt(np.log1p(float(ctx.options["cv"]) ** 2))
-    return AssayRows.from_grid(true * np.exp(sigma * z - sigma**2 / 2), at, readouts,
+    return ctx.rows(true * np.exp(sigma * z - sigma**2 / 2), at, readouts,
                                ["x baseline"] * len(readouts))
 
 
@@ -71,21 +73,24 @@ _STATE = {
 
 
 def _measure_state(ctx: AssayContext, at: np.ndarray) -> AssayRows:
-    from ketasim.signaling.spec import OUTPUTS
-
-    units = {o[0]: o[2] for o in OUTPUTS}
+    units = _UNITS
     readouts = list(_STATE)
     vals = np.stack([ctx.trajectory(_STATE[r], at) for r in readouts], axis=2)
-    return AssayRows.from_grid(vals, at, readouts, [units[_STATE[r]] for r in readouts])
+    return ctx.rows(vals, at, readouts, [units[_STATE[r]] for r in readouts])
 
+
+_UNITS = {o[0]: o[2] for o in OUTPUTS}
 
 MICRODIALYSIS_DA = Assay(
     "microdialysis_da", "mPFC extracellular dopamine by microdialysis (% baseline)",
-    ("da_rel",), _dialysis_times, _measure_dialysis, options={"interval_min": 20.0, "cv": 0.1},
+    (Readout("da_pct_baseline", "% baseline"),), _measure_dialysis, outputs=("da_rel",),
+    sample_times=_dialysis_times, options={"interval_min": 20.0, "cv": 0.1},
     positive=("interval_min",))
 WESTERN_BLOT = Assay(
     "western_blot", "PFC synaptoneurosome western blot (x baseline)",
-    tuple(_WB.values()), same_times, _measure_wb, options={"cv": 0.15})
+    tuple(Readout(r, "x baseline") for r in _WB), _measure_wb, outputs=tuple(_WB.values()),
+    options={"cv": 0.15})
 SIGNALING_STATE = Assay(
     "signaling_state", "latent signalling drives (model inspection, no noise)",
-    tuple(_STATE.values()), same_times, _measure_state, options={})
+    tuple(Readout(r, _UNITS[o]) for r, o in _STATE.items()), _measure_state,
+    outputs=tuple(_STATE.values()))

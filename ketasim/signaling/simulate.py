@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ketasim.experiment.cohort import Cohort
-from ketasim.experiment.timeline import EventTable
+from ketasim.core.cohort import Cohort
 from ketasim.signaling import spec
+from ketasim.signaling.protocol import EventTable
 from ketasim.signaling.solver import METHODS, integrate_batch
 
 DEFAULT_RTOL = 1e-6
 DEFAULT_ATOL = 1e-9
-# a start well before the first event: every subject starts at its drug-free baseline
+# a start before the first event: every subject starts at its drug-free baseline
 LEAD_IN_H = 1.0
 
 
@@ -42,9 +42,20 @@ def initial_state(n: int) -> np.ndarray:
     return np.tile(np.array([s.initial for s in spec.STATES]), (n, 1))
 
 
-def start_time(events: EventTable, times_h: np.ndarray) -> float:
-    first = min([0.0, float(np.min(times_h)) if len(times_h) else 0.0]
-                + ([float(events.times[0])] if events.n else []))
+def parameter_vector(cohort: Cohort) -> np.ndarray:
+    """The solver's parameter vector per subject (model parameters, controls at 0)."""
+    out = np.zeros((cohort.n, spec.N_PVEC))
+    for j, p in enumerate(spec.PARAMS):
+        out[:, j] = cohort.get(p.registry.format(species=cohort.species))
+    return out
+
+
+def start_time(events: EventTable, times_h: np.ndarray | None = None) -> float:
+    """Where integration starts: ``LEAD_IN_H`` before the protocol's first event (or
+    time 0). It depends on the protocol only, never on the output times: outputs asked
+    for before it are the baseline state, so adding an assay (an output time) does not
+    move any other output."""
+    first = min([0.0] + ([float(events.times[0])] if events.n else []))
     return first - LEAD_IN_H
 
 
@@ -68,7 +79,7 @@ def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None
         raise ValueError(f"unknown outputs {unknown}; known: {spec.OUTPUT_NAMES}")
     sel = np.array([spec.OUTPUT_NAMES.index(o) for o in names], dtype=np.int64)
     y0 = initial_state(cohort.n)
-    pvec = cohort.pvec()
+    pvec = parameter_vector(cohort)
     t0 = start_time(events, times)
     shape = (cohort.n, times.size, sel.size)
     if out is None:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ketasim.experiment.measure import Assay, AssayContext, AssayRows, assay_rng, same_times
+from ketasim.analysis.spines import density_per_10um, turnover
+from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
 
 CLASSES = ("mushroom", "thin", "stubby", "filopodium")
 
@@ -39,14 +40,15 @@ def observed_tracking(ctx: AssayContext, at: np.ndarray) -> pd.DataFrame:
     classes = np.array(["filopodium", "thin", "stubby", "mushroom"])[rec.classes()]
     frames = []
     for s in range(ctx.n):  # one stream per subject; vectorised over its spines
-        g = assay_rng(ctx.seed, ctx.arm, s, "two_photon_spines")
+        g = ctx.rng(s)
+        subject = str(int(ctx.subjects[s]))
         for j, r in enumerate(idx):
             alive = rec.alive[s, r, :nb].astype(bool)
             seen = alive & (size[s, r, :nb] >= o["detection_um3"]) & (
                 g.random(alive.shape) >= o["miss"])
             b, k = np.nonzero(seen)
             pos = np.clip(rec.pos[s, r, b, k] + g.normal(0, o["jitter_um"], b.size), 0, L)
-            part = pd.DataFrame({"subject": str(s), "branch": b.astype(str),
+            part = pd.DataFrame({"subject": subject, "branch": b.astype(str),
                                  "spine_id": rec.sid[s, r, b, k].astype(str),
                                  "time_h": float(at[j]), "position_um": pos,
                                  "size": size[s, r, b, k], "class": classes[s, r, b, k]})
@@ -54,7 +56,7 @@ def observed_tracking(ctx: AssayContext, at: np.ndarray) -> pd.DataFrame:
             if n_fp.sum():
                 fb = np.repeat(np.arange(nb), n_fp)
                 part = pd.concat([part, pd.DataFrame({
-                    "subject": str(s), "branch": fb.astype(str),
+                    "subject": subject, "branch": fb.astype(str),
                     "spine_id": [f"fp{j}_{i}" for i in range(fb.size)],
                     "time_h": float(at[j]), "position_um": g.random(fb.size) * L,
                     "size": o["detection_um3"], "class": "filopodium"})])
@@ -70,25 +72,23 @@ def _two_photon(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Per animal: density per 10 um at each session (mean over its branches), and
     formation/elimination % of the spines seen at the previous session (pooled over its
     branches), computed by ``ketasim.analysis.spines`` exactly as for a lab's table."""
-    from ketasim.analysis.spines import density_per_10um, turnover
-
     table = observed_tracking(ctx, at)
     ctx.keep("tracking", table)
     n, nt = ctx.n, len(at)
     values = np.full((n, nt, 3), np.nan)
     dens = density_per_10um(table).groupby(["subject", "time_h"])["density_per_10um"].mean()
+    ids = [str(int(x)) for x in ctx.subjects]
     for j, t in enumerate(at):
         for s in range(n):
-            values[s, j, 0] = dens.get((str(s), float(t)), 0.0)
+            values[s, j, 0] = dens.get((ids[s], float(t)), 0.0)
         if j == 0:
             continue
         per = turnover(table, float(at[j - 1]), float(t)).per_subject.set_index("subject")
         for s in range(n):
-            if str(s) in per.index:
-                values[s, j, 1] = per.loc[str(s), "formation_pct"]
-                values[s, j, 2] = per.loc[str(s), "elimination_pct"]
-    return AssayRows.from_grid(values, at, ["spine_density_per_10um", "formation_pct",
-                                            "elimination_pct"], ["per 10 um", "%", "%"])
+            if ids[s] in per.index:
+                values[s, j, 1] = per.loc[ids[s], "formation_pct"]
+                values[s, j, 2] = per.loc[ids[s], "elimination_pct"]
+    return ctx.rows(values, at, TWO_PHOTON.readout_names, TWO_PHOTON.units)
 
 
 def _uncaging(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -96,9 +96,9 @@ def _uncaging(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     trials = int(ctx.options["cells"]) * int(ctx.options["attempts"])
     out = np.empty((ctx.n, len(at), 1))
     for s in range(ctx.n):
-        g = assay_rng(ctx.seed, ctx.arm, s, "uncaging_spinogenesis")
+        g = ctx.rng(s)
         out[s, :, 0] = g.binomial(trials, np.clip(pp[s], 0.0, 1.0)) / trials
-    return AssayRows.from_grid(out, at, ["uncaging_success"], ["fraction"])
+    return ctx.rows(out, at, UNCAGING.readout_names, UNCAGING.units)
 
 
 def _fixed(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -119,24 +119,38 @@ def _fixed(ctx: AssayContext, at: np.ndarray) -> AssayRows:
                 n_seen, 1)
         # spines carrying a synapse (a PSD95 punctum in a co-stain)
         out[:, j, 5] = (seen & (rec.synapse[:, r, :nb] == 1)).sum(axis=(1, 2)) * per_10um
-    return AssayRows.from_grid(out, at, ["spine_density_per_10um", "mushroom_fraction",
-                                         "thin_fraction", "stubby_fraction",
-                                         "filopodium_fraction",
-                                         "synaptic_spine_density_per_10um"],
-                               ["per 10 um", "fraction", "fraction", "fraction", "fraction",
-                                "per 10 um"])
+    return ctx.rows(out, at, FIXED.readout_names, FIXED.units)
 
 
-TWO_PHOTON = Assay("two_photon_spines", "in vivo two-photon imaging of spines", (),
-                   same_times, _two_photon,
-                   options={"branches": 4, "detection_um3": 0.01, "miss": 0.02,
-                            "false_pos_per_100um": 0.5, "jitter_um": 0.2,
-                            "cell": "mpfc_l5"},
-                   positive=("branches", "detection_um3"), fractions=("miss",))
-UNCAGING = Assay("uncaging_spinogenesis", "glutamate-uncaging spinogenesis in acute slices",
-                 ("plasticity_potential",), same_times, _uncaging,
-                 options={"cells": 3, "attempts": 8}, positive=("cells", "attempts"))
-FIXED = Assay("fixed_tissue_spines", "Golgi or dye-filled fixed tissue", (), same_times, _fixed,
-              options={"branches": 10, "detection_um3": 0.01, "cell": "mpfc_l5"},
-              positive=("branches", "detection_um3"))
-SPINE_ASSAYS = ("two_photon_spines", "fixed_tissue_spines")
+def _concat_tracking(kept: list[dict]) -> dict:
+    tables = [k["tracking"] for k in kept if "tracking" in k]
+    return {"tracking": pd.concat(tables, ignore_index=True)} if tables else {}
+
+
+def _write_tracking(kept: dict, path) -> None:
+    """``spines_tracking.parquet``: the observed tracking tables of every arm."""
+    pd.concat([k["tracking"] for k in kept.values()], ignore_index=True).to_parquet(
+        path, index=False)
+
+
+TWO_PHOTON = Assay(
+    "two_photon_spines", "in vivo two-photon imaging of spines",
+    (Readout("spine_density_per_10um", "per 10 um"), Readout("formation_pct", "%"),
+     Readout("elimination_pct", "%")), _two_photon,
+    options={"branches": 4, "detection_um3": 0.01, "miss": 0.02, "false_pos_per_100um": 0.5,
+             "jitter_um": 0.2, "cell": "mpfc_l5"},
+    positive=("branches", "detection_um3"), fractions=("miss",), reads=("spines",),
+    figures=("ketasim.report.spine_maps:tracking_figures",),
+    artifacts={"spines_tracking.parquet": _write_tracking}, merge_kept=_concat_tracking)
+UNCAGING = Assay(
+    "uncaging_spinogenesis", "glutamate-uncaging spinogenesis in acute slices",
+    (Readout("uncaging_success", "fraction"),), _uncaging, outputs=("plasticity_potential",),
+    options={"cells": 3, "attempts": 8}, positive=("cells", "attempts"))
+FIXED = Assay(
+    "fixed_tissue_spines", "Golgi or dye-filled fixed tissue",
+    (Readout("spine_density_per_10um", "per 10 um"), Readout("mushroom_fraction", "fraction"),
+     Readout("thin_fraction", "fraction"), Readout("stubby_fraction", "fraction"),
+     Readout("filopodium_fraction", "fraction"),
+     Readout("synaptic_spine_density_per_10um", "per 10 um")), _fixed,
+    options={"branches": 10, "detection_um3": 0.01, "cell": "mpfc_l5"},
+    positive=("branches", "detection_um3"), reads=("spines",))

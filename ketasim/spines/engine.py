@@ -54,7 +54,8 @@ from functools import lru_cache
 import numba
 import numpy as np
 
-from ketasim.spines.rng import (
+from ketasim.core.streams import PURPOSE_SPINES, xoroshiro_states
+from ketasim.core.xoroshiro import (
     next_double,
     next_normal,
     next_normal_fast,
@@ -183,8 +184,8 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
     """Refine f0 so that the engine's own stationary density equals the target: the
     mean-field lifetime ignores the spread of sizes (Jensen's inequality) and cascades
     of coupled eliminations, which shift the steady state by several percent. Two
-    fixed-point iterations on 400 branches over 150 days at baseline, with a fixed
-    stream (deterministic); cached per parameter set."""
+    fixed-point iterations on 400 branches over 150 days at baseline, with fixed
+    streams (deterministic); cached per parameter set."""
     p = np.array(pvec)
     target = p[I_DENSITY]
     n_br, cap = 400, int(3 * target * p[I_LENGTH]) + 16
@@ -198,8 +199,8 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
         dummy_i8 = np.zeros(shape, np.int8)
         dummy_u8 = np.zeros(shape, np.uint8)
         dummy_i64 = np.zeros(shape, np.int64)
-        counts = np.zeros((1, 4), np.int64)
-        state = np.array([[0x9E3779B97F4A7C15, 0xD1B54A32D192ED03]], dtype=np.uint64)
+        counts = np.zeros((1, n_br, 4), np.int64)
+        state = xoroshiro_states(0, "f0-calibration", 1, PURPOSE_SPINES, n_br)
         run_spines(p, f0, 0.0, dt, n_steps, ones, ones, ones, n_br, cap, state,
                    np.zeros((1, 0)), rec, alive, dummy_f, dummy_f, dummy_i8, dummy_u8,
                    dummy_u8, dummy_i64, counts)
@@ -215,11 +216,12 @@ def _one_minus_exp(x):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, state,
-                 photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
-                 rec_stubby, rec_sid, counts):
-    """Burn in and step subject ``s`` (arguments as ``run_spines``; ``state``: the
-    subject's own stream, advanced in place).
+def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap,
+                 state, photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin,
+                 rec_syn, rec_stubby, rec_sid, counts):
+    """Burn in and step ``n_branches`` branches of subject ``s``, recorded as branches
+    ``bo, bo + 1, ...`` (arguments as ``run_spines``; ``state``: their own stream,
+    advanced in place; ``run_spines`` runs one branch per call, each with its own stream).
 
     The rules are closures over the subject's arrays, which numba inlines where they are
     called: a helper taking the arrays as arguments would pay an atomic reference-count
@@ -525,46 +527,56 @@ def _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, c
     i_rec = 0
     i_pa = 0
     n_pa = photo_times.shape[1]
+    # recordings before ``t_start`` fall in the burn-in, at baseline drives: a
+    # pre-protocol imaging session sees the stationary state
     for i in range(-n_burn, n_steps + 1):
         t = t_start + i * dt
         F = E = P = 1.0
+        if i == 0:
+            origin[:] = 0  # spines alive at the start count as pre-existing
+            stats[:] = 0
         if i >= 0:
-            if i == 0:
-                origin[:] = 0  # spines alive at the start count as pre-existing
-                stats[:] = 0
             while i_pa < n_pa and photo_times[s, i_pa] <= t:
                 photoactivate(photo_times[s, i_pa])
                 i_pa += 1
-            while i_rec < n_rec and rec_times[i_rec] <= t:
-                for b in range(n_branches):
-                    for k in range(cap):
-                        rec_alive[s, i_rec, b, k] = 1 if k < n_alive[b] else 0
-                rec_pos[s, i_rec] = pos
-                rec_size[s, i_rec] = logsize
-                rec_origin[s, i_rec] = origin
-                rec_syn[s, i_rec] = synapse
-                rec_stubby[s, i_rec] = stubby
-                rec_sid[s, i_rec] = sid
-                i_rec += 1
-            if i == n_steps:
-                break
+        while i_rec < n_rec and rec_times[i_rec] <= t:
+            for b in range(n_branches):
+                for k in range(cap):
+                    rec_alive[s, i_rec, bo + b, k] = 1 if k < n_alive[b] else 0
+                rec_pos[s, i_rec, bo + b] = pos[b]
+                rec_size[s, i_rec, bo + b] = logsize[b]
+                rec_origin[s, i_rec, bo + b] = origin[b]
+                rec_syn[s, i_rec, bo + b] = synapse[b]
+                rec_stubby[s, i_rec, bo + b] = stubby[b]
+                rec_sid[s, i_rec, bo + b] = sid[b]
+            i_rec += 1
+        if i == n_steps:
+            break
+        if i >= 0:
             F, E, P = form[s, i], elim[s, i], synp[s, i]
         step(t, size_every * dt if (n_burn + i) % size_every == 0 else 0.0, F, E, P)
-    for c in range(counts.shape[1]):
-        counts[s, c] = stats[c]
+    for c in range(counts.shape[2]):
+        counts[s, bo, c] = stats[c]
 
 
 @numba.njit(parallel=True, cache=True)
 def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, states,
                photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
                rec_stubby, rec_sid, counts):
-    """Step every subject from ``t_start`` for ``n_steps`` of ``dt`` hours.
+    """Step every branch of every subject from ``t_start`` for ``n_steps`` of ``dt`` hours,
+    each branch on its own stream ``states[s, b]`` ((n_sub, n_branches, 2) uint64), so a
+    branch's spines do not depend on how many branches are simulated.
 
     ``form``, ``elim``, ``synp``: (n_sub, n_steps) drives at the step starts. Recording
     arrays have shape (n_sub, n_rec, n_branches, cap) (live spines in the first slots of
-    each branch, flagged in ``rec_alive``). ``counts``: (n_sub, 4): formations,
-    eliminations, formations lost to a full branch, spine-steps."""
-    for s in numba.prange(form.shape[0]):
-        _run_subject(s, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap,
-                     states[s].copy(), photo_times, rec_times, rec_alive, rec_pos, rec_size,
-                     rec_origin, rec_syn, rec_stubby, rec_sid, counts)
+    each branch, flagged in ``rec_alive``); recordings before ``t_start`` (at least
+    ``t_start`` minus the burn-in) see the baseline burn-in. ``counts``: (n_sub,
+    n_branches, 4): formations, eliminations, formations lost to a full branch,
+    spine-steps."""
+    n_sub = form.shape[0]
+    for q in numba.prange(n_sub * n_branches):
+        s = q // n_branches
+        b = q % n_branches
+        _run_subject(s, b, p, f0, t_start, dt, n_steps, form, elim, synp, 1, cap,
+                     states[s, b].copy(), photo_times, rec_times, rec_alive, rec_pos,
+                     rec_size, rec_origin, rec_syn, rec_stubby, rec_sid, counts)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ketasim.spines.engine import ORIGINS, SpineParams, run_spines
-from ketasim.spines.rng import subject_states
+from ketasim.core.streams import PURPOSE_SPINES, xoroshiro_states
 
 DT_H = 6.0  # engine step (h): resolves the 12-24 h formation window and daily imaging
 DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
@@ -59,24 +59,35 @@ class SpineRecording:
 
 def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_branches: int,
                     drives: dict[str, np.ndarray], t_start: float, record_times,
-                    photo_times: np.ndarray | None = None) -> SpineRecording:
+                    photo_times: np.ndarray | None = None,
+                    subjects: np.ndarray | None = None) -> SpineRecording:
     """Step the engine from ``t_start`` on the ``DT_H`` grid of the drive arrays
-    ((n_sub, n_steps) each, values at the step starts) and record at ``record_times``."""
+    ((n_sub, n_steps) each, values at the step starts) and record at ``record_times``
+    (times before ``t_start`` fall in the baseline burn-in, which lasts
+    ``burn_in_d`` days). Each branch of each subject has its own random stream, keyed by
+    the subject's global index in ``subjects`` (default ``0 .. n_sub - 1``) and the
+    branch, so adding branches or subjects leaves the others' spines unchanged."""
     form = np.ascontiguousarray(drives["formation_drive"], dtype=float)
     n_steps = form.shape[1]
     rec = np.asarray(sorted(record_times), dtype=float)
+    earliest = t_start - params.values["burn_in_d"] * 24.0
+    if rec.size and rec[0] < earliest:
+        raise ValueError(f"spine recording at {rec[0]:g} h precedes the simulation's start "
+                         f"({t_start:g} h) by more than the burn-in "
+                         f"({params.values['burn_in_d']:g} days)")
+    subjects = np.arange(n_sub) if subjects is None else np.asarray(subjects)
     cap = int(3 * params.values["density"] * params.values["branch_length"]) + 16
     shape = (n_sub, rec.size, n_branches, cap)
     out = {"alive": np.zeros(shape, np.uint8), "pos": np.zeros(shape),
            "logsize": np.zeros(shape), "origin": np.zeros(shape, np.int8),
            "synapse": np.zeros(shape, np.uint8), "stubby": np.zeros(shape, np.uint8),
            "sid": np.zeros(shape, np.int64)}
-    counts = np.zeros((n_sub, 4), np.int64)
+    counts = np.zeros((n_sub, n_branches, 4), np.int64)
     photo = np.zeros((n_sub, 0)) if photo_times is None else np.ascontiguousarray(photo_times)
     run_spines(params.vector(), params.stationary_formation_rate(DT_H), float(t_start), DT_H,
                n_steps, form, np.ascontiguousarray(drives["elimination_drive"], dtype=float),
                np.ascontiguousarray(drives["synaptic_protein"], dtype=float), n_branches, cap,
-               subject_states(seed, arm, n_sub), photo, rec, out["alive"], out["pos"],
+               xoroshiro_states(seed, arm, subjects, PURPOSE_SPINES, n_branches), photo, rec, out["alive"], out["pos"],
                out["logsize"], out["origin"], out["synapse"], out["stubby"], out["sid"], counts)
-    return SpineRecording(rec, branch_length_um=params.values["branch_length"], counts=counts,
-                          **out)
+    return SpineRecording(rec, branch_length_um=params.values["branch_length"],
+                          counts=counts.sum(axis=1), **out)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ketasim.params import Registry
 from ketasim.validation.statistic import StatisticError, evaluate
 from ketasim.validation.targets import Target, load_targets, replica_paths
 
@@ -136,7 +137,7 @@ def _worker_init() -> None:
     numba.set_num_threads(1)
 
 
-def run_replica(path: str) -> ReplicaRun:
+def run_replica(path: str, registry: Registry) -> ReplicaRun:
     """Simulate one replica (in a worker process)."""
     from ketasim.analysis.stats import compare
     from ketasim.experiment.runner import simulate
@@ -144,20 +145,21 @@ def run_replica(path: str) -> ReplicaRun:
 
     t0 = time.perf_counter()
     sc = load_scenario(path)
-    res = simulate(sc)
+    res = simulate(sc, registry=registry)
     stats = compare(res.readouts, sc.compare)
     return ReplicaRun(Path(path).stem, sc, res.readouts, stats, time.perf_counter() - t0,
                       res.tracking, res.calcium, res.tst)
 
 
-def replicate(path: str, offset: int, statistics: dict[str, str]) -> tuple[str, dict[str, float]]:
+def replicate(path: str, offset: int, statistics: dict[str, str],
+              registry: Registry) -> tuple[str, dict[str, float]]:
     """The replica at seed ``seed + offset``: each target's statistic (NaN where it cannot
     be computed). Only the numbers travel back from the worker."""
     from ketasim.experiment.runner import simulate
     from ketasim.scenario import load_scenario
 
     sc = load_scenario(path)
-    res = simulate(sc, seed=sc.seed + offset)
+    res = simulate(sc, seed=sc.seed + offset, registry=registry)
     values = {}
     for tid, expr in statistics.items():
         try:
@@ -215,18 +217,19 @@ def check_seeds(seeds) -> None:
 def validate(only: list[str] | None = None, workers: int | None = None,
              progress: Callable[[str], None] | None = None,
              extra_replicas: Path | None = None,
-             extra_targets: Path | None = None, seeds: int = 0) -> ValidationResult:
+             extra_targets: Path | None = None, seeds: int = 0, *,
+             registry: Registry) -> ValidationResult:
     """Run the chosen replicas (all by default) and judge their targets; with ``seeds``
     > 0 also count each target's passes over that many further seeds (see the module
     docstring). ``progress`` is called once per replica run, ``(1 + seeds) x replicas``
-    times in all."""
+    times in all. ``registry``: the model parameters every replica runs with."""
     check_seeds(seeds)
     t0 = time.perf_counter()
     paths, targets = sources(extra_replicas, extra_targets)
     chosen = plan(only, paths, targets)
-    jobs = [(run_replica, (str(paths[name]),)) for name in chosen]
+    jobs = [(run_replica, (str(paths[name]), registry)) for name in chosen]
     jobs += [(replicate, (str(paths[name]), k, {tid: targets[tid].statistic
-                                                 for tid in chosen[name]}))
+                                                 for tid in chosen[name]}, registry))
              for k in range(1, seeds + 1) for name in chosen]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     runs: dict[str, ReplicaRun] = {}

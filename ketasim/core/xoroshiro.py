@@ -1,28 +1,15 @@
 """A per-subject random stream usable inside numba kernels.
 
-Each subject's stream is xoroshiro128+ (Blackman & Vigna 2018) seeded from the
-subject's ``SeedSequence`` (the same keys as everywhere else in ketasim), so spine
-dynamics of a subject never depend on how subjects are split across threads or chunks.
+Each stream is xoroshiro128+ (Blackman & Vigna 2018) seeded from a ``SeedSequence`` of
+the scheme in :mod:`ketasim.core.streams` (:func:`~ketasim.core.streams.xoroshiro_states`),
+so the dynamics of a subject (or of one of its branches) never depend on how subjects
+are split across threads or chunks.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-
-from ketasim.experiment.cohort import PURPOSE_SPINES, arm_key
-
-
-def subject_states(seed: int, arm: str, n: int, purpose: int = PURPOSE_SPINES) -> np.ndarray:
-    """(n, 2) uint64 xoroshiro128+ states, one per subject."""
-    out = np.empty((n, 2), dtype=np.uint64)
-    for i in range(n):  # once per subject
-        ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(arm_key(arm), i, purpose))
-        st = ss.generate_state(2, dtype=np.uint64)
-        if st[0] == 0 and st[1] == 0:  # the all-zero state is excluded by the generator
-            st[0] = np.uint64(1)
-        out[i] = st
-    return out
 
 
 @numba.njit(inline="always")

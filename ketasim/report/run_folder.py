@@ -15,7 +15,7 @@ import ketasim
 from ketasim.analysis.stats import compare, summarize
 from ketasim.experiment.runner import RunResult
 from ketasim.io.results import atomic_dir, write_json, write_readouts
-from ketasim.params import Registry, load_registry
+from ketasim.params import Registry
 from ketasim.report.html import write_report
 from ketasim.scenario import scenario_hash
 
@@ -43,9 +43,9 @@ def manifest(result: RunResult, registry: Registry, wall_s: float) -> dict:
     }
 
 
-def write_run(result: RunResult, out: Path, overwrite: bool = False,
-              registry: Registry | None = None, wall_s: float = 0.0) -> Path:
-    registry = registry or load_registry()
+def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool = False,
+              wall_s: float = 0.0) -> Path:
+    """Write the run folder; ``registry`` is the one the run used (for the manifest)."""
     summary = summarize(result.readouts)
     stats = compare(result.readouts, result.scenario.compare)
     man = manifest(result, registry, wall_s)

@@ -1,0 +1,206 @@
+"""The assay protocol: what an assay declares, what it sees, and what it returns.
+
+An assay is measured the way a lab measures it: at its own sampling times, with the
+lab's noise, per subject. It is declared once, as an :class:`Assay` value in its own
+layer's module, with everything the rest of ketasim derives from it:
+
+- ``name``, ``description``;
+- ``readouts``: the :class:`Readout` values (name and unit) it reports; the scenario
+  vocabulary, the JSON Schema and the run's checks are derived from them;
+- ``options``: defaults (their types give the option's type), with ``positive`` and
+  ``fractions`` naming numeric options that must be > 0 or lie in [0, 1];
+- ``outputs``: the signalling outputs it reads, at the model times ``sample_times``
+  returns for its assay times;
+- ``reads``: the later layers it needs (``"spines"``: the spine recording;
+  ``"circuit"``: the prefrontal circuit stage, which implies the spines);
+- ``figures``: functions drawing the report's figures from what the assay kept
+  (``ctx.keep``), and ``artifacts``: files written beside the readouts from it.
+
+The experiment layer simulates each arm once and hands every assay an
+:class:`AssayContext`; noise comes from each subject's own measurement stream
+(:mod:`ketasim.core.streams`), keyed by the assay, so an assay's numbers do not depend on
+which other assays run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ketasim.core.streams import assay_rng
+
+LAYERS = ("spines", "circuit")  # later layers an assay may read (signalling: ``outputs``)
+
+
+@dataclass(frozen=True)
+class Readout:
+    name: str
+    unit: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class AssayRows:
+    """Long-format measurements of one assay for one arm (``subject`` holds the
+    subjects' global indices in the arm)."""
+
+    subject: np.ndarray  # int
+    readout: np.ndarray  # str
+    time_h: np.ndarray  # float
+    value: np.ndarray  # float
+    unit: np.ndarray  # str
+
+    @staticmethod
+    def from_grid(values: np.ndarray, times: np.ndarray, readouts: list[str],
+                  units: list[str], subjects: np.ndarray | None = None) -> AssayRows:
+        """values[subject, time, readout] -> rows ordered subject, readout, time.
+        ``subjects``: the global index of each row of ``values`` (default 0..n-1)."""
+        n, nt, nr = values.shape
+        ids = np.arange(n) if subjects is None else np.asarray(subjects)
+        subj = np.repeat(ids, nr * nt)
+        rd = np.tile(np.repeat(np.array(readouts, dtype=object), nt), n)
+        un = np.tile(np.repeat(np.array(units, dtype=object), nt), n)
+        tt = np.tile(times, n * nr)
+        val = values.transpose(0, 2, 1).reshape(-1)
+        return AssayRows(subj, rd, tt, val, un)
+
+
+@dataclass(frozen=True)
+class AssayContext:
+    """What an assay sees for one chunk of an arm's subjects: their global indices, the
+    trajectories of the signalling outputs it declared, the spine recording and the
+    circuit stage (when it reads them), the run's parameter registry, and its random
+    streams. ``keep`` stores an extra result (e.g. the observed spine tracking table)
+    that the run writes out beside the readouts."""
+
+    seed: int
+    arm: str
+    assay: str
+    subjects: np.ndarray  # global subject indices of this chunk
+    species: str
+    options: dict
+    trajectory: Callable[[str, np.ndarray], np.ndarray]  # (output, times) -> (n, len(times))
+    registry: Any  # the parameter registry of the run (required: no silent defaults)
+    spines: object = None
+    circuit: object = None
+    kept: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.registry is None:
+            raise ValueError(f"assay {self.assay!r}: the run's parameter registry is "
+                             "required")
+
+    @property
+    def n(self) -> int:
+        return len(self.subjects)
+
+    def rng(self, i: int, part: str | None = None) -> np.random.Generator:
+        """Measurement stream of the chunk's ``i``-th subject for this assay (or for a
+        named ``part`` of it, e.g. one session)."""
+        return assay_rng(self.seed, self.arm, int(self.subjects[i]), part or self.assay)
+
+    def rows(self, values: np.ndarray, at: np.ndarray, readouts, units) -> AssayRows:
+        return AssayRows.from_grid(values, at, list(readouts), list(units), self.subjects)
+
+    def keep(self, key: str, value) -> None:
+        self.kept[key] = value
+
+
+def same_times(at: np.ndarray, options: dict) -> np.ndarray:
+    return np.asarray(at, dtype=float)
+
+
+@dataclass(frozen=True)
+class Assay:
+    name: str
+    description: str
+    readouts: tuple[Readout, ...]
+    measure: Callable[[AssayContext, np.ndarray], AssayRows]
+    outputs: tuple[str, ...] = ()  # signalling outputs needed
+    sample_times: Callable[[np.ndarray, dict], np.ndarray] = same_times
+    options: dict = field(default_factory=dict)  # allowed options and defaults
+    positive: tuple[str, ...] = ()  # numeric options that must be > 0 (counts, durations)
+    fractions: tuple[str, ...] = ()  # numeric options that must lie in [0, 1]
+    reads: tuple[str, ...] = ()  # later layers: "spines", "circuit"
+    # report figures: f(kept: {arm: kept dict}, folder) -> [(title, file name)]
+    figures: tuple[Callable, ...] = ()
+    # files beside the readouts: {file name: f(kept: {arm: kept dict}, path)}
+    artifacts: dict = field(default_factory=dict)
+    # combine the kept dicts of one arm's subject chunks (default: concatenate tables)
+    merge_kept: Callable[[list[dict]], dict] | None = None
+
+    def __post_init__(self):
+        bad = [r for r in self.reads if r not in LAYERS]
+        if bad:
+            raise ValueError(f"assay {self.name!r}: reads {bad}; expected layers from "
+                             f"{LAYERS}")
+        unknown = [k for k in (*self.positive, *self.fractions) if k not in self.options]
+        if unknown:
+            raise ValueError(f"assay {self.name!r}: range given for unknown options "
+                             f"{unknown}")
+        if not self.readouts:
+            raise ValueError(f"assay {self.name!r} declares no readouts")
+
+    @property
+    def readout_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.readouts)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        return tuple(r.unit for r in self.readouts)
+
+    @property
+    def needs_spines(self) -> bool:
+        return bool(self.reads)  # the circuit reads the spine layer
+
+    def option_schema(self) -> dict:
+        """JSON Schema of the ``options`` mapping (types, ranges, defaults)."""
+        props = {}
+        for k, default in self.options.items():
+            if isinstance(default, bool):
+                props[k] = {"type": "boolean"}
+            elif isinstance(default, str):
+                props[k] = {"type": "string"}
+            else:
+                props[k] = {"type": "integer" if isinstance(default, int) else "number",
+                            "minimum": 0}
+                if k in self.positive:
+                    props[k] = {**props[k], "exclusiveMinimum": 0}
+                    del props[k]["minimum"]
+                if k in self.fractions:
+                    props[k]["maximum"] = 1
+            props[k]["default"] = default
+        return {"type": "object", "properties": props, "additionalProperties": False}
+
+
+class AssayOptionError(ValueError):
+    """An assay option is unknown or has a wrong value."""
+
+
+def resolve_options(assay: Assay, given: dict, where: str) -> dict:
+    out = dict(assay.options)
+    for k, v in (given or {}).items():
+        if k not in assay.options:
+            raise AssayOptionError(
+                f"{where}.options.{k}: got {v!r}; expected one of {sorted(assay.options)} "
+                f"for assay {assay.name!r}")
+        default = assay.options[k]
+        if isinstance(default, str) and not isinstance(v, str):
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a name")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v)
+                or v < 0):
+            raise AssayOptionError(
+                f"{where}.options.{k}: got {v!r}; expected a non-negative number")
+        if k in assay.positive and not v > 0:
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a number > 0")
+        if k in assay.fractions and not v <= 1:
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a fraction in "
+                                   "[0, 1]")
+        if isinstance(default, int) and not isinstance(default, bool) and v != int(v):
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a whole number")
+        out[k] = v
+    return out

@@ -1,0 +1,210 @@
+"""Results invariant to unrelated changes, and components added without touching a file.
+
+- Random streams are keyed by subject, purpose, branch and assay: adding an assay (and
+  with it spine branches, recordings, signalling output times) leaves another assay's
+  numbers byte-identical.
+- Arms run in subject chunks end to end: any chunk size gives the same numbers.
+- A toy assay and a toy intervention, declared in a temporary module, run end to end
+  (scenario validation, simulation, run folder) with no other file touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ketasim.experiment.runner import simulate
+from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
+
+REG = load_registry()
+
+BASE = """
+name: invariance
+species: mouse
+seed: 11
+arms:
+  - name: cort_ket
+    n: 4
+    protocol:
+      - {at: -3d, stress: cort, duration: 3d}
+      - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}
+    assays:
+      - {assay: two_photon_spines, at: [-5d, 0h, 1d, 3d]}
+      - {assay: western_blot, at: [1h, 24h]}
+"""
+EXTRA = """      - {assay: calcium_imaging, at: [2h, 4d], options: {cells: 20, minutes: 1}}
+      - {assay: fixed_tissue_spines, at: [5d], options: {branches: 12}}
+      - {assay: open_field, at: [-6d]}
+"""
+
+
+def _assay(result, name):
+    r = result.readouts
+    return r[r["assay"] == name].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return simulate(load_scenario_text(BASE), registry=REG)
+
+
+def test_adding_assays_leaves_two_photon_byte_identical(base):
+    """calcium_imaging (more branches, the circuit's baseline recording, later signalling
+    output times), a fixed-tissue assay with 12 branches and an earlier open field do
+    not move a single two-photon number or tracked spine."""
+    more = simulate(load_scenario_text(BASE + EXTRA), registry=REG)
+    for assay in ("two_photon_spines", "western_blot"):
+        pd.testing.assert_frame_equal(_assay(base, assay), _assay(more, assay),
+                                      check_exact=True)
+    pd.testing.assert_frame_equal(base.tracking["cort_ket"], more.tracking["cort_ket"],
+                                  check_exact=True)
+    assert {"calcium_imaging", "fixed_tissue_spines", "open_field"} <= set(
+        more.readouts["assay"])
+
+
+def test_adding_an_arm_leaves_the_first_unchanged(base):
+    text = BASE + """  - name: saline
+    n: 3
+    protocol:
+      - {at: 0h, drug: saline, route: ip}
+    assays:
+      - {assay: two_photon_spines, at: [-8d, 0h, 1d]}
+"""
+    more = simulate(load_scenario_text(text), registry=REG)
+    r = more.readouts
+    pd.testing.assert_frame_equal(base.readouts, r[r["arm"] == "cort_ket"].reset_index(
+        drop=True), check_exact=True)
+
+
+CHUNKED = (BASE + """      - {assay: tail_suspension, at: [3h], options: {cells: 10}}
+      - {assay: sucrose_preference, at: [2d]}
+      - {assay: escape_test, at: [1d]}
+""").replace("n: 4", "n: 5")
+
+
+def test_chunked_equals_unchunked():
+    """Subjects processed 2 at a time give exactly the readouts and kept tables of all
+    5 at once (each subject's streams are keyed by its global index)."""
+    sc = load_scenario_text(CHUNKED)
+    whole = simulate(sc, registry=REG)
+    parts = simulate(sc, registry=REG, chunk_subjects=2)
+    pd.testing.assert_frame_equal(whole.readouts, parts.readouts, check_exact=True)
+    pd.testing.assert_frame_equal(whole.tracking["cort_ket"], parts.tracking["cort_ket"],
+                                  check_exact=True)
+    a, b = whole.tst["cort_ket"], parts.tst["cort_ket"]
+    pd.testing.assert_frame_equal(a["ethogram"], b["ethogram"], check_exact=True)
+    for t in a["peri_dff"]:
+        np.testing.assert_array_equal(a["peri_dff"][t], b["peri_dff"][t])
+    assert set(whole.readouts["subject"]) == set(range(5))
+
+
+def test_chunk_size_must_be_positive():
+    with pytest.raises(ValueError, match="chunk_subjects"):
+        simulate(load_scenario_text(BASE), registry=REG, chunk_subjects=0)
+
+
+def test_registry_is_required():
+    with pytest.raises(TypeError, match="registry is required"):
+        simulate(load_scenario_text(BASE), registry=None)
+
+
+TOY_MODULE = '''
+"""A lab's own assay and intervention, declared in one module."""
+import numpy as np
+
+from ketasim.core.assay import Assay, Readout
+from ketasim.experiment.assays import register_assay
+from ketasim.signaling.protocol import Control, Intervention, register_intervention
+
+
+def _measure(ctx, at):
+    da = ctx.trajectory("da_rel", at)
+    counts = np.stack([ctx.rng(s).poisson(100.0 * da[s]) for s in range(ctx.n)])
+    spines = ctx.spines.alive[:, :, :2].sum(axis=(2, 3))
+    idx = [int(np.flatnonzero(np.isclose(ctx.spines.times_h, t))[0]) for t in at]
+    values = np.stack([counts, spines[:, idx]], axis=2).astype(float)
+    ctx.keep("toy", {"table": __import__("pandas").DataFrame({"n": [ctx.n]})})
+    return ctx.rows(values, at, TOY.readout_names, TOY.units)
+
+
+TOY = register_assay(Assay(
+    "toy_da_counter", "counts proportional to dopamine, and the spines of two branches",
+    (Readout("toy_counts", "count"), Readout("toy_spines", "count")), _measure,
+    outputs=("da_rel",), options={"branches": 2, "cell": "mpfc_l5"}, positive=("branches",),
+    reads=("spines",)))
+
+register_intervention(Intervention(
+    "toy_vta_silencing", "timed", "a lab's own VTA silencing",
+    (Control("vta_inhibition", "intervention.vta_inhibition"),)))
+'''
+
+
+@pytest.fixture
+def toy_module(tmp_path, monkeypatch):
+    from ketasim.experiment import assays
+    from ketasim.signaling import protocol
+
+    (tmp_path / "toy_components.py").write_text(TOY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(assays, "ASSAYS", assays.ASSAYS)  # restored below
+    before_a, before_i = dict(assays.ASSAYS), dict(protocol.INTERVENTIONS)
+    yield importlib.import_module("toy_components")
+    sys.modules.pop("toy_components", None)
+    for table, before in ((assays.ASSAYS, before_a), (protocol.INTERVENTIONS, before_i)):
+        table.clear()
+        table.update(before)
+
+
+TOY_SCENARIO = """
+name: toy
+species: mouse
+seed: 3
+arms:
+  - name: silenced
+    n: 3
+    protocol:
+      - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}
+      - {at: -1h, intervention: toy_vta_silencing, duration: 4h}
+    assays:
+      - {assay: toy_da_counter, at: [0h, 1h]}
+  - name: ketamine
+    n: 3
+    protocol:
+      - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}
+    assays:
+      - {assay: toy_da_counter, at: [0h, 1h]}
+compare:
+  - {readout: toy_counts, at: 1h, arms: [silenced, ketamine]}
+"""
+
+
+def test_toy_assay_and_intervention_run_end_to_end(toy_module, tmp_path):
+    from ketasim.report.run_folder import write_run
+    from ketasim.scenario import scenario_json_schema
+
+    assert "toy_da_counter" in scenario_json_schema()["$defs"]["AssaySpec"]["properties"][
+        "assay"]["enum"]
+    sc = load_scenario_text(TOY_SCENARIO)
+    res = simulate(sc, registry=REG)
+    r = res.readouts
+    assert set(r["readout"]) == {"toy_counts", "toy_spines"}
+    counts = r[(r["readout"] == "toy_counts") & (r["time_h"] == 1.0)].groupby("arm")["value"]
+    # the silencing removes most of ketamine's dopamine rise
+    assert counts.mean()["silenced"] < counts.mean()["ketamine"]
+    assert (r.loc[r["readout"] == "toy_spines", "value"] > 0).all()
+    out = write_run(res, tmp_path / "run", REG)
+    written = pd.read_parquet(out / "readouts.parquet")
+    assert set(written["assay"]) == {"toy_da_counter"}
+    assert (out / "report.html").exists()
+
+
+def test_unknown_intervention_is_one_clear_error():
+    from ketasim.scenario import ScenarioError
+
+    with pytest.raises(ScenarioError, match="toy_vta_silencing"):
+        load_scenario_text(TOY_SCENARIO)
