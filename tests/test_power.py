@@ -8,15 +8,14 @@ import pandas as pd
 import pytest
 
 from ketasim.analysis import power
-from ketasim.analysis.power import (
-    POWER_COLUMNS,
-    parse_n_range,
-    plot_power,
-    power_curve,
-    write_power,
-)
+from ketasim.analysis.power import POWER_COLUMNS, parse_n_range
 from ketasim.analysis.stats import compare
+from ketasim.cli import _write_power as write_power
+from ketasim.experiment import power as experiment_power
+from ketasim.experiment.power import power_curve
 from ketasim.experiment.runner import simulate
+from ketasim.report import power as report_power
+from ketasim.report.power import plot_power
 from ketasim.scenario import load_scenario, load_scenario_text
 
 NULL_YAML = """
@@ -159,10 +158,11 @@ def test_cohort_zero_is_a_run_with_n_subjects(null_scenario, default_scenario):
     """Cohort 0 at size n gives the p value ``compare`` gives for a run with n per arm."""
     for scenario, index, n in ((null_scenario, 0, 5), (default_scenario, 0, 6)):
         c = scenario.compare[index]
-        reduced = power._power_scenario(scenario, c, 3 * n)
+        reduced = experiment_power._power_scenario(scenario, c, 3 * n)
         assert [a.name for a in reduced.arms] == c.arms
         assert all(s.assay == c.assay for a in reduced.arms for s in a.assays)
-        arms = power._arm_values(simulate(reduced, seed=3).readouts, c)
+        arms = power._arm_values(simulate(reduced, seed=3).readouts, c.readout, c.at,
+                                 c.arms, c.assay)
         p = power._p_values(arms, c.test, [2, n], 3)
         assert p.shape == (2, 3) and np.all(np.isfinite(p))
         assert len(set(p[1].tolist())) == 3  # cohorts differ
@@ -229,7 +229,7 @@ def test_write_power_failure_leaves_nothing(strong_curve, tmp_path, monkeypatch)
     def broken(df, path):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(power, "plot_power", broken)
+    monkeypatch.setattr(report_power, "plot_power", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_power(strong_curve, tmp_path / "power_out")
     assert list(tmp_path.iterdir()) == []
