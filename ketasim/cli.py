@@ -133,6 +133,24 @@ def validate(
         raise typer.Exit(1)
 
 
+def _write_power(df, out_dir: Path, overwrite: bool = False) -> Path:
+    """Write ``power.csv`` and ``power.png`` (a power table and its curve) into
+    ``out_dir`` atomically: nothing is left behind when writing fails.
+
+    ``out_dir`` must not exist or be empty unless ``overwrite``, which replaces an
+    existing folder as a whole; raises :class:`ketasim.io.results.OutputError` when the
+    folder cannot be written.
+    """
+    from ketasim.io.results import atomic_dir
+    from ketasim.report.power import plot_power
+
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir, overwrite) as tmp:
+        df.to_csv(tmp / "power.csv", index=False)
+        plot_power(df, tmp / "power.png")
+    return out_dir
+
+
 @app.command()
 def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
           compare: int = typer.Option(..., "--compare", help="index of the compare entry"),
@@ -144,7 +162,8 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                                                  help="write power.csv and power.png here"),
           force: bool = typer.Option(False, "--force", help="replace an existing --out")):
     """Power of a scenario's comparison by simulation, for planning group sizes."""
-    from ketasim.analysis.power import parse_n_range, power_curve, write_power
+    from ketasim.analysis.power import parse_n_range
+    from ketasim.experiment.power import power_curve
     from ketasim.scenario import load_scenario
 
     try:
@@ -159,7 +178,7 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
             prog.add_task(f"simulating {cohorts} cohorts x n = {ns[0]}..{ns[-1]}", total=None)
             df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha, seed=seed)
         if out_dir is not None:
-            write_power(df, out_dir, overwrite=force)
+            _write_power(df, out_dir, overwrite=force)
     except ValueError as e:
         _fail(str(e))
     except _user_errors() as e:

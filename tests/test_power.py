@@ -1,5 +1,6 @@
 """Power by simulation: group-size parsing, power of strong and null effects, seeds,
-cohort layout, agreement with ``stats.compare``, and atomic output."""
+cohort layout, agreement with ``stats.compare``, pinned values, layering, and atomic
+output."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ import pandas as pd
 import pytest
 
 from ketasim.analysis import power
-from ketasim.analysis.power import (
-    POWER_COLUMNS,
-    parse_n_range,
-    plot_power,
-    power_curve,
-    write_power,
-)
+from ketasim.analysis.power import POWER_COLUMNS, parse_n_range, power_table
 from ketasim.analysis.stats import compare
+from ketasim.cli import _write_power as write_power
+from ketasim.experiment import power as experiment_power
+from ketasim.experiment.power import power_curve
 from ketasim.experiment.runner import simulate
+from ketasim.report import power as report_power
+from ketasim.report.power import plot_power
 from ketasim.scenario import load_scenario, load_scenario_text
 
 NULL_YAML = """
@@ -110,6 +110,56 @@ def test_null_effect_power_is_alpha(null_scenario):
     assert pw.max() >= 0.02, pw  # the test does reject sometimes
     last = df.iloc[-1]  # at n = 10 Welch's t holds its level
     assert last["ci_low"] <= 0.05 <= last["ci_high"], last
+    # pinned (values of ketasim.analysis.power.power_curve before the layer split)
+    assert (df["power"] * 400).round().astype(int).tolist() == [24, 27, 19]
+    np.testing.assert_allclose(df["ci_low"], [0.040648, 0.046801, 0.030617], atol=1e-6)
+    np.testing.assert_allclose(df["ci_high"], [0.087723, 0.096427, 0.072992], atol=1e-6)
+
+
+def test_strong_curve_pinned(strong_curve):
+    """Regression pin: the values of ``ketasim.analysis.power.power_curve`` before the
+    split into analysis (tables), experiment (simulation) and report (figure)."""
+    hits = (strong_curve["power"] * 200).round().astype(int).tolist()
+    assert hits == [83, 154, 197, 200, 200]
+    np.testing.assert_allclose(strong_curve["ci_low"],
+                               [0.348943, 0.706917, 0.956834, 0.981155, 0.981155], atol=1e-6)
+    np.testing.assert_allclose(strong_curve["ci_high"],
+                               [0.484261, 0.822907, 0.994886, 1.0, 1.0], atol=1e-6)
+
+
+def test_power_table_is_power_curve_on_the_pool(default_scenario):
+    """The analysis function alone, on the pooled readouts the experiment layer
+    simulates, gives the same table as ``power_curve``."""
+    ns, cohorts, seed = [2, 4], 30, 5
+    c = default_scenario.compare[1]
+    pool = experiment_power._power_scenario(default_scenario, c, max(ns) * cohorts)
+    readouts = simulate(pool, seed=seed).readouts
+    table = power_table(readouts, readout=c.readout, time_h=c.at, arms=c.arms, test=c.test,
+                        ns=ns, cohorts=cohorts, alpha=0.05, assay=c.assay)
+    curve = power_curve(default_scenario, 1, ns, cohorts=cohorts, seed=seed)
+    pd.testing.assert_frame_equal(table, curve, check_exact=True)
+    with pytest.raises(ValueError, match="cohorts"):
+        power_table(readouts, readout=c.readout, time_h=c.at, arms=c.arms, test=c.test,
+                    ns=ns, cohorts=0)
+
+
+def test_power_curve_passes_registry_to_simulate(null_scenario, monkeypatch):
+    from ketasim.params import load_registry
+
+    seen = {}
+    real = experiment_power.simulate
+
+    def spy(scenario, seed=None, registry=None, **kwargs):
+        seen["registry"] = registry
+        return real(scenario, seed=seed, registry=registry, **kwargs)
+
+    monkeypatch.setattr(experiment_power, "simulate", spy)
+    registry = load_registry()
+    a = power_curve(null_scenario, 0, [3], cohorts=5, seed=2, registry=registry)
+    assert seen["registry"] is registry
+    b = power_curve(null_scenario, 0, [3], cohorts=5, seed=2)
+    assert seen["registry"] is None
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
 def test_wilson_interval_is_statsmodels(strong_curve):
@@ -133,6 +183,10 @@ def test_same_seed_same_table_different_seed_different(default_scenario):
     c = power_curve(*args, cohorts=100, seed=12)
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert not a["power"].equals(c["power"])
+    # pinned (values of ketasim.analysis.power.power_curve before the layer split)
+    assert a["power"].tolist() == [0.15, 0.26, 0.45, 0.65]
+    np.testing.assert_allclose(a["ci_low"], [0.09306, 0.184047, 0.356145, 0.552544],
+                               atol=1e-6)
 
 
 # --------------------------------------------------------------------------- #
@@ -159,10 +213,11 @@ def test_cohort_zero_is_a_run_with_n_subjects(null_scenario, default_scenario):
     """Cohort 0 at size n gives the p value ``compare`` gives for a run with n per arm."""
     for scenario, index, n in ((null_scenario, 0, 5), (default_scenario, 0, 6)):
         c = scenario.compare[index]
-        reduced = power._power_scenario(scenario, c, 3 * n)
+        reduced = experiment_power._power_scenario(scenario, c, 3 * n)
         assert [a.name for a in reduced.arms] == c.arms
         assert all(s.assay == c.assay for a in reduced.arms for s in a.assays)
-        arms = power._arm_values(simulate(reduced, seed=3).readouts, c)
+        arms = power._arm_values(simulate(reduced, seed=3).readouts, c.readout, c.at,
+                                 c.arms, c.assay)
         p = power._p_values(arms, c.test, [2, n], 3)
         assert p.shape == (2, 3) and np.all(np.isfinite(p))
         assert len(set(p[1].tolist())) == 3  # cohorts differ
@@ -229,7 +284,75 @@ def test_write_power_failure_leaves_nothing(strong_curve, tmp_path, monkeypatch)
     def broken(df, path):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(power, "plot_power", broken)
+    monkeypatch.setattr(report_power, "plot_power", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_power(strong_curve, tmp_path / "power_out")
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- #
+# Layering
+# --------------------------------------------------------------------------- #
+
+
+def _ketasim_imports(module) -> set[str]:
+    """Every ``ketasim...`` module a source file imports (at any depth of the file)."""
+    import ast
+    import inspect
+
+    found = set()
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_layering_of_the_power_modules():
+    analysis = _ketasim_imports(power)
+    assert all(not m.startswith("ketasim") or m.startswith("ketasim.analysis")
+               for m in analysis), analysis
+    assert not any(m.startswith("matplotlib") for m in analysis), analysis
+    experiment = _ketasim_imports(experiment_power)
+    banned = ("ketasim.scenario", "ketasim.io", "ketasim.report", "matplotlib")
+    assert not any(m.startswith(banned) for m in experiment), experiment
+
+
+def test_report_power_leaves_the_backend_alone(tmp_path):
+    """Importing the figure module sets no global backend, and it draws a PNG whatever
+    backend is in use (here svg)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, matplotlib, pandas as pd\n"
+        "matplotlib.use('svg')\n"
+        "from ketasim.report.power import plot_power\n"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+        "df = pd.read_csv(sys.argv[1])\n"
+        "plot_power(df, sys.argv[2])\n"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+    )
+    pd.DataFrame({"n": [2, 4], "power": [0.3, 0.9], "ci_low": [0.2, 0.8],
+                  "ci_high": [0.4, 0.95], "cohorts": 20, "alpha": 0.05, "test": "welch_t",
+                  "readout": "psd95_rel", "time_h": 24.0, "groups": "a;b"},
+                 columns=POWER_COLUMNS).to_csv(tmp_path / "t.csv", index=False)
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.csv"),
+                          str(tmp_path / "t.png")], capture_output=True, text=True, check=False,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_analysis_power_does_not_load_matplotlib():
+    import subprocess
+    import sys
+
+    code = ("import sys, ketasim.analysis.power; "
+            "bad = sorted(m for m in sys.modules if m.startswith('matplotlib') or ("
+            "m.startswith('ketasim.') and not m.startswith(('ketasim.analysis', "
+            "'ketasim._jitcache')))); assert not bad, bad")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr

@@ -1,53 +1,45 @@
-"""Statistical power by simulation: how many animals a comparison needs.
+"""Statistical power from simulated readouts: how many animals a comparison needs.
 
-For one ``compare`` entry of a scenario, :func:`power_curve` estimates, for each group
-size ``n``, the fraction of simulated experiments (cohorts) in which the comparison's
-test gives ``p < alpha``, with a 95% Wilson interval. The scenario is simulated once,
-with enough subjects in each compared arm for every cohort; cohorts are then cut out of
-that pool (see :func:`power_curve` for the layout). Each cohort is tested with the same
-function as :func:`ketasim.analysis.stats.compare`, so a simulated cohort of size ``n``
-is analysed exactly like a ``ketasim run`` with ``n`` subjects per arm.
+Pure table functions (a readouts table in, a power table out); simulating the pooled
+experiment is :func:`ketasim.experiment.power.power_curve`, drawing the curve is
+:func:`ketasim.report.power.plot_power` and ``ketasim power`` writes the files.
+
+:func:`power_table` estimates, for each group size ``n``, the fraction of simulated
+experiments (cohorts) in which a comparison's test gives ``p < alpha``, with a 95%
+Wilson interval. Cohorts are cut out of one pooled simulation (see
+:func:`power_table` for the layout). Each cohort is tested with the same function as
+:func:`ketasim.analysis.stats.compare`, so a simulated cohort of size ``n`` is
+analysed exactly like a ``ketasim run`` with ``n`` subjects per arm.
 
 :func:`parse_n_range` reads group sizes from text (``"4:20"``, ``"4:20:2"``,
-``"6,8,12"``), :func:`plot_power` draws the curve and :func:`write_power` writes
-``power.csv`` and ``power.png`` atomically.
+``"6,8,12"``); :func:`check_power_arguments` validates group sizes, cohorts and alpha.
 """
 
 from __future__ import annotations
 
 import operator
-from pathlib import Path
+from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from ketasim.analysis.stats import TIME_TOL_H, ComparisonResult, run_test  # noqa: F401
-from ketasim.experiment.runner import simulate
-from ketasim.io.results import atomic_dir
-from ketasim.scenario import vocabulary
 
 __all__ = [
     "POWER_COLUMNS",
     "TARGET_POWER",
+    "check_power_arguments",
     "parse_n_range",
-    "plot_power",
-    "power_curve",
+    "power_table",
     "run_test",
-    "write_power",
 ]
 
-#: Columns of the table returned by :func:`power_curve` (and of ``power.csv``).
+#: Columns of the table returned by :func:`power_table` (and of ``power.csv``).
 POWER_COLUMNS = ["n", "power", "ci_low", "ci_high", "cohorts", "alpha", "test", "readout",
                  "time_h", "groups"]
-#: The conventional target power, drawn as a dashed line by :func:`plot_power`.
+#: The conventional target power, drawn as a dashed line by the power figure.
 TARGET_POWER = 0.8
-#: Largest number of subjects simulated per arm (the scenario schema's limit on ``n``).
-MAX_SUBJECTS_PER_ARM = 100_000
 
 _N_RANGE_EXPECTED = ("expected 'START:STOP' or 'START:STOP:STEP' (inclusive integers, "
                      "START <= STOP, STEP >= 1) or a comma-separated list such as '6,8,12', "
@@ -122,6 +114,33 @@ def parse_n_range(text: str) -> list[int]:
     return sorted(set(values))
 
 
+def check_power_arguments(ns, cohorts, alpha) -> tuple[list[int], int, float]:
+    """Validate group sizes, the number of cohorts and the significance level.
+
+    Returns
+    -------
+    tuple
+        ``(ns, cohorts, alpha)``: ``ns`` sorted without repeats, ``cohorts`` an int,
+        ``alpha`` a float.
+
+    Raises
+    ------
+    ValueError
+        ``ns`` not a non-empty list of integers >= 2, ``cohorts`` not an integer >= 1,
+        or ``alpha`` not a number in (0, 1); one line naming the argument.
+    """
+    ns = _check_ns(ns)
+    try:
+        cohorts = operator.index(cohorts)
+    except TypeError:
+        raise ValueError(f"cohorts {cohorts!r}: expected an integer >= 1") from None
+    if cohorts < 1:
+        raise ValueError(f"cohorts {cohorts!r}: expected an integer >= 1")
+    if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
+        raise ValueError(f"alpha {alpha!r}: expected a number between 0 and 1 (exclusive)")
+    return ns, cohorts, float(alpha)
+
+
 def _check_ns(ns) -> list[int]:
     """Validate group sizes given as integers; return them sorted without repeats."""
     try:
@@ -155,50 +174,15 @@ def _cohort_index_sets(ns: list[int], cohorts: int) -> dict[tuple[int, int], np.
     return {(k, n): _cohort_subjects(k, n, block) for k in range(cohorts) for n in ns}
 
 
-def _comparison(scenario, compare_index: int):
-    comparisons = list(scenario.compare)
-    if not comparisons:
-        raise ValueError(f"scenario {scenario.name!r} has no 'compare' entries; add one to "
-                         "compute power")
-    last = len(comparisons) - 1
-    try:
-        index = operator.index(compare_index)
-    except TypeError:
-        index = None
-    if index is None or isinstance(compare_index, bool) or not 0 <= index <= last:
-        raise ValueError(f"compare index {compare_index!r} out of range: scenario "
-                         f"{scenario.name!r} has {len(comparisons)} comparison"
-                         f"{'s' if len(comparisons) != 1 else ''} (valid: 0..{last})")
-    return comparisons[index]
-
-
-def _power_scenario(scenario, comparison, subjects: int):
-    """The scenario reduced to what the comparison needs, ``subjects`` per compared arm.
-
-    Only the compared arms, and in them only the assays that report the readout at the
-    compared time, are kept; each assay keeps all its times, so every subject's values
-    equal those of the same subject in a run of the full scenario.
-    """
-    arms = []
-    for arm in scenario.arms:
-        if arm.name not in comparison.arms:
-            continue
-        assays = [spec for spec in arm.assays
-                  if (comparison.assay is None or spec.assay == comparison.assay)
-                  and comparison.readout in vocabulary.ASSAYS.get(spec.assay, ())
-                  and any(abs(t - comparison.at) < TIME_TOL_H for t in spec.at)]
-        arms.append(arm.model_copy(update={"n": subjects, "assays": assays}))
-    return scenario.model_copy(update={"arms": arms, "compare": [comparison]})
-
-
-def _arm_values(readouts: pd.DataFrame, comparison) -> list[tuple[np.ndarray, np.ndarray]]:
+def _arm_values(readouts: pd.DataFrame, readout: str, time_h: float, arms: Sequence[str],
+                assay: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per compared arm: (subject indices sorted, values) of the compared readout."""
-    sel = (readouts["readout"] == comparison.readout) & (
-        np.abs(readouts["time_h"] - float(comparison.at)) < TIME_TOL_H)
-    if comparison.assay:
-        sel &= readouts["assay"] == comparison.assay
+    sel = (readouts["readout"] == readout) & (
+        np.abs(readouts["time_h"] - float(time_h)) < TIME_TOL_H)
+    if assay:
+        sel &= readouts["assay"] == assay
     out = []
-    for arm in comparison.arms:
+    for arm in arms:
         rows = readouts.loc[sel & (readouts["arm"] == arm)]
         subject = rows["subject"].to_numpy(np.int64)
         value = rows["value"].to_numpy(float)
@@ -235,33 +219,42 @@ def _count_significant(p: np.ndarray, alpha: float) -> np.ndarray:
         return np.sum(np.nan_to_num(p, nan=np.inf) < alpha, axis=1)
 
 
+
+
 # --------------------------------------------------------------------------- #
 # Power
 # --------------------------------------------------------------------------- #
 
 
-def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
-                alpha: float = 0.05, seed: int | None = None,
-                registry=None) -> pd.DataFrame:
-    """Power of one scenario comparison as a function of the group size, by simulation.
+def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
+                arms: Sequence[str], test: str, ns, cohorts: int, alpha: float = 0.05,
+                assay: str | None = None) -> pd.DataFrame:
+    """Power of one comparison as a function of the group size, from pooled readouts.
 
     Parameters
     ----------
-    scenario : ketasim.scenario.Scenario
-        A validated scenario with at least one ``compare`` entry.
-    compare_index : int
-        Which comparison (0-based index into ``scenario.compare``).
+    readouts : pandas.DataFrame
+        Simulated readouts (columns ``arm, subject, assay, readout, time_h, value,
+        unit``) with at least ``max(ns) * cohorts`` subjects (indices from 0) in every
+        compared arm.
+    readout : str
+        The compared readout.
+    time_h : float
+        The compared time in hours (matched within
+        :data:`ketasim.analysis.stats.TIME_TOL_H`).
+    arms : sequence of str
+        The compared arms (groups), in order.
+    test : str
+        The test, as in :func:`ketasim.analysis.stats.run_test`.
     ns : list of int
         Group sizes (subjects per compared arm), each >= 2; rows come out sorted by
         ``n`` without repeats.
-    cohorts : int, default 200
-        Simulated experiments per group size.
+    cohorts : int
+        Simulated experiments per group size, >= 1.
     alpha : float, default 0.05
         Significance level, in (0, 1).
-    seed : int, optional
-        Root random seed; the scenario's seed when left out.
-    registry : ketasim.params.Registry, optional
-        Parameter registry (the default registry when left out).
+    assay : str, optional
+        Only rows of this assay.
 
     Returns
     -------
@@ -274,45 +267,21 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
     Raises
     ------
     ValueError
-        Scenario without comparisons, ``compare_index`` out of range, invalid ``ns``,
-        ``cohorts`` or ``alpha``, or more than 100000 subjects per arm needed.
+        Invalid ``ns``, ``cohorts`` or ``alpha`` (see :func:`check_power_arguments`).
 
     Notes
     -----
-    The scenario is simulated once, keeping only the compared arms and the assays that
-    report the readout, with ``max(ns) * cohorts`` subjects per compared arm. Cohort
-    ``k`` at size ``n`` uses subjects ``k*max(ns) .. k*max(ns) + n - 1`` of every
+    Cohort ``k`` at size ``n`` uses subjects ``k*max(ns) .. k*max(ns) + n - 1`` of every
     compared arm (:func:`_cohort_subjects`). Cohorts therefore never share a subject and
     are independent, while the sizes ``n`` of one cohort share subjects (common random
     numbers: the cohort of size 8 is the cohort of size 6 plus two subjects), which makes
     the curve smoother than independent draws would, without biasing any of its points.
-    Because subject random streams depend on (seed, arm name, subject index) only,
-    cohort 0 at size ``n`` is exactly the experiment ``ketasim run`` simulates with ``n``
-    subjects per arm and the same seed.
+    Missing values are dropped as in :func:`ketasim.analysis.stats.compare`.
     """
-    comparison = _comparison(scenario, compare_index)
-    ns = _check_ns(ns)
-    try:
-        cohorts = operator.index(cohorts)
-    except TypeError:
-        raise ValueError(f"cohorts {cohorts!r}: expected an integer >= 1") from None
-    if cohorts < 1:
-        raise ValueError(f"cohorts {cohorts!r}: expected an integer >= 1")
-    if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
-        raise ValueError(f"alpha {alpha!r}: expected a number between 0 and 1 (exclusive)")
-    alpha = float(alpha)
-    block = ns[-1]
-    subjects = block * cohorts
-    if subjects > MAX_SUBJECTS_PER_ARM:
-        raise ValueError(f"max(ns) * cohorts = {block} * {cohorts} = {subjects} subjects per "
-                         f"arm; expected at most {MAX_SUBJECTS_PER_ARM} (use fewer cohorts "
-                         "or a smaller largest n)")
-
-    result = simulate(_power_scenario(scenario, comparison, subjects), seed=seed,
-                      registry=registry)
-    arms = _arm_values(result.readouts, comparison)
-
-    p = _p_values(arms, comparison.test, ns, cohorts)
+    ns, cohorts, alpha = check_power_arguments(ns, cohorts, alpha)
+    arms = list(arms)
+    values = _arm_values(readouts, readout, time_h, arms, assay)
+    p = _p_values(values, test, ns, cohorts)
     hits = _count_significant(p, alpha)
     ci_low, ci_high = proportion_confint(hits, cohorts, alpha=0.05, method="wilson")
     return pd.DataFrame({
@@ -322,81 +291,8 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
         "ci_high": np.clip(np.asarray(ci_high, dtype=float), 0.0, 1.0),
         "cohorts": np.int64(cohorts),
         "alpha": alpha,
-        "test": comparison.test,
-        "readout": comparison.readout,
-        "time_h": float(comparison.at),
-        "groups": ";".join(comparison.arms),
+        "test": test,
+        "readout": readout,
+        "time_h": float(time_h),
+        "groups": ";".join(arms),
     }, columns=POWER_COLUMNS)
-
-
-# --------------------------------------------------------------------------- #
-# Output
-# --------------------------------------------------------------------------- #
-
-
-def plot_power(df: pd.DataFrame, path) -> Path:
-    """Draw a power curve with its Wilson band and the 0.8 target line.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        A table from :func:`power_curve`.
-    path : str or pathlib.Path
-        PNG file to write.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-    """
-    path = Path(path)
-    d = df.sort_values("n")
-    first = d.iloc[0]
-    fig, ax = plt.subplots(figsize=(5.6, 4.0))
-    x = d["n"].to_numpy(float)
-    ax.fill_between(x, d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float),
-                    color="C0", alpha=0.25, lw=0, label="95% Wilson interval")
-    ax.plot(x, d["power"].to_numpy(float), "-o", ms=4, color="C0", label="power")
-    ax.axhline(TARGET_POWER, ls="--", color="0.3", lw=1, label=f"power {TARGET_POWER:g}")
-    ax.set_ylim(0.0, 1.02)
-    ax.set_xlabel("subjects per group (n)")
-    ax.set_ylabel(f"power (P[p < {float(first['alpha']):g}])")
-    groups = str(first["groups"]).replace(";", " vs ")
-    ax.set_title(f"{first['readout']} at {float(first['time_h']):g} h, "
-                 f"{first['test']}\n{groups}, {int(first['cohorts'])} cohorts per n",
-                 fontsize=10)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_power(df: pd.DataFrame, out_dir, overwrite: bool = False) -> Path:
-    """Write ``power.csv`` and ``power.png`` into ``out_dir``, atomically.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        A table from :func:`power_curve`.
-    out_dir : str or pathlib.Path
-        Folder to create; it must not exist or be empty unless ``overwrite``.
-    overwrite : bool, default False
-        Replace an existing non-empty folder as a whole.
-
-    Returns
-    -------
-    pathlib.Path
-        ``out_dir``.
-
-    Raises
-    ------
-    ketasim.io.results.OutputError
-        The folder cannot be written; nothing is left behind when writing fails.
-    """
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir, overwrite) as tmp:
-        df.to_csv(tmp / "power.csv", index=False)
-        plot_power(df, tmp / "power.png")
-    return out_dir

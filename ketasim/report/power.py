@@ -1,0 +1,74 @@
+"""The power curve figure: power against group size, its Wilson band, the 0.8 target.
+
+Draws on a :class:`matplotlib.figure.Figure` with its own Agg canvas, so importing this
+module leaves matplotlib's global backend alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ketasim.analysis.power import TARGET_POWER
+
+__all__ = ["plot_power", "power_figure"]
+
+
+def power_figure(df: pd.DataFrame) -> Figure:
+    """A power curve with its Wilson band and the :data:`TARGET_POWER` line.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A power table (:func:`ketasim.analysis.power.power_table` or
+        :func:`ketasim.experiment.power.power_curve`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        With an Agg canvas attached.
+    """
+    d = df.sort_values("n")
+    first = d.iloc[0]
+    fig = Figure(figsize=(5.6, 4.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = d["n"].to_numpy(float)
+    ax.fill_between(x, d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float),
+                    color="C0", alpha=0.25, lw=0, label="95% Wilson interval")
+    ax.plot(x, d["power"].to_numpy(float), "-o", ms=4, color="C0", label="power")
+    ax.axhline(TARGET_POWER, ls="--", color="0.3", lw=1, label=f"power {TARGET_POWER:g}")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("subjects per group (n)")
+    ax.set_ylabel(f"power (P[p < {float(first['alpha']):g}])")
+    groups = str(first["groups"]).replace(";", " vs ")
+    ax.set_title(f"{first['readout']} at {float(first['time_h']):g} h, "
+                 f"{first['test']}\n{groups}, {int(first['cohorts'])} cohorts per n",
+                 fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_power(df: pd.DataFrame, path) -> Path:
+    """Draw a power curve (:func:`power_figure`) into a PNG file.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A power table.
+    path : str or pathlib.Path
+        PNG file to write.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    power_figure(df).savefig(path, dpi=110)
+    return path
