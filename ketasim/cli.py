@@ -164,6 +164,7 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
     """Power of a scenario's comparison by simulation, for planning group sizes."""
     from ketasim.analysis.power import parse_n_range
     from ketasim.experiment.power import power_curve
+    from ketasim.params import load_registry
     from ketasim.scenario import load_scenario
 
     try:
@@ -176,7 +177,8 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as prog:
             prog.add_task(f"simulating {cohorts} cohorts x n = {ns[0]}..{ns[-1]}", total=None)
-            df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha, seed=seed)
+            df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha, seed=seed,
+                             registry=load_registry())
         if out_dir is not None:
             _write_power(df, out_dir, overwrite=force)
     except ValueError as e:

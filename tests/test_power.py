@@ -14,6 +14,7 @@ from ketasim.analysis.stats import compare
 from ketasim.cli import _write_power as write_power
 from ketasim.experiment import power as experiment_power
 from ketasim.experiment.power import power_curve
+from ketasim.params import load_registry
 from ketasim.experiment.runner import simulate
 from ketasim.report import power as report_power
 from ketasim.report.power import plot_power
@@ -37,6 +38,8 @@ compare:
   - {readout: psd95_rel, assay: western_blot, at: 24h, arms: [saline_a, saline_b]}
 """
 
+REG = load_registry()
+
 
 @pytest.fixture(scope="module")
 def default_scenario():
@@ -50,7 +53,7 @@ def null_scenario():
 
 @pytest.fixture(scope="module")
 def strong_curve(default_scenario):
-    return power_curve(default_scenario, 1, [2, 3, 4, 6, 8], cohorts=200)
+    return power_curve(default_scenario, 1, [2, 3, 4, 6, 8], cohorts=200, registry=REG)
 
 
 # --------------------------------------------------------------------------- #
@@ -104,7 +107,7 @@ def test_strong_effect_power_rises_with_n(strong_curve):
 
 
 def test_null_effect_power_is_alpha(null_scenario):
-    df = power_curve(null_scenario, 0, [4, 6, 10], cohorts=400, alpha=0.05)
+    df = power_curve(null_scenario, 0, [4, 6, 10], cohorts=400, alpha=0.05, registry=REG)
     pw = df["power"].to_numpy()
     assert np.all(pw <= 0.12), pw
     assert pw.max() >= 0.02, pw  # the test does reject sometimes
@@ -133,10 +136,10 @@ def test_power_table_is_power_curve_on_the_pool(default_scenario):
     ns, cohorts, seed = [2, 4], 30, 5
     c = default_scenario.compare[1]
     pool = experiment_power._power_scenario(default_scenario, c, max(ns) * cohorts)
-    readouts = simulate(pool, seed=seed).readouts
+    readouts = simulate(pool, seed=seed, registry=REG).readouts
     table = power_table(readouts, readout=c.readout, time_h=c.at, arms=c.arms, test=c.test,
                         ns=ns, cohorts=cohorts, alpha=0.05, assay=c.assay)
-    curve = power_curve(default_scenario, 1, ns, cohorts=cohorts, seed=seed)
+    curve = power_curve(default_scenario, 1, ns, cohorts=cohorts, seed=seed, registry=REG)
     pd.testing.assert_frame_equal(table, curve, check_exact=True)
     with pytest.raises(ValueError, match="cohorts"):
         power_table(readouts, readout=c.readout, time_h=c.at, arms=c.arms, test=c.test,
@@ -157,9 +160,9 @@ def test_power_curve_passes_registry_to_simulate(null_scenario, monkeypatch):
     registry = load_registry()
     a = power_curve(null_scenario, 0, [3], cohorts=5, seed=2, registry=registry)
     assert seen["registry"] is registry
-    b = power_curve(null_scenario, 0, [3], cohorts=5, seed=2)
-    assert seen["registry"] is None
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    with pytest.raises(TypeError, match="registry"):
+        power_curve(null_scenario, 0, [3], cohorts=5, seed=2, registry=REG)
+    assert not a.empty
 
 
 def test_wilson_interval_is_statsmodels(strong_curve):
@@ -178,9 +181,9 @@ def test_wilson_interval_is_statsmodels(strong_curve):
 
 def test_same_seed_same_table_different_seed_different(default_scenario):
     args = (default_scenario, 0, [2, 3, 4, 5])
-    a = power_curve(*args, cohorts=100, seed=11)
-    b = power_curve(*args, cohorts=100, seed=11)
-    c = power_curve(*args, cohorts=100, seed=12)
+    a = power_curve(*args, cohorts=100, seed=11, registry=REG)
+    b = power_curve(*args, cohorts=100, seed=11, registry=REG)
+    c = power_curve(*args, cohorts=100, seed=12, registry=REG)
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert not a["power"].equals(c["power"])
     # pinned (values of ketasim.analysis.power.power_curve before the layer split)
@@ -216,14 +219,14 @@ def test_cohort_zero_is_a_run_with_n_subjects(null_scenario, default_scenario):
         reduced = experiment_power._power_scenario(scenario, c, 3 * n)
         assert [a.name for a in reduced.arms] == c.arms
         assert all(s.assay == c.assay for a in reduced.arms for s in a.assays)
-        arms = power._arm_values(simulate(reduced, seed=3).readouts, c.readout, c.at,
+        arms = power._arm_values(simulate(reduced, seed=3, registry=REG).readouts, c.readout, c.at,
                                  c.arms, c.assay)
         p = power._p_values(arms, c.test, [2, n], 3)
         assert p.shape == (2, 3) and np.all(np.isfinite(p))
         assert len(set(p[1].tolist())) == 3  # cohorts differ
         small = scenario.model_copy(update={
             "arms": [a.model_copy(update={"n": n}) for a in scenario.arms]})
-        expected = compare(simulate(small, seed=3).readouts, [c])["p"].iloc[0]
+        expected = compare(simulate(small, seed=3, registry=REG).readouts, [c])["p"].iloc[0]
         assert p[1, 0] == pytest.approx(expected, rel=1e-6)
 
 
@@ -246,13 +249,13 @@ def test_undefined_test_counts_as_not_significant():
 def test_compare_index_out_of_range(default_scenario):
     for bad in (2, -1, 7):
         with pytest.raises(ValueError, match=r"out of range.*valid: 0\.\.1"):
-            power_curve(default_scenario, bad, [4])
+            power_curve(default_scenario, bad, [4], registry=REG)
 
 
 def test_scenario_without_compare(null_scenario):
     bare = null_scenario.model_copy(update={"compare": []})
     with pytest.raises(ValueError, match="no 'compare' entries"):
-        power_curve(bare, 0, [4])
+        power_curve(bare, 0, [4], registry=REG)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -261,7 +264,7 @@ def test_scenario_without_compare(null_scenario):
 ])
 def test_bad_arguments(null_scenario, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        power_curve(null_scenario, 0, **kwargs)
+        power_curve(null_scenario, 0, **kwargs, registry=REG)
 
 
 # --------------------------------------------------------------------------- #

@@ -16,6 +16,7 @@ import pandas as pd
 from ketasim.analysis.power import check_power_arguments, power_table
 from ketasim.analysis.stats import TIME_TOL_H
 from ketasim.experiment.runner import simulate
+from ketasim.params import Registry
 
 __all__ = ["MAX_SUBJECTS_PER_ARM", "power_curve"]
 
@@ -73,8 +74,8 @@ def _power_scenario(scenario, comparison, subjects: int):
 
 
 def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
-                alpha: float = 0.05, seed: int | None = None,
-                registry=None) -> pd.DataFrame:
+                alpha: float = 0.05, seed: int | None = None, *,
+                registry: Registry) -> pd.DataFrame:
     """Power of one scenario comparison as a function of the group size, by simulation.
 
     Parameters
@@ -92,9 +93,9 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
         Significance level, in (0, 1).
     seed : int, optional
         Root random seed; the scenario's seed when left out.
-    registry : ketasim.params.Registry, optional
-        Parameter registry passed to :func:`ketasim.experiment.runner.simulate` (the
-        default registry when left out).
+    registry : ketasim.params.Registry
+        Parameter registry passed to :func:`ketasim.experiment.runner.simulate`
+        (required: a run never falls back to default parameters silently).
 
     Returns
     -------
