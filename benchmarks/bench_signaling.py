@@ -38,12 +38,12 @@ import numpy as np
 import roadrunner
 
 from ketasim.experiment.cohort import sample_cohort
-from ketasim.signaling.protocol import compile_arm
 from ketasim.io.sbml import build_document, event_parameter_values
 from ketasim.params import load_registry
 from ketasim.scenario import load_scenario_text
 from ketasim.signaling import spec
-from ketasim.signaling.simulate import simulate_signaling, start_time, parameter_vector
+from ketasim.signaling.protocol import compile_arm
+from ketasim.signaling.simulate import parameter_vector, simulate_signaling, start_time
 
 SCENARIO = """
 name: bench_signaling

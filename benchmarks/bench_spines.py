@@ -51,9 +51,9 @@ from collections import deque
 import numba
 import numpy as np
 
+from ketasim.core.streams import PURPOSE_SPINES, xoroshiro_states
 from ketasim.params import load_registry
 from ketasim.spines.engine import MEMORY, RECENT, SIZE_DT_H, SpineParams, run_spines
-from ketasim.core.streams import PURPOSE_SPINES, xoroshiro_states
 from ketasim.spines.simulate import DT_H
 
 SQRT3 = math.sqrt(3.0)

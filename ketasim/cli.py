@@ -29,9 +29,9 @@ def _fail(message: str) -> None:
 def _user_errors():
     from ketasim.core.assay import AssayOptionError
     from ketasim.experiment.runner import UnsupportedAssayError
-    from ketasim.signaling.protocol import ProtocolError
     from ketasim.io.results import OutputError
     from ketasim.scenario import ScenarioError
+    from ketasim.signaling.protocol import ProtocolError
 
     return (ScenarioError, UnsupportedAssayError, ProtocolError, OutputError,
             AssayOptionError)
@@ -45,8 +45,8 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
     """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out."""
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
-    from ketasim.report.run_folder import write_run
     from ketasim.params import load_registry
+    from ketasim.report.run_folder import write_run
     from ketasim.scenario import load_scenario
 
     try:
@@ -255,10 +255,10 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
     import numpy as np
 
     from ketasim.experiment.cohort import sample_cohort
-    from ketasim.signaling.protocol import compile_arm
     from ketasim.io.sbml import build_document, write_sbml
     from ketasim.params import load_registry
     from ketasim.scenario import load_scenario
+    from ketasim.signaling.protocol import compile_arm
     from ketasim.signaling.simulate import parameter_vector, start_time
 
     try:

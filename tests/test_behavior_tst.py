@@ -11,7 +11,7 @@ from ketasim import simulate
 from ketasim.analysis.behavior import score_tst
 from ketasim.behavior.tst import TstParams, event_onsets, immobility_states
 from ketasim.params import load_registry
-from ketasim.report.html import tst_figures
+from ketasim.report.html import assay_figures
 from ketasim.scenario import load_scenario_text
 
 FR = 30.0
@@ -88,9 +88,10 @@ def test_tail_suspension_through_the_runner(tmp_path):
     assert peri.shape == (3, len(lags)) and lags[0] == pytest.approx(-3.0)
     mean = np.nanmean(peri, axis=0)
     assert mean[np.searchsorted(lags, -0.3)] > mean[np.searchsorted(lags, -2.5)] + 0.2
-    tags = tst_figures(tmp_path, res.tst, "t_")
-    assert len(tags) == 2 and (tmp_path / "t_ethogram.png").stat().st_size > 5000
-    assert (tmp_path / "t_peri_struggle.png").stat().st_size > 5000
+    tags = assay_figures(tmp_path, res.kept, "t_")
+    assert len(tags) == 2
+    assert (tmp_path / "t_tail_suspension_ethogram.png").stat().st_size > 5000
+    assert (tmp_path / "t_tail_suspension_peri_struggle.png").stat().st_size > 5000
     with pytest.raises(ValueError, match=r"arms\[0\]\.assays\[0\]\.options\.frames"):
         simulate(load_scenario_text(TEXT.replace("{cells: 30}", "{frames: 3}", 1)), registry=load_registry())
 

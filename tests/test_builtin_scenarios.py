@@ -10,8 +10,8 @@ import pytest
 
 import ketasim
 from ketasim.analysis.stats import compare
-from ketasim.scenario import builtin_scenarios, load_scenario
 from ketasim.params import load_registry
+from ketasim.scenario import builtin_scenarios, load_scenario
 
 BUILTINS = builtin_scenarios()
 READOUT_COLUMNS = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]

@@ -374,7 +374,7 @@ def test_error_line_shows_bracketed_user_text_verbatim(tmp_path, where):
 @pytest.fixture
 def failing_report(monkeypatch) -> list:
     """Make the report writer raise after the simulation; record that it was reached."""
-    from ketasim.io import run_outputs
+    from ketasim.report import run_folder
 
     calls = []
 
@@ -383,7 +383,7 @@ def failing_report(monkeypatch) -> list:
         (Path(out) / "partial.txt").write_text("half-written")
         raise RuntimeError("report failed on purpose")
 
-    monkeypatch.setattr(run_outputs, "write_report", boom)
+    monkeypatch.setattr(run_folder, "write_report", boom)
     return calls
 
 

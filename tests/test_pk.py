@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from ketasim.experiment.cohort import sample_cohort
-from ketasim.signaling.protocol import compile_arm
 from ketasim.params import load_registry
 from ketasim.scenario import load_scenario_text
+from ketasim.signaling.protocol import compile_arm
 from ketasim.signaling.simulate import simulate_signaling
 
 FINE = np.linspace(0.0, 48.0, 48 * 120 + 1)  # every 30 s

@@ -14,8 +14,8 @@ from ketasim.analysis.stats import compare
 from ketasim.cli import _write_power as write_power
 from ketasim.experiment import power as experiment_power
 from ketasim.experiment.power import power_curve
-from ketasim.params import load_registry
 from ketasim.experiment.runner import simulate
+from ketasim.params import load_registry
 from ketasim.report import power as report_power
 from ketasim.report.power import plot_power
 from ketasim.scenario import load_scenario, load_scenario_text
@@ -152,7 +152,7 @@ def test_power_curve_passes_registry_to_simulate(null_scenario, monkeypatch):
     seen = {}
     real = experiment_power.simulate
 
-    def spy(scenario, seed=None, registry=None, **kwargs):
+    def spy(scenario, seed=None, *, registry, **kwargs):
         seen["registry"] = registry
         return real(scenario, seed=seed, registry=registry, **kwargs)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ketasim import simulate
-from ketasim.scenario import load_scenario_text
 from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
 
 TEXT = """
 name: bdnf

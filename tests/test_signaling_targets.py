@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from ketasim import simulate
-from ketasim.scenario import load_scenario_text
 from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
 
 TIMES = "[-1h, 0h, 30min, 1h, 90min, 2h, 3h, 4h, 6h, 8h, 12h, 18h, 24h, 48h, 72h]"
 KET = "{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}"

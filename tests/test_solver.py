@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from ketasim.experiment.cohort import sample_cohort
-from ketasim.signaling.protocol import compile_arm
 from ketasim.params import load_registry
 from ketasim.scenario import load_scenario_text
 from ketasim.signaling import codegen, spec
-from ketasim.signaling.simulate import simulate_signaling, parameter_vector
+from ketasim.signaling.protocol import compile_arm
+from ketasim.signaling.simulate import parameter_vector, simulate_signaling
 
 
 def _arm(protocol: str, species: str = "mouse", n: int = 4, variability: bool = True):

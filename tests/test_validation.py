@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ketasim.params import load_registry
 from ketasim.scenario import load_scenario
 from ketasim.validation.run import ValidationSetupError, plan, validate
 from ketasim.validation.statistic import StatisticError, check_expression, evaluate
 from ketasim.validation.targets import (
-from ketasim.params import load_registry
     TargetError,
     Tolerance,
     load_targets,

@@ -32,8 +32,8 @@ import math
 import numba
 import numpy as np
 
-from ketasim.params.registry import ParamGroup
 from ketasim.core.xoroshiro import next_normal_zig, next_poisson, seed_state
+from ketasim.params.registry import ParamGroup
 
 PARAM_NAMES = (
     "n_exc", "n_inh", "tau_e_s", "tau_i_s", "tau_a_s", "g_adapt", "j_ee", "w_ei", "w_ie",

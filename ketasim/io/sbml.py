@@ -15,8 +15,8 @@ from pathlib import Path
 import libsbml
 import numpy as np
 
-from ketasim.signaling.protocol import EventTable
 from ketasim.signaling import spec
+from ketasim.signaling.protocol import EventTable
 from ketasim.signaling.solver import EV_ADD_STATE, EV_SET_PARAM
 
 

@@ -92,3 +92,20 @@ def peri_struggle_figure(tst: dict, path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def tst_figures(kept: dict, out: Path, prefix: str) -> list:
+    """The tail suspension ethogram and the peri-struggle calcium average (all arms with
+    the ``tail_suspension`` assay)."""
+    tst = {arm: k["tst"] for arm, k in kept.items() if "tst" in k}
+    if not tst:
+        return []
+    return [
+        (ethogram_figure(tst, out / f"{prefix}ethogram.png"), "TST ethogram",
+         ("tail suspension ethogram: immobile (dark) and struggle (orange) bouts over the "
+          "test, one row per mouse (the first mice of each arm)")),
+        (peri_struggle_figure(tst, out / f"{prefix}peri_struggle.png"),
+         "peri-struggle calcium", ("vmPFC population dF/F around struggle onsets: mean over "
+                                   "mice (each the mean over its onsets; at most the "
+                                   "first 1,000 of an arm) with SEM bands; the dashed line "
+                                   "is the onset"))]

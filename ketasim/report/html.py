@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib
 from pathlib import Path
 
 import pandas as pd
 
+from ketasim.experiment.assays import ASSAYS
 from ketasim.report.figures import assay_figure
 
 CSS = """
@@ -31,52 +33,25 @@ def _tags(*figures: tuple[Path | None, str, str]) -> list[str]:
     return [img_tag(png, alt, caption) for png, alt, caption in figures if png is not None]
 
 
-def spine_maps(out: Path, tracking: dict, prefix: str) -> list[str]:
-    """Figures for the observed spine tracking tables: a map per arm, then formation and
-    elimination bars and the survival of new spines across arms."""
-    from ketasim.report.spine_maps import spine_map_figure, survival_figure, turnover_figure
-
-    tags = _tags(*[(spine_map_figure(table, out / f"{prefix}{arm}.png", arm=arm),
-                    f"spines {arm}", (f"{arm}: imaged branches of one animal across sessions "
-                    "(grey kept, green new, blue restored: new within 2 um of a spine lost "
-                    "between the first two sessions, red lost)"))
-                   for arm, table in tracking.items()])
-    if tracking:
-        tags += _tags(
-            (turnover_figure(tracking, out / f"{prefix}turnover.png"), "spine turnover",
-             ("formation and elimination between consecutive sessions (% of the earlier "
-             "session's spines); bars are arm means, dots subjects")),
-            (survival_figure(tracking, out / f"{prefix}survival.png"), "spine survival",
-             ("Kaplan-Meier survival of spines new at the second-to-last session, restored "
-             "(within 2 um of a site lost between the first two sessions) vs de novo, with "
-             "95% bands")))
+def assay_figures(out: Path, kept: dict[str, dict[str, dict]], prefix: str) -> list[str]:
+    """The figures each assay declares (``Assay.figures``, ``"module:function"``) drawn
+    from what it kept in the run (``kept``: assay -> arm -> kept dict). A figure function
+    takes ``(kept by arm, folder, file prefix)`` and returns ``(png, alt, caption)``
+    triples."""
+    tags: list[str] = []
+    for name, by_arm in kept.items():
+        assay = ASSAYS.get(name)
+        if assay is None or not by_arm:
+            continue
+        for ref in assay.figures:
+            tags += _tags(*resolve(ref)(by_arm, out, f"{prefix}{name}_"))
     return tags
 
 
-def calcium_rasters(out: Path, calcium: dict, prefix: str) -> list[str]:
-    """dF/F rasters of the first animal of each arm with calcium imaging."""
-    from ketasim.report.spine_maps import calcium_raster_figure
-
-    return _tags(*[(calcium_raster_figure(sessions, out / f"{prefix}{arm}.png", arm),
-                    f"calcium {arm}", (f"{arm}: dF/F of one animal's field of view per "
-                    "session, population mean below with the synchronous events (red)"))
-                   for arm, sessions in calcium.items()])
-
-
-def tst_figures(out: Path, tst: dict, prefix: str) -> list[str]:
-    """The tail suspension ethogram and the peri-struggle calcium average (all arms with
-    the ``tail_suspension`` assay)."""
-    from ketasim.report.behavior_figures import ethogram_figure, peri_struggle_figure
-
-    if not tst:
-        return []
-    return _tags(
-        (ethogram_figure(tst, out / f"{prefix}ethogram.png"), "TST ethogram",
-         ("tail suspension ethogram: immobile (dark) and struggle (orange) bouts over the "
-         "test, one row per mouse (the first mice of each arm)")),
-        (peri_struggle_figure(tst, out / f"{prefix}peri_struggle.png"),
-         "peri-struggle calcium", ("vmPFC population dF/F around struggle onsets: mean over "
-         "mice (each the mean over its onsets) with SEM bands; the dashed line is the onset")))
+def resolve(ref: str):
+    """The function a ``"package.module:function"`` reference names."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def img_tag(png: Path, alt: str, caption: str) -> str:
@@ -106,12 +81,10 @@ def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -
 
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
-                 tracking: dict | None = None, calcium: dict | None = None,
-                 tst: dict | None = None) -> Path:
-    """Write ``report.html`` and ``fig_<assay>.png`` files into ``out`` (and spine maps
-    of the first animal of each arm with two-photon imaging, dF/F rasters of the first
-    animal of each arm with calcium imaging, the tail suspension ethogram and
-    peri-struggle calcium average)."""
+                 kept: dict[str, dict[str, dict]] | None = None) -> Path:
+    """Write ``report.html`` and ``fig_<assay>.png`` files into ``out``, and the figures
+    the assays declare from what they kept (e.g. spine maps, dF/F rasters, the tail
+    suspension ethogram)."""
     figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
                     f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
     body = [
@@ -121,9 +94,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         f"scenario hash <code>{html.escape(str(manifest.get('scenario_hash'))[:12])}</code></p>"),
         "<h2>Statistics</h2>",
         table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
-        "<h2>Figures</h2>", *figs, *spine_maps(out, tracking or {}, "fig_spines_"),
-        *calcium_rasters(out, calcium or {}, "fig_calcium_"),
-        *tst_figures(out, tst or {}, "fig_tst_"),
+        "<h2>Figures</h2>", *figs, *assay_figures(out, kept or {}, "fig_"),
         "<h2>Summary</h2>", table_html(summary, None, "summary"),
     ]
     path = out / "report.html"

@@ -13,6 +13,7 @@ import numpy as np
 
 import ketasim
 from ketasim.analysis.stats import compare, summarize
+from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.runner import RunResult
 from ketasim.io.results import atomic_dir, write_json, write_readouts
 from ketasim.params import Registry
@@ -51,15 +52,14 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
     man = manifest(result, registry, wall_s)
     with atomic_dir(Path(out), overwrite) as tmp:
         write_readouts(result.readouts, tmp / "readouts.parquet")
-        if result.tracking:  # the observed spine tracking tables (two-photon assay)
-            import pandas as pd
-
-            pd.concat(result.tracking.values(), ignore_index=True).to_parquet(
-                tmp / "spines_tracking.parquet", index=False)
+        for name, by_arm in result.kept.items():  # files the assays declare
+            for file_name, writer in ASSAYS[name].artifacts.items():
+                if by_arm:
+                    writer(by_arm, tmp / file_name)
         summary.to_csv(tmp / "summary.csv", index=False)
         stats.to_csv(tmp / "stats.csv", index=False)
         write_json(man, tmp / "manifest.json")
         write_report(tmp, f"ketasim run: {result.scenario.name}",
                      result.scenario.description, result.readouts, summary, stats, man,
-                     result.tracking, result.calcium, result.tst)
+                     result.kept)
     return Path(out)

@@ -214,3 +214,32 @@ def calcium_raster_figure(sessions: dict, path: Path, arm: str,
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def tracking_figures(kept: dict, out: Path, prefix: str) -> list:
+    """Figures of the two-photon assay: a spine map per arm, then formation and
+    elimination bars and the survival of new spines across arms."""
+    tracking = {arm: k["tracking"] for arm, k in kept.items() if "tracking" in k}
+    figs = [(spine_map_figure(table, out / f"{prefix}{arm}.png", arm=arm),
+             f"spines {arm}", (f"{arm}: imaged branches of one animal across sessions "
+                               "(grey kept, green new, blue restored: new within 2 um of a "
+                               "spine lost between the first two sessions, red lost)"))
+            for arm, table in tracking.items()]
+    if tracking:
+        figs += [
+            (turnover_figure(tracking, out / f"{prefix}turnover.png"), "spine turnover",
+             ("formation and elimination between consecutive sessions (% of the earlier "
+              "session's spines); bars are arm means, dots subjects")),
+            (survival_figure(tracking, out / f"{prefix}survival.png"), "spine survival",
+             ("Kaplan-Meier survival of spines new at the second-to-last session, restored "
+              "(within 2 um of a site lost between the first two sessions) vs de novo, with "
+              "95% bands"))]
+    return figs
+
+
+def calcium_figures(kept: dict, out: Path, prefix: str) -> list:
+    """dF/F rasters of the first animal of each arm with calcium imaging."""
+    return [(calcium_raster_figure(k["calcium"], out / f"{prefix}{arm}.png", arm),
+             f"calcium {arm}", (f"{arm}: dF/F of one animal's field of view per session, "
+                                "population mean below with the synchronous events (red)"))
+            for arm, k in kept.items() if "calcium" in k]

@@ -12,12 +12,10 @@ from ketasim.analysis.stats import summarize
 from ketasim.report.figures import assay_figure
 from ketasim.report.html import (
     FIGURE_NOTE,
-    calcium_rasters,
+    assay_figures,
     img_tag,
     page,
-    spine_maps,
     table_html,
-    tst_figures,
 )
 from ketasim.report.synthesis import synthesis_figure
 
@@ -72,10 +70,7 @@ def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
             png = assay_figure(run.readouts, summary, assay, figdir / f"{name}_{assay}.png")
             body.append(img_tag(png, f"{name} {assay}",
                                 f"{name}: {assay}, {FIGURE_NOTE}"))
-        body.extend(spine_maps(figdir, getattr(run, "tracking", {}) or {}, f"{name}_spines_"))
-        body.extend(calcium_rasters(figdir, getattr(run, "calcium", {}) or {},
-                                    f"{name}_calcium_"))
-        body.extend(tst_figures(figdir, getattr(run, "tst", {}) or {}, f"{name}_tst_"))
+        body.extend(assay_figures(figdir, run.kept, f"{name}_"))
         if not run.stats.empty:
             body.append(table_html(run.stats, "p", f"stats-{name}"))
     path = out / "report.html"

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from ketasim.experiment.assays import ASSAYS as _ASSAY_CATALOGUE
+
 from .model import _TAGGED_MODELS, ERROR_TYPE, Scenario
 
 __all__ = [

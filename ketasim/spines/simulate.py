@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ketasim.spines.engine import ORIGINS, SpineParams, run_spines
 from ketasim.core.streams import PURPOSE_SPINES, xoroshiro_states
+from ketasim.spines.engine import ORIGINS, SpineParams, run_spines
 
 DT_H = 6.0  # engine step (h): resolves the 12-24 h formation window and daily imaging
 DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")

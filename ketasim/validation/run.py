@@ -43,9 +43,13 @@ class ReplicaRun:
     readouts: pd.DataFrame
     stats: pd.DataFrame
     seconds: float
-    tracking: dict = field(default_factory=dict)
-    calcium: dict = field(default_factory=dict)
-    tst: dict = field(default_factory=dict)
+    kept: dict = field(default_factory=dict)  # assay -> arm -> what the assay kept
+
+    @property
+    def tracking(self) -> dict:
+        """Arm -> observed two-photon tracking table."""
+        return {arm: k["tracking"] for arm, k in self.kept.get("two_photon_spines",
+                                                                  {}).items()}
 
 
 @dataclass
@@ -148,7 +152,7 @@ def run_replica(path: str, registry: Registry) -> ReplicaRun:
     res = simulate(sc, registry=registry)
     stats = compare(res.readouts, sc.compare)
     return ReplicaRun(Path(path).stem, sc, res.readouts, stats, time.perf_counter() - t0,
-                      res.tracking, res.calcium, res.tst)
+                      res.kept)
 
 
 def replicate(path: str, offset: int, statistics: dict[str, str],
