@@ -70,10 +70,11 @@ def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
     for role, rc in result.role_counts().items():
         title, what = ROLE_TITLES[role]
         body.append(f'<h2 id="role-{role}">{title}</h2>')
-        body.append(f"<p>{rc['total']} {role} targets ({what}): <b>{rc['pass']} pass</b>, "
+        body.append(f"<p>{rc['total']} {role} targets: <b>{rc['pass']} pass</b>, "
                     f"<b>{rc['fail']} fail</b>, {rc['known_gap']} known gaps, "
-                    f"{rc['error']} errors. Published and simulated effect sizes stand side "
-                    "by side where the targets file gives them.</p>")
+                    f"{rc['error']} errors. {what[0].upper()}{what[1:]}. Published and "
+                    "simulated effect sizes stand side by side where the targets file "
+                    "gives them.</p>")
         sub = table[table["role"] == role]
         if not sub.empty:
             body.append(_targets_table(sub, role))
