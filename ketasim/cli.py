@@ -117,14 +117,20 @@ def validate(
         _fail(str(e))
     except _user_errors() as e:
         _fail(str(e))
-    shown = Table("target", "published", "simulated", "tolerance", "pass", title="validation")
+    shown = Table("target", "role", "published", "simulated", "tolerance", "pass",
+                  title="validation")
     colour = {"pass": "green", "fail": "red", "known_gap": "red", "error": "red"}
     for r in result.results:
         label = {"pass": "pass", "fail": "FAIL", "known_gap": "known gap",
                  "error": "ERROR"}[r.status]
-        shown.add_row(r.target.target_id, r.target.published, f"{r.simulated:.4g}",
+        shown.add_row(r.target.target_id, r.target.role, r.target.published,
+                      f"{r.simulated:.4g}",
                       r.target.tolerance.text, f"[{colour[r.status]}]{label}[/]")
     out.print(shown)
+    for role, rc in result.role_counts().items():
+        if rc["total"]:
+            out.print(f"{role}: {rc['total']} targets, {rc['pass']} pass, {rc['fail']} fail, "
+                      f"{rc['known_gap']} known gaps, {rc['error']} errors")
     c = result.counts()
     out.print(f"{c['pass']} pass, {c['fail']} fail, {c['known_gap']} known gaps, "
               f"{c['error']} errors in {result.seconds:.1f} s; wrote {out_dir}/validation.csv "

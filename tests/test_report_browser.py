@@ -89,6 +89,7 @@ def test_validation_report_renders_in_browser(tmp_path: Path) -> None:
                                       "--only", "plasticity_window_signaling",
                                       "--out", str(out), "--workers", "1"])
     assert result.exit_code == 0, result.output
-    found = assert_report_renders(out / "report.html", ["validation"], min_figures=3)
+    found = assert_report_renders(out / "report.html", ["calibration", "validation"],
+                                  min_figures=3)
     assert found["figures"] == len(list((out / "figures").glob("*.png")))
     assert (out / "figures" / "synthesis.png").exists()

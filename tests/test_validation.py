@@ -27,6 +27,7 @@ SEED_FACTS = Path(__file__).resolve().parents[2] / "shared" / "design" / "SEED-F
 GOOD = """
 - target_id: T-X-1
   facts: [F-W-5]
+  role: validation
   source: Someone et al. 2020 Journal
   quantity: q
   published: p
@@ -72,6 +73,77 @@ def test_bad_targets_rejected(mutation, message):
         parse_targets(mutation(GOOD))
 
 
+# ------------------------------------------------------------------ roles and effect sizes
+CALIBRATION = GOOD.replace("  role: validation\n",
+                           "  role: calibration\n  fitted: [sig.pka_gain, sig.k_priming]\n")
+
+
+def test_role_and_fitted_are_parsed():
+    t = parse_targets(GOOD)["T-X-1"]
+    assert (t.role, t.fitted, t.published_effect, t.effect) == ("validation", (), None, "")
+    c = parse_targets(CALIBRATION)["T-X-1"]
+    assert c.role == "calibration" and c.fitted == ("sig.pka_gain", "sig.k_priming")
+    e = parse_targets(GOOD + "  published_effect: 0.275\n"
+                      "  effect: mean('a', 'r', '2h') - mean('b', 'r', '2h')\n")["T-X-1"]
+    assert e.published_effect == 0.275 and e.effect.startswith("mean(")
+    targets = load_targets()
+    assert {t.role for t in targets.values()} == {"calibration", "validation"}
+    assert all(t.fitted for t in targets.values() if t.role == "calibration")
+
+
+def test_a_fitted_name_not_in_the_registry_is_one_clear_error():
+    bad = CALIBRATION.replace("sig.k_priming", "sig.k_primming")
+    with pytest.raises(TargetError) as e:
+        parse_targets(bad, "lab.yaml")
+    msg = str(e.value)
+    assert "T-X-1" in msg and "'sig.k_primming'" in msg and "parameters.yaml" in msg
+    assert "sig.pka_gain" not in msg  # only the bad name
+
+
+@pytest.mark.parametrize("mutation,message", [
+    (lambda s: s.replace("  role: validation\n", ""), "missing role"),
+    (lambda s: s.replace("role: validation", "role: fitted"), "expected calibration or validation"),
+    (lambda s: s.replace("role: validation", "role: calibration"), "needs fitted"),
+    (lambda s: s + "  fitted: [sig.pka_gain]\n", "validation target has no fitted"),
+    (lambda s: s + "  published_effect: 0.3\n", "needs an effect"),
+    (lambda s: s + "  published_effect: large\n  effect: mean('a', 'r', '1h')\n",
+     "must be a number"),
+    (lambda s: s + "  effect: open('x')\n", "effect"),
+])
+def test_bad_roles_and_effects_rejected(mutation, message):
+    with pytest.raises(TargetError, match=message):
+        parse_targets(mutation(GOOD))
+
+
+def test_counts_are_kept_per_role():
+    from ketasim.validation.run import TargetResult, ValidationResult
+
+    cal = parse_targets(CALIBRATION)["T-X-1"]
+    val = parse_targets(GOOD)["T-X-1"]
+    res = ValidationResult([TargetResult(cal, "r", 1.0, "pass"),
+                            TargetResult(cal, "r", 9.0, "known_gap", "x"),
+                            TargetResult(val, "r", 0.5, "pass"),
+                            TargetResult(val, "r", 2.0, "fail")])
+    assert res.counts("calibration") == {"pass": 1, "fail": 0, "known_gap": 1, "error": 0}
+    assert res.counts("validation") == {"pass": 1, "fail": 1, "known_gap": 0, "error": 0}
+    assert res.counts()["pass"] == 2
+    assert res.role_counts()["calibration"]["total"] == 2
+    table = res.table()
+    assert list(table["role"]) == ["calibration"] * 2 + ["validation"] * 2
+    assert table["fitted"].iloc[0] == "sig.pka_gain;sig.k_priming"
+
+
+def test_design_doc_fitted_table_matches_targets_yaml():
+    from ketasim.validation import fitted_table
+
+    text = fitted_table.DESIGN.read_text()
+    assert fitted_table.current(text) == fitted_table.block(), (
+        "docs/design.md is out of date: run python -m ketasim.validation.fitted_table --write")
+    for t in load_targets().values():  # every calibration target shows up in the table
+        if t.role == "calibration":
+            assert t.target_id in fitted_table.fitted_table()
+
+
 def test_tolerance_grammar():
     assert Tolerance.parse("[0.2, 0.25]").contains(0.25)
     assert not Tolerance.parse("[0.2, 0.25]").contains(0.2501)
@@ -112,6 +184,10 @@ def test_statistic_known_answers():
     assert evaluate("p_lower('a', 'b', 'r', '1h')", r) == pytest.approx(one)
     assert evaluate("p_lower('b', 'a', 'r', '1h')", r) == pytest.approx(1 - one)
     assert evaluate("-mean('a', 'r', '0h') + 2 * 3", r) == pytest.approx(-2.5 + 6)
+    assert evaluate("sd('a', 'r', '0h')", r) == pytest.approx(np.std([0, 1, 2, 3], ddof=1))
+    # equal SDs: Cohen's d = difference / that SD
+    assert evaluate("cohen_d('b', 'a', 'r', '1h')", r) == pytest.approx(
+        2.0 / np.std([0, 1, 2, 3], ddof=1))
 
 
 def test_half_life_known_answer():
@@ -136,6 +212,16 @@ def test_statistic_missing_data_is_an_error():
 
 
 # ------------------------------------------------------------------ validate
+# Magnitude targets the model misses today (issue 12): the shock effect on escape
+# failures is smaller than published, and its spread larger (see their known_gap text).
+ALLOWED_GAPS = {"T-LH-06", "T-LH-07"}
+
+
+def test_allowed_gaps_are_marked_in_the_targets_file():
+    marked = {tid for tid, t in load_targets().items() if t.known_gap}
+    assert marked == ALLOWED_GAPS
+
+
 @pytest.fixture(scope="module")
 def full_validation():
     return validate(workers=2, registry=load_registry())
@@ -147,7 +233,8 @@ def test_every_current_target_passes(full_validation):
     assert failing.empty, failing[["target_id", "simulated", "tolerance", "status"]]
     gaps = [r for r in full_validation.results if r.status == "known_gap"]
     assert all(len(r.message) > 40 for r in gaps)  # every gap says why
-    assert not gaps, [r.target.target_id for r in gaps]  # none today: adding one is a conscious change
+    # the allowed gaps, listed: adding one (or closing one) is a conscious change
+    assert sorted(r.target.target_id for r in gaps) == sorted(ALLOWED_GAPS)
     assert set(table["target_id"]) == set(load_targets())
 
 
@@ -186,13 +273,18 @@ targets: [T-LAB-1, T-LAB-2]
 NEW_TARGETS = """
 - target_id: T-LAB-1
   facts: [F-W-8]
+  role: validation
   source: Our lab 2026 (unpublished)
   quantity: dopamine at 1 h, high / low dose
   published: higher with dose
   statistic: mean('high', 'da_rel', '1h') / mean('low', 'da_rel', '1h')
+  published_effect: 1.234567
+  effect: mean('high', 'da_rel', '1h') / mean('low', 'da_rel', '1h')
   tolerance: "> 1"
 - target_id: T-LAB-2
   facts: [F-W-6]
+  role: calibration
+  fitted: [sig.pka_gain]
   source: Our lab 2026 (unpublished)
   quantity: plasticity potential at 2 h, high dose
   published: impossible on purpose
@@ -223,6 +315,19 @@ def test_a_replica_added_as_yaml_shows_up_without_code_change(tmp_path):
     html = (out / "report.html").read_text()
     assert "my_dose_response" in html and "T-LAB-2" in html
     assert 'class="known_gap"' in html
+    # calibration and validation targets in separate tables, each with its count
+    assert '<table id="calibration">' in html and '<table id="validation">' in html
+    assert "Calibration targets" in html and "Validation targets" in html
+    assert "1 calibration targets" in html and "1 validation targets" in html
+    val_table = html.split('<table id="validation">')[1].split("</table>")[0]
+    cal_table = html.split('<table id="calibration">')[1].split("</table>")[0]
+    assert "T-LAB-1" in val_table and "T-LAB-2" not in val_table
+    assert "T-LAB-2" in cal_table and "sig.pka_gain" in cal_table
+    # published and simulated effect sizes side by side
+    assert "published_effect</th><th>simulated_effect" in val_table
+    assert "1.235" in val_table and f"{table['simulated_effect'].iloc[0]:.4g}" in val_table
+    assert res.output.count("calibration: 1 targets") == 1
+    assert "validation: 1 targets, 1 pass" in res.output
 
 
 def test_failing_target_exits_1(tmp_path):
@@ -262,9 +367,14 @@ def test_validation_csv_columns_follow_the_contract(tmp_path):
     res = CliRunner().invoke(app, ["validate", "--only", "T-PK-06", "--out",
                                    str(tmp_path / "v"), "--workers", "1"])
     assert res.exit_code == 0, res.output
-    cols = list(pd.read_csv(tmp_path / "v" / "validation.csv").columns)
-    assert cols[:8] == ["target_id", "facts", "source", "quantity", "published", "simulated",
-                        "tolerance", "pass"]
+    table = pd.read_csv(tmp_path / "v" / "validation.csv", keep_default_na=False)
+    cols = list(table.columns)
+    # the existing columns keep their order; role, fitted and the effect sizes follow
+    assert cols == ["target_id", "facts", "source", "quantity", "published", "simulated",
+                    "tolerance", "pass", "status", "replica", "replication",
+                    "role", "fitted", "published_effect", "simulated_effect"]
+    row = table.iloc[0]
+    assert row["role"] == "calibration" and row["fitted"] == "pk.rat.hnk.cl;pk.rat.hnk.v"
     assert (tmp_path / "v" / "figures" / "pk_rat_hnk_plasma_pk.png").exists()
 
 

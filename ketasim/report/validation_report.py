@@ -1,9 +1,12 @@
-"""The validation report: every target (published vs simulated, pass/fail colours), the
-synthesis figure, and per replica its figures and statistics."""
+"""The validation report: every target (published vs simulated, pass/fail colours), in
+two tables with their own pass counts (calibration targets, whose facts parameters were
+fitted to, and validation targets, out of sample), with published and simulated effect
+sizes side by side; the synthesis figure; per replica its figures and statistics."""
 
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -19,18 +22,30 @@ from ketasim.report.html import (
 )
 from ketasim.report.synthesis import synthesis_figure
 
+ROLE_TITLES = {
+    "calibration": ("Calibration targets", ("parameters were fitted to these facts "
+                                            "(listed under fitted), so passing them shows "
+                                            "the fit, not a prediction")),
+    "validation": ("Validation targets", ("no parameter was fitted to these facts: "
+                                          "out-of-sample tests")),
+}
+
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return "" if math.isnan(v) else f"{v:.4g}"  # NaN: nothing to show
     return str(v)
 
 
 def _targets_table(df: pd.DataFrame, table_id: str) -> str:
     cols = ["target_id", "facts", "quantity", "published", "simulated", "tolerance", "status",
-            "source"]
+            "published_effect", "simulated_effect", "source"]
+    if "role" in df and table_id.startswith("targets-"):
+        cols.insert(1, "role")
+    if "fitted" in df and (df["fitted"].astype(str) != "").any():
+        cols.insert(cols.index("source"), "fitted")
     if "replication" in df and (df["replication"].astype(str) != "").any():
-        cols.insert(7, "replication")  # passes over further seeds (validate --seeds)
+        cols.insert(cols.index("status") + 1, "replication")  # passes over further seeds
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = []
     for _, r in df.iterrows():
@@ -49,8 +64,18 @@ def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
         (f"<p>{len(result.results)} literature targets from {len(result.replicas)} replicas: "
         f"<b>{c['pass']} pass</b>, <b>{c['fail']} fail</b>, {c['known_gap']} known gaps, "
         f"{c['error']} errors ({result.seconds:.1f} s).</p>"),
-        "<h2>Targets</h2>", _targets_table(table, "validation"),
     ]
+    for role, rc in result.role_counts().items():
+        title, what = ROLE_TITLES[role]
+        body.append(f'<h2 id="role-{role}">{title}</h2>')
+        body.append(f"<p>{rc['total']} {role} targets: <b>{rc['pass']} pass</b>, "
+                    f"<b>{rc['fail']} fail</b>, {rc['known_gap']} known gaps, "
+                    f"{rc['error']} errors. {what[0].upper()}{what[1:]}. Published and "
+                    "simulated effect sizes stand side by side where the targets file "
+                    "gives them.</p>")
+        sub = table[table["role"] == role]
+        if not sub.empty:
+            body.append(_targets_table(sub, role))
     syn = synthesis_figure({k: v.readouts for k, v in result.replicas.items()},
                            figdir / "synthesis.png")
     if syn is not None:

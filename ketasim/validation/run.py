@@ -10,6 +10,10 @@ threshold passes at one seed and fails at the next, as a real replication might.
 target gets its replication count (``replication``: passes out of K, judged against the
 tolerance whether or not the target is a known gap). The verdict still comes from the
 replica's own seed.
+
+Targets are counted by role (``calibration``: parameters were fitted to the fact;
+``validation``: out of sample), and each target's simulated effect size (its ``effect``
+expression) is reported beside the published one where the targets file gives them.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import pandas as pd
 
 from ketasim.params import Registry
 from ketasim.validation.statistic import StatisticError, evaluate
-from ketasim.validation.targets import Target, load_targets, replica_paths
+from ketasim.validation.targets import ROLES, Target, load_targets, replica_paths
 
 CSV_COLUMNS = ["target_id", "facts", "source", "quantity", "published", "simulated",
-               "tolerance", "pass", "status", "replica", "replication"]
+               "tolerance", "pass", "status", "replica", "replication",
+               "role", "fitted", "published_effect", "simulated_effect"]
+STATUSES = ("pass", "fail", "known_gap", "error")
 
 
 class ValidationSetupError(ValueError):
@@ -60,6 +66,7 @@ class TargetResult:
     status: str  # pass | fail | known_gap | error
     message: str = ""
     replication: tuple[int, int] | None = None  # (passes, extra seeds run)
+    simulated_effect: float = float("nan")  # the target's effect expression, if any
 
     @property
     def passed(self) -> bool:
@@ -72,10 +79,20 @@ class ValidationResult:
     replicas: dict[str, ReplicaRun] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def counts(self) -> dict[str, int]:
-        out = {"pass": 0, "fail": 0, "known_gap": 0, "error": 0}
+    def counts(self, role: str | None = None) -> dict[str, int]:
+        """Targets by status; of one role (calibration or validation) if given."""
+        out = dict.fromkeys(STATUSES, 0)
         for r in self.results:
-            out[r.status] += 1
+            if role is None or r.target.role == role:
+                out[r.status] += 1
+        return out
+
+    def role_counts(self) -> dict[str, dict[str, int]]:
+        """``{role: {status: count}}`` for both roles, each with a ``total``."""
+        out = {}
+        for role in ROLES:
+            c = self.counts(role)
+            out[role] = {**c, "total": sum(c.values())}
         return out
 
     @property
@@ -90,7 +107,11 @@ class ValidationResult:
             "published": r.target.published, "simulated": r.simulated,
             "tolerance": r.target.tolerance.text, "pass": r.passed, "status": r.status,
             "replica": r.replica,
-            "replication": "" if r.replication is None else f"{r.replication[0]}/{r.replication[1]}"}
+            "replication": "" if r.replication is None else f"{r.replication[0]}/{r.replication[1]}",
+            "role": r.target.role, "fitted": ";".join(r.target.fitted),
+            "published_effect": (float("nan") if r.target.published_effect is None
+                                 else r.target.published_effect),
+            "simulated_effect": r.simulated_effect}
             for r in self.results]
         return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
@@ -176,12 +197,16 @@ def replicate(path: str, offset: int, statistics: dict[str, str],
 def judge(target: Target, replica: ReplicaRun) -> TargetResult:
     try:
         v = evaluate(target.statistic, replica.readouts, replica.tracking)
-    except StatisticError as e:
-        return TargetResult(target, replica.name, float("nan"), "error", str(e))
+        e = (evaluate(target.effect, replica.readouts, replica.tracking) if target.effect
+             else float("nan"))
+    except StatisticError as err:
+        return TargetResult(target, replica.name, float("nan"), "error", str(err))
     if target.known_gap:
-        return TargetResult(target, replica.name, v, "known_gap", target.known_gap)
+        return TargetResult(target, replica.name, v, "known_gap", target.known_gap,
+                            simulated_effect=e)
     return TargetResult(target, replica.name, v,
-                        "pass" if target.tolerance.contains(v) else "fail")
+                        "pass" if target.tolerance.contains(v) else "fail",
+                        simulated_effect=e)
 
 
 def sources(extra_replicas: Path | None = None, extra_targets: Path | None = None

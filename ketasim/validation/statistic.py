@@ -6,6 +6,7 @@ A target's ``statistic`` is an expression over its replica's readouts table, e.g
     mean('ketamine', 'pmtor_rel', '1h') / mean('vehicle', 'pmtor_rel', '1h')
     p('cort_ketamine', 'cort_saline', 'psd95_rel', '24h')
     p_lower('shock_saline', 'saline', 'uncaging_success', '2h')   # one-sided Welch t
+    cohen_d('ketamine', 'saline', 'uncaging_success', '2h')       # (a - b) / pooled SD
     half_life('ketamine', 'ketamine_plasma_ng_ml', '1h', '8h')
 
 Only the functions below, numbers, strings and + - * / are allowed; anything else is
@@ -79,6 +80,19 @@ def _functions(d: _Data) -> dict[str, Callable]:
 
     def n(arm, readout, at, assay=None):
         return float(d.values(arm, readout, at, assay).size)
+
+    def sd(arm, readout, at, assay=None):
+        return float(np.std(d.values(arm, readout, at, assay), ddof=1))
+
+    def cohen_d(arm_a, arm_b, readout, at, assay=None):
+        """Standardised difference (mean a - mean b) / pooled SD (ddof 1)."""
+        a, b = d.values(arm_a, readout, at, assay), d.values(arm_b, readout, at, assay)
+        pooled = np.sqrt(((a.size - 1) * np.var(a, ddof=1) + (b.size - 1) * np.var(b, ddof=1))
+                         / (a.size + b.size - 2))
+        diff = float(np.mean(a) - np.mean(b))
+        if pooled == 0:
+            return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+        return diff / float(pooled)
 
     def peak(arm, readout, assay=None, after="0h"):
         s = d.course(arm, readout, assay)
@@ -167,7 +181,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
             raise StatisticError(f"no {group!r} spines born at {t_start!r} in arm {arm!r}")
         return float(row["fraction_surviving"].iloc[0])
 
-    return {"mean": mean, "sem": sem, "n": n, "peak": peak, "time_of_peak": time_of_peak,
+    return {"mean": mean, "sem": sem, "n": n, "sd": sd, "cohen_d": cohen_d, "peak": peak, "time_of_peak": time_of_peak,
             "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "clustering_p": clustering_p,
             "branch_specificity_p": branch_specificity_p,
             "restored_fraction": restored_fraction, "restored_chance": restored_chance,

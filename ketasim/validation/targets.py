@@ -8,6 +8,15 @@ the replica's simulated readouts (:mod:`ketasim.validation.statistic`), and a
 target the model cannot reproduce yet carries ``known_gap: <reason>``: validate shows
 it in red and counts it, without failing.
 
+Every target has a ``role``: ``calibration`` when parameters were set so that its fact
+comes out right (``fitted`` then lists those parameters by their registry names, each
+of which must exist in ``ketasim/params/parameters.yaml``), or ``validation`` when no
+parameter was fitted to it (an out-of-sample test; no ``fitted``). A target may also
+carry the published size of its effect, ``published_effect`` (a number: difference,
+ratio or standardised effect), with ``effect``, the statistic expression that computes
+the same quantity from the simulation, so the report can show both side by side. An
+``effect`` may stand alone (the simulated size is shown where no size was published).
+
 Which replica checks a target is declared by the replica (its scenario's ``targets``).
 """
 
@@ -25,8 +34,9 @@ import yaml
 from ketasim.validation.statistic import StatisticError, check_expression
 
 REQUIRED = ("target_id", "facts", "source", "quantity", "published", "statistic",
-            "tolerance")
-OPTIONAL = ("known_gap", "note")
+            "tolerance", "role")
+OPTIONAL = ("known_gap", "note", "fitted", "published_effect", "effect")
+ROLES = ("calibration", "validation")
 _FACT = re.compile(r"^F-[A-Z]+-\d+$")
 _TOL = re.compile(r"^\s*(?:\[\s*(?P<lo>[-+0-9.eE]+)\s*,\s*(?P<hi>[-+0-9.eE]+)\s*\]|"
                   r"(?P<op><=|>=|<|>)\s*(?P<x>[-+0-9.eE]+))\s*$")
@@ -79,9 +89,62 @@ class Target:
     tolerance: Tolerance
     known_gap: str = ""
     note: str = ""
+    role: str = "validation"
+    fitted: tuple[str, ...] = ()
+    published_effect: float | None = None
+    effect: str = ""
 
 
-def parse_targets(text: str, where: str = "targets.yaml") -> dict[str, Target]:
+def _parameter_names() -> frozenset[str]:
+    from ketasim.params.registry import load_registry
+
+    return frozenset(load_registry().parameters)
+
+
+def _role(raw: dict, tid, where: str, names: frozenset[str] | None
+          ) -> tuple[str, tuple[str, ...]]:
+    role = raw["role"]
+    if role not in ROLES:
+        raise TargetError(f"{where}: target {tid}: role {role!r}: expected calibration or "
+                          "validation")
+    fitted = raw.get("fitted")
+    if role == "validation":
+        if fitted not in (None, []):
+            raise TargetError(f"{where}: target {tid}: a validation target has no fitted "
+                              "parameters (make it a calibration target or drop fitted)")
+        return role, ()
+    if not isinstance(fitted, list) or not fitted:
+        raise TargetError(f"{where}: target {tid}: a calibration target needs fitted: "
+                          "[parameter names]")
+    names = _parameter_names() if names is None else names
+    bad = [str(f) for f in fitted if str(f) not in names]
+    if bad:
+        raise TargetError(f"{where}: target {tid}: fitted parameter {bad[0]!r} is not in "
+                          "parameters.yaml" + (f" (nor {bad[1:]})" if bad[1:] else ""))
+    return role, tuple(str(f) for f in fitted)
+
+
+def _effect(raw: dict, tid, where: str) -> tuple[float | None, str]:
+    pub, expr = raw.get("published_effect"), raw.get("effect")
+    if pub is not None:
+        if isinstance(pub, bool) or not isinstance(pub, (int, float)):
+            raise TargetError(f"{where}: target {tid}: published_effect {pub!r} must be a "
+                              "number")
+        if not expr:
+            raise TargetError(f"{where}: target {tid}: published_effect needs an effect "
+                              "expression")
+    if expr:
+        try:
+            check_expression(str(expr))
+        except StatisticError as e:
+            raise TargetError(f"{where}: target {tid}: effect: {e}") from None
+    return (None if pub is None else float(pub)), str(expr or "")
+
+
+def parse_targets(text: str, where: str = "targets.yaml",
+                  parameters: frozenset[str] | None = None) -> dict[str, Target]:
+    """Parse a targets file. ``parameters`` (the registry's names by default) is what a
+    calibration target's ``fitted`` may name."""
     data = yaml.safe_load(text)
     if not isinstance(data, list):
         raise TargetError(f"{where}: expected a list of targets")
@@ -106,10 +169,13 @@ def parse_targets(text: str, where: str = "targets.yaml") -> dict[str, Target]:
             check_expression(str(raw["statistic"]))
         except StatisticError as e:
             raise TargetError(f"{where}: target {tid}: {e}") from None
+        role, fitted = _role(raw, tid, where, parameters)
+        published_effect, effect = _effect(raw, tid, where)
         out[tid] = Target(str(tid), tuple(str(f) for f in facts), str(raw["source"]),
                           str(raw["quantity"]), str(raw["published"]),
                           str(raw["statistic"]), Tolerance.parse(raw["tolerance"]),
-                          str(raw.get("known_gap") or ""), str(raw.get("note") or ""))
+                          str(raw.get("known_gap") or ""), str(raw.get("note") or ""),
+                          role, fitted, published_effect, effect)
     return out
 
 
