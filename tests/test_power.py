@@ -161,7 +161,7 @@ def test_power_curve_passes_registry_to_simulate(null_scenario, monkeypatch):
     a = power_curve(null_scenario, 0, [3], cohorts=5, seed=2, registry=registry)
     assert seen["registry"] is registry
     with pytest.raises(TypeError, match="registry"):
-        power_curve(null_scenario, 0, [3], cohorts=5, seed=2, registry=REG)
+        power_curve(null_scenario, 0, [3], cohorts=5, seed=2)  # no silent defaults
     assert not a.empty
 
 

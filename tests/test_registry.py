@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,21 @@ def test_parse_registry_accepts_a_valid_entry():
 def test_parse_registry_rejects(text, message):
     with pytest.raises(RegistryError, match=message):
         parse_registry(text)
+
+
+def test_bsv_on_a_parameter_not_read_per_subject_is_an_error():
+    """Between-subject variability applies wherever a parameter with bsv_cv is read; a
+    bsv_cv where it cannot apply (the circuit reads its parameters once per run) is one
+    clear error naming the parameter, not a silently unused draw."""
+    from ketasim.experiment.cohort import sample_cohort
+
+    text = (resources.files("ketasim.params") / "parameters.yaml").read_text()
+    lines = text.splitlines()
+    k = next(i for i, line in enumerate(lines) if line.startswith("- {name: circuit.j_ee,"))
+    lines[k] = lines[k].replace("- {name: circuit.j_ee,", "- {name: circuit.j_ee, bsv_cv: 0.2,")
+    reg = parse_registry("\n".join(lines))
+    with pytest.raises(RegistryError, match=r"bsv_cv on circuit\.j_ee"):
+        sample_cohort(reg, "mouse", "a", 3, 1)
+    ok = sample_cohort(REGISTRY, "mouse", "a", 3, 1)
+    cl = ok.get("pk.mouse.ketamine.cl")
+    assert len(set(cl)) == 3  # the ODE parameters with bsv_cv vary per subject

@@ -11,7 +11,8 @@ import numpy as np
 
 from ketasim.core.cohort import Cohort
 from ketasim.core.streams import PURPOSE_PARAMETERS, subject_rng
-from ketasim.params import Registry
+from ketasim.params import Registry, RegistryError
+from ketasim.signaling.protocol import per_subject_parameter
 
 __all__ = ["Cohort", "sample_cohort"]
 
@@ -21,7 +22,13 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
                   subjects=None) -> Cohort:
     """Draw ``n`` subjects (or the subjects with the given global indices):
     log-normal between-subject variability on every parameter with a ``bsv_cv`` (median
-    = registry default)."""
+    = registry default). A ``bsv_cv`` on a parameter that no layer reads per subject
+    is an error (it would be drawn and never used)."""
+    unused = [p.name for p in registry if p.bsv_cv > 0 and not per_subject_parameter(p.name)]
+    if unused:
+        raise RegistryError(f"bsv_cv on {', '.join(unused)}: between-subject variability "
+                            "applies only to parameters read per subject (ODE parameters, "
+                            "route.*, species.*.body_weight)")
     subjects = np.arange(n) if subjects is None else np.asarray(subjects, dtype=np.int64)
     n = len(subjects)
     params = list(registry)

@@ -183,6 +183,18 @@ def _lookup(table: dict, name: str, what: str, where: str):
     return table[name]
 
 
+def per_subject_parameter(name: str) -> bool:
+    """Whether the registry parameter ``name`` is read per subject (so between-subject
+    variability can apply to it): an ODE parameter (:mod:`ketasim.signaling.spec`, any
+    species), a route's bioavailability or absorption rate, or a body weight (doses
+    given as a total mass)."""
+    return name in _ODE_NAMES or name.startswith(("route.", "species."))
+
+
+_ODE_NAMES = frozenset(p.registry.format(species=sp) for p in spec.PARAMS
+                       for sp in ("mouse", "rat", "human"))
+
+
 def intervention_times(arm, action: str) -> list[float]:
     """Times of an arm's interventions whose spine-layer action is ``action``."""
     return sorted(float(ev.at) for ev in arm.protocol
