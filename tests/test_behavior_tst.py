@@ -137,15 +137,15 @@ species: mouse
 seed: 6
 arms:
   - name: no_shock
-    n: 4
+    n: 8
     protocol: [{at: 0h, drug: saline, route: ip}]
     assays: [{assay: escape_test, at: [24h]}]
   - name: shock
-    n: 4
+    n: 8
     protocol: [{at: -2d, stress: inescapable_shock, duration: 2h}, {at: 0h, drug: saline, route: ip}]
     assays: [{assay: escape_test, at: [24h]}]
   - name: shock_ketamine
-    n: 4
+    n: 8
     protocol:
       - {at: -2d, stress: inescapable_shock, duration: 2h}
       - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}
