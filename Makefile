@@ -23,10 +23,13 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/ketasim validate --out runs/validate
 
+# lint-imports checks the layer contracts in pyproject.toml (a new import cycle fails)
 test: $(STAMP) system-deps
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 test-all: $(STAMP) system-deps
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
@@ -34,6 +37,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check ketasim tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis
