@@ -33,8 +33,11 @@ from ketasim.spines.simulate import DT_H, simulate_spines
 
 READOUT_COLUMNS = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
 SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
-# memory budget of one chunk's spine recording and signalling outputs (bytes)
-CHUNK_BYTES = 256 * 2**20
+# a chunk holds at most CHUNK_SUBJECTS subjects and CHUNK_BYTES of spine recording and
+# signalling outputs: enough subjects to keep every core busy in the compiled kernels,
+# few enough that peak memory stops growing with n beyond a few hundred subjects
+CHUNK_SUBJECTS = 500
+CHUNK_BYTES = 128 * 2**20
 _SPINE_SLOT_BYTES = 28  # alive, pos, logsize, origin, synapse, stubby, sid per slot
 
 
@@ -133,7 +136,8 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
 
     ``seed`` overrides the scenario's seed. Numbers depend only on the scenario, the seed
     and the registry (not on the number of cores or on ``chunk_subjects``, the largest
-    number of subjects processed at once; default: as many as fit in ``CHUNK_BYTES``).
+    number of subjects processed at once; default: ``CHUNK_SUBJECTS``, fewer if their
+    spine recording and signalling outputs would exceed ``CHUNK_BYTES``).
     """
     _require(registry)
     seed = scenario.seed if seed is None else int(seed)
@@ -246,7 +250,7 @@ def _chunk_size(n, n_times, n_outputs, spine_plan, registry, chunk_subjects) -> 
         sp = SpineParams.from_registry(registry, spine_plan["cell"]).values
         cap = int(3 * sp["density"] * sp["branch_length"]) + 16
         per += len(spine_plan["record"]) * spine_plan["branches"] * cap * _SPINE_SLOT_BYTES
-    return max(1, min(n, CHUNK_BYTES // max(per, 1)))
+    return max(1, min(n, CHUNK_SUBJECTS, CHUNK_BYTES // max(per, 1)))
 
 
 def spine_start(events) -> float:
