@@ -18,6 +18,14 @@ err = Console(stderr=True)
 out = Console()
 
 
+@app.callback()
+def _configure() -> None:
+    """Set up numba's kernel cache before any command imports the simulation modules."""
+    import ketasim
+
+    ketasim.configure()
+
+
 def _fail(message: str) -> None:
     from rich.markup import escape
 

@@ -1,4 +1,6 @@
-"""Test-wide settings: caches go to a temporary home; float warnings are errors."""
+"""Test-wide settings: caches go to a temporary home; numba's kernel cache is set up
+(``ketasim.configure``, since importing ketasim does nothing); float warnings are errors
+(``filterwarnings`` in pyproject.toml's pytest options)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ import tempfile
 import numpy as np
 import pytest
 
+import ketasim
+
 _TMP_HOME = tempfile.mkdtemp(prefix="ketasim-test-home-")
 for var in ("HOME", "MPLCONFIGDIR"):
     os.environ[var] = os.path.join(_TMP_HOME, var.lower())
     os.makedirs(os.environ[var], exist_ok=True)
 os.environ.setdefault("MPLBACKEND", "Agg")
+ketasim.configure()  # before any test imports the jitted modules
 
 
 @pytest.fixture

@@ -131,9 +131,9 @@ def plan(only: list[str] | None = None, replicas: dict[str, Path] | None = None,
 
 
 def _worker_init() -> None:
-    import numba
+    import ketasim
 
-    numba.set_num_threads(1)
+    ketasim.configure(threads=1)  # the cache folder of the parent, one numba thread
 
 
 def run_replica(path: str) -> ReplicaRun:
