@@ -133,7 +133,7 @@ def test_open_field_track_starts_at_its_start_point():
             x, y, t = track(speed, p, np.random.default_rng(seed))
             assert x.size == y.size == t.size == speed.size + 1 and t[0] == 0.0
             chords = np.hypot(np.diff(x), np.diff(y))
-            edges, dist, _ = binned_distance(x, y, t, bin_s=60.0)
+            _, dist, _ = binned_distance(x, y, t, bin_s=60.0)
             per_bin = steps.reshape(10, 60).sum(axis=1)
             if arena > 1e5:
                 np.testing.assert_allclose(chords, steps, rtol=1e-7)
