@@ -260,3 +260,20 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     results.sort(key=lambda r: list(targets).index(r.target.target_id))
     ordered = {name: runs[name] for name in sorted(runs)}
     return ValidationResult(results, ordered, time.perf_counter() - t0)
+
+
+def manifest(result: ValidationResult, replicas: dict[str, Path], started: str | None = None,
+             extra_targets: Path | None = None, only: list[str] | None = None,
+             seeds: int = 0) -> dict:
+    """The ``manifest.json`` of ``ketasim validate``: the provenance entries of
+    :func:`ketasim.provenance.collect` (each replica file's name, text and hash, the
+    target files' hashes, versions, commit, times) and what was run."""
+    from importlib import resources
+
+    from ketasim.provenance import collect
+
+    builtin = Path(str(resources.files("ketasim.validation").joinpath("targets.yaml")))
+    inputs = [builtin] + ([Path(extra_targets)] if extra_targets is not None else [])
+    return collect(started=started, replicas=replicas, inputs=inputs) | {
+        "command": "validate", "only": list(only or []), "seeds": seeds,
+        "counts": result.counts(), "timings_s": {"total": result.seconds}}
