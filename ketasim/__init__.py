@@ -8,8 +8,9 @@ Public API: :func:`simulate` runs a scenario; :func:`load_scenario` reads one;
 Importing ketasim has no side effects: it changes no environment variable and creates
 or deletes no folder. The command line, the workers of ``ketasim validate``, the
 benchmarks and the tests call :func:`configure`; so does the first use of
-:func:`simulate` through this module, if nothing has called it yet. Code that imports
-the simulation modules directly should call ``ketasim.configure()`` first.
+:func:`simulate` through this module and :func:`ketasim.validation.run.validate`, if
+nothing has called it yet. Code that imports the simulation modules directly should call
+``ketasim.configure()`` first.
 """
 
 from __future__ import annotations
@@ -58,12 +59,18 @@ def configure(cache_dir=None, threads: int | None = None):
     return folder
 
 
+def _ensure_configured() -> None:
+    """:func:`configure` with its defaults, unless something has called it already."""
+    if not _configured:
+        configure()
+
+
 def __getattr__(name):
     if name in _LAZY:
         import importlib
 
-        if name in _NEEDS_CACHE and not _configured:
-            configure()
+        if name in _NEEDS_CACHE:
+            _ensure_configured()
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'ketasim' has no attribute {name!r}")

@@ -220,7 +220,10 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     > 0 also count each target's passes over that many further seeds (see the module
     docstring). ``progress`` is called once per replica run, ``(1 + seeds) x replicas``
     times in all."""
+    import ketasim
+
     check_seeds(seeds)
+    ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
     t0 = time.perf_counter()
     paths, targets = sources(extra_replicas, extra_targets)
     chosen = plan(only, paths, targets)
