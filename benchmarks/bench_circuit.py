@@ -54,6 +54,11 @@ import math
 import resource
 import time
 
+import ketasim
+
+# numba's cache folder: set before numba and the jitted modules are imported
+ketasim.configure()
+
 import numba
 import numpy as np
 

@@ -32,6 +32,11 @@ import resource
 import sys
 import time
 
+import ketasim
+
+# numba's cache folder: set before numba and the jitted modules are imported
+ketasim.configure()
+
 import libsbml
 import numba
 import numpy as np

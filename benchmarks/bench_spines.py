@@ -48,6 +48,11 @@ import sys
 import time
 from collections import deque
 
+import ketasim
+
+# numba's cache folder: set before numba and the jitted modules are imported
+ketasim.configure()
+
 import numba
 import numpy as np
 

@@ -5,8 +5,14 @@ itself: a kernel that calls a jitted helper from another module (the random stre
 ``ketasim.core.xoroshiro``, the generated signalling right-hand side) would keep running the
 old helper after that module changed, for instance after an upgrade of ketasim. So the
 cache lives in a folder named after a digest of every ketasim module that uses numba;
-any change to one of them starts a fresh folder (compiled once) and older folders are
-removed. ``NUMBA_CACHE_DIR``, when set, is used as the root of these folders.
+any change to one of them starts a fresh folder (compiled once). ``NUMBA_CACHE_DIR``,
+when set, is used as the root of these folders.
+
+Nothing happens at import: :func:`ketasim.configure` (called by the command line, the
+workers of ``validate``, the benchmarks and the tests) calls :func:`configure` here.
+Every folder this module creates holds a marker file (:data:`MARKER`); older folders
+are removed only when they carry that marker, so a folder ketasim did not create is
+never deleted.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ import tempfile
 from pathlib import Path
 
 _PREFIX = "numba-"
+MARKER = ".ketasim-numba-cache"
+_MARKER_TEXT = ("Created by ketasim (ketasim/_jitcache.py) for numba's compiled kernels; "
+                "ketasim removes this folder once its sources change.\n")
 
 
 _IMPORTS_NUMBA = re.compile(rb"^\s*(import numba|from numba[ .])", re.MULTILINE)
@@ -48,26 +57,49 @@ def _writable(folder: Path) -> bool:
         return False
 
 
-def configure(package_dir: Path) -> Path | None:
+def _create(folder: Path) -> None:
+    """Make ``folder`` and, if this call created it, mark it as ketasim's."""
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return  # not ours to mark (an earlier ketasim, numba, or another process)
+    (folder / MARKER).write_text(_MARKER_TEXT)
+
+
+def _prune(root: Path, keep: Path) -> None:
+    """Remove the folders of other digests under ``root`` that ketasim created."""
+    for old in root.glob(f"{_PREFIX}*"):
+        if old != keep and old.is_dir() and not old.is_symlink() and (old / MARKER).is_file():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def configure(package_dir: Path, root: Path | None = None) -> Path | None:
     """Point numba's cache at ``<root>/numba-<digest>``; returns the folder, or None if no
-    writable place was found (numba then keeps its default). The root is
-    ``NUMBA_CACHE_DIR`` when the user set it, else the package's ``__pycache__``, else
-    ``~/.cache/ketasim``; in the last two, folders of other digests are removed."""
+    writable place was found (numba then keeps its default).
+
+    The root is ``root`` when given, else ``NUMBA_CACHE_DIR`` when the user set it, else
+    the package's ``__pycache__``, else ``~/.cache/ketasim``. In the last two (ketasim's
+    own places), folders of other digests that carry ketasim's marker are removed. The
+    folder is exported as ``NUMBA_CACHE_DIR`` so that child processes use it too."""
     digest = source_digest(package_dir)
     name = f"{_PREFIX}{digest}"
     env = os.environ.get("NUMBA_CACHE_DIR")
-    if env and Path(env).name == name:  # set by a parent process (workers, dask)
+    if root is None and env and Path(env).name == name:  # set by a parent process
         folder = Path(env)
     else:
         own = [package_dir / "__pycache__", Path.home() / ".cache" / "ketasim"]
+        roots = [Path(root)] if root is not None else [Path(env)] if env else own
         folder = None
-        for root in [Path(env)] if env else own:
-            if _writable(root):
-                folder = root / name
-                if root in own:
-                    for old in root.glob(f"{_PREFIX}*"):
-                        if old.is_dir() and old != folder:
-                            shutil.rmtree(old, ignore_errors=True)
+        for candidate in roots:
+            if _writable(candidate):
+                folder = candidate / name
+                try:
+                    _create(folder)
+                except OSError:
+                    folder = None
+                    continue
+                if candidate in own:
+                    _prune(candidate, folder)
                 break
         if folder is None:
             return None

@@ -18,6 +18,14 @@ err = Console(stderr=True)
 out = Console()
 
 
+@app.callback()
+def _configure() -> None:
+    """Set up numba's kernel cache before any command imports the simulation modules."""
+    import ketasim
+
+    ketasim.configure()
+
+
 def _fail(message: str) -> None:
     from rich.markup import escape
 
@@ -37,6 +45,14 @@ def _user_errors():
             AssayOptionError)
 
 
+def _scenario_file(scenario: str) -> Path:
+    """The file a scenario argument names (a path, else a built-in scenario's file)."""
+    from ketasim.scenario import builtin_scenarios
+
+    path = Path(scenario)
+    return path if path.is_file() else builtin_scenarios()[scenario]
+
+
 @app.command()
 def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
         out_dir: Path = typer.Option(..., "--out", help="output folder (created atomically)"),
@@ -46,6 +62,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
     from ketasim.params import load_registry
+    from ketasim.provenance import utc_now
     from ketasim.report.run_folder import write_run
     from ketasim.scenario import load_scenario
 
@@ -56,13 +73,18 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         registry = load_registry()
         check_supported(sc, registry)
         check_writable(out_dir, force)
+        source = _scenario_file(scenario)
+        text = source.read_bytes().decode("utf-8-sig")  # as loaded, before simulating
+        started = utc_now()
         t0 = time.perf_counter()
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as prog:
             task = prog.add_task(f"simulating {sc.name}", total=len(sc.arms))
             result = simulate(sc, seed=seed, registry=registry,
                               progress=lambda arm: prog.advance(task))
-        write_run(result, out_dir, registry, overwrite=force, wall_s=time.perf_counter() - t0)
+        write_run(result, out_dir, registry, overwrite=force,
+                  wall_s=time.perf_counter() - t0, started=started, inputs=[source],
+                  scenario_text=text)
     except _user_errors() as e:
         _fail(str(e))
     out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv, manifest.json, "
@@ -85,23 +107,28 @@ def validate(
 ):
     """Run the replicas of the published experiments and compare every literature target.
 
-    Writes validation.csv and report.html to --out; exits 1 if a target fails."""
-    from ketasim.io.results import OutputError, atomic_dir
+    Writes validation.csv, manifest.json and report.html to --out; exits 1 if a target
+    fails."""
+    from ketasim.io.results import OutputError, atomic_dir, write_json
     from ketasim.params import load_registry
+    from ketasim.provenance import utc_now
     from ketasim.report.validation_report import write_validation_report
-    from ketasim.validation.run import ValidationSetupError, check_seeds, plan, sources
+    from ketasim.validation.run import ValidationSetupError, check_seeds, manifest, plan, sources
     from ketasim.validation.run import validate as run_validation
     from ketasim.validation.targets import TargetError
 
     ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
     try:
         check_seeds(seeds)
-        chosen = plan(ids or None, *sources(replicas_dir, targets_file))
+        registry = load_registry()
+        paths, targets = sources(replicas_dir, targets_file)
+        chosen = plan(ids or None, paths, targets)
         previous = out_dir.exists() and any(out_dir.iterdir())
         if previous and not (out_dir / "validation.csv").exists():
             raise OutputError(f"--out {out_dir}: folder exists, is not empty and holds no "
                               "earlier validation; choose another folder")
         with atomic_dir(out_dir, overwrite=True) as tmp:
+            started = utc_now()
             with Progress(TextColumn("{task.description}"), BarColumn(),
                           TextColumn("{task.completed}/{task.total} replicas"),
                           TimeElapsedColumn(), console=err, transient=True) as prog:
@@ -109,10 +136,13 @@ def validate(
                 result = run_validation(ids or None, workers,
                                         progress=lambda name: prog.advance(task),
                                         extra_replicas=replicas_dir, extra_targets=targets_file,
-                                        seeds=seeds, registry=load_registry())
+                                        seeds=seeds, registry=registry)
             table = result.table()
             table.to_csv(tmp / "validation.csv", index=False)
-            write_validation_report(tmp, result, table)
+            man = manifest(result, {name: paths[name] for name in chosen}, registry, started,
+                           targets_file, ids, seeds)
+            write_json(man, tmp / "manifest.json")
+            write_validation_report(tmp, result, table, man)
     except (ValidationSetupError, OutputError, TargetError) as e:
         _fail(str(e))
     except _user_errors() as e:
@@ -133,8 +163,8 @@ def validate(
                       f"{rc['known_gap']} known gaps, {rc['error']} errors")
     c = result.counts()
     out.print(f"{c['pass']} pass, {c['fail']} fail, {c['known_gap']} known gaps, "
-              f"{c['error']} errors in {result.seconds:.1f} s; wrote {out_dir}/validation.csv "
-              "and report.html")
+              f"{c['error']} errors in {result.seconds:.1f} s; wrote {out_dir}/validation.csv, "
+              "manifest.json and report.html")
     if not result.ok:
         raise typer.Exit(1)
 

@@ -1,4 +1,7 @@
-"""Test-wide settings: caches go to a temporary home; float warnings are errors."""
+"""Test-wide settings: caches go to a temporary home; numba's kernel cache is set up
+(``ketasim.configure``, since importing ketasim does nothing); numpy's float warnings are
+errors (``filterwarnings`` in pyproject.toml's pytest options, and ``PYTHONWARNINGS`` for
+child processes)."""
 
 from __future__ import annotations
 
@@ -8,11 +11,19 @@ import tempfile
 import numpy as np
 import pytest
 
+import ketasim
+
 _TMP_HOME = tempfile.mkdtemp(prefix="ketasim-test-home-")
 for var in ("HOME", "MPLCONFIGDIR"):
     os.environ[var] = os.path.join(_TMP_HOME, var.lower())
     os.makedirs(os.environ[var], exist_ok=True)
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the same float warnings are errors in child processes (validate's workers, the CLI)
+_FLOAT_ERRORS = [f"error:{m}:RuntimeWarning" for m in (
+    "invalid value encountered", "divide by zero encountered", "overflow encountered")]
+os.environ["PYTHONWARNINGS"] = ",".join(
+    [w for w in [os.environ.get("PYTHONWARNINGS", "")] if w] + _FLOAT_ERRORS)
+ketasim.configure()  # before any test imports the jitted modules
 
 
 @pytest.fixture

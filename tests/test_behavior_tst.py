@@ -114,6 +114,36 @@ def test_open_field_track_and_speed():
     assert v[2] == pytest.approx(op.values["speed_cm_s"] * (1 + op.values["hyper_gain"] / 2))
 
 
+def test_open_field_track_starts_at_its_start_point():
+    """The first recorded position is where the walk starts: every step between recorded
+    positions is one drawn step (no jump from the start point to the walk), and the
+    distance of a bin is the sum of its steps. In an arena too big to reach a wall the
+    chords are the drawn steps exactly; in the real arena a reflection can only shorten
+    a chord."""
+    from ketasim.analysis.behavior import binned_distance
+    from ketasim.behavior.open_field import OpenFieldParams, track
+
+    op = OpenFieldParams.from_registry(load_registry())
+    speed = np.full(600, 3.0)
+    shape = 1.0 / op.values["speed_cv"] ** 2
+    for seed in range(5):
+        steps = np.random.default_rng(seed).gamma(shape, speed / shape)  # its first draws
+        for arena in (1e6, op.values["arena_cm"]):
+            p = dataclasses.replace(op, values={**op.values, "jitter_cm": 0.0,
+                                                "arena_cm": arena})
+            x, y, t = track(speed, p, np.random.default_rng(seed))
+            assert x.size == y.size == t.size == speed.size + 1 and t[0] == 0.0
+            chords = np.hypot(np.diff(x), np.diff(y))
+            _, dist, _ = binned_distance(x, y, t, bin_s=60.0)
+            per_bin = steps.reshape(10, 60).sum(axis=1)
+            if arena > 1e5:
+                np.testing.assert_allclose(chords, steps, rtol=1e-7)
+                np.testing.assert_allclose(dist, per_bin, rtol=1e-7)
+            else:
+                assert np.all(chords <= steps + 1e-9)
+                assert np.all(dist <= per_bin + 1e-9) and dist.sum() > 0.9 * steps.sum()
+
+
 def test_sucrose_preference_rule_known_answer():
     """Preference = pref_max - pref_drop x stress load x (1 - relief x potentiation),
     relief capped at full; it reads no spine state (F-M-13)."""

@@ -258,6 +258,37 @@ def test_manifest_json(runs, small_yaml):
     assert m["timings_s"]["total"] > 0
 
 
+def test_manifest_provenance(runs, small_yaml):
+    """Provenance of a run (issue 12): the scenario text and the hash of its file, the
+    registry digest and no changed values, versions, times; the report shows them."""
+    import hashlib
+
+    m = json.loads((runs["a"] / "manifest.json").read_text())
+    assert m["scenario_text"] == small_yaml.read_text()
+    assert m["inputs"] == [{"path": str(small_yaml),
+                            "sha256": hashlib.sha256(small_yaml.read_bytes()).hexdigest()}]
+    assert m["registry"] == {"sha256": m["parameter_set"]["registry_sha256"], "changed": []}
+    assert set(m["git"]) == {"commit", "dirty"}
+    if m["git"]["commit"] is not None:  # running from the git checkout
+        assert re.fullmatch(r"[0-9a-f]{40}", m["git"]["commit"])
+        assert isinstance(m["git"]["dirty"], bool)
+    assert m["started_utc"] <= m["finished_utc"] and m["started_utc"].endswith("+00:00")
+    assert m["libraries"]["numpy"] == np.__version__
+    assert m["libraries"]["pandas"] == pd.__version__
+    assert m["python"] == sys.version.split()[0] and m["platform"]
+    html = (runs["a"] / "report.html").read_text()
+    assert "<h2>Provenance</h2>" in html and m["registry"]["sha256"] in html
+    assert m["inputs"][0]["sha256"] in html and m["started_utc"] in html
+
+
+def test_builtin_scenario_manifest_names_its_packaged_file(tmp_path):
+    res = invoke("run", "human_ketamine_infusion", "--out", tmp_path / "pk")
+    assert res.exit_code == 0, (res.stdout, res.stderr, res.exception)
+    m = json.loads((tmp_path / "pk" / "manifest.json").read_text())
+    path = builtin_scenarios()["human_ketamine_infusion"]
+    assert m["inputs"][0]["path"] == str(path) and m["scenario_text"] == path.read_text()
+
+
 # ------------------------------------------------------------------ run: seeds
 def test_same_seed_gives_byte_identical_readouts(runs):
     a = (runs["a"] / "readouts.parquet").read_bytes()

@@ -69,6 +69,7 @@ def test_run_writes_the_contract_files(small, tmp_path):
     assert m["seed"] == 3
 
 
+@pytest.mark.slow  # three runs; test_cli checks the same on its shared runs
 def test_same_seed_gives_byte_identical_readouts(small, tmp_path):
     for d in ("a", "b"):
         assert invoke("run", small, "--out", tmp_path / d).exit_code == 0

@@ -9,6 +9,7 @@ import copy
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -107,6 +108,7 @@ def test_random_yaml_data(tree):
     check_outcome(yaml.safe_dump(tree, allow_unicode=True))
 
 
+@pytest.mark.slow  # 300 random documents, about 8 s; the other fuzz tests stay fast
 @SETTINGS
 @given(st.dictionaries(st.sampled_from(KEYS), data_trees, max_size=8))
 def test_random_top_level_mappings(tree):
@@ -197,6 +199,7 @@ def _mutate(tree, data):
     return tree
 
 
+@pytest.mark.slow  # 300 mutated built-ins, about 5 s
 @SETTINGS
 @given(st.sampled_from(sorted(BUILTIN_DATA)), st.integers(1, 3), st.data())
 def test_mutated_builtins(name, count, data):

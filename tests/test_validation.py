@@ -227,6 +227,7 @@ def full_validation():
     return validate(workers=2, registry=load_registry())
 
 
+@pytest.mark.slow  # every replica: about 3 min on 2 cores (make run checks the same)
 def test_every_current_target_passes(full_validation):
     table = full_validation.table()
     failing = table[~table["status"].isin(["pass", "known_gap"])]
@@ -238,6 +239,7 @@ def test_every_current_target_passes(full_validation):
     assert set(table["target_id"]) == set(load_targets())
 
 
+@pytest.mark.slow  # needs the full validation
 def test_validate_is_independent_of_workers(full_validation):
     one = validate(only=["plasticity_window_signaling", "T-DA-02"], workers=1,
                    registry=load_registry()).table()

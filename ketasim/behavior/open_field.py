@@ -33,18 +33,20 @@ class OpenFieldParams(ParamGroup):
 def track(mean_speed: np.ndarray, params: OpenFieldParams, rng: np.random.Generator
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x, y (cm) and time (s) of a path sampled at 1 Hz, with ``mean_speed`` (cm/s) per
-    second."""
+    second: ``n + 1`` positions for ``n = mean_speed.size`` steps, the first the start
+    point (uniform in the arena)."""
     v = params.values
     n = mean_speed.size
     shape = 1.0 / v["speed_cv"] ** 2
     step = rng.gamma(shape, mean_speed / shape)
     heading = np.cumsum(rng.normal(0.0, v["heading_sd_rad"], n)) + rng.uniform(0, 2 * np.pi)
     a = v["arena_cm"]
-    # unfold the walk, then fold it into the arena (reflection at the walls)
-    raw = np.cumsum(np.stack([step * np.cos(heading), step * np.sin(heading)]), axis=1)
-    raw += rng.uniform(0, a, (2, 1))
-    folded = np.abs(((raw + a) % (2 * a)) - a)
+    # unfold the walk from its start point, then fold it into the arena (reflection at
+    # the walls); the first recorded position is the start point itself
     start = rng.uniform(0, a, (2, 1))
+    raw = start + np.cumsum(np.stack([step * np.cos(heading), step * np.sin(heading)]),
+                            axis=1)
+    folded = np.abs(((raw + a) % (2 * a)) - a)
     xy = np.concatenate([start, folded], axis=1)
     xy += rng.normal(0.0, v["jitter_cm"], xy.shape)
     return xy[0], xy[1], np.arange(n + 1, dtype=float)

@@ -79,6 +79,44 @@ def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -
     return f'<table id="{cls_id}"><tr>{head}</tr>{"".join(body)}</table>'
 
 
+def provenance_html(manifest: dict) -> list[str]:
+    """The "Provenance" section of a report from a manifest's provenance entries
+    (:mod:`ketasim.provenance`): version, commit and dirty flag, times, registry digest,
+    the parameter values changed from the packaged defaults and the input file hashes."""
+    e = html.escape
+    git = manifest.get("git") or {}
+    commit = git.get("commit")
+    dirty = git.get("dirty")
+    state = ("not a git checkout" if commit is None else
+             f"<code>{e(commit)}</code>" + (" (uncommitted changes)" if dirty else ""))
+    reg = manifest.get("registry") or {}
+    changed = reg.get("changed") or []
+    libs = ", ".join(f"{e(k)} {e(str(v))}" for k, v in (manifest.get("libraries") or {}).items()
+                     if v is not None)
+    items = [
+        ("ketasim", e(str(manifest.get("ketasim_version")))),
+        ("source commit", state),
+        ("dirty tree", "unknown" if dirty is None else "yes" if dirty else "no"),
+        ("started (UTC)", e(str(manifest.get("started_utc")))),
+        ("finished (UTC)", e(str(manifest.get("finished_utc")))),
+        ("platform", e(f"{manifest.get('platform')}, Python {manifest.get('python')}")),
+        ("libraries", libs),
+        ("parameter registry", f"<code>{e(str(reg.get('sha256')))}</code>"),
+    ]
+    rows = "".join(f'<tr><th class="l">{k}</th><td class="l">{v}</td></tr>' for k, v in items)
+    out = ["<h2>Provenance</h2>", f'<table id="provenance">{rows}</table>']
+    if changed:
+        out.append(table_html(pd.DataFrame(changed, columns=["name", "default", "value"]),
+                              None, "changed-parameters"))
+    else:
+        out.append("<p>Parameter values: the packaged defaults.</p>")
+    inputs = manifest.get("inputs") or []
+    if inputs:
+        out.append(table_html(pd.DataFrame(inputs, columns=["path", "sha256"]), None,
+                              "input-files"))
+    return out
+
+
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
                  kept: dict[str, dict[str, dict]] | None = None) -> Path:
@@ -96,6 +134,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
         "<h2>Figures</h2>", *figs, *assay_figures(out, kept or {}, "fig_"),
         "<h2>Summary</h2>", table_html(summary, None, "summary"),
+        *provenance_html(manifest),
     ]
     path = out / "report.html"
     path.write_text(page(title, body))

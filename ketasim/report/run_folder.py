@@ -3,7 +3,6 @@ report.html and figures (the contract in ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import sys
 from pathlib import Path
@@ -17,18 +16,25 @@ from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.runner import RunResult
 from ketasim.io.results import atomic_dir, write_json, write_readouts
 from ketasim.params import Registry
+from ketasim.provenance import collect as collect_provenance
+from ketasim.provenance import registry_digest
 from ketasim.report.html import write_report
 from ketasim.scenario import scenario_hash
 
 
 def registry_hash(registry: Registry) -> str:
-    text = "\n".join(f"{p.name}={p.value!r}" for p in registry)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return registry_digest(registry)
 
 
-def manifest(result: RunResult, registry: Registry, wall_s: float) -> dict:
+def manifest(result: RunResult, registry: Registry, wall_s: float, *,
+             started: str | None = None, inputs=(), scenario_text: str | None = None) -> dict:
+    """The run's manifest: the keys below, then the provenance entries of
+    :func:`ketasim.provenance.collect` (git commit, times, versions, changed parameter
+    values, input file hashes, the scenario text)."""
     sc = result.scenario
-    return {
+    prov = collect_provenance(registry=registry, started=started, inputs=inputs,
+                              scenario_text=scenario_text)
+    return prov | {
         "ketasim_version": ketasim.__version__,
         "scenario": sc.name,
         "scenario_hash": scenario_hash(sc),
@@ -45,11 +51,15 @@ def manifest(result: RunResult, registry: Registry, wall_s: float) -> dict:
 
 
 def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool = False,
-              wall_s: float = 0.0) -> Path:
-    """Write the run folder; ``registry`` is the one the run used (for the manifest)."""
+              wall_s: float = 0.0, *, started: str | None = None, inputs=(),
+              scenario_text: str | None = None) -> Path:
+    """Write the run folder; ``registry`` is the one the run used, ``started`` (UTC,
+    ISO), ``inputs`` (input file paths) and ``scenario_text`` go into the manifest's
+    provenance."""
     summary = summarize(result.readouts)
     stats = compare(result.readouts, result.scenario.compare)
-    man = manifest(result, registry, wall_s)
+    man = manifest(result, registry, wall_s, started=started, inputs=inputs,
+                   scenario_text=scenario_text)
     with atomic_dir(Path(out), overwrite) as tmp:
         write_readouts(result.readouts, tmp / "readouts.parquet")
         for name, by_arm in result.kept.items():  # files the assays declare

@@ -18,6 +18,7 @@ from ketasim.report.html import (
     assay_figures,
     img_tag,
     page,
+    provenance_html,
     table_html,
 )
 from ketasim.report.synthesis import synthesis_figure
@@ -54,8 +55,10 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
     return f'<table id="{table_id}"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
-def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
-    """Write ``report.html`` and ``figures/*.png`` into ``out``."""
+def write_validation_report(out: Path, result, table: pd.DataFrame,
+                            manifest: dict | None = None) -> Path:
+    """Write ``report.html`` and ``figures/*.png`` into ``out`` (with a Provenance section
+    from ``manifest`` when given)."""
     figdir = out / "figures"
     figdir.mkdir(exist_ok=True)
     c = result.counts()
@@ -98,6 +101,8 @@ def write_validation_report(out: Path, result, table: pd.DataFrame) -> Path:
         body.extend(assay_figures(figdir, run.kept, f"{name}_"))
         if not run.stats.empty:
             body.append(table_html(run.stats, "p", f"stats-{name}"))
+    if manifest is not None:
+        body.extend(provenance_html(manifest))
     path = out / "report.html"
     path.write_text(page("ketasim validation", body))
     return path

@@ -1,7 +1,8 @@
 """Generate the numba right-hand side from :mod:`ketasim.signaling.spec`.
 
 The generated module (``_generated.py``) is committed so numba can cache its compiled
-code on disk; ``tests/test_signaling.py`` checks it matches the spec. Regenerate with::
+code on disk; ``tests/test_solver.py`` (``test_generated_code_is_up_to_date``) checks it
+matches the spec and the kernel template. Regenerate with::
 
     python -m ketasim.signaling.codegen
 """

@@ -157,9 +157,9 @@ def plan(only: list[str] | None = None, replicas: dict[str, Path] | None = None,
 
 
 def _worker_init() -> None:
-    import numba
+    import ketasim
 
-    numba.set_num_threads(1)
+    ketasim.configure(threads=1)  # the cache folder of the parent, one numba thread
 
 
 def run_replica(path: str, registry: Registry) -> ReplicaRun:
@@ -252,7 +252,10 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     > 0 also count each target's passes over that many further seeds (see the module
     docstring). ``progress`` is called once per replica run, ``(1 + seeds) x replicas``
     times in all. ``registry``: the model parameters every replica runs with."""
+    import ketasim
+
     check_seeds(seeds)
+    ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
     t0 = time.perf_counter()
     paths, targets = sources(extra_replicas, extra_targets)
     chosen = plan(only, paths, targets)
@@ -292,3 +295,21 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     results.sort(key=lambda r: list(targets).index(r.target.target_id))
     ordered = {name: runs[name] for name in sorted(runs)}
     return ValidationResult(results, ordered, time.perf_counter() - t0)
+
+
+def manifest(result: ValidationResult, replicas: dict[str, Path], registry: Registry,
+             started: str | None = None, extra_targets: Path | None = None,
+             only: list[str] | None = None, seeds: int = 0) -> dict:
+    """The ``manifest.json`` of ``ketasim validate``: the provenance entries of
+    :func:`ketasim.provenance.collect` (each replica file's name, text and hash, the
+    target files' hashes, versions, commit, times) and what was run."""
+    from importlib import resources
+
+    from ketasim.provenance import collect
+
+    builtin = Path(str(resources.files("ketasim.validation").joinpath("targets.yaml")))
+    inputs = [builtin] + ([Path(extra_targets)] if extra_targets is not None else [])
+    return collect(registry=registry, started=started, replicas=replicas,
+                   inputs=inputs) | {
+        "command": "validate", "only": list(only or []), "seeds": seeds,
+        "counts": result.counts(), "timings_s": {"total": result.seconds}}

@@ -1,0 +1,169 @@
+"""Provenance of a run or a validation: what ran, on what, from which inputs.
+
+:func:`collect` returns the entries that ``ketasim run`` and ``ketasim validate`` add to
+their ``manifest.json``:
+
+``git``               ``{"commit", "dirty"}`` of the source tree when ketasim runs from a
+                      git checkout (``git rev-parse HEAD``, ``git status --porcelain``);
+                      both null otherwise (an installed package, no git)
+``started_utc``,      ISO 8601 times in UTC
+``finished_utc``
+``platform``,         ``platform.platform()``, the Python version and the versions of
+``python``,           the libraries ketasim depends on (null for one not installed)
+``libraries``
+``registry``          ``{"sha256", "changed"}``: the digest of the parameter set used and
+                      every value that differs from the packaged default, as
+                      ``{"name", "default", "value"}`` (``default`` null for a name the
+                      packaged registry lacks)
+``inputs``            ``[{"path", "sha256"}]`` for every input file (scenario, replica
+                      and target files, parameter or data files)
+``scenario_text``     (run) the scenario file's text, or null when it came from Python
+``replicas``          (validate) ``[{"name", "file", "sha256", "text"}]`` per replica run
+
+This module imports nothing from the simulation layers (only the parameter registry),
+so it can be used wherever outputs are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from ketasim.params import Registry, load_registry
+
+#: distributions whose versions are recorded (ketasim's dependencies)
+LIBRARIES = ("numpy", "scipy", "numba", "llvmlite", "pandas", "pyarrow", "pydantic",
+             "statsmodels", "matplotlib", "PyYAML", "duckdb", "lifelines", "typer",
+             "python-libsbml", "libroadrunner")
+
+GIT_TIMEOUT_S = 3.0
+SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding ketasim/
+
+
+def utc_now() -> str:
+    """The current time in UTC, ISO 8601 to the second (``2026-01-31T12:00:00+00:00``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def registry_digest(registry: Registry) -> str:
+    """SHA-256 of every parameter's name and value (the run manifest's
+    ``parameter_set.registry_sha256``)."""
+    text = "\n".join(f"{p.name}={p.value!r}" for p in registry)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def changed_values(registry: Registry, default: Registry | None = None) -> list[dict]:
+    """Every parameter whose value differs from the packaged default (or that the
+    default lacks), as ``{"name", "default", "value"}``, in registry order."""
+    default = load_registry() if default is None else default
+    out = []
+    for p in registry:
+        base = default.parameters.get(p.name)
+        if base is None or base.value != p.value:
+            out.append({"name": p.name, "default": None if base is None else base.value,
+                        "value": p.value})
+    return out
+
+
+def _git(args: list[str], root: Path) -> str | None:
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # status must not take the index lock
+    try:
+        res = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                             text=True, timeout=GIT_TIMEOUT_S, env=env, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout if res.returncode == 0 else None
+
+
+def git_state(root: Path | None = None) -> dict:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the source tree at ``root``
+    (default: the folder holding the ketasim package). A package installed inside some
+    other repository (a virtual environment in a project) is not a checkout: the
+    repository's top level must be ``root`` itself."""
+    root = SOURCE_ROOT if root is None else Path(root)
+    top = _git(["rev-parse", "--show-toplevel"], root)
+    if top is None or Path(top.strip()).resolve() != root.resolve():
+        return {"commit": None, "dirty": None}
+    commit = _git(["rev-parse", "HEAD"], root)
+    status = _git(["status", "--porcelain"], root)
+    return {"commit": commit.strip() if commit else None,
+            "dirty": None if status is None else bool(status.strip())}
+
+
+def libraries(names: Iterable[str] = LIBRARIES) -> dict[str, str | None]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def input_files(paths: Iterable[str | os.PathLike]) -> list[dict]:
+    """``[{"path", "sha256"}]`` of the files, each once, in order."""
+    seen: dict[str, dict] = {}
+    for p in paths:
+        key = str(p)
+        if key not in seen:
+            seen[key] = {"path": key, "sha256": sha256_file(p)}
+    return list(seen.values())
+
+
+def replica_records(paths: Mapping[str, str | os.PathLike]) -> list[dict]:
+    """``[{"name", "file", "sha256", "text"}]`` per replica file (name -> path)."""
+    out = []
+    for name, path in paths.items():
+        data = Path(path).read_bytes()
+        out.append({"name": name, "file": Path(path).name, "sha256": sha256_bytes(data),
+                    "text": data.decode("utf-8-sig", errors="replace")})
+    return out
+
+
+def collect(*, registry: Registry, started: str | None = None,
+            finished: str | None = None, inputs: Iterable[str | os.PathLike] = (),
+            scenario_text: str | None = None,
+            replicas: Mapping[str, str | os.PathLike] | None = None) -> dict:
+    """The provenance entries of a manifest (see the module docstring). ``finished``
+    defaults to now; ``replicas`` (validate) adds the replica records and their files to
+    the inputs; ``scenario_text`` (run) is recorded when given."""
+    import ketasim
+
+    inputs = list(inputs)
+    out: dict = {
+        "ketasim_version": ketasim.__version__,
+        "git": git_state(),
+        "started_utc": started,
+        "finished_utc": finished or utc_now(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "libraries": libraries(),
+        "registry": {"sha256": registry_digest(registry),
+                     "changed": changed_values(registry)},
+    }
+    if replicas is not None:
+        out["replicas"] = replica_records(replicas)
+        inputs = [*map(str, replicas.values()), *inputs]
+    else:
+        out["scenario_text"] = scenario_text
+    out["inputs"] = input_files(inputs)
+    return out
