@@ -1,4 +1,8 @@
-"""The ``ketasim`` command line (typer). Bad input exits with status 2 and one line."""
+"""The ``ketasim`` command line (typer). Bad input exits with status 2 and one line.
+
+Each command imports what it needs inside its function, on purpose: the simulation
+stack loads numba and its compiled kernels (seconds), which ``ketasim --help``,
+``ketasim params`` or ``ketasim schema`` must not pay for."""
 
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import ketasim
 from ketasim.params import Registry, load_registry
 
 #: distributions whose versions are recorded (ketasim's dependencies)
@@ -146,8 +147,6 @@ def collect(*, registry: Registry, started: str | None = None,
     """The provenance entries of a manifest (see the module docstring). ``finished``
     defaults to now; ``replicas`` (validate) adds the replica records and their files to
     the inputs; ``scenario_text`` (run) is recorded when given."""
-    import ketasim
-
     inputs = list(inputs)
     out: dict = {
         "ketasim_version": ketasim.__version__,

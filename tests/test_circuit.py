@@ -115,17 +115,38 @@ def test_mismatched_buffers_are_refused():
                      np.array([1], np.int64), raw, raw.copy())
 
 
-def test_reference_rate_is_the_circuits_baseline_rate():
-    """behavior.prefrontal_rate_ref_hz, the baseline the escape and extinction models read
-    activity against, is the circuit's own mean rate at baseline synapse density and
-    activity drive."""
-    from ketasim.circuit.network import run_sessions_rate
+def test_behaviour_reads_activity_relative_to_the_subjects_own_baseline():
+    """The escape and extinction models read each subject's population rate relative to
+    its own circuit's pre-protocol rate: unstressed mice sit near 1 with a spread far
+    below the circuits' intrinsic spread in absolute rate (about 10%)."""
+    from ketasim.scenario import load_scenario_text
 
-    cp = CircuitParams.from_registry(load_registry())
-    n, n_frames = 16, (2 * 60 * 10)
-    raw = np.zeros((n, 1, 1, n_frames), np.float32)
-    rate = np.zeros((n, 1, n_frames), np.float32)
-    run_sessions_rate(cp.vector(), np.ones((n, 1)), np.ones((n, 1)), n_frames, 10.0, 1,
-                      np.arange(n, dtype=np.int64) + 100, raw, raw.copy(), rate)
-    ref = load_registry().value("behavior.prefrontal_rate_ref_hz")
-    assert rate.mean() == pytest.approx(ref, rel=0.1)
+    text = """
+name: rel
+species: mouse
+seed: 5
+arms:
+  - name: saline
+    n: 24
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: escape_test, at: [24h]}]
+"""
+    import ketasim.behavior.assays as ba
+
+    seen = []
+    real = ba.prefrontal_activity
+
+    def spy(ctx, at, purpose):
+        a = real(ctx, at, purpose)
+        seen.append(a)
+        return a
+
+    ba.prefrontal_activity = spy
+    try:
+        simulate(load_scenario_text(text), registry=load_registry())
+    finally:
+        ba.prefrontal_activity = real
+    a = np.concatenate(seen)[:, 0]
+    assert abs(a.mean() - 1.0) < 0.03
+    assert a.std() < 0.06
+

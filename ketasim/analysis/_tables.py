@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
@@ -55,8 +56,6 @@ def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
     """Read a CSV or Parquet file into a DataFrame with stripped column names, CSV blank
     lines dropped, and the file row number of each remaining row (1-based data rows, the
     header being line 1). Any failure is one ``error`` line naming the file."""
-    import pandas as pd
-
     name = path.name
     try:
         if kind == "csv":
@@ -101,8 +100,6 @@ def load_table(obj, source: type[Source]):
     """A DataFrame (column names stripped) or a ``.csv``/``.csv.gz``/``.parquet``/``.pq``
     file read by :func:`read_frame`, with a ``source`` (a :class:`Source` subclass whose
     ``error`` is the reader's error type) for the messages."""
-    import pandas as pd
-
     error = source.error
     if isinstance(obj, pd.DataFrame):
         df = obj.reset_index(drop=True)
@@ -152,8 +149,6 @@ def parse_ids(values, column: str, src: Source) -> np.ndarray:
 
 def parse_bools(series, column: str, src: Source) -> np.ndarray:
     """A boolean column: bools, 1/0, or the words in TRUE_WORDS / FALSE_WORDS."""
-    import pandas as pd
-
     if pd.api.types.is_bool_dtype(series.dtype):
         return series.to_numpy(dtype=bool)
     out = np.zeros(len(series), dtype=bool)

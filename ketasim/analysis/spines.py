@@ -722,7 +722,7 @@ def survival(table: pd.DataFrame, t_start: float,
     -------
     SurvivalResult
     """
-    try:
+    try:  # deferred: lifelines (and pandas' plotting it loads) takes about a second
         from lifelines import KaplanMeierFitter
         from lifelines.statistics import logrank_test, multivariate_logrank_test
     except ImportError as err:

@@ -172,10 +172,19 @@ SUCROSE = Assay(
 def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.ndarray:
     """(n, len(at)) mean excitatory population rate of each subject's prefrontal circuit
     over ``minutes`` of activity at each time (the slow layers' state then), relative to
-    ``behavior.prefrontal_rate_ref_hz`` (the circuit's rate at baseline synapse density
-    and activity drive): what the behaviour models below read from the mPFC."""
+    the same circuit's rate at the pre-protocol baseline (the circuit stage's first
+    recording; the same network, the session run first on the subject's stream): what
+    the behaviour models below read from the mPFC.
+
+    Relative to the subject's own baseline because the targets of the prefrontal output
+    are tuned to each animal's usual level (homeostatic set point; Turrigiano 2008 Cell):
+    a mouse whose circuit happens to run slowly at baseline is not helpless for that. The
+    circuits' intrinsic spread (about 10% in baseline rate between subjects, from their
+    in-degrees and biases) would otherwise make some unstressed mice fail most escape
+    trials, against 2% (SD 4) in Wu et al. 2021 (F-W-15)."""
     cp = ctx.circuit.params
-    coupling, drive = ctx.circuit.inputs(at, ctx.options["branches"])
+    t0 = float(ctx.circuit.rec_times[0])
+    coupling, drive = ctx.circuit.inputs(np.r_[t0, at], ctx.options["branches"])
     fr = ACTIVITY_FRAME_HZ
     n_frames = round(float(ctx.options["minutes"]) * 60.0 * fr)
     seeds = np.array([ctx.rng(s, purpose).integers(2**62) for s in range(ctx.n)], np.int64)
@@ -183,7 +192,7 @@ def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.n
     for s0, _, _, rate in simulate_chunks(cp, coupling, drive, n_frames, fr, 1, seeds,
                                           rate=True):
         out[s0:s0 + rate.shape[0]] = rate.mean(axis=2)
-    return out / ctx.registry.value("behavior.prefrontal_rate_ref_hz")
+    return out[:, 1:] / np.maximum(out[:, :1], 1e-9)
 
 
 def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
+from ketasim.report._mpl import subplots
 from ketasim.report.spine_maps import session_label
 
 ETHOGRAM_ROWS = 8  # mice per arm drawn in the ethogram
@@ -30,7 +27,7 @@ def ethogram_figure(tst: dict, path: Path, rows: int = ETHOGRAM_ROWS) -> Path | 
         return None
     arms = list(tst)
     n_rows = sum(min(rows, d["ethogram"]["subject"].nunique()) for d in tst.values())
-    fig, axes = plt.subplots(1, len(times), figsize=(4.4 * len(times), 0.9 + 0.2 * n_rows),
+    fig, axes = subplots(1, len(times), figsize=(4.4 * len(times), 0.9 + 0.2 * n_rows),
                              squeeze=False, sharey=True)
     for c, t in enumerate(times):
         ax = axes[0, c]
@@ -58,7 +55,6 @@ def ethogram_figure(tst: dict, path: Path, rows: int = ETHOGRAM_ROWS) -> Path | 
                      loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -68,7 +64,7 @@ def peri_struggle_figure(tst: dict, path: Path) -> Path | None:
     times = _times(tst)
     if not times:
         return None
-    fig, axes = plt.subplots(1, len(times), figsize=(3.6 * len(times), 2.8), squeeze=False,
+    fig, axes = subplots(1, len(times), figsize=(3.6 * len(times), 2.8), squeeze=False,
                              sharey=True)
     for c, t in enumerate(times):
         ax = axes[0, c]
@@ -90,7 +86,6 @@ def peri_struggle_figure(tst: dict, path: Path) -> Path | None:
         ax.legend(fontsize=6, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

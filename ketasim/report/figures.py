@@ -6,13 +6,12 @@ import math
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-_COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+from ketasim.report._mpl import subplots
+
+_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def _time_axis(hours: np.ndarray) -> tuple[np.ndarray, str]:
@@ -32,7 +31,7 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
     arms = list(dict.fromkeys(summary["arm"]))
     ncol = min(3, len(names))
     nrow = math.ceil(len(names) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+    fig, axes = subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
     for ax, name in zip(axes.ravel(), names):
         rs = sub[sub["readout"] == name]
         unit = rs["unit"].iloc[0]
@@ -78,5 +77,4 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
     fig.suptitle(assay)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

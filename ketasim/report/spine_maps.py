@@ -8,12 +8,12 @@ from __future__ import annotations
 from itertools import pairwise
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from ketasim.analysis.calcium import detect_transients, synchronous_events
+from ketasim.analysis.spines import restoration_labels, survival, turnover
+from ketasim.report._mpl import subplots
 
 _STYLE = {"kept": ("o", "0.55"), "new": ("o", "tab:green"), "lost": ("x", "tab:red"),
           "restored": ("o", "tab:blue")}
@@ -23,8 +23,6 @@ def _observed_restored(t: pd.DataFrame, sessions: np.ndarray) -> set:
     """(branch, spine_id, session) of spines new after the second session within 2 um of a site
     lost between the first two sessions, as an imaging lab labels restored spines
     (F-M-6; no ground truth used)."""
-    from ketasim.analysis.spines import restoration_labels
-
     out = set()
     for t2, t3 in pairwise(sessions[1:]):
         try:
@@ -48,7 +46,7 @@ def spine_map_figure(tracking: pd.DataFrame, path: Path, arm: str | None = None,
     sessions = np.sort(t["time_h"].unique())
     branches = list(dict.fromkeys(t["branch"]))[:max_branches]
     restored_ids = _observed_restored(t, sessions)
-    fig, axes = plt.subplots(len(branches), 1, figsize=(8, 1.2 + 0.45 * len(sessions)
+    fig, axes = subplots(len(branches), 1, figsize=(8, 1.2 + 0.45 * len(sessions)
                                                          * len(branches)), squeeze=False)
     for ax, b in zip(axes[:, 0], branches):
         tb = t[t["branch"] == b]
@@ -85,7 +83,6 @@ def spine_map_figure(tracking: pd.DataFrame, path: Path, arm: str | None = None,
                    frameon=False, ncol=len(handles))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -96,8 +93,6 @@ def session_label(h: float) -> str:
 def turnover_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | None:
     """Formation and elimination (% of the earlier session's spines) between consecutive
     sessions, a bar per arm (mean) with each subject as a dot."""
-    from ketasim.analysis.spines import turnover
-
     per: dict[str, list[tuple[str, pd.DataFrame]]] = {}
     intervals: list[tuple[float, float]] = []
     for arm, table in tracking.items():
@@ -115,7 +110,7 @@ def turnover_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
     arms = list(per)
     width = 0.8 / len(arms)
     rng = np.random.default_rng(0)  # dot jitter only
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.3 * len(labels) + 2), 6), sharex=True)
+    fig, axes = subplots(2, 1, figsize=(max(6.0, 1.3 * len(labels) + 2), 6), sharex=True)
     for ax, col, name in ((axes[0], "formation_pct", "formation"),
                           (axes[1], "elimination_pct", "elimination")):
         for a, arm in enumerate(arms):
@@ -134,7 +129,6 @@ def turnover_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
     axes[0].legend(fontsize=7, frameon=False, ncol=min(4, len(arms)))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -142,8 +136,6 @@ def survival_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
     """Kaplan-Meier survival of the spines new at the second-to-last session, followed to
     the last, restored (within 2 um of a site lost between the first two sessions) vs de
     novo, one panel per arm with at least four sessions (F-M-7); log-rank p in the title."""
-    from ketasim.analysis.spines import survival
-
     panels = []
     for arm, table in tracking.items():
         sessions = np.sort(table["time_h"].unique())
@@ -160,7 +152,7 @@ def survival_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
         panels.append((arm, res, sessions))
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False,
+    fig, axes = subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False,
                              sharey=True)
     for ax, (arm, res, sessions) in zip(axes[0], panels):
         for g, (group, km) in enumerate(res.km.groupby("group", sort=False)):
@@ -178,7 +170,6 @@ def survival_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
     axes[0, 0].set_ylabel("fraction of new spines surviving")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -187,12 +178,10 @@ def calcium_raster_figure(sessions: dict, path: Path, arm: str,
     """dF/F raster of one animal's field of view per session (cells x time), the
     population mean below it with the synchronous events (against circular-shift
     shuffles, :func:`ketasim.analysis.calcium.synchronous_events`) marked."""
-    from ketasim.analysis.calcium import detect_transients, synchronous_events
-
     if not sessions:
         return None
     times = sorted(sessions)
-    fig, axes = plt.subplots(2, len(times), figsize=(4.2 * len(times), 4.2), squeeze=False,
+    fig, axes = subplots(2, len(times), figsize=(4.2 * len(times), 4.2), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1]}, sharex="col")
     for c, t in enumerate(times):
         dff = np.asarray(sessions[t], dtype=float)
@@ -212,7 +201,6 @@ def calcium_raster_figure(sessions: dict, path: Path, arm: str,
         axes[1, c].set_ylabel("mean dF/F")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from ketasim.report._mpl import subplots
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def synthesis_figure(readouts_by_replica: dict[str, pd.DataFrame], path: Path) -
     courses = difference_courses(readouts_by_replica)
     if not courses:
         return None
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    fig, ax = subplots(figsize=(9, 4.8))
     for s, t, d in courses:
         style = "-" if s.species != "human" else "--"
         ax.plot(t, d, style, marker="o", ms=3, label=f"{s.label} ({s.species})")
@@ -89,5 +87,4 @@ def synthesis_figure(readouts_by_replica: dict[str, pd.DataFrame], path: Path) -
     ax.legend(fontsize=8, frameon=False, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -27,6 +27,8 @@ an event time reports the state *after* the event (as libRoadRunner does).
 
 from __future__ import annotations
 
+import numpy as np
+
 from ketasim.signaling._generated import (  # noqa: F401
     EV_ADD_PARAM,
     EV_ADD_STATE,
@@ -35,8 +37,10 @@ from ketasim.signaling._generated import (  # noqa: F401
     METHOD_DP5,
     METHOD_ROS3,
     N_OUTPUTS,
+    N_PTOTAL,
     N_STATES,
     STATUS_OK,
+    derive,
     integrate_batch,
     outputs,
     rhs,
@@ -49,10 +53,6 @@ def full_parameter_vector(pvec_row):
     """The vector ``rhs``/``jac``/``outputs`` read: parameters and controls, then the
     parameter-only assignments filled by ``derive`` (the kernel does this per subject).
     Calling the generated functions with a shorter vector reads past its end."""
-    import numpy as np
-
-    from ketasim.signaling._generated import N_PTOTAL, derive
-
     p = np.empty(N_PTOTAL)
     p[: len(pvec_row)] = pvec_row
     derive(p)

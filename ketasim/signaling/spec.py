@@ -20,6 +20,7 @@ Outputs (``OUTPUTS``) are what the assays and the next layers read.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -367,12 +368,10 @@ STATE_NAMES = tuple(s.name for s in STATES)
 
 def _static_assignments() -> tuple[str, ...]:
     """Assignments that depend on parameters only (no state, no control)."""
-    import re as _re
-
     static: list[str] = []
     known = {p.name for p in PARAMS}
     for name, expr in ASSIGNMENTS:
-        symbols = set(_re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {
+        symbols = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {
             "pos", "pw", "hillk", "exp", "log"}
         if symbols <= known | set(static):
             static.append(name)

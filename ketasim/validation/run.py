@@ -24,13 +24,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
+import ketasim
+from ketasim.analysis.stats import compare
+from ketasim.experiment.runner import simulate
 from ketasim.params import Registry
+from ketasim.provenance import collect
+from ketasim.scenario import load_scenario
 from ketasim.validation.statistic import StatisticError, evaluate
-from ketasim.validation.targets import ROLES, Target, load_targets, replica_paths
+from ketasim.validation.targets import ROLES, Target, load_targets, parse_targets, replica_paths
 
 CSV_COLUMNS = ["target_id", "facts", "source", "quantity", "published", "simulated",
                "tolerance", "pass", "status", "replica", "replication",
@@ -119,8 +125,6 @@ class ValidationResult:
 def plan(only: list[str] | None = None, replicas: dict[str, Path] | None = None,
          targets: dict[str, Target] | None = None) -> dict[str, list[str]]:
     """Replica name -> target IDs to check. ``only`` takes target IDs or replica names."""
-    from ketasim.scenario import load_scenario
-
     targets = load_targets() if targets is None else targets
     replicas = replica_paths() if replicas is None else replicas
     declared: dict[str, list[str]] = {}
@@ -157,17 +161,11 @@ def plan(only: list[str] | None = None, replicas: dict[str, Path] | None = None,
 
 
 def _worker_init() -> None:
-    import ketasim
-
     ketasim.configure(threads=1)  # the cache folder of the parent, one numba thread
 
 
 def run_replica(path: str, registry: Registry) -> ReplicaRun:
     """Simulate one replica (in a worker process)."""
-    from ketasim.analysis.stats import compare
-    from ketasim.experiment.runner import simulate
-    from ketasim.scenario import load_scenario
-
     t0 = time.perf_counter()
     sc = load_scenario(path)
     res = simulate(sc, registry=registry)
@@ -180,9 +178,6 @@ def replicate(path: str, offset: int, statistics: dict[str, str],
               registry: Registry) -> tuple[str, dict[str, float]]:
     """The replica at seed ``seed + offset``: each target's statistic (NaN where it cannot
     be computed). Only the numbers travel back from the worker."""
-    from ketasim.experiment.runner import simulate
-    from ketasim.scenario import load_scenario
-
     sc = load_scenario(path)
     res = simulate(sc, seed=sc.seed + offset, registry=registry)
     values = {}
@@ -213,8 +208,6 @@ def sources(extra_replicas: Path | None = None, extra_targets: Path | None = Non
             ) -> tuple[dict[str, Path], dict[str, Target]]:
     """Built-in replicas and targets, plus a lab's own: every ``*.yaml`` in
     ``extra_replicas`` and the entries of ``extra_targets`` (same formats)."""
-    from ketasim.validation.targets import parse_targets
-
     paths = dict(replica_paths())
     targets = dict(load_targets())
     if extra_replicas is not None:
@@ -252,8 +245,6 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     > 0 also count each target's passes over that many further seeds (see the module
     docstring). ``progress`` is called once per replica run, ``(1 + seeds) x replicas``
     times in all. ``registry``: the model parameters every replica runs with."""
-    import ketasim
-
     check_seeds(seeds)
     ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
     t0 = time.perf_counter()
@@ -303,10 +294,6 @@ def manifest(result: ValidationResult, replicas: dict[str, Path], registry: Regi
     """The ``manifest.json`` of ``ketasim validate``: the provenance entries of
     :func:`ketasim.provenance.collect` (each replica file's name, text and hash, the
     target files' hashes, versions, commit, times) and what was run."""
-    from importlib import resources
-
-    from ketasim.provenance import collect
-
     builtin = Path(str(resources.files("ketasim.validation").joinpath("targets.yaml")))
     inputs = [builtin] + ([Path(extra_targets)] if extra_targets is not None else [])
     return collect(registry=registry, started=started, replicas=replicas,

@@ -25,6 +25,12 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ketasim.analysis.spines import (
+    branch_specificity_test,
+    clustering_test,
+    restoration,
+    survival,
+)
 from ketasim.analysis.stats import run_test
 from ketasim.scenario import parse_time
 
@@ -148,18 +154,15 @@ def _functions(d: _Data) -> dict[str, Callable]:
         return np.random.default_rng(20190412)
 
     def clustering_p(arm, t0, t1, kind="eliminated"):
-        from ketasim.analysis.spines import clustering_test
 
         return clustering_test(d.table(arm), _hours(t0), _hours(t1), kind, 1000, rng=_rng()).p
 
     def branch_specificity_p(arm, t0, t1, kind="eliminated"):
-        from ketasim.analysis.spines import branch_specificity_test
 
         return branch_specificity_test(d.table(arm), _hours(t0), _hours(t1), kind, 1000,
                                        rng=_rng()).p
 
     def _restoration(arm, t0, t1, t2, t3):
-        from ketasim.analysis.spines import restoration
 
         return restoration(d.table(arm), (_hours(t0), _hours(t1)), (_hours(t2), _hours(t3)),
                            2.0, 1000, rng=_rng())
@@ -171,7 +174,6 @@ def _functions(d: _Data) -> dict[str, Callable]:
         return _restoration(arm, t0, t1, t2, t3).expected_fraction
 
     def survival_fraction(arm, t_start, group, horizon="96h", t_elim0=None, t_elim1=None):
-        from ketasim.analysis.spines import survival
 
         t_elim = None if t_elim0 is None else (_hours(t_elim0), _hours(t_elim1))
         res = survival(d.table(arm), _hours(t_start), "restoration", _hours(horizon),

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from ketasim.params.registry import load_registry
 from ketasim.validation.statistic import StatisticError, check_expression
 
 REQUIRED = ("target_id", "facts", "source", "quantity", "published", "statistic",
@@ -96,8 +97,6 @@ class Target:
 
 
 def _parameter_names() -> frozenset[str]:
-    from ketasim.params.registry import load_registry
-
     return frozenset(load_registry().parameters)
 
 
