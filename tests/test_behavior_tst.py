@@ -186,11 +186,15 @@ arms:
     assert m["shock"] > 0.4 > m["no_shock"]
     assert m["shock_ketamine"] < m["shock"] - 0.3
     assert r["value"].between(0, 1).all()
-    # escape reads the circuit's activity, not its inputs: weaker recurrent excitation
-    # (a circuit parameter, same synapses and drives) makes unshocked mice fail
-    weak = simulate(load_scenario_text(text),
-                    registry=load_registry().with_values({"circuit.j_ee": 0.4})).readouts
-    assert weak.groupby("arm")["value"].mean()["no_shock"] > m["no_shock"] + 0.3
+    # escape reads the circuit's activity relative to the mouse's own baseline, not its
+    # inputs: with the activity drive's gain inside the network at 0 (a circuit parameter;
+    # same synapses and drives) the shocked circuits' rate falls less and fewer trials
+    # fail, while unshocked mice, at their baseline, are unchanged
+    flat = simulate(load_scenario_text(text),
+                    registry=load_registry().with_values({"circuit.g_act": 0.0})).readouts
+    f = flat.groupby("arm")["value"].mean()
+    assert f["shock"] < m["shock"] - 0.2
+    assert f["no_shock"] == pytest.approx(m["no_shock"], abs=0.02)
 
 
 def test_fear_extinction_faster_with_more_prefrontal_coupling():
