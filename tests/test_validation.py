@@ -133,6 +133,19 @@ def test_counts_are_kept_per_role():
     assert table["fitted"].iloc[0] == "sig.pka_gain;sig.k_priming"
 
 
+def test_report_lists_each_known_gap_with_its_reason(tmp_path):
+    from ketasim.report.validation_report import write_validation_report
+    from ketasim.validation.run import TargetResult, ValidationResult
+
+    cal = parse_targets(CALIBRATION)["T-X-1"]
+    res = ValidationResult([TargetResult(cal, "r", 1.0, "pass"),
+                            TargetResult(cal, "r", 9.0, "known_gap",
+                                         "the model's effect is half the published one")])
+    html = write_validation_report(tmp_path, res, res.table()).read_text()
+    assert 'id="known-gaps"' in html
+    assert "<b>T-X-1</b>" in html and "half the published one" in html
+
+
 def test_design_doc_fitted_table_matches_targets_yaml():
     from ketasim.validation import fitted_table
 

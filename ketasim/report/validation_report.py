@@ -50,7 +50,9 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = []
     for _, r in df.iterrows():
-        cells = "".join(f'<td class="l">{html.escape(_fmt(r[c]))}</td>' for c in cols)
+        # lists (facts, fitted parameters) break after each item so the table fits
+        cells = "".join(f'<td class="l">{html.escape(_fmt(r[c])).replace(";", "; ")}</td>'
+                        for c in cols)
         rows.append(f'<tr class="{html.escape(r["status"])}">{cells}</tr>')
     return f'<table id="{table_id}"><tr>{head}</tr>{"".join(rows)}</table>'
 
@@ -79,6 +81,14 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
         sub = table[table["role"] == role]
         if not sub.empty:
             body.append(_targets_table(sub, role))
+    gaps = [r for r in result.results if r.status == "known_gap"]
+    if gaps:
+        body.append('<h2 id="known-gaps">Known gaps</h2><p>Targets the model does not '
+                    "reproduce yet, with the reason (shown in red, counted, not failing):"
+                    "</p><ul>" + "".join(
+                        f"<li><b>{html.escape(r.target.target_id)}</b> "
+                        f"({html.escape(r.target.quantity)}): {html.escape(r.message)}</li>"
+                        for r in gaps) + "</ul>")
     syn = synthesis_figure({k: v.readouts for k, v in result.replicas.items()},
                            figdir / "synthesis.png")
     if syn is not None:
