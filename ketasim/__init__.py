@@ -23,7 +23,8 @@ _LAZY = {
     "load_scenario": ("ketasim.scenario", "load_scenario"),
     "ScenarioError": ("ketasim.scenario", "ScenarioError"),
 }
-_NEEDS_CACHE = {"simulate", "RunResult"}  # these import the jitted modules
+# these import the jitted modules (the scenario vocabulary reads the assay catalogue)
+_NEEDS_CACHE = {"simulate", "RunResult", "load_scenario", "ScenarioError"}
 
 __all__ = ["RunResult", "ScenarioError", "__version__", "configure", "load_scenario",
            "simulate"]
