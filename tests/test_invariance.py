@@ -208,3 +208,24 @@ def test_unknown_intervention_is_one_clear_error():
 
     with pytest.raises(ScenarioError, match="toy_vta_silencing"):
         load_scenario_text(TOY_SCENARIO)
+
+
+def test_a_spine_session_before_the_burn_in_is_one_clear_error(tmp_path):
+    """Two-photon sessions before the protocol fall in the spine engine's baseline
+    burn-in (10 days); one earlier than that is refused before anything runs, naming the
+    assay and the time, and the CLI writes nothing."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+    from ketasim.signaling.protocol import ProtocolError
+
+    ok = BASE.replace("[-5d, 0h, 1d, 3d]", "[-13d, 0h]")  # CORT at -3d: start -3d - 6 h
+    simulate(load_scenario_text(ok), registry=REG)
+    bad = BASE.replace("[-5d, 0h, 1d, 3d]", "[-14d, 0h]")
+    with pytest.raises(ProtocolError, match=r"arms\[0\]\.assays\[0\]\.at: got -336 h"):
+        simulate(load_scenario_text(bad), registry=REG)
+    path = tmp_path / "bad.yaml"
+    path.write_text(bad)
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "burn_in_d" in res.output
+    assert not (tmp_path / "out").exists()

@@ -21,15 +21,16 @@ from ketasim.core.assay import Assay, AssayContext, AssayOptionError, resolve_op
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.cohort import sample_cohort
 from ketasim.params import Registry
-from ketasim.signaling.protocol import compile_arm, intervention_times
+from ketasim.signaling.protocol import ProtocolError, compile_arm, intervention_times
 from ketasim.signaling.simulate import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     LEAD_IN_H,
     simulate_signaling,
 )
+from ketasim.spines.assays import tracking_tables
 from ketasim.spines.engine import SpineParams, spine_cells
-from ketasim.spines.simulate import DT_H, simulate_spines
+from ketasim.spines.simulate import DT_H, recording_bytes, simulate_spines
 
 READOUT_COLUMNS = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
 SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
@@ -38,7 +39,6 @@ SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
 # few enough that peak memory stops growing with n beyond a few hundred subjects
 CHUNK_SUBJECTS = 500
 CHUNK_BYTES = 128 * 2**20
-_SPINE_SLOT_BYTES = 28  # alive, pos, logsize, origin, synapse, stubby, sid per slot
 
 
 class UnsupportedAssayError(ValueError):
@@ -64,7 +64,7 @@ class RunResult:
     @property
     def tracking(self) -> dict[str, pd.DataFrame]:
         """Arm -> observed two-photon spine tracking table."""
-        return self._kept("two_photon_spines", "tracking")
+        return tracking_tables(self.kept)
 
     @property
     def calcium(self) -> dict[str, dict]:
@@ -119,6 +119,30 @@ def check_supported(scenario, registry: Registry) -> None:
                     f"measure one population, and an earlier assay of this arm uses "
                     f"{arm_cell!r}")
             arm_cell = cell
+        _check_spine_times(scenario.species, arm, i, registry, arm_cell)
+
+
+def _probe_events(species, arm, i, seed, registry):
+    """The arm's events for one typical subject (their times are every subject's)."""
+    probe = sample_cohort(registry, species, arm.name, 1, seed,
+                          body_weight_kg=arm.body_weight_kg, variability=False)
+    return compile_arm(arm, species, probe, registry, arm_path=f"arms[{i}]")
+
+
+def _check_spine_times(species, arm, i, registry, cell) -> None:
+    """Spine sessions before the engine's start fall in its baseline burn-in; one earlier
+    than the burn-in reaches is one clear error naming the assay and the time."""
+    if cell is None:
+        return
+    t0 = spine_start(_probe_events(species, arm, i, 0, registry))
+    burn_h = SpineParams.from_registry(registry, cell).values["burn_in_d"] * 24.0
+    for j, plan in enumerate(_plans(arm, i)):
+        early = [t for t in plan.at if plan.assay.needs_spines and t < t0 - burn_h]
+        if early:
+            raise ProtocolError(
+                f"arms[{i}].assays[{j}].at: got {early[0]:g} h; a spine session can be at "
+                f"most {burn_h / 24.0:g} days (spine.{cell}.burn_in_d) before the spine "
+                f"engine's start at {t0:g} h (just before the protocol's first event)")
 
 
 def _require(registry) -> None:
@@ -174,10 +198,7 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects)
         times.update(p.assay.sample_times(p.at, p.options).tolist())
         outputs.update(p.assay.outputs)
     # compile once for the protocol's shape (times, kinds); values are per chunk
-    probe = sample_cohort(registry, species, arm.name, 1, seed,
-                          body_weight_kg=arm.body_weight_kg, variability=False)
-    events0 = compile_arm(arm, species, probe, registry, arm_path=f"arms[{i}]")
-    spine_plan = _spine_plan(arm, plans, events0, registry)
+    spine_plan = _spine_plan(arm, plans, _probe_events(species, arm, i, seed, registry))
     if spine_plan is not None:
         times.update(spine_plan["grid"].tolist())
         outputs.update(SPINE_DRIVES)
@@ -247,9 +268,8 @@ def _chunk_size(n, n_times, n_outputs, spine_plan, registry, chunk_subjects) -> 
         return int(chunk_subjects)
     per = n_times * n_outputs * 8
     if spine_plan is not None:
-        sp = SpineParams.from_registry(registry, spine_plan["cell"]).values
-        cap = int(3 * sp["density"] * sp["branch_length"]) + 16
-        per += len(spine_plan["record"]) * spine_plan["branches"] * cap * _SPINE_SLOT_BYTES
+        per += recording_bytes(SpineParams.from_registry(registry, spine_plan["cell"]),
+                               len(spine_plan["record"]), spine_plan["branches"])
     return max(1, min(n, CHUNK_SUBJECTS, CHUNK_BYTES // max(per, 1)))
 
 
@@ -261,7 +281,7 @@ def spine_start(events) -> float:
     return float(np.floor((first - LEAD_IN_H) / DT_H) * DT_H)
 
 
-def _spine_plan(arm, plans, events, registry) -> dict | None:
+def _spine_plan(arm, plans, events) -> dict | None:
     """Engine grid, recording times, branches and photoactivation times of an arm whose
     assays need the spine layer (None if none do)."""
     spine = [p for p in plans if p.assay.needs_spines]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ketasim.behavior.assays import KEEP_PERI_SUBJECTS
 from ketasim.report._mpl import subplots
 from ketasim.report.spine_maps import session_label
 
@@ -102,5 +103,5 @@ def tst_figures(kept: dict, out: Path, prefix: str) -> list:
         (peri_struggle_figure(tst, out / f"{prefix}peri_struggle.png"),
          "peri-struggle calcium", ("vmPFC population dF/F around struggle onsets: mean over "
                                    "mice (each the mean over its onsets; at most the "
-                                   "first 1,000 of an arm) with SEM bands; the dashed line "
-                                   "is the onset"))]
+                                   f"first {KEEP_PERI_SUBJECTS:,d} of an arm) with SEM "
+                                   "bands; the dashed line is the onset"))]

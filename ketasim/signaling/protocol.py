@@ -15,6 +15,7 @@ the compiler read the same declarations; :func:`register_intervention` and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -188,11 +189,13 @@ def per_subject_parameter(name: str) -> bool:
     variability can apply to it): an ODE parameter (:mod:`ketasim.signaling.spec`, any
     species), a route's bioavailability or absorption rate, or a body weight (doses
     given as a total mass)."""
-    return name in _ODE_NAMES or name.startswith(("route.", "species."))
+    return bool(_ODE_NAMES.match(name)) or name.startswith(("route.", "species."))
 
 
-_ODE_NAMES = frozenset(p.registry.format(species=sp) for p in spec.PARAMS
-                       for sp in ("mouse", "rat", "human"))
+# the spec's registry names, with ``{species}`` standing for any species
+_ODE_NAMES = re.compile("|".join(
+    re.escape(p.registry).replace(re.escape("{species}"), r"[a-z]+") for p in spec.PARAMS)
+    .join(("^(?:", ")$")))
 
 
 def intervention_times(arm, action: str) -> list[float]:

@@ -122,6 +122,12 @@ def _fixed(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     return ctx.rows(out, at, FIXED.readout_names, FIXED.units)
 
 
+def tracking_tables(kept: dict) -> dict[str, pd.DataFrame]:
+    """Arm -> observed tracking table, from a run's kept data (assay -> arm -> dict)."""
+    return {arm: k["tracking"] for arm, k in kept.get("two_photon_spines", {}).items()
+            if "tracking" in k}
+
+
 def _concat_tracking(kept: list[dict]) -> dict:
     tables = [k["tracking"] for k in kept if "tracking" in k]
     return {"tracking": pd.concat(tables, ignore_index=True)} if tables else {}

@@ -15,6 +15,23 @@ DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
 CLASS_THRESHOLDS_UM3 = (0.02, 0.12)  # filopodium/thin, thin/mushroom head volume
 
 
+# what the recording keeps per spine slot (recording, branch): flags, position (um), log
+# head volume, origin, synapse, stubby, identity
+SLOT_FIELDS = {"alive": np.uint8, "pos": np.float64, "logsize": np.float64,
+               "origin": np.int8, "synapse": np.uint8, "stubby": np.uint8, "sid": np.int64}
+SLOT_BYTES = sum(np.dtype(t).itemsize for t in SLOT_FIELDS.values())
+
+
+def slot_capacity(params: SpineParams) -> int:
+    """Spine slots per branch: three times the mean count, plus a margin."""
+    return int(3 * params.values["density"] * params.values["branch_length"]) + 16
+
+
+def recording_bytes(params: SpineParams, n_record: int, n_branches: int) -> int:
+    """Bytes of one subject's recording (what a chunk of subjects holds)."""
+    return n_record * n_branches * slot_capacity(params) * SLOT_BYTES
+
+
 @dataclass
 class SpineRecording:
     """Snapshots of every spine of every subject at the recording times."""
@@ -76,18 +93,15 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
                          f"({t_start:g} h) by more than the burn-in "
                          f"({params.values['burn_in_d']:g} days)")
     subjects = np.arange(n_sub) if subjects is None else np.asarray(subjects)
-    cap = int(3 * params.values["density"] * params.values["branch_length"]) + 16
+    cap = slot_capacity(params)
     shape = (n_sub, rec.size, n_branches, cap)
-    out = {"alive": np.zeros(shape, np.uint8), "pos": np.zeros(shape),
-           "logsize": np.zeros(shape), "origin": np.zeros(shape, np.int8),
-           "synapse": np.zeros(shape, np.uint8), "stubby": np.zeros(shape, np.uint8),
-           "sid": np.zeros(shape, np.int64)}
+    out = {name: np.zeros(shape, dtype) for name, dtype in SLOT_FIELDS.items()}
     counts = np.zeros((n_sub, n_branches, 4), np.int64)
     photo = np.zeros((n_sub, 0)) if photo_times is None else np.ascontiguousarray(photo_times)
     run_spines(params.vector(), params.stationary_formation_rate(DT_H), float(t_start), DT_H,
                n_steps, form, np.ascontiguousarray(drives["elimination_drive"], dtype=float),
                np.ascontiguousarray(drives["synaptic_protein"], dtype=float), n_branches, cap,
-               xoroshiro_states(seed, arm, subjects, PURPOSE_SPINES, n_branches), photo, rec, out["alive"], out["pos"],
-               out["logsize"], out["origin"], out["synapse"], out["stubby"], out["sid"], counts)
+               xoroshiro_states(seed, arm, subjects, PURPOSE_SPINES, n_branches), photo, rec,
+               out["alive"], out["pos"], out["logsize"], out["origin"], out["synapse"], out["stubby"], out["sid"], counts)
     return SpineRecording(rec, branch_length_um=params.values["branch_length"],
                           counts=counts.sum(axis=1), **out)

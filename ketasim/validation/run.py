@@ -35,6 +35,7 @@ from ketasim.experiment.runner import simulate
 from ketasim.params import Registry
 from ketasim.provenance import collect
 from ketasim.scenario import load_scenario
+from ketasim.spines.assays import tracking_tables
 from ketasim.validation.statistic import StatisticError, evaluate
 from ketasim.validation.targets import ROLES, Target, load_targets, parse_targets, replica_paths
 
@@ -60,8 +61,7 @@ class ReplicaRun:
     @property
     def tracking(self) -> dict:
         """Arm -> observed two-photon tracking table."""
-        return {arm: k["tracking"] for arm, k in self.kept.get("two_photon_spines",
-                                                                  {}).items()}
+        return tracking_tables(self.kept)
 
 
 @dataclass
