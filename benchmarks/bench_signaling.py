@@ -147,13 +147,13 @@ def main(argv=None) -> float:
 
     # ---- libRoadRunner, one subject at a time
     t0 = start_time(events, times)
-    doc = build_document(parameter_vector(cohort)[0], events, 0, t0, "bench")
+    doc = build_document(parameter_vector(cohort, events)[0], events, 0, t0, "bench")
     text = libsbml.writeSBMLToString(doc)
     sbml_times = [0.0, *(times - t0)]
     rr = roadrunner_runner(text, args.rtol, args.atol)
-    run_rr(rr, parameter_vector(cohort), events, [0], sbml_times)  # warm-up
+    run_rr(rr, parameter_vector(cohort, events), events, [0], sbml_times)  # warm-up
     t = time.perf_counter()
-    rr_checksum = run_rr(rr, parameter_vector(cohort), events, range(n_rr), sbml_times, keep=False)
+    rr_checksum = run_rr(rr, parameter_vector(cohort, events), events, range(n_rr), sbml_times, keep=False)
     rr_s = (time.perf_counter() - t) * n / n_rr
     note = "" if n_rr == n else f" (timed {n_rr}, extrapolated)"
     print(f"libroadrunner: {rr_s:.2f} s for {n} subjects ({1e3 * rr_s / n:.3f} ms/subject)"
@@ -162,8 +162,8 @@ def main(argv=None) -> float:
     # ---- accuracy of both at these tolerances against a tight reference
     check = [0, n // 2, n - 1]
     tight = roadrunner_runner(text, 1e-10, 1e-14)
-    ref = run_rr(tight, parameter_vector(cohort), events, check, sbml_times)
-    loose = run_rr(rr, parameter_vector(cohort), events, check, sbml_times)
+    ref = run_rr(tight, parameter_vector(cohort, events), events, check, sbml_times)
+    loose = run_rr(rr, parameter_vector(cohort, events), events, check, sbml_times)
     ours = [simulate_signaling(cohort_slice(cohort, i, i + 1), events_slice(events, i, i + 1),
                                times, rtol=args.rtol, atol=args.atol,
                                method=args.method).values[0] for i in check]

@@ -42,11 +42,30 @@ def _user_errors():
     from ketasim.core.assay import AssayOptionError
     from ketasim.experiment.runner import UnsupportedAssayError
     from ketasim.io.results import OutputError
+    from ketasim.pk.compounds import CompoundError
     from ketasim.scenario import ScenarioError
     from ketasim.signaling.protocol import ProtocolError
 
     return (ScenarioError, UnsupportedAssayError, ProtocolError, OutputError,
-            AssayOptionError)
+            AssayOptionError, CompoundError)
+
+
+COMPOUNDS_HELP = ("a folder of your own compound files (compounds/NAME.yaml), added to the "
+                  "built-ins; repeat for several")
+
+
+def _add_compounds(folders: list[Path] | None) -> list[Path]:
+    """Register the compound files of ``--compounds`` folders (before any scenario is
+    read: its vocabulary follows them). One clear error for a malformed file."""
+    from ketasim.pk.compounds import CompoundError, add_compounds
+
+    folders = list(folders or [])
+    try:
+        for f in folders:
+            add_compounds(f)
+    except CompoundError as e:
+        _fail(f"--compounds: {e}")
+    return folders
 
 
 def _scenario_file(scenario: str) -> Path:
@@ -61,7 +80,8 @@ def _scenario_file(scenario: str) -> Path:
 def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
         out_dir: Path = typer.Option(..., "--out", help="output folder (created atomically)"),
         seed: int | None = typer.Option(None, "--seed", help="override the scenario seed"),
-        force: bool = typer.Option(False, "--force", help="replace an existing --out folder")):
+        force: bool = typer.Option(False, "--force", help="replace an existing --out folder"),
+        compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP)):
     """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out."""
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
@@ -70,6 +90,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
     from ketasim.report.run_folder import write_run
     from ketasim.scenario import load_scenario
 
+    _add_compounds(compounds)
     try:
         if seed is not None and not (0 <= seed < 2**63):
             _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
@@ -108,6 +129,7 @@ def validate(
     seeds: int = typer.Option(
         0, "--seeds", help="also run every replica at this many further seeds and report "
         "each target's passes (replication); the verdict stays the replica's own seed"),
+    compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
 ):
     """Run the replicas of the published experiments and compare every literature target.
 
@@ -122,6 +144,7 @@ def validate(
     from ketasim.validation.targets import TargetError
 
     ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
+    folders = _add_compounds(compounds)
     try:
         check_seeds(seeds)
         registry = load_registry()
@@ -140,7 +163,8 @@ def validate(
                 result = run_validation(ids or None, workers,
                                         progress=lambda name: prog.advance(task),
                                         extra_replicas=replicas_dir, extra_targets=targets_file,
-                                        seeds=seeds, registry=registry)
+                                        seeds=seeds, registry=registry,
+                                        compounds=folders)
             table = result.table()
             table.to_csv(tmp / "validation.csv", index=False)
             man = manifest(result, {name: paths[name] for name in chosen}, registry, started,
@@ -200,13 +224,16 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
           seed: int | None = typer.Option(None, "--seed", help="override the seed"),
           out_dir: Path | None = typer.Option(None, "--out",
                                                  help="write power.csv and power.png here"),
-          force: bool = typer.Option(False, "--force", help="replace an existing --out")):
+          force: bool = typer.Option(False, "--force", help="replace an existing --out"),
+          compounds: list[Path] | None = typer.Option(None, "--compounds",
+                                                      help=COMPOUNDS_HELP)):
     """Power of a scenario's comparison by simulation, for planning group sizes."""
     from ketasim.analysis.power import parse_n_range
     from ketasim.experiment.power import power_curve
     from ketasim.params import load_registry
     from ketasim.scenario import load_scenario
 
+    _add_compounds(compounds)
     try:
         ns = parse_n_range(n)
         sc = load_scenario(scenario)
@@ -250,6 +277,37 @@ def scenarios():
         sc = load_scenario(path)
         table.add_row(name, sc.species, ", ".join(f"{a.name} (n={a.n})" for a in sc.arms),
                       sc.description)
+    out.print(table)
+
+
+@app.command("compounds")
+def compounds_cmd(
+    compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
+    schema_out: bool = typer.Option(False, "--schema",
+                                    help="print the JSON Schema of a compound file instead"),
+):
+    """List the compounds (built-in and --compounds): PK species, routes and targets."""
+    from ketasim.pk.compounds import BUILTIN, COMPOUNDS, compound_schema
+
+    if schema_out:
+        out.print_json(json.dumps(compound_schema()))
+        return
+    _add_compounds(compounds)
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    for col in ("kind", "species", "routes", "targets", "from"):
+        table.add_column(col)
+    for name in sorted(COMPOUNDS):
+        c = COMPOUNDS[name]
+        species = sorted(c.pk) or sorted({s for k in c.components for s in COMPOUNDS[k].pk})
+        tgt = ", ".join(f"{t.name} {t.action}" for t in c.targets)
+        if c.components:
+            tgt = "mixture of " + ", ".join(f"{k} {f:g}" for k, f in c.components.items())
+        if c.metabolites:
+            tgt += ("; " if tgt else "") + "-> " + ", ".join(m for m, _ in c.metabolites)
+        table.add_row(name, c.kind + (" (window PK)" if c.is_window else ""),
+                      ", ".join(species), ", ".join(c.routes), tgt or "-",
+                      "built-in" if name in BUILTIN else c.source_file)
     out.print(table)
 
 
@@ -317,7 +375,7 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
         k = 0 if typical else subject
         events = compile_arm(a, sc.species, cohort, reg, f"arms[{names.index(name)}]")
         times = np.array(sorted({t for s in a.assays for t in s.at} | {0.0}))
-        doc = build_document(parameter_vector(cohort)[k], events, k, start_time(events, times),
+        doc = build_document(parameter_vector(cohort, events)[k], events, k, start_time(events, times),
                              f"{sc.name}_{a.name}")
         try:
             write_sbml(doc, out_file)

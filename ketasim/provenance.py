@@ -19,9 +19,11 @@ their ``manifest.json``:
                       and target files, parameter or data files)
 ``scenario_text``     (run) the scenario file's text, or null when it came from Python
 ``replicas``          (validate) ``[{"name", "file", "sha256", "text"}]`` per replica run
+``compounds``         ``[{"name", "builtin", "file", "sha256"}]`` for every compound
+                      registered in the process (built-in files and ``--compounds``)
 
-This module imports nothing from the simulation layers (only the parameter registry),
-so it can be used wherever outputs are written.
+This module imports nothing from the simulation layers (only the parameter registry and
+the compound files), so it can be used wherever outputs are written.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 
 import ketasim
 from ketasim.params import Registry, load_registry
+from ketasim.pk.compounds import BUILTIN, COMPOUNDS
 
 #: distributions whose versions are recorded (ketasim's dependencies)
 LIBRARIES = ("numpy", "scipy", "numba", "llvmlite", "pandas", "pyarrow", "pydantic",
@@ -140,6 +143,16 @@ def replica_records(paths: Mapping[str, str | os.PathLike]) -> list[dict]:
     return out
 
 
+def compound_records() -> list[dict]:
+    """``[{"name", "builtin", "file", "sha256"}]`` of every registered compound."""
+    out = []
+    for name in sorted(COMPOUNDS):
+        f = COMPOUNDS[name].source_file
+        out.append({"name": name, "builtin": name in BUILTIN, "file": f,
+                    "sha256": sha256_file(f) if f and Path(f).is_file() else None})
+    return out
+
+
 def collect(*, registry: Registry, started: str | None = None,
             finished: str | None = None, inputs: Iterable[str | os.PathLike] = (),
             scenario_text: str | None = None,
@@ -164,5 +177,6 @@ def collect(*, registry: Registry, started: str | None = None,
         inputs = [*map(str, replicas.values()), *inputs]
     else:
         out["scenario_text"] = scenario_text
+    out["compounds"] = compound_records()
     out["inputs"] = input_files(inputs)
     return out

@@ -32,7 +32,8 @@ def test_provenance_imports_no_simulation_layer():
                          check=True).stdout
     loaded = set(json.loads(out))
     assert loaded <= {"ketasim", "ketasim.provenance", "ketasim.params",
-                      "ketasim.params.registry"}, loaded
+                      "ketasim.params.registry", "ketasim.pk", "ketasim.pk.compounds",
+                      "ketasim.pk.targets"}, loaded
 
 
 def test_changed_values_lists_name_default_and_value():

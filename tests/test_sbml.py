@@ -44,7 +44,7 @@ def _compare(scenario, arm_index: int, subject: int, times: np.ndarray):
                            arm.body_weight_kg)
     events = compile_arm(arm, scenario.species, cohort, reg)
     t0 = start_time(events, times)
-    doc = build_document(parameter_vector(cohort)[subject], events, subject, t0, scenario.name)
+    doc = build_document(parameter_vector(cohort, events)[subject], events, subject, t0, scenario.name)
     assert doc.getNumErrors(libsbml.LIBSBML_SEV_ERROR) == 0
     rr = roadrunner.RoadRunner(libsbml.writeSBMLToString(doc))
     rr.integrator.relative_tolerance = 1e-10
@@ -94,7 +94,7 @@ def test_one_document_serves_every_subject():
     cohort = sample_cohort(reg, "mouse", sc.arms[0].name, 3, sc.seed)
     vals = event_parameter_values(events, 2)
     rr.resetAll()
-    rr.setValues(list(spec.PVEC_NAMES) + list(vals), list(parameter_vector(cohort)[2]) + list(vals.values()))
+    rr.setValues(list(spec.PVEC_NAMES) + list(vals), list(parameter_vector(cohort, events)[2]) + list(vals.values()))
     t0 = start_time(events, times)
     ref = np.asarray(rr.simulate(times=[0.0, *(times - t0)]))[1:, 1:]
     ours = simulate_signaling(cohort, events, times, rtol=1e-10, atol=1e-14).values[2]
@@ -107,11 +107,11 @@ def test_document_has_units_and_events(tmp_path):
     arm = sc.arms[0]
     cohort = sample_cohort(reg, "mouse", arm.name, 1, 0, variability=False)
     events = compile_arm(arm, "mouse", cohort, reg)
-    doc = build_document(parameter_vector(cohort)[0], events, 0, -241.0, "x")
+    doc = build_document(parameter_vector(cohort, events)[0], events, 0, -241.0, "x")
     m = doc.getModel()
     assert m.getTimeUnits() == "hour"
     assert m.getNumEvents() == len(set(events.times.tolist()))
-    assert m.getParameter("cl_S").getUnits() == "L_per_h_per_kg"
+    assert m.getParameter("cl0").getUnits() == "L_per_h_per_kg"
     assert m.getParameter("out_ketamine_plasma").getUnits() == "ng_per_mL"
     assert m.getNumRules() == len(spec.ASSIGNMENTS) + len(spec.RATES) + len(spec.OUTPUTS)
 

@@ -41,6 +41,8 @@ _UNITS: dict[str, tuple[str, list[tuple[int, float, int, float]]]] = {
                                   (libsbml.UNIT_KIND_SECOND, -1, 0, 3600.0),
                                   (libsbml.UNIT_KIND_GRAM, -1, 3, 1.0)]),
     "uM": ("uM", [(libsbml.UNIT_KIND_MOLE, 1, -6, 1.0), (libsbml.UNIT_KIND_LITRE, -1, 0, 1.0)]),
+    "1/uM": ("per_uM", [(libsbml.UNIT_KIND_MOLE, -1, -6, 1.0),
+                        (libsbml.UNIT_KIND_LITRE, 1, 0, 1.0)]),
     "g/mol": ("g_per_mol", [(libsbml.UNIT_KIND_GRAM, 1, 0, 1.0),
                             (libsbml.UNIT_KIND_MOLE, -1, 0, 1.0)]),
     "ng/mL": ("ng_per_mL", [(libsbml.UNIT_KIND_GRAM, 1, -9, 1.0),

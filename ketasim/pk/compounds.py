@@ -1,78 +1,505 @@
-"""Drugs as data: what each compound is and which model inputs a dose of it moves.
+"""Compounds as data: a compound file describes a molecule by its pharmacokinetics per
+species and its actions on the model's targets (:mod:`ketasim.pk.targets`).
 
-Ketamine enantiomers and metabolites get full compartmental PK (:mod:`ketasim.signaling.spec`).
-Tool compounds get a timed on/off action: from ``at + onset`` to ``at + onset + duration``
-their control ``r_<name>`` carries ``dose / ED50`` and the model turns it into a block
-``emax * r / (1 + r)``. Vehicle and active placebo have no action on the cascade.
+Every built-in drug is a file in ``ketasim/compounds/``; a user adds theirs from a folder
+(``--compounds DIR`` on the CLI, :func:`load_compound_dir` in Python). Nothing else
+changes: the scenario vocabulary, the JSON Schema of scenarios, the signalling model's
+drug slots and the screen read :data:`COMPOUNDS`.
 
-A compound is declared once, here: the scenario vocabulary (drug names, their routes and
-notes) and the JSON Schema are derived from :data:`COMPOUNDS`. To add a tool compound,
-add a row (or call :func:`register_compound`) and its parameters to the registry
-(``tool.<name>.*``); its control ``r_<name>`` must exist in the signalling model.
+A file (YAML)::
+
+    name: memantine
+    description: low-affinity NMDA channel blocker
+    routes: [ip, oral]
+    analytes: [drug]                 # plasma/brain readouts it counts toward
+    mw: {value: 179.3, unit: g/mol, source: "PubChem CID 4054"}
+    pk:
+      mouse:
+        model: compartmental         # or: window (tool compounds)
+        cl: {value: 1.4, unit: L/h/kg, source: "..."}
+        v1: ...; q: ...; v2: ...; kp_brain: ...; ke0: ...; fu_brain: ...
+        routes: {oral: {f: ..., ka: ...}}   # optional, else the species' route defaults
+    metabolites:
+      - {compound: norketamine, fraction: {param: "pk.{species}.ketamine.f_nk"}}
+    targets:
+      nmda: {action: channel_blocker, potency: {value: 1.0, unit: uM, source: "..."},
+             trapping: {...}, mg_rest: {...}}
+
+A value is a number with its unit and source (``{value, unit, source}``) or a registry
+parameter (``{param: NAME}``, ``{species}`` standing for the scenario's species,
+optionally ``times: OTHER``), so it keeps the registry's between-subject variability and
+ranges. A racemate lists ``components`` (compound: fraction of the dose) instead of PK.
+A ``window`` PK (tool compounds whose PK the model does not follow) acts from ``onset``
+to ``onset + duration`` after the dose with an exposure of ``dose / ED50`` per target,
+its potency given by dose kind (``per_kg``: mg/kg, ``local``: mg, ``concentration``: uM).
+Malformed files raise :class:`CompoundError` naming the file and field.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ketasim.pk.targets import ACTIONS, CHANNEL, TARGETS
+
+# administration routes: ``bath`` is application to an acute slice, ``intracerebral`` a
+# local injection or cannula infusion into tissue (the scenario vocabulary's ROUTES)
+ALL = ("iv", "ip", "sc", "im", "intranasal", "oral", "bath", "intracerebral")
+SPECIES = ("mouse", "rat", "human")
+KINDS = ("drug", "inert")
+PK_MODELS = ("compartmental", "window")
+ANALYTES = ("ketamine", "esketamine", "arketamine", "norketamine", "hnk", "drug")
+DOSE_KINDS = ("per_kg", "local", "concentration")
+
+# canonical unit of each field, and the units accepted with their factor to it
+_UNITS: dict[str, dict[str, float]] = {
+    "L/h/kg": {"L/h/kg": 1.0, "mL/min/kg": 0.06},
+    "L/kg": {"L/kg": 1.0},
+    "1/h": {"1/h": 1.0, "1/min": 60.0},
+    "h": {"h": 1.0, "min": 1.0 / 60.0},
+    "1": {"1": 1.0},
+    "g/mol": {"g/mol": 1.0},
+    "uM": {"uM": 1.0, "nM": 1e-3, "mM": 1e3},
+    "mg/kg": {"mg/kg": 1.0},
+    "mg": {"mg": 1.0, "ug": 1e-3},
+    "x baseline": {"x baseline": 1.0, "1": 1.0},
+}
+COMPARTMENTAL_FIELDS = {"cl": "L/h/kg", "v1": "L/kg", "q": "L/h/kg", "v2": "L/kg",
+                        "kp_brain": "1", "ke0": "1/h", "fu_brain": "1"}
+WINDOW_FIELDS = {"onset": "h", "duration": "h"}
+ROUTE_FIELDS = {"f": "1", "ka": "1/h"}
+WINDOW_POTENCY_UNITS = {"per_kg": "mg/kg", "local": "mg", "concentration": "uM"}
+
+
+class CompoundError(ValueError):
+    """A malformed compound file, or a compound the protocol cannot use."""
+
+
+@dataclass(frozen=True)
+class Value:
+    """A number (``value``, in the field's canonical unit after conversion) or a registry
+    parameter reference (``param``, optionally multiplied by ``times``)."""
+
+    value: float | None = None
+    param: str | None = None
+    times: str | None = None
+    unit: str = "1"
+    source: str = ""
+
+    def names(self, species: str) -> tuple[str, ...]:
+        return tuple(n.replace("{species}", species) for n in (self.param, self.times) if n)
+
+    def resolve(self, get, species: str):
+        """The value per subject: ``get(registry_name)`` returns an array (or a float)."""
+        if self.param is None:
+            return self.value
+        out = get(self.param.replace("{species}", species))
+        if self.times:
+            out = out * get(self.times.replace("{species}", species))
+        return out
+
+
+@dataclass(frozen=True)
+class SpeciesPK:
+    model: str
+    fields: dict[str, Value]
+    routes: dict[str, dict[str, Value]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetAction:
+    target: str
+    action: str
+    potency: Value | None  # compartmental compounds
+    window_potency: dict[str, Value]  # window compounds, by dose kind
+    efficacy: Value
+    trapping: Value | None = None  # channel blockers
+    mg_rest: Value | None = None
 
 
 @dataclass(frozen=True)
 class Compound:
     name: str
-    kind: str  # "parent" | "metabolite" | "tool" | "inert"
+    kind: str
     description: str
-    routes: tuple[str, ...]  # routes by which the simulator can give it
-    # parent: fraction of the dose that is S- and R-ketamine
-    parents: dict[str, float] = field(default_factory=dict)
-    # metabolite: the model species prefix (NK or HNK)
-    species_prefix: str = ""
-    # tool: the control it moves and its registry prefix
-    control: str = ""
-    registry_prefix: str = ""
+    routes: tuple[str, ...]
+    analytes: tuple[str, ...] = ()
+    mw: Value | None = None
+    components: dict[str, float] = field(default_factory=dict)
+    pk: dict[str, SpeciesPK] = field(default_factory=dict)
+    metabolites: tuple[tuple[str, Value], ...] = ()
+    targets: tuple[TargetAction, ...] = ()
+    notes: str = ""
+    source_file: str = ""
+
+    @property
+    def is_window(self) -> bool:
+        return any(p.model == "window" for p in self.pk.values())
+
+    def species_pk(self, species: str, where: str) -> SpeciesPK:
+        if species not in self.pk:
+            raise CompoundError(f"{where}: compound {self.name!r} has no PK for species "
+                                f"{species!r} (it has: {', '.join(sorted(self.pk)) or 'none'})")
+        return self.pk[species]
+
+    def parameters(self) -> set[str]:
+        """Registry parameters the compound reads (``{species}`` expanded)."""
+        vals: list[Value] = [v for v in (self.mw,) if v]
+        for p in self.pk.values():
+            vals += list(p.fields.values())
+            vals += [v for r in p.routes.values() for v in r.values()]
+        vals += [v for _, v in self.metabolites]
+        for t in self.targets:
+            vals += [v for v in (t.potency, t.efficacy, t.trapping, t.mg_rest) if v]
+            vals += list(t.window_potency.values())
+        return {n for v in vals for s in SPECIES for n in v.names(s)}
 
 
-# administration routes: ``bath`` is application to an acute slice, ``intracerebral`` a
-# local injection or cannula infusion into tissue (the scenario vocabulary's ROUTES)
-ALL = ("iv", "ip", "sc", "im", "intranasal", "oral", "bath", "intracerebral")
-_KETAMINES = ("iv", "ip", "sc", "im", "intranasal", "oral")
-_METABOLITES = ("iv", "ip", "sc", "oral")
+# --------------------------------------------------------------------------- parsing
+def _fail(where: str, msg: str):
+    raise CompoundError(f"{where}: {msg}")
 
-COMPOUNDS: dict[str, Compound] = {
-    c.name: c
-    for c in (
-        Compound("saline", "inert", "vehicle (no action)", ALL),
-        Compound("midazolam", "inert",
-                 "active placebo of clinical trials (no action on the cascade)", ("iv", "im", "oral")),
-        Compound("ketamine", "parent", "racemic ketamine", _KETAMINES, parents={"S": 0.5, "R": 0.5}),
-        Compound("esketamine", "parent", "S-ketamine", _KETAMINES, parents={"S": 1.0}),
-        Compound("arketamine", "parent", "R-ketamine", _KETAMINES, parents={"R": 1.0}),
-        Compound("norketamine", "metabolite", "racemic norketamine", _METABOLITES, species_prefix="NK"),
-        Compound("hnk", "metabolite", "(2R,6R)-hydroxynorketamine", _METABOLITES, species_prefix="HNK"),
-        Compound("rapamycin", "tool", "mTORC1 inhibitor", ("ip", "oral"), control="r_rapamycin",
-                 registry_prefix="tool.rapamycin"),
-        Compound("nbqx", "tool", "AMPA receptor antagonist", ("ip", "sc", "intracerebral"), control="r_nbqx",
-                 registry_prefix="tool.nbqx"),
-        Compound("ana12", "tool", "TrkB antagonist", ("ip",), control="r_ana12",
-                 registry_prefix="tool.ana12"),
-        Compound("sch23390", "tool", "Drd1 antagonist", ("ip", "sc", "intracerebral"), control="r_sch23390",
-                 registry_prefix="tool.sch23390"),
-        Compound("skf81297", "tool", "Drd1 agonist", ("ip", "bath"), control="r_skf81297",
-                 registry_prefix="tool.skf81297"),
-        Compound("h89", "tool", "PKA inhibitor", ("bath", "intracerebral"), control="r_h89", registry_prefix="tool.h89"),
-        Compound("ldopa", "tool", "dopamine precursor (with a decarboxylase inhibitor)", ("ip", "sc", "oral"),
-                 control="r_ldopa", registry_prefix="tool.ldopa"),
-    )
-}
 
-# registry suffix of a tool's potency, by the dose's kind/route
-TOOL_POTENCY_KEY = {"per_kg": "ed50", "concentration": "ec50_bath", "local": "ed50_local"}
+def _value(raw: Any, unit: str, where: str, *, positive: bool = True) -> Value:
+    if isinstance(raw, bool) or raw is None:
+        _fail(where, f"expected {{value, unit, source}} or {{param}}, got {raw!r}")
+    if isinstance(raw, int | float):
+        if unit not in ("1", "x baseline"):
+            _fail(where, f"a bare number needs a unit: write {{value: {raw}, unit: {unit}, "
+                         f"source: ...}}")
+        raw = {"value": raw, "unit": unit}
+    if not isinstance(raw, dict):
+        _fail(where, f"expected {{value, unit, source}} or {{param}}, got {raw!r}")
+    unknown = set(raw) - {"value", "unit", "source", "param", "times"}
+    if unknown:
+        _fail(where, f"unknown keys {sorted(unknown)}")
+    if "param" in raw:
+        if "value" in raw:
+            _fail(where, "give either 'value' or 'param', not both")
+        for k in ("param", "times"):
+            if k in raw and not (isinstance(raw[k], str) and re.fullmatch(
+                    r"[a-z0-9_{}]+(\.[a-z0-9_{}]+)+", raw[k])):
+                _fail(f"{where}.{k}", f"expected a registry parameter name, got {raw[k]!r}")
+        return Value(param=raw["param"], times=raw.get("times"), unit=unit)
+    if "value" not in raw:
+        _fail(where, "missing 'value' (or 'param')")
+    v = raw["value"]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        _fail(f"{where}.value", f"expected a number, got {v!r}")
+    given = raw.get("unit", "1" if unit == "1" else None)
+    if given is None:
+        _fail(f"{where}.unit", f"missing unit (expected {unit})")
+    factors = _UNITS[unit]
+    if given not in factors:
+        _fail(f"{where}.unit", f"unit {given!r} does not fit; expected one of "
+                               f"{sorted(factors)}")
+    if v < 0 or (positive and v == 0):
+        _fail(f"{where}.value", f"must be {'positive' if positive else '>= 0'}, got {v}")
+    if unit != "1" and not raw.get("source"):
+        _fail(f"{where}.source", "a number with a unit needs its source")
+    return Value(value=float(v) * factors[given], unit=unit, source=str(raw.get("source", "")))
+
+
+def _mapping(raw: Any, where: str) -> dict:
+    if not isinstance(raw, dict):
+        _fail(where, f"expected a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def _species_pk(raw: Any, where: str) -> SpeciesPK:
+    raw = _mapping(raw, where)
+    model = raw.get("model", "compartmental")
+    if model not in PK_MODELS:
+        _fail(f"{where}.model", f"expected one of {PK_MODELS}, got {model!r}")
+    spec_fields = COMPARTMENTAL_FIELDS if model == "compartmental" else WINDOW_FIELDS
+    unknown = set(raw) - set(spec_fields) - {"model", "routes", "source"}
+    if unknown:
+        _fail(where, f"unknown keys {sorted(unknown)} for a {model} PK "
+                     f"(expected {sorted(spec_fields)})")
+    optional = {"q": Value(value=0.0), "v2": Value(value=1.0)}
+    fields = {}
+    for k, unit in spec_fields.items():
+        if k not in raw:
+            if k in optional:
+                fields[k] = optional[k]
+                continue
+            _fail(where, f"missing {k!r} ({unit})")
+        fields[k] = _value(raw[k], unit, f"{where}.{k}",
+                           positive=k not in ("q", "onset"))
+    routes = {}
+    for r, rv in _mapping(raw.get("routes", {}), f"{where}.routes").items():
+        if r not in ALL:
+            _fail(f"{where}.routes", f"unknown route {r!r}; known: {ALL}")
+        rv = _mapping(rv, f"{where}.routes.{r}")
+        bad = set(rv) - set(ROUTE_FIELDS)
+        if bad:
+            _fail(f"{where}.routes.{r}", f"unknown keys {sorted(bad)} (expected f, ka)")
+        routes[r] = {k: _value(v, ROUTE_FIELDS[k], f"{where}.routes.{r}.{k}")
+                     for k, v in rv.items()}
+    return SpeciesPK(model, fields, routes)
+
+
+def _target(name: str, raw: Any, window: bool, where: str) -> TargetAction:
+    if name not in TARGETS:
+        _fail(where, f"unknown target {name!r}; known: {sorted(TARGETS)}")
+    raw = _mapping(raw, where)
+    unknown = set(raw) - {"action", "potency", "efficacy", "trapping", "mg_rest", "source"}
+    if unknown:
+        _fail(where, f"unknown keys {sorted(unknown)}")
+    action = raw.get("action")
+    if action not in ACTIONS:
+        _fail(f"{where}.action", f"expected one of {ACTIONS}, got {action!r}")
+    if action not in TARGETS[name].actions:
+        _fail(f"{where}.action", f"{action!r} is not modelled at {name} (there: "
+                                 f"{', '.join(TARGETS[name].actions)})")
+    if "potency" not in raw:
+        _fail(where, "missing 'potency'")
+    potency, window_potency = None, {}
+    if window:
+        pot = _mapping(raw["potency"], f"{where}.potency")
+        bad = set(pot) - set(DOSE_KINDS)
+        if bad or not pot:
+            _fail(f"{where}.potency", f"a window compound gives its potency by dose kind "
+                                      f"({', '.join(DOSE_KINDS)}), got {sorted(pot)}")
+        window_potency = {k: _value(v, WINDOW_POTENCY_UNITS[k], f"{where}.potency.{k}")
+                          for k, v in pot.items()}
+    else:
+        potency = _value(raw["potency"], "uM", f"{where}.potency")
+    eff_unit = "x baseline" if action in ("agonist", "activator") else "1"
+    efficacy = _value(raw.get("efficacy", 1.0), eff_unit, f"{where}.efficacy")
+    if efficacy.value is not None and action in ("antagonist", "inhibitor",
+                                                 "negative_modulator") and efficacy.value > 1:
+        _fail(f"{where}.efficacy", f"a {action} removes at most all of the signal "
+                                   f"(efficacy <= 1), got {efficacy.value}")
+    trapping = mg_rest = None
+    if action in CHANNEL:
+        trapping = _value(raw.get("trapping", {"param": "rec.trapping_reference"}), "1",
+                          f"{where}.trapping")
+        mg_rest = _value(raw.get("mg_rest", 1.0), "1", f"{where}.mg_rest")
+        if trapping.value is not None and trapping.value > 1:
+            _fail(f"{where}.trapping", f"a fraction of at most 1, got {trapping.value}")
+        if mg_rest.value is not None and mg_rest.value < 1:
+            _fail(f"{where}.mg_rest", f"a fold loss of block at rest (>= 1), got "
+                                      f"{mg_rest.value}")
+    elif "trapping" in raw or "mg_rest" in raw:
+        _fail(where, "'trapping' and 'mg_rest' apply to channel blockers only")
+    return TargetAction(name, action, potency, window_potency, efficacy, trapping, mg_rest)
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def parse_compound(raw: Any, source: str) -> Compound:
+    """One compound from a parsed YAML document; ``source`` names the file in errors."""
+    raw = _mapping(raw, source)
+    known = {"name", "description", "kind", "routes", "analytes", "mw", "components", "pk",
+             "metabolites", "targets", "notes", "source"}
+    unknown = set(raw) - known
+    if unknown:
+        _fail(source, f"unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        _fail(f"{source}: name", f"expected a lower-case identifier, got {name!r}")
+    where = f"{source} ({name})"
+    kind = raw.get("kind", "drug")
+    if kind not in KINDS:
+        _fail(f"{where}.kind", f"expected one of {KINDS}, got {kind!r}")
+    routes = raw.get("routes")
+    if not isinstance(routes, list) or not routes or any(r not in ALL for r in routes):
+        _fail(f"{where}.routes", f"a non-empty list from {ALL}, got {routes!r}")
+    analytes = raw.get("analytes", [])
+    if not isinstance(analytes, list) or any(a not in ANALYTES for a in analytes):
+        _fail(f"{where}.analytes", f"a list from {ANALYTES}, got {analytes!r}")
+    comps = raw.get("components", {})
+    comps = _mapping(comps, f"{where}.components")
+    for c, f in comps.items():
+        if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f <= 1:
+            _fail(f"{where}.components.{c}", f"a fraction of the dose in (0, 1], got {f!r}")
+    if comps and abs(sum(comps.values()) - 1.0) > 1e-9:
+        _fail(f"{where}.components", f"fractions must add up to 1, got {sum(comps.values())}")
+    pk = {}
+    for sp, p in _mapping(raw.get("pk", {}), f"{where}.pk").items():
+        if sp not in SPECIES:
+            _fail(f"{where}.pk", f"unknown species {sp!r}; known: {SPECIES}")
+        pk[sp] = _species_pk(p, f"{where}.pk.{sp}")
+    if kind == "drug" and not comps and not pk:
+        _fail(where, "a drug needs 'pk' (per species) or 'components' (a racemate)")
+    if comps and (pk or raw.get("targets")):
+        _fail(where, "a mixture ('components') takes its PK and targets from its components")
+    models = {p.model for p in pk.values()}
+    if len(models) > 1:
+        _fail(f"{where}.pk", "use one PK model (compartmental or window) for all species")
+    window = models == {"window"}
+    mw = None
+    if "compartmental" in models:
+        if "mw" not in raw:
+            _fail(where, "missing 'mw' (g/mol): brain concentrations are turned into uM")
+        mw = _value(raw["mw"], "g/mol", f"{where}.mw")
+    metabolites = []
+    for i, m in enumerate(raw.get("metabolites", []) or []):
+        m = _mapping(m, f"{where}.metabolites[{i}]")
+        if set(m) - {"compound", "fraction"} or "compound" not in m or "fraction" not in m:
+            _fail(f"{where}.metabolites[{i}]", "expected {compound, fraction}")
+        if window:
+            _fail(f"{where}.metabolites[{i}]", "a window compound has no metabolites")
+        metabolites.append((str(m["compound"]),
+                            _value(m["fraction"], "1", f"{where}.metabolites[{i}].fraction")))
+    targets = tuple(_target(t, v, window, f"{where}.targets.{t}")
+                    for t, v in _mapping(raw.get("targets", {}) or {},
+                                         f"{where}.targets").items())
+    if window and any(t.action in CHANNEL for t in targets):
+        _fail(f"{where}.targets", "a channel blocker needs compartmental PK")
+    if kind == "inert" and (targets or pk):
+        _fail(where, "an inert compound has no PK or targets")
+    return Compound(name, kind, str(raw.get("description", "")), tuple(routes),
+                    tuple(analytes), mw, dict(comps), pk, tuple(metabolites), targets,
+                    str(raw.get("notes", "")), source)
+
+
+def read_compound_file(path: Path) -> Compound:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise CompoundError(f"{path}: cannot read: {e}") from e
+    except yaml.YAMLError as e:
+        raise CompoundError(f"{path}: not valid YAML: {e}") from e
+    c = parse_compound(raw, str(path))
+    if Path(path).stem != c.name:
+        _fail(str(path), f"the file of compound {c.name!r} must be named {c.name}.yaml")
+    return c
+
+
+def check_links(compounds: dict[str, Compound]) -> None:
+    """Components and metabolites must name known compounds, without cycles."""
+    for c in compounds.values():
+        for other in list(c.components) + [m for m, _ in c.metabolites]:
+            if other not in compounds:
+                _fail(c.source_file, f"compound {c.name!r} refers to unknown compound "
+                                     f"{other!r}")
+            if compounds[other].is_window or compounds[other].kind == "inert":
+                _fail(c.source_file, f"{c.name!r}: {other!r} must have compartmental PK")
+    seen: dict[str, int] = {}
+
+    def visit(n: str, stack: tuple[str, ...]) -> None:
+        if n in stack:
+            _fail(compounds[n].source_file, f"metabolite cycle: {' -> '.join(stack + (n,))}")
+        if seen.get(n):
+            return
+        for m, _ in compounds[n].metabolites:
+            visit(m, stack + (n,))
+        seen[n] = 1
+
+    for n in compounds:
+        visit(n, ())
+
+
+def load_compound_dir(path: Path | str) -> dict[str, Compound]:
+    p = Path(path)
+    if not p.is_dir():
+        raise CompoundError(f"{p}: not a folder of compound files")
+    files = sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml"))
+    if not files:
+        raise CompoundError(f"{p}: no compound files (*.yaml)")
+    return {c.name: c for c in map(read_compound_file, files)}
+
+
+def _builtin() -> dict[str, Compound]:
+    folder = resources.files("ketasim") / "compounds"
+    out = {}
+    for f in sorted(folder.iterdir(), key=lambda x: x.name):
+        if f.name.endswith(".yaml"):
+            with resources.as_file(f) as path:
+                c = read_compound_file(path)
+            out[c.name] = c
+    check_links(out)
+    return out
+
+
+COMPOUNDS: dict[str, Compound] = _builtin()
+BUILTIN = frozenset(COMPOUNDS)
 
 
 def register_compound(c: Compound) -> Compound:
     """Add (or replace) a compound; the scenario vocabulary follows."""
-    bad = [r for r in c.routes if r not in ALL]
-    if bad or not c.routes:
-        raise ValueError(f"compound {c.name!r}: routes must be a non-empty subset of {ALL}, "
-                         f"got {c.routes!r}")
+    merged = {**COMPOUNDS, c.name: c}
+    check_links(merged)
     COMPOUNDS[c.name] = c
     return c
+
+
+def add_compounds(folder: Path | str) -> list[str]:
+    """Load a folder of compound files and register them (``--compounds DIR``). All are
+    checked before any is registered; returns their names."""
+    new = load_compound_dir(folder)
+    for name, c in new.items():
+        if name in BUILTIN:
+            raise CompoundError(f"{c.source_file}: compound {name!r} shadows a built-in "
+                                "compound; give yours another name")
+        if name in COMPOUNDS and COMPOUNDS[name].source_file != c.source_file:
+            raise CompoundError(f"{c.source_file}: compound {name!r} is already defined by "
+                                f"{COMPOUNDS[name].source_file}")
+    check_links({**COMPOUNDS, **new})
+    COMPOUNDS.update(new)
+    return sorted(new)
+
+
+def reset_compounds() -> None:
+    """Back to the built-in compounds only."""
+    for n in [n for n in COMPOUNDS if n not in BUILTIN]:
+        del COMPOUNDS[n]
+    COMPOUNDS.update(_builtin())
+
+
+def compound_schema() -> dict:
+    """JSON Schema (draft 2020-12) of a compound file."""
+    value = {"oneOf": [
+        {"type": "object", "required": ["value"], "additionalProperties": False,
+         "properties": {"value": {"type": "number", "minimum": 0},
+                        "unit": {"type": "string"}, "source": {"type": "string"}}},
+        {"type": "object", "required": ["param"], "additionalProperties": False,
+         "properties": {"param": {"type": "string"}, "times": {"type": "string"}}},
+        {"type": "number", "minimum": 0}]}
+    species_pk = {"type": "object", "properties": {
+        "model": {"enum": list(PK_MODELS)},
+        **{k: {"$ref": "#/$defs/value"} for k in (*COMPARTMENTAL_FIELDS, *WINDOW_FIELDS)},
+        "routes": {"type": "object", "propertyNames": {"enum": list(ALL)},
+                   "additionalProperties": {"type": "object", "additionalProperties": False,
+                                            "properties": {k: {"$ref": "#/$defs/value"}
+                                                           for k in ROUTE_FIELDS}}},
+        "source": {"type": "string"}}, "additionalProperties": False}
+    target = {"type": "object", "required": ["action", "potency"],
+              "additionalProperties": False, "properties": {
+                  "action": {"enum": list(ACTIONS)},
+                  "potency": {"oneOf": [{"$ref": "#/$defs/value"}, {
+                      "type": "object", "additionalProperties": False,
+                      "properties": {k: {"$ref": "#/$defs/value"} for k in DOSE_KINDS}}]},
+                  "efficacy": {"$ref": "#/$defs/value"}, "trapping": {"$ref": "#/$defs/value"},
+                  "mg_rest": {"$ref": "#/$defs/value"}, "source": {"type": "string"}}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "ketasim compound file", "type": "object", "required": ["name", "routes"],
+        "additionalProperties": False, "$defs": {"value": value},
+        "properties": {
+            "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            "description": {"type": "string"}, "notes": {"type": "string"},
+            "source": {"type": "string"}, "kind": {"enum": list(KINDS)},
+            "routes": {"type": "array", "minItems": 1, "items": {"enum": list(ALL)}},
+            "analytes": {"type": "array", "items": {"enum": list(ANALYTES)}},
+            "mw": {"$ref": "#/$defs/value"},
+            "components": {"type": "object", "additionalProperties": {
+                "type": "number", "exclusiveMinimum": 0, "maximum": 1}},
+            "pk": {"type": "object", "propertyNames": {"enum": list(SPECIES)},
+                   "additionalProperties": species_pk},
+            "metabolites": {"type": "array", "items": {
+                "type": "object", "required": ["compound", "fraction"],
+                "additionalProperties": False,
+                "properties": {"compound": {"type": "string"},
+                               "fraction": {"$ref": "#/$defs/value"}}}},
+            "targets": {"type": "object", "propertyNames": {"enum": sorted(TARGETS)},
+                        "additionalProperties": target}}}

@@ -23,7 +23,8 @@ import numpy as np
 
 from ketasim.core.cohort import Cohort
 from ketasim.params import Registry
-from ketasim.pk.compounds import COMPOUNDS, TOOL_POTENCY_KEY
+from ketasim.pk.compounds import COMPOUNDS, Compound, CompoundError, TargetAction, Value
+from ketasim.pk.targets import ALLOSTERIC, REMOVING
 from ketasim.signaling import spec
 from ketasim.signaling.solver import EV_ADD_PARAM, EV_ADD_STATE, EV_SET_PARAM
 
@@ -44,16 +45,31 @@ class EventTable:
     index: np.ndarray  # (n_ev,) int: state or pvec index
     values: np.ndarray  # (n_sub, n_ev)
     labels: tuple[str, ...]  # human-readable, for SBML ids and debugging
+    # drug-slot parameters set by the arm's compounds: (pvec index, (n_sub,) values)
+    params: tuple[tuple[int, np.ndarray], ...] = ()
+    slots: tuple[str, ...] = ()  # compound in each used drug slot
 
     @property
     def n(self) -> int:
         return self.times.shape[0]
+
+    def subset(self, subjects) -> EventTable:
+        """The same events for some subjects (an index or slice into the cohort)."""
+        from dataclasses import replace
+        return replace(self, values=self.values[subjects],
+                       params=tuple((j, v[subjects]) for j, v in self.params))
 
 
 class _Builder:
     def __init__(self, n_sub: int):
         self.n_sub = n_sub
         self.rows: list[tuple[float, int, int, np.ndarray, str]] = []
+        self.params: dict[int, np.ndarray] = {}
+        self.slots: tuple[str, ...] = ()
+
+    def set_param(self, name: str, value) -> None:
+        v = np.broadcast_to(np.asarray(value, dtype=float), (self.n_sub,)).copy()
+        self.params[_PIDX[name]] = v
 
     def add(self, t: float, kind: int, target: str, value, label: str) -> None:
         index = _SIDX[target] if kind == EV_ADD_STATE else _PIDX[target]
@@ -63,15 +79,18 @@ class _Builder:
     def table(self) -> EventTable:
         order = sorted(range(len(self.rows)), key=lambda i: (self.rows[i][0], i))
         rows = [self.rows[i] for i in order]
+        params = tuple(sorted(self.params.items()))
         if not rows:
             return EventTable(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                              np.zeros((self.n_sub, 0)), ())
+                              np.zeros((self.n_sub, 0)), (), params, self.slots)
         return EventTable(
             np.array([r[0] for r in rows]),
             np.array([r[1] for r in rows], dtype=np.int64),
             np.array([r[2] for r in rows], dtype=np.int64),
             np.stack([r[3] for r in rows], axis=1),
             tuple(r[4] for r in rows),
+            params,
+            self.slots,
         )
 
 
@@ -93,66 +112,207 @@ def _dose_mg_per_kg(dose, cohort: Cohort, species: str, where: str) -> np.ndarra
 
 def compile_arm(arm, species: str, cohort: Cohort, registry: Registry,
                 arm_path: str = "arm") -> EventTable:
-    """Events of one arm for every subject of its cohort."""
+    """Events of one arm for every subject of its cohort, and the drug-slot parameters of
+    the arm's compounds."""
     b = _Builder(cohort.n)
+    slots = _assign_slots(arm, species, cohort, registry, b, arm_path)
     for i, ev in enumerate(arm.protocol):
         where = f"{arm_path}.protocol[{i}]"
         if getattr(ev, "stress", None):
             _compile_stress(b, ev, registry, where)
         elif getattr(ev, "drug", None):
-            _compile_drug(b, ev, species, cohort, registry, where)
+            _compile_drug(b, ev, species, cohort, registry, slots, where)
         elif getattr(ev, "intervention", None):
             _compile_intervention(b, ev, registry, where)
     return b.table()
 
 
-def _compile_drug(b: _Builder, ev, species, cohort, registry, where) -> None:
-    comp = COMPOUNDS[ev.drug]
+def _compound(name: str, where: str) -> Compound:
+    if name not in COMPOUNDS:
+        raise ProtocolError(f"{where}: unknown compound {name!r}; known: {sorted(COMPOUNDS)}")
+    return COMPOUNDS[name]
+
+
+def _pk_compounds(name: str, where: str) -> list[str]:
+    """The compounds with compartmental PK that a dose of ``name`` puts in the body: its
+    components (a racemate) or itself, then their metabolites; parents first."""
+    c = _compound(name, where)
+    if c.kind == "inert" or c.is_window:
+        return []
+    out: list[str] = []
+    for part in (list(c.components) or [name]):
+        for m in [part, *_metabolites(part, where)]:
+            if m not in out:
+                out.append(m)
+    return out
+
+
+def _metabolites(name: str, where: str) -> list[str]:
+    out: list[str] = []
+    for m, _ in _compound(name, where).metabolites:
+        out += [m, *_metabolites(m, where)]
+    return out
+
+
+def _resolver(cohort: Cohort, registry: Registry, where: str, what: str):
+    def get(name: str) -> np.ndarray:
+        if name not in registry:
+            raise ProtocolError(f"{where}: {what} refers to registry parameter {name!r}, "
+                                "which does not exist")
+        return cohort.get(name)
+    return get
+
+
+def _resolve(v: Value, cohort, registry, species, where, what) -> np.ndarray:
+    for name in v.names(species):
+        if name in registry and v.param and name == v.param.replace("{species}", species):
+            unit = registry[name].unit
+            if unit != v.unit and not (v.unit == "x baseline" and unit in ("1", "x baseline dopamine")):
+                raise ProtocolError(f"{where}: {what} must be in {v.unit}, but registry "
+                                    f"parameter {name!r} is in {unit}")
+    out = v.resolve(_resolver(cohort, registry, where, what), species)
+    return np.broadcast_to(np.asarray(out, dtype=float), (cohort.n,))
+
+
+def _assign_slots(arm, species, cohort, registry, b: _Builder, arm_path) -> dict[str, int]:
+    """Give each compound with compartmental PK in the arm a drug slot (parents before
+    their metabolites) and set the slot's parameters from its compound file."""
+    names: list[str] = []
+    for i, ev in enumerate(arm.protocol):
+        if getattr(ev, "drug", None):
+            for n in _pk_compounds(ev.drug, f"{arm_path}.protocol[{i}]"):
+                if n not in names:
+                    names.append(n)
+    # parents first: a metabolite's slot comes after every slot it is formed from
+    order: list[str] = []
+
+    def place(n: str) -> None:
+        for p in names:
+            if p not in order and any(m == n for m, _ in COMPOUNDS[p].metabolites):
+                place(p)
+        if n not in order:
+            order.append(n)
+
+    for n in names:
+        place(n)
+    if len(order) > spec.N_SLOTS:
+        raise ProtocolError(f"{arm_path}: the arm's compounds need {len(order)} drug slots "
+                            f"({', '.join(order)}); the model has {spec.N_SLOTS}")
+    slots = {n: k for k, n in enumerate(order)}
+    b.slots = tuple(order)
+    for n, k in slots.items():
+        c = COMPOUNDS[n]
+        where = f"{arm_path}: compound {n!r} ({c.source_file})"
+        try:
+            pk = c.species_pk(species, where)
+        except CompoundError as e:
+            raise ProtocolError(str(e)) from None
+
+        def val(v: Value, what: str, where: str = where) -> np.ndarray:
+            return _resolve(v, cohort, registry, species, where, what)
+
+        f = pk.fields
+        for field, key in (("cl", "cl"), ("v1", "v1"), ("q", "q"), ("v2", "v2"),
+                           ("kp", "kp_brain"), ("ke0", "ke0"), ("fu", "fu_brain")):
+            b.set_param(f"{field}{k}", val(f[key], f"pk.{species}.{key}"))
+        b.set_param(f"mw{k}", val(c.mw, "mw"))
+        for a in c.analytes:
+            b.set_param(f"an_{a}{k}", 1.0)
+        for m, frac in c.metabolites:
+            if m in slots:
+                b.set_param(f"fm{k}_{slots[m]}", val(frac, f"metabolites.{m}.fraction"))
+        for t in c.targets:
+            _set_target(b, t, k, val)
+    return slots
+
+
+def _set_target(b: _Builder, t: TargetAction, k: int, val) -> None:
+    inv_k = 1.0 / val(t.potency, f"targets.{t.target}.potency")
+    eff = val(t.efficacy, f"targets.{t.target}.efficacy")
+    if t.target == "nmda":
+        trap = val(t.trapping, "targets.nmda.trapping")
+        ref = val(Value(param="rec.trapping_reference"), "rec.trapping_reference")
+        mg = val(t.mg_rest, "targets.nmda.mg_rest")
+        b.set_param(f"nmda_a{k}", inv_k)
+        b.set_param(f"nmda_r{k}", inv_k * trap / ref / mg)
+    elif t.action in ALLOSTERIC:
+        sign = 1.0 if t.action == "positive_modulator" else -1.0
+        b.set_param(f"{t.target}_am{k}", inv_k)
+        b.set_param(f"{t.target}_m{k}", sign * eff * inv_k)
+    else:
+        b.set_param(f"{t.target}_a{k}", inv_k)
+        b.set_param(f"{t.target}_{'b' if t.action in REMOVING else 'g'}{k}", eff * inv_k)
+
+
+def _compile_drug(b: _Builder, ev, species, cohort, registry, slots, where) -> None:
+    comp = _compound(ev.drug, where)
     if comp.kind == "inert":
         return
-    route = ev.route
-    if comp.kind in ("parent", "metabolite"):
-        dose = _dose_mg_per_kg(ev.dose, cohort, species, where)
-        targets = (comp.parents.items() if comp.kind == "parent"
-                   else [(comp.species_prefix, 1.0)])
-        for prefix, frac in targets:
-            amount = frac * dose
-            if route == "iv" and ev.over:
-                rate = amount / ev.over
-                b.add(ev.at, EV_ADD_PARAM, f"inf_{prefix}", rate, f"{ev.drug}_infusion_on")
-                b.add(ev.at + ev.over, EV_ADD_PARAM, f"inf_{prefix}", -rate,
-                      f"{ev.drug}_infusion_off")
-            elif route == "iv":
-                b.add(ev.at, EV_ADD_STATE, f"{prefix}_central", amount, f"{ev.drug}_iv")
-            elif route in EXTRAVASCULAR:
-                f = _route_param(registry, cohort, species, route, "f", where)
-                if prefix == "HNK" and route == "oral":
-                    f = cohort.get(f"route.hnk_oral_f.{species}")
-                ka = _route_param(registry, cohort, species, route, "ka", where)
-                b.add(ev.at, EV_SET_PARAM, f"ka_{prefix}", ka, f"{ev.drug}_{route}_ka")
-                b.add(ev.at, EV_ADD_STATE, f"{prefix}_depot", f * amount, f"{ev.drug}_{route}")
-            else:
-                raise ProtocolError(f"{where}: route {route!r} is not available for {ev.drug}")
+    if comp.is_window:
+        _compile_window(b, ev, comp, species, cohort, registry, where)
         return
-    # tool compound: timed on/off action
-    pre = comp.registry_prefix
+    route = ev.route
+    dose = _dose_mg_per_kg(ev.dose, cohort, species, where)
+    parts = comp.components.items() if comp.components else [(comp.name, 1.0)]
+    for name, frac in parts:
+        k = slots[name]
+        part = COMPOUNDS[name]
+        amount = frac * dose
+        if route == "iv" and ev.over:
+            rate = amount / ev.over
+            b.add(ev.at, EV_ADD_PARAM, f"inf{k}", rate, f"{ev.drug}_infusion_on")
+            b.add(ev.at + ev.over, EV_ADD_PARAM, f"inf{k}", -rate, f"{ev.drug}_infusion_off")
+        elif route == "iv":
+            b.add(ev.at, EV_ADD_STATE, f"central{k}", amount, f"{ev.drug}_iv")
+        elif route in EXTRAVASCULAR:
+            own = part.pk[species].routes.get(route, {})
+            pw = f"{where}: compound {name!r}"
+            f = (_resolve(own["f"], cohort, registry, species, pw, f"routes.{route}.f")
+                 if "f" in own else _route_param(registry, cohort, species, route, "f", where))
+            ka = (_resolve(own["ka"], cohort, registry, species, pw, f"routes.{route}.ka")
+                  if "ka" in own else _route_param(registry, cohort, species, route, "ka",
+                                                   where))
+            b.add(ev.at, EV_SET_PARAM, f"ka{k}", ka, f"{ev.drug}_{route}_ka")
+            b.add(ev.at, EV_ADD_STATE, f"depot{k}", f * amount, f"{ev.drug}_{route}")
+        else:
+            raise ProtocolError(f"{where}: route {route!r} is not available for {ev.drug}")
+
+
+def _compile_window(b: _Builder, ev, comp: Compound, species, cohort, registry, where):
+    """A tool compound: from ``at + onset`` to ``at + onset + duration`` each target's
+    window controls carry ``dose / ED50`` (and efficacy times it)."""
+    try:
+        pk = comp.species_pk(species, where)
+    except CompoundError as e:
+        raise ProtocolError(str(e)) from None
+    cw = f"{where}: compound {comp.name!r} ({comp.source_file})"
+    route = ev.route
     if route == "bath":
-        kind = "concentration"
-        dose = np.full(cohort.n, ev.dose.value)
+        kind, dose = "concentration", np.full(cohort.n, ev.dose.value)
     elif route == "intracerebral":
-        kind = "local"
-        dose = np.full(cohort.n, ev.dose.value)
+        kind, dose = "local", np.full(cohort.n, ev.dose.value)
     else:
-        kind = "per_kg"
-        dose = _dose_mg_per_kg(ev.dose, cohort, species, where)
-    key = f"{pre}.{TOOL_POTENCY_KEY[kind]}"
-    if key not in registry:
-        raise ProtocolError(f"{where}: no potency for {ev.drug} given by route {route!r}")
-    r = dose / registry.value(key)
-    on = ev.at + registry.value(f"{pre}.onset")
-    off = on + registry.value(f"{pre}.duration")
-    b.add(on, EV_ADD_PARAM, comp.control, r, f"{ev.drug}_on")
-    b.add(off, EV_ADD_PARAM, comp.control, -r, f"{ev.drug}_off")
+        kind, dose = "per_kg", _dose_mg_per_kg(ev.dose, cohort, species, where)
+    onset = _resolve(pk.fields["onset"], cohort, registry, species, cw, "onset")
+    duration = _resolve(pk.fields["duration"], cohort, registry, species, cw, "duration")
+    if np.ptp(onset) > 0 or np.ptp(duration) > 0:
+        raise ProtocolError(f"{cw}: a window's onset and duration cannot vary between "
+                            "subjects (no between-subject variability on them)")
+    on = ev.at + float(onset[0])
+    off = on + float(duration[0])
+    for t in comp.targets:
+        if kind not in t.window_potency:
+            raise ProtocolError(f"{where}: no potency for {ev.drug} given by route {route!r} "
+                                f"(dose kind {kind!r}; {comp.source_file} gives "
+                                f"{', '.join(t.window_potency)} at {t.target})")
+        r = dose / _resolve(t.window_potency[kind], cohort, registry, species, cw,
+                            f"targets.{t.target}.potency.{kind}")
+        eff = _resolve(t.efficacy, cohort, registry, species, cw,
+                       f"targets.{t.target}.efficacy")
+        which = "b" if t.action in REMOVING else "g"
+        for ctl, v in ((f"{t.target}_wa", r), (f"{t.target}_w{which}", eff * r)):
+            b.add(on, EV_ADD_PARAM, ctl, v, f"{ev.drug}_on")
+            b.add(off, EV_ADD_PARAM, ctl, -v, f"{ev.drug}_off")
 
 
 def _value(v: float | str, registry: Registry) -> float:
@@ -187,14 +347,16 @@ def _lookup(table: dict, name: str, what: str, where: str):
 def per_subject_parameter(name: str) -> bool:
     """Whether the registry parameter ``name`` is read per subject (so between-subject
     variability can apply to it): an ODE parameter (:mod:`ketasim.signaling.spec`, any
-    species), a route's bioavailability or absorption rate, or a body weight (doses
-    given as a total mass)."""
-    return bool(_ODE_NAMES.match(name)) or name.startswith(("route.", "species."))
+    species), a parameter a compound file reads, a route's bioavailability or absorption
+    rate, or a body weight (doses given as a total mass)."""
+    return (bool(_ODE_NAMES.match(name)) or name.startswith(("route.", "species."))
+            or any(name in c.parameters() for c in COMPOUNDS.values()))
 
 
 # the spec's registry names, with ``{species}`` standing for any species
 _ODE_NAMES = re.compile("|".join(
-    re.escape(p.registry).replace(re.escape("{species}"), r"[a-z]+") for p in spec.PARAMS)
+    re.escape(p.registry).replace(re.escape("{species}"), r"[a-z]+")
+    for p in spec.PARAMS if p.registry)
     .join(("^(?:", ")$")))
 
 

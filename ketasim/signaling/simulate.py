@@ -42,11 +42,16 @@ def initial_state(n: int) -> np.ndarray:
     return np.tile(np.array([s.initial for s in spec.STATES]), (n, 1))
 
 
-def parameter_vector(cohort: Cohort) -> np.ndarray:
-    """The solver's parameter vector per subject (model parameters, controls at 0)."""
+def parameter_vector(cohort: Cohort, events: EventTable | None = None) -> np.ndarray:
+    """The solver's parameter vector per subject (model parameters, controls at 0): the
+    registry's values, and the drug-slot parameters the arm's compounds set (``events``,
+    from :func:`ketasim.signaling.protocol.compile_arm`; empty slots otherwise)."""
     out = np.zeros((cohort.n, spec.N_PVEC))
     for j, p in enumerate(spec.PARAMS):
-        out[:, j] = cohort.get(p.registry.format(species=cohort.species))
+        out[:, j] = (cohort.get(p.registry.format(species=cohort.species)) if p.registry
+                     else p.default)
+    for j, v in (events.params if events is not None else ()):
+        out[:, j] = v
     return out
 
 
@@ -79,7 +84,7 @@ def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None
         raise ValueError(f"unknown outputs {unknown}; known: {spec.OUTPUT_NAMES}")
     sel = np.array([spec.OUTPUT_NAMES.index(o) for o in names], dtype=np.int64)
     y0 = initial_state(cohort.n)
-    pvec = parameter_vector(cohort)
+    pvec = parameter_vector(cohort, events)
     t0 = start_time(events, times)
     shape = (cohort.n, times.size, sel.size)
     if out is None:

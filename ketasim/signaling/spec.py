@@ -34,11 +34,13 @@ class State:
 
 @dataclass(frozen=True)
 class Param:
-    """A model parameter; ``registry`` is a name template with ``{species}``."""
+    """A model parameter; ``registry`` is a name template with ``{species}`` (empty for
+    the drug-slot parameters that compound files set per arm)."""
 
     name: str
-    registry: str
+    registry: str  # "" for a drug-slot parameter, set per arm from compound files
     unit: str
+    default: float = 0.0  # value of a slot parameter in an empty slot
 
 
 @dataclass(frozen=True)
@@ -50,26 +52,29 @@ class Control:
     description: str
 
 
-# ------------------------------------------------------------------ states
-_PARENTS = ("S", "R")  # S- and R-ketamine are tracked separately (F-K-17)
+# ------------------------------------------------------------------ drug slots
+# Compounds are data (ketasim/compounds/*.yaml); the model has N_SLOTS generic drug
+# slots, each a two-compartment PK with an extravascular depot and a brain effect site.
+# An arm's compounds (with their components and metabolites, parents first) are given
+# slots when its protocol is compiled, and the slot parameters come from the compound
+# files (ketasim.signaling.protocol). A metabolite slot is formed from the slots before
+# it (fm{j}_{k}, j < k), so the PK stays feed-forward. Tool compounds with an exposure
+# window need no slot: they move the target controls ``{target}_w*`` directly.
+N_SLOTS = 6
+SLOTS = tuple(range(N_SLOTS))
+ANALYTES = ("ketamine", "esketamine", "arketamine", "norketamine", "hnk", "drug")
 
 STATES: tuple[State, ...] = (
     *(
         s
-        for p in _PARENTS
+        for k in SLOTS
         for s in (
-            State(f"{p}_depot", 0.0, "mg/kg", f"{p}-ketamine at the extravascular absorption site"),
-            State(f"{p}_central", 0.0, "mg/kg", f"{p}-ketamine in the central (plasma) compartment"),
-            State(f"{p}_peripheral", 0.0, "mg/kg", f"{p}-ketamine in the peripheral compartment"),
-            State(f"{p}_brain", 0.0, "mg/L", f"{p}-ketamine brain (effect-site) concentration"),
+            State(f"depot{k}", 0.0, "mg/kg", f"drug slot {k} at the extravascular absorption site"),
+            State(f"central{k}", 0.0, "mg/kg", f"drug slot {k} in the central (plasma) compartment"),
+            State(f"peripheral{k}", 0.0, "mg/kg", f"drug slot {k} in the peripheral compartment"),
+            State(f"brain{k}", 0.0, "mg/L", f"drug slot {k} brain (effect-site) concentration"),
         )
     ),
-    State("NK_depot", 0.0, "mg/kg", "norketamine dosed at an extravascular site"),
-    State("NK_central", 0.0, "mg/kg", "norketamine, central compartment"),
-    State("NK_brain", 0.0, "mg/L", "norketamine brain concentration"),
-    State("HNK_depot", 0.0, "mg/kg", "(2R,6R)-HNK dosed at an extravascular site"),
-    State("HNK_central", 0.0, "mg/kg", "(2R,6R)-HNK, central compartment"),
-    State("HNK_brain", 0.0, "mg/L", "(2R,6R)-HNK brain concentration"),
     # signalling (dimensionless, baseline 1 except stress load 0)
     State("stress_load", 0.0, "1", "accumulated stress load (0 none, 1 maximal)"),
     State("dopamine", 1.0, "1", "mPFC extracellular dopamine (x baseline)"),
@@ -95,38 +100,50 @@ STATES: tuple[State, ...] = (
 )
 
 # ------------------------------------------------------------------ parameters
+# slot parameters: (suffix, unit, value of an empty slot, description); set per arm
+SLOT_PARAMS: tuple[tuple[str, str, float, str], ...] = (
+    ("cl", "L/h/kg", 0.0, "clearance from the central compartment"),
+    ("v1", "L/kg", 1.0, "central volume"),
+    ("q", "L/h/kg", 0.0, "inter-compartmental clearance"),
+    ("v2", "L/kg", 1.0, "peripheral volume"),
+    ("kp", "1", 0.0, "brain:plasma partition"),
+    ("ke0", "1/h", 1.0, "brain equilibration rate"),
+    ("mw", "g/mol", 1.0, "molecular weight"),
+    ("fu", "1", 0.0, "unbound fraction in brain"),
+    # NMDA channel block: 1 / (Ki x relative factors) during activity and at rest
+    ("nmda_a", "1/uM", 0.0, "NMDA channel block affinity during activity"),
+    ("nmda_r", "1/uM", 0.0, "NMDA channel block affinity at rest (trapping, Mg2+)"),
+    *((f"an_{a}", "1", 0.0, f"counts toward the {a} readouts (0/1)") for a in ANALYTES),
+)
+# per target with an orthosteric site: affinity (1/K), removing and adding efficacy x
+# affinity; per target with an allosteric site: affinity and signed efficacy x affinity
+ORTHO_NODES = ("glun2b", "ampa", "mglu23", "m1", "ht2a", "trkb", "mtorc1", "drd1", "pka",
+               "da_supply")
+ALLO_NODES = ("glun2b", "ampa", "gabaa_a5")
+TARGET_SLOT_PARAMS: tuple[tuple[str, str], ...] = (
+    *((f"{t}_a", "1/uM") for t in ORTHO_NODES),
+    *((f"{t}_b", "1/uM") for t in ORTHO_NODES),
+    *((f"{t}_g", "1/uM") for t in ORTHO_NODES),
+    *((f"{t}_am", "1/uM") for t in ALLO_NODES),
+    *((f"{t}_m", "1/uM") for t in ALLO_NODES),
+)
+
 PARAMS: tuple[Param, ...] = (
-    Param("mw_ket", "chem.mw_ketamine", "g/mol"),
-    Param("mw_nk", "chem.mw_norketamine", "g/mol"),
-    Param("mw_hnk", "chem.mw_hnk", "g/mol"),
-    Param("cl_S", "pk.{species}.ketamine.cl", "L/h/kg"),
-    Param("r_to_s_cl", "pk.{species}.ketamine.r_to_s_cl", "1"),
-    Param("v1", "pk.{species}.ketamine.v1", "L/kg"),
-    Param("q", "pk.{species}.ketamine.q", "L/h/kg"),
-    Param("v2", "pk.{species}.ketamine.v2", "L/kg"),
-    Param("kp_ket", "pk.{species}.ketamine.kp_brain", "1"),
-    Param("ke0_ket", "pk.{species}.ketamine.ke0", "1/h"),
-    Param("f_nk", "pk.{species}.ketamine.f_nk", "1"),
-    Param("f_hnk", "pk.{species}.ketamine.f_hnk", "1"),
-    Param("cl_nk", "pk.{species}.norketamine.cl", "L/h/kg"),
-    Param("v_nk", "pk.{species}.norketamine.v", "L/kg"),
-    Param("cl_hnk", "pk.{species}.hnk.cl", "L/h/kg"),
-    Param("v_hnk", "pk.{species}.hnk.v", "L/kg"),
-    Param("kp_nk", "pk.{species}.metabolite.kp_brain_nk", "1"),
-    Param("kp_hnk", "pk.{species}.metabolite.kp_brain_hnk", "1"),
-    Param("ke0_met", "pk.{species}.metabolite.ke0", "1/h"),
-    Param("ki_S", "rec.ki_s_ketamine", "uM"),
-    Param("ki_R", "rec.ki_r_ketamine", "uM"),
-    Param("ki_nk", "rec.ki_norketamine", "uM"),
-    Param("ki_hnk", "rec.ki_hnk", "uM"),
-    Param("fu_brain", "rec.fu_brain", "1"),
+    *(Param(f"{name}{k}", "", unit, default) for k in SLOTS
+      for name, unit, default, _d in SLOT_PARAMS),
+    *(Param(f"{name}{k}", "", unit, 0.0) for k in SLOTS for name, unit in TARGET_SLOT_PARAMS),
+    *(Param(f"fm{j}_{k}", "", "1", 0.0) for k in SLOTS for j in range(k)),
     Param("pot_int", "rec.potency_interneuron", "1"),
     Param("pot_pyr", "rec.potency_pyramidal", "1"),
+    Param("glun2b_share", "rec.glun2b_rest_share", "1"),
+    Param("m1_share", "sig.m1_interneuron_share", "1"),
+    Param("a5_share", "sig.gabaa_a5_dendritic_share", "1"),
+    Param("ht2a_gain", "sig.ht2a_glutamate_gain", "1"),
+    Param("ht2a_tone", "sig.ht2a_tone", "1"),
+    Param("mglu_tone", "sig.mglu23_tone", "1"),
     Param("glu_amp", "sig.glu_amplitude", "1"),
     Param("dis_o50", "sig.disinhibition_o50", "1"),
     Param("dis_n", "sig.disinhibition_hill", "1"),
-    Param("hnk_emax", "sig.hnk_ampa_emax", "1"),
-    Param("hnk_ec50", "sig.hnk_ampa_ec50", "uM"),
     Param("da_gain", "sig.da_gain", "1"),
     Param("k_da", "sig.k_da", "1/h"),
     Param("da_term_act", "sig.da_terminal_activation", "1"),
@@ -169,28 +186,19 @@ PARAMS: tuple[Param, ...] = (
     Param("k_parac1_tag", "sig.k_parac1_tag", "1/h"),
     Param("stress_k_on", "stress.k_on", "1/h"),
     Param("stress_k_off", "stress.k_off", "1/h"),
-    Param("rapa_emax", "tool.rapamycin.emax", "1"),
-    Param("nbqx_emax", "tool.nbqx.emax", "1"),
-    Param("ana12_emax", "tool.ana12.emax", "1"),
-    Param("sch_emax", "tool.sch23390.emax", "1"),
-    Param("skf_emax", "tool.skf81297.emax", "1"),
-    Param("h89_emax", "tool.h89.emax", "1"),
-    Param("ldopa_emax", "tool.ldopa.emax", "1"),
 )
 
 # ------------------------------------------------------------------ controls
 CONTROLS: tuple[Control, ...] = (
-    *(Control(f"ka_{d}", "1/h", f"absorption rate of the current {d} extravascular dose")
-      for d in ("S", "R", "NK", "HNK")),
-    *(Control(f"inf_{d}", "mg/kg/h", f"{d} infusion rate") for d in ("S", "R", "NK", "HNK")),
+    *(Control(f"ka{k}", "1/h", f"absorption rate of slot {k}'s current extravascular dose")
+      for k in SLOTS),
+    *(Control(f"inf{k}", "mg/kg/h", f"slot {k} infusion rate") for k in SLOTS),
+    # exposure-window compounds (tools): summed dose/ED50, and efficacy x dose/ED50
+    *(Control(f"{t}_w{x}", "1", f"window compounds at {t}: {what}")
+      for t in ORTHO_NODES for x, what in (
+          ("a", "sum of dose / ED50"), ("b", "sum of removing efficacy x dose / ED50"),
+          ("g", "sum of adding efficacy x dose / ED50"))),
     Control("stress_input", "1", "summed intensity of the stressors now on"),
-    Control("r_rapamycin", "1", "rapamycin dose / ED50 (while acting)"),
-    Control("r_nbqx", "1", "NBQX dose / ED50 (while acting)"),
-    Control("r_ana12", "1", "ANA-12 dose / ED50 (while acting)"),
-    Control("r_sch23390", "1", "SCH23390 dose / ED50 (while acting)"),
-    Control("r_skf81297", "1", "SKF81297 dose / ED50 (while acting)"),
-    Control("r_h89", "1", "H-89 dose / ED50 (while acting)"),
-    Control("r_ldopa", "1", "L-DOPA dose / ED50 (while acting)"),
     Control("drd1_ko", "1", "1 after conditional Drd1 knock-out in mPFC"),
     Control("pki_block", "1", "PKA block by PKI-alpha expression"),
     Control("vta_inhibition", "1", "fall of VTA dopamine output (chemogenetic inhibition)"),
@@ -200,53 +208,90 @@ CONTROLS: tuple[Control, ...] = (
             "shrinkage rate of probe-holding potentiated synapses while AS-PaRAC1 is lit"),
 )
 
+
+def _sum(terms: list[str]) -> str:
+    return "(" + " + ".join(terms) + ")"
+
+
 # ------------------------------------------------------------------ algebra, in order
+_pk_assign: list[tuple[str, str]] = []
+for _k in SLOTS:
+    _pk_assign += [
+        (f"k10_{_k}", f"cl{_k} / v1{_k}"),
+        (f"k12_{_k}", f"q{_k} / v1{_k}"),
+        (f"k21_{_k}", f"q{_k} / v2{_k}"),
+        (f"cp{_k}", f"central{_k} / v1{_k}"),
+        # unbound brain concentration in uM (mg/L -> uM: x 1000 / MW)
+        (f"cu{_k}", f"fu{_k} * brain{_k} * 1000.0 / mw{_k}"),
+    ]
+_target_assign: list[tuple[str, str]] = []
+for _t in ORTHO_NODES:
+    _target_assign += [
+        (f"{_t}_occ", "1.0 + " + _sum([f"{_t}_a{k} * cu{k}" for k in SLOTS] + [f"{_t}_wa"])),
+        # fraction of the node's endogenous signal removed / drug signal added
+        (f"{_t}_block", _sum([f"{_t}_b{k} * cu{k}" for k in SLOTS] + [f"{_t}_wb"])
+         + f" / {_t}_occ"),
+        (f"{_t}_ag", _sum([f"{_t}_g{k} * cu{k}" for k in SLOTS] + [f"{_t}_wg"])
+         + f" / {_t}_occ"),
+    ]
+for _t in ALLO_NODES:
+    _target_assign += [
+        (f"{_t}_mod", _sum([f"{_t}_m{k} * cu{k}" for k in SLOTS]) + " / (1.0 + "
+         + _sum([f"{_t}_am{k} * cu{k}" for k in SLOTS]) + ")"),
+    ]
+
 ASSIGNMENTS: tuple[tuple[str, str], ...] = (
-    ("k10_S", "cl_S / v1"),
-    ("k10_R", "cl_S * r_to_s_cl / v1"),
-    ("k12", "q / v1"),
-    ("k21", "q / v2"),
-    ("cp_S", "S_central / v1"),
-    ("cp_R", "R_central / v1"),
-    ("cp_nk", "NK_central / v_nk"),
-    ("cp_hnk", "HNK_central / v_hnk"),
-    # unbound brain concentrations in uM (mg/L -> uM: x 1000 / MW)
-    ("cu_S", "fu_brain * S_brain * 1000.0 / mw_ket"),
-    ("cu_R", "fu_brain * R_brain * 1000.0 / mw_ket"),
-    ("cu_nk", "fu_brain * NK_brain * 1000.0 / mw_nk"),
-    ("cu_hnk", "fu_brain * HNK_brain * 1000.0 / mw_hnk"),
-    # NMDA channel block: competitive at one site; interneurons more sensitive (F-K-11, F-W-18)
-    ("nmda_ratio", "pos(cu_S / ki_S + cu_R / ki_R + cu_nk / ki_nk + cu_hnk / ki_hnk)"),
+    *_pk_assign,
+    *_target_assign,
+    # NMDA channel block (F-K-11, F-W-18): interneuron NMDARs (tonically active, GluN2D)
+    # are blocked at lower concentrations than pyramidal ones (pot_int < pot_pyr, x Ki).
+    # Use-dependent blockers differ at rest: the rest affinity carries the blocker's
+    # trapping and its loss of block in physiological Mg2+ (nmda_r = nmda_a x
+    # trapping / trapping_ref / mg_rest), which is what interneurons at rest and the
+    # pyramidal rest current (eEF2) see; during activity (occupancy readouts, the
+    # pyramidal limit on the surge) the plain affinity applies.
+    ("nmda_ratio", "pos(" + " + ".join(f"nmda_a{k} * cu{k}" for k in SLOTS) + ")"),
+    ("nmda_rest", "pos(" + " + ".join(f"nmda_r{k} * cu{k}" for k in SLOTS) + ")"),
     ("occ_int", "nmda_ratio / (nmda_ratio + pot_int)"),
     ("occ_pyr", "nmda_ratio / (nmda_ratio + pot_pyr)"),
-    # disinhibition -> glutamate surge; block on pyramidal cells limits it at high doses
+    ("occ_int_rest", "nmda_rest / (nmda_rest + pot_int)"),
+    ("occ_pyr_rest", "nmda_rest / (nmda_rest + pot_pyr)"),
+    # inhibition reaching pyramidal dendrites: interneurons lose NMDA drive (block at
+    # rest) and cholinergic M1 drive (antagonists), and alpha5 GABA-A modulators scale
+    # dendritic inhibition; disinhibition -> glutamate surge
+    ("inhibition", ("(1.0 - occ_int_rest) * (1.0 - m1_share * m1_block + m1_share * m1_ag)"
+                    " * (1.0 + a5_share * gabaa_a5_mod)")),
     ("dis_kn", "pw(dis_o50, dis_n)"),
-    ("disinhibition", "hillk(occ_int, dis_kn, dis_n)"),
-    ("glutamate", "1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)"),
-    ("hnk_pot", "hnk_emax * cu_hnk / (cu_hnk + hnk_ec50)"),
-    ("ampa_block", "nbqx_emax * r_nbqx / (1.0 + r_nbqx)"),
-    ("ampa", "1.0 + (glutamate - 1.0 + hnk_pot) * (1.0 - ampa_block)"),
+    ("disinhibition", "hillk(pos(1.0 - inhibition), dis_kn, dis_n)"),
+    # release: the surge is limited by pyramidal block; 5-HT2A on L5 neurons adds to it
+    # (removing the serotonin tone takes from it); mGluR2/3 brake release with a tone
+    ("mglu_brake", "mglu_tone * (1.0 - mglu23_block) + (1.0 - mglu_tone) * mglu23_ag"),
+    ("glutamate", ("(1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)"
+                   " + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block))"
+                   " * (1.0 - mglu_brake) / (1.0 - mglu_tone)")),
+    ("ampa", "1.0 + (glutamate - 1.0 + ampa_mod) * (1.0 - ampa_block)"),
     # VTA -> mPFC dopamine (F-W-8), its manipulations (F-W-11, F-W-16, F-W-17)
-    ("da_target", ("(1.0 + da_gain * (ampa - 1.0) + ldopa_emax * r_ldopa / (1.0 + r_ldopa))"
+    ("da_target", ("(1.0 + da_gain * (ampa - 1.0) + da_supply_ag)"
                   " * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition)"
                   " + da_term_act * terminal_activation")),
     # Drd1 -> cAMP/PKA (F-W-10..F-W-14); blockers remove the Drd1-driven rise
-    ("d1_signal", ("dopamine * (1.0 - sch_emax * r_sch23390 / (1.0 + r_sch23390))"
-                  " * (1.0 - drd1_ko) + skf_emax * r_skf81297 / (1.0 + r_skf81297)")),
+    ("d1_signal", "dopamine * (1.0 - drd1_block) * (1.0 - drd1_ko) + drd1_ag"),
     ("d1_kn", "pw(d1_k, d1_n)"),
     ("d1_act", "hillk(d1_signal, d1_kn, d1_n)"),
     ("d1_act0", "1.0 / (1.0 + d1_kn)"),
-    ("pka_free", "(1.0 - h89_emax * r_h89 / (1.0 + r_h89)) * (1.0 - pki_block)"),
-    ("pka_target", "1.0 + pka_gain * pka_free * pos(d1_act - d1_act0)"),
+    ("pka_free", "(1.0 - pka_block) * (1.0 - pki_block)"),
+    ("pka_target", "1.0 + pka_gain * pka_free * pos(d1_act - d1_act0) + pka_ag * pka_free"),
     # plasticity potential: probability scale, logistic in log priming (F-W-5, F-W-6, F-W-15)
     ("pp_odds0", "(1.0 - pp_control) / pp_control"),
     ("priming_eff", "priming * (1.0 - pp_stress * stress_load)"),
     ("plasticity_potential",
      "1.0 / (1.0 + pp_odds0 * pw(priming_eff, -pp_slope))"),
+    # eEF2 follows the pyramidal rest current: NMDA block at rest and GluN2B-selective
+    # block of its GluN2B share (F-K-11)
+    ("rest_block", ("1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block"
+                    " + glun2b_share * glun2b_mod)")),
     # eEF2 -> BDNF -> TrkB -> ERK -> mTORC1 -> synthesis (F-K-10, F-K-11)
     ("bdnf_release", "bdnf * ampa"),
-    ("trkb_block", "ana12_emax * r_ana12 / (1.0 + r_ana12)"),
-    ("mtor_block", "rapa_emax * r_rapamycin / (1.0 + r_rapamycin)"),
     ("structural_input", "pos(priming - 1.0) * pos(synthesis - 1.0)"),
     # drives for the spine and circuit layers
     ("formation_drive", "(1.0 - form_stress * stress_load) + form_gain * structural_3"),
@@ -257,45 +302,38 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
 
 # units of the intermediate quantities that are not dimensionless
 ASSIGNMENT_UNITS: dict[str, str] = {
-    **{k: "1/h" for k in ("k10_S", "k10_R", "k12", "k21")},
-    **{k: "mg/L" for k in ("cp_S", "cp_R", "cp_nk", "cp_hnk")},
-    **{k: "uM" for k in ("cu_S", "cu_R", "cu_nk", "cu_hnk")},
+    **{f"{x}_{k}": "1/h" for k in SLOTS for x in ("k10", "k12", "k21")},
+    **{f"cp{k}": "mg/L" for k in SLOTS},
+    **{f"cu{k}": "uM" for k in SLOTS},
     "plasticity_potential": "probability",
 }
 
 # ------------------------------------------------------------------ rates
 _pk_rates = []
-for _p, _k10 in (("S", "k10_S"), ("R", "k10_R")):
+for _k in SLOTS:
+    _formed = [f"fm{j}_{_k} * mw{_k} / mw{j} * k10_{j} * central{j}" for j in range(_k)]
     _pk_rates += [
-        (f"{_p}_depot", f"-ka_{_p} * {_p}_depot"),
-        (f"{_p}_central", (f"ka_{_p} * {_p}_depot + inf_{_p} - ({_k10} + k12) * {_p}_central"
-                          f" + k21 * {_p}_peripheral")),
-        (f"{_p}_peripheral", f"k12 * {_p}_central - k21 * {_p}_peripheral"),
-        (f"{_p}_brain", f"ke0_ket * (kp_ket * cp_{_p} - {_p}_brain)"),
+        (f"depot{_k}", f"-ka{_k} * depot{_k}"),
+        (f"central{_k}", (f"ka{_k} * depot{_k} + inf{_k} - (k10_{_k} + k12_{_k}) * central{_k}"
+                          f" + k21_{_k} * peripheral{_k}"
+                          + "".join(" + " + f for f in _formed))),
+        (f"peripheral{_k}", f"k12_{_k} * central{_k} - k21_{_k} * peripheral{_k}"),
+        (f"brain{_k}", f"ke0{_k} * (kp{_k} * cp{_k} - brain{_k})"),
     ]
 
 RATES: tuple[tuple[str, str], ...] = (
     *_pk_rates,
-    ("NK_depot", "-ka_NK * NK_depot"),
-    ("NK_central", ("ka_NK * NK_depot + inf_NK"
-                   " + f_nk * mw_nk / mw_ket * (k10_S * S_central + k10_R * R_central)"
-                   " - cl_nk / v_nk * NK_central")),
-    ("NK_brain", "ke0_met * (kp_nk * cp_nk - NK_brain)"),
-    ("HNK_depot", "-ka_HNK * HNK_depot"),
-    ("HNK_central", ("ka_HNK * HNK_depot + inf_HNK + f_hnk * mw_hnk / mw_ket * k10_R * R_central"
-                    " - cl_hnk / v_hnk * HNK_central")),
-    ("HNK_brain", "ke0_met * (kp_hnk * cp_hnk - HNK_brain)"),
     ("stress_load", ("stress_k_on * stress_input * (1.0 - stress_load)"
                     " - stress_k_off * stress_load")),
     ("dopamine", "k_da * (da_target - dopamine)"),
     ("pka", "k_pka * (pka_target - pka)"),
     ("priming", "k_priming * (pka - priming)"),
-    ("peef2", "k_eef2 * (1.0 - eef2_block * occ_pyr - peef2)"),
+    ("peef2", "k_eef2 * (1.0 - eef2_block * rest_block - peef2)"),
     ("bdnf", ("k_bdnf * ((1.0 - bdnf_stress * stress_load)"
              " * (1.0 + bdnf_eef2_gain * (1.0 - peef2)) - bdnf)")),
-    ("ptrkb", "k_trkb * (bdnf_release * (1.0 - trkb_block) - ptrkb)"),
+    ("ptrkb", "k_trkb * (bdnf_release * (1.0 - trkb_block) + trkb_ag - ptrkb)"),
     ("perk", "k_erk * (pw(ptrkb, erk_trkb_exp) * pw(pka, erk_pka_exp) - perk)"),
-    ("pmtor", "k_mtor * (pw(perk, mtor_erk_exp) * (1.0 - mtor_block) - pmtor)"),
+    ("pmtor", "k_mtor * (pw(perk, mtor_erk_exp) * (1.0 - mtorc1_block) + mtorc1_ag - pmtor)"),
     ("synthesis", "k_synthesis * (1.0 + syn_mtor_frac * (pmtor - 1.0) - synthesis)"),
     ("psd95", ("k_psd95 * ((1.0 - psd95_stress * stress_load) * pw(synthesis, psd95_syn_exp)"
               " * (1.0 + psd95_struct_gain * structural_3) - psd95)")),
@@ -324,20 +362,36 @@ RATES: tuple[tuple[str, str], ...] = (
     ("structural_3", "k_struct * (structural_2 - structural_3)"),
 )
 
+
+def _analyte(a: str, what: str) -> str:
+    return " + ".join(f"an_{a}{k} * {what}{k}" for k in SLOTS)
+
+
 # ------------------------------------------------------------------ outputs
 # name -> (expression, unit, description). Concentrations in ng/mL (plasma) and ng/g (brain,
 # density 1 g/mL), as labs report them.
 OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
-    ("ketamine_plasma", "(cp_S + cp_R) * 1000.0", "ng/mL", "ketamine (S + R) in plasma"),
-    ("esketamine_plasma", "cp_S * 1000.0", "ng/mL", "S-ketamine in plasma"),
-    ("arketamine_plasma", "cp_R * 1000.0", "ng/mL", "R-ketamine in plasma"),
-    ("norketamine_plasma", "cp_nk * 1000.0", "ng/mL", "norketamine in plasma"),
-    ("hnk_plasma", "cp_hnk * 1000.0", "ng/mL", "(2R,6R)-HNK in plasma"),
-    ("ketamine_brain", "(S_brain + R_brain) * 1000.0", "ng/g", "ketamine in brain"),
-    ("norketamine_brain", "NK_brain * 1000.0", "ng/g", "norketamine in brain"),
-    ("hnk_brain", "HNK_brain * 1000.0", "ng/g", "(2R,6R)-HNK in brain"),
+    ("ketamine_plasma", f"({_analyte('ketamine', 'cp')}) * 1000.0", "ng/mL",
+     "ketamine (S + R) in plasma"),
+    ("esketamine_plasma", f"({_analyte('esketamine', 'cp')}) * 1000.0", "ng/mL",
+     "S-ketamine in plasma"),
+    ("arketamine_plasma", f"({_analyte('arketamine', 'cp')}) * 1000.0", "ng/mL",
+     "R-ketamine in plasma"),
+    ("norketamine_plasma", f"({_analyte('norketamine', 'cp')}) * 1000.0", "ng/mL",
+     "norketamine in plasma"),
+    ("hnk_plasma", f"({_analyte('hnk', 'cp')}) * 1000.0", "ng/mL", "(2R,6R)-HNK in plasma"),
+    ("drug_plasma", f"({_analyte('drug', 'cp')}) * 1000.0", "ng/mL",
+     "the dosed compounds that report as 'drug' (any compound file), in plasma"),
+    ("ketamine_brain", f"({_analyte('ketamine', 'brain')}) * 1000.0", "ng/g", "ketamine in brain"),
+    ("norketamine_brain", f"({_analyte('norketamine', 'brain')}) * 1000.0", "ng/g",
+     "norketamine in brain"),
+    ("hnk_brain", f"({_analyte('hnk', 'brain')}) * 1000.0", "ng/g", "(2R,6R)-HNK in brain"),
+    ("drug_brain", f"({_analyte('drug', 'brain')}) * 1000.0", "ng/g",
+     "the dosed compounds that report as 'drug', in brain"),
     ("occupancy_interneuron", "occ_int", "1", "NMDA receptor block on interneurons"),
     ("occupancy_pyramidal", "occ_pyr", "1", "NMDA receptor block on pyramidal cells"),
+    ("rest_block_pyramidal", "rest_block", "1",
+     "block of the pyramidal NMDA rest current (NMDA block at rest and GluN2B)"),
     ("glutamate_surge", "glutamate", "1", "glutamate release (x baseline)"),
     ("ampa_drive", "ampa", "1", "AMPA receptor drive (x baseline)"),
     ("da_rel", "dopamine", "1", "mPFC dopamine (x baseline)"),

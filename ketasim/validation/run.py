@@ -33,6 +33,7 @@ import ketasim
 from ketasim.analysis.stats import compare
 from ketasim.experiment.runner import simulate
 from ketasim.params import Registry
+from ketasim.pk.compounds import add_compounds
 from ketasim.provenance import collect
 from ketasim.scenario import load_scenario
 from ketasim.spines.assays import tracking_tables
@@ -160,8 +161,10 @@ def plan(only: list[str] | None = None, replicas: dict[str, Path] | None = None,
     return chosen
 
 
-def _worker_init() -> None:
+def _worker_init(compounds: tuple[str, ...] = ()) -> None:
     ketasim.configure(threads=1)  # the cache folder of the parent, one numba thread
+    for folder in compounds:  # the user's compound files (--compounds), as in the parent
+        add_compounds(folder)
 
 
 def run_replica(path: str, registry: Registry) -> ReplicaRun:
@@ -240,11 +243,13 @@ def validate(only: list[str] | None = None, workers: int | None = None,
              progress: Callable[[str], None] | None = None,
              extra_replicas: Path | None = None,
              extra_targets: Path | None = None, seeds: int = 0, *,
-             registry: Registry) -> ValidationResult:
+             registry: Registry, compounds: list[Path] | tuple = ()) -> ValidationResult:
     """Run the chosen replicas (all by default) and judge their targets; with ``seeds``
     > 0 also count each target's passes over that many further seeds (see the module
     docstring). ``progress`` is called once per replica run, ``(1 + seeds) x replicas``
-    times in all. ``registry``: the model parameters every replica runs with."""
+    times in all. ``registry``: the model parameters every replica runs with;
+    ``compounds``: folders of compound files the replicas may use (already registered in
+    this process, loaded again by each worker)."""
     check_seeds(seeds)
     ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
     t0 = time.perf_counter()
@@ -273,7 +278,8 @@ def validate(only: list[str] | None = None, workers: int | None = None,
             collect(fn(*args))
     else:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(tuple(map(str, compounds)),)) as pool:
             for fut in as_completed([pool.submit(fn, *args) for fn, args in jobs]):
                 collect(fut.result())
     results = [judge(targets[tid], runs[name])
