@@ -300,7 +300,7 @@ def compounds_cmd(
     for name in sorted(COMPOUNDS):
         c = COMPOUNDS[name]
         species = sorted(c.pk) or sorted({s for k in c.components for s in COMPOUNDS[k].pk})
-        tgt = ", ".join(f"{t.name} {t.action}" for t in c.targets)
+        tgt = ", ".join(f"{t.target} {t.action}" for t in c.targets)
         if c.components:
             tgt = "mixture of " + ", ".join(f"{k} {f:g}" for k, f in c.components.items())
         if c.metabolites:

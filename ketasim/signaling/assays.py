@@ -67,6 +67,7 @@ _STATE = {
     "da_rel": "da_rel", "pka_rel": "pka_rel", "stress_load": "stress_load",
     "occupancy_interneuron": "occupancy_interneuron",
     "occupancy_pyramidal": "occupancy_pyramidal",
+    "rest_block_pyramidal": "rest_block_pyramidal", "ampa_drive": "ampa_drive",
     "synaptic_potentiation": "synaptic_potentiation",
     "reward_potentiation": "reward_potentiation",
 }

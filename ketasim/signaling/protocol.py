@@ -309,8 +309,13 @@ def _compile_window(b: _Builder, ev, comp: Compound, species, cohort, registry, 
                             f"targets.{t.target}.potency.{kind}")
         eff = _resolve(t.efficacy, cohort, registry, species, cw,
                        f"targets.{t.target}.efficacy")
-        which = "b" if t.action in REMOVING else "g"
-        for ctl, v in ((f"{t.target}_wa", r), (f"{t.target}_w{which}", eff * r)):
+        if t.action in ALLOSTERIC:
+            sign = 1.0 if t.action == "positive_modulator" else -1.0
+            pairs = ((f"{t.target}_wam", r), (f"{t.target}_wm", sign * eff * r))
+        else:
+            which = "b" if t.action in REMOVING else "g"
+            pairs = ((f"{t.target}_wa", r), (f"{t.target}_w{which}", eff * r))
+        for ctl, v in pairs:
             b.add(on, EV_ADD_PARAM, ctl, v, f"{ev.drug}_on")
             b.add(off, EV_ADD_PARAM, ctl, -v, f"{ev.drug}_off")
 

@@ -198,6 +198,9 @@ CONTROLS: tuple[Control, ...] = (
       for t in ORTHO_NODES for x, what in (
           ("a", "sum of dose / ED50"), ("b", "sum of removing efficacy x dose / ED50"),
           ("g", "sum of adding efficacy x dose / ED50"))),
+    *(Control(f"{t}_w{x}", "1", f"window modulators at {t}: {what}")
+      for t in ALLO_NODES for x, what in (
+          ("am", "sum of dose / ED50"), ("m", "sum of signed efficacy x dose / ED50"))),
     Control("stress_input", "1", "summed intensity of the stressors now on"),
     Control("drd1_ko", "1", "1 after conditional Drd1 knock-out in mPFC"),
     Control("pki_block", "1", "PKA block by PKI-alpha expression"),
@@ -236,8 +239,8 @@ for _t in ORTHO_NODES:
     ]
 for _t in ALLO_NODES:
     _target_assign += [
-        (f"{_t}_mod", _sum([f"{_t}_m{k} * cu{k}" for k in SLOTS]) + " / (1.0 + "
-         + _sum([f"{_t}_am{k} * cu{k}" for k in SLOTS]) + ")"),
+        (f"{_t}_mod", _sum([f"{_t}_m{k} * cu{k}" for k in SLOTS] + [f"{_t}_wm"])
+         + " / (1.0 + " + _sum([f"{_t}_am{k} * cu{k}" for k in SLOTS] + [f"{_t}_wam"]) + ")"),
     ]
 
 ASSIGNMENTS: tuple[tuple[str, str], ...] = (

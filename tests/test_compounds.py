@@ -1,0 +1,217 @@
+"""Compounds as data (issue 13): compound files, their errors, ``--compounds DIR`` and
+``ketasim compounds``; a new compound runs end to end with no code change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ketasim.cli import app
+from ketasim.experiment.runner import simulate
+from ketasim.params import load_registry
+from ketasim.pk.compounds import (
+    BUILTIN,
+    COMPOUNDS,
+    CompoundError,
+    add_compounds,
+    compound_schema,
+    parse_compound,
+    reset_compounds,
+)
+from ketasim.pk.targets import TARGETS
+from ketasim.scenario import load_scenario_text
+
+# a trapping NMDA blocker like S-ketamine but with its own PK (mouse only), written as a
+# user would write it
+BLOCKER = """\
+name: testblocker
+description: a user's NMDA channel blocker
+routes: [ip, iv]
+analytes: [drug]
+mw: {value: 250.0, unit: g/mol, source: "assumed"}
+pk:
+  mouse:
+    model: compartmental
+    cl: {value: 6.0, unit: L/h/kg, source: "assumed"}
+    v1: {value: 3.0, unit: L/kg, source: "assumed"}
+    kp_brain: {value: 4.0, unit: "1", source: "assumed"}
+    ke0: {value: 6.0, unit: 1/h, source: "assumed"}
+    fu_brain: {value: 0.5, unit: "1", source: "assumed"}
+targets:
+  nmda:
+    action: channel_blocker
+    potency: {value: 300, unit: nM, source: "assumed"}
+    trapping: {value: 0.86, unit: "1", source: "assumed"}
+"""
+
+
+def scenario(drug: str, species: str = "mouse", route: str = "ip", n: int = 3) -> str:
+    dose = "" if drug == "saline" else ", dose: 10 mg/kg"
+    return f"""\
+name: t
+species: {species}
+seed: 5
+arms:
+  - name: a
+    n: {n}
+    protocol:
+      - {{at: 0h, drug: {drug}{dose}, route: {route}}}
+    assays:
+      - {{assay: signaling_state, at: [15min, 30min, 1h, 2h]}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _builtin_only():
+    reset_compounds()
+    yield
+    reset_compounds()
+
+
+def _write(folder: Path, text: str, name: str = "testblocker") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(text)
+    return folder
+
+
+def _peak(readouts, readout: str) -> float:
+    return float(readouts[readouts.readout == readout].value.max())
+
+
+# ------------------------------------------------------------------ files and errors
+def test_every_builtin_drug_is_a_compound_file():
+    folder = Path(__file__).resolve().parents[1] / "ketasim" / "compounds"
+    assert {p.stem for p in folder.glob("*.yaml")} == set(BUILTIN)
+    for name in ("ketamine", "esketamine", "arketamine", "norketamine", "hnk",
+                 "hnk_inactive", "memantine", "mk801", "ro25_6981", "scopolamine",
+                 "ly341495", "cx614", "mrk016", "psilocybin", "psilocin", "rapamycin",
+                 "nbqx", "ana12", "sch23390", "skf81297", "h89", "ldopa"):
+        assert name in BUILTIN, name
+    assert COMPOUNDS["ketamine"].components == {"esketamine": 0.5, "arketamine": 0.5}
+
+
+def test_schema_names_targets_and_actions():
+    s = compound_schema()
+    text = json.dumps(s)
+    for t in TARGETS:
+        assert t in text
+    assert "channel_blocker" in text and "negative_modulator" in text
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda t: t.replace("nmda:", "nmdx:"), "unknown target 'nmdx'"),
+    (lambda t: t.replace("potency: {value: 300", "potency: {value: -300"), "potency"),
+    (lambda t: t.replace("unit: nM", "unit: mg/kg"), "unit 'mg/kg' does not fit"),
+    (lambda t: t.replace("action: channel_blocker", "action: agonist"), "targets.nmda.action"),
+    (lambda t: t.replace("    cl: {value: 6.0, unit: L/h/kg, source: \"assumed\"}\n", ""),
+     "missing 'cl'"),
+    (lambda t: t.replace(', source: "assumed"}\n    v1', "}\n    v1"), "source"),
+    (lambda t: t.replace("trapping: {value: 0.86", "trapping: {value: 1.5"), "trapping"),
+])
+def test_malformed_file_is_one_error_naming_the_field(tmp_path, edit, fragment):
+    import yaml
+
+    with pytest.raises(CompoundError) as e:
+        parse_compound(yaml.safe_load(edit(BLOCKER)), "x.yaml")
+    assert fragment in str(e.value)
+    assert "x.yaml" in str(e.value)
+
+
+def test_user_compound_cannot_shadow_a_builtin(tmp_path):
+    folder = _write(tmp_path / "c", BLOCKER.replace("testblocker", "ketamine"), "ketamine")
+    with pytest.raises(CompoundError, match="shadows a built-in"):
+        add_compounds(folder)
+
+
+def test_metabolite_must_be_known(tmp_path):
+    text = BLOCKER + "metabolites:\n  - {compound: nothere, fraction: {value: 0.5, unit: \"1\", source: assumed}}\n"
+    with pytest.raises(CompoundError, match="nothere"):
+        add_compounds(_write(tmp_path / "c", text))
+    assert "testblocker" not in COMPOUNDS  # nothing half-registered
+
+
+# ------------------------------------------------------------------ a new compound runs
+def test_new_compound_acts_through_its_targets(tmp_path):
+    add_compounds(_write(tmp_path / "c", BLOCKER))
+    reg = load_registry()
+    drug = simulate(load_scenario_text(scenario("testblocker")), registry=reg).readouts
+    ctrl = simulate(load_scenario_text(scenario("saline")), registry=reg).readouts
+    assert _peak(drug, "occupancy_interneuron") > 0.5
+    assert _peak(drug, "glutamate_surge") > 1.5 * _peak(ctrl, "glutamate_surge")
+    # the same molecule without trapping at rest (Mg2+ 20x) loses the surge: the rest
+    # affinity, not the activity affinity, disinhibits
+    weak = BLOCKER.replace("name: testblocker", "name: testblocker2").replace(
+        "    trapping: {value: 0.86, unit: \"1\", source: \"assumed\"}",
+        "    trapping: {value: 0.86, unit: \"1\", source: \"assumed\"}\n"
+        "    mg_rest: {value: 20, unit: \"1\", source: \"assumed\"}")
+    add_compounds(_write(tmp_path / "d", weak, "testblocker2"))
+    w = simulate(load_scenario_text(scenario("testblocker2")), registry=reg).readouts
+    assert _peak(w, "occupancy_interneuron") == pytest.approx(
+        _peak(drug, "occupancy_interneuron"), rel=1e-6)
+    assert _peak(w, "glutamate_surge") < 0.5 * (_peak(drug, "glutamate_surge") - 1) + 1
+
+
+def test_missing_species_or_route_is_a_clear_error(tmp_path):
+    from ketasim.signaling.protocol import ProtocolError
+
+    add_compounds(_write(tmp_path / "c", BLOCKER))
+    with pytest.raises(ProtocolError, match="no PK for species 'rat'"):
+        simulate(load_scenario_text(scenario("testblocker", species="rat")),
+                 registry=load_registry())
+    from ketasim.scenario import ScenarioError
+    with pytest.raises((ProtocolError, ScenarioError), match="oral"):
+        simulate(load_scenario_text(scenario("testblocker", route="oral")),
+                 registry=load_registry())
+
+
+def test_cli_run_with_compounds_folder(tmp_path):
+    folder = _write(tmp_path / "c", BLOCKER)
+    sc = tmp_path / "s.yaml"
+    sc.write_text(scenario("testblocker"))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(sc), "--out", str(out), "--compounds",
+                                   str(folder)])
+    assert res.exit_code == 0, res.output
+    man = json.loads((out / "manifest.json").read_text())
+    rec = [c for c in man["compounds"] if c["name"] == "testblocker"]
+    assert rec and not rec[0]["builtin"] and rec[0]["sha256"]
+    import pandas as pd
+
+    r = pd.read_parquet(out / "readouts.parquet")
+    assert r[r.readout == "occupancy_interneuron"].value.max() > 0.5
+
+
+def test_cli_bad_compound_file_exits_2_and_writes_nothing(tmp_path):
+    folder = _write(tmp_path / "c", BLOCKER.replace("nmda:", "nmdx:"))
+    sc = tmp_path / "s.yaml"
+    sc.write_text(scenario("ketamine"))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(sc), "--out", str(out), "--compounds",
+                                   str(folder)])
+    assert res.exit_code == 2
+    assert "nmdx" in res.output and "testblocker.yaml" in res.output
+    assert not out.exists()
+
+
+def test_cli_compounds_lists_builtin_and_user(tmp_path):
+    folder = _write(tmp_path / "c", BLOCKER)
+    res = CliRunner().invoke(app, ["compounds", "--compounds", str(folder)],
+                             env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    for name in ("ketamine", "memantine", "psilocybin", "testblocker"):
+        assert name in res.output
+    res = CliRunner().invoke(app, ["compounds", "--schema"])
+    assert res.exit_code == 0
+    assert json.loads(res.output)["type"] == "object"
+
+
+def test_window_modulator_acts_at_its_allosteric_site():
+    reg = load_registry()
+    txt = scenario("mrk016").replace("dose: 10 mg/kg", "dose: 3 mg/kg")
+    r = simulate(load_scenario_text(txt), registry=reg).readouts
+    assert _peak(r, "glutamate_surge") > 1.1
+    assert np.isclose(_peak(r, "occupancy_interneuron"), 0.0)
