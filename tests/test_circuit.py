@@ -87,8 +87,9 @@ def test_calcium_imaging_assay_through_the_runner():
     r = res.readouts
     ca = r[r["assay"] == "calcium_imaging"]
     assert set(ca["readout"]) == {"calcium_transient_rate_per_min", "sync_event_rate_per_min",
-                                  "sync_fraction_per_event", "mean_pairwise_r"}
-    assert len(ca) == 2 * 2 * 2 * 4
+                                  "sync_fraction_per_event", "mean_pairwise_r",
+                                  "correlated_pair_fraction"}
+    assert len(ca) == 2 * 2 * 2 * 5
     corr = ca[ca["readout"] == "mean_pairwise_r"].groupby("arm")["value"].mean()
     assert corr["control"] > corr["cort"]
     again = simulate(load_scenario_text(TEXT), registry=load_registry()).readouts

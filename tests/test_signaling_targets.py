@@ -43,6 +43,9 @@ ARMS = {
     "shock_ketamine": SHOCK + ", " + KET,
     "parac1_3h_ketamine": KET + ", {at: 3h, intervention: as_parac1_photoactivation}",
     "parac1_24h_ketamine": KET + ", {at: 24h, intervention: as_parac1_photoactivation}",
+    "drd1_neuron_stim": "{at: 0h, intervention: mpfc_drd1_neuron_stimulation, duration: 1h}",
+    "drd1_neuron_silencing_ketamine":
+        "{at: -30min, intervention: mpfc_drd1_neuron_silencing, duration: 4h}, " + KET,
 }
 
 
@@ -203,3 +206,21 @@ def test_parac1_light_undoes_tagged_potentiation_only(traj):
     for arm in ("parac1_3h_ketamine", "parac1_24h_ketamine"):
         assert at(traj, arm, "reward_potentiation", 48.0) == pytest.approx(
             at(traj, "ketamine", "reward_potentiation", 48.0), rel=0.1)
+
+
+# ------------------------------------------------------------------ F-W-9: mPFC Drd1 neurons
+def test_drd1_neuron_interventions_act_on_the_neurons_not_on_dopamine(traj):
+    """Hare et al. 2019: light on the Drd1-expressing neurons, without a drug, potentiates
+    synapses as ketamine does (through their glutamatergic output, which raises dopamine
+    and PKA); silencing them leaves ketamine's dopamine rise alone but stops the
+    potentiation and the spine formation that need the neurons' own activity."""
+    pot = "synaptic_potentiation"
+    assert at(traj, "saline", pot, 2.0) < 0.01
+    assert at(traj, "drd1_neuron_stim", pot, 2.0) > 0.2
+    assert at(traj, "drd1_neuron_stim", "pka_rel", 1.0) > 1.5
+    assert at(traj, "drd1_neuron_silencing_ketamine", "da_rel", 1.0) == pytest.approx(
+        at(traj, "ketamine", "da_rel", 1.0), rel=0.15)
+    assert at(traj, "drd1_neuron_silencing_ketamine", pot, 3.0) < 0.3 * at(
+        traj, "ketamine", pot, 3.0)
+    assert excess_peak(traj, "drd1_neuron_silencing_ketamine", "formation_drive") < 0.8 * (
+        excess_peak(traj, "ketamine", "formation_drive"))

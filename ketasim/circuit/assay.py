@@ -24,10 +24,10 @@ from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
 
 BASELINE_PERCENTILE = 8.0  # F0 of a session (a common pipeline choice, e.g. suite2p-style)
 READOUTS = ("calcium_transient_rate_per_min", "sync_event_rate_per_min",
-            "sync_fraction_per_event", "mean_pairwise_r")
-UNITS = ("per min", "per min", "fraction", "1")
+            "sync_fraction_per_event", "mean_pairwise_r", "correlated_pair_fraction")
+UNITS = ("per min", "per min", "fraction", "1", "fraction")
 _SUMMARY_KEYS = ("transient_rate_per_min", "sync_event_rate_per_min",
-                 "sync_fraction_per_event", "mean_pairwise_r")
+                 "sync_fraction_per_event", "mean_pairwise_r", "correlated_pair_fraction")
 
 
 def dff_from_raw(raw: np.ndarray, neuropil: np.ndarray, factor: float) -> np.ndarray:

@@ -462,6 +462,15 @@ for _iv in (
     Intervention("mpfc_da_terminal_activation", "timed",
                  "optogenetic activation of VTA dopamine terminals in mPFC",
                  (Control("terminal_activation", 1.0),)),
+    # Hare et al. 2019 Nat Commun (F-W-9): an intervention on the mPFC neurons that express
+    # Drd1, not on dopamine; light adds their glutamatergic output, silencing removes their
+    # activity, which the PKA-gated potentiation and spine formation need
+    Intervention("mpfc_drd1_neuron_stimulation", "timed",
+                 "optogenetic stimulation of mPFC Drd1-expressing neurons",
+                 (Control("drd1_neuron_stim", 1.0),)),
+    Intervention("mpfc_drd1_neuron_silencing", "timed",
+                 "opto- or chemogenetic silencing of mPFC Drd1-expressing neurons",
+                 (Control("drd1_neuron_silencing", "intervention.drd1_neuron_silencing"),)),
     # the light shrinks the probe-holding potentiated synapses (signalling layer); the
     # spines formed since are removed in the spine layer (ketasim.spines.engine)
     Intervention("as_parac1_photoactivation", "instantaneous",

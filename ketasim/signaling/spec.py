@@ -147,6 +147,7 @@ PARAMS: tuple[Param, ...] = (
     Param("da_gain", "sig.da_gain", "1"),
     Param("k_da", "sig.k_da", "1/h"),
     Param("da_term_act", "sig.da_terminal_activation", "1"),
+    Param("d1n_stim_glu", "sig.drd1_neuron_stim_glutamate", "1"),
     Param("d1_k", "sig.d1_k", "1"),
     Param("d1_n", "sig.d1_hill", "1"),
     Param("pka_gain", "sig.pka_gain", "1"),
@@ -207,6 +208,8 @@ CONTROLS: tuple[Control, ...] = (
     Control("vta_inhibition", "1", "fall of VTA dopamine output (chemogenetic inhibition)"),
     Control("terminal_activation", "1", "1 while mPFC dopamine terminals are activated"),
     Control("terminal_inhibition", "1", "fall of mPFC dopamine release (terminal inhibition)"),
+    Control("drd1_neuron_stim", "1", "1 while mPFC Drd1-expressing neurons are photostimulated"),
+    Control("drd1_neuron_silencing", "1", "fall of the activity of mPFC Drd1-expressing neurons"),
     Control("parac1_shrink", "1/h",
             "shrinkage rate of probe-holding potentiated synapses while AS-PaRAC1 is lit"),
 )
@@ -269,10 +272,16 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # release: the surge is limited by pyramidal block; 5-HT2A on L5 neurons adds to it
     # (removing the serotonin tone takes from it); mGluR2/3 brake release with a tone
     ("mglu_brake", "mglu_tone * (1.0 - mglu23_block) + (1.0 - mglu_tone) * mglu23_ag"),
+    # stimulating the Drd1-expressing pyramidal neurons adds their glutamatergic output
+    # (F-W-9)
     ("glutamate", ("(1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)"
-                   " + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block))"
+                   " + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block)"
+                   " + d1n_stim_glu * drd1_neuron_stim)"
                    " * (1.0 - mglu_brake) / (1.0 - mglu_tone)")),
     ("ampa", "1.0 + (glutamate - 1.0 + ampa_mod) * (1.0 - ampa_block)"),
+    # activity of the Drd1-expressing pyramidal neurons, the cells whose PKA the Drd1 path
+    # raises: they follow the network's AMPA drive unless silenced (F-W-9)
+    ("d1n_activity", "ampa * (1.0 - drd1_neuron_silencing)"),
     # VTA -> mPFC dopamine (F-W-8), its manipulations (F-W-11, F-W-16, F-W-17)
     ("da_target", ("(1.0 + da_gain * (ampa - 1.0) + da_supply_ag)"
                   " * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition)"
@@ -295,7 +304,9 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
                     " + glun2b_share * glun2b_mod)")),
     # eEF2 -> BDNF -> TrkB -> ERK -> mTORC1 -> synthesis (F-K-10, F-K-11)
     ("bdnf_release", "bdnf * ampa"),
-    ("structural_input", "pos(priming - 1.0) * pos(synthesis - 1.0)"),
+    # activity-dependent: a silenced neuron makes no new spines (F-W-9)
+    ("structural_input",
+     "pos(priming - 1.0) * pos(synthesis - 1.0) * (1.0 - drd1_neuron_silencing)"),
     # drives for the spine and circuit layers
     ("formation_drive", "(1.0 - form_stress * stress_load) + form_gain * structural_3"),
     ("elimination_drive", "1.0 + elim_stress * stress_load"),
@@ -347,7 +358,7 @@ RATES: tuple[tuple[str, str], ...] = (
     # et al. 2003, Sun et al. 2005), faster the stronger the glutamatergic drive; so the
     # rescue needs dopamine (F-W-9, F-W-16, F-W-17) and fades over days unless new spines
     # take over (F-M-4, F-N-7)
-    ("potentiation", ("k_pot_on * pos(pka - 1.0) * ampa * (1.0 - potentiation)"
+    ("potentiation", ("k_pot_on * pos(pka - 1.0) * d1n_activity * (1.0 - potentiation)"
                      " - k_pot_off * potentiation - parac1_shrink * potentiation_tagged")),
     # the same induction in reward circuits (anhedonia, F-M-13), which keep it longer
     ("reward_potentiation", ("k_pot_on * pos(pka - 1.0) * ampa * (1.0 - reward_potentiation)"
