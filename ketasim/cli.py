@@ -348,20 +348,24 @@ def screen(
         _fail(str(e))
     except _user_errors() as e:
         _fail(str(e))
-    shown = Table(title=f"screen ({species}, {stress}, {route}; ranked by {rank_by})")
-    shown.add_column("rank")
+    from rich import box
+
+    shown = Table(title=f"screen ({species}, {stress}, {route}; ranked by {rank_by})",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    shown.add_column("#", justify="right")
     shown.add_column("compound", no_wrap=True)  # names are what users type: never cut
-    cols = {"dose_mg_per_kg": "mg/kg", "efficacy_vs_reference": "efficacy",
-            "dissociation_vs_reference": "dissoc.", "window_peak": "PP peak",
-            "window_duration_h": "window h", "spine_gain_24h_pct": "spines 24h %",
-            "spine_gain_7d_pct": "spines 7d %", "tst_rescue_3h_s": "TST 3h s",
-            "tst_rescue_48h_s": "TST 48h s"}
-    for label in cols.values():
+    # the headline columns (all metrics, with units: screen.csv and the report)
+    cols = {"dose_mg_per_kg": ("mg/kg", "g"), "efficacy_vs_reference": ("effic. x ref", ".2f"),
+            "dissociation_vs_reference": ("dissoc. x ref", ".2f"),
+            "window_duration_h": ("window h", ".1f"),
+            "spine_gain_7d_pct": ("spines 7d %", ".1f"),
+            "tst_rescue_48h_s": ("TST 48h s", ".1f")}
+    for label, _ in cols.values():
         shown.add_column(label, justify="right")
     for _, r in result.table.iterrows():
         role = {"reference": " (ref.)", "vehicle": " (vehicle)"}.get(r["role"], "")
         shown.add_row(str(r["rank"]), r["compound"] + role,
-                      *(f"{r[c]:.3g}" for c in cols))
+                      *(format(r[c], f) for c, (_, f) in cols.items()))
     out.print(shown)
     for note in plan.notes:
         out.print(f"note: {note}")

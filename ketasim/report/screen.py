@@ -136,13 +136,17 @@ def dose_response_figure(table: pd.DataFrame, metrics: pd.DataFrame, path: Path)
     """One panel per key metric: value against dose (log axis), a line per compound; the
     reference arm as a red star, the vehicle level as a grey line."""
     units = dict(zip(metrics["metric"], metrics["unit"], strict=True))
-    cand = table[table["role"] != "vehicle"]
+    # a compound's line: its candidate arms (with the reference arm when ketamine itself
+    # is screened, since ketamine 10 mg/kg is run once)
+    screened = list(dict.fromkeys(table.loc[table["role"] == "candidate", "compound"]))
+    cand = table[(table["role"] != "vehicle") & table["compound"].isin(screened)]
+    doses = sorted(set(cand["dose_mg_per_kg"]))
     veh = table[table["role"] == "vehicle"].iloc[0]
     ref = table[table["role"] == "reference"].iloc[0]
     ncol = 3
     nrow = math.ceil(len(DOSE_RESPONSE_METRICS) / ncol)
     fig, axes = subplots(nrow, ncol, figsize=(4.2 * ncol, 3.3 * nrow), squeeze=False)
-    compounds = list(dict.fromkeys(cand["compound"]))
+    compounds = screened
     for ax, col in zip(axes.ravel(), DOSE_RESPONSE_METRICS, strict=False):
         for k, name in enumerate(compounds):
             c = cand[cand["compound"] == name].sort_values("dose_mg_per_kg")
@@ -152,6 +156,8 @@ def dose_response_figure(table: pd.DataFrame, metrics: pd.DataFrame, path: Path)
                 color=ROLE_COLORS["reference"], label="reference")
         ax.axhline(veh[col], color=ROLE_COLORS["vehicle"], lw=1, ls="--")
         ax.set_xscale("log")
+        ax.set_xticks(doses, [f"{d:g}" for d in doses])
+        ax.minorticks_off()
         ax.set_xlabel("dose (mg/kg)")
         ax.set_ylabel(units.get(col, ""))
         ax.set_title(col, fontsize=9)
