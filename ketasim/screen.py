@@ -47,7 +47,7 @@ import pandas as pd
 import ketasim
 from ketasim.experiment.runner import READOUT_COLUMNS, simulate
 from ketasim.params import Registry
-from ketasim.pk.compounds import COMPOUNDS, Compound, add_compounds
+from ketasim.pk.compounds import BUILTIN, COMPOUNDS, Compound, add_compounds
 from ketasim.provenance import collect
 from ketasim.scenario import load_scenario_text
 from ketasim.scenario.units import UnitError, parse_dose
@@ -79,6 +79,10 @@ OCCUPANCY_END_H = 2.0  # the dissociation-like period (hyperlocomotion ends by 2
 #: the plasticity window lasts while the plasticity potential exceeds the vehicle's by
 #: more than this fraction of the vehicle's pre-dose level
 WINDOW_THRESHOLD = 0.10
+#: each metric's fraction of the reference enters the scores clipped to this range, so
+#: that one noisy measured metric on which the reference's effect is small (a spine
+#: change of 1-2%, say) cannot dominate the mean
+RELATIVE_CLIP = (-1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("hyperlocomotion_pct", "%", "open-field distance at 15-30 min above vehicle",
            "worse", "acute"),
     Metric("efficacy_vs_reference", "x reference", "mean of the efficacy metrics, each "
-           "as a fraction of ketamine 10 mg/kg's", "better", "score"),
+           "as a fraction of ketamine 10 mg/kg's (clipped to -1..2)", "better", "score"),
     Metric("dissociation_vs_reference", "x reference", "mean of the two dissociation-like "
-           "metrics, each as a fraction of ketamine 10 mg/kg's", "worse", "score"),
+           "metrics, each as a fraction of ketamine 10 mg/kg's (clipped to -1..2)", "worse",
+           "score"),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
 EFFICACY = tuple(m.name for m in METRICS if m.family == "efficacy")
@@ -222,10 +227,11 @@ def _unfit(c: Compound, species: str, route: str) -> str | None:
 
 
 def default_candidates(species: str, route: str) -> tuple[list[str], list[str]]:
-    """The built-in drugs the screen runs by default, and a note per skipped compound."""
+    """The built-in drugs the screen runs by default, and a note per skipped compound
+    (compounds added with ``--compounds`` are screened only when named)."""
     chosen, notes = [], []
     tools = []
-    for name in sorted(COMPOUNDS):
+    for name in sorted(BUILTIN):
         c = COMPOUNDS[name]
         if c.kind == "inert":
             continue
@@ -475,12 +481,14 @@ def screen_metrics(readouts: pd.DataFrame, plan: ScreenPlan) -> pd.DataFrame:
 
 
 def _relative(table: pd.DataFrame, ref: pd.Series, names: tuple[str, ...]) -> pd.Series:
-    """Mean over ``names`` of each metric as a fraction of the reference's (metrics
-    where the reference shows no effect are left out)."""
+    """Mean over ``names`` of each metric as a fraction of the reference's, each fraction
+    clipped to ``RELATIVE_CLIP`` (metrics where the reference shows no effect are left
+    out)."""
     usable = [m for m in names if ref[m] > 0]
     if not usable:
         return pd.Series(np.nan, index=table.index)
-    return table[usable].div(ref[usable].astype(float), axis=1).mean(axis=1)
+    frac = table[usable].div(ref[usable].astype(float), axis=1)
+    return frac.clip(*RELATIVE_CLIP).mean(axis=1)
 
 
 def rank(table: pd.DataFrame, by: str = "efficacy_vs_reference") -> pd.DataFrame:

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ketasim.cli import app
 from ketasim.experiment.runner import simulate
 from ketasim.params import load_registry
-from ketasim.pk.compounds import reset_compounds
+from ketasim.pk.compounds import add_compounds, reset_compounds
 from ketasim.scenario import load_scenario_text
 from ketasim.screen import (
     METRIC_NAMES,
@@ -109,8 +109,10 @@ def test_parse_doses_errors(text, fragment):
         parse_doses(text)
 
 
-def test_default_candidates_are_the_drugs_with_pk():
+def test_default_candidates_are_the_drugs_with_pk(compound_dir):
+    add_compounds(compound_dir)  # --compounds: available, screened only when named
     names, notes = default_candidates("mouse", "ip")
+    assert "lowtrap_blocker" not in names
     assert {"ketamine", "esketamine", "arketamine", "norketamine", "hnk"} <= set(names)
     assert "saline" not in names and "midazolam" not in names  # inert
     assert "rapamycin" not in names  # a tool compound (window PK) ...
