@@ -265,6 +265,116 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
 
 
 @app.command()
+def screen(
+    folder: Path | None = typer.Argument(
+        None, help="a folder of compound files to screen (default: the built-in drugs)"),
+    species: str = typer.Option("mouse", "--species", help="mouse or rat"),
+    doses: str = typer.Option("10 mg/kg", "--doses",
+                              help="doses per body weight, e.g. '1,3,10 mg/kg' (several "
+                                   "doses draw dose-response curves)"),
+    route: str = typer.Option("ip", "--route", help="route for every arm"),
+    stress: str = typer.Option("cort", "--stress",
+                               help="stress model before the dose: none, cort, restraint "
+                                    "or inescapable_shock"),
+    n: int = typer.Option(8, "--n", help="subjects per arm"),
+    seed: int = typer.Option(7, "--seed", help="random seed"),
+    only: list[str] | None = typer.Option(
+        None, "--only", help="screen only these compounds (repeat, or comma-separate)"),
+    rank_by: str = typer.Option("efficacy_vs_reference", "--rank-by",
+                                help="the metric that ranks the arms"),
+    out_dir: Path = typer.Option(Path("runs/screen"), "--out", help="output folder"),
+    workers: int | None = typer.Option(None, "--workers", help="processes (default: cores)"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out folder"),
+    compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
+):
+    """Screen candidate compounds through one protocol and rank them.
+
+    Every candidate (at every dose) gets the stress model, then one dose at time 0, beside
+    a vehicle arm and the reference, ketamine 10 mg/kg. Measured: the plasticity window
+    (peak, duration), the formation drive, spine density gain at 24 h and 7 d, NMDA
+    occupancy on pyramidal neurons and open-field hyperlocomotion (dissociation-like),
+    tail-suspension rescue at 3 h and 48 h. Writes screen.csv, screen.parquet,
+    readouts.parquet, screen_scenario.yaml, manifest.json and report.html to --out."""
+    from ketasim.io.results import OutputError, atomic_dir
+    from ketasim.params import load_registry
+    from ketasim.pk.compounds import CompoundError, add_compounds
+    from ketasim.provenance import utc_now
+    from ketasim.report.screen import write_screen
+    from ketasim.screen import (
+        ScreenError,
+        check_rank_by,
+        manifest,
+        metric_table,
+        plan_screen,
+        run_screen,
+    )
+
+    folders = _add_compounds(compounds)
+    names = [s.strip() for item in (only or []) for s in item.split(",") if s.strip()]
+    try:
+        if workers is not None and workers < 1:
+            raise ScreenError(f"--workers: got {workers}; expected at least 1")
+        check_rank_by(rank_by)
+        inputs: list[Path] = []
+        if folder is not None:
+            try:
+                screened = add_compounds(folder)
+            except CompoundError as e:
+                raise ScreenError(f"{folder}: {e}" if str(folder) not in str(e)
+                                  else str(e)) from None
+            folders = [folder, *folders]
+            inputs = sorted(Path(folder).glob("*.y*ml"))
+            names = names or screened
+        plan = plan_screen(species=species, route=route, stress=stress, doses=doses, n=n,
+                           seed=seed, candidates=names or None)
+        previous = out_dir.exists() and out_dir.is_dir() and any(out_dir.iterdir())
+        if previous and not force and not (out_dir / "screen.csv").exists():
+            raise OutputError(f"--out {out_dir}: folder exists, is not empty and holds no "
+                              "earlier screen; choose another folder or pass --force")
+        registry = load_registry()
+        with atomic_dir(out_dir, overwrite=True) as tmp:
+            started = utc_now()
+            with Progress(TextColumn("{task.description}"), BarColumn(),
+                          TextColumn("{task.completed}/{task.total} arms"),
+                          TimeElapsedColumn(), console=err, transient=True) as prog:
+                task = prog.add_task(f"screening {len(plan.compounds)} compounds",
+                                     total=len(plan.arms))
+                result = run_screen(plan, registry=registry, workers=workers,
+                                    compounds=folders, rank_by=rank_by,
+                                    progress=lambda arm: prog.advance(task))
+            write_screen(tmp, result, metric_table(),
+                         manifest(result, registry, started, inputs))
+    except (ScreenError, OutputError) as e:
+        _fail(str(e))
+    except _user_errors() as e:
+        _fail(str(e))
+    from rich import box
+
+    shown = Table(title=f"screen ({species}, {stress}, {route}; ranked by {rank_by})",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    shown.add_column("#", justify="right")
+    shown.add_column("compound", no_wrap=True)  # names are what users type: never cut
+    # the headline columns (all metrics, with units: screen.csv and the report)
+    cols = {"dose_mg_per_kg": ("mg/kg", "g"), "efficacy_vs_reference": ("effic. x ref", ".2f"),
+            "dissociation_vs_reference": ("dissoc. x ref", ".2f"),
+            "window_duration_h": ("window h", ".1f"),
+            "spine_gain_7d_pct": ("spines 7d %", ".1f"),
+            "tst_rescue_48h_s": ("TST 48h s", ".1f")}
+    for label, _ in cols.values():
+        shown.add_column(label, justify="right")
+    for _, r in result.table.iterrows():
+        role = {"reference": " (ref.)", "vehicle": " (vehicle)"}.get(r["role"], "")
+        shown.add_row(str(r["rank"]), r["compound"] + role,
+                      *(format(r[c], f) for c, (_, f) in cols.items()))
+    out.print(shown)
+    for note in plan.notes:
+        out.print(f"note: {note}")
+    out.print(f"screened {len(plan.compounds)} compounds ({len(plan.arms)} arms, n={n}) in "
+              f"{result.seconds:.1f} s on {result.workers} worker(s); wrote {out_dir}/ "
+              "(screen.csv, screen.parquet, readouts.parquet, manifest.json, report.html)")
+
+
+@app.command()
 def scenarios():
     """List the built-in scenarios."""
     from ketasim.scenario import builtin_scenarios, load_scenario

@@ -93,3 +93,19 @@ def test_validation_report_renders_in_browser(tmp_path: Path) -> None:
                                   min_figures=3)
     assert found["figures"] == len(list((out / "figures").glob("*.png")))
     assert (out / "figures" / "synthesis.png").exists()
+
+
+def test_screen_report_renders_in_browser(tmp_path: Path) -> None:
+    """The screen's report: the ranked table, the metric dictionary, and its figures
+    (ranked bars, metrics heat map, plasticity window, dose-response) load and draw."""
+    require_chromium()
+    out = tmp_path / "screen"
+    result = CliRunner().invoke(app, ["screen", "--only", "hnk", "--doses", "3,10 mg/kg",
+                                      "--n", "2", "--workers", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    found = assert_report_renders(out / "report.html", ["screen", "metrics"], min_figures=4,
+                                  screenshot=tmp_path / "screen.png")
+    assert found["figures"] == len(list(out.glob("fig_*.png"))) == 4
+    html = (out / "report.html").read_text()
+    for alt in ("ranking", "metrics", "plasticity window", "dose-response"):
+        assert f'alt="{alt}"' in html
