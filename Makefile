@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean system-deps
+.PHONY: run test bench bench-brian2-venv lint clean system-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,9 +35,27 @@ test-all: $(STAMP) system-deps
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_signaling.py
 
+# Brian2 for `benchmarks/bench_circuit.py --brian2` (used by default once this exists), in
+# its own venv: Brian2 2.11.0 requires Python >= 3.13, the project runs on 3.11 (and
+# 2.9.0, the newest for 3.11, breaks on the project's numpy 2.4). The pins and why:
+# benchmarks/brian2-requirements.txt. BRIAN2_PY is a Python 3.13 (with pyenv, e.g.
+# `make bench-brian2-venv BRIAN2_PY=$(pyenv prefix 3.13.0)/bin/python3.13`); the cython
+# target also needs a C compiler and that Python's headers.
+BRIAN2_PY ?= python3.13
+BRIAN2_VENV := benchmarks/.brian2-venv
+BRIAN2_STAMP := $(BRIAN2_VENV)/.installed
+
+bench-brian2-venv: $(BRIAN2_STAMP)
+
+$(BRIAN2_STAMP): benchmarks/brian2-requirements.txt
+	@test -x $(BRIAN2_VENV)/bin/python || $(BRIAN2_PY) -m venv $(BRIAN2_VENV)
+	$(BRIAN2_VENV)/bin/python -m pip install --quiet -r benchmarks/brian2-requirements.txt
+	$(BRIAN2_VENV)/bin/python -c "import brian2"
+	@touch $(BRIAN2_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check ketasim tests benchmarks
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) $(BRIAN2_VENV) runs .pytest_cache .hypothesis

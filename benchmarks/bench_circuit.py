@@ -40,19 +40,37 @@ Protocol (issue 5; written down here so the numbers can be reproduced):
   crossings of 0.5 per minute (population events); the mean excitatory rate (ketasim's
   ``run_sessions_rate``, the same kernel, for this check only). Mean +- standard error
   over subjects; a warning if a mean differs by more than 15%.
+- Brian2 (``brian2_circuit.py``, when ``benchmarks/.brian2-venv`` exists: ``make
+  bench-brian2-venv``, Brian2 2.11.0 on Python 3.13 with numpy 2.4, see
+  ``brian2-requirements.txt``; ``--no-brian2`` skips it): the same equations, step,
+  settling and imaging, all ``--brian2-subjects`` (default: the workload's) subjects in
+  one network, for ``--brian2-sessions`` (1) sessions of ``--brian2-minutes`` (default:
+  ``--minutes``) with the workload's coupling and drive, once per code generation target
+  (``--brian2-targets``: ``numpy``, the runtime mode, and ``cython``), in a subprocess.
+  Timed: every session's ``run()`` calls; not timed: importing Brian2, building the
+  network, code generation and (cython, cold cache) compilation. Extrapolated linearly
+  to the workload; target >= 10x the numpy target. Then ``--brian2-check-subjects``
+  (default: ``--check-subjects``) subjects x ``--check-minutes`` at coupling 1 and
+  drive 1 against ketasim's like-for-like subjects, with two more statistics of the
+  population rate (``circuit_stats``). Printed: ``speedup vs brian2: <ratio>`` (numpy
+  target) and ``speedup vs brian2 cython: <ratio>``.
 - Peak memory: the process's maximum resident set size (``ru_maxrss``). Target: >= 10x
   the reference. The last line is ``speedup: <ratio>`` (ketasim subject-minutes per s /
   reference subject-minutes per s).
 
-Run: ``.venv/bin/python benchmarks/bench_circuit.py`` (about 1 min on 2 cores).
+Run: ``.venv/bin/python benchmarks/bench_circuit.py`` (about 1 min on 2 cores; about 3
+min with Brian2, of which about 40 s generating and compiling its cython code).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import resource
+import subprocess
 import time
+from pathlib import Path
 
 import ketasim
 
@@ -61,14 +79,15 @@ ketasim.configure()
 
 import numba
 import numpy as np
+from circuit_stats import FRAME_RATE_HZ, mean_se, rate_stats, session_stats
 
 from ketasim.circuit.network import CircuitParams, run_sessions, run_sessions_rate
 from ketasim.params import load_registry
 
-FRAME_RATE_HZ = 30.0
 N_CELLS = 60
-EVENT_DFF = 0.5  # population-mean dF/F counted as an ensemble event (like-for-like check)
 ISSUE_SUBJECT_MINUTES = 100 * 10 * 10.0
+HERE = Path(__file__).resolve().parent
+BRIAN2_PYTHON = HERE / ".brian2-venv" / "bin" / "python"  # make bench-brian2-venv
 
 
 def peak_rss_mb() -> float:
@@ -134,27 +153,106 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
         yield raw, neuropil, rate
 
 
-def session_stats(raw: np.ndarray, neuropil: np.ndarray, rate: np.ndarray,
-                  neuropil_factor: float) -> dict[str, float]:
-    """Summary statistics of one session (cells, frames), as an analysis script would."""
-    fc = raw.astype(np.float64) - neuropil_factor * neuropil
-    f0 = np.percentile(fc, 10, axis=1, keepdims=True)
-    dff = (fc - f0) / f0
-    pop = dff.mean(axis=0)
-    above = pop > EVENT_DFF
-    minutes = raw.shape[1] / FRAME_RATE_HZ / 60.0
-    return {
-        "mean fluorescence F": float(raw.mean()),
-        "mean dF/F (neuropil-corrected)": float(dff.mean()),
-        f"frames with pop. dF/F > {EVENT_DFF:g}": float(above.mean()),
-        "pop. events per min": float(np.count_nonzero(above[1:] & ~above[:-1]) / minutes),
-        "mean excitatory rate (Hz)": float(rate.mean()),
-    }
+def compare_table(left: list[dict], right: list[dict], right_name: str) -> list[str]:
+    """Prints mean +- s.e. over subjects of each statistic, ketasim (``left``) against
+    ``right``; warns about, and returns, those more than 15% apart."""
+    warnings = []
+    for name in left[0]:
+        a, sa = mean_se([x[name] for x in left])
+        b, sb = mean_se([x[name] for x in right])
+        diff = (b - a) / a if a else float("nan")
+        print(f"  {name:34s} ketasim {a:8.4f} +- {sa:.4f}   {right_name} {b:8.4f} +- "
+              f"{sb:.4f}   ({100 * diff:+.1f}%)")
+        if not abs(diff) <= 0.15:
+            warnings.append(name)
+    for name in warnings:
+        print(f"WARNING: {name} differs by more than 15% between the two sides")
+    if not warnings:
+        print("  all within 15%")
+    return warnings
 
 
-def mean_se(x) -> tuple[float, float]:
-    x = np.asarray(x, float)
-    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
+def run_brian2(python: Path, job: dict) -> dict:
+    """One job of ``brian2_circuit.py`` under Brian2's interpreter; its JSON result.
+    RuntimeError (with the end of its stderr) if it fails."""
+    proc = subprocess.run([str(python), str(HERE / "brian2_circuit.py"), "-"],
+                          input=json.dumps(job), capture_output=True, text=True,
+                          check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        err = proc.stderr.strip().splitlines()[-3:]
+        raise RuntimeError(f"exit {proc.returncode}: " + " | ".join(err))
+    return json.loads(lines[-1])
+
+
+def brian2_comparison(args, v: dict, coupling, drive, seeds, ks_rate: float, mean_f,
+                      ks_chk: list[dict]) -> None:
+    """Times Brian2 (each ``--brian2-targets``) on a sample of the workload, scales it
+    linearly to the workload like the reference, and compares the like-for-like
+    statistics. Prints why if Brian2 cannot run, never raises."""
+    bs = args.subjects if args.brian2_subjects is None else args.brian2_subjects
+    bq = args.brian2_sessions
+    bm = args.minutes if args.brian2_minutes is None else args.brian2_minutes
+    params = {k: float(x) for k, x in v.items()}
+    subject_minutes = args.subjects * args.sessions * args.minutes
+    rates = {}
+    header = False
+    for target in args.brian2_targets.split(","):
+        job = {"params": params, "target": target, "coupling": coupling[:bs, :bq].tolist(),
+               "drive": drive[:bs, :bq].tolist(), "seeds": seeds[:bs].tolist(),
+               "minutes": bm, "n_cells": N_CELLS, "frame_rate_hz": FRAME_RATE_HZ}
+        try:
+            out = run_brian2(args.brian2_python, job)
+        except (OSError, RuntimeError, ValueError) as e:
+            print(f"Brian2 ({target}) unavailable: {e}")
+            continue
+        if not header:
+            scaled = "" if bm == args.minutes else \
+                f", scaled from {bm:g}-min to {args.minutes:g}-min sessions"
+            print(f"Brian2 {out['brian2']} (numpy {out['numpy']}, its own venv): {bs} "
+                  f"subjects in one network x {bq} sessions x {bm:g} min per code generation "
+                  f"target, extrapolated linearly to the workload{scaled}; importing Brian2 "
+                  f"({out['import_s']:.1f} s) not counted")
+            header = True
+        rate = out["subject_minutes_per_s"]
+        rates[target] = rate
+        mode = " (runtime mode)" if target == "numpy" else ""
+        compiled = " and compiled (cold cache)" if target == "cython" else ""
+        print(f"  {target}{mode}: {rate:.3f} subject-minutes/s; simulated in "
+              f"{out['sim_s']:.1f} s (of which Brian2's preparation of each run(), "
+              f"{out['run_setup_s']:.2f} s x {2 * bq}); before it, not timed: network built "
+              f"in {out['build_s']:.1f} s and code generated{compiled} in "
+              f"{out['codegen_s']:.1f} s; peak RSS {out['peak_rss_mb']:.0f} MB; "
+              f"workload {subject_minutes / rate:.0f} s, the issue's "
+              f"{ISSUE_SUBJECT_MINUTES / rate / 60:.0f} min")
+        print(f"    its sessions' mean F {np.round(out['mean_f'][:2], 3).ravel().tolist()} vs "
+              f"ketasim's {np.round(mean_f[:2, :bq], 3).ravel().tolist()} (same coupling and "
+              "drive, different streams)")
+    if not rates:
+        return
+    for target, rate in rates.items():
+        r = ks_rate / rate
+        runtime = target == "numpy"
+        print(f"ketasim {ks_rate:.1f} vs Brian2 {target} {rate:.3f} subject-minutes/s"
+              + (f"; target >= 10x: {'met' if r >= 10 else 'NOT met'}" if runtime else ""))
+        print(f"speedup vs brian2{'' if runtime else ' ' + target}: {r:.1f}")
+
+    n_chk = args.check_subjects if args.brian2_check_subjects is None else \
+        args.brian2_check_subjects
+    target = "numpy" if "numpy" in rates else next(iter(rates))
+    job = {"params": params, "target": target, "coupling": [[1.0]] * n_chk,
+           "drive": [[1.0]] * n_chk, "seeds": list(range(90, 90 + n_chk)),
+           "minutes": args.check_minutes, "n_cells": N_CELLS,
+           "frame_rate_hz": FRAME_RATE_HZ, "stats": True}
+    try:
+        out = run_brian2(args.brian2_python, job)
+    except (OSError, RuntimeError, ValueError) as e:
+        print(f"Brian2 like-for-like check failed: {e}")
+        return
+    print(f"like for like with Brian2 ({target}; coupling 1, drive 1; ketasim "
+          f"{len(ks_chk)}, Brian2 {n_chk} subjects x {args.check_minutes:g} min; mean +- "
+          "s.e. over subjects):")
+    compare_table(ks_chk, out["stats"], "Brian2   ")
 
 
 def main(argv=None) -> float:
@@ -169,10 +267,26 @@ def main(argv=None) -> float:
                     help="minutes per reference session (default: --minutes)")
     ap.add_argument("--check-subjects", type=int, default=16)
     ap.add_argument("--check-minutes", type=float, default=3.0)
+    ap.add_argument("--brian2", action=argparse.BooleanOptionalAction, default=None,
+                    help="also time Brian2 (default: if its venv exists)")
+    ap.add_argument("--brian2-python", type=Path, default=BRIAN2_PYTHON,
+                    help="Brian2's interpreter (default: benchmarks/.brian2-venv)")
+    ap.add_argument("--brian2-targets", default="numpy,cython",
+                    help="Brian2 code generation targets, comma-separated")
+    ap.add_argument("--brian2-subjects", type=int, default=None,
+                    help="subjects in the Brian2 sample, one network (default: all)")
+    ap.add_argument("--brian2-sessions", type=int, default=1)
+    ap.add_argument("--brian2-minutes", type=float, default=None,
+                    help="minutes per Brian2 session (default: --minutes)")
+    ap.add_argument("--brian2-check-subjects", type=int, default=None,
+                    help="Brian2 subjects in the like-for-like check (default: "
+                    "--check-subjects)")
     args = ap.parse_args(argv)
     ref_minutes = args.minutes if args.ref_minutes is None else args.ref_minutes
     if args.ref_subjects > args.subjects or args.ref_sessions > args.sessions:
         ap.error("the reference sample must be part of the workload")
+    if (args.brian2_subjects or 0) > args.subjects or args.brian2_sessions > args.sessions:
+        ap.error("the Brian2 sample must be part of the workload")
 
     cp = CircuitParams.from_registry(load_registry())
     p, v = cp.vector(), cp.values
@@ -261,19 +375,17 @@ def main(argv=None) -> float:
                  for i in range(n_chk)]
     print(f"like for like (coupling 1, drive 1; {n_chk} subjects x {args.check_minutes:g} "
           "min per side; mean +- s.e. over subjects):")
-    warnings = []
-    for name in ks_stats[0]:
-        a, sa = mean_se([x[name] for x in ks_stats])
-        b, sb = mean_se([x[name] for x in ref_stats])
-        diff = (b - a) / a if a else float("nan")
-        print(f"  {name:34s} ketasim {a:8.4f} +- {sa:.4f}   reference {b:8.4f} +- "
-              f"{sb:.4f}   ({100 * diff:+.1f}%)")
-        if not abs(diff) <= 0.15:
-            warnings.append(name)
-    for name in warnings:
-        print(f"WARNING: {name} differs by more than 15% between the two sides")
-    if not warnings:
-        print("  all within 15%")
+    compare_table(ks_stats, ref_stats, "reference")
+
+    # ---- Brian2 (its own venv, a subprocess): the same sample-and-scale protocol
+    if args.brian2 is False:
+        print("Brian2: not run (--no-brian2)")
+    elif not args.brian2_python.exists():
+        print(f"Brian2: unavailable, not run (no interpreter at {args.brian2_python}; "
+              "`make bench-brian2-venv` creates it)")
+    else:
+        ks_chk = [{**x, **rate_stats(kr[i, 0])} for i, x in enumerate(ks_stats)]
+        brian2_comparison(args, v, coupling, drive, seeds, ks_rate, mean_f, ks_chk)
 
     ratio = ks_rate / ref_rate
     print(f"peak RSS {peak_rss_mb():.0f} MB")
