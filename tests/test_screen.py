@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_cli import assert_one_error_line
 from typer.testing import CliRunner
 
 from ketasim.cli import app
@@ -72,15 +73,6 @@ def compound_dir(tmp_path: Path) -> Path:
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_one_error_line(stderr: str, *fragments: str) -> None:
-    assert "Traceback" not in stderr, stderr
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{stderr}"
-    assert lines[0].startswith("error:"), lines[0]
-    for frag in fragments:
-        assert frag in lines[0], f"{frag!r} not in {lines[0]!r}"
 
 
 # ------------------------------------------------------------------ options
