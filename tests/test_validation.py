@@ -233,7 +233,7 @@ ALLOWED_GAPS = {"T-LH-06", "T-PA-03", "T-SEQ-03", "T-PB-06", "T-D1-02",
                 # compounds by their targets and the dose axis (issue 13): model gaps,
                 # each with its reason in targets.yaml
                 "T-CMP-09", "T-CMP-10", "T-CMP-17", "T-CMP-18", "T-CMP-21", "T-CMP-23",
-                "T-DR-03", "T-DR-07"}
+                "T-DR-03"}
 
 
 def test_allowed_gaps_are_marked_in_the_targets_file():
