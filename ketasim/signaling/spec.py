@@ -183,6 +183,7 @@ PARAMS: tuple[Param, ...] = (
     Param("act_surge", "sig.activity_surge_gain", "1"),
     Param("k_pot_on", "sig.k_potentiation_on", "1/h"),
     Param("k_pot_off", "sig.k_potentiation_off", "1/h"),
+    Param("pot_syn_exp", "sig.potentiation_synthesis_exponent", "1"),
     Param("k_rpot_off", "sig.k_reward_potentiation_off", "1/h"),
     Param("k_parac1_tag", "sig.k_parac1_tag", "1/h"),
     Param("stress_k_on", "stress.k_on", "1/h"),
@@ -304,6 +305,7 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
                     " + glun2b_share * glun2b_mod)")),
     # eEF2 -> BDNF -> TrkB -> ERK -> mTORC1 -> synthesis (F-K-10, F-K-11)
     ("bdnf_release", "bdnf * ampa"),
+    ("pot_gate", "pw(1.0 - pos(1.0 - synthesis), pot_syn_exp)"),
     # activity-dependent: a silenced neuron makes no new spines (F-W-9)
     ("structural_input",
      "pos(priming - 1.0) * pos(synthesis - 1.0) * (1.0 - drd1_neuron_silencing)"),
@@ -358,10 +360,16 @@ RATES: tuple[tuple[str, str], ...] = (
     # et al. 2003, Sun et al. 2005), faster the stronger the glutamatergic drive; so the
     # rescue needs dopamine (F-W-9, F-W-16, F-W-17) and fades over days unless new spines
     # take over (F-M-4, F-N-7)
-    ("potentiation", ("k_pot_on * pos(pka - 1.0) * d1n_activity * (1.0 - potentiation)"
+    # Inserting AMPA receptors needs their local synthesis: a synthesis deficit below
+    # baseline (mTORC1 block) slows the induction (pot_gate, 1 at or above baseline;
+    # Autry et al. 2011: the rapid effect needs protein synthesis; Li et al. 2010:
+    # rapamycin blocks it, F-K-12)
+    ("potentiation", ("k_pot_on * pot_gate * pos(pka - 1.0) * d1n_activity"
+                      " * (1.0 - potentiation)"
                      " - k_pot_off * potentiation - parac1_shrink * potentiation_tagged")),
     # the same induction in reward circuits (anhedonia, F-M-13), which keep it longer
-    ("reward_potentiation", ("k_pot_on * pos(pka - 1.0) * ampa * (1.0 - reward_potentiation)"
+    ("reward_potentiation", ("k_pot_on * pot_gate * pos(pka - 1.0) * ampa"
+                             " * (1.0 - reward_potentiation)"
                             " - k_rpot_off * reward_potentiation")),
     # AS-PaRAC1 (Hayashi-Takagi et al. 2015 Nature): the probe is made from a dendritically
     # targeted mRNA and gathers in recently potentiated spines over hours, so only
