@@ -215,3 +215,35 @@ def test_window_modulator_acts_at_its_allosteric_site():
     r = simulate(load_scenario_text(txt), registry=reg).readouts
     assert _peak(r, "glutamate_surge") > 1.1
     assert np.isclose(_peak(r, "occupancy_interneuron"), 0.0)
+
+
+def test_validate_and_power_load_user_compounds_in_their_workers(tmp_path):
+    """--compounds reaches validate's worker processes (spawned) and power."""
+    folder = _write(tmp_path / "c", BLOCKER)
+    reps = tmp_path / "r"
+    reps.mkdir()
+    text = scenario("testblocker", n=4).replace("name: t", "name: my_blocker") + (
+        "  - name: saline\n    n: 4\n    protocol:\n      - {at: 0h, drug: saline, route: ip}\n"
+        "    assays:\n      - {assay: signaling_state, at: [15min, 30min, 1h, 2h]}\n"
+        "compare:\n  - {readout: glutamate_surge, assay: signaling_state, at: 30min, "
+        "arms: [a, saline]}\ntargets: [T-USER-01]\n")
+    (reps / "my_blocker.yaml").write_text(text)
+    targets = tmp_path / "t.yaml"
+    targets.write_text(
+        "- target_id: T-USER-01\n  facts: [F-K-18]\n  role: validation\n  source: a lab\n"
+        "  quantity: glutamate surge at 30 min, blocker / saline\n  published: raised\n"
+        "  statistic: mean('a', 'glutamate_surge', '30min') / mean('saline', "
+        "'glutamate_surge', '30min')\n  tolerance: \">= 1.5\"\n")
+    out = tmp_path / "v"
+    res = CliRunner().invoke(app, ["validate", "--only", "my_blocker", "--replicas", str(reps),
+                                   "--targets", str(targets), "--compounds", str(folder),
+                                   "--seeds", "1", "--workers", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    table = pd.read_csv(out / "validation.csv")
+    row = table.set_index("target_id").loc["T-USER-01"]
+    assert row["status"] == "pass" and row["replication"] == "1/1"
+    res = CliRunner().invoke(app, ["power", str(reps / "my_blocker.yaml"), "--compare", "0",
+                                   "--n", "3,4", "--cohorts", "4", "--compounds", str(folder)])
+    assert res.exit_code == 0, res.output
