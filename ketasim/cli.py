@@ -269,9 +269,11 @@ def screen(
     folder: Path | None = typer.Argument(
         None, help="a folder of compound files to screen (default: the built-in drugs)"),
     species: str = typer.Option("mouse", "--species", help="mouse or rat"),
-    doses: str = typer.Option("10 mg/kg", "--doses",
-                              help="doses per body weight, e.g. '1,3,10 mg/kg' (several "
-                                   "doses draw dose-response curves)"),
+    doses: str | None = typer.Option(None, "--doses",
+                                     help="doses per body weight, e.g. '1,3,10 mg/kg' "
+                                          "(several doses draw dose-response curves); "
+                                          "default: each compound's effective dose from "
+                                          "its file (else 10 mg/kg)"),
     route: str = typer.Option("ip", "--route", help="route for every arm"),
     stress: str = typer.Option("cort", "--stress",
                                help="stress model before the dose: none, cort, restraint "

@@ -161,6 +161,7 @@ class ScreenPlan:
     arms: tuple[Candidate, ...]  # vehicle, reference, then candidates x doses (unique)
     notes: tuple[str, ...]
     scenario_text: str
+    per_compound: bool = False  # each candidate at its own effective dose (no --doses)
 
 
 @dataclass
@@ -251,14 +252,15 @@ def default_candidates(species: str, route: str) -> tuple[list[str], list[str]]:
 
 
 def plan_screen(*, species: str = "mouse", route: str = "ip", stress: str = "cort",
-                doses: str | Iterable[float] = DEFAULT_DOSES, n: int = DEFAULT_N,
+                doses: str | Iterable[float] | None = None, n: int = DEFAULT_N,
                 seed: int = DEFAULT_SEED, candidates: Iterable[str] | None = None
                 ) -> ScreenPlan:
     """Check the options and build the screen's scenario.
 
     ``candidates``: compound names (already registered); None for the default set
     (:func:`default_candidates`). Raises :class:`ScreenError` naming the option or the
-    compound at fault."""
+    compound at fault. ``doses`` None: each candidate at its file's ``effective_dose`` for
+    the species (10 mg/kg where it gives none, with a note)."""
     if species not in SPECIES:
         raise ScreenError(f"--species: got {species!r}; expected one of {SPECIES} (the "
                           "screen's assays, two-photon spines, tail suspension and open "
@@ -271,10 +273,14 @@ def plan_screen(*, species: str = "mouse", route: str = "ip", stress: str = "cor
                           "2..1000")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ScreenError(f"--seed: got {seed!r}; expected an integer in [0, 2**63)")
-    dose_values = parse_doses(doses) if isinstance(doses, str) else tuple(
-        sorted({float(d) for d in doses}))
-    if not dose_values or any(not (math.isfinite(d) and d > 0) for d in dose_values):
-        raise ScreenError(f"--doses: got {doses!r}; expected doses above zero")
+    per_compound = doses is None
+    if per_compound:
+        dose_values = ()
+    else:
+        dose_values = parse_doses(doses) if isinstance(doses, str) else tuple(
+            sorted({float(d) for d in doses}))
+        if not dose_values or any(not (math.isfinite(d) and d > 0) for d in dose_values):
+            raise ScreenError(f"--doses: got {doses!r}; expected doses above zero")
     for name in (VEHICLE, REFERENCE[0]):
         if route not in COMPOUNDS[name].routes:
             raise ScreenError(f"--route: got {route!r}; the vehicle and the reference "
@@ -295,14 +301,27 @@ def plan_screen(*, species: str = "mouse", route: str = "ip", stress: str = "cor
                           f"{route!r}")
     arms = {c.arm: c for c in (Candidate(VEHICLE, 0.0, "vehicle"),
                                Candidate(REFERENCE[0], REFERENCE[1], "reference"))}
+    own: dict[str, tuple[float, ...]] = {}
     for name in names:
-        for d in dose_values:
+        if not per_compound:
+            own[name] = dose_values
+            continue
+        eff = COMPOUNDS[name].effective_dose.get(species)
+        if eff is not None and eff.value is not None:
+            own[name] = (float(eff.value),)
+        else:
+            own[name] = (float(parse_doses(DEFAULT_DOSES)[0]),)
+            notes = [*notes, (f"{name}: no effective_dose for {species} in its file; "
+                              f"screened at {DEFAULT_DOSES}")]
+    for name in names:
+        for d in own[name]:
             c = Candidate(name, d, "candidate")
             if c.arm not in arms:  # ketamine at the reference dose is the reference arm
                 arms[c.arm] = c
     text = scenario_text(species, route, stress, n, seed, list(arms.values()))
-    return ScreenPlan(species, route, stress, dose_values, n, seed, tuple(names),
-                      tuple(arms.values()), tuple(notes), text)
+    used = tuple(sorted({d for ds in own.values() for d in ds}))
+    return ScreenPlan(species, route, stress, used, n, seed, tuple(names),
+                      tuple(arms.values()), tuple(notes), text, per_compound)
 
 
 def scenario_text(species: str, route: str, stress: str, n: int, seed: int,
@@ -519,7 +538,8 @@ def manifest(result: ScreenResult, registry: Registry, started: str | None = Non
     return collect(registry=registry, started=started, inputs=inputs,
                    scenario_text=p.scenario_text) | {
         "command": "screen", "species": p.species, "route": p.route, "stress": p.stress,
-        "doses_mg_per_kg": list(p.doses), "n": p.n, "seed": p.seed,
+        "doses_mg_per_kg": list(p.doses), "per_compound_doses": p.per_compound,
+        "n": p.n, "seed": p.seed,
         "candidates": list(p.compounds), "arms": [c.arm for c in p.arms],
         "reference": {"compound": REFERENCE[0], "dose_mg_per_kg": REFERENCE[1]},
         "rank_by": result.rank_by, "notes": list(p.notes), "workers": result.workers,

@@ -283,3 +283,29 @@ def test_builtin_screen_under_two_minutes(tmp_path):
     assert table.loc["ketamine_10mg_kg", "rank"] < table.loc["vehicle", "rank"]
     assert table.loc["esketamine_10mg_kg", "window_peak"] > table.loc["hnk_10mg_kg",
                                                                       "window_peak"]
+
+
+def test_default_dose_is_each_compounds_effective_dose():
+    """Without --doses every candidate gets its file's effective dose for the species
+    (10 mg/kg with a note where the file gives none); --doses overrides them all."""
+    from ketasim.screen import plan_screen
+
+    plan = plan_screen(doses=None, candidates=["mk801", "psilocybin", "norketamine"])
+    got = {c.compound: c.dose_mg_per_kg for c in plan.arms if c.role == "candidate"}
+    assert got == {"mk801": 0.1, "psilocybin": 1.0, "norketamine": 10.0}
+    assert plan.per_compound
+    assert any("norketamine" in n and "effective_dose" in n for n in plan.notes)
+    plan = plan_screen(doses="3 mg/kg", candidates=["mk801"])
+    assert [c.dose_mg_per_kg for c in plan.arms if c.role == "candidate"] == [3.0]
+    assert not plan.per_compound
+
+
+def test_effective_dose_needs_a_dose_unit():
+    import yaml
+
+    from ketasim.pk.compounds import COMPOUNDS, CompoundError, parse_compound
+
+    raw = yaml.safe_load(Path(COMPOUNDS["mk801"].source_file).read_text())
+    raw["effective_dose"]["rat"]["unit"] = "uM"
+    with pytest.raises(CompoundError, match="effective_dose.rat.unit"):
+        parse_compound(raw, "mk801.yaml")

@@ -32,6 +32,8 @@ ranges. A racemate lists ``components`` (compound: fraction of the dose) instead
 A ``window`` PK (tool compounds whose PK the model does not follow) acts from ``onset``
 to ``onset + duration`` after the dose with an exposure of ``dose / ED50`` per target,
 its potency given by dose kind (``per_kg``: mg/kg, ``local``: mg, ``concentration``: uM).
+``effective_dose`` (per species, mg/kg, with its source) is a typical effective dose in
+the literature, the dose ``ketasim screen`` gives when ``--doses`` is not set.
 Malformed files raise :class:`CompoundError` naming the file and field.
 """
 
@@ -137,6 +139,8 @@ class Compound:
     targets: tuple[TargetAction, ...] = ()
     notes: str = ""
     source_file: str = ""
+    # a typical effective dose per species (mg/kg), the screen's default dose
+    effective_dose: dict[str, Value] = field(default_factory=dict)
 
     @property
     def is_window(self) -> bool:
@@ -299,7 +303,7 @@ def parse_compound(raw: Any, source: str) -> Compound:
     """One compound from a parsed YAML document; ``source`` names the file in errors."""
     raw = _mapping(raw, source)
     known = {"name", "description", "kind", "routes", "analytes", "mw", "components", "pk",
-             "metabolites", "targets", "notes", "source"}
+             "metabolites", "targets", "notes", "source", "effective_dose"}
     unknown = set(raw) - known
     if unknown:
         _fail(source, f"unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
@@ -357,9 +361,15 @@ def parse_compound(raw: Any, source: str) -> Compound:
         _fail(f"{where}.targets", "a channel blocker needs compartmental PK")
     if kind == "inert" and (targets or pk):
         _fail(where, "an inert compound has no PK or targets")
+    eff_dose = {}
+    for sp, v in _mapping(raw.get("effective_dose", {}) or {},
+                          f"{where}.effective_dose").items():
+        if sp not in SPECIES:
+            _fail(f"{where}.effective_dose", f"unknown species {sp!r}; known: {SPECIES}")
+        eff_dose[sp] = _value(v, "mg/kg", f"{where}.effective_dose.{sp}")
     return Compound(name, kind, str(raw.get("description", "")), tuple(routes),
                     tuple(analytes), mw, dict(comps), pk, tuple(metabolites), targets,
-                    str(raw.get("notes", "")), source)
+                    str(raw.get("notes", "")), source, eff_dose)
 
 
 def read_compound_file(path: Path) -> Compound:
@@ -502,4 +512,6 @@ def compound_schema() -> dict:
                 "properties": {"compound": {"type": "string"},
                                "fraction": {"$ref": "#/$defs/value"}}}},
             "targets": {"type": "object", "propertyNames": {"enum": sorted(TARGETS)},
-                        "additionalProperties": target}}}
+                        "additionalProperties": target},
+            "effective_dose": {"type": "object", "propertyNames": {"enum": list(SPECIES)},
+                               "additionalProperties": {"$ref": "#/$defs/value"}}}}

@@ -201,14 +201,15 @@ def write_screen(out: Path, result, metrics: pd.DataFrame, manifest: dict) -> li
                         "plasticity window", "The plasticity window: latent plasticity "
                         "potential above vehicle (each arm from its own pre-dose level), "
                         "mean of the arm's subjects."))
-    if len(plan.doses) > 1:
+    if len(plan.doses) > 1 and not plan.per_compound:
         figs.append(img_tag(dose_response_figure(table, metrics,
                                                  out / "fig_dose_response.png"),
                             "dose-response", "Dose-response per compound; the reference "
                             "(ketamine 10 mg/kg) as a red star, the vehicle as a dashed "
                             "grey line."))
     e = html.escape
-    doses = ", ".join(f"{d:g}" for d in plan.doses)
+    doses = ("each at its effective dose (" + ", ".join(f"{d:g}" for d in plan.doses) + ")"
+             if plan.per_compound else ", ".join(f"{d:g}" for d in plan.doses))
     body = [
         "<h1>ketasim screen</h1>",
         (f"<p>{len(plan.compounds)} candidates ({e(', '.join(plan.compounds))}) at "
