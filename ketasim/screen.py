@@ -33,21 +33,21 @@ species and route, else :class:`ScreenError` names them.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 import ketasim
+from ketasim.experiment.pool import worker_pool
 from ketasim.experiment.runner import READOUT_COLUMNS, simulate
 from ketasim.params import Registry
-from ketasim.pk.compounds import BUILTIN, COMPOUNDS, Compound, add_compounds
+from ketasim.pk.compounds import BUILTIN, COMPOUNDS, Compound
 from ketasim.provenance import collect
 from ketasim.scenario import load_scenario_text
 from ketasim.scenario.units import UnitError, parse_dose
@@ -365,12 +365,6 @@ def check_rank_by(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- running
-def _worker_init(compounds: tuple[str, ...] = ()) -> None:
-    ketasim.configure(threads=1)  # the parent's cache folder, one numba thread
-    for folder in compounds:  # the user's compound files, as registered in the parent
-        add_compounds(folder)
-
-
 def run_arm(text: str, arm: str, registry: Registry) -> tuple[str, pd.DataFrame, float]:
     """Simulate one arm of the screen's scenario (in a worker process)."""
     t0 = time.perf_counter()
@@ -410,9 +404,7 @@ def run_screen(plan: ScreenPlan, *, registry: Registry, workers: int | None = No
         for arm in names:
             collect(run_arm(plan.scenario_text, arm, registry))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(tuple(map(str, compounds)),)) as pool:
+        with worker_pool(workers, compounds) as pool:
             futures = [pool.submit(run_arm, plan.scenario_text, arm, registry)
                        for arm in names]
             for fut in as_completed(futures):

@@ -416,3 +416,19 @@ def test_odd_csv_cells_raise_only_behavior_errors(tmp_path, value):
     path.write_text(f"subject,start_s,end_s,state\nm1,0,{cell},immobile\n", encoding="utf-8")
     with pytest.raises(BehaviorDataError, match=r"^odd.csv, column 'end_s', row 1 \(line 2\)"):
         read_tst_table(path)
+
+
+def test_open_field_ataxia_follows_pyramidal_block():
+    """F-W-18: hyperlocomotion follows interneuron block, ataxia pyramidal block; without
+    pyramidal block the speed is the hyperlocomotion rule alone."""
+    from ketasim.behavior.open_field import OpenFieldParams
+    from ketasim.params import load_registry
+
+    op = OpenFieldParams.from_registry(load_registry())
+    occ = np.array([0.0, 0.9, 0.9, 0.9])
+    pyr = np.array([0.0, 0.0, 0.4, 0.9])
+    v = op.speed(occ, pyr)
+    np.testing.assert_allclose(op.speed(occ[:2]), v[:2])
+    assert v[1] > 2.0 * v[0]  # hyperlocomotion
+    assert v[2] > 0.9 * v[1]  # a sub-anaesthetic pyramidal block barely slows
+    assert v[3] < 0.5 * v[1]  # anaesthetic block: ataxia

@@ -247,3 +247,29 @@ def test_validate_and_power_load_user_compounds_in_their_workers(tmp_path):
     res = CliRunner().invoke(app, ["power", str(reps / "my_blocker.yaml"), "--compare", "0",
                                    "--n", "3,4", "--cohorts", "4", "--compounds", str(folder)])
     assert res.exit_code == 0, res.output
+
+
+def test_every_action_a_target_allows_reaches_the_model_equations():
+    """A target declared in ketasim.pk.targets must act in the cascade: each action it
+    allows moves a quantity that some assignment or rate reads (not only its own)."""
+    import re
+
+    from ketasim.pk.targets import ALLOSTERIC
+    from ketasim.signaling import spec
+
+    quantity = {"antagonist": "block", "inhibitor": "block", "agonist": "ag",
+                "activator": "ag", "positive_modulator": "mod", "negative_modulator": "mod"}
+    exprs = [(n, e) for n, e in (*spec.ASSIGNMENTS, *spec.RATES)]
+    for name, t in TARGETS.items():
+        for action in t.actions:
+            if name == "nmda":
+                continue  # the channel: occ_int / occ_pyr and their rest forms
+            q = f"{name}_{quantity[action]}"
+            users = [n for n, e in exprs if n != q and re.search(rf"\b{q}\b", e)]
+            assert users, f"{name} {action}: {q} is read by no equation"
+            if action in ALLOSTERIC:
+                assert name in spec.ALLO_NODES
+            else:
+                assert name in spec.ORTHO_NODES
+    for q in ("occ_int_rest", "occ_pyr", "occ_pyr_rest"):
+        assert any(re.search(rf"\b{q}\b", e) for n, e in exprs if n != q), q

@@ -235,13 +235,19 @@ def _set_target(b: _Builder, t: TargetAction, k: int, val) -> None:
         mg = val(t.mg_rest, "targets.nmda.mg_rest")
         b.set_param(f"nmda_a{k}", inv_k)
         b.set_param(f"nmda_r{k}", inv_k * trap / ref / mg)
-    elif t.action in ALLOSTERIC:
-        sign = 1.0 if t.action == "positive_modulator" else -1.0
-        b.set_param(f"{t.target}_am{k}", inv_k)
-        b.set_param(f"{t.target}_m{k}", sign * eff * inv_k)
     else:
-        b.set_param(f"{t.target}_a{k}", inv_k)
-        b.set_param(f"{t.target}_{'b' if t.action in REMOVING else 'g'}{k}", eff * inv_k)
+        (occ, act), sign = _site(t)
+        b.set_param(f"{t.target}_{occ}{k}", inv_k)
+        b.set_param(f"{t.target}_{act}{k}", sign * eff * inv_k)
+
+
+def _site(t: TargetAction) -> tuple[tuple[str, str], float]:
+    """The suffixes of a target action's occupancy and effect quantities (``a``/``b``/
+    ``g`` at an orthosteric site, ``am``/``m`` at an allosteric one; windows add ``w``)
+    and the sign of its effect."""
+    if t.action in ALLOSTERIC:
+        return ("am", "m"), (1.0 if t.action == "positive_modulator" else -1.0)
+    return ("a", "b" if t.action in REMOVING else "g"), 1.0
 
 
 def _compile_drug(b: _Builder, ev, species, cohort, registry, slots, where) -> None:
@@ -309,13 +315,8 @@ def _compile_window(b: _Builder, ev, comp: Compound, species, cohort, registry, 
                             f"targets.{t.target}.potency.{kind}")
         eff = _resolve(t.efficacy, cohort, registry, species, cw,
                        f"targets.{t.target}.efficacy")
-        if t.action in ALLOSTERIC:
-            sign = 1.0 if t.action == "positive_modulator" else -1.0
-            pairs = ((f"{t.target}_wam", r), (f"{t.target}_wm", sign * eff * r))
-        else:
-            which = "b" if t.action in REMOVING else "g"
-            pairs = ((f"{t.target}_wa", r), (f"{t.target}_w{which}", eff * r))
-        for ctl, v in pairs:
+        (occ, act), sign = _site(t)
+        for ctl, v in ((f"{t.target}_w{occ}", r), (f"{t.target}_w{act}", sign * eff * r)):
             b.add(on, EV_ADD_PARAM, ctl, v, f"{ev.drug}_on")
             b.add(off, EV_ADD_PARAM, ctl, -v, f"{ev.drug}_off")
 

@@ -23,6 +23,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ketasim.pk.compounds import ANALYTES
+from ketasim.pk.targets import ALLO_NODES, ORTHO_NODES
+
 
 @dataclass(frozen=True)
 class State:
@@ -62,7 +65,6 @@ class Control:
 # window need no slot: they move the target controls ``{target}_w*`` directly.
 N_SLOTS = 6
 SLOTS = tuple(range(N_SLOTS))
-ANALYTES = ("ketamine", "esketamine", "arketamine", "norketamine", "hnk", "drug")
 
 STATES: tuple[State, ...] = (
     *(
@@ -117,9 +119,8 @@ SLOT_PARAMS: tuple[tuple[str, str, float, str], ...] = (
 )
 # per target with an orthosteric site: affinity (1/K), removing and adding efficacy x
 # affinity; per target with an allosteric site: affinity and signed efficacy x affinity
-ORTHO_NODES = ("glun2b", "ampa", "mglu23", "m1", "ht2a", "trkb", "mtorc1", "drd1", "pka",
-               "da_supply")
-ALLO_NODES = ("glun2b", "ampa", "gabaa_a5")
+# (the nodes are declared once, in ketasim.pk.targets; a test checks that each action a
+# node allows reaches an equation below)
 TARGET_SLOT_PARAMS: tuple[tuple[str, str], ...] = (
     *((f"{t}_a", "1/uM") for t in ORTHO_NODES),
     *((f"{t}_b", "1/uM") for t in ORTHO_NODES),

@@ -18,11 +18,10 @@ expression) is reported beside the published one where the targets file gives th
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,9 +30,9 @@ import pandas as pd
 
 import ketasim
 from ketasim.analysis.stats import compare
+from ketasim.experiment.pool import worker_pool
 from ketasim.experiment.runner import simulate
 from ketasim.params import Registry
-from ketasim.pk.compounds import add_compounds
 from ketasim.provenance import collect
 from ketasim.scenario import load_scenario
 from ketasim.spines.assays import tracking_tables
@@ -161,12 +160,6 @@ def plan(only: list[str] | None = None, replicas: dict[str, Path] | None = None,
     return chosen
 
 
-def _worker_init(compounds: tuple[str, ...] = ()) -> None:
-    ketasim.configure(threads=1)  # the cache folder of the parent, one numba thread
-    for folder in compounds:  # the user's compound files (--compounds), as in the parent
-        add_compounds(folder)
-
-
 def run_replica(path: str, registry: Registry) -> ReplicaRun:
     """Simulate one replica (in a worker process)."""
     t0 = time.perf_counter()
@@ -277,9 +270,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
         for fn, args in jobs:
             collect(fn(*args))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(tuple(map(str, compounds)),)) as pool:
+        with worker_pool(workers, compounds) as pool:
             for fut in as_completed([pool.submit(fn, *args) for fn, args in jobs]):
                 collect(fut.result())
     results = [judge(targets[tid], runs[name])
