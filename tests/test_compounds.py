@@ -273,3 +273,15 @@ def test_every_action_a_target_allows_reaches_the_model_equations():
                 assert name in spec.ORTHO_NODES
     for q in ("occ_int_rest", "occ_pyr", "occ_pyr_rest"):
         assert any(re.search(rf"\b{q}\b", e) for n, e in exprs if n != q), q
+
+
+def test_registry_reference_with_the_wrong_unit_is_a_clear_error(tmp_path):
+    """A field that names a registry parameter takes it as it is, so the units must
+    match: clearance (L/h/kg) from a fraction is refused, naming the field."""
+    from ketasim.signaling.protocol import ProtocolError
+
+    bad = BLOCKER.replace('cl: {value: 6.0, unit: L/h/kg, source: "assumed"}',
+                          "cl: {param: rec.fu_brain}")
+    add_compounds(_write(tmp_path / "c", bad))
+    with pytest.raises(ProtocolError, match=r"pk\.mouse\.cl must be in L/h/kg.*rec\.fu_brain"):
+        simulate(load_scenario_text(scenario("testblocker")), registry=load_registry())

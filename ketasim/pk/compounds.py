@@ -70,13 +70,21 @@ _UNITS: dict[str, dict[str, float]] = {
     "uM": {"uM": 1.0, "nM": 1e-3, "mM": 1e3},
     "mg/kg": {"mg/kg": 1.0},
     "mg": {"mg": 1.0, "ug": 1e-3},
-    "x baseline": {"x baseline": 1.0, "1": 1.0},
+    # agonist efficacy: the node's signal added, in baselines of it (dopamine for Drd1)
+    "x baseline": {"x baseline": 1.0, "1": 1.0, "x baseline dopamine": 1.0},
 }
 COMPARTMENTAL_FIELDS = {"cl": "L/h/kg", "v1": "L/kg", "q": "L/h/kg", "v2": "L/kg",
                         "kp_brain": "1", "ke0": "1/h", "fu_brain": "1"}
 WINDOW_FIELDS = {"onset": "h", "duration": "h"}
 ROUTE_FIELDS = {"f": "1", "ka": "1/h"}
 WINDOW_POTENCY_UNITS = {"per_kg": "mg/kg", "local": "mg", "concentration": "uM"}
+
+
+def same_unit(registry_unit: str, canonical: str) -> bool:
+    """Whether a registry parameter in ``registry_unit`` can stand for a field whose
+    canonical unit is ``canonical`` as it is (no conversion is applied to registry
+    values)."""
+    return registry_unit == canonical or _UNITS.get(canonical, {}).get(registry_unit) == 1.0
 
 
 class CompoundError(ValueError):

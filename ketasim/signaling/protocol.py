@@ -23,7 +23,14 @@ import numpy as np
 
 from ketasim.core.cohort import Cohort
 from ketasim.params import Registry
-from ketasim.pk.compounds import COMPOUNDS, Compound, CompoundError, TargetAction, Value
+from ketasim.pk.compounds import (
+    COMPOUNDS,
+    Compound,
+    CompoundError,
+    TargetAction,
+    Value,
+    same_unit,
+)
 from ketasim.pk.targets import ALLOSTERIC, REMOVING
 from ketasim.signaling import spec
 from ketasim.signaling.solver import EV_ADD_PARAM, EV_ADD_STATE, EV_SET_PARAM
@@ -167,7 +174,7 @@ def _resolve(v: Value, cohort, registry, species, where, what) -> np.ndarray:
     for name in v.names(species):
         if name in registry and v.param and name == v.param.replace("{species}", species):
             unit = registry[name].unit
-            if unit != v.unit and not (v.unit == "x baseline" and unit in ("1", "x baseline dopamine")):
+            if not same_unit(unit, v.unit):
                 raise ProtocolError(f"{where}: {what} must be in {v.unit}, but registry "
                                     f"parameter {name!r} is in {unit}")
     out = v.resolve(_resolver(cohort, registry, where, what), species)
