@@ -418,17 +418,22 @@ def test_odd_csv_cells_raise_only_behavior_errors(tmp_path, value):
         read_tst_table(path)
 
 
-def test_open_field_ataxia_follows_pyramidal_block():
-    """F-W-18: hyperlocomotion follows interneuron block, ataxia pyramidal block; without
-    pyramidal block the speed is the hyperlocomotion rule alone."""
+def test_open_field_ataxia_follows_pyramidal_shutdown():
+    """F-W-18: hyperlocomotion follows interneuron block, ataxia the pyramidal shutdown
+    (a steep function of pyramidal block, from the signalling layer); without it the
+    speed is the hyperlocomotion rule alone."""
     from ketasim.behavior.open_field import OpenFieldParams
     from ketasim.params import load_registry
 
-    op = OpenFieldParams.from_registry(load_registry())
+    reg = load_registry()
+    op = OpenFieldParams.from_registry(reg)
+    o50, n = reg.value("rec.pyramidal_shutdown_occ50"), reg.value("rec.pyramidal_shutdown_hill")
     occ = np.array([0.0, 0.9, 0.9, 0.9])
     pyr = np.array([0.0, 0.0, 0.4, 0.9])
-    v = op.speed(occ, pyr)
+    shut = pyr**n / (pyr**n + o50**n)
+    v = op.speed(occ, shut)
     np.testing.assert_allclose(op.speed(occ[:2]), v[:2])
     assert v[1] > 2.0 * v[0]  # hyperlocomotion
     assert v[2] > 0.9 * v[1]  # a sub-anaesthetic pyramidal block barely slows
     assert v[3] < 0.5 * v[1]  # anaesthetic block: ataxia
+    np.testing.assert_allclose(v[3], v[1] * (1.0 - shut[3]))

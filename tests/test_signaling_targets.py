@@ -251,3 +251,31 @@ def test_potentiation_needs_synthesis_only_below_baseline():
     # given hours, so the mean over the first day is what falls)
     assert blocked_on.mean() < 0.8 * blocked_off.mean()
     assert (blocked_on <= blocked_off + 1e-9).all()
+
+
+def test_anaesthetic_block_lowers_basal_release_and_spares_low_doses():
+    """F-W-18 (Moghaddam et al. 1997): near anaesthetic pyramidal block the recurrent
+    activity that carries part of basal release shuts down, so 200 mg/kg in rats lowers
+    glutamate below baseline at 30 min, while at 10 mg/kg the shutdown stays below a few
+    per cent (the sub-anaesthetic cascade is untouched); without the basal share the
+    anaesthetic dose does not lower release."""
+    text = ("name: anaesthetic\nspecies: rat\nseed: 4\narms:\n" + "".join(
+        f"  - name: {name}\n    n: 8\n    protocol: [{proto}]\n"
+        "    assays: [{assay: signaling_state, at: [10min, 30min, 1h, 2h]}]\n"
+        for name, proto in [("saline", SAL),
+                            ("k10", "{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}"),
+                            ("k200", "{at: 0h, drug: ketamine, dose: 200 mg/kg, route: ip}")]))
+    sc = load_scenario_text(text)
+
+    def means(registry):
+        r = simulate(sc, registry=registry).readouts
+        return r.groupby(["arm", "readout", "time_h"])["value"].mean()
+
+    reg = load_registry()
+    m = means(reg)
+    assert m["k200", "glutamate_surge", 0.5] < 0.95 * m["saline", "glutamate_surge", 0.5]
+    assert m["k200", "pyramidal_shutdown", 0.5] > 0.5
+    assert m["k10", "pyramidal_shutdown"].max() < 0.05
+    assert m["k10", "glutamate_surge", 0.5] > 2.0
+    m0 = means(reg.with_values({"sig.basal_release_pyramidal_share": 0.0}))
+    assert m0["k200", "glutamate_surge", 0.5] > 1.0

@@ -232,8 +232,7 @@ ALLOWED_GAPS = {"T-LH-06", "T-PA-03", "T-SEQ-03", "T-D1-02",
                 "T-D1-04",
                 # compounds by their targets and the dose axis (issue 13): model gaps,
                 # each with its reason in targets.yaml
-                "T-CMP-09", "T-CMP-10", "T-CMP-18", "T-CMP-23", "T-CMP-26",
-                "T-DR-03"}
+                "T-CMP-09", "T-CMP-10", "T-CMP-18", "T-CMP-23", "T-CMP-26"}
 
 
 def test_allowed_gaps_are_marked_in_the_targets_file():
@@ -280,7 +279,8 @@ def test_every_replica_is_a_valid_scenario():
 
 
 NEW_REPLICA = """
-# A lab's own replica: ketamine 30 mg/kg ip raises p-mTOR more than 10 mg/kg.
+# A lab's own replica: ketamine 30 mg/kg ip blocks more interneuron NMDA receptors at 1 h
+# than 10 mg/kg.
 name: my_dose_response
 species: mouse
 seed: 5
@@ -296,11 +296,11 @@ NEW_TARGETS = """
   facts: [F-W-8]
   role: validation
   source: Our lab 2026 (unpublished)
-  quantity: dopamine at 1 h, high / low dose
+  quantity: interneuron NMDA receptor block at 1 h, high / low dose
   published: higher with dose
-  statistic: mean('high', 'da_rel', '1h') / mean('low', 'da_rel', '1h')
+  statistic: mean('high', 'occupancy_interneuron', '1h') / mean('low', 'occupancy_interneuron', '1h')
   published_effect: 1.234567
-  effect: mean('high', 'da_rel', '1h') / mean('low', 'da_rel', '1h')
+  effect: mean('high', 'occupancy_interneuron', '1h') / mean('low', 'occupancy_interneuron', '1h')
   tolerance: "> 1"
 - target_id: T-LAB-2
   facts: [F-W-6]
@@ -443,7 +443,8 @@ def test_seeds_count_passes_over_further_seeds(tmp_path):
     rep = tmp_path / "reps" / "my_dose_response.yaml"
     rep.write_text(NEW_REPLICA)
     # a threshold inside the seed-to-seed spread of the statistic: some seeds pass
-    expr = "mean('high', 'da_rel', '1h') / mean('low', 'da_rel', '1h')"
+    expr = ("mean('high', 'occupancy_interneuron', '1h') "
+            "/ mean('low', 'occupancy_interneuron', '1h')")
     sc = load_scenario(rep)
     vals = [evaluate(expr, simulate(sc, seed=sc.seed + k, registry=load_registry()).readouts) for k in range(4)]
     cut = float(np.median(vals[1:]))

@@ -111,10 +111,10 @@ def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     for j, t0 in enumerate(at):
         # the drive at each second of the bin (the runner samples the declared times)
         occ = ctx.trajectory("occupancy_interneuron", _seconds(t0, n_s))
-        pyr = ctx.trajectory("occupancy_pyramidal", _seconds(t0, n_s))
+        shut = ctx.trajectory("pyramidal_shutdown", _seconds(t0, n_s))
         for s in range(ctx.n):
             g = ctx.rng(s, f"open_field_{j}")
-            x, y, t = track(op.speed(occ[s], pyr[s]), op, g)
+            x, y, t = track(op.speed(occ[s], shut[s]), op, g)
             out[s, j, 0] = binned_distance(x, y, t, bin_s=float(n_s))[1].sum()
     return ctx.rows(out, at, ["distance_cm"], ["cm"])
 
@@ -130,7 +130,7 @@ def _open_field_times(at: np.ndarray, options: dict) -> np.ndarray:
 
 OPEN_FIELD = Assay(
     "open_field", "open-field locomotion, video tracking", (Readout("distance_cm", "cm"),),
-    _open_field, outputs=("occupancy_interneuron", "occupancy_pyramidal"), sample_times=_open_field_times,
+    _open_field, outputs=("occupancy_interneuron", "pyramidal_shutdown"), sample_times=_open_field_times,
     options={"bin_min": 5.0}, positive=("bin_min",))
 
 

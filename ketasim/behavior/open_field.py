@@ -5,10 +5,11 @@ Rule (parameters ``behavior.open_field.*``): the mean running speed is the basel
 cortical interneurons (the signalling layer) and h a Hill function (half-effect
 ``occ50``, steepness ``hill``): the drive of the acute hyperlocomotion falls with brain
 ketamine and is over by about 2 h at 10 mg/kg. At anaesthetic doses ketamine causes
-ataxia and immobility instead: the speed is multiplied by ``1 - i(p)``, with p the NMDA
-receptor block on pyramidal neurons (which needs about eight times the concentration
-that blocks interneurons) and i a Hill function (``ataxia_occ50``, ``ataxia_hill``), so
-locomotion over doses is an inverted U (F-W-18). The animal's path is a correlated random
+ataxia and immobility instead: the speed is multiplied by ``1 - s``, with s the
+signalling layer's ``pyramidal_shutdown`` (a steep Hill function of the NMDA receptor
+block on pyramidal neurons, which needs about eight times the concentration that blocks
+interneurons; ``rec.pyramidal_shutdown_*``), so locomotion over doses is an inverted U
+(F-W-18). The animal's path is a correlated random
 walk sampled once a second (gamma-distributed step speed, heading diffusion, reflection
 at the arena walls), seen by a tracking camera with position jitter, and scored by
 :func:`ketasim.analysis.behavior.binned_distance`.
@@ -21,23 +22,22 @@ import numpy as np
 from ketasim.params.registry import ParamGroup
 
 PARAM_NAMES = ("speed_cm_s", "hyper_gain", "occ50", "hill", "arena_cm", "speed_cv",
-               "heading_sd_rad", "jitter_cm", "ataxia_occ50", "ataxia_hill")
+               "heading_sd_rad", "jitter_cm")
 
 
 class OpenFieldParams(ParamGroup):
     PREFIX, NAMES = "behavior.open_field", PARAM_NAMES
 
-    def speed(self, occupancy: np.ndarray, pyramidal: np.ndarray | None = None
+    def speed(self, occupancy: np.ndarray, shutdown: np.ndarray | None = None
               ) -> np.ndarray:
-        """Mean speed (cm/s) at an NMDA occupancy on interneurons and (ataxia) on
-        pyramidal neurons (none when ``pyramidal`` is None)."""
+        """Mean speed (cm/s) at an NMDA occupancy on interneurons and (ataxia) a
+        pyramidal shutdown (0-1; none when ``shutdown`` is None)."""
         v = self.values
         x = np.power(np.clip(occupancy, 0.0, None) / v["occ50"], v["hill"])
         speed = v["speed_cm_s"] * (1.0 + v["hyper_gain"] * x / (1.0 + x))
-        if pyramidal is None:
+        if shutdown is None:
             return speed
-        y = np.power(np.clip(pyramidal, 0.0, None) / v["ataxia_occ50"], v["ataxia_hill"])
-        return speed / (1.0 + y)
+        return speed * (1.0 - np.clip(shutdown, 0.0, 1.0))
 
 
 def track(mean_speed: np.ndarray, params: OpenFieldParams, rng: np.random.Generator

@@ -66,7 +66,7 @@ _STATE = {
     "synaptic_protein": "synaptic_protein", "glutamate_surge": "glutamate_surge",
     "da_rel": "da_rel", "pka_rel": "pka_rel", "stress_load": "stress_load",
     "occupancy_interneuron": "occupancy_interneuron",
-    "occupancy_pyramidal": "occupancy_pyramidal",
+    "occupancy_pyramidal": "occupancy_pyramidal", "pyramidal_shutdown": "pyramidal_shutdown",
     "rest_block_pyramidal": "rest_block_pyramidal", "ampa_drive": "ampa_drive",
     "synaptic_potentiation": "synaptic_potentiation",
     "reward_potentiation": "reward_potentiation",

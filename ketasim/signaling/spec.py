@@ -137,6 +137,9 @@ PARAMS: tuple[Param, ...] = (
     Param("pot_int", "rec.potency_interneuron", "1"),
     Param("pot_pyr", "rec.potency_pyramidal", "1"),
     Param("glun2b_share", "rec.glun2b_rest_share", "1"),
+    Param("shut_o50", "rec.pyramidal_shutdown_occ50", "1"),
+    Param("shut_n", "rec.pyramidal_shutdown_hill", "1"),
+    Param("basal_pyr", "sig.basal_release_pyramidal_share", "1"),
     Param("m1_share", "sig.m1_interneuron_share", "1"),
     Param("a5_share", "sig.gabaa_a5_dendritic_share", "1"),
     Param("ht2a_gain", "sig.ht2a_glutamate_gain", "1"),
@@ -264,6 +267,11 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("occ_pyr", "nmda_ratio / (nmda_ratio + pot_pyr)"),
     ("occ_int_rest", "nmda_rest / (nmda_rest + pot_int)"),
     ("occ_pyr_rest", "nmda_rest / (nmda_rest + pot_pyr)"),
+    # near-anaesthetic pyramidal block silences the NMDA-dependent recurrent activity of
+    # pyramidal neurons: a steep function of the block (ataxia in the open field, F-W-18;
+    # and the basal release that this activity carries, below)
+    ("shut_kn", "pw(shut_o50, shut_n)"),
+    ("pyr_shutdown", "hillk(occ_pyr, shut_kn, shut_n)"),
     # inhibition reaching pyramidal dendrites: interneurons lose NMDA drive (block at
     # rest) and cholinergic M1 drive (antagonists), and alpha5 GABA-A modulators scale
     # dendritic inhibition; disinhibition -> glutamate surge
@@ -271,12 +279,14 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
                     " * (1.0 + a5_share * gabaa_a5_mod)")),
     ("dis_kn", "pw(dis_o50, dis_n)"),
     ("disinhibition", "hillk(pos(1.0 - inhibition), dis_kn, dis_n)"),
-    # release: the surge is limited by pyramidal block; 5-HT2A on L5 neurons adds to it
+    # release: a share of basal release rides on pyramidal recurrent activity and fails
+    # with it at anaesthetic block (Moghaddam et al. 1997: 200 mg/kg lowers prefrontal
+    # glutamate); the surge is limited by pyramidal block; 5-HT2A on L5 neurons adds to it
     # (removing the serotonin tone takes from it); mGluR2/3 brake release with a tone
     ("mglu_brake", "mglu_tone * (1.0 - mglu23_block) + (1.0 - mglu_tone) * mglu23_ag"),
     # stimulating the Drd1-expressing pyramidal neurons adds their glutamatergic output
     # (F-W-9)
-    ("glutamate", ("(1.0 + glu_amp * disinhibition * (1.0 - occ_pyr)"
+    ("glutamate", ("(1.0 - basal_pyr * pyr_shutdown + glu_amp * disinhibition * (1.0 - occ_pyr)"
                    " + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block)"
                    " + d1n_stim_glu * drd1_neuron_stim)"
                    " * (1.0 - mglu_brake) / (1.0 - mglu_tone)")),
@@ -413,6 +423,8 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
      "the dosed compounds that report as 'drug', in brain"),
     ("occupancy_interneuron", "occ_int", "1", "NMDA receptor block on interneurons"),
     ("occupancy_pyramidal", "occ_pyr", "1", "NMDA receptor block on pyramidal cells"),
+    ("pyramidal_shutdown", "pyr_shutdown", "1",
+     "loss of NMDA-dependent pyramidal recurrent activity (0-1; steep near anaesthetic block)"),
     ("rest_block_pyramidal", "rest_block", "1",
      "block of the pyramidal NMDA rest current (NMDA block at rest and GluN2B)"),
     ("glutamate_surge", "glutamate", "1", "glutamate release (x baseline)"),
