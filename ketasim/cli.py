@@ -498,6 +498,104 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
     out.print(f"wrote {out_file}")
 
 
+@app.command()
+def query(
+    run_dir: Path = typer.Argument(..., help="a run's output folder (run, validate, power, "
+                                   "screen)"),
+    sql: str | None = typer.Argument(None, help="one SQL query (DuckDB dialect) over the "
+                                     "folder's tables: readouts, summary, stats, ..."),
+    limit: int = typer.Option(50, "--limit", help="rows to print (0: all); --output "
+                              "writes every row"),
+    fmt: str | None = typer.Option(None, "--format", help="table, csv, json or parquet "
+                                   "(default: table, or from --output's suffix)"),
+    output: Path | None = typer.Option(None, "--output", help="write the full result to "
+                                       "this file (csv, json or parquet) instead"),
+    tables: bool = typer.Option(False, "--tables", help="list the tables with their "
+                                "columns and row counts"),
+):
+    """Answer SQL over a run folder's results (DuckDB over its Parquet and CSV files).
+
+    Every .parquet and .csv file is a table named after the file (readouts.parquet ->
+    readouts, summary.csv -> summary); a subfolder of Parquet parts is one table named
+    after the folder. Only queries run: the run folder is never changed."""
+    from ketasim.io.query import (
+        FORMATS,
+        QueryError,
+        RunTables,
+        check_output,
+        head,
+        output_format,
+        write_csv,
+        write_json,
+        write_result,
+    )
+
+    try:
+        if fmt is not None and fmt not in FORMATS:
+            raise QueryError(f"--format: got {fmt!r}; expected one of {', '.join(FORMATS)}")
+        if limit < 0:
+            raise QueryError(f"--limit: got {limit}; expected 0 (all rows) or more")
+        if tables and sql is not None:
+            raise QueryError("--tables lists the tables and takes no SQL; give one or the "
+                             "other")
+        if not tables and sql is None:
+            raise QueryError("no SQL given: pass a query, e.g. \"SELECT * FROM readouts "
+                             "LIMIT 5\", or --tables to list the tables")
+        if output is None and fmt == "parquet":
+            raise QueryError("--format parquet needs --output FILE")
+        if output is not None:
+            fmt = output_format(output, fmt)
+        with RunTables(run_dir) as db:
+            if output is not None:
+                check_output(output, run_dir)
+            if tables:
+                import pyarrow as pa
+
+                t = pa.Table.from_pandas(db.tables(), preserve_index=False)
+                schema, batches = t.schema, iter(t.to_batches())
+            else:
+                schema, batches = db.batches(sql)
+            if output is not None:
+                write_result(schema, batches, output, fmt)
+                out.print(f"wrote {output}", highlight=False)
+                return
+            shown, total = head(batches, limit or None)
+    except QueryError as e:
+        _fail(str(e))
+    omitted = total - sum(b.num_rows for b in shown)
+    note = (f"{omitted} more row{'s' * (omitted != 1)} omitted (--limit N for more, --limit 0 "
+            "for all, --output FILE writes every row)") if omitted else ""
+    if fmt in ("csv", "json"):
+        (write_csv if fmt == "csv" else write_json)(schema, shown, sys.stdout)
+        sys.stdout.flush()
+        if note:
+            err.print(note, highlight=False, soft_wrap=True)
+        return
+    import math
+
+    import pyarrow as pa
+    from rich.markup import escape
+
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "[dim]NULL[/]"
+        return escape(f"{v:.6g}" if isinstance(v, float) else str(v))
+
+    numeric = {f.name for f in schema if pa.types.is_integer(f.type)
+               or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)}
+    shown_table = Table(show_lines=False)
+    for name in schema.names:
+        shown_table.add_column(escape(name),
+                               justify="right" if name in numeric else "left",
+                               overflow="fold")  # wrap, never cut, a value
+    for b in shown:
+        for rec in zip(*(c.to_pylist() for c in b.columns), strict=True):
+            shown_table.add_row(*(cell(v) for v in rec))
+    out.print(shown_table)
+    out.print(f"{total} row{'s' * (total != 1)}" + (f"; {note}" if note else ""),
+              highlight=False, soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
