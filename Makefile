@@ -14,11 +14,16 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Debian's chromium for the browser test of the HTML report (playwright drives it through
-# executable_path; `playwright install` is never used). Installed only when missing.
+# executable_path; `playwright install` is never used), and R with nlme for the check of
+# the MMRM against nlme::gls (tests/test_mmrm.py). Each installed only when missing.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (Debian package) for the report browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@{ command -v Rscript >/dev/null 2>&1 && Rscript -e 'library(nlme)' >/dev/null 2>&1; } || { \
+	  echo "installing R and nlme (Debian packages) for the MMRM check against nlme::gls"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends r-base-core r-cran-nlme; }
 
 run: $(STAMP)
 	$(BIN)/ketasim validate --out runs/validate
