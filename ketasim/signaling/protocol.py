@@ -453,6 +453,10 @@ for _st in (
     Stressor("restraint", "repeated restraint stress", "stress.intensity_restraint"),
     Stressor("inescapable_shock", "inescapable foot shock (learned helplessness)",
              "stress.intensity_inescapable_shock"),
+    # a depressive episode as the chronic stress load it carries (patients; the clinical
+    # layer reads its synaptic consequences)
+    Stressor("major_depression", "a major depressive episode (chronic stress load)",
+             "stress.intensity_major_depression"),
 ):
     register_stressor(_st)
 

@@ -13,7 +13,11 @@ Only the functions below, numbers, strings and + - * / are allowed; anything els
 rejected when the targets file is loaded. Spine functions (``clustering_p``,
 ``branch_specificity_p``, ``restored_fraction``, ``restored_chance``,
 ``survival_fraction``) run :mod:`ketasim.analysis.spines` on the replica's observed
-two-photon tracking table of an arm. Times are strings with units ('90min', '2h').
+two-photon tracking table of an arm. Clinical functions compare each patient with their
+own baseline: ``mean_change``, ``response_rate`` (>= 50% fall), ``remission_rate``
+(score <= a threshold), ``p_change_lower`` (one-sided Welch t on the changes) and
+``d_change`` (standardised difference of the changes), e.g.
+``response_rate('ketamine', 'madrs_total', '-1d', '24h')``. Times are strings with units ('90min', '2h').
 Each function reads cohort statistics, as the paper's figure or table would.
 """
 
@@ -32,6 +36,7 @@ from ketasim.analysis.spines import (
     survival,
 )
 from ketasim.analysis.stats import run_test
+from ketasim.analysis.trial import response
 from ketasim.scenario import parse_time
 
 
@@ -65,6 +70,25 @@ class _Data:
             raise StatisticError(f"no {readout!r} for arm {arm!r} at {at!r}"
                                  + (f" in assay {assay!r}" if assay else ""))
         return v[np.isfinite(v)]
+
+    def by_subject(self, arm: str, readout: str, at) -> pd.Series:
+        """One value per subject (indexed by subject) at a time; NaN values dropped."""
+        r = self.r
+        sel = (r["arm"] == arm) & (r["readout"] == readout) & np.isclose(
+            r["time_h"], _hours(at), atol=1e-9)
+        if not sel.any():
+            raise StatisticError(f"no {readout!r} for arm {arm!r} at {at!r}")
+        v = r.loc[sel].groupby("subject")["value"].mean()
+        return v[np.isfinite(v)]
+
+    def change(self, arm: str, readout: str, baseline, at) -> tuple[pd.Series, pd.Series]:
+        """Baseline and later values of the subjects measured at both times."""
+        b, v = self.by_subject(arm, readout, baseline), self.by_subject(arm, readout, at)
+        both = b.index.intersection(v.index)
+        if both.empty:
+            raise StatisticError(f"no subject of arm {arm!r} has {readout!r} at both "
+                                 f"{baseline!r} and {at!r}")
+        return b[both], v[both]
 
     def course(self, arm: str, readout: str, assay: str | None = None) -> pd.Series:
         r = self.r
@@ -148,6 +172,37 @@ def _functions(d: _Data) -> dict[str, Callable]:
             raise StatisticError(f"no subject has 3 positive {readout!r} values in the window")
         return float(np.median(halves))
 
+    # clinical endpoints (ketasim.analysis.trial): per patient against their own baseline
+    def mean_change(arm, readout, baseline, at):
+        b, v = d.change(arm, readout, baseline, at)
+        return float(np.mean(v.to_numpy() - b.to_numpy()))
+
+    def response_rate(arm, readout, baseline, at, fraction=0.5):
+        """Share of patients whose score fell by >= ``fraction`` of their baseline."""
+        b, v = d.change(arm, readout, baseline, at)
+        return float(np.mean(response(b.to_numpy(), v.to_numpy(), fraction)))
+
+    def remission_rate(arm, readout, at, threshold):
+        """Share of patients scoring <= ``threshold`` (MADRS <= 12, HDRS-17 <= 7)."""
+        return float(np.mean(d.by_subject(arm, readout, at).to_numpy() <= float(threshold)))
+
+    def p_change_lower(arm_a, arm_b, readout, baseline, at):
+        """One-sided Welch t p that arm_a's change from baseline is lower than arm_b's."""
+        ca = np.subtract(*d.change(arm_a, readout, baseline, at)[::-1])
+        cb = np.subtract(*d.change(arm_b, readout, baseline, at)[::-1])
+        r = run_test("welch_t", [np.asarray(ca), np.asarray(cb)])
+        if not np.isfinite(r.p):
+            return r.p
+        return r.p / 2 if r.statistic < 0 else 1.0 - r.p / 2
+
+    def d_change(arm_a, arm_b, readout, baseline, at):
+        """Standardised difference of the changes from baseline (pooled SD, ddof 1)."""
+        ca = np.asarray(np.subtract(*d.change(arm_a, readout, baseline, at)[::-1]))
+        cb = np.asarray(np.subtract(*d.change(arm_b, readout, baseline, at)[::-1]))
+        pooled = np.sqrt(((ca.size - 1) * np.var(ca, ddof=1) + (cb.size - 1)
+                          * np.var(cb, ddof=1)) / (ca.size + cb.size - 2))
+        return float((ca.mean() - cb.mean()) / pooled) if pooled > 0 else 0.0
+
     # spine statistics on the observed tracking tables (ketasim.analysis.spines); the
     # permutation nulls use a fixed stream so a target's value is reproducible
     def _rng():
@@ -187,7 +242,9 @@ def _functions(d: _Data) -> dict[str, Callable]:
             "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "clustering_p": clustering_p,
             "branch_specificity_p": branch_specificity_p,
             "restored_fraction": restored_fraction, "restored_chance": restored_chance,
-            "survival_fraction": survival_fraction}
+            "survival_fraction": survival_fraction, "mean_change": mean_change,
+            "response_rate": response_rate, "remission_rate": remission_rate,
+            "p_change_lower": p_change_lower, "d_change": d_change}
 
 
 FUNCTIONS = tuple(_functions(_Data(pd.DataFrame())).keys())

@@ -1,0 +1,133 @@
+"""Clinical rating scales as assays: a rater scores each item at each visit.
+
+- ``madrs``: Montgomery-Asberg Depression Rating Scale (10 items, 0-6), from the
+  patient's rated symptom load (:mod:`ketasim.clinical.model`); readouts the total, the
+  suicidal-thoughts item (item 10, F-K-6) and the anhedonia items (1, 2, 6, 7, 8);
+- ``cadss``: Clinician-Administered Dissociative States Scale (23 items, 0-4) and
+  ``bprs_positive``: the BPRS positive subscale (4 items, 1-7), from NMDA receptor block
+  on interneurons at the effect site (F-K-2).
+
+Scale definitions (items, ranges) come from :mod:`ketasim.analysis.trial`, the same ones
+that score real trial data. Rater noise: an item-level noise and a rater shift per visit,
+sized so that two raters of the same interview differ by about 1.8 MADRS points on
+average (site vs blinded independent raters; REFERENCES-NEXT section 2.2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ketasim.analysis.trial import BPRS, CADSS, MADRS
+from ketasim.clinical.model import (
+    ClinicalParams,
+    PatientTraits,
+    hill,
+    history_grid,
+    mood_fluctuation,
+    placebo_fraction,
+    rate_items,
+    sample_times,
+    symptom_course,
+)
+from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+
+
+def _range(scale) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([it.low for it in scale.items], float),
+            np.array([it.high for it in scale.items], float))
+
+
+_N_ITEMS = {"madrs": MADRS.n_items, "cadss": CADSS.n_items, "bprs_positive": 4}
+_BPRS_POS = [BPRS.item(k) for k in BPRS.subscale("positive")]
+
+
+def _traits(ctx: AssayContext, i: int, p: ClinicalParams) -> PatientTraits:
+    """The patient's traits: one stream per patient, shared by all clinical assays."""
+    return PatientTraits(ctx.rng(i, "patient_traits"), p, _N_ITEMS)
+
+
+def _visit_rng(ctx: AssayContext, i: int, t: float) -> np.random.Generator:
+    # keyed by the visit time, so adding a visit leaves the other visits' ratings alone
+    return ctx.rng(i, f"{ctx.assay}@{t:.6g}h")
+
+
+def madrs_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams
+                 ) -> tuple[np.ndarray, list[PatientTraits]]:
+    """(n, len(at)) latent MADRS totals (before rating) and the patients' traits."""
+    grid = history_grid(at, ctx.options["lookback_d"], ctx.options["step_h"])
+    names = ("formation_drive", "elimination_drive", "synaptic_potentiation")
+    _, load = symptom_course(grid, {o: ctx.trajectory(o, grid) for o in names},
+                             at, {o: ctx.trajectory(o, np.asarray(at, float)) for o in names},
+                             p)
+    traits = [_traits(ctx, i, p) for i in range(ctx.n)]
+    share = np.array([t.placebo for t in traits])
+    gain = np.array([t.gain for t in traits])
+    lifted = 1.0 - placebo_fraction(np.asarray(at, float), share, p)
+    mood = np.exp(np.array([mood_fluctuation(ctx.rng(i, "mood_fluctuation"), at, p)
+                            for i in range(ctx.n)]))
+    v = p.values
+    latent = (v["madrs_floor"]
+              + v["madrs_per_deficit"] * gain[:, None] * mood * load * lifted)
+    return latent, traits
+
+
+def _madrs(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    p = ClinicalParams.from_registry(ctx.registry)
+    latent, traits = madrs_latent(ctx, at, p)
+    lo, hi = _range(MADRS)
+    anh = np.array(MADRS.subscale("anhedonia")) - 1
+    out = np.full((ctx.n, len(at), 3), np.nan)
+    for i in range(ctx.n):
+        for j, t in enumerate(at):
+            g = _visit_rng(ctx, i, float(t))
+            items = rate_items(latent[i, j] - lo.sum(), traits[i].profiles["madrs"], hi, lo,
+                               g, p, g.normal(0.0, p.values["rater_sd"]))
+            out[i, j] = (items.sum(), items[MADRS.suicide_item - 1], items[anh].sum())
+    return ctx.rows(out, at, ["madrs_total", "madrs_suicide_item", "madrs_anhedonia"],
+                    ["points"] * 3)
+
+
+def _psychotomimetic(ctx: AssayContext, at: np.ndarray, kind: str) -> AssayRows:
+    p = ClinicalParams.from_registry(ctx.registry)
+    v = p.values
+    occ = ctx.trajectory("occupancy_interneuron", np.asarray(at, float))
+    if kind == "cadss":
+        lo, hi = _range(CADSS)
+        effect = v["cadss_max"] * hill(occ, v["cadss_o50"], v["cadss_hill"])
+        readout = "cadss_total"
+    else:
+        lo = np.array([it.low for it in _BPRS_POS], float)
+        hi = np.array([it.high for it in _BPRS_POS], float)
+        effect = v["bprs_pos_max"] * hill(occ, v["bprs_o50"], v["bprs_hill"])
+        readout = "bprs_positive"
+    out = np.full((ctx.n, len(at), 1), np.nan)
+    for i in range(ctx.n):
+        tr = _traits(ctx, i, p)
+        for j, t in enumerate(at):
+            g = _visit_rng(ctx, i, float(t))
+            items = rate_items(effect[i, j] * tr.psychotomimetic, tr.profiles[kind], hi, lo,
+                               g, p, 0.0)
+            out[i, j, 0] = items.sum()
+    return ctx.rows(out, at, [readout], ["points"])
+
+
+def _madrs_times(at: np.ndarray, options: dict) -> np.ndarray:
+    return sample_times(at, float(options["lookback_d"]), float(options["step_h"]))
+
+
+MADRS_ASSAY = Assay(
+    "madrs", "Montgomery-Asberg Depression Rating Scale, rated item by item",
+    (Readout("madrs_total", "points"), Readout("madrs_suicide_item", "points"),
+     Readout("madrs_anhedonia", "points")),
+    _madrs, outputs=("formation_drive", "elimination_drive", "synaptic_potentiation"),
+    sample_times=_madrs_times, options={"lookback_d": 21.0, "step_h": 1.0},
+    positive=("lookback_d", "step_h"))
+CADSS_ASSAY = Assay(
+    "cadss", "Clinician-Administered Dissociative States Scale (23 items)",
+    (Readout("cadss_total", "points"),), lambda ctx, at: _psychotomimetic(ctx, at, "cadss"),
+    outputs=("occupancy_interneuron",))
+BPRS_POSITIVE_ASSAY = Assay(
+    "bprs_positive", "Brief Psychiatric Rating Scale, positive-symptom subscale (4 items)",
+    (Readout("bprs_positive", "points"),),
+    lambda ctx, at: _psychotomimetic(ctx, at, "bprs_positive"),
+    outputs=("occupancy_interneuron",))

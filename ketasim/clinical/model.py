@@ -1,0 +1,188 @@
+"""The human side of the cascade: a latent prefrontal synaptic state per patient, the
+symptoms it carries, and the acute psychotomimetic effects (SEED-FACTS section F).
+
+One mechanism, read at a slower scale than the mouse's spines and circuit (parameters
+``clinical.*``; the signalling layer's outputs are the same as for mice):
+
+- **Synaptic state.** The mean-field density of functional prefrontal synapses, D
+  (1 = healthy), turns over at ``k_turnover`` per day towards the balance of the
+  signalling layer's formation and elimination drives: ``dD/dt = k (F(t) - E(t) D)``.
+  Chronic stress (the ``major_depression`` stressor: a stress load held for months)
+  lowers F and raises E, so a depressed patient sits at ``D = F / E < 1``; ketamine's
+  formation drive moves D up for days and it relaxes back over about ``1 / (k E)``.
+  The potentiation of existing synapses P (PKA-gated, protein-synthesis dependent, the
+  signalling layer's ``synaptic_potentiation``) strengthens what is there:
+  ``Z = D (1 + potentiation_weight P)``. The deficit is ``max(0, 1 - Z)``.
+- **Symptoms.** Rated mood integrates the deficit over about a day
+  (``dS/dt = (deficit - S) / tau_symptom``; MADRS items ask about the past days), so the
+  improvement starts within hours of the potentiation and peaks later (F-K-3). A patient
+  expresses the deficit with their own gain (MADRS points per unit deficit, log-normal
+  between patients), times a slow mood fluctuation (log-normal, an Ornstein-Uhlenbeck
+  path over days: the week-to-week variation of untreated patients), and a placebo
+  response that grows after the first treatment visit
+  (time 0) towards a patient-specific fraction (normal between patients, clipped to
+  [0, 0.9]).
+- **Psychotomimetic effects.** Dissociation (CADSS) and positive symptoms (BPRS
+  positive subscale) follow NMDA receptor block on interneurons at the effect site (the
+  brain compartment, which lags plasma by minutes) through Hill functions, in healthy
+  subjects as in patients, and are not an input to the synaptic state (F-K-2, F-K-8).
+
+Ratings are item by item with rater noise (:mod:`ketasim.clinical.assays`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ketasim.params.registry import ParamGroup
+
+PARAM_NAMES = (
+    "k_turnover", "potentiation_weight", "tau_symptom_h", "madrs_per_deficit",
+    "madrs_gain_cv", "madrs_floor", "placebo_mean", "placebo_sd", "placebo_tau_d",
+    "item_profile_conc", "item_noise_sd", "rater_sd",
+    "cadss_max", "cadss_o50", "cadss_hill", "bprs_pos_max", "bprs_o50", "bprs_hill",
+    "psychotomimetic_cv", "fluctuation_sd", "fluctuation_tau_d",
+)
+
+
+class ClinicalParams(ParamGroup):
+    PREFIX, NAMES = "clinical", PARAM_NAMES
+
+
+def history_grid(at: np.ndarray, lookback_d: float, step_h: float) -> np.ndarray:
+    """The regular grid (multiples of ``step_h`` hours) on which the synaptic state is
+    integrated for visits ``at``: from ``lookback_d`` days before the first visit to the
+    last visit. Anchored at multiples of the step, so adding a later visit does not move
+    the grid (only an earlier first visit starts it earlier, from the steady state)."""
+    at = np.asarray(at, dtype=float)
+    k0 = np.floor((float(at.min()) - 24.0 * lookback_d) / step_h)
+    k1 = np.ceil(float(at.max()) / step_h)
+    return np.arange(k0, k1 + 1) * step_h
+
+
+def sample_times(at: np.ndarray, lookback_d: float, step_h: float) -> np.ndarray:
+    """The model times a clinical assay reads: its grid and its visits."""
+    return np.unique(np.concatenate([history_grid(at, lookback_d, step_h),
+                                     np.asarray(at, dtype=float)]))
+
+
+def _advance_density(d, f, e, k_h, h):
+    target = f / e
+    return target + (d - target) * np.exp(-k_h * e * h)
+
+
+def _advance_load(s, x0, x1, tau, h):
+    """Exact low-pass (time constant ``tau``) of a deficit linear from x0 to x1 over h."""
+    a = np.exp(-h / tau)
+    slope = (x1 - x0) / h
+    return x1 - slope * tau + (s - x0 + slope * tau) * a
+
+
+def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarray,
+                   at_drives: dict[str, np.ndarray], p: ClinicalParams
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Synaptic state Z and rated symptom load S at the visits ``at``: (n, len(at)) each.
+
+    ``drives`` hold the signalling outputs ``formation_drive``, ``elimination_drive`` and
+    ``synaptic_potentiation`` on the grid (n, len(grid)), ``at_drives`` the same at the
+    visits. D starts at its steady state F / E at the first grid point and follows
+    ``dD/dt = k (F - E D)`` with the drives held over each step (exact update); the
+    deficit ``max(0, 1 - D (1 + w P))`` is low-passed with ``tau_symptom_h``, linear
+    within a step. A visit between grid points is reached from the point before it, so
+    visits never enter the grid's own chain."""
+    v = p.values
+    k_h, w, tau = v["k_turnover"] / 24.0, v["potentiation_weight"], v["tau_symptom_h"]
+    f = np.clip(drives["formation_drive"], 0.0, None)
+    e = np.clip(drives["elimination_drive"], 1e-9, None)
+    pot = np.clip(drives["synaptic_potentiation"], 0.0, None)
+    n, m = f.shape
+    d = np.empty((n, m))
+    s = np.empty((n, m))
+    deficit = np.empty((n, m))
+    d[:, 0] = f[:, 0] / e[:, 0]
+    deficit[:, 0] = np.clip(1.0 - d[:, 0] * (1.0 + w * pot[:, 0]), 0.0, None)
+    s[:, 0] = deficit[:, 0]
+    for j in range(1, m):
+        h = grid[j] - grid[j - 1]
+        d[:, j] = _advance_density(d[:, j - 1], f[:, j - 1], e[:, j - 1], k_h, h)
+        deficit[:, j] = np.clip(1.0 - d[:, j] * (1.0 + w * pot[:, j]), 0.0, None)
+        s[:, j] = _advance_load(s[:, j - 1], deficit[:, j - 1], deficit[:, j], tau, h)
+    at = np.asarray(at, dtype=float)
+    i = np.clip(np.searchsorted(grid, at, side="right") - 1, 0, m - 1)
+    h = np.clip(at - grid[i], 0.0, None)[None, :]
+    d_at = _advance_density(d[:, i], f[:, i], e[:, i], k_h, h)
+    z_at = d_at * (1.0 + w * np.clip(at_drives["synaptic_potentiation"], 0.0, None))
+    x_at = np.clip(1.0 - z_at, 0.0, None)
+    on_grid = h <= 0
+    s_at = np.where(on_grid, s[:, i],
+                    _advance_load(s[:, i], deficit[:, i], x_at, tau, np.where(on_grid, 1.0, h)))
+    return z_at, s_at
+
+
+def placebo_fraction(times: np.ndarray, share: np.ndarray, p: ClinicalParams
+                     ) -> np.ndarray:
+    """(n, len(times)) fraction of the symptom load lifted by the placebo response: zero
+    before time 0 (the first treatment visit), then ``share (1 - exp(-t / tau))``."""
+    tau_h = 24.0 * p.values["placebo_tau_d"]
+    t = np.clip(np.asarray(times, dtype=float), 0.0, None)
+    return share[:, None] * (1.0 - np.exp(-t / tau_h))[None, :]
+
+
+FLUCTUATION_ORIGIN_D = -365.0  # days: where every patient's mood path starts
+
+
+def mood_fluctuation(rng: np.random.Generator, at: np.ndarray, p: ClinicalParams
+                     ) -> np.ndarray:
+    """A patient's log-scale mood fluctuation at times ``at`` (h): a stationary
+    Ornstein-Uhlenbeck path (SD ``fluctuation_sd``, correlation time
+    ``fluctuation_tau_d``) drawn day by day from a fixed origin a year before time 0 and
+    interpolated linearly, so a visit's value does not depend on the other visits."""
+    v = p.values
+    at = np.asarray(at, dtype=float) / 24.0
+    start = min(FLUCTUATION_ORIGIN_D, float(np.floor(at.min())))
+    days = np.arange(start, float(np.ceil(at.max())) + 1.0)
+    a = np.exp(-1.0 / v["fluctuation_tau_d"])
+    z = rng.standard_normal(days.size)
+    path = np.empty(days.size)
+    path[0] = v["fluctuation_sd"] * z[0]
+    step_sd = v["fluctuation_sd"] * np.sqrt(1.0 - a * a)
+    for k in range(1, days.size):
+        path[k] = a * path[k - 1] + step_sd * z[k]
+    return np.interp(at, days, path)
+
+
+def hill(x: np.ndarray, o50: float, n: float) -> np.ndarray:
+    y = np.power(np.clip(x, 0.0, None) / o50, n)
+    return y / (1.0 + y)
+
+
+class PatientTraits:
+    """A patient's clinical traits, drawn once from the patient's own stream (the same
+    for every scale and visit): MADRS gain, placebo share, item profile of MADRS and of
+    HDRS-17, and sensitivity to the psychotomimetic effects."""
+
+    def __init__(self, rng: np.random.Generator, p: ClinicalParams, n_items: dict[str, int]):
+        v = p.values
+        cv = v["madrs_gain_cv"]
+        sig = np.sqrt(np.log1p(cv**2))
+        self.gain = float(np.exp(rng.normal(-0.5 * sig**2, sig)))
+        self.placebo = float(np.clip(rng.normal(v["placebo_mean"], v["placebo_sd"]),
+                                     0.0, 0.9))
+        self.profiles = {name: rng.dirichlet(np.full(k, v["item_profile_conc"])) * k
+                         for name, k in n_items.items()}
+        cv = v["psychotomimetic_cv"]
+        sig = np.sqrt(np.log1p(cv**2))
+        self.psychotomimetic = float(np.exp(rng.normal(-0.5 * sig**2, sig)))
+
+
+def rate_items(latent_total: float, profile: np.ndarray, item_max: np.ndarray,
+               item_min: np.ndarray, rng: np.random.Generator, p: ClinicalParams,
+               rater_effect: float) -> np.ndarray:
+    """Integer item scores of one rating: the latent total shared over the items by the
+    patient's profile (scaled to each item's range), plus the rater's shift for this
+    visit and independent item noise, rounded and clipped to each item's range."""
+    span = item_max - item_min
+    share = profile * span / span.sum()
+    latent = item_min + latent_total * share + rater_effect * span / span.sum()
+    noisy = latent + rng.normal(0.0, p.values["item_noise_sd"], latent.size)
+    return np.clip(np.rint(noisy), item_min, item_max)

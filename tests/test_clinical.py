@@ -1,0 +1,162 @@
+"""The clinical layer (issue 14): synaptic state, rated symptoms, psychotomimetic scales."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ketasim import simulate
+from ketasim.analysis.trial import CADSS, MADRS
+from ketasim.clinical.model import (
+    ClinicalParams,
+    history_grid,
+    mood_fluctuation,
+    symptom_course,
+)
+from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
+
+REG = load_registry()
+DEP = "{at: -60d, stress: major_depression, duration: 120d}"
+KET = "{at: 0h, drug: ketamine, dose: 0.5 mg/kg, route: iv, over: 40min}"
+SAL = "{at: 0h, drug: saline, route: iv}"
+MADRS_AT = "[-1d, 4h, 24h, 72h, 14d]"
+
+
+def _scenario(arms: dict[str, str], n: int = 40, madrs_at: str = MADRS_AT) -> str:
+    body = "".join(
+        f"  - name: {name}\n    n: {n}\n    protocol: [{proto}]\n"
+        f"    assays: [{{assay: madrs, at: {madrs_at}}}, "
+        "{assay: cadss, at: [0h, 40min, 4h]}, {assay: bprs_positive, at: [0h, 40min]}]\n"
+        for name, proto in arms.items())
+    return f"name: clinical\nspecies: human\nseed: 31\narms:\n{body}"
+
+
+def _means(text: str, registry=REG):
+    r = simulate(load_scenario_text(text), registry=registry).readouts
+    return r, r.groupby(["arm", "readout", "time_h"])["value"].mean()
+
+
+def _change(r, arm, t):
+    m = r[(r.arm == arm) & (r.readout == "madrs_total")].pivot_table(
+        index="subject", columns="time_h", values="value")
+    return float((m[t] - m[-24.0]).mean())
+
+
+@pytest.fixture(scope="module")
+def trial():
+    return _means(_scenario({"placebo": f"{DEP}, {SAL}", "ketamine": f"{DEP}, {KET}",
+                             "healthy": KET}))
+
+
+def test_scales_are_integer_and_within_range(trial):
+    r, _ = trial
+    for readout, lo, hi in [("madrs_total", MADRS.total_min, MADRS.total_max),
+                            ("cadss_total", CADSS.total_min, CADSS.total_max),
+                            ("madrs_suicide_item", 0, 6), ("bprs_positive", 4, 28)]:
+        v = r.loc[r.readout == readout, "value"].to_numpy()
+        assert v.size and np.all(v == np.rint(v)) and v.min() >= lo and v.max() <= hi
+
+
+def test_depressed_patients_score_as_trial_populations_and_healthy_do_not(trial):
+    _, m = trial
+    base = m["placebo", "madrs_total", -24.0]
+    assert 25.0 < base < 40.0  # treatment-resistant trial baselines, about 30-35
+    assert m["healthy", "madrs_total", -24.0] < 6.0
+
+
+def test_antidepressant_effect_in_patients_only_and_psychotomimetic_in_both(trial):
+    """F-K-2, F-K-3: the rated improvement is in patients (not healthy subjects), large at
+    24 h and mostly gone by 14 days; dissociation peaks at the end of the infusion in
+    both groups and is nearly over by 4 h."""
+    r, m = trial
+    effect_24 = _change(r, "ketamine", 24.0) - _change(r, "placebo", 24.0)
+    assert effect_24 < -3.0
+    assert abs(_change(r, "healthy", 24.0)) < 2.0
+    assert abs(_change(r, "ketamine", 336.0) - _change(r, "placebo", 336.0)) < \
+        0.5 * abs(effect_24)
+    for arm in ("ketamine", "healthy"):
+        rise = m[arm, "cadss_total", 40 / 60] - m[arm, "cadss_total", 0.0]
+        assert rise > 5.0
+        assert m[arm, "cadss_total", 4.0] - m[arm, "cadss_total", 0.0] < 0.35 * rise
+    assert m["placebo", "cadss_total", 40 / 60] - m["placebo", "cadss_total", 0.0] < 1.0
+
+
+def test_removing_the_plasticity_path_removes_the_effect_not_the_dissociation(trial):
+    """Issue 14: without potentiation and spine formation the 24-72 h effect goes while
+    the acute dissociation stays (dissociation is not an input to the synaptic state).
+    The same patients (same arm name and seed) are given saline, ketamine, or ketamine
+    with the plasticity path removed."""
+    reg = REG.with_values({"sig.k_potentiation_on": 0.0, "sig.formation_gain": 0.0})
+    r_sal, m_sal = _means(_scenario({"patients": f"{DEP}, {SAL}"}))
+    r_ket, m_ket = _means(_scenario({"patients": f"{DEP}, {KET}"}))
+    r_cut, m_cut = _means(_scenario({"patients": f"{DEP}, {KET}"}), reg)
+    effect = _change(r_ket, "patients", 24.0) - _change(r_sal, "patients", 24.0)
+    assert effect < -5.0
+    for t in (4.0, 24.0, 72.0):
+        left = _change(r_cut, "patients", t) - _change(r_sal, "patients", t)
+        assert abs(left) < 0.1 * abs(effect)
+    rise = m_ket["patients", "cadss_total", 40 / 60] - m_sal["patients", "cadss_total", 40 / 60]
+    assert rise > 5.0
+    np.testing.assert_allclose(m_cut["patients", "cadss_total", 40 / 60],
+                               m_ket["patients", "cadss_total", 40 / 60])
+
+
+def test_a_visit_added_leaves_the_other_visits_alone():
+    a, _ = _means(_scenario({"ketamine": f"{DEP}, {KET}"}, n=6))
+    b, _ = _means(_scenario({"ketamine": f"{DEP}, {KET}"}, n=6,
+                            madrs_at="[-1d, 4h, 10h, 24h, 72h, 14d]"))
+    key = ["subject", "readout", "time_h"]
+    ma = a[a.assay == "madrs"].set_index(key)["value"]
+    mb = b[b.assay == "madrs"].set_index(key)["value"]
+    np.testing.assert_array_equal(ma.to_numpy(), mb.loc[ma.index].to_numpy())
+
+
+def test_symptom_course_is_the_exact_solution():
+    """D relaxes to F / E at rate k E; S low-passes the deficit with tau: compared with a
+    fine Euler integration of the same equations."""
+    p = ClinicalParams.from_registry(REG)
+    v = p.values
+    grid = np.arange(0.0, 400.0, 1.0)
+    f = np.where(grid < 100, 0.7, 1.4)[None, :]
+    e = np.full_like(f, 1.7)
+    pot = np.where((grid > 100) & (grid < 150), 0.3, 0.0)[None, :]
+    drives = {"formation_drive": f, "elimination_drive": e, "synaptic_potentiation": pot}
+    at = np.array([50.0, 120.5, 399.0])
+    at_drives = {k: x[:, np.searchsorted(grid, np.floor(at))] for k, x in drives.items()}
+    z, s = symptom_course(grid, drives, at, at_drives, p)
+    # Euler reference on a 0.01-h grid with the same piecewise-constant drives
+    k, w, tau = v["k_turnover"] / 24.0, v["potentiation_weight"], v["tau_symptom_h"]
+    fine = np.arange(0.0, 399.0 + 1e-9, 0.01)
+    j = np.clip(np.floor(fine).astype(int), 0, grid.size - 1)
+    d, sl = 0.7 / 1.7, 1.0 - 0.7 / 1.7
+    out = {}
+    for t, jj in zip(fine, j):
+        x = max(0.0, 1.0 - d * (1.0 + w * pot[0, jj]))
+        for a_t in at:
+            if abs(t - a_t) < 0.005:
+                out[a_t] = (d * (1.0 + w * pot[0, jj]), sl)
+        d += 0.01 * k * (f[0, jj] - e[0, jj] * d)
+        sl += 0.01 * (x - sl) / tau
+    ref_z = np.array([out[a][0] for a in at])
+    ref_s = np.array([out[a][1] for a in at])
+    np.testing.assert_allclose(z[0], ref_z, rtol=0.02)
+    np.testing.assert_allclose(s[0], ref_s, rtol=0.05, atol=0.01)
+    assert np.isclose(z[0, 0], 0.7 / 1.7)  # steady state before the change
+
+
+def test_mood_fluctuation_is_stationary_and_visit_independent():
+    p = ClinicalParams.from_registry(REG)
+    sd = p.values["fluctuation_sd"]
+    paths = np.array([mood_fluctuation(np.random.default_rng(i), np.array([0.0, 240.0]), p)
+                      for i in range(3000)])
+    assert abs(paths[:, 0].std() - sd) < 0.1 * sd
+    one = mood_fluctuation(np.random.default_rng(5), np.array([24.0]), p)
+    two = mood_fluctuation(np.random.default_rng(5), np.array([24.0, 100.0]), p)
+    assert one[0] == two[0]
+
+
+def test_history_grid_is_anchored_at_the_step():
+    g = history_grid(np.array([-24.0, 10.3, 48.0]), 21.0, 1.0)
+    assert g[0] == -24.0 - 21 * 24.0 and np.all(np.diff(g) == 1.0) and g[-1] == 48.0
+    assert history_grid(np.array([-24.0, 10.3, 96.0]), 21.0, 1.0)[0] == g[0]
