@@ -160,3 +160,50 @@ def test_history_grid_is_anchored_at_the_step():
     g = history_grid(np.array([-24.0, 10.3, 48.0]), 21.0, 1.0)
     assert g[0] == -24.0 - 21 * 24.0 and np.all(np.diff(g) == 1.0) and g[-1] == 48.0
     assert history_grid(np.array([-24.0, 10.3, 96.0]), 21.0, 1.0)[0] == g[0]
+
+
+def _table(arm, base, later, t_later=24.0, readout="madrs_total"):
+    import pandas as pd
+    n = len(base)
+    return pd.DataFrame({
+        "arm": arm, "subject": np.r_[np.arange(n), np.arange(n)], "assay": "madrs",
+        "readout": readout, "time_h": np.r_[np.full(n, -24.0), np.full(n, t_later)],
+        "value": np.r_[base, later], "unit": "points"})
+
+
+def test_clinical_statistics_on_a_hand_made_table():
+    import pandas as pd
+
+    from ketasim.validation.statistic import evaluate
+    r = pd.concat([_table("k", [30, 20, 40, 10], [15, 12, 10, 6]),
+                   _table("p", [30, 30, 30, 30], [28, 26, 30, 20])])
+    assert evaluate("response_rate('k', 'madrs_total', '-1d', '24h')", r) == 0.5
+    assert evaluate("remission_rate('k', 'madrs_total', '24h', 12)", r) == 0.75
+    assert evaluate("mean_change('k', 'madrs_total', '-1d', '24h')", r) == -14.25
+    assert evaluate("mean_change('p', 'madrs_total', '-1d', '24h')", r) == -4.0
+    assert evaluate("p_change_lower('k', 'p', 'madrs_total', '-1d', '24h')", r) < 0.1
+    assert evaluate("p_change_lower('p', 'k', 'madrs_total', '-1d', '24h')", r) > 0.9
+    assert evaluate("d_change('k', 'p', 'madrs_total', '-1d', '24h')", r) < -1.0
+
+
+def test_mediated_share_finds_a_mediator_and_no_mediation():
+    """With the benefit carried entirely by the mediator the share is near 1; with a
+    mediator that only tracks treatment, near 0."""
+    import pandas as pd
+
+    from ketasim.validation.statistic import evaluate
+    g = np.random.default_rng(3)
+    n = 300
+    for carried, lo, hi in ((True, 0.8, 1.2), (False, -0.15, 0.15)):
+        frames = []
+        for arm, x in (("p", 0.0), ("k", 1.0)):
+            m = 10 * x + g.normal(0, 3, n)
+            gain = -0.5 * m if carried else -5.0 * x
+            base = g.normal(30, 3, n)
+            frames.append(_table(arm, base, base + gain + g.normal(0, 2, n)))
+            frames.append(_table(arm, np.zeros(n), m, t_later=40 / 60,
+                                 readout="cadss_total"))
+        r = pd.concat(frames)
+        share = evaluate("mediated_share('p', 'k', 'cadss_total', '40min', 'madrs_total', "
+                         "'-1d', '24h')", r)
+        assert lo < share < hi, (carried, share)

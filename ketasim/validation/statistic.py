@@ -16,7 +16,8 @@ rejected when the targets file is loaded. Spine functions (``clustering_p``,
 two-photon tracking table of an arm. Clinical functions compare each patient with their
 own baseline: ``mean_change``, ``response_rate`` (>= 50% fall), ``remission_rate``
 (score <= a threshold), ``p_change_lower`` (one-sided Welch t on the changes) and
-``d_change`` (standardised difference of the changes), e.g.
+``d_change`` (standardised difference of the changes) and ``mediated_share`` (the
+share of a treatment effect carried by a mediator such as dissociation), e.g.
 ``response_rate('ketamine', 'madrs_total', '-1d', '24h')``. Times are strings with units ('90min', '2h').
 Each function reads cohort statistics, as the paper's figure or table would.
 """
@@ -36,7 +37,7 @@ from ketasim.analysis.spines import (
     survival,
 )
 from ketasim.analysis.stats import run_test
-from ketasim.analysis.trial import response
+from ketasim.analysis.trial import mediation, response
 from ketasim.scenario import parse_time
 
 
@@ -203,6 +204,22 @@ def _functions(d: _Data) -> dict[str, Callable]:
                           * np.var(cb, ddof=1)) / (ca.size + cb.size - 2))
         return float((ca.mean() - cb.mean()) / pooled) if pooled > 0 else 0.0
 
+    def mediated_share(control, treated, mediator, mediator_at, outcome, baseline, at):
+        """Share of the treatment effect on the outcome's change from baseline that runs
+        through the mediator measured at ``mediator_at`` (product of coefficients,
+        :func:`ketasim.analysis.trial.mediation`; treatment 0 for ``control``, 1 for
+        ``treated``; patients measured at all three times)."""
+        rows = []
+        for arm, x in ((control, 0.0), (treated, 1.0)):
+            b, v = d.change(arm, outcome, baseline, at)
+            m = d.by_subject(arm, mediator, mediator_at)
+            both = b.index.intersection(m.index)
+            rows.append(pd.DataFrame({"treatment": x, "mediator": m[both].to_numpy(),
+                                      "outcome": (v[both] - b[both]).to_numpy()}))
+        res = mediation(pd.concat(rows, ignore_index=True), "treatment", "mediator",
+                        "outcome", n_boot=200, seed=20190412)
+        return float(res.proportion_mediated)
+
     # spine statistics on the observed tracking tables (ketasim.analysis.spines); the
     # permutation nulls use a fixed stream so a target's value is reproducible
     def _rng():
@@ -244,7 +261,8 @@ def _functions(d: _Data) -> dict[str, Callable]:
             "restored_fraction": restored_fraction, "restored_chance": restored_chance,
             "survival_fraction": survival_fraction, "mean_change": mean_change,
             "response_rate": response_rate, "remission_rate": remission_rate,
-            "p_change_lower": p_change_lower, "d_change": d_change}
+            "p_change_lower": p_change_lower, "d_change": d_change,
+            "mediated_share": mediated_share}
 
 
 FUNCTIONS = tuple(_functions(_Data(pd.DataFrame())).keys())
