@@ -207,3 +207,20 @@ def test_mediated_share_finds_a_mediator_and_no_mediation():
         share = evaluate("mediated_share('p', 'k', 'cadss_total', '40min', 'madrs_total', "
                          "'-1d', '24h')", r)
         assert lo < share < hi, (carried, share)
+
+
+def test_imaging_assays_follow_synaptic_state_and_release():
+    """F-K-14: prefrontal GBC is lower in patients and rises 24 h after ketamine; F-K-13:
+    13C cycling during the infusion follows glutamate release."""
+    text = ("name: imaging\nspecies: human\nseed: 8\narms:\n"
+            "  - {name: healthy, n: 40, protocol: [], assays: [{assay: fmri_gbc, at: [-1d]}]}\n"
+            f"  - {{name: pk, n: 40, protocol: [{DEP}, {KET}], assays: [{{assay: fmri_gbc, "
+            "at: [-1d, 24h]}, {assay: mrs_glutamate_cycling, at: [-1d, 40min]}]}\n"
+            f"  - {{name: ps, n: 40, protocol: [{DEP}, {SAL}], assays: ["
+            "{assay: mrs_glutamate_cycling, at: [40min]}]}\n")
+    _, m = _means(text)
+    assert m["pk", "pfc_gbc_z", -24.0] < m["healthy", "pfc_gbc_z", -24.0] - 0.5
+    assert m["pk", "pfc_gbc_z", 24.0] > m["pk", "pfc_gbc_z", -24.0] + 0.2
+    assert abs(m["ps", "vcycle_rel", 40 / 60] - 1.0) < 0.05
+    assert abs(m["pk", "vcycle_rel", -24.0] - 1.0) < 0.05
+    assert m["pk", "vcycle_rel", 40 / 60] > 1.2

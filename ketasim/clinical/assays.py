@@ -3,6 +3,9 @@
 - ``madrs``: Montgomery-Asberg Depression Rating Scale (10 items, 0-6), from the
   patient's rated symptom load (:mod:`ketasim.clinical.model`); readouts the total, the
   suicidal-thoughts item (item 10, F-K-6) and the anhedonia items (1, 2, 6, 7, 8);
+- ``fmri_gbc``: prefrontal global brain connectivity from the synaptic state (F-K-14);
+  ``mrs_glutamate_cycling``: 13C MRS glutamate-glutamine cycling from glutamate release
+  over the acquisition (F-K-13);
 - ``cadss``: Clinician-Administered Dissociative States Scale (23 items, 0-4) and
   ``bprs_positive``: the BPRS positive subscale (4 items, 1-7), from NMDA receptor block
   on interneurons at the effect site (F-K-2).
@@ -51,14 +54,21 @@ def _visit_rng(ctx: AssayContext, i: int, t: float) -> np.random.Generator:
     return ctx.rng(i, f"{ctx.assay}@{t:.6g}h")
 
 
+_STATE_OUTPUTS = ("formation_drive", "elimination_drive", "synaptic_potentiation")
+
+
+def _course(ctx: AssayContext, at: np.ndarray, p: ClinicalParams):
+    """Synaptic state and rated symptom load at the visits (see ``symptom_course``)."""
+    grid = history_grid(at, ctx.options["lookback_d"], ctx.options["step_h"])
+    return symptom_course(grid, {o: ctx.trajectory(o, grid) for o in _STATE_OUTPUTS}, at,
+                          {o: ctx.trajectory(o, np.asarray(at, float))
+                           for o in _STATE_OUTPUTS}, p)
+
+
 def madrs_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams
                  ) -> tuple[np.ndarray, list[PatientTraits]]:
     """(n, len(at)) latent MADRS totals (before rating) and the patients' traits."""
-    grid = history_grid(at, ctx.options["lookback_d"], ctx.options["step_h"])
-    names = ("formation_drive", "elimination_drive", "synaptic_potentiation")
-    _, load = symptom_course(grid, {o: ctx.trajectory(o, grid) for o in names},
-                             at, {o: ctx.trajectory(o, np.asarray(at, float)) for o in names},
-                             p)
+    _, load = _course(ctx, at, p)
     traits = [_traits(ctx, i, p) for i in range(ctx.n)]
     share = np.array([t.placebo for t in traits])
     gain = np.array([t.gain for t in traits])
@@ -115,6 +125,49 @@ def _madrs_times(at: np.ndarray, options: dict) -> np.ndarray:
     return sample_times(at, float(options["lookback_d"]), float(options["step_h"]))
 
 
+def _gbc(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """Prefrontal global brain connectivity (resting-state fMRI, GBC with global signal
+    regression, as a z-score against healthy subjects): linear in the synaptic state,
+    plus a subject offset and scan noise."""
+    p = ClinicalParams.from_registry(ctx.registry)
+    v = p.values
+    z, _ = _course(ctx, at, p)
+    out = np.full((ctx.n, len(at), 1), np.nan)
+    for i in range(ctx.n):
+        offset = ctx.rng(i, "gbc_subject").normal(0.0, v["gbc_subject_sd"])
+        for j, t in enumerate(at):
+            noise = _visit_rng(ctx, i, float(t)).normal(0.0, v["gbc_scan_sd"])
+            out[i, j, 0] = v["gbc_per_state"] * (z[i, j] - 1.0) + offset + noise
+    return ctx.rows(out, at, ["pfc_gbc_z"], ["z"])
+
+
+def _mrs(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """13C magnetic resonance spectroscopy of prefrontal glutamate-glutamine cycling
+    (Vcycle) during an acquisition of ``window_min`` minutes ending at each time: the mean
+    glutamate release over the window relative to baseline, times a log-normal
+    measurement error."""
+    p = ClinicalParams.from_registry(ctx.registry)
+    cv = p.values["mrs_cv"]
+    sig = np.sqrt(np.log1p(cv**2))
+    w = float(ctx.options["window_min"]) / 60.0
+    out = np.full((ctx.n, len(at), 1), np.nan)
+    for j, t in enumerate(at):
+        glu = ctx.trajectory("glutamate_surge", _mrs_window(float(t), w)).mean(axis=1)
+        for i in range(ctx.n):
+            err = _visit_rng(ctx, i, float(t)).normal(-0.5 * sig**2, sig)
+            out[i, j, 0] = glu[i] * np.exp(err)
+    return ctx.rows(out, at, ["vcycle_rel"], ["x baseline"])
+
+
+def _mrs_window(t: float, w: float) -> np.ndarray:
+    return t - w + (np.arange(12) + 0.5) * w / 12.0
+
+
+def _mrs_times(at: np.ndarray, options: dict) -> np.ndarray:
+    w = float(options["window_min"]) / 60.0
+    return np.unique(np.concatenate([_mrs_window(float(t), w) for t in at]))
+
+
 MADRS_ASSAY = Assay(
     "madrs", "Montgomery-Asberg Depression Rating Scale, rated item by item",
     (Readout("madrs_total", "points"), Readout("madrs_suicide_item", "points"),
@@ -131,3 +184,12 @@ BPRS_POSITIVE_ASSAY = Assay(
     (Readout("bprs_positive", "points"),),
     lambda ctx, at: _psychotomimetic(ctx, at, "bprs_positive"),
     outputs=("occupancy_interneuron",))
+GBC_ASSAY = Assay(
+    "fmri_gbc", "prefrontal global brain connectivity, resting-state fMRI (z vs healthy)",
+    (Readout("pfc_gbc_z", "z"),), _gbc, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
+    options={"lookback_d": 21.0, "step_h": 1.0}, positive=("lookback_d", "step_h"))
+MRS_ASSAY = Assay(
+    "mrs_glutamate_cycling",
+    "13C MRS of prefrontal glutamate-glutamine cycling (Vcycle, x baseline)",
+    (Readout("vcycle_rel", "x baseline"),), _mrs, outputs=("glutamate_surge",),
+    sample_times=_mrs_times, options={"window_min": 40.0}, positive=("window_min",))

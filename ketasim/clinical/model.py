@@ -42,6 +42,7 @@ PARAM_NAMES = (
     "item_profile_conc", "item_noise_sd", "rater_sd",
     "cadss_max", "cadss_o50", "cadss_hill", "bprs_pos_max", "bprs_o50", "bprs_hill",
     "psychotomimetic_cv", "fluctuation_sd", "fluctuation_tau_d",
+    "gbc_per_state", "gbc_subject_sd", "gbc_scan_sd", "mrs_cv",
 )
 
 

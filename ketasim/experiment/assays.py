@@ -16,7 +16,13 @@ from ketasim.behavior.assays import (
     TAIL_SUSPENSION,
 )
 from ketasim.circuit.assay import CALCIUM
-from ketasim.clinical.assays import BPRS_POSITIVE_ASSAY, CADSS_ASSAY, MADRS_ASSAY
+from ketasim.clinical.assays import (
+    BPRS_POSITIVE_ASSAY,
+    CADSS_ASSAY,
+    GBC_ASSAY,
+    MADRS_ASSAY,
+    MRS_ASSAY,
+)
 from ketasim.core.assay import Assay
 from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
 from ketasim.signaling.assays import MICRODIALYSIS_DA, SIGNALING_STATE, WESTERN_BLOT
@@ -42,7 +48,7 @@ def register_assay(assay: Assay) -> Assay:
 
 for _a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA, WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
            UNCAGING, FIXED, CALCIUM, TAIL_SUSPENSION, OPEN_FIELD, SUCROSE, HELPLESSNESS,
-           EXTINCTION, MADRS_ASSAY, CADSS_ASSAY, BPRS_POSITIVE_ASSAY):
+           EXTINCTION, MADRS_ASSAY, CADSS_ASSAY, BPRS_POSITIVE_ASSAY, GBC_ASSAY, MRS_ASSAY):
     register_assay(_a)
 
 __all__ = ["ASSAYS", "register_assay"]

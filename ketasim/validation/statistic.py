@@ -16,7 +16,8 @@ rejected when the targets file is loaded. Spine functions (``clustering_p``,
 two-photon tracking table of an arm. Clinical functions compare each patient with their
 own baseline: ``mean_change``, ``response_rate`` (>= 50% fall), ``remission_rate``
 (score <= a threshold), ``p_change_lower`` (one-sided Welch t on the changes) and
-``d_change`` (standardised difference of the changes) and ``mediated_share`` (the
+``d_change`` (standardised difference of the changes), ``p_paired_higher`` (one-sided
+paired t within an arm) and ``mediated_share`` (the
 share of a treatment effect carried by a mediator such as dissociation), e.g.
 ``response_rate('ketamine', 'madrs_total', '-1d', '24h')``. Times are strings with units ('90min', '2h').
 Each function reads cohort statistics, as the paper's figure or table would.
@@ -29,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ketasim.analysis.spines import (
     branch_specificity_test,
@@ -204,6 +206,15 @@ def _functions(d: _Data) -> dict[str, Callable]:
                           * np.var(cb, ddof=1)) / (ca.size + cb.size - 2))
         return float((ca.mean() - cb.mean()) / pooled) if pooled > 0 else 0.0
 
+    def p_paired_higher(arm, readout, baseline, at):
+        """One-sided paired t p that the arm's values at ``at`` exceed their own values
+        at ``baseline`` (subjects measured at both)."""
+        b, v = d.change(arm, readout, baseline, at)
+        diff = (v - b).to_numpy()
+        if diff.size < 2 or np.all(diff == diff[0]):
+            return float("nan")
+        return float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+
     def mediated_share(control, treated, mediator, mediator_at, outcome, baseline, at):
         """Share of the treatment effect on the outcome's change from baseline that runs
         through the mediator measured at ``mediator_at`` (product of coefficients,
@@ -262,7 +273,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
             "survival_fraction": survival_fraction, "mean_change": mean_change,
             "response_rate": response_rate, "remission_rate": remission_rate,
             "p_change_lower": p_change_lower, "d_change": d_change,
-            "mediated_share": mediated_share}
+            "mediated_share": mediated_share, "p_paired_higher": p_paired_higher}
 
 
 FUNCTIONS = tuple(_functions(_Data(pd.DataFrame())).keys())
