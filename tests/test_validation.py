@@ -469,3 +469,23 @@ def test_seeds_count_passes_over_further_seeds(tmp_path):
     assert not (tmp_path / "w").exists()
     with pytest.raises(ValidationSetupError, match="--seeds"):
         validate(only=["T-PK-06"], seeds=1.5, registry=load_registry())
+
+
+def test_synthesis_figure_has_the_human_lines():
+    """F-W-20 (issue 14): plasma ketamine (the drug arm's own values), dissociation and
+    MADRS against placebo join the mouse lines when their replicas ran."""
+    from ketasim.report.synthesis import difference_courses
+
+    pk = pd.DataFrame({"arm": "ketamine", "subject": 0, "assay": "plasma_pk",
+                       "readout": "ketamine_plasma_ng_ml", "time_h": [0.5, 1.0, 4.0],
+                       "value": [150.0, 100.0, 20.0], "unit": "ng/mL"})
+    trial = pd.DataFrame({
+        "arm": ["ketamine"] * 3 + ["placebo"] * 3, "subject": 0, "assay": "madrs",
+        "readout": "madrs_total", "time_h": [-24.0, 24.0, 168.0] * 2,
+        "value": [33.0, 17.0, 27.0, 33.0, 28.0, 28.0], "unit": "points"})
+    courses = {s.label: (t, d) for s, t, d in difference_courses(
+        {"pk_human_infusion": pk, "trd_single_infusion": trial})}
+    t, d = courses["plasma ketamine (0.5 mg/kg over 40 min)"]
+    assert list(t) == [0.5, 1.0, 4.0] and d[0] == pytest.approx(1.0)
+    t, d = courses["MADRS, ketamine - placebo"]
+    assert list(t) == [24.0, 168.0] and d == pytest.approx([-1.0, -1 / 11])

@@ -1,7 +1,8 @@
 """The synthesis figure (F-W-20; commentary 001, Figure 1): ketamine-minus-vehicle time
 courses of every neural and behavioural readout available, each normalised to its
-largest absolute difference, mice and humans, on one logarithmic time axis from minutes
-to weeks. Later layers add their readouts as rows of ``SERIES``.
+largest absolute difference, mice and humans (dashed: plasma ketamine, dissociation and
+MADRS against placebo; MADRS improvement is negative), on one logarithmic time axis from
+minutes to weeks. Later layers add their readouts as rows of ``SERIES``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Series:
     replica: str
     readout: str
     drug_arm: str
-    vehicle_arm: str
+    vehicle_arm: str | None  # None: the drug arm's own values (e.g. plasma levels)
 
 
 SERIES: tuple[Series, ...] = (
@@ -42,6 +43,13 @@ SERIES: tuple[Series, ...] = (
            "formation_pct", "control_ketamine", "control_saline"),
     Series("spine density (two-photon)", "mouse", "cort_ketamine_spine_imaging",
            "spine_density_per_10um", "control_ketamine", "control_saline"),
+    # the human lines (issue 14): plasma level, dissociation, MADRS against placebo
+    Series("plasma ketamine (0.5 mg/kg over 40 min)", "human", "pk_human_infusion",
+           "ketamine_plasma_ng_ml", "ketamine", None),
+    Series("dissociation (CADSS)", "human", "trd_single_infusion", "cadss_total",
+           "ketamine", "placebo"),
+    Series("MADRS, ketamine - placebo", "human", "trd_single_infusion", "madrs_total",
+           "ketamine", "placebo"),
 )
 
 _TICKS = [(1 / 6, "10 min"), (1, "1 h"), (6, "6 h"), (24, "1 d"), (72, "3 d"), (168, "1 w"),
@@ -57,10 +65,11 @@ def difference_courses(readouts_by_replica: dict[str, pd.DataFrame]) -> list[tup
             continue
         r = r[r["readout"] == s.readout]
         m = r.groupby(["arm", "time_h"])["value"].mean()
-        if s.drug_arm not in m.index.get_level_values(0) or \
-                s.vehicle_arm not in m.index.get_level_values(0):
+        arms = set(m.index.get_level_values(0))
+        if s.drug_arm not in arms or (s.vehicle_arm is not None and s.vehicle_arm not in arms):
             continue
-        d = (m.loc[s.drug_arm] - m.loc[s.vehicle_arm]).dropna()
+        d = m.loc[s.drug_arm] if s.vehicle_arm is None else m.loc[s.drug_arm] - m.loc[s.vehicle_arm]
+        d = d.dropna()
         d = d[d.index > 0]
         scale = np.abs(d).max()
         if len(d) < 2 or not np.isfinite(scale) or scale == 0:
