@@ -185,13 +185,11 @@ def main(argv=None) -> float:
 def cohort_slice(cohort, a, b):
     from dataclasses import replace
 
-    return replace(cohort, n=b - a, values=cohort.values[a:b])
+    return replace(cohort, n=b - a, values=cohort.values[a:b], subjects=cohort.subjects[a:b])
 
 
 def events_slice(events, a, b):
-    from dataclasses import replace
-
-    return replace(events, values=events.values[a:b])
+    return events.subset(slice(a, b))
 
 
 if __name__ == "__main__":
