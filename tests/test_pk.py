@@ -154,3 +154,45 @@ def test_metabolites_form_after_racemic_ketamine():
     assert r.output("hnk_plasma")[0].max() > 5.0
     s = run("mouse", "{at: 0h, drug: esketamine, dose: 10 mg/kg, route: ip}", ["hnk_plasma"])
     assert s.output("hnk_plasma")[0].max() == 0.0  # (2R,6R)-HNK comes from R-ketamine only
+
+
+def test_venous_sampling_lags_arterial_after_a_bolus():
+    """Issue 14: plasma_pk sampling venous/arterial. Early after an iv bolus arterial
+    levels exceed venous ones; a few minutes later venous ones catch up and exceed them;
+    after the distribution phase the two agree."""
+    import numpy as np
+
+    from ketasim import simulate
+    from ketasim.params import load_registry
+    from ketasim.scenario import load_scenario_text
+
+    at = "[2min, 10min, 2h, 4h]"
+    arm = ("  - name: {name}\n    n: 6\n    protocol: [{{at: 0h, drug: ketamine, dose: 0.5 "
+           "mg/kg, route: iv}}]\n    assays: [{{assay: plasma_pk, at: " + at
+           + ", options: {{sampling: {s}, cv: 0.0, sd_add: 0.0}}}}]\n")
+    def run(s):  # the same arm name: the same subjects
+        text = "name: av\nspecies: human\nseed: 3\narms:\n" + arm.format(name="a", s=s)
+        r = simulate(load_scenario_text(text), registry=load_registry()).readouts
+        return r[r.readout == "ketamine_plasma_ng_ml"].pivot_table(
+            index="subject", columns="time_h", values="value")
+
+    art, ven = run("arterial"), run("venous")
+    assert np.all(ven[2 / 60] < 0.7 * art[2 / 60])
+    assert np.all(ven[10 / 60] > art[10 / 60])
+    np.testing.assert_allclose(ven[4.0], art[4.0], rtol=0.03)
+
+
+def test_sampling_option_names_its_allowed_values():
+    import pytest
+
+    from ketasim import simulate
+    from ketasim.core.assay import AssayOptionError
+    from ketasim.params import load_registry
+    from ketasim.scenario import load_scenario_text
+
+    text = ("name: av\nspecies: human\nseed: 3\narms:\n  - name: a\n    n: 2\n    protocol: "
+            "[{at: 0h, drug: ketamine, dose: 0.5 mg/kg, route: iv}]\n    assays: [{assay: "
+            "plasma_pk, at: [1h], options: {sampling: capillary}}]\n")
+    with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[0\]\.options\.sampling"
+                                               r".*arterial.*venous"):
+        simulate(load_scenario_text(text), registry=load_registry())

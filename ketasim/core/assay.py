@@ -8,7 +8,8 @@ layer's module, with everything the rest of ketasim derives from it:
 - ``readouts``: the :class:`Readout` values (name and unit) it reports; the scenario
   vocabulary, the JSON Schema and the run's checks are derived from them;
 - ``options``: defaults (their types give the option's type), with ``positive`` and
-  ``fractions`` naming numeric options that must be > 0 or lie in [0, 1];
+  ``fractions`` naming numeric options that must be > 0 or lie in [0, 1], and
+  ``choices`` the allowed values of a name option;
 - ``outputs``: the signalling outputs it reads, at the model times ``sample_times``
   returns for its assay times;
 - ``reads``: the later layers it needs (``"spines"``: the spine recording;
@@ -124,6 +125,7 @@ class Assay:
     options: dict = field(default_factory=dict)  # allowed options and defaults
     positive: tuple[str, ...] = ()  # numeric options that must be > 0 (counts, durations)
     fractions: tuple[str, ...] = ()  # numeric options that must lie in [0, 1]
+    choices: dict = field(default_factory=dict)  # name options: their allowed values
     reads: tuple[str, ...] = ()  # later layers: "spines", "circuit"
     # report figures: f(kept: {arm: kept dict}, folder) -> [(title, file name)]
     figures: tuple[Callable, ...] = ()
@@ -137,7 +139,8 @@ class Assay:
         if bad:
             raise ValueError(f"assay {self.name!r}: reads {bad}; expected layers from "
                              f"{LAYERS}")
-        unknown = [k for k in (*self.positive, *self.fractions) if k not in self.options]
+        unknown = [k for k in (*self.positive, *self.fractions, *self.choices)
+                   if k not in self.options]
         if unknown:
             raise ValueError(f"assay {self.name!r}: range given for unknown options "
                              f"{unknown}")
@@ -164,6 +167,8 @@ class Assay:
                 props[k] = {"type": "boolean"}
             elif isinstance(default, str):
                 props[k] = {"type": "string"}
+                if k in self.choices:
+                    props[k]["enum"] = list(self.choices[k])
             else:
                 props[k] = {"type": "integer" if isinstance(default, int) else "number",
                             "minimum": 0}
@@ -190,6 +195,9 @@ def resolve_options(assay: Assay, given: dict, where: str) -> dict:
         default = assay.options[k]
         if isinstance(default, str) and not isinstance(v, str):
             raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a name")
+        if k in assay.choices and v not in assay.choices[k]:
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected one of "
+                                   f"{list(assay.choices[k])}")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and (
                 not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v)
                 or v < 0):

@@ -3,6 +3,13 @@
 Noise model: log-normal proportional error (``cv``) plus additive error (``sd_add``);
 values below the lower limit of quantification (``lloq``) are reported as missing
 (NaN), as bioanalytical labs report BLQ samples. Brain levels assume 1 g tissue = 1 mL.
+
+Plasma ``sampling``: ``arterial`` (the default) reads the central compartment;
+``venous`` reads a peripheral vein, which lags arterial blood after a bolus or during a
+fast infusion: ``dC_v/dt = k_av (C_a - C_v)`` with ``k_av`` the registry's
+``pk.arteriovenous_k`` (the venous value is the arterial course filtered by an
+exponential kernel, evaluated at 1-min midpoints over the preceding hour, which covers
+six time constants for any ``k_av`` in the registry's range, 6-60 per hour).
 """
 
 from __future__ import annotations
@@ -26,10 +33,54 @@ _BRAIN = {
 }
 
 
+_VENOUS_POINTS = 60
+_VENOUS_SPAN_H = 1.0  # the arterial course read before each venous sample
+
+
+def _venous_grid(t: float) -> np.ndarray:
+    """Times (h) before a sample at ``t`` where the arterial course is read: 1-min
+    midpoints over the preceding hour."""
+    return t - _VENOUS_SPAN_H + (np.arange(_VENOUS_POINTS) + 0.5) * (
+        _VENOUS_SPAN_H / _VENOUS_POINTS)
+
+
+def venous(arterial: np.ndarray, grid: np.ndarray, t: float, k: float) -> np.ndarray:
+    """Venous level at ``t`` from the arterial levels on :func:`_venous_grid` (last
+    axis): the exponential kernel ``k exp(-k (t - s))``, normalised over the span."""
+    w = np.exp(-k * (t - grid))
+    return (arterial * w).sum(axis=-1) / w.sum()
+
+
+def _true_levels(ctx: AssayContext, mapping: dict[str, str], at: np.ndarray) -> np.ndarray:
+    readouts = list(mapping)
+    if ctx.options.get("sampling", "arterial") == "arterial":
+        return np.stack([ctx.trajectory(mapping[r], at) for r in readouts], axis=2)
+    k = float(ctx.registry.value("pk.arteriovenous_k"))
+    if k * _VENOUS_SPAN_H < 6.0:
+        raise ValueError(f"pk.arteriovenous_k: got {k!r} per hour; venous sampling needs "
+                         f">= {6.0 / _VENOUS_SPAN_H:g} (the kernel must fit in the hour "
+                         "read before each sample)")
+    out = np.empty((ctx.n, len(at), len(readouts)))
+    for j, t in enumerate(at):
+        grid = _venous_grid(float(t))
+        for m, r in enumerate(readouts):
+            out[:, j, m] = venous(ctx.trajectory(mapping[r], grid), grid, float(t), k)
+    return out
+
+
+def _plasma_times(at: np.ndarray, options: dict) -> np.ndarray:
+    """The arterial course at the sample times, and for venous sampling over the hour
+    before each."""
+    at = np.asarray(at, dtype=float)
+    if options.get("sampling", "arterial") == "arterial":
+        return at
+    return np.unique(np.concatenate([at, *(_venous_grid(float(t)) for t in at)]))
+
+
 def _lcms(name: str, mapping: dict[str, str], unit: str):
     def measure(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         readouts = list(mapping)
-        true = np.stack([ctx.trajectory(mapping[r], at) for r in readouts], axis=2)
+        true = _true_levels(ctx, mapping, at)
         z = subject_noise(ctx.seed, ctx.arm, ctx.subjects, name, (2, *true.shape[1:]))
         cv = float(ctx.options["cv"])
         sigma = np.sqrt(np.log1p(cv**2))
@@ -43,7 +94,9 @@ def _lcms(name: str, mapping: dict[str, str], unit: str):
 PLASMA_PK = Assay(
     "plasma_pk", "plasma ketamine, enantiomers and metabolites by LC-MS/MS",
     tuple(Readout(r, "ng/mL") for r in _PLASMA), _lcms("plasma_pk", _PLASMA, "ng/mL"),
-    outputs=tuple(_PLASMA.values()), options={"cv": 0.1, "sd_add": 0.2, "lloq": 1.0})
+    outputs=tuple(_PLASMA.values()), sample_times=_plasma_times,
+    options={"cv": 0.1, "sd_add": 0.2, "lloq": 1.0, "sampling": "arterial"},
+    choices={"sampling": ("arterial", "venous")})
 BRAIN_PK = Assay(
     "brain_pk", "brain ketamine and metabolites by LC-MS/MS of homogenate",
     tuple(Readout(r, "ng/g") for r in _BRAIN), _lcms("brain_pk", _BRAIN, "ng/g"),
