@@ -46,28 +46,40 @@ def test_human_infusion_plasma_level():
 
 
 def test_human_half_lives():
-    """Clements et al. 1982 (textbook values, secondary): distribution t1/2 10-15 min,
-    elimination t1/2 2.5-3 h after an iv bolus (S-ketamine here)."""
+    """The Fanta et al. 2015 model (primary) against Clements et al. 1982 (textbook
+    values, secondary): elimination t1/2 2.5-3 h over the 3-12 h that such studies
+    sampled, and a distribution phase after an iv bolus (S-ketamine here). The model's
+    third compartment adds a slower late phase (about 5.6 h over 6-24 h)."""
     r = run("human", "{at: 0h, drug: esketamine, dose: 0.2 mg/kg, route: iv}",
             ["esketamine_plasma"])
     c = r.output("esketamine_plasma")[0]
-    assert 2.5 <= terminal_half_life_h(FINE, c, 6.0, 24.0) <= 3.0
-    # distribution phase: peel off the terminal phase, fit the residual over 0-40 min
-    beta = np.log(2) / terminal_half_life_h(FINE, c, 6.0, 24.0)
-    sel = FINE > 6.0
+    assert 2.5 <= terminal_half_life_h(FINE, c, 3.0, 12.0) <= 3.0
+    assert 4.5 <= terminal_half_life_h(FINE, c, 6.0, 24.0) <= 7.0
+    # distribution phase: peel off the 3-12 h phase, fit the residual over 0-40 min
+    beta = np.log(2) / terminal_half_life_h(FINE, c, 3.0, 12.0)
+    sel = (FINE > 3.0) & (FINE < 12.0)
     intercept = np.exp(np.polyfit(FINE[sel], np.log(c[sel]), 1)[1])
     resid = c - intercept * np.exp(-beta * FINE)
     early = (FINE > 0) & (FINE <= 40 / 60)
     t_alpha = np.log(2) / -np.polyfit(FINE[early], np.log(resid[early]), 1)[0]
-    assert 10 / 60 <= t_alpha <= 15 / 60
+    # Fanta et al. 2015 give about 20 min (Clements et al. 1982, secondary: 10-15 min)
+    assert 15 / 60 <= t_alpha <= 25 / 60
 
 
 def test_norketamine_half_life_human():
-    """Norketamine elimination t1/2 about 12 h (CALIBRATION.md, secondary); tolerance
-    9-15 h."""
+    """S-norketamine disposition of Fanta et al. 2015 (two compartments): the simulated
+    terminal t1/2 equals the analytic one from the model's CL, V, Q and Vp (about 5 h,
+    shorter than the 12 h of older secondary summaries, CALIBRATION.md)."""
     r = run("human", "{at: 0h, drug: norketamine, dose: 0.5 mg/kg, route: iv}",
             ["norketamine_plasma"])
-    assert 9.0 <= terminal_half_life_h(FINE, r.output("norketamine_plasma")[0], 4, 40) <= 15.0
+    reg = load_registry()
+    cl, v1, q, v2 = (reg.value(f"pk.human.norketamine.{k}") for k in ("cl", "v", "q", "v2"))
+    k10, k12, k21 = cl / v1, q / v1, q / v2
+    s = k10 + k12 + k21
+    beta = (s - np.sqrt(s * s - 4 * k10 * k21)) / 2
+    got = terminal_half_life_h(FINE, r.output("norketamine_plasma")[0], 24, 48)
+    assert got == pytest.approx(np.log(2) / beta, rel=0.01)
+    assert 4.0 <= got <= 7.0
 
 
 @pytest.mark.parametrize("route,low_min,high_min,source", [
@@ -196,3 +208,75 @@ def test_sampling_option_names_its_allowed_values():
     with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[0\]\.options\.sampling"
                                                r".*arterial.*venous"):
         simulate(load_scenario_text(text), registry=load_registry())
+
+
+def test_three_compartment_human_pk_matches_an_independent_solution():
+    """Issue 14 item 1: S-ketamine in humans is Fanta et al. 2015's three-compartment
+    model; the batched solver's plasma course after an iv bolus equals scipy's solution of
+    the same linear system (typical 70-kg subject, no variability)."""
+    import numpy as np
+    from scipy.integrate import solve_ivp
+
+    from ketasim.experiment.cohort import sample_cohort
+    from ketasim.params import load_registry
+    from ketasim.scenario import load_scenario_text
+    from ketasim.signaling.protocol import compile_arm
+    from ketasim.signaling.simulate import simulate_signaling
+
+    reg = load_registry()
+    sc = load_scenario_text(
+        "name: f\nspecies: human\nseed: 1\narms:\n  - name: a\n    n: 1\n    protocol: "
+        "[{at: 0h, drug: esketamine, dose: 0.25 mg/kg, route: iv}]\n    assays: "
+        "[{assay: plasma_pk, at: [1h]}]\n")
+    arm = sc.arms[0]
+    cohort = sample_cohort(reg, "human", "a", 1, 1, variability=False)
+    events = compile_arm(arm, "human", cohort, reg)
+    t = np.array([0.05, 0.25, 1.0, 3.0, 8.0, 24.0])
+    got = simulate_signaling(cohort, events, t, ["esketamine_plasma"], rtol=1e-9,
+                             atol=1e-12).output("esketamine_plasma")[0]
+    v = {k: reg.value(f"pk.human.ketamine.{k}") for k in ("cl", "v1", "q", "v2", "q2", "v3")}
+    k10, k12, k21 = v["cl"] / v["v1"], v["q"] / v["v1"], v["q"] / v["v2"]
+    k13, k31 = v["q2"] / v["v1"], v["q2"] / v["v3"]
+
+    def rhs(_t, y):
+        c, p, d = y
+        return [-(k10 + k12 + k13) * c + k21 * p + k31 * d, k12 * c - k21 * p,
+                k13 * c - k31 * d]
+
+    sol = solve_ivp(rhs, (0, 24), [0.25, 0, 0], t_eval=t, method="LSODA", rtol=1e-11,
+                    atol=1e-14)
+    want = sol.y[0] / v["v1"] * 1000.0  # mg/kg / (L/kg) = mg/L -> ng/mL
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_allometric_scaling_lowers_per_kg_clearance_of_heavier_patients():
+    """Clearances scale with weight^0.75 and volumes with weight (Otto et al. 2021), so
+    per kg a 100-kg patient clears (100/50)^-0.25 = 0.84 of a 50-kg one's, keeps the same
+    volumes per kg, and at the same mg/kg dose has higher plasma levels at 6 h."""
+    import numpy as np
+
+    from ketasim.experiment.cohort import sample_cohort
+    from ketasim.params import load_registry
+    from ketasim.scenario import load_scenario_text
+    from ketasim.signaling import spec
+    from ketasim.signaling.protocol import compile_arm
+    from ketasim.signaling.simulate import simulate_signaling
+
+    reg = load_registry()
+    arm = load_scenario_text(
+        "name: f\nspecies: human\nseed: 1\narms:\n  - name: a\n    n: 1\n    protocol: "
+        "[{at: 0h, drug: esketamine, dose: 0.25 mg/kg, route: iv}]\n    assays: "
+        "[{assay: plasma_pk, at: [1h]}]\n").arms[0]
+    out = {}
+    for w in (50.0, 100.0):
+        cohort = sample_cohort(reg, "human", "a", 1, 1, body_weight_kg=w, variability=False)
+        ev = compile_arm(arm, "human", cohort, reg)
+        par = {spec.PVEC_NAMES[j]: v[0]
+               for j, v in ev.params}
+        plasma = simulate_signaling(cohort, ev, np.array([6.0]), ["esketamine_plasma"]
+                                    ).output("esketamine_plasma")[0, 0]
+        out[w] = (par, plasma)
+    (p50, c50), (p100, c100) = out[50.0], out[100.0]
+    ratios = {k: p100[k] / p50[k] for k in p50 if p50[k] != 0 and p100[k] != p50[k]}
+    assert ratios and all(np.isclose(r, 2.0 ** -0.25) for r in ratios.values()), ratios
+    assert c100 > 1.1 * c50

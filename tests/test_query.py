@@ -426,6 +426,6 @@ def test_a_real_run_folder(tmp_path):
     pd.testing.assert_frame_equal(summary, want, check_dtype=False)
     res = invoke("query", out, "SELECT test, p FROM stats", "--format", "json")
     assert res.exit_code == 0, res.stderr
-    stats = pd.read_csv(out / "stats.csv")
+    stats = pd.read_csv(out / "stats.csv", float_precision="round_trip")
     assert json.loads(res.stdout) == [{"test": stats["test"][0], "p": stats["p"][0]}]
     assert snapshot(out) == before

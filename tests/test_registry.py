@@ -175,3 +175,45 @@ def test_bsv_on_a_parameter_not_read_per_subject_is_an_error():
     ok = sample_cohort(REGISTRY, "mouse", "a", 3, 1)
     cl = ok.get("pk.mouse.ketamine.cl")
     assert len(set(cl)) == 3  # the ODE parameters with bsv_cv vary per subject
+
+
+# ------------------------------------------------------------------ correlated BSV
+def test_correlated_bsv_is_sampled_with_its_correlation():
+    """bsv_corr (issue 14: published covariances of population PK models): the log
+    deviations of the two parameters correlate as declared, each keeps its CV, and the
+    registry's own pair (Fanta 2015: S-ketamine CL and V1, 0.49) is sampled so."""
+    import numpy as np
+
+    from ketasim.experiment.cohort import sample_cohort
+
+    c = sample_cohort(REGISTRY, "human", "a", 4000, 7)
+    x = np.log(c.get("pk.human.ketamine.cl"))
+    y = np.log(c.get("pk.human.ketamine.v1"))
+    assert abs(np.corrcoef(x, y)[0, 1] - 0.49) < 0.05
+    assert abs(x.std() - REGISTRY["pk.human.ketamine.cl"].omega) < 0.01
+    assert abs(y.std() - REGISTRY["pk.human.ketamine.v1"].omega) < 0.015
+    # uncorrelated parameters keep their own draws: the same as without any correlation
+    plain = parse_registry(
+        (resources.files("ketasim.params") / "parameters.yaml").read_text()
+        .replace("   bsv_corr: {pk.human.ketamine.v1: 0.49},\n", ""))
+    d = sample_cohort(plain, "human", "a", 50, 7)
+    e = sample_cohort(REGISTRY, "human", "a", 50, 7)
+    np.testing.assert_array_equal(d.get("species.human.body_weight"),
+                                  e.get("species.human.body_weight"))
+    np.testing.assert_array_equal(d.get("pk.human.ketamine.cl"),
+                                  e.get("pk.human.ketamine.cl"))  # the first of the pair
+    assert not np.array_equal(d.get("pk.human.ketamine.v1"), e.get("pk.human.ketamine.v1"))
+
+
+@pytest.mark.parametrize("text,message", [
+    (entry(bsv_cv="0.2", bsv_corr="{z.z: 0.5}"), "not a parameter"),
+    (entry(bsv_cv="0.2", bsv_corr="{c.d: 0.5}") + entry(name="c.d"), "both with a bsv_cv"),
+    (entry(bsv_cv="0.2", bsv_corr="{c.d: 1.5}") + entry(name="c.d", bsv_cv="0.2"),
+     r"correlations in \(-1, 1\)"),
+    (entry(bsv_cv="0.2", bsv_corr="{c.d: 0.9, e.f: 0.9}")
+     + entry(name="c.d", bsv_cv="0.2", bsv_corr="{e.f: -0.9}")
+     + entry(name="e.f", bsv_cv="0.2"), "positive definite"),
+], ids=["unknown", "no-cv", "out-of-range", "not-positive-definite"])
+def test_bad_correlations_are_one_clear_error(text, message):
+    with pytest.raises(RegistryError, match=message):
+        parse_registry(text)

@@ -12,6 +12,7 @@ import numpy as np
 from ketasim.core.cohort import Cohort
 from ketasim.core.streams import PURPOSE_PARAMETERS, subject_rng
 from ketasim.params import Registry, RegistryError
+from ketasim.params.registry import correlation_matrix
 from ketasim.signaling.protocol import per_subject_parameter
 
 __all__ = ["Cohort", "sample_cohort"]
@@ -22,7 +23,9 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
                   subjects=None) -> Cohort:
     """Draw ``n`` subjects (or the subjects with the given global indices):
     log-normal between-subject variability on every parameter with a ``bsv_cv`` (median
-    = registry default). A ``bsv_cv`` on a parameter that no layer reads per subject
+    = registry default), correlated where the registry gives ``bsv_corr`` (the standard
+    normal draws of the correlated parameters are multiplied by the Cholesky factor of
+    their correlation matrix; parameters without correlations keep their own draws). A ``bsv_cv`` on a parameter that no layer reads per subject
     is an error (it would be drawn and never used)."""
     unused = [p.name for p in registry if p.bsv_cv > 0 and not per_subject_parameter(p.name)]
     if unused:
@@ -44,5 +47,9 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
         for i, s in enumerate(subjects):  # one small draw per subject, its own stream
             z[i] = subject_rng(seed, arm, int(s), PURPOSE_PARAMETERS).standard_normal(
                 varying.size)
+        corr = correlation_matrix(params)
+        if corr is not None:
+            cols = [int(np.flatnonzero(varying == names.index(nm))[0]) for nm in corr[0]]
+            z[:, cols] = z[:, cols] @ np.linalg.cholesky(corr[1]).T
         values[:, varying] = typical[varying] * np.exp(omega[varying] * z)
     return Cohort(species, arm, n, names, values, subjects)

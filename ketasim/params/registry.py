@@ -9,6 +9,9 @@ All parameters live in ``parameters.yaml`` beside this module. Each entry has
 ``source``       a citation, "fitted to F-..." or "assumed ..."
 ``description``  what it is
 ``bsv_cv``       optional between-subject coefficient of variation (log-normal), default 0
+``bsv_corr``     optional correlations of this parameter's log-normal deviation with those
+                 of others (``{other.name: r}``; both need a ``bsv_cv``), as population PK
+                 models publish them (a covariance of etas)
 
 The registry is data: code never branches on a scenario's name to change a parameter.
 """
@@ -21,6 +24,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import ClassVar
 
+import numpy as np
 import yaml
 
 REQUIRED_FIELDS = ("name", "value", "unit", "range", "source", "description")
@@ -42,6 +46,7 @@ class Parameter:
     source: str
     description: str
     bsv_cv: float = 0.0
+    bsv_corr: tuple[tuple[str, float], ...] = ()
 
     @property
     def omega(self) -> float:
@@ -86,7 +91,7 @@ class Registry:
         for name, v in overrides.items():
             p = self[name]
             params[name] = Parameter(p.name, float(v), p.unit, p.low, p.high, p.source,
-                                     p.description, p.bsv_cv)
+                                     p.description, p.bsv_cv, p.bsv_corr)
         return Registry(params)
 
 
@@ -98,7 +103,7 @@ def _parse_entry(raw: dict, index: int) -> Parameter:
         raise RegistryError(
             f"parameters.yaml entry {index} ({raw.get('name', '?')}): missing {', '.join(missing)}"
         )
-    extra = set(raw) - set(REQUIRED_FIELDS) - {"bsv_cv"}
+    extra = set(raw) - set(REQUIRED_FIELDS) - {"bsv_cv", "bsv_corr"}
     if extra:
         raise RegistryError(f"parameter {raw['name']}: unknown fields {sorted(extra)}")
     rng = raw["range"]
@@ -113,8 +118,15 @@ def _parse_entry(raw: dict, index: int) -> Parameter:
     cv = float(raw.get("bsv_cv", 0.0))
     if cv < 0:
         raise RegistryError(f"parameter {raw['name']}: bsv_cv must be >= 0")
+    corr = raw.get("bsv_corr", {}) or {}
+    if not isinstance(corr, dict) or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and -1.0 < r < 1.0
+            for r in corr.values()):
+        raise RegistryError(f"parameter {raw['name']}: bsv_corr must map parameter names to "
+                            f"correlations in (-1, 1), got {corr!r}")
     return Parameter(str(raw["name"]), value, str(raw["unit"]), low, high,
-                     str(raw["source"]), str(raw["description"]), cv)
+                     str(raw["source"]), str(raw["description"]), cv,
+                     tuple((str(k), float(r)) for k, r in corr.items()))
 
 
 def parse_registry(text: str) -> Registry:
@@ -128,7 +140,48 @@ def parse_registry(text: str) -> Registry:
         if p.name in params:
             raise RegistryError(f"parameter {p.name} defined twice")
         params[p.name] = p
+    _check_correlations(params)
     return Registry(params)
+
+
+def _check_correlations(params: dict[str, Parameter]) -> None:
+    for p in params.values():
+        for other, _r in p.bsv_corr:
+            if other not in params:
+                raise RegistryError(f"parameter {p.name}: bsv_corr names {other!r}, which "
+                                    "is not a parameter")
+            if other == p.name or p.bsv_cv <= 0 or params[other].bsv_cv <= 0:
+                raise RegistryError(f"parameter {p.name}: bsv_corr with {other!r} needs two "
+                                    "different parameters, both with a bsv_cv")
+    c = correlation_matrix(list(params.values()))
+    if c is not None:
+        try:
+            np.linalg.cholesky(c[1])
+        except np.linalg.LinAlgError:
+            raise RegistryError("bsv_corr: the correlations of "
+                                f"{', '.join(c[0])} do not form a valid (positive "
+                                "definite) correlation matrix") from None
+
+
+def correlation_matrix(params: list[Parameter]):
+    """(names, matrix) of the between-subject correlations among the parameters that take
+    part in one (a ``bsv_corr`` entry on either side), or None when there are none."""
+    pairs = {}
+    for p in params:
+        for other, r in p.bsv_corr:
+            key = tuple(sorted((p.name, other)))
+            if key in pairs and pairs[key] != r:
+                raise RegistryError(f"bsv_corr: {key[0]} and {key[1]} are given two "
+                                    f"correlations ({pairs[key]} and {r})")
+            pairs[key] = r
+    if not pairs:
+        return None
+    names = sorted({n for k in pairs for n in k})
+    idx = {n: i for i, n in enumerate(names)}
+    m = np.eye(len(names))
+    for (a, b), r in pairs.items():
+        m[idx[a], idx[b]] = m[idx[b], idx[a]] = r
+    return names, m
 
 
 @lru_cache(maxsize=1)

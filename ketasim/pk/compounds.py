@@ -18,6 +18,8 @@ A file (YAML)::
         model: compartmental         # or: window (tool compounds)
         cl: {value: 1.4, unit: L/h/kg, source: "..."}
         v1: ...; q: ...; v2: ...; kp_brain: ...; ke0: ...; fu_brain: ...
+        q2: ...; v3: ...             # optional deep compartment (three-compartment PK)
+        allometry: {reference_kg: 70, cl: 0.75, v: 1}   # optional: values per kg at 70 kg
         routes: {oral: {f: ..., ka: ...}}   # optional, else the species' route defaults
     metabolites:
       - {compound: norketamine, fraction: {param: "pk.{species}.ketamine.f_nk"}}
@@ -70,11 +72,15 @@ _UNITS: dict[str, dict[str, float]] = {
     "uM": {"uM": 1.0, "nM": 1e-3, "mM": 1e3},
     "mg/kg": {"mg/kg": 1.0},
     "mg": {"mg": 1.0, "ug": 1e-3},
+    "kg": {"kg": 1.0},
     # agonist efficacy: the node's signal added, in baselines of it (dopamine for Drd1)
     "x baseline": {"x baseline": 1.0, "1": 1.0, "x baseline dopamine": 1.0},
 }
 COMPARTMENTAL_FIELDS = {"cl": "L/h/kg", "v1": "L/kg", "q": "L/h/kg", "v2": "L/kg",
+                        "q2": "L/h/kg", "v3": "L/kg",
                         "kp_brain": "1", "ke0": "1/h", "fu_brain": "1"}
+# allometric scaling of a species' PK (values given per kg at the reference weight)
+ALLOMETRY_FIELDS = {"reference_kg": "kg", "cl": "1", "v": "1"}
 WINDOW_FIELDS = {"onset": "h", "duration": "h"}
 ROUTE_FIELDS = {"f": "1", "ka": "1/h"}
 WINDOW_POTENCY_UNITS = {"per_kg": "mg/kg", "local": "mg", "concentration": "uM"}
@@ -120,6 +126,9 @@ class SpeciesPK:
     model: str
     fields: dict[str, Value]
     routes: dict[str, dict[str, Value]] = field(default_factory=dict)
+    # allometry: reference weight (kg) and exponents of clearances and volumes; None:
+    # values per kg apply at any weight (exponent 1)
+    allometry: dict[str, Value] | None = None
 
 
 @dataclass(frozen=True)
@@ -230,11 +239,12 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
     if model not in PK_MODELS:
         _fail(f"{where}.model", f"expected one of {PK_MODELS}, got {model!r}")
     spec_fields = COMPARTMENTAL_FIELDS if model == "compartmental" else WINDOW_FIELDS
-    unknown = set(raw) - set(spec_fields) - {"model", "routes", "source"}
+    unknown = set(raw) - set(spec_fields) - {"model", "routes", "source", "allometry"}
     if unknown:
         _fail(where, f"unknown keys {sorted(unknown)} for a {model} PK "
                      f"(expected {sorted(spec_fields)})")
-    optional = {"q": Value(value=0.0), "v2": Value(value=1.0)}
+    optional = {"q": Value(value=0.0), "v2": Value(value=1.0), "q2": Value(value=0.0),
+                "v3": Value(value=1.0)}
     fields = {}
     for k, unit in spec_fields.items():
         if k not in raw:
@@ -243,7 +253,19 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
                 continue
             _fail(where, f"missing {k!r} ({unit})")
         fields[k] = _value(raw[k], unit, f"{where}.{k}",
-                           positive=k not in ("q", "onset"))
+                           positive=k not in ("q", "q2", "onset"))
+    allometry = None
+    if "allometry" in raw:
+        if model != "compartmental":
+            _fail(f"{where}.allometry", "allometric scaling needs compartmental PK")
+        al = _mapping(raw["allometry"], f"{where}.allometry")
+        bad = set(al) - set(ALLOMETRY_FIELDS) - {"source"}
+        missing = set(ALLOMETRY_FIELDS) - set(al)
+        if bad or missing:
+            _fail(f"{where}.allometry", f"expected keys {sorted(ALLOMETRY_FIELDS)} (and "
+                                        f"source), got {sorted(al)}")
+        allometry = {k: _value(al[k], u, f"{where}.allometry.{k}", positive=True)
+                     for k, u in ALLOMETRY_FIELDS.items()}
     routes = {}
     for r, rv in _mapping(raw.get("routes", {}), f"{where}.routes").items():
         if r not in ALL:
@@ -254,7 +276,7 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
             _fail(f"{where}.routes.{r}", f"unknown keys {sorted(bad)} (expected f, ka)")
         routes[r] = {k: _value(v, ROUTE_FIELDS[k], f"{where}.routes.{r}.{k}")
                      for k, v in rv.items()}
-    return SpeciesPK(model, fields, routes)
+    return SpeciesPK(model, fields, routes, allometry)
 
 
 def _target(name: str, raw: Any, window: bool, where: str) -> TargetAction:
@@ -490,6 +512,10 @@ def compound_schema() -> dict:
                    "additionalProperties": {"type": "object", "additionalProperties": False,
                                             "properties": {k: {"$ref": "#/$defs/value"}
                                                            for k in ROUTE_FIELDS}}},
+        "allometry": {"type": "object", "additionalProperties": False,
+                      "required": list(ALLOMETRY_FIELDS),
+                      "properties": {**{k: {"$ref": "#/$defs/value"} for k in ALLOMETRY_FIELDS},
+                                     "source": {"type": "string"}}},
         "source": {"type": "string"}}, "additionalProperties": False}
     target = {"type": "object", "required": ["action", "potency"],
               "additionalProperties": False, "properties": {

@@ -115,12 +115,14 @@ def _initial_step(y, f0, rtol, atol, h_max):
 
 @numba.njit(cache=True)
 def _spectral_radius(J):
-    """Largest |eigenvalue| of the block lower-triangular Jacobian (exact: the eigenvalues
-    are those of its diagonal blocks)."""
+    """Largest |eigenvalue| of the block lower-triangular Jacobian: the eigenvalues are
+    those of its diagonal blocks (exact for blocks of one or two states; for a three-state
+    star, exact while the second leaf is uncoupled, else a Gershgorin bound)."""
     rho = 0.0
     for b in range(BLOCKS.shape[0]):
         i = BLOCKS[b, 0]
         m = BLOCKS[b, 1]
+        k = BLOCKS[b, 2]
         a = J[DIAG[i]] if DIAG[i] >= 0 else 0.0
         if m < 0:
             lam = abs(a)
@@ -128,14 +130,21 @@ def _spectral_radius(J):
             d = J[DIAG[m]] if DIAG[m] >= 0 else 0.0
             bb = J[BLOCK_UP[b]] if BLOCK_UP[b] >= 0 else 0.0
             cc = J[BLOCK_LO[b]] if BLOCK_LO[b] >= 0 else 0.0
-            tr = a + d
-            det = a * d - bb * cc
-            disc = tr * tr / 4.0 - det
-            if disc >= 0.0:
-                r = np.sqrt(disc)
-                lam = max(abs(tr / 2.0 + r), abs(tr / 2.0 - r))
+            b2 = J[BLOCK_UP2[b]] if k >= 0 and BLOCK_UP2[b] >= 0 else 0.0
+            c2 = J[BLOCK_LO2[b]] if k >= 0 and BLOCK_LO2[b] >= 0 else 0.0
+            e = J[DIAG[k]] if k >= 0 and DIAG[k] >= 0 else 0.0
+            if b2 == 0.0 and c2 == 0.0:
+                tr = a + d
+                det = a * d - bb * cc
+                disc = tr * tr / 4.0 - det
+                if disc >= 0.0:
+                    r = np.sqrt(disc)
+                    lam = max(abs(tr / 2.0 + r), abs(tr / 2.0 - r))
+                else:
+                    lam = np.sqrt(max(det, 0.0))
+                lam = max(lam, abs(e))
             else:
-                lam = np.sqrt(max(det, 0.0))
+                lam = max(abs(a) + abs(bb) + abs(b2), abs(cc) + abs(d), abs(c2) + abs(e))
         if lam > rho:
             rho = lam
     return rho

@@ -104,15 +104,20 @@ def generate_source() -> str:
     jc = jacobian.build()
     lines.append(f"N_JAC = {len(jc.entries)}")
     pos = {e: k for k, e in enumerate(jc.entries)}
-    blocks = [(b[0], b[1] if len(b) > 1 else -1) for b in jc.blocks]
+    blocks = [(b[0], b[1] if len(b) > 1 else -1, b[2] if len(b) > 2 else -1)
+              for b in jc.blocks]
     diag = [pos.get((i, i), -1) for i in range(spec.N_STATES)]
-    up = [pos.get((i, m), -1) if m >= 0 else -1 for i, m in blocks]
-    lo = [pos.get((m, i), -1) if m >= 0 else -1 for i, m in blocks]
+    up = [pos.get((i, m), -1) if m >= 0 else -1 for i, m, _l in blocks]
+    lo = [pos.get((m, i), -1) if m >= 0 else -1 for i, m, _l in blocks]
+    up2 = [pos.get((i, k), -1) if k >= 0 else -1 for i, _m, k in blocks]
+    lo2 = [pos.get((k, i), -1) if k >= 0 else -1 for i, _m, k in blocks]
     lines.append("import numpy as _np")
     lines.append(f"BLOCKS = _np.array({[list(b) for b in blocks]}, dtype=_np.int64)")
     lines.append(f"DIAG = _np.array({diag}, dtype=_np.int64)")
     lines.append(f"BLOCK_UP = _np.array({up}, dtype=_np.int64)")
-    lines.append(f"BLOCK_LO = _np.array({lo}, dtype=_np.int64)\n\n")
+    lines.append(f"BLOCK_LO = _np.array({lo}, dtype=_np.int64)")
+    lines.append(f"BLOCK_UP2 = _np.array({up2}, dtype=_np.int64)")
+    lines.append(f"BLOCK_LO2 = _np.array({lo2}, dtype=_np.int64)\n\n")
     lines.append("@numba.njit(inline='always', cache=True)")
     lines.append("def _dpos(x):\n    return 1.0 if x > 0.0 else 0.0\n\n")
     lines.append("@numba.njit(cache=True, fastmath=False)")

@@ -2,8 +2,8 @@
 
 The cascade is feed-forward: PK feeds receptor occupancy, which feeds the signalling
 states, and no state feeds back upstream. Ordered by strongly connected components
-(S/R central and peripheral compartments form 2-state cycles, everything else is a
-single state), the Jacobian is block lower-triangular, so the linear systems of the
+(a drug slot's central compartment with its peripheral and deep compartments forms a
+3-state star, everything else is a single state), the Jacobian is block lower-triangular, so the linear systems of the
 Rosenbrock solver are solved by block forward substitution in O(nonzeros) instead of an
 LU factorisation.
 
@@ -137,10 +137,23 @@ def build() -> JacobianCode:
         c = min(ready, key=lambda c: min(comps[c]))
         order.append(c)
         done.add(c)
-    blocks = [sorted(comps[c]) for c in order]
-    if max(len(b) for b in blocks) > 2:
-        raise NotImplementedError("blocks larger than 2 states need a dense block solver")
+    blocks = [_star(sorted(comps[c]), set(entries)) for c in order]
     return JacobianCode(lines, entries, blocks)
+
+
+def _star(block: list[int], entries: set[tuple[int, int]]) -> list[int]:
+    """A block of one or two states as it is; a block of three must be a star (a hub
+    coupled to two leaves that are not coupled to each other, as a central compartment
+    with two peripheral ones), returned hub first."""
+    if len(block) <= 2:
+        return block
+    if len(block) == 3:
+        for hub in block:
+            leaves = [j for j in block if j != hub]
+            if (leaves[0], leaves[1]) not in entries and (leaves[1], leaves[0]) not in entries:
+                return [hub, *leaves]
+    raise NotImplementedError(f"a block of states {block} is neither 1-2 states nor a star "
+                              "of three: it needs a dense block solver")
 
 
 def solve_lines(jc: JacobianCode) -> tuple[list[str], list[str]]:
@@ -159,11 +172,28 @@ def solve_lines(jc: JacobianCode) -> tuple[list[str], list[str]]:
         k = pos.get((i, i))
         return f"(inv_gh - J[{k}])" if k is not None else "inv_gh"
 
+    def m_entry(i: int, j: int) -> str:  # off-diagonal entry of (inv_gh I - J)
+        return f"(-J[{pos[(i, j)]}])" if (i, j) in pos else "0.0"
+
     for blk in jc.blocks:
         if len(blk) == 1:
             i = blk[0]
             prep.append(f"    D[{i}] = 1.0 / {diag(i)}")
             out.append(f"    u[{i}] = ({rhs_terms(i, {i})}) * D[{i}]")
+        elif len(blk) == 3:
+            # star: hub i, leaves m and l (leaves eliminated into the hub's pivot)
+            i, m, l = blk
+            prep.append(f"    D[{m}] = 1.0 / {diag(m)}")
+            prep.append(f"    D[{l}] = 1.0 / {diag(l)}")
+            prep.append(f"    D[{i}] = 1.0 / ({diag(i)} - {m_entry(i, m)} * {m_entry(m, i)}"
+                        f" * D[{m}] - {m_entry(i, l)} * {m_entry(l, i)} * D[{l}])")
+            out.append(f"    r0 = {rhs_terms(i, set(blk))}")
+            out.append(f"    r1 = {rhs_terms(m, set(blk))}")
+            out.append(f"    r2 = {rhs_terms(l, set(blk))}")
+            out.append(f"    u[{i}] = (r0 - {m_entry(i, m)} * r1 * D[{m}] - {m_entry(i, l)}"
+                       f" * r2 * D[{l}]) * D[{i}]")
+            out.append(f"    u[{m}] = (r1 - {m_entry(m, i)} * u[{i}]) * D[{m}]")
+            out.append(f"    u[{l}] = (r2 - {m_entry(l, i)} * u[{i}]) * D[{l}]")
         else:
             i, m = blk
             a = diag(i)

@@ -219,9 +219,12 @@ def _assign_slots(arm, species, cohort, registry, b: _Builder, arm_path) -> dict
             return _resolve(v, cohort, registry, species, where, what)
 
         f = pk.fields
+        scale = _allometry(pk, cohort, species, val)
         for field, key in (("cl", "cl"), ("v1", "v1"), ("q", "q"), ("v2", "v2"),
+                           ("q2", "q2"), ("v3", "v3"),
                            ("kp", "kp_brain"), ("ke0", "ke0"), ("fu", "fu_brain")):
-            b.set_param(f"{field}{k}", val(f[key], f"pk.{species}.{key}"))
+            b.set_param(f"{field}{k}", val(f[key], f"pk.{species}.{key}")
+                        * scale.get(field, 1.0))
         b.set_param(f"mw{k}", val(c.mw, "mw"))
         for a in c.analytes:
             b.set_param(f"an_{a}{k}", 1.0)
@@ -231,6 +234,19 @@ def _assign_slots(arm, species, cohort, registry, b: _Builder, arm_path) -> dict
         for t in c.targets:
             _set_target(b, t, k, val)
     return slots
+
+
+def _allometry(pk, cohort: Cohort, species: str, val) -> dict[str, np.ndarray]:
+    """Per-kg factors of a PK with allometric scaling: a clearance CL = CL_ref (W /
+    W_ref)^e_cl is, per kg, cl_ref (W / W_ref)^(e_cl - 1) (likewise volumes with e_v);
+    the values in the compound file are per kg at the reference weight."""
+    if pk.allometry is None:
+        return {}
+    w = cohort.get(f"species.{species}.body_weight")
+    rel = w / val(pk.allometry["reference_kg"], "allometry.reference_kg")
+    f_cl = rel ** (val(pk.allometry["cl"], "allometry.cl") - 1.0)
+    f_v = rel ** (val(pk.allometry["v"], "allometry.v") - 1.0)
+    return {"cl": f_cl, "q": f_cl, "q2": f_cl, "v1": f_v, "v2": f_v, "v3": f_v}
 
 
 def _set_target(b: _Builder, t: TargetAction, k: int, val) -> None:

@@ -57,7 +57,8 @@ class Control:
 
 # ------------------------------------------------------------------ drug slots
 # Compounds are data (ketasim/compounds/*.yaml); the model has N_SLOTS generic drug
-# slots, each a two-compartment PK with an extravascular depot and a brain effect site.
+# slots, each a two- or three-compartment PK (the deep compartment is unused when its
+# clearance q2 is 0) with an extravascular depot and a brain effect site.
 # An arm's compounds (with their components and metabolites, parents first) are given
 # slots when its protocol is compiled, and the slot parameters come from the compound
 # files (ketasim.signaling.protocol). A metabolite slot is formed from the slots before
@@ -74,6 +75,7 @@ STATES: tuple[State, ...] = (
             State(f"depot{k}", 0.0, "mg/kg", f"drug slot {k} at the extravascular absorption site"),
             State(f"central{k}", 0.0, "mg/kg", f"drug slot {k} in the central (plasma) compartment"),
             State(f"peripheral{k}", 0.0, "mg/kg", f"drug slot {k} in the peripheral compartment"),
+            State(f"deep{k}", 0.0, "mg/kg", f"drug slot {k} in the second (deep) peripheral compartment"),
             State(f"brain{k}", 0.0, "mg/L", f"drug slot {k} brain (effect-site) concentration"),
         )
     ),
@@ -108,6 +110,8 @@ SLOT_PARAMS: tuple[tuple[str, str, float, str], ...] = (
     ("v1", "L/kg", 1.0, "central volume"),
     ("q", "L/h/kg", 0.0, "inter-compartmental clearance"),
     ("v2", "L/kg", 1.0, "peripheral volume"),
+    ("q2", "L/h/kg", 0.0, "inter-compartmental clearance to the deep compartment"),
+    ("v3", "L/kg", 1.0, "deep peripheral volume"),
     ("kp", "1", 0.0, "brain:plasma partition"),
     ("ke0", "1/h", 1.0, "brain equilibration rate"),
     ("mw", "g/mol", 1.0, "molecular weight"),
@@ -231,6 +235,8 @@ for _k in SLOTS:
         (f"k10_{_k}", f"cl{_k} / v1{_k}"),
         (f"k12_{_k}", f"q{_k} / v1{_k}"),
         (f"k21_{_k}", f"q{_k} / v2{_k}"),
+        (f"k13_{_k}", f"q2{_k} / v1{_k}"),
+        (f"k31_{_k}", f"q2{_k} / v3{_k}"),
         (f"cp{_k}", f"central{_k} / v1{_k}"),
         # unbound brain concentration in uM (mg/L -> uM: x 1000 / MW)
         (f"cu{_k}", f"fu{_k} * brain{_k} * 1000.0 / mw{_k}"),
@@ -341,10 +347,12 @@ for _k in SLOTS:
     _formed = [f"fm{j}_{_k} * mw{_k} / mw{j} * k10_{j} * central{j}" for j in range(_k)]
     _pk_rates += [
         (f"depot{_k}", f"-ka{_k} * depot{_k}"),
-        (f"central{_k}", (f"ka{_k} * depot{_k} + inf{_k} - (k10_{_k} + k12_{_k}) * central{_k}"
-                          f" + k21_{_k} * peripheral{_k}"
+        (f"central{_k}", (f"ka{_k} * depot{_k} + inf{_k}"
+                          f" - (k10_{_k} + k12_{_k} + k13_{_k}) * central{_k}"
+                          f" + k21_{_k} * peripheral{_k} + k31_{_k} * deep{_k}"
                           + "".join(" + " + f for f in _formed))),
         (f"peripheral{_k}", f"k12_{_k} * central{_k} - k21_{_k} * peripheral{_k}"),
+        (f"deep{_k}", f"k13_{_k} * central{_k} - k31_{_k} * deep{_k}"),
         (f"brain{_k}", f"ke0{_k} * (kp{_k} * cp{_k} - brain{_k})"),
     ]
 
