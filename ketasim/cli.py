@@ -112,8 +112,10 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                   scenario_text=text)
     except _user_errors() as e:
         _fail(str(e))
-    out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv, manifest.json, "
-              "report.html)")
+    trial = (", trial.csv, endpoints.csv, consort.csv, disposition.csv"
+             if sc.design is not None else "")
+    out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv{trial}, "
+              "manifest.json, report.html)")
 
 
 @app.command()

@@ -20,6 +20,7 @@ from ketasim.circuit.assay import CircuitStage
 from ketasim.core.assay import Assay, AssayContext, AssayOptionError, resolve_options
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.cohort import sample_cohort
+from ketasim.experiment.trial import apply_dropout
 from ketasim.params import Registry
 from ketasim.signaling.protocol import ProtocolError, compile_arm, intervention_times
 from ketasim.signaling.simulate import (
@@ -57,6 +58,9 @@ class RunResult:
     solver: dict = field(default_factory=dict)
     steps: dict[str, float] = field(default_factory=dict)
     kept: dict[str, dict[str, dict]] = field(default_factory=dict)
+    #: with a ``design:``, one row per patient of the analysed arms: completed or when
+    #: and why they dropped out (:func:`ketasim.experiment.trial.apply_dropout`)
+    disposition: pd.DataFrame | None = None
 
     def _kept(self, assay: str, key: str) -> dict:
         return {arm: k[key] for arm, k in self.kept.get(assay, {}).items() if key in k}
@@ -187,8 +191,12 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
             progress(arm.name)
     readouts = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame({c: [] for c in READOUT_COLUMNS}))
+    disposition = None
+    if getattr(scenario, "design", None) is not None:  # a trial: patients may drop out
+        readouts, disposition = apply_dropout(scenario, readouts, seed)
     return RunResult(scenario, seed, readouts[READOUT_COLUMNS], timings,
-                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, kept)
+                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, kept,
+                     disposition)
 
 
 def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects):

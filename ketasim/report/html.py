@@ -117,12 +117,60 @@ def provenance_html(manifest: dict) -> list[str]:
     return out
 
 
+def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
+    """The "Trial" section of a run with a ``design:``: the design in words, the scale
+    over time per arm with the psychotomimetic scales beneath (``fig_trial.png``), the
+    MMRM contrasts against control, response and remission at the primary visit
+    (``fig_trial_endpoints.png``) and the CONSORT counts. ``tables``:
+    :class:`ketasim.experiment.trial.TrialTables`."""
+    from ketasim.report.trial_figures import endpoints_figure, trial_course_figure
+    from ketasim.scenario.units import format_time
+
+    e = html.escape
+    trial = tables.trial
+    arms = list(dict.fromkeys(tables.disposition["arm"]))
+    drop = design.dropout
+    words = (f"Scale {e(design.scale)}, control arm {e(design.control)}, baseline "
+             f"{e(format_time(design.baseline))}, primary visit "
+             f"{e(format_time(design.primary))}. Primary analysis: "
+             + (e(str(trial.loc[trial["kind"] == "contrast", "model"].iloc[0]))
+                + f", {e(design.df)} df"
+                if (trial["kind"] == "contrast").any() else "not fitted")
+             + "; change from baseline, intent to treat (missing visits left missing). "
+             + ("No dropout simulated." if drop is None else
+                f"Dropout {drop.rate_per_week:g} per week ({e(drop.mechanism.upper())}).")
+             + " Response and remission: patients who left count as non-responders.")
+    body = ["<h2>Trial</h2>", f"<p>{words}</p>"]
+    body += [f"<p><b>Note:</b> {e(n)}</p>" for n in tables.notes]
+    body += _tags((trial_course_figure(trial, summary, design.scale, arms, design.primary,
+                                       out / "fig_trial.png"), "trial time course",
+                   (f"{design.scale}: mean change from baseline \u00b1 SE per arm (patients "
+                   "seen at each visit); psychotomimetic scales beneath, mean \u00b1 SEM")))
+    con = trial[trial["kind"] == "contrast"]
+    if not con.empty:
+        shown = con[["arm", "control", "visit_h", "primary", "n", "n_control", "estimate",
+                     "se", "df", "t", "p", "ci_low", "ci_high", "df_method"]]
+        body += ["<h3>MMRM: each arm against control</h3>", table_html(shown, "p", "trial")]
+    body += _tags((endpoints_figure(tables.endpoints, design.primary,
+                                    out / "fig_trial_endpoints.png"), "response and remission",
+                   "response and remission at the primary visit, 95% Wilson intervals"))
+    at = tables.endpoints[tables.endpoints["primary"]]
+    if not at.empty:
+        body.append(table_html(at[["endpoint", "arm", "n", "events", "proportion",
+                                   "ci_lower", "ci_upper", "odds_ratio", "or_ci_lower",
+                                   "or_ci_upper", "fisher_p"]], "fisher_p", "endpoints"))
+    body += ["<h3>CONSORT</h3>", table_html(tables.consort, None, "consort")]
+    return body
+
+
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
-                 kept: dict[str, dict[str, dict]] | None = None) -> Path:
+                 kept: dict[str, dict[str, dict]] | None = None, *, trial=None,
+                 design=None) -> Path:
     """Write ``report.html`` and ``fig_<assay>.png`` files into ``out``, and the figures
     the assays declare from what they kept (e.g. spine maps, dF/F rasters, the tail
-    suspension ethogram)."""
+    suspension ethogram). With ``trial`` (:class:`ketasim.experiment.trial.TrialTables`)
+    and the scenario's ``design``, a "Trial" section (:func:`trial_html`)."""
     figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
                     f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
     body = [
@@ -132,6 +180,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         f"scenario hash <code>{html.escape(str(manifest.get('scenario_hash'))[:12])}</code></p>"),
         "<h2>Statistics</h2>",
         table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
+        *(trial_html(out, trial, design, summary) if trial is not None else []),
         "<h2>Figures</h2>", *figs, *assay_figures(out, kept or {}, "fig_"),
         "<h2>Summary</h2>", table_html(summary, None, "summary"),
         *provenance_html(manifest),

@@ -1,5 +1,6 @@
 """The files of ``ketasim run``: readouts.parquet, summary.csv, stats.csv, manifest.json,
-report.html and figures (the contract in ARCHITECTURE.md)."""
+report.html and figures (the contract in ARCHITECTURE.md); with a ``design:`` also
+trial.csv, endpoints.csv, consort.csv and disposition.csv."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import ketasim
 from ketasim.analysis.stats import compare, summarize
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.runner import RunResult
+from ketasim.experiment.trial import TrialTables, analyse_trial
 from ketasim.io.results import atomic_dir, write_json, write_readouts
 from ketasim.params import Registry
 from ketasim.provenance import collect as collect_provenance
@@ -50,6 +52,30 @@ def manifest(result: RunResult, registry: Registry, wall_s: float, *,
     }
 
 
+def trial_files(trial: TrialTables) -> dict:
+    """The files of a trial's analysis (a scenario with a ``design:``): file name ->
+    table."""
+    return {"trial.csv": trial.trial, "endpoints.csv": trial.endpoints,
+            "consort.csv": trial.consort, "disposition.csv": trial.disposition}
+
+
+def trial_manifest(design, trial: TrialTables) -> dict:
+    """The manifest's ``trial`` entry: the files written and the analysis plan."""
+    drop = design.dropout
+    return {
+        "files": list(trial_files(trial)),
+        "scale": design.scale, "control": design.control,
+        "arms": list(dict.fromkeys(trial.disposition["arm"])),
+        "baseline_h": design.baseline, "primary_h": design.primary,
+        "post_baseline_visits_h": list(trial.visits),
+        "covariance": design.covariance, "df_method": design.df,
+        "response_fall": design.response_fall, "remission": design.remission_threshold,
+        "randomisation": design.randomisation,
+        "dropout": None if drop is None else drop.model_dump(),
+        "notes": list(trial.notes),
+    }
+
+
 def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool = False,
               wall_s: float = 0.0, *, started: str | None = None, inputs=(),
               scenario_text: str | None = None) -> Path:
@@ -60,6 +86,11 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
     stats = compare(result.readouts, result.scenario.compare)
     man = manifest(result, registry, wall_s, started=started, inputs=inputs,
                    scenario_text=scenario_text)
+    design = getattr(result.scenario, "design", None)
+    trial = None
+    if design is not None:
+        trial = analyse_trial(result.scenario, result.readouts, result.disposition)
+        man["trial"] = trial_manifest(design, trial)
     with atomic_dir(Path(out), overwrite) as tmp:
         write_readouts(result.readouts, tmp / "readouts.parquet")
         for name, by_arm in result.kept.items():  # files the assays declare
@@ -68,8 +99,11 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
                     writer(by_arm, tmp / file_name)
         summary.to_csv(tmp / "summary.csv", index=False)
         stats.to_csv(tmp / "stats.csv", index=False)
+        if trial is not None:
+            for name, table in trial_files(trial).items():
+                table.to_csv(tmp / name, index=False)
         write_json(man, tmp / "manifest.json")
         write_report(tmp, f"ketasim run: {result.scenario.name}",
                      result.scenario.description, result.readouts, summary, stats, man,
-                     result.kept)
+                     result.kept, trial=trial, design=design)
     return Path(out)

@@ -16,8 +16,10 @@ builtin_scenarios
 scenario_json_schema, scenario_hash
     JSON Schema for editors; content hash for manifests.
 Scenario, Arm, StressEvent, DrugEvent, InterventionEvent, Event, AssaySpec,
-Comparison, Dose
+Comparison, Dose, Design, Dropout
     The validated models (times in hours, doses in mg/kg, mg or uM).
+TRIAL_SCALES
+    The clinical readouts a ``design:`` block may analyse.
 vocabulary
     The names a scenario may use; later layers extend these tables.
 """
@@ -34,10 +36,13 @@ from .loader import (
 )
 from .model import (
     STATISTICAL_TESTS,
+    TRIAL_SCALES,
     Arm,
     AssaySpec,
     Comparison,
+    Design,
     Dose,
+    Dropout,
     DrugEvent,
     Event,
     InterventionEvent,
@@ -64,10 +69,13 @@ __all__ = [
     "ROUTES",
     "STATISTICAL_TESTS",
     "STRESSORS",
+    "TRIAL_SCALES",
     "Arm",
     "AssaySpec",
     "Comparison",
+    "Design",
     "Dose",
+    "Dropout",
     "DrugEvent",
     "Event",
     "InterventionEvent",

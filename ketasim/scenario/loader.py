@@ -721,7 +721,9 @@ def scenario_hash(scenario: Scenario) -> str:
     """
     if not isinstance(scenario, Scenario):
         raise TypeError(f"expected a Scenario, got {type(scenario).__name__}")
-    payload = scenario.model_dump(mode="json")
+    # a scenario without a design hashes as it did before designs existed
+    payload = scenario.model_dump(mode="json",
+                                  exclude={"design"} if scenario.design is None else None)
     text = json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )

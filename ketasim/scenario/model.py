@@ -40,6 +40,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ketasim.analysis.trial import BPRS, CADSS, MADRS
+
 from . import vocabulary
 from .units import (
     DOSE_EXPECTED,
@@ -61,16 +63,20 @@ __all__ = [
     "EVENT_KEYS",
     "NAME_PATTERN",
     "STATISTICAL_TESTS",
+    "TRIAL_SCALES",
     "TWO_GROUP_TESTS",
     "Arm",
     "AssaySpec",
     "Comparison",
+    "Design",
     "Dose",
+    "Dropout",
     "DrugEvent",
     "Event",
     "InterventionEvent",
     "Scenario",
     "StressEvent",
+    "TrialScale",
 ]
 
 #: Error type of every problem raised by the validators in this module.
@@ -865,6 +871,254 @@ class Comparison(BaseModel):
         return self
 
 
+# --------------------------------------------------------------------------- #
+# Trial design
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class TrialScale:
+    """A clinical readout a trial design may analyse: its assay, the range of its total
+    and its default remission cut-off (None: the scale defines none)."""
+
+    readout: str
+    assay: str
+    low: int
+    high: int
+    remission_max: int | None = None
+
+
+def _sub_range(scale: Any, numbers: Iterable[int]) -> tuple[int, int]:
+    items = [scale.item(k) for k in numbers]
+    return sum(it.low for it in items), sum(it.high for it in items)
+
+
+#: Readout -> the scale a ``design:`` block may analyse (ranges from
+#: :mod:`ketasim.analysis.trial`, the definitions the clinical assays rate with).
+TRIAL_SCALES: dict[str, TrialScale] = {
+    "madrs_total": TrialScale("madrs_total", "madrs", MADRS.total_min, MADRS.total_max,
+                              MADRS.remission_max),
+    "madrs_suicide_item": TrialScale("madrs_suicide_item", "madrs",
+                                     *_sub_range(MADRS, (MADRS.suicide_item,))),
+    "madrs_anhedonia": TrialScale("madrs_anhedonia", "madrs",
+                                  *_sub_range(MADRS, MADRS.subscale("anhedonia"))),
+    "cadss_total": TrialScale("cadss_total", "cadss", CADSS.total_min, CADSS.total_max),
+    "bprs_positive": TrialScale("bprs_positive", "bprs_positive",
+                                *_sub_range(BPRS, BPRS.subscale("positive"))),
+}
+
+ScaleName = _vocabulary_type("clinical readouts a trial can analyse", lambda: TRIAL_SCALES)
+
+_RATIO_EXPECTED = "a positive number, e.g. 1 or 2"
+
+
+def _check_ratio(value: object) -> float:
+    if (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0):
+        return float(value)
+    raise problem(_RATIO_EXPECTED)
+
+
+#: One arm's share in a randomisation ratio.
+Ratio = Annotated[
+    float,
+    BeforeValidator(_check_ratio),
+    _JsonSchema(lambda: {"type": "number", "exclusiveMinimum": 0,
+                         "description": _RATIO_EXPECTED}),
+]
+
+
+class Dropout(BaseModel):
+    """Patients leaving a trial: a per-week probability, missing at random (``mar``) or
+    not (``mnar``: the worse a patient's score at a visit, the likelier that visit is
+    missed), applied to the simulated patients' visits after baseline."""
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a dropout model"
+
+    rate_per_week: float = Field(
+        strict=True, ge=0.0, lt=1.0, allow_inf_nan=False,
+        description="the probability that a patient drops out in a week (converted to each "
+        "visit's interval): a number >= 0 and < 1",
+    )
+    mechanism: Literal["mar", "mnar"] = Field(
+        default="mar",
+        description="'mar' (missing at random: the same hazard for every patient) or 'mnar' "
+        "(missing not at random: the hazard grows with the score at the missed visit)",
+    )
+    strength: float = Field(
+        default=2.0, strict=True, ge=0.0, le=10.0, allow_inf_nan=False,
+        description="mnar only: log hazard ratio per unit of the score's fractional change "
+        "from baseline (2: a patient whose score halved drops out e^-1 as often): a number "
+        "from 0 to 10",
+    )
+
+    @model_validator(mode="after")
+    def _check_dropout(self) -> "Dropout":
+        if self.mechanism == "mar" and "strength" in self.model_fields_set:
+            raise problem("no 'strength' unless the mechanism is 'mnar'", ("strength",))
+        return self
+
+
+class Design(BaseModel):
+    """A clinical trial's design and analysis plan.
+
+    Parameters
+    ----------
+    control : str
+        The control arm.
+    arms : list of str or None
+        The analysed arms (left out: all), the control among them.
+    scale : str, default "madrs_total"
+        A clinical readout (:data:`TRIAL_SCALES`) measured in every analysed arm.
+    baseline, primary : float
+        The baseline and primary visits (hours), visits of the scale in every analysed
+        arm; primary after baseline.
+    remission : float or None
+        Remission cut-off (total <= this); default the scale's (MADRS <= 12).
+    response_fall : float, default 0.5
+        Fractional fall from baseline that counts as response.
+    covariance : {"us", "cs", "ar1"}
+        The MMRM's residual covariance across visits.
+    df : {"kenward-roger", "satterthwaite"}
+        The MMRM's degrees-of-freedom method.
+    randomisation : dict of str to float or None
+        Allocation ratio per analysed arm; the arms' n must agree with it.
+    dropout : Dropout or None
+        Patients leaving after baseline.
+    """
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a trial design"
+
+    control: Name = Field(description="the control arm's name")
+    arms: list[Name] | None = Field(
+        default=None, min_length=2,
+        description="the analysed arms: a list of at least two arm names, the control among "
+        "them (left out: every arm)",
+    )
+    scale: ScaleName = Field(default="madrs_total", description="the clinical readout analysed")
+    baseline: TimeH = Field(description="the baseline visit, a visit of the scale, e.g. '-1d'")
+    primary: TimeH = Field(description="the primary visit, a visit after baseline, e.g. '24h'")
+    remission: float | None = Field(
+        default=None, strict=True, allow_inf_nan=False,
+        description="the remission cut-off, a total (remission: total <= cut-off); left "
+        "out: the scale's own (MADRS 12)",
+    )
+    response_fall: float = Field(
+        default=0.5, strict=True, gt=0.0, le=1.0, allow_inf_nan=False,
+        description="the fractional fall from baseline that counts as response: a number > 0 "
+        "and <= 1",
+    )
+    covariance: Literal["us", "cs", "ar1"] = Field(
+        default="us",
+        description="the MMRM residual covariance: 'us' (unstructured), 'cs' (compound "
+        "symmetry) or 'ar1'",
+    )
+    df: Literal["kenward-roger", "satterthwaite"] = Field(
+        default="kenward-roger",
+        description="the MMRM degrees of freedom: 'kenward-roger' or 'satterthwaite'",
+    )
+    randomisation: dict[Name, Ratio] | None = Field(
+        default=None,
+        description="the allocation ratio per analysed arm, e.g. {placebo: 1, ketamine: 2}; "
+        "the arms' n must agree with it",
+    )
+    dropout: Dropout | None = Field(
+        default=None, description="patients dropping out after baseline: rate_per_week, "
+        "mechanism (mar or mnar)"
+    )
+
+    @property
+    def remission_threshold(self) -> float | None:
+        """The remission cut-off: the design's, else the scale's (None if neither)."""
+        if self.remission is not None:
+            return self.remission
+        limit = TRIAL_SCALES[self.scale].remission_max
+        return None if limit is None else float(limit)
+
+    @property
+    def assay(self) -> str:
+        """The assay that reports the scale."""
+        return TRIAL_SCALES[self.scale].assay
+
+    @model_validator(mode="after")
+    def _check_design(self) -> "Design":
+        if self.arms is not None:
+            seen: dict[str, int] = {}
+            for k, arm in enumerate(self.arms):
+                if arm in seen:
+                    raise problem(f"distinct arms ({arm!r} is already arms[{seen[arm]}])",
+                                  ("arms", k))
+                seen[arm] = k
+            if self.control not in seen:
+                raise problem(f"one of the analysed arms: {', '.join(self.arms)}", ("control",))
+        if self.primary <= self.baseline:
+            raise problem(f"a visit after the baseline ({format_time(self.baseline)})",
+                          ("primary",))
+        spec = TRIAL_SCALES[self.scale]
+        if self.remission is not None and not spec.low <= self.remission <= spec.high:
+            raise problem(f"a {self.scale} score from {spec.low} to {spec.high}",
+                          ("remission",))
+        if self.randomisation is not None and self.arms is not None:
+            for name in self.randomisation:
+                if name not in self.arms:
+                    raise problem(f"an analysed arm: {', '.join(self.arms)}",
+                                  ("randomisation", name))
+        return self
+
+    def analysed_arms(self, arm_names: Iterable[str]) -> tuple[str, ...]:
+        """The analysed arms, control first, then in scenario order."""
+        chosen = [a for a in arm_names if self.arms is None or a in self.arms]
+        return (self.control, *(a for a in chosen if a != self.control))
+
+
+def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str | int, ...]] | None:
+    """The first problem of a design with the scenario's arms: (expected, path)."""
+    by_name = {arm.name: arm for arm in arms}
+    names = ", ".join(by_name)
+    if design.arms is not None:
+        for k, name in enumerate(design.arms):
+            if name not in by_name:
+                return f"the name of an arm: {names}", ("design", "arms", k)
+    if design.control not in by_name:
+        return f"the name of an arm: {names}", ("design", "control")
+    analysed = design.analysed_arms(by_name)
+    if len(analysed) < 2:
+        return ("a control arm beside at least one other arm (the scenario has one arm)",
+                ("design", "control"))
+    for name in analysed:
+        times = by_name[name].times_of(design.scale)
+        if not times:
+            return ((f"a readout measured in every analysed arm (arm {name!r} runs no assay "
+                    "that reports it)"), ("design", "scale"))
+        listed = ", ".join(format_time(t) for t in times)
+        for key in ("baseline", "primary"):
+            if getattr(design, key) not in times:
+                return (f"a time at which arm {name!r} measures {design.scale}: {listed}",
+                        ("design", key))
+    if design.randomisation is not None:
+        ratio = design.randomisation
+        for name in ratio:
+            if name not in analysed:
+                return f"an analysed arm: {', '.join(analysed)}", ("design", "randomisation", name)
+        missing = [a for a in analysed if a not in ratio]
+        if missing:
+            return (f"a ratio for every analysed arm (missing {', '.join(map(repr, missing))})",
+                    ("design", "randomisation"))
+        total_n = sum(by_name[a].n for a in analysed)
+        total_ratio = sum(ratio.values())
+        for name in analysed:
+            expected = total_n * ratio[name] / total_ratio
+            if abs(by_name[name].n - expected) >= 1.0:
+                shares = ":".join(f"{ratio[a]:g}" for a in analysed)
+                return ((f"arms whose n follow the ratio {shares} of {', '.join(analysed)} "
+                        f"within rounding (arm {name!r} has n = {by_name[name].n}, "
+                        f"expected {expected:.4g} of {total_n})"),
+                        ("design", "randomisation", name))
+    return None
+
+
 class Scenario(BaseModel):
     """A complete in-silico experiment.
 
@@ -884,6 +1138,8 @@ class Scenario(BaseModel):
         Statistics to compute.
     targets : list of str
         Literature target IDs checked when the scenario is a validation replica.
+    design : Design or None
+        A clinical trial's design and analysis plan.
     """
 
     model_config = _CONFIG
@@ -912,6 +1168,13 @@ class Scenario(BaseModel):
         default_factory=list,
         description="IDs of the literature targets this scenario checks when `ketasim "
         "validate` runs it as a replica of a published experiment",
+    )
+    design: Design | None = Field(
+        default=None,
+        description="a clinical trial's design and analysis plan (control arm, scale, "
+        "baseline and primary visits, MMRM covariance and df, response and remission, "
+        "randomisation, dropout); `ketasim run` then writes trial.csv, endpoints.csv and "
+        "consort.csv",
     )
 
     @property
@@ -965,4 +1228,8 @@ class Scenario(BaseModel):
                         f"a time at which arm {name!r} measures {comparison.readout}: {listed}",
                         ("compare", c, "at"),
                     )
+        if self.design is not None:
+            found = _design_problem(self.design, self.arms)
+            if found is not None:
+                raise problem(*found)
         return self

@@ -1,0 +1,356 @@
+"""A clinical trial on simulated patients: dropout, and the analysis plan of a ``design:``.
+
+A scenario's ``design:`` block (:class:`ketasim.scenario.model.Design`) names the control
+arm, the scale (a clinical readout), the baseline and primary visits, the MMRM's
+covariance and df, the response and remission rules, and optionally dropout. Two steps:
+
+* :func:`apply_dropout` runs after the simulation (:func:`ketasim.experiment.runner.simulate`
+  calls it): each patient of an analysed arm may leave the trial at each visit of the scale
+  after baseline, and every readout of that patient from the first missed visit on is
+  removed (the visit did not happen). The probability of leaving by a visit is
+  ``1 - (1 - rate_per_week) ** (m * interval / 1 week)``, the interval running from the
+  previous visit (from baseline for the first), with ``m = 1`` for ``mar`` and, for
+  ``mnar``, ``m = exp(strength * (y / y0 - 1))`` where ``y`` is the patient's score at
+  that visit (the one that goes missing: missing not at random) and ``y0`` at baseline
+  (at least 1): a patient whose score has not moved leaves at the design's rate, one
+  who improved less often, one who worsened more often. The uniform draw of each
+  patient and visit comes from its own keyed stream
+  (:func:`ketasim.core.streams.assay_rng`, purpose ``dropout@<visit>h``), so dropout is
+  reproducible and does not depend on chunking, on other patients or on other arms.
+  Reasons: ``lost to follow-up`` (mar; mnar when the score at the missed visit shows a
+  response), ``lack of efficacy`` (mnar, no response at the missed visit).
+* :func:`analyse_trial` computes the tables ``ketasim run`` writes: the MMRM of change
+  from baseline (intent to treat: every patient with a baseline, missing later visits
+  left missing) with each arm's contrast against control at each post-baseline visit
+  and LS means (``trial``); response and remission per arm and visit with Wilson
+  intervals and odds ratios against control, patients who left counting as
+  non-responders (``endpoints``); the CONSORT counts (``consort``); and the mean change
+  from baseline per arm and visit among the patients seen (``observed``, for the
+  report's figure).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ketasim.analysis.mmrm import fit_mmrm
+from ketasim.analysis.trial import BINARY_COLUMNS, binary_endpoint, consort
+from ketasim.core.streams import assay_rng
+
+__all__ = [
+    "DISPOSITION_COLUMNS",
+    "ENDPOINT_COLUMNS",
+    "TRIAL_COLUMNS",
+    "TrialTables",
+    "analyse_trial",
+    "apply_dropout",
+    "dropout_key",
+]
+
+HOURS_PER_WEEK = 168.0
+LOST = "lost to follow-up"
+NO_EFFICACY = "lack of efficacy"
+NRI = "non-responder imputation"
+
+#: Columns of the per-patient disposition table.
+DISPOSITION_COLUMNS = ["arm", "subject", "completed", "last_visit_h", "dropout_h",
+                       "dropout_reason"]
+#: Columns of ``trial.csv``: ``kind`` is ``contrast`` (arm minus control), ``lsmean``
+#: (model LS mean of change from baseline) or ``observed`` (mean change of the patients
+#: seen at the visit, SE of the mean).
+TRIAL_COLUMNS = ["kind", "scale", "arm", "control", "visit_h", "primary", "n", "n_control",
+                 "estimate", "se", "df", "t", "p", "ci_low", "ci_high", "df_method",
+                 "covariance", "model", "note"]
+#: Columns of ``endpoints.csv``: which endpoint, visit and rule, then
+#: :data:`ketasim.analysis.trial.BINARY_COLUMNS`.
+ENDPOINT_COLUMNS = ["endpoint", "visit_h", "primary", "rule", "missing", "n_observed",
+                    *BINARY_COLUMNS]
+
+
+def dropout_key(t: float) -> str:
+    """The stream name of the dropout draw at visit ``t`` (hours)."""
+    return f"dropout@{t:.6g}h"
+
+
+def _analysed(scenario) -> list:
+    """The analysed arms present in the scenario (control first) that measure the scale
+    at the baseline visit. Tolerates a scenario trimmed after validation (power runs)."""
+    d = scenario.design
+    by_name = {arm.name: arm for arm in scenario.arms}
+    names = d.analysed_arms(by_name) if d.control in by_name else [
+        a for a in by_name if d.arms is None or a in d.arms]
+    return [by_name[a] for a in names
+            if a in by_name and d.baseline in by_name[a].times_of(d.scale)]
+
+
+def _scores(readouts: pd.DataFrame, scale: str, arm: str, n: int,
+            visits: list[float]) -> pd.DataFrame:
+    """(n, visits) scores of one arm's patients (NaN: not measured)."""
+    r = readouts[(readouts["arm"] == arm) & (readouts["readout"] == scale)]
+    wide = r.pivot_table(index="subject", columns="time_h", values="value", aggfunc="first",
+                         dropna=False)
+    return wide.reindex(index=np.arange(n), columns=visits)
+
+
+def apply_dropout(scenario, readouts: pd.DataFrame, seed: int
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Remove the visits of the patients who leave the trial (module docstring) and return
+    ``(readouts, disposition)``; without ``dropout`` in the design, readouts are returned
+    unchanged and every patient completes. ``disposition`` has
+    :data:`DISPOSITION_COLUMNS`, one row per patient of each analysed arm."""
+    d = scenario.design
+    drop = d.dropout
+    rows = []
+    cut: dict[tuple[str, int], float] = {}
+    for arm in _analysed(scenario):
+        visits = [t for t in arm.times_of(d.scale) if t > d.baseline]
+        y = _scores(readouts, d.scale, arm.name, arm.n, [d.baseline, *visits]).to_numpy()
+        gone = np.full(arm.n, np.inf)
+        reason = np.full(arm.n, "", dtype=object)
+        if drop is not None and drop.rate_per_week > 0 and visits:
+            y0 = np.maximum(np.nan_to_num(y[:, 0], nan=1.0), 1.0)
+            steps = np.diff([d.baseline, *visits]) / HOURS_PER_WEEK
+            for j, t in enumerate(visits):
+                yj = y[:, j + 1]
+                m = np.ones(arm.n)
+                if drop.mechanism == "mnar":
+                    known = np.isfinite(yj)
+                    m[known] = np.exp(np.clip(drop.strength * (yj[known] / y0[known] - 1.0),
+                                              -50.0, 50.0))
+                p = -np.expm1(m * steps[j] * np.log1p(-drop.rate_per_week))
+                u = np.array([assay_rng(seed, arm.name, i, dropout_key(t)).random()
+                              for i in range(arm.n)])
+                new = np.isinf(gone) & (u < p)
+                gone[new] = t
+                if drop.mechanism == "mnar":
+                    responded = (y0 - yj) >= d.response_fall * y0
+                    reason[new] = np.where(responded[new], LOST, NO_EFFICACY)
+                else:
+                    reason[new] = LOST
+        for i in range(arm.n):
+            seen = [t for t in [d.baseline, *visits] if t < gone[i]]
+            rows.append((arm.name, i, bool(np.isinf(gone[i])), seen[-1],
+                         float(gone[i]) if np.isfinite(gone[i]) else np.nan, reason[i]))
+            if np.isfinite(gone[i]):
+                cut[(arm.name, i)] = float(gone[i])
+    disposition = pd.DataFrame(rows, columns=DISPOSITION_COLUMNS)
+    disposition["subject"] = disposition["subject"].astype(np.int64)
+    disposition["completed"] = disposition["completed"].astype(bool)
+    if cut:
+        keys = pd.MultiIndex.from_arrays([readouts["arm"], readouts["subject"]])
+        limit = pd.Series(cut).reindex(keys).to_numpy(dtype=float)
+        keep = ~(readouts["time_h"].to_numpy(dtype=float) >= limit)  # NaN limit: kept
+        readouts = readouts.loc[keep].reset_index(drop=True)
+    return readouts, disposition
+
+
+@dataclass(frozen=True, eq=False)
+class TrialTables:
+    """The tables of a trial's analysis (:func:`analyse_trial`)."""
+
+    trial: pd.DataFrame
+    endpoints: pd.DataFrame
+    consort: pd.DataFrame
+    disposition: pd.DataFrame
+    visits: tuple[float, ...]
+    notes: tuple[str, ...] = field(default=())
+
+
+def _long(readouts: pd.DataFrame, d, arms: list, visits: list[float]) -> pd.DataFrame:
+    """One row per patient and post-baseline visit: subject, arm, visit, baseline, score,
+    change (NaN where the visit is missing)."""
+    frames = []
+    for arm in arms:
+        y = _scores(readouts, d.scale, arm.name, arm.n, [d.baseline, *visits])
+        base = y[d.baseline].to_numpy()
+        for t in visits:
+            frames.append(pd.DataFrame({
+                "subject": [f"{arm.name}#{i}" for i in range(arm.n)],
+                "patient": np.arange(arm.n), "arm": arm.name, "visit": float(t),
+                "baseline": base, "score": y[t].to_numpy(),
+                "change": y[t].to_numpy() - base}))
+    out = pd.concat(frames, ignore_index=True)
+    out["arm"] = pd.Categorical(out["arm"], categories=[a.name for a in arms])
+    return out
+
+
+def _ancova(long: pd.DataFrame, control: str, alpha: float = 0.05
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The MMRM with one post-baseline visit: ``change ~ arm + baseline`` by least squares
+    (residual df). Returns (lsmeans, contrasts) in the MMRM's columns."""
+    from scipy import stats as sps
+
+    d = long.dropna(subset=["change", "baseline"])
+    arms = list(long["arm"].cat.categories)
+    others = [a for a in arms if a != control]
+    x = np.column_stack([np.ones(len(d))] + [(d["arm"] == a).to_numpy(float) for a in others]
+                        + [d["baseline"].to_numpy(float)])
+    y = d["change"].to_numpy(float)
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    dfe = len(y) - x.shape[1]
+    if dfe < 1:
+        raise ValueError("too few patients for the ANCOVA")
+    s2 = float(((y - x @ beta) ** 2).sum() / dfe)
+    cov = s2 * np.linalg.inv(x.T @ x)
+    q = float(sps.t.ppf(1 - alpha / 2, dfe))
+    visit = float(long["visit"].iloc[0])
+    mean_base = float(d["baseline"].mean())
+
+    def row(c):
+        est = float(c @ beta)
+        se = float(np.sqrt(c @ cov @ c))
+        t = est / se if se > 0 else np.nan
+        return {"estimate": est, "se": se, "df": float(dfe), "t": t,
+                "p": float(2 * sps.t.sf(abs(t), dfe)), "ci_low": est - q * se,
+                "ci_high": est + q * se}
+
+    def grid(a):
+        c = np.zeros(x.shape[1])
+        c[0], c[-1] = 1.0, mean_base
+        if a != control:
+            c[1 + others.index(a)] = 1.0
+        return c
+
+    ls = [{"arm": a, "visit": visit, **{k: v for k, v in row(grid(a)).items()
+                                        if k not in ("t", "p")}} for a in arms]
+    con = [{"arm": a, "control": control, "visit": visit, **row(grid(a) - grid(control))}
+           for a in others]
+    return pd.DataFrame(ls), pd.DataFrame(con)
+
+
+def _model_tables(long: pd.DataFrame, d, visits: list[float]
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, str, str, str]:
+    """(lsmeans, contrasts, df method, model text, note) of the primary analysis."""
+    note = ""
+    if len(visits) == 1:
+        ls, con = _ancova(long, d.control)
+        return ls, con, "residual", ("ANCOVA (one post-baseline visit): change ~ arm + " \
+            "baseline"), note
+    data = long.dropna(subset=["change"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_mmrm(data, response="change", subject="subject", visit="visit", arm="arm",
+                       baseline="baseline", control=d.control, visits=visits,
+                       covariance=d.covariance, df=d.df)
+    note = "; ".join(dict.fromkeys(str(w.message) for w in caught
+                                   if issubclass(w.category, RuntimeWarning)))
+    model = (f"MMRM: change ~ arm * visit + baseline * visit, REML, {d.covariance} "
+             "covariance")
+    return fit.lsmeans, fit.contrasts, d.df, model, note
+
+
+def analyse_trial(scenario, readouts: pd.DataFrame,
+                  disposition: pd.DataFrame | None = None) -> TrialTables:
+    """The analysis a scenario's ``design:`` asks for, on its (possibly dropped-out)
+    readouts (module docstring). ``disposition`` from :func:`apply_dropout` (default:
+    every patient completed). A model that cannot be fitted (e.g. an arm with no patient
+    left at a visit) leaves ``trial`` with the observed rows only and says why in
+    ``note`` and :attr:`TrialTables.notes`."""
+    d = scenario.design
+    arms = _analysed(scenario)
+    if disposition is None:
+        disposition = apply_dropout(scenario.model_copy(update={
+            "design": d.model_copy(update={"dropout": None})}), readouts, scenario.seed)[1]
+    shared = None
+    for arm in arms:
+        post = {t for t in arm.times_of(d.scale) if t > d.baseline}
+        shared = post if shared is None else shared & post
+    visits = sorted(shared or ())
+    long = _long(readouts, d, arms, visits)
+    seen = long.dropna(subset=["change"])
+    n_seen = seen.groupby(["arm", "visit"], observed=False).size()
+    notes: list[str] = []
+
+    rows = []
+    base_rows = {"scale": d.scale, "covariance": "", "df_method": "", "model": "", "note": ""}
+    for arm in arms:
+        y = _scores(readouts, d.scale, arm.name, arm.n,
+                    [t for t in arm.times_of(d.scale) if t >= d.baseline])
+        change = y.sub(y[d.baseline], axis=0)
+        for t in change.columns:
+            v = change[t].dropna().to_numpy(float)
+            se = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else np.nan
+            rows.append({**base_rows, "kind": "observed", "arm": arm.name, "control": "",
+                         "visit_h": float(t), "primary": bool(t == d.primary), "n": v.size,
+                         "estimate": float(v.mean()) if v.size else np.nan, "se": se,
+                         "model": "mean change from baseline of the patients seen"})
+    try:
+        ls, con, df_method, model, note = _model_tables(long, d, visits)
+    except (ValueError, np.linalg.LinAlgError) as err:
+        notes.append(f"the primary analysis could not be fitted: {err}")
+        ls = con = None
+    else:
+        if note:
+            notes.append(note)
+        fitted = {**base_rows, "covariance": d.covariance if len(visits) > 1 else "",
+                  "df_method": df_method, "model": model, "note": note}
+        for r in con.to_dict("records"):
+            rows.append({**fitted, "kind": "contrast", "arm": r["arm"],
+                         "control": r["control"], "visit_h": float(r["visit"]),
+                         "primary": bool(r["visit"] == d.primary),
+                         "n": int(n_seen.get((r["arm"], r["visit"]), 0)),
+                         "n_control": int(n_seen.get((d.control, r["visit"]), 0)),
+                         **{k: r[k] for k in ("estimate", "se", "df", "t", "p", "ci_low",
+                                              "ci_high")}})
+        for r in ls.to_dict("records"):
+            rows.append({**fitted, "kind": "lsmean", "arm": r["arm"], "control": "",
+                         "visit_h": float(r["visit"]),
+                         "primary": bool(r["visit"] == d.primary),
+                         "n": int(n_seen.get((r["arm"], r["visit"]), 0)),
+                         **{k: r[k] for k in ("estimate", "se", "df", "ci_low", "ci_high")}})
+    if ls is None:
+        for r in rows:
+            r["note"] = notes[-1]
+    order = {"contrast": 0, "lsmean": 1, "observed": 2}
+    trial = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    trial = trial.sort_values("kind", key=lambda c: c.map(order), kind="stable")
+    trial = trial.reset_index(drop=True)
+    trial["n"] = trial["n"].astype(np.int64)
+
+    endpoints = _endpoints(long, d, visits, notes)
+    flow = consort(disposition, arm="arm", completed="completed", reason="dropout_reason",
+                   eligible=None)
+    flow = flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
+    return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes))
+
+
+def _endpoints(long: pd.DataFrame, d, visits: list[float], notes: list[str]) -> pd.DataFrame:
+    """Response and remission per arm at each post-baseline visit (non-responder
+    imputation for missing visits) via :func:`ketasim.analysis.trial.binary_endpoint`."""
+    rules = [("response", f"fall >= {100 * d.response_fall:g}% from baseline")]
+    limit = d.remission_threshold
+    if limit is not None:
+        rules.append(("remission", f"{d.scale} <= {limit:g}"))
+    frames = []
+    for t in visits:
+        at = long[long["visit"] == t]
+        y, b = at["score"].to_numpy(float), at["baseline"].to_numpy(float)
+        seen = np.isfinite(y) & np.isfinite(b)
+        n_obs = at.assign(seen=seen).groupby("arm", observed=False)["seen"].sum()
+        for name, rule in rules:
+            event = np.zeros(len(at), dtype=np.int64)
+            if name == "response":
+                ok = seen & (b > 0)
+                event[ok] = (b[ok] - y[ok]) >= d.response_fall * b[ok]
+            else:
+                event[seen] = y[seen] <= limit
+            table = at.assign(event=event, arm=at["arm"].astype(str))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = binary_endpoint(table, "arm", "event", d.control)
+            for w in caught:
+                notes.append(f"{name} at {t:g} h: {w.message}")
+            res.insert(0, "n_observed", res["arm"].map(n_obs).astype(np.int64))
+            res.insert(0, "missing", NRI)
+            res.insert(0, "rule", rule)
+            res.insert(0, "primary", bool(t == d.primary))
+            res.insert(0, "visit_h", float(t))
+            res.insert(0, "endpoint", name)
+            frames.append(res)
+    if not frames:
+        return pd.DataFrame(columns=ENDPOINT_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[ENDPOINT_COLUMNS]

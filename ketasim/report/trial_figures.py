@@ -1,0 +1,109 @@
+"""Figures of a trial (a scenario with a ``design:``): the scale's change from baseline
+over time per arm with the psychotomimetic scales beneath on the same time axis, and
+response and remission at the primary visit with 95% Wilson intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+from ketasim.report._mpl import subplots
+from ketasim.scenario.units import format_time
+
+_COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+#: Psychotomimetic readouts drawn beneath the scale, when measured.
+PSYCHOTOMIMETIC = ("cadss_total", "bprs_positive")
+_TICKS_H = (-28 * 24, -14 * 24, -7 * 24, -24, 0, 1, 4, 24, 72, 7 * 24, 14 * 24, 28 * 24,
+            56 * 24, 84 * 24)
+
+
+def _time_axis(ax, times: np.ndarray) -> None:
+    """A symmetric-log time axis in hours (minutes after a dose and weeks after it both
+    readable), ticks labelled as scenario times."""
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    lo, hi = float(np.min(times)), float(np.max(times))
+    ticks = [t for t in _TICKS_H if lo - 1e-9 <= t <= hi + 1e-9]
+    if len(ticks) < 2:  # a short trial: label its own times
+        ticks = sorted(set(np.round(times, 6).tolist()))[:8]
+    ax.set_xticks(ticks, [format_time(float(t)) for t in ticks])
+    ax.set_xticks([], minor=True)
+
+
+def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
+                        arms: list[str], primary: float, path: Path) -> Path:
+    """Top: mean change from baseline of ``scale`` (patients seen, +- SE) per arm; beneath,
+    one panel per measured psychotomimetic scale (mean +- SEM per arm), same time axis."""
+    obs = trial[trial["kind"] == "observed"]
+    below = [r for r in PSYCHOTOMIMETIC
+             if r != scale and r in set(summary["readout"])
+             and set(summary.loc[summary["readout"] == r, "arm"]) & set(arms)]
+    fig, axes = subplots(1 + len(below), 1, figsize=(7.5, 3.4 + 2.2 * len(below)),
+                         squeeze=False, sharex=True,
+                         gridspec_kw={"height_ratios": [1.6] + [1.0] * len(below)})
+    axes = axes[:, 0]
+    times = [obs["visit_h"].to_numpy(float)]
+    ax = axes[0]
+    for k, arm in enumerate(arms):
+        a = obs[obs["arm"] == arm].sort_values("visit_h")
+        if a.empty:
+            continue
+        c = _COLORS[k % len(_COLORS)]
+        x, m, e = (a["visit_h"].to_numpy(float), a["estimate"].to_numpy(float),
+                   a["se"].fillna(0).to_numpy(float))
+        ax.plot(x, m, "-o", ms=3, color=c, label=arm)
+        ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.axvline(primary, color="0.3", lw=0.8, ls="--")
+    ax.set_ylabel(f"{scale}\nchange from baseline")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(f"{scale}: mean change from baseline (\u00b1 SE); dashed: primary visit",
+                 fontsize=9)
+    for ax, readout in zip(axes[1:], below, strict=True):
+        s = summary[summary["readout"] == readout]
+        times.append(s["time_h"].to_numpy(float))
+        for k, arm in enumerate(arms):
+            a = s[s["arm"] == arm].sort_values("time_h")
+            if a.empty:
+                continue
+            c = _COLORS[k % len(_COLORS)]
+            x, m, e = (a["time_h"].to_numpy(float), a["mean"].to_numpy(float),
+                       a["sem"].fillna(0).to_numpy(float))
+            ax.plot(x, m, "-o", ms=3, color=c, label=arm)
+            ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
+        ax.set_ylabel(f"{readout}\n(mean \u00b1 SEM)")
+    _time_axis(axes[-1], np.concatenate(times))
+    axes[-1].set_xlabel("time from the first dose")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def endpoints_figure(endpoints: pd.DataFrame, primary: float, path: Path) -> Path | None:
+    """Response and remission proportions per arm at the primary visit, bars with 95%
+    Wilson intervals (patients who left count as non-responders)."""
+    at = endpoints[np.isclose(endpoints["visit_h"].to_numpy(float), primary)]
+    if at.empty:
+        return None
+    names = list(dict.fromkeys(at["endpoint"]))
+    arms = list(dict.fromkeys(at["arm"]))
+    fig, ax = subplots(figsize=(2.2 + 1.6 * len(names) * max(1, len(arms)) / 2, 3.4))
+    width = 0.8 / len(arms)
+    for k, arm in enumerate(arms):
+        a = at[at["arm"] == arm].set_index("endpoint").reindex(names)
+        x = np.arange(len(names)) + (k - (len(arms) - 1) / 2) * width
+        p = a["proportion"].to_numpy(float)
+        err = np.vstack([p - a["ci_lower"].to_numpy(float), a["ci_upper"].to_numpy(float) - p])
+        ax.bar(x, p, width * 0.9, yerr=err, capsize=3, color=_COLORS[k % len(_COLORS)],
+               alpha=0.75, label=arm)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("proportion of patients")
+    ax.set_title(f"at {format_time(float(primary))} (primary visit), 95% Wilson CI",
+                 fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
