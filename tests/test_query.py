@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_cli import assert_one_error_line
 from typer.testing import CliRunner
 
 from ketasim.cli import app
@@ -42,15 +43,7 @@ def invoke(*args, env: dict | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], env={**WIDE, **(env or {})})
 
 
-def one_error_line(stderr: str, *fragments: str) -> str:
-    """Check ``stderr`` is one ``error:`` line, without a traceback, holding ``fragments``."""
-    assert "Traceback" not in stderr, stderr
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{stderr}"
-    assert lines[0].startswith("error:"), lines[0]
-    for frag in fragments:
-        assert frag in lines[0], f"{frag!r} not in {lines[0]!r}"
-    return lines[0]
+one_error_line = assert_one_error_line  # the CLI tests' check of one error line
 
 
 def readouts_frame(rng: np.random.Generator, n: int = 5) -> pd.DataFrame:

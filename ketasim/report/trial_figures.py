@@ -32,6 +32,19 @@ def _time_axis(ax, times: np.ndarray) -> None:
     ax.set_xticks([], minor=True)
 
 
+
+def _arm_bands(ax, table, arms, time_col: str, mean_col: str, err_col: str) -> None:
+    """Each arm's mean over time with a band of +- its error, in the arm's colour."""
+    for k, arm in enumerate(arms):
+        a = table[table["arm"] == arm].sort_values(time_col)
+        if a.empty:
+            continue
+        c = _COLORS[k % len(_COLORS)]
+        x, m, e = (a[time_col].to_numpy(float), a[mean_col].to_numpy(float),
+                   a[err_col].fillna(0).to_numpy(float))
+        ax.plot(x, m, "-o", ms=3, color=c, label=arm)
+        ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
+
 def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
                         arms: list[str], primary: float, path: Path) -> Path:
     """Top: mean change from baseline of ``scale`` (patients seen, +- SE) per arm; beneath,
@@ -46,15 +59,7 @@ def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
     axes = axes[:, 0]
     times = [obs["visit_h"].to_numpy(float)]
     ax = axes[0]
-    for k, arm in enumerate(arms):
-        a = obs[obs["arm"] == arm].sort_values("visit_h")
-        if a.empty:
-            continue
-        c = _COLORS[k % len(_COLORS)]
-        x, m, e = (a["visit_h"].to_numpy(float), a["estimate"].to_numpy(float),
-                   a["se"].fillna(0).to_numpy(float))
-        ax.plot(x, m, "-o", ms=3, color=c, label=arm)
-        ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
+    _arm_bands(ax, obs, arms, "visit_h", "estimate", "se")
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.axvline(primary, color="0.3", lw=0.8, ls="--")
     ax.set_ylabel(f"{scale}\nchange from baseline")
@@ -64,15 +69,7 @@ def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
     for ax, readout in zip(axes[1:], below, strict=True):
         s = summary[summary["readout"] == readout]
         times.append(s["time_h"].to_numpy(float))
-        for k, arm in enumerate(arms):
-            a = s[s["arm"] == arm].sort_values("time_h")
-            if a.empty:
-                continue
-            c = _COLORS[k % len(_COLORS)]
-            x, m, e = (a["time_h"].to_numpy(float), a["mean"].to_numpy(float),
-                       a["sem"].fillna(0).to_numpy(float))
-            ax.plot(x, m, "-o", ms=3, color=c, label=arm)
-            ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
+        _arm_bands(ax, s, arms, "time_h", "mean", "sem")
         ax.set_ylabel(f"{readout}\n(mean \u00b1 SEM)")
     _time_axis(axes[-1], np.concatenate(times))
     axes[-1].set_xlabel("time from the first dose")

@@ -1,0 +1,70 @@
+"""A trial at scale (issue 14, items 9 and 10): readouts do not depend on the chunk size,
+and the trial benchmark (``benchmarks/bench_trial.py``) runs end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ketasim
+from ketasim.params import load_registry
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_trial.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """The benchmark module (for its scenario: one source for the trial's protocol)."""
+    spec = importlib.util.spec_from_file_location("bench_trial", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_trial_readouts_do_not_depend_on_chunk_size(bench):
+    """A 30-patient two-arm version of the benchmark's trial gives bitwise identical
+    readouts in chunks of 7 patients (7, 7, 1 per arm) and in one chunk."""
+    registry = load_registry()
+    sc = bench.trial_scenario({"placebo": 15, "ketamine": 15}, 2026)
+    a = ketasim.simulate(sc, registry=registry, chunk_subjects=7).readouts
+    b = ketasim.simulate(sc, registry=registry, chunk_subjects=30).readouts
+    assert len(a) == 30 * len(bench.VISIT_DAYS) * 3
+    assert set(a.arm) == {"placebo", "ketamine"} and set(a.assay) == {"madrs"}
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert np.array_equal(a.value.to_numpy().view(np.int64), b.value.to_numpy().view(np.int64))
+    tot = a[a.readout == "madrs_total"].value
+    assert tot.between(0, 60).all() and tot.nunique() > 5  # rated scores, not a constant
+
+def test_bench_trial_smoke(tmp_path):
+    """The benchmark with tiny arguments, in its own process: progress lines, the
+    Parquet file it keeps with --out, and ``speedup: <ratio>`` as the last line."""
+    env = dict(os.environ)
+    for var in ("HOME", "TMPDIR", "MPLCONFIGDIR"):
+        env[var] = str(tmp_path / var.lower())
+        os.makedirs(env[var], exist_ok=True)
+    out = tmp_path / "readouts.parquet"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--patients", "6", "--piece", "2", "--ref-patients", "2",
+         "--ref-method", "LSODA", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert re.fullmatch(r"speedup: \d+(\.\d+)?", lines[-1]), lines[-1]
+    assert float(lines[-1].split()[1]) > 0
+    assert sum("patient-weeks/s" in line and "piece" in line for line in lines) == 4
+    assert any(line.startswith("accuracy") for line in lines)
+    assert re.search(r"peak RSS \d+ MB", proc.stdout)
+    table = pd.read_parquet(out)
+    assert len(table) == 6 * 7 * 3
+    assert sorted(table.groupby("arm").subject.nunique()) == [2, 2]  # pieces of 2 and 1
+    assert set(table.piece) == {0, 1}
+    # identities are (arm, seed, subject): no patient appears twice
+    assert table.groupby(["arm", "seed", "subject"]).ngroups == 6
