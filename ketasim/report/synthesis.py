@@ -82,7 +82,7 @@ def synthesis_figure(readouts_by_replica: dict[str, pd.DataFrame], path: Path) -
     courses = difference_courses(readouts_by_replica)
     if not courses:
         return None
-    fig, ax = subplots(figsize=(9, 4.8))
+    fig, ax = subplots(figsize=(12, 4.8))
     for s, t, d in courses:
         style = "-" if s.species != "human" else "--"
         ax.plot(t, d, style, marker="o", ms=3, label=f"{s.label} ({s.species})")
@@ -93,7 +93,7 @@ def synthesis_figure(readouts_by_replica: dict[str, pd.DataFrame], path: Path) -
     ax.set_xlabel("time after ketamine (log scale)")
     ax.set_ylabel("ketamine - vehicle (normalised)")
     ax.set_title("Synthesis: time courses of ketamine's effects (F-W-20)")
-    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
