@@ -9,6 +9,8 @@
 - ``cadss``: Clinician-Administered Dissociative States Scale (23 items, 0-4) and
   ``bprs_positive``: the BPRS positive subscale (4 items, 1-7), from NMDA receptor block
   on interneurons at the effect site (F-K-2).
+- ``sedation``: the Modified Observer's Assessment of Alertness/Sedation (MOAA/S, 5 alert
+  ... 0 no response) from the midazolam effect-site concentration (the active placebo).
 
 Scale definitions (items, ranges) come from :mod:`ketasim.analysis.trial`, the same ones
 that score real trial data. Rater noise: an item-level noise and a rater shift per visit,
@@ -121,6 +123,39 @@ def _psychotomimetic(ctx: AssayContext, at: np.ndarray, kind: str) -> AssayRows:
     return ctx.rows(out, at, [readout], ["points"])
 
 
+MOAAS_MAX = 5  # MOAA/S: 5 responds readily to name spoken in normal tone ... 0 no response
+
+
+def moaas_latent(conc: np.ndarray, sensitivity: np.ndarray, p: ClinicalParams
+                 ) -> np.ndarray:
+    """Unrounded MOAA/S at effect-site concentrations ``conc`` (ng/mL, plasma-equivalent)
+    for sensitivities ``sensitivity`` (x the median patient): a sigmoid Emax from 5 down
+    to 0."""
+    v = p.values
+    return MOAAS_MAX * (1.0 - hill(conc * sensitivity, v["sedation_ec50"],
+                                   v["sedation_hill"]))
+
+
+def _sedation(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """MOAA/S per visit from the midazolam effect-site concentration: the patient's
+    sensitivity (log-normal, CV ``sedation_cv``, from a stream of its own) times a
+    per-visit fluctuation (log-normal, SD ``sedation_visit_sd`` on the log scale: the
+    patient's arousal at the visit and the rater's judgement), rounded to the scale."""
+    p = ClinicalParams.from_registry(ctx.registry)
+    v = p.values
+    conc = np.clip(ctx.trajectory("midazolam_brain", np.asarray(at, float)), 0.0, None)
+    cv = v["sedation_cv"]
+    sig = np.sqrt(np.log1p(cv**2))
+    out = np.full((ctx.n, len(at), 1), np.nan)
+    for i in range(ctx.n):
+        s = np.exp(ctx.rng(i, "sedation_sensitivity").normal(-0.5 * sig**2, sig))
+        for j, t in enumerate(at):
+            visit = np.exp(_visit_rng(ctx, i, float(t)).normal(0.0, v["sedation_visit_sd"]))
+            out[i, j, 0] = np.clip(np.rint(moaas_latent(conc[i, j], s * visit, p)),
+                                   0, MOAAS_MAX)
+    return ctx.rows(out, at, ["moaas"], ["points"])
+
+
 def _madrs_times(at: np.ndarray, options: dict) -> np.ndarray:
     return sample_times(at, float(options["lookback_d"]), float(options["step_h"]))
 
@@ -188,6 +223,9 @@ GBC_ASSAY = Assay(
     "fmri_gbc", "prefrontal global brain connectivity, resting-state fMRI (z vs healthy)",
     (Readout("pfc_gbc_z", "z"),), _gbc, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
     options={"lookback_d": 21.0, "step_h": 1.0}, positive=("lookback_d", "step_h"))
+SEDATION_ASSAY = Assay(
+    "sedation", "Modified Observer's Assessment of Alertness/Sedation (MOAA/S, 0-5)",
+    (Readout("moaas", "points"),), _sedation, outputs=("midazolam_brain",))
 MRS_ASSAY = Assay(
     "mrs_glutamate_cycling",
     "13C MRS of prefrontal glutamate-glutamine cycling (Vcycle, x baseline)",

@@ -26,6 +26,11 @@ One mechanism, read at a slower scale than the mouse's spines and circuit (param
   positive subscale) follow NMDA receptor block on interneurons at the effect site (the
   brain compartment, which lags plasma by minutes) through Hill functions, in healthy
   subjects as in patients, and are not an input to the synaptic state (F-K-2, F-K-8).
+- **Sedation.** The MOAA/S (5 alert ... 0 no response) follows the midazolam
+  effect-site concentration (the active placebo of infusion trials) through a sigmoid
+  Emax: 5 (1 - C^n / (C^n + EC50^n)), with the patient's sensitivity (log-normal) scaling
+  the concentration and a per-visit log-normal fluctuation for the rating, rounded to
+  the scale. Without midazolam every rating is 5: ketamine's sedation is not modelled.
 
 Ratings are item by item with rater noise (:mod:`ketasim.clinical.assays`).
 """
@@ -43,6 +48,7 @@ PARAM_NAMES = (
     "cadss_max", "cadss_o50", "cadss_hill", "bprs_pos_max", "bprs_o50", "bprs_hill",
     "psychotomimetic_cv", "fluctuation_sd", "fluctuation_tau_d",
     "gbc_per_state", "gbc_subject_sd", "gbc_scan_sd", "mrs_cv",
+    "sedation_ec50", "sedation_hill", "sedation_cv", "sedation_visit_sd",
 )
 
 

@@ -22,6 +22,7 @@ from ketasim.clinical.assays import (
     GBC_ASSAY,
     MADRS_ASSAY,
     MRS_ASSAY,
+    SEDATION_ASSAY,
 )
 from ketasim.core.assay import Assay
 from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
@@ -48,7 +49,8 @@ def register_assay(assay: Assay) -> Assay:
 
 for _a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA, WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
            UNCAGING, FIXED, CALCIUM, TAIL_SUSPENSION, OPEN_FIELD, SUCROSE, HELPLESSNESS,
-           EXTINCTION, MADRS_ASSAY, CADSS_ASSAY, BPRS_POSITIVE_ASSAY, GBC_ASSAY, MRS_ASSAY):
+           EXTINCTION, MADRS_ASSAY, CADSS_ASSAY, BPRS_POSITIVE_ASSAY, GBC_ASSAY, MRS_ASSAY,
+           SEDATION_ASSAY):
     register_assay(_a)
 
 __all__ = ["ASSAYS", "register_assay"]

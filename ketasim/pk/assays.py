@@ -25,7 +25,12 @@ _PLASMA = {
     "arketamine_plasma_ng_ml": "arketamine_plasma",
     "norketamine_plasma_ng_ml": "norketamine_plasma",
     "hnk_plasma_ng_ml": "hnk_plasma",
+    # midazolam, the active placebo of clinical trials (human PK only)
+    "midazolam_plasma_ng_ml": "midazolam_plasma",
 }
+# readouts added after the first release draw their noise from a stream of their own
+# (keyed by the readout), so the noise of the readouts before them stays as it was
+_OWN_STREAM = frozenset({"midazolam_plasma_ng_ml"})
 _BRAIN = {
     "ketamine_brain_ng_g": "ketamine_brain",
     "norketamine_brain_ng_g": "norketamine_brain",
@@ -81,7 +86,14 @@ def _lcms(name: str, mapping: dict[str, str], unit: str):
     def measure(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         readouts = list(mapping)
         true = _true_levels(ctx, mapping, at)
-        z = subject_noise(ctx.seed, ctx.arm, ctx.subjects, name, (2, *true.shape[1:]))
+        joint = [m for m, r in enumerate(readouts) if r not in _OWN_STREAM]
+        z = np.empty((ctx.n, 2, *true.shape[1:]))
+        z[:, :, :, joint] = subject_noise(ctx.seed, ctx.arm, ctx.subjects, name,
+                                          (2, true.shape[1], len(joint)))
+        for m, r in enumerate(readouts):
+            if r in _OWN_STREAM:
+                z[:, :, :, m] = subject_noise(ctx.seed, ctx.arm, ctx.subjects,
+                                              f"{name}.{r}", (2, true.shape[1]))
         cv = float(ctx.options["cv"])
         sigma = np.sqrt(np.log1p(cv**2))
         measured = np.clip(true, 0.0, None) * np.exp(sigma * z[:, 0] - sigma**2 / 2) \
@@ -92,7 +104,7 @@ def _lcms(name: str, mapping: dict[str, str], unit: str):
 
 
 PLASMA_PK = Assay(
-    "plasma_pk", "plasma ketamine, enantiomers and metabolites by LC-MS/MS",
+    "plasma_pk", "plasma ketamine, enantiomers, metabolites and midazolam by LC-MS/MS",
     tuple(Readout(r, "ng/mL") for r in _PLASMA), _lcms("plasma_pk", _PLASMA, "ng/mL"),
     outputs=tuple(_PLASMA.values()), sample_times=_plasma_times,
     options={"cv": 0.1, "sd_add": 0.2, "lloq": 1.0, "sampling": "arterial"},

@@ -36,6 +36,10 @@ to ``onset + duration`` after the dose with an exposure of ``dose / ED50`` per t
 its potency given by dose kind (``per_kg``: mg/kg, ``local``: mg, ``concentration``: uM).
 ``effective_dose`` (per species, mg/kg, with its source) is a typical effective dose in
 the literature, the dose ``ketasim screen`` gives when ``--doses`` is not set.
+``kind: inert`` (saline; midazolam, the active placebo of ketamine trials) acts on no
+target of the cascade and is never a screen candidate; it may still have compartmental
+PK, which the model then follows for its ``analytes`` readouts only (a drug slot with no
+target parameters, so the cascade is untouched).
 Malformed files raise :class:`CompoundError` naming the file and field.
 """
 
@@ -58,7 +62,7 @@ ALL = ("iv", "ip", "sc", "im", "intranasal", "oral", "bath", "intracerebral")
 SPECIES = ("mouse", "rat", "human")
 KINDS = ("drug", "inert")
 PK_MODELS = ("compartmental", "window")
-ANALYTES = ("ketamine", "esketamine", "arketamine", "norketamine", "hnk", "drug")
+ANALYTES = ("ketamine", "esketamine", "arketamine", "norketamine", "hnk", "drug", "midazolam")
 DOSE_KINDS = ("per_kg", "local", "concentration")
 
 # canonical unit of each field, and the units accepted with their factor to it
@@ -389,8 +393,11 @@ def parse_compound(raw: Any, source: str) -> Compound:
                                          f"{where}.targets").items())
     if window and any(t.action in CHANNEL for t in targets):
         _fail(f"{where}.targets", "a channel blocker needs compartmental PK")
-    if kind == "inert" and (targets or pk):
-        _fail(where, "an inert compound has no PK or targets")
+    if kind == "inert" and targets:
+        _fail(where, "an inert compound acts on no target")
+    if kind == "inert" and (window or comps or metabolites):
+        _fail(where, "an inert compound has no window PK, components or metabolites (its "
+                     "PK, if any, is compartmental)")
     eff_dose = {}
     for sp, v in _mapping(raw.get("effective_dose", {}) or {},
                           f"{where}.effective_dose").items():

@@ -144,7 +144,7 @@ def _pk_compounds(name: str, where: str) -> list[str]:
     """The compounds with compartmental PK that a dose of ``name`` puts in the body: its
     components (a racemate) or itself, then their metabolites; parents first."""
     c = _compound(name, where)
-    if c.kind == "inert" or c.is_window:
+    if (c.kind == "inert" and not c.pk) or c.is_window:
         return []
     out: list[str] = []
     for part in (list(c.components) or [name]):
@@ -275,7 +275,7 @@ def _site(t: TargetAction) -> tuple[tuple[str, str], float]:
 
 def _compile_drug(b: _Builder, ev, species, cohort, registry, slots, where) -> None:
     comp = _compound(ev.drug, where)
-    if comp.kind == "inert":
+    if comp.kind == "inert" and not comp.pk:
         return
     if comp.is_window:
         _compile_window(b, ev, comp, species, cohort, registry, where)

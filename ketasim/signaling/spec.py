@@ -458,6 +458,12 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
      "PKA-gated potentiation of existing synapses (0-1)"),
     ("reward_potentiation", "reward_potentiation", "1",
      "the potentiation in reward circuits, relieving anhedonia (0-1)"),
+    # midazolam, the active placebo of clinical trials (no target: read by plasma_pk and
+    # the sedation scale only); appended so the other outputs keep their places
+    ("midazolam_plasma", f"({_analyte('midazolam', 'cp')}) * 1000.0", "ng/mL",
+     "midazolam in plasma"),
+    ("midazolam_brain", f"({_analyte('midazolam', 'brain')}) * 1000.0", "ng/g",
+     "midazolam at the effect site (brain compartment, plasma-equivalent: kp_brain 1)"),
 )
 
 STATE_NAMES = tuple(s.name for s in STATES)
