@@ -20,12 +20,14 @@ __all__ = ["Cohort", "sample_cohort"]
 
 def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
                   body_weight_kg: float | None = None, variability: bool = True,
-                  subjects=None) -> Cohort:
+                  subjects=None, body_weights: np.ndarray | None = None) -> Cohort:
     """Draw ``n`` subjects (or the subjects with the given global indices):
     log-normal between-subject variability on every parameter with a ``bsv_cv`` (median
     = registry default), correlated where the registry gives ``bsv_corr`` (the standard
     normal draws of the correlated parameters are multiplied by the Cholesky factor of
-    their correlation matrix; parameters without correlations keep their own draws). A ``bsv_cv`` on a parameter that no layer reads per subject
+    their correlation matrix; parameters without correlations keep their own draws).
+    ``body_weights`` (kg, one per subject) sets each subject's body weight exactly (a
+    virtual patient population draws them). A ``bsv_cv`` on a parameter that no layer reads per subject
     is an error (it would be drawn and never used)."""
     unused = [p.name for p in registry if p.bsv_cv > 0 and not per_subject_parameter(p.name)]
     if unused:
@@ -52,4 +54,9 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
             cols = [int(np.flatnonzero(varying == names.index(nm))[0]) for nm in corr[0]]
             z[:, cols] = z[:, cols] @ np.linalg.cholesky(corr[1]).T
         values[:, varying] = typical[varying] * np.exp(omega[varying] * z)
+    if body_weights is not None:
+        w = np.asarray(body_weights, dtype=float)
+        if w.shape != (n,) or not np.all(w > 0):
+            raise ValueError(f"body_weights: expected {n} positive weights (kg), got {w!r}")
+        values[:, names.index(f"species.{species}.body_weight")] = w
     return Cohort(species, arm, n, names, values, subjects)

@@ -20,6 +20,7 @@ from ketasim.circuit.assay import CircuitStage
 from ketasim.core.assay import Assay, AssayContext, AssayOptionError, resolve_options
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.cohort import sample_cohort
+from ketasim.experiment.population import draw_patients, screen
 from ketasim.experiment.trial import apply_dropout
 from ketasim.params import Registry
 from ketasim.signaling.protocol import ProtocolError, compile_arm, intervention_times
@@ -61,6 +62,9 @@ class RunResult:
     #: with a ``design:``, one row per patient of the analysed arms: completed or when
     #: and why they dropped out (:func:`ketasim.experiment.trial.apply_dropout`)
     disposition: pd.DataFrame | None = None
+    #: with arms that have a ``population:``, one row per candidate patient: covariates,
+    #: the screening MADRS, eligibility and the reason for a screen failure
+    patients: pd.DataFrame | None = None
 
     def _kept(self, assay: str, key: str) -> dict:
         return {arm: k[key] for arm, k in self.kept.get(assay, {}).items() if key in k}
@@ -191,12 +195,29 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
             progress(arm.name)
     readouts = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame({c: [] for c in READOUT_COLUMNS}))
+    patients = None
+    with_population = [a for a in scenario.arms if getattr(a, "population", None) is not None]
+    if with_population:  # virtual patients: screen failures leave the readouts
+        tables = []
+        for arm in with_population:
+            table = draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
+            mine = readouts["arm"] == arm.name
+            kept_rows, table = screen(arm.population, table, readouts[mine])
+            readouts = pd.concat([readouts[~mine], kept_rows]).sort_index(kind="stable")
+            tables.append(table)
+        patients = pd.concat(tables, ignore_index=True)
     disposition = None
     if getattr(scenario, "design", None) is not None:  # a trial: patients may drop out
         readouts, disposition = apply_dropout(scenario, readouts, seed)
-    return RunResult(scenario, seed, readouts[READOUT_COLUMNS], timings,
-                     {"method": "auto", "rtol": rtol, "atol": atol}, steps, kept,
-                     disposition)
+        if patients is not None:  # screen failures were never randomised
+            out = patients.loc[~patients["eligible"], ["arm", "subject"]]
+            gone = set(zip(out["arm"], out["subject"], strict=True))
+            keep = [(a, s) not in gone for a, s in zip(disposition["arm"],
+                                                       disposition["subject"], strict=True)]
+            disposition = disposition[keep].reset_index(drop=True)
+    return RunResult(scenario, seed, readouts[READOUT_COLUMNS].reset_index(drop=True),
+                     timings, {"method": "auto", "rtol": rtol, "atol": atol}, steps, kept,
+                     disposition, patients)
 
 
 def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects):
@@ -217,8 +238,11 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects)
     parts, step_sum = {p.assay.name: [] for p in plans}, 0.0
     for s0 in range(0, arm.n, chunk):
         subjects = np.arange(s0, min(arm.n, s0 + chunk))
+        weights = (None if getattr(arm, "population", None) is None else draw_patients(
+            arm.population, seed, arm.name, subjects)["weight_kg"].to_numpy(float))
         cohort = sample_cohort(registry, species, arm.name, arm.n, seed,
-                               body_weight_kg=arm.body_weight_kg, subjects=subjects)
+                               body_weight_kg=arm.body_weight_kg, subjects=subjects,
+                               body_weights=weights)
         events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
         sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
         step_sum += float(sim.steps.sum())

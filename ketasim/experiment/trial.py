@@ -166,11 +166,14 @@ def _long(readouts: pd.DataFrame, d, arms: list, visits: list[float]) -> pd.Data
     frames = []
     for arm in arms:
         y = _scores(readouts, d.scale, arm.name, arm.n, [d.baseline, *visits])
+        # patients with no reading at all were screen failures (ketasim.experiment.
+        # population): they were never randomised
+        y = y[y.notna().any(axis=1)]
         base = y[d.baseline].to_numpy()
         for t in visits:
             frames.append(pd.DataFrame({
-                "subject": [f"{arm.name}#{i}" for i in range(arm.n)],
-                "patient": np.arange(arm.n), "arm": arm.name, "visit": float(t),
+                "subject": [f"{arm.name}#{i}" for i in y.index],
+                "patient": y.index.to_numpy(), "arm": arm.name, "visit": float(t),
                 "baseline": base, "score": y[t].to_numpy(),
                 "change": y[t].to_numpy() - base}))
     out = pd.concat(frames, ignore_index=True)
@@ -244,10 +247,13 @@ def _model_tables(long: pd.DataFrame, d, visits: list[float]
 
 
 def analyse_trial(scenario, readouts: pd.DataFrame,
-                  disposition: pd.DataFrame | None = None) -> TrialTables:
+                  disposition: pd.DataFrame | None = None,
+                  patients: pd.DataFrame | None = None) -> TrialTables:
     """The analysis a scenario's ``design:`` asks for, on its (possibly dropped-out)
     readouts (module docstring). ``disposition`` from :func:`apply_dropout` (default:
-    every patient completed). A model that cannot be fitted (e.g. an arm with no patient
+    every patient completed); ``patients`` (:mod:`ketasim.experiment.population`, arms
+    with a ``population:``) adds the screening stages to the CONSORT counts. A model that
+    cannot be fitted (e.g. an arm with no patient
     left at a visit) leaves ``trial`` with the observed rows only and says why in
     ``note`` and :attr:`TrialTables.notes`."""
     d = scenario.design
@@ -312,9 +318,20 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
     trial["n"] = trial["n"].astype(np.int64)
 
     endpoints = _endpoints(long, d, visits, notes)
-    flow = consort(disposition, arm="arm", completed="completed", reason="dropout_reason",
-                   eligible=None)
-    flow = flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
+    if patients is not None:  # screening: the excluded candidates join the flow
+        names = {a.name for a in arms}
+        out = patients[(~patients["eligible"]) & patients["arm"].isin(names)]
+        flow_rows = pd.concat([
+            disposition.assign(eligible=True),
+            pd.DataFrame({"arm": "", "subject": out["subject"].to_numpy(),
+                          "completed": pd.NA, "dropout_reason": out["exclusion"].to_numpy(),
+                          "eligible": False})], ignore_index=True)
+        flow = consort(flow_rows, arm="arm", completed="completed", reason="dropout_reason",
+                       eligible="eligible")
+    else:
+        flow = consort(disposition, arm="arm", completed="completed",
+                       reason="dropout_reason", eligible=None)
+        flow = flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
     return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes))
 
 

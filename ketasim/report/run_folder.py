@@ -89,8 +89,18 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
     design = getattr(result.scenario, "design", None)
     trial = None
     if design is not None:
-        trial = analyse_trial(result.scenario, result.readouts, result.disposition)
+        trial = analyse_trial(result.scenario, result.readouts, result.disposition,
+                              getattr(result, "patients", None))
         man["trial"] = trial_manifest(design, trial)
+    patients = getattr(result, "patients", None)
+    if patients is not None:
+        screened = patients.groupby("arm")["eligible"].agg(["size", "sum"])
+        man["patients"] = {
+            "file": "patients.csv",
+            "screened": {a: int(r["size"]) for a, r in screened.iterrows()},
+            "eligible": {a: int(r["sum"]) for a, r in screened.iterrows()},
+            "screen_failures": patients.loc[~patients["eligible"], "exclusion"]
+            .value_counts().to_dict()}
     with atomic_dir(Path(out), overwrite) as tmp:
         write_readouts(result.readouts, tmp / "readouts.parquet")
         for name, by_arm in result.kept.items():  # files the assays declare
@@ -102,6 +112,8 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
         if trial is not None:
             for name, table in trial_files(trial).items():
                 table.to_csv(tmp / name, index=False)
+        if patients is not None:
+            patients.to_csv(tmp / "patients.csv", index=False)
         write_json(man, tmp / "manifest.json")
         write_report(tmp, f"ketasim run: {result.scenario.name}",
                      result.scenario.description, result.readouts, summary, stats, man,

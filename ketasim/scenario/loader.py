@@ -721,9 +721,13 @@ def scenario_hash(scenario: Scenario) -> str:
     """
     if not isinstance(scenario, Scenario):
         raise TypeError(f"expected a Scenario, got {type(scenario).__name__}")
-    # a scenario without a design hashes as it did before designs existed
+    # a scenario without a design (arms without a population) hashes as it did before
+    # designs and populations existed
     payload = scenario.model_dump(mode="json",
                                   exclude={"design"} if scenario.design is None else None)
+    for arm in payload["arms"]:
+        if arm.get("population", 0) is None:
+            del arm["population"]
     text = json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )

@@ -742,6 +742,91 @@ class AssaySpec(BaseModel):
         return vocabulary.readouts_of(self.assay)
 
 
+class Normal(BaseModel):
+    """A normal distribution, optionally truncated to [min, max]."""
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a normal distribution"
+
+    mean: float = Field(strict=False, allow_inf_nan=False, description="the mean")
+    sd: float = Field(strict=False, ge=0.0, allow_inf_nan=False,
+                      description="the standard deviation: a number >= 0")
+    min: float | None = Field(default=None, allow_inf_nan=False,
+                              description="lower truncation (left out: none)")
+    max: float | None = Field(default=None, allow_inf_nan=False,
+                              description="upper truncation (left out: none)")
+
+    @model_validator(mode="after")
+    def _check_normal(self) -> "Normal":
+        lo = -math.inf if self.min is None else self.min
+        hi = math.inf if self.max is None else self.max
+        if not lo < hi:
+            raise problem("min below max", ("max",))
+        if not lo <= self.mean <= hi:
+            raise problem(f"a mean within [{self.min}, {self.max}]", ("mean",))
+        return self
+
+
+class Inclusion(BaseModel):
+    """Inclusion criteria applied at screening, as trials write them."""
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "inclusion criteria"
+
+    madrs_min: float | None = Field(
+        default=None, ge=0.0, le=60.0,
+        description="the smallest MADRS total at the screening visit (e.g. 22)")
+    failed_trials_min: int | None = Field(
+        default=None, ge=0, le=20,
+        description="the fewest failed adequate antidepressant trials (e.g. 2)")
+    diagnoses: list[Literal["unipolar", "bipolar"]] | None = Field(
+        default=None, min_length=1, description="the diagnoses admitted (left out: any)")
+
+
+class Population(BaseModel):
+    """Virtual patients of an arm (``species: human``): covariates drawn per patient and
+    inclusion by screening.
+
+    Each patient (each of the arm's ``n`` screened candidates) gets a sex, an age, a
+    body weight (normal by sex; the PK reads it through allometric scaling), a diagnosis
+    and a number of failed adequate antidepressant trials from its own keyed stream.
+    With ``inclusion``, the candidates who fail a criterion at the ``screening`` visit
+    are screen failures: their readouts are removed and they are counted with the
+    reason (``patients.csv``); the arm's remaining patients are the randomised ones."""
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a patient population"
+
+    female: float = Field(default=0.6, ge=0.0, le=1.0,
+                          description="the share of women: a fraction")
+    age: Normal = Field(default_factory=lambda: Normal(mean=45.0, sd=12.0, min=18.0,
+                                                         max=70.0),
+                        description="age in years")
+    weight_female: Normal = Field(
+        default_factory=lambda: Normal(mean=75.0, sd=17.0, min=40.0, max=180.0),
+        description="body weight of women in kg")
+    weight_male: Normal = Field(
+        default_factory=lambda: Normal(mean=88.0, sd=17.0, min=45.0, max=200.0),
+        description="body weight of men in kg")
+    bipolar: float = Field(default=0.0, ge=0.0, le=1.0,
+                           description="the share with bipolar (vs unipolar) depression")
+    failed_trials: float = Field(
+        default=2.5, ge=0.0, le=20.0,
+        description="the mean number of failed adequate antidepressant trials (Poisson)")
+    screening: TimeH | None = Field(
+        default=None, description="the screening visit, a visit of the arm's madrs assay "
+        "(needed with inclusion.madrs_min)")
+    inclusion: Inclusion | None = Field(default=None, description="the inclusion criteria")
+
+    @model_validator(mode="after")
+    def _check_population(self) -> "Population":
+        if self.inclusion is not None and self.inclusion.madrs_min is not None \
+                and self.screening is None:
+            raise problem("a screening visit (a time of the arm's madrs assay) when "
+                          "inclusion.madrs_min is set", ("screening",))
+        return self
+
+
 class Arm(BaseModel):
     """One group of subjects and what is done to them.
 
@@ -779,6 +864,11 @@ class Arm(BaseModel):
     body_weight: MassKg | None = Field(
         default=None,
         description="body weight, e.g. '25 g' or '70 kg' (left out: the species default)",
+    )
+    population: Population | None = Field(
+        default=None,
+        description="virtual patients: covariates per patient and inclusion by screening "
+        "(species human)",
     )
 
     @property
@@ -1119,6 +1209,25 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
     return None
 
 
+def _population_problem(arm: "Arm", species: str):
+    """(expected, path below the arm's population) or None."""
+    pop = arm.population
+    if pop is None:
+        return None
+    if species != "human":
+        return ("no population block unless the species is human", ())
+    if arm.body_weight is not None:
+        return (("no population block together with the arm's body_weight (the population "
+                 "draws each patient's weight)"), ())
+    if pop.screening is not None:
+        times = arm.times_of("madrs_total", "madrs")
+        if pop.screening not in times:
+            listed = ", ".join(format_time(t) for t in times) or "none"
+            return (f"a visit of the arm's madrs assay (its visits: {listed})",
+                    ("screening",))
+    return None
+
+
 class Scenario(BaseModel):
     """A complete in-silico experiment.
 
@@ -1228,6 +1337,10 @@ class Scenario(BaseModel):
                         f"a time at which arm {name!r} measures {comparison.readout}: {listed}",
                         ("compare", c, "at"),
                     )
+        for i, arm in enumerate(self.arms):
+            found = _population_problem(arm, self.species)
+            if found is not None:
+                raise problem(found[0], ("arms", i, "population", *found[1]))
         if self.design is not None:
             found = _design_problem(self.design, self.arms)
             if found is not None:
