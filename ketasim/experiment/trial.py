@@ -83,8 +83,9 @@ def _analysed(scenario) -> list:
     by_name = {arm.name: arm for arm in scenario.arms}
     names = d.analysed_arms(by_name) if d.control in by_name else [
         a for a in by_name if d.arms is None or a in d.arms]
+    first = d.baseline + (d.crossover.periods[0] if d.crossover is not None else 0.0)
     return [by_name[a] for a in names
-            if a in by_name and d.baseline in by_name[a].times_of(d.scale)]
+            if a in by_name and first in by_name[a].times_of(d.scale)]
 
 
 def _scores(readouts: pd.DataFrame, scale: str, arm: str, n: int,
@@ -257,6 +258,8 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
     left at a visit) leaves ``trial`` with the observed rows only and says why in
     ``note`` and :attr:`TrialTables.notes`."""
     d = scenario.design
+    if d.crossover is not None:
+        return _analyse_crossover(scenario, readouts, disposition, patients)
     arms = _analysed(scenario)
     if disposition is None:
         disposition = apply_dropout(scenario.model_copy(update={
@@ -333,6 +336,108 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
                        reason="dropout_reason", eligible=None)
         flow = flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
     return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes))
+
+
+def crossover_long(scenario, readouts: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient and period of a crossover: patient, sequence (arm), period,
+    treatment, baseline, score at the primary visit and the change (NaN if missing)."""
+    d = scenario.design
+    cx = d.crossover
+    frames = []
+    for arm in scenario.arms:
+        if arm.name not in cx.treatments:
+            continue
+        times = [s + t for s in cx.periods for t in (d.baseline, d.primary)]
+        y = _scores(readouts, d.scale, arm.name, arm.n, times)
+        y = y[y.notna().any(axis=1)]  # screen failures were never randomised
+        for k, start in enumerate(cx.periods):
+            b, v = y[start + d.baseline].to_numpy(), y[start + d.primary].to_numpy()
+            frames.append(pd.DataFrame({
+                "patient": [f"{arm.name}#{i}" for i in y.index], "sequence": arm.name,
+                "period": k + 1, "treatment": cx.treatments[arm.name][k],
+                "baseline": b, "score": v, "change": v - b}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _analyse_crossover(scenario, readouts, disposition, patients) -> TrialTables:
+    """A crossover's analysis: change from each period's baseline to its primary visit by
+    a linear mixed model ``change ~ treatment + period + (1 | patient)`` (REML,
+    statsmodels MixedLM; Jones & Kenward 2014, Design and Analysis of Cross-Over Trials),
+    each treatment against the reference (``control``) with a Wald z test; the observed
+    mean change per treatment and period. Response and remission are not computed for a
+    crossover (paired binary endpoints need McNemar-type tests: not yet)."""
+    import statsmodels.formula.api as smf
+
+    d = scenario.design
+    long = crossover_long(scenario, readouts)
+    notes: list[str] = []
+    rows = []
+    base = {"scale": d.scale, "covariance": "", "df_method": "", "note": "",
+            "model": "mean change from the period's baseline of the patients seen"}
+    for (treatment, period), g in long.groupby(["treatment", "period"], sort=True):
+        v = g["change"].dropna().to_numpy(float)
+        rows.append({**base, "kind": "observed", "arm": treatment, "control": "",
+                     "visit_h": float(d.crossover.periods[period - 1] + d.primary),
+                     "primary": True, "n": v.size,
+                     "estimate": float(v.mean()) if v.size else np.nan,
+                     "se": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else np.nan})
+    data = long.dropna(subset=["change"]).copy()
+    model = ("change ~ C(treatment, Treatment(reference)) + C(period) + (1 | patient), "
+             "REML (statsmodels MixedLM), Wald z")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = smf.mixedlm(f"change ~ C(treatment, Treatment(reference={d.control!r})) "
+                              "+ C(period)", data, groups=data["patient"]).fit(reml=True)
+        if any("boundary" in str(w.message) or "singular" in str(w.message).lower()
+               for w in caught):
+            notes.append("the patient random-intercept variance is at its boundary (0): "
+                         "changes from each period's baseline vary little between patients "
+                         "beyond the residual, and the model reduces to fixed effects")
+    except (ValueError, np.linalg.LinAlgError) as err:
+        notes.append(f"the crossover model could not be fitted: {err}")
+    else:
+        ci = fit.conf_int()
+        for name in fit.params.index:
+            if not name.startswith("C(treatment"):
+                continue
+            label = name.split("[T.")[1].rstrip("]")
+            per = data[data["treatment"] == label]
+            rows.append({**base, "kind": "contrast", "arm": label, "control": d.control,
+                         "visit_h": float(d.primary), "primary": True,
+                         "n": int(per["patient"].nunique()),
+                         "n_control": int(data.loc[data["treatment"] == d.control,
+                                                   "patient"].nunique()),
+                         "estimate": float(fit.params[name]), "se": float(fit.bse[name]),
+                         "df": np.nan, "t": float(fit.tvalues[name]),
+                         "p": float(fit.pvalues[name]), "ci_low": float(ci.loc[name, 0]),
+                         "ci_high": float(ci.loc[name, 1]), "df_method": "wald-z",
+                         "covariance": "random patient intercept", "model": model})
+    trial = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    order = {"contrast": 0, "lsmean": 1, "observed": 2}
+    trial = trial.sort_values("kind", key=lambda c: c.map(order), kind="stable")
+    trial = trial.reset_index(drop=True)
+    trial["n"] = trial["n"].astype(np.int64)
+    if disposition is None:
+        disposition = apply_dropout(scenario, readouts, scenario.seed)[1]
+    if patients is not None:
+        out = patients[(~patients["eligible"])
+                       & patients["arm"].isin(list(d.crossover.treatments))]
+        flow_rows = pd.concat([
+            disposition.assign(eligible=True),
+            pd.DataFrame({"arm": "", "subject": out["subject"].to_numpy(),
+                          "completed": pd.NA, "dropout_reason": out["exclusion"].to_numpy(),
+                          "eligible": False})], ignore_index=True)
+        flow = consort(flow_rows, arm="arm", completed="completed", reason="dropout_reason",
+                       eligible="eligible")
+    else:
+        flow = consort(disposition, arm="arm", completed="completed",
+                       reason="dropout_reason", eligible=None)
+        flow = flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
+    endpoints = pd.DataFrame(columns=ENDPOINT_COLUMNS)
+    notes.append("crossover: response and remission are not computed (paired binary "
+                 "endpoints)")
+    return TrialTables(trial, endpoints, flow, disposition, (float(d.primary),), tuple(notes))
 
 
 def _endpoints(long: pd.DataFrame, d, visits: list[float], notes: list[str]) -> pd.DataFrame:

@@ -129,6 +129,8 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
     e = html.escape
     trial = tables.trial
     arms = list(dict.fromkeys(tables.disposition["arm"]))
+    if design.crossover is not None:  # the course is drawn per treatment
+        arms = list(dict.fromkeys(trial.loc[trial["kind"] == "observed", "arm"]))
     drop = design.dropout
     words = (f"Scale {e(design.scale)}, control arm {e(design.control)}, baseline "
              f"{e(format_time(design.baseline))}, primary visit "
@@ -150,7 +152,9 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
     if not con.empty:
         shown = con[["arm", "control", "visit_h", "primary", "n", "n_control", "estimate",
                      "se", "df", "t", "p", "ci_low", "ci_high", "df_method"]]
-        body += ["<h3>MMRM: each arm against control</h3>", table_html(shown, "p", "trial")]
+        title = ("Crossover: each treatment against the reference (within patients)"
+                 if design.crossover is not None else "MMRM: each arm against control")
+        body += [f"<h3>{title}</h3>", table_html(shown, "p", "trial")]
     body += _tags((endpoints_figure(tables.endpoints, design.primary,
                                     out / "fig_trial_endpoints.png"), "response and remission",
                    "response and remission at the primary visit, 95% Wilson intervals"))

@@ -1050,6 +1050,32 @@ class Dropout(BaseModel):
         return self
 
 
+class Crossover(BaseModel):
+    """A crossover: each arm is a sequence of treatments, one per period; every patient
+    is compared with themselves across periods."""
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a crossover"
+
+    periods: list[TimeH] = Field(
+        min_length=2, description="the start of each period (the time of its dose), e.g. "
+        "[0h, 14d]")
+    treatments: dict[Name, list[Name]] = Field(
+        description="per arm, the treatment label of each period, e.g. {kp: [ketamine, "
+        "placebo], pk: [placebo, ketamine]}")
+
+    @model_validator(mode="after")
+    def _check_crossover(self) -> "Crossover":
+        for k in range(1, len(self.periods)):
+            if not self.periods[k] > self.periods[k - 1]:
+                raise problem("period starts in increasing order", ("periods", k))
+        for arm, labels in self.treatments.items():
+            if len(labels) != len(self.periods):
+                raise problem(f"one treatment per period ({len(self.periods)})",
+                              ("treatments", arm))
+        return self
+
+
 class Design(BaseModel):
     """A clinical trial's design and analysis plan.
 
@@ -1118,6 +1144,10 @@ class Design(BaseModel):
         default=None, description="patients dropping out after baseline: rate_per_week, "
         "mechanism (mar or mnar)"
     )
+    crossover: Crossover | None = Field(
+        default=None, description="a crossover: period starts and each arm's sequence of "
+        "treatments; control then names the reference treatment, and baseline and primary "
+        "are times relative to each period's start")
 
     @property
     def remission_threshold(self) -> float | None:
@@ -1141,7 +1171,7 @@ class Design(BaseModel):
                     raise problem(f"distinct arms ({arm!r} is already arms[{seen[arm]}])",
                                   ("arms", k))
                 seen[arm] = k
-            if self.control not in seen:
+            if self.control not in seen and self.crossover is None:
                 raise problem(f"one of the analysed arms: {', '.join(self.arms)}", ("control",))
         if self.primary <= self.baseline:
             raise problem(f"a visit after the baseline ({format_time(self.baseline)})",
@@ -1165,6 +1195,8 @@ class Design(BaseModel):
 
 def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str | int, ...]] | None:
     """The first problem of a design with the scenario's arms: (expected, path)."""
+    if design.crossover is not None:
+        return _crossover_problem(design, arms)
     by_name = {arm.name: arm for arm in arms}
     names = ", ".join(by_name)
     if design.arms is not None:
@@ -1206,6 +1238,48 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
                         f"within rounding (arm {name!r} has n = {by_name[name].n}, "
                         f"expected {expected:.4g} of {total_n})"),
                         ("design", "randomisation", name))
+    return None
+
+
+def _crossover_problem(design: Design, arms: list["Arm"]):
+    """The first problem of a crossover design with the scenario's arms."""
+    by_name = {arm.name: arm for arm in arms}
+    cx = design.crossover
+    analysed = [a for a in by_name if design.arms is None or a in design.arms]
+    for name in cx.treatments:
+        if name not in by_name:
+            return (f"the name of an arm: {', '.join(by_name)}",
+                    ("design", "crossover", "treatments", name))
+    missing = [a for a in analysed if a not in cx.treatments]
+    if missing:
+        return ((f"a treatment sequence for every analysed arm (missing "
+                f"{', '.join(map(repr, missing))})"), ("design", "crossover", "treatments"))
+    labels = {t for seq in cx.treatments.values() for t in seq}
+    if design.control not in labels:
+        return (f"the reference treatment, one of {', '.join(sorted(labels))}",
+                ("design", "control"))
+    if len(labels) < 2:
+        return ("at least two treatments", ("design", "crossover", "treatments"))
+    if design.dropout is not None:
+        return ("no dropout with a crossover (not supported yet)", ("design", "dropout"))
+    for k in range(1, len(cx.periods)):
+        washout = (cx.periods[k] + design.baseline) - (cx.periods[k - 1] + design.primary)
+        if washout < 0:
+            return ((f"a period start that leaves a washout >= 0 after the previous "
+                     f"period's primary visit (got {format_time(washout)})"),
+                    ("design", "crossover", "periods", k))
+    for name in analysed:
+        times = by_name[name].times_of(design.scale)
+        if not times:
+            return ((f"a readout measured in every analysed arm (arm {name!r} runs no assay "
+                    "that reports it)"), ("design", "scale"))
+        listed = ", ".join(format_time(t) for t in times)
+        for start in cx.periods:
+            for key in ("baseline", "primary"):
+                if start + getattr(design, key) not in times:
+                    return ((f"a time relative to each period start at which arm {name!r} "
+                             f"measures {design.scale} (period at {format_time(start)}; "
+                             f"visits: {listed})"), ("design", key))
     return None
 
 
