@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ketasim.analysis.mmrm import fit_mmrm
-from ketasim.analysis.trial import BINARY_COLUMNS, binary_endpoint, consort
+from ketasim.analysis.trial import BINARY_COLUMNS, binary_endpoint, consort, survival
 from ketasim.core.streams import assay_rng
 
 __all__ = [
@@ -159,6 +159,12 @@ class TrialTables:
     disposition: pd.DataFrame
     visits: tuple[float, ...]
     notes: tuple[str, ...] = field(default=())
+    #: with ``design.relapse``: per patient (arm, subject, duration_h, relapsed), and the
+    #: Kaplan-Meier, summary and Cox tables of :func:`ketasim.analysis.trial.survival`
+    relapse: pd.DataFrame | None = None
+    relapse_km: pd.DataFrame | None = None
+    relapse_summary: pd.DataFrame | None = None
+    relapse_cox: pd.DataFrame | None = None
 
 
 def _long(readouts: pd.DataFrame, d, arms: list, visits: list[float]) -> pd.DataFrame:
@@ -321,6 +327,11 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
     trial["n"] = trial["n"].astype(np.int64)
 
     endpoints = _endpoints(long, d, visits, notes)
+    rel = km = summ = cox = None
+    if d.relapse is not None:
+        rel = relapse_times(readouts, d, arms)
+        res = survival(rel, "duration_h", "relapsed", "arm", d.control)
+        km, summ, cox = res.km, res.summary, res.cox
     if patients is not None:  # screening: the excluded candidates join the flow
         names = {a.name for a in arms}
         out = patients[(~patients["eligible"]) & patients["arm"].isin(names)]
@@ -335,7 +346,36 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
         flow = consort(disposition, arm="arm", completed="completed",
                        reason="dropout_reason", eligible=None)
         flow = flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
-    return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes))
+    return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes),
+                       rel, km, summ, cox)
+
+
+def relapse_times(readouts: pd.DataFrame, d, arms: list) -> pd.DataFrame:
+    """Per patient: time from ``relapse.start`` to relapse (the first of ``consecutive``
+    successive visits with the scale at or above ``threshold``), or to the last visit seen
+    (censored). Screen failures (no reading at all) are left out."""
+    r = d.relapse
+    rows = []
+    for arm in arms:
+        times = [t for t in arm.times_of(d.scale) if t >= r.start]
+        y = _scores(readouts, d.scale, arm.name, arm.n, times)
+        y = y[y.notna().any(axis=1)]
+        hit = (y.to_numpy(float) >= r.threshold)
+        seen = np.isfinite(y.to_numpy(float))
+        for row, i in enumerate(y.index):
+            event_t, last = None, None
+            for j, t in enumerate(times):
+                if not seen[row, j]:
+                    break  # dropped out: censored at the last visit seen
+                last = t
+                run = hit[row, j:j + r.consecutive]
+                if run.size == r.consecutive and run.all() and seen[row, j:j + r.consecutive].all():
+                    event_t = t
+                    break
+            end = event_t if event_t is not None else (last if last is not None else r.start)
+            rows.append({"arm": arm.name, "subject": int(i),
+                         "duration_h": float(end - r.start), "relapsed": int(event_t is not None)})
+    return pd.DataFrame(rows, columns=["arm", "subject", "duration_h", "relapsed"])
 
 
 def crossover_long(scenario, readouts: pd.DataFrame) -> pd.DataFrame:

@@ -123,7 +123,11 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
     MMRM contrasts against control, response and remission at the primary visit
     (``fig_trial_endpoints.png``) and the CONSORT counts. ``tables``:
     :class:`ketasim.experiment.trial.TrialTables`."""
-    from ketasim.report.trial_figures import endpoints_figure, trial_course_figure
+    from ketasim.report.trial_figures import (
+        endpoints_figure,
+        relapse_figure,
+        trial_course_figure,
+    )
     from ketasim.scenario.units import format_time
 
     e = html.escape
@@ -155,6 +159,12 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
         title = ("Crossover: each treatment against the reference (within patients)"
                  if design.crossover is not None else "MMRM: each arm against control")
         body += [f"<h3>{title}</h3>", table_html(shown, "p", "trial")]
+    if tables.relapse is not None:
+        body += ["<h3>Time to relapse</h3>"]
+        body += _tags((relapse_figure(tables.relapse_km, out / "fig_trial_relapse.png"),
+                       "time to relapse", "Kaplan-Meier per arm; log-rank and Cox below"))
+        body.append(table_html(tables.relapse_summary, "logrank_p", "relapse"))
+        body.append(table_html(tables.relapse_cox, "p", "relapse_cox"))
     body += _tags((endpoints_figure(tables.endpoints, design.primary,
                                     out / "fig_trial_endpoints.png"), "response and remission",
                    "response and remission at the primary visit, 95% Wilson intervals"))

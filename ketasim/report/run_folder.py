@@ -55,8 +55,13 @@ def manifest(result: RunResult, registry: Registry, wall_s: float, *,
 def trial_files(trial: TrialTables) -> dict:
     """The files of a trial's analysis (a scenario with a ``design:``): file name ->
     table."""
-    return {"trial.csv": trial.trial, "endpoints.csv": trial.endpoints,
-            "consort.csv": trial.consort, "disposition.csv": trial.disposition}
+    files = {"trial.csv": trial.trial, "endpoints.csv": trial.endpoints,
+             "consort.csv": trial.consort, "disposition.csv": trial.disposition}
+    if trial.relapse is not None:
+        files.update({"relapse.csv": trial.relapse, "relapse_km.csv": trial.relapse_km,
+                      "relapse_summary.csv": trial.relapse_summary,
+                      "relapse_cox.csv": trial.relapse_cox})
+    return files
 
 
 def trial_manifest(design, trial: TrialTables) -> dict:

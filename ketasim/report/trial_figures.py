@@ -104,3 +104,24 @@ def endpoints_figure(endpoints: pd.DataFrame, primary: float, path: Path) -> Pat
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def relapse_figure(km: pd.DataFrame, path: Path) -> Path | None:
+    """Kaplan-Meier curves of time to relapse per arm with their 95% bands."""
+    if km is None or km.empty:
+        return None
+    fig, ax = subplots(figsize=(6.5, 3.6))
+    for k, (arm, g) in enumerate(km.groupby("arm", sort=False)):
+        c = _COLORS[k % len(_COLORS)]
+        t = g["time"].to_numpy(float) / 24.0
+        ax.step(t, g["survival"], where="post", color=c, label=arm)
+        ax.fill_between(t, g["ci_lower"], g["ci_upper"], step="post", color=c, alpha=0.2,
+                        lw=0)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("days from the start of maintenance")
+    ax.set_ylabel("relapse-free")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("Time to relapse (Kaplan-Meier, 95% bands)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

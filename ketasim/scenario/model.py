@@ -1076,6 +1076,21 @@ class Crossover(BaseModel):
         return self
 
 
+class Relapse(BaseModel):
+    """Time to relapse under maintenance: a relapse is the scale at or above
+    ``threshold`` at ``consecutive`` successive visits from ``start`` on (the first of
+    them is the event time); patients without one are censored at their last visit."""
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a relapse definition"
+
+    threshold: float = Field(ge=0.0, allow_inf_nan=False,
+                             description="the score at or above which a visit counts, e.g. 22")
+    consecutive: int = Field(default=2, ge=1, le=10,
+                             description="successive visits at or above the threshold")
+    start: TimeH = Field(description="the first visit that can count, e.g. '28d'")
+
+
 class Design(BaseModel):
     """A clinical trial's design and analysis plan.
 
@@ -1144,6 +1159,10 @@ class Design(BaseModel):
         default=None, description="patients dropping out after baseline: rate_per_week, "
         "mechanism (mar or mnar)"
     )
+    relapse: Relapse | None = Field(
+        default=None, description="time to relapse (maintenance): threshold, consecutive "
+        "visits and the first visit that counts; writes relapse.csv with Kaplan-Meier and "
+        "Cox estimates against control")
     crossover: Crossover | None = Field(
         default=None, description="a crossover: period starts and each arm's sequence of "
         "treatments; control then names the reference treatment, and baseline and primary "
@@ -1219,6 +1238,13 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
             if getattr(design, key) not in times:
                 return (f"a time at which arm {name!r} measures {design.scale}: {listed}",
                         ("design", key))
+    if design.relapse is not None:
+        for name in analysed:
+            times = by_name[name].times_of(design.scale)
+            if design.relapse.start not in times:
+                listed = ", ".join(format_time(t) for t in times)
+                return (f"a time at which arm {name!r} measures {design.scale}: {listed}",
+                        ("design", "relapse", "start"))
     if design.randomisation is not None:
         ratio = design.randomisation
         for name in ratio:
@@ -1262,6 +1288,8 @@ def _crossover_problem(design: Design, arms: list["Arm"]):
         return ("at least two treatments", ("design", "crossover", "treatments"))
     if design.dropout is not None:
         return ("no dropout with a crossover (not supported yet)", ("design", "dropout"))
+    if design.relapse is not None:
+        return ("no relapse analysis with a crossover", ("design", "relapse"))
     for k in range(1, len(cx.periods)):
         washout = (cx.periods[k] + design.baseline) - (cx.periods[k - 1] + design.primary)
         if washout < 0:

@@ -1,0 +1,76 @@
+"""Time to relapse under maintenance (issue 14 items 5 and 8): the relapse rule, the
+Kaplan-Meier and Cox tables, the run-folder files and the report figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ketasim import simulate
+from ketasim.analysis.trial import survival
+from ketasim.cli import app
+from ketasim.experiment.trial import analyse_trial, relapse_times
+from ketasim.params import load_registry
+from ketasim.scenario import ScenarioError, load_scenario_text
+
+DOSES = [0, 3, 7, 10, 14, 17, 21, 24, 28, 35, 42, 49, 56]
+VISITS = "[-1d, 27d, 30d, 33d, 37d, 40d, 44d, 47d, 51d, 54d, 58d]"
+
+
+def _arm(name, drug):
+    doses = "".join(
+        f"      - {{at: {d}d, drug: ketamine, dose: 0.5 mg/kg, route: iv, over: 40min}}\n"
+        for d in DOSES) if drug else "      - {at: 0d, drug: saline, route: iv}\n"
+    return (f"  - name: {name}\n    n: 20\n    protocol:\n"
+            "      - {at: -60d, stress: major_depression, duration: 150d}\n" + doses
+            + f"    assays: [{{assay: madrs, at: {VISITS}}}]\n")
+
+
+SCENARIO = ("name: maint\nspecies: human\nseed: 6\narms:\n" + _arm("placebo", False)
+            + _arm("ketamine", True)
+            + "design:\n  control: placebo\n  baseline: -1d\n  primary: 27d\n"
+              "  relapse: {threshold: 22, consecutive: 2, start: 27d}\n")
+
+
+def test_relapse_rule_on_a_hand_made_table():
+    sc = load_scenario_text(SCENARIO)
+    d = sc.design
+    rows = []
+    # subject 0: 25, 25 at 27d, 30d -> relapse at 27d (duration 0); subject 1: 30 once,
+    # then 10s -> censored at the last visit; subject 2: 23, 23 at 37d, 40d -> 10 days
+    scores = {0: [25, 25] + [25] * 8, 1: [30] + [10] * 9, 2: [10, 10, 10, 23, 23] + [10] * 5}
+    times = [27, 30, 33, 37, 40, 44, 47, 51, 54, 58]
+    for s, ys in scores.items():
+        for t, y in zip(times, ys, strict=True):
+            rows.append(("placebo", s, "madrs", "madrs_total", 24.0 * t, float(y), "points"))
+    r = pd.DataFrame(rows, columns=["arm", "subject", "assay", "readout", "time_h", "value",
+                                    "unit"])
+    arm = sc.arms[0].model_copy(update={"n": 3})
+    out = relapse_times(r, d, [arm]).set_index("subject")
+    assert list(out["relapsed"]) == [1, 0, 1]
+    np.testing.assert_allclose(out["duration_h"], [0.0, 31 * 24.0, 10 * 24.0])
+
+
+def test_maintenance_relapse_tables_and_files(tmp_path):
+    sc = load_scenario_text(SCENARIO)
+    res = simulate(sc, registry=load_registry())
+    t = analyse_trial(sc, res.readouts, res.disposition)
+    assert t.relapse is not None and len(t.relapse) == 40
+    direct = survival(t.relapse, "duration_h", "relapsed", "arm", "placebo")
+    pd.testing.assert_frame_equal(t.relapse_cox, direct.cox)
+    assert set(t.relapse_summary["arm"]) == {"placebo", "ketamine"}
+    (tmp_path / "m.yaml").write_text(SCENARIO)
+    out = tmp_path / "o"
+    run = CliRunner().invoke(app, ["run", str(tmp_path / "m.yaml"), "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    for f in ("relapse.csv", "relapse_km.csv", "relapse_summary.csv", "relapse_cox.csv",
+              "fig_trial_relapse.png"):
+        assert (out / f).exists(), f
+    assert "Time to relapse" in (out / "report.html").read_text()
+
+
+def test_relapse_start_must_be_a_visit():
+    with pytest.raises(ScenarioError, match=r"design\.relapse\.start"):
+        load_scenario_text(SCENARIO.replace("start: 27d", "start: 29d"))
