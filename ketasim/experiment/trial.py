@@ -332,20 +332,7 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
         rel = relapse_times(readouts, d, arms)
         res = survival(rel, "duration_h", "relapsed", "arm", d.control)
         km, summ, cox = res.km, res.summary, res.cox
-    if patients is not None:  # screening: the excluded candidates join the flow
-        names = {a.name for a in arms}
-        out = patients[(~patients["eligible"]) & patients["arm"].isin(names)]
-        flow_rows = pd.concat([
-            disposition.assign(eligible=True),
-            pd.DataFrame({"arm": "", "subject": out["subject"].to_numpy(),
-                          "completed": pd.NA, "dropout_reason": out["exclusion"].to_numpy(),
-                          "eligible": False})], ignore_index=True)
-        flow = consort(flow_rows, arm="arm", completed="completed", reason="dropout_reason",
-                       eligible="eligible")
-    else:
-        flow = consort(disposition, arm="arm", completed="completed",
-                       reason="dropout_reason", eligible=None)
-        flow = flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
+    flow = _flow(disposition, patients, {a.name for a in arms})
     return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes),
                        rel, km, summ, cox)
 
@@ -376,6 +363,24 @@ def relapse_times(readouts: pd.DataFrame, d, arms: list) -> pd.DataFrame:
             rows.append({"arm": arm.name, "subject": int(i),
                          "duration_h": float(end - r.start), "relapsed": int(event_t is not None)})
     return pd.DataFrame(rows, columns=["arm", "subject", "duration_h", "relapsed"])
+
+
+def _flow(disposition: pd.DataFrame, patients: pd.DataFrame | None, arms: set[str]
+          ) -> pd.DataFrame:
+    """The CONSORT counts: from screening when there was one (the screen failures of the
+    analysed arms join the randomised patients), else from randomisation."""
+    if patients is None:
+        flow = consort(disposition, arm="arm", completed="completed",
+                       reason="dropout_reason", eligible=None)
+        return flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
+    out = patients[(~patients["eligible"]) & patients["arm"].isin(sorted(arms))]
+    rows = pd.concat([
+        disposition.assign(eligible=True),
+        pd.DataFrame({"arm": "", "subject": out["subject"].to_numpy(), "completed": pd.NA,
+                      "dropout_reason": out["exclusion"].to_numpy(), "eligible": False})],
+        ignore_index=True)
+    return consort(rows, arm="arm", completed="completed", reason="dropout_reason",
+                   eligible="eligible")
 
 
 def crossover_long(scenario, readouts: pd.DataFrame) -> pd.DataFrame:
@@ -460,20 +465,7 @@ def _analyse_crossover(scenario, readouts, disposition, patients) -> TrialTables
     trial["n"] = trial["n"].astype(np.int64)
     if disposition is None:
         disposition = apply_dropout(scenario, readouts, scenario.seed)[1]
-    if patients is not None:
-        out = patients[(~patients["eligible"])
-                       & patients["arm"].isin(list(d.crossover.treatments))]
-        flow_rows = pd.concat([
-            disposition.assign(eligible=True),
-            pd.DataFrame({"arm": "", "subject": out["subject"].to_numpy(),
-                          "completed": pd.NA, "dropout_reason": out["exclusion"].to_numpy(),
-                          "eligible": False})], ignore_index=True)
-        flow = consort(flow_rows, arm="arm", completed="completed", reason="dropout_reason",
-                       eligible="eligible")
-    else:
-        flow = consort(disposition, arm="arm", completed="completed",
-                       reason="dropout_reason", eligible=None)
-        flow = flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
+    flow = _flow(disposition, patients, set(d.crossover.treatments))
     endpoints = pd.DataFrame(columns=ENDPOINT_COLUMNS)
     notes.append("crossover: response and remission are not computed (paired binary "
                  "endpoints)")

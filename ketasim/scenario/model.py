@@ -1229,11 +1229,9 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
         return ("a control arm beside at least one other arm (the scenario has one arm)",
                 ("design", "control"))
     for name in analysed:
-        times = by_name[name].times_of(design.scale)
-        if not times:
-            return ((f"a readout measured in every analysed arm (arm {name!r} runs no assay "
-                    "that reports it)"), ("design", "scale"))
-        listed = ", ".join(format_time(t) for t in times)
+        times, listed, found = _scale_times(design, by_name[name])
+        if found is not None:
+            return found
         for key in ("baseline", "primary"):
             if getattr(design, key) not in times:
                 return (f"a time at which arm {name!r} measures {design.scale}: {listed}",
@@ -1267,6 +1265,15 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
     return None
 
 
+def _scale_times(design: Design, arm: "Arm"):
+    """The arm's visits of the design's scale, listed, and a problem if it has none."""
+    times = arm.times_of(design.scale)
+    if not times:
+        return times, "", ((f"a readout measured in every analysed arm (arm {arm.name!r} "
+                            "runs no assay that reports it)"), ("design", "scale"))
+    return times, ", ".join(format_time(t) for t in times), None
+
+
 def _crossover_problem(design: Design, arms: list["Arm"]):
     """The first problem of a crossover design with the scenario's arms."""
     by_name = {arm.name: arm for arm in arms}
@@ -1297,11 +1304,9 @@ def _crossover_problem(design: Design, arms: list["Arm"]):
                      f"period's primary visit (got {format_time(washout)})"),
                     ("design", "crossover", "periods", k))
     for name in analysed:
-        times = by_name[name].times_of(design.scale)
-        if not times:
-            return ((f"a readout measured in every analysed arm (arm {name!r} runs no assay "
-                    "that reports it)"), ("design", "scale"))
-        listed = ", ".join(format_time(t) for t in times)
+        times, listed, found = _scale_times(design, by_name[name])
+        if found is not None:
+            return found
         for start in cx.periods:
             for key in ("baseline", "primary"):
                 if start + getattr(design, key) not in times:
