@@ -8,7 +8,7 @@
   over the acquisition (F-K-13);
 - ``cadss``: Clinician-Administered Dissociative States Scale (23 items, 0-4) and
   ``bprs_positive``: the BPRS positive subscale (4 items, 1-7), from NMDA receptor block
-  on interneurons at the effect site (F-K-2).
+  in posteromedial cortex at the effect site (F-K-2; Vesuna et al. 2020 Nature).
 - ``sedation``: the Modified Observer's Assessment of Alertness/Sedation (MOAA/S, 5 alert
   ... 0 no response) from the midazolam effect-site concentration (the active placebo).
 
@@ -102,7 +102,7 @@ def _madrs(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 def _psychotomimetic(ctx: AssayContext, at: np.ndarray, kind: str) -> AssayRows:
     p = ClinicalParams.from_registry(ctx.registry)
     v = p.values
-    occ = ctx.trajectory("occupancy_interneuron", np.asarray(at, float))
+    occ = ctx.trajectory("occupancy_posteromedial", np.asarray(at, float))
     if kind == "cadss":
         lo, hi = _range(CADSS)
         effect = v["cadss_max"] * hill(occ, v["cadss_o50"], v["cadss_hill"])
@@ -213,12 +213,12 @@ MADRS_ASSAY = Assay(
 CADSS_ASSAY = Assay(
     "cadss", "Clinician-Administered Dissociative States Scale (23 items)",
     (Readout("cadss_total", "points"),), lambda ctx, at: _psychotomimetic(ctx, at, "cadss"),
-    outputs=("occupancy_interneuron",))
+    outputs=("occupancy_posteromedial",))
 BPRS_POSITIVE_ASSAY = Assay(
     "bprs_positive", "Brief Psychiatric Rating Scale, positive-symptom subscale (4 items)",
     (Readout("bprs_positive", "points"),),
     lambda ctx, at: _psychotomimetic(ctx, at, "bprs_positive"),
-    outputs=("occupancy_interneuron",))
+    outputs=("occupancy_posteromedial",))
 GBC_ASSAY = Assay(
     "fmri_gbc", "prefrontal global brain connectivity, resting-state fMRI (z vs healthy)",
     (Readout("pfc_gbc_z", "z"),), _gbc, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,

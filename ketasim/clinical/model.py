@@ -23,7 +23,8 @@ One mechanism, read at a slower scale than the mouse's spines and circuit (param
   (time 0) towards a patient-specific fraction (normal between patients, clipped to
   [0, 0.9]).
 - **Psychotomimetic effects.** Dissociation (CADSS) and positive symptoms (BPRS
-  positive subscale) follow NMDA receptor block on interneurons at the effect site (the
+  positive subscale) follow NMDA receptor block in posteromedial cortex, whose layer-5
+  rhythm carries dissociation (Vesuna et al. 2020 Nature), at the effect site (the
   brain compartment, which lags plasma by minutes) through Hill functions, in healthy
   subjects as in patients, and are not an input to the synaptic state (F-K-2, F-K-8).
 - **Sedation.** The MOAA/S (5 alert ... 0 no response) follows the midazolam

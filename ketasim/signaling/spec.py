@@ -140,6 +140,7 @@ PARAMS: tuple[Param, ...] = (
     *(Param(f"fm{j}_{k}", "", "1", 0.0) for k in SLOTS for j in range(k)),
     Param("pot_int", "rec.potency_interneuron", "1"),
     Param("pot_pyr", "rec.potency_pyramidal", "1"),
+    Param("pot_rsc", "rec.potency_posteromedial", "1"),
     Param("glun2b_share", "rec.glun2b_rest_share", "1"),
     Param("shut_o50", "rec.pyramidal_shutdown_occ50", "1"),
     Param("shut_n", "rec.pyramidal_shutdown_hill", "1"),
@@ -273,6 +274,9 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("occ_pyr", "nmda_ratio / (nmda_ratio + pot_pyr)"),
     ("occ_int_rest", "nmda_rest / (nmda_rest + pot_int)"),
     ("occ_pyr_rest", "nmda_rest / (nmda_rest + pot_pyr)"),
+    # NMDA block in posteromedial (retrosplenial) cortex, whose layer-5 rhythm carries
+    # dissociation (Vesuna et al. 2020 Nature): read by the psychotomimetic scales only
+    ("occ_rsc", "nmda_ratio / (nmda_ratio + pot_rsc)"),
     # near-anaesthetic pyramidal block silences the NMDA-dependent recurrent activity of
     # pyramidal neurons: a steep function of the block (ataxia in the open field, F-W-18;
     # and the basal release that this activity carries, below)
@@ -431,6 +435,8 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
      "the dosed compounds that report as 'drug', in brain"),
     ("occupancy_interneuron", "occ_int", "1", "NMDA receptor block on interneurons"),
     ("occupancy_pyramidal", "occ_pyr", "1", "NMDA receptor block on pyramidal cells"),
+    ("occupancy_posteromedial", "occ_rsc", "1",
+     "NMDA receptor block in posteromedial cortex (dissociation)"),
     ("pyramidal_shutdown", "pyr_shutdown", "1",
      "loss of NMDA-dependent pyramidal recurrent activity (0-1; steep near anaesthetic block)"),
     ("rest_block_pyramidal", "rest_block", "1",
