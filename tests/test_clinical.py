@@ -224,3 +224,20 @@ def test_imaging_assays_follow_synaptic_state_and_release():
     assert abs(m["ps", "vcycle_rel", 40 / 60] - 1.0) < 0.05
     assert abs(m["pk", "vcycle_rel", -24.0] - 1.0) < 0.05
     assert m["pk", "vcycle_rel", 40 / 60] > 1.2
+
+
+def test_scale_readouts_are_readouts_of_their_assays():
+    """The trial vocabulary is derived from one declaration beside the assays: each
+    analysable readout is reported by the assay it names, and its range is the scale's."""
+    from ketasim.clinical.assays import SCALE_READOUTS
+    from ketasim.experiment.assays import ASSAYS
+    from ketasim.scenario.model import TRIAL_SCALES
+
+    assert set(TRIAL_SCALES) == set(SCALE_READOUTS)
+    for readout, (assay, scale, items) in SCALE_READOUTS.items():
+        assert readout in ASSAYS[assay].readout_names, (readout, assay)
+        ts = TRIAL_SCALES[readout]
+        assert ts.assay == assay
+        if items is None:
+            assert (ts.low, ts.high) == (scale.total_min, scale.total_max)
+    assert TRIAL_SCALES["bprs_positive"].high == 28 and TRIAL_SCALES["madrs_total"].high == 60

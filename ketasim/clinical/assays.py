@@ -42,8 +42,19 @@ def _range(scale) -> tuple[np.ndarray, np.ndarray]:
             np.array([it.high for it in scale.items], float))
 
 
-_N_ITEMS = {"madrs": MADRS.n_items, "cadss": CADSS.n_items, "bprs_positive": 4}
 _BPRS_POS = [BPRS.item(k) for k in BPRS.subscale("positive")]
+_N_ITEMS = {"madrs": MADRS.n_items, "cadss": CADSS.n_items, "bprs_positive": len(_BPRS_POS)}
+
+#: The rated readouts a trial may analyse: readout -> (assay, scale, the item numbers it
+#: sums, None for the whole scale). The scenario's ``design:`` vocabulary and the
+#: readouts' ranges derive from it.
+SCALE_READOUTS = {
+    "madrs_total": ("madrs", MADRS, None),
+    "madrs_suicide_item": ("madrs", MADRS, (MADRS.suicide_item,)),
+    "madrs_anhedonia": ("madrs", MADRS, MADRS.subscale("anhedonia")),
+    "cadss_total": ("cadss", CADSS, None),
+    "bprs_positive": ("bprs_positive", BPRS, BPRS.subscale("positive")),
+}
 
 
 def _traits(ctx: AssayContext, i: int, p: ClinicalParams) -> PatientTraits:

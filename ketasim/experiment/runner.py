@@ -178,13 +178,20 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     kept: dict[str, dict[str, dict]] = {}
     timings: dict[str, float] = {}
     steps: dict[str, float] = {}
+    # virtual patients: each arm's candidates drawn once (their weights enter the PK,
+    # their covariates the screening below)
+    drawn = {arm.name: draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
+             for arm in scenario.arms if getattr(arm, "population", None) is not None}
     for i, arm in enumerate(scenario.arms):
         t0 = time.perf_counter()
         plans = _plans(arm, i)
         if not plans:
             continue
+        weights = (drawn[arm.name]["weight_kg"].to_numpy(float) if arm.name in drawn
+                   else None)
         arm_frames, arm_kept, arm_steps = _run_arm(
-            scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects)
+            scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
+            weights)
         frames.extend(arm_frames)
         for name, k in arm_kept.items():
             if k:
@@ -196,11 +203,12 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     readouts = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame({c: [] for c in READOUT_COLUMNS}))
     patients = None
-    with_population = [a for a in scenario.arms if getattr(a, "population", None) is not None]
-    if with_population:  # virtual patients: screen failures leave the readouts
+    if drawn:  # virtual patients: screen failures leave the readouts
         tables = []
-        for arm in with_population:
-            table = draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
+        for arm in scenario.arms:
+            if arm.name not in drawn:
+                continue
+            table = drawn[arm.name]
             mine = readouts["arm"] == arm.name
             kept_rows, table = screen(arm.population, table, readouts[mine])
             readouts = pd.concat([readouts[~mine], kept_rows]).sort_index(kind="stable")
@@ -220,7 +228,8 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
                      disposition, patients)
 
 
-def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects):
+def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
+             weights=None):
     times: set[float] = set()
     outputs: set[str] = set()
     for p in plans:
@@ -238,11 +247,9 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects)
     parts, step_sum = {p.assay.name: [] for p in plans}, 0.0
     for s0 in range(0, arm.n, chunk):
         subjects = np.arange(s0, min(arm.n, s0 + chunk))
-        weights = (None if getattr(arm, "population", None) is None else draw_patients(
-            arm.population, seed, arm.name, subjects)["weight_kg"].to_numpy(float))
         cohort = sample_cohort(registry, species, arm.name, arm.n, seed,
                                body_weight_kg=arm.body_weight_kg, subjects=subjects,
-                               body_weights=weights)
+                               body_weights=None if weights is None else weights[subjects])
         events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
         sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
         step_sum += float(sim.steps.sum())

@@ -18,19 +18,17 @@ import numpy as np
 
 from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
 from ketasim.core.streams import subject_noise
+from ketasim.pk.compounds import ANALYTES
 
-_PLASMA = {
-    "ketamine_plasma_ng_ml": "ketamine_plasma",
-    "esketamine_plasma_ng_ml": "esketamine_plasma",
-    "arketamine_plasma_ng_ml": "arketamine_plasma",
-    "norketamine_plasma_ng_ml": "norketamine_plasma",
-    "hnk_plasma_ng_ml": "hnk_plasma",
-    # midazolam, the active placebo of clinical trials (human PK only)
-    "midazolam_plasma_ng_ml": "midazolam_plasma",
-}
-# readouts added after the first release draw their noise from a stream of their own
-# (keyed by the readout), so the noise of the readouts before them stays as it was
-_OWN_STREAM = frozenset({"midazolam_plasma_ng_ml"})
+# plasma readouts: one per analyte the compound files may count toward (``drug``, a
+# user compound's own analyte, is read from the signalling outputs, not reported here)
+_PLASMA = {f"{a}_plasma_ng_ml": f"{a}_plasma" for a in ANALYTES if a != "drug"}
+# the readouts of the first release share one noise stream; analytes added later draw
+# theirs from a stream of their own (keyed by the readout), so the noise of the readouts
+# before them stays as it was
+_JOINT_STREAM = frozenset(f"{a}_plasma_ng_ml" for a in
+                          ("ketamine", "esketamine", "arketamine", "norketamine", "hnk"))
+_OWN_STREAM = frozenset(_PLASMA) - _JOINT_STREAM
 _BRAIN = {
     "ketamine_brain_ng_g": "ketamine_brain",
     "norketamine_brain_ng_g": "norketamine_brain",

@@ -40,7 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ketasim.analysis.trial import BPRS, CADSS, MADRS
+from ketasim.clinical.assays import SCALE_READOUTS
 
 from . import vocabulary
 from .units import (
@@ -983,19 +983,18 @@ def _sub_range(scale: Any, numbers: Iterable[int]) -> tuple[int, int]:
     return sum(it.low for it in items), sum(it.high for it in items)
 
 
-#: Readout -> the scale a ``design:`` block may analyse (ranges from
-#: :mod:`ketasim.analysis.trial`, the definitions the clinical assays rate with).
+def _trial_scale(readout: str, assay: str, scale: Any, items) -> TrialScale:
+    if items is None:
+        return TrialScale(readout, assay, scale.total_min, scale.total_max,
+                          scale.remission_max)
+    return TrialScale(readout, assay, *_sub_range(scale, items))
+
+
+#: Readout -> the scale a ``design:`` block may analyse, derived from the clinical
+#: assays' declaration (:data:`ketasim.clinical.assays.SCALE_READOUTS`; ranges from
+#: :mod:`ketasim.analysis.trial`, the definitions the assays rate with).
 TRIAL_SCALES: dict[str, TrialScale] = {
-    "madrs_total": TrialScale("madrs_total", "madrs", MADRS.total_min, MADRS.total_max,
-                              MADRS.remission_max),
-    "madrs_suicide_item": TrialScale("madrs_suicide_item", "madrs",
-                                     *_sub_range(MADRS, (MADRS.suicide_item,))),
-    "madrs_anhedonia": TrialScale("madrs_anhedonia", "madrs",
-                                  *_sub_range(MADRS, MADRS.subscale("anhedonia"))),
-    "cadss_total": TrialScale("cadss_total", "cadss", CADSS.total_min, CADSS.total_max),
-    "bprs_positive": TrialScale("bprs_positive", "bprs_positive",
-                                *_sub_range(BPRS, BPRS.subscale("positive"))),
-}
+    r: _trial_scale(r, *spec) for r, spec in SCALE_READOUTS.items()}
 
 ScaleName = _vocabulary_type("clinical readouts a trial can analyse", lambda: TRIAL_SCALES)
 
