@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.linalg import block_diag
 
@@ -599,6 +599,8 @@ def test_fits_a_thousand_patient_trial_in_seconds():
 @settings(max_examples=12, deadline=None)
 @given(scale=st.floats(0.01, 100.0), shift=st.floats(-50.0, 50.0),
        seed=st.integers(0, 2**31 - 1))
+# a small scale with a shift once stopped the optimiser short (CI, 2026-12-03)
+@example(scale=0.01171875, shift=4.0, seed=0)
 def test_equivariance(scale, shift, seed):
     """Rescaling the response scales estimates, SEs and the covariance and leaves t, df
     and p unchanged; shifting it moves only the intercept; row order and unused extra
@@ -610,6 +612,7 @@ def test_equivariance(scale, shift, seed):
     moved = moved.sample(frac=1.0, random_state=seed % 2**31)
     moved = moved[moved["change"].notna() | (np.arange(len(moved)) % 2 == 0)]
     res = fit_mmrm(moved)
+    assert res.converged
     c0, c1 = ref.contrasts, res.contrasts
     np.testing.assert_allclose(c1["estimate"], c0["estimate"] * scale, rtol=1e-6)
     np.testing.assert_allclose(c1["se"], c0["se"] * scale, rtol=1e-6)

@@ -289,9 +289,12 @@ class _Problem:
     def __init__(self, patterns: list[_Pattern], n_obs: int, p: int, reml: bool):
         self.patterns, self.n_obs, self.p, self.reml = patterns, n_obs, p, reml
 
-    def scaled(self, s: float) -> _Problem:
-        return _Problem([_Pattern(q.visits, q.x, q.y / s) for q in self.patterns],
-                        self.n_obs, self.p, self.reml)
+    def scaled(self, s: float, beta: np.ndarray) -> _Problem:
+        """The problem for ``(y - X beta) / s``: its REML and ML criteria differ from the
+        original's by a constant at ``Sigma / s**2`` (beta is profiled out), so its
+        optimum is the original's rescaled, free of large fixed effects."""
+        return _Problem([_Pattern(q.visits, q.x, (q.y - q.x @ beta) / s)
+                         for q in self.patterns], self.n_obs, self.p, self.reml)
 
     def evaluate(self, struct: _Structure, theta: np.ndarray, order: int = 0,
                  w: np.ndarray | None = None) -> _Eval | None:
@@ -780,12 +783,15 @@ def fit_mmrm(
     struct = {"us": lambda: _Unstructured(k, labels), "cs": lambda: _CompoundSymmetry(k),
               "ar1": lambda: _AR1(k)}[covariance]()
 
-    # optimise on the response scaled to unit SD, then evaluate on the original scale
-    s = float(np.std(y_all)) or 1.0
-    sprob = prob.scaled(s)
-    beta0 = np.linalg.lstsq(x_all, y_all / s, rcond=None)[0]
+    # optimise on the OLS residuals scaled to unit SD (the criterion is invariant to
+    # y -> y + X b), then evaluate on the original scale: the fit is then equivariant
+    # to the response's location and scale up to rounding
+    beta_ols = np.linalg.lstsq(x_all, y_all, rcond=None)[0]
+    r_all = y_all - x_all @ beta_ols
+    s = float(np.std(r_all)) or 1.0
+    sprob = prob.scaled(s, beta_ols)
     resid = np.full((n_sub, k), np.nan)
-    resid[scode, dv] = y_all / s - x_all @ beta0
+    resid[scode, dv] = r_all / s
     s0 = pd.DataFrame(resid).cov(min_periods=2).to_numpy()
     s0 = np.where(np.isfinite(s0), s0, 0.0)
     vals, vecs = np.linalg.eigh(0.5 * (s0 + s0.T))
@@ -812,7 +818,8 @@ def fit_mmrm(
         vadj = vphi + 2.0 * vphi @ kr.kr_sum @ vphi
         vadj = 0.5 * (vadj + vadj.T)
     if not converged:
-        warnings.warn(f"MMRM: the optimiser did not converge in {max_iter} iterations",
+        warnings.warn(f"MMRM: the optimiser stopped after {n_iter} of at most {max_iter} "
+                      "iterations without meeting its gradient tolerance",
                       RuntimeWarning, stacklevel=2)
 
     names = design.names
