@@ -447,12 +447,14 @@ def params(prefix: str = typer.Argument("", help="show only names starting with 
 
     table = Table(show_lines=False)
     table.add_column("name", no_wrap=True)
-    for col in ("value", "unit", "range", "bsv CV", "source"):
+    for col in ("value", "unit", "range", "bsv", "source"):
         table.add_column(col)
     for p in load_registry():
         if p.name.startswith(prefix):
-            table.add_row(p.name, f"{p.value:g}", p.unit, f"[{p.low:g}, {p.high:g}]",
-                          f"{p.bsv_cv:g}" if p.bsv_cv else "", p.source)
+            bsv = (f"CV {p.bsv_cv:g}" if p.bsv_cv else
+                   f"logit SD {p.bsv_logit_sd:g}" if p.bsv_logit_sd else "")
+            table.add_row(p.name, f"{p.value:g}", p.unit, f"[{p.low:g}, {p.high:g}]", bsv,
+                          p.source)
     out.print(table)
 
 

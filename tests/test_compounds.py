@@ -111,6 +111,19 @@ def test_schema_names_targets_and_actions():
      "missing 'cl'"),
     (lambda t: t.replace(', source: "assumed"}\n    v1', "}\n    v1"), "source"),
     (lambda t: t.replace("trapping: {value: 0.86", "trapping: {value: 1.5"), "trapping"),
+    # a gut path needs its three fields and the liver of the species' PK
+    (lambda t: t.replace("    fu_brain: {value: 0.5", "    routes: {oral: {gut_f: 0.5}}\n"
+                         "    fu_brain: {value: 0.5"), "a gut path needs all of"),
+    (lambda t: t.replace("    fu_brain: {value: 0.5", "    routes: {oral: {gut_f: 0.5, "
+                         "gut_ka: {value: 1, unit: 1/h, source: a}, gut_release: "
+                         "{value: 0.3, unit: h, source: a}}}\n    fu_brain: {value: 0.5"),
+     "hepatic blood flow 'qh' and hepatic intrinsic clearance 'clint_h'"),
+    (lambda t: t.replace("    fu_brain: {value: 0.5", "    routes: {intranasal: {device_mg: "
+                         "{value: 28, unit: mg, source: a}}}\n    fu_brain: {value: 0.5"),
+     "devices need all of"),
+    (lambda t: t.replace("    fu_brain: {value: 0.5", "    routes: {oral: {ka: "
+                         "{value: 0, unit: 1/h, source: a}}}\n    fu_brain: {value: 0.5"),
+     "routes.oral.ka.value"),
 ])
 def test_malformed_file_is_one_error_naming_the_field(tmp_path, edit, fragment):
     import yaml

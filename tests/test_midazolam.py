@@ -46,9 +46,10 @@ def test_compound_loads_with_human_pk_and_no_target():
 
 
 def test_adding_the_analyte_adds_no_ode_state():
-    # 48 ODE states before midazolam got its PK (issue 14): the analyte adds outputs and
-    # slot flags only, so no other simulation result moves
-    assert spec.N_STATES == 48
+    # 48 ODE states before midazolam got its PK (issue 14), 54 with the gut path of each
+    # drug slot (swallowed doses, added after): the analyte adds outputs and slot flags
+    # only, so no other simulation result moves
+    assert spec.N_STATES == 48 + spec.N_SLOTS
     assert {"midazolam_plasma", "midazolam_brain"} <= set(spec.OUTPUT_NAMES)
 
 
@@ -111,7 +112,7 @@ def test_ketamine_alone_does_not_change_moaas(sedation):
 def test_midazolam_does_not_move_the_cascade(background):
     """Midazolam's PK states share the solver's error control with the cascade, so at the
     default tolerance the two arms differ by the adaptive step size only (about 1e-7);
-    with a tight tolerance they agree to 1e-12."""
+    with a tight tolerance (rtol 1e-12) they agree to its order (within 1e-10)."""
     assays = ("{assay: signaling_state, at: [0h, 20min, 40min, 2h, 24h]}, "
               "{assay: western_blot, at: [40min, 2h, 24h], options: {cv: 0}}")
     runs = [_run({"arm": (f"{background}{drug}", assays, 3)}, rtol=1e-12, atol=1e-15)
@@ -119,6 +120,6 @@ def test_midazolam_does_not_move_the_cascade(background):
     for readout in ("glutamate_surge", "synaptic_potentiation", "pmtor_rel"):
         a, b = (_table(r, "arm", readout).to_numpy() for r in runs)
         assert a.shape == b.shape and a.size
-        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-10)
     if background:
         assert np.ptp(_table(runs[0], "arm", "glutamate_surge").to_numpy()) > 0.1

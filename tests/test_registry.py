@@ -147,12 +147,16 @@ def test_parse_registry_accepts_a_valid_entry():
     (entry(value="-0.5"), "outside its range"),
     (entry(colour="red"), "unknown fields"),
     (entry(bsv_cv="-0.1"), "bsv_cv"),
+    (entry(value="0.5", bsv_logit_sd="-0.1"), "bsv_logit_sd must be >= 0"),
+    (entry(value="0.5", bsv_logit_sd="0.5", bsv_cv="0.2"), "without a bsv_cv"),
+    (entry(value="1.5", bsv_logit_sd="0.5"), "strictly between 0 and 1"),
     (entry(range="[0, 1, 2]"), "range"),
     (entry() + entry(value="2"), "defined twice"),
     ("{name: a}", "list"),
     ("- 3\n", "mapping"),
 ], ids=["missing-source", "empty-source", "missing-unit", "missing-description",
-        "above-range", "below-range", "unknown-field", "negative-bsv-cv", "bad-range",
+        "above-range", "below-range", "unknown-field", "negative-bsv-cv",
+        "negative-logit-sd", "logit-and-cv", "logit-not-a-fraction", "bad-range",
         "duplicate-name", "not-a-list", "not-a-mapping"])
 def test_parse_registry_rejects(text, message):
     with pytest.raises(RegistryError, match=message):
@@ -217,3 +221,37 @@ def test_correlated_bsv_is_sampled_with_its_correlation():
 def test_bad_correlations_are_one_clear_error(text, message):
     with pytest.raises(RegistryError, match=message):
         parse_registry(text)
+
+
+# ------------------------------------------------------------------ logit-normal BSV
+def test_logit_normal_bsv_keeps_a_fraction_in_its_bounds():
+    """bsv_logit_sd (Perez-Ruixo et al. 2021 publish the nasally absorbed fraction's
+    variability on the logit scale, SD 0.708): median = registry value, logit SD as
+    declared, every subject's fraction strictly between 0 and 1."""
+    import numpy as np
+
+    from ketasim.experiment.cohort import sample_cohort
+
+    p = REGISTRY["pk.human.ketamine.nasal_f"]
+    f = sample_cohort(REGISTRY, "human", "a", 4000, 3).get(p.name)
+    assert np.all((f > 0) & (f < 1))
+    logit = np.log(f / (1 - f))
+    assert abs(np.median(f) - p.value) < 0.02
+    assert abs(logit.std() - p.bsv_logit_sd) < 0.03
+
+
+def test_appending_a_varying_parameter_keeps_earlier_draws():
+    """Subjects draw their deviations in file order: a parameter given variability at the
+    end of the file leaves every earlier parameter's values unchanged."""
+    import numpy as np
+
+    from ketasim.experiment.cohort import sample_cohort
+
+    text = (resources.files("ketasim.params") / "parameters.yaml").read_text()
+    cut = text.index("- {name: pk.human.ketamine.qh,")
+    head = parse_registry(text[:cut])
+    full = REGISTRY
+    a = sample_cohort(head, "human", "a", 20, 11)
+    b = sample_cohort(full, "human", "a", 20, 11)
+    for name in a.names:
+        np.testing.assert_array_equal(a.get(name), b.get(name), err_msg=name)

@@ -23,13 +23,13 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
                   subjects=None, body_weights: np.ndarray | None = None) -> Cohort:
     """Draw ``n`` subjects (or the subjects with the given global indices):
     log-normal between-subject variability on every parameter with a ``bsv_cv`` (median
-    = registry default), correlated where the registry gives ``bsv_corr`` (the standard
+    = registry default), logit-normal on a fraction with a ``bsv_logit_sd``, correlated where the registry gives ``bsv_corr`` (the standard
     normal draws of the correlated parameters are multiplied by the Cholesky factor of
     their correlation matrix; parameters without correlations keep their own draws).
     ``body_weights`` (kg, one per subject) sets each subject's body weight exactly (a
     virtual patient population draws them). A ``bsv_cv`` on a parameter that no layer reads per subject
     is an error (it would be drawn and never used)."""
-    unused = [p.name for p in registry if p.bsv_cv > 0 and not per_subject_parameter(p.name)]
+    unused = [p.name for p in registry if p.varies and not per_subject_parameter(p.name)]
     if unused:
         raise RegistryError(f"bsv_cv on {', '.join(unused)}: between-subject variability "
                             "applies only to parameters read per subject (ODE parameters, "
@@ -42,7 +42,8 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
     if body_weight_kg is not None:
         typical[names.index(f"species.{species}.body_weight")] = body_weight_kg
     omega = np.array([p.omega for p in params])
-    varying = np.flatnonzero(omega > 0)
+    logit_sd = np.array([p.bsv_logit_sd for p in params])
+    varying = np.flatnonzero((omega > 0) | (logit_sd > 0))
     values = np.tile(typical, (n, 1))
     if variability and varying.size:
         z = np.empty((n, varying.size))
@@ -53,7 +54,13 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
         if corr is not None:
             cols = [int(np.flatnonzero(varying == names.index(nm))[0]) for nm in corr[0]]
             z[:, cols] = z[:, cols] @ np.linalg.cholesky(corr[1]).T
-        values[:, varying] = typical[varying] * np.exp(omega[varying] * z)
+        log_n = omega[varying] > 0
+        cols = varying[log_n]
+        values[:, cols] = typical[cols] * np.exp(omega[cols] * z[:, log_n])
+        cols = varying[~log_n]  # logit-normal fractions
+        if cols.size:
+            logit = np.log(typical[cols] / (1.0 - typical[cols])) + logit_sd[cols] * z[:, ~log_n]
+            values[:, cols] = 1.0 / (1.0 + np.exp(-logit))
     if body_weights is not None:
         w = np.asarray(body_weights, dtype=float)
         if w.shape != (n,) or not np.all(w > 0):

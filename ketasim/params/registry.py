@@ -12,6 +12,12 @@ All parameters live in ``parameters.yaml`` beside this module. Each entry has
 ``bsv_corr``     optional correlations of this parameter's log-normal deviation with those
                  of others (``{other.name: r}``; both need a ``bsv_cv``), as population PK
                  models publish them (a covariance of etas)
+``bsv_logit_sd`` optional between-subject SD on the logit scale, for a fraction in (0, 1)
+                 (logit-normal, median = default), instead of ``bsv_cv``
+
+Subjects' deviations are drawn in file order, one standard normal per varying parameter:
+a parameter given a between-subject variability later goes to the end of the file, so the
+subjects of existing scenarios keep their draws.
 
 The registry is data: code never branches on a scenario's name to change a parameter.
 """
@@ -47,11 +53,17 @@ class Parameter:
     description: str
     bsv_cv: float = 0.0
     bsv_corr: tuple[tuple[str, float], ...] = ()
+    bsv_logit_sd: float = 0.0
 
     @property
     def omega(self) -> float:
         """Standard deviation of log(parameter) for the between-subject CV."""
         return math.sqrt(math.log1p(self.bsv_cv**2)) if self.bsv_cv > 0 else 0.0
+
+    @property
+    def varies(self) -> bool:
+        """Whether subjects differ in this parameter (log-normal or logit-normal)."""
+        return self.bsv_cv > 0 or self.bsv_logit_sd > 0
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,7 @@ class Registry:
         for name, v in overrides.items():
             p = self[name]
             params[name] = Parameter(p.name, float(v), p.unit, p.low, p.high, p.source,
-                                     p.description, p.bsv_cv, p.bsv_corr)
+                                     p.description, p.bsv_cv, p.bsv_corr, p.bsv_logit_sd)
         return Registry(params)
 
 
@@ -103,7 +115,7 @@ def _parse_entry(raw: dict, index: int) -> Parameter:
         raise RegistryError(
             f"parameters.yaml entry {index} ({raw.get('name', '?')}): missing {', '.join(missing)}"
         )
-    extra = set(raw) - set(REQUIRED_FIELDS) - {"bsv_cv", "bsv_corr"}
+    extra = set(raw) - set(REQUIRED_FIELDS) - {"bsv_cv", "bsv_corr", "bsv_logit_sd"}
     if extra:
         raise RegistryError(f"parameter {raw['name']}: unknown fields {sorted(extra)}")
     rng = raw["range"]
@@ -118,6 +130,12 @@ def _parse_entry(raw: dict, index: int) -> Parameter:
     cv = float(raw.get("bsv_cv", 0.0))
     if cv < 0:
         raise RegistryError(f"parameter {raw['name']}: bsv_cv must be >= 0")
+    logit_sd = float(raw.get("bsv_logit_sd", 0.0))
+    if logit_sd < 0:
+        raise RegistryError(f"parameter {raw['name']}: bsv_logit_sd must be >= 0")
+    if logit_sd > 0 and (cv > 0 or not 0.0 < value < 1.0):
+        raise RegistryError(f"parameter {raw['name']}: bsv_logit_sd is for a fraction "
+                            "strictly between 0 and 1, without a bsv_cv")
     corr = raw.get("bsv_corr", {}) or {}
     if not isinstance(corr, dict) or not all(
             isinstance(r, (int, float)) and not isinstance(r, bool) and -1.0 < r < 1.0
@@ -126,7 +144,7 @@ def _parse_entry(raw: dict, index: int) -> Parameter:
                             f"correlations in (-1, 1), got {corr!r}")
     return Parameter(str(raw["name"]), value, str(raw["unit"]), low, high,
                      str(raw["source"]), str(raw["description"]), cv,
-                     tuple((str(k), float(r)) for k, r in corr.items()))
+                     tuple((str(k), float(r)) for k, r in corr.items()), logit_sd)
 
 
 def parse_registry(text: str) -> Registry:

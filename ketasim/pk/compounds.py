@@ -82,11 +82,23 @@ _UNITS: dict[str, dict[str, float]] = {
 }
 COMPARTMENTAL_FIELDS = {"cl": "L/h/kg", "v1": "L/kg", "q": "L/h/kg", "v2": "L/kg",
                         "q2": "L/h/kg", "v3": "L/kg",
-                        "kp_brain": "1", "ke0": "1/h", "fu_brain": "1"}
+                        "kp_brain": "1", "ke0": "1/h", "fu_brain": "1",
+                        # the first pass of a swallowed dose through a well-stirred liver
+                        # (optional): hepatic blood flow and intrinsic clearance
+                        "qh": "L/h/kg", "clint_h": "L/h/kg"}
 # allometric scaling of a species' PK (values given per kg at the reference weight)
 ALLOMETRY_FIELDS = {"reference_kg": "kg", "cl": "1", "v": "1"}
 WINDOW_FIELDS = {"onset": "h", "duration": "h"}
-ROUTE_FIELDS = {"f": "1", "ka": "1/h"}
+# a route's absorption: ``f`` absorbed directly (first order, ``ka``) into the central
+# compartment; with ``gut_f``, the rest (1 - f) is swallowed: released into the gut over
+# ``gut_release`` (zero order), absorbed at ``gut_ka``, surviving the gut wall (``gut_f``)
+# and the liver (well-stirred, F_h = qh / (qh + clint_h) from the compound's PK). A product sold in
+# devices (``device_mg``) is given as whole devices ``device_interval`` apart, each one
+# after the first absorbing ``later_device_f`` times as much directly.
+ROUTE_FIELDS = {"f": "1", "ka": "1/h", "gut_f": "1", "gut_release": "h", "gut_ka": "1/h",
+                "device_mg": "mg", "device_interval": "h", "later_device_f": "1"}
+GUT_FIELDS = ("gut_f", "gut_release", "gut_ka")
+DEVICE_FIELDS = ("device_mg", "device_interval", "later_device_f")
 WINDOW_POTENCY_UNITS = {"per_kg": "mg/kg", "local": "mg", "concentration": "uM"}
 
 
@@ -248,12 +260,13 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
         _fail(where, f"unknown keys {sorted(unknown)} for a {model} PK "
                      f"(expected {sorted(spec_fields)})")
     optional = {"q": Value(value=0.0), "v2": Value(value=1.0), "q2": Value(value=0.0),
-                "v3": Value(value=1.0)}
+                "v3": Value(value=1.0), "qh": None, "clint_h": None}
     fields = {}
     for k, unit in spec_fields.items():
         if k not in raw:
             if k in optional:
-                fields[k] = optional[k]
+                if optional[k] is not None:
+                    fields[k] = optional[k]
                 continue
             _fail(where, f"missing {k!r} ({unit})")
         fields[k] = _value(raw[k], unit, f"{where}.{k}",
@@ -275,10 +288,23 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
         if r not in ALL:
             _fail(f"{where}.routes", f"unknown route {r!r}; known: {ALL}")
         rv = _mapping(rv, f"{where}.routes.{r}")
+        rw = f"{where}.routes.{r}"
         bad = set(rv) - set(ROUTE_FIELDS)
         if bad:
-            _fail(f"{where}.routes.{r}", f"unknown keys {sorted(bad)} (expected f, ka)")
-        routes[r] = {k: _value(v, ROUTE_FIELDS[k], f"{where}.routes.{r}.{k}")
+            _fail(rw, f"unknown keys {sorted(bad)} (expected {sorted(ROUTE_FIELDS)})")
+        gut = [k for k in GUT_FIELDS if k in rv]
+        if gut and len(gut) < len(GUT_FIELDS):
+            _fail(rw, f"a gut path needs all of {list(GUT_FIELDS)}, got {gut}")
+        if gut and r in ("iv", "bath", "intracerebral"):
+            _fail(rw, f"route {r!r} has no swallowed share (a gut path needs an "
+                      "extravascular route)")
+        if gut and not {"qh", "clint_h"} <= set(raw):
+            _fail(rw, "a gut path needs this species' hepatic blood flow 'qh' and hepatic "
+                      "intrinsic clearance 'clint_h' (L/h/kg) for the first pass")
+        dev = [k for k in DEVICE_FIELDS if k in rv]
+        if dev and len(dev) < len(DEVICE_FIELDS):
+            _fail(rw, f"devices need all of {list(DEVICE_FIELDS)}, got {dev}")
+        routes[r] = {k: _value(v, ROUTE_FIELDS[k], f"{rw}.{k}", positive=k != "f")
                      for k, v in rv.items()}
     return SpeciesPK(model, fields, routes, allometry)
 

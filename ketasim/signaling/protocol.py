@@ -73,6 +73,12 @@ class _Builder:
         self.rows: list[tuple[float, int, int, np.ndarray, str]] = []
         self.params: dict[int, np.ndarray] = {}
         self.slots: tuple[str, ...] = ()
+        # hepatic availability F_h per compound whose PK gives a liver (first pass)
+        self.hepatic_f: dict[str, np.ndarray] = {}
+
+    def param(self, name: str) -> np.ndarray:
+        """The value per subject of a slot parameter set so far."""
+        return self.params[_PIDX[name]]
 
     def set_param(self, name: str, value) -> None:
         v = np.broadcast_to(np.asarray(value, dtype=float), (self.n_sub,)).copy()
@@ -226,6 +232,9 @@ def _assign_slots(arm, species, cohort, registry, b: _Builder, arm_path) -> dict
             b.set_param(f"{field}{k}", val(f[key], f"pk.{species}.{key}")
                         * scale.get(field, 1.0))
         b.set_param(f"mw{k}", val(c.mw, "mw"))
+        if "qh" in f and "clint_h" in f:  # first pass: the well-stirred liver
+            qh = val(f["qh"], f"pk.{species}.qh")
+            b.hepatic_f[n] = qh / (qh + val(f["clint_h"], f"pk.{species}.clint_h"))
         for a in c.analytes:
             b.set_param(f"an_{a}{k}", 1.0)
         for m, frac in c.metabolites:
@@ -283,9 +292,9 @@ def _compile_drug(b: _Builder, ev, species, cohort, registry, slots, where) -> N
     route = ev.route
     dose = _dose_mg_per_kg(ev.dose, cohort, species, where)
     parts = comp.components.items() if comp.components else [(comp.name, 1.0)]
+    devices = _devices(ev, comp, species, cohort, registry, where)
     for name, frac in parts:
         k = slots[name]
-        part = COMPOUNDS[name]
         amount = frac * dose
         if route == "iv" and ev.over:
             rate = amount / ev.over
@@ -294,17 +303,95 @@ def _compile_drug(b: _Builder, ev, species, cohort, registry, slots, where) -> N
         elif route == "iv":
             b.add(ev.at, EV_ADD_STATE, f"central{k}", amount, f"{ev.drug}_iv")
         elif route in EXTRAVASCULAR:
-            own = part.pk[species].routes.get(route, {})
-            pw = f"{where}: compound {name!r}"
-            f = (_resolve(own["f"], cohort, registry, species, pw, f"routes.{route}.f")
-                 if "f" in own else _route_param(registry, cohort, species, route, "f", where))
-            ka = (_resolve(own["ka"], cohort, registry, species, pw, f"routes.{route}.ka")
-                  if "ka" in own else _route_param(registry, cohort, species, route, "ka",
-                                                   where))
-            b.add(ev.at, EV_SET_PARAM, f"ka{k}", ka, f"{ev.drug}_{route}_ka")
-            b.add(ev.at, EV_ADD_STATE, f"depot{k}", f * amount, f"{ev.drug}_{route}")
+            for at, share, f_scale in devices:
+                _absorb(b, ev, name, k, at, share * amount, f_scale, species, cohort,
+                        registry, slots, where)
         else:
             raise ProtocolError(f"{where}: route {route!r} is not available for {ev.drug}")
+
+
+def _devices(ev, comp: Compound, species, cohort, registry, where
+             ) -> list[tuple[float, float, np.ndarray | float]]:
+    """(time, share of the dose, factor on the directly absorbed fraction) of each part
+    of an extravascular dose: the whole dose at once, or, for a product sold in devices
+    (its route's ``device_mg``), one device after another ``device_interval`` apart, each
+    after the first absorbing ``later_device_f`` times as much directly."""
+    own = comp.pk.get(species).routes.get(ev.route, {}) if comp.pk.get(species) else {}
+    if "device_mg" not in own:
+        return [(ev.at, 1.0, 1.0)]
+    pw = f"{where}: compound {comp.name!r}"
+
+    def val(key):
+        return _resolve(own[key], cohort, registry, species, pw, f"routes.{ev.route}.{key}")
+
+    per_device = float(np.unique(val("device_mg"))[0])
+    if ev.dose.kind != "absolute":
+        raise ProtocolError(f"{where}.dose: {comp.name} {ev.route} comes in devices of "
+                            f"{per_device:g} mg; give the dose in mg (a whole number of "
+                            "devices)")
+    n = ev.dose.value / per_device
+    if n < 0.5 or abs(n - round(n)) > 1e-6:
+        raise ProtocolError(f"{where}.dose: {ev.dose.value:g} mg is not a whole number of "
+                            f"{per_device:g}-mg devices of {comp.name} ({ev.route})")
+    n = int(round(n))
+    gap = _one_time(val("device_interval"), f"{pw}: routes.{ev.route}.device_interval")
+    later = val("later_device_f")
+    return [(ev.at + j * gap, 1.0 / n, 1.0 if j == 0 else later) for j in range(n)]
+
+
+def _one_time(x, what: str) -> float:
+    """A duration that sets event times: the same for every subject (no between-subject
+    variability on it)."""
+    u = np.unique(np.atleast_1d(np.asarray(x, dtype=float)))
+    if u.size != 1:
+        raise ProtocolError(f"{what}: an event time cannot vary between subjects (remove "
+                            "the between-subject variability of its parameter)")
+    return float(u[0])
+
+
+def _absorb(b: _Builder, ev, name: str, k: int, at, amount, f_scale, species, cohort,
+            registry, slots, where) -> None:
+    """One extravascular dose of compound ``name`` (slot ``k``): the directly absorbed
+    fraction ``f`` (times ``f_scale``) into the depot, absorbed at ``ka``; with a gut path,
+    the rest swallowed: released into the gut over ``gut_release``, absorbed at
+    ``gut_ka``, the share surviving the gut wall (``gut_f``) and the liver (well-stirred:
+    ``F_h = Q_h / (Q_h + CL_int,h)``) reaching the central compartment, the share extracted by the
+    liver forming the compound's metabolites (with their fractions) by the same path."""
+    part = COMPOUNDS[name]
+    route = ev.route
+    own = part.pk[species].routes.get(route, {})
+    pw = f"{where}: compound {name!r}"
+
+    def val(key, default=None):
+        if key in own:
+            return _resolve(own[key], cohort, registry, species, pw, f"routes.{route}.{key}")
+        if default is not None:
+            return default
+        return _route_param(registry, cohort, species, route, key, where)
+
+    gut = "gut_f" in own
+    f = np.minimum(val("f", 0.0 if gut else None) * f_scale, 1.0)
+    if np.any(f > 0):
+        b.add(at, EV_SET_PARAM, f"ka{k}", val("ka"), f"{ev.drug}_{route}_ka")
+        b.add(at, EV_ADD_STATE, f"depot{k}", f * amount, f"{ev.drug}_{route}")
+    if not gut:
+        return
+    swallowed = (1.0 - f) * amount * val("gut_f")
+    f_h = b.hepatic_f[name]
+    release = _one_time(val("gut_release"), f"{pw}: routes.{route}.gut_release")
+    ka_gut = val("gut_ka")
+    portal = [(k, swallowed * f_h)]
+    for m, frac in part.metabolites:
+        if m in slots:
+            mf = _resolve(frac, cohort, registry, species, pw, f"metabolites.{m}.fraction")
+            mw = b.param(f"mw{slots[m]}") / b.param(f"mw{k}")
+            portal.append((slots[m], swallowed * (1.0 - f_h) * mf * mw))
+    for j, amt in portal:
+        rate = amt / release
+        b.add(at, EV_SET_PARAM, f"kag{j}", ka_gut, f"{ev.drug}_{route}_gut_ka")
+        b.add(at, EV_ADD_PARAM, f"gutin{j}", rate, f"{ev.drug}_{route}_swallowed_on")
+        b.add(at + release, EV_ADD_PARAM, f"gutin{j}", -rate,
+              f"{ev.drug}_{route}_swallowed_off")
 
 
 def _compile_window(b: _Builder, ev, comp: Compound, species, cohort, registry, where):

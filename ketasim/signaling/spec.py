@@ -58,7 +58,8 @@ class Control:
 # ------------------------------------------------------------------ drug slots
 # Compounds are data (ketasim/compounds/*.yaml); the model has N_SLOTS generic drug
 # slots, each a two- or three-compartment PK (the deep compartment is unused when its
-# clearance q2 is 0) with an extravascular depot and a brain effect site.
+# clearance q2 is 0) with an extravascular depot, a gut path for swallowed doses (their
+# first pass is applied when the dose is given) and a brain effect site.
 # An arm's compounds (with their components and metabolites, parents first) are given
 # slots when its protocol is compiled, and the slot parameters come from the compound
 # files (ketasim.signaling.protocol). A metabolite slot is formed from the slots before
@@ -73,6 +74,9 @@ STATES: tuple[State, ...] = (
         for k in SLOTS
         for s in (
             State(f"depot{k}", 0.0, "mg/kg", f"drug slot {k} at the extravascular absorption site"),
+            State(f"gut{k}", 0.0, "mg/kg",
+                  f"drug slot {k} swallowed, in the gut on its way to the portal vein (the "
+                  "share that survives gut wall and hepatic first pass)"),
             State(f"central{k}", 0.0, "mg/kg", f"drug slot {k} in the central (plasma) compartment"),
             State(f"peripheral{k}", 0.0, "mg/kg", f"drug slot {k} in the peripheral compartment"),
             State(f"deep{k}", 0.0, "mg/kg", f"drug slot {k} in the second (deep) peripheral compartment"),
@@ -204,6 +208,10 @@ CONTROLS: tuple[Control, ...] = (
     *(Control(f"ka{k}", "1/h", f"absorption rate of slot {k}'s current extravascular dose")
       for k in SLOTS),
     *(Control(f"inf{k}", "mg/kg/h", f"slot {k} infusion rate") for k in SLOTS),
+    *(Control(f"kag{k}", "1/h", f"absorption rate of slot {k}'s swallowed dose from the gut")
+      for k in SLOTS),
+    *(Control(f"gutin{k}", "mg/kg/h",
+              f"zero-order release of slot {k}'s swallowed dose into the gut") for k in SLOTS),
     # exposure-window compounds (tools): summed dose/ED50, and efficacy x dose/ED50
     *(Control(f"{t}_w{x}", "1", f"window compounds at {t}: {what}")
       for t in ORTHO_NODES for x, what in (
@@ -351,7 +359,8 @@ for _k in SLOTS:
     _formed = [f"fm{j}_{_k} * mw{_k} / mw{j} * k10_{j} * central{j}" for j in range(_k)]
     _pk_rates += [
         (f"depot{_k}", f"-ka{_k} * depot{_k}"),
-        (f"central{_k}", (f"ka{_k} * depot{_k} + inf{_k}"
+        (f"gut{_k}", f"gutin{_k} - kag{_k} * gut{_k}"),
+        (f"central{_k}", (f"ka{_k} * depot{_k} + kag{_k} * gut{_k} + inf{_k}"
                           f" - (k10_{_k} + k12_{_k} + k13_{_k}) * central{_k}"
                           f" + k21_{_k} * peripheral{_k} + k31_{_k} * deep{_k}"
                           + "".join(" + " + f for f in _formed))),

@@ -175,6 +175,26 @@ def _functions(d: _Data) -> dict[str, Callable]:
             raise StatisticError(f"no subject has 3 positive {readout!r} values in the window")
         return float(np.median(halves))
 
+    def auc(arm, readout, t_from, t_to, assay=None):
+        """Mean over subjects of the area under each subject's concentration-time curve
+        between ``t_from`` and ``t_to`` (linear trapezoids over the sampled times; units
+        of the readout times h), as non-compartmental analysis computes it."""
+        r = d.r
+        sel = (r["arm"] == arm) & (r["readout"] == readout) & (
+            r["time_h"] >= _hours(t_from) - 1e-9) & (r["time_h"] <= _hours(t_to) + 1e-9)
+        if assay:
+            sel &= r["assay"] == assay
+        areas = []
+        for _, g in r.loc[sel].groupby("subject"):
+            g = g[np.isfinite(g["value"])].sort_values("time_h")
+            if len(g) < 2:
+                continue
+            areas.append(float(np.trapezoid(g["value"].to_numpy(float),
+                                            g["time_h"].to_numpy(float))))
+        if not areas:
+            raise StatisticError(f"no subject has 2 {readout!r} values in the window")
+        return float(np.mean(areas))
+
     # clinical endpoints (ketasim.analysis.trial): per patient against their own baseline
     def mean_change(arm, readout, baseline, at):
         b, v = d.change(arm, readout, baseline, at)
@@ -267,7 +287,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
         return float(row["fraction_surviving"].iloc[0])
 
     return {"mean": mean, "sem": sem, "n": n, "sd": sd, "cohen_d": cohen_d, "peak": peak, "time_of_peak": time_of_peak,
-            "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "clustering_p": clustering_p,
+            "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "auc": auc, "clustering_p": clustering_p,
             "branch_specificity_p": branch_specificity_p,
             "restored_fraction": restored_fraction, "restored_chance": restored_chance,
             "survival_fraction": survival_fraction, "mean_change": mean_change,
