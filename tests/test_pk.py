@@ -84,10 +84,10 @@ def test_norketamine_half_life_human():
 
 @pytest.mark.parametrize("route,low_min,high_min,source", [
     ("im", 5, 20, "im Tmax 5-15 min"),
-    ("oral", 30, 90, "oral solution: zero-order input over 0.32 h, then ka 0.97 /h "
-                     "(Perez-Ruixo et al. 2021); reviews say about 30 min (secondary)"),
-    ("intranasal", 25, 45, "esketamine label: 20-40 min after the last device (the second "
-                           "is given at 5 min)"),
+    ("oral", 30, 90, ("oral solution: zero-order input over 0.32 h, then ka 0.97 /h "
+                     "(Perez-Ruixo et al. 2021); reviews say about 30 min (secondary)")),
+    ("intranasal", 25, 45, ("esketamine label: 20-40 min after the last device (the second "
+                           "is given at 5 min)")),
 ])
 def test_human_tmax_by_route(route, low_min, high_min, source):
     """Tmax by route (CALIBRATION.md; the esketamine label; Perez-Ruixo et al. 2021)."""

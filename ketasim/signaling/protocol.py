@@ -333,7 +333,7 @@ def _devices(ev, comp: Compound, species, cohort, registry, where
     if n < 0.5 or abs(n - round(n)) > 1e-6:
         raise ProtocolError(f"{where}.dose: {ev.dose.value:g} mg is not a whole number of "
                             f"{per_device:g}-mg devices of {comp.name} ({ev.route})")
-    n = int(round(n))
+    n = round(n)
     gap = _one_time(val("device_interval"), f"{pw}: routes.{ev.route}.device_interval")
     later = val("later_device_f")
     return [(ev.at + j * gap, 1.0 / n, 1.0 if j == 0 else later) for j in range(n)]
