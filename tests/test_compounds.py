@@ -124,6 +124,9 @@ def test_schema_names_targets_and_actions():
     (lambda t: t.replace("    fu_brain: {value: 0.5", "    routes: {oral: {ka: "
                          "{value: 0, unit: 1/h, source: a}}}\n    fu_brain: {value: 0.5"),
      "routes.oral.ka.value"),
+    (lambda t: t.replace("    fu_brain: {value: 0.5", "    hepatic_age: {from_y: {value: 60, "
+                         "unit: y, source: a}, slope: {value: 0.01, unit: 1/y, source: a}}\n"
+                         "    fu_brain: {value: 0.5"), "needs the liver's 'qh' and 'clint_h'"),
 ])
 def test_malformed_file_is_one_error_naming_the_field(tmp_path, edit, fragment):
     import yaml

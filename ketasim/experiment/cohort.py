@@ -20,15 +20,18 @@ __all__ = ["Cohort", "sample_cohort"]
 
 def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
                   body_weight_kg: float | None = None, variability: bool = True,
-                  subjects=None, body_weights: np.ndarray | None = None) -> Cohort:
+                  subjects=None, body_weights: np.ndarray | None = None,
+                  covariates: dict[str, np.ndarray] | None = None) -> Cohort:
     """Draw ``n`` subjects (or the subjects with the given global indices):
     log-normal between-subject variability on every parameter with a ``bsv_cv`` (median
     = registry default), logit-normal on a fraction with a ``bsv_logit_sd``, correlated where the registry gives ``bsv_corr`` (the standard
     normal draws of the correlated parameters are multiplied by the Cholesky factor of
     their correlation matrix; parameters without correlations keep their own draws).
     ``body_weights`` (kg, one per subject) sets each subject's body weight exactly (a
-    virtual patient population draws them). A ``bsv_cv`` on a parameter that no layer reads per subject
-    is an error (it would be drawn and never used)."""
+    virtual patient population draws them); ``covariates`` likewise sets any registry
+    parameter per subject (a population's ages: ``species.human.age``). A ``bsv_cv`` on a
+    parameter that no layer reads per subject is an error (it would be drawn and never
+    used)."""
     unused = [p.name for p in registry if p.varies and not per_subject_parameter(p.name)]
     if unused:
         raise RegistryError(f"bsv_cv on {', '.join(unused)}: between-subject variability "
@@ -66,4 +69,10 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
         if w.shape != (n,) or not np.all(w > 0):
             raise ValueError(f"body_weights: expected {n} positive weights (kg), got {w!r}")
         values[:, names.index(f"species.{species}.body_weight")] = w
+    for name, v in (covariates or {}).items():
+        v = np.asarray(v, dtype=float)
+        if name not in names or v.shape != (n,) or not np.all(np.isfinite(v)):
+            raise ValueError(f"covariates[{name!r}]: expected {n} finite values of a "
+                             "registry parameter")
+        values[:, names.index(name)] = v
     return Cohort(species, arm, n, names, values, subjects)

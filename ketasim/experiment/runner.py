@@ -178,7 +178,7 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     kept: dict[str, dict[str, dict]] = {}
     timings: dict[str, float] = {}
     steps: dict[str, float] = {}
-    # virtual patients: each arm's candidates drawn once (their weights enter the PK,
+    # virtual patients: each arm's candidates drawn once (weight and age enter the PK,
     # their covariates the screening below)
     drawn = {arm.name: draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
              for arm in scenario.arms if getattr(arm, "population", None) is not None}
@@ -187,11 +187,10 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
         plans = _plans(arm, i)
         if not plans:
             continue
-        weights = (drawn[arm.name]["weight_kg"].to_numpy(float) if arm.name in drawn
-                   else None)
+        covs = _covariates(drawn.get(arm.name), scenario.species, registry)
         arm_frames, arm_kept, arm_steps = _run_arm(
             scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-            weights)
+            covs)
         frames.extend(arm_frames)
         for name, k in arm_kept.items():
             if k:
@@ -228,8 +227,20 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
                      disposition, patients)
 
 
+def _covariates(patients: pd.DataFrame | None, species: str, registry: Registry
+                ) -> dict[str, np.ndarray] | None:
+    """The registry parameters a virtual patient population sets per subject: body weight
+    (the PK's per-kg doses and allometry) and age (the PK's age effects)."""
+    if patients is None:
+        return None
+    out = {f"species.{species}.body_weight": patients["weight_kg"].to_numpy(float)}
+    if f"species.{species}.age" in registry:
+        out[f"species.{species}.age"] = patients["age_y"].to_numpy(float)
+    return out
+
+
 def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-             weights=None):
+             covs=None):
     times: set[float] = set()
     outputs: set[str] = set()
     for p in plans:
@@ -249,7 +260,8 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
         subjects = np.arange(s0, min(arm.n, s0 + chunk))
         cohort = sample_cohort(registry, species, arm.name, arm.n, seed,
                                body_weight_kg=arm.body_weight_kg, subjects=subjects,
-                               body_weights=None if weights is None else weights[subjects])
+                               covariates=None if covs is None else
+                               {k: v[subjects] for k, v in covs.items()})
         events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
         sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
         step_sum += float(sim.steps.sum())

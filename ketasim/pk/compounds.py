@@ -20,7 +20,11 @@ A file (YAML)::
         v1: ...; q: ...; v2: ...; kp_brain: ...; ke0: ...; fu_brain: ...
         q2: ...; v3: ...             # optional deep compartment (three-compartment PK)
         allometry: {reference_kg: 70, cl: 0.75, v: 1}   # optional: values per kg at 70 kg
+        qh: ...; clint_h: ...        # optional liver (first pass of swallowed doses)
+        hepatic_age: {from_y: 60, slope: ...}  # optional: hepatic flow falls with age
         routes: {oral: {f: ..., ka: ...}}   # optional, else the species' route defaults
+        # a route may add a gut path (gut_f, gut_release, gut_ka) and devices
+        # (device_mg, device_interval, later_device_f); see ROUTE_FIELDS
     metabolites:
       - {compound: norketamine, fraction: {param: "pk.{species}.ketamine.f_nk"}}
     targets:
@@ -77,6 +81,8 @@ _UNITS: dict[str, dict[str, float]] = {
     "mg/kg": {"mg/kg": 1.0},
     "mg": {"mg": 1.0, "ug": 1e-3},
     "kg": {"kg": 1.0},
+    "y": {"y": 1.0},
+    "1/y": {"1/y": 1.0},
     # agonist efficacy: the node's signal added, in baselines of it (dopamine for Drd1)
     "x baseline": {"x baseline": 1.0, "1": 1.0, "x baseline dopamine": 1.0},
 }
@@ -88,6 +94,7 @@ COMPARTMENTAL_FIELDS = {"cl": "L/h/kg", "v1": "L/kg", "q": "L/h/kg", "v2": "L/kg
                         "qh": "L/h/kg", "clint_h": "L/h/kg"}
 # allometric scaling of a species' PK (values given per kg at the reference weight)
 ALLOMETRY_FIELDS = {"reference_kg": "kg", "cl": "1", "v": "1"}
+HEPATIC_AGE_FIELDS = {"from_y": "y", "slope": "1/y"}
 WINDOW_FIELDS = {"onset": "h", "duration": "h"}
 # a route's absorption: ``f`` absorbed directly (first order, ``ka``) into the central
 # compartment; with ``gut_f``, the rest (1 - f) is swallowed: released into the gut over
@@ -145,6 +152,9 @@ class SpeciesPK:
     # allometry: reference weight (kg) and exponents of clearances and volumes; None:
     # values per kg apply at any weight (exponent 1)
     allometry: dict[str, Value] | None = None
+    # age: the hepatic blood flow qh falls by ``slope`` (fraction per year) above
+    # ``from_y``; clearance follows the well-stirred liver (needs qh and clint_h)
+    hepatic_age: dict[str, Value] | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +201,7 @@ class Compound:
         for p in self.pk.values():
             vals += list(p.fields.values())
             vals += [v for r in p.routes.values() for v in r.values()]
+            vals += list((p.allometry or {}).values()) + list((p.hepatic_age or {}).values())
         vals += [v for _, v in self.metabolites]
         for t in self.targets:
             vals += [v for v in (t.potency, t.efficacy, t.trapping, t.mg_rest) if v]
@@ -255,7 +266,8 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
     if model not in PK_MODELS:
         _fail(f"{where}.model", f"expected one of {PK_MODELS}, got {model!r}")
     spec_fields = COMPARTMENTAL_FIELDS if model == "compartmental" else WINDOW_FIELDS
-    unknown = set(raw) - set(spec_fields) - {"model", "routes", "source", "allometry"}
+    unknown = set(raw) - set(spec_fields) - {"model", "routes", "source", "allometry",
+                                             "hepatic_age"}
     if unknown:
         _fail(where, f"unknown keys {sorted(unknown)} for a {model} PK "
                      f"(expected {sorted(spec_fields)})")
@@ -283,6 +295,18 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
                                         f"source), got {sorted(al)}")
         allometry = {k: _value(al[k], u, f"{where}.allometry.{k}", positive=True)
                      for k, u in ALLOMETRY_FIELDS.items()}
+    hepatic_age = None
+    if "hepatic_age" in raw:
+        hw = f"{where}.hepatic_age"
+        ha = _mapping(raw["hepatic_age"], hw)
+        if set(ha) - {"source"} != set(HEPATIC_AGE_FIELDS):
+            _fail(hw, f"expected keys {sorted(HEPATIC_AGE_FIELDS)} (and source), got "
+                      f"{sorted(ha)}")
+        if not {"qh", "clint_h"} <= set(raw):
+            _fail(hw, "an age effect on hepatic blood flow needs the liver's 'qh' and "
+                      "'clint_h'")
+        hepatic_age = {k: _value(ha[k], u, f"{hw}.{k}", positive=k == "slope")
+                       for k, u in HEPATIC_AGE_FIELDS.items()}
     routes = {}
     for r, rv in _mapping(raw.get("routes", {}), f"{where}.routes").items():
         if r not in ALL:
@@ -306,7 +330,7 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
             _fail(rw, f"devices need all of {list(DEVICE_FIELDS)}, got {dev}")
         routes[r] = {k: _value(v, ROUTE_FIELDS[k], f"{rw}.{k}", positive=k != "f")
                      for k, v in rv.items()}
-    return SpeciesPK(model, fields, routes, allometry)
+    return SpeciesPK(model, fields, routes, allometry, hepatic_age)
 
 
 def _target(name: str, raw: Any, window: bool, where: str) -> TargetAction:
@@ -549,6 +573,11 @@ def compound_schema() -> dict:
                       "required": list(ALLOMETRY_FIELDS),
                       "properties": {**{k: {"$ref": "#/$defs/value"} for k in ALLOMETRY_FIELDS},
                                      "source": {"type": "string"}}},
+        "hepatic_age": {"type": "object", "additionalProperties": False,
+                        "required": list(HEPATIC_AGE_FIELDS),
+                        "properties": {**{k: {"$ref": "#/$defs/value"}
+                                          for k in HEPATIC_AGE_FIELDS},
+                                       "source": {"type": "string"}}},
         "source": {"type": "string"}}, "additionalProperties": False}
     target = {"type": "object", "required": ["action", "potency"],
               "additionalProperties": False, "properties": {

@@ -226,15 +226,16 @@ def _assign_slots(arm, species, cohort, registry, b: _Builder, arm_path) -> dict
 
         f = pk.fields
         scale = _allometry(pk, cohort, species, val)
+        if "qh" in f and "clint_h" in f:  # first pass: the well-stirred liver
+            f_h, cl_age = _liver(pk, cohort, species, registry, val)
+            b.hepatic_f[n] = f_h
+            scale["cl"] = scale.get("cl", 1.0) * cl_age
         for field, key in (("cl", "cl"), ("v1", "v1"), ("q", "q"), ("v2", "v2"),
                            ("q2", "q2"), ("v3", "v3"),
                            ("kp", "kp_brain"), ("ke0", "ke0"), ("fu", "fu_brain")):
             b.set_param(f"{field}{k}", val(f[key], f"pk.{species}.{key}")
                         * scale.get(field, 1.0))
         b.set_param(f"mw{k}", val(c.mw, "mw"))
-        if "qh" in f and "clint_h" in f:  # first pass: the well-stirred liver
-            qh = val(f["qh"], f"pk.{species}.qh")
-            b.hepatic_f[n] = qh / (qh + val(f["clint_h"], f"pk.{species}.clint_h"))
         for a in c.analytes:
             b.set_param(f"an_{a}{k}", 1.0)
         for m, frac in c.metabolites:
@@ -256,6 +257,28 @@ def _allometry(pk, cohort: Cohort, species: str, val) -> dict[str, np.ndarray]:
     f_cl = rel ** (val(pk.allometry["cl"], "allometry.cl") - 1.0)
     f_v = rel ** (val(pk.allometry["v"], "allometry.v") - 1.0)
     return {"cl": f_cl, "q": f_cl, "q2": f_cl, "v1": f_v, "v2": f_v, "v3": f_v}
+
+
+def _liver(pk, cohort: Cohort, species: str, registry: Registry, val
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(hepatic availability F_h = Q_h / (Q_h + CL_int,h) of a swallowed dose, factor on
+    the clearance) of each subject. With an age effect (``hepatic_age``), the hepatic
+    blood flow falls by ``slope`` per year above ``from_y`` (at most to a fifth), and the
+    clearance follows the well-stirred liver: CL scales as Q_h CL_int / (Q_h + CL_int)."""
+    qh = val(pk.fields["qh"], f"pk.{species}.qh")
+    clint = val(pk.fields["clint_h"], f"pk.{species}.clint_h")
+    qh_subject = qh
+    age_name = f"species.{species}.age"
+    if pk.hepatic_age is not None and age_name in registry:
+        years = np.maximum(cohort.get(age_name)
+                           - val(pk.hepatic_age["from_y"], "hepatic_age.from_y"), 0.0)
+        slope = val(pk.hepatic_age["slope"], "hepatic_age.slope")
+        qh_subject = qh * np.maximum(1.0 - slope * years, 0.2)
+
+    def well_stirred(q):
+        return q * clint / (q + clint)
+
+    return qh_subject / (qh_subject + clint), well_stirred(qh_subject) / well_stirred(qh)
 
 
 def _set_target(b: _Builder, t: TargetAction, k: int, val) -> None:
