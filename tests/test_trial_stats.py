@@ -51,9 +51,9 @@ def table(control: tuple[int, int], arm: tuple[int, int], name: str = "ket") -> 
 
 
 def test_registry_keys_and_ranges():
-    assert list(SCALES) == ["madrs", "hdrs17", "cadss", "bprs"]
+    assert list(SCALES) == ["madrs", "hdrs17", "cadss", "bprs", "qids_sr16"]
     expected = {"madrs": (10, 0, 60), "hdrs17": (17, 0, 52), "cadss": (23, 0, 92),
-                "bprs": (18, 18, 126)}
+                "bprs": (18, 18, 126), "qids_sr16": (16, 0, 27)}
     for key, (n_items, lo, hi) in expected.items():
         s = scale(key)
         assert (s.n_items, s.total_min, s.total_max) == (n_items, lo, hi)
@@ -123,8 +123,9 @@ def test_scale_lookup():
     assert scale("MADRS") is SCALES["madrs"]
     assert scale("HAM-D") is SCALES["hdrs17"]
     assert scale(SCALES["bprs"]) is SCALES["bprs"]
-    with pytest.raises(ValueError, match="unknown scale 'qids'.*madrs, hdrs17, cadss, bprs"):
-        scale("qids")
+    assert scale("QIDS") is SCALES["qids_sr16"]
+    with pytest.raises(ValueError, match="unknown scale 'bdi'.*madrs, hdrs17, cadss, bprs"):
+        scale("bdi")
     with pytest.raises(dataclasses.FrozenInstanceError):
         SCALES["madrs"].remission_max = 10
 

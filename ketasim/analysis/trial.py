@@ -6,7 +6,8 @@ dataclass of them) out. The repeated-measures model of the primary endpoint live
 
 * **Rating scales as data** (:data:`SCALES`, :func:`scale`): MADRS, HDRS-17, CADSS and
   BPRS, with their items and item ranges, total range, severity bands, response and
-  remission rules, subscales and suicide item.
+  remission rules, subscales and suicide item; and the self-report QIDS-SR16
+  (:data:`QIDS_SR16`), whose total is scored over domains (the highest item of each).
 * **Binary endpoints**: :func:`response` (a fall of >= 50% from baseline),
   :func:`remission` (a total at or under the scale's cut-off) and
   :func:`binary_endpoint` (per-arm proportions with Wilson intervals; risk difference with
@@ -57,6 +58,7 @@ __all__ = [
     "KM_COLUMNS",
     "MADRS",
     "MEDIATION_COLUMNS",
+    "QIDS_SR16",
     "SCALES",
     "SURVIVAL_SUMMARY_COLUMNS",
     "Band",
@@ -122,6 +124,10 @@ class Scale:
         Named subsets of item numbers.
     reference : str
         Where the items, ranges and cut-offs come from.
+    domains : tuple of (str, tuple of int)
+        Scored domains (QIDS-SR16): each item in exactly one, and the total is the sum
+        over domains of the domain's highest item. Empty (the default): the total is the
+        sum of the items.
     """
 
     key: str
@@ -133,18 +139,56 @@ class Scale:
     suicide_item: int | None = None
     subscales: tuple[tuple[str, tuple[int, ...]], ...] = ()
     reference: str = ""
+    domains: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self):
+        if self.domains:
+            numbers = [k for _, ks in self.domains for k in ks]
+            form = [it.number for it in self.items]
+            if sorted(numbers) != sorted(form) or len(set(numbers)) != len(numbers):
+                raise ValueError(f"{self.key}: the domains must hold every item exactly "
+                                 f"once (items {form}, domains {numbers})")
 
     @property
     def n_items(self) -> int:
         return len(self.items)
 
+    def _groups(self) -> list[list[Item]]:
+        """The scored groups: the domains, or each item on its own."""
+        if not self.domains:
+            return [[it] for it in self.items]
+        return [[self.item(k) for k in ks] for _, ks in self.domains]
+
     @property
     def total_min(self) -> int:
-        return sum(it.low for it in self.items)
+        return sum(max(it.low for it in g) for g in self._groups())
 
     @property
     def total_max(self) -> int:
-        return sum(it.high for it in self.items)
+        return sum(max(it.high for it in g) for g in self._groups())
+
+    def total(self, items) -> np.ndarray | float:
+        """The total of item scores ``items`` (..., n_items, in form order): the sum of
+        the items, or, for a scale with domains, the sum of each domain's highest item.
+        Each score must be within its item's range."""
+        v = _finite(items, "items")
+        if v.ndim == 0 or v.shape[-1] != self.n_items:
+            raise ValueError(f"items: expected the {self.n_items} {self.name} item scores "
+                             f"on the last axis, got shape {v.shape}")
+        low = np.array([it.low for it in self.items], dtype=float)
+        high = np.array([it.high for it in self.items], dtype=float)
+        flat = v.reshape(-1, self.n_items)
+        bad = (flat < low) | (flat > high)
+        r = first_true(bad.any(axis=1))
+        if r is not None:
+            k = int(np.argmax(bad[r]))
+            it = self.items[k]
+            raise ValueError(f"items[{r}]: {self.name} item {it.number} ({it.name}) must be "
+                             f"{it.low}-{it.high}, got {short(flat[r, k])}")
+        index = {it.number: k for k, it in enumerate(self.items)}
+        out = sum(v[..., [index[it.number] for it in g]].max(axis=-1)
+                  for g in self._groups())
+        return float(out) if np.ndim(out) == 0 else out
 
     def item(self, number: int) -> Item:
         """The item with this (1-based) number."""
@@ -259,18 +303,51 @@ BPRS = Scale(
     reference="Overall & Gorham 1962",
 )
 
+#: QIDS-SR16, the self-rated Quick Inventory of Depressive Symptomatology, Rush et al.
+#: 2003 (Biol Psychiatry 54:573): 16 items each 0-3, scored over the nine DSM-IV
+#: criterion domains, each domain the highest of its items: sleep (items 1-4), sad mood
+#: (5), appetite/weight (6-9), concentration (10), self-view (11), suicidal ideation
+#: (12), interest (13), energy (14), psychomotor (15-16); total 0-27. Bands: 0-5 none,
+#: 6-10 mild, 11-15 moderate, 16-20 severe, 21-27 very severe (Rush et al. 2003).
+#: Remission <= 5: the STAR*D definition (Rush et al. 2006 Am J Psychiatry 163:1905).
+#: Item names are short labels, not the questionnaire's wording. Not in :data:`SCALES`
+#: (the clinician-rated scales); pass the Scale itself to :func:`remission`.
+QIDS_SR16 = Scale(
+    key="qids_sr16",
+    name="QIDS-SR16",
+    items=_items([("sleep onset", 3), ("sleep during the night", 3),
+                  ("waking too early", 3), ("sleeping too much", 3), ("sad mood", 3),
+                  ("appetite decreased", 3), ("appetite increased", 3),
+                  ("weight decreased", 3), ("weight increased", 3),
+                  ("concentration", 3), ("view of self", 3),
+                  ("thoughts of death or suicide", 3), ("interest", 3),
+                  ("energy", 3), ("slowed down", 3), ("restless", 3)]),
+    bands=(Band("none", 0, 5), Band("mild", 6, 10), Band("moderate", 11, 15),
+           Band("severe", 16, 20), Band("very severe", 21, 27)),
+    response_fall=0.5,
+    remission_max=5,
+    suicide_item=12,
+    domains=(("sleep", (1, 2, 3, 4)), ("sad mood", (5,)),
+             ("appetite/weight", (6, 7, 8, 9)), ("concentration", (10,)),
+             ("self-view", (11,)), ("suicidal ideation", (12,)), ("interest", (13,)),
+             ("energy", (14,)), ("psychomotor", (15, 16))),
+    reference="Rush et al. 2003; remission Rush et al. 2006 (STAR*D)",
+)
+
 #: The scales by key.
-SCALES: dict[str, Scale] = {s.key: s for s in (MADRS, HDRS17, CADSS, BPRS)}
+SCALES: dict[str, Scale] = {s.key: s for s in (MADRS, HDRS17, CADSS, BPRS, QIDS_SR16)}
 
 
 def scale(name: str | Scale) -> Scale:
     """The :class:`Scale` registered under ``name`` (case-insensitive; ``"hdrs-17"``,
-    ``"hamd17"`` and ``"ham-d"`` name HDRS-17); a Scale is returned as is."""
+    ``"hamd17"`` and ``"ham-d"`` name HDRS-17, ``"qids"`` the QIDS-SR16); a Scale is
+    returned as is."""
     if isinstance(name, Scale):
         return name
     key = str(name).strip().lower()
     key = {"hdrs-17": "hdrs17", "hamd17": "hdrs17", "ham-d": "hdrs17", "hamd": "hdrs17",
-           "hdrs": "hdrs17"}.get(key, key)
+           "hdrs": "hdrs17", "qids": "qids_sr16", "qids-sr16": "qids_sr16",
+           "qids_sr": "qids_sr16"}.get(key, key)
     if key not in SCALES:
         raise ValueError(f"unknown scale {name!r} (known: {', '.join(SCALES)})")
     return SCALES[key]

@@ -3,6 +3,12 @@
 - ``madrs``: Montgomery-Asberg Depression Rating Scale (10 items, 0-6), from the
   patient's rated symptom load (:mod:`ketasim.clinical.model`); readouts the total, the
   suicidal-thoughts item (item 10, F-K-6) and the anhedonia items (1, 2, 6, 7, 8);
+- ``hdrs17``: Hamilton Depression Rating Scale, 17 items (nine 0-4, eight 0-2), from the
+  same symptom load with its own points per unit deficit and floor; readouts the total
+  and the suicide item (item 3);
+- ``qids_sr``: the self-rated QIDS-SR16 (16 items 0-3 over nine domains, each domain
+  its highest item), from the same symptom load; no rater, but the patient's persistent
+  self-report bias; readout the total;
 - ``fmri_gbc``: prefrontal global brain connectivity from the synaptic state (F-K-14);
   ``mrs_glutamate_cycling``: 13C MRS glutamate-glutamine cycling from glutamate release
   over the acquisition (F-K-13);
@@ -12,29 +18,46 @@
 - ``sedation``: the Modified Observer's Assessment of Alertness/Sedation (MOAA/S, 5 alert
   ... 0 no response) from the midazolam effect-site concentration (the active placebo).
 
-Scale definitions (items, ranges) come from :mod:`ketasim.analysis.trial`, the same ones
-that score real trial data. Rater noise: an item-level noise and a rater shift per visit,
-sized so that two raters of the same interview differ by about 1.8 MADRS points on
-average (site vs blinded independent raters; REFERENCES-NEXT section 2.2).
+Scale definitions (items, ranges, domain scoring) come from :mod:`ketasim.analysis.trial`,
+the same ones that score real trial data.
+
+Raters are people. The clinician-rated scales (madrs, hdrs17, cadss, bprs_positive) take
+an option ``raters`` (default 4): each arm has that many raters, each patient is
+assigned one of them for the whole study (a draw from the patient's stream
+"clinical_rater", so a patient keeps the same rater on every clinician scale that has
+the same pool size), and a rater shifts the total by a persistent bias plus a linear
+drift plus a shift per visit (:class:`ketasim.clinical.model.Rater`; MADRS points, other
+scales in proportion to their total range). With item noise and rounding two raters of
+the same MADRS interview differ by about 1.8 points on average (site vs blinded
+independent raters; REFERENCES-NEXT section 2.2).
+
+A rater's bias and drift come from a stream of the rater, not of a patient: the seed
+sequence (seed, spawn key (arm, ARM_LEVEL, measurement, "clinical_rater", rater)), where
+ARM_LEVEL (2^32 - 1) stands where subject streams have the subject index, which never
+reaches it. So a rater's numbers depend only on the seed, the arm and the rater's
+number: adding a patient, a visit or an assay changes no rater.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ketasim.analysis.trial import BPRS, CADSS, MADRS
+from ketasim.analysis.trial import BPRS, CADSS, HDRS17, MADRS, QIDS_SR16, Scale
 from ketasim.clinical.model import (
     ClinicalParams,
     PatientTraits,
+    Rater,
     hill,
     history_grid,
     mood_fluctuation,
     placebo_fraction,
+    rate_domains,
     rate_items,
     sample_times,
     symptom_course,
 )
 from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.streams import PURPOSE_MEASUREMENT, arm_key, name_key
 
 
 def _range(scale) -> tuple[np.ndarray, np.ndarray]:
@@ -44,6 +67,9 @@ def _range(scale) -> tuple[np.ndarray, np.ndarray]:
 
 _BPRS_POS = [BPRS.item(k) for k in BPRS.subscale("positive")]
 _N_ITEMS = {"madrs": MADRS.n_items, "cadss": CADSS.n_items, "bprs_positive": len(_BPRS_POS)}
+# traits of the scales added later, drawn after the earlier ones (see PatientTraits)
+_LATER_ITEMS = {"hdrs17": HDRS17.n_items, "qids_sr": len(QIDS_SR16.domains)}
+_QIDS_DOMAINS = tuple(tuple(ks) for _, ks in QIDS_SR16.domains)
 
 #: The rated readouts a trial may analyse: readout -> (assay, scale, the item numbers it
 #: sums, None for the whole scale). The scenario's ``design:`` vocabulary and the
@@ -54,12 +80,47 @@ SCALE_READOUTS = {
     "madrs_anhedonia": ("madrs", MADRS, MADRS.subscale("anhedonia")),
     "cadss_total": ("cadss", CADSS, None),
     "bprs_positive": ("bprs_positive", BPRS, BPRS.subscale("positive")),
+    "hdrs17_total": ("hdrs17", HDRS17, None),
+    "hdrs17_suicide_item": ("hdrs17", HDRS17, (HDRS17.suicide_item,)),
+    "qids_sr_total": ("qids_sr", QIDS_SR16, None),
 }
 
 
 def _traits(ctx: AssayContext, i: int, p: ClinicalParams) -> PatientTraits:
     """The patient's traits: one stream per patient, shared by all clinical assays."""
-    return PatientTraits(ctx.rng(i, "patient_traits"), p, _N_ITEMS)
+    return PatientTraits(ctx.rng(i, "patient_traits"), p, _N_ITEMS, _LATER_ITEMS,
+                         tuple(len(ks) for ks in _QIDS_DOMAINS))
+
+
+#: Where subject streams hold the subject index, rater streams hold this (never a subject).
+ARM_LEVEL = 2**32 - 1
+_RATER_KEY = "clinical_rater"
+
+
+def rater_rng(seed: int, arm: str, rater: int) -> np.random.Generator:
+    """The stream of rater number ``rater`` of an arm's pool (see the module docstring):
+    keyed by the seed, the arm and the rater only."""
+    seq = np.random.SeedSequence(entropy=int(seed), spawn_key=(
+        arm_key(arm), ARM_LEVEL, PURPOSE_MEASUREMENT, name_key(_RATER_KEY), int(rater)))
+    return np.random.Generator(np.random.PCG64(seq))
+
+
+def assigned_rater(ctx: AssayContext, i: int, pool: int) -> int:
+    """The rater (0 .. pool - 1) of the chunk's ``i``-th patient for the whole study."""
+    return int(ctx.rng(i, _RATER_KEY).integers(pool))
+
+
+def _raters(ctx: AssayContext, p: ClinicalParams) -> list[Rater]:
+    """The rater of each patient of the chunk (option ``raters``: the arm's pool)."""
+    pool = int(ctx.options["raters"])
+    ids = [assigned_rater(ctx, i, pool) for i in range(ctx.n)]
+    people = {r: Rater(rater_rng(ctx.seed, ctx.arm, r), p) for r in sorted(set(ids))}
+    return [people[r] for r in ids]
+
+
+def _span(scale: Scale) -> float:
+    """The scale's total range in MADRS ranges: rater shifts are given in MADRS points."""
+    return (scale.total_max - scale.total_min) / (MADRS.total_max - MADRS.total_min)
 
 
 def _visit_rng(ctx: AssayContext, i: int, t: float) -> np.random.Generator:
@@ -78,9 +139,18 @@ def _course(ctx: AssayContext, at: np.ndarray, p: ClinicalParams):
                            for o in _STATE_OUTPUTS}, p)
 
 
-def madrs_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams
-                 ) -> tuple[np.ndarray, list[PatientTraits]]:
-    """(n, len(at)) latent MADRS totals (before rating) and the patients' traits."""
+#: Per scale: the registry names of its points per unit deficit and its floor.
+_LOAD_TO_SCALE = {"madrs": ("madrs_per_deficit", "madrs_floor"),
+                  "hdrs17": ("hdrs17_per_deficit", "hdrs17_floor"),
+                  "qids_sr": ("qids_per_deficit", "qids_floor")}
+
+
+def symptom_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams,
+                   scale: str = "madrs") -> tuple[np.ndarray, list[PatientTraits]]:
+    """(n, len(at)) latent totals of ``scale`` ("madrs", "hdrs17" or "qids_sr"; before
+    rating) and the patients' traits: ``floor + per_deficit x gain x mood x load x (1 -
+    placebo)``, one symptom load, gain, mood path and placebo response per patient for
+    every scale, each scale with its own points per unit deficit and floor."""
     _, load = _course(ctx, at, p)
     traits = [_traits(ctx, i, p) for i in range(ctx.n)]
     share = np.array([t.placebo for t in traits])
@@ -89,25 +159,75 @@ def madrs_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams
     mood = np.exp(np.array([mood_fluctuation(ctx.rng(i, "mood_fluctuation"), at, p)
                             for i in range(ctx.n)]))
     v = p.values
-    latent = (v["madrs_floor"]
-              + v["madrs_per_deficit"] * gain[:, None] * mood * load * lifted)
+    slope, floor = _LOAD_TO_SCALE[scale]
+    latent = v[floor] + v[slope] * gain[:, None] * mood * load * lifted
     return latent, traits
 
 
-def _madrs(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+def madrs_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams
+                 ) -> tuple[np.ndarray, list[PatientTraits]]:
+    """(n, len(at)) latent MADRS totals (before rating) and the patients' traits."""
+    return symptom_latent(ctx, at, p, "madrs")
+
+
+def _clinician_rated(ctx: AssayContext, at: np.ndarray, scale: Scale, key: str,
+                     parts: dict[str, tuple[int, ...] | None]) -> AssayRows:
+    """A clinician-rated depression scale item by item from the latent total: the
+    patient's rater shifts it (bias, drift, this visit's shift, in proportion to the
+    scale's range), item noise and rounding. ``parts``: readout -> the item numbers it
+    sums (None: the total)."""
     p = ClinicalParams.from_registry(ctx.registry)
-    latent, traits = madrs_latent(ctx, at, p)
-    lo, hi = _range(MADRS)
-    anh = np.array(MADRS.subscale("anhedonia")) - 1
-    out = np.full((ctx.n, len(at), 3), np.nan)
+    latent, traits = symptom_latent(ctx, at, p, key)
+    raters = _raters(ctx, p)
+    lo, hi = _range(scale)
+    span = _span(scale)
+    cols = [None if ks is None else np.array(ks) - 1 for ks in parts.values()]
+    out = np.full((ctx.n, len(at), len(parts)), np.nan)
     for i in range(ctx.n):
         for j, t in enumerate(at):
             g = _visit_rng(ctx, i, float(t))
-            items = rate_items(latent[i, j] - lo.sum(), traits[i].profiles["madrs"], hi, lo,
-                               g, p, g.normal(0.0, p.values["rater_sd"]))
-            out[i, j] = (items.sum(), items[MADRS.suicide_item - 1], items[anh].sum())
-    return ctx.rows(out, at, ["madrs_total", "madrs_suicide_item", "madrs_anhedonia"],
-                    ["points"] * 3)
+            shift = span * raters[i].shift(float(t), g.standard_normal(), p)
+            items = rate_items(latent[i, j] - lo.sum(), traits[i].profiles[key], hi, lo,
+                               g, p, shift)
+            out[i, j] = [items.sum() if c is None else items[c].sum() for c in cols]
+    return ctx.rows(out, at, list(parts), ["points"] * len(parts))
+
+
+def _madrs(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    return _clinician_rated(ctx, at, MADRS, "madrs", {
+        "madrs_total": None, "madrs_suicide_item": (MADRS.suicide_item,),
+        "madrs_anhedonia": MADRS.subscale("anhedonia")})
+
+
+def _hdrs17(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    return _clinician_rated(ctx, at, HDRS17, "hdrs17", {
+        "hdrs17_total": None, "hdrs17_suicide_item": (HDRS17.suicide_item,)})
+
+
+def qids_items(latent_total: float, traits: PatientTraits, rng: np.random.Generator,
+               p: ClinicalParams) -> np.ndarray:
+    """The 16 QIDS-SR16 item scores (form order) of one self-report: the latent total
+    plus the patient's self-report bias, shared over the nine domains by the patient's
+    domain profile and within each domain by the patient's pattern (:func:`rate_domains`)."""
+    by_domain = rate_domains(latent_total + traits.self_report_bias,
+                             traits.profiles["qids_sr"], traits.domain_patterns,
+                             float(QIDS_SR16.items[0].high), rng, p)
+    items = np.empty(QIDS_SR16.n_items)
+    for ks, scores in zip(_QIDS_DOMAINS, by_domain):
+        items[np.array(ks) - 1] = scores
+    return items
+
+
+def _qids_sr(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    """QIDS-SR16 per visit: self-rated, so no rater; the total is scored over domains."""
+    p = ClinicalParams.from_registry(ctx.registry)
+    latent, traits = symptom_latent(ctx, at, p, "qids_sr")
+    out = np.full((ctx.n, len(at), 1), np.nan)
+    for i in range(ctx.n):
+        for j, t in enumerate(at):
+            items = qids_items(latent[i, j], traits[i], _visit_rng(ctx, i, float(t)), p)
+            out[i, j, 0] = QIDS_SR16.total(items)
+    return ctx.rows(out, at, ["qids_sr_total"], ["points"])
 
 
 def _psychotomimetic(ctx: AssayContext, at: np.ndarray, kind: str) -> AssayRows:
@@ -123,13 +243,19 @@ def _psychotomimetic(ctx: AssayContext, at: np.ndarray, kind: str) -> AssayRows:
         hi = np.array([it.high for it in _BPRS_POS], float)
         effect = v["bprs_pos_max"] * hill(occ, v["bprs_o50"], v["bprs_hill"])
         readout = "bprs_positive"
+    # rater shifts in proportion to the rated range (the BPRS positive items' 4-28)
+    span = (hi - lo).sum() / (MADRS.total_max - MADRS.total_min)
+    raters = _raters(ctx, p)
     out = np.full((ctx.n, len(at), 1), np.nan)
     for i in range(ctx.n):
         tr = _traits(ctx, i, p)
         for j, t in enumerate(at):
             g = _visit_rng(ctx, i, float(t))
+            # this visit's rater shift from a stream of its own: the item noise stays
+            visit_z = ctx.rng(i, f"{ctx.assay}@{float(t):.6g}h/rater").standard_normal()
+            shift = span * raters[i].shift(float(t), visit_z, p)
             items = rate_items(effect[i, j] * tr.psychotomimetic, tr.profiles[kind], hi, lo,
-                               g, p, 0.0)
+                               g, p, shift)
             out[i, j, 0] = items.sum()
     return ctx.rows(out, at, [readout], ["points"])
 
@@ -214,22 +340,36 @@ def _mrs_times(at: np.ndarray, options: dict) -> np.ndarray:
     return np.unique(np.concatenate([_mrs_window(float(t), w) for t in at]))
 
 
+RATERS = 4  # default size of an arm's pool of raters (option ``raters``)
+
 MADRS_ASSAY = Assay(
     "madrs", "Montgomery-Asberg Depression Rating Scale, rated item by item",
     (Readout("madrs_total", "points"), Readout("madrs_suicide_item", "points"),
      Readout("madrs_anhedonia", "points")),
-    _madrs, outputs=("formation_drive", "elimination_drive", "synaptic_potentiation"),
-    sample_times=_madrs_times, options={"lookback_d": 21.0, "step_h": 1.0},
-    positive=("lookback_d", "step_h"))
+    _madrs, outputs=_STATE_OUTPUTS,
+    sample_times=_madrs_times,
+    options={"lookback_d": 21.0, "step_h": 1.0, "raters": RATERS},
+    positive=("lookback_d", "step_h", "raters"))
+HDRS17_ASSAY = Assay(
+    "hdrs17", "Hamilton Depression Rating Scale, 17 items, rated item by item",
+    (Readout("hdrs17_total", "points"), Readout("hdrs17_suicide_item", "points")),
+    _hdrs17, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
+    options={"lookback_d": 21.0, "step_h": 1.0, "raters": RATERS},
+    positive=("lookback_d", "step_h", "raters"))
+QIDS_SR_ASSAY = Assay(
+    "qids_sr", "Quick Inventory of Depressive Symptomatology, self-report (QIDS-SR16)",
+    (Readout("qids_sr_total", "points"),),
+    _qids_sr, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
+    options={"lookback_d": 21.0, "step_h": 1.0}, positive=("lookback_d", "step_h"))
 CADSS_ASSAY = Assay(
     "cadss", "Clinician-Administered Dissociative States Scale (23 items)",
     (Readout("cadss_total", "points"),), lambda ctx, at: _psychotomimetic(ctx, at, "cadss"),
-    outputs=("occupancy_posteromedial",))
+    outputs=("occupancy_posteromedial",), options={"raters": RATERS}, positive=("raters",))
 BPRS_POSITIVE_ASSAY = Assay(
     "bprs_positive", "Brief Psychiatric Rating Scale, positive-symptom subscale (4 items)",
     (Readout("bprs_positive", "points"),),
     lambda ctx, at: _psychotomimetic(ctx, at, "bprs_positive"),
-    outputs=("occupancy_posteromedial",))
+    outputs=("occupancy_posteromedial",), options={"raters": RATERS}, positive=("raters",))
 GBC_ASSAY = Assay(
     "fmri_gbc", "prefrontal global brain connectivity, resting-state fMRI (z vs healthy)",
     (Readout("pfc_gbc_z", "z"),), _gbc, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,

@@ -33,7 +33,13 @@ One mechanism, read at a slower scale than the mouse's spines and circuit (param
   the concentration and a per-visit log-normal fluctuation for the rating, rounded to
   the scale. Without midazolam every rating is 5: ketamine's sedation is not modelled.
 
-Ratings are item by item with rater noise (:mod:`ketasim.clinical.assays`).
+Ratings are item by item (:mod:`ketasim.clinical.assays`). The clinician-rated scales
+(MADRS, HDRS-17, CADSS, BPRS) have raters as people: each arm has a pool of raters, each
+patient keeps one rater for the whole study, and a rater shifts the total by a
+persistent severity bias plus a linear drift over the study plus a shift per visit
+(:class:`Rater`). MADRS and HDRS-17 are read from the same symptom load, each with its
+own points per unit deficit and floor; the self-rated QIDS-SR16 too, with no rater but a
+persistent self-report bias of the patient.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ PARAM_NAMES = (
     "k_turnover", "potentiation_weight", "tau_symptom_h", "madrs_per_deficit",
     "madrs_gain_cv", "madrs_floor", "placebo_mean", "placebo_sd", "placebo_tau_d",
     "item_profile_conc", "item_noise_sd", "rater_sd",
+    "hdrs17_per_deficit", "hdrs17_floor", "qids_per_deficit", "qids_floor",
+    "self_report_bias_sd", "rater_bias_sd", "rater_drift_sd",
     "cadss_max", "cadss_o50", "cadss_hill", "bprs_pos_max", "bprs_o50", "bprs_hill",
     "psychotomimetic_cv", "fluctuation_sd", "fluctuation_tau_d",
     "gbc_per_state", "gbc_subject_sd", "gbc_scan_sd", "mrs_cv",
@@ -167,10 +175,18 @@ def hill(x: np.ndarray, o50: float, n: float) -> np.ndarray:
 
 class PatientTraits:
     """A patient's clinical traits, drawn once from the patient's own stream (the same
-    for every scale and visit): MADRS gain, placebo share, item profile of MADRS and of
-    HDRS-17, and sensitivity to the psychotomimetic effects."""
+    for every scale and visit): symptom gain, placebo share, item profile of each scale
+    (``n_items``), sensitivity to the psychotomimetic effects, then the profiles of the
+    scales in ``later_items`` (HDRS-17, the QIDS-SR16 domains), the patient's pattern
+    within each QIDS-SR16 domain (``domain_sizes``: the domain's items' weights, the
+    highest 1) and self-report bias (QIDS points, normal, SD ``self_report_bias_sd``).
 
-    def __init__(self, rng: np.random.Generator, p: ClinicalParams, n_items: dict[str, int]):
+    The draws are in that fixed order and the later ones come after the earlier ones, so
+    traits added later leave the earlier traits of every patient as they were."""
+
+    def __init__(self, rng: np.random.Generator, p: ClinicalParams, n_items: dict[str, int],
+                 later_items: dict[str, int] | None = None,
+                 domain_sizes: tuple[int, ...] = ()):
         v = p.values
         cv = v["madrs_gain_cv"]
         sig = np.sqrt(np.log1p(cv**2))
@@ -182,6 +198,35 @@ class PatientTraits:
         cv = v["psychotomimetic_cv"]
         sig = np.sqrt(np.log1p(cv**2))
         self.psychotomimetic = float(np.exp(rng.normal(-0.5 * sig**2, sig)))
+        for name, k in (later_items or {}).items():
+            self.profiles[name] = rng.dirichlet(np.full(k, v["item_profile_conc"])) * k
+        self.domain_patterns = []
+        for k in domain_sizes:
+            w = rng.dirichlet(np.ones(k))
+            self.domain_patterns.append(w / w.max())
+        self.self_report_bias = float(v["self_report_bias_sd"] * rng.standard_normal())
+
+
+RATER_DRIFT_PERIOD_H = 28 * 24.0  # rater_drift_sd is in points per 4 weeks
+
+
+class Rater:
+    """A clinician rater of an arm's pool, the same person for all of a patient's
+    visits: a persistent severity bias (normal, SD ``rater_bias_sd``) and a linear drift
+    over the study from time 0 (slope normal, SD ``rater_drift_sd`` per 4 weeks), both
+    in MADRS points. The two are drawn from the rater's own stream, as standard normals
+    times the SDs."""
+
+    def __init__(self, rng: np.random.Generator, p: ClinicalParams):
+        z = rng.standard_normal(2)
+        self.bias = float(p.values["rater_bias_sd"] * z[0])
+        self.drift = float(p.values["rater_drift_sd"] * z[1])
+
+    def shift(self, t_h: float, visit_z: float, p: ClinicalParams) -> float:
+        """The rater's shift of a MADRS total at time ``t_h`` (h): bias, drift to that
+        time, and the visit's own shift (``visit_z`` standard normal times ``rater_sd``)."""
+        return (self.bias + self.drift * float(t_h) / RATER_DRIFT_PERIOD_H
+                + p.values["rater_sd"] * float(visit_z))
 
 
 def rate_items(latent_total: float, profile: np.ndarray, item_max: np.ndarray,
@@ -195,3 +240,19 @@ def rate_items(latent_total: float, profile: np.ndarray, item_max: np.ndarray,
     latent = item_min + latent_total * share + rater_effect * span / span.sum()
     noisy = latent + rng.normal(0.0, p.values["item_noise_sd"], latent.size)
     return np.clip(np.rint(noisy), item_min, item_max)
+
+
+def rate_domains(latent_total: float, profile: np.ndarray, patterns: list[np.ndarray],
+                 domain_max: float, rng: np.random.Generator, p: ClinicalParams
+                 ) -> list[np.ndarray]:
+    """Integer item scores (0..``domain_max``) of a scale scored by domains (the total
+    is the sum of each domain's highest item): the latent total shared over the domains
+    by the patient's ``profile``, each domain's level carried in full by its leading
+    item and in part by the others (``patterns``, the highest weight 1), plus
+    independent item noise, rounded and clipped. One array per domain."""
+    share = profile / profile.size
+    out = []
+    for level, w in zip(latent_total * share, patterns):
+        noisy = level * w + rng.normal(0.0, p.values["item_noise_sd"], w.size)
+        out.append(np.clip(np.rint(noisy), 0.0, domain_max))
+    return out

@@ -20,8 +20,10 @@ from ketasim.clinical.assays import (
     BPRS_POSITIVE_ASSAY,
     CADSS_ASSAY,
     GBC_ASSAY,
+    HDRS17_ASSAY,
     MADRS_ASSAY,
     MRS_ASSAY,
+    QIDS_SR_ASSAY,
     SEDATION_ASSAY,
 )
 from ketasim.core.assay import Assay
@@ -50,7 +52,7 @@ def register_assay(assay: Assay) -> Assay:
 for _a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA, WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
            UNCAGING, FIXED, CALCIUM, TAIL_SUSPENSION, OPEN_FIELD, SUCROSE, HELPLESSNESS,
            EXTINCTION, MADRS_ASSAY, CADSS_ASSAY, BPRS_POSITIVE_ASSAY, GBC_ASSAY, MRS_ASSAY,
-           SEDATION_ASSAY):
+           SEDATION_ASSAY, HDRS17_ASSAY, QIDS_SR_ASSAY):
     register_assay(_a)
 
 __all__ = ["ASSAYS", "register_assay"]
