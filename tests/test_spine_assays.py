@@ -156,5 +156,5 @@ def test_an_arm_images_one_population():
         "assays: [{assay: fixed_tissue_spines, at: [0h]}, "
         "{assay: two_photon_spines, at: [0h], options: {cell: ca1}}]")
     with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[1\]\.options\.cell: got "
-                                               r"'ca1'; an arm's spine assays measure one"):
+                                               r"'ca1'; an arm's spine assays in one region measure one"):
         simulate(load_scenario_text(text), registry=load_registry())

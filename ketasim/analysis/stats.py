@@ -21,17 +21,21 @@ TIME_TOL_H = 1e-9
 
 
 def summarize(readouts: pd.DataFrame) -> pd.DataFrame:
-    """Per arm, assay, readout and time: n (non-missing), mean and SEM (ddof 1)."""
+    """Per arm, assay, readout and time (and region, where the readouts carry one): n
+    (non-missing), mean and SEM (ddof 1)."""
+    regional = "region" in readouts.columns
+    columns = SUMMARY_COLUMNS[:2] + (["region"] if regional else []) + SUMMARY_COLUMNS[2:]
     if readouts.empty:
-        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+        return pd.DataFrame(columns=columns)
     arm_order = {a: i for i, a in enumerate(dict.fromkeys(readouts["arm"]))}
-    g = readouts.groupby(["arm", "assay", "readout", "time_h", "unit"], sort=False)["value"]
+    keys = ["arm", "assay", *(["region"] if regional else []), "readout", "time_h", "unit"]
+    g = readouts.groupby(keys, sort=False)["value"]
     out = g.agg(n="count", mean="mean", sd=lambda v: v.std(ddof=1)).reset_index()
     out["sem"] = out["sd"] / np.sqrt(out["n"].where(out["n"] > 0))
     out = out.drop(columns="sd")
     out["_arm"] = out["arm"].map(arm_order)
-    out = out.sort_values(["_arm", "assay", "readout", "time_h"], kind="stable")
-    return out.drop(columns="_arm").reset_index(drop=True)[SUMMARY_COLUMNS]
+    out = out.sort_values(["_arm", *keys[1:-1]], kind="stable")
+    return out.drop(columns="_arm").reset_index(drop=True)[columns]
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,12 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
             np.abs(readouts["time_h"] - float(c.at)) < TIME_TOL_H)
         if getattr(c, "assay", None):
             sel &= readouts["assay"] == c.assay
+        if getattr(c, "region", None):
+            sel &= readouts["region"] == c.region if "region" in readouts else False
+        elif "region" in readouts and readouts.loc[sel, "region"].nunique() > 1:
+            raise ValueError(
+                f"compare[{k}]: {c.readout!r} is measured in regions "
+                f"{sorted(readouts.loc[sel, 'region'].unique())}; name one with region:")
         groups = []
         for arm in c.arms:
             v = readouts.loc[sel & (readouts["arm"] == arm), "value"].to_numpy(float)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ketasim.core.regions import DEFAULT_REGION, KNOWN_REGIONS
 from ketasim.core.streams import assay_rng
 
 LAYERS = ("spines", "circuit")  # later layers an assay may read (signalling: ``outputs``)
@@ -88,6 +89,7 @@ class AssayContext:
     spines: object = None
     circuit: object = None
     kept: dict = field(default_factory=dict)
+    region: str = DEFAULT_REGION  # the region measured (its parameters: ``registry``)
 
     def __post_init__(self):
         if self.registry is None:
@@ -100,8 +102,12 @@ class AssayContext:
 
     def rng(self, i: int, part: str | None = None) -> np.random.Generator:
         """Measurement stream of the chunk's ``i``-th subject for this assay (or for a
-        named ``part`` of it, e.g. one session)."""
-        return assay_rng(self.seed, self.arm, int(self.subjects[i]), part or self.assay)
+        named ``part`` of it, e.g. one session); a region other than the default has
+        streams of its own (the default region's keys are unchanged)."""
+        key = part or self.assay
+        if self.region != DEFAULT_REGION:
+            key = f"{self.region}/{key}"
+        return assay_rng(self.seed, self.arm, int(self.subjects[i]), key)
 
     def rows(self, values: np.ndarray, at: np.ndarray, readouts, units) -> AssayRows:
         return AssayRows.from_grid(values, at, list(readouts), list(units), self.subjects)
@@ -133,8 +139,13 @@ class Assay:
     artifacts: dict = field(default_factory=dict)
     # combine the kept dicts of one arm's subject chunks (default: concatenate tables)
     merge_kept: Callable[[list[dict]], dict] | None = None
+    # the brain regions the assay can measure (ketasim.core.regions)
+    regions: tuple[str, ...] = (DEFAULT_REGION,)
 
     def __post_init__(self):
+        if not self.regions or any(r not in KNOWN_REGIONS for r in self.regions):
+            raise ValueError(f"assay {self.name!r}: regions {self.regions}; expected some "
+                             f"of {KNOWN_REGIONS}")
         bad = [r for r in self.reads if r not in LAYERS]
         if bad:
             raise ValueError(f"assay {self.name!r}: reads {bad}; expected layers from "

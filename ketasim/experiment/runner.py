@@ -18,11 +18,13 @@ import pandas as pd
 
 from ketasim.circuit.assay import CircuitStage
 from ketasim.core.assay import Assay, AssayContext, AssayOptionError, resolve_options
+from ketasim.core.regions import DEFAULT_REGION
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.cohort import sample_cohort
 from ketasim.experiment.population import draw_patients, screen
 from ketasim.experiment.trial import apply_dropout
 from ketasim.params import Registry
+from ketasim.params.regions import check_regions, region_registry
 from ketasim.signaling.protocol import ProtocolError, compile_arm, intervention_times
 from ketasim.signaling.simulate import (
     DEFAULT_ATOL,
@@ -90,6 +92,7 @@ class _Plan:
     assay: Assay
     options: dict
     at: np.ndarray
+    region: str = DEFAULT_REGION
 
 
 def _plans(arm, i: int) -> list[_Plan]:
@@ -102,7 +105,8 @@ def _plans(arm, i: int) -> list[_Plan]:
                 f"simulates: {sorted(ASSAYS)}")
         assay = ASSAYS[spec_.assay]
         out.append(_Plan(assay, resolve_options(assay, spec_.options, where),
-                         np.asarray(spec_.at, dtype=float)))
+                         np.asarray(spec_.at, dtype=float),
+                         getattr(spec_, "region", DEFAULT_REGION)))
     return out
 
 
@@ -110,9 +114,10 @@ def check_supported(scenario, registry: Registry) -> None:
     """Every assay is simulated, its options are valid, and an arm's spine assays image
     one cell type that has a spine parameter set in the registry."""
     _require(registry)
+    check_regions(registry)
     cells = spine_cells(registry)
     for i, arm in enumerate(scenario.arms):
-        arm_cell = None
+        arm_cell: dict[str, str] = {}  # per region
         for j, plan in enumerate(_plans(arm, i)):
             if not plan.assay.needs_spines:
                 continue
@@ -121,13 +126,15 @@ def check_supported(scenario, registry: Registry) -> None:
             if cell not in cells:
                 raise AssayOptionError(f"{where}.options.cell: got {cell!r}; "
                                        f"expected a cell type with spine parameters: {cells}")
-            if arm_cell is not None and cell != arm_cell:
+            first = arm_cell.setdefault(plan.region, cell)
+            if cell != first:
                 raise AssayOptionError(
-                    f"{where}.options.cell: got {cell!r}; an arm's spine assays "
-                    f"measure one population, and an earlier assay of this arm uses "
-                    f"{arm_cell!r}")
-            arm_cell = cell
-        _check_spine_times(scenario.species, arm, i, registry, arm_cell)
+                    f"{where}.options.cell: got {cell!r}; an arm's spine assays in one "
+                    f"region measure one population, and an earlier assay of this arm "
+                    f"uses {first!r}")
+        for region, cell in arm_cell.items():
+            _check_spine_times(scenario.species, arm, i, region_registry(registry, region),
+                               cell)
 
 
 def _probe_events(species, arm, i, seed, registry):
@@ -188,7 +195,7 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
         if not plans:
             continue
         covs = _covariates(drawn.get(arm.name), scenario.species, registry)
-        arm_frames, arm_kept, arm_steps = _run_arm(
+        arm_frames, arm_kept, arm_steps = _run_regions(
             scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
             covs)
         frames.extend(arm_frames)
@@ -222,7 +229,11 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
             keep = [(a, s) not in gone for a, s in zip(disposition["arm"],
                                                        disposition["subject"], strict=True)]
             disposition = disposition[keep].reset_index(drop=True)
-    return RunResult(scenario, seed, readouts[READOUT_COLUMNS].reset_index(drop=True),
+    # the region column only where a region other than the default is measured
+    columns = READOUT_COLUMNS + (
+        ["region"] if "region" in readouts and (readouts["region"] != DEFAULT_REGION).any()
+        else [])
+    return RunResult(scenario, seed, readouts[columns].reset_index(drop=True),
                      timings, {"method": "auto", "rtol": rtol, "atol": atol}, steps, kept,
                      disposition, patients)
 
@@ -239,8 +250,30 @@ def _covariates(patients: pd.DataFrame | None, species: str, registry: Registry
     return out
 
 
+def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
+                 covs=None):
+    """One arm, region by region: the same engines with each region's parameter set
+    (:func:`ketasim.params.regions.region_registry`) and the same subjects (their PK
+    draws are shared: a region overrides no PK parameter). Frames in the assays' order;
+    the kept results of a region other than the default under ``assay@region``."""
+    frames: list[pd.DataFrame | None] = [None] * len(plans)
+    kept: dict = {}
+    steps = 0.0
+    for region in dict.fromkeys(p.region for p in plans):
+        idx = [j for j, p in enumerate(plans) if p.region == region]
+        reg = region_registry(registry, region)
+        f, k, s = _run_arm(species, arm, i, [plans[j] for j in idx], seed, reg, rtol, atol,
+                           chunk_subjects, covs, region)
+        for j, fr in zip(idx, f, strict=True):
+            frames[j] = fr.assign(region=region)
+        for name, v in k.items():
+            kept[name if region == DEFAULT_REGION else f"{name}@{region}"] = v
+        steps += s
+    return frames, kept, steps
+
+
 def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-             covs=None):
+             covs=None, region=DEFAULT_REGION):
     times: set[float] = set()
     outputs: set[str] = set()
     for p in plans:
@@ -273,7 +306,7 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
                 stage = CircuitStage.build(recording, trajectory, registry)
         for j, p in enumerate(plans):
             ctx = AssayContext(seed, arm.name, p.assay.name, subjects, species, p.options,
-                               trajectory, registry, recording, stage)
+                               trajectory, registry, recording, stage, region=region)
             rows = p.assay.measure(ctx, p.at)
             parts[p.assay.name].append(ctx.kept)
             frames[j].append(pd.DataFrame({

@@ -41,6 +41,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ketasim.clinical.assays import SCALE_READOUTS
+from ketasim.core.regions import DEFAULT_REGION, KNOWN_REGIONS
 
 from . import vocabulary
 from .units import (
@@ -710,12 +711,19 @@ class AssaySpec(BaseModel):
         time or a list.
     options : dict
         Free-form settings passed to the assay (plain YAML data only).
+    region : str, default "mpfc"
+        The brain region measured (a parameter set over the same engines; every
+        subject carries all regions at once).
     """
 
     model_config = _CONFIG
     what: ClassVar[str] = "an assay"
 
     assay: AssayName = Field(description="the assay")
+    region: Literal[KNOWN_REGIONS] = Field(  # type: ignore[valid-type]
+        default=DEFAULT_REGION,
+        description="the brain region measured: " + " or ".join(map(repr, KNOWN_REGIONS)),
+    )
     at: Annotated[
         tuple[TimeH, ...],
         BeforeValidator(_one_or_many_times),
@@ -740,6 +748,14 @@ class AssaySpec(BaseModel):
     def readouts(self) -> tuple[str, ...]:
         """The readouts this assay reports."""
         return vocabulary.readouts_of(self.assay)
+
+    @model_validator(mode="after")
+    def _check_region(self) -> "AssaySpec":
+        regions = vocabulary.ASSAY_REGIONS.get(self.assay, (DEFAULT_REGION,))
+        if self.region not in regions:
+            raise problem(f"a region that {self.assay} measures: {', '.join(regions)}",
+                          ("region",))
+        return self
 
 
 class Normal(BaseModel):
@@ -924,6 +940,8 @@ class Comparison(BaseModel):
         One of :data:`STATISTICAL_TESTS`.
     assay : str or None
         Restrict the readout to this assay.
+    region : str or None
+        Restrict the readout to this region (needed when it is measured in several).
     """
 
     model_config = _CONFIG
@@ -940,6 +958,11 @@ class Comparison(BaseModel):
     )
     assay: AssayName | None = Field(
         default=None, description="the assay the readout comes from (when ambiguous)"
+    )
+    region: Literal[KNOWN_REGIONS] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="the region the readout is measured in (when the arms measure it in "
+        "more than one)",
     )
 
     @model_validator(mode="after")

@@ -131,6 +131,9 @@ INTERVENTION_KINDS: Mapping[str, Literal["permanent", "instantaneous", "timed"]]
 #: Assay name -> readouts it reports (from the assays' declarations).
 ASSAYS: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.readout_names)
 
+#: Assay name -> the brain regions it can measure (``region:`` of an assay).
+ASSAY_REGIONS: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.regions)
+
 
 def readouts_of(assay: str) -> tuple[str, ...]:
     """Return the readouts an assay reports.

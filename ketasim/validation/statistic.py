@@ -56,6 +56,25 @@ class _Data:
         self.r = readouts
         self.tracking = tracking or {}
 
+    def sel(self, arm: str, readout: str) -> pd.Series:
+        """Rows of ``readout`` in ``arm``; ``"region:readout"`` (e.g.
+        ``"striatum:pmtor_rel"``) names the region where several measure the readout."""
+        r = self.r
+        region = None
+        if ":" in readout:
+            region, readout = readout.split(":", 1)
+        sel = (r["arm"] == arm) & (r["readout"] == readout)
+        if "region" in r.columns:
+            if region is not None:
+                sel &= r["region"] == region
+            elif r.loc[sel, "region"].nunique() > 1:
+                raise StatisticError(
+                    f"{readout!r} of arm {arm!r} is measured in regions "
+                    f"{sorted(r.loc[sel, 'region'].unique())}: write 'REGION:{readout}'")
+        elif region is not None and region != "mpfc":
+            sel &= False
+        return sel
+
     def table(self, arm: str) -> pd.DataFrame:
         if arm not in self.tracking:
             raise StatisticError(f"no spine tracking table for arm {arm!r} (needs the "
@@ -64,8 +83,7 @@ class _Data:
 
     def values(self, arm: str, readout: str, at, assay: str | None = None) -> np.ndarray:
         r = self.r
-        sel = (r["arm"] == arm) & (r["readout"] == readout) & np.isclose(
-            r["time_h"], _hours(at), atol=1e-9)
+        sel = self.sel(arm, readout) & np.isclose(r["time_h"], _hours(at), atol=1e-9)
         if assay:
             sel &= r["assay"] == assay
         v = r.loc[sel, "value"].to_numpy(float)
@@ -77,8 +95,7 @@ class _Data:
     def by_subject(self, arm: str, readout: str, at) -> pd.Series:
         """One value per subject (indexed by subject) at a time; NaN values dropped."""
         r = self.r
-        sel = (r["arm"] == arm) & (r["readout"] == readout) & np.isclose(
-            r["time_h"], _hours(at), atol=1e-9)
+        sel = self.sel(arm, readout) & np.isclose(r["time_h"], _hours(at), atol=1e-9)
         if not sel.any():
             raise StatisticError(f"no {readout!r} for arm {arm!r} at {at!r}")
         v = r.loc[sel].groupby("subject")["value"].mean()
@@ -95,7 +112,7 @@ class _Data:
 
     def course(self, arm: str, readout: str, assay: str | None = None) -> pd.Series:
         r = self.r
-        sel = (r["arm"] == arm) & (r["readout"] == readout)
+        sel = self.sel(arm, readout)
         if assay:
             sel &= r["assay"] == assay
         if not sel.any():
@@ -159,7 +176,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
         of that subject's values in the window (as PK papers report individual
         non-compartmental estimates)."""
         r = d.r
-        sel = (r["arm"] == arm) & (r["readout"] == readout) & (
+        sel = d.sel(arm, readout) & (
             r["time_h"] >= _hours(t_from) - 1e-9) & (r["time_h"] <= _hours(t_to) + 1e-9)
         if assay:
             sel &= r["assay"] == assay
@@ -180,7 +197,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
         between ``t_from`` and ``t_to`` (linear trapezoids over the sampled times; units
         of the readout times h), as non-compartmental analysis computes it."""
         r = d.r
-        sel = (r["arm"] == arm) & (r["readout"] == readout) & (
+        sel = d.sel(arm, readout) & (
             r["time_h"] >= _hours(t_from) - 1e-9) & (r["time_h"] <= _hours(t_to) + 1e-9)
         if assay:
             sel &= r["assay"] == assay
