@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -206,6 +207,15 @@ def resolve_options(assay: Assay, given: dict, where: str) -> dict:
         default = assay.options[k]
         if isinstance(default, str) and not isinstance(v, str):
             raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a name")
+        if isinstance(default, list):
+            ok = isinstance(v, list) and v and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
+                and x > 0 for x in v) and all(a < b for a, b in pairwise(v))
+            if not ok:
+                raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a list of "
+                                       "increasing numbers > 0")
+            out[k] = [float(x) for x in v]
+            continue
         if k in assay.choices and v not in assay.choices[k]:
             raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected one of "
                                    f"{list(assay.choices[k])}")

@@ -711,18 +711,20 @@ class AssaySpec(BaseModel):
         time or a list.
     options : dict
         Free-form settings passed to the assay (plain YAML data only).
-    region : str, default "mpfc"
+    region : str or None
         The brain region measured (a parameter set over the same engines; every
-        subject carries all regions at once).
+        subject carries all regions at once); left out, the first region the assay
+        measures (``mpfc`` for all but the striatal behaviour).
     """
 
     model_config = _CONFIG
     what: ClassVar[str] = "an assay"
 
     assay: AssayName = Field(description="the assay")
-    region: Literal[KNOWN_REGIONS] = Field(  # type: ignore[valid-type]
-        default=DEFAULT_REGION,
-        description="the brain region measured: " + " or ".join(map(repr, KNOWN_REGIONS)),
+    region: Literal[KNOWN_REGIONS] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="the brain region measured: " + " or ".join(map(repr, KNOWN_REGIONS))
+        + " (left out: the first the assay measures, mpfc for most)",
     )
     at: Annotated[
         tuple[TimeH, ...],
@@ -752,6 +754,8 @@ class AssaySpec(BaseModel):
     @model_validator(mode="after")
     def _check_region(self) -> "AssaySpec":
         regions = vocabulary.ASSAY_REGIONS.get(self.assay, (DEFAULT_REGION,))
+        if self.region is None:
+            object.__setattr__(self, "region", regions[0])
         if self.region not in regions:
             raise problem(f"a region that {self.assay} measures: {', '.join(regions)}",
                           ("region",))

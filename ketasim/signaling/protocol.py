@@ -616,5 +616,14 @@ for _iv in (
                  (Control("parac1_shrink", "intervention.parac1_shrink_rate",
                           "intervention.parac1_light_h"),),
                  spines="remove_new_spines"),
+    # unilateral 6-OHDA lesions of the nigrostriatal dopamine pathway (the Parkinson's
+    # model of the LID studies, issue 15): the terminals degenerate over days
+    # (sig.k_lesion) in the regions the lesion reaches (sig.lesion_reach)
+    Intervention("lesion_6ohda_mfb", "permanent",
+                 "6-OHDA into the medial forebrain bundle (near-complete nigrostriatal lesion)",
+                 (Control("dopamine_lesion", "lesion.mfb_6ohda_extent"),)),
+    Intervention("lesion_6ohda_intrastriatal", "permanent",
+                 "6-OHDA into the striatum (partial terminal lesion)",
+                 (Control("dopamine_lesion", "lesion.intrastriatal_6ohda_extent"),)),
 ):
     register_intervention(_iv)

@@ -105,6 +105,13 @@ STATES: tuple[State, ...] = (
     State("structural_1", 0.0, "1", "structural-maturation delay chain, stage 1"),
     State("structural_2", 0.0, "1", "structural-maturation delay chain, stage 2"),
     State("structural_3", 0.0, "1", "structural-maturation delay chain, stage 3"),
+    # the dopamine innervation of the region and what follows its loss (a 6-OHDA lesion
+    # reaches the striatum; lesion_reach is 0 in mPFC): terminals left, D1 receptor
+    # supersensitivity, and the L-DOPA-driven priming of dyskinesia in D1 neurons
+    State("da_terminals", 1.0, "1", "dopamine terminals left (fraction of intact)"),
+    State("d1_sensitivity", 1.0, "1", "D1 receptor signalling sensitivity (x intact)"),
+    State("lid_priming", 0.0, "1",
+          "priming of dyskinesia in D1 neurons by pulsatile D1 -> PKA drive (0 none, 1 full)"),
 )
 
 # ------------------------------------------------------------------ parameters
@@ -201,6 +208,15 @@ PARAMS: tuple[Param, ...] = (
     Param("k_parac1_tag", "sig.k_parac1_tag", "1/h"),
     Param("stress_k_on", "stress.k_on", "1/h"),
     Param("stress_k_off", "stress.k_off", "1/h"),
+    Param("lesion_reach", "sig.lesion_reach", "1"),
+    Param("k_lesion", "sig.k_lesion", "1/h"),
+    Param("da_comp_k", "sig.da_compensation_k", "1"),
+    Param("da_buffer_k", "sig.da_buffer_k", "1"),
+    Param("k_d1ss", "sig.k_d1_supersensitivity", "1/h"),
+    Param("d1ss_gain", "sig.d1_supersensitivity_gain", "1"),
+    Param("k_lid_on", "sig.k_lid_priming_on", "1/h"),
+    Param("k_lid_off", "sig.k_lid_priming_off", "1/h"),
+    Param("lid_pka_thr", "sig.lid_pka_threshold", "1"),
 )
 
 # ------------------------------------------------------------------ controls
@@ -228,6 +244,8 @@ CONTROLS: tuple[Control, ...] = (
     Control("terminal_inhibition", "1", "fall of mPFC dopamine release (terminal inhibition)"),
     Control("drd1_neuron_stim", "1", "1 while mPFC Drd1-expressing neurons are photostimulated"),
     Control("drd1_neuron_silencing", "1", "fall of the activity of mPFC Drd1-expressing neurons"),
+    Control("dopamine_lesion", "1",
+            "share of the dopamine terminals a 6-OHDA lesion destroys (0 none)"),
     Control("parac1_shrink", "1/h",
             "shrinkage rate of probe-holding potentiated synapses while AS-PaRAC1 is lit"),
 )
@@ -312,12 +330,21 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # activity of the Drd1-expressing pyramidal neurons, the cells whose PKA the Drd1 path
     # raises: they follow the network's AMPA drive unless silenced (F-W-9)
     ("d1n_activity", "ampa * (1.0 - drd1_neuron_silencing)"),
+    # the region's dopamine terminals (a lesion reaches a region by lesion_reach); the
+    # remaining terminals compensate, holding the tonic level until most are gone
+    # (da_comp_k), and lose their buffering of dopamine made from precursor: with fewer
+    # terminals (less reuptake and storage) the same L-DOPA gives larger swings
+    ("terminals", "1.0 - lesion_reach * (1.0 - da_terminals)"),
+    ("da_tonic", "terminals * (1.0 + da_comp_k) / (terminals + da_comp_k)"),
+    ("da_buffer", "(1.0 + da_buffer_k) / (terminals + da_buffer_k)"),
     # VTA -> mPFC dopamine (F-W-8), its manipulations (F-W-11, F-W-16, F-W-17)
-    ("da_target", ("(1.0 + da_gain * (ampa - 1.0) + da_supply_ag)"
+    ("da_target", ("(da_tonic * (1.0 + da_gain * (ampa - 1.0)) + da_supply_ag * da_buffer)"
                   " * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition)"
                   " + da_term_act * terminal_activation")),
-    # Drd1 -> cAMP/PKA (F-W-10..F-W-14); blockers remove the Drd1-driven rise
-    ("d1_signal", "dopamine * (1.0 - drd1_block) * (1.0 - drd1_ko) + drd1_ag"),
+    # Drd1 -> cAMP/PKA (F-W-10..F-W-14); blockers remove the Drd1-driven rise; D1
+    # receptors of a denervated region are supersensitive
+    ("d1_signal", ("dopamine * d1_sensitivity * (1.0 - drd1_block) * (1.0 - drd1_ko)"
+                   " + drd1_ag")),
     ("d1_kn", "pw(d1_k, d1_n)"),
     ("d1_act", "hillk(d1_signal, d1_kn, d1_n)"),
     ("d1_act0", "1.0 / (1.0 + d1_kn)"),
@@ -414,6 +441,12 @@ RATES: tuple[tuple[str, str], ...] = (
     ("structural_1", "k_struct * (structural_input - structural_1)"),
     ("structural_2", "k_struct * (structural_1 - structural_2)"),
     ("structural_3", "k_struct * (structural_2 - structural_3)"),
+    ("da_terminals", "k_lesion * (1.0 - dopamine_lesion - da_terminals)"),
+    ("d1_sensitivity", "k_d1ss * (1.0 + d1ss_gain * pos(1.0 - da_tonic) - d1_sensitivity)"),
+    # each L-DOPA pulse that drives PKA in D1 neurons past a threshold primes dyskinesia
+    # further; priming lasts weeks (k_lid_on is 0 outside the striatum)
+    ("lid_priming", ("k_lid_on * pos(pka - lid_pka_thr) * (1.0 - lid_priming)"
+                     " - k_lid_off * lid_priming")),
 )
 
 
@@ -468,6 +501,12 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
     ("formation_drive", "formation_drive", "1", "spine formation drive (x baseline)"),
     ("elimination_drive", "elimination_drive", "1", "spine elimination drive (x baseline)"),
     ("activity_drive", "activity_drive", "1", "acute excitability / activity drive (x baseline)"),
+    ("da_terminals", "terminals", "1", "dopamine terminals left in the region (fraction)"),
+    ("d1_sensitivity", "d1_sensitivity", "1", "D1 receptor sensitivity (x intact)"),
+    ("d1_drive", "d1_signal", "1",
+     "D1 receptor signal: dopamine x D1 sensitivity, less block, plus agonists (x intact)"),
+    ("lid_priming", "lid_priming", "1", "priming of L-DOPA-induced dyskinesia (0-1)"),
+
     ("synaptic_protein", "synaptic_protein", "1", "synaptic protein level (x baseline)"),
     ("synaptic_potentiation", "potentiation", "1",
      "PKA-gated potentiation of existing synapses (0-1)"),

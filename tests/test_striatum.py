@@ -1,0 +1,169 @@
+"""The striatal branch (issue 15): 6-OHDA lesion, L-DOPA, D1 supersensitivity, priming
+of dyskinesia, AIMs and the cylinder test, on the same engines as mPFC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ketasim.behavior.striatal import AIMS_MAX, aims_drive, contralateral_use
+from ketasim.core.assay import AssayOptionError
+from ketasim.experiment import runner
+from ketasim.experiment.cohort import sample_cohort
+from ketasim.params import load_registry
+from ketasim.params.regions import region_registry
+from ketasim.scenario import load_scenario_text
+from ketasim.signaling.protocol import compile_arm
+from ketasim.signaling.simulate import simulate_signaling
+
+REG = load_registry()
+LESION = "{at: -21d, intervention: lesion_6ohda_mfb}"
+SHAM = "{at: -21d, drug: saline, route: sc}"
+
+
+def _doses(days) -> str:
+    return "".join(f", {{at: {d}d, drug: ldopa, dose: 6 mg/kg, route: sc}}" for d in days)
+
+
+def course(first: str, doses, times, outputs, region="striatum", n=1):
+    sc = load_scenario_text(f"name: t\nspecies: rat\nseed: 1\narms:\n  - name: a\n    n: {n}\n"
+                            f"    protocol: [{first}{_doses(doses)}]\n")
+    reg = region_registry(REG, region)
+    c = sample_cohort(reg, "rat", "a", n, 1, variability=False)
+    sim = simulate_signaling(c, compile_arm(sc.arms[0], "rat", c, reg), np.asarray(times),
+                             outputs)
+    return {o: sim.output(o)[0] for o in outputs}
+
+
+def test_the_lesion_removes_striatal_terminals_within_days_and_spares_mpfc():
+    t = np.array([-21, -20, -18, -14, -1]) * 24.0
+    st = course(LESION, [], t, ["da_terminals", "da_rel", "d1_sensitivity"])
+    assert st["da_terminals"][0] == 1.0
+    assert st["da_terminals"][2] < 0.2  # > 80% lost by day 3 (stepping deficit, Chang 1999)
+    assert st["da_terminals"][-1] == pytest.approx(1 - REG.value("lesion.mfb_6ohda_extent"),
+                                                   abs=1e-3)
+    # compensation holds tonic dopamine above the terminals left; D1 supersensitivity
+    assert st["da_rel"][-1] > 5 * st["da_terminals"][-1]
+    assert st["d1_sensitivity"][-1] > 1.5
+    mp = course(LESION, [], t, ["da_terminals", "da_rel", "d1_sensitivity"], region="mpfc")
+    np.testing.assert_allclose(mp["da_terminals"], 1.0)
+    np.testing.assert_allclose(mp["da_rel"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(mp["d1_sensitivity"], 1.0, atol=1e-9)
+
+
+def test_ldopa_swings_dopamine_in_a_denervated_striatum_and_primes_dyskinesia():
+    t = np.array([-1 * 24.0, 1.5, 20 * 24 + 1.5])
+    les = course(LESION, range(21), t, ["da_rel", "pka_rel", "lid_priming", "d1_drive"])
+    sham = course(SHAM, range(21), t, ["da_rel", "pka_rel", "lid_priming", "d1_drive"])
+    rise_les = les["da_rel"][1] / les["da_rel"][0]
+    rise_sham = sham["da_rel"][1] / sham["da_rel"][0]
+    assert rise_les > 4 * rise_sham  # buffering lost with the terminals
+    assert les["d1_drive"][1] > REG.value("behavior.aims.d1_threshold") > sham["d1_drive"][1]
+    assert sham["lid_priming"][-1] == 0.0
+    assert 0.5 < les["lid_priming"][-1] < 1.0
+    # no priming without L-DOPA: the lesion alone does not prime
+    alone = course(LESION, [], t, ["lid_priming"])
+    assert alone["lid_priming"][-1] == 0.0
+
+
+def test_priming_needs_the_pka_drive():
+    """Removing PKA from D1 neurons (PKI-alpha) removes the priming of dyskinesia."""
+    t = np.array([20 * 24 + 1.5])
+    pki = course(LESION + ", {at: -22d, intervention: pki_alpha}", range(21), t,
+                 ["lid_priming"])
+    full = course(LESION, range(21), t, ["lid_priming"])
+    assert pki["lid_priming"][0] < 0.2 * full["lid_priming"][0]
+
+
+def test_the_same_kernels_serve_both_regions(monkeypatch):
+    """One engine, two parameter sets (F-LID-5): a run measuring both regions calls the
+    one signalling simulator twice, with the mPFC registry and the striatal one."""
+    calls = []
+    real = runner.simulate_signaling
+
+    def spy(cohort, events, grid, names, **kw):
+        calls.append(cohort.get("sig.lesion_reach")[0])
+        return real(cohort, events, grid, names, **kw)
+
+    monkeypatch.setattr(runner, "simulate_signaling", spy)
+    sc = load_scenario_text("""\
+name: two
+species: rat
+seed: 2
+arms:
+  - name: a
+    n: 2
+    protocol: [{at: -21d, intervention: lesion_6ohda_mfb}, {at: 0h, drug: ldopa, dose: 6 mg/kg, route: sc}]
+    assays:
+      - {assay: western_blot, at: [1h]}
+      - {assay: western_blot, at: [1h], region: striatum}
+      - {assay: aims, at: [0h]}
+""")
+    res = runner.simulate(sc, registry=REG)
+    assert calls == [0.0, 1.0]  # mPFC, then the striatum, through the same function
+    r = res.readouts
+    assert set(r["region"]) == {"mpfc", "striatum"}
+    assert set(r.loc[r["assay"] == "aims", "region"]) == {"striatum"}
+    # L-DOPA's PKA -> ERK drive shows in the lesioned striatum, not in mPFC
+    perk = r[r["readout"] == "perk_rel"].groupby("region")["value"].mean()
+    assert perk["striatum"] > perk["mpfc"]
+
+
+def test_aims_scores_are_on_the_scale():
+    sc = load_scenario_text(f"""\
+name: aims
+species: rat
+seed: 4
+arms:
+  - name: a
+    n: 6
+    protocol: [{LESION}{_doses(range(8))}]
+    assays:
+      - {{assay: aims, at: [0d, 7d], options: {{periods_min: [20, 60, 100]}}}}
+      - {{assay: cylinder_test, at: [-1d], options: {{contacts: 25}}}}
+""")
+    r = runner.simulate(sc, registry=REG).readouts
+    alo = r[r["readout"] == "aims_alo"]
+    assert (alo["value"] == np.rint(alo["value"])).all()
+    assert alo["value"].between(0, 3 * 3 * AIMS_MAX).all()
+    day7 = alo[alo["time_h"] == 168.0]["value"]
+    day0 = alo[alo["time_h"] == 0.0]["value"]
+    assert day7.mean() > day0.mean()
+    sub = r[r["readout"].isin(["aims_axial", "aims_limb", "aims_orolingual"])]
+    total = sub.groupby(["subject", "time_h"])["value"].sum()
+    np.testing.assert_array_equal(total.to_numpy(), alo.set_index(["subject", "time_h"])
+                                  .loc[total.index, "value"].to_numpy())
+    cyl = r[r["readout"] == "contralateral_use_pct"]["value"]
+    np.testing.assert_allclose((cyl * 25 / 100) % 1, 0.0, atol=1e-9)  # whole contacts
+
+
+@pytest.mark.parametrize("options,fragment", [
+    ("{periods_min: []}", "periods_min"),
+    ("{periods_min: [60, 20]}", "increasing"),
+    ("{periods_min: [-20]}", "numbers > 0"),
+    ("{periods_min: 20}", "a list"),
+])
+def test_bad_aims_options_are_one_clear_error(options, fragment):
+    sc = load_scenario_text(f"""\
+name: aims
+species: rat
+seed: 4
+arms:
+  - name: a
+    n: 1
+    protocol: [{LESION}]
+    assays: [{{assay: aims, at: [0d], options: {options}}}]
+""")
+    with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[0\]\.options\.periods_min") \
+            as e:
+        runner.simulate(sc, registry=REG)
+    assert fragment in str(e.value)
+
+
+def test_behaviour_functions():
+    assert aims_drive(np.array([0.0, 1.0]), np.array([10.0, 1.0]), 2.5).tolist() == [0.0, 0.0]
+    assert aims_drive(1.0, 5.0, 2.5) == pytest.approx(1.0)
+    p = {"da_50": REG.value("behavior.cylinder.da_50"), "hill": REG.value("behavior.cylinder.hill")}
+    assert contralateral_use(1.0, p) == pytest.approx(0.5)
+    assert contralateral_use(5.0, p) == 0.5  # never more than equal use
+    assert contralateral_use(0.39, p) < 0.15
