@@ -66,7 +66,9 @@ def test_ros3_and_dp5_agree():
     t = np.linspace(-1.0, 96.0, 300)
     a = simulate_signaling(cohort, ev, t, rtol=1e-9, atol=1e-13, method="ros3").values
     b = simulate_signaling(cohort, ev, t, rtol=1e-9, atol=1e-13, method="dp5").values
-    assert np.all(np.abs(a - b) <= np.maximum(1e-5 * np.abs(b), 1e-9))
+    # relative 1e-5, or 1e-8 absolute for values near zero (a brain level of 1e-9 ng/g
+    # days after the dose is at the explicit method's rounding)
+    assert np.all(np.abs(a - b) <= np.maximum(1e-5 * np.abs(b), 1e-8))
 
 
 def test_result_of_a_subject_does_not_depend_on_the_batch():

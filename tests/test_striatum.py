@@ -167,3 +167,43 @@ def test_behaviour_functions():
     assert contralateral_use(1.0, p) == pytest.approx(0.5)
     assert contralateral_use(5.0, p) == 0.5  # never more than equal use
     assert contralateral_use(0.39, p) < 0.15
+
+
+KETAMINE = "".join(f", {{at: {h}h, drug: ketamine, dose: 20 mg/kg, route: ip}}"
+                   for h in (0, 2, 4, 6, 8))
+
+
+def test_ketamine_during_priming_leaves_lasting_resistance_through_trkb_and_mtor():
+    """One 10-h ketamine exposure on the first day of L-DOPA (F-LID-1) lowers dyskinesia
+    priming for weeks; blocking mTORC1 (rapamycin) or TrkB (ANA-12) removes it (F-LID-3);
+    L-DOPA alone leaves no resistance, ketamine alone primes no dyskinesia."""
+    t = np.array([13 * 24 + 1.5, 20 * 24 + 1.5])
+    out = ["lid_priming", "lid_resistance"]
+    base = course(LESION, range(21), t, out)
+    ket = course(LESION + KETAMINE, range(21), t, out)
+    rapa = course(LESION + ", {at: -1h, drug: rapamycin, dose: 6 mg/kg, route: ip}" + KETAMINE,
+                  range(21), t, out)
+    ana = course(LESION + ", {at: -30min, drug: ana12, dose: 0.5 mg/kg, route: ip}, "
+                 "{at: 270min, drug: ana12, dose: 0.5 mg/kg, route: ip}" + KETAMINE,
+                 range(21), t, out)
+    assert base["lid_resistance"].max() == 0.0
+    assert ket["lid_resistance"][0] > 0.3
+    assert ket["lid_priming"][1] < 0.75 * base["lid_priming"][1]  # still lower at day 21
+    assert rapa["lid_priming"][0] > 0.9 * base["lid_priming"][0]
+    assert ana["lid_priming"][0] > 0.9 * base["lid_priming"][0]
+    alone = course(LESION + KETAMINE, [], t, out)
+    assert alone["lid_priming"].max() == 0.0 and alone["lid_resistance"][0] > 0.3
+
+
+def test_without_the_trkb_link_the_long_term_effect_goes():
+    """The broken link (F-LID-3 done-when): with no resistance from coincident TrkB and
+    synthesis in the striatum, ketamine leaves priming as it was."""
+    reg = REG.with_values({"region.striatum.sig.k_lid_resistance_on": 0.0})
+    sc = load_scenario_text(f"name: t\nspecies: rat\nseed: 1\narms:\n  - name: a\n    n: 1\n"
+                            f"    protocol: [{LESION}{KETAMINE}{_doses(range(14))}]\n")
+    st = region_registry(reg, "striatum")
+    c = sample_cohort(st, "rat", "a", 1, 1, variability=False)
+    sim = simulate_signaling(c, compile_arm(sc.arms[0], "rat", c, st),
+                             np.array([13 * 24 + 1.5]), ["lid_priming"])
+    base = course(LESION, range(14), np.array([13 * 24 + 1.5]), ["lid_priming"])
+    assert sim.output("lid_priming")[0, 0] == pytest.approx(base["lid_priming"][0], rel=0.02)

@@ -112,6 +112,9 @@ STATES: tuple[State, ...] = (
     State("d1_sensitivity", 1.0, "1", "D1 receptor signalling sensitivity (x intact)"),
     State("lid_priming", 0.0, "1",
           "priming of dyskinesia in D1 neurons by pulsatile D1 -> PKA drive (0 none, 1 full)"),
+    State("lid_resistance", 0.0, "1",
+          "resistance to dyskinesia priming left by TrkB- and mTORC1-dependent plasticity "
+          "(0 none; it lowers the ceiling of priming)"),
 )
 
 # ------------------------------------------------------------------ parameters
@@ -217,6 +220,8 @@ PARAMS: tuple[Param, ...] = (
     Param("k_lid_on", "sig.k_lid_priming_on", "1/h"),
     Param("k_lid_off", "sig.k_lid_priming_off", "1/h"),
     Param("lid_pka_thr", "sig.lid_pka_threshold", "1"),
+    Param("k_res_on", "sig.k_lid_resistance_on", "1/h"),
+    Param("k_res_off", "sig.k_lid_resistance_off", "1/h"),
 )
 
 # ------------------------------------------------------------------ controls
@@ -444,9 +449,15 @@ RATES: tuple[tuple[str, str], ...] = (
     ("da_terminals", "k_lesion * (1.0 - dopamine_lesion - da_terminals)"),
     ("d1_sensitivity", "k_d1ss * (1.0 + d1ss_gain * pos(1.0 - da_tonic) - d1_sensitivity)"),
     # each L-DOPA pulse that drives PKA in D1 neurons past a threshold primes dyskinesia
-    # further; priming lasts weeks (k_lid_on is 0 outside the striatum)
-    ("lid_priming", ("k_lid_on * pos(pka - lid_pka_thr) * (1.0 - lid_priming)"
+    # further, towards a ceiling that resistance lowers (past it, the pulses renormalise
+    # priming); priming lasts weeks (k_lid_on is 0 outside the striatum)
+    ("lid_priming", ("k_lid_on * pos(pka - lid_pka_thr) * (1.0 - lid_resistance - lid_priming)"
                      " - k_lid_off * lid_priming")),
+    # resistance: the plasticity that BDNF -> TrkB signalling opens together with a
+    # raised mTORC1-dependent synthesis (ketamine's, F-LID-3; L-DOPA raises synthesis
+    # through PKA -> ERK but not TrkB, so it leaves none); it lasts weeks
+    ("lid_resistance", ("k_res_on * pos(ptrkb - 1.0) * pos(synthesis - 1.0)"
+                        " * (1.0 - lid_resistance) - k_res_off * lid_resistance")),
 )
 
 
@@ -506,6 +517,8 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
     ("d1_drive", "d1_signal", "1",
      "D1 receptor signal: dopamine x D1 sensitivity, less block, plus agonists (x intact)"),
     ("lid_priming", "lid_priming", "1", "priming of L-DOPA-induced dyskinesia (0-1)"),
+    ("lid_resistance", "lid_resistance", "1",
+     "resistance to dyskinesia priming (0-1; lowers its ceiling)"),
 
     ("synaptic_protein", "synaptic_protein", "1", "synaptic protein level (x baseline)"),
     ("synaptic_potentiation", "potentiation", "1",
