@@ -163,3 +163,17 @@ def test_assays_declare_known_regions():
     with pytest.raises(ValueError, match="regions"):
         replace(ASSAYS["western_blot"], regions=("hippocampus",))
     assert all(set(a.regions) <= {"mpfc", "striatum"} for a in ASSAYS.values())
+
+
+def test_a_built_in_assay_draws_its_own_noise_in_each_region():
+    """western_blot in mPFC and striatum of the same intact mice: the same cascade (the
+    striatal parameters that differ are inert without a lesion) but independent
+    measurement noise, so the regions' blots are not copies of each other."""
+    r = run("      - {assay: western_blot, at: [1h]}\n"
+            "      - {assay: western_blot, at: [1h], region: striatum}", load_registry())
+    v = r[r["readout"] == "pmtor_rel"].pivot(index="subject", columns="region",
+                                             values="value")
+    assert not np.allclose(v["mpfc"], v["striatum"])
+    mp = run("      - {assay: western_blot, at: [1h]}", load_registry())
+    np.testing.assert_array_equal(mp[mp["readout"] == "pmtor_rel"]["value"].to_numpy(),
+                                  v["mpfc"].to_numpy())

@@ -95,8 +95,8 @@ arms:
     n: 2
     protocol: [{at: -21d, intervention: lesion_6ohda_mfb}, {at: 0h, drug: ldopa, dose: 6 mg/kg, route: sc}]
     assays:
-      - {assay: western_blot, at: [1h]}
-      - {assay: western_blot, at: [1h], region: striatum}
+      - {assay: signaling_state, at: [1h]}
+      - {assay: signaling_state, at: [1h], region: striatum}
       - {assay: aims, at: [0h]}
 """)
     res = runner.simulate(sc, registry=REG)
@@ -104,9 +104,9 @@ arms:
     r = res.readouts
     assert set(r["region"]) == {"mpfc", "striatum"}
     assert set(r.loc[r["assay"] == "aims", "region"]) == {"striatum"}
-    # L-DOPA's PKA -> ERK drive shows in the lesioned striatum, not in mPFC
-    perk = r[r["readout"] == "perk_rel"].groupby("region")["value"].mean()
-    assert perk["striatum"] > perk["mpfc"]
+    # L-DOPA's D1 -> PKA drive shows in the lesioned striatum, not in mPFC
+    pka = r[r["readout"] == "pka_rel"].groupby("region")["value"].mean()
+    assert pka["striatum"] > 2.0 * pka["mpfc"]
 
 
 def test_aims_scores_are_on_the_scale():

@@ -105,10 +105,13 @@ class AssayContext:
         """Measurement stream of the chunk's ``i``-th subject for this assay (or for a
         named ``part`` of it, e.g. one session); a region other than the default has
         streams of its own (the default region's keys are unchanged)."""
+        return assay_rng(self.seed, self.arm, int(self.subjects[i]), self.key(part))
+
+    def key(self, part: str | None = None) -> str:
+        """The stream key of this assay (or of a named ``part``) in this region: a region
+        other than the default has streams of its own."""
         key = part or self.assay
-        if self.region != DEFAULT_REGION:
-            key = f"{self.region}/{key}"
-        return assay_rng(self.seed, self.arm, int(self.subjects[i]), key)
+        return key if self.region == DEFAULT_REGION else f"{self.region}/{key}"
 
     def rows(self, values: np.ndarray, at: np.ndarray, readouts, units) -> AssayRows:
         return AssayRows.from_grid(values, at, list(readouts), list(units), self.subjects)

@@ -86,12 +86,12 @@ def _lcms(name: str, mapping: dict[str, str], unit: str):
         true = _true_levels(ctx, mapping, at)
         joint = [m for m, r in enumerate(readouts) if r not in _OWN_STREAM]
         z = np.empty((ctx.n, 2, *true.shape[1:]))
-        z[:, :, :, joint] = subject_noise(ctx.seed, ctx.arm, ctx.subjects, name,
+        z[:, :, :, joint] = subject_noise(ctx.seed, ctx.arm, ctx.subjects, ctx.key(name),
                                           (2, true.shape[1], len(joint)))
         for m, r in enumerate(readouts):
             if r in _OWN_STREAM:
                 z[:, :, :, m] = subject_noise(ctx.seed, ctx.arm, ctx.subjects,
-                                              f"{name}.{r}", (2, true.shape[1]))
+                                              ctx.key(f"{name}.{r}"), (2, true.shape[1]))
         cv = float(ctx.options["cv"])
         sigma = np.sqrt(np.log1p(cv**2))
         measured = np.clip(true, 0.0, None) * np.exp(sigma * z[:, 0] - sigma**2 / 2) \
