@@ -344,7 +344,8 @@ def main(argv=None) -> float:
         shape = (m, rec.size, nb, cap)
         alive = np.zeros(shape, np.uint8)
         counts = np.zeros((m, nb, 4), np.int64)
-        run_spines(p, f0, 0.0, DT_H, n_steps, form[:m], elim[:m], synp[:m], nb, cap,
+        run_spines(p, f0, 0.0, DT_H, n_steps, form[:m], elim[:m], synp[:m],
+                   np.ones_like(synp[:m]), nb, cap,
                    xoroshiro_states(2026, "bench", m, PURPOSE_SPINES, nb), photo[:m], rec, alive,
                    np.zeros(shape), np.zeros(shape), np.zeros(shape, np.int8),
                    np.zeros(shape, np.uint8), np.zeros(shape, np.uint8),

@@ -207,3 +207,57 @@ def test_without_the_trkb_link_the_long_term_effect_goes():
                              np.array([13 * 24 + 1.5]), ["lid_priming"])
     base = course(LESION, range(14), np.array([13 * 24 + 1.5]), ["lid_priming"])
     assert sim.output("lid_priming")[0, 0] == pytest.approx(base["lid_priming"][0], rel=0.02)
+
+
+def test_priming_enlarges_d1_neuron_spines_and_ketamine_keeps_them_smaller():
+    """Dyskinesia priming shifts the mature spines' size (more mushroom spines, F-LID-4);
+    the size drive is exactly 1 without priming, so mPFC spines are untouched."""
+    t = np.array([-1 * 24.0, 20 * 24 + 1.5])
+    sham = course(SHAM, range(21), t, ["spine_size_drive"])
+    les = course(LESION, range(21), t, ["spine_size_drive", "lid_priming"])
+    ket = course(LESION + KETAMINE, range(21), t, ["spine_size_drive"])
+    assert np.all(sham["spine_size_drive"] == 1.0)
+    assert les["spine_size_drive"][1] == pytest.approx(
+        np.exp(REG.value("sig.lid_spine_size_gain") * les["lid_priming"][1]))
+    assert 1.0 < ket["spine_size_drive"][1] < les["spine_size_drive"][1]
+    sc = load_scenario_text(f"""\
+name: spines
+species: rat
+seed: 6
+arms:
+  - name: sham
+    n: 4
+    protocol: [{SHAM}{_doses(range(14))}]
+    assays: &a [{{assay: fixed_tissue_spines, at: [14d], region: striatum, options: {{cell: msn}}}}]
+  - name: lesion
+    n: 4
+    protocol: [{LESION}{_doses(range(14))}]
+    assays: *a
+""")
+    r = runner.simulate(sc, registry=REG).readouts
+    m = r[r["readout"] == "mushroom_fraction"].groupby("arm")["value"].mean()
+    d = r[r["readout"] == "spine_density_per_10um"].groupby("arm")["value"].mean()
+    assert m["lesion"] > m["sham"] + 0.1
+    assert abs(d["lesion"] - d["sham"]) < 0.15 * d["sham"]  # no new spines on D1 neurons
+
+
+def test_pearson_statistic_pools_the_named_arms():
+    import pandas as pd
+    from scipy import stats
+
+    from ketasim.validation.statistic import evaluate
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm in ("a", "b"):
+        x = rng.normal(size=8)
+        for s in range(8):
+            rows += [{"arm": arm, "subject": s, "assay": "x", "readout": "u", "time_h": 1.0,
+                      "value": x[s], "unit": "1"},
+                     {"arm": arm, "subject": s, "assay": "x", "readout": "v", "time_h": 2.0,
+                      "value": 2 * x[s] + rng.normal(), "unit": "1"}]
+    r = pd.DataFrame(rows)
+    want = stats.pearsonr(r[r.readout == "u"]["value"], r[r.readout == "v"]["value"])
+    assert evaluate("pearson_r('a,b', 'u', '1h', 'v', '2h')", r) == pytest.approx(
+        want.statistic)
+    assert evaluate("pearson_p('a, b', 'u', '1h', 'v', '2h')", r) == pytest.approx(want.pvalue)

@@ -222,6 +222,7 @@ PARAMS: tuple[Param, ...] = (
     Param("lid_pka_thr", "sig.lid_pka_threshold", "1"),
     Param("k_res_on", "sig.k_lid_resistance_on", "1/h"),
     Param("k_res_off", "sig.k_lid_resistance_off", "1/h"),
+    Param("lid_size_gain", "sig.lid_spine_size_gain", "1"),
 )
 
 # ------------------------------------------------------------------ controls
@@ -375,6 +376,9 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("elimination_drive", "1.0 + elim_stress * stress_load"),
     ("activity_drive", "glua1 * (1.0 + act_surge * (ampa - 1.0))"),
     ("synaptic_protein", "psd95"),
+    # mature spines of primed D1 neurons enlarge (mushroom spines in dyskinetic animals;
+    # Suarez et al. 2016 Cereb Cortex): 1 wherever there is no priming (mPFC)
+    ("spine_size_drive", "exp(lid_size_gain * lid_priming)"),
 )
 
 # units of the intermediate quantities that are not dimensionless
@@ -519,6 +523,8 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
     ("lid_priming", "lid_priming", "1", "priming of L-DOPA-induced dyskinesia (0-1)"),
     ("lid_resistance", "lid_resistance", "1",
      "resistance to dyskinesia priming (0-1; lowers its ceiling)"),
+    ("spine_size_drive", "spine_size_drive", "1",
+     "mature spine size (x baseline), for the spine layer"),
 
     ("synaptic_protein", "synaptic_protein", "1", "synaptic protein level (x baseline)"),
     ("synaptic_potentiation", "potentiation", "1",

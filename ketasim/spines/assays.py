@@ -106,7 +106,7 @@ def _fixed(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     nb = int(ctx.options["branches"])
     size = np.exp(rec.logsize)
     cls = rec.classes()  # 0 filo, 1 thin, 2 stubby, 3 mushroom
-    out = np.full((ctx.n, len(at), 6), np.nan)
+    out = np.full((ctx.n, len(at), 7), np.nan)
     per_10um = 10.0 / (nb * rec.branch_length_um)
     for j, t in enumerate(at):
         r = int(np.flatnonzero(np.isclose(rec.times_h, t))[0])
@@ -119,6 +119,8 @@ def _fixed(ctx: AssayContext, at: np.ndarray) -> AssayRows:
                 n_seen, 1)
         # spines carrying a synapse (a PSD95 punctum in a co-stain)
         out[:, j, 5] = (seen & (rec.synapse[:, r, :nb] == 1)).sum(axis=(1, 2)) * per_10um
+        # mushroom spines per length (the LID studies' measure, F-LID-4)
+        out[:, j, 6] = ((cls[:, r, :nb] == 3) & seen).sum(axis=(1, 2)) * per_10um
     return ctx.rows(out, at, FIXED.readout_names, FIXED.units)
 
 
@@ -157,6 +159,7 @@ FIXED = Assay(
     (Readout("spine_density_per_10um", "per 10 um"), Readout("mushroom_fraction", "fraction"),
      Readout("thin_fraction", "fraction"), Readout("stubby_fraction", "fraction"),
      Readout("filopodium_fraction", "fraction"),
-     Readout("synaptic_spine_density_per_10um", "per 10 um")), _fixed,
+     Readout("synaptic_spine_density_per_10um", "per 10 um"),
+     Readout("mushroom_density_per_10um", "per 10 um")), _fixed,
     options={"branches": 10, "detection_um3": 0.01, "cell": "mpfc_l5"},
-    positive=("branches", "detection_um3"), reads=("spines",))
+    positive=("branches", "detection_um3"), reads=("spines",), regions=("mpfc", "striatum"))

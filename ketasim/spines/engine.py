@@ -201,7 +201,7 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
         dummy_i64 = np.zeros(shape, np.int64)
         counts = np.zeros((1, n_br, 4), np.int64)
         state = xoroshiro_states(0, "f0-calibration", 1, PURPOSE_SPINES, n_br)
-        run_spines(p, f0, 0.0, dt, n_steps, ones, ones, ones, n_br, cap, state,
+        run_spines(p, f0, 0.0, dt, n_steps, ones, ones, ones, ones, n_br, cap, state,
                    np.zeros((1, 0)), rec, alive, dummy_f, dummy_f, dummy_i8, dummy_u8,
                    dummy_u8, dummy_i64, counts)
         density = alive.sum(axis=3).mean() / p[I_LENGTH]
@@ -216,7 +216,7 @@ def _one_minus_exp(x):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap,
+def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches, cap,
                  state, photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin,
                  rec_syn, rec_stubby, rec_sid, counts):
     """Burn in and step ``n_branches`` branches of subject ``s``, recorded as branches
@@ -367,8 +367,9 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, n_branche
         x0 = j * seg
         return x0 + next_double(state) * min(seg, L - x0)
 
-    def step(t, size_dt, F, E, P):
-        """One step of all branches (drives F, E, P at the step's start). stats[0] +=
+    def step(t, size_dt, F, E, P, shift):
+        """One step of all branches (drives F, E, P at the step's start; ``shift``: the
+        log shift of the mature size mean, the log of the size drive). stats[0] +=
         formations, [1] += eliminations, [2] += formations lost to a full branch, [3] +=
         spines alive after the step's losses (spine-steps, for spine-day counts)."""
         # neighbour coupling, stronger while the elimination drive is raised
@@ -422,7 +423,7 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, n_branche
                     synapse[b, k] = 1
                 n_steps_alive += 1
                 if size_dt > 0.0:
-                    target = mu_m if synapse[b, k] == 1 else mu_n
+                    target = mu_m + shift if synapse[b, k] == 1 else mu_n
                     logsize[b, k] = target + (logsize[b, k] - target) * a + size_sd * \
                         triangular_normal(next_u64(state))
                 k += 1
@@ -532,6 +533,7 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, n_branche
     for i in range(-n_burn, n_steps + 1):
         t = t_start + i * dt
         F = E = P = 1.0
+        shift = 0.0
         if i == 0:
             origin[:] = 0  # spines alive at the start count as pre-existing
             stats[:] = 0
@@ -554,20 +556,22 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, n_branche
             break
         if i >= 0:
             F, E, P = form[s, i], elim[s, i], synp[s, i]
-        step(t, size_every * dt if (n_burn + i) % size_every == 0 else 0.0, F, E, P)
+            shift = math.log(sized[s, i])
+        step(t, size_every * dt if (n_burn + i) % size_every == 0 else 0.0, F, E, P, shift)
     for c in range(counts.shape[2]):
         counts[s, bo, c] = stats[c]
 
 
 @numba.njit(parallel=True, cache=True)
-def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, states,
+def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches, cap, states,
                photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
                rec_stubby, rec_sid, counts):
     """Step every branch of every subject from ``t_start`` for ``n_steps`` of ``dt`` hours,
     each branch on its own stream ``states[s, b]`` ((n_sub, n_branches, 2) uint64), so a
     branch's spines do not depend on how many branches are simulated.
 
-    ``form``, ``elim``, ``synp``: (n_sub, n_steps) drives at the step starts. Recording
+    ``form``, ``elim``, ``synp``, ``sized``: (n_sub, n_steps) drives at the step starts
+    (``sized``: the size drive, x baseline, scaling the mature spines' size mean). Recording
     arrays have shape (n_sub, n_rec, n_branches, cap) (live spines in the first slots of
     each branch, flagged in ``rec_alive``); recordings before ``t_start`` (at least
     ``t_start`` minus the burn-in) see the baseline burn-in. ``counts``: (n_sub,
@@ -577,6 +581,6 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, n_branches, cap, s
     for q in numba.prange(n_sub * n_branches):
         s = q // n_branches
         b = q % n_branches
-        _run_subject(s, b, p, f0, t_start, dt, n_steps, form, elim, synp, 1, cap,
+        _run_subject(s, b, p, f0, t_start, dt, n_steps, form, elim, synp, sized, 1, cap,
                      states[s, b].copy(), photo_times, rec_times, rec_alive, rec_pos,
                      rec_size, rec_origin, rec_syn, rec_stubby, rec_sid, counts)

@@ -100,7 +100,9 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
     photo = np.zeros((n_sub, 0)) if photo_times is None else np.ascontiguousarray(photo_times)
     run_spines(params.vector(), params.stationary_formation_rate(DT_H), float(t_start), DT_H,
                n_steps, form, np.ascontiguousarray(drives["elimination_drive"], dtype=float),
-               np.ascontiguousarray(drives["synaptic_protein"], dtype=float), n_branches, cap,
+               np.ascontiguousarray(drives["synaptic_protein"], dtype=float),
+               np.ascontiguousarray(drives.get("spine_size_drive", np.ones_like(form)),
+                                    dtype=float), n_branches, cap,
                xoroshiro_states(seed, arm, subjects, PURPOSE_SPINES, n_branches), photo, rec,
                out["alive"], out["pos"], out["logsize"], out["origin"], out["synapse"], out["stubby"], out["sid"], counts)
     return SpineRecording(rec, branch_length_um=params.values["branch_length"],

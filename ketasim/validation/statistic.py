@@ -192,6 +192,32 @@ def _functions(d: _Data) -> dict[str, Callable]:
             raise StatisticError(f"no subject has 3 positive {readout!r} values in the window")
         return float(np.median(halves))
 
+    def _paired_across(arms, readout_a, at_a, readout_b, at_b):
+        """Per animal of the arms (a comma-separated list), readout_a at at_a and
+        readout_b at at_b, for the animals measured in both."""
+        xs, ys = [], []
+        for arm in [a.strip() for a in str(arms).split(",") if a.strip()]:
+            x, y = d.by_subject(arm, readout_a, at_a), d.by_subject(arm, readout_b, at_b)
+            both = x.index.intersection(y.index)
+            xs.append(x[both].to_numpy(float))
+            ys.append(y[both].to_numpy(float))
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        if x.size < 3:
+            raise StatisticError(f"fewer than 3 animals of {arms!r} have both {readout_a!r} "
+                                 f"and {readout_b!r}")
+        return x, y
+
+    def pearson_r(arms, readout_a, at_a, readout_b, at_b):
+        """Pearson correlation across the animals of ``arms`` (comma-separated) between
+        two readouts (as the LID studies correlate spine density with AIMs)."""
+        return float(stats.pearsonr(*_paired_across(arms, readout_a, at_a, readout_b,
+                                                  at_b)).statistic)
+
+    def pearson_p(arms, readout_a, at_a, readout_b, at_b):
+        """Two-sided p of :func:`pearson_r`."""
+        return float(stats.pearsonr(*_paired_across(arms, readout_a, at_a, readout_b,
+                                                  at_b)).pvalue)
+
     def auc(arm, readout, t_from, t_to, assay=None):
         """Mean over subjects of the area under each subject's concentration-time curve
         between ``t_from`` and ``t_to`` (linear trapezoids over the sampled times; units
@@ -304,7 +330,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
         return float(row["fraction_surviving"].iloc[0])
 
     return {"mean": mean, "sem": sem, "n": n, "sd": sd, "cohen_d": cohen_d, "peak": peak, "time_of_peak": time_of_peak,
-            "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "auc": auc, "clustering_p": clustering_p,
+            "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "auc": auc, "pearson_r": pearson_r, "pearson_p": pearson_p, "clustering_p": clustering_p,
             "branch_specificity_p": branch_specificity_p,
             "restored_fraction": restored_fraction, "restored_chance": restored_chance,
             "survival_fraction": survival_fraction, "mean_change": mean_change,
