@@ -75,6 +75,16 @@ class _Data:
             sel &= False
         return sel
 
+    def window(self, arm: str, readout: str, t_from, t_to, assay: str | None = None
+               ) -> pd.DataFrame:
+        """Rows of ``readout`` in ``arm`` between two times (inclusive)."""
+        r = self.r
+        sel = self.sel(arm, readout) & (r["time_h"] >= _hours(t_from) - 1e-9) & (
+            r["time_h"] <= _hours(t_to) + 1e-9)
+        if assay:
+            sel &= r["assay"] == assay
+        return r.loc[sel]
+
     def table(self, arm: str) -> pd.DataFrame:
         if arm not in self.tracking:
             raise StatisticError(f"no spine tracking table for arm {arm!r} (needs the "
@@ -175,13 +185,8 @@ def _functions(d: _Data) -> dict[str, Callable]:
         """Median over subjects of the terminal half-life (h), each from a log-linear fit
         of that subject's values in the window (as PK papers report individual
         non-compartmental estimates)."""
-        r = d.r
-        sel = d.sel(arm, readout) & (
-            r["time_h"] >= _hours(t_from) - 1e-9) & (r["time_h"] <= _hours(t_to) + 1e-9)
-        if assay:
-            sel &= r["assay"] == assay
         halves = []
-        for _, g in r.loc[sel].groupby("subject"):
+        for _, g in d.window(arm, readout, t_from, t_to, assay).groupby("subject"):
             g = g[np.isfinite(g["value"]) & (g["value"] > 0)]
             if len(g) < 3:
                 continue
@@ -222,13 +227,8 @@ def _functions(d: _Data) -> dict[str, Callable]:
         """Mean over subjects of the area under each subject's concentration-time curve
         between ``t_from`` and ``t_to`` (linear trapezoids over the sampled times; units
         of the readout times h), as non-compartmental analysis computes it."""
-        r = d.r
-        sel = d.sel(arm, readout) & (
-            r["time_h"] >= _hours(t_from) - 1e-9) & (r["time_h"] <= _hours(t_to) + 1e-9)
-        if assay:
-            sel &= r["assay"] == assay
         areas = []
-        for _, g in r.loc[sel].groupby("subject"):
+        for _, g in d.window(arm, readout, t_from, t_to, assay).groupby("subject"):
             g = g[np.isfinite(g["value"])].sort_values("time_h")
             if len(g) < 2:
                 continue
