@@ -177,3 +177,19 @@ def test_a_built_in_assay_draws_its_own_noise_in_each_region():
     mp = run("      - {assay: western_blot, at: [1h]}", load_registry())
     np.testing.assert_array_equal(mp[mp["readout"] == "pmtor_rel"]["value"].to_numpy(),
                                   v["mpfc"].to_numpy())
+
+
+def test_report_figure_gives_each_region_its_panels(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from ketasim.analysis.stats import summarize
+    from ketasim.report.figures import _regional, assay_figure
+
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path))
+    r = run("      - {assay: western_blot, at: [1h]}\n"
+            "      - {assay: western_blot, at: [1h], region: striatum}", load_registry())
+    labels = set(_regional(r))
+    assert "pmtor_rel" in labels and "pmtor_rel (striatum)" in labels
+    png = assay_figure(r, summarize(r), "western_blot", tmp_path / "wb.png")
+    assert png.exists() and png.stat().st_size > 1000
+    assert isinstance(r, pd.DataFrame)

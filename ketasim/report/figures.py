@@ -23,10 +23,20 @@ def _time_axis(hours: np.ndarray) -> tuple[np.ndarray, str]:
     return hours, "time (h)"
 
 
+def _regional(df: pd.DataFrame) -> np.ndarray:
+    """Readout names qualified by their region (``pmtor_rel (striatum)``)."""
+    return np.where(df["region"] == "mpfc", df["readout"],
+                    df["readout"] + " (" + df["region"].astype(str) + ")")
+
+
 def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
                  path: Path) -> Path:
-    """One panel per readout of ``assay``; arms in colour."""
+    """One panel per readout of ``assay`` (and per region, where several are measured);
+    arms in colour."""
     sub = summary[summary["assay"] == assay]
+    if "region" in sub.columns and sub["region"].nunique() > 1:
+        sub = sub.assign(readout=_regional(sub))
+        readouts = readouts.assign(readout=_regional(readouts))
     names = list(dict.fromkeys(sub["readout"]))
     arms = list(dict.fromkeys(summary["arm"]))
     ncol = min(3, len(names))
