@@ -40,11 +40,11 @@ def assay_figures(out: Path, kept: dict[str, dict[str, dict]], prefix: str) -> l
     triples."""
     tags: list[str] = []
     for name, by_arm in kept.items():
-        assay = ASSAYS.get(name)
+        assay = ASSAYS.get(name.partition("@")[0])  # "assay@region": another region's
         if assay is None or not by_arm:
             continue
         for ref in assay.figures:
-            tags += _tags(*resolve(ref)(by_arm, out, f"{prefix}{name}_"))
+            tags += _tags(*resolve(ref)(by_arm, out, f"{prefix}{name.replace('@', '_')}_"))
     return tags
 
 

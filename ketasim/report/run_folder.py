@@ -109,9 +109,13 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
     with atomic_dir(Path(out), overwrite) as tmp:
         write_readouts(result.readouts, tmp / "readouts.parquet")
         for name, by_arm in result.kept.items():  # files the assays declare
-            for file_name, writer in ASSAYS[name].artifacts.items():
+            assay, _, region = name.partition("@")  # kept of a non-default region
+            for file_name, writer in ASSAYS[assay].artifacts.items():
                 if by_arm:
-                    writer(by_arm, tmp / file_name)
+                    target = Path(file_name)
+                    if region:
+                        target = target.with_name(f"{target.stem}_{region}{target.suffix}")
+                    writer(by_arm, tmp / target)
         summary.to_csv(tmp / "summary.csv", index=False)
         stats.to_csv(tmp / "stats.csv", index=False)
         if trial is not None:
