@@ -261,3 +261,33 @@ def test_pearson_statistic_pools_the_named_arms():
     assert evaluate("pearson_r('a,b', 'u', '1h', 'v', '2h')", r) == pytest.approx(
         want.statistic)
     assert evaluate("pearson_p('a, b', 'u', '1h', 'v', '2h')", r) == pytest.approx(want.pvalue)
+
+
+def test_mushroom_vs_aims_figure(tmp_path, monkeypatch):
+    """The report's scatter pairs each animal's last AIMs session with its last mushroom
+    density and prints Pearson's r; nothing without both readouts."""
+    import pandas as pd
+    from scipy import stats
+
+    from ketasim.report.striatal_figures import mushroom_vs_aims
+
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path))
+    rng = np.random.default_rng(1)
+    rows = []
+    for arm in ("vehicle", "ketamine"):
+        for s in range(6):
+            a = rng.uniform(10, 80)
+            rows += [{"arm": arm, "subject": s, "readout": "aims_alo", "time_h": 0.0,
+                      "value": 0.0},
+                     {"arm": arm, "subject": s, "readout": "aims_alo", "time_h": 480.0,
+                      "value": a},
+                     {"arm": arm, "subject": s, "readout": "mushroom_density_per_10um",
+                      "time_h": 504.0, "value": 4 + a / 20 + rng.normal(0, 0.3)}]
+    r = pd.DataFrame(rows)
+    png, caption = mushroom_vs_aims(r, tmp_path / "m.png")
+    assert png.exists() and png.stat().st_size > 1000
+    last = r[r["time_h"] > 0]
+    want = stats.pearsonr(last[last.readout == "aims_alo"]["value"],
+                          last[last.readout == "mushroom_density_per_10um"]["value"])
+    assert f"r = {want.statistic:.2f}" in caption and "n = 12" in caption
+    assert mushroom_vs_aims(r[r["readout"] == "aims_alo"], tmp_path / "x.png") is None

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ketasim.experiment.assays import ASSAYS
 from ketasim.report.figures import assay_figure
+from ketasim.report.striatal_figures import mushroom_vs_aims
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -187,6 +188,10 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
     and the scenario's ``design``, a "Trial" section (:func:`trial_html`)."""
     figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
                     f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
+    scatter = mushroom_vs_aims(readouts, out / "fig_mushroom_vs_aims.png")
+    if scatter is not None:
+        figs.append(img_tag(scatter[0], "mushroom spine density against AIMs",
+                            f"Mushroom spine density against dyskinesia: {scatter[1]}"))
     body = [
         f"<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>",
         (f"<p>ketasim {html.escape(str(manifest.get('ketasim_version')))}, species "
