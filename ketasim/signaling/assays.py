@@ -70,6 +70,10 @@ _STATE = {
     "rest_block_pyramidal": "rest_block_pyramidal", "ampa_drive": "ampa_drive",
     "synaptic_potentiation": "synaptic_potentiation",
     "reward_potentiation": "reward_potentiation",
+    # the striatal branch: the lesion's time course, D1 supersensitivity, dyskinesia
+    # priming and ketamine's resistance to it (0 or 1 where they do not apply)
+    "da_terminals": "da_terminals", "d1_sensitivity": "d1_sensitivity",
+    "d1_drive": "d1_drive", "lid_priming": "lid_priming", "lid_resistance": "lid_resistance",
 }
 
 
