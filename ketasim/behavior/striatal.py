@@ -74,7 +74,7 @@ def _aims(ctx: AssayContext, at: np.ndarray) -> AssayRows:
                        p["d1_threshold"]).reshape(ctx.n, *times.shape)
     weights = np.array([p[f"weight_{s}"] for s in AIMS_SUBTYPES])
     sig = np.sqrt(np.log1p(p["animal_cv"] ** 2))
-    out = np.full((ctx.n, len(at), 1 + len(AIMS_SUBTYPES)), np.nan)
+    out = np.full((ctx.n, len(at), 2 + len(AIMS_SUBTYPES)), np.nan)
     minutes = np.asarray(ctx.options["periods_min"], dtype=float)
     kept = []  # (subject, session, periods x subtypes scores) of the kept subjects
     for i in range(ctx.n):
@@ -87,13 +87,16 @@ def _aims(ctx: AssayContext, at: np.ndarray) -> AssayRows:
             noise = g.normal(0.0, p["rater_sd"], latent.shape) * np.minimum(latent, 1.0)
             scored = np.clip(np.rint(latent + noise), 0, AIMS_MAX)  # (periods, subtypes)
             per_type = scored.sum(axis=0)
-            out[i, j] = (per_type[:3].sum(), *per_type)
+            alo = scored[:, :3].sum(axis=1)  # per observation
+            # the observation with the most ALO (the first of ties; none without AIMs)
+            peak = minutes[int(np.argmax(alo))] if alo.max() > 0 else np.nan
+            out[i, j] = (per_type[:3].sum(), *per_type, peak)
             if ctx.subjects[i] < KEEP_AIMS_SUBJECTS:
                 kept.append((int(ctx.subjects[i]), float(t), scored))
     if kept:
         ctx.keep("aims", _aims_table(ctx.arm, kept, minutes))
-    names = ["aims_alo", *(f"aims_{s}" for s in AIMS_SUBTYPES)]
-    return ctx.rows(out, at, names, ["score"] * len(names))
+    names = ["aims_alo", *(f"aims_{s}" for s in AIMS_SUBTYPES), "aims_alo_peak_min"]
+    return ctx.rows(out, at, names, ["score"] * (len(names) - 1) + ["min"])
 
 
 def _aims_table(arm: str, kept: list, minutes: np.ndarray) -> pd.DataFrame:
@@ -259,7 +262,8 @@ def _cylinder(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 AIMS = Assay(
     "aims", "abnormal involuntary movements after L-DOPA, summed over a session's "
     "1-min observations (axial, limb, orolingual: ALO; locomotive apart)",
-    (Readout("aims_alo", "score"), *(Readout(f"aims_{s}", "score") for s in AIMS_SUBTYPES)),
+    (Readout("aims_alo", "score"), *(Readout(f"aims_{s}", "score") for s in AIMS_SUBTYPES),
+     Readout("aims_alo_peak_min", "min")),
     _aims, outputs=("lid_priming", "d1_drive"), sample_times=_aims_times,
     options={"periods_min": [20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0, 160.0, 180.0]},
     regions=("striatum",), figures=("ketasim.behavior.striatal:aims_figures",),
