@@ -15,10 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ketasim.behavior import striatal
-from ketasim.behavior.striatal import AIMS_COLUMNS, AIMS_SUBTYPES, ALO_SUBTYPES, aims_figures
+from ketasim.behavior.striatal import AIMS_COLUMNS, AIMS_SUBTYPES, ALO_SUBTYPES
 from ketasim.cli import app
 from ketasim.experiment.runner import simulate
 from ketasim.params import load_registry
+from ketasim.report.striatal_figures import aims_figures
 from ketasim.scenario import load_scenario_text
 
 REG = load_registry()
