@@ -111,22 +111,27 @@ arms:
     n: 6
     protocol: [{at: 0h, drug: saline, route: ip}]
     assays: [{assay: fixed_tissue_spines, at: [0h], options: {cell: ca1}}]
-  - name: msn
+  - name: msn_d1
     n: 6
     protocol: [{at: 0h, drug: saline, route: ip}]
-    assays: [{assay: fixed_tissue_spines, at: [0h], options: {cell: msn}}]
+    assays: [{assay: fixed_tissue_spines, at: [0h], options: {cell: msn_d1}}]
+  - name: msn_d2
+    n: 6
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: fixed_tissue_spines, at: [0h], options: {cell: msn_d2}}]
 """
 
 
 def test_cell_type_parameter_sets():
     """The ``cell`` option selects the registry's spine parameter set: each population's
-    measured density matches its own baseline (0.5 per um mPFC L5, 1.0 CA1 and MSN),
+    measured density matches its own baseline (0.5 per um mPFC L5, 1.0 CA1, 0.64 and 0.66 the D1 and D2 medium spiny neurons),
     and most spines carry a synapse."""
     from ketasim.params import load_registry
 
     reg = load_registry()
     r = simulate(load_scenario_text(CELLS), registry=load_registry()).readouts
-    for arm, cell in (("mpfc", "mpfc_l5"), ("ca1", "ca1"), ("msn", "msn")):
+    for arm, cell in (("mpfc", "mpfc_l5"), ("ca1", "ca1"), ("msn_d1", "msn_d1"),
+                      ("msn_d2", "msn_d2")):
         expected = reg.value(f"spine.{cell}.density") * 10.0
         assert mean(r, arm, "spine_density_per_10um", 0.0) == pytest.approx(expected, rel=0.1)
         syn = mean(r, arm, "synaptic_spine_density_per_10um", 0.0)
@@ -135,7 +140,7 @@ def test_cell_type_parameter_sets():
 
 @pytest.mark.parametrize("options, message", [
     ("{cell: cerebellum}", ("arms[0].assays[0].options.cell: got 'cerebellum'; expected a "
-                           "cell type with spine parameters: ['ca1', 'mpfc_l5', 'msn']")),
+                           "cell type with spine parameters: ['ca1', 'mpfc_l5', 'msn_d1', 'msn_d2']")),
     ("{cell: 3}", "arms[0].assays[0].options.cell: got 3; expected a name"),
 ])
 def test_unknown_cell_type_is_one_clear_error(options, message):

@@ -37,7 +37,8 @@ from ketasim.spines.engine import SpineParams, spine_cells
 from ketasim.spines.simulate import DT_H, recording_bytes, simulate_spines
 
 READOUT_COLUMNS = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
-SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein", "spine_size_drive")
+SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein", "spine_size_drive",
+                "spine_loss_d1", "spine_loss_d2")
 # a chunk holds at most CHUNK_SUBJECTS subjects and CHUNK_BYTES of spine recording and
 # signalling outputs: enough subjects to keep every core busy in the compiled kernels,
 # few enough that peak memory stops growing with n beyond a few hundred subjects

@@ -115,6 +115,16 @@ STATES: tuple[State, ...] = (
     State("lid_resistance", 0.0, "1",
           "resistance to dyskinesia priming left by TrkB- and mTORC1-dependent plasticity "
           "(0 none; it lowers the ceiling of priming)"),
+    # the other hemisphere of a unilateral lesion (the comparison a rotation test makes)
+    # and the spine loss of the two striatal projection-neuron types after denervation
+    # (appended, so the earlier states keep their places)
+    State("dopamine_intact", 1.0, "1",
+          "dopamine of the same region with its terminals intact (the unlesioned side)"),
+    State("d2_spine_deficit", 0.0, "1",
+          "loss of D2 receptor stimulation, as indirect-pathway (D2) neurons' spines sense "
+          "it (days)"),
+    State("d1_spine_deficit", 0.0, "1",
+          "loss of tonic dopamine, as direct-pathway (D1) neurons' spines sense it (weeks)"),
 )
 
 # ------------------------------------------------------------------ parameters
@@ -223,6 +233,9 @@ PARAMS: tuple[Param, ...] = (
     Param("k_res_on", "sig.k_lid_resistance_on", "1/h"),
     Param("k_res_off", "sig.k_lid_resistance_off", "1/h"),
     Param("lid_size_gain", "sig.lid_spine_size_gain", "1"),
+    Param("k_d2_spine", "sig.k_d2_spine_deficit", "1/h"),
+    Param("k_d1_spine", "sig.k_d1_spine_deficit", "1/h"),
+    Param("d1_spine_thr", "sig.d1_spine_deficit_threshold", "1"),
 )
 
 # ------------------------------------------------------------------ controls
@@ -349,8 +362,16 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
                   " + da_term_act * terminal_activation")),
     # Drd1 -> cAMP/PKA (F-W-10..F-W-14); blockers remove the Drd1-driven rise; D1
     # receptors of a denervated region are supersensitive
-    ("d1_signal", ("dopamine * d1_sensitivity * (1.0 - drd1_block) * (1.0 - drd1_ko)"
-                   " + drd1_ag")),
+    ("d1_signal", ("(dopamine * (1.0 - drd1_block) * (1.0 - drd1_ko) + drd1_ag)"
+                   " * d1_sensitivity")),
+    # the unlesioned side: intact terminals (tonic level and buffering 1), no
+    # supersensitivity; a unilateral lesion turns the animal away from the side whose D1
+    # signal is larger (apomorphine and L-DOPA: contralateral)
+    ("da_target_intact", ("(1.0 + da_gain * (ampa - 1.0) + da_supply_ag)"
+                          " * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition)"
+                          " + da_term_act * terminal_activation")),
+    ("d1_signal_intact", ("dopamine_intact * (1.0 - drd1_block) * (1.0 - drd1_ko)"
+                          " + drd1_ag")),
     ("d1_kn", "pw(d1_k, d1_n)"),
     ("d1_act", "hillk(d1_signal, d1_kn, d1_n)"),
     ("d1_act0", "1.0 / (1.0 + d1_kn)"),
@@ -379,6 +400,13 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # mature spines of primed D1 neurons enlarge (mushroom spines in dyskinetic animals;
     # Suarez et al. 2016 Cereb Cortex): 1 wherever there is no priming (mPFC)
     ("spine_size_drive", "exp(lid_size_gain * lid_priming)"),
+    # spine loss of the striatal projection neurons after denervation: D2 neurons lose
+    # spines within days of losing D2 stimulation (L-DOPA's dopamine relieves it), D1
+    # neurons only once the tonic deficit has lasted weeks (past a threshold of the
+    # slowly integrated deficit); each spine cell type reads the one it has
+    # (spine.<cell>.d1_loss_gain, d2_loss_gain)
+    ("spine_loss_d2", "d2_spine_deficit"),
+    ("spine_loss_d1", "pos(d1_spine_deficit - d1_spine_thr) / (1.0 - d1_spine_thr)"),
 )
 
 # units of the intermediate quantities that are not dimensionless
@@ -462,6 +490,9 @@ RATES: tuple[tuple[str, str], ...] = (
     # through PKA -> ERK but not TrkB, so it leaves none); it lasts weeks
     ("lid_resistance", ("k_res_on * pos(ptrkb - 1.0) * pos(synthesis - 1.0)"
                         " * (1.0 - lid_resistance) - k_res_off * lid_resistance")),
+    ("dopamine_intact", "k_da * (da_target_intact - dopamine_intact)"),
+    ("d2_spine_deficit", "k_d2_spine * (pos(1.0 - dopamine) - d2_spine_deficit)"),
+    ("d1_spine_deficit", "k_d1_spine * (pos(1.0 - da_tonic) - d1_spine_deficit)"),
 )
 
 
@@ -537,6 +568,13 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
      "midazolam in plasma"),
     ("midazolam_brain", f"({_analyte('midazolam', 'brain')}) * 1000.0", "ng/g",
      "midazolam at the effect site (brain compartment, plasma-equivalent: kp_brain 1)"),
+    ("d1_asymmetry", "d1_signal - d1_signal_intact", "1",
+     "D1 signal of the region less that of the unlesioned side (rotation drive; > 0 "
+     "turns the animal contralateral to the lesion)"),
+    ("spine_loss_d2", "spine_loss_d2", "1",
+     "spine-loss drive of D2 (indirect-pathway) neurons after denervation, for the spine layer"),
+    ("spine_loss_d1", "spine_loss_d1", "1",
+     "spine-loss drive of D1 (direct-pathway) neurons after denervation, for the spine layer"),
 )
 
 STATE_NAMES = tuple(s.name for s in STATES)

@@ -106,11 +106,18 @@ SIZE_DT_H = 12.0
 LOCAL_MAX = 128  # most segments of the local fields per branch
 
 
+#: how a cell type reads the signalling layer's drives (outside the kernel: they shape
+#: the drive arrays it is given): the rise of the elimination drive per unit of the D1
+#: and D2 projection neurons' denervation spine-loss drives, and the exponent on the
+#: mature-size drive (0 for a cell type that does not carry it)
+DRIVE_GAINS = ("d1_loss_gain", "d2_loss_gain", "size_drive_exp")
+
+
 def spine_cells(registry) -> list[str]:
     """Cell types with a complete spine parameter set (``spine.<cell>.*``)."""
     cells = sorted({p.name.split(".")[1] for p in registry if p.name.startswith("spine.")})
     return [c for c in cells if all(f"spine.{c}.{k}" in registry.parameters
-                                    for k in PARAM_NAMES)]
+                                    for k in PARAM_NAMES + DRIVE_GAINS)]
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,8 @@ class SpineParams:
 
     @staticmethod
     def from_registry(registry, cell: str = "mpfc_l5") -> SpineParams:
-        return SpineParams({k: registry.value(f"spine.{cell}.{k}") for k in PARAM_NAMES})
+        return SpineParams({k: registry.value(f"spine.{cell}.{k}")
+                            for k in PARAM_NAMES + DRIVE_GAINS})
 
     def vector(self) -> np.ndarray:
         return np.array([self.values[k] for k in PARAM_NAMES])

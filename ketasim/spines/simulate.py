@@ -11,7 +11,8 @@ from ketasim.core.streams import PURPOSE_SPINES, xoroshiro_states
 from ketasim.spines.engine import ORIGINS, SpineParams, run_spines
 
 DT_H = 6.0  # engine step (h): resolves the 12-24 h formation window and daily imaging
-DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")
+DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein")  # required; optional:
+# spine_size_drive, spine_loss_d1, spine_loss_d2 (see cell_drives)
 CLASS_THRESHOLDS_UM3 = (0.02, 0.12)  # filopodium/thin, thin/mushroom head volume
 
 
@@ -74,6 +75,23 @@ class SpineRecording:
         })
 
 
+def cell_drives(params: SpineParams, drives: dict[str, np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The elimination and mature-size drives as cell type ``params`` reads them: the
+    elimination drive plus its gains on the D1 and D2 projection neurons' denervation
+    spine-loss drives (``spine_loss_d1``, ``spine_loss_d2``; absent drives count as 0),
+    and the size drive raised to the cell's exponent (absent: 1)."""
+    v = params.values
+    elim = np.asarray(drives["elimination_drive"], dtype=float)
+    for name, gain in (("spine_loss_d1", v.get("d1_loss_gain", 0.0)),
+                       ("spine_loss_d2", v.get("d2_loss_gain", 0.0))):
+        if gain and name in drives:
+            elim = elim + gain * np.asarray(drives[name], dtype=float)
+    size = np.asarray(drives.get("spine_size_drive", np.ones_like(elim)), dtype=float)
+    size = size ** v.get("size_drive_exp", 1.0)
+    return np.ascontiguousarray(elim), np.ascontiguousarray(size)
+
+
 def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_branches: int,
                     drives: dict[str, np.ndarray], t_start: float, record_times,
                     photo_times: np.ndarray | None = None,
@@ -85,6 +103,7 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
     the subject's global index in ``subjects`` (default ``0 .. n_sub - 1``) and the
     branch, so adding branches or subjects leaves the others' spines unchanged."""
     form = np.ascontiguousarray(drives["formation_drive"], dtype=float)
+    elim, size = cell_drives(params, drives)
     n_steps = form.shape[1]
     rec = np.asarray(sorted(record_times), dtype=float)
     earliest = t_start - params.values["burn_in_d"] * 24.0
@@ -99,10 +118,9 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
     counts = np.zeros((n_sub, n_branches, 4), np.int64)
     photo = np.zeros((n_sub, 0)) if photo_times is None else np.ascontiguousarray(photo_times)
     run_spines(params.vector(), params.stationary_formation_rate(DT_H), float(t_start), DT_H,
-               n_steps, form, np.ascontiguousarray(drives["elimination_drive"], dtype=float),
+               n_steps, form, elim,
                np.ascontiguousarray(drives["synaptic_protein"], dtype=float),
-               np.ascontiguousarray(drives.get("spine_size_drive", np.ones_like(form)),
-                                    dtype=float), n_branches, cap,
+               size, n_branches, cap,
                xoroshiro_states(seed, arm, subjects, PURPOSE_SPINES, n_branches), photo, rec,
                out["alive"], out["pos"], out["logsize"], out["origin"], out["synapse"], out["stubby"], out["sid"], counts)
     return SpineRecording(rec, branch_length_um=params.values["branch_length"],
