@@ -349,3 +349,55 @@ def test_a_lesion_thins_d2_neurons_first():
     d = r[r.readout == "spine_density_per_10um"].groupby("arm")["value"].mean()
     assert d["les_d2"] / d["sham_d2"] < 0.88
     assert d["les_d1"] / d["sham_d1"] > 0.93
+
+
+def test_rotation_follows_the_d1_asymmetry_between_sides():
+    """Apomorphine turns a lesioned rat contralaterally (supersensitive D1 receptors on
+    the lesioned side); an intact rat has no asymmetry and does not turn."""
+    from ketasim.behavior.striatal import turning_rates
+
+    t = np.array([-7 * 24.0, -7 * 24.0 + 0.5])
+    apo = ", {at: -7d, drug: apomorphine, dose: 0.5 mg/kg, route: sc}"
+    les = course(LESION + apo, [], t, ["d1_asymmetry", "da_intact", "da_rel"])
+    sham = course(SHAM + apo, [], t, ["d1_asymmetry", "da_intact", "da_rel"])
+    assert les["d1_asymmetry"][1] > 0.5
+    np.testing.assert_allclose(sham["d1_asymmetry"], 0.0, atol=1e-9)
+    np.testing.assert_allclose(sham["da_intact"], sham["da_rel"], rtol=1e-9)
+    np.testing.assert_allclose(les["da_intact"], 1.0, atol=1e-6)  # the other side
+    p = {"max_rate": 10.0, "asym_50": 1.0, "hill": 2.0}
+    c, i = turning_rates(np.array([-1.0, 0.0, 1.0, 100.0]), p)
+    np.testing.assert_allclose(c, [0.0, 0.0, 5.0, 10.0 * 1e4 / (1e4 + 1)])
+    np.testing.assert_allclose(i, [5.0, 0.0, 0.0, 0.0])
+
+
+def test_stepping_and_rotation_assays_measure_the_lesion():
+    from ketasim.experiment.runner import simulate
+
+    arms = "".join(
+        f"  - name: {name}\n    n: 8\n    protocol: [{first}, "
+        "{at: -7d, drug: apomorphine, dose: 0.5 mg/kg, route: sc}]\n"
+        "    assays: [{assay: rotation, at: [-7d], options: {duration_min: 30}}, "
+        "{assay: stepping_test, at: [-1d], options: {trials: 2}}]\n"
+        for name, first in (("les", LESION), ("sham", SHAM)))
+    sc = load_scenario_text(f"name: t\nspecies: rat\nseed: 4\narms:\n{arms}")
+    r = simulate(sc, registry=REG).readouts
+    m = r.groupby(["arm", "readout"])["value"].mean()
+    assert m["les", "net_contralateral_turns_per_min"] > 1.0
+    assert m["sham", "net_contralateral_turns_per_min"] == 0.0
+    assert m["les", "stepping_contralateral_steps"] < 0.4 * m["les", "stepping_ipsilateral_steps"]
+    assert m["sham", "stepping_contralateral_steps"] > 0.7 * m["sham", "stepping_ipsilateral_steps"]
+    # turns are whole counts over the window
+    turns = r[(r.readout == "contralateral_turns")]["value"]
+    np.testing.assert_allclose(turns, np.round(turns))
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ("{duration_min: 0}", "duration_min"), ("{trials: 0}", "trials")])
+def test_bad_rotation_and_stepping_options(options, fragment):
+    assay = "rotation" if "duration" in options else "stepping_test"
+    sc = load_scenario_text(
+        "name: t\nspecies: rat\nseed: 1\narms:\n  - name: a\n    n: 2\n"
+        f"    protocol: [{LESION}]\n"
+        f"    assays: [{{assay: {assay}, at: [0h], options: {options}}}]\n")
+    with pytest.raises(AssayOptionError, match=fragment):
+        runner.check_supported(sc, REG)

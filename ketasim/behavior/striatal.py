@@ -15,6 +15,22 @@
   lesion (%); an intact animal uses both about equally. The chance of a contralateral
   contact follows striatal dopamine (the lesioned side's), a Hill function scaled so an
   intact animal is at 50%.
+- ``stepping_test``: adjusting steps (Olsson et al. 1995; Chang et al. 1999): the rat is
+  held with one forepaw on the table and moved sideways over about 0.9 m, ``trials``
+  times per paw; the readouts are the mean adjusting steps per trial of the paw
+  contralateral and ipsilateral to the lesion. Each paw's expected count is the intact
+  count (``behavior.stepping.steps_intact``, per animal log-normal ``animal_cv``) times
+  the relative Hill function of its side's striatal dopamine (the lesioned side's for
+  the contralateral paw; the intact side's, ``dopamine_intact``, for the other), capped
+  at the intact count; counts are Poisson.
+- ``rotation``: drug-induced turning in a rotometer (apomorphine or L-DOPA; a lesion
+  check, REFERENCES-NEXT 3.4): full turns counted over ``duration_min`` from
+  ``start_min`` after each time in ``at`` (the dose). The turning rate follows the
+  asymmetry of the D1 signal between the lesioned and the intact side
+  (``d1_asymmetry``, on a 1-min grid): contralateral at ``max_rate`` x a Hill function of
+  a positive asymmetry, ipsilateral likewise of a negative one; counts are Poisson.
+  Readouts: net contralateral turns per minute, and the contralateral and ipsilateral
+  turns of the session.
 
 For the report, ``aims`` keeps the scored observations (``kept["aims"]``: one row per
 subject, session, period and subtype; the first :data:`KEEP_AIMS_SUBJECTS` subjects of an
@@ -39,6 +55,8 @@ AIMS_COLUMNS = ("arm", "subject", "session_h", "period_min", "subtype", "score")
 _AIMS_PARAMS = ("d1_threshold", "drive_50", "hill", "animal_cv", "rater_sd",
                 "weight_axial", "weight_limb", "weight_orolingual", "weight_locomotive")
 _CYL_PARAMS = ("da_50", "hill")
+_STEP_PARAMS = ("da_50", "hill", "steps_intact", "animal_cv")
+_ROT_PARAMS = ("max_rate", "asym_50", "hill", "animal_cv")
 #: the readouts of ``aims``, in the order the assay measures them
 AIMS_READOUTS = (("aims_alo", "score"), *((f"aims_{s}", "score") for s in AIMS_SUBTYPES),
                  ("aims_alo_peak_min", "min"))
@@ -123,13 +141,85 @@ def _merge_aims(parts: list[dict]) -> dict:
     return {"aims": pd.concat(tables, ignore_index=True)} if tables else {}
 
 
+def relative_hill(da: np.ndarray, p: dict) -> np.ndarray:
+    """h(da) / h(1), capped at 1: a Hill function (``da_50``, ``hill``) of striatal
+    dopamine ``da`` (x intact) relative to the intact level."""
+    n, k = p["hill"], p["da_50"]
+    h = np.clip(np.asarray(da, dtype=float), 0.0, None) ** n
+    return np.minimum((h / (h + k**n)) / (1.0 / (1.0 + k**n)), 1.0)
+
+
 def contralateral_use(da: np.ndarray, p: dict) -> np.ndarray:
     """Chance (0-0.5) that a wall contact is made with the contralateral forelimb, at
     striatal dopamine ``da`` (x intact): 0.5 x h(da) / h(1), h a Hill function, capped
     at 0.5 (both limbs used equally)."""
-    n, k = p["hill"], p["da_50"]
-    h = np.clip(np.asarray(da, dtype=float), 0.0, None) ** n
-    return np.minimum(0.5 * (h / (h + k**n)) / (1.0 / (1.0 + k**n)), 0.5)
+    return 0.5 * relative_hill(da, p)
+
+
+def _animal_factor(ctx: AssayContext, i: int, cv: float, key: str) -> float:
+    """An animal's persistent log-normal factor (mean 1, CV ``cv``)."""
+    sig = np.sqrt(np.log1p(cv**2))
+    return float(np.exp(ctx.rng(i, key).normal(-0.5 * sig**2, sig)))
+
+
+def _stepping(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    p = _params(ctx.registry, "behavior.stepping", _STEP_PARAMS)
+    at = np.asarray(at, float)
+    rel = {"contra": relative_hill(ctx.trajectory("da_rel", at), p),
+           "ipsi": relative_hill(ctx.trajectory("da_intact", at), p)}
+    trials = int(ctx.options["trials"])
+    out = np.full((ctx.n, len(at), 2), np.nan)
+    for i in range(ctx.n):
+        animal = _animal_factor(ctx, i, p["animal_cv"], "stepping_animal")
+        for j, t in enumerate(at):
+            g = ctx.rng(i, f"stepping@{float(t):.6g}h")
+            for c, side in enumerate(("contra", "ipsi")):
+                lam = p["steps_intact"] * animal * rel[side][i, j]
+                out[i, j, c] = g.poisson(lam, trials).mean()
+    return ctx.rows(out, at, ["stepping_contralateral_steps", "stepping_ipsilateral_steps"],
+                    ["steps", "steps"])
+
+
+def _rotation_minutes(options: dict) -> np.ndarray:
+    """Mid-points (min after the dose) of the counting window's 1-min bins (the window
+    rounded to whole minutes, at least one)."""
+    return float(options["start_min"]) + 0.5 + np.arange(max(1, round(options["duration_min"])))
+
+
+def _rotation_times(at: np.ndarray, options: dict) -> np.ndarray:
+    minutes = _rotation_minutes(options)
+    return np.unique((np.asarray(at, float)[:, None] + minutes[None, :] / 60.0).ravel())
+
+
+def turning_rates(asym: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Contralateral and ipsilateral turning rates (turns/min) at D1 asymmetry ``asym``."""
+    a = np.asarray(asym, dtype=float)
+    n, k = p["hill"], p["asym_50"]
+
+    def h(x):
+        x = np.clip(x, 0.0, None) ** n
+        return p["max_rate"] * x / (x + k**n)
+    return h(a), h(-a)
+
+
+def _rotation(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    p = _params(ctx.registry, "behavior.rotation", _ROT_PARAMS)
+    at = np.asarray(at, float)
+    minutes = _rotation_minutes(ctx.options)
+    dur = float(minutes.size)
+    times = at[:, None] + minutes[None, :] / 60.0
+    asym = ctx.trajectory("d1_asymmetry", times.ravel()).reshape(ctx.n, *times.shape)
+    contra, ipsi = turning_rates(asym, p)
+    out = np.full((ctx.n, len(at), 3), np.nan)
+    for i in range(ctx.n):
+        animal = _animal_factor(ctx, i, p["animal_cv"], "rotation_animal")
+        for j, t in enumerate(at):
+            g = ctx.rng(i, f"rotation@{float(t):.6g}h")
+            nc = g.poisson(animal * contra[i, j].sum())  # 1-min bins: rate x 1 min
+            ni = g.poisson(animal * ipsi[i, j].sum())
+            out[i, j] = ((nc - ni) / dur, nc, ni)
+    return ctx.rows(out, at, ["net_contralateral_turns_per_min", "contralateral_turns",
+                              "ipsilateral_turns"], ["turns/min", "turns", "turns"])
 
 
 def _cylinder(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -156,3 +246,18 @@ CYLINDER = Assay(
     "cylinder_test", "forelimb use in a cylinder: contralateral share of wall contacts (%)",
     (Readout("contralateral_use_pct", "%"),), _cylinder, outputs=("da_rel",),
     options={"contacts": 20}, positive=("contacts",), regions=("striatum",))
+STEPPING = Assay(
+    "stepping_test", "forepaw adjusting steps while moved sideways (contralateral and "
+    "ipsilateral paw, mean per trial)",
+    (Readout("stepping_contralateral_steps", "steps"),
+     Readout("stepping_ipsilateral_steps", "steps")), _stepping,
+    outputs=("da_rel", "da_intact"), options={"trials": 3}, positive=("trials",),
+    regions=("striatum",))
+ROTATION = Assay(
+    "rotation", "drug-induced rotation in a rotometer: net contralateral turns per "
+    "minute over the counting window",
+    (Readout("net_contralateral_turns_per_min", "turns/min"),
+     Readout("contralateral_turns", "turns"), Readout("ipsilateral_turns", "turns")),
+    _rotation, outputs=("d1_asymmetry",), sample_times=_rotation_times,
+    options={"start_min": 0.0, "duration_min": 45.0}, positive=("duration_min",),
+    regions=("striatum",))

@@ -15,7 +15,7 @@ from ketasim.behavior.assays import (
     SUCROSE,
     TAIL_SUSPENSION,
 )
-from ketasim.behavior.striatal import AIMS, CYLINDER
+from ketasim.behavior.striatal import AIMS, CYLINDER, ROTATION, STEPPING
 from ketasim.circuit.assay import CALCIUM
 from ketasim.clinical.assays import (
     BPRS_POSITIVE_ASSAY,
@@ -53,7 +53,7 @@ def register_assay(assay: Assay) -> Assay:
 for _a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA, WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
            UNCAGING, FIXED, CALCIUM, TAIL_SUSPENSION, OPEN_FIELD, SUCROSE, HELPLESSNESS,
            EXTINCTION, MADRS_ASSAY, CADSS_ASSAY, BPRS_POSITIVE_ASSAY, GBC_ASSAY, MRS_ASSAY,
-           SEDATION_ASSAY, HDRS17_ASSAY, QIDS_SR_ASSAY, AIMS, CYLINDER):
+           SEDATION_ASSAY, HDRS17_ASSAY, QIDS_SR_ASSAY, AIMS, CYLINDER, STEPPING, ROTATION):
     register_assay(_a)
 
 __all__ = ["ASSAYS", "register_assay"]

@@ -33,7 +33,7 @@ def _hillk(x, kn, n):
 
 N_STATES = 61
 N_PVEC = 489
-N_OUTPUTS = 46
+N_OUTPUTS = 47
 N_PTOTAL = 524
 
 
@@ -1975,9 +1975,10 @@ def outputs(y, p, out):
     out[40] = reward_potentiation
     out[41] = (an_midazolam0 * cp0 + an_midazolam1 * cp1 + an_midazolam2 * cp2 + an_midazolam3 * cp3 + an_midazolam4 * cp4 + an_midazolam5 * cp5) * 1000.0
     out[42] = (an_midazolam0 * brain0 + an_midazolam1 * brain1 + an_midazolam2 * brain2 + an_midazolam3 * brain3 + an_midazolam4 * brain4 + an_midazolam5 * brain5) * 1000.0
-    out[43] = d1_signal - d1_signal_intact
-    out[44] = spine_loss_d2
-    out[45] = spine_loss_d1
+    out[43] = dopamine_intact
+    out[44] = d1_signal - d1_signal_intact
+    out[45] = spine_loss_d2
+    out[46] = spine_loss_d1
 N_JAC = 199
 import numpy as _np
 BLOCKS = _np.array([[0, -1, -1], [1, -1, -1], [2, 3, 4], [5, -1, -1], [6, -1, -1], [7, -1, -1], [8, 9, 10], [11, -1, -1], [12, -1, -1], [13, -1, -1], [14, 15, 16], [17, -1, -1], [18, -1, -1], [19, -1, -1], [20, 21, 22], [23, -1, -1], [24, -1, -1], [25, -1, -1], [26, 27, 28], [29, -1, -1], [30, -1, -1], [31, -1, -1], [32, 33, 34], [35, -1, -1], [36, -1, -1], [40, -1, -1], [41, -1, -1], [42, -1, -1], [54, -1, -1], [37, -1, -1], [55, -1, -1], [38, -1, -1], [39, -1, -1], [43, -1, -1], [44, -1, -1], [45, -1, -1], [47, -1, -1], [48, 50, -1], [49, -1, -1], [51, -1, -1], [52, -1, -1], [53, -1, -1], [46, -1, -1], [57, -1, -1], [56, -1, -1], [58, -1, -1], [59, -1, -1], [60, -1, -1]], dtype=_np.int64)

@@ -568,9 +568,11 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
      "midazolam in plasma"),
     ("midazolam_brain", f"({_analyte('midazolam', 'brain')}) * 1000.0", "ng/g",
      "midazolam at the effect site (brain compartment, plasma-equivalent: kp_brain 1)"),
+    ("da_intact", "dopamine_intact", "1",
+     "dopamine of the same region on the unlesioned side (x baseline)"),
     ("d1_asymmetry", "d1_signal - d1_signal_intact", "1",
-     "D1 signal of the region less that of the unlesioned side (rotation drive; > 0 "
-     "turns the animal contralateral to the lesion)"),
+     ("D1 signal of the region less that of the unlesioned side (rotation drive; > 0 "
+      "turns the animal contralateral to the lesion)")),
     ("spine_loss_d2", "spine_loss_d2", "1",
      "spine-loss drive of D2 (indirect-pathway) neurons after denervation, for the spine layer"),
     ("spine_loss_d1", "spine_loss_d1", "1",
