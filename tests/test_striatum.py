@@ -401,3 +401,36 @@ def test_bad_rotation_and_stepping_options(options, fragment):
         f"    assays: [{{assay: {assay}, at: [0h], options: {options}}}]\n")
     with pytest.raises(AssayOptionError, match=fragment):
         runner.check_supported(sc, REG)
+
+
+def test_lesion_and_spine_class_figures_in_the_run_report(tmp_path, monkeypatch):
+    """A run that measures the striatal terminals over time and fixed-tissue spines of
+    both projection-neuron types writes the lesion time course and the spine-class
+    figure; the kept class table carries each arm's cell type and adds up."""
+    from ketasim.experiment.runner import simulate
+    from ketasim.report.run_folder import write_run
+
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path))
+    arms = "".join(
+        f"  - name: {name}\n    n: 4\n    protocol: [{{at: 0d, {ev}}}]\n"
+        "    assays: [{assay: signaling_state, at: [0d, 2d, 7d], region: striatum}, "
+        "{assay: cylinder_test, at: [0d, 7d]}, "
+        f"{{assay: fixed_tissue_spines, at: [7d], region: striatum, options: {{cell: {cell}}}}}]\n"
+        for name, ev, cell in (("les", "intervention: lesion_6ohda_mfb", "msn_d2"),
+                               ("sham", "drug: saline, route: ip", "msn_d1")))
+    sc = load_scenario_text(f"name: t\nspecies: rat\nseed: 2\narms:\n{arms}")
+    res = simulate(sc, registry=REG)
+    classes = res.kept["fixed_tissue_spines@striatum"]
+    les = classes["les"]["spine_classes"]
+    assert set(les["cell"]) == {"msn_d2"} and set(classes["sham"]["spine_classes"]["cell"]) == {
+        "msn_d1"}
+    per = les.groupby("subject")["fraction"].sum()
+    np.testing.assert_allclose(per, 1.0, atol=1e-9)
+    dens = les.groupby("subject")["density_per_10um"].sum().to_numpy()
+    r = res.readouts
+    want = r[(r.arm == "les") & (r.readout == "spine_density_per_10um")]["value"].to_numpy()
+    np.testing.assert_allclose(np.sort(dens), np.sort(want), rtol=1e-9)
+    write_run(res, tmp_path / "run", REG)
+    assert (tmp_path / "run" / "fig_lesion_time_course.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "fig_fixed_tissue_spines_striatum_classes.png").exists()
+    assert "Lesion time course" in (tmp_path / "run" / "report.html").read_text()

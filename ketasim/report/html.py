@@ -11,7 +11,7 @@ import pandas as pd
 
 from ketasim.experiment.assays import ASSAYS
 from ketasim.report.figures import assay_figure
-from ketasim.report.striatal_figures import mushroom_vs_aims
+from ketasim.report.striatal_figures import lesion_time_course, mushroom_vs_aims
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -192,6 +192,9 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
     if scatter is not None:
         figs.append(img_tag(scatter[0], "mushroom spine density against AIMs",
                             f"Mushroom spine density against dyskinesia: {scatter[1]}"))
+    lesion = lesion_time_course(readouts, out / "fig_lesion_time_course.png")
+    if lesion is not None:
+        figs.append(img_tag(lesion[0], "lesion time course", f"Lesion time course: {lesion[1]}"))
     body = [
         f"<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>",
         (f"<p>ketasim {html.escape(str(manifest.get('ketasim_version')))}, species "

@@ -231,3 +231,50 @@ def calcium_figures(kept: dict, out: Path, prefix: str) -> list:
              f"calcium {arm}", (f"{arm}: dF/F of one animal's field of view per session, "
                                 "population mean below with the synchronous events (red)"))
             for arm, k in kept.items() if "calcium" in k]
+
+
+_CLASS_COLOURS = {"mushroom": "#6a3d9a", "thin": "#1f78b4", "stubby": "#33a02c",
+                  "filopodium": "#bbbbbb"}
+
+
+def spine_class_figure(classes: pd.DataFrame, path: Path) -> Path | None:
+    """Spine morphology by arm and cell type: stacked bars of each class's density per
+    10 um (left) and its share of the detected spines (right), arm means, one bar per
+    arm and time, labelled with the imaged cell type."""
+    if classes.empty:
+        return None
+    mean = (classes.groupby(["arm", "cell", "time_h", "class"], sort=False)
+            [["density_per_10um", "fraction"]].mean())
+    bars = list(dict.fromkeys(mean.index.droplevel("class")))
+    n_sub = classes.groupby(["arm", "time_h"], sort=False)["subject"].nunique()
+    labels = [f"{arm}\n{cell}, {session_label(t)}\n(n={n_sub[arm, t]})"
+              for arm, cell, t in bars]
+    fig, axes = subplots(1, 2, figsize=(max(6.5, 1.6 * len(bars) + 2.5), 3.8))
+    x = np.arange(len(bars))
+    for ax, col, ylabel in ((axes[0], "density_per_10um", "spines per 10 um"),
+                            (axes[1], "fraction", "share of detected spines")):
+        bottom = np.zeros(len(bars))
+        for cls, colour in _CLASS_COLOURS.items():
+            v = np.array([mean[col].get((*b, cls), 0.0) for b in bars], dtype=float)
+            ax.bar(x, v, 0.7, bottom=bottom, color=colour, label=cls)
+            bottom += v
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_ylabel(ylabel)
+    axes[1].set_ylim(0, 1)
+    axes[1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def spine_class_figures(kept: dict, out: Path, prefix: str) -> list:
+    """Figure of the fixed-tissue assay: spine morphology classes by arm and cell type."""
+    tables = [k["spine_classes"] for k in kept.values() if "spine_classes" in k]
+    if not tables:
+        return []
+    return [(spine_class_figure(pd.concat(tables, ignore_index=True),
+                                Path(out) / f"{prefix}classes.png"),
+             "spine classes", ("spine morphology by arm and imaged cell type (fixed tissue): "
+                               "each class's density per 10 um and its share of the "
+                               "detected spines, arm means (mushroom: head volume above "
+                               "0.12 um^3; filopodia: below 0.02 um^3 without a synapse)"))]

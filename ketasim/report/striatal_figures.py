@@ -157,3 +157,48 @@ def mushroom_vs_aims(readouts: pd.DataFrame, path: Path) -> tuple[Path, str] | N
     ax.set_xlabel("ALO AIMs, last session (score)")
     ax.set_ylabel("mushroom spines per 10 um")
     return _finish(fig, ax, path, "Mushroom spine density against dyskinesia"), caption
+
+
+#: parkinsonism readouts the lesion figure draws beside the terminals, with their labels
+_MOTOR = (("contralateral_use_pct", "cylinder: contralateral forelimb use (%)"),
+          ("stepping_contralateral_steps", "stepping: contralateral adjusting steps"),
+          ("net_contralateral_turns_per_min", "rotation: net contralateral turns/min"))
+
+
+def lesion_time_course(readouts: pd.DataFrame, path: Path) -> tuple[Path, str] | None:
+    """The lesion's time course: striatal dopamine terminals left (% of intact; the
+    ``signaling_state`` readout ``da_terminals``) against days, each arm's mean +- SEM,
+    and beside it the parkinsonism tests the run measured (cylinder, stepping,
+    rotation) on the same axis; None unless the terminals are measured at two times or
+    more."""
+    r = readouts
+    if "region" in r.columns:
+        r = r[r["region"].fillna("striatum") == "striatum"]
+    terminals = r[r["readout"] == "da_terminals"]
+    if terminals["time_h"].nunique() < 2:
+        return None
+    motor = [(name, label) for name, label in _MOTOR if (r["readout"] == name).any()]
+    fig, axes = subplots(1, 1 + len(motor), figsize=(4.2 * (1 + len(motor)), 3.4),
+                         squeeze=False)
+    panels = [("da_terminals", "dopamine terminals left (%)", 100.0), *(
+        (name, label, 1.0) for name, label in motor)]
+    for ax, (name, label, scale) in zip(axes[0], panels, strict=True):
+        d = r[r["readout"] == name]
+        for k, (arm, g) in enumerate(d.groupby("arm", sort=False)):
+            stat = g.groupby("time_h")["value"].agg(["mean", "sem", "count"])
+            days = stat.index.to_numpy(float) / 24.0
+            m = stat["mean"].to_numpy(float) * scale
+            e = np.nan_to_num(stat["sem"].to_numpy(float)) * scale
+            colour = _COLORS[k % len(_COLORS)]
+            ax.plot(days, m, "o-", ms=3, color=colour, label=arm)
+            ax.fill_between(days, m - e, m + e, color=colour, alpha=0.2, lw=0)
+        ax.set_xlabel("day")
+        ax.set_ylabel(label, fontsize=8)
+    axes[0][0].set_ylim(0, 105)
+    axes[0][0].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    caption = ("striatal dopamine terminals left after the lesion (model state, "
+               "signaling_state) and the parkinsonism tests measured, each arm's mean "
+               "\u00b1 SEM against days")
+    return Path(path), caption

@@ -121,7 +121,31 @@ def _fixed(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         out[:, j, 5] = (seen & (rec.synapse[:, r, :nb] == 1)).sum(axis=(1, 2)) * per_10um
         # mushroom spines per length (the LID studies' measure, F-LID-4)
         out[:, j, 6] = ((cls[:, r, :nb] == 3) & seen).sum(axis=(1, 2)) * per_10um
+    ctx.keep("spine_classes", _class_table(ctx, at, out))
     return ctx.rows(out, at, FIXED.readout_names, FIXED.units)
+
+
+#: the morphology classes as :func:`_fixed` measures them (readout column of the fraction)
+_CLASS_COLUMNS = (("mushroom", 1), ("thin", 2), ("stubby", 3), ("filopodium", 4))
+
+
+def _class_table(ctx: AssayContext, at: np.ndarray, out: np.ndarray) -> pd.DataFrame:
+    """Per animal and time, each class's fraction of the detected spines and its density
+    per 10 um, with the imaged cell type (the report's spine-class figure)."""
+    n, nt = out.shape[:2]
+    rows = {"arm": ctx.arm, "cell": str(ctx.options["cell"]),
+            "subject": np.repeat(np.asarray(ctx.subjects, np.int64), nt * 4),
+            "time_h": np.tile(np.repeat(np.asarray(at, float), 4), n),
+            "class": np.tile([c for c, _ in _CLASS_COLUMNS], n * nt)}
+    frac = out[:, :, [k for _, k in _CLASS_COLUMNS]]  # (n, nt, 4)
+    rows["fraction"] = frac.reshape(-1)
+    rows["density_per_10um"] = (frac * out[:, :, :1]).reshape(-1)
+    return pd.DataFrame(rows)
+
+
+def _concat_classes(kept: list[dict]) -> dict:
+    tables = [k["spine_classes"] for k in kept if "spine_classes" in k]
+    return {"spine_classes": pd.concat(tables, ignore_index=True)} if tables else {}
 
 
 def tracking_tables(kept: dict) -> dict[str, pd.DataFrame]:
@@ -162,4 +186,5 @@ FIXED = Assay(
      Readout("synaptic_spine_density_per_10um", "per 10 um"),
      Readout("mushroom_density_per_10um", "per 10 um")), _fixed,
     options={"branches": 10, "detection_um3": 0.01, "cell": "mpfc_l5"},
-    positive=("branches", "detection_um3"), reads=("spines",), regions=("mpfc", "striatum"))
+    positive=("branches", "detection_um3"), reads=("spines",), regions=("mpfc", "striatum"),
+    figures=("ketasim.report.spine_maps:spine_class_figures",), merge_kept=_concat_classes)
