@@ -47,11 +47,11 @@ def test_compound_loads_with_human_pk_and_no_target():
 
 def test_adding_the_analyte_adds_no_ode_state():
     # 48 ODE states before midazolam got its PK (issue 14), then the gut path of each
-    # drug slot (swallowed doses) and seven striatal states (issue 15: terminals, D1
-    # sensitivity, priming, resistance, the unlesioned side's dopamine and the D1 and D2
-    # neurons' spine-loss signals) were added: the
+    # drug slot (swallowed doses) and eight striatal states (issue 15: terminals, D1
+    # sensitivity, priming, resistance, the unlesioned side's dopamine, the D1 and D2
+    # neurons' spine-loss signals, the sensitisation of PKA -> ERK) were added: the
     # analyte adds outputs and slot flags only, so no other simulation result moves
-    assert spec.N_STATES == 48 + spec.N_SLOTS + 7
+    assert spec.N_STATES == 48 + spec.N_SLOTS + 8
     assert {"midazolam_plasma", "midazolam_brain"} <= set(spec.OUTPUT_NAMES)
 
 

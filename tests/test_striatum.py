@@ -434,3 +434,13 @@ def test_lesion_and_spine_class_figures_in_the_run_report(tmp_path, monkeypatch)
     assert (tmp_path / "run" / "fig_lesion_time_course.png").stat().st_size > 1000
     assert (tmp_path / "run" / "fig_fixed_tissue_spines_striatum_classes.png").exists()
     assert "Lesion time course" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_ldopa_erk_activation_grows_over_the_course_in_the_striatum_only():
+    t = np.array([1.0, 20 * 24 + 1.0])
+    st = course(LESION, range(21), t, ["perk_rel", "pmtor_rel", "pka_rel"])
+    assert st["perk_rel"][1] - 1 > 1.4 * (st["perk_rel"][0] - 1)
+    assert st["pmtor_rel"][1] > st["pmtor_rel"][0]
+    assert st["pka_rel"][1] == pytest.approx(st["pka_rel"][0], rel=0.02)  # PKA does not grow
+    mp = course(LESION, range(21), t, ["perk_rel"], region="mpfc")
+    assert mp["perk_rel"][1] == pytest.approx(mp["perk_rel"][0], rel=1e-3)

@@ -125,6 +125,8 @@ STATES: tuple[State, ...] = (
           "it (days)"),
     State("d1_spine_deficit", 0.0, "1",
           "loss of tonic dopamine, as direct-pathway (D1) neurons' spines sense it (weeks)"),
+    State("erk_sensitization", 0.0, "1",
+          "sensitisation of D1 neurons' PKA -> ERK coupling by pulsatile D1 drive (0-1)"),
 )
 
 # ------------------------------------------------------------------ parameters
@@ -234,6 +236,7 @@ PARAMS: tuple[Param, ...] = (
     Param("k_res_off", "sig.k_lid_resistance_off", "1/h"),
     Param("lid_size_gain", "sig.lid_spine_size_gain", "1"),
     Param("k_d2_spine", "sig.k_d2_spine_deficit", "1/h"),
+    Param("lid_erk_gain", "sig.lid_erk_priming_gain", "1"),
     Param("k_d1_spine", "sig.k_d1_spine_deficit", "1/h"),
     Param("d1_spine_thr", "sig.d1_spine_deficit_threshold", "1"),
 )
@@ -444,7 +447,12 @@ RATES: tuple[tuple[str, str], ...] = (
     ("bdnf", ("k_bdnf * ((1.0 - bdnf_stress * stress_load)"
              " * (1.0 + bdnf_eef2_gain * (1.0 - peef2)) - bdnf)")),
     ("ptrkb", "k_trkb * (bdnf_release * (1.0 - trkb_block) + trkb_ag - ptrkb)"),
-    ("perk", "k_erk * (pw(ptrkb, erk_trkb_exp) * pw(pka, erk_pka_exp) - perk)"),
+    # pulsatile D1 drive sensitises the PKA -> ERK coupling of D1 neurons (Ras-GRF1;
+    # Fasano et al. 2010 PNAS), so L-DOPA's ERK and mTORC1 activation grows over the
+    # course (Santini et al. 2007 J Neurosci; Westin et al. 2007 Biol Psychiatry); no
+    # effect at rest (pka 1) or without sensitisation
+    ("perk", ("k_erk * (pw(ptrkb, erk_trkb_exp)"
+              " * pw(pka, erk_pka_exp * (1.0 + lid_erk_gain * erk_sensitization)) - perk)")),
     ("pmtor", "k_mtor * (pw(perk, mtor_erk_exp) * (1.0 - mtorc1_block) + mtorc1_ag - pmtor)"),
     ("synthesis", "k_synthesis * (1.0 + syn_mtor_frac * (pmtor - 1.0) - synthesis)"),
     ("psd95", ("k_psd95 * ((1.0 - psd95_stress * stress_load) * pw(synthesis, psd95_syn_exp)"
@@ -493,6 +501,12 @@ RATES: tuple[tuple[str, str], ...] = (
     ("dopamine_intact", "k_da * (da_target_intact - dopamine_intact)"),
     ("d2_spine_deficit", "k_d2_spine * (pos(1.0 - dopamine) - d2_spine_deficit)"),
     ("d1_spine_deficit", "k_d1_spine * (pos(1.0 - da_tonic) - d1_spine_deficit)"),
+    # built by the same pulsatile D1 -> PKA drive as priming, at its rates, but not
+    # capped by the resistance that ketamine leaves (which lowers the behavioural
+    # ceiling of priming; a cap here would close a loop through ERK -> mTORC1 ->
+    # synthesis -> resistance)
+    ("erk_sensitization", ("k_lid_on * pos(pka - lid_pka_thr) * (1.0 - erk_sensitization)"
+                           " - k_lid_off * erk_sensitization")),
 )
 
 
