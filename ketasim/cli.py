@@ -426,6 +426,28 @@ def compounds_cmd(
 
 
 @app.command()
+def analyze(kind: str = typer.Argument(..., help="spines, calcium or behavior"),
+            paths: list[Path] = typer.Argument(..., help="the lab's files or folders"),
+            design: Path = typer.Option(..., "--design", help="design YAML: groups, "
+                                        "subjects, sessions, files, comparisons"),
+            out_dir: Path = typer.Option(..., "--out", help="output folder"),
+            force: bool = typer.Option(False, "--force", help="replace an existing --out")):
+    """Analyse a lab's own data as ketasim analyses simulated data: the same readouts,
+    summaries, tests (and mixed models for nested data) and report as ketasim run."""
+    from ketasim.analyze.kinds import LAB_ERRORS
+    from ketasim.analyze.run import analyze as run_analysis
+
+    try:
+        folder = run_analysis(kind, paths, design, out_dir, overwrite=force)
+    except LAB_ERRORS as e:
+        _fail(str(e))
+    except _user_errors() as e:
+        _fail(str(e))
+    out.print(f"wrote {folder}/ (readouts.parquet, subjects.csv, summary.csv, stats.csv, "
+              "manifest.json, report.html)")
+
+
+@app.command()
 def schema(out_file: Path | None = typer.Option(None, "--out", help="write to this file")):
     """Write the JSON Schema of the scenario format (for editors)."""
     from ketasim.scenario import scenario_json_schema

@@ -15,6 +15,7 @@ p-values count the observed value as one of the draws: ``(1 + #extreme) / (1 + n
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -845,3 +846,61 @@ def morphology_fractions(table: pd.DataFrame, time_h: float) -> pd.DataFrame:
     out["n_classified"] = out.groupby(SUBJECT_KEY)["n"].transform("sum")
     out["fraction"] = out["n"] / out["n_classified"].where(out["n_classified"] > 0)
     return out.reset_index(drop=True)
+
+
+#: the per-animal readouts of longitudinal spine imaging, with their units
+SUBJECT_READOUTS = (("spine_density_per_10um", "per 10 um"), ("formation_pct", "%"),
+                    ("elimination_pct", "%"))
+
+
+def subject_readouts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per animal and session, what a two-photon study reports: density per 10 um
+    (mean over the animal's branches imaged that session), and formation and
+    elimination % of the spines seen at the animal's previous session (counts pooled
+    over its branches; :func:`turnover`). The same for simulated and lab tables.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table ``arm, subject, time_h, readout, value, unit`` (subject as in the
+        tracking table), sessions in time order; formation and elimination are NaN at
+        an animal's first session.
+    """
+    dens = density_per_10um(table).groupby(SUBJECT_KEY + ["time_h"], sort=True)[
+        "density_per_10um"].mean().rename("value").reset_index()
+    dens["readout"] = "spine_density_per_10um"
+    parts = [dens]
+    times = np.sort(table["time_h"].unique())
+    for t0, t1 in itertools.pairwise(times):
+        per = turnover(table, float(t0), float(t1)).per_subject
+        for col in ("formation_pct", "elimination_pct"):
+            parts.append(per[SUBJECT_KEY].assign(time_h=float(t1), readout=col,
+                                                 value=per[col].to_numpy(float)))
+    out = pd.concat(parts, ignore_index=True)
+    units = dict(SUBJECT_READOUTS)
+    out["unit"] = out["readout"].map(units)
+    return out[[*SUBJECT_KEY, "time_h", "readout", "value", "unit"]]
+
+
+def branch_readouts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per branch and session: density per 10 um, and formation and elimination % since
+    the previous session at which the branch was imaged with the animal's other
+    branches (the nested data under :func:`subject_readouts`, for mixed models).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table ``arm, subject, branch, time_h, readout, value, unit``.
+    """
+    d = density_per_10um(table)
+    parts = [d[BRANCH_KEY + ["time_h"]].assign(readout="spine_density_per_10um",
+                                               value=d["density_per_10um"].to_numpy(float))]
+    times = np.sort(table["time_h"].unique())
+    for t0, t1 in itertools.pairwise(times):
+        per = turnover(table, float(t0), float(t1)).per_branch
+        for col in ("formation_pct", "elimination_pct"):
+            parts.append(per[BRANCH_KEY].assign(time_h=float(t1), readout=col,
+                                                value=per[col].to_numpy(float)))
+    out = pd.concat(parts, ignore_index=True)
+    out["unit"] = out["readout"].map(dict(SUBJECT_READOUTS))
+    return out[[*BRANCH_KEY, "time_h", "readout", "value", "unit"]]

@@ -73,11 +73,59 @@ def _run(test: str, groups: list[np.ndarray]) -> ComparisonResult:
     return ComparisonResult(float(r.statistic), float(r.pvalue))
 
 
+#: the suffix of an assay whose rows are nested within subjects (branches, segments, cells
+#: of ``<assay>``; ``ketasim analyze``): mixed models read them, the other tests do not
+NESTED_SUFFIX = "_nested"
+
+
+def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
+                  order: list[str]) -> ComparisonResult:
+    """Linear mixed model ``value ~ arm`` with a random intercept per subject (REML,
+    statsmodels MixedLM): rows nested within subjects (branches, cells) count once per
+    subject's share of the variance instead of as independent animals. With two arms,
+    the Wald z of the second arm against the first (``order``) and its two-sided p; with
+    more, the Wald chi-square of all arm effects (df = arms - 1) and its p. NaN when an
+    arm has fewer than 2 subjects or the fit fails to converge."""
+    import statsmodels.formula.api as smf
+
+    df = pd.DataFrame({"value": np.asarray(values, float),
+                       "arm": pd.Categorical(np.asarray(arms).astype(str), categories=order),
+                       "subject": np.asarray(subjects).astype(str)})
+    df = df[np.isfinite(df["value"])]
+    per_arm = df.groupby("arm", observed=False)["subject"].nunique()
+    if (per_arm < 2).any():
+        return ComparisonResult(float("nan"), float("nan"))
+    df["subject"] = df["arm"].astype(str) + "/" + df["subject"]  # ids may repeat across arms
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter; checked below
+        fit = smf.mixedlm("value ~ C(arm)", df, groups=df["subject"]).fit(reml=True)
+    if not fit.converged:
+        return ComparisonResult(float("nan"), float("nan"))
+    names = [n for n in fit.fe_params.index if n.startswith("C(arm)")]
+    if len(names) == 1:
+        return ComparisonResult(float(fit.tvalues[names[0]]), float(fit.pvalues[names[0]]))
+    b = fit.fe_params[names].to_numpy()
+    v = fit.cov_params().loc[names, names].to_numpy()
+    chi2 = float(b @ np.linalg.solve(v, b))
+    return ComparisonResult(chi2, float(sps.chi2.sf(chi2, len(names))))
+
+
+def _nesting(readouts: pd.DataFrame, sel: pd.Series, test: str) -> pd.Series:
+    """Without a named assay, a mixed model reads the nested rows of a readout where
+    there are any, and every other test the rows that are not nested."""
+    nested = readouts["assay"].astype(str).str.endswith(NESTED_SUFFIX)
+    if test == "mixed_lm" and (sel & nested).any():
+        return sel & nested
+    return sel & ~nested
+
+
 def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
     """Run a scenario's ``compare`` entries on a readouts table.
 
     Each comparison selects one readout (optionally of one assay) at one time in each
-    named arm, drops missing values, and applies its test (Welch t by default).
+    named arm, drops missing values, and applies its test (Welch t by default; a
+    ``mixed_lm`` reads nested rows with a random intercept per subject, see
+    :func:`mixed_lm_test`).
     """
     rows = []
     for k, c in enumerate(comparisons):
@@ -85,6 +133,8 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
             np.abs(readouts["time_h"] - float(c.at)) < TIME_TOL_H)
         if getattr(c, "assay", None):
             sel &= readouts["assay"] == c.assay
+        else:
+            sel = _nesting(readouts, sel, c.test)
         if getattr(c, "region", None):
             sel &= readouts["region"] == c.region if "region" in readouts else False
         elif "region" in readouts and readouts.loc[sel, "region"].nunique() > 1:
@@ -95,7 +145,12 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
         for arm in c.arms:
             v = readouts.loc[sel & (readouts["arm"] == arm), "value"].to_numpy(float)
             groups.append(v[np.isfinite(v)])
-        res = run_test(c.test, groups)
+        if c.test == "mixed_lm":
+            rows_ = readouts.loc[sel & readouts["arm"].isin(c.arms)]
+            res = mixed_lm_test(rows_["value"].to_numpy(float), rows_["arm"].to_numpy(),
+                                rows_["subject"].to_numpy(), list(c.arms))
+        else:
+            res = run_test(c.test, groups)
         rows.append({
             "comparison": k, "readout": c.readout, "assay": getattr(c, "assay", None) or "",
             "time_h": float(c.at), "test": c.test, "groups": ";".join(c.arms),

@@ -1,0 +1,1 @@
+"""``ketasim analyze``: a lab's own files through the statistics and report of a run."""

@@ -1,0 +1,178 @@
+"""The design file of ``ketasim analyze``: which subject is in which group, when each
+session was, which file is which, and the comparisons to run.
+
+Example::
+
+    name: ketamine_spines_lab
+    description: two-photon spines, ketamine vs saline
+    species: mouse
+    groups:
+      saline: [m1, m2, m3]
+      ketamine: [m4, m5, m6]
+    sessions:            # labels a table or a file entry may use instead of times
+      pre: -1d
+      post: 1d
+    files:               # kinds whose files carry no subject or session (dF/F, suite2p)
+      - {path: m1_pre.csv, subject: m1, session: pre}
+    compare:
+      - {readout: spine_density_per_10um, at: post, arms: [ketamine, saline]}
+      - {readout: spine_density_per_10um, at: post, arms: [ketamine, saline], test: mixed_lm}
+    options: {frame_rate_hz: 30}
+
+A subject belongs to exactly one group. ``at`` and session times are strings with a unit
+(``90min``, ``-3d``), as in a scenario; ``at`` may also name a session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ketasim.scenario.units import UnitError, parse_time
+
+_CONFIG = ConfigDict(extra="forbid", frozen=True)
+#: tests a design's comparison may ask for: the scenario's, and a linear mixed model
+#: with a random intercept per subject on the nested rows (segments, branches, cells)
+DESIGN_TESTS = ("welch_t", "student_t", "mann_whitney", "anova", "kruskal", "mixed_lm")
+
+
+class DesignError(ValueError):
+    """A design file that cannot be used: one line naming the file and the field."""
+
+
+class FileEntry(BaseModel):
+    model_config = _CONFIG
+    path: str = Field(description="an input path as given on the command line")
+    subject: str | None = Field(default=None, description=(
+        "the subject the file belongs to (files that name their subjects in a column "
+        "need none)"))
+    session: str | None = Field(default=None, description="a session label")
+    time: str | None = Field(default=None, description="or the session's time")
+
+
+class DesignComparison(BaseModel):
+    model_config = _CONFIG
+    readout: str
+    at: str
+    arms: list[str] = Field(min_length=2)
+    test: Literal["welch_t", "student_t", "mann_whitney", "anova", "kruskal",
+                  "mixed_lm"] = "welch_t"
+    assay: str | None = None
+    region: str | None = None
+
+
+class Design(BaseModel):
+    model_config = _CONFIG
+    name: str = Field(min_length=1)
+    description: str = ""
+    species: Literal["mouse", "rat", "human"] | None = None
+    groups: dict[str, list[str]] = Field(min_length=1)
+    sessions: dict[str, str] = Field(default_factory=dict)
+    files: list[FileEntry] = Field(default_factory=list)
+    compare: list[DesignComparison] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("groups", mode="before")
+    @classmethod
+    def _ids_as_text(cls, v):
+        if isinstance(v, dict):
+            return {str(k): ([str(s) for s in ids] if isinstance(ids, list) else ids)
+                    for k, ids in v.items()}
+        return v
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _file_subjects_as_text(cls, v):
+        if isinstance(v, list):
+            return [({**e, "subject": str(e["subject"])} if isinstance(e, dict)
+                     and "subject" in e else e) for e in v]
+        return v
+
+
+class ResolvedDesign:
+    """A checked design: subject id -> (group, integer subject index), session label ->
+    hours, comparisons with times in hours."""
+
+    def __init__(self, design: Design, where: str):
+        self.design = design
+        self.where = where
+        self.group_of: dict[str, str] = {}
+        self.index_of: dict[str, int] = {}
+        for group, ids in design.groups.items():
+            if not ids:
+                raise DesignError(f"{where}: groups.{group}: expected at least one subject")
+            for s in ids:
+                if s in self.group_of:
+                    raise DesignError(
+                        f"{where}: groups.{group}: subject {s!r} is already in group "
+                        f"{self.group_of[s]!r}; a subject belongs to one group")
+                self.group_of[s] = group
+                self.index_of[s] = len(self.index_of)
+        self.session_h = {k: self._time(v, f"sessions.{k}") for k, v in design.sessions.items()}
+        self.files = {}
+        for i, f in enumerate(design.files):
+            if f.subject is not None and f.subject not in self.group_of:
+                raise DesignError(f"{where}: files[{i}].subject: {f.subject!r} is in no group")
+            if (f.session is None) == (f.time is None):
+                raise DesignError(f"{where}: files[{i}]: give exactly one of session and time")
+            t = (self.session(f.session, f"files[{i}].session") if f.session is not None
+                 else self._time(f.time, f"files[{i}].time"))
+            self.files[str(Path(f.path))] = (f.subject, t)
+        groups = set(design.groups)
+        self.compare = []
+        for i, c in enumerate(design.compare):
+            unknown = [a for a in c.arms if a not in groups]
+            if unknown:
+                raise DesignError(f"{where}: compare[{i}].arms: {unknown} are not groups "
+                                  f"({sorted(groups)})")
+            if len(set(c.arms)) != len(c.arms):
+                raise DesignError(f"{where}: compare[{i}].arms: a group is named twice")
+            self.compare.append(c.model_copy(update={"at": self.session(c.at, f"compare[{i}].at")}))
+
+    def _time(self, v, field: str) -> float:
+        try:
+            return float(parse_time(v))
+        except (UnitError, ValueError, TypeError) as e:
+            raise DesignError(f"{self.where}: {field}: {e}") from None
+
+    def session(self, v, field: str) -> float:
+        """Hours of a session label or a time."""
+        if isinstance(v, str) and v in self.session_h:
+            return self.session_h[v]
+        return self._time(v, field)
+
+    def group(self, subject: str, where: str) -> str:
+        if subject not in self.group_of:
+            raise DesignError(f"{where}: subject {subject!r} is in no group of the design "
+                              f"{self.where}")
+        return self.group_of[subject]
+
+    def file_entry(self, path: Path) -> tuple[str | None, float]:
+        key = str(Path(path))
+        if key not in self.files:
+            raise DesignError(f"{self.where}: files: no entry for {key!r} (each input of this "
+                              "kind needs its subject and session)")
+        return self.files[key]
+
+
+def load_design(path: str | Path) -> ResolvedDesign:
+    """Read and check a design file; :class:`DesignError` names the file and field."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except OSError as e:
+        raise DesignError(f"{p}: cannot read the design file ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise DesignError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise DesignError(f"{p}: expected a mapping with name, groups, ...")
+    try:
+        design = Design.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise DesignError(f"{p}: {loc}: {err['msg']}") from None
+    return ResolvedDesign(design, str(p))

@@ -1,0 +1,213 @@
+"""What ``ketasim analyze`` reads, per kind, and the readouts it makes of it.
+
+Every kind turns a lab's files into the readouts table of ``ketasim run`` (columns
+``arm, subject, assay, readout, time_h, value, unit``; ``arm`` is the design's group,
+``subject`` the subject's index in the design, with the lab's ids kept apart), computed
+by the same :mod:`ketasim.analysis` functions that score simulated measurements, under
+the simulated assays' names, so a lab's numbers and a replica's are compared readout
+for readout. Nested rows (branches within animals, cells within sessions) go into an
+assay of their own, ``<assay>_nested``, with a ``branch`` or ``cell`` column, for mixed
+models.
+
+- ``spines``: spine tracking tables (``docs/spine_tracking_table.md``; times in the
+  table): per animal and session density per 10 um, formation and elimination %
+  (assay ``two_photon_spines``); per branch the same (nested).
+- ``calcium``: dF/F files (``.csv``, ``.parquet``, ``.npy``; cells x frames) or suite2p
+  folders, one session each (subject and session from the design's ``files``): the
+  ``calcium_imaging`` readouts (transient rate, synchronous events, ...) per session;
+  each cell's transient rate (nested).
+- ``behavior``: tail suspension bout tables, sucrose intake sheets (g or mL), learned-helplessness
+  trial tables and open-field tracks (the kind of table is told by its columns; the
+  session time from the design's ``files``): the simulated assays' readouts per animal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ketasim.analysis import behavior as beh
+from ketasim.analysis._tables import file_kind, read_frame
+from ketasim.analysis.calcium import CalciumDataError, read_dff, summarize_session
+from ketasim.analysis.spines import branch_readouts, subject_readouts
+from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
+from ketasim.analyze.design import DesignError, ResolvedDesign
+
+KINDS = ("spines", "calcium", "behavior")
+#: the simulated calcium assay's readouts and the session summary's names for them
+CALCIUM_READOUTS = (("calcium_transient_rate_per_min", "transient_rate_per_min", "per min"),
+                    ("sync_event_rate_per_min", "sync_event_rate_per_min", "per min"),
+                    ("sync_fraction_per_event", "sync_fraction_per_event", "fraction"),
+                    ("mean_pairwise_r", "mean_pairwise_r", "1"),
+                    ("correlated_pair_fraction", "correlated_pair_fraction", "fraction"))
+LAB_ERRORS = (DesignError, TrackingTableError, CalciumDataError, beh.BehaviorDataError)
+
+
+@dataclass
+class LabData:
+    """What a kind made of the files: readouts (contract columns; optional ``branch`` or
+    ``cell``), the lab's subject ids, and notes for the report."""
+
+    readouts: pd.DataFrame
+    subjects: pd.DataFrame  # arm, subject (index), subject_id (the lab's)
+    notes: list[str] = field(default_factory=list)
+
+
+def _subjects(design: ResolvedDesign) -> pd.DataFrame:
+    rows = [(design.group_of[s], i, s) for s, i in design.index_of.items()]
+    return pd.DataFrame(rows, columns=["arm", "subject", "subject_id"])
+
+
+def _assign(df: pd.DataFrame, design: ResolvedDesign, where: str) -> pd.DataFrame:
+    """Replace the lab's subject ids by the design's groups and indices; a table whose
+    own ``arm`` disagrees with the design is an error."""
+    ids = df["subject"].astype(str)
+    groups = ids.map(design.group_of)
+    missing = ids[groups.isna()]
+    if len(missing):
+        raise DesignError(f"{where}: subject {missing.iloc[0]!r} is in no group of the design "
+                          f"{design.where}")
+    if "arm" in df.columns:
+        own = df["arm"].astype(str)
+        bad = (own != groups) & (own != "all")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DesignError(f"{where}: subject {ids.iloc[i]!r} is in arm {own.iloc[i]!r} in "
+                              f"the table but in group {groups.iloc[i]!r} in the design")
+    out = df.copy()
+    out["arm"] = groups.to_numpy()
+    out["subject"] = ids.map(design.index_of).astype(np.int64).to_numpy()
+    return out
+
+
+def _tracking(paths: list[Path], design: ResolvedDesign) -> LabData:
+    subj, nested = [], []
+    seen: dict[tuple[str, str], Path] = {}
+    for path in paths:
+        table = read_tracking_table(path)
+        for key in table[["subject", "branch"]].drop_duplicates().itertuples(index=False):
+            k = (str(key.subject), str(key.branch))
+            if k in seen:
+                raise DesignError(f"{path}: subject {k[0]!r} branch {k[1]!r} is also in "
+                                  f"{seen[k]}; give each branch's sessions in one table")
+            seen[k] = path
+        s = _assign(subject_readouts(table), design, str(path))
+        b = _assign(branch_readouts(table), design, str(path))
+        subj.append(s.assign(assay="two_photon_spines"))
+        nested.append(b.assign(assay="two_photon_spines_nested"))
+    readouts = pd.concat(subj + nested, ignore_index=True)
+    readouts["branch"] = readouts["branch"].astype("string") if "branch" in readouts else None
+    return LabData(readouts, _subjects(design),
+                   [("two_photon_spines: per animal (its branches pooled); "
+                    "two_photon_spines_nested: per branch (for mixed models)")])
+
+
+def _calcium(paths: list[Path], design: ResolvedDesign) -> LabData:
+    rate = design.design.options.get("frame_rate_hz")
+    rows, cells = [], []
+    for path in paths:
+        subject, t = design.file_entry(path)
+        if subject is None:
+            raise DesignError(f"{design.where}: files: the entry for {str(path)!r} names no "
+                              "subject (a dF/F file or suite2p folder is one subject's session)")
+        rec = read_dff(path, rate) if not Path(path).is_dir() else _suite2p(path, rate)
+        sm = summarize_session(rec, rng=np.random.default_rng(0))
+        d = sm.as_dict()
+        for name, key, unit in CALCIUM_READOUTS:
+            rows.append((subject, t, name, float(d[key]), unit))
+        tr = sm.transients
+        minutes = tr.n_frames / tr.frame_rate_hz / 60.0
+        per_cell = np.array([len(o) for o in tr.onset_frames], float) / minutes
+        cells.append(pd.DataFrame({"subject": subject, "time_h": t,
+                                   "readout": "calcium_transient_rate_per_min",
+                                   "value": per_cell, "unit": "per min",
+                                   "cell": [str(c) for c in range(per_cell.size)]}))
+    subj = pd.DataFrame(rows, columns=["subject", "time_h", "readout", "value", "unit"])
+    subj = _assign(subj, design, design.where).assign(assay="calcium_imaging")
+    nested = _assign(pd.concat(cells, ignore_index=True), design, design.where).assign(
+        assay="calcium_imaging_nested")
+    readouts = pd.concat([subj, nested], ignore_index=True)
+    readouts["cell"] = readouts["cell"].astype("string")
+    return LabData(readouts, _subjects(design),
+                   [("calcium_imaging: per session; calcium_imaging_nested: each cell's "
+                    "transient rate (for mixed models)")])
+
+
+def _suite2p(folder: Path, rate):
+    """A suite2p folder as a dF/F recording (neuropil-corrected, cells only)."""
+    try:
+        from ketasim.analysis.suite2p import read_suite2p
+    except ImportError:  # pragma: no cover - the module ships with ketasim
+        raise CalciumDataError(f"{folder}: suite2p folders are not supported") from None
+    return read_suite2p(folder)
+
+
+#: behaviour tables told apart by their columns: name, required columns
+_BEHAVIOUR_TABLES = (("tail_suspension", {"start_s", "end_s", "state"}),
+                     ("sucrose_preference", {"sucrose_g", "water_g"}),
+                     ("sucrose_preference", {"sucrose_ml", "water_ml"}),
+                     ("escape_test", {"trial", "latency_s"}),
+                     ("open_field", {"time_s", "x_cm", "y_cm"}))
+
+
+def _behaviour_kind(path: Path) -> tuple[str, pd.DataFrame]:
+    path = Path(path)
+    kind = file_kind(path, beh.BehaviorDataError)
+    df, _ = read_frame(path, kind, beh.BehaviorDataError)
+    cols = set(df.columns)
+    for name, need in _BEHAVIOUR_TABLES:
+        if need <= cols:
+            return name, df
+    raise beh.BehaviorDataError(
+        f"{path}: cannot tell the test from the columns {sorted(cols)}; expected a tail "
+        "suspension bout table (start_s, end_s, state), a sucrose sheet (sucrose_g and "
+        "water_g, or sucrose_ml and water_ml), "
+        "a learned-helplessness trial table (trial, latency_s) or an open-field track "
+        "(time_s, x_cm, y_cm)")
+
+
+def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
+    opts = design.design.options
+    parts = []
+    for path in paths:
+        _, t = design.file_entry(path)
+        name, _ = _behaviour_kind(path)
+        if name == "tail_suspension":
+            s = beh.score_tst(path)
+            vals = {"tst_immobility_s": (s["immobility_s"], "s"),
+                    "tst_immobile_bout_s": (s["mean_immobile_bout_s"], "s"),
+                    "tst_struggle_bouts": (s["n_struggle_bouts"], "count")}
+        elif name == "sucrose_preference":
+            s = beh.sucrose_preference(path)
+            vals = {"sucrose_preference": (s["preference"], "fraction")}
+        elif name == "escape_test":
+            s = beh.learned_helplessness(path, cutoff_s=opts.get("cutoff_s"))
+            vals = {"escape_failure_fraction": (s["failure_pct"] / 100.0, "fraction")}
+        else:
+            s = beh.open_field_locomotion(path, bin_s=float(opts.get("bin_s", 300.0)))
+            s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
+            vals = {"distance_cm": (s["distance_cm"], "cm")}
+        for readout, (v, unit) in vals.items():
+            part = s[["arm", "subject"]].assign(time_h=t, readout=readout,
+                                                value=np.asarray(v, float), unit=unit)
+            parts.append(_assign(part, design, str(path)).assign(assay=name))
+    return LabData(pd.concat(parts, ignore_index=True), _subjects(design))
+
+
+def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabData:
+    """The readouts of ``kind`` from ``paths`` under ``design``; errors are one line
+    naming the file and field (:data:`LAB_ERRORS`)."""
+    if kind not in KINDS:
+        raise DesignError(f"kind: got {kind!r}; expected one of {', '.join(KINDS)}")
+    if not paths:
+        raise DesignError("no input files")
+    reader = {"spines": _tracking, "calcium": _calcium, "behavior": _behavior}[kind]
+    data = reader([Path(p) for p in paths], design)
+    cols = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
+    extra = [c for c in ("cell", "branch") if c in data.readouts.columns]
+    data.readouts = data.readouts[cols + extra].sort_values(
+        ["assay", "arm", "subject", "readout", "time_h"], kind="stable").reset_index(drop=True)
+    return data

@@ -1,0 +1,81 @@
+"""``ketasim analyze``: a lab's files in, the files of ``ketasim run`` out.
+
+The output folder holds ``readouts.parquet`` (the run contract; ``arm`` is the design's
+group, ``subject`` the subject's index in the design), ``subjects.csv`` (index -> the
+lab's id), ``summary.csv``, ``stats.csv`` (the design's comparisons), ``manifest.json``
+(the design text, the kind, and every input file's SHA-256) and ``report.html`` with
+figures. It is written atomically: bad input writes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+import ketasim
+from ketasim.analysis.stats import NESTED_SUFFIX, compare, summarize
+from ketasim.analyze.design import load_design
+from ketasim.analyze.kinds import read_lab_data
+from ketasim.io.results import atomic_dir, check_writable, write_json, write_readouts
+from ketasim.params import load_registry
+from ketasim.provenance import collect, utc_now
+from ketasim.report.html import write_report
+
+#: what the report says about the tests, so a reader knows which rows are which
+TESTS_NOTE = (
+    "Tests: welch_t, student_t, mann_whitney, anova and kruskal treat each row of the "
+    "readout as independent: per animal (or per session) for the assays without "
+    f"'{NESTED_SUFFIX}', which is how most papers test. mixed_lm fits value ~ group with a "
+    "random intercept per subject (statsmodels MixedLM, REML) to the nested rows "
+    f"(assays ending '{NESTED_SUFFIX}': branches or segments within animals, cells within "
+    "sessions), so that units within one animal are not counted as independent animals.")
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    """Every file under the inputs (a folder's files, sorted), for the manifest's hashes."""
+    out = []
+    for p in paths:
+        out += sorted(f for f in Path(p).rglob("*") if f.is_file()) if Path(p).is_dir() else [p]
+    return out
+
+
+def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: str | Path,
+            overwrite: bool = False) -> Path:
+    """Analyse a lab's files of ``kind`` under the design file; write the run folder."""
+    started = utc_now()
+    t0 = time.perf_counter()
+    out = Path(out)
+    check_writable(out, overwrite)
+    design = load_design(design_path)
+    paths = [Path(p) for p in paths]
+    data = read_lab_data(kind, paths, design)
+    readouts = data.readouts
+    summary = summarize(readouts)
+    stats = compare(readouts, design.compare)
+    text = Path(design_path).read_text()
+    registry = load_registry()
+    man = collect(registry=registry, started=started,
+                  inputs=[Path(design_path), *_files(paths)]) | {
+        "ketasim_version": ketasim.__version__, "command": "analyze", "kind": kind,
+        "design": design.design.name, "design_text": text,
+        "species": design.design.species, "seed": None,
+        "scenario_hash": "", "groups": {g: len(s) for g, s in design.design.groups.items()},
+        "timings_s": {"total": time.perf_counter() - t0}, "notes": [*data.notes, TESTS_NOTE]}
+    with atomic_dir(out, overwrite) as tmp:
+        write_readouts(readouts, tmp / "readouts.parquet")
+        data.subjects.to_csv(tmp / "subjects.csv", index=False)
+        summary.to_csv(tmp / "summary.csv", index=False)
+        stats.to_csv(tmp / "stats.csv", index=False)
+        write_json(man, tmp / "manifest.json")
+        description = (design.design.description or f"{kind} data") + " " + " ".join(
+            [*data.notes, TESTS_NOTE])
+        write_report(tmp, f"ketasim analyze {kind}: {design.design.name}", description,
+                     readouts, summary, stats, man)
+    return out
+
+
+def read_subjects(run_dir: str | Path) -> pd.DataFrame:
+    """The ``subjects.csv`` of an analyze folder (arm, subject index, the lab's id)."""
+    return pd.read_csv(Path(run_dir) / "subjects.csv", dtype={"subject_id": str})

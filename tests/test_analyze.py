@@ -1,0 +1,219 @@
+"""``ketasim analyze``: a lab's files through the run's statistics (issue 16, item 1)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ketasim.analysis.stats import mixed_lm_test
+from ketasim.analyze.design import DesignError, load_design
+from ketasim.analyze.run import analyze, read_subjects
+from ketasim.cli import app
+from ketasim.experiment.runner import simulate
+from ketasim.params import load_registry
+from ketasim.scenario import load_scenario_text
+
+SCENARIO = """
+name: lab_like
+species: mouse
+seed: 3
+arms:
+  - name: saline
+    n: 4
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: two_photon_spines, at: [-1d, 1d, 3d]}]
+  - name: ketamine
+    n: 4
+    protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}]
+    assays: [{assay: two_photon_spines, at: [-1d, 1d, 3d]}]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    for var in ("HOME", "MPLCONFIGDIR", "TMPDIR"):
+        monkeypatch.setenv(var, str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """A simulated run and its observed tracking table with lab-style subject ids."""
+    res = simulate(load_scenario_text(SCENARIO), registry=load_registry())
+    table = res.kept["two_photon_spines"]
+    t = pd.concat([k["tracking"] for k in table.values()], ignore_index=True)
+    t["subject"] = t["arm"] + "_m" + t["subject"].astype(str)
+    return res, t
+
+
+def _design(path, t, **extra):
+    groups = {a: sorted(t.loc[t.arm == a, "subject"].unique().tolist())
+              for a in ("saline", "ketamine")}
+    path.write_text(yaml.safe_dump({"name": "lab", "species": "mouse", "groups": groups,
+                                    **extra}))
+    return path
+
+
+def test_analyze_spines_reproduces_the_simulated_readouts(simulated, tmp_path):
+    """The same tracking table scored by the simulated assay and by analyze gives the same
+    numbers: one set of statistics for simulated and real data."""
+    res, t = simulated
+    t.to_csv(tmp_path / "tracking.csv", index=False)
+    compare = [{"readout": "spine_density_per_10um", "at": "1d", "arms": ["ketamine", "saline"]},
+               {"readout": "spine_density_per_10um", "at": "1d",
+                "arms": ["ketamine", "saline"], "test": "mixed_lm"},
+               {"readout": "formation_pct", "at": "post", "arms": ["ketamine", "saline"]}]
+    design = _design(tmp_path / "design.yaml", t, compare=compare, sessions={"post": "1d"})
+    out = analyze("spines", [tmp_path / "tracking.csv"], design, tmp_path / "out")
+    for f in ("readouts.parquet", "subjects.csv", "summary.csv", "stats.csv", "manifest.json",
+              "report.html"):
+        assert (out / f).exists(), f
+    a = pd.read_parquet(out / "readouts.parquet")
+    subj = read_subjects(out)
+    lab = a[a.assay == "two_photon_spines"].merge(subj, on=["arm", "subject"])
+    lab["sim"] = lab["subject_id"].str.split("_m").str[1].astype(int)
+    sim = res.readouts[np.isfinite(res.readouts["value"])]  # no turnover at the first session
+    m = lab.merge(sim, left_on=["arm", "sim", "readout", "time_h"],
+                  right_on=["arm", "subject", "readout", "time_h"], suffixes=("", "_sim"))
+    assert len(m) == len(lab) == len(sim)
+    np.testing.assert_array_equal(m["value"].to_numpy(), m["value_sim"].to_numpy())
+    # nested rows: one per branch and session, with the branch column
+    nested = a[a.assay == "two_photon_spines_nested"]
+    assert nested["branch"].notna().all() and len(nested) > len(lab)
+    stats = pd.read_csv(out / "stats.csv")
+    assert list(stats["test"]) == ["welch_t", "mixed_lm", "welch_t"]
+    assert stats.loc[0, "n"] == "4;4" and stats.loc[1, "n"] != "4;4"  # branches, not mice
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["command"] == "analyze" and man["kind"] == "spines"
+    hashed = {e["path"] for e in man["inputs"]}
+    assert str(tmp_path / "tracking.csv") in hashed and str(design) in hashed
+    assert "mixed_lm" in (out / "report.html").read_text()
+
+
+def test_mixed_model_counts_animals_not_branches():
+    """Branches of one animal share its offset: a model with a random intercept per
+    animal is far less confident than a t test on branches as if they were animals, and
+    matches statsmodels' own fit."""
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for arm, shift in (("a", 0.0), ("b", 0.5)):
+        for s in range(5):
+            animal = rng.normal(0, 1.0)
+            for _ in range(8):
+                rows.append((arm, f"{arm}{s}", shift + animal + rng.normal(0, 0.2)))
+    df = pd.DataFrame(rows, columns=["arm", "subject", "value"])
+    r = mixed_lm_test(df.value.to_numpy(), df.arm.to_numpy(), df.subject.to_numpy(), ["a", "b"])
+    fit = smf.mixedlm("value ~ C(arm)", df, groups=df["subject"]).fit(reml=True)
+    assert r.p == pytest.approx(float(fit.pvalues.iloc[1]), rel=1e-6)
+    from scipy import stats
+
+    naive = stats.ttest_ind(df[df.arm == "b"].value, df[df.arm == "a"].value).pvalue
+    assert r.p > 5 * naive
+    # one subject per arm: not estimable
+    one = df[df.subject.isin(["a0", "b0"])]
+    assert np.isnan(mixed_lm_test(one.value.to_numpy(), one.arm.to_numpy(),
+                                  one.subject.to_numpy(), ["a", "b"]).p)
+
+
+def test_analyze_behaviour_and_calcium_tables(tmp_path):
+    tst = pd.DataFrame({"subject": ["m1", "m1", "m2", "m2", "m3", "m3", "m4", "m4"],
+                        "start_s": [0, 100, 0, 200, 0, 50, 0, 300],
+                        "end_s": [100, 360, 200, 360, 50, 360, 300, 360],
+                        "state": ["struggle", "immobile"] * 4})
+    tst.to_csv(tmp_path / "tst.csv", index=False)
+    suc = pd.DataFrame({"subject": ["m1", "m2", "m3", "m4"], "sucrose_g": [8, 9, 5, 4],
+                        "water_g": [2, 1, 5, 6]})
+    suc.to_csv(tmp_path / "sucrose.csv", index=False)
+    rng = np.random.default_rng(2)
+    for name in ("c1", "c2", "c3", "c4"):
+        x = rng.normal(0, 0.05, (6, 900))
+        x[:, 100:110] += 1.0
+        np.save(tmp_path / f"{name}.npy", x)
+    d = {"name": "beh", "groups": {"ket": ["m1", "m2"], "sal": ["m3", "m4"]},
+         "sessions": {"test": "1d"},
+         "files": [{"path": str(tmp_path / "tst.csv"), "session": "test"},
+                   {"path": str(tmp_path / "sucrose.csv"), "time": "2d"},
+                   *({"path": str(tmp_path / f"c{i}.npy"), "subject": f"m{i}",
+                      "session": "test"} for i in range(1, 5))],
+         "compare": [{"readout": "tst_immobility_s", "at": "test", "arms": ["ket", "sal"]}],
+         "options": {"frame_rate_hz": 30.0}}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(d))
+    out = analyze("behavior", [tmp_path / "tst.csv", tmp_path / "sucrose.csv"],
+                  tmp_path / "d.yaml", tmp_path / "beh")
+    r = pd.read_parquet(out / "readouts.parquet").merge(read_subjects(out))
+    imm = r[r.readout == "tst_immobility_s"].set_index("subject_id")["value"]
+    assert imm.to_dict() == {"m1": 260.0, "m2": 160.0, "m3": 310.0, "m4": 60.0}
+    pref = r[r.readout == "sucrose_preference"].set_index("subject_id")
+    assert pref.loc["m1", "value"] == pytest.approx(0.8) and pref.loc["m1", "time_h"] == 48.0
+    calcium = analyze("calcium", [tmp_path / f"c{i}.npy" for i in range(1, 5)],
+                      tmp_path / "d.yaml", tmp_path / "ca")
+    c = pd.read_parquet(calcium / "readouts.parquet")
+    rate = c[(c.assay == "calcium_imaging") & (c.readout == "calcium_transient_rate_per_min")]
+    assert len(rate) == 4 and (rate["value"] > 0).all()
+    cells = c[c.assay == "calcium_imaging_nested"]
+    assert len(cells) == 24 and cells["cell"].notna().all()
+
+
+@pytest.mark.parametrize("design, fragment", [
+    ({"name": "x", "groups": {"a": ["m1"], "b": ["m1"]}}, "already in group 'a'"),
+    ({"name": "x", "groups": {"a": []}}, "groups.a: expected at least one subject"),
+    ({"name": "x", "groups": {"a": ["m1"]}, "sessions": {"pre": "3"}}, "sessions.pre"),
+    ({"name": "x", "groups": {"a": ["m1"], "b": ["m2"]},
+      "compare": [{"readout": "r", "at": "1d", "arms": ["a", "c"]}]}, "compare[0].arms"),
+    ({"name": "x", "groups": {"a": ["m1"], "b": ["m2"]},
+      "compare": [{"readout": "r", "at": "1d", "arms": ["a", "b"], "test": "z"}]}, "test"),
+    ({"name": "x", "groups": {"a": ["m1"]}, "files": [{"path": "f", "subject": "m9",
+                                                        "time": "1d"}]}, "files[0].subject"),
+    ({"name": "x", "groups": {"a": ["m1"]}, "files": [{"path": "f", "subject": "m1"}]},
+     "exactly one of session and time"),
+    ({"name": "x", "groups": {"a": ["m1"]}, "colour": "red"}, "colour"),
+    ({"groups": {"a": ["m1"]}}, "name"),
+])
+def test_bad_designs_are_one_clear_error(tmp_path, design, fragment):
+    p = tmp_path / "design.yaml"
+    p.write_text(yaml.safe_dump(design))
+    with pytest.raises(DesignError, match=None) as e:
+        load_design(p)
+    assert fragment in str(e.value) and str(p) in str(e.value)
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(simulated, tmp_path):
+    _, t = simulated
+    bad = t.copy()
+    bad.loc[3, "position_um"] = np.nan
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    design = _design(tmp_path / "design.yaml", t)
+    cli = CliRunner()
+    cases = [
+        ["analyze", "spines", str(tmp_path / "bad.csv"), "--design", str(design)],
+        ["analyze", "fmri", str(tmp_path / "bad.csv"), "--design", str(design)],
+        ["analyze", "spines", str(tmp_path / "missing.csv"), "--design", str(design)],
+        ["analyze", "spines", str(tmp_path / "bad.csv"), "--design", str(tmp_path / "no.yaml")],
+    ]
+    for k, args in enumerate(cases):
+        out = tmp_path / f"out{k}"
+        r = cli.invoke(app, [*args, "--out", str(out)])
+        assert r.exit_code == 2, (args, r.output)
+        assert "error:" in r.output and "Traceback" not in r.output
+        assert not out.exists()
+    # a subject the design does not know
+    t2 = t.copy()
+    t2.loc[t2.subject == t2.subject.iloc[0], "subject"] = "stranger"
+    t2.to_csv(tmp_path / "stranger.csv", index=False)
+    r = cli.invoke(app, ["analyze", "spines", str(tmp_path / "stranger.csv"), "--design",
+                         str(design), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "'stranger' is in no group" in r.output
+    # the table's own arm disagrees with the design
+    t3 = t.copy()
+    t3.loc[t3.subject == t3.subject.iloc[0], "arm"] = "ketamine" if t3.arm.iloc[0] == "saline" \
+        else "saline"
+    t3.to_csv(tmp_path / "arm.csv", index=False)
+    r = cli.invoke(app, ["analyze", "spines", str(tmp_path / "arm.csv"), "--design",
+                         str(design), "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 2 and "in the table but in group" in r.output
