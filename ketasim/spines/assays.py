@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ketasim.analysis.spines import density_per_10um, turnover
+from ketasim.analysis.spines import subject_readouts
 from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
 
 CLASSES = ("mushroom", "thin", "stubby", "filopodium")
@@ -71,23 +71,23 @@ def observed_tracking(ctx: AssayContext, at: np.ndarray) -> pd.DataFrame:
 def _two_photon(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Per animal: density per 10 um at each session (mean over its branches), and
     formation/elimination % of the spines seen at the previous session (pooled over its
-    branches), computed by ``ketasim.analysis.spines`` exactly as for a lab's table."""
+    branches), computed by ``ketasim.analysis.spines.subject_readouts`` exactly as for a
+    lab's table (``ketasim analyze spines``); an animal with no spine seen at a session
+    has density 0 there."""
     table = observed_tracking(ctx, at)
     ctx.keep("tracking", table)
-    n, nt = ctx.n, len(at)
-    values = np.full((n, nt, 3), np.nan)
-    dens = density_per_10um(table).groupby(["subject", "time_h"])["density_per_10um"].mean()
+    long = subject_readouts(table)
+    long = long.assign(subject=long["subject"].astype(str))
     ids = [str(int(x)) for x in ctx.subjects]
-    for j, t in enumerate(at):
-        for s in range(n):
-            values[s, j, 0] = dens.get((ids[s], float(t)), 0.0)
-        if j == 0:
-            continue
-        per = turnover(table, float(at[j - 1]), float(t)).per_subject.set_index("subject")
-        for s in range(n):
-            if ids[s] in per.index:
-                values[s, j, 1] = per.loc[ids[s], "formation_pct"]
-                values[s, j, 2] = per.loc[ids[s], "elimination_pct"]
+    values = np.full((ctx.n, len(at), 3), np.nan)
+    values[:, :, 0] = 0.0
+    for c, name in enumerate(TWO_PHOTON.readout_names):
+        part = long[long["readout"] == name].set_index(["subject", "time_h"])["value"]
+        for j, t in enumerate(at):
+            for s in range(ctx.n):
+                v = part.get((ids[s], float(t)))
+                if v is not None:
+                    values[s, j, c] = v
     return ctx.rows(values, at, TWO_PHOTON.readout_names, TWO_PHOTON.units)
 
 
