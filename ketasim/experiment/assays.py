@@ -15,7 +15,14 @@ from ketasim.behavior.assays import (
     SUCROSE,
     TAIL_SUSPENSION,
 )
-from ketasim.behavior.striatal import AIMS, CYLINDER, ROTATION, STEPPING
+from ketasim.behavior.striatal import (
+    AIMS,
+    CYLINDER,
+    ROTATION,
+    STEPPING,
+    aims_drive,
+    aims_severity,
+)
 from ketasim.circuit.assay import CALCIUM
 from ketasim.clinical.assays import (
     BPRS_POSITIVE_ASSAY,
@@ -27,6 +34,7 @@ from ketasim.clinical.assays import (
     QIDS_SR_ASSAY,
     SEDATION_ASSAY,
 )
+from ketasim.clinical.dyskinesia import udysrs_assay
 from ketasim.core.assay import Assay
 from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
 from ketasim.signaling.assays import MICRODIALYSIS_DA, SIGNALING_STATE, WESTERN_BLOT
@@ -34,6 +42,9 @@ from ketasim.signaling.spec import OUTPUT_NAMES
 from ketasim.spines.assays import FIXED, TWO_PHOTON, UNCAGING
 
 ASSAYS: dict[str, Assay] = {}
+# the UDysRS rates the AIMs' dyskinesia drive in patients; clinical and behaviour are
+# independent layers, so the catalogue (above both) hands it the AIMs' functions
+UDYSRS_ASSAY = udysrs_assay(aims_drive, aims_severity)
 
 
 def register_assay(assay: Assay) -> Assay:
@@ -53,7 +64,8 @@ def register_assay(assay: Assay) -> Assay:
 for _a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA, WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
            UNCAGING, FIXED, CALCIUM, TAIL_SUSPENSION, OPEN_FIELD, SUCROSE, HELPLESSNESS,
            EXTINCTION, MADRS_ASSAY, CADSS_ASSAY, BPRS_POSITIVE_ASSAY, GBC_ASSAY, MRS_ASSAY,
-           SEDATION_ASSAY, HDRS17_ASSAY, QIDS_SR_ASSAY, AIMS, CYLINDER, STEPPING, ROTATION):
+           SEDATION_ASSAY, HDRS17_ASSAY, QIDS_SR_ASSAY, AIMS, CYLINDER, STEPPING, ROTATION,
+           UDYSRS_ASSAY):
     register_assay(_a)
 
 __all__ = ["ASSAYS", "register_assay"]

@@ -175,8 +175,8 @@ def lesion_time_course(readouts: pd.DataFrame, path: Path) -> tuple[Path, str] |
     if "region" in r.columns:
         r = r[r["region"].fillna("striatum") == "striatum"]
     terminals = r[r["readout"] == "da_terminals"]
-    if terminals["time_h"].nunique() < 2:
-        return None
+    if terminals["time_h"].nunique() < 2 or not (terminals["value"] < 0.999).any():
+        return None  # no lesion measured over time (mPFC keeps its terminals)
     motor = [(name, label) for name, label in _MOTOR if (r["readout"] == name).any()]
     fig, axes = subplots(1, 1 + len(motor), figsize=(4.2 * (1 + len(motor)), 3.4),
                          squeeze=False)

@@ -625,5 +625,13 @@ for _iv in (
     Intervention("lesion_6ohda_intrastriatal", "permanent",
                  "6-OHDA into the striatum (partial terminal lesion)",
                  (Control("dopamine_lesion", "lesion.intrastriatal_6ohda_extent"),)),
+    # Parkinson's disease in virtual patients (issue 15 item 8): the striatal dopamine
+    # terminals lost by the stage at which L-DOPA-induced dyskinesia appears, set as a
+    # lesion; give it well before the L-DOPA course (the terminals follow it at
+    # sig.k_lesion, over days, and D1 supersensitivity over weeks), e.g. 120 days
+    Intervention("parkinson_disease", "permanent",
+                 "Parkinson's disease with motor complications: loss of striatal dopamine "
+                 "terminals (patients)",
+                 (Control("dopamine_lesion", "lesion.pd_lid_extent"),)),
 ):
     register_intervention(_iv)
