@@ -904,3 +904,34 @@ def branch_readouts(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat(parts, ignore_index=True)
     out["unit"] = out["readout"].map(dict(SUBJECT_READOUTS))
     return out[[*BRANCH_KEY, "time_h", "readout", "value", "unit"]]
+
+
+def new_spine_persistence(table: pd.DataFrame, t_prev: float, t_new: float,
+                          t_end: float) -> pd.DataFrame:
+    """Persistence of a cohort of new spines, as longitudinal studies count it: the
+    spines present at ``t_new`` and absent at ``t_prev`` (on branches imaged at both),
+    and how many of them are present at ``t_end`` (on branches imaged then; a spine
+    missed in between and seen again counts as present).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per branch: ``arm, subject, branch, new_spines, surviving, persistence_pct``
+        (branches with no new spine have NaN persistence).
+    """
+    first = session_pair(table, t_prev, t_new)
+    new = first.loc[~first["present_t0"].to_numpy() & first["present_t1"].to_numpy(),
+                    SPINE_KEY]
+    later = session_pair(table, t_new, t_end)
+    kept = later.loc[later["present_t1"].to_numpy(), SPINE_KEY].assign(surviving=1)
+    imaged = branches_imaged_at(table, t_prev, t_new, t_end)[BRANCH_KEY]
+    cohort = new.merge(imaged, on=BRANCH_KEY).merge(kept, on=SPINE_KEY, how="left")
+    cohort["surviving"] = cohort["surviving"].fillna(0).astype(np.int64)
+    per = cohort.groupby(BRANCH_KEY, sort=True).agg(
+        new_spines=("spine_id", "size"), surviving=("surviving", "sum")).reset_index()
+    out = imaged.merge(per, on=BRANCH_KEY, how="left")
+    out[["new_spines", "surviving"]] = out[["new_spines", "surviving"]].fillna(0).astype(
+        np.int64)
+    out["persistence_pct"] = 100.0 * out["surviving"] / out["new_spines"].where(
+        out["new_spines"] > 0)
+    return out

@@ -145,6 +145,10 @@ class Assay:
     merge_kept: Callable[[list[dict]], dict] | None = None
     # the brain regions the assay can measure (ketasim.core.regions)
     regions: tuple[str, ...] = (DEFAULT_REGION,)
+    # in vivo imaging that acts on what it images: its sessions are its times, each
+    # lasting the option ``session_min`` on the option ``branches`` first branches (the
+    # spine layer removes spines with the registry's imaging.two_photon.* loss)
+    images_in_vivo: bool = False
 
     def __post_init__(self):
         if not self.regions or any(r not in KNOWN_REGIONS for r in self.regions):

@@ -380,7 +380,19 @@ def _spine_plan(arm, plans, events) -> dict | None:
     return {"grid": t0 + DT_H * np.arange(n_steps), "t0": t0, "record": rec,
             "branches": max(int(p.options.get("branches", 4)) for p in spine),
             "cell": spine[0].options["cell"],
-            "photo": np.array(intervention_times(arm, "remove_new_spines"), dtype=float)}
+            "photo": np.array(intervention_times(arm, "remove_new_spines"), dtype=float),
+            "imaging": _imaging_sessions(spine)}
+
+
+def _imaging_sessions(spine_plans) -> list[tuple[float, float, int]]:
+    """(time h, minutes, imaged branches) of every in vivo imaging session of the arm's
+    spine assays (an assay imaging at a time images there once)."""
+    out = []
+    for p in spine_plans:
+        if p.assay.images_in_vivo:
+            out += [(float(t), float(p.options["session_min"]), int(p.options["branches"]))
+                    for t in p.at]
+    return sorted(out)
 
 
 def _run_spines(registry, seed, arm, sim, grid, plan, subjects):
@@ -389,4 +401,17 @@ def _run_spines(registry, seed, arm, sim, grid, plan, subjects):
     photo = np.tile(plan["photo"], (len(subjects), 1))
     return simulate_spines(SpineParams.from_registry(registry, plan["cell"]), seed, arm.name,
                            len(subjects), plan["branches"], drives, plan["t0"],
-                           plan["record"], photo, subjects=subjects)
+                           plan["record"], photo, subjects=subjects,
+                           imaging=imaging_damage(registry, plan["imaging"]))
+
+
+def imaging_damage(registry: Registry, sessions) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Loss probability per spine (before its size factor) of each in vivo imaging
+    session: 1 - exp(-rate x minutes) (``imaging.two_photon.loss_per_min``); None
+    without sessions or without loss."""
+    rate = registry.value("imaging.two_photon.loss_per_min")
+    if not sessions or rate == 0.0:
+        return None
+    times = np.array([t for t, _, _ in sessions], float)
+    p = -np.expm1(-rate * np.array([m for _, m, _ in sessions], float))
+    return times, p, max(b for _, _, b in sessions)

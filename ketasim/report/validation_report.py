@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ketasim.analysis.stats import summarize
+from ketasim.report._mpl import subplots
 from ketasim.report.figures import assay_figure
 from ketasim.report.html import (
     FIGURE_NOTE,
@@ -55,6 +58,43 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
                         for c in cols)
         rows.append(f'<tr class="{html.escape(r["status"])}">{cells}</tr>')
     return f'<table id="{table_id}"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+_NUMBER = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)(?:\s*\+-\s*(\d+(?:\.\d+)?))?")
+_BAND = re.compile(r"^\s*\[\s*([+-]?[\d.]+)\s*,\s*([+-]?[\d.]+)\s*\]\s*$")
+_STATUS_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "known_gap": "#ff7f0e",
+                   "error": "#7f7f7f"}
+
+
+def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
+    """Published against simulated for a replica's targets whose published value is a
+    number (with its SEM, ``x +- s``) and whose tolerance is a band: one row per target,
+    the band in grey, the published value (and its SEM) in black, the simulated value
+    coloured by status. None when no target qualifies."""
+    rows = []
+    for r in sub.itertuples(index=False):
+        m, b = _NUMBER.match(str(r.published)), _BAND.match(str(r.tolerance))
+        sim = pd.to_numeric(pd.Series([r.simulated]), errors="coerce").iloc[0]
+        if m and b and np.isfinite(sim):
+            rows.append((r.target_id, float(m.group(1)),
+                         float(m.group(2)) if m.group(2) else np.nan,
+                         float(b.group(1)), float(b.group(2)), float(sim), r.status))
+    if not rows:
+        return None
+    fig, ax = subplots(figsize=(6.4, 0.42 * len(rows) + 1.2))
+    for y, (tid, pub, se, lo, hi, sim, status) in enumerate(reversed(rows)):
+        ax.plot([lo, hi], [y, y], color="#cccccc", lw=8, solid_capstyle="butt")
+        if np.isfinite(se):
+            ax.errorbar(pub, y, xerr=se, fmt="none", ecolor="k", capsize=3, lw=1)
+        ax.plot(pub, y, "k|", ms=14, mew=2)
+        ax.plot(sim, y, "o", color=_STATUS_COLOURS.get(status, "k"), ms=7)
+    ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)], fontsize=8)
+    ax.set_xlabel("value (each target in its own unit)", fontsize=8)
+    ax.set_title("published (black, +- SEM) and simulated (dot: green pass, orange known "
+                 "gap, red fail); grey: tolerance", fontsize=7, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
 
 
 def write_validation_report(out: Path, result, table: pd.DataFrame,
@@ -103,6 +143,12 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
         sub = table[table["replica"] == name]
         if not sub.empty:
             body.append(_targets_table(sub, f"targets-{name}"))
+            png = targets_figure(sub, figdir / f"{name}_targets.png")
+            if png is not None:
+                body.append(img_tag(png, f"{name} targets", (
+                    f"{name}: each target's published value (with its SEM where the "
+                    "targets file gives one) against the simulated one, on the tolerance "
+                    "band")))
         summary = summarize(run.readouts)
         for assay in dict.fromkeys(summary["assay"]):
             png = assay_figure(run.readouts, summary, assay, figdir / f"{name}_{assay}.png")

@@ -170,8 +170,9 @@ TWO_PHOTON = Assay(
     (Readout("spine_density_per_10um", "per 10 um"), Readout("formation_pct", "%"),
      Readout("elimination_pct", "%")), _two_photon,
     options={"branches": 4, "detection_um3": 0.01, "miss": 0.02, "false_pos_per_100um": 0.5,
-             "jitter_um": 0.2, "cell": "mpfc_l5"},
+             "jitter_um": 0.2, "cell": "mpfc_l5", "session_min": 0.0},
     positive=("branches", "detection_um3"), fractions=("miss",), reads=("spines",),
+    images_in_vivo=True,
     figures=("ketasim.report.spine_maps:tracking_figures",),
     artifacts={"spines_tracking.parquet": _write_tracking}, merge_kept=_concat_tracking)
 UNCAGING = Assay(

@@ -211,7 +211,7 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
         state = xoroshiro_states(0, "f0-calibration", 1, PURPOSE_SPINES, n_br)
         run_spines(p, f0, 0.0, dt, n_steps, ones, ones, ones, ones, n_br, cap, state,
                    np.zeros((1, 0)), rec, alive, dummy_f, dummy_f, dummy_i8, dummy_u8,
-                   dummy_u8, dummy_i64, counts)
+                   dummy_u8, dummy_i64, counts, np.zeros(0), np.zeros(0), 0)
         density = alive.sum(axis=3).mean() / p[I_LENGTH]
         f0 *= target / density
     return f0
@@ -226,7 +226,7 @@ def _one_minus_exp(x):
 @numba.njit(cache=True, error_model="numpy")
 def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches, cap,
                  state, photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin,
-                 rec_syn, rec_stubby, rec_sid, counts):
+                 rec_syn, rec_stubby, rec_sid, counts, img_times, img_p, n_img_branches):
     """Burn in and step ``n_branches`` branches of subject ``s``, recorded as branches
     ``bo, bo + 1, ...`` (arguments as ``run_spines``; ``state``: their own stream,
     advanced in place; ``run_spines`` runs one branch per call, each with its own stream).
@@ -490,6 +490,22 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
                             stats[2] += 1
         stats[3] += n_steps_alive
 
+    def image(t, q):
+        """An in vivo imaging session at ``t`` on the imaged branches (global index below
+        ``n_img_branches``): each spine is lost to the light with probability ``q`` x its
+        size factor (small spines more), capped at 1. Light damages the synapse with the
+        spine, so the site is not remembered for regrowth (unlike an elimination)."""
+        for b in range(n_branches):
+            if bo + b >= n_img_branches:
+                continue
+            k = 0
+            while k < n_alive[b]:
+                if next_double(state) < min(1.0, q * sizef[b, k]):
+                    remove(b, k)
+                    stats[1] += 1
+                else:
+                    k += 1
+
     def photoactivate(t):
         """AS-PaRAC1 at ``t``: each spine born in the preceding window is removed with
         probability parac1_p."""
@@ -536,6 +552,8 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
     i_rec = 0
     i_pa = 0
     n_pa = photo_times.shape[1]
+    i_img = 0
+    n_img = img_times.shape[0]
     # recordings before ``t_start`` fall in the burn-in, at baseline drives: a
     # pre-protocol imaging session sees the stationary state
     for i in range(-n_burn, n_steps + 1):
@@ -560,6 +578,11 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
                 rec_stubby[s, i_rec, bo + b] = stubby[b]
                 rec_sid[s, i_rec, bo + b] = sid[b]
             i_rec += 1
+        # imaging damage after the session's recording (sessions in the burn-in too)
+        while i_img < n_img and img_times[i_img] <= t:
+            if img_p[i_img] > 0.0:
+                image(t, img_p[i_img])
+            i_img += 1
         if i == n_steps:
             break
         if i >= 0:
@@ -573,7 +596,7 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
 @numba.njit(parallel=True, cache=True)
 def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches, cap, states,
                photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
-               rec_stubby, rec_sid, counts):
+               rec_stubby, rec_sid, counts, img_times, img_p, n_img_branches):
     """Step every branch of every subject from ``t_start`` for ``n_steps`` of ``dt`` hours,
     each branch on its own stream ``states[s, b]`` ((n_sub, n_branches, 2) uint64), so a
     branch's spines do not depend on how many branches are simulated.
@@ -584,11 +607,14 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches,
     each branch, flagged in ``rec_alive``); recordings before ``t_start`` (at least
     ``t_start`` minus the burn-in) see the baseline burn-in. ``counts``: (n_sub,
     n_branches, 4): formations, eliminations, formations lost to a full branch,
-    spine-steps."""
+    spine-steps. ``img_times``, ``img_p`` ((n_img,), sorted): in vivo imaging sessions and
+    each one's loss probability per spine (before the size factor), on the branches with
+    global index below ``n_img_branches`` (empty arrays: no imaging damage)."""
     n_sub = form.shape[0]
     for q in numba.prange(n_sub * n_branches):
         s = q // n_branches
         b = q % n_branches
         _run_subject(s, b, p, f0, t_start, dt, n_steps, form, elim, synp, sized, 1, cap,
                      states[s, b].copy(), photo_times, rec_times, rec_alive, rec_pos,
-                     rec_size, rec_origin, rec_syn, rec_stubby, rec_sid, counts)
+                     rec_size, rec_origin, rec_syn, rec_stubby, rec_sid, counts, img_times,
+                     img_p, n_img_branches)

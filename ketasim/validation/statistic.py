@@ -35,6 +35,7 @@ from scipy import stats
 from ketasim.analysis.spines import (
     branch_specificity_test,
     clustering_test,
+    new_spine_persistence,
     restoration,
     survival,
 )
@@ -329,7 +330,17 @@ def _functions(d: _Data) -> dict[str, Callable]:
             raise StatisticError(f"no {group!r} spines born at {t_start!r} in arm {arm!r}")
         return float(row["fraction_surviving"].iloc[0])
 
-    return {"mean": mean, "sem": sem, "n": n, "sd": sd, "cohen_d": cohen_d, "peak": peak, "time_of_peak": time_of_peak,
+    def persistence(arm, t_prev, t_new, t_end):
+        """Mean over branches (segments) of the % of the spines new at ``t_new`` (absent
+        at ``t_prev``) still present at ``t_end``, as longitudinal studies report it."""
+        per = new_spine_persistence(d.table(arm), _hours(t_prev), _hours(t_new), _hours(t_end))
+        v = per["persistence_pct"].to_numpy(float)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            raise StatisticError(f"no new spines at {t_new!r} in arm {arm!r}")
+        return float(v.mean())
+
+    return {"mean": mean, "sem": sem, "persistence": persistence, "n": n, "sd": sd, "cohen_d": cohen_d, "peak": peak, "time_of_peak": time_of_peak,
             "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "auc": auc, "pearson_r": pearson_r, "pearson_p": pearson_p, "clustering_p": clustering_p,
             "branch_specificity_p": branch_specificity_p,
             "restored_fraction": restored_fraction, "restored_chance": restored_chance,
