@@ -81,7 +81,9 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         out_dir: Path = typer.Option(..., "--out", help="output folder (created atomically)"),
         seed: int | None = typer.Option(None, "--seed", help="override the scenario seed"),
         force: bool = typer.Option(False, "--force", help="replace an existing --out folder"),
-        compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP)):
+        compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
+        nwb: bool = typer.Option(False, "--nwb", help="also write one NWB file per subject "
+                                 "and session under --out/nwb/ (sub-<id>/ses-<id> layout)")):
     """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out."""
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
@@ -109,13 +111,13 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                               progress=lambda arm: prog.advance(task))
         write_run(result, out_dir, registry, overwrite=force,
                   wall_s=time.perf_counter() - t0, started=started, inputs=[source],
-                  scenario_text=text)
+                  scenario_text=text, nwb=nwb)
     except _user_errors() as e:
         _fail(str(e))
     trial = (", trial.csv, endpoints.csv, consort.csv, disposition.csv"
              if sc.design is not None else "")
     out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv{trial}, "
-              "manifest.json, report.html)")
+              f"manifest.json, report.html{', nwb/' if nwb else ''})")
 
 
 @app.command()

@@ -217,3 +217,53 @@ def test_cli_bad_input_exits_2_and_writes_nothing(simulated, tmp_path):
     r = cli.invoke(app, ["analyze", "spines", str(tmp_path / "arm.csv"), "--design",
                          str(design), "--out", str(tmp_path / "o2")])
     assert r.exit_code == 2 and "in the table but in group" in r.output
+
+
+def test_simulated_nwb_round_trips_to_the_runs_statistics(tmp_path):
+    """ketasim run --nwb, then ketasim analyze nwb on those files with the arms as groups:
+    the same readouts, summary and comparison as the run's Parquet files."""
+    sc = tmp_path / "s.yaml"
+    sc.write_text(SCENARIO.replace("n: 4", "n: 3") + "compare:\n  - {readout: "
+                  "spine_density_per_10um, at: 1d, arms: [ketamine, saline]}\n")
+    cli = CliRunner()
+    r = cli.invoke(app, ["run", str(sc), "--out", str(tmp_path / "run"), "--nwb"])
+    assert r.exit_code == 0, r.output
+    files = sorted((tmp_path / "run" / "nwb").rglob("*.nwb"))
+    assert len(files) == 2 * 3 * 3  # arms x subjects x sessions
+    groups = {a: [f"{a}-{i}" for i in range(3)] for a in ("saline", "ketamine")}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({
+        "name": "nwb", "groups": groups,
+        "compare": [{"readout": "spine_density_per_10um", "at": "1d",
+                     "arms": ["ketamine", "saline"]}]}))
+    r = cli.invoke(app, ["analyze", "nwb", str(tmp_path / "run" / "nwb"), "--design",
+                         str(tmp_path / "d.yaml"), "--out", str(tmp_path / "an")])
+    assert r.exit_code == 0, r.output
+    run_summary = pd.read_csv(tmp_path / "run" / "summary.csv")
+    an_summary = pd.read_csv(tmp_path / "an" / "summary.csv")
+    key = ["arm", "assay", "readout", "time_h"]
+    pd.testing.assert_frame_equal(run_summary.sort_values(key).reset_index(drop=True),
+                                  an_summary.sort_values(key).reset_index(drop=True))
+    s1, s2 = (pd.read_csv(tmp_path / d / "stats.csv") for d in ("run", "an"))
+    assert s1.loc[0, "p"] == s2.loc[0, "p"] and s1.loc[0, "means"] == s2.loc[0, "means"]
+
+
+def test_analyze_calcium_streams_a_suite2p_folder(tmp_path):
+    rng = np.random.default_rng(3)
+    n, frames = 8, 1800
+    f = 100 + rng.normal(0, 2, (n, frames)).astype(np.float32)
+    f[:, 300:315] += 60
+    plane = tmp_path / "m1" / "suite2p" / "plane0"
+    plane.mkdir(parents=True)
+    np.save(plane / "F.npy", f)
+    np.save(plane / "Fneu.npy", np.full_like(f, 20.0))
+    np.save(plane / "iscell.npy", np.c_[np.ones(n), np.full(n, 0.9)])
+    np.save(plane / "ops.npy", {"fs": 30.0}, allow_pickle=True)
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({
+        "name": "s2p", "groups": {"a": ["m1"]},
+        "files": [{"path": str(tmp_path / "m1"), "subject": "m1", "time": "1d"}]}))
+    out = analyze("calcium", [tmp_path / "m1"], tmp_path / "d.yaml", tmp_path / "out")
+    r = pd.read_parquet(out / "readouts.parquet")
+    cells = r[r.assay == "calcium_imaging_nested"]
+    assert len(cells) == n and (cells["value"] > 0).all()
+    man = json.loads((out / "manifest.json").read_text())
+    assert any(e["path"].endswith("F.npy") for e in man["inputs"])  # folder files hashed

@@ -19,6 +19,9 @@ models.
 - ``behavior``: tail suspension bout tables, sucrose intake sheets (g or mL), learned-helplessness
   trial tables and open-field tracks (the kind of table is told by its columns; the
   session time from the design's ``files``): the simulated assays' readouts per animal.
+- ``nwb``: NWB files as ``ketasim run --nwb`` writes them (and files laid out by the same
+  conventions): their readouts, with each file's subject (``<arm>-<subject>``) in the
+  design's group; a simulated run's NWB gives back the run's statistics.
 """
 
 from __future__ import annotations
@@ -33,17 +36,20 @@ from ketasim.analysis import behavior as beh
 from ketasim.analysis._tables import file_kind, read_frame
 from ketasim.analysis.calcium import CalciumDataError, read_dff, summarize_session
 from ketasim.analysis.spines import branch_readouts, subject_readouts
+from ketasim.analysis.suite2p import summarize_suite2p
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.analyze.design import DesignError, ResolvedDesign
+from ketasim.io.nwb import NWBDataError
 
-KINDS = ("spines", "calcium", "behavior")
+KINDS = ("spines", "calcium", "behavior", "nwb")
 #: the simulated calcium assay's readouts and the session summary's names for them
 CALCIUM_READOUTS = (("calcium_transient_rate_per_min", "transient_rate_per_min", "per min"),
                     ("sync_event_rate_per_min", "sync_event_rate_per_min", "per min"),
                     ("sync_fraction_per_event", "sync_fraction_per_event", "fraction"),
                     ("mean_pairwise_r", "mean_pairwise_r", "1"),
                     ("correlated_pair_fraction", "correlated_pair_fraction", "fraction"))
-LAB_ERRORS = (DesignError, TrackingTableError, CalciumDataError, beh.BehaviorDataError)
+LAB_ERRORS = (DesignError, TrackingTableError, CalciumDataError, beh.BehaviorDataError,
+              NWBDataError)
 
 
 @dataclass
@@ -113,14 +119,18 @@ def _calcium(paths: list[Path], design: ResolvedDesign) -> LabData:
         if subject is None:
             raise DesignError(f"{design.where}: files: the entry for {str(path)!r} names no "
                               "subject (a dF/F file or suite2p folder is one subject's session)")
-        rec = read_dff(path, rate) if not Path(path).is_dir() else _suite2p(path, rate)
-        sm = summarize_session(rec, rng=np.random.default_rng(0))
-        d = sm.as_dict()
+        if Path(path).is_dir():  # a suite2p folder, streamed cell chunk by chunk
+            s2p = summarize_suite2p(path, rng=np.random.default_rng(0))
+            d = s2p.as_dict()
+            per_cell = s2p.cells["transient_rate_per_min"].to_numpy(float)
+        else:
+            sm = summarize_session(read_dff(path, rate), rng=np.random.default_rng(0))
+            d = sm.as_dict()
+            tr = sm.transients
+            minutes = tr.n_frames / tr.frame_rate_hz / 60.0
+            per_cell = np.array([len(o) for o in tr.onset_frames], float) / minutes
         for name, key, unit in CALCIUM_READOUTS:
             rows.append((subject, t, name, float(d[key]), unit))
-        tr = sm.transients
-        minutes = tr.n_frames / tr.frame_rate_hz / 60.0
-        per_cell = np.array([len(o) for o in tr.onset_frames], float) / minutes
         cells.append(pd.DataFrame({"subject": subject, "time_h": t,
                                    "readout": "calcium_transient_rate_per_min",
                                    "value": per_cell, "unit": "per min",
@@ -134,15 +144,6 @@ def _calcium(paths: list[Path], design: ResolvedDesign) -> LabData:
     return LabData(readouts, _subjects(design),
                    [("calcium_imaging: per session; calcium_imaging_nested: each cell's "
                     "transient rate (for mixed models)")])
-
-
-def _suite2p(folder: Path, rate):
-    """A suite2p folder as a dF/F recording (neuropil-corrected, cells only)."""
-    try:
-        from ketasim.analysis.suite2p import read_suite2p
-    except ImportError:  # pragma: no cover - the module ships with ketasim
-        raise CalciumDataError(f"{folder}: suite2p folders are not supported") from None
-    return read_suite2p(folder)
 
 
 #: behaviour tables told apart by their columns: name, required columns
@@ -197,6 +198,20 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
     return LabData(pd.concat(parts, ignore_index=True), _subjects(design))
 
 
+def _nwb(paths: list[Path], design: ResolvedDesign) -> LabData:
+    """NWB files laid out as ``ketasim run --nwb`` writes them (a ``ketasim`` processing
+    module with a ``readouts`` table): the readouts as stored, each file's subject
+    (``<arm>-<subject>``, its ``Subject.subject_id``) put in the design's group."""
+    from ketasim.io.nwb import read_nwb  # pynwb's stack takes about a second to import
+
+    r = read_nwb(paths)
+    r = r.assign(subject=(r["arm"].astype(str).str.replace(r"[^A-Za-z0-9]+", "-",
+                                                             regex=True)
+                          + "-" + r["subject"].astype(str)))
+    return LabData(_assign(r.drop(columns=["arm"]), design, "NWB files"), _subjects(design),
+                   ["readouts as stored in the NWB files (subject ids <arm>-<subject>)"])
+
+
 def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabData:
     """The readouts of ``kind`` from ``paths`` under ``design``; errors are one line
     naming the file and field (:data:`LAB_ERRORS`)."""
@@ -204,10 +219,11 @@ def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabDa
         raise DesignError(f"kind: got {kind!r}; expected one of {', '.join(KINDS)}")
     if not paths:
         raise DesignError("no input files")
-    reader = {"spines": _tracking, "calcium": _calcium, "behavior": _behavior}[kind]
+    reader = {"spines": _tracking, "calcium": _calcium, "behavior": _behavior,
+              "nwb": _nwb}[kind]
     data = reader([Path(p) for p in paths], design)
     cols = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
-    extra = [c for c in ("cell", "branch") if c in data.readouts.columns]
+    extra = [c for c in ("region", "cell", "branch") if c in data.readouts.columns]
     data.readouts = data.readouts[cols + extra].sort_values(
         ["assay", "arm", "subject", "readout", "time_h"], kind="stable").reset_index(drop=True)
     return data

@@ -83,10 +83,11 @@ def trial_manifest(design, trial: TrialTables) -> dict:
 
 def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool = False,
               wall_s: float = 0.0, *, started: str | None = None, inputs=(),
-              scenario_text: str | None = None) -> Path:
+              scenario_text: str | None = None, nwb: bool = False) -> Path:
     """Write the run folder; ``registry`` is the one the run used, ``started`` (UTC,
     ISO), ``inputs`` (input file paths) and ``scenario_text`` go into the manifest's
-    provenance."""
+    provenance; with ``nwb``, one NWB file per subject and session under ``nwb/``
+    (:func:`ketasim.io.nwb.write_nwb`)."""
     summary = summarize(result.readouts)
     stats = compare(result.readouts, result.scenario.compare)
     man = manifest(result, registry, wall_s, started=started, inputs=inputs,
@@ -123,6 +124,12 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
                 table.to_csv(tmp / name, index=False)
         if patients is not None:
             patients.to_csv(tmp / "patients.csv", index=False)
+        if nwb:
+            from ketasim.io.nwb import write_nwb  # pynwb takes about a second to import
+
+            files = write_nwb(result, tmp / "nwb", registry, scenario_text=scenario_text,
+                              assays=ASSAYS)
+            man["nwb"] = {"folder": "nwb", "files": len(files)}
         write_json(man, tmp / "manifest.json")
         write_report(tmp, f"ketasim run: {result.scenario.name}",
                      result.scenario.description, result.readouts, summary, stats, man,
