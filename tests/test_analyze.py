@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -267,3 +268,42 @@ def test_analyze_calcium_streams_a_suite2p_folder(tmp_path):
     assert len(cells) == n and (cells["value"] > 0).all()
     man = json.loads((out / "manifest.json").read_text())
     assert any(e["path"].endswith("F.npy") for e in man["inputs"])  # folder files hashed
+
+
+DEPOSIT = Path(__file__).resolve().parents[2] / "shared" / "data" / "phoumthipphavong2016"
+
+
+@pytest.mark.skipif(not DEPOSIT.is_dir(), reason=f"the deposited dataset is not at {DEPOSIT}")
+def test_analyze_spines_on_the_deposited_dataset_reproduces_its_checks(tmp_path):
+    """ketasim analyze spines on the deposited Phoumthipphavong 2016 folder: every row
+    of its README's checks table, per-mouse and per-segment readouts, and a mixed model
+    that counts mice."""
+    from test_segments import README_CHECKS
+
+    mice = pd.read_csv(DEPOSIT / "mice.csv")
+    groups = {g: [f"{g}-{m}" for m in mice.loc[mice.group == g, "mouse"]]
+              for g in ("saline", "ketamine")}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({
+        "name": "phoumthipphavong2016", "species": "mouse", "groups": groups,
+        "compare": [{"readout": "spine_density_per_10um", "at": "1d",
+                     "arms": ["ketamine", "saline"], "test": t}
+                    for t in ("welch_t", "mixed_lm")]}))
+    out = analyze("spines", [DEPOSIT], tmp_path / "d.yaml", tmp_path / "out")
+    checks = pd.read_csv(out / "checks.csv").set_index("check")["text"].to_dict()
+    assert checks == README_CHECKS
+    r = pd.read_parquet(out / "readouts.parquet")
+    per_mouse = r[(r.assay == "two_photon_spines") & (r.readout == "spine_density_per_10um")
+                  & (r.time_h == -72.0)]
+    assert len(per_mouse) == 16
+    nested = r[(r.assay == "two_photon_spines_nested") & (r.time_h == -72.0)
+               & (r.readout == "spine_density_per_10um")]
+    raw = pd.read_csv(DEPOSIT / "segments.csv")
+    scored = raw[raw.included & (raw.day == -3) & raw.density_per_um.notna()]
+    assert len(nested) == len(scored)  # some segments are first scored after day -3
+    stats = pd.read_csv(out / "stats.csv")
+    assert stats.loc[0, "n"] == "8;8" and stats.loc[1, "n"] != "8;8"
+    assert np.sign(stats.loc[0, "statistic"]) == np.sign(stats.loc[1, "statistic"])
+    seg = pd.read_csv(out / "segment_statistics.csv")
+    d1 = seg[(seg.statistic == "density_change_pct") & (seg.segment_set == "included")
+             & (seg.group == "saline") & (seg.day == 1.0)]
+    assert round(float(d1["mean"].iloc[0]), 2) == -14.66

@@ -83,7 +83,8 @@ def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
     """Linear mixed model ``value ~ arm`` with a random intercept per subject (REML,
     statsmodels MixedLM): rows nested within subjects (branches, cells) count once per
     subject's share of the variance instead of as independent animals. With two arms,
-    the Wald z of the second arm against the first (``order``) and its two-sided p; with
+    the Wald z of the first arm against the second (``order``; signed as the t tests) and
+    its two-sided p; with
     more, the Wald chi-square of all arm effects (df = arms - 1) and its p. NaN when an
     arm has fewer than 2 subjects or the fit fails to converge."""
     import statsmodels.formula.api as smf
@@ -102,8 +103,8 @@ def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
     if not fit.converged:
         return ComparisonResult(float("nan"), float("nan"))
     names = [n for n in fit.fe_params.index if n.startswith("C(arm)")]
-    if len(names) == 1:
-        return ComparisonResult(float(fit.tvalues[names[0]]), float(fit.pvalues[names[0]]))
+    if len(names) == 1:  # signed as the t tests: first arm minus second
+        return ComparisonResult(-float(fit.tvalues[names[0]]), float(fit.pvalues[names[0]]))
     b = fit.fe_params[names].to_numpy()
     v = fit.cov_params().loc[names, names].to_numpy()
     chi2 = float(b @ np.linalg.solve(v, b))

@@ -11,7 +11,10 @@ models.
 
 - ``spines``: spine tracking tables (``docs/spine_tracking_table.md``; times in the
   table): per animal and session density per 10 um, formation and elimination %
-  (assay ``two_photon_spines``); per branch the same (nested).
+  (assay ``two_photon_spines``); per branch the same (nested). Or one folder of
+  per-segment count and turnover tables (``ketasim.analysis.segments``, the deposited
+  layout of ``docs/phoumthipphavong2016.md``): the same readouts per mouse and per
+  segment, and the authors' normalisations in ``segment_statistics.csv``.
 - ``calcium``: dF/F files (``.csv``, ``.parquet``, ``.npy``; cells x frames) or suite2p
   folders, one session each (subject and session from the design's ``files``): the
   ``calcium_imaging`` readouts (transient rate, synchronous events, ...) per session;
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ketasim.analysis import behavior as beh
+from ketasim.analysis import segments as sg
 from ketasim.analysis._tables import file_kind, read_frame
 from ketasim.analysis.calcium import CalciumDataError, read_dff, summarize_session
 from ketasim.analysis.spines import branch_readouts, subject_readouts
@@ -49,17 +53,19 @@ CALCIUM_READOUTS = (("calcium_transient_rate_per_min", "transient_rate_per_min",
                     ("mean_pairwise_r", "mean_pairwise_r", "1"),
                     ("correlated_pair_fraction", "correlated_pair_fraction", "fraction"))
 LAB_ERRORS = (DesignError, TrackingTableError, CalciumDataError, beh.BehaviorDataError,
-              NWBDataError)
+              NWBDataError, sg.SegmentDataError)
 
 
 @dataclass
 class LabData:
     """What a kind made of the files: readouts (contract columns; optional ``branch`` or
-    ``cell``), the lab's subject ids, and notes for the report."""
+    ``cell``), the lab's subject ids, notes for the report, and further tables to write
+    (file name -> table)."""
 
     readouts: pd.DataFrame
     subjects: pd.DataFrame  # arm, subject (index), subject_id (the lab's)
     notes: list[str] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _subjects(design: ResolvedDesign) -> pd.DataFrame:
@@ -89,7 +95,67 @@ def _assign(df: pd.DataFrame, design: ResolvedDesign, where: str) -> pd.DataFram
     return out
 
 
+def _is_segment_folder(path: Path) -> bool:
+    return Path(path).is_dir() and any(Path(path).glob("segments.*"))
+
+
+def _segments(paths: list[Path], design: ResolvedDesign) -> LabData:
+    """Folders of per-segment tables (``ketasim.analysis.segments``: segments, and
+    optionally turnover, persistence and mice; the deposited Phoumthipphavong et al.
+    2016 layout). A mouse is ``<group>-<mouse>`` in the design (a label may recur across
+    groups). Readouts per mouse (mean over its included segments) and per segment
+    (nested); ``segment_statistics.csv`` holds the authors' normalisations (density change
+    from the mouse's first day, turnover change from its first interval, persistence),
+    and a folder with all four tables and the groups saline and ketamine also gets the
+    deposited dataset's checks (``checks.csv``)."""
+    if len(paths) != 1:
+        raise DesignError("spines: give one folder of per-segment tables")
+    folder = paths[0]
+    ds = sg.read_dataset(folder)
+    seg = ds.segments[ds.segments["included"]]
+    rows = [seg.assign(time_h=seg["day"] * 24.0, readout="spine_density_per_10um",
+                       value=seg["density_per_um"].astype(float) * 10.0, unit="per 10 um")]
+    if ds.turnover is not None:
+        tt = ds.turnover[ds.turnover["included"]]
+        for col in ("formation_pct", "elimination_pct"):
+            rows.append(tt.assign(time_h=tt["day_end"] * 24.0, readout=col,
+                                  value=tt[col].astype(float), unit="%"))
+    long = pd.concat(rows, ignore_index=True)
+    long = long[np.isfinite(long["value"])]
+    long = long.assign(subject=long["group"].astype(str) + "-" + long["mouse"].astype(str),
+                       arm=long["group"].astype(str),
+                       branch=long["segment"].astype(str))
+    keep = ["arm", "subject", "branch", "time_h", "readout", "value", "unit"]
+    nested = _assign(long[keep], design, str(folder)).assign(assay="two_photon_spines_nested")
+    per_mouse = (nested.groupby(["arm", "subject", "time_h", "readout", "unit"], sort=True)
+                 ["value"].mean().reset_index().assign(assay="two_photon_spines"))
+    readouts = pd.concat([per_mouse, nested], ignore_index=True)
+    readouts["branch"] = readouts["branch"].astype("string")
+    stats = [sg.density_change_summary(ds.segments, segment_set=st).assign(
+        statistic="density_change_pct", segment_set=st) for st in ("included", "long_term")]
+    if ds.turnover is not None:
+        stats += [sg.turnover_change_summary(ds.turnover, segment_set=st).assign(
+            statistic="turnover_change_points", segment_set=st)
+            for st in ("included", "long_term")]
+    if ds.persistence is not None:
+        stats.append(sg.persistence_summary(ds.persistence).assign(
+            statistic="persistence_pct", segment_set="cohort"))
+    tables = {"segment_statistics.csv": pd.concat(stats, ignore_index=True)}
+    notes = [("two_photon_spines: per mouse (the mean of its included segments); "
+             "two_photon_spines_nested: per segment; segment_statistics.csv: the authors' "
+             "normalisations over segments")]
+    full = all(x is not None for x in (ds.turnover, ds.persistence, ds.mice))
+    if full and set(seg["group"].astype(str)) == {"saline", "ketamine"}:
+        checks = sg.deposited_checks(folder)
+        checks["values"] = checks["values"].map(lambda v: " / ".join(f"{x:.6g}" for x in v))
+        tables["checks.csv"] = checks
+        notes.append("checks.csv: the deposited Phoumthipphavong et al. 2016 checks (C1-C14)")
+    return LabData(readouts, _subjects(design), notes, tables)
+
+
 def _tracking(paths: list[Path], design: ResolvedDesign) -> LabData:
+    if any(_is_segment_folder(p) for p in paths):
+        return _segments(paths, design)
     subj, nested = [], []
     seen: dict[tuple[str, str], Path] = {}
     for path in paths:

@@ -62,12 +62,15 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
         "design": design.design.name, "design_text": text,
         "species": design.design.species, "seed": None,
         "scenario_hash": "", "groups": {g: len(s) for g, s in design.design.groups.items()},
-        "timings_s": {"total": time.perf_counter() - t0}, "notes": [*data.notes, TESTS_NOTE]}
+        "timings_s": {"total": time.perf_counter() - t0}, "notes": [*data.notes, TESTS_NOTE],
+        "tables": list(data.tables)}
     with atomic_dir(out, overwrite) as tmp:
         write_readouts(readouts, tmp / "readouts.parquet")
         data.subjects.to_csv(tmp / "subjects.csv", index=False)
         summary.to_csv(tmp / "summary.csv", index=False)
         stats.to_csv(tmp / "stats.csv", index=False)
+        for name, table in data.tables.items():
+            table.to_csv(tmp / name, index=False)
         write_json(man, tmp / "manifest.json")
         description = (design.design.description or f"{kind} data") + " " + " ".join(
             [*data.notes, TESTS_NOTE])
