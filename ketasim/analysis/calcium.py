@@ -1188,10 +1188,21 @@ def summarize_session(dff: np.ndarray | DffRecording, frame_rate_hz: float | Non
     if event_times_s is not None:
         peri = peri_event_average(rec, event_times_s=event_times_s,
                                   window_s=peri_event_window_s)
+    nan = float("nan")
+    return session_summary(tr, sync, conn, peri, tr.n_frames, rate,
+                           conn.mean_r if conn else nan,
+                           conn.fraction_significant if conn else nan)
+
+
+def session_summary(tr: Transients, sync: SynchronyResult, conn: ConnectivityResult | None,
+                    peri: PeriEventResult | None, n_frames: int, rate: float, mean_r: float,
+                    correlated_pair_fraction: float) -> SessionSummary:
+    """A :class:`SessionSummary` from its detailed results (the pairwise correlation
+    given apart, so a streamed summary can supply its own)."""
     amps = np.concatenate([*tr.amplitudes, np.zeros(0)])
     nan = float("nan")
     return SessionSummary(
-        n_cells=tr.n_cells, n_frames=tr.n_frames, frame_rate_hz=rate,
+        n_cells=tr.n_cells, n_frames=n_frames, frame_rate_hz=rate,
         duration_min=tr.duration_min,
         transient_rate_per_min=float(tr.rate_per_min.mean()),
         active_cell_fraction=float((tr.counts > 0).mean()),
@@ -1201,9 +1212,8 @@ def summarize_session(dff: np.ndarray | DffRecording, frame_rate_hz: float | Non
         sync_threshold_fraction=sync.threshold_fraction,
         sync_cells_per_event=sync.mean_cells_per_event,
         sync_fraction_per_event=sync.mean_fraction_per_event,
-        sync_p=sync.p,
-        mean_pairwise_r=conn.mean_r if conn else nan,
-        correlated_pair_fraction=conn.fraction_significant if conn else nan,
+        sync_p=sync.p, mean_pairwise_r=mean_r,
+        correlated_pair_fraction=correlated_pair_fraction,
         peri_event_n=peri.n_events if peri else 0,
         peri_event_peak_s=peri.peak_s if peri else nan,
         peri_event_rise_s=peri.rise_s if peri else nan,

@@ -853,57 +853,53 @@ SUBJECT_READOUTS = (("spine_density_per_10um", "per 10 um"), ("formation_pct", "
                     ("elimination_pct", "%"))
 
 
+def _readouts(table: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Density per 10 um per session (mean over the unit's branches) and formation and
+    elimination % between consecutive sessions of the table, per ``key`` (animal or
+    branch), as a long table."""
+    branch_level = key == BRANCH_KEY
+    dens = density_per_10um(table).groupby(key + ["time_h"], sort=True)[
+        "density_per_10um"].mean().rename("value").reset_index()
+    parts = [dens.assign(readout="spine_density_per_10um")]
+    times = np.sort(table["time_h"].unique())
+    for t0, t1 in itertools.pairwise(times):
+        res = turnover(table, float(t0), float(t1))
+        per = res.per_branch if branch_level else res.per_subject
+        for col in ("formation_pct", "elimination_pct"):
+            parts.append(per[key].assign(time_h=float(t1), readout=col,
+                                         value=per[col].to_numpy(float)))
+    out = pd.concat(parts, ignore_index=True)
+    out["unit"] = out["readout"].map(dict(SUBJECT_READOUTS))
+    return out[[*key, "time_h", "readout", "value", "unit"]]
+
+
 def subject_readouts(table: pd.DataFrame) -> pd.DataFrame:
     """Per animal and session, what a two-photon study reports: density per 10 um
     (mean over the animal's branches imaged that session), and formation and
-    elimination % of the spines seen at the animal's previous session (counts pooled
-    over its branches; :func:`turnover`). The same for simulated and lab tables.
+    elimination % of the spines seen at the table's previous session (counts pooled
+    over the animal's branches imaged at both; :func:`turnover`). The same for simulated
+    and lab tables.
 
     Returns
     -------
     pandas.DataFrame
         Long table ``arm, subject, time_h, readout, value, unit`` (subject as in the
-        tracking table), sessions in time order; formation and elimination are NaN at
-        an animal's first session.
+        tracking table), sessions in time order; no turnover rows at the first session.
     """
-    dens = density_per_10um(table).groupby(SUBJECT_KEY + ["time_h"], sort=True)[
-        "density_per_10um"].mean().rename("value").reset_index()
-    dens["readout"] = "spine_density_per_10um"
-    parts = [dens]
-    times = np.sort(table["time_h"].unique())
-    for t0, t1 in itertools.pairwise(times):
-        per = turnover(table, float(t0), float(t1)).per_subject
-        for col in ("formation_pct", "elimination_pct"):
-            parts.append(per[SUBJECT_KEY].assign(time_h=float(t1), readout=col,
-                                                 value=per[col].to_numpy(float)))
-    out = pd.concat(parts, ignore_index=True)
-    units = dict(SUBJECT_READOUTS)
-    out["unit"] = out["readout"].map(units)
-    return out[[*SUBJECT_KEY, "time_h", "readout", "value", "unit"]]
+    return _readouts(table, SUBJECT_KEY)
 
 
 def branch_readouts(table: pd.DataFrame) -> pd.DataFrame:
     """Per branch and session: density per 10 um, and formation and elimination % since
-    the previous session at which the branch was imaged with the animal's other
-    branches (the nested data under :func:`subject_readouts`, for mixed models).
+    the table's previous session (branches imaged at both), the nested data under
+    :func:`subject_readouts`, for mixed models.
 
     Returns
     -------
     pandas.DataFrame
         Long table ``arm, subject, branch, time_h, readout, value, unit``.
     """
-    d = density_per_10um(table)
-    parts = [d[BRANCH_KEY + ["time_h"]].assign(readout="spine_density_per_10um",
-                                               value=d["density_per_10um"].to_numpy(float))]
-    times = np.sort(table["time_h"].unique())
-    for t0, t1 in itertools.pairwise(times):
-        per = turnover(table, float(t0), float(t1)).per_branch
-        for col in ("formation_pct", "elimination_pct"):
-            parts.append(per[BRANCH_KEY].assign(time_h=float(t1), readout=col,
-                                                value=per[col].to_numpy(float)))
-    out = pd.concat(parts, ignore_index=True)
-    out["unit"] = out["readout"].map(dict(SUBJECT_READOUTS))
-    return out[[*BRANCH_KEY, "time_h", "readout", "value", "unit"]]
+    return _readouts(table, BRANCH_KEY)
 
 
 def new_spine_persistence(table: pd.DataFrame, t_prev: float, t_new: float,

@@ -118,6 +118,7 @@ from ketasim.analysis.calcium import (
     _generator,
     detect_transients,
     peri_event_average,
+    session_summary,
     synchronous_events,
 )
 
@@ -782,23 +783,7 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
     if event_times_s is not None:
         peri = peri_event_average(pop / tr.n_cells, rate, event_times_s=event_times_s,
                                   window_s=peri_event_window_s)
-    amps = np.concatenate([*tr.amplitudes, np.zeros(0)])
-    return SessionSummary(
-        n_cells=tr.n_cells, n_frames=n_frames, frame_rate_hz=rate,
-        duration_min=tr.duration_min,
-        transient_rate_per_min=float(tr.rate_per_min.mean()),
-        active_cell_fraction=float((tr.counts > 0).mean()),
-        transient_amplitude_dff=float(amps.mean()) if amps.size else nan,
-        sync_event_rate_per_min=sync.event_rate_per_min,
-        sync_shuffle_rate_per_min=sync.shuffle_rate_mean_per_min,
-        sync_threshold_fraction=sync.threshold_fraction,
-        sync_cells_per_event=sync.mean_cells_per_event,
-        sync_fraction_per_event=sync.mean_fraction_per_event,
-        sync_p=sync.p, mean_pairwise_r=mean_r, correlated_pair_fraction=nan,
-        peri_event_n=peri.n_events if peri else 0,
-        peri_event_peak_s=peri.peak_s if peri else nan,
-        peri_event_rise_s=peri.rise_s if peri else nan,
-        transients=tr, synchrony=sync, connectivity=None, peri_event=peri)
+    return session_summary(tr, sync, None, peri, n_frames, rate, mean_r, nan)
 
 
 @dataclass(frozen=True, eq=False)
