@@ -134,6 +134,10 @@ def validate(
         0, "--seeds", help="also run every replica at this many further seeds and report "
         "each target's passes (replication); the verdict stays the replica's own seed"),
     compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
+    sensitivity: bool = typer.Option(
+        False, "--sensitivity", help="also screen, per replica, which parameters each "
+        "target depends on most (Morris; writes target_sensitivity.csv and adds the top "
+        "three to the report)"),
 ):
     """Run the replicas of the published experiments and compare every literature target.
 
@@ -170,6 +174,9 @@ def validate(
                                         seeds=seeds, registry=registry,
                                         compounds=folders)
             table = result.table()
+            if sensitivity:
+                table = _target_sensitivity(table, tmp, paths, targets, chosen, registry,
+                                            workers, folders)
             table.to_csv(tmp / "validation.csv", index=False)
             man = manifest(result, {name: paths[name] for name in chosen}, registry, started,
                            targets_file, ids, seeds)
@@ -199,6 +206,25 @@ def validate(
               "manifest.json and report.html")
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _target_sensitivity(table, folder: Path, paths, targets, chosen, registry, workers,
+                        compounds):
+    """Morris screening of each chosen replica's targets (``ketasim.sweep.sensitivity``):
+    writes target_sensitivity.csv into ``folder`` and returns the validation table with
+    each target's three most influential parameters (``sensitive_to``)."""
+    from ketasim.sweep.sensitivity import target_sensitivity, top_parameters
+    from ketasim.validation.statistic import evaluate
+
+    tmap = {name: {tid: targets[tid] for tid in tids} for name, tids in chosen.items()}
+    err.print(f"screening parameter sensitivity of {sum(map(len, tmap.values()))} targets "
+              f"in {len(tmap)} replicas")
+    sens = target_sensitivity({n: paths[n] for n in tmap}, tmap, evaluate=evaluate,
+                              registry=registry, workers=1 if workers is None else workers,
+                              compounds=compounds)
+    sens.to_csv(folder / "target_sensitivity.csv", index=False)
+    top = top_parameters(sens)
+    return table.assign(sensitive_to=table["target_id"].map(top).fillna("not computed"))
 
 
 def _write_power(df, out_dir: Path, overwrite: bool = False) -> Path:
@@ -447,6 +473,120 @@ def analyze(kind: str = typer.Argument(..., help="spines, calcium or behavior"),
         _fail(str(e))
     out.print(f"wrote {folder}/ (readouts.parquet, subjects.csv, summary.csv, stats.csv, "
               "manifest.json, report.html)")
+
+
+@app.command()
+def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
+          vary: list[str] | None = typer.Option(
+              None, "--vary", help="PARAM=LO:HI:N or PARAM=v1,v2 (registry parameter or "
+              "scenario field such as 'arms[ketamine].protocol[0].dose'); several make a grid"),
+          samples_file: Path | None = typer.Option(None, "--samples", help="CSV or Parquet "
+                                                   "of samples, one column per name"),
+          out_dir: Path = typer.Option(..., "--out", help="output folder (resumed if present)"),
+          scheduler: str | None = typer.Option(None, "--scheduler",
+                                               help="an existing Dask cluster, tcp://HOST:PORT"),
+          workers: int | None = typer.Option(None, "--workers",
+                                             help="local worker processes (default: cores)"),
+          chunk: int | None = typer.Option(None, "--chunk", help="samples per task"),
+          seed: int | None = typer.Option(None, "--seed", help="override the scenario seed"),
+          compounds: list[Path] | None = typer.Option(None, "--compounds",
+                                                      help=COMPOUNDS_HELP)):
+    """Run SCENARIO over a grid or a sample of parameters and scenario fields, in chunks
+    written atomically as Parquet (resumable; the same numbers whatever the workers)."""
+    from ketasim.sweep.core import parse_vary, read_samples, run_sweep
+
+    folders = _add_compounds(compounds)
+    try:
+        if (vary is None) == (samples_file is None):
+            _fail("give --vary or --samples (one of them)")
+        samples = parse_vary(vary) if vary else read_samples(samples_file)
+        run_sweep(scenario, samples, out_dir, seed=seed, scheduler=scheduler,
+                  workers=workers, chunk_samples=chunk, compounds=folders)
+    except ValueError as e:
+        _fail(str(e))
+    except _user_errors() as e:
+        _fail(str(e))
+    out.print(f"wrote {out_dir}/ ({len(samples)} samples: chunks/part-*.parquet, "
+              "samples.parquet, manifest.json)")
+
+
+@app.command()
+def sensitivity(
+        scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
+        readout: str = typer.Option(..., "--readout", help="the readout analysed"),
+        out_dir: Path = typer.Option(..., "--out", help="output folder"),
+        method: str = typer.Option("sobol", "--method", help="sobol or morris"),
+        params: str | None = typer.Option(None, "--params", help="comma-separated "
+                                          "parameters or patterns (default: those the "
+                                          "scenario uses)"),
+        n: int | None = typer.Option(None, "--n", help="Sobol base sample (a power of two) "
+                                     "or Morris trajectories"),
+        arm: str | None = typer.Option(None, "--arm", help="the arm read"),
+        at: str | None = typer.Option(None, "--at", help="the time read, e.g. 24h"),
+        contrast: str | None = typer.Option(None, "--contrast", help="subtract this arm"),
+        seed: int = typer.Option(0, "--seed", help="sampling seed"),
+        scheduler: str | None = typer.Option(None, "--scheduler", help="tcp://HOST:PORT"),
+        workers: int | None = typer.Option(None, "--workers", help="local worker processes"),
+        compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP)):
+    """Global sensitivity (SALib) of one readout over the registry's parameter ranges:
+    first- and total-order indices with confidence intervals and a bar plot."""
+    from ketasim.params import load_registry
+    from ketasim.report.sensitivity_figures import plot_indices
+    from ketasim.sweep.sensitivity import run_sensitivity
+
+    folders = _add_compounds(compounds)
+    names = [x.strip() for x in params.split(",") if x.strip()] if params else None
+    try:
+        run_sensitivity(scenario, readout, out_dir, names=names, method=method, n=n,
+                        arm=arm, time_h=at, contrast_arm=contrast, seed=seed,
+                        registry=load_registry(), figure=plot_indices, workers=workers,
+                        scheduler=scheduler, compounds=folders)
+    except ValueError as e:
+        _fail(str(e))
+    except _user_errors() as e:
+        _fail(str(e))
+    out.print(f"wrote {out_dir}/ (indices.csv, indices.png, samples.csv, manifest.json, sweep/)")
+
+
+@app.command()
+def calibrate(
+        scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
+        data: Path = typer.Option(..., "--data", help="CSV (arm, readout, time_h, mean, sem) "
+                                  "or a run / analyze folder"),
+        params: str = typer.Option(..., "--params", help="comma-separated registry parameters"),
+        out_dir: Path = typer.Option(..., "--out", help="output folder"),
+        method: str = typer.Option("abc", "--method", help="abc or likelihood"),
+        population: int = typer.Option(100, "--population", help="ABC particles"),
+        generations: int = typer.Option(5, "--generations", help="ABC generations at most"),
+        seed: int = typer.Option(0, "--seed", help="seed"),
+        workers: int | None = typer.Option(None, "--workers", help="local worker processes"),
+        scheduler: str | None = typer.Option(None, "--scheduler", help="tcp://HOST:PORT"),
+        petab: Path | None = typer.Option(None, "--petab", help="also export the problem as "
+                                          "PEtab tables plus SBML into this folder"),
+        force: bool = typer.Option(False, "--force", help="replace an existing --out"),
+        compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP)):
+    """Fit registry parameters to data by ABC-SMC (pyabc) or maximum likelihood; writes
+    the posterior, a report with prior vs posterior and posterior-predictive checks."""
+    from ketasim.params import load_registry
+    from ketasim.sweep.calibrate import calibrate as run_calibration
+    from ketasim.sweep.calibrate import export_petab
+
+    folders = _add_compounds(compounds)
+    try:
+        registry = load_registry()
+        if petab is not None:
+            export_petab(scenario, data, params, petab, registry=registry)
+        run_calibration(scenario, data, params, out_dir, method=method,
+                        population=population, generations=generations, seed=seed,
+                        registry=registry, workers=workers, scheduler=scheduler,
+                        compounds=[str(f) for f in folders], overwrite=force,
+                        progress=lambda msg: err.print(msg))
+    except ValueError as e:
+        _fail(str(e))
+    except _user_errors() as e:
+        _fail(str(e))
+    out.print(f"wrote {out_dir}/ (posterior.parquet, report.html, manifest.json)"
+              + (f" and {petab}/" if petab is not None else ""))
 
 
 @app.command()

@@ -1,0 +1,1171 @@
+"""Parameter sweeps: one scenario, many samples, each sample one full run, in chunks on
+Dask (a local cluster, a running scheduler) or any ``concurrent.futures`` executor.
+
+Names
+-----
+A sample sets values by name (the columns of the samples table):
+
+``sig.k_potentiation_off``         a parameter of the registry (``ketasim params``); the
+                                   value must be finite and lie within the parameter's
+                                   range ``[low, high]`` (the plausible range calibration
+                                   and sensitivity analyses use)
+``arms[NAME].n``                   an arm's number of subjects (a whole number, 1 to 100000)
+``arms[NAME].protocol[i].dose``    the dose of the arm's ``i``-th protocol event (a drug
+                                   event with a dose), as a number in the dose's canonical
+                                   unit as validated: mg/kg for per-weight doses (a file's
+                                   ``500 ug/kg`` is 0.5), mg for absolute doses, uM for bath
+                                   concentrations; the unit itself never changes
+``arms[NAME].protocol[i].at``      the time of that event, in hours
+
+``i`` counts the events in time order (the order a validated scenario stores them, which
+is the file's order when the file lists them by time). ``arms[*]`` sets the field in
+every arm that has it: every arm for ``n``; every arm with a ``protocol[i]`` for ``at``;
+every arm whose ``protocol[i]`` is a drug event with a dose for ``dose`` (a saline event
+without a dose is left as it is). A changed scenario is validated again (doses above zero
+except saline, protocol overlaps, times within 365 days, a design's randomisation ratio),
+and a bad value is one :class:`SweepError` naming the sample, the name and the value.
+
+Seeds
+-----
+Sample ``k`` runs with seed :func:`sample_seed` ``(base, k)`` (``SeedSequence(base,
+spawn_key=(k,))``), ``base`` being the ``seed`` argument or else the scenario's seed: a
+function of the base seed and the sample's index only, never of the worker, the chunk or
+the order of work. Two samples with equal values are two independent replicates.
+
+Folder
+------
+``run_sweep(..., out)`` writes ``samples.parquet`` (``sample`` and the names) and
+``manifest.json`` (scenario text, model and hash, names, number of samples, their hash,
+seed, registry digest and changed values, outputs, columns, chunk size, versions) first,
+then one Parquet file per chunk of samples, ``chunks/part-<first>-<last>.parquet``
+(zero-padded sample indices), each written to a temporary name in ``chunks/`` and renamed
+into place (``os.replace``) once complete. A part holds, for each of its samples in
+order, ``sample``, the sample's values (int64 for ``.n``, else float64), then either the
+summary of that run's readouts (``outputs="summary"``, :func:`ketasim.analysis.stats.
+summarize`: ``arm, assay, [region,] readout, time_h, unit, n, mean, sem``) or its
+readouts themselves (``outputs="readouts"``: ``arm, subject, assay, readout, time_h,
+value, unit[, region]``); ``region`` only when the scenario measures a region other than
+the default. Parts are written with a fixed schema and no pandas metadata, so the same
+samples give the same bytes whatever the backend and the number of workers; different
+chunk sizes give other part files but the same table (:func:`read_sweep`).
+
+Resume
+------
+Running again with the same folder, scenario, samples, seed, registry and outputs skips
+every sample a complete part already holds (a part is complete when it reads back with
+the expected schema, exactly its samples, in order, with their values) and computes the
+others (in chunks of the size given now, else the manifest's); left-over temporary files
+and incomplete parts are removed. A folder holding another sweep (a different scenario,
+samples, seed, registry or outputs) is one :class:`SweepError`. One run at a time per
+folder.
+
+Backends
+--------
+``executor`` (a ``concurrent.futures.Executor``, e.g. a ``ProcessPoolExecutor`` with the
+``spawn`` context, or a ``distributed.Client``), else ``scheduler`` (``tcp://host:port``,
+or a Dask scheduler file), else an embedded ``distributed.LocalCluster`` of ``workers``
+processes (default: the number of cores) with one thread each, closed at the end. Each
+task evaluates one chunk: it calls :func:`ketasim.configure` (numba's kernel cache; one
+numba thread) and then unpickles the scenario and the registry, so a fresh worker uses
+the compiled kernels on disk. Results come back to this process, which writes the parts:
+workers need no access to ``out``. Dask reschedules a chunk whose worker died.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import importlib
+import itertools
+import json
+import logging
+import math
+import os
+import pickle
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import ketasim
+from ketasim.analysis.stats import summarize
+from ketasim.core.regions import DEFAULT_REGION
+from ketasim.params import Registry, load_registry
+from ketasim.pk.compounds import add_compounds
+from ketasim.provenance import LIBRARIES, changed_values, libraries, registry_digest, utc_now
+
+__all__ = ["SweepError", "apply_sample", "check_names", "parse_vary", "read_samples",
+           "read_sweep", "run_sweep", "sample_seed"]
+
+FORMAT = "ketasim-sweep/1"
+#: a default chunk holds about this much work (one sample is timed first)
+CHUNK_TARGET_S = 1.0
+#: the largest number of samples a sweep may have
+MAX_SAMPLES = 10_000_000
+MAX_SUBJECTS = 100_000  # an arm's n (the scenario's own limit)
+OUTPUTS = ("summary", "readouts")
+RANGE_RTOL = 1e-9  # registry ranges are checked with this relative tolerance
+
+_TYPES = {"arm": pa.string(), "subject": pa.int64(), "assay": pa.string(),
+          "region": pa.string(), "readout": pa.string(), "time_h": pa.float64(),
+          "value": pa.float64(), "unit": pa.string(), "n": pa.int64(), "mean": pa.float64(),
+          "sem": pa.float64()}
+_RESERVED = frozenset(["sample", *_TYPES])
+_FIELD_RE = re.compile(
+    r"arms\[(?P<arm>[^\[\]]+)\]\.(?:(?P<n>n)|protocol\[(?P<index>\d+)\]\.(?P<field>dose|at))")
+_FIELDS_EXPECTED = ("arms[NAME].n, arms[NAME].protocol[i].dose or arms[NAME].protocol[i].at "
+                    "(NAME an arm's name or *)")
+_PART_RE = re.compile(r"part-(\d+)-(\d+)\.parquet")
+_TMP_MARK = ".tmp-"
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run: bad names, values, samples files or output folder; one
+    line naming the culprit."""
+
+
+# --------------------------------------------------------------------------- #
+# Samples: --vary grids and sample files
+# --------------------------------------------------------------------------- #
+
+
+def _is_n(name: str) -> bool:
+    return name.startswith("arms[") and name.endswith("].n")
+
+
+def _number(text: str) -> float | None:
+    """A finite number written as text, else None."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _typed(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Float64 columns, int64 for an arm's ``n`` (whole numbers only)."""
+    out = {}
+    for name in frame.columns:
+        col = frame[name].to_numpy(dtype=float)
+        if _is_n(name):
+            bad = np.flatnonzero(col != np.round(col))
+            if bad.size:
+                raise SweepError(f"{where}: row {bad[0] + 1}, column {name!r}: got "
+                                 f"{float(col[bad[0]])!r}; expected a whole number of "
+                                 "subjects")
+            col = col.astype(np.int64)
+        out[name] = col
+    return pd.DataFrame(out, columns=list(frame.columns))
+
+
+def parse_vary(specs: Sequence[str] | str) -> pd.DataFrame:
+    """The full grid of ``--vary`` specs, one row per sample, one column per name.
+
+    Each spec is ``NAME=LO:HI:N`` (``N >= 1`` evenly spaced values from ``LO`` to ``HI``,
+    as ``numpy.linspace``) or ``NAME=v1,v2,...`` (one value is a list of one). Several
+    specs give their cartesian product, the first spec varying slowest. Names are checked
+    against a scenario and a registry later (:func:`check_names`); values are float64,
+    int64 for an arm's ``n``. A bad spec is one :class:`SweepError` naming it."""
+    if isinstance(specs, str):
+        specs = [specs]
+    specs = list(specs)
+    if not specs:
+        raise SweepError("--vary: nothing to vary; expected NAME=LO:HI:N or NAME=v1,v2,...")
+    axes: dict[str, list[float]] = {}
+    for spec in specs:
+        axes_name, values = _parse_spec(spec)
+        if axes_name in axes:
+            raise SweepError(f"--vary {spec!r}: {axes_name} is varied twice; give its values "
+                             "in one --vary")
+        axes[axes_name] = values
+    size = math.prod(len(v) for v in axes.values())
+    if size > MAX_SAMPLES:
+        raise SweepError(f"--vary: the grid has {size} samples; expected at most {MAX_SAMPLES}")
+    grid = list(itertools.product(*axes.values()))
+    frame = pd.DataFrame(grid, columns=list(axes), dtype=float)
+    return _typed(frame, "--vary")
+
+
+def _parse_spec(spec: object) -> tuple[str, list[float]]:
+    expected = ("expected NAME=LO:HI:N (N >= 1 evenly spaced values from LO to HI) or "
+                "NAME=v1,v2,... (numbers)")
+    if not isinstance(spec, str):
+        raise SweepError(f"--vary {spec!r}: {expected}")
+    name, sep, rhs = spec.partition("=")
+    name, rhs = name.strip(), rhs.strip()
+    if not sep or not name or not rhs:
+        raise SweepError(f"--vary {spec!r}: {expected}")
+    if ":" in rhs:
+        parts = rhs.split(":")
+        if len(parts) != 3:
+            raise SweepError(f"--vary {spec!r}: got {len(parts)} fields after '='; {expected}")
+        lo, hi = _number(parts[0]), _number(parts[1])
+        count = parts[2].strip()
+        if lo is None or hi is None or not count.isdigit() or int(count) < 1:
+            raise SweepError(f"--vary {spec!r}: {expected}")
+        n = int(count)
+        if n > MAX_SAMPLES:
+            raise SweepError(f"--vary {spec!r}: got N = {n}; expected at most {MAX_SAMPLES}")
+        return name, np.linspace(lo, hi, n).tolist()
+    values = [_number(p) for p in rhs.split(",")]
+    if any(v is None for v in values):
+        bad = rhs.split(",")[[v is None for v in values].index(True)]
+        raise SweepError(f"--vary {spec!r}: got {bad.strip()!r}; {expected}")
+    return name, values
+
+
+def read_samples(path: str | os.PathLike) -> pd.DataFrame:
+    """The samples of a ``.csv`` (header row of names) or ``.parquet`` file: one row per
+    sample, one numeric column per name (float64; int64 for an arm's ``n``). Every cell
+    must be a finite number; a ``sample`` column (as in a sweep's ``samples.parquet``) must
+    be 0, 1, 2, ... and is dropped. Problems are one :class:`SweepError` naming the file,
+    the row (CSV: the line) and the column."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"{path}: no such file; expected a .csv or .parquet samples file")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = _read_csv(path)
+    elif suffix in (".parquet", ".pq"):
+        frame = _read_parquet(path)
+    else:
+        raise SweepError(f"{path}: got a {suffix or 'extensionless'} file; expected a .csv "
+                         "or .parquet samples file")
+    if "sample" in frame.columns:
+        s = frame.pop("sample").to_numpy(float)
+        bad = np.flatnonzero(s != np.arange(len(s)))
+        if bad.size:
+            raise SweepError(f"{path}: row {bad[0] + 1}, column 'sample': got {s[bad[0]]!r}; "
+                             f"expected {bad[0]} (samples numbered 0, 1, 2, ... in order)")
+    if frame.shape[1] == 0:
+        raise SweepError(f"{path}: no columns to vary; expected one column per name")
+    return _typed(frame, str(path))
+
+
+def _check_header(path: Path, names: list[str]) -> None:
+    if not names:
+        raise SweepError(f"{path}: no columns; expected a header of names")
+    for k, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise SweepError(f"{path}: column {k + 1}: got {name!r}; expected a name without "
+                             "surrounding spaces")
+        if name in names[:k]:
+            raise SweepError(f"{path}: column {k + 1}: {name!r} appears twice")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SweepError(f"{path}: cannot read it as CSV ({e})") from None
+    if not rows:
+        raise SweepError(f"{path}: empty; expected a header of names and one row per sample")
+    header = rows[0]
+    _check_header(path, header)
+    data = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue  # a blank line
+        if len(row) != len(header):
+            raise SweepError(f"{path}: line {line}: got {len(row)} fields; expected "
+                             f"{len(header)} (one per column)")
+        values = []
+        for name, cell in zip(header, row, strict=True):
+            v = _number(cell)
+            if v is None:
+                raise SweepError(f"{path}: line {line}, column {name!r}: got {cell!r}; "
+                                 "expected a finite number")
+            values.append(v)
+        data.append(values)
+    if not data:
+        raise SweepError(f"{path}: no samples; expected one row per sample after the header")
+    return pd.DataFrame(data, columns=header, dtype=float)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise SweepError(f"{path}: cannot read it as Parquet ({e})") from None
+    _check_header(path, table.column_names)
+    if table.num_rows == 0:
+        raise SweepError(f"{path}: no samples; expected one row per sample")
+    out = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        t = col.type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            raise SweepError(f"{path}: column {name!r}: got type {t}; expected numbers")
+        if col.null_count:
+            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise SweepError(f"{path}: row {row + 1}, column {name!r}: got a missing value; "
+                             "expected a finite number")
+        values = col.to_numpy().astype(float)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise SweepError(f"{path}: row {bad[0] + 1}, column {name!r}: got "
+                             f"{values[bad[0]]!r}; expected a finite number")
+        out[name] = values
+    return pd.DataFrame(out, columns=table.column_names)
+
+
+# --------------------------------------------------------------------------- #
+# Names and values
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a name sets: a registry parameter, or a field of some arms."""
+
+    name: str
+    kind: str  # "param", "n", "dose" or "at"
+    arms: tuple[int, ...] = ()
+    index: int = -1
+
+
+def _event_text(event) -> str:
+    if event.kind == "drug":
+        return f"a {event.drug} event without a dose"
+    if event.kind == "stress":
+        return f"a {event.stress!r} stress event"
+    return f"a {event.intervention!r} intervention event"
+
+
+def _resolve(scenario, registry: Registry, name: object) -> _Target:
+    if not isinstance(name, str) or not name:
+        raise SweepError(f"name {name!r}: expected a registry parameter or a scenario field: "
+                         f"{_FIELDS_EXPECTED}")
+    if name in _RESERVED:
+        raise SweepError(f"name {name!r}: an output column of the sweep; expected a registry "
+                         f"parameter or a scenario field: {_FIELDS_EXPECTED}")
+    if name.startswith("arms["):
+        return _resolve_field(scenario, name)
+    if name in registry:
+        return _Target(name, "param")
+    close = difflib.get_close_matches(name, list(registry.parameters), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise SweepError(f"name {name!r}: not a parameter of the registry{hint}; expected a "
+                     f"registry parameter (ketasim params) or a scenario field: "
+                     f"{_FIELDS_EXPECTED}")
+
+
+def _resolve_field(scenario, name: str) -> _Target:
+    m = _FIELD_RE.fullmatch(name)
+    if m is None:
+        raise SweepError(f"name {name!r}: not a field a sweep can set; expected "
+                         f"{_FIELDS_EXPECTED}")
+    arm = m["arm"]
+    arm_names = list(scenario.arm_names)
+    if arm == "*":
+        candidates = range(len(arm_names))
+    elif arm in arm_names:
+        candidates = [arm_names.index(arm)]
+    else:
+        raise SweepError(f"name {name!r}: scenario {scenario.name!r} has no arm {arm!r}; "
+                         f"its arms: {', '.join(arm_names)}")
+    if m["n"]:
+        return _Target(name, "n", tuple(candidates))
+    i, field = int(m["index"]), m["field"]
+    chosen = []
+    for a in candidates:
+        protocol = scenario.arms[a].protocol
+        if i >= len(protocol):
+            if arm != "*":
+                raise SweepError(f"name {name!r}: arm {arm!r} has {len(protocol)} protocol "
+                                 f"events; expected an index from 0 to {len(protocol) - 1} "
+                                 "(events in time order)")
+            continue
+        event = protocol[i]
+        if field == "dose" and (event.kind != "drug" or event.dose is None):
+            if arm != "*":
+                raise SweepError(f"name {name!r}: protocol[{i}] of arm {arm!r} is "
+                                 f"{_event_text(event)}; expected a drug event with a dose")
+            continue
+        chosen.append(a)
+    if not chosen:
+        what = "a drug event with a dose" if field == "dose" else "an event"
+        raise SweepError(f"name {name!r}: no arm has {what} at protocol[{i}]")
+    return _Target(name, field, tuple(chosen), i)
+
+
+def _targets(scenario, registry: Registry, names: Iterable[str]) -> list[_Target]:
+    names = list(names)
+    if not names:
+        raise SweepError("no names to vary; expected registry parameters or scenario fields")
+    targets = []
+    claimed: dict[tuple, str] = {}
+    for name in names:
+        if name in (t.name for t in targets):
+            raise SweepError(f"name {name!r} appears twice")
+        t = _resolve(scenario, registry, name)
+        keys = [("param", name)] if t.kind == "param" else [(t.kind, a, t.index) for a in t.arms]
+        for key in keys:
+            if key in claimed:
+                raise SweepError(f"name {name!r}: sets the same field as {claimed[key]!r}; "
+                                 "expected each field set by one name")
+            claimed[key] = name
+        targets.append(t)
+    return targets
+
+
+def check_names(scenario, registry: Registry | None, names: Iterable[str]) -> None:
+    """Every name is a registry parameter or a field of the scenario a sweep can set (see
+    the module's docstring), given once and setting distinct fields; else one
+    :class:`SweepError` naming the first bad name."""
+    _targets(scenario, load_registry() if registry is None else registry, names)
+
+
+def _in_range(v, p):
+    """Within the parameter's range, give or take rounding (a value sampled on a log scale
+    and exponentiated back may land an ulp outside)."""
+    return (v >= p.low - RANGE_RTOL * abs(p.low)) & (v <= p.high + RANGE_RTOL * abs(p.high))
+
+
+def _value(registry: Registry, t: _Target, value: object):
+    """The value a target takes (float; int for n), checked on its own."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise SweepError(f"{t.name}: got {value!r}; expected a number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise SweepError(f"{t.name}: got {v!r}; expected a finite number")
+    if t.kind == "param":
+        p = registry[t.name]
+        if not _in_range(v, p):
+            raise SweepError(f"{t.name}: got {v!r}; expected a value within the parameter's "
+                             f"range [{p.low:g}, {p.high:g}] {p.unit}")
+        return v
+    if t.kind == "n":
+        if v != round(v) or not 1 <= v <= MAX_SUBJECTS:
+            raise SweepError(f"{t.name}: got {v!r}; expected a whole number of subjects from "
+                             f"1 to {MAX_SUBJECTS}")
+        return int(v)
+    if t.kind == "dose" and v < 0:
+        raise SweepError(f"{t.name}: got {v!r}; expected a dose >= 0")
+    return v
+
+
+def _validation_text(err, where: str = "") -> str:
+    """The first problem of a pydantic ValidationError, in one line, at ``where``."""
+    e = err.errors()[0]
+    ctx = e.get("ctx") or {}
+    loc = [*e.get("loc", ()), *ctx.get("subloc", ())]
+    for part in loc:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    what = ctx.get("expected") or e.get("msg", "a valid value")
+    return f"{where}: expected {what}" if where else f"expected {what}"
+
+
+def apply_sample(scenario, registry: Registry | None, row: dict) -> tuple:
+    """``(scenario, registry)`` with the sample ``row`` (name -> value) applied; the inputs
+    are not changed (both are immutable; the result shares what did not change). The
+    changed scenario is validated again; a bad name or value is one :class:`SweepError`."""
+    registry = load_registry() if registry is None else registry
+    targets = _targets(scenario, registry, list(row))
+    return _apply(scenario, registry, targets, [row[t.name] for t in targets])
+
+
+def _apply(scenario, registry: Registry, targets: list[_Target], values: Sequence):
+    values = [_value(registry, t, v) for t, v in zip(targets, values, strict=True)]
+    params = {t.name: v for t, v in zip(targets, values, strict=True) if t.kind == "param"}
+    new_registry = registry.with_values(params) if params else registry
+    changes: dict[int, dict] = {}
+    for t, v in zip(targets, values, strict=True):
+        for a in t.arms:
+            ch = changes.setdefault(a, {"events": {}})
+            if t.kind == "n":
+                ch["n"] = v
+            else:
+                ch["events"].setdefault(t.index, {})[t.kind] = v
+    if not changes:
+        return scenario, new_registry
+    # the scenario models import the assay catalogue (jitted modules): imported here, after
+    # ketasim.configure() (numba reads its cache folder when they are first imported)
+    from pydantic import ValidationError
+
+    from ketasim.scenario import Arm, Dose, Scenario, format_time
+
+    shown = ", ".join(f"{t.name}={v!r}" for t, v in zip(targets, values, strict=True)
+                      if t.kind != "param")
+    arms = list(scenario.arms)
+    where = ""
+    try:
+        for a, ch in changes.items():
+            arm = arms[a]
+            protocol = list(arm.protocol)
+            for i, fields in ch["events"].items():
+                where = f"arms[{arm.name}].protocol[{i}]"
+                protocol[i] = _rebuild_event(protocol[i], fields, Dose, format_time)
+            where = f"arms[{arm.name}]"
+            data = {k: getattr(arm, k) for k in arm.model_fields_set if k != "body_weight"}
+            data["protocol"] = protocol
+            if "n" in ch:
+                data["n"] = ch["n"]
+            new = Arm.model_validate(data)
+            if "body_weight" in arm.model_fields_set:  # kg, already validated
+                new = new.model_copy(update={"body_weight": arm.body_weight})
+            arms[a] = new
+        where = ""
+        data = {k: getattr(scenario, k) for k in scenario.model_fields_set}
+        data["arms"] = arms
+        return Scenario.model_validate(data), new_registry
+    except ValidationError as e:
+        raise SweepError(f"{shown}: {_validation_text(e, where)}") from None
+
+
+def _rebuild_event(event, fields: dict, dose_type, format_time):
+    """The event with a new ``at`` (hours) and/or dose value, validated again."""
+    data = {k: getattr(event, k) for k in event.model_fields_set}
+    for key in ("at", "duration", "over"):  # hours -> exact time strings for the validator
+        if data.get(key) is not None:
+            data[key] = format_time(data[key])
+    if "at" in fields:
+        data["at"] = format_time(fields["at"])
+    if "dose" in fields:
+        data["dose"] = dose_type(value=fields["dose"], unit=event.dose.unit)
+    return type(event).model_validate(data)
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """The seed of sample ``sample`` of a sweep with base seed ``seed``: from
+    ``SeedSequence(seed, spawn_key=(sample,))``, in ``[0, 2**63)``."""
+    state = np.random.SeedSequence(int(seed), spawn_key=(int(sample),)).generate_state(
+        1, np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+# --------------------------------------------------------------------------- #
+# Evaluating chunks (in the workers)
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs, pickled once: the scenario, the registry (None: the packaged
+    default; a dict: values changed from it), the names, the base seed, the outputs."""
+
+    scenario: object
+    registry: object
+    names: tuple[str, ...]
+    seed: int
+    outputs: str
+    columns: tuple[str, ...]  # the output columns after ``sample`` and the names
+    regional: bool
+
+
+def _pack_registry(registry: Registry):
+    default = load_registry()
+    if registry is default:
+        return None
+    if list(registry.parameters) == list(default.parameters) and all(
+            replace(p, value=default[p.name].value) == default[p.name] for p in registry):
+        return {p.name: p.value for p in registry if p.value != default[p.name].value}
+    return registry
+
+
+def _unpack_registry(packed) -> Registry:
+    if packed is None:
+        return load_registry()
+    if isinstance(packed, dict):
+        return load_registry().with_values(packed) if packed else load_registry()
+    return packed
+
+
+def _output_columns(outputs: str, regional: bool) -> tuple[str, ...]:
+    if outputs == "summary":
+        return ("arm", "assay", *(["region"] if regional else []), "readout", "time_h", "unit",
+                "n", "mean", "sem")
+    return ("arm", "subject", "assay", "readout", "time_h", "value", "unit",
+            *(["region"] if regional else []))
+
+
+def _evaluate(job: _Job, first: int, rows: Sequence[Sequence]) -> pd.DataFrame:
+    """The output rows of samples ``first, first + 1, ...`` (values ``rows``)."""
+    # the runner imports the jitted modules: after ketasim.configure() (see _run_chunk)
+    from ketasim.experiment.runner import simulate
+
+    registry = _unpack_registry(job.registry)
+    targets = _targets(job.scenario, registry, job.names)
+    frames = []
+    for k, row in enumerate(rows):
+        sample = first + k
+        try:
+            scenario, reg = _apply(job.scenario, registry, targets, row)
+        except SweepError as e:
+            raise SweepError(f"sample {sample}: {e}") from None
+        readouts = simulate(scenario, seed=sample_seed(job.seed, sample),
+                            registry=reg).readouts
+        if job.regional and "region" not in readouts.columns:
+            readouts = readouts.assign(region=DEFAULT_REGION)
+        elif not job.regional and "region" in readouts.columns:
+            readouts = readouts.drop(columns="region")
+        table = summarize(readouts) if job.outputs == "summary" else readouts
+        m = len(table)
+        cols = {"sample": np.full(m, sample, dtype=np.int64)}
+        for name, v in zip(job.names, row, strict=True):
+            cols[name] = np.full(m, v, dtype=np.int64 if _is_n(name) else np.float64)
+        for c in job.columns:
+            cols[c] = table[c].to_numpy()
+        frames.append(pd.DataFrame(cols))
+    return pd.concat(frames, ignore_index=True)
+
+
+_PROCESS_JOB: dict[str, _Job] = {}
+_PROCESS_COMPOUNDS: set[str] = set()
+
+
+def _run_chunk(compounds: tuple[str, ...], digest: str, blob: bytes, first: int,
+               rows: list[tuple]) -> pd.DataFrame:
+    """One task: configure ketasim in this process (numba's kernel cache, one numba thread
+    for this thread), register the user's compounds, unpickle the job (once per process),
+    evaluate the chunk."""
+    if not ketasim._configured:
+        ketasim.configure()
+    # after configure(): numba reads NUMBA_CACHE_DIR when first imported. (Not an import
+    # statement: ketasim._jitcache keys the kernel cache by every module that imports
+    # numba, and this one holds no jitted code.)
+    numba = importlib.import_module("numba")
+    numba.set_num_threads(1)  # parallelism comes from the workers (per thread in numba)
+    for folder in compounds:
+        if folder not in _PROCESS_COMPOUNDS:
+            add_compounds(folder)
+            _PROCESS_COMPOUNDS.add(folder)
+    job = _PROCESS_JOB.get(digest)
+    if job is None:
+        job = pickle.loads(blob)
+        _PROCESS_JOB.clear()
+        _PROCESS_JOB[digest] = job
+    return _evaluate(job, first, rows)
+
+
+# --------------------------------------------------------------------------- #
+# Files
+# --------------------------------------------------------------------------- #
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata(None), sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _schema(names: Sequence[str], columns: Sequence[str]) -> pa.Schema:
+    return pa.schema([("sample", pa.int64())]
+                     + [(n, pa.int64() if _is_n(n) else pa.float64()) for n in names]
+                     + [(c, _TYPES[c]) for c in columns])
+
+
+def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pandas(frame[schema.names], schema=schema,
+                                preserve_index=False).replace_schema_metadata(None)
+
+
+def _part_name(first: int, last: int, width: int) -> str:
+    return f"part-{first:0{width}d}-{last:0{width}d}.parquet"
+
+
+def _width(n: int) -> int:
+    return max(6, len(str(max(n - 1, 0))))
+
+
+def _samples_digest(samples: pd.DataFrame) -> str:
+    h = hashlib.sha256(json.dumps(list(samples.columns)).encode())
+    for name in samples.columns:
+        col = samples[name].to_numpy()
+        h.update(col.astype("<i8" if _is_n(name) else "<f8").tobytes())
+    return h.hexdigest()
+
+
+def _check_part(path: Path, first: int, last: int, schema: pa.Schema,
+                samples: pd.DataFrame) -> bool:
+    """Whether a part file is complete: readable, the schema, exactly samples ``first`` to
+    ``last`` in order, with their values."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return False
+    if not table.schema.equals(schema):
+        return False
+    s = table.column("sample").to_numpy()
+    if s.size == 0 or s[0] != first or s[-1] != last or np.any(np.diff(s) < 0):
+        return False
+    starts = np.flatnonzero(np.r_[True, np.diff(s) != 0])
+    if not np.array_equal(s[starts], np.arange(first, last + 1)):
+        return False
+    for name in samples.columns:
+        got = table.column(name).to_numpy()[starts]
+        if not np.array_equal(got, samples[name].to_numpy()[first:last + 1]):
+            return False
+    return True
+
+
+def _scan(chunks: Path, schema: pa.Schema, samples: pd.DataFrame) -> np.ndarray:
+    """Which samples complete parts already hold; incomplete parts and left-over temporary
+    files are removed."""
+    n = len(samples)
+    done = np.zeros(n, dtype=bool)
+    owner: dict[int, str] = {}
+    for path in sorted(chunks.iterdir()):
+        if path.name.startswith(".part-") and _TMP_MARK in path.name:
+            path.unlink(missing_ok=True)  # a killed run's half-written part
+            continue
+        m = _PART_RE.fullmatch(path.name)
+        if m is None:
+            continue
+        first, last = int(m[1]), int(m[2])
+        if not (0 <= first <= last < n) or not _check_part(path, first, last, schema,
+                                                             samples):
+            path.unlink(missing_ok=True)
+            continue
+        if done[first:last + 1].any():
+            other = owner[int(np.flatnonzero(done[first:last + 1])[0]) + first]
+            raise SweepError(f"{path}: holds samples that {other} holds too; remove one "
+                             "of them")
+        done[first:last + 1] = True
+        for s in range(first, last + 1):
+            owner[s] = path.name
+    return done
+
+
+def _chunks(todo: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """(first, last) of chunks of at most ``size`` consecutive samples to compute."""
+    out = []
+    idx = np.flatnonzero(todo)
+    if idx.size == 0:
+        return out
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    for run in np.split(idx, breaks):
+        for k in range(0, run.size, size):
+            piece = run[k:k + size]
+            out.append((int(piece[0]), int(piece[-1])))
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Backends
+# --------------------------------------------------------------------------- #
+
+
+class _Backend:
+    """Submit chunk tasks and yield them as they complete."""
+
+    def __init__(self, executor, scheduler, workers):
+        self._close = []
+        self._dask = None
+        if executor is not None:
+            if _is_dask_client(executor):
+                self._dask = executor
+            elif isinstance(executor, Executor):
+                self._executor = executor
+            else:
+                raise TypeError(f"executor: got {type(executor).__name__}; expected a "
+                                "concurrent.futures.Executor or a distributed.Client")
+            return
+        # Dask is needed only for these backends: imported when one is asked for
+        import distributed
+
+        if scheduler is not None:
+            s = str(scheduler)
+            if "://" not in s and Path(s).is_file():
+                self._dask = distributed.Client(scheduler_file=s)
+            else:
+                self._dask = distributed.Client(s)
+            self._close.append(self._dask.close)
+            return
+        n = (os.cpu_count() or 1) if workers is None else int(workers)
+        if n < 1:
+            raise SweepError(f"workers: got {workers!r}; expected at least 1")
+        cluster = distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, silence_logs=logging.ERROR)
+        self._close.append(cluster.close)
+        self._dask = distributed.Client(cluster)
+        self._close.append(self._dask.close)
+
+    def run(self, tasks: list[tuple[tuple, tuple[int, int]]]) -> Iterator:
+        """Yield ``(result, (first, last))`` as tasks complete; pending tasks are cancelled
+        if the caller stops early or a task fails."""
+        if self._dask is not None:
+            import distributed
+
+            token = uuid.uuid4().hex[:12]
+            futures = {self._dask.submit(_run_chunk, *args, pure=False,
+                                         key=f"ketasim-sweep-{token}-{span[0]}-{span[1]}"): span
+                       for args, span in tasks}
+            done = distributed.as_completed(list(futures))
+        else:
+            from concurrent.futures import as_completed
+
+            futures = {self._executor.submit(_run_chunk, *args): span for args, span in tasks}
+            done = as_completed(list(futures))
+        try:
+            for fut in done:
+                result = fut.result()
+                span = futures.pop(fut)
+                yield result, span
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    def close(self) -> None:
+        for close in reversed(self._close):
+            try:
+                close()
+            except (OSError, RuntimeError, TimeoutError) as e:
+                # closing a cluster after a failure must not hide that failure
+                logging.getLogger(__name__).warning("sweep: closing Dask failed: %s", e)
+
+
+def _is_dask_client(obj) -> bool:
+    mod = sys.modules.get("distributed")
+    return mod is not None and isinstance(obj, mod.Client)
+
+
+# --------------------------------------------------------------------------- #
+# The sweep
+# --------------------------------------------------------------------------- #
+
+
+def _resolve_scenario(scenario):
+    """(scenario model, its text or None): a model, or a file / built-in name."""
+    from ketasim.scenario import Scenario, builtin_scenarios, load_scenario
+
+    if isinstance(scenario, Scenario):
+        return scenario, None
+    if isinstance(scenario, (str, os.PathLike)):
+        model = load_scenario(scenario)
+        path = Path(scenario)
+        if not path.is_file():
+            path = builtin_scenarios().get(str(scenario), path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = None
+        return model, text
+    raise TypeError(f"scenario: got {type(scenario).__name__}; expected a Scenario, a "
+                    "scenario file or a built-in scenario name")
+
+
+def _prepare_samples(samples, scenario, registry) -> tuple[pd.DataFrame, list[_Target]]:
+    if not isinstance(samples, pd.DataFrame):
+        raise TypeError(f"samples: got {type(samples).__name__}; expected a DataFrame")
+    if samples.empty or samples.shape[1] == 0:
+        raise SweepError("samples: no samples; expected one row per sample and one column "
+                         "per name")
+    if len(samples) > MAX_SAMPLES:
+        raise SweepError(f"samples: got {len(samples)}; expected at most {MAX_SAMPLES}")
+    names = [str(c) for c in samples.columns]
+    if names != list(samples.columns):
+        raise SweepError(f"samples: column names must be text; got {list(samples.columns)}")
+    targets = _targets(scenario, registry, names)
+    for name in names:
+        col = samples[name]
+        if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
+            raise SweepError(f"samples: column {name!r}: got dtype {col.dtype}; expected "
+                             "numbers")
+    typed = _typed(samples.reset_index(drop=True), "samples")
+    for t in targets:  # each value on its own, column by column (fast, first bad row named)
+        col = typed[t.name].to_numpy(float)
+        if t.kind == "param":
+            p = registry[t.name]
+            bad = ~np.isfinite(col) | ~_in_range(col, p)
+        elif t.kind == "n":
+            bad = (col < 1) | (col > MAX_SUBJECTS)
+        elif t.kind == "dose":
+            bad = ~np.isfinite(col) | (col < 0)
+        else:
+            bad = ~np.isfinite(col)
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            try:
+                _value(registry, t, typed[t.name].iloc[r].item())
+            except SweepError as e:
+                raise SweepError(f"samples row {r} (sample {r}): {e}") from None
+    return typed, targets
+
+
+def _manifest(scenario, text, samples, names, seed, registry, outputs, columns, chunk,
+              timing) -> dict:
+    from ketasim.scenario import scenario_hash
+
+    return {
+        "format": FORMAT,
+        "created_utc": utc_now(),
+        "scenario": {"name": scenario.name, "sha256": scenario_hash(scenario), "text": text,
+                     "model": scenario.model_dump(mode="json")},
+        "names": list(names),
+        "n_samples": len(samples),
+        "samples_sha256": _samples_digest(samples),
+        "seed": int(seed),
+        "seed_rule": "sample k runs with seed SeedSequence(seed, spawn_key=(k,))"
+                     ".generate_state(1, uint64)[0] >> 1 (ketasim.sweep.core.sample_seed)",
+        "registry": {"sha256": registry_digest(registry),
+                     "changed": changed_values(registry)},
+        "outputs": outputs,
+        "columns": ["sample", *names, *columns],
+        "chunk_samples": int(chunk) if chunk is not None else None,
+        "chunk_timing_s": timing,
+        "versions": {"ketasim": ketasim.__version__, "python": sys.version.split()[0],
+                     "libraries": libraries((*LIBRARIES, "dask", "distributed", "rich"))},
+    }
+
+
+_IDENTITY = (("format", "format"), ("scenario.sha256", "scenario"), ("names", "names"),
+             ("n_samples", "number of samples"), ("samples_sha256", "samples"),
+             ("seed", "seed"), ("registry.sha256", "parameter registry"),
+             ("outputs", "outputs"))
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def _open_folder(out: Path, manifest: dict) -> dict | None:
+    """The existing manifest when ``out`` holds this sweep already, None for a new folder;
+    a folder holding something else is a :class:`SweepError`."""
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"out {out}: exists and is not a folder")
+    path = out / "manifest.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise SweepError(f"{path}: cannot read it ({e}); expected a sweep's "
+                             "manifest") from None
+        for key, what in _IDENTITY:
+            if _get(old, key) != _get(manifest, key):
+                a, b = _get(old, key), _get(manifest, key)
+                shown = (lambda v: v[:12] if isinstance(v, str) and len(v) == 64 else v)
+                raise SweepError(
+                    f"out {out}: holds a sweep with another {what} (manifest.json: "
+                    f"{shown(a)!r}; this run: {shown(b)!r}); expected the same scenario, "
+                    "samples, seed, registry and outputs to resume it; choose another "
+                    "folder or delete this one to start again")
+        return old
+    if out.is_dir():  # no manifest: only a new sweep's first files may be there
+        for entry in out.iterdir():
+            ours = (entry.name == "samples.parquet" or _TMP_MARK in entry.name
+                    or (entry.name == "chunks" and entry.is_dir()
+                        and all(_TMP_MARK in e.name for e in entry.iterdir())))
+            if not ours:
+                raise SweepError(f"out {out}: the folder exists, is not empty and holds no "
+                                 "sweep (no manifest.json); choose another folder")
+    return None
+
+
+def _warm_up(job: _Job, row: tuple) -> None:
+    """Run sample 0 once with one subject per arm, here, before any worker starts: numba
+    compiles (or loads) the kernels once into the cache folder the local workers share,
+    and a sample that cannot run fails before a cluster is started."""
+    small = job.scenario.model_copy(update={
+        "arms": [a.model_copy(update={"n": 1}) for a in job.scenario.arms]})
+    try:
+        _evaluate(replace(job, scenario=small), 0, [row])
+    except SweepError:  # one subject breaks the scenario (a design's ratio): the full one
+        _evaluate(job, 0, [row])
+
+
+def _time_one(job: _Job, row: tuple) -> float:
+    """Seconds sample 0 takes (after :func:`_warm_up`)."""
+    t0 = time.perf_counter()
+    _evaluate(job, 0, [row])
+    return time.perf_counter() - t0
+
+
+def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
+              seed: int | None = None, registry: Registry | None = None,
+              executor=None, scheduler: str | None = None, workers: int | None = None,
+              chunk_samples: int | None = None, progress: bool = True,
+              outputs: str = "summary", compounds: Iterable[str | os.PathLike] = ()) -> Path:
+    """Run ``scenario`` once per row of ``samples`` and write the results to ``out``.
+
+    ``scenario``: a validated Scenario, a scenario file or a built-in name. ``samples``:
+    one column per name (:func:`parse_vary`, :func:`read_samples`), one row per sample.
+    ``seed``: the base seed (default: the scenario's); sample ``k`` runs with
+    :func:`sample_seed` ``(seed, k)``. ``registry``: the parameters (default: the packaged
+    registry). Backend: ``executor``, else ``scheduler``, else a local cluster of
+    ``workers`` processes. ``chunk_samples``: samples per task (default: the manifest's
+    when resuming, else as many as take about ``CHUNK_TARGET_S``, from one sample timed
+    here first). ``outputs``: ``"summary"`` or ``"readouts"``. ``compounds``: folders of
+    compound files every worker registers (as ``--compounds``). Returns ``out``. See the
+    module's docstring for the folder, resuming and determinism."""
+    ketasim._ensure_configured()  # before the scenario and the runner import numba
+    out = Path(out)
+    if outputs not in OUTPUTS:
+        raise SweepError(f"outputs: got {outputs!r}; expected one of {', '.join(OUTPUTS)}")
+    if chunk_samples is not None and (isinstance(chunk_samples, bool)
+                                      or int(chunk_samples) != chunk_samples
+                                      or chunk_samples < 1):
+        raise SweepError(f"chunk_samples: got {chunk_samples!r}; expected a whole number >= 1")
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers
+                                or workers < 1):
+        raise SweepError(f"workers: got {workers!r}; expected a whole number >= 1")
+    compounds = tuple(str(Path(c).resolve()) for c in compounds)
+    for folder in compounds:
+        add_compounds(folder)
+    scenario, text = _resolve_scenario(scenario)
+    registry = load_registry() if registry is None else registry
+    if not isinstance(registry, Registry):
+        raise TypeError(f"registry: got {type(registry).__name__}; expected a Registry")
+    base = scenario.seed if seed is None else seed
+    if isinstance(base, bool) or int(base) != base or not 0 <= base < 2**63:
+        raise SweepError(f"seed: got {seed!r}; expected an integer from 0 to 2**63 - 1")
+    base = int(base)
+    if not any(arm.assays for arm in scenario.arms):
+        raise SweepError(f"scenario {scenario.name!r}: no arm runs an assay; a sweep needs "
+                         "something measured")
+    samples, _ = _prepare_samples(samples, scenario, registry)
+    names = tuple(samples.columns)
+    regional = any(spec.region != DEFAULT_REGION for arm in scenario.arms
+                   for spec in arm.assays)
+    columns = _output_columns(outputs, regional)
+    schema = _schema(names, columns)
+    job = _Job(scenario, _pack_registry(registry), names, base, outputs, columns, regional)
+    blob = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    digest = hashlib.sha256(blob).hexdigest()
+    rows = list(zip(*(samples[c].tolist() for c in names), strict=True))
+
+    manifest = _manifest(scenario, text, samples, names, base, registry, outputs, columns,
+                         chunk_samples, None)
+    old = _open_folder(out, manifest)
+    chunks_dir = out / "chunks"
+    if old is None:
+        _warm_up(job, rows[0])
+        warm = True
+        if chunk_samples is None:
+            t = _time_one(job, rows[0])
+            chunk_samples = max(1, math.ceil(CHUNK_TARGET_S / max(t, 1e-9)))
+            manifest.update(chunk_samples=chunk_samples, chunk_timing_s=round(t, 6))
+        else:
+            manifest["chunk_samples"] = int(chunk_samples)
+        chunks_dir.mkdir(parents=True, exist_ok=True)
+        for entry in out.iterdir():
+            if _TMP_MARK in entry.name:
+                entry.unlink(missing_ok=True)
+        sample_table = pa.Table.from_pandas(
+            samples.assign(sample=np.arange(len(samples), dtype=np.int64))[
+                ["sample", *names]], schema=_schema(names, ()), preserve_index=False)
+        _atomic_write(out / "samples.parquet", _parquet_bytes(sample_table))
+        _atomic_write(out / "manifest.json",
+                      (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    else:
+        warm = False
+        chunks_dir.mkdir(exist_ok=True)
+        if chunk_samples is None:
+            chunk_samples = int(old.get("chunk_samples") or 1)
+    done = _scan(chunks_dir, schema, samples)
+    todo = _chunks(~done, int(chunk_samples))
+    if not todo:
+        return out
+    if not warm:
+        _warm_up(job, rows[todo[0][0]])
+    width = _width(len(samples))
+    backend = _Backend(executor, scheduler, workers)
+    tasks = [((compounds, digest, blob, first, rows[first:last + 1]), (first, last))
+             for first, last in todo]
+    try:
+        with _ProgressBar(progress, len(samples), int(done.sum())) as advance:
+            for frame, (first, last) in backend.run(tasks):
+                table = _to_table(frame, schema)
+                _atomic_write(chunks_dir / _part_name(first, last, width),
+                              _parquet_bytes(table))
+                advance(last - first + 1)
+    finally:
+        backend.close()
+    return out
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr (samples done), or nothing."""
+
+    def __init__(self, show: bool, total: int, done: int):
+        self._bar = None
+        if show:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=Console(stderr=True))
+            self._task = self._bar.add_task("samples", total=total, completed=done)
+
+    def __enter__(self):
+        if self._bar is None:
+            return lambda k: None
+        self._bar.start()
+        return lambda k: self._bar.advance(self._task, k)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+        return False
+
+
+def read_sweep(out: str | os.PathLike, *, allow_partial: bool = False) -> pd.DataFrame:
+    """Every part of the sweep in ``out``, concatenated, sorted by sample (each sample's
+    rows in their order). A sweep with samples still missing is a :class:`SweepError`
+    unless ``allow_partial``."""
+    out = Path(out)
+    path = out / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SweepError(f"{path}: cannot read it ({e}); expected a sweep folder") from None
+    n = int(manifest["n_samples"])
+    parts = []
+    chunks = out / "chunks"
+    for p in (sorted(chunks.iterdir()) if chunks.is_dir() else []):
+        m = _PART_RE.fullmatch(p.name)
+        if m is not None:
+            parts.append((int(m[1]), int(m[2]), p))
+    parts.sort()
+    covered = np.zeros(n, dtype=bool)
+    tables = []
+    for first, last, p in parts:
+        try:
+            tables.append(pq.read_table(p))
+        except (OSError, pa.ArrowException) as e:
+            raise SweepError(f"{p}: cannot read it ({e})") from None
+        covered[first:last + 1] = True
+    if not covered.all() and not allow_partial:
+        missing = np.flatnonzero(~covered)
+        raise SweepError(f"{out}: {missing.size} of {n} samples have no results yet (first: "
+                         f"sample {missing[0]}); run the sweep again to complete it")
+    if not tables:
+        return pd.DataFrame({c: [] for c in manifest.get("columns", ["sample"])})
+    table = pa.concat_tables(tables)
+    order = np.argsort(table.column("sample").to_numpy(), kind="stable")
+    return table.take(pa.array(order)).to_pandas()
