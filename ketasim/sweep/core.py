@@ -801,7 +801,7 @@ class _Backend:
             raise SweepError(f"workers: got {workers!r}; expected at least 1")
         cluster = distributed.LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=logging.ERROR)
+            dashboard_address=":0", silence_logs=logging.ERROR)
         self._close.append(cluster.close)
         self._dask = distributed.Client(cluster)
         self._close.append(self._dask.close)
