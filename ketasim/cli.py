@@ -585,8 +585,8 @@ def calibrate(
         _fail(str(e))
     except _user_errors() as e:
         _fail(str(e))
-    out.print(f"wrote {out_dir}/ (posterior.parquet, report.html, manifest.json)"
-              + (f" and {petab}/" if petab is not None else ""))
+    files = ", ".join(sorted(f.name for f in Path(out_dir).iterdir()))
+    out.print(f"wrote {out_dir}/ ({files})" + (f" and {petab}/" if petab is not None else ""))
 
 
 @app.command()
