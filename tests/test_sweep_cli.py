@@ -1,0 +1,60 @@
+"""The sweep, sensitivity and calibrate commands: wiring and one clear error (issue 17)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ketasim.cli import app
+
+SCENARIO = """
+name: sw
+species: mouse
+seed: 4
+arms:
+  - name: ketamine
+    n: 2
+    protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}]
+    assays: [{assay: signaling_state, at: [1h, 24h]}]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    for var in ("HOME", "MPLCONFIGDIR", "TMPDIR"):
+        monkeypatch.setenv(var, str(tmp_path))
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["sweep", "{sc}", "--out", "{out}"], "give --vary or --samples"),
+    (["sweep", "{sc}", "--vary", "sig.nope=1:2:2", "--out", "{out}"], "sig.nope"),
+    (["sweep", "{sc}", "--vary", "sig.k_potentiation_off=1:2", "--out", "{out}"], "LO:HI:N"),
+    (["sensitivity", "{sc}", "--readout", "nope", "--out", "{out}"], "nope"),
+    (["calibrate", "{sc}", "--data", "{missing}", "--params", "sig.k_potentiation_off",
+      "--out", "{out}"], "missing.csv"),
+])
+def test_bad_input_is_one_error_exit_2(tmp_path, args, fragment):
+    sc = tmp_path / "s.yaml"
+    sc.write_text(SCENARIO)
+    fill = {"sc": str(sc), "out": str(tmp_path / "out"), "missing": str(tmp_path / "missing.csv")}
+    r = CliRunner().invoke(app, [a.format(**fill) for a in args])
+    assert r.exit_code == 2, r.output
+    assert "error:" in r.output and fragment in r.output and "Traceback" not in r.output
+
+
+def test_sweep_command_writes_a_resumable_folder(tmp_path):
+    from ketasim.sweep.core import read_sweep
+
+    sc = tmp_path / "s.yaml"
+    sc.write_text(SCENARIO)
+    args = ["sweep", str(sc), "--vary", "sig.k_potentiation_off=0.02:0.08:3", "--out",
+            str(tmp_path / "sw"), "--workers", "1", "--chunk", "2"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    first = read_sweep(tmp_path / "sw")
+    r = CliRunner().invoke(app, args)  # resumes: nothing left to do, same result
+    assert r.exit_code == 0, r.output
+    pd.testing.assert_frame_equal(first, read_sweep(tmp_path / "sw"))
+    pot = first[(first.readout == "synaptic_potentiation") & (first.time_h == 24.0)]
+    assert pot["mean"].is_monotonic_decreasing  # faster decay, less potentiation left
