@@ -116,7 +116,7 @@ import pandas as pd
 import ketasim
 
 __all__ = ["CalibrationData", "CalibrationError", "Prior", "calibrate", "export_petab",
-           "load_data", "priors"]
+           "load_data", "particle_seed", "priors", "statistics"]
 
 DATA_COLUMNS = ("arm", "readout", "time_h", "mean", "sem")
 OPTIONAL_COLUMNS = ("assay", "baseline_h", "change", "unit", "n", "note")
@@ -720,7 +720,8 @@ def calibrate(scenario, data, params: Sequence[str] | str, out: str | os.PathLik
     ``compounds``: folders of compound files the workers register.
     """
     t_start = time.perf_counter()
-    from ketasim.io.results import atomic_dir
+    ketasim._ensure_configured()  # numba's kernel cache, before the simulation modules load
+    from ketasim.io.results import atomic_dir, check_writable
     from ketasim.params import Registry, load_registry
     from ketasim.provenance import utc_now
 
@@ -745,6 +746,7 @@ def calibrate(scenario, data, params: Sequence[str] | str, out: str | os.PathLik
     registry = load_registry() if registry is None else registry
     if not isinstance(registry, Registry):
         raise TypeError(f"registry: got {type(registry).__name__}; expected a Registry")
+    check_writable(Path(out), overwrite)  # before any simulation
     sc, text = _resolve_scenario(scenario)
     data = load_data(data)
     pri = priors(registry, params, bounds)
@@ -1338,6 +1340,7 @@ def export_petab(scenario, data, params: Sequence[str] | str, out: str | os.Path
     parameter (found by changing it in the registry); its bounds and scale are the ABC
     prior's. The folder is linted with ``petab.v1.lint_problem``; an error there is a
     :class:`CalibrationError`."""
+    ketasim._ensure_configured()  # numba's kernel cache, before the simulation modules load
     from ketasim.experiment.assays import ASSAYS
     from ketasim.io.results import atomic_dir
     from ketasim.io.sbml import build_document, write_sbml
@@ -1345,7 +1348,6 @@ def export_petab(scenario, data, params: Sequence[str] | str, out: str | os.Path
     from ketasim.signaling import spec
     from ketasim.signaling.protocol import EventTable
 
-    ketasim._ensure_configured()
     registry = load_registry() if registry is None else registry
     sc = _resolve_scenario(scenario)[0]
     data = load_data(data)
