@@ -17,7 +17,8 @@ Protocol (written down here so the numbers can be reproduced):
   its own (this script with ``--loop-only``; timed inside it after a small warm-up sweep),
   so that the local clusters' scheduler threads in this process do not slow it down.
 - Dask: a ``distributed.LocalCluster`` of 1 or 2 worker processes, one thread each, one
-  numba thread per task, started and warmed (a small sweep loads ketasim and the
+  numba thread per task, the settings of ``run_sweep``'s own cluster (no statistical
+  profiler), started and warmed (a small sweep loads ketasim and the
   compiled kernels in every worker) before the clock starts; then ``run_sweep(...,
   scheduler=address)`` into a fresh folder. Start-up is reported separately.
 - Each timed run writes a fresh folder; ``--repeat`` rounds (default 2) of the three
@@ -60,10 +61,11 @@ import ketasim
 # cluster's workers inherit it)
 ketasim.configure()
 
+import dask
 import distributed
 
 from ketasim.scenario import load_scenario_text
-from ketasim.sweep.core import parse_vary, read_sweep, run_sweep
+from ketasim.sweep.core import LOCAL_CLUSTER_CONFIG, parse_vary, read_sweep, run_sweep
 
 SCENARIO = """
 name: bench_sweep
@@ -169,9 +171,11 @@ def main(argv=None) -> float:
             addresses, clients, start = {}, {}, {}
             for workers in (1, 2):
                 t0 = time.perf_counter()
-                cluster = stack.enter_context(distributed.LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True,
-                    host="127.0.0.1", dashboard_address=":0", silence_logs=logging.ERROR))
+                with dask.config.set(LOCAL_CLUSTER_CONFIG):  # as run_sweep's own cluster
+                    cluster = stack.enter_context(distributed.LocalCluster(
+                        n_workers=workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address=":0",
+                        silence_logs=logging.ERROR))
                 addresses[workers] = cluster.scheduler_address
                 clients[workers] = stack.enter_context(
                     distributed.Client(cluster, set_as_default=False))

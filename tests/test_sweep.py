@@ -403,6 +403,18 @@ def test_readouts_output(tmp_path, scenario):
 # --------------------------------------------------------------------------- Dask
 
 
+def test_embedded_local_cluster(tmp_path, reference, scenario, samples):
+    """No executor, no scheduler: run_sweep starts a LocalCluster of its own (two worker
+    processes) and closes it; the parts are byte for byte the in-process run's."""
+    import distributed
+
+    run_sweep(scenario, samples, tmp_path / "sweep", workers=2, chunk_samples=CHUNK,
+              progress=False)
+    assert part_bytes(tmp_path / "sweep") == part_bytes(reference)
+    with pytest.raises(ValueError):
+        distributed.get_client()  # the sweep's client is closed (none left behind)
+
+
 def test_killed_worker_is_rescheduled(tmp_path, reference, scenario, samples):
     """A LocalCluster of two worker processes; one is killed (SIGKILL) while it runs a
     chunk; its nanny restarts it, Dask reruns the chunk, and the sweep is the same."""
