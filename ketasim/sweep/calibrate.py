@@ -380,24 +380,7 @@ def load_data(path: str | os.PathLike | CalibrationData | pd.DataFrame) -> Calib
 # --------------------------------------------------------------------------- #
 
 
-def _resolve_scenario(scenario):
-    """(scenario model, its YAML text or None)."""
-    from ketasim.scenario import Scenario, builtin_scenarios, load_scenario
-
-    if isinstance(scenario, Scenario):
-        return scenario, None
-    if isinstance(scenario, (str, os.PathLike)):
-        model = load_scenario(scenario)
-        path = Path(scenario)
-        if not path.is_file():
-            path = builtin_scenarios().get(str(scenario), path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
-            text = None
-        return model, text
-    raise TypeError(f"scenario: got {type(scenario).__name__}; expected a Scenario, a "
-                    "scenario file or a built-in scenario name")
+from ketasim.sweep.core import _resolve_scenario
 
 
 def _restrict(scenario, arms: set[str]):
