@@ -115,6 +115,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
     except _user_errors() as e:
         _fail(str(e))
     trial = (", trial.csv, endpoints.csv, consort.csv, disposition.csv"
+             + (", strata.csv" if sc.design.stratify else "")
              if sc.design is not None else "")
     out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv{trial}, "
               f"manifest.json, report.html{', nwb/' if nwb else ''})")

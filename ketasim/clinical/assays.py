@@ -22,7 +22,8 @@ Scale definitions (items, ranges, domain scoring) come from :mod:`ketasim.analys
 the same ones that score real trial data.
 
 Raters are people. The clinician-rated scales (madrs, hdrs17, cadss, bprs_positive) take
-an option ``raters`` (default 4): each arm has that many raters, each patient is
+an option ``raters`` (default 4): each arm has that many raters (the analysed arms of a
+stratified trial share one pool, keyed as the trial's patients are), each patient is
 assigned one of them for the whole study (a draw from the patient's stream
 "clinical_rater", so a patient keeps the same rater on every clinician scale that has
 the same pool size), and a rater shifts the total by a persistent bias plus a linear
@@ -114,7 +115,7 @@ def _raters(ctx: AssayContext, p: ClinicalParams) -> list[Rater]:
     """The rater of each patient of the chunk (option ``raters``: the arm's pool)."""
     pool = int(ctx.options["raters"])
     ids = [assigned_rater(ctx, i, pool) for i in range(ctx.n)]
-    people = {r: Rater(rater_rng(ctx.seed, ctx.arm, r), p) for r in sorted(set(ids))}
+    people = {r: Rater(rater_rng(ctx.seed, ctx.stream_arm, r), p) for r in sorted(set(ids))}
     return [people[r] for r in ids]
 
 

@@ -213,9 +213,9 @@ def udysrs_items(ctx: AssayContext, at: np.ndarray, aims_drive: Callable,
     for i in range(ctx.n):
         pt = PatientDyskinesia(ctx.rng(i, "udysrs_patient"), v)
         # the patient's rater: the same person as on the depression scales
-        r = int(assay_rng(ctx.seed, ctx.arm, int(ctx.subjects[i]), "clinical_rater")
+        r = int(assay_rng(ctx.seed, ctx.stream_arm, int(ctx.stream_ids[i]), "clinical_rater")
                 .integers(pool))
-        rater = raters.setdefault(r, Rater(rater_rng(ctx.seed, ctx.arm, r), clinical))
+        rater = raters.setdefault(r, Rater(rater_rng(ctx.seed, ctx.stream_arm, r), clinical))
         for j, t in enumerate(at):
             g = ctx.rng(i, f"udysrs@{float(t):.6g}h")
             shift = rater.shift(float(t), g.standard_normal(), clinical)

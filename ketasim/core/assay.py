@@ -91,6 +91,9 @@ class AssayContext:
     circuit: object = None
     kept: dict = field(default_factory=dict)
     region: str = DEFAULT_REGION  # the region measured (its parameters: ``registry``)
+    # the streams' keys when they are not (arm, subject): a stratified trial's shared pool
+    # (namespace, each subject's place in the pool), so noise follows the patient
+    stream: tuple[str, np.ndarray] | None = None
 
     def __post_init__(self):
         if self.registry is None:
@@ -101,11 +104,22 @@ class AssayContext:
     def n(self) -> int:
         return len(self.subjects)
 
+    @property
+    def stream_arm(self) -> str:
+        """The namespace of the chunk's random streams: the arm, or a shared pool's."""
+        return self.arm if self.stream is None else self.stream[0]
+
+    @property
+    def stream_ids(self) -> np.ndarray:
+        """The chunk's subjects as their random streams know them: their indices in the
+        arm, or their places in a shared pool."""
+        return self.subjects if self.stream is None else self.stream[1]
+
     def rng(self, i: int, part: str | None = None) -> np.random.Generator:
         """Measurement stream of the chunk's ``i``-th subject for this assay (or for a
         named ``part`` of it, e.g. one session); a region other than the default has
         streams of its own (the default region's keys are unchanged)."""
-        return assay_rng(self.seed, self.arm, int(self.subjects[i]), self.key(part))
+        return assay_rng(self.seed, self.stream_arm, int(self.stream_ids[i]), self.key(part))
 
     def key(self, part: str | None = None) -> str:
         """The stream key of this assay (or of a named ``part``) in this region: a region

@@ -21,8 +21,13 @@ reporting, not model inputs.
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pandas as pd
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import maximum_flow
 
 from ketasim.core.streams import assay_rng
 
@@ -92,3 +97,141 @@ def screen(population, patients: pd.DataFrame, readouts: pd.DataFrame
                 f"diagnosis not in {', '.join(inc.diagnoses)}")
     keep = set(out.loc[out["eligible"], "subject"])
     return readouts[readouts["subject"].isin(keep)], out
+
+
+# ---------------------------------------------------------------- stratified randomisation
+#: Stream namespace of a stratified trial's shared pool of candidates. Not a valid arm
+#: name, so it never collides with an arm's streams.
+POOL = "@pool"
+#: Covariates a design may stratify on: categorical ones, and numeric ones that need
+#: cut points (``design.stratum_cuts``).
+CATEGORICAL_FACTORS = ("sex", "diagnosis")
+NUMERIC_FACTORS = ("age_y", "weight_kg", "failed_trials")
+
+
+def stratum_labels(patients: pd.DataFrame, factors, cuts) -> np.ndarray:
+    """Each patient's stratum, e.g. ``"sex=female|failed_trials>=3"``: a categorical
+    factor by its value, a numeric one by the interval of its cut points it falls in
+    (``<c1``, ``c1-c2`` ..., ``>=ck``)."""
+    parts = []
+    for f in factors:
+        if f in CATEGORICAL_FACTORS:
+            parts.append([f"{f}={v}" for v in patients[f].astype(str)])
+            continue
+        edges = sorted(float(c) for c in cuts[f])
+        k = np.searchsorted(edges, patients[f].to_numpy(float), side="right")
+        names = ([f"{f}<{edges[0]:g}"]
+                 + [f"{f}={a:g}-{b:g}" for a, b in itertools.pairwise(edges)]
+                 + [f"{f}>={edges[-1]:g}"])
+        parts.append([names[i] for i in k])
+    return np.array(["|".join(p) for p in zip(*parts, strict=True)], dtype=object)
+
+
+def _controlled_rounding(target: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                         order: np.ndarray) -> np.ndarray:
+    """Integer matrix with the given row and column sums whose entries are the floor or
+    the ceiling of ``target`` (whose own sums are those): the floors plus a 0/1 top-up
+    found as a maximum flow (it exists because ``target`` itself is a feasible
+    fractional flow; integral flows then exist too). ``order`` permutes the rows the
+    flow sees, so which strata get the extra patient is random."""
+    base = np.floor(target + 1e-9).astype(np.int64)
+    need_r = rows - base.sum(axis=1)
+    need_c = cols - base.sum(axis=0)
+    ns, na = target.shape
+    if need_r.sum() == 0:
+        return base
+    # nodes: 0 source, 1..ns strata (in ``order``), then arms, then the sink
+    src, sink = 0, 1 + ns + na
+    edges: dict[tuple[int, int], int] = {}
+    for pos, s in enumerate(order):
+        if need_r[s] > 0:
+            edges[(src, 1 + pos)] = int(need_r[s])
+        for a in range(na):
+            if target[s, a] - base[s, a] > 1e-9:
+                edges[(1 + pos, 1 + ns + a)] = 1
+    for a in range(na):
+        if need_c[a] > 0:
+            edges[(1 + ns + a, sink)] = int(need_c[a])
+    u, v = zip(*edges, strict=True)
+    graph = csr_matrix((list(edges.values()), (u, v)), shape=(sink + 1, sink + 1),
+                       dtype=np.int32)
+    flow = maximum_flow(graph, src, sink).flow.toarray()
+    if flow[src].sum() != need_r.sum():  # cannot happen for consistent sums
+        raise ValueError("stratified allocation: no integer allocation meets the arms' n")
+    out = base.copy()
+    for pos, s in enumerate(order):
+        out[s] += flow[1 + pos, 1 + ns:1 + ns + na].astype(np.int64)
+    return out
+
+
+def allocate(strata: np.ndarray, ratio: list[int], sizes: list[int], block: int,
+             g: np.random.Generator) -> np.ndarray:
+    """Stratified permuted-block randomisation of a pool (candidates in enrolment
+    order): the arm index of each candidate.
+
+    Within each stratum, candidates are taken in blocks of ``block`` (a multiple of the
+    ratio's sum), each block holding the arms in the ratio in a random order. The
+    candidates of each stratum's last, incomplete block are allocated so that every arm
+    ends with exactly its ``sizes`` (which must follow the ratio exactly): each arm gets
+    the floor or the ceiling of its share of each stratum's remainder (a controlled
+    rounding), in a random order. So every stratum is balanced to within one candidate
+    per arm of its incomplete block."""
+    ratio = np.asarray(ratio, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(ratio.sum())
+    if block % total or block <= 0:
+        raise ValueError(f"block size {block} is not a positive multiple of the ratio's sum "
+                         f"{total}")
+    if sizes.sum() != len(strata) or np.any(sizes * total != len(strata) * ratio):
+        raise ValueError("arm sizes must follow the ratio exactly and add up to the pool")
+    labels = np.repeat(np.arange(len(ratio)), ratio * (block // total))
+    arm = np.full(len(strata), -1, dtype=np.int64)
+    names = list(dict.fromkeys(strata))  # strata in order of first enrolment
+    rest = []
+    for name in names:
+        members = np.flatnonzero(strata == name)
+        full = len(members) // block * block
+        for b0 in range(0, full, block):
+            arm[members[b0:b0 + block]] = g.permutation(labels)
+        rest.append(members[full:])
+    left = np.array([len(r) for r in rest], dtype=np.int64)
+    cols = sizes - np.bincount(arm[arm >= 0], minlength=len(ratio))
+    share = left[:, None] * ratio[None, :] / total
+    counts = _controlled_rounding(share, left, cols, g.permutation(len(names)))
+    for r, c in zip(rest, counts, strict=True):
+        arm[r] = g.permutation(np.repeat(np.arange(len(ratio)), c))
+    return arm
+
+
+def trial_ratio(design, arms) -> list[int]:
+    """The allocation ratio of the analysed ``arms`` as integers: the design's
+    ``randomisation``, else the arms' n reduced by their greatest common divisor."""
+    if design.randomisation is not None:
+        return [round(design.randomisation[a.name]) for a in arms]
+    g = math.gcd(*(a.n for a in arms))
+    return [a.n // g for a in arms]
+
+
+def pooled_patients(design, arms, seed: int) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """A stratified trial's allocation: one pool of sum(n) candidates drawn from the
+    analysed arms' shared population (streams keyed by :data:`POOL` and the candidate's
+    place in the pool, so a patient's covariates, model parameters and measurements do
+    not depend on the arm they are allocated to), stratified by ``design.stratify`` and
+    allocated by :func:`allocate`. Per arm: its patients table (``subject`` the index in
+    the arm, ``pool_id`` the place in the pool, ``stratum``) and the pool ids of its
+    subjects (ascending)."""
+    sizes = [a.n for a in arms]
+    table = draw_patients(arms[0].population, seed, POOL, np.arange(sum(sizes)))
+    strata = stratum_labels(table, design.stratify, design.stratum_cuts or {})
+    ratio = trial_ratio(design, arms)
+    block = design.block_size or 2 * sum(ratio)
+    g = assay_rng(seed, POOL, 0, "randomisation")
+    which = allocate(strata, ratio, sizes, block, g)
+    out = {}
+    for k, arm in enumerate(arms):
+        ids = np.flatnonzero(which == k)
+        t = table.iloc[ids].reset_index(drop=True)
+        t = t.assign(arm=arm.name, subject=np.arange(len(ids)), pool_id=ids,
+                     stratum=strata[ids])
+        out[arm.name] = (t, ids)
+    return out

@@ -21,7 +21,7 @@ from ketasim.core.assay import Assay, AssayContext, AssayOptionError, resolve_op
 from ketasim.core.regions import DEFAULT_REGION
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.cohort import sample_cohort
-from ketasim.experiment.population import draw_patients, screen
+from ketasim.experiment.population import POOL, draw_patients, pooled_patients, screen
 from ketasim.experiment.trial import apply_dropout
 from ketasim.params import Registry
 from ketasim.params.regions import check_regions, region_registry
@@ -188,8 +188,19 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     steps: dict[str, float] = {}
     # virtual patients: each arm's candidates drawn once (weight and age enter the PK,
     # their covariates the screening below)
-    drawn = {arm.name: draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
-             for arm in scenario.arms if getattr(arm, "population", None) is not None}
+    # a stratified trial: its analysed arms share one pool, allocated within strata; a
+    # subject's streams are keyed by its place in the pool (``stream``: arm -> pool ids)
+    drawn: dict[str, pd.DataFrame] = {}
+    stream: dict[str, np.ndarray] = {}
+    design = getattr(scenario, "design", None)
+    if design is not None and design.stratify is not None:
+        names = design.analysed_arms(scenario.arm_names)
+        pooled = pooled_patients(design, [a for a in scenario.arms if a.name in names], seed)
+        for name, (table, ids) in pooled.items():
+            drawn[name], stream[name] = table, ids
+    drawn.update({arm.name: draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
+                  for arm in scenario.arms
+                  if getattr(arm, "population", None) is not None and arm.name not in drawn})
     for i, arm in enumerate(scenario.arms):
         t0 = time.perf_counter()
         plans = _plans(arm, i)
@@ -198,7 +209,7 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
         covs = _covariates(drawn.get(arm.name), scenario.species, registry)
         arm_frames, arm_kept, arm_steps = _run_regions(
             scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-            covs)
+            covs, stream.get(arm.name))
         frames.extend(arm_frames)
         for name, k in arm_kept.items():
             if k:
@@ -252,11 +263,13 @@ def _covariates(patients: pd.DataFrame | None, species: str, registry: Registry
 
 
 def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-                 covs=None):
+                 covs=None, pool_ids=None):
     """One arm, region by region: the same engines with each region's parameter set
     (:func:`ketasim.params.regions.region_registry`) and the same subjects (their PK
     draws are shared: a region overrides no PK parameter). Frames in the assays' order;
-    the kept results of a region other than the default under ``assay@region``."""
+    the kept results of a region other than the default under ``assay@region``.
+    ``pool_ids``: in a stratified trial, each subject's place in the shared pool, which
+    keys its random streams (under :data:`POOL`) instead of the arm and its index."""
     frames: list[pd.DataFrame | None] = [None] * len(plans)
     kept: dict = {}
     steps = 0.0
@@ -264,7 +277,7 @@ def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subje
         idx = [j for j, p in enumerate(plans) if p.region == region]
         reg = region_registry(registry, region)
         f, k, s = _run_arm(species, arm, i, [plans[j] for j in idx], seed, reg, rtol, atol,
-                           chunk_subjects, covs, region)
+                           chunk_subjects, covs, region, pool_ids)
         for j, fr in zip(idx, f, strict=True):
             frames[j] = fr.assign(region=region)
         for name, v in k.items():
@@ -274,7 +287,8 @@ def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subje
 
 
 def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-             covs=None, region=DEFAULT_REGION):
+             covs=None, region=DEFAULT_REGION, pool_ids=None):
+    key = arm.name if pool_ids is None else POOL  # the streams' namespace
     times: set[float] = set()
     outputs: set[str] = set()
     for p in plans:
@@ -292,8 +306,9 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
     parts, step_sum = {p.assay.name: [] for p in plans}, 0.0
     for s0 in range(0, arm.n, chunk):
         subjects = np.arange(s0, min(arm.n, s0 + chunk))
-        cohort = sample_cohort(registry, species, arm.name, arm.n, seed,
-                               body_weight_kg=arm.body_weight_kg, subjects=subjects,
+        ids = subjects if pool_ids is None else pool_ids[subjects]  # stream identities
+        cohort = sample_cohort(registry, species, key, arm.n, seed,
+                               body_weight_kg=arm.body_weight_kg, subjects=ids,
                                covariates=None if covs is None else
                                {k: v[subjects] for k, v in covs.items()})
         events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
@@ -302,12 +317,13 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
         trajectory = _trajectory(sim, grid)
         recording = stage = None
         if spine_plan is not None:
-            recording = _run_spines(registry, seed, arm, sim, grid, spine_plan, subjects)
+            recording = _run_spines(registry, seed, key, sim, grid, spine_plan, ids)
             if any("circuit" in p.assay.reads for p in plans):
                 stage = CircuitStage.build(recording, trajectory, registry)
         for j, p in enumerate(plans):
             ctx = AssayContext(seed, arm.name, p.assay.name, subjects, species, p.options,
-                               trajectory, registry, recording, stage, region=region)
+                               trajectory, registry, recording, stage, region=region,
+                               stream=None if pool_ids is None else (POOL, ids))
             rows = p.assay.measure(ctx, p.at)
             parts[p.assay.name].append(ctx.kept)
             frames[j].append(pd.DataFrame({
@@ -395,11 +411,13 @@ def _imaging_sessions(spine_plans) -> list[tuple[float, float, int]]:
     return sorted(out)
 
 
-def _run_spines(registry, seed, arm, sim, grid, plan, subjects):
+def _run_spines(registry, seed, key, sim, grid, plan, subjects):
+    """The spine engine for a chunk: streams keyed by ``key`` (the arm's name, or the
+    shared pool's) and the subjects' identities under it."""
     idx = np.searchsorted(grid, plan["grid"])
     drives = {d: sim.output(d)[:, idx] for d in SPINE_DRIVES}
     photo = np.tile(plan["photo"], (len(subjects), 1))
-    return simulate_spines(SpineParams.from_registry(registry, plan["cell"]), seed, arm.name,
+    return simulate_spines(SpineParams.from_registry(registry, plan["cell"]), seed, key,
                            len(subjects), plan["branches"], drives, plan["t0"],
                            plan["record"], photo, subjects=subjects,
                            imaging=imaging_damage(registry, plan["imaging"]))

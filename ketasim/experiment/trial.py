@@ -165,6 +165,9 @@ class TrialTables:
     relapse_km: pd.DataFrame | None = None
     relapse_summary: pd.DataFrame | None = None
     relapse_cox: pd.DataFrame | None = None
+    #: with ``design.stratify``: per stratum and arm, the candidates allocated and the
+    #: patients randomised (those passing screening)
+    strata: pd.DataFrame | None = None
 
 
 def _long(readouts: pd.DataFrame, d, arms: list, visits: list[float]) -> pd.DataFrame:
@@ -334,7 +337,22 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
         km, summ, cox = res.km, res.summary, res.cox
     flow = _flow(disposition, patients, {a.name for a in arms})
     return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes),
-                       rel, km, summ, cox)
+                       rel, km, summ, cox, strata_table(patients, [a.name for a in arms]))
+
+
+def strata_table(patients: pd.DataFrame | None, arms: list[str]) -> pd.DataFrame | None:
+    """A stratified trial's allocation: per stratum and arm, the candidates allocated
+    from the pool and the patients randomised (eligible at screening); None without
+    strata."""
+    if patients is None or "stratum" not in patients:
+        return None
+    p = patients[patients["arm"].isin(arms) & patients["stratum"].notna()]
+    keys = pd.MultiIndex.from_product([sorted(p["stratum"].unique()), arms],
+                                      names=["stratum", "arm"])
+    g = p.groupby(["stratum", "arm"])
+    out = pd.DataFrame({"allocated": g.size(), "randomised": g["eligible"].sum()})
+    out = out.reindex(keys, fill_value=0).astype(np.int64).reset_index()
+    return out
 
 
 def relapse_times(readouts: pd.DataFrame, d, arms: list) -> pd.DataFrame:

@@ -86,11 +86,11 @@ def _lcms(name: str, mapping: dict[str, str], unit: str):
         true = _true_levels(ctx, mapping, at)
         joint = [m for m, r in enumerate(readouts) if r not in _OWN_STREAM]
         z = np.empty((ctx.n, 2, *true.shape[1:]))
-        z[:, :, :, joint] = subject_noise(ctx.seed, ctx.arm, ctx.subjects, ctx.key(name),
+        z[:, :, :, joint] = subject_noise(ctx.seed, ctx.stream_arm, ctx.stream_ids, ctx.key(name),
                                           (2, true.shape[1], len(joint)))
         for m, r in enumerate(readouts):
             if r in _OWN_STREAM:
-                z[:, :, :, m] = subject_noise(ctx.seed, ctx.arm, ctx.subjects,
+                z[:, :, :, m] = subject_noise(ctx.seed, ctx.stream_arm, ctx.stream_ids,
                                               ctx.key(f"{name}.{r}"), (2, true.shape[1]))
         cv = float(ctx.options["cv"])
         sigma = np.sqrt(np.log1p(cv**2))

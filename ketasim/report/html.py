@@ -175,6 +175,13 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
                                    "ci_lower", "ci_upper", "odds_ratio", "or_ci_lower",
                                    "or_ci_upper", "fisher_p"]], "fisher_p", "endpoints"))
     body += ["<h3>CONSORT</h3>", table_html(tables.consort, None, "consort")]
+    if tables.strata is not None:
+        block = design.block_size or "twice the ratio's sum"
+        body += ["<h3>Stratified randomisation</h3>",
+                 (f"<p>One pool, permuted blocks ({block}) within strata of "
+                  f"{', '.join(design.stratify)}; candidates allocated and patients "
+                  "randomised after screening, per stratum and arm.</p>"),
+                 table_html(tables.strata, None, "strata")]
     return body
 
 

@@ -1,6 +1,7 @@
 """The files of ``ketasim run``: readouts.parquet, summary.csv, stats.csv, manifest.json,
 report.html and figures (the contract in ARCHITECTURE.md); with a ``design:`` also
-trial.csv, endpoints.csv, consort.csv and disposition.csv."""
+trial.csv, endpoints.csv, consort.csv and disposition.csv (and strata.csv for a
+stratified design)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def trial_files(trial: TrialTables) -> dict:
         files.update({"relapse.csv": trial.relapse, "relapse_km.csv": trial.relapse_km,
                       "relapse_summary.csv": trial.relapse_summary,
                       "relapse_cox.csv": trial.relapse_cox})
+    if trial.strata is not None:
+        files["strata.csv"] = trial.strata
     return files
 
 
@@ -76,6 +79,8 @@ def trial_manifest(design, trial: TrialTables) -> dict:
         "covariance": design.covariance, "df_method": design.df,
         "response_fall": design.response_fall, "remission": design.remission_threshold,
         "randomisation": design.randomisation,
+        "stratify": design.stratify, "stratum_cuts": design.stratum_cuts,
+        "block_size": design.block_size,
         "dropout": None if drop is None else drop.model_dump(),
         "notes": list(trial.notes),
     }

@@ -1117,6 +1117,12 @@ class Relapse(BaseModel):
     start: TimeH = Field(description="the first visit that can count, e.g. '28d'")
 
 
+#: Covariates of a virtual patient a trial can stratify on (numeric ones by cut points).
+STRATIFY_FACTORS = ("sex", "diagnosis", "age_y", "weight_kg", "failed_trials")
+NUMERIC_STRATIFY = ("age_y", "weight_kg", "failed_trials")
+_EXAMPLE_CUT = {"age_y": "45", "weight_kg": "80", "failed_trials": "3"}
+
+
 class Design(BaseModel):
     """A clinical trial's design and analysis plan.
 
@@ -1141,6 +1147,8 @@ class Design(BaseModel):
         The MMRM's degrees-of-freedom method.
     randomisation : dict of str to float or None
         Allocation ratio per analysed arm; the arms' n must agree with it.
+    stratify, stratum_cuts, block_size
+        Stratified randomisation (see the fields).
     dropout : Dropout or None
         Patients leaving after baseline.
     """
@@ -1180,6 +1188,23 @@ class Design(BaseModel):
         default=None,
         description="the allocation ratio per analysed arm, e.g. {placebo: 1, ketamine: 2}; "
         "the arms' n must agree with it",
+    )
+    stratify: list[Literal[STRATIFY_FACTORS]] | None = Field(  # type: ignore[valid-type]
+        default=None, min_length=1,
+        description="stratified randomisation: the covariates whose strata are balanced "
+        "(sex, diagnosis, age_y, weight_kg, failed_trials; numeric ones need "
+        "stratum_cuts). The analysed arms then share one pool of candidates from their "
+        "common population, allocated by permuted blocks within strata",
+    )
+    stratum_cuts: dict[Literal[NUMERIC_STRATIFY], list[float]] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="cut points of each numeric stratification factor, increasing, e.g. "
+        "{failed_trials: [3], age_y: [40, 60]}",
+    )
+    block_size: int | None = Field(
+        default=None, strict=True, ge=1,
+        description="the permuted block size within each stratum, a multiple of the "
+        "ratio's sum (left out: twice the ratio's sum); only with stratify",
     )
     dropout: Dropout | None = Field(
         default=None, description="patients dropping out after baseline: rate_per_week, "
@@ -1225,12 +1250,42 @@ class Design(BaseModel):
         if self.remission is not None and not spec.low <= self.remission <= spec.high:
             raise problem(f"a {self.scale} score from {spec.low} to {spec.high}",
                           ("remission",))
+        self._check_strata()
         if self.randomisation is not None and self.arms is not None:
             for name in self.randomisation:
                 if name not in self.arms:
                     raise problem(f"an analysed arm: {', '.join(self.arms)}",
                                   ("randomisation", name))
         return self
+
+    def _check_strata(self) -> None:
+        if self.stratify is None:
+            for key in ("stratum_cuts", "block_size"):
+                if getattr(self, key) is not None:
+                    raise problem("no " + key + " without stratify (it sets the strata's "
+                                  "blocks)", (key,))
+            return
+        if self.crossover is not None:
+            raise problem("no stratify with a crossover (not supported yet)", ("stratify",))
+        seen: dict[str, int] = {}
+        for k, f in enumerate(self.stratify):
+            if f in seen:
+                raise problem(f"distinct factors ({f!r} is already stratify[{seen[f]}])",
+                              ("stratify", k))
+            seen[f] = k
+        cuts = self.stratum_cuts or {}
+        for f in self.stratify:
+            if f in NUMERIC_STRATIFY and f not in cuts:
+                raise problem(f"cut points for {f}, a numeric factor, e.g. {{{f}: "
+                              f"[{_EXAMPLE_CUT[f]}]}}", ("stratum_cuts",))
+        for f, c in cuts.items():
+            if f not in seen:
+                raise problem(f"cut points of a factor in stratify ({', '.join(self.stratify)})",
+                              ("stratum_cuts", f))
+            if not c or any(not math.isfinite(x) for x in c) or any(
+                    b <= a for a, b in itertools.pairwise(c)):
+                raise problem("one or more finite cut points in increasing order",
+                              ("stratum_cuts", f))
 
     def analysed_arms(self, arm_names: Iterable[str]) -> tuple[str, ...]:
         """The analysed arms, control first, then in scenario order."""
@@ -1269,6 +1324,9 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
                 listed = ", ".join(format_time(t) for t in times)
                 return (f"a time at which arm {name!r} measures {design.scale}: {listed}",
                         ("design", "relapse", "start"))
+    found = _strata_problem(design, [by_name[a] for a in analysed])
+    if found is not None:
+        return found
     if design.randomisation is not None:
         ratio = design.randomisation
         for name in ratio:
@@ -1288,6 +1346,44 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
                         f"within rounding (arm {name!r} has n = {by_name[name].n}, "
                         f"expected {expected:.4g} of {total_n})"),
                         ("design", "randomisation", name))
+    return None
+
+
+def _strata_problem(design: Design, arms: list["Arm"]):
+    """The first problem of a stratified design with its analysed arms: they share one
+    population, whole-number ratios that their n follow exactly, and a block size that
+    is a multiple of the ratio's sum."""
+    if design.stratify is None:
+        return None
+    for arm in arms:
+        if arm.population is None:
+            return ((f"analysed arms with a population: block to stratify (arm {arm.name!r} "
+                     "has none)"), ("design", "stratify"))
+    for arm in arms[1:]:
+        if arm.population != arms[0].population:
+            return ((f"analysed arms sharing one population (one pool is stratified and "
+                     f"allocated; arm {arm.name!r} has another than arm {arms[0].name!r})"),
+                    ("design", "stratify"))
+    if design.randomisation is not None:
+        ratio = [design.randomisation.get(a.name) for a in arms]
+        for arm, r in zip(arms, ratio, strict=True):
+            if r is not None and r != round(r):
+                return ("a whole number with stratify (blocks hold whole patients)",
+                        ("design", "randomisation", arm.name))
+        if None in ratio:
+            return None  # reported below: a ratio for every analysed arm
+        ratio = [round(r) for r in ratio]
+        total, n = sum(ratio), sum(a.n for a in arms)
+        for arm, r in zip(arms, ratio, strict=True):
+            if arm.n * total != n * r:
+                return ((f"arms whose n follow the ratio exactly with stratify (arm "
+                         f"{arm.name!r} has n = {arm.n}, expected {n * r / total:.4g} of "
+                         f"{n})"), ("design", "randomisation", arm.name))
+    else:
+        g = math.gcd(*(a.n for a in arms))
+        ratio = [a.n // g for a in arms]
+    if design.block_size is not None and design.block_size % sum(ratio):
+        return f"a multiple of the ratio's sum ({sum(ratio)})", ("design", "block_size")
     return None
 
 

@@ -35,7 +35,7 @@ def _measure_dialysis(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     w = np.full(_N_WINDOW, 1.0)
     w[0] = w[-1] = 0.5
     mean_da = (da * w).sum(axis=2) / w.sum() if width > 0 else da[:, :, -1]
-    z = subject_noise(ctx.seed, ctx.arm, ctx.subjects, ctx.key("microdialysis_da"), (len(at),))
+    z = subject_noise(ctx.seed, ctx.stream_arm, ctx.stream_ids, ctx.key("microdialysis_da"), (len(at),))
     cv = float(ctx.options["cv"])
     sigma = np.sqrt(np.log1p(cv**2))
     sample = mean_da * np.exp(sigma * z - sigma**2 / 2)
@@ -54,7 +54,7 @@ _WB = {
 def _measure_wb(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     readouts = list(_WB)
     true = np.stack([ctx.trajectory(_WB[r], at) for r in readouts], axis=2)
-    z = subject_noise(ctx.seed, ctx.arm, ctx.subjects, ctx.key("western_blot"), true.shape[1:])
+    z = subject_noise(ctx.seed, ctx.stream_arm, ctx.stream_ids, ctx.key("western_blot"), true.shape[1:])
     sigma = np.sqrt(np.log1p(float(ctx.options["cv"]) ** 2))
     return ctx.rows(true * np.exp(sigma * z - sigma**2 / 2), at, readouts,
                                ["x baseline"] * len(readouts))
