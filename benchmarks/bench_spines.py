@@ -349,7 +349,7 @@ def main(argv=None) -> float:
                    xoroshiro_states(2026, "bench", m, PURPOSE_SPINES, nb), photo[:m], rec, alive,
                    np.zeros(shape), np.zeros(shape), np.zeros(shape, np.int8),
                    np.zeros(shape, np.uint8), np.zeros(shape, np.uint8),
-                   np.zeros(shape, np.int64), counts, np.zeros(0), np.zeros(0), 0)
+                   np.zeros(shape, np.int64), counts, np.zeros(0), np.zeros(0), 0, 0.0)
         return time.perf_counter() - t, alive, counts.sum(axis=1)
 
     # ---- ketasim

@@ -239,7 +239,7 @@ ALLOWED_GAPS = {"T-LH-06", "T-PA-03", "T-SEQ-03", "T-D1-02",
                 "T-LID-24",
                 # the deposited Phoumthipphavong 2016 data (issue 16): imaging loss that
                 # does not shrink, the lab's scoring, ketamine's new spines' persistence
-                "T-PH-04", "T-PH-08", "T-PH-09", "T-PH-10", "T-PH-11"}
+                "T-PH-08", "T-PH-09", "T-PH-11"}
 
 
 def test_allowed_gaps_are_marked_in_the_targets_file():

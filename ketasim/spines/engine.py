@@ -56,11 +56,13 @@ import numpy as np
 
 from ketasim.core.streams import PURPOSE_SPINES, xoroshiro_states
 from ketasim.core.xoroshiro import (
+    hashed_normal,
     next_double,
     next_normal,
     next_normal_fast,
     next_poisson,
     next_u64,
+    splitmix64,
     triangular_normal,
 )
 from ketasim.spines.vmath import vexp
@@ -211,7 +213,7 @@ def _calibrated_f0(pvec: tuple[float, ...], f0: float, dt: float) -> float:
         state = xoroshiro_states(0, "f0-calibration", 1, PURPOSE_SPINES, n_br)
         run_spines(p, f0, 0.0, dt, n_steps, ones, ones, ones, ones, n_br, cap, state,
                    np.zeros((1, 0)), rec, alive, dummy_f, dummy_f, dummy_i8, dummy_u8,
-                   dummy_u8, dummy_i64, counts, np.zeros(0), np.zeros(0), 0)
+                   dummy_u8, dummy_i64, counts, np.zeros(0), np.zeros(0), 0, 0.0)
         density = alive.sum(axis=3).mean() / p[I_LENGTH]
         f0 *= target / density
     return f0
@@ -226,7 +228,8 @@ def _one_minus_exp(x):
 @numba.njit(cache=True, error_model="numpy")
 def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches, cap,
                  state, photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin,
-                 rec_syn, rec_stubby, rec_sid, counts, img_times, img_p, n_img_branches):
+                 rec_syn, rec_stubby, rec_sid, counts, img_times, img_p, n_img_branches,
+                 img_sigma):
     """Burn in and step ``n_branches`` branches of subject ``s``, recorded as branches
     ``bo, bo + 1, ...`` (arguments as ``run_spines``; ``state``: their own stream,
     advanced in place; ``run_spines`` runs one branch per call, each with its own stream).
@@ -236,6 +239,9 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
     increment and decrement per array and call (a quarter of the run time when the
     elimination and formation helpers were separate functions)."""
     n_rec = rec_times.shape[0]
+    # the branch's key for per-spine properties drawn by hashing (not from the stream):
+    # a fixed function of the stream's seed, taken before any draw
+    spine_key = splitmix64(state[0] ^ splitmix64(state[1]))
     L = p[I_LENGTH]
     n_seg = min(math.ceil(L / p[I_LOCAL_SEG]), LOCAL_MAX)
     size_every = max(1, round(SIZE_DT_H / dt))
@@ -493,14 +499,21 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
     def image(t, q):
         """An in vivo imaging session at ``t`` on the imaged branches (global index below
         ``n_img_branches``): each spine is lost to the light with probability ``q`` x its
-        size factor (small spines more), capped at 1. Light damages the synapse with the
-        spine, so the site is not remembered for regrowth (unlike an elimination)."""
+        size factor (small spines more) x its own susceptibility (log-normal, mean 1,
+        log-SD ``img_sigma``, a fixed property of the spine hashed from its id, so the
+        most susceptible spines go first and later sessions lose fewer), capped at 1.
+        Light damages the synapse with the spine, so the site is not remembered for
+        regrowth (unlike an elimination)."""
         for b in range(n_branches):
             if bo + b >= n_img_branches:
                 continue
             k = 0
             while k < n_alive[b]:
-                if next_double(state) < min(1.0, q * sizef[b, k]):
+                frail = 1.0
+                if img_sigma > 0.0:
+                    frail = math.exp(img_sigma * hashed_normal(spine_key, sid[b, k])
+                                     - 0.5 * img_sigma * img_sigma)
+                if next_double(state) < min(1.0, q * sizef[b, k] * frail):
                     remove(b, k)
                     stats[1] += 1
                 else:
@@ -596,7 +609,7 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
 @numba.njit(parallel=True, cache=True)
 def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches, cap, states,
                photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
-               rec_stubby, rec_sid, counts, img_times, img_p, n_img_branches):
+               rec_stubby, rec_sid, counts, img_times, img_p, n_img_branches, img_sigma):
     """Step every branch of every subject from ``t_start`` for ``n_steps`` of ``dt`` hours,
     each branch on its own stream ``states[s, b]`` ((n_sub, n_branches, 2) uint64), so a
     branch's spines do not depend on how many branches are simulated.
@@ -609,7 +622,8 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches,
     n_branches, 4): formations, eliminations, formations lost to a full branch,
     spine-steps. ``img_times``, ``img_p`` ((n_img,), sorted): in vivo imaging sessions and
     each one's loss probability per spine (before the size factor), on the branches with
-    global index below ``n_img_branches`` (empty arrays: no imaging damage)."""
+    global index below ``n_img_branches`` (empty arrays: no imaging damage), each spine's
+    loss probability scaled by its own log-normal susceptibility of log-SD ``img_sigma``."""
     n_sub = form.shape[0]
     for q in numba.prange(n_sub * n_branches):
         s = q // n_branches
@@ -617,4 +631,4 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches,
         _run_subject(s, b, p, f0, t_start, dt, n_steps, form, elim, synp, sized, 1, cap,
                      states[s, b].copy(), photo_times, rec_times, rec_alive, rec_pos,
                      rec_size, rec_origin, rec_syn, rec_stubby, rec_sid, counts, img_times,
-                     img_p, n_img_branches)
+                     img_p, n_img_branches, img_sigma)

@@ -92,20 +92,20 @@ def cell_drives(params: SpineParams, drives: dict[str, np.ndarray]
     return np.ascontiguousarray(elim), np.ascontiguousarray(size)
 
 
-def _imaging_args(imaging) -> tuple[np.ndarray, np.ndarray, int]:
+def _imaging_args(imaging) -> tuple[np.ndarray, np.ndarray, int, float]:
     if imaging is None:
-        return np.zeros(0), np.zeros(0), 0
-    times, p, n_branches = imaging
+        return np.zeros(0), np.zeros(0), 0, 0.0
+    times, p, n_branches, sigma = imaging
     order = np.argsort(np.asarray(times, float), kind="stable")
     return (np.ascontiguousarray(np.asarray(times, float)[order]),
-            np.ascontiguousarray(np.asarray(p, float)[order]), int(n_branches))
+            np.ascontiguousarray(np.asarray(p, float)[order]), int(n_branches), float(sigma))
 
 
 def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_branches: int,
                     drives: dict[str, np.ndarray], t_start: float, record_times,
                     photo_times: np.ndarray | None = None,
                     subjects: np.ndarray | None = None,
-                    imaging: tuple[np.ndarray, np.ndarray, int] | None = None
+                    imaging: tuple[np.ndarray, np.ndarray, int, float] | None = None
                     ) -> SpineRecording:
     """Step the engine from ``t_start`` on the ``DT_H`` grid of the drive arrays
     ((n_sub, n_steps) each, values at the step starts) and record at ``record_times``
@@ -114,7 +114,8 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
     the subject's global index in ``subjects`` (default ``0 .. n_sub - 1``) and the
     branch, so adding branches or subjects leaves the others' spines unchanged.
     ``imaging``: (session times (h), loss probability per spine at each, number of imaged
-    branches) of in vivo imaging that damages what it images (see ``run_spines``)."""
+    branches, log-SD of the spines' susceptibility) of in vivo imaging that damages what
+    it images (see ``run_spines``)."""
     form = np.ascontiguousarray(drives["formation_drive"], dtype=float)
     elim, size = cell_drives(params, drives)
     n_steps = form.shape[1]
