@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from ketasim import simulate
 from ketasim.cli import app
 from ketasim.experiment.population import allocate, stratum_labels
+from ketasim.experiment.trial import analyse_trial
 from ketasim.params import load_registry
 from ketasim.scenario import ScenarioError, load_scenario_text
 
@@ -155,3 +156,34 @@ def test_run_folder_has_the_strata_table_and_the_plan(tmp_path):
 def test_bad_stratification_is_one_error_naming_the_field(text, where):
     with pytest.raises(ScenarioError, match=where):
         load_scenario_text(text)
+
+
+def test_the_primary_analysis_adjusts_for_the_stratification_factors():
+    """With one post-baseline visit the analysis is the ANCOVA change ~ arm + baseline +
+    sex + failed_trials band, equal to statsmodels' OLS on the same patients; with
+    several visits the MMRM names the factors too."""
+    import statsmodels.formula.api as smf
+
+    text = trial(n=(40, 40)).replace("[-7d, -1d, 24h, 7d]", "[-7d, -1d, 24h]")
+    sc = load_scenario_text(text)
+    r = simulate(sc, registry=REG)
+    tables = analyse_trial(sc, r.readouts, r.disposition, r.patients)
+    row = tables.trial[tables.trial["kind"] == "contrast"].iloc[0]
+    assert "sex + failed_trials" in row["model"]
+    y = r.readouts[r.readouts["readout"] == "madrs_total"].pivot_table(
+        index=["arm", "subject"], columns="time_h", values="value")
+    p = r.patients.set_index(["arm", "subject"])
+    d = pd.DataFrame({"arm": y.index.get_level_values(0), "baseline": y[-24.0].to_numpy(),
+                      "change": (y[24.0] - y[-24.0]).to_numpy(),
+                      "sex": p.loc[y.index, "sex"].to_numpy(),
+                      "tr": (p.loc[y.index, "failed_trials"] >= 3).to_numpy()})
+    fit = smf.ols("change ~ C(arm, Treatment('placebo')) + C(sex) + C(tr) + baseline",
+                  d).fit()
+    term = "C(arm, Treatment('placebo'))[T.ketamine]"
+    assert row["estimate"] == pytest.approx(fit.params[term])
+    assert row["se"] == pytest.approx(fit.bse[term]) and row["df"] == fit.df_resid
+    several = simulate(load_scenario_text(trial(n=(20, 20))), registry=REG)
+    t = analyse_trial(load_scenario_text(trial(n=(20, 20))), several.readouts,
+                      several.disposition, several.patients).trial
+    assert t.loc[t["kind"] == "contrast", "model"].str.contains("+ sex + failed_trials",
+                                                                regex=False).all()

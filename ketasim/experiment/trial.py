@@ -191,17 +191,37 @@ def _long(readouts: pd.DataFrame, d, arms: list, visits: list[float]) -> pd.Data
     return out
 
 
-def _ancova(long: pd.DataFrame, control: str, alpha: float = 0.05
-            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The MMRM with one post-baseline visit: ``change ~ arm + baseline`` by least squares
-    (residual df). Returns (lsmeans, contrasts) in the MMRM's columns."""
+def _with_strata(long: pd.DataFrame, patients: pd.DataFrame | None, d) -> pd.DataFrame:
+    """With a stratified randomisation, one column ``stratum_<factor>`` per stratification
+    factor (the patient's level, e.g. ``sex=female`` or ``failed_trials>=3``), which the
+    primary analysis adjusts for (stratification factors enter the model that analyses a
+    stratified trial: ICH E9, EMA guideline on adjustment for baseline covariates
+    2015)."""
+    if d.stratify is None or patients is None or "stratum" not in patients:
+        return long
+    label = patients.set_index(["arm", "subject"])["stratum"]
+    key = pd.MultiIndex.from_arrays([long["arm"].astype(str), long["patient"]])
+    parts = label.reindex(key).str.split("|", expand=True)
+    out = long.copy()
+    for k, factor in enumerate(d.stratify):
+        out[f"stratum_{factor}"] = parts[k].to_numpy()
+    return out
+
+
+def _ancova(long: pd.DataFrame, control: str, alpha: float = 0.05,
+            covariates: tuple[str, ...] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The MMRM with one post-baseline visit: ``change ~ arm + baseline [+ factors]`` by
+    least squares (residual df), the ``covariates`` treatment-coded factors (LS means at
+    their observed proportions). Returns (lsmeans, contrasts) in the MMRM's columns."""
     from scipy import stats as sps
 
     d = long.dropna(subset=["change", "baseline"])
     arms = list(long["arm"].cat.categories)
     others = [a for a in arms if a != control]
+    dummies = [(d[c] == level).to_numpy(float) for c in covariates
+               for level in sorted(d[c].unique())[1:]]
     x = np.column_stack([np.ones(len(d))] + [(d["arm"] == a).to_numpy(float) for a in others]
-                        + [d["baseline"].to_numpy(float)])
+                        + dummies + [d["baseline"].to_numpy(float)])
     y = d["change"].to_numpy(float)
     beta, *_ = np.linalg.lstsq(x, y, rcond=None)
     dfe = len(y) - x.shape[1]
@@ -224,6 +244,8 @@ def _ancova(long: pd.DataFrame, control: str, alpha: float = 0.05
     def grid(a):
         c = np.zeros(x.shape[1])
         c[0], c[-1] = 1.0, mean_base
+        for k, col in enumerate(dummies):
+            c[len(others) + 1 + k] = col.mean()
         if a != control:
             c[1 + others.index(a)] = 1.0
         return c
@@ -237,21 +259,26 @@ def _ancova(long: pd.DataFrame, control: str, alpha: float = 0.05
 
 def _model_tables(long: pd.DataFrame, d, visits: list[float]
                   ) -> tuple[pd.DataFrame, pd.DataFrame, str, str, str]:
-    """(lsmeans, contrasts, df method, model text, note) of the primary analysis."""
+    """(lsmeans, contrasts, df method, model text, note) of the primary analysis; with a
+    stratified randomisation the stratification factors enter as main effects (the
+    ``stratum_<factor>`` columns of :func:`_with_strata`)."""
     note = ""
+    covariates = tuple(c for c in long.columns if c.startswith("stratum_")
+                       and long[c].nunique() > 1)
+    extra = "".join(f" + {c.removeprefix('stratum_')}" for c in covariates)
     if len(visits) == 1:
-        ls, con = _ancova(long, d.control)
-        return ls, con, "residual", ("ANCOVA (one post-baseline visit): change ~ arm + " \
-            "baseline"), note
+        ls, con = _ancova(long, d.control, covariates=covariates)
+        return ls, con, "residual", ("ANCOVA (one post-baseline visit): change ~ arm + "
+                                     f"baseline{extra}"), note
     data = long.dropna(subset=["change"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_mmrm(data, response="change", subject="subject", visit="visit", arm="arm",
-                       baseline="baseline", control=d.control, visits=visits,
-                       covariance=d.covariance, df=d.df)
+                       baseline="baseline", covariates=covariates, control=d.control,
+                       visits=visits, covariance=d.covariance, df=d.df)
     note = "; ".join(dict.fromkeys(str(w.message) for w in caught
                                    if issubclass(w.category, RuntimeWarning)))
-    model = (f"MMRM: change ~ arm * visit + baseline * visit, REML, {d.covariance} "
+    model = (f"MMRM: change ~ arm * visit + baseline * visit{extra}, REML, {d.covariance} "
              "covariance")
     return fit.lsmeans, fit.contrasts, d.df, model, note
 
@@ -278,7 +305,7 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
         post = {t for t in arm.times_of(d.scale) if t > d.baseline}
         shared = post if shared is None else shared & post
     visits = sorted(shared or ())
-    long = _long(readouts, d, arms, visits)
+    long = _with_strata(_long(readouts, d, arms, visits), patients, d)
     seen = long.dropna(subset=["change"])
     n_seen = seen.groupby(["arm", "visit"], observed=False).size()
     notes: list[str] = []
