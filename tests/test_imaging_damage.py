@@ -5,6 +5,8 @@ without imaging time."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 
@@ -71,7 +73,7 @@ def _lost_per_interval(res) -> list[float]:
     times = sorted(t["time_h"].unique())
     seen = [set(zip(*(t[t["time_h"] == x][c] for c in ("subject", "branch", "spine_id")),
                     strict=True)) for x in times]
-    return [1.0 - len(a & b) / len(a) for a, b in zip(seen, seen[1:], strict=False)]
+    return [1.0 - len(a & b) / len(a) for a, b in itertools.pairwise(seen)]
 
 
 def test_susceptible_spines_go_first_so_later_sessions_lose_fewer():
