@@ -99,6 +99,11 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
     dec = math.exp(-dt / p[I_TDEC])
     rise = dt / p[I_TRISE]
     rmax, theta, kappa = p[I_RMAX], p[I_THETA], p[I_KAPPA]
+    # parameters as locals (the compiler cannot hoist array reads past the state writes);
+    # every expression keeps its operation order, so results are bitwise unchanged
+    wei, ga, wie, wii, bi = p[I_WEI], p[I_GA], p[I_WIE], p[I_WII], p[I_BI]
+    dff, npgain, tdec, npl0 = p[I_DFF], p[I_NPGAIN], p[I_TDEC], p[I_NPL]
+    npf, shot, npnoise, bleach_tau = p[I_NPF], p[I_SHOT], p[I_NPNOISE], p[I_BLEACH]
     n_settle = round(p[I_SETTLE] / dt)
     for s in numba.prange(n_sub):
         st = np.zeros(2, np.uint64)  # the subject's own xoroshiro128+ stream
@@ -125,14 +130,17 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
             rim = ri.mean()
             for step in range(n_settle + n_frames * n_sub_steps):
                 sum_e = 0.0
+                wr = wei * rim
                 for i in range(ne):
-                    inp = jc * k[i] * re - p[I_WEI] * rim + b[i] + ext - a[i]
-                    u[i] += ae * (inp - u[i]) + se * next_normal_zig(st)
-                    r[i] = rmax / (1.0 + math.exp(-(u[i] - theta) / kappa))
-                    a[i] += aa * (p[I_GA] * r[i] / rmax - a[i])
-                    sum_e += r[i]
+                    inp = jc * k[i] * re - wr + b[i] + ext - a[i]
+                    uu = u[i] + (ae * (inp - u[i]) + se * next_normal_zig(st))
+                    u[i] = uu
+                    rr = rmax / (1.0 + math.exp(-(uu - theta) / kappa))
+                    r[i] = rr
+                    a[i] += aa * (ga * rr / rmax - a[i])
+                    sum_e += rr
                 sum_i = 0.0
-                inp_i = p[I_WIE] * re - p[I_WII] * rim + p[I_BI]
+                inp_i = wie * re - wii * rim + bi
                 for j in range(ni):
                     v[j] += ai * (inp_i - v[j]) + si * next_normal_zig(st)
                     ri[j] = rmax / (1.0 + math.exp(-(v[j] - theta) / kappa))
@@ -149,14 +157,14 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
                 if rel % n_sub_steps == 0:
                     fr = rel // n_sub_steps - 1
                     t = fr * frame_dt
-                    bleach = math.exp(-t / p[I_BLEACH])
+                    bleach = math.exp(-t / bleach_tau)
                     if out_rate.shape[2] > 0:
                         out_rate[s, q, fr] = re_start
-                    npl = p[I_NPL] * (1.0 + p[I_DFF] * p[I_NPGAIN] * re_start * p[I_TDEC])
+                    npl = npl0 * (1.0 + dff * npgain * re_start * tdec)
                     for i in range(n_cells):
-                        sig = f0[i] * (1.0 + p[I_DFF] * fl[i]) * bleach
-                        neu = npl * bleach * (1.0 + p[I_NPNOISE] * next_normal_zig(st))
-                        raw = sig + p[I_NPF] * neu
-                        raw += p[I_SHOT] * math.sqrt(max(raw, 1e-9)) * next_normal_zig(st)
+                        sig = f0[i] * (1.0 + dff * fl[i]) * bleach
+                        neu = npl * bleach * (1.0 + npnoise * next_normal_zig(st))
+                        raw = sig + npf * neu
+                        raw += shot * math.sqrt(max(raw, 1e-9)) * next_normal_zig(st)
                         out_f[s, q, i, fr] = raw
                         out_np[s, q, i, fr] = neu
