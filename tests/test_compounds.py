@@ -301,3 +301,33 @@ def test_registry_reference_with_the_wrong_unit_is_a_clear_error(tmp_path):
     add_compounds(_write(tmp_path / "c", bad))
     with pytest.raises(ProtocolError, match=r"pk\.mouse\.cl must be in L/h/kg.*rec\.fu_brain"):
         simulate(load_scenario_text(scenario("testblocker")), registry=load_registry())
+
+
+def test_a_glun2b_blocker_disinhibits_through_the_interneurons_glun2b_share():
+    """Ro 25-6981 acts on the GluN2B share of the interneurons' NMDA drive as well as on
+    the pyramidal rest current: with that share it raises glutamate and p-mTOR at 1 h,
+    without it (only the rest current) hardly at all; ketamine, which blocks the channel
+    of every subunit, does not depend on the share."""
+    from ketasim import simulate
+    from ketasim.params import load_registry
+    from ketasim.scenario import load_scenario_text
+
+    reg = load_registry()
+    text = ("name: g\nspecies: rat\nseed: 3\narms:\n" + "".join(
+        f"  - name: {a}\n    n: 8\n    protocol: [{{at: 0h, drug: {d}, route: ip}}]\n"
+        "    assays: [{assay: signaling_state, at: [1h]}, {assay: western_blot, at: [1h]}]\n"
+        for a, d in (("vehicle", "saline"), ("ro", "ro25_6981, dose: 10 mg/kg"),
+                     ("ket", "ketamine, dose: 10 mg/kg"))))
+
+    def ratios(share):
+        r = simulate(load_scenario_text(text), registry=reg.with_values(
+            {"rec.glun2b_interneuron_share": share})).readouts
+        m = r.groupby(["arm", "readout"])["value"].mean()
+        return {k: m[(arm, o)] / m[("vehicle", o)] for k, arm, o in (
+            ("ro_glu", "ro", "glutamate_surge"), ("ro_mtor", "ro", "pmtor_rel"),
+            ("ket_mtor", "ket", "pmtor_rel"))}
+
+    with_share, without = ratios(0.5), ratios(0.0)
+    assert with_share["ro_glu"] > 1.2 and without["ro_glu"] < 1.05
+    assert with_share["ro_mtor"] > without["ro_mtor"] + 0.15
+    assert with_share["ket_mtor"] == pytest.approx(without["ket_mtor"], rel=1e-12)

@@ -168,6 +168,7 @@ PARAMS: tuple[Param, ...] = (
     Param("pot_pyr", "rec.potency_pyramidal", "1"),
     Param("pot_rsc", "rec.potency_posteromedial", "1"),
     Param("glun2b_share", "rec.glun2b_rest_share", "1"),
+    Param("glun2b_int_share", "rec.glun2b_interneuron_share", "1"),
     Param("shut_o50", "rec.pyramidal_shutdown_occ50", "1"),
     Param("shut_n", "rec.pyramidal_shutdown_hill", "1"),
     Param("basal_pyr", "sig.basal_release_pyramidal_share", "1"),
@@ -331,9 +332,12 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("shut_kn", "pw(shut_o50, shut_n)"),
     ("pyr_shutdown", "hillk(occ_pyr, shut_kn, shut_n)"),
     # inhibition reaching pyramidal dendrites: interneurons lose NMDA drive (block at
-    # rest) and cholinergic M1 drive (antagonists), and alpha5 GABA-A modulators scale
-    # dendritic inhibition; disinhibition -> glutamate surge
-    ("inhibition", ("(1.0 - occ_int_rest) * (1.0 - m1_share * m1_block + m1_share * m1_ag)"
+    # rest; GluN2B-selective blockers and modulators act on the GluN2B share of it) and
+    # cholinergic M1 drive (antagonists), and alpha5 GABA-A modulators scale dendritic
+    # inhibition; disinhibition -> glutamate surge
+    ("inhibition", ("(1.0 - occ_int_rest)"
+                    " * (1.0 - glun2b_int_share * glun2b_block + glun2b_int_share * glun2b_mod)"
+                    " * (1.0 - m1_share * m1_block + m1_share * m1_ag)"
                     " * (1.0 + a5_share * gabaa_a5_mod)")),
     ("dis_kn", "pw(dis_o50, dis_n)"),
     ("disinhibition", "hillk(pos(1.0 - inhibition), dis_kn, dis_n)"),
