@@ -30,3 +30,17 @@ ketasim.configure()  # before any test imports the jitted modules
 def rng() -> np.random.Generator:
     """An explicit generator per test (no global random state)."""
     return np.random.default_rng(20261122)
+
+
+@pytest.fixture
+def private_home(tmp_path, monkeypatch):
+    """HOME, MPLCONFIGDIR and TMPDIR (and :mod:`tempfile`'s folder) in folders of the
+    test's own ``tmp_path``: pynwb, hdmf, dask, matplotlib and chromium write caches
+    there. A module uses it with ``pytestmark = pytest.mark.usefixtures("private_home")``."""
+    for var in ("HOME", "MPLCONFIGDIR", "TMPDIR"):
+        d = tmp_path / f"_{var.lower()}"
+        d.mkdir(exist_ok=True)
+        monkeypatch.setenv(var, str(d))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "_tmpdir"))
+    return tmp_path
+

@@ -35,10 +35,7 @@ arms:
 """
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    for var in ("HOME", "MPLCONFIGDIR", "TMPDIR"):
-        monkeypatch.setenv(var, str(tmp_path))
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ the PEtab export lints clean and its SBML reproduces ketasim's typical subject."
 from __future__ import annotations
 
 import json
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -58,11 +57,7 @@ arms:
 TRUTH = {"sig.da_gain": 1.6, "sig.k_da": 2.0}
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    for var in ("HOME", "MPLCONFIGDIR", "TMPDIR"):
-        monkeypatch.setenv(var, str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 @pytest.fixture(scope="module")

@@ -80,11 +80,7 @@ def run(tmp_path_factory):
         yield res, out, paths
 
 
-@pytest.fixture(autouse=True)
-def _private_home(tmp_path, monkeypatch):
-    for var in ("HOME", "MPLCONFIGDIR", "TMPDIR"):
-        monkeypatch.setenv(var, str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 def _file(paths, name):

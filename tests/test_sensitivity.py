@@ -54,10 +54,7 @@ SMALL_REGISTRY = """
 """
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    for var in ("HOME", "MPLCONFIGDIR", "TMPDIR"):
-        monkeypatch.setenv(var, str(tmp_path))
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 def _unit_problem(names, bounds):

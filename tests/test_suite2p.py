@@ -38,13 +38,7 @@ C = 0.7  # neuropil coefficient
 TAU_S = 0.5  # decay of the planted transients
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path, monkeypatch):
-    """Nothing here should write caches; if anything does, it writes under tmp_path."""
-    for var in ("HOME", "MPLCONFIGDIR", "TMPDIR"):
-        d = tmp_path / f"_{var.lower()}"
-        d.mkdir(exist_ok=True)
-        monkeypatch.setenv(var, str(d))
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 def write_plane(d: Path, f, fneu, iscell, ops) -> Path:

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -67,14 +66,7 @@ VARY = [f"{DOSE}=1:12:24"]
 CHUNK = 4  # the reference's chunk size: 6 parts
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path, monkeypatch):
-    """Dask and matplotlib write under HOME and TMPDIR: both go to the test's folder."""
-    for var in ("HOME", "MPLCONFIGDIR", "TMPDIR"):
-        d = tmp_path / f"_{var.lower()}"
-        d.mkdir()
-        monkeypatch.setenv(var, str(d))
-    monkeypatch.setattr(tempfile, "tempdir", None)
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 @pytest.fixture(scope="module")

@@ -77,17 +77,18 @@ def _two_photon(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     table = observed_tracking(ctx, at)
     ctx.keep("tracking", table)
     long = subject_readouts(table)
-    long = long.assign(subject=long["subject"].astype(str))
-    ids = [str(int(x)) for x in ctx.subjects]
     values = np.full((ctx.n, len(at), 3), np.nan)
     values[:, :, 0] = 0.0
-    for c, name in enumerate(TWO_PHOTON.readout_names):
-        part = long[long["readout"] == name].set_index(["subject", "time_h"])["value"]
-        for j, t in enumerate(at):
-            for s in range(ctx.n):
-                v = part.get((ids[s], float(t)))
-                if v is not None:
-                    values[s, j, c] = v
+    # place each (subject, time, readout) row by index lookups, not a loop per cell
+    row = pd.Series(np.arange(ctx.n), index=[str(int(x)) for x in ctx.subjects])
+    col = pd.Series(np.arange(len(at)), index=np.asarray(at, float))
+    which = pd.Series(np.arange(3), index=list(TWO_PHOTON.readout_names))
+    s = row.reindex(long["subject"].astype(str)).to_numpy()
+    j = col.reindex(long["time_h"].astype(float)).to_numpy()
+    c = which.reindex(long["readout"]).to_numpy()
+    ok = ~(np.isnan(s) | np.isnan(j) | np.isnan(c))
+    values[s[ok].astype(int), j[ok].astype(int), c[ok].astype(int)] = (
+        long["value"].to_numpy(float)[ok])
     return ctx.rows(values, at, TWO_PHOTON.readout_names, TWO_PHOTON.units)
 
 
