@@ -44,10 +44,10 @@ import numpy as np
 import pandas as pd
 
 from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.signaling.dyskinesia import AIMS_MAX, aims_drive, aims_severity
 
 AIMS_SUBTYPES = ("axial", "limb", "orolingual", "locomotive")
 ALO_SUBTYPES = AIMS_SUBTYPES[:3]  # axial, limb, orolingual
-AIMS_MAX = 4  # severity per subtype per observation
 # the report draws each animal's scores: a large arm keeps the scored observations of its
 # first subjects only, so memory does not grow with n
 KEEP_AIMS_SUBJECTS = 200
@@ -64,19 +64,6 @@ AIMS_READOUTS = (("aims_alo", "score"), *((f"aims_{s}", "score") for s in AIMS_S
 
 def _params(registry, prefix: str, names) -> dict[str, float]:
     return {k: registry.value(f"{prefix}.{k}") for k in names}
-
-
-def aims_drive(priming: np.ndarray, d1: np.ndarray, threshold: float) -> np.ndarray:
-    """Dyskinesia drive of the striatal D1 neurons: priming x the D1 signal above the
-    threshold, in units of the threshold (0 when either is absent)."""
-    return np.asarray(priming) * np.clip(np.asarray(d1) - threshold, 0.0, None) / threshold
-
-
-def aims_severity(drive: np.ndarray, p: dict) -> np.ndarray:
-    """Latent severity (0-4) of a subtype at dyskinesia drive ``drive`` (already scaled
-    by the animal's sensitivity and the subtype's weight)."""
-    x = np.clip(np.asarray(drive, dtype=float), 0.0, None) ** p["hill"]
-    return AIMS_MAX * x / (x + p["drive_50"] ** p["hill"])
 
 
 def _aims_times(at: np.ndarray, options: dict) -> np.ndarray:

@@ -18,13 +18,11 @@ L-DOPA), from the striatal signalling layer (region ``striatum``):
 The total is 0-104. The readouts are the total and the four parts (unit "score").
 
 The patient's dyskinesia follows the same drive as the rats' AIMs
-(:func:`ketasim.behavior.striatal.aims_drive`: priming of dyskinesia times the striatal
-D1 signal above ``behavior.aims.d1_threshold``), scaled by the patient's sensitivity
-(log-normal, ``clinical.udysrs.patient_cv``), into a severity 0-4
-(:func:`ketasim.behavior.striatal.aims_severity` with the scale's own ``drive_50`` and
-``hill``). Clinical and behaviour are independent layers (neither imports the other), so
-the assay catalogue, which sits above both, hands the two functions to
-:func:`udysrs_assay`, which builds the assay. Each visit time in ``at`` is the start of the visit day:
+(:func:`ketasim.signaling.dyskinesia.aims_drive`: priming of dyskinesia times the
+striatal D1 signal above ``behavior.aims.d1_threshold``), scaled by the patient's
+sensitivity (log-normal, ``clinical.udysrs.patient_cv``), into a severity 0-4
+(:func:`ketasim.signaling.dyskinesia.aims_severity` with the scale's own ``drive_50`` and
+``hill``). Each visit time in ``at`` is the start of the visit day:
 
 - the objective exam (Parts 3 and 4) is made ``exam_h`` hours later, at the patient's
   peak-dose ON (default 14 h: with time 0 at midnight, 3 h after an 11:00 dose; in the
@@ -58,9 +56,6 @@ keeps one rater.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-
 import numpy as np
 
 from ketasim.analysis.trial import Item, Scale
@@ -69,6 +64,7 @@ from ketasim.clinical.model import ClinicalParams, Rater
 from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
 from ketasim.core.streams import assay_rng
 from ketasim.params.registry import ParamGroup
+from ketasim.signaling.dyskinesia import aims_drive, aims_severity
 
 ITEM_MAX = 4  # every UDysRS item is rated 0-4
 
@@ -184,11 +180,8 @@ def _rate_time(share: float, shift: float, rng: np.random.Generator, noise_sd: f
     return time_category((x + gate * (shift + rng.normal(0.0, noise_sd))) / 4.0)
 
 
-def udysrs_items(ctx: AssayContext, at: np.ndarray, aims_drive: Callable,
-                 aims_severity: Callable) -> np.ndarray:
-    """(n, len(at), 26) item scores of the chunk's patients at visits ``at``;
-    ``aims_drive(priming, d1, threshold)`` and ``aims_severity(drive, {drive_50, hill})``
-    are the AIMs' (:mod:`ketasim.behavior.striatal`)."""
+def udysrs_items(ctx: AssayContext, at: np.ndarray) -> np.ndarray:
+    """(n, len(at), 26) item scores of the chunk's patients at visits ``at``."""
     v = UdysrsParams.from_registry(ctx.registry).values
     clinical = ClinicalParams.from_registry(ctx.registry)
     sev = {"drive_50": v["drive_50"], "hill": v["hill"]}
@@ -246,23 +239,17 @@ def udysrs_items(ctx: AssayContext, at: np.ndarray, aims_drive: Callable,
     return out
 
 
-def _udysrs(ctx: AssayContext, at: np.ndarray, drive: Callable, severity: Callable
-            ) -> AssayRows:
-    items = udysrs_items(ctx, np.asarray(at, dtype=float), drive, severity)
+def _udysrs(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+    items = udysrs_items(ctx, np.asarray(at, dtype=float))
     cols = [items.sum(axis=2)] + [items[:, :, _PART_ITEMS[k]].sum(axis=2) for k in PARTS]
     return ctx.rows(np.stack(cols, axis=2), at, list(UDYSRS_READOUTS),
                     ["score"] * len(UDYSRS_READOUTS))
 
 
-def udysrs_assay(drive: Callable, severity: Callable) -> Assay:
-    """The ``udysrs`` assay, rating the dyskinesia drive ``drive`` through the severity
-    ``severity`` (the catalogue passes :func:`ketasim.behavior.striatal.aims_drive` and
-    :func:`ketasim.behavior.striatal.aims_severity`)."""
-    return Assay(
-        "udysrs", "Unified Dyskinesia Rating Scale (UDysRS, 26 items in four parts, "
-        "0-104), rated item by item in Parkinson's patients on L-DOPA",
-        tuple(Readout(r, "score") for r in UDYSRS_READOUTS),
-        partial(_udysrs, drive=drive, severity=severity),
-        outputs=("lid_priming", "d1_drive", "da_rel"), sample_times=_sample_times,
-        options={"exam_h": 14.0, "history_d": 7.0, "step_h": 0.5, "raters": RATERS},
-        positive=("history_d", "step_h", "raters"), regions=("striatum",))
+UDYSRS_ASSAY = Assay(
+    "udysrs", "Unified Dyskinesia Rating Scale (UDysRS, 26 items in four parts, "
+    "0-104), rated item by item in Parkinson's patients on L-DOPA",
+    tuple(Readout(r, "score") for r in UDYSRS_READOUTS), _udysrs,
+    outputs=("lid_priming", "d1_drive", "da_rel"), sample_times=_sample_times,
+    options={"exam_h": 14.0, "history_d": 7.0, "step_h": 0.5, "raters": RATERS},
+    positive=("history_d", "step_h", "raters"), regions=("striatum",))

@@ -20,8 +20,6 @@ from ketasim.behavior.striatal import (
     CYLINDER,
     ROTATION,
     STEPPING,
-    aims_drive,
-    aims_severity,
 )
 from ketasim.circuit.assay import CALCIUM
 from ketasim.clinical.assays import (
@@ -34,7 +32,7 @@ from ketasim.clinical.assays import (
     QIDS_SR_ASSAY,
     SEDATION_ASSAY,
 )
-from ketasim.clinical.dyskinesia import udysrs_assay
+from ketasim.clinical.dyskinesia import UDYSRS_ASSAY
 from ketasim.core.assay import Assay
 from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
 from ketasim.signaling.assays import MICRODIALYSIS_DA, SIGNALING_STATE, WESTERN_BLOT
@@ -42,9 +40,6 @@ from ketasim.signaling.spec import OUTPUT_NAMES
 from ketasim.spines.assays import FIXED, TWO_PHOTON, UNCAGING
 
 ASSAYS: dict[str, Assay] = {}
-# the UDysRS rates the AIMs' dyskinesia drive in patients; clinical and behaviour are
-# independent layers, so the catalogue (above both) hands it the AIMs' functions
-UDYSRS_ASSAY = udysrs_assay(aims_drive, aims_severity)
 
 
 def register_assay(assay: Assay) -> Assay:
