@@ -126,6 +126,27 @@ def test_abc_with_worker_processes(run_folder, tmp_path):
     assert len(pd.read_parquet(out / "posterior.parquet")) == 10
 
 
+def test_abc_with_a_dask_cluster(run_folder, tmp_path):
+    """pyabc's Dask sampler on an embedded LocalCluster of two worker processes (the
+    ``--scheduler local`` path), and on a Client the caller made, which it leaves open."""
+    from distributed import Client, LocalCluster
+
+    data = load_data(run_folder).select(readouts=["da_rel"])
+    kw = {"population": 8, "generations": 1, "predictive_draws": 0}
+    out = calibrate(load_scenario_text(SCENARIO), data, list(TRUTH), tmp_path / "d",
+                    workers=2, scheduler="local", **kw)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["sampler"].startswith("DaskDistributedSampler (LocalCluster, 2 worker")
+    post = pd.read_parquet(out / "posterior.parquet")
+    assert len(post) == 8 and np.isclose(post["weight"].sum(), 1.0)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        out = calibrate(load_scenario_text(SCENARIO), data, list(TRUTH), tmp_path / "c",
+                        scheduler=client, **kw)
+        assert client.status == "running"  # the caller's client is not closed
+        assert len(pd.read_parquet(out / "posterior.parquet")) == 8
+
+
 def test_likelihood_recovers_true_values(run_folder, tmp_path):
     data = load_data(run_folder).select(readouts=["da_rel", "pka_rel"])
     out = calibrate(load_scenario_text(SCENARIO), data, list(TRUTH), tmp_path / "ml",
