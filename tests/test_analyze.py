@@ -158,6 +158,82 @@ def test_analyze_behaviour_and_calcium_tables(tmp_path):
     assert len(cells) == 24 and cells["cell"].notna().all()
 
 
+def _session_freezing(g, n_trials=20, tone=30.0, iti=30.0, p=(0.8, 0.1)):
+    """A 1-Hz freezing series laid out as the simulated fear_extinction session: tone k
+    from k x (tone + iti) + iti, freezing probability falling from p[0] to p[1]."""
+    starts = np.arange(n_trials) * (tone + iti) + iti
+    trials = np.stack([starts, starts + tone], axis=1)
+    freeze = np.zeros(int(starts[-1] + tone + 1), bool)
+    for k, (a, b) in enumerate(trials.astype(int)):
+        freeze[a:b] = g.random(b - a) < p[0] + (p[1] - p[0]) * k / (n_trials - 1)
+    return freeze, trials
+
+
+def test_analyze_fear_extinction_freezing_per_frame_and_per_trial(tmp_path):
+    """Per-frame freezing scored on the simulated session's tone layout gives the
+    assay's own readout (the mean freezing of the last 5 tones); a per-trial table gives
+    the mean of its last 5 trials; options change the layout and a bad one is named."""
+    from ketasim.analysis.behavior import freezing_per_trial
+
+    g = np.random.default_rng(4)
+    frames, expected = [], {}
+    for i, subject in enumerate(["m1", "m2", "m3", "m4"]):
+        freeze, trials = _session_freezing(g, p=(0.8, 0.1 + 0.2 * i))
+        frames.append(pd.DataFrame({"subject": subject, "time_s": np.arange(freeze.size),
+                                    "freezing": freeze.astype(int)}))
+        pct = freezing_per_trial(freeze, 1.0, trials).per_trial["freezing_pct"]
+        expected[subject] = pct.to_numpy()[-5:].mean() / 100  # the assay's readout
+    pd.concat(frames).to_csv(tmp_path / "frames.csv", index=False)
+    scored = pd.DataFrame({"subject": np.repeat(["m1", "m2", "m3", "m4"], 8),
+                           "trial": np.tile(np.arange(1, 9), 4),
+                           "freezing_pct": np.tile([90, 80, 70, 60, 50, 40, 30, 20], 4)})
+    scored.to_csv(tmp_path / "scored.csv", index=False)
+    d = {"name": "ext", "groups": {"ket": ["m1", "m2"], "sal": ["m3", "m4"]},
+         "files": [{"path": str(tmp_path / "frames.csv"), "time": "1d"},
+                   {"path": str(tmp_path / "scored.csv"), "time": "2d"}]}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(d))
+    out = analyze("behavior", [tmp_path / "frames.csv", tmp_path / "scored.csv"],
+                  tmp_path / "d.yaml", tmp_path / "o")
+    r = pd.read_parquet(out / "readouts.parquet").merge(read_subjects(out))
+    assert set(r["assay"]) == {"fear_extinction"}
+    day1 = r[r.time_h == 24.0].set_index("subject_id")["value"]
+    assert day1.to_dict() == pytest.approx(expected)
+    day2 = r[r.time_h == 48.0]["value"]
+    assert day2.tolist() == pytest.approx([0.40] * 4)  # trials 4-8: 60 50 40 30 20
+    d["options"] = {"last": 2}
+    (tmp_path / "d2.yaml").write_text(yaml.safe_dump(d))
+    out = analyze("behavior", [tmp_path / "scored.csv"], tmp_path / "d2.yaml", tmp_path / "o2")
+    assert pd.read_parquet(out / "readouts.parquet")["value"].tolist() == pytest.approx(
+        [0.25] * 4)
+    d["options"] = {"last": "five"}
+    (tmp_path / "d3.yaml").write_text(yaml.safe_dump(d))
+    with pytest.raises(DesignError, match=r"options\.last"):
+        analyze("behavior", [tmp_path / "scored.csv"], tmp_path / "d3.yaml", tmp_path / "o3")
+    assert not (tmp_path / "o3").exists()
+
+
+@pytest.mark.parametrize("rows, fragment", [
+    ({"subject": ["a", "a"], "trial": [1, 1], "freezing_pct": [10, 20]}, "trial"),
+    ({"subject": ["a"], "trial": [1], "freezing_pct": [120]}, "freezing_pct"),
+    ({"subject": ["a"], "trial": [1.5], "freezing_pct": [20]}, "trial"),
+    ({"subject": ["a"] * 3, "trial": [1, 2, 3], "freezing_pct": [20, 30, 40]},
+     "fewer than the 5"),
+    ({"subject": ["a"] * 4, "time_s": [0, 1, 3, 4], "freezing": [0, 1, 1, 0]},
+     "regular clock"),
+    ({"subject": ["a"] * 4, "time_s": [0, 1, 2, 3], "freezing": [0, 1, 1, 0]},
+     "does not hold"),
+    ({"subject": ["a"] * 2, "time_s": [0, 1], "freezing": [0, 2]}, "freezing"),
+])
+def test_bad_freezing_tables_are_one_clear_error(tmp_path, rows, fragment):
+    from ketasim.analysis.behavior import BehaviorDataError, extinction_freezing
+
+    path = tmp_path / "f.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with pytest.raises(BehaviorDataError) as e:
+        extinction_freezing(path)
+    assert fragment in str(e.value) and path.name in str(e.value)
+
+
 @pytest.mark.parametrize("design, fragment", [
     ({"name": "x", "groups": {"a": ["m1"], "b": ["m1"]}}, "already in group 'a'"),
     ({"name": "x", "groups": {"a": []}}, "groups.a: expected at least one subject"),

@@ -38,6 +38,7 @@ __all__ = [
     "BehaviorDataError",
     "FreezingResult",
     "binned_distance",
+    "extinction_freezing",
     "freezing_per_trial",
     "learned_helplessness",
     "open_field_locomotion",
@@ -532,6 +533,117 @@ def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float |
     out["failure_pct"] = out["n_failures"] / out["n_trials"] * 100.0
     out["helpless"] = out["n_failures"] >= helpless_min_failures
     return out[LH_COLUMNS]
+
+
+# --------------------------------------------------------------------- fear extinction
+
+EXTINCTION_COLUMNS = ["arm", "subject", "n_trials", "last_trials", "freezing_last_pct",
+                      "extinction_freezing_fraction"]
+
+
+def extinction_freezing(table: str | Path | pd.DataFrame, *, last: int = 5,
+                        tone_s: float = 30.0, iti_s: float = 30.0,
+                        n_trials: int | None = None) -> pd.DataFrame:
+    """Freezing at the end of a cued fear extinction session, per subject: the mean
+    freezing % over the last ``last`` tone presentations (the ``fear_extinction``
+    assay's ``extinction_freezing_fraction``, as a fraction).
+
+    Two layouts, told apart by their columns:
+
+    - scored per trial (what FreezeFrame or ANY-maze export): ``subject, trial,
+      freezing_pct`` (trial numbers from 1, freezing 0-100 %);
+    - scored per frame: ``subject, time_s, freezing`` (freezing 0/1 or true/false, on a
+      regular clock per subject); the tones are ``n_trials`` presentations of ``tone_s``
+      every ``tone_s + iti_s`` from ``iti_s`` on (the simulated session's layout), scored
+      by :func:`freezing_per_trial`.
+
+    An optional ``arm`` column is kept.
+
+    Raises
+    ------
+    BehaviorDataError
+        Missing columns, freezing outside 0-100 % (or not 0/1), trial numbers that are
+        not whole numbers from 1 or repeat, an irregular frame clock, fewer trials than
+        ``last``, a trial count other than ``n_trials`` (when given).
+    """
+    if int(last) < 1:
+        raise ValueError(f"last must be >= 1, got {last}")
+    last = int(last)
+    df, src = load_table(table, _Source)
+    if "freezing_pct" in df.columns or "freezing" not in df.columns:  # per trial
+        per_trial = _freezing_table(table)
+    else:
+        per_trial = _freezing_frames(table, tone_s, iti_s, n_trials)
+    rows = []
+    for (arm, subject), t in per_trial.groupby(["arm", "subject"], sort=True):
+        t = t.sort_values("trial")
+        if n_trials is not None and len(t) != int(n_trials):
+            raise src.fail("trial", None, f"subject {subject!r} has {len(t)} trials, "
+                           f"expected {int(n_trials)}")
+        if len(t) < last:
+            raise src.fail("trial", None, f"subject {subject!r} has {len(t)} trials, "
+                           f"fewer than the {last} the readout averages (option last)")
+        pct = float(t["freezing_pct"].to_numpy(float)[-last:].mean())
+        rows.append({"arm": arm, "subject": subject, "n_trials": len(t), "last_trials": last,
+                     "freezing_last_pct": pct, "extinction_freezing_fraction": pct / 100.0})
+    return pd.DataFrame(rows, columns=EXTINCTION_COLUMNS)
+
+
+def _freezing_table(table) -> pd.DataFrame:
+    df, src = _load(table, ("subject", "trial", "freezing_pct"),
+                    "a freezing table: subject, trial, freezing_pct (0-100), optional arm; "
+                    "or per frame: subject, time_s, freezing (0/1)")
+    arm, subject = _ids(df, "arm", src, DEFAULT_ARM), _ids(df, "subject", src)
+    trial = _floats(df, "trial", src)
+    i = first_true((trial < 1) | (trial != np.round(trial)))
+    if i is not None:
+        raise src.fail("trial", i, "expected a trial number 1, 2, ...", trial[i])
+    pct = _floats(df, "freezing_pct", src)
+    i = first_true((pct < 0) | (pct > 100))
+    if i is not None:
+        raise src.fail("freezing_pct", i, "expected a freezing % from 0 to 100", pct[i])
+    t = pd.DataFrame({"arm": arm, "subject": subject,
+                      "trial": pd.Series(trial.astype(np.int64).tolist(), dtype=object),
+                      "freezing_pct": pct})
+    _no_duplicates(t[["arm", "subject", "trial"]], src, "trial", "trial")
+    return t
+
+
+def _freezing_frames(table, tone_s: float, iti_s: float, n_trials: int | None
+                     ) -> pd.DataFrame:
+    df, src = _load(table, ("subject", "time_s", "freezing"),
+                    "per frame: subject, time_s, freezing (0/1), optional arm")
+    if not (tone_s > 0 and iti_s >= 0):
+        raise ValueError(f"tone_s must be > 0 and iti_s >= 0, got {tone_s}, {iti_s}")
+    arm, subject = _ids(df, "arm", src, DEFAULT_ARM), _ids(df, "subject", src)
+    time_s = _floats(df, "time_s", src)
+    freeze = _bools(df, "freezing", src)
+    out = []
+    for key in dict.fromkeys(zip(arm, subject, strict=True)):
+        rows = np.flatnonzero((arm == key[0]) & (subject == key[1]))
+        t = time_s[rows]
+        step = np.diff(t)
+        if t.size < 2 or np.any(step <= 0) or np.ptp(step) > 1e-6 * max(1.0, step.mean()):
+            k = (rows[1 + int(np.argmax(np.abs(step - np.median(step))))] if t.size > 2
+                 else rows[0])
+            raise src.fail("time_s", k, f"subject {key[1]!r}: expected increasing times on "
+                           "a regular clock")
+        rate = 1.0 / float(step.mean())
+        t_end = t[0] + t.size / rate  # the end of the last frame
+        period = tone_s + iti_s
+        fit = int(np.floor((t_end - iti_s - tone_s) / period + 1e-9)) + 1
+        n = int(n_trials) if n_trials is not None else fit
+        if n < 1 or n > fit:
+            raise src.fail("time_s", rows[-1], f"subject {key[1]!r}: the recording (to "
+                           f"{t_end:g} s) does not hold {max(n, 1)} tones of {tone_s:g} s "
+                           f"every {period:g} s from {iti_s:g} s (options tone_s, iti_s, "
+                           "trials)")
+        starts = np.arange(n) * period + iti_s
+        trials = np.stack([starts, starts + tone_s], axis=1)
+        res = freezing_per_trial(freeze[rows], rate, trials, time_s0=float(t[0]))
+        out.append(res.per_trial[["trial", "freezing_pct"]].assign(arm=key[0],
+                                                                    subject=key[1]))
+    return pd.concat(out, ignore_index=True)
 
 
 # -------------------------------------------------------------------------- open field

@@ -20,8 +20,11 @@ models.
   ``calcium_imaging`` readouts (transient rate, synchronous events, ...) per session;
   each cell's transient rate (nested).
 - ``behavior``: tail suspension bout tables, sucrose intake sheets (g or mL), learned-helplessness
-  trial tables and open-field tracks (the kind of table is told by its columns; the
-  session time from the design's ``files``): the simulated assays' readouts per animal.
+  trial tables, fear extinction freezing (per trial, or per frame with the tones laid out
+  as the simulated session's unless the design's options ``tone_s``, ``iti_s``,
+  ``trials`` say otherwise; option ``last``) and open-field tracks (the kind of table is
+  told by its columns; the session time from the design's ``files``): the simulated
+  assays' readouts per animal.
 - ``nwb``: NWB files as ``ketasim run --nwb`` writes them (and files laid out by the same
   conventions): their readouts, with each file's subject (``<arm>-<subject>``) in the
   design's group; a simulated run's NWB gives back the run's statistics.
@@ -43,6 +46,7 @@ from ketasim.analysis.spines import branch_readouts, subject_readouts
 from ketasim.analysis.suite2p import summarize_suite2p
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.analyze.design import DesignError, ResolvedDesign
+from ketasim.behavior.assays import EXTINCTION
 from ketasim.io.nwb import NWBDataError
 
 KINDS = ("spines", "calcium", "behavior", "nwb")
@@ -217,6 +221,8 @@ _BEHAVIOUR_TABLES = (("tail_suspension", {"start_s", "end_s", "state"}),
                      ("sucrose_preference", {"sucrose_g", "water_g"}),
                      ("sucrose_preference", {"sucrose_ml", "water_ml"}),
                      ("escape_test", {"trial", "latency_s"}),
+                     ("fear_extinction", {"trial", "freezing_pct"}),
+                     ("fear_extinction", {"time_s", "freezing"}),
                      ("open_field", {"time_s", "x_cm", "y_cm"}))
 
 
@@ -232,8 +238,23 @@ def _behaviour_kind(path: Path) -> tuple[str, pd.DataFrame]:
         f"{path}: cannot tell the test from the columns {sorted(cols)}; expected a tail "
         "suspension bout table (start_s, end_s, state), a sucrose sheet (sucrose_g and "
         "water_g, or sucrose_ml and water_ml), "
-        "a learned-helplessness trial table (trial, latency_s) or an open-field track "
-        "(time_s, x_cm, y_cm)")
+        "a learned-helplessness trial table (trial, latency_s), a fear extinction freezing "
+        "table (trial, freezing_pct; or per frame time_s, freezing) or an open-field "
+        "track (time_s, x_cm, y_cm)")
+
+
+def _option(opts: dict, key: str, default, kind: type, low: float):
+    """A numeric design option (``options.<key>``), at least ``low``; one error naming it
+    otherwise."""
+    v = opts.get(key, default)
+    if v is None:
+        return None
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and (
+        kind is float or float(v).is_integer())
+    if not ok or v < low:
+        what = "a whole number" if kind is int else "a number"
+        raise DesignError(f"options.{key}: got {v!r}; expected {what} >= {low:g}")
+    return kind(v)
 
 
 def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
@@ -253,6 +274,15 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
         elif name == "escape_test":
             s = beh.learned_helplessness(path, cutoff_s=opts.get("cutoff_s"))
             vals = {"escape_failure_fraction": (s["failure_pct"] / 100.0, "fraction")}
+        elif name == "fear_extinction":  # the simulated session's layout by default
+            ext = EXTINCTION.options
+            s = beh.extinction_freezing(
+                path, last=_option(opts, "last", ext["last"], int, 1),
+                tone_s=_option(opts, "tone_s", ext["tone_s"], float, 1e-9),
+                iti_s=_option(opts, "iti_s", ext["iti_s"], float, 0.0),
+                n_trials=_option(opts, "trials", None, int, 1))
+            vals = {"extinction_freezing_fraction": (s["extinction_freezing_fraction"],
+                                                     "fraction")}
         else:
             s = beh.open_field_locomotion(path, bin_s=float(opts.get("bin_s", 300.0)))
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
