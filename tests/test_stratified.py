@@ -187,3 +187,45 @@ def test_the_primary_analysis_adjusts_for_the_stratification_factors():
                       several.disposition, several.patients).trial
     assert t.loc[t["kind"] == "contrast", "model"].str.contains("+ sex + failed_trials",
                                                                 regex=False).all()
+
+
+def test_the_worked_example_runs():
+    """docs/examples/stratified_trd_trial.yaml loads and runs (at a tenth of its size):
+    screened patients, strata balanced within a block, the adjusted MMRM."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / "stratified_trd_trial.yaml"
+    text = path.read_text().replace("n: 60", "n: 12")
+    sc = load_scenario_text(text)
+    r = simulate(sc, registry=REG)
+    counts = pd.crosstab(r.patients["stratum"], r.patients["arm"])
+    assert (counts["ketamine"] - counts["midazolam"]).abs().max() <= 2
+    t = analyse_trial(sc, r.readouts, r.disposition, r.patients).trial
+    assert t.loc[t["kind"] == "contrast", "model"].str.contains("+ sex + failed_trials",
+                                                                regex=False).all()
+
+
+def test_candidates_failing_known_criteria_are_screened_out_before_allocation(tmp_path):
+    """Criteria known before any visit (failed trials) are applied to the pool before
+    allocation: every allocated patient meets them, the candidates that fail are listed
+    without an arm and counted as screened and excluded; a population that admits almost
+    no one is one error."""
+    pop = ("{female: 0.6, failed_trials: 2.5, screening: -7d, "
+           "inclusion: {madrs_min: 20, failed_trials_min: 2}}")
+    sc = load_scenario_text(trial(n=(30, 30), pops=(pop, pop)))
+    r = simulate(sc, registry=REG)
+    p = r.patients
+    allocated, before = p[p["arm"] != ""], p[p["arm"] == ""]
+    assert len(allocated) == 60 and (allocated["failed_trials"] >= 2).all()
+    assert len(before) > 0 and (before["failed_trials"] < 2).all()
+    assert (before["subject"] == -1).all() and (~before["eligible"]).all()
+    # the pool runs in order: screening stopped at the last place filled
+    assert sorted(p["pool_id"].astype(int)) == list(range(len(p)))
+    flow = analyse_trial(sc, r.readouts, r.disposition, p).consort
+    screened = flow.loc[flow["stage"] == "screened", "n"].sum()
+    assert screened == len(p)
+    none = "{failed_trials: 0.01, inclusion: {failed_trials_min: 6}}"
+    from ketasim.signaling.protocol import ProtocolError
+    with pytest.raises(ProtocolError, match="design.stratify"):
+        simulate(load_scenario_text(trial(n=(2, 2), pops=(none, none),
+                                          design="stratify: [sex]")), registry=REG)

@@ -30,6 +30,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
 
 from ketasim.core.streams import assay_rng
+from ketasim.signaling.protocol import ProtocolError
 
 PATIENT_COLUMNS = ["arm", "subject", "sex", "age_y", "weight_kg", "diagnosis",
                    "failed_trials", "screening_madrs", "eligible", "exclusion"]
@@ -212,26 +213,78 @@ def trial_ratio(design, arms) -> list[int]:
     return [a.n // g for a in arms]
 
 
-def pooled_patients(design, arms, seed: int) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
-    """A stratified trial's allocation: one pool of sum(n) candidates drawn from the
-    analysed arms' shared population (streams keyed by :data:`POOL` and the candidate's
+def covariate_eligible(population, patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The inclusion criteria known before any visit (failed trials, diagnosis): (each
+    patient's eligibility, the first criterion each ineligible one fails)."""
+    ok = np.ones(len(patients), bool)
+    why = np.full(len(patients), "", dtype=object)
+    inc = population.inclusion
+    if inc is None:
+        return ok, why
+    checks = []
+    if inc.failed_trials_min is not None:
+        checks.append((patients["failed_trials"].to_numpy() < inc.failed_trials_min,
+                       f"fewer than {inc.failed_trials_min} failed antidepressant trials"))
+    if inc.diagnoses is not None:
+        checks.append((~patients["diagnosis"].isin(inc.diagnoses).to_numpy(),
+                       f"diagnosis not in {', '.join(inc.diagnoses)}"))
+    for bad, reason in checks:
+        new = bad & ok
+        why[new] = reason
+        ok &= ~bad
+    return ok, why
+
+
+#: The most candidates a stratified trial screens per place to fill (then an error).
+MAX_SCREENED_PER_PLACE = 1000
+
+
+def pooled_patients(design, arms, seed: int
+                    ) -> tuple[dict[str, tuple[pd.DataFrame, np.ndarray]], pd.DataFrame]:
+    """A stratified trial's allocation: candidates are drawn from the analysed arms'
+    shared population in pool order (streams keyed by :data:`POOL` and the candidate's
     place in the pool, so a patient's covariates, model parameters and measurements do
-    not depend on the arm they are allocated to), stratified by ``design.stratify`` and
-    allocated by :func:`allocate`. Per arm: its patients table (``subject`` the index in
-    the arm, ``pool_id`` the place in the pool, ``stratum``) and the pool ids of its
-    subjects (ascending)."""
+    not depend on the arm they are allocated to) and screened on the criteria known
+    before any visit (failed trials, diagnosis) until sum(n) pass; those are stratified
+    by ``design.stratify`` and allocated by :func:`allocate`, each arm getting its n.
+    Returns, per arm, its patients table (``subject`` the index in the arm, ``pool_id``
+    the place in the pool, ``stratum``) with the pool ids of its subjects (ascending),
+    and the candidates screened out before allocation (``arm`` empty, ``subject`` -1)."""
     sizes = [a.n for a in arms]
-    table = draw_patients(arms[0].population, seed, POOL, np.arange(sum(sizes)))
-    strata = stratum_labels(table, design.stratify, design.stratum_cuts or {})
+    need = sum(sizes)
+    population = arms[0].population
+    parts, found, drawn = [], 0, 0
+    while found < need:
+        if drawn >= MAX_SCREENED_PER_PLACE * need:
+            raise ProtocolError(
+                f"design.stratify: {drawn} candidates screened and only {found} of the "
+                f"{need} places filled; the population's inclusion criteria admit almost "
+                "no one")
+        batch = draw_patients(population, seed, POOL, np.arange(drawn, drawn + need))
+        drawn += need
+        ok, _ = covariate_eligible(population, batch)
+        parts.append(batch)
+        found += int(ok.sum())
+    table = pd.concat(parts, ignore_index=True)
+    ok, why = covariate_eligible(population, table)
+    last = int(np.flatnonzero(ok)[need - 1])  # screening stops with the last place filled
+    table, ok, why = table.iloc[:last + 1].reset_index(drop=True), ok[:last + 1], why[:last + 1]
+    pool = np.flatnonzero(ok)
+    strata = stratum_labels(table.iloc[pool], design.stratify, design.stratum_cuts or {})
     ratio = trial_ratio(design, arms)
     block = design.block_size or 2 * sum(ratio)
     g = assay_rng(seed, POOL, 0, "randomisation")
     which = allocate(strata, ratio, sizes, block, g)
     out = {}
     for k, arm in enumerate(arms):
-        ids = np.flatnonzero(which == k)
+        mine = np.flatnonzero(which == k)
+        ids = pool[mine]
         t = table.iloc[ids].reset_index(drop=True)
         t = t.assign(arm=arm.name, subject=np.arange(len(ids)), pool_id=ids,
-                     stratum=strata[ids])
+                     stratum=strata[mine])
         out[arm.name] = (t, ids)
-    return out
+    gone = np.flatnonzero(~ok)
+    failed = table.iloc[gone].reset_index(drop=True).assign(
+        arm="", subject=-1, pool_id=gone, stratum=None, screening_madrs=np.nan,
+        eligible=False, exclusion=why[gone])
+    return out, failed

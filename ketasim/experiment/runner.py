@@ -192,10 +192,12 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     # subject's streams are keyed by its place in the pool (``stream``: arm -> pool ids)
     drawn: dict[str, pd.DataFrame] = {}
     stream: dict[str, np.ndarray] = {}
+    pool_failures = None  # candidates a stratified trial screened out before allocation
     design = getattr(scenario, "design", None)
     if design is not None and design.stratify is not None:
         names = design.analysed_arms(scenario.arm_names)
-        pooled = pooled_patients(design, [a for a in scenario.arms if a.name in names], seed)
+        pooled, pool_failures = pooled_patients(
+            design, [a for a in scenario.arms if a.name in names], seed)
         for name, (table, ids) in pooled.items():
             drawn[name], stream[name] = table, ids
     drawn.update({arm.name: draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
@@ -231,6 +233,8 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
             kept_rows, table = screen(arm.population, table, readouts[mine])
             readouts = pd.concat([readouts[~mine], kept_rows]).sort_index(kind="stable")
             tables.append(table)
+        if pool_failures is not None and len(pool_failures):
+            tables.append(pool_failures)
         patients = pd.concat(tables, ignore_index=True)
     disposition = None
     if getattr(scenario, "design", None) is not None:  # a trial: patients may drop out

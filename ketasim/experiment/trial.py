@@ -199,7 +199,8 @@ def _with_strata(long: pd.DataFrame, patients: pd.DataFrame | None, d) -> pd.Dat
     2015)."""
     if d.stratify is None or patients is None or "stratum" not in patients:
         return long
-    label = patients.set_index(["arm", "subject"])["stratum"]
+    allocated = patients[patients["arm"] != ""]  # not the candidates screened out before
+    label = allocated.set_index(["arm", "subject"])["stratum"]
     key = pd.MultiIndex.from_arrays([long["arm"].astype(str), long["patient"]])
     parts = label.reindex(key).str.split("|", expand=True)
     out = long.copy()
@@ -418,7 +419,10 @@ def _flow(disposition: pd.DataFrame, patients: pd.DataFrame | None, arms: set[st
         flow = consort(disposition, arm="arm", completed="completed",
                        reason="dropout_reason", eligible=None)
         return flow[~flow["stage"].isin(["screened", "excluded"])].reset_index(drop=True)
-    out = patients[(~patients["eligible"]) & patients["arm"].isin(sorted(arms))]
+    # screen failures of the analysed arms, and those a stratified trial screened out of
+    # its pool before allocation (no arm)
+    out = patients[(~patients["eligible"])
+                   & (patients["arm"].isin(sorted(arms)) | (patients["arm"] == ""))]
     rows = pd.concat([
         disposition.assign(eligible=True),
         pd.DataFrame({"arm": "", "subject": out["subject"].to_numpy(), "completed": pd.NA,

@@ -105,7 +105,9 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
         man["trial"] = trial_manifest(design, trial)
     patients = getattr(result, "patients", None)
     if patients is not None:
-        screened = patients.groupby("arm")["eligible"].agg(["size", "sum"])
+        # a stratified trial's candidates screened out before allocation have no arm
+        screened = patients.assign(arm=patients["arm"].replace(
+            "", "(before allocation)")).groupby("arm")["eligible"].agg(["size", "sum"])
         man["patients"] = {
             "file": "patients.csv",
             "screened": {a: int(r["size"]) for a, r in screened.iterrows()},
