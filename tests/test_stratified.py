@@ -87,17 +87,27 @@ def test_strata_labels_cut_numeric_factors():
 
 
 def test_a_stratified_trial_allocates_one_pool_and_balances_its_strata():
+    """Screening (here the MADRS at the screening visit) comes before allocation: every
+    allocated patient is randomised, the strata balance within a block among them, and
+    the arm's own rating at the screening visit is the one the pool was screened on."""
     r = simulate(load_scenario_text(trial(n=(40, 40))), registry=REG)
     p = r.patients
-    assert sorted(p["pool_id"].astype(int)) == list(range(80))
-    for arm, g in p.groupby("arm"):
+    assert sorted(p["pool_id"].astype(int)) == list(range(len(p)))  # screened in order
+    allocated = p[p["arm"] != ""]
+    assert allocated["eligible"].all() and (allocated["screening_madrs"] >= 20).all()
+    for arm, g in allocated.groupby("arm"):
         assert sorted(g["subject"]) == list(range(40))  # subjects stay arm indices
-    counts = pd.crosstab(p["stratum"], p["arm"])
+    before = p[p["arm"] == ""]
+    assert (before["screening_madrs"] < 20).all()  # screened out on the MADRS
+    counts = pd.crosstab(allocated["stratum"], allocated["arm"])
     assert (counts["ketamine"] - counts["placebo"]).abs().max() <= 2  # blocks of 4
-    # the readouts keep arm-local subject indices of eligible patients only
-    ok = p[p["eligible"]]
+    seen = r.readouts[(r.readouts["readout"] == "madrs_total")
+                      & (r.readouts["time_h"] == -168.0)]
+    both = seen.merge(allocated[["arm", "subject", "screening_madrs"]])
+    assert len(both) == 80 and (both["value"] == both["screening_madrs"]).all()
+    # the readouts hold every allocated patient, by arm-local index
     assert set(zip(r.readouts["arm"], r.readouts["subject"], strict=True)) == set(
-        zip(ok["arm"], ok["subject"], strict=True))
+        zip(allocated["arm"], allocated["subject"], strict=True))
 
 
 def test_a_patients_numbers_follow_the_patient_not_the_arm():
@@ -217,7 +227,10 @@ def test_candidates_failing_known_criteria_are_screened_out_before_allocation(tm
     p = r.patients
     allocated, before = p[p["arm"] != ""], p[p["arm"] == ""]
     assert len(allocated) == 60 and (allocated["failed_trials"] >= 2).all()
-    assert len(before) > 0 and (before["failed_trials"] < 2).all()
+    short = before["exclusion"].str.startswith("fewer than 2 failed")
+    assert short.sum() > 0 and (before.loc[short, "failed_trials"] < 2).all()
+    assert (before.loc[~short, "screening_madrs"] < 20).all()
+    assert before.loc[short, "screening_madrs"].isna().all()  # never reached the visit
     assert (before["subject"] == -1).all() and (~before["eligible"]).all()
     # the pool runs in order: screening stopped at the last place filled
     assert sorted(p["pool_id"].astype(int)) == list(range(len(p)))

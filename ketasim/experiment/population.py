@@ -70,6 +70,10 @@ def screen(population, patients: pd.DataFrame, readouts: pd.DataFrame
     """Apply the inclusion criteria: (the arm's readouts of the eligible patients, the
     patients table with ``screening_madrs``, ``eligible`` and ``exclusion``)."""
     out = patients.copy()
+    if "pool_id" in out:  # a stratified trial's pool was screened before allocation
+        out["eligible"] = True
+        out["exclusion"] = ""
+        return readouts, out
     out["screening_madrs"] = np.nan
     out["eligible"] = True
     out["exclusion"] = ""
@@ -239,13 +243,15 @@ def covariate_eligible(population, patients: pd.DataFrame) -> tuple[np.ndarray, 
 MAX_SCREENED_PER_PLACE = 1000
 
 
-def pooled_patients(design, arms, seed: int
+def pooled_patients(design, arms, seed: int, screening=None
                     ) -> tuple[dict[str, tuple[pd.DataFrame, np.ndarray]], pd.DataFrame]:
     """A stratified trial's allocation: candidates are drawn from the analysed arms'
     shared population in pool order (streams keyed by :data:`POOL` and the candidate's
     place in the pool, so a patient's covariates, model parameters and measurements do
     not depend on the arm they are allocated to) and screened on the criteria known
-    before any visit (failed trials, diagnosis) until sum(n) pass; those are stratified
+    before any visit (failed trials, diagnosis) and, with ``screening`` (a function of
+    the candidates' pool ids and their table giving each one's MADRS at the screening
+    visit), on the MADRS criterion, until sum(n) pass; those are stratified
     by ``design.stratify`` and allocated by :func:`allocate`, each arm getting its n.
     Returns, per arm, its patients table (``subject`` the index in the arm, ``pool_id``
     the place in the pool, ``stratum``) with the pool ids of its subjects (ascending),
@@ -253,6 +259,7 @@ def pooled_patients(design, arms, seed: int
     sizes = [a.n for a in arms]
     need = sum(sizes)
     population = arms[0].population
+    inc = population.inclusion
     parts, found, drawn = [], 0, 0
     while found < need:
         if drawn >= MAX_SCREENED_PER_PLACE * need:
@@ -260,13 +267,20 @@ def pooled_patients(design, arms, seed: int
                 f"design.stratify: {drawn} candidates screened and only {found} of the "
                 f"{need} places filled; the population's inclusion criteria admit almost "
                 "no one")
-        batch = draw_patients(population, seed, POOL, np.arange(drawn, drawn + need))
+        ids = np.arange(drawn, drawn + need)
+        batch = draw_patients(population, seed, POOL, ids)
         drawn += need
-        ok, _ = covariate_eligible(population, batch)
-        parts.append(batch)
+        ok, why = covariate_eligible(population, batch)
+        batch["screening_madrs"] = np.nan
+        if screening is not None and ok.any():  # the screening visit, once per candidate
+            batch.loc[ok, "screening_madrs"] = screening(ids[ok], batch[ok])
+            low = ok & ~(batch["screening_madrs"].to_numpy() >= inc.madrs_min)
+            why[low] = f"MADRS below {inc.madrs_min:g} at screening"
+            ok &= ~low
+        parts.append(batch.assign(_ok=ok, _why=why))
         found += int(ok.sum())
     table = pd.concat(parts, ignore_index=True)
-    ok, why = covariate_eligible(population, table)
+    ok, why = table.pop("_ok").to_numpy(bool), table.pop("_why").to_numpy(object)
     last = int(np.flatnonzero(ok)[need - 1])  # screening stops with the last place filled
     table, ok, why = table.iloc[:last + 1].reset_index(drop=True), ok[:last + 1], why[:last + 1]
     pool = np.flatnonzero(ok)
@@ -285,6 +299,6 @@ def pooled_patients(design, arms, seed: int
         out[arm.name] = (t, ids)
     gone = np.flatnonzero(~ok)
     failed = table.iloc[gone].reset_index(drop=True).assign(
-        arm="", subject=-1, pool_id=gone, stratum=None, screening_madrs=np.nan,
-        eligible=False, exclusion=why[gone])
+        arm="", subject=-1, pool_id=gone, stratum=None, eligible=False,
+        exclusion=why[gone])
     return out, failed

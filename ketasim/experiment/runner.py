@@ -196,8 +196,12 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     design = getattr(scenario, "design", None)
     if design is not None and design.stratify is not None:
         names = design.analysed_arms(scenario.arm_names)
+        analysed = [a for a in scenario.arms if a.name in names]
+        first = scenario.arms.index(analysed[0])
         pooled, pool_failures = pooled_patients(
-            design, [a for a in scenario.arms if a.name in names], seed)
+            design, analysed, seed, _pool_screening(scenario.species, analysed[0], first,
+                                                    seed, registry, rtol, atol,
+                                                    chunk_subjects))
         for name, (table, ids) in pooled.items():
             drawn[name], stream[name] = table, ids
     drawn.update({arm.name: draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
@@ -252,6 +256,32 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     return RunResult(scenario, seed, readouts[columns].reset_index(drop=True),
                      timings, {"method": "auto", "rtol": rtol, "atol": atol}, steps, kept,
                      disposition, patients)
+
+
+def _pool_screening(species, arm, i, seed, registry, rtol, atol, chunk_subjects):
+    """For a stratified trial whose population screens on the MADRS: a function giving
+    pool candidates' MADRS total at the screening visit, simulated once for the pool on
+    the first analysed arm's protocol (the visit comes before any treatment) with the
+    arm's own ``madrs`` options and the candidates' pool streams, so the rating is the
+    one the arm's run then records at that visit. None without a MADRS criterion."""
+    pop = arm.population
+    inc = pop.inclusion
+    if pop.screening is None or inc is None or inc.madrs_min is None:
+        return None
+    plan = next(p for p in _plans(arm, i) if p.assay.name == "madrs"
+                and np.any(np.isclose(p.at, pop.screening)))
+    plan = _Plan(plan.assay, plan.options, np.array([pop.screening]), plan.region)
+
+    def scores(ids: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+        sub = arm.model_copy(update={"n": len(ids)})
+        frames, _, _ = _run_regions(species, sub, i, [plan], seed, registry, rtol, atol,
+                                    chunk_subjects, _covariates(table, species, registry),
+                                    np.asarray(ids))
+        r = frames[0]
+        r = r[r["readout"] == "madrs_total"].set_index("subject")["value"]
+        return r.reindex(np.arange(len(ids))).to_numpy(float)
+
+    return scores
 
 
 def _covariates(patients: pd.DataFrame | None, species: str, registry: Registry
