@@ -1123,6 +1123,16 @@ NUMERIC_STRATIFY = ("age_y", "weight_kg", "failed_trials")
 _EXAMPLE_CUT = {"age_y": "45", "weight_kg": "80", "failed_trials": "3"}
 
 
+def _distinct(items, key: str, what: str) -> dict[str, int]:
+    """Each item's first position; a repeated item is one error naming its place."""
+    seen: dict[str, int] = {}
+    for k, x in enumerate(items):
+        if x in seen:
+            raise problem(f"distinct {what} ({x!r} is already {key}[{seen[x]}])", (key, k))
+        seen[x] = k
+    return seen
+
+
 class Design(BaseModel):
     """A clinical trial's design and analysis plan.
 
@@ -1235,12 +1245,7 @@ class Design(BaseModel):
     @model_validator(mode="after")
     def _check_design(self) -> "Design":
         if self.arms is not None:
-            seen: dict[str, int] = {}
-            for k, arm in enumerate(self.arms):
-                if arm in seen:
-                    raise problem(f"distinct arms ({arm!r} is already arms[{seen[arm]}])",
-                                  ("arms", k))
-                seen[arm] = k
+            seen = _distinct(self.arms, "arms", "arms")
             if self.control not in seen and self.crossover is None:
                 raise problem(f"one of the analysed arms: {', '.join(self.arms)}", ("control",))
         if self.primary <= self.baseline:
@@ -1267,12 +1272,7 @@ class Design(BaseModel):
             return
         if self.crossover is not None:
             raise problem("no stratify with a crossover (not supported yet)", ("stratify",))
-        seen: dict[str, int] = {}
-        for k, f in enumerate(self.stratify):
-            if f in seen:
-                raise problem(f"distinct factors ({f!r} is already stratify[{seen[f]}])",
-                              ("stratify", k))
-            seen[f] = k
+        seen = _distinct(self.stratify, "stratify", "factors")
         cuts = self.stratum_cuts or {}
         for f in self.stratify:
             if f in NUMERIC_STRATIFY and f not in cuts:
