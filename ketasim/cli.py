@@ -279,9 +279,7 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                              registry=load_registry())
         if out_dir is not None:
             _write_power(df, out_dir, overwrite=force)
-    except ValueError as e:
-        _fail(str(e))
-    except _user_errors() as e:
+    except (ValueError, *_user_errors()) as e:  # the commands' own errors are ValueErrors
         _fail(str(e))
     first = df.iloc[0]
     table = Table("n per arm", "power", "95% CI",
@@ -468,9 +466,7 @@ def analyze(kind: str = typer.Argument(..., help="spines, calcium or behavior"),
 
     try:
         folder = run_analysis(kind, paths, design, out_dir, overwrite=force)
-    except LAB_ERRORS as e:
-        _fail(str(e))
-    except _user_errors() as e:
+    except (*LAB_ERRORS, *_user_errors()) as e:
         _fail(str(e))
     out.print(f"wrote {folder}/ (readouts.parquet, subjects.csv, summary.csv, stats.csv, "
               "manifest.json, report.html)")
@@ -503,9 +499,7 @@ def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-
         samples = parse_vary(vary) if vary else read_samples(samples_file)
         run_sweep(scenario, samples, out_dir, seed=seed, scheduler=scheduler,
                   workers=workers, chunk_samples=chunk, compounds=folders)
-    except ValueError as e:
-        _fail(str(e))
-    except _user_errors() as e:
+    except (ValueError, *_user_errors()) as e:  # the commands' own errors are ValueErrors
         _fail(str(e))
     out.print(f"wrote {out_dir}/ ({len(samples)} samples: chunks/part-*.parquet, "
               "samples.parquet, manifest.json)")
@@ -542,9 +536,7 @@ def sensitivity(
                         arm=arm, time_h=at, contrast_arm=contrast, seed=seed,
                         registry=load_registry(), figure=plot_indices, workers=workers,
                         scheduler=scheduler, compounds=folders)
-    except ValueError as e:
-        _fail(str(e))
-    except _user_errors() as e:
+    except (ValueError, *_user_errors()) as e:  # the commands' own errors are ValueErrors
         _fail(str(e))
     out.print(f"wrote {out_dir}/ (indices.csv, indices.png, samples.csv, manifest.json, sweep/)")
 
@@ -582,9 +574,7 @@ def calibrate(
                         registry=registry, workers=workers, scheduler=scheduler,
                         compounds=[str(f) for f in folders], overwrite=force,
                         progress=lambda msg: err.print(msg))
-    except ValueError as e:
-        _fail(str(e))
-    except _user_errors() as e:
+    except (ValueError, *_user_errors()) as e:  # the commands' own errors are ValueErrors
         _fail(str(e))
     files = ", ".join(sorted(f.name for f in Path(out_dir).iterdir()))
     out.print(f"wrote {out_dir}/ ({files})" + (f" and {petab}/" if petab is not None else ""))

@@ -93,6 +93,12 @@ def _load(obj: str | Path | pd.DataFrame, required: tuple[str, ...], fmt: str
           ) -> tuple[pd.DataFrame, _Source]:
     """Read a table (every CSV cell as text, so bad cells are reported, not coerced)."""
     df, src = load_table(obj, _Source)
+    return _require(df, src, required, fmt)
+
+
+def _require(df: pd.DataFrame, src: _Source, required: tuple[str, ...], fmt: str
+             ) -> tuple[pd.DataFrame, _Source]:
+    """A loaded table with distinct column names, the ``required`` ones and a row."""
     repeated = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if repeated:
         raise src.fail(None, None, "repeated column name(s) "
@@ -569,11 +575,11 @@ def extinction_freezing(table: str | Path | pd.DataFrame, *, last: int = 5,
     if int(last) < 1:
         raise ValueError(f"last must be >= 1, got {last}")
     last = int(last)
-    df, src = load_table(table, _Source)
+    df, src = load_table(table, _Source)  # read once; the layout is told by the columns
     if "freezing_pct" in df.columns or "freezing" not in df.columns:  # per trial
-        per_trial = _freezing_table(table)
+        per_trial = _freezing_table(df, src)
     else:
-        per_trial = _freezing_frames(table, tone_s, iti_s, n_trials)
+        per_trial = _freezing_frames(df, src, tone_s, iti_s, n_trials)
     rows = []
     for (arm, subject), t in per_trial.groupby(["arm", "subject"], sort=True):
         t = t.sort_values("trial")
@@ -589,8 +595,8 @@ def extinction_freezing(table: str | Path | pd.DataFrame, *, last: int = 5,
     return pd.DataFrame(rows, columns=EXTINCTION_COLUMNS)
 
 
-def _freezing_table(table) -> pd.DataFrame:
-    df, src = _load(table, ("subject", "trial", "freezing_pct"),
+def _freezing_table(df: pd.DataFrame, src: _Source) -> pd.DataFrame:
+    df, src = _require(df, src, ("subject", "trial", "freezing_pct"),
                     "a freezing table: subject, trial, freezing_pct (0-100), optional arm; "
                     "or per frame: subject, time_s, freezing (0/1)")
     arm, subject = _ids(df, "arm", src, DEFAULT_ARM), _ids(df, "subject", src)
@@ -609,9 +615,9 @@ def _freezing_table(table) -> pd.DataFrame:
     return t
 
 
-def _freezing_frames(table, tone_s: float, iti_s: float, n_trials: int | None
-                     ) -> pd.DataFrame:
-    df, src = _load(table, ("subject", "time_s", "freezing"),
+def _freezing_frames(df: pd.DataFrame, src: _Source, tone_s: float, iti_s: float,
+                     n_trials: int | None) -> pd.DataFrame:
+    df, src = _require(df, src, ("subject", "time_s", "freezing"),
                     "per frame: subject, time_s, freezing (0/1), optional arm")
     if not (tone_s > 0 and iti_s >= 0):
         raise ValueError(f"tone_s must be > 0 and iti_s >= 0, got {tone_s}, {iti_s}")
