@@ -4,7 +4,7 @@ import numba
 import numpy as np
 from scipy import stats
 
-from ketasim.core.xoroshiro import next_normal_zig, next_poisson, seed_state
+from ketasim.core.xoroshiro import next_double, next_normal_zig, next_poisson, seed_state
 
 
 @numba.njit(cache=False)
@@ -67,3 +67,30 @@ def test_poisson_inversion_has_poisson_law():
         keep = exp > 5
         assert stats.chisquare(obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()
                                ).pvalue > 1e-3
+
+
+@numba.njit(cache=False)
+def _poissons_by_plain_inversion(n, lam, seed):
+    """The inversion without next_poisson's shortcut for zeros: exp(-lam) every time."""
+    st = np.zeros(2, np.uint64)
+    seed_state(seed, st)
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        u = next_double(st)
+        k = 0
+        p = np.exp(-lam)
+        c = p
+        while u > c and k < 1000:
+            k += 1
+            p *= lam / k
+            c += p
+        out[i] = k
+    return out
+
+
+def test_poisson_shortcut_for_zeros_gives_the_same_variates():
+    """The shortcut (a uniform below 1 - lam is a 0) changes no draw, down to means at
+    rounding level and up to means where it never applies."""
+    for lam in (0.0, 1e-17, 1e-12, 1e-9, 1e-4, 0.013, 0.3, 0.999, 1.0, 2.5, 15.0):
+        assert np.array_equal(_poissons(200_000, lam, 17),
+                              _poissons_by_plain_inversion(200_000, lam, 17)), lam
