@@ -50,6 +50,21 @@ def _user_errors():
             AssayOptionError, CompoundError)
 
 
+def _analysis_errors():
+    """The user errors of power, sweep, sensitivity and calibrate: each command's own
+    error class and the parameter and unit errors of what it is given, besides
+    :func:`_user_errors`. Any other ValueError is a fault, shown with its traceback."""
+    from ketasim.analysis.power import PowerError
+    from ketasim.params.registry import RegistryError
+    from ketasim.scenario.units import UnitError
+    from ketasim.sweep.calibrate import CalibrationError
+    from ketasim.sweep.core import SweepError
+    from ketasim.sweep.sensitivity import SensitivityError
+
+    return (PowerError, SweepError, SensitivityError, CalibrationError, RegistryError,
+            UnitError, *_user_errors())
+
+
 COMPOUNDS_HELP = ("a folder of your own compound files (compounds/NAME.yaml), added to the "
                   "built-ins; repeat for several")
 
@@ -279,7 +294,7 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                              registry=load_registry())
         if out_dir is not None:
             _write_power(df, out_dir, overwrite=force)
-    except (ValueError, *_user_errors()) as e:  # the commands' own errors are ValueErrors
+    except _analysis_errors() as e:
         _fail(str(e))
     first = df.iloc[0]
     table = Table("n per arm", "power", "95% CI",
@@ -499,7 +514,7 @@ def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-
         samples = parse_vary(vary) if vary else read_samples(samples_file)
         run_sweep(scenario, samples, out_dir, seed=seed, scheduler=scheduler,
                   workers=workers, chunk_samples=chunk, compounds=folders)
-    except (ValueError, *_user_errors()) as e:  # the commands' own errors are ValueErrors
+    except _analysis_errors() as e:
         _fail(str(e))
     out.print(f"wrote {out_dir}/ ({len(samples)} samples: chunks/part-*.parquet, "
               "samples.parquet, manifest.json)")
@@ -536,7 +551,7 @@ def sensitivity(
                         arm=arm, time_h=at, contrast_arm=contrast, seed=seed,
                         registry=load_registry(), figure=plot_indices, workers=workers,
                         scheduler=scheduler, compounds=folders)
-    except (ValueError, *_user_errors()) as e:  # the commands' own errors are ValueErrors
+    except _analysis_errors() as e:
         _fail(str(e))
     out.print(f"wrote {out_dir}/ (indices.csv, indices.png, samples.csv, manifest.json, sweep/)")
 
@@ -574,7 +589,7 @@ def calibrate(
                         registry=registry, workers=workers, scheduler=scheduler,
                         compounds=[str(f) for f in folders], overwrite=force,
                         progress=lambda msg: err.print(msg))
-    except (ValueError, *_user_errors()) as e:  # the commands' own errors are ValueErrors
+    except _analysis_errors() as e:
         _fail(str(e))
     files = ", ".join(sorted(f.name for f in Path(out_dir).iterdir()))
     out.print(f"wrote {out_dir}/ ({files})" + (f" and {petab}/" if petab is not None else ""))

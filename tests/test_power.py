@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ketasim.analysis import power
-from ketasim.analysis.power import POWER_COLUMNS, parse_n_range, power_table
+from ketasim.analysis.power import POWER_COLUMNS, PowerError, parse_n_range, power_table
 from ketasim.analysis.stats import compare
 from ketasim.cli import _write_power as write_power
 from ketasim.experiment import power as experiment_power
@@ -79,7 +79,7 @@ def test_parse_n_range_good(text, expected):
     "4:8:2:1", "4;8", "4.5:8", "4:8,10", "-3:4",
 ])
 def test_parse_n_range_bad(text):
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(PowerError) as err:
         parse_n_range(text)
     msg = str(err.value)
     assert repr(text) in msg and "START:STOP" in msg and "6,8,12" in msg
@@ -143,7 +143,7 @@ def test_power_table_is_power_curve_on_the_pool(default_scenario):
                         ns=ns, cohorts=cohorts, alpha=0.05, assay=c.assay)
     curve = power_curve(default_scenario, 1, ns, cohorts=cohorts, seed=seed, registry=REG)
     pd.testing.assert_frame_equal(table, curve, check_exact=True)
-    with pytest.raises(ValueError, match="cohorts"):
+    with pytest.raises(PowerError, match="cohorts"):
         power_table(readouts, readout=c.readout, time_h=c.at, arms=c.arms, test=c.test,
                     ns=ns, cohorts=0)
 
@@ -250,13 +250,13 @@ def test_undefined_test_counts_as_not_significant():
 
 def test_compare_index_out_of_range(default_scenario):
     for bad in (2, -1, 7):
-        with pytest.raises(ValueError, match=r"out of range.*valid: 0\.\.1"):
+        with pytest.raises(PowerError, match=r"out of range.*valid: 0\.\.1"):
             power_curve(default_scenario, bad, [4], registry=REG)
 
 
 def test_scenario_without_compare(null_scenario):
     bare = null_scenario.model_copy(update={"compare": []})
-    with pytest.raises(ValueError, match="no 'compare' entries"):
+    with pytest.raises(PowerError, match="no 'compare' entries"):
         power_curve(bare, 0, [4], registry=REG)
 
 
@@ -265,7 +265,7 @@ def test_scenario_without_compare(null_scenario):
     ({"ns": [4], "alpha": 1.5}, "alpha"), ({"ns": [1000], "cohorts": 1000}, "at most"),
 ])
 def test_bad_arguments(null_scenario, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(PowerError, match=match):
         power_curve(null_scenario, 0, **kwargs, registry=REG)
 
 

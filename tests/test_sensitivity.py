@@ -114,26 +114,26 @@ def test_morris_leaves_out_trajectories_without_a_value_and_sobol_refuses_them()
     assert (t["trajectories"] == 4).all()
     assert np.isclose(t.query("index == 'mu_star' and parameter == 'b'")["value"].item(), 3)
     y[[1, 7, 10, 13]] = np.nan
-    with pytest.raises(ValueError, match="at least 2 are needed"):
+    with pytest.raises(S.SensitivityError, match="at least 2 are needed"):
         S.indices(problem, "morris", samples, y, seed=0)
     sob = S.sample(problem, "sobol", 8, seed=1)
     ys = sob.sum(axis=1).to_numpy()
     ys[3] = np.inf
-    with pytest.raises(ValueError, match="1 of 32 samples have no finite value"):
+    with pytest.raises(S.SensitivityError, match="1 of 32 samples have no finite value"):
         S.indices(problem, "sobol", sob, ys, seed=0)
-    with pytest.raises(ValueError, match="does not vary"):
+    with pytest.raises(S.SensitivityError, match="does not vary"):
         S.indices(problem, "sobol", sob, np.ones(32), seed=0)
-    with pytest.raises(ValueError, match="31 values for 32 samples"):
+    with pytest.raises(S.SensitivityError, match="31 values for 32 samples"):
         S.indices(problem, "sobol", sob, np.ones(31), seed=0)
 
 
 def test_sample_errors():
     problem = _unit_problem(["a"], [[0.0, 1.0]])
-    with pytest.raises(ValueError, match="power of two"):
+    with pytest.raises(S.SensitivityError, match="power of two"):
         S.sample(problem, "sobol", 100, seed=0)
-    with pytest.raises(ValueError, match="at least 2 trajectories"):
+    with pytest.raises(S.SensitivityError, match="at least 2 trajectories"):
         S.sample(problem, "morris", 1, seed=0)
-    with pytest.raises(ValueError, match="expected one of sobol, morris"):
+    with pytest.raises(S.SensitivityError, match="expected one of sobol, morris"):
         S.sample(problem, "fast", 8, seed=0)
 
 
@@ -161,18 +161,18 @@ def test_problem_from_registry_bounds_and_log_scale():
 
 def test_problem_from_registry_errors_in_one_message():
     reg = parse_registry(SMALL_REGISTRY)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(S.SensitivityError) as err:
         S.problem_from_registry(reg, ["a.rate", "a.rat", "b.none", "a.fixed", "a.rate"])
     msg = str(err.value)
     assert msg.count("\n") == 0
     assert "named twice: a.rate" in msg
     assert "not in the registry: a.rat (did you mean a.rate?), b.none" in msg
     assert "ranges without width, nothing to vary: a.fixed [2, 2]" in msg
-    with pytest.raises(ValueError, match=r"log scale needs positive bounds: a.share \[0, 1\]"):
+    with pytest.raises(S.SensitivityError, match=r"log scale needs positive bounds: a.share \[0, 1\]"):
         S.problem_from_registry(reg, ["a.share"], log_scale=True)
-    with pytest.raises(ValueError, match="log_scale names parameters not varied: a.narrow"):
+    with pytest.raises(S.SensitivityError, match="log_scale names parameters not varied: a.narrow"):
         S.problem_from_registry(reg, ["a.rate"], log_scale=["a.narrow"])
-    with pytest.raises(ValueError, match="no parameters"):
+    with pytest.raises(S.SensitivityError, match="no parameters"):
         S.problem_from_registry(reg, [])
 
 
@@ -182,7 +182,7 @@ def test_resolve_parameters_patterns():
                                                   "a.narrow"]  # a.fixed cannot vary
     assert S.resolve_parameters(reg, ["a.share", "a.*", "a.fixed"]) == [
         "a.share", "a.rate", "a.offset", "a.narrow", "a.fixed"]
-    with pytest.raises(ValueError, match="'z.*' match no registry parameter"):
+    with pytest.raises(S.SensitivityError, match="'z.*' match no registry parameter"):
         S.resolve_parameters(reg, ["z.*"])
 
 
@@ -241,27 +241,27 @@ def test_readout_values_selects_one_number_per_sample():
 
 def test_readout_values_errors():
     df = _sweep_table()
-    with pytest.raises(ValueError, match="readout 'nope': not in the sweep; it has pmtor, "
+    with pytest.raises(S.SensitivityError, match="readout 'nope': not in the sweep; it has pmtor, "
                                          "psd95_rel"):
         S.readout_values(df, "nope")
-    with pytest.raises(ValueError, match=r"ambiguous: 2 series \(time_h 2, 24\); choose "
+    with pytest.raises(S.SensitivityError, match=r"ambiguous: 2 series \(time_h 2, 24\); choose "
                                          r"with time_h \(--at\)"):
         S.readout_values(df, "psd95_rel", arm="ketamine")
-    with pytest.raises(ValueError, match=r"ambiguous: 4 series \(arm ketamine, saline; "
+    with pytest.raises(S.SensitivityError, match=r"ambiguous: 4 series \(arm ketamine, saline; "
                                          r"time_h 2, 24\)"):
         S.readout_values(df, "psd95_rel")
-    with pytest.raises(ValueError, match="no values at 12 h; measured at 2, 24 h"):
+    with pytest.raises(S.SensitivityError, match="no values at 12 h; measured at 2, 24 h"):
         S.readout_values(df, "psd95_rel", arm="ketamine", time_h="12h")
-    with pytest.raises(ValueError, match="arm 'vehicle': no 'psd95_rel' values; arms with "
+    with pytest.raises(S.SensitivityError, match="arm 'vehicle': no 'psd95_rel' values; arms with "
                                          "them: saline, ketamine|ketamine, saline"):
         S.readout_values(df, "psd95_rel", arm="vehicle", time_h=2)
-    with pytest.raises(ValueError, match="contrast arm 'vehicle'"):
+    with pytest.raises(S.SensitivityError, match="contrast arm 'vehicle'"):
         S.readout_values(df, "psd95_rel", arm="ketamine", time_h=2, contrast_arm="vehicle")
-    with pytest.raises(ValueError, match="no assay 'two_photon_spines'"):
+    with pytest.raises(S.SensitivityError, match="no assay 'two_photon_spines'"):
         S.readout_values(df, "psd95_rel", assay="two_photon_spines")
-    with pytest.raises(ValueError, match="statistic"):
+    with pytest.raises(S.SensitivityError, match="statistic"):
         S.readout_values(df, "psd95_rel", arm="ketamine", time_h=2, statistic="median")
-    with pytest.raises(ValueError, match="missing columns mean"):
+    with pytest.raises(S.SensitivityError, match="missing columns mean"):
         S.readout_values(df.drop(columns="mean"), "psd95_rel")
 
 
@@ -338,7 +338,7 @@ def test_run_sensitivity_fails_before_simulating(tmp_path):
                     ({"readout": "plasticity_potential", "names": ["sig.nope"]},
                      "not in the registry: sig.nope"),
                     ({"readout": "plasticity_potential", "n": 10}, "power of two")):
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(S.SensitivityError, match=msg):
             S.run_sensitivity(path, out=tmp_path / "x", sweep=never, **kw)
 
 

@@ -41,6 +41,11 @@ POWER_COLUMNS = ["n", "power", "ci_low", "ci_high", "cohorts", "alpha", "test", 
 #: The conventional target power, drawn as a dashed line by the power figure.
 TARGET_POWER = 0.8
 
+class PowerError(ValueError):
+    """A power analysis asked for something it cannot do (group sizes, cohorts, alpha,
+    the comparison): one line naming the argument."""
+
+
 _N_RANGE_EXPECTED = ("expected 'START:STOP' or 'START:STOP:STEP' (inclusive integers, "
                      "START <= STOP, STEP >= 1) or a comma-separated list such as '6,8,12', "
                      "with every n >= 2")
@@ -68,7 +73,7 @@ def parse_n_range(text: str) -> list[int]:
 
     Raises
     ------
-    ValueError
+    PowerError
         One line naming ``text`` and the expected form.
 
     Examples
@@ -79,10 +84,10 @@ def parse_n_range(text: str) -> list[int]:
     [6, 8, 12]
     """
     if not isinstance(text, str):
-        raise ValueError(f"n range {text!r}: {_N_RANGE_EXPECTED}")  # noqa: TRY004
+        raise PowerError(f"n range {text!r}: {_N_RANGE_EXPECTED}")
 
-    def fail(why: str) -> ValueError:
-        return ValueError(f"n range {text!r}: {why}; {_N_RANGE_EXPECTED}")
+    def fail(why: str) -> PowerError:
+        return PowerError(f"n range {text!r}: {why}; {_N_RANGE_EXPECTED}")
 
     def integer(part: str) -> int:
         part = part.strip()
@@ -125,7 +130,7 @@ def check_power_arguments(ns, cohorts, alpha) -> tuple[list[int], int, float]:
 
     Raises
     ------
-    ValueError
+    PowerError
         ``ns`` not a non-empty list of integers >= 2, ``cohorts`` not an integer >= 1,
         or ``alpha`` not a number in (0, 1); one line naming the argument.
     """
@@ -133,11 +138,11 @@ def check_power_arguments(ns, cohorts, alpha) -> tuple[list[int], int, float]:
     try:
         cohorts = operator.index(cohorts)
     except TypeError:
-        raise ValueError(f"cohorts {cohorts!r}: expected an integer >= 1") from None
+        raise PowerError(f"cohorts {cohorts!r}: expected an integer >= 1") from None
     if cohorts < 1:
-        raise ValueError(f"cohorts {cohorts!r}: expected an integer >= 1")
+        raise PowerError(f"cohorts {cohorts!r}: expected an integer >= 1")
     if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
-        raise ValueError(f"alpha {alpha!r}: expected a number between 0 and 1 (exclusive)")
+        raise PowerError(f"alpha {alpha!r}: expected a number between 0 and 1 (exclusive)")
     return ns, cohorts, float(alpha)
 
 
@@ -146,9 +151,9 @@ def _check_ns(ns) -> list[int]:
     try:
         values = [operator.index(v) for v in ns]
     except TypeError:
-        raise ValueError(f"ns {ns!r}: expected a non-empty list of integers >= 2") from None
+        raise PowerError(f"ns {ns!r}: expected a non-empty list of integers >= 2") from None
     if not values or any(isinstance(v, bool) or v < 2 for v in values):
-        raise ValueError(f"ns {ns!r}: expected a non-empty list of integers >= 2")
+        raise PowerError(f"ns {ns!r}: expected a non-empty list of integers >= 2")
     return sorted(set(values))
 
 
@@ -164,7 +169,7 @@ def _cohort_subjects(k: int, n: int, block: int) -> np.ndarray:
     the first ``n`` subjects of its block. ``block`` is the largest group size.
     """
     if not 0 < n <= block:
-        raise ValueError(f"group size {n}: expected 1 <= n <= {block}")
+        raise PowerError(f"group size {n}: expected 1 <= n <= {block}")
     return np.arange(k * block, k * block + n)
 
 
@@ -266,7 +271,7 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
 
     Raises
     ------
-    ValueError
+    PowerError
         Invalid ``ns``, ``cohorts`` or ``alpha`` (see :func:`check_power_arguments`).
 
     Notes

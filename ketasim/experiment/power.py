@@ -13,7 +13,7 @@ import operator
 
 import pandas as pd
 
-from ketasim.analysis.power import check_power_arguments, power_table
+from ketasim.analysis.power import PowerError, check_power_arguments, power_table
 from ketasim.analysis.stats import TIME_TOL_H
 from ketasim.experiment.runner import simulate
 from ketasim.params import Registry
@@ -27,7 +27,7 @@ MAX_SUBJECTS_PER_ARM = 100_000
 def _comparison(scenario, compare_index: int):
     comparisons = list(scenario.compare)
     if not comparisons:
-        raise ValueError(f"scenario {scenario.name!r} has no 'compare' entries; add one to "
+        raise PowerError(f"scenario {scenario.name!r} has no 'compare' entries; add one to "
                          "compute power")
     last = len(comparisons) - 1
     try:
@@ -35,7 +35,7 @@ def _comparison(scenario, compare_index: int):
     except TypeError:
         index = None
     if index is None or isinstance(compare_index, bool) or not 0 <= index <= last:
-        raise ValueError(f"compare index {compare_index!r} out of range: scenario "
+        raise PowerError(f"compare index {compare_index!r} out of range: scenario "
                          f"{scenario.name!r} has {len(comparisons)} comparison"
                          f"{'s' if len(comparisons) != 1 else ''} (valid: 0..{last})")
     return comparisons[index]
@@ -106,7 +106,7 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
 
     Raises
     ------
-    ValueError
+    PowerError
         Scenario without comparisons, ``compare_index`` out of range, invalid ``ns``,
         ``cohorts`` or ``alpha``, or more than 100000 subjects per arm needed.
 
@@ -124,7 +124,7 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
     block = ns[-1]
     subjects = block * cohorts
     if subjects > MAX_SUBJECTS_PER_ARM:
-        raise ValueError(f"max(ns) * cohorts = {block} * {cohorts} = {subjects} subjects per "
+        raise PowerError(f"max(ns) * cohorts = {block} * {cohorts} = {subjects} subjects per "
                          f"arm; expected at most {MAX_SUBJECTS_PER_ARM} (use fewer cohorts "
                          "or a smaller largest n)")
 

@@ -69,12 +69,20 @@ from ketasim.sweep.core import read_sweep, run_sweep
 
 __all__ = [
     "DEFAULT_N", "INDEX_COLUMNS", "LOG_RATIO", "METHODS", "TARGET_COLUMNS",
+    "SensitivityError",
     "elementary_effects", "indices", "n_simulations", "problem_from_registry",
     "readout_values", "resolve_parameters", "run_sensitivity", "sample",
     "scenario_parameters", "screening_parameters", "target_sensitivity", "top_parameters",
 ]
 
 METHODS = ("sobol", "morris")
+
+
+class SensitivityError(ValueError):
+    """A sensitivity analysis was asked for something it cannot do (parameters, method,
+    sample size, readout, the values handed back): one line naming what is wrong."""
+
+
 LOG_RATIO = 10.0  # high / low at or above which a positive range is sampled in log space
 MORRIS_LEVELS = 4
 DEFAULT_N = {"sobol": 64, "morris": 10}  # base sample N (Sobol) or trajectories r (Morris)
@@ -111,7 +119,7 @@ def resolve_parameters(registry: Registry, patterns: Iterable[str]) -> list[str]
     ``spine.mpfc_l5.*``), in the order given (a pattern's matches in registry order,
     those with a range of no width left out), each once. An exact name is kept as given,
     so :func:`problem_from_registry` reports it if it is unknown or cannot vary; a
-    pattern that matches nothing is a ValueError."""
+    pattern that matches nothing is a SensitivityError."""
     out: list[str] = []
     empty = []
     for pat in patterns:
@@ -127,7 +135,7 @@ def resolve_parameters(registry: Registry, patterns: Iterable[str]) -> list[str]
             empty.append(pat)
         out += hits
     if empty:
-        raise ValueError(f"--params: {', '.join(map(repr, empty))} match no registry "
+        raise SensitivityError(f"--params: {', '.join(map(repr, empty))} match no registry "
                          "parameter with a range to vary")
     return list(dict.fromkeys(out))
 
@@ -155,14 +163,14 @@ def problem_from_registry(registry: Registry, names: list[str], *,
 
     Raises
     ------
-    ValueError
+    SensitivityError
         One message naming every unknown or repeated name, every range without width
         and every log-scaled range that is not positive.
     """
     names = [str(n) for n in names]
     problems = []
     if not names:
-        raise ValueError("sensitivity: no parameters to vary")
+        raise SensitivityError("sensitivity: no parameters to vary")
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         problems.append(f"named twice: {', '.join(twice)}")
@@ -185,7 +193,7 @@ def problem_from_registry(registry: Registry, names: list[str], *,
     elif isinstance(log_scale, bool):
         logs = set(known) if log_scale else set()
     elif isinstance(log_scale, str):
-        raise ValueError(f"log_scale: got {log_scale!r}; expected 'auto', True, False or "
+        raise SensitivityError(f"log_scale: got {log_scale!r}; expected 'auto', True, False or "
                          "parameter names")
     else:
         logs = set(map(str, log_scale))
@@ -197,7 +205,7 @@ def problem_from_registry(registry: Registry, names: list[str], *,
     if bad_log:
         problems.append(f"log scale needs positive bounds: {', '.join(bad_log)}")
     if problems:
-        raise ValueError("sensitivity parameters: " + "; ".join(problems))
+        raise SensitivityError("sensitivity parameters: " + "; ".join(problems))
     params = [registry[n] for n in names]
     scale = [n in logs for n in names]
     return {"num_vars": len(names), "names": names,
@@ -342,7 +350,7 @@ def screening_parameters(scenario, registry: Registry | None = None,
 def _method(method: str) -> str:
     m = str(method).lower()
     if m not in METHODS:
-        raise ValueError(f"method: got {method!r}; expected one of {', '.join(METHODS)}")
+        raise SensitivityError(f"method: got {method!r}; expected one of {', '.join(METHODS)}")
     return m
 
 
@@ -369,17 +377,17 @@ def sample(problem: dict, method: str, n: int, seed: int) -> pd.DataFrame:
 
     method = _method(method)
     if isinstance(n, bool) or int(n) != n:
-        raise ValueError(f"n: got {n!r}; expected a whole number")
+        raise SensitivityError(f"n: got {n!r}; expected a whole number")
     n = int(n)
     if method == "sobol":
         if n < 2 or n & (n - 1):
-            raise ValueError(f"n: got {n}; Sobol' sampling needs a power of two (e.g. 64 "
+            raise SensitivityError(f"n: got {n}; Sobol' sampling needs a power of two (e.g. 64 "
                              "or 256) as its base sample")
         x = sobol_sample.sample(_salib(problem), n, calc_second_order=False,
                                 scramble=True, seed=int(seed))
     else:
         if n < 2:
-            raise ValueError(f"n: got {n}; Morris screening needs at least 2 trajectories")
+            raise SensitivityError(f"n: got {n}; Morris screening needs at least 2 trajectories")
         x = morris_sample.sample(_salib(problem), n, num_levels=MORRIS_LEVELS,
                                  seed=int(seed))
     bounds = np.asarray(problem["bounds"], dtype=float)
@@ -417,7 +425,7 @@ def elementary_effects(problem: dict, x: np.ndarray, y: np.ndarray,
         for k in range(d):
             moved = np.flatnonzero(dx[t, k])
             if moved.size != 1:
-                raise ValueError(f"trajectory {t}, step {k}: {moved.size} parameters "
+                raise SensitivityError(f"trajectory {t}, step {k}: {moved.size} parameters "
                                  "moved; expected one (not a Morris design?)")
             j = int(moved[0])
             ee[j, t] = np.sign(dx[t, k, j]) * dy[t, k] / delta
@@ -456,29 +464,29 @@ def indices(problem: dict, method: str, samples_df: pd.DataFrame, y: np.ndarray,
 
     method = _method(method)
     if not 0 < conf_level < 1:
-        raise ValueError(f"conf_level: got {conf_level!r}; expected a number in (0, 1)")
+        raise SensitivityError(f"conf_level: got {conf_level!r}; expected a number in (0, 1)")
     names = list(problem["names"])
     missing = [n for n in names if n not in samples_df.columns]
     if missing:
-        raise ValueError(f"samples: no column for {', '.join(missing)}")
+        raise SensitivityError(f"samples: no column for {', '.join(missing)}")
     x = samples_df[names].to_numpy(float)
     y = np.asarray(y, dtype=float).ravel()
     d = len(names)
     if len(y) != len(x):
-        raise ValueError(f"y: {len(y)} values for {len(x)} samples")
+        raise SensitivityError(f"y: {len(y)} values for {len(x)} samples")
     finite = np.isfinite(y)
     if method == "sobol":
         if len(y) % (d + 2):
-            raise ValueError(f"y: {len(y)} values; a Sobol' design over {d} parameters has "
+            raise SensitivityError(f"y: {len(y)} values; a Sobol' design over {d} parameters has "
                              f"a multiple of {d + 2}")
         if not finite.all():
             bad = np.flatnonzero(~finite)
-            raise ValueError(f"y: {bad.size} of {len(y)} samples have no finite value "
+            raise SensitivityError(f"y: {bad.size} of {len(y)} samples have no finite value "
                              f"(samples {', '.join(map(str, bad[:8]))}"
                              f"{', ...' if bad.size > 8 else ''}); Sobol' indices need "
                              "every sample (use morris, which leaves such trajectories out)")
         if np.ptp(y) == 0:
-            raise ValueError(f"y: the readout does not vary across the {len(y)} samples "
+            raise SensitivityError(f"y: the readout does not vary across the {len(y)} samples "
                              f"(always {y[0]:g}); its variance has nothing to apportion")
         res = sobol_analyze.analyze(_salib(problem), y, calc_second_order=False,
                                     num_resamples=num_resamples, conf_level=conf_level,
@@ -487,12 +495,12 @@ def indices(problem: dict, method: str, samples_df: pd.DataFrame, y: np.ndarray,
                 + _rows(problem, method, "ST", res["ST"], res["ST_conf"]))
         return pd.DataFrame(rows, columns=INDEX_COLUMNS)
     if len(y) % (d + 1):
-        raise ValueError(f"y: {len(y)} values; a Morris design over {d} parameters has a "
+        raise SensitivityError(f"y: {len(y)} values; a Morris design over {d} parameters has a "
                          f"multiple of {d + 1}")
     r = len(y) // (d + 1)
     keep = finite.reshape(r, d + 1).all(axis=1)
     if keep.sum() < 2:
-        raise ValueError(f"y: {int(keep.sum())} of {r} Morris trajectories have finite "
+        raise SensitivityError(f"y: {int(keep.sum())} of {r} Morris trajectories have finite "
                          "values throughout; at least 2 are needed")
     rows_kept = np.repeat(keep, d + 1)
     xk, yk = x[rows_kept], y[rows_kept]
@@ -542,41 +550,41 @@ def readout_values(sweep_df: pd.DataFrame, readout: str, *, arm: str | None = No
 
     Raises
     ------
-    ValueError
+    SensitivityError
         One message when the selection is empty (naming what there is) or ambiguous
         (naming what tells the rows apart).
     """
     missing = [c for c in SWEEP_COLUMNS if c not in sweep_df.columns]
     if missing:
-        raise ValueError(f"sweep table: missing columns {', '.join(missing)}")
+        raise SensitivityError(f"sweep table: missing columns {', '.join(missing)}")
     if statistic not in STATISTICS or statistic not in sweep_df.columns:
-        raise ValueError(f"statistic: got {statistic!r}; expected one of "
+        raise SensitivityError(f"statistic: got {statistic!r}; expected one of "
                          f"{', '.join(s for s in STATISTICS if s in sweep_df.columns)}")
     rows = sweep_df[sweep_df["readout"] == readout]
     if rows.empty:
-        raise ValueError(f"readout {readout!r}: not in the sweep; it has "
+        raise SensitivityError(f"readout {readout!r}: not in the sweep; it has "
                          f"{_listing(sorted(sweep_df['readout'].unique()))}")
     if assay is not None:
         sel = rows[rows["assay"] == assay]
         if sel.empty:
-            raise ValueError(f"readout {readout!r}: no assay {assay!r}; measured by "
+            raise SensitivityError(f"readout {readout!r}: no assay {assay!r}; measured by "
                              f"{_listing(sorted(rows['assay'].unique()))}")
         rows = sel
     if time_h is not None:
         t = _hours(time_h)
         sel = rows[np.isclose(rows["time_h"].to_numpy(float), t, rtol=0, atol=1e-6)]
         if sel.empty:
-            raise ValueError(f"readout {readout!r}: no values at {t:g} h; measured at "
+            raise SensitivityError(f"readout {readout!r}: no values at {t:g} h; measured at "
                              f"{_listing(sorted(rows['time_h'].unique()))} h")
         rows = sel
     arms = list(dict.fromkeys(rows["arm"]))
     if contrast_arm is not None and contrast_arm not in arms:
-        raise ValueError(f"contrast arm {contrast_arm!r}: no {readout!r} values there; "
+        raise SensitivityError(f"contrast arm {contrast_arm!r}: no {readout!r} values there; "
                          f"arms with them: {_listing(arms)}")
     if arm is None and contrast_arm is not None:
         others = [a for a in arms if a != contrast_arm]
         if len(others) != 1:
-            raise ValueError(f"readout {readout!r}: arms {_listing(others) or 'none'} "
+            raise SensitivityError(f"readout {readout!r}: arms {_listing(others) or 'none'} "
                              f"besides the contrast {contrast_arm!r}; name one with arm")
         arm = others[0]
     keys = [c for c in ("arm", "assay", "time_h", "region") if c in rows.columns]
@@ -584,7 +592,7 @@ def readout_values(sweep_df: pd.DataFrame, readout: str, *, arm: str | None = No
     def pick(name: str | None) -> pd.DataFrame:
         sel = rows if name is None else rows[rows["arm"] == name]
         if sel.empty:
-            raise ValueError(f"arm {name!r}: no {readout!r} values; arms with them: "
+            raise SensitivityError(f"arm {name!r}: no {readout!r} values; arms with them: "
                              f"{_listing(arms)}")
         combos = sel[keys].drop_duplicates()
         if len(combos) > 1:
@@ -593,11 +601,11 @@ def readout_values(sweep_df: pd.DataFrame, readout: str, *, arm: str | None = No
                     "region": "a region"}
             parts = [f"{k} {_listing(sorted(combos[k].unique(), key=_order))}"
                      for k in varying]
-            raise ValueError(f"readout {readout!r} is ambiguous: {len(combos)} series "
+            raise SensitivityError(f"readout {readout!r} is ambiguous: {len(combos)} series "
                              f"({'; '.join(parts)}); choose with "
                              f"{' and '.join(hint[k] for k in varying)}")
         if sel["sample"].duplicated().any():
-            raise ValueError(f"readout {readout!r}: several rows per sample in one series")
+            raise SensitivityError(f"readout {readout!r}: several rows per sample in one series")
         return sel
 
     a = pick(arm)
@@ -606,7 +614,7 @@ def readout_values(sweep_df: pd.DataFrame, readout: str, *, arm: str | None = No
         b = pick(contrast_arm)
         ta, tb = a["time_h"].iloc[0], b["time_h"].iloc[0]
         if not np.isclose(ta, tb) or a["assay"].iloc[0] != b["assay"].iloc[0]:
-            raise ValueError(f"readout {readout!r}: arm {arm!r} has it at {ta:g} h "
+            raise SensitivityError(f"readout {readout!r}: arm {arm!r} has it at {ta:g} h "
                              f"({a['assay'].iloc[0]}), the contrast {contrast_arm!r} at "
                              f"{tb:g} h ({b['assay'].iloc[0]}); give time_h")
         other = b.set_index("sample")[statistic].astype(float)
@@ -622,13 +630,13 @@ def _check_selection(sc, readout: str, arm, contrast_arm, assay) -> None:
     arms = {a.name: a for a in sc.arms}
     for what, name in (("arm", arm), ("contrast arm", contrast_arm)):
         if name is not None and name not in arms:
-            raise ValueError(f"{what} {name!r}: not an arm of {sc.name} "
+            raise SensitivityError(f"{what} {name!r}: not an arm of {sc.name} "
                              f"({_listing(list(arms))})")
     measured = {r for a in sc.arms for s in a.assays if s.assay in ASSAYS
                 and (assay is None or s.assay == assay)
                 for r in ASSAYS[s.assay].readout_names}
     if readout not in measured:
-        raise ValueError(f"readout {readout!r}: no assay of {sc.name} measures it; its "
+        raise SensitivityError(f"readout {readout!r}: no assay of {sc.name} measures it; its "
                          f"readouts: {_listing(sorted(measured))}")
 
 
@@ -709,7 +717,7 @@ def run_sensitivity(scenario, readout: str, out, *, names: Iterable[str] | None 
     sc = _as_scenario(scenario)
     _check_selection(sc, readout, arm, contrast_arm, assay)
     if statistic not in STATISTICS:
-        raise ValueError(f"statistic: got {statistic!r}; expected one of "
+        raise SensitivityError(f"statistic: got {statistic!r}; expected one of "
                          f"{', '.join(STATISTICS)}")
     chosen = (scenario_parameters(sc, registry) if names is None
               else resolve_parameters(registry, names))
@@ -846,7 +854,7 @@ def target_sensitivity(replicas: Mapping[str, str | os.PathLike],
     registry = load_registry() if registry is None else registry
     unknown = sorted(set(targets) - set(replicas))
     if unknown:
-        raise ValueError(f"targets of unknown replicas: {', '.join(unknown)}")
+        raise SensitivityError(f"targets of unknown replicas: {', '.join(unknown)}")
     shared = None if names is None else resolve_parameters(registry, names)
     plans = []
     for name in targets:
@@ -918,7 +926,7 @@ def _target_rows(replica: str, tid: str, problem: dict, s: pd.DataFrame, y: np.n
     scale = ["log" if lg else "linear" for lg in problem["log_scale"]]
     try:
         t = indices(problem, "morris", s, y, seed=seed, conf_level=conf_level)
-    except ValueError:  # fewer than two trajectories with finite values
+    except SensitivityError:  # fewer than two trajectories with finite values
         return [{"replica": replica, "target_id": tid, "parameter": n, "mu_star": math.nan,
                  "ci_low": math.nan, "ci_high": math.nan, "sigma": math.nan,
                  "share": math.nan, "rank": None, "trajectories": 0, "scale": sc}
