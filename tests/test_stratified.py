@@ -242,3 +242,32 @@ def test_candidates_failing_known_criteria_are_screened_out_before_allocation(tm
     with pytest.raises(ProtocolError, match="design.stratify"):
         simulate(load_scenario_text(trial(n=(2, 2), pops=(none, none),
                                           design="stratify: [sex]")), registry=REG)
+
+
+def test_screening_batches_change_what_is_simulated_never_who_is_randomised(monkeypatch):
+    """Candidates are screened in batches sized by the pass rate so far; with batches of
+    7 instead the same candidates are screened, allocated and rated alike."""
+    from ketasim.experiment import population
+
+    sc = load_scenario_text(trial(n=(20, 20)))
+    a = simulate(sc, registry=REG)
+    sizes = []
+
+    def seven(need, found, drawn):
+        sizes.append(7)
+        return 7
+
+    monkeypatch.setattr(population, "screening_batch", seven)
+    b = simulate(sc, registry=REG)
+    assert len(sizes) > 5
+    pd.testing.assert_frame_equal(a.patients, b.patients)
+    pd.testing.assert_frame_equal(a.readouts, b.readouts)
+
+
+def test_screening_batch_follows_the_pass_rate():
+    from ketasim.experiment.population import MIN_SCREENING_BATCH, screening_batch
+
+    assert screening_batch(120, 0, 0) == 120  # a trial's worth first
+    assert screening_batch(120, 77, 120) == 84  # 43 places at a pass rate of 0.64, +25%
+    assert screening_batch(120, 119, 186) == MIN_SCREENING_BATCH
+    assert screening_batch(10, 0, 40) == 12_500  # nobody passed yet: the rate floor

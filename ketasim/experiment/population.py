@@ -241,6 +241,22 @@ def covariate_eligible(population, patients: pd.DataFrame) -> tuple[np.ndarray, 
 
 #: The most candidates a stratified trial screens per place to fill (then an error).
 MAX_SCREENED_PER_PLACE = 1000
+#: The smallest batch of candidates screened at once (a screening visit is one batched
+#: simulation; tiny batches would pay its overhead per candidate).
+MIN_SCREENING_BATCH = 16
+
+
+def screening_batch(need: int, found: int, drawn: int) -> int:
+    """How many candidates to screen next: all ``need`` places' worth first, then the
+    places still open divided by the pass rate so far, with a quarter more (and at least
+    :data:`MIN_SCREENING_BATCH`), so the last batch does not simulate a whole trial's
+    worth of candidates to fill a few places. Screening stops at the candidate who fills
+    the last place and every candidate's draws are keyed by its place in the pool, so
+    the batch sizes change what is simulated, never who is randomised."""
+    if drawn == 0:
+        return need
+    rate = max(found / drawn, 1.0 / MAX_SCREENED_PER_PLACE)
+    return max(MIN_SCREENING_BATCH, math.ceil(1.25 * (need - found) / rate))
 
 
 def pooled_patients(design, arms, seed: int, screening=None
@@ -267,9 +283,9 @@ def pooled_patients(design, arms, seed: int, screening=None
                 f"design.stratify: {drawn} candidates screened and only {found} of the "
                 f"{need} places filled; the population's inclusion criteria admit almost "
                 "no one")
-        ids = np.arange(drawn, drawn + need)
+        ids = np.arange(drawn, drawn + screening_batch(need, found, drawn))
         batch = draw_patients(population, seed, POOL, ids)
-        drawn += need
+        drawn += ids.size
         ok, why = covariate_eligible(population, batch)
         batch["screening_madrs"] = np.nan
         if screening is not None and ok.any():  # the screening visit, once per candidate
