@@ -270,4 +270,4 @@ def test_screening_batch_follows_the_pass_rate():
     assert screening_batch(120, 0, 0) == 120  # a trial's worth first
     assert screening_batch(120, 77, 120) == 84  # 43 places at a pass rate of 0.64, +25%
     assert screening_batch(120, 119, 186) == MIN_SCREENING_BATCH
-    assert screening_batch(10, 0, 40) == 12_500  # nobody passed yet: the rate floor
+    assert screening_batch(10, 0, 40) == 40  # nobody passed yet: four trials' worth
