@@ -31,11 +31,11 @@ run: $(STAMP)
 # lint-imports checks the layer contracts in pyproject.toml (a new import cycle fails)
 test: $(STAMP) system-deps
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider -n auto
 
 test-all: $(STAMP) system-deps
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_signaling.py
