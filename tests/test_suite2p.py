@@ -190,9 +190,7 @@ def test_streamed_summary_matches_in_memory_summary(planted_folder, rng):
     whole = summarize_session(rec, rng=11, n_shuffles=200, event_times_s=events)
     a, b = streamed.as_dict(), whole.as_dict()
     for key in a:
-        if key == "correlated_pair_fraction":  # needs every pair's shuffle: not streamed
-            assert math.isnan(a[key]) and not math.isnan(b[key])
-        elif key in ("mean_pairwise_r", "peri_event_peak_s", "peri_event_rise_s"):
+        if key in ("mean_pairwise_r", "peri_event_peak_s", "peri_event_rise_s"):
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), key
         else:
             assert a[key] == b[key] or (math.isnan(a[key]) and math.isnan(b[key])), key
@@ -206,6 +204,33 @@ def test_streamed_summary_matches_in_memory_summary(planted_folder, rng):
     assert list(cells.columns) == ["cell_id", "plane", "roi", "n_transients",
                                    "transient_rate_per_min", "mean_amplitude_dff",
                                    "median_dff", "noise_sd_dff"]
+    assert 0 < a["correlated_pair_fraction"] < 1  # the planted ensembles: exact, as above
+    off = summarize_suite2p(root, rng=11, n_shuffles=200, chunk_cells=3, pair_test=False)
+    assert math.isnan(off.session.correlated_pair_fraction)
+
+
+def test_pair_counts_by_blocks_equal_the_whole_matrix_test(tmp_path):
+    """The exact shift test two blocks of rows at a time, from a memory map, counts the
+    same pairs and significant pairs as functional_connectivity on the whole matrix,
+    whatever the block size; a constant trace has no pairs."""
+    from ketasim.analysis.calcium import correlated_pair_counts
+
+    g = np.random.default_rng(4)
+    shared = np.convolve(g.standard_normal(600), np.ones(15) / 15, mode="same")
+    x = g.standard_normal((11, 600)) * 0.5 + g.uniform(0, 1.5, (11, 1)) * shared
+    x[6] = 2.0  # constant
+    conn = functional_connectivity(x, 30.0)
+    z = x - x.mean(axis=1, keepdims=True)
+    norm = np.sqrt((z * z).sum(axis=1))
+    z = np.where(norm[:, None] > 1e-9, z / np.where(norm > 1e-9, norm, 1.0)[:, None], 0.0)
+    path = tmp_path / "z.f8"
+    z.tofile(path)
+    mm = np.memmap(path, dtype=np.float64, mode="r", shape=z.shape)
+    for block in (1, 3, 4, 11, 256):
+        pairs, sig = correlated_pair_counts(mm, alpha=0.05, block=block)
+        assert pairs == conn.n_pairs == 45
+        assert sig / pairs == conn.fraction_significant
+    assert 0.2 < conn.fraction_significant < 1.0
 
 
 def test_cell_selection(tmp_path, rng):

@@ -878,6 +878,63 @@ class ConnectivityResult:
     alternative: str
 
 
+def _shift_test(spectrum_i: np.ndarray, spectra: np.ndarray, observed: np.ndarray,
+                n_frames: int, alternative: str, gen: np.random.Generator | None = None,
+                n_shuffles: int | None = None) -> tuple[np.ndarray, float]:
+    """Cell i's pairs with cells js from their traces' spectra (rfft of unit-norm centred
+    traces): per pair, how many circular shifts (all ``n_frames``, or ``n_shuffles``
+    drawn from ``gen``) reach the observed ``r``, and the sum over pairs of the mean
+    ``r`` over those shifts."""
+    # xcorr[k, d] = sum_t z_i(t + d) z_j(t): r of the pair at relative shift d
+    xcorr = np.fft.irfft(spectrum_i[None, :] * np.conj(spectra), n=n_frames, axis=1)
+    if gen is not None:
+        xcorr = np.take_along_axis(
+            xcorr, gen.integers(0, n_frames, size=(spectra.shape[0], n_shuffles)), axis=1)
+    null = float(xcorr.mean(axis=1).sum())
+    if alternative == "two-sided":
+        xcorr, observed = np.abs(xcorr), np.abs(observed)
+    # float slack: the zero shift reproduces the observed value up to rounding
+    return (xcorr >= observed[:, None] - 1e-9).sum(axis=1), null
+
+
+def correlated_pair_counts(z, alpha: float = CORRELATION_ALPHA, block: int = 256
+                           ) -> tuple[int, int]:
+    """The exact circular-shift test of :func:`functional_connectivity` (``n_shuffles``
+    None, one-sided) over every pair of rows of ``z``, a block of rows at a time.
+
+    ``z``: (n_cells, n_frames), any array that slices by rows (a ``numpy.memmap`` of a
+    recording too large to hold), each row a centred trace of unit norm or all zeros (a
+    constant trace, left out). Holds two blocks of ``block`` rows and their spectra, so
+    memory does not grow with the cells. Returns (pairs tested, pairs with
+    ``p < alpha``): the same counts as :func:`functional_connectivity` on the traces
+    (the test draws nothing, so the order of the pairs does not matter)."""
+    n_cells, n_frames = z.shape
+    valid = np.zeros(n_cells, bool)
+    for k in range(0, n_cells, block):
+        valid[k:k + block] = np.any(np.asarray(z[k:k + block]), axis=1)
+    pairs = significant = 0
+    for a0 in range(0, n_cells, block):
+        za = np.array(z[a0:a0 + block], dtype=np.float64)
+        sa = np.fft.rfft(za, axis=1)
+        for b0 in range(a0, n_cells, block):
+            zb, sb = (za, sa) if b0 == a0 else (
+                np.array(z[b0:b0 + block], dtype=np.float64), None)
+            if sb is None:
+                sb = np.fft.rfft(zb, axis=1)
+            for i in range(za.shape[0]):
+                if not valid[a0 + i]:
+                    continue
+                js = np.arange(max(b0, a0 + i + 1), b0 + zb.shape[0])
+                js = js[valid[js]] - b0
+                if js.size == 0:
+                    continue
+                observed = np.clip(zb[js] @ za[i], -1.0, 1.0)
+                extreme, _ = _shift_test(sa[i], sb[js], observed, n_frames, "greater")
+                pairs += js.size
+                significant += int((extreme / n_frames < alpha).sum())
+    return pairs, significant
+
+
 def functional_connectivity(dff: np.ndarray | DffRecording,
                             frame_rate_hz: float | None = None, *,
                             rng: np.random.Generator | int | None = None,
@@ -947,18 +1004,10 @@ def functional_connectivity(dff: np.ndarray | DffRecording,
         js = js[~const[js]] if not const[i] else js[:0]
         if js.size == 0:
             continue
-        # xcorr[k, d] = sum_t z_i(t + d) z_j(t): r of the pair at relative shift d
-        xcorr = np.fft.irfft(spectrum[i][None, :] * np.conj(spectrum[js]), n=n_frames, axis=1)
-        if gen is not None:
-            xcorr = np.take_along_axis(
-                xcorr, gen.integers(0, n_frames, size=(js.size, n_shuffles)), axis=1)
-        null_sum += float(xcorr.mean(axis=1).sum())
+        extreme, null = _shift_test(spectrum[i], spectrum[js], r[i, js], n_frames,
+                                    alternative, gen, n_shuffles)
+        null_sum += null
         n_valid += js.size
-        observed = r[i, js]
-        if alternative == "two-sided":
-            xcorr, observed = np.abs(xcorr), np.abs(observed)
-        # float slack: the zero shift reproduces the observed value up to rounding
-        extreme = (xcorr >= observed[:, None] - 1e-9).sum(axis=1)
         p[i, js] = (extreme / n_frames if gen is None
                     else (1 + extreme) / (1 + n_shuffles))
     iu = np.triu_indices(n_cells, 1)

@@ -92,6 +92,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,11 +112,13 @@ from ketasim.analysis.calcium import (
     TRANSIENT_MIN_SEPARATION_S,
     TRANSIENT_OFFSET_SD,
     TRANSIENT_ONSET_SD,
+    CORRELATION_ALPHA,
     CalciumDataError,
     DffRecording,
     SessionSummary,
     Transients,
     _generator,
+    correlated_pair_counts,
     detect_transients,
     peri_event_average,
     session_summary,
@@ -708,7 +711,8 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
                      sync_window_s: float = SYNC_WINDOW_S, n_shuffles: int = N_SHUFFLES,
                      sync_percentile: float = SYNC_PERCENTILE,
                      min_cells: int = SYNC_MIN_CELLS,
-                     peri_event_window_s: tuple[float, float] = PERI_EVENT_WINDOW_S
+                     peri_event_window_s: tuple[float, float] = PERI_EVENT_WINDOW_S,
+                     pair_test: bool = True, alpha: float = CORRELATION_ALPHA
                      ) -> SessionSummary:
     """The session readouts of :func:`ketasim.analysis.calcium.summarize_session` from
     dF/F given a chunk of cells at a time (chunks of one recording: same frames and
@@ -724,10 +728,14 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
     ``mean_pairwise_r`` is the mean Pearson r over pairs of non-constant traces, from
     ``sum_{i != j} z_i . z_j = |sum_i z_i|^2 - n`` for unit-norm centred traces ``z``,
     which equals ``functional_connectivity``'s ``mean_r`` up to rounding.
-    ``correlated_pair_fraction`` needs each pair's shuffle test on the full traces and is
-    NaN here (``connectivity`` is None); run
-    :func:`~ketasim.analysis.calcium.functional_connectivity` on a recording that fits in
-    memory for it. ``sync_window_s`` and ``sync_percentile`` are ``summarize_session``'s
+    ``correlated_pair_fraction`` (with ``pair_test``, the default) is the exact
+    circular-shift test of every pair
+    (:func:`~ketasim.analysis.calcium.correlated_pair_counts`, ``alpha``): the centred
+    unit-norm traces go, as they are read, to a temporary file (8 bytes per cell and
+    frame, in ``TMPDIR``, removed at the end), which is then read back two blocks of
+    cells at a time, so memory stays bounded; its time grows with the square of the
+    cells (``pair_test=False`` leaves it NaN). ``connectivity`` is None (no full
+    matrices). ``sync_window_s`` and ``sync_percentile`` are ``summarize_session``'s
     ``window_s`` and ``percentile``.
 
     Returns
@@ -745,26 +753,44 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
     rate = n_frames = None
     pop = zsum = None
     n_valid = 0
-    for chunk in chunks:
-        if rate is None:
-            rate, n_frames = chunk.frame_rate_hz, chunk.n_frames
-            pop, zsum = np.zeros(n_frames), np.zeros(n_frames)
-        elif chunk.n_frames != n_frames or chunk.frame_rate_hz != rate:
-            raise ValueError(f"chunks of one recording must share frames and frame rate: "
-                             f"{chunk.n_frames} frames at {chunk.frame_rate_hz:g} Hz after "
-                             f"{n_frames} at {rate:g} Hz")
-        parts.append(detect_transients(chunk, threshold_sd=threshold_sd, offset_sd=offset_sd,
-                                       min_duration_s=min_duration_s,
-                                       min_separation_s=min_separation_s))
-        for x in chunk.dff:  # one row at a time, in order: the sums do not depend on chunking
-            pop += x
-            z = x - x.mean()
-            norm = math.sqrt(float(z @ z))
-            if norm > _REL_TOL * max(1.0, float(np.abs(x).max())) * math.sqrt(n_frames):
-                zsum += z / norm
-                n_valid += 1
-    if rate is None or pop is None or zsum is None or n_frames is None:
-        raise ValueError("no chunks: nothing to summarize")
+    with tempfile.TemporaryDirectory(prefix="ketasim-pairs-") as scratch:
+        traces = Path(scratch) / "z.f8"
+        with open(traces, "wb") as store:
+            for chunk in chunks:
+                if rate is None:
+                    rate, n_frames = chunk.frame_rate_hz, chunk.n_frames
+                    pop, zsum = np.zeros(n_frames), np.zeros(n_frames)
+                elif chunk.n_frames != n_frames or chunk.frame_rate_hz != rate:
+                    raise ValueError(
+                        f"chunks of one recording must share frames and frame rate: "
+                        f"{chunk.n_frames} frames at {chunk.frame_rate_hz:g} Hz after "
+                        f"{n_frames} at {rate:g} Hz")
+                parts.append(detect_transients(
+                    chunk, threshold_sd=threshold_sd, offset_sd=offset_sd,
+                    min_duration_s=min_duration_s, min_separation_s=min_separation_s))
+                # one row at a time, in order: the sums do not depend on chunking
+                for x in chunk.dff:
+                    pop += x
+                    z = x - x.mean()
+                    norm = math.sqrt(float(z @ z))
+                    if norm > _REL_TOL * max(1.0, float(np.abs(x).max())) * math.sqrt(n_frames):
+                        z = z / norm
+                        zsum += z
+                        n_valid += 1
+                    else:
+                        z = np.zeros(n_frames)  # a constant trace: no pairs
+                    if pair_test:
+                        store.write(z.tobytes())
+        if rate is None or pop is None or zsum is None or n_frames is None:
+            raise ValueError("no chunks: nothing to summarize")
+        n_cells = sum(p.n_cells for p in parts)
+        pair_fraction = float("nan")
+        if pair_test and n_cells >= 2:
+            z_all = np.memmap(traces, dtype=np.float64, mode="r", shape=(n_cells, n_frames))
+            pairs, significant = correlated_pair_counts(z_all, alpha=alpha)
+            del z_all
+            if pairs:
+                pair_fraction = significant / pairs
     tr = Transients(rate, n_frames, np.concatenate([p.baseline for p in parts]),
                     np.concatenate([p.noise_sd for p in parts]),
                     tuple(o for p in parts for o in p.onset_frames),
@@ -783,7 +809,7 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
     if event_times_s is not None:
         peri = peri_event_average(pop / tr.n_cells, rate, event_times_s=event_times_s,
                                   window_s=peri_event_window_s)
-    return session_summary(tr, sync, None, peri, n_frames, rate, mean_r, nan)
+    return session_summary(tr, sync, None, peri, n_frames, rate, mean_r, pair_fraction)
 
 
 @dataclass(frozen=True, eq=False)
@@ -793,9 +819,8 @@ class Suite2pSummary:
     Attributes
     ----------
     session : SessionSummary
-        As :func:`ketasim.analysis.calcium.summarize_session`, with
-        ``correlated_pair_fraction`` NaN and ``connectivity`` None (see
-        :func:`summarize_chunks`).
+        As :func:`ketasim.analysis.calcium.summarize_session`, with ``connectivity``
+        None (see :func:`summarize_chunks`).
     cells : pandas.DataFrame
         One row per cell: ``cell_id, plane, roi, n_transients, transient_rate_per_min,
         mean_amplitude_dff`` (NaN without transients), ``median_dff``, ``noise_sd_dff``.
@@ -826,14 +851,15 @@ def summarize_suite2p(folder: str | Path, *, rng: np.random.Generator | int,
                       sync_window_s: float = SYNC_WINDOW_S, n_shuffles: int = N_SHUFFLES,
                       sync_percentile: float = SYNC_PERCENTILE,
                       min_cells: int = SYNC_MIN_CELLS,
-                      peri_event_window_s: tuple[float, float] = PERI_EVENT_WINDOW_S
+                      peri_event_window_s: tuple[float, float] = PERI_EVENT_WINDOW_S,
+                      pair_test: bool = True, alpha: float = CORRELATION_ALPHA
                       ) -> Suite2pSummary:
     """Per-cell transient rates and the session readouts of a suite2p folder, streamed.
 
     The dF/F comes from :func:`iter_dff_chunks` (folder and dF/F parameters there;
     ``percentile`` and ``window_s`` are the baseline's) and goes through
-    :func:`summarize_chunks` (detection and synchrony parameters there), so at no time is
-    more than one chunk of traces in memory. The numbers do not depend on
+    :func:`summarize_chunks` (detection, synchrony and pair-test parameters there), so
+    at no time are more than two blocks of traces in memory. The numbers do not depend on
     ``chunk_cells``.
 
     Returns
@@ -854,7 +880,8 @@ def summarize_suite2p(folder: str | Path, *, rng: np.random.Generator | int,
                                min_duration_s=min_duration_s,
                                min_separation_s=min_separation_s, sync_window_s=sync_window_s,
                                n_shuffles=n_shuffles, sync_percentile=sync_percentile,
-                               min_cells=min_cells, peri_event_window_s=peri_event_window_s)
+                               min_cells=min_cells, peri_event_window_s=peri_event_window_s,
+                               pair_test=pair_test, alpha=alpha)
     tr = session.transients
     amps = [float(a.mean()) if a.size else float("nan") for a in tr.amplitudes]
     cells = pd.DataFrame({
