@@ -103,6 +103,7 @@ from scipy import ndimage
 
 from ketasim.analysis._tables import first_line, short
 from ketasim.analysis.calcium import (
+    CORRELATION_ALPHA,
     N_SHUFFLES,
     PERI_EVENT_WINDOW_S,
     SYNC_MIN_CELLS,
@@ -112,7 +113,6 @@ from ketasim.analysis.calcium import (
     TRANSIENT_MIN_SEPARATION_S,
     TRANSIENT_OFFSET_SD,
     TRANSIENT_ONSET_SD,
-    CORRELATION_ALPHA,
     CalciumDataError,
     DffRecording,
     SessionSummary,
