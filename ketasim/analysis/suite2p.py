@@ -780,7 +780,7 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
                     else:
                         z = np.zeros(n_frames)  # a constant trace: no pairs
                     if pair_test:
-                        store.write(z.tobytes())
+                        store.write(np.asarray(z, dtype=np.float64).tobytes())
         if rate is None or pop is None or zsum is None or n_frames is None:
             raise ValueError("no chunks: nothing to summarize")
         n_cells = sum(p.n_cells for p in parts)
