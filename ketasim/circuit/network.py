@@ -32,6 +32,7 @@ import math
 import numba
 import numpy as np
 
+from ketasim.core import vmath
 from ketasim.core.xoroshiro import next_normal_zig, next_poisson, seed_state
 from ketasim.params.registry import ParamGroup
 
@@ -117,6 +118,8 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
         for i in range(n_cells):
             f0[i] = math.exp(p[I_F0SD] * next_normal_zig(st))
         u = np.zeros(ne)
+        z_e = np.empty(ne)  # the step's noise draws
+        z_i = np.empty(ni)
         a = np.zeros(ne)
         r = np.zeros(ne)
         v = np.zeros(ni)
@@ -129,21 +132,30 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
             re = r.mean()
             rim = ri.mean()
             for step in range(n_settle + n_frames * n_sub_steps):
-                sum_e = 0.0
+                # the step's noise first (the stream in unit order, as one loop drew it),
+                # then the units' updates in loops the compiler vectorises (vmath.exp),
+                # then the population sums in unit order
+                for i in range(ne):
+                    z_e[i] = next_normal_zig(st)
+                for j in range(ni):
+                    z_i[j] = next_normal_zig(st)
                 wr = wei * rim
                 for i in range(ne):
                     inp = jc * k[i] * re - wr + b[i] + ext - a[i]
-                    uu = u[i] + (ae * (inp - u[i]) + se * next_normal_zig(st))
+                    uu = u[i] + (ae * (inp - u[i]) + se * z_e[i])
                     u[i] = uu
-                    rr = rmax / (1.0 + math.exp(-(uu - theta) / kappa))
+                    rr = rmax / (1.0 + vmath.exp(-(uu - theta) / kappa))
                     r[i] = rr
                     a[i] += aa * (ga * rr / rmax - a[i])
-                    sum_e += rr
-                sum_i = 0.0
                 inp_i = wie * re - wii * rim + bi
                 for j in range(ni):
-                    v[j] += ai * (inp_i - v[j]) + si * next_normal_zig(st)
-                    ri[j] = rmax / (1.0 + math.exp(-(v[j] - theta) / kappa))
+                    v[j] += ai * (inp_i - v[j]) + si * z_i[j]
+                    ri[j] = rmax / (1.0 + vmath.exp(-(v[j] - theta) / kappa))
+                sum_e = 0.0
+                for i in range(ne):
+                    sum_e += r[i]
+                sum_i = 0.0
+                for j in range(ni):
                     sum_i += ri[j]
                 re_start = re  # the frame records the population rate the step started from
                 re = sum_e / ne
