@@ -51,4 +51,4 @@ def exp(x):
     for c in _TAYLOR:
         p = c + r * p
     y = p * _int64_bits_as_float64((np.int64(kf) + 1023) << 52)
-    return y if x == x else x
+    return y if not math.isnan(x) else x
