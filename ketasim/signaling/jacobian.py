@@ -70,9 +70,16 @@ def to_python(e: sp.Expr) -> str:
     return re.sub(r"(?<![\w.])(exp|log|sqrt)\(", r"math.\1(", text)
 
 
-def _chain(e: sp.Expr, dvars: dict[str, dict[int, str]]) -> dict[int, list[str]]:
+_NAME_OR_NUMBER = re.compile(r"-?[\w.]+")
+
+
+def _chain(e: sp.Expr, dvars: dict[str, dict[int, str]], lines: list[str], tag: str
+           ) -> dict[int, list[str]]:
     """Terms of d e / d y_j for every state j, by the chain rule through the symbols of
-    ``e`` whose state derivatives are known (``dvars``: symbol -> {j: code})."""
+    ``e`` whose state derivatives are known (``dvars``: symbol -> {j: code}). A partial
+    derivative that several states' terms share (a Hill function's slope, say) is
+    computed once, into ``_p_<tag>_<symbol>`` appended to ``lines``: the same
+    expression evaluated once instead of per state, so the same numbers."""
     acc: dict[int, list[str]] = {}
     for s in sorted(e.free_symbols, key=lambda x: x.name):
         if not dvars.get(s.name):
@@ -80,6 +87,10 @@ def _chain(e: sp.Expr, dvars: dict[str, dict[int, str]]) -> dict[int, list[str]]
         partial = to_python(sp.diff(e, s))
         if partial == "0":
             continue
+        if len(dvars[s.name]) > 1 and not _NAME_OR_NUMBER.fullmatch(partial):
+            var = f"_p_{tag}_{s.name}"
+            lines.append(f"    {var} = {partial}")
+            partial = var
         for j, dv in dvars[s.name].items():
             acc.setdefault(j, []).append(f"({partial}) * {dv}" if dv != "1.0"
                                          else f"({partial})")
@@ -101,7 +112,7 @@ def build() -> JacobianCode:
     # forward-mode derivatives of the assignments w.r.t. states: name -> {j: var}
     dvars: dict[str, dict[int, str]] = {n: {i: "1.0"} for n, i in state_idx.items()}
     for a, text in spec.ASSIGNMENTS:
-        acc = _chain(_sym(text, names), dvars)
+        acc = _chain(_sym(text, names), dvars, lines, a)
         dvars[a] = {}
         for j, terms in sorted(acc.items()):
             var = f"_d_{a}_{j}"
@@ -110,7 +121,7 @@ def build() -> JacobianCode:
     # Jacobian rows
     entries: list[tuple[int, int]] = []
     for i, (name, text) in enumerate(spec.RATES):
-        acc = _chain(_sym(text, names), dvars)
+        acc = _chain(_sym(text, names), dvars, lines, f"rate{i}")
         for j, terms in sorted(acc.items()):
             lines.append(f"    J[{len(entries)}] = {' + '.join(terms)}")
             entries.append((i, j))
