@@ -16,8 +16,8 @@ Protocol (issue 2; written down here so the numbers can be reproduced):
   does). ``--rr-subjects`` times a subset and extrapolates linearly (default: all N).
 - Same tolerances on both sides (``--rtol``, ``--atol``: defaults 1e-6, 1e-9). The
   accuracy of each side is reported as the largest error, relative to each output's
-  range, against a tight libRoadRunner reference (rtol 1e-10, atol 1e-14) on a few
-  subjects.
+  range, against a tight libRoadRunner reference (rtol 1e-10, atol 1e-14; if CVODE
+  fails there, rtol 1e-9 with atol 1e-13, then 1e-12, as printed) on a few subjects.
 - Peak memory: the process's maximum resident set size.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
@@ -62,6 +62,11 @@ arms:
       - {{at: 7d, drug: ketamine, dose: 10 mg/kg, route: ip}}
 """
 
+
+#: Tolerances (rtol, atol) of the tight reference, tried in order: CVODE's error test
+#: can fail late in the run (states decaying towards zero, hours after the second dose)
+#: at the tightest, so the next is used and printed.
+TIGHT = ((1e-10, 1e-14), (1e-9, 1e-13), (1e-9, 1e-12))
 
 #: An output whose tight reference stays below this in absolute value is "at zero".
 FLAT = 1e-9
@@ -165,8 +170,17 @@ def main(argv=None) -> float:
 
     # ---- accuracy of both at these tolerances against a tight reference
     check = [0, n // 2, n - 1]
-    tight = roadrunner_runner(text, 1e-10, 1e-14)
-    ref = run_rr(tight, parameter_vector(cohort, events), events, check, sbml_times)
+    ref, tight_tol = None, None
+    for tight_tol in TIGHT:
+        try:
+            ref = run_rr(roadrunner_runner(text, *tight_tol), parameter_vector(cohort, events),
+                         events, check, sbml_times)
+            break
+        except RuntimeError as e:  # CVODE's error test failing late in the run
+            print(f"tight reference at rtol {tight_tol[0]:g}, atol {tight_tol[1]:g} failed "
+                  f"({str(e).splitlines()[0][:80]}...); trying the next")
+    if ref is None:
+        raise SystemExit("no tight libRoadRunner reference could be computed")
     loose = run_rr(rr, parameter_vector(cohort, events), events, check, sbml_times)
     ours = [simulate_signaling(cohort_slice(cohort, i, i + 1), events_slice(events, i, i + 1),
                                times, rtol=args.rtol, atol=args.atol,
@@ -186,8 +200,9 @@ def main(argv=None) -> float:
 
     e_ks = max(err(o, r) for o, r in zip(ours, ref))
     e_rr = max(err(o, r) for o, r in zip(loose, ref))
-    print(f"accuracy vs tight reference (max error / output range, {int((~flat).sum())} "
-          f"outputs): ketasim {e_ks:.2e}, libroadrunner {e_rr:.2e}")
+    print(f"accuracy vs tight reference (rtol {tight_tol[0]:g}, atol {tight_tol[1]:g}; max "
+          f"error / output range, {int((~flat).sum())} outputs): ketasim {e_ks:.2e}, "
+          f"libroadrunner {e_rr:.2e}")
     if flat.any():
         names = ", ".join(o for o, f in zip(spec.OUTPUT_NAMES, flat) if f)
         print(f"outputs at zero throughout ({names}): largest absolute value ketasim "
