@@ -230,8 +230,8 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
             return STATUS_NOT_FINITE, t, i_out, n_steps, h
         if err <= 1.0:
             t_new = t_end if last else t + h
-            if stiff:
-                rhs(t_new, y_new, p, K[6])
+            if stiff:  # ROS3 needs the Jacobian at every step: with f at the new point
+                rhs_jac(t_new, y_new, p, K[6], J)
             while i_out < n_out and (out_times[i_out] < t_new
                                      or (out_times[i_out] == t_new and not last)):
                 if out_times[i_out] == t_new:
@@ -258,7 +258,8 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
             h = min(h * max(fac, 0.2), h_max)
             n_since_jac += 1
             if stiff or (switching and n_since_jac >= 5):
-                jac(y, p, J)  # ROS3 needs the Jacobian at every step
+                if not stiff:  # a stiff step has it already (rhs_jac above)
+                    jac(y, p, J)
                 rho = _spectral_radius(J)
                 n_since_jac = 0
                 if switching and stiff and rho * h < _TO_DP5:

@@ -125,6 +125,15 @@ def generate_source() -> str:
     _unpack(lines)
     lines.extend(jc.lines)
     lines.append("\n")
+    # after an accepted stiff step the solver needs both at the new point: one pass over
+    # the assignments instead of two (the same expressions, so the same numbers)
+    lines.append("@numba.njit(cache=True, fastmath=False)")
+    lines.append("def rhs_jac(t, y, p, dy, J):")
+    _unpack(lines)
+    for i, (_name, expr) in enumerate(spec.RATES):
+        lines.append(f"    dy[{i}] = {_py(expr)}")
+    lines.extend(jc.lines)
+    lines.append("\n")
     prep, solve = jacobian.solve_lines(jc)
     lines.append("@numba.njit(cache=True, fastmath=False)")
     lines.append("def prep_lin(J, inv_gh, D):")
