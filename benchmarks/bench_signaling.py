@@ -110,7 +110,8 @@ def main(argv=None) -> float:
     ap.add_argument("--chunk", type=int, default=500)
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--atol", type=float, default=1e-9)
-    ap.add_argument("--method", default="auto", choices=["auto", "ros3", "dp5"])
+    ap.add_argument("--method", default="auto",
+                    choices=["auto", "auto_ros3", "rodas", "ros3", "dp5"])
     args = ap.parse_args(argv)
     n = args.n
     n_rr = n if args.rr_subjects is None else min(args.rr_subjects, n)

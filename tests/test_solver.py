@@ -71,6 +71,38 @@ def test_ros3_and_dp5_agree():
     assert np.all(np.abs(a - b) <= np.maximum(1e-5 * np.abs(b), 1e-8))
 
 
+@pytest.mark.parametrize("method", ["rodas", "auto", "auto_ros3"])
+def test_rosenbrock_methods_agree_with_dp5(method):
+    """RODAS (order 4) and the two switching methods agree with explicit DP5 at tight
+    tolerance, through a dose and the days after it (every output)."""
+    cohort, ev = _arm("{at: -5d, stress: restraint, duration: 5d}, "
+                      "{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}")
+    t = np.linspace(-1.0, 96.0, 300)
+    a = simulate_signaling(cohort, ev, t, rtol=1e-9, atol=1e-13, method=method).values
+    b = simulate_signaling(cohort, ev, t, rtol=1e-9, atol=1e-13, method="dp5").values
+    assert np.all(np.abs(a - b) <= np.maximum(1e-5 * np.abs(b), 1e-8))
+
+
+def test_rodas_error_falls_as_the_fourth_power_of_the_step():
+    """Order check: RODAS's error against a tight reference falls about 10x when the
+    tolerance falls 10x (error per step ~ h^4, and ~ tolerance with step control), and
+    it takes fewer steps than ROS3 for the same tolerance."""
+    cohort, ev = _arm("{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}", n=2)
+    t = np.linspace(0.0, 48.0, 97)
+    ref = simulate_signaling(cohort, ev, t, rtol=1e-12, atol=1e-15, method="dp5").values
+    scale = np.abs(ref).max(axis=(0, 1))
+    keep = scale > 1e-9
+    errs = []
+    for rtol in (1e-5, 1e-6, 1e-7):
+        r = simulate_signaling(cohort, ev, t, rtol=rtol, atol=rtol * 1e-3, method="rodas")
+        errs.append(np.max(np.abs(r.values - ref)[:, :, keep] / scale[keep]))
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 1e-6
+    rodas = simulate_signaling(cohort, ev, t, rtol=1e-7, atol=1e-10, method="rodas")
+    ros3 = simulate_signaling(cohort, ev, t, rtol=1e-7, atol=1e-10, method="ros3")
+    assert rodas.steps.sum() < 0.6 * ros3.steps.sum()
+
+
 def test_result_of_a_subject_does_not_depend_on_the_batch():
     cohort, ev = _arm("{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}", n=6)
     t = np.linspace(0, 48, 97)

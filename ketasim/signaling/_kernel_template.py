@@ -16,6 +16,8 @@ STATUS_NOT_FINITE = 3
 METHOD_DP5 = 0
 METHOD_ROS3 = 1
 METHOD_AUTO = 2
+METHOD_RODAS = 3
+METHOD_AUTO_RODAS = 4
 
 # stiffness switching thresholds on rho * h (rho: spectral radius of the Jacobian; DP5's
 # real stability interval ends near 3.3)
@@ -58,6 +60,34 @@ _R_M3 = -0.42772256543218573326238373806514
 _R_E1 = 0.5
 _R_E2 = -2.9079558716805469821718236208017
 _R_E3 = 0.22354069897811569627360909276199
+
+
+# RODAS: 6-stage, order 4(3), stiffly accurate Rosenbrock method with a 3rd-order dense
+# output (Hairer & Wanner 1996, Solving ODEs II, sections IV.7 and VI.3; coefficients of
+# their Fortran code RODAS, METH=1, as distributed with Assimulo 3.0)
+_RD_GAMMA = 0.25
+_RD_C2, _RD_C3, _RD_C4 = 0.386, 0.21, 0.63
+_RD_A21 = 0.1544000000000000e+01
+_RD_A31, _RD_A32 = 0.9466785280815826e+00, 0.2557011698983284e+00
+_RD_A41, _RD_A42, _RD_A43 = (0.3314825187068521e+01, 0.2896124015972201e+01,
+                             0.9986419139977817e+00)
+_RD_A51, _RD_A52, _RD_A53, _RD_A54 = (0.1221224509226641e+01, 0.6019134481288629e+01,
+                                      0.1253708332932087e+02, -0.6878860361058950e+00)
+_RD_C21 = -0.5668800000000000e+01
+_RD_C31, _RD_C32 = -0.2430093356833875e+01, -0.2063599157091915e+00
+_RD_C41, _RD_C42, _RD_C43 = (-0.1073529058151375e+00, -0.9594562251023355e+01,
+                             -0.2047028614809616e+02)
+_RD_C51, _RD_C52, _RD_C53, _RD_C54 = (0.7496443313967647e+01, -0.1024680431464352e+02,
+                                      -0.3399990352819905e+02, 0.1170890893206160e+02)
+_RD_C61, _RD_C62, _RD_C63, _RD_C64, _RD_C65 = (
+    0.8083246795921522e+01, -0.7981132988064893e+01, -0.3152159432874371e+02,
+    0.1631930543123136e+02, -0.6058818238834054e+01)
+_RD_D2 = np.array([0.1012623508344586e+02, -0.7487995877610167e+01,
+                   -0.3480091861555747e+02, -0.7992771707568823e+01,
+                   0.1025137723295662e+01])
+_RD_D3 = np.array([-0.6762803392801253e+00, 0.6087714651680015e+01,
+                   0.1643084320892478e+02, 0.2476722511418386e+02,
+                   -0.6594389125716872e+01])
 
 
 @numba.njit(cache=True)
@@ -162,16 +192,19 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
     J = np.empty(N_JAC)
     Dp = np.empty(n)
     err_v = np.empty(n)
+    rodas = method == METHOD_RODAS or method == METHOD_AUTO_RODAS
+    ak = np.empty((6 if rodas else 0, n))  # RODAS stages
+    cd = np.empty((2 if rodas else 0, n))  # RODAS dense-output coefficients
     rhs(t, y, p, K[0])
     if h == 0.0:
         h = _initial_step(y, K[0], rtol, atol, h_max)
     jac(y, p, J)
     rho = _spectral_radius(J)
-    if method == METHOD_AUTO:
+    switching = method == METHOD_AUTO or method == METHOD_AUTO_RODAS
+    if switching:
         stiff = rho * h > _TO_ROS3
     else:
-        stiff = method == METHOD_ROS3
-    switching = method == METHOD_AUTO
+        stiff = method == METHOD_ROS3 or method == METHOD_RODAS
     n_since_jac = 0
     while t < t_end and i_out < n_out:
         if n_steps >= max_steps:
@@ -180,7 +213,52 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
         if t + h >= t_end or (t_end - t - h) < 1e-12 * max(1.0, abs(t_end)):
             h = t_end - t
             last = True
-        if stiff:
+        if stiff and rodas:
+            inv_gh = 1.0 / (_RD_GAMMA * h)
+            prep_lin(J, inv_gh, Dp)
+            f1 = K[1]
+            b = K[5]
+            solve_lin(J, inv_gh, Dp, K[0], ak[0])
+            for i in range(n):
+                y_tmp[i] = y[i] + _RD_A21 * ak[0, i]
+            rhs(t + _RD_C2 * h, y_tmp, p, f1)
+            for i in range(n):
+                b[i] = f1[i] + (_RD_C21 / h) * ak[0, i]
+            solve_lin(J, inv_gh, Dp, b, ak[1])
+            for i in range(n):
+                y_tmp[i] = y[i] + _RD_A31 * ak[0, i] + _RD_A32 * ak[1, i]
+            rhs(t + _RD_C3 * h, y_tmp, p, f1)
+            for i in range(n):
+                b[i] = f1[i] + (_RD_C31 * ak[0, i] + _RD_C32 * ak[1, i]) / h
+            solve_lin(J, inv_gh, Dp, b, ak[2])
+            for i in range(n):
+                y_tmp[i] = y[i] + _RD_A41 * ak[0, i] + _RD_A42 * ak[1, i] + _RD_A43 * ak[2, i]
+            rhs(t + _RD_C4 * h, y_tmp, p, f1)
+            for i in range(n):
+                b[i] = f1[i] + (_RD_C41 * ak[0, i] + _RD_C42 * ak[1, i]
+                                + _RD_C43 * ak[2, i]) / h
+            solve_lin(J, inv_gh, Dp, b, ak[3])
+            for i in range(n):
+                y_tmp[i] = (y[i] + _RD_A51 * ak[0, i] + _RD_A52 * ak[1, i]
+                            + _RD_A53 * ak[2, i] + _RD_A54 * ak[3, i])
+            rhs(t + h, y_tmp, p, f1)
+            for i in range(n):
+                b[i] = f1[i] + (_RD_C51 * ak[0, i] + _RD_C52 * ak[1, i] + _RD_C53 * ak[2, i]
+                                + _RD_C54 * ak[3, i]) / h
+            solve_lin(J, inv_gh, Dp, b, ak[4])
+            for i in range(n):
+                y_tmp[i] += ak[4, i]  # the embedded (3rd-order) solution
+            rhs(t + h, y_tmp, p, f1)
+            for i in range(n):
+                b[i] = f1[i] + (_RD_C61 * ak[0, i] + _RD_C62 * ak[1, i] + _RD_C63 * ak[2, i]
+                                + _RD_C64 * ak[3, i] + _RD_C65 * ak[4, i]) / h
+            solve_lin(J, inv_gh, Dp, b, ak[5])
+            for i in range(n):
+                y_new[i] = y_tmp[i] + ak[5, i]
+                err_v[i] = ak[5, i]
+            order_exp = -0.25
+            max_fac = 6.0
+        elif stiff:
             inv_gh = 1.0 / (_R_GAMMA * h)
             prep_lin(J, inv_gh, Dp)
             k1 = K[2]
@@ -230,7 +308,16 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
             return STATUS_NOT_FINITE, t, i_out, n_steps, h
         if err <= 1.0:
             t_new = t_end if last else t + h
-            if stiff:  # ROS3 needs the Jacobian at every step: with f at the new point
+            if stiff and rodas and i_out < n_out and out_times[i_out] < t_new:
+                for i in range(n):  # dense output, before the stages are overwritten
+                    c2 = 0.0
+                    c3 = 0.0
+                    for r in range(5):
+                        c2 += _RD_D2[r] * ak[r, i]
+                        c3 += _RD_D3[r] * ak[r, i]
+                    cd[0, i] = c2
+                    cd[1, i] = c3
+            if stiff:  # a Rosenbrock step needs the Jacobian: with f at the new point
                 rhs_jac(t_new, y_new, p, K[6], J)
             while i_out < n_out and (out_times[i_out] < t_new
                                      or (out_times[i_out] == t_new and not last)):
@@ -238,7 +325,11 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
                     _record(y_new, p, o_full, out_sel, out, i_out)
                 else:
                     x = (out_times[i_out] - t) / h
-                    if stiff:
+                    if stiff and rodas:
+                        for i in range(n):
+                            y_tmp[i] = y[i] * (1.0 - x) + x * (
+                                y_new[i] + (1.0 - x) * (cd[0, i] + x * cd[1, i]))
+                    elif stiff:
                         h00 = (1.0 + 2.0 * x) * (1.0 - x) * (1.0 - x)
                         h10 = x * (1.0 - x) * (1.0 - x)
                         h01 = x * x * (3.0 - 2.0 * x)
