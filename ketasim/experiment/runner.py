@@ -254,7 +254,8 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
         ["region"] if "region" in readouts and (readouts["region"] != DEFAULT_REGION).any()
         else [])
     return RunResult(scenario, seed, readouts[columns].reset_index(drop=True),
-                     timings, {"method": "auto", "rtol": rtol, "atol": atol}, steps, kept,
+                     timings, {"method": "auto", "stiff": "rodas", "nonstiff": "dp5",
+                              "rtol": rtol, "atol": atol}, steps, kept,
                      disposition, patients)
 
 
