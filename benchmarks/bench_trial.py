@@ -56,18 +56,18 @@ numba cache; another process used up to one of the two cores at times, which mov
 timings by up to about 30% over a run (up to 2x on single pieces); ``--ref-method auto`` chose LSODA, about 30 ms on the first
 patient against about 200 ms for BDF):
 
-- ``--patients 2000`` (one piece per arm): ketasim 2,131 patient-weeks/s (5.6 s,
-  2.8 ms/patient: placebo about 1.4, ketamine about 4), reference 240 patient-weeks/s
-  (25.0 ms/patient, extrapolated from 20), speedup 8.9 (earlier runs 5.5 to 7.9);
-  accuracy: outputs at most 3.2e-7 of their range, MADRS latent 9.9e-7 relative,
-  140 of 140 rated totals identical; against tight LSODA ketasim 2.5e-8, reference
-  5.4e-8; peak RSS 436 MB; wall 9 s.
-- ``--patients 100000`` (10 pieces of 5,000 per arm): ketasim 1,698 patient-weeks/s
-  (353 s, 3.5 ms/patient), reference 245 patient-weeks/s (24.5 ms/patient,
-  extrapolated: 2,450 s), speedup 6.9 (signalling alone 5.9); accuracy: outputs at most
-  6.7e-8 of their range, MADRS latent 9.5e-7, 140 of 140 rated totals identical;
-  peak RSS 495 MB (478 MB after the second piece); 2.1 M readout rows, Parquet 2.3 MB;
-  wall 357 s.
+- ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
+  ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
+  (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
+  with the earlier DP5/ROS3 switching); accuracy: outputs at most 1.5e-7 of their range,
+  70 of 70 rated totals identical; against tight LSODA ketasim 1.3e-8, reference 5.4e-8;
+  peak RSS 415 MB. (The reference calls the same generated right-hand side and
+  Jacobian, so it got faster too when the Jacobian did: 25 to 31 ms/patient before.)
+- ``--patients 100000`` (10 pieces of 5,000 per arm), same day: ketasim about 155 s
+  (1.55 ms/patient), reference 20.65 ms/patient (extrapolated: 2,065 s), speedup 13.3
+  (signalling alone 19.8); MADRS latent 3.1e-6 relative, 70 of 70 rated totals
+  identical; peak RSS 484 MB; wall 161 s. Earlier (order-3 stiff method, before the
+  Jacobian's shared partials): 353 s, speedup 6.9.
 - ``--patients 100000 --whole`` (one ``simulate`` call, the runner holding every
   readout): 1,949 patient-weeks/s (308 s), peak RSS 1,156 MB (20,000 patients: 533 MB):
   about 7 kB more per patient, from the readouts the runner keeps as pandas object
@@ -77,15 +77,15 @@ patient against about 200 ms for BDF):
 The issue's target of >= 50x is not met against this reference: the per-patient loop
 calls compiled code for every right-hand side (about 1 us) and Jacobian, and LSODA
 (variable order) needs about 4,000 right-hand side calls per patient, while ketasim's
-solver (order-3 Rosenbrock / order-5 explicit, switched on stiffness) takes about 2,100
-steps of 3 to 6 right-hand side evaluations; the speedup is what batching, two threads
+solver (order-4 Rosenbrock RODAS / order-5 explicit, switched on stiffness) takes about
+710 steps of about 6 right-hand side evaluations each; the speedup is what batching, two threads
 and a compiled integrator loop buy. With the right-hand side interpreted by Python
 (``rhs.py_func``, about 1.2 ms per call, so about 5 s per patient) the reference would
 be some 200 times slower, which measures Python rather than the solvers.
 
 The last line printed is ``speedup: <ratio>``. Run: ``.venv/bin/python
 benchmarks/bench_trial.py`` (about 10 s), ``--patients 100000`` for the full workload
-(about 6 min).
+(about 3 min).
 """
 
 from __future__ import annotations
