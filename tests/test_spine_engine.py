@@ -221,33 +221,6 @@ def test_subject_results_do_not_depend_on_the_batch():
     assert not np.array_equal(full.pos[0], full.pos[1])
 
 
-def test_vexp_is_within_one_ulp_of_libm_exp():
-    """The kernel's vectorisable exp (ketasim.spines.vmath) against numpy's exp, over
-    the range the kernel uses and beyond, and at the clamp."""
-    import numba
-
-    from ketasim.spines.vmath import vexp
-
-    @numba.njit
-    def many(x, out):
-        for i in range(x.size):
-            out[i] = vexp(x[i])
-
-    rng = np.random.default_rng(7)
-    x = np.concatenate([rng.uniform(-40.0, 40.0, 200_000), rng.uniform(-700.0, 700.0, 20_000),
-                        np.array([0.0, -0.0, 1e-300, -1e-300, 0.5 * np.log(2.0), 1.0, -1.0])])
-    out = np.empty_like(x)
-    many(x, out)
-    assert out[-7] == 1.0 and out[-5] == 1.0
-    ulp = np.spacing(np.exp(x))
-    assert np.max(np.abs(out - np.exp(x)) / ulp) <= 1.0
-    big = np.array([800.0, -800.0])
-    many(big, out[:2])
-    # clamped to [-700, 700]
-    assert abs(out[0] / np.exp(700.0) - 1.0) < 1e-15
-    assert abs(out[1] / np.exp(-700.0) - 1.0) < 1e-15
-
-
 def _lost_sites_and_restorations(sp, n=20, n_br=4):
     """Raised elimination for 10 days, then, once the losses before the first recording
     are past the memory horizon, two days of raised formation; every step recorded.

@@ -32,7 +32,7 @@ import math
 import numba
 import numpy as np
 
-from ketasim.core import vmath
+from ketasim.core.vmath import vexp
 from ketasim.core.xoroshiro import next_normal_zig, next_poisson, seed_state
 from ketasim.params.registry import ParamGroup
 
@@ -133,7 +133,7 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
             rim = ri.mean()
             for step in range(n_settle + n_frames * n_sub_steps):
                 # the step's noise first (the stream in unit order, as one loop drew it),
-                # then the units' updates in loops the compiler vectorises (vmath.exp),
+                # then the units' updates in loops the compiler vectorises (vexp),
                 # then the population sums in unit order
                 for i in range(ne):
                     z_e[i] = next_normal_zig(st)
@@ -144,13 +144,13 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
                     inp = jc * k[i] * re - wr + b[i] + ext - a[i]
                     uu = u[i] + (ae * (inp - u[i]) + se * z_e[i])
                     u[i] = uu
-                    rr = rmax / (1.0 + vmath.exp(-(uu - theta) / kappa))
+                    rr = rmax / (1.0 + vexp(-(uu - theta) / kappa))
                     r[i] = rr
                     a[i] += aa * (ga * rr / rmax - a[i])
                 inp_i = wie * re - wii * rim + bi
                 for j in range(ni):
                     v[j] += ai * (inp_i - v[j]) + si * z_i[j]
-                    ri[j] = rmax / (1.0 + vmath.exp(-(v[j] - theta) / kappa))
+                    ri[j] = rmax / (1.0 + vexp(-(v[j] - theta) / kappa))
                 sum_e = 0.0
                 for i in range(ne):
                     sum_e += r[i]

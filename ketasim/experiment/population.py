@@ -249,10 +249,11 @@ MIN_SCREENING_BATCH = 16
 def screening_batch(need: int, found: int, drawn: int) -> int:
     """How many candidates to screen next: all ``need`` places' worth first, then the
     places still open divided by the pass rate so far, with a quarter more (at least
-    :data:`MIN_SCREENING_BATCH`, at most four trials' worth), so the last batch does not simulate a whole trial's
-    worth of candidates to fill a few places. Screening stops at the candidate who fills
-    the last place and every candidate's draws are keyed by its place in the pool, so
-    the batch sizes change what is simulated, never who is randomised."""
+    :data:`MIN_SCREENING_BATCH`, at most four trials' worth), so the last batch does not
+    simulate a whole trial's worth of candidates to fill a few places. Screening stops
+    at the candidate who fills the last place and every candidate's draws are keyed by
+    its place in the pool, so the batch sizes change what is simulated, never who is
+    randomised."""
     if drawn == 0:
         return need
     rate = max(found / drawn, 1.0 / MAX_SCREENED_PER_PLACE)

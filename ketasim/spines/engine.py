@@ -55,6 +55,7 @@ import numba
 import numpy as np
 
 from ketasim.core.streams import PURPOSE_SPINES, xoroshiro_states
+from ketasim.core.vmath import vexp
 from ketasim.core.xoroshiro import (
     hashed_normal,
     next_double,
@@ -65,7 +66,6 @@ from ketasim.core.xoroshiro import (
     splitmix64,
     triangular_normal,
 )
-from ketasim.spines.vmath import vexp
 
 ORIGIN_PREEXISTING = 0
 ORIGIN_DE_NOVO = 1
