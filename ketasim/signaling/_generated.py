@@ -34,7 +34,7 @@ def _hillk(x, kn, n):
 N_STATES = 62
 N_PVEC = 491
 N_OUTPUTS = 47
-N_PTOTAL = 526
+N_PTOTAL = 559
 
 
 @numba.njit(cache=True)
@@ -533,7 +533,7 @@ def derive(p):
     p[525] = pp_odds0
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def rhs(t, y, p, dy):
     depot0 = y[0]
     gut0 = y[1]
@@ -1135,39 +1135,46 @@ def rhs(t, y, p, dy):
     cu4 = fu4 * brain4 * 1000.0 / mw4
     cp5 = central5 / v15
     cu5 = fu5 * brain5 * 1000.0 / mw5
-    glun2b_occ = 1.0 + (glun2b_a0 * cu0 + glun2b_a1 * cu1 + glun2b_a2 * cu2 + glun2b_a3 * cu3 + glun2b_a4 * cu4 + glun2b_a5 * cu5 + glun2b_wa)
-    glun2b_block = (glun2b_b0 * cu0 + glun2b_b1 * cu1 + glun2b_b2 * cu2 + glun2b_b3 * cu3 + glun2b_b4 * cu4 + glun2b_b5 * cu5 + glun2b_wb) / glun2b_occ
-    glun2b_ag = (glun2b_g0 * cu0 + glun2b_g1 * cu1 + glun2b_g2 * cu2 + glun2b_g3 * cu3 + glun2b_g4 * cu4 + glun2b_g5 * cu5 + glun2b_wg) / glun2b_occ
-    ampa_occ = 1.0 + (ampa_a0 * cu0 + ampa_a1 * cu1 + ampa_a2 * cu2 + ampa_a3 * cu3 + ampa_a4 * cu4 + ampa_a5 * cu5 + ampa_wa)
-    ampa_block = (ampa_b0 * cu0 + ampa_b1 * cu1 + ampa_b2 * cu2 + ampa_b3 * cu3 + ampa_b4 * cu4 + ampa_b5 * cu5 + ampa_wb) / ampa_occ
-    ampa_ag = (ampa_g0 * cu0 + ampa_g1 * cu1 + ampa_g2 * cu2 + ampa_g3 * cu3 + ampa_g4 * cu4 + ampa_g5 * cu5 + ampa_wg) / ampa_occ
-    mglu23_occ = 1.0 + (mglu23_a0 * cu0 + mglu23_a1 * cu1 + mglu23_a2 * cu2 + mglu23_a3 * cu3 + mglu23_a4 * cu4 + mglu23_a5 * cu5 + mglu23_wa)
-    mglu23_block = (mglu23_b0 * cu0 + mglu23_b1 * cu1 + mglu23_b2 * cu2 + mglu23_b3 * cu3 + mglu23_b4 * cu4 + mglu23_b5 * cu5 + mglu23_wb) / mglu23_occ
-    mglu23_ag = (mglu23_g0 * cu0 + mglu23_g1 * cu1 + mglu23_g2 * cu2 + mglu23_g3 * cu3 + mglu23_g4 * cu4 + mglu23_g5 * cu5 + mglu23_wg) / mglu23_occ
-    m1_occ = 1.0 + (m1_a0 * cu0 + m1_a1 * cu1 + m1_a2 * cu2 + m1_a3 * cu3 + m1_a4 * cu4 + m1_a5 * cu5 + m1_wa)
-    m1_block = (m1_b0 * cu0 + m1_b1 * cu1 + m1_b2 * cu2 + m1_b3 * cu3 + m1_b4 * cu4 + m1_b5 * cu5 + m1_wb) / m1_occ
-    m1_ag = (m1_g0 * cu0 + m1_g1 * cu1 + m1_g2 * cu2 + m1_g3 * cu3 + m1_g4 * cu4 + m1_g5 * cu5 + m1_wg) / m1_occ
-    ht2a_occ = 1.0 + (ht2a_a0 * cu0 + ht2a_a1 * cu1 + ht2a_a2 * cu2 + ht2a_a3 * cu3 + ht2a_a4 * cu4 + ht2a_a5 * cu5 + ht2a_wa)
-    ht2a_block = (ht2a_b0 * cu0 + ht2a_b1 * cu1 + ht2a_b2 * cu2 + ht2a_b3 * cu3 + ht2a_b4 * cu4 + ht2a_b5 * cu5 + ht2a_wb) / ht2a_occ
-    ht2a_ag = (ht2a_g0 * cu0 + ht2a_g1 * cu1 + ht2a_g2 * cu2 + ht2a_g3 * cu3 + ht2a_g4 * cu4 + ht2a_g5 * cu5 + ht2a_wg) / ht2a_occ
-    trkb_occ = 1.0 + (trkb_a0 * cu0 + trkb_a1 * cu1 + trkb_a2 * cu2 + trkb_a3 * cu3 + trkb_a4 * cu4 + trkb_a5 * cu5 + trkb_wa)
-    trkb_block = (trkb_b0 * cu0 + trkb_b1 * cu1 + trkb_b2 * cu2 + trkb_b3 * cu3 + trkb_b4 * cu4 + trkb_b5 * cu5 + trkb_wb) / trkb_occ
-    trkb_ag = (trkb_g0 * cu0 + trkb_g1 * cu1 + trkb_g2 * cu2 + trkb_g3 * cu3 + trkb_g4 * cu4 + trkb_g5 * cu5 + trkb_wg) / trkb_occ
-    mtorc1_occ = 1.0 + (mtorc1_a0 * cu0 + mtorc1_a1 * cu1 + mtorc1_a2 * cu2 + mtorc1_a3 * cu3 + mtorc1_a4 * cu4 + mtorc1_a5 * cu5 + mtorc1_wa)
-    mtorc1_block = (mtorc1_b0 * cu0 + mtorc1_b1 * cu1 + mtorc1_b2 * cu2 + mtorc1_b3 * cu3 + mtorc1_b4 * cu4 + mtorc1_b5 * cu5 + mtorc1_wb) / mtorc1_occ
-    mtorc1_ag = (mtorc1_g0 * cu0 + mtorc1_g1 * cu1 + mtorc1_g2 * cu2 + mtorc1_g3 * cu3 + mtorc1_g4 * cu4 + mtorc1_g5 * cu5 + mtorc1_wg) / mtorc1_occ
-    drd1_occ = 1.0 + (drd1_a0 * cu0 + drd1_a1 * cu1 + drd1_a2 * cu2 + drd1_a3 * cu3 + drd1_a4 * cu4 + drd1_a5 * cu5 + drd1_wa)
-    drd1_block = (drd1_b0 * cu0 + drd1_b1 * cu1 + drd1_b2 * cu2 + drd1_b3 * cu3 + drd1_b4 * cu4 + drd1_b5 * cu5 + drd1_wb) / drd1_occ
-    drd1_ag = (drd1_g0 * cu0 + drd1_g1 * cu1 + drd1_g2 * cu2 + drd1_g3 * cu3 + drd1_g4 * cu4 + drd1_g5 * cu5 + drd1_wg) / drd1_occ
-    pka_occ = 1.0 + (pka_a0 * cu0 + pka_a1 * cu1 + pka_a2 * cu2 + pka_a3 * cu3 + pka_a4 * cu4 + pka_a5 * cu5 + pka_wa)
-    pka_block = (pka_b0 * cu0 + pka_b1 * cu1 + pka_b2 * cu2 + pka_b3 * cu3 + pka_b4 * cu4 + pka_b5 * cu5 + pka_wb) / pka_occ
-    pka_ag = (pka_g0 * cu0 + pka_g1 * cu1 + pka_g2 * cu2 + pka_g3 * cu3 + pka_g4 * cu4 + pka_g5 * cu5 + pka_wg) / pka_occ
-    da_supply_occ = 1.0 + (da_supply_a0 * cu0 + da_supply_a1 * cu1 + da_supply_a2 * cu2 + da_supply_a3 * cu3 + da_supply_a4 * cu4 + da_supply_a5 * cu5 + da_supply_wa)
-    da_supply_block = (da_supply_b0 * cu0 + da_supply_b1 * cu1 + da_supply_b2 * cu2 + da_supply_b3 * cu3 + da_supply_b4 * cu4 + da_supply_b5 * cu5 + da_supply_wb) / da_supply_occ
-    da_supply_ag = (da_supply_g0 * cu0 + da_supply_g1 * cu1 + da_supply_g2 * cu2 + da_supply_g3 * cu3 + da_supply_g4 * cu4 + da_supply_g5 * cu5 + da_supply_wg) / da_supply_occ
-    glun2b_mod = (glun2b_m0 * cu0 + glun2b_m1 * cu1 + glun2b_m2 * cu2 + glun2b_m3 * cu3 + glun2b_m4 * cu4 + glun2b_m5 * cu5 + glun2b_wm) / (1.0 + (glun2b_am0 * cu0 + glun2b_am1 * cu1 + glun2b_am2 * cu2 + glun2b_am3 * cu3 + glun2b_am4 * cu4 + glun2b_am5 * cu5 + glun2b_wam))
-    ampa_mod = (ampa_m0 * cu0 + ampa_m1 * cu1 + ampa_m2 * cu2 + ampa_m3 * cu3 + ampa_m4 * cu4 + ampa_m5 * cu5 + ampa_wm) / (1.0 + (ampa_am0 * cu0 + ampa_am1 * cu1 + ampa_am2 * cu2 + ampa_am3 * cu3 + ampa_am4 * cu4 + ampa_am5 * cu5 + ampa_wam))
-    gabaa_a5_mod = (gabaa_a5_m0 * cu0 + gabaa_a5_m1 * cu1 + gabaa_a5_m2 * cu2 + gabaa_a5_m3 * cu3 + gabaa_a5_m4 * cu4 + gabaa_a5_m5 * cu5 + gabaa_a5_wm) / (1.0 + (gabaa_a5_am0 * cu0 + gabaa_a5_am1 * cu1 + gabaa_a5_am2 * cu2 + gabaa_a5_am3 * cu3 + gabaa_a5_am4 * cu4 + gabaa_a5_am5 * cu5 + gabaa_a5_wam))
+    for _j in range(10):
+        _occ = 1.0 + (p[114 + _j] * cu0 + p[150 + _j] * cu1 + p[186 + _j] * cu2 + p[222 + _j] * cu3 + p[258 + _j] * cu4 + p[294 + _j] * cu5 + p[445 + 3 * _j])
+        p[526 + _j] = _occ
+        p[536 + _j] = (p[124 + _j] * cu0 + p[160 + _j] * cu1 + p[196 + _j] * cu2 + p[232 + _j] * cu3 + p[268 + _j] * cu4 + p[304 + _j] * cu5 + p[446 + 3 * _j]) / _occ
+        p[546 + _j] = (p[134 + _j] * cu0 + p[170 + _j] * cu1 + p[206 + _j] * cu2 + p[242 + _j] * cu3 + p[278 + _j] * cu4 + p[314 + _j] * cu5 + p[447 + 3 * _j]) / _occ
+    glun2b_occ = p[526]
+    glun2b_block = p[536]
+    glun2b_ag = p[546]
+    ampa_occ = p[527]
+    ampa_block = p[537]
+    ampa_ag = p[547]
+    mglu23_occ = p[528]
+    mglu23_block = p[538]
+    mglu23_ag = p[548]
+    m1_occ = p[529]
+    m1_block = p[539]
+    m1_ag = p[549]
+    ht2a_occ = p[530]
+    ht2a_block = p[540]
+    ht2a_ag = p[550]
+    trkb_occ = p[531]
+    trkb_block = p[541]
+    trkb_ag = p[551]
+    mtorc1_occ = p[532]
+    mtorc1_block = p[542]
+    mtorc1_ag = p[552]
+    drd1_occ = p[533]
+    drd1_block = p[543]
+    drd1_ag = p[553]
+    pka_occ = p[534]
+    pka_block = p[544]
+    pka_ag = p[554]
+    da_supply_occ = p[535]
+    da_supply_block = p[545]
+    da_supply_ag = p[555]
+    for _j in range(3):
+        p[556 + _j] = (p[147 + _j] * cu0 + p[183 + _j] * cu1 + p[219 + _j] * cu2 + p[255 + _j] * cu3 + p[291 + _j] * cu4 + p[327 + _j] * cu5 + p[476 + 2 * _j]) / (1.0 + (p[144 + _j] * cu0 + p[180 + _j] * cu1 + p[216 + _j] * cu2 + p[252 + _j] * cu3 + p[288 + _j] * cu4 + p[324 + _j] * cu5 + p[475 + 2 * _j]))
+    glun2b_mod = p[556]
+    ampa_mod = p[557]
+    gabaa_a5_mod = p[558]
     nmda_ratio = _pos(nmda_a0 * cu0 + nmda_a1 * cu1 + nmda_a2 * cu2 + nmda_a3 * cu3 + nmda_a4 * cu4 + nmda_a5 * cu5)
     nmda_rest = _pos(nmda_r0 * cu0 + nmda_r1 * cu1 + nmda_r2 * cu2 + nmda_r3 * cu3 + nmda_r4 * cu4 + nmda_r5 * cu5)
     occ_int = nmda_ratio / (nmda_ratio + pot_int)
@@ -1269,7 +1276,7 @@ def rhs(t, y, p, dy):
     dy[61] = k_lid_on * _pos(pka - lid_pka_thr) * (1.0 - erk_sensitization) - k_lid_off * erk_sensitization
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def outputs(y, p, out):
     depot0 = y[0]
     gut0 = y[1]
@@ -1871,39 +1878,46 @@ def outputs(y, p, out):
     cu4 = fu4 * brain4 * 1000.0 / mw4
     cp5 = central5 / v15
     cu5 = fu5 * brain5 * 1000.0 / mw5
-    glun2b_occ = 1.0 + (glun2b_a0 * cu0 + glun2b_a1 * cu1 + glun2b_a2 * cu2 + glun2b_a3 * cu3 + glun2b_a4 * cu4 + glun2b_a5 * cu5 + glun2b_wa)
-    glun2b_block = (glun2b_b0 * cu0 + glun2b_b1 * cu1 + glun2b_b2 * cu2 + glun2b_b3 * cu3 + glun2b_b4 * cu4 + glun2b_b5 * cu5 + glun2b_wb) / glun2b_occ
-    glun2b_ag = (glun2b_g0 * cu0 + glun2b_g1 * cu1 + glun2b_g2 * cu2 + glun2b_g3 * cu3 + glun2b_g4 * cu4 + glun2b_g5 * cu5 + glun2b_wg) / glun2b_occ
-    ampa_occ = 1.0 + (ampa_a0 * cu0 + ampa_a1 * cu1 + ampa_a2 * cu2 + ampa_a3 * cu3 + ampa_a4 * cu4 + ampa_a5 * cu5 + ampa_wa)
-    ampa_block = (ampa_b0 * cu0 + ampa_b1 * cu1 + ampa_b2 * cu2 + ampa_b3 * cu3 + ampa_b4 * cu4 + ampa_b5 * cu5 + ampa_wb) / ampa_occ
-    ampa_ag = (ampa_g0 * cu0 + ampa_g1 * cu1 + ampa_g2 * cu2 + ampa_g3 * cu3 + ampa_g4 * cu4 + ampa_g5 * cu5 + ampa_wg) / ampa_occ
-    mglu23_occ = 1.0 + (mglu23_a0 * cu0 + mglu23_a1 * cu1 + mglu23_a2 * cu2 + mglu23_a3 * cu3 + mglu23_a4 * cu4 + mglu23_a5 * cu5 + mglu23_wa)
-    mglu23_block = (mglu23_b0 * cu0 + mglu23_b1 * cu1 + mglu23_b2 * cu2 + mglu23_b3 * cu3 + mglu23_b4 * cu4 + mglu23_b5 * cu5 + mglu23_wb) / mglu23_occ
-    mglu23_ag = (mglu23_g0 * cu0 + mglu23_g1 * cu1 + mglu23_g2 * cu2 + mglu23_g3 * cu3 + mglu23_g4 * cu4 + mglu23_g5 * cu5 + mglu23_wg) / mglu23_occ
-    m1_occ = 1.0 + (m1_a0 * cu0 + m1_a1 * cu1 + m1_a2 * cu2 + m1_a3 * cu3 + m1_a4 * cu4 + m1_a5 * cu5 + m1_wa)
-    m1_block = (m1_b0 * cu0 + m1_b1 * cu1 + m1_b2 * cu2 + m1_b3 * cu3 + m1_b4 * cu4 + m1_b5 * cu5 + m1_wb) / m1_occ
-    m1_ag = (m1_g0 * cu0 + m1_g1 * cu1 + m1_g2 * cu2 + m1_g3 * cu3 + m1_g4 * cu4 + m1_g5 * cu5 + m1_wg) / m1_occ
-    ht2a_occ = 1.0 + (ht2a_a0 * cu0 + ht2a_a1 * cu1 + ht2a_a2 * cu2 + ht2a_a3 * cu3 + ht2a_a4 * cu4 + ht2a_a5 * cu5 + ht2a_wa)
-    ht2a_block = (ht2a_b0 * cu0 + ht2a_b1 * cu1 + ht2a_b2 * cu2 + ht2a_b3 * cu3 + ht2a_b4 * cu4 + ht2a_b5 * cu5 + ht2a_wb) / ht2a_occ
-    ht2a_ag = (ht2a_g0 * cu0 + ht2a_g1 * cu1 + ht2a_g2 * cu2 + ht2a_g3 * cu3 + ht2a_g4 * cu4 + ht2a_g5 * cu5 + ht2a_wg) / ht2a_occ
-    trkb_occ = 1.0 + (trkb_a0 * cu0 + trkb_a1 * cu1 + trkb_a2 * cu2 + trkb_a3 * cu3 + trkb_a4 * cu4 + trkb_a5 * cu5 + trkb_wa)
-    trkb_block = (trkb_b0 * cu0 + trkb_b1 * cu1 + trkb_b2 * cu2 + trkb_b3 * cu3 + trkb_b4 * cu4 + trkb_b5 * cu5 + trkb_wb) / trkb_occ
-    trkb_ag = (trkb_g0 * cu0 + trkb_g1 * cu1 + trkb_g2 * cu2 + trkb_g3 * cu3 + trkb_g4 * cu4 + trkb_g5 * cu5 + trkb_wg) / trkb_occ
-    mtorc1_occ = 1.0 + (mtorc1_a0 * cu0 + mtorc1_a1 * cu1 + mtorc1_a2 * cu2 + mtorc1_a3 * cu3 + mtorc1_a4 * cu4 + mtorc1_a5 * cu5 + mtorc1_wa)
-    mtorc1_block = (mtorc1_b0 * cu0 + mtorc1_b1 * cu1 + mtorc1_b2 * cu2 + mtorc1_b3 * cu3 + mtorc1_b4 * cu4 + mtorc1_b5 * cu5 + mtorc1_wb) / mtorc1_occ
-    mtorc1_ag = (mtorc1_g0 * cu0 + mtorc1_g1 * cu1 + mtorc1_g2 * cu2 + mtorc1_g3 * cu3 + mtorc1_g4 * cu4 + mtorc1_g5 * cu5 + mtorc1_wg) / mtorc1_occ
-    drd1_occ = 1.0 + (drd1_a0 * cu0 + drd1_a1 * cu1 + drd1_a2 * cu2 + drd1_a3 * cu3 + drd1_a4 * cu4 + drd1_a5 * cu5 + drd1_wa)
-    drd1_block = (drd1_b0 * cu0 + drd1_b1 * cu1 + drd1_b2 * cu2 + drd1_b3 * cu3 + drd1_b4 * cu4 + drd1_b5 * cu5 + drd1_wb) / drd1_occ
-    drd1_ag = (drd1_g0 * cu0 + drd1_g1 * cu1 + drd1_g2 * cu2 + drd1_g3 * cu3 + drd1_g4 * cu4 + drd1_g5 * cu5 + drd1_wg) / drd1_occ
-    pka_occ = 1.0 + (pka_a0 * cu0 + pka_a1 * cu1 + pka_a2 * cu2 + pka_a3 * cu3 + pka_a4 * cu4 + pka_a5 * cu5 + pka_wa)
-    pka_block = (pka_b0 * cu0 + pka_b1 * cu1 + pka_b2 * cu2 + pka_b3 * cu3 + pka_b4 * cu4 + pka_b5 * cu5 + pka_wb) / pka_occ
-    pka_ag = (pka_g0 * cu0 + pka_g1 * cu1 + pka_g2 * cu2 + pka_g3 * cu3 + pka_g4 * cu4 + pka_g5 * cu5 + pka_wg) / pka_occ
-    da_supply_occ = 1.0 + (da_supply_a0 * cu0 + da_supply_a1 * cu1 + da_supply_a2 * cu2 + da_supply_a3 * cu3 + da_supply_a4 * cu4 + da_supply_a5 * cu5 + da_supply_wa)
-    da_supply_block = (da_supply_b0 * cu0 + da_supply_b1 * cu1 + da_supply_b2 * cu2 + da_supply_b3 * cu3 + da_supply_b4 * cu4 + da_supply_b5 * cu5 + da_supply_wb) / da_supply_occ
-    da_supply_ag = (da_supply_g0 * cu0 + da_supply_g1 * cu1 + da_supply_g2 * cu2 + da_supply_g3 * cu3 + da_supply_g4 * cu4 + da_supply_g5 * cu5 + da_supply_wg) / da_supply_occ
-    glun2b_mod = (glun2b_m0 * cu0 + glun2b_m1 * cu1 + glun2b_m2 * cu2 + glun2b_m3 * cu3 + glun2b_m4 * cu4 + glun2b_m5 * cu5 + glun2b_wm) / (1.0 + (glun2b_am0 * cu0 + glun2b_am1 * cu1 + glun2b_am2 * cu2 + glun2b_am3 * cu3 + glun2b_am4 * cu4 + glun2b_am5 * cu5 + glun2b_wam))
-    ampa_mod = (ampa_m0 * cu0 + ampa_m1 * cu1 + ampa_m2 * cu2 + ampa_m3 * cu3 + ampa_m4 * cu4 + ampa_m5 * cu5 + ampa_wm) / (1.0 + (ampa_am0 * cu0 + ampa_am1 * cu1 + ampa_am2 * cu2 + ampa_am3 * cu3 + ampa_am4 * cu4 + ampa_am5 * cu5 + ampa_wam))
-    gabaa_a5_mod = (gabaa_a5_m0 * cu0 + gabaa_a5_m1 * cu1 + gabaa_a5_m2 * cu2 + gabaa_a5_m3 * cu3 + gabaa_a5_m4 * cu4 + gabaa_a5_m5 * cu5 + gabaa_a5_wm) / (1.0 + (gabaa_a5_am0 * cu0 + gabaa_a5_am1 * cu1 + gabaa_a5_am2 * cu2 + gabaa_a5_am3 * cu3 + gabaa_a5_am4 * cu4 + gabaa_a5_am5 * cu5 + gabaa_a5_wam))
+    for _j in range(10):
+        _occ = 1.0 + (p[114 + _j] * cu0 + p[150 + _j] * cu1 + p[186 + _j] * cu2 + p[222 + _j] * cu3 + p[258 + _j] * cu4 + p[294 + _j] * cu5 + p[445 + 3 * _j])
+        p[526 + _j] = _occ
+        p[536 + _j] = (p[124 + _j] * cu0 + p[160 + _j] * cu1 + p[196 + _j] * cu2 + p[232 + _j] * cu3 + p[268 + _j] * cu4 + p[304 + _j] * cu5 + p[446 + 3 * _j]) / _occ
+        p[546 + _j] = (p[134 + _j] * cu0 + p[170 + _j] * cu1 + p[206 + _j] * cu2 + p[242 + _j] * cu3 + p[278 + _j] * cu4 + p[314 + _j] * cu5 + p[447 + 3 * _j]) / _occ
+    glun2b_occ = p[526]
+    glun2b_block = p[536]
+    glun2b_ag = p[546]
+    ampa_occ = p[527]
+    ampa_block = p[537]
+    ampa_ag = p[547]
+    mglu23_occ = p[528]
+    mglu23_block = p[538]
+    mglu23_ag = p[548]
+    m1_occ = p[529]
+    m1_block = p[539]
+    m1_ag = p[549]
+    ht2a_occ = p[530]
+    ht2a_block = p[540]
+    ht2a_ag = p[550]
+    trkb_occ = p[531]
+    trkb_block = p[541]
+    trkb_ag = p[551]
+    mtorc1_occ = p[532]
+    mtorc1_block = p[542]
+    mtorc1_ag = p[552]
+    drd1_occ = p[533]
+    drd1_block = p[543]
+    drd1_ag = p[553]
+    pka_occ = p[534]
+    pka_block = p[544]
+    pka_ag = p[554]
+    da_supply_occ = p[535]
+    da_supply_block = p[545]
+    da_supply_ag = p[555]
+    for _j in range(3):
+        p[556 + _j] = (p[147 + _j] * cu0 + p[183 + _j] * cu1 + p[219 + _j] * cu2 + p[255 + _j] * cu3 + p[291 + _j] * cu4 + p[327 + _j] * cu5 + p[476 + 2 * _j]) / (1.0 + (p[144 + _j] * cu0 + p[180 + _j] * cu1 + p[216 + _j] * cu2 + p[252 + _j] * cu3 + p[288 + _j] * cu4 + p[324 + _j] * cu5 + p[475 + 2 * _j]))
+    glun2b_mod = p[556]
+    ampa_mod = p[557]
+    gabaa_a5_mod = p[558]
     nmda_ratio = _pos(nmda_a0 * cu0 + nmda_a1 * cu1 + nmda_a2 * cu2 + nmda_a3 * cu3 + nmda_a4 * cu4 + nmda_a5 * cu5)
     nmda_rest = _pos(nmda_r0 * cu0 + nmda_r1 * cu1 + nmda_r2 * cu2 + nmda_r3 * cu3 + nmda_r4 * cu4 + nmda_r5 * cu5)
     occ_int = nmda_ratio / (nmda_ratio + pot_int)
@@ -2003,7 +2017,7 @@ def _dpos(x):
     return 1.0 if x > 0.0 else 0.0
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def jac(y, p, J):
     depot0 = y[0]
     gut0 = y[1]
@@ -2605,39 +2619,46 @@ def jac(y, p, J):
     cu4 = fu4 * brain4 * 1000.0 / mw4
     cp5 = central5 / v15
     cu5 = fu5 * brain5 * 1000.0 / mw5
-    glun2b_occ = 1.0 + (glun2b_a0 * cu0 + glun2b_a1 * cu1 + glun2b_a2 * cu2 + glun2b_a3 * cu3 + glun2b_a4 * cu4 + glun2b_a5 * cu5 + glun2b_wa)
-    glun2b_block = (glun2b_b0 * cu0 + glun2b_b1 * cu1 + glun2b_b2 * cu2 + glun2b_b3 * cu3 + glun2b_b4 * cu4 + glun2b_b5 * cu5 + glun2b_wb) / glun2b_occ
-    glun2b_ag = (glun2b_g0 * cu0 + glun2b_g1 * cu1 + glun2b_g2 * cu2 + glun2b_g3 * cu3 + glun2b_g4 * cu4 + glun2b_g5 * cu5 + glun2b_wg) / glun2b_occ
-    ampa_occ = 1.0 + (ampa_a0 * cu0 + ampa_a1 * cu1 + ampa_a2 * cu2 + ampa_a3 * cu3 + ampa_a4 * cu4 + ampa_a5 * cu5 + ampa_wa)
-    ampa_block = (ampa_b0 * cu0 + ampa_b1 * cu1 + ampa_b2 * cu2 + ampa_b3 * cu3 + ampa_b4 * cu4 + ampa_b5 * cu5 + ampa_wb) / ampa_occ
-    ampa_ag = (ampa_g0 * cu0 + ampa_g1 * cu1 + ampa_g2 * cu2 + ampa_g3 * cu3 + ampa_g4 * cu4 + ampa_g5 * cu5 + ampa_wg) / ampa_occ
-    mglu23_occ = 1.0 + (mglu23_a0 * cu0 + mglu23_a1 * cu1 + mglu23_a2 * cu2 + mglu23_a3 * cu3 + mglu23_a4 * cu4 + mglu23_a5 * cu5 + mglu23_wa)
-    mglu23_block = (mglu23_b0 * cu0 + mglu23_b1 * cu1 + mglu23_b2 * cu2 + mglu23_b3 * cu3 + mglu23_b4 * cu4 + mglu23_b5 * cu5 + mglu23_wb) / mglu23_occ
-    mglu23_ag = (mglu23_g0 * cu0 + mglu23_g1 * cu1 + mglu23_g2 * cu2 + mglu23_g3 * cu3 + mglu23_g4 * cu4 + mglu23_g5 * cu5 + mglu23_wg) / mglu23_occ
-    m1_occ = 1.0 + (m1_a0 * cu0 + m1_a1 * cu1 + m1_a2 * cu2 + m1_a3 * cu3 + m1_a4 * cu4 + m1_a5 * cu5 + m1_wa)
-    m1_block = (m1_b0 * cu0 + m1_b1 * cu1 + m1_b2 * cu2 + m1_b3 * cu3 + m1_b4 * cu4 + m1_b5 * cu5 + m1_wb) / m1_occ
-    m1_ag = (m1_g0 * cu0 + m1_g1 * cu1 + m1_g2 * cu2 + m1_g3 * cu3 + m1_g4 * cu4 + m1_g5 * cu5 + m1_wg) / m1_occ
-    ht2a_occ = 1.0 + (ht2a_a0 * cu0 + ht2a_a1 * cu1 + ht2a_a2 * cu2 + ht2a_a3 * cu3 + ht2a_a4 * cu4 + ht2a_a5 * cu5 + ht2a_wa)
-    ht2a_block = (ht2a_b0 * cu0 + ht2a_b1 * cu1 + ht2a_b2 * cu2 + ht2a_b3 * cu3 + ht2a_b4 * cu4 + ht2a_b5 * cu5 + ht2a_wb) / ht2a_occ
-    ht2a_ag = (ht2a_g0 * cu0 + ht2a_g1 * cu1 + ht2a_g2 * cu2 + ht2a_g3 * cu3 + ht2a_g4 * cu4 + ht2a_g5 * cu5 + ht2a_wg) / ht2a_occ
-    trkb_occ = 1.0 + (trkb_a0 * cu0 + trkb_a1 * cu1 + trkb_a2 * cu2 + trkb_a3 * cu3 + trkb_a4 * cu4 + trkb_a5 * cu5 + trkb_wa)
-    trkb_block = (trkb_b0 * cu0 + trkb_b1 * cu1 + trkb_b2 * cu2 + trkb_b3 * cu3 + trkb_b4 * cu4 + trkb_b5 * cu5 + trkb_wb) / trkb_occ
-    trkb_ag = (trkb_g0 * cu0 + trkb_g1 * cu1 + trkb_g2 * cu2 + trkb_g3 * cu3 + trkb_g4 * cu4 + trkb_g5 * cu5 + trkb_wg) / trkb_occ
-    mtorc1_occ = 1.0 + (mtorc1_a0 * cu0 + mtorc1_a1 * cu1 + mtorc1_a2 * cu2 + mtorc1_a3 * cu3 + mtorc1_a4 * cu4 + mtorc1_a5 * cu5 + mtorc1_wa)
-    mtorc1_block = (mtorc1_b0 * cu0 + mtorc1_b1 * cu1 + mtorc1_b2 * cu2 + mtorc1_b3 * cu3 + mtorc1_b4 * cu4 + mtorc1_b5 * cu5 + mtorc1_wb) / mtorc1_occ
-    mtorc1_ag = (mtorc1_g0 * cu0 + mtorc1_g1 * cu1 + mtorc1_g2 * cu2 + mtorc1_g3 * cu3 + mtorc1_g4 * cu4 + mtorc1_g5 * cu5 + mtorc1_wg) / mtorc1_occ
-    drd1_occ = 1.0 + (drd1_a0 * cu0 + drd1_a1 * cu1 + drd1_a2 * cu2 + drd1_a3 * cu3 + drd1_a4 * cu4 + drd1_a5 * cu5 + drd1_wa)
-    drd1_block = (drd1_b0 * cu0 + drd1_b1 * cu1 + drd1_b2 * cu2 + drd1_b3 * cu3 + drd1_b4 * cu4 + drd1_b5 * cu5 + drd1_wb) / drd1_occ
-    drd1_ag = (drd1_g0 * cu0 + drd1_g1 * cu1 + drd1_g2 * cu2 + drd1_g3 * cu3 + drd1_g4 * cu4 + drd1_g5 * cu5 + drd1_wg) / drd1_occ
-    pka_occ = 1.0 + (pka_a0 * cu0 + pka_a1 * cu1 + pka_a2 * cu2 + pka_a3 * cu3 + pka_a4 * cu4 + pka_a5 * cu5 + pka_wa)
-    pka_block = (pka_b0 * cu0 + pka_b1 * cu1 + pka_b2 * cu2 + pka_b3 * cu3 + pka_b4 * cu4 + pka_b5 * cu5 + pka_wb) / pka_occ
-    pka_ag = (pka_g0 * cu0 + pka_g1 * cu1 + pka_g2 * cu2 + pka_g3 * cu3 + pka_g4 * cu4 + pka_g5 * cu5 + pka_wg) / pka_occ
-    da_supply_occ = 1.0 + (da_supply_a0 * cu0 + da_supply_a1 * cu1 + da_supply_a2 * cu2 + da_supply_a3 * cu3 + da_supply_a4 * cu4 + da_supply_a5 * cu5 + da_supply_wa)
-    da_supply_block = (da_supply_b0 * cu0 + da_supply_b1 * cu1 + da_supply_b2 * cu2 + da_supply_b3 * cu3 + da_supply_b4 * cu4 + da_supply_b5 * cu5 + da_supply_wb) / da_supply_occ
-    da_supply_ag = (da_supply_g0 * cu0 + da_supply_g1 * cu1 + da_supply_g2 * cu2 + da_supply_g3 * cu3 + da_supply_g4 * cu4 + da_supply_g5 * cu5 + da_supply_wg) / da_supply_occ
-    glun2b_mod = (glun2b_m0 * cu0 + glun2b_m1 * cu1 + glun2b_m2 * cu2 + glun2b_m3 * cu3 + glun2b_m4 * cu4 + glun2b_m5 * cu5 + glun2b_wm) / (1.0 + (glun2b_am0 * cu0 + glun2b_am1 * cu1 + glun2b_am2 * cu2 + glun2b_am3 * cu3 + glun2b_am4 * cu4 + glun2b_am5 * cu5 + glun2b_wam))
-    ampa_mod = (ampa_m0 * cu0 + ampa_m1 * cu1 + ampa_m2 * cu2 + ampa_m3 * cu3 + ampa_m4 * cu4 + ampa_m5 * cu5 + ampa_wm) / (1.0 + (ampa_am0 * cu0 + ampa_am1 * cu1 + ampa_am2 * cu2 + ampa_am3 * cu3 + ampa_am4 * cu4 + ampa_am5 * cu5 + ampa_wam))
-    gabaa_a5_mod = (gabaa_a5_m0 * cu0 + gabaa_a5_m1 * cu1 + gabaa_a5_m2 * cu2 + gabaa_a5_m3 * cu3 + gabaa_a5_m4 * cu4 + gabaa_a5_m5 * cu5 + gabaa_a5_wm) / (1.0 + (gabaa_a5_am0 * cu0 + gabaa_a5_am1 * cu1 + gabaa_a5_am2 * cu2 + gabaa_a5_am3 * cu3 + gabaa_a5_am4 * cu4 + gabaa_a5_am5 * cu5 + gabaa_a5_wam))
+    for _j in range(10):
+        _occ = 1.0 + (p[114 + _j] * cu0 + p[150 + _j] * cu1 + p[186 + _j] * cu2 + p[222 + _j] * cu3 + p[258 + _j] * cu4 + p[294 + _j] * cu5 + p[445 + 3 * _j])
+        p[526 + _j] = _occ
+        p[536 + _j] = (p[124 + _j] * cu0 + p[160 + _j] * cu1 + p[196 + _j] * cu2 + p[232 + _j] * cu3 + p[268 + _j] * cu4 + p[304 + _j] * cu5 + p[446 + 3 * _j]) / _occ
+        p[546 + _j] = (p[134 + _j] * cu0 + p[170 + _j] * cu1 + p[206 + _j] * cu2 + p[242 + _j] * cu3 + p[278 + _j] * cu4 + p[314 + _j] * cu5 + p[447 + 3 * _j]) / _occ
+    glun2b_occ = p[526]
+    glun2b_block = p[536]
+    glun2b_ag = p[546]
+    ampa_occ = p[527]
+    ampa_block = p[537]
+    ampa_ag = p[547]
+    mglu23_occ = p[528]
+    mglu23_block = p[538]
+    mglu23_ag = p[548]
+    m1_occ = p[529]
+    m1_block = p[539]
+    m1_ag = p[549]
+    ht2a_occ = p[530]
+    ht2a_block = p[540]
+    ht2a_ag = p[550]
+    trkb_occ = p[531]
+    trkb_block = p[541]
+    trkb_ag = p[551]
+    mtorc1_occ = p[532]
+    mtorc1_block = p[542]
+    mtorc1_ag = p[552]
+    drd1_occ = p[533]
+    drd1_block = p[543]
+    drd1_ag = p[553]
+    pka_occ = p[534]
+    pka_block = p[544]
+    pka_ag = p[554]
+    da_supply_occ = p[535]
+    da_supply_block = p[545]
+    da_supply_ag = p[555]
+    for _j in range(3):
+        p[556 + _j] = (p[147 + _j] * cu0 + p[183 + _j] * cu1 + p[219 + _j] * cu2 + p[255 + _j] * cu3 + p[291 + _j] * cu4 + p[327 + _j] * cu5 + p[476 + 2 * _j]) / (1.0 + (p[144 + _j] * cu0 + p[180 + _j] * cu1 + p[216 + _j] * cu2 + p[252 + _j] * cu3 + p[288 + _j] * cu4 + p[324 + _j] * cu5 + p[475 + 2 * _j]))
+    glun2b_mod = p[556]
+    ampa_mod = p[557]
+    gabaa_a5_mod = p[558]
     nmda_ratio = _pos(nmda_a0 * cu0 + nmda_a1 * cu1 + nmda_a2 * cu2 + nmda_a3 * cu3 + nmda_a4 * cu4 + nmda_a5 * cu5)
     nmda_rest = _pos(nmda_r0 * cu0 + nmda_r1 * cu1 + nmda_r2 * cu2 + nmda_r3 * cu3 + nmda_r4 * cu4 + nmda_r5 * cu5)
     occ_int = nmda_ratio / (nmda_ratio + pot_int)
@@ -3325,7 +3346,7 @@ def jac(y, p, J):
     J[201] = (-k_lid_off - k_lid_on*_pos(-lid_pka_thr + pka))
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def rhs_jac(t, y, p, dy, J):
     depot0 = y[0]
     gut0 = y[1]
@@ -3927,39 +3948,46 @@ def rhs_jac(t, y, p, dy, J):
     cu4 = fu4 * brain4 * 1000.0 / mw4
     cp5 = central5 / v15
     cu5 = fu5 * brain5 * 1000.0 / mw5
-    glun2b_occ = 1.0 + (glun2b_a0 * cu0 + glun2b_a1 * cu1 + glun2b_a2 * cu2 + glun2b_a3 * cu3 + glun2b_a4 * cu4 + glun2b_a5 * cu5 + glun2b_wa)
-    glun2b_block = (glun2b_b0 * cu0 + glun2b_b1 * cu1 + glun2b_b2 * cu2 + glun2b_b3 * cu3 + glun2b_b4 * cu4 + glun2b_b5 * cu5 + glun2b_wb) / glun2b_occ
-    glun2b_ag = (glun2b_g0 * cu0 + glun2b_g1 * cu1 + glun2b_g2 * cu2 + glun2b_g3 * cu3 + glun2b_g4 * cu4 + glun2b_g5 * cu5 + glun2b_wg) / glun2b_occ
-    ampa_occ = 1.0 + (ampa_a0 * cu0 + ampa_a1 * cu1 + ampa_a2 * cu2 + ampa_a3 * cu3 + ampa_a4 * cu4 + ampa_a5 * cu5 + ampa_wa)
-    ampa_block = (ampa_b0 * cu0 + ampa_b1 * cu1 + ampa_b2 * cu2 + ampa_b3 * cu3 + ampa_b4 * cu4 + ampa_b5 * cu5 + ampa_wb) / ampa_occ
-    ampa_ag = (ampa_g0 * cu0 + ampa_g1 * cu1 + ampa_g2 * cu2 + ampa_g3 * cu3 + ampa_g4 * cu4 + ampa_g5 * cu5 + ampa_wg) / ampa_occ
-    mglu23_occ = 1.0 + (mglu23_a0 * cu0 + mglu23_a1 * cu1 + mglu23_a2 * cu2 + mglu23_a3 * cu3 + mglu23_a4 * cu4 + mglu23_a5 * cu5 + mglu23_wa)
-    mglu23_block = (mglu23_b0 * cu0 + mglu23_b1 * cu1 + mglu23_b2 * cu2 + mglu23_b3 * cu3 + mglu23_b4 * cu4 + mglu23_b5 * cu5 + mglu23_wb) / mglu23_occ
-    mglu23_ag = (mglu23_g0 * cu0 + mglu23_g1 * cu1 + mglu23_g2 * cu2 + mglu23_g3 * cu3 + mglu23_g4 * cu4 + mglu23_g5 * cu5 + mglu23_wg) / mglu23_occ
-    m1_occ = 1.0 + (m1_a0 * cu0 + m1_a1 * cu1 + m1_a2 * cu2 + m1_a3 * cu3 + m1_a4 * cu4 + m1_a5 * cu5 + m1_wa)
-    m1_block = (m1_b0 * cu0 + m1_b1 * cu1 + m1_b2 * cu2 + m1_b3 * cu3 + m1_b4 * cu4 + m1_b5 * cu5 + m1_wb) / m1_occ
-    m1_ag = (m1_g0 * cu0 + m1_g1 * cu1 + m1_g2 * cu2 + m1_g3 * cu3 + m1_g4 * cu4 + m1_g5 * cu5 + m1_wg) / m1_occ
-    ht2a_occ = 1.0 + (ht2a_a0 * cu0 + ht2a_a1 * cu1 + ht2a_a2 * cu2 + ht2a_a3 * cu3 + ht2a_a4 * cu4 + ht2a_a5 * cu5 + ht2a_wa)
-    ht2a_block = (ht2a_b0 * cu0 + ht2a_b1 * cu1 + ht2a_b2 * cu2 + ht2a_b3 * cu3 + ht2a_b4 * cu4 + ht2a_b5 * cu5 + ht2a_wb) / ht2a_occ
-    ht2a_ag = (ht2a_g0 * cu0 + ht2a_g1 * cu1 + ht2a_g2 * cu2 + ht2a_g3 * cu3 + ht2a_g4 * cu4 + ht2a_g5 * cu5 + ht2a_wg) / ht2a_occ
-    trkb_occ = 1.0 + (trkb_a0 * cu0 + trkb_a1 * cu1 + trkb_a2 * cu2 + trkb_a3 * cu3 + trkb_a4 * cu4 + trkb_a5 * cu5 + trkb_wa)
-    trkb_block = (trkb_b0 * cu0 + trkb_b1 * cu1 + trkb_b2 * cu2 + trkb_b3 * cu3 + trkb_b4 * cu4 + trkb_b5 * cu5 + trkb_wb) / trkb_occ
-    trkb_ag = (trkb_g0 * cu0 + trkb_g1 * cu1 + trkb_g2 * cu2 + trkb_g3 * cu3 + trkb_g4 * cu4 + trkb_g5 * cu5 + trkb_wg) / trkb_occ
-    mtorc1_occ = 1.0 + (mtorc1_a0 * cu0 + mtorc1_a1 * cu1 + mtorc1_a2 * cu2 + mtorc1_a3 * cu3 + mtorc1_a4 * cu4 + mtorc1_a5 * cu5 + mtorc1_wa)
-    mtorc1_block = (mtorc1_b0 * cu0 + mtorc1_b1 * cu1 + mtorc1_b2 * cu2 + mtorc1_b3 * cu3 + mtorc1_b4 * cu4 + mtorc1_b5 * cu5 + mtorc1_wb) / mtorc1_occ
-    mtorc1_ag = (mtorc1_g0 * cu0 + mtorc1_g1 * cu1 + mtorc1_g2 * cu2 + mtorc1_g3 * cu3 + mtorc1_g4 * cu4 + mtorc1_g5 * cu5 + mtorc1_wg) / mtorc1_occ
-    drd1_occ = 1.0 + (drd1_a0 * cu0 + drd1_a1 * cu1 + drd1_a2 * cu2 + drd1_a3 * cu3 + drd1_a4 * cu4 + drd1_a5 * cu5 + drd1_wa)
-    drd1_block = (drd1_b0 * cu0 + drd1_b1 * cu1 + drd1_b2 * cu2 + drd1_b3 * cu3 + drd1_b4 * cu4 + drd1_b5 * cu5 + drd1_wb) / drd1_occ
-    drd1_ag = (drd1_g0 * cu0 + drd1_g1 * cu1 + drd1_g2 * cu2 + drd1_g3 * cu3 + drd1_g4 * cu4 + drd1_g5 * cu5 + drd1_wg) / drd1_occ
-    pka_occ = 1.0 + (pka_a0 * cu0 + pka_a1 * cu1 + pka_a2 * cu2 + pka_a3 * cu3 + pka_a4 * cu4 + pka_a5 * cu5 + pka_wa)
-    pka_block = (pka_b0 * cu0 + pka_b1 * cu1 + pka_b2 * cu2 + pka_b3 * cu3 + pka_b4 * cu4 + pka_b5 * cu5 + pka_wb) / pka_occ
-    pka_ag = (pka_g0 * cu0 + pka_g1 * cu1 + pka_g2 * cu2 + pka_g3 * cu3 + pka_g4 * cu4 + pka_g5 * cu5 + pka_wg) / pka_occ
-    da_supply_occ = 1.0 + (da_supply_a0 * cu0 + da_supply_a1 * cu1 + da_supply_a2 * cu2 + da_supply_a3 * cu3 + da_supply_a4 * cu4 + da_supply_a5 * cu5 + da_supply_wa)
-    da_supply_block = (da_supply_b0 * cu0 + da_supply_b1 * cu1 + da_supply_b2 * cu2 + da_supply_b3 * cu3 + da_supply_b4 * cu4 + da_supply_b5 * cu5 + da_supply_wb) / da_supply_occ
-    da_supply_ag = (da_supply_g0 * cu0 + da_supply_g1 * cu1 + da_supply_g2 * cu2 + da_supply_g3 * cu3 + da_supply_g4 * cu4 + da_supply_g5 * cu5 + da_supply_wg) / da_supply_occ
-    glun2b_mod = (glun2b_m0 * cu0 + glun2b_m1 * cu1 + glun2b_m2 * cu2 + glun2b_m3 * cu3 + glun2b_m4 * cu4 + glun2b_m5 * cu5 + glun2b_wm) / (1.0 + (glun2b_am0 * cu0 + glun2b_am1 * cu1 + glun2b_am2 * cu2 + glun2b_am3 * cu3 + glun2b_am4 * cu4 + glun2b_am5 * cu5 + glun2b_wam))
-    ampa_mod = (ampa_m0 * cu0 + ampa_m1 * cu1 + ampa_m2 * cu2 + ampa_m3 * cu3 + ampa_m4 * cu4 + ampa_m5 * cu5 + ampa_wm) / (1.0 + (ampa_am0 * cu0 + ampa_am1 * cu1 + ampa_am2 * cu2 + ampa_am3 * cu3 + ampa_am4 * cu4 + ampa_am5 * cu5 + ampa_wam))
-    gabaa_a5_mod = (gabaa_a5_m0 * cu0 + gabaa_a5_m1 * cu1 + gabaa_a5_m2 * cu2 + gabaa_a5_m3 * cu3 + gabaa_a5_m4 * cu4 + gabaa_a5_m5 * cu5 + gabaa_a5_wm) / (1.0 + (gabaa_a5_am0 * cu0 + gabaa_a5_am1 * cu1 + gabaa_a5_am2 * cu2 + gabaa_a5_am3 * cu3 + gabaa_a5_am4 * cu4 + gabaa_a5_am5 * cu5 + gabaa_a5_wam))
+    for _j in range(10):
+        _occ = 1.0 + (p[114 + _j] * cu0 + p[150 + _j] * cu1 + p[186 + _j] * cu2 + p[222 + _j] * cu3 + p[258 + _j] * cu4 + p[294 + _j] * cu5 + p[445 + 3 * _j])
+        p[526 + _j] = _occ
+        p[536 + _j] = (p[124 + _j] * cu0 + p[160 + _j] * cu1 + p[196 + _j] * cu2 + p[232 + _j] * cu3 + p[268 + _j] * cu4 + p[304 + _j] * cu5 + p[446 + 3 * _j]) / _occ
+        p[546 + _j] = (p[134 + _j] * cu0 + p[170 + _j] * cu1 + p[206 + _j] * cu2 + p[242 + _j] * cu3 + p[278 + _j] * cu4 + p[314 + _j] * cu5 + p[447 + 3 * _j]) / _occ
+    glun2b_occ = p[526]
+    glun2b_block = p[536]
+    glun2b_ag = p[546]
+    ampa_occ = p[527]
+    ampa_block = p[537]
+    ampa_ag = p[547]
+    mglu23_occ = p[528]
+    mglu23_block = p[538]
+    mglu23_ag = p[548]
+    m1_occ = p[529]
+    m1_block = p[539]
+    m1_ag = p[549]
+    ht2a_occ = p[530]
+    ht2a_block = p[540]
+    ht2a_ag = p[550]
+    trkb_occ = p[531]
+    trkb_block = p[541]
+    trkb_ag = p[551]
+    mtorc1_occ = p[532]
+    mtorc1_block = p[542]
+    mtorc1_ag = p[552]
+    drd1_occ = p[533]
+    drd1_block = p[543]
+    drd1_ag = p[553]
+    pka_occ = p[534]
+    pka_block = p[544]
+    pka_ag = p[554]
+    da_supply_occ = p[535]
+    da_supply_block = p[545]
+    da_supply_ag = p[555]
+    for _j in range(3):
+        p[556 + _j] = (p[147 + _j] * cu0 + p[183 + _j] * cu1 + p[219 + _j] * cu2 + p[255 + _j] * cu3 + p[291 + _j] * cu4 + p[327 + _j] * cu5 + p[476 + 2 * _j]) / (1.0 + (p[144 + _j] * cu0 + p[180 + _j] * cu1 + p[216 + _j] * cu2 + p[252 + _j] * cu3 + p[288 + _j] * cu4 + p[324 + _j] * cu5 + p[475 + 2 * _j]))
+    glun2b_mod = p[556]
+    ampa_mod = p[557]
+    gabaa_a5_mod = p[558]
     nmda_ratio = _pos(nmda_a0 * cu0 + nmda_a1 * cu1 + nmda_a2 * cu2 + nmda_a3 * cu3 + nmda_a4 * cu4 + nmda_a5 * cu5)
     nmda_rest = _pos(nmda_r0 * cu0 + nmda_r1 * cu1 + nmda_r2 * cu2 + nmda_r3 * cu3 + nmda_r4 * cu4 + nmda_r5 * cu5)
     occ_int = nmda_ratio / (nmda_ratio + pot_int)
@@ -4709,7 +4737,7 @@ def rhs_jac(t, y, p, dy, J):
     J[201] = (-k_lid_off - k_lid_on*_pos(-lid_pka_thr + pka))
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def prep_lin(J, inv_gh, D):
     """Reciprocal pivots of (inv_gh * I - J), once per step."""
     D[0] = 1.0 / (inv_gh - J[0])
@@ -4775,7 +4803,7 @@ def prep_lin(J, inv_gh, D):
     D[56] = 1.0 / (inv_gh - J[184])
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def solve_lin(J, inv_gh, D, b, u):
     """Solve (inv_gh * I - J) u = b; J block lower-triangular."""
     u[0] = (b[0]) * D[0]
@@ -4867,6 +4895,8 @@ import numpy as np
 # it to _generated.py after the generated rhs/outputs/jac/solve_lin, so that numba's
 # on-disk cache is invalidated whenever the model changes (numba does not track changes
 # in called functions defined in other modules). Documentation: see solver.py.
+# error_model="numpy": IEEE division (see codegen._JIT); a non-finite state ends the
+# subject with STATUS_NOT_FINITE.
 # ruff: noqa
 
 EV_ADD_STATE = 0
@@ -4955,14 +4985,14 @@ _RD_D3 = np.array([-0.6762803392801253e+00, 0.6087714651680015e+01,
                    -0.6594389125716872e+01])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _record(y, p, o_full, out_sel, out, i_out):
     outputs(y, p, o_full)
     for j in range(out_sel.shape[0]):
         out[i_out, j] = o_full[out_sel[j]]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _dp5_dense(y, K, h, x, y_out):
     """DP5 4th-order dense output at theta = x: the seven weights as scalars (no
     temporary array), then one pass over the states."""
@@ -4980,7 +5010,7 @@ def _dp5_dense(y, K, h, x, y_out):
                     + w5 * K[5, i] + w6 * K[6, i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _err_norm(err, y, y_new, rtol, atol):
     n = y.shape[0]
     acc = 0.0
@@ -4990,7 +5020,7 @@ def _err_norm(err, y, y_new, rtol, atol):
     return np.sqrt(acc / n)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _initial_step(y, f0, rtol, atol, h_max):
     n = y.shape[0]
     d0 = 0.0
@@ -5008,7 +5038,7 @@ def _initial_step(y, f0, rtol, atol, h_max):
     return min(h, 0.05, h_max)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _spectral_radius(J):
     """Largest |eigenvalue| of the block lower-triangular Jacobian: the eigenvalues are
     those of its diagonal blocks (exact for blocks of one or two states; for a three-state
@@ -5045,7 +5075,7 @@ def _spectral_radius(J):
     return rho
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
              max_steps, n_steps, out, K, y_new, y_tmp, o_full, method):
     """Integrate one segment (no event inside) with DP5, ROS3, or (METHOD_AUTO) switching
@@ -5231,7 +5261,7 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
     return STATUS_OK, t, i_out, n_steps, h
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
                    out_sel, rtol, atol, h_max, max_steps, method, out):
     """Integrate one subject in place; returns (status, n_steps)."""
@@ -5281,7 +5311,7 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
             return st, n_steps
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def integrate_batch(y0, pvec, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
                     out_sel, rtol, atol, h_max, max_steps, method, out):
     """Integrate all subjects into ``out[n_sub, n_times, n_sel]`` (caller-allocated, so a

@@ -2,6 +2,8 @@
 # it to _generated.py after the generated rhs/outputs/jac/solve_lin, so that numba's
 # on-disk cache is invalidated whenever the model changes (numba does not track changes
 # in called functions defined in other modules). Documentation: see solver.py.
+# error_model="numpy": IEEE division (see codegen._JIT); a non-finite state ends the
+# subject with STATUS_NOT_FINITE.
 # ruff: noqa
 
 EV_ADD_STATE = 0
@@ -90,14 +92,14 @@ _RD_D3 = np.array([-0.6762803392801253e+00, 0.6087714651680015e+01,
                    -0.6594389125716872e+01])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _record(y, p, o_full, out_sel, out, i_out):
     outputs(y, p, o_full)
     for j in range(out_sel.shape[0]):
         out[i_out, j] = o_full[out_sel[j]]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _dp5_dense(y, K, h, x, y_out):
     """DP5 4th-order dense output at theta = x: the seven weights as scalars (no
     temporary array), then one pass over the states."""
@@ -115,7 +117,7 @@ def _dp5_dense(y, K, h, x, y_out):
                     + w5 * K[5, i] + w6 * K[6, i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _err_norm(err, y, y_new, rtol, atol):
     n = y.shape[0]
     acc = 0.0
@@ -125,7 +127,7 @@ def _err_norm(err, y, y_new, rtol, atol):
     return np.sqrt(acc / n)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _initial_step(y, f0, rtol, atol, h_max):
     n = y.shape[0]
     d0 = 0.0
@@ -143,7 +145,7 @@ def _initial_step(y, f0, rtol, atol, h_max):
     return min(h, 0.05, h_max)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _spectral_radius(J):
     """Largest |eigenvalue| of the block lower-triangular Jacobian: the eigenvalues are
     those of its diagonal blocks (exact for blocks of one or two states; for a three-state
@@ -180,7 +182,7 @@ def _spectral_radius(J):
     return rho
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
              max_steps, n_steps, out, K, y_new, y_tmp, o_full, method):
     """Integrate one segment (no event inside) with DP5, ROS3, or (METHOD_AUTO) switching
@@ -366,7 +368,7 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
     return STATUS_OK, t, i_out, n_steps, h
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
                    out_sel, rtol, atol, h_max, max_steps, method, out):
     """Integrate one subject in place; returns (status, n_steps)."""
@@ -416,7 +418,7 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
             return st, n_steps
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def integrate_batch(y0, pvec, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
                     out_sel, rtol, atol, h_max, max_steps, method, out):
     """Integrate all subjects into ``out[n_sub, n_times, n_sel]`` (caller-allocated, so a
