@@ -27,8 +27,10 @@ import numba
 '''
 
 
-# x ** a with exact fast paths for the small integer and half-integer exponents that Hill
-# coefficients and log-log sensitivities usually take (pow dominates the right-hand side)
+# x ** a with fast paths for the small integer and half-integer exponents that Hill
+# coefficients and log-log sensitivities usually take (pow dominates the right-hand side):
+# exact for 1 and 2, correctly rounded for 0.5, within about 2 ulp of pow for 3, 1.5, 4
+# and 6 (repeated products)
 _PW_SOURCE = """def _pw(x, a):
     if a == 1.0:
         return x
@@ -40,6 +42,12 @@ _PW_SOURCE = """def _pw(x, a):
         return math.sqrt(x)
     if a == 1.5:
         return x * math.sqrt(x)
+    if a == 4.0:
+        x2 = x * x
+        return x2 * x2
+    if a == 6.0:
+        x2 = x * x
+        return x2 * x2 * x2
     return x ** a
 
 """
@@ -136,8 +144,93 @@ def _target_loops(indent: str) -> tuple[list[str], set[str]]:
     return lines, covered
 
 
-#: Size of the scratch area
-N_SCRATCH = 3 * len(spec.ORTHO_NODES) + len(spec.ALLO_NODES)
+_N_VALUES = 3 * len(spec.ORTHO_NODES) + len(spec.ALLO_NODES)
+
+
+def _target_jac_loops(jc_lines: list[str], indent: str = "    ") -> list[str]:
+    """The Jacobian's derivatives of the drug actions at the nodes with respect to the
+    brain amounts of the drug slots, as loops over the nodes (as ``_target_loops`` does
+    for the values), replacing sympy's one line per node and slot; everything else in
+    ``jc_lines`` is kept. The derivatives, for unbound concentration c_k = f_k x brain_k:
+    d occ = a_k dc_k; d block = b_k / occ dc_k - B / occ**2 d occ (B the block's
+    numerator), likewise ag; d mod = (m_k / D - am_k M / D**2) dc_k. Falls back to
+    ``jc_lines`` unchanged if the lines to replace are not exactly the expected set."""
+    idx = {n: i for i, n in enumerate(spec.PVEC_NAMES)}
+    ortho, allo = spec.ORTHO_NODES, spec.ALLO_NODES
+    no, na = len(ortho), len(allo)
+    brain = [spec.STATE_NAMES.index(f"brain{k}") for k in spec.SLOTS]
+    dcu = [f"_d_cu{k}_{b}" for k, b in zip(spec.SLOTS, brain)]
+    have = {ln.split("=")[0].strip() for ln in jc_lines if "=" in ln}
+    if not all(d in have for d in dcu):
+        return jc_lines
+
+    def col(nodes, x, w=None):
+        cols = [_strided([idx[f"{t}_{x}{k}"] for t in nodes]) for k in spec.SLOTS]
+        if w is not None:
+            cols.append(_strided([idx[f"{t}_{w}"] for t in nodes]))
+        return None if any(c is None for c in cols) else cols
+
+    def ref(c):
+        b, st = c
+        return f"p[{b} + _j]" if st == 1 else f"p[{b} + {st} * _j]"
+
+    def total(cols):  # sympy's order: slot terms, then the window control
+        return " + ".join([f"cu{k}*{ref(c)}" for k, c in zip(spec.SLOTS, cols[:-1])]
+                          + [ref(cols[-1])])
+
+    ca, cb, cg = col(ortho, "a"), col(ortho, "b", "wb"), col(ortho, "g", "wg")
+    cm, cam = col(allo, "m", "wm"), col(allo, "am", "wam")
+    if None in (ca, cb, cg, cm, cam):
+        return jc_lines
+    off = _SCRATCH + _N_VALUES
+    body = [f"{indent}for _j in range({no}):",
+            f"{indent}    _occ = p[{_SCRATCH} + _j]",
+            f"{indent}    _pb = -({total(cb)})/_occ**2",
+            f"{indent}    _pg = -({total(cg)})/_occ**2"]
+    names: dict[str, int] = {}
+    for k in spec.SLOTS:
+        o = off + 3 * no * k
+        body += [f"{indent}    _do = ({ref(ca[k])}) * {dcu[k]}",
+                 f"{indent}    p[{o} + _j] = _do",
+                 f"{indent}    p[{o + no} + _j] = ({ref(cb[k])}/_occ) * {dcu[k]} + _pb * _do",
+                 f"{indent}    p[{o + 2 * no} + _j] = ({ref(cg[k])}/_occ) * {dcu[k]} + _pg * _do"]
+        for j, t in enumerate(ortho):
+            for f, x in enumerate(("occ", "block", "ag")):
+                names[f"_d_{t}_{x}_{brain[k]}"] = o + f * no + j
+    off += 3 * no * len(spec.SLOTS)
+    body += [f"{indent}for _j in range({na}):",
+             f"{indent}    _num = {total(cm)}",
+             f"{indent}    _den = {total(cam)} + 1.0"]
+    for k in spec.SLOTS:
+        o = off + na * k
+        body.append(f"{indent}    p[{o} + _j] = ({ref(cm[k])}/_den - {ref(cam[k])}*_num"
+                    f"/_den**2) * {dcu[k]}")
+        for j, t in enumerate(allo):
+            names[f"_d_{t}_mod_{brain[k]}"] = o + j
+    partials = {f"_p_{t}_{x}_{t}_occ" for t in ortho for x in ("block", "ag")}
+    replaced = set(names) | partials
+    # the lines to replace: exactly these names, each assigned once, used by no J entry
+    # or other line except through the names read back below
+    lhs = [ln.split("=")[0].strip() for ln in jc_lines]
+    if not replaced <= set(lhs) or sum(n in replaced for n in lhs) != len(replaced):
+        return jc_lines
+    out: list[str] = []
+    placed = False
+    for ln, name in zip(jc_lines, lhs):
+        if name in replaced:
+            if not placed:
+                out += body
+                out += [f"{indent}{n} = p[{i}]" for n, i in names.items()]
+                placed = True
+            continue
+        if any(re.search(rf"\b{q}\b", ln) for q in partials):
+            return jc_lines  # a node partial used elsewhere: keep sympy's lines
+        out.append(ln)
+    return out
+
+
+#: Size of the scratch area: the values of the drug actions, then their derivatives
+N_SCRATCH = _N_VALUES + 3 * len(spec.ORTHO_NODES) * spec.N_SLOTS + len(spec.ALLO_NODES) * spec.N_SLOTS
 
 
 def _unpack(lines: list[str], indent: str = "    ") -> None:
@@ -217,7 +310,8 @@ def generate_source() -> str:
     lines.append(_JIT)
     lines.append("def jac(y, p, J):")
     _unpack(lines)
-    lines.extend(jc.lines)
+    jac_lines = _target_jac_loops(jc.lines)
+    lines.extend(jac_lines)
     lines.append("\n")
     # after an accepted stiff step the solver needs both at the new point: one pass over
     # the assignments instead of two (the same expressions, so the same numbers)
@@ -226,7 +320,7 @@ def generate_source() -> str:
     _unpack(lines)
     for i, (_name, expr) in enumerate(spec.RATES):
         lines.append(f"    dy[{i}] = {_py(expr)}")
-    lines.extend(jc.lines)
+    lines.extend(jac_lines)
     lines.append("\n")
     prep, solve = jacobian.solve_lines(jc)
     lines.append(_JIT)
