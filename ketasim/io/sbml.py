@@ -48,6 +48,10 @@ _UNITS: dict[str, tuple[str, list[tuple[int, float, int, float]]]] = {
     "ng/mL": ("ng_per_mL", [(libsbml.UNIT_KIND_GRAM, 1, -9, 1.0),
                             (libsbml.UNIT_KIND_LITRE, -1, -3, 1.0)]),
     "ng/g": ("ng_per_g", [(libsbml.UNIT_KIND_DIMENSIONLESS, 1, -9, 1.0)]),
+    "kg/L": ("kg_per_L", [(libsbml.UNIT_KIND_GRAM, 1, 3, 1.0),
+                          (libsbml.UNIT_KIND_LITRE, -1, 0, 1.0)]),
+    "umol/mg": ("umol_per_mg", [(libsbml.UNIT_KIND_MOLE, 1, -6, 1.0),
+                                (libsbml.UNIT_KIND_GRAM, -1, -3, 1.0)]),
 }
 
 

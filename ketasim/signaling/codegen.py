@@ -29,8 +29,8 @@ import numba
 
 # x ** a with fast paths for the small integer and half-integer exponents that Hill
 # coefficients and log-log sensitivities usually take (pow dominates the right-hand side):
-# exact for 1 and 2, correctly rounded for 0.5, within about 2 ulp of pow for 3, 1.5, 4
-# and 6 (repeated products)
+# exact for 1 and 2, correctly rounded for 0.5, within about 2 ulp of pow for 3, 1.5, 4,
+# 5 and 6 (repeated products; 5 is a Hill coefficient of 6 in the Jacobian)
 _PW_SOURCE = """def _pw(x, a):
     if a == 1.0:
         return x
@@ -45,6 +45,9 @@ _PW_SOURCE = """def _pw(x, a):
     if a == 4.0:
         x2 = x * x
         return x2 * x2
+    if a == 5.0:
+        x2 = x * x
+        return x2 * x2 * x
     if a == 6.0:
         x2 = x * x
         return x2 * x2 * x2

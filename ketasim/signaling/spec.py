@@ -287,10 +287,19 @@ for _k in SLOTS:
         (f"k21_{_k}", f"q{_k} / v2{_k}"),
         (f"k13_{_k}", f"q2{_k} / v1{_k}"),
         (f"k31_{_k}", f"q2{_k} / v3{_k}"),
-        (f"cp{_k}", f"central{_k} / v1{_k}"),
+        # parameter-only factors are assignments of their own, so the solver computes
+        # them once per subject (derive) instead of at every right-hand side
+        (f"kout{_k}", f"k10_{_k} + k12_{_k} + k13_{_k}"),
+        (f"iv1{_k}", f"1.0 / v1{_k}"),
+        (f"cuf{_k}", f"fu{_k} * 1000.0 / mw{_k}"),
+        (f"cp{_k}", f"central{_k} * iv1{_k}"),
         # unbound brain concentration in uM (mg/L -> uM: x 1000 / MW)
-        (f"cu{_k}", f"fu{_k} * brain{_k} * 1000.0 / mw{_k}"),
+        (f"cu{_k}", f"cuf{_k} * brain{_k}"),
     ]
+# formation of a metabolite slot k from slot j < k: fraction of j's clearance, in mass
+# of k (x MW_k / MW_j), per hour
+_pk_assign += [(f"kf{j}_{_k}", f"fm{j}_{_k} * mw{_k} / mw{j} * k10_{j}")
+               for _k in SLOTS for j in range(_k)]
 _target_assign: list[tuple[str, str]] = []
 for _t in ORTHO_NODES:
     _target_assign += [
@@ -418,7 +427,11 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
 
 # units of the intermediate quantities that are not dimensionless
 ASSIGNMENT_UNITS: dict[str, str] = {
-    **{f"{x}_{k}": "1/h" for k in SLOTS for x in ("k10", "k12", "k21")},
+    **{f"{x}_{k}": "1/h" for k in SLOTS for x in ("k10", "k12", "k21", "k13", "k31")},
+    **{f"kout{k}": "1/h" for k in SLOTS},
+    **{f"kf{j}_{k}": "1/h" for k in SLOTS for j in range(k)},
+    **{f"iv1{k}": "kg/L" for k in SLOTS},
+    **{f"cuf{k}": "umol/mg" for k in SLOTS},  # uM per mg/L
     **{f"cp{k}": "mg/L" for k in SLOTS},
     **{f"cu{k}": "uM" for k in SLOTS},
     "plasticity_potential": "probability",
@@ -427,12 +440,12 @@ ASSIGNMENT_UNITS: dict[str, str] = {
 # ------------------------------------------------------------------ rates
 _pk_rates = []
 for _k in SLOTS:
-    _formed = [f"fm{j}_{_k} * mw{_k} / mw{j} * k10_{j} * central{j}" for j in range(_k)]
+    _formed = [f"kf{j}_{_k} * central{j}" for j in range(_k)]
     _pk_rates += [
         (f"depot{_k}", f"-ka{_k} * depot{_k}"),
         (f"gut{_k}", f"gutin{_k} - kag{_k} * gut{_k}"),
         (f"central{_k}", (f"ka{_k} * depot{_k} + kag{_k} * gut{_k} + inf{_k}"
-                          f" - (k10_{_k} + k12_{_k} + k13_{_k}) * central{_k}"
+                          f" - kout{_k} * central{_k}"
                           f" + k21_{_k} * peripheral{_k} + k31_{_k} * deep{_k}"
                           + "".join(" + " + f for f in _formed))),
         (f"peripheral{_k}", f"k12_{_k} * central{_k} - k21_{_k} * peripheral{_k}"),
