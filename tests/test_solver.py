@@ -230,3 +230,15 @@ def test_power_fast_paths_agree_with_pow(a):
     x = np.geomspace(1e-6, 1e3, 2001)
     got = np.array([_pw(v, a) for v in x])
     np.testing.assert_allclose(got, x ** a, rtol=4 * np.finfo(float).eps, atol=0.0)
+
+
+def test_all_outputs_and_a_selection_agree():
+    """All outputs (written straight into the result rows) and a selection of them
+    (gathered through the kernel's output index) give the same numbers."""
+    cohort, events = _arm("{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}")
+    times = np.linspace(-1.0, 30.0, 40)
+    full = simulate_signaling(cohort, events, times)
+    names = ["pka", "drug_plasma", "formation_drive"]
+    some = simulate_signaling(cohort, events, times, outputs=names)
+    for k, name in enumerate(names):
+        np.testing.assert_array_equal(some.values[:, :, k], full.output(name))

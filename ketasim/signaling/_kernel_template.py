@@ -94,6 +94,9 @@ _RD_D3 = np.array([-0.6762803392801253e+00, 0.6087714651680015e+01,
 
 @numba.njit(cache=True, error_model="numpy")
 def _record(y, p, o_full, out_sel, out, i_out):
+    if out_sel.shape[0] == 0:  # every output, in order: straight into the result row
+        outputs(y, p, out[i_out])
+        return
     outputs(y, p, o_full)
     for j in range(out_sel.shape[0]):
         out[i_out, j] = o_full[out_sel[j]]
@@ -422,7 +425,8 @@ def _integrate_one(y, p, t_start, ev_times, ev_kind, ev_index, ev_value, out_tim
 def integrate_batch(y0, pvec, t_start, ev_times, ev_kind, ev_index, ev_value, out_times,
                     out_sel, rtol, atol, h_max, max_steps, method, out):
     """Integrate all subjects into ``out[n_sub, n_times, n_sel]`` (caller-allocated, so a
-    buffer can be reused across chunks); returns (status, steps)."""
+    buffer can be reused across chunks); returns (status, steps). ``out_sel`` holds the
+    indices of the outputs to keep; empty means every output, in order."""
     n_sub = y0.shape[0]
     status = np.zeros(n_sub, dtype=np.int64)
     steps = np.zeros(n_sub, dtype=np.int64)

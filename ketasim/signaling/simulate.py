@@ -83,6 +83,8 @@ def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None
     if unknown:
         raise ValueError(f"unknown outputs {unknown}; known: {spec.OUTPUT_NAMES}")
     sel = np.array([spec.OUTPUT_NAMES.index(o) for o in names], dtype=np.int64)
+    # every output in order: the kernel writes them straight into the result (empty sel)
+    kernel_sel = sel[:0] if np.array_equal(sel, np.arange(len(spec.OUTPUT_NAMES))) else sel
     y0 = initial_state(cohort.n)
     pvec = parameter_vector(cohort, events)
     t0 = start_time(events, times)
@@ -95,7 +97,7 @@ def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
     status, steps = integrate_batch(
         y0, pvec, t0, events.times, events.kind, events.index,
-        np.ascontiguousarray(events.values), times, sel, rtol, atol, h_max, max_steps,
+        np.ascontiguousarray(events.values), times, kernel_sel, rtol, atol, h_max, max_steps,
         METHODS[method], out)
     bad = np.flatnonzero(status)
     if bad.size:
