@@ -238,7 +238,7 @@ def test_all_outputs_and_a_selection_agree():
     cohort, events = _arm("{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}")
     times = np.linspace(-1.0, 30.0, 40)
     full = simulate_signaling(cohort, events, times)
-    names = ["pka", "drug_plasma", "formation_drive"]
+    names = ["pka_rel", "ketamine_plasma", "formation_drive"]
     some = simulate_signaling(cohort, events, times, outputs=names)
     for k, name in enumerate(names):
         np.testing.assert_array_equal(some.values[:, :, k], full.output(name))
