@@ -56,6 +56,16 @@ numba cache; another process used up to one of the two cores at times, which mov
 timings by up to about 30% over a run (up to 2x on single pieces); ``--ref-method auto`` chose LSODA, about 30 ms on the first
 patient against about 200 ms for BDF):
 
+- 2026-12-04, later, after the generated code's loops over the target nodes, IEEE
+  division and hoisted PK factors (docs/design.md, "The solver"): ``--patients 2000``
+  ketasim 1.55 ms/patient (3,870 patient-weeks/s), reference 20.27 ms/patient, speedup
+  13.1 (signalling alone 24.6); ``--patients 100000``: ketasim 137.2 s (1.37
+  ms/patient, 4,373 patient-weeks/s), reference 20.33 ms/patient (2,033 s
+  extrapolated), speedup 14.8 (signalling alone 21.3); MADRS latent 3.1e-6 relative,
+  140 of 140 rated totals identical; peak RSS 516 MB; wall 140 s. Of a ketamine piece's
+  time, signalling is about 40%, and the MADRS assay about 55%, a fifth of which is
+  building the per-patient random streams (numpy ``SeedSequence`` + ``PCG64``, about
+  25 us each, some 11 per patient).
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
