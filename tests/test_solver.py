@@ -242,3 +242,16 @@ def test_all_outputs_and_a_selection_agree():
     some = simulate_signaling(cohort, events, times, outputs=names)
     for k, name in enumerate(names):
         np.testing.assert_array_equal(some.values[:, :, k], full.output(name))
+
+
+def test_generated_functions_refuse_a_short_parameter_vector():
+    """The generated functions write scratch values at the end of p: a vector without
+    that area (the parameters alone) is refused, not written past."""
+    from ketasim.signaling import _generated as g
+
+    y = np.array([s.initial for s in spec.STATES])
+    p = np.zeros(spec.N_PVEC)
+    with pytest.raises(ValueError, match="N_PTOTAL"):
+        g.rhs(0.0, y, p, np.empty(spec.N_STATES))
+    with pytest.raises(ValueError, match="N_PTOTAL"):
+        g.outputs(y, p, np.empty(g.N_OUTPUTS))

@@ -610,6 +610,8 @@ def derive(p):
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def rhs(t, y, p, dy):
+    if p.shape[0] < N_PTOTAL:
+        raise ValueError('p is shorter than N_PTOTAL (build it with solver.full_parameter_vector)')
     depot0 = y[0]
     gut0 = y[1]
     central0 = y[2]
@@ -1386,6 +1388,8 @@ def rhs(t, y, p, dy):
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def outputs(y, p, out):
+    if p.shape[0] < N_PTOTAL:
+        raise ValueError('p is shorter than N_PTOTAL (build it with solver.full_parameter_vector)')
     depot0 = y[0]
     gut0 = y[1]
     central0 = y[2]
@@ -2160,6 +2164,8 @@ def _dpos(x):
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def jac(y, p, J):
+    if p.shape[0] < N_PTOTAL:
+        raise ValueError('p is shorter than N_PTOTAL (build it with solver.full_parameter_vector)')
     depot0 = y[0]
     gut0 = y[1]
     central0 = y[2]
@@ -3539,6 +3545,8 @@ def jac(y, p, J):
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def rhs_jac(t, y, p, dy, J):
+    if p.shape[0] < N_PTOTAL:
+        raise ValueError('p is shorter than N_PTOTAL (build it with solver.full_parameter_vector)')
     depot0 = y[0]
     gut0 = y[1]
     central0 = y[2]

@@ -238,7 +238,11 @@ N_SCRATCH = _N_VALUES + 3 * len(spec.ORTHO_NODES) * spec.N_SLOTS + len(spec.ALLO
 
 def _unpack(lines: list[str], indent: str = "    ") -> None:
     """Read states and the parameter vector (parameters, controls, then the
-    parameter-only assignments that ``derive`` stored once per subject)."""
+    parameter-only assignments that ``derive`` stored once per subject). The target
+    loops write to the scratch area at the end of ``p``: a shorter vector is refused."""
+    lines.append(f"{indent}if p.shape[0] < N_PTOTAL:")
+    lines.append(f"{indent}    raise ValueError('p is shorter than N_PTOTAL (build it with "
+                 "solver.full_parameter_vector)')")
     for i, name in enumerate(spec.STATE_NAMES):
         lines.append(f"{indent}{name} = y[{i}]")
     for i, name in enumerate(spec.PVEC_NAMES + spec.STATIC_NAMES):

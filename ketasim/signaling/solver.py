@@ -57,8 +57,9 @@ METHODS = {"dp5": METHOD_DP5, "ros3": METHOD_ROS3, "rodas": METHOD_RODAS,
 
 def full_parameter_vector(pvec_row):
     """The vector ``rhs``/``jac``/``outputs`` read: parameters and controls, then the
-    parameter-only assignments filled by ``derive`` (the kernel does this per subject).
-    Calling the generated functions with a shorter vector reads past its end."""
+    parameter-only assignments filled by ``derive`` (the kernel does this per subject),
+    then a scratch area the generated functions write their target-node loops to. They
+    refuse a shorter vector (ValueError)."""
     p = np.empty(N_PTOTAL)
     p[: len(pvec_row)] = pvec_row
     derive(p)
