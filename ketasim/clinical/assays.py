@@ -58,7 +58,7 @@ from ketasim.clinical.model import (
     symptom_course,
 )
 from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
-from ketasim.core.streams import PURPOSE_MEASUREMENT, arm_key, name_key
+from ketasim.core.streams import PURPOSE_MEASUREMENT, arm_key, keyed_rng, name_key
 
 
 def _range(scale) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +101,8 @@ _RATER_KEY = "clinical_rater"
 def rater_rng(seed: int, arm: str, rater: int) -> np.random.Generator:
     """The stream of rater number ``rater`` of an arm's pool (see the module docstring):
     keyed by the seed, the arm and the rater only."""
-    seq = np.random.SeedSequence(entropy=int(seed), spawn_key=(
-        arm_key(arm), ARM_LEVEL, PURPOSE_MEASUREMENT, name_key(_RATER_KEY), int(rater)))
-    return np.random.Generator(np.random.PCG64(seq))
+    return keyed_rng(seed, (arm_key(arm), ARM_LEVEL, PURPOSE_MEASUREMENT,
+                            name_key(_RATER_KEY), int(rater)))
 
 
 def assigned_rater(ctx: AssayContext, i: int, pool: int) -> int:
