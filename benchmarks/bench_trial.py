@@ -62,10 +62,14 @@ patient against about 200 ms for BDF):
   13.1 (signalling alone 24.6); ``--patients 100000``: ketasim 137.2 s (1.37
   ms/patient, 4,373 patient-weeks/s), reference 20.33 ms/patient (2,033 s
   extrapolated), speedup 14.8 (signalling alone 21.3); MADRS latent 3.1e-6 relative,
-  140 of 140 rated totals identical; peak RSS 516 MB; wall 140 s. Of a ketamine piece's
+  140 of 140 rated totals identical; peak RSS 516 MB; wall 140 s. Then with the
+  compiled keyed seeding (ketasim.core.streams.KeyedSeedSequence, same streams):
+  ``--patients 100000`` ketasim 131.4 s (1.31 ms/patient, 4,567 patient-weeks/s),
+  reference 19.76 ms/patient, speedup 15.0 (signalling alone 30.2), same accuracy,
+  peak RSS 505 MB, wall 134 s. Of a ketamine piece's
   time, signalling is about 40%, and the MADRS assay about 55%, a fifth of which is
   building the per-patient random streams (numpy ``SeedSequence`` + ``PCG64``, about
-  25 us each, some 11 per patient).
+  25 us each, some 11 per patient; about 4 us since).
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
