@@ -255,3 +255,19 @@ def test_generated_functions_refuse_a_short_parameter_vector():
         g.rhs(0.0, y, p, np.empty(spec.N_STATES))
     with pytest.raises(ValueError, match="N_PTOTAL"):
         g.outputs(y, p, np.empty(g.N_OUTPUTS))
+
+
+def test_target_loops_fall_back_to_scalar_code(monkeypatch):
+    """If the node coefficients stop being evenly spaced in the parameter vector (a
+    spec change reordering them), the generator keeps the scalar expressions for the
+    values and sympy's lines for the Jacobian instead of emitting wrong loops."""
+    lines, covered = codegen._target_loops("    ")
+    assert covered and any("for _j in range(" in ln for ln in lines)
+    jc_lines = ["    _d_cu0_5 = 1.0", "    J[0] = _d_cu0_5"]
+    assert codegen._target_jac_loops(jc_lines) == jc_lines  # not the expected set
+    names = list(spec.PVEC_NAMES)
+    i, j = names.index("ampa_a0"), names.index("m1_a0")
+    names[i], names[j] = names[j], names[i]
+    monkeypatch.setattr(spec, "PVEC_NAMES", tuple(names))
+    lines, covered = codegen._target_loops("    ")
+    assert not any(n.endswith(("_occ", "_block", "_ag")) for n in covered)
