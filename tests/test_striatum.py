@@ -444,3 +444,26 @@ def test_ldopa_erk_activation_grows_over_the_course_in_the_striatum_only():
     assert st["pka_rel"][1] == pytest.approx(st["pka_rel"][0], rel=0.02)  # PKA does not grow
     mp = course(LESION, range(21), t, ["perk_rel"], region="mpfc")
     assert mp["perk_rel"][1] == pytest.approx(mp["perk_rel"][0], rel=1e-3)
+
+
+def test_ldopa_reverses_the_stepping_deficit_in_part_through_the_indirect_pathway():
+    """Three weeks after a lesion, L-DOPA lifts the lesioned side's dopamine past the
+    intact level, yet the contralateral paw keeps 1 - w x (D2 spine-loss drive) of the
+    intact count (F-LID-2, T-LID-24); with w = 0 the reversal is full."""
+    from ketasim.experiment.runner import simulate
+
+    def run(reg):
+        sc = load_scenario_text(
+            "name: t\nspecies: rat\nseed: 6\narms:\n  - name: les\n    n: 40\n"
+            f"    protocol: [{LESION}, "
+            "{at: 0h, drug: ldopa, dose: 6 mg/kg, route: sc}]\n"
+            "    assays: [{assay: stepping_test, at: [1h], options: {trials: 5}}]\n")
+        m = simulate(sc, registry=reg).readouts.groupby("readout")["value"].mean()
+        return m["stepping_contralateral_steps"] / m["stepping_ipsilateral_steps"]
+
+    w = REG.value("behavior.motor.d2_spine_weight")
+    assert 0.0 < w < 1.0
+    partial = run(REG)
+    full = run(REG.with_values({"behavior.motor.d2_spine_weight": 0.0}))
+    assert 0.9 < full < 1.1
+    assert partial < 0.9 and abs(partial / full - (1.0 - w * 0.59)) < 0.08

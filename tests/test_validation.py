@@ -235,8 +235,6 @@ ALLOWED_GAPS = {"T-LH-06", "T-PA-03", "T-SEQ-03", "T-D1-02",
                 "T-CMP-18", "T-CMP-23", "T-CMP-26",
                 # patients (issue 14)
                 "T-CLIN-02", "T-CLIN-11", "T-CLIN-15", "T-CLIN-20", "T-CLIN-26",
-                # the striatal branch (issue 15): L-DOPA reverses stepping fully
-                "T-LID-24",
                 # the deposited Phoumthipphavong 2016 data (issue 16): imaging loss that
                 # does not shrink, the lab's scoring, ketamine's new spines' persistence
                 "T-PH-08", "T-PH-09", "T-PH-11"}

@@ -22,7 +22,9 @@
   count (``behavior.stepping.steps_intact``, per animal log-normal ``animal_cv``) times
   the relative Hill function of its side's striatal dopamine (the lesioned side's for
   the contralateral paw; the intact side's, ``dopamine_intact``, for the other), capped
-  at the intact count; counts are Poisson.
+  at the intact count; counts are Poisson. The contralateral paw's count, like the
+  cylinder's contralateral chance, is also scaled by :func:`indirect_loss` (the loss of
+  indirect-pathway spines after denervation, which dopamine does not restore acutely).
 - ``rotation``: drug-induced turning in a rotometer (apomorphine or L-DOPA; a lesion
   check, REFERENCES-NEXT 3.4): full turns counted over ``duration_min`` from
   ``start_min`` after each time in ``at`` (the dose). The turning rate follows the
@@ -149,10 +151,19 @@ def _animal_factor(ctx: AssayContext, i: int, cv: float, key: str) -> float:
     return float(np.exp(ctx.rng(i, key).normal(-0.5 * sig**2, sig)))
 
 
+def indirect_loss(ctx: AssayContext, at: np.ndarray) -> np.ndarray:
+    """(n, len(at)) share of the lesioned side's motor output kept after the loss of
+    indirect-pathway spines and their corticostriatal input: 1 - w x the D2 neurons'
+    spine-loss drive (``spine_loss_d2``; w ``behavior.motor.d2_spine_weight``). Dopamine
+    does not restore it acutely, so L-DOPA reverses a lesion's motor deficit in part."""
+    w = ctx.registry.value("behavior.motor.d2_spine_weight")
+    return 1.0 - w * np.clip(ctx.trajectory("spine_loss_d2", at), 0.0, 1.0)
+
+
 def _stepping(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     p = _params(ctx.registry, "behavior.stepping", _STEP_PARAMS)
     at = np.asarray(at, float)
-    rel = {"contra": relative_hill(ctx.trajectory("da_rel", at), p),
+    rel = {"contra": relative_hill(ctx.trajectory("da_rel", at), p) * indirect_loss(ctx, at),
            "ipsi": relative_hill(ctx.trajectory("da_intact", at), p)}
     trials = int(ctx.options["trials"])
     out = np.full((ctx.n, len(at), 2), np.nan)
@@ -211,7 +222,8 @@ def _rotation(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 
 def _cylinder(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     p = _params(ctx.registry, "behavior.cylinder", _CYL_PARAMS)
-    chance = contralateral_use(ctx.trajectory("da_rel", np.asarray(at, float)), p)
+    at = np.asarray(at, float)
+    chance = contralateral_use(ctx.trajectory("da_rel", at), p) * indirect_loss(ctx, at)
     n_contacts = int(ctx.options["contacts"])
     out = np.full((ctx.n, len(at), 1), np.nan)
     for i in range(ctx.n):
@@ -231,14 +243,15 @@ AIMS = Assay(
     merge_kept=_merge_aims)
 CYLINDER = Assay(
     "cylinder_test", "forelimb use in a cylinder: contralateral share of wall contacts (%)",
-    (Readout("contralateral_use_pct", "%"),), _cylinder, outputs=("da_rel",),
+    (Readout("contralateral_use_pct", "%"),), _cylinder, outputs=("da_rel", "spine_loss_d2"),
     options={"contacts": 20}, positive=("contacts",), regions=("striatum",))
 STEPPING = Assay(
     "stepping_test", "forepaw adjusting steps while moved sideways (contralateral and "
     "ipsilateral paw, mean per trial)",
     (Readout("stepping_contralateral_steps", "steps"),
      Readout("stepping_ipsilateral_steps", "steps")), _stepping,
-    outputs=("da_rel", "da_intact"), options={"trials": 3}, positive=("trials",),
+    outputs=("da_rel", "da_intact", "spine_loss_d2"), options={"trials": 3},
+    positive=("trials",),
     regions=("striatum",))
 ROTATION = Assay(
     "rotation", "drug-induced rotation in a rotometer: net contralateral turns per "
