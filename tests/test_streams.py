@@ -43,3 +43,18 @@ def test_keyed_rng_draws_and_delegation():
 
     again = pickle.loads(pickle.dumps(keyed_rng(12345, key)))
     np.testing.assert_array_equal(again.random(5), keyed_rng(12345, key).random(5))
+
+
+def test_subject_streams_are_numpys_seed_sequence_of_the_scheme():
+    """subject_seed / subject_rng / xoroshiro_states key a stream as numpy's
+    SeedSequence(seed, spawn_key=(arm CRC32, subject, purpose, *keys)) would."""
+    from ketasim.core.streams import arm_key, subject_rng, subject_seed, xoroshiro_states
+
+    key = (arm_key("ketamine"), 7, 2, 3)
+    real = np.random.SeedSequence(11, spawn_key=key)
+    np.testing.assert_array_equal(subject_seed(11, "ketamine", 7, 2, 3).generate_state(4, np.uint64),
+                                  real.generate_state(4, np.uint64))
+    np.testing.assert_array_equal(subject_rng(11, "ketamine", 7, 2, 3).random(4),
+                                  np.random.Generator(np.random.PCG64(real)).random(4))
+    st = xoroshiro_states(11, "ketamine", [7], 2, n_keys=4)[0, 3]
+    np.testing.assert_array_equal(st, real.generate_state(2, np.uint64))

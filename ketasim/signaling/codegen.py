@@ -87,6 +87,22 @@ def _strided(indices: list[int]) -> tuple[int, int] | None:
     return indices[0], stride
 
 
+def _columns(nodes, x: str, w: str | None = None) -> list[tuple[int, int]] | None:
+    """Where coefficient family ``x`` of ``nodes`` sits in ``p``: (base, stride) per drug
+    slot (then of the window control ``w``), or None if any is not evenly spaced."""
+    idx = {n: i for i, n in enumerate(spec.PVEC_NAMES)}
+    cols = [_strided([idx[f"{t}_{x}{k}"] for t in nodes]) for k in spec.SLOTS]
+    if w is not None:
+        cols.append(_strided([idx[f"{t}_{w}"] for t in nodes]))
+    return None if any(c is None for c in cols) else cols
+
+
+def _ref(c: tuple[int, int]) -> str:
+    """The loop's entry of a column: ``p[base + stride * _j]``."""
+    b, st = c
+    return f"p[{b} + _j]" if st == 1 else f"p[{b} + {st} * _j]"
+
+
 def _target_loops(indent: str) -> tuple[list[str], set[str]]:
     """The drug actions at the nodes as loops over the nodes of a family, which the
     compiler vectorises (the same sums, term by term in the same order, so the same
@@ -96,22 +112,17 @@ def _target_loops(indent: str) -> tuple[list[str], set[str]]:
     coefficients are not evenly spaced in ``p`` (or whose expressions are not the
     expected form) stays scalar."""
     exprs = dict(spec.ASSIGNMENTS)
-    idx = {n: i for i, n in enumerate(spec.PVEC_NAMES)}
     lines: list[str] = []
     covered: set[str] = set()
     off = _SCRATCH
 
     def term_sum(nodes, x, w):
-        """p-index lists per slot for coefficient family x and the window control w."""
-        cols = [_strided([idx[f"{t}_{x}{k}"] for t in nodes]) for k in spec.SLOTS]
-        wcol = _strided([idx[f"{t}_{w}"] for t in nodes])
-        if any(c is None for c in cols) or wcol is None:
+        """The spec's sum for family x: coefficient x concentration per slot, then w."""
+        cols = _columns(nodes, x, w)
+        if cols is None:
             return None
-        terms = [f"p[{b} + {s} * _j] * cu{k}" if s != 1 else f"p[{b} + _j] * cu{k}"
-                 for k, (b, s) in zip(spec.SLOTS, cols)]
-        wb, ws = wcol
-        terms.append(f"p[{wb} + {ws} * _j]")
-        return " + ".join(terms)
+        return " + ".join([f"{_ref(c)} * cu{k}" for k, c in zip(spec.SLOTS, cols[:-1])]
+                          + [_ref(cols[-1])])
 
     ortho, allo = spec.ORTHO_NODES, spec.ALLO_NODES
     no, na = len(ortho), len(allo)
@@ -158,7 +169,6 @@ def _target_jac_loops(jc_lines: list[str], indent: str = "    ") -> list[str]:
     d occ = a_k dc_k; d block = b_k / occ dc_k - B / occ**2 d occ (B the block's
     numerator), likewise ag; d mod = (m_k / D - am_k M / D**2) dc_k. Falls back to
     ``jc_lines`` unchanged if the lines to replace are not exactly the expected set."""
-    idx = {n: i for i, n in enumerate(spec.PVEC_NAMES)}
     ortho, allo = spec.ORTHO_NODES, spec.ALLO_NODES
     no, na = len(ortho), len(allo)
     brain = [spec.STATE_NAMES.index(f"brain{k}") for k in spec.SLOTS]
@@ -167,22 +177,12 @@ def _target_jac_loops(jc_lines: list[str], indent: str = "    ") -> list[str]:
     if not all(d in have for d in dcu):
         return jc_lines
 
-    def col(nodes, x, w=None):
-        cols = [_strided([idx[f"{t}_{x}{k}"] for t in nodes]) for k in spec.SLOTS]
-        if w is not None:
-            cols.append(_strided([idx[f"{t}_{w}"] for t in nodes]))
-        return None if any(c is None for c in cols) else cols
-
-    def ref(c):
-        b, st = c
-        return f"p[{b} + _j]" if st == 1 else f"p[{b} + {st} * _j]"
-
     def total(cols):  # sympy's order: slot terms, then the window control
-        return " + ".join([f"cu{k}*{ref(c)}" for k, c in zip(spec.SLOTS, cols[:-1])]
-                          + [ref(cols[-1])])
+        return " + ".join([f"cu{k}*{_ref(c)}" for k, c in zip(spec.SLOTS, cols[:-1])]
+                          + [_ref(cols[-1])])
 
-    ca, cb, cg = col(ortho, "a"), col(ortho, "b", "wb"), col(ortho, "g", "wg")
-    cm, cam = col(allo, "m", "wm"), col(allo, "am", "wam")
+    ca, cb, cg = _columns(ortho, "a"), _columns(ortho, "b", "wb"), _columns(ortho, "g", "wg")
+    cm, cam = _columns(allo, "m", "wm"), _columns(allo, "am", "wam")
     if None in (ca, cb, cg, cm, cam):
         return jc_lines
     off = _SCRATCH + _N_VALUES
@@ -193,10 +193,10 @@ def _target_jac_loops(jc_lines: list[str], indent: str = "    ") -> list[str]:
     names: dict[str, int] = {}
     for k in spec.SLOTS:
         o = off + 3 * no * k
-        body += [f"{indent}    _do = ({ref(ca[k])}) * {dcu[k]}",
+        body += [f"{indent}    _do = ({_ref(ca[k])}) * {dcu[k]}",
                  f"{indent}    p[{o} + _j] = _do",
-                 f"{indent}    p[{o + no} + _j] = ({ref(cb[k])}/_occ) * {dcu[k]} + _pb * _do",
-                 f"{indent}    p[{o + 2 * no} + _j] = ({ref(cg[k])}/_occ) * {dcu[k]} + _pg * _do"]
+                 f"{indent}    p[{o + no} + _j] = ({_ref(cb[k])}/_occ) * {dcu[k]} + _pb * _do",
+                 f"{indent}    p[{o + 2 * no} + _j] = ({_ref(cg[k])}/_occ) * {dcu[k]} + _pg * _do"]
         for j, t in enumerate(ortho):
             for f, x in enumerate(("occ", "block", "ag")):
                 names[f"_d_{t}_{x}_{brain[k]}"] = o + f * no + j
@@ -206,7 +206,7 @@ def _target_jac_loops(jc_lines: list[str], indent: str = "    ") -> list[str]:
              f"{indent}    _den = {total(cam)} + 1.0"]
     for k in spec.SLOTS:
         o = off + na * k
-        body.append(f"{indent}    p[{o} + _j] = ({ref(cm[k])}/_den - {ref(cam[k])}*_num"
+        body.append(f"{indent}    p[{o} + _j] = ({_ref(cm[k])}/_den - {_ref(cam[k])}*_num"
                     f"/_den**2) * {dcu[k]}")
         for j, t in enumerate(allo):
             names[f"_d_{t}_mod_{brain[k]}"] = o + j
