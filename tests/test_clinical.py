@@ -241,3 +241,37 @@ def test_scale_readouts_are_readouts_of_their_assays():
         if items is None:
             assert (ts.low, ts.high) == (scale.total_min, scale.total_max)
     assert TRIAL_SCALES["bprs_positive"].high == 28 and TRIAL_SCALES["madrs_total"].high == 60
+
+
+def test_batched_item_scores_equal_one_rating_at_a_time():
+    """The MADRS assay draws each visit's numbers from the visit's own stream and rates
+    all visits at once (item_scores, rater_shift): the same scores as rating each visit
+    with rate_items and Rater.shift."""
+    from ketasim.clinical.model import Rater, item_scores, rate_items, rater_shift
+
+    p = ClinicalParams.from_registry(REG)
+    lo = np.array([it.low for it in MADRS.items], float)
+    hi = np.array([it.high for it in MADRS.items], float)
+    rng = np.random.default_rng(7)
+    n, at = 40, np.array([-24.0, 4.0, 24.0, 72.0, 168.0])
+    latent = rng.uniform(0.0, 60.0, (n, at.size))
+    profiles = rng.dirichlet(np.full(hi.size, 5.0), n) * hi.size
+    raters = [Rater(np.random.default_rng(100 + i), p) for i in range(n)]
+    one = np.empty((n, at.size, hi.size))
+    z = np.empty((n, at.size))
+    noise = np.empty((n, at.size, hi.size))
+    for i in range(n):
+        for j, t in enumerate(at):
+            g = np.random.default_rng([i, j])
+            shift = 1.5 * raters[i].shift(t, g.standard_normal(), p)
+            one[i, j] = rate_items(latent[i, j] - lo.sum(), profiles[i], hi, lo, g, p, shift)
+            g = np.random.default_rng([i, j])
+            z[i, j] = g.standard_normal()
+            noise[i, j] = g.normal(0.0, p.values["item_noise_sd"], hi.size)
+    bias = np.array([r.bias for r in raters])[:, None]
+    drift = np.array([r.drift for r in raters])[:, None]
+    shift = 1.5 * rater_shift(bias, drift, at[None, :], z, p)
+    batch = item_scores((latent - lo.sum())[:, :, None], profiles[:, None, :], hi, lo, noise,
+                        shift[:, :, None])
+    np.testing.assert_array_equal(batch, one)
+    assert np.unique(one).size > 5  # the scores spread over the scale

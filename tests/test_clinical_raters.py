@@ -13,7 +13,7 @@ import ketasim.clinical.assays as clinical_assays
 from ketasim import simulate
 from ketasim.analysis.trial import HDRS17, MADRS, QIDS_SR16, Item, Scale, remission
 from ketasim.clinical.assays import SCALE_READOUTS, assigned_rater, rater_rng
-from ketasim.clinical.model import ClinicalParams, Rater, rate_items
+from ketasim.clinical.model import ClinicalParams, Rater, item_scores, rate_items
 from ketasim.core.assay import AssayOptionError
 from ketasim.experiment.trial import analyse_trial
 from ketasim.params import load_registry
@@ -51,20 +51,27 @@ def scored():
 
 
 class _Capture:
-    """Wraps ``rate_items`` in the assays module: records each call's arguments (and may
-    replace its result), so a test sees the latent totals and item ranges of a run."""
+    """Wraps ``item_scores`` in the assays module (the clinician-rated scales rate all
+    of a chunk's visits in one call): records each rating's arguments, patient by
+    patient and visit by visit (and may replace its result), so a test sees the latent
+    totals and item ranges of a run."""
 
     def __init__(self, replace=None):
         self.calls: list[dict] = []
         self.replace = replace
 
-    def __call__(self, latent_total, profile, item_max, item_min, rng, p, rater_effect):
-        self.calls.append({"latent": float(latent_total), "profile": profile.copy(),
-                           "hi": item_max.copy(), "lo": item_min.copy(),
-                           "shift": float(rater_effect)})
+    def __call__(self, latent_total, profile, item_max, item_min, noise, rater_effect):
+        lead = noise.shape[:-1]
+        latent = np.broadcast_to(latent_total, noise.shape)
+        prof = np.broadcast_to(profile, noise.shape)
+        shift = np.broadcast_to(rater_effect, noise.shape)
+        for ix in np.ndindex(*lead):
+            self.calls.append({"latent": float(latent[ix][0]), "profile": prof[ix].copy(),
+                               "hi": item_max.copy(), "lo": item_min.copy(),
+                               "shift": float(shift[ix][0])})
         if self.replace is not None:
-            return self.replace(item_max.size)
-        return rate_items(latent_total, profile, item_max, item_min, rng, p, rater_effect)
+            return np.broadcast_to(self.replace(item_max.size), noise.shape).copy()
+        return item_scores(latent_total, profile, item_max, item_min, noise, rater_effect)
 
 
 # ------------------------------------------------------------------ HDRS-17
@@ -73,7 +80,7 @@ def test_hdrs17_is_rated_item_by_item_within_each_items_range(monkeypatch):
     reports item 3 as the suicide item: with items scored as their own numbers, the
     suicide readout is 3 and the total the sum 1..17."""
     cap = _Capture(replace=lambda k: np.arange(1.0, k + 1))
-    monkeypatch.setattr(clinical_assays, "rate_items", cap)
+    monkeypatch.setattr(clinical_assays, "item_scores", cap)
     r = _run(_scenario(2, "{assay: hdrs17, at: [-1d, 24h]}"))
     hi = np.array([it.high for it in HDRS17.items], float)
     assert len(cap.calls) == 4
@@ -199,7 +206,7 @@ def test_two_raters_of_the_same_interview_differ_by_the_published_amount(monkeyp
     REFERENCES-NEXT 2.2). A per-visit SD of 0 with no bias, or twice the rater SDs and
     item noise, would leave this range (about 1.45 and above 2.3)."""
     cap = _Capture()
-    monkeypatch.setattr(clinical_assays, "rate_items", cap)
+    monkeypatch.setattr(clinical_assays, "item_scores", cap)
     _run(_scenario(30, f"{{assay: madrs, at: {VISITS}}}",
                    arms=(("ketamine", KET), ("placebo", SAL))))
     p = ClinicalParams.from_registry(REG)
@@ -230,7 +237,7 @@ def test_patients_of_one_rater_share_its_bias(monkeypatch):
 
     def residuals(registry):
         cap = _Capture()
-        monkeypatch.setattr(clinical_assays, "rate_items", cap)
+        monkeypatch.setattr(clinical_assays, "item_scores", cap)
         r = _run(_scenario(24, f"{{assay: madrs, at: {VISITS}, options: {{raters: 3}}}}"),
                  registry)
         m = r[r.readout == "madrs_total"].sort_values(["subject", "time_h"])

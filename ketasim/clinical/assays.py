@@ -50,10 +50,12 @@ from ketasim.clinical.model import (
     Rater,
     hill,
     history_grid,
+    item_scores,
     mood_fluctuation,
     placebo_fraction,
     rate_domains,
     rate_items,
+    rater_shift,
     sample_times,
     symptom_course,
 )
@@ -181,15 +183,27 @@ def _clinician_rated(ctx: AssayContext, at: np.ndarray, scale: Scale, key: str,
     raters = _raters(ctx, p)
     lo, hi = _range(scale)
     span = _span(scale)
-    cols = [None if ks is None else np.array(ks) - 1 for ks in parts.values()]
-    out = np.full((ctx.n, len(at), len(parts)), np.nan)
+    at = np.asarray(at, dtype=float)
+    # each visit's draws from its own stream, in the order of one rating (the rater's
+    # visit shift, then the item noise); the arithmetic on all ratings at once
+    sd = p.values["item_noise_sd"]
+    visit_z = np.empty((ctx.n, at.size))
+    noise = np.empty((ctx.n, at.size, hi.size))
     for i in range(ctx.n):
         for j, t in enumerate(at):
             g = _visit_rng(ctx, i, float(t))
-            shift = span * raters[i].shift(float(t), g.standard_normal(), p)
-            items = rate_items(latent[i, j] - lo.sum(), traits[i].profiles[key], hi, lo,
-                               g, p, shift)
-            out[i, j] = [items.sum() if c is None else items[c].sum() for c in cols]
+            visit_z[i, j] = g.standard_normal()
+            noise[i, j] = g.normal(0.0, sd, hi.size)
+    bias = np.array([r.bias for r in raters])[:, None]
+    drift = np.array([r.drift for r in raters])[:, None]
+    shift = span * rater_shift(bias, drift, at[None, :], visit_z, p)
+    profiles = np.array([tr.profiles[key] for tr in traits])[:, None, :]
+    items = item_scores((latent - lo.sum())[:, :, None], profiles, hi, lo, noise,
+                        shift[:, :, None])
+    # item scores are whole numbers: their sums are exact in any order
+    out = np.stack([items.sum(axis=2) if ks is None
+                    else items[:, :, np.array(ks) - 1].sum(axis=2)
+                    for ks in parts.values()], axis=2)
     return ctx.rows(out, at, list(parts), ["points"] * len(parts))
 
 

@@ -225,8 +225,26 @@ class Rater:
     def shift(self, t_h: float, visit_z: float, p: ClinicalParams) -> float:
         """The rater's shift of a MADRS total at time ``t_h`` (h): bias, drift to that
         time, and the visit's own shift (``visit_z`` standard normal times ``rater_sd``)."""
-        return (self.bias + self.drift * float(t_h) / RATER_DRIFT_PERIOD_H
-                + p.values["rater_sd"] * float(visit_z))
+        return rater_shift(self.bias, self.drift, float(t_h), float(visit_z), p)
+
+
+def rater_shift(bias, drift, t_h, visit_z, p: ClinicalParams):
+    """:meth:`Rater.shift` for arrays of raters (``bias``, ``drift``), times and visit
+    draws (broadcast), with the same arithmetic."""
+    return bias + drift * t_h / RATER_DRIFT_PERIOD_H + p.values["rater_sd"] * visit_z
+
+
+def item_scores(latent_total, profile: np.ndarray, item_max: np.ndarray,
+                item_min: np.ndarray, noise: np.ndarray, rater_effect) -> np.ndarray:
+    """Integer item scores from the latent total shared over the items by the patient's
+    profile (scaled to each item's range), plus the rater's shift and the item noise
+    ``noise``, rounded and clipped to each item's range. Broadcasts: the items are the
+    last axis (``latent_total`` and ``rater_effect`` carry a trailing axis of 1 for
+    batches of ratings), with the same arithmetic, in the same order, as one rating."""
+    span = item_max - item_min
+    share = profile * span / span.sum()
+    latent = item_min + latent_total * share + rater_effect * span / span.sum()
+    return np.clip(np.rint(latent + noise), item_min, item_max)
 
 
 def rate_items(latent_total: float, profile: np.ndarray, item_max: np.ndarray,
@@ -234,12 +252,10 @@ def rate_items(latent_total: float, profile: np.ndarray, item_max: np.ndarray,
                rater_effect: float) -> np.ndarray:
     """Integer item scores of one rating: the latent total shared over the items by the
     patient's profile (scaled to each item's range), plus the rater's shift for this
-    visit and independent item noise, rounded and clipped to each item's range."""
-    span = item_max - item_min
-    share = profile * span / span.sum()
-    latent = item_min + latent_total * share + rater_effect * span / span.sum()
-    noisy = latent + rng.normal(0.0, p.values["item_noise_sd"], latent.size)
-    return np.clip(np.rint(noisy), item_min, item_max)
+    visit and independent item noise (drawn from ``rng``), rounded and clipped to each
+    item's range (:func:`item_scores`)."""
+    noise = rng.normal(0.0, p.values["item_noise_sd"], item_max.size)
+    return item_scores(latent_total, profile, item_max, item_min, noise, rater_effect)
 
 
 def rate_domains(latent_total: float, profile: np.ndarray, patterns: list[np.ndarray],
