@@ -70,6 +70,16 @@ patient against about 200 ms for BDF):
   time, signalling is about 40%, and the MADRS assay about 55%, a fifth of which is
   building the per-patient random streams (numpy ``SeedSequence`` + ``PCG64``, about
   25 us each, some 11 per patient; about 4 us since).
+- 2026-12-04, later still, with the clinician-rated scales rating a chunk's visits in one
+  array operation (same draws, same ratings): ``--patients 100000`` ketasim 101.7 s
+  (1.02 ms/patient, 5,899 patient-weeks/s), reference 19.98 ms/patient (1,998 s
+  extrapolated), speedup 19.6 (signalling alone on the sample 21.7; it varies from 21
+  to 34 between runs with the load on the machine); MADRS latent 3.1e-6 relative, 140
+  of 140 rated totals identical; peak RSS 473 MB; wall 104.5 s. What is left of the
+  MADRS assay is per patient: its streams and traits (numpy ``Generator`` draws, about
+  0.2 ms), the visit streams (about 0.1 ms) and the synaptic state's 1-h grid (about
+  0.1 ms); the signalling (about 720 steps per patient over the 60-day lead-in and six
+  infusions) is now most of the time, so 50x needs a faster solver, not a faster assay.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
