@@ -44,6 +44,7 @@ persistent self-report bias of the patient.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy.signal import lfilter
 
@@ -95,6 +96,33 @@ def _advance_load(s, x0, x1, tau, h):
     return x1 - slope * tau + (s - x0 + slope * tau) * a
 
 
+@numba.njit(cache=True)
+def _grid_chains(f, e, pot, w, decay, steps, load_decay, tau):
+    """D, the deficit and S on the grid, patient by patient: D from its steady state
+    F / E by ``_advance_density`` (with its exponentials ``decay``), the deficit
+    ``max(0, 1 - D (1 + w P))``, S by ``_advance_load`` (``load_decay`` = exp(-h / tau))."""
+    n, m = f.shape
+    d = np.empty((n, m))
+    s = np.empty((n, m))
+    deficit = np.empty((n, m))
+    for i in range(n):
+        di = f[i, 0] / e[i, 0]
+        x = 1.0 - di * (1.0 + w * pot[i, 0])
+        x = max(0.0, x)
+        si = x
+        d[i, 0], deficit[i, 0], s[i, 0] = di, x, si
+        for j in range(1, m):
+            target = f[i, j - 1] / e[i, j - 1]
+            di = target + (di - target) * decay[i, j - 1]
+            x0 = x
+            x = 1.0 - di * (1.0 + w * pot[i, j])
+            x = max(0.0, x)
+            slope = (x - x0) / steps[j - 1]
+            si = x - slope * tau + (si - x0 + slope * tau) * load_decay[j - 1]
+            d[i, j], deficit[i, j], s[i, j] = di, x, si
+    return d, s, deficit
+
+
 def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarray,
                    at_drives: dict[str, np.ndarray], p: ClinicalParams
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -112,18 +140,12 @@ def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarr
     f = np.clip(drives["formation_drive"], 0.0, None)
     e = np.clip(drives["elimination_drive"], 1e-9, None)
     pot = np.clip(drives["synaptic_potentiation"], 0.0, None)
-    n, m = f.shape
-    d = np.empty((n, m))
-    s = np.empty((n, m))
-    deficit = np.empty((n, m))
-    d[:, 0] = f[:, 0] / e[:, 0]
-    deficit[:, 0] = np.clip(1.0 - d[:, 0] * (1.0 + w * pot[:, 0]), 0.0, None)
-    s[:, 0] = deficit[:, 0]
-    for j in range(1, m):
-        h = grid[j] - grid[j - 1]
-        d[:, j] = _advance_density(d[:, j - 1], f[:, j - 1], e[:, j - 1], k_h, h)
-        deficit[:, j] = np.clip(1.0 - d[:, j] * (1.0 + w * pot[:, j]), 0.0, None)
-        s[:, j] = _advance_load(s[:, j - 1], deficit[:, j - 1], deficit[:, j], tau, h)
+    m = f.shape[1]
+    steps = np.diff(np.asarray(grid, dtype=float))
+    # the exponentials as arrays (numpy's), the recurrences compiled (_grid_chains):
+    # the same operations in the same order as _advance_density and _advance_load
+    decay = np.exp(-k_h * e[:, :-1] * steps[None, :])
+    d, s, deficit = _grid_chains(f, e, pot, w, decay, steps, np.exp(-steps / tau), tau)
     at = np.asarray(at, dtype=float)
     i = np.clip(np.searchsorted(grid, at, side="right") - 1, 0, m - 1)
     h = np.clip(at - grid[i], 0.0, None)[None, :]
