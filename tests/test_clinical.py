@@ -275,3 +275,39 @@ def test_batched_item_scores_equal_one_rating_at_a_time():
                         shift[:, :, None])
     np.testing.assert_array_equal(batch, one)
     assert np.unique(one).size > 5  # the scores spread over the scale
+
+
+def test_compiled_grid_chains_equal_the_step_functions():
+    """symptom_course's compiled recurrences give bitwise the values of stepping the
+    grid with _advance_density and _advance_load (numpy, one step at a time), on an
+    irregular grid with the deficit clipped at 0 in places."""
+    from ketasim.clinical.model import _advance_density, _advance_load
+
+    p = ClinicalParams.from_registry(REG)
+    v = p.values
+    rng = np.random.default_rng(3)
+    grid = np.sort(rng.uniform(-300.0, 400.0, 300))
+    n = 25
+    drives = {"formation_drive": rng.uniform(0.5, 1.6, (n, grid.size)),
+              "elimination_drive": rng.uniform(1.0, 1.8, (n, grid.size)),
+              "synaptic_potentiation": rng.uniform(0.0, 0.9, (n, grid.size))}
+    at = grid[[10, 150, 299]]
+    at_drives = {k: x[:, [10, 150, 299]] for k, x in drives.items()}
+    _, s = symptom_course(grid, drives, at, at_drives, p)
+    k_h, w = v["k_turnover"] / 24.0, v["potentiation_weight"]
+    f, e, pot = (drives[k] for k in ("formation_drive", "elimination_drive",
+                                     "synaptic_potentiation"))
+    d = f[:, 0] / e[:, 0]
+    x = np.clip(1.0 - d * (1.0 + w * pot[:, 0]), 0.0, None)
+    fast, out, clipped = x.copy(), {}, False
+    for j in range(1, grid.size):
+        h = grid[j] - grid[j - 1]
+        d = _advance_density(d, f[:, j - 1], e[:, j - 1], k_h, h)
+        x1 = np.clip(1.0 - d * (1.0 + w * pot[:, j]), 0.0, None)
+        fast = _advance_load(fast, x, x1, v["tau_symptom_h"], h)
+        x = x1
+        out[j] = fast.copy()
+        clipped |= bool(np.any(x1 == 0.0))
+    assert clipped
+    np.testing.assert_array_equal(s[:, 1], out[150])
+    np.testing.assert_array_equal(s[:, 2], out[299])
