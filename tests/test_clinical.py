@@ -311,3 +311,46 @@ def test_compiled_grid_chains_equal_the_step_functions():
     assert clipped
     np.testing.assert_array_equal(s[:, 1], out[150])
     np.testing.assert_array_equal(s[:, 2], out[299])
+
+
+def test_patient_traits_are_the_same_whichever_is_read_first():
+    """Traits are drawn on first use, each with the draws before it: reading the last
+    trait first, or only the first ones, gives the values of drawing them all in the
+    documented order (gain, placebo, profiles, psychotomimetic, later profiles, domain
+    patterns, self-report bias)."""
+    from ketasim.clinical.model import PatientTraits
+
+    p = ClinicalParams.from_registry(REG)
+    v = p.values
+    n_items, later, domains = {"madrs": 10, "cadss": 23}, {"hdrs17": 17}, (4, 3)
+
+    def eager(seed):
+        g = np.random.default_rng(seed)
+        sig = np.sqrt(np.log1p(v["madrs_gain_cv"] ** 2))
+        out = {"gain": float(np.exp(g.normal(-0.5 * sig**2, sig))),
+               "placebo": float(np.clip(g.normal(v["placebo_mean"], v["placebo_sd"]),
+                                        0.0, 0.9))}
+        for name, k in n_items.items():
+            out[name] = g.dirichlet(np.full(k, v["item_profile_conc"])) * k
+        sig = np.sqrt(np.log1p(v["psychotomimetic_cv"] ** 2))
+        out["psychotomimetic"] = float(np.exp(g.normal(-0.5 * sig**2, sig)))
+        out["hdrs17"] = g.dirichlet(np.full(17, v["item_profile_conc"])) * 17
+        out["domains"] = [w / w.max() for w in (g.dirichlet(np.ones(k)) for k in domains)]
+        out["bias"] = float(v["self_report_bias_sd"] * g.standard_normal())
+        return out
+
+    ref = eager(11)
+    last_first = PatientTraits(np.random.default_rng(11), p, n_items, later, domains)
+    assert last_first.self_report_bias == ref["bias"]
+    assert last_first.gain == ref["gain"]
+    np.testing.assert_array_equal(last_first.profiles["hdrs17"], ref["hdrs17"])
+    for a, b in zip(last_first.domain_patterns, ref["domains"]):
+        np.testing.assert_array_equal(a, b)
+    early = PatientTraits(np.random.default_rng(11), p, n_items, later, domains)
+    np.testing.assert_array_equal(early.profiles["madrs"], ref["madrs"])
+    assert (early.placebo, early.psychotomimetic) == (ref["placebo"],
+                                                      ref["psychotomimetic"])
+    np.testing.assert_array_equal(early.profiles["cadss"], ref["cadss"])
+    assert sorted(early.profiles) == ["cadss", "hdrs17", "madrs"]
+    with pytest.raises(KeyError):
+        early.profiles["qids_sr"]

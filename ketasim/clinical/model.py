@@ -44,6 +44,8 @@ persistent self-report bias of the patient.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numba
 import numpy as np
 from scipy.signal import lfilter
@@ -196,37 +198,98 @@ def hill(x: np.ndarray, o50: float, n: float) -> np.ndarray:
 
 
 class PatientTraits:
-    """A patient's clinical traits, drawn once from the patient's own stream (the same
-    for every scale and visit): symptom gain, placebo share, item profile of each scale
+    """A patient's clinical traits, drawn from the patient's own stream (the same for
+    every scale and visit): symptom gain, placebo share, item profile of each scale
     (``n_items``), sensitivity to the psychotomimetic effects, then the profiles of the
     scales in ``later_items`` (HDRS-17, the QIDS-SR16 domains), the patient's pattern
     within each QIDS-SR16 domain (``domain_sizes``: the domain's items' weights, the
     highest 1) and self-report bias (QIDS points, normal, SD ``self_report_bias_sd``).
 
     The draws are in that fixed order and the later ones come after the earlier ones, so
-    traits added later leave the earlier traits of every patient as they were."""
+    traits added later leave the earlier traits of every patient as they were. They are
+    made on first use, each with the draws before it: a scale that reads only the early
+    traits (MADRS: gain, placebo share, its profile) does not pay for the later ones,
+    and every trait has the same value whichever is read first."""
 
     def __init__(self, rng: np.random.Generator, p: ClinicalParams, n_items: dict[str, int],
                  later_items: dict[str, int] | None = None,
                  domain_sizes: tuple[int, ...] = ()):
-        v = p.values
-        cv = v["madrs_gain_cv"]
-        sig = np.sqrt(np.log1p(cv**2))
-        self.gain = float(np.exp(rng.normal(-0.5 * sig**2, sig)))
-        self.placebo = float(np.clip(rng.normal(v["placebo_mean"], v["placebo_sd"]),
-                                     0.0, 0.9))
-        self.profiles = {name: rng.dirichlet(np.full(k, v["item_profile_conc"])) * k
-                         for name, k in n_items.items()}
-        cv = v["psychotomimetic_cv"]
-        sig = np.sqrt(np.log1p(cv**2))
-        self.psychotomimetic = float(np.exp(rng.normal(-0.5 * sig**2, sig)))
-        for name, k in (later_items or {}).items():
-            self.profiles[name] = rng.dirichlet(np.full(k, v["item_profile_conc"])) * k
-        self.domain_patterns = []
-        for k in domain_sizes:
-            w = rng.dirichlet(np.ones(k))
-            self.domain_patterns.append(w / w.max())
-        self.self_report_bias = float(v["self_report_bias_sd"] * rng.standard_normal())
+        self._rng, self._v = rng, p.values
+        self._steps: list[tuple] = [("gain",), ("placebo",)]
+        self._steps += [("profile", name, k) for name, k in n_items.items()]
+        self._steps += [("psychotomimetic",)]
+        self._steps += [("profile", name, k) for name, k in (later_items or {}).items()]
+        self._steps += [("domain_patterns", tuple(domain_sizes)), ("self_report_bias",)]
+        self._done = 0
+        self._drawn: dict = {}
+        self.profiles = _Profiles(self, [s[1] for s in self._steps if s[0] == "profile"])
+
+    def _draw(self, key):
+        """The trait ``key`` ("gain", ..., or ("profile", scale)), drawing the traits
+        before it first if they are not drawn yet."""
+        rng, v = self._rng, self._v
+        while key not in self._drawn:
+            step = self._steps[self._done]
+            self._done += 1
+            if step[0] in ("gain", "psychotomimetic"):
+                cv = v["madrs_gain_cv" if step[0] == "gain" else "psychotomimetic_cv"]
+                sig = np.sqrt(np.log1p(cv**2))
+                self._drawn[step[0]] = float(np.exp(rng.normal(-0.5 * sig**2, sig)))
+            elif step[0] == "placebo":
+                self._drawn["placebo"] = float(np.clip(
+                    rng.normal(v["placebo_mean"], v["placebo_sd"]), 0.0, 0.9))
+            elif step[0] == "profile":
+                k = step[2]
+                self._drawn[("profile", step[1])] = rng.dirichlet(
+                    np.full(k, v["item_profile_conc"])) * k
+            elif step[0] == "domain_patterns":
+                patterns = []
+                for k in step[1]:
+                    w = rng.dirichlet(np.ones(k))
+                    patterns.append(w / w.max())
+                self._drawn["domain_patterns"] = patterns
+            else:
+                self._drawn["self_report_bias"] = float(
+                    v["self_report_bias_sd"] * rng.standard_normal())
+        return self._drawn[key]
+
+    @property
+    def gain(self) -> float:
+        return self._draw("gain")
+
+    @property
+    def placebo(self) -> float:
+        return self._draw("placebo")
+
+    @property
+    def psychotomimetic(self) -> float:
+        return self._draw("psychotomimetic")
+
+    @property
+    def domain_patterns(self) -> list[np.ndarray]:
+        return self._draw("domain_patterns")
+
+    @property
+    def self_report_bias(self) -> float:
+        return self._draw("self_report_bias")
+
+
+class _Profiles(Mapping):
+    """A patient's item profiles by scale, each drawn on first use (PatientTraits)."""
+
+    def __init__(self, traits: PatientTraits, names: list[str]):
+        self._traits, self._names = traits, names
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._traits._draw(("profile", name))
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 RATER_DRIFT_PERIOD_H = 28 * 24.0  # rater_drift_sd is in points per 4 weeks
