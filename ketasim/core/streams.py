@@ -148,7 +148,10 @@ class KeyedSeedSequence(ISpawnableSeedSequence):
         _uint32_words(self.entropy, run)
         spawn: list[int] = []
         for k in self.spawn_key:
-            _uint32_words(k, spawn)
+            if 0 <= k <= _M32:  # one word (most keys): numpy's split, without the loop
+                spawn.append(k)
+            else:
+                _uint32_words(k, spawn)
         if spawn and len(run) < _POOL_SIZE:
             run += [0] * (_POOL_SIZE - len(run))
         self._words = np.array(run + spawn, dtype=np.int64)

@@ -52,6 +52,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,10 @@ class Compound:
 
     def parameters(self) -> set[str]:
         """Registry parameters the compound reads (``{species}`` expanded)."""
+        return set(self._parameter_names)
+
+    @cached_property
+    def _parameter_names(self) -> frozenset[str]:  # a frozen compound's are fixed
         vals: list[Value] = [v for v in (self.mw,) if v]
         for p in self.pk.values():
             vals += list(p.fields.values())
@@ -206,7 +211,7 @@ class Compound:
         for t in self.targets:
             vals += [v for v in (t.potency, t.efficacy, t.trapping, t.mg_rest) if v]
             vals += list(t.window_potency.values())
-        return {n for v in vals for s in SPECIES for n in v.names(s)}
+        return frozenset(n for v in vals for s in SPECIES for n in v.names(s))
 
 
 # --------------------------------------------------------------------------- parsing
