@@ -54,7 +54,6 @@ from ketasim.clinical.model import (
     mood_fluctuation,
     placebo_fraction,
     rate_domains,
-    rate_items,
     rater_shift,
     sample_times,
     symptom_course,
@@ -260,18 +259,25 @@ def _psychotomimetic(ctx: AssayContext, at: np.ndarray, kind: str) -> AssayRows:
     # rater shifts in proportion to the rated range (the BPRS positive items' 4-28)
     span = (hi - lo).sum() / (MADRS.total_max - MADRS.total_min)
     raters = _raters(ctx, p)
-    out = np.full((ctx.n, len(at), 1), np.nan)
+    at = np.asarray(at, dtype=float)
+    traits = [_traits(ctx, i, p) for i in range(ctx.n)]
+    # each visit's item noise from the visit's stream and its rater shift from a stream
+    # of its own (so the item noise stays); the arithmetic on all ratings at once
+    sd = p.values["item_noise_sd"]
+    visit_z = np.empty((ctx.n, at.size))
+    noise = np.empty((ctx.n, at.size, hi.size))
     for i in range(ctx.n):
-        tr = _traits(ctx, i, p)
         for j, t in enumerate(at):
-            g = _visit_rng(ctx, i, float(t))
-            # this visit's rater shift from a stream of its own: the item noise stays
-            visit_z = ctx.rng(i, f"{ctx.assay}@{float(t):.6g}h/rater").standard_normal()
-            shift = span * raters[i].shift(float(t), visit_z, p)
-            items = rate_items(effect[i, j] * tr.psychotomimetic, tr.profiles[kind], hi, lo,
-                               g, p, shift)
-            out[i, j, 0] = items.sum()
-    return ctx.rows(out, at, [readout], ["points"])
+            noise[i, j] = _visit_rng(ctx, i, float(t)).normal(0.0, sd, hi.size)
+            visit_z[i, j] = ctx.rng(i, f"{ctx.assay}@{float(t):.6g}h/rater").standard_normal()
+    bias = np.array([r.bias for r in raters])[:, None]
+    drift = np.array([r.drift for r in raters])[:, None]
+    shift = span * rater_shift(bias, drift, at[None, :], visit_z, p)
+    sens = np.array([tr.psychotomimetic for tr in traits])[:, None]
+    profiles = np.array([tr.profiles[kind] for tr in traits])[:, None, :]
+    items = item_scores((effect * sens)[:, :, None], profiles, hi, lo, noise,
+                        shift[:, :, None])
+    return ctx.rows(items.sum(axis=2)[:, :, None], at, [readout], ["points"])
 
 
 MOAAS_MAX = 5  # MOAA/S: 5 responds readily to name spoken in normal tone ... 0 no response
