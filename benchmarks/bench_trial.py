@@ -75,11 +75,16 @@ patient against about 200 ms for BDF):
   (1.02 ms/patient, 5,899 patient-weeks/s), reference 19.98 ms/patient (1,998 s
   extrapolated), speedup 19.6 (signalling alone on the sample 21.7; it varies from 21
   to 34 between runs with the load on the machine); MADRS latent 3.1e-6 relative, 140
-  of 140 rated totals identical; peak RSS 473 MB; wall 104.5 s. What is left of the
-  MADRS assay is per patient: its streams and traits (numpy ``Generator`` draws, about
-  0.2 ms), the visit streams (about 0.1 ms) and the synaptic state's 1-h grid (about
-  0.1 ms); the signalling (about 720 steps per patient over the 60-day lead-in and six
-  infusions) is now most of the time, so 50x needs a faster solver, not a faster assay.
+  of 140 rated totals identical; peak RSS 473 MB; wall 104.5 s. Then with the synaptic
+  state's grid recurrences compiled, the patient traits drawn on first use (MADRS reads
+  three of them) and one-word stream keys split without a loop (all identical numbers):
+  ``--patients 100000`` ketasim 87.4 s (0.87 ms/patient, 6,866 patient-weeks/s),
+  reference 19.14 ms/patient (1,914 s extrapolated), speedup 21.9; same accuracy;
+  peak RSS 497 MB; wall 89.8 s. What is left of the MADRS assay is about ten keyed
+  numpy streams per patient (traits, mood, rater, seven visits); the signalling (about
+  720 solver steps per patient: about 45 for the 60-day lead-in and 110 per infusion,
+  most of them following the PK's exponential tails at rtol 1e-6) is now most of the
+  time, so 50x needs a faster solver, not a faster assay.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
