@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ketasim.core.streams import KeyedSeedSequence, keyed_rng
@@ -14,6 +14,7 @@ _KEY = st.one_of(st.integers(0, 40), st.integers(0, 2**32 - 1), st.integers(0, 2
 
 @settings(max_examples=300, deadline=None)
 @given(entropy=_KEY, spawn_key=st.lists(_KEY, max_size=7), n=st.integers(1, 6))
+@example(entropy=2**32, spawn_key=[2**32 - 1, 2**32, 0, 2**64], n=4)  # word boundaries
 def test_keyed_seed_sequence_equals_numpy(entropy, spawn_key, n):
     """The compiled seeding gives numpy's SeedSequence state words exactly, for any
     entropy and key (one or several 32-bit words each, zeros, no key at all)."""
