@@ -244,6 +244,44 @@ def test_all_outputs_and_a_selection_agree():
         np.testing.assert_array_equal(some.values[:, :, k], full.output(name))
 
 
+def test_selected_outputs_equal_the_full_outputs_bitwise():
+    """outputs_sel computes each kept output from just the assignments it needs (or, for
+    those that need the target loops, from the full outputs): every output, alone, in
+    reverse order and mixed, equals the full outputs bitwise, with a drug in every slot
+    acting at every node; most outputs take the short path."""
+    from ketasim.signaling import _generated as g
+    from ketasim.signaling.codegen import _output_closure, _target_loops
+    from ketasim.signaling.solver import full_parameter_vector
+
+    cohort, _ = _arm("{at: 0h, drug: saline, route: ip}", n=1, variability=False)
+    row = parameter_vector(cohort)[0]
+    rng = np.random.default_rng(9)
+    for j, prm in enumerate(spec.PARAMS):
+        if not prm.registry:
+            row[j] = rng.uniform(0.05, 0.5)
+    for c in spec.CONTROL_NAMES:
+        if "_w" in c:
+            row[spec.PVEC_NAMES.index(c)] = rng.uniform(0.05, 0.3)
+    p = full_parameter_vector(row)
+    y = np.array([s.initial for s in spec.STATES]) + rng.uniform(0.1, 0.9, spec.N_STATES)
+    full = np.empty(g.N_OUTPUTS)
+    g.outputs(y, p, full)
+    scratch = np.empty(g.N_OUTPUTS)
+    for sel in ([[k] for k in range(g.N_OUTPUTS)] + [list(range(g.N_OUTPUTS))[::-1]]
+                + [[spec.OUTPUT_NAMES.index(n) for n in ("formation_drive", "ketamine_plasma",
+                                                         "elimination_drive", "pka_rel",
+                                                         "formation_drive")]]):
+        sel = np.array(sel, dtype=np.int64)
+        got = np.full(sel.size, np.nan)
+        g.outputs_sel(y, p.copy(), sel, scratch, got)
+        np.testing.assert_array_equal(got, full[sel])
+    _, covered = _target_loops("")
+    short = [o for o in spec.OUTPUTS if _output_closure(o[1], covered) is not None]
+    assert len(short) > len(spec.OUTPUTS) // 2
+    assert _output_closure({o[0]: o[1] for o in spec.OUTPUTS}["formation_drive"],
+                           covered) == ["formation_drive"]
+
+
 def test_generated_functions_refuse_a_short_parameter_vector():
     """The generated functions write scratch values at the end of p: a vector without
     that area (the parameters alone) is refused, not written past."""

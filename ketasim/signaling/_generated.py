@@ -2147,6 +2147,486 @@ def outputs(y, p, out):
     out[44] = d1_signal - d1_signal_intact
     out[45] = spine_loss_d2
     out[46] = spine_loss_d1
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def outputs_sel(y, p, sel, o_full, row):
+    if p.shape[0] < N_PTOTAL:
+        raise ValueError('p is shorter than N_PTOTAL (build it with solver.full_parameter_vector)')
+    full = False
+    for j in range(sel.shape[0]):
+        k = sel[j]
+        if k == 0:
+            central0 = y[2]
+            central1 = y[8]
+            central2 = y[14]
+            central3 = y[20]
+            central4 = y[26]
+            central5 = y[32]
+            an_ketamine0 = p[12]
+            an_ketamine1 = p[31]
+            an_ketamine2 = p[50]
+            an_ketamine3 = p[69]
+            an_ketamine4 = p[88]
+            an_ketamine5 = p[107]
+            iv10 = p[497]
+            iv11 = p[505]
+            iv12 = p[513]
+            iv13 = p[521]
+            iv14 = p[529]
+            iv15 = p[537]
+            cp0 = central0 * iv10
+            cp1 = central1 * iv11
+            cp2 = central2 * iv12
+            cp3 = central3 * iv13
+            cp4 = central4 * iv14
+            cp5 = central5 * iv15
+            row[j] = (an_ketamine0 * cp0 + an_ketamine1 * cp1 + an_ketamine2 * cp2 + an_ketamine3 * cp3 + an_ketamine4 * cp4 + an_ketamine5 * cp5) * 1000.0
+        elif k == 1:
+            central0 = y[2]
+            central1 = y[8]
+            central2 = y[14]
+            central3 = y[20]
+            central4 = y[26]
+            central5 = y[32]
+            an_esketamine0 = p[13]
+            an_esketamine1 = p[32]
+            an_esketamine2 = p[51]
+            an_esketamine3 = p[70]
+            an_esketamine4 = p[89]
+            an_esketamine5 = p[108]
+            iv10 = p[497]
+            iv11 = p[505]
+            iv12 = p[513]
+            iv13 = p[521]
+            iv14 = p[529]
+            iv15 = p[537]
+            cp0 = central0 * iv10
+            cp1 = central1 * iv11
+            cp2 = central2 * iv12
+            cp3 = central3 * iv13
+            cp4 = central4 * iv14
+            cp5 = central5 * iv15
+            row[j] = (an_esketamine0 * cp0 + an_esketamine1 * cp1 + an_esketamine2 * cp2 + an_esketamine3 * cp3 + an_esketamine4 * cp4 + an_esketamine5 * cp5) * 1000.0
+        elif k == 2:
+            central0 = y[2]
+            central1 = y[8]
+            central2 = y[14]
+            central3 = y[20]
+            central4 = y[26]
+            central5 = y[32]
+            an_arketamine0 = p[14]
+            an_arketamine1 = p[33]
+            an_arketamine2 = p[52]
+            an_arketamine3 = p[71]
+            an_arketamine4 = p[90]
+            an_arketamine5 = p[109]
+            iv10 = p[497]
+            iv11 = p[505]
+            iv12 = p[513]
+            iv13 = p[521]
+            iv14 = p[529]
+            iv15 = p[537]
+            cp0 = central0 * iv10
+            cp1 = central1 * iv11
+            cp2 = central2 * iv12
+            cp3 = central3 * iv13
+            cp4 = central4 * iv14
+            cp5 = central5 * iv15
+            row[j] = (an_arketamine0 * cp0 + an_arketamine1 * cp1 + an_arketamine2 * cp2 + an_arketamine3 * cp3 + an_arketamine4 * cp4 + an_arketamine5 * cp5) * 1000.0
+        elif k == 3:
+            central0 = y[2]
+            central1 = y[8]
+            central2 = y[14]
+            central3 = y[20]
+            central4 = y[26]
+            central5 = y[32]
+            an_norketamine0 = p[15]
+            an_norketamine1 = p[34]
+            an_norketamine2 = p[53]
+            an_norketamine3 = p[72]
+            an_norketamine4 = p[91]
+            an_norketamine5 = p[110]
+            iv10 = p[497]
+            iv11 = p[505]
+            iv12 = p[513]
+            iv13 = p[521]
+            iv14 = p[529]
+            iv15 = p[537]
+            cp0 = central0 * iv10
+            cp1 = central1 * iv11
+            cp2 = central2 * iv12
+            cp3 = central3 * iv13
+            cp4 = central4 * iv14
+            cp5 = central5 * iv15
+            row[j] = (an_norketamine0 * cp0 + an_norketamine1 * cp1 + an_norketamine2 * cp2 + an_norketamine3 * cp3 + an_norketamine4 * cp4 + an_norketamine5 * cp5) * 1000.0
+        elif k == 4:
+            central0 = y[2]
+            central1 = y[8]
+            central2 = y[14]
+            central3 = y[20]
+            central4 = y[26]
+            central5 = y[32]
+            an_hnk0 = p[16]
+            an_hnk1 = p[35]
+            an_hnk2 = p[54]
+            an_hnk3 = p[73]
+            an_hnk4 = p[92]
+            an_hnk5 = p[111]
+            iv10 = p[497]
+            iv11 = p[505]
+            iv12 = p[513]
+            iv13 = p[521]
+            iv14 = p[529]
+            iv15 = p[537]
+            cp0 = central0 * iv10
+            cp1 = central1 * iv11
+            cp2 = central2 * iv12
+            cp3 = central3 * iv13
+            cp4 = central4 * iv14
+            cp5 = central5 * iv15
+            row[j] = (an_hnk0 * cp0 + an_hnk1 * cp1 + an_hnk2 * cp2 + an_hnk3 * cp3 + an_hnk4 * cp4 + an_hnk5 * cp5) * 1000.0
+        elif k == 5:
+            central0 = y[2]
+            central1 = y[8]
+            central2 = y[14]
+            central3 = y[20]
+            central4 = y[26]
+            central5 = y[32]
+            an_drug0 = p[17]
+            an_drug1 = p[36]
+            an_drug2 = p[55]
+            an_drug3 = p[74]
+            an_drug4 = p[93]
+            an_drug5 = p[112]
+            iv10 = p[497]
+            iv11 = p[505]
+            iv12 = p[513]
+            iv13 = p[521]
+            iv14 = p[529]
+            iv15 = p[537]
+            cp0 = central0 * iv10
+            cp1 = central1 * iv11
+            cp2 = central2 * iv12
+            cp3 = central3 * iv13
+            cp4 = central4 * iv14
+            cp5 = central5 * iv15
+            row[j] = (an_drug0 * cp0 + an_drug1 * cp1 + an_drug2 * cp2 + an_drug3 * cp3 + an_drug4 * cp4 + an_drug5 * cp5) * 1000.0
+        elif k == 6:
+            brain0 = y[5]
+            brain1 = y[11]
+            brain2 = y[17]
+            brain3 = y[23]
+            brain4 = y[29]
+            brain5 = y[35]
+            an_ketamine0 = p[12]
+            an_ketamine1 = p[31]
+            an_ketamine2 = p[50]
+            an_ketamine3 = p[69]
+            an_ketamine4 = p[88]
+            an_ketamine5 = p[107]
+            row[j] = (an_ketamine0 * brain0 + an_ketamine1 * brain1 + an_ketamine2 * brain2 + an_ketamine3 * brain3 + an_ketamine4 * brain4 + an_ketamine5 * brain5) * 1000.0
+        elif k == 7:
+            brain0 = y[5]
+            brain1 = y[11]
+            brain2 = y[17]
+            brain3 = y[23]
+            brain4 = y[29]
+            brain5 = y[35]
+            an_norketamine0 = p[15]
+            an_norketamine1 = p[34]
+            an_norketamine2 = p[53]
+            an_norketamine3 = p[72]
+            an_norketamine4 = p[91]
+            an_norketamine5 = p[110]
+            row[j] = (an_norketamine0 * brain0 + an_norketamine1 * brain1 + an_norketamine2 * brain2 + an_norketamine3 * brain3 + an_norketamine4 * brain4 + an_norketamine5 * brain5) * 1000.0
+        elif k == 8:
+            brain0 = y[5]
+            brain1 = y[11]
+            brain2 = y[17]
+            brain3 = y[23]
+            brain4 = y[29]
+            brain5 = y[35]
+            an_hnk0 = p[16]
+            an_hnk1 = p[35]
+            an_hnk2 = p[54]
+            an_hnk3 = p[73]
+            an_hnk4 = p[92]
+            an_hnk5 = p[111]
+            row[j] = (an_hnk0 * brain0 + an_hnk1 * brain1 + an_hnk2 * brain2 + an_hnk3 * brain3 + an_hnk4 * brain4 + an_hnk5 * brain5) * 1000.0
+        elif k == 9:
+            brain0 = y[5]
+            brain1 = y[11]
+            brain2 = y[17]
+            brain3 = y[23]
+            brain4 = y[29]
+            brain5 = y[35]
+            an_drug0 = p[17]
+            an_drug1 = p[36]
+            an_drug2 = p[55]
+            an_drug3 = p[74]
+            an_drug4 = p[93]
+            an_drug5 = p[112]
+            row[j] = (an_drug0 * brain0 + an_drug1 * brain1 + an_drug2 * brain2 + an_drug3 * brain3 + an_drug4 * brain4 + an_drug5 * brain5) * 1000.0
+        elif k == 10:
+            brain0 = y[5]
+            brain1 = y[11]
+            brain2 = y[17]
+            brain3 = y[23]
+            brain4 = y[29]
+            brain5 = y[35]
+            nmda_a0 = p[10]
+            nmda_a1 = p[29]
+            nmda_a2 = p[48]
+            nmda_a3 = p[67]
+            nmda_a4 = p[86]
+            nmda_a5 = p[105]
+            pot_int = p[345]
+            cuf0 = p[498]
+            cuf1 = p[506]
+            cuf2 = p[514]
+            cuf3 = p[522]
+            cuf4 = p[530]
+            cuf5 = p[538]
+            cu0 = cuf0 * brain0
+            cu1 = cuf1 * brain1
+            cu2 = cuf2 * brain2
+            cu3 = cuf3 * brain3
+            cu4 = cuf4 * brain4
+            cu5 = cuf5 * brain5
+            nmda_ratio = _pos(nmda_a0 * cu0 + nmda_a1 * cu1 + nmda_a2 * cu2 + nmda_a3 * cu3 + nmda_a4 * cu4 + nmda_a5 * cu5)
+            occ_int = nmda_ratio / (nmda_ratio + pot_int)
+            row[j] = occ_int
+        elif k == 11:
+            brain0 = y[5]
+            brain1 = y[11]
+            brain2 = y[17]
+            brain3 = y[23]
+            brain4 = y[29]
+            brain5 = y[35]
+            nmda_a0 = p[10]
+            nmda_a1 = p[29]
+            nmda_a2 = p[48]
+            nmda_a3 = p[67]
+            nmda_a4 = p[86]
+            nmda_a5 = p[105]
+            pot_pyr = p[346]
+            cuf0 = p[498]
+            cuf1 = p[506]
+            cuf2 = p[514]
+            cuf3 = p[522]
+            cuf4 = p[530]
+            cuf5 = p[538]
+            cu0 = cuf0 * brain0
+            cu1 = cuf1 * brain1
+            cu2 = cuf2 * brain2
+            cu3 = cuf3 * brain3
+            cu4 = cuf4 * brain4
+            cu5 = cuf5 * brain5
+            nmda_ratio = _pos(nmda_a0 * cu0 + nmda_a1 * cu1 + nmda_a2 * cu2 + nmda_a3 * cu3 + nmda_a4 * cu4 + nmda_a5 * cu5)
+            occ_pyr = nmda_ratio / (nmda_ratio + pot_pyr)
+            row[j] = occ_pyr
+        elif k == 12:
+            brain0 = y[5]
+            brain1 = y[11]
+            brain2 = y[17]
+            brain3 = y[23]
+            brain4 = y[29]
+            brain5 = y[35]
+            nmda_a0 = p[10]
+            nmda_a1 = p[29]
+            nmda_a2 = p[48]
+            nmda_a3 = p[67]
+            nmda_a4 = p[86]
+            nmda_a5 = p[105]
+            pot_rsc = p[347]
+            cuf0 = p[498]
+            cuf1 = p[506]
+            cuf2 = p[514]
+            cuf3 = p[522]
+            cuf4 = p[530]
+            cuf5 = p[538]
+            cu0 = cuf0 * brain0
+            cu1 = cuf1 * brain1
+            cu2 = cuf2 * brain2
+            cu3 = cuf3 * brain3
+            cu4 = cuf4 * brain4
+            cu5 = cuf5 * brain5
+            nmda_ratio = _pos(nmda_a0 * cu0 + nmda_a1 * cu1 + nmda_a2 * cu2 + nmda_a3 * cu3 + nmda_a4 * cu4 + nmda_a5 * cu5)
+            occ_rsc = nmda_ratio / (nmda_ratio + pot_rsc)
+            row[j] = occ_rsc
+        elif k == 13:
+            brain0 = y[5]
+            brain1 = y[11]
+            brain2 = y[17]
+            brain3 = y[23]
+            brain4 = y[29]
+            brain5 = y[35]
+            nmda_a0 = p[10]
+            nmda_a1 = p[29]
+            nmda_a2 = p[48]
+            nmda_a3 = p[67]
+            nmda_a4 = p[86]
+            nmda_a5 = p[105]
+            pot_pyr = p[346]
+            shut_n = p[351]
+            cuf0 = p[498]
+            cuf1 = p[506]
+            cuf2 = p[514]
+            cuf3 = p[522]
+            cuf4 = p[530]
+            cuf5 = p[538]
+            shut_kn = p[554]
+            cu0 = cuf0 * brain0
+            cu1 = cuf1 * brain1
+            cu2 = cuf2 * brain2
+            cu3 = cuf3 * brain3
+            cu4 = cuf4 * brain4
+            cu5 = cuf5 * brain5
+            nmda_ratio = _pos(nmda_a0 * cu0 + nmda_a1 * cu1 + nmda_a2 * cu2 + nmda_a3 * cu3 + nmda_a4 * cu4 + nmda_a5 * cu5)
+            occ_pyr = nmda_ratio / (nmda_ratio + pot_pyr)
+            pyr_shutdown = _hillk(occ_pyr, shut_kn, shut_n)
+            row[j] = pyr_shutdown
+        elif k == 17:
+            dopamine = y[37]
+            row[j] = dopamine
+        elif k == 18:
+            pka = y[38]
+            row[j] = pka
+        elif k == 19:
+            stress_load = y[36]
+            priming = y[39]
+            pp_slope = p[371]
+            pp_stress = p[372]
+            pp_odds0 = p[558]
+            priming_eff = priming * (1.0 - pp_stress * stress_load)
+            plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
+            row[j] = plasticity_potential
+        elif k == 20:
+            peef2 = y[40]
+            row[j] = peef2
+        elif k == 21:
+            bdnf = y[41]
+            row[j] = bdnf
+        elif k == 22:
+            ptrkb = y[42]
+            row[j] = ptrkb
+        elif k == 23:
+            perk = y[43]
+            row[j] = perk
+        elif k == 24:
+            pmtor = y[44]
+            row[j] = pmtor
+        elif k == 25:
+            synthesis = y[45]
+            row[j] = synthesis
+        elif k == 26:
+            psd95 = y[46]
+            row[j] = psd95
+        elif k == 27:
+            glua1 = y[47]
+            row[j] = glua1
+        elif k == 28:
+            stress_load = y[36]
+            row[j] = stress_load
+        elif k == 29:
+            stress_load = y[36]
+            structural_3 = y[53]
+            form_gain = p[394]
+            form_stress = p[395]
+            formation_drive = (1.0 - form_stress * stress_load) + form_gain * structural_3
+            row[j] = formation_drive
+        elif k == 30:
+            stress_load = y[36]
+            elim_stress = p[396]
+            elimination_drive = 1.0 + elim_stress * stress_load
+            row[j] = elimination_drive
+        elif k == 32:
+            da_terminals = y[54]
+            lesion_reach = p[405]
+            terminals = 1.0 - lesion_reach * (1.0 - da_terminals)
+            row[j] = terminals
+        elif k == 33:
+            d1_sensitivity = y[55]
+            row[j] = d1_sensitivity
+        elif k == 35:
+            lid_priming = y[56]
+            row[j] = lid_priming
+        elif k == 36:
+            lid_resistance = y[57]
+            row[j] = lid_resistance
+        elif k == 37:
+            lid_priming = y[56]
+            lid_size_gain = p[416]
+            spine_size_drive = math.exp(lid_size_gain * lid_priming)
+            row[j] = spine_size_drive
+        elif k == 38:
+            psd95 = y[46]
+            synaptic_protein = psd95
+            row[j] = synaptic_protein
+        elif k == 39:
+            potentiation = y[48]
+            row[j] = potentiation
+        elif k == 40:
+            reward_potentiation = y[49]
+            row[j] = reward_potentiation
+        elif k == 41:
+            central0 = y[2]
+            central1 = y[8]
+            central2 = y[14]
+            central3 = y[20]
+            central4 = y[26]
+            central5 = y[32]
+            an_midazolam0 = p[18]
+            an_midazolam1 = p[37]
+            an_midazolam2 = p[56]
+            an_midazolam3 = p[75]
+            an_midazolam4 = p[94]
+            an_midazolam5 = p[113]
+            iv10 = p[497]
+            iv11 = p[505]
+            iv12 = p[513]
+            iv13 = p[521]
+            iv14 = p[529]
+            iv15 = p[537]
+            cp0 = central0 * iv10
+            cp1 = central1 * iv11
+            cp2 = central2 * iv12
+            cp3 = central3 * iv13
+            cp4 = central4 * iv14
+            cp5 = central5 * iv15
+            row[j] = (an_midazolam0 * cp0 + an_midazolam1 * cp1 + an_midazolam2 * cp2 + an_midazolam3 * cp3 + an_midazolam4 * cp4 + an_midazolam5 * cp5) * 1000.0
+        elif k == 42:
+            brain0 = y[5]
+            brain1 = y[11]
+            brain2 = y[17]
+            brain3 = y[23]
+            brain4 = y[29]
+            brain5 = y[35]
+            an_midazolam0 = p[18]
+            an_midazolam1 = p[37]
+            an_midazolam2 = p[56]
+            an_midazolam3 = p[75]
+            an_midazolam4 = p[94]
+            an_midazolam5 = p[113]
+            row[j] = (an_midazolam0 * brain0 + an_midazolam1 * brain1 + an_midazolam2 * brain2 + an_midazolam3 * brain3 + an_midazolam4 * brain4 + an_midazolam5 * brain5) * 1000.0
+        elif k == 43:
+            dopamine_intact = y[58]
+            row[j] = dopamine_intact
+        elif k == 45:
+            d2_spine_deficit = y[59]
+            spine_loss_d2 = d2_spine_deficit
+            row[j] = spine_loss_d2
+        elif k == 46:
+            d1_spine_deficit = y[60]
+            d1_spine_thr = p[420]
+            spine_loss_d1 = _pos(d1_spine_deficit - d1_spine_thr) / (1.0 - d1_spine_thr)
+            row[j] = spine_loss_d1
+        else:
+            if not full:
+                outputs(y, p, o_full)
+                full = True
+            row[j] = o_full[k]
 N_JAC = 202
 import numpy as _np
 BLOCKS = _np.array([[0, -1, -1], [1, -1, -1], [2, 3, 4], [5, -1, -1], [6, -1, -1], [7, -1, -1], [8, 9, 10], [11, -1, -1], [12, -1, -1], [13, -1, -1], [14, 15, 16], [17, -1, -1], [18, -1, -1], [19, -1, -1], [20, 21, 22], [23, -1, -1], [24, -1, -1], [25, -1, -1], [26, 27, 28], [29, -1, -1], [30, -1, -1], [31, -1, -1], [32, 33, 34], [35, -1, -1], [36, -1, -1], [40, -1, -1], [41, -1, -1], [42, -1, -1], [54, -1, -1], [37, -1, -1], [55, -1, -1], [38, -1, -1], [39, -1, -1], [58, -1, -1], [59, -1, -1], [60, -1, -1], [61, -1, -1], [43, -1, -1], [44, -1, -1], [45, -1, -1], [47, -1, -1], [48, 50, -1], [49, -1, -1], [51, -1, -1], [52, -1, -1], [53, -1, -1], [46, -1, -1], [57, -1, -1], [56, -1, -1]], dtype=_np.int64)
@@ -5239,9 +5719,7 @@ def _record(y, p, o_full, out_sel, out, i_out):
     if out_sel.shape[0] == 0:  # every output, in order: straight into the result row
         outputs(y, p, out[i_out])
         return
-    outputs(y, p, o_full)
-    for j in range(out_sel.shape[0]):
-        out[i_out, j] = o_full[out_sel[j]]
+    outputs_sel(y, p, out_sel, o_full, out[i_out])  # the kept outputs only
 
 
 @numba.njit(cache=True, error_model="numpy")

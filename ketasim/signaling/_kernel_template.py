@@ -97,9 +97,7 @@ def _record(y, p, o_full, out_sel, out, i_out):
     if out_sel.shape[0] == 0:  # every output, in order: straight into the result row
         outputs(y, p, out[i_out])
         return
-    outputs(y, p, o_full)
-    for j in range(out_sel.shape[0]):
-        out[i_out, j] = o_full[out_sel[j]]
+    outputs_sel(y, p, out_sel, o_full, out[i_out])  # the kept outputs only
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -259,6 +259,65 @@ def _unpack(lines: list[str], indent: str = "    ") -> None:
             lines.append(f"{indent}{name} = {_py(expr)}")
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _output_closure(expr: str, covered: set[str]) -> list[str] | None:
+    """The assignments an output expression needs, in the spec's order; None if it
+    needs the target loops (its branch then takes the full outputs)."""
+    exprs = dict(spec.ASSIGNMENTS)
+    static = set(spec.STATIC_NAMES)
+    need: set[str] = set()
+    stack = [x for x in _NAME.findall(expr) if x in exprs and x not in static]
+    while stack:
+        x = stack.pop()
+        if x in need:
+            continue
+        if x in covered:
+            return None
+        need.add(x)
+        stack += [u for u in _NAME.findall(exprs[x]) if u in exprs and u not in static]
+    return [x for x, _ in spec.ASSIGNMENTS if x in need]
+
+
+def _outputs_sel(lines: list[str]) -> None:
+    """``outputs_sel(y, p, sel, o_full, row)``: the outputs ``sel`` only, each computed
+    from just the assignments it needs (the same expressions as ``outputs``, so the
+    same numbers); an output that needs the target loops takes ``outputs`` once into
+    ``o_full``. A trial's MADRS reads two drives and a state at some 1,500 times per
+    patient: this spares the whole cascade at each."""
+    exprs = dict(spec.ASSIGNMENTS)
+    _, covered = _target_loops("")
+    sources = {n: f"y[{i}]" for i, n in enumerate(spec.STATE_NAMES)}
+    sources.update({n: f"p[{i}]" for i, n in enumerate(spec.PVEC_NAMES + spec.STATIC_NAMES)})
+    lines.append("def outputs_sel(y, p, sel, o_full, row):")
+    lines.append("    if p.shape[0] < N_PTOTAL:")
+    lines.append("        raise ValueError('p is shorter than N_PTOTAL (build it with "
+                 "solver.full_parameter_vector)')")
+    lines.append("    full = False")
+    lines.append("    for j in range(sel.shape[0]):")
+    lines.append("        k = sel[j]")
+    first = True
+    for i, (_name, expr, _unit, _desc) in enumerate(spec.OUTPUTS):
+        chain = _output_closure(expr, covered)
+        if chain is None:
+            continue
+        lines.append(f"        {'if' if first else 'elif'} k == {i}:")
+        first = False
+        used = set(_NAME.findall(expr)).union(*(_NAME.findall(exprs[x]) for x in chain))
+        for name, src in sources.items():
+            if name in used:
+                lines.append(f"            {name} = {src}")
+        for x in chain:
+            lines.append(f"            {x} = {_py(exprs[x])}")
+        lines.append(f"            row[j] = {_py(expr)}")
+    lines.append("        else:" if not first else "        if True:")
+    lines.append("            if not full:")
+    lines.append("                outputs(y, p, o_full)")
+    lines.append("                full = True")
+    lines.append("            row[j] = o_full[k]")
+
+
 def generate_source() -> str:
     lines = [_HEADER]
     lines.append("@numba.njit(inline='always', cache=True)")
@@ -294,6 +353,9 @@ def generate_source() -> str:
     _unpack(lines)
     for i, (name, expr, _unit, _desc) in enumerate(spec.OUTPUTS):
         lines.append(f"    out[{i}] = {_py(expr)}")
+    lines.append("\n")
+    lines.append(_JIT)
+    _outputs_sel(lines)
     # analytic Jacobian (sparse, block lower-triangular) and its linear solve
     jc = jacobian.build()
     lines.append(f"N_JAC = {len(jc.entries)}")
