@@ -80,7 +80,10 @@ patient against about 200 ms for BDF):
   three of them) and one-word stream keys split without a loop (all identical numbers):
   ``--patients 100000`` ketasim 87.4 s (0.87 ms/patient, 6,866 patient-weeks/s),
   reference 19.14 ms/patient (1,914 s extrapolated), speedup 21.9; same accuracy;
-  peak RSS 497 MB; wall 89.8 s. What is left of the MADRS assay is about ten keyed
+  peak RSS 497 MB; wall 89.8 s. Then with the kept outputs computed from just what
+  each needs (``outputs_sel``; same numbers): ketasim 84.6 s (0.85 ms/patient, 7,094
+  patient-weeks/s), reference 20.41 ms/patient, speedup 24.1 (signalling alone on the
+  sample 22.3); same accuracy; peak RSS 502 MB; wall 92.1 s. What is left of the MADRS assay is about ten keyed
   numpy streams per patient (traits, mood, rater, seven visits); the signalling (about
   720 solver steps per patient: about 45 for the 60-day lead-in and 110 per infusion,
   most of them following the PK's exponential tails at rtol 1e-6) is now most of the
