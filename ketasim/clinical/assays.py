@@ -171,6 +171,32 @@ def madrs_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams
     return symptom_latent(ctx, at, p, "madrs")
 
 
+def _rate_visits(ctx: AssayContext, at: np.ndarray, latent: np.ndarray,
+                 profiles: np.ndarray, hi: np.ndarray, lo: np.ndarray, span: float,
+                 raters: list[Rater], p: ClinicalParams, rater_stream: bool = False
+                 ) -> np.ndarray:
+    """(n, len(at), items) item scores of every visit of the chunk, from the latent
+    totals ``latent`` (n, len(at)) and the patients' ``profiles`` (n, items). Each
+    visit's numbers come from the visit's own stream, in the order of one rating (the
+    rater's visit shift, then the item noise); with ``rater_stream`` the visit shift
+    comes from a stream of its own (the psychotomimetic scales, whose item noise was
+    drawn before they had raters). The arithmetic runs on all ratings at once."""
+    sd = p.values["item_noise_sd"]
+    visit_z = np.empty((ctx.n, at.size))
+    noise = np.empty((ctx.n, at.size, hi.size))
+    for i in range(ctx.n):
+        for j, t in enumerate(at):
+            g = _visit_rng(ctx, i, float(t))
+            visit_z[i, j] = (ctx.rng(i, f"{ctx.assay}@{float(t):.6g}h/rater")
+                             if rater_stream else g).standard_normal()
+            noise[i, j] = g.normal(0.0, sd, hi.size)
+    bias = np.array([r.bias for r in raters])[:, None]
+    drift = np.array([r.drift for r in raters])[:, None]
+    shift = span * rater_shift(bias, drift, at[None, :], visit_z, p)
+    return item_scores(latent[:, :, None], profiles[:, None, :], hi, lo, noise,
+                       shift[:, :, None])
+
+
 def _clinician_rated(ctx: AssayContext, at: np.ndarray, scale: Scale, key: str,
                      parts: dict[str, tuple[int, ...] | None]) -> AssayRows:
     """A clinician-rated depression scale item by item from the latent total: the
@@ -183,22 +209,9 @@ def _clinician_rated(ctx: AssayContext, at: np.ndarray, scale: Scale, key: str,
     lo, hi = _range(scale)
     span = _span(scale)
     at = np.asarray(at, dtype=float)
-    # each visit's draws from its own stream, in the order of one rating (the rater's
-    # visit shift, then the item noise); the arithmetic on all ratings at once
-    sd = p.values["item_noise_sd"]
-    visit_z = np.empty((ctx.n, at.size))
-    noise = np.empty((ctx.n, at.size, hi.size))
-    for i in range(ctx.n):
-        for j, t in enumerate(at):
-            g = _visit_rng(ctx, i, float(t))
-            visit_z[i, j] = g.standard_normal()
-            noise[i, j] = g.normal(0.0, sd, hi.size)
-    bias = np.array([r.bias for r in raters])[:, None]
-    drift = np.array([r.drift for r in raters])[:, None]
-    shift = span * rater_shift(bias, drift, at[None, :], visit_z, p)
-    profiles = np.array([tr.profiles[key] for tr in traits])[:, None, :]
-    items = item_scores((latent - lo.sum())[:, :, None], profiles, hi, lo, noise,
-                        shift[:, :, None])
+    items = _rate_visits(ctx, at, latent - lo.sum(),
+                         np.array([tr.profiles[key] for tr in traits]), hi, lo, span,
+                         raters, p)
     # item scores are whole numbers: their sums are exact in any order
     out = np.stack([items.sum(axis=2) if ks is None
                     else items[:, :, np.array(ks) - 1].sum(axis=2)
@@ -261,22 +274,10 @@ def _psychotomimetic(ctx: AssayContext, at: np.ndarray, kind: str) -> AssayRows:
     raters = _raters(ctx, p)
     at = np.asarray(at, dtype=float)
     traits = [_traits(ctx, i, p) for i in range(ctx.n)]
-    # each visit's item noise from the visit's stream and its rater shift from a stream
-    # of its own (so the item noise stays); the arithmetic on all ratings at once
-    sd = p.values["item_noise_sd"]
-    visit_z = np.empty((ctx.n, at.size))
-    noise = np.empty((ctx.n, at.size, hi.size))
-    for i in range(ctx.n):
-        for j, t in enumerate(at):
-            noise[i, j] = _visit_rng(ctx, i, float(t)).normal(0.0, sd, hi.size)
-            visit_z[i, j] = ctx.rng(i, f"{ctx.assay}@{float(t):.6g}h/rater").standard_normal()
-    bias = np.array([r.bias for r in raters])[:, None]
-    drift = np.array([r.drift for r in raters])[:, None]
-    shift = span * rater_shift(bias, drift, at[None, :], visit_z, p)
     sens = np.array([tr.psychotomimetic for tr in traits])[:, None]
-    profiles = np.array([tr.profiles[kind] for tr in traits])[:, None, :]
-    items = item_scores((effect * sens)[:, :, None], profiles, hi, lo, noise,
-                        shift[:, :, None])
+    items = _rate_visits(ctx, at, effect * sens,
+                         np.array([tr.profiles[kind] for tr in traits]), hi, lo, span,
+                         raters, p, rater_stream=True)
     return ctx.rows(items.sum(axis=2)[:, :, None], at, [readout], ["points"])
 
 
