@@ -10,7 +10,9 @@ from ketasim.analysis.trial import CADSS, MADRS
 from ketasim.clinical.model import (
     ClinicalParams,
     history_grid,
+    mood_days,
     mood_fluctuation,
+    mood_paths,
     symptom_course,
 )
 from ketasim.params import load_registry
@@ -154,6 +156,24 @@ def test_mood_fluctuation_is_stationary_and_visit_independent():
     one = mood_fluctuation(np.random.default_rng(5), np.array([24.0]), p)
     two = mood_fluctuation(np.random.default_rng(5), np.array([24.0, 100.0]), p)
     assert one[0] == two[0]
+
+
+def test_mood_paths_of_a_chunk_equal_each_patients_path():
+    """The batched mood paths (one filter over the chunk) are bitwise each patient's own
+    (mood_fluctuation on the patient's stream), visits on and off the day grid."""
+    p = ClinicalParams.from_registry(REG)
+    at = np.array([-24.0, 4.0, 24.0, 72.5, 1000.0])
+    z = np.random.default_rng(3).standard_normal((40, mood_days(at).size))
+    batch = mood_paths(z, at, p)
+    class _Rows:  # a stream that hands out the patient's normals
+        def __init__(self, row):
+            self.row = row
+
+        def standard_normal(self, n):
+            return self.row[:n].copy()
+
+    for i in range(40):
+        np.testing.assert_array_equal(batch[i], mood_fluctuation(_Rows(z[i]), at, p))
 
 
 def test_history_grid_is_anchored_at_the_step():

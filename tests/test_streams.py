@@ -59,3 +59,75 @@ def test_subject_streams_are_numpys_seed_sequence_of_the_scheme():
                                   np.random.Generator(np.random.PCG64(real)).random(4))
     st = xoroshiro_states(11, "ketamine", [7], 2, n_keys=4)[0, 3]
     np.testing.assert_array_equal(st, real.generate_state(2, np.uint64))
+
+
+# ---------------------------------------------------------------- compiled PCG64 normals
+
+
+def _numpy_gen(seed, key):
+    return np.random.Generator(np.random.PCG64(
+        np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1),
+       keys=st.lists(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=6),
+                     min_size=1, max_size=4).filter(lambda r: len({len(k) for k in r}) == 1),
+       n=st.integers(0, 40))
+@example(seed=0, keys=[[0]], n=3)
+@example(seed=2**32, keys=[[2**32 - 1, 0, 1, 2**31]], n=5)
+def test_keyed_normals_equal_numpys_generator(seed, keys, n):
+    """Every draw bitwise equal to Generator(PCG64(SeedSequence(seed, spawn_key)))."""
+    from ketasim.core.pcg64 import keyed_normals
+
+    z = keyed_normals(seed, np.array(keys), n)
+    assert z.shape == (len(keys), n)
+    for row, key in zip(z, keys, strict=True):
+        np.testing.assert_array_equal(row, _numpy_gen(seed, key).standard_normal(n))
+    loc = keyed_normals(seed, np.array(keys), n, loc=0.0, scale=0.32)
+    for row, key in zip(loc, keys, strict=True):
+        np.testing.assert_array_equal(row, _numpy_gen(seed, key).normal(0.0, 0.32, n))
+
+
+def test_keyed_normals_state_and_rare_branches():
+    """The seeded PCG64 state is numpy's, and a million draws (which take the
+    ziggurat's wedge and tail rejections thousands of times) are all numpy's."""
+    from ketasim.core import pcg64
+
+    seed, key = 20261204, (11, 7, 1, 3)
+    st_ = np.empty(4, dtype=np.uint64)
+    pcg64._seed(pcg64._seed_state(pcg64.entropy_words(seed, np.array([key]))[0], 4), st_)
+    state = _numpy_gen(seed, key).bit_generator.state["state"]
+    assert (int(st_[0]) << 64 | int(st_[1])) == state["state"]
+    assert (int(st_[2]) << 64 | int(st_[3])) == state["inc"]
+    z = pcg64.keyed_normals(seed, np.array([key]), 1_000_000)[0]
+    ref = _numpy_gen(seed, key).standard_normal(1_000_000)
+    np.testing.assert_array_equal(z, ref)
+    assert np.sum(np.abs(z) > pcg64._NOR_R) > 50  # the tail branch was taken
+
+
+def test_keyed_normals_refuse_bad_keys():
+    from ketasim.core.pcg64 import keyed_normals
+
+    with pytest.raises(ValueError, match="32-bit"):
+        keyed_normals(1, np.array([[2**32]]), 3)
+    with pytest.raises(ValueError, match="32-bit"):
+        keyed_normals(1, np.array([[-1]]), 3)
+    with pytest.raises(ValueError, match="at least one key"):
+        keyed_normals(1, np.zeros((2, 0), dtype=np.int64), 3)
+    with pytest.raises(ValueError, match="n must be"):
+        keyed_normals(1, np.array([[1]]), -1)
+
+
+def test_assay_context_normals_are_its_streams():
+    """ctx.normals gives each subject's stream's numbers for each part (regions too)."""
+    from ketasim.core.assay import AssayContext
+
+    for region in ("mpfc", "striatum"):
+        ctx = AssayContext(99, "arm a", "madrs", np.array([0, 5, 123456]), "human", {},
+                           lambda o, t: None, registry=object(), region=region)
+        parts = ["madrs@24h", "madrs@168h", "mood_fluctuation"]
+        z = ctx.normals(parts, 12)
+        for i in range(ctx.n):
+            for j, part in enumerate(parts):
+                np.testing.assert_array_equal(z[i, j], ctx.rng(i, part).standard_normal(12))

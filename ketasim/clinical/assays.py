@@ -51,7 +51,8 @@ from ketasim.clinical.model import (
     hill,
     history_grid,
     item_scores,
-    mood_fluctuation,
+    mood_days,
+    mood_paths,
     placebo_fraction,
     rate_domains,
     rater_shift,
@@ -124,9 +125,13 @@ def _span(scale: Scale) -> float:
     return (scale.total_max - scale.total_min) / (MADRS.total_max - MADRS.total_min)
 
 
-def _visit_rng(ctx: AssayContext, i: int, t: float) -> np.random.Generator:
+def _visit_key(ctx: AssayContext, t: float) -> str:
     # keyed by the visit time, so adding a visit leaves the other visits' ratings alone
-    return ctx.rng(i, f"{ctx.assay}@{t:.6g}h")
+    return f"{ctx.assay}@{t:.6g}h"
+
+
+def _visit_rng(ctx: AssayContext, i: int, t: float) -> np.random.Generator:
+    return ctx.rng(i, _visit_key(ctx, t))
 
 
 _STATE_OUTPUTS = ("formation_drive", "elimination_drive", "synaptic_potentiation")
@@ -157,8 +162,9 @@ def symptom_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams,
     share = np.array([t.placebo for t in traits])
     gain = np.array([t.gain for t in traits])
     lifted = 1.0 - placebo_fraction(np.asarray(at, float), share, p)
-    mood = np.exp(np.array([mood_fluctuation(ctx.rng(i, "mood_fluctuation"), at, p)
-                            for i in range(ctx.n)]))
+    # each patient's mood stream (mood_fluctuation), drawn for the whole chunk at once
+    z = ctx.normals(["mood_fluctuation"], mood_days(at).size)[:, 0, :]
+    mood = np.exp(mood_paths(z, at, p))
     v = p.values
     slope, floor = _LOAD_TO_SCALE[scale]
     latent = v[floor] + v[slope] * gain[:, None] * mood * load * lifted
@@ -182,14 +188,16 @@ def _rate_visits(ctx: AssayContext, at: np.ndarray, latent: np.ndarray,
     comes from a stream of its own (the psychotomimetic scales, whose item noise was
     drawn before they had raters). The arithmetic runs on all ratings at once."""
     sd = p.values["item_noise_sd"]
-    visit_z = np.empty((ctx.n, at.size))
-    noise = np.empty((ctx.n, at.size, hi.size))
-    for i in range(ctx.n):
-        for j, t in enumerate(at):
-            g = _visit_rng(ctx, i, float(t))
-            visit_z[i, j] = (ctx.rng(i, f"{ctx.assay}@{float(t):.6g}h/rater")
-                             if rater_stream else g).standard_normal()
-            noise[i, j] = g.normal(0.0, sd, hi.size)
+    # each visit's stream (_visit_rng) drawn for the whole chunk at once: its standard
+    # normals, and normal(0, sd) as numpy makes it (0 + sd x z)
+    visits = [_visit_key(ctx, float(t)) for t in at]
+    if rater_stream:
+        visit_z = ctx.normals([f"{v}/rater" for v in visits], 1)[:, :, 0]
+        noise = 0.0 + sd * ctx.normals(visits, hi.size)
+    else:
+        z = ctx.normals(visits, 1 + hi.size)
+        visit_z = z[:, :, 0]
+        noise = 0.0 + sd * z[:, :, 1:]
     bias = np.array([r.bias for r in raters])[:, None]
     drift = np.array([r.drift for r in raters])[:, None]
     shift = span * rater_shift(bias, drift, at[None, :], visit_z, p)

@@ -172,24 +172,37 @@ def placebo_fraction(times: np.ndarray, share: np.ndarray, p: ClinicalParams
 FLUCTUATION_ORIGIN_D = -365.0  # days: where every patient's mood path starts
 
 
+def mood_days(at: np.ndarray) -> np.ndarray:
+    """The days (from ``FLUCTUATION_ORIGIN_D``) on which mood paths are drawn for visits
+    ``at`` (h): one standard normal of the patient's stream per day."""
+    at = np.asarray(at, dtype=float) / 24.0
+    start = min(FLUCTUATION_ORIGIN_D, float(np.floor(at.min())))
+    return np.arange(start, float(np.ceil(at.max())) + 1.0)
+
+
+def mood_paths(z: np.ndarray, at: np.ndarray, p: ClinicalParams) -> np.ndarray:
+    """(n, len(at)) log-scale mood fluctuations at times ``at`` (h) from each patient's
+    standard normals ``z`` (n, len(mood_days(at))): see :func:`mood_fluctuation`."""
+    v = p.values
+    days = mood_days(at)
+    a = np.exp(-1.0 / v["fluctuation_tau_d"])
+    # x_k = a x_(k-1) + step_sd z_k from the stationary x_0 = sd z_0, as one linear
+    # recursive filter (no Python loop over the ~400 days of every patient)
+    drive = v["fluctuation_sd"] * np.sqrt(1.0 - a * a) * z
+    drive[:, 0] = v["fluctuation_sd"] * z[:, 0]
+    path = lfilter([1.0], [1.0, -a], drive, axis=1)
+    x = np.asarray(at, dtype=float) / 24.0
+    return np.array([np.interp(x, days, row) for row in path]).reshape(len(z), x.size)
+
+
 def mood_fluctuation(rng: np.random.Generator, at: np.ndarray, p: ClinicalParams
                      ) -> np.ndarray:
     """A patient's log-scale mood fluctuation at times ``at`` (h): a stationary
     Ornstein-Uhlenbeck path (SD ``fluctuation_sd``, correlation time
     ``fluctuation_tau_d``) drawn day by day from a fixed origin a year before time 0 and
     interpolated linearly, so a visit's value does not depend on the other visits."""
-    v = p.values
-    at = np.asarray(at, dtype=float) / 24.0
-    start = min(FLUCTUATION_ORIGIN_D, float(np.floor(at.min())))
-    days = np.arange(start, float(np.ceil(at.max())) + 1.0)
-    a = np.exp(-1.0 / v["fluctuation_tau_d"])
-    z = rng.standard_normal(days.size)
-    # x_k = a x_(k-1) + step_sd z_k from the stationary x_0 = sd z_0, as one linear
-    # recursive filter (no Python loop over the ~400 days of every patient)
-    drive = v["fluctuation_sd"] * np.sqrt(1.0 - a * a) * z
-    drive[0] = v["fluctuation_sd"] * z[0]
-    path = lfilter([1.0], [1.0, -a], drive)
-    return np.interp(at, days, path)
+    z = rng.standard_normal(mood_days(at).size)
+    return mood_paths(z[None, :], at, p)[0]
 
 
 def hill(x: np.ndarray, o50: float, n: float) -> np.ndarray:
@@ -236,8 +249,8 @@ class PatientTraits:
                 sig = np.sqrt(np.log1p(cv**2))
                 self._drawn[step[0]] = float(np.exp(rng.normal(-0.5 * sig**2, sig)))
             elif step[0] == "placebo":
-                self._drawn["placebo"] = float(np.clip(
-                    rng.normal(v["placebo_mean"], v["placebo_sd"]), 0.0, 0.9))
+                share = float(rng.normal(v["placebo_mean"], v["placebo_sd"]))
+                self._drawn["placebo"] = min(max(share, 0.0), 0.9)  # np.clip's value
             elif step[0] == "profile":
                 k = step[2]
                 self._drawn[("profile", step[1])] = rng.dirichlet(

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from ketasim.core.pcg64 import keyed_normals
 from ketasim.core.regions import DEFAULT_REGION, KNOWN_REGIONS
-from ketasim.core.streams import assay_rng
+from ketasim.core.streams import PURPOSE_MEASUREMENT, arm_key, assay_rng, name_key
 
 LAYERS = ("spines", "circuit")  # later layers an assay may read (signalling: ``outputs``)
 
@@ -120,6 +121,19 @@ class AssayContext:
         named ``part`` of it, e.g. one session); a region other than the default has
         streams of its own (the default region's keys are unchanged)."""
         return assay_rng(self.seed, self.stream_arm, int(self.stream_ids[i]), self.key(part))
+
+    def normals(self, parts: list[str], n: int) -> np.ndarray:
+        """(subjects, len(parts), n): the first ``n`` standard normals of each subject's
+        stream for each named part, the numbers ``self.rng(i, part).standard_normal(n)``
+        gives, drawn for the whole chunk in compiled code (:mod:`ketasim.core.pcg64`)."""
+        ids = np.asarray(self.stream_ids, dtype=np.int64)
+        keys = np.empty((ids.size, len(parts), 4), dtype=np.int64)
+        keys[:, :, 0] = arm_key(self.stream_arm)
+        keys[:, :, 1] = ids[:, None]
+        keys[:, :, 2] = PURPOSE_MEASUREMENT
+        keys[:, :, 3] = np.array([name_key(self.key(p)) for p in parts], dtype=np.int64)
+        return keyed_normals(self.seed, keys.reshape(-1, 4), n).reshape(
+            ids.size, len(parts), n)
 
     def key(self, part: str | None = None) -> str:
         """The stream key of this assay (or of a named ``part``) in this region: a region
