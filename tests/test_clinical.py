@@ -374,3 +374,40 @@ def test_patient_traits_are_the_same_whichever_is_read_first():
     assert sorted(early.profiles) == ["cadss", "hdrs17", "madrs"]
     with pytest.raises(KeyError):
         early.profiles["qids_sr"]
+
+
+@pytest.mark.parametrize("conc", [8.0, 1.0])
+def test_chunk_traits_equal_each_patients_traits(conc):
+    """The chunk's traits with the first three drawn in compiled code (early_traits) are
+    each patient's own traits (PatientTraits on the patient's stream), bitwise, for the
+    early traits and for every later one (drawn by numpy where the compiled draws left
+    off), whichever is read first; an item-profile concentration of 1 (numpy's gamma(1)
+    is drawn another way) takes the per-patient path."""
+    from ketasim.clinical import assays as ca
+    from ketasim.core.assay import AssayContext
+
+    reg = REG if conc == 8.0 else REG.with_values({"clinical.item_profile_conc": conc})
+    p = ClinicalParams.from_registry(reg)
+    ctx = AssayContext(21, "ketamine", "madrs", np.arange(200, 260), "human", {},
+                       lambda o, t: None, registry=reg)
+    chunk = ca._chunk_traits(ctx, p)
+    assert len(chunk) == ctx.n
+    for i, tr in enumerate(chunk):
+        ref = ca._traits(ctx, i, p)
+        if i % 2:  # a later trait first: the stream is placed after the compiled draws
+            assert tr.self_report_bias == ref.self_report_bias
+        assert tr.gain == ref.gain and tr.placebo == ref.placebo
+        for name in ("madrs", "cadss", "bprs_positive", "hdrs17", "qids_sr"):
+            np.testing.assert_array_equal(tr.profiles[name], ref.profiles[name])
+        assert tr.psychotomimetic == ref.psychotomimetic
+        for a, b in zip(tr.domain_patterns, ref.domain_patterns, strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert tr.self_report_bias == ref.self_report_bias
+
+
+def test_patient_traits_refuse_drawn_traits_out_of_order():
+    from ketasim.clinical.model import PatientTraits
+
+    p = ClinicalParams.from_registry(REG)
+    with pytest.raises(ValueError, match="out of order"):
+        PatientTraits(np.random.default_rng(1), p, {"madrs": 10}, drawn={"placebo": 0.3})

@@ -48,6 +48,7 @@ from ketasim.clinical.model import (
     ClinicalParams,
     PatientTraits,
     Rater,
+    early_traits,
     hill,
     history_grid,
     item_scores,
@@ -89,10 +90,20 @@ SCALE_READOUTS = {
 }
 
 
+_TRAITS_KEY = "patient_traits"
+
+
 def _traits(ctx: AssayContext, i: int, p: ClinicalParams) -> PatientTraits:
     """The patient's traits: one stream per patient, shared by all clinical assays."""
-    return PatientTraits(ctx.rng(i, "patient_traits"), p, _N_ITEMS, _LATER_ITEMS,
+    return PatientTraits(ctx.rng(i, _TRAITS_KEY), p, _N_ITEMS, _LATER_ITEMS,
                          tuple(len(ks) for ks in _QIDS_DOMAINS))
+
+
+def _chunk_traits(ctx: AssayContext, p: ClinicalParams) -> list[PatientTraits]:
+    """The traits of the chunk's patients (as :func:`_traits`), the first three (gain,
+    placebo share, MADRS profile) drawn for the whole chunk in compiled code."""
+    return early_traits(ctx.stream_states(_TRAITS_KEY), lambda i: ctx.rng(i, _TRAITS_KEY),
+                        p, _N_ITEMS, _LATER_ITEMS, tuple(len(ks) for ks in _QIDS_DOMAINS))
 
 
 #: Where subject streams hold the subject index, rater streams hold this (never a subject).
@@ -158,7 +169,7 @@ def symptom_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams,
     placebo)``, one symptom load, gain, mood path and placebo response per patient for
     every scale, each scale with its own points per unit deficit and floor."""
     _, load = _course(ctx, at, p)
-    traits = [_traits(ctx, i, p) for i in range(ctx.n)]
+    traits = _chunk_traits(ctx, p)
     share = np.array([t.placebo for t in traits])
     gain = np.array([t.gain for t in traits])
     lifted = 1.0 - placebo_fraction(np.asarray(at, float), share, p)
@@ -281,7 +292,7 @@ def _psychotomimetic(ctx: AssayContext, at: np.ndarray, kind: str) -> AssayRows:
     span = (hi - lo).sum() / (MADRS.total_max - MADRS.total_min)
     raters = _raters(ctx, p)
     at = np.asarray(at, dtype=float)
-    traits = [_traits(ctx, i, p) for i in range(ctx.n)]
+    traits = _chunk_traits(ctx, p)
     sens = np.array([tr.psychotomimetic for tr in traits])[:, None]
     items = _rate_visits(ctx, at, effect * sens,
                          np.array([tr.profiles[kind] for tr in traits]), hi, lo, span,

@@ -44,12 +44,14 @@ persistent self-report bias of the patient.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numba
 import numpy as np
 from scipy.signal import lfilter
 
+from ketasim.core.pcg64 import _standard_gamma, _standard_normal, set_generator_state
 from ketasim.params.registry import ParamGroup
 
 PARAM_NAMES = (
@@ -210,6 +212,19 @@ def hill(x: np.ndarray, o50: float, n: float) -> np.ndarray:
     return y / (1.0 + y)
 
 
+@functools.lru_cache(maxsize=64)
+def _trait_steps(n_items: tuple, later_items: tuple, domain_sizes: tuple
+                 ) -> tuple[tuple[tuple, ...], tuple[str, ...]]:
+    """PatientTraits' draws in their order, and the scales with profiles (built once per
+    set of scales, not per patient)."""
+    steps = [("gain",), ("placebo",)]
+    steps += [("profile", name, k) for name, k in n_items]
+    steps += [("psychotomimetic",)]
+    steps += [("profile", name, k) for name, k in later_items]
+    steps += [("domain_patterns", domain_sizes), ("self_report_bias",)]
+    return tuple(steps), tuple(s[1] for s in steps if s[0] == "profile")
+
+
 class PatientTraits:
     """A patient's clinical traits, drawn from the patient's own stream (the same for
     every scale and visit): symptom gain, placebo share, item profile of each scale
@@ -224,24 +239,36 @@ class PatientTraits:
     traits (MADRS: gain, placebo share, its profile) does not pay for the later ones,
     and every trait has the same value whichever is read first."""
 
-    def __init__(self, rng: np.random.Generator, p: ClinicalParams, n_items: dict[str, int],
+    def __init__(self, rng, p: ClinicalParams, n_items: dict[str, int],
                  later_items: dict[str, int] | None = None,
-                 domain_sizes: tuple[int, ...] = ()):
+                 domain_sizes: tuple[int, ...] = (), drawn: dict | None = None):
+        """``rng``: the patient's stream (a Generator), or a function returning it, called
+        only when a trait beyond ``drawn`` is read; ``drawn``: the first traits in their
+        order ("gain", "placebo", ("profile", scale), ...), already drawn from that
+        stream, which the function then returns placed after them
+        (:func:`early_traits`)."""
         self._rng, self._v = rng, p.values
-        self._steps: list[tuple] = [("gain",), ("placebo",)]
-        self._steps += [("profile", name, k) for name, k in n_items.items()]
-        self._steps += [("psychotomimetic",)]
-        self._steps += [("profile", name, k) for name, k in (later_items or {}).items()]
-        self._steps += [("domain_patterns", tuple(domain_sizes)), ("self_report_bias",)]
+        self._steps, names = _trait_steps(tuple(n_items.items()),
+                                          tuple((later_items or {}).items()),
+                                          tuple(domain_sizes))
         self._done = 0
         self._drawn: dict = {}
-        self.profiles = _Profiles(self, [s[1] for s in self._steps if s[0] == "profile"])
+        for key, value in (drawn or {}).items():
+            step = self._steps[self._done]
+            if key != (("profile", step[1]) if step[0] == "profile" else step[0]):
+                raise ValueError(f"drawn traits out of order: {key!r} where {step!r} comes")
+            self._drawn[key] = value
+            self._done += 1
+        self.profiles = _Profiles(self, names)
 
     def _draw(self, key):
         """The trait ``key`` ("gain", ..., or ("profile", scale)), drawing the traits
         before it first if they are not drawn yet."""
-        rng, v = self._rng, self._v
+        v = self._v
         while key not in self._drawn:
+            if not isinstance(self._rng, np.random.Generator):
+                self._rng = self._rng()  # the stream, placed after the drawn traits
+            rng = self._rng
             step = self._steps[self._done]
             self._done += 1
             if step[0] in ("gain", "psychotomimetic"):
@@ -285,6 +312,64 @@ class PatientTraits:
     @property
     def self_report_bias(self) -> float:
         return self._draw("self_report_bias")
+
+
+@numba.njit(cache=True)
+def _early_draws(states, gain_loc, gain_sig, placebo_mean, placebo_sd, conc, k):
+    """PatientTraits' first three draws for every patient's stream ``states`` (advanced
+    in place): rng.normal(gain_loc, gain_sig), rng.normal(placebo_mean, placebo_sd) and
+    rng.dirichlet(k x [conc]) (conc > 1: gammas normalised by their sum), as numpy
+    makes them."""
+    n = states.shape[0]
+    gain_x = np.empty(n)
+    placebo_x = np.empty(n)
+    profile = np.empty((n, k))
+    for i in range(n):
+        st = states[i]
+        gain_x[i] = gain_loc + gain_sig * _standard_normal(st)
+        placebo_x[i] = placebo_mean + placebo_sd * _standard_normal(st)
+        acc = 0.0
+        for j in range(k):
+            profile[i, j] = _standard_gamma(st, conc)
+            acc = acc + profile[i, j]
+        inv = 1.0 / acc
+        for j in range(k):
+            profile[i, j] = profile[i, j] * inv
+    return gain_x, placebo_x, profile
+
+
+def early_traits(states: np.ndarray, streams, p: ClinicalParams, n_items: dict[str, int],
+                 later_items: dict[str, int] | None = None,
+                 domain_sizes: tuple[int, ...] = ()) -> list[PatientTraits]:
+    """The traits of a chunk's patients, the first three (gain, placebo share, the first
+    scale's item profile) drawn for the whole chunk in compiled code from the patients'
+    streams' PCG64 ``states`` ((n, 4), :func:`ketasim.core.pcg64.seeded_states`); the
+    same numbers as drawing them one patient at a time (PatientTraits). ``streams(i)``
+    returns patient i's Generator; it is called only if a later trait is read, and then
+    placed where the compiled draws left off."""
+    v = p.values
+    first, k = next(iter(n_items.items()))
+    if v["item_profile_conc"] <= 1.0:  # numpy draws gamma(<= 1) another way
+        return [PatientTraits(streams(i), p, n_items, later_items, domain_sizes)
+                for i in range(states.shape[0])]
+    cv = v["madrs_gain_cv"]
+    sig = np.sqrt(np.log1p(cv**2))  # as PatientTraits computes them
+    loc = -0.5 * sig**2
+    st = np.ascontiguousarray(states, dtype=np.uint64).copy()
+    gain_x, placebo_x, profile = _early_draws(
+        st, float(loc), float(sig), float(v["placebo_mean"]), float(v["placebo_sd"]),
+        float(v["item_profile_conc"]), int(k))
+    gain = [float(np.exp(x)) for x in gain_x]
+    profile = profile * k
+
+    def later(i):
+        return lambda: set_generator_state(streams(i), st[i])
+
+    return [PatientTraits(later(i), p, n_items, later_items, domain_sizes,
+                          drawn={"gain": gain[i],
+                                 "placebo": min(max(float(placebo_x[i]), 0.0), 0.9),
+                                 ("profile", first): profile[i]})
+            for i in range(st.shape[0])]
 
 
 class _Profiles(Mapping):

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ketasim.core.pcg64 import keyed_normals
+from ketasim.core.pcg64 import keyed_normals, seeded_states
 from ketasim.core.regions import DEFAULT_REGION, KNOWN_REGIONS
 from ketasim.core.streams import PURPOSE_MEASUREMENT, arm_key, assay_rng, name_key
 
@@ -122,18 +122,29 @@ class AssayContext:
         streams of its own (the default region's keys are unchanged)."""
         return assay_rng(self.seed, self.stream_arm, int(self.stream_ids[i]), self.key(part))
 
-    def normals(self, parts: list[str], n: int) -> np.ndarray:
-        """(subjects, len(parts), n): the first ``n`` standard normals of each subject's
-        stream for each named part, the numbers ``self.rng(i, part).standard_normal(n)``
-        gives, drawn for the whole chunk in compiled code (:mod:`ketasim.core.pcg64`)."""
+    def stream_keys(self, parts: list[str]) -> np.ndarray:
+        """(subjects, len(parts), 4) int64: the spawn keys of each subject's stream for
+        each named part (those of ``self.rng(i, part)``)."""
         ids = np.asarray(self.stream_ids, dtype=np.int64)
         keys = np.empty((ids.size, len(parts), 4), dtype=np.int64)
         keys[:, :, 0] = arm_key(self.stream_arm)
         keys[:, :, 1] = ids[:, None]
         keys[:, :, 2] = PURPOSE_MEASUREMENT
         keys[:, :, 3] = np.array([name_key(self.key(p)) for p in parts], dtype=np.int64)
+        return keys
+
+    def normals(self, parts: list[str], n: int) -> np.ndarray:
+        """(subjects, len(parts), n): the first ``n`` standard normals of each subject's
+        stream for each named part, the numbers ``self.rng(i, part).standard_normal(n)``
+        gives, drawn for the whole chunk in compiled code (:mod:`ketasim.core.pcg64`)."""
+        keys = self.stream_keys(parts)
         return keyed_normals(self.seed, keys.reshape(-1, 4), n).reshape(
-            ids.size, len(parts), n)
+            keys.shape[0], len(parts), n)
+
+    def stream_states(self, part: str) -> np.ndarray:
+        """(subjects, 4) uint64: each subject's stream for ``part`` as a PCG64 state
+        before any draw, for compiled draws (:func:`ketasim.core.pcg64.seeded_states`)."""
+        return seeded_states(self.seed, self.stream_keys([part])[:, 0, :])
 
     def key(self, part: str | None = None) -> str:
         """The stream key of this assay (or of a named ``part``) in this region: a region

@@ -21,7 +21,9 @@ What is reproduced, from numpy's sources (``numpy/random/_pcg64.pyx``, ``src/pcg
 - ``random_standard_normal``: the 256-layer ziggurat on 52-bit mantissas with numpy's
   tables (as numba ships them, ``numba.np.random._constants``), its tail and wedge
   rejections; ``next_double`` = (next uint64 >> 11) / 2**53;
-- ``normal(loc, scale)`` = loc + scale x standard normal (:func:`keyed_normals`).
+- ``normal(loc, scale)`` = loc + scale x standard normal (:func:`keyed_normals`);
+- ``random_standard_gamma`` for shape > 1 (Marsaglia and Tsang's squeeze and log
+  tests on a normal and a uniform), which ``dirichlet`` normalises.
 
 ``tests/test_streams.py`` checks every draw against numpy bitwise (millions of draws,
 so the tail and wedge branches are exercised).
@@ -141,6 +143,54 @@ def _standard_normal(st):
             if ((_FI[idx - 1] - _FI[idx]) * _next_double(st) + _FI[idx]
                     < np.exp(-0.5 * x * x)):
                 return x
+
+
+@numba.njit(cache=True)
+def _standard_gamma(st, shape):
+    """numpy's ``random_standard_gamma`` for shape > 1 (Marsaglia and Tsang 2000)."""
+    b = shape - 1.0 / 3.0
+    c = 1.0 / np.sqrt(9.0 * b)
+    while True:
+        while True:
+            x = _standard_normal(st)
+            v = 1.0 + c * x
+            if v > 0.0:
+                break
+        v = v * v * v
+        u = _next_double(st)
+        if u < 1.0 - 0.0331 * (x * x) * (x * x):
+            return b * v
+        if np.log(u) < 0.5 * x * x + b * (1.0 - v + np.log(v)):
+            return b * v
+
+
+@numba.njit(cache=True)
+def _seeded(entropy):
+    """(rows, 4) uint64: each row's PCG64 state as numpy seeds it (state high, low,
+    increment high, low)."""
+    m = entropy.shape[0]
+    out = np.empty((m, 4), dtype=np.uint64)
+    for i in range(m):
+        _seed(_seed_state(entropy[i], 4), out[i])
+    return out
+
+
+def seeded_states(seed: int, spawn_keys: np.ndarray) -> np.ndarray:
+    """(rows, 4) uint64 PCG64 states of ``Generator(PCG64(SeedSequence(seed,
+    spawn_key=row)))`` before any draw, for compiled draws (``_standard_normal``,
+    ``_standard_gamma``, ``_next_double`` advance a row in place)."""
+    return _seeded(entropy_words(seed, spawn_keys))
+
+
+def set_generator_state(gen: np.random.Generator, state: np.ndarray) -> np.random.Generator:
+    """Put numpy's PCG64 generator ``gen`` at the compiled stream state ``state`` (4
+    uint64: state high, low, increment high, low), so that it draws on where compiled
+    draws left off (they never leave a buffered 32-bit half)."""
+    hi, lo, inc_hi, inc_lo = (int(w) for w in state)
+    gen.bit_generator.state = {"bit_generator": "PCG64",
+                               "state": {"state": hi << 64 | lo, "inc": inc_hi << 64 | inc_lo},
+                               "has_uint32": 0, "uinteger": 0}
+    return gen
 
 
 @numba.njit(cache=True)
