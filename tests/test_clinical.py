@@ -411,3 +411,22 @@ def test_patient_traits_refuse_drawn_traits_out_of_order():
     p = ClinicalParams.from_registry(REG)
     with pytest.raises(ValueError, match="out of order"):
         PatientTraits(np.random.default_rng(1), p, {"madrs": 10}, drawn={"placebo": 0.3})
+
+
+def test_chunk_traits_do_not_keep_the_context_alive():
+    """The traits keep how to build each patient's stream, not the assay context (which
+    holds the chunk's trajectories): a 100,000-patient trial grew by some 50 MB a piece
+    until the cyclic collector ran when they did."""
+    import weakref
+
+    from ketasim.clinical import assays as ca
+    from ketasim.core.assay import AssayContext
+
+    p = ClinicalParams.from_registry(REG)
+    ctx = AssayContext(21, "ketamine", "madrs", np.arange(5), "human", {},
+                       lambda o, t: None, registry=REG)
+    traits = ca._chunk_traits(ctx, p)
+    alive = weakref.ref(ctx)
+    del ctx
+    assert alive() is None  # freed by reference counting, no collector needed
+    assert traits[0].self_report_bias == traits[0].self_report_bias  # later traits still draw

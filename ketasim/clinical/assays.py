@@ -61,7 +61,13 @@ from ketasim.clinical.model import (
     symptom_course,
 )
 from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
-from ketasim.core.streams import PURPOSE_MEASUREMENT, arm_key, keyed_rng, name_key
+from ketasim.core.streams import (
+    PURPOSE_MEASUREMENT,
+    arm_key,
+    assay_rng,
+    keyed_rng,
+    name_key,
+)
 
 
 def _range(scale) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +108,16 @@ def _traits(ctx: AssayContext, i: int, p: ClinicalParams) -> PatientTraits:
 def _chunk_traits(ctx: AssayContext, p: ClinicalParams) -> list[PatientTraits]:
     """The traits of the chunk's patients (as :func:`_traits`), the first three (gain,
     placebo share, MADRS profile) drawn for the whole chunk in compiled code."""
-    return early_traits(ctx.stream_states(_TRAITS_KEY), lambda i: ctx.rng(i, _TRAITS_KEY),
-                        p, _N_ITEMS, _LATER_ITEMS, tuple(len(ks) for ks in _QIDS_DOMAINS))
+    # the traits keep how to build a patient's stream (ctx.rng's keys), not the context:
+    # it holds the chunk's trajectories, which traits kept alive would keep in memory
+    seed, arm, key = ctx.seed, ctx.stream_arm, ctx.key(_TRAITS_KEY)
+    ids = np.asarray(ctx.stream_ids, dtype=np.int64).copy()
+
+    def stream(i: int) -> np.random.Generator:
+        return assay_rng(seed, arm, int(ids[i]), key)
+
+    return early_traits(ctx.stream_states(_TRAITS_KEY), stream, p, _N_ITEMS, _LATER_ITEMS,
+                        tuple(len(ks) for ks in _QIDS_DOMAINS))
 
 
 #: Where subject streams hold the subject index, rater streams hold this (never a subject).
