@@ -83,11 +83,28 @@ patient against about 200 ms for BDF):
   peak RSS 497 MB; wall 89.8 s. Then with the kept outputs computed from just what
   each needs (``outputs_sel``; same numbers): ketasim 84.6 s (0.85 ms/patient, 7,094
   patient-weeks/s), reference 20.41 ms/patient, speedup 24.1 (signalling alone on the
-  sample 22.3); same accuracy; peak RSS 502 MB; wall 92.1 s. What is left of the MADRS assay is about ten keyed
-  numpy streams per patient (traits, mood, rater, seven visits); the signalling (about
-  720 solver steps per patient: about 45 for the 60-day lead-in and 110 per infusion,
-  most of them following the PK's exponential tails at rtol 1e-6) is now most of the
-  time, so 50x needs a faster solver, not a faster assay.
+  sample 22.3); same accuracy; peak RSS 502 MB; wall 92.1 s.
+- 2026-12-04, seventh session, with the visits', mood paths' and first traits' streams
+  drawn for a whole chunk in compiled code (``ketasim.core.pcg64``; numpy's numbers bit
+  for bit): ``--patients 100000`` ketasim 66.9 to 76.8 s over three runs (0.67 to 0.77
+  ms/patient; the machine had a load of 1.2 to 1.5 from another process), reference 18.98
+  to 20.15 ms/patient, speedup 26.2 to 28.4 (signalling alone on the sample 33.4 to
+  34.9); same accuracy (140 of 140 rated totals identical); peak RSS 494 MB (a first
+  version kept each chunk's trajectories alive through the traits and reached 1,072 MB;
+  fixed and tested). A 5,000-patient ketamine piece is now about 5.5 s: signalling about
+  4.6 s, the MADRS assay about 0.9 s (the synaptic-state grid, 0.5 s, most of it).
+
+Where the signalling's time goes (one thread, 400 patients, the MADRS outputs on its
+1,537-time grid): a ketamine patient takes 720 solver steps (351 RODAS, 370 DP5, 14
+rejected) in about 1.8 ms, a placebo patient 48 steps in about 0.2 ms, 0.08 ms of which
+is recording the grid. Taking the PK states out of the error norm (not a fix: the
+outputs then move by 1.8e-5 of their range) leaves 596 steps; the cascade's states alone
+need 435. RODAS alone takes 899 steps (2.5 ms) and DP5 alone 3,908 (6.3 ms), against
+the default switching's 720 (1.7 ms); interpolating only the states the kept outputs
+read did not measurably change the time (tried and reverted). A right-hand side costs
+about 270 ns, the Jacobian 600 ns, a linear solve 60 ns. So 50x would need fewer
+steps from a higher-order stiff method (order 5 would save perhaps a third of the
+steps, at 8 stages instead of 6) or a cheaper right-hand side, not a faster assay.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
