@@ -430,3 +430,20 @@ def test_chunk_traits_do_not_keep_the_context_alive():
     del ctx
     assert alive() is None  # freed by reference counting, no collector needed
     assert traits[0].self_report_bias == traits[0].self_report_bias  # later traits still draw
+
+
+def test_chunk_traits_without_compiled_streams(monkeypatch):
+    from ketasim.clinical import assays as ca
+    from ketasim.core import pcg64
+    from ketasim.core.assay import AssayContext
+
+    p = ClinicalParams.from_registry(REG)
+    ctx = AssayContext(4, "placebo", "madrs", np.arange(7), "human", {},
+                       lambda o, t: None, registry=REG)
+    fast = ca._chunk_traits(ctx, p)
+    monkeypatch.setattr(pcg64, "COMPILED", False)
+    slow = ca._chunk_traits(ctx, p)
+    for a, b in zip(fast, slow, strict=True):
+        assert (a.gain, a.placebo, a.self_report_bias) == (b.gain, b.placebo,
+                                                           b.self_report_bias)
+        np.testing.assert_array_equal(a.profiles["madrs"], b.profiles["madrs"])

@@ -60,6 +60,7 @@ from ketasim.clinical.model import (
     sample_times,
     symptom_course,
 )
+from ketasim.core import pcg64
 from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
 from ketasim.core.streams import (
     PURPOSE_MEASUREMENT,
@@ -108,6 +109,8 @@ def _traits(ctx: AssayContext, i: int, p: ClinicalParams) -> PatientTraits:
 def _chunk_traits(ctx: AssayContext, p: ClinicalParams) -> list[PatientTraits]:
     """The traits of the chunk's patients (as :func:`_traits`), the first three (gain,
     placebo share, MADRS profile) drawn for the whole chunk in compiled code."""
+    if not pcg64.COMPILED:
+        return [_traits(ctx, i, p) for i in range(ctx.n)]
     # the traits keep how to build a patient's stream (ctx.rng's keys), not the context:
     # it holds the chunk's trajectories, which traits kept alive would keep in memory
     seed, arm, key = ctx.seed, ctx.stream_arm, ctx.key(_TRAITS_KEY)

@@ -33,16 +33,26 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba.np.random._constants import (
-    fi_double,
-    ki_double,
-    wi_double,
-    ziggurat_nor_inv_r,
-    ziggurat_nor_r,
-)
 
 from ketasim.core.streams import _M32 as _M32_INT
-from ketasim.core.streams import _POOL_SIZE, _seed_state, _uint32_words
+from ketasim.core.streams import _POOL_SIZE, _seed_state, _uint32_words, keyed_rng
+
+try:  # numpy's ziggurat tables, as numba ships them for its own Generator support
+    from numba.np.random._constants import (
+        fi_double,
+        ki_double,
+        wi_double,
+        ziggurat_nor_inv_r,
+        ziggurat_nor_r,
+    )
+
+    #: False where numba does not ship the tables: the draws then come from numpy's own
+    #: generators, one per stream (the same numbers, slower)
+    COMPILED = True
+except ImportError:  # pragma: no cover - depends on the installed numba
+    COMPILED = False
+    ki_double = wi_double = fi_double = np.zeros(256)
+    ziggurat_nor_r = ziggurat_nor_inv_r = 1.0
 
 _KI = np.asarray(ki_double, dtype=np.uint64)
 _WI = np.asarray(wi_double, dtype=np.float64)
@@ -235,5 +245,12 @@ def keyed_normals(seed: int, spawn_keys: np.ndarray, n: int, loc: float | None =
     32-bit words."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    return _normals(entropy_words(seed, spawn_keys), int(n), float(loc or 0.0),
-                    float(scale), loc is None)
+    words = entropy_words(seed, spawn_keys)  # checks the keys
+    if not COMPILED:
+        keys = np.asarray(spawn_keys, dtype=np.int64)
+        out = np.empty((keys.shape[0], int(n)))
+        for r, key in enumerate(keys):
+            g = keyed_rng(seed, tuple(int(k) for k in key))
+            out[r] = g.standard_normal(n) if loc is None else g.normal(loc, scale, n)
+        return out
+    return _normals(words, int(n), float(loc or 0.0), float(scale), loc is None)
