@@ -148,3 +148,15 @@ def test_compiled_gamma_equals_numpys(shape):
     ref_gen = _numpy_gen(5, (1, 2, 3, 4))
     ref_gen.standard_gamma(shape, 20_000)
     np.testing.assert_array_equal(gen.standard_normal(5), ref_gen.standard_normal(5))
+
+
+def test_assay_context_noise_is_each_subjects_stream():
+    from ketasim.core.assay import AssayContext
+
+    ctx = AssayContext(5, "saline", "western_blot", np.array([3, 0, 77]), "mouse", {},
+                       lambda o, t: None, registry=object())
+    for shape in [(4,), (2, 3, 5), (2, 3, 0)]:
+        z = ctx.noise("western_blot", shape)
+        assert z.shape == (3, *shape)
+        for i in range(ctx.n):
+            np.testing.assert_array_equal(z[i], ctx.rng(i, "western_blot").standard_normal(shape))

@@ -141,6 +141,14 @@ class AssayContext:
         return keyed_normals(self.seed, keys.reshape(-1, 4), n).reshape(
             keys.shape[0], len(parts), n)
 
+    def noise(self, part: str, shape: tuple[int, ...]) -> np.ndarray:
+        """(subjects, *shape) standard normals, each subject's from its own stream for
+        ``part`` (``self.rng(i, part).standard_normal(shape)``), drawn for the chunk at
+        once."""
+        shape = tuple(int(k) for k in shape)
+        return self.normals([part], int(np.prod(shape, dtype=np.int64)))[:, 0].reshape(
+            self.n, *shape)
+
     def stream_states(self, part: str) -> np.ndarray:
         """(subjects, 4) uint64: each subject's stream for ``part`` as a PCG64 state
         before any draw, for compiled draws (:func:`ketasim.core.pcg64.seeded_states`)."""

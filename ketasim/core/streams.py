@@ -188,18 +188,6 @@ def assay_rng(seed: int, arm: str, subject: int, assay: str) -> np.random.Genera
     return subject_rng(seed, arm, subject, PURPOSE_MEASUREMENT, name_key(assay))
 
 
-def subject_noise(seed: int, arm: str, subjects, assay: str, shape: tuple[int, ...],
-                  kind: str = "normal") -> np.ndarray:
-    """(len(subjects), *shape) standard draws, one independent stream per subject.
-    ``subjects``: the subjects' global indices (an int n means ``range(n)``)."""
-    subjects = np.arange(subjects) if np.isscalar(subjects) else np.asarray(subjects)
-    out = np.empty((len(subjects), *shape))
-    for i, s in enumerate(subjects):  # one draw call per subject, never per time step
-        g = assay_rng(seed, arm, int(s), assay)
-        out[i] = g.standard_normal(shape) if kind == "normal" else g.random(shape)
-    return out
-
-
 def xoroshiro_states(seed: int, arm: str, subjects, purpose: int,
                      n_keys: int | None = None) -> np.ndarray:
     """xoroshiro128+ states (uint64 pairs) for numba kernels: (len(subjects), 2), or with

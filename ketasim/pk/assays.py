@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
-from ketasim.core.streams import subject_noise
 from ketasim.pk.compounds import ANALYTES
 
 # plasma readouts: one per analyte the compound files may count toward (``drug``, a
@@ -86,12 +85,10 @@ def _lcms(name: str, mapping: dict[str, str], unit: str):
         true = _true_levels(ctx, mapping, at)
         joint = [m for m, r in enumerate(readouts) if r not in _OWN_STREAM]
         z = np.empty((ctx.n, 2, *true.shape[1:]))
-        z[:, :, :, joint] = subject_noise(ctx.seed, ctx.stream_arm, ctx.stream_ids, ctx.key(name),
-                                          (2, true.shape[1], len(joint)))
+        z[:, :, :, joint] = ctx.noise(name, (2, true.shape[1], len(joint)))
         for m, r in enumerate(readouts):
             if r in _OWN_STREAM:
-                z[:, :, :, m] = subject_noise(ctx.seed, ctx.stream_arm, ctx.stream_ids,
-                                              ctx.key(f"{name}.{r}"), (2, true.shape[1]))
+                z[:, :, :, m] = ctx.noise(f"{name}.{r}", (2, true.shape[1]))
         cv = float(ctx.options["cv"])
         sigma = np.sqrt(np.log1p(cv**2))
         measured = np.clip(true, 0.0, None) * np.exp(sigma * z[:, 0] - sigma**2 / 2) \
