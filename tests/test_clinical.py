@@ -159,21 +159,37 @@ def test_mood_fluctuation_is_stationary_and_visit_independent():
 
 
 def test_mood_paths_of_a_chunk_equal_each_patients_path():
-    """The batched mood paths (one filter over the chunk) are bitwise each patient's own
-    (mood_fluctuation on the patient's stream), visits on and off the day grid."""
+    """The batched mood paths (one filter and one interpolation over the chunk) are
+    bitwise each patient's own: the day-by-day recursion filtered alone and np.interp
+    at visits on and off the day grid; mood_fluctuation reads one patient's stream."""
+    from scipy.signal import lfilter
+
     p = ClinicalParams.from_registry(REG)
+    v = p.values
     at = np.array([-24.0, 4.0, 24.0, 72.5, 1000.0])
-    z = np.random.default_rng(3).standard_normal((40, mood_days(at).size))
+    days = mood_days(at)
+    z = np.random.default_rng(3).standard_normal((40, days.size))
     batch = mood_paths(z, at, p)
-    class _Rows:  # a stream that hands out the patient's normals
-        def __init__(self, row):
-            self.row = row
-
-        def standard_normal(self, n):
-            return self.row[:n].copy()
-
+    a = np.exp(-1.0 / v["fluctuation_tau_d"])
     for i in range(40):
-        np.testing.assert_array_equal(batch[i], mood_fluctuation(_Rows(z[i]), at, p))
+        drive = v["fluctuation_sd"] * np.sqrt(1.0 - a * a) * z[i]
+        drive[0] = v["fluctuation_sd"] * z[i, 0]
+        ref = np.interp(at / 24.0, days, lfilter([1.0], [1.0, -a], drive))
+        np.testing.assert_array_equal(batch[i], ref)
+    np.testing.assert_array_equal(
+        mood_fluctuation(np.random.default_rng(8), at, p),
+        mood_paths(np.random.default_rng(8).standard_normal((1, days.size)), at, p)[0])
+
+
+def test_interp_rows_is_np_interp_row_by_row():
+    from ketasim.clinical.model import interp_rows
+
+    xp = np.array([-3.0, -1.0, 0.0, 2.5, 7.0])
+    fp = np.random.default_rng(1).standard_normal((25, xp.size))
+    x = np.array([-5.0, -3.0, -2.2, 0.0, 1.1, 2.5, 6.999, 7.0, 9.0])
+    got = interp_rows(x, xp, fp)
+    for i in range(fp.shape[0]):
+        np.testing.assert_array_equal(got[i], np.interp(x, xp, fp[i]))
 
 
 def test_history_grid_is_anchored_at_the_step():

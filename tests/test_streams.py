@@ -135,12 +135,12 @@ def test_assay_context_normals_are_its_streams():
 
 @pytest.mark.parametrize("shape", [1.5, 8.0, 50.0])
 def test_compiled_gamma_equals_numpys(shape):
-    """_standard_gamma (shape > 1) draws numpy's Generator.standard_gamma, bitwise."""
+    """standard_gamma (shape > 1) draws numpy's Generator.standard_gamma, bitwise."""
     from ketasim.core import pcg64
 
     states = pcg64.seeded_states(5, np.array([[1, 2, 3, 4]]))
     st_ = states[0].copy()
-    draws = np.array([pcg64._standard_gamma(st_, shape) for _ in range(20_000)])
+    draws = np.array([pcg64.standard_gamma(st_, shape) for _ in range(20_000)])
     ref = _numpy_gen(5, (1, 2, 3, 4)).standard_gamma(shape, 20_000)
     np.testing.assert_array_equal(draws, ref)
     # numpy's generator put at the compiled state draws on from there

@@ -51,7 +51,7 @@ import numba
 import numpy as np
 from scipy.signal import lfilter
 
-from ketasim.core.pcg64 import _standard_gamma, _standard_normal, set_generator_state
+from ketasim.core.pcg64 import set_generator_state, standard_gamma, standard_normal
 from ketasim.params.registry import ParamGroup
 
 PARAM_NAMES = (
@@ -193,8 +193,20 @@ def mood_paths(z: np.ndarray, at: np.ndarray, p: ClinicalParams) -> np.ndarray:
     drive = v["fluctuation_sd"] * np.sqrt(1.0 - a * a) * z
     drive[:, 0] = v["fluctuation_sd"] * z[:, 0]
     path = lfilter([1.0], [1.0, -a], drive, axis=1)
-    x = np.asarray(at, dtype=float) / 24.0
-    return np.array([np.interp(x, days, row) for row in path]).reshape(len(z), x.size)
+    return interp_rows(np.asarray(at, dtype=float) / 24.0, days, path)
+
+
+def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """(rows, len(x)): ``np.interp(x, xp, row)`` for every row of ``fp`` at once, with
+    np.interp's arithmetic (slope x (x - xp[j]) + fp[j]; fp[j] where x is a knot; the
+    end values outside), so the same numbers; ``xp`` increasing, at least 2 knots."""
+    x = np.asarray(x, dtype=float)
+    j = np.clip(np.searchsorted(xp, x, side="right") - 1, 0, xp.size - 2)
+    slope = (fp[:, j + 1] - fp[:, j]) / (xp[j + 1] - xp[j])
+    out = slope * (x - xp[j]) + fp[:, j]
+    out = np.where(x == xp[j], fp[:, j], out)
+    out = np.where(x >= xp[-1], fp[:, -1:], out)
+    return np.where(x < xp[0], fp[:, :1], out)
 
 
 def mood_fluctuation(rng: np.random.Generator, at: np.ndarray, p: ClinicalParams
@@ -210,6 +222,18 @@ def mood_fluctuation(rng: np.random.Generator, at: np.ndarray, p: ClinicalParams
 def hill(x: np.ndarray, o50: float, n: float) -> np.ndarray:
     y = np.power(np.clip(x, 0.0, None) / o50, n)
     return y / (1.0 + y)
+
+
+def _mean_one_lognormal(cv: float) -> tuple[float, float]:
+    """(loc, sigma) of the normal whose exp is log-normal with mean 1 and CV ``cv``."""
+    sig = np.sqrt(np.log1p(cv**2))
+    return -0.5 * sig**2, sig
+
+
+def _placebo_share(x: float) -> float:
+    """A patient's placebo share from its normal draw: clipped to [0, 0.9] (np.clip's
+    value, without its cost on a scalar)."""
+    return min(max(float(x), 0.0), 0.9)
 
 
 @functools.lru_cache(maxsize=64)
@@ -272,12 +296,12 @@ class PatientTraits:
             step = self._steps[self._done]
             self._done += 1
             if step[0] in ("gain", "psychotomimetic"):
-                cv = v["madrs_gain_cv" if step[0] == "gain" else "psychotomimetic_cv"]
-                sig = np.sqrt(np.log1p(cv**2))
-                self._drawn[step[0]] = float(np.exp(rng.normal(-0.5 * sig**2, sig)))
+                loc, sig = _mean_one_lognormal(
+                    v["madrs_gain_cv" if step[0] == "gain" else "psychotomimetic_cv"])
+                self._drawn[step[0]] = float(np.exp(rng.normal(loc, sig)))
             elif step[0] == "placebo":
-                share = float(rng.normal(v["placebo_mean"], v["placebo_sd"]))
-                self._drawn["placebo"] = min(max(share, 0.0), 0.9)  # np.clip's value
+                self._drawn["placebo"] = _placebo_share(
+                    rng.normal(v["placebo_mean"], v["placebo_sd"]))
             elif step[0] == "profile":
                 k = step[2]
                 self._drawn[("profile", step[1])] = rng.dirichlet(
@@ -326,11 +350,11 @@ def _early_draws(states, gain_loc, gain_sig, placebo_mean, placebo_sd, conc, k):
     profile = np.empty((n, k))
     for i in range(n):
         st = states[i]
-        gain_x[i] = gain_loc + gain_sig * _standard_normal(st)
-        placebo_x[i] = placebo_mean + placebo_sd * _standard_normal(st)
+        gain_x[i] = gain_loc + gain_sig * standard_normal(st)
+        placebo_x[i] = placebo_mean + placebo_sd * standard_normal(st)
         acc = 0.0
         for j in range(k):
-            profile[i, j] = _standard_gamma(st, conc)
+            profile[i, j] = standard_gamma(st, conc)
             acc = acc + profile[i, j]
         inv = 1.0 / acc
         for j in range(k):
@@ -352,14 +376,12 @@ def early_traits(states: np.ndarray, streams, p: ClinicalParams, n_items: dict[s
     if v["item_profile_conc"] <= 1.0:  # numpy draws gamma(<= 1) another way
         return [PatientTraits(streams(i), p, n_items, later_items, domain_sizes)
                 for i in range(states.shape[0])]
-    cv = v["madrs_gain_cv"]
-    sig = np.sqrt(np.log1p(cv**2))  # as PatientTraits computes them
-    loc = -0.5 * sig**2
+    loc, sig = _mean_one_lognormal(v["madrs_gain_cv"])  # as PatientTraits draws them
     st = np.ascontiguousarray(states, dtype=np.uint64).copy()
     gain_x, placebo_x, profile = _early_draws(
         st, float(loc), float(sig), float(v["placebo_mean"]), float(v["placebo_sd"]),
         float(v["item_profile_conc"]), int(k))
-    gain = [float(np.exp(x)) for x in gain_x]
+    gain = np.exp(gain_x).tolist()
     profile = profile * k
 
     def later(i):
@@ -367,7 +389,7 @@ def early_traits(states: np.ndarray, streams, p: ClinicalParams, n_items: dict[s
 
     return [PatientTraits(later(i), p, n_items, later_items, domain_sizes,
                           drawn={"gain": gain[i],
-                                 "placebo": min(max(float(placebo_x[i]), 0.0), 0.9),
+                                 "placebo": _placebo_share(placebo_x[i]),
                                  ("profile", first): profile[i]})
             for i in range(st.shape[0])]
 

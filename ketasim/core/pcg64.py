@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from ketasim.core.streams import _M32 as _M32_INT
-from ketasim.core.streams import _POOL_SIZE, _seed_state, _uint32_words, keyed_rng
+from ketasim.core.streams import _seed_state, entropy_run, keyed_rng
 
 try:  # numpy's ziggurat tables, as numba ships them for its own Generator support
     from numba.np.random._constants import (
@@ -128,7 +128,7 @@ def _seed(words, st):
 
 
 @numba.njit(cache=True)
-def _standard_normal(st):
+def standard_normal(st):
     """numpy's ``random_standard_normal`` (ziggurat) on the stream ``st``."""
     while True:
         r = _next_uint64(st)
@@ -156,13 +156,13 @@ def _standard_normal(st):
 
 
 @numba.njit(cache=True)
-def _standard_gamma(st, shape):
+def standard_gamma(st, shape):
     """numpy's ``random_standard_gamma`` for shape > 1 (Marsaglia and Tsang 2000)."""
     b = shape - 1.0 / 3.0
     c = 1.0 / np.sqrt(9.0 * b)
     while True:
         while True:
-            x = _standard_normal(st)
+            x = standard_normal(st)
             v = 1.0 + c * x
             if v > 0.0:
                 break
@@ -187,8 +187,8 @@ def _seeded(entropy):
 
 def seeded_states(seed: int, spawn_keys: np.ndarray) -> np.ndarray:
     """(rows, 4) uint64 PCG64 states of ``Generator(PCG64(SeedSequence(seed,
-    spawn_key=row)))`` before any draw, for compiled draws (``_standard_normal``,
-    ``_standard_gamma``, ``_next_double`` advance a row in place)."""
+    spawn_key=row)))`` before any draw, for compiled draws (``standard_normal``,
+    ``standard_gamma``, ``_next_double`` advance a row in place)."""
     return _seeded(entropy_words(seed, spawn_keys))
 
 
@@ -214,7 +214,7 @@ def _normals(entropy, n, loc, scale, standard):
     for i in range(m):
         _seed(_seed_state(entropy[i], 4), st)
         for j in range(n):
-            z = _standard_normal(st)
+            z = standard_normal(st)
             out[i, j] = z if standard else loc + scale * z
     return out
 
@@ -228,9 +228,7 @@ def entropy_words(seed: int, spawn_keys: np.ndarray) -> np.ndarray:
         raise ValueError("spawn_keys must be a (rows, keys) array with at least one key")
     if keys.size and (keys.min() < 0 or keys.max() > _M32_INT):
         raise ValueError("spawn keys must be 32-bit words (0 .. 2**32 - 1)")
-    run: list[int] = []
-    _uint32_words(int(seed), run)
-    run += [0] * max(0, _POOL_SIZE - len(run))
+    run = entropy_run(seed, keyed=True)
     words = np.empty((keys.shape[0], len(run) + keys.shape[1]), dtype=np.int64)
     words[:, :len(run)] = np.array(run, dtype=np.int64)
     words[:, len(run):] = keys

@@ -134,6 +134,16 @@ def _uint32_words(n: int, into: list[int]) -> None:
         n >>= 32
 
 
+def entropy_run(seed: int, keyed: bool) -> list[int]:
+    """The seed's 32-bit words as SeedSequence assembles them: zero-padded to the pool
+    size when spawn-key words follow (``keyed``)."""
+    run: list[int] = []
+    _uint32_words(int(seed), run)
+    if keyed and len(run) < _POOL_SIZE:
+        run += [0] * (_POOL_SIZE - len(run))
+    return run
+
+
 class KeyedSeedSequence(ISpawnableSeedSequence):
     """``SeedSequence(entropy, spawn_key=spawn_key)`` with the state words computed in
     compiled code; anything else (other word counts, ``spawn``, attributes) is delegated
@@ -144,17 +154,14 @@ class KeyedSeedSequence(ISpawnableSeedSequence):
     def __init__(self, entropy: int, spawn_key: tuple[int, ...]):
         self.entropy = int(entropy)
         self.spawn_key = tuple(int(k) for k in spawn_key)
-        run: list[int] = []
-        _uint32_words(self.entropy, run)
         spawn: list[int] = []
         for k in self.spawn_key:
             if 0 <= k <= _M32:  # one word (most keys): numpy's split, without the loop
                 spawn.append(k)
             else:
                 _uint32_words(k, spawn)
-        if spawn and len(run) < _POOL_SIZE:
-            run += [0] * (_POOL_SIZE - len(run))
-        self._words = np.array(run + spawn, dtype=np.int64)
+        self._words = np.array(entropy_run(self.entropy, bool(spawn)) + spawn,
+                               dtype=np.int64)
         self._real = None
 
     def real(self) -> np.random.SeedSequence:
