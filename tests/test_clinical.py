@@ -328,11 +328,15 @@ def test_compiled_grid_chains_equal_the_step_functions():
               "elimination_drive": rng.uniform(1.0, 1.8, (n, grid.size)),
               "synaptic_potentiation": rng.uniform(0.0, 0.9, (n, grid.size))}
     at = grid[[10, 150, 299]]
+    # drives below their floors in places: symptom_course clips them (F, P at 0, E at 1e-9)
+    drives["formation_drive"][3, 40:60] = -0.2
+    drives["synaptic_potentiation"][4, 70:90] = -0.05
+    drives["elimination_drive"][5, 100:105] = 0.0
     at_drives = {k: x[:, [10, 150, 299]] for k, x in drives.items()}
     _, s = symptom_course(grid, drives, at, at_drives, p)
     k_h, w = v["k_turnover"] / 24.0, v["potentiation_weight"]
-    f, e, pot = (drives[k] for k in ("formation_drive", "elimination_drive",
-                                     "synaptic_potentiation"))
+    f, e, pot = (np.clip(drives[k], lo, None) for k, lo in (
+        ("formation_drive", 0.0), ("elimination_drive", 1e-9), ("synaptic_potentiation", 0.0)))
     d = f[:, 0] / e[:, 0]
     x = np.clip(1.0 - d * (1.0 + w * pot[:, 0]), 0.0, None)
     fast, out, clipped = x.copy(), {}, False
@@ -463,3 +467,22 @@ def test_chunk_traits_without_compiled_streams(monkeypatch):
         assert (a.gain, a.placebo, a.self_report_bias) == (b.gain, b.placebo,
                                                            b.self_report_bias)
         np.testing.assert_array_equal(a.profiles["madrs"], b.profiles["madrs"])
+
+
+def test_chunk_raters_are_each_patients_assignment(monkeypatch):
+    """The chunk's rater assignments drawn at once (compiled) are each patient's own
+    (assigned_rater), and the numpy fallback gives the same."""
+    from ketasim.clinical import assays as ca
+    from ketasim.core import pcg64
+    from ketasim.core.assay import AssayContext
+
+    p = ClinicalParams.from_registry(REG)
+    ctx = AssayContext(13, "ketamine", "madrs", np.arange(40), "human", {"raters": 5},
+                       lambda o, t: None, registry=REG)
+    fast = [r.bias for r in ca._raters(ctx, p)]
+    want = [ca.assigned_rater(ctx, i, 5) for i in range(40)]
+    assert len(set(want)) > 1
+    biases = {k: ca.Rater(ca.rater_rng(13, "ketamine", k), p).bias for k in set(want)}
+    assert fast == [biases[k] for k in want]
+    monkeypatch.setattr(pcg64, "COMPILED", False)
+    assert [r.bias for r in ca._raters(ctx, p)] == fast

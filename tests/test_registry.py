@@ -255,3 +255,22 @@ def test_appending_a_varying_parameter_keeps_earlier_draws():
     b = sample_cohort(full, "human", "a", 20, 11)
     for name in a.names:
         np.testing.assert_array_equal(a.get(name), b.get(name), err_msg=name)
+
+
+def test_cohort_draws_are_each_subjects_own_stream():
+    """sample_cohort draws a chunk's normals at once (compiled); each subject's are its
+    own PURPOSE_PARAMETERS stream (subject_rng), whatever the other subjects."""
+    import numpy as np
+
+    from ketasim.core.streams import PURPOSE_PARAMETERS, subject_rng
+    from ketasim.experiment.cohort import sample_cohort
+
+    params = list(REGISTRY)
+    varying = [p for p in params if p.omega > 0 or p.bsv_logit_sd > 0]
+    p = next(q for q in varying if q.omega > 0 and q.name != "pk.human.ketamine.v1")
+    col = varying.index(p)
+    subjects = np.array([0, 5, 2**31 + 3])
+    c = sample_cohort(REGISTRY, "mouse", "arm x", 3, 99, subjects=subjects)
+    for s, got in zip(subjects, c.get(p.name), strict=True):
+        z = subject_rng(99, "arm x", int(s), PURPOSE_PARAMETERS).standard_normal(len(varying))
+        assert got == p.value * np.exp(p.omega * z[col])

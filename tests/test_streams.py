@@ -106,6 +106,25 @@ def test_keyed_normals_state_and_rare_branches():
     assert np.sum(np.abs(z) > pcg64._NOR_R) > 50  # the tail branch was taken
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), pool=st.integers(1, 2**32))
+@example(seed=5, pool=3 * 2**30)  # a quarter of the first draws are rejected
+@example(seed=5, pool=2**32 - 1)
+@example(seed=5, pool=2**32)
+def test_first_integers_equal_numpys(seed, pool):
+    """The first Generator.integers(pool) of each stream, numpy's number, including
+    Lemire's rejections (which take the second half of the 64-bit output, then further
+    outputs) and the ranges numpy draws without rejection (one value; 2**32 values)."""
+    from ketasim.core import pcg64
+
+    keys = np.arange(400 * 3, dtype=np.int64).reshape(400, 3) * 7919 % 2**32
+    got = pcg64.first_integers(pcg64.seeded_states(seed, keys), pool)
+    want = [_numpy_gen(seed, tuple(int(k) for k in row)).integers(pool) for row in keys]
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="pool"):
+        pcg64.first_integers(pcg64.seeded_states(seed, keys), 0)
+
+
 def test_keyed_normals_refuse_bad_keys():
     from ketasim.core.pcg64 import keyed_normals
 

@@ -143,7 +143,10 @@ def assigned_rater(ctx: AssayContext, i: int, pool: int) -> int:
 def _raters(ctx: AssayContext, p: ClinicalParams) -> list[Rater]:
     """The rater of each patient of the chunk (option ``raters``: the arm's pool)."""
     pool = int(ctx.options["raters"])
-    ids = [assigned_rater(ctx, i, pool) for i in range(ctx.n)]
+    if pcg64.COMPILED:  # assigned_rater for the whole chunk at once: the same numbers
+        ids = pcg64.first_integers(ctx.stream_states(_RATER_KEY), pool).tolist()
+    else:
+        ids = [assigned_rater(ctx, i, pool) for i in range(ctx.n)]
     people = {r: Rater(rater_rng(ctx.seed, ctx.stream_arm, r), p) for r in sorted(set(ids))}
     return [people[r] for r in ids]
 

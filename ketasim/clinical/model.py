@@ -100,26 +100,44 @@ def _advance_load(s, x0, x1, tau, h):
     return x1 - slope * tau + (s - x0 + slope * tau) * a
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
+def _clip_below(x, lo):
+    """``np.clip(x, lo, None)`` of a 2-D array (NaN stays NaN), rows in parallel."""
+    n, m = x.shape
+    out = np.empty((n, m))
+    for i in numba.prange(n):
+        for j in range(m):
+            v = x[i, j]
+            out[i, j] = lo if v < lo else v  # noqa: FURB136 (NaN stays NaN, as np.clip)
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
 def _grid_chains(f, e, pot, w, decay, steps, load_decay, tau):
-    """D, the deficit and S on the grid, patient by patient: D from its steady state
-    F / E by ``_advance_density`` (with its exponentials ``decay``), the deficit
-    ``max(0, 1 - D (1 + w P))``, S by ``_advance_load`` (``load_decay`` = exp(-h / tau))."""
+    """D, the deficit and S on the grid, patient by patient (in parallel): D from its
+    steady state F / E by ``_advance_density`` (with its exponentials ``decay``), the
+    deficit ``max(0, 1 - D (1 + w P))``, S by ``_advance_load`` (``load_decay`` =
+    exp(-h / tau)). ``f`` and ``pot`` are the raw drives, clipped at 0 here (as
+    ``np.clip`` does); ``e`` is clipped already (``decay`` was computed from it)."""
     n, m = f.shape
     d = np.empty((n, m))
     s = np.empty((n, m))
     deficit = np.empty((n, m))
-    for i in range(n):
-        di = f[i, 0] / e[i, 0]
-        x = 1.0 - di * (1.0 + w * pot[i, 0])
+    for i in numba.prange(n):
+        fi = f[i, 0] if not f[i, 0] < 0.0 else 0.0
+        pi = pot[i, 0] if not pot[i, 0] < 0.0 else 0.0
+        di = fi / e[i, 0]
+        x = 1.0 - di * (1.0 + w * pi)
         x = max(0.0, x)
         si = x
         d[i, 0], deficit[i, 0], s[i, 0] = di, x, si
         for j in range(1, m):
-            target = f[i, j - 1] / e[i, j - 1]
+            fi = f[i, j - 1] if not f[i, j - 1] < 0.0 else 0.0
+            pi = pot[i, j] if not pot[i, j] < 0.0 else 0.0
+            target = fi / e[i, j - 1]
             di = target + (di - target) * decay[i, j - 1]
             x0 = x
-            x = 1.0 - di * (1.0 + w * pot[i, j])
+            x = 1.0 - di * (1.0 + w * pi)
             x = max(0.0, x)
             slope = (x - x0) / steps[j - 1]
             si = x - slope * tau + (si - x0 + slope * tau) * load_decay[j - 1]
@@ -141,19 +159,21 @@ def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarr
     visits never enter the grid's own chain."""
     v = p.values
     k_h, w, tau = v["k_turnover"] / 24.0, v["potentiation_weight"], v["tau_symptom_h"]
-    f = np.clip(drives["formation_drive"], 0.0, None)
-    e = np.clip(drives["elimination_drive"], 1e-9, None)
-    pot = np.clip(drives["synaptic_potentiation"], 0.0, None)
-    m = f.shape[1]
+    f_raw = np.asarray(drives["formation_drive"], dtype=float)
+    e = _clip_below(np.asarray(drives["elimination_drive"], dtype=float), 1e-9)
+    m = f_raw.shape[1]
     steps = np.diff(np.asarray(grid, dtype=float))
-    # the exponentials as arrays (numpy's), the recurrences compiled (_grid_chains):
-    # the same operations in the same order as _advance_density and _advance_load
+    # the exponentials as arrays (numpy's), the recurrences compiled (_grid_chains, which
+    # clips F and P at 0 as it reads them): the same operations in the same order as
+    # _advance_density and _advance_load
     decay = np.exp(-k_h * e[:, :-1] * steps[None, :])
-    d, s, deficit = _grid_chains(f, e, pot, w, decay, steps, np.exp(-steps / tau), tau)
+    d, s, deficit = _grid_chains(f_raw, e, np.asarray(drives["synaptic_potentiation"],
+                                                      dtype=float),
+                                 w, decay, steps, np.exp(-steps / tau), tau)
     at = np.asarray(at, dtype=float)
     i = np.clip(np.searchsorted(grid, at, side="right") - 1, 0, m - 1)
     h = np.clip(at - grid[i], 0.0, None)[None, :]
-    d_at = _advance_density(d[:, i], f[:, i], e[:, i], k_h, h)
+    d_at = _advance_density(d[:, i], np.clip(f_raw[:, i], 0.0, None), e[:, i], k_h, h)
     z_at = d_at * (1.0 + w * np.clip(at_drives["synaptic_potentiation"], 0.0, None))
     x_at = np.clip(1.0 - z_at, 0.0, None)
     on_grid = h <= 0

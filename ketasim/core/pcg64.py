@@ -252,3 +252,53 @@ def keyed_normals(seed: int, spawn_keys: np.ndarray, n: int, loc: float | None =
             out[r] = g.standard_normal(n) if loc is None else g.normal(loc, scale, n)
         return out
     return _normals(words, int(n), float(loc or 0.0), float(scale), loc is None)
+
+
+_U32_MAX = np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(cache=True)
+def _first_integers(states, pool):
+    """(rows,) int64: each row's first ``Generator.integers(pool)`` (0 <= x < pool, pool
+    at most 2**32), as numpy draws it: Lemire's multiply-and-reject on 32-bit halves of
+    the 64-bit outputs (low half first; ``buffered_bounded_lemire_uint32``)."""
+    m = states.shape[0]
+    out = np.zeros(m, dtype=np.int64)
+    if pool <= 1:
+        return out  # numpy draws nothing for a range of one value
+    rng_excl = np.uint64(pool)
+    rng = rng_excl - _ONE
+    threshold = (_U32_MAX - rng) % rng_excl
+    st = np.empty(4, dtype=np.uint64)
+    for i in range(m):
+        st[:] = states[i]
+        word = _next_uint64(st)
+        half = _ZERO  # which half of ``word`` comes next (0 low, 1 high)
+        if rng == _U32_MAX:
+            out[i] = np.int64(word & _U32)
+            continue
+        mm = (word & _U32) * rng_excl
+        half = _ONE
+        leftover = mm & _U32
+        if leftover < rng_excl:
+            while leftover < threshold:
+                if half == _ONE:
+                    x = word >> _S32
+                    half = _ZERO
+                else:
+                    word = _next_uint64(st)
+                    x = word & _U32
+                    half = _ONE
+                mm = x * rng_excl
+                leftover = mm & _U32
+        out[i] = np.int64(mm >> _S32)
+    return out
+
+
+def first_integers(states: np.ndarray, pool: int) -> np.ndarray:
+    """(rows,) int64: ``Generator.integers(pool)`` as the first draw of each stream in
+    ``states`` (:func:`seeded_states`), the number numpy gives; ``pool`` from 1 to 2**32."""
+    pool = int(pool)
+    if not 1 <= pool <= 2**32:
+        raise ValueError(f"pool must be between 1 and 2**32, got {pool}")
+    return _first_integers(np.ascontiguousarray(states, dtype=np.uint64), pool)

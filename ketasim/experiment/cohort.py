@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ketasim.core.cohort import Cohort
-from ketasim.core.streams import PURPOSE_PARAMETERS, subject_rng
+from ketasim.core.pcg64 import keyed_normals
+from ketasim.core.streams import PURPOSE_PARAMETERS, arm_key
 from ketasim.params import Registry, RegistryError
 from ketasim.params.registry import correlation_matrix
 from ketasim.signaling.protocol import per_subject_parameter
@@ -49,10 +50,13 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
     varying = np.flatnonzero((omega > 0) | (logit_sd > 0))
     values = np.tile(typical, (n, 1))
     if variability and varying.size:
-        z = np.empty((n, varying.size))
-        for i, s in enumerate(subjects):  # one small draw per subject, its own stream
-            z[i] = subject_rng(seed, arm, int(s), PURPOSE_PARAMETERS).standard_normal(
-                varying.size)
+        # one small draw per subject, its own stream (subject_rng's numbers: keyed by the
+        # seed, the arm, the subject and the purpose), for all subjects at once
+        keys = np.empty((n, 3), dtype=np.int64)
+        keys[:, 0] = arm_key(arm)
+        keys[:, 1] = subjects
+        keys[:, 2] = PURPOSE_PARAMETERS
+        z = keyed_normals(seed, keys, varying.size)
         corr = correlation_matrix(params)
         if corr is not None:
             cols = [int(np.flatnonzero(varying == names.index(nm))[0]) for nm in corr[0]]
