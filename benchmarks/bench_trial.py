@@ -100,7 +100,20 @@ patient against about 200 ms for BDF):
   later single-pass runs read 33.6 and 49.9 with the reference's time swung to 24.5 and
   35.4 ms a patient by the load; since then each reference patient counts with its best
   of three passes: ketasim 65.1 s (0.65 ms/patient, 9,215 patient-weeks/s), reference
-  18.47 ms/patient, **speedup 28.4** (signalling alone 35.5), peak RSS 494 MB, wall 68.2 s.
+  18.47 ms/patient, speedup 28.4 (signalling alone 35.5), peak RSS 494 MB, wall 68.2 s.
+- 2026-12-04, eighth session, with the chunk's rater assignments, the cohort's parameter
+  normals and the symptom grid's clipping drawn or done in compiled code for the whole
+  chunk, and the grid's recurrences over patients in parallel (same numbers):
+  ``--patients 100000`` ketasim 60.1 s (0.60 ms/patient, 9,982 patient-weeks/s; a
+  placebo piece about 1.07 s, a ketamine piece about 4.95 s, of which signalling about
+  4.6 s), reference 19.39 ms/patient, **speedup 32.3** (signalling alone 36.3); same
+  accuracy (140 of 140 rated totals identical); peak RSS 511 MB; wall 67.5 s. The MADRS
+  assay of a 5,000-patient piece went from about 0.7 s to 0.36 s. What is left is the
+  ketamine patients' signalling (about 46 of the 60 s): 50x needs about 37 s in all.
+  Skipping the Jacobian's chains for drug slots an arm leaves empty (tried by hand on
+  the generated code: bitwise the same) saves about 4.5% of a ketamine patient (1.67 to
+  1.60 ms), and recording the 1,537-point grid costs 0.07 (placebo) to 0.10 (ketamine)
+  ms a patient against 7 points; neither closes the gap, so neither was built.
 
 Where the signalling's time goes (one thread, 400 patients, the MADRS outputs on its
 1,537-time grid): a ketamine patient takes 720 solver steps (351 RODAS, 370 DP5, 14
