@@ -113,7 +113,12 @@ patient against about 200 ms for BDF):
   Skipping the Jacobian's chains for drug slots an arm leaves empty (tried by hand on
   the generated code: bitwise the same) saves about 4.5% of a ketamine patient (1.67 to
   1.60 ms), and recording the 1,537-point grid costs 0.07 (placebo) to 0.10 (ketamine)
-  ms a patient against 7 points; neither closes the gap, so neither was built.
+  ms a patient against 7 points, almost none of it in the kept outputs; interpolating
+  only the states those outputs read (built, bitwise the same, then reverted) took a
+  placebo patient from 0.196 to 0.181 ms and a ketamine one from 1.673 to 1.655 ms.
+  None of these closes the gap, so none was kept. A right-hand side (about 210 ns)
+  spends much of its time in three non-integer powers (ERK on TrkB, 0.7; on PKA, 0.2;
+  mTORC1 on ERK, 0.8), which no bitwise-equal shortcut replaces.
 
 Where the signalling's time goes (one thread, 400 patients, the MADRS outputs on its
 1,537-time grid): a ketamine patient takes 720 solver steps (351 RODAS, 370 DP5, 14
