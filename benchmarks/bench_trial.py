@@ -107,7 +107,9 @@ patient against about 200 ms for BDF):
   ``--patients 100000`` ketasim 60.1 s (0.60 ms/patient, 9,982 patient-weeks/s; a
   placebo piece about 1.07 s, a ketamine piece about 4.95 s, of which signalling about
   4.6 s), reference 19.39 ms/patient, **speedup 32.3** (signalling alone 36.3); same
-  accuracy (140 of 140 rated totals identical); peak RSS 511 MB; wall 67.5 s. The MADRS
+  accuracy (140 of 140 rated totals identical); peak RSS 511 MB; wall 67.5 s (a second
+  run, the machine otherwise idle: ketasim 57.6 s, reference 18.80 ms/patient, speedup
+  32.7, signalling alone 35.1, peak RSS 516 MB). The MADRS
   assay of a 5,000-patient piece went from about 0.7 s to 0.36 s. What is left is the
   ketamine patients' signalling (about 46 of the 60 s): 50x needs about 37 s in all.
   Skipping the Jacobian's chains for drug slots an arm leaves empty (tried by hand on
