@@ -149,6 +149,10 @@ def validate(
     seeds: int = typer.Option(
         0, "--seeds", help="also run every replica at this many further seeds and report "
         "each target's passes (replication); the verdict stays the replica's own seed"),
+    expect: int = typer.Option(
+        0, "--expect", help="also run every replica once with its group sizes multiplied "
+        "by this factor (2-1000) and report each target there (expected): the model's "
+        "expectation, which tells a sampling miss from a pass by chance"),
     compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
     sensitivity: bool = typer.Option(
         False, "--sensitivity", help="also screen, per replica, which parameters each "
@@ -163,7 +167,14 @@ def validate(
     from ketasim.params import load_registry
     from ketasim.provenance import utc_now
     from ketasim.report.validation_report import write_validation_report
-    from ketasim.validation.run import ValidationSetupError, check_seeds, manifest, plan, sources
+    from ketasim.validation.run import (
+        ValidationSetupError,
+        check_expect,
+        check_seeds,
+        manifest,
+        plan,
+        sources,
+    )
     from ketasim.validation.run import validate as run_validation
     from ketasim.validation.targets import TargetError
 
@@ -171,6 +182,7 @@ def validate(
     folders = _add_compounds(compounds)
     try:
         check_seeds(seeds)
+        check_expect(expect)
         registry = load_registry()
         paths, targets = sources(replicas_dir, targets_file)
         chosen = plan(ids or None, paths, targets)
@@ -183,19 +195,20 @@ def validate(
             with Progress(TextColumn("{task.description}"), BarColumn(),
                           TextColumn("{task.completed}/{task.total} replicas"),
                           TimeElapsedColumn(), console=err, transient=True) as prog:
-                task = prog.add_task("validating", total=len(chosen) * (1 + seeds))
+                task = prog.add_task("validating",
+                                     total=len(chosen) * (1 + seeds + (expect > 0)))
                 result = run_validation(ids or None, workers,
                                         progress=lambda name: prog.advance(task),
                                         extra_replicas=replicas_dir, extra_targets=targets_file,
                                         seeds=seeds, registry=registry,
-                                        compounds=folders)
+                                        compounds=folders, expect=expect)
             table = result.table()
             if sensitivity:
                 table = _target_sensitivity(table, tmp, paths, targets, chosen, registry,
                                             workers, folders)
             table.to_csv(tmp / "validation.csv", index=False)
             man = manifest(result, {name: paths[name] for name in chosen}, registry, started,
-                           targets_file, ids, seeds)
+                           targets_file, ids, seeds, expect)
             write_json(man, tmp / "manifest.json")
             write_validation_report(tmp, result, table, man)
     except (ValidationSetupError, OutputError, TargetError) as e:
@@ -216,6 +229,12 @@ def validate(
         if rc["total"]:
             out.print(f"{role}: {rc['total']} targets, {rc['pass']} pass, {rc['fail']} fail, "
                       f"{rc['known_gap']} known gaps, {rc['error']} errors")
+    if expect:
+        odd = result.by_expectation()
+        out.print(f"expectation (group sizes x {expect}): passing by chance (outside the "
+                  f"tolerance in expectation): {', '.join(odd['by_chance']) or 'none'}; "
+                  "sampling misses (failing or known gaps, inside in expectation): "
+                  f"{', '.join(odd['sampling_miss']) or 'none'}")
     c = result.counts()
     out.print(f"{c['pass']} pass, {c['fail']} fail, {c['known_gap']} known gaps, "
               f"{c['error']} errors in {result.seconds:.1f} s; wrote {out_dir}/validation.csv, "

@@ -474,6 +474,65 @@ def test_seeds_count_passes_over_further_seeds(tmp_path):
         validate(only=["T-PK-06"], seeds=1.5, registry=load_registry())
 
 
+def test_expect_reports_each_target_at_scaled_group_sizes(tmp_path):
+    """validate --expect F: every replica once more at its own seed with each arm's group
+    size x F; each target's value there (expected), inside or outside its tolerance, and
+    a pass whose expectation lies outside is listed as one by chance; the verdict stays
+    the replica's own."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+    from ketasim.experiment.runner import simulate
+    from ketasim.validation.run import scaled_scenario
+
+    (tmp_path / "reps").mkdir()
+    rep = tmp_path / "reps" / "my_dose_response.yaml"
+    rep.write_text(NEW_REPLICA)
+    expr = ("mean('high', 'occupancy_interneuron', '1h') "
+            "/ mean('low', 'occupancy_interneuron', '1h')")
+    sc = load_scenario(rep)
+    big = scaled_scenario(rep, 20)
+    assert [a.n for a in big.arms] == [120, 120] and big.seed == sc.seed
+    v0 = evaluate(expr, simulate(sc, registry=load_registry()).readouts)
+    v20 = evaluate(expr, simulate(big, registry=load_registry()).readouts)
+    assert v0 != v20
+    # a threshold between the two: the replica passes, its expectation does not
+    cut = (v0 + v20) / 2.0
+    tol = f"> {cut!r}" if v0 > v20 else f"< {cut!r}"
+    (tmp_path / "targets.yaml").write_text(NEW_TARGETS.replace('tolerance: "> 1"',
+                                                               f'tolerance: "{tol}"'))
+    res = CliRunner().invoke(app, [
+        "validate", "--only", "my_dose_response", "--replicas", str(tmp_path / "reps"),
+        "--targets", str(tmp_path / "targets.yaml"), "--out", str(tmp_path / "v"),
+        "--workers", "1", "--expect", "20"])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"passing by chance.*T-LAB-1", " ".join(res.output.split()))
+    table = pd.read_csv(tmp_path / "v" / "validation.csv").set_index("target_id")
+    assert table.loc["T-LAB-1", "status"] == "pass"
+    assert table.loc["T-LAB-1", "expected"] == pytest.approx(v20, rel=1e-12)
+    assert table.loc["T-LAB-1", "expected_status"] == "outside"
+    assert table.loc["T-LAB-2", "expected_status"] in ("inside", "outside")
+    assert "<th>expected</th>" in (tmp_path / "v" / "report.html").read_text()
+    assert '"expect": 20' in (tmp_path / "v" / "manifest.json").read_text()
+    # without --expect the columns are there and empty
+    res = CliRunner().invoke(app, [
+        "validate", "--only", "my_dose_response", "--replicas", str(tmp_path / "reps"),
+        "--targets", str(tmp_path / "targets.yaml"), "--out", str(tmp_path / "u"),
+        "--workers", "1"])
+    table = pd.read_csv(tmp_path / "u" / "validation.csv")
+    assert table["expected"].isna().all() and table["expected_status"].isna().all()
+    # bad factors: one clear error, nothing written
+    res = CliRunner().invoke(app, ["validate", "--only", "T-PK-06", "--expect", "1",
+                                   "--out", str(tmp_path / "w")])
+    assert res.exit_code == 2 and "--expect" in res.output
+    assert not (tmp_path / "w").exists()
+    with pytest.raises(ValidationSetupError, match=r"--expect 20000: replica my_dose_response"):
+        scaled_scenario(rep, 20000)  # 120,000 mice an arm: past the scenario limit
+    for bad in (1, -2, 1001, 2.5, True):
+        with pytest.raises(ValidationSetupError, match="--expect"):
+            validate(only=["T-PK-06"], expect=bad, registry=load_registry())
+
+
 def test_synthesis_figure_has_the_human_lines():
     """F-W-20 (issue 14): plasma ketamine (the drug arm's own values), dissociation and
     MADRS against placebo join the mouse lines when their replicas ran."""

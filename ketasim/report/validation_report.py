@@ -50,6 +50,10 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
         cols.insert(cols.index("source"), "fitted")
     if "replication" in df and (df["replication"].astype(str) != "").any():
         cols.insert(cols.index("status") + 1, "replication")  # passes over further seeds
+    if "expected_status" in df and (df["expected_status"].astype(str) != "").any():
+        # validate --expect: the statistic at scaled group sizes, inside the tolerance?
+        cols[cols.index("simulated") + 1:cols.index("simulated") + 1] = [
+            "expected", "expected_status"]
     if "sensitive_to" in df:  # validate --sensitivity: the most influential parameters
         cols.insert(cols.index("source"), "sensitive_to")
     head = "".join(f"<th>{c}</th>" for c in cols)

@@ -11,6 +11,16 @@ target gets its replication count (``replication``: passes out of K, judged agai
 tolerance whether or not the target is a known gap). The verdict still comes from the
 replica's own seed.
 
+A replica's group sizes make its statistic a noisy draw of what the model predicts. With
+``expect=F`` every chosen replica is also run once at its own seed with every arm's
+group size multiplied by F, and each target gets that value (``expected``) and whether
+it lies inside the tolerance (``expected_status``): the model's expectation, which tells
+a sampling miss (a known gap whose expectation lies inside) from a pass by chance (a
+pass whose expectation lies outside). For a significance target (a p-value) the scaled
+value asks whether the model's effect is there (p < ...) or absent (p > ...) with F times
+the subjects, a stricter reading than the paper's group sizes allow. The verdict still
+comes from the replica.
+
 Targets are counted by role (``calibration``: parameters were fitted to the fact;
 ``validation``: out of sample), and each target's simulated effect size (its ``effect``
 expression) is reported beside the published one where the targets file gives them.
@@ -27,6 +37,7 @@ from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 import ketasim
 from ketasim.analysis.stats import compare
@@ -34,14 +45,15 @@ from ketasim.experiment.pool import worker_pool
 from ketasim.experiment.runner import simulate
 from ketasim.params import Registry
 from ketasim.provenance import collect
-from ketasim.scenario import load_scenario
+from ketasim.scenario import ScenarioError, load_scenario, load_scenario_text
 from ketasim.spines.assays import tracking_tables
 from ketasim.validation.statistic import StatisticError, evaluate
 from ketasim.validation.targets import ROLES, Target, load_targets, parse_targets, replica_paths
 
 CSV_COLUMNS = ["target_id", "facts", "source", "quantity", "published", "simulated",
                "tolerance", "pass", "status", "replica", "replication",
-               "role", "fitted", "published_effect", "simulated_effect"]
+               "role", "fitted", "published_effect", "simulated_effect", "expected",
+               "expected_status"]
 STATUSES = ("pass", "fail", "known_gap", "error")
 
 
@@ -73,6 +85,15 @@ class TargetResult:
     message: str = ""
     replication: tuple[int, int] | None = None  # (passes, extra seeds run)
     simulated_effect: float = float("nan")  # the target's effect expression, if any
+    expected: float | None = None  # the statistic at the scaled group sizes (expect)
+
+    @property
+    def expected_status(self) -> str:
+        """"inside" or "outside" the tolerance at the scaled group sizes; "" if not run
+        (or the statistic could not be computed there)."""
+        if self.expected is None or self.expected != self.expected:
+            return ""
+        return "inside" if self.target.tolerance.contains(self.expected) else "outside"
 
     @property
     def passed(self) -> bool:
@@ -84,6 +105,17 @@ class ValidationResult:
     results: list[TargetResult]
     replicas: dict[str, ReplicaRun] = field(default_factory=dict)
     seconds: float = 0.0
+    expect: int = 0  # the group-size factor of the expectation runs (0: none)
+
+    def by_expectation(self) -> dict[str, list[str]]:
+        """Targets whose verdict at the replica's seed and expectation disagree:
+        ``by_chance`` (pass, expectation outside the tolerance) and ``sampling_miss``
+        (fail or known gap, expectation inside it)."""
+        return {"by_chance": [r.target.target_id for r in self.results
+                              if r.status == "pass" and r.expected_status == "outside"],
+                "sampling_miss": [r.target.target_id for r in self.results
+                                  if r.status in ("fail", "known_gap")
+                                  and r.expected_status == "inside"]}
 
     def counts(self, role: str | None = None) -> dict[str, int]:
         """Targets by status; of one role (calibration or validation) if given."""
@@ -117,7 +149,9 @@ class ValidationResult:
             "role": r.target.role, "fitted": ";".join(r.target.fitted),
             "published_effect": (float("nan") if r.target.published_effect is None
                                  else r.target.published_effect),
-            "simulated_effect": r.simulated_effect}
+            "simulated_effect": r.simulated_effect,
+            "expected": float("nan") if r.expected is None else r.expected,
+            "expected_status": r.expected_status}
             for r in self.results]
         return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
@@ -185,6 +219,54 @@ def replicate(path: str, offset: int, statistics: dict[str, str],
     return Path(path).stem, values
 
 
+#: Largest group-size factor of ``expect`` (the runs grow linearly with it)
+MAX_EXPECT = 1000
+
+
+def check_expect(expect) -> None:
+    if isinstance(expect, bool) or not isinstance(expect, int) or not (
+            expect == 0 or 2 <= expect <= MAX_EXPECT):
+        raise ValidationSetupError(f"--expect: expected 0 (off) or a group-size factor "
+                                   f"from 2 to {MAX_EXPECT}, got {expect!r}")
+
+
+def scaled_scenario(path: str | Path, factor: int):
+    """The replica at ``path`` with every arm's group size multiplied by ``factor`` (same
+    seed, protocol, assays and comparisons); a size past the scenario limit is one
+    error naming the arm."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for arm in data.get("arms") or []:
+        arm["n"] = int(arm["n"]) * factor
+    try:
+        return load_scenario_text(yaml.safe_dump(data, sort_keys=False),
+                                  f"{path.name} (group sizes x {factor})")
+    except ScenarioError as e:
+        raise ValidationSetupError(f"--expect {factor}: replica {path.stem} cannot be "
+                                   f"scaled: {e}") from e
+
+
+@dataclass
+class Expectation:
+    """A replica's target statistics at scaled group sizes (one worker's result)."""
+    name: str
+    values: dict[str, float]
+
+
+def expectation(path: str, factor: int, statistics: dict[str, str],
+                registry: Registry) -> Expectation:
+    """The replica with its group sizes x ``factor``, at its own seed: each target's
+    statistic (NaN where it cannot be computed)."""
+    res = simulate(scaled_scenario(path, factor), registry=registry)
+    values = {}
+    for tid, expr in statistics.items():
+        try:
+            values[tid] = evaluate(expr, res.readouts, res.tracking)
+        except StatisticError:
+            values[tid] = float("nan")
+    return Expectation(Path(path).stem, values)
+
+
 def judge(target: Target, replica: ReplicaRun) -> TargetResult:
     try:
         v = evaluate(target.statistic, replica.readouts, replica.tracking)
@@ -236,14 +318,17 @@ def validate(only: list[str] | None = None, workers: int | None = None,
              progress: Callable[[str], None] | None = None,
              extra_replicas: Path | None = None,
              extra_targets: Path | None = None, seeds: int = 0, *,
-             registry: Registry, compounds: list[Path] | tuple = ()) -> ValidationResult:
+             registry: Registry, compounds: list[Path] | tuple = (),
+             expect: int = 0) -> ValidationResult:
     """Run the chosen replicas (all by default) and judge their targets; with ``seeds``
-    > 0 also count each target's passes over that many further seeds (see the module
-    docstring). ``progress`` is called once per replica run, ``(1 + seeds) x replicas``
-    times in all. ``registry``: the model parameters every replica runs with;
+    > 0 also count each target's passes over that many further seeds, with ``expect`` > 0
+    also compute each target at the group sizes x ``expect`` (see the module docstring).
+    ``progress`` is called once per replica run, ``(1 + seeds + (expect > 0)) x
+    replicas`` times in all. ``registry``: the model parameters every replica runs with;
     ``compounds``: folders of compound files the replicas may use (already registered in
     this process, loaded again by each worker)."""
     check_seeds(seeds)
+    check_expect(expect)
     ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
     t0 = time.perf_counter()
     paths, targets = sources(extra_replicas, extra_targets)
@@ -252,13 +337,23 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     jobs += [(replicate, (str(paths[name]), k, {tid: targets[tid].statistic
                                                  for tid in chosen[name]}, registry))
              for k in range(1, seeds + 1) for name in chosen]
+    if expect:
+        for name in chosen:  # refuse a factor past the scenario limit before any run
+            scaled_scenario(paths[name], expect)
+        jobs += [(expectation, (str(paths[name]), expect,
+                                {tid: targets[tid].statistic for tid in chosen[name]},
+                                registry)) for name in chosen]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     runs: dict[str, ReplicaRun] = {}
     again: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
+    expected: dict[str, dict[str, float]] = {}
 
     def collect(out) -> None:
         if isinstance(out, ReplicaRun):
             runs[out.name] = out
+            name = out.name
+        elif isinstance(out, Expectation):
+            expected[out.name] = out.values
             name = out.name
         else:
             name, values = out
@@ -280,14 +375,17 @@ def validate(only: list[str] | None = None, workers: int | None = None,
             tol = r.target.tolerance
             r.replication = (sum(bool(tol.contains(v[r.target.target_id]))
                                  for v in again[r.replica]), seeds)
+    for r in results:
+        if r.replica in expected:
+            r.expected = expected[r.replica][r.target.target_id]
     results.sort(key=lambda r: list(targets).index(r.target.target_id))
     ordered = {name: runs[name] for name in sorted(runs)}
-    return ValidationResult(results, ordered, time.perf_counter() - t0)
+    return ValidationResult(results, ordered, time.perf_counter() - t0, expect)
 
 
 def manifest(result: ValidationResult, replicas: dict[str, Path], registry: Registry,
              started: str | None = None, extra_targets: Path | None = None,
-             only: list[str] | None = None, seeds: int = 0) -> dict:
+             only: list[str] | None = None, seeds: int = 0, expect: int = 0) -> dict:
     """The ``manifest.json`` of ``ketasim validate``: the provenance entries of
     :func:`ketasim.provenance.collect` (each replica file's name, text and hash, the
     target files' hashes, versions, commit, times) and what was run."""
@@ -296,4 +394,5 @@ def manifest(result: ValidationResult, replicas: dict[str, Path], registry: Regi
     return collect(registry=registry, started=started, replicas=replicas,
                    inputs=inputs) | {
         "command": "validate", "only": list(only or []), "seeds": seeds,
+        "expect": expect,
         "counts": result.counts(), "timings_s": {"total": result.seconds}}
