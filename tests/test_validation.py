@@ -395,10 +395,12 @@ def test_validation_csv_columns_follow_the_contract(tmp_path):
     assert res.exit_code == 0, res.output
     table = pd.read_csv(tmp_path / "v" / "validation.csv", keep_default_na=False)
     cols = list(table.columns)
-    # the existing columns keep their order; role, fitted and the effect sizes follow
+    # the existing columns keep their order; role, fitted, the effect sizes and the
+    # expectation (validate --expect) follow
     assert cols == ["target_id", "facts", "source", "quantity", "published", "simulated",
                     "tolerance", "pass", "status", "replica", "replication",
-                    "role", "fitted", "published_effect", "simulated_effect"]
+                    "role", "fitted", "published_effect", "simulated_effect", "expected",
+                    "expected_status"]
     row = table.iloc[0]
     assert row["role"] == "calibration" and row["fitted"] == "pk.rat.hnk.cl;pk.rat.hnk.v"
     assert (tmp_path / "v" / "figures" / "pk_rat_hnk_plasma_pk.png").exists()
