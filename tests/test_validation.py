@@ -320,6 +320,19 @@ NEW_TARGETS = """
 """
 
 
+#: The statistic of T-LAB-1 (NEW_TARGETS)
+LAB_RATIO = ("mean('high', 'occupancy_interneuron', '1h') "
+             "/ mean('low', 'occupancy_interneuron', '1h')")
+
+
+def _lab_replica(tmp_path) -> Path:
+    """NEW_REPLICA written to ``tmp_path/reps`` (as a lab adds its own)."""
+    (tmp_path / "reps").mkdir()
+    rep = tmp_path / "reps" / "my_dose_response.yaml"
+    rep.write_text(NEW_REPLICA)
+    return rep
+
+
 def test_a_replica_added_as_yaml_shows_up_without_code_change(tmp_path):
     """A new replica = one YAML file + its target rows; validate and its report pick it
     up (through the CLI, as a lab would add its own)."""
@@ -446,12 +459,9 @@ def test_seeds_count_passes_over_further_seeds(tmp_path):
     from ketasim.cli import app
     from ketasim.experiment.runner import simulate
 
-    (tmp_path / "reps").mkdir()
-    rep = tmp_path / "reps" / "my_dose_response.yaml"
-    rep.write_text(NEW_REPLICA)
+    rep = _lab_replica(tmp_path)
     # a threshold inside the seed-to-seed spread of the statistic: some seeds pass
-    expr = ("mean('high', 'occupancy_interneuron', '1h') "
-            "/ mean('low', 'occupancy_interneuron', '1h')")
+    expr = LAB_RATIO
     sc = load_scenario(rep)
     vals = [evaluate(expr, simulate(sc, seed=sc.seed + k, registry=load_registry()).readouts) for k in range(4)]
     cut = float(np.median(vals[1:]))
@@ -487,11 +497,8 @@ def test_expect_reports_each_target_at_scaled_group_sizes(tmp_path):
     from ketasim.experiment.runner import simulate
     from ketasim.validation.run import scaled_scenario
 
-    (tmp_path / "reps").mkdir()
-    rep = tmp_path / "reps" / "my_dose_response.yaml"
-    rep.write_text(NEW_REPLICA)
-    expr = ("mean('high', 'occupancy_interneuron', '1h') "
-            "/ mean('low', 'occupancy_interneuron', '1h')")
+    rep = _lab_replica(tmp_path)
+    expr = LAB_RATIO
     sc = load_scenario(rep)
     big = scaled_scenario(rep, 20)
     assert [a.n for a in big.arms] == [120, 120] and big.seed == sc.seed

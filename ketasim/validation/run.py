@@ -209,14 +209,19 @@ def replicate(path: str, offset: int, statistics: dict[str, str],
     """The replica at seed ``seed + offset``: each target's statistic (NaN where it cannot
     be computed). Only the numbers travel back from the worker."""
     sc = load_scenario(path)
-    res = simulate(sc, seed=sc.seed + offset, registry=registry)
+    return Path(path).stem, _statistics(simulate(sc, seed=sc.seed + offset,
+                                                 registry=registry), statistics)
+
+
+def _statistics(res, statistics: dict[str, str]) -> dict[str, float]:
+    """Each target's statistic on a run's readouts (NaN where it cannot be computed)."""
     values = {}
     for tid, expr in statistics.items():
         try:
             values[tid] = evaluate(expr, res.readouts, res.tracking)
         except StatisticError:
             values[tid] = float("nan")
-    return Path(path).stem, values
+    return values
 
 
 #: Largest group-size factor of ``expect`` (the runs grow linearly with it)
@@ -258,13 +263,7 @@ def expectation(path: str, factor: int, statistics: dict[str, str],
     """The replica with its group sizes x ``factor``, at its own seed: each target's
     statistic (NaN where it cannot be computed)."""
     res = simulate(scaled_scenario(path, factor), registry=registry)
-    values = {}
-    for tid, expr in statistics.items():
-        try:
-            values[tid] = evaluate(expr, res.readouts, res.tracking)
-        except StatisticError:
-            values[tid] = float("nan")
-    return Expectation(Path(path).stem, values)
+    return Expectation(Path(path).stem, _statistics(res, statistics))
 
 
 def judge(target: Target, replica: ReplicaRun) -> TargetResult:
