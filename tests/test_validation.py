@@ -413,7 +413,7 @@ def test_validation_csv_columns_follow_the_contract(tmp_path):
     assert cols == ["target_id", "facts", "source", "quantity", "published", "simulated",
                     "tolerance", "pass", "status", "replica", "replication",
                     "role", "fitted", "published_effect", "simulated_effect", "expected",
-                    "expected_status"]
+                    "expected_status", "expected_effect"]
     row = table.iloc[0]
     assert row["role"] == "calibration" and row["fitted"] == "pk.rat.hnk.cl;pk.rat.hnk.v"
     assert (tmp_path / "v" / "figures" / "pk_rat_hnk_plasma_pk.png").exists()
@@ -520,8 +520,12 @@ def test_expect_reports_each_target_at_scaled_group_sizes(tmp_path):
     assert table.loc["T-LAB-1", "status"] == "pass"
     assert table.loc["T-LAB-1", "expected"] == pytest.approx(v20, rel=1e-12)
     assert table.loc["T-LAB-1", "expected_status"] == "outside"
+    # its effect expression is the same ratio; T-LAB-2 has none
+    assert table.loc["T-LAB-1", "expected_effect"] == pytest.approx(v20, rel=1e-12)
+    assert math.isnan(table.loc["T-LAB-2", "expected_effect"])
     assert table.loc["T-LAB-2", "expected_status"] in ("inside", "outside")
-    assert "<th>expected</th>" in (tmp_path / "v" / "report.html").read_text()
+    page = (tmp_path / "v" / "report.html").read_text()
+    assert "<th>expected</th>" in page and "<th>expected_effect</th>" in page
     assert '"expect": 20' in (tmp_path / "v" / "manifest.json").read_text()
     # without --expect the columns are there and empty
     res = CliRunner().invoke(app, [

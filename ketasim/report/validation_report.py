@@ -54,6 +54,8 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
         # validate --expect: the statistic at scaled group sizes, inside the tolerance?
         cols[cols.index("simulated") + 1:cols.index("simulated") + 1] = [
             "expected", "expected_status"]
+        if "expected_effect" in df:
+            cols.insert(cols.index("simulated_effect") + 1, "expected_effect")
     if "sensitive_to" in df:  # validate --sensitivity: the most influential parameters
         cols.insert(cols.index("source"), "sensitive_to")
     head = "".join(f"<th>{c}</th>" for c in cols)

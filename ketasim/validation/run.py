@@ -13,8 +13,9 @@ replica's own seed.
 
 A replica's group sizes make its statistic a noisy draw of what the model predicts. With
 ``expect=F`` every chosen replica is also run once at its own seed with every arm's
-group size multiplied by F, and each target gets that value (``expected``) and whether
-it lies inside the tolerance (``expected_status``): the model's expectation, which tells
+group size multiplied by F, and each target gets that value (``expected``), whether
+it lies inside the tolerance (``expected_status``) and its effect size there
+(``expected_effect``, beside the published one): the model's expectation, which tells
 a sampling miss (a known gap whose expectation lies inside) from a pass by chance (a
 pass whose expectation lies outside). For a significance target (a p-value) the scaled
 value asks whether the model's effect is there (p < ...) or absent (p > ...) with F times
@@ -53,7 +54,7 @@ from ketasim.validation.targets import ROLES, Target, load_targets, parse_target
 CSV_COLUMNS = ["target_id", "facts", "source", "quantity", "published", "simulated",
                "tolerance", "pass", "status", "replica", "replication",
                "role", "fitted", "published_effect", "simulated_effect", "expected",
-               "expected_status"]
+               "expected_status", "expected_effect"]
 STATUSES = ("pass", "fail", "known_gap", "error")
 
 
@@ -86,6 +87,7 @@ class TargetResult:
     replication: tuple[int, int] | None = None  # (passes, extra seeds run)
     simulated_effect: float = float("nan")  # the target's effect expression, if any
     expected: float | None = None  # the statistic at the scaled group sizes (expect)
+    expected_effect: float | None = None  # the effect expression there, if any
 
     @property
     def expected_status(self) -> str:
@@ -151,7 +153,9 @@ class ValidationResult:
                                  else r.target.published_effect),
             "simulated_effect": r.simulated_effect,
             "expected": float("nan") if r.expected is None else r.expected,
-            "expected_status": r.expected_status}
+            "expected_status": r.expected_status,
+            "expected_effect": (float("nan") if r.expected_effect is None
+                                else r.expected_effect)}
             for r in self.results]
         return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
@@ -253,17 +257,21 @@ def scaled_scenario(path: str | Path, factor: int):
 
 @dataclass
 class Expectation:
-    """A replica's target statistics at scaled group sizes (one worker's result)."""
+    """A replica's target statistics and effect sizes at scaled group sizes (one
+    worker's result)."""
     name: str
     values: dict[str, float]
+    effects: dict[str, float]
 
 
 def expectation(path: str, factor: int, statistics: dict[str, str],
-                registry: Registry) -> Expectation:
+                effects: dict[str, str], registry: Registry) -> Expectation:
     """The replica with its group sizes x ``factor``, at its own seed: each target's
-    statistic (NaN where it cannot be computed)."""
+    statistic and (where the target has one) effect expression, NaN where it cannot be
+    computed."""
     res = simulate(scaled_scenario(path, factor), registry=registry)
-    return Expectation(Path(path).stem, _statistics(res, statistics))
+    return Expectation(Path(path).stem, _statistics(res, statistics),
+                       _statistics(res, effects))
 
 
 def judge(target: Target, replica: ReplicaRun) -> TargetResult:
@@ -341,11 +349,13 @@ def validate(only: list[str] | None = None, workers: int | None = None,
             scaled_scenario(paths[name], expect)
         jobs += [(expectation, (str(paths[name]), expect,
                                 {tid: targets[tid].statistic for tid in chosen[name]},
-                                registry)) for name in chosen]
+                                {tid: targets[tid].effect for tid in chosen[name]
+                                 if targets[tid].effect}, registry)) for name in chosen]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     runs: dict[str, ReplicaRun] = {}
     again: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
     expected: dict[str, dict[str, float]] = {}
+    expected_effects: dict[str, dict[str, float]] = {}
 
     def collect(out) -> None:
         if isinstance(out, ReplicaRun):
@@ -353,6 +363,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
             name = out.name
         elif isinstance(out, Expectation):
             expected[out.name] = out.values
+            expected_effects[out.name] = out.effects
             name = out.name
         else:
             name, values = out
@@ -377,6 +388,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     for r in results:
         if r.replica in expected:
             r.expected = expected[r.replica][r.target.target_id]
+            r.expected_effect = expected_effects[r.replica].get(r.target.target_id)
     results.sort(key=lambda r: list(targets).index(r.target.target_id))
     ordered = {name: runs[name] for name in sorted(runs)}
     return ValidationResult(results, ordered, time.perf_counter() - t0, expect)
