@@ -208,7 +208,7 @@ def validate(
                                             workers, folders)
             table.to_csv(tmp / "validation.csv", index=False)
             man = manifest(result, {name: paths[name] for name in chosen}, registry, started,
-                           targets_file, ids, seeds, expect)
+                           targets_file, ids, seeds)
             write_json(man, tmp / "manifest.json")
             write_validation_report(tmp, result, table, man)
     except (ValidationSetupError, OutputError, TargetError) as e:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ketasim.core.pcg64 import keyed_normals, seeded_states
 from ketasim.core.regions import DEFAULT_REGION, KNOWN_REGIONS
-from ketasim.core.streams import PURPOSE_MEASUREMENT, arm_key, assay_rng, name_key
+from ketasim.core.streams import PURPOSE_MEASUREMENT, assay_rng, name_key, subject_keys
 
 LAYERS = ("spines", "circuit")  # later layers an assay may read (signalling: ``outputs``)
 
@@ -125,13 +125,8 @@ class AssayContext:
     def stream_keys(self, parts: list[str]) -> np.ndarray:
         """(subjects, len(parts), 4) int64: the spawn keys of each subject's stream for
         each named part (those of ``self.rng(i, part)``)."""
-        ids = np.asarray(self.stream_ids, dtype=np.int64)
-        keys = np.empty((ids.size, len(parts), 4), dtype=np.int64)
-        keys[:, :, 0] = arm_key(self.stream_arm)
-        keys[:, :, 1] = ids[:, None]
-        keys[:, :, 2] = PURPOSE_MEASUREMENT
-        keys[:, :, 3] = np.array([name_key(self.key(p)) for p in parts], dtype=np.int64)
-        return keys
+        return np.stack([subject_keys(self.stream_arm, self.stream_ids, PURPOSE_MEASUREMENT,
+                                      name_key(self.key(p))) for p in parts], axis=1)
 
     def normals(self, parts: list[str], n: int) -> np.ndarray:
         """(subjects, len(parts), n): the first ``n`` standard normals of each subject's

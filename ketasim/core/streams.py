@@ -47,6 +47,20 @@ def subject_seed(seed: int, arm: str, subject: int, purpose: int,
     return KeyedSeedSequence(seed, (arm_key(arm), subject, purpose, *keys))
 
 
+def subject_keys(arm: str, subjects, purpose: int, *keys: int) -> np.ndarray:
+    """(len(subjects), 3 + len(keys)) int64: each subject's spawn key as
+    :func:`subject_seed` builds it, one row per subject, for the chunk-wide compiled
+    draws (:func:`ketasim.core.pcg64.keyed_normals`, ``seeded_states``)."""
+    subjects = np.asarray(subjects, dtype=np.int64).reshape(-1)
+    out = np.empty((subjects.size, 3 + len(keys)), dtype=np.int64)
+    out[:, 0] = arm_key(arm)
+    out[:, 1] = subjects
+    out[:, 2] = purpose
+    for j, k in enumerate(keys):
+        out[:, 3 + j] = k
+    return out
+
+
 def subject_rng(seed: int, arm_name: str, subject: int, purpose: int,
                 *keys: int) -> np.random.Generator:
     """The generator of one subject for one purpose (and sub-keys): the same numbers as

@@ -11,7 +11,7 @@ import numpy as np
 
 from ketasim.core.cohort import Cohort
 from ketasim.core.pcg64 import keyed_normals
-from ketasim.core.streams import PURPOSE_PARAMETERS, arm_key
+from ketasim.core.streams import PURPOSE_PARAMETERS, subject_keys
 from ketasim.params import Registry, RegistryError
 from ketasim.params.registry import correlation_matrix
 from ketasim.signaling.protocol import per_subject_parameter
@@ -52,11 +52,8 @@ def sample_cohort(registry: Registry, species: str, arm: str, n: int, seed: int,
     if variability and varying.size:
         # one small draw per subject, its own stream (subject_rng's numbers: keyed by the
         # seed, the arm, the subject and the purpose), for all subjects at once
-        keys = np.empty((n, 3), dtype=np.int64)
-        keys[:, 0] = arm_key(arm)
-        keys[:, 1] = subjects
-        keys[:, 2] = PURPOSE_PARAMETERS
-        z = keyed_normals(seed, keys, varying.size)
+        z = keyed_normals(seed, subject_keys(arm, subjects, PURPOSE_PARAMETERS),
+                          varying.size)
         corr = correlation_matrix(params)
         if corr is not None:
             cols = [int(np.flatnonzero(varying == names.index(nm))[0]) for nm in corr[0]]

@@ -29,6 +29,7 @@ expression) is reported beside the published one where the targets file gives th
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -93,7 +94,7 @@ class TargetResult:
     def expected_status(self) -> str:
         """"inside" or "outside" the tolerance at the scaled group sizes; "" if not run
         (or the statistic could not be computed there)."""
-        if self.expected is None or self.expected != self.expected:
+        if self.expected is None or math.isnan(self.expected):
             return ""
         return "inside" if self.target.tolerance.contains(self.expected) else "outside"
 
@@ -396,7 +397,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
 
 def manifest(result: ValidationResult, replicas: dict[str, Path], registry: Registry,
              started: str | None = None, extra_targets: Path | None = None,
-             only: list[str] | None = None, seeds: int = 0, expect: int = 0) -> dict:
+             only: list[str] | None = None, seeds: int = 0) -> dict:
     """The ``manifest.json`` of ``ketasim validate``: the provenance entries of
     :func:`ketasim.provenance.collect` (each replica file's name, text and hash, the
     target files' hashes, versions, commit, times) and what was run."""
@@ -405,5 +406,5 @@ def manifest(result: ValidationResult, replicas: dict[str, Path], registry: Regi
     return collect(registry=registry, started=started, replicas=replicas,
                    inputs=inputs) | {
         "command": "validate", "only": list(only or []), "seeds": seeds,
-        "expect": expect,
+        "expect": result.expect,
         "counts": result.counts(), "timings_s": {"total": result.seconds}}
