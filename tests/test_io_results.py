@@ -235,6 +235,32 @@ def test_equal_tables_give_equal_bytes(tmp_path, rng):
     assert a != (tmp_path / "d.parquet").read_bytes()
 
 
+def test_readouts_written_a_row_group_at_a_time_are_one_write_tables_bytes(
+        tmp_path, rng, monkeypatch):
+    """The readouts go to Parquet one row group at a time (no whole second copy in
+    Arrow); the file is byte for byte the one write_table makes of the whole table, with
+    the row groups where they were, columns reordered to the contract."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ketasim.io import results
+
+    df = pd.concat([readouts_table(rng)] * 7, ignore_index=True)
+    df["region"] = "mPFC"
+    df = df[["region"] + READOUT_COLUMNS[::-1]]  # any column order in the frame
+    monkeypatch.setattr(results, "ROW_GROUP_ROWS", 10)
+    write_readouts(df, tmp_path / "groups.parquet")
+    file = pq.ParquetFile(tmp_path / "groups.parquet")
+    assert file.metadata.num_row_groups == -(-len(df) // 10) > 2
+    table = pa.Table.from_pandas(df[READOUT_COLUMNS + ["region"]], preserve_index=False)
+    pq.write_table(table.replace_schema_metadata(None).cast(file.schema_arrow),
+                   tmp_path / "whole.parquet", compression="zstd", row_group_size=10)
+    assert (tmp_path / "groups.parquet").read_bytes() == (
+        tmp_path / "whole.parquet").read_bytes()
+    pd.testing.assert_frame_equal(read_readouts(tmp_path / "groups.parquet"),
+                                  df[READOUT_COLUMNS + ["region"]], check_dtype=False)
+
+
 def test_optional_contract_columns_survive_the_round_trip(tmp_path, rng):
     df = readouts_table(rng)
     df["region"] = "mPFC"

@@ -42,6 +42,23 @@ def test_trial_readouts_do_not_depend_on_chunk_size(bench):
     assert np.array_equal(a.value.to_numpy().view(np.int64), b.value.to_numpy().view(np.int64))
     tot = a[a.readout == "madrs_total"].value
     assert tot.between(0, 60).all() and tot.nunique() > 5  # rated scores, not a constant
+    # a readout's name and unit are one string object over all its rows (a new string
+    # per row was most of a large trial's memory)
+    for col in ("arm", "assay", "readout", "unit"):
+        assert a[col].dtype == object
+        assert len({id(v) for v in a[col]}) == a[col].nunique()
+        assert all(type(v) is str for v in a[col])
+
+
+def test_shared_strings():
+    from ketasim.experiment.runner import shared_strings
+
+    values = np.array(["a", "bb", "a", "c", "bb"])  # numpy strings, not str
+    out = shared_strings(values)
+    assert out.dtype == object and list(out) == ["a", "bb", "a", "c", "bb"]
+    assert all(type(v) is str for v in out)
+    assert out[0] is out[2] and out[1] is out[4]
+    assert shared_strings(np.array([], dtype=object)).shape == (0,)
 
 def test_bench_trial_smoke(tmp_path):
     """The benchmark with tiny arguments, in its own process: progress lines, the
