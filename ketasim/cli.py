@@ -13,7 +13,13 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -120,10 +126,17 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         started = utc_now()
         t0 = time.perf_counter()
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                      console=err, transient=True) as prog:
+                      TimeRemainingColumn(), console=err, transient=True) as prog:
             task = prog.add_task(f"simulating {sc.name}", total=len(sc.arms))
-            result = simulate(sc, seed=seed, registry=registry,
-                              progress=lambda arm: prog.advance(task))
+            arms_done = [0]
+
+            def arm_done(arm: str) -> None:
+                arms_done[0] += 1
+                prog.update(task, completed=arms_done[0])
+
+            result = simulate(sc, seed=seed, registry=registry, progress=arm_done,
+                              arm_progress=lambda arm, fraction: prog.update(
+                                  task, completed=arms_done[0] + fraction))
         write_run(result, out_dir, registry, overwrite=force,
                   wall_s=time.perf_counter() - t0, started=started, inputs=[source],
                   scenario_text=text, nwb=nwb)

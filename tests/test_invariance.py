@@ -229,3 +229,36 @@ def test_a_spine_session_before_the_burn_in_is_one_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
     assert res.exit_code == 2 and "burn_in_d" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_arm_progress_reports_each_chunk():
+    """``arm_progress(arm, fraction)`` after every chunk of every region: rising to 1 for
+    each arm, in steps of the chunk over the arm's subjects times regions; ``progress``
+    once per arm, after its chunks. The readouts do not depend on it."""
+    sc = load_scenario_text("""
+name: progress
+species: mouse
+seed: 3
+arms:
+  - name: saline
+    n: 5
+    protocol:
+      - {at: 0h, drug: saline, route: ip}
+    assays:
+      - {assay: signaling_state, at: [1h]}
+      - {assay: signaling_state, at: [1h], region: striatum}
+  - name: ketamine
+    n: 3
+    protocol:
+      - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}
+    assays:
+      - {assay: signaling_state, at: [1h]}
+""")
+    calls = []
+    r = simulate(sc, registry=REG, chunk_subjects=2, progress=lambda a: calls.append(a),
+                 arm_progress=lambda a, f: calls.append((a, f)))
+    assert calls == [("saline", 0.2), ("saline", 0.4), ("saline", 0.5),
+                     ("saline", 0.7), ("saline", 0.9), ("saline", 1.0), "saline",
+                     ("ketamine", 2 / 3), ("ketamine", 1.0), "ketamine"]
+    pd.testing.assert_frame_equal(r.readouts, simulate(sc, registry=REG).readouts,
+                                  check_exact=True)

@@ -9,6 +9,7 @@ assay, a branch or an arm leaves the other assays' numbers unchanged.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,7 +171,8 @@ def _require(registry) -> None:
 
 def simulate(scenario, seed: int | None = None, *, registry: Registry,
              progress: Callable[[str], None] | None = None, rtol: float = DEFAULT_RTOL,
-             atol: float = DEFAULT_ATOL, chunk_subjects: int | None = None) -> RunResult:
+             atol: float = DEFAULT_ATOL, chunk_subjects: int | None = None,
+             arm_progress: Callable[[str, float], None] | None = None) -> RunResult:
     """Simulate every arm of ``scenario`` with the parameters of ``registry`` and measure
     its assays.
 
@@ -178,6 +180,9 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     and the registry (not on the number of cores or on ``chunk_subjects``, the largest
     number of subjects processed at once; default: ``CHUNK_SUBJECTS``, fewer if their
     spine recording and signalling outputs would exceed ``CHUNK_BYTES``).
+
+    ``progress(arm)`` is called when an arm is done, ``arm_progress(arm, fraction)``
+    after each chunk of its subjects (the fraction of the arm's work done, 0 to 1).
     """
     _require(registry)
     seed = scenario.seed if seed is None else int(seed)
@@ -215,7 +220,8 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
         covs = _covariates(drawn.get(arm.name), scenario.species, registry)
         arm_frames, arm_kept, arm_steps = _run_regions(
             scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-            covs, stream.get(arm.name))
+            covs, stream.get(arm.name),
+            None if arm_progress is None else functools.partial(arm_progress, arm.name))
         frames.extend(arm_frames)
         for name, k in arm_kept.items():
             if k:
@@ -226,6 +232,8 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
             progress(arm.name)
     readouts = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame({c: [] for c in READOUT_COLUMNS}))
+    if "region" in readouts:  # arms that measure the default region only do not name it
+        readouts["region"] = readouts["region"].fillna(DEFAULT_REGION)
     patients = None
     if drawn:  # virtual patients: screen failures leave the readouts
         tables = []
@@ -302,23 +310,28 @@ def _covariates(patients: pd.DataFrame | None, species: str, registry: Registry
 
 
 def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-                 covs=None, pool_ids=None):
+                 covs=None, pool_ids=None, done=None):
     """One arm, region by region: the same engines with each region's parameter set
     (:func:`ketasim.params.regions.region_registry`) and the same subjects (their PK
     draws are shared: a region overrides no PK parameter). Frames in the assays' order;
     the kept results of a region other than the default under ``assay@region``.
     ``pool_ids``: in a stratified trial, each subject's place in the shared pool, which
-    keys its random streams (under :data:`POOL`) instead of the arm and its index."""
+    keys its random streams (under :data:`POOL`) instead of the arm and its index.
+    ``done(fraction)``, if given, after each chunk: the fraction of the arm's subjects
+    times regions done."""
     frames: list[pd.DataFrame | None] = [None] * len(plans)
     kept: dict = {}
     steps = 0.0
-    for region in dict.fromkeys(p.region for p in plans):
+    regions = list(dict.fromkeys(p.region for p in plans))
+    for r, region in enumerate(regions):
         idx = [j for j, p in enumerate(plans) if p.region == region]
         reg = region_registry(registry, region)
+        chunk_done = None if done is None else (
+            lambda n_done, r=r: done((r + n_done / max(arm.n, 1)) / len(regions)))
         f, k, s = _run_arm(species, arm, i, [plans[j] for j in idx], seed, reg, rtol, atol,
-                           chunk_subjects, covs, region, pool_ids)
-        for j, fr in zip(idx, f, strict=True):
-            frames[j] = fr.assign(region=region)
+                           chunk_subjects, covs, region, pool_ids, chunk_done)
+        for j, fr in zip(idx, f, strict=True):  # named where a region is not the default
+            frames[j] = fr if regions == [DEFAULT_REGION] else fr.assign(region=region)
         for name, v in k.items():
             kept[name if region == DEFAULT_REGION else f"{name}@{region}"] = v
         steps += s
@@ -326,7 +339,7 @@ def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subje
 
 
 def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-             covs=None, region=DEFAULT_REGION, pool_ids=None):
+             covs=None, region=DEFAULT_REGION, pool_ids=None, chunk_done=None):
     key = arm.name if pool_ids is None else POOL  # the streams' namespace
     times: set[float] = set()
     outputs: set[str] = set()
@@ -371,6 +384,8 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
                 "time_h": rows.time_h.astype(float), "value": rows.value.astype(float),
                 "unit": shared_strings(rows.unit)}))
         del recording, stage, sim
+        if chunk_done is not None:
+            chunk_done(int(subjects[-1]) + 1)
     kept = {name: _merge(next(p.assay for p in plans if p.assay.name == name), ks)
             for name, ks in parts.items()}
     # rows ordered assay, subject, readout, time whatever the chunk size
