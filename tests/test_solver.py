@@ -115,6 +115,27 @@ def test_result_of_a_subject_does_not_depend_on_the_batch():
         assert np.array_equal(simulate_signaling(one, ev1, t).values[0], full[k])
 
 
+def test_result_does_not_depend_on_how_subjects_are_shared_among_threads(monkeypatch):
+    """The parallel loop hands subjects to threads a few at a time; one at a time, all in
+    one share, and on one thread give the same numbers and steps."""
+    import numba
+
+    from ketasim.signaling import simulate as sim
+
+    cohort, ev = _arm("{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}", n=9)
+    t = np.linspace(0, 48, 97)
+    ref = simulate_signaling(cohort, ev, t)
+    before = numba.get_num_threads()
+    try:
+        for per_task, threads in ((1, before), (0, before), (4, 1)):
+            monkeypatch.setattr(sim, "SUBJECTS_PER_TASK", per_task)
+            numba.set_num_threads(threads)
+            r = simulate_signaling(cohort, ev, t)
+            assert np.array_equal(r.values, ref.values) and np.array_equal(r.steps, ref.steps)
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_outputs_at_event_times_are_after_the_event():
     """An iv bolus at 0 h: the plasma output at exactly 0 h already contains the dose."""
     cohort, ev = _arm("{at: 0h, drug: ketamine, dose: 1 mg/kg, route: iv}", n=1,
