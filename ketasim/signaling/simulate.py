@@ -99,9 +99,10 @@ def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
     # subjects go to the threads a few at a time as each is free (dynamic scheduling),
-    # not in one equal share each: a thread slowed by other load on the machine no longer
-    # holds up the chunk (500 dosed patients on 2 threads, one core partly busy: 0.995
-    # -> 0.866 ms a patient); each subject's numbers are its own either way
+    # not in one equal share each, so a thread slowed by other work on its core does not
+    # hold up the chunk; each subject's numbers are its own either way. Measured on 500
+    # dosed patients, 2 threads: no change on an idle machine (0.85 ms a patient), 1.33
+    # -> 1.30 ms with one core busy with another process (best of 4 each)
     with numba.parallel_chunksize(SUBJECTS_PER_TASK):
         status, steps = integrate_batch(
             y0, pvec, t0, events.times, events.kind, events.index,
