@@ -85,3 +85,24 @@ def test_bench_trial_smoke(tmp_path):
     assert set(table.piece) == {0, 1}
     # identities are (arm, seed, subject): no patient appears twice
     assert table.groupby(["arm", "seed", "subject"]).ngroups == 6
+
+
+def test_bench_run_memory_smoke(tmp_path):
+    """The run-memory benchmark with tiny trials, in its own process: one line per n
+    with its peak RSS, and ``peak RSS at n=<largest>: <MB> MB`` last."""
+    env = dict(os.environ)
+    for var in ("HOME", "TMPDIR", "MPLCONFIGDIR"):
+        env[var] = str(tmp_path / var.lower())
+        os.makedirs(env[var], exist_ok=True)
+    script = BENCH.with_name("bench_run_memory.py")
+    proc = subprocess.run([sys.executable, str(script), "--ns", "3,6"], capture_output=True,
+                          text=True, env=env, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert re.fullmatch(r"peak RSS at n=6: \d+ MB", lines[-1]), lines[-1]
+    rows = [line for line in lines if line.startswith("n=")]
+    assert len(rows) == 2 and "(63 readout rows)" in rows[0] and "(126 readout rows)" in rows[1]
+    assert "kB/patient beyond n=3" in rows[1]
+    bad = subprocess.run([sys.executable, str(script), "--ns", "1"], capture_output=True,
+                         text=True, env=env, timeout=60, check=False)
+    assert bad.returncode == 2 and "--ns" in bad.stderr
