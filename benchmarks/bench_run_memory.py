@@ -88,9 +88,13 @@ def main(argv=None) -> float:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ns", default="10000,50000,100000", help="numbers of patients")
     args = ap.parse_args(argv)
-    ns = [int(x) for x in args.ns.split(",")]
+    try:
+        ns = [int(x) for x in args.ns.split(",")]
+    except ValueError:
+        ns = []
     if not ns or min(ns) < 2:
-        ap.error("--ns: numbers of patients, each at least 2")
+        ap.error(f"--ns: got {args.ns!r}; expected comma-separated numbers of patients, "
+                 "each at least 2")
     measure(2)  # load the numba cache once
     print("ketasim run (simulate + write_run) of bench_trial's trial; one process per n")
     rows = []

@@ -103,6 +103,7 @@ def test_bench_run_memory_smoke(tmp_path):
     rows = [line for line in lines if line.startswith("n=")]
     assert len(rows) == 2 and "(63 readout rows)" in rows[0] and "(126 readout rows)" in rows[1]
     assert "kB/patient beyond n=3" in rows[1]
-    bad = subprocess.run([sys.executable, str(script), "--ns", "1"], capture_output=True,
-                         text=True, env=env, timeout=60, check=False)
-    assert bad.returncode == 2 and "--ns" in bad.stderr
+    for ns in ("1", "10,x"):
+        bad = subprocess.run([sys.executable, str(script), "--ns", ns], capture_output=True,
+                             text=True, env=env, timeout=60, check=False)
+        assert bad.returncode == 2 and "--ns: got" in bad.stderr, bad.stderr
