@@ -109,7 +109,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
     from ketasim.params import load_registry
-    from ketasim.provenance import utc_now
+    from ketasim.provenance import peak_rss_mb, utc_now
     from ketasim.report.run_folder import write_run
     from ketasim.scenario import load_scenario
 
@@ -147,6 +147,9 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
              if sc.design is not None else "")
     out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv{trial}, "
               f"manifest.json, report.html{', nwb/' if nwb else ''})")
+    rss = peak_rss_mb()
+    out.print(f"{time.perf_counter() - t0:.1f} s"
+              + ("" if rss is None else f", peak RSS {rss:,.0f} MB"))
 
 
 @app.command()

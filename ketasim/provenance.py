@@ -21,6 +21,10 @@ their ``manifest.json``:
 ``replicas``          (validate) ``[{"name", "file", "sha256", "text"}]`` per replica run
 ``compounds``         ``[{"name", "builtin", "file", "sha256"}]`` for every compound
                       registered in the process (built-in files and ``--compounds``)
+``peak_rss_mb``       the process's peak resident set size when the manifest was made
+                      (MB; null where the platform does not report it): for a run, its
+                      simulation and analysis; validate's replicas run in worker
+                      processes of their own
 
 This module imports nothing from the simulation layers (only the parameter registry and
 the compound files), so it can be used wherever outputs are written.
@@ -153,6 +157,16 @@ def compound_records() -> list[dict]:
     return out
 
 
+def peak_rss_mb() -> float | None:
+    """The process's peak resident set size so far, in MB (None where unknown)."""
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
+    return round(peak / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0), 1)
+
+
 def collect(*, registry: Registry, started: str | None = None,
             finished: str | None = None, inputs: Iterable[str | os.PathLike] = (),
             scenario_text: str | None = None,
@@ -179,4 +193,5 @@ def collect(*, registry: Registry, started: str | None = None,
         out["scenario_text"] = scenario_text
     out["compounds"] = compound_records()
     out["inputs"] = input_files(inputs)
+    out["peak_rss_mb"] = peak_rss_mb()
     return out

@@ -287,6 +287,9 @@ def test_builtin_scenario_manifest_names_its_packaged_file(tmp_path):
     m = json.loads((tmp_path / "pk" / "manifest.json").read_text())
     path = builtin_scenarios()["human_ketamine_infusion"]
     assert m["inputs"][0]["path"] == str(path) and m["scenario_text"] == path.read_text()
+    # the run's time and the process's peak memory, printed after the files
+    tail = res.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+\.\d s, peak RSS [\d,]+ MB", tail), tail
 
 
 # ------------------------------------------------------------------ run: seeds

@@ -143,3 +143,23 @@ arms:
     assert m["scenario_text"] is None and m["inputs"] == [] and m["started_utc"] is None
     html = (tmp_path / "r" / "report.html").read_text()
     assert 'id="changed-parameters"' in html and name in html
+    # the process's peak memory so far, in MB, in the manifest and the report
+    import resource
+
+    now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    assert 50.0 < m["peak_rss_mb"] <= now + 0.1
+    assert "peak memory (RSS)" in html and f"{m['peak_rss_mb']:,.0f} MB" in html
+
+
+def test_peak_rss_is_none_without_the_resource_module(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_resource(name, *args, **kwargs):
+        if name == "resource":
+            raise ImportError("no resource module here")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_resource)
+    assert provenance.peak_rss_mb() is None

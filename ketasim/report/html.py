@@ -104,6 +104,8 @@ def provenance_html(manifest: dict) -> list[str]:
         ("libraries", libs),
         ("parameter registry", f"<code>{e(str(reg.get('sha256')))}</code>"),
     ]
+    if manifest.get("peak_rss_mb") is not None:
+        items.append(("peak memory (RSS)", f"{float(manifest['peak_rss_mb']):,.0f} MB"))
     rows = "".join(f'<tr><th class="l">{k}</th><td class="l">{v}</td></tr>' for k, v in items)
     out = ["<h2>Provenance</h2>", f'<table id="provenance">{rows}</table>']
     if changed:
