@@ -154,7 +154,9 @@ steps, at 8 stages instead of 6) or a cheaper right-hand side, not a faster assa
   2026-12-04, ninth session, with one string object per distinct readout name and unit
   (a new one per row before) and no whole-table copies at the end of ``simulate``:
   ketasim 57.7 s (10,407 patient-weeks/s), reference 18.91 ms/patient, speedup 32.8,
-  140 of 140 rated totals identical, peak RSS 856 MB, wall 61.3 s.
+  140 of 140 rated totals identical, peak RSS 856 MB, wall 61.3 s. In pieces (the
+  default), the same session: ketasim 58.7 s (10,227 patient-weeks/s), reference 18.85
+  ms/patient, speedup 32.1 (signalling alone 27.6), peak RSS 557 MB, wall 71.5 s.
 
 The issue's target of >= 50x is not met against this reference: the per-patient loop
 calls compiled code for every right-hand side (about 1 us) and Jacobian, and LSODA

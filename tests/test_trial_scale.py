@@ -29,6 +29,16 @@ def bench():
     return module
 
 
+def bench_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a benchmark run as a subprocess: HOME, TMPDIR and MPLCONFIGDIR
+    in ``tmp_path`` (numba, matplotlib and the report write caches there)."""
+    env = dict(os.environ)
+    for var in ("HOME", "TMPDIR", "MPLCONFIGDIR"):
+        env[var] = str(tmp_path / var.lower())
+        os.makedirs(env[var], exist_ok=True)
+    return env
+
+
 def test_trial_readouts_do_not_depend_on_chunk_size(bench):
     """A 30-patient two-arm version of the benchmark's trial gives bitwise identical
     readouts in chunks of 7 patients (7, 7, 1 per arm) and in one chunk."""
@@ -63,10 +73,7 @@ def test_shared_strings():
 def test_bench_trial_smoke(tmp_path):
     """The benchmark with tiny arguments, in its own process: progress lines, the
     Parquet file it keeps with --out, and ``speedup: <ratio>`` as the last line."""
-    env = dict(os.environ)
-    for var in ("HOME", "TMPDIR", "MPLCONFIGDIR"):
-        env[var] = str(tmp_path / var.lower())
-        os.makedirs(env[var], exist_ok=True)
+    env = bench_env(tmp_path)
     out = tmp_path / "readouts.parquet"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--patients", "6", "--piece", "2", "--ref-patients", "2",
@@ -90,10 +97,7 @@ def test_bench_trial_smoke(tmp_path):
 def test_bench_run_memory_smoke(tmp_path):
     """The run-memory benchmark with tiny trials, in its own process: one line per n
     with its peak RSS, and ``peak RSS at n=<largest>: <MB> MB`` last."""
-    env = dict(os.environ)
-    for var in ("HOME", "TMPDIR", "MPLCONFIGDIR"):
-        env[var] = str(tmp_path / var.lower())
-        os.makedirs(env[var], exist_ok=True)
+    env = bench_env(tmp_path)
     script = BENCH.with_name("bench_run_memory.py")
     proc = subprocess.run([sys.executable, str(script), "--ns", "3,6"], capture_output=True,
                           text=True, env=env, timeout=240, check=False)

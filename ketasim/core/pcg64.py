@@ -273,12 +273,11 @@ def _first_integers(states, pool):
     for i in range(m):
         st[:] = states[i]
         word = _next_uint64(st)
-        half = _ZERO  # which half of ``word`` comes next (0 low, 1 high)
         if rng == _U32_MAX:
             out[i] = np.int64(word & _U32)
             continue
         mm = (word & _U32) * rng_excl
-        half = _ONE
+        half = _ONE  # the low half is used: the high half of ``word`` comes next
         leftover = mm & _U32
         if leftover < rng_excl:
             while leftover < threshold:
