@@ -9,6 +9,7 @@ from ketasim import simulate
 from ketasim.analysis.calcium import summarize_session
 from ketasim.circuit.assay import dff_from_raw
 from ketasim.circuit.network import CircuitParams, run_sessions
+from ketasim.circuit.regimes import SWEEP_KEYS, coupling_sweep
 from ketasim.params import load_registry
 from ketasim.scenario import load_scenario_text
 
@@ -151,3 +152,29 @@ arms:
     assert abs(a.mean() - 1.0) < 0.03
     assert a.std() < 0.06
 
+
+
+def test_coupling_sweep_follows_one_circuit_per_column():
+    """The regime diagnostic: one row per circuit and coupling, the same numbers for the
+    same seed, each circuit's population rate rising with its coupling (more recurrent
+    excitation, more activity), and the readouts those of the calcium pipeline."""
+    reg = load_registry()
+    kw = {"n_circuits": 3, "minutes": 0.5, "cells": 20, "shuffles": 5, "seed": 4}
+    d = coupling_sweep(reg, [0.6, 1.0, 1.4], **kw)
+    assert len(d) == 9
+    assert list(d.columns) == ["coupling", "circuit", "population_rate_hz", *SWEEP_KEYS]
+    assert sorted(d.circuit.unique()) == [0, 1, 2]
+    rate = d.pivot(index="circuit", columns="coupling", values="population_rate_hz")
+    assert np.all(np.diff(rate.to_numpy(), axis=1) > 0)
+    assert d.equals(coupling_sweep(reg, [0.6, 1.0, 1.4], **kw))
+    assert not d.equals(coupling_sweep(reg, [0.6, 1.0, 1.4], **{**kw, "seed": 5}))
+
+
+@pytest.mark.parametrize("bad", [{"couplings": []}, {"couplings": [1.0, -0.1]},
+                                 {"couplings": [float("nan")]}, {"n_circuits": 0},
+                                 {"minutes": 0.0}, {"cells": 1}])
+def test_coupling_sweep_rejects_bad_arguments(bad):
+    args = {"couplings": [1.0], **bad}
+    c = args.pop("couplings")
+    with pytest.raises(ValueError, match="expected"):
+        coupling_sweep(load_registry(), c, **args)
