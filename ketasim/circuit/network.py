@@ -13,8 +13,13 @@ calcium indicator.
 
 Per subject, per session (a stretch of minutes at a fixed state of the slow layers):
 
-- excitatory unit i: tau_e du/dt = -u + J C k_i R_e - w_ei R_i + b_i + g_act (A - 1) - a_i
-  + noise; rate r_i = r_max / (1 + exp(-(u - theta) / kappa)); adaptation
+- excitatory unit i, a member of assembly q(i): tau_e du/dt = -u + J C g_q k_i
+  ((1 - lambda) R_q + lambda R_e) - w_ei R_i + b_i + g_act (A - 1) - a_i + noise, with
+  R_q the assembly's mean rate, lambda ``assembly_leak`` the share of recurrent input
+  from the whole population and g_q the assembly's gain (log-normal, log-SD
+  ``assembly_gain_sd``, drawn per subject): an ensemble event recruits one or a few
+  assemblies, not the whole population, and assemblies ignite at different C, so
+  activity grades with C (docs/design.md, "Known limitation"); rate r_i = r_max / (1 + exp(-(u - theta) / kappa)); adaptation
   tau_a da/dt = -a + g_a r_i / r_max. C is the functional synapse density relative to
   baseline (spine layer: spines carrying a synapse), A the activity drive (signalling
   layer: GluA1 and the AMPA surge), k_i a log-normal in-degree factor, b_i a normal bias;
@@ -56,6 +61,28 @@ class CircuitParams(ParamGroup):
 
     def vector(self) -> np.ndarray:
         return np.array([self.values[k] for k in PARAM_NAMES])
+
+
+@numba.njit(cache=True)
+def assembly_layout(ne, n_asm, n_cells):
+    """The assemblies and the imaged cells: assembly q is the block of units
+    ``start[q] .. start[q + 1] - 1`` (contiguous, sizes differing by at most one, so
+    the update loops over a block vectorise); imaged cell j is unit ``img[j]``, taken
+    from the blocks in turn (the first unit of every block, then the second, ...), so a
+    field of view samples every assembly evenly."""
+    start = np.empty(n_asm + 1, np.int64)
+    for q in range(n_asm + 1):
+        start[q] = (q * ne) // n_asm
+    img = np.empty(n_cells, np.int64)
+    j = 0
+    pos = 0
+    while j < n_cells:
+        for q in range(n_asm):
+            if j < n_cells and start[q] + pos < start[q + 1]:
+                img[j] = start[q] + pos
+                j += 1
+        pos += 1
+    return start, img
 
 
 def run_sessions(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, out_f, out_np):
@@ -108,22 +135,7 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
     # every expression keeps its operation order, so results are bitwise unchanged
     wei, ga, wie, wii, bi = p[I_WEI], p[I_GA], p[I_WIE], p[I_WII], p[I_BI]
     leak = p[I_LEAK]
-    # assembly q is the block of units start[q] .. start[q + 1] - 1 (contiguous, so the
-    # update loops over a block vectorise); the imaged cells are taken from the
-    # assemblies in turn (cell j: the (j // n_asm)-th unit of a block), so a field of
-    # view samples every assembly evenly
-    start = np.empty(n_asm + 1, np.int64)
-    for q in range(n_asm + 1):
-        start[q] = (q * ne) // n_asm
-    img = np.empty(n_cells, np.int64)
-    j = 0
-    pos = 0
-    while j < n_cells:
-        for q in range(n_asm):
-            if j < n_cells and start[q] + pos < start[q + 1]:
-                img[j] = start[q] + pos
-                j += 1
-        pos += 1
+    start, img = assembly_layout(ne, n_asm, n_cells)
     dff, npgain, tdec, npl0 = p[I_DFF], p[I_NPGAIN], p[I_TDEC], p[I_NPL]
     npf, shot, npnoise, bleach_tau = p[I_NPF], p[I_SHOT], p[I_NPNOISE], p[I_BLEACH]
     n_settle = round(p[I_SETTLE] / dt)
