@@ -115,6 +115,14 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
     # the subject: in-degree factors, tonic inputs, resting brightness of the imaged cells
     k = np.exp(ksig * rng.standard_normal(ne) - 0.5 * ksig ** 2)
     b = v["bias_mean"] + v["bias_sd"] * rng.standard_normal(ne)
+    # assemblies: contiguous blocks of units, each with its own recurrent gain; the
+    # imaged cells taken from the blocks in turn (as run_sessions lays them out)
+    m = int(v["n_assemblies"])
+    start = (np.arange(m + 1) * ne) // m
+    member = np.repeat(np.arange(m), np.diff(start))
+    kg = k * np.exp(v["assembly_gain_sd"] * rng.standard_normal(m))[member]
+    img = np.array(sorted(range(ne), key=lambda i: (i - start[member[i]], member[i])))[:n_cells]
+    leak = v["assembly_leak"]
     f0 = np.exp(v["f0_log_sd"] * rng.standard_normal(n_cells))
     u, a, r = np.zeros(ne), np.zeros(ne), np.zeros(ne)
     vi, ri = np.zeros(ni), np.zeros(ni)
@@ -128,7 +136,9 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
         rate = np.empty(n_frames, np.float32)
         for step in range(n_settle + n_frames * n_sub_steps):
             re, rim = r.mean(), ri.mean()
-            u += ae * (jc * k * re - w_ei * rim + b + ext - a - u) + \
+            ra = np.add.reduceat(r, start[:-1]) / np.diff(start)
+            rec = jc * ((1.0 - leak) * ra[member] + leak * re)
+            u += ae * (rec * kg - w_ei * rim + b + ext - a - u) + \
                 se * rng.standard_normal(ne)
             r = rmax / (1.0 + np.exp(-(u - theta) / kappa))
             a += aa * (g_adapt * r / rmax - a)
@@ -136,7 +146,7 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
             ri = rmax / (1.0 + np.exp(-(vi - theta) / kappa))
             if step < n_settle:
                 continue
-            c = c * dec + rng.poisson(r[:n_cells] * dt)
+            c = c * dec + rng.poisson(r[img] * dt)
             fl += rise * (c - fl)
             rel = step - n_settle + 1
             if rel % n_sub_steps == 0:

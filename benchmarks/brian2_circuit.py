@@ -130,18 +130,25 @@ def main(argv: list[str]) -> dict:
         "dff": v["dff_per_spike"], "npf": v["neuropil_factor"],
         "npl0": v["neuropil_level"], "np_gain": v["neuropil_rate_gain"],
         "tau_dec": v["tau_decay_s"], "np_noise": v["neuropil_noise"],
-        "shot": v["shot_noise"],
+        "shot": v["shot_noise"], "leak": v["assembly_leak"],
     }
+    # assemblies: contiguous blocks of each subject's units (as run_sessions lays them
+    # out), the imaged cells taken from the blocks in turn
+    n_asm = int(v["n_assemblies"])
+    start = (np.arange(n_asm + 1) * ne) // n_asm
+    member = np.repeat(np.arange(n_asm), np.diff(start))
+    img = np.array(sorted(range(ne), key=lambda i: (i - start[member[i]], member[i])))[:nc]
 
     t = time.perf_counter()
     exc = b2.NeuronGroup(n_sub * ne, """
-        du/dt = (jc*k*Re - w_ei*Ri + b + ext - a - u)/tau_e + noise_sd*sqrt(2/tau_e)*xi_e : 1
+        du/dt = (jc*kg*((1 - leak)*Ra + leak*Re) - w_ei*Ri + b + ext - a - u)/tau_e + noise_sd*sqrt(2/tau_e)*xi_e : 1
         a : 1
         r = r_max/(1 + exp(-(u - theta)/kappa)) : 1
-        k : 1 (constant)
+        kg : 1 (constant)
         b : 1 (constant)
         jc : 1
         ext : 1
+        Ra : 1 (linked)
         Re : 1 (linked)
         Ri : 1 (linked)
         """, method="euler", namespace=ns, name="exc")
@@ -161,8 +168,15 @@ def main(argv: list[str]) -> dict:
     syn_i = b2.Synapses(inh, pool, "Ri_post = ri_pre/n_inh : 1 (summed)", namespace=ns,
                         name="syn_i")
     syn_i.connect(i=np.arange(n_sub * ni), j=np.arange(n_sub * ni) // ni)
+    asm = b2.NeuronGroup(n_sub * n_asm, "Ra : 1", namespace=ns, name="asm")
+    syn_a = b2.Synapses(exc, asm, "w : 1 (constant)\nRa_post = w*r_pre : 1 (summed)",
+                        namespace=ns, name="syn_a")
+    unit_asm = (np.arange(n_sub)[:, None] * n_asm + member[None, :]).ravel()
+    syn_a.connect(i=np.arange(n_sub * ne), j=unit_asm)
+    syn_a.w = 1.0 / np.diff(start)[np.tile(member, n_sub)]
     subj_e = np.repeat(np.arange(n_sub), ne)
     subj_i = np.repeat(np.arange(n_sub), ni)
+    exc.Ra = b2.linked_var(asm, "Ra", index=unit_asm)
     exc.Re = b2.linked_var(pool, "Re", index=subj_e)
     exc.Ri = b2.linked_var(pool, "Ri", index=subj_e)
     inh.Re = b2.linked_var(pool, "Re", index=subj_i)
@@ -179,7 +193,7 @@ def main(argv: list[str]) -> dict:
         neu : 1
         t_frame0 : second (shared)
         """, namespace=ns, name="cells")
-    imaged = (np.arange(n_sub)[:, None] * ne + np.arange(nc)[None, :]).ravel()
+    imaged = (np.arange(n_sub)[:, None] * ne + img[None, :]).ravel()
     cells.u = b2.linked_var(exc, "u", index=imaged)
     cells.Re = b2.linked_var(pool, "Re", index=np.repeat(np.arange(n_sub), nc))
     calcium = cells.run_regularly("""
@@ -204,11 +218,12 @@ def main(argv: list[str]) -> dict:
         rng = np.random.default_rng(seed)
         k[i] = np.exp(ksig * rng.standard_normal(ne) - 0.5 * ksig ** 2)
         b[i] = v["bias_mean"] + v["bias_sd"] * rng.standard_normal(ne)
+        k[i] *= np.exp(v["assembly_gain_sd"] * rng.standard_normal(n_asm))[member]
         f0[i] = np.exp(v["f0_log_sd"] * rng.standard_normal(nc))
-    exc.k = k.ravel()
+    exc.kg = k.ravel()
     exc.b = b.ravel()
     cells.f0 = f0.ravel()
-    net = b2.Network(exc, inh, pool, syn_e, syn_i, cells, mon_f, mon_r)
+    net = b2.Network(exc, inh, pool, asm, syn_e, syn_i, syn_a, cells, mon_f, mon_r)
     build_s = time.perf_counter() - t
 
     imaging = (calcium, frame, mon_f, mon_r)

@@ -8,7 +8,7 @@ import pytest
 from ketasim import simulate
 from ketasim.analysis.calcium import summarize_session
 from ketasim.circuit.assay import dff_from_raw
-from ketasim.circuit.network import CircuitParams, run_sessions
+from ketasim.circuit.network import CircuitParams, assembly_layout, run_sessions
 from ketasim.circuit.regimes import SWEEP_KEYS, coupling_sweep
 from ketasim.params import load_registry
 from ketasim.scenario import load_scenario_text
@@ -48,10 +48,10 @@ def test_dff_pipeline_known_answer():
 
 def test_recurrent_coupling_makes_synchronous_events():
     """F-M-9 mechanism: at baseline functional synapse density and activity drive the
-    population makes frequent synchronous events well above the shuffle rate and cells
-    are strongly correlated; in the state CORT leaves (both about 0.69 of baseline)
-    events are rare and cells decorrelate. (Subjects differ in that state: some keep
-    correlated activity, most fall silent, hence 8 subjects and a margin on the mean.)"""
+    population makes frequent synchronous events well above the shuffle rate, each
+    recruiting one or a few assemblies, so cells are correlated as in cortex (of order
+    0.1, not the 0.9 of a one-population mean field); in the state CORT leaves (both
+    about 0.69 of baseline) events are rare and cells decorrelate further."""
     n = 8
     raw, npl, cp = _run([[1.0, 0.69]] * n, [[1.0, 0.68]] * n, range(1, n + 1), minutes=2.0)
     res = {}
@@ -63,8 +63,8 @@ def test_recurrent_coupling_makes_synchronous_events():
             vals.append((sm.mean_pairwise_r,
                          sm.sync_event_rate_per_min - sm.sync_shuffle_rate_per_min))
         res[name] = np.mean(np.array(vals, float), axis=0)
-    assert res["baseline"][0] > 0.6 and res["cort"][0] < res["baseline"][0] - 0.3
-    assert res["baseline"][1] > 3.0 and res["cort"][1] < 1.0
+    assert 0.08 < res["baseline"][0] < 0.4 and res["cort"][0] < 0.5 * res["baseline"][0]
+    assert res["baseline"][1] > 3.0 and res["cort"][1] < 0.5 * res["baseline"][1]
 
 
 TEXT = """
@@ -150,7 +150,10 @@ arms:
         ba.prefrontal_activity = real
     a = np.concatenate(seen)[:, 0]
     assert abs(a.mean() - 1.0) < 0.03
-    assert a.std() < 0.06
+    # a 2-min session of assemblies that ignite one at a time varies more than the
+    # one-population circuit did (SD 0.098 here, against 0.06 then); the escape targets
+    # with and without shock (T-LH-01, T-LH-07) hold with it
+    assert a.std() < 0.12
 
 
 
@@ -178,3 +181,44 @@ def test_coupling_sweep_rejects_bad_arguments(bad):
     c = args.pop("couplings")
     with pytest.raises(ValueError, match="expected"):
         coupling_sweep(load_registry(), c, **args)
+
+
+@pytest.mark.parametrize(("ne", "m", "cells"), [(160, 5, 60), (160, 1, 40), (7, 3, 7),
+                                                (10, 4, 5), (5, 5, 5)])
+def test_assembly_layout_blocks_and_imaged_cells(ne, m, cells):
+    """Assemblies are contiguous blocks covering every unit once (sizes within one of
+    each other); the imaged cells are distinct units taken from the blocks in turn, in
+    the order the numpy reference of benchmarks/bench_circuit.py takes them."""
+    start, img = assembly_layout(ne, m, cells)
+    assert start[0] == 0 and start[-1] == ne and np.all(np.diff(start) >= 1)
+    assert np.ptp(np.diff(start)) <= 1
+    assert len(set(img.tolist())) == cells and img.min() >= 0 and img.max() < ne
+    member = np.repeat(np.arange(m), np.diff(start))
+    ref = sorted(range(ne), key=lambda i: (i - start[member[i]], member[i]))[:cells]
+    assert img.tolist() == ref
+    # every assembly is imaged as evenly as the cells allow
+    counts = np.bincount(member[img], minlength=m)
+    assert np.ptp(counts) <= 1
+
+
+def test_assemblies_out_of_range_are_refused():
+    reg = load_registry()
+    for bad in (0, 161):
+        cp = CircuitParams.from_registry(reg.with_values({"circuit.n_assemblies": bad}))
+        f = np.zeros((1, 1, 2, 3), np.float32)
+        with pytest.raises(ValueError, match="n_assemblies"):
+            run_sessions(cp.vector(), np.ones((1, 1)), np.ones((1, 1)), 3, 30.0, 2,
+                         np.zeros(1, np.int64), f, f.copy())
+
+
+def test_events_recruit_a_fraction_of_the_cells():
+    """With assemblies the synchronous events of an unstressed circuit involve a
+    fraction of the imaged cells and pairwise correlations stay small (a one-population
+    mean field gave 0.9, docs/design.md); the fraction of cells per event and the
+    correlation still rise with the coupling."""
+    d = coupling_sweep(load_registry(), [0.7, 1.0], n_circuits=6, minutes=2.0, seed=2)
+    m = d.groupby("coupling").mean()
+    assert m.loc[1.0, "mean_pairwise_r"] < 0.4
+    assert m.loc[1.0, "sync_fraction_per_event"] < 0.5
+    assert m.loc[1.0, "mean_pairwise_r"] > m.loc[0.7, "mean_pairwise_r"]
+    assert m.loc[1.0, "sync_event_rate_per_min"] > m.loc[0.7, "sync_event_rate_per_min"]

@@ -13,8 +13,13 @@ calcium indicator.
 
 Per subject, per session (a stretch of minutes at a fixed state of the slow layers):
 
-- excitatory unit i: tau_e du/dt = -u + J C k_i R_e - w_ei R_i + b_i + g_act (A - 1) - a_i
-  + noise; rate r_i = r_max / (1 + exp(-(u - theta) / kappa)); adaptation
+- excitatory unit i, a member of assembly q(i): tau_e du/dt = -u + J C g_q k_i
+  ((1 - lambda) R_q + lambda R_e) - w_ei R_i + b_i + g_act (A - 1) - a_i + noise, with
+  R_q the assembly's mean rate, lambda ``assembly_leak`` the share of recurrent input
+  from the whole population and g_q the assembly's gain (log-normal, log-SD
+  ``assembly_gain_sd``, drawn per subject): an ensemble event recruits one or a few
+  assemblies, not the whole population, and assemblies ignite at different C, so
+  activity grades with C (docs/design.md, "Known limitation"); rate r_i = r_max / (1 + exp(-(u - theta) / kappa)); adaptation
   tau_a da/dt = -a + g_a r_i / r_max. C is the functional synapse density relative to
   baseline (spine layer: spines carrying a synapse), A the activity drive (signalling
   layer: GluA1 and the AMPA surge), k_i a log-normal in-degree factor, b_i a normal bias;
@@ -42,12 +47,13 @@ PARAM_NAMES = (
     "theta", "kappa", "g_act", "dt_s", "tau_decay_s", "tau_rise_s", "dff_per_spike",
     "neuropil_factor", "neuropil_level", "shot_noise", "bleach_tau_s", "g_potentiation",
     "settle_s", "f0_log_sd", "neuropil_noise", "neuropil_rate_gain",
+    "n_assemblies", "assembly_gain_sd", "assembly_leak",
 )
 _I = {n: i for i, n in enumerate(PARAM_NAMES)}
 (I_NE, I_NI, I_TE, I_TI, I_TA, I_GA, I_JEE, I_WEI, I_WIE, I_WII, I_BM, I_BSD, I_BI,
  I_KSIG, I_NOISE, I_RMAX, I_THETA, I_KAPPA, I_GACT, I_DT, I_TDEC, I_TRISE, I_DFF, I_NPF,
- I_NPL, I_SHOT, I_BLEACH, I_GPOT, I_SETTLE, I_F0SD, I_NPNOISE, I_NPGAIN
- ) = range(len(PARAM_NAMES))
+ I_NPL, I_SHOT, I_BLEACH, I_GPOT, I_SETTLE, I_F0SD, I_NPNOISE, I_NPGAIN, I_NASM, I_ASD,
+ I_LEAK) = range(len(PARAM_NAMES))
 
 
 class CircuitParams(ParamGroup):
@@ -55,6 +61,28 @@ class CircuitParams(ParamGroup):
 
     def vector(self) -> np.ndarray:
         return np.array([self.values[k] for k in PARAM_NAMES])
+
+
+@numba.njit(cache=True)
+def assembly_layout(ne, n_asm, n_cells):
+    """The assemblies and the imaged cells: assembly q is the block of units
+    ``start[q] .. start[q + 1] - 1`` (contiguous, sizes differing by at most one, so
+    the update loops over a block vectorise); imaged cell j is unit ``img[j]``, taken
+    from the blocks in turn (the first unit of every block, then the second, ...), so a
+    field of view samples every assembly evenly."""
+    start = np.empty(n_asm + 1, np.int64)
+    for q in range(n_asm + 1):
+        start[q] = (q * ne) // n_asm
+    img = np.empty(n_cells, np.int64)
+    j = 0
+    pos = 0
+    while j < n_cells:
+        for q in range(n_asm):
+            if j < n_cells and start[q] + pos < start[q + 1]:
+                img[j] = start[q] + pos
+                j += 1
+        pos += 1
+    return start, img
 
 
 def run_sessions(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seeds, out_f, out_np):
@@ -80,9 +108,12 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
     empty (what the behaviour models read)."""
     n_sub, n_sess = coupling.shape
     ne, ni = int(p[I_NE]), int(p[I_NI])
+    n_asm = int(p[I_NASM])
     # bounds are not checked inside the kernel: refuse mismatched buffers up front
     if n_cells > ne:
         raise ValueError("run_sessions: n_cells exceeds the excitatory units (circuit.n_exc)")
+    if n_asm < 1 or n_asm > ne:
+        raise ValueError("run_sessions: circuit.n_assemblies must be between 1 and n_exc")
     if (drive.shape[0] != n_sub or drive.shape[1] != n_sess or seeds.shape[0] != n_sub
             or out_f.shape[0] != n_sub or out_f.shape[1] != n_sess
             or out_f.shape[2] != n_cells or out_f.shape[3] != n_frames
@@ -103,6 +134,8 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
     # parameters as locals (the compiler cannot hoist array reads past the state writes);
     # every expression keeps its operation order, so results are bitwise unchanged
     wei, ga, wie, wii, bi = p[I_WEI], p[I_GA], p[I_WIE], p[I_WII], p[I_BI]
+    leak = p[I_LEAK]
+    start, img = assembly_layout(ne, n_asm, n_cells)
     dff, npgain, tdec, npl0 = p[I_DFF], p[I_NPGAIN], p[I_TDEC], p[I_NPL]
     npf, shot, npnoise, bleach_tau = p[I_NPF], p[I_SHOT], p[I_NPNOISE], p[I_BLEACH]
     n_settle = round(p[I_SETTLE] / dt)
@@ -114,6 +147,13 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
         for i in range(ne):
             k[i] = math.exp(p[I_KSIG] * next_normal_zig(st) - 0.5 * p[I_KSIG] ** 2)
             b[i] = p[I_BM] + p[I_BSD] * next_normal_zig(st)
+        # each assembly's recurrent gain (log-normal, median 1): assemblies differ in how
+        # easily their recurrent excitation ignites an event
+        kg = np.empty(ne)  # in-degree times the assembly's gain
+        for q in range(n_asm):
+            g_q = math.exp(p[I_ASD] * next_normal_zig(st))
+            for i in range(start[q], start[q + 1]):
+                kg[i] = g_q * k[i]
         f0 = np.empty(n_cells)  # resting brightness of the imaged cells
         for i in range(n_cells):
             f0[i] = math.exp(p[I_F0SD] * next_normal_zig(st))
@@ -124,6 +164,8 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
         r = np.zeros(ne)
         v = np.zeros(ni)
         ri = np.zeros(ni)
+        ra = np.zeros(n_asm)  # the assemblies' mean rates
+        rec_u = np.empty(ne)  # each unit's recurrent input per unit in-degree
         c = np.zeros(n_cells)
         fl = np.zeros(n_cells)
         for q in range(n_sess):
@@ -131,6 +173,8 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
             ext = p[I_GACT] * (drive[s, q] - 1.0)
             re = r.mean()
             rim = ri.mean()
+            for q2 in range(n_asm):
+                ra[q2] = r[start[q2]:start[q2 + 1]].mean()
             for step in range(n_settle + n_frames * n_sub_steps):
                 # the step's noise first (the stream in unit order, as one loop drew it),
                 # then the units' updates in loops the compiler vectorises (vexp),
@@ -140,8 +184,14 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
                 for j in range(ni):
                     z_i[j] = next_normal_zig(st)
                 wr = wei * rim
+                for q2 in range(n_asm):
+                    # recurrent excitation: the unit's own assembly, and a share of the
+                    # whole population
+                    rec = jc * ((1.0 - leak) * ra[q2] + leak * re)
+                    for i in range(start[q2], start[q2 + 1]):
+                        rec_u[i] = rec
                 for i in range(ne):
-                    inp = jc * k[i] * re - wr + b[i] + ext - a[i]
+                    inp = rec_u[i] * kg[i] - wr + b[i] + ext - a[i]
                     uu = u[i] + (ae * (inp - u[i]) + se * z_e[i])
                     u[i] = uu
                     rr = rmax / (1.0 + vexp(-(uu - theta) / kappa))
@@ -152,8 +202,12 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
                     v[j] += ai * (inp_i - v[j]) + si * z_i[j]
                     ri[j] = rmax / (1.0 + vexp(-(v[j] - theta) / kappa))
                 sum_e = 0.0
-                for i in range(ne):
-                    sum_e += r[i]
+                for q2 in range(n_asm):
+                    sum_q = 0.0
+                    for i in range(start[q2], start[q2 + 1]):
+                        sum_q += r[i]
+                    ra[q2] = sum_q / (start[q2 + 1] - start[q2])
+                    sum_e += sum_q
                 sum_i = 0.0
                 for j in range(ni):
                     sum_i += ri[j]
@@ -163,7 +217,7 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
                 if step < n_settle:
                     continue
                 for i in range(n_cells):
-                    c[i] = c[i] * dec + next_poisson(st, r[i] * dt)
+                    c[i] = c[i] * dec + next_poisson(st, r[img[i]] * dt)
                     fl[i] += rise * (c[i] - fl[i])
                 rel = step - n_settle + 1
                 if rel % n_sub_steps == 0:
