@@ -7,8 +7,8 @@ are population statistics of calcium signals that low-pass spikes over about a s
 a rate network with spike-rate adaptation produces noise-driven population events
 (bursts ended by adaptation) whose frequency and size depend on the recurrent
 excitation, at a cost per step linear in the number of units (the recurrent input of a
-unit is its in-degree times the population rate, a mean-field coupling with
-heterogeneous in-degrees). Spikes are drawn from the rates (Poisson) only to drive the
+unit is its in-degree times its assembly's rate, a mean-field coupling per assembly
+with heterogeneous in-degrees). Spikes are drawn from the rates (Poisson) only to drive the
 calcium indicator.
 
 Per subject, per session (a stretch of minutes at a fixed state of the slow layers):
@@ -19,10 +19,11 @@ Per subject, per session (a stretch of minutes at a fixed state of the slow laye
   from the whole population and g_q the assembly's gain (log-normal, log-SD
   ``assembly_gain_sd``, drawn per subject): an ensemble event recruits one or a few
   assemblies, not the whole population, and assemblies ignite at different C, so
-  activity grades with C (docs/design.md, "Known limitation"); rate r_i = r_max / (1 + exp(-(u - theta) / kappa)); adaptation
-  tau_a da/dt = -a + g_a r_i / r_max. C is the functional synapse density relative to
-  baseline (spine layer: spines carrying a synapse), A the activity drive (signalling
-  layer: GluA1 and the AMPA surge), k_i a log-normal in-degree factor, b_i a normal bias;
+  activity grades with C (docs/design.md, "Assemblies instead of one mean field");
+  rate r_i = r_max / (1 + exp(-(u - theta) / kappa)); adaptation tau_a da/dt = -a +
+  g_a r_i / r_max. C is the functional synapse density relative to baseline (spine
+  layer: spines carrying a synapse), A the activity drive (signalling layer: GluA1 and
+  the AMPA surge), k_i a log-normal in-degree factor, b_i a normal bias;
 - inhibitory pool: tau_i dv/dt = -v + w_ie R_e - w_ii R_i + b_inh + noise;
 - indicator: spikes ~ Poisson(r dt); calcium c decays with tau_decay and rises through a
   first-order filter with tau_rise; fluorescence F = F0 (1 + dff_per_spike f) with

@@ -1,6 +1,6 @@
 """How the prefrontal circuit's imaging statistics change with its recurrent coupling: a
-diagnostic for modellers (docs/design.md, "Known limitation: the circuit switches regime
-instead of grading").
+diagnostic for modellers (docs/design.md, "Assemblies instead of one mean field", which
+shows the switch between regimes it revealed in the one-population network).
 
 :func:`coupling_sweep` runs the circuit of :mod:`ketasim.circuit.network` (the registry's
 ``circuit.*`` parameters) for ``n_circuits`` independent circuits at each coupling value
