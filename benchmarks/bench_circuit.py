@@ -30,7 +30,9 @@ Protocol (issue 5; written down here so the numbers can be reproduced):
   coupling and drive, and extrapolated linearly to the workload. If ``--ref-minutes`` is
   shorter, its rate is scaled by imaged minutes; the 5 s of settling then weighs more and
   the reference looks slightly slower than it is.
-- Like for like: both sides simulate ``--check-subjects`` (16) subjects x one session of
+- Like for like: both sides simulate ``--check-subjects`` (64; 16 before the assemblies,
+  whose gains drawn per subject spread the statistics between subjects, so 16 left a
+  15% band at about 1.5 standard errors) subjects x one session of
   ``--check-minutes`` (3) at coupling 1 and drive 1 (different seeds; the random streams
   differ, ketasim's per-subject xoroshiro128+ with ziggurat normals against numpy's
   ``Generator``, so agreement is
@@ -275,7 +277,7 @@ def main(argv=None) -> float:
     ap.add_argument("--ref-sessions", type=int, default=1, help="sessions per ref. subject")
     ap.add_argument("--ref-minutes", type=float, default=None,
                     help="minutes per reference session (default: --minutes)")
-    ap.add_argument("--check-subjects", type=int, default=16)
+    ap.add_argument("--check-subjects", type=int, default=64)
     ap.add_argument("--check-minutes", type=float, default=3.0)
     ap.add_argument("--brian2", action=argparse.BooleanOptionalAction, default=None,
                     help="also time Brian2 (default: if its venv exists)")
