@@ -81,7 +81,7 @@ ketasim.configure()
 
 import numba
 import numpy as np
-from circuit_stats import FRAME_RATE_HZ, mean_se, rate_stats, session_stats
+from circuit_stats import FRAME_RATE_HZ, assembly_blocks, mean_se, rate_stats, session_stats
 
 from ketasim.circuit.network import CircuitParams, run_sessions, run_sessions_rate
 from ketasim.params import load_registry
@@ -120,10 +120,8 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
     # assemblies: contiguous blocks of units, each with its own recurrent gain; the
     # imaged cells taken from the blocks in turn (as run_sessions lays them out)
     m = int(v["n_assemblies"])
-    start = (np.arange(m + 1) * ne) // m
-    member = np.repeat(np.arange(m), np.diff(start))
+    start, member, img = assembly_blocks(ne, m, n_cells)
     kg = k * np.exp(v["assembly_gain_sd"] * rng.standard_normal(m))[member]
-    img = np.array(sorted(range(ne), key=lambda i: (i - start[member[i]], member[i])))[:n_cells]
     leak = v["assembly_leak"]
     f0 = np.exp(v["f0_log_sd"] * rng.standard_normal(n_cells))
     u, a, r = np.zeros(ne), np.zeros(ne), np.zeros(ne)

@@ -94,7 +94,7 @@ def main(argv: list[str]) -> dict:
     import numpy as np
     import_s = time.perf_counter() - t
 
-    from circuit_stats import rate_stats, session_stats
+    from circuit_stats import assembly_blocks, rate_stats, session_stats
 
     v = job["params"]
     coupling = np.asarray(job["coupling"], float)
@@ -135,9 +135,7 @@ def main(argv: list[str]) -> dict:
     # assemblies: contiguous blocks of each subject's units (as run_sessions lays them
     # out), the imaged cells taken from the blocks in turn
     n_asm = int(v["n_assemblies"])
-    start = (np.arange(n_asm + 1) * ne) // n_asm
-    member = np.repeat(np.arange(n_asm), np.diff(start))
-    img = np.array(sorted(range(ne), key=lambda i: (i - start[member[i]], member[i])))[:nc]
+    start, member, img = assembly_blocks(ne, n_asm, nc)
 
     t = time.perf_counter()
     exc = b2.NeuronGroup(n_sub * ne, """

@@ -16,6 +16,17 @@ EVENT_DFF = 0.5  # population-mean dF/F counted as an ensemble event (like-for-l
 RATE_EVENT_HZ = 5.0
 
 
+def assembly_blocks(ne: int, n_asm: int, n_cells: int):
+    """The references' assembly layout, as ``ketasim.circuit.network.assembly_layout``
+    lays it out (tests/test_circuit.py checks they agree): block starts (n_asm + 1,),
+    each unit's assembly (ne,) and the imaged units (n_cells,), taken from the blocks in
+    turn."""
+    start = (np.arange(n_asm + 1) * ne) // n_asm
+    member = np.repeat(np.arange(n_asm), np.diff(start))
+    img = np.array(sorted(range(ne), key=lambda i: (i - start[member[i]], member[i])))
+    return start, member, img[:n_cells]
+
+
 def session_stats(raw: np.ndarray, neuropil: np.ndarray, rate: np.ndarray,
                   neuropil_factor: float) -> dict[str, float]:
     """Summary statistics of one session (cells, frames), as an analysis script would."""

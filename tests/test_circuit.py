@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -183,6 +186,15 @@ def test_coupling_sweep_rejects_bad_arguments(bad):
         coupling_sweep(load_registry(), c, **args)
 
 
+def _circuit_stats():
+    """benchmarks/circuit_stats.py (not a package module), loaded from its file."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "circuit_stats.py"
+    spec = importlib.util.spec_from_file_location("circuit_stats", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.mark.parametrize(("ne", "m", "cells"), [(160, 5, 60), (160, 1, 40), (7, 3, 7),
                                                 (10, 4, 5), (5, 5, 5)])
 def test_assembly_layout_blocks_and_imaged_cells(ne, m, cells):
@@ -196,6 +208,10 @@ def test_assembly_layout_blocks_and_imaged_cells(ne, m, cells):
     member = np.repeat(np.arange(m), np.diff(start))
     ref = sorted(range(ne), key=lambda i: (i - start[member[i]], member[i]))[:cells]
     assert img.tolist() == ref
+    # the benchmark references' helper (numpy loop, Brian2) lays them out the same way
+    b_start, b_member, b_img = _circuit_stats().assembly_blocks(ne, m, cells)
+    assert b_start.tolist() == start.tolist() and b_img.tolist() == ref
+    assert b_member.tolist() == member.tolist()
     # every assembly is imaged as evenly as the cells allow
     counts = np.bincount(member[img], minlength=m)
     assert np.ptp(counts) <= 1
@@ -203,7 +219,7 @@ def test_assembly_layout_blocks_and_imaged_cells(ne, m, cells):
 
 def test_assemblies_out_of_range_are_refused():
     reg = load_registry()
-    for bad in (0, 161):
+    for bad in (0, 161, 2.5):
         cp = CircuitParams.from_registry(reg.with_values({"circuit.n_assemblies": bad}))
         f = np.zeros((1, 1, 2, 3), np.float32)
         with pytest.raises(ValueError, match="n_assemblies"):

@@ -113,8 +113,9 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
     # bounds are not checked inside the kernel: refuse mismatched buffers up front
     if n_cells > ne:
         raise ValueError("run_sessions: n_cells exceeds the excitatory units (circuit.n_exc)")
-    if n_asm < 1 or n_asm > ne:
-        raise ValueError("run_sessions: circuit.n_assemblies must be between 1 and n_exc")
+    if n_asm < 1 or n_asm > ne or n_asm != p[I_NASM]:
+        raise ValueError("run_sessions: circuit.n_assemblies must be a whole number "
+                         "between 1 and n_exc")
     if (drive.shape[0] != n_sub or drive.shape[1] != n_sess or seeds.shape[0] != n_sub
             or out_f.shape[0] != n_sub or out_f.shape[1] != n_sess
             or out_f.shape[2] != n_cells or out_f.shape[3] != n_frames
