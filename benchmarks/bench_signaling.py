@@ -27,7 +27,11 @@ accuracy against the tight reference (CVODE at rtol 1e-9, atol 1e-13; 1e-10/1e-1
 failed) 1.63e-6 of an output's range for ketasim, 1.29e-5 for libRoadRunner at the
 same tolerances; peak RSS 837 MB. With 2,000 mice (``--rr-subjects 300``): 33.3. The
 same day before the generated code's loops over the target nodes, IEEE division and
-the hoisted PK factors (docs/design.md, "The solver"): 22.3-23.1.
+the hoisted PK factors (docs/design.md, "The solver"): 22.3-23.1. 2026-12-05 (model
+of that day, 373 steps a mouse as before): ``--rr-subjects 300`` ketasim 6.53 s
+(0.653 ms/mouse), libRoadRunner 20.76 ms/mouse, speedup 31.8, the same accuracy
+(1.63e-6 against 1.29e-5); a full run a few minutes earlier, with another load of about
+1 on the machine, read 24.5.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).

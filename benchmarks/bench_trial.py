@@ -122,6 +122,14 @@ patient against about 200 ms for BDF):
   spends about a sixth of its time in three non-integer powers (about 12 ns each: ERK
   on TrkB, 0.7; on PKA, 0.2; mTORC1 on ERK, 0.8), which no bitwise-equal shortcut
   replaces.
+- 2026-12-05, eleventh session (after sig.potentiation_synthesis_exponent went from 4 to
+  6 with the circuit's assemblies), ``--patients 10000``: three runs with another load
+  of about 1 on the machine read 21.2, 20.4 and 26.4 (ketasim 9.1, 9.3 and 7.4 s; a
+  ketamine piece of 5,000 patients 7.1, 7.4 and 6.0 s; reference 19.2, 18.9 and 19.4
+  ms/patient; signalling alone on the sample 22.9, 18.1 and 36.5); the same accuracy
+  (140 of 140 rated totals identical), peak RSS 505 MB. With the exponent set back to 4
+  (a check, not kept) one such run took 8.3 s against 9.1-9.3 s, so the steeper gate
+  costs the ketamine patients some steps; most of the spread is the machine's load.
 
 Where the signalling's time goes (one thread, 400 patients, the MADRS outputs on its
 1,537-time grid): a ketamine patient takes 720 solver steps (351 RODAS, 370 DP5, 14
