@@ -279,3 +279,29 @@ def test_anaesthetic_block_lowers_basal_release_and_spares_low_doses():
     assert m["k10", "glutamate_surge", 0.5] > 2.0
     m0 = means(reg.with_values({"sig.basal_release_pyramidal_share": 0.0}))
     assert m0["k200", "glutamate_surge", 0.5] > 1.0
+
+
+def test_interneuron_glun2b_share_moves_only_glun2b_selective_compounds():
+    """rec.glun2b_interneuron_share was fitted to T-CMP-09 on the claim that only
+    GluN2B-selective compounds read it: ketamine and MK-801 (channel blockers of every
+    NMDA receptor) must not move with it, Ro 25-6981 must (more disinhibition, a larger
+    glutamate surge, with a larger share)."""
+    arms = {"ketamine": "{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}",
+            "mk801": "{at: 0h, drug: mk801, dose: 0.1 mg/kg, route: ip}",
+            "ro25_6981": "{at: 0h, drug: ro25_6981, dose: 10 mg/kg, route: ip}"}
+    text = "name: glun2b_share\nspecies: rat\nseed: 5\narms:\n" + "".join(
+        f"  - name: {a}\n    n: 3\n    protocol: [{p}]\n"
+        f"    assays: [{{assay: signaling_state, at: [30min, 1h, 24h]}}]\n"
+        for a, p in arms.items())
+    reg = load_registry()
+    out = {}
+    for share in (0.3, 0.6):
+        r = simulate(load_scenario_text(text),
+                     registry=reg.with_values({"rec.glun2b_interneuron_share": share})).readouts
+        out[share] = r.set_index(["arm", "subject", "readout", "time_h"])["value"].sort_index()
+    lo, hi = out[0.3], out[0.6]
+    for arm in ("ketamine", "mk801"):
+        assert np.array_equal(lo.loc[arm].to_numpy(), hi.loc[arm].to_numpy()), arm
+    surge = (hi.loc["ro25_6981"].xs(("glutamate_surge", 0.5), level=("readout", "time_h"))
+             / lo.loc["ro25_6981"].xs(("glutamate_surge", 0.5), level=("readout", "time_h")))
+    assert (surge > 1.01).all()
