@@ -60,6 +60,12 @@ Protocol (issue 5; written down here so the numbers can be reproduced):
   the reference. The last line is ``speedup: <ratio>`` (ketasim subject-minutes per s /
   reference subject-minutes per s).
 
+Figures (2026-12-05, twelfth session, 2 cores, default workload, idle machine): ketasim
+146.6 subject-minutes/s (13.6 s; 140.0 in a run a few minutes earlier); the numpy
+reference 4.07 subject-minutes/s, **speedup 36.0** (34.4); Brian2 2.11.0 numpy target
+9.53 subject-minutes/s (**15.4x**), cython 12.52 (11.7x); every like-for-like statistic
+within 7% of both references.
+
 Run: ``.venv/bin/python benchmarks/bench_circuit.py`` (about 1 min on 2 cores; about 3
 min with Brian2, of which about 40 s generating and compiling its cython code).
 """

@@ -29,6 +29,9 @@ Figures (2026-12-04, 2 cores, one run each):
   drop the region column it had added to every arm), and ``readouts.parquet`` was
   converted to Arrow in one piece.
 
+- 2026-12-05, twelfth session: n=10,000 7.2 s, 433 MB; n=50,000 31.3 s, 598 MB;
+  n=100,000 63.1 s, 805 MB (4.24 kB a patient beyond n=10,000).
+
 Run: ``.venv/bin/python benchmarks/bench_run_memory.py`` (about 3 min on 2 cores).
 """
 

@@ -31,7 +31,10 @@ the hoisted PK factors (docs/design.md, "The solver"): 22.3-23.1. 2026-12-05 (mo
 of that day, 373 steps a mouse as before): ``--rr-subjects 300`` ketasim 6.53 s
 (0.653 ms/mouse), libRoadRunner 20.76 ms/mouse, speedup 31.8, the same accuracy
 (1.63e-6 against 1.29e-5); a full run a few minutes earlier, with another load of about
-1 on the machine, read 24.5.
+1 on the machine, read 24.5. 2026-12-05, twelfth session (same model, 373 steps),
+``--rr-subjects 300``, four runs: 23.7 and 27.4 (right after other work; ketasim 0.755
+ms/mouse in the second), then 32.0 and 32.5 on an idle machine (ketasim 0.617 and 0.622
+ms/mouse, libRoadRunner 19.74 and 20.25 ms/mouse), accuracy unchanged.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).

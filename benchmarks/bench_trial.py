@@ -130,6 +130,18 @@ patient against about 200 ms for BDF):
   (140 of 140 rated totals identical), peak RSS 505 MB. With the exponent set back to 4
   (a check, not kept) one such run took 8.3 s against 9.1-9.3 s, so the steeper gate
   costs the ketamine patients some steps; most of the spread is the machine's load.
+- 2026-12-05, twelfth session, idle machine, ``--patients 100000``: ketasim 71.3 s (0.71
+  ms/patient, 8,410 patient-weeks/s; a placebo piece of 5,000 about 1.4 s, a ketamine
+  piece 4.8-7.0 s), reference 18.89 ms/patient (1,889 s extrapolated), **speedup 26.5**
+  (signalling alone on the sample 32.2); 140 of 140 rated totals identical; peak RSS 469
+  MB; wall 74.9 s. Profiled by piece (cProfile): a ketamine piece spends 4.76 of 5.35 s
+  in the batched solver and 0.48 s in the MADRS assay; a placebo piece 0.79 of 1.38 s in
+  the solver (half of it recording the 1,537-point grid) and 0.52 s in the assay. Steps
+  of one ketamine patient (696 in all): about 70 on each dosing day (48 in the first 6
+  h: the 40-min infusion takes steps of 2-3 min), 16 and 11 on the next two days, 18 in
+  the 60-day lead-in. So reaching 50x (37.8 s) would take the ketamine patients'
+  signalling from about 47 to about 20 s, more than a higher-order method's fewer steps
+  in the smooth stretches can give.
 
 Where the signalling's time goes (one thread, 400 patients, the MADRS outputs on its
 1,537-time grid): a ketamine patient takes 720 solver steps (351 RODAS, 370 DP5, 14
