@@ -34,7 +34,9 @@ of that day, 373 steps a mouse as before): ``--rr-subjects 300`` ketasim 6.53 s
 1 on the machine, read 24.5. 2026-12-05, twelfth session (same model, 373 steps),
 ``--rr-subjects 300``, four runs: 23.7 and 27.4 (right after other work; ketasim 0.755
 ms/mouse in the second), then 32.0 and 32.5 on an idle machine (ketasim 0.617 and 0.622
-ms/mouse, libRoadRunner 19.74 and 20.25 ms/mouse), accuracy unchanged.
+ms/mouse, libRoadRunner 19.74 and 20.25 ms/mouse), accuracy unchanged. 2026-12-05,
+thirteenth session (fitted HNK AMPA potency, sig.k_synthesis 1 per h), default options,
+idle machine: speedup 31.4, accuracy 1.58e-6 against libRoadRunner's 1.29e-5.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).

@@ -142,6 +142,13 @@ patient against about 200 ms for BDF):
   the 60-day lead-in. So reaching 50x (37.8 s) would take the ketamine patients'
   signalling from about 47 to about 20 s, more than a higher-order method's fewer steps
   in the smooth stretches can give.
+- 2026-12-05, thirteenth session, after the fitted HNK AMPA potency and sig.k_synthesis
+  1 per h (with the structural refit), idle machine, ``--patients 100000``: ketasim 61.6 s
+  (0.62 ms/patient, 9,742 patient-weeks/s; a ketamine piece of 5,000 about 5.0 s),
+  reference 18.47 ms/patient (1,847 s extrapolated), **speedup 30.0** (signalling alone
+  on the sample 33.1); outputs within 2.5e-7 of their range, MADRS latent 2.2e-6, 140 of
+  140 rated totals identical; against tight LSODA ketasim 1.1e-8, reference 8.3e-8; peak
+  RSS 470 MB; wall 64.8 s.
 
 Where the signalling's time goes (one thread, 400 patients, the MADRS outputs on its
 1,537-time grid): a ketamine patient takes 720 solver steps (351 RODAS, 370 DP5, 14
