@@ -331,3 +331,75 @@ def test_a_glun2b_blocker_disinhibits_through_the_interneurons_glun2b_share():
     assert with_share["ro_glu"] > 1.2 and without["ro_glu"] < 1.05
     assert with_share["ro_mtor"] > without["ro_mtor"] + 0.15
     assert with_share["ket_mtor"] == pytest.approx(without["ket_mtor"], rel=1e-12)
+
+
+def _course(species, protocol, times, outputs, reg):
+    """One subject at the registry's typical values (no variability): ``outputs`` at
+    ``times`` (h) for a protocol written as scenario entries."""
+    from ketasim.experiment.cohort import sample_cohort
+    from ketasim.signaling.protocol import compile_arm
+    from ketasim.signaling.simulate import simulate_signaling
+
+    sc = load_scenario_text(f"name: t\nspecies: {species}\nseed: 1\narms:\n  - name: a\n"
+                            f"    n: 1\n    protocol: [{protocol}]\n")
+    c = sample_cohort(reg, species, "a", 1, 1, variability=False)
+    sim = simulate_signaling(c, compile_arm(sc.arms[0], species, c, reg),
+                             np.asarray(times, float), outputs)
+    return {o: sim.output(o)[0] for o in outputs}
+
+
+_CORT = "{at: -10d, stress: cort, duration: 10d}, "
+_SCOP = "{at: 0h, drug: scopolamine, dose: 0.025 mg/kg, route: ip}"
+
+
+def test_scopolamine_fit_rests_on_the_m1_share_and_a_fast_synthesis():
+    """The claims behind the T-CMP-18/26 and T-CMP-17 fits (docs/design.md, Signalling):
+    the M1 share of 0.6 takes scopolamine's p-mTOR at 1 h in rats past 1.3 (0.4 does
+    not), and with synthesis following mTORC1 in 1 h (sig.k_synthesis 1/h) rapamycin an
+    hour before leaves under a quarter of scopolamine's 3-h potentiation in CORT mice,
+    where the 2-h time constant (0.5/h) leaves over 0.3 of it."""
+    reg = load_registry()
+    out = ["pmtor_rel", "synthesis_rel", "synaptic_potentiation"]
+    saline = "{at: -1h, drug: saline, route: ip}, "
+
+    def rat_pmtor(r):
+        scop = _course("rat", saline + _SCOP, [1.0], out, r)["pmtor_rel"][0]
+        veh = _course("rat", saline + "{at: 0h, drug: saline, route: ip}", [1.0], out,
+                      r)["pmtor_rel"][0]
+        return scop / veh
+
+    assert reg.value("sig.m1_interneuron_share") == 0.6
+    assert rat_pmtor(reg) >= 1.3
+    assert rat_pmtor(reg.with_values({"sig.m1_interneuron_share": 0.4})) < 1.25
+
+    def rapamycin_share(r):
+        alone = _course("mouse", _CORT + saline + _SCOP, [1.0, 3.0], out, r)
+        rapa = _course("mouse", _CORT + "{at: -1h, drug: rapamycin, dose: 6 mg/kg, route: ip}, "
+                       + _SCOP, [1.0, 3.0], out, r)
+        assert rapa["synthesis_rel"][0] < alone["synthesis_rel"][0] - 0.15
+        return rapa["synaptic_potentiation"][1] / alone["synaptic_potentiation"][1]
+
+    assert reg.value("sig.k_synthesis") == 1.0
+    assert rapamycin_share(reg) < 0.25
+    assert rapamycin_share(reg.with_values({"sig.k_synthesis": 0.5})) > 0.3
+
+
+def test_hnk_potentiates_ampa_under_its_fitted_potency_and_nbqx_removes_it():
+    """(2R,6R)-HNK 10 mg/kg in CORT mice under the AMPA hypothesis (potency fitted to
+    T-CMP-23): AMPA drive up by more than half at 30 min (under the earlier assumed 10 uM
+    and 0.5, by under a tenth); NBQX 10 min before removes most of it; the inactive
+    variant leaves it at baseline (its weak NMDA block moves it by about 1e-5)."""
+    reg = load_registry()
+
+    def ampa(drug, pre="saline", r=reg):
+        pre_dose = "nbqx, dose: 10 mg/kg" if pre == "nbqx" else "saline"
+        return _course("mouse", _CORT + f"{{at: -10min, drug: {pre_dose}, route: ip}}, "
+                       f"{{at: 0h, drug: {drug}, dose: 10 mg/kg, route: ip}}", [0.5],
+                       ["ampa_drive"], r)["ampa_drive"][0]
+
+    fitted = ampa("hnk")
+    assert fitted > 1.5
+    assert ampa("hnk", r=reg.with_values({"sig.hnk_ampa_ec50": 10.0,
+                                           "sig.hnk_ampa_emax": 0.5})) < 1.1
+    assert ampa("hnk", pre="nbqx") - 1.0 < 0.4 * (fitted - 1.0)
+    assert ampa("hnk_inactive") == pytest.approx(1.0, abs=1e-3)

@@ -229,7 +229,9 @@ def test_statistic_missing_data_is_an_error():
 # the list with the circuit's assemblies (2026-12-05): both pass at their replicas' seeds.
 # T-CMP-09 left it when the interneurons' GluN2B share was fitted to it (2026-12-05), and
 # T-CLIN-02, whose expectation now lies inside its band (0.426 with 300 x the patients),
-# and T-CLIN-20 when the psychotomimetic sensitivity's CV was fitted to it.
+# and T-CLIN-20 when the psychotomimetic sensitivity's CV was fitted to it. T-CMP-23 left
+# it when HNK's AMPA potency was fitted to it, T-CMP-18 and T-CMP-26 when the M1 share
+# was (with sig.k_synthesis fitted to T-CMP-17; both 2026-12-05).
 ALLOWED_GAPS = {"T-SEQ-03",
                 # compounds by their targets (issue 13): model gaps of the Drd1-neuron
                 # replica, each with its reason in targets.yaml
