@@ -509,8 +509,10 @@ def analyze(kind: str = typer.Argument(..., help="spines, calcium or behavior"),
                                         "subjects, sessions, files, comparisons"),
             out_dir: Path = typer.Option(..., "--out", help="output folder"),
             force: bool = typer.Option(False, "--force", help="replace an existing --out")):
-    """Analyse a lab's own data as ketasim analyses simulated data: the same readouts,
-    summaries, tests (and mixed models for nested data) and report as ketasim run."""
+    """Analyse a lab's own data (spines, calcium, behaviour) as ketasim analyses its own.
+
+    The same readouts, summaries, tests (and mixed models for nested data) and report as
+    ketasim run."""
     from ketasim.analyze.kinds import LAB_ERRORS
     from ketasim.analyze.run import analyze as run_analysis
 
@@ -538,8 +540,10 @@ def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-
           seed: int | None = typer.Option(None, "--seed", help="override the scenario seed"),
           compounds: list[Path] | None = typer.Option(None, "--compounds",
                                                       help=COMPOUNDS_HELP)):
-    """Run SCENARIO over a grid or a sample of parameters and scenario fields, in chunks
-    written atomically as Parquet (resumable; the same numbers whatever the workers)."""
+    """Run SCENARIO over a grid or a sample of parameters and scenario fields.
+
+    Chunks are written atomically as Parquet (resumable; the same numbers whatever the
+    workers)."""
     from ketasim.sweep.core import parse_vary, read_samples, run_sweep
 
     folders = _add_compounds(compounds)
@@ -573,8 +577,9 @@ def sensitivity(
         scheduler: str | None = typer.Option(None, "--scheduler", help="tcp://HOST:PORT"),
         workers: int | None = typer.Option(None, "--workers", help="local worker processes"),
         compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP)):
-    """Global sensitivity (SALib) of one readout over the registry's parameter ranges:
-    first- and total-order indices with confidence intervals and a bar plot."""
+    """Global sensitivity (SALib) of one readout over the registry's parameter ranges.
+
+    First- and total-order indices with confidence intervals and a bar plot."""
     from ketasim.params import load_registry
     from ketasim.report.sensitivity_figures import plot_indices
     from ketasim.sweep.sensitivity import run_sensitivity
@@ -608,8 +613,10 @@ def calibrate(
                                           "PEtab tables plus SBML into this folder"),
         force: bool = typer.Option(False, "--force", help="replace an existing --out"),
         compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP)):
-    """Fit registry parameters to data by ABC-SMC (pyabc) or maximum likelihood; writes
-    the posterior, a report with prior vs posterior and posterior-predictive checks."""
+    """Fit registry parameters to data by ABC-SMC (pyabc) or maximum likelihood.
+
+    Writes the posterior, a report with prior vs posterior and posterior-predictive
+    checks."""
     from ketasim.params import load_registry
     from ketasim.sweep.calibrate import calibrate as run_calibration
     from ketasim.sweep.calibrate import export_petab
