@@ -213,7 +213,9 @@ def test_drd1_neuron_interventions_act_on_the_neurons_not_on_dopamine(traj):
     """Hare et al. 2019: light on the Drd1-expressing neurons, without a drug, potentiates
     synapses as ketamine does (through their glutamatergic output, which raises dopamine
     and PKA); silencing them leaves ketamine's dopamine rise alone but stops the
-    potentiation and the spine formation that need the neurons' own activity."""
+    potentiation and the spine formation that need the neurons' own activity, and the
+    PKA rise of the silenced neurons (their cAMP needs their activity), so that little
+    potentiation forms after the light either."""
     pot = "synaptic_potentiation"
     assert at(traj, "saline", pot, 2.0) < 0.01
     assert at(traj, "drd1_neuron_stim", pot, 2.0) > 0.2
@@ -224,6 +226,12 @@ def test_drd1_neuron_interventions_act_on_the_neurons_not_on_dopamine(traj):
         traj, "ketamine", pot, 3.0)
     assert excess_peak(traj, "drd1_neuron_silencing_ketamine", "formation_drive") < 0.8 * (
         excess_peak(traj, "ketamine", "formation_drive"))
+    # the silenced neurons' PKA: about the residual activity's share of ketamine's rise
+    # during the light (silencing 0.9), and no large tail after it (light off at 3.5 h)
+    assert excess_peak(traj, "drd1_neuron_silencing_ketamine", "pka_rel") < 0.3 * (
+        excess_peak(traj, "ketamine", "pka_rel"))
+    assert at(traj, "drd1_neuron_silencing_ketamine", pot, 24.0) < 0.25 * at(
+        traj, "ketamine", pot, 24.0)
 
 
 def _potentiation(drugs: str, registry) -> np.ndarray:

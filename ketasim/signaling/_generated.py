@@ -1308,7 +1308,7 @@ def rhs(t, y, p, dy):
     d1_signal_intact = dopamine_intact * (1.0 - drd1_block) * (1.0 - drd1_ko) + drd1_ag
     d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
-    pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) + pka_ag * pka_free
+    pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -2086,7 +2086,7 @@ def outputs(y, p, out):
     d1_signal_intact = dopamine_intact * (1.0 - drd1_block) * (1.0 - drd1_ko) + drd1_ag
     d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
-    pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) + pka_ag * pka_free
+    pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -3342,7 +3342,7 @@ def jac(y, p, J):
     d1_signal_intact = dopamine_intact * (1.0 - drd1_block) * (1.0 - drd1_ko) + drd1_ag
     d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
-    pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) + pka_ag * pka_free
+    pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -3764,8 +3764,8 @@ def jac(y, p, J):
     _d_pka_free_23 = (_p_pka_free_pka_block) * _d_pka_block_23
     _d_pka_free_29 = (_p_pka_free_pka_block) * _d_pka_block_29
     _d_pka_free_35 = (_p_pka_free_pka_block) * _d_pka_block_35
-    _p_pka_target_d1_act = pka_free*pka_gain*_dpos(d1_act - d1_act0)
-    _p_pka_target_pka_free = pka_ag + pka_gain*_pos(d1_act - d1_act0)
+    _p_pka_target_d1_act = pka_free*pka_gain*(1.0 - drd1_neuron_silencing)*_dpos(d1_act - d1_act0)
+    _p_pka_target_pka_free = pka_ag + pka_gain*(1.0 - drd1_neuron_silencing)*_pos(d1_act - d1_act0)
     _d_pka_target_5 = (_p_pka_target_d1_act) * _d_d1_act_5 + (pka_free) * _d_pka_ag_5 + (_p_pka_target_pka_free) * _d_pka_free_5
     _d_pka_target_11 = (_p_pka_target_d1_act) * _d_d1_act_11 + (pka_free) * _d_pka_ag_11 + (_p_pka_target_pka_free) * _d_pka_free_11
     _d_pka_target_17 = (_p_pka_target_d1_act) * _d_d1_act_17 + (pka_free) * _d_pka_ag_17 + (_p_pka_target_pka_free) * _d_pka_free_17
@@ -4723,7 +4723,7 @@ def rhs_jac(t, y, p, dy, J):
     d1_signal_intact = dopamine_intact * (1.0 - drd1_block) * (1.0 - drd1_ko) + drd1_ag
     d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
-    pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) + pka_ag * pka_free
+    pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -5207,8 +5207,8 @@ def rhs_jac(t, y, p, dy, J):
     _d_pka_free_23 = (_p_pka_free_pka_block) * _d_pka_block_23
     _d_pka_free_29 = (_p_pka_free_pka_block) * _d_pka_block_29
     _d_pka_free_35 = (_p_pka_free_pka_block) * _d_pka_block_35
-    _p_pka_target_d1_act = pka_free*pka_gain*_dpos(d1_act - d1_act0)
-    _p_pka_target_pka_free = pka_ag + pka_gain*_pos(d1_act - d1_act0)
+    _p_pka_target_d1_act = pka_free*pka_gain*(1.0 - drd1_neuron_silencing)*_dpos(d1_act - d1_act0)
+    _p_pka_target_pka_free = pka_ag + pka_gain*(1.0 - drd1_neuron_silencing)*_pos(d1_act - d1_act0)
     _d_pka_target_5 = (_p_pka_target_d1_act) * _d_d1_act_5 + (pka_free) * _d_pka_ag_5 + (_p_pka_target_pka_free) * _d_pka_free_5
     _d_pka_target_11 = (_p_pka_target_d1_act) * _d_d1_act_11 + (pka_free) * _d_pka_ag_11 + (_p_pka_target_pka_free) * _d_pka_free_11
     _d_pka_target_17 = (_p_pka_target_d1_act) * _d_d1_act_17 + (pka_free) * _d_pka_ag_17 + (_p_pka_target_pka_free) * _d_pka_free_17

@@ -392,7 +392,13 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("d1_act", "hillk(d1_signal, d1_kn, d1_n)"),
     ("d1_act0", "1.0 / (1.0 + d1_kn)"),
     ("pka_free", "(1.0 - pka_block) * (1.0 - pki_block)"),
-    ("pka_target", "1.0 + pka_gain * pka_free * pos(d1_act - d1_act0) + pka_ag * pka_free"),
+    # the Drd1 receptor's cAMP needs the neuron's own activity: cortical neurons make it
+    # with Ca2+/calmodulin-stimulated adenylyl cyclases (AC1, AC8), which Gs-coupled
+    # receptors and activity drive together (Wayman et al. 1994 J Biol Chem), so
+    # silenced Drd1-expressing neurons lose their share of the rise while dopamine
+    # itself is unchanged (F-W-9); full at rest and above (no gain from extra activity)
+    ("pka_target", ("1.0 + pka_gain * pka_free * pos(d1_act - d1_act0)"
+                    " * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free")),
     # plasticity potential: probability scale, logistic in log priming (F-W-5, F-W-6, F-W-15)
     ("pp_odds0", "(1.0 - pp_control) / pp_control"),
     ("priming_eff", "priming * (1.0 - pp_stress * stress_load)"),
