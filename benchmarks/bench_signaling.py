@@ -37,6 +37,10 @@ ms/mouse in the second), then 32.0 and 32.5 on an idle machine (ketasim 0.617 an
 ms/mouse, libRoadRunner 19.74 and 20.25 ms/mouse), accuracy unchanged. 2026-12-05,
 thirteenth session (fitted HNK AMPA potency, sig.k_synthesis 1 per h), default options,
 idle machine: speedup 31.4, accuracy 1.58e-6 against libRoadRunner's 1.29e-5.
+2026-12-05, fourteenth session (the Drd1 PKA rise gated by the neurons' activity; no change
+outside silencing), ``--n 2000 --rr-subjects 300``, a load of about 1 on the machine, two
+runs: 31.0 and 31.4 (ketasim 0.599 ms/mouse, 369 steps; libRoadRunner 18.81 ms/mouse);
+accuracy 1.37e-6 against 1.29e-5.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).
