@@ -298,3 +298,21 @@ def test_restoration_at_one_site_spreads_to_lost_sites_nearby():
     on = _restoration_pair_fraction(params(k_restore=1.0, **unclustered))
     off = _restoration_pair_fraction(params(k_restore=1.0, restore_gain=0.0, **unclustered))
     assert on > 1.4 * off and on > off + 0.04
+
+
+def test_spines_before_a_drive_change_do_not_see_it():
+    """Causality on the engine's grid: a step reads its drives at its start, so drives that
+    differ only from hour 6 on leave every spine recorded at 0 h and 6 h unchanged (same
+    streams), and change what is recorded later. This is why formation 0-6 h after a dose
+    at 0 h is the same process in a drug and a saline arm (T-SEQ-03)."""
+    sp = params()
+    base = drives(6, 3)
+    late = drives(6, 3, form=lambda t: np.where(t >= 6.0, 2.5, 1.0),
+                  synp=lambda t: np.where(t >= 6.0, 1.5, 1.0))
+    times = [0.0, 6.0, 48.0]
+    a = simulate_spines(sp, 4, "a", 6, 4, base, 0.0, times)
+    b = simulate_spines(sp, 4, "a", 6, 4, late, 0.0, times)
+    for field in ("alive", "pos", "sid", "logsize"):
+        assert np.array_equal(getattr(a, field)[:, :2], getattr(b, field)[:, :2]), field
+    assert not np.array_equal(a.sid[:, 2], b.sid[:, 2])
+    assert b.alive[:, 2].sum() > a.alive[:, 2].sum()  # the raised formation
