@@ -129,3 +129,24 @@ def test_export_cli_roundtrip(tmp_path, name):
     assert doc.getNumErrors(libsbml.LIBSBML_SEV_ERROR) == 0
     rr = roadrunner.RoadRunner(str(out))
     rr.simulate(0, 24, 10)
+
+
+def test_drd1_silencing_matches_roadrunner():
+    """Silencing the mPFC Drd1 neurons around ketamine (F-W-9): the gate on their PKA
+    rise and on their activity, exported as events, agrees with ketasim's solver."""
+    sc = load_scenario_text(MOUSE.replace(
+        "      - {at: 30min, intervention: vta_da_chemogenetic_inhibition, duration: 2h}\n"
+        "      - {at: 3d, drug: hnk, dose: 10 mg/kg, route: oral}\n",
+        "      - {at: -30min, intervention: mpfc_drd1_neuron_silencing, duration: 4h}\n")
+        .replace("      - {at: -1h, drug: rapamycin, dose: 6 mg/kg, route: ip}\n", ""))
+    steps = [getattr(e, "intervention", None) or getattr(e, "drug", None)
+             for e in sc.arms[0].protocol]
+    assert steps == [None, "mpfc_drd1_neuron_silencing", "ketamine"]
+    times = np.arange(-24.0, 3 * 24.0, 1 / 6) + 1 / 60
+    ours, ref, _, _ = _compare(sc, 0, 1, times)
+    pka = ref[:, spec.OUTPUT_NAMES.index("pka_rel")]
+    dopamine = ref[:, spec.OUTPUT_NAMES.index("da_rel")]
+    silenced = (times > 0.0) & (times < 3.5)
+    assert dopamine[silenced].max() > 1.5  # ketamine's dopamine rise is untouched
+    assert pka[silenced].max() < 1.4  # about a tenth of ketamine's PKA rise is left
+    _assert_close(ours, ref)
