@@ -232,6 +232,11 @@ def test_drd1_neuron_interventions_act_on_the_neurons_not_on_dopamine(traj):
         excess_peak(traj, "ketamine", "pka_rel"))
     assert at(traj, "drd1_neuron_silencing_ketamine", pot, 24.0) < 0.25 * at(
         traj, "ketamine", pot, 24.0)
+    # the reward circuits are not silenced: their potentiation follows ketamine's (within
+    # the arms' different subjects)
+    for t in (1.0, 3.0, 24.0):
+        assert at(traj, "drd1_neuron_silencing_ketamine", "reward_potentiation", t) == (
+            pytest.approx(at(traj, "ketamine", "reward_potentiation", t), rel=0.1))
 
 
 def _potentiation(drugs: str, registry) -> np.ndarray:

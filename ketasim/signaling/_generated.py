@@ -40,7 +40,7 @@ def _hillk(x, kn, n):
     return xn / (xn + kn)
 
 
-N_STATES = 62
+N_STATES = 63
 N_PVEC = 491
 N_OUTPUTS = 47
 N_PTOTAL = 790
@@ -674,6 +674,7 @@ def rhs(t, y, p, dy):
     d2_spine_deficit = y[59]
     d1_spine_deficit = y[60]
     erk_sensitization = y[61]
+    pka_reward = y[62]
     cl0 = p[0]
     v10 = p[1]
     q0 = p[2]
@@ -1309,6 +1310,7 @@ def rhs(t, y, p, dy):
     d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
     pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
+    pka_target_reward = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) + pka_ag * pka_free
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -1371,7 +1373,7 @@ def rhs(t, y, p, dy):
     dy[46] = k_psd95 * ((1.0 - psd95_stress * stress_load) * _pw(synthesis, psd95_syn_exp) * (1.0 + psd95_struct_gain * structural_3) - psd95)
     dy[47] = k_glua1 * ((1.0 - glua1_stress * stress_load) * _pw(synthesis, glua1_syn_exp) - glua1)
     dy[48] = k_pot_on * pot_gate * _pos(pka - 1.0) * d1n_activity * (1.0 - potentiation) - k_pot_off * potentiation - parac1_shrink * potentiation_tagged
-    dy[49] = k_pot_on * pot_gate * _pos(pka - 1.0) * ampa * (1.0 - reward_potentiation) - k_rpot_off * reward_potentiation
+    dy[49] = k_pot_on * pot_gate * _pos(pka_reward - 1.0) * ampa * (1.0 - reward_potentiation) - k_rpot_off * reward_potentiation
     dy[50] = k_parac1_tag * (potentiation - potentiation_tagged) - k_pot_off * potentiation_tagged - parac1_shrink * potentiation_tagged
     dy[51] = k_struct * (structural_input - structural_1)
     dy[52] = k_struct * (structural_1 - structural_2)
@@ -1384,6 +1386,7 @@ def rhs(t, y, p, dy):
     dy[59] = k_d2_spine * (_pos(1.0 - dopamine) - d2_spine_deficit)
     dy[60] = k_d1_spine * (_pos(1.0 - da_tonic) - d1_spine_deficit)
     dy[61] = k_lid_on * _pos(pka - lid_pka_thr) * (1.0 - erk_sensitization) - k_lid_off * erk_sensitization
+    dy[62] = k_pka * (pka_target_reward - pka_reward)
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -1452,6 +1455,7 @@ def outputs(y, p, out):
     d2_spine_deficit = y[59]
     d1_spine_deficit = y[60]
     erk_sensitization = y[61]
+    pka_reward = y[62]
     cl0 = p[0]
     v10 = p[1]
     q0 = p[2]
@@ -2087,6 +2091,7 @@ def outputs(y, p, out):
     d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
     pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
+    pka_target_reward = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) + pka_ag * pka_free
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -2627,14 +2632,14 @@ def outputs_sel(y, p, sel, o_full, row):
                 outputs(y, p, o_full)
                 full = True
             row[j] = o_full[k]
-N_JAC = 202
+N_JAC = 211
 import numpy as _np
-BLOCKS = _np.array([[0, -1, -1], [1, -1, -1], [2, 3, 4], [5, -1, -1], [6, -1, -1], [7, -1, -1], [8, 9, 10], [11, -1, -1], [12, -1, -1], [13, -1, -1], [14, 15, 16], [17, -1, -1], [18, -1, -1], [19, -1, -1], [20, 21, 22], [23, -1, -1], [24, -1, -1], [25, -1, -1], [26, 27, 28], [29, -1, -1], [30, -1, -1], [31, -1, -1], [32, 33, 34], [35, -1, -1], [36, -1, -1], [40, -1, -1], [41, -1, -1], [42, -1, -1], [54, -1, -1], [37, -1, -1], [55, -1, -1], [38, -1, -1], [39, -1, -1], [58, -1, -1], [59, -1, -1], [60, -1, -1], [61, -1, -1], [43, -1, -1], [44, -1, -1], [45, -1, -1], [47, -1, -1], [48, 50, -1], [49, -1, -1], [51, -1, -1], [52, -1, -1], [53, -1, -1], [46, -1, -1], [57, -1, -1], [56, -1, -1]], dtype=_np.int64)
-DIAG = _np.array([0, 1, 4, 8, 10, 12, 13, 14, 18, 22, 24, 26, 27, 28, 33, 37, 39, 41, 42, 43, 49, 53, 55, 57, 58, 59, 66, 70, 72, 74, 75, 76, 84, 88, 90, 92, 93, 100, 109, 112, 119, 122, 130, 133, 142, 144, 147, 151, 160, 170, 172, 175, 177, 179, 180, 182, 184, 188, 195, 197, 199, 201], dtype=_np.int64)
-BLOCK_UP = _np.array([-1, -1, 5, -1, -1, -1, 19, -1, -1, -1, 34, -1, -1, -1, 50, -1, -1, -1, 67, -1, -1, -1, 85, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 161, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
-BLOCK_LO = _np.array([-1, -1, 7, -1, -1, -1, 21, -1, -1, -1, 36, -1, -1, -1, 52, -1, -1, -1, 69, -1, -1, -1, 87, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 171, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
-BLOCK_UP2 = _np.array([-1, -1, 6, -1, -1, -1, 20, -1, -1, -1, 35, -1, -1, -1, 51, -1, -1, -1, 68, -1, -1, -1, 86, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
-BLOCK_LO2 = _np.array([-1, -1, 9, -1, -1, -1, 23, -1, -1, -1, 38, -1, -1, -1, 54, -1, -1, -1, 71, -1, -1, -1, 89, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCKS = _np.array([[0, -1, -1], [1, -1, -1], [2, 3, 4], [5, -1, -1], [6, -1, -1], [7, -1, -1], [8, 9, 10], [11, -1, -1], [12, -1, -1], [13, -1, -1], [14, 15, 16], [17, -1, -1], [18, -1, -1], [19, -1, -1], [20, 21, 22], [23, -1, -1], [24, -1, -1], [25, -1, -1], [26, 27, 28], [29, -1, -1], [30, -1, -1], [31, -1, -1], [32, 33, 34], [35, -1, -1], [36, -1, -1], [40, -1, -1], [41, -1, -1], [42, -1, -1], [54, -1, -1], [37, -1, -1], [55, -1, -1], [38, -1, -1], [39, -1, -1], [58, -1, -1], [59, -1, -1], [60, -1, -1], [61, -1, -1], [43, -1, -1], [44, -1, -1], [45, -1, -1], [47, -1, -1], [48, 50, -1], [51, -1, -1], [52, -1, -1], [53, -1, -1], [46, -1, -1], [57, -1, -1], [56, -1, -1], [62, -1, -1], [49, -1, -1]], dtype=_np.int64)
+DIAG = _np.array([0, 1, 4, 8, 10, 12, 13, 14, 18, 22, 24, 26, 27, 28, 33, 37, 39, 41, 42, 43, 49, 53, 55, 57, 58, 59, 66, 70, 72, 74, 75, 76, 84, 88, 90, 92, 93, 100, 109, 112, 119, 122, 130, 133, 142, 144, 147, 151, 160, 169, 172, 175, 177, 179, 180, 182, 184, 188, 195, 197, 199, 201, 210], dtype=_np.int64)
+BLOCK_UP = _np.array([-1, -1, 5, -1, -1, -1, 19, -1, -1, -1, 34, -1, -1, -1, 50, -1, -1, -1, 67, -1, -1, -1, 85, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 161, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCK_LO = _np.array([-1, -1, 7, -1, -1, -1, 21, -1, -1, -1, 36, -1, -1, -1, 52, -1, -1, -1, 69, -1, -1, -1, 87, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 171, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCK_UP2 = _np.array([-1, -1, 6, -1, -1, -1, 20, -1, -1, -1, 35, -1, -1, -1, 51, -1, -1, -1, 68, -1, -1, -1, 86, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCK_LO2 = _np.array([-1, -1, 9, -1, -1, -1, 23, -1, -1, -1, 38, -1, -1, -1, 54, -1, -1, -1, 71, -1, -1, -1, 89, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
 
 
 @numba.njit(inline='always', cache=True)
@@ -2708,6 +2713,7 @@ def jac(y, p, J):
     d2_spine_deficit = y[59]
     d1_spine_deficit = y[60]
     erk_sensitization = y[61]
+    pka_reward = y[62]
     cl0 = p[0]
     v10 = p[1]
     q0 = p[2]
@@ -3343,6 +3349,7 @@ def jac(y, p, J):
     d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
     pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
+    pka_target_reward = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) + pka_ag * pka_free
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -3774,6 +3781,16 @@ def jac(y, p, J):
     _d_pka_target_35 = (_p_pka_target_d1_act) * _d_d1_act_35 + (pka_free) * _d_pka_ag_35 + (_p_pka_target_pka_free) * _d_pka_free_35
     _d_pka_target_37 = (_p_pka_target_d1_act) * _d_d1_act_37
     _d_pka_target_55 = (_p_pka_target_d1_act) * _d_d1_act_55
+    _p_pka_target_reward_d1_act = pka_free*pka_gain*_dpos(d1_act - d1_act0)
+    _p_pka_target_reward_pka_free = pka_ag + pka_gain*_pos(d1_act - d1_act0)
+    _d_pka_target_reward_5 = (_p_pka_target_reward_d1_act) * _d_d1_act_5 + (pka_free) * _d_pka_ag_5 + (_p_pka_target_reward_pka_free) * _d_pka_free_5
+    _d_pka_target_reward_11 = (_p_pka_target_reward_d1_act) * _d_d1_act_11 + (pka_free) * _d_pka_ag_11 + (_p_pka_target_reward_pka_free) * _d_pka_free_11
+    _d_pka_target_reward_17 = (_p_pka_target_reward_d1_act) * _d_d1_act_17 + (pka_free) * _d_pka_ag_17 + (_p_pka_target_reward_pka_free) * _d_pka_free_17
+    _d_pka_target_reward_23 = (_p_pka_target_reward_d1_act) * _d_d1_act_23 + (pka_free) * _d_pka_ag_23 + (_p_pka_target_reward_pka_free) * _d_pka_free_23
+    _d_pka_target_reward_29 = (_p_pka_target_reward_d1_act) * _d_d1_act_29 + (pka_free) * _d_pka_ag_29 + (_p_pka_target_reward_pka_free) * _d_pka_free_29
+    _d_pka_target_reward_35 = (_p_pka_target_reward_d1_act) * _d_d1_act_35 + (pka_free) * _d_pka_ag_35 + (_p_pka_target_reward_pka_free) * _d_pka_free_35
+    _d_pka_target_reward_37 = (_p_pka_target_reward_d1_act) * _d_d1_act_37
+    _d_pka_target_reward_55 = (_p_pka_target_reward_d1_act) * _d_d1_act_55
     _d_priming_eff_36 = (-pp_stress*priming)
     _d_priming_eff_39 = (-pp_stress*stress_load + 1.0)
     _p_plasticity_potential_priming_eff = 1.0*pp_odds0*pp_slope*_pw(priming_eff, -pp_slope - 1)/(pp_odds0*_pw(priming_eff, -pp_slope) + 1.0)**2
@@ -3980,16 +3997,16 @@ def jac(y, p, J):
     J[159] = (d1n_activity*k_pot_on*(1.0 - potentiation)*_pos(pka - 1.0)) * _d_pot_gate_45
     J[160] = (-d1n_activity*k_pot_on*pot_gate*_pos(pka - 1.0) - k_pot_off)
     J[161] = (-parac1_shrink)
-    _p_rate49_ampa = k_pot_on*pot_gate*(1.0 - reward_potentiation)*_pos(pka - 1.0)
+    _p_rate49_ampa = k_pot_on*pot_gate*(1.0 - reward_potentiation)*_pos(pka_reward - 1.0)
     J[162] = (_p_rate49_ampa) * _d_ampa_5
     J[163] = (_p_rate49_ampa) * _d_ampa_11
     J[164] = (_p_rate49_ampa) * _d_ampa_17
     J[165] = (_p_rate49_ampa) * _d_ampa_23
     J[166] = (_p_rate49_ampa) * _d_ampa_29
     J[167] = (_p_rate49_ampa) * _d_ampa_35
-    J[168] = (ampa*k_pot_on*pot_gate*(1.0 - reward_potentiation)*_dpos(pka - 1.0))
-    J[169] = (ampa*k_pot_on*(1.0 - reward_potentiation)*_pos(pka - 1.0)) * _d_pot_gate_45
-    J[170] = (-ampa*k_pot_on*pot_gate*_pos(pka - 1.0) - k_rpot_off)
+    J[168] = (ampa*k_pot_on*(1.0 - reward_potentiation)*_pos(pka_reward - 1.0)) * _d_pot_gate_45
+    J[169] = (-ampa*k_pot_on*pot_gate*_pos(pka_reward - 1.0) - k_rpot_off)
+    J[170] = (ampa*k_pot_on*pot_gate*(1.0 - reward_potentiation)*_dpos(pka_reward - 1.0))
     J[171] = (k_parac1_tag)
     J[172] = (-k_parac1_tag - k_pot_off - parac1_shrink)
     J[173] = (k_struct) * _d_structural_input_39
@@ -4021,6 +4038,15 @@ def jac(y, p, J):
     J[199] = (-k_d1_spine)
     J[200] = (k_lid_on*(1.0 - erk_sensitization)*_dpos(-lid_pka_thr + pka))
     J[201] = (-k_lid_off - k_lid_on*_pos(-lid_pka_thr + pka))
+    J[202] = (k_pka) * _d_pka_target_reward_5
+    J[203] = (k_pka) * _d_pka_target_reward_11
+    J[204] = (k_pka) * _d_pka_target_reward_17
+    J[205] = (k_pka) * _d_pka_target_reward_23
+    J[206] = (k_pka) * _d_pka_target_reward_29
+    J[207] = (k_pka) * _d_pka_target_reward_35
+    J[208] = (k_pka) * _d_pka_target_reward_37
+    J[209] = (k_pka) * _d_pka_target_reward_55
+    J[210] = (-k_pka)
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -4089,6 +4115,7 @@ def rhs_jac(t, y, p, dy, J):
     d2_spine_deficit = y[59]
     d1_spine_deficit = y[60]
     erk_sensitization = y[61]
+    pka_reward = y[62]
     cl0 = p[0]
     v10 = p[1]
     q0 = p[2]
@@ -4724,6 +4751,7 @@ def rhs_jac(t, y, p, dy, J):
     d1_act = _hillk(d1_signal, d1_kn, d1_n)
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
     pka_target = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
+    pka_target_reward = 1.0 + pka_gain * pka_free * _pos(d1_act - d1_act0) + pka_ag * pka_free
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -4786,7 +4814,7 @@ def rhs_jac(t, y, p, dy, J):
     dy[46] = k_psd95 * ((1.0 - psd95_stress * stress_load) * _pw(synthesis, psd95_syn_exp) * (1.0 + psd95_struct_gain * structural_3) - psd95)
     dy[47] = k_glua1 * ((1.0 - glua1_stress * stress_load) * _pw(synthesis, glua1_syn_exp) - glua1)
     dy[48] = k_pot_on * pot_gate * _pos(pka - 1.0) * d1n_activity * (1.0 - potentiation) - k_pot_off * potentiation - parac1_shrink * potentiation_tagged
-    dy[49] = k_pot_on * pot_gate * _pos(pka - 1.0) * ampa * (1.0 - reward_potentiation) - k_rpot_off * reward_potentiation
+    dy[49] = k_pot_on * pot_gate * _pos(pka_reward - 1.0) * ampa * (1.0 - reward_potentiation) - k_rpot_off * reward_potentiation
     dy[50] = k_parac1_tag * (potentiation - potentiation_tagged) - k_pot_off * potentiation_tagged - parac1_shrink * potentiation_tagged
     dy[51] = k_struct * (structural_input - structural_1)
     dy[52] = k_struct * (structural_1 - structural_2)
@@ -4799,6 +4827,7 @@ def rhs_jac(t, y, p, dy, J):
     dy[59] = k_d2_spine * (_pos(1.0 - dopamine) - d2_spine_deficit)
     dy[60] = k_d1_spine * (_pos(1.0 - da_tonic) - d1_spine_deficit)
     dy[61] = k_lid_on * _pos(pka - lid_pka_thr) * (1.0 - erk_sensitization) - k_lid_off * erk_sensitization
+    dy[62] = k_pka * (pka_target_reward - pka_reward)
     _d_cp0_2 = (iv10)
     _d_cu0_5 = (cuf0)
     _d_cp1_8 = (iv11)
@@ -5217,6 +5246,16 @@ def rhs_jac(t, y, p, dy, J):
     _d_pka_target_35 = (_p_pka_target_d1_act) * _d_d1_act_35 + (pka_free) * _d_pka_ag_35 + (_p_pka_target_pka_free) * _d_pka_free_35
     _d_pka_target_37 = (_p_pka_target_d1_act) * _d_d1_act_37
     _d_pka_target_55 = (_p_pka_target_d1_act) * _d_d1_act_55
+    _p_pka_target_reward_d1_act = pka_free*pka_gain*_dpos(d1_act - d1_act0)
+    _p_pka_target_reward_pka_free = pka_ag + pka_gain*_pos(d1_act - d1_act0)
+    _d_pka_target_reward_5 = (_p_pka_target_reward_d1_act) * _d_d1_act_5 + (pka_free) * _d_pka_ag_5 + (_p_pka_target_reward_pka_free) * _d_pka_free_5
+    _d_pka_target_reward_11 = (_p_pka_target_reward_d1_act) * _d_d1_act_11 + (pka_free) * _d_pka_ag_11 + (_p_pka_target_reward_pka_free) * _d_pka_free_11
+    _d_pka_target_reward_17 = (_p_pka_target_reward_d1_act) * _d_d1_act_17 + (pka_free) * _d_pka_ag_17 + (_p_pka_target_reward_pka_free) * _d_pka_free_17
+    _d_pka_target_reward_23 = (_p_pka_target_reward_d1_act) * _d_d1_act_23 + (pka_free) * _d_pka_ag_23 + (_p_pka_target_reward_pka_free) * _d_pka_free_23
+    _d_pka_target_reward_29 = (_p_pka_target_reward_d1_act) * _d_d1_act_29 + (pka_free) * _d_pka_ag_29 + (_p_pka_target_reward_pka_free) * _d_pka_free_29
+    _d_pka_target_reward_35 = (_p_pka_target_reward_d1_act) * _d_d1_act_35 + (pka_free) * _d_pka_ag_35 + (_p_pka_target_reward_pka_free) * _d_pka_free_35
+    _d_pka_target_reward_37 = (_p_pka_target_reward_d1_act) * _d_d1_act_37
+    _d_pka_target_reward_55 = (_p_pka_target_reward_d1_act) * _d_d1_act_55
     _d_priming_eff_36 = (-pp_stress*priming)
     _d_priming_eff_39 = (-pp_stress*stress_load + 1.0)
     _p_plasticity_potential_priming_eff = 1.0*pp_odds0*pp_slope*_pw(priming_eff, -pp_slope - 1)/(pp_odds0*_pw(priming_eff, -pp_slope) + 1.0)**2
@@ -5423,16 +5462,16 @@ def rhs_jac(t, y, p, dy, J):
     J[159] = (d1n_activity*k_pot_on*(1.0 - potentiation)*_pos(pka - 1.0)) * _d_pot_gate_45
     J[160] = (-d1n_activity*k_pot_on*pot_gate*_pos(pka - 1.0) - k_pot_off)
     J[161] = (-parac1_shrink)
-    _p_rate49_ampa = k_pot_on*pot_gate*(1.0 - reward_potentiation)*_pos(pka - 1.0)
+    _p_rate49_ampa = k_pot_on*pot_gate*(1.0 - reward_potentiation)*_pos(pka_reward - 1.0)
     J[162] = (_p_rate49_ampa) * _d_ampa_5
     J[163] = (_p_rate49_ampa) * _d_ampa_11
     J[164] = (_p_rate49_ampa) * _d_ampa_17
     J[165] = (_p_rate49_ampa) * _d_ampa_23
     J[166] = (_p_rate49_ampa) * _d_ampa_29
     J[167] = (_p_rate49_ampa) * _d_ampa_35
-    J[168] = (ampa*k_pot_on*pot_gate*(1.0 - reward_potentiation)*_dpos(pka - 1.0))
-    J[169] = (ampa*k_pot_on*(1.0 - reward_potentiation)*_pos(pka - 1.0)) * _d_pot_gate_45
-    J[170] = (-ampa*k_pot_on*pot_gate*_pos(pka - 1.0) - k_rpot_off)
+    J[168] = (ampa*k_pot_on*(1.0 - reward_potentiation)*_pos(pka_reward - 1.0)) * _d_pot_gate_45
+    J[169] = (-ampa*k_pot_on*pot_gate*_pos(pka_reward - 1.0) - k_rpot_off)
+    J[170] = (ampa*k_pot_on*pot_gate*(1.0 - reward_potentiation)*_dpos(pka_reward - 1.0))
     J[171] = (k_parac1_tag)
     J[172] = (-k_parac1_tag - k_pot_off - parac1_shrink)
     J[173] = (k_struct) * _d_structural_input_39
@@ -5464,6 +5503,15 @@ def rhs_jac(t, y, p, dy, J):
     J[199] = (-k_d1_spine)
     J[200] = (k_lid_on*(1.0 - erk_sensitization)*_dpos(-lid_pka_thr + pka))
     J[201] = (-k_lid_off - k_lid_on*_pos(-lid_pka_thr + pka))
+    J[202] = (k_pka) * _d_pka_target_reward_5
+    J[203] = (k_pka) * _d_pka_target_reward_11
+    J[204] = (k_pka) * _d_pka_target_reward_17
+    J[205] = (k_pka) * _d_pka_target_reward_23
+    J[206] = (k_pka) * _d_pka_target_reward_29
+    J[207] = (k_pka) * _d_pka_target_reward_35
+    J[208] = (k_pka) * _d_pka_target_reward_37
+    J[209] = (k_pka) * _d_pka_target_reward_55
+    J[210] = (-k_pka)
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -5523,13 +5571,14 @@ def prep_lin(J, inv_gh, D):
     D[45] = 1.0 / (inv_gh - J[144])
     D[47] = 1.0 / (inv_gh - J[151])
     D[48] = 1.0 / ((inv_gh - J[160]) * (inv_gh - J[172]) - (-J[161]) * (-J[171]))
-    D[49] = 1.0 / (inv_gh - J[170])
     D[51] = 1.0 / (inv_gh - J[175])
     D[52] = 1.0 / (inv_gh - J[177])
     D[53] = 1.0 / (inv_gh - J[179])
     D[46] = 1.0 / (inv_gh - J[147])
     D[57] = 1.0 / (inv_gh - J[188])
     D[56] = 1.0 / (inv_gh - J[184])
+    D[62] = 1.0 / (inv_gh - J[210])
+    D[49] = 1.0 / (inv_gh - J[169])
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -5610,13 +5659,14 @@ def solve_lin(J, inv_gh, D, b, u):
     r1 = b[50]
     u[48] = (r0 * (inv_gh - J[172]) - (-J[161]) * r1) * D[48]
     u[50] = ((inv_gh - J[160]) * r1 - (-J[171]) * r0) * D[48]
-    u[49] = (b[49] + J[162] * u[5] + J[163] * u[11] + J[164] * u[17] + J[165] * u[23] + J[166] * u[29] + J[167] * u[35] + J[168] * u[38] + J[169] * u[45]) * D[49]
     u[51] = (b[51] + J[173] * u[39] + J[174] * u[45]) * D[51]
     u[52] = (b[52] + J[176] * u[51]) * D[52]
     u[53] = (b[53] + J[178] * u[52]) * D[53]
     u[46] = (b[46] + J[145] * u[36] + J[146] * u[45] + J[148] * u[53]) * D[46]
     u[57] = (b[57] + J[186] * u[42] + J[187] * u[45]) * D[57]
     u[56] = (b[56] + J[183] * u[38] + J[185] * u[57]) * D[56]
+    u[62] = (b[62] + J[202] * u[5] + J[203] * u[11] + J[204] * u[17] + J[205] * u[23] + J[206] * u[29] + J[207] * u[35] + J[208] * u[37] + J[209] * u[55]) * D[62]
+    u[49] = (b[49] + J[162] * u[5] + J[163] * u[11] + J[164] * u[17] + J[165] * u[23] + J[166] * u[29] + J[167] * u[35] + J[168] * u[45] + J[170] * u[62]) * D[49]
 
 import numpy as np
 

@@ -127,6 +127,9 @@ STATES: tuple[State, ...] = (
           "loss of tonic dopamine, as direct-pathway (D1) neurons' spines sense it (weeks)"),
     State("erk_sensitization", 0.0, "1",
           "sensitisation of D1 neurons' PKA -> ERK coupling by pulsatile D1 drive (0-1)"),
+    # the reward circuits' PKA: the same Drd1 drive, but not silenced with the mPFC Drd1
+    # neurons (appended, so the earlier states keep their places)
+    State("pka_reward", 1.0, "1", "cAMP/PKA activity in the reward circuits (x baseline)"),
 )
 
 # ------------------------------------------------------------------ parameters
@@ -399,6 +402,7 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # itself is unchanged (F-W-9); full at rest and above (no gain from extra activity)
     ("pka_target", ("1.0 + pka_gain * pka_free * pos(d1_act - d1_act0)"
                     " * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free")),
+    ("pka_target_reward", "1.0 + pka_gain * pka_free * pos(d1_act - d1_act0) + pka_ag * pka_free"),
     # plasticity potential: probability scale, logistic in log priming (F-W-5, F-W-6, F-W-15)
     ("pp_odds0", "(1.0 - pp_control) / pp_control"),
     ("priming_eff", "priming * (1.0 - pp_stress * stress_load)"),
@@ -495,7 +499,7 @@ RATES: tuple[tuple[str, str], ...] = (
                       " * (1.0 - potentiation)"
                      " - k_pot_off * potentiation - parac1_shrink * potentiation_tagged")),
     # the same induction in reward circuits (anhedonia, F-M-13), which keep it longer
-    ("reward_potentiation", ("k_pot_on * pot_gate * pos(pka - 1.0) * ampa"
+    ("reward_potentiation", ("k_pot_on * pot_gate * pos(pka_reward - 1.0) * ampa"
                              " * (1.0 - reward_potentiation)"
                             " - k_rpot_off * reward_potentiation")),
     # AS-PaRAC1 (Hayashi-Takagi et al. 2015 Nature): the probe is made from a dendritically
@@ -530,6 +534,7 @@ RATES: tuple[tuple[str, str], ...] = (
     # synthesis -> resistance)
     ("erk_sensitization", ("k_lid_on * pos(pka - lid_pka_thr) * (1.0 - erk_sensitization)"
                            " - k_lid_off * erk_sensitization")),
+    ("pka_reward", "k_pka * (pka_target_reward - pka_reward)"),
 )
 
 
