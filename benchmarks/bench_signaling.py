@@ -41,6 +41,9 @@ idle machine: speedup 31.4, accuracy 1.58e-6 against libRoadRunner's 1.29e-5.
 outside silencing), ``--n 2000 --rr-subjects 300``, a load of about 1 on the machine, two
 runs: 31.0 and 31.4 (ketasim 0.599 ms/mouse, 369 steps; libRoadRunner 18.81 ms/mouse);
 accuracy 1.37e-6 against 1.29e-5.
+With the reward circuits' PKA state added (63 states), right after a test run (load about 2):
+30.6 (ketasim 0.633 ms/mouse, 369 steps; libRoadRunner 19.40 ms/mouse), accuracy 1.32e-6
+against 1.34e-5.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).

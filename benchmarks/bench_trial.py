@@ -149,6 +149,11 @@ patient against about 200 ms for BDF):
   on the sample 33.1); outputs within 2.5e-7 of their range, MADRS latent 2.2e-6, 140 of
   140 rated totals identical; against tight LSODA ketasim 1.1e-8, reference 8.3e-8; peak
   RSS 470 MB; wall 64.8 s.
+- 2026-12-05, fourteenth session (the Drd1 PKA gate and the reward circuits' own PKA state:
+  63 states), idle machine, ``--patients 100000``: ketasim 60.9 s (0.61 ms/patient, 9,854
+  patient-weeks/s), reference 18.27 ms/patient (1,827 s extrapolated), **speedup 30.0**
+  (signalling alone on the sample 33.4); 140 of 140 rated totals identical, MADRS latent
+  2.4e-6; peak RSS 465 MB; wall 63.9 s. ``--patients 10000`` a few minutes earlier: 25.9.
 
 Where the signalling's time goes (one thread, 400 patients, the MADRS outputs on its
 1,537-time grid): a ketamine patient takes 720 solver steps (351 RODAS, 370 DP5, 14
