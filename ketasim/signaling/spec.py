@@ -400,9 +400,12 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # receptors and activity drive together (Wayman et al. 1994 J Biol Chem), so
     # silenced Drd1-expressing neurons lose their share of the rise while dopamine
     # itself is unchanged (F-W-9); full at rest and above (no gain from extra activity)
-    ("pka_target", ("1.0 + pka_gain * pka_free * pos(d1_act - d1_act0)"
-                    " * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free")),
-    ("pka_target_reward", "1.0 + pka_gain * pka_free * pos(d1_act - d1_act0) + pka_ag * pka_free"),
+    # (the rise the Drd1 receptor drives, before any silencing; the reward circuits'
+    # PKA takes it whole)
+    ("pka_d1_rise", "pka_gain * pka_free * pos(d1_act - d1_act0)"),
+    ("pka_target", ("1.0 + pka_d1_rise * (1.0 - drd1_neuron_silencing)"
+                    " + pka_ag * pka_free")),
+    ("pka_target_reward", "1.0 + pka_d1_rise + pka_ag * pka_free"),
     # plasticity potential: probability scale, logistic in log priming (F-W-5, F-W-6, F-W-15)
     ("pp_odds0", "(1.0 - pp_control) / pp_control"),
     ("priming_eff", "priming * (1.0 - pp_stress * stress_load)"),
