@@ -6,6 +6,7 @@ stack loads numba and its compiled kernels (seconds), which ``ketasim --help``,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -97,6 +98,27 @@ def _scenario_file(scenario: str) -> Path:
     return path if path.is_file() else builtin_scenarios()[scenario]
 
 
+@contextlib.contextmanager
+def _task_map(scheduler: str | None, workers: int | None, folders: list[Path]):
+    """``run --scheduler``: the Dask ``map_tasks`` of :func:`ketasim.sweep.core.dask_map`
+    (None without --scheduler: the run stays in this process). A scheduler that cannot
+    be reached is one clear error."""
+    if scheduler is None:
+        yield None
+        return
+    if scheduler != "local" and "://" not in scheduler and not Path(scheduler).is_file():
+        _fail(f"--scheduler: got {scheduler!r}; expected tcp://HOST:PORT, a scheduler file "
+              "or 'local'")
+    from ketasim.sweep.core import dask_map  # imports Dask: only when asked for
+
+    with contextlib.ExitStack() as stack:
+        try:
+            map_tasks = stack.enter_context(dask_map(scheduler, workers, folders))
+        except OSError as e:
+            _fail(f"--scheduler: cannot reach the Dask scheduler {scheduler!r}: {e}")
+        yield map_tasks
+
+
 @app.command()
 def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
         out_dir: Path = typer.Option(..., "--out", help="output folder (created atomically)"),
@@ -104,8 +126,16 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         force: bool = typer.Option(False, "--force", help="replace an existing --out folder"),
         compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
         nwb: bool = typer.Option(False, "--nwb", help="also write one NWB file per subject "
-                                 "and session under --out/nwb/ (sub-<id>/ses-<id> layout)")):
-    """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out."""
+                                 "and session under --out/nwb/ (sub-<id>/ses-<id> layout)"),
+        scheduler: str | None = typer.Option(
+            None, "--scheduler", help="run the arms' subjects on Dask: tcp://HOST:PORT or a "
+            "scheduler file (an existing cluster), or 'local' (--workers processes here)"),
+        workers: int | None = typer.Option(None, "--workers", help="with --scheduler local: "
+                                           "worker processes (default: cores)")):
+    """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out.
+
+    With --scheduler, each arm's subjects go to Dask workers in chunks; the numbers are
+    the same as without it."""
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
     from ketasim.params import load_registry
@@ -113,10 +143,14 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
     from ketasim.report.run_folder import write_run
     from ketasim.scenario import load_scenario
 
-    _add_compounds(compounds)
+    folders = _add_compounds(compounds)
     try:
         if seed is not None and not (0 <= seed < 2**63):
             _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
+        if workers is not None and scheduler != "local":
+            _fail("--workers: only with --scheduler local (an existing cluster has its own)")
+        if workers is not None and workers < 1:
+            _fail(f"--workers: got {workers}; expected at least 1")
         sc = load_scenario(scenario)
         registry = load_registry()
         check_supported(sc, registry)
@@ -134,9 +168,11 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                 arms_done[0] += 1
                 prog.update(task, completed=arms_done[0])
 
-            result = simulate(sc, seed=seed, registry=registry, progress=arm_done,
-                              arm_progress=lambda arm, fraction: prog.update(
-                                  task, completed=arms_done[0] + fraction))
+            with _task_map(scheduler, workers, folders) as map_tasks:
+                result = simulate(sc, seed=seed, registry=registry, progress=arm_done,
+                                  arm_progress=lambda arm, fraction: prog.update(
+                                      task, completed=arms_done[0] + fraction),
+                                  map_tasks=map_tasks)
         write_run(result, out_dir, registry, overwrite=force,
                   wall_s=time.perf_counter() - t0, started=started, inputs=[source],
                   scenario_text=text, nwb=nwb)

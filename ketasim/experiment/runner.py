@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -172,7 +172,9 @@ def _require(registry) -> None:
 def simulate(scenario, seed: int | None = None, *, registry: Registry,
              progress: Callable[[str], None] | None = None, rtol: float = DEFAULT_RTOL,
              atol: float = DEFAULT_ATOL, chunk_subjects: int | None = None,
-             arm_progress: Callable[[str, float], None] | None = None) -> RunResult:
+             arm_progress: Callable[[str, float], None] | None = None,
+             map_tasks: Callable[[Callable, list[tuple]], Iterable] | None = None
+             ) -> RunResult:
     """Simulate every arm of ``scenario`` with the parameters of ``registry`` and measure
     its assays.
 
@@ -183,6 +185,15 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
 
     ``progress(arm)`` is called when an arm is done, ``arm_progress(arm, fraction)``
     after each chunk of its subjects (the fraction of the arm's work done, 0 to 1).
+
+    ``map_tasks(fn, args_list)``, if given, runs the arms elsewhere: each arm (and
+    region) is split into spans of subjects (a quarter of the arm, at least 25 subjects,
+    at most a chunk), all arms' spans go to one ``map_tasks`` call, which must return
+    ``[fn(*args) for args in args_list]`` in that order, wherever it computes them (a
+    Dask cluster: :func:`ketasim.sweep.core.dask_map`; ``fn`` is the module-level
+    :func:`run_span` and the arguments pickle). The readouts are the same as in this
+    process, row for row; ``progress`` is called per arm at the end, ``arm_progress``
+    not at all, and each arm's timing is the run's wall time shared equally.
     """
     _require(registry)
     seed = scenario.seed if seed is None else int(seed)
@@ -212,22 +223,31 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     drawn.update({arm.name: draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
                   for arm in scenario.arms
                   if getattr(arm, "population", None) is not None and arm.name not in drawn})
-    for i, arm in enumerate(scenario.arms):
+    jobs = [(i, arm, _plans(arm, i)) for i, arm in enumerate(scenario.arms)]
+    jobs = [(i, arm, plans, _covariates(drawn.get(arm.name), scenario.species, registry),
+             stream.get(arm.name)) for i, arm, plans in jobs if plans]
+    remote = None
+    if map_tasks is not None:  # every arm's spans at once; timings are the whole run's
         t0 = time.perf_counter()
-        plans = _plans(arm, i)
-        if not plans:
-            continue
-        covs = _covariates(drawn.get(arm.name), scenario.species, registry)
-        arm_frames, arm_kept, arm_steps = _run_regions(
-            scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-            covs, stream.get(arm.name),
-            None if arm_progress is None else functools.partial(arm_progress, arm.name))
+        remote = _run_remote(scenario.species, jobs, seed, registry, rtol, atol,
+                             chunk_subjects, map_tasks)
+        wall = time.perf_counter() - t0
+    for k, (i, arm, plans, covs, pool_ids) in enumerate(jobs):
+        t0 = time.perf_counter()
+        if remote is None:
+            arm_frames, arm_kept, arm_steps = _run_regions(
+                scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
+                covs, pool_ids,
+                None if arm_progress is None else functools.partial(arm_progress, arm.name))
+        else:
+            arm_frames, arm_kept, arm_steps = remote[k]
         frames.extend(arm_frames)
         for name, k in arm_kept.items():
             if k:
                 kept.setdefault(name, {})[arm.name] = k
         steps[arm.name] = arm_steps
-        timings[arm.name] = time.perf_counter() - t0
+        timings[arm.name] = (time.perf_counter() - t0 if remote is None
+                             else wall / len(jobs))
         if progress:
             progress(arm.name)
     readouts = (pd.concat(frames, ignore_index=True) if frames
@@ -319,28 +339,75 @@ def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subje
     keys its random streams (under :data:`POOL`) instead of the arm and its index.
     ``done(fraction)``, if given, after each chunk: the fraction of the arm's subjects
     times regions done."""
-    frames: list[pd.DataFrame | None] = [None] * len(plans)
-    kept: dict = {}
-    steps = 0.0
-    regions = list(dict.fromkeys(p.region for p in plans))
-    for r, region in enumerate(regions):
-        idx = [j for j, p in enumerate(plans) if p.region == region]
-        reg = region_registry(registry, region)
+    parts = []
+    regions = _region_plans(plans)
+    for r, (region, idx) in enumerate(regions):
         chunk_done = None if done is None else (
             lambda n_done, r=r: done((r + n_done / max(arm.n, 1)) / len(regions)))
-        f, k, s = _run_arm(species, arm, i, [plans[j] for j in idx], seed, reg, rtol, atol,
-                           chunk_subjects, covs, region, pool_ids, chunk_done)
-        for j, fr in zip(idx, f, strict=True):  # named where a region is not the default
-            frames[j] = fr if regions == [DEFAULT_REGION] else fr.assign(region=region)
+        parts.append((region, idx, _run_arm(
+            species, arm, i, [plans[j] for j in idx], seed, region_registry(registry, region),
+            rtol, atol, chunk_subjects, covs, region, pool_ids, chunk_done)))
+    return _combine_regions(len(plans), parts)
+
+
+def _region_plans(plans) -> list[tuple[str, list[int]]]:
+    """The regions an arm's assays measure, in order, each with its assays' indices."""
+    regions = list(dict.fromkeys(p.region for p in plans))
+    return [(region, [j for j, p in enumerate(plans) if p.region == region])
+            for region in regions]
+
+
+def _combine_regions(n_plans, parts):
+    """An arm's frames (assay order), kept results and steps from its regions' results
+    ``(region, assay indices, (frames, kept, steps))``: frames name their region where
+    it is not the default, kept results go under ``assay@region``."""
+    frames: list[pd.DataFrame | None] = [None] * n_plans
+    kept: dict = {}
+    steps = 0.0
+    single = [region for region, _, _ in parts] == [DEFAULT_REGION]
+    for region, idx, (f, k, s) in parts:
+        for j, fr in zip(idx, f, strict=True):
+            frames[j] = fr if single else fr.assign(region=region)
         for name, v in k.items():
             kept[name if region == DEFAULT_REGION else f"{name}@{region}"] = v
         steps += s
     return frames, kept, steps
 
 
-def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-             covs=None, region=DEFAULT_REGION, pool_ids=None, chunk_done=None):
-    key = arm.name if pool_ids is None else POOL  # the streams' namespace
+#: a distributed run splits an arm into at least this many spans of subjects (where each
+#: keeps at least SPAN_MIN_SUBJECTS), so that a few arms keep several workers busy
+SPAN_SPLIT = 4
+SPAN_MIN_SUBJECTS = 25
+
+
+def _run_remote(species, jobs, seed, registry, rtol, atol, chunk_subjects, map_tasks):
+    """Every arm of ``jobs`` (``(i, arm, plans, covs, pool_ids)``) through ``map_tasks``
+    in one call: each arm and region split into spans of subjects (:func:`run_span`),
+    joined back per arm as :func:`_run_regions` returns them."""
+    tasks, layout = [], []
+    for i, arm, plans, covs, pool_ids in jobs:
+        regions = []
+        for region, idx in _region_plans(plans):
+            mine = [plans[j] for j in idx]
+            chunk = _arm_layout(species, arm, i, mine, seed, region_registry(registry, region),
+                                chunk_subjects)[3]
+            span = max(1, min(chunk, max(SPAN_MIN_SUBJECTS, -(-arm.n // SPAN_SPLIT))))
+            first = len(tasks)
+            tasks += [(species, arm, i, region, seed, registry, rtol, atol, chunk_subjects,
+                       covs, pool_ids, a, min(arm.n, a + span)) for a in range(0, arm.n, span)]
+            regions.append((region, idx, mine, first, len(tasks)))
+        layout.append((arm, plans, regions))
+    pieces = list(map_tasks(run_span, tasks))
+    if len(pieces) != len(tasks):
+        raise RuntimeError(f"map_tasks returned {len(pieces)} results for {len(tasks)} tasks")
+    return [_combine_regions(len(plans), [
+        (region, idx, _join_spans(mine, pieces[a:b], arm.n))
+        for region, idx, mine, a, b in regions]) for arm, plans, regions in layout]
+
+
+def _arm_layout(species, arm, i, plans, seed, registry, chunk_subjects):
+    """What every chunk of an arm (one region's assays) shares: the output grid, the
+    signalling outputs, the spine plan and the chunk size."""
     times: set[float] = set()
     outputs: set[str] = set()
     for p in plans:
@@ -354,10 +421,29 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
     grid = np.array(sorted(times))
     names = tuple(sorted(outputs))
     chunk = _chunk_size(arm.n, grid.size, len(names), spine_plan, registry, chunk_subjects)
+    return grid, names, spine_plan, chunk
+
+
+def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
+             covs=None, region=DEFAULT_REGION, pool_ids=None, chunk_done=None):
+    piece = _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
+                      covs, region, pool_ids, chunk_done, 0, arm.n)
+    return _join_spans(plans, [piece], arm.n)
+
+
+def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects, covs,
+              region, pool_ids, chunk_done, first, last):
+    """Subjects ``first`` to ``last - 1`` of one arm (one region's assays), chunk by chunk:
+    per assay the chunks' frames, per assay name the chunks' kept results, and the sum of
+    the subjects' solver steps. A subject's numbers depend on its own streams only, so
+    any split of an arm into spans gives the same rows (:func:`_join_spans`)."""
+    key = arm.name if pool_ids is None else POOL  # the streams' namespace
+    grid, names, spine_plan, chunk = _arm_layout(species, arm, i, plans, seed, registry,
+                                                 chunk_subjects)
     frames: list[list[pd.DataFrame]] = [[] for _ in plans]  # per assay, chunk by chunk
     parts, step_sum = {p.assay.name: [] for p in plans}, 0.0
-    for s0 in range(0, arm.n, chunk):
-        subjects = np.arange(s0, min(arm.n, s0 + chunk))
+    for s0 in range(first, last, chunk):
+        subjects = np.arange(s0, min(last, s0 + chunk))
         ids = subjects if pool_ids is None else pool_ids[subjects]  # stream identities
         cohort = sample_cohort(registry, species, key, arm.n, seed,
                                body_weight_kg=arm.body_weight_kg, subjects=ids,
@@ -386,10 +472,31 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
         del recording, stage, sim
         if chunk_done is not None:
             chunk_done(int(subjects[-1]) + 1)
+    return frames, parts, step_sum
+
+
+def _join_spans(plans, pieces, n):
+    """One arm's frames (per assay, rows ordered subject, readout, time), kept results and
+    mean solver steps per subject from its spans' pieces, in subject order."""
+    frames = [pd.concat([f for piece in pieces for f in piece[0][j]], ignore_index=True)
+              for j in range(len(plans))]
+    parts: dict[str, list] = {p.assay.name: [] for p in plans}
+    for piece in pieces:
+        for name, ks in piece[1].items():
+            parts[name].extend(ks)
     kept = {name: _merge(next(p.assay for p in plans if p.assay.name == name), ks)
             for name, ks in parts.items()}
-    # rows ordered assay, subject, readout, time whatever the chunk size
-    return [pd.concat(f, ignore_index=True) for f in frames], kept, step_sum / max(arm.n, 1)
+    return frames, kept, sum(piece[2] for piece in pieces) / max(n, 1)
+
+
+def run_span(species, arm, i, region, seed, registry, rtol, atol, chunk_subjects, covs,
+             pool_ids, first, last):
+    """One task of a distributed run (``simulate(..., map_tasks=...)``): subjects
+    ``first`` to ``last - 1`` of arm ``i``'s assays in ``region``, from picklable
+    arguments (the arm's plans and region parameters are rebuilt here)."""
+    plans = [p for p in _plans(arm, i) if p.region == region]
+    return _arm_span(species, arm, i, plans, seed, region_registry(registry, region), rtol,
+                     atol, chunk_subjects, covs, region, pool_ids, None, first, last)
 
 
 def shared_strings(values: np.ndarray) -> np.ndarray:

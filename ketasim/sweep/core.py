@@ -75,6 +75,7 @@ workers need no access to ``out``. Dask reschedules a chunk whose worker died.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import hashlib
@@ -631,9 +632,20 @@ _PROCESS_COMPOUNDS: set[str] = set()
 
 def _run_chunk(compounds: tuple[str, ...], digest: str, blob: bytes, first: int,
                rows: list[tuple]) -> pd.DataFrame:
-    """One task: configure ketasim in this process (numba's kernel cache, one numba thread
-    for this thread), register the user's compounds, unpickle the job (once per process),
-    evaluate the chunk."""
+    """One task: prepare this worker (:func:`_prepare_worker`), unpickle the job (once
+    per process), evaluate the chunk."""
+    _prepare_worker(compounds)
+    job = _PROCESS_JOB.get(digest)
+    if job is None:
+        job = pickle.loads(blob)
+        _PROCESS_JOB.clear()
+        _PROCESS_JOB[digest] = job
+    return _evaluate(job, first, rows)
+
+
+def _prepare_worker(compounds: tuple[str, ...]) -> None:
+    """Configure ketasim in this process (numba's kernel cache, one numba thread for this
+    thread) and register the user's compounds (once per process and folder)."""
     if not ketasim._configured:
         ketasim.configure()
     # after configure(): numba reads NUMBA_CACHE_DIR when first imported. (Not an import
@@ -645,12 +657,37 @@ def _run_chunk(compounds: tuple[str, ...], digest: str, blob: bytes, first: int,
         if folder not in _PROCESS_COMPOUNDS:
             add_compounds(folder)
             _PROCESS_COMPOUNDS.add(folder)
-    job = _PROCESS_JOB.get(digest)
-    if job is None:
-        job = pickle.loads(blob)
-        _PROCESS_JOB.clear()
-        _PROCESS_JOB[digest] = job
-    return _evaluate(job, first, rows)
+
+
+def _remote_call(compounds: tuple[str, ...], fn: str, blob: bytes):
+    """One task of :func:`dask_map`: ``fn(*args)`` on a prepared worker. ``fn`` comes as
+    ``module:name`` and the arguments as a pickle, both resolved after ketasim is
+    configured here (a module with jitted code must not be imported before: numba reads
+    its cache folder then)."""
+    _prepare_worker(compounds)
+    module, name = fn.split(":")
+    return getattr(importlib.import_module(module), name)(*pickle.loads(blob))
+
+
+@contextlib.contextmanager
+def dask_map(scheduler=None, workers: int | None = None, compounds: Sequence[str] = ()):
+    """A ``map_tasks`` for :func:`ketasim.experiment.runner.simulate` (``ketasim run
+    --scheduler``): ``map_tasks(fn, args_list)`` sends ``fn(*args)`` for every ``args``
+    to Dask and returns the results in order. ``scheduler``: a ``distributed.Client``,
+    an address (``tcp://host:port``), a scheduler file, or ``"local"`` (or None) for an
+    embedded ``LocalCluster`` of ``workers`` single-threaded processes (default: cores),
+    closed on leaving. Workers configure ketasim and register ``compounds`` (folders)
+    before their first task, as a sweep's do."""
+    if _is_dask_client(scheduler):
+        backend = _Backend(scheduler, None, workers)
+    else:
+        backend = _Backend(None, None if scheduler in (None, "local") else scheduler,
+                           workers)
+    folders = tuple(str(Path(f).resolve()) for f in compounds)
+    try:
+        yield lambda fn, args_list: backend.map(fn, args_list, folders)
+    finally:
+        backend.close()
 
 
 # --------------------------------------------------------------------------- #
@@ -837,6 +874,25 @@ class _Backend:
         finally:
             for fut in futures:
                 fut.cancel()
+
+    def map(self, fn, args_list: list[tuple], compounds: tuple[str, ...]) -> list:
+        """``[fn(*args) for args in args_list]`` computed by the backend's workers, in
+        order; pending tasks are cancelled if one fails."""
+        name = f"{fn.__module__}:{fn.__qualname__}"
+        blobs = [pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL) for args in args_list]
+        if self._dask is not None:
+            token = uuid.uuid4().hex[:12]
+            futures = [self._dask.submit(_remote_call, compounds, name, blob, pure=False,
+                                         key=f"ketasim-run-{token}-{k}")
+                       for k, blob in enumerate(blobs)]
+        else:
+            futures = [self._executor.submit(_remote_call, compounds, name, blob)
+                       for blob in blobs]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
 
     def close(self) -> None:
         for close in reversed(self._close):
