@@ -212,3 +212,58 @@ def test_power_command(tmp_path):
     assert df["power"].iloc[-1] >= df["power"].iloc[0]
     assert invoke("power", "default", "--compare", "9", "--n", "4:6").exit_code == 2
     assert invoke("power", "default", "--compare", "0", "--n", "1:3").exit_code == 2
+
+
+def test_architecture_outline_scenario_runs(tmp_path):
+    """The scenario outline of ARCHITECTURE.md (the contract), read from that file with a
+    second arm added for its comparison and 3 mice an arm: it loads (``tst`` is the tail
+    suspension test) and runs, and its comparison is in stats.csv."""
+    design = Path(__file__).resolve().parents[2] / "shared" / "design" / "ARCHITECTURE.md"
+    if design.is_file():
+        text = design.read_text()
+        outline = text[text.index("name: cort-ketamine-as-parac1"):]
+        outline = outline[:outline.index("```")]
+    else:  # a clone without the shared folder: the outline as it stands (2026-12-05)
+        outline = OUTLINE
+    control = """  - name: cort_ket
+    n: 10
+    protocol:
+      - {at: -10d, stress: cort, duration: 10d}
+      - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}
+    assays:
+      - {assay: tst, at: [3h, 2d]}
+"""
+    outline = outline.replace("compare:", control + "compare:").replace("n: 10", "n: 3")
+    p = tmp_path / "outline.yaml"
+    p.write_text(outline)
+    from ketasim.scenario import load_scenario
+
+    sc = load_scenario(p)
+    assert [a.assay for a in sc.arms[0].assays] == ["two_photon_spines", "tail_suspension",
+                                                     "sucrose_preference"]
+    r = invoke("run", p, "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    stats = pd.read_csv(tmp_path / "out" / "stats.csv")
+    assert set(stats["readout"]) == {"tst_immobility_s"}
+    readouts = pd.read_parquet(tmp_path / "out" / "readouts.parquet")
+    assert {"two_photon_spines", "tail_suspension", "sucrose_preference"} <= set(
+        readouts["assay"])
+
+
+OUTLINE = """name: cort-ketamine-as-parac1
+species: mouse            # mouse | rat | human
+seed: 7
+arms:
+  - name: cort_ket_photo24h
+    n: 10
+    protocol:
+      - {at: -10d, stress: cort, duration: 10d}
+      - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}
+      - {at: 24h, intervention: as_parac1_photoactivation}
+    assays:
+      - {assay: two_photon_spines, at: [-10d, 0h, 12h, 24h, 2d, 4d]}
+      - {assay: tst, at: [3h, 2d]}
+      - {assay: sucrose_preference, at: [2d]}
+compare:
+  - {readout: tst_immobility_s, at: 2d, arms: [cort_ket_photo24h, cort_ket]}
+"""

@@ -23,7 +23,7 @@ the validator that found it, a ``subloc`` to append to the error location.
 import difflib
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -219,11 +219,16 @@ Name = Annotated[
 ]
 
 
-def _vocabulary_type(what: str, names: Callable[[], Iterable[str]]) -> Any:
-    """A string field restricted to a vocabulary table read at validation time."""
+def _vocabulary_type(what: str, names: Callable[[], Iterable[str]],
+                     aliases: Mapping[str, str] | None = None) -> Any:
+    """A string field restricted to a vocabulary table read at validation time; a name in
+    ``aliases`` is read as the vocabulary name it maps to."""
+    aliases = aliases or {}
 
     def validate(value: object) -> str:
         known = list(names())
+        if isinstance(value, str) and value in aliases:
+            return aliases[value]
         if isinstance(value, str) and value in known:
             return value
         hint = ""
@@ -231,12 +236,14 @@ def _vocabulary_type(what: str, names: Callable[[], Iterable[str]]) -> Any:
             close = difflib.get_close_matches(value, known, n=1)
             if close:
                 hint = f" (did you mean {close[0]!r}?)"
-        raise problem(f"one of the {what}: {', '.join(known)}{hint}")
+        also = (" (or " + ", ".join(f"{a} for {n}" for a, n in aliases.items()) + ")"
+                if aliases else "")
+        raise problem(f"one of the {what}: {', '.join(known)}{also}{hint}")
 
     return Annotated[
         str,
         BeforeValidator(validate),
-        _JsonSchema(lambda: {"type": "string", "enum": list(names())}),
+        _JsonSchema(lambda: {"type": "string", "enum": [*names(), *aliases]}),
     ]
 
 
@@ -244,7 +251,8 @@ DrugName = _vocabulary_type("drugs", lambda: vocabulary.DRUGS)
 RouteName = _vocabulary_type("routes", lambda: vocabulary.ROUTES)
 StressorName = _vocabulary_type("stressors", lambda: vocabulary.STRESSORS)
 InterventionName = _vocabulary_type("interventions", lambda: vocabulary.INTERVENTIONS)
-AssayName = _vocabulary_type("assays", lambda: vocabulary.ASSAYS)
+AssayName = _vocabulary_type("assays", lambda: vocabulary.ASSAYS,
+                             vocabulary.ASSAY_ALIASES)
 ReadoutName = _vocabulary_type("readouts", vocabulary.all_readouts)
 
 

@@ -131,6 +131,11 @@ INTERVENTION_KINDS: Mapping[str, Literal["permanent", "instantaneous", "timed"]]
 #: Assay name -> readouts it reports (from the assays' declarations).
 ASSAYS: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.readout_names)
 
+#: Other names a scenario may give an assay, read as the assay's own name: ``tst`` is the
+#: name ARCHITECTURE.md's scenario outline (the stable contract) uses for the tail
+#: suspension test.
+ASSAY_ALIASES: Mapping[str, str] = {"tst": "tail_suspension"}
+
 #: Assay name -> the brain regions it can measure (``region:`` of an assay).
 ASSAY_REGIONS: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.regions)
 
