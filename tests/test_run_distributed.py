@@ -70,8 +70,9 @@ arms:
 """
 
 
-@pytest.fixture(scope="module")
-def client():
+@pytest.fixture
+def client(private_home):
+    """An in-process cluster whose workers' folders are under the test's own TMPDIR."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=":0", silence_logs=50) as cluster, \
@@ -116,7 +117,7 @@ def test_dask_run_equals_local_run(client, text):
     _same(local, remote)
 
 
-def test_cli_run_with_scheduler(client, tmp_path, private_home):
+def test_cli_run_with_scheduler(client, tmp_path):
     from typer.testing import CliRunner
 
     from ketasim.cli import app
