@@ -15,15 +15,20 @@ $(STAMP): pyproject.toml
 
 # Debian's chromium for the browser test of the HTML report (playwright drives it through
 # executable_path; `playwright install` is never used), and R with nlme for the check of
-# the MMRM against nlme::gls (tests/test_mmrm.py). Each installed only when missing.
+# the MMRM against nlme::gls, and lme4, pbkrtest and lmerTest for the check of its
+# Kenward-Roger and Satterthwaite degrees of freedom (tests/test_mmrm.py). Each installed
+# only when missing.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (Debian package) for the report browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
-	@{ command -v Rscript >/dev/null 2>&1 && Rscript -e 'library(nlme)' >/dev/null 2>&1; } || { \
-	  echo "installing R and nlme (Debian packages) for the MMRM check against nlme::gls"; \
+	@{ command -v Rscript >/dev/null 2>&1 && \
+	  Rscript -e 'for (p in c("nlme", "lme4", "pbkrtest", "lmerTest")) library(p, character.only = TRUE)' \
+	  >/dev/null 2>&1; } || { \
+	  echo "installing R, nlme, lme4, pbkrtest and lmerTest (Debian packages) for the MMRM checks"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends r-base-core r-cran-nlme; }
+	    --no-install-recommends r-base-core r-cran-nlme r-cran-lme4 r-cran-pbkrtest \
+	    r-cran-lmertest; }
 
 run: $(STAMP)
 	$(BIN)/ketasim validate --out runs/validate

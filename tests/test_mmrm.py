@@ -396,8 +396,9 @@ def test_kenward_roger_and_satterthwaite_match_pbkrtest_lmertest(tmp_path):
     """Optional independent check of the df machinery on unbalanced data (MAR dropout
     plus intermittent gaps): compound symmetry is the random-intercept model, for which
     R pbkrtest gives the Kenward-Roger covariance, F and df (expected information) and
-    lmerTest the Satterthwaite df (observed information). lme4, pbkrtest and lmerTest are
-    not part of ``make system-deps``; the test is skipped without them."""
+    lmerTest the Satterthwaite df (observed information). ``make test`` installs lme4,
+    pbkrtest and lmerTest (Debian packages) with R; run otherwise, the test is skipped
+    without them."""
     why = _r_missing(("lme4", "pbkrtest", "lmerTest"), str(tmp_path))
     if why:
         pytest.skip(why)
