@@ -98,6 +98,18 @@ def _scenario_file(scenario: str) -> Path:
     return path if path.is_file() else builtin_scenarios()[scenario]
 
 
+SCHEDULER_HELP = ("run the arms' subjects on Dask: tcp://HOST:PORT or a scheduler file (an "
+                  "existing cluster), or 'local' (--workers processes here)")
+WORKERS_HELP = "with --scheduler local: worker processes (default: cores)"
+
+
+def _check_workers(scheduler: str | None, workers: int | None) -> None:
+    if workers is not None and scheduler != "local":
+        _fail("--workers: only with --scheduler local (an existing cluster has its own)")
+    if workers is not None and workers < 1:
+        _fail(f"--workers: got {workers}; expected at least 1")
+
+
 @contextlib.contextmanager
 def _task_map(scheduler: str | None, workers: int | None, folders: list[Path]):
     """``run --scheduler``: the Dask ``map_tasks`` of :func:`ketasim.sweep.core.dask_map`
@@ -127,11 +139,8 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
         nwb: bool = typer.Option(False, "--nwb", help="also write one NWB file per subject "
                                  "and session under --out/nwb/ (sub-<id>/ses-<id> layout)"),
-        scheduler: str | None = typer.Option(
-            None, "--scheduler", help="run the arms' subjects on Dask: tcp://HOST:PORT or a "
-            "scheduler file (an existing cluster), or 'local' (--workers processes here)"),
-        workers: int | None = typer.Option(None, "--workers", help="with --scheduler local: "
-                                           "worker processes (default: cores)")):
+        scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+        workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP)):
     """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out.
 
     With --scheduler, each arm's subjects go to Dask workers in chunks; the numbers are
@@ -147,10 +156,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
     try:
         if seed is not None and not (0 <= seed < 2**63):
             _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
-        if workers is not None and scheduler != "local":
-            _fail("--workers: only with --scheduler local (an existing cluster has its own)")
-        if workers is not None and workers < 1:
-            _fail(f"--workers: got {workers}; expected at least 1")
+        _check_workers(scheduler, workers)
         sc = load_scenario(scenario)
         registry = load_registry()
         check_supported(sc, registry)
@@ -343,15 +349,20 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                                                  help="write power.csv and power.png here"),
           force: bool = typer.Option(False, "--force", help="replace an existing --out"),
           compounds: list[Path] | None = typer.Option(None, "--compounds",
-                                                      help=COMPOUNDS_HELP)):
-    """Power of a scenario's comparison by simulation, for planning group sizes."""
+                                                      help=COMPOUNDS_HELP),
+          scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+          workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP)):
+    """Power of a scenario's comparison by simulation, for planning group sizes.
+
+    With --scheduler, the cohorts' subjects go to Dask workers; the table is the same."""
     from ketasim.analysis.power import parse_n_range
     from ketasim.experiment.power import power_curve
     from ketasim.params import load_registry
     from ketasim.scenario import load_scenario
 
-    _add_compounds(compounds)
+    folders = _add_compounds(compounds)
     try:
+        _check_workers(scheduler, workers)
         ns = parse_n_range(n)
         sc = load_scenario(scenario)
         if out_dir is not None:
@@ -361,8 +372,9 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as prog:
             prog.add_task(f"simulating {cohorts} cohorts x n = {ns[0]}..{ns[-1]}", total=None)
-            df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha, seed=seed,
-                             registry=load_registry())
+            with _task_map(scheduler, workers, folders) as map_tasks:
+                df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha, seed=seed,
+                                 registry=load_registry(), map_tasks=map_tasks)
         if out_dir is not None:
             _write_power(df, out_dir, overwrite=force)
     except _analysis_errors() as e:

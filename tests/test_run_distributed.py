@@ -153,3 +153,26 @@ def test_cli_run_scheduler_errors(tmp_path, private_home, args, message):
     assert r.exit_code != 0
     assert message in " ".join(r.output.split())
     assert not (tmp_path / "o").exists()
+
+
+def test_power_on_dask_equals_local(client, tmp_path):
+    """``ketasim power --scheduler``: the power table from a cluster is the local one."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    scen = tmp_path / "s.yaml"
+    scen.write_text(MOUSE.replace("      - {assay: two_photon_spines, at: [0h, 24h]}\n", "")
+                    + "compare:\n  - {readout: pmtor_rel, assay: western_blot, at: 2h, "
+                      "arms: [cort_ketamine, cort_saline]}\n")
+    runner = CliRunner()
+    args = ["power", str(scen), "--compare", "0", "--n", "3,5", "--cohorts", "20"]
+    r0 = runner.invoke(app, [*args, "--out", str(tmp_path / "local")])
+    assert r0.exit_code == 0, r0.output
+    r1 = runner.invoke(app, [*args, "--out", str(tmp_path / "dask"),
+                             "--scheduler", client.scheduler.address])
+    assert r1.exit_code == 0, r1.output
+    a = pd.read_csv(tmp_path / "local" / "power.csv")
+    b = pd.read_csv(tmp_path / "dask" / "power.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert a["power"].iloc[-1] > 0.5

@@ -75,7 +75,7 @@ def _power_scenario(scenario, comparison, subjects: int):
 
 def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
                 alpha: float = 0.05, seed: int | None = None, *,
-                registry: Registry) -> pd.DataFrame:
+                registry: Registry, map_tasks=None) -> pd.DataFrame:
     """Power of one scenario comparison as a function of the group size, by simulation.
 
     Parameters
@@ -96,6 +96,9 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
     registry : ketasim.params.Registry
         Parameter registry passed to :func:`ketasim.experiment.runner.simulate`
         (required: a run never falls back to default parameters silently).
+    map_tasks : callable, optional
+        Runs the simulation's spans of subjects elsewhere (a Dask cluster; see
+        :func:`ketasim.experiment.runner.simulate`); the table is the same.
 
     Returns
     -------
@@ -129,7 +132,7 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
                          "or a smaller largest n)")
 
     result = simulate(_power_scenario(scenario, comparison, subjects), seed=seed,
-                      registry=registry)
+                      registry=registry, map_tasks=map_tasks)
     return power_table(result.readouts, readout=comparison.readout, time_h=comparison.at,
                        arms=comparison.arms, test=comparison.test, ns=ns, cohorts=cohorts,
                        alpha=alpha, assay=comparison.assay)
