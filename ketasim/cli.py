@@ -181,7 +181,10 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                                   map_tasks=map_tasks)
         write_run(result, out_dir, registry, overwrite=force,
                   wall_s=time.perf_counter() - t0, started=started, inputs=[source],
-                  scenario_text=text, nwb=nwb)
+                  scenario_text=text, nwb=nwb,
+                  backend=None if scheduler is None else {
+                      "kind": "dask", "scheduler": scheduler,
+                      **({} if workers is None else {"workers": workers})})
     except _user_errors() as e:
         _fail(str(e))
     trial = (", trial.csv, endpoints.csv, consort.csv, disposition.csv"

@@ -9,6 +9,8 @@ processes and clusters started from the command line."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -135,6 +137,10 @@ def test_cli_run_with_scheduler(client, tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert (tmp_path / "local" / "summary.csv").read_bytes() == \
         (tmp_path / "dask" / "summary.csv").read_bytes()
+    backends = [json.loads((tmp_path / d / "manifest.json").read_text())["backend"]
+                for d in ("local", "dask")]
+    assert backends == [{"kind": "in-process"},
+                        {"kind": "dask", "scheduler": client.scheduler.address}]
 
 
 @pytest.mark.parametrize("args, message", [

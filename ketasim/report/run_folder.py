@@ -30,10 +30,13 @@ def registry_hash(registry: Registry) -> str:
 
 
 def manifest(result: RunResult, registry: Registry, wall_s: float, *,
-             started: str | None = None, inputs=(), scenario_text: str | None = None) -> dict:
+             started: str | None = None, inputs=(), scenario_text: str | None = None,
+             backend: dict | None = None) -> dict:
     """The run's manifest: the keys below, then the provenance entries of
     :func:`ketasim.provenance.collect` (git commit, times, versions, changed parameter
-    values, input file hashes, the scenario text)."""
+    values, input file hashes, the scenario text). ``backend``: where the subjects were
+    simulated (default ``{"kind": "in-process"}``; ``ketasim run --scheduler``: Dask and
+    its scheduler), which moves the timings but not the numbers."""
     sc = result.scenario
     prov = collect_provenance(registry=registry, started=started, inputs=inputs,
                               scenario_text=scenario_text)
@@ -48,6 +51,7 @@ def manifest(result: RunResult, registry: Registry, wall_s: float, *,
         "solver": result.solver,
         "mean_solver_steps_per_subject": result.steps,
         "timings_s": {"total": wall_s, "arms": result.timings_s},
+        "backend": backend or {"kind": "in-process"},
         "environment": {"python": sys.version.split()[0], "numpy": np.__version__,
                         "numba": numba.__version__, "platform": platform.platform()},
     }
@@ -88,7 +92,8 @@ def trial_manifest(design, trial: TrialTables) -> dict:
 
 def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool = False,
               wall_s: float = 0.0, *, started: str | None = None, inputs=(),
-              scenario_text: str | None = None, nwb: bool = False) -> Path:
+              scenario_text: str | None = None, nwb: bool = False,
+              backend: dict | None = None) -> Path:
     """Write the run folder; ``registry`` is the one the run used, ``started`` (UTC,
     ISO), ``inputs`` (input file paths) and ``scenario_text`` go into the manifest's
     provenance; with ``nwb``, one NWB file per subject and session under ``nwb/``
@@ -96,7 +101,7 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
     summary = summarize(result.readouts)
     stats = compare(result.readouts, result.scenario.compare)
     man = manifest(result, registry, wall_s, started=started, inputs=inputs,
-                   scenario_text=scenario_text)
+                   scenario_text=scenario_text, backend=backend)
     design = getattr(result.scenario, "design", None)
     trial = None
     if design is not None:
