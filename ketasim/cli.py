@@ -219,6 +219,9 @@ def validate(
         False, "--sensitivity", help="also screen, per replica, which parameters each "
         "target depends on most (Morris; writes target_sensitivity.csv and adds the top "
         "three to the report)"),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="run the replicas on Dask: tcp://HOST:PORT or a scheduler "
+        "file (an existing cluster), or 'local' (--workers processes here)"),
 ):
     """Run the replicas of the published experiments and compare every literature target.
 
@@ -244,6 +247,8 @@ def validate(
     try:
         check_seeds(seeds)
         check_expect(expect)
+        if scheduler is not None:
+            _check_workers(scheduler, workers)
         registry = load_registry()
         paths, targets = sources(replicas_dir, targets_file)
         chosen = plan(ids or None, paths, targets)
@@ -258,11 +263,12 @@ def validate(
                           TimeElapsedColumn(), console=err, transient=True) as prog:
                 task = prog.add_task("validating",
                                      total=len(chosen) * (1 + seeds + (expect > 0)))
-                result = run_validation(ids or None, workers,
-                                        progress=lambda name: prog.advance(task),
-                                        extra_replicas=replicas_dir, extra_targets=targets_file,
-                                        seeds=seeds, registry=registry,
-                                        compounds=folders, expect=expect)
+                with _task_map(scheduler, workers, folders) as map_tasks:
+                    result = run_validation(
+                        ids or None, workers, progress=lambda name: prog.advance(task),
+                        extra_replicas=replicas_dir, extra_targets=targets_file,
+                        seeds=seeds, registry=registry, compounds=folders, expect=expect,
+                        map_tasks=map_tasks)
             table = result.table()
             if sensitivity:
                 table = _target_sensitivity(table, tmp, paths, targets, chosen, registry,

@@ -182,3 +182,23 @@ def test_power_on_dask_equals_local(client, tmp_path):
     b = pd.read_csv(tmp_path / "dask" / "power.csv")
     pd.testing.assert_frame_equal(a, b)
     assert a["power"].iloc[-1] > 0.5
+
+
+def test_validate_on_dask_equals_local(client, tmp_path):
+    """``ketasim validate --scheduler``: replica runs, further seeds and the expectation
+    from a cluster give the local validation.csv, byte for byte."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    runner = CliRunner()
+    args = ["validate", "--only", "pk_mouse_ip,western_ketamine_rapamycin", "--seeds", "1",
+            "--expect", "2"]
+    r0 = runner.invoke(app, [*args, "--out", str(tmp_path / "local"), "--workers", "1"])
+    assert r0.exit_code == 0, r0.output
+    r1 = runner.invoke(app, [*args, "--out", str(tmp_path / "dask"),
+                             "--scheduler", client.scheduler.address])
+    assert r1.exit_code == 0, r1.output
+    a = (tmp_path / "local" / "validation.csv").read_bytes()
+    assert a == (tmp_path / "dask" / "validation.csv").read_bytes()
+    assert len(pd.read_csv(tmp_path / "local" / "validation.csv")) >= 3

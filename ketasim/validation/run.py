@@ -327,14 +327,18 @@ def validate(only: list[str] | None = None, workers: int | None = None,
              extra_replicas: Path | None = None,
              extra_targets: Path | None = None, seeds: int = 0, *,
              registry: Registry, compounds: list[Path] | tuple = (),
-             expect: int = 0) -> ValidationResult:
+             expect: int = 0, map_tasks=None) -> ValidationResult:
     """Run the chosen replicas (all by default) and judge their targets; with ``seeds``
     > 0 also count each target's passes over that many further seeds, with ``expect`` > 0
     also compute each target at the group sizes x ``expect`` (see the module docstring).
     ``progress`` is called once per replica run, ``(1 + seeds + (expect > 0)) x
     replicas`` times in all. ``registry``: the model parameters every replica runs with;
     ``compounds``: folders of compound files the replicas may use (already registered in
-    this process, loaded again by each worker)."""
+    this process, loaded again by each worker). ``map_tasks(fn, args_list)``, if given,
+    runs every replica run elsewhere instead of ``workers`` processes here (a Dask
+    cluster, ``ketasim validate --scheduler``; see
+    :func:`ketasim.experiment.runner.simulate`): the same numbers, with ``progress``
+    called as the results are collected at the end."""
     check_seeds(seeds)
     check_expect(expect)
     ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
@@ -372,7 +376,10 @@ def validate(only: list[str] | None = None, workers: int | None = None,
         if progress:
             progress(name)
 
-    if workers == 1:
+    if map_tasks is not None:
+        for out in map_tasks(run_job, [(fn.__name__, args) for fn, args in jobs]):
+            collect(out)
+    elif workers == 1:
         for fn, args in jobs:
             collect(fn(*args))
     else:
@@ -393,6 +400,13 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     results.sort(key=lambda r: list(targets).index(r.target.target_id))
     ordered = {name: runs[name] for name in sorted(runs)}
     return ValidationResult(results, ordered, time.perf_counter() - t0, expect)
+
+
+def run_job(name: str, args: tuple):
+    """One replica run of :func:`validate` by name (``run_replica``, ``replicate`` or
+    ``expectation``): a module-level task for ``map_tasks``."""
+    return {"run_replica": run_replica, "replicate": replicate,
+            "expectation": expectation}[name](*args)
 
 
 def manifest(result: ValidationResult, replicas: dict[str, Path], registry: Registry,
