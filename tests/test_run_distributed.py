@@ -72,6 +72,24 @@ arms:
 """
 
 
+#: a stratified trial: its arms share one pool, whose ids key the patients' streams
+STRATIFIED = """\
+name: distributed_stratified
+species: human
+seed: 33
+arms:
+""" + "".join(
+    f"  - name: {name}\n    n: 6\n"
+    "    population: {female: 0.6, failed_trials: 2.5, screening: -7d, "
+    "inclusion: {madrs_min: 20}}\n"
+    "    protocol: [{at: -60d, stress: major_depression, duration: 120d}, "
+    f"{{at: 0h, drug: {drug}, route: iv, over: 40min}}]\n"
+    "    assays: [{assay: madrs, at: [-7d, -1d, 24h]}]\n"
+    for name, drug in (("placebo", "midazolam, dose: 0.045 mg/kg"),
+                       ("ketamine", "ketamine, dose: 0.5 mg/kg"))) + (
+    "design: {control: placebo, baseline: -1d, primary: 24h, stratify: [sex]}\n")
+
+
 @pytest.fixture
 def client(private_home):
     """An in-process cluster whose workers' folders are under the test's own TMPDIR."""
@@ -100,7 +118,8 @@ def _same(a, b) -> None:
     assert a.steps == pytest.approx(b.steps)
 
 
-@pytest.mark.parametrize("text", [MOUSE, HUMAN], ids=["mouse", "trial"])
+@pytest.mark.parametrize("text", [MOUSE, HUMAN, STRATIFIED],
+                         ids=["mouse", "trial", "stratified"])
 def test_dask_run_equals_local_run(client, text):
     from ketasim.sweep.core import dask_map
 

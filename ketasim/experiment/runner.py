@@ -394,7 +394,9 @@ def _run_remote(species, jobs, seed, registry, rtol, atol, chunk_subjects, map_t
             span = max(1, min(chunk, max(SPAN_MIN_SUBJECTS, -(-arm.n // SPAN_SPLIT))))
             first = len(tasks)
             tasks += [(species, arm, i, region, seed, registry, rtol, atol, chunk_subjects,
-                       covs, pool_ids, a, min(arm.n, a + span)) for a in range(0, arm.n, span)]
+                       None if covs is None else {k: v[a:a + span] for k, v in covs.items()},
+                       None if pool_ids is None else pool_ids[a:a + span],
+                       a, min(arm.n, a + span)) for a in range(0, arm.n, span)]
             regions.append((region, idx, mine, first, len(tasks)))
         layout.append((arm, plans, regions))
     pieces = list(map_tasks(run_span, tasks))
@@ -432,11 +434,12 @@ def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
 
 
 def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects, covs,
-              region, pool_ids, chunk_done, first, last):
+              region, pool_ids, chunk_done, first, last, offset=0):
     """Subjects ``first`` to ``last - 1`` of one arm (one region's assays), chunk by chunk:
     per assay the chunks' frames, per assay name the chunks' kept results, and the sum of
     the subjects' solver steps. A subject's numbers depend on its own streams only, so
-    any split of an arm into spans gives the same rows (:func:`_join_spans`)."""
+    any split of an arm into spans gives the same rows (:func:`_join_spans`). The arrays
+    of ``covs`` and ``pool_ids`` start at subject ``offset`` (a span's own slice)."""
     key = arm.name if pool_ids is None else POOL  # the streams' namespace
     grid, names, spine_plan, chunk = _arm_layout(species, arm, i, plans, seed, registry,
                                                  chunk_subjects)
@@ -444,11 +447,11 @@ def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects
     parts, step_sum = {p.assay.name: [] for p in plans}, 0.0
     for s0 in range(first, last, chunk):
         subjects = np.arange(s0, min(last, s0 + chunk))
-        ids = subjects if pool_ids is None else pool_ids[subjects]  # stream identities
+        ids = subjects if pool_ids is None else pool_ids[subjects - offset]  # streams
         cohort = sample_cohort(registry, species, key, arm.n, seed,
                                body_weight_kg=arm.body_weight_kg, subjects=ids,
                                covariates=None if covs is None else
-                               {k: v[subjects] for k, v in covs.items()})
+                               {k: v[subjects - offset] for k, v in covs.items()})
         events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
         sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
         step_sum += float(sim.steps.sum())
@@ -493,10 +496,11 @@ def run_span(species, arm, i, region, seed, registry, rtol, atol, chunk_subjects
              pool_ids, first, last):
     """One task of a distributed run (``simulate(..., map_tasks=...)``): subjects
     ``first`` to ``last - 1`` of arm ``i``'s assays in ``region``, from picklable
-    arguments (the arm's plans and region parameters are rebuilt here)."""
+    arguments (the arm's plans and region parameters are rebuilt here; ``covs`` and
+    ``pool_ids`` hold the span's subjects only)."""
     plans = [p for p in _plans(arm, i) if p.region == region]
     return _arm_span(species, arm, i, plans, seed, region_registry(registry, region), rtol,
-                     atol, chunk_subjects, covs, region, pool_ids, None, first, last)
+                     atol, chunk_subjects, covs, region, pool_ids, None, first, last, first)
 
 
 def shared_strings(values: np.ndarray) -> np.ndarray:
