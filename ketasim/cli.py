@@ -168,17 +168,20 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as prog:
             task = prog.add_task(f"simulating {sc.name}", total=len(sc.arms))
-            arms_done = [0]
+            # each arm's fraction done (arms run one after another, or all at once on
+            # Dask); the bar shows their sum
+            fractions: dict[str, float] = {}
+
+            def arm_progress(arm: str, fraction: float) -> None:
+                fractions[arm] = fraction
+                prog.update(task, completed=sum(fractions.values()))
 
             def arm_done(arm: str) -> None:
-                arms_done[0] += 1
-                prog.update(task, completed=arms_done[0])
+                arm_progress(arm, 1.0)
 
             with _task_map(scheduler, workers, folders) as map_tasks:
                 result = simulate(sc, seed=seed, registry=registry, progress=arm_done,
-                                  arm_progress=lambda arm, fraction: prog.update(
-                                      task, completed=arms_done[0] + fraction),
-                                  map_tasks=map_tasks)
+                                  arm_progress=arm_progress, map_tasks=map_tasks)
         write_run(result, out_dir, registry, overwrite=force,
                   wall_s=time.perf_counter() - t0, started=started, inputs=[source],
                   scenario_text=text, nwb=nwb,

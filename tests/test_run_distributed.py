@@ -128,13 +128,20 @@ def test_dask_run_equals_local_run(client, text):
     local = simulate(sc, registry=registry)
     calls = []
     with dask_map(client) as map_tasks:
-        def counting(fn, args_list):
+        def counting(fn, args_list, done=None):
             calls.append(len(args_list))
-            return map_tasks(fn, args_list)
+            return map_tasks(fn, args_list, done=done)
 
         # two subjects a span: every arm is split, so the spans' rows are joined
-        remote = simulate(sc, registry=registry, chunk_subjects=2, map_tasks=counting)
+        seen: dict[str, list[float]] = {}
+        remote = simulate(sc, registry=registry, chunk_subjects=2, map_tasks=counting,
+                          arm_progress=lambda arm, f: seen.setdefault(arm, []).append(f))
     assert calls and calls[0] >= 6  # one call: every arm split into spans
+    # each arm's progress climbs span by span to 1 (regions count as spans of the arm)
+    assert set(seen) == {a.name for a in sc.arms}
+    for fractions in seen.values():
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        assert len(fractions) >= 2
     _same(local, remote)
 
 

@@ -186,14 +186,16 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     ``progress(arm)`` is called when an arm is done, ``arm_progress(arm, fraction)``
     after each chunk of its subjects (the fraction of the arm's work done, 0 to 1).
 
-    ``map_tasks(fn, args_list)``, if given, runs the arms elsewhere: each arm (and
+    ``map_tasks(fn, args_list, done=None)``, if given, runs the arms elsewhere: each arm (and
     region) is split into spans of subjects (a quarter of the arm, at least 25 subjects,
     at most a chunk), all arms' spans go to one ``map_tasks`` call, which must return
-    ``[fn(*args) for args in args_list]`` in that order, wherever it computes them (a
+    ``[fn(*args) for args in args_list]`` in that order, wherever it computes them, and
+    call ``done(k)`` (when given) as task k completes (a
     Dask cluster: :func:`ketasim.sweep.core.dask_map`; ``fn`` is the module-level
     :func:`run_span` and the arguments pickle). The readouts are the same as in this
-    process, row for row; ``progress`` is called per arm at the end, ``arm_progress``
-    not at all, and each arm's timing is the run's wall time shared equally.
+    process, row for row; ``arm_progress`` is called as each arm's spans complete (arms
+    run at once), ``progress`` per arm at the end, and each arm's timing is the run's
+    wall time shared equally.
     """
     _require(registry)
     seed = scenario.seed if seed is None else int(seed)
@@ -230,7 +232,7 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     if map_tasks is not None:  # every arm's spans at once; timings are the whole run's
         t0 = time.perf_counter()
         remote = _run_remote(scenario.species, jobs, seed, registry, rtol, atol,
-                             chunk_subjects, map_tasks)
+                             chunk_subjects, map_tasks, arm_progress)
         wall = time.perf_counter() - t0
     for k, (i, arm, plans, covs, pool_ids) in enumerate(jobs):
         t0 = time.perf_counter()
@@ -380,11 +382,13 @@ SPAN_SPLIT = 4
 SPAN_MIN_SUBJECTS = 25
 
 
-def _run_remote(species, jobs, seed, registry, rtol, atol, chunk_subjects, map_tasks):
+def _run_remote(species, jobs, seed, registry, rtol, atol, chunk_subjects, map_tasks,
+                arm_progress=None):
     """Every arm of ``jobs`` (``(i, arm, plans, covs, pool_ids)``) through ``map_tasks``
     in one call: each arm and region split into spans of subjects (:func:`run_span`),
-    joined back per arm as :func:`_run_regions` returns them."""
-    tasks, layout = [], []
+    joined back per arm as :func:`_run_regions` returns them. ``arm_progress(arm,
+    fraction)`` as each span completes (the arms' spans complete in any order)."""
+    tasks, layout, owner = [], [], []
     for i, arm, plans, covs, pool_ids in jobs:
         regions = []
         for region, idx in _region_plans(plans):
@@ -398,8 +402,18 @@ def _run_remote(species, jobs, seed, registry, rtol, atol, chunk_subjects, map_t
                        None if pool_ids is None else pool_ids[a:a + span],
                        a, min(arm.n, a + span)) for a in range(0, arm.n, span)]
             regions.append((region, idx, mine, first, len(tasks)))
+            owner += [len(layout)] * (len(tasks) - first)
         layout.append((arm, plans, regions))
-    pieces = list(map_tasks(run_span, tasks))
+    done = None
+    if arm_progress is not None:
+        count = [0] * len(layout)
+        total = [owner.count(j) for j in range(len(layout))]
+
+        def done(k: int) -> None:
+            j = owner[k]
+            count[j] += 1
+            arm_progress(layout[j][0].name, count[j] / total[j])
+    pieces = list(map_tasks(run_span, tasks, done=done))
     if len(pieces) != len(tasks):
         raise RuntimeError(f"map_tasks returned {len(pieces)} results for {len(tasks)} tasks")
     return [_combine_regions(len(plans), [

@@ -672,8 +672,9 @@ def _remote_call(compounds: tuple[str, ...], fn: str, blob: bytes):
 @contextlib.contextmanager
 def dask_map(scheduler=None, workers: int | None = None, compounds: Sequence[str] = ()):
     """A ``map_tasks`` for :func:`ketasim.experiment.runner.simulate` (``ketasim run
-    --scheduler``): ``map_tasks(fn, args_list)`` sends ``fn(*args)`` for every ``args``
-    to Dask and returns the results in order. ``scheduler``: a ``distributed.Client``,
+    --scheduler``): ``map_tasks(fn, args_list, done=None)`` sends ``fn(*args)`` for every
+    ``args`` to Dask and returns the results in order, calling ``done(k)`` as task k
+    completes. ``scheduler``: a ``distributed.Client``,
     an address (``tcp://host:port``), a scheduler file, or ``"local"`` (or None) for an
     embedded ``LocalCluster`` of ``workers`` single-threaded processes (default: cores),
     closed on leaving. Workers configure ketasim and register ``compounds`` (folders)
@@ -685,7 +686,7 @@ def dask_map(scheduler=None, workers: int | None = None, compounds: Sequence[str
                            workers)
     folders = tuple(str(Path(f).resolve()) for f in compounds)
     try:
-        yield lambda fn, args_list: backend.map(fn, args_list, folders)
+        yield lambda fn, args_list, done=None: backend.map(fn, args_list, folders, done)
     finally:
         backend.close()
 
@@ -875,9 +876,11 @@ class _Backend:
             for fut in futures:
                 fut.cancel()
 
-    def map(self, fn, args_list: list[tuple], compounds: tuple[str, ...]) -> list:
+    def map(self, fn, args_list: list[tuple], compounds: tuple[str, ...],
+            done=None) -> list:
         """``[fn(*args) for args in args_list]`` computed by the backend's workers, in
-        order; pending tasks are cancelled if one fails."""
+        order; ``done(k)``, if given, as task k completes (in any order); pending tasks
+        are cancelled if one fails."""
         name = f"{fn.__module__}:{fn.__qualname__}"
         blobs = [pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL) for args in args_list]
         if self._dask is not None:
@@ -885,11 +888,24 @@ class _Backend:
             futures = [self._dask.submit(_remote_call, compounds, name, blob, pure=False,
                                          key=f"ketasim-run-{token}-{k}")
                        for k, blob in enumerate(blobs)]
+            import distributed
+
+            completed = distributed.as_completed(futures)
         else:
+            from concurrent.futures import as_completed
+
             futures = [self._executor.submit(_remote_call, compounds, name, blob)
                        for blob in blobs]
+            completed = as_completed(futures)
+        index = {id(f): k for k, f in enumerate(futures)}
+        results: list = [None] * len(futures)
         try:
-            return [f.result() for f in futures]
+            for f in completed:
+                k = index[id(f)]
+                results[k] = f.result()
+                if done is not None:
+                    done(k)
+            return results
         finally:
             for f in futures:
                 f.cancel()
