@@ -173,7 +173,7 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
              progress: Callable[[str], None] | None = None, rtol: float = DEFAULT_RTOL,
              atol: float = DEFAULT_ATOL, chunk_subjects: int | None = None,
              arm_progress: Callable[[str, float], None] | None = None,
-             map_tasks: Callable[[Callable, list[tuple]], Iterable] | None = None
+             map_tasks: Callable[..., Iterable] | None = None
              ) -> RunResult:
     """Simulate every arm of ``scenario`` with the parameters of ``registry`` and measure
     its assays.
@@ -186,12 +186,12 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     ``progress(arm)`` is called when an arm is done, ``arm_progress(arm, fraction)``
     after each chunk of its subjects (the fraction of the arm's work done, 0 to 1).
 
-    ``map_tasks(fn, args_list, done=None)``, if given, runs the arms elsewhere: each arm (and
-    region) is split into spans of subjects (a quarter of the arm, at least 25 subjects,
-    at most a chunk), all arms' spans go to one ``map_tasks`` call, which must return
-    ``[fn(*args) for args in args_list]`` in that order, wherever it computes them, and
-    call ``done(k)`` (when given) as task k completes (a
-    Dask cluster: :func:`ketasim.sweep.core.dask_map`; ``fn`` is the module-level
+    ``map_tasks(fn, args_list, done=None)``, if given, runs the arms elsewhere: each arm
+    (and region) is split into spans of subjects (a quarter of the arm, at least 25
+    subjects, at most a chunk), all arms' spans go to one ``map_tasks`` call, which must
+    return ``[fn(*args) for args in args_list]`` in that order, wherever it computes
+    them, and call ``done(k)`` (when given) as task k completes (a Dask cluster:
+    :func:`ketasim.sweep.core.dask_map`; ``fn`` is the module-level
     :func:`run_span` and the arguments pickle). The readouts are the same as in this
     process, row for row; ``arm_progress`` is called as each arm's spans complete (arms
     run at once), ``progress`` per arm at the end, and each arm's timing is the run's
@@ -234,7 +234,7 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
         remote = _run_remote(scenario.species, jobs, seed, registry, rtol, atol,
                              chunk_subjects, map_tasks, arm_progress)
         wall = time.perf_counter() - t0
-    for k, (i, arm, plans, covs, pool_ids) in enumerate(jobs):
+    for a, (i, arm, plans, covs, pool_ids) in enumerate(jobs):
         t0 = time.perf_counter()
         if remote is None:
             arm_frames, arm_kept, arm_steps = _run_regions(
@@ -242,7 +242,7 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
                 covs, pool_ids,
                 None if arm_progress is None else functools.partial(arm_progress, arm.name))
         else:
-            arm_frames, arm_kept, arm_steps = remote[k]
+            arm_frames, arm_kept, arm_steps = remote[a]
         frames.extend(arm_frames)
         for name, k in arm_kept.items():
             if k:
