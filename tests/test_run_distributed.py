@@ -228,3 +228,18 @@ def test_validate_on_dask_equals_local(client, tmp_path):
     a = (tmp_path / "local" / "validation.csv").read_bytes()
     assert a == (tmp_path / "dask" / "validation.csv").read_bytes()
     assert len(pd.read_csv(tmp_path / "local" / "validation.csv")) >= 3
+
+
+def test_validate_map_tasks_reports_each_run(client):
+    """``validate(map_tasks=...)`` reports every replica run as it completes: replicas x
+    (1 + seeds + 1 for the expectation) calls."""
+    from ketasim.sweep.core import dask_map
+    from ketasim.validation.run import validate
+
+    seen = []
+    with dask_map(client) as map_tasks:
+        result = validate(["pk_mouse_ip", "western_ketamine_rapamycin"], seeds=1, expect=2,
+                          registry=load_registry(), progress=seen.append,
+                          map_tasks=map_tasks)
+    assert sorted(seen) == sorted(["pk_mouse_ip", "western_ketamine_rapamycin"] * 3)
+    assert result.results and result.expect == 2

@@ -338,7 +338,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     runs every replica run elsewhere instead of ``workers`` processes here (a Dask
     cluster, ``ketasim validate --scheduler``; see
     :func:`ketasim.experiment.runner.simulate`): the same numbers, with ``progress``
-    called as the results are collected at the end."""
+    called (with the replica file's stem) as each run completes."""
     check_seeds(seeds)
     check_expect(expect)
     ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
@@ -362,7 +362,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     expected: dict[str, dict[str, float]] = {}
     expected_effects: dict[str, dict[str, float]] = {}
 
-    def collect(out) -> None:
+    def collect(out, report: bool = True) -> None:
         if isinstance(out, ReplicaRun):
             runs[out.name] = out
             name = out.name
@@ -373,12 +373,15 @@ def validate(only: list[str] | None = None, workers: int | None = None,
         else:
             name, values = out
             again[name].append(values)
-        if progress:
+        if progress and report:
             progress(name)
 
     if map_tasks is not None:
-        for out in map_tasks(run_job, [(fn.__name__, args) for fn, args in jobs]):
-            collect(out)
+        # the bar moves as each run completes; the results are collected in order after
+        names = [Path(args[0]).stem for _, args in jobs]
+        done = None if progress is None else (lambda k: progress(names[k]))
+        for out in map_tasks(run_job, [(fn.__name__, args) for fn, args in jobs], done=done):
+            collect(out, report=False)
     elif workers == 1:
         for fn, args in jobs:
             collect(fn(*args))
