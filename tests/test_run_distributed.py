@@ -243,3 +243,25 @@ def test_validate_map_tasks_reports_each_run(client):
                           map_tasks=map_tasks)
     assert sorted(seen) == sorted(["pk_mouse_ip", "western_ketamine_rapamycin"] * 3)
     assert result.results and result.expect == 2
+
+
+def test_cli_run_on_local_worker_processes(tmp_path, private_home):
+    """``--scheduler local --workers 2``: an embedded cluster of two worker processes
+    (spawned: the arms, registry and covariates cross a process boundary as pickles, and
+    each worker configures ketasim before it imports the runner); the same readouts."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    scen = tmp_path / "s.yaml"
+    scen.write_text(HUMAN)
+    runner = CliRunner()
+    r0 = runner.invoke(app, ["run", str(scen), "--out", str(tmp_path / "local")])
+    assert r0.exit_code == 0, r0.output
+    r1 = runner.invoke(app, ["run", str(scen), "--out", str(tmp_path / "dask"),
+                             "--scheduler", "local", "--workers", "2"])
+    assert r1.exit_code == 0, r1.output
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "readouts.parquet"),
+                                  pd.read_parquet(tmp_path / "dask" / "readouts.parquet"))
+    man = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    assert man["backend"] == {"kind": "dask", "scheduler": "local", "workers": 2}
