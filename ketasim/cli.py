@@ -427,6 +427,9 @@ def screen(
     workers: int | None = typer.Option(None, "--workers", help="processes (default: cores)"),
     force: bool = typer.Option(False, "--force", help="replace an existing --out folder"),
     compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="run the arms on Dask: tcp://HOST:PORT or a scheduler "
+        "file (an existing cluster), or 'local' (--workers processes here)"),
 ):
     """Screen candidate compounds through one protocol and rank them.
 
@@ -455,6 +458,8 @@ def screen(
     try:
         if workers is not None and workers < 1:
             raise ScreenError(f"--workers: got {workers}; expected at least 1")
+        if scheduler is not None:
+            _check_workers(scheduler, workers)
         check_rank_by(rank_by)
         inputs: list[Path] = []
         if folder is not None:
@@ -480,9 +485,11 @@ def screen(
                           TimeElapsedColumn(), console=err, transient=True) as prog:
                 task = prog.add_task(f"screening {len(plan.compounds)} compounds",
                                      total=len(plan.arms))
-                result = run_screen(plan, registry=registry, workers=workers,
-                                    compounds=folders, rank_by=rank_by,
-                                    progress=lambda arm: prog.advance(task))
+                with _task_map(scheduler, workers, folders) as map_tasks:
+                    result = run_screen(plan, registry=registry, workers=workers,
+                                        compounds=folders, rank_by=rank_by,
+                                        progress=lambda arm: prog.advance(task),
+                                        map_tasks=map_tasks)
             write_screen(tmp, result, metric_table(),
                          manifest(result, registry, started, inputs))
     except (ScreenError, OutputError) as e:

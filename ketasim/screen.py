@@ -376,12 +376,15 @@ def run_arm(text: str, arm: str, registry: Registry) -> tuple[str, pd.DataFrame,
 
 def run_screen(plan: ScreenPlan, *, registry: Registry, workers: int | None = None,
                compounds: Iterable[os.PathLike | str] = (), rank_by: str =
-               "efficacy_vs_reference", progress: Callable[[str], None] | None = None
-               ) -> ScreenResult:
+               "efficacy_vs_reference", progress: Callable[[str], None] | None = None,
+               map_tasks: Callable | None = None) -> ScreenResult:
     """Simulate every arm of ``plan`` (in parallel) and rank the candidates.
 
     ``compounds``: folders of compound files already registered in this process, which
-    each worker registers again; ``progress`` is called with each arm's name when done."""
+    each worker registers again; ``progress`` is called with each arm's name when done.
+    ``map_tasks(fn, args_list, done=None)``, if given, runs the arms elsewhere instead of
+    ``workers`` processes here (a Dask cluster, ``ketasim screen --scheduler``; see
+    :func:`ketasim.experiment.runner.simulate`): the same numbers."""
     check_rank_by(rank_by)
     ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
     t0 = time.perf_counter()
@@ -394,13 +397,18 @@ def run_screen(plan: ScreenPlan, *, registry: Registry, workers: int | None = No
     frames: dict[str, pd.DataFrame] = {}
     seconds: dict[str, float] = {}
 
-    def collect(out) -> None:
+    def collect(out, report: bool = True) -> None:
         arm, df, s = out
         frames[arm], seconds[arm] = df, s
-        if progress:
+        if progress and report:
             progress(arm)
 
-    if workers == 1:
+    if map_tasks is not None:
+        done = None if progress is None else (lambda k: progress(names[k]))
+        for out in map_tasks(run_arm, [(plan.scenario_text, arm, registry) for arm in names],
+                             done=done):
+            collect(out, report=False)
+    elif workers == 1:
         for arm in names:
             collect(run_arm(plan.scenario_text, arm, registry))
     else:

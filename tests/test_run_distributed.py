@@ -265,3 +265,20 @@ def test_cli_run_on_local_worker_processes(tmp_path, private_home):
                                   pd.read_parquet(tmp_path / "dask" / "readouts.parquet"))
     man = json.loads((tmp_path / "dask" / "manifest.json").read_text())
     assert man["backend"] == {"kind": "dask", "scheduler": "local", "workers": 2}
+
+
+def test_screen_on_dask_equals_local(client, tmp_path):
+    """``ketasim screen --scheduler``: the arms from a cluster give the local screen.csv."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    runner = CliRunner()
+    args = ["screen", "--only", "memantine", "--n", "2", "--stress", "none"]
+    r0 = runner.invoke(app, [*args, "--out", str(tmp_path / "local"), "--workers", "1"])
+    assert r0.exit_code == 0, r0.output
+    r1 = runner.invoke(app, [*args, "--out", str(tmp_path / "dask"),
+                             "--scheduler", client.scheduler.address])
+    assert r1.exit_code == 0, r1.output
+    assert (tmp_path / "local" / "screen.csv").read_bytes() == \
+        (tmp_path / "dask" / "screen.csv").read_bytes()
