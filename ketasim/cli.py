@@ -98,9 +98,18 @@ def _scenario_file(scenario: str) -> Path:
     return path if path.is_file() else builtin_scenarios()[scenario]
 
 
-SCHEDULER_HELP = ("run the arms' subjects on Dask: tcp://HOST:PORT or a scheduler file (an "
-                  "existing cluster), or 'local' (--workers processes here)")
+SCHEDULER_HELP = ("run on Dask: tcp://HOST:PORT or a scheduler file (an existing cluster), "
+                  "or 'local' (--workers processes here); the same numbers")
 WORKERS_HELP = "with --scheduler local: worker processes (default: cores)"
+
+
+def _backend(scheduler: str | None, workers: int | None) -> dict:
+    """The manifest's ``backend``: where the subjects were simulated (it moves the
+    timings, not the numbers)."""
+    if scheduler is None:
+        return {"kind": "in-process"}
+    return {"kind": "dask", "scheduler": scheduler,
+            **({} if workers is None else {"workers": workers})}
 
 
 def _check_workers(scheduler: str | None, workers: int | None) -> None:
@@ -184,10 +193,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                                   arm_progress=arm_progress, map_tasks=map_tasks)
         write_run(result, out_dir, registry, overwrite=force,
                   wall_s=time.perf_counter() - t0, started=started, inputs=[source],
-                  scenario_text=text, nwb=nwb,
-                  backend=None if scheduler is None else {
-                      "kind": "dask", "scheduler": scheduler,
-                      **({} if workers is None else {"workers": workers})})
+                  scenario_text=text, nwb=nwb, backend=_backend(scheduler, workers))
     except _user_errors() as e:
         _fail(str(e))
     trial = (", trial.csv, endpoints.csv, consort.csv, disposition.csv"
@@ -222,9 +228,7 @@ def validate(
         False, "--sensitivity", help="also screen, per replica, which parameters each "
         "target depends on most (Morris; writes target_sensitivity.csv and adds the top "
         "three to the report)"),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="run the replicas on Dask: tcp://HOST:PORT or a scheduler "
-        "file (an existing cluster), or 'local' (--workers processes here)"),
+    scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ):
     """Run the replicas of the published experiments and compare every literature target.
 
@@ -278,7 +282,8 @@ def validate(
                                             workers, folders)
             table.to_csv(tmp / "validation.csv", index=False)
             man = manifest(result, {name: paths[name] for name in chosen}, registry, started,
-                           targets_file, ids, seeds)
+                           targets_file, ids, seeds) | {
+                               "backend": _backend(scheduler, workers if scheduler else None)}
             write_json(man, tmp / "manifest.json")
             write_validation_report(tmp, result, table, man)
     except (ValidationSetupError, OutputError, TargetError) as e:
@@ -427,9 +432,7 @@ def screen(
     workers: int | None = typer.Option(None, "--workers", help="processes (default: cores)"),
     force: bool = typer.Option(False, "--force", help="replace an existing --out folder"),
     compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="run the arms on Dask: tcp://HOST:PORT or a scheduler "
-        "file (an existing cluster), or 'local' (--workers processes here)"),
+    scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ):
     """Screen candidate compounds through one protocol and rank them.
 
@@ -491,7 +494,8 @@ def screen(
                                         progress=lambda arm: prog.advance(task),
                                         map_tasks=map_tasks)
             write_screen(tmp, result, metric_table(),
-                         manifest(result, registry, started, inputs))
+                         manifest(result, registry, started, inputs) | {
+                             "backend": _backend(scheduler, workers if scheduler else None)})
     except (ScreenError, OutputError) as e:
         _fail(str(e))
     except _user_errors() as e:
@@ -518,7 +522,7 @@ def screen(
     for note in plan.notes:
         out.print(f"note: {note}")
     out.print(f"screened {len(plan.compounds)} compounds ({len(plan.arms)} arms, n={n}) in "
-              f"{result.seconds:.1f} s on {result.workers} worker(s); wrote {out_dir}/ "
+              f"{result.seconds:.1f} s on {result.where}; wrote {out_dir}/ "
               "(screen.csv, screen.parquet, readouts.parquet, manifest.json, report.html)")
 
 

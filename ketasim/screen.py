@@ -171,8 +171,13 @@ class ScreenResult:
     readouts: pd.DataFrame
     rank_by: str
     seconds: float
-    workers: int
+    workers: int  # local processes; 0 when the arms ran on Dask (map_tasks)
     arm_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """Where the arms ran, for the summary line and the report."""
+        return f"{self.workers} worker(s)" if self.workers else "a Dask cluster"
 
 
 # --------------------------------------------------------------------------- options
@@ -419,8 +424,8 @@ def run_screen(plan: ScreenPlan, *, registry: Registry, workers: int | None = No
                 collect(fut.result())
     readouts = pd.concat([frames[a] for a in names], ignore_index=True)[READOUT_COLUMNS]
     table = rank(screen_metrics(readouts, plan), rank_by)
-    return ScreenResult(plan, table, readouts, rank_by, time.perf_counter() - t0, workers,
-                        seconds)
+    return ScreenResult(plan, table, readouts, rank_by, time.perf_counter() - t0,
+                        0 if map_tasks is not None else workers, seconds)
 
 
 # --------------------------------------------------------------------------- metrics

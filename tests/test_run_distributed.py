@@ -145,28 +145,36 @@ def test_dask_run_equals_local_run(client, text):
     _same(local, remote)
 
 
-def test_cli_run_with_scheduler(client, tmp_path):
+def _local_and_dask(tmp_path, args, dask, local=()):
+    """Run the CLI command ``args`` into tmp_path/local (with ``local`` options) and
+    tmp_path/dask (with the ``dask`` options); both must succeed. The two folders."""
     from typer.testing import CliRunner
 
     from ketasim.cli import app
 
+    runner = CliRunner()
+    out = []
+    for name, extra in (("local", list(local)), ("dask", list(dask))):
+        r = runner.invoke(app, [*map(str, args), "--out", str(tmp_path / name), *extra])
+        assert r.exit_code == 0, r.output
+        out.append(tmp_path / name)
+    return out
+
+
+def _backends(*folders):
+    return [json.loads((f / "manifest.json").read_text())["backend"] for f in folders]
+
+
+def test_cli_run_with_scheduler(client, tmp_path):
     scen = tmp_path / "s.yaml"
     scen.write_text(MOUSE)
-    runner = CliRunner()
-    r0 = runner.invoke(app, ["run", str(scen), "--out", str(tmp_path / "local")])
-    assert r0.exit_code == 0, r0.output
-    r1 = runner.invoke(app, ["run", str(scen), "--out", str(tmp_path / "dask"),
-                             "--scheduler", client.scheduler.address])
-    assert r1.exit_code == 0, r1.output
-    a = pd.read_parquet(tmp_path / "local" / "readouts.parquet")
-    b = pd.read_parquet(tmp_path / "dask" / "readouts.parquet")
-    pd.testing.assert_frame_equal(a, b)
-    assert (tmp_path / "local" / "summary.csv").read_bytes() == \
-        (tmp_path / "dask" / "summary.csv").read_bytes()
-    backends = [json.loads((tmp_path / d / "manifest.json").read_text())["backend"]
-                for d in ("local", "dask")]
-    assert backends == [{"kind": "in-process"},
-                        {"kind": "dask", "scheduler": client.scheduler.address}]
+    a, b = _local_and_dask(tmp_path, ["run", scen],
+                           ["--scheduler", client.scheduler.address])
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "readouts.parquet"),
+                                  pd.read_parquet(b / "readouts.parquet"))
+    assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
+    assert _backends(a, b) == [{"kind": "in-process"},
+                               {"kind": "dask", "scheduler": client.scheduler.address}]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -189,45 +197,29 @@ def test_cli_run_scheduler_errors(tmp_path, private_home, args, message):
 
 def test_power_on_dask_equals_local(client, tmp_path):
     """``ketasim power --scheduler``: the power table from a cluster is the local one."""
-    from typer.testing import CliRunner
-
-    from ketasim.cli import app
-
     scen = tmp_path / "s.yaml"
     scen.write_text(MOUSE.replace("      - {assay: two_photon_spines, at: [0h, 24h]}\n", "")
                     + "compare:\n  - {readout: pmtor_rel, assay: western_blot, at: 2h, "
                       "arms: [cort_ketamine, cort_saline]}\n")
-    runner = CliRunner()
-    args = ["power", str(scen), "--compare", "0", "--n", "3,5", "--cohorts", "20"]
-    r0 = runner.invoke(app, [*args, "--out", str(tmp_path / "local")])
-    assert r0.exit_code == 0, r0.output
-    r1 = runner.invoke(app, [*args, "--out", str(tmp_path / "dask"),
-                             "--scheduler", client.scheduler.address])
-    assert r1.exit_code == 0, r1.output
-    a = pd.read_csv(tmp_path / "local" / "power.csv")
-    b = pd.read_csv(tmp_path / "dask" / "power.csv")
-    pd.testing.assert_frame_equal(a, b)
-    assert a["power"].iloc[-1] > 0.5
+    a, b = _local_and_dask(tmp_path, ["power", scen, "--compare", "0", "--n", "3,5",
+                                      "--cohorts", "20"],
+                           ["--scheduler", client.scheduler.address])
+    power = pd.read_csv(a / "power.csv")
+    pd.testing.assert_frame_equal(power, pd.read_csv(b / "power.csv"))
+    assert power["power"].iloc[-1] > 0.5
 
 
 def test_validate_on_dask_equals_local(client, tmp_path):
     """``ketasim validate --scheduler``: replica runs, further seeds and the expectation
     from a cluster give the local validation.csv, byte for byte."""
-    from typer.testing import CliRunner
-
-    from ketasim.cli import app
-
-    runner = CliRunner()
-    args = ["validate", "--only", "pk_mouse_ip,western_ketamine_rapamycin", "--seeds", "1",
-            "--expect", "2"]
-    r0 = runner.invoke(app, [*args, "--out", str(tmp_path / "local"), "--workers", "1"])
-    assert r0.exit_code == 0, r0.output
-    r1 = runner.invoke(app, [*args, "--out", str(tmp_path / "dask"),
-                             "--scheduler", client.scheduler.address])
-    assert r1.exit_code == 0, r1.output
-    a = (tmp_path / "local" / "validation.csv").read_bytes()
-    assert a == (tmp_path / "dask" / "validation.csv").read_bytes()
-    assert len(pd.read_csv(tmp_path / "local" / "validation.csv")) >= 3
+    a, b = _local_and_dask(
+        tmp_path, ["validate", "--only", "pk_mouse_ip,western_ketamine_rapamycin",
+                   "--seeds", "1", "--expect", "2"],
+        ["--scheduler", client.scheduler.address], ["--workers", "1"])
+    assert (a / "validation.csv").read_bytes() == (b / "validation.csv").read_bytes()
+    assert len(pd.read_csv(a / "validation.csv")) >= 3
+    assert _backends(a, b) == [{"kind": "in-process"},
+                               {"kind": "dask", "scheduler": client.scheduler.address}]
 
 
 def test_validate_map_tasks_reports_each_run(client):
@@ -249,36 +241,22 @@ def test_cli_run_on_local_worker_processes(tmp_path, private_home):
     """``--scheduler local --workers 2``: an embedded cluster of two worker processes
     (spawned: the arms, registry and covariates cross a process boundary as pickles, and
     each worker configures ketasim before it imports the runner); the same readouts."""
-    from typer.testing import CliRunner
-
-    from ketasim.cli import app
-
     scen = tmp_path / "s.yaml"
     scen.write_text(HUMAN)
-    runner = CliRunner()
-    r0 = runner.invoke(app, ["run", str(scen), "--out", str(tmp_path / "local")])
-    assert r0.exit_code == 0, r0.output
-    r1 = runner.invoke(app, ["run", str(scen), "--out", str(tmp_path / "dask"),
-                             "--scheduler", "local", "--workers", "2"])
-    assert r1.exit_code == 0, r1.output
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "readouts.parquet"),
-                                  pd.read_parquet(tmp_path / "dask" / "readouts.parquet"))
-    man = json.loads((tmp_path / "dask" / "manifest.json").read_text())
-    assert man["backend"] == {"kind": "dask", "scheduler": "local", "workers": 2}
+    a, b = _local_and_dask(tmp_path, ["run", scen],
+                           ["--scheduler", "local", "--workers", "2"])
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "readouts.parquet"),
+                                  pd.read_parquet(b / "readouts.parquet"))
+    assert _backends(b) == [{"kind": "dask", "scheduler": "local", "workers": 2}]
 
 
 def test_screen_on_dask_equals_local(client, tmp_path):
-    """``ketasim screen --scheduler``: the arms from a cluster give the local screen.csv."""
-    from typer.testing import CliRunner
-
-    from ketasim.cli import app
-
-    runner = CliRunner()
-    args = ["screen", "--only", "memantine", "--n", "2", "--stress", "none"]
-    r0 = runner.invoke(app, [*args, "--out", str(tmp_path / "local"), "--workers", "1"])
-    assert r0.exit_code == 0, r0.output
-    r1 = runner.invoke(app, [*args, "--out", str(tmp_path / "dask"),
-                             "--scheduler", client.scheduler.address])
-    assert r1.exit_code == 0, r1.output
-    assert (tmp_path / "local" / "screen.csv").read_bytes() == \
-        (tmp_path / "dask" / "screen.csv").read_bytes()
+    """``ketasim screen --scheduler``: the arms from a cluster give the local screen.csv;
+    the manifest says where they ran."""
+    a, b = _local_and_dask(tmp_path, ["screen", "--only", "memantine", "--n", "2",
+                                      "--stress", "none"],
+                           ["--scheduler", client.scheduler.address], ["--workers", "1"])
+    assert (a / "screen.csv").read_bytes() == (b / "screen.csv").read_bytes()
+    man = [json.loads((f / "manifest.json").read_text()) for f in (a, b)]
+    assert [m["backend"]["kind"] for m in man] == ["in-process", "dask"]
+    assert [m["workers"] for m in man] == [1, 0]
