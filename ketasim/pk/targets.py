@@ -69,6 +69,11 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "dopamine -> Drd1 -> cAMP/PKA (F-W-10..F-W-14)", ("antagonist", "agonist")),
     Target("pka", "protein kinase A", "cAMP -> PKA -> plasticity potential, potentiation",
            ("inhibitor", "activator")),
+    Target("sert", "serotonin transporter (SERT)",
+           "serotonin reuptake; inhibition raises serotonin tone, which after weeks "
+           "(autoreceptor desensitisation) restores glucocorticoid feedback and lowers the "
+           "effective drive of chronic stress (monoaminergic antidepressants)",
+           ("inhibitor",)),
     Target("da_supply", "dopamine synthesis in mPFC terminals (precursor supply)",
            "adds to mPFC extracellular dopamine (L-DOPA as precursor)", ("agonist",)),
 )}

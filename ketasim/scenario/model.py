@@ -23,6 +23,7 @@ the validator that found it, a ``subloc`` to append to the error location.
 import difflib
 import itertools
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -428,6 +429,13 @@ class DrugEvent(_EventBase):
         concentration, ``intracerebral`` a mass, the others mg/kg or a mass).
     over : float or None
         Infusion duration in hours (> 0), only with route ``iv``.
+    every : float or None
+        Repeat the dose at this interval (hours, > 0; longer than ``over``), with
+        ``doses``: a daily tablet is ``every: 1d, doses: 28`` (NONMEM's and mrgsolve's
+        ``ii`` / ``addl``, with ``doses`` = ``addl`` + 1).
+    doses : int or None
+        How many doses in all (>= 2), only with ``every``. The arm's protocol holds
+        the doses one by one (:meth:`repeated`).
     """
 
     what: ClassVar[str] = "a drug event"
@@ -440,10 +448,28 @@ class DrugEvent(_EventBase):
     over: DurationH | None = Field(
         default=None, description="infusion duration, only with route 'iv'"
     )
+    every: DurationH | None = Field(
+        default=None,
+        description="repeat the dose at this interval, e.g. '1d' (with 'doses'; longer "
+        "than 'over')",
+    )
+    doses: int | None = Field(
+        default=None, strict=True, ge=2, le=10_000,
+        description="the number of doses in all when the dose is repeated (with 'every'): "
+        "an integer from 2 to 10000",
+    )
 
     @property
     def kind(self) -> str:
         return "drug"
+
+    def repeated(self) -> list["DrugEvent"]:
+        """The doses of this event one by one (itself when it is not repeated)."""
+        if self.every is None or self.doses is None:
+            return [self]
+        return [self.model_copy(update={"at": self.at + k * self.every, "every": None,
+                                        "doses": None})
+                for k in range(self.doses)]
 
     @property
     def end(self) -> float:
@@ -472,6 +498,15 @@ class DrugEvent(_EventBase):
                 "no 'over' unless the route is 'iv' (only intravenous doses are infused)",
                 ("over",),
             )
+        if (self.every is None) != (self.doses is None):
+            missing = "doses" if self.doses is None else "every"
+            raise problem(
+                f"'every' and 'doses' together (a repeated dose needs its interval and "
+                f"its number of doses; '{missing}' is missing)", (missing,))
+        if self.every is not None and self.over is not None and self.every <= self.over:
+            raise problem(
+                f"an interval longer than the infusion ('over' {format_time(self.over)}), "
+                "so that the infusions do not overlap", ("every",))
         return self
 
 
@@ -907,11 +942,19 @@ class Arm(BaseModel):
     @field_validator("protocol")
     @classmethod
     def _check_protocol(cls, events: list[_EventBase]) -> list[_EventBase]:
-        conflict = _protocol_conflict(events)
+        # repeated doses one by one; a conflict names the file's event
+        origin, expanded = [], []
+        for i, event in enumerate(events):
+            doses = event.repeated() if isinstance(event, DrugEvent) else [event]
+            origin += [i] * len(doses)
+            expanded += doses
+        conflict = _protocol_conflict(expanded)
         if conflict is not None:
             index, expected = conflict
-            raise problem(expected, (index, "at"))
-        return sorted(events, key=lambda event: event.at)
+            raise problem(re.sub(r"protocol\[(\d+)\]",
+                                 lambda m: f"protocol[{origin[int(m.group(1))]}]", expected),
+                          (origin[index], "at"))
+        return sorted(expanded, key=lambda event: event.at)
 
     def times_of(self, readout: str, assay: str | None = None) -> tuple[float, ...]:
         """Return the times (hours) at which this arm measures a readout.

@@ -130,6 +130,11 @@ STATES: tuple[State, ...] = (
     # the reward circuits' PKA: the same Drd1 drive, but not silenced with the mPFC Drd1
     # neurons (appended, so the earlier states keep their places)
     State("pka_reward", 1.0, "1", "cAMP/PKA activity in the reward circuits (x baseline)"),
+    # the slow adaptation to serotonin reuptake block (appended, so the earlier states
+    # keep their places)
+    State("serotonergic_adaptation", 0.0, "1",
+          "adaptation to sustained SERT inhibition (autoreceptor desensitisation, "
+          "restored glucocorticoid feedback; 0 none, 1 full)"),
 )
 
 # ------------------------------------------------------------------ parameters
@@ -227,6 +232,8 @@ PARAMS: tuple[Param, ...] = (
     Param("k_parac1_tag", "sig.k_parac1_tag", "1/h"),
     Param("stress_k_on", "stress.k_on", "1/h"),
     Param("stress_k_off", "stress.k_off", "1/h"),
+    Param("k_sert_adapt", "sig.k_serotonergic_adaptation", "1/h"),
+    Param("sert_relief", "sig.serotonergic_stress_relief", "1"),
     Param("lesion_reach", "sig.lesion_reach", "1"),
     Param("k_lesion", "sig.k_lesion", "1/h"),
     Param("da_comp_k", "sig.da_compensation_k", "1"),
@@ -468,7 +475,10 @@ for _k in SLOTS:
 
 RATES: tuple[tuple[str, str], ...] = (
     *_pk_rates,
-    ("stress_load", ("stress_k_on * stress_input * (1.0 - stress_load)"
+    # a monoaminergic antidepressant, once adapted to, lowers the effective drive of the
+    # stressors (restored glucocorticoid feedback; sert_relief, fitted)
+    ("stress_load", ("stress_k_on * stress_input * (1.0 - sert_relief * serotonergic_adaptation)"
+                    " * (1.0 - stress_load)"
                     " - stress_k_off * stress_load")),
     ("dopamine", "k_da * (da_target - dopamine)"),
     ("pka", "k_pka * (pka_target - pka)"),
@@ -538,6 +548,10 @@ RATES: tuple[tuple[str, str], ...] = (
     ("erk_sensitization", ("k_lid_on * pos(pka - lid_pka_thr) * (1.0 - erk_sensitization)"
                            " - k_lid_off * erk_sensitization")),
     ("pka_reward", "k_pka * (pka_target_reward - pka_reward)"),
+    # sustained SERT inhibition is adapted to over weeks: the serotonergic tone rises as
+    # the 5-HT1A autoreceptors desensitise (Blier & de Montigny 1994 Trends Pharmacol
+    # Sci), and glucocorticoid feedback recovers (Holsboer 2000 Neuropsychopharmacology)
+    ("serotonergic_adaptation", "k_sert_adapt * (sert_block - serotonergic_adaptation)"),
 )
 
 
@@ -622,6 +636,10 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
      "spine-loss drive of D2 (indirect-pathway) neurons after denervation, for the spine layer"),
     ("spine_loss_d1", "spine_loss_d1", "1",
      "spine-loss drive of D1 (direct-pathway) neurons after denervation, for the spine layer"),
+    # oral antidepressants (SERT inhibitors; appended so the other outputs keep their places)
+    ("occupancy_sert", "sert_block", "1", "serotonin transporter inhibition (0-1)"),
+    ("serotonergic_adaptation", "serotonergic_adaptation", "1",
+     "adaptation to sustained SERT inhibition (0-1), which lowers the effective stress drive"),
 )
 
 STATE_NAMES = tuple(s.name for s in STATES)
