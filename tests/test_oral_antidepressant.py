@@ -60,6 +60,8 @@ def test_a_repeated_dose_is_held_dose_by_dose():
      "every"),
     ("{at: 0d, drug: ketamine, dose: 0.5 mg/kg, route: iv, over: 2h, every: 1h, doses: 3}",
      "longer than the infusion"),
+    ("{at: 0d, drug: escitalopram, dose: 10 mg, route: oral, every: 1d, doses: 400}",
+     "within 365 days"),
 ])
 def test_bad_repetition_is_one_error_naming_the_field(event, fragment):
     with pytest.raises(ScenarioError) as e:

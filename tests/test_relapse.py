@@ -74,3 +74,71 @@ def test_maintenance_relapse_tables_and_files(tmp_path):
 def test_relapse_start_must_be_a_visit():
     with pytest.raises(ScenarioError, match=r"design\.relapse\.start"):
         load_scenario_text(SCENARIO.replace("start: 27d", "start: 29d"))
+
+
+# ------------------------------------------------------------------ randomised withdrawal
+
+STABLE_VISITS = "[-1d, 20d, 23d, 27d, 30d, 33d, 37d, 40d, 44d, 47d, 51d, 54d, 58d]"
+WITHDRAWAL = (SCENARIO.replace(VISITS, STABLE_VISITS)
+              .replace("relapse: {threshold: 22, consecutive: 2, start: 27d}",
+                       "relapse: {threshold: 22, consecutive: 2, start: 30d,\n"
+                       "            stable: {threshold: 12, at: [20d, 23d, 27d], at_least: 2}}"))
+
+
+def _hand_table(scores, times):
+    rows = [("placebo", s, "madrs", "madrs_total", 24.0 * t, float(y), "points")
+            for s, ys in scores.items() for t, y in zip(times, ys, strict=True)]
+    return pd.DataFrame(rows, columns=["arm", "subject", "assay", "readout", "time_h",
+                                       "value", "unit"])
+
+
+def test_withdrawal_follows_only_the_stable_remitters():
+    sc = load_scenario_text(WITHDRAWAL)
+    times = [20, 23, 27, 30, 33, 37, 40, 44, 47, 51, 54, 58]
+    # subject 0: remitted at 2 of 3 judged visits, relapses at 33d (3 days after start);
+    # subject 1: remitted at 1 of 3 (not randomised); subject 2: a missed judged visit
+    # and one above 12 (1 of 3: not randomised); subject 3: remitted at all, censored
+    scores = {0: [10, 14, 11, 15, 25, 25] + [10] * 6,
+              1: [10, 20, 20] + [10] * 9,
+              2: [np.nan, 13, 10] + [10] * 9,
+              3: [5, 5, 5] + [30, 10] * 4 + [10]}
+    out = relapse_times(_hand_table(scores, times), sc.design,
+                        [sc.arms[0].model_copy(update={"n": 4})]).set_index("subject")
+    assert list(out.index) == [0, 3]
+    assert list(out["relapsed"]) == [1, 0]
+    np.testing.assert_allclose(out["duration_h"], [3 * 24.0, 28 * 24.0])
+
+
+def test_relapse_statistics_match_the_trial_analysis():
+    from ketasim.validation.statistic import evaluate
+
+    sc = load_scenario_text(WITHDRAWAL)
+    res = simulate(sc, registry=load_registry())
+    t = analyse_trial(sc, res.readouts, res.disposition)
+    args = ("'madrs_total', '30d', 22, consecutive=2, stable_max=12, stable_from='20d', "
+            "stable_to='27d', at_least=2")
+    hr = evaluate(f"relapse_hr('placebo', 'ketamine', {args})", res.readouts)
+    cox = t.relapse_cox.set_index("term")
+    assert hr == pytest.approx(cox.loc["ketamine", "hazard_ratio"], nan_ok=True)
+    share = evaluate(f"relapse_share('placebo', {args})", res.readouts)
+    rel = t.relapse[t.relapse["arm"] == "placebo"]
+    assert share == pytest.approx(rel["relapsed"].mean())
+    # fewer patients are followed than were randomised into the arms (40)
+    assert 0 < len(t.relapse) < 40
+
+
+@pytest.mark.parametrize(("edit", "where"), [
+    ("at: [20d, 23d, 27d], at_least: 2", None),
+    ("at: [20d, 23d, 27d], at_least: 4", "at_least"),
+    ("at: [20d, 23d, 30d], at_least: 2", "stable.at.2"),
+    ("at: [20d, 21d, 27d], at_least: 2", "stable.at.1"),
+    ("at: [20d, 20d, 27d], at_least: 2", "stable.at"),
+])
+def test_bad_stable_rule_is_one_error_naming_the_field(edit, where):
+    text = WITHDRAWAL.replace("at: [20d, 23d, 27d], at_least: 2", edit)
+    if where is None:
+        load_scenario_text(text)
+        return
+    with pytest.raises(ScenarioError) as e:
+        load_scenario_text(text)
+    assert "relapse" in str(e.value) and where.split(".")[-1] in str(e.value)

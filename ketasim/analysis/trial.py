@@ -716,6 +716,39 @@ class SurvivalResult:
     covariates: tuple[str, ...] = ()
 
 
+def stable_patients(y: pd.DataFrame, threshold: float, at_least: int | None) -> pd.Index:
+    """The patients (rows of ``y``, the scale at the judged visits) in stable remission:
+    at or below ``threshold`` at ``at_least`` of the visits (all when None); a missed
+    visit does not count as met."""
+    met = (y.to_numpy(float) <= threshold).sum(axis=1)  # NaN <= x is False
+    need = y.shape[1] if at_least is None else at_least
+    return y.index[met >= need]
+
+
+def relapse_rows(y: pd.DataFrame, times: list[float], threshold: float, consecutive: int,
+                 start: float) -> list[tuple[int, float, int]]:
+    """(subject, duration_h, relapsed) per row of ``y`` (the scale at ``times``, the
+    visits from ``start`` on): the first of ``consecutive`` successive visits at or above
+    ``threshold`` is the relapse; otherwise censored at the last visit seen (a missed
+    visit ends the follow-up)."""
+    hit = (y.to_numpy(float) >= threshold)
+    seen = np.isfinite(y.to_numpy(float))
+    out = []
+    for row, i in enumerate(y.index):
+        event_t, last = None, None
+        for j, t in enumerate(times):
+            if not seen[row, j]:
+                break  # dropped out: censored at the last visit seen
+            last = t
+            run = hit[row, j:j + consecutive]
+            if run.size == consecutive and run.all() and seen[row, j:j + consecutive].all():
+                event_t = t
+                break
+        end = event_t if event_t is not None else (last if last is not None else start)
+        out.append((int(i), float(end - start), int(event_t is not None)))
+    return out
+
+
 def survival(df: pd.DataFrame, duration_col: str, event_col: str, arm_col: str, control,
              covariates: Sequence[str] = (), alpha: float = 0.05) -> SurvivalResult:
     """Time to event per arm (e.g. time to relapse under maintenance treatment).

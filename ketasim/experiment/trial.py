@@ -38,7 +38,14 @@ import numpy as np
 import pandas as pd
 
 from ketasim.analysis.mmrm import fit_mmrm
-from ketasim.analysis.trial import BINARY_COLUMNS, binary_endpoint, consort, survival
+from ketasim.analysis.trial import (
+    BINARY_COLUMNS,
+    binary_endpoint,
+    consort,
+    relapse_rows,
+    stable_patients,
+    survival,
+)
 from ketasim.core.streams import assay_rng
 
 __all__ = [
@@ -386,28 +393,23 @@ def strata_table(patients: pd.DataFrame | None, arms: list[str]) -> pd.DataFrame
 def relapse_times(readouts: pd.DataFrame, d, arms: list) -> pd.DataFrame:
     """Per patient: time from ``relapse.start`` to relapse (the first of ``consecutive``
     successive visits with the scale at or above ``threshold``), or to the last visit seen
-    (censored). Screen failures (no reading at all) are left out."""
+    (censored). Screen failures (no reading at all) are left out, and with
+    ``relapse.stable`` (a randomised withdrawal) so are the patients not in stable
+    remission before the start."""
     r = d.relapse
     rows = []
     for arm in arms:
         times = [t for t in arm.times_of(d.scale) if t >= r.start]
         y = _scores(readouts, d.scale, arm.name, arm.n, times)
         y = y[y.notna().any(axis=1)]
-        hit = (y.to_numpy(float) >= r.threshold)
-        seen = np.isfinite(y.to_numpy(float))
-        for row, i in enumerate(y.index):
-            event_t, last = None, None
-            for j, t in enumerate(times):
-                if not seen[row, j]:
-                    break  # dropped out: censored at the last visit seen
-                last = t
-                run = hit[row, j:j + r.consecutive]
-                if run.size == r.consecutive and run.all() and seen[row, j:j + r.consecutive].all():
-                    event_t = t
-                    break
-            end = event_t if event_t is not None else (last if last is not None else r.start)
-            rows.append({"arm": arm.name, "subject": int(i),
-                         "duration_h": float(end - r.start), "relapsed": int(event_t is not None)})
+        if r.stable is not None:
+            judged = _scores(readouts, d.scale, arm.name, arm.n, list(r.stable.at))
+            keep = stable_patients(judged.loc[y.index], r.stable.threshold,
+                                   r.stable.at_least)
+            y = y.loc[keep]
+        rows += [{"arm": arm.name, "subject": i, "duration_h": dur, "relapsed": ev}
+                 for i, dur, ev in relapse_rows(y, times, r.threshold, r.consecutive,
+                                                r.start)]
     return pd.DataFrame(rows, columns=["arm", "subject", "duration_h", "relapsed"])
 
 

@@ -51,6 +51,7 @@ from .units import (
     DURATION_EXPECTED,
     MASS_EXPECTED,
     MASS_PATTERN,
+    MAX_ABS_TIME_H,
     TIME_EXPECTED,
     TIME_PATTERN,
     UnitError,
@@ -507,6 +508,10 @@ class DrugEvent(_EventBase):
             raise problem(
                 f"an interval longer than the infusion ('over' {format_time(self.over)}), "
                 "so that the infusions do not overlap", ("every",))
+        if self.every is not None and self.at + (self.doses - 1) * self.every > MAX_ABS_TIME_H:
+            raise problem(
+                f"a last dose within 365 days of time 0 (dose {self.doses} would fall at "
+                f"{format_time(self.at + (self.doses - 1) * self.every)})", ("doses",))
         return self
 
 
@@ -1153,10 +1158,39 @@ class Crossover(BaseModel):
         return self
 
 
+class Stable(BaseModel):
+    """Who enters a randomised withdrawal: the patients whose scale is at or below
+    ``threshold`` at ``at_least`` of the visits ``at`` (all of them when left out), e.g.
+    stable remission as MADRS <= 12 in at least 3 of the last 4 weeks before
+    randomisation (Daly et al. 2019 JAMA Psychiatry, SUSTAIN-1). A missed visit does not
+    count as met."""
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a stable-remission rule"
+
+    threshold: float = Field(ge=0.0, allow_inf_nan=False,
+                             description="the score at or below which a visit counts as "
+                             "remitted, e.g. 12")
+    at: Annotated[list[TimeH], Field(min_length=1, description="the visits judged, before "
+                                                            "the relapse start")]
+    at_least: int | None = Field(default=None, ge=1, description="how many of the visits "
+                                 "must be remitted (left out: all)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Stable":
+        if len(set(self.at)) != len(self.at):
+            raise problem("distinct visits", ("at",))
+        if self.at_least is not None and self.at_least > len(self.at):
+            raise problem(f"at most the number of visits ({len(self.at)})", ("at_least",))
+        return self
+
+
 class Relapse(BaseModel):
     """Time to relapse under maintenance: a relapse is the scale at or above
     ``threshold`` at ``consecutive`` successive visits from ``start`` on (the first of
-    them is the event time); patients without one are censored at their last visit."""
+    them is the event time); patients without one are censored at their last visit.
+    With ``stable`` (a randomised withdrawal), only the patients in stable remission
+    before ``start`` are followed; the others are counted and left out."""
 
     model_config = _CONFIG
     what: ClassVar[str] = "a relapse definition"
@@ -1166,6 +1200,17 @@ class Relapse(BaseModel):
     consecutive: int = Field(default=2, ge=1, le=10,
                              description="successive visits at or above the threshold")
     start: TimeH = Field(description="the first visit that can count, e.g. '28d'")
+    stable: Stable | None = Field(default=None, description="a randomised withdrawal: only "
+                                  "patients in stable remission before 'start' are followed")
+
+    @model_validator(mode="after")
+    def _check_stable(self) -> "Relapse":
+        if self.stable is not None:
+            for k, t in enumerate(self.stable.at):
+                if t >= self.start:
+                    raise problem(f"a visit before the relapse start ({format_time(self.start)})",
+                                  ("stable", "at", k))
+        return self
 
 
 #: Covariates of a virtual patient a trial can stratify on (numeric ones by cut points).
@@ -1371,10 +1416,15 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
     if design.relapse is not None:
         for name in analysed:
             times = by_name[name].times_of(design.scale)
+            listed = ", ".join(format_time(t) for t in times)
             if design.relapse.start not in times:
-                listed = ", ".join(format_time(t) for t in times)
                 return (f"a time at which arm {name!r} measures {design.scale}: {listed}",
                         ("design", "relapse", "start"))
+            stable = design.relapse.stable
+            for k, t in enumerate(stable.at if stable is not None else []):
+                if t not in times:
+                    return (f"a time at which arm {name!r} measures {design.scale}: {listed}",
+                            ("design", "relapse", "stable", "at", k))
     found = _strata_problem(design, [by_name[a] for a in analysed])
     if found is not None:
         return found

@@ -40,7 +40,8 @@ from ketasim.analysis.spines import (
     survival,
 )
 from ketasim.analysis.stats import run_test
-from ketasim.analysis.trial import mediation, response
+from ketasim.analysis.trial import mediation, relapse_rows, response, stable_patients
+from ketasim.analysis.trial import survival as time_to_event
 from ketasim.scenario import parse_time
 
 
@@ -295,6 +296,47 @@ def _functions(d: _Data) -> dict[str, Callable]:
                         "outcome", n_boot=200, seed=20190412)
         return float(res.proportion_mediated)
 
+    def _relapses(arms, readout, start, threshold, consecutive, stable_max, stable_from,
+                  stable_to, at_least):
+        """(arm, subject, duration_h, relapsed) of the arms' patients from ``start`` (as
+        ``design.relapse`` defines it, :func:`ketasim.analysis.trial.relapse_rows`); with
+        ``stable_max``, only the patients at or below it at ``at_least`` (None: all) of
+        their visits from ``stable_from`` to ``stable_to``."""
+        t0 = _hours(start)
+        rows = []
+        for arm in arms:
+            r = d.r[d.sel(arm, readout)]
+            wide = r.pivot_table(index="subject", columns="time_h", values="value",
+                                 aggfunc="first")
+            if wide.empty:
+                raise StatisticError(f"no {readout!r} for arm {arm!r}")
+            times = [t for t in wide.columns if t >= t0 - 1e-9]
+            y = wide[times]
+            if stable_max is not None:
+                a, b = _hours(stable_from), _hours(stable_to)
+                judged = wide[[t for t in wide.columns if a - 1e-9 <= t <= b + 1e-9]]
+                y = y.loc[stable_patients(judged, float(stable_max), at_least)]
+            rows += [(arm, i, dur, ev) for i, dur, ev in
+                     relapse_rows(y, times, float(threshold), int(consecutive), t0)]
+        return pd.DataFrame(rows, columns=["arm", "subject", "duration_h", "relapsed"])
+
+    def relapse_share(arm, readout, start, threshold, consecutive=2, stable_max=None,
+                      stable_from=None, stable_to=None, at_least=None):
+        """Share of the arm's (stable) patients who relapse from ``start`` on."""
+        rel = _relapses([arm], readout, start, threshold, consecutive, stable_max,
+                        stable_from, stable_to, at_least)
+        return float(rel["relapsed"].mean()) if len(rel) else float("nan")
+
+    def relapse_hr(control, treated, readout, start, threshold, consecutive=2,
+                   stable_max=None, stable_from=None, stable_to=None, at_least=None):
+        """Cox hazard ratio of relapse, treated against control (lifelines, as the trial
+        analysis computes it: :func:`ketasim.analysis.trial.survival`)."""
+        rel = _relapses([control, treated], readout, start, threshold, consecutive,
+                        stable_max, stable_from, stable_to, at_least)
+        cox = time_to_event(rel, "duration_h", "relapsed", "arm", control).cox
+        row = cox[cox["term"] == treated] if "term" in cox.columns else cox
+        return float(row["hazard_ratio"].iloc[0])
+
     # spine statistics on the observed tracking tables (ketasim.analysis.spines); the
     # permutation nulls use a fixed stream so a target's value is reproducible
     def _rng():
@@ -347,7 +389,8 @@ def _functions(d: _Data) -> dict[str, Callable]:
             "survival_fraction": survival_fraction, "mean_change": mean_change,
             "response_rate": response_rate, "remission_rate": remission_rate,
             "p_change_lower": p_change_lower, "d_change": d_change,
-            "mediated_share": mediated_share, "p_paired_higher": p_paired_higher}
+            "mediated_share": mediated_share, "p_paired_higher": p_paired_higher,
+            "relapse_share": relapse_share, "relapse_hr": relapse_hr}
 
 
 FUNCTIONS = tuple(_functions(_Data(pd.DataFrame())).keys())
