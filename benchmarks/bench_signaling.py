@@ -44,6 +44,12 @@ accuracy 1.37e-6 against 1.29e-5.
 With the reward circuits' PKA state added (63 states), right after a test run (load about 2):
 30.6 (ketasim 0.633 ms/mouse, 369 steps; libRoadRunner 19.40 ms/mouse), accuracy 1.32e-6
 against 1.34e-5.
+2026-12-05, sixteenth session, the SERT node and the serotonergic adaptation added (64
+states), ``--n 2000 --rr-subjects 300`` on a machine slower than before for both sides:
+28.6 and 29.0 (ketasim 0.853 ms/mouse, 369 steps; libRoadRunner 24.72 ms/mouse), accuracy
+1.37e-6 against 1.36e-5; the previous commit, run right after on the same machine, read
+27.4 and 27.2 (ketasim 0.866-0.885 ms/mouse, libRoadRunner 23.7-24.1 ms/mouse), so the
+addition costs nothing measurable and the drop from 30.6 is the machine's.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).

@@ -154,6 +154,17 @@ patient against about 200 ms for BDF):
   patient-weeks/s), reference 18.27 ms/patient (1,827 s extrapolated), **speedup 30.0**
   (signalling alone on the sample 33.4); 140 of 140 rated totals identical, MADRS latent
   2.4e-6; peak RSS 465 MB; wall 63.9 s. ``--patients 10000`` a few minutes earlier: 25.9.
+- 2026-12-05, sixteenth session (the SERT node and the serotonergic adaptation: 64
+  states; nothing in this workload uses them), ``--patients 100000`` on a machine slower
+  than before for both sides (idle, load 0.5): ketasim 80.1 s (0.80 ms/patient, 7,492
+  patient-weeks/s), reference 30.87 ms/patient (3,087 s extrapolated; LSODA 52 ms on the
+  first patient against about 30 ms in earlier sessions), speedup 38.5 (signalling alone
+  on the sample 37.0); outputs within 2.5e-7 of their range, MADRS latent 1.3e-6, 140 of
+  140 rated totals identical; against tight LSODA ketasim 1.3e-8, reference 8.3e-8; peak
+  RSS 464 MB; wall 85.4 s. The higher ratio is the slower reference, not a faster
+  ketasim: the previous commit and this one, run alternately minutes later with
+  ``--patients 10000``, read 35.4 and 35.5-35.6 (ketasim 0.79-0.80 ms/patient each,
+  reference 28.1-28.4 ms/patient), so the additions cost nothing measurable here.
 
 Where the signalling's time goes (one thread, 400 patients, the MADRS outputs on its
 1,537-time grid): a ketamine patient takes 720 solver steps (351 RODAS, 370 DP5, 14
