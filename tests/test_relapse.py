@@ -123,8 +123,13 @@ def test_relapse_statistics_match_the_trial_analysis():
     share = evaluate(f"relapse_share('placebo', {args})", res.readouts)
     rel = t.relapse[t.relapse["arm"] == "placebo"]
     assert share == pytest.approx(rel["relapsed"].mean())
-    # fewer patients are followed than were randomised into the arms (40)
+    # fewer patients are followed than were randomised into the arms (40), and the
+    # report's note says how many per arm
     assert 0 < len(t.relapse) < 40
+    note = [n for n in t.notes if n.startswith("randomised withdrawal")]
+    assert len(note) == 1 and "at 2 of 20d, 23d, 27d" in note[0]
+    for arm in ("placebo", "ketamine"):
+        assert f"{arm} {int((t.relapse['arm'] == arm).sum())} of 20" in note[0]
 
 
 @pytest.mark.parametrize(("edit", "where"), [
@@ -142,3 +147,19 @@ def test_bad_stable_rule_is_one_error_naming_the_field(edit, where):
     with pytest.raises(ScenarioError) as e:
         load_scenario_text(text)
     assert "relapse" in str(e.value) and where.split(".")[-1] in str(e.value)
+
+
+def test_the_withdrawal_example_runs(tmp_path):
+    """docs/examples/esketamine_withdrawal_trial.yaml loads and runs (at a tenth of its
+    size): repeated doses, the oral antidepressant, and a relapse table of the stable
+    remitters only."""
+    from pathlib import Path
+
+    path = (Path(__file__).resolve().parents[1] / "docs" / "examples"
+            / "esketamine_withdrawal_trial.yaml")
+    sc = load_scenario_text(path.read_text().replace("n: 200", "n: 20"))
+    assert sum(getattr(e, "drug", None) == "escitalopram" for e in sc.arms[0].protocol) == 196
+    res = simulate(sc, registry=load_registry())
+    t = analyse_trial(sc, res.readouts, res.disposition)
+    assert t.relapse is not None and len(t.relapse) < 40
+    assert any(n.startswith("randomised withdrawal") for n in t.notes)

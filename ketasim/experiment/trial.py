@@ -370,6 +370,8 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
         rel = relapse_times(readouts, d, arms)
         res = survival(rel, "duration_h", "relapsed", "arm", d.control)
         km, summ, cox = res.km, res.summary, res.cox
+        if d.relapse.stable is not None:
+            notes.append(_withdrawal_note(readouts, d, arms, rel))
     flow = _flow(disposition, patients, {a.name for a in arms})
     return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes),
                        rel, km, summ, cox, strata_table(patients, [a.name for a in arms]))
@@ -388,6 +390,22 @@ def strata_table(patients: pd.DataFrame | None, arms: list[str]) -> pd.DataFrame
     out = pd.DataFrame({"allocated": g.size(), "randomised": g["eligible"].sum()})
     out = out.reindex(keys, fill_value=0).astype(np.int64).reset_index()
     return out
+
+
+def _withdrawal_note(readouts: pd.DataFrame, d, arms: list, rel: pd.DataFrame) -> str:
+    """How many patients of each arm the randomised withdrawal follows (in stable
+    remission) out of those rated at the judged visits."""
+    st = d.relapse.stable
+    counts = []
+    for arm in arms:
+        judged = _scores(readouts, d.scale, arm.name, arm.n, list(st.at))
+        seen = int(judged.notna().any(axis=1).sum())
+        counts.append(f"{arm.name} {int((rel['arm'] == arm.name).sum())} of {seen}")
+    need = len(st.at) if st.at_least is None else st.at_least
+    visits = ", ".join(f"{t / 24:g}d" if t % 24 == 0 else f"{t:g}h" for t in st.at)
+    return (f"randomised withdrawal: the relapse analysis follows the patients in stable "
+            f"remission ({d.scale} <= {st.threshold:g} at {need} of {visits}): "
+            + "; ".join(counts))
 
 
 def relapse_times(readouts: pd.DataFrame, d, arms: list) -> pd.DataFrame:
