@@ -128,8 +128,13 @@ def test_relapse_statistics_match_the_trial_analysis():
     assert 0 < len(t.relapse) < 40
     note = [n for n in t.notes if n.startswith("randomised withdrawal")]
     assert len(note) == 1 and "at 2 of 20d, 23d, 27d" in note[0]
+    flow = t.consort.set_index(["stage", "arm"])["n"]
     for arm in ("placebo", "ketamine"):
-        assert f"{arm} {int((t.relapse['arm'] == arm).sum())} of 20" in note[0]
+        followed = int((t.relapse["arm"] == arm).sum())
+        assert f"{arm} {followed} of 20" in note[0]
+        # the CONSORT flow gains the withdrawal's stages
+        assert flow[("withdrawal followed", arm)] == followed
+        assert flow[("withdrawal not stable", arm)] == 20 - followed
 
 
 @pytest.mark.parametrize(("edit", "where"), [

@@ -370,9 +370,11 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
         rel = relapse_times(readouts, d, arms)
         res = survival(rel, "duration_h", "relapsed", "arm", d.control)
         km, summ, cox = res.km, res.summary, res.cox
-        if d.relapse.stable is not None:
-            notes.append(_withdrawal_note(readouts, d, arms, rel))
     flow = _flow(disposition, patients, {a.name for a in arms})
+    if d.relapse is not None and d.relapse.stable is not None:
+        note, stages = _withdrawal(readouts, d, arms, rel)
+        notes.append(note)
+        flow = pd.concat([flow, stages], ignore_index=True)
     return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes),
                        rel, km, summ, cox, strata_table(patients, [a.name for a in arms]))
 
@@ -392,20 +394,31 @@ def strata_table(patients: pd.DataFrame | None, arms: list[str]) -> pd.DataFrame
     return out
 
 
-def _withdrawal_note(readouts: pd.DataFrame, d, arms: list, rel: pd.DataFrame) -> str:
-    """How many patients of each arm the randomised withdrawal follows (in stable
-    remission) out of those rated at the judged visits."""
+WITHDRAWAL_STAGES = ("withdrawal followed", "withdrawal not stable")
+_NOT_STABLE = "not in stable remission before the relapse start"
+
+
+def _withdrawal(readouts: pd.DataFrame, d, arms: list, rel: pd.DataFrame
+                ) -> tuple[str, pd.DataFrame]:
+    """A randomised withdrawal's note (how many patients each arm follows, in stable
+    remission, out of those rated at the judged visits) and its CONSORT rows: per arm,
+    the patients followed (:data:`WITHDRAWAL_STAGES` [0]) and those rated but not in
+    stable remission ([1], with the reason)."""
     st = d.relapse.stable
-    counts = []
+    counts, rows = [], []
     for arm in arms:
         judged = _scores(readouts, d.scale, arm.name, arm.n, list(st.at))
         seen = int(judged.notna().any(axis=1).sum())
-        counts.append(f"{arm.name} {int((rel['arm'] == arm.name).sum())} of {seen}")
+        followed = int((rel["arm"] == arm.name).sum())
+        counts.append(f"{arm.name} {followed} of {seen}")
+        rows += [(WITHDRAWAL_STAGES[0], arm.name, "", followed),
+                 (WITHDRAWAL_STAGES[1], arm.name, _NOT_STABLE, seen - followed)]
     need = len(st.at) if st.at_least is None else st.at_least
     visits = ", ".join(f"{t / 24:g}d" if t % 24 == 0 else f"{t:g}h" for t in st.at)
-    return (f"randomised withdrawal: the relapse analysis follows the patients in stable "
+    note = (f"randomised withdrawal: the relapse analysis follows the patients in stable "
             f"remission ({d.scale} <= {st.threshold:g} at {need} of {visits}): "
             + "; ".join(counts))
+    return note, pd.DataFrame(rows, columns=["stage", "arm", "reason", "n"])
 
 
 def relapse_times(readouts: pd.DataFrame, d, arms: list) -> pd.DataFrame:
