@@ -101,28 +101,73 @@ def test_withdrawal_follows_only_the_stable_remitters():
     scores = {0: [10, 14, 11, 15, 25, 25] + [10] * 6,
               1: [10, 20, 20] + [10] * 9,
               2: [np.nan, 13, 10] + [10] * 9,
-              3: [5, 5, 5] + [30, 10] * 4 + [10]}
-    out = relapse_times(_hand_table(scores, times), sc.design,
-                        [sc.arms[0].model_copy(update={"n": 4})]).set_index("subject")
+              3: [5, 5, 5] + [30, 10] * 4 + [10],
+              4: [5, 5, 5] + [np.nan] * 9}  # stable, but left before the start
+    arms = [sc.arms[0].model_copy(update={"n": 5})]
+    table = _hand_table(scores, times)
+    rel = relapse_times(table, sc.design, arms)
+    out = rel.set_index("subject")
     assert list(out.index) == [0, 3]
     assert list(out["relapsed"]) == [1, 0]
     np.testing.assert_allclose(out["duration_h"], [3 * 24.0, 28 * 24.0])
+    # the CONSORT stages: 2 followed, 1 stable who left, 2 not stable
+    from ketasim.experiment.trial import _withdrawal
+
+    note, stages = _withdrawal(table, sc.design, arms, rel)
+    assert list(stages["n"]) == [2, 1, 2] and "placebo 2 of 5" in note
+    assert stages["reason"].iloc[1] == "no visit from the relapse start on"
+
+
+def _withdrawal_readouts(seed=3, n=40):
+    """Two arms of made-up MADRS scores at the WITHDRAWAL visits: most patients remitted
+    at the judged visits, placebo patients relapsing more often after the start."""
+    rng = np.random.default_rng(seed)
+    times = [20, 23, 27, 30, 33, 37, 40, 44, 47, 51, 54, 58]
+    rows = []
+    for arm, p_relapse in (("placebo", 0.5), ("ketamine", 0.2)):
+        for subj in range(n):
+            y = list(rng.integers(4, 13, 3) + (rng.random(3) < 0.2) * 10)  # judged
+            follow = rng.integers(5, 20, 9).astype(float)
+            if rng.random() < p_relapse:
+                k = rng.integers(0, 8)
+                follow[k:k + 2] = rng.integers(22, 35, 2)[: 9 - k]
+            if rng.random() < 0.1:
+                follow[rng.integers(1, 9):] = np.nan  # left the trial
+            rows += [(arm, subj, "madrs", "madrs_total", 24.0 * t, float(v), "points")
+                     for t, v in zip(times, y + list(follow), strict=True)]
+    return pd.DataFrame(rows, columns=["arm", "subject", "assay", "readout", "time_h",
+                                       "value", "unit"])
 
 
 def test_relapse_statistics_match_the_trial_analysis():
-    from ketasim.validation.statistic import evaluate
+    from ketasim.validation.statistic import StatisticError, evaluate
 
+    sc = load_scenario_text(WITHDRAWAL)
+    readouts = _withdrawal_readouts()
+    arms = [a.model_copy(update={"n": 40}) for a in sc.arms]
+    rel = relapse_times(readouts, sc.design, arms)
+    res = survival(rel, "duration_h", "relapsed", "arm", "placebo")
+    args = ("'madrs_total', '30d', 22, consecutive=2, stable_max=12, stable_from='20d', "
+            "stable_to='27d', at_least=2")
+    hr = evaluate(f"relapse_hr('placebo', 'ketamine', {args})", readouts)
+    expected = res.cox.set_index("term").loc["ketamine", "hazard_ratio"]
+    assert np.isfinite(expected) and expected < 1  # events in both arms
+    assert hr == pytest.approx(expected)
+    share = evaluate(f"relapse_share('placebo', {args})", readouts)
+    assert share == pytest.approx(rel.loc[rel["arm"] == "placebo", "relapsed"].mean())
+    assert 0 < share < 1
+    # not everyone is followed: the stable rule removed some
+    assert 0 < len(rel) < 80
+    # a window without visits is one clear error, not "everyone is stable"
+    with pytest.raises(StatisticError, match="no visit"):
+        evaluate("relapse_share('placebo', 'madrs_total', '30d', 22, stable_max=12, "
+                 "stable_from='1d', stable_to='2d')", readouts)
+
+
+def test_withdrawal_notes_and_consort_count_the_followed():
     sc = load_scenario_text(WITHDRAWAL)
     res = simulate(sc, registry=load_registry())
     t = analyse_trial(sc, res.readouts, res.disposition)
-    args = ("'madrs_total', '30d', 22, consecutive=2, stable_max=12, stable_from='20d', "
-            "stable_to='27d', at_least=2")
-    hr = evaluate(f"relapse_hr('placebo', 'ketamine', {args})", res.readouts)
-    cox = t.relapse_cox.set_index("term")
-    assert hr == pytest.approx(cox.loc["ketamine", "hazard_ratio"], nan_ok=True)
-    share = evaluate(f"relapse_share('placebo', {args})", res.readouts)
-    rel = t.relapse[t.relapse["arm"] == "placebo"]
-    assert share == pytest.approx(rel["relapsed"].mean())
     # fewer patients are followed than were randomised into the arms (40), and the
     # report's note says how many per arm
     assert 0 < len(t.relapse) < 40
@@ -168,3 +213,40 @@ def test_the_withdrawal_example_runs(tmp_path):
     t = analyse_trial(sc, res.readouts, res.disposition)
     assert t.relapse is not None and len(t.relapse) < 40
     assert any(n.startswith("randomised withdrawal") for n in t.notes)
+
+
+def _relapse_rows_loop(y, times, threshold, consecutive, start):
+    """The rule written visit by visit (the reference for the array version)."""
+    v = y.to_numpy(float)
+    out = []
+    for row, i in enumerate(y.index):
+        event_t, last = None, None
+        for j, t in enumerate(times):
+            if not np.isfinite(v[row, j]):
+                break
+            last = t
+            run = v[row, j:j + consecutive]
+            if run.size == consecutive and np.all(np.isfinite(run)) and np.all(run >= threshold):
+                event_t = t
+                break
+        end = event_t if event_t is not None else (last if last is not None else start)
+        out.append((int(i), float(end - start), int(event_t is not None)))
+    return out
+
+
+@pytest.mark.parametrize("consecutive", [1, 2, 3, 12])
+def test_relapse_rows_match_the_rule_visit_by_visit(consecutive):
+    from ketasim.analysis.trial import relapse_rows
+
+    rng = np.random.default_rng(consecutive)
+    times = [24.0 * (30 + 7 * k) for k in range(10)]
+    v = rng.integers(5, 35, size=(300, 10)).astype(float)
+    v[rng.random(v.shape) < 0.05] = np.nan  # missed visits end the follow-up
+    y = pd.DataFrame(v, index=np.arange(300) * 3, columns=times)
+    got = relapse_rows(y, times, 22.0, consecutive, 30 * 24.0)
+    assert got == _relapse_rows_loop(y, times, 22.0, consecutive, 30 * 24.0)
+    events = sum(r for _, _, r in got)
+    if consecutive <= len(times):
+        assert 0 < events < 300  # both outcomes occur (not a vacuous check)
+    else:
+        assert events == 0  # a run longer than the follow-up never completes

@@ -720,6 +720,8 @@ def stable_patients(y: pd.DataFrame, threshold: float, at_least: int | None) -> 
     """The patients (rows of ``y``, the scale at the judged visits) in stable remission:
     at or below ``threshold`` at ``at_least`` of the visits (all when None); a missed
     visit does not count as met."""
+    if y.shape[1] == 0:
+        raise ValueError("stable remission: no visit to judge")
     met = (y.to_numpy(float) <= threshold).sum(axis=1)  # NaN <= x is False
     need = y.shape[1] if at_least is None else at_least
     return y.index[met >= need]
@@ -730,23 +732,28 @@ def relapse_rows(y: pd.DataFrame, times: list[float], threshold: float, consecut
     """(subject, duration_h, relapsed) per row of ``y`` (the scale at ``times``, the
     visits from ``start`` on): the first of ``consecutive`` successive visits at or above
     ``threshold`` is the relapse; otherwise censored at the last visit seen (a missed
-    visit ends the follow-up)."""
-    hit = (y.to_numpy(float) >= threshold)
-    seen = np.isfinite(y.to_numpy(float))
-    out = []
-    for row, i in enumerate(y.index):
-        event_t, last = None, None
-        for j, t in enumerate(times):
-            if not seen[row, j]:
-                break  # dropped out: censored at the last visit seen
-            last = t
-            run = hit[row, j:j + consecutive]
-            if run.size == consecutive and run.all() and seen[row, j:j + consecutive].all():
-                event_t = t
-                break
-        end = event_t if event_t is not None else (last if last is not None else start)
-        out.append((int(i), float(end - start), int(event_t is not None)))
-    return out
+    visit ends the follow-up). Whole arrays at once (no loop over patients)."""
+    v = y.to_numpy(float)
+    n, m = v.shape
+    t = np.asarray(times, float)
+    if n == 0:
+        return []
+    seen = np.isfinite(v)
+    # follow-up ends at the first missed visit: visits from there on do not count
+    followed = np.cumprod(seen, axis=1).astype(bool)
+    hit = followed & (v >= threshold)
+    # a run of `consecutive` hits starting at visit j (j + consecutive <= m)
+    w = m - consecutive + 1
+    run = np.ones((n, max(w, 0)), bool)
+    for c in range(consecutive):  # over the run's length, not over patients
+        run &= hit[:, c:c + max(w, 0)]
+    relapsed = run.any(axis=1)
+    first = np.argmax(run, axis=1) if w > 0 else np.zeros(n, int)
+    n_seen = followed.sum(axis=1)
+    last = np.where(n_seen > 0, t[np.maximum(n_seen - 1, 0)] if m else start, start)
+    end = np.where(relapsed, t[first] if m else start, last)
+    return [(int(i), float(e - start), int(r))
+            for i, e, r in zip(y.index, end, relapsed, strict=True)]
 
 
 def survival(df: pd.DataFrame, duration_col: str, event_col: str, arm_col: str, control,

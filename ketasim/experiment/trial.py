@@ -394,25 +394,32 @@ def strata_table(patients: pd.DataFrame | None, arms: list[str]) -> pd.DataFrame
     return out
 
 
-WITHDRAWAL_STAGES = ("withdrawal followed", "withdrawal not stable")
-_NOT_STABLE = "not in stable remission before the relapse start"
+#: CONSORT stages of a randomised withdrawal (per arm): followed, stable but not followed
+#: (no visit from the relapse start on), not in stable remission
+WITHDRAWAL_STAGES = ("withdrawal followed", "withdrawal stable, not followed",
+                     "withdrawal not stable")
+_WITHDRAWAL_REASONS = ("", "no visit from the relapse start on",
+                       "not in stable remission before the relapse start")
 
 
 def _withdrawal(readouts: pd.DataFrame, d, arms: list, rel: pd.DataFrame
                 ) -> tuple[str, pd.DataFrame]:
-    """A randomised withdrawal's note (how many patients each arm follows, in stable
-    remission, out of those rated at the judged visits) and its CONSORT rows: per arm,
-    the patients followed (:data:`WITHDRAWAL_STAGES` [0]) and those rated but not in
-    stable remission ([1], with the reason)."""
+    """A randomised withdrawal's note (how many patients each arm follows out of those
+    rated at the judged visits) and its CONSORT rows (:data:`WITHDRAWAL_STAGES`, per
+    arm; the middle stage only where it is not empty)."""
     st = d.relapse.stable
     counts, rows = [], []
     for arm in arms:
         judged = _scores(readouts, d.scale, arm.name, arm.n, list(st.at))
-        seen = int(judged.notna().any(axis=1).sum())
+        judged = judged[judged.notna().any(axis=1)]
+        stable = len(stable_patients(judged, st.threshold, st.at_least))
         followed = int((rel["arm"] == arm.name).sum())
-        counts.append(f"{arm.name} {followed} of {seen}")
-        rows += [(WITHDRAWAL_STAGES[0], arm.name, "", followed),
-                 (WITHDRAWAL_STAGES[1], arm.name, _NOT_STABLE, seen - followed)]
+        counts.append(f"{arm.name} {followed} of {len(judged)}")
+        for stage, reason, k in zip(WITHDRAWAL_STAGES, _WITHDRAWAL_REASONS,
+                                    (followed, stable - followed, len(judged) - stable),
+                                    strict=True):
+            if k or stage != WITHDRAWAL_STAGES[1]:
+                rows.append((stage, arm.name, reason, k))
     need = len(st.at) if st.at_least is None else st.at_least
     visits = ", ".join(f"{t / 24:g}d" if t % 24 == 0 else f"{t:g}h" for t in st.at)
     note = (f"randomised withdrawal: the relapse analysis follows the patients in stable "

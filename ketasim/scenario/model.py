@@ -23,7 +23,6 @@ the validator that found it, a ``subloc`` to append to the error location.
 import difflib
 import itertools
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -625,13 +624,17 @@ def _span(event: _EventBase) -> str:
     return f"at {format_time(event.at)}"
 
 
-def _protocol_conflict(events: list[_EventBase]) -> tuple[int, str] | None:
+def _protocol_conflict(events: list[_EventBase], origin: list[int] | None = None
+                       ) -> tuple[int, str] | None:
     """Find the earliest impossible combination of events in one arm.
 
     Parameters
     ----------
     events : list
-        Validated events, in file order.
+        Validated events, in file order (a repeated dose as its doses, one by one).
+    origin : list of int, optional
+        The file index of each event (a repeated dose's doses share theirs); default:
+        the events' own positions.
 
     Returns
     -------
@@ -639,6 +642,7 @@ def _protocol_conflict(events: list[_EventBase]) -> tuple[int, str] | None:
         File index of the offending event and the expectation it breaks, or
         None when the protocol is possible.
     """
+    origin = list(range(len(events))) if origin is None else origin
     order = sorted(range(len(events)), key=lambda i: events[i].at)
     # Each rule groups events by a key and checks them in time order.
     overlapping: dict[tuple[str, str], list[int]] = {}  # must not overlap in [at, end)
@@ -669,7 +673,7 @@ def _protocol_conflict(events: list[_EventBase]) -> tuple[int, str] | None:
             if holder is not None and events[i].at < events[holder].end:
                 other = events[holder]
                 expected = (
-                    f"no overlap with {_describe(other)} of protocol[{holder}] ({_span(other)})"
+                    f"no overlap with {_describe(other)} of protocol[{origin[holder]}] ({_span(other)})"
                 )
                 found.append((position[i], i, expected))
                 break
@@ -680,7 +684,7 @@ def _protocol_conflict(events: list[_EventBase]) -> tuple[int, str] | None:
             if events[i].at == events[previous].at:
                 other = events[previous]
                 expected = (
-                    f"a time other than that of {_describe(other)} of protocol[{previous}] "
+                    f"a time other than that of {_describe(other)} of protocol[{origin[previous]}] "
                     f"(also at {format_time(other.at)}); give one combined event"
                 )
                 found.append((position[i], i, expected))
@@ -689,14 +693,14 @@ def _protocol_conflict(events: list[_EventBase]) -> tuple[int, str] | None:
         if len(members) > 1:
             first, i = members[0], members[1]
             expected = (
-                f"no second {name!r}: it is permanent from protocol[{first}] "
+                f"no second {name!r}: it is permanent from protocol[{origin[first]}] "
                 f"(at {format_time(events[first].at)})"
             )
             found.append((position[i], i, expected))
     if not found:
         return None
     _, index, expected = min(found)
-    return index, expected
+    return origin[index], expected
 
 
 # --------------------------------------------------------------------------- #
@@ -953,12 +957,10 @@ class Arm(BaseModel):
             doses = event.repeated() if isinstance(event, DrugEvent) else [event]
             origin += [i] * len(doses)
             expanded += doses
-        conflict = _protocol_conflict(expanded)
+        conflict = _protocol_conflict(expanded, origin)
         if conflict is not None:
             index, expected = conflict
-            raise problem(re.sub(r"protocol\[(\d+)\]",
-                                 lambda m: f"protocol[{origin[int(m.group(1))]}]", expected),
-                          (origin[index], "at"))
+            raise problem(expected, (index, "at"))
         return sorted(expanded, key=lambda event: event.at)
 
     def times_of(self, readout: str, assay: str | None = None) -> tuple[float, ...]:

@@ -312,10 +312,17 @@ def _functions(d: _Data) -> dict[str, Callable]:
                 raise StatisticError(f"no {readout!r} for arm {arm!r}")
             times = [t for t in wide.columns if t >= t0 - 1e-9]
             y = wide[times]
+            y = y[y.notna().any(axis=1)]  # as the trial analysis: rated from the start on
             if stable_max is not None:
+                if stable_from is None or stable_to is None:
+                    raise StatisticError("stable_max needs stable_from and stable_to")
                 a, b = _hours(stable_from), _hours(stable_to)
                 judged = wide[[t for t in wide.columns if a - 1e-9 <= t <= b + 1e-9]]
-                y = y.loc[stable_patients(judged, float(stable_max), at_least)]
+                if judged.shape[1] == 0:
+                    raise StatisticError(f"no visit of {readout!r} in arm {arm!r} from "
+                                         f"{stable_from} to {stable_to} to judge remission")
+                y = y.loc[stable_patients(judged.loc[y.index], float(stable_max),
+                                          at_least)]
             rows += [(arm, i, dur, ev) for i, dur, ev in
                      relapse_rows(y, times, float(threshold), int(consecutive), t0)]
         return pd.DataFrame(rows, columns=["arm", "subject", "duration_h", "relapsed"])
@@ -334,8 +341,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
         rel = _relapses([control, treated], readout, start, threshold, consecutive,
                         stable_max, stable_from, stable_to, at_least)
         cox = time_to_event(rel, "duration_h", "relapsed", "arm", control).cox
-        row = cox[cox["term"] == treated] if "term" in cox.columns else cox
-        return float(row["hazard_ratio"].iloc[0])
+        return float(cox.loc[cox["term"] == treated, "hazard_ratio"].iloc[0])
 
     # spine statistics on the observed tracking tables (ketasim.analysis.spines); the
     # permutation nulls use a fixed stream so a target's value is reproducible
