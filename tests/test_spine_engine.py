@@ -301,10 +301,11 @@ def test_restoration_at_one_site_spreads_to_lost_sites_nearby():
 
 
 def test_spines_before_a_drive_change_do_not_see_it():
-    """Causality on the engine's grid: a step reads its drives at its start, so drives that
-    differ only from hour 6 on leave every spine recorded at 0 h and 6 h unchanged (same
-    streams), and change what is recorded later. This is why formation 0-6 h after a dose
-    at 0 h is the same process in a drug and a saline arm (T-SEQ-03)."""
+    """Causality on the engine's grid: step i reads entry i of the drive arrays only, so
+    drives that differ only from the step starting at hour 6 on leave every spine
+    recorded at 0 h and 6 h unchanged (same streams), and change what is recorded later.
+    (The runner fills entry i with the drive's mean over step i, so a dose at 0 h acts
+    in the step 0-6 h: tests/test_spine_drive_quadrature.py.)"""
     sp = params()
     base = drives(6, 3)
     late = drives(6, 3, form=lambda t: np.where(t >= 6.0, 2.5, 1.0),

@@ -44,6 +44,14 @@ SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein", "spi
 # signalling outputs: enough subjects to keep every core busy in the compiled kernels,
 # few enough that peak memory stops growing with n beyond a few hundred subjects
 CHUNK_SUBJECTS = 500
+# the spine engine's drives over each of its steps [t, t + DT_H]: the step's mean of the
+# signalling outputs by Simpson's rule (nodes at the step's start, middle and end, as
+# fractions of the step). The engine's rates are linear in the drives (formation,
+# elimination hazard, stabilisation), so the mean gives the step's expected events; the
+# value at the step's start alone lagged the drives by half a step (3 h), so a dose at a
+# step's start acted on nothing until the next step
+QUAD_NODES = np.array([0.0, 0.5, 1.0])
+QUAD_WEIGHTS = np.array([1.0, 4.0, 1.0]) / 6.0
 CHUNK_BYTES = 128 * 2**20
 
 
@@ -432,7 +440,7 @@ def _arm_layout(species, arm, i, plans, seed, registry, chunk_subjects):
     # compile once for the protocol's shape (times, kinds); values are per chunk
     spine_plan = _spine_plan(arm, plans, _probe_events(species, arm, i, seed, registry))
     if spine_plan is not None:
-        times.update(spine_plan["grid"].tolist())
+        times.update(spine_plan["quad_times"].ravel().tolist())
         outputs.update(SPINE_DRIVES)
     grid = np.array(sorted(times))
     names = tuple(sorted(outputs))
@@ -585,7 +593,9 @@ def _spine_plan(arm, plans, events) -> dict | None:
     if any("circuit" in p.assay.reads for p in spine):
         rec = sorted({t0, *rec})  # the pre-protocol baseline the circuit scales by
     n_steps = int(np.ceil((max(rec[-1], t0) - t0) / DT_H)) + 1
-    return {"grid": t0 + DT_H * np.arange(n_steps), "t0": t0, "record": rec,
+    grid = t0 + DT_H * np.arange(n_steps)
+    return {"grid": grid, "quad_times": grid[:, None] + DT_H * QUAD_NODES[None, :],
+            "t0": t0, "record": rec,
             "branches": max(int(p.options.get("branches", 4)) for p in spine),
             "cell": spine[0].options["cell"],
             "photo": np.array(intervention_times(arm, "remove_new_spines"), dtype=float),
@@ -606,8 +616,8 @@ def _imaging_sessions(spine_plans) -> list[tuple[float, float, int]]:
 def _run_spines(registry, seed, key, sim, grid, plan, subjects):
     """The spine engine for a chunk: streams keyed by ``key`` (the arm's name, or the
     shared pool's) and the subjects' identities under it."""
-    idx = np.searchsorted(grid, plan["grid"])
-    drives = {d: sim.output(d)[:, idx] for d in SPINE_DRIVES}
+    idx = np.searchsorted(grid, plan["quad_times"])  # (steps, nodes)
+    drives = {d: sim.output(d)[:, idx] @ QUAD_WEIGHTS for d in SPINE_DRIVES}
     photo = np.tile(plan["photo"], (len(subjects), 1))
     return simulate_spines(SpineParams.from_registry(registry, plan["cell"]), seed, key,
                            len(subjects), plan["branches"], drives, plan["t0"],

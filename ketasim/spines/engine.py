@@ -382,7 +382,7 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
         return x0 + next_double(state) * min(seg, L - x0)
 
     def step(t, size_dt, F, E, P, shift):
-        """One step of all branches (drives F, E, P at the step's start; ``shift``: the
+        """One step of all branches (drives F, E, P over the step; ``shift``: the
         log shift of the mature size mean, the log of the size drive). stats[0] +=
         formations, [1] += eliminations, [2] += formations lost to a full branch, [3] +=
         spines alive after the step's losses (spine-steps, for spine-day counts)."""
@@ -614,7 +614,7 @@ def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches,
     each branch on its own stream ``states[s, b]`` ((n_sub, n_branches, 2) uint64), so a
     branch's spines do not depend on how many branches are simulated.
 
-    ``form``, ``elim``, ``synp``, ``sized``: (n_sub, n_steps) drives at the step starts
+    ``form``, ``elim``, ``synp``, ``sized``: (n_sub, n_steps) drives over each step (their means)
     (``sized``: the size drive, x baseline, scaling the mature spines' size mean). Recording
     arrays have shape (n_sub, n_rec, n_branches, cap) (live spines in the first slots of
     each branch, flagged in ``rec_alive``); recordings before ``t_start`` (at least

@@ -108,7 +108,8 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
                     imaging: tuple[np.ndarray, np.ndarray, int, float] | None = None
                     ) -> SpineRecording:
     """Step the engine from ``t_start`` on the ``DT_H`` grid of the drive arrays
-    ((n_sub, n_steps) each, values at the step starts) and record at ``record_times``
+    ((n_sub, n_steps) each: the drive over each step, which the runner takes as the
+    step's mean of the signalling output) and record at ``record_times``
     (times before ``t_start`` fall in the baseline burn-in, which lasts
     ``burn_in_d`` days). Each branch of each subject has its own random stream, keyed by
     the subject's global index in ``subjects`` (default ``0 .. n_sub - 1``) and the
