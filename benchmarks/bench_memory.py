@@ -19,6 +19,14 @@ Figures (2026-12-05, twelfth session, 2 cores, ``--duration-s 60``): n = 5,000 8
 (17.0 ms a mouse), peak RSS 812 MB; n = 10,000 171.1 s (17.1 ms a mouse), 814 MB; ratio
 to n = 1,000 at most 1.061 (targets: within 10%, under 2 GB; both met); 5 min 6 s in all.
 
+2026-12-05, seventeenth session, after the spine engine came to read each step's mean
+drive (three signalling output times a step instead of one), on a machine slower than
+before for everything: n = 1,000 23.0 s (23.0 ms a mouse), 768 MB; n = 5,000 114.1 s
+(22.8 ms), 814 MB; n = 10,000 231.7 s (23.2 ms), 816 MB; ratio at most 1.063 (both
+targets met). The code before the change, run alternately minutes later with
+``--ns 1000,2000``: 22.5 and 24.5 ms a mouse, 767 and 790 MB; after: 27.4 and 23.8 ms,
+768 and 793 MB, so the change costs nothing measurable against the machine's noise.
+
 Run: ``.venv/bin/python benchmarks/bench_memory.py`` (about 15 min on 2 cores with the
 full 6-min test; ``--duration-s 60`` takes about a sixth of that).
 """
