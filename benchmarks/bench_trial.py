@@ -177,6 +177,10 @@ read did not measurably change the time (tried and reverted). A right-hand side 
 about 270 ns, the Jacobian 600 ns, a linear solve 60 ns. So 50x would need fewer
 steps from a higher-order stiff method (order 5 would save perhaps a third of the
 steps, at 8 stages instead of 6) or a cheaper right-hand side, not a faster assay.
+Restarting after each event from the last accepted step (capped at the initial step's
+3 min) instead of a fresh initial-step estimate (seventeenth session, 400 ketamine
+patients, tried and reverted): 714 steps a patient against 726, so the restarts are not
+where the steps go.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
