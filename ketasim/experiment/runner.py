@@ -44,15 +44,16 @@ SPINE_DRIVES = ("formation_drive", "elimination_drive", "synaptic_protein", "spi
 # signalling outputs: enough subjects to keep every core busy in the compiled kernels,
 # few enough that peak memory stops growing with n beyond a few hundred subjects
 CHUNK_SUBJECTS = 500
+CHUNK_BYTES = 128 * 2**20
 # the spine engine's drives over each of its steps [t, t + DT_H]: the step's mean of the
 # signalling outputs by Simpson's rule (nodes at the step's start, middle and end, as
 # fractions of the step). The engine's rates are linear in the drives (formation,
 # elimination hazard, stabilisation), so the mean gives the step's expected events; the
 # value at the step's start alone lagged the drives by half a step (3 h), so a dose at a
-# step's start acted on nothing until the next step
+# step's start acted on nothing until the next step. The drives are functions of the
+# signalling states, continuous across events, so an event on a node needs no care
 QUAD_NODES = np.array([0.0, 0.5, 1.0])
 QUAD_WEIGHTS = np.array([1.0, 4.0, 1.0]) / 6.0
-CHUNK_BYTES = 128 * 2**20
 
 
 class UnsupportedAssayError(ValueError):
