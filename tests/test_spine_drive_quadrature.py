@@ -10,6 +10,7 @@ dose given at a step's start acted on nothing for the whole step.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ketasim.experiment import runner
 from ketasim.experiment.runner import (
@@ -70,6 +71,16 @@ def test_engine_receives_each_steps_mean(monkeypatch):
     first = int(np.flatnonzero(t == 0.0)[0])
     assert seen["formation_drive"][0, first] > 1.0 + 1e-3
     np.testing.assert_allclose(seen["elimination_drive"], 1.0)
+
+
+def test_a_missing_node_is_an_error_not_a_neighbouring_time(monkeypatch):
+    plan = {"grid": np.arange(0.0, 18.0, DT_H), "t0": 0.0, "record": [0.0],
+            "branches": 1, "cell": "mpfc_l5", "photo": np.zeros(0), "imaging": []}
+    plan["quad_times"] = plan["grid"][:, None] + DT_H * QUAD_NODES[None, :]
+    grid = np.setdiff1d(np.unique(plan["quad_times"]), [9.0])  # one midpoint left out
+    monkeypatch.setattr(runner, "simulate_spines", lambda *a, **k: None)
+    with pytest.raises(RuntimeError, match="lacks a node"):
+        _run_spines(REG, 1, "arm", _FakeSim(grid, {}, 1), grid, plan, np.arange(1))
 
 
 SCENARIO = """

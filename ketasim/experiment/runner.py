@@ -618,6 +618,9 @@ def _run_spines(registry, seed, key, sim, grid, plan, subjects):
     """The spine engine for a chunk: streams keyed by ``key`` (the arm's name, or the
     shared pool's) and the subjects' identities under it."""
     idx = np.searchsorted(grid, plan["quad_times"])  # (steps, nodes)
+    if not np.array_equal(grid[np.minimum(idx, grid.size - 1)], plan["quad_times"]):
+        # searchsorted would otherwise read a neighbouring time without a word
+        raise RuntimeError("the signalling grid lacks a node of the spine engine's steps")
     drives = {d: sim.output(d)[:, idx] @ QUAD_WEIGHTS for d in SPINE_DRIVES}
     photo = np.tile(plan["photo"], (len(subjects), 1))
     return simulate_spines(SpineParams.from_registry(registry, plan["cell"]), seed, key,

@@ -215,7 +215,8 @@ def write_screen(out: Path, result, metrics: pd.DataFrame, manifest: dict) -> li
         (f"<p>{len(plan.compounds)} candidates ({e(', '.join(plan.compounds))}) at "
          f"{e(doses)} mg/kg {e(plan.route)}, {e(plan.species)}, stress model "
          f"<b>{e(plan.stress)}</b>, n = {plan.n} per arm, seed {plan.seed}; "
-         f"{len(plan.arms)} arms in {result.seconds:.1f} s on {e(result.where)}. Ranked by <b>{e(result.rank_by)}</b> (rank 1 = best; the vehicle "
+         f"{len(plan.arms)} arms in {result.seconds:.1f} s on {e(result.where)}. "
+         f"Ranked by <b>{e(result.rank_by)}</b> (rank 1 = best; the vehicle "
          "and the reference are ranked with the candidates).</p>"),
         ("<p>Each metric is a difference from the vehicle arm: time courses are taken from "
         "each arm's own pre-dose level first, so the slow recovery from the stress "

@@ -673,7 +673,8 @@ def _protocol_conflict(events: list[_EventBase], origin: list[int] | None = None
             if holder is not None and events[i].at < events[holder].end:
                 other = events[holder]
                 expected = (
-                    f"no overlap with {_describe(other)} of protocol[{origin[holder]}] ({_span(other)})"
+                    f"no overlap with {_describe(other)} of protocol[{origin[holder]}] "
+                    f"({_span(other)})"
                 )
                 found.append((position[i], i, expected))
                 break
