@@ -146,6 +146,46 @@ def test_report_lists_each_known_gap_with_its_reason(tmp_path):
     assert "<b>T-X-1</b>" in html and "half the published one" in html
 
 
+def test_tried_fixes_are_parsed_and_folded_under_the_gap_in_the_report(tmp_path):
+    from ketasim.report.validation_report import write_validation_report
+    from ketasim.validation.run import TargetResult, ValidationResult
+
+    gap = parse_targets(GOOD + "  known_gap: the effect is too small\n"
+                        "  tried:\n    - 'a faster rate <doubled>: still too small'\n"
+                        "    - 'a second path: other targets fail'\n")["T-X-1"]
+    assert gap.tried == ("a faster rate <doubled>: still too small",
+                         "a second path: other targets fail")
+    assert parse_targets(GOOD)["T-X-1"].tried == ()
+    res = ValidationResult([TargetResult(gap, "r", 9.0, "known_gap", gap.known_gap)])
+    html = write_validation_report(tmp_path, res, res.table()).read_text()
+    block = html[html.index('id="known-gaps"'):]
+    assert "<summary>Tried and not adopted (2)</summary>" in block
+    assert "<li>a faster rate &lt;doubled&gt;: still too small</li>" in block  # escaped
+    assert block.index("the effect is too small") < block.index("Tried and not adopted")
+
+
+@pytest.mark.parametrize("value, what", [("[]", "non-empty list"),
+                                         ("a single string", "non-empty list"),
+                                         ("[a fix, 3]", "tried[1]"),
+                                         ("[a fix, '  ']", "tried[1]"),
+                                         ("[a fix: unquoted]", "tried[0]")])
+def test_a_malformed_tried_list_is_one_clear_error(value, what):
+    with pytest.raises(TargetError) as e:
+        parse_targets(GOOD + f"  tried: {value}\n", "lab.yaml")
+    assert "lab.yaml" in str(e.value) and "T-X-1" in str(e.value) and what in str(e.value)
+
+
+#: The longest known-gap reason allowed (characters): past it, the fixes tried belong in
+#: ``tried``, where the report folds them away.
+MAX_GAP_REASON = 2000
+
+
+def test_known_gap_reasons_stay_short_and_the_tries_go_in_tried():
+    long = {tid: len(t.known_gap) for tid, t in load_targets().items()
+            if len(t.known_gap) > MAX_GAP_REASON}
+    assert not long, f"known_gap reasons over {MAX_GAP_REASON} characters: {long}"
+
+
 def test_design_doc_fitted_table_matches_targets_yaml():
     from ketasim.validation import fitted_table
 

@@ -74,6 +74,14 @@ _STATUS_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "known_gap": "#ff7f0e",
                    "error": "#7f7f7f"}
 
 
+def _tried_block(tried: tuple[str, ...]) -> str:
+    """A known gap's fixes tried and not adopted, folded (``<details>``), one per item."""
+    if not tried:
+        return ""
+    return (f"<details><summary>Tried and not adopted ({len(tried)})</summary><ol>"
+            + "".join(f"<li>{html.escape(t)}</li>" for t in tried) + "</ol></details>")
+
+
 def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
     """Published against simulated for a replica's targets whose published value is a
     number (with its SEM, ``x +- s``) and whose tolerance is a band: one row per target,
@@ -132,10 +140,12 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
     gaps = [r for r in result.results if r.status == "known_gap"]
     if gaps:
         body.append('<h2 id="known-gaps">Known gaps</h2><p>Targets the model does not '
-                    "reproduce yet, with the reason (shown in red, counted, not failing):"
+                    "reproduce yet, with the reason (shown in red, counted, not failing) "
+                    "and, folded beneath it, the fixes tried and not adopted:"
                     "</p><ul>" + "".join(
                         f"<li><b>{html.escape(r.target.target_id)}</b> "
-                        f"({html.escape(r.target.quantity)}): {html.escape(r.message)}</li>"
+                        f"({html.escape(r.target.quantity)}): {html.escape(r.message)}"
+                        f"{_tried_block(r.target.tried)}</li>"
                         for r in gaps) + "</ul>")
     syn = synthesis_figure({k: v.readouts for k, v in result.replicas.items()},
                            figdir / "synthesis.png")

@@ -6,7 +6,10 @@ IDs it tests (``facts``), ``source`` (authors, year, journal), ``quantity`` (in 
 the replica's simulated readouts (:mod:`ketasim.validation.statistic`), and a
 ``tolerance`` stated up front: ``[lo, hi]``, ``< x``, ``<= x``, ``> x`` or ``>= x``. A
 target the model cannot reproduce yet carries ``known_gap: <reason>``: validate shows
-it in red and counts it, without failing.
+it in red and counts it, without failing. The reason says why, in a few sentences; the
+fixes tried and not adopted, each with what it did to the numbers, go in ``tried`` (a
+list of strings), which the report shows folded under the reason, so the history stays
+with the target without burying the reason.
 
 Every target has a ``role``: ``calibration`` when parameters were set so that its fact
 comes out right (``fitted`` then lists those parameters by their registry names, each
@@ -36,7 +39,7 @@ from ketasim.validation.statistic import StatisticError, check_expression
 
 REQUIRED = ("target_id", "facts", "source", "quantity", "published", "statistic",
             "tolerance", "role")
-OPTIONAL = ("known_gap", "note", "fitted", "published_effect", "effect")
+OPTIONAL = ("known_gap", "note", "fitted", "published_effect", "effect", "tried")
 ROLES = ("calibration", "validation")
 _FACT = re.compile(r"^F-[A-Z]+-\d+$")
 _TOL = re.compile(r"^\s*(?:\[\s*(?P<lo>[-+0-9.eE]+)\s*,\s*(?P<hi>[-+0-9.eE]+)\s*\]|"
@@ -94,6 +97,7 @@ class Target:
     fitted: tuple[str, ...] = ()
     published_effect: float | None = None
     effect: str = ""
+    tried: tuple[str, ...] = ()
 
 
 def _parameter_names() -> frozenset[str]:
@@ -140,6 +144,20 @@ def _effect(raw: dict, tid, where: str) -> tuple[float | None, str]:
     return (None if pub is None else float(pub)), str(expr or "")
 
 
+def _tried(raw: dict, tid, where: str) -> tuple[str, ...]:
+    tried = raw.get("tried")
+    if tried is None:
+        return ()
+    if not isinstance(tried, list) or not tried:
+        raise TargetError(f"{where}: target {tid}: tried must be a non-empty list of "
+                          "strings (one per fix tried)")
+    for k, item in enumerate(tried):
+        if not isinstance(item, str) or not item.strip():
+            raise TargetError(f"{where}: target {tid}: tried[{k}] must be a non-empty "
+                              f"string, not {item!r}")
+    return tuple(item.strip() for item in tried)
+
+
 def parse_targets(text: str, where: str = "targets.yaml",
                   parameters: frozenset[str] | None = None) -> dict[str, Target]:
     """Parse a targets file. ``parameters`` (the registry's names by default) is what a
@@ -174,7 +192,8 @@ def parse_targets(text: str, where: str = "targets.yaml",
                           str(raw["quantity"]), str(raw["published"]),
                           str(raw["statistic"]), Tolerance.parse(raw["tolerance"]),
                           str(raw.get("known_gap") or ""), str(raw.get("note") or ""),
-                          role, fitted, published_effect, effect)
+                          role, fitted, published_effect, effect,
+                          _tried(raw, tid, where))
     return out
 
 
