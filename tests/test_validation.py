@@ -574,6 +574,9 @@ def test_expect_reports_each_target_at_scaled_group_sizes(tmp_path):
     assert table.loc["T-LAB-2", "expected_status"] in ("inside", "outside")
     page = (tmp_path / "v" / "report.html").read_text()
     assert "<th>expected</th>" in page and "<th>expected_effect</th>" in page
+    line = page[page.index('<p id="expectation">'):]
+    line = line[:line.index("</p>")]
+    assert "x 20" in line and re.search(r"passing by chance[^;]*T-LAB-1", line)
     assert '"expect": 20' in (tmp_path / "v" / "manifest.json").read_text()
     # without --expect the columns are there and empty
     res = CliRunner().invoke(app, [
@@ -582,6 +585,7 @@ def test_expect_reports_each_target_at_scaled_group_sizes(tmp_path):
         "--workers", "1"])
     table = pd.read_csv(tmp_path / "u" / "validation.csv")
     assert table["expected"].isna().all() and table["expected_status"].isna().all()
+    assert 'id="expectation"' not in (tmp_path / "u" / "report.html").read_text()
     # bad factors: one clear error, nothing written
     res = CliRunner().invoke(app, ["validate", "--only", "T-PK-06", "--expect", "1",
                                    "--out", str(tmp_path / "w")])

@@ -126,6 +126,15 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
         f"<b>{c['pass']} pass</b>, <b>{c['fail']} fail</b>, {c['known_gap']} known gaps, "
         f"{c['error']} errors ({result.seconds:.1f} s).</p>"),
     ]
+    if result.expect:
+        # validate --expect: the verdicts that the model's expectation contradicts
+        odd = result.by_expectation()
+        body.append(
+            f'<p id="expectation">Expectation (every group size x {result.expect}): '
+            "passing by chance (outside the tolerance in expectation): "
+            f"{html.escape(', '.join(odd['by_chance']) or 'none')}; sampling misses "
+            "(failing or known gaps, inside the tolerance in expectation): "
+            f"{html.escape(', '.join(odd['sampling_miss']) or 'none')}.</p>")
     for role, rc in result.role_counts().items():
         title, what = ROLE_TITLES[role]
         body.append(f'<h2 id="role-{role}">{title}</h2>')
