@@ -19,6 +19,7 @@ from ketasim.experiment.runner import (
     SPINE_DRIVES,
     _run_spines,
     _spine_plan,
+    quad_times,
     simulate,
 )
 from ketasim.params import load_registry
@@ -39,6 +40,13 @@ class _FakeSim:
         return np.tile(f(self.grid), (self.n, 1))
 
 
+def _plan(start, end):
+    """A spine plan of one mpfc_l5 branch whose engine steps start from ``start`` to
+    before ``end`` (h), recording at 0 h, without photoactivation or imaging."""
+    return {"grid": np.arange(start, end, DT_H), "t0": start, "record": [0.0],
+            "branches": 1, "cell": "mpfc_l5", "photo": np.zeros(0), "imaging": []}
+
+
 def test_simpson_weights_integrate_cubics_exactly():
     assert np.isclose(QUAD_WEIGHTS.sum(), 1.0)
     for k in range(4):  # the mean of x^k over [0, 1] is 1 / (k + 1)
@@ -46,10 +54,8 @@ def test_simpson_weights_integrate_cubics_exactly():
 
 
 def test_engine_receives_each_steps_mean(monkeypatch):
-    plan = {"grid": np.arange(-12.0, 30.0, DT_H), "t0": -12.0, "record": [0.0],
-            "branches": 1, "cell": "mpfc_l5", "photo": np.zeros(0), "imaging": []}
-    plan["quad_times"] = plan["grid"][:, None] + DT_H * QUAD_NODES[None, :]
-    grid = np.unique(plan["quad_times"])
+    plan = _plan(-12.0, 30.0)
+    grid = np.unique(quad_times(plan["grid"]))
     # a drive rising as a cubic from the dose at 0 h: its step means are exact
     formation = lambda t: 1.0 + 1e-4 * np.clip(t, 0.0, None) ** 3
     seen = {}
@@ -74,10 +80,8 @@ def test_engine_receives_each_steps_mean(monkeypatch):
 
 
 def test_a_missing_node_is_an_error_not_a_neighbouring_time(monkeypatch):
-    plan = {"grid": np.arange(0.0, 18.0, DT_H), "t0": 0.0, "record": [0.0],
-            "branches": 1, "cell": "mpfc_l5", "photo": np.zeros(0), "imaging": []}
-    plan["quad_times"] = plan["grid"][:, None] + DT_H * QUAD_NODES[None, :]
-    grid = np.setdiff1d(np.unique(plan["quad_times"]), [9.0])  # one midpoint left out
+    plan = _plan(0.0, 18.0)
+    grid = np.setdiff1d(np.unique(quad_times(plan["grid"])), [9.0])  # one midpoint left out
     monkeypatch.setattr(runner, "simulate_spines", lambda *a, **k: None)
     with pytest.raises(RuntimeError, match="lacks a node"):
         _run_spines(REG, 1, "arm", _FakeSim(grid, {}, 1), grid, plan, np.arange(1))
@@ -104,7 +108,10 @@ def test_signalling_grid_holds_every_quadrature_node():
     plans = runner._plans(arm, 0)
     spine = _spine_plan(arm, plans, runner._probe_events(sc.species, arm, 0, sc.seed, REG))
     grid, names, *_ = runner._arm_layout(sc.species, arm, 0, plans, sc.seed, REG, None)
-    assert np.isin(spine["quad_times"].ravel(), grid).all()
+    nodes = quad_times(spine["grid"])
+    assert nodes.shape == (spine["grid"].size, QUAD_NODES.size)
+    np.testing.assert_allclose(nodes[:, 1] - nodes[:, 0], DT_H / 2)
+    assert np.isin(nodes.ravel(), grid).all()
     assert set(SPINE_DRIVES) <= set(names)
     # and the run goes through
     assert len(simulate(sc, registry=REG).readouts) > 0

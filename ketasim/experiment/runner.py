@@ -56,6 +56,12 @@ QUAD_NODES = np.array([0.0, 0.5, 1.0])
 QUAD_WEIGHTS = np.array([1.0, 4.0, 1.0]) / 6.0
 
 
+def quad_times(grid: np.ndarray) -> np.ndarray:
+    """(steps, nodes) times at which the spine engine's steps starting at ``grid`` read
+    the signalling outputs (``QUAD_NODES`` of each ``DT_H`` step)."""
+    return np.asarray(grid, float)[:, None] + DT_H * QUAD_NODES[None, :]
+
+
 class UnsupportedAssayError(ValueError):
     """The scenario asks for an assay no layer implements yet."""
 
@@ -441,7 +447,7 @@ def _arm_layout(species, arm, i, plans, seed, registry, chunk_subjects):
     # compile once for the protocol's shape (times, kinds); values are per chunk
     spine_plan = _spine_plan(arm, plans, _probe_events(species, arm, i, seed, registry))
     if spine_plan is not None:
-        times.update(spine_plan["quad_times"].ravel().tolist())
+        times.update(quad_times(spine_plan["grid"]).ravel().tolist())
         outputs.update(SPINE_DRIVES)
     grid = np.array(sorted(times))
     names = tuple(sorted(outputs))
@@ -595,8 +601,7 @@ def _spine_plan(arm, plans, events) -> dict | None:
         rec = sorted({t0, *rec})  # the pre-protocol baseline the circuit scales by
     n_steps = int(np.ceil((max(rec[-1], t0) - t0) / DT_H)) + 1
     grid = t0 + DT_H * np.arange(n_steps)
-    return {"grid": grid, "quad_times": grid[:, None] + DT_H * QUAD_NODES[None, :],
-            "t0": t0, "record": rec,
+    return {"grid": grid, "t0": t0, "record": rec,
             "branches": max(int(p.options.get("branches", 4)) for p in spine),
             "cell": spine[0].options["cell"],
             "photo": np.array(intervention_times(arm, "remove_new_spines"), dtype=float),
@@ -617,8 +622,9 @@ def _imaging_sessions(spine_plans) -> list[tuple[float, float, int]]:
 def _run_spines(registry, seed, key, sim, grid, plan, subjects):
     """The spine engine for a chunk: streams keyed by ``key`` (the arm's name, or the
     shared pool's) and the subjects' identities under it."""
-    idx = np.searchsorted(grid, plan["quad_times"])  # (steps, nodes)
-    if not np.array_equal(grid[np.minimum(idx, grid.size - 1)], plan["quad_times"]):
+    nodes = quad_times(plan["grid"])
+    idx = np.searchsorted(grid, nodes)  # (steps, nodes)
+    if not np.array_equal(grid[np.minimum(idx, grid.size - 1)], nodes):
         # searchsorted would otherwise read a neighbouring time without a word
         raise RuntimeError("the signalling grid lacks a node of the spine engine's steps")
     drives = {d: sim.output(d)[:, idx] @ QUAD_WEIGHTS for d in SPINE_DRIVES}
