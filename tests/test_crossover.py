@@ -11,7 +11,11 @@ from typer.testing import CliRunner
 
 from ketasim import simulate
 from ketasim.cli import app
-from ketasim.experiment.trial import analyse_trial, crossover_long
+from ketasim.experiment.trial import (
+    CROSSOVER_ENDPOINT_COLUMNS,
+    analyse_trial,
+    crossover_long,
+)
 from ketasim.params import load_registry
 from ketasim.scenario import ScenarioError, load_scenario_text
 
@@ -66,6 +70,20 @@ def test_crossover_compares_patients_with_themselves(tmp_path):
     # each patient has both treatments, one per period
     per = long.groupby("patient")["treatment"].apply(lambda s: tuple(sorted(s)))
     assert (per == ("ketamine", "placebo")).all()
+    # response and remission per treatment and within patients, from the same rows
+    ep = tables.endpoints
+    assert list(ep.columns) == CROSSOVER_ENDPOINT_COLUMNS
+    assert set(ep["endpoint"]) == {"response", "remission"}
+    resp = ep[(ep["endpoint"] == "response") & (ep["arm"] == "ketamine")].iloc[0]
+    event = (long["baseline"] - long["score"]) >= 0.5 * long["baseline"]
+    wide = long.assign(event=event).pivot(index="patient", columns="treatment",
+                                          values="event")
+    assert resp["events"] == wide["ketamine"].sum() and resp["n_pairs"] == 36
+    assert resp["arm_only"] == (wide["ketamine"] & ~wide["placebo"]).sum()
+    assert resp["control_only"] == (~wide["ketamine"] & wide["placebo"]).sum()
+    assert resp["proportion"] > 0.3 and resp["mcnemar_p"] < 0.05
+    rem = ep[(ep["endpoint"] == "remission") & (ep["arm"] == "ketamine")].iloc[0]
+    assert rem["events"] == (long.loc[long["treatment"] == "ketamine", "score"] <= 12).sum()
     # through the CLI: trial.csv and the report
     (tmp_path / "cx.yaml").write_text(CROSS)
     res = CliRunner().invoke(app, ["run", str(tmp_path / "cx.yaml"), "--out",
@@ -74,7 +92,12 @@ def test_crossover_compares_patients_with_themselves(tmp_path):
     trial = pd.read_csv(tmp_path / "o" / "trial.csv")
     assert np.isclose(trial.loc[trial["kind"] == "contrast", "estimate"].iloc[0],
                       con["estimate"].iloc[0])
-    assert "Trial" in (tmp_path / "o" / "report.html").read_text()
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "Trial" in page and "McNemar" in page and 'alt="response and remission"' in page
+    assert (tmp_path / "o" / "fig_trial_endpoints.png").stat().st_size > 1000
+    written = pd.read_csv(tmp_path / "o" / "endpoints.csv")
+    assert list(written.columns) == CROSSOVER_ENDPOINT_COLUMNS
+    assert np.allclose(written["mcnemar_p"].dropna(), ep["mcnemar_p"].dropna())
 
 
 @pytest.mark.parametrize("edit,where", [

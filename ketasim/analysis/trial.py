@@ -34,8 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from statsmodels.discrete.conditional_models import ConditionalLogit
 from statsmodels.discrete.discrete_model import Logit
 from statsmodels.regression.linear_model import OLS
+from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.tools.sm_exceptions import (
     ConvergenceWarning,
@@ -58,6 +60,7 @@ __all__ = [
     "KM_COLUMNS",
     "MADRS",
     "MEDIATION_COLUMNS",
+    "PAIRED_BINARY_COLUMNS",
     "QIDS_SR16",
     "SCALES",
     "SURVIVAL_SUMMARY_COLUMNS",
@@ -69,6 +72,8 @@ __all__ = [
     "binary_endpoint",
     "consort",
     "mediation",
+    "paired_binary_endpoint",
+    "paired_rd_interval",
     "remission",
     "response",
     "scale",
@@ -681,6 +686,204 @@ def _logit(y: np.ndarray, arms: np.ndarray, order: list, x_cov: np.ndarray | Non
                   "logit_ci_upper": float(np.exp(ci[k, 1])),
                   "logit_p": float(pvals[k]), "logit_note": ""}
     return out
+
+
+#: Columns of :func:`paired_binary_endpoint`: per treatment the proportion with its Wilson
+#: interval; against the control treatment, the paired 2x2 table of the patients who had
+#: both (``both``, ``arm_only``, ``control_only``, ``neither``), the paired risk difference
+#: with Newcombe's interval, the conditional (matched-pairs) odds ratio with its exact
+#: interval, McNemar's exact test, and the period-adjusted conditional logistic
+#: regression.
+PAIRED_BINARY_COLUMNS = [
+    "arm", "n", "events", "proportion", "ci_lower", "ci_upper",
+    "n_pairs", "both", "arm_only", "control_only", "neither",
+    "risk_difference", "rd_ci_lower", "rd_ci_upper",
+    "odds_ratio", "or_ci_lower", "or_ci_upper", "mcnemar_p",
+    "clogit_or", "clogit_ci_lower", "clogit_ci_upper", "clogit_p", "clogit_note",
+]
+
+
+def paired_rd_interval(both: int, arm_only: int, control_only: int, neither: int,
+                       alpha: float = 0.05) -> tuple[float, float, float]:
+    """Difference of two paired proportions, ``p1 - p2`` with ``p1 = (both + arm_only) /
+    n`` and ``p2 = (both + control_only) / n``, and its square-and-add interval from the
+    two Wilson intervals, corrected for the pairs' correlation ``phi = (both neither -
+    arm_only control_only) / sqrt(product of the four margins)`` (0 when a margin is 0):
+    Newcombe 1998, Stat Med 17:2635, method 10. Returns (difference, lower,
+    upper); NaN for no pairs. With ``phi = 0`` it is the unpaired interval of
+    :func:`binary_endpoint` for two groups of ``n``. (Newcombe also gives ``phi`` with a
+    continuity correction, which sets it to 0 for small positive ``both neither -
+    arm_only control_only`` and so widens the interval; not used here.)"""
+    a, b, c, d = (int(v) for v in (both, arm_only, control_only, neither))
+    if min(a, b, c, d) < 0:
+        raise ValueError(f"paired_rd_interval: counts must be >= 0, got {(a, b, c, d)}")
+    n = a + b + c + d
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    alpha = _alpha(alpha)
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = _wilson(a + b, n, alpha)
+    l2, u2 = _wilson(a + c, n, alpha)
+    margins = float(a + b) * float(c + d) * float(a + c) * float(b + d)
+    phi = (a * d - b * c) / np.sqrt(margins) if margins > 0 else 0.0
+    diff = p1 - p2
+    lo = diff - np.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2)
+                            + (u2 - p2) ** 2))
+    hi = diff + np.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2)
+                            + (p2 - l2) ** 2))
+    return float(diff), float(lo), float(hi)
+
+
+def paired_binary_endpoint(df: pd.DataFrame, subject_col: str, arm_col: str,
+                           period_col: str, event_col: str, control,
+                           alpha: float = 0.05) -> pd.DataFrame:
+    """A binary endpoint (response, remission) of a crossover trial, where each subject
+    has an outcome under several treatments, one per period.
+
+    Per treatment (``arm_col``): ``n`` subject-periods, ``events`` and ``proportion`` with
+    its Wilson interval. Each other treatment against ``control``, within subjects:
+
+    * the paired table over the ``n_pairs`` subjects who had both (their first period of
+      each): ``both``, ``arm_only`` (event on the treatment only), ``control_only``,
+      ``neither``;
+    * ``risk_difference`` of the paired proportions with Newcombe's interval
+      (:func:`paired_rd_interval`);
+    * ``odds_ratio``: the conditional odds ratio of matched pairs, ``arm_only /
+      control_only``, with the exact interval from the Clopper-Pearson interval of
+      ``arm_only / (arm_only + control_only)`` (Breslow and Day 1980, Statistical
+      Methods in Cancer Research I, ch. 5); inf when ``control_only`` is 0, NaN without
+      discordant pairs;
+    * ``mcnemar_p``: McNemar's exact (binomial) test of the discordant pairs (statsmodels
+      ``mcnemar(exact=True)``; 1 without discordant pairs);
+    * ``clogit_or``: the odds ratio of a conditional logistic regression of the event on
+      the treatment and period indicators, stratified by subject (statsmodels
+      ``ConditionalLogit``; all subjects and treatments in one model), with its Wald
+      interval and p: the analysis that allows for a period effect (for two periods and
+      no period effect it is the conditional odds ratio above). NaN with a
+      ``clogit_note`` when it cannot be estimated (no discordant subject, or separation).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per subject and period.
+    subject_col, arm_col, period_col, event_col : str
+        Subject id, treatment label, period (any labels) and event indicator (0/1 or
+        bool). Treatment and period labels may not be missing.
+    control : object
+        The reference treatment's label in ``arm_col``.
+    alpha : float, default 0.05
+        Intervals are ``1 - alpha``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`PAIRED_BINARY_COLUMNS`, one row per treatment, control first.
+
+    Raises
+    ------
+    ValueError
+        Missing column, control absent, a single treatment, an event not 0/1, a missing
+        subject or period label, or a subject with two rows in one period.
+    """
+    what = "paired_binary_endpoint"
+    alpha = _alpha(alpha)
+    _require(df, [subject_col, arm_col, period_col, event_col], what)
+    arms, order = _column_arms(df, arm_col, control)
+    y = _column_binary(df, event_col)
+    for col in (subject_col, period_col):
+        i = first_true(pd.isna(df[col]).to_numpy())
+        if i is not None:
+            raise ValueError(f"column {col!r}, row {_row(df, i)}: missing label")
+    subj = df[subject_col].to_numpy(dtype=object)
+    period = df[period_col].to_numpy(dtype=object)
+    dup = pd.DataFrame({"s": subj, "p": period}).duplicated().to_numpy()
+    i = first_true(dup)
+    if i is not None:
+        raise ValueError(f"column {period_col!r}, row {_row(df, i)}: subject "
+                         f"{short(subj[i])} has two rows in period {short(period[i])}")
+    first = pd.DataFrame({"s": subj, "a": arms, "y": y, "p": period}).drop_duplicates(
+        ["s", "a"])  # a subject's first period on each treatment
+    by = {a: g.set_index("s")["y"] for a, g in first.groupby("a", sort=False)}
+    clogit = _clogit(y, arms, period, subj, order, alpha)
+    rows = []
+    for a in order:
+        e, n = int(y[arms == a].sum()), int((arms == a).sum())
+        lo, hi = _wilson(e, n, alpha)
+        row = {"arm": a, "n": n, "events": e, "proportion": e / n, "ci_lower": lo,
+               "ci_upper": hi}
+        if a == control:
+            row["clogit_note"] = ""
+            rows.append(row)
+            continue
+        t, c = by[a].align(by[control], join="inner")
+        both, a_only = int(((t == 1) & (c == 1)).sum()), int(((t == 1) & (c == 0)).sum())
+        c_only, neither = int(((t == 0) & (c == 1)).sum()), int(((t == 0) & (c == 0)).sum())
+        rd, rd_lo, rd_hi = paired_rd_interval(both, a_only, c_only, neither, alpha)
+        disc = a_only + c_only
+        if disc == 0:
+            odds = or_lo = or_hi = float("nan")
+            p_mc = 1.0
+        else:
+            q_lo, q_hi = proportion_confint(a_only, disc, alpha=alpha, method="beta")
+            with np.errstate(divide="ignore"):
+                odds = a_only / c_only if c_only else float("inf")
+                or_lo = float(q_lo / (1 - q_lo)) if q_lo < 1 else float("inf")
+                or_hi = float(q_hi / (1 - q_hi)) if q_hi < 1 else float("inf")
+            p_mc = float(mcnemar([[both, a_only], [c_only, neither]], exact=True).pvalue)
+        row.update({"n_pairs": len(t), "both": both, "arm_only": a_only,
+                    "control_only": c_only, "neither": neither, "risk_difference": rd,
+                    "rd_ci_lower": rd_lo, "rd_ci_upper": rd_hi, "odds_ratio": float(odds),
+                    "or_ci_lower": or_lo, "or_ci_upper": or_hi, "mcnemar_p": p_mc,
+                    **clogit[a]})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=PAIRED_BINARY_COLUMNS)
+
+
+def _clogit(y: np.ndarray, arms: np.ndarray, period: np.ndarray, subj: np.ndarray,
+            order: list, alpha: float) -> dict:
+    """Per non-control treatment: clogit_or, clogit_ci_lower/upper, clogit_p, clogit_note,
+    from one conditional logistic regression on treatment and period indicators."""
+    others = order[1:]
+    nan = {"clogit_or": np.nan, "clogit_ci_lower": np.nan, "clogit_ci_upper": np.nan,
+           "clogit_p": np.nan}
+    varies = pd.Series(y).groupby(pd.Series(subj, dtype=object).to_numpy()).transform(
+        "nunique").to_numpy() > 1
+    if not varies.any():
+        note = "not estimable: no subject's event differs between periods"
+        return {b: {**nan, "clogit_note": note} for b in others}
+    keep = varies
+    periods = list(dict.fromkeys(period[keep].tolist()))
+    cols = [(arms[keep] == a).astype(float) for a in others]
+    cols += [(period[keep] == p).astype(float) for p in periods[1:]]
+    x = np.column_stack(cols)
+    note = ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PerfectSeparationWarning)
+            warnings.simplefilter("error", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fit = ConditionalLogit(y[keep], x, groups=subj[keep]).fit(disp=0, maxiter=200)
+            params, ci = np.asarray(fit.params), np.asarray(fit.conf_int(alpha=alpha))
+            pvals, bse = np.asarray(fit.pvalues), np.asarray(fit.bse)
+        k = len(others)
+        # quasi-complete separation (e.g. no subject with the event on control only):
+        # the likelihood rises without bound, the fit stops with a huge coefficient
+        if not (np.all(np.isfinite(params)) and np.all(np.isfinite(bse))
+                and np.all(np.abs(params[:k]) < 10) and np.all(bse[:k] < 10)):
+            note = "not estimable: separation (an odds ratio runs off to 0 or infinity)"
+    except (PerfectSeparationWarning, PerfectSeparationError):
+        note = "not estimable: perfect separation"
+    except ConvergenceWarning:
+        note = "not estimable: the fit did not converge"
+    except (np.linalg.LinAlgError, ValueError):
+        note = "not estimable: singular fit (treatment and period confounded?)"
+    if note:
+        return {b: {**nan, "clogit_note": note} for b in others}
+    return {a: {"clogit_or": float(np.exp(params[k])),
+                "clogit_ci_lower": float(np.exp(ci[k, 0])),
+                "clogit_ci_upper": float(np.exp(ci[k, 1])),
+                "clogit_p": float(pvals[k]), "clogit_note": ""}
+            for k, a in enumerate(others)}
 
 
 # --------------------------------------------------------------------------- #

@@ -40,8 +40,10 @@ import pandas as pd
 from ketasim.analysis.mmrm import fit_mmrm
 from ketasim.analysis.trial import (
     BINARY_COLUMNS,
+    PAIRED_BINARY_COLUMNS,
     binary_endpoint,
     consort,
+    paired_binary_endpoint,
     relapse_rows,
     stable_patients,
     survival,
@@ -49,6 +51,7 @@ from ketasim.analysis.trial import (
 from ketasim.core.streams import assay_rng
 
 __all__ = [
+    "CROSSOVER_ENDPOINT_COLUMNS",
     "DISPOSITION_COLUMNS",
     "ENDPOINT_COLUMNS",
     "TRIAL_COLUMNS",
@@ -76,6 +79,11 @@ TRIAL_COLUMNS = ["kind", "scale", "arm", "control", "visit_h", "primary", "n", "
 #: :data:`ketasim.analysis.trial.BINARY_COLUMNS`.
 ENDPOINT_COLUMNS = ["endpoint", "visit_h", "primary", "rule", "missing", "n_observed",
                     *BINARY_COLUMNS]
+#: Columns of ``endpoints.csv`` for a crossover: the same first six, then
+#: :data:`ketasim.analysis.trial.PAIRED_BINARY_COLUMNS` (``arm`` is the treatment;
+#: ``visit_h`` the primary visit from each period's start).
+CROSSOVER_ENDPOINT_COLUMNS = ["endpoint", "visit_h", "primary", "rule", "missing",
+                              "n_observed", *PAIRED_BINARY_COLUMNS]
 
 
 def dropout_key(t: float) -> str:
@@ -498,8 +506,11 @@ def _analyse_crossover(scenario, readouts, disposition, patients) -> TrialTables
     a linear mixed model ``change ~ treatment + period + (1 | patient)`` (REML,
     statsmodels MixedLM; Jones & Kenward 2014, Design and Analysis of Cross-Over Trials),
     each treatment against the reference (``control``) with a Wald z test; the observed
-    mean change per treatment and period. Response and remission are not computed for a
-    crossover (paired binary endpoints need McNemar-type tests: not yet)."""
+    mean change per treatment and period. Response (a fall from the period's baseline)
+    and remission at each period's primary visit per treatment, compared within patients
+    (:func:`ketasim.analysis.trial.paired_binary_endpoint`: McNemar's exact test, the
+    matched-pairs odds ratio, and a conditional logistic regression with the period)
+    (:func:`_crossover_endpoints`)."""
     import statsmodels.formula.api as smf
 
     d = scenario.design
@@ -555,10 +566,41 @@ def _analyse_crossover(scenario, readouts, disposition, patients) -> TrialTables
     if disposition is None:
         disposition = apply_dropout(scenario, readouts, scenario.seed)[1]
     flow = _flow(disposition, patients, set(d.crossover.treatments))
-    endpoints = pd.DataFrame(columns=ENDPOINT_COLUMNS)
-    notes.append("crossover: response and remission are not computed (paired binary "
-                 "endpoints)")
+    endpoints = _crossover_endpoints(long, d, notes)
     return TrialTables(trial, endpoints, flow, disposition, (float(d.primary),), tuple(notes))
+
+
+def _crossover_endpoints(long: pd.DataFrame, d, notes: list[str]) -> pd.DataFrame:
+    """Response and remission of a crossover at each period's primary visit, per treatment
+    and within patients against the control (:data:`CROSSOVER_ENDPOINT_COLUMNS`); a
+    missing visit counts as no event (non-responder imputation), as in a parallel trial."""
+    rules = [("response", f"fall >= {100 * d.response_fall:g}% from the period's baseline")]
+    if d.remission_threshold is not None:
+        rules.append(("remission", f"{d.scale} <= {d.remission_threshold:g}"))
+    y, b = long["score"].to_numpy(float), long["baseline"].to_numpy(float)
+    seen = np.isfinite(y) & np.isfinite(b)
+    n_obs = long.assign(seen=seen).groupby("treatment")["seen"].sum()
+    frames = []
+    for name, rule in rules:
+        event = np.zeros(len(long), dtype=np.int64)
+        if name == "response":
+            ok = seen & (b > 0)
+            event[ok] = (b[ok] - y[ok]) >= d.response_fall * b[ok]
+        else:
+            event[seen] = y[seen] <= d.remission_threshold
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = paired_binary_endpoint(long.assign(event=event), "patient", "treatment",
+                                         "period", "event", d.control)
+        notes.extend(f"{name}: {w.message}" for w in caught)
+        res.insert(0, "n_observed", res["arm"].map(n_obs).astype(np.int64))
+        res.insert(0, "missing", NRI)
+        res.insert(0, "rule", rule)
+        res.insert(0, "primary", True)
+        res.insert(0, "visit_h", float(d.primary))
+        res.insert(0, "endpoint", name)
+        frames.append(res)
+    return pd.concat(frames, ignore_index=True)[CROSSOVER_ENDPOINT_COLUMNS]
 
 
 def _endpoints(long: pd.DataFrame, d, visits: list[float], notes: list[str]) -> pd.DataFrame:

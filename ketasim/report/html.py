@@ -172,7 +172,17 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
                                     out / "fig_trial_endpoints.png"), "response and remission",
                    "response and remission at the primary visit, 95% Wilson intervals"))
     at = tables.endpoints[tables.endpoints["primary"]]
-    if not at.empty:
+    if not at.empty and design.crossover is not None:
+        body.append("<p>Within patients against the reference: the discordant pairs "
+                    "(event on this treatment only, on the reference only), the "
+                    "matched-pairs odds ratio with its exact interval, McNemar's exact "
+                    "test, and the conditional logistic regression with the period.</p>")
+        body.append(table_html(at[["endpoint", "arm", "n", "events", "proportion",
+                                   "ci_lower", "ci_upper", "n_pairs", "arm_only",
+                                   "control_only", "odds_ratio", "or_ci_lower",
+                                   "or_ci_upper", "mcnemar_p", "clogit_or", "clogit_p",
+                                   "clogit_note"]], "mcnemar_p", "endpoints"))
+    elif not at.empty:
         body.append(table_html(at[["endpoint", "arm", "n", "events", "proportion",
                                    "ci_lower", "ci_upper", "odds_ratio", "or_ci_lower",
                                    "or_ci_upper", "fisher_p"]], "fisher_p", "endpoints"))
