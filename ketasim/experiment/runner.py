@@ -23,7 +23,12 @@ from ketasim.core.regions import DEFAULT_REGION
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.cohort import sample_cohort
 from ketasim.experiment.population import POOL, draw_patients, pooled_patients, screen
-from ketasim.experiment.trial import apply_dropout
+from ketasim.experiment.trial import (
+    ICE_ASSAY,
+    INTERCURRENT_COLUMNS,
+    IntercurrentPlan,
+    apply_dropout,
+)
 from ketasim.params import Registry
 from ketasim.params.regions import check_regions, region_registry
 from ketasim.signaling.protocol import ProtocolError, compile_arm, intervention_times
@@ -84,6 +89,10 @@ class RunResult:
     #: with arms that have a ``population:``, one row per candidate patient: covariates,
     #: the screening MADRS, eligibility and the reason for a screen failure
     patients: pd.DataFrame | None = None
+    #: with ``design.intercurrent``: one row per patient of the analysed arms who met an
+    #: intercurrent event (arm, subject, event, time_h: the visit at which it occurred),
+    #: screen failures and events after a patient's dropout left out
+    intercurrent: pd.DataFrame | None = None
 
     def _kept(self, assay: str, key: str) -> dict:
         return {arm: k[key] for arm, k in self.kept.get(assay, {}).items() if key in k}
@@ -241,21 +250,24 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
                   for arm in scenario.arms
                   if getattr(arm, "population", None) is not None and arm.name not in drawn})
     jobs = [(i, arm, _plans(arm, i)) for i, arm in enumerate(scenario.arms)]
+    analysed = () if design is None else design.analysed_arms(scenario.arm_names)
     jobs = [(i, arm, plans, _covariates(drawn.get(arm.name), scenario.species, registry),
-             stream.get(arm.name)) for i, arm, plans in jobs if plans]
+             stream.get(arm.name), IntercurrentPlan.of(design, arm, analysed))
+            for i, arm, plans in jobs if plans]
     remote = None
     if map_tasks is not None:  # every arm's spans at once; timings are the whole run's
         t0 = time.perf_counter()
         remote = _run_remote(scenario.species, jobs, seed, registry, rtol, atol,
                              chunk_subjects, map_tasks, arm_progress)
         wall = time.perf_counter() - t0
-    for a, (i, arm, plans, covs, pool_ids) in enumerate(jobs):
+    for a, (i, arm, plans, covs, pool_ids, ice) in enumerate(jobs):
         t0 = time.perf_counter()
         if remote is None:
             arm_frames, arm_kept, arm_steps = _run_regions(
                 scenario.species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
                 covs, pool_ids,
-                None if arm_progress is None else functools.partial(arm_progress, arm.name))
+                None if arm_progress is None else functools.partial(arm_progress, arm.name),
+                ice)
         else:
             arm_frames, arm_kept, arm_steps = remote[a]
         frames.extend(arm_frames)
@@ -294,6 +306,17 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
             keep = [(a, s) not in gone for a, s in zip(disposition["arm"],
                                                        disposition["subject"], strict=True)]
             disposition = disposition[keep].reset_index(drop=True)
+    intercurrent = None
+    if design is not None and design.intercurrent:  # the events leave the readouts
+        ice = (readouts["assay"] == ICE_ASSAY).to_numpy()
+        intercurrent = pd.DataFrame({
+            "arm": readouts["arm"].to_numpy()[ice].astype(str),
+            "subject": readouts["subject"].to_numpy()[ice].astype(np.int64),
+            "event": readouts["readout"].to_numpy()[ice].astype(str),
+            "time_h": readouts["time_h"].to_numpy()[ice].astype(float)},
+            columns=INTERCURRENT_COLUMNS).sort_values(["arm", "subject"], kind="stable")
+        intercurrent = intercurrent.reset_index(drop=True)
+        readouts = readouts.loc[~ice]
     # the region column only where a region other than the default is measured
     columns = READOUT_COLUMNS + (
         ["region"] if "region" in readouts and (readouts["region"] != DEFAULT_REGION).any()
@@ -305,7 +328,7 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     return RunResult(scenario, seed, readouts,
                      timings, {"method": "auto", "stiff": "rodas", "nonstiff": "dp5",
                               "rtol": rtol, "atol": atol}, steps, kept,
-                     disposition, patients)
+                     disposition, patients, intercurrent)
 
 
 def _pool_screening(species, arm, i, seed, registry, rtol, atol, chunk_subjects):
@@ -347,7 +370,7 @@ def _covariates(patients: pd.DataFrame | None, species: str, registry: Registry
 
 
 def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-                 covs=None, pool_ids=None, done=None):
+                 covs=None, pool_ids=None, done=None, ice=None):
     """One arm, region by region: the same engines with each region's parameter set
     (:func:`ketasim.params.regions.region_registry`) and the same subjects (their PK
     draws are shared: a region overrides no PK parameter). Frames in the assays' order;
@@ -363,7 +386,7 @@ def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subje
             lambda n_done, r=r: done((r + n_done / max(arm.n, 1)) / len(regions)))
         parts.append((region, idx, _run_arm(
             species, arm, i, [plans[j] for j in idx], seed, region_registry(registry, region),
-            rtol, atol, chunk_subjects, covs, region, pool_ids, chunk_done)))
+            rtol, atol, chunk_subjects, covs, region, pool_ids, chunk_done, ice)))
     return _combine_regions(len(plans), parts)
 
 
@@ -399,12 +422,12 @@ SPAN_MIN_SUBJECTS = 25
 
 def _run_remote(species, jobs, seed, registry, rtol, atol, chunk_subjects, map_tasks,
                 arm_progress=None):
-    """Every arm of ``jobs`` (``(i, arm, plans, covs, pool_ids)``) through ``map_tasks``
+    """Every arm of ``jobs`` (``(i, arm, plans, covs, pool_ids, ice)``) through ``map_tasks``
     in one call: each arm and region split into spans of subjects (:func:`run_span`),
     joined back per arm as :func:`_run_regions` returns them. ``arm_progress(arm,
     fraction)`` as each span completes (the arms' spans complete in any order)."""
     tasks, layout, owner = [], [], []
-    for i, arm, plans, covs, pool_ids in jobs:
+    for i, arm, plans, covs, pool_ids, ice in jobs:
         regions = []
         for region, idx in _region_plans(plans):
             mine = [plans[j] for j in idx]
@@ -415,7 +438,7 @@ def _run_remote(species, jobs, seed, registry, rtol, atol, chunk_subjects, map_t
             tasks += [(species, arm, i, region, seed, registry, rtol, atol, chunk_subjects,
                        None if covs is None else {k: v[a:a + span] for k, v in covs.items()},
                        None if pool_ids is None else pool_ids[a:a + span],
-                       a, min(arm.n, a + span)) for a in range(0, arm.n, span)]
+                       a, min(arm.n, a + span), ice) for a in range(0, arm.n, span)]
             regions.append((region, idx, mine, first, len(tasks)))
             owner += [len(layout)] * (len(tasks) - first)
         layout.append((arm, plans, regions))
@@ -456,19 +479,23 @@ def _arm_layout(species, arm, i, plans, seed, registry, chunk_subjects):
 
 
 def _run_arm(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-             covs=None, region=DEFAULT_REGION, pool_ids=None, chunk_done=None):
+             covs=None, region=DEFAULT_REGION, pool_ids=None, chunk_done=None, ice=None):
     piece = _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects,
-                      covs, region, pool_ids, chunk_done, 0, arm.n)
+                      covs, region, pool_ids, chunk_done, 0, arm.n, ice=ice)
     return _join_spans(plans, [piece], arm.n)
 
 
 def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects, covs,
-              region, pool_ids, chunk_done, first, last, offset=0):
+              region, pool_ids, chunk_done, first, last, offset=0, ice=None):
     """Subjects ``first`` to ``last - 1`` of one arm (one region's assays), chunk by chunk:
     per assay the chunks' frames, per assay name the chunks' kept results, and the sum of
     the subjects' solver steps. A subject's numbers depend on its own streams only, so
     any split of an arm into spans gives the same rows (:func:`_join_spans`). The arrays
-    of ``covs`` and ``pool_ids`` start at subject ``offset`` (a span's own slice)."""
+    of ``covs`` and ``pool_ids`` start at subject ``offset`` (a span's own slice).
+    ``ice`` (:class:`ketasim.experiment.trial.IntercurrentPlan`): a chunk whose subjects
+    meet an intercurrent event at a visit is run again with their later doses withheld
+    (their numbers up to the event are the same: the same events and streams), and the
+    events join the trigger assay's frame as rows of assay ``ICE_ASSAY``."""
     key = arm.name if pool_ids is None else POOL  # the streams' namespace
     grid, names, spine_plan, chunk = _arm_layout(species, arm, i, plans, seed, registry,
                                                  chunk_subjects)
@@ -482,29 +509,56 @@ def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects
                                covariates=None if covs is None else
                                {k: v[subjects - offset] for k, v in covs.items()})
         events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
-        sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
-        step_sum += float(sim.steps.sum())
-        trajectory = _trajectory(sim, grid)
-        recording = stage = None
-        if spine_plan is not None:
-            recording = _run_spines(registry, seed, key, sim, grid, spine_plan, ids)
-            if any("circuit" in p.assay.reads for p in plans):
-                stage = CircuitStage.build(recording, trajectory, registry)
+        chunk_frames, kept, steps = _measure_chunk(
+            species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key, grid,
+            names, spine_plan, subjects, ids, cohort, events)
+        if ice is not None:  # intercurrent events: withhold the later doses, run again
+            stop, which = ice.first_events(subjects, {
+                p.assay.name: f for p, f in zip(plans, chunk_frames, strict=True)
+                if p.assay.name in ice.assays})
+            if np.isfinite(stop).any():
+                chunk_frames, kept, steps = _measure_chunk(
+                    species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key,
+                    grid, names, spine_plan, subjects, ids, cohort,
+                    ice.withhold(events, stop, which))
+                j = next(j for j, p in enumerate(plans) if p.assay.name in ice.assays)
+                chunk_frames[j] = pd.concat([chunk_frames[j],
+                                             ice.rows(arm.name, subjects, stop, which)],
+                                            ignore_index=True)
+        step_sum += steps
         for j, p in enumerate(plans):
-            ctx = AssayContext(seed, arm.name, p.assay.name, subjects, species, p.options,
-                               trajectory, registry, recording, stage, region=region,
-                               stream=None if pool_ids is None else (POOL, ids))
-            rows = p.assay.measure(ctx, p.at)
-            parts[p.assay.name].append(ctx.kept)
-            frames[j].append(pd.DataFrame({
-                "arm": arm.name, "subject": rows.subject.astype(np.int64),
-                "assay": p.assay.name, "readout": shared_strings(rows.readout),
-                "time_h": rows.time_h.astype(float), "value": rows.value.astype(float),
-                "unit": shared_strings(rows.unit)}))
-        del recording, stage, sim
+            parts[p.assay.name].append(kept[j])
+            frames[j].append(chunk_frames[j])
         if chunk_done is not None:
             chunk_done(int(subjects[-1]) + 1)
     return frames, parts, step_sum
+
+
+def _measure_chunk(species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key,
+                   grid, names, spine_plan, subjects, ids, cohort, events):
+    """One chunk of subjects through every layer and assay: per assay its frame and kept
+    results, and the subjects' solver steps."""
+    sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
+    steps = float(sim.steps.sum())
+    trajectory = _trajectory(sim, grid)
+    recording = stage = None
+    if spine_plan is not None:
+        recording = _run_spines(registry, seed, key, sim, grid, spine_plan, ids)
+        if any("circuit" in p.assay.reads for p in plans):
+            stage = CircuitStage.build(recording, trajectory, registry)
+    frames, kept = [], []
+    for p in plans:
+        ctx = AssayContext(seed, arm.name, p.assay.name, subjects, species, p.options,
+                           trajectory, registry, recording, stage, region=region,
+                           stream=None if pool_ids is None else (POOL, ids))
+        rows = p.assay.measure(ctx, p.at)
+        kept.append(ctx.kept)
+        frames.append(pd.DataFrame({
+            "arm": arm.name, "subject": rows.subject.astype(np.int64),
+            "assay": p.assay.name, "readout": shared_strings(rows.readout),
+            "time_h": rows.time_h.astype(float), "value": rows.value.astype(float),
+            "unit": shared_strings(rows.unit)}))
+    return frames, kept, steps
 
 
 def _join_spans(plans, pieces, n):
@@ -522,14 +576,15 @@ def _join_spans(plans, pieces, n):
 
 
 def run_span(species, arm, i, region, seed, registry, rtol, atol, chunk_subjects, covs,
-             pool_ids, first, last):
+             pool_ids, first, last, ice=None):
     """One task of a distributed run (``simulate(..., map_tasks=...)``): subjects
     ``first`` to ``last - 1`` of arm ``i``'s assays in ``region``, from picklable
     arguments (the arm's plans and region parameters are rebuilt here; ``covs`` and
     ``pool_ids`` hold the span's subjects only)."""
     plans = [p for p in _plans(arm, i) if p.region == region]
     return _arm_span(species, arm, i, plans, seed, region_registry(registry, region), rtol,
-                     atol, chunk_subjects, covs, region, pool_ids, None, first, last, first)
+                     atol, chunk_subjects, covs, region, pool_ids, None, first, last, first,
+                     ice=ice)
 
 
 def shared_strings(values: np.ndarray) -> np.ndarray:

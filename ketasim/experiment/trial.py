@@ -32,6 +32,7 @@ covariance and df, the response and remission rules, and optionally dropout. Two
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,13 +49,18 @@ from ketasim.analysis.trial import (
     stable_patients,
     survival,
 )
+from ketasim.clinical.assays import SCALE_READOUTS
 from ketasim.core.streams import assay_rng
 
 __all__ = [
     "CROSSOVER_ENDPOINT_COLUMNS",
     "DISPOSITION_COLUMNS",
     "ENDPOINT_COLUMNS",
+    "ICE_ASSAY",
+    "INTERCURRENT_COLUMNS",
+    "INTERCURRENT_SUMMARY_COLUMNS",
     "TRIAL_COLUMNS",
+    "IntercurrentPlan",
     "TrialTables",
     "analyse_trial",
     "apply_dropout",
@@ -84,6 +90,87 @@ ENDPOINT_COLUMNS = ["endpoint", "visit_h", "primary", "rule", "missing", "n_obse
 #: ``visit_h`` the primary visit from each period's start).
 CROSSOVER_ENDPOINT_COLUMNS = ["endpoint", "visit_h", "primary", "rule", "missing",
                               "n_observed", *PAIRED_BINARY_COLUMNS]
+
+
+#: The assay name under which the runner carries intercurrent events among an arm's
+#: readouts until :func:`ketasim.experiment.runner.simulate` takes them out
+#: (:attr:`~ketasim.experiment.runner.RunResult.intercurrent`).
+ICE_ASSAY = "intercurrent"
+#: Columns of the per-patient intercurrent events table (``intercurrent.csv``).
+INTERCURRENT_COLUMNS = ["arm", "subject", "event", "time_h"]
+
+
+@dataclass(frozen=True)
+class IntercurrentPlan:
+    """A design's intercurrent events as the runner carries them out in one arm (plain
+    tuples, so a distributed run can pickle it). ``rules``: per event, its name, the
+    assay and readout that trigger it, the threshold (``above``: ``>=``, else ``<=``),
+    the first visit time that counts, and the protocol entries it withholds as (entry
+    index, entry time)."""
+
+    rules: tuple[tuple[str, str, str, bool, float, float, tuple[tuple[int, float], ...]], ...]
+
+    @staticmethod
+    def of(design, arm, analysed: Iterable[str]) -> IntercurrentPlan | None:
+        """The plan for ``arm`` (None without intercurrent events or for an arm not among
+        the ``analysed`` arms)."""
+        if design is None or not design.intercurrent or arm.name not in set(analysed):
+            return None
+        rules = []
+        for e in design.intercurrent:
+            entries = tuple((k, float(ev.at)) for k, ev in enumerate(arm.protocol)
+                            if getattr(ev, "drug", None) in e.withhold)
+            above = e.at_or_above is not None
+            rules.append((e.name, SCALE_READOUTS[e.readout][0], e.readout, above,
+                          float(e.at_or_above if above else e.at_or_below), float(e.after),
+                          entries))
+        return IntercurrentPlan(tuple(rules))
+
+    @property
+    def assays(self) -> set[str]:
+        return {r[1] for r in self.rules}
+
+    def first_events(self, subjects: np.ndarray, rows: dict[str, pd.DataFrame]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Per subject of a chunk (``subjects``, their indices in the arm, increasing):
+        the time of its first intercurrent event (inf: none) and the rule's index (-1),
+        from the chunk's readouts of the trigger assays (``rows``: assay -> frame). On a
+        tie the rule listed first counts."""
+        stop = np.full(subjects.size, np.inf)
+        which = np.full(subjects.size, -1, dtype=np.int64)
+        for r, (_, assay, readout, above, value, after, _) in enumerate(self.rules):
+            df = rows[assay]
+            v = df["value"].to_numpy(float)
+            t = df["time_h"].to_numpy(float)
+            hit = (df["readout"].to_numpy() == readout) & (t >= after) & (
+                (v >= value) if above else (v <= value))
+            if not hit.any():
+                continue
+            first = pd.Series(t[hit]).groupby(df["subject"].to_numpy()[hit]).min()
+            pos = np.searchsorted(subjects, first.index.to_numpy())
+            earlier = first.to_numpy() < stop[pos]
+            stop[pos[earlier]] = first.to_numpy()[earlier]
+            which[pos[earlier]] = r
+        return stop, which
+
+    def withhold(self, events, stop: np.ndarray, which: np.ndarray):
+        """``events`` (:class:`ketasim.signaling.protocol.EventTable`) with each subject's
+        withheld doses after its first event removed."""
+        for r, rule in enumerate(self.rules):
+            mine = np.where(which == r, stop, np.inf)
+            if np.isfinite(mine).any() and rule[6]:
+                events = events.withhold(dict(rule[6]), mine)
+        return events
+
+    def rows(self, arm: str, subjects: np.ndarray, stop: np.ndarray, which: np.ndarray
+             ) -> pd.DataFrame:
+        """The events as readout rows (assay :data:`ICE_ASSAY`, the event's name as the
+        readout, value 1 at its time)."""
+        k = np.flatnonzero(np.isfinite(stop))
+        return pd.DataFrame({
+            "arm": arm, "subject": subjects[k].astype(np.int64), "assay": ICE_ASSAY,
+            "readout": np.array([self.rules[r][0] for r in which[k]], dtype=object),
+            "time_h": stop[k], "value": 1.0, "unit": "1"})
 
 
 def dropout_key(t: float) -> str:
@@ -183,6 +270,10 @@ class TrialTables:
     #: with ``design.stratify``: per stratum and arm, the candidates allocated and the
     #: patients randomised (those passing screening)
     strata: pd.DataFrame | None = None
+    #: with ``design.intercurrent``: the events per patient (arm, subject, event,
+    #: time_h) and their counts per arm (:data:`INTERCURRENT_SUMMARY_COLUMNS`)
+    intercurrent: pd.DataFrame | None = None
+    intercurrent_summary: pd.DataFrame | None = None
 
 
 def _long(readouts: pd.DataFrame, d, arms: list, visits: list[float]) -> pd.DataFrame:
@@ -301,17 +392,31 @@ def _model_tables(long: pd.DataFrame, d, visits: list[float]
 
 def analyse_trial(scenario, readouts: pd.DataFrame,
                   disposition: pd.DataFrame | None = None,
-                  patients: pd.DataFrame | None = None) -> TrialTables:
+                  patients: pd.DataFrame | None = None,
+                  intercurrent: pd.DataFrame | None = None) -> TrialTables:
     """The analysis a scenario's ``design:`` asks for, on its (possibly dropped-out)
     readouts (module docstring). ``disposition`` from :func:`apply_dropout` (default:
     every patient completed); ``patients`` (:mod:`ketasim.experiment.population`, arms
     with a ``population:``) adds the screening stages to the CONSORT counts. A model that
     cannot be fitted (e.g. an arm with no patient
     left at a visit) leaves ``trial`` with the observed rows only and says why in
-    ``note`` and :attr:`TrialTables.notes`."""
+    ``note`` and :attr:`TrialTables.notes`. ``intercurrent``
+    (:attr:`ketasim.experiment.runner.RunResult.intercurrent`, required with
+    ``design.intercurrent``): under the ``hypothetical`` strategy each patient's ratings
+    of the scale after their event are set missing before the analysis (the rating at
+    the event's visit was made on treatment and stays); under ``treatment_policy``
+    every rating counts. Either way :attr:`TrialTables.intercurrent_summary` counts the
+    events per arm."""
     d = scenario.design
     if d.crossover is not None:
         return _analyse_crossover(scenario, readouts, disposition, patients)
+    ice_counts = None
+    if d.intercurrent:
+        if intercurrent is None:
+            raise ValueError("analyse_trial: the design has intercurrent events; pass the "
+                             "run's intercurrent table (RunResult.intercurrent)")
+        readouts, ice_counts, ice_note = _intercurrent(scenario, readouts, intercurrent,
+                                                       disposition)
     arms = _analysed(scenario)
     if disposition is None:
         disposition = apply_dropout(scenario.model_copy(update={
@@ -324,7 +429,7 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
     long = _with_strata(_long(readouts, d, arms, visits), patients, d)
     seen = long.dropna(subset=["change"])
     n_seen = seen.groupby(["arm", "visit"], observed=False).size()
-    notes: list[str] = []
+    notes: list[str] = [] if ice_counts is None else [ice_note]
 
     rows = []
     base_rows = {"scale": d.scale, "covariance": "", "df_method": "", "model": "", "note": ""}
@@ -384,7 +489,58 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
         notes.append(note)
         flow = pd.concat([flow, stages], ignore_index=True)
     return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes),
-                       rel, km, summ, cox, strata_table(patients, [a.name for a in arms]))
+                       rel, km, summ, cox, strata_table(patients, [a.name for a in arms]),
+                       None if ice_counts is None else intercurrent, ice_counts)
+
+
+#: Columns of the intercurrent events' counts (``intercurrent_summary.csv``): per analysed
+#: arm and event, the patients who met it and their share of the arm's randomised
+#: patients.
+INTERCURRENT_SUMMARY_COLUMNS = ["arm", "event", "patients", "randomised", "share",
+                                "median_time_h", "strategy"]
+
+
+def _intercurrent(scenario, readouts: pd.DataFrame, events: pd.DataFrame,
+                  disposition: pd.DataFrame | None):
+    """The readouts the analysis uses under the design's strategy, the events' counts per
+    arm and a note saying what was done."""
+    d = scenario.design
+    missing = [c for c in INTERCURRENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"analyse_trial: the intercurrent table lacks column {missing[0]!r}")
+    arms = d.analysed_arms(scenario.arm_names)
+    by_arm = {a.name: a for a in scenario.arms}
+    rows = []
+    for arm in arms:
+        if disposition is not None:
+            n = int((disposition["arm"] == arm).sum())
+        else:  # patients with any rating were randomised
+            n = int(readouts.loc[readouts["arm"] == arm, "subject"].nunique()) or by_arm[arm].n
+        mine = events[events["arm"] == arm]
+        for e in d.intercurrent:
+            hit = mine[mine["event"] == e.name]
+            rows.append({"arm": arm, "event": e.name, "patients": len(hit), "randomised": n,
+                         "share": len(hit) / n if n else np.nan,
+                         "median_time_h": float(hit["time_h"].median()) if len(hit)
+                         else np.nan, "strategy": d.strategy})
+    counts = pd.DataFrame(rows, columns=INTERCURRENT_SUMMARY_COLUMNS)
+    total = int(counts["patients"].sum())
+    if d.strategy == "hypothetical" and len(events):
+        keys = pd.MultiIndex.from_arrays([readouts["arm"], readouts["subject"]])
+        at = pd.Series(events["time_h"].to_numpy(float),
+                       index=pd.MultiIndex.from_arrays([events["arm"], events["subject"]]))
+        limit = at[~at.index.duplicated()].reindex(keys).to_numpy(float)
+        drop = (readouts["readout"].to_numpy() == d.scale) & (
+            readouts["time_h"].to_numpy(float) > limit)  # NaN limit: kept
+        readouts = readouts.loc[~drop].reset_index(drop=True)
+        note = (f"intercurrent events: {total} patients; hypothetical strategy: their "
+                f"{int(drop.sum())} ratings of {d.scale} after the event are set missing "
+                "(MMRM under missing at random; non-response for response and remission)")
+    else:
+        note = (f"intercurrent events: {total} patients; "
+                f"{d.strategy.replace('_', ' ')} strategy: every rating counts, whatever "
+                "happened")
+    return readouts, counts, note
 
 
 def strata_table(patients: pd.DataFrame | None, arms: list[str]) -> pd.DataFrame | None:

@@ -186,6 +186,15 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
         body.append(table_html(at[["endpoint", "arm", "n", "events", "proportion",
                                    "ci_lower", "ci_upper", "odds_ratio", "or_ci_lower",
                                    "or_ci_upper", "fisher_p"]], "fisher_p", "endpoints"))
+    if tables.intercurrent_summary is not None:
+        strategy = design.strategy.replace("_", " ")
+        body += ["<h3>Intercurrent events</h3>",
+                 (f"<p>Estimand strategy: {e(strategy)} ("
+                  + ("ratings after a patient's event are set missing" if
+                     design.strategy == "hypothetical" else "every rating counts")
+                  + "). An event stops the withheld drugs' later doses; the patient "
+                  "stays in the trial.</p>"),
+                 table_html(tables.intercurrent_summary, None, "intercurrent")]
     body += ["<h3>CONSORT</h3>", table_html(tables.consort, None, "consort")]
     if tables.strata is not None:
         block = design.block_size or "twice the ratio's sum"

@@ -68,6 +68,9 @@ def trial_files(trial: TrialTables) -> dict:
                       "relapse_cox.csv": trial.relapse_cox})
     if trial.strata is not None:
         files["strata.csv"] = trial.strata
+    if trial.intercurrent is not None:
+        files.update({"intercurrent.csv": trial.intercurrent,
+                      "intercurrent_summary.csv": trial.intercurrent_summary})
     return files
 
 
@@ -86,6 +89,9 @@ def trial_manifest(design, trial: TrialTables) -> dict:
         "stratify": design.stratify, "stratum_cuts": design.stratum_cuts,
         "block_size": design.block_size,
         "dropout": None if drop is None else drop.model_dump(),
+        "intercurrent": None if design.intercurrent is None else
+        [e.model_dump() for e in design.intercurrent],
+        "strategy": None if design.intercurrent is None else design.strategy,
         "notes": list(trial.notes),
     }
 
@@ -106,7 +112,8 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
     trial = None
     if design is not None:
         trial = analyse_trial(result.scenario, result.readouts, result.disposition,
-                              getattr(result, "patients", None))
+                              getattr(result, "patients", None),
+                              getattr(result, "intercurrent", None))
         man["trial"] = trial_manifest(design, trial)
     patients = getattr(result, "patients", None)
     if patients is not None:

@@ -1188,6 +1188,45 @@ class Stable(BaseModel):
         return self
 
 
+class Intercurrent(BaseModel):
+    """An intercurrent event (ICH E9(R1) addendum on estimands, 2019): a patient stops the
+    study treatment when a rated readout crosses a threshold at a visit (intolerable
+    dissociation, emergent suicidality, worsening). The doses of the ``withhold`` drugs
+    that the protocol gives after that visit are not given to that patient, who stays in
+    the trial and is rated as planned."""
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "an intercurrent event"
+
+    name: Name = Field(description="the event's name, e.g. 'discontinued_for_dissociation'")
+    readout: ScaleName = Field(description="the rated readout that triggers it, e.g. "
+                               "'cadss_total' or 'madrs_suicide_item'")
+    at_or_above: float | None = Field(
+        default=None, strict=True, allow_inf_nan=False,
+        description="the event occurs at the first visit whose rating is >= this")
+    at_or_below: float | None = Field(
+        default=None, strict=True, allow_inf_nan=False,
+        description="the event occurs at the first visit whose rating is <= this")
+    after: TimeH = Field(
+        default=0.0, description="only visits at or after this time count (default: from "
+        "time 0, the first dose)")
+    withhold: list[DrugName] = Field(
+        min_length=1, description="the drugs stopped: their doses after the event's visit "
+        "are not given (e.g. [ketamine]; a background antidepressant not listed goes on)")
+
+    @model_validator(mode="after")
+    def _check_intercurrent(self) -> "Intercurrent":
+        if (self.at_or_above is None) == (self.at_or_below is None):
+            raise problem("exactly one of at_or_above and at_or_below (the threshold)", ())
+        spec = TRIAL_SCALES[self.readout]
+        key = "at_or_above" if self.at_or_above is not None else "at_or_below"
+        value = getattr(self, key)
+        if not spec.low <= value <= spec.high:
+            raise problem(f"a {self.readout} score from {spec.low} to {spec.high}", (key,))
+        _distinct(self.withhold, "withhold", "drugs")
+        return self
+
+
 class Relapse(BaseModel):
     """Time to relapse under maintenance: a relapse is the scale at or above
     ``threshold`` at ``consecutive`` successive visits from ``start`` on (the first of
@@ -1327,6 +1366,18 @@ class Design(BaseModel):
         default=None, description="a crossover: period starts and each arm's sequence of "
         "treatments; control then names the reference treatment, and baseline and primary "
         "are times relative to each period's start")
+    intercurrent: list[Intercurrent] | None = Field(
+        default=None, min_length=1,
+        description="intercurrent events: rated readouts whose threshold stops the study "
+        "treatment (later doses of the withheld drugs are not given; the patient stays in "
+        "the trial); the first to occur counts")
+    strategy: Literal["treatment_policy", "hypothetical"] = Field(
+        default="treatment_policy",
+        description="the estimand's strategy for the intercurrent events: "
+        "'treatment_policy' (every rating counts, whatever happened) or 'hypothetical' "
+        "(ratings after the event are set missing: the MMRM estimates the effect had the "
+        "treatment gone on, under missing at random; response and remission count them as "
+        "non-response)")
 
     @property
     def remission_threshold(self) -> float | None:
@@ -1355,6 +1406,11 @@ class Design(BaseModel):
             raise problem(f"a {self.scale} score from {spec.low} to {spec.high}",
                           ("remission",))
         self._check_strata()
+        if self.intercurrent is None and "strategy" in self.model_fields_set:
+            raise problem("no strategy without intercurrent events (it says how they are "
+                          "handled)", ("strategy",))
+        if self.intercurrent is not None:
+            _distinct([e.name for e in self.intercurrent], "intercurrent", "event names")
         if self.randomisation is not None and self.arms is not None:
             for name in self.randomisation:
                 if name not in self.arms:
@@ -1428,6 +1484,9 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
                 if t not in times:
                     return (f"a time at which arm {name!r} measures {design.scale}: {listed}",
                             ("design", "relapse", "stable", "at", k))
+    found = _intercurrent_problem(design, [by_name[a] for a in analysed])
+    if found is not None:
+        return found
     found = _strata_problem(design, [by_name[a] for a in analysed])
     if found is not None:
         return found
@@ -1450,6 +1509,28 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
                         f"within rounding (arm {name!r} has n = {by_name[name].n}, "
                         f"expected {expected:.4g} of {total_n})"),
                         ("design", "randomisation", name))
+    return None
+
+
+def _intercurrent_problem(design: Design, arms: list["Arm"]):
+    """The first problem of a design's intercurrent events with its analysed arms: each
+    trigger readout measured in every analysed arm (in its default region), each withheld
+    drug given in at least one of them."""
+    given = {ev.drug for arm in arms for ev in arm.protocol if getattr(ev, "drug", None)}
+    for k, e in enumerate(design.intercurrent or []):
+        for arm in arms:
+            if not any(t >= e.after for t in arm.times_of(e.readout)):
+                return ((f"a readout that every analysed arm rates at or after "
+                         f"{format_time(e.after)} (arm {arm.name!r} does not rate "
+                         f"{e.readout} then)"), ("design", "intercurrent", k, "readout"))
+            regions = {getattr(a, "region", None) for a in arm.assays}
+            if regions - {None, DEFAULT_REGION}:
+                return ((f"arms measured in the default region only (arm {arm.name!r} "
+                         "measures another region)"), ("design", "intercurrent", k))
+        for j, drug in enumerate(e.withhold):
+            if drug not in given:
+                return ((f"a drug given in an analysed arm: {', '.join(sorted(given))}"),
+                        ("design", "intercurrent", k, "withhold", j))
     return None
 
 
@@ -1523,6 +1604,9 @@ def _crossover_problem(design: Design, arms: list["Arm"]):
         return ("no dropout with a crossover (not supported yet)", ("design", "dropout"))
     if design.relapse is not None:
         return ("no relapse analysis with a crossover", ("design", "relapse"))
+    if design.intercurrent is not None:
+        return ("no intercurrent events with a crossover (not supported yet)",
+                ("design", "intercurrent"))
     for k in range(1, len(cx.periods)):
         washout = (cx.periods[k] + design.baseline) - (cx.periods[k - 1] + design.primary)
         if washout < 0:

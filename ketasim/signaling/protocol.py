@@ -16,6 +16,7 @@ the compiler read the same declarations; :func:`register_intervention` and
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,10 +56,35 @@ class EventTable:
     # drug-slot parameters set by the arm's compounds: (pvec index, (n_sub,) values)
     params: tuple[tuple[int, np.ndarray], ...] = ()
     slots: tuple[str, ...] = ()  # compound in each used drug slot
+    # the protocol entry (its index in the arm's protocol) each event comes from
+    sources: tuple[int, ...] = ()
 
     @property
     def n(self) -> int:
         return self.times.shape[0]
+
+    def withhold(self, entries: Mapping[int, float], stop: np.ndarray) -> EventTable:
+        """The same events with the doses of some protocol entries withheld from some
+        subjects: every event of entry ``k`` (``entries``: entry index -> the entry's
+        time, h) is removed for the subjects whose ``stop`` time (h; inf: none) lies
+        before that time, including the entry's later events (an infusion's end, a
+        later nasal device). Removed means zero for the events that add to a state or a
+        parameter (an amount, an infusion rate); an event that sets a parameter (an
+        absorption rate) stays, since it changes nothing without the amount. The event
+        times stay, so a subject's integration up to its stop time is unchanged."""
+        from dataclasses import replace
+        stop = np.asarray(stop, dtype=float)
+        if stop.shape != (self.values.shape[0],):
+            raise ValueError(f"withhold: one stop time per subject ({self.values.shape[0]}), "
+                             f"got shape {stop.shape}")
+        if len(self.sources) != self.n:
+            raise ValueError("withhold: this event table does not record its events' "
+                             "protocol entries")
+        values = self.values.copy()
+        for j, (src, kind) in enumerate(zip(self.sources, self.kind, strict=True)):
+            if src in entries and kind != EV_SET_PARAM:
+                values[stop < entries[src], j] = 0.0
+        return replace(self, values=values)
 
     def subset(self, subjects) -> EventTable:
         """The same events for some subjects (an index or slice into the cohort)."""
@@ -70,7 +96,8 @@ class EventTable:
 class _Builder:
     def __init__(self, n_sub: int):
         self.n_sub = n_sub
-        self.rows: list[tuple[float, int, int, np.ndarray, str]] = []
+        self.rows: list[tuple[float, int, int, np.ndarray, str, int]] = []
+        self.source = -1  # the protocol entry being compiled
         self.params: dict[int, np.ndarray] = {}
         self.slots: tuple[str, ...] = ()
         # hepatic availability F_h per compound whose PK gives a liver (first pass)
@@ -87,7 +114,7 @@ class _Builder:
     def add(self, t: float, kind: int, target: str, value, label: str) -> None:
         index = _SIDX[target] if kind == EV_ADD_STATE else _PIDX[target]
         v = np.broadcast_to(np.asarray(value, dtype=float), (self.n_sub,)).copy()
-        self.rows.append((float(t), kind, index, v, label))
+        self.rows.append((float(t), kind, index, v, label, self.source))
 
     def table(self) -> EventTable:
         order = sorted(range(len(self.rows)), key=lambda i: (self.rows[i][0], i))
@@ -104,6 +131,7 @@ class _Builder:
             tuple(r[4] for r in rows),
             params,
             self.slots,
+            tuple(r[5] for r in rows),
         )
 
 
@@ -131,6 +159,7 @@ def compile_arm(arm, species: str, cohort: Cohort, registry: Registry,
     slots = _assign_slots(arm, species, cohort, registry, b, arm_path)
     for i, ev in enumerate(arm.protocol):
         where = f"{arm_path}.protocol[{i}]"
+        b.source = i
         if getattr(ev, "stress", None):
             _compile_stress(b, ev, registry, where)
         elif getattr(ev, "drug", None):
