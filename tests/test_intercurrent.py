@@ -18,7 +18,7 @@ from ketasim.experiment.trial import (
 )
 from ketasim.params import load_registry
 from ketasim.scenario import ScenarioError, load_scenario_text
-from ketasim.signaling.protocol import EV_SET_PARAM, EventTable
+from ketasim.signaling.protocol import EV_SET_PARAM, EventTable, ProtocolError
 
 DOSES = [0, 3, 7, 10]  # days
 CADSS_AT = ", ".join(f"{24 * 60 * d + 40}min" for d in DOSES)  # end of each infusion
@@ -145,6 +145,43 @@ def test_run_writes_the_events_and_reports_them(tmp_path):
     assert summary["patients"].sum() == len(events)
     page = (tmp_path / "o" / "report.html").read_text()
     assert "Intercurrent events" in page and "treatment policy" in page
+
+
+def test_rescue_medication_starts_at_the_event_and_only_then(runs):
+    _, withheld, _, reg = runs
+    text = _scenario().replace(
+        "withhold: [ketamine, saline]}",
+        "withhold: [ketamine, saline],\n       rescue: [{at: 1d, drug: escitalopram, "
+        "dose: 20 mg, route: oral, every: 1d, doses: 14}]}")
+    rescued_sc = load_scenario_text(text)
+    r = simulate(rescued_sc, registry=reg)
+    pd.testing.assert_frame_equal(r.intercurrent, withheld.intercurrent)
+    key = ["arm", "subject", "assay", "readout", "time_h"]
+    a = r.readouts.set_index(key)["value"].sort_index()
+    b = withheld.readouts.set_index(key)["value"].sort_index()
+    at = dict(zip(r.intercurrent["subject"], r.intercurrent["time_h"], strict=True))
+    sub, arm = a.index.get_level_values("subject"), a.index.get_level_values("arm")
+    start = np.array([at.get(s, np.inf) for s in sub]) + 24.0  # the first rescue dose
+    after = (arm == "ketamine") & (a.index.get_level_values("time_h").to_numpy() > start)
+    # the same numbers until the first rescue dose, and for every other patient
+    assert np.array_equal(a.to_numpy()[~after], b.to_numpy()[~after])
+    madrs = after & (a.index.get_level_values("readout") == "madrs_total")
+    assert madrs.sum() >= 2 * len(at)
+    assert not np.array_equal(a.to_numpy()[madrs], b.to_numpy()[madrs])
+    small = simulate(rescued_sc, registry=reg, chunk_subjects=4)
+    pd.testing.assert_frame_equal(small.readouts, r.readouts)
+    with pytest.raises(ScenarioError, match=r"design\.intercurrent\[0\]\.rescue\[0\]\.at"):
+        load_scenario_text(text.replace("rescue: [{at: 1d", "rescue: [{at: -1d"))
+    with pytest.raises(ScenarioError,
+                       match=r"design\.intercurrent\[0\]\.rescue\[0\]\.route"):
+        load_scenario_text(text.replace("route: oral, every", "route: bath, every"))
+    # a route the species has no parameters for: caught before anything runs
+    ip = load_scenario_text(text.replace(
+        "drug: escitalopram, dose: 20 mg, route: oral", "drug: ketamine, dose: 0.5 mg/kg, "
+        "route: ip"))
+    with pytest.raises(ProtocolError, match=r"design\.intercurrent\[0\]\.rescue\[0\]: "
+                       r"route 'ip' is not defined for species 'human'"):
+        simulate(ip, registry=reg)
 
 
 def test_withholding_zeroes_amounts_and_rates_but_not_set_parameters():

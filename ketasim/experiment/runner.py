@@ -161,6 +161,28 @@ def check_supported(scenario, registry: Registry) -> None:
         for region, cell in arm_cell.items():
             _check_spine_times(scenario.species, arm, i, region_registry(registry, region),
                                cell)
+    _check_rescue(scenario, registry)
+
+
+def _check_rescue(scenario, registry: Registry) -> None:
+    """Rescue medication the model cannot give (a route not defined for the species) is
+    one clear error naming the design's field, before anything runs."""
+    design = getattr(scenario, "design", None)
+    if design is None or not design.intercurrent:
+        return
+    analysed = design.analysed_arms(scenario.arm_names)
+    for i, arm in enumerate(scenario.arms):
+        if arm.name not in analysed:
+            continue
+        for k, e in enumerate(design.intercurrent):
+            for j, ev in enumerate(e.rescue or []):
+                probe = arm.model_copy(update={"protocol": [*arm.protocol, *ev.repeated()]})
+                try:
+                    _probe_events(scenario.species, probe, i, scenario.seed, registry)
+                except ProtocolError as err:
+                    detail = str(err).split(": ", 1)[-1]
+                    raise ProtocolError(f"design.intercurrent[{k}].rescue[{j}]: {detail} "
+                                        f"(in arm {arm.name!r})") from None
 
 
 def _probe_events(species, arm, i, seed, registry):
@@ -512,20 +534,12 @@ def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects
         chunk_frames, kept, steps = _measure_chunk(
             species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key, grid,
             names, spine_plan, subjects, ids, cohort, events)
-        if ice is not None:  # intercurrent events: withhold the later doses, run again
-            stop, which = ice.first_events(subjects, {
-                p.assay.name: f for p, f in zip(plans, chunk_frames, strict=True)
-                if p.assay.name in ice.assays})
-            if np.isfinite(stop).any():
-                chunk_frames, kept, steps = _measure_chunk(
-                    species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key,
-                    grid, names, spine_plan, subjects, ids, cohort,
-                    ice.withhold(events, stop, which))
-                j = next(j for j, p in enumerate(plans) if p.assay.name in ice.assays)
-                chunk_frames[j] = pd.concat([chunk_frames[j],
-                                             ice.rows(arm.name, subjects, stop, which)],
-                                            ignore_index=True)
-        step_sum += steps
+        if ice is not None:
+            chunk_frames, steps = _intercurrent(
+                ice, species, arm, i, plans, seed, registry, rtol, atol, region, pool_ids,
+                key, grid, names, spine_plan, subjects, ids, covs, offset, chunk_frames,
+                steps)
+        step_sum += float(steps.sum())
         for j, p in enumerate(plans):
             parts[p.assay.name].append(kept[j])
             frames[j].append(chunk_frames[j])
@@ -534,12 +548,60 @@ def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects
     return frames, parts, step_sum
 
 
+def _intercurrent(ice, species, arm, i, plans, seed, registry, rtol, atol, region,
+                  pool_ids, key, grid, names, spine_plan, subjects, ids, covs, offset,
+                  frames, steps):
+    """A chunk's intercurrent events: each patient's first event from the trigger assays'
+    rows; the patients with one, grouped by rule and time, run again with their withheld
+    doses after the event removed and the rule's rescue doses added from it (protocol
+    entries appended at the event's time, so nothing changes before it), their rows
+    replacing the first pass's (the first pass's kept results stay: the clinical assays
+    that trigger events keep none). The events join the first trigger assay's frame as
+    rows of assay ``ICE_ASSAY``. Returns the frames and each subject's solver steps (of
+    its last pass)."""
+    stop, which = ice.first_events(subjects, {
+        p.assay.name: f for p, f in zip(plans, frames, strict=True)
+        if p.assay.name in ice.assays})
+    groups = ice.groups(stop, which)
+    if not groups:
+        return frames, steps
+    redo = np.zeros(subjects.size, bool)
+    parts: list[list[pd.DataFrame]] = [[] for _ in plans]
+    for r, t, pos in groups:
+        sub, sub_ids = subjects[pos], ids[pos]
+        cohort = sample_cohort(registry, species, key, arm.n, seed,
+                               body_weight_kg=arm.body_weight_kg, subjects=sub_ids,
+                               covariates=None if covs is None else
+                               {k: v[sub - offset] for k, v in covs.items()})
+        events = compile_arm(ice.rescued(arm, r, t), species, cohort, registry,
+                             arm_path=f"arms[{i}]")
+        group_frames, _, group_steps = _measure_chunk(
+            species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key, grid,
+            names, spine_plan, sub, sub_ids, cohort, ice.withhold(events, r, t))
+        steps[pos] = group_steps
+        for j, f in enumerate(group_frames):
+            parts[j].append(f)
+        redo[pos] = True
+    done = subjects[redo]
+    out = []
+    for j, f in enumerate(frames):
+        kept_rows = f[~np.isin(f["subject"].to_numpy(), done)]
+        merged = pd.concat([kept_rows, *parts[j]], ignore_index=True)
+        # rows subject by subject, each subject's in the assay's own order
+        out.append(merged.iloc[np.argsort(merged["subject"].to_numpy(), kind="stable")]
+                   .reset_index(drop=True))
+    j = next(j for j, p in enumerate(plans) if p.assay.name in ice.assays)
+    out[j] = pd.concat([out[j], ice.rows(arm.name, subjects, stop, which)],
+                       ignore_index=True)
+    return out, steps
+
+
 def _measure_chunk(species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key,
                    grid, names, spine_plan, subjects, ids, cohort, events):
     """One chunk of subjects through every layer and assay: per assay its frame and kept
-    results, and the subjects' solver steps."""
+    results, and each subject's solver steps."""
     sim = simulate_signaling(cohort, events, grid, names, rtol=rtol, atol=atol)
-    steps = float(sim.steps.sum())
+    steps = np.asarray(sim.steps, dtype=float).copy()
     trajectory = _trajectory(sim, grid)
     recording = stage = None
     if spine_plan is not None:

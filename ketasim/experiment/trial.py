@@ -105,10 +105,12 @@ class IntercurrentPlan:
     """A design's intercurrent events as the runner carries them out in one arm (plain
     tuples, so a distributed run can pickle it). ``rules``: per event, its name, the
     assay and readout that trigger it, the threshold (``above``: ``>=``, else ``<=``),
-    the first visit time that counts, and the protocol entries it withholds as (entry
-    index, entry time)."""
+    the first visit time that counts, the protocol entries it withholds as (entry
+    index, entry time), and the rescue doses it starts (drug events, times from the
+    event, one dose each)."""
 
-    rules: tuple[tuple[str, str, str, bool, float, float, tuple[tuple[int, float], ...]], ...]
+    rules: tuple[tuple[str, str, str, bool, float, float, tuple[tuple[int, float], ...],
+                       tuple], ...]
 
     @staticmethod
     def of(design, arm, analysed: Iterable[str]) -> IntercurrentPlan | None:
@@ -121,9 +123,10 @@ class IntercurrentPlan:
             entries = tuple((k, float(ev.at)) for k, ev in enumerate(arm.protocol)
                             if getattr(ev, "drug", None) in e.withhold)
             above = e.at_or_above is not None
+            rescue = tuple(d for ev in (e.rescue or []) for d in ev.repeated())
             rules.append((e.name, SCALE_READOUTS[e.readout][0], e.readout, above,
                           float(e.at_or_above if above else e.at_or_below), float(e.after),
-                          entries))
+                          entries, rescue))
         return IntercurrentPlan(tuple(rules))
 
     @property
@@ -138,7 +141,7 @@ class IntercurrentPlan:
         tie the rule listed first counts."""
         stop = np.full(subjects.size, np.inf)
         which = np.full(subjects.size, -1, dtype=np.int64)
-        for r, (_, assay, readout, above, value, after, _) in enumerate(self.rules):
+        for r, (_, assay, readout, above, value, after, _, _) in enumerate(self.rules):
             df = rows[assay]
             v = df["value"].to_numpy(float)
             t = df["time_h"].to_numpy(float)
@@ -153,14 +156,31 @@ class IntercurrentPlan:
             which[pos[earlier]] = r
         return stop, which
 
-    def withhold(self, events, stop: np.ndarray, which: np.ndarray):
-        """``events`` (:class:`ketasim.signaling.protocol.EventTable`) with each subject's
-        withheld doses after its first event removed."""
-        for r, rule in enumerate(self.rules):
-            mine = np.where(which == r, stop, np.inf)
-            if np.isfinite(mine).any() and rule[6]:
-                events = events.withhold(dict(rule[6]), mine)
-        return events
+    @staticmethod
+    def groups(stop: np.ndarray, which: np.ndarray) -> list[tuple[int, float, np.ndarray]]:
+        """The subjects with an event, grouped by rule and time: (rule, time, positions in
+        the chunk), in order of rule, then time."""
+        hit = np.flatnonzero(np.isfinite(stop))
+        keys = sorted({(int(which[k]), float(stop[k])) for k in hit})
+        return [(r, t, hit[(which[hit] == r) & (stop[hit] == t)]) for r, t in keys]
+
+    def rescued(self, arm, r: int, t: float):
+        """``arm`` with rule ``r``'s rescue doses appended to its protocol, started at
+        time ``t`` (the arm itself without rescue). Appended, so the protocol's own
+        entries keep their indices and drug slots."""
+        rescue = self.rules[r][7]
+        if not rescue:
+            return arm
+        return arm.model_copy(update={"protocol": [
+            *arm.protocol, *(ev.model_copy(update={"at": ev.at + t}) for ev in rescue)]})
+
+    def withhold(self, events, r: int, t: float):
+        """``events`` (:class:`ketasim.signaling.protocol.EventTable`, the subjects of one
+        group) without rule ``r``'s withheld doses after time ``t``."""
+        entries = dict(self.rules[r][6])
+        if not entries:
+            return events
+        return events.withhold(entries, np.full(events.values.shape[0], t))
 
     def rows(self, arm: str, subjects: np.ndarray, stop: np.ndarray, which: np.ndarray
              ) -> pd.DataFrame:

@@ -1213,6 +1213,11 @@ class Intercurrent(BaseModel):
     withhold: list[DrugName] = Field(
         min_length=1, description="the drugs stopped: their doses after the event's visit "
         "are not given (e.g. [ketamine]; a background antidepressant not listed goes on)")
+    rescue: list[DrugEvent] | None = Field(
+        default=None, min_length=1,
+        description="rescue medication started at the event: drug doses whose 'at' counts "
+        "from the event's visit (>= 0), e.g. {at: 0h, drug: escitalopram, dose: 10 mg, "
+        "route: oral, every: 1d, doses: 28}")
 
     @model_validator(mode="after")
     def _check_intercurrent(self) -> "Intercurrent":
@@ -1224,6 +1229,10 @@ class Intercurrent(BaseModel):
         if not spec.low <= value <= spec.high:
             raise problem(f"a {self.readout} score from {spec.low} to {spec.high}", (key,))
         _distinct(self.withhold, "withhold", "drugs")
+        for j, ev in enumerate(self.rescue or []):
+            if ev.at < 0:
+                raise problem("a time from the event, >= 0 (rescue starts at or after the "
+                              "visit that triggers it)", ("rescue", j, "at"))
         return self
 
 
