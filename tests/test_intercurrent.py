@@ -227,3 +227,23 @@ def test_bad_intercurrent_events_are_one_error_naming_the_field(edit, where):
         where = r"design\.strategy.*no strategy without intercurrent events"
     with pytest.raises(ScenarioError, match=where):
         load_scenario_text(text)
+
+
+def test_the_worked_example_runs():
+    """docs/examples/repeated_infusions_intercurrent.yaml loads and runs (at a quarter of
+    its size): screening, two events (one with rescue), the hypothetical strategy."""
+    from pathlib import Path
+
+    path = (Path(__file__).resolve().parents[1] / "docs" / "examples"
+            / "repeated_infusions_intercurrent.yaml")
+    sc = load_scenario_text(path.read_text().replace("n: 60", "n: 15"))
+    r = simulate(sc, registry=load_registry())
+    eligible = r.patients.loc[r.patients["eligible"], ["arm", "subject"]]
+    seen = set(zip(eligible["arm"], eligible["subject"], strict=True))
+    assert all((a, s) in seen for a, s in zip(r.intercurrent["arm"],
+                                              r.intercurrent["subject"], strict=True))
+    t = analyse_trial(sc, r.readouts, r.disposition, r.patients, r.intercurrent)
+    assert set(t.intercurrent_summary["event"]) == {"stopped_for_dissociation",
+                                                    "stopped_for_suicidality"}
+    assert "hypothetical strategy" in t.notes[0]
+    assert (t.trial["kind"] == "contrast").any()
