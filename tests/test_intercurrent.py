@@ -115,6 +115,9 @@ def test_strategies_treatment_policy_and_hypothetical(runs):
     assert ket["patients"] == n_ice and ket["randomised"] == 24
     assert ket["share"] == pytest.approx(n_ice / 24)
     assert "treatment policy" in policy.notes[0]
+    stopped = policy.consort[policy.consort["stage"] == "discontinued intervention"]
+    assert list(stopped["arm"]) == ["ketamine"] and stopped["n"].iloc[0] == n_ice
+    assert stopped["reason"].iloc[0] == "stopped_for_dissociation"
     obs = policy.trial[(policy.trial["kind"] == "observed")
                        & (policy.trial["arm"] == "ketamine")]
     assert (obs["n"] == 24).all()  # every rating counts

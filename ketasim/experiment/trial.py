@@ -508,6 +508,12 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
         note, stages = _withdrawal(readouts, d, arms, rel)
         notes.append(note)
         flow = pd.concat([flow, stages], ignore_index=True)
+    if ice_counts is not None:  # CONSORT 2010: "discontinued intervention (reasons)"
+        stopped = ice_counts[ice_counts["patients"] > 0]
+        flow = pd.concat([flow, pd.DataFrame({
+            "stage": "discontinued intervention", "arm": stopped["arm"].astype(str),
+            "reason": stopped["event"].astype(str),
+            "n": stopped["patients"].astype(np.int64)})], ignore_index=True)
     return TrialTables(trial, endpoints, flow, disposition, tuple(visits), tuple(notes),
                        rel, km, summ, cox, strata_table(patients, [a.name for a in arms]),
                        None if ice_counts is None else intercurrent, ice_counts)
