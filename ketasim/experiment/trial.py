@@ -764,12 +764,7 @@ def _crossover_endpoints(long: pd.DataFrame, d, notes: list[str]) -> pd.DataFram
     n_obs = long.assign(seen=seen).groupby("treatment")["seen"].sum()
     frames = []
     for name, rule in rules:
-        event = np.zeros(len(long), dtype=np.int64)
-        if name == "response":
-            ok = seen & (b > 0)
-            event[ok] = (b[ok] - y[ok]) >= d.response_fall * b[ok]
-        else:
-            event[seen] = y[seen] <= d.remission_threshold
+        event = _event(name, y, b, seen, d)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = paired_binary_endpoint(long.assign(event=event), "patient", "treatment",
@@ -783,6 +778,19 @@ def _crossover_endpoints(long: pd.DataFrame, d, notes: list[str]) -> pd.DataFram
         res.insert(0, "endpoint", name)
         frames.append(res)
     return pd.concat(frames, ignore_index=True)[CROSSOVER_ENDPOINT_COLUMNS]
+
+
+def _event(name: str, y: np.ndarray, b: np.ndarray, seen: np.ndarray, d) -> np.ndarray:
+    """0/1 per rating: ``response`` (a fall from the baseline ``b`` of at least the
+    design's fraction) or ``remission`` (at or under its cut-off); a rating not ``seen``
+    is 0 (non-responder imputation)."""
+    event = np.zeros(len(y), dtype=np.int64)
+    if name == "response":
+        ok = seen & (b > 0)
+        event[ok] = (b[ok] - y[ok]) >= d.response_fall * b[ok]
+    else:
+        event[seen] = y[seen] <= d.remission_threshold
+    return event
 
 
 def _endpoints(long: pd.DataFrame, d, visits: list[float], notes: list[str]) -> pd.DataFrame:
@@ -799,12 +807,7 @@ def _endpoints(long: pd.DataFrame, d, visits: list[float], notes: list[str]) -> 
         seen = np.isfinite(y) & np.isfinite(b)
         n_obs = at.assign(seen=seen).groupby("arm", observed=False)["seen"].sum()
         for name, rule in rules:
-            event = np.zeros(len(at), dtype=np.int64)
-            if name == "response":
-                ok = seen & (b > 0)
-                event[ok] = (b[ok] - y[ok]) >= d.response_fall * b[ok]
-            else:
-                event[seen] = y[seen] <= limit
+            event = _event(name, y, b, seen, d)
             table = at.assign(event=event, arm=at["arm"].astype(str))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
