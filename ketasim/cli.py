@@ -198,7 +198,12 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         _fail(str(e))
     trial = (", trial.csv, endpoints.csv, consort.csv, disposition.csv"
              + (", strata.csv" if sc.design.stratify else "")
+             + (", relapse*.csv" if sc.design.relapse is not None else "")
+             + (", intercurrent.csv, intercurrent_summary.csv" if sc.design.intercurrent
+                else "")
              if sc.design is not None else "")
+    if any(getattr(a, "population", None) is not None for a in sc.arms):
+        trial += ", patients.csv"
     out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv{trial}, "
               f"manifest.json, report.html{', nwb/' if nwb else ''})")
     rss = peak_rss_mb()
