@@ -133,6 +133,19 @@ def test_strategies_treatment_policy_and_hypothetical(runs):
     assert f"their {5 * n_ice} ratings" in hyp.notes[0]
     con = hyp.trial[(hyp.trial["kind"] == "contrast") & hyp.trial["primary"]].iloc[0]
     assert np.isfinite(con["estimate"]) and con["n"] == 24 - n_ice
+    # while on treatment: later ratings take the last one at or before the event
+    wot_sc = sc.model_copy(update={"design": sc.design.model_copy(
+        update={"strategy": "while_on_treatment"})})
+    wot = analyse_trial(wot_sc, r.readouts, r.disposition, intercurrent=r.intercurrent)
+    assert f"their {5 * n_ice} ratings" in wot.notes[0] and "while-on-treatment" in wot.notes[0]
+    obs = wot.trial[(wot.trial["kind"] == "observed") & (wot.trial["arm"] == "ketamine")]
+    assert (obs["n"] == 24).all()
+    m = r.readouts[(r.readouts["readout"] == "madrs_total") & (r.readouts["arm"] == "ketamine")]
+    y = m.pivot(index="subject", columns="time_h", values="value")
+    ice = r.intercurrent.set_index("subject")["time_h"]
+    y.loc[ice.index, [c for c in y.columns if c > 0]] = y.loc[ice.index, [-24.0]].to_numpy()
+    change = (y[336.0] - y[-24.0]).mean()
+    assert obs.loc[obs["visit_h"] == 336.0, "estimate"].iloc[0] == pytest.approx(change)
     with pytest.raises(ValueError, match="intercurrent table"):
         analyse_trial(sc, r.readouts, r.disposition)
 

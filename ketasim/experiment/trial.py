@@ -519,6 +519,28 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
                        None if ice_counts is None else intercurrent, ice_counts)
 
 
+def _while_on_treatment(readouts: pd.DataFrame, events: pd.DataFrame, scale: str
+                        ) -> tuple[pd.DataFrame, int]:
+    """Each event patient's ratings of ``scale`` after the event replaced by their last
+    rating at or before it (a patient with none before it keeps theirs)."""
+    at = events.drop_duplicates(["arm", "subject"])
+    at = pd.Series(at["time_h"].to_numpy(float),
+                   index=pd.MultiIndex.from_arrays([at["arm"], at["subject"]]))
+    keys = pd.MultiIndex.from_arrays([readouts["arm"], readouts["subject"]])
+    limit = at.reindex(keys).to_numpy(float)  # NaN: no event
+    time = readouts["time_h"].to_numpy(float)
+    mine = (readouts["readout"] == scale).to_numpy() & np.isfinite(limit)
+    before = readouts[mine & (time <= limit)].sort_values("time_h", kind="stable")
+    last = before.groupby(["arm", "subject"])["value"].last()
+    after = mine & (time > limit)
+    value = last.reindex(keys[after]).to_numpy(float)
+    ok = np.isfinite(value)
+    out = readouts.copy()
+    rows = np.flatnonzero(after)[ok]
+    out.iloc[rows, out.columns.get_loc("value")] = value[ok]
+    return out, int(ok.sum())
+
+
 #: Columns of the intercurrent events' counts (``intercurrent_summary.csv``): per analysed
 #: arm and event, the patients who met it and their share of the arm's randomised
 #: patients.
@@ -562,6 +584,11 @@ def _intercurrent(scenario, readouts: pd.DataFrame, events: pd.DataFrame,
         note = (f"intercurrent events: {total} patients; hypothetical strategy: their "
                 f"{int(drop.sum())} ratings of {d.scale} after the event are set missing "
                 "(MMRM under missing at random; non-response for response and remission)")
+    elif d.strategy == "while_on_treatment" and len(events):
+        readouts, n = _while_on_treatment(readouts, events, d.scale)
+        note = (f"intercurrent events: {total} patients; while-on-treatment strategy: their "
+                f"{n} ratings of {d.scale} after the event take the value of their last "
+                "rating at or before it")
     else:
         note = (f"intercurrent events: {total} patients; "
                 f"{d.strategy.replace('_', ' ')} strategy: every rating counts, whatever "

@@ -1380,13 +1380,14 @@ class Design(BaseModel):
         description="intercurrent events: rated readouts whose threshold stops the study "
         "treatment (later doses of the withheld drugs are not given; the patient stays in "
         "the trial); the first to occur counts")
-    strategy: Literal["treatment_policy", "hypothetical"] = Field(
+    strategy: Literal["treatment_policy", "hypothetical", "while_on_treatment"] = Field(
         default="treatment_policy",
         description="the estimand's strategy for the intercurrent events: "
-        "'treatment_policy' (every rating counts, whatever happened) or 'hypothetical' "
+        "'treatment_policy' (every rating counts, whatever happened), 'hypothetical' "
         "(ratings after the event are set missing: the MMRM estimates the effect had the "
         "treatment gone on, under missing at random; response and remission count them as "
-        "non-response)")
+        "non-response) or 'while_on_treatment' (ratings after the event are replaced by "
+        "the patient's last rating at or before it: the effect while on treatment)")
 
     @property
     def remission_threshold(self) -> float | None:
