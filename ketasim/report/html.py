@@ -190,8 +190,10 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
         strategy = design.strategy.replace("_", " ")
         body += ["<h3>Intercurrent events</h3>",
                  (f"<p>Estimand strategy: {e(strategy)} ("
-                  + ("ratings after a patient's event are set missing" if
-                     design.strategy == "hypothetical" else "every rating counts")
+                  + {"hypothetical": "ratings after a patient's event are set missing",
+                     "while_on_treatment": "ratings after a patient's event take their "
+                     "last rating at or before it"}.get(design.strategy,
+                                                        "every rating counts")
                   + "). An event stops the withheld drugs' later doses; the patient "
                   "stays in the trial.</p>"),
                  table_html(tables.intercurrent_summary, None, "intercurrent")]
