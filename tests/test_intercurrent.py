@@ -200,6 +200,33 @@ def test_rescue_medication_starts_at_the_event_and_only_then(runs):
         simulate(ip, registry=reg)
 
 
+def test_lack_of_efficacy_is_a_change_from_baseline(runs):
+    _, _, plain, reg = runs
+    rule = ("  intercurrent:\n    - {name: lack_of_efficacy, readout: madrs_total, "
+            "at_or_above: -0.25,\n       relative_to: -1d, after: 4d, withhold: [ketamine, "
+            "saline],\n       rescue: [{at: 0h, drug: escitalopram, dose: 10 mg, route: oral, "
+            "every: 1d, doses: 10}]}\n")
+    sc = load_scenario_text(_scenario(ICE.split("  intercurrent:")[0] + rule))
+    r = simulate(sc, registry=reg)
+    m = plain.readouts[plain.readouts["readout"] == "madrs_total"]
+    y = m.pivot_table(index=["arm", "subject"], columns="time_h", values="value")
+    change = y[[c for c in y.columns if c >= 96.0]].sub(y[-24.0], axis=0).div(y[-24.0],
+                                                                                axis=0)
+    failed = change >= -0.25
+    first = failed.idxmax(axis=1).where(failed.any(axis=1))
+    expected = first.dropna()
+    got = r.intercurrent.set_index(["arm", "subject"])["time_h"]
+    assert len(got) > 5 and set(r.intercurrent["event"]) == {"lack_of_efficacy"}
+    pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(),
+                                   check_names=False)
+    for edit, where in ((("relative_to: -1d", "relative_to: 4d"), "relative_to"),
+                        (("relative_to: -1d", "relative_to: -2d"), "relative_to"),
+                        (("at_or_above: -0.25", "at_or_above: -2"), "at_or_above")):
+        text = _scenario(ICE.split("  intercurrent:")[0] + rule.replace(*edit))
+        with pytest.raises(ScenarioError, match=rf"design\.intercurrent\[0\]\.{where}"):
+            load_scenario_text(text)
+
+
 def test_withholding_zeroes_amounts_and_rates_but_not_set_parameters():
     ev = EventTable(times=np.array([0.0, 0.0, 0.5, 72.0, 72.5]),
                     kind=np.array([EV_SET_PARAM, 0, 1, 0, 1]),

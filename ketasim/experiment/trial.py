@@ -106,11 +106,12 @@ class IntercurrentPlan:
     tuples, so a distributed run can pickle it). ``rules``: per event, its name, the
     assay and readout that trigger it, the threshold (``above``: ``>=``, else ``<=``),
     the first visit time that counts, the protocol entries it withholds as (entry
-    index, entry time), and the rescue doses it starts (drug events, times from the
-    event, one dose each)."""
+    index, entry time), the rescue doses it starts (drug events, times from the event,
+    one dose each), and the visit whose rating a fractional change is taken from (NaN:
+    the threshold is on the rating itself)."""
 
     rules: tuple[tuple[str, str, str, bool, float, float, tuple[tuple[int, float], ...],
-                       tuple], ...]
+                       tuple, float], ...]
 
     @staticmethod
     def of(design, arm, analysed: Iterable[str]) -> IntercurrentPlan | None:
@@ -126,7 +127,8 @@ class IntercurrentPlan:
             rescue = tuple(d for ev in (e.rescue or []) for d in ev.repeated())
             rules.append((e.name, SCALE_READOUTS[e.readout][0], e.readout, above,
                           float(e.at_or_above if above else e.at_or_below), float(e.after),
-                          entries, rescue))
+                          entries, rescue,
+                          np.nan if e.relative_to is None else float(e.relative_to)))
         return IntercurrentPlan(tuple(rules))
 
     @property
@@ -141,12 +143,19 @@ class IntercurrentPlan:
         tie the rule listed first counts."""
         stop = np.full(subjects.size, np.inf)
         which = np.full(subjects.size, -1, dtype=np.int64)
-        for r, (_, assay, readout, above, value, after, _, _) in enumerate(self.rules):
+        for r, (_, assay, readout, above, value, after, _, _, ref) in enumerate(self.rules):
             df = rows[assay]
             v = df["value"].to_numpy(float)
             t = df["time_h"].to_numpy(float)
-            hit = (df["readout"].to_numpy() == readout) & (t >= after) & (
-                (v >= value) if above else (v <= value))
+            this = df["readout"].to_numpy() == readout
+            if np.isfinite(ref):  # the fractional change from the rating at ``ref``
+                at_ref = this & (t == ref)
+                y0 = pd.Series(v[at_ref], index=df["subject"].to_numpy()[at_ref])
+                y0 = y0[~y0.index.duplicated()].reindex(df["subject"].to_numpy()).to_numpy()
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    v = np.where(y0 > 0, (v - y0) / y0, np.nan)  # no rating then: none
+            with np.errstate(invalid="ignore"):
+                hit = this & (t >= after) & ((v >= value) if above else (v <= value))
             if not hit.any():
                 continue
             first = pd.Series(t[hit]).groupby(df["subject"].to_numpy()[hit]).min()

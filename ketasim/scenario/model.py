@@ -1210,6 +1210,11 @@ class Intercurrent(BaseModel):
     after: TimeH = Field(
         default=0.0, description="only visits at or after this time count (default: from "
         "time 0, the first dose)")
+    relative_to: TimeH | None = Field(
+        default=None, description="a visit of the readout before 'after': the threshold "
+        "then applies to the fractional change from the patient's rating there, (rating - "
+        "rating then) / rating then, e.g. at_or_above: -0.25 with relative_to: -1d is a "
+        "fall of less than 25% (lack of efficacy)")
     withhold: list[DrugName] = Field(
         min_length=1, description="the drugs stopped: their doses after the event's visit "
         "are not given (e.g. [ketamine]; a background antidepressant not listed goes on)")
@@ -1226,7 +1231,13 @@ class Intercurrent(BaseModel):
         spec = TRIAL_SCALES[self.readout]
         key = "at_or_above" if self.at_or_above is not None else "at_or_below"
         value = getattr(self, key)
-        if not spec.low <= value <= spec.high:
+        if self.relative_to is not None:
+            if not -1.0 <= value <= 10.0:
+                raise problem("a fractional change from -1 to 10 (with relative_to)", (key,))
+            if self.relative_to >= self.after:
+                raise problem(f"a visit before 'after' ({format_time(self.after)})",
+                              ("relative_to",))
+        elif not spec.low <= value <= spec.high:
             raise problem(f"a {self.readout} score from {spec.low} to {spec.high}", (key,))
         _distinct(self.withhold, "withhold", "drugs")
         for j, ev in enumerate(self.rescue or []):
@@ -1529,6 +1540,10 @@ def _intercurrent_problem(design: Design, arms: list["Arm"]):
     given = {ev.drug for arm in arms for ev in arm.protocol if getattr(ev, "drug", None)}
     for k, e in enumerate(design.intercurrent or []):
         for arm in arms:
+            if e.relative_to is not None and e.relative_to not in arm.times_of(e.readout):
+                listed = ", ".join(format_time(t) for t in arm.times_of(e.readout))
+                return ((f"a time at which arm {arm.name!r} rates {e.readout}: {listed}"),
+                        ("design", "intercurrent", k, "relative_to"))
             if not any(t >= e.after for t in arm.times_of(e.readout)):
                 return ((f"a readout that every analysed arm rates at or after "
                          f"{format_time(e.after)} (arm {arm.name!r} does not rate "
