@@ -514,10 +514,9 @@ def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects
     the subjects' solver steps. A subject's numbers depend on its own streams only, so
     any split of an arm into spans gives the same rows (:func:`_join_spans`). The arrays
     of ``covs`` and ``pool_ids`` start at subject ``offset`` (a span's own slice).
-    ``ice`` (:class:`ketasim.experiment.trial.IntercurrentPlan`): a chunk whose subjects
-    meet an intercurrent event at a visit is run again with their later doses withheld
-    (their numbers up to the event are the same: the same events and streams), and the
-    events join the trigger assay's frame as rows of assay ``ICE_ASSAY``."""
+    ``ice`` (:class:`ketasim.experiment.trial.IntercurrentPlan`): a chunk's patients who
+    meet an intercurrent event at a visit run again from their own protocol with the
+    event's consequences (:func:`_intercurrent`)."""
     key = arm.name if pool_ids is None else POOL  # the streams' namespace
     grid, names, spine_plan, chunk = _arm_layout(species, arm, i, plans, seed, registry,
                                                  chunk_subjects)
