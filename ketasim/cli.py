@@ -342,7 +342,7 @@ def _target_sensitivity(table, folder: Path, paths, targets, chosen, registry, w
     return table.assign(sensitive_to=table["target_id"].map(top).fillna("not computed"))
 
 
-def _write_power(df, out_dir: Path, overwrite: bool = False) -> Path:
+def _write_power(df, out_dir: Path, overwrite: bool = False, cohorts=None) -> Path:
     """Write ``power.csv`` and ``power.png`` (a power table and its curve) into
     ``out_dir`` atomically: nothing is left behind when writing fails.
 
@@ -356,15 +356,25 @@ def _write_power(df, out_dir: Path, overwrite: bool = False) -> Path:
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, overwrite) as tmp:
         df.to_csv(tmp / "power.csv", index=False)
+        if cohorts is not None:
+            cohorts.to_csv(tmp / "power_cohorts.csv", index=False)
         plot_power(df, tmp / "power.png")
     return out_dir
 
 
 @app.command()
 def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
-          compare: int = typer.Option(..., "--compare", help="index of the compare entry"),
-          n: str = typer.Option("4:20", "--n", help="group sizes: 4:20, 4:20:2 or 6,8,12"),
-          cohorts: int = typer.Option(200, "--cohorts", help="simulated cohorts per n"),
+          compare: int | None = typer.Option(None, "--compare",
+                                             help="index of the compare entry"),
+          design: bool = typer.Option(False, "--design",
+                                      help="the power of the scenario's trial design: its "
+                                           "primary analysis, each arm against control "
+                                           "(instead of --compare)"),
+          n: str = typer.Option("4:20", "--n", help="group sizes: 4:20, 4:20:2 or 6,8,12 "
+                                "(with --design: the smallest arm's patients)"),
+          cohorts: int | None = typer.Option(None, "--cohorts",
+                                             help="simulated cohorts per n (default 200; "
+                                                  "100 with --design)"),
           alpha: float = typer.Option(0.05, "--alpha", help="significance level"),
           seed: int | None = typer.Option(None, "--seed", help="override the seed"),
           out_dir: Path | None = typer.Option(None, "--out",
@@ -376,15 +386,23 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
           workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP)):
     """Power of a scenario's comparison by simulation, for planning group sizes.
 
-    With --scheduler, the cohorts' subjects go to Dask workers; the table is the same."""
-    from ketasim.analysis.power import parse_n_range
-    from ketasim.experiment.power import power_curve
+    With --design, the power of the scenario's trial design instead: its primary analysis
+    (the MMRM contrast at the primary visit, with its dropout and intercurrent events)
+    on simulated trials, each arm against control; power_cohorts.csv holds each
+    cohort's estimate and p. With --scheduler, the cohorts' subjects go to Dask workers;
+    the table is the same."""
+    from ketasim.analysis.power import PowerError, parse_n_range
+    from ketasim.experiment.power import power_curve, trial_power_curve
     from ketasim.params import load_registry
     from ketasim.scenario import load_scenario
 
     folders = _add_compounds(compounds)
     try:
         _check_workers(scheduler, workers)
+        if (compare is None) == (not design):
+            raise PowerError("give either --compare INDEX (a comparison) or --design (the "
+                             "trial design's primary analysis)")
+        cohorts = cohorts if cohorts is not None else (100 if design else 200)
         ns = parse_n_range(n)
         sc = load_scenario(scenario)
         if out_dir is not None:
@@ -395,22 +413,38 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                       console=err, transient=True) as prog:
             prog.add_task(f"simulating {cohorts} cohorts x n = {ns[0]}..{ns[-1]}", total=None)
             with _task_map(scheduler, workers, folders) as map_tasks:
-                df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha, seed=seed,
-                                 registry=load_registry(), map_tasks=map_tasks)
+                per = None
+                if design:
+                    df, per = trial_power_curve(sc, ns, cohorts=cohorts, alpha=alpha,
+                                                seed=seed, registry=load_registry(),
+                                                map_tasks=map_tasks, per_cohort=True)
+                else:
+                    df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha,
+                                     seed=seed, registry=load_registry(),
+                                     map_tasks=map_tasks)
         if out_dir is not None:
-            _write_power(df, out_dir, overwrite=force)
+            _write_power(df, out_dir, overwrite=force, cohorts=per)
     except _analysis_errors() as e:
         _fail(str(e))
     first = df.iloc[0]
     table = Table("n per arm", "power", "95% CI",
                   title=f"{first['readout']} at {first['time_h']:g} h, {first['test']}, "
                         f"{first['groups']}, alpha {alpha:g}, {cohorts} cohorts")
+    if design:
+        table = Table("n", "arm", "n arm", "power", "95% CI", "mean estimate",
+                      title=f"{first['readout']} at {first['time_h']:g} h, {first['test']}, "
+                            f"against {first['control']}, alpha {alpha:g}, {cohorts} trials")
     for _, r in df.iterrows():
-        table.add_row(str(int(r["n"])), f"{r['power']:.2f}",
-                      f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]")
+        ci = f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+        if design:
+            table.add_row(str(int(r["n"])), str(r["arm"]), str(int(r["n_arm"])),
+                          f"{r['power']:.2f}", ci, f"{r['mean_estimate']:.2f}")
+        else:
+            table.add_row(str(int(r["n"])), f"{r['power']:.2f}", ci)
     out.print(table)
     if out_dir is not None:
-        out.print(f"wrote {out_dir}/power.csv and power.png")
+        out.print(f"wrote {out_dir}/power.csv{', power_cohorts.csv' if design else ''} "
+                  "and power.png")
 
 
 @app.command()

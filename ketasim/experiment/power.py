@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
 import pandas as pd
+from statsmodels.stats.proportion import proportion_confint
 
-from ketasim.analysis.power import PowerError, check_power_arguments, power_table
+from ketasim.analysis.power import (
+    POWER_COLUMNS,
+    PowerError,
+    check_power_arguments,
+    power_table,
+)
 from ketasim.analysis.stats import TIME_TOL_H
 from ketasim.experiment.runner import simulate
 from ketasim.params import Registry
 
-__all__ = ["MAX_SUBJECTS_PER_ARM", "power_curve"]
+__all__ = ["COHORT_COLUMNS", "MAX_SUBJECTS_PER_ARM", "TRIAL_POWER_COLUMNS", "power_curve",
+           "trial_power_curve"]
 
 #: Largest number of subjects simulated per arm (the scenario schema's limit on ``n``).
 MAX_SUBJECTS_PER_ARM = 100_000
@@ -136,3 +144,143 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
     return power_table(result.readouts, readout=comparison.readout, time_h=comparison.at,
                        arms=comparison.arms, test=comparison.test, ns=ns, cohorts=cohorts,
                        alpha=alpha, assay=comparison.assay)
+
+
+#: Columns of :func:`trial_power_curve`: those of a comparison's power table
+#: (:data:`ketasim.analysis.power.POWER_COLUMNS`; ``n`` the smallest arm's size, ``test``
+#: the primary analysis, ``groups`` control and arm), then the arm and its control, the
+#: arm's size, the mean primary estimate over the fitted cohorts and the cohorts whose
+#: primary analysis could not be fitted (counted as not significant).
+TRIAL_POWER_COLUMNS = [*POWER_COLUMNS, "arm", "control", "n_arm", "mean_estimate",
+                       "not_fitted"]
+#: Columns of the per-cohort table of :func:`trial_power_curve` (``power_cohorts.csv``).
+COHORT_COLUMNS = ["n", "cohort", "arm", "control", "estimate", "se", "p"]
+
+
+def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float = 0.05,
+                      seed: int | None = None, *, registry: Registry, map_tasks=None,
+                      progress=None, per_cohort: bool = False):
+    """Power of a trial design's primary analysis as a function of its size, by
+    simulation: the scenario's ``design:`` analysis (:func:`ketasim.experiment.trial.
+    analyse_trial`: the MMRM contrast of each arm against control at the primary visit,
+    or a crossover's within-patient contrast, with the design's dropout, intercurrent
+    events and strategy) run on ``cohorts`` simulated trials per size.
+
+    Sizes follow the design's randomisation ratio: at size ``n`` the arms with the
+    smallest share have ``n`` patients (candidates, with a ``population:``), the others
+    ``round(n * share / smallest share)``. The analysed arms are simulated once with
+    ``cohorts`` blocks of their largest size; cohort ``c`` at size ``n`` takes the first
+    patients of block ``c``, renumbered from 0. Patients' random streams depend on
+    (seed, arm, index) only, so cohort 0 at size ``n`` is the trial ``ketasim run``
+    simulates with those sizes and the same seed. ``progress(done, total)`` after each
+    analysed cohort. Returns the table (:data:`TRIAL_POWER_COLUMNS`, one row per size and
+    arm), and with ``per_cohort`` also each cohort's primary result
+    (:data:`COHORT_COLUMNS`).
+
+    Raises
+    ------
+    PowerError
+        No design, a stratified design (its allocation shares one pool between the arms,
+        which cohorts cut by arm would break), invalid ``ns``, ``cohorts`` or ``alpha``, or
+        more than 100000 patients per arm.
+    """
+    from ketasim.experiment.trial import analyse_trial
+
+    d = getattr(scenario, "design", None)
+    if d is None:
+        raise PowerError(f"scenario {scenario.name!r} has no 'design' block; trial power "
+                         "analyses a design's primary contrast (or use --compare)")
+    if d.stratify is not None:
+        raise PowerError("trial power of a stratified design is not supported: its "
+                         "allocation shares one pool between the arms")
+    ns, cohorts, alpha = check_power_arguments(ns, cohorts, alpha)
+    names = [a for a in d.analysed_arms(scenario.arm_names)] if d.crossover is None else [
+        a.name for a in scenario.arms if d.arms is None or a.name in d.arms]
+    ratio = d.randomisation or dict.fromkeys(names, 1.0)
+    low = min(ratio[a] for a in names)
+
+    def size(a: str, n: int) -> int:
+        return max(2, round(n * ratio[a] / low))
+
+    block = {a: size(a, ns[-1]) for a in names}
+    big = max(block.values()) * cohorts
+    if big > MAX_SUBJECTS_PER_ARM:
+        raise PowerError(f"the largest arm needs {big} patients for {cohorts} cohorts; "
+                         f"expected at most {MAX_SUBJECTS_PER_ARM} (use fewer cohorts or a "
+                         "smaller largest n)")
+    by_name = {a.name: a for a in scenario.arms}
+
+    def shaped(sizes: dict[str, int]):
+        return scenario.model_copy(update={
+            "arms": [by_name[a].model_copy(update={"n": sizes[a]}) for a in names],
+            "design": d.model_copy(update={"randomisation": None}), "compare": []})
+
+    pool = simulate(shaped({a: block[a] * cohorts for a in names}), seed=seed,
+                    registry=registry, map_tasks=map_tasks)
+    cut = {"readouts": pool.readouts, "disposition": pool.disposition,
+           "patients": pool.patients, "intercurrent": pool.intercurrent}
+    # each table split once by (arm, cohort block)
+    parts = {}
+    for key, table in cut.items():
+        if table is None:
+            continue
+        blk = table["subject"].to_numpy() // table["arm"].map(block).to_numpy()
+        parts[key] = dict(iter(table.groupby([table["arm"].to_numpy(), blk], sort=False)))
+
+    def cohort(key: str, c: int, sizes: dict[str, int]):
+        if key not in parts:
+            return None
+        frames = []
+        for a in names:
+            g = parts[key].get((a, c))
+            if g is None:
+                continue
+            local = g["subject"].to_numpy() - c * block[a]
+            frames.append(g[local < sizes[a]].assign(subject=local[local < sizes[a]]))
+        empty = cut[key].iloc[:0]
+        return pd.concat(frames, ignore_index=True) if frames else empty
+
+    test = ("crossover mixed model, Wald z" if d.crossover is not None else
+            f"MMRM {d.covariance}, {d.df}")
+    rows, each = [], []
+    done, total = 0, len(ns) * cohorts
+    for n in ns:
+        sizes = {a: size(a, n) for a in names}
+        sc = shaped(sizes)
+        found: dict[str, list[tuple[float, float]]] = {}
+        for c in range(cohorts):
+            tables = analyse_trial(sc, cohort("readouts", c, sizes),
+                                   cohort("disposition", c, sizes),
+                                   cohort("patients", c, sizes),
+                                   cohort("intercurrent", c, sizes))
+            t = tables.trial
+            con = t[(t["kind"] == "contrast") & t["primary"]]
+            for _, r in con.iterrows():
+                found.setdefault(r["arm"], []).append((float(r["p"]), float(r["estimate"])))
+                each.append({"n": n, "cohort": c, "arm": r["arm"], "control": d.control,
+                             "estimate": float(r["estimate"]), "se": float(r["se"]),
+                             "p": float(r["p"])})
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        others = ([a for a in names if a != d.control] if d.crossover is None else
+                  sorted({t for seq in d.crossover.treatments.values() for t in seq}
+                         - {d.control}))
+        for arm in others:
+            got = found.get(arm, [])
+            p = np.array([x[0] for x in got], dtype=float)
+            est = np.array([x[1] for x in got], dtype=float)
+            hits = int(np.sum(p < alpha))  # NaN p: not significant
+            lo, hi = proportion_confint(hits, cohorts, alpha=0.05, method="wilson")
+            rows.append({
+                "n": n, "power": hits / cohorts, "ci_low": float(lo), "ci_high": float(hi),
+                "cohorts": cohorts, "alpha": alpha, "test": test, "readout": d.scale,
+                "time_h": float(d.primary), "groups": f"{d.control};{arm}", "arm": arm,
+                "control": d.control, "n_arm": sizes.get(arm, n),
+                "mean_estimate": float(np.nanmean(est)) if np.isfinite(est).any()
+                else np.nan,
+                "not_fitted": cohorts - int(np.isfinite(p).sum())})
+    table = pd.DataFrame(rows, columns=TRIAL_POWER_COLUMNS)
+    if per_cohort:
+        return table, pd.DataFrame(each, columns=COHORT_COLUMNS)
+    return table

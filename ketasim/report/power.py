@@ -36,15 +36,21 @@ def power_figure(df: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(5.6, 4.0))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    x = d["n"].to_numpy(float)
-    ax.fill_between(x, d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float),
-                    color="C0", alpha=0.25, lw=0, label="95% Wilson interval")
-    ax.plot(x, d["power"].to_numpy(float), "-o", ms=4, color="C0", label="power")
+    lines = list(dict.fromkeys(d["groups"]))  # a trial design: one line per arm
+    for k, groups in enumerate(lines):
+        g = d[d["groups"] == groups]
+        x = g["n"].to_numpy(float)
+        name = "" if len(lines) == 1 else f" {groups.split(';')[-1]}"
+        ax.fill_between(x, g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float),
+                        color=f"C{k}", alpha=0.25, lw=0, label=f"95% Wilson interval{name}")
+        ax.plot(x, g["power"].to_numpy(float), "-o", ms=4, color=f"C{k}",
+                label=f"power{name}")
     ax.axhline(TARGET_POWER, ls="--", color="0.3", lw=1, label=f"power {TARGET_POWER:g}")
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("subjects per group (n)")
     ax.set_ylabel(f"power (P[p < {float(first['alpha']):g}])")
-    groups = str(first["groups"]).replace(";", " vs ")
+    groups = (str(first["groups"]).replace(";", " vs ") if len(lines) == 1 else
+              f"each arm vs {str(first['groups']).split(';')[0]}")
     ax.set_title(f"{first['readout']} at {float(first['time_h']):g} h, "
                  f"{first['test']}\n{groups}, {int(first['cohorts'])} cohorts per n",
                  fontsize=10)
