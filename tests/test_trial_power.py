@@ -120,3 +120,21 @@ def test_designs_power_cannot_analyse_are_one_error():
     with pytest.raises(PowerError, match="expected at most 100000"):
         trial_power_curve(load_scenario_text(_trial(6, 6)), [2000], cohorts=60,
                           registry=REG)
+
+
+def test_crossover_power_compares_patients_with_themselves():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_crossover import CROSS
+
+    text = CROSS.replace("n: 18", "n: 6")
+    table, each = trial_power_curve(load_scenario_text(text), [4, 6], cohorts=2,
+                                    registry=REG, per_cohort=True)
+    assert list(table["arm"]) == ["ketamine", "ketamine"]
+    assert (table["test"] == "crossover mixed model, Wald z").all()
+    estimate, p = _primary(text)
+    first = each[(each["n"] == 6) & (each["cohort"] == 0)].iloc[0]
+    assert first["estimate"] == pytest.approx(estimate, rel=1e-9)
+    assert first["p"] == pytest.approx(p, rel=1e-9)
