@@ -411,13 +411,20 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
             check_writable(out_dir, force)
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as prog:
-            prog.add_task(f"simulating {cohorts} cohorts x n = {ns[0]}..{ns[-1]}", total=None)
+            task = prog.add_task(f"simulating {cohorts} cohorts x n = {ns[0]}..{ns[-1]}",
+                                 total=None)
+
+            def analysed(done: int, total: int) -> None:  # trials analysed so far
+                prog.update(task, description=f"analysing {total} simulated trials",
+                            completed=done, total=total)
+
             with _task_map(scheduler, workers, folders) as map_tasks:
                 per = None
                 if design:
                     df, per = trial_power_curve(sc, ns, cohorts=cohorts, alpha=alpha,
                                                 seed=seed, registry=load_registry(),
-                                                map_tasks=map_tasks, per_cohort=True)
+                                                map_tasks=map_tasks, per_cohort=True,
+                                                progress=analysed)
                 else:
                     df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha,
                                      seed=seed, registry=load_registry(),
