@@ -111,12 +111,6 @@ def test_designs_power_cannot_analyse_are_one_error():
     plain = load_scenario_text(_trial(6, 6).split("design:")[0])
     with pytest.raises(PowerError, match="no 'design' block"):
         trial_power_curve(plain, [6], cohorts=2, registry=REG)
-    from pathlib import Path
-
-    strat = Path(__file__).resolve().parents[1] / "docs" / "examples" / "stratified_trd_trial.yaml"
-    with pytest.raises(PowerError, match="stratified design is not supported"):
-        trial_power_curve(load_scenario_text(strat.read_text()), [6], cohorts=2,
-                          registry=REG)
     with pytest.raises(PowerError, match="expected at most 100000"):
         trial_power_curve(load_scenario_text(_trial(6, 6)), [2000], cohorts=60,
                           registry=REG)
@@ -138,3 +132,17 @@ def test_crossover_power_compares_patients_with_themselves():
     first = each[(each["n"] == 6) & (each["cohort"] == 0)].iloc[0]
     assert first["estimate"] == pytest.approx(estimate, rel=1e-9)
     assert first["p"] == pytest.approx(p, rel=1e-9)
+
+
+def test_a_stratified_design_runs_each_trial_on_its_own():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / "stratified_trd_trial.yaml"
+    text = path.read_text().replace("n: 60", "n: 8")
+    table, each = trial_power_curve(load_scenario_text(text), [8], cohorts=2, registry=REG,
+                                    per_cohort=True)
+    estimate, p = _primary(text)
+    first = each[each["cohort"] == 0].iloc[0]
+    assert first["estimate"] == pytest.approx(estimate, rel=1e-12)
+    assert first["p"] == pytest.approx(p, rel=1e-12)
+    assert each["estimate"].nunique() == 2 and table["n_arm"].iloc[0] == 8

@@ -177,12 +177,16 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
     arm), and with ``per_cohort`` also each cohort's primary result
     (:data:`COHORT_COLUMNS`).
 
+    A stratified design allocates every arm from one shared pool, which cutting by arm
+    would break, so each of its trials is simulated on its own: trial 0 with the
+    scenario's seed, trial ``c`` with ``SeedSequence([seed, c])``'s first word (slower:
+    one simulation per trial).
+
     Raises
     ------
     PowerError
-        No design, a stratified design (its allocation shares one pool between the arms,
-        which cohorts cut by arm would break), invalid ``ns``, ``cohorts`` or ``alpha``, or
-        more than 100000 patients per arm.
+        No design, invalid ``ns``, ``cohorts`` or ``alpha``, or more than 100000 patients
+        per arm.
     """
     from ketasim.experiment.trial import analyse_trial
 
@@ -190,10 +194,8 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
     if d is None:
         raise PowerError(f"scenario {scenario.name!r} has no 'design' block; trial power "
                          "analyses a design's primary contrast (or use --compare)")
-    if d.stratify is not None:
-        raise PowerError("trial power of a stratified design is not supported: its "
-                         "allocation shares one pool between the arms")
     ns, cohorts, alpha = check_power_arguments(ns, cohorts, alpha)
+    strat = d.stratify is not None  # one shared pool: each trial simulated on its own
     names = [a for a in d.analysed_arms(scenario.arm_names)] if d.crossover is None else [
         a.name for a in scenario.arms if d.arms is None or a.name in d.arms]
     ratio = d.randomisation or dict.fromkeys(names, 1.0)
@@ -213,12 +215,16 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
     def shaped(sizes: dict[str, int]):
         return scenario.model_copy(update={
             "arms": [by_name[a].model_copy(update={"n": sizes[a]}) for a in names],
-            "design": d.model_copy(update={"randomisation": None}), "compare": []})
+            "design": d if strat else d.model_copy(update={"randomisation": None}),
+            "compare": []})
 
-    pool = simulate(shaped({a: block[a] * cohorts for a in names}), seed=seed,
-                    registry=registry, map_tasks=map_tasks)
-    cut = {"readouts": pool.readouts, "disposition": pool.disposition,
-           "patients": pool.patients, "intercurrent": pool.intercurrent}
+    base = scenario.seed if seed is None else int(seed)
+    cut = {}
+    if not strat:
+        pool = simulate(shaped({a: block[a] * cohorts for a in names}), seed=seed,
+                        registry=registry, map_tasks=map_tasks)
+        cut = {"readouts": pool.readouts, "disposition": pool.disposition,
+               "patients": pool.patients, "intercurrent": pool.intercurrent}
     # each table split once by (arm, cohort block)
     parts = {}
     for key, table in cut.items():
@@ -249,10 +255,17 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
         sc = shaped(sizes)
         found: dict[str, list[tuple[float, float]]] = {}
         for c in range(cohorts):
-            tables = analyse_trial(sc, cohort("readouts", c, sizes),
-                                   cohort("disposition", c, sizes),
-                                   cohort("patients", c, sizes),
-                                   cohort("intercurrent", c, sizes))
+            if strat:  # trial c with its own seed (trial 0: the scenario's)
+                own = base if c == 0 else int(
+                    np.random.SeedSequence([base, c]).generate_state(1)[0])
+                r = simulate(sc, seed=own, registry=registry, map_tasks=map_tasks)
+                tables = analyse_trial(sc, r.readouts, r.disposition, r.patients,
+                                       r.intercurrent)
+            else:
+                tables = analyse_trial(sc, cohort("readouts", c, sizes),
+                                       cohort("disposition", c, sizes),
+                                       cohort("patients", c, sizes),
+                                       cohort("intercurrent", c, sizes))
             t = tables.trial
             con = t[(t["kind"] == "contrast") & t["primary"]]
             for _, r in con.iterrows():
