@@ -196,16 +196,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                   scenario_text=text, nwb=nwb, backend=_backend(scheduler, workers))
     except _user_errors() as e:
         _fail(str(e))
-    trial = (", trial.csv, endpoints.csv, consort.csv, disposition.csv"
-             + (", strata.csv" if sc.design.stratify else "")
-             + (", relapse*.csv" if sc.design.relapse is not None else "")
-             + (", intercurrent.csv, intercurrent_summary.csv" if sc.design.intercurrent
-                else "")
-             if sc.design is not None else "")
-    if any(getattr(a, "population", None) is not None for a in sc.arms):
-        trial += ", patients.csv"
-    out.print(f"wrote {out_dir}/ (readouts.parquet, summary.csv, stats.csv{trial}, "
-              f"manifest.json, report.html{', nwb/' if nwb else ''})")
+    out.print(f"wrote {out_dir}/ ({_written(out_dir)})")
     rss = peak_rss_mb()
     out.print(f"{time.perf_counter() - t0:.1f} s"
               + ("" if rss is None else f", peak RSS {rss:,.0f} MB"))
@@ -340,6 +331,15 @@ def _target_sensitivity(table, folder: Path, paths, targets, chosen, registry, w
     sens.to_csv(folder / "target_sensitivity.csv", index=False)
     top = top_parameters(sens)
     return table.assign(sensitive_to=table["target_id"].map(top).fillna("not computed"))
+
+
+def _written(folder: Path) -> str:
+    """What a command wrote into ``folder``, read back from the folder itself (so the
+    message cannot fall out of step with the writers); PNG figures are counted."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(folder).iterdir())
+    figures = sum(n.endswith(".png") for n in names)
+    return ", ".join([n for n in names if not n.endswith(".png")]
+                     + ([f"{figures} figure{'s' if figures != 1 else ''}"] if figures else []))
 
 
 def _write_power(df, out_dir: Path, overwrite: bool = False, cohorts=None) -> Path:

@@ -161,6 +161,12 @@ def test_run_writes_the_events_and_reports_them(tmp_path):
     assert summary["patients"].sum() == len(events)
     page = (tmp_path / "o" / "report.html").read_text()
     assert "Intercurrent events" in page and "treatment policy" in page
+    # the 'wrote' line is read back from the folder: every file it holds, figures counted
+    said = " ".join(res.output.split())
+    for f in (tmp_path / "o").iterdir():
+        if f.suffix != ".png":
+            assert f.name in said, f.name
+    assert f"{len(list((tmp_path / 'o').glob('*.png')))} figures" in said
 
 
 def test_rescue_medication_starts_at_the_event_and_only_then(runs):
@@ -281,6 +287,7 @@ def test_the_worked_example_runs():
             / "repeated_infusions_intercurrent.yaml")
     sc = load_scenario_text(path.read_text().replace("n: 60", "n: 15"))
     r = simulate(sc, registry=load_registry())
+    assert len(r.intercurrent) > 0
     eligible = r.patients.loc[r.patients["eligible"], ["arm", "subject"]]
     seen = set(zip(eligible["arm"], eligible["subject"], strict=True))
     assert all((a, s) in seen for a, s in zip(r.intercurrent["arm"],

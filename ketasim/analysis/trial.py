@@ -743,8 +743,8 @@ def paired_binary_endpoint(df: pd.DataFrame, subject_col: str, arm_col: str,
     Per treatment (``arm_col``): ``n`` subject-periods, ``events`` and ``proportion`` with
     its Wilson interval. Each other treatment against ``control``, within subjects:
 
-    * the paired table over the ``n_pairs`` subjects who had both (their first period of
-      each): ``both``, ``arm_only`` (event on the treatment only), ``control_only``,
+    * the paired table over the ``n_pairs`` subjects who had both (a subject's first row
+      on each treatment): ``both``, ``arm_only`` (event on the treatment only), ``control_only``,
       ``neither``;
     * ``risk_difference`` of the paired proportions with Newcombe's interval
       (:func:`paired_rd_interval`);
@@ -758,8 +758,8 @@ def paired_binary_endpoint(df: pd.DataFrame, subject_col: str, arm_col: str,
     * ``clogit_or``: the odds ratio of a conditional logistic regression of the event on
       the treatment and period indicators, stratified by subject (statsmodels
       ``ConditionalLogit``; all subjects and treatments in one model), with its Wald
-      interval and p: the analysis that allows for a period effect (for two periods and
-      no period effect it is the conditional odds ratio above). NaN with a
+      interval and p: the analysis that allows for a period effect (for two periods,
+      without the period term, it would be the conditional odds ratio above). NaN with a
       ``clogit_note`` when it cannot be estimated (no discordant subject, or separation).
 
     Parameters

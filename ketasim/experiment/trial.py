@@ -34,6 +34,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,7 @@ __all__ = [
     "INTERCURRENT_SUMMARY_COLUMNS",
     "TRIAL_COLUMNS",
     "IntercurrentPlan",
+    "IntercurrentRule",
     "TrialTables",
     "analyse_trial",
     "apply_dropout",
@@ -100,18 +102,26 @@ ICE_ASSAY = "intercurrent"
 INTERCURRENT_COLUMNS = ["arm", "subject", "event", "time_h"]
 
 
+class IntercurrentRule(NamedTuple):
+    """One intercurrent event of a design, for one arm (see :class:`IntercurrentPlan`)."""
+
+    name: str
+    assay: str  # the assay that rates the trigger readout
+    readout: str
+    above: bool  # the threshold is ``>=`` (else ``<=``)
+    value: float
+    after: float  # the first visit time that counts (h)
+    entries: tuple[tuple[int, float], ...]  # withheld protocol entries: (index, time h)
+    rescue: tuple  # rescue drug events, times from the event, one dose each
+    ref: float  # the visit a fractional change is taken from (h; NaN: the rating itself)
+
+
 @dataclass(frozen=True)
 class IntercurrentPlan:
-    """A design's intercurrent events as the runner carries them out in one arm (plain
-    tuples, so a distributed run can pickle it). ``rules``: per event, its name, the
-    assay and readout that trigger it, the threshold (``above``: ``>=``, else ``<=``),
-    the first visit time that counts, the protocol entries it withholds as (entry
-    index, entry time), the rescue doses it starts (drug events, times from the event,
-    one dose each), and the visit whose rating a fractional change is taken from (NaN:
-    the threshold is on the rating itself)."""
+    """A design's intercurrent events as the runner carries them out in one arm (named
+    tuples, so a distributed run can pickle it), in the design's order."""
 
-    rules: tuple[tuple[str, str, str, bool, float, float, tuple[tuple[int, float], ...],
-                       tuple, float], ...]
+    rules: tuple[IntercurrentRule, ...]
 
     @staticmethod
     def of(design, arm, analysed: Iterable[str]) -> IntercurrentPlan | None:
@@ -125,15 +135,15 @@ class IntercurrentPlan:
                             if getattr(ev, "drug", None) in e.withhold)
             above = e.at_or_above is not None
             rescue = tuple(d for ev in (e.rescue or []) for d in ev.repeated())
-            rules.append((e.name, SCALE_READOUTS[e.readout][0], e.readout, above,
-                          float(e.at_or_above if above else e.at_or_below), float(e.after),
-                          entries, rescue,
-                          np.nan if e.relative_to is None else float(e.relative_to)))
+            rules.append(IntercurrentRule(
+                e.name, SCALE_READOUTS[e.readout][0], e.readout, above,
+                float(e.at_or_above if above else e.at_or_below), float(e.after), entries,
+                rescue, np.nan if e.relative_to is None else float(e.relative_to)))
         return IntercurrentPlan(tuple(rules))
 
     @property
     def assays(self) -> set[str]:
-        return {r[1] for r in self.rules}
+        return {r.assay for r in self.rules}
 
     def first_events(self, subjects: np.ndarray, rows: dict[str, pd.DataFrame]
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -143,8 +153,9 @@ class IntercurrentPlan:
         tie the rule listed first counts."""
         stop = np.full(subjects.size, np.inf)
         which = np.full(subjects.size, -1, dtype=np.int64)
-        for r, (_, assay, readout, above, value, after, _, _, ref) in enumerate(self.rules):
-            df = rows[assay]
+        for r, rule in enumerate(self.rules):
+            readout, above, value, ref = rule.readout, rule.above, rule.value, rule.ref
+            df = rows[rule.assay]
             v = df["value"].to_numpy(float)
             t = df["time_h"].to_numpy(float)
             this = df["readout"].to_numpy() == readout
@@ -155,7 +166,7 @@ class IntercurrentPlan:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     v = np.where(y0 > 0, (v - y0) / y0, np.nan)  # no rating then: none
             with np.errstate(invalid="ignore"):
-                hit = this & (t >= after) & ((v >= value) if above else (v <= value))
+                hit = this & (t >= rule.after) & ((v >= value) if above else (v <= value))
             if not hit.any():
                 continue
             first = pd.Series(t[hit]).groupby(df["subject"].to_numpy()[hit]).min()
@@ -170,14 +181,15 @@ class IntercurrentPlan:
         """The subjects with an event, grouped by rule and time: (rule, time, positions in
         the chunk), in order of rule, then time."""
         hit = np.flatnonzero(np.isfinite(stop))
-        keys = sorted({(int(which[k]), float(stop[k])) for k in hit})
-        return [(r, t, hit[(which[hit] == r) & (stop[hit] == t)]) for r, t in keys]
+        keys = np.unique(np.column_stack([which[hit], stop[hit]]), axis=0)  # sorted
+        return [(int(r), float(t), hit[(which[hit] == r) & (stop[hit] == t)])
+                for r, t in keys]
 
     def rescued(self, arm, r: int, t: float):
         """``arm`` with rule ``r``'s rescue doses appended to its protocol, started at
         time ``t`` (the arm itself without rescue). Appended, so the protocol's own
         entries keep their indices and drug slots."""
-        rescue = self.rules[r][7]
+        rescue = self.rules[r].rescue
         if not rescue:
             return arm
         return arm.model_copy(update={"protocol": [
@@ -186,7 +198,7 @@ class IntercurrentPlan:
     def withhold(self, events, r: int, t: float):
         """``events`` (:class:`ketasim.signaling.protocol.EventTable`, the subjects of one
         group) without rule ``r``'s withheld doses after time ``t``."""
-        entries = dict(self.rules[r][6])
+        entries = dict(self.rules[r].entries)
         if not entries:
             return events
         return events.withhold(entries, np.full(events.values.shape[0], t))
@@ -198,7 +210,7 @@ class IntercurrentPlan:
         k = np.flatnonzero(np.isfinite(stop))
         return pd.DataFrame({
             "arm": arm, "subject": subjects[k].astype(np.int64), "assay": ICE_ASSAY,
-            "readout": np.array([self.rules[r][0] for r in which[k]], dtype=object),
+            "readout": np.array([self.rules[r].name for r in which[k]], dtype=object),
             "time_h": stop[k], "value": 1.0, "unit": "1"})
 
 
@@ -433,8 +445,9 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
     (:attr:`ketasim.experiment.runner.RunResult.intercurrent`, required with
     ``design.intercurrent``): under the ``hypothetical`` strategy each patient's ratings
     of the scale after their event are set missing before the analysis (the rating at
-    the event's visit was made on treatment and stays); under ``treatment_policy``
-    every rating counts. Either way :attr:`TrialTables.intercurrent_summary` counts the
+    the event's visit was made on treatment and stays); under ``while_on_treatment``
+    they take the patient's last rating at or before the event; under
+    ``treatment_policy`` every rating counts. Either way :attr:`TrialTables.intercurrent_summary` counts the
     events per arm."""
     d = scenario.design
     if d.crossover is not None:
@@ -528,15 +541,22 @@ def analyse_trial(scenario, readouts: pd.DataFrame,
                        None if ice_counts is None else intercurrent, ice_counts)
 
 
+def _event_times(readouts: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
+    """Per readout row, the time of its patient's (first) intercurrent event (NaN:
+    none)."""
+    first = events.drop_duplicates(["arm", "subject"])
+    at = pd.Series(first["time_h"].to_numpy(float),
+                   index=pd.MultiIndex.from_arrays([first["arm"], first["subject"]]))
+    keys = pd.MultiIndex.from_arrays([readouts["arm"], readouts["subject"]])
+    return at.reindex(keys).to_numpy(float)
+
+
 def _while_on_treatment(readouts: pd.DataFrame, events: pd.DataFrame, scale: str
                         ) -> tuple[pd.DataFrame, int]:
     """Each event patient's ratings of ``scale`` after the event replaced by their last
     rating at or before it (a patient with none before it keeps theirs)."""
-    at = events.drop_duplicates(["arm", "subject"])
-    at = pd.Series(at["time_h"].to_numpy(float),
-                   index=pd.MultiIndex.from_arrays([at["arm"], at["subject"]]))
     keys = pd.MultiIndex.from_arrays([readouts["arm"], readouts["subject"]])
-    limit = at.reindex(keys).to_numpy(float)  # NaN: no event
+    limit = _event_times(readouts, events)
     time = readouts["time_h"].to_numpy(float)
     mine = (readouts["readout"] == scale).to_numpy() & np.isfinite(limit)
     before = readouts[mine & (time <= limit)].sort_values("time_h", kind="stable")
@@ -583,10 +603,7 @@ def _intercurrent(scenario, readouts: pd.DataFrame, events: pd.DataFrame,
     counts = pd.DataFrame(rows, columns=INTERCURRENT_SUMMARY_COLUMNS)
     total = int(counts["patients"].sum())
     if d.strategy == "hypothetical" and len(events):
-        keys = pd.MultiIndex.from_arrays([readouts["arm"], readouts["subject"]])
-        at = pd.Series(events["time_h"].to_numpy(float),
-                       index=pd.MultiIndex.from_arrays([events["arm"], events["subject"]]))
-        limit = at[~at.index.duplicated()].reindex(keys).to_numpy(float)
+        limit = _event_times(readouts, events)
         drop = (readouts["readout"].to_numpy() == d.scale) & (
             readouts["time_h"].to_numpy(float) > limit)  # NaN limit: kept
         readouts = readouts.loc[~drop].reset_index(drop=True)

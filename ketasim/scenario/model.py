@@ -1217,7 +1217,8 @@ class Intercurrent(BaseModel):
         "fall of less than 25% (lack of efficacy)")
     withhold: list[DrugName] = Field(
         min_length=1, description="the drugs stopped: their doses after the event's visit "
-        "are not given (e.g. [ketamine]; a background antidepressant not listed goes on)")
+        "are not given (a dose at the visit's own time was given with it; e.g. [ketamine]; "
+        "a background antidepressant not listed goes on)")
     rescue: list[DrugEvent] | None = Field(
         default=None, min_length=1,
         description="rescue medication started at the event: drug doses whose 'at' counts "
