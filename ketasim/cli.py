@@ -74,6 +74,33 @@ def _analysis_errors():
 
 COMPOUNDS_HELP = ("a folder of your own compound files (compounds/NAME.yaml), added to the "
                   "built-ins; repeat for several")
+SET_HELP = ("set a registry parameter for this command: NAME=VALUE (repeat, or "
+            "comma-separate), within its range (ketasim params); the manifest and report "
+            "list every value changed")
+
+
+def _check_set_disjoint(settings: list[str] | None, names, what: str) -> None:
+    """A parameter is either set (``--set``) or varied / fitted, not both."""
+    from ketasim.params import load_registry, parse_settings
+
+    both = sorted(set(parse_settings(load_registry(), settings)) & set(names))
+    if both:
+        _fail(f"--set {both[0]}: also {what} here; a parameter is either set or {what}")
+
+
+def _registry(settings: list[str] | None):
+    """The parameter registry a command runs with: the packaged one, with the ``--set``
+    values (one clear error for an unknown name, a non-number or a value outside the
+    parameter's range)."""
+    from ketasim.params import RegistryError, load_registry
+
+    registry = load_registry()
+    if not settings:
+        return registry
+    try:
+        return registry.with_settings(settings)
+    except RegistryError as e:
+        _fail(str(e))
 
 
 def _add_compounds(folders: list[Path] | None) -> list[Path]:
@@ -149,25 +176,25 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         nwb: bool = typer.Option(False, "--nwb", help="also write one NWB file per subject "
                                  "and session under --out/nwb/ (sub-<id>/ses-<id> layout)"),
         scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
-        workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP)):
+        workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
+        settings: list[str] | None = typer.Option(None, "--set", help=SET_HELP)):
     """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out.
 
     With --scheduler, each arm's subjects go to Dask workers in chunks; the numbers are
     the same as without it."""
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
-    from ketasim.params import load_registry
     from ketasim.provenance import peak_rss_mb, utc_now
     from ketasim.report.run_folder import write_run
     from ketasim.scenario import load_scenario
 
     folders = _add_compounds(compounds)
+    registry = _registry(settings)
     try:
         if seed is not None and not (0 <= seed < 2**63):
             _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
         _check_workers(scheduler, workers)
         sc = load_scenario(scenario)
-        registry = load_registry()
         check_supported(sc, registry)
         check_writable(out_dir, force)
         source = _scenario_file(scenario)
@@ -225,13 +252,13 @@ def validate(
         "target depends on most (Morris; writes target_sensitivity.csv and adds the top "
         "three to the report)"),
     scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+    settings: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ):
     """Run the replicas of the published experiments and compare every literature target.
 
     Writes validation.csv, manifest.json and report.html to --out; exits 1 if a target
     fails."""
     from ketasim.io.results import OutputError, atomic_dir, write_json
-    from ketasim.params import load_registry
     from ketasim.provenance import utc_now
     from ketasim.report.validation_report import write_validation_report
     from ketasim.validation.run import (
@@ -247,12 +274,12 @@ def validate(
 
     ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
     folders = _add_compounds(compounds)
+    registry = _registry(settings)
     try:
         check_seeds(seeds)
         check_expect(expect)
         if scheduler is not None:
             _check_workers(scheduler, workers)
-        registry = load_registry()
         paths, targets = sources(replicas_dir, targets_file)
         chosen = plan(ids or None, paths, targets)
         previous = out_dir.exists() and any(out_dir.iterdir())
@@ -342,15 +369,17 @@ def _written(folder: Path) -> str:
                      + ([f"{figures} figure{'s' if figures != 1 else ''}"] if figures else []))
 
 
-def _write_power(df, out_dir: Path, overwrite: bool = False, cohorts=None) -> Path:
-    """Write ``power.csv`` and ``power.png`` (a power table and its curve) into
-    ``out_dir`` atomically: nothing is left behind when writing fails.
+def _write_power(df, out_dir: Path, overwrite: bool = False, cohorts=None,
+                 manifest: dict | None = None) -> Path:
+    """Write ``power.csv`` and ``power.png`` (a power table and its curve), and
+    ``manifest.json`` when given, into ``out_dir`` atomically: nothing is left behind
+    when writing fails.
 
     ``out_dir`` must not exist or be empty unless ``overwrite``, which replaces an
     existing folder as a whole; raises :class:`ketasim.io.results.OutputError` when the
     folder cannot be written.
     """
-    from ketasim.io.results import atomic_dir
+    from ketasim.io.results import atomic_dir, write_json
     from ketasim.report.power import plot_power
 
     out_dir = Path(out_dir)
@@ -359,6 +388,8 @@ def _write_power(df, out_dir: Path, overwrite: bool = False, cohorts=None) -> Pa
         if cohorts is not None:
             cohorts.to_csv(tmp / "power_cohorts.csv", index=False)
         plot_power(df, tmp / "power.png")
+        if manifest is not None:
+            write_json(manifest, tmp / "manifest.json")
     return out_dir
 
 
@@ -383,7 +414,8 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
           compounds: list[Path] | None = typer.Option(None, "--compounds",
                                                       help=COMPOUNDS_HELP),
           scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
-          workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP)):
+          workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
+          settings: list[str] | None = typer.Option(None, "--set", help=SET_HELP)):
     """Power of a scenario's comparison by simulation, for planning group sizes.
 
     With --design, the power of the scenario's trial design instead: its primary analysis
@@ -393,10 +425,12 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
     the table is the same."""
     from ketasim.analysis.power import PowerError, parse_n_range
     from ketasim.experiment.power import power_curve, trial_power_curve
-    from ketasim.params import load_registry
+    from ketasim.provenance import collect, utc_now
     from ketasim.scenario import load_scenario
 
     folders = _add_compounds(compounds)
+    registry = _registry(settings)
+    started = utc_now()
     try:
         _check_workers(scheduler, workers)
         if (compare is None) == (not design):
@@ -422,15 +456,23 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                 per = None
                 if design:
                     df, per = trial_power_curve(sc, ns, cohorts=cohorts, alpha=alpha,
-                                                seed=seed, registry=load_registry(),
+                                                seed=seed, registry=registry,
                                                 map_tasks=map_tasks, per_cohort=True,
                                                 progress=analysed)
                 else:
                     df = power_curve(sc, compare, ns, cohorts=cohorts, alpha=alpha,
-                                     seed=seed, registry=load_registry(),
+                                     seed=seed, registry=registry,
                                      map_tasks=map_tasks)
         if out_dir is not None:
-            _write_power(df, out_dir, overwrite=force, cohorts=per)
+            source = _scenario_file(scenario)
+            man = collect(registry=registry, started=started, inputs=[source],
+                          scenario_text=source.read_bytes().decode("utf-8-sig")) | {
+                "command": "power", "scenario": sc.name,
+                "analysis": "design" if design else {"compare": compare},
+                "n": [int(x) for x in ns], "cohorts": cohorts, "alpha": alpha,
+                "seed": sc.seed if seed is None else seed,
+                "backend": _backend(scheduler, workers)}
+            _write_power(df, out_dir, overwrite=force, cohorts=per, manifest=man)
     except _analysis_errors() as e:
         _fail(str(e))
     first = df.iloc[0]
@@ -450,8 +492,7 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
             table.add_row(str(int(r["n"])), f"{r['power']:.2f}", ci)
     out.print(table)
     if out_dir is not None:
-        out.print(f"wrote {out_dir}/power.csv{', power_cohorts.csv' if design else ''} "
-                  "and power.png")
+        out.print(f"wrote {out_dir}/ ({_written(out_dir)})")
 
 
 @app.command()
@@ -479,6 +520,7 @@ def screen(
     force: bool = typer.Option(False, "--force", help="replace an existing --out folder"),
     compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
     scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+    settings: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ):
     """Screen candidate compounds through one protocol and rank them.
 
@@ -489,7 +531,6 @@ def screen(
     tail-suspension rescue at 3 h and 48 h. Writes screen.csv, screen.parquet,
     readouts.parquet, screen_scenario.yaml, manifest.json and report.html to --out."""
     from ketasim.io.results import OutputError, atomic_dir
-    from ketasim.params import load_registry
     from ketasim.pk.compounds import CompoundError, add_compounds
     from ketasim.provenance import utc_now
     from ketasim.report.screen import write_screen
@@ -503,6 +544,7 @@ def screen(
     )
 
     folders = _add_compounds(compounds)
+    registry = _registry(settings)
     names = [s.strip() for item in (only or []) for s in item.split(",") if s.strip()]
     try:
         if workers is not None and workers < 1:
@@ -526,7 +568,6 @@ def screen(
         if previous and not force and not (out_dir / "screen.csv").exists():
             raise OutputError(f"--out {out_dir}: folder exists, is not empty and holds no "
                               "earlier screen; choose another folder or pass --force")
-        registry = load_registry()
         with atomic_dir(out_dir, overwrite=True) as tmp:
             started = utc_now()
             with Progress(TextColumn("{task.description}"), BarColumn(),
@@ -656,7 +697,9 @@ def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-
           chunk: int | None = typer.Option(None, "--chunk", help="samples per task"),
           seed: int | None = typer.Option(None, "--seed", help="override the scenario seed"),
           compounds: list[Path] | None = typer.Option(None, "--compounds",
-                                                      help=COMPOUNDS_HELP)):
+                                                      help=COMPOUNDS_HELP),
+          settings: list[str] | None = typer.Option(
+              None, "--set", help=SET_HELP + "; the varied names may not be among them")):
     """Run SCENARIO over a grid or a sample of parameters and scenario fields.
 
     Chunks are written atomically as Parquet (resumable; the same numbers whatever the
@@ -664,12 +707,15 @@ def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-
     from ketasim.sweep.core import parse_vary, read_samples, run_sweep
 
     folders = _add_compounds(compounds)
+    registry = _registry(settings)
     try:
         if (vary is None) == (samples_file is None):
             _fail("give --vary or --samples (one of them)")
         samples = parse_vary(vary) if vary else read_samples(samples_file)
+        _check_set_disjoint(settings, samples.columns, "varied")
         run_sweep(scenario, samples, out_dir, seed=seed, scheduler=scheduler,
-                  workers=workers, chunk_samples=chunk, compounds=folders)
+                  workers=workers, chunk_samples=chunk, compounds=folders,
+                  registry=registry)
     except _analysis_errors() as e:
         _fail(str(e))
     out.print(f"wrote {out_dir}/ ({len(samples)} samples: chunks/part-*.parquet, "
@@ -729,18 +775,20 @@ def calibrate(
         petab: Path | None = typer.Option(None, "--petab", help="also export the problem as "
                                           "PEtab tables plus SBML into this folder"),
         force: bool = typer.Option(False, "--force", help="replace an existing --out"),
-        compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP)):
+        compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
+        settings: list[str] | None = typer.Option(
+            None, "--set", help=SET_HELP + "; the fitted parameters may not be among them")):
     """Fit registry parameters to data by ABC-SMC (pyabc) or maximum likelihood.
 
     Writes the posterior, a report with prior vs posterior and posterior-predictive
     checks."""
-    from ketasim.params import load_registry
     from ketasim.sweep.calibrate import calibrate as run_calibration
     from ketasim.sweep.calibrate import export_petab
 
     folders = _add_compounds(compounds)
+    registry = _registry(settings)
     try:
-        registry = load_registry()
+        _check_set_disjoint(settings, [x.strip() for x in params.split(",")], "fitted")
         if petab is not None:
             export_petab(scenario, data, params, petab, registry=registry)
         run_calibration(scenario, data, params, out_dir, method=method,

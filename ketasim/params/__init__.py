@@ -7,6 +7,8 @@ from ketasim.params.registry import (
     RegistryError,
     load_registry,
     parse_registry,
+    parse_settings,
 )
 
-__all__ = ["ParamGroup", "Parameter", "Registry", "RegistryError", "load_registry", "parse_registry"]
+__all__ = ["ParamGroup", "Parameter", "Registry", "RegistryError", "load_registry", "parse_registry",
+           "parse_settings"]

@@ -106,6 +106,52 @@ class Registry:
                                      p.description, p.bsv_cv, p.bsv_corr, p.bsv_logit_sd)
         return Registry(params)
 
+    def with_settings(self, specs, option: str = "--set") -> Registry:
+        """A copy with the values of ``NAME=VALUE`` settings (strings, each one setting or
+        several separated by commas), as a command line gives them: every name a
+        parameter of this registry, given once, every value a finite number within the
+        parameter's range (the bounds calibration and sensitivity analysis use). Anything
+        else is one :class:`RegistryError` naming ``option`` and the bad setting."""
+        return self.with_values(parse_settings(self, specs, option))
+
+
+def parse_settings(registry: Registry, specs, option: str = "--set") -> dict[str, float]:
+    """``{name: value}`` of ``NAME=VALUE`` settings, checked as
+    :meth:`Registry.with_settings` says."""
+    import difflib
+
+    out: dict[str, float] = {}
+    for spec in specs or ():
+        for item in str(spec).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            name, eq, text = (s.strip() for s in item.partition("="))
+            if not eq or not name or not text:
+                raise RegistryError(f"{option} {item!r}: expected NAME=VALUE, a registry "
+                                    "parameter and its value (ketasim params lists them)")
+            if name not in registry:
+                close = difflib.get_close_matches(name, list(registry.parameters), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise RegistryError(f"{option} {item}: {name!r} is not a parameter of the "
+                                    f"registry{hint}; ketasim params lists them")
+            if name in out:
+                raise RegistryError(f"{option} {item}: {name!r} is given twice")
+            try:
+                value = float(text)
+            except ValueError:
+                raise RegistryError(f"{option} {item}: got {text!r}; expected a number "
+                                    f"(in {registry[name].unit})") from None
+            p = registry[name]
+            if not math.isfinite(value):
+                raise RegistryError(f"{option} {item}: got {value!r}; expected a finite "
+                                    "number")
+            if not p.low <= value <= p.high:
+                raise RegistryError(f"{option} {item}: outside the parameter's range "
+                                    f"[{p.low:g}, {p.high:g}] {p.unit}")
+            out[name] = value
+    return out
+
 
 def _parse_entry(raw: dict, index: int) -> Parameter:
     if not isinstance(raw, dict):

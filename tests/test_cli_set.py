@@ -1,0 +1,151 @@
+"""``--set NAME=VALUE``: a registry parameter changed for one command (run, validate,
+power, screen, sweep, calibrate), checked like a sweep's values and recorded in the
+manifest and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ketasim.cli import app
+from ketasim.params import RegistryError, load_registry, parse_settings
+
+REG = load_registry()
+CL = "pk.mouse.ketamine.cl"
+KP = "pk.mouse.ketamine.kp_brain"
+
+SMALL = """
+name: small
+species: mouse
+seed: 3
+arms:
+  - name: ketamine
+    n: 3
+    protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}]
+    assays:
+      - {assay: plasma_pk, at: [10min, 1h]}
+"""
+
+
+@pytest.fixture
+def small(tmp_path) -> Path:
+    p = tmp_path / "small.yaml"
+    p.write_text(SMALL)
+    return p
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_settings_parse_repeated_and_comma_separated():
+    p = REG[CL]
+    v1, v2 = (p.low + p.high) / 2, REG[KP].low
+    got = parse_settings(REG, [f"{CL}={v1}", f" {KP} = {v2} ,"])
+    assert got == {CL: v1, KP: v2}
+    new = REG.with_settings([f"{CL}={v1},{KP}={v2}"])
+    assert new[CL].value == v1 and new[KP].value == v2
+    assert new[CL].source == p.source and (new[CL].low, new[CL].high) == (p.low, p.high)
+    # every other parameter keeps its value; the packaged registry is not touched
+    assert all(new[q.name].value == q.value for q in REG if q.name not in (CL, KP))
+    assert load_registry()[CL].value == p.value
+    assert REG.with_settings([]).values() == REG.values()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("pk.mouse.ketamine.cl", "expected NAME=VALUE"),
+    ("=3", "expected NAME=VALUE"),
+    ("pk.mouse.ketamine.cl=", "expected NAME=VALUE"),
+    ("pk.mouse.ketamine.clx=3", (r"not a parameter of the registry \(did you mean "
+                                 r"'pk.mouse.ketamine.cl'\?\)")),
+    ("pk.mouse.ketamine.cl=fast", "got 'fast'; expected a number"),
+    ("pk.mouse.ketamine.cl=nan", "expected a finite number"),
+    ("pk.mouse.ketamine.cl=1e9", r"outside the parameter's range \["),
+    ("pk.mouse.ketamine.cl=3,pk.mouse.ketamine.cl=4", "given twice"),
+])
+def test_settings_errors_name_the_setting(spec, message):
+    with pytest.raises(RegistryError, match=message) as e:
+        parse_settings(REG, [spec], option="--set")
+    assert str(e.value).startswith("--set ")
+
+
+def test_run_with_set_changes_the_numbers_and_records_them(small, tmp_path):
+    p = REG[CL]
+    fast = min(p.high, 2 * p.value)
+    assert invoke("run", small, "--out", tmp_path / "a").exit_code == 0
+    res = invoke("run", small, "--out", tmp_path / "b", "--set", f"{CL}={fast}")
+    assert res.exit_code == 0, res.output
+    a = pd.read_parquet(tmp_path / "a" / "readouts.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "readouts.parquet")
+    key = ["arm", "subject", "readout", "time_h"]
+    ab = a.merge(b, on=key, suffixes=("_a", "_b"))
+    late = ab[(ab["readout"] == "ketamine_plasma_ng_ml") & (ab["time_h"] == 1.0)]
+    assert len(late) == 3 and np.all(late["value_b"] < late["value_a"])  # cleared faster
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert man["registry"]["changed"] == [{"name": CL, "default": p.value, "value": fast}]
+    base = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert base["registry"]["changed"] == []
+    assert base["registry"]["sha256"] != man["registry"]["sha256"]
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert 'id="changed-parameters"' in html and CL in html
+
+
+def test_bad_set_is_one_clear_error_and_writes_nothing(small, tmp_path):
+    for cmd in (["run", small, "--out", tmp_path / "r"],
+                ["validate", "--only", "T-PK-05", "--out", tmp_path / "v"],
+                ["power", small, "--design", "--out", tmp_path / "p"],
+                ["screen", "--out", tmp_path / "s"]):
+        res = invoke(*cmd, "--set", "pk.mouse.ketamine.cl=-1")
+        assert res.exit_code == 2, (cmd, res.output)
+        assert "error: --set pk.mouse.ketamine.cl=-1: outside the parameter's range" in \
+            " ".join(res.output.split())
+    assert not any(tmp_path.joinpath(n).exists() for n in "rvps")
+
+
+def test_validate_with_set(tmp_path):
+    kp = REG[KP]
+    new = min(kp.high, kp.value + 1.0)
+    res = invoke("validate", "--only", "T-PK-05", "--out", tmp_path / "v", "--workers", "1",
+                 "--set", f"{KP}={new}")
+    assert res.exit_code in (0, 1), res.output
+    t = pd.read_csv(tmp_path / "v" / "validation.csv")
+    base = invoke("validate", "--only", "T-PK-05", "--out", tmp_path / "w", "--workers", "1")
+    assert base.exit_code in (0, 1), base.output
+    t0 = pd.read_csv(tmp_path / "w" / "validation.csv")
+    # the brain:plasma ratio the target reads follows the partition set
+    assert t["simulated"].iloc[0] / t0["simulated"].iloc[0] == pytest.approx(
+        new / kp.value, rel=0.05)
+    man = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    assert man["registry"]["changed"] == [{"name": KP, "default": kp.value, "value": new}]
+    assert 'id="changed-parameters"' in (tmp_path / "v" / "report.html").read_text()
+
+
+def test_power_writes_a_manifest_with_the_settings(tmp_path):
+    res = invoke("power", "default", "--compare", "1", "--n", "3:4", "--cohorts", "20",
+                 "--out", tmp_path / "pw", "--set", f"{KP}={REG[KP].low}")
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "pw").iterdir())
+    assert names == ["manifest.json", "power.csv", "power.png"]
+    man = json.loads((tmp_path / "pw" / "manifest.json").read_text())
+    assert man["command"] == "power" and man["analysis"] == {"compare": 1}
+    assert man["n"] == [3, 4] and man["cohorts"] == 20 and man["scenario_text"]
+    assert man["registry"]["changed"][0]["name"] == KP
+    assert "manifest.json" in res.output
+
+
+def test_a_parameter_is_set_or_varied_not_both(tmp_path):
+    res = invoke("sweep", "default", "--vary", f"{CL}=2,3", "--out", tmp_path / "sw",
+                 "--set", f"{CL}=3")
+    assert res.exit_code == 2
+    assert "also varied here" in " ".join(res.output.split())
+    assert not (tmp_path / "sw").exists()
+    res = invoke("calibrate", "default", "--data", tmp_path / "none.csv", "--params", CL,
+                 "--out", tmp_path / "cal", "--set", f"{CL}=3")
+    assert res.exit_code == 2
+    assert "also fitted here" in " ".join(res.output.split())
+    assert not (tmp_path / "cal").exists()
