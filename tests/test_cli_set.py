@@ -122,7 +122,10 @@ def test_validate_with_set(tmp_path):
         new / kp.value, rel=0.05)
     man = json.loads((tmp_path / "v" / "manifest.json").read_text())
     assert man["registry"]["changed"] == [{"name": KP, "default": kp.value, "value": new}]
-    assert 'id="changed-parameters"' in (tmp_path / "v" / "report.html").read_text()
+    html = (tmp_path / "v" / "report.html").read_text()
+    assert 'id="changed-parameters"' in html and 'id="changed-note"' in html
+    assert f"{KP} = {new:g} (default {kp.value:g})" in html
+    assert 'id="changed-note"' not in (tmp_path / "w" / "report.html").read_text()
 
 
 def test_power_writes_a_manifest_with_the_settings(tmp_path):

@@ -126,6 +126,15 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
         f"<b>{c['pass']} pass</b>, <b>{c['fail']} fail</b>, {c['known_gap']} known gaps, "
         f"{c['error']} errors ({result.seconds:.1f} s).</p>"),
     ]
+    changed = ((manifest or {}).get("registry") or {}).get("changed") or []
+    if changed:
+        # validate --set: say at the top that these are not the packaged model's verdicts
+        body.append(
+            '<p id="changed-note"><b>Run with parameter values changed from the packaged '
+            "registry</b> (a what-if, not the model's validation): " + html.escape(", ".join(
+                f"{c['name']} = {c['value']:g} (default {c['default']:g})"
+                if c.get("default") is not None else f"{c['name']} = {c['value']:g}"
+                for c in changed)) + ".</p>")
     if result.expect:
         # validate --expect: the verdicts that the model's expectation contradicts
         odd = result.by_expectation()
