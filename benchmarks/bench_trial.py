@@ -186,6 +186,20 @@ What a PK solved in closed form (linear compartments between events) could save 
 of the error norm (the RMS then over the 28 cascade states) a patient takes 659 steps in
 1.10 ms against 726 in 1.27 ms, so the PK's own truncation error costs about a tenth of
 the steps, far from the 40% that 50x needs; not built.
+What a compiled multistep method could save (twentieth session, one ketamine patient of
+the trial, scipy's own counters at rtol 1e-6, atol 1e-9, segment by segment as the
+reference runs): LSODA 3,449 right-hand sides and 84 Jacobians, scipy's BDF 3,106
+right-hand sides, 20 Jacobians and 329 LU factorisations, Radau 6,798 and 30 and 522,
+against this solver's about 4,300 right-hand sides and 351 Jacobians (720 steps). At
+this machine's costs (a ketamine patient's signalling 2.4 ms on one thread, about 0.35
+us a right-hand side) a compiled BDF would take about 1.1 ms in right-hand sides plus its
+factorisations and per-step work, perhaps 1.7 ms in all: about 1.4 times faster, less
+accurate at the same tolerances (the reference's LSODA is 8e-8 from a tight run, this
+solver 1.3e-8), and short of the 1.8 times the signalling would need; not built.
+The same day (idle machine, ``--patients 10000``): ketasim 8.0 s (0.80 ms/patient; the
+ketamine piece of 5,000 patients 6.7 s), reference 27.47 ms/patient, **speedup 34.4**
+(signalling alone on the sample 23.5); 140 of 140 rated totals identical; peak RSS 453
+MB. 50x would need 5.5 s for these 10,000 patients.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
