@@ -739,20 +739,32 @@ def sensitivity(
         seed: int = typer.Option(0, "--seed", help="sampling seed"),
         scheduler: str | None = typer.Option(None, "--scheduler", help="tcp://HOST:PORT"),
         workers: int | None = typer.Option(None, "--workers", help="local worker processes"),
-        compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP)):
+        compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
+        settings: list[str] | None = typer.Option(
+            None, "--set", help=SET_HELP + "; the analysed parameters may not be among them")):
     """Global sensitivity (SALib) of one readout over the registry's parameter ranges.
 
     First- and total-order indices with confidence intervals and a bar plot."""
-    from ketasim.params import load_registry
     from ketasim.report.sensitivity_figures import plot_indices
-    from ketasim.sweep.sensitivity import run_sensitivity
+    from ketasim.scenario import load_scenario
+    from ketasim.sweep.sensitivity import (
+        resolve_parameters,
+        run_sensitivity,
+        scenario_parameters,
+    )
 
     folders = _add_compounds(compounds)
+    registry = _registry(settings)
     names = [x.strip() for x in params.split(",") if x.strip()] if params else None
     try:
+        if settings:
+            _check_set_disjoint(settings, scenario_parameters(load_scenario(scenario),
+                                                              registry)
+                                if names is None else resolve_parameters(registry, names),
+                                "analysed")
         run_sensitivity(scenario, readout, out_dir, names=names, method=method, n=n,
                         arm=arm, time_h=at, contrast_arm=contrast, seed=seed,
-                        registry=load_registry(), figure=plot_indices, workers=workers,
+                        registry=registry, figure=plot_indices, workers=workers,
                         scheduler=scheduler, compounds=folders)
     except _analysis_errors() as e:
         _fail(str(e))

@@ -1,5 +1,5 @@
 """``--set NAME=VALUE``: a registry parameter changed for one command (run, validate,
-power, screen, sweep, calibrate), checked like a sweep's values and recorded in the
+power, screen, sweep, sensitivity, calibrate), checked like a sweep's values and recorded in the
 manifest and the report."""
 
 from __future__ import annotations
@@ -152,3 +152,8 @@ def test_a_parameter_is_set_or_varied_not_both(tmp_path):
     assert res.exit_code == 2
     assert "also fitted here" in " ".join(res.output.split())
     assert not (tmp_path / "cal").exists()
+    res = invoke("sensitivity", "default", "--readout", "pmtor_rel", "--params", "pk.mouse.*",
+                 "--out", tmp_path / "sens", "--set", f"{CL}=3")
+    assert res.exit_code == 2
+    assert "also analysed here" in " ".join(res.output.split())
+    assert not (tmp_path / "sens").exists()
