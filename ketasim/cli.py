@@ -853,17 +853,20 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
                 arm: str | None = typer.Option(None, "--arm", help="arm (default: first)"),
                 subject: int | None = typer.Option(
                     None, "--subject",
-                    help="export this sampled subject (default: the typical subject)")):
+                    help="export this sampled subject (default: the typical subject)"),
+                settings: list[str] | None = typer.Option(None, "--set", help=(
+                    "set a registry parameter for the exported model: NAME=VALUE (repeat, "
+                    "or comma-separate), within its range (ketasim params)"))):
     """Write the PK + signalling model of one subject of an arm as SBML L3V2."""
     import numpy as np
 
     from ketasim.experiment.cohort import sample_cohort
     from ketasim.io.sbml import build_document, write_sbml
-    from ketasim.params import load_registry
     from ketasim.scenario import load_scenario
     from ketasim.signaling.protocol import compile_arm
     from ketasim.signaling.simulate import parameter_vector, start_time
 
+    reg = _registry(settings)
     try:
         sc = load_scenario(scenario)
         names = [a.name for a in sc.arms]
@@ -873,7 +876,6 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
         a = sc.arms[names.index(name)]
         if subject is not None and not (0 <= subject < a.n):
             _fail(f"--subject: got {subject}; expected 0..{a.n - 1} (arm {name!r} has n={a.n})")
-        reg = load_registry()
         typical = subject is None
         cohort = sample_cohort(reg, sc.species, a.name, 1 if typical else a.n, sc.seed,
                                a.body_weight_kg, variability=not typical)

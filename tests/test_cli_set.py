@@ -157,3 +157,23 @@ def test_a_parameter_is_set_or_varied_not_both(tmp_path):
     assert res.exit_code == 2
     assert "also analysed here" in " ".join(res.output.split())
     assert not (tmp_path / "sens").exists()
+
+
+def test_export_sbml_with_set(tmp_path):
+    import libsbml
+
+    kp = REG[KP]
+    new = min(kp.high, kp.value + 1.0)
+    for args, name in (((), "a.xml"), (("--set", f"{KP}={new}"), "b.xml")):
+        res = invoke("export-sbml", "default", "--arm", "ketamine", "--out", tmp_path / name,
+                     *args)
+        assert res.exit_code == 0, res.output
+    values = []
+    for name in ("a.xml", "b.xml"):
+        model = libsbml.readSBMLFromFile(str(tmp_path / name)).getModel()
+        values.append({p.getId(): p.getValue() for p in model.getListOfParameters()})
+    differ = {k for k in values[0] if values[0][k] != values[1].get(k)}
+    assert differ  # the partition reaches the exported model's parameters
+    assert invoke("export-sbml", "default", "--out", tmp_path / "c.xml", "--set",
+                  f"{KP}=1e9").exit_code == 2
+    assert not (tmp_path / "c.xml").exists()
