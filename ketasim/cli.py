@@ -253,11 +253,15 @@ def validate(
         "three to the report)"),
     scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
     settings: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    against: Path | None = typer.Option(
+        None, "--against", help="an earlier validation folder (or its validation.csv): "
+        "list the targets whose verdict or simulated value moved (comparison.csv and the "
+        "report)"),
 ):
     """Run the replicas of the published experiments and compare every literature target.
 
-    Writes validation.csv, manifest.json and report.html to --out; exits 1 if a target
-    fails."""
+    Writes validation.csv, manifest.json and report.html to --out (and comparison.csv
+    with --against); exits 1 if a target fails."""
     from ketasim.io.results import OutputError, atomic_dir, write_json
     from ketasim.provenance import utc_now
     from ketasim.report.validation_report import write_validation_report
@@ -275,6 +279,7 @@ def validate(
     ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
     folders = _add_compounds(compounds)
     registry = _registry(settings)
+    baseline, baseline_file = _baseline(against)
     try:
         check_seeds(seeds)
         check_expect(expect)
@@ -304,11 +309,21 @@ def validate(
                 table = _target_sensitivity(table, tmp, paths, targets, chosen, registry,
                                             workers, folders)
             table.to_csv(tmp / "validation.csv", index=False)
+            comparison = None
+            if baseline is not None:
+                from ketasim.analysis.validation_diff import compare_validations
+
+                comparison = compare_validations(baseline, table)
+                comparison.to_csv(tmp / "comparison.csv", index=False)
             man = manifest(result, {name: paths[name] for name in chosen}, registry, started,
                            targets_file, ids, seeds) | {
                                "backend": _backend(scheduler, workers if scheduler else None)}
+            if baseline_file is not None:
+                from ketasim.provenance import input_files
+
+                man["against"] = input_files([baseline_file])[0]
             write_json(man, tmp / "manifest.json")
-            write_validation_report(tmp, result, table, man)
+            write_validation_report(tmp, result, table, man, comparison=comparison)
     except (ValidationSetupError, OutputError, TargetError) as e:
         _fail(str(e))
     except _user_errors() as e:
@@ -333,12 +348,44 @@ def validate(
                   f"tolerance in expectation): {', '.join(odd['by_chance']) or 'none'}; "
                   "sampling misses (failing or known gaps, inside in expectation): "
                   f"{', '.join(odd['sampling_miss']) or 'none'}")
+    if comparison is not None:
+        from ketasim.analysis.validation_diff import comparison_counts
+
+        k = comparison_counts(comparison)
+        moved = comparison[comparison["change"] == "status"]
+        out.print(f"against {against}: {len(comparison)} targets, {k['status']} changed "
+                  f"verdict, {k['value']} moved value only, {k['same']} the same, {k['new']} "
+                  "new" + "".join(f"\n  {r.target_id}: {r.status_before} -> {r.status}"
+                                  for r in moved.itertuples()))
     c = result.counts()
     out.print(f"{c['pass']} pass, {c['fail']} fail, {c['known_gap']} known gaps, "
               f"{c['error']} errors in {result.seconds:.1f} s; wrote {out_dir}/validation.csv, "
-              "manifest.json and report.html")
+              "manifest.json" + (", comparison.csv" if comparison is not None else "")
+              + " and report.html")
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _baseline(against: Path | None):
+    """``validate --against``: the earlier validation table and its file (None, None
+    without it); one clear error for a folder without one or a file that is not one."""
+    if against is None:
+        return None, None
+    import pandas as pd
+
+    from ketasim.analysis.validation_diff import ComparisonError, check_baseline
+
+    path = Path(against)
+    path = path / "validation.csv" if path.is_dir() else path
+    if not path.is_file():
+        _fail(f"--against {against}: no validation.csv there; expected a folder that "
+              "ketasim validate wrote, or its validation.csv")
+    try:
+        return check_baseline(pd.read_csv(path), f"--against {path}"), path
+    except (ComparisonError, pd.errors.ParserError, pd.errors.EmptyDataError,
+            UnicodeDecodeError) as e:
+        _fail(str(e) if isinstance(e, ComparisonError)
+              else f"--against {path}: cannot be read as a table ({e})")
 
 
 def _target_sensitivity(table, folder: Path, paths, targets, chosen, registry, workers,

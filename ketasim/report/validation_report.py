@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ketasim.analysis.stats import summarize
+from ketasim.analysis.validation_diff import comparison_counts
 from ketasim.report._mpl import subplots
 from ketasim.report.figures import assay_figure
 from ketasim.report.html import (
@@ -26,6 +27,8 @@ from ketasim.report.html import (
 )
 from ketasim.report.synthesis import synthesis_figure
 
+#: value moves listed in the report's comparison section (all are in comparison.csv)
+MOST_MOVED = 15
 ROLE_TITLES = {
     "calibration": ("Calibration targets", ("parameters were fitted to these facts "
                                             "(listed under fitted), so passing them shows "
@@ -113,10 +116,36 @@ def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
     return path
 
 
+def _comparison_html(comparison: pd.DataFrame, against: dict | None) -> list[str]:
+    """``validate --against``: the targets whose verdict changed, and the largest moves of
+    the simulated values (:mod:`ketasim.analysis.validation_diff`)."""
+    k = comparison_counts(comparison)
+    where = html.escape(str((against or {}).get("path", "an earlier validation")))
+    out = ['<h2 id="against">Against an earlier validation</h2>',
+           (f"<p>Against <code>{where}</code>: {len(comparison)} targets, "
+            f"<b>{k['status']} changed verdict</b>, {k['value']} moved value only, "
+            f"{k['same']} the same, {k['new']} not run there.</p>")]
+    cols = ["target_id", "role", "quantity", "status_before", "status", "simulated_before",
+            "simulated", "relative_change", "tolerance"]
+    changed = comparison[comparison["change"] == "status"]
+    if not changed.empty:
+        out.append(table_html(changed[cols], None, "against-status"))
+    moved = comparison[comparison["change"] == "value"]
+    if not moved.empty:
+        top = moved.reindex(moved["relative_change"].abs().sort_values(
+            ascending=False, na_position="first").index).head(MOST_MOVED)
+        out.append(f"<p>The {len(top)} largest moves of the simulated value (relative to "
+                   "the larger of the two; all in comparison.csv):</p>")
+        out.append(table_html(top[cols], None, "against-values"))
+    return out
+
+
 def write_validation_report(out: Path, result, table: pd.DataFrame,
-                            manifest: dict | None = None) -> Path:
+                            manifest: dict | None = None,
+                            comparison: pd.DataFrame | None = None) -> Path:
     """Write ``report.html`` and ``figures/*.png`` into ``out`` (with a Provenance section
-    from ``manifest`` when given)."""
+    from ``manifest`` when given, and a section on what moved against an earlier
+    validation when ``comparison`` is given)."""
     figdir = out / "figures"
     figdir.mkdir(exist_ok=True)
     c = result.counts()
@@ -135,6 +164,8 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
                 f"{c['name']} = {c['value']:g} (default {c['default']:g})"
                 if c.get("default") is not None else f"{c['name']} = {c['value']:g}"
                 for c in changed)) + ".</p>")
+    if comparison is not None:
+        body.extend(_comparison_html(comparison, (manifest or {}).get("against")))
     if result.expect:
         # validate --expect: the verdicts that the model's expectation contradicts
         odd = result.by_expectation()
