@@ -55,3 +55,30 @@ def test_sweep_command_writes_a_resumable_folder(tmp_path):
     pd.testing.assert_frame_equal(first, read_sweep(tmp_path / "sw"))
     pot = first[(first.readout == "synaptic_potentiation") & (first.time_h == 24.0)]
     assert pot["mean"].is_monotonic_decreasing  # faster decay, less potentiation left
+
+
+def test_sweep_with_set_runs_every_sample_with_the_value_and_records_it(tmp_path):
+    import json
+
+    from ketasim.params import load_registry
+    from ketasim.sweep.core import read_sweep
+
+    sc = tmp_path / "s.yaml"
+    sc.write_text(SCENARIO)
+    on = load_registry()["sig.k_potentiation_on"]
+    new = min(on.high, 1.5 * on.value)
+    base = ["sweep", str(sc), "--vary", "sig.k_potentiation_off=0.02,0.08", "--workers", "1"]
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "b"), "--set",
+                                 f"sig.k_potentiation_on={new}"])
+    assert r.exit_code == 0, r.output
+    pot = [read_sweep(tmp_path / x).query("readout == 'synaptic_potentiation' and time_h == 1.0")
+           .sort_values("sample")["mean"].to_numpy() for x in "ab"]
+    assert (pot[1] > pot[0]).all()  # a faster rise in every sample
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert man["registry"]["changed"] == [
+        {"name": "sig.k_potentiation_on", "default": on.value, "value": new}]
+    # resuming that folder with other values is refused, not mixed
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2, r.output
