@@ -50,6 +50,17 @@ states), ``--n 2000 --rr-subjects 300`` on a machine slower than before for both
 1.37e-6 against 1.36e-5; the previous commit, run right after on the same machine, read
 27.4 and 27.2 (ketasim 0.866-0.885 ms/mouse, libRoadRunner 23.7-24.1 ms/mouse), so the
 addition costs nothing measurable and the drop from 30.6 is the machine's.
+2026-12-06, twentieth session (no solver or model change since), the same slower
+machine, default workload: ``--rr-subjects 1000`` 27.9 and ``--rr-subjects 500`` 28.6
+(ketasim 0.853-0.854 ms/mouse, 369 steps; libRoadRunner 23.8-24.4 ms/mouse), accuracy
+1.40e-6 against 1.36e-5 (a full run with other work on the machine read 26.3). So the
+30x of issue 14 holds on the earlier machine (30.6-32.5), not on this one. Where
+ketasim's time goes here (500 mice, this workload, buffer reused): the recording of all
+49 outputs at the 2,017 times is about a third of it (2 threads: 0.92 ms a mouse, 0.63
+with two output times, 0.66 with one output on the full grid; one thread 1.68, 1.15 and
+1.31): the generated ``outputs`` costs about 175 ns a call (the right-hand side 300 ns)
+and writing the 0.8 MB of a mouse's rows about 0.06 ms. libRoadRunner records the same
+grid, so this is part of the workload, not overhead to drop.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).
