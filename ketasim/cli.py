@@ -177,11 +177,15 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                                  "and session under --out/nwb/ (sub-<id>/ses-<id> layout)"),
         scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
         workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
-        settings: list[str] | None = typer.Option(None, "--set", help=SET_HELP)):
+        settings: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+        against: Path | None = typer.Option(
+            None, "--against", help="an earlier run folder (or its summary.csv): how each "
+            "summary mean moved (comparison.csv and the report)")):
     """Simulate SCENARIO and write readouts, summary, stats, manifest and report to --out.
 
     With --scheduler, each arm's subjects go to Dask workers in chunks; the numbers are
-    the same as without it."""
+    the same as without it. With --against, comparison.csv and a report section show how
+    each summary mean moved against an earlier run (e.g. one without --set)."""
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
     from ketasim.provenance import peak_rss_mb, utc_now
@@ -190,6 +194,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
 
     folders = _add_compounds(compounds)
     registry = _registry(settings)
+    earlier = _earlier(against, "summary.csv", "ketasim run")
     try:
         if seed is not None and not (0 <= seed < 2**63):
             _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
@@ -220,10 +225,18 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                                   arm_progress=arm_progress, map_tasks=map_tasks)
         write_run(result, out_dir, registry, overwrite=force,
                   wall_s=time.perf_counter() - t0, started=started, inputs=[source],
-                  scenario_text=text, nwb=nwb, backend=_backend(scheduler, workers))
+                  scenario_text=text, nwb=nwb, backend=_backend(scheduler, workers),
+                  against=earlier if against is not None else None)
     except _user_errors() as e:
         _fail(str(e))
     out.print(f"wrote {out_dir}/ ({_written(out_dir)})")
+    if against is not None:
+        import pandas as pd
+
+        kinds = pd.read_csv(out_dir / "comparison.csv")["change"].value_counts()
+        out.print(f"against {against}: {int(kinds.sum())} summary rows, "
+                  f"{int(kinds.get('value', 0))} moved, {int(kinds.get('same', 0))} the "
+                  f"same, {int(kinds.get('new', 0))} new (comparison.csv)")
     rss = peak_rss_mb()
     out.print(f"{time.perf_counter() - t0:.1f} s"
               + ("" if rss is None else f", peak RSS {rss:,.0f} MB"))
@@ -279,7 +292,7 @@ def validate(
     ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
     folders = _add_compounds(compounds)
     registry = _registry(settings)
-    baseline, baseline_file = _baseline(against)
+    baseline, baseline_file = _earlier(against, "validation.csv", "ketasim validate")
     try:
         check_seeds(seeds)
         check_expect(expect)
@@ -311,7 +324,7 @@ def validate(
             table.to_csv(tmp / "validation.csv", index=False)
             comparison = None
             if baseline is not None:
-                from ketasim.analysis.validation_diff import compare_validations
+                from ketasim.analysis.diff import compare_validations
 
                 comparison = compare_validations(baseline, table)
                 comparison.to_csv(tmp / "comparison.csv", index=False)
@@ -349,7 +362,7 @@ def validate(
                   "sampling misses (failing or known gaps, inside in expectation): "
                   f"{', '.join(odd['sampling_miss']) or 'none'}")
     if comparison is not None:
-        from ketasim.analysis.validation_diff import comparison_counts
+        from ketasim.analysis.diff import comparison_counts
 
         k = comparison_counts(comparison)
         moved = comparison[comparison["change"] == "status"]
@@ -366,22 +379,26 @@ def validate(
         raise typer.Exit(1)
 
 
-def _baseline(against: Path | None):
-    """``validate --against``: the earlier validation table and its file (None, None
-    without it); one clear error for a folder without one or a file that is not one."""
+def _earlier(against: Path | None, file_name: str, command: str):
+    """``--against``: the earlier run's table (``file_name``, read from the folder or
+    given as the file) and its path, checked for the columns a comparison reads; (None,
+    None) without it. One clear error for a folder without the file or a file that is
+    not such a table."""
     if against is None:
         return None, None
     import pandas as pd
 
-    from ketasim.analysis.validation_diff import ComparisonError, check_baseline
+    from ketasim.analysis.diff import ComparisonError, check_baseline, check_summary
 
+    check = check_baseline if file_name == "validation.csv" else check_summary
     path = Path(against)
-    path = path / "validation.csv" if path.is_dir() else path
+    path = path / file_name if path.is_dir() else path
     if not path.is_file():
-        _fail(f"--against {against}: no validation.csv there; expected a folder that "
-              "ketasim validate wrote, or its validation.csv")
+        _fail(f"--against {against}: no {file_name} there; expected a folder that "
+              f"{command} wrote, or its {file_name}")
     try:
-        return check_baseline(pd.read_csv(path), f"--against {path}"), path
+        return check(pd.read_csv(path, float_precision="round_trip"),
+                     f"--against {path}"), path
     except (ComparisonError, pd.errors.ParserError, pd.errors.EmptyDataError,
             UnicodeDecodeError) as e:
         _fail(str(e) if isinstance(e, ComparisonError)

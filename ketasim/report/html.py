@@ -208,14 +208,40 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
     return body
 
 
+#: summary rows listed in a run's comparison section (all are in comparison.csv)
+MOST_MOVED_ROWS = 20
+
+
+def against_html(comparison: pd.DataFrame, against: dict | None) -> list[str]:
+    """``run --against``: how many summary means moved against the earlier run, and the
+    rows that moved most, by ``|z|`` (the difference over the two means' combined SEM)
+    and then by the relative change."""
+    where = html.escape(str((against or {}).get("path", "an earlier run")))
+    kinds = comparison["change"].value_counts()
+    moved = comparison[comparison["change"] == "value"]
+    out = ['<h2 id="against">Against an earlier run</h2>',
+           (f"<p>Against <code>{where}</code>: {len(comparison)} summary rows, "
+            f"<b>{int(kinds.get('value', 0))} moved</b>, {int(kinds.get('same', 0))} the "
+            f"same, {int(kinds.get('new', 0))} not in the earlier run. z: the difference "
+            "over the two means' combined SEM.</p>")]
+    if not moved.empty:
+        order = moved.assign(_z=moved["z"].abs().fillna(float("inf")),
+                             _r=moved["relative_change"].abs().fillna(float("inf")))
+        top = order.sort_values(["_z", "_r"], ascending=False).head(MOST_MOVED_ROWS)
+        out.append(table_html(top.drop(columns=["_z", "_r", "change"]), None,
+                              "against-rows"))
+    return out
+
+
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
                  kept: dict[str, dict[str, dict]] | None = None, *, trial=None,
-                 design=None) -> Path:
+                 design=None, comparison: pd.DataFrame | None = None) -> Path:
     """Write ``report.html`` and ``fig_<assay>.png`` files into ``out``, and the figures
     the assays declare from what they kept (e.g. spine maps, dF/F rasters, the tail
     suspension ethogram). With ``trial`` (:class:`ketasim.experiment.trial.TrialTables`)
-    and the scenario's ``design``, a "Trial" section (:func:`trial_html`)."""
+    and the scenario's ``design``, a "Trial" section (:func:`trial_html`); with
+    ``comparison`` (``run --against``), a section on what moved (:func:`against_html`)."""
     figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
                     f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
     scatter = mushroom_vs_aims(readouts, out / "fig_mushroom_vs_aims.png")
@@ -230,6 +256,8 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         (f"<p>ketasim {html.escape(str(manifest.get('ketasim_version')))}, species "
         f"{html.escape(str(manifest.get('species')))}, seed {manifest.get('seed')}, "
         f"scenario hash <code>{html.escape(str(manifest.get('scenario_hash'))[:12])}</code></p>"),
+        *(against_html(comparison, manifest.get("against")) if comparison is not None
+          else []),
         "<h2>Statistics</h2>",
         table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
         *(trial_html(out, trial, design, summary) if trial is not None else []),

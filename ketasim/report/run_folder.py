@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 import ketasim
+from ketasim.analysis.diff import compare_summaries
 from ketasim.analysis.stats import compare, summarize
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.runner import RunResult
@@ -20,7 +21,7 @@ from ketasim.experiment.trial import TrialTables, analyse_trial
 from ketasim.io.results import atomic_dir, write_json, write_readouts
 from ketasim.params import Registry
 from ketasim.provenance import collect as collect_provenance
-from ketasim.provenance import registry_digest
+from ketasim.provenance import input_files, registry_digest
 from ketasim.report.html import write_report
 from ketasim.scenario import scenario_hash
 
@@ -99,15 +100,21 @@ def trial_manifest(design, trial: TrialTables) -> dict:
 def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool = False,
               wall_s: float = 0.0, *, started: str | None = None, inputs=(),
               scenario_text: str | None = None, nwb: bool = False,
-              backend: dict | None = None) -> Path:
+              backend: dict | None = None, against=None) -> Path:
     """Write the run folder; ``registry`` is the one the run used, ``started`` (UTC,
     ISO), ``inputs`` (input file paths) and ``scenario_text`` go into the manifest's
     provenance; with ``nwb``, one NWB file per subject and session under ``nwb/``
-    (:func:`ketasim.io.nwb.write_nwb`)."""
+    (:func:`ketasim.io.nwb.write_nwb`). ``against``: ``(summary, path)`` of an earlier
+    run (``run --against``): comparison.csv (:func:`ketasim.analysis.diff.compare_summaries`),
+    a report section and the earlier file's path and hash in the manifest."""
     summary = summarize(result.readouts)
     stats = compare(result.readouts, result.scenario.compare)
     man = manifest(result, registry, wall_s, started=started, inputs=inputs,
                    scenario_text=scenario_text, backend=backend)
+    comparison = None
+    if against is not None:
+        comparison = compare_summaries(against[0], summary)
+        man["against"] = input_files([against[1]])[0]
     design = getattr(result.scenario, "design", None)
     trial = None
     if design is not None:
@@ -138,6 +145,8 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
                     writer(by_arm, tmp / target)
         summary.to_csv(tmp / "summary.csv", index=False)
         stats.to_csv(tmp / "stats.csv", index=False)
+        if comparison is not None:
+            comparison.to_csv(tmp / "comparison.csv", index=False)
         if trial is not None:
             for name, table in trial_files(trial).items():
                 table.to_csv(tmp / name, index=False)
@@ -152,5 +161,5 @@ def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool 
         write_json(man, tmp / "manifest.json")
         write_report(tmp, f"ketasim run: {result.scenario.name}",
                      result.scenario.description, result.readouts, summary, stats, man,
-                     result.kept, trial=trial, design=design)
+                     result.kept, trial=trial, design=design, comparison=comparison)
     return Path(out)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ketasim.analysis.diff import comparison_counts
 from ketasim.analysis.stats import summarize
-from ketasim.analysis.validation_diff import comparison_counts
 from ketasim.report._mpl import subplots
 from ketasim.report.figures import assay_figure
 from ketasim.report.html import (
@@ -118,7 +118,7 @@ def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
 
 def _comparison_html(comparison: pd.DataFrame, against: dict | None) -> list[str]:
     """``validate --against``: the targets whose verdict changed, and the largest moves of
-    the simulated values (:mod:`ketasim.analysis.validation_diff`)."""
+    the simulated values (:mod:`ketasim.analysis.diff`)."""
     k = comparison_counts(comparison)
     where = html.escape(str((against or {}).get("path", "an earlier validation")))
     out = ['<h2 id="against">Against an earlier validation</h2>',

@@ -1,5 +1,7 @@
-"""What moved between two validations: each target's status and simulated value in an
-earlier ``validation.csv`` (``ketasim validate --against DIR``) beside this one's.
+"""What moved against an earlier run: each target's status and simulated value in an
+earlier ``validation.csv`` beside this one's (``ketasim validate --against DIR``), and each
+summary row's mean in an earlier run's ``summary.csv`` beside this run's (``ketasim run
+--against DIR``).
 
 Tables in, tables out: the caller reads the files. A target counts as
 
@@ -94,3 +96,64 @@ def compare_validations(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFra
 def comparison_counts(table: pd.DataFrame) -> dict[str, int]:
     """How many targets fall in each kind of change (status, value, same, new)."""
     return {k: int(np.sum(table["change"] == k)) for k in ("status", "value", "same", "new")}
+
+
+# ------------------------------------------------------------------ runs (run --against)
+
+#: the columns that name a row of a run's summary.csv (``region`` when present)
+SUMMARY_KEYS = ("arm", "assay", "readout", "time_h")
+#: columns of ``comparison.csv`` (``ketasim run --against``)
+RUN_COMPARISON_COLUMNS = [*SUMMARY_KEYS, "unit", "n_before", "mean_before", "sem_before", "n",
+                          "mean", "sem", "difference", "relative_change", "z", "change"]
+#: the columns an earlier run's summary.csv must have
+RUN_REQUIRED = (*SUMMARY_KEYS, "unit", "n", "mean", "sem")
+
+
+def check_summary(table: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``table`` (an earlier run's summary.csv) with the columns a comparison reads; else
+    one :class:`ComparisonError` naming ``where``."""
+    missing = [c for c in RUN_REQUIRED if c not in table.columns]
+    if missing:
+        raise ComparisonError(f"{where}: not a run summary (missing columns "
+                              f"{', '.join(missing)}); expected the summary.csv that "
+                              "ketasim run writes")
+    return table
+
+
+def compare_summaries(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """One row per row of ``after`` (a run's summary, :data:`RUN_COMPARISON_COLUMNS`, in
+    ``after``'s order; ``region`` added to the keys when either has it): its mean beside
+    the earlier run's, the difference, the relative change and ``z``, the difference over
+    the two means' combined SEM (NaN when both SEMs are 0 or missing, unless the means are
+    equal: 0). ``change``: ``value`` (moved by more than :data:`VALUE_RTOL`), ``same`` or
+    ``new`` (no such row in the earlier run)."""
+    check_summary(before, "the earlier run")
+    keys = list(SUMMARY_KEYS) + (["region"] if "region" in before.columns
+                                 or "region" in after.columns else [])
+    b = before.reindex(columns=[*keys, "n", "mean", "sem"]).copy()
+    a = after.copy()
+    for frame in (a, b):
+        if "region" in keys:
+            frame["region"] = frame.get("region", pd.Series("", index=frame.index)).fillna("")
+    # times match to 1e-9 h: a time read back from a CSV may differ in the last bit
+    on = [k if k != "time_h" else "_t" for k in keys]
+    for frame in (a, b):
+        frame["_t"] = frame["time_h"].astype(float).round(9)
+    if b.duplicated(on).any():
+        raise ComparisonError("the earlier run: a summary row appears twice")
+    b = b.drop(columns=["time_h"]).rename(
+        columns={"n": "n_before", "mean": "mean_before", "sem": "sem_before"})
+    m = a.merge(b, on=on, how="left", indicator=True, validate="one_to_one")
+    mean_a, mean_b = m["mean"].astype(float), m["mean_before"].astype(float)
+    m["difference"] = mean_a - mean_b
+    m["relative_change"] = [relative_change(x, y) for x, y in zip(mean_b, mean_a, strict=True)]
+    se = np.sqrt(m["sem"].astype(float) ** 2 + m["sem_before"].astype(float) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = m["difference"] / se
+    m["z"] = np.where((se == 0) & (m["difference"] == 0), 0.0,
+                      np.where(se > 0, z, np.nan))
+    moved = m["relative_change"].isna() | (m["relative_change"].abs() > VALUE_RTOL)
+    m["change"] = np.where(m["_merge"] == "left_only", "new",
+                           np.where(moved, "value", "same"))
+    cols = [*keys, *RUN_COMPARISON_COLUMNS[len(SUMMARY_KEYS):]]
+    return m[cols]

@@ -1,5 +1,5 @@
 """``ketasim validate --against DIR``: which targets changed verdict or value against an
-earlier validation (ketasim.analysis.validation_diff), in comparison.csv, the report, the
+earlier validation (ketasim.analysis.diff), in comparison.csv, the report, the
 manifest and the console."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ketasim.analysis.validation_diff import (
+from ketasim.analysis.diff import (
     COMPARISON_COLUMNS,
     ComparisonError,
     check_baseline,
@@ -117,3 +117,87 @@ def test_bad_against_is_one_clear_error(tmp_path):
     res = invoke("validate", "--only", "T-PK-05", "--out", tmp_path / "o", "--against", bad)
     assert res.exit_code == 2 and "not a validation table" in " ".join(res.output.split())
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- runs
+
+SUM_BEFORE = pd.DataFrame({
+    "arm": ["a", "a", "b"], "assay": ["x", "x", "x"], "readout": ["r", "r", "r"],
+    "time_h": [1.0, 2.0, 1.0], "unit": ["1"] * 3, "n": [4, 4, 4],
+    "mean": [1.0, 2.0, 3.0], "sem": [0.1, 0.0, 0.2]})
+
+
+def test_compare_summaries_rows_z_and_new():
+    from ketasim.analysis.diff import RUN_COMPARISON_COLUMNS, compare_summaries
+
+    after = SUM_BEFORE.copy()
+    after["mean"] = [1.3, 2.0, 3.0 * (1 + 1e-12)]
+    after["sem"] = [0.1, 0.0, 0.2]
+    after = pd.concat([after, SUM_BEFORE.iloc[[0]].assign(arm="c")], ignore_index=True)
+    c = compare_summaries(SUM_BEFORE, after)
+    assert list(c.columns) == RUN_COMPARISON_COLUMNS
+    assert list(c["change"]) == ["value", "same", "same", "new"]
+    assert c.loc[0, "difference"] == pytest.approx(0.3)
+    assert c.loc[0, "z"] == pytest.approx(0.3 / math.sqrt(0.02))
+    assert c.loc[1, "z"] == 0.0  # equal means, no SEM
+    assert math.isnan(c.loc[3, "mean_before"]) and math.isnan(c.loc[3, "z"])
+
+
+def test_compare_summaries_with_regions():
+    from ketasim.analysis.diff import compare_summaries
+
+    before = pd.concat([SUM_BEFORE.assign(region=""), SUM_BEFORE.assign(region="striatum",
+                                                                        mean=9.0)])
+    after = before.assign(mean=before["mean"] + [0, 0, 0, 1, 1, 1])
+    c = compare_summaries(before, after)
+    assert "region" in c.columns and len(c) == 6
+    assert list(c["change"]) == ["same"] * 3 + ["value"] * 3
+
+
+def test_bad_summary_baseline():
+    from ketasim.analysis.diff import check_summary
+
+    with pytest.raises(ComparisonError, match="not a run summary"):
+        check_summary(pd.DataFrame({"arm": ["a"]}), "--against x")
+
+
+SMALL = """
+name: small
+species: mouse
+seed: 3
+arms:
+  - name: ketamine
+    n: 3
+    protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}]
+    assays:
+      - {assay: plasma_pk, at: [10min, 1h]}
+"""
+
+
+def test_run_against_an_earlier_run(tmp_path):
+    sc = tmp_path / "s.yaml"
+    sc.write_text(SMALL)
+    cl = load_registry()["pk.mouse.ketamine.cl"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert invoke("run", sc, "--out", a).exit_code == 0
+    res = invoke("run", sc, "--out", b, "--set", f"pk.mouse.ketamine.cl={cl.high}",
+                 "--against", a)
+    assert res.exit_code == 0, res.output
+    assert "comparison.csv" in res.output and "moved" in res.output
+    c = pd.read_csv(b / "comparison.csv")
+    late = c[(c["readout"] == "ketamine_plasma_ng_ml") & (c["time_h"] == 1.0)]
+    assert list(late["change"]) == ["value"] and (late["difference"] < 0).all()
+    summary = pd.read_csv(a / "summary.csv")
+    assert len(c) == len(summary)
+    man = json.loads((b / "manifest.json").read_text())
+    digest = hashlib.sha256((a / "summary.csv").read_bytes()).hexdigest()
+    assert man["against"] == {"path": str(a / "summary.csv"), "sha256": digest}
+    html = (b / "report.html").read_text()
+    assert 'id="against"' in html and 'id="against-rows"' in html
+    # a run against itself: nothing moved
+    assert invoke("run", sc, "--out", tmp_path / "c", "--against", a).exit_code == 0
+    assert set(pd.read_csv(tmp_path / "c" / "comparison.csv")["change"]) == {"same"}
+    # a validation folder is not a run folder
+    res = invoke("run", sc, "--out", tmp_path / "d", "--against", tmp_path / "nowhere")
+    assert res.exit_code == 2 and "no summary.csv there" in " ".join(res.output.split())
+    assert not (tmp_path / "d").exists()
