@@ -4,6 +4,7 @@ manifest and the report."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -34,13 +35,14 @@ arms:
 
 @pytest.fixture
 def small(tmp_path) -> Path:
-    p = tmp_path / "small.yaml"
-    p.write_text(SMALL)
-    return p
+    """The small scenario, written to a file."""
+    (path := tmp_path / "small.yaml").write_text(SMALL)
+    return path
 
 
 def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    """``ketasim ARGS`` in this process; the arguments as strings."""
+    return CliRunner().invoke(app, list(map(str, args)))
 
 
 def test_settings_parse_repeated_and_comma_separated():
@@ -177,3 +179,31 @@ def test_export_sbml_with_set(tmp_path):
     assert invoke("export-sbml", "default", "--out", tmp_path / "c.xml", "--set",
                   f"{KP}=1e9").exit_code == 2
     assert not (tmp_path / "c.xml").exists()
+
+
+def test_run_against_an_earlier_run(small, tmp_path):
+    sc = small
+    cl = load_registry()["pk.mouse.ketamine.cl"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert invoke("run", sc, "--out", a).exit_code == 0
+    res = invoke("run", sc, "--out", b, "--set", f"pk.mouse.ketamine.cl={cl.high}",
+                 "--against", a)
+    assert res.exit_code == 0, res.output
+    assert "comparison.csv" in res.output and "moved" in res.output
+    c = pd.read_csv(b / "comparison.csv")
+    late = c[(c["readout"] == "ketamine_plasma_ng_ml") & (c["time_h"] == 1.0)]
+    assert list(late["change"]) == ["value"] and (late["difference"] < 0).all()
+    summary = pd.read_csv(a / "summary.csv")
+    assert len(c) == len(summary)
+    man = json.loads((b / "manifest.json").read_text())
+    digest = hashlib.sha256((a / "summary.csv").read_bytes()).hexdigest()
+    assert man["against"] == {"path": str(a / "summary.csv"), "sha256": digest}
+    html = (b / "report.html").read_text()
+    assert 'id="against"' in html and 'id="against-rows"' in html
+    # a run against itself: nothing moved
+    assert invoke("run", sc, "--out", tmp_path / "c", "--against", a).exit_code == 0
+    assert set(pd.read_csv(tmp_path / "c" / "comparison.csv")["change"]) == {"same"}
+    # a validation folder is not a run folder
+    res = invoke("run", sc, "--out", tmp_path / "d", "--against", tmp_path / "nowhere")
+    assert res.exit_code == 2 and "no summary.csv there" in " ".join(res.output.split())
+    assert not (tmp_path / "d").exists()
