@@ -234,9 +234,11 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         import pandas as pd
 
         kinds = pd.read_csv(out_dir / "comparison.csv")["change"].value_counts()
+        gone = len(earlier[0]) - int(kinds.sum() - kinds.get("new", 0))
         out.print(f"against {against}: {int(kinds.sum())} summary rows, "
                   f"{int(kinds.get('value', 0))} moved, {int(kinds.get('same', 0))} the "
-                  f"same, {int(kinds.get('new', 0))} new (comparison.csv)")
+                  f"same, {int(kinds.get('new', 0))} new (comparison.csv)"
+                  + (f"; {gone} rows of the earlier run are not in this one" if gone else ""))
     rss = peak_rss_mb()
     out.print(f"{time.perf_counter() - t0:.1f} s"
               + ("" if rss is None else f", peak RSS {rss:,.0f} MB"))
