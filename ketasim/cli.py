@@ -186,6 +186,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
     With --scheduler, each arm's subjects go to Dask workers in chunks; the numbers are
     the same as without it. With --against, comparison.csv and a report section show how
     each summary mean moved against an earlier run (e.g. one without --set)."""
+    from ketasim.analysis.diff import check_summary
     from ketasim.experiment.runner import check_supported, simulate
     from ketasim.io.results import check_writable
     from ketasim.provenance import peak_rss_mb, utc_now
@@ -194,7 +195,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
 
     folders = _add_compounds(compounds)
     registry = _registry(settings)
-    earlier = _earlier(against, "summary.csv", "ketasim run")
+    earlier = _earlier(against, "summary.csv", "ketasim run", check_summary)
     try:
         if seed is not None and not (0 <= seed < 2**63):
             _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
@@ -277,8 +278,9 @@ def validate(
 
     Writes validation.csv, manifest.json and report.html to --out (and comparison.csv
     with --against); exits 1 if a target fails."""
+    from ketasim.analysis.diff import check_baseline, compare_validations, comparison_counts
     from ketasim.io.results import OutputError, atomic_dir, write_json
-    from ketasim.provenance import utc_now
+    from ketasim.provenance import input_files, utc_now
     from ketasim.report.validation_report import write_validation_report
     from ketasim.validation.run import (
         ValidationSetupError,
@@ -294,7 +296,8 @@ def validate(
     ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
     folders = _add_compounds(compounds)
     registry = _registry(settings)
-    baseline, baseline_file = _earlier(against, "validation.csv", "ketasim validate")
+    baseline, baseline_file = _earlier(against, "validation.csv", "ketasim validate",
+                                       check_baseline)
     try:
         check_seeds(seeds)
         check_expect(expect)
@@ -326,16 +329,12 @@ def validate(
             table.to_csv(tmp / "validation.csv", index=False)
             comparison = None
             if baseline is not None:
-                from ketasim.analysis.diff import compare_validations
-
                 comparison = compare_validations(baseline, table)
                 comparison.to_csv(tmp / "comparison.csv", index=False)
             man = manifest(result, {name: paths[name] for name in chosen}, registry, started,
                            targets_file, ids, seeds) | {
                                "backend": _backend(scheduler, workers if scheduler else None)}
             if baseline_file is not None:
-                from ketasim.provenance import input_files
-
                 man["against"] = input_files([baseline_file])[0]
             write_json(man, tmp / "manifest.json")
             write_validation_report(tmp, result, table, man, comparison=comparison)
@@ -364,8 +363,6 @@ def validate(
                   "sampling misses (failing or known gaps, inside in expectation): "
                   f"{', '.join(odd['sampling_miss']) or 'none'}")
     if comparison is not None:
-        from ketasim.analysis.diff import comparison_counts
-
         k = comparison_counts(comparison)
         moved = comparison[comparison["change"] == "status"]
         out.print(f"against {against}: {len(comparison)} targets, {k['status']} changed "
@@ -381,18 +378,17 @@ def validate(
         raise typer.Exit(1)
 
 
-def _earlier(against: Path | None, file_name: str, command: str):
+def _earlier(against: Path | None, file_name: str, command: str, check):
     """``--against``: the earlier run's table (``file_name``, read from the folder or
-    given as the file) and its path, checked for the columns a comparison reads; (None,
-    None) without it. One clear error for a folder without the file or a file that is
+    given as the file) and its path, checked by ``check(table, where)`` for the columns
+    a comparison reads; (None, None) without it. One clear error for a folder without the file or a file that is
     not such a table."""
     if against is None:
         return None, None
     import pandas as pd
 
-    from ketasim.analysis.diff import ComparisonError, check_baseline, check_summary
+    from ketasim.analysis.diff import ComparisonError
 
-    check = check_baseline if file_name == "validation.csv" else check_summary
     path = Path(against)
     path = path / file_name if path.is_dir() else path
     if not path.is_file():

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -159,3 +160,14 @@ def test_bad_summary_baseline():
 
     with pytest.raises(ComparisonError, match="not a run summary"):
         check_summary(pd.DataFrame({"arm": ["a"]}), "--against x")
+
+
+def test_relative_changes_of_arrays_match_the_scalar_rule():
+    from ketasim.analysis.diff import _relative_changes
+
+    nan = float("nan")
+    before = np.array([2.0, 0.0, 1.0, nan, 1.0, -3.0])
+    after = np.array([2.0, 0.0, -1.0, nan, nan, 1.5])
+    got = _relative_changes(before, after)
+    want = [relative_change(b, a) for b, a in zip(before, after, strict=True)]
+    np.testing.assert_array_equal(got, want)

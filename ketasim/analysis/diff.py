@@ -68,6 +68,15 @@ def relative_change(before, after) -> float:
     return 0.0 if scale == 0 else (a - b) / scale
 
 
+def _relative_changes(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """:func:`relative_change` element by element, for arrays of floats."""
+    scale = np.maximum(np.abs(before), np.abs(after))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(scale == 0, 0.0, (after - before) / scale)
+    both = np.isnan(before) & np.isnan(after)
+    return np.where(both, 0.0, out)
+
+
 def compare_validations(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     """One row per target of ``after`` (:data:`COMPARISON_COLUMNS`), in ``after``'s order."""
     check_baseline(before, "the earlier validation")
@@ -146,7 +155,7 @@ def compare_summaries(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame
     m = a.merge(b, on=on, how="left", indicator=True, validate="one_to_one")
     mean_a, mean_b = m["mean"].astype(float), m["mean_before"].astype(float)
     m["difference"] = mean_a - mean_b
-    m["relative_change"] = [relative_change(x, y) for x, y in zip(mean_b, mean_a, strict=True)]
+    m["relative_change"] = _relative_changes(mean_b.to_numpy(), mean_a.to_numpy())
     se = np.sqrt(m["sem"].astype(float) ** 2 + m["sem_before"].astype(float) ** 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = m["difference"] / se

@@ -23,6 +23,7 @@ from ketasim.analysis.power import (
 )
 from ketasim.analysis.stats import TIME_TOL_H
 from ketasim.experiment.runner import simulate
+from ketasim.experiment.trial import analyse_trial
 from ketasim.params import Registry
 
 __all__ = ["COHORT_COLUMNS", "MAX_SUBJECTS_PER_ARM", "TRIAL_POWER_COLUMNS", "power_curve",
@@ -188,15 +189,13 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
         No design, invalid ``ns``, ``cohorts`` or ``alpha``, or more than 100000 patients
         per arm.
     """
-    from ketasim.experiment.trial import analyse_trial
-
     d = getattr(scenario, "design", None)
     if d is None:
         raise PowerError(f"scenario {scenario.name!r} has no 'design' block; trial power "
                          "analyses a design's primary contrast (or use --compare)")
     ns, cohorts, alpha = check_power_arguments(ns, cohorts, alpha)
     strat = d.stratify is not None  # one shared pool: each trial simulated on its own
-    names = [a for a in d.analysed_arms(scenario.arm_names)] if d.crossover is None else [
+    names = list(d.analysed_arms(scenario.arm_names)) if d.crossover is None else [
         a.name for a in scenario.arms if d.arms is None or a.name in d.arms]
     ratio = d.randomisation or dict.fromkeys(names, 1.0)
     low = min(ratio[a] for a in names)

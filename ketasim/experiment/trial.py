@@ -809,9 +809,7 @@ def _crossover_endpoints(long: pd.DataFrame, d, notes: list[str]) -> pd.DataFram
     """Response and remission of a crossover at each period's primary visit, per treatment
     and within patients against the control (:data:`CROSSOVER_ENDPOINT_COLUMNS`); a
     missing visit counts as no event (non-responder imputation), as in a parallel trial."""
-    rules = [("response", f"fall >= {100 * d.response_fall:g}% from the period's baseline")]
-    if d.remission_threshold is not None:
-        rules.append(("remission", f"{d.scale} <= {d.remission_threshold:g}"))
+    rules = _binary_rules(d, "the period's baseline")
     y, b = long["score"].to_numpy(float), long["baseline"].to_numpy(float)
     seen = np.isfinite(y) & np.isfinite(b)
     n_obs = long.assign(seen=seen).groupby("treatment")["seen"].sum()
@@ -823,14 +821,30 @@ def _crossover_endpoints(long: pd.DataFrame, d, notes: list[str]) -> pd.DataFram
             res = paired_binary_endpoint(long.assign(event=event), "patient", "treatment",
                                          "period", "event", d.control)
         notes.extend(f"{name}: {w.message}" for w in caught)
-        res.insert(0, "n_observed", res["arm"].map(n_obs).astype(np.int64))
-        res.insert(0, "missing", NRI)
-        res.insert(0, "rule", rule)
-        res.insert(0, "primary", True)
-        res.insert(0, "visit_h", float(d.primary))
-        res.insert(0, "endpoint", name)
-        frames.append(res)
+        frames.append(_lead(res, name, float(d.primary), True, rule, n_obs))
     return pd.concat(frames, ignore_index=True)[CROSSOVER_ENDPOINT_COLUMNS]
+
+
+def _binary_rules(d, baseline: str) -> list[tuple[str, str]]:
+    """The design's binary endpoints and their rules in words: response (a fall from
+    ``baseline``) and, with a cut-off, remission."""
+    rules = [("response", f"fall >= {100 * d.response_fall:g}% from {baseline}")]
+    if d.remission_threshold is not None:
+        rules.append(("remission", f"{d.scale} <= {d.remission_threshold:g}"))
+    return rules
+
+
+def _lead(res: pd.DataFrame, name: str, visit_h: float, primary: bool, rule: str,
+          n_obs: pd.Series) -> pd.DataFrame:
+    """An endpoint table (one row per arm or treatment) with the columns that say which
+    endpoint, visit and rule it is, and how many ratings it rests on, in front."""
+    res.insert(0, "n_observed", res["arm"].map(n_obs).astype(np.int64))
+    res.insert(0, "missing", NRI)
+    res.insert(0, "rule", rule)
+    res.insert(0, "primary", primary)
+    res.insert(0, "visit_h", visit_h)
+    res.insert(0, "endpoint", name)
+    return res
 
 
 def _event(name: str, y: np.ndarray, b: np.ndarray, seen: np.ndarray, d) -> np.ndarray:
@@ -849,10 +863,7 @@ def _event(name: str, y: np.ndarray, b: np.ndarray, seen: np.ndarray, d) -> np.n
 def _endpoints(long: pd.DataFrame, d, visits: list[float], notes: list[str]) -> pd.DataFrame:
     """Response and remission per arm at each post-baseline visit (non-responder
     imputation for missing visits) via :func:`ketasim.analysis.trial.binary_endpoint`."""
-    rules = [("response", f"fall >= {100 * d.response_fall:g}% from baseline")]
-    limit = d.remission_threshold
-    if limit is not None:
-        rules.append(("remission", f"{d.scale} <= {limit:g}"))
+    rules = _binary_rules(d, "baseline")
     frames = []
     for t in visits:
         at = long[long["visit"] == t]
@@ -867,13 +878,7 @@ def _endpoints(long: pd.DataFrame, d, visits: list[float], notes: list[str]) -> 
                 res = binary_endpoint(table, "arm", "event", d.control)
             for w in caught:
                 notes.append(f"{name} at {t:g} h: {w.message}")
-            res.insert(0, "n_observed", res["arm"].map(n_obs).astype(np.int64))
-            res.insert(0, "missing", NRI)
-            res.insert(0, "rule", rule)
-            res.insert(0, "primary", bool(t == d.primary))
-            res.insert(0, "visit_h", float(t))
-            res.insert(0, "endpoint", name)
-            frames.append(res)
+            frames.append(_lead(res, name, float(t), bool(t == d.primary), rule, n_obs))
     if not frames:
         return pd.DataFrame(columns=ENDPOINT_COLUMNS)
     return pd.concat(frames, ignore_index=True)[ENDPOINT_COLUMNS]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -72,7 +72,6 @@ class EventTable:
         parameter (an amount, an infusion rate); an event that sets a parameter (an
         absorption rate) stays, since it changes nothing without the amount. The event
         times stay, so a subject's integration up to its stop time is unchanged."""
-        from dataclasses import replace
         stop = np.asarray(stop, dtype=float)
         if stop.shape != (self.values.shape[0],):
             raise ValueError(f"withhold: one stop time per subject ({self.values.shape[0]}), "
@@ -88,7 +87,6 @@ class EventTable:
 
     def subset(self, subjects) -> EventTable:
         """The same events for some subjects (an index or slice into the cohort)."""
-        from dataclasses import replace
         return replace(self, values=self.values[subjects],
                        params=tuple((j, v[subjects]) for j, v in self.params))
 
