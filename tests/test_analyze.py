@@ -380,3 +380,25 @@ def test_analyze_spines_on_the_deposited_dataset_reproduces_its_checks(tmp_path)
     d1 = seg[(seg.statistic == "density_change_pct") & (seg.segment_set == "included")
              & (seg.group == "saline") & (seg.day == 1.0)]
     assert round(float(d1["mean"].iloc[0]), 2) == -14.66
+    # per-mouse turnover is pooled over the mouse's spines, as the simulator's: each
+    # segment's rate weighted by its count at the interval's start (the last session
+    # with a count before the interval's end: mouse 28 has no day-5 session)
+    subjects = pd.read_csv(out / "subjects.csv")
+    turn = pd.read_csv(DEPOSIT / "turnover.csv")
+    turn = turn[turn.included & turn.formation_pct.notna()]
+    counts = raw[raw.included & raw.spine_count.notna()]
+    for group, mouse, day_end in (("ketamine", 28, 1.0), ("ketamine", 28, 10.0),
+                                  ("saline", 180, 3.0)):
+        num = den = 0.0
+        for _, row in turn[(turn.group == group) & (turn.mouse == mouse)
+                           & (turn.day_end == day_end)].iterrows():
+            c = counts[(counts.group == group) & (counts.mouse == mouse)
+                       & (counts.segment == row.segment) & (counts.day < day_end)]
+            if len(c):
+                n0 = float(c.sort_values("day").spine_count.iloc[-1])
+                num, den = num + row.formation_pct * n0, den + n0
+        index = subjects.set_index("subject_id").loc[f"{group}-{mouse}", "subject"]
+        got = r[(r.assay == "two_photon_spines") & (r.readout == "formation_pct")
+                & (r.time_h == 24.0 * day_end) & (r.subject == index)]["value"]
+        assert den > 0 and len(got) == 1
+        assert float(got.iloc[0]) == pytest.approx(num / den, rel=1e-12)

@@ -42,6 +42,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ketasim.analysis import spines as _spines
+from ketasim.analysis import tracking as _tracking
 from ketasim.analysis._tables import (
     SUFFIXES,
     Source,
@@ -73,6 +75,7 @@ __all__ = [
     "density_change_summary",
     "density_mixed_model",
     "deposited_checks",
+    "from_tracking",
     "length_change",
     "new_spine_summary",
     "persistence_summary",
@@ -754,6 +757,79 @@ def add_masks(segments: pd.DataFrame, turnover: pd.DataFrame | None = None, *,
         if overwrite or col not in tt.columns:
             tt[col] = masks[col].reindex(idx).fillna(False).to_numpy(dtype=bool)
     return seg, tt
+
+
+def from_tracking(table: pd.DataFrame, *, group: str | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-segment tables of a spine tracking table, so that simulated (or lab-tracked)
+    imaging goes through the same segment statistics as a per-segment deposit.
+
+    Each imaged branch becomes a segment and each subject a mouse (ids ``"arm/subject"``
+    and the branch number, so subjects of several arms stay apart); the group is the arm,
+    or ``group`` for every row (to pool arms into one analysed set, as a deposit's
+    3-session set pools the mice imaged for 3 sessions with those imaged longer). A
+    segment's sessions are the times its branch was imaged (``day`` = ``time_h`` / 24,
+    numbered from 1); ``spine_count`` counts the spines seen present, ``length_um`` is
+    the branch length. The turnover table has one row per interval between a branch's
+    consecutive sessions: formation and elimination as % of the spines present at the
+    interval's start (:func:`ketasim.analysis.spines.turnover`'s per-branch counts; NaN
+    with no spine at the start). Nothing is damaged (``included`` everywhere) and
+    ``long_term`` follows :func:`add_masks`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A validated tracking table (:func:`ketasim.analysis.tracking.read_tracking_table`).
+    group : str, optional
+        One group label for every row instead of the arm.
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        ``segments`` (the columns of :func:`read_segments`, with the masks) and
+        ``turnover`` (those of :func:`read_turnover`, with the masks).
+    """
+    if table.empty:
+        raise SegmentDataError("from_tracking: the tracking table has no rows")
+    dens = _spines.density_per_10um(table)
+    dens["day"] = dens["time_h"].to_numpy(float) / 24.0
+    dens["session"] = dens.groupby(_tracking.BRANCH_KEY, sort=False).cumcount() + 1
+
+    def ids(df: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({
+            "group": (df["arm"].astype(str) if group is None
+                      else pd.Series(str(group), index=df.index)),
+            "mouse": df["arm"].astype(str) + "/" + df["subject"].astype(str),
+            "segment": df["branch"].astype(str)}, index=df.index)
+
+    seg = ids(dens).assign(
+        session=dens["session"].to_numpy(np.int64), day=dens["day"].to_numpy(float),
+        spine_count=dens["n_present"].to_numpy(float),
+        length_um=dens["branch_length_um"].to_numpy(float),
+        density_per_um=(dens["n_present"] / dens["branch_length_um"]).to_numpy(float),
+        damaged=np.zeros(len(dens), dtype=np.int64))
+
+    nxt = dens.groupby(_tracking.BRANCH_KEY, sort=False)["time_h"].shift(-1)
+    cons = dens[[*_tracking.BRANCH_KEY, "time_h", "session"]].assign(t1=nxt.to_numpy())
+    cons = cons.dropna(subset=["t1"])
+    rows = []
+    for (t0, t1), branches in cons.groupby(["time_h", "t1"], sort=True):
+        # the branches for which t0 and t1 are consecutive sessions
+        pb = _spines.turnover(table, float(t0), float(t1)).per_branch.merge(
+            branches[[*_tracking.BRANCH_KEY, "session"]], on=_tracking.BRANCH_KEY)
+        rows.append(pb.assign(day_start=float(t0) / 24.0, day_end=float(t1) / 24.0))
+    if not rows:
+        raise SegmentDataError("from_tracking: no branch was imaged at two sessions")
+    pb = (pd.concat(rows, ignore_index=True)
+          .sort_values([*_tracking.BRANCH_KEY, "day_start"], kind="stable")
+          .reset_index(drop=True))
+    turn = ids(pb).assign(
+        interval=pb["session"].to_numpy(np.int64),
+        day_start=pb["day_start"].to_numpy(float), day_end=pb["day_end"].to_numpy(float),
+        formation_pct=pb["formation_pct"].to_numpy(float),
+        elimination_pct=pb["elimination_pct"].to_numpy(float))
+    seg, turn = add_masks(seg.assign(included=True), turn, overwrite=False)
+    return seg, turn
 
 
 # --------------------------------------------------------------------------- statistics

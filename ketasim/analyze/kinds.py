@@ -103,11 +103,47 @@ def _is_segment_folder(path: Path) -> bool:
     return Path(path).is_dir() and any(Path(path).glob("segments.*"))
 
 
+def _interval_start_counts(turnover: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
+    """``turnover`` with ``n_start``: the segment's spine count at the interval's start,
+    the last session before ``day_end`` with a count (where the segment was not imaged on
+    the nominal ``day_start``, its rate is of that earlier count; the deposit's README,
+    note 4); NaN where the segment has none."""
+    counts = (segments.loc[segments["spine_count"].notna(),
+                           [*sg.SEGMENT_KEY, "day", "spine_count"]]
+              .sort_values("day", kind="stable"))
+    t = turnover.reset_index(drop=True)
+    t["_row"] = np.arange(len(t))
+    m = pd.merge_asof(t.sort_values("day_end", kind="stable"),
+                      counts.rename(columns={"day": "day_end", "spine_count": "n_start"}),
+                      on="day_end", by=sg.SEGMENT_KEY, allow_exact_matches=False)
+    return m.sort_values("_row").drop(columns="_row").set_index(t.index)
+
+
+def _per_mouse_segments(nested: pd.DataFrame, n_start: pd.Series | None) -> pd.DataFrame:
+    """Per-mouse readouts of per-segment rows, defined as the simulator's are
+    (:func:`ketasim.analysis.spines.subject_readouts`): density the mean over the mouse's
+    segments; formation and elimination % of the spines pooled over its segments (the
+    segments' rates weighted by their counts at the interval's start; segments with no
+    start count are left out, and a mouse with none keeps the plain mean)."""
+    key = ["arm", "subject", "time_h", "readout", "unit"]
+    plain = nested.groupby(key, sort=True)["value"].mean()
+    if n_start is not None:
+        rate = nested["readout"].isin(("formation_pct", "elimination_pct")).to_numpy()
+        w = n_start.to_numpy(float)
+        ok = rate & np.isfinite(w) & (w > 0)
+        part = nested.loc[ok, key].assign(wv=nested.loc[ok, "value"] * w[ok], w=w[ok])
+        sums = part.groupby(key, sort=True)[["wv", "w"]].sum()
+        pooled = sums["wv"] / sums["w"]
+        plain.loc[pooled.index] = pooled
+    return plain.reset_index().assign(assay="two_photon_spines")
+
+
 def _segments(paths: list[Path], design: ResolvedDesign) -> LabData:
     """Folders of per-segment tables (``ketasim.analysis.segments``: segments, and
     optionally turnover, persistence and mice; the deposited Phoumthipphavong et al.
     2016 layout). A mouse is ``<group>-<mouse>`` in the design (a label may recur across
-    groups). Readouts per mouse (mean over its included segments) and per segment
+    groups). Readouts per mouse (as the simulator's: density the mean over its included
+    segments, formation and elimination pooled over their spines) and per segment
     (nested); ``segment_statistics.csv`` holds the authors' normalisations (density change
     from the mouse's first day, turnover change from its first interval, persistence),
     and a folder with all four tables and the groups saline and ketamine also gets the
@@ -120,7 +156,7 @@ def _segments(paths: list[Path], design: ResolvedDesign) -> LabData:
     rows = [seg.assign(time_h=seg["day"] * 24.0, readout="spine_density_per_10um",
                        value=seg["density_per_um"].astype(float) * 10.0, unit="per 10 um")]
     if ds.turnover is not None:
-        tt = ds.turnover[ds.turnover["included"]]
+        tt = _interval_start_counts(ds.turnover[ds.turnover["included"]], seg)
         for col in ("formation_pct", "elimination_pct"):
             rows.append(tt.assign(time_h=tt["day_end"] * 24.0, readout=col,
                                   value=tt[col].astype(float), unit="%"))
@@ -130,10 +166,11 @@ def _segments(paths: list[Path], design: ResolvedDesign) -> LabData:
                        arm=long["group"].astype(str),
                        branch=long["segment"].astype(str))
     keep = ["arm", "subject", "branch", "time_h", "readout", "value", "unit"]
-    nested = _assign(long[keep], design, str(folder)).assign(assay="two_photon_spines_nested")
-    per_mouse = (nested.groupby(["arm", "subject", "time_h", "readout", "unit"], sort=True)
-                 ["value"].mean().reset_index().assign(assay="two_photon_spines"))
-    readouts = pd.concat([per_mouse, nested], ignore_index=True)
+    nested = _assign(long[keep], design, str(folder))
+    n0 = long.loc[nested.index, "n_start"] if "n_start" in long else None
+    per_mouse = _per_mouse_segments(nested, n0)
+    readouts = pd.concat([per_mouse, nested.assign(assay="two_photon_spines_nested")],
+                         ignore_index=True)
     readouts["branch"] = readouts["branch"].astype("string")
     stats = [sg.density_change_summary(ds.segments, segment_set=st).assign(
         statistic="density_change_pct", segment_set=st) for st in ("included", "long_term")]
@@ -145,7 +182,8 @@ def _segments(paths: list[Path], design: ResolvedDesign) -> LabData:
         stats.append(sg.persistence_summary(ds.persistence).assign(
             statistic="persistence_pct", segment_set="cohort"))
     tables = {"segment_statistics.csv": pd.concat(stats, ignore_index=True)}
-    notes = [("two_photon_spines: per mouse (the mean of its included segments); "
+    notes = [("two_photon_spines: per mouse (density the mean of its included segments, "
+              "formation and elimination % of its segments' spines pooled); "
              "two_photon_spines_nested: per segment; segment_statistics.csv: the authors' "
              "normalisations over segments")]
     full = all(x is not None for x in (ds.turnover, ds.persistence, ds.mice))

@@ -32,6 +32,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ketasim.analysis.segments import (
+    density_change_summary,
+    from_tracking,
+    turnover_change_summary,
+    turnover_rates,
+)
 from ketasim.analysis.spines import (
     branch_specificity_test,
     clustering_test,
@@ -57,6 +63,7 @@ class _Data:
     def __init__(self, readouts: pd.DataFrame, tracking: dict | None = None):
         self.r = readouts
         self.tracking = tracking or {}
+        self._segment_tables: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
 
     def sel(self, arm: str, readout: str) -> pd.Series:
         """Rows of ``readout`` in ``arm``; ``"region:readout"`` (e.g.
@@ -86,6 +93,16 @@ class _Data:
         if assay:
             sel &= r["assay"] == assay
         return r.loc[sel]
+
+    def segment_tables(self, arms: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The per-segment tables (:func:`ketasim.analysis.segments.from_tracking`) of
+        the arms' tracking tables pooled into one group (``arms`` comma-separated)."""
+        names = [a.strip() for a in str(arms).split(",") if a.strip()]
+        key = ",".join(names)
+        if key not in self._segment_tables:
+            table = pd.concat([self.table(a) for a in names], ignore_index=True)
+            self._segment_tables[key] = from_tracking(table, group=key)
+        return self._segment_tables[key]
 
     def table(self, arm: str) -> pd.DataFrame:
         if arm not in self.tracking:
@@ -388,7 +405,50 @@ def _functions(d: _Data) -> dict[str, Callable]:
             raise StatisticError(f"no new spines at {t_new!r} in arm {arm!r}")
         return float(v.mean())
 
-    return {"mean": mean, "sem": sem, "persistence": persistence, "n": n, "sd": sd, "cohen_d": cohen_d, "peak": peak, "time_of_peak": time_of_peak,
+    # the segment statistics of per-segment studies (ketasim.analysis.segments, as the
+    # authors' script computes them on the Phoumthipphavong et al. 2016 deposit): every
+    # imaged branch of the arms (comma-separated, pooled into one analysed set) is a
+    # segment, its change taken from its own mouse's baseline, the mean over segments
+    def _segment_value(summary: pd.DataFrame, day_col: str, at, what: str,
+                       measure: str | None = None) -> float:
+        day = _hours(at) / 24.0
+        sel = np.abs(summary[day_col].to_numpy(float) - day) <= 1e-9
+        if measure is not None:
+            if measure not in ("formation", "elimination"):
+                raise StatisticError(f"{what}: measure must be 'formation' or "
+                                     f"'elimination', got {measure!r}")
+            sel &= (summary["measure"] == measure).to_numpy()
+        row = summary.loc[sel]
+        if row.empty or not np.isfinite(row["mean"].iloc[0]):
+            raise StatisticError(f"{what}: no segment value at {at!r}")
+        return float(row["mean"].iloc[0])
+
+    def segment_density_change(arms, at, segment_set="included"):
+        """Mean over segments of the density at ``at`` as % change from the segment's
+        mouse's mean density at the first session."""
+        seg, _ = d.segment_tables(arms)
+        return _segment_value(density_change_summary(seg, segment_set=segment_set), "day",
+                              at, f"segment_density_change({arms!r})")
+
+    def segment_turnover_change(arms, measure, at, segment_set="included"):
+        """Mean over segments of the formation or elimination % over the interval ending
+        at ``at``, as the change (points) from the mouse's mean rate over the first
+        interval (pro-rated to its length)."""
+        _, turn = d.segment_tables(arms)
+        return _segment_value(turnover_change_summary(turn, segment_set=segment_set),
+                              "day_end", at, f"segment_turnover_change({arms!r})", measure)
+
+    def segment_turnover(arms, measure, at, segment_set="included"):
+        """Mean over segments of the raw formation or elimination % over the interval
+        ending at ``at`` (% of the segment's spines at the interval's start)."""
+        _, turn = d.segment_tables(arms)
+        return _segment_value(turnover_rates(turn, segment_set=segment_set), "day_end", at,
+                              f"segment_turnover({arms!r})", measure)
+
+    return {"mean": mean, "sem": sem, "persistence": persistence,
+            "segment_density_change": segment_density_change,
+            "segment_turnover_change": segment_turnover_change,
+            "segment_turnover": segment_turnover, "n": n, "sd": sd, "cohen_d": cohen_d, "peak": peak, "time_of_peak": time_of_peak,
             "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "auc": auc, "pearson_r": pearson_r, "pearson_p": pearson_p, "clustering_p": clustering_p,
             "branch_specificity_p": branch_specificity_p,
             "restored_fraction": restored_fraction, "restored_chance": restored_chance,
