@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats as sps
 from typer.testing import CliRunner
 
 from ketasim.analysis.stats import mixed_lm_test
@@ -246,6 +247,12 @@ def test_bad_freezing_tables_are_one_clear_error(tmp_path, rows, fragment):
                                                         "time": "1d"}]}, "files[0].subject"),
     ({"name": "x", "groups": {"a": ["m1"]}, "files": [{"path": "f", "subject": "m1"}]},
      "exactly one of session and time"),
+    ({"name": "x", "groups": {"a": ["m1"], "b": ["m2"]},
+      "compare": [{"readout": "r", "at": "1d", "baseline": "yesterday", "arms": ["a", "b"]}]},
+     "compare[0].baseline"),
+    ({"name": "x", "groups": {"a": ["m1"], "b": ["m2"]}, "sessions": {"post": "1d"},
+      "compare": [{"readout": "r", "at": "1d", "baseline": "post", "arms": ["a", "b"]}]},
+     "compare[0].baseline: the same time as at"),
     ({"name": "x", "groups": {"a": ["m1"]}, "colour": "red"}, "colour"),
     ({"groups": {"a": ["m1"]}}, "name"),
 ])
@@ -359,8 +366,8 @@ def test_analyze_spines_on_the_deposited_dataset_reproduces_its_checks(tmp_path)
     (tmp_path / "d.yaml").write_text(yaml.safe_dump({
         "name": "phoumthipphavong2016", "species": "mouse", "groups": groups,
         "compare": [{"readout": "spine_density_per_10um", "at": "1d",
-                     "arms": ["ketamine", "saline"], "test": t}
-                    for t in ("welch_t", "mixed_lm")]}))
+                     "arms": ["ketamine", "saline"], "test": t, **base}
+                    for base in ({}, {"baseline": "-3d"}) for t in ("welch_t", "mixed_lm")]}))
     out = analyze("spines", [DEPOSIT], tmp_path / "d.yaml", tmp_path / "out")
     checks = pd.read_csv(out / "checks.csv").set_index("check")["text"].to_dict()
     assert checks == README_CHECKS
@@ -376,6 +383,18 @@ def test_analyze_spines_on_the_deposited_dataset_reproduces_its_checks(tmp_path)
     stats = pd.read_csv(out / "stats.csv")
     assert stats.loc[0, "n"] == "8;8" and stats.loc[1, "n"] != "8;8"
     assert np.sign(stats.loc[0, "statistic"]) == np.sign(stats.loc[1, "statistic"])
+    # the change from each mouse's (and segment's) own day -3 value: ketamine mice were
+    # sparser before the injection, and lose less; the mixed model converges (Powell,
+    # after BFGS stops short with the mouse variance near 0)
+    assert stats["baseline_h"].isna().tolist() == [True, True, False, False]
+    pm = r[(r.assay == "two_photon_spines") & (r.readout == "spine_density_per_10um")]
+    wide = pm.pivot_table(index=["arm", "subject"], columns="time_h", values="value")
+    change = (wide[24.0] - wide[-72.0]).dropna()
+    want = sps.ttest_ind(change["ketamine"], change["saline"], equal_var=False)
+    assert stats.loc[2, "statistic"] == pytest.approx(want.statistic, rel=1e-12)
+    assert stats.loc[2, "p"] == pytest.approx(want.pvalue, rel=1e-12)
+    assert stats.loc[2, "statistic"] > 0 and stats.loc[0, "statistic"] < 0
+    assert np.isfinite(stats.loc[3, "p"]) and stats.loc[3, "statistic"] > 0
     seg = pd.read_csv(out / "segment_statistics.csv")
     d1 = seg[(seg.statistic == "density_change_pct") & (seg.segment_set == "included")
              & (seg.group == "saline") & (seg.day == 1.0)]

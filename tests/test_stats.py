@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -261,3 +262,98 @@ def test_compare_keeps_comparison_order_and_numbers_them(two_groups):
 def test_compare_nothing_requested():
     out = compare(readouts({"a": [1, 2]}), [])
     assert out.empty and list(out.columns) == STATS_COLUMNS
+
+
+# ---------------------------------------------------------------- change from baseline
+
+
+def _baselined(arms, test="welch_t", baseline="-1d", assay=ASSAY):
+    return Comparison(readout=READOUT, at="24h", baseline=baseline, arms=arms, test=test,
+                      assay=assay)
+
+
+def test_compare_baseline_tests_each_subjects_change():
+    pre = readouts({"a": [10, 20, 30, 40], "b": [1, 2, 3, 4]}, time_h=-24.0)
+    post = readouts({"a": [12, 23, 31, 45], "b": [1, 1, 5, 2]})
+    r = compare(pd.concat([pre, post], ignore_index=True), [_baselined(["a", "b"])]).iloc[0]
+    ref = sps.ttest_ind([2, 3, 1, 5], [0, -1, 2, -2], equal_var=False)
+    assert r["statistic"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert r["p"] == pytest.approx(ref.pvalue, rel=1e-12)
+    assert r["n"] == "4;4" and r["baseline_h"] == -24.0 and r["time_h"] == 24.0
+    # without the baseline the values at 24 h are tested instead
+    plain = compare(pd.concat([pre, post], ignore_index=True), [comparison(["a", "b"])])
+    ref = sps.ttest_ind([12, 23, 31, 45], [1, 1, 5, 2], equal_var=False)
+    assert plain.iloc[0]["statistic"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert np.isnan(plain.iloc[0]["baseline_h"])
+
+
+def test_compare_baseline_leaves_out_subjects_missing_a_time():
+    pre = readouts({"a": [10, 20, 30], "b": [1, 2, 3]}, time_h=-24.0)
+    pre = pre[~((pre.arm == "a") & (pre.subject == 2))]
+    post = readouts({"a": [12, 23, 31], "b": [1, 1, 5]})
+    r = compare(pd.concat([pre, post], ignore_index=True), [_baselined(["a", "b"])]).iloc[0]
+    assert r["n"] == "2;3"
+    assert r["means"] == "2.5;0.333333"
+
+
+def test_compare_baseline_pairs_branches_for_a_mixed_model():
+    rng = np.random.default_rng(5)
+    rows = []
+    for arm, shift in (("a", 1.0), ("b", 0.0)):
+        for subject in range(5):
+            offset = rng.normal(0, 3)
+            for branch in range(4):
+                base = 10 + offset + rng.normal(0, 2)
+                for t, v in ((-24.0, base), (24.0, base + shift + rng.normal(0, 0.3))):
+                    rows.append({"arm": arm, "subject": subject, "branch": str(branch),
+                                 "assay": "two_photon_spines_nested", "readout": READOUT,
+                                 "time_h": t, "value": v, "unit": "1"})
+    table = pd.DataFrame(rows)
+    # mixed_lm is a test of ketasim analyze's design comparisons (resolved to hours)
+    mixed = SimpleNamespace(readout=READOUT, at=24.0, baseline=-24.0, arms=["a", "b"],
+                            test="mixed_lm", assay=None, region=None)
+    r = compare(table, [mixed]).iloc[0]
+    assert r["n"] == "20;20"
+    assert r["statistic"] > 5 and r["p"] < 1e-6  # the branch offsets cancel
+    no_base = SimpleNamespace(**{**vars(mixed), "baseline": None})
+    assert compare(table, [no_base]).iloc[0]["p"] > 0.01  # buried in the offsets
+
+
+def test_compare_baseline_refuses_unmatched_cells_and_ambiguous_rows():
+    pre = readouts({"a": [1, 2], "b": [3, 4]}, time_h=-24.0).assign(cell="0")
+    post = readouts({"a": [1, 2], "b": [3, 4]}).assign(cell="0")
+    with pytest.raises(ValueError, match="cells are not matched across sessions"):
+        compare(pd.concat([pre, post], ignore_index=True), [_baselined(["a", "b"])])
+    two = pd.concat([readouts({"a": [1, 2], "b": [3, 4]}, time_h=t, assay=a)
+                     for t in (-24.0, 24.0) for a in (ASSAY, "immunofluorescence")],
+                    ignore_index=True)
+    with pytest.raises(ValueError, match="compare\\[0\\]: baseline: .* name its assay"):
+        compare(two, [_baselined(["a", "b"], assay=None)])
+
+
+def test_scenario_baseline_must_be_a_measured_time_other_than_at():
+    from ketasim.scenario import ScenarioError, load_scenario_text
+
+    text = """
+name: base
+species: mouse
+seed: 1
+arms:
+  - {name: a, n: 3, protocol: [{at: 0h, drug: saline, route: ip}],
+     assays: [{assay: tail_suspension, at: [1h, 24h]}, {assay: western_blot, at: [1h, 24h]}]}
+  - {name: b, n: 3, protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}],
+     assays: [{assay: tail_suspension, at: [1h, 24h]}, {assay: western_blot, at: [1h, 24h]}]}
+compare:
+  - {readout: READOUT, at: 24h, baseline: BASE, arms: [b, a]}
+"""
+    tst = text.replace("READOUT", "tst_immobility_s")
+    ok = load_scenario_text(tst.replace("BASE", "1h"))
+    assert ok.compare[0].baseline == 1.0
+    for base, fragment in (("2h", "compare[0].baseline"), ("24h", "a time other than at")):
+        with pytest.raises(ScenarioError) as e:
+            load_scenario_text(tst.replace("BASE", base))
+        assert fragment in str(e.value)
+    # a blot ends the animal: no subject's change between two of its times
+    with pytest.raises(ScenarioError) as e:
+        load_scenario_text(text.replace("READOUT", "psd95_rel").replace("BASE", "1h"))
+    assert "compare[0].baseline" in str(e.value) and "western_blot ends the animal" in str(e.value)

@@ -243,6 +243,29 @@ def test_statistic_known_answers():
         2.0 / np.std([0, 1, 2, 3], ddof=1))
 
 
+def _changes_table(a_pre, a_post, b_pre, b_post):
+    rows = [(arm, i, "x", "s", t, v, "u")
+            for arm, pre, post in (("a", a_pre, a_post), ("b", b_pre, b_post))
+            for i, (v0, v1) in enumerate(zip(pre, post)) for t, v in ((-24.0, v0), (24.0, v1))]
+    return pd.DataFrame(rows, columns=["arm", "subject", "assay", "readout", "time_h",
+                                       "value", "unit"])
+
+
+def test_d_change_follows_cohen_d_at_the_edges():
+    """d_change is Cohen's d of the changes: infinite, not 0, when both arms change by
+    different constants, and undefined (NaN) with one subject per arm."""
+    r = _changes_table([30, 31, 32], [10, 11, 12], [30, 31, 32], [25, 26, 27])
+    assert evaluate("d_change('a', 'b', 's', '-1d', '24h')", r) == -np.inf
+    r = _changes_table([30, 31], [10, 14], [30, 31], [25, 25])
+    pooled = np.sqrt((np.var([-20, -17], ddof=1) + np.var([-5, -6], ddof=1)) / 2)
+    assert evaluate("d_change('a', 'b', 's', '-1d', '24h')", r) == pytest.approx(
+        (-18.5 + 5.5) / pooled, rel=1e-12)
+    r = _changes_table([30], [10], [30], [25])
+    assert np.isnan(evaluate("d_change('a', 'b', 's', '-1d', '24h')", r))
+    r = _changes_table([30, 31, 33], [30, 31, 33], [3, 4], [3, 4])
+    assert evaluate("d_change('a', 'b', 's', '-1d', '24h')", r) == 0.0
+
+
 def test_half_life_known_answer():
     t = np.linspace(0, 10, 11)
     rows = [("a", s, "x", "c", ti, 100 * np.exp(-np.log(2) / (2.0 + s) * ti), "u")

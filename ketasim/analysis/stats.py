@@ -16,7 +16,7 @@ from scipy import stats as sps
 
 SUMMARY_COLUMNS = ["arm", "assay", "readout", "time_h", "unit", "n", "mean", "sem"]
 STATS_COLUMNS = ["comparison", "readout", "assay", "time_h", "test", "groups", "n",
-                 "means", "statistic", "p"]
+                 "means", "statistic", "p", "baseline_h"]
 TIME_TOL_H = 1e-9
 
 
@@ -76,6 +76,9 @@ def _run(test: str, groups: list[np.ndarray]) -> ComparisonResult:
 #: the suffix of an assay whose rows are nested within subjects (branches, segments, cells
 #: of ``<assay>``; ``ketasim analyze``): mixed models read them, the other tests do not
 NESTED_SUFFIX = "_nested"
+#: optimisers tried in turn for a mixed model's REML fit (a converged fit with a finite
+#: log-likelihood is kept; L-BFGS can report convergence at a degenerate point)
+MIXED_LM_METHODS = ("bfgs", "powell", "lbfgs", "nm")
 
 
 def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
@@ -86,7 +89,7 @@ def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
     the Wald z of the first arm against the second (``order``; signed as the t tests) and
     its two-sided p; with
     more, the Wald chi-square of all arm effects (df = arms - 1) and its p. NaN when an
-    arm has fewer than 2 subjects or the fit fails to converge."""
+    arm has fewer than 2 subjects or no optimiser of :data:`MIXED_LM_METHODS` converges."""
     import statsmodels.formula.api as smf
 
     df = pd.DataFrame({"value": np.asarray(values, float),
@@ -97,10 +100,21 @@ def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
     if (per_arm < 2).any():
         return ComparisonResult(float("nan"), float("nan"))
     df["subject"] = df["arm"].astype(str) + "/" + df["subject"]  # ids may repeat across arms
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence chatter; checked below
-        fit = smf.mixedlm("value ~ C(arm)", df, groups=df["subject"]).fit(reml=True)
-    if not fit.converged:
+    model = smf.mixedlm("value ~ C(arm)", df, groups=df["subject"])
+    fit = None
+    # one optimiser after another, as analysis.segments.density_mixed_model: BFGS can
+    # stop short where the subject variance lies near 0, where Powell converges
+    for method in MIXED_LM_METHODS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter; checked below
+            try:
+                attempt = model.fit(reml=True, method=method)
+            except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+                continue
+        if attempt.converged and np.isfinite(attempt.llf):
+            fit = attempt
+            break
+    if fit is None:
         return ComparisonResult(float("nan"), float("nan"))
     names = [n for n in fit.fe_params.index if n.startswith("C(arm)")]
     if len(names) == 1:  # signed as the t tests: first arm minus second
@@ -111,13 +125,39 @@ def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
     return ComparisonResult(chi2, float(sps.chi2.sf(chi2, len(names))))
 
 
-def _nesting(readouts: pd.DataFrame, sel: pd.Series, test: str) -> pd.Series:
+def _at(readouts: pd.DataFrame, time_h: float) -> pd.Series:
+    return pd.Series(np.abs(readouts["time_h"].to_numpy(float) - float(time_h)) < TIME_TOL_H,
+                     index=readouts.index)
+
+
+def _nesting(readouts: pd.DataFrame, sel: pd.Series, test: str, at_h: float) -> pd.Series:
     """Without a named assay, a mixed model reads the nested rows of a readout where
-    there are any, and every other test the rows that are not nested."""
+    there are any at ``at_h``, and every other test the rows that are not nested."""
     nested = readouts["assay"].astype(str).str.endswith(NESTED_SUFFIX)
-    if test == "mixed_lm" and (sel & nested).any():
+    if test == "mixed_lm" and (sel & _at(readouts, at_h) & nested).any():
         return sel & nested
     return sel & ~nested
+
+
+def _changes(readouts: pd.DataFrame, sel: pd.Series, c, k: int) -> pd.DataFrame:
+    """The rows of ``sel`` at ``c.at`` with ``value`` replaced by the change from the same
+    unit's value at ``c.baseline`` (a unit: the subject, or the subject's branch for
+    nested rows); units without a baseline value are left out."""
+    rows_at = readouts.loc[sel & _at(readouts, c.at)]
+    rows_base = readouts.loc[sel & _at(readouts, c.baseline)]
+    units = ["arm", "subject"]
+    if "branch" in readouts.columns and rows_at["branch"].notna().any():
+        units.append("branch")
+    if "cell" in readouts.columns and rows_at["cell"].notna().any():
+        raise ValueError(f"compare[{k}]: baseline: cells are not matched across sessions; "
+                         "compare the per-subject rows (name their assay) instead")
+    for part in (rows_at, rows_base):
+        if part.duplicated(units).any():
+            raise ValueError(f"compare[{k}]: baseline: {c.readout!r} has more than one row "
+                             "per subject and time; name its assay (and region)")
+    m = rows_at[[*units, "value"]].merge(rows_base[[*units, "value"]], on=units,
+                                         suffixes=("", "_base"))
+    return m.assign(value=m["value"] - m["value_base"])
 
 
 def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
@@ -126,30 +166,34 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
     Each comparison selects one readout (optionally of one assay) at one time in each
     named arm, drops missing values, and applies its test (Welch t by default; a
     ``mixed_lm`` reads nested rows with a random intercept per subject, see
-    :func:`mixed_lm_test`).
+    :func:`mixed_lm_test`). With a ``baseline`` time, each subject's (for nested rows,
+    each branch's) change from its own value at that time is compared instead.
     """
     rows = []
     for k, c in enumerate(comparisons):
-        sel = (readouts["readout"] == c.readout) & (
-            np.abs(readouts["time_h"] - float(c.at)) < TIME_TOL_H)
+        sel = readouts["readout"] == c.readout
         if getattr(c, "assay", None):
             sel &= readouts["assay"] == c.assay
         else:
-            sel = _nesting(readouts, sel, c.test)
+            sel = _nesting(readouts, sel, c.test, c.at)
         if getattr(c, "region", None):
             sel &= readouts["region"] == c.region if "region" in readouts else False
-        elif "region" in readouts and readouts.loc[sel, "region"].nunique() > 1:
+        elif "region" in readouts and readouts.loc[sel & _at(readouts, c.at),
+                                                   "region"].nunique() > 1:
             raise ValueError(
                 f"compare[{k}]: {c.readout!r} is measured in regions "
                 f"{sorted(readouts.loc[sel, 'region'].unique())}; name one with region:")
+        baseline = getattr(c, "baseline", None)
+        rows_ = (readouts.loc[sel & _at(readouts, c.at)] if baseline is None
+                 else _changes(readouts, sel, c, k))
         groups = []
         for arm in c.arms:
-            v = readouts.loc[sel & (readouts["arm"] == arm), "value"].to_numpy(float)
+            v = rows_.loc[rows_["arm"] == arm, "value"].to_numpy(float)
             groups.append(v[np.isfinite(v)])
         if c.test == "mixed_lm":
-            rows_ = readouts.loc[sel & readouts["arm"].isin(c.arms)]
-            res = mixed_lm_test(rows_["value"].to_numpy(float), rows_["arm"].to_numpy(),
-                                rows_["subject"].to_numpy(), list(c.arms))
+            mixed = rows_.loc[rows_["arm"].isin(c.arms)]
+            res = mixed_lm_test(mixed["value"].to_numpy(float), mixed["arm"].to_numpy(),
+                                mixed["subject"].to_numpy(), list(c.arms))
         else:
             res = run_test(c.test, groups)
         rows.append({
@@ -157,5 +201,6 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
             "time_h": float(c.at), "test": c.test, "groups": ";".join(c.arms),
             "n": ";".join(str(len(g)) for g in groups),
             "means": ";".join(f"{g.mean():.6g}" if len(g) else "nan" for g in groups),
-            "statistic": res.statistic, "p": res.p})
+            "statistic": res.statistic, "p": res.p,
+            "baseline_h": float("nan") if baseline is None else float(baseline)})
     return pd.DataFrame(rows, columns=STATS_COLUMNS)

@@ -17,10 +17,12 @@ Example::
     compare:
       - {readout: spine_density_per_10um, at: post, arms: [ketamine, saline]}
       - {readout: spine_density_per_10um, at: post, arms: [ketamine, saline], test: mixed_lm}
+      - {readout: spine_density_per_10um, at: post, baseline: pre, arms: [ketamine, saline]}
     options: {frame_rate_hz: 30}
 
 A subject belongs to exactly one group. ``at`` and session times are strings with a unit
-(``90min``, ``-3d``), as in a scenario; ``at`` may also name a session.
+(``90min``, ``-3d``), as in a scenario; ``at`` may also name a session, and so may
+``baseline`` (compare each subject's change from its own value then).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class DesignComparison(BaseModel):
                   "mixed_lm"] = "welch_t"
     assay: str | None = None
     region: str | None = None
+    baseline: str | None = Field(default=None, description=(
+        "compare each subject's (and each nested unit's) change from its own value at this "
+        "session or time"))
 
 
 class Design(BaseModel):
@@ -130,7 +135,13 @@ class ResolvedDesign:
                                   f"({sorted(groups)})")
             if len(set(c.arms)) != len(c.arms):
                 raise DesignError(f"{where}: compare[{i}].arms: a group is named twice")
-            self.compare.append(c.model_copy(update={"at": self.session(c.at, f"compare[{i}].at")}))
+            update = {"at": self.session(c.at, f"compare[{i}].at")}
+            if c.baseline is not None:
+                update["baseline"] = self.session(c.baseline, f"compare[{i}].baseline")
+                if abs(update["baseline"] - update["at"]) < 1e-9:
+                    raise DesignError(f"{where}: compare[{i}].baseline: the same time as at "
+                                      "(the change from at to itself is 0)")
+            self.compare.append(c.model_copy(update=update))
 
     def _time(self, v, field: str) -> float:
         try:

@@ -191,6 +191,10 @@ class Assay:
     # lasting the option ``session_min`` on the option ``branches`` first branches (the
     # spine layer removes spines with the registry's imaging.two_photon.* loss)
     images_in_vivo: bool = False
+    # the measurement ends the animal or its tissue (a brain homogenate, a blot, a slice,
+    # fixed tissue): each time point is its own animals in a real study, so a subject's
+    # change between two times of such an assay is no comparison a lab could make
+    terminal: bool = False
 
     def __post_init__(self):
         if not self.regions or any(r not in KNOWN_REGIONS for r in self.regions):

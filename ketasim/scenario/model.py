@@ -1005,6 +1005,9 @@ class Comparison(BaseModel):
         Restrict the readout to this assay.
     region : str or None
         Restrict the readout to this region (needed when it is measured in several).
+    baseline : float or None
+        Hours; compare each subject's change from its own value at this time (for
+        nested rows, each unit's: a branch, a cell) instead of the value at ``at``.
     """
 
     model_config = _CONFIG
@@ -1027,6 +1030,11 @@ class Comparison(BaseModel):
         description="the region the readout is measured in (when the arms measure it in "
         "more than one)",
     )
+    baseline: TimeH | None = Field(
+        default=None,
+        description="compare each subject's change from its own value at this time "
+        "(a time at which every compared arm measures the readout, other than at)",
+    )
 
     @model_validator(mode="after")
     def _check_comparison(self) -> "Comparison":
@@ -1035,6 +1043,9 @@ class Comparison(BaseModel):
             if arm in seen:
                 raise problem(f"distinct arms ({arm!r} is already arms[{seen[arm]}])", ("arms", k))
             seen[arm] = k
+        if self.baseline is not None and self.baseline == self.at:
+            raise problem("a time other than at (the change from at to itself is 0)",
+                          ("baseline",))
         if self.test in TWO_GROUP_TESTS and len(self.arms) != 2:
             raise problem(
                 f"exactly two arms for the two-group test {self.test!r} "
@@ -1774,12 +1785,29 @@ class Scenario(BaseModel):
                         f"{source} that reports it)",
                         ("compare", c, "readout"),
                     )
-                if comparison.at not in times:
-                    listed = ", ".join(format_time(t) for t in times)
-                    raise problem(
-                        f"a time at which arm {name!r} measures {comparison.readout}: {listed}",
-                        ("compare", c, "at"),
-                    )
+                if comparison.baseline is not None:
+                    ends = sorted({
+                        spec.assay for spec in arm.assays
+                        if comparison.readout in vocabulary.ASSAYS.get(spec.assay, ())
+                        and comparison.assay in (None, spec.assay)
+                        and vocabulary.ASSAY_TERMINAL.get(spec.assay, False)})
+                    if ends:
+                        raise problem(
+                            f"a readout of an assay that measures a subject repeatedly "
+                            f"({', '.join(ends)} ends the animal or its tissue: each of its "
+                            "times is other animals in a real study; name an in vivo assay "
+                            "with assay: or leave baseline out)",
+                            ("compare", c, "baseline"),
+                        )
+                for field in ("at", "baseline"):
+                    when = getattr(comparison, field)
+                    if when is not None and when not in times:
+                        listed = ", ".join(format_time(t) for t in times)
+                        raise problem(
+                            f"a time at which arm {name!r} measures {comparison.readout}: "
+                            f"{listed}",
+                            ("compare", c, field),
+                        )
         for i, arm in enumerate(self.arms):
             found = _population_problem(arm, self.species)
             if found is not None:

@@ -136,6 +136,10 @@ ASSAYS: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.read
 #: suspension test.
 ASSAY_ALIASES: Mapping[str, str] = {"tst": "tail_suspension"}
 
+#: Assay name -> whether its measurement ends the animal or its tissue (a comparison may
+#: take no subject's change between two times of it).
+ASSAY_TERMINAL: Mapping[str, bool] = _View(_ASSAY_CATALOGUE, lambda a: a.terminal)
+
 #: Assay name -> the brain regions it can measure (``region:`` of an assay).
 ASSAY_REGIONS: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.regions)
 

@@ -93,7 +93,7 @@ MICRODIALYSIS_DA = Assay(
 WESTERN_BLOT = Assay(
     "western_blot", "synaptoneurosome western blot of the region (x baseline)",
     tuple(Readout(r, "x baseline") for r in _WB), _measure_wb, outputs=tuple(_WB.values()),
-    options={"cv": 0.15}, regions=("mpfc", "striatum"))
+    options={"cv": 0.15}, regions=("mpfc", "striatum"), terminal=True)
 SIGNALING_STATE = Assay(
     "signaling_state", "latent signalling drives (model inspection, no noise)",
     tuple(Readout(r, _UNITS[o]) for r, o in _STATE.items()), _measure_state,

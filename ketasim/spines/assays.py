@@ -179,7 +179,7 @@ TWO_PHOTON = Assay(
 UNCAGING = Assay(
     "uncaging_spinogenesis", "glutamate-uncaging spinogenesis in acute slices",
     (Readout("uncaging_success", "fraction"),), _uncaging, outputs=("plasticity_potential",),
-    options={"cells": 3, "attempts": 8}, positive=("cells", "attempts"))
+    options={"cells": 3, "attempts": 8}, positive=("cells", "attempts"), terminal=True)
 FIXED = Assay(
     "fixed_tissue_spines", "Golgi or dye-filled fixed tissue",
     (Readout("spine_density_per_10um", "per 10 um"), Readout("mushroom_fraction", "fraction"),
@@ -189,4 +189,5 @@ FIXED = Assay(
      Readout("mushroom_density_per_10um", "per 10 um")), _fixed,
     options={"branches": 10, "detection_um3": 0.01, "cell": "mpfc_l5"},
     positive=("branches", "detection_um3"), reads=("spines",), regions=("mpfc", "striatum"),
-    figures=("ketasim.report.spine_maps:spine_class_figures",), merge_kept=_concat_classes)
+    figures=("ketasim.report.spine_maps:spine_class_figures",), merge_kept=_concat_classes,
+    terminal=True)

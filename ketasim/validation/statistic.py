@@ -149,6 +149,21 @@ class _Data:
         return r.loc[sel].groupby("time_h")["value"].mean()
 
 
+def _standardised(a: np.ndarray, b: np.ndarray) -> float:
+    """(mean a - mean b) / pooled SD (ddof 1): NaN with fewer than 3 values in all (no
+    pooled SD), 0 for equal means and +-inf for different ones when both arms have no
+    spread."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size == 0 or b.size == 0 or a.size + b.size < 3:
+        return float("nan")
+    ss = ((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()
+    pooled = float(np.sqrt(ss / (a.size + b.size - 2)))
+    diff = float(a.mean() - b.mean())
+    if pooled == 0:
+        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+    return diff / pooled
+
+
 def _functions(d: _Data) -> dict[str, Callable]:
     def mean(arm, readout, at, assay=None):
         return float(np.mean(d.values(arm, readout, at, assay)))
@@ -165,13 +180,8 @@ def _functions(d: _Data) -> dict[str, Callable]:
 
     def cohen_d(arm_a, arm_b, readout, at, assay=None):
         """Standardised difference (mean a - mean b) / pooled SD (ddof 1)."""
-        a, b = d.values(arm_a, readout, at, assay), d.values(arm_b, readout, at, assay)
-        pooled = np.sqrt(((a.size - 1) * np.var(a, ddof=1) + (b.size - 1) * np.var(b, ddof=1))
-                         / (a.size + b.size - 2))
-        diff = float(np.mean(a) - np.mean(b))
-        if pooled == 0:
-            return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
-        return diff / float(pooled)
+        return _standardised(d.values(arm_a, readout, at, assay),
+                             d.values(arm_b, readout, at, assay))
 
     def peak(arm, readout, assay=None, after="0h"):
         s = d.course(arm, readout, assay)
@@ -284,9 +294,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
         """Standardised difference of the changes from baseline (pooled SD, ddof 1)."""
         ca = np.asarray(np.subtract(*d.change(arm_a, readout, baseline, at)[::-1]))
         cb = np.asarray(np.subtract(*d.change(arm_b, readout, baseline, at)[::-1]))
-        pooled = np.sqrt(((ca.size - 1) * np.var(ca, ddof=1) + (cb.size - 1)
-                          * np.var(cb, ddof=1)) / (ca.size + cb.size - 2))
-        return float((ca.mean() - cb.mean()) / pooled) if pooled > 0 else 0.0
+        return _standardised(ca, cb)
 
     def p_paired_higher(arm, readout, baseline, at):
         """One-sided paired t p that the arm's values at ``at`` exceed their own values
