@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,12 +32,21 @@ err = Console(stderr=True)
 out = Console()
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM (kill, timeout, a batch system's time limit) unwinds as SystemExit, so an
+    unfinished output folder is removed as on Ctrl-C, not left beside ``--out``."""
+    raise SystemExit(128 + signum)
+
+
 @app.callback()
 def _configure() -> None:
-    """Set up numba's kernel cache before any command imports the simulation modules."""
+    """Set up numba's kernel cache before any command imports the simulation modules, and
+    let SIGTERM clean up as Ctrl-C does."""
     import ketasim
 
     ketasim.configure()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
 
 
 def _fail(message: str) -> None:
@@ -77,6 +89,15 @@ COMPOUNDS_HELP = ("a folder of your own compound files (compounds/NAME.yaml), ad
 SET_HELP = ("set a registry parameter for this command: NAME=VALUE (repeat, or "
             "comma-separate), within its range (ketasim params); the manifest and report "
             "list every value changed")
+
+
+def _names(items: list[str] | None, option: str) -> list[str]:
+    """The names of a repeatable, comma-separated option. Given but empty (``--only ""``,
+    an empty shell variable) is an error: it would otherwise mean every name."""
+    names = [n.strip() for item in (items or []) for n in item.split(",") if n.strip()]
+    if items and not names:
+        _fail(f"{option}: no names given (leave the option out to mean all)")
+    return names
 
 
 def _check_set_disjoint(settings: list[str] | None, names, what: str) -> None:
@@ -146,6 +167,30 @@ def _check_workers(scheduler: str | None, workers: int | None) -> None:
         _fail(f"--workers: got {workers}; expected at least 1")
 
 
+def _check_scheduler(scheduler: str | None) -> None:
+    """A ``--scheduler`` that is neither 'local', a scheduler file nor a reachable
+    tcp://HOST:PORT is one clear error, before anything is written."""
+    if scheduler is None or scheduler == "local" or Path(scheduler).is_file():
+        return
+    expected = "expected tcp://HOST:PORT, a scheduler file or 'local'"
+    if "://" not in scheduler:
+        _fail(f"--scheduler: got {scheduler!r}; {expected}")
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(scheduler)
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        _fail(f"--scheduler: got {scheduler!r}; {e}; {expected}")
+    if not host or port is None:
+        _fail(f"--scheduler: got {scheduler!r}; {expected}")
+    if parts.scheme in ("tcp", "tls"):
+        try:
+            socket.create_connection((host, port), timeout=10).close()
+        except OSError as e:
+            _fail(f"--scheduler: cannot reach the Dask scheduler {scheduler!r}: {e}")
+
+
 @contextlib.contextmanager
 def _task_map(scheduler: str | None, workers: int | None, folders: list[Path]):
     """``run --scheduler``: the Dask ``map_tasks`` of :func:`ketasim.sweep.core.dask_map`
@@ -154,9 +199,7 @@ def _task_map(scheduler: str | None, workers: int | None, folders: list[Path]):
     if scheduler is None:
         yield None
         return
-    if scheduler != "local" and "://" not in scheduler and not Path(scheduler).is_file():
-        _fail(f"--scheduler: got {scheduler!r}; expected tcp://HOST:PORT, a scheduler file "
-              "or 'local'")
+    _check_scheduler(scheduler)
     from ketasim.sweep.core import dask_map  # imports Dask: only when asked for
 
     with contextlib.ExitStack() as stack:
@@ -293,7 +336,7 @@ def validate(
     from ketasim.validation.run import validate as run_validation
     from ketasim.validation.targets import TargetError
 
-    ids = [i.strip() for item in (only or []) for i in item.split(",") if i.strip()]
+    ids = _names(only, "--only")
     folders = _add_compounds(compounds)
     registry = _registry(settings)
     baseline, baseline_file = _earlier(against, "validation.csv", "ketasim validate",
@@ -352,6 +395,10 @@ def validate(
                       f"{r.simulated:.4g}",
                       r.target.tolerance.text, f"[{colour[r.status]}]{label}[/]")
     out.print(shown)
+    for r in result.results:
+        if r.status == "error":  # why the statistic could not be computed
+            err.print(f"{r.target.target_id}: error: {r.message}", markup=False,
+                      highlight=False, soft_wrap=True)
     for role, rc in result.role_counts().items():
         if rc["total"]:
             out.print(f"{role}: {rc['total']} targets, {rc['pass']} pass, {rc['fail']} fail, "
@@ -607,7 +654,7 @@ def screen(
 
     folders = _add_compounds(compounds)
     registry = _registry(settings)
-    names = [s.strip() for item in (only or []) for s in item.split(",") if s.strip()]
+    names = _names(only, "--only")
     try:
         if workers is not None and workers < 1:
             raise ScreenError(f"--workers: got {workers}; expected at least 1")
@@ -736,6 +783,11 @@ def analyze(kind: str = typer.Argument(..., help="spines, calcium or behavior"),
     from ketasim.analyze.kinds import LAB_ERRORS
     from ketasim.analyze.run import analyze as run_analysis
 
+    for p in paths:
+        if not p.exists():
+            _fail(f"{p}: no such file or folder")
+        if p.is_dir() and not any(p.iterdir()):
+            _fail(f"{p}: the folder is empty")
     try:
         folder = run_analysis(kind, paths, design, out_dir, overwrite=force)
     except (*LAB_ERRORS, *_user_errors()) as e:
@@ -748,7 +800,7 @@ def analyze(kind: str = typer.Argument(..., help="spines, calcium or behavior"),
 def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
           vary: list[str] | None = typer.Option(
               None, "--vary", help="PARAM=LO:HI:N or PARAM=v1,v2 (registry parameter or "
-              "scenario field such as 'arms[ketamine].protocol[0].dose'); several make a grid"),
+              "scenario field such as 'arms\\[ketamine].protocol[0].dose'); several make a grid"),
           samples_file: Path | None = typer.Option(None, "--samples", help="CSV or Parquet "
                                                    "of samples, one column per name"),
           out_dir: Path = typer.Option(..., "--out", help="output folder (resumed if present)"),
@@ -770,6 +822,9 @@ def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-
 
     folders = _add_compounds(compounds)
     registry = _registry(settings)
+    _check_scheduler(scheduler)
+    if chunk is not None and chunk < 1:
+        _fail(f"--chunk: got {chunk}; expected at least 1 sample per task")
     try:
         if (vary is None) == (samples_file is None):
             _fail("give --vary or --samples (one of them)")
@@ -817,6 +872,7 @@ def sensitivity(
 
     folders = _add_compounds(compounds)
     registry = _registry(settings)
+    _check_scheduler(scheduler)
     names = [x.strip() for x in params.split(",") if x.strip()] if params else None
     try:
         if settings:
@@ -856,6 +912,7 @@ def calibrate(
 
     Writes the posterior, a report with prior vs posterior and posterior-predictive
     checks."""
+    from ketasim.io.results import check_writable
     from ketasim.sweep.calibrate import calibrate as run_calibration
     from ketasim.sweep.calibrate import export_petab
 
@@ -864,6 +921,7 @@ def calibrate(
     try:
         _check_set_disjoint(settings, [x.strip() for x in params.split(",")], "fitted")
         if petab is not None:
+            check_writable(out_dir, force)  # both folders checked before either is written
             export_petab(scenario, data, params, petab, registry=registry)
         run_calibration(scenario, data, params, out_dir, method=method,
                         population=population, generations=generations, seed=seed,

@@ -163,7 +163,7 @@ def test_nasal_devices_are_given_5_min_apart():
             f"protocol: [{{at: 0h, drug: esketamine, dose: {dose}, route: intranasal}}]\n")
         with pytest.raises(ProtocolError, match=msg) as e:
             compile_arm(bad.arms[0], "human", cohort, reg)
-        assert "protocol[0].dose" in str(e.value)
+        assert "protocol[esketamine at 0 h].dose" in str(e.value)  # the file's event
 
 
 def test_absolute_dose_uses_body_weight():

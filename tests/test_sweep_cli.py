@@ -28,6 +28,19 @@ pytestmark = pytest.mark.usefixtures("private_home")
     (["sweep", "{sc}", "--vary", "sig.nope=1:2:2", "--out", "{out}"], "sig.nope"),
     (["sweep", "{sc}", "--vary", "sig.k_potentiation_off=1:2", "--out", "{out}"], "LO:HI:N"),
     (["sensitivity", "{sc}", "--readout", "nope", "--out", "{out}"], "nope"),
+    # the time read is checked before anything is simulated
+    (["sensitivity", "{sc}", "--readout", "plasticity_potential", "--at", "48h", "--out",
+      "{out}"],
+     "--at: got '48h'; plasticity_potential is measured at 1h, 1d"),
+    (["sensitivity", "{sc}", "--readout", "plasticity_potential", "--at", "24", "--out",
+      "{out}"],
+     "--at: got '24'"),
+    (["sweep", "{sc}", "--vary", "sig.k_potentiation_off=1,2", "--out", "{out}",
+      "--scheduler", "garbage"], "--scheduler: got 'garbage'"),
+    (["sweep", "{sc}", "--vary", "sig.k_potentiation_off=1,2", "--out", "{out}",
+      "--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler"),
+    (["sensitivity", "{sc}", "--readout", "plasticity_potential", "--out", "{out}",
+      "--scheduler", "tcp://nohost"], "--scheduler: got 'tcp://nohost'"),
     (["calibrate", "{sc}", "--data", "{missing}", "--params", "sig.k_potentiation_off",
       "--out", "{out}"], "missing.csv"),
 ])
@@ -38,6 +51,20 @@ def test_bad_input_is_one_error_exit_2(tmp_path, args, fragment):
     r = CliRunner().invoke(app, [a.format(**fill) for a in args])
     assert r.exit_code == 2, r.output
     assert "error:" in r.output and fragment in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_sensitivity_never_writes_into_another_commands_folder(tmp_path):
+    sc = tmp_path / "s.yaml"
+    sc.write_text(SCENARIO)
+    run = tmp_path / "run"
+    assert CliRunner().invoke(app, ["run", str(sc), "--out", str(run)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    r = CliRunner().invoke(app, ["sensitivity", str(sc), "--readout", "plasticity_potential",
+                                 "--arm", "ketamine", "--at", "24h", "--method", "morris",
+                                 "--n", "2", "--out", str(run), "--workers", "1"])
+    assert r.exit_code == 2 and "holds another command's files" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_sweep_command_writes_a_resumable_folder(tmp_path):

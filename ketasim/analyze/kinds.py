@@ -281,9 +281,9 @@ def _behaviour_kind(path: Path) -> tuple[str, pd.DataFrame]:
         "track (time_s, x_cm, y_cm)")
 
 
-def _option(opts: dict, key: str, default, kind: type, low: float):
+def _option(opts: dict, key: str, default, kind: type, low: float, where: str = ""):
     """A numeric design option (``options.<key>``), at least ``low``; one error naming it
-    otherwise."""
+    (and the design file ``where``) otherwise."""
     v = opts.get(key, default)
     if v is None:
         return None
@@ -291,7 +291,8 @@ def _option(opts: dict, key: str, default, kind: type, low: float):
         kind is float or float(v).is_integer())
     if not ok or v < low:
         what = "a whole number" if kind is int else "a number"
-        raise DesignError(f"options.{key}: got {v!r}; expected {what} >= {low:g}")
+        raise DesignError(f"{where + ': ' if where else ''}options.{key}: got {v!r}; "
+                          f"expected {what} >= {low:g}")
     return kind(v)
 
 
@@ -310,19 +311,22 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
             s = beh.sucrose_preference(path)
             vals = {"sucrose_preference": (s["preference"], "fraction")}
         elif name == "escape_test":
-            s = beh.learned_helplessness(path, cutoff_s=opts.get("cutoff_s"))
+            s = beh.learned_helplessness(
+                path, cutoff_s=_option(opts, "cutoff_s", None, float, 1e-9, design.where))
             vals = {"escape_failure_fraction": (s["failure_pct"] / 100.0, "fraction")}
         elif name == "fear_extinction":  # the simulated session's layout by default
             ext = EXTINCTION.options
             s = beh.extinction_freezing(
-                path, last=_option(opts, "last", ext["last"], int, 1),
-                tone_s=_option(opts, "tone_s", ext["tone_s"], float, 1e-9),
-                iti_s=_option(opts, "iti_s", ext["iti_s"], float, 0.0),
-                n_trials=_option(opts, "trials", None, int, 1))
+                path, last=_option(opts, "last", ext["last"], int, 1, design.where),
+                tone_s=_option(opts, "tone_s", ext["tone_s"], float, 1e-9,
+                               design.where),
+                iti_s=_option(opts, "iti_s", ext["iti_s"], float, 0.0, design.where),
+                n_trials=_option(opts, "trials", None, int, 1, design.where))
             vals = {"extinction_freezing_fraction": (s["extinction_freezing_fraction"],
                                                      "fraction")}
         else:
-            s = beh.open_field_locomotion(path, bin_s=float(opts.get("bin_s", 300.0)))
+            s = beh.open_field_locomotion(path, bin_s=_option(opts, "bin_s", 300.0, float,
+                                                              1e-9, design.where))
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
             vals = {"distance_cm": (s["distance_cm"], "cm")}
         for readout, (v, unit) in vals.items():
@@ -346,6 +350,38 @@ def _nwb(paths: list[Path], design: ResolvedDesign) -> LabData:
                    ["readouts as stored in the NWB files (subject ids <arm>-<subject>)"])
 
 
+#: the design ``options`` each kind reads (any other is a typo, and an error)
+KIND_OPTIONS = {"spines": (), "calcium": ("frame_rate_hz",),
+                "behavior": ("cutoff_s", "bin_s", "last", "tone_s", "iti_s", "trials"),
+                "nwb": ()}
+
+
+def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign) -> None:
+    """Every comparison of the design reads data: its readout (of its assay) is in the
+    readouts, and every compared group has values at ``at`` and at ``baseline``; one
+    error naming the comparison's field otherwise."""
+    for i, c in enumerate(design.compare):
+        rows = readouts[readouts["readout"] == c.readout]
+        if c.assay:
+            rows = rows[rows["assay"] == c.assay]
+        if rows.empty:
+            have = sorted(readouts["readout"].unique())
+            raise DesignError(f"{design.where}: compare[{i}].readout: got {c.readout!r}"
+                              + (f" of assay {c.assay!r}" if c.assay else "")
+                              + f"; the data's readouts: {', '.join(have)}")
+        for key in ("at", "baseline"):
+            when = getattr(c, key)
+            if when is None:
+                continue
+            for group in c.arms:
+                times = np.unique(rows.loc[rows["arm"] == group, "time_h"].to_numpy(float))
+                if not np.any(np.abs(times - when) < 1e-9):
+                    listed = ", ".join(f"{t:g} h" for t in times) or "none"
+                    raise DesignError(
+                        f"{design.where}: compare[{i}].{key}: group {group!r} has no "
+                        f"{c.readout} at {when:g} h (its times: {listed})")
+
+
 def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabData:
     """The readouts of ``kind`` from ``paths`` under ``design``; errors are one line
     naming the file and field (:data:`LAB_ERRORS`)."""
@@ -353,6 +389,11 @@ def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabDa
         raise DesignError(f"kind: got {kind!r}; expected one of {', '.join(KINDS)}")
     if not paths:
         raise DesignError("no input files")
+    unknown = sorted(set(design.design.options) - set(KIND_OPTIONS[kind]))
+    if unknown:
+        known = ", ".join(KIND_OPTIONS[kind]) or "none"
+        raise DesignError(f"{design.where}: options.{unknown[0]}: not an option of "
+                          f"{kind} data (its options: {known})")
     reader = {"spines": _tracking, "calcium": _calcium, "behavior": _behavior,
               "nwb": _nwb}[kind]
     data = reader([Path(p) for p in paths], design)

@@ -17,7 +17,7 @@ import pandas as pd
 import ketasim
 from ketasim.analysis.stats import NESTED_SUFFIX, compare, summarize
 from ketasim.analyze.design import load_design
-from ketasim.analyze.kinds import read_lab_data
+from ketasim.analyze.kinds import check_comparisons, read_lab_data
 from ketasim.io.results import atomic_dir, check_writable, write_json, write_readouts
 from ketasim.params import load_registry
 from ketasim.provenance import collect, utc_now
@@ -52,6 +52,7 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
     paths = [Path(p) for p in paths]
     data = read_lab_data(kind, paths, design)
     readouts = data.readouts
+    check_comparisons(readouts, design)
     summary = summarize(readouts)
     stats = compare(readouts, design.compare)
     text = Path(design_path).read_text()

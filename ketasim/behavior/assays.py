@@ -99,7 +99,8 @@ TAIL_SUSPENSION = Assay(
     outputs=("activity_drive", "synaptic_potentiation"),
     options={"cells": 60, "frame_rate_hz": 30.0, "branches": 10, "cell": "mpfc_l5"},
     positive=("cells", "frame_rate_hz", "branches"), reads=("circuit",),
-    figures=("ketasim.report.behavior_figures:tst_figures",), merge_kept=_merge_tst)
+    figures=("ketasim.report.behavior_figures:tst_figures",), merge_kept=_merge_tst,
+    species=("mouse", "rat"))
 
 
 def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -131,7 +132,8 @@ def _open_field_times(at: np.ndarray, options: dict) -> np.ndarray:
 OPEN_FIELD = Assay(
     "open_field", "open-field locomotion, video tracking", (Readout("distance_cm", "cm"),),
     _open_field, outputs=("occupancy_interneuron", "pyramidal_shutdown"), sample_times=_open_field_times,
-    options={"bin_min": 5.0}, positive=("bin_min",))
+    options={"bin_min": 5.0}, positive=("bin_min",),
+    species=("mouse", "rat"))
 
 
 def _sucrose_times(at: np.ndarray, options: dict) -> np.ndarray:
@@ -167,7 +169,8 @@ SUCROSE = Assay(
     "sucrose_preference", "two-bottle sucrose preference test",
     (Readout("sucrose_preference", "fraction"),), _sucrose,
     outputs=("stress_load", "reward_potentiation"), sample_times=_sucrose_times,
-    options={"hours": 12.0}, positive=("hours",))
+    options={"hours": 12.0}, positive=("hours",),
+    species=("mouse", "rat"))
 
 
 def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.ndarray:
@@ -230,7 +233,8 @@ HELPLESSNESS = Assay(
     outputs=("synaptic_potentiation", "activity_drive"),
     options={"trials": 30, "cutoff_s": 20.0, "minutes": 2.0, "branches": 10,
              "cell": "mpfc_l5"},
-    positive=("trials", "cutoff_s", "minutes", "branches"), reads=("circuit",))
+    positive=("trials", "cutoff_s", "minutes", "branches"), reads=("circuit",),
+    species=("mouse", "rat"))
 
 
 def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -268,4 +272,5 @@ EXTINCTION = Assay(
     outputs=("synaptic_potentiation", "activity_drive"),
     options={"trials": 20, "tone_s": 30.0, "iti_s": 30.0, "last": 5, "minutes": 2.0,
              "branches": 10, "cell": "mpfc_l5"},
-    positive=("trials", "tone_s", "last", "minutes", "branches"), reads=("circuit",))
+    positive=("trials", "tone_s", "last", "minutes", "branches"), reads=("circuit",),
+    species=("mouse", "rat"))

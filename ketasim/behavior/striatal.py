@@ -240,11 +240,13 @@ AIMS = Assay(
     _aims, outputs=("lid_priming", "d1_drive"), sample_times=_aims_times,
     options={"periods_min": [20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0, 160.0, 180.0]},
     regions=("striatum",), figures=("ketasim.report.striatal_figures:aims_figures",),
-    merge_kept=_merge_aims)
+    merge_kept=_merge_aims,
+    species=("mouse", "rat"))
 CYLINDER = Assay(
     "cylinder_test", "forelimb use in a cylinder: contralateral share of wall contacts (%)",
     (Readout("contralateral_use_pct", "%"),), _cylinder, outputs=("da_rel", "spine_loss_d2"),
-    options={"contacts": 20}, positive=("contacts",), regions=("striatum",))
+    options={"contacts": 20}, positive=("contacts",), regions=("striatum",),
+    species=("mouse", "rat"))
 STEPPING = Assay(
     "stepping_test", "forepaw adjusting steps while moved sideways (contralateral and "
     "ipsilateral paw, mean per trial)",
@@ -252,7 +254,8 @@ STEPPING = Assay(
      Readout("stepping_ipsilateral_steps", "steps")), _stepping,
     outputs=("da_rel", "da_intact", "spine_loss_d2"), options={"trials": 3},
     positive=("trials",),
-    regions=("striatum",))
+    regions=("striatum",),
+    species=("mouse", "rat"))
 ROTATION = Assay(
     "rotation", "drug-induced rotation in a rotometer: net contralateral turns per "
     "minute over the counting window",
@@ -260,4 +263,5 @@ ROTATION = Assay(
      Readout("contralateral_turns", "turns"), Readout("ipsilateral_turns", "turns")),
     _rotation, outputs=("d1_asymmetry",), sample_times=_rotation_times,
     options={"start_min": 0.0, "duration_min": 45.0}, positive=("duration_min",),
-    regions=("striatum",))
+    regions=("striatum",),
+    species=("mouse", "rat"))

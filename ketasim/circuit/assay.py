@@ -133,4 +133,5 @@ CALCIUM = Assay(
              "shuffles": 200, "cell": "mpfc_l5"},
     positive=("cells", "minutes", "frame_rate_hz", "branches", "shuffles"),
     reads=("circuit",), figures=("ketasim.report.spine_maps:calcium_figures",),
-    merge_kept=_first_calcium)
+    merge_kept=_first_calcium,
+    species=("mouse", "rat"))

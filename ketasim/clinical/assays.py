@@ -409,36 +409,44 @@ MADRS_ASSAY = Assay(
     _madrs, outputs=_STATE_OUTPUTS,
     sample_times=_madrs_times,
     options={"lookback_d": 21.0, "step_h": 1.0, "raters": RATERS},
-    positive=("lookback_d", "step_h", "raters"))
+    positive=("lookback_d", "step_h", "raters"),
+    species=("human",))
 HDRS17_ASSAY = Assay(
     "hdrs17", "Hamilton Depression Rating Scale, 17 items, rated item by item",
     (Readout("hdrs17_total", "points"), Readout("hdrs17_suicide_item", "points")),
     _hdrs17, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
     options={"lookback_d": 21.0, "step_h": 1.0, "raters": RATERS},
-    positive=("lookback_d", "step_h", "raters"))
+    positive=("lookback_d", "step_h", "raters"),
+    species=("human",))
 QIDS_SR_ASSAY = Assay(
     "qids_sr", "Quick Inventory of Depressive Symptomatology, self-report (QIDS-SR16)",
     (Readout("qids_sr_total", "points"),),
     _qids_sr, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
-    options={"lookback_d": 21.0, "step_h": 1.0}, positive=("lookback_d", "step_h"))
+    options={"lookback_d": 21.0, "step_h": 1.0}, positive=("lookback_d", "step_h"),
+    species=("human",))
 CADSS_ASSAY = Assay(
     "cadss", "Clinician-Administered Dissociative States Scale (23 items)",
     (Readout("cadss_total", "points"),), lambda ctx, at: _psychotomimetic(ctx, at, "cadss"),
-    outputs=("occupancy_posteromedial",), options={"raters": RATERS}, positive=("raters",))
+    outputs=("occupancy_posteromedial",), options={"raters": RATERS}, positive=("raters",),
+    species=("human",))
 BPRS_POSITIVE_ASSAY = Assay(
     "bprs_positive", "Brief Psychiatric Rating Scale, positive-symptom subscale (4 items)",
     (Readout("bprs_positive", "points"),),
     lambda ctx, at: _psychotomimetic(ctx, at, "bprs_positive"),
-    outputs=("occupancy_posteromedial",), options={"raters": RATERS}, positive=("raters",))
+    outputs=("occupancy_posteromedial",), options={"raters": RATERS}, positive=("raters",),
+    species=("human",))
 GBC_ASSAY = Assay(
     "fmri_gbc", "prefrontal global brain connectivity, resting-state fMRI (z vs healthy)",
     (Readout("pfc_gbc_z", "z"),), _gbc, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
-    options={"lookback_d": 21.0, "step_h": 1.0}, positive=("lookback_d", "step_h"))
+    options={"lookback_d": 21.0, "step_h": 1.0}, positive=("lookback_d", "step_h"),
+    species=("human",))
 SEDATION_ASSAY = Assay(
     "sedation", "Modified Observer's Assessment of Alertness/Sedation (MOAA/S, 0-5)",
-    (Readout("moaas", "points"),), _sedation, outputs=("midazolam_brain",))
+    (Readout("moaas", "points"),), _sedation, outputs=("midazolam_brain",),
+    species=("human",))
 MRS_ASSAY = Assay(
     "mrs_glutamate_cycling",
     "13C MRS of prefrontal glutamate-glutamine cycling (Vcycle, x baseline)",
     (Readout("vcycle_rel", "x baseline"),), _mrs, outputs=("glutamate_surge",),
-    sample_times=_mrs_times, options={"window_min": 40.0}, positive=("window_min",))
+    sample_times=_mrs_times, options={"window_min": 40.0}, positive=("window_min",),
+    species=("human",))

@@ -252,4 +252,5 @@ UDYSRS_ASSAY = Assay(
     tuple(Readout(r, "score") for r in UDYSRS_READOUTS), _udysrs,
     outputs=("lid_priming", "d1_drive", "da_rel"), sample_times=_sample_times,
     options={"exam_h": 14.0, "history_d": 7.0, "step_h": 0.5, "raters": RATERS},
-    positive=("history_d", "step_h", "raters"), regions=("striatum",))
+    positive=("history_d", "step_h", "raters"), regions=("striatum",),
+    species=("human",))

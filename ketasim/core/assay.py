@@ -195,6 +195,9 @@ class Assay:
     # fixed tissue): each time point is its own animals in a real study, so a subject's
     # change between two times of such an assay is no comparison a lab could make
     terminal: bool = False
+    # the species it is done in (a clinical scale in patients, a forced-choice test or
+    # slice physiology in rodents); a scenario of another species is refused
+    species: tuple[str, ...] = ("mouse", "rat", "human")
 
     def __post_init__(self):
         if not self.regions or any(r not in KNOWN_REGIONS for r in self.regions):

@@ -23,20 +23,21 @@ class OutputError(OSError):
     """The output folder cannot be created or replaced."""
 
 
-def check_writable(out: Path, overwrite: bool) -> None:
-    """Fail early, before any simulation, if ``out`` cannot be written."""
+def check_writable(out: Path, overwrite: bool, option: str = "--out") -> None:
+    """Fail early, before any simulation, if ``out`` cannot be written (errors name
+    ``option``, the command-line option that gave the folder)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out}: exists and is not a folder")
+        raise OutputError(f"{option} {out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputError(f"--out {out}: folder exists and is not empty; "
+        raise OutputError(f"{option} {out}: folder exists and is not empty; "
                           "choose another folder or pass --force to replace it")
     parent = out.resolve().parent
     probe = parent
     while not probe.exists():
         probe = probe.parent
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"--out {out}: cannot write in {probe}")
+        raise OutputError(f"{option} {out}: cannot write in {probe}")
 
 
 def _umask() -> int:
@@ -54,10 +55,10 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 @contextmanager
-def atomic_dir(out: Path, overwrite: bool = False):
-    """Yield a temporary folder; on success it becomes ``out``."""
+def atomic_dir(out: Path, overwrite: bool = False, option: str = "--out"):
+    """Yield a temporary folder; on success it becomes ``out`` (errors name ``option``)."""
     out = Path(out)
-    check_writable(out, overwrite)
+    check_writable(out, overwrite, option)
     parent = out.resolve().parent
     created = []  # parents made for this run, removed again if it fails
     probe = parent
@@ -69,9 +70,14 @@ def atomic_dir(out: Path, overwrite: bool = False):
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     except OSError as e:
         _remove_empty(created)
-        raise OutputError(f"--out {out}: cannot create a folder there ({e.strerror})") from e
+        raise OutputError(f"{option} {out}: cannot create a folder there ({e.strerror})") from e
     try:
         yield tmp
+    except OSError as e:  # a full disk, a quota, a file system gone read-only
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        raise OutputError(f"{option} {out}: cannot write the results "
+                          f"({e.strerror or e}); nothing was written") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(created)
@@ -87,7 +93,7 @@ def atomic_dir(out: Path, overwrite: bool = False):
         shutil.rmtree(tmp, ignore_errors=True)
         if backup is not None and not out.exists():
             os.rename(backup, out)
-        raise OutputError(f"--out {out}: cannot move results into place ({e})") from e
+        raise OutputError(f"{option} {out}: cannot move results into place ({e})") from e
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
 

@@ -108,4 +108,5 @@ BRAIN_PK = Assay(
     "brain_pk", "brain ketamine and metabolites by LC-MS/MS of homogenate",
     tuple(Readout(r, "ng/g") for r in _BRAIN), _lcms("brain_pk", _BRAIN, "ng/g"),
     outputs=tuple(_BRAIN.values()), options={"cv": 0.15, "sd_add": 1.0, "lloq": 5.0},
-    terminal=True)
+    terminal=True,
+    species=("mouse", "rat"))

@@ -464,13 +464,41 @@ def parse_compound(raw: Any, source: str) -> Compound:
                     str(raw.get("notes", "")), source, eff_dose)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (which PyYAML
+    would let the last one win), as the scenario loader does."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if (isinstance(key_node, yaml.ScalarNode)
+                    and key_node.tag != "tag:yaml.org,2002:merge"):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key_node.value!r} is given twice",
+                        key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line: where in the file and what PyYAML found."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{at}{what}"
+
+
 def read_compound_file(path: Path) -> Compound:
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise CompoundError(f"{path}: cannot read: {e}") from e
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except UnicodeDecodeError as e:
+        raise CompoundError(f"{path}: not a UTF-8 text file ({e.reason} at byte "
+                            f"{e.start})") from e
+    except OSError as e:
+        raise CompoundError(f"{path}: cannot read: {e.strerror or e}") from e
     except yaml.YAMLError as e:
-        raise CompoundError(f"{path}: not valid YAML: {e}") from e
+        raise CompoundError(f"{path}: not valid YAML: {_yaml_problem(e)}") from e
     c = parse_compound(raw, str(path))
     if Path(path).stem != c.name:
         _fail(str(path), f"the file of compound {c.name!r} must be named {c.name}.yaml")

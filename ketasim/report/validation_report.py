@@ -186,6 +186,13 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
         sub = table[table["role"] == role]
         if not sub.empty:
             body.append(_targets_table(sub, role))
+    errors = [r for r in result.results if r.status == "error"]
+    if errors:
+        body.append('<h2 id="errors">Errors</h2><p>Targets whose statistic could not be '
+                    "computed on the replica's data:</p><ul>" + "".join(
+                        f"<li><b>{html.escape(r.target.target_id)}</b> "
+                        f"({html.escape(r.target.statistic)}): {html.escape(r.message)}</li>"
+                        for r in errors) + "</ul>")
     gaps = [r for r in result.results if r.status == "known_gap"]
     if gaps:
         body.append('<h2 id="known-gaps">Known gaps</h2><p>Targets the model does not '

@@ -140,6 +140,12 @@ ASSAY_ALIASES: Mapping[str, str] = {"tst": "tail_suspension"}
 #: take no subject's change between two times of it).
 ASSAY_TERMINAL: Mapping[str, bool] = _View(_ASSAY_CATALOGUE, lambda a: a.terminal)
 
+#: Assay name -> the species it is done in.
+ASSAY_SPECIES: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.species)
+
+#: Stressor name -> the species it is given to.
+STRESSOR_SPECIES: Mapping[str, tuple[str, ...]] = _View(_STRESSORS, lambda s: s.species)
+
 #: Assay name -> the brain regions it can measure (``region:`` of an assay).
 ASSAY_REGIONS: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.regions)
 

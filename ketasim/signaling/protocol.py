@@ -149,6 +149,15 @@ def _dose_mg_per_kg(dose, cohort: Cohort, species: str, where: str) -> np.ndarra
     raise ProtocolError(f"{where}: a concentration dose is only valid for bath application")
 
 
+def _event_where(arm_path: str, ev) -> str:
+    """An event named for an error message by what it is and when: the arm's protocol is
+    stored sorted by time with repeated doses expanded, so its indices are not the
+    file's."""
+    name = (getattr(ev, "drug", None) or getattr(ev, "stress", None)
+            or getattr(ev, "intervention", None))
+    return f"{arm_path}.protocol[{name} at {ev.at:g} h]"
+
+
 def compile_arm(arm, species: str, cohort: Cohort, registry: Registry,
                 arm_path: str = "arm") -> EventTable:
     """Events of one arm for every subject of its cohort, and the drug-slot parameters of
@@ -156,7 +165,7 @@ def compile_arm(arm, species: str, cohort: Cohort, registry: Registry,
     b = _Builder(cohort.n)
     slots = _assign_slots(arm, species, cohort, registry, b, arm_path)
     for i, ev in enumerate(arm.protocol):
-        where = f"{arm_path}.protocol[{i}]"
+        where = _event_where(arm_path, ev)
         b.source = i
         if getattr(ev, "stress", None):
             _compile_stress(b, ev, registry, where)
@@ -220,7 +229,7 @@ def _assign_slots(arm, species, cohort, registry, b: _Builder, arm_path) -> dict
     names: list[str] = []
     for i, ev in enumerate(arm.protocol):
         if getattr(ev, "drug", None):
-            for n in _pk_compounds(ev.drug, f"{arm_path}.protocol[{i}]"):
+            for n in _pk_compounds(ev.drug, _event_where(arm_path, ev)):
                 if n not in names:
                     names.append(n)
     # parents first: a metabolite's slot comes after every slot it is formed from
@@ -581,9 +590,11 @@ class Stressor:
     description: str
     intensity: str  # registry parameter (relative intensity)
     control: str = "stress_input"
+    species: tuple[str, ...] = ("mouse", "rat", "human")  # who it is given to
 
 
 SPINE_ACTIONS = ("", "remove_new_spines")
+RODENTS = ("mouse", "rat")
 
 INTERVENTIONS: dict[str, Intervention] = {}
 STRESSORS: dict[str, Stressor] = {}
@@ -602,14 +613,16 @@ def register_stressor(st: Stressor) -> Stressor:
 
 
 for _st in (
-    Stressor("cort", "chronic corticosterone in the drinking water", "stress.intensity_cort"),
-    Stressor("restraint", "repeated restraint stress", "stress.intensity_restraint"),
+    Stressor("cort", "chronic corticosterone in the drinking water", "stress.intensity_cort",
+             species=RODENTS),
+    Stressor("restraint", "repeated restraint stress", "stress.intensity_restraint",
+             species=RODENTS),
     Stressor("inescapable_shock", "inescapable foot shock (learned helplessness)",
-             "stress.intensity_inescapable_shock"),
+             "stress.intensity_inescapable_shock", species=RODENTS),
     # a depressive episode as the chronic stress load it carries (patients; the clinical
     # layer reads its synaptic consequences)
     Stressor("major_depression", "a major depressive episode (chronic stress load)",
-             "stress.intensity_major_depression"),
+             "stress.intensity_major_depression", species=("human",)),
 ):
     register_stressor(_st)
 

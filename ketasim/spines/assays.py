@@ -175,11 +175,13 @@ TWO_PHOTON = Assay(
     positive=("branches", "detection_um3"), fractions=("miss",), reads=("spines",),
     images_in_vivo=True,
     figures=("ketasim.report.spine_maps:tracking_figures",),
-    artifacts={"spines_tracking.parquet": _write_tracking}, merge_kept=_concat_tracking)
+    artifacts={"spines_tracking.parquet": _write_tracking}, merge_kept=_concat_tracking,
+    species=("mouse", "rat"))
 UNCAGING = Assay(
     "uncaging_spinogenesis", "glutamate-uncaging spinogenesis in acute slices",
     (Readout("uncaging_success", "fraction"),), _uncaging, outputs=("plasticity_potential",),
-    options={"cells": 3, "attempts": 8}, positive=("cells", "attempts"), terminal=True)
+    options={"cells": 3, "attempts": 8}, positive=("cells", "attempts"), terminal=True,
+    species=("mouse", "rat"))
 FIXED = Assay(
     "fixed_tissue_spines", "Golgi or dye-filled fixed tissue",
     (Readout("spine_density_per_10um", "per 10 um"), Readout("mushroom_fraction", "fraction"),
@@ -190,4 +192,5 @@ FIXED = Assay(
     options={"branches": 10, "detection_um3": 0.01, "cell": "mpfc_l5"},
     positive=("branches", "detection_um3"), reads=("spines",), regions=("mpfc", "striatum"),
     figures=("ketasim.report.spine_maps:spine_class_figures",), merge_kept=_concat_classes,
-    terminal=True)
+    terminal=True,
+    species=("mouse", "rat"))

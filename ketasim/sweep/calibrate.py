@@ -1418,7 +1418,7 @@ def export_petab(scenario, data, params: Sequence[str] | str, out: str | os.Path
         "nominalValue": [p.default for p in pri], "estimate": 1,
         "objectivePriorType": "parameterScaleUniform",
         "objectivePriorParameters": [f"{p.bounds[0]!r};{p.bounds[1]!r}" for p in pri]})
-    with atomic_dir(Path(out), overwrite) as tmp:
+    with atomic_dir(Path(out), overwrite, option="--petab") as tmp:
         write_sbml(doc, tmp / "model.xml")
         for df, fname in ((cond, "conditions.tsv"), (measurements, "measurements.tsv"),
                           (observables, "observables.tsv"), (parameters, "parameters.tsv")):

@@ -62,7 +62,14 @@ from ketasim.experiment.runner import simulate
 from ketasim.params import Registry, load_registry
 from ketasim.pk.compounds import COMPOUNDS
 from ketasim.provenance import collect, utc_now
-from ketasim.scenario import Scenario, builtin_scenarios, load_scenario, parse_time
+from ketasim.scenario import (
+    Scenario,
+    UnitError,
+    builtin_scenarios,
+    format_time,
+    load_scenario,
+    parse_time,
+)
 from ketasim.signaling import spec
 from ketasim.signaling.protocol import INTERVENTIONS, STRESSORS
 from ketasim.sweep.core import read_sweep, run_sweep
@@ -625,8 +632,8 @@ def readout_values(sweep_df: pd.DataFrame, readout: str, *, arm: str | None = No
     return values.to_numpy(float)
 
 
-def _check_selection(sc, readout: str, arm, contrast_arm, assay) -> None:
-    """Fail before simulating when the scenario cannot give the readout."""
+def _check_selection(sc, readout: str, arm, contrast_arm, assay, time_h=None) -> None:
+    """Fail before simulating when the scenario cannot give the readout (at ``time_h``)."""
     arms = {a.name: a for a in sc.arms}
     for what, name in (("arm", arm), ("contrast arm", contrast_arm)):
         if name is not None and name not in arms:
@@ -638,6 +645,42 @@ def _check_selection(sc, readout: str, arm, contrast_arm, assay) -> None:
     if readout not in measured:
         raise SensitivityError(f"readout {readout!r}: no assay of {sc.name} measures it; its "
                          f"readouts: {_listing(sorted(measured))}")
+    if time_h is None:
+        return
+    try:
+        t = _hours(time_h)
+    except (UnitError, ValueError) as e:
+        raise SensitivityError(f"--at: got {time_h!r}; {e}") from None
+    read = [arms[a] for a in (arm, contrast_arm) if a is not None] or list(sc.arms)
+    times = sorted({x for a in read for x in a.times_of(readout, assay)})
+    if not any(abs(x - t) <= 1e-9 for x in times):
+        raise SensitivityError(f"--at: got {time_h!r}; {readout} is measured at "
+                               f"{_listing([format_time(x) for x in times])}")
+
+
+def _check_out(out: Path) -> None:
+    """An existing ``out`` must be an earlier sensitivity analysis (resumed or redone)
+    or empty: another command's folder is never written into."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise SensitivityError(f"--out {out}: exists and is not a folder")
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        try:
+            command = json.loads(manifest.read_text()).get("command")
+        except (OSError, ValueError, AttributeError):
+            command = None
+        if command == "sensitivity":
+            return
+    elif entries <= {"sweep", "samples.csv"}:
+        return  # an interrupted analysis: its sweep resumes
+    raise SensitivityError(f"--out {out}: holds another command's files "
+                           f"({_listing(sorted(entries))}); give an empty or new folder, or "
+                           "an earlier sensitivity analysis to resume")
 
 
 # --------------------------------------------------------------------------- run
@@ -715,7 +758,8 @@ def run_sensitivity(scenario, readout: str, out, *, names: Iterable[str] | None 
     method = _method(method)
     registry = load_registry() if registry is None else registry
     sc = _as_scenario(scenario)
-    _check_selection(sc, readout, arm, contrast_arm, assay)
+    _check_selection(sc, readout, arm, contrast_arm, assay, time_h)
+    _check_out(Path(out))
     if statistic not in STATISTICS:
         raise SensitivityError(f"statistic: got {statistic!r}; expected one of "
                          f"{', '.join(STATISTICS)}")

@@ -55,7 +55,7 @@ from ketasim.validation.targets import ROLES, Target, load_targets, parse_target
 CSV_COLUMNS = ["target_id", "facts", "source", "quantity", "published", "simulated",
                "tolerance", "pass", "status", "replica", "replication",
                "role", "fitted", "published_effect", "simulated_effect", "expected",
-               "expected_status", "expected_effect"]
+               "expected_status", "expected_effect", "message"]
 STATUSES = ("pass", "fail", "known_gap", "error")
 
 
@@ -156,7 +156,8 @@ class ValidationResult:
             "expected": float("nan") if r.expected is None else r.expected,
             "expected_status": r.expected_status,
             "expected_effect": (float("nan") if r.expected_effect is None
-                                else r.expected_effect)}
+                                else r.expected_effect),
+            "message": r.message if r.status in ("error", "known_gap") else ""}
             for r in self.results]
         return pd.DataFrame(rows, columns=CSV_COLUMNS)
 

@@ -1,0 +1,228 @@
+"""Bad input found by a user-level audit (2026-12-06), each one clear error with exit
+status 2 and nothing written: an empty ``--only``, analyze design options and
+comparisons that read nothing, a user target whose statistic cannot be computed, a
+compound file with a key given twice or broken YAML, an event named by what it is when
+the arm is compiled; and a full disk or SIGTERM leave no partial output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ketasim.cli import app
+
+pytestmark = pytest.mark.usefixtures("private_home")
+
+DEPOSIT = Path(__file__).resolve().parents[2] / "shared" / "data" / "phoumthipphavong2016"
+
+SMALL = """
+name: small
+species: mouse
+seed: 3
+arms:
+  - name: saline
+    n: 2
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: western_blot, at: [1h, 24h]}]
+  - name: ketamine
+    n: 2
+    protocol: [{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}]
+    assays: [{assay: western_blot, at: [1h, 24h]}]
+"""
+
+
+def _invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("args", [
+    ["validate", "--only", "", "--out", "{out}"],
+    ["validate", "--only", " , ", "--out", "{out}"],
+    ["screen", "--only", "", "--n", "2", "--out", "{out}"],
+])
+def test_an_empty_only_is_an_error_not_everything(tmp_path, args):
+    r = _invoke(*[a.format(out=tmp_path / "out") for a in args])
+    assert r.exit_code == 2 and "--only: no names given" in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
+def _behaviour_design(tmp_path, options):
+    pd.DataFrame({"subject": ["m1"] * 3, "time_s": [0.0, 1.0, 2.0], "x_cm": [0.0, 1.0, 2.0],
+                  "y_cm": [0.0, 0.0, 0.0]}).to_csv(tmp_path / "of.csv", index=False)
+    design = {"name": "of", "groups": {"a": ["m1"]},
+              "files": [{"path": str(tmp_path / "of.csv"), "time": "1d"}],
+              "options": options}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    return tmp_path / "d.yaml"
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"bin_s": 0}, "options.bin_s: got 0; expected a number >= 1e-09"),
+    ({"bin_s": "abc"}, "options.bin_s: got 'abc'"),
+    ({"bin_sec": 60}, "options.bin_sec: not an option of behavior data"),
+])
+def test_bad_design_options_are_one_error(tmp_path, options, fragment):
+    d = _behaviour_design(tmp_path, options)
+    r = _invoke("analyze", "behavior", tmp_path / "of.csv", "--design", d, "--out",
+                tmp_path / "out")
+    assert r.exit_code == 2 and fragment in r.output and str(d) in r.output, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not DEPOSIT.is_dir(), reason=f"the deposited dataset is not at {DEPOSIT}")
+@pytest.mark.parametrize("comparison, fragment", [
+    ({"readout": "foo", "at": "1d"}, "compare[0].readout: got 'foo'"),
+    ({"readout": "spine_density_per_10um", "at": "2d"},
+     "compare[0].at: group 'ketamine' has no spine_density_per_10um at 48 h"),
+    ({"readout": "spine_density_per_10um", "at": "1d", "baseline": "-2d"},
+     "compare[0].baseline: group 'ketamine' has no spine_density_per_10um at -48 h"),
+])
+def test_analyze_comparisons_that_read_nothing_are_errors(tmp_path, comparison, fragment):
+    mice = pd.read_csv(DEPOSIT / "mice.csv")
+    groups = {g: [f"{g}-{m}" for m in mice.loc[mice.group == g, "mouse"]]
+              for g in ("saline", "ketamine")}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({
+        "name": "ph", "groups": groups,
+        "compare": [{**comparison, "arms": ["ketamine", "saline"]}]}))
+    r = _invoke("analyze", "spines", DEPOSIT, "--design", tmp_path / "d.yaml", "--out",
+                tmp_path / "out")
+    assert r.exit_code == 2 and fragment in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_target_that_cannot_be_computed_says_why(tmp_path):
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "my_rep.yaml").write_text(
+        SMALL.replace("name: small", "name: my_rep") + "targets: [T-MY-01]\n")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump([{
+        "target_id": "T-MY-01", "facts": ["F-K-1"], "role": "validation", "source": "me",
+        "quantity": "psd95 ratio", "published": "about 1.2",
+        "statistic": "mean('ket', 'psd95_rel', '24h')", "tolerance": "[0.5, 3]"}]))
+    r = _invoke("validate", "--replicas", tmp_path / "rep", "--targets", tmp_path / "t.yaml",
+                "--only", "my_rep", "--out", tmp_path / "v")
+    assert r.exit_code == 1, r.output
+    why = "no 'psd95_rel' for arm 'ket' at '24h'"
+    assert f"T-MY-01: error: {why}" in r.output
+    v = pd.read_csv(tmp_path / "v" / "validation.csv")
+    assert v.loc[v.target_id == "T-MY-01", "message"].iloc[0] == why
+    assert why.replace("'", "&#x27;") in (tmp_path / "v" / "report.html").read_text()
+
+
+def test_compound_files_refuse_repeated_keys_and_say_where_yaml_breaks(tmp_path):
+    src = Path(__file__).resolve().parents[1] / "ketasim" / "compounds" / "ana12.yaml"
+    (tmp_path / "dk").mkdir()
+    text = src.read_text().replace("name: ana12", "name: mycmp")
+    (tmp_path / "dk" / "mycmp.yaml").write_text(text + "routes: [oral]\n")
+    r = _invoke("compounds", "--compounds", tmp_path / "dk")
+    assert r.exit_code == 2 and "the key 'routes' is given twice" in r.output, r.output
+    (tmp_path / "br").mkdir()
+    (tmp_path / "br" / "mycmp.yaml").write_text("name: mycmp\npk: [\n")
+    r = _invoke("compounds", "--compounds", tmp_path / "br")
+    assert r.exit_code == 2 and "not valid YAML: line 3, column 1:" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_a_compile_error_names_the_event_not_a_sorted_index(tmp_path):
+    text = """
+name: t
+species: human
+seed: 1
+arms:
+  - name: a
+    n: 2
+    protocol:
+      - {at: 0h, drug: ketamine, dose: 0.5 mg/kg, route: iv, over: 40min}
+      - {at: -1h, drug: rapamycin, dose: 6 mg/kg, route: ip}
+    assays: [{assay: plasma_pk, at: [1h]}]
+"""
+    (tmp_path / "s.yaml").write_text(text)
+    r = _invoke("run", tmp_path / "s.yaml", "--out", tmp_path / "out")
+    assert r.exit_code == 2
+    assert "arms[0].protocol[rapamycin at -1 h]: compound 'rapamycin' has no PK" in r.output
+
+
+def test_a_write_failure_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import ketasim.report.run_folder as rf
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rf, "write_readouts", full)
+    (tmp_path / "s.yaml").write_text(SMALL)
+    r = _invoke("run", tmp_path / "s.yaml", "--out", tmp_path / "out")
+    assert r.exit_code == 2, r.output
+    assert "cannot write the results (No space left on device)" in r.output
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_sigterm_removes_the_unfinished_output(tmp_path):
+    """A run killed by SIGTERM (kill, timeout, a batch system's limit) leaves no
+    temporary folder beside --out, as Ctrl-C does."""
+    scenario = SMALL.replace("n: 2", "n: 400").replace("[1h, 24h]", "[1h, 24h, 3d, 7d]")
+    (tmp_path / "s.yaml").write_text(scenario)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ketasim.cli", "run", "s.yaml", "--out",
+                             "out"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.tmp-*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the run never started writing"
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be interrupted")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not list(tmp_path.glob(".out.tmp-*")) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("species, arm_text, fragment", [
+    ("mouse", "assays: [{assay: madrs, at: [1d]}]",
+     "an assay done in mouse subjects (madrs is done in human)"),
+    ("human", "assays: [{assay: tail_suspension, at: [1d]}]",
+     "an assay done in human subjects (tail_suspension is done in mouse, rat)"),
+    ("human", "protocol: [{at: -10d, stress: cort, duration: 10d}]",
+     "a stressor given to human subjects (cort at -10d is given to mouse, rat)"),
+    ("rat", "protocol: [{at: -10d, stress: major_depression, duration: 10d}]",
+     "a stressor given to rat subjects (major_depression at -10d is given to human)"),
+])
+def test_assays_and_stressors_belong_to_their_species(species, arm_text, fragment):
+    from ketasim.scenario import ScenarioError, load_scenario_text
+
+    text = (f"name: sp\nspecies: {species}\nseed: 1\narms:\n  - name: a\n    n: 2\n"
+            f"    {arm_text}\n")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario_text(text)
+    assert fragment in str(e.value) and "line 7" in str(e.value)
+
+
+def test_small_messages_name_the_option_and_the_path(tmp_path):
+    (tmp_path / "s.yaml").write_text(SMALL)
+    r = _invoke("sweep", tmp_path / "s.yaml", "--vary", "sig.k_potentiation_off=0.02,0.04",
+                "--chunk", "0", "--out", tmp_path / "sw")
+    assert r.exit_code == 2 and "--chunk: got 0" in r.output, r.output
+    assert not (tmp_path / "sw").exists()
+    r = _invoke("analyze", "spines", tmp_path / "nope", "--design", tmp_path / "d.yaml",
+                "--out", tmp_path / "a")
+    assert r.exit_code == 2 and f"{tmp_path / 'nope'}: no such file or folder" in r.output
+    (tmp_path / "empty").mkdir()
+    r = _invoke("analyze", "spines", tmp_path / "empty", "--design", tmp_path / "d.yaml",
+                "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "the folder is empty" in r.output
+    (tmp_path / "afile").write_text("x")
+    data = tmp_path / "data.csv"
+    pd.DataFrame({"arm": ["ketamine"], "readout": ["pmtor_rel"], "time_h": [1.0],
+                  "mean": [1.2], "sem": [0.1]}).to_csv(data, index=False)
+    r = _invoke("calibrate", tmp_path / "s.yaml", "--data", data, "--params",
+                "sig.k_potentiation_off", "--out", tmp_path / "cal", "--petab",
+                tmp_path / "afile")
+    assert r.exit_code == 2 and f"--petab {tmp_path / 'afile'}: exists" in r.output, r.output
+    assert not (tmp_path / "cal").exists()
