@@ -182,7 +182,7 @@ def _check_scheduler(scheduler: str | None) -> None:
         host, port = parts.hostname, parts.port
     except ValueError as e:
         _fail(f"--scheduler: got {scheduler!r}; {e}; {expected}")
-    if not host or port is None:
+    if parts.scheme in ("tcp", "tls") and (not host or port is None):
         _fail(f"--scheduler: got {scheduler!r}; {expected}")
     if parts.scheme in ("tcp", "tls"):
         try:

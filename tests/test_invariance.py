@@ -219,7 +219,9 @@ def test_a_spine_session_before_the_burn_in_is_one_clear_error(tmp_path):
     from ketasim.cli import app
     from ketasim.signaling.protocol import ProtocolError
 
-    ok = BASE.replace("[-5d, 0h, 1d, 3d]", "[-13d, 0h]")  # CORT at -3d: start -3d - 6 h
+    # CORT at -3d: start -3d - 6 h; the burn-in lasts 10 days (burn_in_d, and the memory
+    # of elimination sites, mem_horizon_d)
+    ok = BASE.replace("[-5d, 0h, 1d, 3d]", "[-13d, 0h]")
     simulate(load_scenario_text(ok), registry=REG)
     bad = BASE.replace("[-5d, 0h, 1d, 3d]", "[-14d, 0h]")
     with pytest.raises(ProtocolError, match=r"arms\[0\]\.assays\[0\]\.at: got -336 h"):
@@ -262,3 +264,37 @@ arms:
                      ("ketamine", 2 / 3), ("ketamine", 1.0), "ketamine"]
     pd.testing.assert_frame_equal(r.readouts, simulate(sc, registry=REG).readouts,
                                   check_exact=True)
+
+
+
+def _restored_at_one_day(t_start_h: float, registry) -> int:
+    """Spines alive 24 h after a day of raised formation drive (2 from 0 h to 24 h,
+    baseline otherwise) that regrew at remembered sites, over 60 unstressed subjects."""
+    from ketasim.spines.engine import ORIGINS, SpineParams
+    from ketasim.spines.simulate import DT_H, simulate_spines
+
+    params = SpineParams.from_registry(registry)
+    n_sub, n_steps = 60, round((24.0 - t_start_h) / DT_H)
+    t_mid = t_start_h + (np.arange(n_steps) + 0.5) * DT_H
+    form = np.where((t_mid > 0) & (t_mid < 24.0), 2.0, 1.0)
+    drives = {"formation_drive": np.tile(form, (n_sub, 1)),
+              "elimination_drive": np.ones((n_sub, n_steps)),
+              "synaptic_protein": np.ones((n_sub, n_steps))}
+    rec = simulate_spines(params, 11, "pool", n_sub, 6, drives, t_start_h, [24.0])
+    restored = ORIGINS.index("restored")
+    return int(((rec.origin == restored) & (rec.alive == 1)).sum())
+
+
+def test_the_regrowth_pool_does_not_depend_on_when_a_run_starts():
+    """The remembered elimination sites start empty and fill over the memory horizon, so
+    the burn-in lasts at least that long (not just burn_in_d): with a 14-day memory and a
+    10-day burn-in a run starting 6 days before the dose would regrow a third more lost
+    sites after it than one starting 6 h before (unstressed subjects, whose sites come
+    from ordinary turnover)."""
+    reg = REG.with_settings(["spine.mpfc_l5.mem_horizon_d=14", "spine.mpfc_l5.burn_in_d=10"])
+    late, early = _restored_at_one_day(-6.0, reg), _restored_at_one_day(-144.0, reg)
+    assert late > 300  # enough regrowths for the comparison
+    assert abs(early / late - 1.0) < 0.1
+    # a memory shorter than the burn-in was already at its steady state
+    short = REG.with_settings(["spine.mpfc_l5.mem_horizon_d=7"])
+    assert _restored_at_one_day(-6.0, short) < 0.75 * late

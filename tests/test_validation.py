@@ -299,8 +299,9 @@ def test_statistic_missing_data_is_an_error():
 # T-SEQ-03 left it when the spine engine came to read each step's mean drive (session
 # 17), which redrew every spine number: T-SP-03, T-SP-09, T-CA-02 and T-PH-06 joined it
 # as sampling misses at the replicas' seeds (inside in expectation; 5-6 of 6 further
-# seeds pass).
-ALLOWED_GAPS = {"T-SP-03", "T-SP-09", "T-CA-02", "T-PH-06",
+# seeds pass). T-SP-09 and T-PH-06 left it when the spine burn-in came to cover the
+# memory of elimination sites, set to 10 days (2026-12-06).
+ALLOWED_GAPS = {"T-SP-03", "T-CA-02",
                 # compounds by their targets (issue 13): a model gap of the Drd1-neuron
                 # replica, with its reason in targets.yaml
                 "T-D1-02",
@@ -479,12 +480,12 @@ def test_validation_csv_columns_follow_the_contract(tmp_path):
     assert res.exit_code == 0, res.output
     table = pd.read_csv(tmp_path / "v" / "validation.csv", keep_default_na=False)
     cols = list(table.columns)
-    # the existing columns keep their order; role, fitted, the effect sizes and the
-    # expectation (validate --expect) follow
+    # the existing columns keep their order; role, fitted, the effect sizes, the
+    # expectation (validate --expect) and the message (an error's reason) follow
     assert cols == ["target_id", "facts", "source", "quantity", "published", "simulated",
                     "tolerance", "pass", "status", "replica", "replication",
                     "role", "fitted", "published_effect", "simulated_effect", "expected",
-                    "expected_status", "expected_effect"]
+                    "expected_status", "expected_effect", "message"]
     row = table.iloc[0]
     assert row["role"] == "calibration" and row["fitted"] == "pk.rat.hnk.cl;pk.rat.hnk.v"
     assert (tmp_path / "v" / "figures" / "pk_rat_hnk_plasma_pk.png").exists()

@@ -356,19 +356,22 @@ KIND_OPTIONS = {"spines": (), "calcium": ("frame_rate_hz",),
                 "nwb": ()}
 
 
-def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign) -> None:
-    """Every comparison of the design reads data: its readout (of its assay) is in the
-    readouts, and every compared group has values at ``at`` and at ``baseline``; one
-    error naming the comparison's field otherwise."""
+def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign) -> list[str]:
+    """The comparisons of the design that these data can answer. One design may serve
+    several kinds of data, so a comparison whose readout is not in these readouts is
+    left out (returned as a note for the manifest and report, not a row of NaN); a
+    group without values at ``at`` or ``baseline`` is one error naming the field."""
+    notes, kept = [], []
     for i, c in enumerate(design.compare):
         rows = readouts[readouts["readout"] == c.readout]
         if c.assay:
             rows = rows[rows["assay"] == c.assay]
         if rows.empty:
-            have = sorted(readouts["readout"].unique())
-            raise DesignError(f"{design.where}: compare[{i}].readout: got {c.readout!r}"
-                              + (f" of assay {c.assay!r}" if c.assay else "")
-                              + f"; the data's readouts: {', '.join(have)}")
+            notes.append(f"compare[{i}] ({c.readout}"
+                         + (f" of {c.assay}" if c.assay else "")
+                         + ") left out: not a readout of these data")
+            continue
+        kept.append(i)
         for key in ("at", "baseline"):
             when = getattr(c, key)
             if when is None:
@@ -380,6 +383,8 @@ def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign) -> None:
                     raise DesignError(
                         f"{design.where}: compare[{i}].{key}: group {group!r} has no "
                         f"{c.readout} at {when:g} h (its times: {listed})")
+    design.compare = [design.compare[i] for i in kept]
+    return notes
 
 
 def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabData:
@@ -389,11 +394,11 @@ def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabDa
         raise DesignError(f"kind: got {kind!r}; expected one of {', '.join(KINDS)}")
     if not paths:
         raise DesignError("no input files")
-    unknown = sorted(set(design.design.options) - set(KIND_OPTIONS[kind]))
-    if unknown:
-        known = ", ".join(KIND_OPTIONS[kind]) or "none"
-        raise DesignError(f"{design.where}: options.{unknown[0]}: not an option of "
-                          f"{kind} data (its options: {known})")
+    known = sorted({o for opts in KIND_OPTIONS.values() for o in opts})
+    unknown = sorted(set(design.design.options) - set(known))
+    if unknown:  # a typo; one design may serve several kinds, so any kind's option counts
+        raise DesignError(f"{design.where}: options.{unknown[0]}: not a design option "
+                          f"(the options: {', '.join(known)})")
     reader = {"spines": _tracking, "calcium": _calcium, "behavior": _behavior,
               "nwb": _nwb}[kind]
     data = reader([Path(p) for p in paths], design)

@@ -52,7 +52,7 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
     paths = [Path(p) for p in paths]
     data = read_lab_data(kind, paths, design)
     readouts = data.readouts
-    check_comparisons(readouts, design)
+    data.notes = [*data.notes, *check_comparisons(readouts, design)]
     summary = summarize(readouts)
     stats = compare(readouts, design.compare)
     text = Path(design_path).read_text()

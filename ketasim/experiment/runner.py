@@ -198,13 +198,14 @@ def _check_spine_times(species, arm, i, registry, cell) -> None:
     if cell is None:
         return
     t0 = spine_start(_probe_events(species, arm, i, 0, registry))
-    burn_h = SpineParams.from_registry(registry, cell).values["burn_in_d"] * 24.0
+    burn_h = SpineParams.from_registry(registry, cell).burn_in_days * 24.0
     for j, plan in enumerate(_plans(arm, i)):
         early = [t for t in plan.at if plan.assay.needs_spines and t < t0 - burn_h]
         if early:
             raise ProtocolError(
                 f"arms[{i}].assays[{j}].at: got {early[0]:g} h; a spine session can be at "
-                f"most {burn_h / 24.0:g} days (spine.{cell}.burn_in_d) before the spine "
+                f"most {burn_h / 24.0:g} days (the spine burn-in: spine.{cell}.burn_in_d, at "
+                f"least spine.{cell}.mem_horizon_d) before the spine "
                 f"engine's start at {t0:g} h (just before the protocol's first event)")
 
 

@@ -1768,21 +1768,6 @@ class Scenario(BaseModel):
                     ("arms", i, "name"),
                 )
             index[arm.name] = i
-        for i, arm in enumerate(self.arms):
-            for j, spec in enumerate(arm.assays):
-                done_in = vocabulary.ASSAY_SPECIES.get(spec.assay, vocabulary.SPECIES)
-                if self.species not in done_in:
-                    raise problem(
-                        f"an assay done in {self.species} subjects ({spec.assay} is done in "
-                        f"{', '.join(done_in)})", ("arms", i, "assays", j, "assay"))
-            for ev in arm.protocol:
-                stress = getattr(ev, "stress", None)
-                given_to = vocabulary.STRESSOR_SPECIES.get(stress, vocabulary.SPECIES)
-                if stress is not None and self.species not in given_to:
-                    raise problem(
-                        f"a stressor given to {self.species} subjects ({stress} at "
-                        f"{format_time(ev.at)} is given to {', '.join(given_to)})",
-                        ("arms", i, "protocol"))
         for c, comparison in enumerate(self.compare):
             for k, name in enumerate(comparison.arms):
                 if name not in index:
@@ -1831,4 +1816,19 @@ class Scenario(BaseModel):
             found = _design_problem(self.design, self.arms)
             if found is not None:
                 raise problem(*found)
+        for i, arm in enumerate(self.arms):
+            for j, spec in enumerate(arm.assays):
+                done_in = vocabulary.ASSAY_SPECIES.get(spec.assay, vocabulary.SPECIES)
+                if self.species not in done_in:
+                    raise problem(
+                        f"an assay done in {self.species} subjects ({spec.assay} is done in "
+                        f"{', '.join(done_in)})", ("arms", i, "assays", j, "assay"))
+            for ev in arm.protocol:
+                stress = getattr(ev, "stress", None)
+                given_to = vocabulary.STRESSOR_SPECIES.get(stress, vocabulary.SPECIES)
+                if stress is not None and self.species not in given_to:
+                    raise problem(
+                        f"a stressor given to {self.species} subjects ({stress} at "
+                        f"{format_time(ev.at)} is given to {', '.join(given_to)})",
+                        ("arms", i, "protocol"))
         return self

@@ -134,6 +134,13 @@ class SpineParams:
     def vector(self) -> np.ndarray:
         return np.array([self.values[k] for k in PARAM_NAMES])
 
+    @property
+    def burn_in_days(self) -> float:
+        """Length of the baseline burn-in (days): ``burn_in_d``, but at least
+        ``mem_horizon_d``, so that the remembered elimination sites (empty at the
+        stationary start) reach their steady state before the run (see ``run_spines``)."""
+        return max(self.values["burn_in_d"], self.values["mem_horizon_d"])
+
     def mean_lifetime_days(self, horizon_d: float = 3000.0, da: float = 0.01) -> float:
         """Expected lifetime of a new spine at baseline (days), by integrating its
         survival over age: a spine without a synapse gains one at rate k_syn; the hazard
@@ -560,8 +567,11 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
         next_id[b] = n0
         n_alive[b] = n0
     # burn-in (steps -n_burn..-1) at baseline drives, so density, sizes and ages are
-    # stationary; then the recorded steps with the subject's drives
-    n_burn = int(p[I_BURN] * 24.0 / dt)
+    # stationary, and at least the memory horizon long, so the remembered elimination
+    # sites (none at the start) are too: a shorter burn-in left the regrowth pool of
+    # unstressed subjects depending on how long before the dose a run began; then the
+    # recorded steps with the subject's drives
+    n_burn = int(max(p[I_BURN], p[I_HORIZON]) * 24.0 / dt)
     i_rec = 0
     i_pa = 0
     n_pa = photo_times.shape[1]

@@ -111,7 +111,7 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
     ((n_sub, n_steps) each: the drive over each step, which the runner takes as the
     step's mean of the signalling output) and record at ``record_times``
     (times before ``t_start`` fall in the baseline burn-in, which lasts
-    ``burn_in_d`` days). Each branch of each subject has its own random stream, keyed by
+    ``SpineParams.burn_in_days``: ``burn_in_d``, at least ``mem_horizon_d``). Each branch of each subject has its own random stream, keyed by
     the subject's global index in ``subjects`` (default ``0 .. n_sub - 1``) and the
     branch, so adding branches or subjects leaves the others' spines unchanged.
     ``imaging``: (session times (h), loss probability per spine at each, number of imaged
@@ -121,11 +121,11 @@ def simulate_spines(params: SpineParams, seed: int, arm: str, n_sub: int, n_bran
     elim, size = cell_drives(params, drives)
     n_steps = form.shape[1]
     rec = np.asarray(sorted(record_times), dtype=float)
-    earliest = t_start - params.values["burn_in_d"] * 24.0
+    earliest = t_start - params.burn_in_days * 24.0
     if rec.size and rec[0] < earliest:
         raise ValueError(f"spine recording at {rec[0]:g} h precedes the simulation's start "
                          f"({t_start:g} h) by more than the burn-in "
-                         f"({params.values['burn_in_d']:g} days)")
+                         f"({params.burn_in_days:g} days)")
     subjects = np.arange(n_sub) if subjects is None else np.asarray(subjects)
     cap = slot_capacity(params)
     shape = (n_sub, rec.size, n_branches, cap)
