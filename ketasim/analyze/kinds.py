@@ -356,10 +356,11 @@ KIND_OPTIONS = {"spines": (), "calcium": ("frame_rate_hz",),
                 "nwb": ()}
 
 
-def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign) -> list[str]:
+def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign
+                      ) -> tuple[list, list[str]]:
     """The comparisons of the design that these data can answer. One design may serve
     several kinds of data, so a comparison whose readout is not in these readouts is
-    left out (returned as a note for the manifest and report, not a row of NaN); a
+    left out (with a note for the manifest and report, not a row of NaN); a
     group without values at ``at`` or ``baseline`` is one error naming the field."""
     notes, kept = [], []
     for i, c in enumerate(design.compare):
@@ -383,8 +384,7 @@ def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign) -> list[st
                     raise DesignError(
                         f"{design.where}: compare[{i}].{key}: group {group!r} has no "
                         f"{c.readout} at {when:g} h (its times: {listed})")
-    design.compare = [design.compare[i] for i in kept]
-    return notes
+    return [design.compare[i] for i in kept], notes
 
 
 def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabData:

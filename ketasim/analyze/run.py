@@ -52,9 +52,10 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
     paths = [Path(p) for p in paths]
     data = read_lab_data(kind, paths, design)
     readouts = data.readouts
-    data.notes = [*data.notes, *check_comparisons(readouts, design)]
+    comparisons, left_out = check_comparisons(readouts, design)
+    data.notes = [*data.notes, *left_out]
     summary = summarize(readouts)
-    stats = compare(readouts, design.compare)
+    stats = compare(readouts, comparisons)
     text = Path(design_path).read_text()
     registry = load_registry()
     man = collect(registry=registry, started=started,

@@ -19,7 +19,7 @@ from ketasim.behavior.open_field import OpenFieldParams, track
 from ketasim.behavior.sucrose import SucroseParams
 from ketasim.behavior.tst import TstParams, immobility_states
 from ketasim.circuit.assay import dff_from_raw, simulate_chunks
-from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import RODENTS, Assay, AssayContext, AssayRows, Readout
 
 TST_READOUTS = ("tst_immobility_s", "tst_immobile_bout_s", "tst_struggle_bouts",
                 "tst_calcium_rise_s")
@@ -100,7 +100,7 @@ TAIL_SUSPENSION = Assay(
     options={"cells": 60, "frame_rate_hz": 30.0, "branches": 10, "cell": "mpfc_l5"},
     positive=("cells", "frame_rate_hz", "branches"), reads=("circuit",),
     figures=("ketasim.report.behavior_figures:tst_figures",), merge_kept=_merge_tst,
-    species=("mouse", "rat"))
+    species=RODENTS)
 
 
 def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -133,7 +133,7 @@ OPEN_FIELD = Assay(
     "open_field", "open-field locomotion, video tracking", (Readout("distance_cm", "cm"),),
     _open_field, outputs=("occupancy_interneuron", "pyramidal_shutdown"), sample_times=_open_field_times,
     options={"bin_min": 5.0}, positive=("bin_min",),
-    species=("mouse", "rat"))
+    species=RODENTS)
 
 
 def _sucrose_times(at: np.ndarray, options: dict) -> np.ndarray:
@@ -170,7 +170,7 @@ SUCROSE = Assay(
     (Readout("sucrose_preference", "fraction"),), _sucrose,
     outputs=("stress_load", "reward_potentiation"), sample_times=_sucrose_times,
     options={"hours": 12.0}, positive=("hours",),
-    species=("mouse", "rat"))
+    species=RODENTS)
 
 
 def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.ndarray:
@@ -234,7 +234,7 @@ HELPLESSNESS = Assay(
     options={"trials": 30, "cutoff_s": 20.0, "minutes": 2.0, "branches": 10,
              "cell": "mpfc_l5"},
     positive=("trials", "cutoff_s", "minutes", "branches"), reads=("circuit",),
-    species=("mouse", "rat"))
+    species=RODENTS)
 
 
 def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -273,4 +273,4 @@ EXTINCTION = Assay(
     options={"trials": 20, "tone_s": 30.0, "iti_s": 30.0, "last": 5, "minutes": 2.0,
              "branches": 10, "cell": "mpfc_l5"},
     positive=("trials", "tone_s", "last", "minutes", "branches"), reads=("circuit",),
-    species=("mouse", "rat"))
+    species=RODENTS)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import RODENTS, Assay, AssayContext, AssayRows, Readout
 from ketasim.signaling.dyskinesia import AIMS_MAX, aims_drive, aims_severity
 
 AIMS_SUBTYPES = ("axial", "limb", "orolingual", "locomotive")
@@ -241,12 +241,12 @@ AIMS = Assay(
     options={"periods_min": [20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0, 160.0, 180.0]},
     regions=("striatum",), figures=("ketasim.report.striatal_figures:aims_figures",),
     merge_kept=_merge_aims,
-    species=("mouse", "rat"))
+    species=RODENTS)
 CYLINDER = Assay(
     "cylinder_test", "forelimb use in a cylinder: contralateral share of wall contacts (%)",
     (Readout("contralateral_use_pct", "%"),), _cylinder, outputs=("da_rel", "spine_loss_d2"),
     options={"contacts": 20}, positive=("contacts",), regions=("striatum",),
-    species=("mouse", "rat"))
+    species=RODENTS)
 STEPPING = Assay(
     "stepping_test", "forepaw adjusting steps while moved sideways (contralateral and "
     "ipsilateral paw, mean per trial)",
@@ -255,7 +255,7 @@ STEPPING = Assay(
     outputs=("da_rel", "da_intact", "spine_loss_d2"), options={"trials": 3},
     positive=("trials",),
     regions=("striatum",),
-    species=("mouse", "rat"))
+    species=RODENTS)
 ROTATION = Assay(
     "rotation", "drug-induced rotation in a rotometer: net contralateral turns per "
     "minute over the counting window",
@@ -264,4 +264,4 @@ ROTATION = Assay(
     _rotation, outputs=("d1_asymmetry",), sample_times=_rotation_times,
     options={"start_min": 0.0, "duration_min": 45.0}, positive=("duration_min",),
     regions=("striatum",),
-    species=("mouse", "rat"))
+    species=RODENTS)

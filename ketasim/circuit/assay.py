@@ -20,7 +20,7 @@ import numpy as np
 
 from ketasim.analysis.calcium import summarize_session
 from ketasim.circuit.network import CircuitParams, run_sessions_rate
-from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import RODENTS, Assay, AssayContext, AssayRows, Readout
 
 BASELINE_PERCENTILE = 8.0  # F0 of a session (a common pipeline choice, e.g. suite2p-style)
 READOUTS = ("calcium_transient_rate_per_min", "sync_event_rate_per_min",
@@ -134,4 +134,4 @@ CALCIUM = Assay(
     positive=("cells", "minutes", "frame_rate_hz", "branches", "shuffles"),
     reads=("circuit",), figures=("ketasim.report.spine_maps:calcium_figures",),
     merge_kept=_first_calcium,
-    species=("mouse", "rat"))
+    species=RODENTS)

@@ -61,7 +61,7 @@ from ketasim.clinical.model import (
     symptom_course,
 )
 from ketasim.core import pcg64
-from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import HUMANS, Assay, AssayContext, AssayRows, Readout
 from ketasim.core.streams import (
     PURPOSE_MEASUREMENT,
     arm_key,
@@ -410,43 +410,43 @@ MADRS_ASSAY = Assay(
     sample_times=_madrs_times,
     options={"lookback_d": 21.0, "step_h": 1.0, "raters": RATERS},
     positive=("lookback_d", "step_h", "raters"),
-    species=("human",))
+    species=HUMANS)
 HDRS17_ASSAY = Assay(
     "hdrs17", "Hamilton Depression Rating Scale, 17 items, rated item by item",
     (Readout("hdrs17_total", "points"), Readout("hdrs17_suicide_item", "points")),
     _hdrs17, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
     options={"lookback_d": 21.0, "step_h": 1.0, "raters": RATERS},
     positive=("lookback_d", "step_h", "raters"),
-    species=("human",))
+    species=HUMANS)
 QIDS_SR_ASSAY = Assay(
     "qids_sr", "Quick Inventory of Depressive Symptomatology, self-report (QIDS-SR16)",
     (Readout("qids_sr_total", "points"),),
     _qids_sr, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
     options={"lookback_d": 21.0, "step_h": 1.0}, positive=("lookback_d", "step_h"),
-    species=("human",))
+    species=HUMANS)
 CADSS_ASSAY = Assay(
     "cadss", "Clinician-Administered Dissociative States Scale (23 items)",
     (Readout("cadss_total", "points"),), lambda ctx, at: _psychotomimetic(ctx, at, "cadss"),
     outputs=("occupancy_posteromedial",), options={"raters": RATERS}, positive=("raters",),
-    species=("human",))
+    species=HUMANS)
 BPRS_POSITIVE_ASSAY = Assay(
     "bprs_positive", "Brief Psychiatric Rating Scale, positive-symptom subscale (4 items)",
     (Readout("bprs_positive", "points"),),
     lambda ctx, at: _psychotomimetic(ctx, at, "bprs_positive"),
     outputs=("occupancy_posteromedial",), options={"raters": RATERS}, positive=("raters",),
-    species=("human",))
+    species=HUMANS)
 GBC_ASSAY = Assay(
     "fmri_gbc", "prefrontal global brain connectivity, resting-state fMRI (z vs healthy)",
     (Readout("pfc_gbc_z", "z"),), _gbc, outputs=_STATE_OUTPUTS, sample_times=_madrs_times,
     options={"lookback_d": 21.0, "step_h": 1.0}, positive=("lookback_d", "step_h"),
-    species=("human",))
+    species=HUMANS)
 SEDATION_ASSAY = Assay(
     "sedation", "Modified Observer's Assessment of Alertness/Sedation (MOAA/S, 0-5)",
     (Readout("moaas", "points"),), _sedation, outputs=("midazolam_brain",),
-    species=("human",))
+    species=HUMANS)
 MRS_ASSAY = Assay(
     "mrs_glutamate_cycling",
     "13C MRS of prefrontal glutamate-glutamine cycling (Vcycle, x baseline)",
     (Readout("vcycle_rel", "x baseline"),), _mrs, outputs=("glutamate_surge",),
     sample_times=_mrs_times, options={"window_min": 40.0}, positive=("window_min",),
-    species=("human",))
+    species=HUMANS)

@@ -61,7 +61,7 @@ import numpy as np
 from ketasim.analysis.trial import Item, Scale
 from ketasim.clinical.assays import RATERS, rater_rng
 from ketasim.clinical.model import ClinicalParams, Rater
-from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import HUMANS, Assay, AssayContext, AssayRows, Readout
 from ketasim.core.streams import assay_rng
 from ketasim.params.registry import ParamGroup
 from ketasim.signaling.dyskinesia import aims_drive, aims_severity
@@ -253,4 +253,4 @@ UDYSRS_ASSAY = Assay(
     outputs=("lid_priming", "d1_drive", "da_rel"), sample_times=_sample_times,
     options={"exam_h": 14.0, "history_d": 7.0, "step_h": 0.5, "raters": RATERS},
     positive=("history_d", "step_h", "raters"), regions=("striatum",),
-    species=("human",))
+    species=HUMANS)

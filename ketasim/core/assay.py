@@ -166,6 +166,11 @@ def same_times(at: np.ndarray, options: dict) -> np.ndarray:
     return np.asarray(at, dtype=float)
 
 
+#: who an assay is done in (``Assay.species``) or a stressor given to
+HUMANS = ("human",)
+RODENTS = ("mouse", "rat")
+
+
 @dataclass(frozen=True)
 class Assay:
     name: str

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import RODENTS, Assay, AssayContext, AssayRows, Readout
 from ketasim.pk.compounds import ANALYTES
 
 # plasma readouts: one per analyte the compound files may count toward (``drug``, a
@@ -109,4 +109,4 @@ BRAIN_PK = Assay(
     tuple(Readout(r, "ng/g") for r in _BRAIN), _lcms("brain_pk", _BRAIN, "ng/g"),
     outputs=tuple(_BRAIN.values()), options={"cv": 0.15, "sd_add": 1.0, "lloq": 5.0},
     terminal=True,
-    species=("mouse", "rat"))
+    species=RODENTS)

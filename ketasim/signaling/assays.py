@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import RODENTS, Assay, AssayContext, AssayRows, Readout
 from ketasim.signaling.spec import OUTPUTS
 
 _N_WINDOW = 5  # points per microdialysis collection interval (trapezoid rule)
@@ -90,12 +90,12 @@ MICRODIALYSIS_DA = Assay(
     (Readout("da_pct_baseline", "% baseline"),), _measure_dialysis, outputs=("da_rel",),
     sample_times=_dialysis_times, options={"interval_min": 20.0, "cv": 0.1},
     positive=("interval_min",), regions=("mpfc", "striatum"),
-    species=("mouse", "rat"))
+    species=RODENTS)
 WESTERN_BLOT = Assay(
     "western_blot", "synaptoneurosome western blot of the region (x baseline)",
     tuple(Readout(r, "x baseline") for r in _WB), _measure_wb, outputs=tuple(_WB.values()),
     options={"cv": 0.15}, regions=("mpfc", "striatum"), terminal=True,
-    species=("mouse", "rat"))
+    species=RODENTS)
 SIGNALING_STATE = Assay(
     "signaling_state", "latent signalling drives (model inspection, no noise)",
     tuple(Readout(r, _UNITS[o]) for r, o in _STATE.items()), _measure_state,

@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 
+from ketasim.core.assay import HUMANS, RODENTS
 from ketasim.core.cohort import Cohort
 from ketasim.params import Registry
 from ketasim.pk.compounds import (
@@ -594,7 +595,6 @@ class Stressor:
 
 
 SPINE_ACTIONS = ("", "remove_new_spines")
-RODENTS = ("mouse", "rat")
 
 INTERVENTIONS: dict[str, Intervention] = {}
 STRESSORS: dict[str, Stressor] = {}
@@ -622,7 +622,7 @@ for _st in (
     # a depressive episode as the chronic stress load it carries (patients; the clinical
     # layer reads its synaptic consequences)
     Stressor("major_depression", "a major depressive episode (chronic stress load)",
-             "stress.intensity_major_depression", species=("human",)),
+             "stress.intensity_major_depression", species=HUMANS),
 ):
     register_stressor(_st)
 

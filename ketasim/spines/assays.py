@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ketasim.analysis.spines import subject_readouts
-from ketasim.core.assay import Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import RODENTS, Assay, AssayContext, AssayRows, Readout
 
 CLASSES = ("mushroom", "thin", "stubby", "filopodium")
 
@@ -176,12 +176,12 @@ TWO_PHOTON = Assay(
     images_in_vivo=True,
     figures=("ketasim.report.spine_maps:tracking_figures",),
     artifacts={"spines_tracking.parquet": _write_tracking}, merge_kept=_concat_tracking,
-    species=("mouse", "rat"))
+    species=RODENTS)
 UNCAGING = Assay(
     "uncaging_spinogenesis", "glutamate-uncaging spinogenesis in acute slices",
     (Readout("uncaging_success", "fraction"),), _uncaging, outputs=("plasticity_potential",),
     options={"cells": 3, "attempts": 8}, positive=("cells", "attempts"), terminal=True,
-    species=("mouse", "rat"))
+    species=RODENTS)
 FIXED = Assay(
     "fixed_tissue_spines", "Golgi or dye-filled fixed tissue",
     (Readout("spine_density_per_10um", "per 10 um"), Readout("mushroom_fraction", "fraction"),
@@ -193,4 +193,4 @@ FIXED = Assay(
     positive=("branches", "detection_um3"), reads=("spines",), regions=("mpfc", "striatum"),
     figures=("ketasim.report.spine_maps:spine_class_figures",), merge_kept=_concat_classes,
     terminal=True,
-    species=("mouse", "rat"))
+    species=RODENTS)
