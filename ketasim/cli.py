@@ -32,6 +32,12 @@ err = Console(stderr=True)
 out = Console()
 
 
+def _progress(*columns) -> Progress:
+    """A progress bar on stderr that vanishes when done; none when stderr is not a
+    terminal (a log, a pipe), where a finished bar still leaves a blank line."""
+    return Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+
+
 def _terminated(signum, frame) -> None:
     """SIGTERM (kill, timeout, a batch system's time limit) unwinds as SystemExit, so an
     unfinished output folder is removed as on Ctrl-C, not left beside ``--out``."""
@@ -250,8 +256,8 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         text = source.read_bytes().decode("utf-8-sig")  # as loaded, before simulating
         started = utc_now()
         t0 = time.perf_counter()
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=err, transient=True) as prog:
+        with _progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                       TimeRemainingColumn()) as prog:
             task = prog.add_task(f"simulating {sc.name}", total=len(sc.arms))
             # each arm's fraction done (arms run one after another, or all at once on
             # Dask); the bar shows their sum
@@ -354,9 +360,9 @@ def validate(
                               "earlier validation; choose another folder")
         with atomic_dir(out_dir, overwrite=True) as tmp:
             started = utc_now()
-            with Progress(TextColumn("{task.description}"), BarColumn(),
-                          TextColumn("{task.completed}/{task.total} replicas"),
-                          TimeElapsedColumn(), console=err, transient=True) as prog:
+            with _progress(TextColumn("{task.description}"), BarColumn(),
+                           TextColumn("{task.completed}/{task.total} replicas"),
+                           TimeElapsedColumn()) as prog:
                 task = prog.add_task("validating",
                                      total=len(chosen) * (1 + seeds + (expect > 0)))
                 with _task_map(scheduler, workers, folders) as map_tasks:
@@ -552,8 +558,8 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
             from ketasim.io.results import check_writable
 
             check_writable(out_dir, force)
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                      console=err, transient=True) as prog:
+        with _progress(TextColumn("{task.description}"), BarColumn(),
+                       TimeElapsedColumn()) as prog:
             task = prog.add_task(f"simulating {cohorts} cohorts x n = {ns[0]}..{ns[-1]}",
                                  total=None)
 
@@ -679,9 +685,9 @@ def screen(
                               "earlier screen; choose another folder or pass --force")
         with atomic_dir(out_dir, overwrite=True) as tmp:
             started = utc_now()
-            with Progress(TextColumn("{task.description}"), BarColumn(),
-                          TextColumn("{task.completed}/{task.total} arms"),
-                          TimeElapsedColumn(), console=err, transient=True) as prog:
+            with _progress(TextColumn("{task.description}"), BarColumn(),
+                           TextColumn("{task.completed}/{task.total} arms"),
+                           TimeElapsedColumn()) as prog:
                 task = prog.add_task(f"screening {len(plan.compounds)} compounds",
                                      total=len(plan.arms))
                 with _task_map(scheduler, workers, folders) as map_tasks:
@@ -1061,6 +1067,7 @@ def query(
         if output is not None:
             fmt = output_format(output, fmt)
         with RunTables(run_dir) as db:
+            left_out = list(db.unreadable.values())
             if output is not None:
                 check_output(output, run_dir)
             if tables:
@@ -1072,11 +1079,15 @@ def query(
                 schema, batches = db.batches(sql)
             if output is not None:
                 write_result(schema, batches, output, fmt)
-                out.print(f"wrote {output}", highlight=False)
-                return
-            shown, total = head(batches, limit or None)
+            else:
+                shown, total = head(batches, limit or None)
     except QueryError as e:
         _fail(str(e))
+    for why in left_out:  # after the query succeeded: a failing one names its own file
+        err.print(f"note: left out {why}", highlight=False, soft_wrap=True)
+    if output is not None:
+        out.print(f"wrote {output}", highlight=False)
+        return
     omitted = total - sum(b.num_rows for b in shown)
     note = (f"{omitted} more row{'s' * (omitted != 1)} omitted (--limit N for more, --limit 0 "
             "for all, --output FILE writes every row)") if omitted else ""

@@ -164,6 +164,9 @@ arms:
     r = _invoke("run", tmp_path / "s.yaml", "--out", tmp_path / "out")
     assert r.exit_code == 2
     assert "arms[0].protocol[rapamycin at -1 h]: compound 'rapamycin' has no PK" in r.output
+    # raised while the progress bar runs: one line, no blank one left by the bar
+    assert r.output.splitlines()[0].startswith("error: ")
+    assert len(r.output.splitlines()) == 1, repr(r.output)
 
 
 def test_a_write_failure_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):

@@ -344,6 +344,33 @@ def test_bad_run_folders_exit_2(tmp_path):
     one_error_line(res.stderr, "readouts.parquet", "cannot read it as PARQUET")
 
 
+def test_a_stray_broken_file_leaves_the_other_tables_queryable(run_dir):
+    """One file DuckDB cannot read (a half-copied Parquet file, a broken part in a
+    folder) is left out with a note; a query naming it gets its file's error."""
+    (run_dir / "junk.parquet").write_bytes(b"not parquet at all")
+    (run_dir / "parts").mkdir()
+    (run_dir / "parts" / "part-0.parquet").write_bytes(b"PAR1")
+    with RunTables(run_dir) as db:
+        assert set(db.unreadable) == {"junk", "parts"}
+        assert "junk" not in {v.name for v in db.views}
+        assert db.df("SELECT count(*) AS n FROM summary")["n"][0] > 0
+        with pytest.raises(QueryError, match=r"table junk: .*junk.parquet: cannot read"):
+            db.df("SELECT * FROM junk")
+        with pytest.raises(QueryError, match="nothing does not exist"):
+            db.df("SELECT * FROM nothing")
+    res = invoke("query", run_dir, "SELECT count(*) AS n FROM readouts", "--format", "csv")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "n"
+    notes = res.stderr.splitlines()
+    assert len(notes) == 2 and all(n.startswith("note: left out ") for n in notes)
+    assert "junk.parquet" in res.stderr and "parts/**/*.parquet" in res.stderr
+    res = invoke("query", run_dir, "SELECT * FROM junk")
+    assert res.exit_code == 2
+    one_error_line(res.stderr, "table junk", "junk.parquet", "cannot read it as PARQUET")
+    res = invoke("query", run_dir, "--tables", "--format", "csv")
+    assert res.exit_code == 0 and "junk" not in res.stdout and "summary" in res.stdout
+
+
 @pytest.mark.parametrize("args, fragments", [
     (("SELECT 1", "--format", "xml"), ("--format", "xml")),
     (("SELECT 1", "--limit", "-1"), ("--limit", "-1")),

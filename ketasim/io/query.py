@@ -181,9 +181,11 @@ def read_only_statement(sql: str) -> str:
 class RunTables:
     """An in-memory DuckDB connection over a run folder's tables (a context manager).
 
-    ``views`` lists the tables; :meth:`reader`, :meth:`arrow` and :meth:`df` run one
-    read-only query. Raises :class:`QueryError` for a folder without results, a file
-    DuckDB cannot read, a statement that is not a query, or a query DuckDB rejects."""
+    ``views`` lists the readable tables and ``unreadable`` the others (name -> why);
+    :meth:`reader`, :meth:`arrow` and :meth:`df` run one read-only query. Raises
+    :class:`QueryError` for a folder without results or without one readable file, a
+    statement that is not a query, a query naming an unreadable table (with its file's
+    error), or a query DuckDB rejects."""
 
     def __init__(self, run_dir: Path, threads: int | None = None):
         import duckdb
@@ -195,13 +197,19 @@ class RunTables:
         if threads:
             config["threads"] = threads
         self._con = duckdb.connect(":memory:", config=config)
+        #: tables whose files DuckDB cannot read, name -> the error; a stray broken file
+        #: leaves the folder's other tables queryable (a query naming it gets the error)
+        self.unreadable: dict[str, str] = {}
         try:
             for v in self.views:
                 try:
                     self._con.execute(v.sql())
                 except duckdb.Error as e:
-                    raise QueryError(f"{self.run_dir / v.source}: cannot read it as "
-                                     f"{v.kind.upper()}: {_message(e)}") from None
+                    self.unreadable[v.name] = (f"{self.run_dir / v.source}: cannot read it "
+                                               f"as {v.kind.upper()}: {_message(e)}")
+            if len(self.unreadable) == len(self.views):
+                raise QueryError(next(iter(self.unreadable.values())))
+            self.views = [v for v in self.views if v.name not in self.unreadable]
             # the views read the run folder when queried; nothing else is reachable
             self._con.execute("SET allowed_directories = ?", [[root + os.sep]])
             self._con.execute("SET enable_external_access = false")
@@ -223,6 +231,10 @@ class RunTables:
         text = _message(e)
         names = [v.name for v in self.views]
         if "Catalog Error" in text and "does not exist" in text:
+            missing = re.search(r"name (.+?) does not exist", text)
+            for name, why in self.unreadable.items():
+                if missing and missing.group(1).lower() == name.lower():
+                    return QueryError(f"SQL: table {name}: {why}")
             # DuckDB may suggest one of its own catalog tables; suggest the run's instead
             text = re.sub(r'\s*Did you mean "([^"]*)"\?',
                           lambda m: m.group(0) if m.group(1) in names else "", text)
