@@ -38,6 +38,14 @@ def _progress(*columns) -> Progress:
     return Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
 
 
+def _warn_doses(scenario, registry) -> None:
+    """A warning on stderr for each dose far above its compound's effective dose."""
+    from ketasim.experiment.runner import dose_warnings
+
+    for line in dose_warnings(scenario, registry):
+        err.print(f"warning: {line}", highlight=False, soft_wrap=True, markup=False)
+
+
 def _terminated(signum, frame) -> None:
     """SIGTERM (kill, timeout, a batch system's time limit) unwinds as SystemExit, so an
     unfinished output folder is removed as on Ctrl-C, not left beside ``--out``."""
@@ -251,6 +259,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         _check_workers(scheduler, workers)
         sc = load_scenario(scenario)
         check_supported(sc, registry)
+        _warn_doses(sc, registry)
         check_writable(out_dir, force)
         source = _scenario_file(scenario)
         text = source.read_bytes().decode("utf-8-sig")  # as loaded, before simulating
@@ -554,6 +563,7 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
         cohorts = cohorts if cohorts is not None else (100 if design else 200)
         ns = parse_n_range(n)
         sc = load_scenario(scenario)
+        _warn_doses(sc, registry)
         if out_dir is not None:
             from ketasim.io.results import check_writable
 

@@ -245,3 +245,67 @@ def test_small_messages_name_the_option_and_the_path(tmp_path):
                 tmp_path / "afile")
     assert r.exit_code == 2 and f"--petab {tmp_path / 'afile'}: exists" in r.output, r.output
     assert not (tmp_path / "cal").exists()
+
+
+DOSE_SCENARIO = """
+name: d
+species: {species}
+seed: 1
+arms:
+  - name: a
+    n: 2
+    protocol:
+      - {{at: 0h, drug: {drug}, dose: {dose}, route: {route}}}
+    assays: [{{assay: plasma_pk, at: [1h]}}]
+"""
+
+
+@pytest.mark.parametrize("species, drug, dose, route, fragments", [
+    ("mouse", "ketamine", "10 mg", "ip", ["protocol[ketamine at 0 h].dose: 10 mg",
+                                          "(400 mg/kg at 0.025 kg) is 40x", "Moda-Sava"]),
+    ("mouse", "ketamine", "150 mg/kg", "ip", ["150 mg/kg is 15x"]),
+    ("human", "ketamine", "50 mg/kg", "iv", ["is 100x ketamine's typical effective dose",
+                                             "in the human (0.5 mg/kg"]),
+    ("mouse", "ketamine", "100 mg/kg", "ip", []),  # 10x: flagged only above it
+    ("mouse", "ketamine", "10 mg/kg", "ip", []),
+    ("mouse", "rapamycin", "600 mg/kg", "ip", []),  # no effective dose to judge by
+])
+def test_a_dose_far_above_the_effective_dose_is_a_warning(tmp_path, species, drug, dose,
+                                                         route, fragments):
+    from ketasim.experiment.runner import dose_warnings
+    from ketasim.params import load_registry
+    from ketasim.scenario import load_scenario_text
+
+    text = DOSE_SCENARIO.format(species=species, drug=drug, dose=dose, route=route)
+    lines = dose_warnings(load_scenario_text(text), load_registry())
+    assert len(lines) == (1 if fragments else 0), lines
+    for frag in fragments:
+        assert frag in lines[0] and lines[0].startswith("arms[0].")
+    if fragments and species == "mouse":  # the run goes on and says so once
+        (tmp_path / "s.yaml").write_text(text)
+        r = _invoke("run", tmp_path / "s.yaml", "--out", tmp_path / "out")
+        assert r.exit_code == 0, r.output
+        assert r.output.count("warning: arms[0].protocol[ketamine at 0 h].dose") == 1
+        assert (tmp_path / "out" / "readouts.parquet").is_file()
+
+
+def test_the_anaesthetic_dose_of_the_rat_dose_response_replica_is_flagged():
+    """The only built-in scenario or replica with a dose above 10x the effective dose is
+    the anaesthetic arm of the rat dose-response (200 mg/kg, Li et al. 2010)."""
+    from pathlib import Path
+
+    import ketasim
+    from ketasim.experiment.runner import dose_warnings
+    from ketasim.params import load_registry
+    from ketasim.scenario import builtin_scenarios, load_scenario
+
+    reg = load_registry()
+    root = Path(ketasim.__file__).parent / "validation" / "replicas"
+    flagged = {}
+    for p in [*builtin_scenarios(), *sorted(root.glob("*.yaml"))]:
+        lines = dose_warnings(load_scenario(p), reg)
+        if lines:
+            flagged[Path(str(p)).stem] = lines
+    assert list(flagged) == ["dose_response_rat"], flagged
+    assert len(flagged["dose_response_rat"]) == 1
+    assert "200 mg/kg is 20x" in flagged["dose_response_rat"][0]

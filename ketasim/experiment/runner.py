@@ -164,6 +164,47 @@ def check_supported(scenario, registry: Registry) -> None:
     _check_rescue(scenario, registry)
 
 
+# A dose this many times a compound's typical effective dose for the species (its file's
+# ``effective_dose``) is flagged: the model's parameters were fitted and validated around
+# effective, sub-anaesthetic doses (ketamine 10 mg/kg in rodents, where surgical
+# anaesthesia in mice takes 100 mg/kg ip with xylazine: Arras et al. 2001 Comp Med 51:443),
+# and a tenfold slip (an extra zero, mg written for mg/kg) is the common input error.
+IMPLAUSIBLE_DOSE_FACTOR = 10.0
+
+
+def dose_warnings(scenario, registry: Registry) -> list[str]:
+    """One line per drug event whose dose exceeds :data:`IMPLAUSIBLE_DOSE_FACTOR` times
+    its compound's effective dose for the scenario's species (a warning, not an error:
+    an anaesthetic dose is a legitimate question, a slipped unit is not). An absolute dose (mg) is compared per kg of the arm's
+    body weight, or the species' typical weight (``species.<species>.body_weight``)."""
+    from ketasim.pk.compounds import COMPOUNDS
+    from ketasim.signaling.protocol import _event_where
+
+    species = scenario.species
+    typical_kg = registry.value(f"species.{species}.body_weight")
+    lines = []
+    for i, arm in enumerate(scenario.arms):
+        kg = arm.body_weight_kg or typical_kg
+        for ev in arm.protocol:
+            dose = getattr(ev, "dose", None)
+            compound = COMPOUNDS.get(getattr(ev, "drug", None) or "")
+            if dose is None or compound is None or dose.unit == "uM":
+                continue
+            eff = compound.effective_dose.get(species)
+            if eff is None or eff.value is None or eff.value <= 0:
+                continue
+            per_kg = dose.value if dose.unit == "mg/kg" else dose.value / kg
+            if per_kg > IMPLAUSIBLE_DOSE_FACTOR * eff.value:
+                given = str(dose) + (f" ({per_kg:.3g} mg/kg at {kg:g} kg)"
+                                     if dose.unit == "mg" else "")
+                lines.append(f"{_event_where(f'arms[{i}]', ev)}.dose: {given} is "
+                             f"{per_kg / eff.value:.3g}x {compound.name}'s typical effective "
+                             f"dose in the {species} ({eff.value:g} mg/kg; {eff.source}); "
+                             "check the dose and its unit (the model's parameters were "
+                             "fitted mostly at effective doses)")
+    return lines
+
+
 def _check_rescue(scenario, registry: Registry) -> None:
     """Rescue medication the model cannot give (a route not defined for the species) is
     one clear error naming the design's field, before anything runs."""
