@@ -38,12 +38,15 @@ def _progress(*columns) -> Progress:
     return Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
 
 
-def _warn_doses(scenario, registry) -> None:
-    """A warning on stderr for each dose far above its compound's effective dose."""
+def _warn_doses(scenario, registry) -> list[str]:
+    """A warning on stderr for each dose far above its compound's effective dose (the
+    lines returned, for the run's manifest and report)."""
     from ketasim.experiment.runner import dose_warnings
 
-    for line in dose_warnings(scenario, registry):
+    lines = dose_warnings(scenario, registry)
+    for line in lines:
         err.print(f"warning: {line}", highlight=False, soft_wrap=True, markup=False)
+    return lines
 
 
 def _terminated(signum, frame) -> None:
@@ -259,7 +262,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         _check_workers(scheduler, workers)
         sc = load_scenario(scenario)
         check_supported(sc, registry)
-        _warn_doses(sc, registry)
+        warnings = _warn_doses(sc, registry)
         check_writable(out_dir, force)
         source = _scenario_file(scenario)
         text = source.read_bytes().decode("utf-8-sig")  # as loaded, before simulating
@@ -285,7 +288,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         write_run(result, out_dir, registry, overwrite=force,
                   wall_s=time.perf_counter() - t0, started=started, inputs=[source],
                   scenario_text=text, nwb=nwb, backend=_backend(scheduler, workers),
-                  against=earlier if against is not None else None)
+                  against=earlier if against is not None else None, warnings=warnings)
     except _user_errors() as e:
         _fail(str(e))
     out.print(f"wrote {out_dir}/ ({_written(out_dir)})")

@@ -6,6 +6,7 @@ the arm is compiled; and a full disk or SIGTERM leave no partial output."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -287,6 +288,11 @@ def test_a_dose_far_above_the_effective_dose_is_a_warning(tmp_path, species, dru
         assert r.exit_code == 0, r.output
         assert r.output.count("warning: arms[0].protocol[ketamine at 0 h].dose") == 1
         assert (tmp_path / "out" / "readouts.parquet").is_file()
+        # kept with the results: the manifest and the report's Warnings section
+        manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+        assert manifest["warnings"] == lines
+        report = (tmp_path / "out" / "report.html").read_text()
+        assert '<ul id="warnings"' in report and fragments[-1] in report
 
 
 def test_the_anaesthetic_dose_of_the_rat_dose_response_replica_is_flagged():

@@ -21,6 +21,7 @@ th{background:#f3f3f3} td.l,th.l{text-align:left}
 .sig{background:#e6f4e6} figure{margin:1.5em 0} img{max-width:100%}
 tr.pass td{background:#e6f4e6} tr.fail td{background:#fbe3e3} tr.known_gap td{background:#fbe3e3}
 tr.error td{background:#f6d2d2} .badge{font-weight:bold;padding:2px 6px;border-radius:3px}
+ul.warn{background:#fff4d6;border-left:4px solid #e0a000;padding:.5em 2em}
 """
 
 
@@ -233,6 +234,15 @@ def against_html(comparison: pd.DataFrame, against: dict | None) -> list[str]:
     return out
 
 
+def warnings_html(lines: list[str]) -> list[str]:
+    """A "Warnings" section (the manifest's ``warnings``: doses far above a compound's
+    effective dose, ...), or nothing."""
+    if not lines:
+        return []
+    items = "".join(f"<li>{html.escape(str(line))}</li>" for line in lines)
+    return ["<h2>Warnings</h2>", f'<ul id="warnings" class="warn">{items}</ul>']
+
+
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
                  kept: dict[str, dict[str, dict]] | None = None, *, trial=None,
@@ -256,6 +266,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         (f"<p>ketasim {html.escape(str(manifest.get('ketasim_version')))}, species "
         f"{html.escape(str(manifest.get('species')))}, seed {manifest.get('seed')}, "
         f"scenario hash <code>{html.escape(str(manifest.get('scenario_hash'))[:12])}</code></p>"),
+        *warnings_html(manifest.get("warnings") or []),
         *(against_html(comparison, manifest.get("against")) if comparison is not None
           else []),
         "<h2>Statistics</h2>",

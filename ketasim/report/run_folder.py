@@ -100,17 +100,21 @@ def trial_manifest(design, trial: TrialTables) -> dict:
 def write_run(result: RunResult, out: Path, registry: Registry, overwrite: bool = False,
               wall_s: float = 0.0, *, started: str | None = None, inputs=(),
               scenario_text: str | None = None, nwb: bool = False,
-              backend: dict | None = None, against=None) -> Path:
+              backend: dict | None = None, against=None, warnings=()) -> Path:
     """Write the run folder; ``registry`` is the one the run used, ``started`` (UTC,
     ISO), ``inputs`` (input file paths) and ``scenario_text`` go into the manifest's
     provenance; with ``nwb``, one NWB file per subject and session under ``nwb/``
     (:func:`ketasim.io.nwb.write_nwb`). ``against``: ``(summary, path)`` of an earlier
     run (``run --against``): comparison.csv (:func:`ketasim.analysis.diff.compare_summaries`),
-    a report section and the earlier file's path and hash in the manifest."""
+    a report section and the earlier file's path and hash in the manifest. ``warnings``
+    (lines, e.g. :func:`ketasim.experiment.runner.dose_warnings`) go into the manifest
+    and the report, so they outlive the terminal."""
     summary = summarize(result.readouts)
     stats = compare(result.readouts, result.scenario.compare)
     man = manifest(result, registry, wall_s, started=started, inputs=inputs,
                    scenario_text=scenario_text, backend=backend)
+    if warnings:
+        man["warnings"] = list(warnings)
     comparison = None
     if against is not None:
         comparison = compare_summaries(against[0], summary)
