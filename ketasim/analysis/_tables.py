@@ -52,15 +52,56 @@ def first_line(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+# a number written with a decimal comma (``3,5``, ``-0,25``, ``1,5e-3``), as spreadsheets
+# in many European locales save their CSV files (with ``;`` between the cells)
+_DECIMAL_COMMA = r"^\s*[+-]?(?:\d+,\d*|,\d+)(?:[eE][+-]?\d+)?\s*$"
+
+
+def csv_dialect(path: Path) -> tuple[str, str]:
+    """The cell separator and decimal mark of a CSV file, from its first lines: ``,`` and
+    ``.`` unless the header holds no comma but semicolons (a spreadsheet saved in a
+    European locale: ``;`` and ``,``) or tabs (``\t``, with ``,`` as the decimal mark
+    where the first data lines write numbers so)."""
+    import gzip
+    import re
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+            lines = [f.readline() for _ in range(6)]
+    except OSError:
+        return ",", "."  # the reader reports what is wrong with the file
+    header = lines[0]
+    if "," in header or not (";" in header or "\t" in header):
+        return ",", "."
+    sep = ";" if ";" in header else "\t"
+    if sep == ";":
+        return sep, ","
+    cells = [c for line in lines[1:] for c in line.rstrip("\r\n").split(sep)]
+    return sep, ("," if any(re.match(_DECIMAL_COMMA, c) for c in cells) else ".")
+
+
 def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
     """Read a CSV or Parquet file into a DataFrame with stripped column names, CSV blank
     lines dropped, and the file row number of each remaining row (1-based data rows, the
-    header being line 1). Any failure is one ``error`` line naming the file."""
+    header being line 1). A CSV file saved with ``;`` between cells and decimal commas
+    (:func:`csv_dialect`) reads as one saved with ``,`` and decimal points. Any failure
+    is one ``error`` line naming the file."""
     name = path.name
     try:
         if kind == "csv":
+            sep, decimal = csv_dialect(Path(path))
             # cells as text (csv_dtype) so that bad cells are reported, not coerced
-            df = pd.read_csv(path, dtype=csv_dtype, skip_blank_lines=False)
+            df = pd.read_csv(path, dtype=csv_dtype, skip_blank_lines=False, sep=sep,
+                             decimal=decimal)
+            if decimal == ",":  # text cells that are numbers: decimal points
+                for c in df.columns:
+                    if df[c].dtype == object:
+                        cells = df[c]
+                        is_num = cells.str.match(_DECIMAL_COMMA, na=False)
+                        if is_num.any():
+                            df[c] = cells.where(~is_num,
+                                                cells.str.replace(",", ".", regex=False))
         else:
             df = pd.read_parquet(path)
     except FileNotFoundError:
