@@ -92,8 +92,9 @@ def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
         if kind == "csv":
             sep, decimal = csv_dialect(Path(path))
             # cells as text (csv_dtype) so that bad cells are reported, not coerced
+            # round_trip: a number written with all its digits reads back bit for bit
             df = pd.read_csv(path, dtype=csv_dtype, skip_blank_lines=False, sep=sep,
-                             decimal=decimal)
+                             decimal=decimal, float_precision="round_trip")
             if decimal == ",":  # text cells that are numbers: decimal points
                 for c in df.columns:
                     if df[c].dtype == object:

@@ -15,8 +15,10 @@ models.
   per-segment count and turnover tables (``ketasim.analysis.segments``, the deposited
   layout of ``docs/phoumthipphavong2016.md``): the same readouts per mouse and per
   segment, and the authors' normalisations in ``segment_statistics.csv``.
-- ``calcium``: dF/F files (``.csv``, ``.parquet``, ``.npy``; cells x frames) or suite2p
-  folders, one session each (subject and session from the design's ``files``): the
+- ``calcium``: dF/F files (``.csv``, ``.parquet``, ``.npy``; cells x frames), NWB files
+  (``.nwb``: the ``ophys`` module's DfOverF, or its raw Fluorescence turned into dF/F as
+  a suite2p folder is; :func:`ketasim.io.nwb.read_nwb_dff`) or suite2p folders, one
+  session each (subject and session from the design's ``files``): the
   ``calcium_imaging`` readouts (transient rate, synchronous events, ...) per session;
   each cell's transient rate (nested).
 - ``behavior``: tail suspension bout tables, sucrose intake sheets (g or mL), learned-helplessness
@@ -232,7 +234,9 @@ def _calcium(paths: list[Path], design: ResolvedDesign) -> LabData:
             d = s2p.as_dict()
             per_cell = s2p.cells["transient_rate_per_min"].to_numpy(float)
         else:
-            sm = summarize_session(read_dff(path, rate), rng=np.random.default_rng(0))
+            rec = _nwb_dff(path, rate) if Path(path).suffix.lower() == ".nwb" else read_dff(
+                path, rate)
+            sm = summarize_session(rec, rng=np.random.default_rng(0))
             d = sm.as_dict()
             tr = sm.transients
             minutes = tr.n_frames / tr.frame_rate_hz / 60.0
@@ -252,6 +256,20 @@ def _calcium(paths: list[Path], design: ResolvedDesign) -> LabData:
     return LabData(readouts, _subjects(design),
                    [("calcium_imaging: per session; calcium_imaging_nested: each cell's "
                     "transient rate (for mixed models)")])
+
+
+def _nwb_dff(path: Path, rate: float | None):
+    """One NWB file's dF/F; the design's ``frame_rate_hz``, where given, must be the
+    file's (within the frame-spacing tolerance)."""
+    from ketasim.analysis.calcium import FRAME_SPACING_RTOL
+    from ketasim.io.nwb import read_nwb_dff  # pynwb's stack takes about a second to import
+
+    rec = read_nwb_dff(path)
+    if rate is not None and abs(rec.frame_rate_hz - rate) > FRAME_SPACING_RTOL * rate:
+        raise CalciumDataError(f"{path.name}: the file's frame rate is "
+                               f"{rec.frame_rate_hz:.6g} Hz, the design's frame_rate_hz "
+                               f"{rate:g}")
+    return rec
 
 
 #: behaviour tables told apart by their columns: name, required columns

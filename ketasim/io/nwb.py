@@ -69,6 +69,7 @@ from pynwb.event import EventsTable
 from pynwb.file import Subject
 from pynwb.ophys import (
     DfOverF,
+    Fluorescence,
     ImageSegmentation,
     OpticalChannel,
     PlaneSegmentation,
@@ -77,7 +78,12 @@ from pynwb.ophys import (
 
 from ketasim import __version__
 from ketasim.analysis.behavior import struggle_onsets
-from ketasim.analysis.calcium import CalciumDataError, DffRecording, read_dff
+from ketasim.analysis.calcium import (
+    FRAME_SPACING_RTOL,
+    CalciumDataError,
+    DffRecording,
+    read_dff,
+)
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.core.regions import DEFAULT_REGION
 from ketasim.io.results import OPTIONAL_COLUMNS, READOUT_SCHEMA
@@ -837,45 +843,107 @@ def read_nwb_tracking(paths) -> pd.DataFrame:
                            f"{str(err).removeprefix('<DataFrame>, ')}") from None
 
 
-def read_nwb_dff(path: str | Path, series: str | None = None) -> DffRecording:
-    """The dF/F session of one NWB file as a :class:`ketasim.analysis.calcium.DffRecording`
-    (float64; equal to the stored float32 values), from the ``RoiResponseSeries``
-    ``series`` (default: the only one, else ``dff``) of a ``DfOverF`` in the ``ophys``
-    processing module. ``cell_ids`` are the ROIs' ids, ``time_s`` counts from the series'
-    starting time."""
-    path = Path(path)
-    if not path.is_file():
-        raise NWBDataError(f"{path}: file not found")
-    with _open(path) as nwb:
-        ophys = _module(nwb, path, "ophys")
-        found = {name: rrs for iface in ophys.data_interfaces.values()
-                 if isinstance(iface, DfOverF)
-                 for name, rrs in iface.roi_response_series.items()}
-        if not found:
-            raise NWBDataError(f"{path}: processing module 'ophys' has no DfOverF with a "
-                               "RoiResponseSeries")
-        if series is None:
-            series = next(iter(found)) if len(found) == 1 else "dff"
-        if series not in found:
-            raise NWBDataError(f"{path}: no DfOverF series {series!r} (series: "
-                               f"{', '.join(sorted(found))})")
-        rrs = found[series]
-        data = np.asarray(rrs.data[:])
-        n_rois = len(rrs.rois.data)
-        ids = np.asarray(rrs.rois.table.id[:])[np.asarray(rrs.rois.data[:], int)]
-        rate, start = rrs.rate, rrs.starting_time or 0.0
-    where = f"{path}: DfOverF series '{series}'"
+def _series_clock(rrs, where: str) -> tuple[float, float]:
+    """(frame rate in Hz, start in s) of a series: its ``rate`` and ``starting_time``, or
+    from ``timestamps`` when they are evenly spaced (within the calcium reader's
+    tolerance: a dropped frame is an error naming it)."""
+    if rrs.rate is not None:
+        return float(rrs.rate), float(rrs.starting_time or 0.0)
+    if rrs.timestamps is None:
+        raise NWBDataError(f"{where}: neither a rate nor timestamps")
+    ts = np.asarray(rrs.timestamps[:], float)
+    if ts.size < 2 or not np.all(np.isfinite(ts)):
+        raise NWBDataError(f"{where}: timestamps: expected two or more finite times, got "
+                           f"{ts.size}")
+    step = np.diff(ts)
+    median = float(np.median(step))
+    bad = np.flatnonzero(~(np.abs(step - median) <= FRAME_SPACING_RTOL * median))
+    if median <= 0 or bad.size:
+        i = int(bad[0]) if bad.size else 0
+        raise NWBDataError(f"{where}: timestamps: frame {i + 1} comes {step[i]:.6g} s after "
+                           f"frame {i}, the median interval is {median:.6g} s (uneven "
+                           "frames: a dropped frame?)")
+    return 1.0 / median, float(ts[0])
+
+
+def _roi_series(ophys, kind) -> dict:
+    return {name: rrs for iface in ophys.data_interfaces.values() if isinstance(iface, kind)
+            for name, rrs in iface.roi_response_series.items()}
+
+
+def _frames_by_rois(rrs, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """A series' data (frames x ROIs, float64) and its ROIs' ids."""
+    data = np.asarray(rrs.data[:], float)
+    n_rois = len(rrs.rois.data)
+    ids = np.asarray(rrs.rois.table.id[:])[np.asarray(rrs.rois.data[:], int)]
     if data.ndim != 2:
         raise NWBDataError(f"{where}: expected 2-D data (frames x ROIs), got shape "
                            f"{data.shape}")
     if data.shape[1] != n_rois:
         raise NWBDataError(f"{where}: data has shape {data.shape}, expected (frames, "
                            f"{n_rois}) for its {n_rois} ROIs")
-    if rate is None:
-        raise NWBDataError(f"{where}: no sampling rate (timestamps are not supported)")
+    return data, ids
+
+
+def read_nwb_dff(path: str | Path, series: str | None = None) -> DffRecording:
+    """The dF/F session of one NWB file as a :class:`ketasim.analysis.calcium.DffRecording`
+    (float64), from the ``ophys`` processing module:
+
+    - a ``DfOverF`` ``RoiResponseSeries`` (``series``, default: the only one, else
+      ``dff``), as ketasim writes and many pipelines store;
+    - else raw ``Fluorescence`` (as suite2p's and CaImAn's NWB conversions store it): the
+      series ``series`` (default: the only one not named like neuropil, else
+      ``RoiResponseSeries``) turned into dF/F by
+      :func:`ketasim.analysis.suite2p.compute_dff` (its defaults: neuropil coefficient 0.7,
+      running 8th-percentile baseline over 60 s), with a same-shaped Fluorescence series
+      whose name contains ``neuropil`` as the neuropil (none: no correction).
+
+    Frame times come from the series' ``rate`` and ``starting_time`` or from evenly spaced
+    ``timestamps``. ``cell_ids`` are the ROIs' ids; ``time_s`` counts from the series'
+    start. Every ROI of the series is a cell (curate before, or pass a DfOverF of cells)."""
+    from ketasim.analysis.suite2p import compute_dff
+
+    path = Path(path)
+    if not path.is_file():
+        raise NWBDataError(f"{path}: file not found")
+    with _open(path) as nwb:
+        ophys = _module(nwb, path, "ophys")
+        found = _roi_series(ophys, DfOverF)
+        raw = not found
+        if raw:
+            found = _roi_series(ophys, Fluorescence)
+            if not found:
+                raise NWBDataError(f"{path}: processing module 'ophys' has no DfOverF or "
+                                   "Fluorescence with a RoiResponseSeries")
+            neuropil = [n for n in found if "neuropil" in n.lower()]
+            if series is None:
+                signal = [n for n in found if n not in neuropil]
+                series = signal[0] if len(signal) == 1 else "RoiResponseSeries"
+        elif series is None:
+            series = next(iter(found)) if len(found) == 1 else "dff"
+        what = "Fluorescence" if raw else "DfOverF"
+        if series not in found:
+            raise NWBDataError(f"{path}: no {what} series {series!r} (series: "
+                               f"{', '.join(sorted(found))})")
+        where = f"{path}: {what} series '{series}'"
+        data, ids = _frames_by_rois(found[series], where)
+        rate, start = _series_clock(found[series], where)
+        fneu = np.zeros_like(data)
+        if raw:
+            neuropil = [n for n in neuropil if n != series]
+            if neuropil:
+                fneu, _ = _frames_by_rois(found[neuropil[0]], f"{path}: Fluorescence "
+                                          f"series '{neuropil[0]}'")
+                if fneu.shape != data.shape:
+                    raise NWBDataError(f"{path}: Fluorescence series '{neuropil[0]}' has "
+                                       f"shape {fneu.shape}, expected {data.shape} as "
+                                       f"'{series}'")
     try:
-        rec = read_dff(data.T, float(rate))
+        if raw:
+            rec = read_dff(compute_dff(data.T, fneu.T, rate), rate)
+        else:
+            rec = read_dff(data.T, rate)
     except CalciumDataError as err:
         raise NWBDataError(f"{where}: {str(err).removeprefix('<array>: ')}") from None
     return replace(rec, source=path.name, cell_ids=tuple(str(i) for i in ids.tolist()),
-                   time_s=float(start) + rec.time_s)
+                   time_s=start + rec.time_s)
