@@ -765,6 +765,152 @@ def open_field_locomotion(tracks: str | Path | pd.DataFrame, *,
     return pd.concat(frames, ignore_index=True)[OPEN_FIELD_COLUMNS]
 
 
+# ----------------------------------------------------------- DeepLabCut pose tracks
+#: DeepLabCut's default likelihood cutoff (``pcutoff`` in a project's config.yaml; Nath et
+#: al. 2019 Nat Protoc 14:2152): a body part below it is taken as not tracked
+DLC_PCUTOFF = 0.6
+DLC_CENTROID = "centroid"
+
+
+def is_dlc_csv(path: str | Path) -> bool:
+    """Whether a CSV file is a DeepLabCut pose file (its first cell is ``scorer``)."""
+    from ketasim.analysis._tables import csv_dialect
+
+    path = Path(path)
+    sep, _ = csv_dialect(path)
+    try:
+        head = pd.read_csv(path, header=None, nrows=1, dtype=str, sep=sep,
+                           encoding="utf-8-sig")
+    except Exception:  # noqa: BLE001 - not readable here: the table reader says why
+        return False
+    return head.size > 0 and str(head.iloc[0, 0]).strip().lower() == "scorer"
+
+
+def read_dlc_track(path: str | Path, *, frame_rate_hz: float, px_per_cm: float,
+                   bodypart: str | None = None, likelihood_min: float = DLC_PCUTOFF,
+                   subject: str = "1", arm: str = DEFAULT_ARM) -> pd.DataFrame:
+    """An open-field track from a single-animal DeepLabCut CSV file (Mathis et al. 2018
+    Nat Neurosci 21:1281): header rows ``scorer``, ``bodyparts`` and ``coords`` (``x``,
+    ``y``, ``likelihood`` per body part, in pixels), then one row per video frame with
+    its frame index.
+
+    Parameters
+    ----------
+    frame_rate_hz : float
+        Video frames per second: frame ``k`` is at ``k / frame_rate_hz`` s.
+    px_per_cm : float
+        Pixels per cm of the arena in the video (measure the arena's side in a frame).
+    bodypart : str, optional
+        The body part followed; default the only one, or with several
+        ``"centroid"``: their mean position, tracked where all of them are.
+    likelihood_min : float, default 0.6
+        A body part whose likelihood is below this is not tracked in that frame (its
+        position left empty, as a tracker's lost frames; DeepLabCut's ``pcutoff``).
+    subject, arm : str
+        The animal (one file is one animal's session) and its group.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``arm, subject, time_s, x_cm, y_cm``, one row per frame, for
+        :func:`open_field_locomotion`.
+
+    Raises
+    ------
+    BehaviorDataError
+        One line naming the file and what is wrong: not a DeepLabCut file, a multi-animal
+        file, a body part without x, y and likelihood, an unknown ``bodypart``, a frame
+        index that does not increase, a non-numeric cell (with its row and line), or a bad
+        ``frame_rate_hz``, ``px_per_cm`` or ``likelihood_min``.
+    """
+    from ketasim.analysis._tables import csv_dialect
+
+    path = Path(path)
+    name = path.name
+    for label, v, low in (("frame_rate_hz", frame_rate_hz, 0.0), ("px_per_cm", px_per_cm,
+                                                                   0.0)):
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > low):
+            raise BehaviorDataError(f"{name}: {label}: got {v!r}; expected a number > 0")
+    if not (isinstance(likelihood_min, (int, float)) and 0.0 <= likelihood_min <= 1.0):
+        raise BehaviorDataError(f"{name}: likelihood_min: got {likelihood_min!r}; expected "
+                                "a number in [0, 1]")
+    sep, decimal = csv_dialect(path)
+    try:
+        raw = pd.read_csv(path, header=None, dtype=str, sep=sep, encoding="utf-8-sig",
+                          skip_blank_lines=True)
+    except FileNotFoundError:
+        raise BehaviorDataError(f"{name}: file not found ({path})") from None
+    except Exception as err:  # noqa: BLE001 - pandas/OS errors vary; one clear line
+        raise BehaviorDataError(f"{name}: cannot read as CSV: {str(err).strip()[:200]}"
+                                ) from None
+    labels = [str(v).strip().lower() for v in raw.iloc[:4, 0]]
+    if labels[:1] != ["scorer"]:
+        raise BehaviorDataError(f"{name}: not a DeepLabCut file (expected 'scorer' as the "
+                                f"first cell, got {raw.iloc[0, 0]!r})")
+    if len(labels) > 1 and labels[1] == "individuals":
+        who = sorted(set(raw.iloc[1, 1:].astype(str)))
+        raise BehaviorDataError(f"{name}: a multi-animal DeepLabCut file (individuals: "
+                                f"{', '.join(who)}); export one animal per file")
+    if labels[1:3] != ["bodyparts", "coords"]:
+        raise BehaviorDataError(f"{name}: expected the header rows scorer, bodyparts, "
+                                f"coords; got {', '.join(labels[:3])}")
+    parts = raw.iloc[1, 1:].astype(str).str.strip().to_numpy()
+    coords = raw.iloc[2, 1:].astype(str).str.strip().str.lower().to_numpy()
+    body = list(dict.fromkeys(parts))
+    col = {}
+    for j, (bp, c) in enumerate(zip(parts, coords, strict=True), start=1):
+        col[(bp, c)] = j
+    for bp in body:
+        missing = [c for c in ("x", "y", "likelihood") if (bp, c) not in col]
+        if missing:
+            raise BehaviorDataError(f"{name}: body part {bp!r} has no {', '.join(missing)} "
+                                    "column")
+    if bodypart is None:
+        bodypart = body[0] if len(body) == 1 else DLC_CENTROID
+    use = body if bodypart == DLC_CENTROID else [bodypart]
+    if bodypart != DLC_CENTROID and bodypart not in body:
+        raise BehaviorDataError(f"{name}: bodypart: got {bodypart!r}; the file's body parts: "
+                                f"{', '.join(body)} (or {DLC_CENTROID!r})")
+    data = raw.iloc[3:].reset_index(drop=True)
+    if data.empty:
+        raise BehaviorDataError(f"{name}: no frames after the three header rows")
+
+    def numbers(j: int, what: str) -> np.ndarray:
+        cells = data.iloc[:, j].astype(str).str.strip()
+        if decimal == ",":
+            cells = cells.str.replace(",", ".", regex=False)
+        vals = pd.to_numeric(cells.replace({"nan": np.nan, "": np.nan}), errors="coerce")
+        bad = np.flatnonzero(vals.isna().to_numpy() & data.iloc[:, j].notna().to_numpy()
+                             & (cells.str.lower() != "nan").to_numpy())
+        if bad.size:
+            i = int(bad[0])
+            raise BehaviorDataError(f"{name}, column {what}, frame row {i + 1} (line "
+                                    f"{i + 4}): expected a number, got "
+                                    f"{data.iloc[i, j]!r}")
+        return vals.to_numpy(float)
+
+    frame = numbers(0, "'frame'")
+    step = np.diff(frame)
+    k = first_true(~(step > 0)) if frame.size > 1 else None
+    if np.isnan(frame).any() or k is not None:
+        i = int(np.flatnonzero(np.isnan(frame))[0]) if np.isnan(frame).any() else k + 1
+        raise BehaviorDataError(f"{name}, frame row {i + 1} (line {i + 4}): expected the "
+                                f"frame index to increase, got {data.iloc[i, 0]!r}")
+    xs, ys, ok = [], [], np.ones(frame.size, bool)
+    for bp in use:
+        x = numbers(col[(bp, "x")], f"'{bp} x'")
+        y = numbers(col[(bp, "y")], f"'{bp} y'")
+        p = numbers(col[(bp, "likelihood")], f"'{bp} likelihood'")
+        ok &= (p >= likelihood_min) & np.isfinite(x) & np.isfinite(y)
+        xs.append(x)
+        ys.append(y)
+    x_cm = np.where(ok, np.mean(xs, axis=0), np.nan) / px_per_cm
+    y_cm = np.where(ok, np.mean(ys, axis=0), np.nan) / px_per_cm
+    return pd.DataFrame({"arm": arm, "subject": str(subject),
+                         "time_s": frame / float(frame_rate_hz), "x_cm": x_cm,
+                         "y_cm": y_cm})
+
+
 # ---------------------------------------------------------------------- fear extinction
 
 

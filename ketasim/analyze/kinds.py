@@ -24,9 +24,12 @@ models.
 - ``behavior``: tail suspension bout tables, sucrose intake sheets (g or mL), learned-helplessness
   trial tables, fear extinction freezing (per trial, or per frame with the tones laid out
   as the simulated session's unless the design's options ``tone_s``, ``iti_s``,
-  ``trials`` say otherwise; option ``last``) and open-field tracks (the kind of table is
-  told by its columns; the session time from the design's ``files``): the simulated
-  assays' readouts per animal.
+  ``trials`` say otherwise; option ``last``) and open-field tracks, as a table in cm or as
+  a single-animal DeepLabCut pose file (options ``frame_rate_hz`` and ``px_per_cm``;
+  ``bodypart``, default the only one or the centroid of all; ``likelihood_min``, default
+  DeepLabCut's 0.6) (the kind of table is told by its columns; the session time, and a
+  DeepLabCut file's subject, from the design's ``files``): the simulated assays'
+  readouts per animal.
 - ``nwb``: NWB files as ``ketasim run --nwb`` writes them (and files laid out by the same
   conventions): their readouts, with each file's subject (``<arm>-<subject>``) in the
   design's group; a simulated run's NWB gives back the run's statistics.
@@ -282,9 +285,11 @@ _BEHAVIOUR_TABLES = (("tail_suspension", {"start_s", "end_s", "state"}),
                      ("open_field", {"time_s", "x_cm", "y_cm"}))
 
 
-def _behaviour_kind(path: Path) -> tuple[str, pd.DataFrame]:
+def _behaviour_kind(path: Path) -> tuple[str, pd.DataFrame | None]:
     path = Path(path)
     kind = file_kind(path, beh.BehaviorDataError)
+    if kind == "csv" and beh.is_dlc_csv(path):
+        return "open_field_dlc", None  # a DeepLabCut pose file: three header rows
     df, _ = read_frame(path, kind, beh.BehaviorDataError)
     cols = set(df.columns)
     for name, need in _BEHAVIOUR_TABLES:
@@ -295,8 +300,8 @@ def _behaviour_kind(path: Path) -> tuple[str, pd.DataFrame]:
         "suspension bout table (start_s, end_s, state), a sucrose sheet (sucrose_g and "
         "water_g, or sucrose_ml and water_ml), "
         "a learned-helplessness trial table (trial, latency_s), a fear extinction freezing "
-        "table (trial, freezing_pct; or per frame time_s, freezing) or an open-field "
-        "track (time_s, x_cm, y_cm)")
+        "table (trial, freezing_pct; or per frame time_s, freezing), an open-field "
+        "track (time_s, x_cm, y_cm) or a DeepLabCut pose file (first cell 'scorer')")
 
 
 def _option(opts: dict, key: str, default, kind: type, low: float, where: str = ""):
@@ -314,13 +319,45 @@ def _option(opts: dict, key: str, default, kind: type, low: float, where: str = 
     return kind(v)
 
 
+def _dlc_track(path: Path, subject: str | None, opts: dict, where: str) -> pd.DataFrame:
+    """A DeepLabCut file's track in cm, with the design's ``frame_rate_hz`` and
+    ``px_per_cm`` (required), ``bodypart`` and ``likelihood_min`` (optional)."""
+    if subject is None:
+        raise DesignError(f"{where}: files: the entry for {str(path)!r} names no subject (a "
+                          "DeepLabCut file is one animal's session)")
+    need = {k: _option(opts, k, None, float, 1e-12, where)
+            for k in ("frame_rate_hz", "px_per_cm")}
+    for k, v in need.items():
+        if v is None:
+            raise DesignError(f"{where}: options.{k}: required for the DeepLabCut file "
+                              f"{str(path)!r} (frames per second; pixels per cm of the arena)")
+    part = opts.get("bodypart")
+    if part is not None and not isinstance(part, str):
+        raise DesignError(f"{where}: options.bodypart: got {part!r}; expected a body part's "
+                          f"name or {beh.DLC_CENTROID!r}")
+    pmin = _option(opts, "likelihood_min", beh.DLC_PCUTOFF, float, 0.0, where)
+    if pmin > 1.0:
+        raise DesignError(f"{where}: options.likelihood_min: got {pmin!r}; expected a "
+                          "number in [0, 1]")
+    return beh.read_dlc_track(path, frame_rate_hz=need["frame_rate_hz"],
+                              px_per_cm=need["px_per_cm"], bodypart=part,
+                              likelihood_min=pmin, subject=subject)
+
+
 def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
     opts = design.design.options
     parts = []
     for path in paths:
-        _, t = design.file_entry(path)
+        lab_subject, t = design.file_entry(path)
         name, _ = _behaviour_kind(path)
-        if name == "tail_suspension":
+        if name == "open_field_dlc":
+            name = "open_field"
+            track = _dlc_track(path, lab_subject, opts, design.where)
+            s = beh.open_field_locomotion(track, bin_s=_option(opts, "bin_s", 300.0, float,
+                                                               1e-9, design.where))
+            s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
+            vals = {"distance_cm": (s["distance_cm"], "cm")}
+        elif name == "tail_suspension":
             s = beh.score_tst(path)
             vals = {"tst_immobility_s": (s["immobility_s"], "s"),
                     "tst_immobile_bout_s": (s["mean_immobile_bout_s"], "s"),
@@ -370,7 +407,8 @@ def _nwb(paths: list[Path], design: ResolvedDesign) -> LabData:
 
 #: the design ``options`` each kind reads (any other is a typo, and an error)
 KIND_OPTIONS = {"spines": (), "calcium": ("frame_rate_hz",),
-                "behavior": ("cutoff_s", "bin_s", "last", "tone_s", "iti_s", "trials"),
+                "behavior": ("cutoff_s", "bin_s", "last", "tone_s", "iti_s", "trials",
+                             "frame_rate_hz", "px_per_cm", "bodypart", "likelihood_min"),
                 "nwb": ()}
 
 

@@ -1,0 +1,154 @@
+"""Open-field locomotion from DeepLabCut pose files: the track in cm, the likelihood
+cutoff, the centroid, ``ketasim analyze behavior`` on such files, and one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ketasim.analysis.behavior import (
+    BehaviorDataError,
+    is_dlc_csv,
+    open_field_locomotion,
+    read_dlc_track,
+)
+from ketasim.analyze.design import DesignError
+from ketasim.analyze.run import analyze
+
+FPS, PX_PER_CM = 30.0, 5.0
+SCORER = "DLC_resnet50_openfieldJan1shuffle1_200000"
+
+
+def dlc_csv(path, parts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+            individuals: list[str] | None = None) -> None:
+    """A DeepLabCut CSV: body part -> (x px, y px, likelihood) per frame."""
+    names = list(parts)
+    header = [["scorer"] + [SCORER] * 3 * len(names)]
+    if individuals:
+        header.append(["individuals"] + [i for i in individuals for _ in range(3)])
+    header += [["bodyparts"] + [n for n in names for _ in range(3)],
+               ["coords"] + ["x", "y", "likelihood"] * len(names)]
+    n = len(next(iter(parts.values()))[0])
+    rows = [[str(k)] + [repr(float(v[c][k])) for v in parts.values() for c in range(3)]
+            for k in range(n)]
+    path.write_text("\n".join(",".join(r) for r in header + rows) + "\n")
+
+
+def circle(n: int, r_px: float = 100.0, turns: float = 2.0, phase: float = 0.0):
+    a = phase + np.linspace(0.0, 2 * np.pi * turns, n)
+    return 250 + r_px * np.cos(a), 250 + r_px * np.sin(a)
+
+
+def test_the_track_in_cm_and_the_likelihood_cutoff(tmp_path):
+    n = 3000
+    x, y = circle(n)
+    p = np.full(n, 0.99)
+    p[1000:1100] = 0.2  # the tracker lost the animal for 100 frames
+    dlc_csv(tmp_path / "m1DLC.csv", {"tailbase": (x, y, p)})
+    assert is_dlc_csv(tmp_path / "m1DLC.csv")
+    track = read_dlc_track(tmp_path / "m1DLC.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM,
+                           subject="m1")
+    assert list(track.columns) == ["arm", "subject", "time_s", "x_cm", "y_cm"]
+    np.testing.assert_allclose(track["time_s"], np.arange(n) / FPS)
+    lost = track["x_cm"].isna().to_numpy()
+    assert lost.sum() == 100 and lost[1000:1100].all()
+    np.testing.assert_allclose(track["x_cm"][~lost], x[~lost] / PX_PER_CM)
+    # the same track written in cm gives the same locomotion
+    cm = pd.DataFrame({"subject": "m1", "time_s": np.arange(n) / FPS,
+                       "x_cm": np.where(lost, np.nan, x / PX_PER_CM),
+                       "y_cm": np.where(lost, np.nan, y / PX_PER_CM)})
+    pd.testing.assert_frame_equal(open_field_locomotion(track, bin_s=20.0),
+                                  open_field_locomotion(cm, bin_s=20.0))
+    # two turns of a 20-cm circle, less what the lost frames leave out
+    total = open_field_locomotion(track, bin_s=100.0)["distance_cm"].sum()
+    assert total == pytest.approx(2 * 2 * np.pi * 20.0 * (n - 101) / (n - 1), rel=2e-3)
+    # a lower cutoff keeps those frames
+    kept = read_dlc_track(tmp_path / "m1DLC.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM,
+                          likelihood_min=0.1)
+    assert kept["x_cm"].notna().all()
+
+
+def test_several_body_parts_the_centroid_or_one(tmp_path):
+    n = 600
+    x1, y1 = circle(n)
+    x2, y2 = x1 + 10.0, y1 - 4.0
+    p1, p2 = np.full(n, 0.95), np.full(n, 0.95)
+    p2[50] = 0.1
+    dlc_csv(tmp_path / "m.csv", {"nose": (x2, y2, p2), "tailbase": (x1, y1, p1)})
+    c = read_dlc_track(tmp_path / "m.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM)
+    np.testing.assert_allclose(c["x_cm"].drop(index=50), ((x1 + x2) / 2 / PX_PER_CM)[
+        np.arange(n) != 50])
+    assert np.isnan(c.loc[50, "x_cm"])  # the centroid needs every body part
+    t = read_dlc_track(tmp_path / "m.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM,
+                       bodypart="tailbase")
+    assert t["x_cm"].notna().all()
+    with pytest.raises(BehaviorDataError, match=r"m\.csv: bodypart: got 'tail'; the file's "
+                                                 r"body parts: nose, tailbase"):
+        read_dlc_track(tmp_path / "m.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM,
+                       bodypart="tail")
+
+
+def test_bad_pose_files_are_one_error(tmp_path):
+    n = 10
+    x, y = circle(n)
+    p = np.ones(n)
+    dlc_csv(tmp_path / "ma.csv", {"nose": (x, y, p)}, individuals=["mouse1"])
+    with pytest.raises(BehaviorDataError, match=r"ma\.csv: a multi-animal DeepLabCut file "
+                                                r"\(individuals: mouse1\)"):
+        read_dlc_track(tmp_path / "ma.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM)
+    dlc_csv(tmp_path / "ok.csv", {"nose": (x, y, p)})
+    text = (tmp_path / "ok.csv").read_text().splitlines()
+    bad = text[:5] + [text[5].replace(repr(float(x[2])), "abc")] + text[6:]
+    (tmp_path / "cell.csv").write_text("\n".join(bad) + "\n")
+    with pytest.raises(BehaviorDataError, match=r"cell\.csv, column 'nose x', frame row 3 "
+                                                r"\(line 6\): expected a number, got 'abc'"):
+        read_dlc_track(tmp_path / "cell.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM)
+    back = text[:4] + [text[5], text[4]] + text[6:]  # frames 0, 2, 1
+    (tmp_path / "order.csv").write_text("\n".join(back) + "\n")
+    with pytest.raises(BehaviorDataError, match=r"order\.csv, frame row 3 \(line 6\): "
+                                                "expected the frame index to increase, "
+                                                "got '1'"):
+        read_dlc_track(tmp_path / "order.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM)
+    nolik = [",".join(r.split(",")[:3]) for r in text]
+    (tmp_path / "nolik.csv").write_text("\n".join(nolik) + "\n")
+    with pytest.raises(BehaviorDataError, match=r"nolik\.csv: body part 'nose' has no "
+                                                "likelihood column"):
+        read_dlc_track(tmp_path / "nolik.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM)
+    with pytest.raises(BehaviorDataError, match=r"ok\.csv: px_per_cm: got 0"):
+        read_dlc_track(tmp_path / "ok.csv", frame_rate_hz=FPS, px_per_cm=0)
+    (tmp_path / "plain.csv").write_text("subject,time_s,x_cm,y_cm\nm1,0,1,1\n")
+    assert not is_dlc_csv(tmp_path / "plain.csv")
+
+
+def test_analyze_behavior_on_pose_files(tmp_path):
+    n = int(FPS * 600)  # a 10-min session
+    paths = []
+    for i, turns in enumerate((8, 9, 3, 4), start=1):  # ketamine mice run more here
+        x, y = circle(n, turns=turns)
+        paths.append(tmp_path / f"m{i}DLC_resnet50.csv")
+        dlc_csv(paths[-1], {"tailbase": (x, y, np.full(n, 0.99))})
+    design = {"name": "of", "groups": {"ket": ["m1", "m2"], "sal": ["m3", "m4"]},
+              "files": [{"path": str(p), "subject": f"m{i}", "time": "1d"}
+                        for i, p in enumerate(paths, start=1)],
+              "compare": [{"readout": "distance_cm", "at": "1d", "arms": ["ket", "sal"]}],
+              "options": {"frame_rate_hz": FPS, "px_per_cm": PX_PER_CM}}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    out = analyze("behavior", paths, tmp_path / "d.yaml", tmp_path / "out")
+    r = pd.read_parquet(out / "readouts.parquet")
+    dist = r[r.readout == "distance_cm"].sort_values("subject")["value"].to_numpy()
+    np.testing.assert_allclose(dist, [2 * np.pi * 20.0 * t for t in (8, 9, 3, 4)], rtol=1e-3)
+    assert set(r["assay"]) == {"open_field"}
+    for change, msg in (({"px_per_cm": None}, "options.px_per_cm: required"),
+                        ({"bodypart": 3}, "options.bodypart: got 3"),
+                        ({"likelihood_min": 2}, "options.likelihood_min: got 2.0")):
+        d = {**design, "options": {k: v for k, v in {**design["options"], **change}.items()
+                                   if v is not None}}
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(d))
+        with pytest.raises(DesignError, match=msg):
+            analyze("behavior", paths, tmp_path / "bad.yaml", tmp_path / "bad")
+    d = {**design, "files": [{"path": str(p), "time": "1d"} for p in paths]}
+    (tmp_path / "nosub.yaml").write_text(yaml.safe_dump(d))
+    with pytest.raises(DesignError, match="names no subject .*DeepLabCut file"):
+        analyze("behavior", paths, tmp_path / "nosub.yaml", tmp_path / "bad")
