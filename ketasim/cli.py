@@ -662,6 +662,7 @@ def screen(
     from ketasim.pk.compounds import CompoundError, add_compounds
     from ketasim.provenance import utc_now
     from ketasim.report.screen import write_screen
+    from ketasim.scenario import load_scenario_text
     from ketasim.screen import (
         ScreenError,
         check_rank_by,
@@ -692,6 +693,7 @@ def screen(
             names = names or screened
         plan = plan_screen(species=species, route=route, stress=stress, doses=doses, n=n,
                            seed=seed, candidates=names or None)
+        _warn_doses(load_scenario_text(plan.scenario_text, "screen"), registry)
         previous = out_dir.exists() and out_dir.is_dir() and any(out_dir.iterdir())
         if previous and not force and not (out_dir / "screen.csv").exists():
             raise OutputError(f"--out {out_dir}: folder exists, is not empty and holds no "

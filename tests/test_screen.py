@@ -155,6 +155,20 @@ def test_window_metrics_on_a_triangle():
 
 
 # ------------------------------------------------------------------ the command
+def test_a_screen_dose_far_above_the_effective_dose_is_a_warning(tmp_path):
+    """Planned doses are checked before anything runs (here the run then stops at an
+    occupied --out): memantine at 150 mg/kg is 15x its file's effective dose."""
+    (tmp_path / "occupied").mkdir()
+    (tmp_path / "occupied" / "x").write_text("")
+    res = invoke("screen", "--only", "memantine", "--doses", "150 mg/kg", "--n", 2,
+                 "--out", tmp_path / "occupied")
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith("warning: arms[2].protocol[memantine at 0 h].dose: "
+                               "150 mg/kg is 15x memantine's typical effective dose")
+    assert lines[1].startswith("error: --out") and len(lines) == 2
+
+
 def test_screen_new_compound_from_a_folder(tmp_path, compound_dir):
     """A compound file in a temporary folder is screened with no code change, in worker
     processes (which register the folder too), at two doses; ketamine beats the
