@@ -152,3 +152,78 @@ def test_analyze_behavior_on_pose_files(tmp_path):
     (tmp_path / "nosub.yaml").write_text(yaml.safe_dump(d))
     with pytest.raises(DesignError, match="names no subject .*DeepLabCut file"):
         analyze("behavior", paths, tmp_path / "nosub.yaml", tmp_path / "bad")
+
+
+# ------------------------------------------------------------- NWB Position files
+def nwb_position(path, series: dict[str, np.ndarray], *, unit="meters", conversion=1.0,
+                 timestamps=None, where="behavior"):
+    """An NWB file with a Position of SpatialSeries (name -> samples x 2)."""
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.behavior import Position, SpatialSeries
+
+    from ketasim.io.nwb import TIME_ZERO
+
+    nwb = NWBFile(session_description="open field", identifier=path.stem,
+                  session_start_time=TIME_ZERO)
+    pos = Position(name="Position")
+    for name, xy in series.items():
+        clock = {"timestamps": timestamps} if timestamps is not None else {"rate": FPS}
+        pos.add_spatial_series(SpatialSeries(name=name, data=xy, unit=unit,
+                                             conversion=conversion,
+                                             reference_frame="arena corner", **clock))
+    if where == "behavior":
+        nwb.create_processing_module("behavior", "tracking").add(pos)
+    else:
+        nwb.add_acquisition(pos)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def test_nwb_position_tracks(tmp_path):
+    from ketasim.io.nwb import NWBDataError, read_nwb_position
+
+    n = 1800
+    x, y = circle(n)  # pixels of the DLC tests: 20-cm circle at 5 px/cm
+    xy_m = np.c_[x, y] / PX_PER_CM / 100.0
+    xy_m[100:130] = np.nan  # lost
+    path = nwb_position(tmp_path / "m.nwb", {"body": xy_m})
+    track = read_nwb_position(path)
+    np.testing.assert_allclose(track["x_cm"].to_numpy()[:100], x[:100] / PX_PER_CM)
+    assert track["x_cm"].isna().sum() == 30
+    np.testing.assert_allclose(track["time_s"], np.arange(n) / FPS)
+    # millimetres via conversion, in acquisition, with timestamps; pixels need a scale
+    ts = 5.0 + np.arange(n) / FPS
+    mm = nwb_position(tmp_path / "mm.nwb", {"body": xy_m * 1000.0}, unit="m",
+                      conversion=1e-3, timestamps=ts, where="acquisition")
+    t2 = read_nwb_position(mm)
+    np.testing.assert_allclose(t2[["x_cm", "y_cm"]], track[["x_cm", "y_cm"]], rtol=1e-12)
+    assert t2["time_s"].iloc[0] == 5.0
+    px = nwb_position(tmp_path / "px.nwb", {"nose": np.c_[x, y], "tail": np.c_[x, y]},
+                      unit="pixels")
+    with pytest.raises(NWBDataError, match=r"px\.nwb: several SpatialSeries \(nose, tail\)"):
+        read_nwb_position(px)
+    with pytest.raises(NWBDataError, match=r"px\.nwb: SpatialSeries 'tail': positions in "
+                                           "pixels; give px_per_cm"):
+        read_nwb_position(px, "tail")
+    np.testing.assert_allclose(read_nwb_position(px, "tail", PX_PER_CM)["x_cm"],
+                               x / PX_PER_CM)
+    deg = nwb_position(tmp_path / "deg.nwb", {"body": np.c_[x, y]}, unit="degrees")
+    with pytest.raises(NWBDataError, match="unit 'degrees' is not a length"):
+        read_nwb_position(deg)
+
+    # analyze behavior: the same distances as the DeepLabCut files of the same tracks
+    paths = []
+    for i, turns in enumerate((8, 9, 3, 4), start=1):
+        cx, cy = circle(int(FPS * 600), turns=turns)
+        paths.append(nwb_position(tmp_path / f"of{i}.nwb",
+                                  {"body": np.c_[cx, cy] / PX_PER_CM / 100.0}))
+    design = {"name": "of", "groups": {"ket": ["m1", "m2"], "sal": ["m3", "m4"]},
+              "files": [{"path": str(p), "subject": f"m{i}", "time": "1d"}
+                        for i, p in enumerate(paths, start=1)],
+              "compare": [{"readout": "distance_cm", "at": "1d", "arms": ["ket", "sal"]}]}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    out = analyze("behavior", paths, tmp_path / "d.yaml", tmp_path / "out")
+    r = pd.read_parquet(out / "readouts.parquet")
+    dist = r[r.readout == "distance_cm"].sort_values("subject")["value"].to_numpy()
+    np.testing.assert_allclose(dist, [2 * np.pi * 20.0 * t for t in (8, 9, 3, 4)], rtol=1e-3)

@@ -29,7 +29,9 @@ models.
   ``bodypart``, default the only one or the centroid of all; ``likelihood_min``, default
   DeepLabCut's 0.6) (the kind of table is told by its columns; the session time, and a
   DeepLabCut file's subject, from the design's ``files``): the simulated assays'
-  readouts per animal.
+  readouts per animal. An NWB file (``.nwb``) is read as an open-field track: its
+  ``Position`` SpatialSeries (``bodypart`` names it where there are several; positions in
+  m, cm, mm, or pixels with ``px_per_cm``).
 - ``nwb``: NWB files as ``ketasim run --nwb`` writes them (and files laid out by the same
   conventions): their readouts, with each file's subject (``<arm>-<subject>``) in the
   design's group; a simulated run's NWB gives back the run's statistics.
@@ -287,6 +289,8 @@ _BEHAVIOUR_TABLES = (("tail_suspension", {"start_s", "end_s", "state"}),
 
 def _behaviour_kind(path: Path) -> tuple[str, pd.DataFrame | None]:
     path = Path(path)
+    if path.suffix.lower() == ".nwb":
+        return "open_field_nwb", None  # a Position SpatialSeries (read_nwb_position)
     kind = file_kind(path, beh.BehaviorDataError)
     if kind == "csv" and beh.is_dlc_csv(path):
         return "open_field_dlc", None  # a DeepLabCut pose file: three header rows
@@ -319,22 +323,43 @@ def _option(opts: dict, key: str, default, kind: type, low: float, where: str = 
     return kind(v)
 
 
+def _one_animal(path: Path, subject: str | None, where: str, what: str) -> str:
+    if subject is None:
+        raise DesignError(f"{where}: files: the entry for {str(path)!r} names no subject (a "
+                          f"{what} is one animal's session)")
+    return subject
+
+
+def _nwb_track(path: Path, subject: str | None, opts: dict, where: str) -> pd.DataFrame:
+    """An NWB file's Position track in cm (:func:`ketasim.io.nwb.read_nwb_position`; the
+    design's ``bodypart`` names the SpatialSeries, ``px_per_cm`` converts pixels)."""
+    from ketasim.io.nwb import read_nwb_position  # pynwb's stack takes about a second
+
+    subject = _one_animal(path, subject, where, "NWB position file")
+    part = _bodypart(opts, where)
+    px = _option(opts, "px_per_cm", None, float, 1e-12, where)
+    return read_nwb_position(path, part, px).assign(subject=subject)
+
+
+def _bodypart(opts: dict, where: str) -> str | None:
+    part = opts.get("bodypart")
+    if part is not None and not isinstance(part, str):
+        raise DesignError(f"{where}: options.bodypart: got {part!r}; expected a body part's "
+                          f"(or an NWB SpatialSeries') name, or {beh.DLC_CENTROID!r}")
+    return part
+
+
 def _dlc_track(path: Path, subject: str | None, opts: dict, where: str) -> pd.DataFrame:
     """A DeepLabCut file's track in cm, with the design's ``frame_rate_hz`` and
     ``px_per_cm`` (required), ``bodypart`` and ``likelihood_min`` (optional)."""
-    if subject is None:
-        raise DesignError(f"{where}: files: the entry for {str(path)!r} names no subject (a "
-                          "DeepLabCut file is one animal's session)")
+    subject = _one_animal(path, subject, where, "DeepLabCut file")
     need = {k: _option(opts, k, None, float, 1e-12, where)
             for k in ("frame_rate_hz", "px_per_cm")}
     for k, v in need.items():
         if v is None:
             raise DesignError(f"{where}: options.{k}: required for the DeepLabCut file "
                               f"{str(path)!r} (frames per second; pixels per cm of the arena)")
-    part = opts.get("bodypart")
-    if part is not None and not isinstance(part, str):
-        raise DesignError(f"{where}: options.bodypart: got {part!r}; expected a body part's "
-                          f"name or {beh.DLC_CENTROID!r}")
+    part = _bodypart(opts, where)
     pmin = _option(opts, "likelihood_min", beh.DLC_PCUTOFF, float, 0.0, where)
     if pmin > 1.0:
         raise DesignError(f"{where}: options.likelihood_min: got {pmin!r}; expected a "
@@ -350,9 +375,10 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
     for path in paths:
         lab_subject, t = design.file_entry(path)
         name, _ = _behaviour_kind(path)
-        if name == "open_field_dlc":
+        if name in ("open_field_dlc", "open_field_nwb"):
+            track = (_dlc_track if name == "open_field_dlc" else _nwb_track)(
+                path, lab_subject, opts, design.where)
             name = "open_field"
-            track = _dlc_track(path, lab_subject, opts, design.where)
             s = beh.open_field_locomotion(track, bin_s=_option(opts, "bin_s", 300.0, float,
                                                                1e-9, design.where))
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()

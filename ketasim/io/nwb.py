@@ -64,6 +64,7 @@ import pandas as pd
 from hdmf.backends.hdf5 import H5DataIO
 from hdmf.common import DynamicTable, VectorData
 from pynwb import NWBHDF5IO, NWBFile
+from pynwb.behavior import Position
 from pynwb.epoch import TimeIntervals
 from pynwb.event import EventsTable
 from pynwb.file import Subject
@@ -88,8 +89,8 @@ from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.core.regions import DEFAULT_REGION
 from ketasim.io.results import OPTIONAL_COLUMNS, READOUT_SCHEMA
 
-__all__ = ["NWBDataError", "read_nwb", "read_nwb_dff", "read_nwb_tracking", "session_label",
-           "write_nwb"]
+__all__ = ["NWBDataError", "read_nwb", "read_nwb_dff", "read_nwb_position",
+           "read_nwb_tracking", "session_label", "write_nwb"]
 
 # Scenario time 0 as a date. A simulated session has no date, NWB needs a timezone-aware
 # one: a fixed, plainly artificial Monday morning (UTC), so that a session's start time
@@ -883,6 +884,75 @@ def _frames_by_rois(rrs, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise NWBDataError(f"{where}: data has shape {data.shape}, expected (frames, "
                            f"{n_rois}) for its {n_rois} ROIs")
     return data, ids
+
+
+#: SpatialSeries units read as lengths: cm per unit
+LENGTH_UNITS_CM = {"m": 100.0, "meter": 100.0, "meters": 100.0, "metre": 100.0,
+                   "metres": 100.0, "cm": 1.0, "centimeter": 1.0, "centimeters": 1.0,
+                   "centimetre": 1.0, "centimetres": 1.0, "mm": 0.1, "millimeter": 0.1,
+                   "millimeters": 0.1, "millimetre": 0.1, "millimetres": 0.1}
+PIXEL_UNITS = frozenset({"px", "pixel", "pixels"})
+
+
+def read_nwb_position(path: str | Path, series: str | None = None,
+                      px_per_cm: float | None = None) -> pd.DataFrame:
+    """An open-field track (columns ``time_s, x_cm, y_cm``, one row per sample; empty where
+    the position is NaN) from an NWB file's ``Position`` (in the ``behavior`` processing
+    module or in ``acquisition``): the ``SpatialSeries`` ``series`` (default the only
+    one), its first two columns as x and y. Values are ``data * conversion + offset`` in
+    the series' ``unit``: a length (m, cm, mm) or pixels (then ``px_per_cm`` is needed).
+    Times from ``rate`` and ``starting_time`` or from ``timestamps``."""
+    path = Path(path)
+    if not path.is_file():
+        raise NWBDataError(f"{path}: file not found")
+    with _open(path) as nwb:
+        holders = [*([nwb.processing["behavior"]] if "behavior" in nwb.processing else []),
+                   nwb]
+        found = {}
+        for h in holders:
+            items = h.data_interfaces if h is not nwb else nwb.acquisition
+            for iface in items.values():
+                if isinstance(iface, Position):
+                    found.update(iface.spatial_series)
+        if not found:
+            raise NWBDataError(f"{path}: no Position with a SpatialSeries (looked in the "
+                               "'behavior' processing module and in acquisition)")
+        if series is None:
+            if len(found) > 1:
+                raise NWBDataError(f"{path}: several SpatialSeries ({', '.join(sorted(found))}"
+                                   "); name one (the design's option bodypart)")
+            series = next(iter(found))
+        if series not in found:
+            raise NWBDataError(f"{path}: no SpatialSeries {series!r} (series: "
+                               f"{', '.join(sorted(found))})")
+        ss = found[series]
+        where = f"{path}: SpatialSeries '{series}'"
+        data = np.asarray(ss.data[:], float)
+        conversion, offset = float(ss.conversion), float(getattr(ss, "offset", 0.0) or 0.0)
+        unit = str(ss.unit).strip().lower()
+        if ss.rate is not None:
+            t = float(ss.starting_time or 0.0) + np.arange(data.shape[0]) / float(ss.rate)
+        elif ss.timestamps is not None:
+            t = np.asarray(ss.timestamps[:], float)
+        else:
+            raise NWBDataError(f"{where}: neither a rate nor timestamps")
+    if data.ndim != 2 or data.shape[1] < 2:
+        raise NWBDataError(f"{where}: expected data of shape (samples, 2 or 3), got "
+                           f"{data.shape}")
+    if t.shape[0] != data.shape[0]:
+        raise NWBDataError(f"{where}: {t.shape[0]} timestamps for {data.shape[0]} samples")
+    if unit in LENGTH_UNITS_CM:
+        scale = LENGTH_UNITS_CM[unit]
+    elif unit in PIXEL_UNITS:
+        if px_per_cm is None:
+            raise NWBDataError(f"{where}: positions in pixels; give px_per_cm (the design's "
+                               "option) to turn them into cm")
+        scale = 1.0 / float(px_per_cm)
+    else:
+        raise NWBDataError(f"{where}: unit {ss.unit!r} is not a length (m, cm, mm) or "
+                           "pixels")
+    xy = (data[:, :2] * conversion + offset) * scale
+    return pd.DataFrame({"time_s": t, "x_cm": xy[:, 0], "y_cm": xy[:, 1]})
 
 
 def read_nwb_dff(path: str | Path, series: str | None = None) -> DffRecording:
