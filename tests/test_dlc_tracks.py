@@ -3,6 +3,8 @@ cutoff, the centroid, ``ketasim analyze behavior`` on such files, and one-line e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -227,3 +229,58 @@ def test_nwb_position_tracks(tmp_path):
     r = pd.read_parquet(out / "readouts.parquet")
     dist = r[r.readout == "distance_cm"].sort_values("subject")["value"].to_numpy()
     np.testing.assert_allclose(dist, [2 * np.pi * 20.0 * t for t in (8, 9, 3, 4)], rtol=1e-3)
+
+
+def test_file_entries_by_pattern(tmp_path):
+    """Forty files need not be forty entries: subject and session from the file names."""
+    from ketasim.analyze.design import load_design
+
+    n = int(FPS * 60)
+    paths = []
+    for i, turns in enumerate((4, 5, 1, 2), start=1):
+        for session, extra in (("pre", 0), ("post", 1)):
+            x, y = circle(n, turns=turns + extra)
+            paths.append(tmp_path / "videos" / f"m{i}_{session}DLC_resnet50_of.csv")
+            paths[-1].parent.mkdir(exist_ok=True)
+            dlc_csv(paths[-1], {"tailbase": (x, y, np.full(n, 0.99))})
+    design = {"name": "of", "groups": {"ket": ["m1", "m2"], "sal": ["m3", "m4"]},
+              "sessions": {"pre": "-1d", "post": "1d"},
+              "files": [{"pattern": "{subject}_{session}DLC*.csv"}],
+              "compare": [{"readout": "distance_cm", "at": "post", "baseline": "pre",
+                           "arms": ["ket", "sal"]}],
+              "options": {"frame_rate_hz": FPS, "px_per_cm": PX_PER_CM}}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    d = load_design(tmp_path / "d.yaml")
+    assert d.file_entry(paths[3]) == ("m2", 24.0)
+    assert d.file_entry(Path("elsewhere/m3_preDLC_x.csv")) == ("m3", -24.0)
+    out = analyze("behavior", paths, tmp_path / "d.yaml", tmp_path / "out")
+    r = pd.read_parquet(out / "readouts.parquet")
+    assert len(r) == 8 and sorted(r["time_h"].unique()) == [-24.0, 24.0]
+    # one extra turn per mouse between the sessions
+    stats = pd.read_csv(out / "stats.csv")
+    assert stats.loc[0, "baseline_h"] == -24.0
+    # an exact path entry wins over a pattern; a fixed session with a subject pattern
+    both = {**design, "files": [{"path": str(paths[0]), "subject": "m2", "session": "post"},
+                                {"pattern": "videos/{subject}_*.csv", "session": "pre"}]}
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(both))
+    d = load_design(tmp_path / "b.yaml")
+    assert d.file_entry(paths[0]) == ("m2", 24.0)
+    assert d.file_entry(paths[1]) == ("m1", -24.0)
+    with pytest.raises(DesignError, match=r"files\[1\].pattern: subject 'x9' \(from "):
+        d.file_entry(tmp_path / "videos" / "x9_pre.csv")
+    for files, msg in (
+            ([{"pattern": "{subject}_{day}.csv"}], r"files\[0\].pattern: unknown field"),
+            ([{"pattern": "{subject}.csv"}], r"files\[0\]: give exactly one of session"),
+            ([{"pattern": "{subject}_{session}.csv", "subject": "m1"}],
+             "the subject is both in the pattern and given"),
+            ([{"pattern": "a.csv", "path": "a.csv", "time": "1d"}],
+             "give exactly one of path and pattern"),
+            ([{"pattern": "{subject}_{session}_{session}.csv"}], "appears twice")):
+        (tmp_path / "e.yaml").write_text(yaml.safe_dump({**design, "files": files}))
+        with pytest.raises(DesignError, match=msg):
+            load_design(tmp_path / "e.yaml")
+    bad_session = {**design, "files": [{"pattern": "{subject}_{session}DLC*.csv"}],
+                   "sessions": {"pre": "-1d"}, "compare": []}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(bad_session))
+    with pytest.raises(DesignError, match=r"files\[0\].session \(from .*m1_postDLC"):
+        load_design(tmp_path / "s.yaml").file_entry(paths[1])

@@ -14,6 +14,7 @@ Example::
       post: 1d
     files:               # kinds whose files carry no subject or session (dF/F, suite2p)
       - {path: m1_pre.csv, subject: m1, session: pre}
+      - {pattern: "{subject}_{session}_dff.csv"}   # or many at once, from their names
     compare:
       - {readout: spine_density_per_10um, at: post, arms: [ketamine, saline]}
       - {readout: spine_density_per_10um, at: post, arms: [ketamine, saline], test: mixed_lm}
@@ -27,6 +28,7 @@ A subject belongs to exactly one group. ``at`` and session times are strings wit
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,12 +49,45 @@ class DesignError(ValueError):
 
 class FileEntry(BaseModel):
     model_config = _CONFIG
-    path: str = Field(description="an input path as given on the command line")
+    path: str | None = Field(default=None, description="an input path as given on the "
+                             "command line")
+    pattern: str | None = Field(default=None, description=(
+        "or a file-name pattern for many inputs: shell wildcards (* and ?) and the fields "
+        "{subject} and {session} (or {time}), read from each matching file's name, e.g. "
+        "'{subject}_{session}DLC*.csv'; a pattern with / is matched against the path's "
+        "last parts"))
     subject: str | None = Field(default=None, description=(
         "the subject the file belongs to (files that name their subjects in a column "
         "need none)"))
     session: str | None = Field(default=None, description="a session label")
     time: str | None = Field(default=None, description="or the session's time")
+
+
+_FIELDS = ("subject", "session", "time")
+
+
+def pattern_regex(pattern: str) -> re.Pattern:
+    """A file-name pattern as a regular expression: ``*`` any characters but ``/``, ``?``
+    one, ``{subject}``, ``{session}`` and ``{time}`` named groups (the shortest match, so
+    ``{subject}_{session}`` splits at the first underscore); the rest literal."""
+    out, i = [], 0
+    for m in re.finditer(r"\{(\w+)\}|\*|\?", pattern):
+        out.append(re.escape(pattern[i:m.start()]))
+        if m.group(0) == "*":
+            out.append("[^/]*")
+        elif m.group(0) == "?":
+            out.append("[^/]")
+        else:
+            name = m.group(1)
+            if name not in _FIELDS:
+                raise ValueError(f"unknown field {{{name}}} (the fields: "
+                                 + ", ".join(f"{{{f}}}" for f in _FIELDS) + ")")
+            if f"(?P<{name}>" in "".join(out):
+                raise ValueError(f"the field {{{name}}} appears twice")
+            out.append(f"(?P<{name}>[^/]+?)")
+        i = m.end()
+    out.append(re.escape(pattern[i:]))
+    return re.compile("(?:^|/)" + "".join(out) + "$")
 
 
 class DesignComparison(BaseModel):
@@ -118,14 +153,35 @@ class ResolvedDesign:
                 self.index_of[s] = len(self.index_of)
         self.session_h = {k: self._time(v, f"sessions.{k}") for k, v in design.sessions.items()}
         self.files = {}
+        self.patterns: list[tuple[int, re.Pattern, FileEntry]] = []
         for i, f in enumerate(design.files):
             if f.subject is not None and f.subject not in self.group_of:
                 raise DesignError(f"{where}: files[{i}].subject: {f.subject!r} is in no group")
+            if (f.path is None) == (f.pattern is None):
+                raise DesignError(f"{where}: files[{i}]: give exactly one of path and pattern")
+            if f.pattern is not None:
+                try:
+                    rx = pattern_regex(f.pattern)
+                except ValueError as e:
+                    raise DesignError(f"{where}: files[{i}].pattern: {e}") from None
+                named = set(rx.groupindex)
+                if "subject" in named and f.subject is not None:
+                    raise DesignError(f"{where}: files[{i}]: the subject is both in the "
+                                      "pattern and given")
+                given = [k for k in ("session", "time") if getattr(f, k) is not None]
+                if len(given + sorted(named & {"session", "time"})) != 1:
+                    raise DesignError(f"{where}: files[{i}]: give exactly one of session and "
+                                      "time, in the pattern ({session} or {time}) or as a "
+                                      "field")
+                for k in given:  # a fixed session is checked now
+                    self._entry_time(f, k, getattr(f, k), i)
+                self.patterns.append((i, rx, f))
+                continue
             if (f.session is None) == (f.time is None):
                 raise DesignError(f"{where}: files[{i}]: give exactly one of session and time")
-            t = (self.session(f.session, f"files[{i}].session") if f.session is not None
-                 else self._time(f.time, f"files[{i}].time"))
-            self.files[str(Path(f.path))] = (f.subject, t)
+            k = "session" if f.session is not None else "time"
+            self.files[str(Path(f.path))] = (f.subject, self._entry_time(f, k,
+                                                                         getattr(f, k), i))
         groups = set(design.groups)
         self.compare = []
         for i, c in enumerate(design.compare):
@@ -161,12 +217,30 @@ class ResolvedDesign:
                               f"{self.where}")
         return self.group_of[subject]
 
+    def _entry_time(self, f: FileEntry, key: str, value: str, i: int,
+                    path: str | None = None) -> float:
+        field = f"files[{i}].{key}" + (f" (from {path!r})" if path else "")
+        return self.session(value, field) if key == "session" else self._time(value, field)
+
     def file_entry(self, path: Path) -> tuple[str | None, float]:
+        """(subject or None, session time in hours) of an input: its ``path`` entry, else
+        the first ``pattern`` entry its path matches."""
         key = str(Path(path))
-        if key not in self.files:
-            raise DesignError(f"{self.where}: files: no entry for {key!r} (each input of this "
-                              "kind needs its subject and session)")
-        return self.files[key]
+        if key in self.files:
+            return self.files[key]
+        for i, rx, f in self.patterns:
+            m = rx.search(Path(path).as_posix())
+            if m is None:
+                continue
+            fields = m.groupdict()
+            subject = fields.get("subject", f.subject)
+            if subject is not None and subject not in self.group_of:
+                raise DesignError(f"{self.where}: files[{i}].pattern: subject {subject!r} "
+                                  f"(from {key!r}) is in no group")
+            k = ("session" if "session" in fields or f.session is not None else "time")
+            return subject, self._entry_time(f, k, fields.get(k, getattr(f, k)), i, key)
+        raise DesignError(f"{self.where}: files: no entry for {key!r} (each input of this "
+                          "kind needs its subject and session: a path or a pattern entry)")
 
 
 def load_design(path: str | Path) -> ResolvedDesign:
