@@ -304,6 +304,41 @@ TST_SCORE_COLUMNS = ["arm", "subject", "window_start_s", "window_end_s", "immobi
                      "latency_to_immobility_s"]
 
 
+def tst_bouts_from_frames(frames: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Tail suspension bouts from a per-frame scoring (what automated systems export): one
+    row per video frame with ``subject``, ``time_s`` (the frame's start, increasing within
+    a subject) and ``immobile`` (true/false, 1/0), optional ``arm``. Frame ``k`` lasts
+    until frame ``k + 1``; a subject's last frame lasts its median interval. Runs of one
+    state become one bout (``immobile`` or ``struggle``), in :func:`read_tst_table`'s
+    format, for :func:`score_tst`. A minimum bout length, where the scoring system applies
+    one, is the system's setting: the frames are taken as scored."""
+    df, src = _load(frames, ("subject", "time_s", "immobile"),
+                    "per-frame scoring: subject, time_s, immobile, optional arm")
+    arm, subject = _ids(df, "arm", src, DEFAULT_ARM), _ids(df, "subject", src)
+    t = _floats(df, "time_s", src)
+    imm = _bools(df, "immobile", src)
+    key = pd.DataFrame({"arm": arm, "subject": subject})
+    bouts = []
+    for (a, sj), idx in key.groupby(["arm", "subject"], sort=True).indices.items():
+        if idx.size < 2:
+            raise src.fail("time_s", int(idx[0]), f"subject {sj!r} has a single frame; at "
+                           "least two are needed")
+        step = np.diff(t[idx])
+        k = first_true(step <= 0)
+        if k is not None:
+            raise src.fail("time_s", int(idx[k + 1]), f"expected time_s to increase within "
+                           f"subject {sj!r}, got {t[idx[k + 1]]:g} after {t[idx[k]]:g}")
+        ends = np.append(t[idx][1:], t[idx][-1] + float(np.median(step)))
+        state = imm[idx]
+        change = np.flatnonzero(np.diff(state.astype(np.int8))) + 1
+        first = np.r_[0, change]
+        last = np.r_[change, state.size] - 1
+        bouts.append(pd.DataFrame({
+            "arm": a, "subject": sj, "start_s": t[idx][first], "end_s": ends[last],
+            "state": np.where(state[first], "immobile", "struggle")}))
+    return pd.concat(bouts, ignore_index=True)
+
+
 def score_tst(ethogram: str | Path | pd.DataFrame, *,
               window_s: tuple[float, float] = (0.0, TST_DURATION_S),
               duration_s: float = TST_DURATION_S) -> pd.DataFrame:

@@ -21,8 +21,8 @@ models.
   session each (subject and session from the design's ``files``): the
   ``calcium_imaging`` readouts (transient rate, synchronous events, ...) per session;
   each cell's transient rate (nested).
-- ``behavior``: tail suspension bout tables, sucrose intake sheets (g or mL), learned-helplessness
-  trial tables, fear extinction freezing (per trial, or per frame with the tones laid out
+- ``behavior``: tail suspension bout tables (or per-frame scoring: time_s, immobile),
+  sucrose intake sheets (g or mL), learned-helplessness trial tables, fear extinction freezing (per trial, or per frame with the tones laid out
   as the simulated session's unless the design's options ``tone_s``, ``iti_s``,
   ``trials`` say otherwise; option ``last``) and open-field tracks, as a table in cm or as
   a single-animal DeepLabCut pose file (options ``frame_rate_hz`` and ``px_per_cm``;
@@ -284,6 +284,7 @@ _BEHAVIOUR_TABLES = (("tail_suspension", {"start_s", "end_s", "state"}),
                      ("escape_test", {"trial", "latency_s"}),
                      ("fear_extinction", {"trial", "freezing_pct"}),
                      ("fear_extinction", {"time_s", "freezing"}),
+                     ("tail_suspension_frames", {"time_s", "immobile"}),
                      ("open_field", {"time_s", "x_cm", "y_cm"}))
 
 
@@ -301,7 +302,8 @@ def _behaviour_kind(path: Path) -> tuple[str, pd.DataFrame | None]:
             return name, df
     raise beh.BehaviorDataError(
         f"{path}: cannot tell the test from the columns {sorted(cols)}; expected a tail "
-        "suspension bout table (start_s, end_s, state), a sucrose sheet (sucrose_g and "
+        "suspension bout table (start_s, end_s, state) or per-frame scoring (time_s, "
+        "immobile), a sucrose sheet (sucrose_g and "
         "water_g, or sucrose_ml and water_ml), "
         "a learned-helplessness trial table (trial, latency_s), a fear extinction freezing "
         "table (trial, freezing_pct; or per frame time_s, freezing), an open-field "
@@ -383,8 +385,10 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
                                                                1e-9, design.where))
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
             vals = {"distance_cm": (s["distance_cm"], "cm")}
-        elif name == "tail_suspension":
-            s = beh.score_tst(path)
+        elif name in ("tail_suspension", "tail_suspension_frames"):
+            s = beh.score_tst(path if name == "tail_suspension"
+                              else beh.tst_bouts_from_frames(path))
+            name = "tail_suspension"
             vals = {"tst_immobility_s": (s["immobility_s"], "s"),
                     "tst_immobile_bout_s": (s["mean_immobile_bout_s"], "s"),
                     "tst_struggle_bouts": (s["n_struggle_bouts"], "count")}
