@@ -520,8 +520,91 @@ def _write_power(df, out_dir: Path, overwrite: bool = False, cohorts=None,
     return out_dir
 
 
+PILOT_COHORTS = 1000  # resampled cohorts per n from pilot data (cheap: no simulation)
+
+
+def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
+                 cohorts: int | None, alpha: float, seed: int | None, out_dir: Path | None,
+                 force: bool, scheduler: str | None) -> None:
+    """``ketasim power RUN_DIR --compare I``: the power of comparison I of a run folder
+    (``ketasim analyze`` of pilot data, or a ``run``) by resampling its subjects."""
+    import pandas as pd
+
+    from ketasim.analysis.power import (
+        PowerError,
+        parse_n_range,
+        pilot_power,
+        pilot_values,
+    )
+    from ketasim.provenance import collect, utc_now
+
+    started = utc_now()
+    try:
+        if design or scheduler is not None:
+            raise PowerError(f"RUN_DIR {folder}: power from a run folder's data takes "
+                             "--compare INDEX (no --design, no --scheduler)")
+        if compare is None:
+            raise PowerError(f"RUN_DIR {folder}: give --compare INDEX, a row of its "
+                             "stats.csv")
+        files = [folder / "readouts.parquet", folder / "stats.csv"]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise PowerError(f"RUN_DIR {folder}: no {' or '.join(missing)} (give the output "
+                             "folder of ketasim analyze or run)")
+        stats = pd.read_csv(files[1])
+        row = stats.loc[stats["comparison"] == compare]
+        if row.empty:
+            raise PowerError(f"--compare: got {compare}; {files[1]} has comparisons "
+                             f"{', '.join(str(c) for c in stats['comparison'])}")
+        r = row.iloc[0]
+        arms = str(r["groups"]).split(";")
+        base = r.get("baseline_h")
+        base = None if base is None or pd.isna(base) else float(base)
+        assay = None if pd.isna(r.get("assay")) else str(r["assay"])
+        cohorts = PILOT_COHORTS if cohorts is None else cohorts
+        seed = 0 if seed is None else seed
+        ns = parse_n_range(n)
+        values = pilot_values(pd.read_parquet(files[0]), readout=str(r["readout"]),
+                              time_h=float(r["time_h"]), arms=arms, assay=assay,
+                              baseline_h=base)
+        df = pilot_power(values, test=str(r["test"]), ns=ns, cohorts=cohorts, alpha=alpha,
+                         seed=seed, readout=str(r["readout"]), time_h=float(r["time_h"]),
+                         arms=arms)
+        if out_dir is not None:
+            from ketasim.io.results import check_writable
+
+            check_writable(out_dir, force)
+            from ketasim.params import load_registry
+
+            man = collect(registry=load_registry(), started=started, inputs=files) | {
+                "command": "power", "analysis": {"compare": compare, "pilot": str(folder),
+                                                 "baseline_h": base},
+                "pilot_n": {a: int(v.size) for a, v in zip(arms, values, strict=True)},
+                "n": [int(x) for x in ns], "cohorts": cohorts, "alpha": alpha,
+                "seed": seed, "method": "bootstrap of the pilot's subjects"}
+            _write_power(df, out_dir, overwrite=force, manifest=man)
+    except _analysis_errors() as e:
+        _fail(str(e))
+    change = f" (change from {base:g} h)" if base is not None else ""
+    table = Table("n per arm", "power", "95% CI",
+                  title=f"{r['readout']} at {float(r['time_h']):g} h{change}, {r['test']}, "
+                        f"{r['groups']}, alpha {alpha:g}, {cohorts} resampled cohorts")
+    for _, q in df.iterrows():
+        table.add_row(str(int(q["n"])), f"{q['power']:.2f}",
+                      f"[{q['ci_low']:.2f}, {q['ci_high']:.2f}]")
+    out.print(table)
+    sizes = ", ".join(f"{a} {v.size}" for a, v in zip(arms, values, strict=True))
+    err.print(f"note: resampled from the pilot's subjects ({sizes}): its effect and spread "
+              "are taken as the true ones, so the curve is as uncertain as the pilot",
+              highlight=False, soft_wrap=True)
+    if out_dir is not None:
+        out.print(f"wrote {out_dir}/ ({_written(out_dir)})")
+
+
 @app.command()
-def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name"),
+def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-in name, "
+                                         "or a run folder (ketasim analyze of pilot data): "
+                                         "power by resampling its subjects"),
           compare: int | None = typer.Option(None, "--compare",
                                              help="index of the compare entry"),
           design: bool = typer.Option(False, "--design",
@@ -545,6 +628,10 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
           settings: list[str] | None = typer.Option(None, "--set", help=SET_HELP)):
     """Power of a scenario's comparison by simulation, for planning group sizes.
 
+    Given a run folder instead (``ketasim analyze`` of a lab's pilot data), the power of
+    its comparison --compare (a row of its stats.csv) at each n by resampling the pilot's
+    subjects with replacement (1,000 cohorts per n by default).
+
     With --design, the power of the scenario's trial design instead: its primary analysis
     (the MMRM contrast at the primary visit, with its dropout and intercurrent events)
     on simulated trials, each arm against control; power_cohorts.csv holds each
@@ -555,6 +642,10 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
     from ketasim.provenance import collect, utc_now
     from ketasim.scenario import load_scenario
 
+    if Path(scenario).is_dir():
+        _pilot_power(Path(scenario), compare, design, n, cohorts, alpha, seed, out_dir,
+                     force, scheduler)
+        return
     folders = _add_compounds(compounds)
     registry = _registry(settings)
     started = utc_now()

@@ -1,0 +1,90 @@
+"""Power from a lab's pilot data (``ketasim power RUN_DIR --compare I``): resampling the
+pilot's subjects gives the textbook power where the pilot is large, changes from
+baseline are resampled per subject, and bad requests are one error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from statsmodels.stats.power import TTestIndPower
+from typer.testing import CliRunner
+
+from ketasim.analysis.power import POWER_COLUMNS, PowerError, pilot_power, pilot_values
+from ketasim.analyze.run import analyze
+from ketasim.cli import app
+
+
+def test_a_large_normal_pilot_gives_the_t_test_power():
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(1.0, 1.0, 4000), rng.normal(0.0, 1.0, 4000)
+    d = (a.mean() - b.mean()) / np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    df = pilot_power([a, b], test="student_t", ns=[8, 17], cohorts=2000, seed=1,
+                     readout="x", time_h=24.0, arms=["a", "b"])
+    assert list(df.columns) == POWER_COLUMNS
+    for _, r in df.iterrows():
+        want = TTestIndPower().power(effect_size=d, nobs1=int(r["n"]), alpha=0.05)
+        assert r["ci_low"] - 0.01 <= want <= r["ci_high"] + 0.01, (r["n"], want, r["power"])
+    assert df["power"].iloc[1] == pytest.approx(0.80, abs=0.04)
+    # same seed, same numbers; the test is the one asked for
+    one, two = (pilot_power([a, b], test="student_t", ns=[8], cohorts=100, seed=1)
+                for _ in range(2))
+    pd.testing.assert_frame_equal(one, two)
+    with pytest.raises(PowerError, match="test 'mixed_lm'"):
+        pilot_power([a, b], test="mixed_lm", ns=[8], cohorts=10)
+
+
+def test_pilot_values_per_subject_and_changes_from_baseline():
+    rows = []
+    for arm, shift in (("ket", 2.0), ("sal", 0.0)):
+        for s in range(4):
+            rows += [(arm, s + (10 if arm == "sal" else 0), "a", "d", -24.0, 10.0 + s),
+                     (arm, s + (10 if arm == "sal" else 0), "a", "d", 24.0,
+                      10.0 + s + shift)]
+    r = pd.DataFrame(rows, columns=["arm", "subject", "assay", "readout", "time_h",
+                                    "value"])
+    nested = r.assign(assay="a_nested", cell="c0", value=99.0)
+    r = pd.concat([r.assign(cell=pd.NA), nested], ignore_index=True)
+    raw = pilot_values(r, readout="d", time_h=24.0, arms=["ket", "sal"])
+    np.testing.assert_array_equal(raw[0], [12.0, 13.0, 14.0, 15.0])  # no nested rows
+    chg = pilot_values(r, readout="d", time_h=24.0, arms=["ket", "sal"], baseline_h=-24.0)
+    np.testing.assert_array_equal(chg[0], [2.0] * 4)
+    np.testing.assert_array_equal(chg[1], [0.0] * 4)
+    with pytest.raises(PowerError, match="arm 'other': 0 pilot value"):
+        pilot_values(r, readout="d", time_h=24.0, arms=["ket", "other"])
+
+
+def test_power_on_an_analyze_folder(tmp_path):
+    rng = np.random.default_rng(3)
+    suc = pd.DataFrame({"subject": [f"m{i}" for i in range(12)],
+                        "sucrose_g": np.r_[rng.normal(8, 1, 6), rng.normal(6, 1, 6)],
+                        "water_g": 2.0})
+    suc.to_csv(tmp_path / "sucrose.csv", index=False)
+    design = {"name": "pilot", "groups": {"ket": [f"m{i}" for i in range(6)],
+                                          "sal": [f"m{i}" for i in range(6, 12)]},
+              "files": [{"path": str(tmp_path / "sucrose.csv"), "time": "1d"}],
+              "compare": [{"readout": "sucrose_preference", "at": "1d",
+                           "arms": ["ket", "sal"]}]}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    run = analyze("behavior", [tmp_path / "sucrose.csv"], tmp_path / "d.yaml",
+                  tmp_path / "pilot")
+    res = CliRunner().invoke(app, ["power", str(run), "--compare", "0", "--n", "3:12:3",
+                                   "--cohorts", "300", "--out", str(tmp_path / "pw")])
+    assert res.exit_code == 0, (res.stdout, res.stderr)
+    assert "300 resampled" in res.stdout
+    assert "resampled from the pilot's subjects (ket 6, sal 6)" in res.stderr
+    df = pd.read_csv(tmp_path / "pw" / "power.csv")
+    assert df["n"].tolist() == [3, 6, 9, 12] and df["power"].iloc[-1] > df["power"].iloc[0]
+    man = json.loads((tmp_path / "pw" / "manifest.json").read_text())
+    assert man["pilot_n"] == {"ket": 6, "sal": 6} and man["cohorts"] == 300
+    assert {e["path"].rsplit("/", 1)[-1] for e in man["inputs"]} == {"readouts.parquet",
+                                                                      "stats.csv"}
+    for args, msg in ((["--compare", "5"], "--compare: got 5"),
+                      ([], "give --compare INDEX"),
+                      (["--compare", "0", "--design"], "no --design")):
+        res = CliRunner().invoke(app, ["power", str(run), *args])
+        assert res.exit_code == 2 and msg in res.stderr, res.stderr
+        assert len(res.stderr.splitlines()) == 1
