@@ -266,7 +266,8 @@ def test_file_entries_by_pattern(tmp_path):
     d = load_design(tmp_path / "b.yaml")
     assert d.file_entry(paths[0]) == ("m2", 24.0)
     assert d.file_entry(paths[1]) == ("m1", -24.0)
-    with pytest.raises(DesignError, match=r"files\[1\].pattern: subject 'x9' \(from "):
+    with pytest.raises(DesignError, match=r"files\[1\].pattern: .*x9_pre.csv' reads as "
+                                          "subject 'x9', which is in no group"):
         d.file_entry(tmp_path / "videos" / "x9_pre.csv")
     for files, msg in (
             ([{"pattern": "{subject}_{day}.csv"}], r"files\[0\].pattern: unknown field"),
@@ -284,3 +285,39 @@ def test_file_entries_by_pattern(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(bad_session))
     with pytest.raises(DesignError, match=r"files\[0\].session \(from .*m1_postDLC"):
         load_design(tmp_path / "s.yaml").file_entry(paths[1])
+
+
+def test_patterns_try_every_reading_of_a_name():
+    """A field followed by a wildcard, subject ids with underscores, and a later entry
+    when an earlier one reads the name only as unknown subjects or sessions."""
+    from ketasim.analyze.design import Design, ResolvedDesign
+
+    def resolved(files, groups=None):
+        return ResolvedDesign(Design.model_validate({
+            "name": "x", "groups": groups or {"sal": [1, 2], "ket": [12, 21]},
+            "sessions": {"pre": "-1d", "post": "1d"}, "files": files}), "d.yaml")
+
+    d = resolved([{"pattern": "{subject}*_{session}.csv"}])
+    with pytest.raises(DesignError, match="reads two ways"):  # subject 1 or 12: both exist
+        d.file_entry(Path("12_cam3_pre.csv"))
+    d = resolved([{"pattern": "{subject}_*_{session}.csv"}])
+    assert d.file_entry(Path("12_cam3_pre.csv")) == ("12", -24.0)
+    d = resolved([{"pattern": "{subject}_{session}*.csv"}],
+                 {"a": ["m1", "m_1"], "b": ["m2"]})
+    assert d.file_entry(Path("m1_post.csv")) == ("m1", 24.0)
+    assert d.file_entry(Path("m_1_pre_cam.csv")) == ("m_1", -24.0)
+    d = resolved([{"pattern": "{subject}_{time}*.csv"}], {"a": ["m1"], "b": ["m2"]})
+    assert d.file_entry(Path("m1_1d_x.csv")) == ("m1", 24.0)
+    # the first entry reads 'm1_pos.nwb' only with an unknown session: the second is used
+    d = resolved([{"pattern": "{subject}_{session}.nwb"},
+                  {"pattern": "{subject}_pos.nwb", "session": "post"}],
+                 {"a": ["m1"], "b": ["m2"]})
+    assert d.file_entry(Path("m1_pos.nwb")) == ("m1", 24.0)
+    # two readings that both make sense are an error, not a guess
+    d = resolved([{"pattern": "{subject}*.csv", "session": "pre"}],
+                 {"a": ["m1", "m12"], "b": ["m2"]})
+    with pytest.raises(DesignError, match="reads two ways .*make the pattern more specific"):
+        d.file_entry(Path("m12.csv"))
+    d = resolved([{"pattern": "{subject}_{session}.csv"}], {"a": ["m1"], "b": ["m2"]})
+    with pytest.raises(DesignError, match=r"\(read 'day3' from the name\)"):
+        d.file_entry(Path("m1_day3.csv"))

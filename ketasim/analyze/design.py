@@ -66,28 +66,68 @@ class FileEntry(BaseModel):
 _FIELDS = ("subject", "session", "time")
 
 
-def pattern_regex(pattern: str) -> re.Pattern:
-    """A file-name pattern as a regular expression: ``*`` any characters but ``/``, ``?``
-    one, ``{subject}``, ``{session}`` and ``{time}`` named groups (the shortest match, so
-    ``{subject}_{session}`` splits at the first underscore); the rest literal."""
-    out, i = [], 0
-    for m in re.finditer(r"\{(\w+)\}|\*|\?", pattern):
-        out.append(re.escape(pattern[i:m.start()]))
-        if m.group(0) == "*":
-            out.append("[^/]*")
-        elif m.group(0) == "?":
-            out.append("[^/]")
-        else:
-            name = m.group(1)
-            if name not in _FIELDS:
-                raise ValueError(f"unknown field {{{name}}} (the fields: "
-                                 + ", ".join(f"{{{f}}}" for f in _FIELDS) + ")")
-            if f"(?P<{name}>" in "".join(out):
-                raise ValueError(f"the field {{{name}}} appears twice")
-            out.append(f"(?P<{name}>[^/]+?)")
-        i = m.end()
-    out.append(re.escape(pattern[i:]))
-    return re.compile("(?:^|/)" + "".join(out) + "$")
+class FilePattern:
+    """A file-name pattern: shell wildcards (``*`` any characters but ``/``, ``?`` one)
+    and the fields ``{subject}``, ``{session}`` and ``{time}`` (each at most once, at
+    least one character, no ``/``); the rest literal. A pattern without ``/`` is matched
+    against a path's last part, one with ``/`` against its last parts.
+    :meth:`readings` gives every way a name fits the pattern, so that the design can keep
+    the readings whose subject and session it knows (``{subject}*_{session}.csv`` on
+    ``12_cam3_pre.csv`` is subject 12, not 1)."""
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+        tokens: list[tuple[str, str]] = []
+        i = 0
+        for m in re.finditer(r"\{(\w+)\}|\*|\?", pattern):
+            if m.start() > i:
+                tokens.append(("lit", pattern[i:m.start()]))
+            if m.group(0) in "*?":
+                tokens.append((m.group(0), ""))
+            else:
+                name = m.group(1)
+                if name not in _FIELDS:
+                    raise ValueError(f"unknown field {{{name}}} (the fields: "
+                                     + ", ".join(f"{{{f}}}" for f in _FIELDS) + ")")
+                if ("field", name) in tokens:
+                    raise ValueError(f"the field {{{name}}} appears twice")
+                tokens.append(("field", name))
+            i = m.end()
+        if i < len(pattern):
+            tokens.append(("lit", pattern[i:]))
+        self.tokens = tokens
+        self.fields = {v for k, v in tokens if k == "field"}
+        self.parts = pattern.count("/") + 1
+
+    def readings(self, path: Path) -> list[dict[str, str]]:
+        """Every assignment of the fields under which ``path``'s last parts fit."""
+        name = "/".join(Path(path).as_posix().split("/")[-self.parts:])
+        out: list[dict[str, str]] = []
+
+        def walk(k: int, pos: int, got: dict[str, str]) -> None:
+            if k == len(self.tokens):
+                if pos == len(name):
+                    out.append(dict(got))
+                return
+            kind, text = self.tokens[k]
+            if kind == "lit":
+                if name.startswith(text, pos):
+                    walk(k + 1, pos + len(text), got)
+                return
+            if kind == "?":
+                if pos < len(name) and name[pos] != "/":
+                    walk(k + 1, pos + 1, got)
+                return
+            stop = name.find("/", pos)
+            stop = len(name) if stop < 0 else stop
+            for end in range(pos + (1 if kind == "field" else 0), stop + 1):
+                if kind == "field":
+                    got[text] = name[pos:end]
+                walk(k + 1, end, got)
+            got.pop(text, None)
+
+        walk(0, 0, {})
+        return out
 
 
 class DesignComparison(BaseModel):
@@ -153,7 +193,7 @@ class ResolvedDesign:
                 self.index_of[s] = len(self.index_of)
         self.session_h = {k: self._time(v, f"sessions.{k}") for k, v in design.sessions.items()}
         self.files = {}
-        self.patterns: list[tuple[int, re.Pattern, FileEntry]] = []
+        self.patterns: list[tuple[int, FilePattern, FileEntry]] = []
         for i, f in enumerate(design.files):
             if f.subject is not None and f.subject not in self.group_of:
                 raise DesignError(f"{where}: files[{i}].subject: {f.subject!r} is in no group")
@@ -161,10 +201,10 @@ class ResolvedDesign:
                 raise DesignError(f"{where}: files[{i}]: give exactly one of path and pattern")
             if f.pattern is not None:
                 try:
-                    rx = pattern_regex(f.pattern)
+                    rx = FilePattern(f.pattern)
                 except ValueError as e:
                     raise DesignError(f"{where}: files[{i}].pattern: {e}") from None
-                named = set(rx.groupindex)
+                named = rx.fields
                 if "subject" in named and f.subject is not None:
                     raise DesignError(f"{where}: files[{i}]: the subject is both in the "
                                       "pattern and given")
@@ -224,21 +264,40 @@ class ResolvedDesign:
 
     def file_entry(self, path: Path) -> tuple[str | None, float]:
         """(subject or None, session time in hours) of an input: its ``path`` entry, else
-        the first ``pattern`` entry its path matches."""
+        the first ``pattern`` entry under which its name reads as a subject of the design
+        and a known session (or a time). Two different readings under one entry are an
+        error, as is a name that fits patterns only with unknown subjects or sessions."""
         key = str(Path(path))
         if key in self.files:
             return self.files[key]
+        first_problem = None
         for i, rx, f in self.patterns:
-            m = rx.search(Path(path).as_posix())
-            if m is None:
-                continue
-            fields = m.groupdict()
-            subject = fields.get("subject", f.subject)
-            if subject is not None and subject not in self.group_of:
-                raise DesignError(f"{self.where}: files[{i}].pattern: subject {subject!r} "
-                                  f"(from {key!r}) is in no group")
-            k = ("session" if "session" in fields or f.session is not None else "time")
-            return subject, self._entry_time(f, k, fields.get(k, getattr(f, k)), i, key)
+            found: dict[tuple, dict] = {}
+            for fields in rx.readings(Path(path)):
+                subject = fields.get("subject", f.subject)
+                k = "session" if "session" in fields or f.session is not None else "time"
+                value = fields.get(k, getattr(f, k))
+                if subject is not None and subject not in self.group_of:
+                    first_problem = first_problem or (
+                        f"{self.where}: files[{i}].pattern: {key!r} reads as subject "
+                        f"{subject!r}, which is in no group")
+                    continue
+                try:
+                    t = self._entry_time(f, k, value, i, key)
+                except DesignError as e:
+                    first_problem = first_problem or (f"{e} (read {value!r} from the "
+                                                      "name)")
+                    continue
+                found[(subject, t)] = fields
+            if len(found) > 1:
+                (a, ta), (b, tb) = list(found)[:2]
+                raise DesignError(f"{self.where}: files[{i}].pattern: {key!r} reads two ways "
+                                  f"(subject {a!r} at {ta:g} h, or {b!r} at {tb:g} h); "
+                                  "make the pattern more specific")
+            if found:
+                return next(iter(found))
+        if first_problem is not None:
+            raise DesignError(first_problem)
         raise DesignError(f"{self.where}: files: no entry for {key!r} (each input of this "
                           "kind needs its subject and session: a path or a pattern entry)")
 
