@@ -321,3 +321,23 @@ def test_patterns_try_every_reading_of_a_name():
     d = resolved([{"pattern": "{subject}_{session}.csv"}], {"a": ["m1"], "b": ["m2"]})
     with pytest.raises(DesignError, match=r"\(read 'day3' from the name\)"):
         d.file_entry(Path("m1_day3.csv"))
+
+
+def test_a_subject_session_in_two_files_is_an_error(tmp_path):
+    """DeepLabCut writes m1_...csv and m1_..._filtered.csv: both fit one pattern, and
+    counting both would double n."""
+    n = 300
+    x, y = circle(n)
+    paths = []
+    for name in ("m1_preDLC_res.csv", "m1_preDLC_res_filtered.csv", "m2_preDLC_res.csv"):
+        paths.append(tmp_path / name)
+        dlc_csv(paths[-1], {"tailbase": (x, y, np.full(n, 0.99))})
+    design = {"name": "of", "groups": {"a": ["m1"], "b": ["m2"]}, "sessions": {"pre": "-1d"},
+              "files": [{"pattern": "{subject}_{session}DLC*.csv"}],
+              "options": {"frame_rate_hz": FPS, "px_per_cm": PX_PER_CM}}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    with pytest.raises(DesignError, match=r"m1_preDLC_res_filtered.csv: subject 'm1' at -24 h "
+                                          r"\(open_field\) is also in .*m1_preDLC_res.csv"):
+        analyze("behavior", paths, tmp_path / "d.yaml", tmp_path / "out")
+    out = analyze("behavior", [paths[0], paths[2]], tmp_path / "d.yaml", tmp_path / "ok")
+    assert len(pd.read_parquet(out / "readouts.parquet")) == 2

@@ -229,11 +229,13 @@ def _tracking(paths: list[Path], design: ResolvedDesign) -> LabData:
 def _calcium(paths: list[Path], design: ResolvedDesign) -> LabData:
     rate = design.design.options.get("frame_rate_hz")
     rows, cells = [], []
+    seen: dict[tuple, Path] = {}
     for path in paths:
         subject, t = design.file_entry(path)
         if subject is None:
             raise DesignError(f"{design.where}: files: the entry for {str(path)!r} names no "
                               "subject (a dF/F file or suite2p folder is one subject's session)")
+        _once(seen, [(subject, t, "calcium_imaging")], path)
         if Path(path).is_dir():  # a suite2p folder, streamed cell chunk by chunk
             s2p = summarize_suite2p(path, rng=np.random.default_rng(0))
             d = s2p.as_dict()
@@ -351,6 +353,18 @@ def _bodypart(opts: dict, where: str) -> str | None:
     return part
 
 
+def _once(seen: dict[tuple, Path], keys, path: Path) -> None:
+    """Each (lab subject, time, assay) from one file only: a second file with the same
+    subject and session (DeepLabCut's ``..._filtered.csv`` beside its raw file, say)
+    would count the animal twice."""
+    for key in keys:
+        if key in seen and seen[key] != Path(path):
+            subject, t, assay = key
+            raise DesignError(f"{path}: subject {subject!r} at {t:g} h ({assay}) is also "
+                              f"in {seen[key]}; give each subject's session once")
+        seen[key] = Path(path)
+
+
 def _dlc_track(path: Path, subject: str | None, opts: dict, where: str) -> pd.DataFrame:
     """A DeepLabCut file's track in cm, with the design's ``frame_rate_hz`` and
     ``px_per_cm`` (required), ``bodypart`` and ``likelihood_min`` (optional)."""
@@ -374,6 +388,7 @@ def _dlc_track(path: Path, subject: str | None, opts: dict, where: str) -> pd.Da
 def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
     opts = design.design.options
     parts = []
+    seen: dict[tuple, Path] = {}
     for path in paths:
         lab_subject, t = design.file_entry(path)
         name, _ = _behaviour_kind(path)
@@ -414,6 +429,7 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
                                                               1e-9, design.where))
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
             vals = {"distance_cm": (s["distance_cm"], "cm")}
+        _once(seen, [(str(sj), t, name) for sj in s["subject"]], path)
         for readout, (v, unit) in vals.items():
             part = s[["arm", "subject"]].assign(time_h=t, readout=readout,
                                                 value=np.asarray(v, float), unit=unit)
