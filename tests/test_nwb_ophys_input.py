@@ -95,7 +95,7 @@ def test_a_dff_series_with_timestamps_and_the_errors(tmp_path):
     dropped = np.delete(np.arange(601) / RATE, 300)  # frame 300 never came
     bad = lab_nwb(tmp_path / "gap.nwb", {"dff": dff}, interface=DfOverF, timestamps=dropped)
     with pytest.raises(NWBDataError, match=r"gap\.nwb: DfOverF series 'dff': timestamps: "
-                                           r"frame 300 comes .* a dropped frame"):
+                                           r"frame 300 comes .*a dropped frame"):
         read_nwb_dff(bad)
     two = lab_nwb(tmp_path / "two.nwb", {"F_a": dff + 1, "F_b": dff + 1})
     with pytest.raises(NWBDataError, match=r"two\.nwb: no Fluorescence series "
@@ -146,3 +146,86 @@ def test_the_csv_reference_reads_the_same_dff(tmp_path):
     wide.columns = [f"c{k}" for k in range(d.shape[0])]
     wide.to_csv(tmp_path / "x.csv", index=False, float_format="%.17g")
     np.testing.assert_array_equal(read_dff(tmp_path / "x.csv", RATE).dff, d)
+
+
+def suite2p_nwb(path, f, fneu, spks, *, extra_dff: dict | None = None):
+    """The layout of suite2p's own NWB export: three Fluorescence interfaces, each with
+    one series named as the interface (Fluorescence, Neuropil, Deconvolved)."""
+    nwb = NWBFile(session_description="suite2p", identifier=path.stem,
+                  session_start_time=TIME_ZERO)
+    device = nwb.create_device(name="scope")
+    plane = nwb.create_imaging_plane(
+        name="plane0", optical_channel=OpticalChannel(name="g", description="GCaMP",
+                                                      emission_lambda=510.0),
+        description="L5", device=device, excitation_lambda=920.0, imaging_rate=RATE,
+        indicator="GCaMP6f", location="mPFC")
+    seg = ImageSegmentation()
+    ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="ROIs",
+                                       imaging_plane=plane)
+    for i in range(f.shape[0]):
+        ps.add_roi(id=i, pixel_mask=[(i, i, 1.0)])
+    ophys = nwb.create_processing_module("ophys", "optical physiology")
+    ophys.add(seg)
+    for name, x in (("Fluorescence", f), ("Neuropil", fneu), ("Deconvolved", spks)):
+        rois = ps.create_roi_table_region(region=list(range(f.shape[0])), description="all")
+        ophys.add(Fluorescence(name=name, roi_response_series=RoiResponseSeries(
+            name=name, data=x.T, rois=rois, unit="lumens", rate=RATE)))
+    if extra_dff:
+        rois = ps.create_roi_table_region(region=list(range(f.shape[0])), description="all")
+        ophys.add(DfOverF(roi_response_series=[RoiResponseSeries(
+            name=k, data=v.T, rois=rois, unit="1", rate=RATE) for k, v in extra_dff.items()]))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def test_suite2p_layout_scaled_data_jitter_and_one_roi(tmp_path):
+    f, fneu = raw_traces(5)
+    spks = np.abs(np.random.default_rng(0).normal(0, 1, f.shape))
+    rec = read_nwb_dff(suite2p_nwb(tmp_path / "s2p.nwb", f, fneu, spks))
+    np.testing.assert_allclose(rec.dff, compute_dff(f, fneu, RATE), atol=1e-12)
+    # an integer series with a conversion factor is read in its unit
+    dff = np.random.default_rng(1).normal(0, 0.05, (3, 600))
+    raw = np.round(dff / 1e-4).astype(np.int16)
+    path = tmp_path / "int.nwb"
+    lab_nwb(path, {"dff": raw.astype(float)}, interface=DfOverF)
+    import h5py
+
+    key = "processing/ophys/DfOverF/dff/data"
+    with h5py.File(path, "a") as h:  # as an acquisition system stores it: int16 x 1e-4
+        attrs = dict(h[key].attrs)
+        del h[key]
+        h.create_dataset(key, data=raw.T)
+        h[key].attrs.update({**attrs, "conversion": 1e-4})
+    np.testing.assert_allclose(read_nwb_dff(path).dff, raw * 1e-4, atol=1e-12)
+    # frame times that jitter by a few % of an interval are not dropped frames
+    ts = np.arange(600) / RATE + np.random.default_rng(2).uniform(-0.03, 0.03, 600) / RATE
+    rec = read_nwb_dff(lab_nwb(tmp_path / "jit.nwb", {"dff": dff}, interface=DfOverF,
+                               timestamps=ts))
+    assert rec.frame_rate_hz == pytest.approx(RATE, rel=0.01)
+    # one ROI written as 1-D data
+    one = lab_nwb(tmp_path / "one.nwb", {"dff": dff[:1]}, interface=DfOverF)
+    with h5py.File(one, "a") as h:
+        data = h["processing/ophys/DfOverF/dff/data"][:, 0]
+        attrs = dict(h["processing/ophys/DfOverF/dff/data"].attrs)
+        del h["processing/ophys/DfOverF/dff/data"]
+        h.create_dataset("processing/ophys/DfOverF/dff/data", data=data)
+        h["processing/ophys/DfOverF/dff/data"].attrs.update(attrs)
+    assert read_nwb_dff(one).dff.shape == (1, 600)
+
+
+def test_analyze_calcium_series_option(tmp_path):
+    f, fneu = raw_traces(6)
+    spks = np.abs(f - 100)
+    d = {"dff_plane0": compute_dff(f, fneu, RATE), "dff_plane1": compute_dff(f, fneu, RATE)}
+    path = suite2p_nwb(tmp_path / "m1.nwb", f, fneu, spks, extra_dff=d)
+    design = {"name": "ca", "groups": {"a": ["m1"]},
+              "files": [{"path": str(path), "subject": "m1", "time": "1d"}]}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    with pytest.raises(NWBDataError, match=r"no DfOverF series 'dff' \(series: dff_plane0, "
+                                           r"dff_plane1\)"):
+        analyze("calcium", [path], tmp_path / "d.yaml", tmp_path / "x")
+    (tmp_path / "d1.yaml").write_text(yaml.safe_dump({**design,
+                                                      "options": {"series": "dff_plane1"}}))
+    out = analyze("calcium", [path], tmp_path / "d1.yaml", tmp_path / "ok")
+    assert (pd.read_parquet(out / "readouts.parquet")["value"].notna()).any()

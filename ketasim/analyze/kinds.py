@@ -17,7 +17,8 @@ models.
   segment, and the authors' normalisations in ``segment_statistics.csv``.
 - ``calcium``: dF/F files (``.csv``, ``.parquet``, ``.npy``; cells x frames), NWB files
   (``.nwb``: the ``ophys`` module's DfOverF, or its raw Fluorescence turned into dF/F as
-  a suite2p folder is; :func:`ketasim.io.nwb.read_nwb_dff`) or suite2p folders, one
+  a suite2p folder is; :func:`ketasim.io.nwb.read_nwb_dff`; option ``series`` names the
+  series where the file holds several) or suite2p folders, one
   session each (subject and session from the design's ``files``): the
   ``calcium_imaging`` readouts (transient rate, synchronous events, ...) per session;
   each cell's transient rate (nested).
@@ -241,8 +242,8 @@ def _calcium(paths: list[Path], design: ResolvedDesign) -> LabData:
             d = s2p.as_dict()
             per_cell = s2p.cells["transient_rate_per_min"].to_numpy(float)
         else:
-            rec = _nwb_dff(path, rate) if Path(path).suffix.lower() == ".nwb" else read_dff(
-                path, rate)
+            rec = (_nwb_dff(path, rate, design) if Path(path).suffix.lower() == ".nwb"
+                   else read_dff(path, rate))
             sm = summarize_session(rec, rng=np.random.default_rng(0))
             d = sm.as_dict()
             tr = sm.transients
@@ -265,13 +266,18 @@ def _calcium(paths: list[Path], design: ResolvedDesign) -> LabData:
                     "transient rate (for mixed models)")])
 
 
-def _nwb_dff(path: Path, rate: float | None):
-    """One NWB file's dF/F; the design's ``frame_rate_hz``, where given, must be the
+def _nwb_dff(path: Path, rate: float | None, design: ResolvedDesign):
+    """One NWB file's dF/F (the design's option ``series`` names the series where the
+    default does not find it); the design's ``frame_rate_hz``, where given, must be the
     file's (within the frame-spacing tolerance)."""
     from ketasim.analysis.calcium import FRAME_SPACING_RTOL
     from ketasim.io.nwb import read_nwb_dff  # pynwb's stack takes about a second to import
 
-    rec = read_nwb_dff(path)
+    series = design.design.options.get("series")
+    if series is not None and not isinstance(series, str):
+        raise DesignError(f"{design.where}: options.series: got {series!r}; expected the "
+                          "name of a DfOverF or Fluorescence series")
+    rec = read_nwb_dff(path, series)
     if rate is not None and abs(rec.frame_rate_hz - rate) > FRAME_SPACING_RTOL * rate:
         raise CalciumDataError(f"{path.name}: the file's frame rate is "
                                f"{rec.frame_rate_hz:.6g} Hz, the design's frame_rate_hz "
@@ -452,7 +458,7 @@ def _nwb(paths: list[Path], design: ResolvedDesign) -> LabData:
 
 
 #: the design ``options`` each kind reads (any other is a typo, and an error)
-KIND_OPTIONS = {"spines": (), "calcium": ("frame_rate_hz",),
+KIND_OPTIONS = {"spines": (), "calcium": ("frame_rate_hz", "series"),
                 "behavior": ("cutoff_s", "bin_s", "last", "tone_s", "iti_s", "trials",
                              "frame_rate_hz", "px_per_cm", "bodypart", "likelihood_min"),
                 "nwb": ()}

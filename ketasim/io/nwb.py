@@ -80,7 +80,6 @@ from pynwb.ophys import (
 from ketasim import __version__
 from ketasim.analysis.behavior import struggle_onsets
 from ketasim.analysis.calcium import (
-    FRAME_SPACING_RTOL,
     CalciumDataError,
     DffRecording,
     read_dff,
@@ -858,12 +857,14 @@ def _series_clock(rrs, where: str) -> tuple[float, float]:
                            f"{ts.size}")
     step = np.diff(ts)
     median = float(np.median(step))
-    bad = np.flatnonzero(~(np.abs(step - median) <= FRAME_SPACING_RTOL * median))
+    # a frame's own timing may jitter (acquisition clocks stamp frames as they come); a
+    # gap of 1.5 intervals or more is a missing frame, a non-increasing time an error
+    bad = np.flatnonzero(~((step > 0) & (step < TIMESTAMP_GAP * median)))
     if median <= 0 or bad.size:
         i = int(bad[0]) if bad.size else 0
         raise NWBDataError(f"{where}: timestamps: frame {i + 1} comes {step[i]:.6g} s after "
-                           f"frame {i}, the median interval is {median:.6g} s (uneven "
-                           "frames: a dropped frame?)")
+                           f"frame {i}, the median interval is {median:.6g} s (a dropped "
+                           "frame, or times out of order?)")
     return 1.0 / median, float(ts[0])
 
 
@@ -873,9 +874,13 @@ def _roi_series(ophys, kind) -> dict:
 
 
 def _frames_by_rois(rrs, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """A series' data (frames x ROIs, float64) and its ROIs' ids."""
+    """A series' data (frames x ROIs, float64, in its unit: ``data * conversion +
+    offset``) and its ROIs' ids; one ROI's data may be 1-D."""
     data = np.asarray(rrs.data[:], float)
     n_rois = len(rrs.rois.data)
+    if data.ndim == 1 and n_rois == 1:
+        data = data[:, None]
+    data = data * float(rrs.conversion) + float(getattr(rrs, "offset", 0.0) or 0.0)
     ids = np.asarray(rrs.rois.table.id[:])[np.asarray(rrs.rois.data[:], int)]
     if data.ndim != 2:
         raise NWBDataError(f"{where}: expected 2-D data (frames x ROIs), got shape "
@@ -886,6 +891,8 @@ def _frames_by_rois(rrs, where: str) -> tuple[np.ndarray, np.ndarray]:
     return data, ids
 
 
+#: timestamps further apart than this many median intervals mark a dropped frame
+TIMESTAMP_GAP = 1.5
 #: SpatialSeries units read as lengths: cm per unit
 LENGTH_UNITS_CM = {"m": 100.0, "meter": 100.0, "meters": 100.0, "metre": 100.0,
                    "metres": 100.0, "cm": 1.0, "centimeter": 1.0, "centimeters": 1.0,
@@ -986,8 +993,9 @@ def read_nwb_dff(path: str | Path, series: str | None = None) -> DffRecording:
                 raise NWBDataError(f"{path}: processing module 'ophys' has no DfOverF or "
                                    "Fluorescence with a RoiResponseSeries")
             neuropil = [n for n in found if "neuropil" in n.lower()]
-            if series is None:
-                signal = [n for n in found if n not in neuropil]
+            if series is None:  # suite2p writes Fluorescence, Neuropil and Deconvolved
+                signal = [n for n in found if n not in neuropil
+                          and "deconv" not in n.lower() and "spik" not in n.lower()]
                 series = signal[0] if len(signal) == 1 else "RoiResponseSeries"
         elif series is None:
             series = next(iter(found)) if len(found) == 1 else "dff"
