@@ -341,3 +341,45 @@ def test_a_subject_session_in_two_files_is_an_error(tmp_path):
         analyze("behavior", paths, tmp_path / "d.yaml", tmp_path / "out")
     out = analyze("behavior", [paths[0], paths[2]], tmp_path / "d.yaml", tmp_path / "ok")
     assert len(pd.read_parquet(out / "readouts.parquet")) == 2
+
+
+def test_a_pose_file_written_by_pandas_with_a_named_index(tmp_path):
+    n = 200
+    x, y = circle(n)
+    cols = pd.MultiIndex.from_product([[SCORER], ["nose"], ["x", "y", "likelihood"]],
+                                      names=["scorer", "bodyparts", "coords"])
+    df = pd.DataFrame(np.c_[x, y, np.full(n, 0.9)], columns=cols)
+    df.index.name = "frame"  # pandas then writes a fourth header row: frame,,,
+    df.to_csv(tmp_path / "named.csv")
+    assert (tmp_path / "named.csv").read_text().splitlines()[3].startswith("frame,")
+    track = read_dlc_track(tmp_path / "named.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM)
+    np.testing.assert_allclose(track["x_cm"], x / PX_PER_CM)
+    text = (tmp_path / "named.csv").read_text().splitlines()
+    text[6] = text[6].replace(text[6].split(",")[1], "oops")
+    (tmp_path / "bad.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(BehaviorDataError, match=r"frame row 3 \(line 7\)"):
+        read_dlc_track(tmp_path / "bad.csv", frame_rate_hz=FPS, px_per_cm=PX_PER_CM)
+
+
+def test_a_spatial_series_without_a_position_and_errors_naming_the_file(tmp_path):
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.behavior import SpatialSeries
+
+    from ketasim.io.nwb import TIME_ZERO, read_nwb_position
+
+    x, y = circle(300)
+    nwb = NWBFile(session_description="of", identifier="a", session_start_time=TIME_ZERO)
+    nwb.add_acquisition(SpatialSeries(name="head", data=np.c_[x, y] / 500.0, unit="m",
+                                      reference_frame="corner", rate=FPS))
+    with NWBHDF5IO(str(tmp_path / "alone.nwb"), "w") as io:
+        io.write(nwb)
+    np.testing.assert_allclose(read_nwb_position(tmp_path / "alone.nwb")["x_cm"], x / 5.0)
+    ts = np.arange(300) / FPS
+    ts[10] = ts[9]  # a repeated time
+    path = nwb_position(tmp_path / "m3_pos.nwb", {"body": np.c_[x, y] / 500.0},
+                        timestamps=ts)
+    design = {"name": "of", "groups": {"a": ["m3"]},
+              "files": [{"path": str(path), "subject": "m3", "time": "1d"}]}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    with pytest.raises(BehaviorDataError, match=r"^m3_pos.nwb \(as read\), column 'time_s'"):
+        analyze("behavior", [path], tmp_path / "d.yaml", tmp_path / "x")

@@ -73,3 +73,31 @@ def test_analyze_behavior_on_per_frame_files(tmp_path, bouts):
     ra, rb = (pd.read_parquet(o / "readouts.parquet") for o in (a, b))
     pd.testing.assert_frame_equal(ra, rb, check_exact=False, atol=1e-9)
     assert set(ra["assay"]) == {"tail_suspension"}
+
+
+def test_a_recording_past_the_test_and_errors_naming_the_file(tmp_path):
+    """A 30 fps recording of 10,801 frames (to 360.0 s) or 29.97 fps is scored over the
+    test's 6 min; German spreadsheet booleans read; a file's errors name the file."""
+    for fps, frames in ((30.0, 10801), (29.97, 10790)):
+        t = np.arange(frames) / fps
+        got = score_tst(tst_bouts_from_frames(pd.DataFrame(
+            {"subject": "m1", "time_s": t, "immobile": (t > 100) & (t < 200)})))
+        assert got["immobility_s"].iloc[0] == pytest.approx(100.0, abs=0.1)
+    t = np.arange(0, 400, 0.5)
+    df = pd.DataFrame({"subject": "m1", "time_s": t,
+                       "immobile": np.where(t > 380, "WAHR", "FALSCH")})
+    df.to_csv(tmp_path / "late.csv", index=False, sep=";", decimal=",")
+    design = {"name": "t", "groups": {"a": ["m1"]},
+              "files": [{"path": str(tmp_path / "late.csv"), "time": "1d"}]}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    out = analyze("behavior", [tmp_path / "late.csv"], tmp_path / "d.yaml", tmp_path / "o")
+    r = pd.read_parquet(out / "readouts.parquet")
+    assert r.loc[r.readout == "tst_immobility_s", "value"].iloc[0] == 0.0  # after 360 s
+    # bouts that break read_tst_table's rules are reported against the file
+    bad = pd.DataFrame({"subject": "m1", "time_s": [400.0, 401.0], "immobile": [1, 0]})
+    bad.to_csv(tmp_path / "after.csv", index=False)
+    design["files"] = [{"path": str(tmp_path / "after.csv"), "time": "1d"}]
+    (tmp_path / "d2.yaml").write_text(yaml.safe_dump(design))
+    with pytest.raises(BehaviorDataError, match=r"^after.csv, column 'time_s', row 1 .*"
+                                                "after the test's end"):
+        analyze("behavior", [tmp_path / "after.csv"], tmp_path / "d2.yaml", tmp_path / "x")

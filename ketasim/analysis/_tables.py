@@ -10,8 +10,12 @@ import numpy as np
 import pandas as pd
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
-FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
+# with the words spreadsheets write for TRUE and FALSE in German, French, Spanish,
+# Italian, Portuguese and Dutch when they save a CSV file
+TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0", "wahr", "vrai", "verdadero",
+                        "vero", "verdadeiro", "waar"})
+FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0", "falsch", "faux", "falso",
+                         "onwaar"})
 
 
 def short(value: object) -> str:

@@ -304,14 +304,17 @@ TST_SCORE_COLUMNS = ["arm", "subject", "window_start_s", "window_end_s", "immobi
                      "latency_to_immobility_s"]
 
 
-def tst_bouts_from_frames(frames: str | Path | pd.DataFrame) -> pd.DataFrame:
+def tst_bouts_from_frames(frames: str | Path | pd.DataFrame, *,
+                          duration_s: float = TST_DURATION_S) -> pd.DataFrame:
     """Tail suspension bouts from a per-frame scoring (what automated systems export): one
     row per video frame with ``subject``, ``time_s`` (the frame's start, increasing within
     a subject) and ``immobile`` (true/false, 1/0), optional ``arm``. Frame ``k`` lasts
     until frame ``k + 1``; a subject's last frame lasts its median interval. Runs of one
     state become one bout (``immobile`` or ``struggle``), in :func:`read_tst_table`'s
-    format, for :func:`score_tst`. A minimum bout length, where the scoring system applies
-    one, is the system's setting: the frames are taken as scored."""
+    format, for :func:`score_tst`. Frames from ``duration_s`` on (a recording that runs
+    past the test) are left out and the last bout ends at ``duration_s`` at the latest. A
+    minimum bout length, where the scoring system applies one, is the system's setting:
+    the frames are taken as scored."""
     df, src = _load(frames, ("subject", "time_s", "immobile"),
                     "per-frame scoring: subject, time_s, immobile, optional arm")
     arm, subject = _ids(df, "arm", src, DEFAULT_ARM), _ids(df, "subject", src)
@@ -328,7 +331,13 @@ def tst_bouts_from_frames(frames: str | Path | pd.DataFrame) -> pd.DataFrame:
         if k is not None:
             raise src.fail("time_s", int(idx[k + 1]), f"expected time_s to increase within "
                            f"subject {sj!r}, got {t[idx[k + 1]]:g} after {t[idx[k]]:g}")
-        ends = np.append(t[idx][1:], t[idx][-1] + float(np.median(step)))
+        ends = np.minimum(np.append(t[idx][1:], t[idx][-1] + float(np.median(step))),
+                          duration_s)
+        keep = t[idx] < duration_s
+        if not keep.any():
+            raise src.fail("time_s", int(idx[0]), f"subject {sj!r}: every frame starts at or "
+                           f"after the test's end ({duration_s:g} s)")
+        idx, ends = idx[keep], ends[keep]
         state = imm[idx]
         change = np.flatnonzero(np.diff(state.astype(np.int8))) + 1
         first = np.r_[0, change]
@@ -907,6 +916,11 @@ def read_dlc_track(path: str | Path, *, frame_rate_hz: float, px_per_cm: float,
         raise BehaviorDataError(f"{name}: bodypart: got {bodypart!r}; the file's body parts: "
                                 f"{', '.join(body)} (or {DLC_CENTROID!r})")
     data = raw.iloc[3:].reset_index(drop=True)
+    line0 = 4  # the file line of the first frame
+    if len(data) and data.iloc[0, 1:].isna().all() and not str(data.iloc[0, 0]).strip(
+            ).lstrip("-").replace(".", "", 1).isdigit():
+        data = data.iloc[1:].reset_index(drop=True)  # pandas' index-name row ("frame,,,")
+        line0 = 5
     if data.empty:
         raise BehaviorDataError(f"{name}: no frames after the three header rows")
 
@@ -920,7 +934,7 @@ def read_dlc_track(path: str | Path, *, frame_rate_hz: float, px_per_cm: float,
         if bad.size:
             i = int(bad[0])
             raise BehaviorDataError(f"{name}, column {what}, frame row {i + 1} (line "
-                                    f"{i + 4}): expected a number, got "
+                                    f"{i + line0}): expected a number, got "
                                     f"{data.iloc[i, j]!r}")
         return vals.to_numpy(float)
 
@@ -929,7 +943,7 @@ def read_dlc_track(path: str | Path, *, frame_rate_hz: float, px_per_cm: float,
     k = first_true(~(step > 0)) if frame.size > 1 else None
     if np.isnan(frame).any() or k is not None:
         i = int(np.flatnonzero(np.isnan(frame))[0]) if np.isnan(frame).any() else k + 1
-        raise BehaviorDataError(f"{name}, frame row {i + 1} (line {i + 4}): expected the "
+        raise BehaviorDataError(f"{name}, frame row {i + 1} (line {i + line0}): expected the "
                                 f"frame index to increase, got {data.iloc[i, 0]!r}")
     xs, ys, ok = [], [], np.ones(frame.size, bool)
     for bp in use:

@@ -40,6 +40,7 @@ models.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -359,6 +360,20 @@ def _bodypart(opts: dict, where: str) -> str | None:
     return part
 
 
+@contextmanager
+def _named(path: Path):
+    """Errors about a table derived from ``path`` (a track, bouts from frames) name the
+    file, not ``<DataFrame>``."""
+    try:
+        yield
+    except beh.BehaviorDataError as e:
+        text = str(e)
+        if text.startswith("<DataFrame>"):
+            raise beh.BehaviorDataError(f"{Path(path).name} (as read)"
+                                        + text.removeprefix("<DataFrame>")) from None
+        raise
+
+
 def _once(seen: dict[tuple, Path], keys, path: Path) -> None:
     """Each (lab subject, time, assay) from one file only: a second file with the same
     subject and session (DeepLabCut's ``..._filtered.csv`` beside its raw file, say)
@@ -402,13 +417,15 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
             track = (_dlc_track if name == "open_field_dlc" else _nwb_track)(
                 path, lab_subject, opts, design.where)
             name = "open_field"
-            s = beh.open_field_locomotion(track, bin_s=_option(opts, "bin_s", 300.0, float,
-                                                               1e-9, design.where))
+            bin_s = _option(opts, "bin_s", 300.0, float, 1e-9, design.where)
+            with _named(path):
+                s = beh.open_field_locomotion(track, bin_s=bin_s)
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
             vals = {"distance_cm": (s["distance_cm"], "cm")}
         elif name in ("tail_suspension", "tail_suspension_frames"):
-            s = beh.score_tst(path if name == "tail_suspension"
-                              else beh.tst_bouts_from_frames(path))
+            with _named(path):
+                s = beh.score_tst(path if name == "tail_suspension"
+                                  else beh.tst_bouts_from_frames(path))
             name = "tail_suspension"
             vals = {"tst_immobility_s": (s["immobility_s"], "s"),
                     "tst_immobile_bout_s": (s["mean_immobile_bout_s"], "s"),

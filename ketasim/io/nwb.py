@@ -64,7 +64,7 @@ import pandas as pd
 from hdmf.backends.hdf5 import H5DataIO
 from hdmf.common import DynamicTable, VectorData
 from pynwb import NWBHDF5IO, NWBFile
-from pynwb.behavior import Position
+from pynwb.behavior import Position, SpatialSeries
 from pynwb.epoch import TimeIntervals
 from pynwb.event import EventsTable
 from pynwb.file import Subject
@@ -904,9 +904,9 @@ PIXEL_UNITS = frozenset({"px", "pixel", "pixels"})
 def read_nwb_position(path: str | Path, series: str | None = None,
                       px_per_cm: float | None = None) -> pd.DataFrame:
     """An open-field track (columns ``time_s, x_cm, y_cm``, one row per sample; empty where
-    the position is NaN) from an NWB file's ``Position`` (in the ``behavior`` processing
-    module or in ``acquisition``): the ``SpatialSeries`` ``series`` (default the only
-    one), its first two columns as x and y. Values are ``data * conversion + offset`` in
+    the position is NaN) from an NWB file's ``SpatialSeries`` (in a ``Position`` or alone,
+    in the ``behavior`` processing module or in ``acquisition``): the series ``series``
+    (default the only one), its first two columns as x and y. Values are ``data * conversion + offset`` in
     the series' ``unit``: a length (m, cm, mm) or pixels (then ``px_per_cm`` is needed).
     Times from ``rate`` and ``starting_time`` or from ``timestamps``."""
     path = Path(path)
@@ -921,9 +921,11 @@ def read_nwb_position(path: str | Path, series: str | None = None,
             for iface in items.values():
                 if isinstance(iface, Position):
                     found.update(iface.spatial_series)
+                elif isinstance(iface, SpatialSeries):  # stored without a Position
+                    found[iface.name] = iface
         if not found:
-            raise NWBDataError(f"{path}: no Position with a SpatialSeries (looked in the "
-                               "'behavior' processing module and in acquisition)")
+            raise NWBDataError(f"{path}: no SpatialSeries, alone or in a Position (looked "
+                               "in the 'behavior' processing module and in acquisition)")
         if series is None:
             if len(found) > 1:
                 raise NWBDataError(f"{path}: several SpatialSeries ({', '.join(sorted(found))}"
