@@ -528,6 +528,8 @@ def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
                  force: bool, scheduler: str | None) -> None:
     """``ketasim power RUN_DIR --compare I``: the power of comparison I of a run folder
     (``ketasim analyze`` of pilot data, or a ``run``) by resampling its subjects."""
+    from types import SimpleNamespace
+
     import pandas as pd
 
     from ketasim.analysis.power import (
@@ -551,22 +553,36 @@ def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
         if missing:
             raise PowerError(f"RUN_DIR {folder}: no {' or '.join(missing)} (give the output "
                              "folder of ketasim analyze or run)")
-        stats = pd.read_csv(files[1])
+        try:
+            stats = pd.read_csv(files[1])
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise PowerError(f"{files[1]}: cannot read it as the run's stats table "
+                             f"({str(e).strip().splitlines()[0]})") from None
+        need = {"comparison", "readout", "assay", "time_h", "test", "groups"}
+        if not need <= set(stats.columns):
+            raise PowerError(f"{files[1]}: missing column(s) "
+                             f"{', '.join(sorted(need - set(stats.columns)))} (not a "
+                             "ketasim stats.csv)")
         row = stats.loc[stats["comparison"] == compare]
         if row.empty:
             raise PowerError(f"--compare: got {compare}; {files[1]} has comparisons "
-                             f"{', '.join(str(c) for c in stats['comparison'])}")
+                             f"{', '.join(str(c) for c in stats['comparison']) or 'none'}")
         r = row.iloc[0]
+
+        def text(key: str) -> str | None:
+            v = r.get(key)
+            return None if v is None or pd.isna(v) or str(v) == "" else str(v)
+
         arms = str(r["groups"]).split(";")
         base = r.get("baseline_h")
         base = None if base is None or pd.isna(base) else float(base)
-        assay = None if pd.isna(r.get("assay")) else str(r["assay"])
+        comparison = SimpleNamespace(readout=str(r["readout"]), at=float(r["time_h"]),
+                                     arms=arms, test=str(r["test"]), assay=text("assay"),
+                                     region=text("region"), baseline=base)
         cohorts = PILOT_COHORTS if cohorts is None else cohorts
         seed = 0 if seed is None else seed
         ns = parse_n_range(n)
-        values = pilot_values(pd.read_parquet(files[0]), readout=str(r["readout"]),
-                              time_h=float(r["time_h"]), arms=arms, assay=assay,
-                              baseline_h=base)
+        values = pilot_values(pd.read_parquet(files[0]), comparison)
         df = pilot_power(values, test=str(r["test"]), ns=ns, cohorts=cohorts, alpha=alpha,
                          seed=seed, readout=str(r["readout"]), time_h=float(r["time_h"]),
                          arms=arms)
@@ -586,6 +602,8 @@ def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
     except _analysis_errors() as e:
         _fail(str(e))
     change = f" (change from {base:g} h)" if base is not None else ""
+    if comparison.region:
+        change += f", {comparison.region}"
     table = Table("n per arm", "power", "95% CI",
                   title=f"{r['readout']} at {float(r['time_h']):g} h{change}, {r['test']}, "
                         f"{r['groups']}, alpha {alpha:g}, {cohorts} resampled cohorts")
@@ -642,7 +660,19 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
     from ketasim.provenance import collect, utc_now
     from ketasim.scenario import load_scenario
 
+    if seed is not None and not (0 <= seed < 2**63):
+        _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
     if Path(scenario).is_dir():
+        from ketasim.scenario import builtin_scenarios
+
+        if scenario in builtin_scenarios():
+            _fail(f"SCENARIO {scenario!r} is both a built-in scenario and a folder here; "
+                  f"write ./{scenario} for the folder's pilot data or move the folder")
+        given = [o for o, v in (("--set", settings), ("--compounds", compounds),
+                                ("--workers", workers)) if v]
+        if given:
+            _fail(f"{', '.join(given)}: not used by power from a run folder's data "
+                  f"({scenario}), which resamples its subjects and simulates nothing")
         _pilot_power(Path(scenario), compare, design, n, cohorts, alpha, seed, out_dir,
                      force, scheduler)
         return

@@ -5,6 +5,7 @@ baseline are resampled per subject, and bad requests are one error."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -37,24 +38,37 @@ def test_a_large_normal_pilot_gives_the_t_test_power():
         pilot_power([a, b], test="mixed_lm", ns=[8], cohorts=10)
 
 
-def test_pilot_values_per_subject_and_changes_from_baseline():
+def test_pilot_values_are_what_the_comparison_tests():
+    """Per subject, or each subject's change from baseline; nested rows and another
+    region's rows are not mixed in (the values behind the pilot's own stats.csv row)."""
     rows = []
-    for arm, shift in (("ket", 2.0), ("sal", 0.0)):
-        for s in range(4):
-            rows += [(arm, s + (10 if arm == "sal" else 0), "a", "d", -24.0, 10.0 + s),
-                     (arm, s + (10 if arm == "sal" else 0), "a", "d", 24.0,
-                      10.0 + s + shift)]
+    for region, off in (("mpfc", 0.0), ("striatum", 100.0)):
+        for arm, shift in (("ket", 2.0), ("sal", 0.0)):
+            for s in range(4):
+                sj = s + (10 if arm == "sal" else 0)
+                rows += [(arm, sj, "a", "d", -24.0, off + 10.0 + s, region),
+                         (arm, sj, "a", "d", 24.0, off + 10.0 + s + shift, region)]
     r = pd.DataFrame(rows, columns=["arm", "subject", "assay", "readout", "time_h",
-                                    "value"])
+                                    "value", "region"])
     nested = r.assign(assay="a_nested", cell="c0", value=99.0)
     r = pd.concat([r.assign(cell=pd.NA), nested], ignore_index=True)
-    raw = pilot_values(r, readout="d", time_h=24.0, arms=["ket", "sal"])
-    np.testing.assert_array_equal(raw[0], [12.0, 13.0, 14.0, 15.0])  # no nested rows
-    chg = pilot_values(r, readout="d", time_h=24.0, arms=["ket", "sal"], baseline_h=-24.0)
+
+    def c(**kw):
+        return SimpleNamespace(**{"readout": "d", "at": 24.0, "arms": ["ket", "sal"],
+                                  "test": "welch_t", "assay": None, "region": "mpfc",
+                                  "baseline": None, **kw})
+
+    raw = pilot_values(r, c())
+    np.testing.assert_array_equal(raw[0], [12.0, 13.0, 14.0, 15.0])  # mPFC, not nested
+    np.testing.assert_array_equal(pilot_values(r, c(region="striatum"))[0],
+                                  [112.0, 113.0, 114.0, 115.0])
+    chg = pilot_values(r, c(baseline=-24.0))
     np.testing.assert_array_equal(chg[0], [2.0] * 4)
     np.testing.assert_array_equal(chg[1], [0.0] * 4)
     with pytest.raises(PowerError, match="arm 'other': 0 pilot value"):
-        pilot_values(r, readout="d", time_h=24.0, arms=["ket", "other"])
+        pilot_values(r, c(arms=["ket", "other"]))
+    with pytest.raises(PowerError, match="measured in regions"):
+        pilot_values(r, c(region=None))
 
 
 def test_power_on_an_analyze_folder(tmp_path):
@@ -84,7 +98,26 @@ def test_power_on_an_analyze_folder(tmp_path):
                                                                       "stats.csv"}
     for args, msg in ((["--compare", "5"], "--compare: got 5"),
                       ([], "give --compare INDEX"),
-                      (["--compare", "0", "--design"], "no --design")):
+                      (["--compare", "0", "--design"], "no --design"),
+                      (["--compare", "0", "--seed", "-3"], "--seed: got -3"),
+                      (["--compare", "0", "--set", "sig.k_synthesis=2"], "--set: not used")):
         res = CliRunner().invoke(app, ["power", str(run), *args])
         assert res.exit_code == 2 and msg in res.stderr, res.stderr
         assert len(res.stderr.splitlines()) == 1
+
+
+def test_bad_stats_tables_and_a_folder_named_as_a_built_in(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"arm": ["a"], "subject": [0], "assay": ["x"], "readout": ["r"],
+                  "time_h": [1.0], "value": [1.0], "unit": ["1"]}).to_parquet(
+        run / "readouts.parquet")
+    for text, msg in (("x,y\n1,2\n", "missing column(s)"), ("", "cannot read it")):
+        (run / "stats.csv").write_text(text)
+        res = CliRunner().invoke(app, ["power", str(run), "--compare", "0"])
+        assert res.exit_code == 2 and msg in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cort_ketamine").mkdir()
+    res = CliRunner().invoke(app, ["power", "cort_ketamine", "--compare", "0"])
+    assert res.exit_code == 2 and "both a built-in scenario and a folder" in res.stderr

@@ -312,38 +312,26 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
 PILOT_TESTS = ("welch_t", "student_t", "mann_whitney", "anova", "kruskal")
 
 
-def pilot_values(readouts: pd.DataFrame, *, readout: str, time_h: float,
-                 arms: Sequence[str], assay: str | None = None,
-                 baseline_h: float | None = None) -> list[np.ndarray]:
-    """Per arm, the pilot's values of one readout at ``time_h`` (one per subject), or with
-    ``baseline_h`` each subject's change from its own value then (subjects measured at
-    both times). Raises :class:`PowerError` for an arm with fewer than 2 values."""
-    sel = readouts["readout"] == readout
-    if assay:
-        sel &= readouts["assay"] == assay
-    rows = readouts.loc[sel]
-    if "cell" in rows.columns:
-        rows = rows.loc[rows["cell"].isna()]
-    if "branch" in rows.columns:
-        rows = rows.loc[rows["branch"].isna()]
+def pilot_values(readouts: pd.DataFrame, comparison) -> list[np.ndarray]:
+    """Per arm of ``comparison`` (an object with the fields of a scenario's or a design's
+    comparison: ``readout, at, arms, test``, optional ``assay, region, baseline``), the
+    pilot's values the comparison tests, one per subject (or each subject's change from
+    ``baseline``): :func:`ketasim.analysis.stats.comparison_groups`, so the resampled
+    values are those behind the pilot's own ``stats.csv`` row. Raises
+    :class:`PowerError` for an arm with fewer than 2 values or a comparison it cannot
+    select."""
+    from ketasim.analysis.stats import comparison_groups
 
-    def at(t: float) -> pd.Series:
-        r = rows.loc[np.abs(rows["time_h"].to_numpy(float) - float(t)) < TIME_TOL_H]
-        return r.groupby(["arm", "subject"])["value"].mean()
-
-    now = at(time_h)
-    if baseline_h is not None:
-        now = (now - at(baseline_h)).dropna()
-    out = []
-    for arm in arms:
-        v = now.loc[arm].to_numpy(float) if arm in now.index.get_level_values(0) else (
-            np.empty(0))
-        v = v[np.isfinite(v)]
+    try:
+        _, groups = comparison_groups(readouts, comparison)
+    except ValueError as e:
+        raise PowerError(str(e).removeprefix("compare[0]: ")) from None
+    for arm, v in zip(comparison.arms, groups, strict=True):
         if v.size < 2:
-            raise PowerError(f"arm {arm!r}: {v.size} pilot value(s) of {readout} at "
-                             f"{time_h:g} h; at least 2 are needed to resample")
-        out.append(v)
-    return out
+            raise PowerError(f"arm {arm!r}: {v.size} pilot value(s) of {comparison.readout} "
+                             f"at {float(comparison.at):g} h; at least 2 are needed to "
+                             "resample")
+    return groups
 
 
 def pilot_power(values: Sequence[np.ndarray], *, test: str, ns, cohorts: int,

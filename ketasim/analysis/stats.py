@@ -16,7 +16,7 @@ from scipy import stats as sps
 
 SUMMARY_COLUMNS = ["arm", "assay", "readout", "time_h", "unit", "n", "mean", "sem"]
 STATS_COLUMNS = ["comparison", "readout", "assay", "time_h", "test", "groups", "n",
-                 "means", "statistic", "p", "baseline_h"]
+                 "means", "statistic", "p", "baseline_h", "region"]
 TIME_TOL_H = 1e-9
 
 
@@ -171,25 +171,8 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
     """
     rows = []
     for k, c in enumerate(comparisons):
-        sel = readouts["readout"] == c.readout
-        if getattr(c, "assay", None):
-            sel &= readouts["assay"] == c.assay
-        else:
-            sel = _nesting(readouts, sel, c.test, c.at)
-        if getattr(c, "region", None):
-            sel &= readouts["region"] == c.region if "region" in readouts else False
-        elif "region" in readouts and readouts.loc[sel & _at(readouts, c.at),
-                                                   "region"].nunique() > 1:
-            raise ValueError(
-                f"compare[{k}]: {c.readout!r} is measured in regions "
-                f"{sorted(readouts.loc[sel, 'region'].unique())}; name one with region:")
+        rows_, groups = comparison_groups(readouts, c, k)
         baseline = getattr(c, "baseline", None)
-        rows_ = (readouts.loc[sel & _at(readouts, c.at)] if baseline is None
-                 else _changes(readouts, sel, c, k))
-        groups = []
-        for arm in c.arms:
-            v = rows_.loc[rows_["arm"] == arm, "value"].to_numpy(float)
-            groups.append(v[np.isfinite(v)])
         if c.test == "mixed_lm":
             mixed = rows_.loc[rows_["arm"].isin(c.arms)]
             res = mixed_lm_test(mixed["value"].to_numpy(float), mixed["arm"].to_numpy(),
@@ -202,5 +185,34 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
             "n": ";".join(str(len(g)) for g in groups),
             "means": ";".join(f"{g.mean():.6g}" if len(g) else "nan" for g in groups),
             "statistic": res.statistic, "p": res.p,
-            "baseline_h": float("nan") if baseline is None else float(baseline)})
+            "baseline_h": float("nan") if baseline is None else float(baseline),
+            "region": getattr(c, "region", None) or ""})
     return pd.DataFrame(rows, columns=STATS_COLUMNS)
+
+
+def comparison_groups(readouts: pd.DataFrame, c, k: int = 0
+                      ) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """The rows a comparison ``c`` tests (its readout, assay or nesting, region, time, or
+    changes from ``baseline``) and, per arm of ``c.arms``, their finite values: what
+    :func:`compare` runs its test on (and what a power analysis from pilot data
+    resamples)."""
+    sel = readouts["readout"] == c.readout
+    if getattr(c, "assay", None):
+        sel &= readouts["assay"] == c.assay
+    else:
+        sel = _nesting(readouts, sel, c.test, c.at)
+    if getattr(c, "region", None):
+        sel &= readouts["region"] == c.region if "region" in readouts else False
+    elif "region" in readouts and readouts.loc[sel & _at(readouts, c.at),
+                                               "region"].nunique() > 1:
+        raise ValueError(
+            f"compare[{k}]: {c.readout!r} is measured in regions "
+            f"{sorted(readouts.loc[sel, 'region'].unique())}; name one with region:")
+    baseline = getattr(c, "baseline", None)
+    rows_ = (readouts.loc[sel & _at(readouts, c.at)] if baseline is None
+             else _changes(readouts, sel, c, k))
+    groups = []
+    for arm in c.arms:
+        v = rows_.loc[rows_["arm"] == arm, "value"].to_numpy(float)
+        groups.append(v[np.isfinite(v)])
+    return rows_, groups
