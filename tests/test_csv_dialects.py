@@ -79,6 +79,10 @@ def test_a_tst_bout_table_and_a_dff_table(tmp_path):
     ("a\tb\n1\t2,5\n", ("\t", ",")),
     ("\ufeffa;b\n1;2\n", (";", ",")),  # Excel's byte-order mark
     ("single\n1.5\n", (",", ".")),
+    ("a;b\n1.5;2\n", (";", ".")),  # written with sep=";" by a program keeping points
+    ("a;b\n1.000;2,5\n", (";", ",")),  # points group thousands beside decimal commas
+    ('"subject";"sucrose, g"\n"m1";"8,5"\n', (";", ",")),  # a comma inside quotes
+    ("a\tb\n" + "1\t2\n" * 20 + "1\t2,5\n", ("\t", ",")),  # decimal commas on line 22
 ])
 def test_the_dialect_is_told_from_the_first_lines(tmp_path, text, dialect):
     path = tmp_path / "t.csv"
@@ -92,3 +96,18 @@ def test_a_bad_cell_in_a_european_file_is_still_named(tmp_path, tracking):
     (tmp_path / "eu.csv").write_text(european(bad))
     with pytest.raises(ValueError, match=r"eu.csv.*position_um.*row 5 \(line 6\)"):
         read_tracking_table(tmp_path / "eu.csv")
+
+
+def test_thousands_grouped_by_points_in_a_decimal_comma_file(tmp_path):
+    """A German sheet writes one thousand as 1.000 and 1234,5 as 1.234,5."""
+    (tmp_path / "t.csv").write_text("time_s;c1\n1.000;0,01\n1.001;0,02\n1.002;0,03\n")
+    rec = read_dff(tmp_path / "t.csv")
+    np.testing.assert_array_equal(rec.time_s, [1000.0, 1001.0, 1002.0])
+    assert rec.frame_rate_hz == pytest.approx(1.0)
+    (tmp_path / "s.csv").write_text('"subject";"sucrose, g";"water_g"\n'
+                                    '"m1";"1.234,5";"2"\n')
+    from ketasim.analysis._tables import read_frame
+
+    df, _ = read_frame(tmp_path / "s.csv", "csv", ValueError)
+    assert list(df.columns) == ["subject", "sucrose, g", "water_g"]
+    assert df.loc[0, "sucrose, g"] == "1234.5"

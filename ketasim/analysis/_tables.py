@@ -61,28 +61,53 @@ def first_line(err: Exception) -> str:
 _DECIMAL_COMMA = r"^\s*[+-]?(?:\d+,\d*|,\d+)(?:[eE][+-]?\d+)?\s*$"
 
 
+# a number with a point and no comma (``1.5``, ``-0.25``, ``1e-3`` has none: not counted)
+_DECIMAL_POINT = r"^\s*[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*$"
+# a number grouped in thousands by points, with or without a decimal comma: ``1.000``,
+# ``12.345,5`` (in a file whose decimal mark is the comma)
+_THOUSANDS = r"^\s*[+-]?\d{1,3}(?:\.\d{3})+(?:,\d*)?\s*$"
+_SNIFF_LINES = 200
+
+
 def csv_dialect(path: Path) -> tuple[str, str]:
-    """The cell separator and decimal mark of a CSV file, from its first lines: ``,`` and
-    ``.`` unless the header holds no comma but semicolons (a spreadsheet saved in a
-    European locale: ``;`` and ``,``) or tabs (``\t``, with ``,`` as the decimal mark
-    where the first data lines write numbers so)."""
+    """The cell separator and decimal mark of a CSV file, from its first lines.
+
+    The separator: ``,`` unless the header holds no comma but semicolons or tabs; a
+    quoted header (``"subject";"sucrose, g"``) is read with Python's CSV sniffer, which
+    sees the quotes. The decimal mark of a ``;`` or tab file: the comma where the first
+    200 lines write a number with a decimal comma (``12,5``), else the point (a file
+    written with ``sep=";"`` by a program that keeps the point). In a decimal-comma file
+    points group thousands (``1.000`` is one thousand)."""
+    import csv
     import gzip
     import re
 
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
-            lines = [f.readline() for _ in range(6)]
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
+            lines = [f.readline() for _ in range(_SNIFF_LINES)]
     except OSError:
         return ",", "."  # the reader reports what is wrong with the file
-    header = lines[0]
-    if "," in header or not (";" in header or "\t" in header):
+    lines = [ln for ln in lines if ln]
+    if not lines:
         return ",", "."
-    sep = ";" if ";" in header else "\t"
-    if sep == ";":
-        return sep, ","
-    cells = [c for line in lines[1:] for c in line.rstrip("\r\n").split(sep)]
-    return sep, ("," if any(re.match(_DECIMAL_COMMA, c) for c in cells) else ".")
+    header = lines[0]
+    if '"' in header:
+        try:
+            sep = csv.Sniffer().sniff("".join(lines[:5]), delimiters=",;\t").delimiter
+        except csv.Error:
+            sep = ","
+    elif "," in header or not (";" in header or "\t" in header):
+        sep = ","
+    else:
+        sep = ";" if ";" in header else "\t"
+    if sep == ",":
+        return ",", "."
+    cells = [c for row in csv.reader(lines[1:], delimiter=sep) for c in row]
+    comma = any(re.match(_DECIMAL_COMMA, c) for c in cells)
+    point = any(re.match(_DECIMAL_POINT, c) and not re.match(_THOUSANDS, c)
+                for c in cells)
+    return sep, ("," if comma or not point and sep == ";" else ".")
 
 
 def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
@@ -98,13 +123,18 @@ def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
             # cells as text (csv_dtype) so that bad cells are reported, not coerced
             # round_trip: a number written with all its digits reads back bit for bit
             df = pd.read_csv(path, dtype=csv_dtype, skip_blank_lines=False, sep=sep,
-                             decimal=decimal, float_precision="round_trip")
-            if decimal == ",":  # text cells that are numbers: decimal points
+                             decimal=decimal, float_precision="round_trip",
+                             thousands="." if decimal == "," else None)
+            if decimal == ",":  # text cells that are numbers: no grouping, decimal points
                 for c in df.columns:
                     if df[c].dtype == object:
                         cells = df[c]
+                        grouped = cells.str.match(_THOUSANDS, na=False)
+                        if grouped.any():
+                            cells = cells.where(~grouped,
+                                                cells.str.replace(".", "", regex=False))
                         is_num = cells.str.match(_DECIMAL_COMMA, na=False)
-                        if is_num.any():
+                        if is_num.any() or grouped.any():
                             df[c] = cells.where(~is_num,
                                                 cells.str.replace(",", ".", regex=False))
         else:
