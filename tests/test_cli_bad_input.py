@@ -6,6 +6,7 @@ the arm is compiled; and a full disk or SIGTERM leave no partial output."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -263,8 +264,9 @@ arms:
 
 @pytest.mark.parametrize("species, drug, dose, route, fragments", [
     ("mouse", "ketamine", "10 mg", "ip", ["protocol[ketamine at 0 h].dose: 10 mg",
-                                          "(400 mg/kg at 0.025 kg) is 40x", "Moda-Sava"]),
-    ("mouse", "ketamine", "150 mg/kg", "ip", ["150 mg/kg is 15x"]),
+                                          "(400 mg/kg at 0.025 kg) (arm 'a') is 40x",
+                                          "Moda-Sava"]),
+    ("mouse", "ketamine", "150 mg/kg", "ip", ["150 mg/kg (arm 'a') is 15x"]),
     ("human", "ketamine", "50 mg/kg", "iv", ["is 100x ketamine's typical effective dose",
                                              "in the human (0.5 mg/kg"]),
     ("mouse", "ketamine", "100 mg/kg", "ip", []),  # 10x: flagged only above it
@@ -292,7 +294,7 @@ def test_a_dose_far_above_the_effective_dose_is_a_warning(tmp_path, species, dru
         manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
         assert manifest["warnings"] == lines
         report = (tmp_path / "out" / "report.html").read_text()
-        assert '<ul id="warnings"' in report and fragments[-1] in report
+        assert '<ul id="warnings"' in report and html.escape(fragments[-1]) in report
 
 
 def test_the_anaesthetic_dose_of_the_rat_dose_response_replica_is_flagged():
@@ -314,4 +316,18 @@ def test_the_anaesthetic_dose_of_the_rat_dose_response_replica_is_flagged():
             flagged[Path(str(p)).stem] = lines
     assert list(flagged) == ["dose_response_rat"], flagged
     assert len(flagged["dose_response_rat"]) == 1
-    assert "200 mg/kg is 20x" in flagged["dose_response_rat"][0]
+    assert "200 mg/kg (arm " in flagged["dose_response_rat"][0]
+    assert ") is 20x" in flagged["dose_response_rat"][0]
+
+
+def test_a_repeated_dose_is_one_warning():
+    from ketasim.experiment.runner import dose_warnings
+    from ketasim.params import load_registry
+    from ketasim.scenario import load_scenario_text
+
+    text = DOSE_SCENARIO.format(species="mouse", drug="ketamine", dose="200 mg/kg",
+                                route="ip").replace(
+        "route: ip}", "route: ip, every: 1d, doses: 28}")
+    lines = dose_warnings(load_scenario_text(text), load_registry())
+    assert len(lines) == 1, lines
+    assert "protocol[ketamine at 0 h].dose: 200 mg/kg (arm 'a', 28 doses) is 20x" in lines[0]

@@ -165,7 +165,8 @@ def test_a_screen_dose_far_above_the_effective_dose_is_a_warning(tmp_path):
     assert res.exit_code == 2
     lines = res.stderr.splitlines()
     assert lines[0].startswith("warning: arms[2].protocol[memantine at 0 h].dose: "
-                               "150 mg/kg is 15x memantine's typical effective dose")
+                               "150 mg/kg (arm 'memantine_150mg_kg') is 15x memantine's "
+                               "typical effective dose")
     assert lines[1].startswith("error: --out") and len(lines) == 2
 
 

@@ -176,7 +176,9 @@ def dose_warnings(scenario, registry: Registry) -> list[str]:
     """One line per drug event whose dose exceeds :data:`IMPLAUSIBLE_DOSE_FACTOR` times
     its compound's effective dose for the scenario's species (a warning, not an error:
     an anaesthetic dose is a legitimate question, a slipped unit is not). An absolute dose (mg) is compared per kg of the arm's
-    body weight, or the species' typical weight (``species.<species>.body_weight``)."""
+    body weight, or the species' typical weight (``species.<species>.body_weight``). A
+    repeated dose is one line (naming its first event and the number of doses). A
+    compound whose file gives no effective dose for the species is not checked."""
     from ketasim.pk.compounds import COMPOUNDS
     from ketasim.signaling.protocol import _event_where
 
@@ -185,6 +187,7 @@ def dose_warnings(scenario, registry: Registry) -> list[str]:
     lines = []
     for i, arm in enumerate(scenario.arms):
         kg = arm.body_weight_kg or typical_kg
+        flagged: dict[tuple[str, str], list] = {}  # (drug, dose) -> its events, in order
         for ev in arm.protocol:
             dose = getattr(ev, "dose", None)
             compound = COMPOUNDS.get(getattr(ev, "drug", None) or "")
@@ -195,13 +198,17 @@ def dose_warnings(scenario, registry: Registry) -> list[str]:
                 continue
             per_kg = dose.value if dose.unit == "mg/kg" else dose.value / kg
             if per_kg > IMPLAUSIBLE_DOSE_FACTOR * eff.value:
-                given = str(dose) + (f" ({per_kg:.3g} mg/kg at {kg:g} kg)"
-                                     if dose.unit == "mg" else "")
-                lines.append(f"{_event_where(f'arms[{i}]', ev)}.dose: {given} is "
-                             f"{per_kg / eff.value:.3g}x {compound.name}'s typical effective "
-                             f"dose in the {species} ({eff.value:g} mg/kg; {eff.source}); "
-                             "check the dose and its unit (the model's parameters were "
-                             "fitted mostly at effective doses)")
+                flagged.setdefault((compound.name, str(dose)), []).append((ev, per_kg, eff))
+        for (name, dose_text), events in flagged.items():
+            ev, per_kg, eff = events[0]
+            given = dose_text + (f" ({per_kg:.3g} mg/kg at {kg:g} kg)"
+                                 if ev.dose.unit == "mg" else "")
+            more = f", {len(events)} doses" if len(events) > 1 else ""
+            lines.append(f"{_event_where(f'arms[{i}]', ev)}.dose: {given} (arm "
+                         f"{arm.name!r}{more}) is {per_kg / eff.value:.3g}x {name}'s "
+                         f"typical effective dose in the {species} ({eff.value:g} mg/kg; "
+                         f"{eff.source}); check the dose and its unit (the model's "
+                         "parameters were fitted mostly at effective doses)")
     return lines
 
 
