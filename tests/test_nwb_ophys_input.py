@@ -28,10 +28,9 @@ RATE = 30.0
 pytestmark = pytest.mark.filterwarnings("ignore:The linked table for DynamicTableRegion")
 
 
-def lab_nwb(path, traces: dict[str, np.ndarray], *, interface=Fluorescence,
-            timestamps: np.ndarray | None = None, start: float = 0.0):
-    """An NWB file with ``traces`` (name -> ROIs x frames) in one ``interface`` of the
-    ophys module, over a plane segmentation of as many ROIs (ids 10, 11, ...)."""
+def plane_file(path, n: int, first_id: int = 0):
+    """An NWB file (not yet written) with one imaging plane of ``n`` ROIs (ids from
+    ``first_id``) in an ``ophys`` module: (nwbfile, ophys module, plane segmentation)."""
     nwb = NWBFile(session_description="lab two-photon session", identifier=path.stem,
                   session_start_time=TIME_ZERO)
     device = nwb.create_device(name="scope")
@@ -43,11 +42,19 @@ def lab_nwb(path, traces: dict[str, np.ndarray], *, interface=Fluorescence,
     seg = ImageSegmentation()
     ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="ROIs",
                                        imaging_plane=plane)
-    n = next(iter(traces.values())).shape[0]
     for i in range(n):
-        ps.add_roi(id=10 + i, pixel_mask=[(i, i, 1.0)])
+        ps.add_roi(id=first_id + i, pixel_mask=[(i, i, 1.0)])
     ophys = nwb.create_processing_module("ophys", "optical physiology")
     ophys.add(seg)
+    return nwb, ophys, ps
+
+
+def lab_nwb(path, traces: dict[str, np.ndarray], *, interface=Fluorescence,
+            timestamps: np.ndarray | None = None, start: float = 0.0):
+    """An NWB file with ``traces`` (name -> ROIs x frames) in one ``interface`` of the
+    ophys module, over a plane segmentation of as many ROIs (ids 10, 11, ...)."""
+    n = next(iter(traces.values())).shape[0]
+    nwb, ophys, ps = plane_file(path, n, first_id=10)
     rois = ps.create_roi_table_region(region=list(range(n)), description="all ROIs")
     iface = interface()
     for name, x in traces.items():
@@ -151,21 +158,7 @@ def test_the_csv_reference_reads_the_same_dff(tmp_path):
 def suite2p_nwb(path, f, fneu, spks, *, extra_dff: dict | None = None):
     """The layout of suite2p's own NWB export: three Fluorescence interfaces, each with
     one series named as the interface (Fluorescence, Neuropil, Deconvolved)."""
-    nwb = NWBFile(session_description="suite2p", identifier=path.stem,
-                  session_start_time=TIME_ZERO)
-    device = nwb.create_device(name="scope")
-    plane = nwb.create_imaging_plane(
-        name="plane0", optical_channel=OpticalChannel(name="g", description="GCaMP",
-                                                      emission_lambda=510.0),
-        description="L5", device=device, excitation_lambda=920.0, imaging_rate=RATE,
-        indicator="GCaMP6f", location="mPFC")
-    seg = ImageSegmentation()
-    ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="ROIs",
-                                       imaging_plane=plane)
-    for i in range(f.shape[0]):
-        ps.add_roi(id=i, pixel_mask=[(i, i, 1.0)])
-    ophys = nwb.create_processing_module("ophys", "optical physiology")
-    ophys.add(seg)
+    nwb, ophys, ps = plane_file(path, f.shape[0])
     for name, x in (("Fluorescence", f), ("Neuropil", fneu), ("Deconvolved", spks)):
         rois = ps.create_roi_table_region(region=list(range(f.shape[0])), description="all")
         ophys.add(Fluorescence(name=name, roi_response_series=RoiResponseSeries(

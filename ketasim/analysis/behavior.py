@@ -304,6 +304,23 @@ TST_SCORE_COLUMNS = ["arm", "subject", "window_start_s", "window_end_s", "immobi
                      "latency_to_immobility_s"]
 
 
+def _time_series(arm: np.ndarray, subject: np.ndarray, t: np.ndarray, src: _Source,
+                 what: str):
+    """Per (arm, subject), in order: its row positions and their time steps, checked to
+    hold two or more rows with ``time_s`` increasing (one error naming the row)."""
+    key = pd.DataFrame({"arm": arm, "subject": subject})
+    for (a, sj), idx in key.groupby(["arm", "subject"], sort=True).indices.items():
+        if idx.size < 2:
+            raise src.fail("time_s", int(idx[0]), f"subject {sj!r} has a single {what}; at "
+                           "least two are needed")
+        step = np.diff(t[idx])
+        k = first_true(step <= 0)
+        if k is not None:
+            raise src.fail("time_s", int(idx[k + 1]), f"expected time_s to increase within "
+                           f"subject {sj!r}, got {t[idx[k + 1]]:g} after {t[idx[k]]:g}")
+        yield a, sj, idx, step
+
+
 def tst_bouts_from_frames(frames: str | Path | pd.DataFrame, *,
                           duration_s: float = TST_DURATION_S) -> pd.DataFrame:
     """Tail suspension bouts from a per-frame scoring (what automated systems export): one
@@ -320,17 +337,8 @@ def tst_bouts_from_frames(frames: str | Path | pd.DataFrame, *,
     arm, subject = _ids(df, "arm", src, DEFAULT_ARM), _ids(df, "subject", src)
     t = _floats(df, "time_s", src)
     imm = _bools(df, "immobile", src)
-    key = pd.DataFrame({"arm": arm, "subject": subject})
     bouts = []
-    for (a, sj), idx in key.groupby(["arm", "subject"], sort=True).indices.items():
-        if idx.size < 2:
-            raise src.fail("time_s", int(idx[0]), f"subject {sj!r} has a single frame; at "
-                           "least two are needed")
-        step = np.diff(t[idx])
-        k = first_true(step <= 0)
-        if k is not None:
-            raise src.fail("time_s", int(idx[k + 1]), f"expected time_s to increase within "
-                           f"subject {sj!r}, got {t[idx[k + 1]]:g} after {t[idx[k]]:g}")
+    for a, sj, idx, step in _time_series(arm, subject, t, src, "frame"):
         ends = np.minimum(np.append(t[idx][1:], t[idx][-1] + float(np.median(step))),
                           duration_s)
         keep = t[idx] < duration_s
@@ -788,16 +796,7 @@ def open_field_locomotion(tracks: str | Path | pd.DataFrame, *,
     x = _floats(df, "x_cm", src, allow_missing=True)
     y = _floats(df, "y_cm", src, allow_missing=True)
     frames = []
-    key = pd.DataFrame({"arm": arm, "subject": subject})
-    for (a, s), idx in key.groupby(["arm", "subject"], sort=True).indices.items():
-        if idx.size < 2:
-            raise src.fail("time_s", int(idx[0]), f"subject {s!r} has a single sample; at "
-                           "least two are needed")
-        step = np.diff(t[idx])
-        k = first_true(step <= 0)
-        if k is not None:
-            raise src.fail("time_s", int(idx[k + 1]), f"expected time_s to increase within "
-                           f"subject {s!r}, got {t[idx[k + 1]]:g} after {t[idx[k]]:g}")
+    for a, s, idx, _ in _time_series(arm, subject, t, src, "sample"):
         edges, dist, tracked = binned_distance(x[idx], y[idx], t[idx], bin_s=bin_s,
                                                start_s=start_s, end_s=end_s,
                                                min_step_cm=min_step_cm)
