@@ -383,3 +383,54 @@ def test_a_spatial_series_without_a_position_and_errors_naming_the_file(tmp_path
     (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
     with pytest.raises(BehaviorDataError, match=r"^m3_pos.nwb \(as read\), column 'time_s'"):
         analyze("behavior", [path], tmp_path / "d.yaml", tmp_path / "x")
+
+
+def test_the_report_draws_the_open_field_paths(tmp_path):
+    """Lab tracks (DeepLabCut here) and simulated ones both end up in the report's path
+    figure, a panel per animal (the first six of a group)."""
+    n = 600
+    paths = []
+    for i in range(1, 9):
+        x, y = circle(n, turns=1 + i % 3)
+        paths.append(tmp_path / f"m{i}_preDLC.csv")
+        dlc_csv(paths[-1], {"tailbase": (x, y, np.full(n, 0.99))})
+    design = {"name": "of", "groups": {"a": [f"m{i}" for i in range(1, 8)], "b": ["m8"]},
+              "sessions": {"pre": "-1d"}, "files": [{"pattern": "{subject}_{session}DLC.csv"}],
+              "options": {"frame_rate_hz": FPS, "px_per_cm": PX_PER_CM}}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    out = analyze("behavior", paths, tmp_path / "d.yaml", tmp_path / "out")
+    assert (out / "fig_open_field_tracks.png").is_file()
+    assert "open-field paths" in (out / "report.html").read_text()
+    from ketasim.analyze.design import load_design
+    from ketasim.analyze.kinds import read_lab_data
+
+    kept = read_lab_data("behavior", paths, load_design(tmp_path / "d.yaml")).kept
+    shown = kept["open_field"]["a"]["tracks"]["subject"].unique()
+    assert list(shown) == [f"m{i}" for i in range(1, 7)]  # six of group a's seven
+    np.testing.assert_allclose(kept["open_field"]["b"]["tracks"]["x_cm"].iloc[:3],
+                               circle(n, turns=3)[0][:3] / PX_PER_CM)
+
+
+def test_a_run_draws_simulated_paths(tmp_path):
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    (tmp_path / "s.yaml").write_text("""
+name: of
+species: mouse
+seed: 3
+arms:
+  - name: saline
+    n: 2
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays: [{assay: open_field, at: [10min]}]
+  - name: ketamine
+    n: 2
+    protocol: [{at: 0h, drug: ketamine, dose: 30 mg/kg, route: ip}]
+    assays: [{assay: open_field, at: [10min]}]
+""")
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out",
+                                   str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "fig_open_field_tracks.png").is_file()

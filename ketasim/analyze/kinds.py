@@ -79,6 +79,9 @@ class LabData:
     subjects: pd.DataFrame  # arm, subject (index), subject_id (the lab's)
     notes: list[str] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: what the report's assay figures draw, as a run keeps it: assay -> group -> dict
+    #: (open-field paths: ``{"open_field": {group: {"tracks": table}}}``)
+    kept: dict[str, dict[str, dict]] = field(default_factory=dict)
 
 
 def _subjects(design: ResolvedDesign) -> pd.DataFrame:
@@ -410,6 +413,7 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
     opts = design.design.options
     parts = []
     seen: dict[tuple, Path] = {}
+    tracks: dict[str, list[pd.DataFrame]] = {}  # group -> open-field paths to draw
     for path in paths:
         lab_subject, t = design.file_entry(path)
         name, _ = _behaviour_kind(path)
@@ -420,6 +424,7 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
             bin_s = _option(opts, "bin_s", 300.0, float, 1e-9, design.where)
             with _named(path):
                 s = beh.open_field_locomotion(track, bin_s=bin_s)
+            _keep_tracks(tracks, track, t, design)
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
             vals = {"distance_cm": (s["distance_cm"], "cm")}
         elif name in ("tail_suspension", "tail_suspension_frames"):
@@ -450,6 +455,11 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
         else:
             s = beh.open_field_locomotion(path, bin_s=_option(opts, "bin_s", 300.0, float,
                                                               1e-9, design.where))
+            table = read_frame(path, file_kind(path, beh.BehaviorDataError),
+                               beh.BehaviorDataError)[0]  # checked: for the path figure
+            _keep_tracks(tracks, table.assign(**{c: pd.to_numeric(table[c], errors="coerce")
+                                                 for c in ("time_s", "x_cm", "y_cm")}),
+                         t, design)
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
             vals = {"distance_cm": (s["distance_cm"], "cm")}
         _once(seen, [(str(sj), t, name) for sj in s["subject"]], path)
@@ -457,7 +467,25 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
             part = s[["arm", "subject"]].assign(time_h=t, readout=readout,
                                                 value=np.asarray(v, float), unit=unit)
             parts.append(_assign(part, design, str(path)).assign(assay=name))
-    return LabData(pd.concat(parts, ignore_index=True), _subjects(design))
+    kept = {"open_field": {g: {"tracks": pd.concat(v, ignore_index=True)}
+                           for g, v in tracks.items()}} if tracks else {}
+    return LabData(pd.concat(parts, ignore_index=True), _subjects(design), kept=kept)
+
+
+def _keep_tracks(tracks: dict[str, list], track: pd.DataFrame, t_h: float,
+                 design: ResolvedDesign) -> None:
+    """Add a file's open-field paths (columns subject, time_s, x_cm, y_cm) to what the
+    report draws: the first animals of each group, per session, as a run keeps them."""
+    from ketasim.report.behavior_figures import TRACK_COLUMNS
+
+    for subject, g in track.groupby(track["subject"].astype(str), sort=False):
+        group = design.group(subject, "open-field tracks")
+        shown = {str(p["subject"].iloc[0]) for p in tracks.get(group, [])}
+        if subject not in shown and len(shown) >= TRACK_COLUMNS:
+            continue
+        tracks.setdefault(group, []).append(pd.DataFrame({
+            "subject": subject, "time_h": t_h, "t_s": g["time_s"].to_numpy(float),
+            "x_cm": g["x_cm"].to_numpy(float), "y_cm": g["y_cm"].to_numpy(float)}))
 
 
 def _nwb(paths: list[Path], design: ResolvedDesign) -> LabData:

@@ -77,7 +77,7 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
         description = (design.design.description or f"{kind} data") + " " + " ".join(
             [*data.notes, TESTS_NOTE])
         write_report(tmp, f"ketasim analyze {kind}: {design.design.name}", description,
-                     readouts, summary, stats, man)
+                     readouts, summary, stats, man, data.kept)
     return out
 
 

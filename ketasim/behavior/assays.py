@@ -103,12 +103,17 @@ TAIL_SUSPENSION = Assay(
     species=RODENTS)
 
 
+#: subjects per arm whose open-field paths the report draws
+KEEP_TRACK_SUBJECTS = 6
+
+
 def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Distance travelled in a bin of ``bin_min`` minutes starting at each time, from a
     simulated track scored by :func:`ketasim.analysis.behavior.binned_distance`."""
     op = OpenFieldParams.from_registry(ctx.registry)
     n_s = round(float(ctx.options["bin_min"]) * 60.0)
     out = np.full((ctx.n, len(at), 1), np.nan)
+    kept = []
     for j, t0 in enumerate(at):
         # the drive at each second of the bin (the runner samples the declared times)
         occ = ctx.trajectory("occupancy_interneuron", _seconds(t0, n_s))
@@ -117,7 +122,18 @@ def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
             g = ctx.rng(s, f"open_field_{j}")
             x, y, t = track(op.speed(occ[s], shut[s]), op, g)
             out[s, j, 0] = binned_distance(x, y, t, bin_s=float(n_s))[1].sum()
+            if int(ctx.subjects[s]) < KEEP_TRACK_SUBJECTS:  # for the report's path plots
+                kept.append(pd.DataFrame({"subject": str(int(ctx.subjects[s])),
+                                          "time_h": float(t0), "t_s": t, "x_cm": x,
+                                          "y_cm": y}))
+    ctx.keep("tracks", pd.concat(kept, ignore_index=True) if kept else pd.DataFrame())
     return ctx.rows(out, at, ["distance_cm"], ["cm"])
+
+
+def merge_tracks(kept: list[dict]) -> dict:
+    """The kept open-field tracks of an arm's chunks, as one table."""
+    parts = [k["tracks"] for k in kept if "tracks" in k and len(k["tracks"])]
+    return {"tracks": pd.concat(parts, ignore_index=True)} if parts else {}
 
 
 def _seconds(t0_h: float, n_s: int) -> np.ndarray:
@@ -133,6 +149,7 @@ OPEN_FIELD = Assay(
     "open_field", "open-field locomotion, video tracking", (Readout("distance_cm", "cm"),),
     _open_field, outputs=("occupancy_interneuron", "pyramidal_shutdown"), sample_times=_open_field_times,
     options={"bin_min": 5.0}, positive=("bin_min",),
+    figures=("ketasim.report.behavior_figures:track_figures",), merge_kept=merge_tracks,
     species=RODENTS)
 
 

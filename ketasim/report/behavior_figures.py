@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ketasim.behavior.assays import KEEP_PERI_SUBJECTS
 from ketasim.report._mpl import subplots
@@ -105,3 +106,58 @@ def tst_figures(kept: dict, out: Path, prefix: str) -> list:
                                    "mice (each the mean over its onsets; at most the "
                                    f"first {KEEP_PERI_SUBJECTS:,d} of an arm) with SEM "
                                    "bands; the dashed line is the onset"))]
+
+
+TRACK_COLUMNS = 6  # animals per arm drawn in the open-field path figure
+
+
+def track_figure(tracks: dict[str, pd.DataFrame], path: Path, cols: int = TRACK_COLUMNS
+                 ) -> Path | None:
+    """Open-field paths: a row per arm and session, a panel per animal (the first
+    ``cols``), x against y in cm on equal axes; lost samples break the line, so a
+    tracker's jumps and losses show."""
+    rows = [(arm, t, g) for arm, df in tracks.items() if len(df)
+            for t, g in df.groupby("time_h", sort=True)]
+    if not rows:
+        return None
+    lo = min(float(np.nanmin(df[["x_cm", "y_cm"]].to_numpy())) for df in tracks.values()
+             if len(df))
+    hi = max(float(np.nanmax(df[["x_cm", "y_cm"]].to_numpy())) for df in tracks.values()
+             if len(df))
+    cols = min(cols, max(g["subject"].nunique() for _, _, g in rows))
+    fig, axes = subplots(len(rows), cols, figsize=(0.6 + 1.7 * cols, 1.8 * len(rows)),
+                         squeeze=False)
+    for r, (arm, t, g) in enumerate(rows):
+        subjects = list(dict.fromkeys(g["subject"]))[:cols]
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_aspect("equal")
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+            if c >= len(subjects):
+                ax.axis("off")
+                continue
+            s = g[g["subject"] == subjects[c]]
+            ax.plot(s["x_cm"].to_numpy(float), s["y_cm"].to_numpy(float), lw=0.5,
+                    color="tab:blue")
+            ax.set_title(f"{subjects[c]}", fontsize=7)
+            if c == 0:
+                when = (f"{float(t) * 60:.3g} min" if abs(float(t)) < 1
+                        else session_label(float(t)))
+                ax.set_ylabel(f"{arm}\n{when}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def track_figures(kept: dict, out: Path, prefix: str) -> list:
+    """The open-field paths of the first animals of each arm (what ``open_field`` kept,
+    simulated or read from a lab's tracks)."""
+    tracks = {arm: k["tracks"] for arm, k in kept.items() if "tracks" in k}
+    if not tracks:
+        return []
+    return [(track_figure(tracks, out / f"{prefix}tracks.png"), "open-field paths",
+             (f"open-field paths (cm), the first {TRACK_COLUMNS} animals of each arm per "
+             "session; gaps are lost samples"))]
