@@ -574,15 +574,34 @@ def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
             return None if v is None or pd.isna(v) or str(v) == "" else str(v)
 
         arms = str(r["groups"]).split(";")
-        base = r.get("baseline_h")
-        base = None if base is None or pd.isna(base) else float(base)
-        comparison = SimpleNamespace(readout=str(r["readout"]), at=float(r["time_h"]),
-                                     arms=arms, test=str(r["test"]), assay=text("assay"),
+        try:
+            at = float(r["time_h"])
+            base = None if text("baseline_h") is None else float(r["baseline_h"])
+        except (TypeError, ValueError):
+            raise PowerError(f"{files[1]}: comparison {compare}: time_h and baseline_h must "
+                             "be numbers (hours)") from None
+        comparison = SimpleNamespace(readout=str(r["readout"]), at=at, arms=arms,
+                                     test=str(r["test"]), assay=text("assay"),
                                      region=text("region"), baseline=base)
         cohorts = PILOT_COHORTS if cohorts is None else cohorts
         seed = 0 if seed is None else seed
         ns = parse_n_range(n)
-        values = pilot_values(pd.read_parquet(files[0]), comparison)
+        try:
+            readouts = pd.read_parquet(files[0])
+        except Exception as e:  # noqa: BLE001 - pyarrow's errors vary; one clear line
+            raise PowerError(f"{files[0]}: cannot read it as Parquet "
+                             f"({str(e).strip().splitlines()[0][:200]})") from None
+        need = {"arm", "subject", "assay", "readout", "time_h", "value"}
+        if not need <= set(readouts.columns):
+            raise PowerError(f"{files[0]}: missing column(s) "
+                             f"{', '.join(sorted(need - set(readouts.columns)))} (not a "
+                             "ketasim readouts table)")
+        if "region" not in stats.columns and "region" in readouts.columns and (
+                readouts["region"].nunique() > 1):
+            raise PowerError(f"{files[1]} has no region column (written by an older "
+                             "ketasim) while the readouts span regions; rerun the run or "
+                             "analysis to record each comparison's region")
+        values = pilot_values(readouts, comparison)
         df = pilot_power(values, test=str(r["test"]), ns=ns, cohorts=cohorts, alpha=alpha,
                          seed=seed, readout=str(r["readout"]), time_h=float(r["time_h"]),
                          arms=arms)

@@ -111,3 +111,20 @@ def test_thousands_grouped_by_points_in_a_decimal_comma_file(tmp_path):
     df, _ = read_frame(tmp_path / "s.csv", "csv", ValueError)
     assert list(df.columns) == ["subject", "sucrose, g", "water_g"]
     assert df.loc[0, "sucrose, g"] == "1234.5"
+
+
+def test_points_are_decimals_unless_beside_decimal_commas(tmp_path):
+    """A ';' file written with points (1.500 is one and a half, not 1500), identifier
+    columns never reinterpreted, and a tab header with a comma inside a name."""
+    from ketasim.analysis._tables import read_frame
+    from ketasim.analysis.behavior import sucrose_preference
+
+    (tmp_path / "pt.csv").write_text("subject;sucrose_g;water_g\nm1;1.500;2.250\n")
+    r = sucrose_preference(tmp_path / "pt.csv")
+    assert (r.loc[0, "sucrose"], r.loc[0, "water"]) == (1.5, 2.25)
+    (tmp_path / "id.csv").write_text("subject;sucrose_g;water_g\n1.001;1,5;2\n")
+    r = sucrose_preference(tmp_path / "id.csv")
+    assert r.loc[0, "subject"] == "1.001" and r.loc[0, "sucrose"] == 1.5
+    (tmp_path / "tab.csv").write_text("subject\tsucrose, g\twater_g\nm1\t1\t2\n")
+    df, _ = read_frame(tmp_path / "tab.csv", "csv", ValueError)
+    assert list(df.columns) == ["subject", "sucrose, g", "water_g"]

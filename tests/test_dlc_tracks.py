@@ -266,8 +266,8 @@ def test_file_entries_by_pattern(tmp_path):
     d = load_design(tmp_path / "b.yaml")
     assert d.file_entry(paths[0]) == ("m2", 24.0)
     assert d.file_entry(paths[1]) == ("m1", -24.0)
-    with pytest.raises(DesignError, match=r"files\[1\].pattern: .*x9_pre.csv' reads as "
-                                          "subject 'x9', which is in no group"):
+    with pytest.raises(DesignError, match=r"files\[1\].pattern: .*x9_pre.csv' fits the "
+                                          r"pattern, but no reading .* subject 'x9'"):
         d.file_entry(tmp_path / "videos" / "x9_pre.csv")
     for files, msg in (
             ([{"pattern": "{subject}_{day}.csv"}], r"files\[0\].pattern: unknown field"),
@@ -283,7 +283,8 @@ def test_file_entries_by_pattern(tmp_path):
     bad_session = {**design, "files": [{"pattern": "{subject}_{session}DLC*.csv"}],
                    "sessions": {"pre": "-1d"}, "compare": []}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(bad_session))
-    with pytest.raises(DesignError, match=r"files\[0\].session \(from .*m1_postDLC"):
+    with pytest.raises(DesignError, match=r"files\[0\].pattern: .*m1_postDLC.* reads, for "
+                                          "one, as session 'post', subject 'm1'"):
         load_design(tmp_path / "s.yaml").file_entry(paths[1])
 
 
@@ -319,7 +320,7 @@ def test_patterns_try_every_reading_of_a_name():
     with pytest.raises(DesignError, match="reads two ways .*make the pattern more specific"):
         d.file_entry(Path("m12.csv"))
     d = resolved([{"pattern": "{subject}_{session}.csv"}], {"a": ["m1"], "b": ["m2"]})
-    with pytest.raises(DesignError, match=r"\(read 'day3' from the name\)"):
+    with pytest.raises(DesignError, match=r"reads, for one, as session 'day3', subject"):
         d.file_entry(Path("m1_day3.csv"))
 
 
@@ -434,3 +435,30 @@ arms:
                                    str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "run" / "fig_open_field_tracks.png").is_file()
+
+
+def test_untracked_animals_many_sessions_and_a_file_given_twice(tmp_path):
+    """All-NaN tracks give no path figure but the analysis runs; the figure keeps four
+    sessions per group; a file named twice (overlapping globs) is an error."""
+    from ketasim.report.behavior_figures import track_figure
+
+    n = 300
+    x, y = circle(n)
+    lost = tmp_path / "m1_preDLC.csv"
+    dlc_csv(lost, {"tailbase": (x, y, np.zeros(n))})  # never above the cutoff
+    design = {"name": "of", "groups": {"a": ["m1"]}, "sessions": {"pre": "-1d"},
+              "files": [{"pattern": "{subject}_{session}DLC.csv"}],
+              "options": {"frame_rate_hz": FPS, "px_per_cm": PX_PER_CM}}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    out = analyze("behavior", [lost], tmp_path / "d.yaml", tmp_path / "out")
+    assert pd.read_parquet(out / "readouts.parquet")["value"].iloc[0] == 0.0
+    assert not (out / "fig_open_field_tracks.png").exists()
+    with pytest.raises(DesignError, match="given twice"):
+        analyze("behavior", [lost, tmp_path / "." / "m1_preDLC.csv"], tmp_path / "d.yaml",
+                tmp_path / "o2")
+    days = pd.concat([pd.DataFrame({"subject": "m1", "time_h": 24.0 * d, "x_cm": x,
+                                    "y_cm": y}) for d in range(40)])
+    from matplotlib.image import imread
+
+    png = track_figure({"a": days}, tmp_path / "t.png")
+    assert imread(png).shape[0] <= 4 * 1.8 * 100 + 10  # four rows of 1.8 in at 100 dpi

@@ -121,3 +121,26 @@ def test_bad_stats_tables_and_a_folder_named_as_a_built_in(tmp_path, monkeypatch
     (tmp_path / "cort_ketamine").mkdir()
     res = CliRunner().invoke(app, ["power", "cort_ketamine", "--compare", "0"])
     assert res.exit_code == 2 and "both a built-in scenario and a folder" in res.stderr
+
+
+def test_more_bad_run_folders(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    good = pd.DataFrame({"comparison": [0], "readout": ["r"], "assay": [""],
+                         "time_h": ["soon"], "test": ["welch_t"], "groups": ["a;b"]})
+    good.to_csv(run / "stats.csv", index=False)
+    (run / "readouts.parquet").write_bytes(b"not parquet")
+    for stats, msg in ((good, "time_h and baseline_h must be numbers"),
+                       (good.assign(time_h=1.0), "cannot read it as Parquet")):
+        stats.to_csv(run / "stats.csv", index=False)
+        res = CliRunner().invoke(app, ["power", str(run), "--compare", "0"])
+        assert res.exit_code == 2 and msg in res.stderr, res.stderr
+    pd.DataFrame({"arm": ["a"], "x": [1]}).to_parquet(run / "readouts.parquet")
+    res = CliRunner().invoke(app, ["power", str(run), "--compare", "0"])
+    assert res.exit_code == 2 and "missing column(s)" in res.stderr
+    rows = [(arm, s, "x", "r", 1.0, float(s), "1", reg) for reg in ("mpfc", "striatum")
+            for arm in ("a", "b") for s in range(3)]
+    pd.DataFrame(rows, columns=["arm", "subject", "assay", "readout", "time_h", "value",
+                                "unit", "region"]).to_parquet(run / "readouts.parquet")
+    res = CliRunner().invoke(app, ["power", str(run), "--compare", "0"])
+    assert res.exit_code == 2 and "no region column (written by an older" in res.stderr

@@ -99,5 +99,12 @@ def test_a_recording_past_the_test_and_errors_naming_the_file(tmp_path):
     design["files"] = [{"path": str(tmp_path / "after.csv"), "time": "1d"}]
     (tmp_path / "d2.yaml").write_text(yaml.safe_dump(design))
     with pytest.raises(BehaviorDataError, match=r"^after.csv, column 'time_s', row 1 .*"
-                                                "after the test's end"):
+                                                "no frame falls within the test"):
         analyze("behavior", [tmp_path / "after.csv"], tmp_path / "d2.yaml", tmp_path / "x")
+
+
+def test_frames_before_the_test_are_left_out():
+    t = np.arange(-10.0, 370.0, 0.5)
+    got = score_tst(tst_bouts_from_frames(pd.DataFrame(
+        {"subject": "m1", "time_s": t, "immobile": (t < 5) | ((t >= 100) & (t < 200))})))
+    assert got["immobility_s"].iloc[0] == pytest.approx(105.0)

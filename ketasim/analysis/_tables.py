@@ -67,17 +67,22 @@ _DECIMAL_POINT = r"^\s*[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*$"
 # ``12.345,5`` (in a file whose decimal mark is the comma)
 _THOUSANDS = r"^\s*[+-]?\d{1,3}(?:\.\d{3})+(?:,\d*)?\s*$"
 _SNIFF_LINES = 200
+#: columns that hold identifiers, never numbers: their cells are kept as written
+ID_COLUMNS = frozenset({"subject", "arm", "group", "branch", "spine_id", "cell", "segment",
+                        "mouse", "state", "class", "origin", "id", "animal", "session"})
 
 
 def csv_dialect(path: Path) -> tuple[str, str]:
     """The cell separator and decimal mark of a CSV file, from its first lines.
 
-    The separator: ``,`` unless the header holds no comma but semicolons or tabs; a
-    quoted header (``"subject";"sucrose, g"``) is read with Python's CSV sniffer, which
-    sees the quotes. The decimal mark of a ``;`` or tab file: the comma where the first
-    200 lines write a number with a decimal comma (``12,5``), else the point (a file
-    written with ``sep=";"`` by a program that keeps the point). In a decimal-comma file
-    points group thousands (``1.000`` is one thousand)."""
+    The separator: the most frequent of ``,``, ``;`` and tab in the header line (a tie
+    is ``,``); a quoted header (``"subject";"sucrose, g"``) is read with Python's CSV
+    sniffer, which sees the quotes. The decimal mark of a ``;`` or tab file: the comma
+    where the first 200 lines write a number with a decimal comma (``12,5``); else the
+    point where they write one with a point (``1.500`` is 1.5: a file written with
+    ``sep=";"`` by a program that keeps the point). Only beside decimal commas do points
+    group thousands (``1.000`` is then one thousand), and never in identifier columns
+    (:data:`ID_COLUMNS`)."""
     import csv
     import gzip
     import re
@@ -97,17 +102,20 @@ def csv_dialect(path: Path) -> tuple[str, str]:
             sep = csv.Sniffer().sniff("".join(lines[:5]), delimiters=",;\t").delimiter
         except csv.Error:
             sep = ","
-    elif "," in header or not (";" in header or "\t" in header):
-        sep = ","
-    else:
-        sep = ";" if ";" in header else "\t"
+    else:  # the most frequent of the three in the header; a tie is comma-separated
+        counts = {d: header.count(d) for d in (",", ";", "\t")}
+        sep = max(counts, key=lambda d: (counts[d], d == ","))
+        if counts[sep] == 0:
+            sep = ","
     if sep == ",":
         return ",", "."
     cells = [c for row in csv.reader(lines[1:], delimiter=sep) for c in row]
-    comma = any(re.match(_DECIMAL_COMMA, c) for c in cells)
-    point = any(re.match(_DECIMAL_POINT, c) and not re.match(_THOUSANDS, c)
-                for c in cells)
-    return sep, ("," if comma or not point and sep == ";" else ".")
+    if any(re.match(_DECIMAL_COMMA, c) for c in cells):
+        return sep, ","
+    # no decimal comma: a number with a point is a decimal point (1.500 is 1.5: a
+    # thousands group is only read as one beside decimal commas)
+    point = any(re.match(_DECIMAL_POINT, c) for c in cells)
+    return sep, ("." if point or sep == "\t" else ",")
 
 
 def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
@@ -127,7 +135,7 @@ def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
                              thousands="." if decimal == "," else None)
             if decimal == ",":  # text cells that are numbers: no grouping, decimal points
                 for c in df.columns:
-                    if df[c].dtype == object:
+                    if df[c].dtype == object and str(c).strip().lower() not in ID_COLUMNS:
                         cells = df[c]
                         grouped = cells.str.match(_THOUSANDS, na=False)
                         if grouped.any():

@@ -328,8 +328,9 @@ def tst_bouts_from_frames(frames: str | Path | pd.DataFrame, *,
     a subject) and ``immobile`` (true/false, 1/0), optional ``arm``. Frame ``k`` lasts
     until frame ``k + 1``; a subject's last frame lasts its median interval. Runs of one
     state become one bout (``immobile`` or ``struggle``), in :func:`read_tst_table`'s
-    format, for :func:`score_tst`. Frames from ``duration_s`` on (a recording that runs
-    past the test) are left out and the last bout ends at ``duration_s`` at the latest. A
+    format, for :func:`score_tst`. Only the test is kept: frames before 0 s (a recording
+    started early) or from ``duration_s`` on (one that runs past the test) are left out,
+    and bouts are clipped to the test. A
     minimum bout length, where the scoring system applies one, is the system's setting:
     the frames are taken as scored."""
     df, src = _load(frames, ("subject", "time_s", "immobile"),
@@ -341,17 +342,18 @@ def tst_bouts_from_frames(frames: str | Path | pd.DataFrame, *,
     for a, sj, idx, step in _time_series(arm, subject, t, src, "frame"):
         ends = np.minimum(np.append(t[idx][1:], t[idx][-1] + float(np.median(step))),
                           duration_s)
-        keep = t[idx] < duration_s
+        keep = (t[idx] < duration_s) & (ends > 0.0)  # within the test (0 to duration_s)
         if not keep.any():
-            raise src.fail("time_s", int(idx[0]), f"subject {sj!r}: every frame starts at or "
-                           f"after the test's end ({duration_s:g} s)")
+            raise src.fail("time_s", int(idx[0]), f"subject {sj!r}: no frame falls within "
+                           f"the test (0 to {duration_s:g} s)")
         idx, ends = idx[keep], ends[keep]
+        starts = np.maximum(t[idx], 0.0)
         state = imm[idx]
         change = np.flatnonzero(np.diff(state.astype(np.int8))) + 1
         first = np.r_[0, change]
         last = np.r_[change, state.size] - 1
         bouts.append(pd.DataFrame({
-            "arm": a, "subject": sj, "start_s": t[idx][first], "end_s": ends[last],
+            "arm": a, "subject": sj, "start_s": starts[first], "end_s": ends[last],
             "state": np.where(state[first], "immobile", "struggle")}))
     return pd.concat(bouts, ignore_index=True)
 

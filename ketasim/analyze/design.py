@@ -99,32 +99,47 @@ class FilePattern:
         self.fields = {v for k, v in tokens if k == "field"}
         self.parts = pattern.count("/") + 1
 
-    def readings(self, path: Path) -> list[dict[str, str]]:
-        """Every assignment of the fields under which ``path``'s last parts fit."""
+    def readings(self, path: Path, accept=None, limit: int | None = None
+                 ) -> list[dict[str, str]]:
+        """The distinct assignments of the fields under which ``path``'s last parts fit,
+        keeping only values ``accept(field, value)`` allows (checked as each field is
+        read, so a design's subjects and sessions prune the search), and stopping after
+        ``limit`` of them."""
         name = "/".join(Path(path).as_posix().split("/")[-self.parts:])
         out: list[dict[str, str]] = []
+        seen: set[tuple] = set()
+        # the shortest text the tokens from k on can match: no reading can leave less
+        need = [0] * (len(self.tokens) + 1)
+        for k in range(len(self.tokens) - 1, -1, -1):
+            kind, text = self.tokens[k]
+            need[k] = need[k + 1] + (len(text) if kind == "lit" else 0 if kind == "*"
+                                     else 1)
 
-        def walk(k: int, pos: int, got: dict[str, str]) -> None:
+        def walk(k: int, pos: int, got: dict[str, str]) -> bool:
+            """False once ``limit`` readings are found (stop)."""
             if k == len(self.tokens):
-                if pos == len(name):
+                key = tuple(sorted(got.items()))
+                if pos == len(name) and key not in seen:
+                    seen.add(key)
                     out.append(dict(got))
-                return
+                return limit is None or len(out) < limit
             kind, text = self.tokens[k]
             if kind == "lit":
-                if name.startswith(text, pos):
-                    walk(k + 1, pos + len(text), got)
-                return
+                return not name.startswith(text, pos) or walk(k + 1, pos + len(text), got)
             if kind == "?":
-                if pos < len(name) and name[pos] != "/":
-                    walk(k + 1, pos + 1, got)
-                return
+                return pos >= len(name) or name[pos] == "/" or walk(k + 1, pos + 1, got)
             stop = name.find("/", pos)
-            stop = len(name) if stop < 0 else stop
+            stop = min(len(name) if stop < 0 else stop, len(name) - need[k + 1])
             for end in range(pos + (1 if kind == "field" else 0), stop + 1):
                 if kind == "field":
-                    got[text] = name[pos:end]
-                walk(k + 1, end, got)
+                    value = name[pos:end]
+                    if accept is not None and not accept(text, value):
+                        continue
+                    got[text] = value
+                if not walk(k + 1, end, got):
+                    return False
             got.pop(text, None)
+            return True
 
         walk(0, 0, {})
         return out
@@ -271,9 +286,33 @@ class ResolvedDesign:
         if key in self.files:
             return self.files[key]
         first_problem = None
+
+        def known(field: str, value: str) -> bool:
+            """A field value the design can use: a subject of a group, a session label
+            (or, without labels, a time), a time."""
+            if field == "subject":
+                return value in self.group_of
+            if field == "session" and self.session_h:
+                return value in self.session_h
+            try:
+                parse_time(value)
+            except (UnitError, ValueError, TypeError):
+                return False
+            return True
+
         for i, rx, f in self.patterns:
             found: dict[tuple, dict] = {}
-            for fields in rx.readings(Path(path)):
+            readings = rx.readings(Path(path), known, limit=2)
+            if not readings:
+                raw = rx.readings(Path(path), limit=1)
+                if raw and first_problem is None:
+                    shown = ", ".join(f"{k} {v!r}" for k, v in sorted(raw[0].items()))
+                    first_problem = (
+                        f"{self.where}: files[{i}].pattern: {key!r} fits the pattern, but "
+                        "no reading of it names a subject of the groups and a known "
+                        f"session or time (it reads, for one, as {shown})")
+                continue
+            for fields in readings:
                 subject = fields.get("subject", f.subject)
                 k = "session" if "session" in fields or f.session is not None else "time"
                 value = fields.get(k, getattr(f, k))

@@ -424,7 +424,7 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
             bin_s = _option(opts, "bin_s", 300.0, float, 1e-9, design.where)
             with _named(path):
                 s = beh.open_field_locomotion(track, bin_s=bin_s)
-            _keep_tracks(tracks, track, t, design)
+            _keep_tracks(tracks, track, t, design, path)
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
             vals = {"distance_cm": (s["distance_cm"], "cm")}
         elif name in ("tail_suspension", "tail_suspension_frames"):
@@ -459,7 +459,7 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
                                beh.BehaviorDataError)[0]  # checked: for the path figure
             _keep_tracks(tracks, table.assign(**{c: pd.to_numeric(table[c], errors="coerce")
                                                  for c in ("time_s", "x_cm", "y_cm")}),
-                         t, design)
+                         t, design, path)
             s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
             vals = {"distance_cm": (s["distance_cm"], "cm")}
         _once(seen, [(str(sj), t, name) for sj in s["subject"]], path)
@@ -473,15 +473,18 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
 
 
 def _keep_tracks(tracks: dict[str, list], track: pd.DataFrame, t_h: float,
-                 design: ResolvedDesign) -> None:
+                 design: ResolvedDesign, path: Path) -> None:
     """Add a file's open-field paths (columns subject, time_s, x_cm, y_cm) to what the
-    report draws: the first animals of each group, per session, as a run keeps them."""
-    from ketasim.report.behavior_figures import TRACK_COLUMNS
+    report draws: the first animals and sessions of each group, as a run keeps them."""
+    from ketasim.report.behavior_figures import TRACK_COLUMNS, TRACK_SESSIONS
 
-    for subject, g in track.groupby(track["subject"].astype(str), sort=False):
-        group = design.group(subject, "open-field tracks")
-        shown = {str(p["subject"].iloc[0]) for p in tracks.get(group, [])}
-        if subject not in shown and len(shown) >= TRACK_COLUMNS:
+    for subject, g in track.groupby(track["subject"].astype(str).str.strip(), sort=False):
+        group = design.group(subject, str(path))
+        kept = tracks.get(group, [])
+        shown = {str(p["subject"].iloc[0]) for p in kept}
+        times = {float(p["time_h"].iloc[0]) for p in kept}
+        if (subject not in shown and len(shown) >= TRACK_COLUMNS) or (
+                t_h not in times and len(times) >= TRACK_SESSIONS):
             continue
         tracks.setdefault(group, []).append(pd.DataFrame({
             "subject": subject, "time_h": t_h, "t_s": g["time_s"].to_numpy(float),
@@ -552,6 +555,12 @@ def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabDa
     if unknown:  # a typo; one design may serve several kinds, so any kind's option counts
         raise DesignError(f"{design.where}: options.{unknown[0]}: not a design option "
                           f"(the options: {', '.join(known)})")
+    given: dict[Path, Path] = {}
+    for p in paths:  # overlapping shell globs would count a file twice
+        key = Path(p).resolve()
+        if key in given:
+            raise DesignError(f"{p}: given twice (also as {given[key]}); give each file once")
+        given[key] = Path(p)
     reader = {"spines": _tracking, "calcium": _calcium, "behavior": _behavior,
               "nwb": _nwb}[kind]
     data = reader([Path(p) for p in paths], design)

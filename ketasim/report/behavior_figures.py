@@ -109,21 +109,32 @@ def tst_figures(kept: dict, out: Path, prefix: str) -> list:
 
 
 TRACK_COLUMNS = 6  # animals per arm drawn in the open-field path figure
+TRACK_SESSIONS = 4  # sessions per arm drawn there
 
 
-def track_figure(tracks: dict[str, pd.DataFrame], path: Path, cols: int = TRACK_COLUMNS
-                 ) -> Path | None:
-    """Open-field paths: a row per arm and session, a panel per animal (the first
-    ``cols``), x against y in cm on equal axes; lost samples break the line, so a
-    tracker's jumps and losses show."""
-    rows = [(arm, t, g) for arm, df in tracks.items() if len(df)
-            for t, g in df.groupby("time_h", sort=True)]
-    if not rows:
+def track_figure(tracks: dict[str, pd.DataFrame], path: Path, cols: int = TRACK_COLUMNS,
+                 sessions: int = TRACK_SESSIONS) -> Path | None:
+    """Open-field paths: a row per arm and session (at most ``sessions`` per arm: the
+    first, the last and evenly between), a panel per animal (the first ``cols``), x
+    against y in cm on equal axes; lost samples break the line, so a tracker's jumps and
+    losses show. None when nothing was tracked."""
+    rows = []
+    for arm, df in tracks.items():
+        if not len(df):
+            continue
+        times = sorted(df["time_h"].unique())
+        if len(times) > sessions:  # the first, the last and evenly between
+            times = [times[i] for i in np.unique(np.linspace(0, len(times) - 1, sessions
+                                                             ).round().astype(int))]
+        rows += [(arm, t, df[df["time_h"] == t]) for t in times]
+    xy = np.concatenate([g[["x_cm", "y_cm"]].to_numpy(float).ravel() for _, _, g in rows]
+                        ) if rows else np.empty(0)
+    xy = xy[np.isfinite(xy)]
+    if not xy.size:  # nothing tracked at all: no figure
         return None
-    lo = min(float(np.nanmin(df[["x_cm", "y_cm"]].to_numpy())) for df in tracks.values()
-             if len(df))
-    hi = max(float(np.nanmax(df[["x_cm", "y_cm"]].to_numpy())) for df in tracks.values()
-             if len(df))
+    lo, hi = float(xy.min()), float(xy.max())
+    if hi <= lo:
+        lo, hi = lo - 1.0, hi + 1.0
     cols = min(cols, max(g["subject"].nunique() for _, _, g in rows))
     fig, axes = subplots(len(rows), cols, figsize=(0.6 + 1.7 * cols, 1.8 * len(rows)),
                          squeeze=False)
@@ -159,5 +170,5 @@ def track_figures(kept: dict, out: Path, prefix: str) -> list:
     if not tracks:
         return []
     return [(track_figure(tracks, out / f"{prefix}tracks.png"), "open-field paths",
-             (f"open-field paths (cm), the first {TRACK_COLUMNS} animals of each arm per "
-             "session; gaps are lost samples"))]
+             (f"open-field paths (cm), the first {TRACK_COLUMNS} animals of each arm, at "
+              f"most {TRACK_SESSIONS} sessions per arm; gaps are lost samples"))]
