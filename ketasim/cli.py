@@ -523,6 +523,20 @@ def _write_power(df, out_dir: Path, overwrite: bool = False, cohorts=None,
 PILOT_COHORTS = 1000  # resampled cohorts per n from pilot data (cheap: no simulation)
 
 
+def _run_table(path: Path, reader, need: set[str], error: type[Exception]):
+    """A run folder's table read by ``reader`` (``pandas.read_csv``/``read_parquet``)
+    with the columns ``need``; anything else is one ``error`` naming the file."""
+    try:
+        table = reader(path)
+    except Exception as e:  # noqa: BLE001 - pandas/pyarrow errors vary; one clear line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise error(f"{path}: cannot read it ({first})") from None
+    if not need <= set(table.columns):
+        raise error(f"{path}: missing column(s) {', '.join(sorted(need - set(table.columns)))}"
+                    " (not a ketasim run's table)")
+    return table
+
+
 def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
                  cohorts: int | None, alpha: float, seed: int | None, out_dir: Path | None,
                  force: bool, scheduler: str | None) -> None:
@@ -553,16 +567,8 @@ def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
         if missing:
             raise PowerError(f"RUN_DIR {folder}: no {' or '.join(missing)} (give the output "
                              "folder of ketasim analyze or run)")
-        try:
-            stats = pd.read_csv(files[1])
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise PowerError(f"{files[1]}: cannot read it as the run's stats table "
-                             f"({str(e).strip().splitlines()[0]})") from None
-        need = {"comparison", "readout", "assay", "time_h", "test", "groups"}
-        if not need <= set(stats.columns):
-            raise PowerError(f"{files[1]}: missing column(s) "
-                             f"{', '.join(sorted(need - set(stats.columns)))} (not a "
-                             "ketasim stats.csv)")
+        stats = _run_table(files[1], pd.read_csv, {"comparison", "readout", "assay",
+                                                   "time_h", "test", "groups"}, PowerError)
         row = stats.loc[stats["comparison"] == compare]
         if row.empty:
             raise PowerError(f"--compare: got {compare}; {files[1]} has comparisons "
@@ -586,16 +592,9 @@ def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
         cohorts = PILOT_COHORTS if cohorts is None else cohorts
         seed = 0 if seed is None else seed
         ns = parse_n_range(n)
-        try:
-            readouts = pd.read_parquet(files[0])
-        except Exception as e:  # noqa: BLE001 - pyarrow's errors vary; one clear line
-            raise PowerError(f"{files[0]}: cannot read it as Parquet "
-                             f"({str(e).strip().splitlines()[0][:200]})") from None
-        need = {"arm", "subject", "assay", "readout", "time_h", "value"}
-        if not need <= set(readouts.columns):
-            raise PowerError(f"{files[0]}: missing column(s) "
-                             f"{', '.join(sorted(need - set(readouts.columns)))} (not a "
-                             "ketasim readouts table)")
+        readouts = _run_table(files[0], pd.read_parquet, {"arm", "subject", "assay",
+                                                          "readout", "time_h", "value"},
+                              PowerError)
         if "region" not in stats.columns and "region" in readouts.columns and (
                 readouts["region"].nunique() > 1):
             raise PowerError(f"{files[1]} has no region column (written by an older "

@@ -131,7 +131,7 @@ def test_more_bad_run_folders(tmp_path):
     good.to_csv(run / "stats.csv", index=False)
     (run / "readouts.parquet").write_bytes(b"not parquet")
     for stats, msg in ((good, "time_h and baseline_h must be numbers"),
-                       (good.assign(time_h=1.0), "cannot read it as Parquet")):
+                       (good.assign(time_h=1.0), "readouts.parquet: cannot read it")):
         stats.to_csv(run / "stats.csv", index=False)
         res = CliRunner().invoke(app, ["power", str(run), "--compare", "0"])
         assert res.exit_code == 2 and msg in res.stderr, res.stderr
