@@ -408,6 +408,7 @@ def test_the_report_draws_the_open_field_paths(tmp_path):
     kept = read_lab_data("behavior", paths, load_design(tmp_path / "d.yaml")).kept
     shown = kept["open_field"]["a"]["tracks"]["subject"].unique()
     assert list(shown) == [f"m{i}" for i in range(1, 7)]  # six of group a's seven
+    assert set(kept["open_field"]["a"]["tracks"]["session"]) == {"pre"}  # row labels
     np.testing.assert_allclose(kept["open_field"]["b"]["tracks"]["x_cm"].iloc[:3],
                                circle(n, turns=3)[0][:3] / PX_PER_CM)
 

@@ -486,9 +486,11 @@ def _keep_tracks(tracks: dict[str, list], track: pd.DataFrame, t_h: float,
         if (subject not in shown and len(shown) >= TRACK_COLUMNS) or (
                 t_h not in times and len(times) >= TRACK_SESSIONS):
             continue
+        label = next((k for k, h in design.session_h.items() if abs(h - t_h) < 1e-9), None)
         tracks.setdefault(group, []).append(pd.DataFrame({
             "subject": subject, "time_h": t_h, "t_s": g["time_s"].to_numpy(float),
-            "x_cm": g["x_cm"].to_numpy(float), "y_cm": g["y_cm"].to_numpy(float)}))
+            "x_cm": g["x_cm"].to_numpy(float), "y_cm": g["y_cm"].to_numpy(float),
+            "session": label}))
 
 
 def _nwb(paths: list[Path], design: ResolvedDesign) -> LabData:

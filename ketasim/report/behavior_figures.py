@@ -155,7 +155,9 @@ def track_figure(tracks: dict[str, pd.DataFrame], path: Path, cols: int = TRACK_
                     color="tab:blue")
             ax.set_title(f"{subjects[c]}", fontsize=7)
             if c == 0:
-                when = (f"{float(t) * 60:.3g} min" if abs(float(t)) < 1
+                named = g["session"].iloc[0] if "session" in g.columns else None
+                when = (str(named) if isinstance(named, str) and named
+                        else f"{float(t) * 60:.3g} min" if abs(float(t)) < 1
                         else session_label(float(t)))
                 ax.set_ylabel(f"{arm}\n{when}", fontsize=7)
     fig.tight_layout()
