@@ -29,7 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ketasim.analysis._tables import Source, first_true, load_table, parse_bools, parse_ids
+from ketasim.analysis._tables import (
+    Source,
+    csv_dialect,
+    first_true,
+    load_table,
+    parse_bools,
+    parse_ids,
+)
 
 __all__ = [
     "TST_DURATION_S",
@@ -330,9 +337,8 @@ def tst_bouts_from_frames(frames: str | Path | pd.DataFrame, *,
     state become one bout (``immobile`` or ``struggle``), in :func:`read_tst_table`'s
     format, for :func:`score_tst`. Only the test is kept: frames before 0 s (a recording
     started early) or from ``duration_s`` on (one that runs past the test) are left out,
-    and bouts are clipped to the test. A
-    minimum bout length, where the scoring system applies one, is the system's setting:
-    the frames are taken as scored."""
+    and bouts are clipped to the test. A minimum bout length, where the scoring system
+    applies one, is the system's setting: the frames are taken as scored."""
     df, src = _load(frames, ("subject", "time_s", "immobile"),
                     "per-frame scoring: subject, time_s, immobile, optional arm")
     arm, subject = _ids(df, "arm", src, DEFAULT_ARM), _ids(df, "subject", src)
@@ -819,8 +825,6 @@ DLC_CENTROID = "centroid"
 
 def is_dlc_csv(path: str | Path) -> bool:
     """Whether a CSV file is a DeepLabCut pose file (its first cell is ``scorer``)."""
-    from ketasim.analysis._tables import csv_dialect
-
     path = Path(path)
     sep, _ = csv_dialect(path)
     try:
@@ -868,8 +872,6 @@ def read_dlc_track(path: str | Path, *, frame_rate_hz: float, px_per_cm: float,
         index that does not increase, a non-numeric cell (with its row and line), or a bad
         ``frame_rate_hz``, ``px_per_cm`` or ``likelihood_min``.
     """
-    from ketasim.analysis._tables import csv_dialect
-
     path = Path(path)
     name = path.name
     for label, v, low in (("frame_rate_hz", frame_rate_hz, 0.0), ("px_per_cm", px_per_cm,

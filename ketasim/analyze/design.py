@@ -71,9 +71,10 @@ class FilePattern:
     and the fields ``{subject}``, ``{session}`` and ``{time}`` (each at most once, at
     least one character, no ``/``); the rest literal. A pattern without ``/`` is matched
     against a path's last part, one with ``/`` against its last parts.
-    :meth:`readings` gives every way a name fits the pattern, so that the design can keep
+    :meth:`readings` gives the ways a name fits the pattern, so that the design can keep
     the readings whose subject and session it knows (``{subject}*_{session}.csv`` on
-    ``12_cam3_pre.csv`` is subject 12, not 1)."""
+    ``12_cam3_pre.csv`` is subject 12 where 1 is not a subject of the design, and an
+    error where both are)."""
 
     def __init__(self, pattern: str):
         self.pattern = pattern

@@ -23,9 +23,9 @@ models.
   ``calcium_imaging`` readouts (transient rate, synchronous events, ...) per session;
   each cell's transient rate (nested).
 - ``behavior``: tail suspension bout tables (or per-frame scoring: time_s, immobile),
-  sucrose intake sheets (g or mL), learned-helplessness trial tables, fear extinction freezing (per trial, or per frame with the tones laid out
-  as the simulated session's unless the design's options ``tone_s``, ``iti_s``,
-  ``trials`` say otherwise; option ``last``) and open-field tracks, as a table in cm or as
+  sucrose intake sheets (g or mL), learned-helplessness trial tables, fear extinction
+  freezing (per trial, or per frame with the tones laid out as the simulated session's
+  unless the design's options ``tone_s``, ``iti_s``, ``trials`` say otherwise; option ``last``) and open-field tracks, as a table in cm or as
   a single-animal DeepLabCut pose file (options ``frame_rate_hz`` and ``px_per_cm``;
   ``bodypart``, default the only one or the centroid of all; ``likelihood_min``, default
   DeepLabCut's 0.6) (the kind of table is told by its columns; the session time, and a
@@ -50,12 +50,17 @@ import pandas as pd
 from ketasim.analysis import behavior as beh
 from ketasim.analysis import segments as sg
 from ketasim.analysis._tables import file_kind, read_frame
-from ketasim.analysis.calcium import CalciumDataError, read_dff, summarize_session
+from ketasim.analysis.calcium import (
+    FRAME_SPACING_RTOL,
+    CalciumDataError,
+    read_dff,
+    summarize_session,
+)
 from ketasim.analysis.spines import branch_readouts, subject_readouts
 from ketasim.analysis.suite2p import summarize_suite2p
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.analyze.design import DesignError, ResolvedDesign
-from ketasim.behavior.assays import EXTINCTION
+from ketasim.behavior.assays import EXTINCTION, KEEP_TRACK_SESSIONS, KEEP_TRACK_SUBJECTS
 from ketasim.io.nwb import NWBDataError
 
 KINDS = ("spines", "calcium", "behavior", "nwb")
@@ -274,7 +279,6 @@ def _nwb_dff(path: Path, rate: float | None, design: ResolvedDesign):
     """One NWB file's dF/F (the design's option ``series`` names the series where the
     default does not find it); the design's ``frame_rate_hz``, where given, must be the
     file's (within the frame-spacing tolerance)."""
-    from ketasim.analysis.calcium import FRAME_SPACING_RTOL
     from ketasim.io.nwb import read_nwb_dff  # pynwb's stack takes about a second to import
 
     series = design.design.options.get("series")
@@ -416,7 +420,7 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
     tracks: dict[str, list[pd.DataFrame]] = {}  # group -> open-field paths to draw
     for path in paths:
         lab_subject, t = design.file_entry(path)
-        name, _ = _behaviour_kind(path)
+        name, table = _behaviour_kind(path)
         if name in ("open_field_dlc", "open_field_nwb"):
             track = (_dlc_track if name == "open_field_dlc" else _nwb_track)(
                 path, lab_subject, opts, design.where)
@@ -455,8 +459,6 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
         else:
             s = beh.open_field_locomotion(path, bin_s=_option(opts, "bin_s", 300.0, float,
                                                               1e-9, design.where))
-            table = read_frame(path, file_kind(path, beh.BehaviorDataError),
-                               beh.BehaviorDataError)[0]  # checked: for the path figure
             _keep_tracks(tracks, table.assign(**{c: pd.to_numeric(table[c], errors="coerce")
                                                  for c in ("time_s", "x_cm", "y_cm")}),
                          t, design, path)
@@ -476,15 +478,13 @@ def _keep_tracks(tracks: dict[str, list], track: pd.DataFrame, t_h: float,
                  design: ResolvedDesign, path: Path) -> None:
     """Add a file's open-field paths (columns subject, time_s, x_cm, y_cm) to what the
     report draws: the first animals and sessions of each group, as a run keeps them."""
-    from ketasim.report.behavior_figures import TRACK_COLUMNS, TRACK_SESSIONS
-
     for subject, g in track.groupby(track["subject"].astype(str).str.strip(), sort=False):
         group = design.group(subject, str(path))
         kept = tracks.get(group, [])
         shown = {str(p["subject"].iloc[0]) for p in kept}
         times = {float(p["time_h"].iloc[0]) for p in kept}
-        if (subject not in shown and len(shown) >= TRACK_COLUMNS) or (
-                t_h not in times and len(times) >= TRACK_SESSIONS):
+        if (subject not in shown and len(shown) >= KEEP_TRACK_SUBJECTS) or (
+                t_h not in times and len(times) >= KEEP_TRACK_SESSIONS):
             continue
         label = next((k for k, h in design.session_h.items() if abs(h - t_h) < 1e-9), None)
         tracks.setdefault(group, []).append(pd.DataFrame({

@@ -103,8 +103,10 @@ TAIL_SUSPENSION = Assay(
     species=RODENTS)
 
 
-#: subjects per arm whose open-field paths the report draws
+#: subjects per arm whose open-field paths the report draws, and sessions per arm it draws
+#: (a lab's tracks read by ``ketasim analyze`` are kept to the same bounds)
 KEEP_TRACK_SUBJECTS = 6
+KEEP_TRACK_SESSIONS = 4
 
 
 def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:

@@ -31,7 +31,13 @@ from ketasim.experiment.trial import (
 )
 from ketasim.params import Registry
 from ketasim.params.regions import check_regions, region_registry
-from ketasim.signaling.protocol import ProtocolError, compile_arm, intervention_times
+from ketasim.pk.compounds import COMPOUNDS
+from ketasim.signaling.protocol import (
+    ProtocolError,
+    compile_arm,
+    event_where,
+    intervention_times,
+)
 from ketasim.signaling.simulate import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -179,9 +185,6 @@ def dose_warnings(scenario, registry: Registry) -> list[str]:
     body weight, or the species' typical weight (``species.<species>.body_weight``). A
     repeated dose is one line (naming its first event and the number of doses). A
     compound whose file gives no effective dose for the species is not checked."""
-    from ketasim.pk.compounds import COMPOUNDS
-    from ketasim.signaling.protocol import _event_where
-
     species = scenario.species
     typical_kg = registry.value(f"species.{species}.body_weight")
     lines = []
@@ -204,7 +207,7 @@ def dose_warnings(scenario, registry: Registry) -> list[str]:
             given = dose_text + (f" ({per_kg:.3g} mg/kg at {kg:g} kg)"
                                  if ev.dose.unit == "mg" else "")
             more = f", {len(events)} doses" if len(events) > 1 else ""
-            lines.append(f"{_event_where(f'arms[{i}]', ev)}.dose: {given} (arm "
+            lines.append(f"{event_where(f'arms[{i}]', ev)}.dose: {given} (arm "
                          f"{arm.name!r}{more}) is {per_kg / eff.value:.3g}x {name}'s "
                          f"typical effective dose in the {species} ({eff.value:g} mg/kg; "
                          f"{eff.source}); check the dose and its unit (the model's "

@@ -84,6 +84,7 @@ from ketasim.analysis.calcium import (
     DffRecording,
     read_dff,
 )
+from ketasim.analysis.suite2p import compute_dff
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.core.regions import DEFAULT_REGION
 from ketasim.io.results import OPTIONAL_COLUMNS, READOUT_SCHEMA
@@ -891,7 +892,9 @@ def _frames_by_rois(rrs, where: str) -> tuple[np.ndarray, np.ndarray]:
     return data, ids
 
 
-#: timestamps further apart than this many median intervals mark a dropped frame
+#: timestamps further apart than this many median intervals mark a dropped frame (assumed:
+#: halfway between the one interval of a frame on time and the two of a missed frame, so
+#: acquisition-clock jitter of tens of % passes and a single dropped frame does not)
 TIMESTAMP_GAP = 1.5
 #: SpatialSeries units read as lengths: cm per unit
 LENGTH_UNITS_CM = {"m": 100.0, "meter": 100.0, "meters": 100.0, "metre": 100.0,
@@ -980,8 +983,6 @@ def read_nwb_dff(path: str | Path, series: str | None = None) -> DffRecording:
     Frame times come from the series' ``rate`` and ``starting_time`` or from evenly spaced
     ``timestamps``. ``cell_ids`` are the ROIs' ids; ``time_s`` counts from the series'
     start. Every ROI of the series is a cell (curate before, or pass a DfOverF of cells)."""
-    from ketasim.analysis.suite2p import compute_dff
-
     path = Path(path)
     if not path.is_file():
         raise NWBDataError(f"{path}: file not found")

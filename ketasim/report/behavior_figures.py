@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ketasim.behavior.assays import KEEP_PERI_SUBJECTS
+from ketasim.behavior.assays import (
+    KEEP_PERI_SUBJECTS,
+    KEEP_TRACK_SESSIONS,
+    KEEP_TRACK_SUBJECTS,
+)
 from ketasim.report._mpl import subplots
 from ketasim.report.spine_maps import session_label
 
@@ -108,12 +112,11 @@ def tst_figures(kept: dict, out: Path, prefix: str) -> list:
                                    "bands; the dashed line is the onset"))]
 
 
-TRACK_COLUMNS = 6  # animals per arm drawn in the open-field path figure
-TRACK_SESSIONS = 4  # sessions per arm drawn there
 
 
-def track_figure(tracks: dict[str, pd.DataFrame], path: Path, cols: int = TRACK_COLUMNS,
-                 sessions: int = TRACK_SESSIONS) -> Path | None:
+def track_figure(tracks: dict[str, pd.DataFrame], path: Path,
+                 cols: int = KEEP_TRACK_SUBJECTS, sessions: int = KEEP_TRACK_SESSIONS
+                 ) -> Path | None:
     """Open-field paths: a row per arm and session (at most ``sessions`` per arm: the
     first, the last and evenly between), a panel per animal (the first ``cols``), x
     against y in cm on equal axes; lost samples break the line, so a tracker's jumps and
@@ -172,5 +175,5 @@ def track_figures(kept: dict, out: Path, prefix: str) -> list:
     if not tracks:
         return []
     return [(track_figure(tracks, out / f"{prefix}tracks.png"), "open-field paths",
-             (f"open-field paths (cm), the first {TRACK_COLUMNS} animals of each arm, at "
-              f"most {TRACK_SESSIONS} sessions per arm; gaps are lost samples"))]
+             (f"open-field paths (cm), the first {KEEP_TRACK_SUBJECTS} animals of each arm, "
+              f"at most {KEEP_TRACK_SESSIONS} sessions per arm; gaps are lost samples"))]

@@ -150,7 +150,7 @@ def _dose_mg_per_kg(dose, cohort: Cohort, species: str, where: str) -> np.ndarra
     raise ProtocolError(f"{where}: a concentration dose is only valid for bath application")
 
 
-def _event_where(arm_path: str, ev) -> str:
+def event_where(arm_path: str, ev) -> str:
     """An event named for an error message by what it is and when: the arm's protocol is
     stored sorted by time with repeated doses expanded, so its indices are not the
     file's."""
@@ -166,7 +166,7 @@ def compile_arm(arm, species: str, cohort: Cohort, registry: Registry,
     b = _Builder(cohort.n)
     slots = _assign_slots(arm, species, cohort, registry, b, arm_path)
     for i, ev in enumerate(arm.protocol):
-        where = _event_where(arm_path, ev)
+        where = event_where(arm_path, ev)
         b.source = i
         if getattr(ev, "stress", None):
             _compile_stress(b, ev, registry, where)
@@ -230,7 +230,7 @@ def _assign_slots(arm, species, cohort, registry, b: _Builder, arm_path) -> dict
     names: list[str] = []
     for i, ev in enumerate(arm.protocol):
         if getattr(ev, "drug", None):
-            for n in _pk_compounds(ev.drug, _event_where(arm_path, ev)):
+            for n in _pk_compounds(ev.drug, event_where(arm_path, ev)):
                 if n not in names:
                     names.append(n)
     # parents first: a metabolite's slot comes after every slot it is formed from
