@@ -271,7 +271,25 @@ arms:
                                              "in the human (0.5 mg/kg"]),
     ("mouse", "ketamine", "100 mg/kg", "ip", []),  # 10x: flagged only above it
     ("mouse", "ketamine", "10 mg/kg", "ip", []),
-    ("mouse", "rapamycin", "600 mg/kg", "ip", []),  # no effective dose to judge by
+    # no effective dose for the species: another species' scaled by body surface area
+    # (Ro 25-6981 10 mg/kg in the rat is 20 mg/kg in the mouse, Km 6 / 3)
+    ("mouse", "ro25_6981", "250 mg/kg", "ip", [
+        "is 12.5x ro25_6981's typical effective dose in the rat (10 mg/kg;",
+        "scaled to the mouse by body surface area (20 mg/kg;"]),
+    ("mouse", "ro25_6981", "150 mg/kg", "ip", []),  # 7.5x the scaled 20 mg/kg
+    # and from the human to the rat (midazolam 0.045 mg/kg x 37 / 6 = 0.2775 mg/kg)
+    ("rat", "midazolam", "3 mg/kg", "iv", ["is 10.8x midazolam's typical effective dose "
+                                           "in the human"]),
+    # a tool compound: its dose for half-maximal action in the model
+    ("mouse", "rapamycin", "600 mg/kg", "ip", [
+        "is 300x rapamycin's dose for half-maximal action in the model "
+        "(tool.rapamycin.ed50 = 2 mg/kg, assumed)"]),
+    # an intracerebral amount against the local one, not per kg of body weight
+    ("mouse", "nbqx", "5 mg", "intracerebral", [
+        "dose: 5 mg (arm 'a') is 50x nbqx's amount for half-maximal action in the model "
+        "(tool.nbqx.ed50_local = 0.1 mg"]),
+    ("mouse", "nbqx", "0.5 mg", "intracerebral", []),  # 5x; per kg it would be 200x
+    ("mouse", "norketamine", "600 mg/kg", "ip", []),  # no dose on record to judge by
 ])
 def test_a_dose_far_above_the_effective_dose_is_a_warning(tmp_path, species, drug, dose,
                                                          route, fragments):
@@ -288,7 +306,7 @@ def test_a_dose_far_above_the_effective_dose_is_a_warning(tmp_path, species, dru
         (tmp_path / "s.yaml").write_text(text)
         r = _invoke("run", tmp_path / "s.yaml", "--out", tmp_path / "out")
         assert r.exit_code == 0, r.output
-        assert r.output.count("warning: arms[0].protocol[ketamine at 0 h].dose") == 1
+        assert r.output.count(f"warning: arms[0].protocol[{drug} at 0 h].dose") == 1
         assert (tmp_path / "out" / "readouts.parquet").is_file()
         # kept with the results: the manifest and the report's Warnings section
         manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

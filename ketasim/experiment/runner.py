@@ -10,6 +10,7 @@ assay, a branch or an arm leaves the other assays' numbers unchanged.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -178,13 +179,82 @@ def check_supported(scenario, registry: Registry) -> None:
 IMPLAUSIBLE_DOSE_FACTOR = 10.0
 
 
+@dataclass(frozen=True)
+class ReferenceDose:
+    """The dose a given dose is judged against: ``value`` in ``unit`` (mg/kg for a
+    systemic dose, mg for an intracerebral one), and what it is, for the warning."""
+
+    value: float
+    unit: str
+    what: str
+
+
+def reference_dose(compound, species: str, route: str,
+                   registry: Registry) -> ReferenceDose | None:
+    """What a dose of ``compound`` by ``route`` in ``species`` is compared with, in order:
+    the compound file's ``effective_dose`` for the species; another species' effective
+    dose scaled by body surface area (``species.<species>.km_factor``, FDA 2005); for a
+    tool compound (``window`` PK), its smallest dose for half-maximal action in the model
+    (the target's ``per_kg`` potency, or ``local`` for an intracerebral amount). None
+    where nothing applies (a slice bath, a compound with no dose on record)."""
+    if route == "bath":
+        return None
+    if route == "intracerebral":
+        local = _window_ed50(compound, "local", species, registry)
+        return (ReferenceDose(local[0], "mg", f"{compound.name}'s amount for half-maximal "
+                              f"action in the model ({local[1]})") if local else None)
+    eff = compound.effective_dose.get(species)
+    if eff is not None and eff.value is not None and eff.value > 0:
+        return ReferenceDose(eff.value, "mg/kg", f"{compound.name}'s typical effective dose "
+                             f"in the {species} ({eff.value:g} mg/kg; {eff.source})")
+
+    def km(sp: str) -> float:
+        return registry.value(f"species.{sp}.km_factor")
+
+    others = [sp for sp, e in compound.effective_dose.items()
+              if sp != species and e.value is not None and e.value > 0]
+    if others:  # the species closest in size
+        other = min(others, key=lambda sp: abs(math.log(km(sp) / km(species))))
+        e = compound.effective_dose[other]
+        scaled = e.value * km(other) / km(species)
+        return ReferenceDose(
+            scaled, "mg/kg",
+            f"{compound.name}'s typical effective dose in the {other} ({e.value:g} mg/kg; "
+            f"{e.source}) scaled to the {species} by body surface area ({scaled:.3g} "
+            f"mg/kg; species.{other}.km_factor / species.{species}.km_factor, FDA 2005)")
+    per_kg = _window_ed50(compound, "per_kg", species, registry)
+    if per_kg:
+        return ReferenceDose(per_kg[0], "mg/kg", f"{compound.name}'s dose for half-maximal "
+                             f"action in the model ({per_kg[1]})")
+    return None
+
+
+def _window_ed50(compound, kind: str, species: str, registry: Registry):
+    """A window compound's smallest potency of dose kind ``kind`` over its targets, with
+    a description naming the registry parameter and its source; None if it has none."""
+    found = []
+    for t in compound.targets:
+        v = t.window_potency.get(kind)
+        if v is None:
+            continue
+        if v.param is None or v.times:
+            found.append((float(v.value), f"{v.value:g} {v.unit}; {v.source}"))
+        else:
+            name = v.names(species)[0]
+            par = registry[name]
+            found.append((registry.value(name),
+                          f"{name} = {registry.value(name):g} {par.unit}, {par.source}"))
+    found = [f for f in found if f[0] > 0]
+    return min(found, key=lambda f: f[0]) if found else None
+
+
 def dose_warnings(scenario, registry: Registry) -> list[str]:
     """One line per drug event whose dose exceeds :data:`IMPLAUSIBLE_DOSE_FACTOR` times
-    its compound's effective dose for the scenario's species (a warning, not an error:
-    an anaesthetic dose is a legitimate question, a slipped unit is not). An absolute dose (mg) is compared per kg of the arm's
-    body weight, or the species' typical weight (``species.<species>.body_weight``). A
-    repeated dose is one line (naming its first event and the number of doses). A
-    compound whose file gives no effective dose for the species is not checked."""
+    its :func:`reference_dose` (a warning, not an error: an anaesthetic dose is a
+    legitimate question, a slipped unit is not). An absolute systemic dose (mg) is
+    compared per kg of the arm's body weight, or the species' typical weight
+    (``species.<species>.body_weight``). A repeated dose is one line (naming its first
+    event and the number of doses). A compound with no reference dose is not checked."""
     species = scenario.species
     typical_kg = registry.value(f"species.{species}.body_weight")
     lines = []
@@ -196,22 +266,22 @@ def dose_warnings(scenario, registry: Registry) -> list[str]:
             compound = COMPOUNDS.get(getattr(ev, "drug", None) or "")
             if dose is None or compound is None or dose.unit == "uM":
                 continue
-            eff = compound.effective_dose.get(species)
-            if eff is None or eff.value is None or eff.value <= 0:
+            ref = reference_dose(compound, species, ev.route, registry)
+            if ref is None:
                 continue
-            per_kg = dose.value if dose.unit == "mg/kg" else dose.value / kg
-            if per_kg > IMPLAUSIBLE_DOSE_FACTOR * eff.value:
-                flagged.setdefault((compound.name, str(dose)), []).append((ev, per_kg, eff))
-        for (name, dose_text), events in flagged.items():
-            ev, per_kg, eff = events[0]
-            given = dose_text + (f" ({per_kg:.3g} mg/kg at {kg:g} kg)"
-                                 if ev.dose.unit == "mg" else "")
+            given = (dose.value if dose.unit == "mg/kg" or ref.unit == "mg"
+                     else dose.value / kg)
+            if given > IMPLAUSIBLE_DOSE_FACTOR * ref.value:
+                flagged.setdefault((compound.name, str(dose)), []).append((ev, given, ref))
+        for (_name, dose_text), events in flagged.items():
+            ev, given, ref = events[0]
+            shown = dose_text + (f" ({given:.3g} mg/kg at {kg:g} kg)"
+                                 if ev.dose.unit == "mg" and ref.unit == "mg/kg" else "")
             more = f", {len(events)} doses" if len(events) > 1 else ""
-            lines.append(f"{event_where(f'arms[{i}]', ev)}.dose: {given} (arm "
-                         f"{arm.name!r}{more}) is {per_kg / eff.value:.3g}x {name}'s "
-                         f"typical effective dose in the {species} ({eff.value:g} mg/kg; "
-                         f"{eff.source}); check the dose and its unit (the model's "
-                         "parameters were fitted mostly at effective doses)")
+            lines.append(f"{event_where(f'arms[{i}]', ev)}.dose: {shown} (arm "
+                         f"{arm.name!r}{more}) is {given / ref.value:.3g}x {ref.what}; "
+                         "check the dose and its unit (the model's parameters were "
+                         "fitted mostly at effective doses)")
     return lines
 
 

@@ -39,7 +39,8 @@ A ``window`` PK (tool compounds whose PK the model does not follow) acts from ``
 to ``onset + duration`` after the dose with an exposure of ``dose / ED50`` per target,
 its potency given by dose kind (``per_kg``: mg/kg, ``local``: mg, ``concentration``: uM).
 ``effective_dose`` (per species, mg/kg, with its source) is a typical effective dose in
-the literature, the dose ``ketasim screen`` gives when ``--doses`` is not set.
+the literature, the dose ``ketasim screen`` gives when ``--doses`` is not set, and what
+the dose warnings judge a dose by (``ketasim.experiment.runner.reference_dose``).
 ``kind: inert`` (saline; midazolam, the active placebo of ketamine trials) acts on no
 target of the cascade and is never a screen candidate; it may still have compartmental
 PK, which the model then follows for its ``analytes`` readouts only (a drug slot with no
