@@ -47,7 +47,7 @@ import ketasim
 from ketasim.experiment.pool import worker_pool
 from ketasim.experiment.runner import READOUT_COLUMNS, simulate
 from ketasim.params import Registry
-from ketasim.pk.compounds import BUILTIN, COMPOUNDS, Compound
+from ketasim.pk.compounds import BSA_KM, BUILTIN, COMPOUNDS, Compound
 from ketasim.provenance import collect
 from ketasim.scenario import load_scenario_text
 from ketasim.scenario.units import UnitError, parse_dose
@@ -265,7 +265,8 @@ def plan_screen(*, species: str = "mouse", route: str = "ip", stress: str = "cor
     ``candidates``: compound names (already registered); None for the default set
     (:func:`default_candidates`). Raises :class:`ScreenError` naming the option or the
     compound at fault. ``doses`` None: each candidate at its file's ``effective_dose`` for
-    the species (10 mg/kg where it gives none, with a note)."""
+    the species, or another species' scaled by body surface area (3 significant digits),
+    or 10 mg/kg where the file gives none (either with a note)."""
     if species not in SPECIES:
         raise ScreenError(f"--species: got {species!r}; expected one of {SPECIES} (the "
                           "screen's assays, two-photon spines, tail suspension and open "
@@ -311,9 +312,15 @@ def plan_screen(*, species: str = "mouse", route: str = "ip", stress: str = "cor
         if not per_compound:
             own[name] = dose_values
             continue
-        eff = COMPOUNDS[name].effective_dose.get(species)
-        if eff is not None and eff.value is not None:
-            own[name] = (float(eff.value),)
+        eff = COMPOUNDS[name].effective_dose_for(species)
+        if eff is not None:
+            value, other, entry = eff
+            own[name] = (float(f"{value:.3g}"),)
+            if other != species:
+                notes = [*notes, (f"{name}: no effective_dose for {species} in its file; "
+                                  f"screened at {own[name][0]:g} mg/kg, its {entry.value:g} "
+                                  f"mg/kg in the {other} scaled by body surface area "
+                                  f"(Km {BSA_KM[other]:g} / {BSA_KM[species]:g}, FDA 2005)")]
         else:
             own[name] = (float(parse_doses(DEFAULT_DOSES)[0]),)
             notes = [*notes, (f"{name}: no effective_dose for {species} in its file; "

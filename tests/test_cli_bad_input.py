@@ -278,16 +278,16 @@ arms:
         "scaled to the mouse by body surface area (20 mg/kg;"]),
     ("mouse", "ro25_6981", "150 mg/kg", "ip", []),  # 7.5x the scaled 20 mg/kg
     # and from the human to the rat (midazolam 0.045 mg/kg x 37 / 6 = 0.2775 mg/kg)
-    ("rat", "midazolam", "3 mg/kg", "iv", ["is 10.8x midazolam's typical effective dose "
-                                           "in the human"]),
+    ("rat", "midazolam", "3 mg/kg", "iv", [
+        "is 10.8x midazolam's typical effective dose in the human"]),
     # a tool compound: its dose for half-maximal action in the model
     ("mouse", "rapamycin", "600 mg/kg", "ip", [
-        "is 300x rapamycin's dose for half-maximal action in the model "
-        "(tool.rapamycin.ed50 = 2 mg/kg, assumed)"]),
+        ("is 300x rapamycin's dose for half-maximal action in the model "
+         "(tool.rapamycin.ed50 = 2 mg/kg, assumed)")]),
     # an intracerebral amount against the local one, not per kg of body weight
     ("mouse", "nbqx", "5 mg", "intracerebral", [
-        "dose: 5 mg (arm 'a') is 50x nbqx's amount for half-maximal action in the model "
-        "(tool.nbqx.ed50_local = 0.1 mg"]),
+        ("dose: 5 mg (arm 'a') is 50x nbqx's amount for half-maximal action in the "
+         "model (tool.nbqx.ed50_local = 0.1 mg")]),
     ("mouse", "nbqx", "0.5 mg", "intracerebral", []),  # 5x; per kg it would be 200x
     ("mouse", "norketamine", "600 mg/kg", "ip", []),  # no dose on record to judge by
 ])

@@ -310,6 +310,12 @@ def test_default_dose_is_each_compounds_effective_dose():
     assert got == {"mk801": 0.1, "psilocybin": 1.0, "norketamine": 10.0}
     assert plan.per_compound
     assert any("norketamine" in n and "effective_dose" in n for n in plan.notes)
+    # a species the file gives no dose for: the nearest species' by body surface area
+    plan = plan_screen(doses=None, species="rat", candidates=["ly341495", "mk801"])
+    got = {c.compound: c.dose_mg_per_kg for c in plan.arms if c.role == "candidate"}
+    assert got == {"ly341495": 0.5, "mk801": 0.1}  # 1 mg/kg x 3 / 6; the rat's own
+    assert any(n.startswith("ly341495: no effective_dose for rat") and
+               "1 mg/kg in the mouse scaled by body surface area" in n for n in plan.notes)
     plan = plan_screen(doses="3 mg/kg", candidates=["mk801"])
     assert [c.dose_mg_per_kg for c in plan.arms if c.role == "candidate"] == [3.0]
     assert not plan.per_compound

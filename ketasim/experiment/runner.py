@@ -10,7 +10,6 @@ assay, a branch or an arm leaves the other assays' numbers unchanged.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from ketasim.experiment.trial import (
 )
 from ketasim.params import Registry
 from ketasim.params.regions import check_regions, region_registry
-from ketasim.pk.compounds import COMPOUNDS
+from ketasim.pk.compounds import BSA_KM, COMPOUNDS
 from ketasim.signaling.protocol import (
     ProtocolError,
     compile_arm,
@@ -193,7 +192,7 @@ def reference_dose(compound, species: str, route: str,
                    registry: Registry) -> ReferenceDose | None:
     """What a dose of ``compound`` by ``route`` in ``species`` is compared with, in order:
     the compound file's ``effective_dose`` for the species; another species' effective
-    dose scaled by body surface area (``species.<species>.km_factor``, FDA 2005); for a
+    dose scaled by body surface area (:data:`~ketasim.pk.compounds.BSA_KM`, FDA 2005); for a
     tool compound (``window`` PK), its smallest dose for half-maximal action in the model
     (the target's ``per_kg`` potency, or ``local`` for an intracerebral amount). None
     where nothing applies (a slice bath, a compound with no dose on record)."""
@@ -203,25 +202,15 @@ def reference_dose(compound, species: str, route: str,
         local = _window_ed50(compound, "local", species, registry)
         return (ReferenceDose(local[0], "mg", f"{compound.name}'s amount for half-maximal "
                               f"action in the model ({local[1]})") if local else None)
-    eff = compound.effective_dose.get(species)
-    if eff is not None and eff.value is not None and eff.value > 0:
-        return ReferenceDose(eff.value, "mg/kg", f"{compound.name}'s typical effective dose "
-                             f"in the {species} ({eff.value:g} mg/kg; {eff.source})")
-
-    def km(sp: str) -> float:
-        return registry.value(f"species.{sp}.km_factor")
-
-    others = [sp for sp, e in compound.effective_dose.items()
-              if sp != species and e.value is not None and e.value > 0]
-    if others:  # the species closest in size
-        other = min(others, key=lambda sp: abs(math.log(km(sp) / km(species))))
-        e = compound.effective_dose[other]
-        scaled = e.value * km(other) / km(species)
-        return ReferenceDose(
-            scaled, "mg/kg",
-            f"{compound.name}'s typical effective dose in the {other} ({e.value:g} mg/kg; "
-            f"{e.source}) scaled to the {species} by body surface area ({scaled:.3g} "
-            f"mg/kg; species.{other}.km_factor / species.{species}.km_factor, FDA 2005)")
+    eff = compound.effective_dose_for(species)
+    if eff is not None:
+        value, other, entry = eff
+        what = (f"{compound.name}'s typical effective dose in the {other} "
+                f"({entry.value:g} mg/kg; {entry.source})")
+        if other != species:
+            what += (f" scaled to the {species} by body surface area ({value:.3g} mg/kg; "
+                     f"Km {BSA_KM[other]:g} / {BSA_KM[species]:g}, FDA 2005)")
+        return ReferenceDose(value, "mg/kg", what)
     per_kg = _window_ed50(compound, "per_kg", species, registry)
     if per_kg:
         return ReferenceDose(per_kg[0], "mg/kg", f"{compound.name}'s dose for half-maximal "

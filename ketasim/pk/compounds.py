@@ -118,6 +118,15 @@ def same_unit(registry_unit: str, canonical: str) -> bool:
     return registry_unit == canonical or _UNITS.get(canonical, {}).get(registry_unit) == 1.0
 
 
+# Km = body weight / body surface area (kg/m^2), to carry a dose in mg/kg from one species
+# to another by body surface area: dose_B = dose_A x Km_A / Km_B (FDA 2005 Guidance for
+# Industry, Estimating the maximum safe starting dose in initial clinical trials for
+# therapeutics in adult healthy volunteers, Table 1: 20-g mouse 3, 150-g rat 6, 60-kg adult
+# 37; Reagan-Shaw et al. 2008 FASEB J 22:659). A dosing convention, not a model
+# parameter: only the dose warnings and the screen's default doses read it.
+BSA_KM = {"mouse": 3.0, "rat": 6.0, "human": 37.0}
+
+
 class CompoundError(ValueError):
     """A malformed compound file, or a compound the protocol cannot use."""
 
@@ -186,6 +195,17 @@ class Compound:
     source_file: str = ""
     # a typical effective dose per species (mg/kg), the screen's default dose
     effective_dose: dict[str, Value] = field(default_factory=dict)
+
+    def effective_dose_for(self, species: str) -> tuple[float, str, Value] | None:
+        """A typical effective dose in ``species`` (mg/kg) with the species it is from and
+        its file entry: the file's own for the species, else the nearest species' (by
+        :data:`BSA_KM`) carried over by body surface area; None if the file gives none."""
+        own = [(sp, v) for sp, v in self.effective_dose.items()
+               if v.value is not None and v.value > 0]
+        if not own:
+            return None
+        sp, v = min(own, key=lambda e: abs(math.log(BSA_KM[e[0]] / BSA_KM[species])))
+        return v.value * BSA_KM[sp] / BSA_KM[species], sp, v
 
     @property
     def is_window(self) -> bool:
