@@ -146,6 +146,46 @@ def test_report_lists_each_known_gap_with_its_reason(tmp_path):
     assert "<b>T-X-1</b>" in html and "half the published one" in html
 
 
+def test_report_tables_escape_whole_entities_and_drop_empty_effect_columns(tmp_path):
+    """A tolerance '>= 1.15' and a quantity with an apostrophe read as written (spaces
+    after list semicolons were once added inside '&gt;' and '&#x27;'); effect columns no
+    row fills are left out of the table (they stay in validation.csv)."""
+    from ketasim.report.validation_report import write_validation_report
+    from ketasim.validation.run import TargetResult, ValidationResult
+
+    t = parse_targets(GOOD.replace("quantity: q", "quantity: the arm's ratio").replace(
+        '"[0, 1]"', '">= 1.15"'))["T-X-1"]
+    res = ValidationResult([TargetResult(t, "r", 1.0, "pass")])
+    html = write_validation_report(tmp_path, res, res.table()).read_text()
+    table = html[html.index("<table"):html.index("</table>")]
+    assert "&#x27; s" not in table and "arm&#x27;s ratio" in table
+    assert "&gt; =" not in html and "&lt; =" not in html
+    assert "<th>published_effect</th>" not in table
+
+
+@pytest.mark.parametrize("published, band, point", [
+    ("12.65 +- 0.80 %", (11.0, 14.3), (12.65, 0.80)),
+    ("-4.0 points (95% CI -7.31 to -0.64)", (-7.31, -0.64), (-4.0, None)),
+    ("0.77 (SE about 0.05)", (0.67, 0.88), (0.77, None)),
+    ("50-75% respond after one dose", (0.5, 0.75), None),  # a range
+    ("0.74 - 0.02 = 0.72", (0.56, 0.88), None),  # arithmetic
+    ("28% responded to the active placebo", (0.12, 0.45), None),  # % beside fractions
+    ("7.95 points lower with ketamine", (-12.71, -3.20), None),  # size, not sign
+])
+def test_the_targets_figure_marks_a_published_value_only_on_the_bands_scale(
+        published, band, point):
+    import math
+
+    from ketasim.report.validation_report import _published_point
+
+    got = _published_point(published, *band)
+    if point is None:
+        assert got is None
+    else:
+        assert got[0] == point[0]
+        assert (math.isnan(got[1]) if point[1] is None else got[1] == point[1])
+
+
 def test_tried_fixes_are_parsed_and_folded_under_the_gap_in_the_report(tmp_path):
     from ketasim.report.validation_report import write_validation_report
     from ketasim.validation.run import TargetResult, ValidationResult

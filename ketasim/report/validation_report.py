@@ -61,17 +61,24 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
             cols.insert(cols.index("simulated_effect") + 1, "expected_effect")
     if "sensitive_to" in df:  # validate --sensitivity: the most influential parameters
         cols.insert(cols.index("source"), "sensitive_to")
+    # effect-size columns no row of this table fills take no room (all in validation.csv)
+    cols = [c for c in cols if not (c.endswith("_effect") and c in df and df[c].map(
+        lambda v: _fmt(v) == "").all())]
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = []
     for _, r in df.iterrows():
         # lists (facts, fitted parameters) break after each item so the table fits
-        cells = "".join(f'<td class="l">{html.escape(_fmt(r[c])).replace(";", "; ")}</td>'
+        # (spaces added before escaping: the entities' own semicolons stay whole)
+        cells = "".join(f'<td class="l">{html.escape(_fmt(r[c]).replace(";", "; "))}</td>'
                         for c in cols)
         rows.append(f'<tr class="{html.escape(r["status"])}">{cells}</tr>')
     return f'<table id="{table_id}"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
-_NUMBER = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)(?:\s*\+-\s*(\d+(?:\.\d+)?))?")
+# a published point value: a number, optionally +- its SEM, then a unit or words, but not
+# a range (``50-75%``) or arithmetic (``0.74 - 0.02``)
+_NUMBER = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)(?:\s*\+-\s*(\d+(?:\.\d+)?))?"
+                     r"(?!\s*-\s*\d|\.?\d)")
 _BAND = re.compile(r"^\s*\[\s*([+-]?[\d.]+)\s*,\s*([+-]?[\d.]+)\s*\]\s*$")
 _STATUS_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "known_gap": "#ff7f0e",
                    "error": "#7f7f7f"}
@@ -85,19 +92,35 @@ def _tried_block(tried: tuple[str, ...]) -> str:
             + "".join(f"<li>{html.escape(t)}</li>" for t in tried) + "</ol></details>")
 
 
+def _published_point(published, lo: float, hi: float) -> tuple[float, float] | None:
+    """The published value and its SEM (NaN if none) where the ``published`` text opens
+    with one number on the tolerance band's scale: within a band's width of the band.
+    A range, a percentage beside a band of fractions, or a difference written by its
+    size ("7.95 points lower" beside a band of negative changes) is not drawn: the text
+    says it in words, and a mark on another scale would mislead."""
+    m = _NUMBER.match(str(published))
+    if not m:
+        return None
+    value = float(m.group(1))
+    width = hi - lo
+    if not lo - width <= value <= hi + width:
+        return None
+    return value, float(m.group(2)) if m.group(2) else np.nan
+
+
 def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
-    """Published against simulated for a replica's targets whose published value is a
-    number (with its SEM, ``x +- s``) and whose tolerance is a band: one row per target,
-    the band in grey, the published value (and its SEM) in black, the simulated value
-    coloured by status. None when no target qualifies."""
+    """Simulated against the tolerance for a replica's targets whose tolerance is a band:
+    one row per target, the band in grey, the published value (and its SEM) in black
+    where the published text gives one on the band's scale (:func:`_published_point`),
+    the simulated value coloured by status. None when no target qualifies."""
     rows = []
     for r in sub.itertuples(index=False):
-        m, b = _NUMBER.match(str(r.published)), _BAND.match(str(r.tolerance))
+        b = _BAND.match(str(r.tolerance))
         sim = pd.to_numeric(pd.Series([r.simulated]), errors="coerce").iloc[0]
-        if m and b and np.isfinite(sim):
-            rows.append((r.target_id, float(m.group(1)),
-                         float(m.group(2)) if m.group(2) else np.nan,
-                         float(b.group(1)), float(b.group(2)), float(sim), r.status))
+        if b and np.isfinite(sim):
+            lo, hi = float(b.group(1)), float(b.group(2))
+            pub, se = _published_point(r.published, lo, hi) or (np.nan, np.nan)
+            rows.append((r.target_id, pub, se, lo, hi, float(sim), r.status))
     if not rows:
         return None
     fig, ax = subplots(figsize=(6.4, 0.42 * len(rows) + 1.2))
@@ -105,12 +128,14 @@ def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
         ax.plot([lo, hi], [y, y], color="#cccccc", lw=8, solid_capstyle="butt")
         if np.isfinite(se):
             ax.errorbar(pub, y, xerr=se, fmt="none", ecolor="k", capsize=3, lw=1)
-        ax.plot(pub, y, "k|", ms=14, mew=2)
+        if np.isfinite(pub):
+            ax.plot(pub, y, "k|", ms=14, mew=2)
         ax.plot(sim, y, "o", color=_STATUS_COLOURS.get(status, "k"), ms=7)
     ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)], fontsize=8)
     ax.set_xlabel("value (each target in its own unit)", fontsize=8)
-    ax.set_title("published (black, +- SEM) and simulated (dot: green pass, orange known "
-                 "gap, red fail); grey: tolerance", fontsize=7, loc="left")
+    ax.set_title("published (black, +- SEM, where given as one number) and simulated (dot: "
+                 "green pass, orange known gap, red fail); grey: tolerance", fontsize=7,
+                 loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
