@@ -29,35 +29,81 @@ def _regional(df: pd.DataFrame) -> np.ndarray:
                     df["readout"] + " (" + df["region"].astype(str) + ")")
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+# arms drawn side by side at a shared time, this share of the time axis's span apart, so
+# that an arm under another stays in sight
+_DODGE = 0.012
+
+
+def _flat(rs: pd.DataFrame) -> bool:
+    """Whether a time course is one value in every arm and at every time (a state the
+    scenario leaves at rest, e.g. the striatal priming in an mPFC run)."""
+    m = rs["mean"].to_numpy(float)
+    m = m[np.isfinite(m)]
+    return bool(len(m) and np.ptp(m) <= 1e-9 * max(1.0, float(np.abs(m).max()))
+                and not (rs["sem"].fillna(0).to_numpy(float) > 0).any())
+
+
+def panels(sub: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """An assay's summary rows sorted into the readouts drawn, those with no value, and
+    the flat time courses (``name = value``), each in the order of the table."""
+    names, empty, flat = [], [], []
+    for name in dict.fromkeys(sub["readout"]):
+        rs = sub[sub["readout"] == name]
+        if not np.isfinite(rs["mean"].to_numpy(float)).any():
+            empty.append(name)
+        elif rs["time_h"].nunique() > 1 and _flat(rs):
+            flat.append(f"{name} = {rs['mean'].dropna().iloc[0]:.4g}")
+        else:
+            names.append(name)
+    return names, empty, flat
+
+
+def _unit_label(unit: str) -> str:
+    return "dimensionless" if unit in ("1", "") else unit
+
+
 def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
                  path: Path) -> Path:
     """One panel per readout of ``assay`` (and per region, where several are measured);
-    arms in colour."""
+    arms in colour and marker, drawn a little apart at shared times so none hides
+    another. A point with fewer subjects than its arm has elsewhere in the panel is
+    labelled with its n. Readouts with no value (all below a limit of quantification)
+    and time courses flat in every arm are not drawn but named under the panels."""
     sub = summary[summary["assay"] == assay]
     if "region" in sub.columns and sub["region"].nunique() > 1:
         sub = sub.assign(readout=_regional(sub))
         readouts = readouts.assign(readout=_regional(readouts))
-    names = list(dict.fromkeys(sub["readout"]))
     arms = list(dict.fromkeys(summary["arm"]))
-    ncol = min(3, len(names))
-    nrow = math.ceil(len(names) / ncol)
-    fig, axes = subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+    names, empty, flat = panels(sub)
+    ncol = max(1, min(3, len(names)))
+    nrow = max(1, math.ceil(len(names) / ncol))
+    height = 3.2 * nrow + 0.5 + 0.25 * bool(empty or flat)
+    fig, axes = subplots(nrow, ncol, figsize=(4.2 * ncol, height), squeeze=False)
     for ax, name in zip(axes.ravel(), names):
         rs = sub[sub["readout"] == name]
         unit = rs["unit"].iloc[0]
         times = np.sort(rs["time_h"].unique())
         if len(times) > 1:
-            _, label = _time_axis(times)
+            xs, label = _time_axis(times)
+            step = _DODGE * float(np.ptp(xs))
             for k, arm in enumerate(arms):
                 a = rs[rs["arm"] == arm].sort_values("time_h")
-                if a.empty:
-                    continue
+                if not np.isfinite(a["mean"].to_numpy(float)).any():
+                    continue  # no data (none measured, or all below quantification)
                 x, _ = _time_axis(a["time_h"].to_numpy())
+                x = x + (k - (len(arms) - 1) / 2) * step
                 m = a["mean"].to_numpy()
                 e = a["sem"].fillna(0).to_numpy()
                 c = _COLORS[k % len(_COLORS)]
-                ax.plot(x, m, "-o", ms=3, color=c, label=arm)
+                ax.plot(x, m, "-", marker=_MARKERS[k % len(_MARKERS)], ms=3.5, color=c,
+                        label=arm)
                 ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
+                n = a["n"].to_numpy()
+                for xi, mi, ni in zip(x, m, n):
+                    if ni < n.max() and np.isfinite(mi):
+                        ax.annotate(f"n={ni:g}", (xi, mi), xytext=(2, 3),
+                                    textcoords="offset points", fontsize=6, color=c)
             ax.set_xlabel(label)
         else:
             raw = readouts[(readouts["assay"] == assay) & (readouts["readout"] == name)]
@@ -74,7 +120,7 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
             ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
             ax.set_xlabel(f"t = {times[0]:g} h")
         ax.set_title(name, fontsize=9)
-        ax.set_ylabel(unit)
+        ax.set_ylabel(_unit_label(unit))
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     handles: dict[str, object] = {}
@@ -84,7 +130,20 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
     if handles:  # one legend for the figure (some panels may have no data, e.g. all BLQ)
         axes.ravel()[0].legend(list(handles.values()), list(handles), fontsize=7,
                                frameon=False)
+    notes = []
+    if flat:
+        notes.append("the same in every arm and at every time (not drawn): "
+                     + ", ".join(flat))
+    if empty:
+        notes.append("no value above the limit of quantification (not drawn): "
+                     + ", ".join(empty))
+    if not names:
+        axes[0, 0].text(0.5, 0.5, "nothing to draw", ha="center", va="center",
+                        transform=axes[0, 0].transAxes)
+    if notes:
+        fig.text(0.01, 0.005, "; ".join(notes), fontsize=6.5, va="bottom", wrap=True)
     fig.suptitle(assay)
-    fig.tight_layout()
+    # room for the title above the panels and the notes below them
+    fig.tight_layout(rect=(0, (0.3 if notes else 0) / height, 1, 1 - 0.35 / height))
     fig.savefig(path, dpi=110)
     return path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ketasim.analysis.stats import NESTED_SUFFIX
 from ketasim.experiment.assays import ASSAYS
 from ketasim.report.figures import assay_figure
 from ketasim.report.striatal_figures import lesion_time_course, mushroom_vs_aims
@@ -25,9 +26,27 @@ ul.warn{background:#fff4d6;border-left:4px solid #e0a000;padding:.5em 2em}
 """
 
 
-FIGURE_NOTE = ("mean \u00b1 SEM per arm; time courses as lines with SEM bands, single time "
-               "points as bars with individual subjects as dots; values below a limit of "
-               "quantification are missing")
+FIGURE_NOTE = ("mean \u00b1 SEM per arm; time courses as lines with SEM bands (arms drawn "
+               "slightly apart at shared times; a point with fewer subjects than its arm "
+               "has elsewhere labelled with its n), single time points as bars with "
+               "individual subjects as dots; values below a limit of quantification are "
+               "missing")
+
+
+def figure_caption(assay: str) -> str:
+    """The caption of an assay's summary figure: what is drawn (:data:`FIGURE_NOTE`) and
+    what its readouts mean where the assay declares it; a ``_nested`` table's SEM is over
+    its units (segments, branches, cells), which are not independent animals."""
+    base = assay.removesuffix(NESTED_SUFFIX)
+    note = FIGURE_NOTE
+    if assay != base:
+        note = note.replace("mean \u00b1 SEM per arm", "mean \u00b1 SEM over the units of "
+                            "each arm (segments, branches or cells, nested in animals: the "
+                            "SEM is narrower than over animals)")
+    spec = ASSAYS.get(base)
+    meant = [f"{r.name}: {r.description}" for r in (spec.readouts if spec else ())
+             if r.description]
+    return f"{assay}: {note}" + (f". {'; '.join(meant)}" if meant else "")
 
 
 def _tags(*figures: tuple[Path | None, str, str]) -> list[str]:
@@ -243,6 +262,20 @@ def warnings_html(lines: list[str]) -> list[str]:
     return ["<h2>Warnings</h2>", f'<ul id="warnings" class="warn">{items}</ul>']
 
 
+def _summary_html(summary: pd.DataFrame) -> list[str]:
+    """The summary table without rows that hold no measurement (n 0: a readout below its
+    limit of quantification in every subject, e.g. a drug's plasma level in the saline
+    arm); they stay in summary.csv, and the page says how many were left out."""
+    empty = summary["n"] == 0 if "n" in summary else pd.Series(False, summary.index)
+    out = [table_html(summary[~empty], None, "summary")]
+    if empty.any():
+        k = int(empty.sum())
+        out.append(f"<p>{k} {'row' if k == 1 else 'rows'} with no measured value (n 0, "
+                   "e.g. below the limit of quantification in every subject) left out "
+                   "here; summary.csv has them all.</p>")
+    return out
+
+
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
                  kept: dict[str, dict[str, dict]] | None = None, *, trial=None,
@@ -253,7 +286,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
     and the scenario's ``design``, a "Trial" section (:func:`trial_html`); with
     ``comparison`` (``run --against``), a section on what moved (:func:`against_html`)."""
     figs = [img_tag(assay_figure(readouts, summary, assay, out / f"fig_{assay}.png"), assay,
-                    f"{assay}: {FIGURE_NOTE}") for assay in dict.fromkeys(summary["assay"])]
+                    figure_caption(assay)) for assay in dict.fromkeys(summary["assay"])]
     scatter = mushroom_vs_aims(readouts, out / "fig_mushroom_vs_aims.png")
     if scatter is not None:
         figs.append(img_tag(scatter[0], "mushroom spine density against AIMs",
@@ -273,7 +306,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
         *(trial_html(out, trial, design, summary) if trial is not None else []),
         "<h2>Figures</h2>", *figs, *assay_figures(out, kept or {}, "fig_"),
-        "<h2>Summary</h2>", table_html(summary, None, "summary"),
+        "<h2>Summary</h2>", *_summary_html(summary),
         *provenance_html(manifest),
     ]
     path = out / "report.html"

@@ -18,8 +18,8 @@ from ketasim.analysis.stats import summarize
 from ketasim.report._mpl import subplots
 from ketasim.report.figures import assay_figure
 from ketasim.report.html import (
-    FIGURE_NOTE,
     assay_figures,
+    figure_caption,
     img_tag,
     page,
     provenance_html,
@@ -252,7 +252,7 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
         for assay in dict.fromkeys(summary["assay"]):
             png = assay_figure(run.readouts, summary, assay, figdir / f"{name}_{assay}.png")
             body.append(img_tag(png, f"{name} {assay}",
-                                f"{name}: {assay}, {FIGURE_NOTE}"))
+                                f"{name}: {figure_caption(assay)}"))
         body.extend(assay_figures(figdir, run.kept, f"{name}_"))
         if not run.stats.empty:
             body.append(table_html(run.stats, "p", f"stats-{name}"))

@@ -166,10 +166,15 @@ def _write_tracking(kept: dict, path) -> None:
         path, index=False)
 
 
+# what the turnover readouts mean (report captions)
+_INTERVAL = ("spines {} since the previous session, as % of those seen then; drawn at "
+             "the interval's end, so intervals of different lengths differ for that alone")
+
 TWO_PHOTON = Assay(
     "two_photon_spines", "in vivo two-photon imaging of spines",
-    (Readout("spine_density_per_10um", "per 10 um"), Readout("formation_pct", "%"),
-     Readout("elimination_pct", "%")), _two_photon,
+    (Readout("spine_density_per_10um", "per 10 um"),
+     Readout("formation_pct", "%", _INTERVAL.format("new")),
+     Readout("elimination_pct", "%", _INTERVAL.format("lost"))), _two_photon,
     options={"branches": 4, "detection_um3": 0.01, "miss": 0.02, "false_pos_per_100um": 0.5,
              "jitter_um": 0.2, "cell": "mpfc_l5", "session_min": 0.0},
     positive=("branches", "detection_um3"), fractions=("miss",), reads=("spines",),

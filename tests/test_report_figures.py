@@ -1,0 +1,67 @@
+"""The run and validation reports' summary figures and captions: what is drawn, what is
+named instead, and what the captions say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _summary(rows):
+    return pd.DataFrame(rows, columns=["arm", "assay", "readout", "time_h", "unit", "n",
+                                       "mean", "sem"])
+
+
+def test_flat_and_empty_readouts_are_named_not_drawn():
+    from ketasim.report.figures import panels
+
+    rows = []
+    for arm in ("saline", "ketamine"):
+        for t in (0.0, 1.0, 24.0):
+            rows += [(arm, "a", "moves", t, "1", 4, 1.0 + (arm == "ketamine") * t, 0.1),
+                     (arm, "a", "rest", t, "1", 4, 1.0, 0.0),       # the same everywhere
+                     (arm, "a", "blq", t, "ng/mL", 0, np.nan, np.nan)]  # nothing measured
+    rows += [("saline", "a", "once", 2.0, "s", 4, 3.0, 0.0),  # one time: a bar, kept
+             ("ketamine", "a", "once", 2.0, "s", 4, 3.0, 0.0)]
+    names, empty, flat = panels(_summary(rows))
+    assert names == ["moves", "once"]
+    assert empty == ["blq"]
+    assert flat == ["rest = 1"]
+    # a flat mean with spread between subjects is drawn
+    rows = [(arm, "a", "noisy", t, "1", 4, 1.0, 0.2) for arm in ("x", "y") for t in (0, 1)]
+    assert panels(_summary(rows))[0] == ["noisy"]
+
+
+def test_a_figure_with_nothing_to_draw_is_still_written(tmp_path):
+    from ketasim.report.figures import assay_figure
+
+    summary = _summary([("saline", "a", "blq", t, "ng/mL", 0, np.nan, np.nan)
+                        for t in (0.0, 1.0)])
+    readouts = pd.DataFrame(columns=["arm", "assay", "readout", "time_h", "value"])
+    png = assay_figure(readouts, summary, "a", tmp_path / "f.png")
+    assert png.is_file() and png.stat().st_size > 1000
+
+
+def test_captions_say_what_the_readouts_and_the_nested_sem_mean():
+    from ketasim.report.html import FIGURE_NOTE, figure_caption
+
+    assert figure_caption("plasma_pk") == f"plasma_pk: {FIGURE_NOTE}"
+    spines = figure_caption("two_photon_spines")
+    assert "formation_pct: spines new since the previous session" in spines
+    assert "intervals of different lengths" in spines
+    nested = figure_caption("two_photon_spines_nested")
+    assert "SEM over the units of each arm" in nested and "per arm;" not in nested
+    assert "formation_pct:" in nested
+
+
+def test_the_summary_table_leaves_out_rows_with_nothing_measured():
+    from ketasim.report.html import _summary_html
+
+    summary = _summary([("saline", "plasma_pk", "ketamine_plasma_ng_ml", 1.0, "ng/mL", 0,
+                         np.nan, np.nan),
+                        ("ketamine", "plasma_pk", "ketamine_plasma_ng_ml", 1.0, "ng/mL", 8,
+                         210.0, 12.0)])
+    out = "".join(_summary_html(summary))
+    assert out.count("<tr") == 2  # the header and the ketamine row
+    assert "1 row with no measured value" in out
+    assert "no measured value" not in "".join(_summary_html(summary[summary["n"] > 0]))
