@@ -800,7 +800,7 @@ def screen(
     from ketasim.io.results import OutputError, atomic_dir
     from ketasim.pk.compounds import CompoundError, add_compounds
     from ketasim.provenance import utc_now
-    from ketasim.report.screen import write_screen
+    from ketasim.report.screen import fixed, write_screen
     from ketasim.scenario import load_scenario_text
     from ketasim.screen import (
         ScreenError,
@@ -873,7 +873,7 @@ def screen(
     for _, r in result.table.iterrows():
         role = {"reference": " (ref.)", "vehicle": " (vehicle)"}.get(r["role"], "")
         shown.add_row(str(r["rank"]), r["compound"] + role,
-                      *(format(r[c], f) for c, (_, f) in cols.items()))
+                      *(fixed(r[c], f) for c, (_, f) in cols.items()))
     out.print(shown)
     for note in plan.notes:
         out.print(f"note: {note}")

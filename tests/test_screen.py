@@ -330,3 +330,17 @@ def test_effective_dose_needs_a_dose_unit():
     raw["effective_dose"]["rat"]["unit"] = "uM"
     with pytest.raises(CompoundError, match="effective_dose.rat.unit"):
         parse_compound(raw, "mk801.yaml")
+
+
+def test_screen_figures_keep_role_colours_apart_and_print_no_negative_zero():
+    """Candidates never take the reference's red or the vehicle's grey (the colour cycle
+    may come as RGB tuples, which a comparison with hex strings let through); a value
+    that rounds to zero prints as 0.00, not -0.00."""
+    import math
+
+    from ketasim.report.screen import _COLORS, ROLE_COLORS, fixed
+
+    assert _COLORS and not set(_COLORS) & set(ROLE_COLORS.values())
+    assert fixed(-0.001, ".2f") == "0.00" and fixed(-0.5, ".2f") == "-0.50"
+    assert fixed(0.004, ".2f") == "0.00" and fixed(12.0, "g") == "12"
+    assert fixed(math.nan, ".1f") == "nan"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -24,11 +25,25 @@ from ketasim.report.html import img_tag, page, provenance_html, table_html
 
 ROLE_COLORS = {"reference": "#d62728", "vehicle": "#7f7f7f", "candidate": "#1f77b4"}
 # candidate lines: the default cycle without the reference's red and the vehicle's grey
-_COLORS = [c for c in matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+# (compared as hex: matplotlib may give the cycle as RGB tuples)
+_COLORS = [c for c in map(matplotlib.colors.to_hex,
+                          matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
            if c not in ROLE_COLORS.values()]
 DOSE_RESPONSE_METRICS = ("window_peak", "formation_drive_peak", "spine_gain_24h_pct",
                          "tst_rescue_48h_s", "nmda_occupancy_pyramidal_peak",
                          "efficacy_vs_reference")
+
+
+_STYLES = ("-", "--", ":", "-.")
+
+
+def fixed(v: float, spec: str) -> str:
+    """``format(v, spec)`` without a negative zero: a value that rounds to 0 is "0.00",
+    not "-0.00" (which reads as a small harm)."""
+    m = re.fullmatch(r"\.(\d+)f", spec)
+    if m and math.isfinite(v):
+        v = round(v, int(m.group(1))) + 0.0
+    return format(v, spec)
 
 
 def _label(r) -> str:
@@ -51,7 +66,7 @@ def ranking_figure(table: pd.DataFrame, path: Path, rank_by: str) -> Path:
         ax.barh(y, np.nan_to_num(v), color=colors, alpha=0.85)
         for yi, vi in zip(y, v, strict=True):
             if math.isfinite(vi):
-                ax.text(vi, yi, f" {vi:.2f}", va="center",
+                ax.text(vi, yi, f" {fixed(vi, '.2f')}", va="center",
                         ha="left" if vi >= 0 else "right", fontsize=8)
         ax.axvline(1.0, ls="--", lw=1, color=ROLE_COLORS["reference"])
         ax.axvline(0.0, lw=0.8, color="k")
@@ -87,7 +102,7 @@ def metrics_figure(table: pd.DataFrame, metrics: pd.DataFrame, path: Path) -> Pa
             v = t.loc[i, c]
             ax.text(j, i, "" if pd.isna(v) else f"{v:.3g}", ha="center", va="center",
                     fontsize=7)
-    ax.set_xticks(range(len(cols)), [f"{c}\n({units[c]})" for c in cols], rotation=40,
+    ax.set_xticks(range(len(cols)), [f"{c}\n({_unit(units[c])})" for c in cols], rotation=40,
                   ha="right", fontsize=7)
     ax.set_yticks(range(len(t)), [_label(r) for _, r in t.iterrows()], fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.03, label="x reference (colour clipped)")
@@ -98,34 +113,44 @@ def metrics_figure(table: pd.DataFrame, metrics: pd.DataFrame, path: Path) -> Pa
     return path
 
 
+def _unit(unit: str) -> str:
+    return "dimensionless" if unit in ("1", "") else unit
+
+
 def window_figure(readouts: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path:
     """The plasticity window: plasticity potential above vehicle (each arm relative to
-    its own pre-dose level), 0-72 h, for every arm."""
+    its own pre-dose level), 0-72 h, for every arm, each candidate in its own colour and
+    line style; the time axis is linear to 1 h and logarithmic beyond (and says so), the
+    legend beside the axes."""
     d = readouts[(readouts["assay"] == "signaling_state")
                  & (readouts["readout"] == "plasticity_potential")]
     m = d.groupby(["arm", "time_h"])["value"].mean().unstack("time_h")
     m = m.sub(m[0.0], axis=0)
     m = m.sub(m.loc["vehicle"], axis=1)
     m = m.loc[:, (m.columns >= 0) & (m.columns <= 72)]
-    fig, ax = subplots(figsize=(7.5, 4.2))
+    fig, ax = subplots(figsize=(10.0, 4.6))
     k = 0
     for _, r in table.iterrows():
         if r["arm"] not in m.index or r["role"] == "vehicle":
             continue
         if r["role"] == "reference":
-            style = {"color": ROLE_COLORS["reference"], "lw": 2.2}
-        else:
-            style = {"color": _COLORS[k % len(_COLORS)], "lw": 1.2}
+            style = {"color": ROLE_COLORS["reference"], "lw": 2.2, "ls": "-"}
+        else:  # colour and line style together tell 28 candidates apart
+            style = {"color": _COLORS[k % len(_COLORS)], "lw": 1.2,
+                     "ls": _STYLES[(k // len(_COLORS)) % len(_STYLES)]}
             k += 1
-        ax.plot(m.columns, m.loc[r["arm"]], "-o", ms=2.5, label=_label(r), **style)
+        ax.plot(m.columns, m.loc[r["arm"]], marker="o", ms=2.5, label=_label(r), **style)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlim(0, 80)
     ax.set_xticks([0, 1, 2, 4, 8, 12, 24, 48, 72], ["0", "1", "2", "4", "8", "12", "24",
                                                     "48", "72"])
-    ax.set_xlabel("time after the dose (h)")
+    ax.set_xlabel("time after the dose (h; linear to 1 h, logarithmic beyond)")
     ax.set_ylabel("plasticity potential above vehicle")
-    ax.legend(fontsize=7, frameon=False, ncol=2)
+    n = table["n"].dropna().astype(int).unique() if "n" in table else []
+    ax.set_title("mean of each arm" + (f" ({n[0]} mice per arm)" if len(n) == 1 else ""),
+                 fontsize=8, loc="left")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
