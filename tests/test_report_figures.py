@@ -65,3 +65,17 @@ def test_the_summary_table_leaves_out_rows_with_nothing_measured():
     assert out.count("<tr") == 2  # the header and the ketamine row
     assert "1 row with no measured value" in out
     assert "no measured value" not in "".join(_summary_html(summary[summary["n"] > 0]))
+
+
+def test_report_header_and_tables_for_lab_data():
+    from ketasim.report.html import _header_html, table_html
+
+    lab = _header_html({"ketasim_version": "0.1", "species": "mouse", "seed": None,
+                        "scenario_hash": "abcdef0123456789"})
+    assert "lab data, no simulation" in lab and "seed" not in lab
+    assert "<code>abcdef012345</code>" in lab
+    sim = _header_html({"ketasim_version": "0.1", "species": "rat", "seed": 7,
+                        "scenario_hash": "ff"})
+    assert "seed 7, scenario hash <code>ff</code>" in sim
+    table = table_html(pd.DataFrame({"p": [0.01], "baseline_h": [np.nan]}), "p")
+    assert "nan" not in table and "<td></td>" in table

@@ -224,7 +224,8 @@ def test_compare_without_assay_pools_every_assay_of_the_readout():
                        readouts({"a": [5], "b": [6]}, assay="immunofluorescence")],
                       ignore_index=True)
     r = compare(table, [comparison(["a", "b"], assay=None)]).iloc[0]
-    assert r["n"] == "3;3" and r["assay"] == ""
+    # the row names every assay it pooled (it was left empty)
+    assert r["n"] == "3;3" and r["assay"] == "immunofluorescence;western_blot"
     ref = sps.ttest_ind([1, 2, 5], [3, 4, 6], equal_var=False)
     assert r["p"] == pytest.approx(ref.pvalue, rel=1e-12)
 
@@ -357,3 +358,19 @@ compare:
     with pytest.raises(ScenarioError) as e:
         load_scenario_text(text.replace("READOUT", "psd95_rel").replace("BASE", "1h"))
     assert "compare[0].baseline" in str(e.value) and "western_blot ends the animal" in str(e.value)
+
+
+def test_a_mixed_model_without_assay_names_the_nested_assay_it_read():
+    per_subject = readouts({"a": [1.0, 2.0, 1.5], "b": [3.0, 4.0, 3.5]})
+    nested = readouts({"a": [1, 2, 1, 2, 1, 2], "b": [3, 4, 3, 4, 3, 4]},
+                      assay=ASSAY + "_nested")
+    nested["subject"] = nested["subject"] // 2  # two branches per subject
+    from types import SimpleNamespace
+
+    # (as an analyze design writes it: scenarios have no mixed_lm)
+    mixed = SimpleNamespace(readout=READOUT, assay=None, test="mixed_lm", at=24.0,
+                            arms=["a", "b"], baseline=None, region=None)
+    out = compare(pd.concat([per_subject, nested], ignore_index=True),
+                  [comparison(["a", "b"], assay=None), mixed])
+    assert list(out["assay"]) == [ASSAY, ASSAY + "_nested"]
+    assert list(out["n"]) == ["3;3", "6;6"]

@@ -180,7 +180,7 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
         else:
             res = run_test(c.test, groups)
         rows.append({
-            "comparison": k, "readout": c.readout, "assay": getattr(c, "assay", None) or "",
+            "comparison": k, "readout": c.readout, "assay": assays_read(readouts, c, k),
             "time_h": float(c.at), "test": c.test, "groups": ";".join(c.arms),
             "n": ";".join(str(len(g)) for g in groups),
             "means": ";".join(f"{g.mean():.6g}" if len(g) else "nan" for g in groups),
@@ -190,12 +190,9 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=STATS_COLUMNS)
 
 
-def comparison_groups(readouts: pd.DataFrame, c, k: int = 0
-                      ) -> tuple[pd.DataFrame, list[np.ndarray]]:
-    """The rows a comparison ``c`` tests (its readout, assay or nesting, region, time, or
-    changes from ``baseline``) and, per arm of ``c.arms``, their finite values: what
-    :func:`compare` runs its test on (and what a power analysis from pilot data
-    resamples)."""
+def _selection(readouts: pd.DataFrame, c, k: int) -> pd.Series:
+    """The rows of a comparison's readout, of its assay (or nesting) and region, at any
+    time."""
     sel = readouts["readout"] == c.readout
     if getattr(c, "assay", None):
         sel &= readouts["assay"] == c.assay
@@ -208,6 +205,27 @@ def comparison_groups(readouts: pd.DataFrame, c, k: int = 0
         raise ValueError(
             f"compare[{k}]: {c.readout!r} is measured in regions "
             f"{sorted(readouts.loc[sel, 'region'].unique())}; name one with region:")
+    return sel
+
+
+def assays_read(readouts: pd.DataFrame, c, k: int = 0) -> str:
+    """The assay (or assays, ``;``-joined) whose rows a comparison reads in its arms at
+    its time: the one it names, or the one found for it (per subject, or nested for a
+    mixed model)."""
+    if getattr(c, "assay", None):
+        return c.assay
+    sel = (_selection(readouts, c, k) & _at(readouts, c.at)
+           & readouts["arm"].isin(list(c.arms)))
+    return ";".join(sorted(readouts.loc[sel, "assay"].astype(str).unique()))
+
+
+def comparison_groups(readouts: pd.DataFrame, c, k: int = 0
+                      ) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """The rows a comparison ``c`` tests (its readout, assay or nesting, region, time, or
+    changes from ``baseline``) and, per arm of ``c.arms``, their finite values: what
+    :func:`compare` runs its test on (and what a power analysis from pilot data
+    resamples)."""
+    sel = _selection(readouts, c, k)
     baseline = getattr(c, "baseline", None)
     rows_ = (readouts.loc[sel & _at(readouts, c.at)] if baseline is None
              else _changes(readouts, sel, c, k))

@@ -74,8 +74,9 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
         for name, table in data.tables.items():
             table.to_csv(tmp / name, index=False)
         write_json(man, tmp / "manifest.json")
-        description = (design.design.description or f"{kind} data") + " " + " ".join(
-            [*data.notes, TESTS_NOTE])
+        # one sentence per note (the notes are clauses without a closing full stop)
+        description = " ".join(n.strip().rstrip(".") + "." for n in (
+            design.design.description or f"{kind} data", *data.notes, TESTS_NOTE))
         write_report(tmp, f"ketasim analyze {kind}: {design.design.name}", description,
                      readouts, summary, stats, man, data.kept)
     return out

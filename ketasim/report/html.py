@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import importlib
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -93,8 +94,9 @@ def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -
     body = []
     for _, r in df.iterrows():
         cls = ' class="sig"' if sig_col and pd.notna(r[sig_col]) and r[sig_col] < 0.05 else ""
-        cells = "".join(
-            f"<td>{html.escape(f'{v:.4g}')}</td>" if isinstance(v, float)
+        cells = "".join(  # a missing number (no baseline, no SEM) is an empty cell
+            ("<td></td>" if math.isnan(v) else f"<td>{html.escape(f'{v:.4g}')}</td>")
+            if isinstance(v, float)
             else f'<td class="l">{html.escape(str(v))}</td>' for v in r)
         body.append(f"<tr{cls}>{cells}</tr>")
     return f'<table id="{cls_id}"><tr>{head}</tr>{"".join(body)}</table>'
@@ -276,6 +278,20 @@ def _summary_html(summary: pd.DataFrame) -> list[str]:
     return out
 
 
+def _header_html(manifest: dict) -> str:
+    """Version and species, then the seed and scenario hash of a simulation, or, for
+    lab data (``ketasim analyze``, no seed), the design's hash."""
+    e = html.escape
+    head = (f"ketasim {e(str(manifest.get('ketasim_version')))}, species "
+            f"{e(str(manifest.get('species')))}")
+    digest = e(str(manifest.get("scenario_hash") or "")[:12])
+    if manifest.get("seed") is None:
+        return (f"<p>{head}; lab data, no simulation" + (f"; design hash <code>{digest}"
+                                                         "</code>" if digest else "")
+                + "</p>")
+    return f"<p>{head}, seed {manifest.get('seed')}, scenario hash <code>{digest}</code></p>"
+
+
 def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame,
                  summary: pd.DataFrame, stats: pd.DataFrame, manifest: dict,
                  kept: dict[str, dict[str, dict]] | None = None, *, trial=None,
@@ -296,9 +312,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         figs.append(img_tag(lesion[0], "lesion time course", f"Lesion time course: {lesion[1]}"))
     body = [
         f"<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>",
-        (f"<p>ketasim {html.escape(str(manifest.get('ketasim_version')))}, species "
-        f"{html.escape(str(manifest.get('species')))}, seed {manifest.get('seed')}, "
-        f"scenario hash <code>{html.escape(str(manifest.get('scenario_hash'))[:12])}</code></p>"),
+        _header_html(manifest),
         *warnings_html(manifest.get("warnings") or []),
         *(against_html(comparison, manifest.get("against")) if comparison is not None
           else []),
