@@ -249,7 +249,7 @@ def spine_class_figure(classes: pd.DataFrame, path: Path) -> Path | None:
     n_sub = classes.groupby(["arm", "time_h"], sort=False)["subject"].nunique()
     labels = [f"{arm}\n{cell}, {session_label(t)}\n(n={n_sub[arm, t]})"
               for arm, cell, t in bars]
-    fig, axes = subplots(1, 2, figsize=(max(6.5, 1.6 * len(bars) + 2.5), 3.8))
+    fig, axes = subplots(1, 2, figsize=(max(6.5, 2.0 * len(bars) + 2.5), 3.8))
     x = np.arange(len(bars))
     for ax, col, ylabel in ((axes[0], "density_per_10um", "spines per 10 um"),
                             (axes[1], "fraction", "share of detected spines")):
@@ -260,6 +260,15 @@ def spine_class_figure(classes: pd.DataFrame, path: Path) -> Path | None:
             bottom += v
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_ylabel(ylabel)
+    # the total density's SEM over subjects (each subject's classes summed)
+    total = (classes.groupby(["arm", "cell", "time_h", "subject"], sort=False)
+             ["density_per_10um"].sum().groupby(["arm", "cell", "time_h"], sort=False))
+    sem = total.std(ddof=1) / np.sqrt(total.count())
+    axes[0].errorbar(x, [total.mean().get(b, np.nan) for b in bars],
+                     yerr=[sem.get(b, np.nan) for b in bars], fmt="none", ecolor="k",
+                     capsize=3, lw=1)
+    axes[0].set_title("density by class (total: mean \u00b1 SEM)", fontsize=8)
+    axes[1].set_title("share of each class", fontsize=8)
     axes[1].set_ylim(0, 1)
     axes[1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
@@ -276,5 +285,5 @@ def spine_class_figures(kept: dict, out: Path, prefix: str) -> list:
                                 Path(out) / f"{prefix}classes.png"),
              "spine classes", ("spine morphology by arm and imaged cell type (fixed tissue): "
                                "each class's density per 10 um and its share of the "
-                               "detected spines, arm means (mushroom: head volume above "
+                               "detected spines, arm means, the total density with its SEM over animals (mushroom: head volume above "
                                "0.12 um^3; filopodia: below 0.02 um^3 without a synapse)"))]
