@@ -159,7 +159,7 @@ def survival_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
             row = res.summary.loc[res.summary["group"] == group].iloc[0]
             ax.step(km["time_h"], km["survival"], where="post", color=f"C{g}",
                     ls=("-", "--", ":")[g % 3], lw=2.0 - 0.5 * g, marker="o", markevery=[-1],
-                    label=f"{group}: {row['km_surviving']:.2f} (n={int(row['n_spines'])})")
+                    label=f"{str(group).replace('_', ' ')}: {row['km_surviving']:.2f} (n={int(row['n_spines'])})")
             ax.fill_between(km["time_h"], km["ci_lower"], km["ci_upper"], step="post",
                             color=f"C{g}", alpha=0.15)
         p = res.logrank_p
