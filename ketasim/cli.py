@@ -930,7 +930,7 @@ def compounds_cmd(
 
 
 @app.command()
-def analyze(kind: str = typer.Argument(..., help="spines, calcium or behavior"),
+def analyze(kind: str = typer.Argument(..., help="spines, calcium, behavior or nwb"),
             paths: list[Path] = typer.Argument(..., help="the lab's files or folders"),
             design: Path = typer.Option(..., "--design", help="design YAML: groups, "
                                         "subjects, sessions, files, comparisons"),
@@ -952,8 +952,9 @@ def analyze(kind: str = typer.Argument(..., help="spines, calcium or behavior"),
         folder = run_analysis(kind, paths, design, out_dir, overwrite=force)
     except (*LAB_ERRORS, *_user_errors()) as e:
         _fail(str(e))
-    out.print(f"wrote {folder}/ (readouts.parquet, subjects.csv, summary.csv, stats.csv, "
-              "manifest.json, report.html)")
+    for note in json.loads((folder / "manifest.json").read_text()).get("left_out", []):
+        out.print(f"note: {note}")
+    out.print(f"wrote {folder}/ ({_written(folder)})")
 
 
 @app.command()

@@ -274,3 +274,18 @@ def test_petab_refuses_parameters_outside_the_sbml_model(tmp_path):
         export_petab(sc, CalibrationData.from_frame(data), ["spine.mpfc_l5.e0"],
                      tmp_path / "p")
     assert not (tmp_path / "p").exists()
+
+
+def test_an_analyze_folders_nested_rows_are_left_out_with_a_reason(tmp_path):
+    """An ``analyze spines`` folder holds per-mouse rows and the same measurements per
+    segment (``two_photon_spines_nested``), which no scenario simulates: the nested rows
+    are left out with a reason instead of failing the whole calibration."""
+    rows = [("saline", "two_photon_spines", "spine_density_per_10um", 24.0, "per 10 um",
+             8, 2.8, 0.1),
+            ("saline", "two_photon_spines_nested", "spine_density_per_10um", 24.0,
+             "per 10 um", 96, 2.7, 0.05)]
+    pd.DataFrame(rows, columns=["arm", "assay", "readout", "time_h", "unit", "n", "mean",
+                                "sem"]).to_csv(tmp_path / "summary.csv", index=False)
+    data = load_data(tmp_path)
+    assert list(data.table["assay"]) == ["two_photon_spines"]
+    assert len(data.dropped) == 1 and "two_photon_spines_nested row" in data.dropped[0]

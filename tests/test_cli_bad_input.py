@@ -86,6 +86,10 @@ def test_bad_design_options_are_one_error(tmp_path, options, fragment):
      "compare[0].at: group 'ketamine' has no spine_density_per_10um at 48 h"),
     ({"readout": "spine_density_per_10um", "at": "1d", "baseline": "-2d"},
      "compare[0].baseline: group 'ketamine' has no spine_density_per_10um at -48 h"),
+    # a readout no assay measures is a typo, not another kind's readout
+    ({"readout": "spine_density", "at": "1d"},
+     ("compare[0].readout: got 'spine_density', which no assay measures (did you mean "
+     "'spine_density_per_10um'")),
 ])
 def test_analyze_comparisons_that_read_nothing_are_errors(tmp_path, comparison, fragment):
     mice = pd.read_csv(DEPOSIT / "mice.csv")
@@ -108,13 +112,18 @@ def test_a_comparison_of_another_kinds_readout_is_left_out_with_a_note(tmp_path)
     (tmp_path / "d.yaml").write_text(yaml.safe_dump({
         "name": "ph", "groups": groups,
         "compare": [{"readout": "tst_immobility_s", "at": "1d",
-                     "arms": ["ketamine", "saline"]}]}))  # one design, several kinds
+                     "arms": ["ketamine", "saline"]},  # one design, several kinds
+                    {"readout": "spine_density_per_10um", "at": "1d",
+                     "arms": ["ketamine", "saline"]}]}))
     r = _invoke("analyze", "spines", DEPOSIT, "--design", tmp_path / "d.yaml", "--out",
                 tmp_path / "out")
     assert r.exit_code == 0, r.output
-    assert pd.read_csv(tmp_path / "out" / "stats.csv").empty  # no row of NaN
-    man = (tmp_path / "out" / "manifest.json").read_text()
-    assert "compare[0] (tst_immobility_s) left out: not a readout of these data" in man
+    note = "compare[0] (tst_immobility_s) left out: not a readout of these data"
+    assert f"note: {note}" in r.output  # said on the console, not only in the report
+    stats = pd.read_csv(tmp_path / "out" / "stats.csv")
+    assert list(stats["comparison"]) == [1]  # the design's own index, no row of NaN
+    assert note in (tmp_path / "out" / "manifest.json").read_text()
+    assert "wrote" in r.output and "segment_statistics.csv" in r.output
 
 
 def test_a_target_that_cannot_be_computed_says_why(tmp_path):

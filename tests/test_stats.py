@@ -228,6 +228,10 @@ def test_compare_without_assay_pools_every_assay_of_the_readout():
     assert r["n"] == "3;3" and r["assay"] == "immunofluorescence;western_blot"
     ref = sps.ttest_ind([1, 2, 5], [3, 4, 6], equal_var=False)
     assert r["p"] == pytest.approx(ref.pvalue, rel=1e-12)
+    # the row read back (as pilot power reads stats.csv) selects the same rows
+    again = compare(table, [comparison(["a", "b"], assay=None).model_copy(
+        update={"assay": r["assay"]})]).iloc[0]
+    assert again["p"] == r["p"] and again["assay"] == r["assay"]
 
 
 @pytest.mark.parametrize("values", [

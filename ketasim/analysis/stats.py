@@ -194,8 +194,8 @@ def _selection(readouts: pd.DataFrame, c, k: int) -> pd.Series:
     """The rows of a comparison's readout, of its assay (or nesting) and region, at any
     time."""
     sel = readouts["readout"] == c.readout
-    if getattr(c, "assay", None):
-        sel &= readouts["assay"] == c.assay
+    if getattr(c, "assay", None):  # one, or several ';'-joined as stats.csv writes them
+        sel &= readouts["assay"].isin(str(c.assay).split(";"))
     else:
         sel = _nesting(readouts, sel, c.test, c.at)
     if getattr(c, "region", None):

@@ -40,6 +40,7 @@ models.
 
 from __future__ import annotations
 
+import difflib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ from ketasim.analysis.suite2p import summarize_suite2p
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.analyze.design import DesignError, ResolvedDesign
 from ketasim.behavior.assays import EXTINCTION, KEEP_TRACK_SESSIONS, KEEP_TRACK_SUBJECTS
+from ketasim.experiment.assays import ASSAYS
 from ketasim.io.nwb import NWBDataError
 
 KINDS = ("spines", "calcium", "behavior", "nwb")
@@ -515,13 +517,24 @@ KIND_OPTIONS = {"spines": (), "calcium": ("frame_rate_hz", "series"),
 
 
 def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign
-                      ) -> tuple[list, list[str]]:
-    """The comparisons of the design that these data can answer. One design may serve
-    several kinds of data, so a comparison whose readout is not in these readouts is
-    left out (with a note for the manifest and report, not a row of NaN); a
-    group without values at ``at`` or ``baseline`` is one error naming the field."""
+                      ) -> tuple[list, list[int], list[str]]:
+    """The comparisons of the design that these data can answer, their indices in the
+    design, and notes. One design may serve several kinds of data, so a comparison of
+    another kind's readout (one some assay measures) is left out (with a note for the
+    console, the manifest and the report, not a row of NaN); a readout no assay measures
+    (a typo) and a group without values at ``at`` or ``baseline`` are one error each
+    naming the field."""
+    here = list(dict.fromkeys(readouts["readout"].astype(str)))
+    known = set(here).union(*(a.readout_names for a in ASSAYS.values()))
     notes, kept = [], []
     for i, c in enumerate(design.compare):
+        if c.readout not in known:
+            close = difflib.get_close_matches(c.readout, here, 3) or \
+                difflib.get_close_matches(c.readout, sorted(known), 3)
+            raise DesignError(
+                f"{design.where}: compare[{i}].readout: got {c.readout!r}, which no assay "
+                "measures" + (f" (did you mean {', '.join(map(repr, close))}?)" if close
+                              else "") + f"; these data have: {', '.join(here)}")
         rows = readouts[readouts["readout"] == c.readout]
         if c.assay:
             rows = rows[rows["assay"] == c.assay]
@@ -542,7 +555,7 @@ def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign
                     raise DesignError(
                         f"{design.where}: compare[{i}].{key}: group {group!r} has no "
                         f"{c.readout} at {when:g} h (its times: {listed})")
-    return [design.compare[i] for i in kept], notes
+    return [design.compare[i] for i in kept], kept, notes
 
 
 def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabData:

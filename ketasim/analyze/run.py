@@ -52,10 +52,11 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
     paths = [Path(p) for p in paths]
     data = read_lab_data(kind, paths, design)
     readouts = data.readouts
-    comparisons, left_out = check_comparisons(readouts, design)
+    comparisons, indices, left_out = check_comparisons(readouts, design)
     data.notes = [*data.notes, *left_out]
     summary = summarize(readouts)
-    stats = compare(readouts, comparisons)
+    # each row keeps its index in the design (what power RUN_DIR --compare I names)
+    stats = compare(readouts, comparisons).assign(comparison=indices)
     text = Path(design_path).read_text()
     registry = load_registry()
     man = collect(registry=registry, started=started,
@@ -65,6 +66,7 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
         "species": design.design.species, "seed": None,
         "scenario_hash": "", "groups": {g: len(s) for g, s in design.design.groups.items()},
         "timings_s": {"total": time.perf_counter() - t0}, "notes": [*data.notes, TESTS_NOTE],
+        "left_out": left_out,  # the design's comparisons these data cannot answer
         "tables": list(data.tables)}
     with atomic_dir(out, overwrite) as tmp:
         write_readouts(readouts, tmp / "readouts.parquet")

@@ -114,6 +114,7 @@ import numpy as np
 import pandas as pd
 
 import ketasim
+from ketasim.analysis.stats import NESTED_SUFFIX
 
 __all__ = ["CalibrationData", "CalibrationError", "Prior", "calibrate", "export_petab",
            "load_data", "particle_seed", "priors", "statistics"]
@@ -341,7 +342,10 @@ def _load_summary(folder: Path) -> CalibrationData:
     for i, rec in enumerate(raw.to_dict("records")):
         n = _number(rec["n"])
         label = f"row {i + 1} (line {i + 2}) {rec['arm']}/{rec['readout']}@{rec['time_h']}h"
-        if _number(rec["mean"]) is None or n == 0:
+        if str(rec["assay"]).endswith(NESTED_SUFFIX):
+            dropped.append(f"{label}: a {rec['assay']} row (per segment, branch or cell: "
+                           "the per-subject rows hold the same measurements, fitted once)")
+        elif _number(rec["mean"]) is None or n == 0:
             dropped.append(f"{label}: no observations")
         elif (_number(rec["sem"]) or 0.0) <= 0.0:
             dropped.append(f"{label}: no positive SEM (n {rec['n']}; a noise-free readout "
