@@ -384,9 +384,12 @@ def validate(
                         seeds=seeds, registry=registry, compounds=folders, expect=expect,
                         map_tasks=map_tasks)
             table = result.table()
+            sens_s = None
             if sensitivity:
+                t_sens = time.perf_counter()
                 table = _target_sensitivity(table, tmp, paths, targets, chosen, registry,
                                             workers, folders)
+                sens_s = time.perf_counter() - t_sens
             table.to_csv(tmp / "validation.csv", index=False)
             comparison = None
             if baseline is not None:
@@ -436,7 +439,9 @@ def validate(
                                   for r in moved.itertuples()))
     c = result.counts()
     out.print(f"{c['pass']} pass, {c['fail']} fail, {c['known_gap']} known gaps, "
-              f"{c['error']} errors in {result.seconds:.1f} s; wrote {out_dir}/validation.csv, "
+              f"{c['error']} errors in {result.seconds:.1f} s"
+              + (f" (and {sens_s:.1f} s screening sensitivity)" if sens_s is not None else "")
+              + f"; wrote {out_dir}/validation.csv, "
               "manifest.json" + (", comparison.csv" if comparison is not None else "")
               + " and report.html")
     if not result.ok:

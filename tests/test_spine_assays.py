@@ -163,3 +163,40 @@ def test_an_arm_images_one_population():
     with pytest.raises(AssayOptionError, match=r"arms\[0\]\.assays\[1\]\.options\.cell: got "
                                                r"'ca1'; an arm's spine assays in one region measure one"):
         simulate(load_scenario_text(text), registry=load_registry())
+
+
+def test_a_runs_tracking_table_goes_through_analyze_with_arm_qualified_ids(tmp_path):
+    """ketasim numbers subjects from 0 in every arm; a design names them <arm>-<id> and
+    analyze reads the run's own tracking table back to the run's per-subject readouts."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    p = tmp_path / "s.yaml"
+    p.write_text(TEXT.replace("n: 12", "n: 3"))
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(p), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    design = {"name": "back", "groups": {arm: [f"{arm}-{i}" for i in range(3)]
+                                         for arm in ("saline", "ketamine")}}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(design))
+    res = runner.invoke(app, ["analyze", "spines", str(tmp_path / "o" /
+                                                       "spines_tracking.parquet"),
+                              "--design", str(tmp_path / "d.yaml"), "--out",
+                              str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    key = ["arm", "subject", "readout", "time_h"]
+    run = pd.read_parquet(tmp_path / "o" / "readouts.parquet")
+    run = run[run["assay"] == "two_photon_spines"].set_index(key)["value"].sort_index()
+    subjects = pd.read_csv(tmp_path / "a" / "subjects.csv")
+    assert set(subjects["subject_id"]) == {f"{a}-{i}" for a in ("saline", "ketamine")
+                                           for i in range(3)}
+    # analyze numbers the design's subjects in one sequence; back to the run's ids
+    own = dict(zip(subjects["subject"], subjects["subject_id"].str.rsplit("-", n=1).str[1]
+                   .astype(int), strict=True))
+    lab = pd.read_parquet(tmp_path / "a" / "readouts.parquet")
+    lab = lab[lab["assay"] == "two_photon_spines"].assign(
+        subject=lambda d: d["subject"].map(own)).set_index(key)["value"].sort_index()
+    pd.testing.assert_series_equal(lab.reindex(run.index), run, check_names=False,
+                                   rtol=1e-9)

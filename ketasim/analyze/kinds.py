@@ -96,10 +96,26 @@ def _subjects(design: ResolvedDesign) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["arm", "subject", "subject_id"])
 
 
+def arm_subject_id(arm: pd.Series, subject: pd.Series) -> pd.Series:
+    """``<arm>-<subject>``, the arm's runs of other characters than letters and digits
+    written as one '-': how a design names a subject whose id is unique only within its
+    arm (ketasim's own tracking tables number subjects from 0 in every arm; NWB files
+    from ``ketasim run --nwb`` carry this id)."""
+    return (arm.astype(str).str.replace(r"[^A-Za-z0-9]+", "-", regex=True) + "-"
+            + subject.astype(str))
+
+
 def _assign(df: pd.DataFrame, design: ResolvedDesign, where: str) -> pd.DataFrame:
     """Replace the lab's subject ids by the design's groups and indices; a table whose
-    own ``arm`` disagrees with the design is an error."""
+    own ``arm`` disagrees with the design is an error. Where a table has an ``arm``
+    column, a subject the design does not name by its id alone may be named
+    ``<arm>-<id>`` (:func:`arm_subject_id`), for ids unique only within an arm."""
     ids = df["subject"].astype(str)
+    by_arm = pd.Series(False, index=df.index)  # named <arm>-<id> in the design
+    if "arm" in df.columns:
+        qualified = arm_subject_id(df["arm"], ids)
+        by_arm = ids.map(design.group_of).isna() & qualified.map(design.group_of).notna()
+        ids = ids.where(~by_arm, qualified)
     groups = ids.map(design.group_of)
     missing = ids[groups.isna()]
     if len(missing):
@@ -107,7 +123,7 @@ def _assign(df: pd.DataFrame, design: ResolvedDesign, where: str) -> pd.DataFram
                           f"{design.where}")
     if "arm" in df.columns:
         own = df["arm"].astype(str)
-        bad = (own != groups) & (own != "all")
+        bad = (own != groups) & (own != "all") & ~by_arm
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DesignError(f"{where}: subject {ids.iloc[i]!r} is in arm {own.iloc[i]!r} in "
@@ -502,9 +518,7 @@ def _nwb(paths: list[Path], design: ResolvedDesign) -> LabData:
     from ketasim.io.nwb import read_nwb  # pynwb's stack takes about a second to import
 
     r = read_nwb(paths)
-    r = r.assign(subject=(r["arm"].astype(str).str.replace(r"[^A-Za-z0-9]+", "-",
-                                                             regex=True)
-                          + "-" + r["subject"].astype(str)))
+    r = r.assign(subject=arm_subject_id(r["arm"], r["subject"]))
     return LabData(_assign(r.drop(columns=["arm"]), design, "NWB files"), _subjects(design),
                    ["readouts as stored in the NWB files (subject ids <arm>-<subject>)"])
 
