@@ -398,3 +398,26 @@ def test_top_parameters_text():
                       "share": [0.25, 0.75, 0.0, 0.0, 0.0]})
     assert S.top_parameters(t) == {"A": "q 75%, p 25%", "B": "none of the screened parameters"}
     assert S.top_parameters(t, k=1)["A"] == "q 75%"
+
+
+def test_sensitivity_samples_share_their_random_numbers(tmp_path):
+    """A noisy readout (western blot, 15% measurement noise) and a parameter the
+    prefrontal blot does not read (the Parkinson model's PKA threshold): with every
+    sample at one seed its elementary effects are exactly 0, where a seed per sample
+    gave it a mu* of the order of the readout's SEM."""
+    path = tmp_path / "blot.yaml"
+    path.write_text(TINY.replace("{assay: signaling_state, at: [0h, 2h]}",
+                                 "{assay: western_blot, at: [24h]}"))
+    with ThreadPoolExecutor(1) as ex:
+        out = S.run_sensitivity(path, "pmtor_rel", tmp_path / "sens",
+                                names=["sig.lid_pka_threshold", "sig.k_synthesis"],
+                                method="morris", n=3, arm="ketamine", time_h="24h",
+                                executor=ex, progress=False)
+    table = pd.read_csv(out / "indices.csv")
+    # mu* and sigma cannot be negative, and neither can their intervals
+    assert (table.loc[table["index"].isin(["mu_star", "sigma"]), "ci_low"] >= 0).all()
+    t = table.set_index(["parameter", "index"])["value"]
+    assert t["sig.lid_pka_threshold", "mu_star"] == 0.0
+    assert t["sig.k_synthesis", "mu_star"] > 0.0
+    rule = json.loads((out / "sweep" / "manifest.json").read_text())["seed_rule"]
+    assert rule.startswith("every sample runs with seed")

@@ -10,6 +10,7 @@ importing this module leaves matplotlib's global backend alone.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,8 @@ def indices_figure(table: pd.DataFrame, title: str | None = None,
     conf = "confidence intervals from bootstrap"
     head = title or "sensitivity"
     more = f"; {left_out} more parameters not shown" if left_out > 0 else ""
-    ax.set_title(f"{head}\n{method}, {len(order)} parameters, {conf}{more}", fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(head, 80)
+                           + [f"{method}, {len(order)} parameters, {conf}{more}"]), fontsize=9)
     ax.legend(fontsize=8, loc="best")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -567,6 +567,9 @@ class _Job:
     outputs: str
     columns: tuple[str, ...]  # the output columns after ``sample`` and the names
     regional: bool
+    # every sample at the base seed (common random numbers: a sensitivity analysis's
+    # samples then differ by their parameters only), else sample_seed(seed, k)
+    common_seed: bool = False
 
 
 def _pack_registry(registry: Registry):
@@ -609,7 +612,8 @@ def _evaluate(job: _Job, first: int, rows: Sequence[Sequence]) -> pd.DataFrame:
             scenario, reg = _apply(job.scenario, registry, targets, row)
         except SweepError as e:
             raise SweepError(f"sample {sample}: {e}") from None
-        readouts = simulate(scenario, seed=sample_seed(job.seed, sample),
+        readouts = simulate(scenario, seed=(job.seed if job.common_seed
+                                            else sample_seed(job.seed, sample)),
                             registry=reg).readouts
         if job.regional and "region" not in readouts.columns:
             readouts = readouts.assign(region=DEFAULT_REGION)
@@ -988,7 +992,7 @@ def _prepare_samples(samples, scenario, registry) -> tuple[pd.DataFrame, list[_T
 
 
 def _manifest(scenario, text, samples, names, seed, registry, outputs, columns, chunk,
-              timing) -> dict:
+              timing, common_seed: bool = False) -> dict:
     from ketasim.scenario import scenario_hash
 
     return {
@@ -1000,8 +1004,9 @@ def _manifest(scenario, text, samples, names, seed, registry, outputs, columns, 
         "n_samples": len(samples),
         "samples_sha256": _samples_digest(samples),
         "seed": int(seed),
-        "seed_rule": "sample k runs with seed SeedSequence(seed, spawn_key=(k,))"
-                     ".generate_state(1, uint64)[0] >> 1 (ketasim.sweep.core.sample_seed)",
+        "seed_rule": ("every sample runs with seed (common random numbers)" if common_seed
+                      else "sample k runs with seed SeedSequence(seed, spawn_key=(k,))"
+                      ".generate_state(1, uint64)[0] >> 1 (ketasim.sweep.core.sample_seed)"),
         "registry": {"sha256": registry_digest(registry),
                      "changed": changed_values(registry)},
         "outputs": outputs,
@@ -1015,7 +1020,8 @@ def _manifest(scenario, text, samples, names, seed, registry, outputs, columns, 
 
 _IDENTITY = (("format", "format"), ("scenario.sha256", "scenario"), ("names", "names"),
              ("n_samples", "number of samples"), ("samples_sha256", "samples"),
-             ("seed", "seed"), ("registry.sha256", "parameter registry"),
+             ("seed", "seed"), ("seed_rule", "seed rule"),
+             ("registry.sha256", "parameter registry"),
              ("outputs", "outputs"))
 
 
@@ -1081,7 +1087,8 @@ def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
               seed: int | None = None, registry: Registry | None = None,
               executor=None, scheduler: str | None = None, workers: int | None = None,
               chunk_samples: int | None = None, progress: bool = True,
-              outputs: str = "summary", compounds: Iterable[str | os.PathLike] = ()) -> Path:
+              outputs: str = "summary", compounds: Iterable[str | os.PathLike] = (),
+              common_seed: bool = False) -> Path:
     """Run ``scenario`` once per row of ``samples`` and write the results to ``out``.
 
     ``scenario``: a validated Scenario, a scenario file or a built-in name. ``samples``:
@@ -1092,8 +1099,11 @@ def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
     ``workers`` processes. ``chunk_samples``: samples per task (default: the manifest's
     when resuming, else as many as take about ``CHUNK_TARGET_S``, from one sample timed
     here first). ``outputs``: ``"summary"`` or ``"readouts"``. ``compounds``: folders of
-    compound files every worker registers (as ``--compounds``). Returns ``out``. See the
-    module's docstring for the folder, resuming and determinism."""
+    compound files every worker registers (as ``--compounds``). ``common_seed``: every
+    sample runs at the base seed itself (common random numbers, as a sensitivity analysis
+    needs: samples then differ by their values only, not by their subjects' draws).
+    Returns ``out``. See the module's docstring for the folder, resuming and
+    determinism."""
     ketasim._ensure_configured()  # before the scenario and the runner import numba
     out = Path(out)
     if outputs not in OUTPUTS:
@@ -1125,13 +1135,14 @@ def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
                    for spec in arm.assays)
     columns = _output_columns(outputs, regional)
     schema = _schema(names, columns)
-    job = _Job(scenario, _pack_registry(registry), names, base, outputs, columns, regional)
+    job = _Job(scenario, _pack_registry(registry), names, base, outputs, columns, regional,
+               bool(common_seed))
     blob = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
     digest = hashlib.sha256(blob).hexdigest()
     rows = list(zip(*(samples[c].tolist() for c in names), strict=True))
 
     manifest = _manifest(scenario, text, samples, names, base, registry, outputs, columns,
-                         chunk_samples, None)
+                         chunk_samples, None, bool(common_seed))
     old = _open_folder(out, manifest)
     chunks_dir = out / "chunks"
     if old is None:
