@@ -752,17 +752,25 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                   title=f"{first['readout']} at {first['time_h']:g} h, {first['test']}, "
                         f"{first['groups']}, alpha {alpha:g}, {cohorts} cohorts")
     if design:
-        table = Table("n", "arm", "n arm", "power", "95% CI", "mean estimate",
+        table = Table("n", "arm", "n arm", "randomised", "power", "95% CI", "mean estimate",
+                      "not fitted",
                       title=f"{first['readout']} at {first['time_h']:g} h, {first['test']}, "
                             f"against {first['control']}, alpha {alpha:g}, {cohorts} trials")
     for _, r in df.iterrows():
         ci = f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
         if design:
             table.add_row(str(int(r["n"])), str(r["arm"]), str(int(r["n_arm"])),
-                          f"{r['power']:.2f}", ci, f"{r['mean_estimate']:.2f}")
+                          f"{r['randomised_mean']:.3g}", f"{r['power']:.2f}", ci,
+                          f"{r['mean_estimate']:.2f}", str(int(r["not_fitted"])))
         else:
             table.add_row(str(int(r["n"])), f"{r['power']:.2f}", ci)
     out.print(table)
+    if design and (df["randomised_mean"] < df["n_arm"]).any():
+        out.print("note: n and n arm count candidates before the population's screening; "
+                  "'randomised' is the mean number of the arm's patients who passed it")
+    if design and df["not_fitted"].any():
+        out.print(f"note: {int(df['not_fitted'].sum())} simulated trials' primary analysis "
+                  "could not be fitted (counted as not significant)")
     if out_dir is not None:
         out.print(f"wrote {out_dir}/ ({_written(out_dir)})")
 

@@ -146,3 +146,26 @@ def test_a_stratified_design_runs_each_trial_on_its_own():
     assert first["estimate"] == pytest.approx(estimate, rel=1e-12)
     assert first["p"] == pytest.approx(p, rel=1e-12)
     assert each["estimate"].nunique() == 2 and table["n_arm"].iloc[0] == 8
+
+
+def test_a_screened_population_reports_the_patients_randomised(tmp_path):
+    """With a population that screens its candidates, n counts candidates: the table
+    gives the mean number randomised (those passing), which the CLI and figure show."""
+    pop = ("    population: {failed_trials: 2.5, screening: -7d, inclusion: {madrs_min: 22, "
+           "failed_trials_min: 2}}\n")
+    text = _trial(10, 10).replace("    protocol:\n", pop + "    protocol:\n").replace(
+        "{assay: madrs, at: [-1d, 24h, 7d]}", "{assay: madrs, at: [-7d, -1d, 24h, 7d]}")
+    sc = load_scenario_text(text)
+    table = trial_power_curve(sc, [10], cohorts=3, registry=REG)
+    row = table.iloc[0]
+    assert row["n_arm"] == 10 and 0 < row["randomised_mean"] < 10
+    sc1 = sc.model_copy(update={"arms": [a.model_copy(update={"n": 10}) for a in sc.arms]})
+    r = simulate(sc1, registry=REG)
+    k = analyse_trial(sc1, r.readouts, r.disposition, r.patients, r.intercurrent).consort
+    first = int(k.loc[(k["stage"] == "allocated") & (k["arm"] == "ketamine"), "n"].iloc[0])
+    assert first < 10  # cohort 0 is this trial: some candidates fail screening
+    (tmp_path / "t.yaml").write_text(text)
+    res = CliRunner().invoke(app, ["power", str(tmp_path / "t.yaml"), "--design", "--n",
+                                   "10", "--cohorts", "3"])
+    assert res.exit_code == 0, res.output
+    assert "count candidates before the population's screening" in res.output

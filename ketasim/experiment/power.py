@@ -150,10 +150,12 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
 #: Columns of :func:`trial_power_curve`: those of a comparison's power table
 #: (:data:`ketasim.analysis.power.POWER_COLUMNS`; ``n`` the smallest arm's size, ``test``
 #: the primary analysis, ``groups`` control and arm), then the arm and its control, the
-#: arm's size, the mean primary estimate over the fitted cohorts and the cohorts whose
-#: primary analysis could not be fitted (counted as not significant).
-TRIAL_POWER_COLUMNS = [*POWER_COLUMNS, "arm", "control", "n_arm", "mean_estimate",
-                       "not_fitted"]
+#: arm's size (candidates, where a ``population:`` screens them), the mean number of the
+#: arm's patients randomised (those passing screening; the arm's size without one), the
+#: mean primary estimate over the fitted cohorts and the cohorts whose primary analysis
+#: could not be fitted (counted as not significant).
+TRIAL_POWER_COLUMNS = [*POWER_COLUMNS, "arm", "control", "n_arm", "randomised_mean",
+                       "mean_estimate", "not_fitted"]
 #: Columns of the per-cohort table of :func:`trial_power_curve` (``power_cohorts.csv``).
 COHORT_COLUMNS = ["n", "cohort", "arm", "control", "estimate", "se", "p"]
 
@@ -253,6 +255,7 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
         sizes = {a: size(a, n) for a in names}
         sc = shaped(sizes)
         found: dict[str, list[tuple[float, float]]] = {}
+        allocated: dict[str, list[int]] = {}
         for c in range(cohorts):
             if strat:  # trial c with its own seed (trial 0: the scenario's)
                 own = base if c == 0 else int(
@@ -266,6 +269,10 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
                                        cohort("patients", c, sizes),
                                        cohort("intercurrent", c, sizes))
             t = tables.trial
+            k = tables.consort
+            for a, m in k.loc[k["stage"] == "allocated", ["arm", "n"]].itertuples(
+                    index=False):
+                allocated.setdefault(str(a), []).append(int(m))
             con = t[(t["kind"] == "contrast") & t["primary"]]
             for _, r in con.iterrows():
                 found.setdefault(r["arm"], []).append((float(r["p"]), float(r["estimate"])))
@@ -289,6 +296,8 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
                 "cohorts": cohorts, "alpha": alpha, "test": test, "readout": d.scale,
                 "time_h": float(d.primary), "groups": f"{d.control};{arm}", "arm": arm,
                 "control": d.control, "n_arm": sizes.get(arm, n),
+                "randomised_mean": (float(np.mean(allocated[arm])) if allocated.get(arm)
+                                    else np.nan),
                 "mean_estimate": float(np.nanmean(est)) if np.isfinite(est).any()
                 else np.nan,
                 "not_fitted": cohorts - int(np.isfinite(p).sum())})

@@ -37,6 +37,8 @@ def power_figure(df: pd.DataFrame) -> Figure:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     lines = list(dict.fromkeys(d["groups"]))  # a trial design: one line per arm
+    # a trial whose population is screened: n counts candidates, not patients
+    screened = bool("randomised_mean" in d and (d["randomised_mean"] < d["n_arm"]).any())
     for k, groups in enumerate(lines):
         g = d[d["groups"] == groups]
         x = g["n"].to_numpy(float)
@@ -45,14 +47,23 @@ def power_figure(df: pd.DataFrame) -> Figure:
                         color=f"C{k}", alpha=0.25, lw=0, label=f"95% Wilson interval{name}")
         ax.plot(x, g["power"].to_numpy(float), "-o", ms=4, color=f"C{k}",
                 label=f"power{name}")
+        if screened:  # what screening leaves: the patients actually randomised
+            for xi, yi, r in zip(x, g["power"].to_numpy(float),
+                                 g["randomised_mean"].to_numpy(float), strict=True):
+                ax.annotate(f"{r:.3g}", (xi, yi), xytext=(3, -10),
+                            textcoords="offset points", fontsize=6.5, color=f"C{k}")
     ax.axhline(TARGET_POWER, ls="--", color="0.3", lw=1, label=f"power {TARGET_POWER:g}")
     ax.set_ylim(0.0, 1.02)
-    ax.set_xlabel("subjects per group (n)")
+    ax.set_xlabel("candidates per arm before screening (n; beside each point the mean "
+                  "randomised)" if screened else "subjects per group (n)",
+                  fontsize=9 if screened else None)
     ax.set_ylabel(f"power (P[p < {float(first['alpha']):g}])")
     groups = (str(first["groups"]).replace(";", " vs ") if len(lines) == 1 else
               f"each arm vs {str(first['groups']).split(';')[0]}")
+    failed = int(d["not_fitted"].sum()) if "not_fitted" in d else 0
     ax.set_title(f"{first['readout']} at {float(first['time_h']):g} h, "
-                 f"{first['test']}\n{groups}, {int(first['cohorts'])} cohorts per n",
+                 f"{first['test']}\n{groups}, {int(first['cohorts'])} cohorts per n"
+                 + (f"; {failed} fits failed (not significant)" if failed else ""),
                  fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
     ax.grid(alpha=0.3)
