@@ -5,6 +5,7 @@ the PEtab export lints clean and its SBML reproduces ketasim's typical subject."
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -289,3 +290,45 @@ def test_an_analyze_folders_nested_rows_are_left_out_with_a_reason(tmp_path):
     data = load_data(tmp_path)
     assert list(data.table["assay"]) == ["two_photon_spines"]
     assert len(data.dropped) == 1 and "two_photon_spines_nested row" in data.dropped[0]
+
+
+def test_statistic_sems_and_the_default_simulations_z():
+    """The SEM of each data row's simulated statistic: of a group mean, of a change over
+    the subjects measured at both times, of a percent change by the delta method; the
+    report's z of the one simulation at the defaults counts its SEM beside the data's."""
+    from ketasim.sweep.calibrate import _predictive_table, statistic_sems
+
+    x0, x1 = np.array([1.0, 2.0, 4.0]), np.array([2.0, 2.5, 7.0])
+    readouts = pd.DataFrame({
+        "arm": "a", "assay": "western_blot", "readout": "r",
+        "time_h": [0.0] * 3 + [24.0] * 3, "subject": [0, 1, 2] * 2,
+        "value": np.r_[x0, x1]})
+    rows = pd.DataFrame({"arm": "a", "assay": "western_blot", "readout": "r",
+                         "time_h": [24.0, 24.0, 24.0], "baseline_h": [np.nan, 0.0, 0.0],
+                         "change": ["", "absolute", "percent"]})
+    got = statistic_sems(readouts, rows)
+    assert got[0] == pytest.approx(x1.std(ddof=1) / np.sqrt(3))
+    assert got[1] == pytest.approx((x1 - x0).std(ddof=1) / np.sqrt(3))
+    lin = 100.0 * (x1 - x1.mean() / x0.mean() * x0) / x0.mean()
+    assert got[2] == pytest.approx(lin.std(ddof=1) / np.sqrt(3))
+    data = SimpleNamespace(labels=lambda: ["a/r@24h"])
+    one = pd.DataFrame({"row": [1], "arm": ["a"], "assay": ["western_blot"],
+                        "readout": ["r"], "time_h": [24.0], "baseline_h": [np.nan],
+                        "change": [""], "mean": [1.0], "sem": [0.3]})
+    pred = _predictive_table(data, one, np.empty((0, 1)), np.array([1.5]), np.array([0.4]))
+    assert pred["z_default"].iloc[0] == pytest.approx(0.5 / 0.5)  # sqrt(0.3^2 + 0.4^2)
+
+
+def test_a_posterior_close_to_its_prior_is_reported_as_unconstrained():
+    from ketasim.sweep.calibrate import unconstrained
+
+    pri = priors(load_registry(), ["sig.k_synthesis"])
+    p = pri[0]
+    lo, hi = p.bounds
+    wide = {"q05": float(p.from_scale(lo + 0.06 * (hi - lo))),
+            "q95": float(p.from_scale(hi - 0.06 * (hi - lo)))}
+    narrow = {"q05": float(p.from_scale(lo + 0.4 * (hi - lo))),
+              "q95": float(p.from_scale(lo + 0.5 * (hi - lo)))}
+    (name, share), = unconstrained([wide], pri)
+    assert name == "sig.k_synthesis" and share == pytest.approx(0.88 / 0.9)
+    assert unconstrained([narrow], pri) == []

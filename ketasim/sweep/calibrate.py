@@ -539,6 +539,34 @@ def _worker_setup(parent_pid: int, threads: int | None, compounds: tuple[str, ..
     _READY["done"] = True
 
 
+def statistic_sems(readouts: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """The SEM of each row's :func:`statistics` over the simulated subjects: of the group
+    mean, or of the change from the baseline time over the subjects with both values
+    (the per-subject change; a percent change by the delta method). NaN where fewer than
+    two subjects have a value."""
+    key = ["arm", "assay", "readout", "time_h"]
+    by = {k: g.set_index("subject")["value"].dropna()
+          for k, g in readouts.groupby(key, sort=False)}
+    out = np.full(len(rows), np.nan)
+    for k, r in enumerate(rows.itertuples(index=False)):
+        x = by.get((r.arm, r.assay, r.readout, r.time_h))
+        if x is None:
+            continue
+        if r.change:
+            b = by.get((r.arm, r.assay, r.readout, r.baseline_h))
+            if b is None:
+                continue
+            x, b = x.align(b, join="inner")
+            if r.change == "percent":  # 100 (mx / mb - 1): its linearisation per subject
+                mx, mb = x.mean(), b.mean()
+                x = 100.0 * (x - mx / mb * b) / mb if mb else x * np.nan
+            else:
+                x = x - b
+        if len(x) >= 2:
+            out[k] = float(x.std(ddof=1) / np.sqrt(len(x)))
+    return out
+
+
 def statistics(readouts: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
     """Each data row's statistic from simulated readouts: the group mean (over subjects
     with a value) of the row's arm, assay, readout and time, or its change from the
@@ -579,7 +607,10 @@ class _Model:
             return int(self.scenario.seed)
         return particle_seed(self.seed, values)
 
-    def simulate(self, values: Mapping[str, float], seed: int | None = None) -> np.ndarray:
+    def simulate(self, values: Mapping[str, float], seed: int | None = None,
+                 with_sem: bool = False):
+        """The rows' statistics (and, ``with_sem``, their SEMs over the simulated
+        subjects: :func:`statistic_sems`)."""
         _worker_setup(self.parent_pid, self.threads, self.compounds)
         from ketasim.experiment.runner import simulate
 
@@ -587,8 +618,10 @@ class _Model:
         try:
             res = simulate(self.scenario, seed=seed, registry=self.registry.with_values(values))
         except (ValueError, ArithmeticError, RuntimeError):
-            return np.full(len(self.rows), np.nan)
-        return statistics(res.readouts, self.rows)
+            nan = np.full(len(self.rows), np.nan)
+            return (nan, nan.copy()) if with_sem else nan
+        y = statistics(res.readouts, self.rows)
+        return (y, statistic_sems(res.readouts, self.rows)) if with_sem else y
 
     def __call__(self, par: Mapping) -> dict:
         return {"y": self.simulate(self.values(par))}
@@ -745,12 +778,14 @@ def calibrate(scenario, data, params: Sequence[str] | str, out: str | os.PathLik
     model = _Model(sim_sc, registry, tuple(pri), rows, int(seed), model_seed == "fixed",
                    compounds=tuple(map(str, compounds)))
     defaults = {p.name: p.default for p in pri}
-    ref = model.simulate(defaults)  # the registry defaults: also checks every row is simulated
+    # the registry defaults (also checks every row is simulated), with the SEMs of that one
+    # simulated experiment for the report's z
+    ref, ref_sem = model.simulate(defaults, with_sem=True)
     missing = [k for k in range(len(rows)) if not np.isfinite(ref[k])]
     if missing and not np.isfinite(ref).any():
         # the defaults may lie where the model refuses; try the prior's centre
         centre = {p.name: float(p.from_scale(np.mean(p.bounds))) for p in pri}
-        ref = model.simulate(centre)
+        ref, ref_sem = model.simulate(centre, with_sem=True)
         missing = [k for k in range(len(rows)) if not np.isfinite(ref[k])]
     if missing:
         k = missing[0]
@@ -764,12 +799,14 @@ def calibrate(scenario, data, params: Sequence[str] | str, out: str | os.PathLik
             info = _run_abc(model, data, rows, pri, tmp, population=int(population),
                             generations=int(generations), seed=int(seed), workers=workers,
                             scheduler=scheduler, draws=int(predictive_draws), ref=ref,
+                            ref_sem=ref_sem,
                             max_simulations=max_simulations,
                             min_acceptance_rate=float(min_acceptance_rate),
                             progress=progress)
         else:
             info = _run_likelihood(model, data, rows, pri, tmp, seed=int(seed),
                                    starts=int(starts), level=float(level), ref=ref,
+                                   ref_sem=ref_sem,
                                    progress=progress)
         info["timings_s"] = {"total": round(time.perf_counter() - t_start, 3),
                              **info.get("timings_s", {})}
@@ -794,7 +831,8 @@ class _Forward(logging.Handler):
 
 
 def _run_abc(model, data, rows, pri, out: Path, *, population, generations, seed, workers,
-             scheduler, draws, ref, max_simulations, min_acceptance_rate, progress) -> dict:
+             scheduler, draws, ref, ref_sem, max_simulations, min_acceptance_rate,
+             progress) -> dict:
     import pyabc
 
     # pyabc prints its INFO messages on stderr (its own handler): quiet it; with a
@@ -879,7 +917,7 @@ def _run_abc(model, data, rows, pri, out: Path, *, population, generations, seed
         if progress:
             progress(f"predictive draw {k + 1}/{draws}")
     sims = np.array(sims).reshape(len(idx), len(rows))
-    pred = _predictive_table(data, rows, sims, ref)
+    pred = _predictive_table(data, rows, sims, ref, ref_sem)
     pred.to_csv(out / "predictive.csv", index=False)
     return {"summary": summary, "generations": generations_run, "sampler": what,
             "simulations": int(history.total_nr_simulations),
@@ -889,7 +927,12 @@ def _run_abc(model, data, rows, pri, out: Path, *, population, generations, seed
                           "predictive": round(time.perf_counter() - t1, 3)}}
 
 
-def _predictive_table(data, rows, sims: np.ndarray, ref: np.ndarray) -> pd.DataFrame:
+def _predictive_table(data, rows, sims: np.ndarray, ref: np.ndarray,
+                      ref_sem: np.ndarray) -> pd.DataFrame:
+    """Data against the simulations: ``z`` of the posterior draws' median (their
+    expectation: the data's SEM only) and ``z_default`` of the one simulated experiment at
+    the registry defaults, whose own sampling error counts too (sqrt of the data's and
+    its squared SEMs; the data's alone where it has none)."""
     pred = rows[["row", "arm", "assay", "readout", "time_h", "baseline_h", "change", "mean",
                  "sem"]].copy()
     pred.insert(0, "label", data.labels())
@@ -900,11 +943,13 @@ def _predictive_table(data, rows, sims: np.ndarray, ref: np.ndarray) -> pd.DataF
         pred["sim_q95"] = np.nanquantile(finite, 0.95, axis=0)
         pred["z"] = (pred["sim_median"] - pred["mean"]) / pred["sem"]
     pred["sim_default"] = ref
-    pred["z_default"] = (pred["sim_default"] - pred["mean"]) / pred["sem"]
+    pred["sim_default_sem"] = ref_sem
+    both = np.sqrt(pred["sem"] ** 2 + np.nan_to_num(np.asarray(ref_sem, float)) ** 2)
+    pred["z_default"] = (pred["sim_default"] - pred["mean"]) / both
     return pred
 
 
-def _run_likelihood(model, data, rows, pri, out: Path, *, seed, starts, level, ref,
+def _run_likelihood(model, data, rows, pri, out: Path, *, seed, starts, level, ref, ref_sem,
                     progress) -> dict:
     from scipy import optimize, stats
 
@@ -984,7 +1029,7 @@ def _run_likelihood(model, data, rows, pri, out: Path, *, seed, starts, level, r
                                for i, r in enumerate(results)])
     start_rows.to_csv(out / "starts.csv", index=False)
     fit = model.simulate(values(u_hat))
-    pred = _predictive_table(data, rows, fit[None, :], ref)
+    pred = _predictive_table(data, rows, fit[None, :], ref, ref_sem)
     pred = pred.rename(columns={"sim_median": "sim_estimate"}).drop(
         columns=["sim_q05", "sim_q95"])
     pred.to_csv(out / "predictive.csv", index=False)
@@ -1064,13 +1109,22 @@ def _posterior_figures(out: Path, info: dict, pri: list[Prior]) -> list[str]:
 
     k = len(pri)
     w = info["weights"]
-    fig, axes = subplots(2, k, figsize=(4.2 * k, 6.0), squeeze=False)
-    for i, p in enumerate(pri):
+    spans = []
+    for p in pri:
         u = info["scaled"][p.name]
         lo, hi = p.bounds
         pad = 0.15 * (u.max() - u.min()) or 0.01 * (hi - lo)
-        zoom = (max(lo, u.min() - pad), min(hi, u.max() + pad))
-        for row, (a, b) in enumerate(((lo, hi), zoom)):
+        spans.append((max(lo, u.min() - pad), min(hi, u.max() + pad)))
+    # the zoomed row only where it shows something the full range does not
+    zoomed = any((b - a) < 0.8 * (p.bounds[1] - p.bounds[0])
+                 for p, (a, b) in zip(pri, spans, strict=True))
+    fig, axes = subplots(2 if zoomed else 1, k, figsize=(4.2 * k, 6.0 if zoomed else 3.4),
+                         squeeze=False)
+    for i, p in enumerate(pri):
+        u = info["scaled"][p.name]
+        lo, hi = p.bounds
+        zoom = spans[i]
+        for row, (a, b) in enumerate(((lo, hi), zoom)[:2 if zoomed else 1]):
             ax = axes[row][i]
             ax.hist(u, bins=40 if row == 0 else 20, range=(a, b) if row else (lo, hi),
                     weights=w, density=True, color="#4c72b0", alpha=0.75, label="posterior")
@@ -1082,12 +1136,15 @@ def _posterior_figures(out: Path, info: dict, pri: list[Prior]) -> list[str]:
             ax.set_xlabel(_axis_label(p) + (" (zoom)" if row else ""))
             ax.set_ylabel("density")
             ax.tick_params(labelsize=8)
-            if i == 0 and row == 0:
-                ax.legend(fontsize=8)
+            if i == 0 and row == 0:  # above the axes: it covered the tallest bars
+                ax.legend(fontsize=7, ncol=3, loc="lower left", bbox_to_anchor=(0.0, 1.0),
+                          frameon=False)
+    fig.tight_layout()
     tags = [_figure_tag(_png(fig, out / "prior_posterior.png"), "prior and posterior",
                         "Prior (grey) and weighted posterior (blue) of each parameter on its "
-                        "sampling scale, over the prior range (top) and the posterior's span "
-                        "(bottom); dashed: the registry default")]
+                        "sampling scale, over the prior range"
+                        + (" (top) and the posterior's span (bottom)" if zoomed else "")
+                        + "; dashed: the registry default")]
     if k >= 2:
         fig, axes = subplots(k, k, figsize=(3.0 * k, 3.0 * k), squeeze=False)
         lims = []
@@ -1140,7 +1197,9 @@ def _predictive_figure(out: Path, data, rows: pd.DataFrame, sims: np.ndarray,
         x = rows["time_h"].to_numpy()[order] / scale
         for s in sims:
             ax.plot(x, s[order], color="#4c72b0", alpha=0.25, lw=1, marker=".")
-        ax.plot(x, ref[order], color="#c44e52", ls="--", lw=1.2, label="registry defaults")
+        # a marker too: a panel with one time has no line to dash
+        ax.plot(x, ref[order], color="#c44e52", ls="--", lw=1.2, marker="x", ms=6,
+                label="registry defaults")
         ax.errorbar(x, rows["mean"].to_numpy()[order], yerr=rows["sem"].to_numpy()[order],
                     fmt="o", color="k", capsize=3, label="data mean ± SEM", zorder=5)
         arm, _assay, readout, change = key
@@ -1150,14 +1209,40 @@ def _predictive_figure(out: Path, data, rows: pd.DataFrame, sims: np.ndarray,
                                        if change else "")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("day" if days else "time (h)")
+        if len(set(x.tolist())) == 1:  # one time: a tick there, not a stretched axis
+            ax.set_xticks([x[0]])
+            ax.set_xlim(x[0] - 1.0, x[0] + 1.0)
+        unit = rows["unit"].to_numpy()[order[0]] if "unit" in rows else ""
+        ax.set_ylabel(("% change" if change == "percent" else
+                       f"change ({unit})" if change else str(unit or "value")), fontsize=8)
         if a == 0:
             ax.plot([], [], color="#4c72b0", label=what)
             ax.legend(fontsize=7)
     for a in range(n, nrow * ncol):
         axes[a // ncol][a % ncol].axis("off")
+    fig.tight_layout()
     caption = (f"Posterior-predictive check: data (black, mean ± SEM), {what} (blue) and "
-               "the simulation at the registry defaults (red, dashed)")
+               "one simulated experiment at the registry defaults (red, dashed, x), with "
+               "its own sampling noise")
     return _figure_tag(_png(fig, out / "predictive.png"), "predictive check", caption)
+
+
+#: a posterior whose 5-95% interval spans more than this share of the prior's own 5-95%
+#: interval (on the sampling scale) is reported as barely constrained by the data
+UNCONSTRAINED_SHARE = 0.8
+
+
+def unconstrained(summary: list[dict], pri) -> list[tuple[str, float]]:
+    """The parameters whose posterior 5-95% interval spans more than
+    :data:`UNCONSTRAINED_SHARE` of the uniform prior's 5-95% interval (0.9 of its range,
+    on the sampling scale), with that share."""
+    out = []
+    for row, p in zip(summary, pri, strict=True):
+        lo, hi = p.bounds
+        share = float((p.to_scale(row["q95"]) - p.to_scale(row["q05"])) / (0.9 * (hi - lo)))
+        if share > UNCONSTRAINED_SHARE:
+            out.append((p.name, share))
+    return out
 
 
 def _write_report(out: Path, info: dict, *, data, rows, pri, method, scenario) -> None:
@@ -1172,6 +1257,13 @@ def _write_report(out: Path, info: dict, *, data, rows, pri, method, scenario) -
              table_html(pd.DataFrame([p.record() for p in pri]), None, "priors"),
              table_html(pd.DataFrame(info["summary"]), None, "summary")]
     if method == "abc":
+        loose = unconstrained(info["summary"], pri)
+        if loose:
+            body.append('<p id="unconstrained"><b>The data barely constrain</b> '
+                        + e(", ".join(f"{n} (posterior 5-95% over {s:.0%} of the prior's)"
+                                      for n, s in loose))
+                        + ": the posterior is close to the prior, so its median says little "
+                        "(more data, or more generations).</p>")
         body += ["<h2>Generations</h2>",
                  table_html(pd.DataFrame(info["generations"]), None, "generations"),
                  "<h2>Posterior</h2>", *_posterior_figures(out, info, pri),
