@@ -79,3 +79,20 @@ def test_report_header_and_tables_for_lab_data():
     assert "seed 7, scenario hash <code>ff</code>" in sim
     table = table_html(pd.DataFrame({"p": [0.01], "baseline_h": [np.nan]}), "p")
     assert "nan" not in table and "<td></td>" in table
+
+
+def test_the_summary_table_leaves_out_flat_readouts_and_tiny_moves_are_flat():
+    from ketasim.report.figures import panels
+    from ketasim.report.html import _summary_html
+
+    rows = []
+    for arm in ("a", "b"):
+        for t in (0.0, 2.0):
+            rows += [(arm, "s", "moves", t, "1", 4, 1.0 + (arm == "b") * t, 0.1),
+                     (arm, "s", "rest", t, "1", 4, 0.0, 0.0),
+                     (arm, "s", "tiny", t, "1", 4, 1e-7 * t * (arm == "b"), 1e-8)]
+    summary = _summary(rows)
+    assert panels(summary)[2] == ["rest = 0", "tiny = 0"]
+    out = "".join(_summary_html(summary))
+    assert out.count("<tr") == 1 + 4  # the header and the 'moves' rows
+    assert "8 rows of readouts the same in every arm" in out

@@ -30,18 +30,27 @@ def _regional(df: pd.DataFrame) -> np.ndarray:
 
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
-# arms drawn side by side at a shared time, this share of the time axis's span apart, so
-# that an arm under another stays in sight
-_DODGE = 0.012
+# each arm its own line style beside its colour and marker, so that an arm lying under
+# another shows through its dashes (arms are not shifted in time: a shift moved a 40-min
+# peak by a quarter of an hour on a day's axis)
+_STYLES = ("-", "--", "-.", ":")
+
+
+# a time course moving less than this (relative to its largest value, or absolutely below
+# 1) is drawn as flat: a state the scenario leaves at rest, or one moved by rounding only
+# (the pyramidal shutdown of a human infusion, about 1e-7)
+FLAT_TOL = 1e-6
 
 
 def _flat(rs: pd.DataFrame) -> bool:
     """Whether a time course is one value in every arm and at every time (a state the
-    scenario leaves at rest, e.g. the striatal priming in an mPFC run)."""
+    scenario leaves at rest, e.g. the striatal priming in an mPFC run), to
+    :data:`FLAT_TOL`."""
     m = rs["mean"].to_numpy(float)
     m = m[np.isfinite(m)]
-    return bool(len(m) and np.ptp(m) <= 1e-9 * max(1.0, float(np.abs(m).max()))
-                and not (rs["sem"].fillna(0).to_numpy(float) > 0).any())
+    scale = max(1.0, float(np.abs(m).max())) if len(m) else 1.0
+    return bool(len(m) and np.ptp(m) <= FLAT_TOL * scale
+                and not (rs["sem"].fillna(0).to_numpy(float) > FLAT_TOL * scale).any())
 
 
 def panels(sub: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
@@ -53,7 +62,8 @@ def panels(sub: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
         if not np.isfinite(rs["mean"].to_numpy(float)).any():
             empty.append(name)
         elif rs["time_h"].nunique() > 1 and _flat(rs):
-            flat.append(f"{name} = {rs['mean'].dropna().iloc[0]:.4g}")
+            v = float(rs["mean"].dropna().iloc[0])
+            flat.append(f"{name} = {v if abs(v) > FLAT_TOL else 0.0:.4g}")
         else:
             names.append(name)
     return names, empty, flat
@@ -66,8 +76,7 @@ def _unit_label(unit: str) -> str:
 def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
                  path: Path) -> Path:
     """One panel per readout of ``assay`` (and per region, where several are measured);
-    arms in colour and marker, drawn a little apart at shared times so none hides
-    another. A point with fewer subjects than its arm has elsewhere in the panel is
+    arms in colour, marker and line style, so none hides another. A point with fewer subjects than its arm has elsewhere in the panel is
     labelled with its n. Readouts with no value (all below a limit of quantification)
     and time courses flat in every arm are not drawn but named under the panels."""
     sub = summary[summary["assay"] == assay]
@@ -85,19 +94,17 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
         unit = rs["unit"].iloc[0]
         times = np.sort(rs["time_h"].unique())
         if len(times) > 1:
-            xs, label = _time_axis(times)
-            step = _DODGE * float(np.ptp(xs))
+            _, label = _time_axis(times)
             for k, arm in enumerate(arms):
                 a = rs[rs["arm"] == arm].sort_values("time_h")
                 if not np.isfinite(a["mean"].to_numpy(float)).any():
                     continue  # no data (none measured, or all below quantification)
                 x, _ = _time_axis(a["time_h"].to_numpy())
-                x = x + (k - (len(arms) - 1) / 2) * step
                 m = a["mean"].to_numpy()
                 e = a["sem"].fillna(0).to_numpy()
                 c = _COLORS[k % len(_COLORS)]
-                ax.plot(x, m, "-", marker=_MARKERS[k % len(_MARKERS)], ms=3.5, color=c,
-                        label=arm)
+                ax.plot(x, m, ls=_STYLES[k % len(_STYLES)], marker=_MARKERS[k % len(_MARKERS)],
+                        ms=3.5, color=c, label=arm)
                 ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
                 n = a["n"].to_numpy()
                 for xi, mi, ni in zip(x, m, n):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ketasim.analysis.stats import NESTED_SUFFIX
 from ketasim.experiment.assays import ASSAYS
-from ketasim.report.figures import assay_figure
+from ketasim.report.figures import assay_figure, panels
 from ketasim.report.striatal_figures import lesion_time_course, mushroom_vs_aims
 
 CSS = """
@@ -27,9 +27,9 @@ ul.warn{background:#fff4d6;border-left:4px solid #e0a000;padding:.5em 2em}
 """
 
 
-FIGURE_NOTE = ("mean \u00b1 SEM per arm; time courses as lines with SEM bands (arms drawn "
-               "slightly apart at shared times; a point with fewer subjects than its arm "
-               "has elsewhere labelled with its n), single time points as bars with "
+FIGURE_NOTE = ("mean \u00b1 SEM per arm; time courses as lines with SEM bands (each arm its "
+               "own colour, marker and line style; a point with fewer subjects than its "
+               "arm has elsewhere labelled with its n), single time points as bars with "
                "individual subjects as dots; values below a limit of quantification are "
                "missing")
 
@@ -267,14 +267,23 @@ def warnings_html(lines: list[str]) -> list[str]:
 def _summary_html(summary: pd.DataFrame) -> list[str]:
     """The summary table without rows that hold no measurement (n 0: a readout below its
     limit of quantification in every subject, e.g. a drug's plasma level in the saline
-    arm); they stay in summary.csv, and the page says how many were left out."""
+    arm) and without the readouts the figures leave out as flat (a state the scenario
+    leaves at rest); they stay in summary.csv, and the page says how many were left
+    out."""
     empty = summary["n"] == 0 if "n" in summary else pd.Series(False, summary.index)
-    out = [table_html(summary[~empty], None, "summary")]
-    if empty.any():
-        k = int(empty.sum())
-        out.append(f"<p>{k} {'row' if k == 1 else 'rows'} with no measured value (n 0, "
-                   "e.g. below the limit of quantification in every subject) left out "
-                   "here; summary.csv has them all.</p>")
+    flat = pd.Series(False, summary.index)
+    if {"assay", "readout", "time_h", "mean", "sem"} <= set(summary.columns):
+        for _, sub in summary.groupby("assay", sort=False):
+            names = {f.split(" = ")[0] for f in panels(sub)[2]}
+            flat |= summary.index.isin(sub.index[sub["readout"].isin(names)])
+    out = [table_html(summary[~empty & ~flat], None, "summary")]
+    for k, what in ((int(empty.sum()), ("with no measured value (n 0, e.g. below the limit "
+                     "of quantification in every subject)")),
+                    (int((flat & ~empty).sum()), ("of readouts the same in every arm and at "
+                     "every time (named under their figure)"))):
+        if k:
+            out.append(f"<p>{k} {'row' if k == 1 else 'rows'} {what} left out here; "
+                       "summary.csv has them all.</p>")
     return out
 
 
