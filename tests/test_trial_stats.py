@@ -379,6 +379,21 @@ def test_cox_not_estimable_without_events():
     assert ket["logrank_p"] < 0.05
 
 
+def test_no_event_in_any_arm_is_not_estimable_not_p_one():
+    """With no relapse in either arm the log-rank test has nothing to compare: its
+    statistic and p are NaN (lifelines gives 0 and 1), the Cox note says so, and the
+    report shows the medians as not reached."""
+    from ketasim.report.html import _relapse_shown
+
+    df = pd.DataFrame({"arm": ["pbo"] * 3 + ["ket"] * 3, "t": [5.0] * 6, "e": [0] * 6})
+    res = survival(df, "t", "e", "arm", "pbo")
+    ket = res.summary.iloc[1]
+    assert math.isnan(ket["logrank_statistic"]) and math.isnan(ket["logrank_p"])
+    assert res.cox.iloc[0]["note"] == "not estimable: no arm has an event"
+    shown = _relapse_shown(res.summary)
+    assert (shown["median"] == "not reached").all()
+
+
 def test_survival_errors():
     df = pd.DataFrame({"arm": ["pbo", "pbo", "ket", "ket"], "t": [1.0, 2, 3, 4],
                        "e": [1, 0, 1, 1]})

@@ -1043,8 +1043,8 @@ def survival(df: pd.DataFrame, duration_col: str, event_col: str, arm_col: str, 
                "median_ci_lower": float(med_ci.iloc[0, 0]),
                "median_ci_upper": float(med_ci.iloc[0, 1]),
                "logrank_statistic": np.nan, "logrank_p": np.nan}
-        if a != control:
-            c = arms == control
+        c = arms == control
+        if a != control and (e[m].sum() + e[c].sum()) > 0:  # no event in either: none
             lr = logrank_test(t[m], t[c], event_observed_A=e[m], event_observed_B=e[c])
             row["logrank_statistic"] = float(lr.test_statistic)
             row["logrank_p"] = float(lr.p_value)
@@ -1059,7 +1059,8 @@ def survival(df: pd.DataFrame, duration_col: str, event_col: str, arm_col: str, 
     data.update({f"_cov{k}": x_cov[c] for k, c in enumerate(covs)})
     kinds = ["arm"] * len(others) + ["covariate"] * len(covs)
     no_events = [a for a in order if e[arms == a].sum() == 0]
-    note = (f"not estimable: arm {no_events[0]!r} has no events" if no_events else "")
+    note = ("not estimable: no arm has an event" if len(no_events) == len(order) else
+            f"not estimable: arm {no_events[0]!r} has no events" if no_events else "")
     if not note:
         try:
             cph = CoxPHFitter(alpha=alpha).fit(pd.DataFrame(data), duration_col="_T",

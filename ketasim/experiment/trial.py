@@ -424,8 +424,10 @@ def _model_tables(long: pd.DataFrame, d, visits: list[float]
         fit = fit_mmrm(data, response="change", subject="subject", visit="visit", arm="arm",
                        baseline="baseline", covariates=covariates, control=d.control,
                        visits=visits, covariance=d.covariance, df=d.df)
-    note = "; ".join(dict.fromkeys(str(w.message) for w in caught
-                                   if issubclass(w.category, RuntimeWarning)))
+    warned = "; ".join(dict.fromkeys(str(w.message) for w in caught
+                                     if issubclass(w.category, RuntimeWarning)))
+    note = (f"the MMRM fit gave numerical warnings ({warned}); check the standard errors"
+            if warned else "")
     model = (f"MMRM: change ~ arm * visit + baseline * visit{extra}, REML, {d.covariance} "
              "covariance")
     return fit.lsmeans, fit.contrasts, d.df, model, note

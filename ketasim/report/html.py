@@ -8,6 +8,7 @@ import importlib
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ketasim.analysis.stats import NESTED_SUFFIX
@@ -188,7 +189,12 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
         body += ["<h3>Time to relapse</h3>"]
         body += _tags((relapse_figure(tables.relapse_km, out / "fig_trial_relapse.png"),
                        "time to relapse", "Kaplan-Meier per arm; log-rank and Cox below"))
-        body.append(table_html(tables.relapse_summary, "logrank_p", "relapse"))
+        body.append(table_html(_relapse_shown(tables.relapse_summary), "logrank_p",
+                               "relapse"))
+        if int(tables.relapse_summary["events"].sum()) == 0:
+            body.append("<p><b>No relapse in any arm</b>: the medians are not reached and "
+                        "neither the log-rank test nor the hazard ratio can be "
+                        "estimated.</p>")
         body.append(table_html(tables.relapse_cox, "p", "relapse_cox"))
     body += _tags((endpoints_figure(tables.endpoints, design.primary,
                                     out / "fig_trial_endpoints.png"), "response and remission",
@@ -262,6 +268,16 @@ def warnings_html(lines: list[str]) -> list[str]:
         return []
     items = "".join(f"<li>{html.escape(str(line))}</li>" for line in lines)
     return ["<h2>Warnings</h2>", f'<ul id="warnings" class="warn">{items}</ul>']
+
+
+def _relapse_shown(summary: pd.DataFrame) -> pd.DataFrame:
+    """The relapse summary as a reader wants it: a median (or a bound of its interval)
+    the curve never reaches reads "not reached", not "inf"."""
+    out = summary.copy()
+    for c in ("median", "median_ci_lower", "median_ci_upper"):
+        if c in out:
+            out[c] = [("not reached" if v == np.inf else v) for v in out[c]]
+    return out
 
 
 def _summary_html(summary: pd.DataFrame) -> list[str]:

@@ -114,14 +114,17 @@ def relapse_figure(km: pd.DataFrame, path: Path) -> Path | None:
     for k, (arm, g) in enumerate(km.groupby("arm", sort=False)):
         c = _COLORS[k % len(_COLORS)]
         t = g["time"].to_numpy(float) / 24.0
-        ax.step(t, g["survival"], where="post", color=c, label=arm)
+        events = int(g["events"].sum())
+        ax.step(t, g["survival"], where="post", color=c, ls=("-", "--", ":")[k % 3],
+                lw=2.0 - 0.4 * k, label=f"{arm} ({events} relapses of {int(g['at_risk'].iloc[0])})")
         ax.fill_between(t, g["ci_lower"], g["ci_upper"], step="post", color=c, alpha=0.2,
                         lw=0)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("days from the start of maintenance")
     ax.set_ylabel("relapse-free")
     ax.legend(fontsize=8, frameon=False)
-    ax.set_title("Time to relapse (Kaplan-Meier, 95% bands)", fontsize=9)
+    ax.set_title("Time to relapse (Kaplan-Meier, 95% bands; no band before a first "
+                 "relapse)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
