@@ -346,7 +346,8 @@ ALLOWED_GAPS = {"T-SP-03", "T-CA-02",
                 # replica, with its reason in targets.yaml
                 "T-D1-02",
                 # patients (issue 14)
-                "T-CLIN-11", "T-CLIN-15", "T-CLIN-18", "T-CLIN-26", "T-CLIN-30",
+                "T-CLIN-05", "T-CLIN-11", "T-CLIN-15", "T-CLIN-18", "T-CLIN-26",
+                "T-CLIN-30",
                 # the deposited Phoumthipphavong 2016 data (issue 16): imaging loss that
                 # does not shrink, the lab's scoring, ketamine's new spines' persistence
                 "T-PH-08", "T-PH-09", "T-PH-11"}
