@@ -163,6 +163,22 @@ def test_report_tables_escape_whole_entities_and_drop_empty_effect_columns(tmp_p
     assert "<th>published_effect</th>" not in table
 
 
+def test_the_targets_figure_draws_one_sided_and_p_value_targets(tmp_path):
+    """Every target with a finite value is drawn (it once drew band tolerances only, 8
+    of a clinical replica's 14 targets)."""
+    from ketasim.report.validation_report import targets_figure
+
+    sub = pd.DataFrame({
+        "target_id": ["T-A", "T-B", "T-C"], "published": ["gone", "raised", "12.6 +- 0.8 %"],
+        "quantity": ["a ratio", "x vs y (one-sided Welch t, p)", "a rate"],
+        "simulated": [0.1, 0.003, float("nan")], "tolerance": ["<= 0.3", "< 0.05",
+                                                               "[11, 14]"],
+        "status": ["pass", "pass", "error"]})
+    png = targets_figure(sub, tmp_path / "t.png")
+    assert png is not None and png.stat().st_size > 5000
+    assert targets_figure(sub.iloc[2:], tmp_path / "none.png") is None  # no finite value
+
+
 @pytest.mark.parametrize("published, band, point", [
     ("12.65 +- 0.80 %", (11.0, 14.3), (12.65, 0.80)),
     ("-4.0 points (95% CI -7.31 to -0.64)", (-7.31, -0.64), (-4.0, None)),

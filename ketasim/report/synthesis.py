@@ -91,7 +91,7 @@ def synthesis_figure(readouts_by_replica: dict[str, pd.DataFrame], path: Path) -
     ax.set_xlim(1 / 12, 24 * 21)
     ax.set_xticks([t for t, _ in _TICKS], [lab for _, lab in _TICKS])
     ax.set_xlabel("time after ketamine (log scale)")
-    ax.set_ylabel("ketamine - vehicle (normalised)")
+    ax.set_ylabel("ketamine - control (vehicle or placebo; normalised)", fontsize=8)
     ax.set_title("Synthesis: time courses of ketamine's effects (F-W-20)")
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

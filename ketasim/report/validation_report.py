@@ -108,34 +108,67 @@ def _published_point(published, lo: float, hi: float) -> tuple[float, float] | N
     return value, float(m.group(2)) if m.group(2) else np.nan
 
 
+_P_VALUE = re.compile(r"[ (]p[),]|\bp-value")
+
+
+def _is_p_value(r) -> bool:
+    """A target whose quantity is a p-value ("(one-sided Welch t, p)", "(permutation p,
+    ...)"): drawn on a log axis."""
+    return bool(_P_VALUE.search(str(r.quantity)))
+
+
 def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
-    """Simulated against the tolerance for a replica's targets whose tolerance is a band:
-    one row per target, the band in grey, the published value (and its SEM) in black
-    where the published text gives one on the band's scale (:func:`_published_point`),
-    the simulated value coloured by status. None when no target qualifies."""
+    """Every target of a replica on its own axis (its own unit and scale; a p-value on a
+    log axis): the tolerance in grey (a one-sided one shaded to the axis's end), the
+    published value (and its SEM) in black where the published text gives one number on
+    the band's scale (:func:`_published_point`), the simulated value coloured by status.
+    None when no target has a finite simulated value."""
+    from ketasim.validation.targets import Tolerance
+
     rows = []
     for r in sub.itertuples(index=False):
-        b = _BAND.match(str(r.tolerance))
         sim = pd.to_numeric(pd.Series([r.simulated]), errors="coerce").iloc[0]
-        if b and np.isfinite(sim):
-            lo, hi = float(b.group(1)), float(b.group(2))
-            pub, se = _published_point(r.published, lo, hi) or (np.nan, np.nan)
-            rows.append((r.target_id, pub, se, lo, hi, float(sim), r.status))
+        try:
+            tol = Tolerance.parse(str(r.tolerance))
+        except ValueError:
+            continue
+        if not np.isfinite(sim):
+            continue
+        band = _BAND.match(str(r.tolerance))
+        pub = (_published_point(r.published, tol.low, tol.high) if band else None)
+        rows.append((r.target_id, float(sim), tol, pub, r.status, _is_p_value(r)))
     if not rows:
         return None
-    fig, ax = subplots(figsize=(6.4, 0.42 * len(rows) + 1.2))
-    for y, (tid, pub, se, lo, hi, sim, status) in enumerate(reversed(rows)):
-        ax.plot([lo, hi], [y, y], color="#cccccc", lw=8, solid_capstyle="butt")
-        if np.isfinite(se):
-            ax.errorbar(pub, y, xerr=se, fmt="none", ecolor="k", capsize=3, lw=1)
-        if np.isfinite(pub):
-            ax.plot(pub, y, "k|", ms=14, mew=2)
-        ax.plot(sim, y, "o", color=_STATUS_COLOURS.get(status, "k"), ms=7)
-    ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)], fontsize=8)
-    ax.set_xlabel("value (each target in its own unit)", fontsize=8)
-    ax.set_title("published (black, +- SEM, where given as one number) and simulated (dot: "
-                 "green pass, orange known gap, red fail); grey: tolerance", fontsize=7,
-                 loc="left")
+    fig, axes = subplots(len(rows), 1, figsize=(6.4, 0.62 * len(rows) + 0.9),
+                         squeeze=False)
+    for ax, (tid, sim, tol, pub, status, is_p) in zip(axes[:, 0], rows, strict=True):
+        finite = [v for v in (tol.low, tol.high, sim, *(pub[:1] if pub else ()))
+                  if np.isfinite(v)]
+        if is_p:
+            ax.set_xscale("log")
+            lo_x = min([*finite, 1e-3]) / 3.0
+            hi_x = 1.0
+        else:
+            lo_x, hi_x = min(finite), max(finite)
+            pad = 0.15 * (hi_x - lo_x) or 0.15 * max(abs(hi_x), 1e-9)
+            lo_x, hi_x = lo_x - pad, hi_x + pad
+        a = max(tol.low, lo_x)
+        b = min(tol.high, hi_x)
+        ax.axvspan(a, b, color="#dddddd", lw=0)
+        if pub is not None:
+            value, se = pub
+            if np.isfinite(se):
+                ax.errorbar(value, 0, xerr=se, fmt="none", ecolor="k", capsize=3, lw=1)
+            ax.plot(value, 0, "k|", ms=14, mew=2)
+        ax.plot(sim, 0, "o", color=_STATUS_COLOURS.get(status, "k"), ms=7)
+        ax.set_xlim(lo_x, hi_x)
+        ax.set_yticks([0], [tid], fontsize=8)
+        ax.set_ylim(-1, 1)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.text(1.01, 0.5, tol.text, transform=ax.transAxes, fontsize=7, va="center")
+    axes[0, 0].set_title("each target on its own axis (p-values: log axis); grey: tolerance;"
+                         "\nblack: published (+- SEM) where one number; dot: simulated "
+                         "(green pass, orange known gap, red fail)", fontsize=7, loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
@@ -176,7 +209,8 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
     c = result.counts()
     body = [
         "<h1>ketasim validation</h1>",
-        (f"<p>{len(result.results)} literature targets from {len(result.replicas)} replicas: "
+        (f"<p>{len(result.results)} literature targets from {len(result.replicas)} "
+         f"replica{'' if len(result.replicas) == 1 else 's'}: "
         f"<b>{c['pass']} pass</b>, <b>{c['fail']} fail</b>, {c['known_gap']} known gaps, "
         f"{c['error']} errors ({result.seconds:.1f} s).</p>"),
     ]
