@@ -96,3 +96,24 @@ def test_the_summary_table_leaves_out_flat_readouts_and_tiny_moves_are_flat():
     out = "".join(_summary_html(summary))
     assert out.count("<tr") == 1 + 4  # the header and the 'moves' rows
     assert "8 rows of readouts the same in every arm" in out
+
+
+def test_trial_time_axes_fit_their_visits():
+    """A single-dose trial keeps the log axis (minutes to weeks), with ticks that do not
+    crowd and one at the last visit; a trial of months gets a linear axis in weeks."""
+    from ketasim.report._mpl import subplots
+    from ketasim.report.trial_figures import _WEEK, _symlog, _time_axis
+
+    fig, ax = subplots()
+    short = np.array([-24.0, 0.67, 4.0, 24.0, 72.0, 7 * 24.0, 14 * 24.0])
+    _time_axis(ax, short)
+    assert ax.get_xscale() == "symlog"
+    ticks = ax.get_xticks()
+    assert ticks[-1] == 14 * 24.0 and ticks[0] == -24.0
+    pos = _symlog(ticks)
+    assert np.diff(pos).min() >= 0.07 * (pos.max() - pos.min()) - 1e-12
+    fig, ax = subplots()
+    _time_axis(ax, np.array([-24.0, 27 * 24.0, *np.arange(13, 29) * _WEEK]))
+    assert ax.get_xscale() == "linear"
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == "0h" and labels[-1] == "28w"

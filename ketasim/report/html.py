@@ -150,6 +150,7 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
     (``fig_trial_endpoints.png``) and the CONSORT counts. ``tables``:
     :class:`ketasim.experiment.trial.TrialTables`."""
     from ketasim.report.trial_figures import (
+        PSYCHOTOMIMETIC,
         endpoints_figure,
         relapse_figure,
         trial_course_figure,
@@ -177,7 +178,11 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
     body += _tags((trial_course_figure(trial, summary, design.scale, arms, design.primary,
                                        out / "fig_trial.png"), "trial time course",
                    (f"{design.scale}: mean change from baseline \u00b1 SE per arm (patients "
-                   "seen at each visit); psychotomimetic scales beneath, mean \u00b1 SEM")))
+                    "seen at each visit), on a time axis "
+                    + ("in weeks" if trial["visit_h"].max() > 8 * 7 * 24 else
+                       "linear to 1 h and logarithmic beyond") + ("; the psychotomimetic scales beneath, mean \u00b1 SEM at "
+                                "each rating (not joined: nothing is rated between them)"
+                                if set(PSYCHOTOMIMETIC) & set(summary["readout"]) else ""))))
     con = trial[trial["kind"] == "contrast"]
     if not con.empty:
         shown = con[["arm", "control", "visit_h", "primary", "n", "n_control", "estimate",

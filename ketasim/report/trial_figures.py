@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.scale import SymmetricalLogTransform
 
 from ketasim.report._mpl import subplots
 from ketasim.scenario.units import format_time
@@ -16,25 +17,59 @@ from ketasim.scenario.units import format_time
 _COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 #: Psychotomimetic readouts drawn beneath the scale, when measured.
 PSYCHOTOMIMETIC = ("cadss_total", "bprs_positive")
-_TICKS_H = (-28 * 24, -14 * 24, -7 * 24, -24, 0, 1, 4, 24, 72, 7 * 24, 14 * 24, 28 * 24,
-            56 * 24, 84 * 24)
+_WEEK = 7 * 24
+_TICKS_H = (-28 * 24, -14 * 24, -7 * 24, -24, 0, 1, 4, 24, 72, _WEEK, 2 * _WEEK, 4 * _WEEK,
+            8 * _WEEK, 12 * _WEEK, 16 * _WEEK, 20 * _WEEK, 28 * _WEEK, 40 * _WEEK,
+            52 * _WEEK, 78 * _WEEK, 104 * _WEEK)
+# a trial whose visits run past this is drawn on a linear time axis (weekly visits over
+# months would crowd into the last tenth of a log axis)
+_LINEAR_AFTER_H = 8 * _WEEK
+# ticks closer than this share of the axis's span (on its symlog scale) are dropped, so
+# that labels do not overlap
+_MIN_TICK_GAP = 0.07
+
+
+def _symlog(t) -> np.ndarray:
+    return SymmetricalLogTransform(10, 1.0, 0.5).transform(np.asarray(t, float))
 
 
 def _time_axis(ax, times: np.ndarray) -> None:
     """A symmetric-log time axis in hours (minutes after a dose and weeks after it both
-    readable), ticks labelled as scenario times."""
-    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    readable), ticks labelled as scenario times, as many as fit without overlapping and
+    covering the last visit; a linear one for trials longer than
+    :data:`_LINEAR_AFTER_H`."""
     lo, hi = float(np.min(times)), float(np.max(times))
+    if hi > _LINEAR_AFTER_H:  # weeks of visits: a linear axis, ticks every few weeks
+        step = _WEEK * max(1, int(np.ceil(hi / _WEEK / 8)))
+        ticks = np.arange(0.0, hi + step, step)
+        ticks = ticks[ticks <= hi + 1e-9]
+        if lo < -step / 3:  # a baseline far enough before the first dose to label
+            ticks = np.r_[lo, ticks]
+        ax.set_xticks(ticks, [format_time(float(t)) for t in ticks])
+        return
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
     ticks = [t for t in _TICKS_H if lo - 1e-9 <= t <= hi + 1e-9]
+    if ticks and hi > ticks[-1] + 1e-9:
+        ticks.append(hi)  # the last visit, beyond the listed ticks
     if len(ticks) < 2:  # a short trial: label its own times
         ticks = sorted(set(np.round(times, 6).tolist()))[:8]
+    pos = _symlog(ticks)
+    span = float(pos.max() - pos.min()) or 1.0
+    kept = [len(ticks) - 1]  # the last tick always, then backwards
+    for i in range(len(ticks) - 2, -1, -1):
+        if pos[kept[-1]] - pos[i] >= _MIN_TICK_GAP * span:
+            kept.append(i)
+    ticks = [ticks[i] for i in sorted(kept)]
     ax.set_xticks(ticks, [format_time(float(t)) for t in ticks])
     ax.set_xticks([], minor=True)
 
 
 
-def _arm_bands(ax, table, arms, time_col: str, mean_col: str, err_col: str) -> None:
-    """Each arm's mean over time with a band of +- its error, in the arm's colour."""
+def _arm_bands(ax, table, arms, time_col: str, mean_col: str, err_col: str,
+               joined: bool = True) -> None:
+    """Each arm's mean over time with a band of +- its error, in the arm's colour and
+    line style; ``joined`` False: points with error bars only (ratings taken at the end of
+    each dose, between which nothing was rated)."""
     for k, arm in enumerate(arms):
         a = table[table["arm"] == arm].sort_values(time_col)
         if a.empty:
@@ -42,8 +77,13 @@ def _arm_bands(ax, table, arms, time_col: str, mean_col: str, err_col: str) -> N
         c = _COLORS[k % len(_COLORS)]
         x, m, e = (a[time_col].to_numpy(float), a[mean_col].to_numpy(float),
                    a[err_col].fillna(0).to_numpy(float))
-        ax.plot(x, m, "-o", ms=3, color=c, label=arm)
-        ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
+        if joined:
+            ax.plot(x, m, ls=("-", "--", "-.", ":")[k % 4], marker="o", ms=3, color=c,
+                    label=arm)
+            ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
+        else:
+            ax.errorbar(x, m, yerr=e, fmt="os^D"[k % 4], ms=4, color=c, capsize=2,
+                        lw=1, label=arm)
 
 def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
                         arms: list[str], primary: float, path: Path) -> Path:
@@ -62,14 +102,14 @@ def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
     _arm_bands(ax, obs, arms, "visit_h", "estimate", "se")
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.axvline(primary, color="0.3", lw=0.8, ls="--")
-    ax.set_ylabel(f"{scale}\nchange from baseline")
+    ax.set_ylabel(f"{scale}\nchange from baseline (points)")
     ax.legend(fontsize=7, frameon=False)
     ax.set_title(f"{scale}: mean change from baseline (\u00b1 SE); dashed: primary visit",
                  fontsize=9)
     for ax, readout in zip(axes[1:], below, strict=True):
         s = summary[summary["readout"] == readout]
         times.append(s["time_h"].to_numpy(float))
-        _arm_bands(ax, s, arms, "time_h", "mean", "sem")
+        _arm_bands(ax, s, arms, "time_h", "mean", "sem", joined=False)
         ax.set_ylabel(f"{readout}\n(mean \u00b1 SEM)")
     _time_axis(axes[-1], np.concatenate(times))
     axes[-1].set_xlabel("time from the first dose")
