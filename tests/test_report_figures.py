@@ -104,7 +104,7 @@ def test_trial_time_axes_fit_their_visits():
     from ketasim.report._mpl import subplots
     from ketasim.report.trial_figures import _WEEK, _symlog, _time_axis
 
-    fig, ax = subplots()
+    _fig, ax = subplots()
     short = np.array([-24.0, 0.67, 4.0, 24.0, 72.0, 7 * 24.0, 14 * 24.0])
     _time_axis(ax, short)
     assert ax.get_xscale() == "symlog"
@@ -112,7 +112,7 @@ def test_trial_time_axes_fit_their_visits():
     assert ticks[-1] == 14 * 24.0 and ticks[0] == -24.0
     pos = _symlog(ticks)
     assert np.diff(pos).min() >= 0.07 * (pos.max() - pos.min()) - 1e-12
-    fig, ax = subplots()
+    _fig, ax = subplots()
     _time_axis(ax, np.array([-24.0, 27 * 24.0, *np.arange(13, 29) * _WEEK]))
     assert ax.get_xscale() == "linear"
     labels = [t.get_text() for t in ax.get_xticklabels()]
