@@ -117,3 +117,13 @@ def test_trial_time_axes_fit_their_visits():
     assert ax.get_xscale() == "linear"
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[0] == "0h" and labels[-1] == "28w"
+
+
+def test_only_the_primary_contrast_is_shaded():
+    from ketasim.report.html import table_html
+
+    df = pd.DataFrame({"visit_h": [24.0, 72.0], "primary": [True, False],
+                       "p": [0.2, 0.01]})
+    out = table_html(df, "p", "trial", sig_rows=df["primary"])
+    assert 'class="sig"' not in out  # the secondary visit's p < 0.05 is not shaded
+    assert table_html(df, "p", "trial").count('class="sig"') == 1

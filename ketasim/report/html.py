@@ -90,11 +90,16 @@ def page(title: str, body: list[str]) -> str:
                       *body, "</body></html>"])
 
 
-def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "") -> str:
+def table_html(df: pd.DataFrame, sig_col: str | None = None, cls_id: str = "",
+               sig_rows: pd.Series | None = None) -> str:
+    """A table; rows with ``sig_col`` below 0.05 shaded (only those ``sig_rows`` marks,
+    where given: e.g. a trial's primary contrast, not its unadjusted secondary visits)."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = []
-    for _, r in df.iterrows():
-        cls = ' class="sig"' if sig_col and pd.notna(r[sig_col]) and r[sig_col] < 0.05 else ""
+    for i, r in df.iterrows():
+        sig = (sig_col and pd.notna(r[sig_col]) and r[sig_col] < 0.05
+               and (sig_rows is None or bool(sig_rows.loc[i])))
+        cls = ' class="sig"' if sig else ""
         cells = "".join(  # a missing number (no baseline, no SEM) is an empty cell
             ("<td></td>" if math.isnan(v) else f"<td>{html.escape(f'{v:.4g}')}</td>")
             if isinstance(v, float)
@@ -189,7 +194,12 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
                      "se", "df", "t", "p", "ci_low", "ci_high", "df_method"]]
         title = ("Crossover: each treatment against the reference (within patients)"
                  if design.crossover is not None else "MMRM: each arm against control")
-        body += [f"<h3>{title}</h3>", table_html(shown, "p", "trial")]
+        body += [f"<h3>{title}</h3>",
+                 table_html(shown, "p", "trial", sig_rows=shown["primary"].astype(bool)),
+                 ("<p>95% confidence intervals (ci_low, ci_high); visits in hours from the "
+                 "first dose. The contrast at the primary visit is the trial's test (shaded "
+                 "where p &lt; 0.05); the other visits' p-values are not adjusted for "
+                 "multiplicity.</p>")]
     if tables.relapse is not None:
         body += ["<h3>Time to relapse</h3>"]
         body += _tags((relapse_figure(tables.relapse_km, out / "fig_trial_relapse.png"),
