@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,32 @@ def _published_point(published, lo: float, hi: float) -> tuple[float, float] | N
 _P_VALUE = re.compile(r"[ (]p[),]|\bp-value")
 
 
+_ONE_SIDED = re.compile(r"^\s*(<=|<|>=|>)\s*([+-]?[\d.]+(?:e[+-]?\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """A tolerance as the figure draws it (the report reads the validation table, not
+    ketasim.validation, a sibling layer): ``low``/``high`` infinite on an open side."""
+
+    text: str
+    low: float
+    high: float
+
+
+def _tolerance(text: str) -> _Bounds | None:
+    """``[lo, hi]``, ``< x``, ``<= x``, ``> x`` or ``>= x`` as bounds; None otherwise."""
+    b = _BAND.match(text)
+    if b:
+        return _Bounds(text, float(b.group(1)), float(b.group(2)))
+    m = _ONE_SIDED.match(text)
+    if not m:
+        return None
+    x = float(m.group(2))
+    return (_Bounds(text, -math.inf, x) if m.group(1).startswith("<")
+            else _Bounds(text, x, math.inf))
+
+
 def _is_p_value(r) -> bool:
     """A target whose quantity is a p-value ("(one-sided Welch t, p)", "(permutation p,
     ...)"): drawn on a log axis."""
@@ -123,16 +150,11 @@ def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
     published value (and its SEM) in black where the published text gives one number on
     the band's scale (:func:`_published_point`), the simulated value coloured by status.
     None when no target has a finite simulated value."""
-    from ketasim.validation.targets import Tolerance
-
     rows = []
     for r in sub.itertuples(index=False):
         sim = pd.to_numeric(pd.Series([r.simulated]), errors="coerce").iloc[0]
-        try:
-            tol = Tolerance.parse(str(r.tolerance))
-        except ValueError:
-            continue
-        if not np.isfinite(sim):
+        tol = _tolerance(str(r.tolerance))
+        if tol is None or not np.isfinite(sim):
             continue
         band = _BAND.match(str(r.tolerance))
         pub = (_published_point(r.published, tol.low, tol.high) if band else None)
