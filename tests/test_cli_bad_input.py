@@ -358,3 +358,21 @@ def test_a_repeated_dose_is_one_warning():
     lines = dose_warnings(load_scenario_text(text), load_registry())
     assert len(lines) == 1, lines
     assert "protocol[ketamine at 0 h].dose: 200 mg/kg (arm 'a', 28 doses) is 20x" in lines[0]
+
+
+@pytest.mark.skipif(not DEPOSIT.is_dir(), reason=f"the deposited dataset is not at {DEPOSIT}")
+def test_an_analyze_manifest_carries_its_designs_hash(tmp_path):
+    import hashlib
+
+    mice = pd.read_csv(DEPOSIT / "mice.csv")
+    groups = {g: [f"{g}-{m}" for m in mice.loc[mice.group == g, "mouse"]]
+              for g in ("saline", "ketamine")}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"name": "ph", "groups": groups}))
+    r = _invoke("analyze", "spines", DEPOSIT, "--design", tmp_path / "d.yaml", "--out",
+                tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    digest = hashlib.sha256((tmp_path / "d.yaml").read_bytes()).hexdigest()
+    assert man["scenario_hash"] == digest and man["seed"] is None
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert f"lab data, no simulation; design hash <code>{digest[:12]}</code>" in report

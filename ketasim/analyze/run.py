@@ -9,6 +9,7 @@ figures. It is written atomically: bad input writes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
         "ketasim_version": ketasim.__version__, "command": "analyze", "kind": kind,
         "design": design.design.name, "design_text": text,
         "species": design.design.species, "seed": None,
-        "scenario_hash": "", "groups": {g: len(s) for g, s in design.design.groups.items()},
+        # the design file's SHA-256 (analyze has no scenario; the header shows it)
+        "scenario_hash": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "groups": {g: len(s) for g, s in design.design.groups.items()},
         "timings_s": {"total": time.perf_counter() - t0}, "notes": [*data.notes, TESTS_NOTE],
         "left_out": left_out,  # the design's comparisons these data cannot answer
         "tables": list(data.tables)}
