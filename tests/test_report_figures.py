@@ -127,3 +127,12 @@ def test_only_the_primary_contrast_is_shaded():
     out = table_html(df, "p", "trial", sig_rows=df["primary"])
     assert 'class="sig"' not in out  # the secondary visit's p < 0.05 is not shaded
     assert table_html(df, "p", "trial").count('class="sig"') == 1
+
+
+def test_concentrations_over_two_decades_get_a_log_axis():
+    from ketasim.report.figures import log_axis
+
+    assert log_axis("ng/mL", np.array([900.0, 250.0, 30.0, 4.0]))
+    assert not log_axis("ng/mL", np.array([900.0, 250.0, 30.0]))  # 30-fold
+    assert not log_axis("ng/mL", np.array([900.0, 0.0, 4.0]))  # a zero mean
+    assert not log_axis("s", np.array([300.0, 1.0]))  # not a concentration

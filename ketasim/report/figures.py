@@ -69,6 +69,21 @@ def panels(sub: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
     return names, empty, flat
 
 
+# concentrations spanning more than this factor are drawn on a log axis, as PK curves are
+# (the elimination phase is a straight line there, and late levels stay readable)
+_LOG_SPAN = 30.0
+_CONCENTRATIONS = ("ng/mL", "ug/mL", "mg/L", "ng/g", "nM", "uM")
+
+
+def log_axis(unit: str, means: np.ndarray) -> bool:
+    """Whether a concentration time course is drawn on a log axis: all its means above 0
+    and spanning more than :data:`_LOG_SPAN`."""
+    m = np.asarray(means, float)
+    m = m[np.isfinite(m)]
+    return bool(unit in _CONCENTRATIONS and len(m) and (m > 0).all()
+                and m.max() / m.min() > _LOG_SPAN)
+
+
 def _unit_label(unit: str) -> str:
     return "dimensionless" if unit in ("1", "") else unit
 
@@ -112,6 +127,9 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
                         ax.annotate(f"n={ni:g}", (xi, mi), xytext=(2, 3),
                                     textcoords="offset points", fontsize=6, color=c)
             ax.set_xlabel(label)
+            if log_axis(unit, rs["mean"].to_numpy(float)):
+                ax.set_yscale("log")
+                unit = f"{unit} (log scale)"
         else:
             raw = readouts[(readouts["assay"] == assay) & (readouts["readout"] == name)]
             for k, arm in enumerate(arms):
