@@ -86,6 +86,10 @@ def test_bad_design_options_are_one_error(tmp_path, options, fragment):
      "compare[0].at: group 'ketamine' has no spine_density_per_10um at 48 h"),
     ({"readout": "spine_density_per_10um", "at": "1d", "baseline": "-2d"},
      "compare[0].baseline: group 'ketamine' has no spine_density_per_10um at -48 h"),
+    # an assay that does not measure the readout (a typo in assay:)
+    ({"readout": "spine_density_per_10um", "at": "1d", "assay": "two_photon_spine"},
+     ("compare[0].assay: got 'two_photon_spine', which does not measure "
+     "spine_density_per_10um; assays that do: two_photon_spines")),
     # a readout no assay measures is a typo, not another kind's readout
     ({"readout": "spine_density", "at": "1d"},
      ("compare[0].readout: got 'spine_density', which no assay measures (did you mean "
@@ -376,3 +380,20 @@ def test_an_analyze_manifest_carries_its_designs_hash(tmp_path):
     assert man["scenario_hash"] == digest and man["seed"] is None
     report = (tmp_path / "out" / "report.html").read_text()
     assert f"lab data, no simulation; design hash <code>{digest[:12]}</code>" in report
+
+
+def test_a_tool_potency_given_as_a_product_of_parameters_is_judged():
+    """A window potency written {param: A, times: B} (allowed in compound files) is its
+    typical value A x B, not a crash."""
+    from types import SimpleNamespace
+
+    from ketasim.experiment.runner import _window_ed50
+    from ketasim.params import load_registry
+    from ketasim.pk.compounds import Value
+
+    reg = load_registry()
+    v = Value(param="tool.rapamycin.ed50", times="tool.rapamycin.ed50", unit="mg/kg")
+    compound = SimpleNamespace(targets=[SimpleNamespace(window_potency={"per_kg": v})])
+    value, what = _window_ed50(compound, "per_kg", "mouse", reg)
+    assert value == reg.value("tool.rapamycin.ed50") ** 2
+    assert what.startswith("tool.rapamycin.ed50 x tool.rapamycin.ed50 = ")

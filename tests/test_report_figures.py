@@ -27,6 +27,10 @@ def test_flat_and_empty_readouts_are_named_not_drawn():
     assert names == ["moves", "once"]
     assert empty == ["blq"]
     assert flat == ["rest = 1"]
+    # small but not zero (a 4-fold change between 2e-5 and 8e-5) is drawn
+    rows = [(arm, "a", "small", t, "1", 4, 2e-5 * (1 + 3 * t), 0.0) for arm in ("x", "y")
+            for t in (0, 1)]
+    assert panels(_summary(rows))[0] == ["small"]
     # a flat mean with spread between subjects is drawn
     rows = [(arm, "a", "noisy", t, "1", 4, 1.0, 0.2) for arm in ("x", "y") for t in (0, 1)]
     assert panels(_summary(rows))[0] == ["noisy"]
@@ -117,6 +121,9 @@ def test_trial_time_axes_fit_their_visits():
     assert ax.get_xscale() == "linear"
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[0] == "0h" and labels[-1] == "28w"
+    _fig, ax = subplots()  # the last visit off the tick grid is labelled too
+    _time_axis(ax, np.array([-24.0, 27 * 24.0, *np.arange(13, 27) * _WEEK]))
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "26w"
 
 
 def test_only_the_primary_contrast_is_shaded():

@@ -128,6 +128,8 @@ def test_crossover_power_compares_patients_with_themselves():
                                     registry=REG, per_cohort=True)
     assert list(table["arm"]) == ["ketamine", "ketamine"]
     assert (table["test"] == "crossover mixed model, Wald z").all()
+    # every patient takes every treatment: all randomised count (it was NaN)
+    assert np.isfinite(table["randomised_mean"]).all() and (table["randomised_mean"] > 0).all()
     estimate, p = _primary(text)
     first = each[(each["n"] == 6) & (each["cohort"] == 0)].iloc[0]
     assert first["estimate"] == pytest.approx(estimate, rel=1e-9)

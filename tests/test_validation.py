@@ -176,6 +176,12 @@ def test_the_targets_figure_draws_one_sided_and_p_value_targets(tmp_path):
         "status": ["pass", "pass", "error"]})
     png = targets_figure(sub, tmp_path / "t.png")
     assert png is not None and png.stat().st_size > 5000
+    import warnings
+
+    with warnings.catch_warnings():  # a p that underflowed to 0: drawn at the floor
+        warnings.simplefilter("error")
+        assert targets_figure(sub.assign(simulated=[0.1, 0.0, float("nan")]),
+                              tmp_path / "p0.png") is not None
     assert targets_figure(sub.iloc[2:], tmp_path / "none.png") is None  # no finite value
 
 
@@ -187,6 +193,7 @@ def test_the_targets_figure_draws_one_sided_and_p_value_targets(tmp_path):
     ("0.74 - 0.02 = 0.72", (0.56, 0.88), None),  # arithmetic
     ("28% responded to the active placebo", (0.12, 0.45), None),  # % beside fractions
     ("7.95 points lower with ketamine", (-12.71, -3.20), None),  # size, not sign
+    ("0.2 mg/kg is subtherapeutic", (-0.4, 0.4), None),  # a dose, not the ratio
 ])
 def test_the_targets_figure_marks_a_published_value_only_on_the_bands_scale(
         published, band, point):

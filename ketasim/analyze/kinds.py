@@ -58,6 +58,7 @@ from ketasim.analysis.calcium import (
     summarize_session,
 )
 from ketasim.analysis.spines import branch_readouts, subject_readouts
+from ketasim.analysis.stats import NESTED_SUFFIX
 from ketasim.analysis.suite2p import summarize_suite2p
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.analyze.design import DesignError, ResolvedDesign
@@ -551,6 +552,15 @@ def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign
                               else "") + f"; these data have: {', '.join(here)}")
         rows = readouts[readouts["readout"] == c.readout]
         if c.assay:
+            base = c.assay.removesuffix(NESTED_SUFFIX)
+            here_ = bool((rows["assay"] == c.assay).any())
+            known_ = base in ASSAYS and c.readout in ASSAYS[base].readout_names
+            if not here_ and not known_:  # a typo, not another kind's assay
+                measured = sorted(set(rows["assay"].astype(str))) or sorted(
+                    a.name for a in ASSAYS.values() if c.readout in a.readout_names)
+                raise DesignError(
+                    f"{design.where}: compare[{i}].assay: got {c.assay!r}, which does not "
+                    f"measure {c.readout}; assays that do: {', '.join(measured) or 'none'}")
             rows = rows[rows["assay"] == c.assay]
         if rows.empty:
             notes.append(f"compare[{i}] ({c.readout}"

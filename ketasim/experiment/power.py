@@ -151,13 +151,22 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
 #: (:data:`ketasim.analysis.power.POWER_COLUMNS`; ``n`` the smallest arm's size, ``test``
 #: the primary analysis, ``groups`` control and arm), then the arm and its control, the
 #: arm's size (candidates, where a ``population:`` screens them), the mean number of the
-#: arm's patients randomised (those passing screening; the arm's size without one), the
+#: arm's patients randomised (those passing screening, 0 where none did; the arm's size
+#: without screening; in a crossover, all patients randomised, since each takes every
+#: treatment), the
 #: mean primary estimate over the fitted cohorts and the cohorts whose primary analysis
 #: could not be fitted (counted as not significant).
 TRIAL_POWER_COLUMNS = [*POWER_COLUMNS, "arm", "control", "n_arm", "randomised_mean",
                        "mean_estimate", "not_fitted"]
 #: Columns of the per-cohort table of :func:`trial_power_curve` (``power_cohorts.csv``).
 COHORT_COLUMNS = ["n", "cohort", "arm", "control", "estimate", "se", "p"]
+
+
+def others_of(design) -> list[str]:
+    """A crossover's treatments other than the reference (power rows are per
+    treatment)."""
+    return sorted({t for seq in design.crossover.treatments.values() for t in seq}
+                  - {design.control})
 
 
 def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float = 0.05,
@@ -270,9 +279,14 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
                                        cohort("intercurrent", c, sizes))
             t = tables.trial
             k = tables.consort
-            for a, m in k.loc[k["stage"] == "allocated", ["arm", "n"]].itertuples(
-                    index=False):
-                allocated.setdefault(str(a), []).append(int(m))
+            given = k[k["stage"] == "allocated"]
+            if d.crossover is None:  # an arm nobody passed screening into counts 0
+                for a in names:
+                    allocated.setdefault(a, []).append(
+                        int(given.loc[given["arm"].astype(str) == a, "n"].sum()))
+            else:  # every patient takes every treatment: all randomised
+                for a in others_of(d):
+                    allocated.setdefault(a, []).append(int(given["n"].sum()))
             con = t[(t["kind"] == "contrast") & t["primary"]]
             for _, r in con.iterrows():
                 found.setdefault(r["arm"], []).append((float(r["p"]), float(r["estimate"])))
@@ -282,9 +296,8 @@ def trial_power_curve(scenario, ns: list[int], cohorts: int = 100, alpha: float 
             done += 1
             if progress is not None:
                 progress(done, total)
-        others = ([a for a in names if a != d.control] if d.crossover is None else
-                  sorted({t for seq in d.crossover.treatments.values() for t in seq}
-                         - {d.control}))
+        others = others_of(d) if d.crossover is not None else [
+            a for a in names if a != d.control]
         for arm in others:
             got = found.get(arm, [])
             p = np.array([x[0] for x in got], dtype=float)

@@ -226,13 +226,14 @@ def _window_ed50(compound, kind: str, species: str, registry: Registry):
         v = t.window_potency.get(kind)
         if v is None:
             continue
-        if v.param is None or v.times:
+        if v.param is None:
             found.append((float(v.value), f"{v.value:g} {v.unit}; {v.source}"))
-        else:
-            name = v.names(species)[0]
-            par = registry[name]
-            found.append((registry.value(name),
-                          f"{name} = {registry.value(name):g} {par.unit}, {par.source}"))
+        else:  # a registry parameter (times another): its typical value
+            value = float(v.resolve(registry.value, species))
+            names = v.names(species)
+            what = " x ".join(names)
+            found.append((value, (f"{what} = {value:g} {registry[names[0]].unit}, "
+                                 f"{registry[names[0]].source}")))
     found = [f for f in found if f[0] > 0]
     return min(found, key=lambda f: f[0]) if found else None
 

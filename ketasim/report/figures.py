@@ -36,10 +36,12 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 _STYLES = ("-", "--", "-.", ":")
 
 
-# a time course moving less than this (relative to its largest value, or absolutely below
-# 1) is drawn as flat: a state the scenario leaves at rest, or one moved by rounding only
-# (the pyramidal shutdown of a human infusion, about 1e-7)
+# a time course moving less than this share of its largest value is drawn as flat: a
+# state the scenario leaves at rest (one whose values all stay below FLAT_ZERO, e.g. the
+# pyramidal shutdown of a human infusion, about 1e-7, is 0 moved by rounding)
 FLAT_TOL = 1e-6
+# a course whose largest value is below this counts as 0 throughout (rounding only)
+FLAT_ZERO = 1e-6
 
 
 def _flat(rs: pd.DataFrame) -> bool:
@@ -48,8 +50,12 @@ def _flat(rs: pd.DataFrame) -> bool:
     :data:`FLAT_TOL`."""
     m = rs["mean"].to_numpy(float)
     m = m[np.isfinite(m)]
-    scale = max(1.0, float(np.abs(m).max())) if len(m) else 1.0
-    return bool(len(m) and np.ptp(m) <= FLAT_TOL * scale
+    if not len(m):
+        return False
+    # relative to the course's own size; absolutely for a course about 0 throughout
+    top = float(np.abs(m).max())
+    scale = top if top > FLAT_ZERO else 1.0
+    return bool(np.ptp(m) <= FLAT_TOL * scale
                 and not (rs["sem"].fillna(0).to_numpy(float) > FLAT_TOL * scale).any())
 
 

@@ -155,8 +155,8 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
     (``fig_trial_endpoints.png``) and the CONSORT counts. ``tables``:
     :class:`ketasim.experiment.trial.TrialTables`."""
     from ketasim.report.trial_figures import (
-        PSYCHOTOMIMETIC,
         endpoints_figure,
+        psychotomimetic_panels,
         relapse_figure,
         trial_course_figure,
     )
@@ -187,7 +187,8 @@ def trial_html(out: Path, tables, design, summary: pd.DataFrame) -> list[str]:
                     + ("in weeks" if trial["visit_h"].max() > 8 * 7 * 24 else
                        "linear to 1 h and logarithmic beyond") + ("; the psychotomimetic scales beneath, mean \u00b1 SEM at "
                                 "each rating (not joined: nothing is rated between them)"
-                                if set(PSYCHOTOMIMETIC) & set(summary["readout"]) else ""))))
+                                if psychotomimetic_panels(summary, design.scale, arms)
+                                else ""))))
     con = trial[trial["kind"] == "contrast"]
     if not con.empty:
         shown = con[["arm", "control", "visit_h", "primary", "n", "n_control", "estimate",

@@ -43,6 +43,8 @@ def _time_axis(ax, times: np.ndarray) -> None:
         step = _WEEK * max(1, int(np.ceil(hi / _WEEK / 8)))
         ticks = np.arange(0.0, hi + step, step)
         ticks = ticks[ticks <= hi + 1e-9]
+        if hi - ticks[-1] > step / 3:  # the last visit, off the grid
+            ticks = np.r_[ticks, hi]
         if lo < -step / 3:  # a baseline far enough before the first dose to label
             ticks = np.r_[lo, ticks]
         ax.set_xticks(ticks, [format_time(float(t)) for t in ticks])
@@ -85,14 +87,20 @@ def _arm_bands(ax, table, arms, time_col: str, mean_col: str, err_col: str,
             ax.errorbar(x, m, yerr=e, fmt="os^D"[k % 4], ms=4, color=c, capsize=2,
                         lw=1, label=arm)
 
+def psychotomimetic_panels(summary: pd.DataFrame, scale: str, arms: list[str]) -> list[str]:
+    """The psychotomimetic scales drawn beneath the trial's scale: those measured in a
+    drawn arm, other than the scale itself."""
+    return [r for r in PSYCHOTOMIMETIC
+            if r != scale and r in set(summary["readout"])
+            and set(summary.loc[summary["readout"] == r, "arm"]) & set(arms)]
+
+
 def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
                         arms: list[str], primary: float, path: Path) -> Path:
     """Top: mean change from baseline of ``scale`` (patients seen, +- SE) per arm; beneath,
     one panel per measured psychotomimetic scale (mean +- SEM per arm), same time axis."""
     obs = trial[trial["kind"] == "observed"]
-    below = [r for r in PSYCHOTOMIMETIC
-             if r != scale and r in set(summary["readout"])
-             and set(summary.loc[summary["readout"] == r, "arm"]) & set(arms)]
+    below = psychotomimetic_panels(summary, scale, arms)
     fig, axes = subplots(1 + len(below), 1, figsize=(7.5, 3.4 + 2.2 * len(below)),
                          squeeze=False, sharex=True,
                          gridspec_kw={"height_ratios": [1.6] + [1.0] * len(below)})
@@ -156,7 +164,7 @@ def relapse_figure(km: pd.DataFrame, path: Path) -> Path | None:
         t = g["time"].to_numpy(float) / 24.0
         events = int(g["events"].sum())
         ax.step(t, g["survival"], where="post", color=c, ls=("-", "--", ":")[k % 3],
-                lw=2.0 - 0.4 * k, label=f"{arm} ({events} relapses of {int(g['at_risk'].iloc[0])})")
+                lw=max(0.8, 2.0 - 0.4 * k), label=f"{arm} ({events} relapses of {int(g['at_risk'].iloc[0])})")
         ax.fill_between(t, g["ci_lower"], g["ci_upper"], step="post", color=c, alpha=0.2,
                         lw=0)
     ax.set_ylim(0, 1.02)

@@ -79,7 +79,7 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
 # a published point value: a number, optionally +- its SEM, then a unit or words, but not
 # a range (``50-75%``) or arithmetic (``0.74 - 0.02``)
 _NUMBER = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)(?:\s*\+-\s*(\d+(?:\.\d+)?))?"
-                     r"(?!\s*-\s*\d|\.?\d)")
+                     r"(?!\s*-\s*\d|\.?\d|\s*(?:mg|ug|ng|g/|h\b|min\b|d\b|days?\b|weeks?\b))")
 _BAND = re.compile(r"^\s*\[\s*([+-]?[\d.]+)\s*,\s*([+-]?[\d.]+)\s*\]\s*$")
 _STATUS_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "known_gap": "#ff7f0e",
                    "error": "#7f7f7f"}
@@ -166,10 +166,11 @@ def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
     for ax, (tid, sim, tol, pub, status, is_p) in zip(axes[:, 0], rows, strict=True):
         finite = [v for v in (tol.low, tol.high, sim, *(pub[:1] if pub else ()))
                   if np.isfinite(v)]
-        if is_p:
+        if is_p:  # a p that underflowed to 0 is drawn at the axis's floor
             ax.set_xscale("log")
-            lo_x = min([*finite, 1e-3]) / 3.0
+            lo_x = min([v for v in finite if v > 0] + [1e-3]) / 3.0
             hi_x = 1.0
+            sim = max(sim, lo_x)
         else:
             lo_x, hi_x = min(finite), max(finite)
             pad = 0.15 * (hi_x - lo_x) or 0.15 * max(abs(hi_x), 1e-9)

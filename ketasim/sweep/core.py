@@ -30,7 +30,10 @@ Seeds
 Sample ``k`` runs with seed :func:`sample_seed` ``(base, k)`` (``SeedSequence(base,
 spawn_key=(k,))``), ``base`` being the ``seed`` argument or else the scenario's seed: a
 function of the base seed and the sample's index only, never of the worker, the chunk or
-the order of work. Two samples with equal values are two independent replicates.
+the order of work. Two samples with equal values are two independent replicates. With
+``common_seed`` every sample runs at ``base`` itself (common random numbers, as a
+sensitivity analysis needs): samples then differ by their values only, and two samples
+with equal values give the same numbers. The manifest's ``seed_rule`` says which.
 
 Folder
 ------
@@ -51,12 +54,13 @@ chunk sizes give other part files but the same table (:func:`read_sweep`).
 
 Resume
 ------
-Running again with the same folder, scenario, samples, seed, registry and outputs skips
+Running again with the same folder, scenario, samples, seed, seed rule, registry and
+outputs skips
 every sample a complete part already holds (a part is complete when it reads back with
 the expected schema, exactly its samples, in order, with their values) and computes the
 others (in chunks of the size given now, else the manifest's); left-over temporary files
 and incomplete parts are removed. A folder holding another sweep (a different scenario,
-samples, seed, registry or outputs) is one :class:`SweepError`. One run at a time per
+samples, seed, seed rule, registry or outputs) is one :class:`SweepError`. One run at a time per
 folder.
 
 Backends
