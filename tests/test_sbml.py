@@ -112,6 +112,12 @@ def test_document_has_units_and_events(tmp_path):
     assert m.getTimeUnits() == "hour"
     assert m.getNumEvents() == len(set(events.times.tolist()))
     assert m.getParameter("cl0").getUnits() == "L_per_h_per_kg"
+    # a drug-slot parameter is named by what it is and the compound in its slot
+    first = events.slots[0]
+    assert m.getParameter("cl0").getName() == (
+        f"drug slot 0 ({first}): clearance from the central compartment")
+    assert m.getParameter("k_synthesis").getName() == "sig.k_synthesis"
+    assert all(m.getParameter(p.name).getName() for p in spec.PARAMS)  # every one named
     assert m.getParameter("out_ketamine_plasma").getUnits() == "ng_per_mL"
     assert m.getNumRules() == len(spec.ASSIGNMENTS) + len(spec.RATES) + len(spec.OUTPUTS)
 

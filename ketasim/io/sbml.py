@@ -133,6 +133,29 @@ def _event_groups(events: EventTable, subject: int):
     return groups, labels
 
 
+_TARGET_SLOT_WORDS = {"a": "affinity of its orthosteric binding (1/K)",
+                      "b": "removing efficacy x affinity", "g": "adding efficacy x affinity",
+                      "am": "affinity of its allosteric binding (1/K)",
+                      "m": "signed allosteric efficacy x affinity"}
+
+
+def slot_parameter_names(slots: tuple[str, ...]) -> dict[str, str]:
+    """Readable names for the drug-slot parameters (those without a registry name): what
+    each is and which compound of the arm fills the slot ("empty" where none does)."""
+    out: dict[str, str] = {}
+    for k in spec.SLOTS:
+        who = f"drug slot {k} ({slots[k] if k < len(slots) else 'empty'})"
+        for suffix, _unit, _empty, what in spec.SLOT_PARAMS:
+            out[f"{suffix}{k}"] = f"{who}: {what}"
+        for suffix, _unit in spec.TARGET_SLOT_PARAMS:
+            node, _, kind = suffix.rpartition("_")
+            out[f"{suffix}{k}"] = f"{who}: {node} {_TARGET_SLOT_WORDS.get(kind, kind)}"
+        for j in range(k):
+            out[f"fm{j}_{k}"] = (f"{who}: share of drug slot {j}'s clearance that forms "
+                                 "it (a metabolite)")
+    return out
+
+
 def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: float,
                    name: str = "ketasim") -> libsbml.SBMLDocument:
     """SBML document of one subject (``pvec`` row, ``events.values`` column ``subject``)."""
@@ -153,8 +176,10 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
 
     _parameter(model, "time_offset_h", t_start, "h", True,
                "ketasim time of SBML time 0 (scenario time = SBML time + offset)")
+    slot_names = slot_parameter_names(tuple(getattr(events, "slots", ()) or ()))
     for j, p in enumerate(spec.PARAMS):
-        _parameter(model, p.name, pvec[j], p.unit, True, p.registry)
+        _parameter(model, p.name, pvec[j], p.unit, True,
+                   p.registry or slot_names.get(p.name, ""))
     for j, c in enumerate(spec.CONTROLS):
         _parameter(model, c.name, pvec[len(spec.PARAMS) + j], c.unit, False, c.description)
     for s in spec.STATES:
