@@ -61,8 +61,9 @@ def test_target_facts_exist_in_seed_facts():
 @pytest.mark.parametrize("mutation,message", [
     (lambda s: s.replace("  source: Someone et al. 2020 Journal\n", ""), "missing source"),
     (lambda s: s.replace('  tolerance: "[0, 1]"\n', ""), "missing tolerance"),
-    (lambda s: s.replace("[0, 1]", "about right"), "tolerance"),
+    (lambda s: s.replace("[0, 1]", "about right"), "target T-X-1: tolerance 'about right'"),
     (lambda s: s.replace("[0, 1]", "[2, 1]"), "lower bound above"),
+    (lambda s: s.replace("[0, 1]", "[0, 1.2.3]"), "T-X-1: .*a bound is not a number"),
     (lambda s: s.replace("F-W-5", "W5"), "SEED-FACTS"),
     (lambda s: s.replace("mean('a'", "__import__('os'"), "unknown function"),
     (lambda s: s + s, "defined twice"),

@@ -4,6 +4,9 @@ column and the row (or cell and frame)."""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +86,6 @@ def csv_dialect(path: Path) -> tuple[str, str]:
     ``sep=";"`` by a program that keeps the point). Only beside decimal commas do points
     group thousands (``1.000`` is then one thousand), and never in identifier columns
     (:data:`ID_COLUMNS`)."""
-    import csv
-    import gzip
-    import re
-
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:

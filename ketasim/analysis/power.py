@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-from ketasim.analysis.stats import TIME_TOL_H, ComparisonResult, run_test  # noqa: F401
+from ketasim.analysis.stats import (  # noqa: F401
+    TIME_TOL_H,
+    ComparisonResult,
+    comparison_groups,
+    run_test,
+)
 
 __all__ = [
     "POWER_COLUMNS",
@@ -320,8 +325,6 @@ def pilot_values(readouts: pd.DataFrame, comparison) -> list[np.ndarray]:
     values are those behind the pilot's own ``stats.csv`` row. Raises
     :class:`PowerError` for an arm with fewer than 2 values or a comparison it cannot
     select."""
-    from ketasim.analysis.stats import comparison_groups
-
     try:
         _, groups = comparison_groups(readouts, comparison)
     except ValueError as e:

@@ -90,7 +90,8 @@ def log_axis(unit: str, means: np.ndarray) -> bool:
                 and m.max() / m.min() > _LOG_SPAN)
 
 
-def _unit_label(unit: str) -> str:
+def unit_label(unit: str) -> str:
+    """An axis's unit as a reader wants it: 'dimensionless' for unit 1."""
     return "dimensionless" if unit in ("1", "") else unit
 
 
@@ -151,7 +152,7 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
             ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
             ax.set_xlabel(f"t = {times[0]:g} h")
         ax.set_title(name, fontsize=9)
-        ax.set_ylabel(_unit_label(unit))
+        ax.set_ylabel(unit_label(unit))
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     handles: dict[str, object] = {}

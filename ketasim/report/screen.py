@@ -21,6 +21,7 @@ import pandas as pd
 
 from ketasim.io.results import write_json, write_readouts
 from ketasim.report._mpl import subplots
+from ketasim.report.figures import unit_label
 from ketasim.report.html import img_tag, page, provenance_html, table_html
 
 ROLE_COLORS = {"reference": "#d62728", "vehicle": "#7f7f7f", "candidate": "#1f77b4"}
@@ -102,7 +103,7 @@ def metrics_figure(table: pd.DataFrame, metrics: pd.DataFrame, path: Path) -> Pa
             v = t.loc[i, c]
             ax.text(j, i, "" if pd.isna(v) else f"{v:.3g}", ha="center", va="center",
                     fontsize=7)
-    ax.set_xticks(range(len(cols)), [f"{c}\n({_unit(units[c])})" for c in cols], rotation=40,
+    ax.set_xticks(range(len(cols)), [f"{c}\n({unit_label(units[c])})" for c in cols], rotation=40,
                   ha="right", fontsize=7)
     ax.set_yticks(range(len(t)), [_label(r) for _, r in t.iterrows()], fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.03, label="x reference (colour clipped)")
@@ -111,10 +112,6 @@ def metrics_figure(table: pd.DataFrame, metrics: pd.DataFrame, path: Path) -> Pa
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
-
-
-def _unit(unit: str) -> str:
-    return "dimensionless" if unit in ("1", "") else unit
 
 
 def window_figure(readouts: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path:

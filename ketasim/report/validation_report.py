@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pandas as pd
 
 from ketasim.analysis.diff import comparison_counts
 from ketasim.analysis.stats import summarize
+from ketasim.analysis.tolerance import Tolerance, ToleranceError
 from ketasim.report._mpl import subplots
 from ketasim.report.figures import assay_figure
 from ketasim.report.html import (
@@ -80,7 +80,6 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
 # a range (``50-75%``) or arithmetic (``0.74 - 0.02``)
 _NUMBER = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)(?:\s*\+-\s*(\d+(?:\.\d+)?))?"
                      r"(?!\s*-\s*\d|\.?\d|\s*(?:mg|ug|ng|g/|h\b|min\b|d\b|days?\b|weeks?\b))")
-_BAND = re.compile(r"^\s*\[\s*([+-]?[\d.]+)\s*,\s*([+-]?[\d.]+)\s*\]\s*$")
 _STATUS_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "known_gap": "#ff7f0e",
                    "error": "#7f7f7f"}
 
@@ -112,32 +111,6 @@ def _published_point(published, lo: float, hi: float) -> tuple[float, float] | N
 _P_VALUE = re.compile(r"[ (]p[),]|\bp-value")
 
 
-_ONE_SIDED = re.compile(r"^\s*(<=|<|>=|>)\s*([+-]?[\d.]+(?:e[+-]?\d+)?)\s*$")
-
-
-@dataclass(frozen=True)
-class _Bounds:
-    """A tolerance as the figure draws it (the report reads the validation table, not
-    ketasim.validation, a sibling layer): ``low``/``high`` infinite on an open side."""
-
-    text: str
-    low: float
-    high: float
-
-
-def _tolerance(text: str) -> _Bounds | None:
-    """``[lo, hi]``, ``< x``, ``<= x``, ``> x`` or ``>= x`` as bounds; None otherwise."""
-    b = _BAND.match(text)
-    if b:
-        return _Bounds(text, float(b.group(1)), float(b.group(2)))
-    m = _ONE_SIDED.match(text)
-    if not m:
-        return None
-    x = float(m.group(2))
-    return (_Bounds(text, -math.inf, x) if m.group(1).startswith("<")
-            else _Bounds(text, x, math.inf))
-
-
 def _is_p_value(r) -> bool:
     """A target whose quantity is a p-value ("(one-sided Welch t, p)", "(permutation p,
     ...)"): drawn on a log axis."""
@@ -153,10 +126,13 @@ def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
     rows = []
     for r in sub.itertuples(index=False):
         sim = pd.to_numeric(pd.Series([r.simulated]), errors="coerce").iloc[0]
-        tol = _tolerance(str(r.tolerance))
-        if tol is None or not np.isfinite(sim):
+        try:
+            tol = Tolerance.parse(str(r.tolerance))
+        except ToleranceError:
             continue
-        band = _BAND.match(str(r.tolerance))
+        if not np.isfinite(sim):
+            continue
+        band = np.isfinite(tol.low) and np.isfinite(tol.high)
         pub = (_published_point(r.published, tol.low, tol.high) if band else None)
         rows.append((r.target_id, float(sim), tol, pub, r.status, _is_p_value(r)))
     if not rows:

@@ -25,7 +25,6 @@ Which replica checks a target is declared by the replica (its scenario's ``targe
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from ketasim.analysis.tolerance import Tolerance, ToleranceError
 from ketasim.params.registry import load_registry
 from ketasim.validation.statistic import StatisticError, check_expression
 
@@ -42,44 +42,8 @@ REQUIRED = ("target_id", "facts", "source", "quantity", "published", "statistic"
 OPTIONAL = ("known_gap", "note", "fitted", "published_effect", "effect", "tried")
 ROLES = ("calibration", "validation")
 _FACT = re.compile(r"^F-[A-Z]+-\d+$")
-_TOL = re.compile(r"^\s*(?:\[\s*(?P<lo>[-+0-9.eE]+)\s*,\s*(?P<hi>[-+0-9.eE]+)\s*\]|"
-                  r"(?P<op><=|>=|<|>)\s*(?P<x>[-+0-9.eE]+))\s*$")
-
-
 class TargetError(ValueError):
     """The targets file is malformed."""
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    text: str
-    low: float
-    high: float
-    low_open: bool = False
-    high_open: bool = False
-
-    @staticmethod
-    def parse(text: str) -> Tolerance:
-        m = _TOL.match(str(text))
-        if not m:
-            raise TargetError(f"tolerance {text!r}: expected '[lo, hi]', '< x', '<= x', "
-                              "'> x' or '>= x'")
-        if m.group("lo") is not None:
-            lo, hi = float(m.group("lo")), float(m.group("hi"))
-            if not lo <= hi:
-                raise TargetError(f"tolerance {text!r}: lower bound above upper bound")
-            return Tolerance(str(text), lo, hi)
-        x, op = float(m.group("x")), m.group("op")
-        if op in ("<", "<="):
-            return Tolerance(str(text), -math.inf, x, high_open=(op == "<"))
-        return Tolerance(str(text), x, math.inf, low_open=(op == ">"))
-
-    def contains(self, v: float) -> bool:
-        if not math.isfinite(v) and not (math.isinf(v) and math.isinf(self.high)):
-            return False
-        lo_ok = v > self.low if self.low_open else v >= self.low
-        hi_ok = v < self.high if self.high_open else v <= self.high
-        return lo_ok and hi_ok
 
 
 @dataclass(frozen=True)
@@ -186,11 +150,15 @@ def parse_targets(text: str, where: str = "targets.yaml",
             check_expression(str(raw["statistic"]))
         except StatisticError as e:
             raise TargetError(f"{where}: target {tid}: {e}") from None
+        try:
+            tolerance = Tolerance.parse(raw["tolerance"])
+        except ToleranceError as e:
+            raise TargetError(f"{where}: target {tid}: {e}") from None
         role, fitted = _role(raw, tid, where, parameters)
         published_effect, effect = _effect(raw, tid, where)
         out[tid] = Target(str(tid), tuple(str(f) for f in facts), str(raw["source"]),
                           str(raw["quantity"]), str(raw["published"]),
-                          str(raw["statistic"]), Tolerance.parse(raw["tolerance"]),
+                          str(raw["statistic"]), tolerance,
                           str(raw.get("known_gap") or ""), str(raw.get("note") or ""),
                           role, fitted, published_effect, effect,
                           _tried(raw, tid, where))
