@@ -156,3 +156,48 @@ def test_drd1_silencing_matches_roadrunner():
     assert dopamine[silenced].max() > 1.5  # ketamine's dopamine rise is untouched
     assert pka[silenced].max() < 1.4  # about a tenth of ketamine's PKA rise is left
     _assert_close(ours, ref)
+
+
+def _si(ud: libsbml.UnitDefinition) -> tuple[float, dict[str, float]]:
+    """(multiplier, {kind: exponent}) of a unit definition in SI base units."""
+    u = libsbml.UnitDefinition.convertToSI(ud)
+    mult, kinds = 1.0, {}
+    for i in range(u.getNumUnits()):
+        x = u.getUnit(i)
+        mult *= (x.getMultiplier() * 10.0 ** x.getScale()) ** x.getExponentAsDouble()
+        if x.getKind() != libsbml.UNIT_KIND_DIMENSIONLESS:
+            kinds[libsbml.UnitKind_toString(x.getKind())] = x.getExponentAsDouble()
+    return mult, kinds
+
+
+@pytest.mark.parametrize("name", ["cort_ketamine", "human_ketamine_infusion"])
+def test_units_check_follows_every_expression(tmp_path, name):
+    """libSBML's units check reports nothing, not even that an expression could not be
+    checked (every literal carries a unit, no function definitions hide one), and every
+    rule's derived unit equals its variable's (per hour for a rate) in SI base units,
+    multiplier included, which libSBML's own check does not compare: the literal 1000
+    that turns mg/L into ng/mL or ng/g is a unit conversion, not a bare number."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    out = tmp_path / "m.xml"
+    res = CliRunner().invoke(app, ["export-sbml", name, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = libsbml.readSBMLFromFile(str(out))
+    doc.setConsistencyChecks(libsbml.LIBSBML_CAT_UNITS_CONSISTENCY, True)
+    assert doc.checkConsistency() == 0, [doc.getError(i).getMessage()
+                                         for i in range(doc.getNumErrors())][:3]
+    m = doc.getModel()
+    assert m.getNumFunctionDefinitions() == 0
+    hour = m.getUnitDefinition("hour")
+    for rule in m.getListOfRules():
+        assert not rule.containsUndeclaredUnits(), rule.getVariable()
+        want = m.getParameter(rule.getVariable()).getDerivedUnitDefinition()
+        if rule.isRate():
+            want = libsbml.UnitDefinition.divide(want, hour)
+        (mw, kw), (mg, kg) = _si(want), _si(rule.getDerivedUnitDefinition())
+        assert kw == kg and mg == pytest.approx(mw, rel=1e-12), (rule.getVariable(), kw, kg,
+                                                                  mw, mg)
+    brain = m.getRule("out_ketamine_brain").getMath()
+    assert brain.getRightChild().getUnits() == "ng_per_g_per_mg_per_L"

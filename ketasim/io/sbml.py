@@ -52,7 +52,20 @@ _UNITS: dict[str, tuple[str, list[tuple[int, float, int, float]]]] = {
                           (libsbml.UNIT_KIND_LITRE, -1, 0, 1.0)]),
     "umol/mg": ("umol_per_mg", [(libsbml.UNIT_KIND_MOLE, 1, -6, 1.0),
                                 (libsbml.UNIT_KIND_GRAM, -1, -3, 1.0)]),
+    # unit conversions written as the literal 1000 in the model's expressions
+    "(ng/mL)/(mg/L)": ("ng_per_mL_per_mg_per_L",
+                       [(libsbml.UNIT_KIND_DIMENSIONLESS, 1, -3, 1.0)]),
+    "(ng/g)/(mg/L)": ("ng_per_g_per_mg_per_L",  # brain tissue at 1 g/mL
+                      [(libsbml.UNIT_KIND_LITRE, 1, -6, 1.0),
+                       (libsbml.UNIT_KIND_GRAM, -1, 0, 1.0)]),
+    "(umol/mg)/(mol/g)": ("umol_per_mg_per_mol_per_g",
+                          [(libsbml.UNIT_KIND_DIMENSIONLESS, 1, -3, 1.0)]),
 }
+
+#: The unit of the literal 1000 where an expression converts units with it (a variable's
+#: unit -> the literal's); every other literal number is dimensionless.
+_CONVERSIONS = {"ng/mL": "(ng/mL)/(mg/L)", "ng/g": "(ng/g)/(mg/L)",
+                "umol/mg": "(umol/mg)/(mol/g)"}
 
 
 def _check(rc: int, what: str) -> None:
@@ -60,13 +73,63 @@ def _check(rc: int, what: str) -> None:
         raise SBMLExportError(f"libSBML failed to {what}: {libsbml.OperationReturnValue_toString(rc)}")
 
 
-def _math(expr: str) -> libsbml.ASTNode:
+def _math(expr: str, model: libsbml.Model | None = None, unit: str = "1") -> libsbml.ASTNode:
+    """``expr`` as MathML. With ``model``, every literal number carries its unit (the
+    conversion factor of :data:`_CONVERSIONS` where the result is in ``unit``, else
+    dimensionless) and the model's helper functions are written out with SBML's own
+    operators (``pos(x)`` as ``max(x, 0)``, ``pw(x, a)`` as ``x^a``, ``hillk(x, kn, n)``
+    as ``x^n / (x^n + kn)``), so that a units check can follow every expression."""
     text = expr.replace("**", "^")
     text = re.sub(r"\blog\(", "ln(", text)
     ast = libsbml.parseL3Formula(text)
     if ast is None:
         raise SBMLExportError(f"cannot parse {expr!r}: {libsbml.getLastParseL3Error()}")
+    if model is not None:
+        ast = _inline(ast)
+        literal = _unit_id(model, _CONVERSIONS.get(unit, "1"))
+        _literal_units(ast, literal)
     return ast
+
+
+def _number(value: float) -> libsbml.ASTNode:
+    node = libsbml.ASTNode(libsbml.AST_REAL)
+    node.setValue(float(value))
+    return node
+
+
+def _apply(kind: int, *children: libsbml.ASTNode) -> libsbml.ASTNode:
+    node = libsbml.ASTNode(kind)
+    for c in children:
+        node.addChild(c)
+    return node
+
+
+def _inline(ast: libsbml.ASTNode) -> libsbml.ASTNode:
+    """A copy of ``ast`` with the helper functions pos, pw and hillk written out."""
+    kids = [_inline(ast.getChild(i)) for i in range(ast.getNumChildren())]
+    name = ast.getName() if ast.getType() == libsbml.AST_FUNCTION else None
+    if name == "pos":  # max(x, 0): the positive part
+        return _apply(libsbml.AST_FUNCTION_MAX, kids[0], _number(0.0))
+    if name == "pw":
+        return _apply(libsbml.AST_POWER, kids[0], kids[1])
+    if name == "hillk":  # x^n / (x^n + kn)
+        x, kn, n = kids
+        top = _apply(libsbml.AST_POWER, x, n)
+        return _apply(libsbml.AST_DIVIDE, top.deepCopy(),
+                      _apply(libsbml.AST_PLUS, top, kn))
+    node = ast.deepCopy()
+    for i, kid in enumerate(kids):
+        node.replaceChild(i, kid, True)
+    return node
+
+
+def _literal_units(ast: libsbml.ASTNode, conversion: str) -> None:
+    """Give every literal number a unit: 1000 the conversion's, the rest dimensionless."""
+    if ast.isNumber():
+        is_factor = conversion != "dimensionless" and ast.getValue() == 1000.0
+        ast.setUnits(conversion if is_factor else "dimensionless")
+    for i in range(ast.getNumChildren()):
+        _literal_units(ast.getChild(i), conversion)
 
 
 def _unit_id(model: libsbml.Model, unit: str) -> str:
@@ -164,15 +227,6 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
     model.setId(re.sub(r"[^A-Za-z0-9_]", "_", name) or "ketasim")
     model.setName(f"ketasim PK + signalling: {name}")
     model.setTimeUnits(_unit_id(model, "h"))
-    fd = model.createFunctionDefinition()
-    fd.setId("pos")
-    fd.setMath(libsbml.parseL3Formula("lambda(x, 0.5 * (x + abs(x)))"))
-    fd = model.createFunctionDefinition()
-    fd.setId("pw")
-    fd.setMath(libsbml.parseL3Formula("lambda(x, a, x^a)"))
-    fd = model.createFunctionDefinition()
-    fd.setId("hillk")
-    fd.setMath(libsbml.parseL3Formula("lambda(x, kn, n, x^n / (x^n + kn))"))
 
     _parameter(model, "time_offset_h", t_start, "h", True,
                "ketasim time of SBML time 0 (scenario time = SBML time + offset)")
@@ -189,17 +243,17 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
         _parameter(model, var, 0.0, assign_units[var], False)
         rule = model.createAssignmentRule()
         rule.setVariable(var)
-        _check(rule.setMath(_math(expr)), f"set math of {var}")
+        _check(rule.setMath(_math(expr, model, assign_units[var])), f"set math of {var}")
     for var, expr in spec.RATES:
         rule = model.createRateRule()
         rule.setVariable(var)
-        _check(rule.setMath(_math(expr)), f"set rate of {var}")
+        _check(rule.setMath(_math(expr, model)), f"set rate of {var}")
     for out, expr, unit, desc in spec.OUTPUTS:
         oid = f"out_{out}"
         _parameter(model, oid, 0.0, unit, False, desc)
         rule = model.createAssignmentRule()
         rule.setVariable(oid)
-        _check(rule.setMath(_math(expr)), f"set output {out}")
+        _check(rule.setMath(_math(expr, model, unit)), f"set output {out}")
 
     # events: one SBML event per distinct time, with the net effect per target
     groups, labels = _event_groups(events, subject)
