@@ -26,6 +26,7 @@ from ketasim.io.nwb import (
     NWBDataError,
     read_nwb,
     read_nwb_dff,
+    read_nwb_position,
     read_nwb_tracking,
     session_label,
     write_nwb,
@@ -50,6 +51,7 @@ arms:
       - {assay: two_photon_spines, at: [-1h, 24h], options: {branches: 2}}
       - {assay: western_blot, at: [2h, 24h]}
       - {assay: fixed_tissue_spines, region: striatum, at: [24h]}
+      - {assay: open_field, at: [24h], options: {bin_min: 2}}
   - name: cort_sal
     n: 2
     protocol:
@@ -173,6 +175,35 @@ def test_tracking_round_trips(run):
     pd.testing.assert_frame_equal(back, read_tracking_table(kept))
     pd.testing.assert_frame_equal(read_nwb_tracking(out), back)
     assert len(back) == len(kept)
+
+
+def test_open_field_path_round_trips(run):
+    """The kept open-field path is a Position beside the tail suspension in the same
+    session's behaviour module, and read back it scores the run's distance."""
+    from ketasim.analysis.behavior import binned_distance
+
+    res, _, paths = run
+    kept = res.kept["open_field"]["cort_ket"]["tracks"]
+    readouts = res.readouts[res.readouts["readout"] == "distance_cm"]
+    for s in (0, 1):
+        path = _file(paths, f"sub-cort-ket-{s}_ses-24h.nwb")
+        back = read_nwb_position(path)
+        mine = kept[kept["subject"] == str(s)]
+        np.testing.assert_allclose(back["time_s"], mine["t_s"])
+        np.testing.assert_allclose(back[["x_cm", "y_cm"]], mine[["x_cm", "y_cm"]],
+                                   rtol=1e-12, atol=1e-12)
+        distance = binned_distance(back["x_cm"].to_numpy(), back["y_cm"].to_numpy(),
+                                   back["time_s"].to_numpy(), bin_s=120.0)[1].sum()
+        want = readouts[(readouts["arm"] == "cort_ket") & (readouts["subject"] == s)]
+        assert distance == pytest.approx(float(want["value"].iloc[0]), rel=1e-12)
+        with NWBHDF5IO(str(path), "r") as io:
+            behavior = io.read().processing["behavior"]
+            assert {"open_field", "tail_suspension"} <= set(behavior.data_interfaces)
+            series = behavior["open_field"].spatial_series["open_field_position"]
+            assert series.unit == "meters" and series.conversion == 0.01
+            assert "arena of side" in series.reference_frame
+    with pytest.raises(NWBDataError, match="no SpatialSeries"):
+        read_nwb_position(_file(paths, "sub-cort-sal-0_ses-24h.nwb"))
 
 
 def test_dff_round_trips_as_stored(run):

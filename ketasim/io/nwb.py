@@ -38,6 +38,11 @@ starts at ``TIME_ZERO`` plus the session time):
   (``tail_suspension_bouts``, column ``state``) and the struggle onsets as an
   ``EventsTable`` ``events/struggle_onsets`` (with the preceding immobility, s; pynwb 4
   deprecates ``BehavioralEvents`` for it);
+- ``processing/behavior`` (open field, where the run kept the subject's path: the arm's
+  first subjects): a ``Position`` holding the ``SpatialSeries`` ``open_field_position``
+  (x, y at 1 Hz from the session's start, in cm stored as meters with conversion 0.01;
+  reference frame a corner of the square arena), which :func:`read_nwb_position` reads
+  back;
 - ``processing/spines``: ``tracking``, the subject's rows of the two-photon spine tracking
   table at that session (every column but ``arm, subject, time_h``, which the ``session``
   table gives).
@@ -63,7 +68,7 @@ import numpy as np
 import pandas as pd
 from hdmf.backends.hdf5 import H5DataIO
 from hdmf.common import DynamicTable, VectorData
-from pynwb import NWBHDF5IO, NWBFile
+from pynwb import NWBHDF5IO, NWBFile, ProcessingModule
 from pynwb.behavior import Position, SpatialSeries
 from pynwb.epoch import TimeIntervals
 from pynwb.event import EventsTable
@@ -116,6 +121,9 @@ ROI_SPACING_PX = 10
 ROI_RADIUS_PX = 3
 CALCIUM_ASSAY = "calcium_imaging"
 TST_ASSAY = "tail_suspension"
+OPEN_FIELD_ASSAY = "open_field"
+OPEN_FIELD_SERIES = "open_field_position"  # the SpatialSeries of a kept open-field track
+ARENA_PARAMETER = "behavior.open_field.arena_cm"
 TST_DURATION_PARAMETER = "behavior.tst.duration_s"
 SPINE_ASSAY = "two_photon_spines"
 SESSION_COLUMNS = ("arm", "subject", "time_h")  # what the ``session`` table gives per file
@@ -224,6 +232,8 @@ def write_nwb(result, out_dir: str | Path, registry, *, scenario_text: str | Non
     tracking = {arm: t.groupby(["subject", "time_h"], sort=False).indices
                 for arm, t in tracking_tables.items()}
     ethograms = _ethograms(kept)
+    tracks = _tracks(kept)
+    arena_cm = (registry.value(ARENA_PARAMETER) if ARENA_PARAMETER in registry else None)
     calcium = _calcium(kept)
     patients = _patients(getattr(result, "patients", None))
     tst_duration = (registry.value(TST_DURATION_PARAMETER)
@@ -243,6 +253,9 @@ def write_nwb(result, out_dir: str | Path, registry, *, scenario_text: str | Non
         for subject, t in idx:
             add(arm, subject, t)
     for arm, (_, idx) in ethograms.items():
+        for subject, t in idx:
+            add(arm, subject, t)
+    for arm, (_, idx) in tracks.items():
         for subject, t in idx:
             add(arm, subject, t)
     for (arm, _region), by_time in calcium.items():
@@ -273,6 +286,9 @@ def write_nwb(result, out_dir: str | Path, registry, *, scenario_text: str | Non
                                    if a == arm and subject == 0 and t in c}, rates, species)
                 _add_tst(nwb, cols, groups.get((arm, subject, t)), ethograms.get(arm),
                          subject, t, tst_duration)
+                if arm in tracks and (str(subject), t) in tracks[arm][1]:
+                    table, idx = tracks[arm]
+                    _add_position(nwb, table.iloc[idx[(str(subject), t)]], arena_cm)
                 if arm in tracking and (str(subject), t) in tracking[arm]:
                     rows = tracking_tables[arm].iloc[tracking[arm][(str(subject), t)]]
                     _add_tracking(nwb, rows)
@@ -295,6 +311,23 @@ def _ethograms(kept: dict) -> dict[str, tuple[pd.DataFrame, dict]]:
         if etho is not None and len(etho):
             out[arm] = (etho, etho.groupby(["subject", "time_h"], sort=False).indices)
     return out
+
+
+def _tracks(kept: dict) -> dict[str, tuple[pd.DataFrame, dict]]:
+    out = {}
+    for arm, k in kept.get(OPEN_FIELD_ASSAY, {}).items():
+        table = k.get("tracks")
+        if table is not None and len(table):
+            out[arm] = (table, table.groupby(["subject", "time_h"], sort=False).indices)
+    return out
+
+
+def _behavior(nwb: NWBFile) -> ProcessingModule:
+    """The file's ``behavior`` processing module (tail suspension and open field share
+    it)."""
+    if "behavior" not in nwb.processing:
+        return nwb.create_processing_module("behavior", "behaviour tests (simulated)")
+    return nwb.processing["behavior"]
 
 
 def _calcium(kept: dict) -> dict[tuple[str, str], dict[float, np.ndarray]]:
@@ -539,7 +572,7 @@ def _add_tst(nwb: NWBFile, cols: dict, idx, etho: tuple | None, subject: int, t:
         return
     if duration is None:
         duration = float(bouts["end_s"].max()) if bouts is not None else math.nan
-    mod = nwb.create_processing_module("behavior", "tail suspension test (simulated)")
+    mod = _behavior(nwb)
     if rows:
         test = TimeIntervals(name="tail_suspension",
                              description="the tail suspension test and its scores")
@@ -573,6 +606,23 @@ def _add_tst(nwb: NWBFile, cols: dict, idx, etho: tuple | None, subject: int, t:
         for at, before in zip(onsets["onset_s"], onsets["preceding_immobile_s"], strict=True):
             events.add_row(timestamp=float(at), preceding_immobile_s=float(before))
         nwb.add_events_table(events)
+
+
+def _add_position(nwb: NWBFile, rows: pd.DataFrame, arena_cm: float | None) -> None:
+    """A kept open-field path (``t_s, x_cm, y_cm``) as a ``Position``."""
+    t = rows["t_s"].to_numpy(float)
+    xy = rows[["x_cm", "y_cm"]].to_numpy(float)
+    arena = "" if arena_cm is None else f" of side {arena_cm:g} cm"
+    timing = {"timestamps": t}
+    steps = np.diff(t)
+    if t.size > 1 and np.all(steps == steps[0]):  # regular: a rate (nwbinspector's advice)
+        timing = {"starting_time": float(t[0]), "rate": 1.0 / float(steps[0])}
+    series = SpatialSeries(
+        name=OPEN_FIELD_SERIES, description="open field: the animal's path (simulated)",
+        data=xy, unit="meters", conversion=0.01,
+        reference_frame=(f"(0, 0) is a corner of the square arena{arena}; x and y run "
+                         "along its walls"), **timing)
+    _behavior(nwb).add(Position(name="open_field", spatial_series=series))
 
 
 def _add_tracking(nwb: NWBFile, rows: pd.DataFrame) -> None:
