@@ -201,3 +201,18 @@ def test_units_check_follows_every_expression(tmp_path, name):
                                                                   mw, mg)
     brain = m.getRule("out_ketamine_brain").getMath()
     assert brain.getRightChild().getUnits() == "ng_per_g_per_mg_per_L"
+
+
+def test_every_intermediate_quantity_is_named():
+    """Each assignment rule's variable carries a name saying what it is (the slots' with
+    the compound in them)."""
+    sc = load_scenario_text(MOUSE)
+    reg = load_registry()
+    arm = sc.arms[0]
+    cohort = sample_cohort(reg, "mouse", arm.name, 1, 0, variability=False)
+    events = compile_arm(arm, "mouse", cohort, reg)
+    m = build_document(parameter_vector(cohort, events)[0], events, 0, -241.0, "x").getModel()
+    names = {var: m.getParameter(var).getName() for var, _ in spec.ASSIGNMENTS}
+    assert all(names.values()), [v for v, n in names.items() if not n]
+    assert names["cp0"] == f"drug slot 0 ({events.slots[0]}): plasma concentration"
+    assert names["glutamate"] == "glutamate release (x baseline)"  # an output's

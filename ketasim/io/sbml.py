@@ -219,6 +219,21 @@ def slot_parameter_names(slots: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def assignment_names(slots: tuple[str, ...]) -> dict[str, str]:
+    """What each intermediate quantity (assignment rule) is: its description in the model
+    spec, a drug slot named with the compound filling it, or the description of the output
+    that reports it."""
+    reported = {expr: desc for _out, expr, _unit, desc in spec.OUTPUTS}
+
+    def slot(m: re.Match) -> str:
+        k = int(m.group(1))
+        return f"drug slot {k} ({slots[k] if k < len(slots) else 'empty'})"
+
+    return {var: re.sub(r"\bslot (\d)", slot,
+                        spec.ASSIGNMENT_DESCRIPTIONS.get(var) or reported[var])
+            for var, _ in spec.ASSIGNMENTS}
+
+
 def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: float,
                    name: str = "ketasim") -> libsbml.SBMLDocument:
     """SBML document of one subject (``pvec`` row, ``events.values`` column ``subject``)."""
@@ -239,8 +254,9 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
     for s in spec.STATES:
         _parameter(model, s.name, s.initial, s.unit, False, s.description)
     assign_units = {var: spec.ASSIGNMENT_UNITS.get(var, "1") for var, _ in spec.ASSIGNMENTS}
+    assign_names = assignment_names(tuple(getattr(events, "slots", ()) or ()))
     for var, expr in spec.ASSIGNMENTS:
-        _parameter(model, var, 0.0, assign_units[var], False)
+        _parameter(model, var, 0.0, assign_units[var], False, assign_names[var])
         rule = model.createAssignmentRule()
         rule.setVariable(var)
         _check(rule.setMath(_math(expr, model, assign_units[var])), f"set math of {var}")

@@ -457,6 +457,63 @@ ASSIGNMENT_UNITS: dict[str, str] = {
     "plasticity_potential": "probability",
 }
 
+_NODE_ASSIGN_WORDS = {
+    "occ": "occupancy denominator, 1 + sum of affinity x unbound concentration",
+    "block": "share of the endogenous signal the bound drugs remove",
+    "ag": "signal the bound drugs add (agonist)",
+    "mod": "net allosteric modulation by the bound drugs (signed)",
+}
+# what each intermediate quantity is (the SBML export's names); the outputs' own
+# descriptions name the quantities that are also outputs
+ASSIGNMENT_DESCRIPTIONS: dict[str, str] = {
+    **{f"k10_{k}": f"slot {k}: elimination rate from the central compartment"
+       for k in SLOTS},
+    **{f"k12_{k}": f"slot {k}: transfer rate central -> peripheral" for k in SLOTS},
+    **{f"k21_{k}": f"slot {k}: transfer rate peripheral -> central" for k in SLOTS},
+    **{f"k13_{k}": f"slot {k}: transfer rate central -> deep" for k in SLOTS},
+    **{f"k31_{k}": f"slot {k}: transfer rate deep -> central" for k in SLOTS},
+    **{f"kout{k}": f"slot {k}: total loss rate from the central compartment" for k in SLOTS},
+    **{f"iv1{k}": f"slot {k}: 1 / central volume" for k in SLOTS},
+    **{f"cuf{k}": f"slot {k}: unbound fraction / molar mass (mg/L -> uM unbound)"
+       for k in SLOTS},
+    **{f"cp{k}": f"slot {k}: plasma concentration" for k in SLOTS},
+    **{f"cu{k}": f"slot {k}: unbound brain concentration" for k in SLOTS},
+    **{f"kf{j}_{k}": f"slot {k}: formation rate from slot {j}, whose metabolite it is"
+       for k in SLOTS for j in range(k)},
+    **{f"{t}_{x}": f"{t}: {_NODE_ASSIGN_WORDS[x]}"
+       for t in ORTHO_NODES for x in ("occ", "block", "ag")},
+    **{f"{t}_mod": f"{t}: {_NODE_ASSIGN_WORDS['mod']}" for t in ALLO_NODES},
+    "nmda_ratio": "NMDA channel block: sum of blocker affinity x unbound concentration",
+    "nmda_rest": "NMDA block at rest (Mg2+-dependent): sum of affinity x concentration",
+    "occ_int_rest": "NMDA block at rest on interneurons",
+    "occ_pyr_rest": "NMDA block at rest on pyramidal neurons",
+    "shut_kn": "half-shutdown occupancy to the Hill exponent",
+    "inhibition": "interneuron drive onto pyramidal dendrites (1 at baseline)",
+    "dis_kn": "half-disinhibition level to the Hill exponent",
+    "disinhibition": "disinhibition of pyramidal dendrites (0-1)",
+    "mglu_brake": "presynaptic mGluR2/3 brake on glutamate release",
+    "d1n_activity": "activity of mPFC Drd1-expressing neurons (x baseline)",
+    "da_tonic": "tonic dopamine after the terminals' compensation (x baseline)",
+    "da_buffer": "dopamine supply buffering by the remaining terminals",
+    "da_target": "dopamine level the mPFC dopamine state relaxes to",
+    "da_target_intact": "dopamine level the state of an unlesioned side relaxes to",
+    "d1_signal_intact": "Drd1 signal of an intact side",
+    "d1_kn": "half-activation Drd1 signal to the Hill exponent",
+    "d1_act": "Drd1 receptor activation (0-1)",
+    "d1_act0": "Drd1 activation at baseline dopamine",
+    "pka_free": "share of PKA not blocked (drugs, PKI-alpha)",
+    "pka_d1_rise": "PKA rise driven by Drd1 activation above baseline",
+    "pka_target": "PKA level the mPFC Drd1 neurons' state relaxes to",
+    "pka_target_reward": "PKA level the reward circuits' state relaxes to",
+    "priming_eff": "plasticity priming left under the stress load",
+    "bdnf_release": "activity-dependent BDNF release (BDNF x AMPA drive)",
+    "pot_gate": "protein-synthesis gate on synaptic potentiation",
+    "structural_input": "drive to structural (spine) plasticity: priming x synthesis",
+    "pp_odds0": "odds against a new spine at baseline (uncaging)",
+    "spine_loss_d2": "spine-loss drive of D2 spiny neurons (dopamine deficit)",
+    "spine_loss_d1": "spine-loss drive of D1 spiny neurons past the deficit threshold",
+}
+
 # ------------------------------------------------------------------ rates
 _pk_rates = []
 for _k in SLOTS:
