@@ -85,7 +85,9 @@ def test_analyze_spines_reproduces_the_simulated_readouts(simulated, tmp_path):
     assert nested["branch"].notna().all() and len(nested) > len(lab)
     stats = pd.read_csv(out / "stats.csv")
     assert list(stats["test"]) == ["welch_t", "mixed_lm", "welch_t"]
-    assert stats.loc[0, "n"] == "4;4" and stats.loc[1, "n"] != "4;4"  # branches, not mice
+    # the mixed model read the branches and counts the mice they belong to
+    assert stats.loc[1, "assay"] == "two_photon_spines_nested"
+    assert stats.loc[0, "n"] == "4;4" and stats.loc[1, "n"] == "4;4"
     man = json.loads((out / "manifest.json").read_text())
     assert man["command"] == "analyze" and man["kind"] == "spines"
     hashed = {e["path"] for e in man["inputs"]}
@@ -109,15 +111,54 @@ def test_mixed_model_counts_animals_not_branches():
     df = pd.DataFrame(rows, columns=["arm", "subject", "value"])
     r = mixed_lm_test(df.value.to_numpy(), df.arm.to_numpy(), df.subject.to_numpy(), ["a", "b"])
     fit = smf.mixedlm("value ~ C(arm)", df, groups=df["subject"]).fit(reml=True)
-    assert r.p == pytest.approx(float(fit.pvalues.iloc[1]), rel=1e-6)
     from scipy import stats
 
+    # statsmodels' own fit, its t read on the containment df (10 animals - 2 arms)
+    assert r.statistic == pytest.approx(-float(fit.tvalues.iloc[1]), rel=1e-6)
+    assert r.p == pytest.approx(2 * stats.t.sf(abs(r.statistic), 8), rel=1e-9)
+    # balanced: the t test on the animals' means, exactly (to the optimiser's tolerance);
+    # statsmodels' normal z is too liberal
+    means = df.groupby(["arm", "subject"]).value.mean().reset_index()
+    on_means = stats.ttest_ind(means[means.arm == "a"].value, means[means.arm == "b"].value)
+    assert r.statistic == pytest.approx(on_means.statistic, rel=1e-4)
+    assert r.p == pytest.approx(on_means.pvalue, rel=1e-4)
+    assert r.p > float(fit.pvalues.iloc[1])
     naive = stats.ttest_ind(df[df.arm == "b"].value, df[df.arm == "a"].value).pvalue
     assert r.p > 5 * naive
     # one subject per arm: not estimable
     one = df[df.subject.isin(["a0", "b0"])]
     assert np.isnan(mixed_lm_test(one.value.to_numpy(), one.arm.to_numpy(),
                                   one.subject.to_numpy(), ["a", "b"]).p)
+
+
+def test_mixed_model_of_one_row_per_animal_is_the_t_test():
+    """With one row per animal the subject and residual variances cannot be told apart
+    (statsmodels still reports convergence, with a standard error 3 times too small and
+    a false-positive rate near 30%): the model is ordinary least squares, Student's t or
+    the one-way ANOVA; and under the null such data give about 5% false positives."""
+    from scipy import stats
+
+    rng = np.random.default_rng(8)
+    a, b, c = rng.normal(1, 1, 6), rng.normal(0, 1, 6), rng.normal(0, 1, 5)
+    r = mixed_lm_test(np.r_[a, b], np.repeat(["A", "B"], 6), np.r_[0:6, 0:6], ["A", "B"])
+    ref = stats.ttest_ind(a, b)
+    assert (r.statistic, r.p) == pytest.approx((ref.statistic, ref.pvalue), rel=1e-12)
+    r3 = mixed_lm_test(np.r_[a, b, c], np.repeat(["A", "B", "C"], [6, 6, 5]),
+                       np.r_[0:6, 0:6, 0:5], ["A", "B", "C"])
+    assert r3.p == pytest.approx(stats.f_oneway(a, b, c).pvalue, rel=1e-12)
+
+
+def test_mixed_model_false_positives_are_nominal_with_few_animals():
+    """3 animals per arm, 4 rows each, no arm effect: the containment-df t keeps the
+    false-positive rate near 5% (the normal z gave 12%)."""
+    rng = np.random.default_rng(21)
+    hits, runs = 0, 120
+    for _ in range(runs):
+        values = (np.repeat(rng.normal(0, 1, 6), 4) + rng.normal(0, 0.5, 24))
+        arms = np.repeat(["a", "b"], 12)
+        subjects = np.repeat(np.arange(6), 4)
+        hits += mixed_lm_test(values, arms, subjects, ["a", "b"]).p < 0.05
+    assert hits / runs < 0.1
 
 
 def test_analyze_behaviour_and_calcium_tables(tmp_path):
@@ -381,7 +422,8 @@ def test_analyze_spines_on_the_deposited_dataset_reproduces_its_checks(tmp_path)
     scored = raw[raw.included & (raw.day == -3) & raw.density_per_um.notna()]
     assert len(nested) == len(scored)  # some segments are first scored after day -3
     stats = pd.read_csv(out / "stats.csv")
-    assert stats.loc[0, "n"] == "8;8" and stats.loc[1, "n"] != "8;8"
+    assert stats.loc[1, "assay"] == "two_photon_spines_nested"  # segments, per mouse
+    assert stats.loc[0, "n"] == "8;8" and stats.loc[1, "n"] == "8;8"
     assert np.sign(stats.loc[0, "statistic"]) == np.sign(stats.loc[1, "statistic"])
     # the change from each mouse's (and segment's) own day -3 value: ketamine mice were
     # sparser before the injection, and lose less; the mixed model converges (Powell,

@@ -85,11 +85,18 @@ def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
                   order: list[str]) -> ComparisonResult:
     """Linear mixed model ``value ~ arm`` with a random intercept per subject (REML,
     statsmodels MixedLM): rows nested within subjects (branches, cells) count once per
-    subject's share of the variance instead of as independent animals. With two arms,
-    the Wald z of the first arm against the second (``order``; signed as the t tests) and
-    its two-sided p; with
-    more, the Wald chi-square of all arm effects (df = arms - 1) and its p. NaN when an
-    arm has fewer than 2 subjects or no optimiser of :data:`MIXED_LM_METHODS` converges."""
+    subject's share of the variance instead of as independent animals. Subjects are
+    nested in arms, so the arm effect is tested against the subjects' variation, on the
+    containment degrees of freedom (subjects - arms; SAS's DDFM=CONTAIN, exact for
+    balanced designs, where it equals the t test on subject means) rather than as a
+    normal z, which is too liberal with few animals. With two arms, the t of the first arm
+    against the second (``order``; signed as the t tests) and its two-sided p; with more,
+    the F of all arm effects (Wald chi-square / (arms - 1)) on (arms - 1, subjects - arms)
+    df. Where no subject has more than one row the subject and residual variances cannot
+    be told apart (the fit's standard errors are then arbitrary): the model is ordinary
+    least squares, so Student's t (two arms) or the one-way ANOVA is returned. NaN when an
+    arm has fewer than 2 subjects or no optimiser of :data:`MIXED_LM_METHODS`
+    converges."""
     import statsmodels.formula.api as smf
 
     df = pd.DataFrame({"value": np.asarray(values, float),
@@ -100,6 +107,9 @@ def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
     if (per_arm < 2).any():
         return ComparisonResult(float("nan"), float("nan"))
     df["subject"] = df["arm"].astype(str) + "/" + df["subject"]  # ids may repeat across arms
+    if df["subject"].value_counts().max() < 2:  # one row per subject: no nesting to model
+        groups = [df.loc[df["arm"] == a, "value"].to_numpy(float) for a in order]
+        return run_test("student_t" if len(order) == 2 else "anova", groups)
     model = smf.mixedlm("value ~ C(arm)", df, groups=df["subject"])
     fit = None
     # one optimiser after another, as analysis.segments.density_mixed_model: BFGS can
@@ -116,13 +126,15 @@ def mixed_lm_test(values: np.ndarray, arms: np.ndarray, subjects: np.ndarray,
             break
     if fit is None:
         return ComparisonResult(float("nan"), float("nan"))
+    dof = int(per_arm.sum()) - len(order)  # containment: subjects - arms
     names = [n for n in fit.fe_params.index if n.startswith("C(arm)")]
     if len(names) == 1:  # signed as the t tests: first arm minus second
-        return ComparisonResult(-float(fit.tvalues[names[0]]), float(fit.pvalues[names[0]]))
+        t = -float(fit.tvalues[names[0]])
+        return ComparisonResult(t, float(2.0 * sps.t.sf(abs(t), dof)))
     b = fit.fe_params[names].to_numpy()
     v = fit.cov_params().loc[names, names].to_numpy()
-    chi2 = float(b @ np.linalg.solve(v, b))
-    return ComparisonResult(chi2, float(sps.chi2.sf(chi2, len(names))))
+    f = float(b @ np.linalg.solve(v, b)) / len(names)
+    return ComparisonResult(f, float(sps.f.sf(f, len(names), dof)))
 
 
 def _at(readouts: pd.DataFrame, time_h: float) -> pd.Series:
@@ -182,12 +194,21 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
         rows.append({
             "comparison": k, "readout": c.readout, "assay": assays_read(readouts, c, k),
             "time_h": float(c.at), "test": c.test, "groups": ";".join(c.arms),
-            "n": ";".join(str(len(g)) for g in groups),
+            "n": ";".join(str(n) for n in _counts(rows_, c, groups)),
             "means": ";".join(f"{g.mean():.6g}" if len(g) else "nan" for g in groups),
             "statistic": res.statistic, "p": res.p,
             "baseline_h": float("nan") if baseline is None else float(baseline),
             "region": getattr(c, "region", None) or ""})
     return pd.DataFrame(rows, columns=STATS_COLUMNS)
+
+
+def _counts(rows_: pd.DataFrame, c, groups: list[np.ndarray]) -> list[int]:
+    """Per arm, what ``n`` reports: the values tested, or for a mixed model the subjects
+    whose rows it pools (the animals, not the branches or cells)."""
+    if c.test != "mixed_lm":
+        return [len(g) for g in groups]
+    finite = rows_.loc[np.isfinite(rows_["value"].to_numpy(float))]
+    return [int(finite.loc[finite["arm"] == a, "subject"].nunique()) for a in c.arms]
 
 
 def _selection(readouts: pd.DataFrame, c, k: int) -> pd.Series:
