@@ -296,6 +296,9 @@ def test_bad_freezing_tables_are_one_clear_error(tmp_path, rows, fragment):
      "compare[0].baseline: the same time as at"),
     ({"name": "x", "groups": {"a": ["m1"]}, "colour": "red"}, "colour"),
     ({"groups": {"a": ["m1"]}}, "name"),
+    ({"name": "x", "groups": {"a": ["m1"], "b": ["m2"], "c": ["m3"]},
+      "compare": [{"readout": "r", "at": "1d", "arms": ["a", "b", "c"]}]},
+     "compare[0]: test 'welch_t' compares exactly two groups, got 3"),
 ])
 def test_bad_designs_are_one_clear_error(tmp_path, design, fragment):
     p = tmp_path / "design.yaml"

@@ -58,6 +58,8 @@ def run_test(test: str, groups: list[np.ndarray]) -> ComparisonResult:
 
 
 def _run(test: str, groups: list[np.ndarray]) -> ComparisonResult:
+    if test in ("welch_t", "student_t", "mann_whitney") and len(groups) != 2:
+        raise ValueError(f"{test} compares two groups, got {len(groups)}")
     if test == "welch_t":
         r = sps.ttest_ind(groups[0], groups[1], equal_var=False)
     elif test == "student_t":

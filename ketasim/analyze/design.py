@@ -35,6 +35,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ketasim.scenario.model import TWO_GROUP_TESTS
 from ketasim.scenario.units import UnitError, parse_time
 
 _CONFIG = ConfigDict(extra="forbid", frozen=True)
@@ -247,6 +248,11 @@ class ResolvedDesign:
                                   f"({sorted(groups)})")
             if len(set(c.arms)) != len(c.arms):
                 raise DesignError(f"{where}: compare[{i}].arms: a group is named twice")
+            if c.test in TWO_GROUP_TESTS and len(c.arms) != 2:
+                # as a scenario's compare: the test would read the first two groups only
+                raise DesignError(f"{where}: compare[{i}]: test {c.test!r} compares exactly "
+                                  f"two groups, got {len(c.arms)} ({', '.join(c.arms)}); "
+                                  "use 'anova', 'kruskal' or 'mixed_lm' for more")
             update = {"at": self.session(c.at, f"compare[{i}].at")}
             if c.baseline is not None:
                 update["baseline"] = self.session(c.baseline, f"compare[{i}].baseline")
