@@ -709,6 +709,9 @@ def _empty_arm(d):
     (lambda d: d.assign(arm=np.where((d["subject"] == "S00001") & (d["visit"] == "W2"),
                                      "drug", d["arm"].astype(str))),
      {}, r"column 'arm' \(arm\): subject 'S00001' is in more than one arm"),
+    # a constant visit gave a standard error of 5e-27 and p = 0
+    (lambda d: d.assign(change=np.where(d["visit"] == "W1", 1.0, d["change"])), {},
+     r"at visit 'W1' the fixed effects fit every value exactly"),
 ])
 def test_bad_input(change, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -514,7 +514,9 @@ def _test(lm, beta, vphi, vadj, pdx, w, method, resid_df) -> dict:
             dfv = float(resid_df)
         else:
             dfv = _satterthwaite_1d(c, vphi, pdx, w)
-        t = est / se
+        # a vanishing standard error (a degenerate covariance) says nothing: no test
+        t = est / se if se > 1e-10 * max(abs(est), float(np.sqrt(np.abs(beta) @ np.abs(beta))),
+                                         1e-300) else float("nan")
         return {"estimate": est, "se": se, "df": dfv, "t": t,
                 "p": float(2.0 * sps.t.sf(abs(t), dfv))}
     q = np.linalg.matrix_rank(lm)
@@ -789,6 +791,16 @@ def fit_mmrm(
     beta_ols = np.linalg.lstsq(x_all, y_all, rcond=None)[0]
     r_all = y_all - x_all @ beta_ols
     s = float(np.std(r_all)) or 1.0
+    # a visit whose values the fixed effects fit exactly (a constant change, say) has no
+    # variance to estimate: the fit would drift towards a singular covariance and report
+    # a standard error of 0 and p = 0
+    scale = max(float(np.sqrt(np.mean(y_all * y_all))), np.finfo(float).tiny)
+    for j, v in enumerate(visit_levels):
+        at = dv == j
+        if np.sqrt(np.mean(r_all[at] ** 2)) <= 1e-10 * scale:
+            raise ValueError(f"column {response!r} (response): at visit {v!r} the fixed "
+                             "effects fit every value exactly (no residual variance, e.g. "
+                             "a constant), so its variance cannot be estimated")
     sprob = prob.scaled(s, beta_ols)
     resid = np.full((n_sub, k), np.nan)
     resid[scode, dv] = r_all / s
