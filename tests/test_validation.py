@@ -270,6 +270,12 @@ def test_tolerance_grammar():
     assert Tolerance.parse(">= 1.3").contains(1.3)
     assert not Tolerance.parse("> 1.3").contains(1.3)
     assert not Tolerance.parse("[0, 1]").contains(math.nan)
+    # infinities beyond an open end pass on either side alike, never inside a band
+    assert Tolerance.parse("> 0.8").contains(math.inf)
+    assert Tolerance.parse("< -0.8").contains(-math.inf)
+    assert not Tolerance.parse("> 0.8").contains(-math.inf)
+    assert not Tolerance.parse("[-1, 1]").contains(math.inf)
+    assert not Tolerance.parse("< 0.05").contains(math.nan)
 
 
 # ------------------------------------------------------------------ statistic language

@@ -49,7 +49,9 @@ class Tolerance:
         return Tolerance(str(text), x, math.inf, low_open=(op == ">"))
 
     def contains(self, v: float) -> bool:
-        if not math.isfinite(v) and not (math.isinf(v) and math.isinf(self.high)):
+        # an infinite value lies beyond any finite bound, on either side alike ('> x'
+        # holds +inf, '< x' holds -inf, '[lo, hi]' neither); NaN nowhere
+        if math.isnan(v):
             return False
         lo_ok = v > self.low if self.low_open else v >= self.low
         hi_ok = v < self.high if self.high_open else v <= self.high
