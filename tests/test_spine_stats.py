@@ -14,6 +14,7 @@ from ketasim.analysis.spines import (
     morphology_fractions,
     restoration,
     restoration_labels,
+    subject_readouts,
     survival,
     turnover,
 )
@@ -79,6 +80,29 @@ def test_turnover_skips_branches_not_imaged_at_both_sessions():
     spines = [("s1", "a", "x", 1.0, (0, 24)), ("s1", "c", "y", 1.0, (0,))]
     r = turnover(build(spines), 0, 24)
     assert list(r.per_branch["branch"]) == ["a"]
+
+
+def test_subject_readouts_pair_each_animals_own_sessions():
+    """Two animals imaged at 0/24/48 h and 0/25/48 h in one table: each keeps both of its
+    intervals (on the table's pooled grid 0/24/25/48 the 0->25 and 24->48 intervals were
+    lost and 25->48 read against nothing)."""
+    spines = [("s1", "a", f"a{i}", 8.0 * i, (0, 24, 48) if i >= 2 else (0,))
+              for i in range(10)]
+    spines += [("s1", "a", "n1", 90.0, (24, 48)), ("s1", "a", "n2", 95.0, (48,))]
+    spines += [("s2", "b", f"b{i}", 8.0 * i, (0, 25, 48) if i >= 1 else (0,))
+               for i in range(10)]
+    spines += [("s2", "b", "m1", 90.0, (48,))]
+    r = subject_readouts(build(spines))
+    got = r[r["readout"] != "spine_density_per_10um"].set_index(
+        ["subject", "time_h", "readout"])["value"]
+    assert sorted({(s, t) for s, t, _ in got.index}) == [
+        ("s1", 24.0), ("s1", 48.0), ("s2", 25.0), ("s2", 48.0)]
+    assert got[("s1", 24.0, "elimination_pct")] == pytest.approx(20.0)  # 2 of 10
+    assert got[("s1", 24.0, "formation_pct")] == pytest.approx(10.0)  # 1 of 10
+    assert got[("s1", 48.0, "formation_pct")] == pytest.approx(100 / 9)  # 1 of 9
+    assert got[("s2", 25.0, "elimination_pct")] == pytest.approx(10.0)  # 1 of 10
+    assert got[("s2", 48.0, "formation_pct")] == pytest.approx(100 / 9)
+    assert got[("s2", 48.0, "elimination_pct")] == 0.0
 
 
 def test_events_positions_and_kinds():

@@ -15,7 +15,6 @@ p-values count the observed value as one of the draws: ``(1 + #extreme) / (1 + n
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -855,16 +854,21 @@ SUBJECT_READOUTS = (("spine_density_per_10um", "per 10 um"), ("formation_pct", "
 
 def _readouts(table: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     """Density per 10 um per session (mean over the unit's branches) and formation and
-    elimination % between consecutive sessions of the table, per ``key`` (animal or
+    elimination % between the unit's own consecutive sessions, per ``key`` (animal or
     branch), as a long table."""
     branch_level = key == BRANCH_KEY
     dens = density_per_10um(table).groupby(key + ["time_h"], sort=True)[
         "density_per_10um"].mean().rename("value").reset_index()
     parts = [dens.assign(readout="spine_density_per_10um")]
-    times = np.sort(table["time_h"].unique())
-    for t0, t1 in itertools.pairwise(times):
+    # each unit's own consecutive sessions (animals imaged on different days in one
+    # table keep all their intervals)
+    sessions = table[[*key, "time_h"]].drop_duplicates().sort_values([*key, "time_h"])
+    sessions = sessions.assign(t1=sessions.groupby(key, sort=False)["time_h"].shift(-1))
+    pairs = sessions.dropna(subset=["t1"])
+    for (t0, t1), units in pairs.groupby(["time_h", "t1"], sort=True):
         res = turnover(table, float(t0), float(t1))
         per = res.per_branch if branch_level else res.per_subject
+        per = per.merge(units[key], on=key)  # the units for which t1 follows t0
         for col in ("formation_pct", "elimination_pct"):
             parts.append(per[key].assign(time_h=float(t1), readout=col,
                                          value=per[col].to_numpy(float)))
@@ -876,8 +880,9 @@ def _readouts(table: pd.DataFrame, key: list[str]) -> pd.DataFrame:
 def subject_readouts(table: pd.DataFrame) -> pd.DataFrame:
     """Per animal and session, what a two-photon study reports: density per 10 um
     (mean over the animal's branches imaged that session), and formation and
-    elimination % of the spines seen at the table's previous session (counts pooled
-    over the animal's branches imaged at both; :func:`turnover`). The same for simulated
+    elimination % of the spines seen at the animal's previous session (counts pooled
+    over the animal's branches imaged at both; :func:`turnover`), so animals imaged on
+    different days in one table each keep their own intervals. The same for simulated
     and lab tables.
 
     Returns
@@ -891,7 +896,7 @@ def subject_readouts(table: pd.DataFrame) -> pd.DataFrame:
 
 def branch_readouts(table: pd.DataFrame) -> pd.DataFrame:
     """Per branch and session: density per 10 um, and formation and elimination % since
-    the table's previous session (branches imaged at both), the nested data under
+    the branch's previous session, the nested data under
     :func:`subject_readouts`, for mixed models.
 
     Returns
