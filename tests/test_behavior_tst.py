@@ -28,6 +28,23 @@ def test_event_onsets_known_answer():
     rate[50:52] = 6.0
     rate[70:80] = 3.0  # below the threshold
     assert event_onsets(rate, 5.0).tolist() == [10, 50]
+    # a lasting activation counts again every refire_frames while above; a rate above
+    # the threshold at the start is an event there, and a run to the end is closed
+    rate[0:3] = 9.0
+    rate[90:] = 7.0
+    assert event_onsets(rate, 5.0, 4).tolist() == [0, 10, 14, 18, 50, 90, 94, 98]
+    assert event_onsets(np.full(10, 9.0), 5.0, 0).tolist() == [0]
+
+
+def test_a_tonically_active_circuit_keeps_starting_struggles():
+    """A rate above the threshold throughout (an unstressed mouse's circuit 3 h after
+    ketamine) starts struggles as often as an event-rich one, instead of leaving the
+    mouse immobile for the whole test as a circuit with no events would."""
+    tp = params(spont_rate_hz=0.0)
+    n = int(360 * FR)
+    tonic = immobility_states(np.full(n, 10.0), FR, tp, np.random.default_rng(3))
+    silent = immobility_states(np.zeros(n), FR, tp, np.random.default_rng(3))
+    assert tonic.mean() < 0.75 < silent.mean()
 
 
 def test_struggles_follow_events_by_the_lag():
