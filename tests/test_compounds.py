@@ -403,3 +403,35 @@ def test_hnk_potentiates_ampa_under_its_fitted_potency_and_nbqx_removes_it():
                                            "sig.hnk_ampa_emax": 0.5})) < 1.1
     assert ampa("hnk", pre="nbqx") - 1.0 < 0.4 * (fitted - 1.0)
     assert ampa("hnk_inactive") == pytest.approx(1.0, abs=1e-3)
+
+
+HT2A_BLOCKER = """name: testht2a
+description: 5-HT2A antagonist (a test compound)
+routes: [ip]
+pk:
+  mouse:
+    model: window
+    onset: {value: 0.1, unit: h, source: "assumed"}
+    duration: {value: 4.0, unit: h, source: "assumed"}
+targets:
+  ht2a:
+    action: antagonist
+    potency: {per_kg: {value: 0.1, unit: mg/kg, source: "assumed"}}
+    efficacy: {value: 1.0, unit: "1", source: "assumed"}
+"""
+
+
+def test_release_never_falls_below_zero(tmp_path):
+    """A full 5-HT2A block under a strong serotonin tone, then an anaesthetic ketamine
+    dose (legal values at the ends of the registry's ranges): the release sum would go
+    negative and the powers downstream of TrkB gave NaN, a solver failure."""
+    add_compounds(_write(tmp_path / "c", HT2A_BLOCKER, "testht2a"))
+    reg = load_registry().with_values({"sig.ht2a_glutamate_gain": 3.0,
+                                       "sig.ht2a_tone": 0.5})
+    text = scenario("testht2a").replace(
+        "      - {at: 0h, drug: testht2a, dose: 10 mg/kg, route: ip}",
+        "      - {at: 0h, drug: testht2a, dose: 10 mg/kg, route: ip}\n"
+        "      - {at: 5min, drug: ketamine, dose: 200 mg/kg, route: ip}")
+    r = simulate(load_scenario_text(text), registry=reg).readouts
+    glu = r[r.readout == "glutamate_surge"].value
+    assert np.isfinite(r.value).all() and glu.min() >= 0.0

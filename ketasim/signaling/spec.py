@@ -367,11 +367,16 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("mglu_brake", "mglu_tone * (1.0 - mglu23_block) + (1.0 - mglu_tone) * mglu23_ag"),
     # stimulating the Drd1-expressing pyramidal neurons adds their glutamatergic output
     # (F-W-9)
-    ("glutamate", ("(1.0 - basal_pyr * pyr_shutdown + glu_amp * disinhibition * (1.0 - occ_pyr)"
+    # release and the AMPA drive cannot fall below 0: at the ends of the registry's
+    # ranges (a full 5-HT2A block with a strong serotonin tone and pyramidal shutdown, a
+    # strong negative AMPA modulator) the sums would, and the powers downstream of TrkB
+    # and ERK would then be NaN
+    ("glutamate", ("pos((1.0 - basal_pyr * pyr_shutdown"
+                   " + glu_amp * disinhibition * (1.0 - occ_pyr)"
                    " + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block)"
                    " + d1n_stim_glu * drd1_neuron_stim)"
-                   " * (1.0 - mglu_brake) / (1.0 - mglu_tone)")),
-    ("ampa", "1.0 + (glutamate - 1.0 + ampa_mod) * (1.0 - ampa_block)"),
+                   " * (1.0 - mglu_brake) / (1.0 - mglu_tone))")),
+    ("ampa", "pos(1.0 + (glutamate - 1.0 + ampa_mod) * (1.0 - ampa_block))"),
     # activity of the Drd1-expressing pyramidal neurons, the cells whose PKA the Drd1 path
     # raises: they follow the network's AMPA drive unless silenced (F-W-9)
     ("d1n_activity", "ampa * (1.0 - drd1_neuron_silencing)"),
