@@ -67,6 +67,43 @@ def test_adding_assays_leaves_two_photon_byte_identical(base):
         more.readouts["assay"])
 
 
+SESSIONS = """
+name: sessions
+species: mouse
+seed: 3
+arms:
+  - name: cort_ket
+    n: 3
+    protocol:
+      - {{at: -10d, stress: cort, duration: 10d}}
+      - {{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}}
+    assays:
+      - {{assay: open_field, at: [{t}], options: {{bin_min: 1}}}}
+      - {{assay: sucrose_preference, at: [{t}]}}
+      - {{assay: western_blot, at: [{t}]}}
+      - {{assay: microdialysis_da, at: [{t}]}}
+      - {{assay: plasma_pk, at: [{t}]}}
+"""
+
+
+def test_adding_a_session_leaves_the_others_measurements_alone():
+    """Each session's measurement noise (and behavioural draws) comes from a stream keyed
+    by its time, not by its place among the assay's times: a session added between two
+    others leaves theirs identical. (Not for the assays that read the prefrontal
+    circuit: one network runs through each subject's sessions in turn, carrying its
+    state, so its activity at a session depends on the sessions before it.)"""
+    two = simulate(load_scenario_text(SESSIONS.format(t="1h, 24h")), registry=REG).readouts
+    three = simulate(load_scenario_text(SESSIONS.format(t="1h, 6h, 24h")),
+                     registry=REG).readouts
+    three = three[three["time_h"] != 6.0].reset_index(drop=True)
+    for assay in ("open_field", "sucrose_preference", "western_blot", "microdialysis_da",
+                  "plasma_pk"):
+        a = two[two["assay"] == assay].reset_index(drop=True)
+        b = three[three["assay"] == assay].reset_index(drop=True)
+        assert len(a) > 0
+        pd.testing.assert_frame_equal(a, b, obj=assay)
+
+
 def test_adding_an_arm_leaves_the_first_unchanged(base):
     text = BASE + """  - name: saline
     n: 3

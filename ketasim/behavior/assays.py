@@ -19,7 +19,14 @@ from ketasim.behavior.open_field import OpenFieldParams, track
 from ketasim.behavior.sucrose import SucroseParams
 from ketasim.behavior.tst import TstParams, immobility_states
 from ketasim.circuit.assay import dff_from_raw, simulate_chunks
-from ketasim.core.assay import RODENTS, Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import (
+    RODENTS,
+    Assay,
+    AssayContext,
+    AssayRows,
+    Readout,
+    session_key,
+)
 
 TST_READOUTS = ("tst_immobility_s", "tst_immobile_bout_s", "tst_struggle_bouts",
                 "tst_calcium_rise_s")
@@ -45,8 +52,7 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     n_cells = min(int(ctx.options["cells"]), int(cp.values["n_exc"]))
     coupling, drive = ctx.circuit.inputs(at, ctx.options["branches"])
     out = np.full((ctx.n, len(at), len(TST_READOUTS)), np.nan)
-    gens = [ctx.rng(s) for s in range(ctx.n)]
-    seeds = np.array([g.integers(2**62) for g in gens], np.int64)
+    seeds = np.array([ctx.rng(s).integers(2**62) for s in range(ctx.n)], np.int64)
     ethograms = []
     lags = np.arange(round(PERI_WINDOW_S[0] * fr), round(PERI_WINDOW_S[1] * fr) + 1) / fr
     n_peri = int(np.sum(ctx.subjects < KEEP_PERI_SUBJECTS))
@@ -54,9 +60,10 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     for s0, raw, npl, rate in simulate_chunks(cp, coupling, drive, n_frames, fr, n_cells,
                                                seeds, rate=True):
         for i in range(raw.shape[0]):
-            s, g = s0 + i, gens[s0 + i]
+            s = s0 + i
             subject = int(ctx.subjects[s])
             for j in range(len(at)):
+                g = ctx.rng(s, session_key("tail_suspension", at[j]))  # the struggles'
                 states = immobility_states(rate[i, j].astype(float), fr, tp, g)
                 etho = tst_bouts_from_states(states, fr, subject=str(subject), arm=ctx.arm)
                 score = score_tst(etho, window_s=(0.0, tp.values["duration_s"]),
@@ -121,7 +128,7 @@ def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         occ = ctx.trajectory("occupancy_interneuron", _seconds(t0, n_s))
         shut = ctx.trajectory("pyramidal_shutdown", _seconds(t0, n_s))
         for s in range(ctx.n):
-            g = ctx.rng(s, f"open_field_{j}")
+            g = ctx.rng(s, session_key("open_field", t0))
             x, y, t = track(op.speed(occ[s], shut[s]), op, g)
             out[s, j, 0] = binned_distance(x, y, t, bin_s=float(n_s))[1].sum()
             if int(ctx.subjects[s]) < KEEP_TRACK_SUBJECTS:  # for the report's path plots
@@ -174,7 +181,7 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
                              ctx.trajectory("reward_potentiation", times)).mean(axis=1)
         rows = []
         for s in range(ctx.n):
-            g = ctx.rng(s, f"sucrose_{j}")
+            g = ctx.rng(s, session_key("sucrose", t0))
             p = float(np.clip(pref[s] + g.normal(0.0, v["pref_sd"]), 0.01, 0.99))
             total = g.gamma(shape, v["intake_ml"] * h / 24.0 / shape)
             rows.append({"subject": str(int(ctx.subjects[s])), "sucrose_ml": total * p,
@@ -236,7 +243,7 @@ def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     for j in range(len(at)):
         rows = []
         for s in range(ctx.n):
-            g = ctx.rng(s, f"helplessness_{j}")
+            g = ctx.rng(s, session_key("helplessness", at[j]))
             fail = g.random(n_tr) < p_fail[s, j]
             lat = np.where(fail, cutoff, g.uniform(1.0, 0.5 * cutoff, n_tr))
             rows += [{"subject": str(int(ctx.subjects[s])), "trial": k + 1, "latency_s": float(lat[k]),
@@ -275,7 +282,7 @@ def _extinction(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     out = np.full((ctx.n, len(at), 1), np.nan)
     for j in range(len(at)):
         for s in range(ctx.n):
-            g = ctx.rng(s, f"extinction_{j}")
+            g = ctx.rng(s, session_key("extinction", at[j]))
             rate = v["k_ext"] * max(activity[s, j], 0.0) ** v["gamma"]
             freeze = np.zeros(n_bins, bool)
             for k, (a, b) in enumerate(trials.astype(int)):

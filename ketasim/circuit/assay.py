@@ -20,7 +20,14 @@ import numpy as np
 
 from ketasim.analysis.calcium import summarize_session
 from ketasim.circuit.network import CircuitParams, run_sessions_rate
-from ketasim.core.assay import RODENTS, Assay, AssayContext, AssayRows, Readout
+from ketasim.core.assay import (
+    RODENTS,
+    Assay,
+    AssayContext,
+    AssayRows,
+    Readout,
+    session_key,
+)
 
 BASELINE_PERCENTILE = 8.0  # F0 of a session (a common pipeline choice, e.g. suite2p-style)
 READOUTS = ("calcium_transient_rate_per_min", "sync_event_rate_per_min",
@@ -108,8 +115,8 @@ def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     for s0, raw, npl, _ in simulate_chunks(cp, coupling, drive, n_frames, fr, n_cells, seeds):
         for i in range(raw.shape[0]):
             s = s0 + i
-            g = ctx.rng(s, "calcium_imaging_analysis")
             for j in range(len(at)):
+                g = ctx.rng(s, session_key("calcium_imaging_analysis", at[j]))
                 dff = dff_from_raw(raw[i, j], npl[i, j], cp.values["neuropil_factor"])
                 sm = summarize_session(dff, fr, rng=g,
                                        n_shuffles=int(o["shuffles"])).as_dict()

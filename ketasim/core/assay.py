@@ -39,6 +39,13 @@ from ketasim.core.streams import PURPOSE_MEASUREMENT, assay_rng, name_key, subje
 LAYERS = ("spines", "circuit")  # later layers an assay may read (signalling: ``outputs``)
 
 
+def session_key(part: str, time_h: float) -> str:
+    """The stream key of one session of ``part`` at ``time_h``: keyed by the time, not
+    the session's place among the assay's times, so a time added to a scenario leaves
+    the other sessions' draws alone."""
+    return f"{part}@{float(time_h):.6g}h"
+
+
 @dataclass(frozen=True)
 class Readout:
     name: str
@@ -143,6 +150,16 @@ class AssayContext:
         shape = tuple(int(k) for k in shape)
         return self.normals([part], int(np.prod(shape, dtype=np.int64)))[:, 0].reshape(
             self.n, *shape)
+
+    def noise_at(self, part: str, at: np.ndarray, shape: tuple[int, ...] = ()
+                 ) -> np.ndarray:
+        """(subjects, len(at), *shape) standard normals, each subject's at each time from
+        its own stream for that time (:func:`session_key`), so that adding or removing a
+        time leaves the other times' draws alone."""
+        shape = tuple(int(k) for k in shape)
+        parts = [session_key(part, float(t)) for t in at]
+        z = self.normals(parts, int(np.prod(shape, dtype=np.int64)))
+        return z.reshape(self.n, len(parts), *shape)
 
     def stream_states(self, part: str) -> np.ndarray:
         """(subjects, 4) uint64: each subject's stream for ``part`` as a PCG64 state

@@ -84,11 +84,13 @@ def _lcms(name: str, mapping: dict[str, str], unit: str):
         readouts = list(mapping)
         true = _true_levels(ctx, mapping, at)
         joint = [m for m, r in enumerate(readouts) if r not in _OWN_STREAM]
+        # per sample time its own stream (adding a sample leaves the others alone):
+        # (subjects, times, 2, readouts) -> (subjects, 2, times, readouts)
         z = np.empty((ctx.n, 2, *true.shape[1:]))
-        z[:, :, :, joint] = ctx.noise(name, (2, true.shape[1], len(joint)))
+        z[:, :, :, joint] = ctx.noise_at(name, at, (2, len(joint))).transpose(0, 2, 1, 3)
         for m, r in enumerate(readouts):
             if r in _OWN_STREAM:
-                z[:, :, :, m] = ctx.noise(f"{name}.{r}", (2, true.shape[1]))
+                z[:, :, :, m] = ctx.noise_at(f"{name}.{r}", at, (2,)).transpose(0, 2, 1)
         cv = float(ctx.options["cv"])
         sigma = np.sqrt(np.log1p(cv**2))
         measured = np.clip(true, 0.0, None) * np.exp(sigma * z[:, 0] - sigma**2 / 2) \

@@ -34,7 +34,7 @@ def _measure_dialysis(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     w = np.full(_N_WINDOW, 1.0)
     w[0] = w[-1] = 0.5
     mean_da = (da * w).sum(axis=2) / w.sum() if width > 0 else da[:, :, -1]
-    z = ctx.noise("microdialysis_da", (len(at),))
+    z = ctx.noise_at("microdialysis_da", at)
     cv = float(ctx.options["cv"])
     sigma = np.sqrt(np.log1p(cv**2))
     sample = mean_da * np.exp(sigma * z - sigma**2 / 2)
@@ -53,7 +53,7 @@ _WB = {
 def _measure_wb(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     readouts = list(_WB)
     true = np.stack([ctx.trajectory(_WB[r], at) for r in readouts], axis=2)
-    z = ctx.noise("western_blot", true.shape[1:])
+    z = ctx.noise_at("western_blot", at, true.shape[2:])
     sigma = np.sqrt(np.log1p(float(ctx.options["cv"]) ** 2))
     return ctx.rows(true * np.exp(sigma * z - sigma**2 / 2), at, readouts,
                                ["x baseline"] * len(readouts))
