@@ -234,7 +234,6 @@ def test_venous_sampling_lags_arterial_after_a_bolus():
 
     from ketasim import simulate
     from ketasim.params import load_registry
-    from ketasim.scenario import load_scenario_text
 
     at = "[2min, 10min, 2h, 4h]"
     arm = ("  - name: {name}\n    n: 6\n    protocol: [{{at: 0h, drug: ketamine, dose: 0.5 "
@@ -258,7 +257,6 @@ def test_sampling_option_names_its_allowed_values():
     from ketasim import simulate
     from ketasim.core.assay import AssayOptionError
     from ketasim.params import load_registry
-    from ketasim.scenario import load_scenario_text
 
     text = ("name: av\nspecies: human\nseed: 3\narms:\n  - name: a\n    n: 2\n    protocol: "
             "[{at: 0h, drug: ketamine, dose: 0.5 mg/kg, route: iv}]\n    assays: [{assay: "
@@ -277,7 +275,6 @@ def test_three_compartment_human_pk_matches_an_independent_solution():
 
     from ketasim.experiment.cohort import sample_cohort
     from ketasim.params import load_registry
-    from ketasim.scenario import load_scenario_text
     from ketasim.signaling.protocol import compile_arm
     from ketasim.signaling.simulate import simulate_signaling
 
@@ -315,7 +312,6 @@ def test_allometric_scaling_lowers_per_kg_clearance_of_heavier_patients():
 
     from ketasim.experiment.cohort import sample_cohort
     from ketasim.params import load_registry
-    from ketasim.scenario import load_scenario_text
     from ketasim.signaling import spec
     from ketasim.signaling.protocol import compile_arm
     from ketasim.signaling.simulate import simulate_signaling
@@ -348,7 +344,6 @@ def test_hepatic_flow_falls_with_age_above_60():
 
     from ketasim.experiment.cohort import sample_cohort
     from ketasim.params import load_registry
-    from ketasim.scenario import load_scenario_text
     from ketasim.signaling.protocol import compile_arm
     from ketasim.signaling.simulate import simulate_signaling
 
@@ -385,7 +380,6 @@ def test_a_population_sets_each_patients_age_and_weight(tmp_path):
 
     from ketasim.experiment.runner import simulate
     from ketasim.params import load_registry
-    from ketasim.scenario import load_scenario_text
 
     sc = load_scenario_text("""\
 name: ages
@@ -408,3 +402,34 @@ arms:
     assert old.sum() >= 5 and young.sum() >= 5
     # older patients clear more slowly: higher late levels (per mg/kg of dose)
     assert pd.Series(late[old]).median() > pd.Series(late[young]).median()
+
+
+def test_pk_assays_report_any_dosed_compound():
+    """A compound that reports as 'drug' (memantine) is measured in plasma and brain;
+    after psilocybin what is measured is psilocin, its active metabolite, as labs
+    quantify it (the prodrug itself is not reported)."""
+    import ketasim
+
+    text = """
+name: pkdrug
+species: mouse
+seed: 2
+arms:
+  - name: {drug}
+    n: 3
+    protocol: [{{at: 0h, drug: {drug}, dose: {dose} mg/kg, route: ip}}]
+    assays: [{{assay: plasma_pk, at: [15min, 1h], options: {{cv: 0, sd_add: 0}}}},
+             {{assay: brain_pk, at: [1h], options: {{cv: 0, sd_add: 0}}}}]
+"""
+    reg = load_registry()
+
+    def levels(drug, dose):
+        r = ketasim.simulate(load_scenario_text(text.format(drug=drug, dose=dose)),
+                             registry=reg).readouts
+        return r.groupby(["readout", "time_h"]).value.mean()
+
+    mem = levels("memantine", 10)
+    assert mem[("drug_plasma_ng_ml", 0.25)] > 100 and mem[("drug_brain_ng_g", 1.0)] > 100
+    assert np.isnan(mem[("ketamine_plasma_ng_ml", 0.25)])  # below the LLOQ: none dosed
+    psilocybin, psilocin = levels("psilocybin", 1), levels("psilocin", 1)
+    assert 0 < psilocybin[("drug_plasma_ng_ml", 1.0)] < psilocin[("drug_plasma_ng_ml", 1.0)]

@@ -19,20 +19,22 @@ import numpy as np
 from ketasim.core.assay import RODENTS, Assay, AssayContext, AssayRows, Readout
 from ketasim.pk.compounds import ANALYTES
 
-# plasma readouts: one per analyte the compound files may count toward (``drug``, a
-# user compound's own analyte, is read from the signalling outputs, not reported here)
-_PLASMA = {f"{a}_plasma_ng_ml": f"{a}_plasma" for a in ANALYTES if a != "drug"}
+# plasma readouts: one per analyte the compound files may count toward (``drug``: every
+# dosed compound whose file reports as 'drug', summed: memantine, MK-801, psilocin, a
+# user's compound)
+_PLASMA = {f"{a}_plasma_ng_ml": f"{a}_plasma" for a in ANALYTES}
 # the readouts of the first release share one noise stream; analytes added later draw
 # theirs from a stream of their own (keyed by the readout), so the noise of the readouts
 # before them stays as it was
 _JOINT_STREAM = frozenset(f"{a}_plasma_ng_ml" for a in
                           ("ketamine", "esketamine", "arketamine", "norketamine", "hnk"))
-_OWN_STREAM = frozenset(_PLASMA) - _JOINT_STREAM
 _BRAIN = {
     "ketamine_brain_ng_g": "ketamine_brain",
     "norketamine_brain_ng_g": "norketamine_brain",
     "hnk_brain_ng_g": "hnk_brain",
+    "drug_brain_ng_g": "drug_brain",
 }
+_OWN_STREAM = (frozenset(_PLASMA) - _JOINT_STREAM) | {"drug_brain_ng_g"}
 
 
 _VENOUS_POINTS = 60
@@ -101,13 +103,15 @@ def _lcms(name: str, mapping: dict[str, str], unit: str):
 
 
 PLASMA_PK = Assay(
-    "plasma_pk", "plasma ketamine, enantiomers, metabolites and midazolam by LC-MS/MS",
+    "plasma_pk", "plasma ketamine, enantiomers, metabolites, midazolam and other dosed "
+    "compounds (drug) by LC-MS/MS",
     tuple(Readout(r, "ng/mL") for r in _PLASMA), _lcms("plasma_pk", _PLASMA, "ng/mL"),
     outputs=tuple(_PLASMA.values()), sample_times=_plasma_times,
     options={"cv": 0.1, "sd_add": 0.2, "lloq": 1.0, "sampling": "arterial"},
     choices={"sampling": ("arterial", "venous")})
 BRAIN_PK = Assay(
-    "brain_pk", "brain ketamine and metabolites by LC-MS/MS of homogenate",
+    "brain_pk", "brain ketamine, metabolites and other dosed compounds (drug) by LC-MS/MS "
+    "of homogenate",
     tuple(Readout(r, "ng/g") for r in _BRAIN), _lcms("brain_pk", _BRAIN, "ng/g"),
     outputs=tuple(_BRAIN.values()), options={"cv": 0.15, "sd_add": 1.0, "lloq": 5.0},
     terminal=True,
