@@ -167,6 +167,15 @@ def _sucrose_times(at: np.ndarray, options: dict) -> np.ndarray:
     return np.unique(np.concatenate([float(t) + np.linspace(0.0, h, 13) for t in at]))
 
 
+def _row_mean(x: np.ndarray) -> np.ndarray:
+    """Mean of each row, its columns added left to right: the same numbers whatever the
+    number of rows (chunk sizes give identical results)."""
+    acc = x[:, 0].copy()
+    for k in range(1, x.shape[1]):
+        acc += x[:, k]
+    return acc / x.shape[1]
+
+
 def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Two-bottle test of ``hours`` from each time: intakes drawn from the model, scored
     as bottle weights by :func:`ketasim.analysis.behavior.sucrose_preference`."""
@@ -177,8 +186,10 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     shape = 1.0 / v["intake_cv"] ** 2
     for j, t0 in enumerate(at):
         times = float(t0) + np.linspace(0.0, h, 13)
-        pref = sp.preference(ctx.trajectory("stress_load", times),
-                             ctx.trajectory("reward_potentiation", times)).mean(axis=1)
+        # the mean over the test's times summed in time order for every subject alike
+        # (numpy's mean of a one-row chunk sums pairwise and could differ by an ulp)
+        pref = _row_mean(sp.preference(ctx.trajectory("stress_load", times),
+                                       ctx.trajectory("reward_potentiation", times)))
         rows = []
         for s in range(ctx.n):
             g = ctx.rng(s, session_key("sucrose", t0))
