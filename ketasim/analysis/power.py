@@ -291,6 +291,15 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
     ns, cohorts, alpha = check_power_arguments(ns, cohorts, alpha)
     arms = list(arms)
     values = _arm_values(readouts, readout, time_h, arms, assay)
+    need = max(ns) * cohorts
+    for arm, (subject, _) in zip(arms, values, strict=True):
+        # cohort k takes subjects k * max(ns) ...: ids elsewhere would leave cohorts
+        # empty, and their NaN p would count as not significant
+        have = np.unique(subject[(subject >= 0) & (subject < need)]).size
+        if have < need:
+            raise PowerError(f"arm {arm!r}: {readout} at {time_h:g} h has {have} of the "
+                             f"{need} subjects 0..{need - 1} that {cohorts} cohorts of up "
+                             f"to {max(ns)} need")
     p = _p_values(values, test, ns, cohorts)
     hits = _count_significant(p, alpha)
     ci_low, ci_high = proportion_confint(hits, cohorts, alpha=0.05, method="wilson")
