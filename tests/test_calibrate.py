@@ -332,3 +332,22 @@ def test_a_posterior_close_to_its_prior_is_reported_as_unconstrained():
     (name, share), = unconstrained([wide], pri)
     assert name == "sig.k_synthesis" and share == pytest.approx(0.88 / 0.9)
     assert unconstrained([narrow], pri) == []
+
+
+def test_percent_change_needs_a_positive_baseline():
+    """A percent change is read only from a positive baseline mean (a fall from -10 to
+    -12.6 is not +26%)."""
+    import numpy as np
+    import pandas as pd
+
+    from ketasim.sweep.calibrate import statistics
+
+    readouts = pd.DataFrame({"arm": "a", "assay": "x", "readout": "r",
+                             "time_h": [0.0, 0.0, 24.0, 24.0],
+                             "value": [-10.0, -10.0, -12.6, -12.6]})
+    rows = pd.DataFrame({"arm": ["a", "a"], "assay": "x", "readout": "r", "time_h": 24.0,
+                         "change": ["percent", "difference"], "baseline_h": 0.0})
+    got = statistics(readouts, rows)
+    assert np.isnan(got[0]) and got[1] == pytest.approx(-2.6)
+    pos = readouts.assign(value=-readouts["value"])
+    assert statistics(pos, rows)[0] == pytest.approx(26.0)

@@ -570,7 +570,8 @@ def statistic_sems(readouts: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
 def statistics(readouts: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
     """Each data row's statistic from simulated readouts: the group mean (over subjects
     with a value) of the row's arm, assay, readout and time, or its change from the
-    baseline time. NaN where the simulation has no value."""
+    baseline time. NaN where the simulation has no value, and for a percent change from
+    a baseline mean that is not positive."""
     g = readouts.groupby(["arm", "assay", "readout", "time_h"], sort=False)["value"].mean()
     means = g.to_dict()
     out = np.full(len(rows), np.nan)
@@ -579,7 +580,10 @@ def statistics(readouts: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
         if r.change:
             b = means.get((r.arm, r.assay, r.readout, r.baseline_h), np.nan)
             with np.errstate(divide="ignore", invalid="ignore"):
-                m = 100.0 * (m / b - 1.0) if r.change == "percent" else m - b
+                # a percent change of a non-positive baseline mean has no meaning (a
+                # fall from -10 to -12.6 read as +26%): NaN, as where no value exists
+                m = ((100.0 * (m / b - 1.0) if b > 0 else np.nan)
+                     if r.change == "percent" else m - b)
         out[k] = m
     return out
 
