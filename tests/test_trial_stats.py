@@ -238,6 +238,22 @@ def test_haldane_only_when_a_cell_is_zero():
     assert ket["nnt"] == pytest.approx(-4.0)  # one fewer event per 4 treated
 
 
+def test_a_separated_arm_blanks_only_its_own_logistic_odds_ratio():
+    """A third arm with no events is left out of the logistic model: its odds ratio is
+    not estimable, the other arm's equals the two-arm fit (it blanked every arm)."""
+    df = pd.concat([table((10, 40), (20, 40)),
+                    pd.DataFrame({"arm": "zero", "event": [0] * 30})], ignore_index=True)
+    out = binary_endpoint(df, "arm", "event", "pbo").set_index("arm")
+    two = binary_endpoint(table((10, 40), (20, 40)), "arm", "event", "pbo").set_index("arm")
+    assert math.isnan(out.loc["zero", "logit_or"])
+    assert "'zero' has no events" in out.loc["zero", "logit_note"]
+    assert out.loc["ket", "logit_or"] == pytest.approx(two.loc["ket", "logit_or"], rel=1e-9)
+    assert out.loc["ket", "logit_note"] == ""
+    # a separated control still blanks every comparison
+    ctrl = binary_endpoint(table((0, 40), (20, 40)), "arm", "event", "pbo").set_index("arm")
+    assert "'pbo' has no events" in ctrl.loc["ket", "logit_note"]
+
+
 def test_logistic_true_odds_ratio_recovered(rng):
     """Logistic model with a true treatment OR of 2 and a baseline effect: the adjusted
     OR's interval covers 2, and equals statsmodels fitted directly."""

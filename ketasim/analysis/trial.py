@@ -653,15 +653,26 @@ def binary_endpoint(df: pd.DataFrame, arm_col: str, event_col: str, control,
 def _logit(y: np.ndarray, arms: np.ndarray, order: list, x_cov: np.ndarray | None,
            alpha: float) -> dict:
     """Per non-control arm: logit_or, logit_ci_lower/upper, logit_p, logit_note."""
-    others = order[1:]
     nan = {"logit_or": np.nan, "logit_ci_lower": np.nan, "logit_ci_upper": np.nan,
            "logit_p": np.nan}
+    separated = {}
     for a in order:
         e, n = int(y[arms == a].sum()), int((arms == a).sum())
         if e in (0, n):
-            note = (f"not estimable: arm {a!r} has {'no' if e == 0 else 'only'} events "
-                    "(separation)")
-            return {b: {**nan, "logit_note": note} for b in others}
+            separated[a] = (f"not estimable: arm {a!r} has {'no' if e == 0 else 'only'} "
+                            "events (separation)")
+    if order[0] in separated:  # every odds ratio is against the control
+        return {b: {**nan, "logit_note": separated[order[0]]} for b in order[1:]}
+    # an arm with no or only events is left out of the model, so it blanks its own odds
+    # ratio and not the others'
+    blank = {b: {**nan, "logit_note": separated[b]} for b in order[1:] if b in separated}
+    order = [a for a in order if a not in separated]
+    others = order[1:]
+    if not others:
+        return blank
+    rows = np.isin(arms, order)
+    y, arms = y[rows], arms[rows]
+    x_cov = None if x_cov is None else x_cov[rows]
     cols = [np.ones(len(y))] + [(arms == a).astype(float) for a in others]
     x = np.column_stack(cols + ([x_cov] if x_cov is not None else []))
     note = ""
@@ -678,8 +689,8 @@ def _logit(y: np.ndarray, arms: np.ndarray, order: list, x_cov: np.ndarray | Non
     except np.linalg.LinAlgError:
         note = "not estimable: singular or overflowing fit (collinear covariates?)"
     if note:
-        return {b: {**nan, "logit_note": note} for b in others}
-    out = {}
+        return {**blank, **{b: {**nan, "logit_note": note} for b in others}}
+    out = dict(blank)
     for k, a in enumerate(others, start=1):
         out[a] = {"logit_or": float(np.exp(params[k])),
                   "logit_ci_lower": float(np.exp(ci[k, 0])),
