@@ -378,3 +378,22 @@ def test_a_mixed_model_without_assay_names_the_nested_assay_it_read():
                   [comparison(["a", "b"], assay=None), mixed])
     assert list(out["assay"]) == [ASSAY, ASSAY + "_nested"]
     assert list(out["n"]) == ["3;3", "3;3"]  # the mixed model's: subjects, not branches
+
+
+def test_mann_whitney_with_ties_in_small_groups_is_exact():
+    """3 vs 3 with every value tied within its group: the smallest attainable p is 2/20;
+    the normal approximation gave 0.047. Without ties scipy's exact test is kept; with
+    ties in large groups, the normal approximation."""
+    from scipy import stats as sps
+
+    from ketasim.analysis.stats import run_test
+
+    assert run_test("mann_whitney", [np.array([1.0, 1, 1]), np.array([2.0, 2, 2])]).p == \
+        pytest.approx(0.1)
+    a, b = np.array([1.0, 2, 3, 4]), np.array([5.0, 6, 7, 8.5])
+    assert run_test("mann_whitney", [a, b]).p == pytest.approx(
+        sps.mannwhitneyu(a, b, alternative="two-sided", method="exact").pvalue)
+    big_a, big_b = np.arange(40.0) // 2, np.arange(40.0) // 2 + 3
+    assert run_test("mann_whitney", [big_a, big_b]).p == pytest.approx(
+        sps.mannwhitneyu(big_a, big_b, alternative="two-sided",
+                         method="asymptotic").pvalue)
