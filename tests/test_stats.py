@@ -397,3 +397,16 @@ def test_mann_whitney_with_ties_in_small_groups_is_exact():
     assert run_test("mann_whitney", [big_a, big_b]).p == pytest.approx(
         sps.mannwhitneyu(big_a, big_b, alternative="two-sided",
                          method="asymptotic").pvalue)
+
+
+def test_holm_adjustment_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    from ketasim.analysis.stats import holm
+
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.2, 0.001])
+    ok = np.isfinite(p)
+    got = holm(p)
+    assert np.isnan(got[2])
+    np.testing.assert_allclose(got[ok], multipletests(p[ok], method="holm")[1], rtol=1e-12)
+    assert np.isnan(holm(np.array([np.nan]))).all()

@@ -17,7 +17,7 @@ from scipy import stats as sps
 
 SUMMARY_COLUMNS = ["arm", "assay", "readout", "time_h", "unit", "n", "mean", "sem"]
 STATS_COLUMNS = ["comparison", "readout", "assay", "time_h", "test", "groups", "n",
-                 "means", "statistic", "p", "baseline_h", "region"]
+                 "means", "statistic", "p", "baseline_h", "region", "p_holm"]
 TIME_TOL_H = 1e-9
 
 
@@ -221,7 +221,24 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
             "statistic": res.statistic, "p": res.p,
             "baseline_h": float("nan") if baseline is None else float(baseline),
             "region": getattr(c, "region", None) or ""})
-    return pd.DataFrame(rows, columns=STATS_COLUMNS)
+    out = pd.DataFrame(rows, columns=STATS_COLUMNS)
+    out["p_holm"] = holm(out["p"].to_numpy(float))
+    return out
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's (1979) step-down adjustment of the p-values of one family of comparisons
+    (here: every comparison of a run or an analysis), controlling the family-wise error
+    rate; NaN p-values stay NaN and do not count towards the family."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        m = ok.size
+        adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+        out[order] = np.minimum(adj, 1.0)
+    return out
 
 
 def _counts(rows_: pd.DataFrame, c, groups: list[np.ndarray]) -> list[int]:

@@ -296,6 +296,17 @@ def _relapse_shown(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _stats_html(stats: pd.DataFrame) -> list[str]:
+    """The comparisons, shaded where significant after Holm's adjustment over all of
+    them (the family-wise error rate; ``p`` is each test's own)."""
+    col = "p_holm" if "p_holm" in stats.columns else "p"
+    n = int(np.isfinite(stats["p"].to_numpy(float)).sum())
+    note = (f"<p class='note'>p: each comparison's own test; p_holm: Holm-adjusted over "
+            f"the {n} comparisons with a p (family-wise error rate). Shaded: p_holm &lt; "
+            "0.05.</p>" if col == "p_holm" and n > 1 else "")
+    return [table_html(stats, col, "stats"), note]
+
+
 def _summary_html(summary: pd.DataFrame) -> list[str]:
     """The summary table without rows that hold no measurement (n 0: a readout below its
     limit of quantification in every subject, e.g. a drug's plasma level in the saline
@@ -358,7 +369,7 @@ def write_report(out: Path, title: str, description: str, readouts: pd.DataFrame
         *(against_html(comparison, manifest.get("against")) if comparison is not None
           else []),
         "<h2>Statistics</h2>",
-        table_html(stats, "p", "stats") if not stats.empty else "<p>No comparisons requested.</p>",
+        *(_stats_html(stats) if not stats.empty else ["<p>No comparisons requested.</p>"]),
         *(trial_html(out, trial, design, summary) if trial is not None else []),
         "<h2>Figures</h2>", *figs, *assay_figures(out, kept or {}, "fig_"),
         "<h2>Summary</h2>", *_summary_html(summary),
