@@ -977,7 +977,10 @@ def survival(df: pd.DataFrame, duration_col: str, event_col: str, arm_col: str, 
     * Kaplan-Meier estimate per arm (Kaplan & Meier 1958; lifelines
       ``KaplanMeierFitter``) with lifelines' pointwise exponential-Greenwood
       (log(-log)) interval, and the median survival time with its interval (read off
-      the interval's curves; inf when not reached);
+      the interval's curves; inf when not reached). The median is the first time the
+      curve falls to 0.5 or below (lifelines); where it sits at exactly 0.5 over an
+      interval, R's ``survfit`` and SAS report the interval's midpoint instead (four
+      events at 1, 2, 3, 4: 2 here, 2.5 there);
     * two-sided log-rank test of each arm against ``control`` (Mantel 1966; lifelines
       ``logrank_test``);
     * Cox proportional hazards model (Cox 1972; lifelines ``CoxPHFitter``, Efron ties)
