@@ -486,3 +486,32 @@ def test_chunk_raters_are_each_patients_assignment(monkeypatch):
     assert fast == [biases[k] for k in want]
     monkeypatch.setattr(pcg64, "COMPILED", False)
     assert [r.bias for r in ca._raters(ctx, p)] == fast
+
+
+def test_placebo_response_starts_with_the_first_treatment():
+    """The placebo response begins at the arm's first drug event (saline included), not
+    at scenario time 0: an untreated arm has none, and saline given on day 30 lifts
+    the ratings from day 30 on (an untreated arm improved by 10 points within a day)."""
+    from ketasim.scenario import load_scenario_text
+
+    text = """
+name: plac
+species: human
+seed: 4
+arms:
+  - name: none
+    n: 40
+    protocol: [{at: -60d, stress: major_depression, duration: 200d}]
+    assays: [{assay: madrs, at: [-1d, 1d, 29d, 31d]}]
+  - name: saline30
+    n: 40
+    protocol: [{at: -60d, stress: major_depression, duration: 200d},
+               {at: 30d, drug: saline, route: iv}]
+    assays: [{assay: madrs, at: [-1d, 1d, 29d, 31d]}]
+"""
+    r = simulate(load_scenario_text(text), registry=load_registry()).readouts
+    m = r[r.readout == "madrs_total"].groupby(["arm", "time_h"]).value.mean()
+    assert abs(m[("none", 24.0)] - m[("none", -24.0)]) < 3
+    assert abs(m[("none", 744.0)] - m[("none", 696.0)]) < 3
+    assert abs(m[("saline30", 24.0)] - m[("saline30", -24.0)]) < 3
+    assert m[("saline30", 744.0)] < m[("saline30", 696.0)] - 5

@@ -192,7 +192,7 @@ def symptom_latent(ctx: AssayContext, at: np.ndarray, p: ClinicalParams,
     traits = _chunk_traits(ctx, p)
     share = np.array([t.placebo for t in traits])
     gain = np.array([t.gain for t in traits])
-    lifted = 1.0 - placebo_fraction(np.asarray(at, float), share, p)
+    lifted = 1.0 - placebo_fraction(np.asarray(at, float), share, p, ctx.treatment_start_h)
     # each patient's mood stream (mood_fluctuation), drawn for the whole chunk at once
     z = ctx.normals(["mood_fluctuation"], mood_days(at).size)[:, 0, :]
     mood = np.exp(mood_paths(z, at, p))

@@ -182,12 +182,17 @@ def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarr
     return z_at, s_at
 
 
-def placebo_fraction(times: np.ndarray, share: np.ndarray, p: ClinicalParams
-                     ) -> np.ndarray:
+def placebo_fraction(times: np.ndarray, share: np.ndarray, p: ClinicalParams,
+                     start_h: float | None = 0.0) -> np.ndarray:
     """(n, len(times)) fraction of the symptom load lifted by the placebo response: zero
-    before time 0 (the first treatment visit), then ``share (1 - exp(-t / tau))``."""
+    before ``start_h`` (the first treatment visit: the arm's first drug event, saline
+    or an active placebo included), then ``share (1 - exp(-(t - start_h) / tau))``; zero
+    throughout for an arm with no treatment (``start_h`` None)."""
+    times = np.asarray(times, dtype=float)
+    if start_h is None:
+        return np.zeros((share.size, times.size))
     tau_h = 24.0 * p.values["placebo_tau_d"]
-    t = np.clip(np.asarray(times, dtype=float), 0.0, None)
+    t = np.clip(times - float(start_h), 0.0, None)
     return share[:, None] * (1.0 - np.exp(-t / tau_h))[None, :]
 
 

@@ -102,6 +102,9 @@ class AssayContext:
     # the streams' keys when they are not (arm, subject): a stratified trial's shared pool
     # (namespace, each subject's place in the pool), so noise follows the patient
     stream: tuple[str, np.ndarray] | None = None
+    # the time (h) of the arm's first drug event (saline included), None without one:
+    # where a patient's placebo response starts (the runner sets it; 0 by default)
+    treatment_start_h: float | None = 0.0
 
     def __post_init__(self):
         if self.registry is None:

@@ -707,6 +707,14 @@ def _intercurrent(ice, species, arm, i, plans, seed, registry, rtol, atol, regio
     return out, steps
 
 
+def treatment_start(arm) -> float | None:
+    """The time (h) of the arm's first drug event (saline or a placebo included), None
+    where it has none: the start of the treatment contact, where a patient's placebo
+    response begins."""
+    times = [float(e.at) for e in arm.protocol if e.kind == "drug"]
+    return min(times) if times else None
+
+
 def _measure_chunk(species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key,
                    grid, names, spine_plan, subjects, ids, cohort, events):
     """One chunk of subjects through every layer and assay: per assay its frame and kept
@@ -723,7 +731,8 @@ def _measure_chunk(species, arm, plans, seed, registry, rtol, atol, region, pool
     for p in plans:
         ctx = AssayContext(seed, arm.name, p.assay.name, subjects, species, p.options,
                            trajectory, registry, recording, stage, region=region,
-                           stream=None if pool_ids is None else (POOL, ids))
+                           stream=None if pool_ids is None else (POOL, ids),
+                           treatment_start_h=treatment_start(arm))
         rows = p.assay.measure(ctx, p.at)
         kept.append(ctx.kept)
         frames.append(pd.DataFrame({
