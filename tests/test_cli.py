@@ -383,11 +383,32 @@ def test_existing_folder_needs_force_and_force_replaces_it(tmp_path, small_yaml)
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
     assert (out / "mine.txt").read_text() == "keep"
 
+    # --force replaces only an earlier ketasim output: a folder of the user's own files
+    # (a lab's data, the scenario itself) is never deleted
+    res = invoke("run", small_yaml, "--out", out, "--force")
+    assert res.exit_code == 2
+    assert_one_error_line(res.stderr, "--out", "not an earlier ketasim output")
+    assert (out / "mine.txt").read_text() == "keep"
+
+    (out / "manifest.json").write_text("{}")  # an earlier run's folder
     res = invoke("run", small_yaml, "--out", out, "--force")
     assert res.exit_code == 0, (res.stderr, res.exception)
     names = {p.name for p in out.iterdir()}
     assert "mine.txt" not in names and CONTRACT_FILES <= names
     assert tmp_leftovers(tmp_path, "out") == []
+
+
+def test_force_never_replaces_the_current_folder(tmp_path, small_yaml, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "manifest.json").write_text("{}")
+    (work / "data.csv").write_text("keep")
+    monkeypatch.chdir(work)
+    for out in (".", str(tmp_path)):
+        res = invoke("run", small_yaml, "--out", out, "--force")
+        assert res.exit_code == 2
+        assert_one_error_line(res.stderr, "--out", "current folder")
+    assert (work / "data.csv").read_text() == "keep"
 
 
 @pytest.mark.parametrize("where", ["path-tag", "path-closing-tag", "scenario-value"])
@@ -434,6 +455,7 @@ def test_failed_run_leaves_no_folder_behind(tmp_path, small_yaml, failing_report
 def test_failed_forced_run_keeps_the_old_folder_untouched(tmp_path, small_yaml, failing_report):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
+    (out / "manifest.json").write_text("{}")  # an earlier run's folder
     (out / "mine.txt").write_text("keep")
     (out / "sub" / "data.bin").write_bytes(bytes(range(256)))
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}

@@ -118,6 +118,7 @@ def test_existing_folder_needs_force_and_failed_run_leaves_it_untouched(
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
+    (out / "manifest.json").write_text("{}")  # an earlier run's folder
     assert invoke("run", small, "--out", out).exit_code == 2
     assert (out / "mine.txt").read_text() == "keep"
 
@@ -129,7 +130,7 @@ def test_existing_folder_needs_force_and_failed_run_leaves_it_untouched(
     monkeypatch.setattr(ro, "write_report", boom)
     res = invoke("run", small, "--out", out, "--force")
     assert res.exit_code != 0
-    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "mine.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
     monkeypatch.undo()
     assert invoke("run", small, "--out", out, "--force").exit_code == 0

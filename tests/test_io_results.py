@@ -109,6 +109,7 @@ def test_atomic_dir_leaves_nothing_on_exception(tmp_path):
 def test_atomic_dir_keeps_existing_folder_on_exception(tmp_path):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
+    (out / "manifest.json").write_text("{}")  # an earlier output, so replaceable
     (out / "mine.txt").write_text("keep")
     (out / "sub" / "b.bin").write_bytes(b"\x00\x01")
     before = snapshot(out)
@@ -116,21 +117,23 @@ def test_atomic_dir_keeps_existing_folder_on_exception(tmp_path):
         (tmp / "mine.txt").write_text("new")
         raise Boom()
     assert snapshot(out) == before
-    assert everything(tmp_path) == ["out", "out/mine.txt", "out/sub", "out/sub/b.bin"]
+    assert everything(tmp_path) == ["out", "out/manifest.json", "out/mine.txt", "out/sub",
+                                    "out/sub/b.bin"]
 
 
 def test_atomic_dir_keeps_existing_folder_on_keyboard_interrupt(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "mine.txt").write_text("keep")
+    (out / "manifest.json").write_text("{}")
     with pytest.raises(KeyboardInterrupt), atomic_dir(out, overwrite=True):
         raise KeyboardInterrupt
-    assert everything(tmp_path) == ["out", "out/mine.txt"]
+    assert everything(tmp_path) == ["out", "out/manifest.json"]
 
 
 def test_atomic_dir_overwrite_replaces_the_whole_folder(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
+    (out / "manifest.json").write_text("{}")  # an earlier output
     (out / "old.txt").write_text("old")
     with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
@@ -195,9 +198,14 @@ def test_check_writable(tmp_path):
     (full / "x").write_text("x")
     with pytest.raises(OutputError, match="--force"):
         check_writable(full, overwrite=False)
+    # --force replaces only an earlier ketasim output (a run's manifest, a PEtab problem)
+    with pytest.raises(OutputError, match="not an earlier ketasim output"):
+        check_writable(full, overwrite=True)
+    (full / "problem.yaml").write_text("")
     check_writable(full, overwrite=True)
     assert issubclass(OutputError, OSError)
-    assert everything(tmp_path) == ["full", "full/x"], "check_writable must not create anything"
+    assert everything(tmp_path) == ["full", "full/problem.yaml", "full/x"], \
+        "check_writable must not create anything"
 
 
 # ------------------------------------------------------------------ readouts parquet

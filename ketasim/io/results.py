@@ -29,15 +29,37 @@ def check_writable(out: Path, overwrite: bool, option: str = "--out") -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{option} {out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputError(f"{option} {out}: folder exists and is not empty; "
-                          "choose another folder or pass --force to replace it")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputError(f"{option} {out}: folder exists and is not empty; "
+                              "choose another folder or pass --force to replace it")
+        _check_replaceable(out, option)
     parent = out.resolve().parent
     probe = parent
     while not probe.exists():
         probe = probe.parent
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"{option} {out}: cannot write in {probe}")
+
+
+#: files by which a folder is known as ketasim's own output (a run, analysis, validation,
+#: screen, sweep, sensitivity or calibration writes a manifest; a PEtab export its
+#: problem file): only such a folder is replaced
+OUTPUT_MARKERS = ("manifest.json", "problem.yaml")
+
+
+def _check_replaceable(out: Path, option: str) -> None:
+    """Refuse to replace (delete) a folder that is not an earlier ketasim output, or that
+    holds the current folder: --force must never delete a lab's data, a scenario or
+    the folder the user works in."""
+    here, target = Path.cwd().resolve(), out.resolve()
+    if target == here or target in here.parents:
+        raise OutputError(f"{option} {out}: is the current folder or holds it; replacing "
+                          "it would delete it: choose a new folder")
+    if not any((out / m).is_file() for m in OUTPUT_MARKERS):
+        raise OutputError(f"{option} {out}: folder exists and is not an earlier ketasim "
+                          f"output (no {' or '.join(OUTPUT_MARKERS)}); --force replaces "
+                          "only those: choose another folder")
 
 
 def _umask() -> int:
