@@ -1109,14 +1109,20 @@ def calibrate(
 
 
 @app.command()
-def schema(out_file: Path | None = typer.Option(None, "--out", help="write to this file")):
+def schema(out_file: Path | None = typer.Option(None, "--out", help="write to this file"),
+           force: bool = typer.Option(False, "--force", help="replace an existing file")):
     """Write the JSON Schema of the scenario format (for editors)."""
+    from ketasim.io.results import OutputError, check_output_file
     from ketasim.scenario import scenario_json_schema
 
     text = json.dumps(scenario_json_schema(), indent=2)
     if out_file is None:
         sys.stdout.write(text + "\n")
         return
+    try:
+        check_output_file(out_file, force)
+    except OutputError as e:
+        _fail(str(e))
     try:
         out_file.write_text(text + "\n")
     except OSError as e:
@@ -1150,17 +1156,24 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
                     help="export this sampled subject (default: the typical subject)"),
                 settings: list[str] | None = typer.Option(None, "--set", help=(
                     "set a registry parameter for the exported model: NAME=VALUE (repeat, "
-                    "or comma-separate), within its range (ketasim params)"))):
+                    "or comma-separate), within its range (ketasim params)")),
+                force: bool = typer.Option(False, "--force",
+                                           help="replace an existing file")):
     """Write the PK + signalling model of one subject of an arm as SBML L3V2."""
     import numpy as np
 
     from ketasim.experiment.cohort import sample_cohort
+    from ketasim.io.results import OutputError, check_output_file
     from ketasim.io.sbml import build_document, write_sbml
     from ketasim.scenario import load_scenario
     from ketasim.signaling.protocol import compile_arm
     from ketasim.signaling.simulate import parameter_vector, start_time
 
     reg = _registry(settings)
+    try:
+        check_output_file(out_file, force)
+    except OutputError as e:
+        _fail(str(e))
     try:
         sc = load_scenario(scenario)
         names = [a.name for a in sc.arms]
@@ -1201,6 +1214,7 @@ def query(
                                        "this file (csv, json or parquet) instead"),
     tables: bool = typer.Option(False, "--tables", help="list the tables with their "
                                 "columns and row counts"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --output file"),
 ):
     """Answer SQL over a run folder's results (DuckDB over its Parquet and CSV files).
 
@@ -1218,6 +1232,7 @@ def query(
         write_json,
         write_result,
     )
+    from ketasim.io.results import OutputError, check_output_file
 
     try:
         if fmt is not None and fmt not in FORMATS:
@@ -1238,6 +1253,10 @@ def query(
             left_out = list(db.unreadable.values())
             if output is not None:
                 check_output(output, run_dir)
+                try:
+                    check_output_file(output, force, "--output")
+                except OutputError as e:
+                    raise QueryError(str(e)) from None
             if tables:
                 import pyarrow as pa
 

@@ -555,3 +555,33 @@ def test_export_sbml_bad_arm_or_subject_exits_2(tmp_path, args, fragments):
     assert res.exit_code == 2
     assert_one_error_line(res.stderr, *fragments)
     assert not path.exists()
+
+
+def test_single_file_outputs_never_replace_silently(tmp_path, small_yaml):
+    """schema, export-sbml and query write one file: an existing one is replaced only
+    with --force, and a file of a ketasim output folder never (export-sbml replaced
+    the scenario it read; query another run's stats.csv)."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(Path(small_yaml).read_text())
+    res = invoke("export-sbml", str(mine), "--out", mine)
+    assert res.exit_code == 2
+    assert_one_error_line(res.stderr, "--out", "file exists", "--force")
+    assert mine.read_text() == Path(small_yaml).read_text()
+    schema_file = tmp_path / "schema.json"
+    schema_file.write_text("mine")
+    assert invoke("schema", "--out", schema_file).exit_code == 2
+    assert schema_file.read_text() == "mine"
+    assert invoke("schema", "--out", schema_file, "--force").exit_code == 0
+    assert schema_file.read_text().startswith("{")
+    run = tmp_path / "run"
+    assert invoke("run", small_yaml, "--out", run).exit_code == 0
+    other = tmp_path / "other"
+    assert invoke("run", small_yaml, "--out", other).exit_code == 0
+    stats = (other / "stats.csv").read_bytes()
+    for force in ([], ["--force"]):
+        res = invoke("query", run, "SELECT 1 AS x", "--output", other / "stats.csv", *force)
+        assert res.exit_code == 2, res.stderr
+        assert "output folder" in res.stderr
+        res = invoke("export-sbml", str(mine), "--out", other / "stats.csv", *force)
+        assert res.exit_code == 2
+    assert (other / "stats.csv").read_bytes() == stats

@@ -177,6 +177,10 @@ def test_output_format_option_and_replacing_a_file(run_dir, tmp_path):
     target = tmp_path / "tst.txt"
     target.write_text("old\n")
     res = invoke("query", run_dir, TST_BY_ARM, "--output", target, "--format", "csv")
+    assert res.exit_code == 2 and "--force" in res.stderr  # replaced only when asked
+    assert target.read_text() == "old\n"
+    res = invoke("query", run_dir, TST_BY_ARM, "--output", target, "--format", "csv",
+                 "--force")
     assert res.exit_code == 0, res.stderr
     pd.testing.assert_frame_equal(pd.read_csv(target), expected_tst(run_dir),
                                   check_dtype=False)

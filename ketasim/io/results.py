@@ -62,6 +62,23 @@ def _check_replaceable(out: Path, option: str) -> None:
                           "only those: choose another folder")
 
 
+def check_output_file(path: Path, force: bool, option: str = "--out") -> None:
+    """Fail before anything is written if ``path``, a single output file, is a folder,
+    already exists (unless ``force``), or is a file of an earlier ketasim output folder
+    (a run's stats.csv, say: never replaced by another command's output)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a folder; give a file name")
+    if not path.exists():
+        return
+    if any((path.parent / m).is_file() for m in OUTPUT_MARKERS):
+        raise OutputError(f"{option} {path}: is a file of the ketasim output folder "
+                          f"{path.parent}; write it elsewhere")
+    if not force:
+        raise OutputError(f"{option} {path}: file exists; choose another name or pass "
+                          "--force to replace it")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
