@@ -721,3 +721,24 @@ def test_bad_input(change, kwargs, match):
 def test_not_a_frame():
     with pytest.raises(TypeError, match="DataFrame"):
         fit_mmrm([1, 2, 3])
+
+
+def test_a_fit_short_of_its_optimum_gives_no_inference(monkeypatch):
+    """Where the optimiser stops before its tolerance (two patients per arm did, with
+    Kenward-Roger df = inf and p 8.8e-8), the estimates stay and every df, t, p and
+    interval is NaN, with the warning."""
+    import ketasim.analysis.mmrm as mm
+
+    real = mm._optimise
+
+    def stopped(*a, **k):
+        theta, _, n_iter = real(*a, **k)
+        return theta, False, n_iter
+
+    monkeypatch.setattr(mm, "_optimise", stopped)
+    with pytest.warns(RuntimeWarning, match="no tests or intervals"):
+        fit = fit_mmrm(_small())
+    assert fit.contrasts["estimate"].notna().all()
+    for col in ("df", "t", "p", "ci_low", "ci_high"):
+        assert fit.contrasts[col].isna().all() and fit.coef_table["p"].isna().all()
+    assert np.isnan(fit.contrast({fit.coef.index[1]: 1.0})["p"])

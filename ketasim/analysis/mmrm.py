@@ -454,9 +454,13 @@ class MMRMResult:
             raise ValueError("df 'kenward-roger' needs a fit with df='kenward-roger' "
                              "(REML)")
         lm = _contrast_matrix(L, list(self.coef.index))
-        return _test(lm, self.coef.to_numpy(), self.vcov.to_numpy(),
-                     None if self.vcov_adj is None else self.vcov_adj.to_numpy(),
-                     self._pdx, self._w, method, self.n_obs - len(self.coef))
+        out = _test(lm, self.coef.to_numpy(), self.vcov.to_numpy(),
+                    None if self.vcov_adj is None else self.vcov_adj.to_numpy(),
+                    self._pdx, self._w, method, self.n_obs - len(self.coef))
+        if not self.converged:  # no inference from a fit short of its optimum
+            out.update({k: float("nan") for k in ("df", "t", "F", "den_df", "p")
+                        if k in out})
+        return out
 
 
 def _contrast_matrix(L, names: list[str]) -> np.ndarray:
@@ -831,7 +835,8 @@ def fit_mmrm(
         vadj = 0.5 * (vadj + vadj.T)
     if not converged:
         warnings.warn(f"MMRM: the optimiser stopped after {n_iter} of at most {max_iter} "
-                      "iterations without meeting its gradient tolerance",
+                      "iterations without meeting its gradient tolerance; no tests or "
+                      "intervals are reported",
                       RuntimeWarning, stacklevel=2)
 
     names = design.names
@@ -879,6 +884,14 @@ def fit_mmrm(
             con_rows.append({"arm": a, "control": control, "visit": visit_levels[v], **res,
                              "ci_low": res["estimate"] - h, "ci_high": res["estimate"] + h})
     contrasts = pd.DataFrame(con_rows, columns=CONTRAST_COLUMNS)
+    if not converged:
+        # a fit that did not reach the optimum gives no inference: its standard errors
+        # and degrees of freedom are those of an arbitrary point (two patients per arm
+        # gave Kenward-Roger df = inf and p 8.8e-8); the estimates are kept
+        for table in (coef_table, lsmeans, contrasts):
+            for col in ("df", "t", "p", "ci_low", "ci_high"):
+                if col in table.columns:
+                    table[col] = np.nan
 
     m = len(theta_hat)
     loglik = -0.5 * fin.obj
