@@ -1044,6 +1044,14 @@ def sensitivity(
         scenario_parameters,
     )
 
+    if not 0 <= seed < 2**63:
+        _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
+    if contrast is not None and arm is not None and contrast == arm:
+        _fail(f"--contrast: got {contrast!r}, the --arm itself; the contrast would be 0 "
+              "for every sample: name another arm")
+    if params is not None and not params.strip(" ,"):
+        _fail("--params: empty; name parameters or patterns, or leave it out for those "
+              "the scenario uses")
     folders = _add_compounds(compounds)
     registry = _registry(settings)
     _check_scheduler(scheduler)
@@ -1090,6 +1098,8 @@ def calibrate(
     from ketasim.sweep.calibrate import calibrate as run_calibration
     from ketasim.sweep.calibrate import export_petab
 
+    if not 0 <= seed < 2**63:
+        _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
     folders = _add_compounds(compounds)
     registry = _registry(settings)
     try:

@@ -207,3 +207,63 @@ def test_run_against_an_earlier_run(small, tmp_path):
     res = invoke("run", sc, "--out", tmp_path / "d", "--against", tmp_path / "nowhere")
     assert res.exit_code == 2 and "no summary.csv there" in " ".join(res.output.split())
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--seed", "-1"], "--seed: got -1"),
+    (["--arm", "ketamine", "--contrast", "ketamine"], "--contrast: got 'ketamine', the --arm"),
+    (["--params", " , "], "--params: empty"),
+])
+def test_sensitivity_arguments_checked_before_anything_runs(tmp_path, extra, fragment):
+    """A negative seed (a SALib traceback), an arm against itself (every index 0) and an
+    empty parameter list (silently all of them) are one error each, nothing written."""
+    args = ["sensitivity", "default", "--readout", "pmtor_rel", "--out", tmp_path / "s"]
+    if "--params" not in extra:
+        args += ["--params", "sig.k_synthesis"]
+    res = invoke(*args, *extra)
+    assert res.exit_code == 2, res.output
+    assert fragment in " ".join(res.output.split())
+    assert not (tmp_path / "s").exists()
+    res = invoke("calibrate", "default", "--data", tmp_path / "none.csv", "--params",
+                 "sig.k_synthesis", "--out", tmp_path / "c", "--seed", "-1")
+    assert res.exit_code == 2 and "--seed: got -1" in res.output
+
+
+def test_sweep_scheduler_local_is_the_embedded_cluster(monkeypatch, tmp_path):
+    """--scheduler local (which the CLI accepts) reaches the sweep as the embedded local
+    cluster, not as an address ('missing port number in address local')."""
+    from ketasim.sweep import core
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(executor, scheduler, workers):
+        seen["args"] = (executor, scheduler, workers)
+        raise Stop
+
+    monkeypatch.setattr(core, "_Backend", fake)
+    from ketasim.scenario import load_scenario
+
+    samples = pd.DataFrame({"sig.k_synthesis": [1.0]})
+    with pytest.raises(Stop):
+        core.run_sweep(load_scenario("default"), samples, tmp_path / "sw",
+                       scheduler="local", workers=1, progress=False)
+    assert seen["args"] == (None, None, 1)
+
+
+def test_a_compound_folder_named_relative_and_absolute_is_one_folder(tmp_path, monkeypatch):
+    from ketasim.pk.compounds import add_compounds, reset_compounds
+
+    src = Path(__file__).resolve().parents[1] / "ketasim" / "compounds" / "memantine.yaml"
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "mydrug.yaml").write_text(src.read_text().replace("name: memantine",
+                                                                 "name: mydrug"))
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert add_compounds("c") == ["mydrug"]
+        assert add_compounds(folder.resolve()) == ["mydrug"]  # a sweep worker's reload
+    finally:
+        reset_compounds()

@@ -584,6 +584,15 @@ def register_compound(c: Compound) -> Compound:
     return c
 
 
+def _same_file(a, b) -> bool:
+    """The same compound file, whether named relative to the working folder or not (a
+    sweep's workers load ``--compounds`` again by its resolved path)."""
+    try:
+        return a == b or Path(a).resolve() == Path(b).resolve()
+    except (OSError, TypeError):
+        return False
+
+
 def add_compounds(folder: Path | str) -> list[str]:
     """Load a folder of compound files and register them (``--compounds DIR``). All are
     checked before any is registered; returns their names."""
@@ -592,7 +601,7 @@ def add_compounds(folder: Path | str) -> list[str]:
         if name in BUILTIN:
             raise CompoundError(f"{c.source_file}: compound {name!r} shadows a built-in "
                                 "compound; give yours another name")
-        if name in COMPOUNDS and COMPOUNDS[name].source_file != c.source_file:
+        if name in COMPOUNDS and not _same_file(COMPOUNDS[name].source_file, c.source_file):
             raise CompoundError(f"{c.source_file}: compound {name!r} is already defined by "
                                 f"{COMPOUNDS[name].source_file}")
     check_links({**COMPOUNDS, **new})

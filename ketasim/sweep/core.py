@@ -1180,7 +1180,8 @@ def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
     if not warm:
         _warm_up(job, rows[todo[0][0]])
     width = _width(len(samples))
-    backend = _Backend(executor, scheduler, workers)
+    # 'local' (as the CLI accepts it) is the embedded cluster, as when none is named
+    backend = _Backend(executor, None if scheduler == "local" else scheduler, workers)
     tasks = [((compounds, digest, blob, first, rows[first:last + 1]), (first, last))
              for first, last in todo]
     try:
