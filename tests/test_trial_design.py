@@ -430,3 +430,46 @@ def test_hash_ignores_an_absent_design_and_sees_a_present_one():
     a = scenario_hash(load_scenario_text(TRIAL))
     assert a != scenario_hash(without)
     assert a != scenario_hash(load_scenario_text(TRIAL.replace("primary: 24h", "primary: 4h")))
+
+
+SCREENED_OUT = """
+name: screened_out
+species: human
+seed: 5
+arms:
+  - name: placebo
+    n: 6
+{pop_placebo}    protocol:
+      - {{at: -60d, stress: major_depression, duration: 120d}}
+      - {{at: 0h, drug: saline, route: iv, over: 40min}}
+    assays: [{{assay: madrs, at: [-1d, 24h, 72h]}}]
+  - name: ketamine
+    n: 6
+    population: {{female: 0.5, screening: -1d, inclusion: {{madrs_min: 60}}}}
+    protocol:
+      - {{at: -60d, stress: major_depression, duration: 120d}}
+      - {{at: 0h, drug: ketamine, dose: 0.5 mg/kg, route: iv, over: 40min}}
+    assays: [{{assay: madrs, at: [-1d, 24h, 72h]}}]
+design:
+  control: placebo
+  scale: madrs_total
+  baseline: -1d
+  primary: 24h
+"""
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_an_arm_screening_lets_nobody_into_is_a_note_not_a_crash(tmp_path, both):
+    """MADRS >= 60 at screening admits nobody: the run completes, the CONSORT flow counts
+    the screen failures, and the analyses say why they are not estimable (a traceback
+    from the response analysis before)."""
+    pop = ("    population: {female: 0.5, screening: -1d, inclusion: {madrs_min: 60}}\n"
+           if both else "")
+    path = tmp_path / "s.yaml"
+    path.write_text(SCREENED_OUT.format(pop_placebo=pop))
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, (res.output, res.exception)
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    text = json.dumps(manifest)
+    who = "'placebo'" if both else "any arm but the control"
+    assert f"not estimable: no patient of {who}" in text

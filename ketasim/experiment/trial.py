@@ -872,6 +872,17 @@ def _endpoints(long: pd.DataFrame, d, visits: list[float], notes: list[str]) -> 
         y, b = at["score"].to_numpy(float), at["baseline"].to_numpy(float)
         seen = np.isfinite(y) & np.isfinite(b)
         n_obs = at.assign(seen=seen).groupby("arm", observed=False)["seen"].sum()
+        present = set(at["arm"].astype(str))
+        if d.control not in present or len(present) < 2:
+            # screening let no patient of the control (or of any other) arm in
+            missing = d.control if d.control not in present else "every other arm"
+            notes.append(f"response and remission at {t:g} h: not estimable: no patient "
+                         f"of {missing!r} was randomised (screening let none in)"
+                         if missing == d.control else
+                         f"response and remission at {t:g} h: not estimable: no patient "
+                         "of any arm but the control was randomised (screening let none "
+                         "in)")
+            continue
         for name, rule in rules:
             event = _event(name, y, b, seen, d)
             table = at.assign(event=event, arm=at["arm"].astype(str))
