@@ -262,6 +262,13 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         _check_workers(scheduler, workers)
         sc = load_scenario(scenario)
         check_supported(sc, registry)
+        if nwb:  # NWB file names need distinct arm labels: known before simulating
+            from ketasim.io.nwb import arm_labels
+
+            try:
+                arm_labels([a.name for a in sc.arms])
+            except ValueError as e:
+                _fail(f"--nwb: {e}".replace("write_nwb: ", ""))
         warnings = _warn_doses(sc, registry)
         check_writable(out_dir, force)
         source = _scenario_file(scenario)

@@ -362,3 +362,24 @@ def test_a_virtual_patient_has_its_sex_age_and_weight(tmp_path):
         assert years == int((p["age_y"] * 365.25 + 1) // 365.25)
         proto = nwb.intervals["protocol"].to_dataframe()
         assert proto["stop_time"].iloc[1] - proto["start_time"].iloc[1] == 40 * 60.0
+
+
+@pytest.mark.parametrize("names", [("a_b", "a-b"), ("Ket", "ket")])
+def test_colliding_arm_labels_fail_before_simulating(tmp_path, names):
+    """Arms whose NWB labels coincide (case aside: one file on macOS and Windows) are one
+    error of run --nwb before anything is simulated (it failed after the simulation)."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    arms = "".join(f"""
+  - name: {n}
+    n: 1
+    protocol: [{{at: 0h, drug: saline, route: ip}}]
+    assays: [{{assay: western_blot, at: [2h]}}]""" for n in names)
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: c\nspecies: mouse\nseed: 1\narms:{arms}\n")
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "o"), "--nwb"])
+    assert res.exit_code == 2, res.output
+    assert "--nwb: arms" in " ".join(res.output.split())
+    assert not (tmp_path / "o").exists()

@@ -185,14 +185,16 @@ def _label(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", str(name)).strip("-") or "x"
 
 
-def _arm_labels(arms: list[str]) -> dict[str, str]:
+def arm_labels(arms: list[str]) -> dict[str, str]:
+    """Each arm's label in NWB file names; arms whose labels coincide, even in case only
+    (the same file on macOS and Windows), are one error naming both."""
     labels: dict[str, str] = {}
     for arm in arms:
         lab = _label(arm)
-        other = next((a for a, b in labels.items() if b == lab), None)
+        other = next((a for a, b in labels.items() if b.lower() == lab.lower()), None)
         if other is not None:
             raise ValueError(f"write_nwb: arms {other!r} and {arm!r} both become the label "
-                             f"{lab!r} in NWB file names; rename one")
+                             f"{lab!r} in NWB file names (letters' case aside); rename one")
         labels[arm] = lab
     return labels
 
@@ -222,7 +224,7 @@ def write_nwb(result, out_dir: str | Path, registry, *, scenario_text: str | Non
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     arms = [a.name for a in sc.arms]
-    labels = _arm_labels(arms)
+    labels = arm_labels(arms)
     readouts = result.readouts
     cols = {c: readouts[c].to_numpy() for c in readouts.columns}
     groups = (readouts.groupby(["arm", "subject", "time_h"], sort=False).indices
