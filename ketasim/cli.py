@@ -972,7 +972,8 @@ def analyze(kind: str = typer.Argument(..., help="spines, calcium, behavior or n
         folder = run_analysis(kind, paths, design, out_dir, overwrite=force)
     except (*LAB_ERRORS, *_user_errors()) as e:
         _fail(str(e))
-    for note in json.loads((folder / "manifest.json").read_text()).get("left_out", []):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for note in [*manifest.get("left_out", []), *manifest.get("no_data", [])]:
         out.print(f"note: {note}")
     out.print(f"wrote {folder}/ ({_written(folder)})")
 

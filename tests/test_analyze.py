@@ -466,3 +466,23 @@ def test_analyze_spines_on_the_deposited_dataset_reproduces_its_checks(tmp_path)
                 & (r.time_h == 24.0 * day_end) & (r.subject == index)]["value"]
         assert den > 0 and len(got) == 1
         assert float(got.iloc[0]) == pytest.approx(num / den, rel=1e-12)
+
+
+def test_design_subjects_without_data_are_named(tmp_path):
+    """A design subject no file has a value for shrinks its group's n: the manifest and
+    the console say which (it was dropped silently)."""
+    import json
+
+    tst = pd.DataFrame({"subject": ["m1", "m1", "m2", "m2", "m3", "m3"],
+                        "start_s": [0, 100, 0, 200, 0, 50],
+                        "end_s": [100, 360, 200, 360, 50, 360],
+                        "state": ["struggle", "immobile"] * 3})
+    tst.to_csv(tmp_path / "tst.csv", index=False)
+    d = {"name": "beh", "groups": {"ket": ["m1", "m2"], "sal": ["m3", "m4"]},
+         "sessions": {"test": "1d"},
+         "files": [{"path": str(tmp_path / "tst.csv"), "session": "test"}]}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(d))
+    out = analyze("behavior", [tmp_path / "tst.csv"], tmp_path / "d.yaml", tmp_path / "o")
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["no_data"] == [("group 'sal': no data for 1 of its 2 subjects (m4); its n "
+                               "counts the others")]

@@ -42,6 +42,21 @@ def _files(paths: list[Path]) -> list[Path]:
     return out
 
 
+def _subjects_without_data(design, data) -> list[str]:
+    """A note per group naming the design's subjects that no row of these files is for
+    (a missing file or a subject left out of a table shrinks that group's n)."""
+    seen = data.readouts[["arm", "subject"]].drop_duplicates()
+    have = set(data.subjects.merge(seen, on=["arm", "subject"])["subject_id"].astype(str))
+    notes = []
+    for group, members in design.design.groups.items():
+        missing = [m for m in members if str(m) not in have]
+        if missing:
+            notes.append(f"group {group!r}: no data for {len(missing)} of its "
+                         f"{len(members)} subjects ({', '.join(map(str, missing))}); its n "
+                         "counts the others")
+    return notes
+
+
 def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: str | Path,
             overwrite: bool = False) -> Path:
     """Analyse a lab's files of ``kind`` under the design file; write the run folder."""
@@ -54,7 +69,8 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
     data = read_lab_data(kind, paths, design)
     readouts = data.readouts
     comparisons, indices, left_out = check_comparisons(readouts, design)
-    data.notes = [*data.notes, *left_out]
+    no_data = _subjects_without_data(design, data)
+    data.notes = [*data.notes, *left_out, *no_data]
     summary = summarize(readouts)
     # each row keeps its index in the design (what power RUN_DIR --compare I names)
     stats = compare(readouts, comparisons).assign(comparison=indices)
@@ -70,6 +86,7 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
         "groups": {g: len(s) for g, s in design.design.groups.items()},
         "timings_s": {"total": time.perf_counter() - t0}, "notes": [*data.notes, TESTS_NOTE],
         "left_out": left_out,  # the design's comparisons these data cannot answer
+        "no_data": no_data,  # the design's subjects these files have no value for
         "tables": list(data.tables)}
     with atomic_dir(out, overwrite) as tmp:
         write_readouts(readouts, tmp / "readouts.parquet")
