@@ -111,7 +111,8 @@ def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.axvline(primary, color="0.3", lw=0.8, ls="--")
     ax.set_ylabel(f"{scale}\nchange from baseline (points)")
-    ax.legend(fontsize=7, frameon=False)
+    if ax.get_legend_handles_labels()[0]:  # no arm has a change where screening let none in
+        ax.legend(fontsize=7, frameon=False)
     ax.set_title(f"{scale}: mean change from baseline (\u00b1 SE); dashed: primary visit",
                  fontsize=9)
     for ax, readout in zip(axes[1:], below, strict=True):
