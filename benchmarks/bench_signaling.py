@@ -66,6 +66,11 @@ norketamine, HNK) from the target-node sums of ``outputs``, tried on a copy of t
 generated function (bitwise the same outputs), takes a call from 173 to 150 ns: about
 4% of the run, and only as an upper bound, since the slots a subject fills are known at
 run time, not when the kernel is compiled; not built.
+2026-12-06, twenty-fourth session (glutamate and AMPA drive clipped at 0, no other solver
+change), ``--n 2000 --rr-subjects 300``: 26.3 and 28.9 at the start (ketasim 0.881
+ms/mouse, libRoadRunner 25.5 ms/mouse), 30.0 at the end with both sides slower (ketasim
+1.071 ms/mouse, 369 steps; libRoadRunner 32.15 ms/mouse); accuracy 1.37e-6 against
+1.36e-5.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).

@@ -200,6 +200,11 @@ The same day (idle machine, ``--patients 10000``): ketasim 8.0 s (0.80 ms/patien
 ketamine piece of 5,000 patients 6.7 s), reference 27.47 ms/patient, **speedup 34.4**
 (signalling alone on the sample 23.5); 140 of 140 rated totals identical; peak RSS 453
 MB. 50x would need 5.5 s for these 10,000 patients.
+- 2026-12-06, twenty-fourth session (measurement streams keyed by visit time elsewhere;
+  the MADRS path unchanged), ``--patients 10000``: ketasim 8.9 s (0.89 ms/patient, 6,738
+  patient-weeks/s), reference 32.83 ms/patient (a slower machine: LSODA 51 ms on the
+  first patient), **speedup 36.9** (signalling alone on the sample 42.9); 140 of 140
+  rated totals identical, MADRS latent 1.3e-6; peak RSS 450 MB.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
