@@ -1156,12 +1156,17 @@ def params(prefix: str = typer.Argument("", help="show only names starting with 
     table.add_column("name", no_wrap=True)
     for col in ("value", "unit", "range", "bsv", "source"):
         table.add_column(col)
-    for p in load_registry():
-        if p.name.startswith(prefix):
-            bsv = (f"CV {p.bsv_cv:g}" if p.bsv_cv else
-                   f"logit SD {p.bsv_logit_sd:g}" if p.bsv_logit_sd else "")
-            table.add_row(p.name, f"{p.value:g}", p.unit, f"[{p.low:g}, {p.high:g}]", bsv,
-                          p.source)
+    registry = load_registry()
+    chosen = [p for p in registry if p.name.startswith(prefix)]
+    if not chosen:
+        groups = sorted({p.name.split(".")[0] for p in registry})
+        _fail(f"no parameter starts with {prefix!r}; names start with "
+              f"{', '.join(g + '.' for g in groups)}")
+    for p in chosen:
+        bsv = (f"CV {p.bsv_cv:g}" if p.bsv_cv else
+               f"logit SD {p.bsv_logit_sd:g}" if p.bsv_logit_sd else "")
+        table.add_row(p.name, f"{p.value:g}", p.unit, f"[{p.low:g}, {p.high:g}]", bsv,
+                      p.source)
     out.print(table)
 
 

@@ -267,3 +267,10 @@ def test_a_compound_folder_named_relative_and_absolute_is_one_folder(tmp_path, m
         assert add_compounds(folder.resolve()) == ["mydrug"]  # a sweep worker's reload
     finally:
         reset_compounds()
+
+
+def test_params_with_an_unknown_prefix_is_an_error():
+    res = invoke("params", "nope")
+    assert res.exit_code == 2
+    assert "no parameter starts with 'nope'" in " ".join(res.output.split())
+    assert invoke("params", "sig.k_syn").exit_code == 0

@@ -128,3 +128,20 @@ def test_points_are_decimals_unless_beside_decimal_commas(tmp_path):
     (tmp_path / "tab.csv").write_text("subject\tsucrose, g\twater_g\nm1\t1\t2\n")
     df, _ = read_frame(tmp_path / "tab.csv", "csv", ValueError)
     assert list(df.columns) == ["subject", "sucrose, g", "water_g"]
+
+
+@pytest.mark.parametrize("header", [
+    "subject,branch,spine_id,time_h,position_um,present,branch_length_um,present",
+    "subject;branch;spine_id;time_h;position_um;present;branch_length_um;present"])
+def test_a_column_named_twice_is_one_error(tmp_path, header):
+    """pandas renames a repeated column 'present.1', and the reader then used the first
+    silently; the header is checked first, whatever the separator."""
+    from ketasim.analysis.tracking import TrackingTableError
+
+    sep = ";" if ";" in header else ","
+    row = sep.join(["m1", "b1", "s1", "0", "1" + ("," if sep == ";" else ".") + "5",
+                    "true", "50", "false"])
+    path = tmp_path / "t.csv"
+    path.write_text(header + "\n" + row + "\n")
+    with pytest.raises(TrackingTableError, match="column 'present' more than once"):
+        read_tracking_table(path)

@@ -454,3 +454,10 @@ def test_a_real_run_folder(tmp_path):
     stats = pd.read_csv(out / "stats.csv", float_precision="round_trip")
     assert json.loads(res.stdout) == [{"test": stats["test"][0], "p": stats["p"][0]}]
     assert snapshot(out) == before
+
+
+def test_format_and_suffix_must_agree(run_dir, tmp_path):
+    res = invoke("query", run_dir, TST_BY_ARM, "--output", tmp_path / "q.parquet",
+                 "--format", "json")
+    assert res.exit_code == 2 and "a parquet file's name for --format json" in res.stderr
+    assert not (tmp_path / "q.parquet").exists()

@@ -117,6 +117,19 @@ def csv_dialect(path: Path) -> tuple[str, str]:
     return sep, ("." if point or sep == "\t" else ",")
 
 
+def _check_header(path: Path, sep: str, error: type[ValueError]) -> None:
+    """A CSV header naming a column twice is one error (pandas would rename the second
+    'x.1' and a reader would silently use the first)."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+        first = f.readline()
+    names = [c.strip() for c in next(csv.reader([first], delimiter=sep), [])]
+    twice = sorted({c for c in names if c and names.count(c) > 1})
+    if twice:
+        raise error(f"{path.name}: header names column {twice[0]!r} more than once "
+                    f"({names.count(twice[0])} times); each column once")
+
+
 def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
     """Read a CSV or Parquet file into a DataFrame with stripped column names, CSV blank
     lines dropped, and the file row number of each remaining row (1-based data rows, the
@@ -127,6 +140,7 @@ def read_frame(path, kind: str, error: type[ValueError], csv_dtype=str):
     try:
         if kind == "csv":
             sep, decimal = csv_dialect(Path(path))
+            _check_header(Path(path), sep, error)
             # cells as text (csv_dtype) so that bad cells are reported, not coerced
             # round_trip: a number written with all its digits reads back bit for bit
             df = pd.read_csv(path, dtype=csv_dtype, skip_blank_lines=False, sep=sep,

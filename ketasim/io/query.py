@@ -407,6 +407,10 @@ def output_format(path: Path, fmt: str | None) -> str:
         if fmt not in FILE_FORMATS:
             raise QueryError(f"--format {fmt}: cannot be written to --output; expected one "
                              f"of {', '.join(FILE_FORMATS)}")
+        named = SUFFIX_FORMATS.get(Path(path).suffix.lower())
+        if named is not None and named != fmt:
+            raise QueryError(f"--output {path}: a {named} file's name for --format {fmt}; "
+                             f"name it .{fmt} or leave --format out")
         return fmt
     try:
         return SUFFIX_FORMATS[Path(path).suffix.lower()]
