@@ -849,6 +849,10 @@ def screen(
                                   else str(e)) from None
             folders = [folder, *folders]
             inputs = sorted(Path(folder).glob("*.y*ml"))
+            outside = [c for c in names if c not in screened]
+            if outside:  # --only picks among the folder's compounds
+                raise ScreenError(f"--only: {', '.join(map(repr, outside))} not in {folder} "
+                                  f"(its compounds: {', '.join(screened)})")
             names = names or screened
         plan = plan_screen(species=species, route=route, stress=stress, doses=doses, n=n,
                            seed=seed, candidates=names or None)

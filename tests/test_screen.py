@@ -344,3 +344,12 @@ def test_screen_figures_keep_role_colours_apart_and_print_no_negative_zero():
     assert fixed(-0.001, ".2f") == "0.00" and fixed(-0.5, ".2f") == "-0.50"
     assert fixed(0.004, ".2f") == "0.00" and fixed(12.0, "g") == "12"
     assert fixed(math.nan, ".1f") == "nan"
+
+
+def test_screen_only_picks_among_the_folders_compounds(tmp_path, compound_dir):
+    """With a folder, --only names compounds of that folder (a built-in name screened
+    the built-in and dropped the folder's silently)."""
+    res = invoke("screen", compound_dir, "--only", "memantine", "--out", tmp_path / "s")
+    assert res.exit_code == 2
+    assert_one_error_line(res.stderr, "--only", "'memantine' not in", "lowtrap_blocker")
+    assert not (tmp_path / "s").exists()

@@ -135,6 +135,11 @@ def test_sample_errors():
         S.sample(problem, "morris", 1, seed=0)
     with pytest.raises(S.SensitivityError, match="expected one of sobol, morris"):
         S.sample(problem, "fast", 8, seed=0)
+    # the sweep's cap, before SALib tries to allocate 32 GiB (a MemoryError traceback)
+    with pytest.raises(S.SensitivityError, match="would draw 3221225472 samples"):
+        S.sample(problem, "sobol", 2**30, seed=0)
+    with pytest.raises(S.SensitivityError, match="expected at most 10000000"):
+        S.sample(problem, "morris", 10_000_000, seed=0)
 
 
 # --------------------------------------------------------------------------- problem

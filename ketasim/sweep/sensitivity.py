@@ -72,7 +72,7 @@ from ketasim.scenario import (
 )
 from ketasim.signaling import spec
 from ketasim.signaling.protocol import INTERVENTIONS, STRESSORS
-from ketasim.sweep.core import read_sweep, run_sweep
+from ketasim.sweep.core import MAX_SAMPLES, read_sweep, run_sweep
 
 __all__ = [
     "DEFAULT_N", "INDEX_COLUMNS", "LOG_RATIO", "METHODS", "TARGET_COLUMNS",
@@ -386,6 +386,11 @@ def sample(problem: dict, method: str, n: int, seed: int) -> pd.DataFrame:
     if isinstance(n, bool) or int(n) != n:
         raise SensitivityError(f"n: got {n!r}; expected a whole number")
     n = int(n)
+    rows = n * (len(problem["names"]) + (2 if method == "sobol" else 1))
+    if rows > MAX_SAMPLES:  # as a sweep's cap, before SALib allocates them
+        raise SensitivityError(f"n: got {n}; {method} would draw {rows} samples over "
+                               f"{len(problem['names'])} parameters, expected at most "
+                               f"{MAX_SAMPLES}")
     if method == "sobol":
         if n < 2 or n & (n - 1):
             raise SensitivityError(f"n: got {n}; Sobol' sampling needs a power of two (e.g. 64 "
