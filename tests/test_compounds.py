@@ -435,3 +435,13 @@ def test_release_never_falls_below_zero(tmp_path):
     r = simulate(load_scenario_text(text), registry=reg).readouts
     glu = r[r.readout == "glutamate_surge"].value
     assert np.isfinite(r.value).all() and glu.min() >= 0.0
+
+
+def test_a_channel_blocker_takes_no_efficacy(tmp_path):
+    """An efficacy on a channel blocker was accepted and ignored (its block follows from
+    its affinity, trapping and Mg2+ at rest): one error naming the field."""
+    text = BLOCKER.replace("    trapping: {value: 0.86",
+                           "    efficacy: {value: 5, unit: \"1\", source: \"x\"}\n"
+                           "    trapping: {value: 0.86")
+    with pytest.raises(CompoundError, match=r"targets\.nmda\.efficacy.*channel_blocker"):
+        add_compounds(_write(tmp_path / "c", text))

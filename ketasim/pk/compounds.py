@@ -385,6 +385,9 @@ def _target(name: str, raw: Any, window: bool, where: str) -> TargetAction:
                           for k, v in pot.items()}
     else:
         potency = _value(raw["potency"], "uM", f"{where}.potency")
+    if action in CHANNEL and "efficacy" in raw:
+        _fail(f"{where}.efficacy", f"none for a {action}: its block follows from its "
+                                   "affinity, trapping and Mg2+ at rest (leave it out)")
     eff_unit = "x baseline" if action in ("agonist", "activator") else "1"
     efficacy = _value(raw.get("efficacy", 1.0), eff_unit, f"{where}.efficacy")
     if efficacy.value is not None and action in ("antagonist", "inhibitor",
