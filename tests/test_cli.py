@@ -518,8 +518,9 @@ def test_params_prefix_filters():
     shown = table_first_column(res.stdout)
     expected = [p.name for p in load_registry() if p.name.startswith("sig.")]
     assert expected and shown == expected
-    res = invoke("params", "no.such.prefix", env=WIDE)
-    assert res.exit_code == 0 and table_first_column(res.stdout) == []
+    res = invoke("params", "no.such.prefix", env=WIDE)  # a typo, not an empty listing
+    assert res.exit_code == 2
+    assert_one_error_line(res.stderr, "no parameter starts with 'no.such.prefix'", "sig.")
 
 
 def test_params_names_are_whole_at_80_columns():
