@@ -410,3 +410,14 @@ def test_holm_adjustment_matches_statsmodels():
     assert np.isnan(got[2])
     np.testing.assert_allclose(got[ok], multipletests(p[ok], method="holm")[1], rtol=1e-12)
     assert np.isnan(holm(np.array([np.nan]))).all()
+
+
+def test_report_names_comparisons_without_a_test():
+    """A comparison with an arm of one value has no p: the report says which and why
+    (the cells were blank without a word)."""
+    from ketasim.report.html import _stats_html
+
+    stats = compare(readouts({"a": [1.0], "b": [2.0, 3.0, 2.5]}),
+                    [comparison(["a", "b"])])
+    text = " ".join(_stats_html(stats))
+    assert "No test (an arm with fewer than 2 values" in text and "n 1;3" in text

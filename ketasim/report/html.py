@@ -304,7 +304,12 @@ def _stats_html(stats: pd.DataFrame) -> list[str]:
     note = (f"<p class='note'>p: each comparison's own test; p_holm: Holm-adjusted over "
             f"the {n} comparisons with a p (family-wise error rate). Shaded: p_holm &lt; "
             "0.05.</p>" if col == "p_holm" and n > 1 else "")
-    return [table_html(stats, col, "stats"), note]
+    untested = stats[~np.isfinite(stats["p"].to_numpy(float))]
+    missing = "; ".join(
+        f"{r.readout} at {r.time_h:g} h ({r.groups}; n {r.n})" for r in untested.itertuples())
+    gaps = (f"<p class='note'>No test (an arm with fewer than 2 values, or a model that "
+            f"could not be fitted): {html.escape(missing)}.</p>" if missing else "")
+    return [table_html(stats, col, "stats"), note, gaps]
 
 
 def _summary_html(summary: pd.DataFrame) -> list[str]:
