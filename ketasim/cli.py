@@ -362,6 +362,8 @@ def validate(
     from ketasim.validation.targets import TargetError
 
     ids = _names(only, "--only")
+    if workers is not None and workers < 1:
+        _fail(f"--workers: got {workers}; expected at least 1")
     folders = _add_compounds(compounds)
     registry = _registry(settings)
     baseline, baseline_file = _earlier(against, "validation.csv", "ketasim validate",

@@ -274,3 +274,9 @@ def test_params_with_an_unknown_prefix_is_an_error():
     assert res.exit_code == 2
     assert "no parameter starts with 'nope'" in " ".join(res.output.split())
     assert invoke("params", "sig.k_syn").exit_code == 0
+
+
+def test_validate_workers_must_be_positive(tmp_path):
+    res = invoke("validate", "--only", "T-PK-04", "--workers", "0", "--out", tmp_path / "v")
+    assert res.exit_code == 2 and "--workers: got 0" in " ".join(res.output.split())
+    assert not (tmp_path / "v").exists()
