@@ -169,13 +169,19 @@ def test_compiled_gamma_equals_numpys(shape):
     np.testing.assert_array_equal(gen.standard_normal(5), ref_gen.standard_normal(5))
 
 
-def test_assay_context_noise_is_each_subjects_stream():
-    from ketasim.core.assay import AssayContext
+def test_assay_context_noise_is_each_subjects_stream_per_session():
+    from ketasim.core.assay import AssayContext, session_key
 
     ctx = AssayContext(5, "saline", "western_blot", np.array([3, 0, 77]), "mouse", {},
                        lambda o, t: None, registry=object())
-    for shape in [(4,), (2, 3, 5), (2, 3, 0)]:
-        z = ctx.noise("western_blot", shape)
-        assert z.shape == (3, *shape)
+    at = np.array([-1.0, 2.0, 1.0 / 60.0])
+    for shape in [(), (4,), (2, 3, 5), (2, 3, 0)]:
+        z = ctx.noise_at("western_blot", at, shape)
+        assert z.shape == (3, len(at), *shape)
         for i in range(ctx.n):
-            np.testing.assert_array_equal(z[i], ctx.rng(i, "western_blot").standard_normal(shape))
+            for j, t in enumerate(at):  # each subject's stream for that session's time
+                g = ctx.rng(i, session_key("western_blot", t))
+                np.testing.assert_array_equal(z[i, j], g.standard_normal(shape))
+    # the key is the time, not the place: a session drawn alone draws the same numbers
+    np.testing.assert_array_equal(ctx.noise_at("western_blot", at[1:2], (4,))[:, 0],
+                                  ctx.noise_at("western_blot", at, (4,))[:, 1])

@@ -227,17 +227,17 @@ def compare(readouts: pd.DataFrame, comparisons) -> pd.DataFrame:
 
 
 def holm(p: np.ndarray) -> np.ndarray:
-    """Holm's (1979) step-down adjustment of the p-values of one family of comparisons
+    """Holm's (1979, Scand J Stat) step-down adjustment of the p-values of one family of comparisons
     (here: every comparison of a run or an analysis), controlling the family-wise error
-    rate; NaN p-values stay NaN and do not count towards the family."""
+    rate (statsmodels ``multipletests``); NaN p-values stay NaN and do not count towards
+    the family."""
+    from statsmodels.stats.multitest import multipletests  # statsmodels: deferred, heavy
+
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size:
-        order = ok[np.argsort(p[ok], kind="stable")]
-        m = ok.size
-        adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-        out[order] = np.minimum(adj, 1.0)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out
 
 

@@ -146,14 +146,6 @@ class AssayContext:
         return keyed_normals(self.seed, keys.reshape(-1, 4), n).reshape(
             keys.shape[0], len(parts), n)
 
-    def noise(self, part: str, shape: tuple[int, ...]) -> np.ndarray:
-        """(subjects, *shape) standard normals, each subject's from its own stream for
-        ``part`` (``self.rng(i, part).standard_normal(shape)``), drawn for the chunk at
-        once."""
-        shape = tuple(int(k) for k in shape)
-        return self.normals([part], int(np.prod(shape, dtype=np.int64)))[:, 0].reshape(
-            self.n, *shape)
-
     def noise_at(self, part: str, at: np.ndarray, shape: tuple[int, ...] = ()
                  ) -> np.ndarray:
         """(subjects, len(at), *shape) standard normals, each subject's at each time from
