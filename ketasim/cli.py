@@ -86,6 +86,15 @@ def _user_errors():
             AssayOptionError, CompoundError)
 
 
+def _fail_in(scenario: str, e: Exception):
+    """:func:`_fail` for a problem found in a loaded scenario: one that names its place
+    (``arms[0]...``) gets the scenario's file and line, as loading problems have."""
+    from ketasim.scenario import locate_problem
+
+    msg = str(e)
+    _fail(locate_problem(scenario, msg) if msg.startswith("arms[") else msg)
+
+
 def _analysis_errors():
     """The user errors of power, sweep, sensitivity and calibrate: each command's own
     error class and the parameter and unit errors of what it is given, besides
@@ -297,7 +306,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                   scenario_text=text, nwb=nwb, backend=_backend(scheduler, workers),
                   against=earlier if against is not None else None, warnings=warnings)
     except _user_errors() as e:
-        _fail(str(e))
+        _fail_in(scenario, e)
     out.print(f"wrote {out_dir}/ ({_written(out_dir)})")
     if against is not None:
         import pandas as pd
@@ -755,7 +764,7 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                 "backend": _backend(scheduler, workers)}
             _write_power(df, out_dir, overwrite=force, cohorts=per, manifest=man)
     except _analysis_errors() as e:
-        _fail(str(e))
+        _fail_in(scenario, e)
     first = df.iloc[0]
     table = Table("n per arm", "power", "95% CI",
                   title=f"{first['readout']} at {first['time_h']:g} h, {first['test']}, "
@@ -934,6 +943,11 @@ def compounds_cmd(
     from ketasim.pk.compounds import BUILTIN, COMPOUNDS, compound_schema
 
     if schema_out:
+        if compounds:
+            # the file format is the same for every compound: a --compounds folder would
+            # be neither read nor checked, which the user would not see
+            _fail("--schema prints the format of a compound file, the same for all; it "
+                  "takes no --compounds (list or check a folder with --compounds alone)")
         out.print_json(json.dumps(compound_schema()))
         return
     _add_compounds(compounds)
@@ -1022,7 +1036,7 @@ def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                   workers=workers, chunk_samples=chunk, compounds=folders,
                   registry=registry)
     except _analysis_errors() as e:
-        _fail(str(e))
+        _fail_in(scenario, e)
     out.print(f"wrote {out_dir}/ ({len(samples)} samples: chunks/part-*.parquet, "
               "samples.parquet, manifest.json)")
 
@@ -1081,7 +1095,7 @@ def sensitivity(
                         registry=registry, figure=plot_indices, workers=workers,
                         scheduler=scheduler, compounds=folders)
     except _analysis_errors() as e:
-        _fail(str(e))
+        _fail_in(scenario, e)
     out.print(f"wrote {out_dir}/ (indices.csv, indices.png, samples.csv, manifest.json, sweep/)")
 
 
@@ -1127,7 +1141,7 @@ def calibrate(
                         compounds=[str(f) for f in folders], overwrite=force,
                         progress=lambda msg: err.print(msg))
     except _analysis_errors() as e:
-        _fail(str(e))
+        _fail_in(scenario, e)
     files = ", ".join(sorted(f.name for f in Path(out_dir).iterdir()))
     out.print(f"wrote {out_dir}/ ({files})" + (f" and {petab}/" if petab is not None else ""))
 
@@ -1225,7 +1239,7 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
         except OSError as e:
             _fail(f"--out {out_file}: cannot write ({e.strerror})")
     except _user_errors() as e:
-        _fail(str(e))
+        _fail_in(scenario, e)
     out.print(f"wrote {out_file}")
 
 

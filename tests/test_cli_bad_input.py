@@ -179,9 +179,56 @@ arms:
     r = _invoke("run", tmp_path / "s.yaml", "--out", tmp_path / "out")
     assert r.exit_code == 2
     assert "arms[0].protocol[rapamycin at -1 h]: compound 'rapamycin' has no PK" in r.output
+    # as a loading problem would: the scenario's file first, the entry's line last
+    assert f"error: {tmp_path / 's.yaml'}: arms[0]" in r.output.replace("\n", "")
+    assert r.output.rstrip().endswith("(line 10)")
     # raised while the progress bar runs: one line, no blank one left by the bar
     assert r.output.splitlines()[0].startswith("error: ")
     assert len(r.output.splitlines()) == 1, repr(r.output)
+
+
+def test_a_compound_without_pk_for_the_species_names_its_dose_and_line(tmp_path):
+    # a compartmental compound (memantine: mouse and rat PK only) in a human arm, given
+    # second in the second arm: the error names that dose and its line, not only the arm
+    text = """
+name: t
+species: human
+seed: 1
+arms:
+  - name: a
+    n: 2
+    protocol: [{at: 0h, drug: saline, route: iv}]
+    assays: [{assay: signaling_state, at: [1h]}]
+  - name: b
+    n: 2
+    protocol:
+      - {at: 0h, drug: saline, route: iv}
+      - {at: 2h, drug: memantine, dose: 10 mg/kg, route: iv}
+    assays: [{assay: signaling_state, at: [1h]}]
+"""
+    (tmp_path / "s.yaml").write_text(text)
+    r = _invoke("run", tmp_path / "s.yaml", "--out", tmp_path / "out")
+    assert r.exit_code == 2
+    line = " ".join(r.output.split())
+    assert line.startswith(f"error: {tmp_path / 's.yaml'}: arms[1].protocol[memantine at 2 h]")
+    assert "compound 'memantine' has no PK for species 'human' (it has: mouse, rat)" in line
+    assert line.endswith("(line 14)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_locate_problem_finds_arms_assays_and_protocol_entries(tmp_path):
+    from ketasim.scenario import locate_problem
+
+    f = tmp_path / "s.yaml"
+    f.write_text("name: t\narms:\n  - name: a\n    protocol:\n      - {at: 0h, drug: saline}\n"
+                 "      - {at: 1h, drug: ketamine}\n    assays:\n      - {assay: x}\n"
+                 "      - {assay: y}\n")
+    assert locate_problem(f, "arms[0]: p") == f"{f}: arms[0]: p (line 3)"
+    assert locate_problem(f, "arms[0].assays[1]: p").endswith("(line 9)")
+    assert locate_problem(f, "arms[0].protocol[ketamine at 1 h]: p").endswith("(line 6)")
+    # a place the file does not have: the nearest enclosing one; other messages unlocated
+    assert locate_problem(f, "arms[0].protocol[mk801 at 1 h]: p").endswith("(line 3)")
+    assert locate_problem(f, "something else") == f"{f}: something else"
 
 
 def test_a_write_failure_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):

@@ -223,6 +223,10 @@ def test_cli_compounds_lists_builtin_and_user(tmp_path):
     res = CliRunner().invoke(app, ["compounds", "--schema"])
     assert res.exit_code == 0
     assert json.loads(res.output)["type"] == "object"
+    # the schema is one format for all: a folder beside it would go unread, so refused
+    res = CliRunner().invoke(app, ["compounds", "--schema", "--compounds", str(folder)])
+    assert res.exit_code != 0
+    assert "takes no --compounds" in res.output
 
 
 def test_window_modulator_acts_at_its_allosteric_site():

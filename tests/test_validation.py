@@ -357,6 +357,18 @@ def test_statistic_missing_data_is_an_error():
         evaluate("mean('zz', 'r', '1h')", _table())
 
 
+def test_statistic_division_by_zero_is_an_error_not_infinity():
+    # an infinite ratio would pass ">= 1.3"; the error names the denominator
+    flat = pd.DataFrame([("a", s, "x", "r", 1.0, 1.0, "u") for s in range(3)],
+                        columns=["arm", "subject", "assay", "readout", "time_h", "value",
+                                 "unit"])
+    with pytest.raises(StatisticError, match=r"division by zero: mean\('a', 'r', '1h'\) - 1"):
+        evaluate("mean('a', 'r', '1h') / (mean('a', 'r', '1h') - 1)", flat)
+    with pytest.raises(StatisticError, match="division by zero: 0"):
+        evaluate("mean('a', 'r', '1h') / 0", flat)
+    assert evaluate("(mean('a', 'r', '1h') - 1) / 2", flat) == 0.0
+
+
 # ------------------------------------------------------------------ validate
 # Targets shown as known gaps today (see their known_gap text). T-LH-06 and T-PA-03 left
 # the list with the circuit's assemblies (2026-12-05): both pass at their replicas' seeds.

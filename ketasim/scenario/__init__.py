@@ -31,6 +31,7 @@ from .loader import (
     builtin_scenarios,
     load_scenario,
     load_scenario_text,
+    locate_problem,
     scenario_hash,
     scenario_json_schema,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "format_time",
     "load_scenario",
     "load_scenario_text",
+    "locate_problem",
     "parse_dose",
     "parse_duration",
     "parse_mass_kg",

@@ -19,6 +19,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import reprlib
 import types
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "builtin_scenarios",
     "load_scenario",
     "load_scenario_text",
+    "locate_problem",
     "scenario_hash",
     "scenario_json_schema",
 ]
@@ -732,3 +734,58 @@ def scenario_hash(scenario: Scenario) -> str:
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+_WHERE = re.compile(r"^arms\[(\d+)\](?:\.(protocol|assays)\[([^\]]+)\])?")
+
+
+def locate_problem(source: str | os.PathLike[str], message: str) -> str:
+    """A problem found after loading (a compound without PK for the species, an assay
+    the arm cannot run), whose message starts with the place in the scenario it found
+    (``arms[1]``, ``arms[1].protocol[ketamine at 0 h]``, ``arms[1].assays[2]``),
+    prefixed with the scenario's file and followed by that place's line, as the loader's
+    own problems are. Anything else, or a file that cannot be read again, comes back
+    with the file prefixed only."""
+    try:
+        path, label = _resolve_source(source)
+        label = _one_line(label)
+    except ScenarioError:
+        return message
+    m = _WHERE.match(message)
+    line = None
+    if m is not None:
+        try:
+            root = yaml.compose(_read_text(path, label))
+        except Exception:  # the file changed since it was loaded: no line, same message
+            root = None
+        loc: list[Any] = ["arms", int(m.group(1))]
+        if m.group(2) == "assays" and m.group(3).isdigit():
+            loc += ["assays", int(m.group(3))]
+        elif m.group(2) == "protocol":
+            # protocol entries are named by what they give (the stored protocol is sorted
+            # by time): the file's first entry giving it
+            name = m.group(3).split(" at ")[0]
+            protocol = _node_at(root, [*loc, "protocol"])
+            entries = protocol.value if isinstance(protocol, yaml.SequenceNode) else []
+            for i, entry in enumerate(entries):
+                if isinstance(entry, yaml.MappingNode) and any(
+                        isinstance(v, yaml.ScalarNode) and v.value == name
+                        for _, v in entry.value):
+                    loc += ["protocol", i]
+                    break
+        line = _locate(root, tuple(loc))[1] if root is not None else None
+    return f"{label}: {message}" + (f" (line {line})" if line is not None else "")
+
+
+def _node_at(root: yaml.Node | None, loc: list[Any]) -> yaml.Node | None:
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in reversed(node.value)
+                         if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    return node

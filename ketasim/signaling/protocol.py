@@ -228,11 +228,13 @@ def _assign_slots(arm, species, cohort, registry, b: _Builder, arm_path) -> dict
     """Give each compound with compartmental PK in the arm a drug slot (parents before
     their metabolites) and set the slot's parameters from its compound file."""
     names: list[str] = []
+    first: dict[str, str] = {}  # each compound's first dose (or its parent's), for errors
     for i, ev in enumerate(arm.protocol):
         if getattr(ev, "drug", None):
             for n in _pk_compounds(ev.drug, event_where(arm_path, ev)):
                 if n not in names:
                     names.append(n)
+                    first[n] = event_where(arm_path, ev)
     # parents first: a metabolite's slot comes after every slot it is formed from
     order: list[str] = []
 
@@ -252,7 +254,7 @@ def _assign_slots(arm, species, cohort, registry, b: _Builder, arm_path) -> dict
     b.slots = tuple(order)
     for n, k in slots.items():
         c = COMPOUNDS[n]
-        where = f"{arm_path}: compound {n!r} ({c.source_file})"
+        where = f"{first[n]} ({c.source_file})"
         try:
             pk = c.species_pk(species, where)
         except CompoundError as e:

@@ -507,8 +507,14 @@ def evaluate(expr: str, readouts: pd.DataFrame, tracking: dict | None = None) ->
         if isinstance(node, ast.UnaryOp):
             return -ev(node.operand)
         if isinstance(node, ast.BinOp):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return float(_BINOPS[type(node.op)](ev(node.left), ev(node.right)))
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Div) and right == 0:
+                # an infinite ratio would pass a one-sided tolerance (">= 1.3"): a ratio
+                # whose denominator is 0 has no value, and the target is an error
+                raise StatisticError(f"statistic {expr!r}: division by zero: "
+                                     f"{ast.unparse(node.right)} is 0")
+            with np.errstate(invalid="ignore"):
+                return float(_BINOPS[type(node.op)](left, right))
         if isinstance(node, ast.Call):
             args = [ev(a) for a in node.args]
             kwargs = {k.arg: ev(k.value) for k in node.keywords}
