@@ -756,7 +756,7 @@ def locate_problem(source: str | os.PathLike[str], message: str) -> str:
     if m is not None:
         try:
             root = yaml.compose(_read_text(path, label))
-        except Exception:  # the file changed since it was loaded: no line, same message
+        except (ScenarioError, yaml.YAMLError):  # changed since loaded: no line
             root = None
         loc: list[Any] = ["arms", int(m.group(1))]
         if m.group(2) == "assays" and m.group(3).isdigit():
