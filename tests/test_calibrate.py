@@ -351,3 +351,31 @@ def test_percent_change_needs_a_positive_baseline():
     assert np.isnan(got[0]) and got[1] == pytest.approx(-2.6)
     pos = readouts.assign(value=-readouts["value"])
     assert statistics(pos, rows)[0] == pytest.approx(26.0)
+
+
+def test_a_data_unit_other_than_the_models_is_refused_before_simulating(tmp_path):
+    """A row's unit, when given, must be the readout's own (% for a percent change): a
+    fraction fitted against percentages would fit wrong parameters without a word."""
+    from ketasim.sweep.calibrate import _resolve_rows
+
+    sc = load_scenario_text(TWO_ARMS)
+    rows = [("ket", "plasticity_potential", 1.0, "", "", 0.5, 0.05, "probability"),
+            ("ket", "formation_pct", 24.0, "", "", 12.0, 1.0, "percent"),
+            ("ket", "spine_density_per_10um", 24.0, -24.0, "percent", 8.0, 2.0, "%"),
+            ("ket", "spine_density_per_10um", 24.0, -24.0, "difference", 0.3, 0.1,
+             "per 10 um"),
+            ("ket", "formation_drive", 1.0, "", "", 1.2, 0.1, "")]
+    cols = ["arm", "readout", "time_h", "baseline_h", "change", "mean", "sem", "unit"]
+    ok = CalibrationData.from_frame(pd.DataFrame(rows, columns=cols))
+    assert len(_resolve_rows(sc, ok)) == 5  # same units (aliases too), or none given
+    for bad, msg in [
+            (("ket", "plasticity_potential", 1.0, "", "", 50.0, 5.0, "%"),
+             ("unit '%', but signaling_state reports 'plasticity_potential' in "
+              "'probability'")),
+            (("ket", "spine_density_per_10um", 24.0, -24.0, "percent", 8.0, 2.0,
+              "per 10 um"), "a percent change of 'spine_density_per_10um' is in %")]:
+        data = CalibrationData.from_frame(pd.DataFrame([bad], columns=cols), "d.csv")
+        with pytest.raises(CalibrationError, match=r"d.csv, row \d+ .*" + msg.replace(
+                "(", r"\(").replace(")", r"\)")):
+            calibrate(sc, data, ["sig.k_pka"], tmp_path / "o", method="likelihood")
+        assert not (tmp_path / "o").exists()

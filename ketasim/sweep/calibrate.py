@@ -396,6 +396,31 @@ def _restrict(scenario, arms: set[str]):
         "arms": tuple(a for a in scenario.arms if a.name in arms), "compare": ()})
 
 
+_UNIT_ALIASES = {"percent": "%", "pct": "%", "sec": "s", "second": "s", "seconds": "s",
+                 "hz": "Hz", "1/s": "Hz"}
+
+
+def _norm_unit(u: str) -> str:
+    u = " ".join(str(u).split())
+    return _UNIT_ALIASES.get(u.lower(), u)
+
+
+def _check_unit(where: str, r, assay: str, spec) -> None:
+    """A data row that gives a unit must give the unit the model reports its readout in
+    (``%`` for a percent change): a fraction fitted against percentages, or seconds
+    against minutes, would fit wrong parameters without a word. No unit: not checked."""
+    given = _norm_unit(getattr(r, "unit", "") or "")
+    if not given:
+        return
+    unit = next(x.unit for x in spec.readouts if x.name == r.readout)
+    want = "%" if r.change == "percent" else _norm_unit(unit)
+    if given != want:
+        what = (f"a percent change of {r.readout!r} is in %" if r.change == "percent"
+                else f"{assay} reports {r.readout!r} in {unit!r}")
+        raise CalibrationError(f"{where}: unit {r.unit!r}, but {what}; give the mean and "
+                               f"SEM in {want!r} (or leave the unit empty)")
+
+
 def _resolve_rows(scenario, data: CalibrationData) -> pd.DataFrame:
     """The data table with each row's assay and the scenario's exact times; one clear
     error for a row the scenario does not measure."""
@@ -448,6 +473,7 @@ def _resolve_rows(scenario, data: CalibrationData) -> pd.DataFrame:
                                    f"{r.arm!r} all report {r.readout!r} then; name one in "
                                    "an 'assay' column")
         (a, (tt, bb)), = found.items()
+        _check_unit(where, r, a, ASSAYS[a])
         assays.append(a)
         times.append(tt)
         bases.append(bb)
