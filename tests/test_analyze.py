@@ -486,3 +486,18 @@ def test_design_subjects_without_data_are_named(tmp_path):
     man = json.loads((out / "manifest.json").read_text())
     assert man["no_data"] == [("group 'sal': no data for 1 of its 2 subjects (m4); its n "
                                "counts the others")]
+
+
+def test_a_design_field_error_gives_its_line(tmp_path):
+    p = tmp_path / "design.yaml"
+    p.write_text("name: x\ngroups:\n  a: [m1]\n  b: [m2]\ncompare:\n"
+                 "  - {readout: r, at: 1d, arms: [a, b]}\n"
+                 "  - {readout: r, at: 1d, arms: [a, b], test: wilcoxon}\n")
+    with pytest.raises(DesignError) as e:
+        load_design(p)
+    assert str(e.value).startswith(f"{p}: compare.1.test: ")
+    assert str(e.value).endswith("(line 7)")
+    # a missing field: the line of the mapping that lacks it
+    p.write_text("name: x\ngroups:\n  a: [m1]\n  b: [m2]\ncompare:\n  - {at: 1d, arms: [a, b]}\n")
+    with pytest.raises(DesignError, match=r"compare\.0\.readout: Field required \(line 6\)"):
+        load_design(p)

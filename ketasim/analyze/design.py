@@ -35,6 +35,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ketasim.scenario.loader import yaml_line
 from ketasim.scenario.model import TWO_GROUP_TESTS
 from ketasim.scenario.units import UnitError, parse_time
 
@@ -352,7 +353,8 @@ def load_design(path: str | Path) -> ResolvedDesign:
     """Read and check a design file; :class:`DesignError` names the file and field."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
+        text = p.read_text()
+        raw = yaml.safe_load(text)
     except OSError as e:
         raise DesignError(f"{p}: cannot read the design file ({e.strerror})") from None
     except yaml.YAMLError as e:
@@ -364,5 +366,7 @@ def load_design(path: str | Path) -> ResolvedDesign:
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise DesignError(f"{p}: {loc}: {err['msg']}") from None
+        line = yaml_line(text, err["loc"])
+        raise DesignError(f"{p}: {loc}: {err['msg']}"
+                          + ("" if line is None else f" (line {line})")) from None
     return ResolvedDesign(design, str(p))

@@ -34,6 +34,7 @@ from .loader import (
     locate_problem,
     scenario_hash,
     scenario_json_schema,
+    yaml_line,
 )
 from .model import (
     STATISTICAL_TESTS,
@@ -100,4 +101,5 @@ __all__ = [
     "scenario_json_schema",
     "units",
     "vocabulary",
+    "yaml_line",
 ]

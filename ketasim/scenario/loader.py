@@ -42,6 +42,7 @@ __all__ = [
     "locate_problem",
     "scenario_hash",
     "scenario_json_schema",
+    "yaml_line",
 ]
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
@@ -789,3 +790,14 @@ def _node_at(root: yaml.Node | None, loc: list[Any]) -> yaml.Node | None:
         else:
             return None
     return node
+
+
+def yaml_line(text: str, loc) -> int | None:
+    """The 1-based line of ``loc`` (keys and list indices, as pydantic reports a field)
+    in the YAML ``text``, or of the nearest enclosing mapping when absent; None if the
+    text does not compose."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    return _locate(root, tuple(loc))[1] if root is not None else None
