@@ -394,7 +394,7 @@ ALLOWED_GAPS = {"T-SP-03", "T-CA-02",
                 # replica, with its reason in targets.yaml
                 "T-D1-02",
                 # AMPA and TrkB blocks at the level of behaviour (F-K-12, 2026-12-06)
-                "T-BLK-01", "T-BLK-03", "T-BLK-04",
+                "T-BLK-03", "T-BLK-04",
                 # the anaesthetic dose's mTORC1 signalling (Li et al. 2010; 2026-12-06)
                 "T-DR-08",
                 # patients (issue 14)
