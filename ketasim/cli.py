@@ -39,11 +39,13 @@ def _progress(*columns) -> Progress:
 
 
 def _warn_doses(scenario, registry) -> list[str]:
-    """A warning on stderr for each dose far above its compound's effective dose (the
-    lines returned, for the run's manifest and report)."""
+    """A warning on stderr for each dose far above its compound's effective dose, and
+    for each arm far beyond the validation replicas' stress courses and dose counts
+    (the lines returned, for the run's manifest and report)."""
     from ketasim.experiment.runner import dose_warnings
+    from ketasim.validation.domain import domain_warnings
 
-    lines = dose_warnings(scenario, registry)
+    lines = dose_warnings(scenario, registry) + domain_warnings(scenario)
     for line in lines:
         err.print(f"warning: {line}", highlight=False, soft_wrap=True, markup=False)
     return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -733,3 +734,73 @@ def test_synthesis_figure_has_the_human_lines():
     assert list(t) == [0.5, 1.0, 4.0] and d[0] == pytest.approx(1.0)
     t, d = courses["MADRS, ketamine - placebo"]
     assert list(t) == [24.0, 168.0] and d == pytest.approx([-1.0, -1 / 11])
+
+
+# ------------------------------------------------------------------ the validated domain
+def test_the_extent_file_matches_the_replicas():
+    # regenerate with: python -m ketasim.validation.domain --write
+    from ketasim.validation.domain import replica_extent, validated_extent
+
+    assert validated_extent() == replica_extent()
+    ext = validated_extent()
+    assert ext.stress_h[("mouse", "cort")] == 240.0  # 10 days of CORT (Moda-Sava design)
+    assert ext.doses[("mouse", "ketamine")] == 1
+    assert not any(k == "midazolam" for _, k in ext.doses)  # inert: not counted
+
+
+DOMAIN = """
+name: d
+species: mouse
+seed: 1
+arms:
+  - name: long_cort
+    n: 2
+    protocol:
+      - {at: 0h, stress: cort, duration: 10d}
+      - {at: 12d, stress: cort, duration: 10d}
+    assays: [{assay: signaling_state, at: [1h]}]
+  - name: replica_sized
+    n: 2
+    protocol:
+      - {at: 0h, stress: restraint, duration: 14d}
+      - {at: 15d, drug: ketamine, dose: 10 mg/kg, route: ip}
+    assays: [{assay: signaling_state, at: [1h]}]
+  - name: daily_ketamine
+    n: 2
+    protocol:
+      - {at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip, every: 1d, doses: 2}
+    assays: [{assay: signaling_state, at: [1h]}]
+"""
+
+
+def test_runs_beyond_the_replicas_are_warned_of():
+    from ketasim.scenario import load_scenario_text
+    from ketasim.validation.domain import domain_warnings
+
+    lines = domain_warnings(load_scenario_text(DOMAIN))
+    # 20 days of CORT in two courses (> 1.5 x the replicas' 10); 14 days of restraint
+    # and a single dose are within; two doses are beyond the mouse replicas' one
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("arms[0] ('long_cort'): 20 days of cort, beyond the "
+                               "validation replicas (at most 10 days in the mouse)")
+    assert "no floor" in lines[0]
+    assert lines[1].startswith("arms[2].protocol[ketamine at 0 h]: 2 doses of ketamine "
+                               "(arm 'daily_ketamine'), beyond the validation replicas "
+                               "(at most 1 in the mouse)")
+    # the same arms in the rat, which no CORT replica covers: not judged
+    rat = load_scenario_text(DOMAIN.replace("species: mouse", "species: rat"))
+    assert [ln for ln in domain_warnings(rat) if "cort" in ln] == []
+
+
+def test_a_run_beyond_the_replicas_says_so_and_keeps_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+
+    (tmp_path / "s.yaml").write_text(DOMAIN)
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out",
+                                 str(tmp_path / "o")], env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    assert r.output.count("warning: arms[0] ('long_cort'): 20 days of cort") == 1
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert sum("beyond the validation replicas" in w for w in manifest["warnings"]) == 2
