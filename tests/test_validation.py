@@ -394,8 +394,6 @@ ALLOWED_GAPS = {"T-SP-03", "T-CA-02",
                 # compounds by their targets (issue 13): a model gap of the Drd1-neuron
                 # replica, with its reason in targets.yaml
                 "T-D1-02",
-                # AMPA and TrkB blocks at the level of behaviour (F-K-12, 2026-12-06)
-                "T-BLK-03", "T-BLK-04",
                 # the anaesthetic dose's mTORC1 signalling (Li et al. 2010; 2026-12-06)
                 "T-DR-08",
                 # patients (issue 14)

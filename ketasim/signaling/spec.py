@@ -228,6 +228,7 @@ PARAMS: tuple[Param, ...] = (
     Param("k_pot_on", "sig.k_potentiation_on", "1/h"),
     Param("k_pot_off", "sig.k_potentiation_off", "1/h"),
     Param("pot_syn_exp", "sig.potentiation_synthesis_exponent", "1"),
+    Param("pot_trkb_exp", "sig.potentiation_trkb_exponent", "1"),
     Param("k_rpot_off", "sig.k_reward_potentiation_off", "1/h"),
     Param("k_parac1_tag", "sig.k_parac1_tag", "1/h"),
     Param("stress_k_on", "stress.k_on", "1/h"),
@@ -429,7 +430,13 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
                     " + glun2b_share * glun2b_mod)")),
     # eEF2 -> BDNF -> TrkB -> ERK -> mTORC1 -> synthesis (F-K-10, F-K-11)
     ("bdnf_release", "bdnf * ampa"),
-    ("pot_gate", "pw(1.0 - pos(1.0 - synthesis), pot_syn_exp)"),
+    # Induction also needs TrkB on the potentiating synapse, activated by the BDNF released
+    # there (LTP needs TrkB: Korte et al. 1995 PNAS, Minichiello et al. 1999 Neuron): a
+    # TrkB antagonist removes its bound share of that local signal whatever the global
+    # BDNF level (ketamine's BDNF rise does not outrun ANA-12 at the synapse; F-K-12),
+    # while nothing changes without a blocker
+    ("pot_gate", ("pw(1.0 - pos(1.0 - synthesis), pot_syn_exp)"
+                  " * pw(1.0 - trkb_block, pot_trkb_exp)")),
     # activity-dependent: a silenced neuron makes no new spines (F-W-9)
     ("structural_input",
      "pos(priming - 1.0) * pos(synthesis - 1.0) * (1.0 - drd1_neuron_silencing)"),
