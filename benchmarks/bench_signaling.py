@@ -71,6 +71,12 @@ change), ``--n 2000 --rr-subjects 300``: 26.3 and 28.9 at the start (ketasim 0.8
 ms/mouse, libRoadRunner 25.5 ms/mouse), 30.0 at the end with both sides slower (ketasim
 1.071 ms/mouse, 369 steps; libRoadRunner 32.15 ms/mouse); accuracy 1.37e-6 against
 1.36e-5.
+2026-12-06, twenty-fifth session (a TrkB-blocker factor in the potentiation's induction:
+one more power per right-hand side), ``--n 2000 --rr-subjects 300``: 26.4 (ketasim
+1.146 ms/mouse, libRoadRunner 30.2), and 26.4 and 31.6 for the commit before it on a
+worktree; the machine was noisy (20.8 and 18.6 in runs beside other work). Alternating
+the two commits three times with ``--rr-subjects 20``, ketasim took 0.85-0.91 ms/mouse
+after and 0.87-1.22 before: no difference above the noise; 369 steps, accuracy 1.37e-6.
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).
