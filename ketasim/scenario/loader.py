@@ -476,26 +476,27 @@ def _locate(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[tuple[int, in
     node = root
     mark = root.start_mark
     for part in loc:
-        nxt = None
-        if isinstance(node, yaml.MappingNode):
-            # Merge keys ("<<") are flattened in front of a mapping's own keys
-            # during construction, and later keys win: search from the end.
-            for key_node, value_node in reversed(node.value):
-                if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
-                    mark, nxt = key_node.start_mark, value_node
-                    break
-        elif (
-            isinstance(node, yaml.SequenceNode)
-            and isinstance(part, int)
-            and 0 <= part < len(node.value)
-        ):
-            nxt = node.value[part]
-            mark = nxt.start_mark
-        if nxt is None:
+        found = _step(node, part)
+        if found is None:
             end = node.end_mark
             return (end.line, end.column), node.start_mark.line + 1
-        node = nxt
+        mark, node = found
     return (mark.line, mark.column), mark.line + 1
+
+
+def _step(node: yaml.Node, part: Any) -> tuple[Any, yaml.Node] | None:
+    """One step of a location into a composed document: the child at ``part`` (a key of a
+    mapping, an index of a sequence) with the mark that names it, or None if absent."""
+    if isinstance(node, yaml.MappingNode):
+        # Merge keys ("<<") are flattened in front of a mapping's own keys
+        # during construction, and later keys win: search from the end.
+        for key_node, value_node in reversed(node.value):
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
+                return key_node.start_mark, value_node
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+            and 0 <= part < len(node.value):
+        return node.value[part].start_mark, node.value[part]
+    return None
 
 
 def _allowed_keys(model: type[BaseModel]) -> list[str]:
@@ -781,14 +782,10 @@ def locate_problem(source: str | os.PathLike[str], message: str) -> str:
 def _node_at(root: yaml.Node | None, loc: list[Any]) -> yaml.Node | None:
     node = root
     for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in reversed(node.value)
-                         if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
-                and 0 <= part < len(node.value):
-            node = node.value[part]
-        else:
+        found = None if node is None else _step(node, part)
+        if found is None:
             return None
+        node = found[1]
     return node
 
 

@@ -17,7 +17,9 @@ and optionally
 ``change``       ``baseline_h``, as ``percent`` (``100 (m(t) / m(baseline) - 1)``) or
                  ``difference`` (``m(t) - m(baseline)``); as the validation targets
                  compute a normalised density or a rate change (``T-PH-*``)
-``unit, n, note`` kept for the record
+``unit``         when given, the readout's own unit (``%`` for a percent change; a
+                 mismatch is an error before anything runs); empty: not checked
+``n, note``      kept for the record
 
 :func:`load_data` reads such a CSV, or the ``summary.csv`` of a ``ketasim run`` or
 ``ketasim analyze`` folder (``arm, assay, readout, time_h, unit, n, mean, sem``; rows

@@ -4,12 +4,13 @@ and each compound, per species, so that a run beyond them says so.
 Two extrapolations are known to go wrong (the model-plausibility audit of 2026-12-06):
 
 - a stress course much longer than any replica's: the spine engine's stress-driven
-  elimination has no floor, so density keeps falling while the stress lasts (mouse CORT:
-  -24% at 10 days, -53% at 30 days, -79% at 120 days), where chronic-stress studies
-  report losses of a fifth to a third that level off;
+  elimination has no floor, so density keeps falling while the stress lasts (the model's
+  mouse under CORT, measured 2026-12-06: -24% at 10 days, -53% at 30 days, -79% at 120
+  days), a decline no target checks past the replicas' 10 days;
 - many more doses of a compound than any replica gives: repeated doses hold the
-  formation drive raised and nothing limits spine density homeostatically (daily
-  ketamine 10 mg/kg ip in the mouse: +44% at 10 days, 2.5 x baseline at 59 days).
+  formation drive raised and nothing limits spine density homeostatically (the model's
+  mouse given ketamine 10 mg/kg ip daily, measured 2026-12-06: +44% at 10 days, 2.5 x
+  baseline at 59 days).
 
 The extents are read from the built-in replicas themselves and kept in
 ``extent.json`` beside them (reading the replicas takes most of a second, too long for
