@@ -314,6 +314,16 @@ def test_anaesthetic_block_lowers_basal_release_and_spares_low_doses():
     assert m["k10", "glutamate_surge", 0.5] > 2.0
     m0 = means(reg.with_values({"sig.basal_release_pyramidal_share": 0.0}))
     assert m0["k200", "glutamate_surge", 0.5] > 1.0
+    # the surge is the disinhibited pyramidal neurons' firing and fails with the same
+    # shutdown (T-DR-08): with no basal share the rise above baseline at 200 mg/kg stays
+    # within the amplitude x (1 - pyramidal block) x (1 - shutdown) it may reach at full
+    # disinhibition; without the shutdown factor it is about 4 times that
+    amp = reg.value("sig.glu_amplitude")
+    ceiling = amp * ((1 - m0["k200", "occupancy_pyramidal", 0.5])
+                     * (1 - m0["k200", "pyramidal_shutdown", 0.5]))
+    assert m0["k200", "glutamate_surge", 0.5] - 1.0 < 1.5 * ceiling
+    # and the surge returns as the block wanes: the anaesthetic dose delays it
+    assert m["k200", "glutamate_surge", 2.0] > m["k200", "glutamate_surge", 0.5]
 
 
 def test_interneuron_glun2b_share_moves_only_glun2b_selective_compounds():

@@ -394,11 +394,6 @@ ALLOWED_GAPS = {"T-SP-03", "T-CA-02",
                 # compounds by their targets (issue 13): a model gap of the Drd1-neuron
                 # replica, with its reason in targets.yaml
                 "T-D1-02",
-                # the anaesthetic dose's mTORC1 signalling (Li et al. 2010; 2026-12-06)
-                "T-DR-08",
-                # rapamycin sparing the 3-h effect (Autry et al. 2011): a sampling miss at
-                # the replica's seed, inside in expectation (2026-12-06)
-                "T-BLK-05",
                 # patients (issue 14)
                 "T-CLIN-05", "T-CLIN-11", "T-CLIN-15", "T-CLIN-18", "T-CLIN-26",
                 "T-CLIN-30",

@@ -363,7 +363,9 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("disinhibition", "hillk(pos(1.0 - inhibition), dis_kn, dis_n)"),
     # release: a share of basal release rides on pyramidal recurrent activity and fails
     # with it at anaesthetic block (Moghaddam et al. 1997: 200 mg/kg lowers prefrontal
-    # glutamate); the surge is limited by pyramidal block; 5-HT2A on L5 neurons adds to it
+    # glutamate); the surge is limited by pyramidal block, and is itself the disinhibited
+    # pyramidal neurons' firing, so it fails with the same shutdown (Li et al. 2010: no
+    # mTORC1 rise 1 h after the anaesthetic dose, T-DR-08); 5-HT2A on L5 neurons adds to it
     # (removing the serotonin tone takes from it); mGluR2/3 brake release with a tone
     ("mglu_brake", "mglu_tone * (1.0 - mglu23_block) + (1.0 - mglu_tone) * mglu23_ag"),
     # stimulating the Drd1-expressing pyramidal neurons adds their glutamatergic output
@@ -373,7 +375,7 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # strong negative AMPA modulator) the sums would, and the powers downstream of TrkB
     # and ERK would then be NaN
     ("glutamate", ("pos((1.0 - basal_pyr * pyr_shutdown"
-                   " + glu_amp * disinhibition * (1.0 - occ_pyr)"
+                   " + glu_amp * disinhibition * (1.0 - occ_pyr) * (1.0 - pyr_shutdown)"
                    " + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block)"
                    " + d1n_stim_glu * drd1_neuron_stim)"
                    " * (1.0 - mglu_brake) / (1.0 - mglu_tone))")),
