@@ -17,7 +17,12 @@ Protocol (issue 2; written down here so the numbers can be reproduced):
 - Same tolerances on both sides (``--rtol``, ``--atol``: defaults 1e-6, 1e-9). The
   accuracy of each side is reported as the largest error, relative to each output's
   range, against a tight libRoadRunner reference (rtol 1e-10, atol 1e-14; if CVODE
-  fails there, rtol 1e-9 with atol 1e-13, then 1e-12, as printed) on a few subjects.
+  fails there, rtol 1e-9 with atol 1e-13, then 1e-12, then rtol 1e-8 with atol 1e-12,
+  as printed) on a few subjects. CVODE's error test fails there because days after a
+  dose PKA, priming and synthesis come back to rest exactly at 1, the corner of the
+  ``pos(x - 1)`` terms that read them, and at these tolerances its steps keep crossing
+  the corner (seen on 2026-12-06, when a change to the surge moved the check subject
+  n/2 onto it: every tolerance down to 1e-9/1e-12 failed there at about day 13.6).
 - Peak memory: the process's maximum resident set size.
 
 Figures (2026-12-04, 2 cores, numba's 2 threads, default workload; timings on this
@@ -77,6 +82,12 @@ one more power per right-hand side), ``--n 2000 --rr-subjects 300``: 26.4 (ketas
 worktree; the machine was noisy (20.8 and 18.6 in runs beside other work). Alternating
 the two commits three times with ``--rr-subjects 20``, ketasim took 0.85-0.91 ms/mouse
 after and 0.87-1.22 before: no difference above the noise; 369 steps, accuracy 1.37e-6.
+2026-12-06, twenty-sixth session (the glutamate surge x (1 - pyramidal shutdown): one more
+product per right-hand side), ``--n 2000 --rr-subjects 300``, load about 0.7: 36.7 (ketasim
+0.632 ms/mouse, 369 steps; libRoadRunner 23.16 ms/mouse); the commit before it on a
+worktree minutes earlier: 36.5 (0.615 and 22.48). The tight reference now needs rtol 1e-8,
+atol 1e-12 (the check subject n/2 rests on a pos() corner, above): accuracy 1.39e-6 against
+libRoadRunner's 1.39e-5 (before, against rtol 1e-10: 1.37e-6 and 1.36e-5).
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).
@@ -122,9 +133,9 @@ arms:
 
 
 #: Tolerances (rtol, atol) of the tight reference, tried in order: CVODE's error test
-#: can fail late in the run (states decaying towards zero, hours after the second dose)
-#: at the tightest, so the next is used and printed.
-TIGHT = ((1e-10, 1e-14), (1e-9, 1e-13), (1e-9, 1e-12))
+#: can fail late in the run (states resting on the corners of pos(x - 1), days after the
+#: second dose) at the tightest, so the next is used and printed.
+TIGHT = ((1e-10, 1e-14), (1e-9, 1e-13), (1e-9, 1e-12), (1e-8, 1e-12))
 
 #: An output whose tight reference stays below this in absolute value is "at zero".
 FLAT = 1e-9

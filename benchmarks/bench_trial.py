@@ -205,6 +205,15 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   patient-weeks/s), reference 32.83 ms/patient (a slower machine: LSODA 51 ms on the
   first patient), **speedup 36.9** (signalling alone on the sample 42.9); 140 of 140
   rated totals identical, MADRS latent 1.3e-6; peak RSS 450 MB.
+- 2026-12-06, twenty-sixth session (the glutamate surge x (1 - pyramidal shutdown)),
+  ``--patients 100000``, load about 1.2: ketasim 67.5 s (0.67 ms/patient, 8,890
+  patient-weeks/s; a ketamine piece of 5,000 about 5.5 s), reference 21.76 ms/patient
+  (2,176 s extrapolated; LSODA 32.5 ms on the first patient), **speedup 32.2** (signalling
+  alone on the sample 25.5); outputs within 2.5e-7 of their range, MADRS latent 1.3e-6,
+  140 of 140 rated totals identical; against tight LSODA ketasim 1.3e-8, reference 8.3e-8;
+  peak RSS 527 MB; wall 78.5 s. Still short of 50x: the reference is faster on this
+  machine than in the twenty-fourth session (21.8 against 32.8 ms/patient), ketasim about
+  the same.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
