@@ -170,8 +170,9 @@ def test_bad_stratification_is_one_error_naming_the_field(text, where):
 
 def test_the_primary_analysis_adjusts_for_the_stratification_factors():
     """With one post-baseline visit the analysis is the ANCOVA change ~ arm + baseline +
-    sex + failed_trials band, equal to statsmodels' OLS on the same patients; with
-    several visits the MMRM names the factors too."""
+    sex + failed_trials band, equal to statsmodels' OLS on the same patients (its LS
+    means with the factors' levels weighted equally); with several visits the MMRM names
+    the factors too."""
     import statsmodels.formula.api as smf
 
     text = trial(n=(40, 40)).replace("[-7d, -1d, 24h, 7d]", "[-7d, -1d, 24h]")
@@ -192,6 +193,14 @@ def test_the_primary_analysis_adjusts_for_the_stratification_factors():
     term = "C(arm, Treatment('placebo'))[T.ketamine]"
     assert row["estimate"] == pytest.approx(fit.params[term])
     assert row["se"] == pytest.approx(fit.bse[term]) and row["df"] == fit.df_resid
+    # LS means weight each factor's levels equally (as the MMRM and emmeans), not by
+    # their observed shares, with the baseline at its mean
+    ls = tables.trial[tables.trial["kind"] == "lsmean"].set_index("arm")["estimate"]
+    b = fit.params
+    factors = 0.5 * b["C(sex)[T.male]"] + 0.5 * b["C(tr)[T.True]"]
+    base = b["Intercept"] + factors + b["baseline"] * d["baseline"].mean()
+    assert ls["placebo"] == pytest.approx(base)
+    assert ls["ketamine"] == pytest.approx(base + b[term])
     several = simulate(load_scenario_text(trial(n=(20, 20))), registry=REG)
     t = analyse_trial(load_scenario_text(trial(n=(20, 20))), several.readouts,
                       several.disposition, several.patients).trial

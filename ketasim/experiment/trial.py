@@ -359,15 +359,21 @@ def _with_strata(long: pd.DataFrame, patients: pd.DataFrame | None, d) -> pd.Dat
 def _ancova(long: pd.DataFrame, control: str, alpha: float = 0.05,
             covariates: tuple[str, ...] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The MMRM with one post-baseline visit: ``change ~ arm + baseline [+ factors]`` by
-    least squares (residual df), the ``covariates`` treatment-coded factors (LS means at
-    their observed proportions). Returns (lsmeans, contrasts) in the MMRM's columns."""
+    least squares (residual df), the ``covariates`` treatment-coded factors. LS means set
+    the baseline to its mean and weight each factor's levels equally, as the MMRM does
+    (:func:`ketasim.analysis.mmrm.fit_mmrm`; SAS ``LSMEANS``, R emmeans), so one visit
+    and several give LS means on the same footing; the contrasts do not depend on the
+    weighting. Returns (lsmeans, contrasts) in the MMRM's columns."""
     from scipy import stats as sps
 
     d = long.dropna(subset=["change", "baseline"])
     arms = list(long["arm"].cat.categories)
     others = [a for a in arms if a != control]
-    dummies = [(d[c] == level).to_numpy(float) for c in covariates
-               for level in sorted(d[c].unique())[1:]]
+    levels = [sorted(d[c].unique()) for c in covariates]
+    dummies = [(d[c] == level).to_numpy(float) for c, lv in zip(covariates, levels)
+               for level in lv[1:]]
+    # each non-reference level's share in the LS means: one over the factor's levels
+    weights = [1.0 / len(lv) for lv in levels for _ in lv[1:]]
     x = np.column_stack([np.ones(len(d))] + [(d["arm"] == a).to_numpy(float) for a in others]
                         + dummies + [d["baseline"].to_numpy(float)])
     y = d["change"].to_numpy(float)
@@ -392,8 +398,8 @@ def _ancova(long: pd.DataFrame, control: str, alpha: float = 0.05,
     def grid(a):
         c = np.zeros(x.shape[1])
         c[0], c[-1] = 1.0, mean_base
-        for k, col in enumerate(dummies):
-            c[len(others) + 1 + k] = col.mean()
+        for k, w in enumerate(weights):
+            c[len(others) + 1 + k] = w
         if a != control:
             c[1 + others.index(a)] = 1.0
         return c
