@@ -57,8 +57,36 @@ def _terminated(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def version_lines() -> list[str]:
+    """What ``ketasim --version`` prints: the version and source commit, the Python and
+    library versions and the packaged parameter registry's digest (the manifest's
+    ``registry.sha256`` of a run with no ``--set``), for a bug report."""
+    import ketasim
+    from ketasim.params import load_registry
+    from ketasim.provenance import git_state, libraries, registry_digest
+
+    git = git_state()
+    source = ("" if git["commit"] is None else
+              f" (git {git['commit'][:12]}{', modified' if git['dirty'] else ''})")
+    libs = ", ".join(f"{name} {v}" for name, v in libraries().items() if v is not None)
+    return [f"ketasim {ketasim.__version__}{source}",
+            f"python {sys.version.split()[0]}, {libs}",
+            f"parameter registry sha256 {registry_digest(load_registry())}"]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        for line in version_lines():
+            out.print(line, highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _configure() -> None:
+def _configure(
+    version: bool = typer.Option(False, "--version", callback=_print_version,
+                                 is_eager=True, help="Print the version, the source "
+                                 "commit, library versions and the registry digest."),
+) -> None:
     """Set up numba's kernel cache before any command imports the simulation modules, and
     let SIGTERM clean up as Ctrl-C does."""
     import ketasim

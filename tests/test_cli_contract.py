@@ -67,6 +67,12 @@ def test_run_writes_the_contract_files(small, tmp_path):
     for key in ("ketasim_version", "scenario_hash", "seed", "parameter_set", "timings_s"):
         assert key in m
     assert m["seed"] == 3
+    # `ketasim --version` names the same version and the registry digest this run used
+    ver = invoke("--version")
+    assert ver.exit_code == 0, ver.output
+    lines = ver.output.splitlines()
+    assert lines[0].split()[:2] == ["ketasim", m["ketasim_version"]]
+    assert lines[-1] == f"parameter registry sha256 {m['registry']['sha256']}"
 
 
 @pytest.mark.slow  # three runs; test_cli checks the same on its shared runs
