@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
                   help="ketasim: ketamine, synaptic plasticity and behaviour, dose to clinic.")
 err = Console(stderr=True)
 out = Console()
@@ -273,7 +273,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         force: bool = typer.Option(False, "--force", help="replace an existing --out folder"),
         compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
         nwb: bool = typer.Option(False, "--nwb", help="also write one NWB file per subject "
-                                 "and session under --out/nwb/ (sub-<id>/ses-<id> layout)"),
+                                 "and session under --out/nwb/ (sub-ID/ses-ID layout)"),
         scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
         workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
         settings: list[str] | None = typer.Option(None, "--set", help=SET_HELP),

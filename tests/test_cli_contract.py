@@ -274,3 +274,23 @@ arms:
 compare:
   - {readout: tst_immobility_s, at: 2d, arms: [cort_ket_photo24h, cort_ket]}
 """
+
+
+def test_help_pages_keep_every_word_of_the_help_texts():
+    """`--help` renders docstrings and option help as Markdown (paragraphs rewrapped to
+    the terminal); nothing in them may be swallowed as markup (an ``<id>`` read as an
+    HTML tag, a ``*`` pair read as emphasis)."""
+    import re
+
+    import typer.main
+
+    words = re.compile(r"[A-Za-z0-9]+")
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        res = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "300"})
+        assert res.exit_code == 0, (name, res.output)
+        shown = set(words.findall(res.output))
+        for text in texts:
+            missing = set(words.findall(text)) - shown
+            assert not missing, (name, sorted(missing), text)
