@@ -9,7 +9,7 @@ import pytest
 
 from ketasim import simulate
 from ketasim.analysis.behavior import score_tst
-from ketasim.behavior.tst import TstParams, event_onsets, immobility_states
+from ketasim.behavior.tst import TstParams, event_onsets, immobility_states, struggle_vigour
 from ketasim.params import load_registry
 from ketasim.report.html import assay_figures
 from ketasim.scenario import load_scenario_text
@@ -84,6 +84,57 @@ arms:
     protocol: [{at: -10d, stress: cort, duration: 10d}, {at: 0h, drug: saline, route: ip}]
     assays: [{assay: tail_suspension, at: [24h], options: {cells: 30}}]
 """
+
+
+def test_struggle_vigour_is_lognormal_with_mean_one():
+    """A mouse's vigour has mean 1 and the trait's CV; with CV 0 it is exactly 1 and
+    draws nothing (the struggle streams are untouched)."""
+    g = np.random.default_rng(5)
+    v = np.array([struggle_vigour(0.3, g) for _ in range(20000)])
+    assert abs(v.mean() - 1.0) < 0.01 and abs(v.std() / v.mean() - 0.3) < 0.01
+    g0, g1 = np.random.default_rng(9), np.random.default_rng(9)
+    assert struggle_vigour(0.0, g0) == 1.0
+    assert g0.random() == g1.random()
+
+
+def test_vigour_lengthens_the_struggles():
+    """The same events and coins: a more vigorous mouse struggles longer each time, so
+    it is immobile for less of the test."""
+    tp = params(spont_rate_hz=0.02)
+    n = int(360 * FR)
+    rate = np.zeros(n)
+    for t in range(20, 360, 25):
+        rate[int(t * FR):int(t * FR) + 10] = 15.0
+    weak = immobility_states(rate, FR, tp, np.random.default_rng(4), 0.6)
+    strong = immobility_states(rate, FR, tp, np.random.default_rng(4), 1.6)
+    assert strong.mean() < weak.mean() - 0.1
+
+
+def test_vigour_is_a_trait_kept_over_sessions():
+    """Mice tested twice at the same state: with the trait their two immobility times
+    correlate more (a mouse that struggles hard does so in both tests; its own circuit
+    already makes them correlate) and spread more between mice than without it."""
+    text = """
+name: tst_trait
+species: mouse
+seed: 11
+arms:
+  - name: a
+    n: 24
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays:
+      - {assay: tail_suspension, at: [3h, 27h], options: {cells: 20}}
+"""
+    reg = load_registry()
+    out = {}
+    for cv in (0.0, 0.6):
+        r = simulate(load_scenario_text(text),
+                     registry=reg.with_values({"behavior.tst.struggle_trait_cv": cv})).readouts
+        w = r[r.readout == "tst_immobility_s"].pivot(index="subject", columns="time_h",
+                                                      values="value")
+        out[cv] = (np.corrcoef(w[3.0], w[27.0])[0, 1], w.to_numpy().std())
+    assert out[0.6][0] > out[0.0][0] + 0.1
+    assert out[0.6][1] > 1.5 * out[0.0][1]
 
 
 def test_tail_suspension_through_the_runner(tmp_path):

@@ -17,7 +17,7 @@ from ketasim.analysis.behavior import (
 from ketasim.analysis.calcium import peri_event_average
 from ketasim.behavior.open_field import OpenFieldParams, track
 from ketasim.behavior.sucrose import SucroseParams
-from ketasim.behavior.tst import TstParams, immobility_states
+from ketasim.behavior.tst import TstParams, immobility_states, struggle_vigour
 from ketasim.circuit.assay import dff_from_raw, simulate_chunks
 from ketasim.core.assay import (
     RODENTS,
@@ -62,9 +62,11 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         for i in range(raw.shape[0]):
             s = s0 + i
             subject = int(ctx.subjects[s])
+            vigour = struggle_vigour(tp.values["struggle_trait_cv"],
+                                     ctx.rng(s, "struggle_vigour"))
             for j in range(len(at)):
                 g = ctx.rng(s, session_key("tail_suspension", at[j]))  # the struggles'
-                states = immobility_states(rate[i, j].astype(float), fr, tp, g)
+                states = immobility_states(rate[i, j].astype(float), fr, tp, g, vigour)
                 etho = tst_bouts_from_states(states, fr, subject=str(subject), arm=ctx.arm)
                 score = score_tst(etho, window_s=(0.0, tp.values["duration_s"]),
                                   duration_s=tp.values["duration_s"]).iloc[0]

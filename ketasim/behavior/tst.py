@@ -23,7 +23,8 @@ import numpy as np
 from ketasim.params.registry import ParamGroup
 
 PARAM_NAMES = ("duration_s", "struggle_mean_s", "struggle_shape", "spont_rate_hz",
-               "p_trigger", "lag_s", "event_rate_hz", "event_refire_s", "initial_struggle_s")
+               "p_trigger", "lag_s", "event_rate_hz", "event_refire_s", "initial_struggle_s",
+               "struggle_trait_cv")
 
 
 class TstParams(ParamGroup):
@@ -48,8 +49,10 @@ def event_onsets(rate_hz: np.ndarray, threshold_hz: float, refire_frames: int = 
 
 
 def immobility_states(rate_hz: np.ndarray, frame_rate_hz: float, params: TstParams,
-                      rng: np.random.Generator) -> np.ndarray:
-    """Per-frame states of one test (True = immobile) from the population rate trace."""
+                      rng: np.random.Generator, vigour: float = 1.0) -> np.ndarray:
+    """Per-frame states of one test (True = immobile) from the population rate trace;
+    ``vigour`` scales the mouse's struggle bout durations (its trait, see
+    :func:`struggle_vigour`)."""
     v = params.values
     n = rate_hz.size
     dt = 1.0 / frame_rate_hz
@@ -61,7 +64,7 @@ def immobility_states(rate_hz: np.ndarray, frame_rate_hz: float, params: TstPara
     kept = onsets[rng.random(onsets.size) < v["p_trigger"]] + lag
     triggers[kept[kept < n]] = True
     spont = rng.random(n) < v["spont_rate_hz"] * dt
-    scale = v["struggle_mean_s"] / v["struggle_shape"]
+    scale = vigour * v["struggle_mean_s"] / v["struggle_shape"]
     immobile = np.zeros(n, bool)
     k = round(v["initial_struggle_s"] * frame_rate_hz)
     while k < n:  # one iteration per bout, never per frame
@@ -73,3 +76,13 @@ def immobility_states(rate_hz: np.ndarray, frame_rate_hz: float, params: TstPara
             break
         k = end + max(1, round(rng.gamma(v["struggle_shape"], scale) * frame_rate_hz))
     return immobile
+
+
+def struggle_vigour(cv: float, rng: np.random.Generator) -> float:
+    """A mouse's struggle vigour: log-normal with mean 1 and coefficient of variation
+    ``cv`` (``struggle_trait_cv``), drawn once per mouse and kept over its sessions; 1
+    without drawing when ``cv`` is 0."""
+    if cv <= 0.0:
+        return 1.0
+    sig = float(np.sqrt(np.log1p(cv * cv)))
+    return float(np.exp(rng.normal(-0.5 * sig * sig, sig)))
