@@ -9,7 +9,8 @@ import pytest
 
 from ketasim import simulate
 from ketasim.analysis.behavior import score_tst
-from ketasim.behavior.tst import TstParams, event_onsets, immobility_states, struggle_vigour
+from ketasim.behavior.traits import lognormal_trait
+from ketasim.behavior.tst import TstParams, event_onsets, immobility_states
 from ketasim.params import load_registry
 from ketasim.report.html import assay_figures
 from ketasim.scenario import load_scenario_text
@@ -86,14 +87,14 @@ arms:
 """
 
 
-def test_struggle_vigour_is_lognormal_with_mean_one():
-    """A mouse's vigour has mean 1 and the trait's CV; with CV 0 it is exactly 1 and
-    draws nothing (the struggle streams are untouched)."""
+def test_a_trait_is_lognormal_with_mean_one():
+    """A mouse's trait (struggle vigour, locomotor activity) has mean 1 and the given CV;
+    with CV 0 it is exactly 1 and draws nothing (its stream is untouched)."""
     g = np.random.default_rng(5)
-    v = np.array([struggle_vigour(0.3, g) for _ in range(20000)])
+    v = np.array([lognormal_trait(0.3, g) for _ in range(20000)])
     assert abs(v.mean() - 1.0) < 0.01 and abs(v.std() / v.mean() - 0.3) < 0.01
     g0, g1 = np.random.default_rng(9), np.random.default_rng(9)
-    assert struggle_vigour(0.0, g0) == 1.0
+    assert lognormal_trait(0.0, g0) == 1.0
     assert g0.random() == g1.random()
 
 
@@ -162,6 +163,34 @@ def test_tail_suspension_through_the_runner(tmp_path):
     assert (tmp_path / "t_tail_suspension_peri_struggle.png").stat().st_size > 5000
     with pytest.raises(ValueError, match=r"arms\[0\]\.assays\[0\]\.options\.frames"):
         simulate(load_scenario_text(TEXT.replace("{cells: 30}", "{frames: 3}", 1)), registry=load_registry())
+
+
+def test_open_field_activity_is_a_trait_kept_over_sessions():
+    """Saline mice in the open field twice: with the activity trait the distances spread
+    between mice as in published groups (CV above 15%, against a few % without it) and a
+    mouse that moves much in one session does so in the other."""
+    text = """
+name: of_trait
+species: mouse
+seed: 12
+arms:
+  - name: a
+    n: 24
+    protocol: [{at: 0h, drug: saline, route: ip}]
+    assays:
+      - {assay: open_field, at: [1h, 25h]}
+"""
+    reg = load_registry()
+    out = {}
+    for cv in (0.0, 0.25):
+        r = simulate(load_scenario_text(text),
+                     registry=reg.with_values({"behavior.open_field.activity_trait_cv": cv})
+                     ).readouts
+        w = r[r.readout == "distance_cm"].pivot(index="subject", columns="time_h",
+                                                 values="value")
+        out[cv] = (np.corrcoef(w[1.0], w[25.0])[0, 1], (w.std() / w.mean()).mean())
+    assert out[0.0][1] < 0.08 and out[0.25][1] > 0.15
+    assert out[0.25][0] > 0.8 and out[0.25][0] > out[0.0][0] + 0.5
 
 
 def test_open_field_track_and_speed():

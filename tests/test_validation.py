@@ -391,9 +391,10 @@ ALLOWED_GAPS = {"T-SP-03", "T-CA-02",
                 # western blots redrawn when measurement streams were keyed by session
                 # time (2026-12-06): sampling misses, inside in expectation
                 "T-CMP-09", "T-CMP-26",
-                # the TST's between-mouse struggle vigour (2026-12-06): a sampling miss at
-                # the replica's seed, inside in expectation
-                "T-PA-01",
+                # the TST's between-mouse struggle vigour and the open field's activity
+                # level (2026-12-06): sampling misses at the replicas' seeds, inside in
+                # expectation
+                "T-PA-01", "T-OF-02",
                 # compounds by their targets (issue 13): a model gap of the Drd1-neuron
                 # replica, with its reason in targets.yaml
                 "T-D1-02",

@@ -17,7 +17,8 @@ from ketasim.analysis.behavior import (
 from ketasim.analysis.calcium import peri_event_average
 from ketasim.behavior.open_field import OpenFieldParams, track
 from ketasim.behavior.sucrose import SucroseParams
-from ketasim.behavior.tst import TstParams, immobility_states, struggle_vigour
+from ketasim.behavior.traits import lognormal_trait
+from ketasim.behavior.tst import TstParams, immobility_states
 from ketasim.circuit.assay import dff_from_raw, simulate_chunks
 from ketasim.core.assay import (
     RODENTS,
@@ -62,7 +63,7 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         for i in range(raw.shape[0]):
             s = s0 + i
             subject = int(ctx.subjects[s])
-            vigour = struggle_vigour(tp.values["struggle_trait_cv"],
+            vigour = lognormal_trait(tp.values["struggle_trait_cv"],
                                      ctx.rng(s, "struggle_vigour"))
             for j in range(len(at)):
                 g = ctx.rng(s, session_key("tail_suspension", at[j]))  # the struggles'
@@ -125,13 +126,16 @@ def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     n_s = round(float(ctx.options["bin_min"]) * 60.0)
     out = np.full((ctx.n, len(at), 1), np.nan)
     kept = []
+    # each mouse's own activity level, kept over its sessions
+    activity = [lognormal_trait(op.values["activity_trait_cv"], ctx.rng(s, "locomotor_activity"))
+                for s in range(ctx.n)]
     for j, t0 in enumerate(at):
         # the drive at each second of the bin (the runner samples the declared times)
         occ = ctx.trajectory("occupancy_interneuron", _seconds(t0, n_s))
         shut = ctx.trajectory("pyramidal_shutdown", _seconds(t0, n_s))
         for s in range(ctx.n):
             g = ctx.rng(s, session_key("open_field", t0))
-            x, y, t = track(op.speed(occ[s], shut[s]), op, g)
+            x, y, t = track(activity[s] * op.speed(occ[s], shut[s]), op, g)
             out[s, j, 0] = binned_distance(x, y, t, bin_s=float(n_s))[1].sum()
             if int(ctx.subjects[s]) < KEEP_TRACK_SUBJECTS:  # for the report's path plots
                 kept.append(pd.DataFrame({"subject": str(int(ctx.subjects[s])),

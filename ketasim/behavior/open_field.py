@@ -22,7 +22,7 @@ import numpy as np
 from ketasim.params.registry import ParamGroup
 
 PARAM_NAMES = ("speed_cm_s", "hyper_gain", "occ50", "hill", "arena_cm", "speed_cv",
-               "heading_sd_rad", "jitter_cm")
+               "heading_sd_rad", "jitter_cm", "activity_trait_cv")
 
 
 class OpenFieldParams(ParamGroup):

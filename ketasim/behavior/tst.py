@@ -51,8 +51,8 @@ def event_onsets(rate_hz: np.ndarray, threshold_hz: float, refire_frames: int = 
 def immobility_states(rate_hz: np.ndarray, frame_rate_hz: float, params: TstParams,
                       rng: np.random.Generator, vigour: float = 1.0) -> np.ndarray:
     """Per-frame states of one test (True = immobile) from the population rate trace;
-    ``vigour`` scales the mouse's struggle bout durations (its trait, see
-    :func:`struggle_vigour`)."""
+    ``vigour`` scales the mouse's struggle bout durations (its trait: ``struggle_trait_cv``,
+    :func:`ketasim.behavior.traits.lognormal_trait`)."""
     v = params.values
     n = rate_hz.size
     dt = 1.0 / frame_rate_hz
@@ -77,12 +77,3 @@ def immobility_states(rate_hz: np.ndarray, frame_rate_hz: float, params: TstPara
         k = end + max(1, round(rng.gamma(v["struggle_shape"], scale) * frame_rate_hz))
     return immobile
 
-
-def struggle_vigour(cv: float, rng: np.random.Generator) -> float:
-    """A mouse's struggle vigour: log-normal with mean 1 and coefficient of variation
-    ``cv`` (``struggle_trait_cv``), drawn once per mouse and kept over its sessions; 1
-    without drawing when ``cv`` is 0."""
-    if cv <= 0.0:
-        return 1.0
-    sig = float(np.sqrt(np.log1p(cv * cv)))
-    return float(np.exp(rng.normal(-0.5 * sig * sig, sig)))
