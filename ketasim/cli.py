@@ -61,8 +61,8 @@ def version_lines() -> list[str]:
     """What ``ketasim --version`` prints: the version and source commit, the Python and
     library versions and the packaged parameter registry's digest (the manifest's
     ``registry.sha256`` of a run with no ``--set``), for a bug report."""
-    import ketasim
-    from ketasim.params import load_registry
+    import ketasim  # deferred, as in the commands: the registry and compound files load
+    from ketasim.params import load_registry  # only when --version is asked for
     from ketasim.provenance import git_state, libraries, registry_digest
 
     git = git_state()

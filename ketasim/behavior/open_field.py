@@ -12,7 +12,9 @@ interneurons; ``rec.pyramidal_shutdown_*``), so locomotion over doses is an inve
 (F-W-18). The animal's path is a correlated random
 walk sampled once a second (gamma-distributed step speed, heading diffusion, reflection
 at the arena walls), seen by a tracking camera with position jitter, and scored by
-:func:`ketasim.analysis.behavior.binned_distance`.
+:func:`ketasim.analysis.behavior.binned_distance`. Mice differ in how much they move:
+each has an activity level (log-normal, mean 1, CV ``activity_trait_cv``) kept over all
+its sessions, which scales its mean speed (the assay draws it).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ when the test starts is an event at its start: a tonically active circuit (unstr
 mice 3 h after ketamine sit at a population rate near 4 Hz, above the 3-Hz threshold)
 keeps starting struggles instead of never crossing the threshold, which made such mice
 the most immobile of all (300 s against 206 s on saline; now 200 s). The test starts
-with a struggle of ``initial_struggle_s`` (mice struggle first when suspended).
+with a struggle of ``initial_struggle_s`` (mice struggle first when suspended). Mice
+differ in how hard they struggle: each has a vigour (log-normal, mean 1, CV
+``struggle_trait_cv``) kept over all its tests, which scales its struggle bouts.
 """
 
 from __future__ import annotations
@@ -76,4 +78,3 @@ def immobility_states(rate_hz: np.ndarray, frame_rate_hz: float, params: TstPara
             break
         k = end + max(1, round(rng.gamma(v["struggle_shape"], scale) * frame_rate_hz))
     return immobile
-
