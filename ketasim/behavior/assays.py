@@ -17,7 +17,7 @@ from ketasim.analysis.behavior import (
 from ketasim.analysis.calcium import peri_event_average
 from ketasim.behavior.open_field import OpenFieldParams, track
 from ketasim.behavior.sucrose import SucroseParams
-from ketasim.behavior.traits import lognormal_trait
+from ketasim.behavior.traits import lognormal_traits
 from ketasim.behavior.tst import TstParams, immobility_states
 from ketasim.circuit.assay import dff_from_raw, simulate_chunks
 from ketasim.core.assay import (
@@ -54,6 +54,8 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     coupling, drive = ctx.circuit.inputs(at, ctx.options["branches"])
     out = np.full((ctx.n, len(at), len(TST_READOUTS)), np.nan)
     seeds = np.array([ctx.rng(s).integers(2**62) for s in range(ctx.n)], np.int64)
+    # each mouse's struggle vigour, kept over its tests
+    vigour = lognormal_traits(ctx, tp.values["struggle_trait_cv"], "struggle_vigour")
     ethograms = []
     lags = np.arange(round(PERI_WINDOW_S[0] * fr), round(PERI_WINDOW_S[1] * fr) + 1) / fr
     n_peri = int(np.sum(ctx.subjects < KEEP_PERI_SUBJECTS))
@@ -63,11 +65,9 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         for i in range(raw.shape[0]):
             s = s0 + i
             subject = int(ctx.subjects[s])
-            vigour = lognormal_trait(tp.values["struggle_trait_cv"],
-                                     ctx.rng(s, "struggle_vigour"))
             for j in range(len(at)):
                 g = ctx.rng(s, session_key("tail_suspension", at[j]))  # the struggles'
-                states = immobility_states(rate[i, j].astype(float), fr, tp, g, vigour)
+                states = immobility_states(rate[i, j].astype(float), fr, tp, g, vigour[s])
                 etho = tst_bouts_from_states(states, fr, subject=str(subject), arm=ctx.arm)
                 score = score_tst(etho, window_s=(0.0, tp.values["duration_s"]),
                                   duration_s=tp.values["duration_s"]).iloc[0]
@@ -127,8 +127,7 @@ def _open_field(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     out = np.full((ctx.n, len(at), 1), np.nan)
     kept = []
     # each mouse's own activity level, kept over its sessions
-    activity = [lognormal_trait(op.values["activity_trait_cv"], ctx.rng(s, "locomotor_activity"))
-                for s in range(ctx.n)]
+    activity = lognormal_traits(ctx, op.values["activity_trait_cv"], "locomotor_activity")
     for j, t0 in enumerate(at):
         # the drive at each second of the bin (the runner samples the declared times)
         occ = ctx.trajectory("occupancy_interneuron", _seconds(t0, n_s))

@@ -54,7 +54,7 @@ def immobility_states(rate_hz: np.ndarray, frame_rate_hz: float, params: TstPara
                       rng: np.random.Generator, vigour: float = 1.0) -> np.ndarray:
     """Per-frame states of one test (True = immobile) from the population rate trace;
     ``vigour`` scales the mouse's struggle bout durations (its trait: ``struggle_trait_cv``,
-    :func:`ketasim.behavior.traits.lognormal_trait`)."""
+    :func:`ketasim.behavior.traits.lognormal_traits`)."""
     v = params.values
     n = rate_hz.size
     dt = 1.0 / frame_rate_hz
