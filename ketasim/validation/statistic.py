@@ -252,6 +252,20 @@ def _functions(d: _Data) -> dict[str, Callable]:
         return float(stats.pearsonr(*_paired_across(arms, readout_a, at_a, readout_b,
                                                   at_b)).pvalue)
 
+    def tmax(arm, readout, t_from, t_to, assay=None):
+        """Median over subjects of the time (h, from ``t_from``) of each subject's highest
+        value in the window, as non-compartmental analysis reports Tmax (the peak of the
+        mean curve, :func:`time_of_peak`, lies later when absorption varies a lot between
+        subjects)."""
+        times = []
+        for _, g in d.window(arm, readout, t_from, t_to, assay).groupby("subject"):
+            g = g[np.isfinite(g["value"])]
+            if len(g):
+                times.append(float(g["time_h"].to_numpy(float)[np.argmax(g["value"])]))
+        if not times:
+            raise StatisticError(f"no subject has a {readout!r} value in the window")
+        return float(np.median(times)) - _hours(t_from)
+
     def auc(arm, readout, t_from, t_to, assay=None):
         """Mean over subjects of the area under each subject's concentration-time curve
         between ``t_from`` and ``t_to`` (linear trapezoids over the sampled times; units
@@ -456,7 +470,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
     return {"mean": mean, "sem": sem, "persistence": persistence,
             "segment_density_change": segment_density_change,
             "segment_turnover_change": segment_turnover_change,
-            "segment_turnover": segment_turnover, "n": n, "sd": sd, "cohen_d": cohen_d, "peak": peak, "time_of_peak": time_of_peak,
+            "segment_turnover": segment_turnover, "n": n, "sd": sd, "cohen_d": cohen_d, "peak": peak, "time_of_peak": time_of_peak, "tmax": tmax,
             "p": p, "p_lower": p_lower, "p_higher": p_higher, "half_life": half_life, "auc": auc, "pearson_r": pearson_r, "pearson_p": pearson_p, "clustering_p": clustering_p,
             "branch_specificity_p": branch_specificity_p,
             "restored_fraction": restored_fraction, "restored_chance": restored_chance,
