@@ -35,7 +35,12 @@ from ketasim.clinical.assays import (
 from ketasim.clinical.dyskinesia import UDYSRS_ASSAY
 from ketasim.core.assay import Assay
 from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
-from ketasim.signaling.assays import MICRODIALYSIS_DA, SIGNALING_STATE, WESTERN_BLOT
+from ketasim.signaling.assays import (
+    MICRODIALYSIS_DA,
+    MICRODIALYSIS_GLU,
+    SIGNALING_STATE,
+    WESTERN_BLOT,
+)
 from ketasim.signaling.spec import OUTPUT_NAMES
 from ketasim.spines.assays import FIXED, TWO_PHOTON, UNCAGING
 
@@ -56,8 +61,8 @@ def register_assay(assay: Assay) -> Assay:
     return assay
 
 
-for _a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA, WESTERN_BLOT, SIGNALING_STATE, TWO_PHOTON,
-           UNCAGING, FIXED, CALCIUM, TAIL_SUSPENSION, OPEN_FIELD, SUCROSE, HELPLESSNESS,
+for _a in (PLASMA_PK, BRAIN_PK, MICRODIALYSIS_DA, MICRODIALYSIS_GLU, WESTERN_BLOT,
+           SIGNALING_STATE, TWO_PHOTON, UNCAGING, FIXED, CALCIUM, TAIL_SUSPENSION, OPEN_FIELD, SUCROSE, HELPLESSNESS,
            EXTINCTION, MADRS_ASSAY, CADSS_ASSAY, BPRS_POSITIVE_ASSAY, GBC_ASSAY, MRS_ASSAY,
            SEDATION_ASSAY, HDRS17_ASSAY, QIDS_SR_ASSAY, AIMS, CYLINDER, STEPPING, ROTATION,
            UDYSRS_ASSAY):

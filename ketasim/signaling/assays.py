@@ -4,6 +4,9 @@
   collection interval (``interval_min``, default 20 min, ending at the sample time),
   with proportional noise (``cv``); values are % of the subject's mean pre-drug
   baseline samples (t <= 0), or of its true baseline when no such sample was taken.
+- ``microdialysis_glu``: the same for extracellular glutamate (the signalling layer's
+  glutamate release), with its own noise stream; dialysate glutamate varies more from
+  sample to sample than dopamine (``cv`` 0.15 by default, assumed).
 - ``western_blot``: band density relative to the reference (x baseline), log-normal
   noise (``cv``, 15% by default) on each protein.
 - ``signaling_state``: the model's latent drives without noise, for inspection and for
@@ -26,22 +29,30 @@ def _dialysis_times(at: np.ndarray, options: dict) -> np.ndarray:
     return np.unique((np.asarray(at)[:, None] + offsets[None, :]).ravel())
 
 
-def _measure_dialysis(ctx: AssayContext, at: np.ndarray) -> AssayRows:
-    width = float(ctx.options["interval_min"]) / 60.0
-    offsets = np.linspace(-width, 0.0, _N_WINDOW)
-    grid = (at[:, None] + offsets[None, :])
-    da = ctx.trajectory("da_rel", grid.ravel()).reshape(ctx.n, len(at), _N_WINDOW)
-    w = np.full(_N_WINDOW, 1.0)
-    w[0] = w[-1] = 0.5
-    mean_da = (da * w).sum(axis=2) / w.sum() if width > 0 else da[:, :, -1]
-    z = ctx.noise_at("microdialysis_da", at)
-    cv = float(ctx.options["cv"])
-    sigma = np.sqrt(np.log1p(cv**2))
-    sample = mean_da * np.exp(sigma * z - sigma**2 / 2)
-    pre = at <= 0.0
-    baseline = sample[:, pre].mean(axis=1, keepdims=True) if pre.any() else np.ones((ctx.n, 1))
-    pct = 100.0 * sample / baseline
-    return ctx.rows(pct[:, :, None], at, ["da_pct_baseline"], ["% baseline"])
+def _dialysis(output: str, readout: str, key: str):
+    """The measure function of a microdialysis assay of the signalling output ``output``
+    (x baseline), reported as ``readout`` (% of the pre-drug samples) with noise from
+    the stream ``key``."""
+
+    def measure(ctx: AssayContext, at: np.ndarray) -> AssayRows:
+        width = float(ctx.options["interval_min"]) / 60.0
+        offsets = np.linspace(-width, 0.0, _N_WINDOW)
+        grid = (at[:, None] + offsets[None, :])
+        x = ctx.trajectory(output, grid.ravel()).reshape(ctx.n, len(at), _N_WINDOW)
+        w = np.full(_N_WINDOW, 1.0)
+        w[0] = w[-1] = 0.5
+        mean_x = (x * w).sum(axis=2) / w.sum() if width > 0 else x[:, :, -1]
+        z = ctx.noise_at(key, at)
+        cv = float(ctx.options["cv"])
+        sigma = np.sqrt(np.log1p(cv**2))
+        sample = mean_x * np.exp(sigma * z - sigma**2 / 2)
+        pre = at <= 0.0
+        baseline = (sample[:, pre].mean(axis=1, keepdims=True) if pre.any()
+                    else np.ones((ctx.n, 1)))
+        pct = 100.0 * sample / baseline
+        return ctx.rows(pct[:, :, None], at, [readout], ["% baseline"])
+
+    return measure
 
 
 _WB = {
@@ -87,10 +98,18 @@ _UNITS = {o[0]: o[2] for o in OUTPUTS}
 
 MICRODIALYSIS_DA = Assay(
     "microdialysis_da", "extracellular dopamine by microdialysis (% baseline)",
-    (Readout("da_pct_baseline", "% baseline"),), _measure_dialysis, outputs=("da_rel",),
+    (Readout("da_pct_baseline", "% baseline"),),
+    _dialysis("da_rel", "da_pct_baseline", "microdialysis_da"), outputs=("da_rel",),
     sample_times=_dialysis_times, options={"interval_min": 20.0, "cv": 0.1},
     positive=("interval_min",), regions=("mpfc", "striatum"),
     species=RODENTS)
+MICRODIALYSIS_GLU = Assay(
+    "microdialysis_glu", "extracellular glutamate by microdialysis (% baseline)",
+    (Readout("glu_pct_baseline", "% baseline"),),
+    _dialysis("glutamate_surge", "glu_pct_baseline", "microdialysis_glu"),
+    outputs=("glutamate_surge",), sample_times=_dialysis_times,
+    options={"interval_min": 20.0, "cv": 0.15}, positive=("interval_min",),
+    regions=("mpfc", "striatum"), species=RODENTS)
 WESTERN_BLOT = Assay(
     "western_blot", "synaptoneurosome western blot of the region (x baseline)",
     tuple(Readout(r, "x baseline") for r in _WB), _measure_wb, outputs=tuple(_WB.values()),
