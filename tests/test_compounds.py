@@ -184,6 +184,56 @@ def test_missing_species_or_route_is_a_clear_error(tmp_path):
                  registry=load_registry())
 
 
+def test_oral_absorption_is_the_compound_s_own_or_named(tmp_path):
+    """An oral dose of a compound whose file gives no oral absorption for the species is
+    refused with one error naming the compound, the species and the field: the
+    registry's route.<species>.oral.* are ketamine's (until 2026-12-06 any compound took
+    them silently, so oral memantine got ketamine's 15% bioavailability). Naming them in
+    the file is allowed, and then the compound absorbs exactly as its ip twin scaled by
+    ketamine's oral values say; its own values are used as given."""
+    from ketasim.signaling.protocol import ProtocolError
+
+    oral = BLOCKER.replace("routes: [ip, iv]", "routes: [ip, iv, oral]")
+    add_compounds(_write(tmp_path / "a", oral))
+    with pytest.raises(ProtocolError, match=r"'testblocker'.*no oral absorption for mouse "
+                                            r"\(pk\.mouse\.routes\.oral"):
+        simulate(load_scenario_text(scenario("testblocker", route="oral")),
+                 registry=load_registry())
+    reset_compounds()
+    reg = load_registry()
+    named = oral.replace(
+        "    fu_brain: {value: 0.5, unit: \"1\", source: \"assumed\"}\n",
+        "    fu_brain: {value: 0.5, unit: \"1\", source: \"assumed\"}\n"
+        "    routes:\n"
+        "      oral: {f: {param: \"route.{species}.oral.f\"}, "
+        "ka: {param: \"route.{species}.oral.ka\"}}\n")
+    add_compounds(_write(tmp_path / "b", named))
+    r = simulate(load_scenario_text(scenario("testblocker", route="oral")), registry=reg)
+    assert _peak(r.readouts, "occupancy_interneuron") > 0.0
+    reset_compounds()
+    own = named.replace('oral: {f: {param: \"route.{species}.oral.f\"}',
+                        'oral: {f: {value: 0.9, unit: \"1\", source: \"assumed\"}')
+    add_compounds(_write(tmp_path / "c", own))
+    r9 = simulate(load_scenario_text(scenario("testblocker", route="oral")), registry=reg)
+    # a higher bioavailability, the same absorption rate: more block
+    assert _peak(r9.readouts, "occupancy_interneuron") > _peak(
+        r.readouts, "occupancy_interneuron")
+
+
+def test_no_builtin_compound_lists_oral_or_intranasal_without_absorption():
+    """Every built-in compartmental compound that lists oral or intranasal gives the
+    absorption for each species it has PK for, or the species refuses it (l-DOPA in
+    rodents); none lists a route no species can take."""
+    for name, c in COMPOUNDS.items():
+        if c.is_window or not c.pk:
+            continue
+        for route in ("oral", "intranasal"):
+            if route not in c.routes:
+                continue
+            ok = [sp for sp, pk in c.pk.items() if {"f", "gut_f"} & set(pk.routes.get(route, {}))]
+            assert ok, (name, route)
+
+
 def test_cli_run_with_compounds_folder(tmp_path):
     folder = _write(tmp_path / "c", BLOCKER)
     sc = tmp_path / "s.yaml"

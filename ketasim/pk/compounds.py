@@ -22,7 +22,10 @@ A file (YAML)::
         allometry: {reference_kg: 70, cl: 0.75, v: 1}   # optional: values per kg at 70 kg
         qh: ...; clint_h: ...        # optional liver (first pass of swallowed doses)
         hepatic_age: {from_y: 60, slope: ...}  # optional: hepatic flow falls with age
-        routes: {oral: {f: ..., ka: ...}}   # optional, else the species' route defaults
+        routes: {oral: {f: ..., ka: ...}}   # ip, sc, im: optional, else the species'
+        # route defaults; oral and intranasal: required for a species that takes them
+        # (the registry's route.<species>.oral/intranasal.* are ketamine's; a file may
+        # name them with {param: ...})
         # a route may add a gut path (gut_f, gut_release, gut_ka) and devices
         # (device_mg, device_interval, later_device_f); see ROUTE_FIELDS
     metabolites:
