@@ -10,6 +10,13 @@ fast infusion: ``dC_v/dt = k_av (C_a - C_v)`` with ``k_av`` the registry's
 ``pk.arteriovenous_k`` (the venous value is the arterial course filtered by an
 exponential kernel, evaluated at 1-min midpoints over the preceding hour, which covers
 six time constants for any ``k_av`` in the registry's range, 6-60 per hour).
+
+Plasma ``residual``: ``model`` (the default) gives an analyte the proportional residual
+error of its species' population PK model where the registry has one
+(``pk.<species>.<analyte>.residual_cv``: in humans ketamine and its enantiomers 23.6%,
+norketamine 14.3%, Fanta et al. 2015 via Otto et al. 2021), which holds the assay's own
+error and what the model leaves unexplained from sample to sample, and ``cv`` elsewhere;
+``assay`` gives every analyte ``cv``.
 """
 
 from __future__ import annotations
@@ -81,6 +88,23 @@ def _plasma_times(at: np.ndarray, options: dict) -> np.ndarray:
     return np.unique(np.concatenate([at, *(_venous_grid(float(t)) for t in at)]))
 
 
+# the population PK model whose residual error a plasma readout takes (option
+# ``residual: model``): the enantiomers are fitted as S-ketamine is
+_RESIDUAL_OF = {"ketamine_plasma_ng_ml": "ketamine", "esketamine_plasma_ng_ml": "ketamine",
+                "arketamine_plasma_ng_ml": "ketamine",
+                "norketamine_plasma_ng_ml": "norketamine"}
+
+
+def _residual_cv(ctx: AssayContext, readout: str) -> float:
+    """The proportional CV of ``readout``: its species' population-model residual error
+    where the registry gives one and the option ``residual`` is ``model``, else ``cv``."""
+    if ctx.options.get("residual", "assay") == "model" and readout in _RESIDUAL_OF:
+        name = f"pk.{ctx.species}.{_RESIDUAL_OF[readout]}.residual_cv"
+        if name in ctx.registry:
+            return float(ctx.registry.value(name))
+    return float(ctx.options["cv"])
+
+
 def _lcms(name: str, mapping: dict[str, str], unit: str):
     def measure(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         readouts = list(mapping)
@@ -93,7 +117,7 @@ def _lcms(name: str, mapping: dict[str, str], unit: str):
         for m, r in enumerate(readouts):
             if r in _OWN_STREAM:
                 z[:, :, :, m] = ctx.noise_at(f"{name}.{r}", at, (2,)).transpose(0, 2, 1)
-        cv = float(ctx.options["cv"])
+        cv = np.array([_residual_cv(ctx, r) for r in readouts])
         sigma = np.sqrt(np.log1p(cv**2))
         measured = np.clip(true, 0.0, None) * np.exp(sigma * z[:, 0] - sigma**2 / 2) \
             + float(ctx.options["sd_add"]) * z[:, 1]
@@ -107,8 +131,9 @@ PLASMA_PK = Assay(
     "compounds (drug) by LC-MS/MS",
     tuple(Readout(r, "ng/mL") for r in _PLASMA), _lcms("plasma_pk", _PLASMA, "ng/mL"),
     outputs=tuple(_PLASMA.values()), sample_times=_plasma_times,
-    options={"cv": 0.1, "sd_add": 0.2, "lloq": 1.0, "sampling": "arterial"},
-    choices={"sampling": ("arterial", "venous")})
+    options={"cv": 0.1, "sd_add": 0.2, "lloq": 1.0, "sampling": "arterial",
+             "residual": "model"},
+    choices={"sampling": ("arterial", "venous"), "residual": ("model", "assay")})
 BRAIN_PK = Assay(
     "brain_pk", "brain ketamine, metabolites and other dosed compounds (drug) by LC-MS/MS "
     "of homogenate",
