@@ -184,54 +184,60 @@ def test_missing_species_or_route_is_a_clear_error(tmp_path):
                  registry=load_registry())
 
 
+ORAL_ROUTES = """    routes:
+      oral: {f: {param: "route.{species}.oral.f"}, ka: {param: "route.{species}.oral.ka"}}
+"""
+FU = "    fu_brain: {value: 0.5, unit: \"1\", source: \"assumed\"}\n"
+
+
 def test_oral_absorption_is_the_compound_s_own_or_named(tmp_path):
-    """An oral dose of a compound whose file gives no oral absorption for the species is
-    refused with one error naming the compound, the species and the field: the
-    registry's route.<species>.oral.* are ketamine's (until 2026-12-06 any compound took
-    them silently, so oral memantine got ketamine's 15% bioavailability). Naming them in
-    the file is allowed, and then the compound absorbs exactly as its ip twin scaled by
-    ketamine's oral values say; its own values are used as given."""
+    """Oral and intranasal absorption comes from the compound's file (the registry's
+    route.<species>.oral.* are ketamine's; until 2026-12-06 any compound took them
+    silently, so oral memantine got ketamine's 15% bioavailability):
+    - an oral dose in a species the file gives no oral absorption for is refused,
+      naming the compound, species and field (a file listing the route still loads, so
+      files that never dose it orally keep working);
+    - naming the registry's values is allowed, and a file's own value is used as given
+      (a higher bioavailability at the same absorption rate: more block)."""
     from ketasim.signaling.protocol import ProtocolError
 
     oral = BLOCKER.replace("routes: [ip, iv]", "routes: [ip, iv, oral]")
     add_compounds(_write(tmp_path / "a", oral))
+    reg = load_registry()
+    assert _peak(simulate(load_scenario_text(scenario("testblocker")),
+                          registry=reg).readouts, "occupancy_interneuron") > 0.0
     with pytest.raises(ProtocolError, match=r"'testblocker'.*no oral absorption for mouse "
                                             r"\(pk\.mouse\.routes\.oral"):
-        simulate(load_scenario_text(scenario("testblocker", route="oral")),
-                 registry=load_registry())
+        simulate(load_scenario_text(scenario("testblocker", route="oral")), registry=reg)
     reset_compounds()
-    reg = load_registry()
-    named = oral.replace(
-        "    fu_brain: {value: 0.5, unit: \"1\", source: \"assumed\"}\n",
-        "    fu_brain: {value: 0.5, unit: \"1\", source: \"assumed\"}\n"
-        "    routes:\n"
-        "      oral: {f: {param: \"route.{species}.oral.f\"}, "
-        "ka: {param: \"route.{species}.oral.ka\"}}\n")
-    add_compounds(_write(tmp_path / "b", named))
+    mouse_pk = oral[oral.index("  mouse:\n"):oral.index("targets:")]
+    named = oral.replace(FU, FU + ORAL_ROUTES).replace(
+        "targets:", mouse_pk.replace("  mouse:", "  rat:") + "targets:")
+    add_compounds(_write(tmp_path / "b", named))  # rat: the same PK, no oral block
+    with pytest.raises(ProtocolError, match=r"'testblocker'.*no oral absorption for rat "
+                                            r"\(pk\.rat\.routes\.oral"):
+        simulate(load_scenario_text(scenario("testblocker", "rat", route="oral")),
+                 registry=reg)
     r = simulate(load_scenario_text(scenario("testblocker", route="oral")), registry=reg)
-    assert _peak(r.readouts, "occupancy_interneuron") > 0.0
     reset_compounds()
-    own = named.replace('oral: {f: {param: \"route.{species}.oral.f\"}',
-                        'oral: {f: {value: 0.9, unit: \"1\", source: \"assumed\"}')
+    own = named.replace('oral: {f: {param: "route.{species}.oral.f"}',
+                        'oral: {f: {value: 0.9, unit: "1", source: "assumed"}')
     add_compounds(_write(tmp_path / "c", own))
     r9 = simulate(load_scenario_text(scenario("testblocker", route="oral")), registry=reg)
-    # a higher bioavailability, the same absorption rate: more block
-    assert _peak(r9.readouts, "occupancy_interneuron") > _peak(
-        r.readouts, "occupancy_interneuron")
+    assert 0.0 < _peak(r.readouts, "occupancy_interneuron") < _peak(
+        r9.readouts, "occupancy_interneuron")
 
 
-def test_no_builtin_compound_lists_oral_or_intranasal_without_absorption():
-    """Every built-in compartmental compound that lists oral or intranasal gives the
-    absorption for each species it has PK for, or the species refuses it (l-DOPA in
-    rodents); none lists a route no species can take."""
-    for name, c in COMPOUNDS.items():
-        if c.is_window or not c.pk:
-            continue
-        for route in ("oral", "intranasal"):
-            if route not in c.routes:
-                continue
-            ok = [sp for sp, pk in c.pk.items() if {"f", "gut_f"} & set(pk.routes.get(route, {}))]
-            assert ok, (name, route)
+def test_a_builtin_compound_refuses_oral_where_its_file_gives_none():
+    """l-DOPA lists oral for patients (levodopa/carbidopa tablets) but gives no oral
+    absorption in rodents: an oral dose in mice is one error, not ketamine's 15%."""
+    from ketasim.signaling.protocol import ProtocolError
+
+    assert COMPOUNDS["ldopa"].pk["human"].gives_absorption("oral")
+    assert not COMPOUNDS["ldopa"].pk["mouse"].gives_absorption("oral")
+    with pytest.raises(ProtocolError, match="'ldopa'.*no oral absorption for mouse"):
+        simulate(load_scenario_text(scenario("ldopa", route="oral")),
+                 registry=load_registry())
 
 
 def test_cli_run_with_compounds_folder(tmp_path):

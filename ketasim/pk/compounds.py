@@ -170,6 +170,18 @@ class SpeciesPK:
     # ``from_y``; clearance follows the well-stirred liver (needs qh and clint_h)
     hepatic_age: dict[str, Value] | None = None
 
+    def gives_absorption(self, route: str) -> bool:
+        """Whether the file gives ``route``'s absorption itself (a directly absorbed
+        fraction ``f`` or a gut path), as oral and intranasal doses need
+        (:data:`OWN_ABSORPTION`)."""
+        return bool({"f", "gut_f"} & set(self.routes.get(route, {})))
+
+
+# routes whose absorption a compound file must give itself for each species that takes
+# them (or name the registry's ketamine values, route.<species>.<route>.*, explicitly):
+# first pass and mucosal uptake differ between molecules (5-100%)
+OWN_ABSORPTION = ("intranasal", "oral")
+
 
 @dataclass(frozen=True)
 class TargetAction:

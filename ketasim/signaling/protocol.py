@@ -27,6 +27,7 @@ from ketasim.core.cohort import Cohort
 from ketasim.params import Registry
 from ketasim.pk.compounds import (
     COMPOUNDS,
+    OWN_ABSORPTION,
     Compound,
     CompoundError,
     TargetAction,
@@ -41,9 +42,6 @@ _SIDX = {n: i for i, n in enumerate(spec.STATE_NAMES)}
 _PIDX = {n: i for i, n in enumerate(spec.PVEC_NAMES)}
 
 EXTRAVASCULAR = ("ip", "sc", "im", "intranasal", "oral")
-# routes whose absorption a compound file must give itself (or name the registry's
-# ketamine values explicitly): first pass and mucosal uptake differ between molecules
-OWN_ABSORPTION = ("intranasal", "oral")
 
 
 class ProtocolError(ValueError):
@@ -426,9 +424,7 @@ def _absorb(b: _Builder, ev, name: str, k: int, at, amount, f_scale, species, co
     route = ev.route
     own = part.pk[species].routes.get(route, {})
     pw = f"{where}: compound {name!r}"
-    if route in OWN_ABSORPTION and not ({"f", "gut_f"} & set(own)):
-        # the registry's route.<species>.oral/intranasal.* are ketamine's; how much of a
-        # swallowed or sniffed dose arrives differs from molecule to molecule (5-100%)
+    if route in OWN_ABSORPTION and not part.pk[species].gives_absorption(route):
         raise ProtocolError(
             f"{pw} ({part.source_file}) gives no {route} absorption for {species} "
             f"(pk.{species}.routes.{route}: f and ka, or a gut path); the registry's "
