@@ -427,6 +427,33 @@ ALLOWED_GAPS = {"T-SP-03", "T-CA-02",
                 "T-PK-11", "T-PK-13"}
 
 
+def _sessions(arm) -> set[float]:
+    """Times (h) of an arm's clinic sessions: its doses by any route but the mouth."""
+    return {round(e.at, 6) for e in arm.protocol
+            if getattr(e, "drug", None) is not None and e.route != "oral"}
+
+
+def test_placebo_arms_of_human_replicas_match_the_drug_arms_sessions():
+    """A blinded trial gives its placebo arm a session (a saline infusion or spray, or the
+    active placebo) whenever the drug arm has one; a placebo arm with fewer sessions is a
+    design the trial did not run (TRANSFORM-2's and the maintenance replica's placebo
+    arms once had a single session at day 0)."""
+    checked = 0
+    for name, path in sorted(replica_paths().items()):
+        scenario = load_scenario(path)
+        if scenario.species != "human":
+            continue
+        placebo = [a for a in scenario.arms if "placebo" in a.name]
+        drug = [a for a in scenario.arms if "placebo" not in a.name
+                and not a.name.startswith("healthy") and _sessions(a)]
+        for p in placebo:
+            for d in drug:
+                missing = _sessions(d) - _sessions(p)
+                assert not missing, (name, p.name, d.name, sorted(missing))
+                checked += 1
+    assert checked >= 10  # the trial replicas with placebo arms
+
+
 def test_allowed_gaps_are_marked_in_the_targets_file():
     marked = {tid for tid, t in load_targets().items() if t.known_gap}
     assert marked == ALLOWED_GAPS
