@@ -214,6 +214,15 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   peak RSS 527 MB; wall 78.5 s. Still short of 50x: the reference is faster on this
   machine than in the twenty-fourth session (21.8 against 32.8 ms/patient), ketasim about
   the same.
+- 2026-12-07, twenty-ninth session (psilocybin's 5-HT2A gain, glutamate dialysis and the
+  human PK residual error since; nothing this workload reads changed), ``--patients
+  100000``, load about 0.8: ketasim 61.9 s (0.62 ms/patient, 9,698 patient-weeks/s; a
+  placebo piece of 5,000 about 1.1 s, a ketamine piece about 5.0 s), reference 18.32
+  ms/patient (1,832 s extrapolated; LSODA 28.7 ms on the first patient), **speedup 29.6**
+  (signalling alone on the sample 23.0); outputs within 2.5e-7 of their range, MADRS
+  latent 1.3e-6, 140 of 140 rated totals identical; against tight LSODA ketasim 1.3e-8,
+  reference 8.3e-8; peak RSS 465 MB; wall 65.5 s. 50x would need about 36.6 s: the ten
+  ketamine pieces alone take 50.6 s.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
