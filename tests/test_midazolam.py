@@ -108,8 +108,54 @@ def test_moaas_falls_during_the_infusion_and_recovers(sedation):
 
 
 def test_ketamine_alone_does_not_change_moaas(sedation):
-    # no midazolam: ketamine's own sedation is not part of this scale's model
+    # ketamine's sedation follows the pyramidal shutdown, which the antidepressant dose
+    # leaves at nil: patients are rated alert throughout (T-SED-02)
     assert (_table(sedation, "ketamine", "moaas").to_numpy() == 5.0).all()
+
+
+def test_moaas_reads_ketamines_pyramidal_shutdown():
+    from ketasim.clinical.assays import MOAAS_MAX, moaas_latent
+    from ketasim.clinical.model import ClinicalParams
+    p = ClinicalParams.from_registry(REG)
+    one = np.ones(1)
+    conc = np.array([0.0, 50.0, 100.0, 300.0])
+    # no shutdown: the midazolam Emax alone, as before ketamine's term was added
+    v = p.values
+    mdz = MOAAS_MAX * (1.0 - (conc / v["sedation_ec50"]) ** v["sedation_hill"]
+                       / (1.0 + (conc / v["sedation_ec50"]) ** v["sedation_hill"]))
+    assert np.allclose(moaas_latent(conc, one, p), mdz)
+    assert np.allclose(moaas_latent(conc, one, p, 0.0), mdz)
+    # the shutdown lowers the scale monotonically; the shutdown of the model's mice at an
+    # anaesthetic dose (0.62-0.74 at 100 mg/kg ip) leaves no response
+    s = np.linspace(0.0, 1.0, 11)
+    k = moaas_latent(np.zeros(11), np.ones(11), p, s)
+    assert k[0] == MOAAS_MAX and np.all(np.diff(k) < 0)
+    assert moaas_latent(0.0, 1.0, p, 0.62) < 1.0
+    assert moaas_latent(0.0, 1.0, p, 0.05) > 4.5  # the shutdown of T-SED-01's volunteers
+    # the two drugs act independently: the product of their effects
+    both = moaas_latent(100.0, 1.0, p, 0.3)
+    assert both == pytest.approx(moaas_latent(100.0, 1.0, p) * moaas_latent(0.0, 1.0, p, 0.3)
+                                 / MOAAS_MAX)
+
+
+def test_anaesthetic_replica_holds_plasma_in_the_anaesthetic_range_and_reads_sedation():
+    """The premise of T-SED-01: its infusion keeps the mean plasma level within the
+    published anaesthetic range (1200-2400 ng/mL) while MOAA/S is rated; and the rating
+    does follow the shutdown: with eight times the human brain exposure (a what-if, not
+    the model) the same volunteers are unresponsive."""
+    from ketasim.scenario import load_scenario
+    from ketasim.validation.targets import replica_paths
+    scenario = load_scenario(replica_paths()["human_anaesthetic_levels"])
+    r = simulate(scenario, registry=REG).readouts
+    plasma = _table(r, "anaesthetic", "ketamine_plasma_ng_ml").mean()
+    assert all(1200.0 <= plasma[t] <= 2400.0 for t in (0.5, 0.75, 1.0))
+    assert 100.0 <= _table(r, "antidepressant_dose", "ketamine_plasma_ng_ml").mean()[
+        40 / 60] <= 250.0
+    alert = _table(r, "anaesthetic", "moaas").mean()
+    high = simulate(scenario, registry=REG.with_values(
+        {"pk.human.ketamine.kp_brain": 16.0})).readouts
+    deep = _table(high, "anaesthetic", "moaas").mean()
+    assert alert[0.75] > 4.5 and deep[0.75] <= 1.0 and deep[0.0] == 5.0
 
 
 @pytest.mark.parametrize("background", ["", f"{DEP}, {KET}, "])

@@ -323,24 +323,30 @@ def _psychotomimetic(ctx: AssayContext, at: np.ndarray, kind: str) -> AssayRows:
 MOAAS_MAX = 5  # MOAA/S: 5 responds readily to name spoken in normal tone ... 0 no response
 
 
-def moaas_latent(conc: np.ndarray, sensitivity: np.ndarray, p: ClinicalParams
-                 ) -> np.ndarray:
-    """Unrounded MOAA/S at effect-site concentrations ``conc`` (ng/mL, plasma-equivalent)
-    for sensitivities ``sensitivity`` (x the median patient): a sigmoid Emax from 5 down
-    to 0."""
+def moaas_latent(conc: np.ndarray, sensitivity: np.ndarray, p: ClinicalParams,
+                 shutdown: np.ndarray | float = 0.0) -> np.ndarray:
+    """Unrounded MOAA/S at midazolam effect-site concentrations ``conc`` (ng/mL,
+    plasma-equivalent) and ketamine's pyramidal ``shutdown`` (0-1), for sensitivities
+    ``sensitivity`` (x the median patient, scaling both): sigmoid Emax effects of the two,
+    independent, taking the scale from 5 down to 0."""
     v = p.values
-    return MOAAS_MAX * (1.0 - hill(conc * sensitivity, v["sedation_ec50"],
-                                   v["sedation_hill"]))
+    midazolam = hill(conc * sensitivity, v["sedation_ec50"], v["sedation_hill"])
+    ketamine = hill(np.asarray(shutdown, dtype=float) * sensitivity,
+                    v["sedation_shutdown50"], v["sedation_shutdown_hill"])
+    return MOAAS_MAX * (1.0 - midazolam) * (1.0 - ketamine)
 
 
 def _sedation(ctx: AssayContext, at: np.ndarray) -> AssayRows:
-    """MOAA/S per visit from the midazolam effect-site concentration: the patient's
-    sensitivity (log-normal, CV ``sedation_cv``, from a stream of its own) times a
-    per-visit fluctuation (log-normal, SD ``sedation_visit_sd`` on the log scale: the
-    patient's arousal at the visit and the rater's judgement), rounded to the scale."""
+    """MOAA/S per visit from the midazolam effect-site concentration and ketamine's
+    pyramidal shutdown (:func:`moaas_latent`): the patient's sensitivity (log-normal, CV
+    ``sedation_cv``, from a stream of its own) times a per-visit fluctuation (log-normal,
+    SD ``sedation_visit_sd`` on the log scale: the patient's arousal at the visit and the
+    rater's judgement), rounded to the scale."""
     p = ClinicalParams.from_registry(ctx.registry)
     v = p.values
     conc = np.clip(ctx.trajectory("midazolam_brain", np.asarray(at, float)), 0.0, None)
+    shutdown = np.clip(ctx.trajectory("pyramidal_shutdown", np.asarray(at, float)), 0.0,
+                       None)
     cv = v["sedation_cv"]
     sig = np.sqrt(np.log1p(cv**2))
     out = np.full((ctx.n, len(at), 1), np.nan)
@@ -348,8 +354,8 @@ def _sedation(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         s = np.exp(ctx.rng(i, "sedation_sensitivity").normal(-0.5 * sig**2, sig))
         for j, t in enumerate(at):
             visit = np.exp(_visit_rng(ctx, i, float(t)).normal(0.0, v["sedation_visit_sd"]))
-            out[i, j, 0] = np.clip(np.rint(moaas_latent(conc[i, j], s * visit, p)),
-                                   0, MOAAS_MAX)
+            out[i, j, 0] = np.clip(np.rint(moaas_latent(conc[i, j], s * visit, p,
+                                                        shutdown[i, j])), 0, MOAAS_MAX)
     return ctx.rows(out, at, ["moaas"], ["points"])
 
 
@@ -442,7 +448,8 @@ GBC_ASSAY = Assay(
     species=HUMANS)
 SEDATION_ASSAY = Assay(
     "sedation", "Modified Observer's Assessment of Alertness/Sedation (MOAA/S, 0-5)",
-    (Readout("moaas", "points"),), _sedation, outputs=("midazolam_brain",),
+    (Readout("moaas", "points"),), _sedation,
+    outputs=("midazolam_brain", "pyramidal_shutdown"),
     species=HUMANS)
 MRS_ASSAY = Assay(
     "mrs_glutamate_cycling",

@@ -29,9 +29,12 @@ One mechanism, read at a slower scale than the mouse's spines and circuit (param
   subjects as in patients, and are not an input to the synaptic state (F-K-2, F-K-8).
 - **Sedation.** The MOAA/S (5 alert ... 0 no response) follows the midazolam
   effect-site concentration (the active placebo of infusion trials) through a sigmoid
-  Emax: 5 (1 - C^n / (C^n + EC50^n)), with the patient's sensitivity (log-normal) scaling
-  the concentration and a per-visit log-normal fluctuation for the rating, rounded to
-  the scale. Without midazolam every rating is 5: ketamine's sedation is not modelled.
+  Emax, 1 - C^n / (C^n + EC50^n), and ketamine's loss of pyramidal recurrent activity
+  (the signalling layer's ``pyramidal_shutdown``, which makes the model's rodents
+  immobile at anaesthetic doses) through another, the two acting independently:
+  5 (1 - midazolam effect) (1 - ketamine effect). The patient's sensitivity (log-normal)
+  and a per-visit log-normal fluctuation scale both inputs; the rating is rounded to the
+  scale. At the antidepressant dose the shutdown is nil and patients rate 5.
 
 Ratings are item by item (:mod:`ketasim.clinical.assays`). The clinician-rated scales
 (MADRS, HDRS-17, CADSS, BPRS) have raters as people: each arm has a pool of raters, each
@@ -64,6 +67,7 @@ PARAM_NAMES = (
     "psychotomimetic_cv", "fluctuation_sd", "fluctuation_tau_d",
     "gbc_per_state", "gbc_subject_sd", "gbc_scan_sd", "mrs_cv",
     "sedation_ec50", "sedation_hill", "sedation_cv", "sedation_visit_sd",
+    "sedation_shutdown50", "sedation_shutdown_hill",
 )
 
 
