@@ -375,9 +375,11 @@ def test_a_dose_far_above_the_effective_dose_is_a_warning(tmp_path, species, dru
         assert '<ul id="warnings"' in report and html.escape(fragments[-1]) in report
 
 
-def test_the_anaesthetic_dose_of_the_rat_dose_response_replica_is_flagged():
-    """The only built-in scenario or replica with a dose above 10x the effective dose is
-    the anaesthetic arm of the rat dose-response (200 mg/kg, Li et al. 2010)."""
+def test_the_anaesthetic_doses_of_the_replicas_are_flagged():
+    """The only built-in scenarios or replicas with a dose above 10x the effective dose
+    are the anaesthetic arms: the rat dose-response's 200 mg/kg (Li et al. 2010) and the
+    maintenance infusion that holds human plasma at anaesthetic levels (5.5 mg/kg over
+    55 min, T-SED-01)."""
     from pathlib import Path
 
     import ketasim
@@ -392,7 +394,9 @@ def test_the_anaesthetic_dose_of_the_rat_dose_response_replica_is_flagged():
         lines = dose_warnings(load_scenario(p), reg)
         if lines:
             flagged[Path(str(p)).stem] = lines
-    assert list(flagged) == ["dose_response_rat"], flagged
+    assert sorted(flagged) == ["dose_response_rat", "human_anaesthetic_levels"], flagged
+    assert len(flagged["human_anaesthetic_levels"]) == 1
+    assert "5.5 mg/kg (arm 'anaesthetic')" in flagged["human_anaesthetic_levels"][0]
     assert len(flagged["dose_response_rat"]) == 1
     assert "200 mg/kg (arm " in flagged["dose_response_rat"][0]
     assert ") is 20x" in flagged["dose_response_rat"][0]
