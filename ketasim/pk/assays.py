@@ -98,6 +98,8 @@ _RESIDUAL_OF = {"ketamine_plasma_ng_ml": "ketamine", "esketamine_plasma_ng_ml": 
 def _residual_cv(ctx: AssayContext, readout: str) -> float:
     """The proportional CV of ``readout``: its species' population-model residual error
     where the registry gives one and the option ``residual`` is ``model``, else ``cv``."""
+    # brain_pk shares this measurement and has no ``residual`` option: its homogenate
+    # assay error is ``cv``
     if ctx.options.get("residual", "assay") == "model" and readout in _RESIDUAL_OF:
         name = f"pk.{ctx.species}.{_RESIDUAL_OF[readout]}.residual_cv"
         if name in ctx.registry:
