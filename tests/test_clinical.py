@@ -114,37 +114,96 @@ def test_a_visit_added_leaves_the_other_visits_alone():
     np.testing.assert_array_equal(ma.to_numpy(), mb.loc[ma.index].to_numpy())
 
 
-def test_symptom_course_is_the_exact_solution():
-    """D relaxes to F / E at rate k E; S low-passes the deficit with tau: compared with a
-    fine Euler integration of the same equations."""
-    p = ClinicalParams.from_registry(REG)
+POOL = {"clinical.restore_direct_share": 0.1, "clinical.restore_pool_share": 0.15,
+        "clinical.restore_pool_memory_d": 7.0, "clinical.k_restore": 3.0,
+        "clinical.k_stabilise": 0.2, "clinical.k_turnover_stable": 0.01}
+NO_POOL = {"clinical.restore_direct_share": 1.0, "clinical.restore_pool_share": 0.0,
+           "clinical.k_stabilise": 0.0}
+
+
+@pytest.mark.parametrize("pool", [POOL, NO_POOL], ids=["pool", "no_pool"])
+def test_symptom_course_is_the_exact_solution(pool):
+    """D relaxes to F' / E at rate k E, the pool M, restored L and stable Q follow their
+    equations (module docstring), S low-passes the deficit with tau: compared with a fine
+    Euler integration of the same equations, with and without restoration."""
+    p = ClinicalParams.from_registry(REG.with_values(pool))
     v = p.values
     grid = np.arange(0.0, 400.0, 1.0)
-    f = np.where(grid < 100, 0.7, 1.4)[None, :]
+    x_s = np.where((grid >= 100) & (grid < 130), 0.7, 0.0)[None, :]  # the drug-made part
+    f = 0.7 + x_s
     e = np.full_like(f, 1.7)
     pot = np.where((grid > 100) & (grid < 150), 0.3, 0.0)[None, :]
-    drives = {"formation_drive": f, "elimination_drive": e, "synaptic_potentiation": pot}
-    at = np.array([50.0, 120.5, 399.0])
+    drives = {"formation_drive": f, "elimination_drive": e, "synaptic_potentiation": pot,
+              "structural_formation": x_s}
+    at = np.array([50.0, 120.5, 200.0, 399.0])
     at_drives = {k: x[:, np.searchsorted(grid, np.floor(at))] for k, x in drives.items()}
     z, s = symptom_course(grid, drives, at, at_drives, p)
     # Euler reference on a 0.01-h grid with the same piecewise-constant drives
     k, w, tau = v["k_turnover"] / 24.0, v["potentiation_weight"], v["tau_symptom_h"]
+    share, phi = v["restore_direct_share"], v["restore_pool_share"]
+    mem, k_r = 24.0 * v["restore_pool_memory_d"], v["k_restore"]
+    sig, k_s = v["k_stabilise"] / 24.0, v["k_turnover_stable"] / 24.0
     fine = np.arange(0.0, 399.0 + 1e-9, 0.01)
     j = np.clip(np.floor(fine).astype(int), 0, grid.size - 1)
-    d, sl = 0.7 / 1.7, 1.0 - 0.7 / 1.7
+    d = 0.7 / 1.7
+    m, lab, q = phi * k * 1.7 * d * mem, 0.0, 0.0
+    sl = 1.0 - d
     out = {}
     for t, jj in zip(fine, j):
-        x = max(0.0, 1.0 - d * (1.0 + w * pot[0, jj]))
+        fe, ee, xx, pp = f[0, jj], e[0, jj], x_s[0, jj], pot[0, jj]
+        zz = (d + lab + q) * (1.0 + w * pp)
+        x = max(0.0, 1.0 - zz)
         for a_t in at:
             if abs(t - a_t) < 0.005:
-                out[a_t] = (d * (1.0 + w * pot[0, jj]), sl)
-        d += 0.01 * k * (f[0, jj] - e[0, jj] * d)
+                out[a_t] = (zz, sl)
+        grow = k_r * xx * m
+        dd = k * (max(0.0, fe - xx) + share * xx - ee * d)
+        dm = phi * (k * ee * (d + lab) + k_s * ee * q) - m / mem - grow
+        dl = grow - k * ee * lab - sig * lab
+        dq = sig * lab - k_s * ee * q
+        d, m, lab, q = d + 0.01 * dd, m + 0.01 * dm, lab + 0.01 * dl, q + 0.01 * dq
         sl += 0.01 * (x - sl) / tau
     ref_z = np.array([out[a][0] for a in at])
     ref_s = np.array([out[a][1] for a in at])
     np.testing.assert_allclose(z[0], ref_z, rtol=0.02)
     np.testing.assert_allclose(s[0], ref_s, rtol=0.05, atol=0.01)
     assert np.isclose(z[0, 0], 0.7 / 1.7)  # steady state before the change
+    if pool is POOL:  # what was restored outlasts D's own gain (the stable part)
+        assert z[0, 3] > 0.7 / 1.7 + 0.005
+
+
+def test_restoration_is_bounded_by_the_pool_and_repeated_doses_consolidate():
+    """One dose restores what the depression took lately and no more: with fast regrowth
+    a formation pulse twice as large restores about as much; the direct (de novo) path
+    instead keeps growing with the pulse. Stable restored synapses make a course of doses
+    outlast the interval between them."""
+    grid = np.arange(0.0, 2000.0, 1.0)
+
+    def gain(values, amp, starts, read):
+        p = ClinicalParams.from_registry(REG.with_values(values))
+        x_s = np.zeros((1, grid.size))
+        for t0 in starts:
+            x_s[0, (grid >= t0) & (grid < t0 + 24)] = amp
+        drives = {"formation_drive": 0.7 + x_s, "elimination_drive": np.full_like(x_s, 1.7),
+                  "synaptic_potentiation": np.zeros_like(x_s), "structural_formation": x_s}
+        at = np.array([read])
+        z, _ = symptom_course(grid, drives, at,
+                              {k: v[:, [int(read)]] for k, v in drives.items()}, p)
+        return float(z[0, 0]) - 0.7 / 1.7
+
+    pool_only = {**POOL, "clinical.restore_direct_share": 0.0, "clinical.k_restore": 30.0}
+    one, two = gain(pool_only, 0.5, [100], 148), gain(pool_only, 1.0, [100], 148)
+    assert 0 < one and two < 1.15 * one
+    direct = {**NO_POOL}
+    one_d, two_d = gain(direct, 0.5, [100], 148), gain(direct, 1.0, [100], 148)
+    assert two_d > 1.8 * one_d
+    # a course of eight doses twice weekly against one dose, read 15 days after the last
+    course = [100 + 84 * i for i in range(8)]
+    after_one = gain(pool_only, 0.5, [course[-1]], course[-1] + 360)
+    after_course = gain(pool_only, 0.5, course, course[-1] + 360)
+    assert after_course > 2.0 * after_one > 0
+    no_stable = {**pool_only, "clinical.k_stabilise": 0.0}
+    assert gain(no_stable, 0.5, course, course[-1] + 360) < 0.5 * after_course
 
 
 def test_mood_fluctuation_is_stationary_and_visit_independent():
@@ -319,14 +378,15 @@ def test_compiled_grid_chains_equal_the_step_functions():
     irregular grid with the deficit clipped at 0 in places."""
     from ketasim.clinical.model import _advance_density, _advance_load
 
-    p = ClinicalParams.from_registry(REG)
+    p = ClinicalParams.from_registry(REG.with_values(NO_POOL))  # the pool: exact-solution test
     v = p.values
     rng = np.random.default_rng(3)
     grid = np.sort(rng.uniform(-300.0, 400.0, 300))
     n = 25
     drives = {"formation_drive": rng.uniform(0.5, 1.6, (n, grid.size)),
               "elimination_drive": rng.uniform(1.0, 1.8, (n, grid.size)),
-              "synaptic_potentiation": rng.uniform(0.0, 0.9, (n, grid.size))}
+              "synaptic_potentiation": rng.uniform(0.0, 0.9, (n, grid.size)),
+              "structural_formation": np.zeros((n, grid.size))}
     at = grid[[10, 150, 299]]
     # drives below their floors in places: symptom_course clips them (F, P at 0, E at 1e-9)
     drives["formation_drive"][3, 40:60] = -0.2

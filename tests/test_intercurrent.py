@@ -127,23 +127,30 @@ def test_strategies_treatment_policy_and_hypothetical(runs):
     hyp = analyse_trial(hyp_sc, r.readouts, r.disposition, intercurrent=r.intercurrent)
     obs = hyp.trial[(hyp.trial["kind"] == "observed") & (hyp.trial["arm"] == "ketamine")]
     at = obs.set_index("visit_h")["n"]
-    # the events happen at the first infusion's end: later ratings are missing
-    first = r.intercurrent["time_h"].min()
-    assert (at[at.index > first] == 24 - n_ice).all() and at[-24.0] == 24
-    assert f"their {5 * n_ice} ratings" in hyp.notes[0]
+    # the events happen at the end of an infusion (CADSS is rated there): each patient's
+    # ratings after their own event are missing
+    events = r.intercurrent["time_h"].to_numpy()
+    assert (events > 0).all() and at[-24.0] == 24
+    missing = {v: int((events < v).sum()) for v in at.index}
+    assert all(at[v] == 24 - k for v, k in missing.items())
+    assert missing[at.index.max()] == n_ice  # all before the last visit
+    assert f"their {sum(missing.values())} ratings" in hyp.notes[0]
     con = hyp.trial[(hyp.trial["kind"] == "contrast") & hyp.trial["primary"]].iloc[0]
     assert np.isfinite(con["estimate"]) and con["n"] == 24 - n_ice
     # while on treatment: later ratings take the last one at or before the event
     wot_sc = sc.model_copy(update={"design": sc.design.model_copy(
         update={"strategy": "while_on_treatment"})})
     wot = analyse_trial(wot_sc, r.readouts, r.disposition, intercurrent=r.intercurrent)
-    assert f"their {5 * n_ice} ratings" in wot.notes[0] and "while-on-treatment" in wot.notes[0]
+    assert f"their {sum(missing.values())} ratings" in wot.notes[0]
+    assert "while-on-treatment" in wot.notes[0]
     obs = wot.trial[(wot.trial["kind"] == "observed") & (wot.trial["arm"] == "ketamine")]
     assert (obs["n"] == 24).all()
     m = r.readouts[(r.readouts["readout"] == "madrs_total") & (r.readouts["arm"] == "ketamine")]
     y = m.pivot(index="subject", columns="time_h", values="value")
     ice = r.intercurrent.set_index("subject")["time_h"]
-    y.loc[ice.index, [c for c in y.columns if c > 0]] = y.loc[ice.index, [-24.0]].to_numpy()
+    for subject, t_event in ice.items():
+        y.loc[subject, [c for c in y.columns if c > t_event]] = y.loc[
+            subject, max(c for c in y.columns if c <= t_event)]
     change = (y[336.0] - y[-24.0]).mean()
     assert obs.loc[obs["visit_h"] == 336.0, "estimate"].iloc[0] == pytest.approx(change)
     with pytest.raises(ValueError, match="intercurrent table"):

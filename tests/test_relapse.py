@@ -158,6 +158,14 @@ def test_relapse_statistics_match_the_trial_analysis():
     assert 0 < share < 1
     # not everyone is followed: the stable rule removed some
     assert 0 < len(rel) < 80
+    # the stable share is those followed over the arm's patients
+    stable = evaluate("stable_share('placebo', 'madrs_total', 12, '20d', '27d', at_least=2)",
+                      readouts)
+    n_arm = readouts.loc[readouts["arm"] == "placebo", "subject"].nunique()
+    assert stable == pytest.approx((rel["arm"] == "placebo").sum() / n_arm)
+    assert 0 < stable < 1
+    assert evaluate("stable_share('placebo', 'madrs_total', 100, '20d', '27d')",
+                    readouts) == 1.0
     # a window without visits is one clear error, not "everyone is stable"
     with pytest.raises(StatisticError, match="no visit"):
         evaluate("relapse_share('placebo', 'madrs_total', '30d', 22, stable_max=12, "

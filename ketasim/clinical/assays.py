@@ -165,7 +165,8 @@ def _visit_rng(ctx: AssayContext, i: int, t: float) -> np.random.Generator:
     return ctx.rng(i, _visit_key(ctx, t))
 
 
-_STATE_OUTPUTS = ("formation_drive", "elimination_drive", "synaptic_potentiation")
+_STATE_OUTPUTS = ("formation_drive", "elimination_drive", "synaptic_potentiation",
+                  "structural_formation")
 
 
 def _course(ctx: AssayContext, at: np.ndarray, p: ClinicalParams):

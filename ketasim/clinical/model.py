@@ -13,7 +13,21 @@ One mechanism, read at a slower scale than the mouse's spines and circuit (param
   The potentiation of existing synapses P (PKA-gated, protein-synthesis dependent, the
   signalling layer's ``synaptic_potentiation``) strengthens what is there:
   ``Z = D (1 + potentiation_weight P)``. The deficit is ``max(0, 1 - Z)``.
-- **Symptoms.** Rated mood integrates the deficit over about a day
+- **Restoration of lost synapses.** The drug-made (structural) part X of the formation
+  drive, the signalling layer's ``structural_formation``, acts on D only with a share
+  ``restore_direct_share``; the rest regrows synapses lost lately, as the mouse spine
+  engine restores spines near lost ones (F-M-6). A share ``restore_pool_share`` of D's
+  losses (k E D) enters a pool M of restorable sites, forgotten over
+  ``restore_pool_memory_d`` days: ``dM/dt = phi (losses) - M / H - k_r X M``. What
+  regrows, k_r X M, is restored synapses L, which turn over as D does and become stable
+  (Q) at ``k_stabilise`` per day (F-M-7: restored spines last longer, and new spines
+  that last days carry synapses); stable ones turn over at ``k_turnover_stable`` per
+  day and their losses too return to the pool: ``dL/dt = k_r X M - k E L - sigma L``,
+  ``dQ/dt = sigma L - k_s E Q``. The state read is ``Z = (D + L + Q) (1 + w P)``. So
+  one dose restores what the depression took lately and no more (the pool empties), and
+  repeated doses consolidate what they restore into synapses that outlast the dose
+  interval (F-K-9, maintenance).
+- **Symptoms.** Rated mood follows the deficit with a lag of hours
   (``dS/dt = (deficit - S) / tau_symptom``; MADRS items ask about the past days), so the
   improvement starts within hours of the potentiation and peaks later (F-K-3). A patient
   expresses the deficit with their own gain (MADRS points per unit deficit, log-normal
@@ -68,6 +82,8 @@ PARAM_NAMES = (
     "gbc_per_state", "gbc_subject_sd", "gbc_scan_sd", "mrs_cv",
     "sedation_ec50", "sedation_hill", "sedation_cv", "sedation_visit_sd",
     "sedation_shutdown50", "sedation_shutdown_hill",
+    "restore_direct_share", "restore_pool_share", "restore_pool_memory_d", "k_restore",
+    "k_stabilise", "k_turnover_stable",
 )
 
 
@@ -117,36 +133,78 @@ def _clip_below(x, lo):
 
 
 @numba.njit(cache=True, parallel=True)
-def _grid_chains(f, e, pot, w, decay, steps, load_decay, tau):
+def _grid_chains(f, e, pot, w, decay, steps, load_decay, tau, xs, pool):
     """D, the deficit and S on the grid, patient by patient (in parallel): D from its
     steady state F / E by ``_advance_density`` (with its exponentials ``decay``), the
     deficit ``max(0, 1 - D (1 + w P))``, S by ``_advance_load`` (``load_decay`` =
     exp(-h / tau)). ``f`` and ``pot`` are the raw drives, clipped at 0 here (as
-    ``np.clip`` does); ``e`` is clipped already (``decay`` was computed from it)."""
+    ``np.clip`` does); ``e`` is clipped already (``decay`` was computed from it).
+
+    ``xs`` is the formation drive's structural part (clipped at 0 here) and ``pool``
+    the restoration parameters (direct share, k per h, pool share, pool memory h,
+    regrowth per h, stabilisation per h, stable turnover per h): D's formation is the
+    drive less the structural part plus its direct share; recently lost synapses (pool
+    M) regrow into restored synapses L at regrowth x structural part x M, which become
+    stable (Q) and then turn over slowly; the state read is D + L + Q. M, L and Q take
+    four substeps per grid step while the structural part is above 0 (one otherwise),
+    with D held at the step's start: M and L each by the
+    exact update of their own linear equation with the others held over the substep
+    (stable however fast the regrowth), Q by a backward-Euler step fed by L's mean."""
     n, m = f.shape
     d = np.empty((n, m))
+    g = np.empty((n, m))
     s = np.empty((n, m))
     deficit = np.empty((n, m))
+    share, k_h, phi, mem_h, k_r, sig_h, ks_h = (pool[0], pool[1], pool[2], pool[3],
+                                               pool[4], pool[5], pool[6])
     for i in numba.prange(n):
+        xi = xs[i, 0] if not xs[i, 0] < 0.0 else 0.0
         fi = f[i, 0] if not f[i, 0] < 0.0 else 0.0
+        fi = max(0.0, fi - xi) + share * xi
         pi = pot[i, 0] if not pot[i, 0] < 0.0 else 0.0
         di = fi / e[i, 0]
+        mi = phi * k_h * e[i, 0] * di * mem_h
+        li = 0.0
+        qi = 0.0
         x = 1.0 - di * (1.0 + w * pi)
         x = max(0.0, x)
         si = x
-        d[i, 0], deficit[i, 0], s[i, 0] = di, x, si
+        d[i, 0], g[i, 0], deficit[i, 0], s[i, 0] = di, 0.0, x, si
         for j in range(1, m):
+            xi = xs[i, j - 1] if not xs[i, j - 1] < 0.0 else 0.0
             fi = f[i, j - 1] if not f[i, j - 1] < 0.0 else 0.0
+            fi = max(0.0, fi - xi) + share * xi
             pi = pot[i, j] if not pot[i, j] < 0.0 else 0.0
-            target = fi / e[i, j - 1]
+            ej = e[i, j - 1]
+            # four substeps while the drug regrows sites (x > 0), else one: then M and L
+            # only decay towards their sources and Q changes over weeks
+            sub = 4 if xi > 0.0 else 1
+            dt = steps[j - 1] / sub
+            for _ in range(sub):  # the pool and the restored synapses, with D at its start
+                # each linear in itself with the others held over the substep: exact
+                # exponential updates, stable however fast the regrowth
+                src = phi * (k_h * ej * (di + li) + ks_h * ej * qi)
+                b = k_r * xi + 1.0 / mem_h
+                m_eq = src / b
+                eb = np.exp(-b * dt)
+                m_mean = m_eq + (mi - m_eq) * (1.0 - eb) / (b * dt)
+                mi = m_eq + (mi - m_eq) * eb
+                grow = k_r * xi * m_mean
+                c = k_h * ej + sig_h
+                l_eq = grow / c
+                ec = np.exp(-c * dt)
+                l_mean = l_eq + (li - l_eq) * (1.0 - ec) / (c * dt)
+                li = l_eq + (li - l_eq) * ec
+                qi = (qi + dt * sig_h * l_mean) / (1.0 + dt * ks_h * ej)
+            target = fi / ej
             di = target + (di - target) * decay[i, j - 1]
             x0 = x
-            x = 1.0 - di * (1.0 + w * pi)
+            x = 1.0 - (di + li + qi) * (1.0 + w * pi)
             x = max(0.0, x)
             slope = (x - x0) / steps[j - 1]
             si = x - slope * tau + (si - x0 + slope * tau) * load_decay[j - 1]
-            d[i, j], deficit[i, j], s[i, j] = di, x, si
-    return d, s, deficit
+            d[i, j], g[i, j], deficit[i, j], s[i, j] = di, li + qi, x, si
+    return d, g, s, deficit
 
 
 def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarray,
@@ -154,13 +212,15 @@ def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarr
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Synaptic state Z and rated symptom load S at the visits ``at``: (n, len(at)) each.
 
-    ``drives`` hold the signalling outputs ``formation_drive``, ``elimination_drive`` and
-    ``synaptic_potentiation`` on the grid (n, len(grid)), ``at_drives`` the same at the
-    visits. D starts at its steady state F / E at the first grid point and follows
-    ``dD/dt = k (F - E D)`` with the drives held over each step (exact update); the
-    deficit ``max(0, 1 - D (1 + w P))`` is low-passed with ``tau_symptom_h``, linear
-    within a step. A visit between grid points is reached from the point before it, so
-    visits never enter the grid's own chain."""
+    ``drives`` hold the signalling outputs ``formation_drive``, ``elimination_drive``,
+    ``synaptic_potentiation`` and ``structural_formation`` on the grid (n, len(grid)),
+    ``at_drives`` the same at the visits. D starts at its steady state at the first grid
+    point (the pool M at its own, with nothing restored) and follows
+    ``dD/dt = k (F' - E D)``, F' the formation drive less the share of its structural
+    part that restores (module docstring), with the drives held over each step (exact
+    update); the deficit ``max(0, 1 - (D + L + Q) (1 + w P))`` is low-passed with
+    ``tau_symptom_h``, linear within a step. A visit between grid points is reached
+    from the point before it, so visits never enter the grid's own chain."""
     v = p.values
     k_h, w, tau = v["k_turnover"] / 24.0, v["potentiation_weight"], v["tau_symptom_h"]
     f_raw = np.asarray(drives["formation_drive"], dtype=float)
@@ -171,14 +231,23 @@ def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarr
     # clips F and P at 0 as it reads them): the same operations in the same order as
     # _advance_density and _advance_load
     decay = np.exp(-k_h * e[:, :-1] * steps[None, :])
-    d, s, deficit = _grid_chains(f_raw, e, np.asarray(drives["synaptic_potentiation"],
-                                                      dtype=float),
-                                 w, decay, steps, np.exp(-steps / tau), tau)
+    xs = np.asarray(drives["structural_formation"], dtype=float)
+    pool = np.array([v["restore_direct_share"], k_h, v["restore_pool_share"],
+                     24.0 * v["restore_pool_memory_d"], v["k_restore"],
+                     v["k_stabilise"] / 24.0, v["k_turnover_stable"] / 24.0])
+    d, g, s, deficit = _grid_chains(f_raw, e, np.asarray(drives["synaptic_potentiation"],
+                                                         dtype=float),
+                                    w, decay, steps, np.exp(-steps / tau), tau, xs, pool)
     at = np.asarray(at, dtype=float)
     i = np.clip(np.searchsorted(grid, at, side="right") - 1, 0, m - 1)
     h = np.clip(at - grid[i], 0.0, None)[None, :]
-    d_at = _advance_density(d[:, i], np.clip(f_raw[:, i], 0.0, None), e[:, i], k_h, h)
-    z_at = d_at * (1.0 + w * np.clip(at_drives["synaptic_potentiation"], 0.0, None))
+    x_i = np.clip(xs[:, i], 0.0, None)
+    f_i = np.clip(f_raw[:, i] - x_i, 0.0, None) + v["restore_direct_share"] * x_i
+    d_at = _advance_density(d[:, i], f_i, e[:, i], k_h, h)
+    # the restored synapses at a visit between grid points: their value at the point
+    # before it (they change over days)
+    z_at = (d_at + g[:, i]) * (1.0 + w * np.clip(at_drives["synaptic_potentiation"], 0.0,
+                                                 None))
     x_at = np.clip(1.0 - z_at, 0.0, None)
     on_grid = h <= 0
     s_at = np.where(on_grid, s[:, i],

@@ -42,7 +42,7 @@ def _hillk(x, kn, n):
 
 N_STATES = 64
 N_PVEC = 515
-N_OUTPUTS = 49
+N_OUTPUTS = 50
 N_PTOTAL = 835
 
 
@@ -2234,6 +2234,7 @@ def outputs(y, p, out):
     out[46] = spine_loss_d1
     out[47] = sert_block
     out[48] = serotonergic_adaptation
+    out[49] = form_gain * structural_3
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -2712,6 +2713,10 @@ def outputs_sel(y, p, sel, o_full, row):
         elif k == 48:
             serotonergic_adaptation = y[63]
             row[j] = serotonergic_adaptation
+        elif k == 49:
+            structural_3 = y[53]
+            form_gain = p[412]
+            row[j] = form_gain * structural_3
         else:
             if not full:
                 outputs(y, p, o_full)

@@ -711,6 +711,10 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
     ("occupancy_sert", "sert_block", "1", "serotonin transporter inhibition (0-1)"),
     ("serotonergic_adaptation", "serotonergic_adaptation", "1",
      "adaptation to sustained SERT inhibition (0-1), which lowers the effective stress drive"),
+    # the structural (drug-made) part of the formation drive, for the patients' synaptic
+    # state (appended so the other outputs keep their places)
+    ("structural_formation", "form_gain * structural_3", "1",
+     "the formation drive's structural part above its stressed level (x baseline)"),
 )
 
 STATE_NAMES = tuple(s.name for s in STATES)

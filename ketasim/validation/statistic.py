@@ -373,6 +373,23 @@ def _functions(d: _Data) -> dict[str, Callable]:
                         stable_from, stable_to, at_least)
         return float(rel["relapsed"].mean()) if len(rel) else float("nan")
 
+    def stable_share(arm, readout, stable_max, stable_from, stable_to, at_least=None):
+        """Share of the arm's patients in stable remission: at or below ``stable_max`` at
+        ``at_least`` (None: all) of their visits from ``stable_from`` to ``stable_to`` (the
+        rule that selects whom a randomised withdrawal follows); a patient with no rating
+        in the window counts as not stable."""
+        r = d.r[d.sel(arm, readout)]
+        wide = r.pivot_table(index="subject", columns="time_h", values="value",
+                             aggfunc="first")
+        if wide.empty:
+            raise StatisticError(f"no {readout!r} for arm {arm!r}")
+        a, b = _hours(stable_from), _hours(stable_to)
+        judged = wide[[t for t in wide.columns if a - 1e-9 <= t <= b + 1e-9]]
+        if judged.shape[1] == 0:
+            raise StatisticError(f"no visit of {readout!r} in arm {arm!r} from "
+                                 f"{stable_from} to {stable_to} to judge remission")
+        return len(stable_patients(judged, float(stable_max), at_least)) / len(wide)
+
     def relapse_hr(control, treated, readout, start, threshold, consecutive=2,
                    stable_max=None, stable_from=None, stable_to=None, at_least=None):
         """Cox hazard ratio of relapse, treated against control (lifelines, as the trial
@@ -481,7 +498,8 @@ def _functions(d: _Data) -> dict[str, Callable]:
             "response_rate": response_rate, "remission_rate": remission_rate,
             "p_change_lower": p_change_lower, "d_change": d_change,
             "mediated_share": mediated_share, "p_paired_higher": p_paired_higher,
-            "relapse_share": relapse_share, "relapse_hr": relapse_hr}
+            "relapse_share": relapse_share, "stable_share": stable_share,
+            "relapse_hr": relapse_hr}
 
 
 FUNCTIONS = tuple(_functions(_Data(pd.DataFrame())).keys())
