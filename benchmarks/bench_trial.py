@@ -32,8 +32,9 @@ Protocol (issue 14, items 9 and 10; written down here so the numbers can be repr
   time with ``scipy.integrate.solve_ivp`` on the generated numba right-hand side and its
   analytic Jacobian (``ketasim.signaling._generated``: ``rhs``, ``jac``, ``outputs``),
   segment by segment between event times (events applied as the batched solver does),
-  the three outputs the MADRS assay reads (``formation_drive``, ``elimination_drive``,
-  ``synaptic_potentiation``) computed on the same 1,537-point grid. Method: LSODA or
+  the outputs the MADRS assay reads (``formation_drive``, ``elimination_drive``,
+  ``synaptic_potentiation``, and since 2026-12-07 ``structural_formation``) computed on
+  the same 1,537-point grid. Method: LSODA or
   BDF, whichever is faster on the first sample patient (``--ref-method auto``); both
   sides at the same ``--rtol`` and ``--atol`` (ketasim's defaults, 1e-6 and 1e-9).
   Reference time per patient is averaged per arm and extrapolated linearly to the
@@ -46,7 +47,7 @@ Protocol (issue 14, items 9 and 10; written down here so the numbers can be repr
   ratio of signalling alone (``simulate_signaling`` on the sample, timed) is printed
   too.
 - Accuracy: on the sample, the largest difference between ketasim and the reference
-  for each of the three outputs at the seven visits, relative to the output's largest
+  for each of the outputs at the seven visits, relative to the output's largest
   absolute value in the sample; the largest relative difference of the latent MADRS
   total (``ketasim.clinical.assays.madrs_latent`` on each side's trajectories, same
   patient traits); and how many item-by-item ratings (MADRS total, rated from the
@@ -223,6 +224,19 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   latent 1.3e-6, 140 of 140 rated totals identical; against tight LSODA ketasim 1.3e-8,
   reference 8.3e-8; peak RSS 465 MB; wall 65.5 s. 50x would need about 36.6 s: the ten
   ketamine pieces alone take 50.6 s.
+- 2026-12-07, thirtieth session (the patients' restoration pool: the MADRS assay reads a
+  fourth output, ``structural_formation``, and integrates the pool and the restored and
+  stable synapses on its grid; the human brain:plasma partition 6 instead of 2),
+  ``--patients 100000``: ketasim 71.7 s (0.72 ms/patient, 8,364 patient-weeks/s; a
+  placebo piece of 5,000 about 1.25 s, a ketamine piece about 5.9 s), reference 21.99
+  ms/patient (2,199 s extrapolated; LSODA 37.5 ms on the first patient), **speedup
+  30.7** (signalling alone on the sample 37.1); outputs within 2.5e-7 of their range,
+  MADRS latent 1.1e-5, 140 of 140 rated totals identical; against tight LSODA ketasim
+  2.8e-8, reference 8.3e-8; peak RSS 486 MB; wall 75.2 s. Minutes later, ``--patients
+  20000`` with the previous commit (7711288) and this one in turn: ketasim 13.6 against
+  14.3 s (0.68 against 0.71 ms/patient), reference 18.38 against 22.26 ms/patient (the
+  higher partition costs LSODA more), speedup 27.0 against 31.2: the higher ratio is the
+  slower reference; ketasim itself is about 5% slower.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
