@@ -136,7 +136,7 @@ def _clip_below(x, lo):
 def _grid_chains(f, e, pot, w, decay, steps, load_decay, tau, xs, pool):
     """D, the deficit and S on the grid, patient by patient (in parallel): D from its
     steady state F / E by ``_advance_density`` (with its exponentials ``decay``), the
-    deficit ``max(0, 1 - D (1 + w P))``, S by ``_advance_load`` (``load_decay`` =
+    deficit ``max(0, 1 - (D + L + Q) (1 + w P))``, S by ``_advance_load`` (``load_decay`` =
     exp(-h / tau)). ``f`` and ``pot`` are the raw drives, clipped at 0 here (as
     ``np.clip`` does); ``e`` is clipped already (``decay`` was computed from it).
 
@@ -147,9 +147,10 @@ def _grid_chains(f, e, pot, w, decay, steps, load_decay, tau, xs, pool):
     M) regrow into restored synapses L at regrowth x structural part x M, which become
     stable (Q) and then turn over slowly; the state read is D + L + Q. M, L and Q take
     four substeps per grid step while the structural part is above 0 (one otherwise),
-    with D held at the step's start: M and L each by the
-    exact update of their own linear equation with the others held over the substep
-    (stable however fast the regrowth), Q by a backward-Euler step fed by L's mean."""
+    with D held at the step's start: M and L each by the exact update of their own
+    linear equation with the others held over the substep (stable however fast the
+    regrowth), Q by a backward-Euler step fed by L's mean. Returns D, L + Q, S and the
+    deficit on the grid."""
     n, m = f.shape
     d = np.empty((n, m))
     g = np.empty((n, m))
