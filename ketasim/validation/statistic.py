@@ -335,6 +335,23 @@ def _functions(d: _Data) -> dict[str, Callable]:
                         "outcome", n_boot=200, seed=20190412)
         return float(res.proportion_mediated)
 
+    def _wide(arm, readout):
+        """The arm's ratings of ``readout``, one row per patient, one column per time."""
+        wide = d.r[d.sel(arm, readout)].pivot_table(index="subject", columns="time_h",
+                                                    values="value", aggfunc="first")
+        if wide.empty:
+            raise StatisticError(f"no {readout!r} for arm {arm!r}")
+        return wide
+
+    def _judged(wide, arm, readout, stable_from, stable_to):
+        """The visits from ``stable_from`` to ``stable_to`` that judge stable remission."""
+        a, b = _hours(stable_from), _hours(stable_to)
+        judged = wide[[t for t in wide.columns if a - 1e-9 <= t <= b + 1e-9]]
+        if judged.shape[1] == 0:
+            raise StatisticError(f"no visit of {readout!r} in arm {arm!r} from "
+                                 f"{stable_from} to {stable_to} to judge remission")
+        return judged
+
     def _relapses(arms, readout, start, threshold, consecutive, stable_max, stable_from,
                   stable_to, at_least):
         """(arm, subject, duration_h, relapsed) of the arms' patients from ``start`` (as
@@ -344,22 +361,14 @@ def _functions(d: _Data) -> dict[str, Callable]:
         t0 = _hours(start)
         rows = []
         for arm in arms:
-            r = d.r[d.sel(arm, readout)]
-            wide = r.pivot_table(index="subject", columns="time_h", values="value",
-                                 aggfunc="first")
-            if wide.empty:
-                raise StatisticError(f"no {readout!r} for arm {arm!r}")
+            wide = _wide(arm, readout)
             times = [t for t in wide.columns if t >= t0 - 1e-9]
             y = wide[times]
             y = y[y.notna().any(axis=1)]  # as the trial analysis: rated from the start on
             if stable_max is not None:
                 if stable_from is None or stable_to is None:
                     raise StatisticError("stable_max needs stable_from and stable_to")
-                a, b = _hours(stable_from), _hours(stable_to)
-                judged = wide[[t for t in wide.columns if a - 1e-9 <= t <= b + 1e-9]]
-                if judged.shape[1] == 0:
-                    raise StatisticError(f"no visit of {readout!r} in arm {arm!r} from "
-                                         f"{stable_from} to {stable_to} to judge remission")
+                judged = _judged(wide, arm, readout, stable_from, stable_to)
                 y = y.loc[stable_patients(judged.loc[y.index], float(stable_max),
                                           at_least)]
             rows += [(arm, i, dur, ev) for i, dur, ev in
@@ -378,16 +387,8 @@ def _functions(d: _Data) -> dict[str, Callable]:
         ``at_least`` (None: all) of their visits from ``stable_from`` to ``stable_to`` (the
         rule that selects whom a randomised withdrawal follows); a patient with no rating
         in the window counts as not stable."""
-        r = d.r[d.sel(arm, readout)]
-        wide = r.pivot_table(index="subject", columns="time_h", values="value",
-                             aggfunc="first")
-        if wide.empty:
-            raise StatisticError(f"no {readout!r} for arm {arm!r}")
-        a, b = _hours(stable_from), _hours(stable_to)
-        judged = wide[[t for t in wide.columns if a - 1e-9 <= t <= b + 1e-9]]
-        if judged.shape[1] == 0:
-            raise StatisticError(f"no visit of {readout!r} in arm {arm!r} from "
-                                 f"{stable_from} to {stable_to} to judge remission")
+        wide = _wide(arm, readout)
+        judged = _judged(wide, arm, readout, stable_from, stable_to)
         return len(stable_patients(judged, float(stable_max), at_least)) / len(wide)
 
     def relapse_hr(control, treated, readout, start, threshold, consecutive=2,
