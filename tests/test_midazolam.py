@@ -131,7 +131,8 @@ def test_moaas_reads_ketamines_pyramidal_shutdown():
     k = moaas_latent(np.zeros(11), np.ones(11), p, s)
     assert k[0] == MOAAS_MAX and np.all(np.diff(k) < 0)
     assert moaas_latent(0.0, 1.0, p, 0.62) < 1.0
-    assert moaas_latent(0.0, 1.0, p, 0.05) > 4.5  # the shutdown of T-SED-01's volunteers
+    # volunteers at anaesthetic plasma levels with the rodent partition (2) reached 0.05
+    assert moaas_latent(0.0, 1.0, p, 0.05) > 4.5
     # the two drugs act independently: the product of their effects
     both = moaas_latent(100.0, 1.0, p, 0.3)
     assert both == pytest.approx(moaas_latent(100.0, 1.0, p) * moaas_latent(0.0, 1.0, p, 0.3)

@@ -4,21 +4,23 @@ synaptic state (research script, not part of ketasim; 2026-12-07).
 The question (targets.yaml, T-CLIN-11 and T-CLIN-15 under ``tried``): which human
 synaptic-state dynamics give the clinical time course and dose-response together? This
 script simulates one noise-free typical patient (every between-subject CV set to 0) under
-the regimens the human targets read, takes the signalling layer's formation and
-elimination drives and potentiation on a 1-h grid, and integrates a candidate synaptic
-state offline:
-
-- D, ordinary synapses: dD/dt = k (F0 + s X - E D), with F0 the untreated formation drive
-  and X = max(0, F - F0) the drug's structural excess (s: its direct share);
-- M, a pool of recently lost synapses: dM/dt = phi (losses) - M / H - g, with
-  g = k_r X M their regrowth (restoration near lost sites, F-M-6);
-- L, restored synapses, labile: dL/dt = g - k E L - sigma L;
-- Q, restored synapses made stable (F-M-7: restored spines last longer; new spines that
-  last 4 days carry synapses), turning over slowly: dQ/dt = sigma L - k_s E Q;
-- Z = (D + L + Q)(1 + w P); the rated load follows max(0, 1 - Z) with lag tau.
+the regimens the human targets read, takes the signalling layer's drives on a 1-h grid,
+and runs the clinical layer's own synaptic state on them
+(:func:`ketasim.clinical.model.symptom_course`, whose docstring gives the equations: D,
+the pool M of recently lost synapses, restored L and stable Q; Z = (D + L + Q)(1 + w P);
+the rated load follows max(0, 1 - Z) with lag tau) with each candidate's values of the
+``clinical.*`` restoration parameters. Until the pool was merged into the model
+(2026-12-07) this script integrated the same equations itself, with the drug's
+structural part taken as the formation drive's excess over the untreated course instead
+of the signalling output ``structural_formation``; the pool figures recorded before the
+merge came from that version. They agree with this one except T2: the old excess also
+counted the oral antidepressant's rise of the formation drive as the drug's, so the
+candidate recorded in T-CLIN-15's ``tried`` (pool share 0.15, direct share 0.1,
+stabilisation 0.2, stable turnover 0.01, lag 4 h) reads T2 -0.55 here, not -0.19 (R1
+1.14, R02 0.26, 4h 0.33, 72h 0.55, 14d 0.28, x6 1.35 and m180 0.27 as recorded).
 
 ``w`` is refitted in each case so that the 24-h benefit of 0.5 mg/kg stays at 0.35 of the
-baseline load (the present model's). Printed per case: R1 (1.0 / 0.5 mg/kg at 24 h;
+baseline load (the pre-pool model's). Printed per case: R1 (1.0 / 0.5 mg/kg at 24 h;
 T-CLIN-11 wants <= 1.2), R02 (0.2 / 0.5; T-CLIN-10 <= 0.4), 4h, 72h and 14d (as
 fractions of the 24-h benefit; T-CLIN-03, -15 >= 0.5, -05 within 0.3), x6 (24 h after
 the sixth of six infusions over 12 days, / one dose; T-CLIN-16, -17 want a little more
@@ -27,7 +29,8 @@ than 1), T2 (TRANSFORM-2's esketamine-minus-placebo load at day 27 / baseline; a
 maintenance at day 180 / baseline; T-CLIN-26 needs a clear benefit).
 
 Run: ``.venv/bin/python docs/research/human_pool_screen.py --kp 6`` (about 20 s);
-``--present`` runs the present model only (no pool), as in T-CLIN-11's exposure screen.
+``--present`` runs the model as it was before the pool (no pool, all structural
+formation direct, a 12-h symptom lag), as in T-CLIN-11's exposure screen.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ketasim import simulate
+from ketasim.clinical.assays import MADRS_ASSAY
+from ketasim.clinical.model import ClinicalParams, symptom_course
 from ketasim.params import load_registry
 from ketasim.params.registry import Registry
 from ketasim.scenario import load_scenario_text
@@ -70,7 +75,8 @@ REGIMENS = {
 
 
 def trajectories(kp: float) -> dict[str, dict[str, np.ndarray]]:
-    """F, E and P of the typical patient on a 1-h grid, per regimen."""
+    """The drives the synaptic state reads, of the typical patient on a 1-h grid, per
+    regimen."""
     reg = load_registry().with_values({"pk.human.ketamine.kp_brain": kp})
     reg = Registry({n: dataclasses.replace(p, bsv_cv=0.0, bsv_corr=(), bsv_logit_sd=0.0)
                     for n, p in reg.parameters.items()})
@@ -84,56 +90,29 @@ def trajectories(kp: float) -> dict[str, dict[str, np.ndarray]]:
                 f"    assays: [{{assay: signaling_state, at: {at}}}]\n")
         r = simulate(load_scenario_text(text), registry=reg).readouts
         d = {}
-        for o in ("formation_drive", "elimination_drive", "synaptic_potentiation"):
+        for o in MADRS_ASSAY.outputs:
             x = r[r.readout == o].sort_values("time_h")
             d[o], d["t"] = x.value.to_numpy(), x.time_h.to_numpy()
         out[name] = d
     return out
 
 
-def course(d, untreated, *, w, k_turnover, phi, H, kr, s, sigma, ks, tau):
-    """(times, rated load) of one regimen (substeps of 15 min)."""
-    k, Hh, ksh, sg = k_turnover / 24.0, H * 24.0, ks / 24.0, sigma / 24.0
+def course(d, *, w, k_turnover, phi, H, kr, s, sigma, ks, tau):
+    """(times, rated load) of one regimen: the clinical layer's synaptic state with these
+    values of its parameters."""
+    v = dict(ClinicalParams.from_registry(load_registry()).values)
+    v.update({"potentiation_weight": w, "k_turnover": k_turnover,
+              "restore_pool_share": phi, "restore_pool_memory_d": H, "k_restore": kr,
+              "restore_direct_share": s, "k_stabilise": sigma, "k_turnover_stable": ks,
+              "tau_symptom_h": tau})
     t = d["t"]
-    F = np.clip(d["formation_drive"], 0, None)
-    E = np.clip(d["elimination_drive"], 1e-9, None)
-    P = np.clip(d["synaptic_potentiation"], 0, None)
-    F0 = np.interp(t, untreated["t"], np.clip(untreated["formation_drive"], 0, None))
-    X = np.clip(F - F0, 0, None)
-    D, L, Q = F0[0] / E[0], 0.0, 0.0
-    M = phi * k * E[0] * D * Hh
-    x = max(0.0, 1 - D * (1 + w * P[0]))
-    S = np.empty_like(t)
-    S[0] = x
-    for j in range(1, len(t)):
-        h = t[j] - t[j - 1]
-        n = round(h / 0.25)
-        dt, e = h / n, E[j - 1]
-        for _ in range(n):
-            # each state linear in itself with the others held over the substep: exact
-            # exponential updates, stable however fast the regrowth (explicit Euler
-            # steps oscillate once k_r X dt passes 1)
-            src = phi * (k * e * (D + L) + ksh * e * Q)
-            b = kr * X[j - 1] + 1.0 / Hh
-            m_eq, eb = src / b, np.exp(-b * dt)
-            m_mean = m_eq + (M - m_eq) * (1.0 - eb) / (b * dt)
-            M = m_eq + (M - m_eq) * eb
-            g = kr * X[j - 1] * m_mean
-            c = k * e + sg
-            l_eq, ec = g / c, np.exp(-c * dt)
-            l_mean = l_eq + (L - l_eq) * (1.0 - ec) / (c * dt)
-            L = l_eq + (L - l_eq) * ec
-            Q = (Q + dt * sg * l_mean) / (1.0 + dt * ksh * e)
-            target = F0[j - 1] + s * X[j - 1]
-            D = target / e + (D - target / e) * np.exp(-k * e * dt)
-        x0, x = x, max(0.0, 1 - (D + L + Q) * (1 + w * P[j]))
-        slope = (x - x0) / h
-        S[j] = x - slope * tau + (S[j - 1] - x0 + slope * tau) * np.exp(-h / tau)
-    return t, S
+    drives = {o: d[o][None, :] for o in MADRS_ASSAY.outputs}
+    _, load = symptom_course(t, drives, t, drives, ClinicalParams(v))
+    return t, load[0]
 
 
 def metrics(tr, **kw) -> dict[str, float]:
-    c = {a: course(tr[a], tr["none"], **kw) for a in tr}
+    c = {a: course(tr[a], **kw) for a in tr}
 
     def at(a, h):
         return float(np.interp(h, *c[a]))
@@ -154,17 +133,19 @@ def metrics(tr, **kw) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kp", type=float, default=6.0, help="human brain:plasma partition")
+    ap.add_argument("--kp", type=float, default=None,
+                    help="human brain:plasma partition (default: the registry's)")
     ap.add_argument("--present", action="store_true",
                     help="only the present model (no pool, all structural formation "
                          "direct, 12-h lag): the exposure screen of T-CLIN-11's tried")
     args = ap.parse_args()
     reg = load_registry()
-    tr = trajectories(args.kp)
+    tr = trajectories(reg.value("pk.human.ketamine.kp_brain") if args.kp is None
+                      else args.kp)
     grid = itertools.product([0.15], [7.0], [3.0], [0.1, 0.25], [0.0, 0.1, 0.2],
                              [0.01, 0.02], [4.0, 12.0])
     if args.present:
-        grid = [(0.0, 7.0, 3.0, 1.0, 0.0, 0.01, reg.value("clinical.tau_symptom_h"))]
+        grid = [(0.0, 7.0, 3.0, 1.0, 0.0, 0.01, 12.0)]  # the pre-pool model's 12-h lag
     for phi, H, kr, s, sigma, ks, tau in grid:
         kw = {"k_turnover": reg.value("clinical.k_turnover"), "phi": phi, "H": H,
               "kr": kr, "s": s, "sigma": sigma, "ks": ks, "tau": tau}

@@ -79,6 +79,7 @@ _STATE = {
     "occupancy_pyramidal": "occupancy_pyramidal", "pyramidal_shutdown": "pyramidal_shutdown",
     "rest_block_pyramidal": "rest_block_pyramidal", "ampa_drive": "ampa_drive",
     "synaptic_potentiation": "synaptic_potentiation",
+    "structural_formation": "structural_formation",
     "reward_potentiation": "reward_potentiation",
     # the striatal branch: the lesion's time course, D1 supersensitivity, dyskinesia
     # priming and ketamine's resistance to it (0 or 1 where they do not apply)
