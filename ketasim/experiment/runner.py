@@ -23,6 +23,7 @@ from ketasim.core.regions import DEFAULT_REGION
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.cohort import sample_cohort
 from ketasim.experiment.population import POOL, draw_patients, pooled_patients, screen
+from ketasim.experiment.taper import TaperPlan
 from ketasim.experiment.trial import (
     ICE_ASSAY,
     INTERCURRENT_COLUMNS,
@@ -168,6 +169,32 @@ def check_supported(scenario, registry: Registry) -> None:
             _check_spine_times(scenario.species, arm, i, region_registry(registry, region),
                                cell)
     _check_rescue(scenario, registry)
+    _check_taper(scenario, registry)
+
+
+def _check_taper(scenario, registry: Registry) -> None:
+    """A taper runs on a human arm whose assays keep no per-subject results, without the
+    design's intercurrent events, and its dose must be one the model can give; anything
+    else is one clear error naming the arm's field."""
+    design = getattr(scenario, "design", None)
+    analysed = () if design is None or not design.intercurrent else \
+        design.analysed_arms(scenario.arm_names)
+    for i, arm in enumerate(scenario.arms):
+        if getattr(arm, "taper", None) is None:
+            continue
+        if scenario.species != "human":
+            raise ProtocolError(f"arms[{i}].taper: a taper follows clinical ratings; "
+                                f"got species {scenario.species!r}, expected 'human'")
+        if arm.name in analysed:
+            raise ProtocolError(f"arms[{i}].taper: not supported together with the "
+                                "design's intercurrent events (arm "
+                                f"{arm.name!r} is analysed with them)")
+        try:
+            _probe_events(scenario.species, TaperPlan.of(arm).arm(arm), i, scenario.seed,
+                          registry)
+        except ProtocolError as err:
+            detail = str(err).split(": ", 1)[-1]
+            raise ProtocolError(f"arms[{i}].taper.dose: {detail}") from None
 
 
 # A dose this many times a compound's typical effective dose for the species (its file's
@@ -634,6 +661,7 @@ def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects
                                                  chunk_subjects)
     frames: list[list[pd.DataFrame]] = [[] for _ in plans]  # per assay, chunk by chunk
     parts, step_sum = {p.assay.name: [] for p in plans}, 0.0
+    taper = TaperPlan.of(arm)
     for s0 in range(first, last, chunk):
         subjects = np.arange(s0, min(last, s0 + chunk))
         ids = subjects if pool_ids is None else pool_ids[subjects - offset]  # streams
@@ -641,10 +669,15 @@ def _arm_span(species, arm, i, plans, seed, registry, rtol, atol, chunk_subjects
                                body_weight_kg=arm.body_weight_kg, subjects=ids,
                                covariates=None if covs is None else
                                {k: v[subjects - offset] for k, v in covs.items()})
-        events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
-        chunk_frames, kept, steps = _measure_chunk(
-            species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key, grid,
-            names, spine_plan, subjects, ids, cohort, events)
+        if taper is None:
+            events = compile_arm(arm, species, cohort, registry, arm_path=f"arms[{i}]")
+            chunk_frames, kept, steps = _measure_chunk(
+                species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key,
+                grid, names, spine_plan, subjects, ids, cohort, events)
+        else:
+            chunk_frames, kept, steps = _tapered(
+                taper, species, arm, i, plans, seed, registry, rtol, atol, region,
+                pool_ids, key, grid, names, spine_plan, subjects, ids, covs, offset, cohort)
         if ice is not None:
             chunk_frames, steps = _intercurrent(
                 ice, species, arm, i, plans, seed, registry, rtol, atol, region, pool_ids,
@@ -694,17 +727,68 @@ def _intercurrent(ice, species, arm, i, plans, seed, registry, rtol, atol, regio
             parts[j].append(f)
         redo[pos] = True
     done = subjects[redo]
-    out = []
-    for j, f in enumerate(frames):
-        kept_rows = f[~np.isin(f["subject"].to_numpy(), done)]
-        merged = pd.concat([kept_rows, *parts[j]], ignore_index=True)
-        # rows subject by subject, each subject's in the assay's own order
-        out.append(merged.iloc[np.argsort(merged["subject"].to_numpy(), kind="stable")]
-                   .reset_index(drop=True))
+    out = [_replace_subjects(f, done, pd.concat(parts[j], ignore_index=True))
+           for j, f in enumerate(frames)]
     j = next(j for j, p in enumerate(plans) if p.assay.name in ice.assays)
     out[j] = pd.concat([out[j], ice.rows(arm.name, subjects, stop, which)],
                        ignore_index=True)
     return out, steps
+
+
+def _tapered(taper, species, arm, i, plans, seed, registry, rtol, atol, region, pool_ids,
+             key, grid, names, spine_plan, subjects, ids, covs, offset, cohort):
+    """A chunk of an arm with a needs-based taper (:mod:`ketasim.experiment.taper`): the
+    arm compiled with a dose at every time the taper can give one, each patient's
+    schedule solved forward from their ratings (the patients whose schedule changed run
+    again until none changes), and the doses given added to the rating assay's frame.
+    Returns the frames, the kept results and each subject's solver steps (of its last
+    pass)."""
+    events = compile_arm(taper.arm(arm), species, cohort, registry, arm_path=f"arms[{i}]")
+    entries = taper.entries()
+    given, interval = taper.schedule(np.ones((subjects.size, taper.n), dtype=bool))
+    frames, kept, steps = _measure_chunk(
+        species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key, grid,
+        names, spine_plan, subjects, ids, cohort, events.select(entries, given))
+    if any(k for k in kept):
+        which = next(p.assay.name for p, k in zip(plans, kept, strict=True) if k)
+        raise ProtocolError(f"arms[{i}].taper: assay {which!r} keeps per-subject results, "
+                            "which a taper's second passes would not follow")
+    j = next(j for j, p in enumerate(plans) if p.assay.name == taper.assay)
+    for _ in range(taper.n + 1):
+        new_given, new_interval = taper.schedule(taper.well(subjects, frames[j]))
+        pos = np.flatnonzero((new_given != given).any(axis=1))
+        given, interval = new_given, new_interval
+        if pos.size == 0:
+            break
+        sub, sub_ids = subjects[pos], ids[pos]
+        sub_cohort = sample_cohort(registry, species, key, arm.n, seed,
+                                   body_weight_kg=arm.body_weight_kg, subjects=sub_ids,
+                                   covariates=None if covs is None else
+                                   {k: v[sub - offset] for k, v in covs.items()})
+        sub_events = compile_arm(taper.arm(arm), species, sub_cohort, registry,
+                                 arm_path=f"arms[{i}]").select(entries, given[pos])
+        sub_frames, _, sub_steps = _measure_chunk(
+            species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key, grid,
+            names, spine_plan, sub, sub_ids, sub_cohort, sub_events)
+        steps[pos] = sub_steps
+        frames = [_replace_subjects(f, sub, g) for f, g in zip(frames, sub_frames,
+                                                                strict=True)]
+    else:  # cannot happen: each pass fixes at least one more dose of every changed patient
+        raise RuntimeError(f"arms[{i}].taper: the schedules did not settle in "
+                           f"{taper.n + 1} passes")
+    frames[j] = pd.concat([frames[j], taper.rows(arm.name, subjects, given, interval)],
+                          ignore_index=True)
+    return frames, kept, steps
+
+
+def _replace_subjects(frame: pd.DataFrame, subjects: np.ndarray, rows: pd.DataFrame
+                      ) -> pd.DataFrame:
+    """``frame`` with the rows of ``subjects`` replaced by ``rows``, subject by subject in
+    order (each subject's rows in the assay's own order)."""
+    kept_rows = frame[~np.isin(frame["subject"].to_numpy(), subjects)]
+    merged = pd.concat([kept_rows, rows], ignore_index=True)
+    return (merged.iloc[np.argsort(merged["subject"].to_numpy(), kind="stable")]
+            .reset_index(drop=True))
 
 
 def treatment_start(arm) -> float | None:

@@ -900,6 +900,96 @@ class Population(BaseModel):
         return self
 
 
+#: A rated clinical readout (a scale a ``design:`` block may analyse), read lazily so
+#: that :data:`TRIAL_SCALES` below defines it.
+_RatedScale = _vocabulary_type("clinical readouts a trial can analyse",
+                               lambda: TRIAL_SCALES)
+
+
+class Taper(BaseModel):
+    """A needs-based taper of one drug (as clinics give maintenance infusions: the
+    interval to the next dose lengthens while the patient stays well and shortens when
+    they do not; Krystal et al. 2019 Neuron, F-K-9).
+
+    The taper's first dose (``dose``) is given to every patient. At each later dose the
+    patient's latest rating of ``readout`` before the dose decides the interval to the
+    next one: well (rating <= ``well_at_or_below``; with ``relative_to``, the fractional
+    change from the rating at that visit) moves one rung up ``intervals``, not well one
+    rung down (the first interval is the first rung). Doses continue to ``until``. Every
+    rung is a whole multiple of the first, so the possible dose times lie on one grid.
+    The runner gives each patient the schedule their own ratings call for (it runs the
+    patients again from the first dose their ratings change, until no schedule changes),
+    and records each dose given as a readout row (assay ``taper``, readout
+    ``dose_interval``: the interval to the next dose, days)."""
+
+    model_config = _CONFIG
+    what: ClassVar[str] = "a taper"
+
+    dose: DrugEvent = Field(description="the taper's first dose, e.g. {at: 24d, drug: "
+                            "ketamine, dose: 0.5 mg/kg, route: iv, over: 40min}; every "
+                            "later dose is the same at its own time")
+    intervals: Annotated[list[DurationH], Field(min_length=1)] = Field(
+        description="the ladder of intervals between doses, shortest first, each a whole "
+        "multiple of the first, e.g. [7d, 14d, 21d, 28d]")
+    until: TimeH = Field(description="no taper dose after this time, e.g. '180d'")
+    readout: _RatedScale = Field(description="the rated readout that judges a patient "
+                                 "well, e.g. 'madrs_total'")
+    well_at_or_below: float = Field(
+        strict=False, allow_inf_nan=False,
+        description="well: the latest rating before a dose is <= this (a score, or with "
+        "relative_to a fractional change: -0.5 is a fall of at least 50%, a response)")
+    relative_to: TimeH | None = Field(
+        default=None, description="a visit of the readout before the taper (the "
+        "baseline): the threshold applies to the fractional change from it")
+
+    @model_validator(mode="after")
+    def _check_taper(self) -> "Taper":
+        if self.dose.every is not None:
+            raise problem("a single dose (no 'every' or 'doses': the taper repeats it)",
+                          ("dose", "every"))
+        rungs = self.intervals
+        for j, (a, b) in enumerate(itertools.pairwise(rungs)):
+            if b <= a:
+                raise problem("intervals in increasing order, shortest first",
+                              ("intervals", j + 1))
+        for j, r in enumerate(rungs):
+            if abs(r / rungs[0] - round(r / rungs[0])) > 1e-9:
+                raise problem(f"a whole multiple of the first interval "
+                              f"({format_time(rungs[0])})", ("intervals", j))
+            if self.dose.over is not None and r <= self.dose.over:
+                raise problem(f"an interval longer than the infusion ('over' "
+                              f"{format_time(self.dose.over)})", ("intervals", j))
+        if self.until < self.dose.at:
+            raise problem(f"a time at or after the first dose ({format_time(self.dose.at)})",
+                          ("until",))
+        if self.until > MAX_ABS_TIME_H:
+            raise problem("a time within 365 days of time 0", ("until",))
+        if self.relative_to is not None:
+            if self.relative_to >= self.dose.at:
+                raise problem(f"a visit before the taper's first dose "
+                              f"({format_time(self.dose.at)})", ("relative_to",))
+            if not -1.0 <= self.well_at_or_below <= 10.0:
+                raise problem("a fractional change from -1 to 10 (with relative_to)",
+                              ("well_at_or_below",))
+        else:
+            spec = TRIAL_SCALES[self.readout]
+            if not spec.low <= self.well_at_or_below <= spec.high:
+                raise problem(f"a {self.readout} score from {spec.low} to {spec.high}",
+                              ("well_at_or_below",))
+        return self
+
+    def times(self) -> list[float]:
+        """Every time (h) a taper dose can fall at: the first dose's, then every first
+        interval up to ``until``."""
+        step = self.intervals[0]
+        k = math.floor((self.until - self.dose.at) / step + 1e-9)
+        return [self.dose.at + step * j for j in range(k + 1)]
+
+    def doses(self) -> list[DrugEvent]:
+        """The taper's possible doses, one per time of :meth:`times`."""
+        return [self.dose.model_copy(update={"at": float(t)}) for t in self.times()]
+
+
 class Arm(BaseModel):
     """One group of subjects and what is done to them.
 
@@ -943,6 +1033,11 @@ class Arm(BaseModel):
         description="virtual patients: covariates per patient and inclusion by screening "
         "(species human)",
     )
+    taper: Taper | None = Field(
+        default=None,
+        description="a needs-based taper of one drug after the protocol's doses: each "
+        "patient's interval to the next dose follows their own ratings",
+    )
 
     @property
     def body_weight_kg(self) -> float | None:
@@ -963,6 +1058,30 @@ class Arm(BaseModel):
             index, expected = conflict
             raise problem(expected, (index, "at"))
         return sorted(expanded, key=lambda event: event.at)
+
+    @model_validator(mode="after")
+    def _check_taper(self) -> "Arm":
+        taper = self.taper
+        if taper is None:
+            return self
+        visits = self.times_of(taper.readout)
+        first = taper.dose.at + taper.intervals[0]
+        if not any(t < first for t in visits):
+            raise problem(f"a visit of {taper.readout} before {format_time(first)} (the "
+                          "taper's first decision: an assay in this arm rating it)",
+                          ("taper", "readout"))
+        if taper.relative_to is not None and taper.relative_to not in visits:
+            raise problem(f"a visit of {taper.readout} (one of this arm's assays' times)",
+                          ("taper", "relative_to"))
+        events = [*self.protocol, *taper.doses()]
+        conflict = _protocol_conflict(events)
+        if conflict is not None and conflict[0] >= len(self.protocol):
+            raise problem(conflict[1] + " (a taper dose against the protocol's doses)",
+                          ("taper", "dose", "at"))
+        if conflict is not None:
+            raise problem(conflict[1] + " (against a taper dose)",
+                          ("protocol", conflict[0], "at"))
+        return self
 
     def times_of(self, readout: str, assay: str | None = None) -> tuple[float, ...]:
         """Return the times (hours) at which this arm measures a readout.

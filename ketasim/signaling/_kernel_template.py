@@ -2,8 +2,9 @@
 # it to _generated.py after the generated rhs/outputs/jac/solve_lin, so that numba's
 # on-disk cache is invalidated whenever the model changes (numba does not track changes
 # in called functions defined in other modules). Documentation: see solver.py.
-# error_model="numpy": IEEE division (see codegen._JIT); a non-finite state ends the
-# subject with STATUS_NOT_FINITE.
+# error_model="numpy": IEEE division (see codegen._JIT); a step whose error estimate is
+# not finite is rejected and shortened, and one still not finite at a step below 1e-12 h
+# ends the subject with STATUS_NOT_FINITE.
 # ruff: noqa
 
 EV_ADD_STATE = 0
@@ -308,7 +309,14 @@ def _segment(y, p, t, t_end, h, out_times, i_out, out_sel, rtol, atol, h_max,
         err = _err_norm(err_v, y, y_new, rtol, atol)
         n_steps += 1
         if not np.isfinite(err):
-            return STATUS_NOT_FINITE, t, i_out, n_steps, h
+            # a trial step too long for the model (e.g. the first step after an event
+            # in a quiescent stretch, where a stage's state leaves the domain of a
+            # non-integer power) is rejected and shortened; a state that stays
+            # non-finite at any step ends the subject
+            h = h * 0.2
+            if h < 1e-12:
+                return STATUS_NOT_FINITE, t, i_out, n_steps, h
+            continue
         if err <= 1.0:
             t_new = t_end if last else t + h
             if stiff and rodas and i_out < n_out and out_times[i_out] < t_new:

@@ -87,6 +87,25 @@ class EventTable:
                 values[stop < entries[src], j] = 0.0
         return replace(self, values=values)
 
+    def select(self, entries: Mapping[int, int], given: np.ndarray) -> EventTable:
+        """The same events with each subject's doses of some protocol entries given or
+        not: entry ``k`` (``entries``: entry index -> column of ``given``) is given to
+        the subjects where ``given[:, column]`` is true (a needs-based taper,
+        :mod:`ketasim.experiment.taper`). Not given is zero, as in :meth:`withhold`; the
+        event times stay, so the solver steps alike up to a subject's first change."""
+        given = np.asarray(given, dtype=bool)
+        if given.ndim != 2 or given.shape[0] != self.values.shape[0]:
+            raise ValueError(f"select: one row per subject ({self.values.shape[0]}), got "
+                             f"shape {given.shape}")
+        if len(self.sources) != self.n:
+            raise ValueError("select: this event table does not record its events' "
+                             "protocol entries")
+        values = self.values.copy()
+        for j, (src, kind) in enumerate(zip(self.sources, self.kind, strict=True)):
+            if src in entries and kind != EV_SET_PARAM:
+                values[~given[:, entries[src]], j] = 0.0
+        return replace(self, values=values)
+
     def subset(self, subjects) -> EventTable:
         """The same events for some subjects (an index or slice into the cohort)."""
         return replace(self, values=self.values[subjects],

@@ -69,7 +69,9 @@ def _arm_stress_h(arm) -> dict[str, float]:
 
 def _arm_doses(arm) -> dict[str, list]:
     out: dict[str, list] = {}
-    for ev in arm.protocol:  # stored with repeated doses expanded
+    taper = getattr(arm, "taper", None)  # a taper's every possible dose counts
+    for ev in [*arm.protocol, *([] if taper is None else taper.doses())]:
+        # the protocol is stored with repeated doses expanded
         drug = getattr(ev, "drug", None)
         if (drug and getattr(ev, "dose", None) is not None
                 and getattr(COMPOUNDS.get(drug), "kind", "inert") != "inert"):

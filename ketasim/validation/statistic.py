@@ -19,7 +19,8 @@ own baseline: ``mean_change``, ``response_rate`` (>= 50% fall), ``remission_rate
 ``d_change`` (standardised difference of the changes), ``p_paired_higher`` (one-sided
 paired t within an arm) and ``mediated_share`` (the
 share of a treatment effect carried by a mediator such as dissociation), e.g.
-``response_rate('ketamine', 'madrs_total', '-1d', '24h')``. Times are strings with units ('90min', '2h').
+``response_rate('ketamine', 'madrs_total', '-1d', '24h')``; ``taper_share`` reads the
+doses of a needs-based taper (the share of patients on long intervals by a time). Times are strings with units ('90min', '2h').
 Each function reads cohort statistics, as the paper's figure or table would.
 """
 
@@ -48,6 +49,7 @@ from ketasim.analysis.spines import (
 from ketasim.analysis.stats import run_test
 from ketasim.analysis.trial import mediation, relapse_rows, response, stable_patients
 from ketasim.analysis.trial import survival as time_to_event
+from ketasim.experiment.taper import TAPER_ASSAY, TAPER_READOUT
 from ketasim.scenario import parse_time
 
 
@@ -391,6 +393,31 @@ def _functions(d: _Data) -> dict[str, Callable]:
         judged = _judged(wide, arm, readout, stable_from, stable_to)
         return len(stable_patients(judged, float(stable_max), at_least)) / len(wide)
 
+    def taper_share(arm, at, at_least, readout=None, baseline=None, visit=None,
+                    fraction=0.5):
+        """Share of the arm's patients on a needs-based taper (an arm's ``taper:``) whose
+        interval to the next dose, as set at their last dose at or before ``at``, is at
+        least ``at_least`` (e.g. '28d': on monthly or rarer doses). With ``readout``,
+        ``baseline`` and ``visit``, only the patients responding at ``visit`` (a fall of
+        at least ``fraction`` of their baseline) count, e.g. those who go on from
+        induction to maintenance."""
+        r = d.r
+        sel = ((r["arm"] == arm) & (r["assay"] == TAPER_ASSAY)
+               & (r["readout"] == TAPER_READOUT) & (r["time_h"] <= _hours(at) + 1e-9))
+        if not sel.any():
+            raise StatisticError(f"no taper doses for arm {arm!r} at or before {at!r}")
+        last = r.loc[sel].sort_values("time_h", kind="stable").groupby("subject")[
+            "value"].last()
+        if readout is not None:
+            if baseline is None or visit is None:
+                raise StatisticError("taper_share: a readout needs baseline and visit")
+            b, v = d.change(arm, readout, baseline, visit)
+            responding = b.index[response(b.to_numpy(), v.to_numpy(), fraction)]
+            last = last[last.index.isin(responding)]
+            if last.empty:
+                return float("nan")
+        return float(np.mean(last.to_numpy() * 24.0 >= _hours(at_least) - 1e-9))
+
     def relapse_hr(control, treated, readout, start, threshold, consecutive=2,
                    stable_max=None, stable_from=None, stable_to=None, at_least=None):
         """Cox hazard ratio of relapse, treated against control (lifelines, as the trial
@@ -500,7 +527,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
             "p_change_lower": p_change_lower, "d_change": d_change,
             "mediated_share": mediated_share, "p_paired_higher": p_paired_higher,
             "relapse_share": relapse_share, "stable_share": stable_share,
-            "relapse_hr": relapse_hr}
+            "relapse_hr": relapse_hr, "taper_share": taper_share}
 
 
 FUNCTIONS = tuple(_functions(_Data(pd.DataFrame())).keys())
