@@ -239,3 +239,12 @@ def test_a_zero_dose_after_a_washout_integrates():
     rodas = simulate_signaling(cohort, events, grid, ("formation_drive",), method="rodas")
     assert np.all(np.isfinite(auto.values))
     assert np.allclose(auto.values, rodas.values, rtol=1e-3, atol=1e-6)
+
+
+def test_the_report_draws_the_share_of_patients_on_each_interval(run, tmp_path):
+    from ketasim.report.figures import assay_figure
+
+    _, _, r = run
+    png = assay_figure(r.readouts, pd.DataFrame(columns=["assay"]), TAPER_ASSAY,
+                       tmp_path / "taper.png")
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"

@@ -9,6 +9,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from ketasim.experiment.taper import TAPER_ASSAY, TAPER_READOUT
 from ketasim.report._mpl import subplots
 
 _COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -100,7 +101,11 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
     """One panel per readout of ``assay`` (and per region, where several are measured);
     arms in colour, marker and line style, so none hides another. A point with fewer subjects than its arm has elsewhere in the panel is
     labelled with its n. Readouts with no value (all below a limit of quantification)
-    and time courses flat in every arm are not drawn but named under the panels."""
+    and time courses flat in every arm are not drawn but named under the panels. A
+    needs-based taper's doses (assay ``taper``) are drawn as the share of patients on
+    each interval over time (:func:`taper_figure`)."""
+    if assay == TAPER_ASSAY:
+        return taper_figure(readouts, path)
     sub = summary[summary["assay"] == assay]
     if "region" in sub.columns and sub["region"].nunique() > 1:
         sub = sub.assign(readout=_regional(sub))
@@ -177,5 +182,47 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
     fig.suptitle(assay)
     # room for the title above the panels and the notes below them
     fig.tight_layout(rect=(0, (0.3 if notes else 0) / height, 1, 1 - 0.35 / height))
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def taper_figure(readouts: pd.DataFrame, path: Path) -> Path:
+    """A needs-based taper per arm: the share of the arm's patients on each interval to
+    their next dose (the one set at their latest dose) over time, stacked, from the
+    taper's first dose on. Patients are counted from their first taper dose; one who
+    left the trial counts on the interval of their last dose."""
+    rows = readouts[(readouts["assay"] == TAPER_ASSAY)
+                    & (readouts["readout"] == TAPER_READOUT)]
+    arms = list(dict.fromkeys(rows["arm"]))
+    levels = np.sort(rows["value"].unique())
+    fig, axes = subplots(1, max(1, len(arms)), figsize=(4.2 * max(1, len(arms)), 3.6),
+                         squeeze=False, sharey=True)
+    cmap = matplotlib.colormaps["viridis"]
+    colors = [cmap(x) for x in np.linspace(0.15, 0.9, max(1, levels.size))]
+    for ax, arm in zip(axes[0], arms):
+        a = rows[rows["arm"] == arm]
+        times = np.sort(a["time_h"].unique())
+        wide = a.pivot_table(index="subject", columns="time_h", values="value",
+                             aggfunc="first").reindex(columns=times)
+        force = wide.ffill(axis=1).to_numpy(float)  # the interval in force at each time
+        seen = np.isfinite(force).sum(axis=0)
+        shares = [np.where(seen > 0, (force == lv).sum(axis=0) / np.maximum(seen, 1), 0.0)
+                  for lv in levels]
+        ax.stackplot(times / 24.0, *shares, labels=[f"{lv:g} d" for lv in levels],
+                     colors=colors, step="post")
+        ax.set_xlim(times[0] / 24.0, times[-1] / 24.0)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_title(f"{arm} (n={wide.shape[0]})", fontsize=9)
+        ax.set_xlabel("time (days)")
+    axes[0, 0].set_ylabel("share of patients")
+    if len(arms):
+        axes[0, -1].legend(title="interval to\nthe next dose", fontsize=7,
+                           title_fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                           frameon=False)
+    else:
+        axes[0, 0].text(0.5, 0.5, "nothing to draw", ha="center", va="center",
+                        transform=axes[0, 0].transAxes)
+    fig.suptitle("taper: interval to the next dose")
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
