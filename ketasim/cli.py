@@ -1254,6 +1254,10 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
         if name not in names:
             _fail(f"--arm: got {name!r}; expected one of {names}")
         a = sc.arms[names.index(name)]
+        if a.taper is not None:
+            _fail(f"arms[{names.index(name)}].taper: arm {name!r} tapers its doses to each "
+                  "patient's ratings, which SBML's fixed events cannot hold; export an arm "
+                  "without a taper (or write the patient's doses into its protocol)")
         if subject is not None and not (0 <= subject < a.n):
             _fail(f"--subject: got {subject}; expected 0..{a.n - 1} (arm {name!r} has n={a.n})")
         typical = subject is None

@@ -248,3 +248,21 @@ def test_the_report_draws_the_share_of_patients_on_each_interval(run, tmp_path):
     png = assay_figure(r.readouts, pd.DataFrame(columns=["assay"]), TAPER_ASSAY,
                        tmp_path / "taper.png")
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sbml_and_petab_exports_refuse_a_taper_arm(tmp_path):
+    """SBML's fixed events cannot hold doses that follow each patient's ratings: one clear
+    error naming the arm's taper instead of an export without them."""
+    from typer.testing import CliRunner
+
+    from ketasim.cli import app
+    from ketasim.sweep.calibrate import CalibrationError, _typical
+
+    path = tmp_path / "taper.yaml"
+    path.write_text(SCENARIO)
+    res = CliRunner().invoke(app, ["export-sbml", str(path), "--out", str(tmp_path / "m.xml")])
+    assert res.exit_code != 0 and "arms[0].taper" in res.output
+    assert not (tmp_path / "m.xml").exists()
+    sc = load_scenario_text(SCENARIO)
+    with pytest.raises(CalibrationError, match=r"arms\[0\]\.taper"):
+        _typical(sc, sc.arms[0], 0, load_registry())

@@ -1338,6 +1338,10 @@ def _typical(scenario, arm, i, registry):
     from ketasim.signaling.protocol import compile_arm
     from ketasim.signaling.simulate import parameter_vector, start_time
 
+    if getattr(arm, "taper", None) is not None:
+        raise CalibrationError(f"arms[{i}].taper: arm {arm.name!r} tapers its doses to "
+                               "each patient's ratings, which SBML's fixed events cannot "
+                               "hold; export an arm without a taper")
     cohort = sample_cohort(registry, scenario.species, arm.name, 1, scenario.seed,
                            arm.body_weight_kg, variability=False)
     events = compile_arm(arm, scenario.species, cohort, registry, f"arms[{i}]")
