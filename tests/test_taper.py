@@ -266,3 +266,22 @@ def test_sbml_and_petab_exports_refuse_a_taper_arm(tmp_path):
     sc = load_scenario_text(SCENARIO)
     with pytest.raises(CalibrationError, match=r"arms\[0\]\.taper"):
         _typical(sc, sc.arms[0], 0, load_registry())
+
+
+def test_a_patient_who_leaves_the_trial_has_no_doses_recorded_after_leaving():
+    placebo = ("  - name: placebo\n    n: 16\n    protocol:\n      - {at: -60d, stress: "
+               "major_depression, duration: 150d}\n    assays:\n      - {assay: madrs, "
+               f"at: {VISITS}}}\n")
+    design = ("design:\n  control: placebo\n  baseline: -1d\n  primary: 13.5d\n"
+              "  dropout: {rate_per_week: 0.15, mechanism: mar}\n")
+    r = simulate(load_scenario_text(SCENARIO + placebo + design), registry=load_registry())
+    gone = r.disposition[(r.disposition["arm"] == "ketamine")
+                         & ~r.disposition["completed"]]
+    assert len(gone) >= 2
+    doses = r.readouts[r.readouts["assay"] == TAPER_ASSAY]
+    for s, t in zip(gone["subject"], gone["dropout_h"], strict=True):
+        mine = doses.loc[doses["subject"] == s, "time_h"]
+        assert (mine < t).all()
+    kept = set(r.disposition.loc[r.disposition["completed"]
+                                 & (r.disposition["arm"] == "ketamine"), "subject"])
+    assert kept <= set(doses["subject"])

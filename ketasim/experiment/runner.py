@@ -753,9 +753,10 @@ def _tapered(taper, species, arm, i, plans, seed, registry, rtol, atol, region, 
         which = next(p.assay.name for p, k in zip(plans, kept, strict=True) if k)
         raise ProtocolError(f"arms[{i}].taper: assay {which!r} keeps per-subject results, "
                             "which a taper's second passes would not follow")
-    j = next(j for j, p in enumerate(plans) if p.assay.name == taper.assay)
+    rating = [j for j, p in enumerate(plans) if p.assay.name == taper.assay]
     for _ in range(taper.n + 1):
-        new_given, new_interval = taper.schedule(taper.well(subjects, frames[j]))
+        rated = pd.concat([frames[j] for j in rating], ignore_index=True)
+        new_given, new_interval = taper.schedule(taper.well(subjects, rated))
         pos = np.flatnonzero((new_given != given).any(axis=1))
         given, interval = new_given, new_interval
         if pos.size == 0:
@@ -776,6 +777,7 @@ def _tapered(taper, species, arm, i, plans, seed, registry, rtol, atol, region, 
     else:  # cannot happen: each pass fixes at least one more dose of every changed patient
         raise RuntimeError(f"arms[{i}].taper: the schedules did not settle in "
                            f"{taper.n + 1} passes")
+    j = rating[0]
     frames[j] = pd.concat([frames[j], taper.rows(arm.name, subjects, given, interval)],
                           ignore_index=True)
     return frames, kept, steps
