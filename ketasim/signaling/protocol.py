@@ -78,14 +78,9 @@ class EventTable:
         if stop.shape != (self.values.shape[0],):
             raise ValueError(f"withhold: one stop time per subject ({self.values.shape[0]}), "
                              f"got shape {stop.shape}")
-        if len(self.sources) != self.n:
-            raise ValueError("withhold: this event table does not record its events' "
-                             "protocol entries")
-        values = self.values.copy()
-        for j, (src, kind) in enumerate(zip(self.sources, self.kind, strict=True)):
-            if src in entries and kind != EV_SET_PARAM:
-                values[stop < entries[src], j] = 0.0
-        return replace(self, values=values)
+        keys = list(entries)
+        given = ~(stop[:, None] < np.array([entries[k] for k in keys], dtype=float))
+        return self.select({k: c for c, k in enumerate(keys)}, given)
 
     def select(self, entries: Mapping[int, int], given: np.ndarray) -> EventTable:
         """The same events with each subject's doses of some protocol entries given or
@@ -98,8 +93,8 @@ class EventTable:
             raise ValueError(f"select: one row per subject ({self.values.shape[0]}), got "
                              f"shape {given.shape}")
         if len(self.sources) != self.n:
-            raise ValueError("select: this event table does not record its events' "
-                             "protocol entries")
+            raise ValueError("this event table does not record its events' protocol "
+                             "entries")
         values = self.values.copy()
         for j, (src, kind) in enumerate(zip(self.sources, self.kind, strict=True)):
             if src in entries and kind != EV_SET_PARAM:
