@@ -237,6 +237,15 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   14.3 s (0.68 against 0.71 ms/patient), reference 18.38 against 22.26 ms/patient (the
   higher partition costs LSODA more), speedup 27.0 against 31.2: the higher ratio is the
   slower reference; ketasim itself is about 5% slower.
+- 2026-12-07, thirty-first session (the solver rejects and shortens a trial step whose
+  error estimate is not finite, a branch this workload never takes), ``--patients
+  20000`` with another process loading the machine (load average 0.7-1.1): ketasim
+  19.9 s (1.00 ms/patient; a ketamine piece about 8.2 s), reference 22.83 ms/patient,
+  speedup 22.9 (signalling alone on the sample 30.8); same accuracy (140 of 140 rated
+  totals identical). A/B on 1,000 ketamine patients of this trial
+  (``simulate_signaling``, four calls each, alternating checkouts, same load): this
+  commit 1.00-1.38 s, the previous one (78947f4) 1.02-1.71 s, the same 822.6 steps per
+  patient: the lower ratio is the load, not the change.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
