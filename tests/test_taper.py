@@ -196,8 +196,11 @@ def test_taper_share_reads_the_interval_in_force(run):
     (("dose: {at: 17.5d", "dose: {at: 10.5d"), r"arms\[0\]\.taper\.dose\.at"),
     (("route: iv, over: 40min}\n      intervals", ("route: oral, over: 40min}\n"
       "      intervals")), r"arms\[0\]\.taper\.dose\.over"),
+    (("relative_to: -1d", "relative_to: -1d\n      review: 0d"),
+     r"arms\[0\]\.taper\.review"),
 ], ids=["not-a-multiple", "decreasing", "until-before-dose", "baseline-not-a-visit",
-        "threshold-out-of-range", "readout-not-rated", "dose-clashes", "infused-orally"])
+        "threshold-out-of-range", "readout-not-rated", "dose-clashes", "infused-orally",
+        "review-not-positive"])
 def test_bad_tapers_are_one_error_naming_the_field(edit, where):
     text = SCENARIO.replace(*edit)
     assert text != SCENARIO
@@ -321,3 +324,40 @@ def test_the_clinic_example_runs():
     assert set(doses["arm"]) == {"placebo", "esketamine"}
     assert set(doses["value"]) == {7.0, 14.0}
     assert (doses["time_h"] <= 180 * 24).all() and (doses["time_h"] >= 28 * 24).all()
+
+
+def test_with_a_review_period_only_doses_that_long_after_the_last_review_decide():
+    plan = _plan(rungs=(1, 2), review_h=72.0)  # grid of 1 day, review every 3 days
+    well = np.ones((1, 10), dtype=bool)
+    given, interval = plan.schedule(well)
+    # 0 (1), 1 (not due: 1 day), 2 (not due), 3 (due: up to 2), 5 (not due), 7 (due: at
+    # the top), 9 (not due)
+    assert np.flatnonzero(given[0]).tolist() == [0, 1, 2, 3, 5, 7, 9]
+    assert interval[0, [0, 1, 2, 3, 5, 7, 9]].tolist() == [1, 1, 1, 2, 2, 2, 2]
+    well[0, 7] = False  # out at the review of day 7: back to every day
+    given, interval = plan.schedule(well)
+    assert np.flatnonzero(given[0]).tolist() == [0, 1, 2, 3, 5, 7, 8, 9]
+    assert interval[0, [7, 8, 9]].tolist() == [1, 1, 1]
+    # no review period: every dose decides
+    every = _plan(rungs=(1, 2)).schedule(np.ones((1, 10), dtype=bool))[0]
+    assert np.flatnonzero(every[0]).tolist() == [0, 1, 3, 5, 7, 9]
+
+
+def test_a_reviewed_taper_runs_and_follows_its_own_rule():
+    reg = load_registry()
+    sc = load_scenario_text(SCENARIO.replace("relative_to: -1d",
+                                             "relative_to: -1d\n      review: 14d"))
+    arm = sc.arms[0]
+    plan = TaperPlan.of(arm)
+    assert plan.review_h == 14 * 24.0
+    ro = simulate(sc, registry=reg).readouts
+    doses = ro[ro["assay"] == TAPER_ASSAY]
+    given = np.zeros((arm.n, plan.n), dtype=bool)
+    given[doses["subject"].to_numpy(), np.searchsorted(plan.times, doses["time_h"])] = True
+    again, _ = plan.schedule(plan.well(np.arange(arm.n), ro[ro["assay"] == "madrs"]))
+    assert np.array_equal(again, given)
+    # a patient's interval changes only at a dose 14 days or more after the last change
+    for _, d in doses.groupby("subject"):
+        t, v = d["time_h"].to_numpy(), d["value"].to_numpy()
+        changed = t[1:][np.diff(v) != 0]
+        assert np.all(np.diff(np.concatenate([[t[0]], changed])) >= 14 * 24 - 1e-9)

@@ -55,6 +55,7 @@ class TaperPlan:
     threshold: float  # well: rating (or fractional change) <= this
     ref: float  # the visit a fractional change is taken from (h; NaN: the rating itself)
     first_entry: int  # protocol index of the first grid dose in :meth:`arm`'s protocol
+    review_h: float = 0.0  # decisions only this long after the last one (0: every dose)
 
     @staticmethod
     def of(arm) -> TaperPlan | None:
@@ -69,7 +70,8 @@ class TaperPlan:
             step_h=step, assay=SCALE_READOUTS[taper.readout][0], readout=taper.readout,
             threshold=float(taper.well_at_or_below),
             ref=np.nan if taper.relative_to is None else float(taper.relative_to),
-            first_entry=len(arm.protocol))
+            first_entry=len(arm.protocol),
+            review_h=0.0 if taper.review is None else float(taper.review))
 
     @property
     def n(self) -> int:
@@ -119,6 +121,7 @@ class TaperPlan:
         rungs = np.asarray(self.rungs, dtype=np.int64)
         pos = np.zeros(n, dtype=np.int64)
         rung = np.zeros(n, dtype=np.int64)
+        last = np.zeros(n, dtype=np.int64)  # each patient's last review (the first dose)
         rows = np.arange(n)
         given[:, 0] = True
         interval[:, 0] = rungs[0]
@@ -130,8 +133,11 @@ class TaperPlan:
                 return given, interval
             i = rows[active]
             pos[i] = nxt[i]
+            due = self.times[pos[i]] - self.times[last[i]] >= self.review_h - 1e-9
             up = well[i, pos[i]]
-            rung[i] = np.clip(rung[i] + np.where(up, 1, -1), 0, rungs.size - 1)
+            step = np.where(due, np.where(up, 1, -1), 0)
+            rung[i] = np.clip(rung[i] + step, 0, rungs.size - 1)
+            last[i] = np.where(due, pos[i], last[i])
             given[i, pos[i]] = True
             interval[i, pos[i]] = rungs[rung[i]]
 

@@ -915,7 +915,10 @@ class Taper(BaseModel):
     patient's latest rating of ``readout`` before the dose decides the interval to the
     next one: well (rating <= ``well_at_or_below``; with ``relative_to``, the fractional
     change from the rating at that visit) moves one rung up ``intervals``, not well one
-    rung down (the first interval is the first rung). Doses continue to ``until``. Every
+    rung down (the first interval is the first rung); with ``review``, only doses at
+    least that long after the last review decide, and the interval stays between
+    reviews (clinics and trials that reassess every few weeks). Doses continue to
+    ``until``. Every
     rung is a whole multiple of the first, so the possible dose times lie on one grid.
     The runner gives each patient the schedule their own ratings call for (it runs the
     patients again from the first dose their ratings change, until no schedule changes),
@@ -941,6 +944,10 @@ class Taper(BaseModel):
     relative_to: TimeH | None = Field(
         default=None, description="a visit of the readout before the taper (the "
         "baseline): the threshold applies to the fractional change from it")
+    review: DurationH | None = Field(
+        default=None, description="review the interval only at doses at least this long "
+        "after the last review, e.g. '28d' (the first dose counts as one); between "
+        "reviews the interval stays (default: at every dose)")
 
     @model_validator(mode="after")
     def _check_taper(self) -> "Taper":
