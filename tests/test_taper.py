@@ -245,9 +245,16 @@ def test_a_zero_dose_after_a_washout_integrates():
 
 
 def test_the_report_draws_the_share_of_patients_on_each_interval(run, tmp_path):
-    from ketasim.report.figures import assay_figure
+    from ketasim.report.figures import assay_figure, taper_shares
 
     _, _, r = run
+    shares = taper_shares(r.readouts, "ketamine")
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    assert shares.iloc[0].tolist() == [1.0, 0.0, 0.0]  # everyone starts on the first rung
+    # the share on 14 days or more at the last dose time is what taper_share reads
+    t = shares.index[-1]
+    want = evaluate(f"taper_share('ketamine', '{t:g}h', '14d')", r.readouts)
+    assert shares.loc[t, [14.0, 21.0]].sum() == pytest.approx(want)
     png = assay_figure(r.readouts, pd.DataFrame(columns=["assay"]), TAPER_ASSAY,
                        tmp_path / "taper.png")
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"

@@ -26,7 +26,8 @@ fractions of the 24-h benefit; T-CLIN-03, -15 >= 0.5, -05 within 0.3), x6 (24 h 
 the sixth of six infusions over 12 days, / one dose; T-CLIN-16, -17 want a little more
 than 1), T2 (TRANSFORM-2's esketamine-minus-placebo load at day 27 / baseline; about
 -0.35 is -8 MADRS points, so the band's edge -7.3 is about -0.31) and m180 (monthly
-maintenance at day 180 / baseline; T-CLIN-26 needs a clear benefit).
+maintenance at day 180 / baseline; T-CLIN-26's reading before the needs-based taper
+of 2026-12-07 needed a clear benefit).
 
 Run: ``.venv/bin/python docs/research/human_pool_screen.py --kp 6`` (about 20 s);
 ``--present`` runs the model as it was before the pool (no pool, all structural

@@ -186,11 +186,27 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
     return path
 
 
+def taper_shares(readouts: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """A needs-based taper's course in one arm: at each time a dose is given (rows) the
+    share of the arm's patients on each interval to their next dose (columns, days),
+    the interval being the one set at each patient's latest dose. Patients count from
+    their first taper dose; one who left the trial counts on the interval of their last
+    dose. Each row sums to 1."""
+    rows = readouts[(readouts["assay"] == TAPER_ASSAY)
+                    & (readouts["readout"] == TAPER_READOUT) & (readouts["arm"] == arm)]
+    times = np.sort(rows["time_h"].unique())
+    levels = np.sort(rows["value"].unique())
+    wide = rows.pivot_table(index="subject", columns="time_h", values="value",
+                            aggfunc="first").reindex(columns=times)
+    force = wide.ffill(axis=1).to_numpy(float)  # the interval in force at each time
+    seen = np.maximum(np.isfinite(force).sum(axis=0), 1)
+    return pd.DataFrame({lv: (force == lv).sum(axis=0) / seen for lv in levels},
+                        index=pd.Index(times, name="time_h"))
+
+
 def taper_figure(readouts: pd.DataFrame, path: Path) -> Path:
     """A needs-based taper per arm: the share of the arm's patients on each interval to
-    their next dose (the one set at their latest dose) over time, stacked, from the
-    taper's first dose on. Patients are counted from their first taper dose; one who
-    left the trial counts on the interval of their last dose."""
+    their next dose over time, stacked (:func:`taper_shares`)."""
     rows = readouts[(readouts["assay"] == TAPER_ASSAY)
                     & (readouts["readout"] == TAPER_READOUT)]
     arms = list(dict.fromkeys(rows["arm"]))
@@ -198,21 +214,18 @@ def taper_figure(readouts: pd.DataFrame, path: Path) -> Path:
     fig, axes = subplots(1, max(1, len(arms)), figsize=(4.2 * max(1, len(arms)), 3.6),
                          squeeze=False, sharey=True)
     cmap = matplotlib.colormaps["viridis"]
-    colors = [cmap(x) for x in np.linspace(0.15, 0.9, max(1, levels.size))]
+    colors = dict(zip(levels, (cmap(x) for x in np.linspace(0.15, 0.9,
+                                                              max(1, levels.size)))))
     for ax, arm in zip(axes[0], arms):
-        a = rows[rows["arm"] == arm]
-        times = np.sort(a["time_h"].unique())
-        wide = a.pivot_table(index="subject", columns="time_h", values="value",
-                             aggfunc="first").reindex(columns=times)
-        force = wide.ffill(axis=1).to_numpy(float)  # the interval in force at each time
-        seen = np.isfinite(force).sum(axis=0)
-        shares = [np.where(seen > 0, (force == lv).sum(axis=0) / np.maximum(seen, 1), 0.0)
-                  for lv in levels]
-        ax.stackplot(times / 24.0, *shares, labels=[f"{lv:g} d" for lv in levels],
-                     colors=colors, step="post")
-        ax.set_xlim(times[0] / 24.0, times[-1] / 24.0)
+        shares = taper_shares(readouts, arm)
+        x = shares.index.to_numpy() / 24.0
+        ax.stackplot(x, *(shares[lv].to_numpy() for lv in shares.columns),
+                     labels=[f"{lv:g} d" for lv in shares.columns],
+                     colors=[colors[lv] for lv in shares.columns], step="post")
+        ax.set_xlim(x[0], x[-1])
         ax.set_ylim(0.0, 1.0)
-        ax.set_title(f"{arm} (n={wide.shape[0]})", fontsize=9)
+        ax.set_title(f"{arm} (n={rows.loc[rows['arm'] == arm, 'subject'].nunique()})",
+                     fontsize=9)
         ax.set_xlabel("time (days)")
     axes[0, 0].set_ylabel("share of patients")
     if len(arms):

@@ -906,6 +906,18 @@ _RatedScale = _vocabulary_type("clinical readouts a trial can analyse",
                                lambda: TRIAL_SCALES)
 
 
+def _check_threshold(readout: str, value: float, relative: bool, key: str) -> None:
+    """A rating threshold (an intercurrent event's, a taper's): a fractional change from
+    -1 to 10 with ``relative_to``, else a score within the scale's range."""
+    if relative:
+        if not -1.0 <= value <= 10.0:
+            raise problem("a fractional change from -1 to 10 (with relative_to)", (key,))
+        return
+    spec = TRIAL_SCALES[readout]
+    if not spec.low <= value <= spec.high:
+        raise problem(f"a {readout} score from {spec.low} to {spec.high}", (key,))
+
+
 class Taper(BaseModel):
     """A needs-based taper of one drug (as clinics give maintenance infusions: the
     interval to the next dose lengthens while the patient stays well and shortens when
@@ -971,18 +983,11 @@ class Taper(BaseModel):
                           ("until",))
         if self.until > MAX_ABS_TIME_H:
             raise problem("a time within 365 days of time 0", ("until",))
-        if self.relative_to is not None:
-            if self.relative_to >= self.dose.at:
-                raise problem(f"a visit before the taper's first dose "
-                              f"({format_time(self.dose.at)})", ("relative_to",))
-            if not -1.0 <= self.well_at_or_below <= 10.0:
-                raise problem("a fractional change from -1 to 10 (with relative_to)",
-                              ("well_at_or_below",))
-        else:
-            spec = TRIAL_SCALES[self.readout]
-            if not spec.low <= self.well_at_or_below <= spec.high:
-                raise problem(f"a {self.readout} score from {spec.low} to {spec.high}",
-                              ("well_at_or_below",))
+        if self.relative_to is not None and self.relative_to >= self.dose.at:
+            raise problem(f"a visit before the taper's first dose "
+                          f"({format_time(self.dose.at)})", ("relative_to",))
+        _check_threshold(self.readout, self.well_at_or_below, self.relative_to is not None,
+                         "well_at_or_below")
         return self
 
     def times(self) -> list[float]:
@@ -1366,17 +1371,12 @@ class Intercurrent(BaseModel):
     def _check_intercurrent(self) -> "Intercurrent":
         if (self.at_or_above is None) == (self.at_or_below is None):
             raise problem("exactly one of at_or_above and at_or_below (the threshold)", ())
-        spec = TRIAL_SCALES[self.readout]
         key = "at_or_above" if self.at_or_above is not None else "at_or_below"
         value = getattr(self, key)
-        if self.relative_to is not None:
-            if not -1.0 <= value <= 10.0:
-                raise problem("a fractional change from -1 to 10 (with relative_to)", (key,))
-            if self.relative_to >= self.after:
-                raise problem(f"a visit before 'after' ({format_time(self.after)})",
-                              ("relative_to",))
-        elif not spec.low <= value <= spec.high:
-            raise problem(f"a {self.readout} score from {spec.low} to {spec.high}", (key,))
+        _check_threshold(self.readout, value, self.relative_to is not None, key)
+        if self.relative_to is not None and self.relative_to >= self.after:
+            raise problem(f"a visit before 'after' ({format_time(self.after)})",
+                          ("relative_to",))
         _distinct(self.withhold, "withhold", "drugs")
         for j, ev in enumerate(self.rescue or []):
             if ev.at < 0:
