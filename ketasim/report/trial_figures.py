@@ -109,12 +109,11 @@ def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
     ax = axes[0]
     _arm_bands(ax, obs, arms, "visit_h", "estimate", "se")
     ax.axhline(0.0, color="0.6", lw=0.8)
-    ax.axvline(primary, color="0.3", lw=0.8, ls="--")
+    ax.axvline(primary, color="0.3", lw=0.8, ls=(0, (1, 2)), label="primary visit")
     ax.set_ylabel(f"{scale}\nchange from baseline (points)")
     if ax.get_legend_handles_labels()[0]:  # no arm has a change where screening let none in
         ax.legend(fontsize=7, frameon=False)
-    ax.set_title(f"{scale}: mean change from baseline (\u00b1 SE); dashed: primary visit",
-                 fontsize=9)
+    ax.set_title(f"{scale}: mean change from baseline (\u00b1 SE)", fontsize=9)
     for ax, readout in zip(axes[1:], below, strict=True):
         s = summary[summary["readout"] == readout]
         times.append(s["time_h"].to_numpy(float))
