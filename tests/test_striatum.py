@@ -51,6 +51,34 @@ def test_the_lesion_removes_striatal_terminals_within_days_and_spares_mpfc():
     np.testing.assert_allclose(mp["d1_sensitivity"], 1.0, atol=1e-9)
 
 
+PARTIAL = "{at: -21d, intervention: lesion_6ohda_intrastriatal}"
+
+
+def test_no_lesion_raises_the_drug_free_d1_signal_above_an_intact_striatum():
+    """D1 supersensitivity starts where the remaining terminals no longer hold tonic
+    dopamine (sig.d1_supersensitivity_onset): a compensated partial lesion leaves D1
+    sensitivity at 1, a complete one raises it to about 2.2 while its D1 signal (tonic
+    dopamine x sensitivity) stays below an intact striatum's, and without a drug neither
+    drives PKA or the potentiation of existing synapses (before 2026-12-07 a partial
+    lesion gave a D1 signal of 1.11x and a potentiation of 0.46 with no drug at all)."""
+    t = np.array([-1, 0, 10, 20]) * 24.0
+    outs = ["d1_sensitivity", "d1_drive", "pka_rel", "synaptic_potentiation", "da_rel"]
+    part = course(PARTIAL, [], t, outs)
+    full = course(LESION, [], t, outs)
+    assert part["da_rel"][-1] > REG.value("sig.d1_supersensitivity_onset")
+    np.testing.assert_allclose(part["d1_sensitivity"], 1.0, atol=1e-9)
+    assert full["d1_sensitivity"][-1] == pytest.approx(2.2, abs=0.05)
+    for st in (part, full):
+        assert np.all(st["d1_drive"] < 1.0)
+        assert np.all(st["pka_rel"] <= 1.0 + 1e-9)
+        np.testing.assert_allclose(st["synaptic_potentiation"], 0.0, atol=1e-9)
+    # the largest drug-free D1 signal over every level of tonic dopamine below the onset
+    x = np.linspace(0.0, 1.0, 1001)
+    sens = 1.0 + REG.value("sig.d1_supersensitivity_gain") * np.clip(
+        REG.value("sig.d1_supersensitivity_onset") - x, 0.0, None)
+    assert (x * sens)[x < 1.0].max() < 1.0
+
+
 def test_ldopa_swings_dopamine_in_a_denervated_striatum_and_primes_dyskinesia():
     t = np.array([-1 * 24.0, 1.5, 20 * 24 + 1.5])
     les = course(LESION, range(21), t, ["da_rel", "pka_rel", "lid_priming", "d1_drive"])

@@ -241,6 +241,7 @@ PARAMS: tuple[Param, ...] = (
     Param("da_buffer_k", "sig.da_buffer_k", "1"),
     Param("k_d1ss", "sig.k_d1_supersensitivity", "1/h"),
     Param("d1ss_gain", "sig.d1_supersensitivity_gain", "1"),
+    Param("d1ss_onset", "sig.d1_supersensitivity_onset", "1"),
     Param("k_lid_on", "sig.k_lid_priming_on", "1/h"),
     Param("k_lid_off", "sig.k_lid_priming_off", "1/h"),
     Param("lid_pka_thr", "sig.lid_pka_threshold", "1"),
@@ -598,7 +599,7 @@ RATES: tuple[tuple[str, str], ...] = (
     ("structural_2", "k_struct * (structural_1 - structural_2)"),
     ("structural_3", "k_struct * (structural_2 - structural_3)"),
     ("da_terminals", "k_lesion * (1.0 - dopamine_lesion - da_terminals)"),
-    ("d1_sensitivity", "k_d1ss * (1.0 + d1ss_gain * pos(1.0 - da_tonic) - d1_sensitivity)"),
+    ("d1_sensitivity", "k_d1ss * (1.0 + d1ss_gain * pos(d1ss_onset - da_tonic) - d1_sensitivity)"),
     # each L-DOPA pulse that drives PKA in D1 neurons past a threshold primes dyskinesia
     # further, towards a ceiling that resistance lowers (past it, the pulses renormalise
     # priming); priming lasts weeks (k_lid_on is 0 outside the striatum)
