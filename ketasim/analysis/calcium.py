@@ -24,6 +24,8 @@ Shuffle p-values count the observed value as one of the draws:
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,7 +33,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ketasim.analysis._tables import Source, file_kind, first_line, is_integral, read_frame
+from ketasim.analysis._tables import (
+    Source,
+    file_kind,
+    first_line,
+    is_integral,
+    read_frame,
+    short,
+)
 
 __all__ = [
     "CalciumDataError",
@@ -157,7 +166,9 @@ def _check_rate(frame_rate_hz: object, where: _Where) -> float | None:
     if frame_rate_hz is None:
         return None
     try:
-        rate = float(frame_rate_hz)  # type: ignore[arg-type]
+        # a bool is no frame rate (float(True) would read as 1 Hz)
+        rate = (float("nan") if isinstance(frame_rate_hz, (bool, np.bool_))
+                else float(frame_rate_hz))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         rate = float("nan")
     if not (np.isfinite(rate) and rate > 0):
@@ -199,7 +210,10 @@ def read_dff(source: np.ndarray | str | Path | pd.DataFrame,
         no cells or frames, NaN or infinite values, text in number columns, missing
         columns, non-increasing time, uneven frame spacing (a dropped frame), missing or
         inconsistent frame rate, duplicate or missing rows in a long table, unreadable files.
+    ValueError
+        ``spacing_rtol`` that is not a finite number >= 0.
     """
+    spacing_rtol = _real(spacing_rtol, "spacing_rtol", low=0.0)
     if isinstance(source, np.ndarray):
         return _from_array(source, frame_rate_hz, _Where("<array>"))
     if isinstance(source, pd.DataFrame):
@@ -403,6 +417,18 @@ def _from_long(df: pd.DataFrame, rate: float | None, where: _Where,
     first_cell = np.flatnonzero(cell_code == 0)
     order = first_cell[np.argsort(key_values[first_cell], kind="stable")]
     time_s = _time_axis(df, where, rate, spacing_rtol, order)
+    if key != "frame" and "frame" in df.columns:
+        # both columns: every cell's frame numbers must match the first cell's at each time
+        frame = _numeric(df["frame"], "frame", where)
+        ref = np.empty(grid.size)
+        ref[key_code[first_cell]] = frame[first_cell]
+        bad = frame != ref[key_code]
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise where.fail(
+                f"frame {frame[pos]:g} of cell {ids[pos]!r} at {key} {key_values[pos]:g} "
+                f"disagrees with frame {ref[key_code[pos]]:g} of cell {cell_ids[0]!r} at that "
+                f"{key}", column="frame", pos=pos)
     matrix = np.empty((len(cell_ids), grid.size))
     matrix[cell_code, key_code] = dff
     rate, time_s = _clock(df, order, rate, time_s)
@@ -422,6 +448,8 @@ def _as_matrix(dff: np.ndarray | DffRecording, frame_rate_hz: float | None
                ) -> tuple[np.ndarray, float, float]:
     """(cells x frames float64 array, frame rate, time of frame 0) from either input."""
     if isinstance(dff, DffRecording):
+        if frame_rate_hz is not None:
+            frame_rate_hz = _check_rate(frame_rate_hz, _Where(dff.source))
         if frame_rate_hz is not None and abs(frame_rate_hz / dff.frame_rate_hz - 1) > 1e-9:
             raise ValueError(f"frame_rate_hz={frame_rate_hz:g} disagrees with the recording's "
                              f"{dff.frame_rate_hz:g} Hz")
@@ -431,6 +459,39 @@ def _as_matrix(dff: np.ndarray | DffRecording, frame_rate_hz: float | None
         arr = arr[None, :]
     rec = _from_array(arr, frame_rate_hz, _Where("<array>"))
     return rec.dff, rec.frame_rate_hz, 0.0
+
+
+def _real(value: object, name: str, *, low: float | None = None, high: float | None = None,
+          open_low: bool = False, open_high: bool = False) -> float:
+    """A numeric setting as a float: a finite real number (not a bool) within the bounds
+    given (``open_*``: the bound itself excluded), else a ValueError naming it."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    x = float(value) if ok else math.nan  # type: ignore[arg-type]
+    ok = ok and math.isfinite(x) and (
+        low is None or (x > low if open_low else x >= low)) and (
+        high is None or (x < high if open_high else x <= high))
+    if not ok:
+        if low is not None and high is not None:
+            bounds = (f" in {'(' if open_low else '['}{low:g}, {high:g}"
+                      f"{')' if open_high else ']'}")
+        elif low is not None:
+            bounds = f" {'>' if open_low else '>='} {low:g}"
+        elif high is not None:
+            bounds = f" {'<' if open_high else '<='} {high:g}"
+        else:
+            bounds = ""
+        raise ValueError(f"{name} must be a finite number{bounds}, got {value!r}")
+    return x
+
+
+def _integer(value: object, name: str, minimum: int) -> int:
+    """A count setting as an int >= ``minimum`` (an integral float is accepted, a bool
+    is not), else a ValueError naming it."""
+    if not (is_integral(value) and int(value) >= minimum):  # type: ignore[call-overload]
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
 
 
 def _generator(rng: np.random.Generator | int) -> np.random.Generator:
@@ -560,12 +621,14 @@ def detect_transients(dff: np.ndarray | DffRecording, frame_rate_hz: float | Non
     frame_rate_hz : float, optional
         Required for an array.
     threshold_sd, offset_sd : float
-        Onset and offset thresholds, in noise SDs (``threshold_sd >= offset_sd``).
+        Onset and offset thresholds, in noise SDs (``threshold_sd > 0``,
+        ``0 <= offset_sd <= threshold_sd``).
     min_duration_s, min_separation_s : float
-        Minimum time above the onset threshold, and minimum time between onsets (s).
+        Minimum time above the onset threshold, and minimum time between onsets (s;
+        finite, >= 0).
     noise_sd : float or array, optional
-        Known noise SD (dF/F units; scalar or per cell) instead of the MAD estimate, e.g.
-        for simulated traces with a set noise level.
+        Known noise SD (dF/F units; a scalar or one value per cell, finite, > 0) instead
+        of the MAD estimate, e.g. for simulated traces with a set noise level.
 
     Returns
     -------
@@ -574,19 +637,14 @@ def detect_transients(dff: np.ndarray | DffRecording, frame_rate_hz: float | Non
         NaN ``noise_sd``: give ``noise_sd`` for such data.
     """
     x, rate, t0 = _as_matrix(dff, frame_rate_hz)
-    if not offset_sd <= threshold_sd:
-        raise ValueError(f"offset_sd ({offset_sd}) must not exceed threshold_sd "
-                         f"({threshold_sd})")
-    if min_duration_s < 0 or min_separation_s < 0:
-        raise ValueError("min_duration_s and min_separation_s must be >= 0")
+    threshold_sd, offset_sd, min_duration_s, min_separation_s = _transient_settings(
+        threshold_sd, offset_sd, min_duration_s, min_separation_s)
     n_cells, n_frames = x.shape
     baseline = np.median(x, axis=1)
     if noise_sd is None:
         sd = MAD_TO_SD * np.median(np.abs(x - baseline[:, None]), axis=1)
     else:
-        sd = np.broadcast_to(np.asarray(noise_sd, dtype=float), (n_cells,)).copy()
-        if not (np.isfinite(sd).all() and (sd > 0).all()):
-            raise ValueError("noise_sd must be finite and > 0")
+        sd = _noise_sd(noise_sd, n_cells)
     sd = np.where(sd > 0, sd, np.nan)
     min_dur = max(1, int(np.ceil(min_duration_s * rate - 1e-9)))
     min_sep = int(np.ceil(min_separation_s * rate - 1e-9))
@@ -601,6 +659,33 @@ def detect_transients(dff: np.ndarray | DffRecording, frame_rate_hz: float | Non
     return Transients(rate, n_frames, baseline, sd, tuple(onsets), tuple(peaks), tuple(ends),
                       tuple(amps), float(threshold_sd), float(offset_sd),
                       float(min_duration_s), float(min_separation_s), t0)
+
+
+def _transient_settings(threshold_sd: object, offset_sd: object, min_duration_s: object,
+                        min_separation_s: object) -> tuple[float, float, float, float]:
+    """The detection settings of :func:`detect_transients`, checked."""
+    thr = _real(threshold_sd, "threshold_sd", low=0.0, open_low=True)
+    off = _real(offset_sd, "offset_sd", low=0.0)
+    if not off <= thr:
+        raise ValueError(f"offset_sd ({off:g}) must not exceed threshold_sd ({thr:g})")
+    return (thr, off, _real(min_duration_s, "min_duration_s", low=0.0),
+            _real(min_separation_s, "min_separation_s", low=0.0))
+
+
+def _noise_sd(noise_sd: object, n_cells: int) -> np.ndarray:
+    """A given noise SD as one value per cell: a scalar or one per cell, finite, > 0."""
+    try:
+        arr = np.asarray(noise_sd)
+        ok = arr.dtype.kind in "iuf" and (arr.ndim == 0 or arr.shape == (n_cells,))
+        sd = np.broadcast_to(arr.astype(float), (n_cells,)).copy() if ok else None
+    except (TypeError, ValueError):
+        sd = None
+    if sd is None:
+        raise ValueError(f"noise_sd must be a number or one number per cell ({n_cells}), "
+                         f"got {short(noise_sd)}")
+    if not (np.isfinite(sd).all() and (sd > 0).all()):
+        raise ValueError(f"noise_sd must be finite and > 0, got {short(noise_sd)}")
+    return sd
 
 
 def _cell_transients(x: np.ndarray, base: float, sd: float, thr: float, off: float,
@@ -711,7 +796,12 @@ class SynchronyResult:
 def _onsets_of(onsets: Transients | np.ndarray, frame_rate_hz: float | None
                ) -> tuple[np.ndarray, np.ndarray, int, int, float, float]:
     """(cell of each onset, frame of each onset, n_cells, n_frames, rate, time_s0)."""
+    if frame_rate_hz is not None:
+        frame_rate_hz = _real(frame_rate_hz, "frame_rate_hz", low=0.0, open_low=True)
     if isinstance(onsets, Transients):
+        if frame_rate_hz is not None and abs(frame_rate_hz / onsets.frame_rate_hz - 1) > 1e-9:
+            raise ValueError(f"frame_rate_hz={frame_rate_hz:g} disagrees with the transients' "
+                             f"{onsets.frame_rate_hz:g} Hz")
         cells = np.repeat(np.arange(onsets.n_cells), onsets.counts)
         frames = np.concatenate([*onsets.onset_frames, np.zeros(0, np.int64)])
         return (cells, frames.astype(np.int64), onsets.n_cells, onsets.n_frames,
@@ -720,7 +810,7 @@ def _onsets_of(onsets: Transients | np.ndarray, frame_rate_hz: float | None
     if raster.ndim != 2 or raster.dtype != bool:
         raise ValueError(f"expected Transients or a (cells, frames) bool onset raster, got "
                          f"{raster.dtype} array of shape {raster.shape}")
-    if frame_rate_hz is None or not (np.isfinite(frame_rate_hz) and frame_rate_hz > 0):
+    if frame_rate_hz is None:
         raise ValueError("an onset raster needs frame_rate_hz > 0")
     cells, frames = np.nonzero(raster)
     return (cells.astype(np.int64), frames.astype(np.int64), raster.shape[0], raster.shape[1],
@@ -755,6 +845,18 @@ def _coactive(cells: np.ndarray, frames: np.ndarray, shifts: np.ndarray, n_frame
     return out
 
 
+def _sync_settings(window_s: object, n_shuffles: object, percentile: object,
+                   min_cells: object, names: tuple[str, str, str, str] = (
+                       "window_s", "n_shuffles", "percentile", "min_cells")
+                   ) -> tuple[float, int, float, int]:
+    """The settings of :func:`synchronous_events` (named ``names`` in errors), checked."""
+    return (_real(window_s, names[0], low=0.0, open_low=True),
+            _integer(n_shuffles, names[1], 1),
+            _real(percentile, names[2], low=0.0, high=100.0, open_low=True,
+                  open_high=True),
+            _integer(min_cells, names[3], 1))
+
+
 def _count_runs(above: np.ndarray) -> np.ndarray:
     """Number of runs of True per row."""
     starts = above[:, 1:] & ~above[:, :-1]
@@ -787,22 +889,20 @@ def synchronous_events(onsets: Transients | np.ndarray, frame_rate_hz: float | N
     rng : numpy.random.Generator or int
         Source (or seed) of the shifts.
     window_s : float, default 0.5
-        Co-activity window (s), at least one frame.
+        Co-activity window (s, > 0), rounded to frames, at least one frame.
     n_shuffles : int, default 1000
     percentile : float, default 99
-        Shuffle percentile for the threshold (%).
+        Shuffle percentile for the threshold (%, in (0, 100)).
     min_cells : int, default 2
+        At least 1.
 
     Returns
     -------
     SynchronyResult
     """
     gen = _generator(rng)
-    if int(n_shuffles) < 1:
-        raise ValueError(f"n_shuffles must be >= 1, got {n_shuffles}")
-    if not 0 < percentile < 100:
-        raise ValueError(f"percentile must be in (0, 100), got {percentile}")
-    n_shuffles = int(n_shuffles)
+    window_s, n_shuffles, percentile, min_cells = _sync_settings(window_s, n_shuffles,
+                                                                 percentile, min_cells)
     cells, frames, n_cells, n_frames, rate, t0 = _onsets_of(onsets, frame_rate_hz)
     window = _frames(window_s, rate)
     shifts = gen.integers(0, n_frames, size=(n_shuffles, n_cells))
@@ -897,6 +997,14 @@ def _shift_test(spectrum_i: np.ndarray, spectra: np.ndarray, observed: np.ndarra
     return (xcorr >= observed[:, None] - 1e-9).sum(axis=1), null
 
 
+def _alpha(alpha: object) -> float:
+    return _real(alpha, "alpha", low=0.0, high=1.0, open_low=True, open_high=True)
+
+
+def _correlation_shuffles(n_shuffles: object, name: str = "n_shuffles") -> int | None:
+    return None if n_shuffles is None else _integer(n_shuffles, name, 1)
+
+
 def correlated_pair_counts(z, alpha: float = CORRELATION_ALPHA, block: int = 256
                            ) -> tuple[int, int]:
     """The exact circular-shift test of :func:`functional_connectivity` (``n_shuffles``
@@ -908,6 +1016,8 @@ def correlated_pair_counts(z, alpha: float = CORRELATION_ALPHA, block: int = 256
     memory does not grow with the cells. Returns (pairs tested, pairs with
     ``p < alpha``): the same counts as :func:`functional_connectivity` on the traces
     (the test draws nothing, so the order of the pairs does not matter)."""
+    alpha = _alpha(alpha)
+    block = _integer(block, "block", 1)
     n_cells, n_frames = z.shape
     valid = np.zeros(n_cells, bool)
     for k in range(0, n_cells, block):
@@ -968,8 +1078,9 @@ def functional_connectivity(dff: np.ndarray | DffRecording,
     rng : numpy.random.Generator or int, optional
         Source (or seed) of the drawn shifts; required when ``n_shuffles`` is given.
     n_shuffles : int, optional
-        Number of random shifts per pair; None for all shifts.
+        Number of random shifts per pair (>= 1); None for all shifts.
     alpha : float, default 0.05
+        Per-pair significance level, in (0, 1).
     alternative : {"greater", "two-sided"}, default "greater"
 
     Returns
@@ -979,12 +1090,9 @@ def functional_connectivity(dff: np.ndarray | DffRecording,
     x, _, _ = _as_matrix(dff, frame_rate_hz)
     if alternative not in ("greater", "two-sided"):
         raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
-    gen = None
-    if n_shuffles is not None:
-        if int(n_shuffles) < 1:
-            raise ValueError(f"n_shuffles must be >= 1 or None, got {n_shuffles}")
-        n_shuffles = int(n_shuffles)
-        gen = _generator(rng)
+    alpha = _alpha(alpha)
+    n_shuffles = _correlation_shuffles(n_shuffles)
+    gen = None if n_shuffles is None else _generator(rng)
     n_cells, n_frames = x.shape
     if n_cells < 2:
         raise ValueError("functional connectivity needs at least 2 cells")
@@ -1008,7 +1116,7 @@ def functional_connectivity(dff: np.ndarray | DffRecording,
                                     alternative, gen, n_shuffles)
         null_sum += null
         n_valid += js.size
-        p[i, js] = (extreme / n_frames if gen is None
+        p[i, js] = (extreme / n_frames if n_shuffles is None
                     else (1 + extreme) / (1 + n_shuffles))
     iu = np.triu_indices(n_cells, 1)
     p.T[iu] = p[iu]
@@ -1019,7 +1127,7 @@ def functional_connectivity(dff: np.ndarray | DffRecording,
     frac = float(significant[iu][valid].mean()) if pairs else float("nan")
     null_mean = null_sum / n_valid if n_valid else float("nan")
     return ConnectivityResult(r, p, significant, mean_r, frac, null_mean, pairs,
-                              n_frames if gen is None else n_shuffles, float(alpha),
+                              n_frames if n_shuffles is None else n_shuffles, alpha,
                               alternative)
 
 
@@ -1070,6 +1178,32 @@ class PeriEventResult:
         return int(self.per_event.shape[0])
 
 
+def _event_times(event_times_s: object) -> np.ndarray:
+    """Event times (s) as a 1-D float array, all finite."""
+    try:
+        raw = np.asarray(event_times_s)
+        # bools and text are no times (float(True) would read as 1 s)
+        times = None if raw.dtype.kind in "bUSV" else np.atleast_1d(raw.astype(float))
+    except (TypeError, ValueError):
+        times = None
+    if times is None or times.ndim != 1 or not np.isfinite(times).all():
+        raise ValueError("event_times_s must be a 1-D sequence of finite times (s)")
+    return times
+
+
+def _interval(value: object, name: str) -> tuple[float, float]:
+    """A (start, end) pair of finite times (s) with start < end."""
+    try:
+        start, end = value  # type: ignore[misc]
+        start, end = _real(start, name), _real(end, name)
+    except (TypeError, ValueError):
+        start = end = math.nan
+    if not start < end:
+        raise ValueError(f"{name} must be (start, end), finite times (s) with start < end, "
+                         f"got {short(value)}")
+    return start, end
+
+
 def peri_event_average(dff: np.ndarray | DffRecording, frame_rate_hz: float | None = None,
                        *, event_times_s: np.ndarray | list[float],
                        window_s: tuple[float, float] = PERI_EVENT_WINDOW_S,
@@ -1089,9 +1223,10 @@ def peri_event_average(dff: np.ndarray | DffRecording, frame_rate_hz: float | No
         Event times (s) on the recording's clock, e.g. struggle onsets from
         :func:`ketasim.analysis.behavior.struggle_onsets`.
     window_s : (float, float), default (-3, 2)
-        Window around each event (s).
+        Window around each event (s; finite, start < end).
     baseline_s : (float, float), optional
-        Baseline window (s, relative to the event); default the first second of the window.
+        Baseline window (s, relative to the event; finite, start < end); default the first
+        second of the window.
     subtract_baseline : bool, default False
         Subtract each event's own baseline mean from its row.
     time_s0 : float, optional
@@ -1105,17 +1240,15 @@ def peri_event_average(dff: np.ndarray | DffRecording, frame_rate_hz: float | No
     """
     x, rate, t_first = _as_matrix(dff, frame_rate_hz)
     trace = x.mean(axis=0)
-    t0 = t_first if time_s0 is None else float(time_s0)
-    times = np.atleast_1d(np.asarray(event_times_s, dtype=float))
-    if times.ndim != 1 or not np.isfinite(times).all():
-        raise ValueError("event_times_s must be a 1-D sequence of finite times (s)")
-    pre, post = (float(w) for w in window_s)
-    if not pre < post:
-        raise ValueError(f"window_s must be (start, end) with start < end, got {window_s}")
+    t0 = t_first if time_s0 is None else _real(time_s0, "time_s0")
+    times = _event_times(event_times_s)
+    pre, post = _interval(window_s, "window_s")
     lag_frames = np.arange(round(pre * rate), round(post * rate) + 1)
     lags = lag_frames / rate
     if baseline_s is None:
         baseline_s = (pre, min(pre + PERI_EVENT_BASELINE_S, post))
+    else:
+        baseline_s = _interval(baseline_s, "baseline_s")
     in_base = (lags >= baseline_s[0] - 1e-9) & (lags < baseline_s[1] - 1e-9)
     if not in_base.any():
         raise ValueError(f"baseline_s {baseline_s} holds no frame of the window")
@@ -1222,6 +1355,10 @@ def summarize_session(dff: np.ndarray | DffRecording, frame_rate_hz: float | Non
     gen = _generator(rng)
     sync_rng, corr_rng = gen.spawn(2)
     x, rate, t0 = _as_matrix(dff, frame_rate_hz)
+    # checked here too: a single cell skips the correlation, which checks them
+    alpha = _alpha(alpha)
+    n_correlation_shuffles = _correlation_shuffles(n_correlation_shuffles,
+                                                   "n_correlation_shuffles")
     rec = DffRecording(x, rate, t0 + np.arange(x.shape[1]) / rate,
                        tuple(str(i) for i in range(x.shape[0])))
     tr = detect_transients(rec, threshold_sd=threshold_sd, offset_sd=offset_sd,

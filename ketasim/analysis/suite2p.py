@@ -117,7 +117,13 @@ from ketasim.analysis.calcium import (
     DffRecording,
     SessionSummary,
     Transients,
+    _alpha,
+    _event_times,
     _generator,
+    _interval,
+    _real,
+    _sync_settings,
+    _transient_settings,
     correlated_pair_counts,
     detect_transients,
     peri_event_average,
@@ -184,21 +190,12 @@ class _Dff:
 
 def _settings(neuropil_coefficient: float, baseline: str, percentile: float,
               window_s: float, sigma_frames: float) -> _Dff:
-    c = float(neuropil_coefficient)
-    if not (math.isfinite(c) and c >= 0):
-        raise ValueError(f"neuropil_coefficient must be finite and >= 0, got "
-                         f"{neuropil_coefficient}")
-    if baseline not in BASELINES:
+    c = _real(neuropil_coefficient, "neuropil_coefficient", low=0.0)
+    if not isinstance(baseline, str) or baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
-    p = float(percentile)
-    if not 0 <= p <= 100:
-        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
-    w = float(window_s)
-    if not (math.isfinite(w) and w > 0):
-        raise ValueError(f"window_s must be finite and > 0, got {window_s}")
-    s = float(sigma_frames)
-    if not (math.isfinite(s) and s >= 0):
-        raise ValueError(f"sigma_frames must be finite and >= 0, got {sigma_frames}")
+    p = _real(percentile, "percentile", low=0.0, high=100.0)
+    w = _real(window_s, "window_s", low=0.0, open_low=True)
+    s = _real(sigma_frames, "sigma_frames", low=0.0)
     return _Dff(c, baseline, p, w, s)
 
 
@@ -296,9 +293,7 @@ def compute_dff(f: np.ndarray, fneu: np.ndarray, frame_rate_hz: float, *,
     if f.ndim != 2 or f.shape != fneu.shape:
         raise ValueError(f"F and Fneu must be 2-D arrays of one shape, got {f.shape} and "
                          f"{fneu.shape}")
-    rate = float(frame_rate_hz)
-    if not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f"frame_rate_hz must be finite and > 0, got {frame_rate_hz}")
+    rate = _real(frame_rate_hz, "frame_rate_hz", low=0.0, open_low=True)
     dff, prob = _dff_rows(f, fneu, rate, s)
     if prob is not None:
         raise _problem(prob, s, "<array>", "<array>", prob[1])
@@ -533,10 +528,7 @@ def open_suite2p(folder: str | Path, *, plane: int | None = None,
                               or plane < 0):
         raise ValueError(f"plane must be an integer >= 0 or None, got {plane!r}")
     if cell_probability is not None:
-        p = float(cell_probability)
-        if not 0 <= p <= 1:
-            raise ValueError(f"cell_probability must be in [0, 1] or None, got "
-                             f"{cell_probability}")
+        cell_probability = _real(cell_probability, "cell_probability", low=0.0, high=1.0)
     path = Path(folder)
     if not path.exists():
         raise _fail(path, "folder not found")
@@ -715,8 +707,10 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
                      pair_test: bool = True, alpha: float = CORRELATION_ALPHA
                      ) -> SessionSummary:
     """The session readouts of :func:`ketasim.analysis.calcium.summarize_session` from
-    dF/F given a chunk of cells at a time (chunks of one recording: same frames and
-    frame rate), holding only one chunk's traces.
+    dF/F given a chunk of cells at a time (chunks of one recording: same frames, frame
+    rate and clock), holding only one chunk's traces. Times (transient and synchronous
+    event onsets, ``event_times_s``) are on the chunks' clock, frame 0 at ``time_s[0]``,
+    as ``summarize_session`` has them.
 
     Per chunk: :func:`~ketasim.analysis.calcium.detect_transients` (per cell, so chunking
     changes nothing); the transients' onsets are kept and
@@ -745,12 +739,22 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
     Raises
     ------
     ValueError
-        No chunks, or chunks that disagree on frames or frame rate.
+        Bad settings (checked before any chunk is read), no chunks, or chunks that
+        disagree on frames, frame rate or the time of frame 0.
     """
     gen = _generator(rng)
+    threshold_sd, offset_sd, min_duration_s, min_separation_s = _transient_settings(
+        threshold_sd, offset_sd, min_duration_s, min_separation_s)
+    sync_window_s, n_shuffles, sync_percentile, min_cells = _sync_settings(
+        sync_window_s, n_shuffles, sync_percentile, min_cells,
+        ("sync_window_s", "n_shuffles", "sync_percentile", "min_cells"))
+    alpha = _alpha(alpha)
+    if event_times_s is not None:
+        event_times_s = _event_times(event_times_s)
+        peri_event_window_s = _interval(peri_event_window_s, "peri_event_window_s")
     sync_rng, _ = gen.spawn(2)  # as summarize_session: (synchrony, correlation)
     parts: list[Transients] = []
-    rate = n_frames = None
+    rate = n_frames = t0 = None
     pop = zsum = None
     n_valid = 0
     with tempfile.TemporaryDirectory(prefix="ketasim-pairs-") as scratch:
@@ -759,12 +763,18 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
             for chunk in chunks:
                 if rate is None:
                     rate, n_frames = chunk.frame_rate_hz, chunk.n_frames
+                    t0 = float(chunk.time_s[0])  # the recording's clock, as summarize_session
                     pop, zsum = np.zeros(n_frames), np.zeros(n_frames)
                 elif chunk.n_frames != n_frames or chunk.frame_rate_hz != rate:
                     raise ValueError(
                         f"chunks of one recording must share frames and frame rate: "
                         f"{chunk.n_frames} frames at {chunk.frame_rate_hz:g} Hz after "
                         f"{n_frames} at {rate:g} Hz")
+                elif not math.isclose(float(chunk.time_s[0]), t0, rel_tol=1e-12,
+                                      abs_tol=1e-9):
+                    raise ValueError(
+                        f"chunks of one recording must share the clock: time_s starts at "
+                        f"{float(chunk.time_s[0]):g} s after {t0:g} s")
                 parts.append(detect_transients(
                     chunk, threshold_sd=threshold_sd, offset_sd=offset_sd,
                     min_duration_s=min_duration_s, min_separation_s=min_separation_s))
@@ -781,7 +791,7 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
                         z = np.zeros(n_frames)  # a constant trace: no pairs
                     if pair_test:
                         store.write(np.asarray(z, dtype=np.float64).tobytes())
-        if rate is None or pop is None or zsum is None or n_frames is None:
+        if rate is None or pop is None or zsum is None or n_frames is None or t0 is None:
             raise ValueError("no chunks: nothing to summarize")
         n_cells = sum(p.n_cells for p in parts)
         pair_fraction = float("nan")
@@ -797,8 +807,7 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
                     tuple(o for p in parts for o in p.peak_frames),
                     tuple(o for p in parts for o in p.end_frames),
                     tuple(a for p in parts for a in p.amplitudes),
-                    float(threshold_sd), float(offset_sd), float(min_duration_s),
-                    float(min_separation_s), 0.0)
+                    threshold_sd, offset_sd, min_duration_s, min_separation_s, t0)
     sync = synchronous_events(tr, rng=sync_rng, window_s=sync_window_s, n_shuffles=n_shuffles,
                               percentile=sync_percentile, min_cells=min_cells)
     nan = float("nan")
@@ -808,7 +817,7 @@ def summarize_chunks(chunks: Iterable[DffRecording], *, rng: np.random.Generator
     peri = None
     if event_times_s is not None:
         peri = peri_event_average(pop / tr.n_cells, rate, event_times_s=event_times_s,
-                                  window_s=peri_event_window_s)
+                                  window_s=peri_event_window_s, time_s0=t0)
     return session_summary(tr, sync, None, peri, n_frames, rate, mean_r, pair_fraction)
 
 
