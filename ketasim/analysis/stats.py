@@ -45,10 +45,35 @@ class ComparisonResult:
     p: float
 
 
+#: the tests of :func:`run_test`, and those that compare exactly two groups
+_TESTS = ("welch_t", "student_t", "mann_whitney", "anova", "kruskal")
+_TWO_GROUP_TESTS = ("welch_t", "student_t", "mann_whitney")
+
+
 def run_test(test: str, groups: list[np.ndarray]) -> ComparisonResult:
-    """Apply one of the comparison tests (``welch_t``, ``student_t``, ``mann_whitney``,
-    ``anova``, ``kruskal``) to finite group values; NaN when a group has < 2 values.
-    Used by :func:`compare`, power by simulation and the validation targets."""
+    """Apply one of the comparison tests (``welch_t``, ``student_t``,
+    ``mann_whitney``, ``anova``, ``kruskal``) to finite group values; NaN when a group
+    has < 2 values. Used by :func:`compare`, power by simulation and the validation
+    targets.
+
+    All p-values are two-sided. ``mann_whitney`` (scipy ``mannwhitneyu``) reports U of
+    the first group; its p is scipy's two-sided convention, twice the smaller one-sided
+    tail probability (``P(U <= u)`` or ``P(U >= u)``), capped at 1, not the summed
+    probability of the outcomes no more likely than the observed one. Without ties in
+    small groups the tails are scipy's exact distribution; with ties they are the exact
+    permutation distribution of U given the tied values (:func:`_mann_whitney_method`);
+    in large groups the normal approximation with the tie and continuity corrections.
+
+    Raises
+    ------
+    ValueError
+        An unknown test, or a two-group test given another number of groups (checked
+        before the small-group NaN, so a misspelt test never passes silently).
+    """
+    if test not in _TESTS:
+        raise ValueError(f"unknown test {test!r} (known: {', '.join(_TESTS)})")
+    if test in _TWO_GROUP_TESTS and len(groups) != 2:
+        raise ValueError(f"{test} compares two groups, got {len(groups)}")
     if any(len(g) < 2 for g in groups):
         return ComparisonResult(float("nan"), float("nan"))
     with warnings.catch_warnings():
@@ -59,8 +84,6 @@ def run_test(test: str, groups: list[np.ndarray]) -> ComparisonResult:
 
 
 def _run(test: str, groups: list[np.ndarray]) -> ComparisonResult:
-    if test in ("welch_t", "student_t", "mann_whitney") and len(groups) != 2:
-        raise ValueError(f"{test} compares two groups, got {len(groups)}")
     if test == "welch_t":
         r = sps.ttest_ind(groups[0], groups[1], equal_var=False)
     elif test == "student_t":
@@ -86,7 +109,8 @@ def _mann_whitney_method(a: np.ndarray, b: np.ndarray):
     """scipy's exact distribution where there are no ties (its default for small
     groups); with ties in small groups the exact permutation distribution of U (the
     normal approximation gave p 0.047 for 3 vs 3 with all values tied within groups,
-    whose smallest attainable p is 0.1); else the normal approximation."""
+    whose smallest attainable p is 0.1); else the normal approximation. Two-sided p in
+    every case as scipy computes it: twice the smaller one-sided tail, capped at 1."""
     both = np.concatenate([a, b])
     if np.unique(both).size == both.size:
         return "auto"

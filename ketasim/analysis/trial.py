@@ -211,12 +211,18 @@ class Scale:
         return known[name]
 
     def check_totals(self, totals, argument: str = "score") -> np.ndarray:
-        """``totals`` as a float array, each finite and within the total range."""
+        """``totals`` as a float array (any shape), each finite and within the total
+        range; else a ValueError naming the value (``score``, ``score[3]``, ``score[1,
+        2]``) and the range."""
         v = _finite(totals, argument)
-        i = first_true((v < self.total_min) | (v > self.total_max))
+        flat = v.reshape(-1)
+        i = first_true((flat < self.total_min) | (flat > self.total_max))
         if i is not None:
-            raise ValueError(f"{argument}[{i}]: expected a {self.name} total in "
-                             f"{self.total_min}-{self.total_max}, got {short(v[i])}")
+            where = ("" if v.ndim == 0 else f"[{i}]" if v.ndim == 1 else
+                     "[" + ", ".join(str(int(k)) for k in np.unravel_index(i, v.shape))
+                     + "]")
+            raise ValueError(f"{argument}{where}: expected a {self.name} total in "
+                             f"{self.total_min}-{self.total_max}, got {short(flat[i])}")
         return v
 
     def severity(self, totals) -> np.ndarray:
@@ -724,14 +730,26 @@ def paired_rd_interval(both: int, arm_only: int, control_only: int, neither: int
     upper); NaN for no pairs. With ``phi = 0`` it is the unpaired interval of
     :func:`binary_endpoint` for two groups of ``n``. (Newcombe also gives ``phi`` with a
     continuity correction, which sets it to 0 for small positive ``both neither -
-    arm_only control_only`` and so widens the interval; not used here.)"""
-    a, b, c, d = (int(v) for v in (both, arm_only, control_only, neither))
-    if min(a, b, c, d) < 0:
-        raise ValueError(f"paired_rd_interval: counts must be >= 0, got {(a, b, c, d)}")
+    arm_only control_only`` and so widens the interval; not used here.)
+
+    Raises
+    ------
+    ValueError
+        A count that is not a finite integer >= 0 (an integral float such as 3.0 is
+        accepted), or ``alpha`` outside (0, 1).
+    """
+    alpha = _alpha(alpha)
+    counts = []
+    for name, v in (("both", both), ("arm_only", arm_only),
+                    ("control_only", control_only), ("neither", neither)):
+        if not (is_integral(v) and v >= 0):
+            raise ValueError(f"paired_rd_interval: {name} must be a count (an integer "
+                             f">= 0), got {short(v)}")
+        counts.append(int(v))
+    a, b, c, d = counts
     n = a + b + c + d
     if n == 0:
         return float("nan"), float("nan"), float("nan")
-    alpha = _alpha(alpha)
     p1, p2 = (a + b) / n, (a + c) / n
     l1, u1 = _wilson(a + b, n, alpha)
     l2, u2 = _wilson(a + c, n, alpha)
@@ -754,9 +772,10 @@ def paired_binary_endpoint(df: pd.DataFrame, subject_col: str, arm_col: str,
     Per treatment (``arm_col``): ``n`` subject-periods, ``events`` and ``proportion`` with
     its Wilson interval. Each other treatment against ``control``, within subjects:
 
-    * the paired table over the ``n_pairs`` subjects who had both (a subject's first row
-      on each treatment): ``both``, ``arm_only`` (event on the treatment only), ``control_only``,
-      ``neither``;
+    * the paired table over the ``n_pairs`` subjects who had both (a subject's first
+      period on each treatment, in the sort order of the period labels, whatever the
+      order of the rows): ``both``, ``arm_only`` (event on the treatment only),
+      ``control_only``, ``neither``;
     * ``risk_difference`` of the paired proportions with Newcombe's interval
       (:func:`paired_rd_interval`);
     * ``odds_ratio``: the conditional odds ratio of matched pairs, ``arm_only /
@@ -779,7 +798,8 @@ def paired_binary_endpoint(df: pd.DataFrame, subject_col: str, arm_col: str,
         One row per subject and period.
     subject_col, arm_col, period_col, event_col : str
         Subject id, treatment label, period (any labels) and event indicator (0/1 or
-        bool). Treatment and period labels may not be missing.
+        bool). Treatment and period labels may not be missing; period labels must
+        sort in time order (1, 2, ...).
     control : object
         The reference treatment's label in ``arm_col``.
     alpha : float, default 0.05
@@ -794,7 +814,8 @@ def paired_binary_endpoint(df: pd.DataFrame, subject_col: str, arm_col: str,
     ------
     ValueError
         Missing column, control absent, a single treatment, an event not 0/1, a missing
-        subject or period label, or a subject with two rows in one period.
+        subject or period label, period labels that cannot be sorted (mixed types), or a
+        subject with two rows in one period.
     """
     what = "paired_binary_endpoint"
     alpha = _alpha(alpha)
@@ -812,8 +833,12 @@ def paired_binary_endpoint(df: pd.DataFrame, subject_col: str, arm_col: str,
     if i is not None:
         raise ValueError(f"column {period_col!r}, row {_row(df, i)}: subject "
                          f"{short(subj[i])} has two rows in period {short(period[i])}")
-    first = pd.DataFrame({"s": subj, "a": arms, "y": y, "p": period}).drop_duplicates(
-        ["s", "a"])  # a subject's first period on each treatment
+    table = pd.DataFrame({"s": subj, "a": arms, "y": y, "p": period})
+    try:  # a subject's first period on each treatment, whatever the row order
+        first = table.sort_values("p", kind="stable").drop_duplicates(["s", "a"])
+    except TypeError:
+        raise ValueError(f"column {period_col!r}: period labels cannot be sorted (mixed "
+                         "types?)") from None
     by = {a: g.set_index("s")["y"] for a, g in first.groupby("a", sort=False)}
     clogit = _clogit(y, arms, period, subj, order, alpha)
     rows = []
@@ -912,7 +937,8 @@ SURVIVAL_SUMMARY_COLUMNS = ["arm", "n", "events", "censored", "median", "median_
                             "median_ci_upper", "logrank_statistic", "logrank_p"]
 #: Columns of :attr:`SurvivalResult.cox`: one row per non-control arm (``kind`` "arm")
 #: then per covariate (``kind`` "covariate"); NaN with a ``note`` when the model cannot
-#: be estimated (an arm without events, or no convergence).
+#: be estimated (an arm without events, a monotone likelihood (separation), or no
+#: convergence).
 COX_COLUMNS = ["term", "kind", "coef", "se", "hazard_ratio", "ci_lower", "ci_upper", "z",
                "p", "note"]
 
@@ -944,30 +970,103 @@ def stable_patients(y: pd.DataFrame, threshold: float, at_least: int | None) -> 
 def relapse_rows(y: pd.DataFrame, times: list[float], threshold: float, consecutive: int,
                  start: float) -> list[tuple[int, float, int]]:
     """(subject, duration_h, relapsed) per row of ``y`` (the scale at ``times``, the
-    visits from ``start`` on): the first of ``consecutive`` successive visits at or above
-    ``threshold`` is the relapse; otherwise censored at the last visit seen (a missed
-    visit ends the follow-up). Whole arrays at once (no loop over patients)."""
+    visits from ``start`` on; NaN: visit missed): a relapse is a run of ``consecutive``
+    successive *observed* assessments at or above ``threshold``, dated at the first
+    visit of the run (duration: that visit's time minus ``start``); otherwise censored
+    at the last observed visit (``start`` when none was). A missed visit is skipped, as
+    real data have intermittent missing visits: it neither breaks nor extends a run
+    (25, missed, 30 is two in a row) and does not end the follow-up. Under monotone
+    dropout (every visit after the first missed one missing, as in simulated trials)
+    this is the same as ending the follow-up at the first missed visit. Whole arrays at
+    once (no loop over patients).
+
+    Raises
+    ------
+    ValueError
+        ``consecutive`` not an integer >= 1; ``times`` not one finite time per column
+        of ``y`` in strictly increasing order; ``start`` not finite.
+    """
+    if not (is_integral(consecutive) and consecutive >= 1):
+        raise ValueError(f"relapse_rows: consecutive must be an integer >= 1 (visits in "
+                         f"a row), got {short(consecutive)}")
+    consecutive = int(consecutive)
+    if not (_is_real(start) and np.isfinite(start)):
+        raise ValueError(f"relapse_rows: start must be a finite time, got {short(start)}")
     v = y.to_numpy(float)
     n, m = v.shape
-    t = np.asarray(times, float)
+    t = _finite(times, "relapse_rows: times")
+    if t.ndim != 1 or t.size != m:
+        raise ValueError(f"relapse_rows: times must hold one time per column of the "
+                         f"scores ({m}), got shape {t.shape}")
+    i = first_true(np.diff(t) <= 0)
+    if i is not None:
+        raise ValueError(f"relapse_rows: times must be strictly increasing, got "
+                         f"{short(t[i + 1])} after {short(t[i])} (times[{i + 1}])")
     if n == 0:
         return []
     seen = np.isfinite(v)
-    # follow-up ends at the first missed visit: visits from there on do not count
-    followed = np.cumprod(seen, axis=1).astype(bool)
-    hit = followed & (v >= threshold)
-    # a run of `consecutive` hits starting at visit j (j + consecutive <= m)
-    w = m - consecutive + 1
-    run = np.ones((n, max(w, 0)), bool)
+    # each patient's observed visits moved to the front in time order (missed visits
+    # skipped): position k is the k-th assessment, at time obs_t[:, k]
+    order = np.argsort(~seen, axis=1, kind="stable")
+    obs_t = t[order]
+    hit = np.take_along_axis(seen & (v >= threshold), order, axis=1)
+    # a run of `consecutive` hits starting at assessment k (k + consecutive <= m)
+    w = max(m - consecutive + 1, 0)
+    run = np.ones((n, w), bool)
     for c in range(consecutive):  # over the run's length, not over patients
-        run &= hit[:, c:c + max(w, 0)]
+        run &= hit[:, c:c + w]
     relapsed = run.any(axis=1)
-    first = np.argmax(run, axis=1) if w > 0 else np.zeros(n, int)
-    n_seen = followed.sum(axis=1)
-    last = np.where(n_seen > 0, t[np.maximum(n_seen - 1, 0)] if m else start, start)
-    end = np.where(relapsed, t[first] if m else start, last)
+    rows = np.arange(n)
+    n_seen = seen.sum(axis=1)
+    if m == 0:
+        end = np.full(n, float(start))
+    else:
+        first = np.argmax(run, axis=1) if w > 0 else np.zeros(n, int)
+        last = np.where(n_seen > 0, obs_t[rows, np.maximum(n_seen - 1, 0)], start)
+        end = np.where(relapsed, obs_t[rows, first], last)
     return [(int(i), float(e - start), int(r))
             for i, e, r in zip(y.index, end, relapsed, strict=True)]
+
+
+#: an arm's log hazard ratio beyond this (a hazard ratio under 1e-7 or over 1e7) is a fit
+#: running off under a monotone likelihood, not an estimate
+_COX_MAX_LOG_HR = 16.0
+
+
+def _cox_separation(t: np.ndarray, e: np.ndarray, arms: np.ndarray, others: list) -> str:
+    """The note for a Cox partial likelihood that is monotone in an arm's own coefficient
+    (so the hazard ratio is 0 or infinite whatever the other coefficients): every event
+    of the arm with no other subject at risk, or every other event with none of the
+    arm's subjects at risk; "" when no arm is separated so."""
+    for a in others:
+        m = arms == a
+        if not m.all() and e[m].any() and t[m & (e == 1)].min() > t[~m].max():
+            return (f"not estimable: monotone likelihood (separation): every event of arm "
+                    f"{a!r} comes after all other subjects' follow-up; the hazard ratio "
+                    "runs off to 0")
+        if m.any() and e[~m].any() and t[~m & (e == 1)].min() > t[m].max():
+            return (f"not estimable: monotone likelihood (separation): every event outside "
+                    f"arm {a!r} comes after all of its subjects' follow-up; the hazard "
+                    "ratio runs off to infinity")
+    return ""
+
+
+def _cox_fit_note(cph, terms: list[str], n_arms: int, messages: list[str]) -> str:
+    """The note for a lifelines Cox fit that is no estimate ("" for one that is): the
+    Newton steps stopped while still large, or an arm's coefficient ran off (a monotone
+    likelihood along a direction the arm-by-arm check does not see, e.g. a covariate
+    that separates), or the fit did not converge."""
+    params = cph.params_[terms].to_numpy(dtype=float)
+    se = cph.standard_errors_[terms].to_numpy(dtype=float)
+    if (any("norm(delta) is still high" in m or "suspiciously close to 0" in m
+            for m in messages)
+            or not (np.all(np.isfinite(params)) and np.all(np.isfinite(se)))
+            or np.any(np.abs(params[:n_arms]) > _COX_MAX_LOG_HR)):
+        return ("not estimable: monotone likelihood (separation); the fit runs off to a "
+                "hazard ratio of 0 or infinity")
+    if any("failed to converge" in m for m in messages):
+        return "not estimable: the fit did not converge"
+    return ""
 
 
 def survival(df: pd.DataFrame, duration_col: str, event_col: str, arm_col: str, control,
@@ -986,8 +1085,14 @@ def survival(df: pd.DataFrame, duration_col: str, event_col: str, arm_col: str, 
     * Cox proportional hazards model (Cox 1972; lifelines ``CoxPHFitter``, Efron ties)
       of all subjects with an indicator per non-control arm plus ``covariates``: the
       hazard ratio of each arm against control (and per unit of each covariate) with its
-      Wald interval and p; NaN with a note when an arm has no events (the hazard ratio
-      is then 0 or infinite).
+      Wald interval and p; NaN with a note when the hazard ratio is not estimable
+      because the partial likelihood is monotone (Bryson & Johnson 1981, Biometrika
+      68:595; the Cox analogue of separation): an arm has no events, every event of an
+      arm comes after all other subjects have left follow-up (or every other subject's
+      event after all of the arm's), or the fit runs off to an infinite coefficient
+      otherwise (e.g. a covariate that separates). The maximum likelihood estimate is
+      then 0 or infinite, and a finite number reported by a stopped fit is meaningless
+      (the log-rank test is still valid).
 
     Parameters
     ----------
@@ -1074,11 +1179,18 @@ def survival(df: pd.DataFrame, duration_col: str, event_col: str, arm_col: str, 
     kinds = ["arm"] * len(others) + ["covariate"] * len(covs)
     no_events = [a for a in order if e[arms == a].sum() == 0]
     note = ("not estimable: no arm has an event" if len(no_events) == len(order) else
-            f"not estimable: arm {no_events[0]!r} has no events" if no_events else "")
+            f"not estimable: arm {no_events[0]!r} has no events" if no_events else
+            _cox_separation(t, e, arms, others))
     if not note:
         try:
-            cph = CoxPHFitter(alpha=alpha).fit(pd.DataFrame(data), duration_col="_T",
-                                               event_col="_E")
+            # lifelines' warnings (and overflows of a running-off fit) are read here,
+            # not passed on: they become the note
+            with (warnings.catch_warnings(record=True) as caught,
+                  np.errstate(over="ignore", divide="ignore", invalid="ignore")):
+                warnings.simplefilter("always")
+                cph = CoxPHFitter(alpha=alpha).fit(pd.DataFrame(data), duration_col="_T",
+                                                   event_col="_E")
+            note = _cox_fit_note(cph, terms, len(others), [str(w.message) for w in caught])
         except ConvergenceError:
             note = "not estimable: the fit did not converge (collinear covariates?)"
     if note:
@@ -1088,16 +1200,18 @@ def survival(df: pd.DataFrame, duration_col: str, event_col: str, arm_col: str, 
                             "ci_upper": nan, "z": nan, "p": nan, "note": note},
                            columns=COX_COLUMNS)
     else:
-        ci = cph.confidence_intervals_
+        ci = cph.confidence_intervals_.loc[terms].to_numpy(dtype=float)
+        with np.errstate(over="ignore"):  # a covariate's interval in odd units: inf
+            summary_cox = cph.summary.loc[terms]
+            ci_lower, ci_upper = np.exp(ci[:, 0]), np.exp(ci[:, 1])
         cox = pd.DataFrame({
             "term": list(others) + covs, "kind": kinds,
             "coef": cph.params_[terms].to_numpy(dtype=float),
             "se": cph.standard_errors_[terms].to_numpy(dtype=float),
-            "hazard_ratio": cph.hazard_ratios_[terms].to_numpy(dtype=float),
-            "ci_lower": np.exp(ci.loc[terms].iloc[:, 0].to_numpy(dtype=float)),
-            "ci_upper": np.exp(ci.loc[terms].iloc[:, 1].to_numpy(dtype=float)),
-            "z": cph.summary.loc[terms, "z"].to_numpy(dtype=float),
-            "p": cph.summary.loc[terms, "p"].to_numpy(dtype=float), "note": ""},
+            "hazard_ratio": summary_cox["exp(coef)"].to_numpy(dtype=float),
+            "ci_lower": ci_lower, "ci_upper": ci_upper,
+            "z": summary_cox["z"].to_numpy(dtype=float),
+            "p": summary_cox["p"].to_numpy(dtype=float), "note": ""},
             columns=COX_COLUMNS)
     return SurvivalResult(km=km, summary=pd.DataFrame(summary,
                                                       columns=SURVIVAL_SUMMARY_COLUMNS),

@@ -374,7 +374,7 @@ def _functions(d: _Data) -> dict[str, Callable]:
                 y = y.loc[stable_patients(judged.loc[y.index], float(stable_max),
                                           at_least)]
             rows += [(arm, i, dur, ev) for i, dur, ev in
-                     relapse_rows(y, times, float(threshold), int(consecutive), t0)]
+                     relapse_rows(y, times, float(threshold), consecutive, t0)]
         return pd.DataFrame(rows, columns=["arm", "subject", "duration_h", "relapsed"])
 
     def relapse_share(arm, readout, start, threshold, consecutive=2, stable_max=None,
