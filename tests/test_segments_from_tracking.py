@@ -82,15 +82,23 @@ def test_pooled_group_and_the_authors_normalisation():
     assert f == pytest.approx(by_hand, rel=1e-12)
 
 
-def test_a_branch_missing_a_session_gives_its_own_interval():
+def test_a_branch_missing_a_session_keeps_the_groups_schedule():
+    # b2 not imaged on day -1: its sessions and intervals keep the group's numbering, the
+    # day -1 row and both intervals around it are empty (no -3 -> 1 rate filed as
+    # interval 1, the group's day -3 -> -1 baseline)
     t = _table()
     t = read_tracking_table(t.loc[~((t["branch"] == "b2") & (t["time_h"] == -24.0))])
     seg, turn = from_tracking(t)
+    read_segments(seg.drop(columns=["long_term"]))
+    read_turnover(turn.drop(columns=["long_term"]), segments=seg)
     b2 = turn[turn["segment"] == "b2"]
-    assert b2[["day_start", "day_end"]].to_numpy().tolist() == [[-3.0, 1.0]]
-    assert b2["interval"].tolist() == [1]
-    np.testing.assert_allclose(b2["elimination_pct"], [50.0])
-    assert seg.loc[seg["segment"] == "b2", "session"].tolist() == [1, 2]
+    assert b2[["day_start", "day_end"]].to_numpy().tolist() == [[-3.0, -1.0], [-1.0, 1.0]]
+    assert b2["interval"].tolist() == [1, 2]
+    assert b2[["formation_pct", "elimination_pct"]].isna().all().all()
+    s2 = seg[seg["segment"] == "b2"]
+    assert s2["session"].tolist() == [1, 2, 3] and s2["day"].tolist() == list(DAYS)
+    np.testing.assert_array_equal(s2["spine_count"], [2.0, np.nan, 1.0])
+    assert np.isnan(s2["length_um"].iat[1]) and np.isnan(s2["density_per_um"].iat[1])
 
 
 def test_statistics_pool_arms_and_check_their_arguments():

@@ -56,6 +56,7 @@ from ketasim.analysis._tables import (
 )
 
 __all__ = [
+    "ELIMINATION_MAX_PCT",
     "MICE_COLUMNS",
     "MICE_OPTIONAL",
     "PERSISTENCE_COLUMNS",
@@ -110,6 +111,8 @@ MICE_OPTIONAL = ("mouse_index", "label", "sex", "age_at_surgery_pnd",
 # A rate is new (or lost) spines as % of the count at the interval's start; 100 % is not
 # a ceiling (a segment can gain more spines than it had) but 1000 % (10x) is a typo.
 RATE_MAX_PCT = 1000.0
+# An elimination rate is lost spines as % of those present at the start: at most 100 %.
+ELIMINATION_MAX_PCT = 100.0
 # The authors' damage mask: a segment is dropped when damaged on any of sessions 1-5
 # (spine_summary.m, Phoumthipphavong et al. 2016).
 DAMAGE_SESSIONS = 5
@@ -440,8 +443,9 @@ def read_turnover(path_or_df: str | Path | pd.DataFrame, *,
     path_or_df : str, pathlib.Path or pandas.DataFrame
         Columns ``group, mouse, segment`` (ids), ``interval`` (whole number >= 1),
         ``day_start < day_end`` (days), ``formation_pct`` and ``elimination_pct`` (new
-        and lost spines as % of the count at the interval's start, 0-1000, empty where
-        not scored; either may be empty alone); optional ``included`` and ``long_term``.
+        and lost spines as % of the count at the interval's start; formation 0-1000,
+        elimination 0-100 (no more spines can be lost than were there), empty where not
+        scored; either may be empty alone); optional ``included`` and ``long_term``.
     segments : pandas.DataFrame, optional
         A table from :func:`read_segments`: every segment must be in it, with
         ``day_start`` and ``day_end`` among its days, and the masks must agree; masks
@@ -458,7 +462,8 @@ def read_turnover(path_or_df: str | Path | pd.DataFrame, *,
     Raises
     ------
     SegmentDataError
-        As :func:`read_segments`, plus: a rate outside [0, 1000] %, ``day_start >=
+        As :func:`read_segments`, plus: a formation rate outside [0, 1000] % or an
+        elimination rate outside [0, 100] %, ``day_start >=
         day_end``, two rows for one (group, mouse, segment, interval), intervals of a
         segment that overlap or run backwards, one interval number with two different
         day spans within a group, a segment or day not in ``segments``.
@@ -470,8 +475,15 @@ def read_turnover(path_or_df: str | Path | pd.DataFrame, *,
     t["interval"] = _numbers(df, "interval", src, integer=True, lo=1).astype(np.int64)
     t["day_start"] = _numbers(df, "day_start", src)
     t["day_end"] = _numbers(df, "day_end", src)
-    for col in ("formation_pct", "elimination_pct"):
-        t[col] = _numbers(df, col, src, missing_ok=True, lo=0, hi=RATE_MAX_PCT)
+    t["formation_pct"] = _numbers(df, "formation_pct", src, missing_ok=True, lo=0,
+                                  hi=RATE_MAX_PCT)
+    t["elimination_pct"] = _numbers(df, "elimination_pct", src, missing_ok=True, lo=0,
+                                    hi=RATE_MAX_PCT)
+    i = first_true((t["elimination_pct"] > ELIMINATION_MAX_PCT).to_numpy())
+    if i is not None:
+        raise src.fail("elimination_pct", i, f"expected a number <= "
+                       f"{ELIMINATION_MAX_PCT:g} (lost spines as % of those present at the "
+                       "interval's start)", df["elimination_pct"].iat[i])
     for col in ("included", "long_term"):
         if col in df.columns:
             t[col] = _required_bools(df, col, src)
@@ -767,14 +779,20 @@ def from_tracking(table: pd.DataFrame, *, group: str | None = None
     Each imaged branch becomes a segment and each subject a mouse (ids ``"arm/subject"``
     and the branch number, so subjects of several arms stay apart); the group is the arm,
     or ``group`` for every row (to pool arms into one analysed set, as a deposit's
-    3-session set pools the mice imaged for 3 sessions with those imaged longer). A
-    segment's sessions are the times its branch was imaged (``day`` = ``time_h`` / 24,
-    numbered from 1); ``spine_count`` counts the spines seen present, ``length_um`` is
-    the branch length. The turnover table has one row per interval between a branch's
-    consecutive sessions: formation and elimination as % of the spines present at the
-    interval's start (:func:`ketasim.analysis.spines.turnover`'s per-branch counts; NaN
-    with no spine at the start). Nothing is damaged (``included`` everywhere) and
-    ``long_term`` follows :func:`add_masks`.
+    3-session set pools the mice imaged for 3 sessions with those imaged longer).
+
+    Sessions follow the group's common imaging schedule, as in a deposit: the sessions of
+    a group are every time (``TIME_TOL_H`` apart) at which any of its branches was imaged,
+    numbered from 1 in time order (``day`` = ``time_h`` / 24), and interval ``i`` runs from
+    session ``i`` to ``i + 1``. Every segment has a row for every session and every
+    interval of its group; where its branch was not imaged, ``spine_count``,
+    ``length_um`` and ``density_per_um`` are empty, and an interval's rates are empty
+    unless the branch was imaged at both of its sessions (a rate over a missed session is
+    not filed under a neighbouring interval). ``spine_count`` counts the spines seen
+    present, ``length_um`` is the branch length. Formation and elimination are % of the
+    spines present at the interval's start (:func:`ketasim.analysis.spines.turnover`'s
+    per-branch counts; NaN with no spine at the start). Nothing is damaged
+    (``included`` everywhere) and ``long_term`` follows :func:`add_masks`.
 
     Parameters
     ----------
@@ -787,45 +805,62 @@ def from_tracking(table: pd.DataFrame, *, group: str | None = None
     -------
     (pandas.DataFrame, pandas.DataFrame)
         ``segments`` (the columns of :func:`read_segments`, with the masks) and
-        ``turnover`` (those of :func:`read_turnover`, with the masks).
+        ``turnover`` (those of :func:`read_turnover`, with the masks); both pass those
+        readers.
+
+    Raises
+    ------
+    SegmentDataError
+        An empty table, or no branch imaged at two sessions in a row of its group.
     """
     if table.empty:
         raise SegmentDataError("from_tracking: the tracking table has no rows")
+    key = _tracking.BRANCH_KEY
     dens = _spines.density_per_10um(table)
-    dens["day"] = dens["time_h"].to_numpy(float) / 24.0
-    dens["session"] = dens.groupby(_tracking.BRANCH_KEY, sort=False).cumcount() + 1
+    dens["group"] = dens["arm"].astype(str) if group is None else str(group)
+    # the group's schedule: every session at which any branch of the group was imaged
+    sched = (dens[["group", "time_h"]].drop_duplicates()
+             .sort_values(["group", "time_h"]).reset_index(drop=True))
+    sched["session"] = sched.groupby("group", sort=False).cumcount() + 1
+    branches = dens[[*key, "group", "branch_length_um"]].drop_duplicates(key)
+    grid = (branches.merge(sched, on="group")
+            .merge(dens[[*key, "time_h", "n_present"]], on=[*key, "time_h"], how="left")
+            .sort_values([*key, "session"], kind="stable").reset_index(drop=True))
+    imaged = grid["n_present"].notna().to_numpy()
 
     def ids(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({
-            "group": (df["arm"].astype(str) if group is None
-                      else pd.Series(str(group), index=df.index)),
+            "group": df["group"].astype(str),
             "mouse": df["arm"].astype(str) + "/" + df["subject"].astype(str),
             "segment": df["branch"].astype(str)}, index=df.index)
 
-    seg = ids(dens).assign(
-        session=dens["session"].to_numpy(np.int64), day=dens["day"].to_numpy(float),
-        spine_count=dens["n_present"].to_numpy(float),
-        length_um=dens["branch_length_um"].to_numpy(float),
-        density_per_um=(dens["n_present"] / dens["branch_length_um"]).to_numpy(float),
-        damaged=np.zeros(len(dens), dtype=np.int64))
+    count = grid["n_present"].to_numpy(float)
+    length = np.where(imaged, grid["branch_length_um"].to_numpy(float), np.nan)
+    seg = ids(grid).assign(
+        session=grid["session"].to_numpy(np.int64),
+        day=grid["time_h"].to_numpy(float) / 24.0,
+        spine_count=count, length_um=length, density_per_um=count / length,
+        damaged=np.zeros(len(grid), dtype=np.int64))
 
-    nxt = dens.groupby(_tracking.BRANCH_KEY, sort=False)["time_h"].shift(-1)
-    cons = dens[[*_tracking.BRANCH_KEY, "time_h", "session"]].assign(t1=nxt.to_numpy())
-    cons = cons.dropna(subset=["t1"])
-    rows = []
-    for (t0, t1), branches in cons.groupby(["time_h", "t1"], sort=True):
-        # the branches for which t0 and t1 are consecutive sessions
-        pb = _spines.turnover(table, float(t0), float(t1)).per_branch.merge(
-            branches[[*_tracking.BRANCH_KEY, "session"]], on=_tracking.BRANCH_KEY)
-        rows.append(pb.assign(day_start=float(t0) / 24.0, day_end=float(t1) / 24.0))
-    if not rows:
-        raise SegmentDataError("from_tracking: no branch was imaged at two sessions")
-    pb = (pd.concat(rows, ignore_index=True)
-          .sort_values([*_tracking.BRANCH_KEY, "day_start"], kind="stable")
-          .reset_index(drop=True))
+    iv = sched.assign(t1=sched.groupby("group", sort=False)["time_h"].shift(-1))
+    iv = iv.dropna(subset=["t1"]).rename(columns={"time_h": "t0", "session": "interval"})
+    none = "from_tracking: no branch was imaged at two sessions in a row of its group"
+    if iv.empty:
+        raise SegmentDataError(none)
+    rates = []
+    for (t0, t1), _ in iv.groupby(["t0", "t1"], sort=True):
+        # the branches imaged at both sessions (per_branch lists no other)
+        pb = _spines.turnover(table, float(t0), float(t1)).per_branch
+        rates.append(pb[[*key, "formation_pct", "elimination_pct"]].assign(
+            t0=t0, t1=t1, _imaged=True))
+    pb = (branches.merge(iv, on="group")
+          .merge(pd.concat(rates, ignore_index=True), on=[*key, "t0", "t1"], how="left")
+          .sort_values([*key, "interval"], kind="stable").reset_index(drop=True))
+    if not pb["_imaged"].notna().any():
+        raise SegmentDataError(none)
     turn = ids(pb).assign(
-        interval=pb["session"].to_numpy(np.int64),
-        day_start=pb["day_start"].to_numpy(float), day_end=pb["day_end"].to_numpy(float),
+        interval=pb["interval"].to_numpy(np.int64),
+        day_start=pb["t0"].to_numpy(float) / 24.0, day_end=pb["t1"].to_numpy(float) / 24.0,
         formation_pct=pb["formation_pct"].to_numpy(float),
         elimination_pct=pb["elimination_pct"].to_numpy(float))
     seg, turn = add_masks(seg.assign(included=True), turn, overwrite=False)
@@ -876,32 +911,74 @@ def _summarise(df: pd.DataFrame, value: str, by: list[str], n_set: pd.Series,
     return out[["group", *by, "mean", "sem", "sd", "n", "n_set"]]
 
 
+_DAY_TOL = 1e-9  # float slack when a day argument is matched to the table's days
+
+
+def _table_day(df: pd.DataFrame, day: float, name: str) -> float:
+    """``day`` as one of the table's days; else a ValueError naming ``name`` and the days."""
+    days = np.unique(df["day"].to_numpy(dtype=float))
+    days = days[np.isfinite(days)]
+    try:
+        x = float(day)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a day of the table, got {day!r}") from None
+    hit = np.flatnonzero(np.abs(days - x) <= _DAY_TOL) if np.isfinite(x) else []
+    if len(hit) == 0:
+        have = ", ".join(f"{d:g}" for d in days) if days.size else "none"
+        raise ValueError(f"{name}={x:g} is not a day of the table (days: {have})")
+    return float(days[hit[0]])
+
+
 def _baseline_day(df: pd.DataFrame, baseline_day: float | None) -> float:
-    return float(df["day"].min()) if baseline_day is None else float(baseline_day)
+    if baseline_day is None:
+        return float(df["day"].min())
+    return _table_day(df, baseline_day, "baseline_day")
 
 
-def density_change(segments: pd.DataFrame, *, baseline_day: float | None = None
-                   ) -> pd.DataFrame:
-    """Each included segment's density as % change from its mouse's baseline.
+def _mask_pool(df: pd.DataFrame, segment_set: SegmentSet, what: str) -> pd.DataFrame:
+    """The rows a baseline is taken over: the included ones, or every row for ``"all"``."""
+    _in_set(df.iloc[:0], segment_set)  # a bad segment_set is one error
+    if segment_set == "all":
+        return df.copy()
+    _need(df, ("included",), what)
+    return df.loc[df["included"].astype(bool)].copy()
+
+
+def density_change(segments: pd.DataFrame, *, baseline_day: float | None = None,
+                   segment_set: SegmentSet = "included") -> pd.DataFrame:
+    """Each segment's density as % change from its mouse's baseline.
 
     The baseline is the mean ``density_per_um`` over the mouse's included segments on
     ``baseline_day`` (default: the first day in the table), as in the authors' script;
-    segments without a value of their own that day are still normalised by it.
+    segments without a value of their own that day are still normalised by it. With
+    ``segment_set="all"`` no mask is applied: the baseline is the mean over all the
+    mouse's segments and every row is returned.
+
+    Parameters
+    ----------
+    segment_set : {"included", "long_term", "all"}
+        The rows returned (the baseline is over the included segments for the first two).
 
     Returns
     -------
     pandas.DataFrame
-        The included rows with ``baseline_per_um`` and ``change_pct`` (NaN where the
+        The rows of the set with ``baseline_per_um`` and ``change_pct`` (NaN where the
         density or the baseline is missing, or the baseline is 0).
+
+    Raises
+    ------
+    ValueError
+        When ``baseline_day`` is not a day of the table.
     """
-    _need(segments, ("included",), "density_change")
-    inc = segments.loc[segments["included"].astype(bool)].copy()
+    pool = _mask_pool(segments, segment_set, "density_change")
     day0 = _baseline_day(segments, baseline_day)
-    base = (inc.loc[inc["day"] == day0].groupby(MOUSE_KEY)["density_per_um"].mean()
+    base = (pool.loc[pool["day"] == day0].groupby(MOUSE_KEY)["density_per_um"].mean()
             .rename("baseline_per_um"))
-    out = inc.join(base, on=MOUSE_KEY)
+    out = pool.join(base, on=MOUSE_KEY)
     b = out["baseline_per_um"].where(out["baseline_per_um"] > 0)
     out["change_pct"] = 100.0 * (out["density_per_um"] / b - 1.0)
+    if segment_set == "long_term":
+        out = out.loc[_in_set(out, segment_set).to_numpy()]
     return out.reset_index(drop=True)
 
 
@@ -915,9 +992,10 @@ def density_change_summary(segments: pd.DataFrame, *, segment_set: SegmentSet = 
     ----------
     segments : pandas.DataFrame
         From :func:`read_segments` (with ``long_term`` for that set).
-    segment_set : {"included", "long_term"}
+    segment_set : {"included", "long_term", "all"}
         The 3-session set (all included segments; use ``last_day``) or the 7-session set
-        (included and long-term). The baseline always comes from all included segments.
+        (included and long-term); the baseline comes from all included segments. ``"all"``:
+        every segment, the damage mask not applied (the baseline from all segments too).
     last_day : float, optional
         Keep days up to this one (1 for the 3-session figure).
     mice, sex : optional
@@ -930,9 +1008,13 @@ def density_change_summary(segments: pd.DataFrame, *, segment_set: SegmentSet = 
     -------
     pandas.DataFrame
         ``group, day, mean, sem, sd, n, n_set``.
+
+    Raises
+    ------
+    ValueError
+        When ``baseline_day`` is not a day of the table.
     """
-    dens = density_change(segments, baseline_day=baseline_day)
-    dens = dens.loc[_in_set(dens, segment_set).to_numpy()]
+    dens = density_change(segments, baseline_day=baseline_day, segment_set=segment_set)
     n_set = _n_segments(dens)
     if last_day is not None:
         dens = dens.loc[dens["day"] <= last_day]
@@ -944,20 +1026,32 @@ def density_change_summary(segments: pd.DataFrame, *, segment_set: SegmentSet = 
     return _summarise(dens, "change_pct", ["day"], n_set, sem)
 
 
-def turnover_change(turnover: pd.DataFrame, *, baseline_interval: int = 1) -> pd.DataFrame:
+def turnover_change(turnover: pd.DataFrame, *, baseline_interval: int = 1,
+                    segment_set: SegmentSet = "included") -> pd.DataFrame:
     """Each included segment's formation and elimination as change (percentage points)
     from its mouse's mean rate in ``baseline_interval``, pro-rated to that interval's
     length: an interval of L days is scaled by (baseline length) / L (2/5 for the 5-day
     intervals of Phoumthipphavong et al. 2016), using the nominal days.
 
+    ``segment_set="all"``: every segment, the baseline from all of the mouse's segments
+    (no damage mask); ``"long_term"``: the included baseline, long-term rows returned.
+
     Returns
     -------
     pandas.DataFrame
-        The included rows with ``formation_pct_base``, ``elimination_pct_base``,
+        The rows of the set with ``formation_pct_base``, ``elimination_pct_base``,
         ``formation_pct_change`` and ``elimination_pct_change``.
+
+    Raises
+    ------
+    ValueError
+        When ``baseline_interval`` is not an interval of the table.
     """
-    _need(turnover, ("included",), "turnover_change")
-    ti = turnover.loc[turnover["included"].astype(bool)].copy()
+    ti = _mask_pool(turnover, segment_set, "turnover_change")
+    have = np.unique(turnover["interval"].to_numpy())
+    if baseline_interval not in set(have.tolist()):
+        raise ValueError(f"baseline_interval={baseline_interval!r} is not an interval of "
+                         "the table (intervals: " + ", ".join(str(int(i)) for i in have) + ")")
     rates = ["formation_pct", "elimination_pct"]
     b = ti.loc[ti["interval"] == baseline_interval].groupby(MOUSE_KEY)[rates].mean()
     ti = ti.join(b, on=MOUSE_KEY, rsuffix="_base")
@@ -971,6 +1065,8 @@ def turnover_change(turnover: pd.DataFrame, *, baseline_interval: int = 1) -> pd
     scale[other] = r[other] / length[other]
     for c in rates:
         ti[c + "_change"] = (ti[c] - ti[c + "_base"]) * scale
+    if segment_set == "long_term":
+        ti = ti.loc[_in_set(ti, segment_set).to_numpy()]
     return ti.reset_index(drop=True)
 
 
@@ -995,8 +1091,8 @@ def turnover_change_summary(turnover: pd.DataFrame, *,
         ``group, measure`` (``formation``/``elimination``), ``interval, day_start,
         day_end, mean, sem, sd, n, n_set``.
     """
-    ti = turnover_change(turnover, baseline_interval=baseline_interval)
-    ti = ti.loc[_in_set(ti, segment_set).to_numpy()]
+    ti = turnover_change(turnover, baseline_interval=baseline_interval,
+                         segment_set=segment_set)
     n_set = _n_segments(ti)
     if last_day is not None:
         ti = ti.loc[ti["day_end"] <= last_day]
@@ -1040,7 +1136,9 @@ def length_change(segments: pd.DataFrame, *, day: float = 1.0,
     day0 = _baseline_day(segments, baseline_day)
     wide = seg.set_index([*SEGMENT_KEY, "day"])["length_um"].unstack("day")
     if day0 not in wide.columns or day not in wide.columns:
-        raise ValueError(f"no lengths on day {day0:g} or day {day:g}")
+        have = ", ".join(f"{d:g}" for d in wide.columns)
+        raise ValueError(f"no lengths on day {day0:g} or day {day:g} (day={day:g}; days of "
+                         f"the set: {have})")
     dl = (100.0 * (wide[day] / wide[day0] - 1.0)).rename("change_pct").reset_index()
     out = _summarise(dl.assign(_=0), "change_pct", ["_"], _n_segments(seg), sem)
     lost = dl.assign(lost=dl["change_pct"] < -loss_threshold_pct,
@@ -1072,9 +1170,14 @@ def up_down_test(segments: pd.DataFrame, *, day: float = 1.0,
     pandas.DataFrame
         ``group, below, at_or_above, missing, n_set, chi2, dof, p`` (the test repeated
         on each group's row).
+
+    Raises
+    ------
+    ValueError
+        When ``day`` or ``baseline_day`` is not a day of the table.
     """
-    dens = density_change(segments, baseline_day=baseline_day)
-    dens = dens.loc[_in_set(dens, segment_set).to_numpy()]
+    day = _table_day(segments, day, "day")
+    dens = density_change(segments, baseline_day=baseline_day, segment_set=segment_set)
     n_set = _n_segments(dens)
     d = dens.loc[dens["day"] == day]
     up = (d["change_pct"] >= 0).groupby(d["group"]).sum().reindex(n_set.index, fill_value=0)
@@ -1228,8 +1331,7 @@ class DensityMixedModel:
 
 def _model_data(segments: pd.DataFrame, outcome: str, days: tuple[float, ...] | None,
                 segment_set: SegmentSet, baseline_day: float | None) -> pd.DataFrame:
-    dens = density_change(segments, baseline_day=baseline_day)
-    dens = dens.loc[_in_set(dens, segment_set).to_numpy()]
+    dens = density_change(segments, baseline_day=baseline_day, segment_set=segment_set)
     day0 = _baseline_day(segments, baseline_day)
     if outcome == "change_pct":
         dens["y"] = dens["change_pct"]
@@ -1278,8 +1380,8 @@ def density_mixed_model(segments: pd.DataFrame, *, outcome: str = "change_pct",
         Days in the model (default days -1 and 1; None: every day with data).
     contrast_day : float
         The day of the ``treatment`` minus ``reference`` contrast.
-    segment_set : {"included", "long_term"}
-        The segment set (the 3-session or 7-session set).
+    segment_set : {"included", "long_term", "all"}
+        The segment set (the 3-session or 7-session set, or every segment unmasked).
     segment_effect : bool
         Add a variance component for segments within mice (repeated days per segment).
 

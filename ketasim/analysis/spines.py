@@ -11,11 +11,16 @@ branch-specific (F-M-5), nearly half form within 2 um of a site eliminated durin
 Random procedures take an explicit ``numpy.random.Generator`` and draw all permutations as
 arrays (one loop per branch or subject, none per permutation). One-sided permutation
 p-values count the observed value as one of the draws: ``(1 + #extreme) / (1 + n_perm)``.
+
+Times given as arguments are session times (h): one that is not a session of the table
+(within ``TIME_TOL_H``), or sessions given out of order (``t1`` not after ``t0``), is a
+``ValueError`` naming the argument and the table's sessions, not an empty result.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -55,6 +60,40 @@ def _check_rng(rng: object, n_perm: int) -> None:
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     if int(n_perm) < 1:
         raise ValueError(f"n_perm must be >= 1, got {n_perm}")
+
+
+def _times_text(times: np.ndarray) -> str:
+    return ", ".join(f"{t:g}" for t in times) if len(times) else "none"
+
+
+def _check_sessions(table: pd.DataFrame, **times: float) -> None:
+    """Each named time (h) is a session of ``table`` (within ``TIME_TOL_H``), and the times
+    increase in the order given; else one ValueError naming the argument and the
+    sessions."""
+    have = sessions(table)
+    names = list(times)
+    for name in names:
+        t = times[name]
+        try:
+            x = float(t)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a session time (h), got {t!r}") from None
+        if not np.isfinite(x) or not (have.size and np.abs(have - x).min() <= TIME_TOL_H):
+            raise ValueError(f"{name}={x:g} h is not a session of the table (sessions: "
+                             f"{_times_text(have)} h)")
+    for a, b in pairwise(names):
+        if not float(times[b]) > float(times[a]) + TIME_TOL_H:
+            raise ValueError(f"{b}={float(times[b]):g} h must be a later session than "
+                             f"{a}={float(times[a]):g} h (sessions: {_times_text(have)} h)")
+
+
+def _check_pair(name: str, pair: object) -> tuple[float, float]:
+    try:
+        t0, t1 = pair  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of session times (t0, t1), got "
+                         f"{pair!r}") from None
+    return t0, t1
 
 
 def _event_mask(pair: pd.DataFrame, kind: str) -> np.ndarray:
@@ -142,7 +181,14 @@ def turnover(table: pd.DataFrame, t0: float, t1: float) -> TurnoverResult:
     Returns
     -------
     TurnoverResult
+
+    Raises
+    ------
+    ValueError
+        When ``t0`` or ``t1`` is not a session of the table, or ``t1`` is not after
+        ``t0``.
     """
+    _check_sessions(table, t0=t0, t1=t1)
     pair = session_pair(table, t0, t1)
     p0, p1 = pair["present_t0"].to_numpy(), pair["present_t1"].to_numpy()
     counts = pair[SPINE_KEY[:-1]].assign(
@@ -182,6 +228,7 @@ def events(table: pd.DataFrame, t0: float, t1: float, kind: EventKind) -> pd.Dat
         by branch and position.
     """
     _check_kind(kind)
+    _check_sessions(table, t0=t0, t1=t1)
     pair = session_pair(table, t0, t1)
     ev = pair.loc[_event_mask(pair, kind)]
     ev = ev.rename(columns={_event_position_column(kind): "position_um"})
@@ -299,6 +346,7 @@ def clustering_test(table: pd.DataFrame, t0: float, t1: float, kind: EventKind,
     if summary not in ("median", "mean"):
         raise ValueError(f"summary must be 'median' or 'mean', got {summary!r}")
     n_perm = int(n_perm)
+    _check_sessions(_select(table, arm), t0=t0, t1=t1)
     pair = session_pair(_select(table, arm), t0, t1)
     pair["_event"] = _event_mask(pair, kind)
     if kind == "new" and first_appearance:
@@ -410,6 +458,7 @@ def branch_specificity_test(table: pd.DataFrame, t0: float, t1: float, kind: Eve
     _check_kind(kind)
     _check_rng(rng, n_perm)
     n_perm = int(n_perm)
+    _check_sessions(_select(table, arm), t0=t0, t1=t1)
     pair = session_pair(_select(table, arm), t0, t1)
     per_branch = pair[BRANCH_KEY].assign(
         n_at_risk=pair["present_t0"].astype(np.int64),
@@ -469,6 +518,10 @@ def _nearest_distance(points: np.ndarray, sites_sorted: np.ndarray) -> np.ndarra
 def _restoration_frames(table: pd.DataFrame, t_elim: tuple[float, float],
                         t_new: tuple[float, float]
                         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    e0, e1 = _check_pair("t_elim", t_elim)
+    n0, n1 = _check_pair("t_new", t_new)
+    _check_sessions(table, **{"t_elim[0]": e0, "t_elim[1]": e1})
+    _check_sessions(table, **{"t_new[0]": n0, "t_new[1]": n1})
     branches = branches_imaged_at(table, *t_elim, *t_new)
     sites = events(table, *t_elim, "eliminated").merge(branches[BRANCH_KEY], on=BRANCH_KEY)
     new = events(table, *t_new, "new").merge(branches[BRANCH_KEY], on=BRANCH_KEY)
@@ -737,6 +790,7 @@ def survival(table: pd.DataFrame, t_start: float,
         if earlier.size == 0:
             raise ValueError(f"no session before t_start={t_start} h to define new spines")
         t_prev = float(earlier[-1])
+    _check_sessions(table, t_prev=t_prev, t_start=t_start)
     if groups == "restoration":
         if t_elim is None:
             raise ValueError("groups='restoration' needs t_elim=(t0, t1)")
@@ -835,6 +889,7 @@ def morphology_fractions(table: pd.DataFrame, time_h: float) -> pd.DataFrame:
     """
     if "class" not in table.columns:
         raise ValueError("morphology_fractions needs a 'class' column")
+    _check_sessions(table, time_h=time_h)
     rows = rows_at(table, time_h)
     subjects = rows[SUBJECT_KEY].drop_duplicates().sort_values(SUBJECT_KEY)
     live = rows.loc[rows["present"] & rows["class"].notna()]
@@ -919,7 +974,14 @@ def new_spine_persistence(table: pd.DataFrame, t_prev: float, t_new: float,
     pandas.DataFrame
         Per branch: ``arm, subject, branch, new_spines, surviving, persistence_pct``
         (branches with no new spine have NaN persistence).
+
+    Raises
+    ------
+    ValueError
+        When ``t_prev``, ``t_new`` or ``t_end`` is not a session of the table, or they
+        are not in increasing order.
     """
+    _check_sessions(table, t_prev=t_prev, t_new=t_new, t_end=t_end)
     first = session_pair(table, t_prev, t_new)
     new = first.loc[~first["present_t0"].to_numpy() & first["present_t1"].to_numpy(),
                     SPINE_KEY]

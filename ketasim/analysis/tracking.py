@@ -67,13 +67,18 @@ def read_tracking_table(path_or_df: str | Path | pd.DataFrame) -> pd.DataFrame:
         Columns ``arm, subject, branch, spine_id`` (str), ``time_h, position_um``
         (float64), ``present`` (bool), ``branch_length_um`` (float64), then ``size``
         (float64), ``class`` and ``origin`` (str or NaN) where given, then any extra
-        columns unchanged; sorted by arm, subject, branch, time_h, position_um.
+        columns unchanged; sorted by arm, subject, branch, time_h, position_um. Session
+        times closer than ``TIME_TOL_H`` are one session: they are all set to one time
+        (the one with the most rows; the earliest on a tie), so every function sees one
+        session and a spine with two rows there is a duplicate.
 
     Raises
     ------
     TrackingTableError
         With one line naming the file, the column, the first offending row (1-based data
-        row; for CSV also the file line) and what was expected.
+        row; for CSV also the file line) and what was expected; also for session times
+        that chain within ``TIME_TOL_H`` of each other but span more than it (no one
+        session time for them).
     """
     df, src = _load(path_or_df)
     repeated = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
@@ -107,7 +112,9 @@ def read_tracking_table(path_or_df: str | Path | pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(out, index=df.index)
     for c in extras:
         table[c] = df[c].to_numpy()
-    _check_values(table, src)
+    raw_times = table["time_h"].to_numpy(copy=True)
+    table["time_h"] = _snap_times(raw_times, src)
+    _check_values(table, src, raw_times)
     order = [*BRANCH_KEY, "spine_id", "time_h", "position_um", "present", "branch_length_um",
              *[c for c in ("size", "class", "origin") if c in table.columns], *extras]
     table = table[order].sort_values([*BRANCH_KEY, "time_h", "position_um"], kind="stable")
@@ -183,7 +190,34 @@ def _to_label(s: pd.Series, col: str, src: _Source) -> np.ndarray:
     return out
 
 
-def _check_values(t: pd.DataFrame, src: _Source) -> None:
+def _snap_times(times: np.ndarray, src: _Source) -> np.ndarray:
+    """Session times closer than ``TIME_TOL_H`` (chained) set to one time: the one with the
+    most rows (the earliest on a tie)."""
+    u, inv, counts = np.unique(times, return_inverse=True, return_counts=True)
+    if u.size < 2:
+        return times
+    close = np.diff(u) <= TIME_TOL_H
+    if not close.any():
+        return times
+    cluster = np.concatenate([[0], np.cumsum(~close)])
+    rep = u.copy()
+    for c in np.unique(cluster[1:][close]):
+        members = np.flatnonzero(cluster == c)
+        lo, hi = u[members[0]], u[members[-1]]
+        if hi - lo > TIME_TOL_H:
+            i = first_true(times == hi)
+            j = first_true(times == lo)
+            raise src.fail("time_h", i,
+                           f"session times from {lo!r} h (row {src.rows[j]}) to {hi!r} h "
+                           f"are each within {TIME_TOL_H:g} h of the next (one session) but "
+                           f"span more than {TIME_TOL_H:g} h; write one time per session",
+                           hi)
+        rep[members] = u[members[np.argmax(counts[members])]]
+    return rep[inv.reshape(-1)]
+
+
+def _check_values(t: pd.DataFrame, src: _Source, raw_times: np.ndarray | None = None
+                  ) -> None:
     pos = t["position_um"].to_numpy()
     length = t["branch_length_um"].to_numpy()
     i = first_true(length <= 0)
@@ -213,10 +247,15 @@ def _check_values(t: pd.DataFrame, src: _Source) -> None:
     i = first_true(dup)
     if i is not None:
         same = (t[key] == t[key].iloc[i]).all(axis=1).to_numpy()
+        j = first_true(same)
+        snapped = ""
+        if raw_times is not None and raw_times[i] != raw_times[j]:
+            snapped = (f" (time_h {raw_times[j]!r} there and {raw_times[i]!r} here are "
+                       f"within {TIME_TOL_H:g} h: one session)")
         raise src.fail("spine_id", i,
                        f"duplicate row for spine {t['spine_id'].iat[i]!r} of subject "
                        f"{t['subject'].iat[i]!r} branch {t['branch'].iat[i]!r} at time_h "
-                       f"{t['time_h'].iat[i]:g}, already in row {src.rows[first_true(same)]} "
+                       f"{t['time_h'].iat[i]:g}, already in row {src.rows[j]}{snapped} "
                        "(one row per spine per session expected)")
 
 
