@@ -364,12 +364,39 @@ def tst_bouts_from_frames(frames: str | Path | pd.DataFrame, *,
     return pd.concat(bouts, ignore_index=True)
 
 
+def _merged_bouts(t: pd.DataFrame) -> pd.DataFrame:
+    """A checked ethogram (:func:`read_tst_table`: sorted by arm, subject, start) with
+    each run of touching bouts of one state (a bout starting within 1e-6 s of the end of
+    the subject's previous bout, in the same state) merged into one bout: how
+    :func:`tst_bouts_from_states` and :func:`tst_bouts_from_frames` cut a state series
+    (one bout per run of equal states), so a lab's ethogram that splits a bout (0-50 and
+    50-100 s immobile) scores as the simulated path scores the same behaviour."""
+    arm, subject = t["arm"].to_numpy(), t["subject"].to_numpy()
+    state = t["state"].to_numpy()
+    start, end = t["start_s"].to_numpy(), t["end_s"].to_numpy()
+    cont = np.zeros(len(t), bool)
+    cont[1:] = ((arm[1:] == arm[:-1]) & (subject[1:] == subject[:-1])
+                & (state[1:] == state[:-1])
+                & (np.abs(start[1:] - end[:-1]) <= TIME_TOL_S))
+    if not cont.any():
+        return t[["arm", "subject", "start_s", "end_s", "state"]].reset_index(drop=True)
+    first = np.flatnonzero(~cont)
+    last = np.r_[first[1:], len(t)] - 1
+    return pd.DataFrame({"arm": arm[first], "subject": subject[first],
+                         "start_s": start[first], "end_s": end[last],
+                         "state": state[first]})
+
+
 def score_tst(ethogram: str | Path | pd.DataFrame, *,
               window_s: tuple[float, float] = (0.0, TST_DURATION_S),
               duration_s: float = TST_DURATION_S) -> pd.DataFrame:
     """Score the tail suspension test per subject.
 
-    Bouts are clipped to the scoring window. Immobility % = immobile time / window
+    Touching bouts of one state (the end of one within 1e-6 s of the start of the next:
+    0-50 and 50-100 s immobile) are one bout, as in :func:`tst_bouts_from_states` (one
+    bout per run of equal states), so a lab's ethogram and a simulated state series of
+    the same behaviour give the same bout counts and durations. Bouts are clipped to
+    the scoring window. Immobility % = immobile time / window
     length x 100 (unscored time counts as not immobile). Bout counts and mean durations
     use the clipped bouts; latency to immobility is the start of the first immobile bout
     in the window, from the window start (NaN if none).
@@ -392,7 +419,7 @@ def score_tst(ethogram: str | Path | pd.DataFrame, *,
     if not 0 <= w0 < w1 <= duration_s + TIME_TOL_S:
         raise ValueError(f"window_s must satisfy 0 <= start < end <= duration_s "
                          f"({duration_s:g}), got {window_s}")
-    t = read_tst_table(ethogram, duration_s=duration_s)
+    t = _merged_bouts(read_tst_table(ethogram, duration_s=duration_s))
     start = np.clip(t["start_s"].to_numpy(), w0, w1)
     end = np.clip(t["end_s"].to_numpy(), w0, w1)
     t = t.assign(_len=end - start, _start=start)
@@ -423,7 +450,9 @@ def struggle_onsets(ethogram: str | Path | pd.DataFrame, *, min_immobile_s: floa
     """The moments a mouse switches from immobility to struggling.
 
     An onset is the start of a struggle bout that begins where an immobile bout of at
-    least ``min_immobile_s`` ends (within 1e-6 s). These are the events around which
+    least ``min_immobile_s`` ends (within 1e-6 s). Touching bouts of one state count as
+    one bout (as in :func:`score_tst`), so immobility written as 0-50 and 50-100 s is one
+    immobile bout of 100 s. These are the events around which
     Moda-Sava et al. 2019 averaged vmPFC calcium (F-M-10); pass ``onset_s`` to
     :func:`ketasim.analysis.calcium.peri_event_average`, on the imaging clock.
 
@@ -432,7 +461,7 @@ def struggle_onsets(ethogram: str | Path | pd.DataFrame, *, min_immobile_s: floa
     pandas.DataFrame
         Columns ``arm, subject, onset_s, preceding_immobile_s``, sorted.
     """
-    t = read_tst_table(ethogram, duration_s=duration_s)
+    t = _merged_bouts(read_tst_table(ethogram, duration_s=duration_s))
     same = ((t["arm"].to_numpy()[1:] == t["arm"].to_numpy()[:-1])
             & (t["subject"].to_numpy()[1:] == t["subject"].to_numpy()[:-1]))
     state = t["state"].to_numpy()
@@ -525,7 +554,8 @@ def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float |
 
     A trial is a failure when the mouse did not escape before the cutoff: ``escaped`` is
     false where that column is given, else ``latency_s >= cutoff_s``. Mean latency counts a
-    failure at the cutoff. A subject is helpless with at least ``helpless_min_failures``
+    failure at the cutoff (a failed trial's written ``latency_s`` is not used, even where
+    it is below the cutoff). A subject is helpless with at least ``helpless_min_failures``
     failures (default 5, for 15 trials; a lab convention, see
     ``HELPLESS_MIN_FAILURES``).
 
@@ -535,7 +565,8 @@ def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float |
         Columns ``subject, trial, latency_s``; optional ``arm``, ``escaped`` (bool) and
         ``cutoff_s`` (per trial, instead of the argument).
     cutoff_s : float, optional
-        Trial length (s) without escape; required unless the table has ``cutoff_s``.
+        Trial length (s) without escape; required unless the table has ``cutoff_s``, and
+        refused when it has (the cutoff is given one way only).
     helpless_min_failures : int, default 5
     n_trials : int, optional
         Expected trials per subject (checked when given; 15 is common).
@@ -548,8 +579,8 @@ def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float |
     Raises
     ------
     BehaviorDataError
-        Missing columns or cutoff, non-numeric or negative latency, latency beyond the
-        cutoff, ``escaped`` true at or after the cutoff, repeated trials, wrong number of
+        Missing columns or cutoff, both a ``cutoff_s`` column and argument, non-numeric
+        or negative latency, latency beyond the cutoff, ``escaped`` true at or after the cutoff, repeated trials, wrong number of
         trials.
     """
     df, src = _load(trials, ("subject", "trial", "latency_s"),
@@ -558,6 +589,9 @@ def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float |
     trial = _ids(df, "trial", src)
     latency = _floats(df, "latency_s", src)
     if "cutoff_s" in df.columns:
+        if cutoff_s is not None:
+            raise src.fail("cutoff_s", None, f"a cutoff_s column and the argument cutoff_s="
+                           f"{cutoff_s!r} both given: give the cutoff one way only")
         cutoff = _floats(df, "cutoff_s", src)
         i = first_true(cutoff <= 0)
         if i is not None:
@@ -583,8 +617,9 @@ def learned_helplessness(trials: str | Path | pd.DataFrame, *, cutoff_s: float |
                            f"reaches the cutoff ({cutoff[i]:g} s)")
     else:
         escaped = latency < cutoff - TIME_TOL_S
-    t = pd.DataFrame({"arm": arm, "subject": subject, "trial": trial,
-                      "failure": ~escaped, "latency": np.minimum(latency, cutoff)})
+    # a failure enters the mean latency at the cutoff, whatever latency_s was written
+    t = pd.DataFrame({"arm": arm, "subject": subject, "trial": trial, "failure": ~escaped,
+                      "latency": np.where(escaped, np.minimum(latency, cutoff), cutoff)})
     _no_duplicates(t[["arm", "subject", "trial"]], src, "trial", "trial")
     g = t.groupby(["arm", "subject"], sort=True)
     out = g.agg(n_trials=("trial", "size"), n_failures=("failure", "sum"),
@@ -617,11 +652,16 @@ def extinction_freezing(table: str | Path | pd.DataFrame, *, last: int = 5,
     Two layouts, told apart by their columns:
 
     - scored per trial (what FreezeFrame or ANY-maze export): ``subject, trial,
-      freezing_pct`` (trial numbers from 1, freezing 0-100 %);
+      freezing_pct`` (every trial numbered from 1 with none missing, freezing 0-100 %);
     - scored per frame: ``subject, time_s, freezing`` (freezing 0/1 or true/false, on a
       regular clock per subject); the tones are ``n_trials`` presentations of ``tone_s``
       every ``tone_s + iti_s`` from ``iti_s`` on (the simulated session's layout), scored
-      by :func:`freezing_per_trial`.
+      by :func:`freezing_per_trial`. The clock is regular when every time lies within
+      max(1 ms, 2 % of the frame interval), and never more than a quarter of the
+      interval, of the straight line through the subject's first and last frame times:
+      a clock written to the millisecond (each time within half a millisecond of a
+      regular clock, 30 Hz as 0.033, 0.067, 0.100, ...) passes; a dropped frame or a
+      jittering clock does not. The recording must cover every tone.
 
     An optional ``arm`` column is kept.
 
@@ -629,8 +669,9 @@ def extinction_freezing(table: str | Path | pd.DataFrame, *, last: int = 5,
     ------
     BehaviorDataError
         Missing columns, freezing outside 0-100 % (or not 0/1), trial numbers that are
-        not whole numbers from 1 or repeat, an irregular frame clock, fewer trials than
-        ``last``, a trial count other than ``n_trials`` (when given).
+        not whole numbers from 1, repeat or skip a trial, an irregular frame clock, a
+        recording that starts after a tone's start or ends before the tones do, fewer
+        trials than ``last``, a trial count other than ``n_trials`` (when given).
     """
     if int(last) < 1:
         raise ValueError(f"last must be >= 1, got {last}")
@@ -643,6 +684,12 @@ def extinction_freezing(table: str | Path | pd.DataFrame, *, last: int = 5,
     rows = []
     for (arm, subject), t in per_trial.groupby(["arm", "subject"], sort=True):
         t = t.sort_values("trial")
+        numbers = t["trial"].to_numpy(np.int64)
+        gap = np.setdiff1d(np.arange(1, numbers.max() + 1), numbers)
+        if gap.size:  # the last tones would not be the session's last tones
+            raise src.fail("trial", None, f"subject {subject!r}: trial {int(gap[0])} "
+                           f"missing (trials up to {int(numbers.max())} given; expected "
+                           "every trial from 1)")
         if n_trials is not None and len(t) != int(n_trials):
             raise src.fail("trial", None, f"subject {subject!r} has {len(t)} trials, "
                            f"expected {int(n_trials)}")
@@ -675,6 +722,21 @@ def _freezing_table(df: pd.DataFrame, src: _Source) -> pd.DataFrame:
     return t
 
 
+#: a per-frame clock is regular when each time is within this (s) of the line through
+#: the first and last frame times (a clock written to the ms is within 0.5 ms of a
+#: regular one, so within 1 ms of that line) ...
+CLOCK_TOL_S = 1e-3
+#: ... or this fraction of the frame interval where larger ...
+CLOCK_TOL_FRACTION = 0.02
+#: ... but never more than this fraction of the interval (a dropped frame is refused)
+CLOCK_TOL_MAX_FRACTION = 0.25
+
+
+def _clock_tolerance(dt: float) -> float:
+    """How far (s) a frame time may lie off a regular clock of interval ``dt``."""
+    return min(max(CLOCK_TOL_S, CLOCK_TOL_FRACTION * dt), CLOCK_TOL_MAX_FRACTION * dt)
+
+
 def _freezing_frames(df: pd.DataFrame, src: _Source, tone_s: float, iti_s: float,
                      n_trials: int | None) -> pd.DataFrame:
     df, src = _require(df, src, ("subject", "time_s", "freezing"),
@@ -689,12 +751,20 @@ def _freezing_frames(df: pd.DataFrame, src: _Source, tone_s: float, iti_s: float
         rows = np.flatnonzero((arm == key[0]) & (subject == key[1]))
         t = time_s[rows]
         step = np.diff(t)
-        if t.size < 2 or np.any(step <= 0) or np.ptp(step) > 1e-6 * max(1.0, step.mean()):
-            k = (rows[1 + int(np.argmax(np.abs(step - np.median(step))))] if t.size > 2
-                 else rows[0])
+        if t.size < 2 or np.any(step <= 0):
+            k = rows[1 + int(np.argmax(step <= 0))] if t.size >= 2 else rows[0]
             raise src.fail("time_s", k, f"subject {key[1]!r}: expected increasing times on "
                            "a regular clock")
-        rate = 1.0 / float(step.mean())
+        dt = float(t[-1] - t[0]) / (t.size - 1)
+        off = np.abs(t - (t[0] + dt * np.arange(t.size)))
+        tol = _clock_tolerance(dt)
+        if off.max() > tol:
+            k = int(np.argmax(off > tol))
+            raise src.fail("time_s", rows[k], f"subject {key[1]!r}: expected increasing "
+                           f"times on a regular clock ({1.0 / dt:.6g} Hz from the first and "
+                           f"last frame), got a time {off[k] * 1e3:.3g} ms off it (allowed "
+                           f"{tol * 1e3:.3g} ms)", t[k])
+        rate = 1.0 / dt
         t_end = t[0] + t.size / rate  # the end of the last frame
         period = tone_s + iti_s
         fit = int(np.floor((t_end - iti_s - tone_s) / period + 1e-9)) + 1
@@ -706,7 +776,16 @@ def _freezing_frames(df: pd.DataFrame, src: _Source, tone_s: float, iti_s: float
                            "trials)")
         starts = np.arange(n) * period + iti_s
         trials = np.stack([starts, starts + tone_s], axis=1)
-        res = freezing_per_trial(freeze[rows], rate, trials, time_s0=float(t[0]))
+        late = first_true(starts < t[0] - TIME_TOL_S)
+        if late is not None:
+            raise src.fail("time_s", rows[0], f"subject {key[1]!r}: the recording starts at "
+                           f"{t[0]:g} s, after the start of trial {late + 1} (tone at "
+                           f"{starts[late]:g}-{starts[late] + tone_s:g} s; options tone_s, "
+                           "iti_s)", t[0])
+        try:
+            res = freezing_per_trial(freeze[rows], rate, trials, time_s0=float(t[0]))
+        except ValueError as err:  # a layout the checks above missed: still one named line
+            raise src.fail("time_s", None, f"subject {key[1]!r}: {err}") from None
         out.append(res.per_trial[["trial", "freezing_pct"]].assign(arm=key[0],
                                                                     subject=key[1]))
     return pd.concat(out, ignore_index=True)
@@ -789,7 +868,9 @@ def open_field_locomotion(tracks: str | Path | pd.DataFrame, *,
     -------
     pandas.DataFrame
         Columns :data:`OPEN_FIELD_COLUMNS`; ``speed_cm_per_s`` = distance / bin length,
-        ``tracked_fraction`` = tracked time / bin length.
+        ``tracked_fraction`` = tracked time / bin length. A bin with no tracked step
+        (``tracked_fraction`` 0: a subject never tracked, or lost for the whole bin) has
+        ``distance_cm`` and ``speed_cm_per_s`` NaN, not 0: its distance is unknown.
 
     Raises
     ------
@@ -809,6 +890,9 @@ def open_field_locomotion(tracks: str | Path | pd.DataFrame, *,
                                                start_s=start_s, end_s=end_s,
                                                min_step_cm=min_step_cm)
         length = np.diff(edges)
+        # a bin without a tracked step has no known distance (not 0 cm: a mouse never
+        # tracked did not stand still)
+        dist = np.where(tracked > 0.0, dist, np.nan)
         frames.append(pd.DataFrame({
             "arm": a, "subject": s, "bin": np.arange(dist.size), "bin_start_s": edges[:-1],
             "bin_end_s": edges[1:], "distance_cm": dist, "speed_cm_per_s": dist / length,

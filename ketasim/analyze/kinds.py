@@ -30,9 +30,16 @@ models.
   ``bodypart``, default the only one or the centroid of all; ``likelihood_min``, default
   DeepLabCut's 0.6) (the kind of table is told by its columns; the session time, and a
   DeepLabCut file's subject, from the design's ``files``): the simulated assays'
-  readouts per animal. An NWB file (``.nwb``) is read as an open-field track: its
-  ``Position`` SpatialSeries (``bodypart`` names it where there are several; positions in
-  m, cm, mm, or pixels with ``px_per_cm``).
+  readouts per animal. A sucrose sheet with a ``day`` column gives each animal the mean
+  of its days' preferences (one value per animal, so a test's n counts animals, not
+  days). The open-field ``distance_cm`` is, as the simulated ``open_field`` readout, the
+  distance in one window of the assay's ``bin_min`` (5 min) from the start of each
+  animal's track (its first sample); option ``bin_s`` sets the window (s); a track
+  shorter than the window gives the distance over what it covers, and an animal never
+  tracked in the window gets NaN, left out of the group tests (notes say which). An NWB
+  file (``.nwb``) is read as an open-field track: its ``Position`` SpatialSeries
+  (``bodypart`` names it where there are several; positions in m, cm, mm, or pixels
+  with ``px_per_cm``).
 - ``nwb``: NWB files as ``ketasim run --nwb`` writes them (and files laid out by the same
   conventions): their readouts, with each file's subject (``<arm>-<subject>``) in the
   design's group; a simulated run's NWB gives back the run's statistics.
@@ -62,7 +69,12 @@ from ketasim.analysis.stats import NESTED_SUFFIX
 from ketasim.analysis.suite2p import summarize_suite2p
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.analyze.design import DesignError, ResolvedDesign
-from ketasim.behavior.assays import EXTINCTION, KEEP_TRACK_SESSIONS, KEEP_TRACK_SUBJECTS
+from ketasim.behavior.assays import (
+    EXTINCTION,
+    KEEP_TRACK_SESSIONS,
+    KEEP_TRACK_SUBJECTS,
+    OPEN_FIELD,
+)
 from ketasim.experiment.assays import ASSAYS
 from ketasim.io.nwb import NWBDataError
 
@@ -432,8 +444,41 @@ def _dlc_track(path: Path, subject: str | None, opts: dict, where: str) -> pd.Da
                               likelihood_min=pmin, subject=subject)
 
 
+#: the open-field window (s) of ``ketasim analyze``: the simulated readout's bin
+OPEN_FIELD_WINDOW_S = float(OPEN_FIELD.options["bin_min"]) * 60.0
+
+
+def _open_field_window(scored: pd.DataFrame, window_s: float, t_h: float,
+                       short: list[str], untracked: list[str]) -> pd.DataFrame:
+    """Per subject, the distance in the first bin of :func:`open_field_locomotion`
+    (scored with ``bin_s=window_s``): the window from its first sample, as the simulated
+    ``open_field`` readout's bin. Subjects whose track is shorter than the window, or
+    never tracked in it (NaN), are added to ``short`` and ``untracked``."""
+    first = scored[scored["bin"] == 0].reset_index(drop=True)
+    span = (first["bin_end_s"] - first["bin_start_s"]).to_numpy(float)
+    for sj, sp in zip(first["subject"], span, strict=True):
+        if sp < window_s - 1e-6:
+            short.append(f"{sj} at {t_h:g} h ({sp:g} s)")
+    for sj in first.loc[first["distance_cm"].isna(), "subject"]:
+        untracked.append(f"{sj} at {t_h:g} h")
+    return first[["arm", "subject", "distance_cm"]]
+
+
+def _sucrose_per_animal(s: pd.DataFrame, days: list[int]) -> pd.DataFrame:
+    """One preference per animal: with a ``day`` column, the mean of its days (the days
+    of one animal are not independent animals)."""
+    if "day" not in s.columns:
+        return s
+    days.append(int(s.groupby(["arm", "subject"], sort=False)["day"].size().max()))
+    return s.groupby(["arm", "subject"], sort=False)["preference"].mean().reset_index()
+
+
 def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
     opts = design.design.options
+    window_s = _option(opts, "bin_s", OPEN_FIELD_WINDOW_S, float, 1e-9, design.where)
+    short: list[str] = []  # open-field tracks shorter than the window
+    untracked: list[str] = []  # open-field animals never tracked in the window
+    days: list[int] = []  # sucrose sheets with days: the most days of an animal
     parts = []
     seen: dict[tuple, Path] = {}
     tracks: dict[str, list[pd.DataFrame]] = {}  # group -> open-field paths to draw
@@ -444,11 +489,10 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
             track = (_dlc_track if name == "open_field_dlc" else _nwb_track)(
                 path, lab_subject, opts, design.where)
             name = "open_field"
-            bin_s = _option(opts, "bin_s", 300.0, float, 1e-9, design.where)
             with _named(path):
-                s = beh.open_field_locomotion(track, bin_s=bin_s)
+                s = beh.open_field_locomotion(track, bin_s=window_s)
             _keep_tracks(tracks, track, t, design, path)
-            s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
+            s = _open_field_window(s, window_s, t, short, untracked)
             vals = {"distance_cm": (s["distance_cm"], "cm")}
         elif name in ("tail_suspension", "tail_suspension_frames"):
             with _named(path):
@@ -459,7 +503,7 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
                     "tst_immobile_bout_s": (s["mean_immobile_bout_s"], "s"),
                     "tst_struggle_bouts": (s["n_struggle_bouts"], "count")}
         elif name == "sucrose_preference":
-            s = beh.sucrose_preference(path)
+            s = _sucrose_per_animal(beh.sucrose_preference(path), days)
             vals = {"sucrose_preference": (s["preference"], "fraction")}
         elif name == "escape_test":
             s = beh.learned_helplessness(
@@ -476,12 +520,11 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
             vals = {"extinction_freezing_fraction": (s["extinction_freezing_fraction"],
                                                      "fraction")}
         else:
-            s = beh.open_field_locomotion(path, bin_s=_option(opts, "bin_s", 300.0, float,
-                                                              1e-9, design.where))
+            s = beh.open_field_locomotion(path, bin_s=window_s)
             _keep_tracks(tracks, table.assign(**{c: pd.to_numeric(table[c], errors="coerce")
                                                  for c in ("time_s", "x_cm", "y_cm")}),
                          t, design, path)
-            s = s.groupby(["arm", "subject"], sort=False)["distance_cm"].sum().reset_index()
+            s = _open_field_window(s, window_s, t, short, untracked)
             vals = {"distance_cm": (s["distance_cm"], "cm")}
         _once(seen, [(str(sj), t, name) for sj in s["subject"]], path)
         for readout, (v, unit) in vals.items():
@@ -490,7 +533,24 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
             parts.append(_assign(part, design, str(path)).assign(assay=name))
     kept = {"open_field": {g: {"tracks": pd.concat(v, ignore_index=True)}
                            for g, v in tracks.items()}} if tracks else {}
-    return LabData(pd.concat(parts, ignore_index=True), _subjects(design), kept=kept)
+    readouts = pd.concat(parts, ignore_index=True)
+    notes = []
+    if days:
+        notes.append(f"sucrose_preference: each animal's mean over its days (column day, up "
+                     f"to {max(days)} days), one value per animal")
+    if (readouts["assay"] == "open_field").any():
+        notes.append(f"open_field distance_cm: the distance in the first {window_s:g} s of "
+                     "each track (from its first sample), the simulated readout's window"
+                     + ("" if "bin_s" in opts else
+                        f" (bin_min {OPEN_FIELD.options['bin_min']:g} min; options.bin_s "
+                        "sets it)"))
+    if short:
+        notes.append(f"open_field: tracks shorter than the {window_s:g} s window, distance "
+                     f"over what they cover: {', '.join(short)}")
+    if untracked:
+        notes.append("open_field: never tracked in the window, distance_cm NaN and left "
+                     f"out of the group tests: {', '.join(untracked)}")
+    return LabData(readouts, _subjects(design), notes, kept=kept)
 
 
 def _keep_tracks(tracks: dict[str, list], track: pd.DataFrame, t_h: float,

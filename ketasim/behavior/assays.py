@@ -181,6 +181,18 @@ def _row_mean(x: np.ndarray) -> np.ndarray:
     return acc / x.shape[1]
 
 
+def _by_subject(scored: pd.DataFrame, column: str, rows: list[dict]) -> np.ndarray:
+    """``scored[column]`` in the chunk's subject order (the order of first appearance in
+    ``rows``), matched on the subject id: the scoring functions return their subjects
+    sorted as text ("10" before "2"), so their rows are not in the chunk's order."""
+    ids = list(dict.fromkeys(r["subject"] for r in rows))
+    values = scored.set_index(scored["subject"].astype(str))[column]
+    if values.index.has_duplicates or set(values.index) != set(ids):
+        raise RuntimeError(f"scored subjects {sorted(values.index)} are not the chunk's "
+                           f"{ids}")
+    return values.reindex(ids).to_numpy(dtype=float)
+
+
 def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Two-bottle test of ``hours`` from each time: intakes drawn from the model, scored
     as bottle weights by :func:`ketasim.analysis.behavior.sucrose_preference`."""
@@ -203,7 +215,7 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
             rows.append({"subject": str(int(ctx.subjects[s])), "sucrose_ml": total * p,
                          "water_ml": total * (1.0 - p)})
         scored = sucrose_preference(pd.DataFrame(rows))
-        out[:, j, 0] = scored["preference"].to_numpy(dtype=float)
+        out[:, j, 0] = _by_subject(scored, "preference", rows)
     return ctx.rows(out, at, ["sucrose_preference"], ["fraction"])
 
 
@@ -265,7 +277,7 @@ def _helplessness(ctx: AssayContext, at: np.ndarray) -> AssayRows:
             rows += [{"subject": str(int(ctx.subjects[s])), "trial": k + 1, "latency_s": float(lat[k]),
                       "escaped": not bool(fail[k])} for k in range(n_tr)]
         scored = learned_helplessness(pd.DataFrame(rows), cutoff_s=cutoff)
-        out[:, j, 0] = scored["failure_pct"].to_numpy(dtype=float) / 100.0
+        out[:, j, 0] = _by_subject(scored, "failure_pct", rows) / 100.0
     return ctx.rows(out, at, ["escape_failure_fraction"], ["fraction"])
 
 
