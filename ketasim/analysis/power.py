@@ -201,6 +201,15 @@ def _arm_values(readouts: pd.DataFrame, readout: str, time_h: float, arms: Seque
     return out
 
 
+def _not_measured(readout: str, measured, where: str) -> PowerError:
+    """The error for a compared readout that ``where`` does not measure, listing the
+    readouts it does (the first 20)."""
+    have = sorted({str(r) for r in measured})
+    listing = ", ".join(have[:20]) + (f", ... ({len(have)} in all)" if len(have) > 20 else "")
+    return PowerError(f"readout {readout!r}: not measured by {where}; it measures "
+                      f"{listing or 'no readout'}")
+
+
 def _p_values(arms: list[tuple[np.ndarray, np.ndarray]], test: str, ns: list[int],
               cohorts: int) -> np.ndarray:
     """p value of every (n, cohort): array of shape ``(len(ns), cohorts)``.
@@ -277,7 +286,9 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
     Raises
     ------
     PowerError
-        Invalid ``ns``, ``cohorts`` or ``alpha`` (see :func:`check_power_arguments`).
+        Invalid ``ns``, ``cohorts`` or ``alpha`` (see :func:`check_power_arguments`), a
+        ``readout`` that no row (of ``assay``) has, or a compared arm without a value
+        for every subject the cohorts need.
 
     Notes
     -----
@@ -290,6 +301,12 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
     """
     ns, cohorts, alpha = check_power_arguments(ns, cohorts, alpha)
     arms = list(arms)
+    present = readouts["readout"] if not assay else readouts.loc[
+        readouts["assay"] == assay, "readout"]
+    if readout not in set(present):
+        raise _not_measured(readout, present.unique(),
+                            f"assay {assay!r} of the scenario" if assay else "the scenario "
+                            "(no row of the readouts has it)")
     values = _arm_values(readouts, readout, time_h, arms, assay)
     need = max(ns) * cohorts
     for arm, (subject, _) in zip(arms, values, strict=True):

@@ -18,6 +18,7 @@ from statsmodels.stats.proportion import proportion_confint
 from ketasim.analysis.power import (
     POWER_COLUMNS,
     PowerError,
+    _not_measured,
     check_power_arguments,
     power_table,
 )
@@ -60,6 +61,26 @@ def _reports(spec, readout: str) -> bool:
         return readout in spec.readouts
     except KeyError:
         return False
+
+
+def _check_measured(scenario, comparison) -> None:
+    """Before simulating: a PowerError unless an assay of a compared arm (of the
+    comparison's ``assay``, if it names one) reports the compared readout."""
+    measured = set()
+    for arm in scenario.arms:
+        if arm.name not in comparison.arms:
+            continue
+        for spec in arm.assays:
+            if comparison.assay is not None and spec.assay != comparison.assay:
+                continue
+            try:
+                measured |= set(spec.readouts)
+            except KeyError:  # an unknown assay reports nothing
+                pass
+    if comparison.readout not in measured:
+        where = f"assay {comparison.assay!r} of " if comparison.assay is not None else ""
+        raise _not_measured(comparison.readout, measured,
+                            f"{where}the compared arms of scenario {scenario.name!r}")
 
 
 def _power_scenario(scenario, comparison, subjects: int):
@@ -119,8 +140,10 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
     Raises
     ------
     PowerError
-        Scenario without comparisons, ``compare_index`` out of range, invalid ``ns``,
-        ``cohorts`` or ``alpha``, or more than 100000 subjects per arm needed.
+        Scenario without comparisons, ``compare_index`` out of range, a compared
+        readout that no assay of the compared arms reports (checked before simulating),
+        invalid ``ns``, ``cohorts`` or ``alpha``, or more than 100000 subjects per arm
+        needed.
 
     Notes
     -----
@@ -132,6 +155,7 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
     per arm and the same seed.
     """
     comparison = _comparison(scenario, compare_index)
+    _check_measured(scenario, comparison)
     ns, cohorts, alpha = check_power_arguments(ns, cohorts, alpha)
     block = ns[-1]
     subjects = block * cohorts

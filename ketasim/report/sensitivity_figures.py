@@ -74,7 +74,8 @@ def indices_figure(table: pd.DataFrame, title: str | None = None,
     ax.invert_yaxis()
     ax.axvline(0.0, color="0.3", lw=0.8)
     ax.set_xlabel("Sobol' index (share of variance)" if method == "sobol"
-                  else "elementary effect (readout units per 2/3 of the range)")
+                  else "elementary effect: readout change per the parameter's whole "
+                       "range (of log10 for (log))")
     conf = "confidence intervals from bootstrap"
     head = title or "sensitivity"
     more = f"; {left_out} more parameters not shown" if left_out > 0 else ""

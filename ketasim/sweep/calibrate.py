@@ -41,9 +41,10 @@ gives an infinite distance and is never accepted.
 
 Priors
 ------
-Uniform over the registry's range of each parameter (``bounds`` may narrow it), on the
-log10 scale (log-uniform) for a positive range spanning at least a factor of
-``LOG_RATIO`` (10). pyabc samples and perturbs the parameters on that scale.
+Uniform over the registry's range of each parameter (``bounds`` may narrow it, never
+widen it: bounds outside the registry range are refused), on the log10 scale
+(log-uniform) for a positive range spanning at least a factor of ``LOG_RATIO`` (10).
+pyabc samples and perturbs the parameters on that scale.
 
 Samplers and reproducibility
 ----------------------------
@@ -85,7 +86,12 @@ the figures as PNG and ``manifest.json`` (provenance, priors, data, sampler,
 generations, posterior summary, timings).
 ``method="likelihood"``: ``estimates.csv`` (estimate, standard error on the parameter's
 scale, the ``level`` Wald interval from the Hessian of the weighted sum of squares,
-bounds), ``starts.csv``, ``predictive.csv``, ``report.html`` and ``manifest.json``.
+bounds, ``at_bound``), ``starts.csv``, ``predictive.csv``, ``report.html`` and
+``manifest.json``. The Hessian's finite-difference steps stay inside the prior's range
+(one-sided differences for an estimate at a bound). An estimate at a bound
+(``at_bound``; the manifest's and the report's ``hessian_note`` name it) is not an
+interior maximum: its standard error and interval are not valid Wald ones (the
+likelihood is cut off by the bound), only a rough indication of the curvature there.
 
 PEtab
 -----
@@ -514,8 +520,10 @@ class Prior:
 
 def priors(registry, params: Sequence[str],
            bounds: Mapping[str, tuple[float, float]] | None = None) -> list[Prior]:
-    """The priors of ``params``: uniform over the registry range (or ``bounds``), on the
-    log10 scale for a positive range spanning a factor >= ``LOG_RATIO``."""
+    """The priors of ``params``: uniform over the registry range (or ``bounds``, which
+    may only narrow it: bounds reaching outside the registry range are a
+    CalibrationError), on the log10 scale for a positive range spanning a factor >=
+    ``LOG_RATIO``."""
     if isinstance(params, str):
         params = [p.strip() for p in params.split(",") if p.strip()]
     params = list(params)
@@ -541,6 +549,10 @@ def priors(registry, params: Sequence[str],
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise CalibrationError(f"params: {name} has range [{low:g}, {high:g}]; a "
                                    "calibrated parameter needs low < high")
+        if name in bounds and (low < p.low or high > p.high):
+            raise CalibrationError(f"bounds: {name}: got [{low:g}, {high:g}], outside the "
+                                   f"registry range [{p.low:g}, {p.high:g}]; bounds may "
+                                   "only narrow it")
         scale = "log10" if low > 0 and high / low >= LOG_RATIO else "lin"
         out.append(Prior(name, low, high, scale, p.value, p.unit))
     return out
@@ -1016,21 +1028,29 @@ def _run_likelihood(model, data, rows, pri, out: Path, *, seed, starts, level, r
             progress(f"start {k + 1}/{starts}: weighted SS {r.fun:.4g}")
     best = min(results, key=lambda r: r.fun)
     u_hat = lo + np.clip(best.x, 0, 1) * (hi - lo)
-    # Hessian of the weighted sum of squares on the parameters' scales (central differences)
+    # Hessian of the weighted sum of squares on the parameters' scales: central
+    # differences about a centre moved inward to one step from a bound, so that no step
+    # leaves the prior's range (within the registry's): one-sided differences for an
+    # estimate at (or within a step of) a bound
     h = 1e-3 * (hi - lo)
     k = len(pri)
-    f0 = ss(u_hat)
+    centre = np.clip(u_hat, lo + h, hi - h)
+
+    def ss_in(u):
+        return ss(np.clip(u, lo, hi))  # rounding in centre +- h stays inside too
+
+    f0 = ss_in(centre)
     hess = np.zeros((k, k))
     for i in range(k):
         ei = np.zeros(k)
         ei[i] = h[i]
-        hess[i, i] = (ss(u_hat + ei) - 2 * f0 + ss(u_hat - ei)) / h[i] ** 2
+        hess[i, i] = (ss_in(centre + ei) - 2 * f0 + ss_in(centre - ei)) / h[i] ** 2
         for j in range(i):
             ej = np.zeros(k)
             ej[j] = h[j]
-            hess[i, j] = hess[j, i] = (ss(u_hat + ei + ej) - ss(u_hat + ei - ej)
-                                       - ss(u_hat - ei + ej) + ss(u_hat - ei - ej)) / (
-                4 * h[i] * h[j])
+            hess[i, j] = hess[j, i] = (ss_in(centre + ei + ej) - ss_in(centre + ei - ej)
+                                       - ss_in(centre - ei + ej) + ss_in(centre - ei - ej)
+                                       ) / (4 * h[i] * h[j])
     note = ""
     try:
         cov = 2.0 * np.linalg.inv(hess)  # -2 log L = SS + const: Fisher information = H / 2
@@ -1043,6 +1063,12 @@ def _run_likelihood(model, data, rows, pri, out: Path, *, seed, starts, level, r
         note = "the Hessian is not positive definite: no interval (a flat or unidentified direction)"
     z = float(stats.norm.ppf(0.5 + level / 2))
     at_bound = (best.x <= 1e-6) | (best.x >= 1 - 1e-6)
+    if at_bound.any():
+        names = ", ".join(p.name for p, b in zip(pri, at_bound, strict=True) if b)
+        note = " ".join(filter(None, [note, (
+            f"At a bound of its prior: {names}; the maximum lies on the boundary, so its "
+            "standard error (from one-sided differences) and interval are not valid Wald "
+            "ones.")]))
     est = pd.DataFrame({
         "parameter": [p.name for p in pri], "unit": [p.unit for p in pri],
         "estimate": [float(p.from_scale(u)) for p, u in zip(pri, u_hat, strict=True)],

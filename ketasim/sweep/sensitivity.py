@@ -18,9 +18,13 @@ Two methods, both with SALib's samplers and estimators:
   interval.
 - ``morris``: elementary-effects screening (SALib ``sample.morris``, ``r``
   trajectories on a 4-level grid, ``r x (D + 1)`` simulations) and ``analyze.morris``:
-  ``mu_star`` (mean absolute effect of moving the parameter by 2/3 of its range, in the
-  readout's unit), ``mu`` (its signed mean) and ``sigma`` (spread: interactions or
-  non-linearity), with bootstrap confidence intervals over trajectories.
+  ``mu_star`` (the mean absolute elementary effect), ``mu`` (its signed mean) and
+  ``sigma`` (spread: interactions or non-linearity), with bootstrap confidence
+  intervals over trajectories. An elementary effect is SALib's: the change of the
+  readout over one grid step (2/3 of the range) divided by that step, i.e. the change
+  per the parameter's whole range on its sampling scale (per the range of log10 of
+  the parameter for a log-scaled one), in the readout's unit; a readout linear in the
+  parameter, ``y = a x`` over ``[low, high]``, has ``mu_star = |a| (high - low)``.
 
 Samples are deterministic for a seed. :func:`run_sensitivity` evaluates them with the
 sweep (:func:`ketasim.sweep.core.run_sweep`, into ``OUT/sweep``), reduces each sample's
@@ -124,9 +128,11 @@ def _varies(registry: Registry, name: str) -> bool:
 def resolve_parameters(registry: Registry, patterns: Iterable[str]) -> list[str]:
     """Parameter names from exact names and shell-style patterns (``sig.k_*``,
     ``spine.mpfc_l5.*``), in the order given (a pattern's matches in registry order,
-    those with a range of no width left out), each once. An exact name is kept as given,
-    so :func:`problem_from_registry` reports it if it is unknown or cannot vary; a
-    pattern that matches nothing is a SensitivityError."""
+    those with a range of no width left out), each once: a name a pattern also matches,
+    or a name given twice, is kept once (:func:`run_sensitivity` and
+    :func:`target_sensitivity` refuse an entry given twice before calling this). An
+    exact name is kept as given, so :func:`problem_from_registry` reports it if it is
+    unknown or cannot vary; a pattern that matches nothing is a SensitivityError."""
     out: list[str] = []
     empty = []
     for pat in patterns:
@@ -145,6 +151,17 @@ def resolve_parameters(registry: Registry, patterns: Iterable[str]) -> list[str]
         raise SensitivityError(f"--params: {', '.join(map(repr, empty))} match no registry "
                          "parameter with a range to vary")
     return list(dict.fromkeys(out))
+
+
+def _check_repeats(names: Iterable[str]) -> list[str]:
+    """``names`` as a list; a SensitivityError naming every entry given more than once
+    (the public entry points refuse a repeat, which :func:`resolve_parameters` would
+    merge silently; a name that a pattern also matches is not a repeat)."""
+    names = [str(n).strip() for n in names]
+    twice = sorted({n for n in names if n and names.count(n) > 1})
+    if twice:
+        raise SensitivityError(f"sensitivity parameters: named twice: {', '.join(twice)}")
+    return names
 
 
 def problem_from_registry(registry: Registry, names: list[str], *,
@@ -429,9 +446,11 @@ def _rows(problem: dict, method: str, index: str, value, conf) -> list[dict]:
 
 def elementary_effects(problem: dict, x: np.ndarray, y: np.ndarray,
                        num_levels: int = MORRIS_LEVELS) -> np.ndarray:
-    """``(D, r)`` elementary effects of Morris trajectories: the change of ``y`` per
-    step of the grid (``num_levels / (2 (num_levels - 1))`` of the unit range),
-    signed by the direction of the parameter's move, as SALib computes them."""
+    """``(D, r)`` elementary effects of Morris trajectories, as SALib computes them: the
+    change of ``y`` over one step of the grid divided by the step
+    (``num_levels / (2 (num_levels - 1))`` of the unit range), i.e. the change per the
+    parameter's whole range on its sampling scale, signed by the direction of the
+    parameter's move."""
     d = int(problem["num_vars"])
     r = len(y) // (d + 1)
     delta = num_levels / (2.0 * (num_levels - 1))
@@ -780,7 +799,7 @@ def run_sensitivity(scenario, readout: str, out, *, names: Iterable[str] | None 
         raise SensitivityError(f"statistic: got {statistic!r}; expected one of "
                          f"{', '.join(STATISTICS)}")
     chosen = (scenario_parameters(sc, registry) if names is None
-              else resolve_parameters(registry, names))
+              else resolve_parameters(registry, _check_repeats(names)))
     problem = problem_from_registry(registry, chosen, log_scale=log_scale)
     n = DEFAULT_N[method] if n is None else n
     samples = sample(problem, method, n, seed)
@@ -905,8 +924,9 @@ def target_sensitivity(replicas: Mapping[str, str | os.PathLike],
     -------
     pandas.DataFrame
         :data:`TARGET_COLUMNS`: per target and parameter ``mu_star`` (the mean absolute
-        change of the statistic when the parameter moves by 2/3 of its range, in the
-        statistic's unit) with its confidence interval, ``sigma``, ``share`` (``mu_star``
+        elementary effect: the statistic's change per the parameter's whole range on
+        its sampling scale, log10 for a log-scaled one, in the statistic's unit; see the
+        module docstring) with its confidence interval, ``sigma``, ``share`` (``mu_star``
         over the target's sum) and ``rank`` (1 = most influential), the trajectories with
         finite values and the parameter's sampling ``scale``. A target whose statistic
         never had a finite value gets NaN rows.
@@ -915,7 +935,7 @@ def target_sensitivity(replicas: Mapping[str, str | os.PathLike],
     unknown = sorted(set(targets) - set(replicas))
     if unknown:
         raise SensitivityError(f"targets of unknown replicas: {', '.join(unknown)}")
-    shared = None if names is None else resolve_parameters(registry, names)
+    shared = None if names is None else resolve_parameters(registry, _check_repeats(names))
     plans = []
     for name in targets:
         path = str(replicas[name])
