@@ -248,11 +248,18 @@ def test_a_lab_file_in_the_same_layout_is_read(tmp_path):
         "assay": ["western_blot"] * 2, "readout": ["psd95_rel", "glua1_rel"],
         "unit": ["1", "1"], "value": [1.25, 0.5], "time_h": [24.0, 24.0]})
     df = read_nwb(path)
+    # Subject.subject_id 'm-7' is <arm>-<subject>: arm 'm', subject 7 (the arm is kept, so
+    # that ids such as cageA-1 and cageB-1 stay two animals)
     assert df.to_dict("list") == {
-        "arm": ["all", "all"], "subject": [7, 7], "assay": ["western_blot"] * 2,
+        "arm": ["m", "m"], "subject": [7, 7], "assay": ["western_blot"] * 2,
         "readout": ["psd95_rel", "glua1_rel"], "time_h": [24.0, 24.0], "value": [1.25, 0.5],
         "unit": ["1", "1"]}
     assert df["subject"].dtype == np.int64
+    # a bare number is the subject, in the default arm
+    bare = _nwb(tmp_path / "bare.nwb", subject_id="7", readouts={
+        "assay": ["western_blot"], "readout": ["psd95_rel"], "unit": ["1"], "value": [1.25],
+        "time_h": [24.0]})
+    assert read_nwb(bare)[["arm", "subject"]].values.tolist() == [["all", 7]]
 
 
 @pytest.mark.filterwarnings("ignore:RoiResponseSeries 'dff'")  # pynwb, on the bad shapes

@@ -41,8 +41,12 @@ models.
   (``bodypart`` names it where there are several; positions in m, cm, mm, or pixels
   with ``px_per_cm``).
 - ``nwb``: NWB files as ``ketasim run --nwb`` writes them (and files laid out by the same
-  conventions): their readouts, with each file's subject (``<arm>-<subject>``) in the
-  design's group; a simulated run's NWB gives back the run's statistics.
+  conventions): their readouts, with each file's subject (``<arm>-<subject>``; a lab
+  file's ``Subject.subject_id`` as it is, e.g. ``cageA-1``, a bare number ``all-<n>``) in
+  the design's group; a simulated run's NWB gives back the run's statistics. A folder
+  counts as its ``.nwb`` files (a file given also through its folder is an error); one
+  subject's session (and assay) in two files, one readout in two units, or files
+  without any readouts are one error each.
 """
 
 from __future__ import annotations
@@ -246,6 +250,14 @@ def _segments(paths: list[Path], design: ResolvedDesign) -> LabData:
 def _tracking(paths: list[Path], design: ResolvedDesign) -> LabData:
     if any(_is_segment_folder(p) for p in paths):
         return _segments(paths, design)
+    for p in paths:
+        if Path(p).is_dir():
+            raise DesignError(
+                f"{p}: a folder without a segments table; spines reads spine tracking "
+                "tables (.csv, .csv.gz, .parquet or .pq files; docs/spine_tracking_table.md) "
+                "or "
+                "one folder of per-segment tables (segments.csv or .parquet, and "
+                "optionally turnover, persistence and mice; docs/phoumthipphavong2016.md)")
     subj, nested = [], []
     seen: dict[tuple[str, str], Path] = {}
     for path in paths:
@@ -575,12 +587,37 @@ def _keep_tracks(tracks: dict[str, list], track: pd.DataFrame, t_h: float,
 def _nwb(paths: list[Path], design: ResolvedDesign) -> LabData:
     """NWB files laid out as ``ketasim run --nwb`` writes them (a ``ketasim`` processing
     module with a ``readouts`` table): the readouts as stored, each file's subject
-    (``<arm>-<subject>``, its ``Subject.subject_id``) put in the design's group."""
-    from ketasim.io.nwb import read_nwb  # pynwb's stack takes about a second to import
+    (``<arm>-<subject>``, its ``Subject.subject_id``) put in the design's group. Each
+    subject's session (and assay) comes from one file only, each readout in one unit,
+    and the files must hold some readouts."""
+    from ketasim.io.nwb import read_nwb_by_file  # pynwb's stack takes about a second
 
-    r = read_nwb(paths)
-    r = r.assign(subject=arm_subject_id(r["arm"], r["subject"]))
-    return LabData(_assign(r.drop(columns=["arm"]), design, "NWB files"), _subjects(design),
+    frames, empty = [], []
+    seen: dict[tuple, Path] = {}
+    units: dict[str, tuple[str, Path]] = {}  # readout -> (unit, the first file with it)
+    for path, r in read_nwb_by_file(paths):
+        if r is None or r.empty:
+            empty.append(path)
+            continue
+        r = r.assign(subject=arm_subject_id(r["arm"], r["subject"]))
+        keys = r[["subject", "time_h", "assay"]].drop_duplicates()
+        _once(seen, [(s, float(t), a) for s, t, a in keys.itertuples(index=False)], path)
+        for readout, unit in r[["readout", "unit"]].drop_duplicates().itertuples(index=False):
+            first = units.setdefault(readout, (unit, path))
+            if first[0] != unit:
+                raise NWBDataError(
+                    f"{path}: readout {readout!r} in unit {unit!r}, but in {first[0]!r} in "
+                    f"{first[1]}; give each readout in one unit (values in different units "
+                    "would be pooled)")
+        frames.append(r.drop(columns=[c for c in ("arm", "run_row") if c in r.columns]))
+    if not frames:
+        names = ", ".join(p.name for p in empty[:3]) + (
+            f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+        raise NWBDataError(f"{len(empty)} NWB file(s) ({names}): no readouts (every "
+                           "processing/ketasim/readouts table is empty or absent); nothing "
+                           "to analyse")
+    r = pd.concat(frames, ignore_index=True)
+    return LabData(_assign(r, design, "NWB files"), _subjects(design),
                    ["readouts as stored in the NWB files (subject ids <arm>-<subject>)"])
 
 
@@ -654,15 +691,25 @@ def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabDa
     if unknown:  # a typo; one design may serve several kinds, so any kind's option counts
         raise DesignError(f"{design.where}: options.{unknown[0]}: not a design option "
                           f"(the options: {', '.join(known)})")
+    items = [(Path(p), Path(p)) for p in paths]  # (file, the path given for it)
+    if kind == "nwb":  # a folder is its .nwb files: compare those, and read those
+        from ketasim.io.nwb import nwb_files
+
+        items = [(f, Path(p)) for p in paths for f in nwb_files(p)]
     given: dict[Path, Path] = {}
-    for p in paths:  # overlapping shell globs would count a file twice
-        key = Path(p).resolve()
+    for f, src in items:  # overlapping shell globs, or a folder and a file in it
+        key = f.resolve()
         if key in given:
-            raise DesignError(f"{p}: given twice (also as {given[key]}); give each file once")
-        given[key] = Path(p)
+            how = " and ".join(f"in the folder {s}" if s.is_dir() else f"as {s}"
+                               for s in (given[key], src))
+            raise DesignError(f"{f}: given twice ({how}); give each file once")
+        given[key] = src
+    paths = [f for f, _ in items]
     reader = {"spines": _tracking, "calcium": _calcium, "behavior": _behavior,
               "nwb": _nwb}[kind]
     data = reader([Path(p) for p in paths], design)
+    if data.readouts.empty:
+        raise DesignError(f"{kind}: these files give no readouts; nothing to analyse")
     cols = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
     extra = [c for c in ("region", "cell", "branch") if c in data.readouts.columns]
     data.readouts = data.readouts[cols + extra].sort_values(

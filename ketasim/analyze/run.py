@@ -19,7 +19,13 @@ import ketasim
 from ketasim.analysis.stats import NESTED_SUFFIX, compare, summarize
 from ketasim.analyze.design import load_design
 from ketasim.analyze.kinds import check_comparisons, read_lab_data
-from ketasim.io.results import atomic_dir, check_writable, write_json, write_readouts
+from ketasim.io.results import (
+    OutputError,
+    atomic_dir,
+    check_writable,
+    write_json,
+    write_readouts,
+)
 from ketasim.params import load_registry
 from ketasim.provenance import collect, utc_now
 from ketasim.report.html import write_report
@@ -57,15 +63,31 @@ def _subjects_without_data(design, data) -> list[str]:
     return notes
 
 
+def _check_not_an_input(out: Path, paths: list[Path]) -> None:
+    """``out`` may be neither an input nor a folder holding one: written (with --force,
+    replaced) after the inputs are read, it would delete them. (An --out that is a file
+    is refused by check_writable: not a folder.)"""
+    if out.exists() and not out.is_dir():
+        return
+    target = out.resolve()
+    for p in paths:
+        q = Path(p).resolve()
+        if q == target or target in q.parents:
+            what = "is the input" if q == target else "holds the input"
+            raise OutputError(f"--out {out}: {what} {p}; writing the results there would "
+                              "delete it: choose another folder")
+
+
 def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: str | Path,
             overwrite: bool = False) -> Path:
     """Analyse a lab's files of ``kind`` under the design file; write the run folder."""
     started = utc_now()
     t0 = time.perf_counter()
     out = Path(out)
+    paths = [Path(p) for p in paths]
+    _check_not_an_input(out, [Path(design_path), *paths])
     check_writable(out, overwrite)
     design = load_design(design_path)
-    paths = [Path(p) for p in paths]
     data = read_lab_data(kind, paths, design)
     readouts = data.readouts
     comparisons, indices, left_out = check_comparisons(readouts, design)

@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -92,7 +93,7 @@ from ketasim.analysis.calcium import (
 from ketasim.analysis.suite2p import compute_dff
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.core.regions import DEFAULT_REGION
-from ketasim.io.results import OPTIONAL_COLUMNS, READOUT_SCHEMA
+from ketasim.io.results import OPTIONAL_COLUMNS, READOUT_SCHEMA, atomic_file
 
 __all__ = ["NWBDataError", "read_nwb", "read_nwb_dff", "read_nwb_position",
            "read_nwb_tracking", "session_label", "write_nwb"]
@@ -295,8 +296,11 @@ def write_nwb(result, out_dir: str | Path, registry, *, scenario_text: str | Non
                     rows = tracking_tables[arm].iloc[tracking[arm][(str(subject), t)]]
                     _add_tracking(nwb, rows)
                 path = folder / f"sub-{sub_id}_ses-{lab}.nwb"
-                with NWBHDF5IO(str(path), "w") as io:
-                    io.write(nwb)
+                with atomic_file(path) as tmp, warnings.catch_warnings():
+                    # written under a temporary name (renamed into place once complete)
+                    warnings.filterwarnings("ignore", "The file path provided", UserWarning)
+                    with NWBHDF5IO(str(tmp), "w") as io:
+                        io.write(nwb)
                 written.append(path)
     return written
 
@@ -642,7 +646,10 @@ def _add_tracking(nwb: NWBFile, rows: pd.DataFrame) -> None:
 # ------------------------------------------------------------------------ reading
 
 
-def _files(paths) -> list[Path]:
+def nwb_files(paths) -> list[Path]:
+    """The NWB files of ``paths`` (a file, a folder searched recursively for ``.nwb``
+    files, or a list of them), in order; a missing path or a folder without any is one
+    :class:`NWBDataError`."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     out: list[Path] = []
     for item in items:
@@ -757,8 +764,9 @@ def _h5_table(f: h5py.File, path: Path, module: str, name: str) -> pd.DataFrame:
 
 def _session(f: h5py.File, path: Path) -> dict:
     """The file's arm, subject and session time: the ``session`` table of the ketasim
-    module where there is one; else the subject from ``Subject.subject_id`` (an integer,
-    or ``<arm>-<integer>``)."""
+    module where there is one; else the subject from ``Subject.subject_id``: an integer,
+    or ``<arm>-<integer>``, which also gives the arm (the lab's ids ``cageA-1`` and
+    ``cageB-1`` stay two animals: arms ``cageA`` and ``cageB``, subject 1)."""
     out: dict = {}
     mod = f.get("processing/ketasim")
     if isinstance(mod, h5py.Group) and "session" in mod:
@@ -769,14 +777,24 @@ def _session(f: h5py.File, path: Path) -> dict:
         out = {c: s[c].iloc[0] for c in SESSION_COLUMNS if c in s.columns}
     sid = f.get("general/subject/subject_id")
     if "subject" not in out and isinstance(sid, h5py.Dataset) and sid.ndim == 0:
-        m = re.search(r"(?:^|-)(\d+)$", _text(sid[()]))
+        text = _text(sid[()]).strip()
+        m = re.search(r"(?:^|-)(\d+)$", text)
         if m:
             out["subject"] = int(m.group(1))
+            prefix = text[:m.start()]
+            if prefix:  # <arm>-<n>: the id's arm, checked against any other (_fill)
+                out[_ID_ARM] = (prefix, text)
+                out.setdefault("arm", prefix)
     return out
+
+
+#: the arm that ``Subject.subject_id`` names, with the id (``_session``; not a column)
+_ID_ARM = "_subject_id_arm"
 
 
 def _fill(df: pd.DataFrame, session: dict, path: Path, where: str,
           defaults: dict) -> pd.DataFrame:
+    from_id = "subject" not in df.columns and _ID_ARM in session
     for c in SESSION_COLUMNS:
         if c in df.columns:
             continue
@@ -787,6 +805,17 @@ def _fill(df: pd.DataFrame, session: dict, path: Path, where: str,
         else:
             raise NWBDataError(f"{path}: {where}: no '{c}' column and no "
                                f"processing/ketasim/session table giving it")
+    if from_id and len(df):
+        # the subject is the id's number: only within the arm the id names is it one
+        # animal (else cageA-1 and cageB-1 of one arm would be merged)
+        prefix, sid = session[_ID_ARM]
+        arms = pd.unique(df["arm"].astype(str))
+        bad = [a for a in arms if _label(a).lower() != _label(prefix).lower()]
+        if bad:
+            raise NWBDataError(f"{path}: {where}: no 'subject' column, and "
+                               f"Subject.subject_id {sid!r} is not '<arm>-<number>' of the "
+                               f"arm {bad[0]!r}; add a 'subject' column (or a "
+                               "processing/ketasim/session table) giving the subject")
     return df
 
 
@@ -813,38 +842,15 @@ def read_nwb(paths) -> pd.DataFrame:
 
     Each file needs a ``ketasim`` processing module with a ``readouts`` table (columns
     ``assay, readout, value, unit``; ``arm, subject, time_h`` per row or from the module's
-    one-row ``session`` table; the subject may also come from ``Subject.subject_id``, the
-    arm defaults to ``all``). With a ``run_row`` column in every file (as
-    :func:`write_nwb` writes) the rows come back in the run's order, else file by file."""
+    one-row ``session`` table; the subject may also come from ``Subject.subject_id``,
+    ``<arm>-<number>`` giving the arm and subject, a bare number the subject; the arm
+    defaults to ``all``). With a ``run_row`` column in every file (as :func:`write_nwb`
+    writes) the rows come back in the run's order, else file by file."""
     frames, ordered = [], True
-    for path in _files(paths):
-        with _h5(path) as f:
-            mod = _h5_module(f, path, "ketasim")
-            if "readouts" not in mod and "session" in mod:
-                continue  # a session of write_nwb without readouts (kept data only)
-            df = _h5_table(f, path, "ketasim", "readouts")
-            session = _session(f, path)
-        where = "processing/ketasim/readouts"
-        missing = [c for c in ("assay", "readout", "value", "unit") if c not in df.columns]
-        if missing:
-            raise NWBDataError(f"{path}: {where}: missing column(s) "
-                               + ", ".join(f"'{c}'" for c in missing))
-        df = _fill(df, session, path, where, {"arm": DEFAULT_ARM})
-        out = pd.DataFrame({
-            "arm": df["arm"].astype(str).to_numpy(object),
-            "subject": _numbers(df, "subject", path, where, integral=True).astype(np.int64),
-            "assay": df["assay"].astype(str).to_numpy(object),
-            "readout": df["readout"].astype(str).to_numpy(object),
-            "time_h": _numbers(df, "time_h", path, where),
-            "value": _numbers(df, "value", path, where),
-            "unit": df["unit"].astype(str).to_numpy(object)})
-        for c in OPTIONAL_COLUMNS:
-            if c in df.columns:
-                out[c] = df[c].astype(str).to_numpy(object)
-        if "run_row" in df.columns:
-            out["run_row"] = _numbers(df, "run_row", path, where, integral=True
-                                      ).astype(np.int64)
-        else:
+    for _path, out in read_nwb_by_file(paths):
+        if out is None:
+            continue
+        if "run_row" not in out.columns:
             ordered = False
         frames.append(out)
     if not frames:
@@ -860,6 +866,42 @@ def read_nwb(paths) -> pd.DataFrame:
     return table[names].reset_index(drop=True)
 
 
+def read_nwb_by_file(paths) -> list[tuple[Path, pd.DataFrame | None]]:
+    """Each NWB file of ``paths`` (:func:`nwb_files`) with its readouts as
+    :func:`read_nwb` reads them (plus ``run_row`` where the file has it), or ``None`` for
+    a session of :func:`write_nwb` without readouts (kept data only)."""
+    return [(path, _read_readouts(path)) for path in nwb_files(paths)]
+
+
+def _read_readouts(path: Path) -> pd.DataFrame | None:
+    with _h5(path) as f:
+        mod = _h5_module(f, path, "ketasim")
+        if "readouts" not in mod and "session" in mod:
+            return None  # a session of write_nwb without readouts (kept data only)
+        df = _h5_table(f, path, "ketasim", "readouts")
+        session = _session(f, path)
+    where = "processing/ketasim/readouts"
+    missing = [c for c in ("assay", "readout", "value", "unit") if c not in df.columns]
+    if missing:
+        raise NWBDataError(f"{path}: {where}: missing column(s) "
+                           + ", ".join(f"'{c}'" for c in missing))
+    df = _fill(df, session, path, where, {"arm": DEFAULT_ARM})
+    out = pd.DataFrame({
+        "arm": df["arm"].astype(str).to_numpy(object),
+        "subject": _numbers(df, "subject", path, where, integral=True).astype(np.int64),
+        "assay": df["assay"].astype(str).to_numpy(object),
+        "readout": df["readout"].astype(str).to_numpy(object),
+        "time_h": _numbers(df, "time_h", path, where),
+        "value": _numbers(df, "value", path, where),
+        "unit": df["unit"].astype(str).to_numpy(object)})
+    for c in OPTIONAL_COLUMNS:
+        if c in df.columns:
+            out[c] = df[c].astype(str).to_numpy(object)
+    if "run_row" in df.columns:
+        out["run_row"] = _numbers(df, "run_row", path, where, integral=True).astype(np.int64)
+    return out
+
+
 def read_nwb_tracking(paths) -> pd.DataFrame:
     """The spine tracking table (``docs/spine_tracking_table.md``, as
     :func:`ketasim.analysis.tracking.read_tracking_table` returns it: checked, sorted)
@@ -867,7 +909,7 @@ def read_nwb_tracking(paths) -> pd.DataFrame:
     subject, time_h`` come from each file's ``processing/ketasim/session`` table where the
     tracking table has no such column. Files without a ``spines`` module are skipped; none
     with one is an error."""
-    files = _files(paths)
+    files = nwb_files(paths)
     frames = []
     for path in files:
         with _h5(path) as f:

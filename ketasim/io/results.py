@@ -137,6 +137,27 @@ def atomic_dir(out: Path, overwrite: bool = False, option: str = "--out"):
         shutil.rmtree(backup, ignore_errors=True)
 
 
+@contextmanager
+def atomic_file(path: Path):
+    """Yield a temporary file's path in ``path``'s folder; on success it is renamed to
+    ``path`` (replacing an existing file only then), on any failure it is removed: a
+    reader never finds a truncated or half-written file under the final name."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.absolute().parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
 READOUT_SCHEMA = pa.schema([
     ("arm", pa.string()), ("subject", pa.int64()), ("assay", pa.string()),
     ("readout", pa.string()), ("time_h", pa.float64()), ("value", pa.float64()),
@@ -163,19 +184,20 @@ def write_readouts(df: pd.DataFrame, path: Path) -> None:
     present = [c for c in OPTIONAL_COLUMNS if c in extra]
     inferred = pa.Schema.from_pandas(df[present], preserve_index=False) if present else []
     schema = pa.schema(list(READOUT_SCHEMA) + list(inferred))
-    if len(df) == 0:
-        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-        pq.write_table(table.replace_schema_metadata(None), path, compression="zstd")
-        return
-    # converted and written one row group at a time (Arrow's default size, so the bytes
-    # are those of one write_table call): a 100,000-patient trial's readouts need no
-    # second whole copy in Arrow (about 200 MB at 2.1 million rows)
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for start in range(0, len(df), ROW_GROUP_ROWS):
-            part = df.iloc[start:start + ROW_GROUP_ROWS]
-            table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
-            writer.write_table(table.replace_schema_metadata(None),
-                               row_group_size=ROW_GROUP_ROWS)
+    with atomic_file(path) as tmp:  # a failing row group leaves no truncated file
+        if len(df) == 0:
+            table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            pq.write_table(table.replace_schema_metadata(None), tmp, compression="zstd")
+            return
+        # converted and written one row group at a time (Arrow's default size, so the
+        # bytes are those of one write_table call): a 100,000-patient trial's readouts
+        # need no second whole copy in Arrow (about 200 MB at 2.1 million rows)
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for start in range(0, len(df), ROW_GROUP_ROWS):
+                part = df.iloc[start:start + ROW_GROUP_ROWS]
+                table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+                writer.write_table(table.replace_schema_metadata(None),
+                                   row_group_size=ROW_GROUP_ROWS)
 
 
 def read_readouts(path: Path) -> pd.DataFrame:
@@ -183,4 +205,13 @@ def read_readouts(path: Path) -> pd.DataFrame:
 
 
 def write_json(obj, path: Path) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """JSON (indented, keys sorted), written atomically (:func:`write_text`)."""
+    write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def write_text(text: str, path: Path) -> None:
+    """``text`` (UTF-8) to ``path`` atomically (:func:`atomic_file`): unlike
+    ``Path.write_text``, which truncates the file first, a failure keeps the previous
+    file."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -15,6 +15,7 @@ from pathlib import Path
 import libsbml
 import numpy as np
 
+from ketasim.io.results import write_text
 from ketasim.signaling import spec
 from ketasim.signaling.protocol import EventTable
 from ketasim.signaling.solver import EV_ADD_STATE, EV_SET_PARAM
@@ -300,4 +301,4 @@ def write_sbml(doc: libsbml.SBMLDocument, path: str | Path) -> None:
     if n_err and errors:
         raise SBMLExportError(f"invalid SBML: {errors[0].getMessage().strip()}")
     text = libsbml.writeSBMLToString(doc)
-    Path(path).write_text(text)
+    write_text(text, Path(path))  # atomically: a failure keeps any previous file
