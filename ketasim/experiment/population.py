@@ -70,20 +70,22 @@ def screen(population, patients: pd.DataFrame, readouts: pd.DataFrame
     """Apply the inclusion criteria: (the arm's readouts of the eligible patients, the
     patients table with ``screening_madrs``, ``eligible`` and ``exclusion``)."""
     out = patients.copy()
-    if "pool_id" in out:  # a stratified trial's pool was screened before allocation
-        out["eligible"] = True
-        out["exclusion"] = ""
-        return readouts, out
-    out["screening_madrs"] = np.nan
+    pooled = "pool_id" in out  # a stratified trial's pool was screened before allocation
+    if not pooled:
+        out["screening_madrs"] = np.nan
     out["eligible"] = True
     out["exclusion"] = ""
     inc = population.inclusion
     if population.screening is not None:
         r = readouts[(readouts["readout"] == "madrs_total")
                      & np.isclose(readouts["time_h"], population.screening)]
-        out["screening_madrs"] = out["subject"].map(
-            r.groupby("subject")["value"].first()).astype(float)
-    if inc is None:
+        own = out["subject"].map(r.groupby("subject")["value"].first()).astype(float)
+        # a pool screened on the MADRS holds each patient's rating already (the arm's own
+        # run records the same one there); without a MADRS criterion the pool simulated
+        # no screening visit, so the arm's rating is recorded as in a parallel trial
+        out["screening_madrs"] = (out["screening_madrs"].astype(float).fillna(own)
+                                  if pooled else own)
+    if pooled or inc is None:
         return readouts, out
 
     def exclude(mask, reason):

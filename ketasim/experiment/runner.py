@@ -831,9 +831,13 @@ def _measure_chunk(species, arm, plans, seed, registry, rtol, atol, region, pool
 
 def _join_spans(plans, pieces, n):
     """One arm's frames (per assay, rows ordered subject, readout, time), kept results and
-    mean solver steps per subject from its spans' pieces, in subject order."""
-    frames = [pd.concat([f for piece in pieces for f in piece[0][j]], ignore_index=True)
-              for j in range(len(plans))]
+    mean solver steps per subject from its spans' pieces, in subject order. Rows another
+    record appended to an assay's chunk (a taper's doses after the rating assay's rows,
+    intercurrent events after the trigger assay's) follow the assay's own rows of every
+    chunk, in subject order too, so the rows do not depend on the chunks or spans."""
+    frames = [_own_rows_first(
+        [f for piece in pieces for f in piece[0][j]], plans[j].assay.name)
+        for j in range(len(plans))]
     parts: dict[str, list] = {p.assay.name: [] for p in plans}
     for piece in pieces:
         for name, ks in piece[1].items():
@@ -841,6 +845,18 @@ def _join_spans(plans, pieces, n):
     kept = {name: _merge(next(p.assay for p in plans if p.assay.name == name), ks)
             for name, ks in parts.items()}
     return frames, kept, sum(piece[2] for piece in pieces) / max(n, 1)
+
+
+def _own_rows_first(chunks: list[pd.DataFrame], assay: str) -> pd.DataFrame:
+    """The chunks' frames of one assay joined: its own rows, then the rows of other
+    records appended to it (other ``assay``), each in chunk order."""
+    frame = pd.concat(chunks, ignore_index=True)
+    if len(chunks) <= 1 or frame.empty:
+        return frame  # one chunk: the appended rows are already last
+    other = frame["assay"].to_numpy() != assay
+    if not other.any():
+        return frame
+    return pd.concat([frame[~other], frame[other]], ignore_index=True)
 
 
 def run_span(species, arm, i, region, seed, registry, rtol, atol, chunk_subjects, covs,

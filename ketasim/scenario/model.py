@@ -1056,6 +1056,15 @@ class Arm(BaseModel):
         """Body weight in kg, or None for the species default."""
         return self.body_weight
 
+    @property
+    def first_dose_h(self) -> float | None:
+        """The time (h) of the arm's first drug event (saline or a placebo included, a
+        taper's first dose too), None where it has none: the start of treatment."""
+        times = [float(e.at) for e in self.protocol if e.kind == "drug"]
+        if self.taper is not None:
+            times.append(float(self.taper.dose.at))
+        return min(times) if times else None
+
     @field_validator("protocol")
     @classmethod
     def _check_protocol(cls, events: list[_EventBase]) -> list[_EventBase]:
@@ -1289,7 +1298,8 @@ class Crossover(BaseModel):
         "[0h, 14d]")
     treatments: dict[Name, list[Name]] = Field(
         description="per arm, the treatment label of each period, e.g. {kp: [ketamine, "
-        "placebo], pk: [placebo, ketamine]}")
+        "placebo], pk: [placebo, ketamine]} (free names for the analysis, not matched "
+        "against the drugs the arm's protocol gives)")
 
     @model_validator(mode="after")
     def _check_crossover(self) -> "Crossover":
@@ -1649,25 +1659,33 @@ def _design_problem(design: Design, arms: list["Arm"]) -> tuple[str, tuple[str |
     found = _strata_problem(design, [by_name[a] for a in analysed])
     if found is not None:
         return found
-    if design.randomisation is not None:
-        ratio = design.randomisation
-        for name in ratio:
-            if name not in analysed:
-                return f"an analysed arm: {', '.join(analysed)}", ("design", "randomisation", name)
-        missing = [a for a in analysed if a not in ratio]
-        if missing:
-            return (f"a ratio for every analysed arm (missing {', '.join(map(repr, missing))})",
-                    ("design", "randomisation"))
-        total_n = sum(by_name[a].n for a in analysed)
-        total_ratio = sum(ratio.values())
-        for name in analysed:
-            expected = total_n * ratio[name] / total_ratio
-            if abs(by_name[name].n - expected) >= 1.0:
-                shares = ":".join(f"{ratio[a]:g}" for a in analysed)
-                return ((f"arms whose n follow the ratio {shares} of {', '.join(analysed)} "
-                        f"within rounding (arm {name!r} has n = {by_name[name].n}, "
-                        f"expected {expected:.4g} of {total_n})"),
-                        ("design", "randomisation", name))
+    return _randomisation_problem(design, by_name, analysed)
+
+
+def _randomisation_problem(design: Design, by_name: dict[str, "Arm"], analysed):
+    """The first problem of a design's ``randomisation`` with its analysed arms (names):
+    a ratio for each analysed arm and no other, and arms whose n follow it within
+    rounding. Parallel and crossover designs alike."""
+    if design.randomisation is None:
+        return None
+    ratio = design.randomisation
+    for name in ratio:
+        if name not in analysed:
+            return f"an analysed arm: {', '.join(analysed)}", ("design", "randomisation", name)
+    missing = [a for a in analysed if a not in ratio]
+    if missing:
+        return (f"a ratio for every analysed arm (missing {', '.join(map(repr, missing))})",
+                ("design", "randomisation"))
+    total_n = sum(by_name[a].n for a in analysed)
+    total_ratio = sum(ratio.values())
+    for name in analysed:
+        expected = total_n * ratio[name] / total_ratio
+        if abs(by_name[name].n - expected) >= 1.0:
+            shares = ":".join(f"{ratio[a]:g}" for a in analysed)
+            return ((f"arms whose n follow the ratio {shares} of {', '.join(analysed)} "
+                    f"within rounding (arm {name!r} has n = {by_name[name].n}, "
+                    f"expected {expected:.4g} of {total_n})"),
+                    ("design", "randomisation", name))
     return None
 
 
@@ -1786,7 +1804,7 @@ def _crossover_problem(design: Design, arms: list["Arm"]):
                     return ((f"a time relative to each period start at which arm {name!r} "
                              f"measures {design.scale} (period at {format_time(start)}; "
                              f"visits: {listed})"), ("design", key))
-    return None
+    return _randomisation_problem(design, by_name, analysed)
 
 
 def _population_problem(arm: "Arm", species: str):
@@ -1805,6 +1823,14 @@ def _population_problem(arm: "Arm", species: str):
             listed = ", ".join(format_time(t) for t in times) or "none"
             return (f"a visit of the arm's madrs assay (its visits: {listed})",
                     ("screening",))
+        # every arm with a population: its screening visit before its own first dose. A
+        # stratified trial's pool is screened once for all its analysed arms, which must
+        # share this population, so the arm dosed first fails here: the visit comes
+        # before the first dose of every arm of the design
+        first = arm.first_dose_h
+        if first is not None and pop.screening >= first:
+            return ((f"a visit before the arm's first dose at {format_time(first)} (the "
+                     "screening visit comes before any treatment)"), ("screening",))
     return None
 
 
