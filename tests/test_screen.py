@@ -46,12 +46,13 @@ NEW_COMPOUND = textwrap.dedent("""\
         model: compartmental
         cl: {value: 1.5, unit: L/h/kg, source: assumed for the test}
         v1: {value: 5.0, unit: L/kg, source: assumed for the test}
-        kp_brain: 2.0
+        kp_brain: {value: 2.0, unit: "1", source: assumed for the test}
         ke0: {value: 2.0, unit: 1/h, source: assumed for the test}
-        fu_brain: 0.5
+        fu_brain: {value: 0.5, unit: "1", source: assumed for the test}
     targets:
       nmda: {action: channel_blocker, potency: {value: 1.0, unit: uM, source: assumed},
-             trapping: 0.3, mg_rest: 1}
+             trapping: {value: 0.3, unit: "1", source: assumed for the test},
+             mg_rest: {value: 1, unit: "1", source: assumed for the test}}
     """)
 
 

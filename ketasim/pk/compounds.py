@@ -25,16 +25,19 @@ A file (YAML)::
         routes: {oral: {f: ..., ka: ...}}   # ip, sc, im: optional, else the species'
         # route defaults; oral and intranasal: required for a species that takes them
         # (the registry's route.<species>.oral/intranasal.* are ketamine's; a file may
-        # name them with {param: ...})
+        # name them with {param: ...}); a route giving f gives its ka too
+        # f, gut_f and fu_brain are fractions (at most 1)
         # a route may add a gut path (gut_f, gut_release, gut_ka) and devices
         # (device_mg, device_interval, later_device_f); see ROUTE_FIELDS
-    metabolites:
+    metabolites:                     # each single compound once (not a racemate);
+      # fractions (moles formed per mole eliminated) at most 1, and together at most 1
       - {compound: norketamine, fraction: {param: "pk.{species}.ketamine.f_nk"}}
     targets:
       nmda: {action: channel_blocker, potency: {value: 1.0, unit: uM, source: "..."},
              trapping: {...}, mg_rest: {...}}
 
-A value is a number with its unit and source (``{value, unit, source}``) or a registry
+A value is a number with its unit and source (``{value, unit, source}``; a
+dimensionless one too, ``unit: "1"``; no bare numbers) or a registry
 parameter (``{param: NAME}``, ``{species}`` standing for the scenario's species,
 optionally ``times: OTHER``), so it keeps the registry's between-subject variability and
 ranges. A racemate lists ``components`` (compound: fraction of the dose) instead of PK.
@@ -110,6 +113,12 @@ WINDOW_FIELDS = {"onset": "h", "duration": "h"}
 ROUTE_FIELDS = {"f": "1", "ka": "1/h", "gut_f": "1", "gut_release": "h", "gut_ka": "1/h",
                 "device_mg": "mg", "device_interval": "h", "later_device_f": "1"}
 GUT_FIELDS = ("gut_f", "gut_release", "gut_ka")
+# fractions, at most 1: a route's directly absorbed share and gut-wall survival; the
+# unbound fraction in brain
+ROUTE_FRACTIONS = ("f", "gut_f")
+FRACTION_FIELDS = ("fu_brain",)
+# routes absorbed from a depot (f and ka): a file giving its own f gives its ka too
+EXTRAVASCULAR = ("ip", "sc", "im", "intranasal", "oral")
 DEVICE_FIELDS = ("device_mg", "device_interval", "later_device_f")
 WINDOW_POTENCY_UNITS = {"per_kg": "mg/kg", "local": "mg", "concentration": "uM"}
 
@@ -259,10 +268,11 @@ def _value(raw: Any, unit: str, where: str, *, positive: bool = True) -> Value:
     if isinstance(raw, bool) or raw is None:
         _fail(where, f"expected {{value, unit, source}} or {{param}}, got {raw!r}")
     if isinstance(raw, int | float):
-        if unit not in ("1", "x baseline"):
-            _fail(where, f"a bare number needs a unit: write {{value: {raw}, unit: {unit}, "
-                         f"source: ...}}")
-        raw = {"value": raw, "unit": unit}
+        # every number carries a unit and a source, or names a registry parameter
+        shown = '"1"' if unit == "1" else unit
+        _fail(where, f"a bare number needs a unit and a source: write {{value: {raw}, "
+                     f"unit: {shown}, source: ...}} (or name a registry parameter: "
+                     "{param: ...})")
     if not isinstance(raw, dict):
         _fail(where, f"expected {{value, unit, source}} or {{param}}, got {raw!r}")
     unknown = set(raw) - {"value", "unit", "source", "param", "times"}
@@ -290,9 +300,17 @@ def _value(raw: Any, unit: str, where: str, *, positive: bool = True) -> Value:
                                f"{sorted(factors)}")
     if v < 0 or (positive and v == 0):
         _fail(f"{where}.value", f"must be {'positive' if positive else '>= 0'}, got {v}")
-    if unit != "1" and not raw.get("source"):
-        _fail(f"{where}.source", "a number with a unit needs its source")
+    if not raw.get("source"):
+        _fail(f"{where}.source", "a number needs its source (every number carries a unit "
+                                 "and a source, or names a registry parameter)")
     return Value(value=float(v) * factors[given], unit=unit, source=str(raw.get("source", "")))
+
+
+def _at_most_one(v: Value, where: str) -> None:
+    """A fraction (of a dose, of the drug unbound): at most 1 (a registry parameter is
+    checked by the registry's range)."""
+    if v.value is not None and v.value > 1:
+        _fail(f"{where}.value", f"a fraction of at most 1, got {v.value:g}")
 
 
 def _mapping(raw: Any, where: str) -> dict:
@@ -324,6 +342,8 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
             _fail(where, f"missing {k!r} ({unit})")
         fields[k] = _value(raw[k], unit, f"{where}.{k}",
                            positive=k not in ("q", "q2", "onset"))
+        if k in FRACTION_FIELDS:
+            _at_most_one(fields[k], f"{where}.{k}")
     allometry = None
     if "allometry" in raw:
         if model != "compartmental":
@@ -369,8 +389,15 @@ def _species_pk(raw: Any, where: str) -> SpeciesPK:
         dev = [k for k in DEVICE_FIELDS if k in rv]
         if dev and len(dev) < len(DEVICE_FIELDS):
             _fail(rw, f"devices need all of {list(DEVICE_FIELDS)}, got {dev}")
+        if "f" in rv and "ka" not in rv and r in EXTRAVASCULAR:
+            _fail(rw, f"gives 'f' but no 'ka': give f and ka (the directly absorbed "
+                      f"fraction and its absorption rate); the registry's "
+                      f"route.<species>.{r}.ka is not taken for a compound's own f")
         routes[r] = {k: _value(v, ROUTE_FIELDS[k], f"{rw}.{k}", positive=k != "f")
                      for k, v in rv.items()}
+        for k in ROUTE_FRACTIONS:
+            if k in routes[r]:
+                _at_most_one(routes[r][k], f"{rw}.{k}")
     return SpeciesPK(model, fields, routes, allometry, hepatic_age)
 
 
@@ -404,7 +431,8 @@ def _target(name: str, raw: Any, window: bool, where: str) -> TargetAction:
         _fail(f"{where}.efficacy", f"none for a {action}: its block follows from its "
                                    "affinity, trapping and Mg2+ at rest (leave it out)")
     eff_unit = "x baseline" if action in ("agonist", "activator") else "1"
-    efficacy = _value(raw.get("efficacy", 1.0), eff_unit, f"{where}.efficacy")
+    efficacy = (_value(raw["efficacy"], eff_unit, f"{where}.efficacy") if "efficacy" in raw
+                else Value(value=1.0, unit=eff_unit))  # the default: full efficacy
     if efficacy.value is not None and action in ("antagonist", "inhibitor",
                                                  "negative_modulator") and efficacy.value > 1:
         _fail(f"{where}.efficacy", f"a {action} removes at most all of the signal "
@@ -413,7 +441,8 @@ def _target(name: str, raw: Any, window: bool, where: str) -> TargetAction:
     if action in CHANNEL:
         trapping = _value(raw.get("trapping", {"param": "rec.trapping_reference"}), "1",
                           f"{where}.trapping")
-        mg_rest = _value(raw.get("mg_rest", 1.0), "1", f"{where}.mg_rest")
+        mg_rest = (_value(raw["mg_rest"], "1", f"{where}.mg_rest") if "mg_rest" in raw
+                   else Value(value=1.0))  # the default: ketamine's (the reference)
         if trapping.value is not None and trapping.value > 1:
             _fail(f"{where}.trapping", f"a fraction of at most 1, got {trapping.value}")
         if mg_rest.value is not None and mg_rest.value < 1:
@@ -474,14 +503,29 @@ def parse_compound(raw: Any, source: str) -> Compound:
             _fail(where, "missing 'mw' (g/mol): brain concentrations are turned into uM")
         mw = _value(raw["mw"], "g/mol", f"{where}.mw")
     metabolites = []
-    for i, m in enumerate(raw.get("metabolites", []) or []):
+    raw_metabolites = raw.get("metabolites", []) or []
+    if not isinstance(raw_metabolites, list):
+        _fail(f"{where}.metabolites", f"expected a list, got {type(raw_metabolites).__name__}")
+    for i, m in enumerate(raw_metabolites):
         m = _mapping(m, f"{where}.metabolites[{i}]")
         if set(m) - {"compound", "fraction"} or "compound" not in m or "fraction" not in m:
             _fail(f"{where}.metabolites[{i}]", "expected {compound, fraction}")
         if window:
             _fail(f"{where}.metabolites[{i}]", "a window compound has no metabolites")
-        metabolites.append((str(m["compound"]),
-                            _value(m["fraction"], "1", f"{where}.metabolites[{i}].fraction")))
+        name_i = str(m["compound"])
+        first = next((j for j, (n, _) in enumerate(metabolites) if n == name_i), None)
+        if first is not None:
+            _fail(f"{where}.metabolites[{i}]", f"{name_i!r} is listed twice (also "
+                                               f"metabolites[{first}]); give it once, "
+                                               "with its whole fraction")
+        frac = _value(m["fraction"], "1", f"{where}.metabolites[{i}].fraction")
+        _at_most_one(frac, f"{where}.metabolites[{i}].fraction")
+        metabolites.append((name_i, frac))
+    given = [v.value for _, v in metabolites if v.value is not None]
+    if sum(given) > 1 + 1e-12:
+        _fail(f"{where}.metabolites", f"the fractions add up to {sum(given):g}: at most 1 "
+                                      "of the parent eliminated (in moles) forms "
+                                      "metabolites")
     targets = tuple(_target(t, v, window, f"{where}.targets.{t}")
                     for t, v in _mapping(raw.get("targets", {}) or {},
                                          f"{where}.targets").items())
@@ -547,12 +591,19 @@ def read_compound_file(path: Path) -> Compound:
 def check_links(compounds: dict[str, Compound]) -> None:
     """Components and metabolites must name known compounds, without cycles."""
     for c in compounds.values():
-        for other in list(c.components) + [m for m, _ in c.metabolites]:
+        links = [(f"components.{o}", o) for o in c.components]
+        links += [(f"metabolites[{i}].compound", m) for i, (m, _) in enumerate(c.metabolites)]
+        for fld, other in links:
+            where = f"{c.source_file} ({c.name}).{fld}"
             if other not in compounds:
-                _fail(c.source_file, f"compound {c.name!r} refers to unknown compound "
-                                     f"{other!r}")
+                _fail(where, f"compound {c.name!r} refers to unknown compound {other!r}")
             if compounds[other].is_window or compounds[other].kind == "inert":
-                _fail(c.source_file, f"{c.name!r}: {other!r} must have compartmental PK")
+                _fail(where, f"{c.name!r}: {other!r} must have compartmental PK")
+            if fld.startswith("metabolites") and compounds[other].components:
+                _fail(where, f"{other!r} is a mixture of "
+                             f"{', '.join(sorted(compounds[other].components))} "
+                             f"({compounds[other].source_file}), not a metabolite: name "
+                             "the single compound formed")
     seen: dict[str, int] = {}
 
     def visit(n: str, stack: tuple[str, ...]) -> None:
@@ -575,7 +626,14 @@ def load_compound_dir(path: Path | str) -> dict[str, Compound]:
     files = sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml"))
     if not files:
         raise CompoundError(f"{p}: no compound files (*.yaml)")
-    return {c.name: c for c in map(read_compound_file, files)}
+    out: dict[str, Compound] = {}
+    for c in map(read_compound_file, files):
+        if c.name in out:
+            raise CompoundError(f"{c.source_file}: compound {c.name!r} is already defined "
+                                f"by {out[c.name].source_file} in the same folder; keep "
+                                "one file per compound")
+        out[c.name] = c
+    return out
 
 
 def _builtin() -> dict[str, Compound]:
@@ -636,20 +694,36 @@ def reset_compounds() -> None:
 
 def compound_schema() -> dict:
     """JSON Schema (draft 2020-12) of a compound file."""
-    value = {"oneOf": [
-        {"type": "object", "required": ["value"], "additionalProperties": False,
-         "properties": {"value": {"type": "number", "minimum": 0},
-                        "unit": {"type": "string"}, "source": {"type": "string"}}},
-        {"type": "object", "required": ["param"], "additionalProperties": False,
-         "properties": {"param": {"type": "string"}, "times": {"type": "string"}}},
-        {"type": "number", "minimum": 0}]}
+    # every number carries a unit and a source, or names a registry parameter
+    def number(maximum=None):
+        v = {"type": "number", "minimum": 0}
+        if maximum is not None:
+            v["maximum"] = maximum
+        return {"type": "object", "required": ["value", "source"],
+                "additionalProperties": False,
+                "properties": {"value": v, "unit": {"type": "string"},
+                               "source": {"type": "string", "minLength": 1}}}
+    param = {"type": "object", "required": ["param"], "additionalProperties": False,
+             "properties": {"param": {"type": "string"}, "times": {"type": "string"}}}
+    value = {"oneOf": [number(), param]}
+    # a fraction: at most 1 (the sum of a parent's metabolite fractions, also at most 1,
+    # and a metabolite named once are checked by the loader: JSON Schema cannot say it)
+    fraction = {"oneOf": [number(1), param]}
+    fractions = {*FRACTION_FIELDS, *ROUTE_FRACTIONS}
+
+    def route(extravascular: bool) -> dict:
+        r = {"type": "object", "additionalProperties": False,
+             "properties": {k: {"$ref": "#/$defs/fraction" if k in fractions
+                                else "#/$defs/value"} for k in ROUTE_FIELDS}}
+        if extravascular:
+            r["dependentRequired"] = {"f": ["ka"]}  # give f and ka
+        return r
     species_pk = {"type": "object", "properties": {
         "model": {"enum": list(PK_MODELS)},
-        **{k: {"$ref": "#/$defs/value"} for k in (*COMPARTMENTAL_FIELDS, *WINDOW_FIELDS)},
+        **{k: {"$ref": "#/$defs/fraction" if k in fractions else "#/$defs/value"}
+           for k in (*COMPARTMENTAL_FIELDS, *WINDOW_FIELDS)},
         "routes": {"type": "object", "propertyNames": {"enum": list(ALL)},
-                   "additionalProperties": {"type": "object", "additionalProperties": False,
-                                            "properties": {k: {"$ref": "#/$defs/value"}
-                                                           for k in ROUTE_FIELDS}}},
+                   "properties": {r: route(r in EXTRAVASCULAR) for r in ALL}},
         "allometry": {"type": "object", "additionalProperties": False,
                       "required": list(ALLOMETRY_FIELDS),
                       "properties": {**{k: {"$ref": "#/$defs/value"} for k in ALLOMETRY_FIELDS},
@@ -666,12 +740,14 @@ def compound_schema() -> dict:
                   "potency": {"oneOf": [{"$ref": "#/$defs/value"}, {
                       "type": "object", "additionalProperties": False,
                       "properties": {k: {"$ref": "#/$defs/value"} for k in DOSE_KINDS}}]},
-                  "efficacy": {"$ref": "#/$defs/value"}, "trapping": {"$ref": "#/$defs/value"},
+                  "efficacy": {"$ref": "#/$defs/value"},
+                  "trapping": {"$ref": "#/$defs/fraction"},
                   "mg_rest": {"$ref": "#/$defs/value"}, "source": {"type": "string"}}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "ketasim compound file", "type": "object", "required": ["name", "routes"],
-        "additionalProperties": False, "$defs": {"value": value},
+        "additionalProperties": False,
+        "$defs": {"value": value, "fraction": fraction},
         "properties": {
             "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
             "description": {"type": "string"}, "notes": {"type": "string"},
@@ -687,7 +763,7 @@ def compound_schema() -> dict:
                 "type": "object", "required": ["compound", "fraction"],
                 "additionalProperties": False,
                 "properties": {"compound": {"type": "string"},
-                               "fraction": {"$ref": "#/$defs/value"}}}},
+                               "fraction": {"$ref": "#/$defs/fraction"}}}},
             "targets": {"type": "object", "propertyNames": {"enum": sorted(TARGETS)},
                         "additionalProperties": target},
             "effective_dose": {"type": "object", "propertyNames": {"enum": list(SPECIES)},
