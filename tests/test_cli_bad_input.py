@@ -141,7 +141,8 @@ def test_a_target_that_cannot_be_computed_says_why(tmp_path):
     r = _invoke("validate", "--replicas", tmp_path / "rep", "--targets", tmp_path / "t.yaml",
                 "--only", "my_rep", "--out", tmp_path / "v")
     assert r.exit_code == 1, r.output
-    why = "no 'psd95_rel' for arm 'ket' at '24h'"
+    # the arm does not exist (the statistics check it first, naming the arms there are)
+    why = "no 'psd95_rel' for arm 'ket': the readouts have no arm 'ket' (arms: ketamine, saline)"
     assert f"T-MY-01: error: {why}" in r.output
     v = pd.read_csv(tmp_path / "v" / "validation.csv")
     assert v.loc[v.target_id == "T-MY-01", "message"].iloc[0] == why
