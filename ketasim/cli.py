@@ -17,6 +17,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -96,9 +97,18 @@ def _configure(
         signal.signal(signal.SIGTERM, _terminated)
 
 
-def _fail(message: str) -> None:
-    from rich.markup import escape
+def _say(message: str) -> None:
+    """Print a message on stdout as written: it holds paths, names and notes from the
+    user's files (``[/x]`` in an --out path is text, not rich markup)."""
+    out.print(message, markup=False, highlight=False, soft_wrap=True)
 
+
+def _bad_byte(e: UnicodeDecodeError) -> str:
+    """Where a file is not UTF-8: the first invalid byte and its position."""
+    return f"invalid byte {e.object[e.start]:#04x} at byte {e.start}"
+
+
+def _fail(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False,
               soft_wrap=True)
     raise typer.Exit(2)
@@ -123,6 +133,17 @@ def _fail_in(scenario: str, e: Exception):
 
     msg = str(e)
     _fail(locate_problem(scenario, msg) if msg.startswith("arms[") else msg)
+
+
+def _sweep_error(e: Exception, out_dir: Path) -> Exception:
+    """A sweep's folder error naming its option as every command does (``--out X:``;
+    ketasim.sweep.core writes ``out X:``)."""
+    from ketasim.sweep.core import SweepError
+
+    msg = str(e)
+    if isinstance(e, SweepError) and msg.startswith(f"out {out_dir}"):
+        return SweepError(f"--{msg}")
+    return e
 
 
 def _analysis_errors():
@@ -316,7 +337,7 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
         t0 = time.perf_counter()
         with _progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                        TimeRemainingColumn()) as prog:
-            task = prog.add_task(f"simulating {sc.name}", total=len(sc.arms))
+            task = prog.add_task(escape(f"simulating {sc.name}"), total=len(sc.arms))
             # each arm's fraction done (arms run one after another, or all at once on
             # Dask); the bar shows their sum
             fractions: dict[str, float] = {}
@@ -337,16 +358,16 @@ def run(scenario: str = typer.Argument(..., help="scenario YAML file or built-in
                   against=earlier if against is not None else None, warnings=warnings)
     except _user_errors() as e:
         _fail_in(scenario, e)
-    out.print(f"wrote {out_dir}/ ({_written(out_dir)})")
+    _say(f"wrote {out_dir}/ ({_written(out_dir)})")
     if against is not None:
         import pandas as pd
 
         kinds = pd.read_csv(out_dir / "comparison.csv")["change"].value_counts()
         gone = len(earlier[0]) - int(kinds.sum() - kinds.get("new", 0))
-        out.print(f"against {against}: {int(kinds.sum())} summary rows, "
-                  f"{int(kinds.get('value', 0))} moved, {int(kinds.get('same', 0))} the "
-                  f"same, {int(kinds.get('new', 0))} new (comparison.csv)"
-                  + (f"; {gone} rows of the earlier run are not in this one" if gone else ""))
+        _say(f"against {against}: {int(kinds.sum())} summary rows, "
+             f"{int(kinds.get('value', 0))} moved, {int(kinds.get('same', 0))} the "
+             f"same, {int(kinds.get('new', 0))} new (comparison.csv)"
+             + (f"; {gone} rows of the earlier run are not in this one" if gone else ""))
     rss = peak_rss_mb()
     out.print(f"{time.perf_counter() - t0:.1f} s"
               + ("" if rss is None else f", peak RSS {rss:,.0f} MB"))
@@ -412,7 +433,13 @@ def validate(
         check_expect(expect)
         if scheduler is not None:
             _check_workers(scheduler, workers)
-        paths, targets = sources(replicas_dir, targets_file)
+        try:
+            paths, targets = sources(replicas_dir, targets_file)
+        except UnicodeDecodeError as e:  # the loader reads --targets as text unchecked
+            if targets_file is None:
+                raise
+            _fail(f"--targets {targets_file}: not a UTF-8 text file ({_bad_byte(e)}); "
+                  "save it as UTF-8")
         chosen = plan(ids or None, paths, targets)
         previous = out_dir.exists() and any(out_dir.iterdir())
         if previous and not (out_dir / "validation.csv").exists():
@@ -460,9 +487,9 @@ def validate(
     for r in result.results:
         label = {"pass": "pass", "fail": "FAIL", "known_gap": "known gap",
                  "error": "ERROR"}[r.status]
-        shown.add_row(r.target.target_id, r.target.role, r.target.published,
-                      f"{r.simulated:.4g}",
-                      r.target.tolerance.text, f"[{colour[r.status]}]{label}[/]")
+        shown.add_row(escape(r.target.target_id), escape(r.target.role),
+                      escape(str(r.target.published)), f"{r.simulated:.4g}",
+                      escape(r.target.tolerance.text), f"[{colour[r.status]}]{label}[/]")
     out.print(shown)
     for r in result.results:
         if r.status == "error":  # why the statistic could not be computed
@@ -470,28 +497,28 @@ def validate(
                       highlight=False, soft_wrap=True)
     for role, rc in result.role_counts().items():
         if rc["total"]:
-            out.print(f"{role}: {rc['total']} targets, {rc['pass']} pass, {rc['fail']} fail, "
-                      f"{rc['known_gap']} known gaps, {rc['error']} errors")
+            _say(f"{role}: {rc['total']} targets, {rc['pass']} pass, {rc['fail']} fail, "
+                 f"{rc['known_gap']} known gaps, {rc['error']} errors")
     if expect:
         odd = result.by_expectation()
-        out.print(f"expectation (group sizes x {expect}): passing by chance (outside the "
-                  f"tolerance in expectation): {', '.join(odd['by_chance']) or 'none'}; "
-                  "sampling misses (failing or known gaps, inside in expectation): "
-                  f"{', '.join(odd['sampling_miss']) or 'none'}")
+        _say(f"expectation (group sizes x {expect}): passing by chance (outside the "
+             f"tolerance in expectation): {', '.join(odd['by_chance']) or 'none'}; "
+             "sampling misses (failing or known gaps, inside in expectation): "
+             f"{', '.join(odd['sampling_miss']) or 'none'}")
     if comparison is not None:
         k = comparison_counts(comparison)
         moved = comparison[comparison["change"] == "status"]
-        out.print(f"against {against}: {len(comparison)} targets, {k['status']} changed "
-                  f"verdict, {k['value']} moved value only, {k['same']} the same, {k['new']} "
-                  "new" + "".join(f"\n  {r.target_id}: {r.status_before} -> {r.status}"
-                                  for r in moved.itertuples()))
+        _say(f"against {against}: {len(comparison)} targets, {k['status']} changed "
+             f"verdict, {k['value']} moved value only, {k['same']} the same, {k['new']} "
+             "new" + "".join(f"\n  {r.target_id}: {r.status_before} -> {r.status}"
+                             for r in moved.itertuples()))
     c = result.counts()
-    out.print(f"{c['pass']} pass, {c['fail']} fail, {c['known_gap']} known gaps, "
-              f"{c['error']} errors in {result.seconds:.1f} s"
-              + (f" (and {sens_s:.1f} s screening sensitivity)" if sens_s is not None else "")
-              + f"; wrote {out_dir}/validation.csv, "
-              "manifest.json" + (", comparison.csv" if comparison is not None else "")
-              + " and report.html")
+    _say(f"{c['pass']} pass, {c['fail']} fail, {c['known_gap']} known gaps, "
+         f"{c['error']} errors in {result.seconds:.1f} s"
+         + (f" (and {sens_s:.1f} s screening sensitivity)" if sens_s is not None else "")
+         + f"; wrote {out_dir}/validation.csv, "
+         "manifest.json" + (", comparison.csv" if comparison is not None else "")
+         + " and report.html")
     if not result.ok:
         raise typer.Exit(1)
 
@@ -676,8 +703,9 @@ def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
     if comparison.region:
         change += f", {comparison.region}"
     table = Table("n per arm", "power", "95% CI",
-                  title=f"{r['readout']} at {float(r['time_h']):g} h{change}, {r['test']}, "
-                        f"{r['groups']}, alpha {alpha:g}, {cohorts} resampled cohorts")
+                  title=escape(f"{r['readout']} at {float(r['time_h']):g} h{change}, "
+                               f"{r['test']}, {r['groups']}, alpha {alpha:g}, {cohorts} "
+                               "resampled cohorts"))
     for _, q in df.iterrows():
         table.add_row(str(int(q["n"])), f"{q['power']:.2f}",
                       f"[{q['ci_low']:.2f}, {q['ci_high']:.2f}]")
@@ -685,9 +713,9 @@ def _pilot_power(folder: Path, compare: int | None, design: bool, n: str,
     sizes = ", ".join(f"{a} {v.size}" for a, v in zip(arms, values, strict=True))
     err.print(f"note: resampled from the pilot's subjects ({sizes}): its effect and spread "
               "are taken as the true ones, so the curve is as uncertain as the pilot",
-              highlight=False, soft_wrap=True)
+              highlight=False, soft_wrap=True, markup=False)
     if out_dir is not None:
-        out.print(f"wrote {out_dir}/ ({_written(out_dir)})")
+        _say(f"wrote {out_dir}/ ({_written(out_dir)})")
 
 
 @app.command()
@@ -797,17 +825,19 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
         _fail_in(scenario, e)
     first = df.iloc[0]
     table = Table("n per arm", "power", "95% CI",
-                  title=f"{first['readout']} at {first['time_h']:g} h, {first['test']}, "
-                        f"{first['groups']}, alpha {alpha:g}, {cohorts} cohorts")
+                  title=escape(f"{first['readout']} at {first['time_h']:g} h, "
+                               f"{first['test']}, {first['groups']}, alpha {alpha:g}, "
+                               f"{cohorts} cohorts"))
     if design:
         table = Table("n", "arm", "n arm", "randomised", "power", "95% CI", "mean estimate",
                       "not fitted",
-                      title=f"{first['readout']} at {first['time_h']:g} h, {first['test']}, "
-                            f"against {first['control']}, alpha {alpha:g}, {cohorts} trials")
+                      title=escape(f"{first['readout']} at {first['time_h']:g} h, "
+                                   f"{first['test']}, against {first['control']}, alpha "
+                                   f"{alpha:g}, {cohorts} trials"))
     for _, r in df.iterrows():
         ci = f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
         if design:
-            table.add_row(str(int(r["n"])), str(r["arm"]), str(int(r["n_arm"])),
+            table.add_row(str(int(r["n"])), escape(str(r["arm"])), str(int(r["n_arm"])),
                           f"{r['randomised_mean']:.3g}", f"{r['power']:.2f}", ci,
                           f"{r['mean_estimate']:.2f}", str(int(r["not_fitted"])))
         else:
@@ -820,7 +850,7 @@ def power(scenario: str = typer.Argument(..., help="scenario YAML file or built-
         out.print(f"note: {int(df['not_fitted'].sum())} simulated trials' primary analysis "
                   "could not be fitted (counted as not significant)")
     if out_dir is not None:
-        out.print(f"wrote {out_dir}/ ({_written(out_dir)})")
+        _say(f"wrote {out_dir}/ ({_written(out_dir)})")
 
 
 @app.command()
@@ -923,7 +953,7 @@ def screen(
         _fail(str(e))
     from rich import box
 
-    shown = Table(title=f"screen ({species}, {stress}, {route}; ranked by {rank_by})",
+    shown = Table(title=escape(f"screen ({species}, {stress}, {route}; ranked by {rank_by})"),
                   box=box.SIMPLE_HEAD, pad_edge=False)
     shown.add_column("#", justify="right")
     shown.add_column("compound", no_wrap=True)  # names are what users type: never cut
@@ -937,14 +967,14 @@ def screen(
         shown.add_column(label, justify="right")
     for _, r in result.table.iterrows():
         role = {"reference": " (ref.)", "vehicle": " (vehicle)"}.get(r["role"], "")
-        shown.add_row(str(r["rank"]), r["compound"] + role,
+        shown.add_row(str(r["rank"]), escape(str(r["compound"]) + role),
                       *(fixed(r[c], f) for c, (_, f) in cols.items()))
     out.print(shown)
     for note in plan.notes:
-        out.print(f"note: {note}")
-    out.print(f"screened {len(plan.compounds)} compounds ({len(plan.arms)} arms, n={n}) in "
-              f"{result.seconds:.1f} s on {result.where}; wrote {out_dir}/ "
-              "(screen.csv, screen.parquet, readouts.parquet, manifest.json, report.html)")
+        _say(f"note: {note}")
+    _say(f"screened {len(plan.compounds)} compounds ({len(plan.arms)} arms, n={n}) in "
+         f"{result.seconds:.1f} s on {result.where}; wrote {out_dir}/ "
+         "(screen.csv, screen.parquet, readouts.parquet, manifest.json, report.html)")
 
 
 @app.command()
@@ -958,8 +988,9 @@ def scenarios():
         table.add_column(col)
     for name, path in builtin_scenarios().items():
         sc = load_scenario(path)
-        table.add_row(name, sc.species, ", ".join(f"{a.name} (n={a.n})" for a in sc.arms),
-                      sc.description)
+        table.add_row(escape(name), escape(sc.species),
+                      escape(", ".join(f"{a.name} (n={a.n})" for a in sc.arms)),
+                      escape(sc.description or ""))
     out.print(table)
 
 
@@ -993,9 +1024,9 @@ def compounds_cmd(
             tgt = "mixture of " + ", ".join(f"{k} {f:g}" for k, f in c.components.items())
         if c.metabolites:
             tgt += ("; " if tgt else "") + "-> " + ", ".join(m for m, _ in c.metabolites)
-        table.add_row(name, c.kind + (" (window PK)" if c.is_window else ""),
-                      ", ".join(species), ", ".join(c.routes), tgt or "-",
-                      "built-in" if name in BUILTIN else c.source_file)
+        table.add_row(*(escape("" if v is None else str(v)) for v in (
+            name, c.kind + (" (window PK)" if c.is_window else ""), ", ".join(species),
+            ", ".join(c.routes), tgt or "-", "built-in" if name in BUILTIN else c.source_file)))
     out.print(table)
 
 
@@ -1024,8 +1055,8 @@ def analyze(kind: str = typer.Argument(..., help="spines, calcium, behavior or n
         _fail(str(e))
     manifest = json.loads((folder / "manifest.json").read_text())
     for note in [*manifest.get("left_out", []), *manifest.get("no_data", [])]:
-        out.print(f"note: {note}")
-    out.print(f"wrote {folder}/ ({_written(folder)})")
+        _say(f"note: {note}")
+    _say(f"wrote {folder}/ ({_written(folder)})")
 
 
 @app.command()
@@ -1066,9 +1097,9 @@ def sweep(scenario: str = typer.Argument(..., help="scenario YAML file or built-
                   workers=workers, chunk_samples=chunk, compounds=folders,
                   registry=registry)
     except _analysis_errors() as e:
-        _fail_in(scenario, e)
-    out.print(f"wrote {out_dir}/ ({len(samples)} samples: chunks/part-*.parquet, "
-              "samples.parquet, manifest.json)")
+        _fail_in(scenario, _sweep_error(e, out_dir))
+    _say(f"wrote {out_dir}/ ({len(samples)} samples: chunks/part-*.parquet, "
+         "samples.parquet, manifest.json)")
 
 
 @app.command()
@@ -1126,7 +1157,7 @@ def sensitivity(
                         scheduler=scheduler, compounds=folders)
     except _analysis_errors() as e:
         _fail_in(scenario, e)
-    out.print(f"wrote {out_dir}/ (indices.csv, indices.png, samples.csv, manifest.json, sweep/)")
+    _say(f"wrote {out_dir}/ (indices.csv, indices.png, samples.csv, manifest.json, sweep/)")
 
 
 @app.command()
@@ -1169,11 +1200,11 @@ def calibrate(
                         population=population, generations=generations, seed=seed,
                         registry=registry, workers=workers, scheduler=scheduler,
                         compounds=[str(f) for f in folders], overwrite=force,
-                        progress=lambda msg: err.print(msg))
+                        progress=lambda msg: err.print(msg, markup=False))
     except _analysis_errors() as e:
         _fail_in(scenario, e)
     files = ", ".join(sorted(f.name for f in Path(out_dir).iterdir()))
-    out.print(f"wrote {out_dir}/ ({files})" + (f" and {petab}/" if petab is not None else ""))
+    _say(f"wrote {out_dir}/ ({files})" + (f" and {petab}/" if petab is not None else ""))
 
 
 @app.command()
@@ -1215,8 +1246,8 @@ def params(prefix: str = typer.Argument("", help="show only names starting with 
     for p in chosen:
         bsv = (f"CV {p.bsv_cv:g}" if p.bsv_cv else
                f"logit SD {p.bsv_logit_sd:g}" if p.bsv_logit_sd else "")
-        table.add_row(p.name, f"{p.value:g}", p.unit, f"[{p.low:g}, {p.high:g}]", bsv,
-                      p.source)
+        table.add_row(escape(p.name), f"{p.value:g}", escape(p.unit),
+                      escape(f"[{p.low:g}, {p.high:g}]"), bsv, escape(p.source))
     out.print(table)
 
 
@@ -1274,7 +1305,7 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
             _fail(f"--out {out_file}: cannot write ({e.strerror})")
     except _user_errors() as e:
         _fail_in(scenario, e)
-    out.print(f"wrote {out_file}")
+    _say(f"wrote {out_file}")
 
 
 @app.command()
@@ -1348,9 +1379,9 @@ def query(
     except QueryError as e:
         _fail(str(e))
     for why in left_out:  # after the query succeeded: a failing one names its own file
-        err.print(f"note: left out {why}", highlight=False, soft_wrap=True)
+        err.print(f"note: left out {why}", highlight=False, soft_wrap=True, markup=False)
     if output is not None:
-        out.print(f"wrote {output}", highlight=False)
+        _say(f"wrote {output}")
         return
     omitted = total - sum(b.num_rows for b in shown)
     note = (f"{omitted} more row{'s' * (omitted != 1)} omitted (--limit N for more, --limit 0 "
@@ -1359,7 +1390,7 @@ def query(
         (write_csv if fmt == "csv" else write_json)(schema, shown, sys.stdout)
         sys.stdout.flush()
         if note:
-            err.print(note, highlight=False, soft_wrap=True)
+            err.print(note, highlight=False, soft_wrap=True, markup=False)
         return
     import math
 
@@ -1383,7 +1414,7 @@ def query(
             shown_table.add_row(*(cell(v) for v in rec))
     out.print(shown_table)
     out.print(f"{total} row{'s' * (total != 1)}" + (f"; {note}" if note else ""),
-              highlight=False, soft_wrap=True)
+              highlight=False, soft_wrap=True, markup=False)
 
 
 def main() -> None:  # pragma: no cover

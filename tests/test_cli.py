@@ -390,7 +390,7 @@ def test_existing_folder_needs_force_and_force_replaces_it(tmp_path, small_yaml)
     assert_one_error_line(res.stderr, "--out", "not an earlier ketasim output")
     assert (out / "mine.txt").read_text() == "keep"
 
-    (out / "manifest.json").write_text("{}")  # an earlier run's folder
+    (out / "manifest.json").write_text('{"ketasim_version": "0"}')  # an earlier run's folder
     res = invoke("run", small_yaml, "--out", out, "--force")
     assert res.exit_code == 0, (res.stderr, res.exception)
     names = {p.name for p in out.iterdir()}
@@ -455,7 +455,7 @@ def test_failed_run_leaves_no_folder_behind(tmp_path, small_yaml, failing_report
 def test_failed_forced_run_keeps_the_old_folder_untouched(tmp_path, small_yaml, failing_report):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
-    (out / "manifest.json").write_text("{}")  # an earlier run's folder
+    (out / "manifest.json").write_text('{"ketasim_version": "0"}')  # an earlier run's folder
     (out / "mine.txt").write_text("keep")
     (out / "sub" / "data.bin").write_bytes(bytes(range(256)))
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}

@@ -124,7 +124,7 @@ def test_existing_folder_needs_force_and_failed_run_leaves_it_untouched(
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
-    (out / "manifest.json").write_text("{}")  # an earlier run's folder
+    (out / "manifest.json").write_text('{"ketasim_version": "0"}')  # an earlier run's folder
     assert invoke("run", small, "--out", out).exit_code == 2
     assert (out / "mine.txt").read_text() == "keep"
 

@@ -18,6 +18,9 @@ from ketasim.io.results import (
     write_readouts,
 )
 
+#: the smallest manifests ketasim writes (every one records its version): a run's, a sweep's
+KETASIM_MANIFEST = '{"ketasim_version": "0.1.0", "seed": 1}'
+SWEEP_MANIFEST = '{"format": "ketasim-sweep/1", "versions": {"ketasim": "0.1.0"}}'
 READOUT_COLUMNS = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
 
 
@@ -109,7 +112,7 @@ def test_atomic_dir_leaves_nothing_on_exception(tmp_path):
 def test_atomic_dir_keeps_existing_folder_on_exception(tmp_path):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
-    (out / "manifest.json").write_text("{}")  # an earlier output, so replaceable
+    (out / "manifest.json").write_text(KETASIM_MANIFEST)  # an earlier output, so replaceable
     (out / "mine.txt").write_text("keep")
     (out / "sub" / "b.bin").write_bytes(b"\x00\x01")
     before = snapshot(out)
@@ -124,7 +127,7 @@ def test_atomic_dir_keeps_existing_folder_on_exception(tmp_path):
 def test_atomic_dir_keeps_existing_folder_on_keyboard_interrupt(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "manifest.json").write_text("{}")
+    (out / "manifest.json").write_text(KETASIM_MANIFEST)
     with pytest.raises(KeyboardInterrupt), atomic_dir(out, overwrite=True):
         raise KeyboardInterrupt
     assert everything(tmp_path) == ["out", "out/manifest.json"]
@@ -133,7 +136,7 @@ def test_atomic_dir_keeps_existing_folder_on_keyboard_interrupt(tmp_path):
 def test_atomic_dir_overwrite_replaces_the_whole_folder(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "manifest.json").write_text("{}")  # an earlier output
+    (out / "manifest.json").write_text(KETASIM_MANIFEST)  # an earlier output
     (out / "old.txt").write_text("old")
     with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
@@ -201,10 +204,29 @@ def test_check_writable(tmp_path):
     # --force replaces only an earlier ketasim output (a run's manifest, a PEtab problem)
     with pytest.raises(OutputError, match="not an earlier ketasim output"):
         check_writable(full, overwrite=True)
+    # a file of the marker's name is not enough: its content must be ketasim's
+    for text in ("", "{}", "[1]", '{"name": "web-app", "version": "1.0"}',
+                 '{"versions": {"ketasim": "1"}}', "\xff\xfe not JSON"):
+        (full / "manifest.json").write_bytes(text.encode("latin-1"))
+        with pytest.raises(OutputError, match="not an earlier ketasim output") as e:
+            check_writable(full, overwrite=True)
+        assert "manifest.json" in str(e.value) and str(full) in str(e.value)
+    (full / "manifest.json").unlink()
     (full / "problem.yaml").write_text("")
+    with pytest.raises(OutputError, match="not an earlier ketasim output"):
+        check_writable(full, overwrite=True)
+    (full / "problem.yaml").write_text("format_version: 1\nproblems: []\n")
+    with pytest.raises(OutputError, match="not an earlier ketasim output"):
+        check_writable(full, overwrite=True)  # a PEtab problem, but not ketasim's export
+    (full / "README.md").write_text("# PEtab export: sc\n")
     check_writable(full, overwrite=True)
+    (full / "problem.yaml").unlink()
+    (full / "README.md").unlink()
+    for text in (KETASIM_MANIFEST, SWEEP_MANIFEST):
+        (full / "manifest.json").write_text(text)
+        check_writable(full, overwrite=True)
     assert issubclass(OutputError, OSError)
-    assert everything(tmp_path) == ["full", "full/problem.yaml", "full/x"], \
+    assert everything(tmp_path) == ["full", "full/manifest.json", "full/x"], \
         "check_writable must not create anything"
 
 

@@ -349,11 +349,25 @@ class ResolvedDesign:
                           "kind needs its subject and session: a path or a pattern entry)")
 
 
+def read_design_text(path: str | Path) -> str:
+    """A design file's text (UTF-8, a byte-order mark dropped); :class:`DesignError`
+    naming the file, the line and the byte for one that is not UTF-8 (Latin-1, say).
+    :class:`OSError` when it cannot be read."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DesignError(f"{path}: not a UTF-8 text file (invalid byte "
+                          f"{data[e.start]:#04x} at byte {e.start}, line {line}); save it "
+                          "as UTF-8") from None
+
+
 def load_design(path: str | Path) -> ResolvedDesign:
     """Read and check a design file; :class:`DesignError` names the file and field."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = read_design_text(p)
         raw = yaml.safe_load(text)
     except OSError as e:
         raise DesignError(f"{p}: cannot read the design file ({e.strerror})") from None

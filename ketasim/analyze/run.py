@@ -17,7 +17,7 @@ import pandas as pd
 
 import ketasim
 from ketasim.analysis.stats import NESTED_SUFFIX, compare, summarize
-from ketasim.analyze.design import load_design
+from ketasim.analyze.design import load_design, read_design_text
 from ketasim.analyze.kinds import check_comparisons, read_lab_data
 from ketasim.io.results import (
     OutputError,
@@ -96,7 +96,7 @@ def analyze(kind: str, paths: list[str | Path], design_path: str | Path, out: st
     summary = summarize(readouts)
     # each row keeps its index in the design (what power RUN_DIR --compare I names)
     stats = compare(readouts, comparisons).assign(comparison=indices)
-    text = Path(design_path).read_text()
+    text = read_design_text(design_path)  # as loaded (UTF-8)
     registry = load_registry()
     man = collect(registry=registry, started=started,
                   inputs=[Path(design_path), *_files(paths)]) | {

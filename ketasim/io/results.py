@@ -44,22 +44,77 @@ def check_writable(out: Path, overwrite: bool, option: str = "--out") -> None:
 
 #: files by which a folder is known as ketasim's own output (a run, analysis, validation,
 #: screen, sweep, sensitivity or calibration writes a manifest; a PEtab export its
-#: problem file): only such a folder is replaced
+#: problem file): only such a folder is replaced, and only when the file is ketasim's
+#: (:func:`_ketasim_marker`), not merely a file of that name
 OUTPUT_MARKERS = ("manifest.json", "problem.yaml")
+#: the first line of the README.md that ketasim's PEtab export writes beside problem.yaml
+PETAB_README = "# PEtab export: "
+#: largest marker file read to recognise it (a ketasim manifest is well under this)
+MARKER_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _is_ketasim_manifest(doc) -> bool:
+    """A manifest that ketasim wrote: every one records ketasim's version, as
+    ``ketasim_version`` (:func:`ketasim.provenance.collect`: run, analyze, validate,
+    power, screen, sensitivity, calibrate) or, for a sweep (``format``
+    ``ketasim-sweep/N``), as ``versions.ketasim``."""
+    if not isinstance(doc, dict):
+        return False
+    if isinstance(doc.get("ketasim_version"), str):
+        return True
+    versions = doc.get("versions")
+    return (isinstance(doc.get("format"), str) and doc["format"].startswith("ketasim-")
+            and isinstance(versions, dict) and isinstance(versions.get("ketasim"), str))
+
+
+def _read_marker(path: Path) -> str:
+    if path.stat().st_size > MARKER_MAX_BYTES:
+        raise ValueError(f"larger than {MARKER_MAX_BYTES // (1024 * 1024)} MiB")
+    return path.read_bytes().decode("utf-8-sig")
+
+
+def _ketasim_marker(out: Path) -> str | None:
+    """None when ``out`` holds a marker file that ketasim wrote (a manifest it recognises,
+    or its PEtab export's problem.yaml with the README.md it writes beside it); else why
+    not, for the error."""
+    manifest, problem = out / OUTPUT_MARKERS[0], out / OUTPUT_MARKERS[1]
+    if manifest.is_file():
+        try:
+            doc = json.loads(_read_marker(manifest))
+        except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError too
+            return f"its manifest.json cannot be read as JSON ({type(e).__name__})"
+        if _is_ketasim_manifest(doc):
+            return None
+        return "its manifest.json was not written by ketasim (no ketasim version in it)"
+    if problem.is_file():
+        import yaml
+
+        try:
+            doc = yaml.safe_load(_read_marker(problem))
+            readme = (out / "README.md").read_bytes()[:256].decode("utf-8", "replace")
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            return f"its problem.yaml or README.md cannot be read ({type(e).__name__})"
+        if (isinstance(doc, dict) and "format_version" in doc and "problems" in doc
+                and readme.startswith(PETAB_README)):
+            return None
+        return "its problem.yaml is not a PEtab export of ketasim's"
+    return f"no {' or '.join(OUTPUT_MARKERS)}"
 
 
 def _check_replaceable(out: Path, option: str) -> None:
     """Refuse to replace (delete) a folder that is not an earlier ketasim output, or that
     holds the current folder: --force must never delete a lab's data, a scenario or
-    the folder the user works in."""
+    the folder the user works in. A marker file of the right name is not enough: its
+    content must be ketasim's (:func:`_ketasim_marker`)."""
     here, target = Path.cwd().resolve(), out.resolve()
     if target == here or target in here.parents:
         raise OutputError(f"{option} {out}: is the current folder or holds it; replacing "
                           "it would delete it: choose a new folder")
-    if not any((out / m).is_file() for m in OUTPUT_MARKERS):
+    why = _ketasim_marker(out)
+    if why is not None:
         raise OutputError(f"{option} {out}: folder exists and is not an earlier ketasim "
-                          f"output (no {' or '.join(OUTPUT_MARKERS)}); --force replaces "
-                          "only those: choose another folder")
+                          f"output ({why}); --force replaces only those: choose another "
+                          "folder")
 
 
 def check_output_file(path: Path, force: bool, option: str = "--out") -> None:

@@ -7,6 +7,15 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 
+def literal(text) -> str:
+    """``text`` as matplotlib draws it literally: every ``$`` escaped, so that a name a
+    user gave (a group, arm, subject, compound, target or parameter) is not parsed as
+    mathtext (``sal$^$`` would raise; ``$x$`` would be drawn as math). Apply it to each
+    user-supplied string that goes into a figure: titles, axis and tick labels, legend
+    labels and other texts (matplotlib draws ``\\$`` as ``$`` outside math)."""
+    return str(text).replace("$", r"\$")
+
+
 def subplots(*args, figsize=None, **kwargs):
     """``(figure, axes)`` like ``pyplot.subplots``, on a figure pyplot does not track."""
     fig = Figure(figsize=figsize)

@@ -14,7 +14,7 @@ from ketasim.behavior.assays import (
     KEEP_TRACK_SESSIONS,
     KEEP_TRACK_SUBJECTS,
 )
-from ketasim.report._mpl import subplots
+from ketasim.report._mpl import literal, subplots
 from ketasim.report.spine_maps import session_label
 
 ETHOGRAM_ROWS = 8  # mice per arm drawn in the ethogram
@@ -52,7 +52,7 @@ def ethogram_figure(tst: dict, path: Path, rows: int = ETHOGRAM_ROWS) -> Path | 
                 y += 1
             if subjects:
                 ticks.append(y - len(subjects) / 2)
-                labels.append(arm)
+                labels.append(literal(arm))
                 ax.axhline(y, c="w", lw=2)
         ax.set_ylim(y, 0)
         ax.set_yticks(ticks, labels, fontsize=7)
@@ -81,7 +81,7 @@ def peri_struggle_figure(tst: dict, path: Path) -> Path | None:
                 continue
             m = per.mean(axis=0)
             se = per.std(axis=0, ddof=1) / np.sqrt(per.shape[0]) if per.shape[0] > 1 else 0 * m
-            line, = ax.plot(d["lags_s"], m, lw=1.2, label=f"{arm} (n={per.shape[0]})")
+            line, = ax.plot(d["lags_s"], m, lw=1.2, label=f"{literal(arm)} (n={per.shape[0]})")
             ax.fill_between(d["lags_s"], m - se, m + se, color=line.get_color(), alpha=0.25,
                             lw=0)
         ax.axvline(0.0, c="k", lw=0.6, ls="--")
@@ -156,13 +156,13 @@ def track_figure(tracks: dict[str, pd.DataFrame], path: Path,
             s = g[g["subject"] == subjects[c]]
             ax.plot(s["x_cm"].to_numpy(float), s["y_cm"].to_numpy(float), lw=0.5,
                     color="tab:blue")
-            ax.set_title(f"{subjects[c]}", fontsize=7)
+            ax.set_title(literal(subjects[c]), fontsize=7)
             if c == 0:
                 named = g["session"].iloc[0] if "session" in g.columns else None
                 when = (str(named) if isinstance(named, str) and named
                         else f"{float(t) * 60:.3g} min" if abs(float(t)) < 1
                         else session_label(float(t)))
-                ax.set_ylabel(f"{arm}\n{when}", fontsize=7)
+                ax.set_ylabel(literal(f"{arm}\n{when}"), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path

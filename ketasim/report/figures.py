@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ketasim.experiment.taper import TAPER_ASSAY, TAPER_READOUT
-from ketasim.report._mpl import subplots
+from ketasim.report._mpl import literal, subplots
 
 _COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
@@ -131,7 +131,7 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
                 e = a["sem"].fillna(0).to_numpy()
                 c = _COLORS[k % len(_COLORS)]
                 ax.plot(x, m, ls=_STYLES[k % len(_STYLES)], marker=_MARKERS[k % len(_MARKERS)],
-                        ms=3.5, color=c, label=arm)
+                        ms=3.5, color=c, label=literal(arm))
                 ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
                 n = a["n"].to_numpy()
                 for xi, mi, ni in zip(x, m, n):
@@ -154,10 +154,11 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
                 v = raw.loc[raw["arm"] == arm, "value"].to_numpy(float)
                 jitter = (np.arange(len(v)) - (len(v) - 1) / 2) * 0.04
                 ax.plot(k + jitter, v, "o", ms=3, color="k")
-            ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
+            ax.set_xticks(range(len(arms)), [literal(a) for a in arms], rotation=30,
+                          ha="right")
             ax.set_xlabel(f"t = {times[0]:g} h")
-        ax.set_title(name, fontsize=9)
-        ax.set_ylabel(unit_label(unit))
+        ax.set_title(literal(name), fontsize=9)
+        ax.set_ylabel(literal(unit_label(unit)))
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     handles: dict[str, object] = {}
@@ -170,16 +171,16 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
     notes = []
     if flat:
         notes.append("the same in every arm and at every time (not drawn): "
-                     + ", ".join(flat))
+                     + ", ".join(map(literal, flat)))
     if empty:
         notes.append("no value above the limit of quantification (not drawn): "
-                     + ", ".join(empty))
+                     + ", ".join(map(literal, empty)))
     if not names:
         axes[0, 0].text(0.5, 0.5, "nothing to draw", ha="center", va="center",
                         transform=axes[0, 0].transAxes)
     if notes:
         fig.text(0.01, 0.005, "; ".join(notes), fontsize=6.5, va="bottom", wrap=True)
-    fig.suptitle(assay)
+    fig.suptitle(literal(assay))
     # room for the title above the panels and the notes below them
     fig.tight_layout(rect=(0, (0.3 if notes else 0) / height, 1, 1 - 0.35 / height))
     fig.savefig(path, dpi=110)
@@ -224,7 +225,7 @@ def taper_figure(readouts: pd.DataFrame, path: Path) -> Path:
                      colors=[colors[lv] for lv in shares.columns], step="post")
         ax.set_xlim(x[0], x[-1])
         ax.set_ylim(0.0, 1.0)
-        ax.set_title(f"{arm} (n={rows.loc[rows['arm'] == arm, 'subject'].nunique()})",
+        ax.set_title(f"{literal(arm)} (n={rows.loc[rows['arm'] == arm, 'subject'].nunique()})",
                      fontsize=9)
         ax.set_xlabel("time (days)")
     axes[0, 0].set_ylabel("share of patients")

@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ketasim.analysis.power import TARGET_POWER
+from ketasim.report._mpl import literal
 
 __all__ = ["plot_power", "power_figure"]
 
@@ -42,7 +43,7 @@ def power_figure(df: pd.DataFrame) -> Figure:
     for k, groups in enumerate(lines):
         g = d[d["groups"] == groups]
         x = g["n"].to_numpy(float)
-        name = "" if len(lines) == 1 else f" {groups.split(';')[-1]}"
+        name = "" if len(lines) == 1 else f" {literal(groups.split(';')[-1])}"
         ax.fill_between(x, g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float),
                         color=f"C{k}", alpha=0.25, lw=0, label=f"95% Wilson interval{name}")
         ax.plot(x, g["power"].to_numpy(float), "-o", ms=4, color=f"C{k}",
@@ -61,8 +62,8 @@ def power_figure(df: pd.DataFrame) -> Figure:
     groups = (str(first["groups"]).replace(";", " vs ") if len(lines) == 1 else
               f"each arm vs {str(first['groups']).split(';')[0]}")
     failed = int(d["not_fitted"].sum()) if "not_fitted" in d else 0
-    ax.set_title(f"{first['readout']} at {float(first['time_h']):g} h, "
-                 f"{first['test']}\n{groups}, {int(first['cohorts'])} cohorts per n"
+    ax.set_title(f"{literal(first['readout'])} at {float(first['time_h']):g} h, "
+                 f"{first['test']}\n{literal(groups)}, {int(first['cohorts'])} cohorts per n"
                  + (f"; {failed} fits failed (not significant)" if failed else ""),
                  fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="lower right")

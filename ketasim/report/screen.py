@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ketasim.io.results import write_json, write_readouts
-from ketasim.report._mpl import subplots
+from ketasim.report._mpl import literal, subplots
 from ketasim.report.figures import unit_label
 from ketasim.report.html import img_tag, page, provenance_html, table_html
 
@@ -48,10 +48,12 @@ def fixed(v: float, spec: str) -> str:
 
 
 def _label(r) -> str:
+    """An arm's name in the figures (the compound drawn literally: see
+    :func:`ketasim.report._mpl.literal`)."""
     if r["role"] == "vehicle":
         return "vehicle (saline)"
     tag = " (reference)" if r["role"] == "reference" else ""
-    return f"{r['compound']} {r['dose_mg_per_kg']:g} mg/kg{tag}"
+    return f"{literal(r['compound'])} {r['dose_mg_per_kg']:g} mg/kg{tag}"
 
 
 def ranking_figure(table: pd.DataFrame, path: Path, rank_by: str) -> Path:
@@ -77,7 +79,7 @@ def ranking_figure(table: pd.DataFrame, path: Path, rank_by: str) -> Path:
         ax.set_xlim(lo - 0.1 * (hi - lo) - 0.05, hi + 0.25 * (hi - lo))
     axes[0].set_yticks(y, [f"{int(r['rank'])}. {_label(r)}" if pd.notna(r["rank"])
                            else _label(r) for _, r in t.iterrows()], fontsize=8)
-    fig.suptitle(f"ranked by {rank_by}", fontsize=10)
+    fig.suptitle(f"ranked by {literal(rank_by)}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
@@ -173,7 +175,7 @@ def dose_response_figure(table: pd.DataFrame, metrics: pd.DataFrame, path: Path)
         for k, name in enumerate(compounds):
             c = cand[cand["compound"] == name].sort_values("dose_mg_per_kg")
             ax.plot(c["dose_mg_per_kg"], c[col], "-o", ms=3.5,
-                    color=_COLORS[k % len(_COLORS)], label=name)
+                    color=_COLORS[k % len(_COLORS)], label=literal(name))
         ax.plot([ref["dose_mg_per_kg"]], [ref[col]], "*", ms=12,
                 color=ROLE_COLORS["reference"], label="reference")
         ax.axhline(veh[col], color=ROLE_COLORS["vehicle"], lw=1, ls="--")

@@ -18,6 +18,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ketasim.report._mpl import literal
+
 __all__ = ["indices_figure", "plot_indices"]
 
 # per method: the indices drawn, in order, and the one that sorts the parameters
@@ -57,7 +59,7 @@ def indices_figure(table: pd.DataFrame, title: str | None = None,
     params = list(order.index[:max_parameters])
     left_out = len(order) - len(params)
     scale = t.drop_duplicates("parameter").set_index("parameter")["scale"]
-    labels = [f"{p} (log)" if scale.get(p) == "log" else p for p in params]
+    labels = [literal(f"{p} (log)" if scale.get(p) == "log" else p) for p in params]
     h = 0.8 / len(bars)
     fig = Figure(figsize=(7.5, 1.6 + 0.32 * len(params)))
     FigureCanvasAgg(fig)
@@ -77,7 +79,7 @@ def indices_figure(table: pd.DataFrame, title: str | None = None,
                   else "elementary effect: readout change per the parameter's whole "
                        "range (of log10 for (log))")
     conf = "confidence intervals from bootstrap"
-    head = title or "sensitivity"
+    head = literal(title or "sensitivity")
     more = f"; {left_out} more parameters not shown" if left_out > 0 else ""
     ax.set_title("\n".join(textwrap.wrap(head, 80)
                            + [f"{method}, {len(order)} parameters, {conf}{more}"]), fontsize=9)

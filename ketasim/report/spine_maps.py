@@ -13,7 +13,7 @@ import pandas as pd
 
 from ketasim.analysis.calcium import detect_transients, synchronous_events
 from ketasim.analysis.spines import restoration_labels, survival, turnover
-from ketasim.report._mpl import subplots
+from ketasim.report._mpl import literal, subplots
 
 _STYLE = {"kept": ("o", "0.55"), "new": ("o", "tab:green"), "lost": ("x", "tab:red"),
           "restored": ("o", "tab:blue")}
@@ -72,7 +72,8 @@ def spine_map_figure(tracking: pd.DataFrame, path: Path, arm: str | None = None,
                                              for s in sessions])
         ax.set_xlim(0, length)
         ax.invert_yaxis()
-        ax.set_title(f"{arm or ''} subject {subject}, branch {b}", fontsize=8, loc="left")
+        ax.set_title(literal(f"{arm or ''} subject {subject}, branch {b}"), fontsize=8,
+                     loc="left")
     axes[-1, 0].set_xlabel("position along branch (um)")
     handles = {}
     for ax in axes[:, 0]:
@@ -121,7 +122,7 @@ def turnover_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
                 if v.size == 0:
                     continue
                 ax.bar(x, v.mean(), width * 0.9, color=f"C{a}",
-                       label=arm if lab == per[arm][0][0] else None, alpha=0.7)
+                       label=literal(arm) if lab == per[arm][0][0] else None, alpha=0.7)
                 ax.scatter(x + rng.uniform(-0.25, 0.25, v.size) * width, v, s=8, c="k",
                            zorder=3)
         ax.set_ylabel(f"{name} (%)")
@@ -163,7 +164,8 @@ def survival_figure(tracking: dict[str, pd.DataFrame], path: Path) -> Path | Non
             ax.fill_between(km["time_h"], km["ci_lower"], km["ci_upper"], step="post",
                             color=f"C{g}", alpha=0.15)
         p = res.logrank_p
-        ax.set_title(f"{arm}\nlog-rank p = {p:.3g}" if np.isfinite(p) else arm, fontsize=8)
+        ax.set_title(literal(f"{arm}\nlog-rank p = {p:.3g}" if np.isfinite(p) else arm),
+                     fontsize=8)
         ax.set_xlabel(f"h after {session_label(float(sessions[-2]))}")
         ax.set_ylim(0, 1.05)
         ax.legend(fontsize=7, frameon=False, loc="lower left")
@@ -189,7 +191,7 @@ def calcium_raster_figure(sessions: dict, path: Path, arm: str,
         ax = axes[0, c]
         ax.imshow(np.clip(dff, 0, np.percentile(dff, 99.5)), aspect="auto", cmap="magma",
                   extent=(0, secs[-1], dff.shape[0], 0), interpolation="nearest")
-        ax.set_title(f"{arm}, {session_label(float(t))}", fontsize=8, loc="left")
+        ax.set_title(literal(f"{arm}, {session_label(float(t))}"), fontsize=8, loc="left")
         ax.set_ylabel("cell")
         sync = synchronous_events(detect_transients(dff, frame_rate_hz), frame_rate_hz,
                                   rng=np.random.default_rng(0), n_shuffles=100)
@@ -247,7 +249,7 @@ def spine_class_figure(classes: pd.DataFrame, path: Path) -> Path | None:
             [["density_per_10um", "fraction"]].mean())
     bars = list(dict.fromkeys(mean.index.droplevel("class")))
     n_sub = classes.groupby(["arm", "time_h"], sort=False)["subject"].nunique()
-    labels = [f"{arm}\n{cell}, {session_label(t)}\n(n={n_sub[arm, t]})"
+    labels = [literal(f"{arm}\n{cell}, {session_label(t)}\n(n={n_sub[arm, t]})")
               for arm, cell, t in bars]
     fig, axes = subplots(1, 2, figsize=(max(6.5, 2.0 * len(bars) + 2.5), 3.8))
     x = np.arange(len(bars))

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from ketasim.behavior.striatal import AIMS_MAX, ALO_SUBTYPES, KEEP_AIMS_SUBJECTS
-from ketasim.report._mpl import subplots
+from ketasim.report._mpl import literal, subplots
 
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
@@ -64,7 +64,7 @@ def aims_sessions_figure(aims: dict[str, pd.DataFrame], path: Path) -> Path | No
         days = np.sort(s["day"].unique())
         stats = np.array([_mean_sem(s.loc[s["day"] == d, "alo"]) for d in days])
         ax.errorbar(days, stats[:, 0], yerr=stats[:, 1], color=colour, lw=1.8, marker="o",
-                    ms=4, capsize=3, label=f"{arm} (n={s['subject'].nunique()})")
+                    ms=4, capsize=3, label=f"{literal(arm)} (n={s['subject'].nunique()})")
     days = np.unique(np.concatenate([s["session_h"].to_numpy() / 24.0 + 1.0
                                      for s in sessions.values()]))
     if len(days) <= 12:
@@ -90,7 +90,7 @@ def aims_time_course_figure(aims: dict[str, pd.DataFrame], path: Path) -> Path |
         minutes = np.sort(p["period_min"].unique())
         stats = np.array([_mean_sem(p.loc[p["period_min"] == m, "alo"]) for m in minutes])
         line, = ax.plot(minutes, stats[:, 0], color=f"C{k % 10}", lw=1.5, marker="o", ms=3,
-                        label=f"{arm}, day {last / 24.0 + 1.0:g} "
+                        label=f"{literal(arm)}, day {last / 24.0 + 1.0:g} "
                               f"(n={p['subject'].nunique()})")
         ax.fill_between(minutes, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1],
                         color=line.get_color(), alpha=0.25, lw=0)
@@ -144,7 +144,7 @@ def mushroom_vs_aims(readouts: pd.DataFrame, path: Path) -> tuple[Path, str] | N
     fig, ax = subplots(figsize=(4.8, 3.6))
     for k, (arm, g) in enumerate(both.groupby(level="arm", sort=False)):
         ax.plot(g["aims"], g["mushroom"], "o", ms=4, color=_COLORS[k % len(_COLORS)],
-                label=f"{arm} (n={len(g)})")
+                label=f"{literal(arm)} (n={len(g)})")
     x, y = both["aims"].to_numpy(float), both["mushroom"].to_numpy(float)
     caption = "every animal with both measurements"
     if np.ptp(x) > 0 and np.ptp(y) > 0:
@@ -190,7 +190,7 @@ def lesion_time_course(readouts: pd.DataFrame, path: Path) -> tuple[Path, str] |
             m = stat["mean"].to_numpy(float) * scale
             e = np.nan_to_num(stat["sem"].to_numpy(float)) * scale
             colour = _COLORS[k % len(_COLORS)]
-            ax.plot(days, m, "o-", ms=3, color=colour, label=arm)
+            ax.plot(days, m, "o-", ms=3, color=colour, label=literal(arm))
             ax.fill_between(days, m - e, m + e, color=colour, alpha=0.2, lw=0)
         ax.set_xlabel("day")
         ax.set_ylabel(label, fontsize=8)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ketasim.report._mpl import subplots
+from ketasim.report._mpl import literal, subplots
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def synthesis_figure(readouts_by_replica: dict[str, pd.DataFrame], path: Path) -
     fig, ax = subplots(figsize=(12, 4.8))
     for s, t, d in courses:
         style = "-" if s.species != "human" else "--"
-        ax.plot(t, d, style, marker="o", ms=3, label=f"{s.label} ({s.species})")
+        ax.plot(t, d, style, marker="o", ms=3, label=literal(f"{s.label} ({s.species})"))
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlim(1 / 12, 24 * 21)

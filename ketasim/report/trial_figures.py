@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.scale import SymmetricalLogTransform
 
-from ketasim.report._mpl import subplots
+from ketasim.report._mpl import literal, subplots
 from ketasim.scenario.units import format_time
 
 _COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -81,11 +81,11 @@ def _arm_bands(ax, table, arms, time_col: str, mean_col: str, err_col: str,
                    a[err_col].fillna(0).to_numpy(float))
         if joined:
             ax.plot(x, m, ls=("-", "--", "-.", ":")[k % 4], marker="o", ms=3, color=c,
-                    label=arm)
+                    label=literal(arm))
             ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
         else:
             ax.errorbar(x, m, yerr=e, fmt="os^D"[k % 4], ms=4, color=c, capsize=2,
-                        lw=1, label=arm)
+                        lw=1, label=literal(arm))
 
 def psychotomimetic_panels(summary: pd.DataFrame, scale: str, arms: list[str]) -> list[str]:
     """The psychotomimetic scales drawn beneath the trial's scale: those measured in a
@@ -110,15 +110,15 @@ def trial_course_figure(trial: pd.DataFrame, summary: pd.DataFrame, scale: str,
     _arm_bands(ax, obs, arms, "visit_h", "estimate", "se")
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.axvline(primary, color="0.3", lw=0.8, ls=(0, (1, 2)), label="primary visit")
-    ax.set_ylabel(f"{scale}\nchange from baseline (points)")
+    ax.set_ylabel(f"{literal(scale)}\nchange from baseline (points)")
     if ax.get_legend_handles_labels()[0]:  # no arm has a change where screening let none in
         ax.legend(fontsize=7, frameon=False)
-    ax.set_title(f"{scale}: mean change from baseline (\u00b1 SE)", fontsize=9)
+    ax.set_title(f"{literal(scale)}: mean change from baseline (\u00b1 SE)", fontsize=9)
     for ax, readout in zip(axes[1:], below, strict=True):
         s = summary[summary["readout"] == readout]
         times.append(s["time_h"].to_numpy(float))
         _arm_bands(ax, s, arms, "time_h", "mean", "sem", joined=False)
-        ax.set_ylabel(f"{readout}\n(mean \u00b1 SEM)")
+        ax.set_ylabel(f"{literal(readout)}\n(mean \u00b1 SEM)")
     _time_axis(axes[-1], np.concatenate(times))
     axes[-1].set_xlabel("time from the first dose")
     fig.tight_layout()
@@ -142,8 +142,8 @@ def endpoints_figure(endpoints: pd.DataFrame, primary: float, path: Path) -> Pat
         p = a["proportion"].to_numpy(float)
         err = np.vstack([p - a["ci_lower"].to_numpy(float), a["ci_upper"].to_numpy(float) - p])
         ax.bar(x, p, width * 0.9, yerr=err, capsize=3, color=_COLORS[k % len(_COLORS)],
-               alpha=0.75, label=arm)
-    ax.set_xticks(range(len(names)), names)
+               alpha=0.75, label=literal(arm))
+    ax.set_xticks(range(len(names)), [literal(n) for n in names])
     ax.set_ylim(0, 1)
     ax.set_ylabel("proportion of patients")
     ax.set_title(f"at {format_time(float(primary))} (primary visit), 95% Wilson CI",
@@ -164,7 +164,7 @@ def relapse_figure(km: pd.DataFrame, path: Path) -> Path | None:
         t = g["time"].to_numpy(float) / 24.0
         events = int(g["events"].sum())
         ax.step(t, g["survival"], where="post", color=c, ls=("-", "--", ":")[k % 3],
-                lw=max(0.8, 2.0 - 0.4 * k), label=f"{arm} ({events} relapses of {int(g['at_risk'].iloc[0])})")
+                lw=max(0.8, 2.0 - 0.4 * k), label=f"{literal(arm)} ({events} relapses of {int(g['at_risk'].iloc[0])})")
         ax.fill_between(t, g["ci_lower"], g["ci_upper"], step="post", color=c, alpha=0.2,
                         lw=0)
     ax.set_ylim(0, 1.02)

@@ -16,7 +16,7 @@ import pandas as pd
 from ketasim.analysis.diff import comparison_counts
 from ketasim.analysis.stats import summarize
 from ketasim.analysis.tolerance import Tolerance, ToleranceError
-from ketasim.report._mpl import subplots
+from ketasim.report._mpl import literal, subplots
 from ketasim.report.figures import assay_figure
 from ketasim.report.html import (
     assay_figures,
@@ -161,10 +161,10 @@ def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
             ax.plot(value, 0, "k|", ms=14, mew=2)
         ax.plot(sim, 0, "o", color=_STATUS_COLOURS.get(status, "k"), ms=7)
         ax.set_xlim(lo_x, hi_x)
-        ax.set_yticks([0], [tid], fontsize=8)
+        ax.set_yticks([0], [literal(tid)], fontsize=8)
         ax.set_ylim(-1, 1)
         ax.tick_params(axis="x", labelsize=7)
-        ax.text(1.01, 0.5, tol.text, transform=ax.transAxes, fontsize=7, va="center")
+        ax.text(1.01, 0.5, literal(tol.text), transform=ax.transAxes, fontsize=7, va="center")
     axes[0, 0].set_title("each target on its own axis (p-values: log axis); grey: tolerance;"
                          "\nblack: published (+- SEM) where one number; dot: simulated "
                          "(green pass, orange known gap, red fail)", fontsize=7, loc="left")
