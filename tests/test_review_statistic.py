@@ -710,3 +710,14 @@ def test_numeric_constants_are_floats():
     assert ev("9007199254740993 - 9007199254740992", two_arms()) in (0.0, 2.0)
     assert ev("-10000000000 * 10000000000 / 4", two_arms()) == pytest.approx(-2.5e19)
     assert ev("mean('a', 'r', 24)", two_arms()) == pytest.approx(A_VALS.mean())
+
+
+def test_a_targets_file_that_is_not_utf8_is_a_setup_error(tmp_path):
+    """The loader itself refuses a targets file that is not UTF-8, naming the file and
+    the byte (the CLI's own catch is only a second line of defence)."""
+    from ketasim.validation.run import ValidationSetupError, sources
+
+    bad = tmp_path / "t.yaml"
+    bad.write_bytes("- target_id: T-X-01\n  source: \u00b5".encode("latin-1"))
+    with pytest.raises(ValidationSetupError, match=r"t\.yaml: not a UTF-8 text file .*0xb5"):
+        sources(None, bad)

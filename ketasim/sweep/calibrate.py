@@ -1237,7 +1237,7 @@ def _posterior_figures(out: Path, info: dict, pri: list[Prior]) -> list[str]:
 
 def _predictive_figure(out: Path, data, rows: pd.DataFrame, sims: np.ndarray,
                        ref: np.ndarray, what: str) -> str:
-    from ketasim.report._mpl import subplots
+    from ketasim.report._mpl import literal, subplots
 
     keys = list(dict.fromkeys(zip(rows["arm"], rows["assay"], rows["readout"], rows["change"],
                                   strict=True)))
@@ -1265,7 +1265,7 @@ def _predictive_figure(out: Path, data, rows: pd.DataFrame, sims: np.ndarray,
         title = f"{arm}: {readout}" + (f"\n{change} change from {'day' if days else 't ='} "
                                        f"{base / scale:g}{'' if days else ' h'}"
                                        if change else "")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(literal(title), fontsize=9)
         ax.set_xlabel("day" if days else "time (h)")
         if len(set(x.tolist())) == 1:  # one time: a tick there, not a stretched axis
             ax.set_xticks([x[0]])

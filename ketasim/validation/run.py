@@ -307,9 +307,13 @@ def sources(extra_replicas: Path | None = None, extra_targets: Path | None = Non
             paths[p.stem] = p
     if extra_targets is not None:
         try:
-            text = Path(extra_targets).read_text()
+            text = Path(extra_targets).read_text(encoding="utf-8")
         except OSError as e:
             raise ValidationSetupError(f"--targets {extra_targets}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ValidationSetupError(
+                f"--targets {extra_targets}: not a UTF-8 text file (invalid byte "
+                f"0x{e.object[e.start]:02x} at byte {e.start})") from None
         for tid, t in parse_targets(text, str(extra_targets)).items():
             if tid in targets:
                 raise ValidationSetupError(f"target {tid} in {extra_targets} is already defined")
