@@ -547,6 +547,13 @@ def item_scores(latent_total, profile: np.ndarray, item_max: np.ndarray,
     batches of ratings), with the same arithmetic, in the same order, as one rating."""
     span = item_max - item_min
     share = profile * span / span.sum()
+    if np.ptp(span) > 0:
+        # items of unequal ranges (HDRS-17: nine 0-4, eight 0-2): the profile-weighted
+        # shares sum to sum(p s) / sum(s), not 1, so renormalise them, or the unrounded
+        # total would be the latent total times a patient-specific factor (SD about
+        # 0.03; fixed 2026-12-07). Equal ranges (MADRS, CADSS, BPRS) sum to 1 already
+        # and keep their arithmetic.
+        share = share / share.sum(axis=-1, keepdims=True)
     latent = item_min + latent_total * share + rater_effect * span / span.sum()
     return np.clip(np.rint(latent + noise), item_min, item_max)
 
