@@ -359,6 +359,16 @@ DoseField = Annotated[
 # --------------------------------------------------------------------------- #
 
 
+def _check_end(event: "_EventBase", length: float | None, field: str, what: str) -> None:
+    """Raise unless an event that lasts ``length`` hours from ``at`` ends within 365 days
+    of time 0 (a duration is a length, checked by where the event ends)."""
+    if length is not None and event.at + length > MAX_ABS_TIME_H:
+        raise problem(
+            f"{what} that ends within 365 days of time 0 (from {format_time(event.at)}, "
+            f"{format_time(length)} would end at {format_time(event.at + length)})",
+            (field,))
+
+
 class _EventBase(BaseModel):
     model_config = _CONFIG
     what: ClassVar[str] = "an event"
@@ -411,6 +421,11 @@ class StressEvent(_EventBase):
     @property
     def end(self) -> float:
         return self.at + self.duration
+
+    @model_validator(mode="after")
+    def _check_stress(self) -> "StressEvent":
+        _check_end(self, self.duration, "duration", "a duration")
+        return self
 
 
 class DrugEvent(_EventBase):
@@ -511,6 +526,14 @@ class DrugEvent(_EventBase):
             raise problem(
                 f"a last dose within 365 days of time 0 (dose {self.doses} would fall at "
                 f"{format_time(self.at + (self.doses - 1) * self.every)})", ("doses",))
+        if self.over is not None and self.every is not None:
+            last = self.at + (self.doses - 1) * self.every
+            if last + self.over > MAX_ABS_TIME_H:
+                raise problem(
+                    f"a last infusion that ends within 365 days of time 0 (dose {self.doses} "
+                    f"at {format_time(last)} over {format_time(self.over)} would end at "
+                    f"{format_time(last + self.over)})", ("doses",))
+        _check_end(self, self.over, "over", "an infusion ('over')")
         return self
 
 
@@ -558,6 +581,7 @@ class InterventionEvent(_EventBase):
             acts = vocabulary.intervention_kind(self.intervention)
             how = "instantaneous" if acts == "instantaneous" else "permanent from 'at'"
             raise problem(f"no duration: {self.intervention} is {how}", ("duration",))
+        _check_end(self, self.duration, "duration", "a duration")
         return self
 
 

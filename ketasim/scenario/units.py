@@ -37,6 +37,7 @@ __all__ = [
     "MASS_EXPECTED",
     "MASS_PATTERN",
     "MAX_ABS_TIME_H",
+    "MAX_DURATION_H",
     "TIME_EXPECTED",
     "TIME_PATTERN",
     "TIME_UNITS_H",
@@ -78,6 +79,14 @@ _MASS_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(g|kg)", re.ASCII)
 TIME_EXPECTED = "a time with units, e.g. '40min', '3h', '-10d' (units: s, min, h, d, w)"
 #: What a duration string looks like.
 DURATION_EXPECTED = "a positive duration with units, e.g. '40min', '3h', '10d'"
+#: Longest accepted duration, in hours: the whole span from -365 d to 365 d. Where
+#: an event ends (``at`` + duration) is checked against :data:`MAX_ABS_TIME_H` by
+#: the event itself.
+MAX_DURATION_H: float = 2.0 * MAX_ABS_TIME_H
+#: Range of accepted durations.
+DURATION_RANGE_EXPECTED = (
+    "a duration of at most 730 days (an event runs between '-365d' and '365d')"
+)
 #: Range of accepted times.
 TIME_RANGE_EXPECTED = "a time within 365 days of time 0 (from '-365d' to '365d')"
 #: What a dose string looks like.
@@ -175,21 +184,27 @@ def parse_duration(text: object) -> float:
     Returns
     -------
     float
-        The duration in hours, ``> 0``.
+        The duration in hours, ``> 0`` and at most :data:`MAX_DURATION_H` (730 days).
 
     Raises
     ------
     UnitError
-        If the value is not a valid time or is not positive.
+        If the value is not a time string with units, is not positive, or is longer
+        than 730 days.
     """
-    try:
-        hours = parse_time(text)
-    except UnitError as err:
-        if err.expected == TIME_EXPECTED:
-            raise UnitError(DURATION_EXPECTED) from None
-        raise
+    # Not parse_time: a duration is a length, not a time point, so its limit is the
+    # whole -365 d .. 365 d span; where the event ends is checked by the event.
+    if not isinstance(text, str):
+        raise UnitError(DURATION_EXPECTED)
+    match = _TIME_RE.fullmatch(text)
+    if match is None:
+        raise UnitError(DURATION_EXPECTED)
+    number, unit = match.groups()
+    hours = _scale(number, TIME_UNITS_H[unit])
     if hours <= 0.0:
         raise UnitError(DURATION_EXPECTED)
+    if not math.isfinite(hours) or hours > MAX_DURATION_H:
+        raise UnitError(DURATION_RANGE_EXPECTED)
     return hours
 
 
