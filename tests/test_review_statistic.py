@@ -639,19 +639,17 @@ def test_a_bad_time_is_found_when_the_expression_is_checked():
         check_expression("mean('a', 'r')")
 
 
+def _one_target(statistic: str, tolerance: str) -> str:
+    """A targets file of one validation target T-X-01 with this statistic."""
+    return (f"- target_id: T-X-01\n  facts: [F-W-1]\n  source: s\n  quantity: q\n"
+            f"  published: p\n  statistic: {statistic}\n  tolerance: \"{tolerance}\"\n"
+            f"  role: validation\n")
+
+
 def test_a_bad_time_in_the_targets_file_names_the_target():
     from ketasim.validation.targets import TargetError, parse_targets
 
-    text = """
-- target_id: T-X-01
-  facts: [F-W-1]
-  source: s
-  quantity: q
-  published: p
-  statistic: mean('a', 'r', '1h') / mean('a', 'r', '24hr')
-  tolerance: "> 0"
-  role: validation
-"""
+    text = _one_target("mean('a', 'r', '1h') / mean('a', 'r', '24hr')", "> 0")
     with pytest.raises(TargetError, match="T-X-01.*'24hr'"):
         parse_targets(text, parameters=frozenset())
     with pytest.raises(TargetError, match="T-X-01.*effect.*'1 hour'"):
@@ -663,16 +661,7 @@ def test_validate_judges_a_target_whose_statistic_fails_as_an_error():
     from ketasim.validation.run import ReplicaRun, judge
     from ketasim.validation.targets import parse_targets
 
-    text = """
-- target_id: T-X-01
-  facts: [F-W-1]
-  source: s
-  quantity: q
-  published: p
-  statistic: p('a', 'b', 'r', '24h', test='bogus')
-  tolerance: "< 0.05"
-  role: validation
-"""
+    text = _one_target("p('a', 'b', 'r', '24h', test='bogus')", "< 0.05")
     target = parse_targets(text, parameters=frozenset())["T-X-01"]
     res = judge(target, ReplicaRun("rep", None, two_arms(), pd.DataFrame(), 0.0))
     assert res.status == "error" and "bogus" in res.message
