@@ -49,7 +49,8 @@ def _tst(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     cp = ctx.circuit.params
     tp = TstParams.from_registry(ctx.registry)
     fr = float(ctx.options["frame_rate_hz"])
-    n_frames = round(tp.values["duration_s"] * fr)
+    # whole frames within the test (rounding up would put the last frame past its end)
+    n_frames = int(np.floor(tp.values["duration_s"] * fr + 1e-9))
     n_cells = min(int(ctx.options["cells"]), int(cp.values["n_exc"]))
     coupling, drive = ctx.circuit.inputs(at, ctx.options["branches"])
     out = np.full((ctx.n, len(at), len(TST_READOUTS)), np.nan)
@@ -109,6 +110,8 @@ TAIL_SUSPENSION = Assay(
     outputs=("activity_drive", "synaptic_potentiation"),
     options={"cells": 60, "frame_rate_hz": 30.0, "branches": 10, "cell": "mpfc_l5"},
     positive=("cells", "frame_rate_hz", "branches"), reads=("circuit",),
+    # the peri-struggle average's 1-s baseline needs frames in it
+    minimum={"frame_rate_hz": 2.0},
     figures=("ketasim.report.behavior_figures:tst_figures",), merge_kept=_merge_tst,
     species=RODENTS)
 
@@ -163,6 +166,7 @@ OPEN_FIELD = Assay(
     "open_field", "open-field locomotion, video tracking", (Readout("distance_cm", "cm"),),
     _open_field, outputs=("occupancy_interneuron", "pyramidal_shutdown"), sample_times=_open_field_times,
     options={"bin_min": 5.0}, positive=("bin_min",),
+    minimum={"bin_min": 1.0 / 60.0},  # the track has one position a second
     figures=("ketasim.report.behavior_figures:track_figures",), merge_kept=merge_tracks,
     species=RODENTS)
 
@@ -200,7 +204,8 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     v = sp.values
     h = float(ctx.options["hours"])
     out = np.full((ctx.n, len(at), 1), np.nan)
-    shape = 1.0 / v["intake_cv"] ** 2
+    cv = v["intake_cv"]
+    shape = 1.0 / cv**2 if cv > 0 else np.inf  # cv 0: every animal drinks the mean
     for j, t0 in enumerate(at):
         times = float(t0) + np.linspace(0.0, h, 13)
         # the mean over the test's times summed in time order for every subject alike
@@ -211,7 +216,8 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         for s in range(ctx.n):
             g = ctx.rng(s, session_key("sucrose", t0))
             p = float(np.clip(pref[s] + g.normal(0.0, v["pref_sd"]), 0.01, 0.99))
-            total = g.gamma(shape, v["intake_ml"] * h / 24.0 / shape)
+            mean_ml = v["intake_ml"] * h / 24.0
+            total = g.gamma(shape, mean_ml / shape) if cv > 0 else mean_ml
             rows.append({"subject": str(int(ctx.subjects[s])), "sucrose_ml": total * p,
                          "water_ml": total * (1.0 - p)})
         scored = sucrose_preference(pd.DataFrame(rows))
@@ -288,6 +294,8 @@ HELPLESSNESS = Assay(
     options={"trials": 30, "cutoff_s": 20.0, "minutes": 2.0, "branches": 10,
              "cell": "mpfc_l5"},
     positive=("trials", "cutoff_s", "minutes", "branches"), reads=("circuit",),
+    # escapes take 1 s to half the cutoff; the circuit's activity is read at 10 frames/s
+    minimum={"cutoff_s": 2.0, "minutes": 1.0 / 60.0},
     species=RODENTS)
 
 
@@ -327,4 +335,7 @@ EXTINCTION = Assay(
     options={"trials": 20, "tone_s": 30.0, "iti_s": 30.0, "last": 5, "minutes": 2.0,
              "branches": 10, "cell": "mpfc_l5"},
     positive=("trials", "tone_s", "last", "minutes", "branches"), reads=("circuit",),
+    minimum={"minutes": 1.0 / 60.0, "tone_s": 1.0},  # 10 frames/s of activity; 1-s bins
+    check=lambda o: (("last", f"at most the {o['trials']} trials") if o["last"] > o["trials"]
+                     else None),
     species=RODENTS)

@@ -194,6 +194,12 @@ class Assay:
     options: dict = field(default_factory=dict)  # allowed options and defaults
     positive: tuple[str, ...] = ()  # numeric options that must be > 0 (counts, durations)
     fractions: tuple[str, ...] = ()  # numeric options that must lie in [0, 1]
+    # numeric options with a smallest allowed value (inclusive), where the measurement
+    # needs more than > 0 (a bin of at least one second, a trial long enough to escape in)
+    minimum: dict = field(default_factory=dict)
+    # a check across options (one option against another): f(options) -> None, or
+    # (option name, what is expected) naming the option at fault
+    check: Callable[[dict], tuple[str, str] | None] | None = None
     choices: dict = field(default_factory=dict)  # name options: their allowed values
     reads: tuple[str, ...] = ()  # later layers: "spines", "circuit"
     # report figures: f(kept: {arm: kept dict}, folder) -> [(title, file name)]
@@ -224,8 +230,8 @@ class Assay:
         if bad:
             raise ValueError(f"assay {self.name!r}: reads {bad}; expected layers from "
                              f"{LAYERS}")
-        unknown = [k for k in (*self.positive, *self.fractions, *self.choices)
-                   if k not in self.options]
+        unknown = [k for k in (*self.positive, *self.fractions, *self.choices,
+                               *self.minimum) if k not in self.options]
         if unknown:
             raise ValueError(f"assay {self.name!r}: range given for unknown options "
                              f"{unknown}")
@@ -262,6 +268,9 @@ class Assay:
                     del props[k]["minimum"]
                 if k in self.fractions:
                     props[k]["maximum"] = 1
+                if k in self.minimum:
+                    props[k].pop("exclusiveMinimum", None)
+                    props[k]["minimum"] = self.minimum[k]
             props[k]["default"] = default
         return {"type": "object", "properties": props, "additionalProperties": False}
 
@@ -302,7 +311,15 @@ def resolve_options(assay: Assay, given: dict, where: str) -> dict:
         if k in assay.fractions and not v <= 1:
             raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a fraction in "
                                    "[0, 1]")
+        if k in assay.minimum and not v >= assay.minimum[k]:
+            raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a number >= "
+                                   f"{assay.minimum[k]:g}")
         if isinstance(default, int) and not isinstance(default, bool) and v != int(v):
             raise AssayOptionError(f"{where}.options.{k}: got {v!r}; expected a whole number")
         out[k] = v
+    if assay.check is not None:
+        bad = assay.check(out)
+        if bad is not None:
+            raise AssayOptionError(f"{where}.options.{bad[0]}: got {out[bad[0]]!r}; "
+                                   f"expected {bad[1]}")
     return out
