@@ -144,7 +144,7 @@ class Candidate:
     def arm(self) -> str:
         if self.role == "vehicle":
             return "vehicle"
-        return f"{self.compound}_{self.dose_mg_per_kg:g}mg_kg"
+        return f"{self.compound}_{exact(self.dose_mg_per_kg)}mg_kg"
 
 
 @dataclass
@@ -181,6 +181,14 @@ class ScreenResult:
 
 
 # --------------------------------------------------------------------------- options
+def exact(x: float) -> str:
+    """``x`` as short as ``:g`` writes it where that reads back as ``x``, else in full
+    (``repr``): arm names and the written scenario keep every requested dose apart, and
+    the dose simulated is the dose asked for."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
+
+
 def parse_doses(text: str) -> tuple[float, ...]:
     """``"1,3,10 mg/kg"`` (a number without unit takes the next unit given) or
     ``"300 ug/kg, 1 mg/kg"`` -> doses in mg/kg, sorted and unique."""
@@ -357,7 +365,7 @@ def scenario_text(species: str, route: str, stress: str, n: int, seed: int,
     ]
     for i, c in enumerate(arms):
         drug = (f"{{at: 0h, drug: {VEHICLE}, route: {route}}}" if c.role == "vehicle" else
-                f"{{at: 0h, drug: {c.compound}, dose: {c.dose_mg_per_kg:g} mg/kg, "
+                f"{{at: 0h, drug: {c.compound}, dose: {exact(c.dose_mg_per_kg)} mg/kg, "
                 f"route: {route}}}")
         lines += [f"  - name: {c.arm}", f"    n: {n}", "    protocol:"]
         if stress_event:

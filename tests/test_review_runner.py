@@ -45,7 +45,7 @@ from ketasim.experiment.cohort import sample_cohort
 from ketasim.experiment.runner import READOUT_COLUMNS, simulate
 from ketasim.params import RegistryError, load_registry
 from ketasim.params.registry import Registry
-from ketasim.scenario import load_scenario_text
+from ketasim.scenario import ScenarioError, load_scenario_text
 from ketasim.screen import (
     EFFICACY,
     RELATIVE_CLIP,
@@ -947,3 +947,30 @@ def test_option_minimum_and_cross_checks_reach_the_schema_and_name_the_field():
     r = simulate(_one_assay("{assay: open_field, at: [1h], options: {bin_min: 0.0166667}}"),
                  registry=REG).readouts
     assert (r["value"] >= 0).all()
+
+
+def test_arm_names_with_one_stream_key_are_refused():
+    """Arm streams are keyed by the name's CRC32: two names with one key would draw the
+    same numbers, so the scenario is refused naming the second arm."""
+    assert zlib.crc32(b"plumless") == zlib.crc32(b"buckeroo")
+    text = (
+        "name: t\nspecies: mouse\nseed: 1\narms:\n"
+        + arm_text("plumless", 2, SAL, ["{assay: sucrose_preference, at: [1d]}"])
+        + arm_text("buckeroo", 2, SAL, ["{assay: sucrose_preference, at: [1d]}"])
+    )
+    with pytest.raises(ScenarioError, match=r"arms\[1\]\.name.*plumless"):
+        load_scenario_text(text)
+
+
+def test_screen_keeps_doses_apart_that_agree_to_six_digits():
+    """Doses that ``:g`` would write alike get their own arms, and the written scenario
+    doses exactly what was asked (it once rounded to 6 significant digits)."""
+    from ketasim.screen import exact, plan_screen
+
+    assert exact(0.5) == "0.5" and exact(10.0) == "10" and exact(1e-5) == "1e-05"
+    assert float(exact(1.2345678)) == 1.2345678
+    p = plan_screen(candidates=["ketamine"], doses=[1.2345671, 1.2345674], n=2)
+    doses = sorted(c.dose_mg_per_kg for c in p.arms if c.role == "candidate")
+    assert doses == [1.2345671, 1.2345674]
+    assert len({c.arm for c in p.arms}) == len(p.arms)
+    assert "dose: 1.2345671 mg/kg" in p.scenario_text and "dose: 1.2345674 mg/kg" in p.scenario_text

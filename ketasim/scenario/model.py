@@ -42,6 +42,7 @@ from pydantic_core import PydanticCustomError
 
 from ketasim.clinical.assays import SCALE_READOUTS
 from ketasim.core.regions import DEFAULT_REGION, KNOWN_REGIONS
+from ketasim.core.streams import arm_key
 
 from . import vocabulary
 from .units import (
@@ -1944,6 +1945,19 @@ class Scenario(BaseModel):
                     ("arms", i, "name"),
                 )
             index[arm.name] = i
+        # an arm's random streams are keyed by its name's CRC32 (ketasim.core.streams):
+        # two names with one key would draw the same numbers
+        keys: dict[int, int] = {}
+        for i, arm in enumerate(self.arms):
+            k = arm_key(arm.name)
+            if k in keys:
+                raise problem(
+                    f"another arm name: {arm.name!r} has the random-stream key (CRC32) of "
+                    f"arms[{keys[k]}] {self.arms[keys[k]].name!r}, so both would draw the "
+                    "same numbers",
+                    ("arms", i, "name"),
+                )
+            keys[k] = i
         for c, comparison in enumerate(self.compare):
             for k, name in enumerate(comparison.arms):
                 if name not in index:
