@@ -934,8 +934,9 @@ def test_option_minimum_and_cross_checks_reach_the_schema_and_name_the_field():
     props = ASSAYS["open_field"].option_schema()["properties"]
     assert props["bin_min"]["minimum"] == pytest.approx(1 / 60)
     assert "exclusiveMinimum" not in props["bin_min"]
-    assert ASSAYS["tail_suspension"].option_schema()["properties"]["frame_rate_hz"][
-        "minimum"] == 2.0
+    assert (
+        ASSAYS["tail_suspension"].option_schema()["properties"]["frame_rate_hz"]["minimum"] == 2.0
+    )
     for event, field in (
         ("{assay: tail_suspension, at: [3h], options: {frame_rate_hz: 1.5}}", "frame_rate_hz"),
         ("{assay: open_field, at: [1h], options: {bin_min: 0.01}}", "bin_min"),
@@ -944,8 +945,9 @@ def test_option_minimum_and_cross_checks_reach_the_schema_and_name_the_field():
         with pytest.raises(AssayOptionError, match=rf"arms\[0\]\.assays\[0\]\.options\.{field}"):
             simulate(_one_assay(event, SHOCK), registry=REG)
     # at the bounds they run
-    r = simulate(_one_assay("{assay: open_field, at: [1h], options: {bin_min: 0.0166667}}"),
-                 registry=REG).readouts
+    r = simulate(
+        _one_assay("{assay: open_field, at: [1h], options: {bin_min: 0.0166667}}"), registry=REG
+    ).readouts
     assert (r["value"] >= 0).all()
 
 
