@@ -113,3 +113,31 @@ def test_weekly_doses_expand_exactly():
     assert times == [168.0 * k for k in range(-1, 52)]
     err = _error("{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip, every: 1w, doses: 54}")
     assert err.path == "arms[0].protocol[0].doses"
+
+
+# --------------------------------------------------------------------------- #
+# One assay measures one region once at a time
+# --------------------------------------------------------------------------- #
+
+ASSAY_HEAD = "name: t\nspecies: mouse\nseed: 1\narms:\n  - name: a\n    n: 2\n    assays:\n"
+
+
+def test_the_same_assay_twice_at_one_time_is_refused():
+    """Two entries of one assay at one time gave identical rows (same readout, subject,
+    time and stream) that no one could tell apart."""
+    text = ASSAY_HEAD + (
+        "      - {assay: sucrose_preference, at: [1d]}\n"
+        "      - {assay: sucrose_preference, at: [2d, 1d], options: {hours: 6}}\n"
+    )
+    with pytest.raises(ScenarioError, match=r"arms\[0\]\.assays\[1\]\.at.*assays\[0\].*1d"):
+        load_scenario_text(text)
+
+
+def test_the_same_assay_at_other_times_or_in_another_region_is_accepted():
+    sc = load_scenario_text(ASSAY_HEAD + (
+        "      - {assay: sucrose_preference, at: [1d]}\n"
+        "      - {assay: sucrose_preference, at: [2d], options: {hours: 6}}\n"
+        "      - {assay: western_blot, at: [1d]}\n"
+        "      - {assay: western_blot, region: striatum, at: [1d]}\n"
+    ))
+    assert [a.at for a in sc.arms[0].assays][:2] == [(24.0,), (48.0,)]

@@ -1105,6 +1105,25 @@ class Arm(BaseModel):
             raise problem(expected, (index, "at"))
         return sorted(expanded, key=lambda event: event.at)
 
+    @field_validator("assays")
+    @classmethod
+    def _check_assay_times(cls, assays: list[AssaySpec]) -> list[AssaySpec]:
+        # one assay measures one region once at a time: a second entry at the same time
+        # would give rows nobody could tell apart (same readout, subject and time)
+        seen: dict[tuple[str, str, float], int] = {}
+        for i, spec in enumerate(assays):
+            for t in spec.at:
+                key = (spec.assay, str(spec.region), float(t))
+                if key in seen:
+                    raise problem(
+                        f"a time that assays[{seen[key]}] does not measure already: "
+                        f"{spec.assay} ({spec.region}) at {format_time(t)} would give two "
+                        "rows per subject that no one could tell apart",
+                        (i, "at"),
+                    )
+                seen[key] = i
+        return assays
+
     @model_validator(mode="after")
     def _check_taper(self) -> "Arm":
         taper = self.taper
