@@ -116,6 +116,9 @@ class _Builder:
         self.slots: tuple[str, ...] = ()
         # hepatic availability F_h per compound whose PK gives a liver (first pass)
         self.hepatic_f: dict[str, np.ndarray] = {}
+        # the end (h) and label of the last pulse that set each control: a pulse that
+        # starts before it ends would be switched off by it (its off event sets 0)
+        self.pulse_end: dict[str, tuple[float, str]] = {}
 
     def param(self, name: str) -> np.ndarray:
         """The value per subject of a slot parameter set so far."""
@@ -533,6 +536,14 @@ def _compile_intervention(b: _Builder, ev, registry, where) -> None:
             b.add(ev.at, EV_SET_PARAM, c.control, value, iv.name)
             continue
         lasts = ev.duration if iv.kind == "timed" else _value(c.lasts, registry)
+        end, other = b.pulse_end.get(c.control, (-np.inf, ""))
+        if ev.at < end:
+            raise ProtocolError(
+                f"{where}: {iv.name} at {ev.at:g} h sets {c.control} while {other} still "
+                f"holds it (until {end:g} h; {c.control} lasts {lasts:g} h a pulse): the "
+                "earlier pulse's end would cut this one short; space them by at least "
+                f"{lasts:g} h")
+        b.pulse_end[c.control] = (ev.at + lasts, f"{iv.name} at {ev.at:g} h")
         b.add(ev.at, EV_SET_PARAM, c.control, value, f"{iv.name}_on")
         b.add(ev.at + lasts, EV_SET_PARAM, c.control, 0.0, f"{iv.name}_off")
 
@@ -596,10 +607,12 @@ class Intervention:
         if self.kind not in ("permanent", "timed", "instantaneous"):
             raise ValueError(f"intervention {self.name!r}: kind must be permanent, timed "
                              f"or instantaneous, got {self.kind!r}")
-        bad = [c.control for c in self.controls if c.control not in _PIDX]
+        # a control, not any parameter: the kernel derives some values from parameters
+        # once per subject, so an event that set such a parameter would do nothing
+        bad = [c.control for c in self.controls if c.control not in spec.CONTROL_NAMES]
         if bad:
             raise ValueError(f"intervention {self.name!r}: unknown signalling controls "
-                             f"{bad}")
+                             f"{bad}; expected some of {sorted(spec.CONTROL_NAMES)}")
         if self.spines not in SPINE_ACTIONS:
             raise ValueError(f"intervention {self.name!r}: spine action {self.spines!r}; "
                              f"expected one of {SPINE_ACTIONS}")
@@ -615,6 +628,11 @@ class Stressor:
     intensity: str  # registry parameter (relative intensity)
     control: str = "stress_input"
     species: tuple[str, ...] = ("mouse", "rat", "human")  # who it is given to
+
+    def __post_init__(self):
+        if self.control not in spec.CONTROL_NAMES:
+            raise ValueError(f"stressor {self.name!r}: unknown signalling control "
+                             f"{self.control!r}; expected one of {sorted(spec.CONTROL_NAMES)}")
 
 
 SPINE_ACTIONS = ("", "remove_new_spines")

@@ -79,8 +79,10 @@ def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None
     len(outputs))), so that chunked sweeps reuse one allocation.
     """
     times = np.asarray(times_h, dtype=float)
-    if times.ndim != 1 or times.size == 0 or np.any(np.diff(times) < 0):
-        raise ValueError("times_h must be a non-empty increasing 1-D sequence")
+    if (times.ndim != 1 or times.size == 0 or not np.all(np.isfinite(times))
+            or np.any(np.diff(times) < 0)):
+        raise ValueError("times_h must be a non-empty increasing 1-D sequence of finite "
+                         "times")
     names = spec.OUTPUT_NAMES if outputs is None else tuple(outputs)
     unknown = [o for o in names if o not in spec.OUTPUT_NAMES]
     if unknown:
@@ -98,6 +100,8 @@ def simulate_signaling(cohort: Cohort, events: EventTable, times_h, outputs=None
         raise ValueError(f"out must be a C-contiguous float64 array of shape {shape}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    if sel.size == 0:  # nothing to record (the kernel reads an empty selection as all)
+        return SignalingResult(times, names, out, np.zeros(cohort.n, np.int64))
     # subjects go to the threads a few at a time as each is free (dynamic scheduling),
     # not in one equal share each, so a thread slowed by other work on its core does not
     # hold up the chunk; each subject's numbers are its own either way. Measured on 500
