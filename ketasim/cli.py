@@ -441,6 +441,8 @@ def validate(
             _fail(f"--targets {targets_file}: not a UTF-8 text file ({_bad_byte(e)}); "
                   "save it as UTF-8")
         chosen = plan(ids or None, paths, targets)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise OutputError(f"--out {out_dir}: exists and is not a folder")
         previous = out_dir.exists() and any(out_dir.iterdir())
         if previous and not (out_dir / "validation.csv").exists():
             raise OutputError(f"--out {out_dir}: folder exists, is not empty and holds no "
@@ -499,6 +501,10 @@ def validate(
         if rc["total"]:
             _say(f"{role}: {rc['total']} targets, {rc['pass']} pass, {rc['fail']} fail, "
                  f"{rc['known_gap']} known gaps, {rc['error']} errors")
+    inside = result.gaps_inside()
+    if inside:
+        _say(f"known gaps inside their tolerance in this run (has a gap closed? check and "
+             f"close it): {', '.join(inside)}")
     if expect:
         odd = result.by_expectation()
         _say(f"expectation (group sizes x {expect}): passing by chance (outside the "

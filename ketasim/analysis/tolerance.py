@@ -40,6 +40,9 @@ class Tolerance:
                 x, op = float(m.group("x")), m.group("op")
         except ValueError:  # the pattern admits '1.2.3'
             raise ToleranceError(f"tolerance {text!r}: a bound is not a number") from None
+        bounds = (lo, hi) if m.group("lo") is not None else (x,)
+        if not all(math.isfinite(b) for b in bounds):  # '1e999' reads as inf
+            raise ToleranceError(f"tolerance {text!r}: a bound is not a finite number")
         if m.group("lo") is not None:
             if not lo <= hi:
                 raise ToleranceError(f"tolerance {text!r}: lower bound above upper bound")

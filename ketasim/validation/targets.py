@@ -122,11 +122,31 @@ def _tried(raw: dict, tid, where: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in tried)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (plain
+    ``safe_load`` keeps the last silently: two ``tolerance:`` lines would pass unseen)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) \
+                else None
+            if key is not None and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} given twice in one mapping",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def parse_targets(text: str, where: str = "targets.yaml",
                   parameters: frozenset[str] | None = None) -> dict[str, Target]:
     """Parse a targets file. ``parameters`` (the registry's names by default) is what a
     calibration target's ``fitted`` may name."""
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+    except yaml.YAMLError as e:
+        raise TargetError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(data, list):
         raise TargetError(f"{where}: expected a list of targets")
     out: dict[str, Target] = {}
