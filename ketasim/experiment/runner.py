@@ -975,15 +975,16 @@ def _run_spines(registry, seed, key, sim, grid, plan, subjects):
 
 
 def imaging_damage(registry: Registry, sessions
-                   ) -> tuple[np.ndarray, np.ndarray, int, float] | None:
-    """Loss probability per spine (before its size factor and susceptibility) of each in
-    vivo imaging session: 1 - exp(-rate x minutes) (``imaging.two_photon.loss_per_min``),
-    and the log-SD of the spines' susceptibility
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """Session times, loss probability per spine (before its size factor and
+    susceptibility) of each in vivo imaging session: 1 - exp(-rate x minutes)
+    (``imaging.two_photon.loss_per_min``), each session's own imaged-branch count (it
+    damages branches 0 .. count - 1 only), and the log-SD of the spines' susceptibility
     (``imaging.two_photon.susceptibility_sd``); None without sessions or without loss."""
     rate = registry.value("imaging.two_photon.loss_per_min")
     if not sessions or rate == 0.0:
         return None
     times = np.array([t for t, _, _ in sessions], float)
     p = -np.expm1(-rate * np.array([m for _, m, _ in sessions], float))
-    return (times, p, max(b for _, _, b in sessions),
+    return (times, p, np.array([b for _, _, b in sessions], np.int64),
             registry.value("imaging.two_photon.susceptibility_sd"))

@@ -10,8 +10,8 @@
   ``attempts`` glutamate-uncaging attempts per cell, each a Bernoulli trial with the
   plasticity potential (F-W-5): the readout is each animal's success fraction.
 - ``fixed_tissue_spines``: one time per animal, ``branches`` branches: density, the
-  fraction of each morphology class among detected spines, and the density of spines
-  carrying a synapse (PSD95-positive in a co-stain).
+  fraction of each morphology class among detected spines (NaN for an animal with none
+  detected), and the density of spines carrying a synapse (PSD95-positive in a co-stain).
 
 The spine assays take ``cell`` (default ``mpfc_l5``): the cell type whose spine
 parameter set (``spine.<cell>.*`` in the registry: ``mpfc_l5``, ``ca1``, ``msn``) the arm's
@@ -30,7 +30,8 @@ CLASSES = ("mushroom", "thin", "stubby", "filopodium")
 
 
 def observed_tracking(ctx: AssayContext, at: np.ndarray) -> pd.DataFrame:
-    """The tracking table a two-photon lab would score (one row per seen spine)."""
+    """The tracking table a two-photon lab would score (one row per seen spine; a branch
+    imaged with nothing seen has no row here, see ``_empty_branches``)."""
     rec = ctx.spines
     o = ctx.options
     nb = int(o["branches"])
@@ -68,14 +69,49 @@ def observed_tracking(ctx: AssayContext, at: np.ndarray) -> pd.DataFrame:
     return table
 
 
+#: spine id of the placeholder rows that mark a branch imaged with nothing seen
+EMPTY_BRANCH_ID = "none_seen"
+
+
+def _empty_branches(ctx: AssayContext, table: pd.DataFrame, at: np.ndarray
+                    ) -> pd.DataFrame:
+    """A placeholder row (``present`` False, spine id ``EMPTY_BRANCH_ID``) for each imaged
+    (subject, branch, session) without a row in ``table``, as a lab table marks a branch
+    imaged with nothing seen: a tracking table counts a branch as imaged at a session
+    only where it has a row, so without one an empty branch would drop out of the
+    density mean and its lost spines out of the elimination %."""
+    nb = int(ctx.options["branches"])
+    times = np.asarray(at, float)
+    cells = pd.DataFrame({
+        "subject": np.repeat([str(int(x)) for x in ctx.subjects], nb * times.size),
+        "branch": np.tile(np.repeat(np.arange(nb).astype(str), times.size), ctx.n),
+        "time_h": np.tile(times, ctx.n * nb)})
+    seen = table[["subject", "branch", "time_h"]].drop_duplicates()
+    empty = cells.merge(seen, how="left", indicator=True)
+    empty = empty[empty["_merge"] == "left_only"].drop(columns="_merge")
+    rows = empty.assign(arm=ctx.arm, spine_id=EMPTY_BRANCH_ID, position_um=0.0,
+                        present=False, branch_length_um=ctx.spines.branch_length_um,
+                        size=np.nan, **{"class": np.nan})
+    return rows[table.columns].reset_index(drop=True)
+
+
 def _two_photon(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     """Per animal: density per 10 um at each session (mean over its branches), and
     formation/elimination % of the spines seen at the previous session (pooled over its
     branches), computed by ``ketasim.analysis.spines.subject_readouts`` exactly as for a
-    lab's table (``ketasim analyze spines``); an animal with no spine seen at a session
-    has density 0 there."""
+    lab's table (``ketasim analyze spines``). Every branch imaged at a session counts,
+    also one on which no spine was seen (density 0 there; its spines seen at the
+    previous session all count as lost); an animal with no spine seen at a session has
+    density 0 there."""
     table = observed_tracking(ctx, at)
     ctx.keep("tracking", table)
+    empty = _empty_branches(ctx, table, at)
+    if len(empty):
+        # kept apart (the report's spine maps draw every row of "tracking"), and
+        # written with the tracking table (spines_tracking.parquet), so that analysing
+        # the written table gives these readouts
+        ctx.keep("empty_branches", empty)
+        table = pd.concat([table, empty], ignore_index=True)
     long = subject_readouts(table)
     values = np.full((ctx.n, len(at), 3), np.nan)
     values[:, :, 0] = 0.0
@@ -115,9 +151,11 @@ def _fixed(ctx: AssayContext, at: np.ndarray) -> AssayRows:
             "detection_um3"])
         n_seen = seen.sum(axis=(1, 2))
         out[:, j, 0] = n_seen * per_10um
-        for c, code in ((1, 3), (2, 1), (3, 2), (4, 0)):
-            out[:, j, c] = ((cls[:, r, :nb] == code) & seen).sum(axis=(1, 2)) / np.maximum(
-                n_seen, 1)
+        # each class's fraction of the detected spines: undefined (NaN) without any
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for c, code in ((1, 3), (2, 1), (3, 2), (4, 0)):
+                n_class = ((cls[:, r, :nb] == code) & seen).sum(axis=(1, 2))
+                out[:, j, c] = np.where(n_seen > 0, n_class / n_seen, np.nan)
         # spines carrying a synapse (a PSD95 punctum in a co-stain)
         out[:, j, 5] = (seen & (rec.synapse[:, r, :nb] == 1)).sum(axis=(1, 2)) * per_10um
         # mushroom spines per length (the LID studies' measure, F-LID-4)
@@ -140,7 +178,9 @@ def _class_table(ctx: AssayContext, at: np.ndarray, out: np.ndarray) -> pd.DataF
             "class": np.tile([c for c, _ in _CLASS_COLUMNS], n * nt)}
     frac = out[:, :, [k for _, k in _CLASS_COLUMNS]]  # (n, nt, 4)
     rows["fraction"] = frac.reshape(-1)
-    rows["density_per_10um"] = (frac * out[:, :, :1]).reshape(-1)
+    # no detected spine: every class's density is 0 (its fraction is NaN)
+    dens = out[:, :, :1]
+    rows["density_per_10um"] = np.where(dens == 0.0, 0.0, frac * dens).reshape(-1)
     return pd.DataFrame(rows)
 
 
@@ -156,14 +196,21 @@ def tracking_tables(kept: dict) -> dict[str, pd.DataFrame]:
 
 
 def _concat_tracking(kept: list[dict]) -> dict:
-    tables = [k["tracking"] for k in kept if "tracking" in k]
-    return {"tracking": pd.concat(tables, ignore_index=True)} if tables else {}
+    out = {}
+    for key in ("tracking", "empty_branches"):
+        tables = [k[key] for k in kept if key in k]
+        if tables:
+            out[key] = pd.concat(tables, ignore_index=True)
+    return out
 
 
 def _write_tracking(kept: dict, path) -> None:
-    """``spines_tracking.parquet``: the observed tracking tables of every arm."""
-    pd.concat([k["tracking"] for k in kept.values()], ignore_index=True).to_parquet(
-        path, index=False)
+    """``spines_tracking.parquet``: the observed tracking tables of every arm, with a
+    ``present`` False row for each imaged branch and session with nothing seen (see
+    ``_empty_branches``)."""
+    tables = [t for k in kept.values() for t in (k["tracking"], k.get("empty_branches"))
+              if t is not None]
+    pd.concat(tables, ignore_index=True).to_parquet(path, index=False)
 
 
 # what the turnover readouts mean (report captions)

@@ -39,10 +39,13 @@ Rules per step of ``dt`` hours (parameters in the registry, ``spine.<cell>.*``):
   Ornstein-Uhlenbeck process towards the new-spine or mature mean (multiplicative,
   log-normal sizes; Loewenstein et al. 2011);
 - AS-PaRAC1 photoactivation at a time removes, with probability ``parac1_p``, spines
-  born within the preceding ``parac1_window_h`` hours (F-M-11, F-M-12).
+  formed within the preceding ``parac1_window_h`` hours (F-M-11, F-M-12; a spine counts
+  as formed at the middle of its step).
 
 At baseline (all drives 1) the stress, field and restoration terms vanish, and density
-and turnover are stationary (burn-in from the steady state).
+and turnover are stationary: a burn-in at baseline drives brings the all-mature initial
+state there before the earliest recording. Flashes, recordings and imaging sessions that
+fall within a step act on the state at its end, in the order of their own times.
 """
 
 from __future__ import annotations
@@ -138,7 +141,10 @@ class SpineParams:
     def burn_in_days(self) -> float:
         """Length of the baseline burn-in (days): ``burn_in_d``, but at least
         ``mem_horizon_d``, so that the remembered elimination sites (empty at the
-        stationary start) reach their steady state before the run (see ``run_spines``)."""
+        all-mature start) reach their steady state. It is also how far before the run's
+        start a recording may be: ``simulate_spines`` runs the baseline for twice this
+        long before the start, so that even the earliest recording follows a full
+        burn-in (see ``run_spines``)."""
         return max(self.values["burn_in_d"], self.values["mem_horizon_d"])
 
     def mean_lifetime_days(self, horizon_d: float = 3000.0, da: float = 0.01) -> float:
@@ -233,13 +239,14 @@ def _one_minus_exp(x):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches, cap,
-                 state, photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin,
-                 rec_syn, rec_stubby, rec_sid, counts, img_times, img_p, n_img_branches,
-                 img_sigma):
-    """Burn in and step ``n_branches`` branches of subject ``s``, recorded as branches
-    ``bo, bo + 1, ...`` (arguments as ``run_spines``; ``state``: their own stream,
-    advanced in place; ``run_spines`` runs one branch per call, each with its own stream).
+def _run_subject(s, bo, p, f0, t_start, dt, n_steps, n_burn, form, elim, synp, sized,
+                 n_branches, cap, state, photo_times, rec_times, rec_alive, rec_pos, rec_size,
+                 rec_origin, rec_syn, rec_stubby, rec_sid, counts, img_times, img_p,
+                 img_branches, img_sigma):
+    """Burn in (``n_burn`` steps) and step ``n_branches`` branches of subject ``s``,
+    recorded as branches ``bo, bo + 1, ...`` (arguments as ``run_spines``; ``state``: their
+    own stream, advanced in place; ``run_spines`` runs one branch per call, each with its
+    own stream).
 
     The rules are closures over the subject's arrays, which numba inlines where they are
     called: a helper taking the arrays as arguments would pay an atomic reference-count
@@ -282,6 +289,7 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
     stats = np.zeros(4, dtype=np.int64)
     n_mem_cap = MEMORY
     dt_d = dt / 24.0
+    half_dt = 0.5 * dt
     e0 = p[I_E0]
     a_size = p[I_A_SIZE]
     young_gain = p[I_YOUNG_GAIN]
@@ -503,16 +511,17 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
                             stats[2] += 1
         stats[3] += n_steps_alive
 
-    def image(t, q):
-        """An in vivo imaging session at ``t`` on the imaged branches (global index below
-        ``n_img_branches``): each spine is lost to the light with probability ``q`` x its
-        size factor (small spines more) x its own susceptibility (log-normal, mean 1,
-        log-SD ``img_sigma``, a fixed property of the spine hashed from its id, so the
-        most susceptible spines go first and later sessions lose fewer), capped at 1.
+    def image(q, n_imaged):
+        """An in vivo imaging session on its imaged branches (global index below
+        ``n_imaged``, the session's own branch count): each spine is lost to the light
+        with probability ``q`` x its size factor (small spines more) x its own
+        susceptibility (log-normal, mean 1, log-SD ``img_sigma``, a fixed property of the
+        spine hashed from its id, so the most susceptible spines go first and later
+        sessions lose fewer), capped at 1.
         Light damages the synapse with the spine, so the site is not remembered for
         regrowth (unlike an elimination)."""
         for b in range(n_branches):
-            if bo + b >= n_img_branches:
+            if bo + b >= n_imaged:
                 continue
             k = 0
             while k < n_alive[b]:
@@ -527,9 +536,14 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
                     k += 1
 
     def photoactivate(t):
-        """AS-PaRAC1 at ``t``: each spine born in the preceding window is removed with
-        probability parac1_p."""
-        t_min = t - p[I_PARAC1_WIN]
+        """AS-PaRAC1 at ``t``: each spine formed in the preceding window (after ``t`` -
+        ``parac1_window_h``) is removed with probability parac1_p. A spine formed in a
+        step is stamped with the step's start (``birth``) but formed somewhere within it:
+        it counts as formed at the step's middle, its expected formation time. Where the
+        window opens at a grid time (a 24-h window for a flash 24 h after a dose at 0 h)
+        the step that starts there is in the window and the step that ends there is
+        not."""
+        t_min = t - p[I_PARAC1_WIN] - half_dt
         for b in range(n_branches):
             k = 0
             while k < n_alive[b]:
@@ -566,79 +580,128 @@ def _run_subject(s, bo, p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_
             sid[b, k] = k
         next_id[b] = n0
         n_alive[b] = n0
-    # burn-in (steps -n_burn..-1) at baseline drives, so density, sizes and ages are
-    # stationary, and at least the memory horizon long, so the remembered elimination
-    # sites (none at the start) are too: a shorter burn-in left the regrowth pool of
-    # unstressed subjects depending on how long before the dose a run began; then the
-    # recorded steps with the subject's drives
-    n_burn = int(max(p[I_BURN], p[I_HORIZON]) * 24.0 / dt)
+    # burn-in (steps -n_burn..-1) at baseline drives from the all-mature start above, so
+    # density, sizes, synapses, ages and the remembered elimination sites (none at the
+    # start) are stationary by the time a recording is allowed (``simulate_spines`` makes
+    # it a full burn-in longer than the earliest recording it accepts); then the steps
+    # with the subject's drives
     i_rec = 0
     i_pa = 0
     n_pa = photo_times.shape[1]
     i_img = 0
     n_img = img_times.shape[0]
-    # recordings before ``t_start`` fall in the burn-in, at baseline drives: a
-    # pre-protocol imaging session sees the stationary state
+    inf = math.inf
     for i in range(-n_burn, n_steps + 1):
         t = t_start + i * dt
-        F = E = P = 1.0
-        shift = 0.0
         if i == 0:
             origin[:] = 0  # spines alive at the start count as pre-existing
             stats[:] = 0
-        if i >= 0:
-            while i_pa < n_pa and photo_times[s, i_pa] <= t:
-                photoactivate(photo_times[s, i_pa])
+        # the flashes, recordings and imaging sessions up to ``t`` (those after the
+        # previous grid time act on the state the last step left), in the order of their
+        # own times; at one time a flash comes before a recording and a session's
+        # recording before its light. Recordings before ``t_start`` fall in the burn-in,
+        # at baseline drives: a pre-protocol imaging session sees the stationary state.
+        while True:
+            tf = photo_times[s, i_pa] if i_pa < n_pa else inf
+            tr = rec_times[i_rec] if i_rec < n_rec else inf
+            ti = img_times[i_img] if i_img < n_img else inf
+            if tf <= t and tf <= tr and tf <= ti:
+                photoactivate(tf)
                 i_pa += 1
-        while i_rec < n_rec and rec_times[i_rec] <= t:
-            for b in range(n_branches):
-                for k in range(cap):
-                    rec_alive[s, i_rec, bo + b, k] = 1 if k < n_alive[b] else 0
-                rec_pos[s, i_rec, bo + b] = pos[b]
-                rec_size[s, i_rec, bo + b] = logsize[b]
-                rec_origin[s, i_rec, bo + b] = origin[b]
-                rec_syn[s, i_rec, bo + b] = synapse[b]
-                rec_stubby[s, i_rec, bo + b] = stubby[b]
-                rec_sid[s, i_rec, bo + b] = sid[b]
-            i_rec += 1
-        # imaging damage after the session's recording (sessions in the burn-in too)
-        while i_img < n_img and img_times[i_img] <= t:
-            if img_p[i_img] > 0.0:
-                image(t, img_p[i_img])
-            i_img += 1
+            elif tr <= t and tr <= ti:
+                for b in range(n_branches):
+                    for k in range(cap):
+                        rec_alive[s, i_rec, bo + b, k] = 1 if k < n_alive[b] else 0
+                    rec_pos[s, i_rec, bo + b] = pos[b]
+                    rec_size[s, i_rec, bo + b] = logsize[b]
+                    rec_origin[s, i_rec, bo + b] = origin[b]
+                    rec_syn[s, i_rec, bo + b] = synapse[b]
+                    rec_stubby[s, i_rec, bo + b] = stubby[b]
+                    rec_sid[s, i_rec, bo + b] = sid[b]
+                i_rec += 1
+            elif ti <= t:
+                if img_p[i_img] > 0.0:
+                    image(img_p[i_img], img_branches[i_img])
+                i_img += 1
+            else:
+                break
         if i == n_steps:
             break
+        F = E = P = 1.0
         if i >= 0:
             F, E, P = form[s, i], elim[s, i], synp[s, i]
-            shift = math.log(sized[s, i])
-        step(t, size_every * dt if (n_burn + i) % size_every == 0 else 0.0, F, E, P, shift)
+        size_dt = 0.0
+        shift = 0.0
+        if (n_burn + i) % size_every == 0:
+            # sizes advance over the next size_every steps at once, towards the mature
+            # mean shifted by the log of the size drive's mean over those steps (1 in the
+            # burn-in; the last update of the run covers the steps that remain)
+            size_dt = size_every * dt
+            acc = 0.0
+            n_acc = 0
+            for j in range(i, min(i + size_every, n_steps)):
+                acc += sized[s, j] if j >= 0 else 1.0
+                n_acc += 1
+            if n_acc > 0 and acc != n_acc:
+                shift = math.log(acc / n_acc)
+        step(t, size_dt, F, E, P, shift)
     for c in range(counts.shape[2]):
         counts[s, bo, c] = stats[c]
 
 
 @numba.njit(parallel=True, cache=True)
-def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches, cap, states,
-               photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
-               rec_stubby, rec_sid, counts, img_times, img_p, n_img_branches, img_sigma):
-    """Step every branch of every subject from ``t_start`` for ``n_steps`` of ``dt`` hours,
-    each branch on its own stream ``states[s, b]`` ((n_sub, n_branches, 2) uint64), so a
-    branch's spines do not depend on how many branches are simulated.
-
-    ``form``, ``elim``, ``synp``, ``sized``: (n_sub, n_steps) drives over each step (their means)
-    (``sized``: the size drive, x baseline, scaling the mature spines' size mean). Recording
-    arrays have shape (n_sub, n_rec, n_branches, cap) (live spines in the first slots of
-    each branch, flagged in ``rec_alive``); recordings before ``t_start`` (at least
-    ``t_start`` minus the burn-in) see the baseline burn-in. ``counts``: (n_sub,
-    n_branches, 4): formations, eliminations, formations lost to a full branch,
-    spine-steps. ``img_times``, ``img_p`` ((n_img,), sorted): in vivo imaging sessions and
-    each one's loss probability per spine (before the size factor), on the branches with
-    global index below ``n_img_branches`` (empty arrays: no imaging damage), each spine's
-    loss probability scaled by its own log-normal susceptibility of log-SD ``img_sigma``."""
+def _run_all(p, f0, t_start, dt, n_steps, n_burn, form, elim, synp, sized, n_branches, cap,
+             states, photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
+             rec_stubby, rec_sid, counts, img_times, img_p, img_branches, img_sigma):
+    """``run_spines``'s kernel: every (subject, branch) pair in parallel."""
     n_sub = form.shape[0]
     for q in numba.prange(n_sub * n_branches):
         s = q // n_branches
         b = q % n_branches
-        _run_subject(s, b, p, f0, t_start, dt, n_steps, form, elim, synp, sized, 1, cap,
-                     states[s, b].copy(), photo_times, rec_times, rec_alive, rec_pos,
+        _run_subject(s, b, p, f0, t_start, dt, n_steps, n_burn, form, elim, synp, sized, 1,
+                     cap, states[s, b].copy(), photo_times, rec_times, rec_alive, rec_pos,
                      rec_size, rec_origin, rec_syn, rec_stubby, rec_sid, counts, img_times,
-                     img_p, n_img_branches, img_sigma)
+                     img_p, img_branches, img_sigma)
+
+
+def burn_in_steps(burn_in_days: float, dt: float) -> int:
+    """Steps of ``dt`` hours that cover ``burn_in_days`` (rounded up, so a burn-in that
+    is not a whole number of steps is not cut short)."""
+    return math.ceil(burn_in_days * 24.0 / dt - 1e-9)
+
+
+def run_spines(p, f0, t_start, dt, n_steps, form, elim, synp, sized, n_branches, cap, states,
+               photo_times, rec_times, rec_alive, rec_pos, rec_size, rec_origin, rec_syn,
+               rec_stubby, rec_sid, counts, img_times, img_p, img_branches, img_sigma,
+               n_burn=None):
+    """Step every branch of every subject from ``t_start`` for ``n_steps`` of ``dt`` hours,
+    after ``n_burn`` steps of burn-in at baseline drives (default: the burn-in,
+    ``SpineParams.burn_in_days``, in steps), each branch on its own stream
+    ``states[s, b]`` ((n_sub, n_branches, 2) uint64), so a branch's spines do not depend on
+    how many branches are simulated.
+
+    ``form``, ``elim``, ``synp``, ``sized``: (n_sub, n_steps) drives over each step (their
+    means) (``sized``: the size drive, x baseline, scaling the mature spines' size mean;
+    sizes advance every ``SIZE_DT_H`` hours towards the mean shifted by the drive's mean
+    over those hours). Recording arrays have shape (n_sub, n_rec, n_branches, cap) (live
+    spines in the first slots of each branch, flagged in ``rec_alive``); a recording, a
+    flash (``photo_times``, (n_sub, n_flashes), sorted per subject) and an imaging session
+    between two grid times act on the state at the later one, in the order of their own
+    times (at one time: flash, recording, the session's light); recordings before
+    ``t_start`` see the baseline burn-in. ``counts``: (n_sub, n_branches, 4): formations,
+    eliminations, formations lost to a full branch, spine-steps. ``img_times``, ``img_p``
+    ((n_img,), sorted): in vivo imaging sessions and each one's loss probability per spine
+    (before the size factor), on the branches with global index below the session's
+    ``img_branches`` (one count for every session, or one per session; empty arrays: no
+    imaging damage), each spine's loss probability scaled by its own log-normal
+    susceptibility of log-SD ``img_sigma``. The arrays are not checked here
+    (``simulate_spines`` checks them)."""
+    if n_burn is None:
+        n_burn = burn_in_steps(max(p[I_BURN], p[I_HORIZON]), dt)
+    img_times = np.ascontiguousarray(img_times, dtype=np.float64)
+    img_branches = np.ascontiguousarray(
+        np.broadcast_to(np.asarray(img_branches, dtype=np.int64), img_times.shape))
+    _run_all(p, f0, t_start, dt, int(n_steps), int(n_burn), form, elim, synp, sized,
+             n_branches, cap, states, photo_times, rec_times, rec_alive, rec_pos, rec_size,
+             rec_origin, rec_syn, rec_stubby, rec_sid, counts, img_times,
+             np.ascontiguousarray(img_p, dtype=np.float64), img_branches, float(img_sigma))
