@@ -247,7 +247,7 @@ def prefrontal_activity(ctx: AssayContext, at: np.ndarray, purpose: str) -> np.n
     in-degrees and biases) would otherwise make some unstressed mice fail most escape
     trials, against 2% (SD 4) in Wu et al. 2021 (F-W-15)."""
     cp = ctx.circuit.params
-    t0 = float(ctx.circuit.rec_times[0])
+    t0 = ctx.circuit.baseline_h  # the pre-protocol baseline (the spine engine's start)
     coupling, drive = ctx.circuit.inputs(np.r_[t0, at], ctx.options["branches"])
     fr = ACTIVITY_FRAME_HZ
     n_frames = round(float(ctx.options["minutes"]) * 60.0 * fr)

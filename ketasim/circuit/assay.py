@@ -58,12 +58,23 @@ class CircuitStage:
     rec_times: np.ndarray
     syn: np.ndarray  # (n, n_rec, n_branch) synapse-bearing spines per branch
     trajectory: Callable[[str, np.ndarray], np.ndarray]
+    # the pre-protocol baseline (h): the spine engine's start, one of ``rec_times``
+    # (not the first of them: an imaging session in the burn-in may come earlier)
+    baseline_h: float
 
     @staticmethod
-    def build(recording, trajectory, registry) -> CircuitStage:
+    def build(recording, trajectory, registry, baseline_h: float) -> CircuitStage:
+        times = np.asarray(recording.times_h)
+        if not np.any(np.isclose(times, baseline_h)):
+            raise ValueError(f"circuit baseline {baseline_h:g} h is not a spine recording "
+                             f"time ({times.tolist()})")
         syn = ((recording.alive == 1) & (recording.synapse == 1)).sum(axis=3)
-        return CircuitStage(CircuitParams.from_registry(registry),
-                            np.asarray(recording.times_h), syn, trajectory)
+        return CircuitStage(CircuitParams.from_registry(registry), times, syn, trajectory,
+                            float(baseline_h))
+
+    def index(self, t: float) -> int:
+        """The spine recording at time ``t`` (h)."""
+        return int(np.flatnonzero(np.isclose(self.rec_times, t))[0])
 
     def inputs(self, at: np.ndarray, branches: int) -> tuple[np.ndarray, np.ndarray]:
         """(n, len(at)) coupling and activity drive at the session times. The coupling is
@@ -72,8 +83,8 @@ class CircuitStage:
         ``1 + g_potentiation P`` with P the signalling layer's potentiation of existing
         synapses (the acute path)."""
         syn = self.syn[:, :, :int(branches)].sum(axis=2)
-        base = syn[:, 0].astype(float)  # the first recording is the pre-protocol baseline
-        idx = [int(np.flatnonzero(np.isclose(self.rec_times, t))[0]) for t in at]
+        base = syn[:, self.index(self.baseline_h)].astype(float)  # pre-protocol baseline
+        idx = [self.index(t) for t in at]
         coupling = syn[:, idx] / np.maximum(base, 1.0)[:, None]
         potentiation = self.trajectory("synaptic_potentiation", at)
         g = self.params.values["g_potentiation"]
@@ -89,7 +100,8 @@ def simulate_chunks(cp, coupling: np.ndarray, drive: np.ndarray, n_frames: int, 
     ``CHUNK_BYTES``; yields ``(first subject, fluorescence, neuropil, population rate)``
     with arrays (k, n_sess, ...) of the chunk's k subjects."""
     n_sub, n_sess = coupling.shape
-    per_subject = 2 * n_sess * n_cells * n_frames * 4
+    # fluorescence and neuropil, and the population rate where asked (float32 each)
+    per_subject = (2 * n_cells + (1 if rate else 0)) * n_sess * n_frames * 4
     k = max(1, min(n_sub, CHUNK_BYTES // max(per_subject, 1)))
     for s0 in range(0, n_sub, k):
         m = min(k, n_sub - s0)
@@ -100,6 +112,15 @@ def simulate_chunks(cp, coupling: np.ndarray, drive: np.ndarray, n_frames: int, 
                           np.ascontiguousarray(drive[s0:s0 + m]), n_frames, fr, n_cells,
                           np.ascontiguousarray(seeds[s0:s0 + m]), raw, npl, pop)
         yield s0, raw, npl, pop
+
+
+def frames_check(o: dict) -> tuple[str, str] | None:
+    """A session must hold frames: ``minutes`` x 60 x ``frame_rate_hz`` at least 2 (an
+    Assay.check: the option at fault and what is expected, or None)."""
+    if round(float(o["minutes"]) * 60.0 * float(o["frame_rate_hz"])) < 2:
+        return ("minutes", f"a session of at least 2 frames at {o['frame_rate_hz']:g} Hz "
+                "(minutes x 60 x frame_rate_hz)")
+    return None
 
 
 def _calcium(ctx: AssayContext, at: np.ndarray) -> AssayRows:
@@ -139,6 +160,7 @@ CALCIUM = Assay(
     options={"cells": 60, "minutes": 5.0, "frame_rate_hz": 30.0, "branches": 10,
              "shuffles": 200, "cell": "mpfc_l5"},
     positive=("cells", "minutes", "frame_rate_hz", "branches", "shuffles"),
+    check=frames_check,
     reads=("circuit",), figures=("ketasim.report.spine_maps:calcium_figures",),
     merge_kept=_first_calcium,
     species=RODENTS)

@@ -128,8 +128,10 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
     n_sub_steps = max(1, math.ceil(frame_dt / p[I_DT]))
     dt = frame_dt / n_sub_steps
     ae, ai, aa = dt / p[I_TE], dt / p[I_TI], dt / p[I_TA]
-    se = p[I_NOISE] * math.sqrt(2.0 * ae)
-    si = p[I_NOISE] * math.sqrt(2.0 * ai)
+    # the noise step that gives the update u <- (1 - a) u + s z the stationary SD noise_sd
+    # exactly (var s^2 / (a (2 - a))), whatever the step (it follows the frame rate)
+    se = p[I_NOISE] * math.sqrt(ae * (2.0 - ae))
+    si = p[I_NOISE] * math.sqrt(ai * (2.0 - ai))
     dec = math.exp(-dt / p[I_TDEC])
     rise = dt / p[I_TRISE]
     rmax, theta, kappa = p[I_RMAX], p[I_THETA], p[I_KAPPA]
@@ -216,11 +218,13 @@ def run_sessions_rate(p, coupling, drive, n_frames, frame_rate_hz, n_cells, seed
                 re_start = re  # the frame records the population rate the step started from
                 re = sum_e / ne
                 rim = sum_i / ni
-                if step < n_settle:
-                    continue
+                # the indicator runs through the settle too, so a session's first frames
+                # read it at its stationary level (it was held from the session before)
                 for i in range(n_cells):
                     c[i] = c[i] * dec + next_poisson(st, r[img[i]] * dt)
                     fl[i] += rise * (c[i] - fl[i])
+                if step < n_settle:
+                    continue
                 rel = step - n_settle + 1
                 if rel % n_sub_steps == 0:
                     fr = rel // n_sub_steps - 1

@@ -44,6 +44,9 @@ def coupling_sweep(registry: Registry, couplings, n_circuits: int = 12,
     coupling = np.repeat(c[None, :], n_circuits, axis=0)
     drives = np.full_like(coupling, float(drive))
     n_frames = round(minutes * 60.0 * frame_rate_hz)
+    if n_frames < 2:
+        raise ValueError(f"minutes {minutes:g} at frame_rate_hz {frame_rate_hz:g}: a session "
+                         "of at least 2 frames expected")
     seeds = np.random.SeedSequence(seed).generate_state(n_circuits, np.uint64)
     seeds = (seeds >> np.uint64(2)).astype(np.int64)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))

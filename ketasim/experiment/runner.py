@@ -812,7 +812,7 @@ def _measure_chunk(species, arm, plans, seed, registry, rtol, atol, region, pool
     if spine_plan is not None:
         recording = _run_spines(registry, seed, key, sim, grid, spine_plan, ids)
         if any("circuit" in p.assay.reads for p in plans):
-            stage = CircuitStage.build(recording, trajectory, registry)
+            stage = CircuitStage.build(recording, trajectory, registry, spine_plan["t0"])
     frames, kept = [], []
     for p in plans:
         ctx = AssayContext(seed, arm.name, p.assay.name, subjects, species, p.options,
