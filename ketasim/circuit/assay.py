@@ -118,8 +118,9 @@ def frames_check(o: dict) -> tuple[str, str] | None:
     """A session must hold frames: ``minutes`` x 60 x ``frame_rate_hz`` at least 2 (an
     Assay.check: the option at fault and what is expected, or None)."""
     if round(float(o["minutes"]) * 60.0 * float(o["frame_rate_hz"])) < 2:
-        return ("minutes", f"a session of at least 2 frames at {o['frame_rate_hz']:g} Hz "
-                "(minutes x 60 x frame_rate_hz)")
+        expected = (f"a session of at least 2 frames at {o['frame_rate_hz']:g} Hz "
+                    "(minutes x 60 x frame_rate_hz)")
+        return ("minutes", expected)
     return None
 
 
