@@ -93,7 +93,8 @@ TARGETS = "".join(
             "T-RV-CAL",
             tolerance="<= 1",
             role="calibration",
-            extra="  fitted: [pk.mouse.ketamine.kp_brain, sig.pka_gain]\n",
+            extra="  fitted: [pk.mouse.ketamine.kp_brain, sig.pka_gain]\n"
+            "  tried: [a fix tried before the one that closed its gap]\n",
         ),
         target("T-RV-N", statistic="n('ket', 'occupancy_interneuron', '1h')", tolerance="[3, 3]"),
         target("T-RV-B"),
@@ -492,6 +493,10 @@ def test_counts_agree_in_console_csv_manifest_and_report(full):
         f"{want['known_gap']} known gaps, {want['error']} errors"
     ) in html
     assert html.count("<li><b>T-RV-GAP") == 2  # both gaps listed with their reason
+    # a gap inside its band is named at the top; a closed gap keeps its history of tries
+    assert re.search(r'id="gaps-inside"[^<]*T-RV-GAPIN\.', html)
+    history = html[html.index('id="tried-history"') :]
+    assert "<li><b>T-RV-CAL</b>" in history and "a fix tried before the one" in history
 
 
 # fixed (was BUG): a known-gap target whose simulated value now lies inside its tolerance
@@ -782,3 +787,15 @@ def test_extent_of_hand_built_replicas_and_stale_file_detection(tmp_path, monkey
     # a species no replica covers is not judged
     rat = load_scenario_text(arm.format(d="289h", k=5).replace("mouse", "rat"))
     assert [ln for ln in domain.domain_warnings(rat, ext) if "cort" in ln] == []
+
+
+def test_target_id_known_gap_and_tried_have_their_types():
+    """A numeric id keyed the target by an int while its id read "12"; ``known_gap: yes``
+    became the reason "True"."""
+    cases = [
+        (target("T-X-1").replace("target_id: T-X-1", "target_id: 12"), "target 12: target_id"),
+        (target("T-X-1") + "  known_gap: yes\n", "known_gap must be text"),
+    ]
+    for text, message in cases:
+        with pytest.raises(TargetError, match=re.escape(message)):
+            parse_targets(text, "lab.yaml")

@@ -85,7 +85,8 @@ _STATUS_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "known_gap": "#ff7f0e",
 
 
 def _tried_block(tried: tuple[str, ...]) -> str:
-    """A known gap's fixes tried and not adopted, folded (``<details>``), one per item."""
+    """A known gap's fixes tried and not adopted (or a closed gap's), folded
+    (``<details>``), one per item."""
     if not tried:
         return ""
     return (f"<details><summary>Tried and not adopted ({len(tried)})</summary><ol>"
@@ -261,6 +262,19 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
                         f"({html.escape(r.target.quantity)}): {html.escape(r.message)}"
                         f"{_tried_block(r.target.tried)}</li>"
                         for r in gaps) + "</ul>")
+    inside = result.gaps_inside()
+    if inside:
+        body.append('<p id="gaps-inside">Known gaps inside their tolerance in this run (has a '
+                    "gap closed? check it, at further seeds and in expectation, and close "
+                    f"it): {html.escape(', '.join(inside))}.</p>")
+    history = [r for r in result.results if r.status != "known_gap" and r.target.tried]
+    if history:
+        body.append('<h2 id="tried-history">What was tried on targets now reproduced</h2>'
+                    "<p>Targets that were known gaps, with the fixes tried and not adopted "
+                    "before the one that closed them:</p><ul>" + "".join(
+                        f"<li><b>{html.escape(r.target.target_id)}</b> "
+                        f"({html.escape(r.target.quantity)}){_tried_block(r.target.tried)}"
+                        "</li>" for r in history) + "</ul>")
     syn = synthesis_figure({k: v.readouts for k, v in result.replicas.items()},
                            figdir / "synthesis.png")
     if syn is not None:

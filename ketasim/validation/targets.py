@@ -160,6 +160,13 @@ def parse_targets(text: str, where: str = "targets.yaml",
         unknown = set(raw) - set(REQUIRED) - set(OPTIONAL)
         if unknown:
             raise TargetError(f"{where}: target {tid}: unknown fields {sorted(unknown)}")
+        if not isinstance(tid, str):  # 12 would key the target by int, its id "12"
+            raise TargetError(f"{where}: target {tid!r}: target_id must be text, e.g. "
+                              "T-LAB-01 (quote it)")
+        for key in ("known_gap", "note"):
+            if key in raw and raw[key] is not None and not isinstance(raw[key], str):
+                raise TargetError(f"{where}: target {tid}: {key} must be text (the reason), "
+                                  f"not {raw[key]!r}")
         facts = raw["facts"] if isinstance(raw["facts"], list) else [raw["facts"]]
         bad = [f for f in facts if not _FACT.match(str(f))]
         if bad:
