@@ -63,7 +63,23 @@ def next_normal(state):
 
 @numba.njit
 def next_poisson(state, lam):
-    """Poisson variate by inversion (means here are small, below ~20)."""
+    """Poisson variate by inversion (means here are small, below ~20). A mean above
+    ``POISSON_SPLIT`` is drawn as a sum of Poisson parts of at most that mean (exact by
+    additivity): inversion from exp(-lam) underflows near 745 and stops at 1000."""
+    if lam <= POISSON_SPLIT:
+        return _poisson_inversion(state, lam)
+    k = 0
+    while lam > POISSON_SPLIT:
+        k += _poisson_inversion(state, POISSON_SPLIT)
+        lam -= POISSON_SPLIT
+    return k + _poisson_inversion(state, lam)
+
+
+POISSON_SPLIT = 200.0  # largest mean drawn by one inversion (its walk stays far below 1000)
+
+
+@numba.njit
+def _poisson_inversion(state, lam):
     u = next_double(state)
     # exp(-lam) > 1 - lam, so a uniform below 1 - lam (less a margin far above rounding)
     # is a 0 without evaluating the exponential: the same variate from the same draw,
