@@ -2040,4 +2040,11 @@ class Scenario(BaseModel):
                         f"a stressor given to {self.species} subjects ({stress} at "
                         f"{format_time(ev.at)} is given to {', '.join(given_to)})",
                         ("arms", i, "protocol"))
+                iv = getattr(ev, "intervention", None)
+                done_in = vocabulary.INTERVENTION_SPECIES.get(iv, vocabulary.SPECIES)
+                if iv is not None and self.species not in done_in:
+                    raise problem(
+                        f"an intervention done in {self.species} subjects ({iv} at "
+                        f"{format_time(ev.at)} is done in {', '.join(done_in)})",
+                        ("arms", i, "protocol"))
         return self

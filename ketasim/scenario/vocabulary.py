@@ -34,6 +34,7 @@ __all__ = [
     "DRUG_NOTES",
     "INTERVENTIONS",
     "INTERVENTION_KINDS",
+    "INTERVENTION_SPECIES",
     "ROUTES",
     "ROUTE_DOSE_KINDS",
     "SPECIES",
@@ -145,6 +146,9 @@ ASSAY_SPECIES: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a:
 
 #: Stressor name -> the species it is given to.
 STRESSOR_SPECIES: Mapping[str, tuple[str, ...]] = _View(_STRESSORS, lambda s: s.species)
+#: Intervention name -> the species it is done in.
+INTERVENTION_SPECIES: Mapping[str, tuple[str, ...]] = _View(_INTERVENTIONS,
+                                                            lambda iv: iv.species)
 
 #: Assay name -> the brain regions it can measure (``region:`` of an assay).
 ASSAY_REGIONS: Mapping[str, tuple[str, ...]] = _View(_ASSAY_CATALOGUE, lambda a: a.regions)

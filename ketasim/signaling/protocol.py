@@ -119,6 +119,7 @@ class _Builder:
         # the end (h) and label of the last pulse that set each control: a pulse that
         # starts before it ends would be switched off by it (its off event sets 0)
         self.pulse_end: dict[str, tuple[float, str]] = {}
+        self.permanent: dict[str, str] = {}  # control -> the permanent change that set it
 
     def param(self, name: str) -> np.ndarray:
         """The value per subject of a slot parameter set so far."""
@@ -533,6 +534,14 @@ def _compile_intervention(b: _Builder, ev, registry, where) -> None:
     for c in iv.controls:
         value = _value(c.value, registry)
         if iv.kind == "permanent":
+            # a permanent change is made once: a second would overwrite the first (a
+            # partial lesion after a full one would regrow the terminals it destroyed)
+            if c.control in b.permanent:
+                raise ProtocolError(
+                    f"{where}: {iv.name} at {ev.at:g} h sets {c.control}, which "
+                    f"{b.permanent[c.control]} set for good already; an arm takes one "
+                    "permanent change of a control")
+            b.permanent[c.control] = f"{iv.name} at {ev.at:g} h"
             b.add(ev.at, EV_SET_PARAM, c.control, value, iv.name)
             continue
         lasts = ev.duration if iv.kind == "timed" else _value(c.lasts, registry)
@@ -602,6 +611,7 @@ class Intervention:
     description: str
     controls: tuple[Control, ...] = ()
     spines: str = ""
+    species: tuple[str, ...] = ("mouse", "rat", "human")  # who it is done in
 
     def __post_init__(self):
         if self.kind not in ("permanent", "timed", "instantaneous"):
@@ -669,43 +679,46 @@ for _st in (
 
 for _iv in (
     Intervention("drd1_cko", "permanent", "conditional Drd1 knock-out in mPFC",
-                 (Control("drd1_ko", 1.0),)),
+                 (Control("drd1_ko", 1.0),), species=RODENTS),
     Intervention("pki_alpha", "permanent", "viral PKI-alpha expression (PKA block)",
-                 (Control("pki_block", "intervention.pki_alpha_block"),)),
+                 (Control("pki_block", "intervention.pki_alpha_block"),), species=RODENTS),
     Intervention("vta_da_chemogenetic_inhibition", "timed",
                  "chemogenetic inhibition of VTA dopamine neurons",
-                 (Control("vta_inhibition", "intervention.vta_inhibition"),)),
+                 (Control("vta_inhibition", "intervention.vta_inhibition"),), species=RODENTS),
     Intervention("mpfc_da_terminal_inhibition", "timed",
                  "optogenetic inhibition of VTA dopamine terminals in mPFC",
-                 (Control("terminal_inhibition", "intervention.terminal_inhibition"),)),
+                 (Control("terminal_inhibition", "intervention.terminal_inhibition"),),
+                 species=RODENTS),
     Intervention("mpfc_da_terminal_activation", "timed",
                  "optogenetic activation of VTA dopamine terminals in mPFC",
-                 (Control("terminal_activation", 1.0),)),
+                 (Control("terminal_activation", 1.0),), species=RODENTS),
     # Hare et al. 2019 Nat Commun (F-W-9): an intervention on the mPFC neurons that express
     # Drd1, not on dopamine; light adds their glutamatergic output, silencing removes their
     # activity, which the PKA-gated potentiation and spine formation need
     Intervention("mpfc_drd1_neuron_stimulation", "timed",
                  "optogenetic stimulation of mPFC Drd1-expressing neurons",
-                 (Control("drd1_neuron_stim", 1.0),)),
+                 (Control("drd1_neuron_stim", 1.0),), species=RODENTS),
     Intervention("mpfc_drd1_neuron_silencing", "timed",
                  "opto- or chemogenetic silencing of mPFC Drd1-expressing neurons",
-                 (Control("drd1_neuron_silencing", "intervention.drd1_neuron_silencing"),)),
+                 (Control("drd1_neuron_silencing", "intervention.drd1_neuron_silencing"),),
+                 species=RODENTS),
     # the light shrinks the probe-holding potentiated synapses (signalling layer); the
     # spines formed since are removed in the spine layer (ketasim.spines.engine)
     Intervention("as_parac1_photoactivation", "instantaneous",
                  "light pulse activating AS-PaRAC1 in recently potentiated spines",
                  (Control("parac1_shrink", "intervention.parac1_shrink_rate",
                           "intervention.parac1_light_h"),),
-                 spines="remove_new_spines"),
+                 spines="remove_new_spines", species=RODENTS),
     # unilateral 6-OHDA lesions of the nigrostriatal dopamine pathway (the Parkinson's
     # model of the LID studies, issue 15): the terminals degenerate over days
     # (sig.k_lesion) in the regions the lesion reaches (sig.lesion_reach)
     Intervention("lesion_6ohda_mfb", "permanent",
                  "6-OHDA into the medial forebrain bundle (near-complete nigrostriatal lesion)",
-                 (Control("dopamine_lesion", "lesion.mfb_6ohda_extent"),)),
+                 (Control("dopamine_lesion", "lesion.mfb_6ohda_extent"),), species=RODENTS),
     Intervention("lesion_6ohda_intrastriatal", "permanent",
                  "6-OHDA into the striatum (partial terminal lesion)",
-                 (Control("dopamine_lesion", "lesion.intrastriatal_6ohda_extent"),)),
+                 (Control("dopamine_lesion", "lesion.intrastriatal_6ohda_extent"),),
+                 species=RODENTS),
     # Parkinson's disease in virtual patients (issue 15 item 8): the striatal dopamine
     # terminals lost by the stage at which L-DOPA-induced dyskinesia appears, set as a
     # lesion; give it well before the L-DOPA course (the terminals follow it at
@@ -713,6 +726,6 @@ for _iv in (
     Intervention("parkinson_disease", "permanent",
                  "Parkinson's disease with motor complications: loss of striatal dopamine "
                  "terminals (patients)",
-                 (Control("dopamine_lesion", "lesion.pd_lid_extent"),)),
+                 (Control("dopamine_lesion", "lesion.pd_lid_extent"),), species=HUMANS),
 ):
     register_intervention(_iv)

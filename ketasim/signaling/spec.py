@@ -662,7 +662,7 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
      "block of the pyramidal NMDA rest current (NMDA block at rest and GluN2B)"),
     ("glutamate_surge", "glutamate", "1", "glutamate release (x baseline)"),
     ("ampa_drive", "ampa", "1", "AMPA receptor drive (x baseline)"),
-    ("da_rel", "dopamine", "1", "mPFC dopamine (x baseline)"),
+    ("da_rel", "dopamine", "1", "extracellular dopamine of the region (x intact baseline)"),
     ("pka_rel", "pka", "1", "PKA activity (x baseline)"),
     ("plasticity_potential", "plasticity_potential", "probability",
      "probability that glutamate uncaging evokes a new spine"),
@@ -681,7 +681,8 @@ OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
     ("da_terminals", "terminals", "1", "dopamine terminals left in the region (fraction)"),
     ("d1_sensitivity", "d1_sensitivity", "1", "D1 receptor sensitivity (x intact)"),
     ("d1_drive", "d1_signal", "1",
-     "D1 receptor signal: dopamine x D1 sensitivity, less block, plus agonists (x intact)"),
+     ("D1 receptor signal: (dopamine less block and knock-out, plus agonists) x D1 "
+      "sensitivity (x intact)")),
     ("lid_priming", "lid_priming", "1", "priming of L-DOPA-induced dyskinesia (0-1)"),
     ("lid_resistance", "lid_resistance", "1",
      "resistance to dyskinesia priming (0-1; lowers its ceiling)"),

@@ -14,7 +14,7 @@
   detected), and the density of spines carrying a synapse (PSD95-positive in a co-stain).
 
 The spine assays take ``cell`` (default ``mpfc_l5``): the cell type whose spine
-parameter set (``spine.<cell>.*`` in the registry: ``mpfc_l5``, ``ca1``, ``msn``) the arm's
+parameter set (``spine.<cell>.*`` in the registry: ``mpfc_l5``, ``ca1``, ``msn_d1``, ``msn_d2``) the arm's
 spines follow; all spine assays of an arm image the same population.
 """
 
