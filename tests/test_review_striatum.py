@@ -766,3 +766,41 @@ def test_an_intervention_in_a_species_it_is_not_done_in_is_one_clear_error(speci
     )
     with pytest.raises(ScenarioError, match=rf"arms\[0\]\.protocol.*{intervention}.*done in"):
         load_scenario_text(text)
+
+
+def test_a_striatal_spine_assay_images_striatal_cells():
+    """Left out, ``cell`` is the region's first (msn_d1 in the striatum; it was the mPFC's
+    mpfc_l5, cortical cells carrying the striatal priming); a cell of another region is
+    one error naming the option."""
+    from ketasim.core.assay import AssayOptionError
+
+    lesion = "{at: -21d, intervention: lesion_6ohda_mfb}"
+    default = _run(
+        _scenario([("a", 2, lesion, "{assay: fixed_tissue_spines, at: [0d], region: striatum}")])
+    )
+    named = _run(
+        _scenario(
+            [
+                (
+                    "a",
+                    2,
+                    lesion,
+                    "{assay: fixed_tissue_spines, at: [0d], region: striatum, options: {cell: msn_d1}}",
+                )
+            ]
+        )
+    )
+    pd.testing.assert_frame_equal(default, named)
+    with pytest.raises(AssayOptionError, match=r"assays\[0\]\.options\.cell.*striatum"):
+        _run(
+            _scenario(
+                [
+                    (
+                        "a",
+                        2,
+                        lesion,
+                        "{assay: fixed_tissue_spines, at: [0d], region: striatum, options: {cell: mpfc_l5}}",
+                    )
+                ]
+            )
+        )

@@ -114,11 +114,11 @@ arms:
   - name: msn_d1
     n: 6
     protocol: [{at: 0h, drug: saline, route: ip}]
-    assays: [{assay: fixed_tissue_spines, at: [0h], options: {cell: msn_d1}}]
+    assays: [{assay: fixed_tissue_spines, at: [0h], region: striatum, options: {cell: msn_d1}}]
   - name: msn_d2
     n: 6
     protocol: [{at: 0h, drug: saline, route: ip}]
-    assays: [{assay: fixed_tissue_spines, at: [0h], options: {cell: msn_d2}}]
+    assays: [{assay: fixed_tissue_spines, at: [0h], region: striatum, options: {cell: msn_d2}}]
 """
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ketasim.circuit.assay import CircuitStage
 from ketasim.core.assay import Assay, AssayContext, AssayOptionError, resolve_options
-from ketasim.core.regions import DEFAULT_REGION
+from ketasim.core.regions import DEFAULT_REGION, REGION_CELLS
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.cohort import sample_cohort
 from ketasim.experiment.population import POOL, draw_patients, pooled_patients, screen
@@ -137,9 +137,18 @@ def _plans(arm, i: int) -> list[_Plan]:
                 f"{where}.assay: got {spec_.assay!r}; expected an assay this version "
                 f"simulates: {sorted(ASSAYS)}")
         assay = ASSAYS[spec_.assay]
-        out.append(_Plan(assay, resolve_options(assay, spec_.options, where),
-                         np.asarray(spec_.at, dtype=float),
-                         getattr(spec_, "region", DEFAULT_REGION)))
+        options = resolve_options(assay, spec_.options, where)
+        region = getattr(spec_, "region", None) or DEFAULT_REGION
+        if "cell" in options and assay.needs_spines:
+            cells = REGION_CELLS.get(region, ())
+            if "cell" not in (spec_.options or {}):
+                options["cell"] = cells[0] if cells else options["cell"]  # the region's
+            elif (cells and options["cell"] not in cells
+                  and any(options["cell"] in c for c in REGION_CELLS.values())):
+                raise AssayOptionError(
+                    f"{where}.options.cell: got {options['cell']!r}; expected a cell type "
+                    f"of the region {region} ({', '.join(cells)})")
+        out.append(_Plan(assay, options, np.asarray(spec_.at, dtype=float), region))
     return out
 
 

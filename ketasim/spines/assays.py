@@ -13,9 +13,11 @@
   fraction of each morphology class among detected spines (NaN for an animal with none
   detected), and the density of spines carrying a synapse (PSD95-positive in a co-stain).
 
-The spine assays take ``cell`` (default ``mpfc_l5``): the cell type whose spine
-parameter set (``spine.<cell>.*`` in the registry: ``mpfc_l5``, ``ca1``, ``msn_d1``, ``msn_d2``) the arm's
-spines follow; all spine assays of an arm image the same population.
+The spine assays take ``cell``: the cell type whose spine parameter set (``spine.<cell>.*``
+in the registry) the arm's spines follow, one of the region's (``ketasim.core.regions.
+REGION_CELLS``: ``mpfc_l5`` or ``ca1`` in the mPFC, ``msn_d1`` or ``msn_d2`` in the
+striatum; left out, the region's first); all spine assays of an arm's region image the
+same population.
 """
 
 from __future__ import annotations
