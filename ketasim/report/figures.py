@@ -15,13 +15,20 @@ from ketasim.report._mpl import literal, subplots
 _COLORS = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
-def _time_axis(hours: np.ndarray) -> tuple[np.ndarray, str]:
+def _time_unit(hours: np.ndarray) -> tuple[float, str]:
+    """The factor from hours to the unit that suits the span of ``hours``, and the axis
+    label: one unit per panel, whichever times each arm has."""
     span = float(np.nanmax(hours) - np.nanmin(hours)) if len(hours) else 0.0
     if span > 72:
-        return hours / 24.0, "time (days)"
+        return 1.0 / 24.0, "time (days)"
     if span < 2:
-        return hours * 60.0, "time (min)"
-    return hours, "time (h)"
+        return 60.0, "time (min)"
+    return 1.0, "time (h)"
+
+
+def _time_axis(hours: np.ndarray) -> tuple[np.ndarray, str]:
+    factor, label = _time_unit(hours)
+    return hours * factor, label
 
 
 def _regional(df: pd.DataFrame) -> np.ndarray:
@@ -121,12 +128,12 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
         unit = rs["unit"].iloc[0]
         times = np.sort(rs["time_h"].unique())
         if len(times) > 1:
-            _, label = _time_axis(times)
+            factor, label = _time_unit(times)  # the panel's unit, for every arm
             for k, arm in enumerate(arms):
                 a = rs[rs["arm"] == arm].sort_values("time_h")
                 if not np.isfinite(a["mean"].to_numpy(float)).any():
                     continue  # no data (none measured, or all below quantification)
-                x, _ = _time_axis(a["time_h"].to_numpy())
+                x = a["time_h"].to_numpy() * factor
                 m = a["mean"].to_numpy()
                 e = a["sem"].fillna(0).to_numpy()
                 c = _COLORS[k % len(_COLORS)]
@@ -149,7 +156,8 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
                 if a.empty:
                     continue
                 c = _COLORS[k % len(_COLORS)]
-                ax.bar(k, a["mean"].iloc[0], yerr=a["sem"].fillna(0).iloc[0], color=c,
+                # one subject: no SEM, so no error bar (a bar of 0 would claim one)
+                ax.bar(k, a["mean"].iloc[0], yerr=a["sem"].iloc[0], color=c,
                        alpha=0.5, capsize=3)
                 v = raw.loc[raw["arm"] == arm, "value"].to_numpy(float)
                 jitter = (np.arange(len(v)) - (len(v) - 1) / 2) * 0.04
@@ -220,6 +228,9 @@ def taper_figure(readouts: pd.DataFrame, path: Path) -> Path:
     for ax, arm in zip(axes[0], arms):
         shares = taper_shares(readouts, arm)
         x = shares.index.to_numpy() / 24.0
+        # the shares chosen at the last dose hold until the next one it sets: one more step
+        x = np.r_[x, x[-1] + levels.max()]
+        shares = pd.concat([shares, shares.iloc[[-1]]])
         ax.stackplot(x, *(shares[lv].to_numpy() for lv in shares.columns),
                      labels=[f"{lv:g} d" for lv in shares.columns],
                      colors=[colors[lv] for lv in shares.columns], step="post")

@@ -45,6 +45,9 @@ def spine_map_figure(tracking: pd.DataFrame, path: Path, arm: str | None = None,
     t = t[t["subject"].astype(str) == subject]
     sessions = np.sort(t["time_h"].unique())
     branches = list(dict.fromkeys(t["branch"]))[:max_branches]
+    # sessions and branches from every row; spines from the rows that saw one (an absent
+    # row or an empty branch's placeholder is not a spine)
+    t = t[t["present"].astype(bool)]
     restored_ids = _observed_restored(t, sessions)
     fig, axes = subplots(len(branches), 1, figsize=(8, 1.2 + 0.45 * len(sessions)
                                                          * len(branches)), squeeze=False)
@@ -210,6 +213,10 @@ def tracking_figures(kept: dict, out: Path, prefix: str) -> list:
     """Figures of the two-photon assay: a spine map per arm, then formation and
     elimination bars and the survival of new spines across arms."""
     tracking = {arm: k["tracking"] for arm, k in kept.items() if "tracking" in k}
+    # with the empty imaged branches' placeholder rows, as the assay's readouts count them
+    full = {arm: (pd.concat([k["tracking"], k["empty_branches"]], ignore_index=True)
+                  if len(k.get("empty_branches", ())) else k["tracking"])
+            for arm, k in kept.items() if "tracking" in k}
     figs = [(spine_map_figure(table, out / f"{prefix}{arm}.png", arm=arm),
              f"spines {arm}", (f"{arm}: imaged branches of one animal across sessions "
                                "(grey kept, green new, blue restored: new within 2 um of a "
@@ -217,10 +224,10 @@ def tracking_figures(kept: dict, out: Path, prefix: str) -> list:
             for arm, table in tracking.items()]
     if tracking:
         figs += [
-            (turnover_figure(tracking, out / f"{prefix}turnover.png"), "spine turnover",
+            (turnover_figure(full, out / f"{prefix}turnover.png"), "spine turnover",
              ("formation and elimination between consecutive sessions (% of the earlier "
               "session's spines); bars are arm means, dots subjects")),
-            (survival_figure(tracking, out / f"{prefix}survival.png"), "spine survival",
+            (survival_figure(full, out / f"{prefix}survival.png"), "spine survival",
              ("Kaplan-Meier survival of spines new at the second-to-last session, restored "
               "(within 2 um of a site lost between the first two sessions) vs de novo, with "
               "95% bands"))]

@@ -24,6 +24,7 @@ class Series:
     readout: str
     drug_arm: str
     vehicle_arm: str | None  # None: the drug arm's own values (e.g. plasma levels)
+    assay: str | None = None  # the assay read, where two in the replica report the readout
 
 
 SERIES: tuple[Series, ...] = (
@@ -42,7 +43,8 @@ SERIES: tuple[Series, ...] = (
     Series("spine formation (two-photon)", "mouse", "cort_ketamine_spine_imaging",
            "formation_pct", "control_ketamine", "control_saline"),
     Series("spine density (two-photon)", "mouse", "cort_ketamine_spine_imaging",
-           "spine_density_per_10um", "control_ketamine", "control_saline"),
+           "spine_density_per_10um", "control_ketamine", "control_saline",
+           assay="two_photon_spines"),
     # the human lines (issue 14): plasma level, dissociation, MADRS against placebo
     Series("plasma ketamine (0.5 mg/kg over 40 min)", "human", "pk_human_infusion",
            "ketamine_plasma_ng_ml", "ketamine", None),
@@ -64,6 +66,8 @@ def difference_courses(readouts_by_replica: dict[str, pd.DataFrame]) -> list[tup
         if r is None:
             continue
         r = r[r["readout"] == s.readout]
+        if s.assay is not None:  # fixed tissue reports the same readout at 4 d
+            r = r[r["assay"] == s.assay]
         m = r.groupby(["arm", "time_h"])["value"].mean()
         arms = set(m.index.get_level_values(0))
         if s.drug_arm not in arms or (s.vehicle_arm is not None and s.vehicle_arm not in arms):
