@@ -1156,3 +1156,37 @@ def test_the_trial_caption_names_the_axis_the_figure_draws(trial, tmp_path, draw
     assert "mean \u00b1 SEM at each rating" in html
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[-1] == "1w" and "1d" in labels
+
+
+def test_a_runs_tracking_tables_carry_the_empty_branch_placeholders():
+    """``SimulationResult.tracking`` (what the validation statistics and the NWB export
+    read) holds a ``present=False`` row for each imaged branch and session with no spine
+    seen, as a lab's table does and as the readouts count it."""
+    from ketasim.spines.assays import tracking_tables
+
+    seen = pd.DataFrame(
+        {
+            "arm": ["a"],
+            "subject": ["0"],
+            "branch": ["0"],
+            "spine_id": ["s1"],
+            "time_h": [0.0],
+            "present": [True],
+        }
+    )
+    empty = pd.DataFrame(
+        {
+            "arm": ["a"],
+            "subject": ["0"],
+            "branch": ["1"],
+            "spine_id": ["none_seen"],
+            "time_h": [0.0],
+            "present": [False],
+        }
+    )
+    full = tracking_tables(
+        {"two_photon_spines": {"a": {"tracking": seen, "empty_branches": empty}}}
+    )["a"]
+    assert len(full) == 2 and full["present"].tolist() == [True, False]
+    only = tracking_tables({"two_photon_spines": {"a": {"tracking": seen}}})["a"]
+    assert only is seen

@@ -14,6 +14,7 @@ import pandas as pd
 from ketasim.analysis.calcium import detect_transients, synchronous_events
 from ketasim.analysis.spines import restoration_labels, survival, turnover
 from ketasim.report._mpl import literal, subplots
+from ketasim.spines.assays import tracking_tables
 
 _STYLE = {"kept": ("o", "0.55"), "new": ("o", "tab:green"), "lost": ("x", "tab:red"),
           "restored": ("o", "tab:blue")}
@@ -214,9 +215,7 @@ def tracking_figures(kept: dict, out: Path, prefix: str) -> list:
     elimination bars and the survival of new spines across arms."""
     tracking = {arm: k["tracking"] for arm, k in kept.items() if "tracking" in k}
     # with the empty imaged branches' placeholder rows, as the assay's readouts count them
-    full = {arm: (pd.concat([k["tracking"], k["empty_branches"]], ignore_index=True)
-                  if len(k.get("empty_branches", ())) else k["tracking"])
-            for arm, k in kept.items() if "tracking" in k}
+    full = tracking_tables({"two_photon_spines": kept})
     figs = [(spine_map_figure(table, out / f"{prefix}{arm}.png", arm=arm),
              f"spines {arm}", (f"{arm}: imaged branches of one animal across sessions "
                                "(grey kept, green new, blue restored: new within 2 um of a "

@@ -192,9 +192,12 @@ def _concat_classes(kept: list[dict]) -> dict:
 
 
 def tracking_tables(kept: dict) -> dict[str, pd.DataFrame]:
-    """Arm -> observed tracking table, from a run's kept data (assay -> arm -> dict)."""
-    return {arm: k["tracking"] for arm, k in kept.get("two_photon_spines", {}).items()
-            if "tracking" in k}
+    """Arm -> observed tracking table, from a run's kept data (assay -> arm -> dict), with
+    a ``present=False`` placeholder row for each imaged branch and session where no spine
+    was seen (as a lab's table has; the readouts count such a branch as imaged)."""
+    return {arm: (pd.concat([k["tracking"], k["empty_branches"]], ignore_index=True)
+                  if len(k.get("empty_branches", ())) else k["tracking"])
+            for arm, k in kept.get("two_photon_spines", {}).items() if "tracking" in k}
 
 
 def _concat_tracking(kept: list[dict]) -> dict:
