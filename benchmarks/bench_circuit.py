@@ -113,7 +113,9 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
     n_sub_steps = max(1, math.ceil(frame_dt / v["dt_s"]))
     dt = frame_dt / n_sub_steps
     ae, ai, aa = dt / v["tau_e_s"], dt / v["tau_i_s"], dt / v["tau_a_s"]
-    se, si = v["noise_sd"] * math.sqrt(2.0 * ae), v["noise_sd"] * math.sqrt(2.0 * ai)
+    # the noise step that keeps noise_sd the stationary SD (as run_sessions since 2026-12-07)
+    se = v["noise_sd"] * math.sqrt(ae * (2.0 - ae))
+    si = v["noise_sd"] * math.sqrt(ai * (2.0 - ai))
     dec, rise = math.exp(-dt / v["tau_decay_s"]), dt / v["tau_rise_s"]
     rmax, theta, kappa = v["r_max_hz"], v["theta"], v["kappa"]
     g_adapt, w_ei, w_ie, w_ii, b_inh = (v["g_adapt"], v["w_ei"], v["w_ie"], v["w_ii"],
@@ -150,10 +152,10 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
             a += aa * (g_adapt * r / rmax - a)
             vi += ai * (w_ie * re - w_ii * rim + b_inh - vi) + si * rng.standard_normal(ni)
             ri = rmax / (1.0 + np.exp(-(vi - theta) / kappa))
+            c = c * dec + rng.poisson(r[img] * dt)  # the indicator runs through the settle
+            fl += rise * (c - fl)
             if step < n_settle:
                 continue
-            c = c * dec + rng.poisson(r[img] * dt)
-            fl += rise * (c - fl)
             rel = step - n_settle + 1
             if rel % n_sub_steps == 0:
                 fr = rel // n_sub_steps - 1

@@ -41,7 +41,7 @@ The model, as ketasim's kernel, for all subjects in one network:
   fluorescence (``F0 (1 + dff f) bleach + 0.7 neuropil`` plus shot noise), recorded by
   ``StateMonitor`` with the subject's population rate at the start of that step.
 - Sessions in order with the state carried over; before each, ``settle_s`` of activity
-  without the indicator, then the imaged minutes.
+  with the indicator running but not recorded, then the imaged minutes.
 
 Differences from ketasim's kernel, none of them in the statistics: before the first
 step the rates are those of u = v = 0 (ketasim: zero), 5 s of settling earlier; settling
@@ -122,7 +122,11 @@ def main(argv: list[str]) -> dict:
     s = b2.second
     ns = {
         "tau_e": v["tau_e_s"] * s, "tau_i": v["tau_i_s"] * s,
-        "noise_sd": v["noise_sd"], "r_max": v["r_max_hz"], "theta": v["theta"],
+        # Euler-Maruyama's step gives the OU the SD noise_sd / sqrt(1 - dt / 2 tau); these
+        # make it noise_sd, as ketasim's step does (since 2026-12-07)
+        "noise_e": v["noise_sd"] * math.sqrt(1.0 - dt / (2.0 * v["tau_e_s"])),
+        "noise_i": v["noise_sd"] * math.sqrt(1.0 - dt / (2.0 * v["tau_i_s"])),
+        "r_max": v["r_max_hz"], "theta": v["theta"],
         "kappa": v["kappa"], "g_adapt": v["g_adapt"], "w_ei": v["w_ei"], "w_ie": v["w_ie"],
         "w_ii": v["w_ii"], "b_inh": v["bias_inh"], "n_exc": ne, "n_inh": ni,
         "dt_step": dt, "aa": dt / v["tau_a_s"], "dec": math.exp(-dt / v["tau_decay_s"]),
@@ -139,7 +143,7 @@ def main(argv: list[str]) -> dict:
 
     t = time.perf_counter()
     exc = b2.NeuronGroup(n_sub * ne, """
-        du/dt = (jc*kg*((1 - leak)*Ra + leak*Re) - w_ei*Ri + b + ext - a - u)/tau_e + noise_sd*sqrt(2/tau_e)*xi_e : 1
+        du/dt = (jc*kg*((1 - leak)*Ra + leak*Re) - w_ei*Ri + b + ext - a - u)/tau_e + noise_e*sqrt(2/tau_e)*xi_e : 1
         a : 1
         r = r_max/(1 + exp(-(u - theta)/kappa)) : 1
         kg : 1 (constant)
@@ -154,7 +158,7 @@ def main(argv: list[str]) -> dict:
     exc.run_regularly("a += aa*(g_adapt*r/r_max - a)", when="groups", order=1,
                       name="adapt")
     inh = b2.NeuronGroup(n_sub * ni, """
-        dv/dt = (w_ie*Re - w_ii*Ri + b_inh - v)/tau_i + noise_sd*sqrt(2/tau_i)*xi_i : 1
+        dv/dt = (w_ie*Re - w_ii*Ri + b_inh - v)/tau_i + noise_i*sqrt(2/tau_i)*xi_i : 1
         ri = r_max/(1 + exp(-(v - theta)/kappa)) : 1
         Re : 1 (linked)
         Ri : 1 (linked)
@@ -194,7 +198,8 @@ def main(argv: list[str]) -> dict:
     imaged = (np.arange(n_sub)[:, None] * ne + img[None, :]).ravel()
     cells.u = b2.linked_var(exc, "u", index=imaged)
     cells.Re = b2.linked_var(pool, "Re", index=np.repeat(np.arange(n_sub), nc))
-    calcium = cells.run_regularly("""
+    # the indicator, always on (through the settle too)
+    cells.run_regularly("""
         c = c*dec + poisson(r*dt_step)
         fl += rise*(c - fl)
         """, when="groups", order=1, name="calcium")
@@ -224,7 +229,9 @@ def main(argv: list[str]) -> dict:
     net = b2.Network(exc, inh, pool, asm, syn_e, syn_i, syn_a, cells, mon_f, mon_r)
     build_s = time.perf_counter() - t
 
-    imaging = (calcium, frame, mon_f, mon_r)
+    # the indicator runs through the settle too (as ketasim's kernel since 2026-12-07);
+    # the frames and monitors only while imaging
+    imaging = (frame, mon_f, mon_r)
     # steps of settling: the frame clock ticks every n_sub_steps steps from t = 0 and
     # must tick on the last step of each frame, so the first imaged step must be 1 modulo
     # n_sub_steps; settling is rounded up to that (by one step with the registry's values)
