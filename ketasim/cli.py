@@ -115,6 +115,7 @@ def _fail(message: str) -> None:
 
 
 def _user_errors():
+    from ketasim.analysis.diff import ComparisonError
     from ketasim.core.assay import AssayOptionError
     from ketasim.experiment.runner import UnsupportedAssayError
     from ketasim.io.results import OutputError
@@ -123,7 +124,7 @@ def _user_errors():
     from ketasim.signaling.protocol import ProtocolError
 
     return (ScenarioError, UnsupportedAssayError, ProtocolError, OutputError,
-            AssayOptionError, CompoundError)
+            AssayOptionError, CompoundError, ComparisonError)
 
 
 def _fail_in(scenario: str, e: Exception):
@@ -546,8 +547,9 @@ def _earlier(against: Path | None, file_name: str, command: str, check):
         _fail(f"--against {against}: no {file_name} there; expected a folder that "
               f"{command} wrote, or its {file_name}")
     try:
-        return check(pd.read_csv(path, float_precision="round_trip"),
-                     f"--against {path}"), path
+        # arm names such as NA or None are names, not missing values
+        return check(pd.read_csv(path, float_precision="round_trip", keep_default_na=False,
+                                 na_values=[""]), f"--against {path}"), path
     except (ComparisonError, pd.errors.ParserError, pd.errors.EmptyDataError,
             UnicodeDecodeError) as e:
         _fail(str(e) if isinstance(e, ComparisonError)

@@ -21,6 +21,10 @@ import math
 import numpy as np
 import pandas as pd
 
+#: the region of a run that has no region column: ketasim.core.regions.DEFAULT_REGION
+#: (analysis imports no other layer; tests/test_review_outputs.py checks they agree)
+DEFAULT_REGION = "mpfc"
+
 #: columns of ``comparison.csv`` (``ketasim validate --against``)
 COMPARISON_COLUMNS = ["target_id", "role", "quantity", "tolerance", "change", "status_before",
                       "status", "simulated_before", "simulated", "relative_change"]
@@ -142,8 +146,9 @@ def compare_summaries(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame
     b = before.reindex(columns=[*keys, "n", "mean", "sem"]).copy()
     a = after.copy()
     for frame in (a, b):
-        if "region" in keys:
-            frame["region"] = frame.get("region", pd.Series("", index=frame.index)).fillna("")
+        if "region" in keys:  # a run without the column measured the default region
+            frame["region"] = frame.get(
+                "region", pd.Series(DEFAULT_REGION, index=frame.index)).fillna(DEFAULT_REGION)
     # times match to 1e-9 h: a time read back from a CSV may differ in the last bit
     on = [k if k != "time_h" else "_t" for k in keys]
     for frame in (a, b):

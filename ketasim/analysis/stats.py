@@ -30,7 +30,8 @@ def summarize(readouts: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     arm_order = {a: i for i, a in enumerate(dict.fromkeys(readouts["arm"]))}
     keys = ["arm", "assay", *(["region"] if regional else []), "readout", "time_h", "unit"]
-    g = readouts.groupby(keys, sort=False)["value"]
+    # dropna=False: a readout without a region (or unit) is counted, not dropped
+    g = readouts.groupby(keys, sort=False, dropna=False)["value"]
     out = g.agg(n="count", mean="mean", sd=lambda v: v.std(ddof=1)).reset_index()
     out["sem"] = out["sd"] / np.sqrt(out["n"].where(out["n"] > 0))
     out = out.drop(columns="sd")

@@ -61,8 +61,17 @@ class View:
 
     def sql(self) -> str:
         """The ``CREATE VIEW`` statement that reads the file(s)."""
-        path = "'" + self.pattern.replace("'", "''") + "'"
         many = "*" in self.source
+        if many:
+            # the files themselves, not the glob: a folder name with [ ] or ? would be
+            # read by DuckDB as a pattern
+            root = Path(self.pattern[: -len(self.source)])
+            folder = root / self.source.split("/**/", 1)[0]  # a literal path, not a glob
+            files = sorted(str(f) for f in folder.rglob(f"*.{self.kind}")
+                           if f.is_file() and _visible(f, root) and f.stat().st_size > 0)
+            path = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        else:
+            path = "'" + self.pattern.replace("'", "''") + "'"
         if self.kind == "parquet":
             reader = f"read_parquet({path}{', union_by_name = true' if many else ''})"
         else:
@@ -193,7 +202,9 @@ class RunTables:
         self.run_dir = Path(run_dir)
         self.views = find_views(self.run_dir)
         root = str(self.run_dir.resolve())
-        config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        # no temporary folder: DuckDB adds its own (<cwd>/.tmp) to the allowed directories
+        config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+                  "temp_directory": ""}
         if threads:
             config["threads"] = threads
         self._con = duckdb.connect(":memory:", config=config)
