@@ -45,6 +45,7 @@ import numpy as np
 
 from ketasim.analysis.trial import BPRS, CADSS, HDRS17, MADRS, QIDS_SR16, Scale
 from ketasim.clinical.model import (
+    HISTORY_ANCHOR,
     ClinicalParams,
     PatientTraits,
     Rater,
@@ -171,7 +172,8 @@ _STATE_OUTPUTS = ("formation_drive", "elimination_drive", "synaptic_potentiation
 
 def _course(ctx: AssayContext, at: np.ndarray, p: ClinicalParams):
     """Synaptic state and rated symptom load at the visits (see ``symptom_course``)."""
-    grid = history_grid(at, ctx.options["lookback_d"], ctx.options["step_h"])
+    grid = history_grid(at, ctx.options["lookback_d"], ctx.options["step_h"],
+                        ctx.options.get(HISTORY_ANCHOR))
     return symptom_course(grid, {o: ctx.trajectory(o, grid) for o in _STATE_OUTPUTS}, at,
                           {o: ctx.trajectory(o, np.asarray(at, float))
                            for o in _STATE_OUTPUTS}, p)
@@ -361,7 +363,8 @@ def _sedation(ctx: AssayContext, at: np.ndarray) -> AssayRows:
 
 
 def _madrs_times(at: np.ndarray, options: dict) -> np.ndarray:
-    return sample_times(at, float(options["lookback_d"]), float(options["step_h"]))
+    return sample_times(at, float(options["lookback_d"]), float(options["step_h"]),
+                        options.get(HISTORY_ANCHOR))
 
 
 def _gbc(ctx: AssayContext, at: np.ndarray) -> AssayRows:

@@ -91,20 +91,32 @@ class ClinicalParams(ParamGroup):
     PREFIX, NAMES = "clinical", PARAM_NAMES
 
 
-def history_grid(at: np.ndarray, lookback_d: float, step_h: float) -> np.ndarray:
+#: the option key under which the runner gives a history assay its arm's first dose (h):
+#: set by the runner, not by a scenario
+HISTORY_ANCHOR = "_first_dose_h"
+
+
+def history_grid(at: np.ndarray, lookback_d: float, step_h: float,
+                 first_dose_h: float | None = None) -> np.ndarray:
     """The regular grid (multiples of ``step_h`` hours) on which the synaptic state is
-    integrated for visits ``at``: from ``lookback_d`` days before the first visit to the
-    last visit. Anchored at multiples of the step, so adding a later visit does not move
-    the grid (only an earlier first visit starts it earlier, from the steady state)."""
+    integrated for visits ``at``: from ``lookback_d`` days before the first visit, or
+    before the arm's first dose ``first_dose_h`` where that comes earlier, to the last
+    visit. Anchored at multiples of the step, so adding a later visit does not move the
+    grid; starting before the first dose, every scale of a patient reads the whole
+    treatment (a scale first rated after weeks of dosing once started from the steady
+    state, forgetting the doses before its window)."""
     at = np.asarray(at, dtype=float)
-    k0 = np.floor((float(at.min()) - 24.0 * lookback_d) / step_h)
+    first = float(at.min()) if first_dose_h is None else min(float(at.min()),
+                                                              float(first_dose_h))
+    k0 = np.floor((first - 24.0 * lookback_d) / step_h)
     k1 = np.ceil(float(at.max()) / step_h)
     return np.arange(k0, k1 + 1) * step_h
 
 
-def sample_times(at: np.ndarray, lookback_d: float, step_h: float) -> np.ndarray:
+def sample_times(at: np.ndarray, lookback_d: float, step_h: float,
+                 first_dose_h: float | None = None) -> np.ndarray:
     """The model times a clinical assay reads: its grid and its visits."""
-    return np.unique(np.concatenate([history_grid(at, lookback_d, step_h),
+    return np.unique(np.concatenate([history_grid(at, lookback_d, step_h, first_dose_h),
                                      np.asarray(at, dtype=float)]))
 
 
@@ -277,7 +289,11 @@ def mood_days(at: np.ndarray) -> np.ndarray:
     """The days (from ``FLUCTUATION_ORIGIN_D``) on which mood paths are drawn for visits
     ``at`` (h): one standard normal of the patient's stream per day."""
     at = np.asarray(at, dtype=float) / 24.0
-    start = min(FLUCTUATION_ORIGIN_D, float(np.floor(at.min())))
+    if at.size and float(at.min()) < FLUCTUATION_ORIGIN_D:
+        # an earlier start would shift every day's draw, so every other visit's mood
+        raise ValueError(f"a visit at {at.min():g} d precedes the mood paths' origin "
+                         f"({FLUCTUATION_ORIGIN_D:g} d)")
+    start = FLUCTUATION_ORIGIN_D
     return np.arange(start, float(np.ceil(at.max())) + 1.0)
 
 

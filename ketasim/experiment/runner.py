@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ketasim.circuit.assay import CircuitStage
+from ketasim.clinical.model import HISTORY_ANCHOR
 from ketasim.core.assay import Assay, AssayContext, AssayOptionError, resolve_options
 from ketasim.core.regions import DEFAULT_REGION, REGION_CELLS
 from ketasim.experiment.assays import ASSAYS
@@ -148,6 +149,8 @@ def _plans(arm, i: int) -> list[_Plan]:
                 raise AssayOptionError(
                     f"{where}.options.cell: got {options['cell']!r}; expected a cell type "
                     f"of the region {region} ({', '.join(cells)})")
+        if "lookback_d" in options:  # a clinical history: from before the arm's first dose
+            options[HISTORY_ANCHOR] = arm.first_dose_h
         out.append(_Plan(assay, options, np.asarray(spec_.at, dtype=float), region))
     return out
 
