@@ -648,3 +648,17 @@ def test_the_comparisons_default_region_is_the_models():
     from ketasim.core.regions import DEFAULT_REGION
 
     assert in_diff == DEFAULT_REGION
+
+
+def test_query_output_may_not_add_a_file_to_the_run_folder(tmp_path):
+    """``--output RUN/new.csv`` added a table to the folder the query read (the README:
+    the folder is never changed); an existing file there was already refused."""
+    from ketasim.io.query import QueryError, check_output
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "readouts.csv").write_text("a\n1\n")
+    for target in (run / "new.csv", run / "readouts.csv", run / "sub" / "x.parquet"):
+        with pytest.raises(QueryError, match="run folder"):
+            check_output(target, run)
+    check_output(tmp_path / "elsewhere.csv", run)  # outside: fine

@@ -432,18 +432,19 @@ def output_format(path: Path, fmt: str | None) -> str:
 
 
 def check_output(path: Path, run_dir: Path) -> None:
-    """Refuse an ``--output`` that is a folder or would replace one of the run's files."""
+    """Refuse an ``--output`` that is a folder or lies in the run folder (it would replace
+    one of the run's files, or add a table to the folder the query read)."""
     path = Path(path)
     if path.is_dir():
         raise QueryError(f"--output {path}: is a folder; give a file name")
-    if path.exists():
-        try:
-            inside = path.resolve().is_relative_to(Path(run_dir).resolve())
-        except OSError:
-            inside = False
-        if inside:
-            raise QueryError(f"--output {path}: would replace a file of the run folder "
-                             f"{run_dir}; choose another file")
+    try:
+        inside = path.resolve().is_relative_to(Path(run_dir).resolve())
+    except OSError:
+        inside = False
+    if inside:
+        what = "would replace a file of" if path.exists() else "would add a table to"
+        raise QueryError(f"--output {path}: {what} the run folder {run_dir}; choose a file "
+                         "outside it")
 
 
 def write_result(schema: pa.Schema, batches: Iterable[pa.RecordBatch], path: Path,
