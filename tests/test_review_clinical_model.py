@@ -827,3 +827,18 @@ def test_bad_grid_options_are_refused_by_name(option):
     )
     with pytest.raises(AssayOptionError, match=rf"options\.{name}"):
         runner.check_supported(load_scenario_text(text), REG)
+
+
+def test_symptom_course_refuses_visits_off_its_grid():
+    """A visit before the grid's start (or after its end) read the state at the grid's
+    end point silently; the assays never ask for one, a direct call is told."""
+    grid = np.arange(0.0, 49.0)
+    drives = {
+        o: np.ones((1, grid.size))
+        for o in ("formation_drive", "elimination_drive", "structural_formation")
+    }
+    drives["synaptic_potentiation"] = np.zeros((1, grid.size))
+    for at in ([-5.0, 10.0], [10.0, 60.0]):
+        at_drives = {o: np.ones((1, 2)) for o in drives}
+        with pytest.raises(ValueError, match="outside the history grid"):
+            symptom_course(grid, drives, np.array(at), at_drives, P)

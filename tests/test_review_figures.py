@@ -749,7 +749,7 @@ def test_relapse_curves_are_lifelines_kaplan_meier_steps_in_days(tmp_path, drawn
     relapse_figure(km, tmp_path / "r.png")
     ax = drawn[-1].axes[0]
     assert ax.get_xlabel() == "days from the start of maintenance"
-    assert _legend(ax) == ["placebo (3 relapses of 5)", "esketamine (1 relapses of 4)"]
+    assert _legend(ax) == ["placebo (3 relapses of 5)", "esketamine (1 relapse of 4)"]
     hand = {
         "placebo": [(0, 1.0), (7, 0.8), (14, 0.6), (21, 0.3), (28, 0.3)],
         "esketamine": [(0, 1.0), (7, 1.0), (21, 2 / 3), (28, 2 / 3)],

@@ -252,6 +252,11 @@ def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarr
                                                          dtype=float),
                                     w, decay, steps, np.exp(-steps / tau), tau, xs, pool)
     at = np.asarray(at, dtype=float)
+    at, grid = np.asarray(at, dtype=float), np.asarray(grid, dtype=float)
+    if at.size and (float(at.min()) < grid[0] or float(at.max()) > grid[-1] + 1e-9):
+        # a visit off the grid would read the state at its end, silently
+        raise ValueError(f"visits from {at.min():g} to {at.max():g} h lie outside the "
+                         f"history grid ({grid[0]:g} to {grid[-1]:g} h)")
     i = np.clip(np.searchsorted(grid, at, side="right") - 1, 0, m - 1)
     h = np.clip(at - grid[i], 0.0, None)[None, :]
     x_i = np.clip(xs[:, i], 0.0, None)

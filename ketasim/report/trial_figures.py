@@ -163,8 +163,10 @@ def relapse_figure(km: pd.DataFrame, path: Path) -> Path | None:
         c = _COLORS[k % len(_COLORS)]
         t = g["time"].to_numpy(float) / 24.0
         events = int(g["events"].sum())
+        label = (f"{literal(arm)} ({events} relapse{'' if events == 1 else 's'} of "
+                 f"{int(g['at_risk'].iloc[0])})")
         ax.step(t, g["survival"], where="post", color=c, ls=("-", "--", ":")[k % 3],
-                lw=max(0.8, 2.0 - 0.4 * k), label=f"{literal(arm)} ({events} relapses of {int(g['at_risk'].iloc[0])})")
+                lw=max(0.8, 2.0 - 0.4 * k), label=label)
         ax.fill_between(t, g["ci_lower"], g["ci_upper"], step="post", color=c, alpha=0.2,
                         lw=0)
     ax.set_ylim(0, 1.02)
