@@ -2032,19 +2032,17 @@ class Scenario(BaseModel):
                     raise problem(
                         f"an assay done in {self.species} subjects ({spec.assay} is done in "
                         f"{', '.join(done_in)})", ("arms", i, "assays", j, "assay"))
+            # stressors and interventions exist for the species they are given to
             for ev in arm.protocol:
-                stress = getattr(ev, "stress", None)
-                given_to = vocabulary.STRESSOR_SPECIES.get(stress, vocabulary.SPECIES)
-                if stress is not None and self.species not in given_to:
-                    raise problem(
-                        f"a stressor given to {self.species} subjects ({stress} at "
-                        f"{format_time(ev.at)} is given to {', '.join(given_to)})",
-                        ("arms", i, "protocol"))
-                iv = getattr(ev, "intervention", None)
-                done_in = vocabulary.INTERVENTION_SPECIES.get(iv, vocabulary.SPECIES)
-                if iv is not None and self.species not in done_in:
-                    raise problem(
-                        f"an intervention done in {self.species} subjects ({iv} at "
-                        f"{format_time(ev.at)} is done in {', '.join(done_in)})",
-                        ("arms", i, "protocol"))
+                for field, table, noun, verb in (
+                        ("stress", vocabulary.STRESSOR_SPECIES, "a stressor", "given to"),
+                        ("intervention", vocabulary.INTERVENTION_SPECIES, "an intervention",
+                         "done in")):
+                    name = getattr(ev, field, None)
+                    species = table.get(name, vocabulary.SPECIES)
+                    if name is not None and self.species not in species:
+                        raise problem(
+                            f"{noun} {verb} {self.species} subjects ({name} at "
+                            f"{format_time(ev.at)} is {verb} {', '.join(species)})",
+                            ("arms", i, "protocol"))
         return self
