@@ -1349,7 +1349,7 @@ def rhs(t, y, p, dy):
     disinhibition = _hillk(_pos(1.0 - inhibition), dis_kn, dis_n)
     mglu_brake = mglu_tone * (1.0 - mglu23_block) + (1.0 - mglu_tone) * mglu23_ag
     glutamate = _pos((1.0 - basal_pyr * pyr_shutdown + glu_amp * disinhibition * (1.0 - occ_pyr) * (1.0 - pyr_shutdown) + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block) + d1n_stim_glu * drd1_neuron_stim) * (1.0 - mglu_brake) / (1.0 - mglu_tone))
-    ampa = _pos(1.0 + (glutamate - 1.0 + ampa_mod) * (1.0 - ampa_block))
+    ampa = _pos(1.0 + (glutamate * (1.0 + ampa_mod) - 1.0) * (1.0 - ampa_block))
     d1n_activity = ampa * (1.0 - drd1_neuron_silencing)
     terminals = 1.0 - lesion_reach * (1.0 - da_terminals)
     da_tonic = terminals * (1.0 + da_comp_k) / (terminals + da_comp_k)
@@ -2161,7 +2161,7 @@ def outputs(y, p, out):
     disinhibition = _hillk(_pos(1.0 - inhibition), dis_kn, dis_n)
     mglu_brake = mglu_tone * (1.0 - mglu23_block) + (1.0 - mglu_tone) * mglu23_ag
     glutamate = _pos((1.0 - basal_pyr * pyr_shutdown + glu_amp * disinhibition * (1.0 - occ_pyr) * (1.0 - pyr_shutdown) + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block) + d1n_stim_glu * drd1_neuron_stim) * (1.0 - mglu_brake) / (1.0 - mglu_tone))
-    ampa = _pos(1.0 + (glutamate - 1.0 + ampa_mod) * (1.0 - ampa_block))
+    ampa = _pos(1.0 + (glutamate * (1.0 + ampa_mod) - 1.0) * (1.0 - ampa_block))
     d1n_activity = ampa * (1.0 - drd1_neuron_silencing)
     terminals = 1.0 - lesion_reach * (1.0 - da_terminals)
     da_tonic = terminals * (1.0 + da_comp_k) / (terminals + da_comp_k)
@@ -3459,7 +3459,7 @@ def jac(y, p, J):
     disinhibition = _hillk(_pos(1.0 - inhibition), dis_kn, dis_n)
     mglu_brake = mglu_tone * (1.0 - mglu23_block) + (1.0 - mglu_tone) * mglu23_ag
     glutamate = _pos((1.0 - basal_pyr * pyr_shutdown + glu_amp * disinhibition * (1.0 - occ_pyr) * (1.0 - pyr_shutdown) + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block) + d1n_stim_glu * drd1_neuron_stim) * (1.0 - mglu_brake) / (1.0 - mglu_tone))
-    ampa = _pos(1.0 + (glutamate - 1.0 + ampa_mod) * (1.0 - ampa_block))
+    ampa = _pos(1.0 + (glutamate * (1.0 + ampa_mod) - 1.0) * (1.0 - ampa_block))
     d1n_activity = ampa * (1.0 - drd1_neuron_silencing)
     terminals = 1.0 - lesion_reach * (1.0 - da_terminals)
     da_tonic = terminals * (1.0 + da_comp_k) / (terminals + da_comp_k)
@@ -3843,9 +3843,9 @@ def jac(y, p, J):
     _d_glutamate_23 = (_p_glutamate_disinhibition) * _d_disinhibition_23 + (_p_glutamate_ht2a_ag) * _d_ht2a_ag_23 + (_p_glutamate_ht2a_block) * _d_ht2a_block_23 + (_p_glutamate_mglu_brake) * _d_mglu_brake_23 + (_p_glutamate_occ_pyr) * _d_occ_pyr_23 + (_p_glutamate_pyr_shutdown) * _d_pyr_shutdown_23
     _d_glutamate_29 = (_p_glutamate_disinhibition) * _d_disinhibition_29 + (_p_glutamate_ht2a_ag) * _d_ht2a_ag_29 + (_p_glutamate_ht2a_block) * _d_ht2a_block_29 + (_p_glutamate_mglu_brake) * _d_mglu_brake_29 + (_p_glutamate_occ_pyr) * _d_occ_pyr_29 + (_p_glutamate_pyr_shutdown) * _d_pyr_shutdown_29
     _d_glutamate_35 = (_p_glutamate_disinhibition) * _d_disinhibition_35 + (_p_glutamate_ht2a_ag) * _d_ht2a_ag_35 + (_p_glutamate_ht2a_block) * _d_ht2a_block_35 + (_p_glutamate_mglu_brake) * _d_mglu_brake_35 + (_p_glutamate_occ_pyr) * _d_occ_pyr_35 + (_p_glutamate_pyr_shutdown) * _d_pyr_shutdown_35
-    _p_ampa_ampa_block = (-ampa_mod - glutamate + 1.0)*_dpos((1.0 - ampa_block)*(ampa_mod + glutamate - 1.0) + 1.0)
-    _p_ampa_ampa_mod = (1.0 - ampa_block)*_dpos((1.0 - ampa_block)*(ampa_mod + glutamate - 1.0) + 1.0)
-    _p_ampa_glutamate = (1.0 - ampa_block)*_dpos((1.0 - ampa_block)*(ampa_mod + glutamate - 1.0) + 1.0)
+    _p_ampa_ampa_block = (-glutamate*(ampa_mod + 1.0) + 1.0)*_dpos((1.0 - ampa_block)*(glutamate*(ampa_mod + 1.0) - 1.0) + 1.0)
+    _p_ampa_ampa_mod = glutamate*(1.0 - ampa_block)*_dpos((1.0 - ampa_block)*(glutamate*(ampa_mod + 1.0) - 1.0) + 1.0)
+    _p_ampa_glutamate = (1.0 - ampa_block)*(ampa_mod + 1.0)*_dpos((1.0 - ampa_block)*(glutamate*(ampa_mod + 1.0) - 1.0) + 1.0)
     _d_ampa_5 = (_p_ampa_ampa_block) * _d_ampa_block_5 + (_p_ampa_ampa_mod) * _d_ampa_mod_5 + (_p_ampa_glutamate) * _d_glutamate_5
     _d_ampa_11 = (_p_ampa_ampa_block) * _d_ampa_block_11 + (_p_ampa_ampa_mod) * _d_ampa_mod_11 + (_p_ampa_glutamate) * _d_glutamate_11
     _d_ampa_17 = (_p_ampa_ampa_block) * _d_ampa_block_17 + (_p_ampa_ampa_mod) * _d_ampa_mod_17 + (_p_ampa_glutamate) * _d_glutamate_17
@@ -4933,7 +4933,7 @@ def rhs_jac(t, y, p, dy, J):
     disinhibition = _hillk(_pos(1.0 - inhibition), dis_kn, dis_n)
     mglu_brake = mglu_tone * (1.0 - mglu23_block) + (1.0 - mglu_tone) * mglu23_ag
     glutamate = _pos((1.0 - basal_pyr * pyr_shutdown + glu_amp * disinhibition * (1.0 - occ_pyr) * (1.0 - pyr_shutdown) + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block) + d1n_stim_glu * drd1_neuron_stim) * (1.0 - mglu_brake) / (1.0 - mglu_tone))
-    ampa = _pos(1.0 + (glutamate - 1.0 + ampa_mod) * (1.0 - ampa_block))
+    ampa = _pos(1.0 + (glutamate * (1.0 + ampa_mod) - 1.0) * (1.0 - ampa_block))
     d1n_activity = ampa * (1.0 - drd1_neuron_silencing)
     terminals = 1.0 - lesion_reach * (1.0 - da_terminals)
     da_tonic = terminals * (1.0 + da_comp_k) / (terminals + da_comp_k)
@@ -5381,9 +5381,9 @@ def rhs_jac(t, y, p, dy, J):
     _d_glutamate_23 = (_p_glutamate_disinhibition) * _d_disinhibition_23 + (_p_glutamate_ht2a_ag) * _d_ht2a_ag_23 + (_p_glutamate_ht2a_block) * _d_ht2a_block_23 + (_p_glutamate_mglu_brake) * _d_mglu_brake_23 + (_p_glutamate_occ_pyr) * _d_occ_pyr_23 + (_p_glutamate_pyr_shutdown) * _d_pyr_shutdown_23
     _d_glutamate_29 = (_p_glutamate_disinhibition) * _d_disinhibition_29 + (_p_glutamate_ht2a_ag) * _d_ht2a_ag_29 + (_p_glutamate_ht2a_block) * _d_ht2a_block_29 + (_p_glutamate_mglu_brake) * _d_mglu_brake_29 + (_p_glutamate_occ_pyr) * _d_occ_pyr_29 + (_p_glutamate_pyr_shutdown) * _d_pyr_shutdown_29
     _d_glutamate_35 = (_p_glutamate_disinhibition) * _d_disinhibition_35 + (_p_glutamate_ht2a_ag) * _d_ht2a_ag_35 + (_p_glutamate_ht2a_block) * _d_ht2a_block_35 + (_p_glutamate_mglu_brake) * _d_mglu_brake_35 + (_p_glutamate_occ_pyr) * _d_occ_pyr_35 + (_p_glutamate_pyr_shutdown) * _d_pyr_shutdown_35
-    _p_ampa_ampa_block = (-ampa_mod - glutamate + 1.0)*_dpos((1.0 - ampa_block)*(ampa_mod + glutamate - 1.0) + 1.0)
-    _p_ampa_ampa_mod = (1.0 - ampa_block)*_dpos((1.0 - ampa_block)*(ampa_mod + glutamate - 1.0) + 1.0)
-    _p_ampa_glutamate = (1.0 - ampa_block)*_dpos((1.0 - ampa_block)*(ampa_mod + glutamate - 1.0) + 1.0)
+    _p_ampa_ampa_block = (-glutamate*(ampa_mod + 1.0) + 1.0)*_dpos((1.0 - ampa_block)*(glutamate*(ampa_mod + 1.0) - 1.0) + 1.0)
+    _p_ampa_ampa_mod = glutamate*(1.0 - ampa_block)*_dpos((1.0 - ampa_block)*(glutamate*(ampa_mod + 1.0) - 1.0) + 1.0)
+    _p_ampa_glutamate = (1.0 - ampa_block)*(ampa_mod + 1.0)*_dpos((1.0 - ampa_block)*(glutamate*(ampa_mod + 1.0) - 1.0) + 1.0)
     _d_ampa_5 = (_p_ampa_ampa_block) * _d_ampa_block_5 + (_p_ampa_ampa_mod) * _d_ampa_mod_5 + (_p_ampa_glutamate) * _d_glutamate_5
     _d_ampa_11 = (_p_ampa_ampa_block) * _d_ampa_block_11 + (_p_ampa_ampa_mod) * _d_ampa_mod_11 + (_p_ampa_glutamate) * _d_glutamate_11
     _d_ampa_17 = (_p_ampa_ampa_block) * _d_ampa_block_17 + (_p_ampa_ampa_mod) * _d_ampa_mod_17 + (_p_ampa_glutamate) * _d_glutamate_17

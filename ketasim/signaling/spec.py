@@ -380,7 +380,10 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
                    " + ht2a_gain * (ht2a_ag - ht2a_tone * ht2a_block)"
                    " + d1n_stim_glu * drd1_neuron_stim)"
                    " * (1.0 - mglu_brake) / (1.0 - mglu_tone))")),
-    ("ampa", "pos(1.0 + (glutamate - 1.0 + ampa_mod) * (1.0 - ampa_block))"),
+    # modulators scale the glutamate-driven signal (1 + ampa_mod at full occupancy, as on
+    # every node; it was added, so a modulator's effect did not grow with a surge);
+    # antagonists remove the rise above baseline
+    ("ampa", "pos(1.0 + (glutamate * (1.0 + ampa_mod) - 1.0) * (1.0 - ampa_block))"),
     # activity of the Drd1-expressing pyramidal neurons, the cells whose PKA the Drd1 path
     # raises: they follow the network's AMPA drive unless silenced (F-W-9)
     ("d1n_activity", "ampa * (1.0 - drd1_neuron_silencing)"),
