@@ -767,3 +767,24 @@ def test_targets_that_cannot_act_as_written_are_refused(doc, fragment):
     with pytest.raises(CompoundError) as e:
         parse_compound(copy.deepcopy(doc), "rvw_w.yaml")
     assert fragment in str(e.value) and "rvw_w.yaml" in str(e.value)
+
+
+def test_a_removing_efficacy_read_from_the_registry_is_checked_too(tmp_path):
+    """A compound file's antagonist efficacy above 1 is refused when it is a number; one
+    read from a registry parameter (here behavior.sucrose.relief, 1.5) was used as it
+    came, removing more than all of the node's signal. It is now a protocol error."""
+    _add(
+        tmp_path,
+        _comp(
+            "rv_over",
+            {
+                "trkb": {
+                    "action": "antagonist",
+                    "potency": _v(1.0, "uM"),
+                    "efficacy": {"param": "behavior.sucrose.relief"},
+                }
+            },
+        ),
+    )
+    with pytest.raises(ProtocolError, match=r"targets\.trkb\.efficacy.*efficacy <= 1"):
+        _run(_iv("rv_over"), ["glutamate_surge"])

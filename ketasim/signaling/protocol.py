@@ -339,9 +339,20 @@ def _liver(pk, cohort: Cohort, species: str, registry: Registry, val
     return qh_subject / (qh_subject + clint), well_stirred(qh_subject) / well_stirred(qh)
 
 
+def _check_efficacy(t: TargetAction, eff: np.ndarray, where: str) -> np.ndarray:
+    """An action that removes the node's signal removes at most all of it: the compound
+    file checks a number, this a value read from the registry (per subject)."""
+    if t.action in (*REMOVING, "negative_modulator") and np.any(np.asarray(eff) > 1.0):
+        raise ProtocolError(f"{where}: targets.{t.target}.efficacy: a {t.action} removes at "
+                            f"most all of the signal (efficacy <= 1), got up to "
+                            f"{float(np.max(eff)):g} from the registry")
+    return eff
+
+
 def _set_target(b: _Builder, t: TargetAction, k: int, val) -> None:
     inv_k = 1.0 / val(t.potency, f"targets.{t.target}.potency")
-    eff = val(t.efficacy, f"targets.{t.target}.efficacy")
+    eff = _check_efficacy(t, val(t.efficacy, f"targets.{t.target}.efficacy"),
+                          f"targets.{t.target}")
     if t.target == "nmda":
         trap = val(t.trapping, "targets.nmda.trapping")
         ref = val(Value(param="rec.trapping_reference"), "rec.trapping_reference")
@@ -510,8 +521,8 @@ def _compile_window(b: _Builder, ev, comp: Compound, species, cohort, registry, 
                                 f"{', '.join(t.window_potency)} at {t.target})")
         r = dose / _resolve(t.window_potency[kind], cohort, registry, species, cw,
                             f"targets.{t.target}.potency.{kind}")
-        eff = _resolve(t.efficacy, cohort, registry, species, cw,
-                       f"targets.{t.target}.efficacy")
+        eff = _check_efficacy(t, _resolve(t.efficacy, cohort, registry, species, cw,
+                                          f"targets.{t.target}.efficacy"), cw)
         (occ, act), sign = _site(t)
         for ctl, v in ((f"{t.target}_w{occ}", r), (f"{t.target}_w{act}", sign * eff * r)):
             b.add(on, EV_ADD_PARAM, ctl, v, f"{ev.drug}_on")
