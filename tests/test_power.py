@@ -130,13 +130,15 @@ def test_strong_curve_pinned(strong_curve):
     154, 197] when each microdialysis sample got its own noise stream keyed by its time
     (2026-12-06; the readout's distribution is unchanged: 400 mice per arm give the same
     means and SDs within sampling error); -> 70 at n = 2 when the surge term came to fail
-    with the pyramidal shutdown (2026-12-06; at most 4% of it at 10 mg/kg)."""
+    with the pyramidal shutdown (2026-12-06; at most 4% of it at 10 mg/kg); -> [73, 156] at
+    n = 2-3 when AMPA modulators came to scale the glutamate drive (2026-12-07: ketamine's
+    own HNK potentiates its surge)."""
     hits = (strong_curve["power"] * 200).round().astype(int).tolist()
-    assert hits == [70, 154, 197, 200, 200]
+    assert hits == [73, 156, 197, 200, 200]
     np.testing.assert_allclose(strong_curve["ci_low"],
-                               [0.287288, 0.706917, 0.956834, 0.981155, 0.981155], atol=1e-6)
+                               [0.301405, 0.717612, 0.956834, 0.981155, 0.981155], atol=1e-6)
     np.testing.assert_allclose(strong_curve["ci_high"],
-                               [0.418365, 0.822907, 0.994886, 1.0, 1.0], atol=1e-6)
+                               [0.433683, 0.831835, 0.994886, 1.0, 1.0], atol=1e-6)
 
 
 def test_power_table_is_power_curve_on_the_pool(default_scenario):
@@ -204,9 +206,10 @@ def test_same_seed_same_table_different_seed_different(default_scenario):
     # pinned (values of ketasim.analysis.power.power_curve before the layer split, then
     # [0.15, 0.26, 0.45, 0.65] -> [0.13, 0.3, 0.49, 0.68] with the fitted HNK AMPA
     # potency, T-CMP-23; -> [0.13, 0.31, 0.49, 0.7] with sig.k_synthesis 1/h and the
-    # structural refit; -> these with the microdialysis samples' streams keyed by time)
-    assert a["power"].tolist() == [0.06, 0.19, 0.42, 0.66]
-    np.testing.assert_allclose(a["ci_low"], [0.027786, 0.125148, 0.327984, 0.562777],
+    # structural refit; -> [0.06, 0.19, 0.42, 0.66] with the microdialysis samples' streams
+    # keyed by time; -> these when AMPA modulators came to scale the glutamate drive)
+    assert a["power"].tolist() == [0.06, 0.21, 0.47, 0.69]
+    np.testing.assert_allclose(a["ci_low"], [0.027786, 0.141657, 0.375108, 0.593739],
                                atol=1e-6)
 
 

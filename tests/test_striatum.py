@@ -218,19 +218,23 @@ def test_ketamine_during_priming_leaves_lasting_resistance_through_trkb_and_mtor
     assert ket["lid_resistance"][0] > 0.3
     assert ket["lid_priming"][1] < 0.75 * base["lid_priming"][1]  # still lower at day 21
     assert rapa["lid_priming"][0] > 0.9 * base["lid_priming"][0]
-    # ANA-12 (two doses, to about 9 h) removes at least 80% of ketamine's effect on
-    # priming (T-LID-08 asks AIMs >= 0.85 of vehicle). Not all of it: ketamine's own
-    # (2R,6R)-HNK outlasts the antagonist and, with its AMPA potency fitted to T-CMP-23,
-    # still drives some BDNF release afterwards (about 18% of the effect is left)
+    # ANA-12 (two doses, to about 9 h) removes most of ketamine's effect on priming
+    # (T-LID-08 asks the AIMs under ANA-12 to stay >= 0.85 of vehicle's; 1.19 at the
+    # replica's seed). Not all of it: ketamine's own (2R,6R)-HNK outlasts the antagonist
+    # and, with its AMPA potency fitted to T-CMP-23, still drives some BDNF release
+    # afterwards: about 18% of the effect was left, about 25% since AMPA modulators scale
+    # the glutamate drive (2026-12-07; priming under ANA-12 0.83 of L-DOPA's alone, 0.87
+    # before), so these bounds went from 0.8 and 0.85 to 0.7 and 0.8 with that change
     removed = ((ana["lid_priming"][0] - ket["lid_priming"][0])
                / (base["lid_priming"][0] - ket["lid_priming"][0]))
-    assert removed > 0.8
-    assert ana["lid_priming"][0] > 0.85 * base["lid_priming"][0]
+    assert removed > 0.7
+    assert ana["lid_priming"][0] > 0.8 * base["lid_priming"][0]
     alone = course(LESION + KETAMINE, [], t, out)
-    # ketamine alone: no priming to speak of (below 1% of L-DOPA's; since ketamine's HNK
+    # ketamine alone: no priming to speak of (below 2% of L-DOPA's; since ketamine's HNK
     # has its fitted AMPA potency, T-CMP-23, its dopamine lifts PKA a hair past the
-    # priming threshold for an hour or so, about 3e-4)
-    assert alone["lid_priming"].max() < 0.01 * base["lid_priming"][0]
+    # priming threshold for an hour or so: about 3e-4 of L-DOPA's, 1.2% since AMPA
+    # modulators scale the glutamate drive, 2026-12-07, when this bound went from 1%)
+    assert alone["lid_priming"].max() < 0.02 * base["lid_priming"][0]
     assert alone["lid_resistance"][0] > 0.3
 
 

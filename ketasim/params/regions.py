@@ -52,8 +52,11 @@ def check_regions(registry: Registry) -> None:
     """Every ``region.*`` entry names a known region and a parameter it may override."""
     for p in registry:
         if p.name.startswith("region."):
-            region = p.name.split(".")[1]
-            if region not in KNOWN_REGIONS or region == DEFAULT_REGION:
+            parts = p.name.split(".")
+            region = parts[1] if len(parts) > 1 else ""
+            # region.<region>.<name>: an entry naming no parameter overrides nothing
+            if (len(parts) < 3 or region not in KNOWN_REGIONS
+                    or region == DEFAULT_REGION):
                 raise RegistryError(f"parameter {p.name}: expected region.<region>.<name> "
                                     f"with a region from "
                                     f"{', '.join(r for r in KNOWN_REGIONS if r != DEFAULT_REGION)}")

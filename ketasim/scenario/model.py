@@ -918,6 +918,16 @@ class Population(BaseModel):
 
     @model_validator(mode="after")
     def _check_population(self) -> "Population":
+        # the PK reads age and weight through allometry and age covariates: a draw at or
+        # below 0 would fail mid-run (it did, as a solver error), so the bounds say so
+        for field, what in (("age", "a lower bound min >= 0 years"),
+                            ("weight_female", "a lower bound min above 0 kg"),
+                            ("weight_male", "a lower bound min above 0 kg")):
+            dist = getattr(self, field)
+            lowest = dist.min if dist.min is not None else (
+                dist.mean if dist.sd == 0 else -math.inf)
+            if lowest < 0 or (field != "age" and lowest <= 0):
+                raise problem(what, (field, "min"))
         if self.inclusion is not None and self.inclusion.madrs_min is not None \
                 and self.screening is None:
             raise problem("a screening visit (a time of the arm's madrs assay) when "
