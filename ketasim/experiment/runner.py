@@ -167,6 +167,13 @@ def check_supported(scenario, registry: Registry) -> None:
             if not plan.assay.needs_spines:
                 continue
             where = f"arms[{i}].assays[{j}]"
+            if "circuit" in plan.assay.reads and "cells" in plan.options:
+                # the imaged cells are circuit units: more than it has were cut silently
+                n_exc = int(region_registry(registry, plan.region).value("circuit.n_exc"))
+                if plan.options["cells"] > n_exc:
+                    raise AssayOptionError(
+                        f"{where}.options.cells: got {plan.options['cells']}; expected at "
+                        f"most the circuit's {n_exc} excitatory units (circuit.n_exc)")
             cell = plan.options["cell"]
             if cell not in cells:
                 raise AssayOptionError(f"{where}.options.cell: got {cell!r}; "
