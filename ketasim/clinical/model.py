@@ -15,8 +15,9 @@ One mechanism, read at a slower scale than the mouse's spines and circuit (param
   ``Z = D (1 + potentiation_weight P)``. The deficit is ``max(0, 1 - Z)``.
 - **Restoration of lost synapses.** The drug-made (structural) part X of the formation
   drive, the signalling layer's ``structural_formation``, acts on D only with a share
-  ``restore_direct_share``; the rest regrows synapses lost lately, as the mouse spine
-  engine restores spines near lost ones (F-M-6). A share ``restore_pool_share`` of D's
+  ``restore_direct_share`` (0 in the registry); it regrows synapses lost lately, as the
+  mouse spine engine restores spines near lost ones (F-M-6), at a rate that reads the
+  whole of X whatever that share. A share ``restore_pool_share`` of D's
   losses (k E D) enters a pool M of restorable sites, forgotten over
   ``restore_pool_memory_d`` days: ``dM/dt = phi (losses) - M / H - k_r X M``. What
   regrows, k_r X M, is restored synapses L, which turn over as D does and become stable
