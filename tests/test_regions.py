@@ -193,3 +193,16 @@ def test_report_figure_gives_each_region_its_panels(tmp_path, monkeypatch):
     png = assay_figure(r, summarize(r), "western_blot", tmp_path / "wb.png")
     assert png.exists() and png.stat().st_size > 1000
     assert isinstance(r, pd.DataFrame)
+
+
+def test_every_spine_cell_belongs_to_exactly_one_region():
+    """REGION_CELLS (which cells a region's spine assays may image) is kept beside the
+    registry's spine.<cell>.* sets: a cell added to the registry without a region, or
+    listed in two, fails here."""
+    from ketasim.core.regions import KNOWN_REGIONS, REGION_CELLS
+    from ketasim.params import load_registry
+    from ketasim.spines.engine import spine_cells
+
+    assert set(REGION_CELLS) == set(KNOWN_REGIONS)
+    listed = [c for cells in REGION_CELLS.values() for c in cells]
+    assert sorted(listed) == sorted(spine_cells(load_registry()))

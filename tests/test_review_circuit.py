@@ -69,6 +69,22 @@ def params(**kw) -> np.ndarray:
     return p
 
 
+#: uncoupled units at one steady rate (bias 0.6, no noise), imaged without brightness
+#: spread, shot or neuropil noise and without bleaching: the indicator alone
+QUIET_UNCOUPLED = {
+    "noise_sd": 0.0,
+    "j_ee": 0.0,
+    "w_ei": 0.0,
+    "g_adapt": 0.0,
+    "bias_sd": 0.0,
+    "bias_mean": 0.6,
+    "f0_log_sd": 0.0,
+    "shot_noise": 0.0,
+    "neuropil_noise": 0.0,
+    "bleach_tau_s": 1e12,
+}
+
+
 def pv(p: np.ndarray, name: str) -> float:
     return float(p[N.PARAM_NAMES.index(name)])
 
@@ -411,18 +427,7 @@ def test_stationary_indicator_mean_and_shot_noise_variance():
     has mean 1 + dff r tau_d and (Campbell) variance dff^2 r integral(h^2), less the
     bias of the session mean; within 4 SE plus the Euler steps' 1-2%."""
     ns, cells, secs, skip = 8, 100, 120, 10
-    p = params(
-        noise_sd=0.0,
-        j_ee=0.0,
-        w_ei=0.0,
-        g_adapt=0.0,
-        bias_sd=0.0,
-        bias_mean=0.6,
-        f0_log_sd=0.0,
-        shot_noise=0.0,
-        neuropil_noise=0.0,
-        bleach_tau_s=1e12,
-    )
+    p = params(**QUIET_UNCOUPLED)
     raw, npl, _ = run(
         p, np.ones((ns, 1)), np.ones((ns, 1)), int(secs * FR), cells=cells, seeds=range(1, ns + 1)
     )
@@ -461,18 +466,7 @@ def test_first_session_starts_with_the_indicator_at_its_stationary_level():
     same state has a mean pairwise r higher by 0.11 (SE 0.03, 12-s sessions), 0.07
     (0.5 min) and 0.04 (1 min) than the second."""
     ns, cells = 4, 100
-    p = params(
-        noise_sd=0.0,
-        j_ee=0.0,
-        w_ei=0.0,
-        g_adapt=0.0,
-        bias_sd=0.0,
-        bias_mean=0.6,
-        f0_log_sd=0.0,
-        shot_noise=0.0,
-        neuropil_noise=0.0,
-        bleach_tau_s=1e12,
-    )
+    p = params(**QUIET_UNCOUPLED)
     raw, npl, _ = run(
         p, np.ones((ns, 1)), np.ones((ns, 1)), int(15 * FR), cells=cells, seeds=range(1, ns + 1)
     )

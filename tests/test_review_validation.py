@@ -124,7 +124,8 @@ def lab(tmp_path_factory):
     return root
 
 
-def cli(lab, *args):
+def cli(lab, *args, targets=None):
+    """``ketasim validate`` on the lab's replicas and targets (or another targets file)."""
     return CliRunner().invoke(
         app,
         [
@@ -132,7 +133,7 @@ def cli(lab, *args):
             "--replicas",
             str(lab / "reps"),
             "--targets",
-            str(lab / "targets.yaml"),
+            str(targets or lab / "targets.yaml"),
             *map(str, args),
         ],
         env={"COLUMNS": "400"},
@@ -343,20 +344,7 @@ def test_a_key_given_twice_in_one_target_is_refused():
 def test_a_targets_file_with_a_yaml_syntax_error_is_one_clear_error(lab, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(target("T-RV-B") + "  note: [unclosed\n")
-    res = CliRunner().invoke(
-        app,
-        [
-            "validate",
-            "--replicas",
-            str(lab / "reps"),
-            "--targets",
-            str(bad),
-            "--only",
-            "rv_beta",
-            "--out",
-            str(tmp_path / "v"),
-        ],
-    )
+    res = cli(lab, "--only", "rv_beta", "--out", tmp_path / "v", targets=bad)
     assert res.exit_code == 2 and str(bad) in flat(res.output)
     assert not (tmp_path / "v").exists()
 
@@ -400,18 +388,7 @@ def test_targets_and_replicas_that_do_not_match_are_refused(lab, tmp_path):
 def test_a_bad_lab_targets_file_stops_validate_before_anything_is_written(lab, tmp_path):
     bad = tmp_path / "t.yaml"
     bad.write_text(TARGETS.replace("sig.pka_gain", "sig.pka_gainn"))
-    res = CliRunner().invoke(
-        app,
-        [
-            "validate",
-            "--replicas",
-            str(lab / "reps"),
-            "--targets",
-            str(bad),
-            "--out",
-            str(tmp_path / "v"),
-        ],
-    )
+    res = cli(lab, "--out", tmp_path / "v", targets=bad)
     assert res.exit_code == 2
     assert "target T-RV-CAL: fitted parameter 'sig.pka_gainn' is not in parameters.yaml" in flat(
         res.output

@@ -109,9 +109,9 @@ def _two_photon(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     ctx.keep("tracking", table)
     empty = _empty_branches(ctx, table, at)
     if len(empty):
-        # kept apart (the report's spine maps draw every row of "tracking"), and
-        # written with the tracking table (spines_tracking.parquet), so that analysing
-        # the written table gives these readouts
+        # kept apart from the seen spines ("tracking", what the spine maps draw) and
+        # joined to them wherever a table is read (tracking_tables) or written
+        # (spines_tracking.parquet), so that analysing it gives these readouts
         ctx.keep("empty_branches", empty)
         table = pd.concat([table, empty], ignore_index=True)
     long = subject_readouts(table)
