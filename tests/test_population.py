@@ -102,3 +102,24 @@ def test_screening_removes_screen_failures_and_counts_them(tmp_path):
 def test_bad_population_is_one_error_naming_the_field(text, where):
     with pytest.raises(ScenarioError, match=where):
         load_scenario_text(text)
+
+
+@pytest.mark.parametrize("name,value", [("species.human.body_weight", 80.0),
+                                        ("species.human.age", 60.0)])
+def test_a_registry_covariate_a_population_replaces_is_refused(tmp_path, name, value):
+    """A population draws each patient's weight and age; a registry value set there (a
+    --set, a sweep) would be overridden without effect: one clear error, nothing run."""
+    from ketasim.signaling.protocol import ProtocolError
+
+    sc = load_scenario_text(trial(n=2, population="{}", design=False))
+    with pytest.raises(ProtocolError, match=rf"{name}: set to .*arms\[0\]\.population"):
+        simulate(sc, registry=REG.with_values({name: value}))
+    (tmp_path / "pop.yaml").write_text(trial(n=2, population="{}", design=False))
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "pop.yaml"), "--out",
+                                   str(tmp_path / "o"), "--set", f"{name}={value}"])
+    assert res.exit_code == 2 and name in res.output
+    assert not (tmp_path / "o").exists()
+    # the same setting on a scenario without a population is used as it was
+    text = trial(n=2, population="{}", design=False).replace("    population: {}\n", "")
+    r = simulate(load_scenario_text(text), registry=REG.with_values({name: value}))
+    assert len(r.readouts)

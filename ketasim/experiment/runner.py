@@ -31,7 +31,7 @@ from ketasim.experiment.trial import (
     IntercurrentPlan,
     apply_dropout,
 )
-from ketasim.params import Registry
+from ketasim.params import Registry, load_registry
 from ketasim.params.regions import check_regions, region_registry
 from ketasim.pk.compounds import BSA_KM, COMPOUNDS
 from ketasim.signaling.protocol import (
@@ -189,6 +189,30 @@ def check_supported(scenario, registry: Registry) -> None:
                                cell)
     _check_rescue(scenario, registry)
     _check_taper(scenario, registry)
+    _check_population_covariates(scenario, registry)
+
+
+def _check_population_covariates(scenario, registry: Registry) -> None:
+    """A population draws each patient's body weight and age, which replace the
+    registry's typical values (``species.<species>.body_weight``, ``.age``): a registry
+    whose values there differ from the packaged ones (a ``--set``, a sweep, a
+    calibration) would be overridden without effect, so that is one clear error."""
+    arms = [(i, a) for i, a in enumerate(scenario.arms)
+            if getattr(a, "population", None) is not None]
+    if not arms:
+        return
+    packaged = load_registry()
+    i, arm = arms[0]
+    sp = scenario.species
+    for name, field_ in ((f"species.{sp}.body_weight", "weight_female and weight_male"),
+                         (f"species.{sp}.age", "age")):
+        if name in registry and name in packaged and \
+                registry.value(name) != packaged.value(name):
+            raise ProtocolError(
+                f"{name}: set to {registry.value(name):g} (packaged "
+                f"{packaged.value(name):g}), but arms[{i}].population draws each patient's "
+                f"value (arm {arm.name!r}), which replaces it; change the population's "
+                f"{field_} instead")
 
 
 def _check_taper(scenario, registry: Registry) -> None:
