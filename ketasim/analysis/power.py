@@ -17,6 +17,7 @@ analysed exactly like a ``ketasim run`` with ``n`` subjects per arm.
 
 from __future__ import annotations
 
+import numbers
 import operator
 from collections.abc import Sequence
 
@@ -32,6 +33,7 @@ from ketasim.analysis.stats import (  # noqa: F401
 )
 
 __all__ = [
+    "MAX_GROUP_SIZE",
     "POWER_COLUMNS",
     "TARGET_POWER",
     "check_power_arguments",
@@ -45,6 +47,9 @@ POWER_COLUMNS = ["n", "power", "ci_low", "ci_high", "cohorts", "alpha", "test", 
                  "time_h", "groups"]
 #: The conventional target power, drawn as a dashed line by the power figure.
 TARGET_POWER = 0.8
+#: The largest group size (the scenario schema's limit on an arm's ``n``).
+MAX_GROUP_SIZE = 100_000
+
 
 class PowerError(ValueError):
     """A power analysis asked for something it cannot do (group sizes, cohorts, alpha,
@@ -115,6 +120,8 @@ def parse_n_range(text: str) -> list[int]:
             raise fail(f"STEP {step} < 1")
         if start > stop:
             raise fail(f"START {start} > STOP {stop}")
+        if stop > MAX_GROUP_SIZE:  # before the list is built: a huge STOP is no list
+            raise fail(f"STOP {stop} > {MAX_GROUP_SIZE}, the most subjects an arm has")
         values = list(range(start, stop + 1, step))
     else:
         values = [integer(part) for part in stripped.split(",")]
@@ -146,7 +153,8 @@ def check_power_arguments(ns, cohorts, alpha) -> tuple[list[int], int, float]:
         raise PowerError(f"cohorts {cohorts!r}: expected an integer >= 1") from None
     if cohorts < 1:
         raise PowerError(f"cohorts {cohorts!r}: expected an integer >= 1")
-    if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
+    if not (isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)
+            and 0.0 < float(alpha) < 1.0):
         raise PowerError(f"alpha {alpha!r}: expected a number between 0 and 1 (exclusive)")
     return ns, cohorts, float(alpha)
 
@@ -287,8 +295,9 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
     ------
     PowerError
         Invalid ``ns``, ``cohorts`` or ``alpha`` (see :func:`check_power_arguments`), a
-        ``readout`` that no row (of ``assay``) has, or a compared arm without a value
-        for every subject the cohorts need.
+        ``readout`` that no row (of ``assay``) has, or a compared arm with none of the
+        subjects the cohorts need (a subject without a value, a trial's dropout, is left
+        out of its cohort).
 
     Notes
     -----
@@ -310,12 +319,13 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
     values = _arm_values(readouts, readout, time_h, arms, assay)
     need = max(ns) * cohorts
     for arm, (subject, _) in zip(arms, values, strict=True):
-        # cohort k takes subjects k * max(ns) ...: ids elsewhere would leave cohorts
-        # empty, and their NaN p would count as not significant
-        have = np.unique(subject[(subject >= 0) & (subject < need)]).size
-        if have < need:
-            raise PowerError(f"arm {arm!r}: {readout} at {time_h:g} h has {have} of the "
-                             f"{need} subjects 0..{need - 1} that {cohorts} cohorts of up "
+        # cohort k takes subjects k * max(ns) ...: an arm without any of those ids (ids
+        # numbered elsewhere) would leave every cohort empty, and their NaN p would count
+        # as not significant; single subjects without a value (a trial's dropouts, no
+        # baseline value) are left out of their cohort as compare leaves them out
+        if not np.any((subject >= 0) & (subject < need)):
+            raise PowerError(f"arm {arm!r}: {readout} at {time_h:g} h has none of the "
+                             f"subjects 0..{need - 1} that {cohorts} cohorts of up "
                              f"to {max(ns)} need")
     p = _p_values(values, test, ns, cohorts)
     hits = _count_significant(p, alpha)

@@ -16,13 +16,14 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from ketasim.analysis.power import (
+    MAX_GROUP_SIZE,
     POWER_COLUMNS,
     PowerError,
     _not_measured,
     check_power_arguments,
     power_table,
 )
-from ketasim.analysis.stats import TIME_TOL_H
+from ketasim.analysis.stats import TIME_TOL_H, comparison_groups
 from ketasim.experiment.runner import simulate
 from ketasim.experiment.trial import analyse_trial
 from ketasim.params import Registry
@@ -31,7 +32,7 @@ __all__ = ["COHORT_COLUMNS", "MAX_SUBJECTS_PER_ARM", "TRIAL_POWER_COLUMNS", "pow
            "trial_power_curve"]
 
 #: Largest number of subjects simulated per arm (the scenario schema's limit on ``n``).
-MAX_SUBJECTS_PER_ARM = 100_000
+MAX_SUBJECTS_PER_ARM = MAX_GROUP_SIZE
 
 
 def _comparison(scenario, compare_index: int):
@@ -95,8 +96,10 @@ def _power_scenario(scenario, comparison, subjects: int):
     for arm in scenario.arms:
         if arm.name not in comparison.arms:
             continue
+        region = getattr(comparison, "region", None)
         assays = [spec for spec in arm.assays
                   if (comparison.assay is None or spec.assay == comparison.assay)
+                  and (region is None or spec.region in (None, region))
                   and _reports(spec, comparison.readout)
                   and any(abs(t - comparison.at) < TIME_TOL_H for t in spec.at)]
         arms.append(arm.model_copy(update={"n": subjects, "assays": assays}))
@@ -148,8 +151,12 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
     Notes
     -----
     The scenario is simulated once, keeping only the compared arms and the assays that
-    report the readout, with ``max(ns) * cohorts`` subjects per compared arm; the
-    cohort layout is that of :func:`ketasim.analysis.power.power_table`. Because
+    report the readout (in the comparison's region, where it names one), with
+    ``max(ns) * cohorts`` subjects per compared arm; each cohort's test reads the rows
+    :func:`ketasim.analysis.stats.compare` would (the comparison's assay or nesting,
+    region and time, or each subject's change from its ``baseline``; subjects without a
+    value, such as a trial's dropouts, left out), and the cohort layout is that of
+    :func:`ketasim.analysis.power.power_table`. Because
     subject random streams depend on (seed, arm name, subject index) only, cohort 0 at
     size ``n`` is exactly the experiment ``ketasim run`` simulates with ``n`` subjects
     per arm and the same seed.
@@ -166,9 +173,18 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
 
     result = simulate(_power_scenario(scenario, comparison, subjects), seed=seed,
                       registry=registry, map_tasks=map_tasks)
-    return power_table(result.readouts, readout=comparison.readout, time_h=comparison.at,
+    # the rows the comparison tests, as compare selects them (its assay or nesting, its
+    # region, its time, or each subject's change from its baseline)
+    try:
+        rows, _ = comparison_groups(result.readouts, comparison, int(compare_index))
+    except ValueError as err:
+        raise PowerError(str(err)) from None
+    tested = pd.DataFrame({"arm": rows["arm"].to_numpy(), "subject": rows["subject"].to_numpy(),
+                           "readout": comparison.readout, "time_h": float(comparison.at),
+                           "value": rows["value"].to_numpy(float)})
+    return power_table(tested, readout=comparison.readout, time_h=comparison.at,
                        arms=comparison.arms, test=comparison.test, ns=ns, cohorts=cohorts,
-                       alpha=alpha, assay=comparison.assay)
+                       alpha=alpha)
 
 
 #: Columns of :func:`trial_power_curve`: those of a comparison's power table
