@@ -116,7 +116,7 @@ def reference_subject(v: dict, coupling, drive, n_frames: int, seed: int,
     # the noise step that keeps noise_sd the stationary SD (as run_sessions since 2026-12-07)
     se = v["noise_sd"] * math.sqrt(ae * (2.0 - ae))
     si = v["noise_sd"] * math.sqrt(ai * (2.0 - ai))
-    dec, rise = math.exp(-dt / v["tau_decay_s"]), dt / v["tau_rise_s"]
+    dec, rise = math.exp(-dt / v["tau_decay_s"]), -math.expm1(-dt / v["tau_rise_s"])
     rmax, theta, kappa = v["r_max_hz"], v["theta"], v["kappa"]
     g_adapt, w_ei, w_ie, w_ii, b_inh = (v["g_adapt"], v["w_ei"], v["w_ie"], v["w_ii"],
                                         v["bias_inh"])

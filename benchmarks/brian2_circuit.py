@@ -35,8 +35,8 @@ The model, as ketasim's kernel, for all subjects in one network:
   as in ketasim.
 - ``cells``: the first ``n_cells`` excitatory units of each subject, their rate read
   through a linked ``u``; a ``run_regularly`` after the state updaters draws their spikes
-  (``c = c * exp(-dt / tau_decay) + poisson(r dt)``) and filters them (``fl += dt /
-  tau_rise (c - fl)``); a second one, once per frame at the end of its last step,
+  (``c = c * exp(-dt / tau_decay) + poisson(r dt)``) and filters them (``fl += (1 -
+  exp(-dt / tau_rise)) (c - fl)``); a second one, once per frame at the end of its last step,
   computes neuropil (rate-dependent level, bleaching, multiplicative noise) and
   fluorescence (``F0 (1 + dff f) bleach + 0.7 neuropil`` plus shot noise), recorded by
   ``StateMonitor`` with the subject's population rate at the start of that step.
@@ -130,7 +130,7 @@ def main(argv: list[str]) -> dict:
         "kappa": v["kappa"], "g_adapt": v["g_adapt"], "w_ei": v["w_ei"], "w_ie": v["w_ie"],
         "w_ii": v["w_ii"], "b_inh": v["bias_inh"], "n_exc": ne, "n_inh": ni,
         "dt_step": dt, "aa": dt / v["tau_a_s"], "dec": math.exp(-dt / v["tau_decay_s"]),
-        "rise": dt / v["tau_rise_s"], "tau_bleach": v["bleach_tau_s"] * s,
+        "rise": -math.expm1(-dt / v["tau_rise_s"]), "tau_bleach": v["bleach_tau_s"] * s,
         "dff": v["dff_per_spike"], "npf": v["neuropil_factor"],
         "npl0": v["neuropil_level"], "np_gain": v["neuropil_rate_gain"],
         "tau_dec": v["tau_decay_s"], "np_noise": v["neuropil_noise"],

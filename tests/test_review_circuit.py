@@ -182,7 +182,7 @@ def reference_kernel(p, coupling, drive, n_frames, fr, n_cells, seeds):
                 for i in range(n_cells):  # the indicator runs through the settle too
                     spikes = next_poisson(st, r[img[i]] * dt)
                     c[i] = c[i] * math.exp(-dt / P["tau_decay_s"]) + spikes
-                    fl[i] += dt / P["tau_rise_s"] * (c[i] - fl[i])
+                    fl[i] += -math.expm1(-dt / P["tau_rise_s"]) * (c[i] - fl[i])
                 if step < n_settle:
                     continue
                 rel = step - n_settle + 1
