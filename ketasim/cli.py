@@ -1009,7 +1009,7 @@ def compounds_cmd(
                                     help="print the JSON Schema of a compound file instead"),
 ):
     """List the compounds (built-in and --compounds): PK species, routes and targets."""
-    from ketasim.pk.compounds import BUILTIN, COMPOUNDS, compound_schema
+    from ketasim.pk.compounds import BUILTIN, COMPOUNDS, compound_schema, species_with_pk
 
     if schema_out:
         if compounds:
@@ -1026,7 +1026,7 @@ def compounds_cmd(
         table.add_column(col)
     for name in sorted(COMPOUNDS):
         c = COMPOUNDS[name]
-        species = sorted(c.pk) or sorted({s for k in c.components for s in COMPOUNDS[k].pk})
+        species = sorted(species_with_pk(c))  # a mixture: those all its components have
         tgt = ", ".join(f"{t.target} {t.action}" for t in c.targets)
         if c.components:
             tgt = "mixture of " + ", ".join(f"{k} {f:g}" for k, f in c.components.items())

@@ -20,7 +20,11 @@ dissociation-like metrics are reported beside it, not folded into it.
 
 Arms run in parallel worker processes (one numba thread each). Every subject's numbers
 come from random streams keyed by arm name, subject and assay, so the table depends only
-on the seed, never on the number of workers.
+on the seed, never on the number of workers. Each arm is a cohort of its own, as in a
+screen on separate groups of animals: its subjects' parameters (between-subject
+variability) differ from another arm's, so even the latent metrics of two arms carry
+cohort sampling (two copies of one compound file under two names differ by it, most
+where the effect is small); raise ``n`` to tell close candidates apart.
 
 The default candidates are the built-in drugs with PK for the species that the route
 allows, except the tool compounds whose PK the model does not follow (``window`` PK:
@@ -47,7 +51,14 @@ import ketasim
 from ketasim.experiment.pool import worker_pool
 from ketasim.experiment.runner import READOUT_COLUMNS, simulate
 from ketasim.params import Registry
-from ketasim.pk.compounds import BSA_KM, BUILTIN, COMPOUNDS, Compound
+from ketasim.pk.compounds import (
+    BSA_KM,
+    BUILTIN,
+    COMPOUNDS,
+    Compound,
+    gives_route,
+    species_with_pk,
+)
 from ketasim.provenance import collect
 from ketasim.scenario import load_scenario_text
 from ketasim.scenario.units import UnitError, parse_dose
@@ -182,11 +193,11 @@ class ScreenResult:
 
 # --------------------------------------------------------------------------- options
 def exact(x: float) -> str:
-    """``x`` as short as ``:g`` writes it where that reads back as ``x``, else in full
-    (``repr``): arm names and the written scenario keep every requested dose apart, and
-    the dose simulated is the dose asked for."""
-    short = f"{x:g}"
-    return short if float(short) == x else repr(float(x))
+    """``x`` in positional notation with the fewest digits that read back as ``x``
+    (``0.00005``, not ``5e-05``, which the scenario's dose parser and arm names do not
+    take): arm names and the written scenario keep every requested dose apart, and the
+    dose simulated is the dose asked for."""
+    return np.format_float_positional(float(x), trim="-")
 
 
 def parse_doses(text: str) -> tuple[float, ...]:
@@ -220,13 +231,6 @@ def parse_doses(text: str) -> tuple[float, ...]:
     return tuple(sorted(set(out)))
 
 
-def species_with_pk(c: Compound) -> set[str]:
-    """Species the compound has PK for (a racemate: those all its components have)."""
-    if c.components:
-        return set.intersection(*(species_with_pk(COMPOUNDS[k]) for k in c.components))
-    return set(c.pk)
-
-
 def _unfit(c: Compound, species: str, route: str) -> str | None:
     """Why the compound cannot be a candidate here, or None."""
     if c.kind == "inert":
@@ -237,6 +241,9 @@ def _unfit(c: Compound, species: str, route: str) -> str | None:
     if route not in c.routes:
         return (f"compound {c.name!r} cannot be given by route {route!r} (its routes: "
                 f"{', '.join(c.routes)}); choose another --route")
+    if not gives_route(c, species, route):
+        return (f"compound {c.name!r} gives no {route} absorption for species "
+                f"{species!r}; choose another --route")
     return None
 
 

@@ -969,7 +969,7 @@ def test_screen_keeps_doses_apart_that_agree_to_six_digits():
     doses exactly what was asked (it once rounded to 6 significant digits)."""
     from ketasim.screen import exact, plan_screen
 
-    assert exact(0.5) == "0.5" and exact(10.0) == "10" and exact(1e-5) == "1e-05"
+    assert exact(0.5) == "0.5" and exact(10.0) == "10" and exact(1e-5) == "0.00001"  # positional: the dose parser reads no exponent
     assert float(exact(1.2345678)) == 1.2345678
     p = plan_screen(candidates=["ketamine"], doses=[1.2345671, 1.2345674], n=2)
     doses = sorted(c.dose_mg_per_kg for c in p.arms if c.role == "candidate")

@@ -295,7 +295,7 @@ def _value(raw: Any, unit: str, where: str, *, positive: bool = True) -> Value:
     if given is None:
         _fail(f"{where}.unit", f"missing unit (expected {unit})")
     factors = _UNITS[unit]
-    if given not in factors:
+    if not isinstance(given, str) or given not in factors:
         _fail(f"{where}.unit", f"unit {given!r} does not fit; expected one of "
                                f"{sorted(factors)}")
     if v < 0 or (positive and v == 0):
@@ -650,6 +650,25 @@ def _builtin() -> dict[str, Compound]:
 
 COMPOUNDS: dict[str, Compound] = _builtin()
 BUILTIN = frozenset(COMPOUNDS)
+
+
+def species_with_pk(c: Compound) -> set[str]:
+    """Species the compound has PK for (a mixture: those all its components have)."""
+    if c.components:
+        return set.intersection(*(species_with_pk(COMPOUNDS[k]) for k in c.components))
+    return set(c.pk)
+
+
+def gives_route(c: Compound, species: str, route: str) -> bool:
+    """Whether the compound can be given by ``route`` to ``species``: a route it lists,
+    and for routes whose absorption a file gives itself (:data:`OWN_ABSORPTION`) that
+    absorption in the species' PK (a mixture: in every component's)."""
+    if route not in c.routes:
+        return False
+    if c.components:
+        return all(gives_route(COMPOUNDS[k], species, route) for k in c.components)
+    return route not in OWN_ABSORPTION or (
+        species in c.pk and c.pk[species].gives_absorption(route))
 
 
 def register_compound(c: Compound) -> Compound:
