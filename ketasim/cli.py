@@ -1265,7 +1265,11 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
                 arm: str | None = typer.Option(None, "--arm", help="arm (default: first)"),
                 subject: int | None = typer.Option(
                     None, "--subject",
-                    help="export this sampled subject (default: the typical subject)"),
+                    help="export this sampled subject, as the run simulates it (its "
+                    "population's weight and age included; default: the typical subject)"),
+                region: str | None = typer.Option(
+                    None, "--region", help="the brain region whose parameter set the model "
+                    "carries (default: the first region the arm's assays measure)"),
                 settings: list[str] | None = typer.Option(None, "--set", help=(
                     "set a registry parameter for the exported model: NAME=VALUE (repeat, "
                     "or comma-separate), within its range (ketasim params)")),
@@ -1274,11 +1278,11 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
     """Write the PK + signalling model of one subject of an arm as SBML L3V2."""
     import numpy as np
 
-    from ketasim.experiment.cohort import sample_cohort
+    from ketasim.core.regions import KNOWN_REGIONS
+    from ketasim.experiment.runner import subject_model
     from ketasim.io.results import OutputError, check_output_file
     from ketasim.io.sbml import build_document, write_sbml
     from ketasim.scenario import load_scenario
-    from ketasim.signaling.protocol import compile_arm
     from ketasim.signaling.simulate import parameter_vector, start_time
 
     reg = _registry(settings)
@@ -1299,14 +1303,12 @@ def export_sbml(scenario: str = typer.Argument(..., help="scenario YAML file or 
                   "without a taper (or write the patient's doses into its protocol)")
         if subject is not None and not (0 <= subject < a.n):
             _fail(f"--subject: got {subject}; expected 0..{a.n - 1} (arm {name!r} has n={a.n})")
-        typical = subject is None
-        cohort = sample_cohort(reg, sc.species, a.name, 1 if typical else a.n, sc.seed,
-                               a.body_weight_kg, variability=not typical)
-        k = 0 if typical else subject
-        events = compile_arm(a, sc.species, cohort, reg, f"arms[{names.index(name)}]")
+        if region is not None and region not in KNOWN_REGIONS:
+            _fail(f"--region: got {region!r}; expected one of {list(KNOWN_REGIONS)}")
+        model = subject_model(sc, names.index(name), subject, registry=reg, region=region)
         times = np.array(sorted({t for s in a.assays for t in s.at} | {0.0}))
-        doc = build_document(parameter_vector(cohort, events)[k], events, k, start_time(events, times),
-                             f"{sc.name}_{a.name}")
+        doc = build_document(parameter_vector(model.cohort, model.events)[0], model.events,
+                             0, start_time(model.events, times), f"{sc.name}_{a.name}")
         try:
             write_sbml(doc, out_file)
         except OSError as e:

@@ -432,27 +432,9 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     kept: dict[str, dict[str, dict]] = {}
     timings: dict[str, float] = {}
     steps: dict[str, float] = {}
-    # virtual patients: each arm's candidates drawn once (weight and age enter the PK,
-    # their covariates the screening below)
-    # a stratified trial: its analysed arms share one pool, allocated within strata; a
-    # subject's streams are keyed by its place in the pool (``stream``: arm -> pool ids)
-    drawn: dict[str, pd.DataFrame] = {}
-    stream: dict[str, np.ndarray] = {}
-    pool_failures = None  # candidates a stratified trial screened out before allocation
     design = getattr(scenario, "design", None)
-    if design is not None and design.stratify is not None:
-        names = design.analysed_arms(scenario.arm_names)
-        analysed = [a for a in scenario.arms if a.name in names]
-        first = scenario.arms.index(analysed[0])
-        pooled, pool_failures = pooled_patients(
-            design, analysed, seed, _pool_screening(scenario.species, analysed[0], first,
-                                                    seed, registry, rtol, atol,
-                                                    chunk_subjects))
-        for name, (table, ids) in pooled.items():
-            drawn[name], stream[name] = table, ids
-    drawn.update({arm.name: draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
-                  for arm in scenario.arms
-                  if getattr(arm, "population", None) is not None and arm.name not in drawn})
+    drawn, stream, pool_failures = _draw_subjects(scenario, seed, registry, rtol, atol,
+                                                  chunk_subjects)
     jobs = [(i, arm, _plans(arm, i)) for i, arm in enumerate(scenario.arms)]
     analysed = () if design is None else design.analysed_arms(scenario.arm_names)
     jobs = [(i, arm, plans, _covariates(drawn.get(arm.name), scenario.species, registry),
@@ -559,6 +541,88 @@ def _pool_screening(species, arm, i, seed, registry, rtol, atol, chunk_subjects)
         return r.reindex(np.arange(len(ids))).to_numpy(float)
 
     return scores
+
+
+def _draw_subjects(scenario, seed: int, registry: Registry, rtol: float, atol: float,
+                   chunk_subjects: int | None):
+    """Virtual patients, each arm's candidates drawn once (weight and age enter the PK,
+    their covariates the screening): ``(drawn, stream, pool_failures)``, ``drawn`` arm ->
+    patients table. A stratified trial's analysed arms share one pool, allocated within
+    strata; a subject's streams are keyed by its place in the pool (``stream``: arm ->
+    pool ids), and ``pool_failures`` are the candidates it screened out before
+    allocation (None without a pool)."""
+    drawn: dict[str, pd.DataFrame] = {}
+    stream: dict[str, np.ndarray] = {}
+    pool_failures = None
+    design = getattr(scenario, "design", None)
+    if design is not None and design.stratify is not None:
+        names = design.analysed_arms(scenario.arm_names)
+        analysed = [a for a in scenario.arms if a.name in names]
+        first = scenario.arms.index(analysed[0])
+        pooled, pool_failures = pooled_patients(
+            design, analysed, seed, _pool_screening(scenario.species, analysed[0], first,
+                                                    seed, registry, rtol, atol,
+                                                    chunk_subjects))
+        for name, (table, ids) in pooled.items():
+            drawn[name], stream[name] = table, ids
+    drawn.update({arm.name: draw_patients(arm.population, seed, arm.name, np.arange(arm.n))
+                  for arm in scenario.arms
+                  if getattr(arm, "population", None) is not None and arm.name not in drawn})
+    return drawn, stream, pool_failures
+
+
+@dataclass(frozen=True)
+class SubjectModel:
+    """One subject of an arm as the runner simulates it: its cohort of one (parameters,
+    covariates), its event table and the region's parameter set."""
+
+    cohort: object  # ketasim.experiment.cohort.Cohort of one subject
+    events: object  # ketasim.signaling.protocol.EventTable
+    registry: Registry  # the region's parameter set
+    region: str
+
+
+def arm_regions(arm, i: int) -> list[str]:
+    """The regions an arm's assays measure, in the order the runner simulates them."""
+    return [region for region, _ in _region_plans(_plans(arm, i))]
+
+
+def subject_model(scenario, arm_index: int, subject: int | None, *, registry: Registry,
+                  region: str | None = None, seed: int | None = None,
+                  rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL) -> SubjectModel:
+    """The cohort and events of one subject of ``scenario.arms[arm_index]`` exactly as
+    :func:`simulate` builds them (its population's body weight and age, a stratified
+    pool's stream keys, the region's parameter set: ``region`` or the first region the
+    arm's assays measure), for an export of that subject (SBML). ``subject`` None: the
+    typical subject (the registry's values, no between-subject variability)."""
+    _require(registry)
+    seed = scenario.seed if seed is None else int(seed)
+    arm = scenario.arms[arm_index]
+    if region is None:
+        regions = arm_regions(arm, arm_index)
+        region = regions[0] if regions else DEFAULT_REGION
+    reg = region_registry(registry, region)
+    species = scenario.species
+    path = f"arms[{arm_index}]"
+    if subject is None:
+        cohort = sample_cohort(reg, species, arm.name, 1, seed, arm.body_weight_kg,
+                               variability=False)
+    else:
+        if not 0 <= subject < arm.n:
+            raise ValueError(f"subject {subject}: expected 0..{arm.n - 1} (arm "
+                             f"{arm.name!r} has n={arm.n})")
+        _check_population_covariates(scenario, registry)
+        drawn, stream, _ = _draw_subjects(scenario, seed, registry, rtol, atol, None)
+        pool_ids = stream.get(arm.name)
+        key = arm.name if pool_ids is None else POOL
+        ids = np.array([subject if pool_ids is None else pool_ids[subject]], np.int64)
+        covs = _covariates(drawn.get(arm.name), species, registry)
+        cohort = sample_cohort(reg, species, key, arm.n, seed,
+                               body_weight_kg=arm.body_weight_kg, subjects=ids,
+                               covariates=None if covs is None else
+                               {k: v[[subject]] for k, v in covs.items()})
+    events = compile_arm(arm, species, cohort, reg, arm_path=path)
+    return SubjectModel(cohort, events, reg, region)
 
 
 def _covariates(patients: pd.DataFrame | None, species: str, registry: Registry

@@ -240,7 +240,10 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
     """SBML document of one subject (``pvec`` row, ``events.values`` column ``subject``)."""
     doc = libsbml.SBMLDocument(3, 2)
     model = doc.createModel()
-    model.setId(re.sub(r"[^A-Za-z0-9_]", "_", name) or "ketasim")
+    mid = re.sub(r"[^A-Za-z0-9_]", "_", name) or "ketasim"
+    if not re.match(r"[A-Za-z_]", mid):  # an SBML id starts with a letter or '_'
+        mid = "m_" + mid
+    _check(model.setId(mid), f"set model id {mid}")
     model.setName(f"ketasim PK + signalling: {name}")
     model.setTimeUnits(_unit_id(model, "h"))
 
@@ -280,9 +283,14 @@ def build_document(pvec: np.ndarray, events: EventTable, subject: int, t_start: 
         ev.setName(f"t = {t:g} h: {', '.join(labels[t])}")
         ev.setUseValuesFromTriggerTime(True)
         trig = ev.createTrigger()
-        trig.setInitialValue(True)
+        # false before SBML time 0: an event at (or before) t_start fires at time 0, as
+        # ketasim's solver applies it at its start (a trigger true from the start never
+        # fires)
+        trig.setInitialValue(False)
         trig.setPersistent(True)
-        trig.setMath(libsbml.parseL3Formula(f"time >= {t - t_start!r}"))
+        math = libsbml.parseL3Formula(f"time >= {t - t_start!r}")
+        math.getChild(1).setUnits(_unit_id(model, "h"))  # the literal is a time (h)
+        _check(trig.setMath(math), f"set trigger of event ev{n_ev}")
         for var, (mode, v) in g.items():
             # the amount is a parameter, so one document serves every subject of an arm
             vid = f"ev{n_ev}_{var}"
