@@ -73,10 +73,17 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def registry_digest(registry: Registry) -> str:
-    """SHA-256 of every parameter's name and value (the run manifest's
-    ``parameter_set.registry_sha256``)."""
-    text = "\n".join(f"{p.name}={p.value!r}" for p in registry)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of every parameter's name and value, and of the between-subject
+    variability of those that vary (``bsv_cv``, ``bsv_logit_sd``, ``bsv_corr``: they
+    change the numbers too) (the run manifest's ``parameter_set.registry_sha256``)."""
+    def line(p) -> str:
+        text = f"{p.name}={p.value!r}"
+        if p.varies:
+            text += (f";bsv_cv={p.bsv_cv!r};bsv_logit_sd={p.bsv_logit_sd!r};"
+                     f"bsv_corr={sorted(p.bsv_corr)!r}")
+        return text
+
+    return hashlib.sha256("\n".join(line(p) for p in registry).encode()).hexdigest()
 
 
 def changed_values(registry: Registry, default: Registry | None = None) -> list[dict]:

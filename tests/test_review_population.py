@@ -522,3 +522,21 @@ def test_a_bad_population_block_is_one_error_naming_the_field(text, where):
     msg = str(e.value)
     assert f"arms[0].{where}: got " in msg
     assert "more problem" not in msg and msg.count("\n") == 0
+
+
+def test_the_digest_moves_with_the_between_subject_variability():
+    """bsv_cv, bsv_logit_sd and bsv_corr change every sampled subject, so a registry
+    differing only there is another registry (a sweep's resume compares digests)."""
+    import dataclasses
+
+    from ketasim.params import Registry
+
+    d0 = registry_digest(REG)
+    cv = next(p for p in REG if p.bsv_cv > 0)
+    logit = next(p for p in REG if p.bsv_logit_sd > 0)
+    corr = next(p for p in REG if p.bsv_corr)
+    for p, change in ((cv, {"bsv_cv": cv.bsv_cv * 1.01}),
+                      (logit, {"bsv_logit_sd": logit.bsv_logit_sd * 1.01}),
+                      (corr, {"bsv_corr": tuple((k, r * 0.99) for k, r in corr.bsv_corr)})):
+        other = Registry({**REG.parameters, p.name: dataclasses.replace(p, **change)})
+        assert registry_digest(other) != d0, (p.name, change)
