@@ -158,7 +158,7 @@ def test_power_table_is_power_curve_on_the_pool(default_scenario):
     # subject ids that do not start at 0 left the first cohorts empty (NaN p, counted
     # as not significant): now one error naming the arm
     shifted = readouts.assign(subject=readouts["subject"] + 1000)
-    with pytest.raises(PowerError, match=r"arm 'saline': .* has none of the subjects 0\.\.119"):
+    with pytest.raises(PowerError, match=r"arm 'saline': .* has 0 of the 120 subjects"):
         power_table(shifted, readout=c.readout, time_h=c.at, arms=c.arms, test=c.test,
                     ns=ns, cohorts=cohorts)
 

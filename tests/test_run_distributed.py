@@ -200,7 +200,7 @@ def test_power_on_dask_equals_local(client, tmp_path):
     scen = tmp_path / "s.yaml"
     scen.write_text(MOUSE.replace("      - {assay: two_photon_spines, at: [0h, 24h]}\n", "")
                     + "compare:\n  - {readout: pmtor_rel, assay: western_blot, at: 2h, "
-                      "arms: [cort_ketamine, cort_saline]}\n")
+                      "region: mpfc, arms: [cort_ketamine, cort_saline]}\n")
     a, b = _local_and_dask(tmp_path, ["power", scen, "--compare", "0", "--n", "3,5",
                                       "--cohorts", "20"],
                            ["--scheduler", client.scheduler.address])

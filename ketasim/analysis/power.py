@@ -255,7 +255,7 @@ def _count_significant(p: np.ndarray, alpha: float) -> np.ndarray:
 
 def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
                 arms: Sequence[str], test: str, ns, cohorts: int, alpha: float = 0.05,
-                assay: str | None = None) -> pd.DataFrame:
+                assay: str | None = None, pool_size: int | None = None) -> pd.DataFrame:
     """Power of one comparison as a function of the group size, from pooled readouts.
 
     Parameters
@@ -282,6 +282,11 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
         Significance level, in (0, 1).
     assay : str, optional
         Only rows of this assay.
+    pool_size : int, optional
+        The subjects simulated per compared arm (ids ``0 .. pool_size - 1``): subjects
+        without a value (a trial's dropouts, a change without its baseline) are then
+        left out of their cohort, as :func:`ketasim.analysis.stats.compare` leaves them
+        out. Left out, every subject the cohorts need must have a value.
 
     Returns
     -------
@@ -295,9 +300,9 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
     ------
     PowerError
         Invalid ``ns``, ``cohorts`` or ``alpha`` (see :func:`check_power_arguments`), a
-        ``readout`` that no row (of ``assay``) has, or a compared arm with none of the
-        subjects the cohorts need (a subject without a value, a trial's dropout, is left
-        out of its cohort).
+        ``readout`` that no row (of ``assay``) has, or a compared arm without a value
+        for every subject the cohorts need (with ``pool_size``: a pool smaller than
+        they need, or an arm with none of them).
 
     Notes
     -----
@@ -318,15 +323,24 @@ def power_table(readouts: pd.DataFrame, *, readout: str, time_h: float,
                             "(no row of the readouts has it)")
     values = _arm_values(readouts, readout, time_h, arms, assay)
     need = max(ns) * cohorts
+    if pool_size is not None and pool_size < need:
+        raise PowerError(f"pool_size {pool_size}: the {cohorts} cohorts of up to {max(ns)} "
+                         f"need {need} subjects per arm")
     for arm, (subject, _) in zip(arms, values, strict=True):
-        # cohort k takes subjects k * max(ns) ...: an arm without any of those ids (ids
-        # numbered elsewhere) would leave every cohort empty, and their NaN p would count
-        # as not significant; single subjects without a value (a trial's dropouts, no
-        # baseline value) are left out of their cohort as compare leaves them out
-        if not np.any((subject >= 0) & (subject < need)):
+        # cohort k takes subjects k * max(ns) ...: ids elsewhere would leave cohorts
+        # empty, and their NaN p would count as not significant. In a simulated pool
+        # (pool_size), subjects without a value (a trial's dropouts, no baseline value)
+        # are left out of their cohort as compare leaves them out
+        have = np.unique(subject[(subject >= 0) & (subject < need)]).size
+        if pool_size is None and have < need:
+            raise PowerError(f"arm {arm!r}: {readout} at {time_h:g} h has {have} of the "
+                             f"{need} subjects 0..{need - 1} that {cohorts} cohorts of up "
+                             f"to {max(ns)} need")
+        if have == 0 or (pool_size is not None and subject.size and
+                         (subject.min() < 0 or subject.max() >= pool_size)):
             raise PowerError(f"arm {arm!r}: {readout} at {time_h:g} h has none of the "
                              f"subjects 0..{need - 1} that {cohorts} cohorts of up "
-                             f"to {max(ns)} need")
+                             f"to {max(ns)} need, or ids outside the pool")
     p = _p_values(values, test, ns, cohorts)
     hits = _count_significant(p, alpha)
     ci_low, ci_high = proportion_confint(hits, cohorts, alpha=0.05, method="wilson")

@@ -96,10 +96,8 @@ def _power_scenario(scenario, comparison, subjects: int):
     for arm in scenario.arms:
         if arm.name not in comparison.arms:
             continue
-        region = getattr(comparison, "region", None)
         assays = [spec for spec in arm.assays
                   if (comparison.assay is None or spec.assay == comparison.assay)
-                  and (region is None or spec.region in (None, region))
                   and _reports(spec, comparison.readout)
                   and any(abs(t - comparison.at) < TIME_TOL_H for t in spec.at)]
         arms.append(arm.model_copy(update={"n": subjects, "assays": assays}))
@@ -151,7 +149,8 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
     Notes
     -----
     The scenario is simulated once, keeping only the compared arms and the assays that
-    report the readout (in the comparison's region, where it names one), with
+    report the readout (in every region they measure, so that the rows and their region
+    column are those of a run of the full scenario), with
     ``max(ns) * cohorts`` subjects per compared arm; each cohort's test reads the rows
     :func:`ketasim.analysis.stats.compare` would (the comparison's assay or nesting,
     region and time, or each subject's change from its ``baseline``; subjects without a
@@ -184,7 +183,7 @@ def power_curve(scenario, compare_index: int, ns: list[int], cohorts: int = 200,
                            "value": rows["value"].to_numpy(float)})
     return power_table(tested, readout=comparison.readout, time_h=comparison.at,
                        arms=comparison.arms, test=comparison.test, ns=ns, cohorts=cohorts,
-                       alpha=alpha)
+                       alpha=alpha, pool_size=subjects)
 
 
 #: Columns of :func:`trial_power_curve`: those of a comparison's power table
