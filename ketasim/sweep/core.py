@@ -23,7 +23,10 @@ every arm that has it: every arm for ``n``; every arm with a ``protocol[i]`` for
 every arm whose ``protocol[i]`` is a drug event with a dose for ``dose`` (a saline event
 without a dose is left as it is). A changed scenario is validated again (doses above zero
 except saline, protocol overlaps, times within 365 days, a design's randomisation ratio),
-and a bad value is one :class:`SweepError` naming the sample, the name and the value.
+and a bad value is one :class:`SweepError` naming the sample, the name and the value. Every
+sample is checked so (each value on its own, then each distinct combination of a sample's
+scenario fields by validating the changed scenario) before anything is written or
+computed.
 
 Seeds
 -----
@@ -39,7 +42,9 @@ Folder
 ------
 ``run_sweep(..., out)`` writes ``samples.parquet`` (``sample`` and the names) and
 ``manifest.json`` (scenario text, model and hash, names, number of samples, their hash,
-seed, registry digest and changed values, outputs, columns, chunk size, versions) first,
+seed, registry digest and changed values, compound files: ``compounds``, the name and
+sha256 of every file of the ``compounds`` folders, and ``compound_folders``, outputs,
+columns, chunk size, versions) first,
 then one Parquet file per chunk of samples, ``chunks/part-<first>-<last>.parquet``
 (zero-padded sample indices), each written to a temporary name in ``chunks/`` and renamed
 into place (``os.replace``) once complete. A part holds, for each of its samples in
@@ -48,20 +53,23 @@ summary of that run's readouts (``outputs="summary"``, :func:`ketasim.analysis.s
 summarize`: ``arm, assay, [region,] readout, time_h, unit, n, mean, sem``) or its
 readouts themselves (``outputs="readouts"``: ``arm, subject, assay, readout, time_h,
 value, unit[, region]``); ``region`` only when the scenario measures a region other than
-the default. Parts are written with a fixed schema and no pandas metadata, so the same
-samples give the same bytes whatever the backend and the number of workers; different
-chunk sizes give other part files but the same table (:func:`read_sweep`).
+the default. Parts (and ``samples.parquet``) are written with a fixed schema, no pandas
+metadata and Parquet's page checksums (a CRC-32 of every page, verified whenever a part is
+read back), so the same samples give the same bytes whatever the backend and the number of
+workers; different chunk sizes give other part files but the same table
+(:func:`read_sweep`, which checks every part as a resume does: a part that fails, or
+holds samples another part holds too, is a :class:`SweepError`).
 
 Resume
 ------
-Running again with the same folder, scenario, samples, seed, seed rule, registry and
-outputs skips
-every sample a complete part already holds (a part is complete when it reads back with
-the expected schema, exactly its samples, in order, with their values) and computes the
-others (in chunks of the size given now, else the manifest's); left-over temporary files
-and incomplete parts are removed. A folder holding another sweep (a different scenario,
-samples, seed, seed rule, registry or outputs) is one :class:`SweepError`. One run at a time per
-folder.
+Running again with the same folder, scenario, samples, seed, seed rule, registry,
+compound files (their contents, wherever the folders are) and outputs skips every sample
+a complete part already holds (a part is complete when it reads back with its page
+checksums verified, the expected schema, exactly its samples, in order, with their
+values) and computes the others (in chunks of the size given now, else the manifest's);
+left-over temporary files and incomplete parts are removed. A folder holding another
+sweep (a different scenario, samples, seed, seed rule, registry, compound files or
+outputs) is one :class:`SweepError`. One run at a time per folder.
 
 Backends
 --------
@@ -72,9 +80,13 @@ processes (default: the number of cores) with one thread each and Dask's statist
 profiler off (:data:`LOCAL_CLUSTER_CONFIG`; about 5% of the compute time otherwise; set
 ``distributed.worker.profile.enabled: false`` on a cluster of your own), closed at the
 end. Each task evaluates one chunk: it calls :func:`ketasim.configure` (numba's kernel
-cache; one numba thread) and then unpickles the scenario and the registry, so a fresh
-worker uses the compiled kernels on disk. Results come back to this process, which writes the parts:
-workers need no access to ``out``. Dask reschedules a chunk whose worker died.
+cache; one numba thread), registers the ``compounds`` folders and then unpickles the
+scenario and the registry, so a fresh worker uses the compiled kernels on disk. A task
+carries the digest of each folder's files as the sweep read them: a worker registers a
+folder again whenever that digest changes (a worker reused by a later sweep after a
+compound file was edited), and files that differ from the digest are a
+:class:`SweepError`. Results come back to this process, which writes the parts: workers
+need no access to ``out``. Dask reschedules a chunk whose worker died.
 """
 
 from __future__ import annotations
@@ -92,6 +104,7 @@ import os
 import pickle
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -109,7 +122,14 @@ from ketasim.analysis.stats import summarize
 from ketasim.core.regions import DEFAULT_REGION
 from ketasim.params import Registry, load_registry
 from ketasim.pk.compounds import add_compounds
-from ketasim.provenance import LIBRARIES, changed_values, libraries, registry_digest, utc_now
+from ketasim.provenance import (
+    LIBRARIES,
+    changed_values,
+    libraries,
+    registry_digest,
+    sha256_file,
+    utc_now,
+)
 
 __all__ = ["SweepError", "apply_sample", "check_names", "parse_vary", "read_samples",
            "read_sweep", "run_sweep", "sample_seed"]
@@ -162,17 +182,34 @@ def _number(text: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python number it holds (``1.0``, not ``np.float64(1.0)``, in
+    messages); anything else as it is."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _whole_n(col: np.ndarray) -> np.ndarray:
+    """Which values are an arm's number of subjects: whole numbers from 1 to
+    ``MAX_SUBJECTS`` (so that casting them to int64 is exact)."""
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(col) & (col == np.round(col)) & (col >= 1)
+                & (col <= MAX_SUBJECTS))
+
+
 def _typed(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Float64 columns, int64 for an arm's ``n`` (whole numbers only)."""
+    """Float64 columns, int64 for an arm's ``n`` (whole numbers from 1 to
+    ``MAX_SUBJECTS``, checked before the cast: a bad one is named with its row, counted
+    from 1, and its value)."""
     out = {}
     for name in frame.columns:
-        col = frame[name].to_numpy(dtype=float)
+        col = frame[name].to_numpy(dtype=float, na_value=np.nan)
         if _is_n(name):
-            bad = np.flatnonzero(col != np.round(col))
+            bad = np.flatnonzero(~_whole_n(col))
             if bad.size:
-                raise SweepError(f"{where}: row {bad[0] + 1}, column {name!r}: got "
-                                 f"{float(col[bad[0]])!r}; expected a whole number of "
-                                 "subjects")
+                r = int(bad[0])
+                raise SweepError(f"{where}: row {r + 1}, column {name!r}: got "
+                                 f"{float(col[r])!r}; expected a whole number of subjects "
+                                 f"from 1 to {MAX_SUBJECTS}")
             col = col.astype(np.int64)
         out[name] = col
     return pd.DataFrame(out, columns=list(frame.columns))
@@ -185,7 +222,8 @@ def parse_vary(specs: Sequence[str] | str) -> pd.DataFrame:
     as ``numpy.linspace``) or ``NAME=v1,v2,...`` (one value is a list of one). Several
     specs give their cartesian product, the first spec varying slowest. Names are checked
     against a scenario and a registry later (:func:`check_names`); values are float64,
-    int64 for an arm's ``n``. A bad spec is one :class:`SweepError` naming it."""
+    int64 for an arm's ``n`` (a whole number from 1 to ``MAX_SUBJECTS``). A bad spec is
+    one :class:`SweepError` naming it (a bad ``n``: its row of the grid and its value)."""
     if isinstance(specs, str):
         specs = [specs]
     specs = list(specs)
@@ -236,10 +274,11 @@ def _parse_spec(spec: object) -> tuple[str, list[float]]:
 
 def read_samples(path: str | os.PathLike) -> pd.DataFrame:
     """The samples of a ``.csv`` (header row of names) or ``.parquet`` file: one row per
-    sample, one numeric column per name (float64; int64 for an arm's ``n``). Every cell
-    must be a finite number; a ``sample`` column (as in a sweep's ``samples.parquet``) must
-    be 0, 1, 2, ... and is dropped. Problems are one :class:`SweepError` naming the file,
-    the row (CSV: the line) and the column."""
+    sample, one numeric column per name (float64; int64 for an arm's ``n``, a whole number
+    from 1 to ``MAX_SUBJECTS``). Every cell must be a finite number; a CSV file is UTF-8
+    (a byte order mark, as Excel writes one, is skipped); a ``sample`` column (as in a
+    sweep's ``samples.parquet``) must be 0, 1, 2, ... and is dropped. Problems are one
+    :class:`SweepError` naming the file, the row (CSV: the line) and the column."""
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"{path}: no such file; expected a .csv or .parquet samples file")
@@ -255,8 +294,9 @@ def read_samples(path: str | os.PathLike) -> pd.DataFrame:
         s = frame.pop("sample").to_numpy(float)
         bad = np.flatnonzero(s != np.arange(len(s)))
         if bad.size:
-            raise SweepError(f"{path}: row {bad[0] + 1}, column 'sample': got {s[bad[0]]!r}; "
-                             f"expected {bad[0]} (samples numbered 0, 1, 2, ... in order)")
+            raise SweepError(f"{path}: row {bad[0] + 1}, column 'sample': got "
+                             f"{float(s[bad[0]])!r}; expected {bad[0]} (samples numbered "
+                             "0, 1, 2, ... in order)")
     if frame.shape[1] == 0:
         raise SweepError(f"{path}: no columns to vary; expected one column per name")
     return _typed(frame, str(path))
@@ -275,7 +315,8 @@ def _check_header(path: Path, names: list[str]) -> None:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first name
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise SweepError(f"{path}: cannot read it as CSV ({e})") from None
@@ -305,7 +346,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
-        table = pq.read_table(path)
+        table = _read_parquet_checked(path)
     except (OSError, pa.ArrowException) as e:
         raise SweepError(f"{path}: cannot read it as Parquet ({e})") from None
     _check_header(path, table.column_names)
@@ -324,7 +365,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise SweepError(f"{path}: row {bad[0] + 1}, column {name!r}: got "
-                             f"{values[bad[0]]!r}; expected a finite number")
+                             f"{float(values[bad[0]])!r}; expected a finite number")
         out[name] = values
     return pd.DataFrame(out, columns=table.column_names)
 
@@ -445,7 +486,7 @@ def _in_range(v, p):
 def _value(registry: Registry, t: _Target, value: object):
     """The value a target takes (float; int for n), checked on its own."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise SweepError(f"{t.name}: got {value!r}; expected a number")
+        raise SweepError(f"{t.name}: got {_plain(value)!r}; expected a number")
     v = float(value)
     if not math.isfinite(v):
         raise SweepError(f"{t.name}: got {v!r}; expected a finite number")
@@ -635,11 +676,43 @@ def _evaluate(job: _Job, first: int, rows: Sequence[Sequence]) -> pd.DataFrame:
 
 
 _PROCESS_JOB: dict[str, _Job] = {}
-_PROCESS_COMPOUNDS: set[str] = set()
+#: compounds folder -> the digest of the files this process registered from it
+_PROCESS_COMPOUNDS: dict[str, str] = {}
+_PROCESS_LOCK = threading.Lock()  # a thread pool's workers share this process's registry
 
 
-def _run_chunk(compounds: tuple[str, ...], digest: str, blob: bytes, first: int,
-               rows: list[tuple]) -> pd.DataFrame:
+def _compound_records(folder: str) -> list[dict]:
+    """``[{"name", "sha256"}]`` of the compound files :func:`ketasim.pk.compounds.
+    add_compounds` reads in ``folder`` (its ``*.yaml`` then ``*.yml`` files, sorted, as
+    ``load_compound_dir`` lists them; a compound file is named after its compound)."""
+    p = Path(folder)
+    files = (sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml"))) if p.is_dir() else []
+    return [{"name": f.stem, "sha256": sha256_file(f)} for f in files]
+
+
+def _records_digest(records: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()
+
+
+def _register_compounds(folder: str, expected: str | None = None) -> list[dict]:
+    """Register the compound files of ``folder`` (again: a file's new definition replaces
+    the old one) and return their records (:func:`_compound_records`); one
+    :class:`SweepError` when the files change while they are read or differ from those
+    of digest ``expected``."""
+    records = _compound_records(folder)
+    if expected is not None and _records_digest(records) != expected:
+        raise SweepError(f"compounds {folder}: the compound files here differ from those "
+                         "the sweep started with (edited since, or another folder by that "
+                         "name on this worker's machine); expected the same files")
+    add_compounds(folder)
+    if _compound_records(folder) != records:
+        raise SweepError(f"compounds {folder}: the compound files changed while they were "
+                         "read; run the sweep again")
+    return records
+
+
+def _run_chunk(compounds: tuple[tuple[str, str], ...], digest: str, blob: bytes,
+               first: int, rows: list[tuple]) -> pd.DataFrame:
     """One task: prepare this worker (:func:`_prepare_worker`), unpickle the job (once
     per process), evaluate the chunk."""
     _prepare_worker(compounds)
@@ -651,9 +724,13 @@ def _run_chunk(compounds: tuple[str, ...], digest: str, blob: bytes, first: int,
     return _evaluate(job, first, rows)
 
 
-def _prepare_worker(compounds: tuple[str, ...]) -> None:
+def _prepare_worker(compounds: tuple[tuple[str, str], ...]) -> None:
     """Configure ketasim in this process (numba's kernel cache, one numba thread for this
-    thread) and register the user's compounds (once per process and folder)."""
+    thread) and register the user's compounds: ``(folder, digest)`` pairs, the digest of
+    the folder's files (:func:`_compound_records`) as the sweep read them. A folder is
+    registered again whenever its digest differs from the one this process registered
+    (a worker reused by a later sweep after a compound file was edited), and its files
+    must have that digest."""
     if not ketasim._configured:
         ketasim.configure()
     # after configure(): numba reads NUMBA_CACHE_DIR when first imported. (Not an import
@@ -661,13 +738,14 @@ def _prepare_worker(compounds: tuple[str, ...]) -> None:
     # numba, and this one holds no jitted code.)
     numba = importlib.import_module("numba")
     numba.set_num_threads(1)  # parallelism comes from the workers (per thread in numba)
-    for folder in compounds:
-        if folder not in _PROCESS_COMPOUNDS:
-            add_compounds(folder)
-            _PROCESS_COMPOUNDS.add(folder)
+    with _PROCESS_LOCK:
+        for folder, digest in compounds:
+            if _PROCESS_COMPOUNDS.get(folder) != digest:
+                _register_compounds(folder, digest)
+                _PROCESS_COMPOUNDS[folder] = digest
 
 
-def _remote_call(compounds: tuple[str, ...], fn: str, blob: bytes):
+def _remote_call(compounds: tuple[tuple[str, str], ...], fn: str, blob: bytes):
     """One task of :func:`dask_map`: ``fn(*args)`` on a prepared worker. ``fn`` comes as
     ``module:name`` and the arguments as a pickle, both resolved after ketasim is
     configured here (a module with jitted code must not be imported before: numba reads
@@ -686,13 +764,15 @@ def dask_map(scheduler=None, workers: int | None = None, compounds: Sequence[str
     an address (``tcp://host:port``), a scheduler file, or ``"local"`` (or None) for an
     embedded ``LocalCluster`` of ``workers`` single-threaded processes (default: cores),
     closed on leaving. Workers configure ketasim and register ``compounds`` (folders)
-    before their first task, as a sweep's do."""
+    before their first task, and again when the folders' files changed, as a sweep's
+    do."""
     if _is_dask_client(scheduler):
         backend = _Backend(scheduler, None, workers)
     else:
         backend = _Backend(None, None if scheduler in (None, "local") else scheduler,
                            workers)
-    folders = tuple(str(Path(f).resolve()) for f in compounds)
+    folders = tuple((f, _records_digest(_compound_records(f)))
+                    for f in (str(Path(c).resolve()) for c in compounds))
     try:
         yield lambda fn, args_list, done=None: backend.map(fn, args_list, folders, done)
     finally:
@@ -719,9 +799,17 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
+    """The table as Parquet: zstd, no schema metadata, a CRC-32 checksum in every page's
+    header (a function of the page's bytes: the same table gives the same bytes)."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table.replace_schema_metadata(None), sink, compression="zstd")
+    pq.write_table(table.replace_schema_metadata(None), sink, compression="zstd",
+                   write_page_checksum=True)
     return sink.getvalue().to_pybytes()
+
+
+def _read_parquet_checked(path: Path) -> pa.Table:
+    """A Parquet file whose page checksums (where written) are verified."""
+    return pq.read_table(path, page_checksum_verification=True)
 
 
 def _schema(names: Sequence[str], columns: Sequence[str]) -> pa.Schema:
@@ -751,55 +839,75 @@ def _samples_digest(samples: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _check_part(path: Path, first: int, last: int, schema: pa.Schema,
-                samples: pd.DataFrame) -> bool:
-    """Whether a part file is complete: readable, the schema, exactly samples ``first`` to
-    ``last`` in order, with their values."""
+def _read_part(path: Path, first: int, last: int, schema: pa.Schema,
+               samples: pd.DataFrame) -> tuple[pa.Table | None, str]:
+    """``(table, "")`` when a part file is complete: readable with its page checksums
+    verified, the schema, exactly samples ``first`` to ``last`` in order, with their
+    values; else ``(None, what is wrong)``."""
     try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException):
-        return False
+        table = _read_parquet_checked(path)
+    except (OSError, pa.ArrowException) as e:
+        return None, f"cannot read it ({e})"
     if not table.schema.equals(schema):
-        return False
+        return None, "its columns or their types are not the sweep's"
     s = table.column("sample").to_numpy()
-    if s.size == 0 or s[0] != first or s[-1] != last or np.any(np.diff(s) < 0):
-        return False
-    starts = np.flatnonzero(np.r_[True, np.diff(s) != 0])
-    if not np.array_equal(s[starts], np.arange(first, last + 1)):
-        return False
+    starts = np.flatnonzero(np.r_[True, np.diff(s) != 0]) if s.size else s
+    if (s.size == 0 or s[0] != first or s[-1] != last or np.any(np.diff(s) < 0)
+            or not np.array_equal(s[starts], np.arange(first, last + 1))):
+        return None, f"expected samples {first} to {last} in order"
     for name in samples.columns:
         got = table.column(name).to_numpy()[starts]
         if not np.array_equal(got, samples[name].to_numpy()[first:last + 1]):
-            return False
-    return True
+            return None, f"its values of {name} are not those of its samples"
+    return table, ""
+
+
+def _parts(chunks: Path) -> list[tuple[int, int, Path]]:
+    """``(first, last, path)`` of the files named as parts, in that order."""
+    out = []
+    for path in (chunks.iterdir() if chunks.is_dir() else ()):
+        m = _PART_RE.fullmatch(path.name)
+        if m is not None:
+            out.append((int(m[1]), int(m[2]), path))
+    return sorted(out)
+
+
+class _Cover:
+    """Which samples the parts accepted so far hold, and which part holds each."""
+
+    def __init__(self, n: int):
+        self.done = np.zeros(n, dtype=bool)
+        self._owner = np.full(n, -1, dtype=np.int32)  # at most MAX_SAMPLES parts
+        self._names: list[str] = []
+
+    def add(self, path: Path, first: int, last: int) -> None:
+        """Samples ``first`` to ``last`` held by ``path``; one :class:`SweepError` when a
+        part accepted before holds one of them too."""
+        held = np.flatnonzero(self.done[first:last + 1])
+        if held.size:
+            other = self._names[self._owner[first + held[0]]]
+            raise SweepError(f"{path}: holds samples that {other} holds too; remove one "
+                             "of them")
+        self.done[first:last + 1] = True
+        self._owner[first:last + 1] = len(self._names)
+        self._names.append(path.name)
 
 
 def _scan(chunks: Path, schema: pa.Schema, samples: pd.DataFrame) -> np.ndarray:
     """Which samples complete parts already hold; incomplete parts and left-over temporary
     files are removed."""
-    n = len(samples)
-    done = np.zeros(n, dtype=bool)
-    owner: dict[int, str] = {}
-    for path in sorted(chunks.iterdir()):
+    for path in chunks.iterdir():
         if path.name.startswith(".part-") and _TMP_MARK in path.name:
             path.unlink(missing_ok=True)  # a killed run's half-written part
-            continue
-        m = _PART_RE.fullmatch(path.name)
-        if m is None:
-            continue
-        first, last = int(m[1]), int(m[2])
-        if not (0 <= first <= last < n) or not _check_part(path, first, last, schema,
-                                                             samples):
+    n = len(samples)
+    cover = _Cover(n)
+    for first, last, path in _parts(chunks):
+        if not (0 <= first <= last < n) or _read_part(path, first, last, schema,
+                                                        samples)[0] is None:
             path.unlink(missing_ok=True)
             continue
-        if done[first:last + 1].any():
-            other = owner[int(np.flatnonzero(done[first:last + 1])[0]) + first]
-            raise SweepError(f"{path}: holds samples that {other} holds too; remove one "
-                             "of them")
-        done[first:last + 1] = True
-        for s in range(first, last + 1):
-            owner[s] = path.name
-    return done
+        cover.add(path, first, last)
+    return cover.done
 
 
 def _chunks(todo: np.ndarray, size: int) -> list[tuple[int, int]]:
@@ -850,7 +958,7 @@ class _Backend:
             return
         n = (os.cpu_count() or 1) if workers is None else int(workers)
         if n < 1:
-            raise SweepError(f"workers: got {workers!r}; expected at least 1")
+            raise SweepError(f"workers: got {_plain(workers)!r}; expected at least 1")
         with dask.config.set(LOCAL_CLUSTER_CONFIG):  # passed on to the worker processes
             cluster = distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -884,7 +992,7 @@ class _Backend:
             for fut in futures:
                 fut.cancel()
 
-    def map(self, fn, args_list: list[tuple], compounds: tuple[str, ...],
+    def map(self, fn, args_list: list[tuple], compounds: tuple[tuple[str, str], ...],
             done=None) -> list:
         """``[fn(*args) for args in args_list]`` computed by the backend's workers, in
         order; ``done(k)``, if given, as task k completes (in any order); pending tasks
@@ -958,6 +1066,11 @@ def _resolve_scenario(scenario):
 
 
 def _prepare_samples(samples, scenario, registry) -> tuple[pd.DataFrame, list[_Target]]:
+    """The samples typed (:func:`_typed`) and their targets, every value checked: each on
+    its own (the first bad sample of a column named), then each sample's scenario fields
+    together, by validating the changed scenario (once per distinct combination of their
+    values; the first sample of a bad one named), so that a sample the sweep cannot run
+    fails before anything is written or computed."""
     if not isinstance(samples, pd.DataFrame):
         raise TypeError(f"samples: got {type(samples).__name__}; expected a DataFrame")
     if samples.empty or samples.shape[1] == 0:
@@ -974,29 +1087,41 @@ def _prepare_samples(samples, scenario, registry) -> tuple[pd.DataFrame, list[_T
         if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
             raise SweepError(f"samples: column {name!r}: got dtype {col.dtype}; expected "
                              "numbers")
-    typed = _typed(samples.reset_index(drop=True), "samples")
+    samples = samples.reset_index(drop=True)
     for t in targets:  # each value on its own, column by column (fast, first bad row named)
-        col = typed[t.name].to_numpy(float)
-        if t.kind == "param":
-            p = registry[t.name]
-            bad = ~np.isfinite(col) | ~_in_range(col, p)
-        elif t.kind == "n":
-            bad = (col < 1) | (col > MAX_SUBJECTS)
-        elif t.kind == "dose":
-            bad = ~np.isfinite(col) | (col < 0)
-        else:
-            bad = ~np.isfinite(col)
+        # as float64, before any cast: an n of inf or 1e19 is named, not cast to int64
+        col = samples[t.name].to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            if t.kind == "param":
+                bad = ~np.isfinite(col) | ~_in_range(col, registry[t.name])
+            elif t.kind == "n":
+                bad = ~_whole_n(col)
+            elif t.kind == "dose":
+                bad = ~np.isfinite(col) | (col < 0)
+            else:
+                bad = ~np.isfinite(col)
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             try:
-                _value(registry, t, typed[t.name].iloc[r].item())
+                _value(registry, t, float(col[r]))
             except SweepError as e:
                 raise SweepError(f"samples row {r} (sample {r}): {e}") from None
+    typed = _typed(samples, "samples")  # every n checked above
+    fields = [t for t in targets if t.kind != "param"]
+    if fields:  # each distinct combination of scenario fields validated, as a worker would
+        distinct = typed[[t.name for t in fields]].drop_duplicates()
+        for k, row in zip(distinct.index.tolist(),
+                          distinct.itertuples(index=False, name=None), strict=True):
+            try:
+                _apply(scenario, registry, fields, row)
+            except SweepError as e:
+                raise SweepError(f"sample {k}: {e}") from None
     return typed, targets
 
 
 def _manifest(scenario, text, samples, names, seed, registry, outputs, columns, chunk,
-              timing, common_seed: bool = False) -> dict:
+              timing, common_seed: bool = False, compounds: Sequence[str] = (),
+              compound_files: Sequence[dict] = ()) -> dict:
     from ketasim.scenario import scenario_hash
 
     return {
@@ -1013,6 +1138,8 @@ def _manifest(scenario, text, samples, names, seed, registry, outputs, columns, 
                       ".generate_state(1, uint64)[0] >> 1 (ketasim.sweep.core.sample_seed)"),
         "registry": {"sha256": registry_digest(registry),
                      "changed": changed_values(registry)},
+        "compound_folders": list(compounds),
+        "compounds": sorted(compound_files, key=lambda r: (r["name"], r["sha256"])),
         "outputs": outputs,
         "columns": ["sample", *names, *columns],
         "chunk_samples": int(chunk) if chunk is not None else None,
@@ -1022,11 +1149,24 @@ def _manifest(scenario, text, samples, names, seed, registry, outputs, columns, 
     }
 
 
-_IDENTITY = (("format", "format"), ("scenario.sha256", "scenario"), ("names", "names"),
-             ("n_samples", "number of samples"), ("samples_sha256", "samples"),
-             ("seed", "seed"), ("seed_rule", "seed rule"),
-             ("registry.sha256", "parameter registry"),
-             ("outputs", "outputs"))
+#: (field, what it is, its value in a manifest without it): what makes a sweep this one
+_IDENTITY = (("format", "format", None), ("scenario.sha256", "scenario", None),
+             ("names", "names", None), ("n_samples", "number of samples", None),
+             ("samples_sha256", "samples", None), ("seed", "seed", None),
+             ("seed_rule", "seed rule", None), ("registry.sha256", "parameter registry", None),
+             # a manifest written before compound files were recorded: a sweep without
+             ("compounds", "set of compound files (--compounds)", []),
+             ("outputs", "outputs", None))
+
+
+def _shown(v):
+    """An identity field's value in one short line: digests cut to 12 characters, compound
+    files as ``name sha256[:12]``."""
+    if isinstance(v, str) and len(v) == 64:
+        return v[:12]
+    if isinstance(v, list) and all(isinstance(r, dict) for r in v):
+        return ", ".join(f"{r.get('name')} {str(r.get('sha256'))[:12]}" for r in v) or "none"
+    return v
 
 
 def _get(d: dict, dotted: str):
@@ -1047,15 +1187,16 @@ def _open_folder(out: Path, manifest: dict) -> dict | None:
         except (OSError, ValueError) as e:
             raise SweepError(f"{path}: cannot read it ({e}); expected a sweep's "
                              "manifest") from None
-        for key, what in _IDENTITY:
-            if _get(old, key) != _get(manifest, key):
-                a, b = _get(old, key), _get(manifest, key)
-                shown = (lambda v: v[:12] if isinstance(v, str) and len(v) == 64 else v)
+        for key, what, default in _IDENTITY:
+            a, b = _get(old, key), _get(manifest, key)
+            if a is None:
+                a = default
+            if a != b:
                 raise SweepError(
                     f"out {out}: holds a sweep with another {what} (manifest.json: "
-                    f"{shown(a)!r}; this run: {shown(b)!r}); expected the same scenario, "
-                    "samples, seed, registry and outputs to resume it; choose another "
-                    "folder or delete this one to start again")
+                    f"{_shown(a)!r}; this run: {_shown(b)!r}); expected the same scenario, "
+                    "samples, seed, registry, compound files and outputs to resume it; "
+                    "choose another folder or delete this one to start again")
         return old
     if out.is_dir():  # no manifest: only a new sweep's first files may be there
         for entry in out.iterdir():
@@ -1103,9 +1244,10 @@ def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
     ``workers`` processes. ``chunk_samples``: samples per task (default: the manifest's
     when resuming, else as many as take about ``CHUNK_TARGET_S``, from one sample timed
     here first). ``outputs``: ``"summary"`` or ``"readouts"``. ``compounds``: folders of
-    compound files every worker registers (as ``--compounds``). ``common_seed``: every
-    sample runs at the base seed itself (common random numbers, as a sensitivity analysis
-    needs: samples then differ by their values only, not by their subjects' draws).
+    compound files every worker registers (as ``--compounds``; their files' digests are
+    part of the sweep's identity). ``common_seed``: every sample runs at the base seed
+    itself (common random numbers, as a sensitivity analysis needs: samples then differ by
+    their values only, not by their subjects' draws).
     Returns ``out``. See the module's docstring for the folder, resuming and
     determinism."""
     ketasim._ensure_configured()  # before the scenario and the runner import numba
@@ -1115,20 +1257,26 @@ def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
     if chunk_samples is not None and (isinstance(chunk_samples, bool)
                                       or int(chunk_samples) != chunk_samples
                                       or chunk_samples < 1):
-        raise SweepError(f"chunk_samples: got {chunk_samples!r}; expected a whole number >= 1")
+        raise SweepError(f"chunk_samples: got {_plain(chunk_samples)!r}; expected a whole "
+                         "number >= 1")
     if workers is not None and (isinstance(workers, bool) or int(workers) != workers
                                 or workers < 1):
-        raise SweepError(f"workers: got {workers!r}; expected a whole number >= 1")
+        raise SweepError(f"workers: got {_plain(workers)!r}; expected a whole number >= 1")
     compounds = tuple(str(Path(c).resolve()) for c in compounds)
+    compound_files = []
+    digests = []  # sent with every task: a worker registers a folder again when it changes
     for folder in compounds:
-        add_compounds(folder)
+        records = _register_compounds(folder)
+        compound_files += records
+        digests.append((folder, _records_digest(records)))
     scenario, text = _resolve_scenario(scenario)
     registry = load_registry() if registry is None else registry
     if not isinstance(registry, Registry):
         raise TypeError(f"registry: got {type(registry).__name__}; expected a Registry")
     base = scenario.seed if seed is None else seed
     if isinstance(base, bool) or int(base) != base or not 0 <= base < 2**63:
-        raise SweepError(f"seed: got {seed!r}; expected an integer from 0 to 2**63 - 1")
+        raise SweepError(f"seed: got {_plain(seed)!r}; expected an integer from 0 to "
+                         "2**63 - 1")
     base = int(base)
     if not any(arm.assays for arm in scenario.arms):
         raise SweepError(f"scenario {scenario.name!r}: no arm runs an assay; a sweep needs "
@@ -1146,7 +1294,7 @@ def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
     rows = list(zip(*(samples[c].tolist() for c in names), strict=True))
 
     manifest = _manifest(scenario, text, samples, names, base, registry, outputs, columns,
-                         chunk_samples, None, bool(common_seed))
+                         chunk_samples, None, bool(common_seed), compounds, compound_files)
     old = _open_folder(out, manifest)
     chunks_dir = out / "chunks"
     if old is None:
@@ -1182,7 +1330,7 @@ def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
     width = _width(len(samples))
     # 'local' (as the CLI accepts it) is the embedded cluster, as when none is named
     backend = _Backend(executor, None if scheduler == "local" else scheduler, workers)
-    tasks = [((compounds, digest, blob, first, rows[first:last + 1]), (first, last))
+    tasks = [((tuple(digests), digest, blob, first, rows[first:last + 1]), (first, last))
              for first, last in todo]
     try:
         with _ProgressBar(progress, len(samples), int(done.sum())) as advance:
@@ -1232,35 +1380,72 @@ class _ProgressBar:
 def read_sweep(out: str | os.PathLike, *, allow_partial: bool = False) -> pd.DataFrame:
     """Every part of the sweep in ``out``, concatenated, sorted by sample (each sample's
     rows in their order). A sweep with samples still missing is a :class:`SweepError`
-    unless ``allow_partial``."""
+    unless ``allow_partial`` (with no part yet: an empty table with the parts' columns
+    and types). Each part is checked as a resume checks it (its page checksums, the
+    sweep's schema, exactly the samples its name says, with their values): a part that
+    fails, or one holding samples another part holds too, is a :class:`SweepError`; a
+    part named for samples beyond the sweep's is not the sweep's and is left out (a
+    resume deletes it)."""
     out = Path(out)
     path = out / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise SweepError(f"{path}: cannot read it ({e}); expected a sweep folder") from None
-    n = int(manifest["n_samples"])
-    parts = []
-    chunks = out / "chunks"
-    for p in (sorted(chunks.iterdir()) if chunks.is_dir() else []):
-        m = _PART_RE.fullmatch(p.name)
-        if m is not None:
-            parts.append((int(m[1]), int(m[2]), p))
-    parts.sort()
-    covered = np.zeros(n, dtype=bool)
+    n, names, schema = _manifest_layout(path, manifest)
+    samples = _stored_samples(out / "samples.parquet", names, n)
+    cover = _Cover(n)
     tables = []
-    for first, last, p in parts:
-        try:
-            tables.append(pq.read_table(p))
-        except (OSError, pa.ArrowException) as e:
-            raise SweepError(f"{p}: cannot read it ({e})") from None
-        covered[first:last + 1] = True
-    if not covered.all() and not allow_partial:
-        missing = np.flatnonzero(~covered)
+    for first, last, p in _parts(out / "chunks"):
+        if not 0 <= first <= last < n:
+            continue  # not this sweep's part (a resume deletes it)
+        table, problem = _read_part(p, first, last, schema, samples)
+        if table is None:
+            raise SweepError(f"{p}: {problem}; expected a complete part of this sweep "
+                             "(run the sweep again to recompute it)")
+        cover.add(p, first, last)
+        tables.append(table)
+    if not cover.done.all() and not allow_partial:
+        missing = np.flatnonzero(~cover.done)
         raise SweepError(f"{out}: {missing.size} of {n} samples have no results yet (first: "
                          f"sample {missing[0]}); run the sweep again to complete it")
     if not tables:
-        return pd.DataFrame({c: [] for c in manifest.get("columns", ["sample"])})
+        return schema.empty_table().to_pandas()
     table = pa.concat_tables(tables)
     order = np.argsort(table.column("sample").to_numpy(), kind="stable")
     return table.take(pa.array(order)).to_pandas()
+
+
+def _manifest_layout(path: Path, manifest) -> tuple[int, tuple[str, ...], pa.Schema]:
+    """The number of samples, the names and the parts' schema a sweep's manifest gives;
+    one :class:`SweepError` when it is not a sweep's manifest."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise SweepError(f"{path}: got format {_shown(got)!r}; expected a sweep's manifest "
+                         f"({FORMAT!r})")
+    n, names, columns = (manifest.get(k) for k in ("n_samples", "names", "columns"))
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+        raise SweepError(f"{path}: n_samples: got {n!r}; expected a number of samples from 1 "
+                         f"to {MAX_SAMPLES}")
+    if not (isinstance(names, list) and names and all(isinstance(x, str) for x in names)
+            and isinstance(columns, list)
+            and columns[:len(names) + 1] == ["sample", *names]
+            and all(c in _TYPES for c in columns[len(names) + 1:])):
+        raise SweepError(f"{path}: names and columns: got {names!r} and {columns!r}; "
+                         "expected the names and 'sample', the names, then output columns")
+    names = tuple(names)
+    return n, names, _schema(names, columns[len(names) + 1:])
+
+
+def _stored_samples(path: Path, names: tuple[str, ...], n: int) -> pd.DataFrame:
+    """The samples of a sweep's ``samples.parquet`` (as :func:`run_sweep` wrote it)."""
+    try:
+        table = _read_parquet_checked(path)
+    except (OSError, pa.ArrowException) as e:
+        raise SweepError(f"{path}: cannot read it ({e}); expected the sweep's "
+                         "samples") from None
+    if (not table.schema.equals(_schema(names, ())) or table.num_rows != n
+            or not np.array_equal(table.column("sample").to_numpy(), np.arange(n))):
+        raise SweepError(f"{path}: expected the sweep's {n} samples of "
+                         f"{', '.join(names)} (as manifest.json says)")
+    return table.drop(["sample"]).to_pandas()
