@@ -232,6 +232,11 @@ def _check_taper(scenario, registry: Registry) -> None:
             raise ProtocolError(f"arms[{i}].taper: not supported together with the "
                                 "design's intercurrent events (arm "
                                 f"{arm.name!r} is analysed with them)")
+        regions = arm_regions(arm, i)
+        if len(regions) > 1:  # each region runs on its own; the ratings are in one
+            raise ProtocolError(f"arms[{i}].taper: a taper follows the ratings of one "
+                                f"region, and arm {arm.name!r} measures {regions}; "
+                                "measure the other regions in an arm without a taper")
         try:
             _probe_events(scenario.species, TaperPlan.of(arm).arm(arm), i, scenario.seed,
                           registry)
@@ -810,9 +815,11 @@ def _intercurrent(ice, species, arm, i, plans, seed, registry, rtol, atol, regio
     that trigger events keep none). The events join the first trigger assay's frame as
     rows of assay ``ICE_ASSAY``. Returns the frames and each subject's solver steps (of
     its last pass)."""
+    # every entry of a trigger assay (an arm may list one assay twice, at other times)
     stop, which = ice.first_events(subjects, {
-        p.assay.name: f for p, f in zip(plans, frames, strict=True)
-        if p.assay.name in ice.assays})
+        name: pd.concat([f for p, f in zip(plans, frames, strict=True)
+                         if p.assay.name == name], ignore_index=True)
+        for name in dict.fromkeys(p.assay.name for p in plans) if name in ice.assays})
     groups = ice.groups(stop, which)
     if not groups:
         return frames, steps
@@ -901,11 +908,11 @@ def _replace_subjects(frame: pd.DataFrame, subjects: np.ndarray, rows: pd.DataFr
 
 
 def treatment_start(arm) -> float | None:
-    """The time (h) of the arm's first drug event (saline or a placebo included), None
-    where it has none: the start of the treatment contact, where a patient's placebo
-    response begins."""
-    times = [float(e.at) for e in arm.protocol if e.kind == "drug"]
-    return min(times) if times else None
+    """The time (h) of the arm's first drug event (saline or a placebo included, a
+    taper's first dose too: :attr:`ketasim.scenario.model.Arm.first_dose_h`), None where
+    it has none: the start of the treatment contact, where a patient's placebo response
+    begins (an arm treated by its taper alone had none)."""
+    return arm.first_dose_h
 
 
 def _measure_chunk(species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key,
