@@ -49,7 +49,8 @@ from ketasim.pk.compounds import BUILTIN, COMPOUNDS
 #: distributions whose versions are recorded (ketasim's dependencies)
 LIBRARIES = ("numpy", "scipy", "numba", "llvmlite", "pandas", "pyarrow", "pydantic",
              "statsmodels", "matplotlib", "PyYAML", "duckdb", "lifelines", "typer",
-             "python-libsbml", "libroadrunner")
+             "rich", "python-libsbml", "libroadrunner", "pynwb", "hdmf", "h5py", "dask",
+             "distributed", "SALib", "pyabc", "petab")
 
 GIT_TIMEOUT_S = 3.0
 SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding ketasim/

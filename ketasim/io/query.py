@@ -7,7 +7,11 @@ Every table of a run folder becomes a view, named after its file or folder:
 - each subfolder holding Parquet files is one view over all of them, at any depth,
   named after the subfolder (chunked outputs: ``readouts/part-*.parquet`` ->
   ``readouts``; columns are matched by name, Hive ``key=value`` folders become columns);
-  a subfolder's CSV files likewise;
+  a subfolder's CSV files likewise; but a subfolder that is itself a results folder,
+  with files of that kind of its own beside subfolders holding more (a sensitivity
+  analysis's ``sweep/``: ``samples.parquet`` and ``chunks/part-*.parquet``), gives a
+  view per file and per subfolder, named ``<subfolder>_<name>`` (``sweep_samples``,
+  ``sweep_chunks``), since its tables are not one table;
 - names are made SQL identifiers (other characters become ``_``); when two tables would
   share a name (``screen.parquet`` and ``screen.csv``), the later one (in the order
   folder Parquet, folder CSV, subfolder Parquet, subfolder CSV) gets its kind appended
@@ -114,7 +118,18 @@ def find_views(run_dir: Path) -> list[View]:
                     continue
                 found = [f for f in d.rglob(f"*.{kind}")
                          if f.is_file() and _visible(f, root) and f.stat().st_size > 0]
-                if found:
+                if not found:
+                    continue
+                own = sorted((f for f in found if f.parent == d), key=lambda f: f.name)
+                subs = sorted({f.relative_to(d).parts[0] for f in found if f.parent != d})
+                if own and subs:  # a results folder of its own: its tables one by one
+                    for f in own:
+                        candidates.append((f"{d.name}_{f.stem}", kind, f"{d.name}/{f.name}",
+                                           str(f)))
+                    for sub in subs:
+                        glob = f"{d.name}/{sub}/**/*.{kind}"
+                        candidates.append((f"{d.name}_{sub}", kind, glob, str(root / glob)))
+                else:
                     glob = f"{d.name}/**/*.{kind}"
                     candidates.append((d.name, kind, glob, str(root / glob)))
     except OSError as e:

@@ -8,6 +8,7 @@ modified (it is replaced as a whole only with ``overwrite=True``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -259,9 +260,30 @@ def read_readouts(path: Path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
 
 
+def _finite(obj):
+    """``obj`` with every non-finite float (NaN, infinities) as None, recursively: JSON has
+    no such numbers (``json.dumps`` writes ``NaN`` and ``Infinity``, which strict parsers
+    refuse)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj, *, sort_keys: bool = True) -> str:
+    """Strict JSON text of a manifest (indented; NaN and infinities as null; anything
+    else not JSON as its string)."""
+    return json.dumps(_finite(obj), indent=2, sort_keys=sort_keys, default=str,
+                      allow_nan=False) + "\n"
+
+
 def write_json(obj, path: Path) -> None:
-    """JSON (indented, keys sorted), written atomically (:func:`write_text`)."""
-    write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+    """Strict JSON (:func:`json_text`: indented, keys sorted, non-finite numbers as null),
+    written atomically (:func:`write_text`)."""
+    write_text(json_text(obj), path)
 
 
 def write_text(text: str, path: Path) -> None:

@@ -120,11 +120,13 @@ import pyarrow.parquet as pq
 import ketasim
 from ketasim.analysis.stats import summarize
 from ketasim.core.regions import DEFAULT_REGION
+from ketasim.io.results import json_text
 from ketasim.params import Registry, load_registry
 from ketasim.pk.compounds import add_compounds
 from ketasim.provenance import (
     LIBRARIES,
     changed_values,
+    git_state,
     libraries,
     registry_digest,
     sha256_file,
@@ -1056,9 +1058,9 @@ def _resolve_scenario(scenario):
         path = Path(scenario)
         if not path.is_file():
             path = builtin_scenarios().get(str(scenario), path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
+        try:  # as read (line endings kept), as run records it; a BOM is not the text
+            text = path.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError):
             text = None
         return model, text
     raise TypeError(f"scenario: got {type(scenario).__name__}; expected a Scenario, a "
@@ -1144,8 +1146,11 @@ def _manifest(scenario, text, samples, names, seed, registry, outputs, columns, 
         "columns": ["sample", *names, *columns],
         "chunk_samples": int(chunk) if chunk is not None else None,
         "chunk_timing_s": timing,
+        # the source the chunks come from (not compared on resume: a resume by a newer
+        # checkout keeps its parts, as it did; the manifest records the first run's)
+        "git": git_state(),
         "versions": {"ketasim": ketasim.__version__, "python": sys.version.split()[0],
-                     "libraries": libraries((*LIBRARIES, "dask", "distributed", "rich"))},
+                     "libraries": libraries(LIBRARIES)},
     }
 
 
@@ -1314,8 +1319,7 @@ def run_sweep(scenario, samples: pd.DataFrame, out: str | os.PathLike, *,
             samples.assign(sample=np.arange(len(samples), dtype=np.int64))[
                 ["sample", *names]], schema=_schema(names, ()), preserve_index=False)
         _atomic_write(out / "samples.parquet", _parquet_bytes(sample_table))
-        _atomic_write(out / "manifest.json",
-                      (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        _atomic_write(out / "manifest.json", json_text(manifest).encode())
     else:
         warm = False
         chunks_dir.mkdir(exist_ok=True)

@@ -63,6 +63,7 @@ from scipy import stats
 import ketasim
 from ketasim.experiment.assays import ASSAYS
 from ketasim.experiment.runner import simulate
+from ketasim.io.results import json_text
 from ketasim.params import Registry, load_registry
 from ketasim.pk.compounds import COMPOUNDS
 from ketasim.provenance import collect, utc_now
@@ -842,7 +843,7 @@ def run_sensitivity(scenario, readout: str, out, *, names: Iterable[str] | None 
         "timings_s": {"sampling": t_sample - t0, "sweep": t_sweep - t_sample,
                       "total": time.perf_counter() - t0}}
     tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.write_text(json_text(manifest, sort_keys=False))
     os.replace(tmp, out / "manifest.json")
     return out
 
