@@ -1182,7 +1182,8 @@ def calibrate(
         workers: int | None = typer.Option(None, "--workers", help="local worker processes"),
         scheduler: str | None = typer.Option(None, "--scheduler", help="tcp://HOST:PORT"),
         petab: Path | None = typer.Option(None, "--petab", help="also export the problem as "
-                                          "PEtab tables plus SBML into this folder"),
+                                          "PEtab tables plus SBML into this folder (apart "
+                                          "from --out)"),
         force: bool = typer.Option(False, "--force", help="replace an existing --out"),
         compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
         settings: list[str] | None = typer.Option(
@@ -1190,25 +1191,40 @@ def calibrate(
     """Fit registry parameters to data by ABC-SMC (pyabc) or maximum likelihood.
 
     Writes the posterior, a report with prior vs posterior and posterior-predictive
-    checks."""
-    from ketasim.io.results import check_writable
+    checks; with --petab, the PEtab export appears only once the calibration is
+    complete (a command that fails writes neither folder)."""
+    from ketasim.io.results import atomic_dir, check_writable
     from ketasim.sweep.calibrate import calibrate as run_calibration
-    from ketasim.sweep.calibrate import export_petab
+    from ketasim.sweep.calibrate import check_settings, export_petab
 
     if not 0 <= seed < 2**63:
         _fail(f"--seed: got {seed}; expected an integer in [0, 2**63)")
+    if petab is not None:  # two folders apart: one would replace or hold the other
+        p, o = petab.resolve(), out_dir.resolve()
+        if p == o or o in p.parents or p in o.parents:
+            where = ("the same folder as" if p == o else "inside" if o in p.parents
+                     else "a folder holding")
+            _fail(f"--petab {petab}: {where} --out {out_dir}; give the PEtab export a "
+                  "folder apart from the calibration's")
     folders = _add_compounds(compounds)
     registry = _registry(settings)
     try:
         _check_set_disjoint(settings, [x.strip() for x in params.split(",")], "fitted")
-        if petab is not None:
-            check_writable(out_dir, force)  # both folders checked before either is written
-            export_petab(scenario, data, params, petab, registry=registry)
-        run_calibration(scenario, data, params, out_dir, method=method,
-                        population=population, generations=generations, seed=seed,
-                        registry=registry, workers=workers, scheduler=scheduler,
-                        compounds=[str(f) for f in folders], overwrite=force,
-                        progress=lambda msg: err.print(msg, markup=False))
+        # every setting and both folders before anything is read, simulated or written
+        check_settings(method=method, population=population, generations=generations,
+                       workers=workers)
+        check_writable(out_dir, force)
+        # the PEtab export is written into a temporary folder that becomes --petab only
+        # once the calibration is complete: a failing command leaves no folder behind
+        with (atomic_dir(petab, False, option="--petab") if petab is not None
+              else contextlib.nullcontext()) as petab_tmp:
+            if petab_tmp is not None:
+                export_petab(scenario, data, params, petab_tmp, registry=registry)
+            run_calibration(scenario, data, params, out_dir, method=method,
+                            population=population, generations=generations, seed=seed,
+                            registry=registry, workers=workers, scheduler=scheduler,
+                            compounds=[str(f) for f in folders], overwrite=force,
+                            progress=lambda msg: err.print(msg, markup=False))
     except _analysis_errors() as e:
         _fail_in(scenario, e)
     files = ", ".join(sorted(f.name for f in Path(out_dir).iterdir()))

@@ -286,9 +286,8 @@ def test_calibrate_manifest_keeps_the_scenario_text_as_read(outs):
     assert m["scenario_text"].encode("utf-8") == outs["scenario"].read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: calibrate's manifest inputs hold only the data "
-                   "file; the scenario file and its SHA-256 are missing (provenance: every "
-                   "input file)")
+# fixed (was BUG): calibrate's manifest inputs hold only the data file; the scenario file
+#   and its SHA-256 are missing (provenance: every input file)
 def test_calibrate_manifest_lists_the_scenario_file_among_its_inputs(outs):
     m = manifest(outs["calibrate"])
     data = outs["data"]

@@ -44,7 +44,9 @@ Priors
 Uniform over the registry's range of each parameter (``bounds`` may narrow it, never
 widen it: bounds outside the registry range are refused), on the log10 scale
 (log-uniform) for a positive range spanning at least a factor of ``LOG_RATIO`` (10).
-pyabc samples and perturbs the parameters on that scale.
+pyabc samples and perturbs the parameters on that scale; a value converted back to the
+parameter's unit is clipped to its range (``10 ** log10(low)`` may round below ``low``),
+so every simulated, reported and estimated value lies in it.
 
 Samplers and reproducibility
 ----------------------------
@@ -97,9 +99,11 @@ PEtab
 -----
 :func:`export_petab` writes the problem as PEtab v1 (conditions, measurements,
 observables and parameters TSVs, ``problem.yaml`` and the model's SBML from
-:mod:`ketasim.io.sbml`), restricted to the data rows whose readout is an SBML output
-(the PK + signalling layers); see its docstring. The folder is linted with petab before
-it is moved into place.
+:mod:`ketasim.io.sbml`), restricted to the data rows whose readout the SBML model
+computes (the PK + signalling layers: signalling readouts, and ``plasma_pk`` /
+``brain_pk`` levels read from the analytes' plasma / brain outputs), with each arm's
+typical subject in the region its rows measure; see its docstring. The folder is linted
+with petab before it is moved into place.
 """
 
 from __future__ import annotations
@@ -123,9 +127,25 @@ import pandas as pd
 
 import ketasim
 from ketasim.analysis.stats import NESTED_SUFFIX
+from ketasim.experiment.assays import ASSAYS
+from ketasim.experiment.pool import worker_pool
+from ketasim.experiment.runner import check_supported, simulate, subject_model
+from ketasim.io.results import atomic_dir, check_writable, write_json
+from ketasim.io.sbml import SBMLExportError, build_document, write_sbml
+from ketasim.params import Registry, load_registry
+from ketasim.pk.assays import _BRAIN, _PLASMA, BRAIN_PK, PLASMA_PK
+from ketasim.pk.compounds import add_compounds
+from ketasim.provenance import collect, utc_now
+from ketasim.report._mpl import literal, subplots
+from ketasim.report.html import page, provenance_html, table_html
+from ketasim.scenario import builtin_scenarios
+from ketasim.signaling import spec
+from ketasim.signaling.protocol import EventTable
+from ketasim.signaling.simulate import parameter_vector, start_time
+from ketasim.sweep.core import _resolve_scenario
 
-__all__ = ["CalibrationData", "CalibrationError", "Prior", "calibrate", "export_petab",
-           "load_data", "particle_seed", "priors", "statistics"]
+__all__ = ["CalibrationData", "CalibrationError", "Prior", "calibrate", "check_settings",
+           "export_petab", "load_data", "particle_seed", "priors", "statistics"]
 
 DATA_COLUMNS = ("arm", "readout", "time_h", "mean", "sem")
 OPTIONAL_COLUMNS = ("assay", "baseline_h", "change", "unit", "n", "note")
@@ -238,8 +258,11 @@ def _number(v) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _parse(raw: pd.DataFrame, source: str, csv: bool) -> pd.DataFrame:
-    """The normalised data table; strict about columns and values."""
+def _parse(raw: pd.DataFrame, source: str, csv: bool,
+           numbers: Sequence[int] | None = None) -> pd.DataFrame:
+    """The normalised data table; strict about columns and values. ``numbers``: each
+    row's 0-based place in its source (default: its place in ``raw``), which the ``row``
+    column and the errors give (a summary's rows kept after some were left out)."""
     cols = [str(c) for c in raw.columns]
     allowed = DATA_COLUMNS + OPTIONAL_COLUMNS
     expected = (f"expected columns {', '.join(DATA_COLUMNS)} (optional: "
@@ -258,7 +281,8 @@ def _parse(raw: pd.DataFrame, source: str, csv: bool) -> pd.DataFrame:
         raise CalibrationError(f"{source}: no data rows")
     rows = []
     seen: dict[tuple, int] = {}
-    for i, rec in enumerate(raw.to_dict("records")):
+    numbers = range(len(raw)) if numbers is None else [int(i) for i in numbers]
+    for i, rec in zip(numbers, raw.to_dict("records"), strict=True):
         def bad(col: str, what: str, value, _i=i) -> CalibrationError:
             return CalibrationError(f"{_where(source, col, _i, csv)}: expected {what}, got "
                                     f"{_text(value)!r}")
@@ -363,8 +387,8 @@ def _load_summary(folder: Path) -> CalibrationData:
     if not keep:
         raise CalibrationError(f"{path}: no row with a mean and a positive SEM to fit")
     sub = raw.iloc[keep][["arm", "assay", "readout", "time_h", "unit", "n", "mean", "sem"]]
-    table = _parse(sub.reset_index(drop=True), str(path), csv=True)
-    table["row"] = [i + 1 for i in keep]  # the summary's own rows
+    # numbered as the summary's own rows (and lines), in the table and in the errors
+    table = _parse(sub.reset_index(drop=True), str(path), csv=True, numbers=keep)
     return CalibrationData(table, str(path), tuple(dropped))
 
 
@@ -391,8 +415,6 @@ def load_data(path: str | os.PathLike | CalibrationData | pd.DataFrame) -> Calib
 # Scenario, parameters, priors
 # --------------------------------------------------------------------------- #
 
-
-from ketasim.sweep.core import _resolve_scenario
 
 
 def _restrict(scenario, arms: set[str]):
@@ -430,19 +452,21 @@ def _check_unit(where: str, r, assay: str, spec) -> None:
 
 
 def _resolve_rows(scenario, data: CalibrationData) -> pd.DataFrame:
-    """The data table with each row's assay and the scenario's exact times; one clear
-    error for a row the scenario does not measure."""
-    from ketasim.experiment.assays import ASSAYS
+    """The data table with each row's assay, the region it measures (``region``) and the
+    scenario's exact times; one clear error for a row the scenario does not measure, and
+    for a measurement given twice (the same arm, assay, readout and resolved times, e.g.
+    once with its assay named and once without, or at two times within ``TIME_TOL_H``
+    of one assay time)."""
 
     arms = {a.name: a for a in scenario.arms}
     t = data.table.copy()
-    assays, times, bases = [], [], []
+    assays, times, bases, regions = [], [], [], []
     for r in t.itertuples(index=False):
         where = f"{data.source}, row {r.row} ({_label(r)})"
         if r.arm not in arms:
             raise CalibrationError(f"{where}: the scenario has no arm {r.arm!r}; its arms: "
                                    f"{', '.join(arms)}")
-        found: dict[str, tuple[float, float]] = {}
+        found: dict[str, tuple[float, float, str]] = {}
         measured = set()
         for spec_ in arms[r.arm].assays:
             if r.assay and spec_.assay != r.assay:
@@ -464,7 +488,7 @@ def _resolve_rows(scenario, data: CalibrationData) -> pd.DataFrame:
                 raise CalibrationError(f"{where}: arm {r.arm!r} runs {spec_.assay} twice at "
                                        "that time (in two regions); calibration data name "
                                        "no region")
-            found[spec_.assay] = (float(at[hit[0]]), base)
+            found[spec_.assay] = (float(at[hit[0]]), base, str(spec_.region))
         if not found:
             what = f"assay {r.assay!r} " if r.assay else ""
             if measured:
@@ -480,13 +504,33 @@ def _resolve_rows(scenario, data: CalibrationData) -> pd.DataFrame:
             raise CalibrationError(f"{where}: assays {', '.join(sorted(found))} of arm "
                                    f"{r.arm!r} all report {r.readout!r} then; name one in "
                                    "an 'assay' column")
-        (a, (tt, bb)), = found.items()
+        (a, (tt, bb, region)), = found.items()
         _check_unit(where, r, a, ASSAYS[a])
         assays.append(a)
         times.append(tt)
         bases.append(bb)
+        regions.append(region)
     t["assay"], t["time_h"], t["baseline_h"] = assays, times, bases
+    t["region"] = regions
+    _check_duplicates(t, data.source)
     return t
+
+
+def _check_duplicates(rows: pd.DataFrame, source: str) -> None:
+    """One error for a measurement given twice once the rows are resolved: ``_parse``
+    sees the rows as written, where an empty assay and the assay's name, or two times
+    within the tolerance of one assay time, differ."""
+    seen: dict[tuple, int] = {}
+    for r in rows.itertuples(index=False):
+        key = (r.arm, r.assay, r.readout, r.time_h, r.change,
+               r.baseline_h if r.change else None)
+        if key in seen:
+            raise CalibrationError(
+                f"{source}, row {r.row} ({_label(r)}): duplicate data row (arm {r.arm!r}, "
+                f"{r.assay} readout {r.readout!r} at {r.time_h:g} h"
+                f"{', ' + r.change + ' change' if r.change else ''}), already in row "
+                f"{seen[key]}; give each measurement once")
+        seen[key] = r.row
 
 
 @dataclass(frozen=True)
@@ -509,8 +553,14 @@ class Prior:
     def to_scale(self, v):
         return np.log10(v) if self.scale == "log10" else v
 
-    def from_scale(self, u):
-        return 10.0 ** np.asarray(u, float) if self.scale == "log10" else np.asarray(u, float)
+    def from_scale(self, u, clip: bool = True):
+        """The value(s) in the parameter's own unit of ``u`` on the sampling scale,
+        clipped to ``[low, high]`` (``10 ** log10(low)`` may round a step below ``low``,
+        and ``low + 1.0 * (high - low)`` a step above ``high``: a value outside the
+        registry range that ``ketasim run --set`` refuses). ``clip`` False: as computed,
+        for an interval that may reach beyond the range."""
+        v = 10.0 ** np.asarray(u, float) if self.scale == "log10" else np.asarray(u, float)
+        return np.clip(v, self.low, self.high) if clip else v
 
     def record(self) -> dict:
         return {"name": self.name, "unit": self.unit, "default": self.default,
@@ -572,7 +622,6 @@ def _worker_setup(parent_pid: int, threads: int | None, compounds: tuple[str, ..
         ketasim._ensure_configured()
         return
     ketasim.configure(threads=threads)
-    from ketasim.pk.compounds import add_compounds
 
     for folder in compounds:
         add_compounds(folder)
@@ -656,7 +705,6 @@ class _Model:
         """The rows' statistics (and, ``with_sem``, their SEMs over the simulated
         subjects: :func:`statistic_sems`)."""
         _worker_setup(self.parent_pid, self.threads, self.compounds)
-        from ketasim.experiment.runner import simulate
 
         seed = self.model_seed(values) if seed is None else seed
         try:
@@ -739,7 +787,6 @@ def _sampler(workers: int | None, scheduler):
         return sampler, what, lambda: [c() for c in closers], 1
     if workers is None or int(workers) <= 1:
         return pyabc.sampler.SingleCoreSampler(), "SingleCoreSampler", lambda: None, None
-    from ketasim.experiment.pool import worker_pool
 
     ketasim._ensure_configured()
     pool = worker_pool(int(workers))
@@ -760,6 +807,32 @@ def _weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: Sequence[float]) -> np
     cw = np.cumsum(w) - 0.5 * w
     cw /= w.sum()
     return np.interp(qs, cw, x)
+
+
+def check_settings(*, method: str = "abc", population: int = 100, generations: int = 5,
+                   predictive_draws: int = 20, starts: int = 3, workers: int | None = None,
+                   level: float = LEVEL, model_seed: str | None = None) -> str:
+    """Check :func:`calibrate`'s settings (its defaults where not given), before anything
+    is read, simulated or written: one :class:`CalibrationError` for the first bad one.
+    Returns the model seed mode (``model_seed``, or the method's default)."""
+    if method not in METHODS:
+        raise CalibrationError(f"method: got {method!r}; expected {' or '.join(METHODS)}")
+    model_seed = model_seed or ("particle" if method == "abc" else "fixed")
+    if model_seed not in MODEL_SEEDS:
+        raise CalibrationError(f"model_seed: got {model_seed!r}; expected "
+                               f"{' or '.join(MODEL_SEEDS)}")
+    if method == "likelihood" and model_seed != "fixed":
+        raise CalibrationError("model_seed: the likelihood method needs 'fixed' (a smooth "
+                               "objective)")
+    for name, v, lo in (("population", population, 2), ("generations", generations, 1),
+                        ("predictive_draws", predictive_draws, 0), ("starts", starts, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise CalibrationError(f"--{name}: got {v!r}; expected a whole number >= {lo}")
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+        raise CalibrationError(f"--workers: got {workers!r}; expected a whole number >= 1")
+    if not 0.5 <= level < 1:
+        raise CalibrationError(f"level: got {level!r}; expected a probability in [0.5, 1)")
+    return model_seed
 
 
 def calibrate(scenario, data, params: Sequence[str] | str, out: str | os.PathLike, *,
@@ -785,28 +858,12 @@ def calibrate(scenario, data, params: Sequence[str] | str, out: str | os.PathLik
     """
     t_start = time.perf_counter()
     ketasim._ensure_configured()  # numba's kernel cache, before the simulation modules load
-    from ketasim.io.results import atomic_dir, check_writable
-    from ketasim.params import Registry, load_registry
-    from ketasim.provenance import utc_now
 
     started = utc_now()
-    if method not in METHODS:
-        raise CalibrationError(f"method: got {method!r}; expected {' or '.join(METHODS)}")
-    model_seed = model_seed or ("particle" if method == "abc" else "fixed")
-    if model_seed not in MODEL_SEEDS:
-        raise CalibrationError(f"model_seed: got {model_seed!r}; expected "
-                               f"{' or '.join(MODEL_SEEDS)}")
-    if method == "likelihood" and model_seed != "fixed":
-        raise CalibrationError("model_seed: the likelihood method needs 'fixed' (a smooth "
-                               "objective)")
-    for name, v, lo in (("population", population, 2), ("generations", generations, 1),
-                        ("predictive_draws", predictive_draws, 0), ("starts", starts, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise CalibrationError(f"--{name}: got {v!r}; expected a whole number >= {lo}")
-    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
-        raise CalibrationError(f"--workers: got {workers!r}; expected a whole number >= 1")
-    if not 0.5 <= level < 1:
-        raise CalibrationError(f"level: got {level!r}; expected a probability in [0.5, 1)")
+    model_seed = check_settings(method=method, population=population,
+                                generations=generations, predictive_draws=predictive_draws,
+                                starts=starts, workers=workers, level=level,
+                                model_seed=model_seed)
     registry = load_registry() if registry is None else registry
     if not isinstance(registry, Registry):
         raise TypeError(f"registry: got {type(registry).__name__}; expected a Registry")
@@ -814,7 +871,6 @@ def calibrate(scenario, data, params: Sequence[str] | str, out: str | os.PathLik
     sc, text = _resolve_scenario(scenario)
     data = load_data(data)
     pri = priors(registry, params, bounds)
-    from ketasim.experiment.runner import check_supported
 
     rows = _resolve_rows(sc, data)
     sim_sc = _restrict(sc, set(data.table["arm"]))
@@ -855,7 +911,8 @@ def calibrate(scenario, data, params: Sequence[str] | str, out: str | os.PathLik
         info["timings_s"] = {"total": round(time.perf_counter() - t_start, 3),
                              **info.get("timings_s", {})}
         _write_manifest(tmp, info, registry=registry, started=started, text=text, data=data,
-                        rows=rows, pri=pri, method=method, seed=seed, model_seed=model_seed)
+                        rows=rows, pri=pri, method=method, seed=seed, model_seed=model_seed,
+                        scenario_file=_scenario_file(scenario))
         _write_report(tmp, info, data=data, rows=rows, pri=pri, method=method,
                       scenario=sc)
     return Path(out)
@@ -1073,8 +1130,10 @@ def _run_likelihood(model, data, rows, pri, out: Path, *, seed, starts, level, r
         "parameter": [p.name for p in pri], "unit": [p.unit for p in pri],
         "estimate": [float(p.from_scale(u)) for p, u in zip(pri, u_hat, strict=True)],
         "scale": [p.scale for p in pri], "se_on_scale": se,
-        "ci_low": [float(p.from_scale(u - z * s)) for p, u, s in zip(pri, u_hat, se, strict=True)],
-        "ci_high": [float(p.from_scale(u + z * s)) for p, u, s in zip(pri, u_hat, se, strict=True)],
+        "ci_low": [float(p.from_scale(u - z * s, clip=False))
+                   for p, u, s in zip(pri, u_hat, se, strict=True)],
+        "ci_high": [float(p.from_scale(u + z * s, clip=False))
+                    for p, u, s in zip(pri, u_hat, se, strict=True)],
         "level": level, "default": [p.default for p in pri],
         "low": [p.low for p in pri], "high": [p.high for p in pri], "at_bound": at_bound})
     est.to_csv(out / "estimates.csv", index=False)
@@ -1113,12 +1172,23 @@ REPRODUCIBILITY = (
     "the database's time stamps always differ.")
 
 
-def _write_manifest(out: Path, info: dict, *, registry, started, text, data, rows, pri,
-                    method, seed, model_seed) -> None:
-    from ketasim.io.results import write_json
-    from ketasim.provenance import collect
+def _scenario_file(scenario) -> Path | None:
+    """The file a scenario argument was read from (a path, or a built-in's file), None
+    for a scenario model."""
+    if not isinstance(scenario, (str, os.PathLike)):
+        return None
+    path = Path(scenario)
+    if path.is_file():
+        return path
+    path = builtin_scenarios().get(str(scenario))
+    return path if path is not None and Path(path).is_file() else None
 
-    inputs = [data.source] if Path(data.source).is_file() else []
+
+def _write_manifest(out: Path, info: dict, *, registry, started, text, data, rows, pri,
+                    method, seed, model_seed, scenario_file: Path | None = None) -> None:
+
+    # every input file with its SHA-256: the scenario's and the data's
+    inputs = [f for f in (scenario_file, data.source) if f is not None and Path(f).is_file()]
     man = collect(registry=registry, started=started, scenario_text=text, inputs=inputs)
     man.update({
         "command": "calibrate", "method": method, "seed": int(seed), "model_seed": model_seed,
@@ -1163,7 +1233,6 @@ def _axis_label(p: Prior) -> str:
 
 
 def _posterior_figures(out: Path, info: dict, pri: list[Prior]) -> list[str]:
-    from ketasim.report._mpl import subplots
 
     k = len(pri)
     w = info["weights"]
@@ -1237,7 +1306,6 @@ def _posterior_figures(out: Path, info: dict, pri: list[Prior]) -> list[str]:
 
 def _predictive_figure(out: Path, data, rows: pd.DataFrame, sims: np.ndarray,
                        ref: np.ndarray, what: str) -> str:
-    from ketasim.report._mpl import literal, subplots
 
     keys = list(dict.fromkeys(zip(rows["arm"], rows["assay"], rows["readout"], rows["change"],
                                   strict=True)))
@@ -1304,7 +1372,6 @@ def unconstrained(summary: list[dict], pri) -> list[tuple[str, float]]:
 
 
 def _write_report(out: Path, info: dict, *, data, rows, pri, method, scenario) -> None:
-    from ketasim.report.html import page, provenance_html, table_html
 
     e = html.escape
     body = [f"<h1>Calibration: {e(scenario.name)}</h1>",
@@ -1354,38 +1421,67 @@ def _write_report(out: Path, info: dict, *, data, rows, pri, method, scenario) -
 
 
 def _slug(name: str) -> str:
-    s = re.sub(r"\W", "_", name)
+    s = re.sub(r"\W", "_", name, flags=re.ASCII)
     return s if re.match(r"[A-Za-z_]", s) else f"c_{s}"
 
 
-def _typical(scenario, arm, i, registry):
-    """(parameter vector, events, start time) of an arm's typical subject."""
-    from ketasim.experiment.cohort import sample_cohort
-    from ketasim.signaling.protocol import compile_arm
-    from ketasim.signaling.simulate import parameter_vector, start_time
+def _condition_ids(names: Sequence[str]) -> dict[str, str]:
+    """A PEtab condition id (an SBML id too) per arm name, unique and deterministic: the
+    name with each character other than an ASCII letter, digit or ``_`` made ``_`` (and
+    ``c_`` before a leading digit); where names give the same id (``ket-10``, ``ket_10``),
+    the first in the scenario's order keeps it and the others get ``_2``, ``_3``, ...,
+    skipping an id that another name gives as it is."""
+    plain = [_slug(n) for n in names]
+    given = set(plain)
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name, s in zip(names, plain, strict=True):
+        cid, k = s, 1
+        while cid in taken:
+            k += 1
+            cid = f"{s}_{k}"
+            if cid in given:
+                cid = s  # another name's own id: try the next number
+        out[name] = cid
+        taken.add(cid)
+    return out
 
+
+def _typical(scenario, i: int, registry, region: str | None):
+    """(parameter vector, events, start time, region) of arm ``i``'s typical subject
+    exactly as the runner builds it, with the parameter set of ``region`` (None: the
+    first region the arm's assays measure)."""
+    # the simulation modules load after ketasim's numba configuration (deferred)
+
+    arm = scenario.arms[i]
     if getattr(arm, "taper", None) is not None:
         raise CalibrationError(f"arms[{i}].taper: arm {arm.name!r} tapers its doses to "
                                "each patient's ratings, which SBML's fixed events cannot "
                                "hold; export an arm without a taper")
-    cohort = sample_cohort(registry, scenario.species, arm.name, 1, scenario.seed,
-                           arm.body_weight_kg, variability=False)
-    events = compile_arm(arm, scenario.species, cohort, registry, f"arms[{i}]")
-    return parameter_vector(cohort, events)[0], events, start_time(events)
+    model = subject_model(scenario, i, None, registry=registry, region=region)
+    return (parameter_vector(model.cohort, model.events)[0], model.events,
+            start_time(model.events), model.region)
 
 
 def _sbml_parameter(scenario, arms, registry, prior: Prior, base) -> str:
     """The SBML parameter id a registry parameter becomes in every arm's typical subject
-    (found by changing it: exactly one model parameter must follow it, unchanged events)."""
-    from ketasim.signaling import spec
+    (found by changing it: exactly one model parameter must follow it, unchanged events).
+    ``arms``: (index, arm, the region its rows measure or None) of each exported arm;
+    ``base``: their :func:`_typical`."""
 
     p = registry[prior.name]
+    for _i, arm, region in arms:
+        if region is not None and f"region.{region}.{prior.name}" in registry:
+            raise CalibrationError(f"params: {prior.name} has its own value in region "
+                                   f"{region!r} (region.{region}.{prior.name}), where arm "
+                                   f"{arm.name!r} is measured: fitting {prior.name} does "
+                                   "not move it there; fit the region's entry instead")
     new = p.value + 0.37 * (p.high - p.low) if p.value + 0.37 * (p.high - p.low) <= p.high \
         else p.value - 0.37 * (p.high - p.low)
     reg2 = registry.with_values({prior.name: new})
     where = set()
-    for (i, arm), (pvec, events, _t) in zip(arms, base, strict=True):
-        pvec2, events2, _ = _typical(scenario, arm, i, reg2)
+    for (i, arm, _r), (pvec, events, _t, region) in zip(arms, base, strict=True):
+        pvec2, events2, _, _ = _typical(scenario, i, reg2, region)
         changed = np.flatnonzero(~np.isclose(pvec, pvec2, rtol=1e-12, atol=0))
         if not np.allclose(events.values, events2.values, rtol=1e-12, atol=0):
             raise CalibrationError(f"params: {prior.name} changes arm {arm.name!r}'s dosing "
@@ -1407,7 +1503,7 @@ def _sbml_parameter(scenario, arms, registry, prior: Prior, base) -> str:
         raise CalibrationError(f"params: {prior.name} is a different model parameter in "
                                "different arms; export the arms separately")
     j = where.pop()
-    for (i, arm), (pvec, _e, _t) in zip(arms, base, strict=True):
+    for (_i, arm, _r), (pvec, _e, _t, _g) in zip(arms, base, strict=True):
         if not np.isclose(pvec[j], p.value):
             raise CalibrationError(f"params: {prior.name} (SBML {spec.PVEC_NAMES[j]}) does "
                                    f"not apply in arm {arm.name!r}; export the arms that "
@@ -1415,12 +1511,56 @@ def _sbml_parameter(scenario, arms, registry, prior: Prior, base) -> str:
     return spec.PVEC_NAMES[j]
 
 
+#: a PEtab observable's factor from a model output's unit to its readout's (readout unit,
+#: output unit); brain tissue is read as 1 g = 1 mL, as the PK assays read it
+_UNIT_FACTORS = {("ng/mL", "mg/L"): 1000.0, ("ng/g", "mg/L"): 1000.0, ("ng/g", "ng/mL"): 1.0,
+                 ("ng/mL", "ng/g"): 1.0}
+
+
+def _observable(assay, readout: str, options: Mapping) -> tuple[str, float] | str:
+    """How a readout of ``assay`` (an :class:`~ketasim.core.assay.Assay`, run with
+    ``options``) reads the SBML model: ``(output, factor)``, the typical subject's
+    readout being ``factor * out_<output>`` (its measurement noise has mean zero), or
+    why it is no model quantity (a reason). A signalling readout is the output of its
+    name; a plasma_pk / brain_pk level is the analyte's plasma / brain output
+    (``ketamine_plasma_ng_ml``: ``out_ketamine_plasma``) in the readout's unit;
+    venous plasma sampling lags the model's arterial level."""
+    # the simulation modules load after ketasim's numba configuration (deferred); the
+    # PK assays' own maps of readout to output
+
+    if readout in spec.OUTPUT_NAMES and readout in assay.outputs:
+        return readout, 1.0
+    levels = {PLASMA_PK.name: _PLASMA, BRAIN_PK.name: _BRAIN}.get(assay.name, {})
+    output = levels.get(readout)
+    if output is None or output not in spec.OUTPUT_NAMES:
+        return f"{assay.name} readout {readout!r} is not an output of the SBML model " \
+            "(PK + signalling)"
+    sampling = options.get("sampling", assay.options.get("sampling", "arterial"))
+    if sampling != "arterial":
+        return (f"{assay.name} readout {readout!r} by {sampling} sampling lags the SBML "
+                f"model's arterial output {output!r}")
+    have = next(x.unit for x in assay.readouts if x.name == readout)
+    unit = next(o[2] for o in spec.OUTPUTS if o[0] == output)
+    factor = 1.0 if have == unit else _UNIT_FACTORS.get((have, unit))
+    if factor is None:
+        return (f"{assay.name} readout {readout!r} is in {have!r}, the SBML output "
+                f"{output!r} in {unit!r}")
+    return output, factor
+
+
+def _assay_options(scenario, r) -> Mapping:
+    """The options of the assay entry a resolved data row measures."""
+    arm = next(a for a in scenario.arms if a.name == r.arm)
+    return next(s.options for s in arm.assays
+                if s.assay == r.assay and str(s.region) == r.region
+                and np.any(np.abs(np.asarray(s.at, float) - r.time_h) <= TIME_TOL_H))
+
+
 def _merge_events(base_model, doc, slug: str, flag: str | None) -> None:
     """Copy ``doc``'s events into ``base_model``, renamed for the arm and, with a flag,
     gated by the arm's indicator parameter."""
     import libsbml
 
-    from ketasim.io.sbml import SBMLExportError
 
     src = doc.getModel()
     for k in range(src.getNumEvents()):
@@ -1458,6 +1598,26 @@ def _merge_events(base_model, doc, slug: str, flag: str | None) -> None:
             na.setMath(libsbml.parseL3Formula(formula))
 
 
+def _arm_regions(rows: pd.DataFrame, source: str) -> dict[str, str]:
+    """The region each arm's exported rows measure (the PK levels, the same in every
+    region, name none); one error for an arm whose rows measure several."""
+    # the simulation modules load after ketasim's numba configuration (deferred)
+
+    by: dict[str, dict[str, list[int]]] = {}
+    for r in rows.itertuples(index=False):
+        if r.assay not in (PLASMA_PK.name, BRAIN_PK.name):
+            by.setdefault(r.arm, {}).setdefault(r.region, []).append(int(r.row))
+    for arm, found in by.items():
+        if len(found) > 1:
+            where = "; ".join(f"{g}: row{'s' if len(n) > 1 else ''} "
+                              f"{', '.join(map(str, n))}" for g, n in found.items())
+            raise CalibrationError(
+                f"{source}: the exported rows of arm {arm!r} measure {len(found)} "
+                f"regions ({where}); the SBML model of an arm's typical subject carries one "
+                "region's parameter set: export one region's rows")
+    return {arm: next(iter(found)) for arm, found in by.items()}
+
+
 def export_petab(scenario, data, params: Sequence[str] | str, out: str | os.PathLike, *,
                  registry=None, bounds: Mapping[str, tuple[float, float]] | None = None,
                  overwrite: bool = False) -> Path:
@@ -1465,56 +1625,63 @@ def export_petab(scenario, data, params: Sequence[str] | str, out: str | os.Path
     path of its ``problem.yaml``.
 
     The model is the SBML export (:mod:`ketasim.io.sbml`) of the typical subject (no
-    between-subject variability) of the data's arms: one document whose events are every
-    arm's dosing, each gated by a constant indicator ``arm_<arm>`` that the arm's
-    condition sets to 1 (with one arm, its events as they are). Model parameters whose
-    typical values differ between arms (the drug slots each arm's compounds fill) are
-    columns of the condition table. SBML time 0 is the earliest arm's start
-    (``time_offset_h`` hours of scenario time); measurement times are shifted by it.
+    between-subject variability) of the data's arms, built as the runner builds it
+    (:func:`ketasim.experiment.runner.subject_model`), with the parameter set of the
+    region the arm's exported rows measure (the PK levels of ``plasma_pk`` and
+    ``brain_pk`` are the same in every region and name none; an arm whose other exported
+    rows measure two regions is a :class:`CalibrationError`: export one region's rows).
+    One document whose events are every arm's dosing, each gated by a constant indicator
+    ``arm_<id>`` that the arm's condition sets to 1 (with one arm, its events as they
+    are). Condition ids are the arm names made SBML ids, unique (see
+    :func:`_condition_ids`: ``ket-10`` and ``ket_10`` are ``ket_10`` and ``ket_10_2``).
+    Model parameters whose typical values differ between arms (the drug slots each arm's
+    compounds fill, a region's parameter set) are columns of the condition table. SBML
+    time 0 is the earliest arm's start (``time_offset_h`` hours of scenario time);
+    measurement times are shifted by it.
 
-    Observables: a data row whose readout is one of the model's outputs (``out_<readout>``:
-    the PK and signalling readouts of ``signaling_state``, ``western_blot``,
-    ``plasma_pk``, ``brain_pk``) is a measurement of that output with Gaussian noise of
-    the row's SEM (``noiseParameter1``). Other rows (spines, circuit, behaviour,
-    microdialysis in % of baseline, derived changes) are not SBML quantities and are left
-    out; ``README.md`` lists them. Each parameter in ``params`` must be one SBML model
-    parameter (found by changing it in the registry); its bounds and scale are the ABC
-    prior's. The folder is linted with ``petab.v1.lint_problem``; an error there is a
-    :class:`CalibrationError`."""
+    Observables: a data row whose readout the model computes is a measurement of it with
+    Gaussian noise of the row's SEM (``noiseParameter1``): the signalling readouts of
+    ``signaling_state`` and ``western_blot`` are the outputs of their names
+    (``out_<readout>``), and the levels of ``plasma_pk`` and ``brain_pk`` the analytes'
+    plasma and brain outputs in the readout's unit (``ketamine_plasma_ng_ml``:
+    ``out_ketamine_plasma``, in ng/mL as the readout; a unit factor where they differ).
+    Other rows (spines, circuit, behaviour, microdialysis in % of baseline, venous plasma
+    sampling, derived changes) are not SBML quantities and are left out; ``README.md``
+    lists them. Each parameter in ``params`` must be one SBML model parameter (found by
+    changing it in the registry; not one a measured region sets itself); its bounds and
+    scale are the ABC prior's. The folder is linted with ``petab.v1.lint_problem``; an
+    error there is a :class:`CalibrationError`."""
     ketasim._ensure_configured()  # numba's kernel cache, before the simulation modules load
-    from ketasim.experiment.assays import ASSAYS
-    from ketasim.io.results import atomic_dir
-    from ketasim.io.sbml import build_document, write_sbml
-    from ketasim.params import load_registry
-    from ketasim.signaling import spec
-    from ketasim.signaling.protocol import EventTable
 
     registry = load_registry() if registry is None else registry
     sc = _resolve_scenario(scenario)[0]
     data = load_data(data)
     pri = priors(registry, params, bounds)
     rows = _resolve_rows(sc, data)
-    keep, notes = [], []
+    keep, notes, formulas = [], [], []
+    labels = data.labels()
     for k, r in enumerate(rows.itertuples(index=False)):
-        label = data.labels()[k]
-        if r.change:
-            notes.append(f"row {r.row} ({label}): a {r.change} change from another time, not "
-                         "one model quantity")
-        elif r.readout not in spec.OUTPUT_NAMES or r.readout not in ASSAYS[r.assay].outputs:
-            notes.append(f"row {r.row} ({label}): {r.assay} readout {r.readout!r} is not an "
-                         "output of the SBML model (PK + signalling)")
-        else:
-            keep.append(k)
+        read = (f"a {r.change} change from another time, not one model quantity" if r.change
+                else _observable(ASSAYS[r.assay], r.readout, _assay_options(sc, r)))
+        if isinstance(read, str):
+            notes.append(f"row {r.row} ({labels[k]}): {read}")
+            continue
+        output, factor = read
+        keep.append(k)
+        formulas.append(f"out_{output}" if factor == 1.0 else f"{factor!r} * out_{output}")
     if not keep:
         raise CalibrationError(f"{data.source}: no data row is an SBML model output "
                                "(PK + signalling readouts); nothing to export")
     rows = rows.iloc[keep].reset_index(drop=True)
+    rows["formula"] = formulas
+    regions = _arm_regions(rows, data.source)
     arm_names = list(dict.fromkeys(rows["arm"]))
-    arms = [(i, a) for i, a in enumerate(sc.arms) if a.name in arm_names]
-    base = [_typical(sc, a, i, registry) for i, a in arms]
+    arms = [(i, a, regions.get(a.name)) for i, a in enumerate(sc.arms) if a.name in arm_names]
+    base = [_typical(sc, i, registry, region) for i, _a, region in arms]
     t0 = min(b[2] for b in base)
     ids = {p.name: _sbml_parameter(sc, arms, registry, p, base) for p in pri}
-    slugs = {a.name: _slug(a.name) for _i, a in arms}
+    all_ids = _condition_ids([a.name for a in sc.arms])
+    slugs = {a.name: all_ids[a.name] for _i, a, _r in arms}
     multi = len(arms) > 1
     n_par = len(spec.PARAMS)
     pmat = np.array([b[0][:n_par] for b in base])
@@ -1530,7 +1697,7 @@ def export_petab(scenario, data, params: Sequence[str] | str, out: str | os.Path
                            np.zeros((1, 0)), ())
         doc = build_document(base[0][0], empty, 0, t0, name)
         model = doc.getModel()
-        for _i, a in arms:
+        for _i, a, _r in arms:
             flag = f"arm_{slugs[a.name]}"
             p = model.createParameter()
             p.setId(flag)
@@ -1538,23 +1705,26 @@ def export_petab(scenario, data, params: Sequence[str] | str, out: str | os.Path
             p.setValue(0.0)
             p.setConstant(True)
             p.setUnits("dimensionless")
-        for (_i, a), (pvec, events, _t) in zip(arms, base, strict=True):
+        for (_i, a, _r), (pvec, events, _t, _g) in zip(arms, base, strict=True):
             _merge_events(model, build_document(pvec, events, 0, t0, name), slugs[a.name],
                           f"arm_{slugs[a.name]}")
     else:
         doc = build_document(base[0][0], base[0][1], 0, t0, name)
-    cond = pd.DataFrame({"conditionId": [slugs[a.name] for _i, a in arms],
-                         "conditionName": [a.name for _i, a in arms]})
+    cond = pd.DataFrame({"conditionId": [slugs[a.name] for _i, a, _r in arms],
+                         "conditionName": [a.name for _i, a, _r in arms]})
     if multi:
-        for _i, a in arms:
-            cond[f"arm_{slugs[a.name]}"] = [1.0 if b.name == a.name else 0.0 for _j, b in arms]
+        for _i, a, _r in arms:
+            cond[f"arm_{slugs[a.name]}"] = [1.0 if b.name == a.name else 0.0
+                                            for _j, b, _g in arms]
     for j in differ:
         cond[spec.PARAMS[j].name] = pmat[:, j]
-    obs_ids = {r: f"obs_{r}" for r in dict.fromkeys(rows["readout"])}
+    # one observable per readout (a readout reads one output, in one unit)
+    obs_formula = dict(zip(rows["readout"], rows["formula"], strict=True))
+    obs_ids = {r: f"obs_{r}" for r in obs_formula}
     observables = pd.DataFrame({
         "observableId": list(obs_ids.values()),
         "observableName": list(obs_ids),
-        "observableFormula": [f"out_{r}" for r in obs_ids],
+        "observableFormula": [obs_formula[r] for r in obs_ids],
         "observableTransformation": "lin",
         "noiseFormula": [f"noiseParameter1_{o}" for o in obs_ids.values()],
         "noiseDistribution": "normal"})
@@ -1582,7 +1752,7 @@ def export_petab(scenario, data, params: Sequence[str] | str, out: str | os.Path
                           (observables, "observables.tsv"), (parameters, "parameters.tsv")):
             df.to_csv(tmp / fname, sep="\t", index=False)
         _petab_yaml(tmp)
-        _readme(tmp, sc, data, pri, ids, notes, t0, arms)
+        _readme(tmp, sc, data, pri, ids, notes, t0, arms, base, slugs, observables)
         _lint(tmp / "problem.yaml")
     return Path(out) / "problem.yaml"
 
@@ -1619,12 +1789,18 @@ def _lint(yaml_file: Path) -> None:
         raise CalibrationError("PEtab lint failed: " + ("; ".join(records) or "see the log"))
 
 
-def _readme(folder: Path, sc, data, pri, ids, notes, t0, arms) -> None:
+def _readme(folder: Path, sc, data, pri, ids, notes, t0, arms, base, slugs,
+            observables: pd.DataFrame) -> None:
+    conds = ", ".join(f"{a.name} ({slugs[a.name]}, region {b[3]})"
+                      for (_i, a, _r), b in zip(arms, base, strict=True))
     lines = [f"# PEtab export: {sc.name}", "",
-             f"Data: {data.source}. Arms (conditions): {', '.join(a.name for _i, a in arms)}.",
+             f"Data: {data.source}. Arms (conditions): {conds}.",
              f"SBML time 0 is scenario time {t0:g} h (parameter time_offset_h).", "",
              "| registry parameter | SBML parameter | scale | bounds |", "|---|---|---|---|"]
     lines += [f"| {p.name} | {ids[p.name]} | {p.scale} | [{p.low:g}, {p.high:g}] |" for p in pri]
+    lines += ["", "| readout | observable | formula |", "|---|---|---|"]
+    lines += [f"| {o.observableName} | {o.observableId} | {o.observableFormula} |"
+              for o in observables.itertuples(index=False)]
     lines += ["", ("The model is the typical subject (no between-subject variability): group "
                    "means of a varying cohort are compared with the typical subject's values."),
               ""]
