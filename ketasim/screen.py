@@ -49,7 +49,7 @@ import pandas as pd
 
 import ketasim
 from ketasim.experiment.pool import worker_pool
-from ketasim.experiment.runner import READOUT_COLUMNS, simulate
+from ketasim.experiment.runner import READOUT_COLUMNS, check_supported, simulate
 from ketasim.params import Registry
 from ketasim.pk.compounds import (
     BSA_KM,
@@ -416,8 +416,6 @@ def run_screen(plan: ScreenPlan, *, registry: Registry, workers: int | None = No
     ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
     t0 = time.perf_counter()
     sc = load_scenario_text(plan.scenario_text, "screen_scenario.yaml")  # checks it first
-    from ketasim.experiment.runner import check_supported
-
     check_supported(sc, registry)
     names = [c.arm for c in plan.arms]
     workers = max(1, min(workers or os.cpu_count() or 1, len(names)))

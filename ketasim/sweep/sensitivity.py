@@ -62,6 +62,7 @@ from scipy import stats
 
 import ketasim
 from ketasim.experiment.assays import ASSAYS
+from ketasim.experiment.pool import worker_pool
 from ketasim.experiment.runner import simulate
 from ketasim.io.results import json_text
 from ketasim.params import Registry, load_registry
@@ -970,7 +971,6 @@ def target_sensitivity(replicas: Mapping[str, str | os.PathLike],
 
     own_pool = None
     if executor is None and (workers is None or workers > 1) and len(jobs) > 1:
-        from ketasim.experiment.pool import worker_pool
 
         ketasim._ensure_configured()  # the workers inherit numba's cache folder
         own_pool = executor = worker_pool(
