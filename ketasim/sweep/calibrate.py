@@ -559,7 +559,11 @@ class Prior:
         and ``low + 1.0 * (high - low)`` a step above ``high``: a value outside the
         registry range that ``ketasim run --set`` refuses). ``clip`` False: as computed,
         for an interval that may reach beyond the range."""
-        v = 10.0 ** np.asarray(u, float) if self.scale == "log10" else np.asarray(u, float)
+        if self.scale == "log10":
+            with np.errstate(over="ignore"):  # a wide interval's end: inf, not a warning
+                v = 10.0 ** np.asarray(u, float)
+        else:
+            v = np.asarray(u, float)
         return np.clip(v, self.low, self.high) if clip else v
 
     def record(self) -> dict:
@@ -1111,9 +1115,10 @@ def _run_likelihood(model, data, rows, pri, out: Path, *, seed, starts, level, r
     note = ""
     try:
         cov = 2.0 * np.linalg.inv(hess)  # -2 log L = SS + const: Fisher information = H / 2
-        se = np.sqrt(np.diag(cov))
-        if not np.all(np.isfinite(se)) or np.any(np.diag(cov) <= 0):
+        var = np.diag(cov)
+        if not np.all(np.isfinite(var)) or np.any(var <= 0):  # before the square root
             raise np.linalg.LinAlgError
+        se = np.sqrt(var)
     except np.linalg.LinAlgError:
         cov = np.full((k, k), np.nan)
         se = np.full(k, np.nan)
