@@ -693,3 +693,16 @@ def test_abc_leaves_the_global_random_state_as_it_was(files, tmp_path, monkeypat
                     **(kw | {"seed": 10}))
     assert not pd.read_parquet(a / "posterior.parquet")[GAIN].equals(
         pd.read_parquet(c / "posterior.parquet")[GAIN])
+
+
+def test_an_unbounded_log_interval_end_is_inf_without_a_warning():
+    """A weakly identified parameter's Wald interval on the log10 scale can reach far
+    beyond any float: its end is inf (the manifest writes null), not an overflow warning
+    (an error under the suite's warning filters)."""
+    import warnings
+
+    p = C.Prior("x", 0.005, 0.2, "log10", 0.05, "1/h")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert p.from_scale(900.0, clip=False) == np.inf
+        assert p.from_scale(900.0) == 0.2 and p.from_scale(-900.0) == 0.005
