@@ -23,7 +23,9 @@ Example::
 
 A subject belongs to exactly one group. ``at`` and session times are strings with a unit
 (``90min``, ``-3d``), as in a scenario; ``at`` may also name a session, and so may
-``baseline`` (compare each subject's change from its own value then).
+``baseline`` (compare each subject's change from its own value then). A key given twice
+in one mapping (a group or a session named twice) is an error, as in a scenario, and so
+is a path given in two ``files`` entries.
 """
 
 from __future__ import annotations
@@ -47,6 +49,33 @@ DESIGN_TESTS = ("welch_t", "student_t", "mann_whitney", "anova", "kruskal", "mix
 
 class DesignError(ValueError):
     """A design file that cannot be used: one line naming the file and the field."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (``safe_load`` keeps
+    the last silently: a group or a session named twice would lose the first), as the
+    scenario loader does."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if (isinstance(key_node, yaml.ScalarNode)
+                    and key_node.tag != "tag:yaml.org,2002:merge"):
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}; give each key "
+                        "once in a mapping", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line: where in the file and what PyYAML found."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return (f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None
+            else "") + what
 
 
 class FileEntry(BaseModel):
@@ -211,6 +240,7 @@ class ResolvedDesign:
                 self.index_of[s] = len(self.index_of)
         self.session_h = {k: self._time(v, f"sessions.{k}") for k, v in design.sessions.items()}
         self.files = {}
+        entry_of: dict[str, int] = {}  # a path's files entry
         self.patterns: list[tuple[int, FilePattern, FileEntry]] = []
         for i, f in enumerate(design.files):
             if f.subject is not None and f.subject not in self.group_of:
@@ -238,8 +268,12 @@ class ResolvedDesign:
             if (f.session is None) == (f.time is None):
                 raise DesignError(f"{where}: files[{i}]: give exactly one of session and time")
             k = "session" if f.session is not None else "time"
-            self.files[str(Path(f.path))] = (f.subject, self._entry_time(f, k,
-                                                                         getattr(f, k), i))
+            key = str(Path(f.path))
+            if key in entry_of:  # a copy-paste slip: which entry is right cannot be told
+                raise DesignError(f"{where}: files[{i}].path: {f.path!r} is also "
+                                  f"files[{entry_of[key]}]; give each file one entry")
+            entry_of[key] = i
+            self.files[key] = (f.subject, self._entry_time(f, k, getattr(f, k), i))
         groups = set(design.groups)
         self.compare = []
         for i, c in enumerate(design.compare):
@@ -364,15 +398,16 @@ def read_design_text(path: str | Path) -> str:
 
 
 def load_design(path: str | Path) -> ResolvedDesign:
-    """Read and check a design file; :class:`DesignError` names the file and field."""
+    """Read and check a design file; :class:`DesignError` names the file and field (and,
+    for YAML problems such as a key given twice in one mapping, the line)."""
     p = Path(path)
     try:
         text = read_design_text(p)
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
     except OSError as e:
         raise DesignError(f"{p}: cannot read the design file ({e.strerror})") from None
     except yaml.YAMLError as e:
-        raise DesignError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise DesignError(f"{p}: not valid YAML ({_yaml_problem(e)})") from None
     if not isinstance(raw, dict):
         raise DesignError(f"{p}: expected a mapping with name, groups, ...")
     try:

@@ -7,11 +7,18 @@ by the same :mod:`ketasim.analysis` functions that score simulated measurements,
 the simulated assays' names, so a lab's numbers and a replica's are compared readout
 for readout. Nested rows (branches within animals, cells within sessions) go into an
 assay of their own, ``<assay>_nested``, with a ``branch`` or ``cell`` column, for mixed
-models.
+models. A subject is the design's wherever its rows come from: the table's id, or
+``<arm>-<id>`` where the table's ``arm`` column makes ids unique only within an arm
+(:func:`arm_subject_id`); so tables split by arm may repeat ids, and a file whose
+``files`` entry names a subject must hold that subject's rows only. A readout's time
+within the tracking table's tolerance (1e-6 h) of a time the design names is set to it
+(:func:`snap_to_design_times`).
 
 - ``spines``: spine tracking tables (``docs/spine_tracking_table.md``; times in the
   table): per animal and session density per 10 um, formation and elimination %
-  (assay ``two_photon_spines``); per branch the same (nested). Or one folder of
+  (assay ``two_photon_spines``); per branch the same (nested). An animal's branches
+  may be split over several tables (one per branch, say; each branch in one table
+  only): its readouts pool all its branches, as one table would. Or one folder of
   per-segment count and turnover tables (``ketasim.analysis.segments``, the deposited
   layout of ``docs/phoumthipphavong2016.md``): the same readouts per mouse and per
   segment, and the authors' normalisations in ``segment_statistics.csv``.
@@ -69,8 +76,9 @@ from ketasim.analysis.calcium import (
     summarize_session,
 )
 from ketasim.analysis.spines import branch_readouts, subject_readouts
-from ketasim.analysis.stats import NESTED_SUFFIX
+from ketasim.analysis.stats import NESTED_SUFFIX, TIME_TOL_H, comparison_groups
 from ketasim.analysis.suite2p import summarize_suite2p
+from ketasim.analysis.tracking import TIME_TOL_H as SESSION_TOL_H
 from ketasim.analysis.tracking import TrackingTableError, read_tracking_table
 from ketasim.analyze.design import DesignError, ResolvedDesign
 from ketasim.behavior.assays import (
@@ -122,11 +130,12 @@ def arm_subject_id(arm: pd.Series, subject: pd.Series) -> pd.Series:
             + subject.astype(str))
 
 
-def _assign(df: pd.DataFrame, design: ResolvedDesign, where: str) -> pd.DataFrame:
-    """Replace the lab's subject ids by the design's groups and indices; a table whose
-    own ``arm`` disagrees with the design is an error. Where a table has an ``arm``
-    column, a subject the design does not name by its id alone may be named
-    ``<arm>-<id>`` (:func:`arm_subject_id`), for ids unique only within an arm."""
+def _resolve(df: pd.DataFrame, design: ResolvedDesign, where: str) -> pd.Series:
+    """The design's subject id of each row (a subject of its groups): the lab's id, or,
+    where a table has an ``arm`` column, ``<arm>-<id>`` (:func:`arm_subject_id`) for a
+    subject the design does not name by its id alone (ids unique only within an arm). A
+    subject in no group, and a table whose own ``arm`` disagrees with the design, are
+    errors naming ``where``."""
     ids = df["subject"].astype(str)
     by_arm = pd.Series(False, index=df.index)  # named <arm>-<id> in the design
     if "arm" in df.columns:
@@ -145,8 +154,15 @@ def _assign(df: pd.DataFrame, design: ResolvedDesign, where: str) -> pd.DataFram
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DesignError(f"{where}: subject {ids.iloc[i]!r} is in arm {own.iloc[i]!r} in "
                               f"the table but in group {groups.iloc[i]!r} in the design")
+    return ids
+
+
+def _assign(df: pd.DataFrame, design: ResolvedDesign, where: str) -> pd.DataFrame:
+    """Replace the lab's subject ids by the design's groups and indices (the ids resolved
+    as :func:`_resolve` does: the lab's id, or ``<arm>-<id>``)."""
+    ids = _resolve(df, design, where)
     out = df.copy()
-    out["arm"] = groups.to_numpy()
+    out["arm"] = ids.map(design.group_of).to_numpy()
     out["subject"] = ids.map(design.index_of).astype(np.int64).to_numpy()
     return out
 
@@ -247,6 +263,21 @@ def _segments(paths: list[Path], design: ResolvedDesign) -> LabData:
     return LabData(readouts, _subjects(design), notes, tables)
 
 
+def _tables_together(tables: list[pd.DataFrame], paths: list[Path]) -> pd.DataFrame:
+    """Several validated tracking tables (subjects already the design's) as one, read as
+    one table is: session times of different tables within the format's tolerance are
+    one session (an animal's branches in two tables, imaged together, are one session of
+    the animal)."""
+    try:
+        return read_tracking_table(pd.concat(tables, ignore_index=True))
+    except TrackingTableError as e:  # each table passed alone: name them all
+        names = ", ".join(str(p) for p in paths[:3]) + (
+            f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        what = str(e).split(": ", 1)[-1]  # without '<DataFrame>, column ..., row ...'
+        raise TrackingTableError(f"the tables {names} read together (rows counted over "
+                                 f"them in order): {what}") from None
+
+
 def _tracking(paths: list[Path], design: ResolvedDesign) -> LabData:
     if any(_is_segment_folder(p) for p in paths):
         return _segments(paths, design)
@@ -258,21 +289,28 @@ def _tracking(paths: list[Path], design: ResolvedDesign) -> LabData:
                 "or "
                 "one folder of per-segment tables (segments.csv or .parquet, and "
                 "optionally turnover, persistence and mice; docs/phoumthipphavong2016.md)")
-    subj, nested = [], []
-    seen: dict[tuple[str, str], Path] = {}
+    tables = []
+    seen: dict[tuple[str, str], Path] = {}  # (the design's subject, branch) -> its table
     for path in paths:
         table = read_tracking_table(path)
+        # each row under the design's subject and group, so that one animal's branches
+        # are one animal whatever table (or arm column) they come from
+        ids = _resolve(table, design, str(path))
+        table = table.assign(subject=ids.to_numpy(),
+                             arm=ids.map(design.group_of).to_numpy())
         for key in table[["subject", "branch"]].drop_duplicates().itertuples(index=False):
             k = (str(key.subject), str(key.branch))
             if k in seen:
                 raise DesignError(f"{path}: subject {k[0]!r} branch {k[1]!r} is also in "
                                   f"{seen[k]}; give each branch's sessions in one table")
             seen[k] = path
-        s = _assign(subject_readouts(table), design, str(path))
-        b = _assign(branch_readouts(table), design, str(path))
-        subj.append(s.assign(assay="two_photon_spines"))
-        nested.append(b.assign(assay="two_photon_spines_nested"))
-    readouts = pd.concat(subj + nested, ignore_index=True)
+        tables.append(table)
+    table = tables[0] if len(tables) == 1 else _tables_together(tables, paths)
+    # per-animal readouts of all the animal's branches, from whichever table they come
+    s = _assign(subject_readouts(table), design, design.where)
+    b = _assign(branch_readouts(table), design, design.where)
+    readouts = pd.concat([s.assign(assay="two_photon_spines"),
+                          b.assign(assay="two_photon_spines_nested")], ignore_index=True)
     readouts["branch"] = readouts["branch"].astype("string") if "branch" in readouts else None
     return LabData(readouts, _subjects(design),
                    [("two_photon_spines: per animal (its branches pooled); "
@@ -425,9 +463,10 @@ def _named(path: Path):
 
 
 def _once(seen: dict[tuple, Path], keys, path: Path) -> None:
-    """Each (lab subject, time, assay) from one file only: a second file with the same
-    subject and session (DeepLabCut's ``..._filtered.csv`` beside its raw file, say)
-    would count the animal twice."""
+    """Each (subject, time, assay) from one file only, the subject as the design names
+    it (:func:`_resolve`; ids repeating across arms are different animals): a second
+    file with the same subject and session (DeepLabCut's ``..._filtered.csv`` beside its
+    raw file, say) would count the animal twice."""
     for key in keys:
         if key in seen and seen[key] != Path(path):
             subject, t, assay = key
@@ -538,7 +577,9 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
                          t, design, path)
             s = _open_field_window(s, window_s, t, short, untracked)
             vals = {"distance_cm": (s["distance_cm"], "cm")}
-        _once(seen, [(str(sj), t, name) for sj in s["subject"]], path)
+        ids = _resolve(s, design, str(path))  # the design's subjects of the table's rows
+        _entry_subject_is_the_tables(lab_subject, ids, path, design)
+        _once(seen, [(sj, t, name) for sj in ids], path)
         for readout, (v, unit) in vals.items():
             part = s[["arm", "subject"]].assign(time_h=t, readout=readout,
                                                 value=np.asarray(v, float), unit=unit)
@@ -565,12 +606,33 @@ def _behavior(paths: list[Path], design: ResolvedDesign) -> LabData:
     return LabData(readouts, _subjects(design), notes, kept=kept)
 
 
+def _entry_subject_is_the_tables(subject: str | None, ids: pd.Series, path: Path,
+                                 design: ResolvedDesign) -> None:
+    """A file whose ``files`` entry (or pattern) names a subject holds that subject's
+    rows only: a table naming other subjects contradicts the design (a copy-paste slip
+    in the entry, or the wrong file), which is one error naming the file."""
+    if subject is None:
+        return
+    others = sorted(set(ids.astype(str)) - {subject})
+    if others:
+        shown = ", ".join(map(repr, others[:3])) + (
+            f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise DesignError(f"{path}: the design {design.where} gives this file subject "
+                          f"{subject!r} (files), but its subject column names {shown}; "
+                          "correct the entry, or leave its subject out for a table that "
+                          "names its subjects")
+
+
 def _keep_tracks(tracks: dict[str, list], track: pd.DataFrame, t_h: float,
                  design: ResolvedDesign, path: Path) -> None:
-    """Add a file's open-field paths (columns subject, time_s, x_cm, y_cm) to what the
-    report draws: the first animals and sessions of each group, as a run keeps them."""
-    for subject, g in track.groupby(track["subject"].astype(str).str.strip(), sort=False):
-        group = design.group(subject, str(path))
+    """Add a file's open-field paths (columns subject, time_s, x_cm, y_cm, and arm where
+    the table has one) to what the report draws: the first animals and sessions of each
+    group, as a run keeps them. Subjects are the design's (:func:`_resolve`: the lab's id,
+    or ``<arm>-<id>``)."""
+    named = track[[c for c in ("arm", "subject") if c in track.columns]]
+    ids = _resolve(named.astype(str).apply(lambda c: c.str.strip()), design, str(path))
+    for subject, g in track.groupby(ids, sort=False):
+        group = design.group_of[subject]
         kept = tracks.get(group, [])
         shown = {str(p["subject"].iloc[0]) for p in kept}
         times = {float(p["time_h"].iloc[0]) for p in kept}
@@ -634,8 +696,10 @@ def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign
     design, and notes. One design may serve several kinds of data, so a comparison of
     another kind's readout (one some assay measures) is left out (with a note for the
     console, the manifest and the report, not a row of NaN); a readout no assay measures
-    (a typo) and a group without values at ``at`` or ``baseline`` are one error each
-    naming the field."""
+    (a typo), a group without values at ``at`` or ``baseline``, and a comparison the
+    statistics refuse (:func:`~ketasim.analysis.stats.comparison_groups`: cells under a
+    ``baseline``, rows in several regions, ...) are one error each naming the design
+    file and ``compare[i]``."""
     here = list(dict.fromkeys(readouts["readout"].astype(str)))
     known = set(here).union(*(a.readout_names for a in ASSAYS.values()))
     notes, kept = [], []
@@ -671,17 +735,64 @@ def check_comparisons(readouts: pd.DataFrame, design: ResolvedDesign
                 continue
             for group in c.arms:
                 times = np.unique(rows.loc[rows["arm"] == group, "time_h"].to_numpy(float))
-                if not np.any(np.abs(times - when) < 1e-9):
-                    listed = ", ".join(f"{t:g} h" for t in times) or "none"
+                if not np.any(np.abs(times - when) < TIME_TOL_H):
+                    listed = ", ".join(f"{_hours(t)} h" for t in times) or "none"
                     raise DesignError(
                         f"{design.where}: compare[{i}].{key}: group {group!r} has no "
-                        f"{c.readout} at {when:g} h (its times: {listed})")
+                        f"{c.readout} at {_hours(when)} h (its times: {listed})")
+        try:  # what the statistics refuse (cells under a baseline, two rows per subject)
+            comparison_groups(readouts, c, i)
+        except ValueError as e:  # 'compare[i]: ...', i the design's index
+            raise DesignError(f"{design.where}: {e}") from None
     return [design.compare[i] for i in kept], kept, notes
 
 
+def _hours(t: float) -> str:
+    """A time in hours as an error shows it: in full (12 significant digits), so that
+    times within a tolerance of each other are told apart."""
+    return f"{t:.12g}"
+
+
+def snap_to_design_times(readouts: pd.DataFrame, design: ResolvedDesign) -> pd.DataFrame:
+    """``readouts`` with each time within :data:`SESSION_TOL_H` (the tracking table's
+    tolerance for one session) of a time the design names (a session, a comparison's
+    ``at`` or ``baseline``) set to it, so that a table's ``24.0000001`` h is the design's
+    ``1d`` session (the statistics match times within 1e-9 h). Two times of one
+    subject's readout that become one is an error."""
+    named = np.unique(np.array([*design.session_h.values(),
+                                *(c.at for c in design.compare),
+                                *(c.baseline for c in design.compare
+                                  if c.baseline is not None)], float))
+    t = readouts["time_h"].to_numpy(float)
+    if named.size == 0 or t.size == 0:
+        return readouts
+    near = named[np.argmin(np.abs(t[:, None] - named[None, :]), axis=1)]
+    move = (np.abs(t - near) <= SESSION_TOL_H) & (t != near)
+    if not move.any():
+        return readouts
+    out = readouts.assign(time_h=np.where(move, near, t))
+    key = [c for c in out.columns if c not in ("value", "unit")]
+    merged = (out.duplicated(key, keep=False) & ~readouts.duplicated(key, keep=False)
+              ).to_numpy()
+    if merged.any():  # two sessions of one subject within the tolerance of one time
+        first = out.loc[merged].iloc[0]
+        same = merged & np.logical_and.reduce(
+            [(out[c] == first[c]).to_numpy() for c in ("subject", "assay", "readout",
+                                                        "time_h")])
+        raw = np.unique(t[same])
+        lab_id = {i: s for s, i in design.index_of.items()}[int(first["subject"])]
+        raise DesignError(
+            f"{design.where}: subject {lab_id!r} has {first['readout']} ({first['assay']}) "
+            "at " + " and ".join(f"{_hours(x)} h" for x in raw) + f", each within "
+            f"{SESSION_TOL_H:g} h of the design's {_hours(first['time_h'])} h: one session "
+            "given two times")
+    return out
+
+
 def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabData:
-    """The readouts of ``kind`` from ``paths`` under ``design``; errors are one line
-    naming the file and field (:data:`LAB_ERRORS`)."""
+    """The readouts of ``kind`` from ``paths`` under ``design``, times the design names
+    matched within the tracking table's tolerance (:func:`snap_to_design_times`); errors
+    are one line naming the file and field (:data:`LAB_ERRORS`)."""
     if kind not in KINDS:
         raise DesignError(f"kind: got {kind!r}; expected one of {', '.join(KINDS)}")
     if not paths:
@@ -712,6 +823,6 @@ def read_lab_data(kind: str, paths: list[Path], design: ResolvedDesign) -> LabDa
         raise DesignError(f"{kind}: these files give no readouts; nothing to analyse")
     cols = ["arm", "subject", "assay", "readout", "time_h", "value", "unit"]
     extra = [c for c in ("region", "cell", "branch") if c in data.readouts.columns]
-    data.readouts = data.readouts[cols + extra].sort_values(
+    data.readouts = snap_to_design_times(data.readouts[cols + extra], design).sort_values(
         ["assay", "arm", "subject", "readout", "time_h"], kind="stable").reset_index(drop=True)
     return data
