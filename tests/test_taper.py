@@ -275,7 +275,7 @@ def test_sbml_and_petab_exports_refuse_a_taper_arm(tmp_path):
     assert not (tmp_path / "m.xml").exists()
     sc = load_scenario_text(SCENARIO)
     with pytest.raises(CalibrationError, match=r"arms\[0\]\.taper"):
-        _typical(sc, sc.arms[0], 0, load_registry())
+        _typical(sc, 0, load_registry(), None)
 
 
 def test_a_patient_who_leaves_the_trial_has_no_doses_recorded_after_leaving():

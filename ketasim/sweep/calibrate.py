@@ -127,21 +127,10 @@ import pandas as pd
 
 import ketasim
 from ketasim.analysis.stats import NESTED_SUFFIX
-from ketasim.experiment.assays import ASSAYS
-from ketasim.experiment.pool import worker_pool
-from ketasim.experiment.runner import check_supported, simulate, subject_model
 from ketasim.io.results import atomic_dir, check_writable, write_json
-from ketasim.io.sbml import SBMLExportError, build_document, write_sbml
 from ketasim.params import Registry, load_registry
-from ketasim.pk.assays import _BRAIN, _PLASMA, BRAIN_PK, PLASMA_PK
 from ketasim.pk.compounds import add_compounds
 from ketasim.provenance import collect, utc_now
-from ketasim.report._mpl import literal, subplots
-from ketasim.report.html import page, provenance_html, table_html
-from ketasim.scenario import builtin_scenarios
-from ketasim.signaling import spec
-from ketasim.signaling.protocol import EventTable
-from ketasim.signaling.simulate import parameter_vector, start_time
 from ketasim.sweep.core import _resolve_scenario
 
 __all__ = ["CalibrationData", "CalibrationError", "Prior", "calibrate", "check_settings",
@@ -457,6 +446,9 @@ def _resolve_rows(scenario, data: CalibrationData) -> pd.DataFrame:
     for a measurement given twice (the same arm, assay, readout and resolved times, e.g.
     once with its assay named and once without, or at two times within ``TIME_TOL_H``
     of one assay time)."""
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.experiment.assays import ASSAYS
 
     arms = {a.name: a for a in scenario.arms}
     t = data.table.copy()
@@ -708,6 +700,9 @@ class _Model:
                  with_sem: bool = False):
         """The rows' statistics (and, ``with_sem``, their SEMs over the simulated
         subjects: :func:`statistic_sems`)."""
+        # deferred: these load the jitted simulation modules (or matplotlib), after
+        # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+        from ketasim.experiment.runner import simulate
         _worker_setup(self.parent_pid, self.threads, self.compounds)
 
         seed = self.model_seed(values) if seed is None else seed
@@ -758,7 +753,11 @@ def _accept_finite(distance_function, eps, x, x_0, t, par):
 
 def _sampler(workers: int | None, scheduler):
     """(pyabc sampler, description, cleanup callable, numba threads for workers)."""
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
     import pyabc
+
+    from ketasim.experiment.pool import worker_pool
 
     if scheduler is not None:
         from distributed import Client, LocalCluster
@@ -860,6 +859,9 @@ def calibrate(scenario, data, params: Sequence[str] | str, out: str | os.PathLik
     ``model_seed``: ``particle`` (ABC default) or ``fixed`` (likelihood: always).
     ``compounds``: folders of compound files the workers register.
     """
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.experiment.runner import check_supported
     t_start = time.perf_counter()
     ketasim._ensure_configured()  # numba's kernel cache, before the simulation modules load
 
@@ -1180,6 +1182,9 @@ REPRODUCIBILITY = (
 def _scenario_file(scenario) -> Path | None:
     """The file a scenario argument was read from (a path, or a built-in's file), None
     for a scenario model."""
+    # deferred: the scenario package imports the assays' jitted modules (see above)
+    from ketasim.scenario import builtin_scenarios
+
     if not isinstance(scenario, (str, os.PathLike)):
         return None
     path = Path(scenario)
@@ -1239,6 +1244,9 @@ def _axis_label(p: Prior) -> str:
 
 def _posterior_figures(out: Path, info: dict, pri: list[Prior]) -> list[str]:
 
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.report._mpl import subplots
     k = len(pri)
     w = info["weights"]
     spans = []
@@ -1312,6 +1320,9 @@ def _posterior_figures(out: Path, info: dict, pri: list[Prior]) -> list[str]:
 def _predictive_figure(out: Path, data, rows: pd.DataFrame, sims: np.ndarray,
                        ref: np.ndarray, what: str) -> str:
 
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.report._mpl import literal, subplots
     keys = list(dict.fromkeys(zip(rows["arm"], rows["assay"], rows["readout"], rows["change"],
                                   strict=True)))
     n = len(keys)
@@ -1378,6 +1389,9 @@ def unconstrained(summary: list[dict], pri) -> list[tuple[str, float]]:
 
 def _write_report(out: Path, info: dict, *, data, rows, pri, method, scenario) -> None:
 
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.report.html import page, provenance_html, table_html
     e = html.escape
     body = [f"<h1>Calibration: {e(scenario.name)}</h1>",
             (f"<p>Method: <b>{e(method)}</b>; sampler: {e(str(info.get('sampler')))}; "
@@ -1456,7 +1470,10 @@ def _typical(scenario, i: int, registry, region: str | None):
     """(parameter vector, events, start time, region) of arm ``i``'s typical subject
     exactly as the runner builds it, with the parameter set of ``region`` (None: the
     first region the arm's assays measure)."""
-    # the simulation modules load after ketasim's numba configuration (deferred)
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.experiment.runner import subject_model
+    from ketasim.signaling.simulate import parameter_vector, start_time
 
     arm = scenario.arms[i]
     if getattr(arm, "taper", None) is not None:
@@ -1473,6 +1490,9 @@ def _sbml_parameter(scenario, arms, registry, prior: Prior, base) -> str:
     (found by changing it: exactly one model parameter must follow it, unchanged events).
     ``arms``: (index, arm, the region its rows measure or None) of each exported arm;
     ``base``: their :func:`_typical`."""
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.signaling import spec
 
     p = registry[prior.name]
     for _i, arm, region in arms:
@@ -1530,8 +1550,11 @@ def _observable(assay, readout: str, options: Mapping) -> tuple[str, float] | st
     name; a plasma_pk / brain_pk level is the analyte's plasma / brain output
     (``ketamine_plasma_ng_ml``: ``out_ketamine_plasma``) in the readout's unit;
     venous plasma sampling lags the model's arterial level."""
-    # the simulation modules load after ketasim's numba configuration (deferred); the
-    # PK assays' own maps of readout to output
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.pk.assays import _BRAIN, _PLASMA, BRAIN_PK, PLASMA_PK
+    from ketasim.signaling import spec
+    # (the PK assays' own maps of readout to output)
 
     if readout in spec.OUTPUT_NAMES and readout in assay.outputs:
         return readout, 1.0
@@ -1564,7 +1587,11 @@ def _assay_options(scenario, r) -> Mapping:
 def _merge_events(base_model, doc, slug: str, flag: str | None) -> None:
     """Copy ``doc``'s events into ``base_model``, renamed for the arm and, with a flag,
     gated by the arm's indicator parameter."""
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
     import libsbml
+
+    from ketasim.io.sbml import SBMLExportError
 
 
     src = doc.getModel()
@@ -1606,7 +1633,9 @@ def _merge_events(base_model, doc, slug: str, flag: str | None) -> None:
 def _arm_regions(rows: pd.DataFrame, source: str) -> dict[str, str]:
     """The region each arm's exported rows measure (the PK levels, the same in every
     region, name none); one error for an arm whose rows measure several."""
-    # the simulation modules load after ketasim's numba configuration (deferred)
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.pk.assays import BRAIN_PK, PLASMA_PK
 
     by: dict[str, dict[str, list[int]]] = {}
     for r in rows.itertuples(index=False):
@@ -1656,6 +1685,12 @@ def export_petab(scenario, data, params: Sequence[str] | str, out: str | os.Path
     changing it in the registry; not one a measured region sets itself); its bounds and
     scale are the ABC prior's. The folder is linted with ``petab.v1.lint_problem``; an
     error there is a :class:`CalibrationError`."""
+    # deferred: these load the jitted simulation modules (or matplotlib), after
+    # ketasim.configure() has set numba's cache (see ketasim.sweep.core)
+    from ketasim.experiment.assays import ASSAYS
+    from ketasim.io.sbml import build_document, write_sbml
+    from ketasim.signaling import spec
+    from ketasim.signaling.protocol import EventTable
     ketasim._ensure_configured()  # numba's kernel cache, before the simulation modules load
 
     registry = load_registry() if registry is None else registry
