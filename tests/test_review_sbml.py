@@ -12,7 +12,7 @@ arm. The runner's own readouts of a subject are compared with the CLI's export o
 subject.
 
 Tolerance of the solver comparisons: |ketasim - roadrunner| <= 1e-6 |roadrunner| +
-1e-9 (in each output's unit). Measured (2 shared cores, libRoadRunner 2.10, LLJIT): the
+1e-9 (in each output's unit). Measured (2 shared cores, libRoadRunner 2.10): the
 largest relative difference on values above 1e-3 was 1e-7 (hnk_plasma,
 norketamine_plasma), the largest absolute 1.9e-6 ng/g on brain ketamine of 2361 ng/g,
 and the worst point used 6 % of the bound (hnk_plasma at 3e-4 ng/mL, off by 8e-11). A
@@ -110,17 +110,6 @@ arms:
     assays:
       - {assay: signaling_state, at: [1d, 3d, 7d], region: striatum}
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _fast_roadrunner():
-    """libRoadRunner's LLJIT backend compiles this 800-parameter model in about 1 s
-    instead of 5 (the same model and integrator); restored afterwards."""
-    cfg = roadrunner.Config
-    old = cfg.getValue(cfg.LLVM_BACKEND)
-    cfg.setValue(cfg.LLVM_BACKEND, cfg.LLJIT)
-    yield
-    cfg.setValue(cfg.LLVM_BACKEND, old)
 
 
 @pytest.fixture(scope="module")
