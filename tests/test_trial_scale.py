@@ -70,6 +70,8 @@ def test_shared_strings():
     assert out[0] is out[2] and out[1] is out[4]
     assert shared_strings(np.array([], dtype=object)).shape == (0,)
 
+
+@pytest.mark.slow  # benchmark-like (about 11 s): runs with pytest -m slow, not in CI's subset
 def test_bench_trial_smoke(tmp_path):
     """The benchmark with tiny arguments, in its own process: progress lines, the
     Parquet file it keeps with --out, and ``speedup: <ratio>`` as the last line."""
@@ -94,6 +96,7 @@ def test_bench_trial_smoke(tmp_path):
     assert table.groupby(["arm", "seed", "subject"]).ngroups == 6
 
 
+@pytest.mark.slow  # benchmark-like (about 11 s): runs with pytest -m slow, not in CI's subset
 def test_bench_run_memory_smoke(tmp_path):
     """The run-memory benchmark with tiny trials, in its own process: one line per n
     with its peak RSS, and ``peak RSS at n=<largest>: <MB> MB`` last."""
