@@ -316,7 +316,8 @@ def _udysrs_registry():
 def test_udysrs_items_follow_the_documented_rules_without_noise():
     """Constant priming, D1 signal and dopamine, no item or rater noise: item 1 is 4 (all
     waking time above on_severity), items 2-11 rint(impact_gain x severity x profile),
-    Part 2 rint(off_gain x (1 - dopamine) x priming x propensity x profile), Part 3 each
+    item 12 like item 1 for off-dystonia (off_gain x (1 - dopamine) x priming x
+    propensity against on_severity), items 13-15 rint(that severity x profile), Part 3 each
     region's rounded severity, Part 4 the activities' (x disability_weight), all 0-4."""
     reg = _udysrs_registry()
     v = UdysrsParams.from_registry(reg).values
@@ -335,7 +336,11 @@ def test_udysrs_items_follow_the_documented_rules_without_noise():
             [
                 [4.0 if s >= v["on_severity"] else 0.0],
                 np.rint(np.clip(v["impact_gain"] * s * pt.impact, 0, 4)),
-                np.rint(np.clip(v["off_gain"] * (1 - da) * priming * pt.off * pt.off_items, 0, 4)),
+                # item 12: the share of waking time with off-dystonia (all or none here)
+                [4.0 if v["off_gain"] * (1 - da) * priming * pt.off >= v["on_severity"]
+                 else 0.0],
+                np.rint(np.clip(v["off_gain"] * (1 - da) * priming * pt.off
+                                * pt.off_items[1:], 0, 4)),
                 np.rint(aims_severity(drive * pt.sensitivity * pt.regions, sev)),
                 np.rint(
                     aims_severity(

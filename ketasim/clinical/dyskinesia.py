@@ -35,10 +35,12 @@ sensitivity (log-normal, ``clinical.udysrs.patient_cv``), into a severity 0-4
   in waking hours only (``clinical.udysrs.wake_h`` to ``sleep_h``, clock hours with time 0
   at midnight): item 1 is the share of waking time with a severity of at least
   ``on_severity``; items 2-11 follow the mean waking severity times ``impact_gain`` and
-  the patient's profile over the activities. Part 2 follows the mean waking dopamine
-  deficit of the striatum (``pos(1 - dopamine)``: OFF periods, before the morning dose
-  works and as doses wear off) times the priming of dyskinesia, ``off_gain`` and the
-  patient's propensity to off-dystonia (log-normal, ``off_cv``). The priming factor is an
+  the patient's profile over the activities. Part 2 follows the waking dopamine deficit
+  of the striatum (``pos(1 - dopamine)``: OFF periods, before the morning dose works and
+  as doses wear off) times the priming of dyskinesia, ``off_gain`` and the patient's
+  propensity to off-dystonia (log-normal, ``off_cv``): item 12 the share of waking time
+  with an off-dystonia severity of at least ``on_severity`` (rated as item 1), items
+  13-15 the mean waking severity through the patient's profile over them. The priming factor is an
   assumption: off-period dystonia is taken as a motor complication of chronic L-DOPA in
   the same sensitised circuit, so neither a patient never treated with L-DOPA (whose
   dopamine is low all day) nor a person without the disease scores on it.
@@ -224,9 +226,18 @@ def udysrs_items(ctx: AssayContext, at: np.ndarray) -> np.ndarray:
             impact = np.clip(v["impact_gain"] * mean_sev * pt.impact, 0.0, ITEM_MAX)
             p1 = np.concatenate([[item1], _rate(impact, spans["part1"] * shift * (n1 - 1)
                                                 / n1, g, v["item_noise_sd"])])
-            # Part 2: off-dystonia from the waking dopamine deficit of a primed patient
-            off_latent = np.clip(v["off_gain"] * off * pt.off * pt.off_items, 0.0, ITEM_MAX)
-            p2 = _rate(off_latent, spans["part2"] * shift, g, v["item_noise_sd"])
+            # Part 2: off-dystonia from the waking dopamine deficit of a primed patient:
+            # item 12 the share of waking time with it (as item 1 for dyskinesia), items
+            # 13-15 its impact and pain from the mean waking severity
+            n2 = len(_PART2)
+            off_now = v["off_gain"] * deficit[i] * pt.off if s.size else np.zeros(0)
+            off_share = float(np.mean(off_now >= v["on_severity"])) if s.size else 0.0
+            item12 = _rate_time(off_share, spans["part2"] * shift / n2, g,
+                                v["item_noise_sd"])
+            off_latent = np.clip(v["off_gain"] * off * pt.off * pt.off_items[1:], 0.0,
+                                 ITEM_MAX)
+            p2 = np.concatenate([[item12], _rate(off_latent, spans["part2"] * shift
+                                                 * (n2 - 1) / n2, g, v["item_noise_sd"])])
             # Part 3: each region rated during each activity, scored as the highest
             x = exam_drive[i, j] * pt.sensitivity
             regions = aims_severity(x * pt.regions, sev)
