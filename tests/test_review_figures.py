@@ -1190,3 +1190,14 @@ def test_a_runs_tracking_tables_carry_the_empty_branch_placeholders():
     assert len(full) == 2 and full["present"].tolist() == [True, False]
     only = tracking_tables({"two_photon_spines": {"a": {"tracking": seen}}})["a"]
     assert only is seen
+
+
+def test_arms_get_distinct_colour_and_marker_pairs_beyond_twenty():
+    """Arm k's colour is the k-th of the cycle (10) and its marker moves on each time the
+    colours start again, so 100 arms are 100 different pairs (arms 20 apart once looked
+    alike); the first ten arms keep their markers."""
+    from ketasim.report import figures as F
+
+    pairs = {(F._COLORS[k % len(F._COLORS)], F._arm_marker(k)) for k in range(100)}
+    assert len(pairs) == 100
+    assert [F._arm_marker(k) for k in range(10)] == list(F._MARKERS[:10])

@@ -44,6 +44,13 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 _STYLES = ("-", "--", "-.", ":")
 
 
+def _arm_marker(k: int) -> str:
+    """The marker of the ``k``-th arm: with the colour cycle (``k`` modulo its length,
+    10) every arm up to 100 gets its own colour and marker pair (the marker moves on by
+    one each time the colours start again; arms 20 apart once looked alike)."""
+    return _MARKERS[(k + k // len(_COLORS)) % len(_MARKERS)]
+
+
 # a time course moving less than this share of its largest value is drawn as flat: a
 # state the scenario leaves at rest (one whose values all stay below FLAT_ZERO, e.g. the
 # pyramidal shutdown of a human infusion, about 1e-7, is 0 moved by rounding)
@@ -137,7 +144,7 @@ def assay_figure(readouts: pd.DataFrame, summary: pd.DataFrame, assay: str,
                 m = a["mean"].to_numpy()
                 e = a["sem"].fillna(0).to_numpy()
                 c = _COLORS[k % len(_COLORS)]
-                ax.plot(x, m, ls=_STYLES[k % len(_STYLES)], marker=_MARKERS[k % len(_MARKERS)],
+                ax.plot(x, m, ls=_STYLES[k % len(_STYLES)], marker=_arm_marker(k),
                         ms=3.5, color=c, label=literal(arm))
                 ax.fill_between(x, m - e, m + e, color=c, alpha=0.25, lw=0)
                 n = a["n"].to_numpy()
