@@ -105,7 +105,7 @@ arms:
 def test_signalling_grid_holds_every_quadrature_node():
     sc = load_scenario_text(SCENARIO)
     arm = sc.arms[0]
-    plans = runner._plans(arm, 0)
+    plans = runner._plans(arm, 0, "mouse")
     spine = _spine_plan(arm, plans, runner._probe_events(sc.species, arm, 0, sc.seed, REG))
     grid, names, *_ = runner._arm_layout(sc.species, arm, 0, plans, sc.seed, REG, None)
     nodes = quad_times(spine["grid"])

@@ -510,3 +510,17 @@ def test_ldopa_reverses_the_stepping_deficit_in_part_through_the_indirect_pathwa
     full = run(REG.with_values({"behavior.motor.d2_spine_weight": 0.0}))
     assert 0.9 < full < 1.1
     assert partial < 0.9 and abs(partial / full - (1.0 - w * 0.59)) < 0.08
+
+
+def test_aims_watches_mice_to_120_min_and_rats_to_180_min_by_default():
+    """The AIMs' default periods follow the species' protocol (REFERENCES-NEXT 3.2: mice
+    every 20 min to 120 min; rats to 180 min); a scenario's periods_min still wins."""
+    from ketasim.core.assay import resolve_options
+    from ketasim.experiment.assays import ASSAYS
+
+    aims = ASSAYS["aims"]
+    assert resolve_options(aims, {}, "t", "mouse")["periods_min"] == [
+        20.0, 40.0, 60.0, 80.0, 100.0, 120.0]
+    assert resolve_options(aims, {}, "t", "rat")["periods_min"][-1] == 180.0
+    assert resolve_options(aims, {"periods_min": [30, 60]}, "t", "mouse")["periods_min"] == [
+        30.0, 60.0]

@@ -121,7 +121,7 @@ def test_each_patient_gets_the_schedule_their_own_ratings_call_for(run):
     # the taper did something: patients differ in their schedules
     assert len({tuple(g) for g in given}) >= 2
     # the ratings are those of one pass with every patient's final schedule fixed
-    plans = _plans(arm, 0)
+    plans = _plans(arm, 0, "human")
     cohort = sample_cohort(reg, "human", arm.name, arm.n, sc.seed, subjects=subjects)
     events = compile_arm(plan.arm(arm), "human", cohort, reg).select(plan.entries(), given)
     grid = np.array(sorted({float(t) for p in plans

@@ -2,8 +2,9 @@
 
 - ``aims``: abnormal involuntary movements after an L-DOPA dose (Cenci & Lundblad 2007).
   Each session time in ``at`` is the time of the dose; the rater watches each animal
-  for one minute at each of ``periods_min`` after it (rats: every 20 min to 180 min) and
-  scores the severity of axial, limb, orolingual and locomotive AIMs 0-4. The session
+  for one minute at each of ``periods_min`` after it (default: every 20 min to 180 min in
+  rats, to 120 min in mice) and scores the severity of axial, limb, orolingual and
+  locomotive AIMs 0-4. The session
   score sums the periods: ``aims_alo`` (axial + limb + orolingual, at most 12 per
   period) and each subtype. Severity follows the dyskinesia drive of the striatal D1
   neurons: the priming of dyskinesia times the D1 signal above a threshold
@@ -239,6 +240,9 @@ AIMS = Assay(
     tuple(Readout(r, u) for r, u in AIMS_READOUTS),
     _aims, outputs=("lid_priming", "d1_drive"), sample_times=_aims_times,
     options={"periods_min": [20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0, 160.0, 180.0]},
+    # mice are watched to 120 min (REFERENCES-NEXT 3.2: the Surmeier lab's protocol, six
+    # periods), rats to 180 min (Cenci & Lundblad 2007)
+    species_options={"mouse": {"periods_min": [20.0, 40.0, 60.0, 80.0, 100.0, 120.0]}},
     regions=("striatum",), figures=("ketasim.report.striatal_figures:aims_figures",),
     merge_kept=_merge_aims,
     species=RODENTS)

@@ -192,6 +192,9 @@ class Assay:
     outputs: tuple[str, ...] = ()  # signalling outputs needed
     sample_times: Callable[[np.ndarray, dict], np.ndarray] = same_times
     options: dict = field(default_factory=dict)  # allowed options and defaults
+    # defaults of some options that differ by species ({species: {option: default}}; the
+    # option itself is one of ``options``, whose default the other species keep)
+    species_options: dict = field(default_factory=dict)
     positive: tuple[str, ...] = ()  # numeric options that must be > 0 (counts, durations)
     fractions: tuple[str, ...] = ()  # numeric options that must lie in [0, 1]
     # numeric options with a smallest allowed value (inclusive), where the measurement
@@ -226,6 +229,10 @@ class Assay:
         if not self.regions or any(r not in KNOWN_REGIONS for r in self.regions):
             raise ValueError(f"assay {self.name!r}: regions {self.regions}; expected some "
                              f"of {KNOWN_REGIONS}")
+        odd = [k for d in self.species_options.values() for k in d if k not in self.options]
+        if odd:
+            raise ValueError(f"assay {self.name!r}: species_options {odd}; expected options "
+                             f"of {sorted(self.options)}")
         bad = [r for r in self.reads if r not in LAYERS]
         if bad:
             raise ValueError(f"assay {self.name!r}: reads {bad}; expected layers from "
@@ -279,8 +286,12 @@ class AssayOptionError(ValueError):
     """An assay option is unknown or has a wrong value."""
 
 
-def resolve_options(assay: Assay, given: dict, where: str) -> dict:
-    out = dict(assay.options)
+def resolve_options(assay: Assay, given: dict, where: str, species: str | None = None
+                    ) -> dict:
+    """The assay's options: its defaults (the species' own where it has them,
+    :attr:`Assay.species_options`) with the scenario's ``given`` ones, each checked; one
+    :class:`AssayOptionError` naming ``where`` and the option for a bad one."""
+    out = dict(assay.options) | dict(assay.species_options.get(species, {}))
     for k, v in (given or {}).items():
         if k not in assay.options:
             raise AssayOptionError(

@@ -129,7 +129,7 @@ class _Plan:
     region: str = DEFAULT_REGION
 
 
-def _plans(arm, i: int) -> list[_Plan]:
+def _plans(arm, i: int, species: str) -> list[_Plan]:
     out = []
     for j, spec_ in enumerate(arm.assays):
         where = f"arms[{i}].assays[{j}]"
@@ -138,7 +138,7 @@ def _plans(arm, i: int) -> list[_Plan]:
                 f"{where}.assay: got {spec_.assay!r}; expected an assay this version "
                 f"simulates: {sorted(ASSAYS)}")
         assay = ASSAYS[spec_.assay]
-        options = resolve_options(assay, spec_.options, where)
+        options = resolve_options(assay, spec_.options, where, species)
         region = getattr(spec_, "region", None) or DEFAULT_REGION
         if "cell" in options and assay.needs_spines:
             cells = REGION_CELLS.get(region, ())
@@ -163,7 +163,7 @@ def check_supported(scenario, registry: Registry) -> None:
     cells = spine_cells(registry)
     for i, arm in enumerate(scenario.arms):
         arm_cell: dict[str, str] = {}  # per region
-        for j, plan in enumerate(_plans(arm, i)):
+        for j, plan in enumerate(_plans(arm, i, scenario.species)):
             if not plan.assay.needs_spines:
                 continue
             where = f"arms[{i}].assays[{j}]"
@@ -232,7 +232,7 @@ def _check_taper(scenario, registry: Registry) -> None:
             raise ProtocolError(f"arms[{i}].taper: not supported together with the "
                                 "design's intercurrent events (arm "
                                 f"{arm.name!r} is analysed with them)")
-        regions = arm_regions(arm, i)
+        regions = arm_regions(arm, i, scenario.species)
         if len(regions) > 1:  # each region runs on its own; the ratings are in one
             raise ProtocolError(f"arms[{i}].taper: a taper follows the ratings of one "
                                 f"region, and arm {arm.name!r} measures {regions}; "
@@ -385,7 +385,7 @@ def _check_spine_times(species, arm, i, registry, cell) -> None:
         return
     t0 = spine_start(_probe_events(species, arm, i, 0, registry))
     burn_h = SpineParams.from_registry(registry, cell).burn_in_days * 24.0
-    for j, plan in enumerate(_plans(arm, i)):
+    for j, plan in enumerate(_plans(arm, i, species)):
         early = [t for t in plan.at if plan.assay.needs_spines and t < t0 - burn_h]
         if early:
             raise ProtocolError(
@@ -440,7 +440,7 @@ def simulate(scenario, seed: int | None = None, *, registry: Registry,
     design = getattr(scenario, "design", None)
     drawn, stream, pool_failures = _draw_subjects(scenario, seed, registry, rtol, atol,
                                                   chunk_subjects)
-    jobs = [(i, arm, _plans(arm, i)) for i, arm in enumerate(scenario.arms)]
+    jobs = [(i, arm, _plans(arm, i, scenario.species)) for i, arm in enumerate(scenario.arms)]
     analysed = () if design is None else design.analysed_arms(scenario.arm_names)
     jobs = [(i, arm, plans, _covariates(drawn.get(arm.name), scenario.species, registry),
              stream.get(arm.name), IntercurrentPlan.of(design, arm, analysed))
@@ -532,7 +532,7 @@ def _pool_screening(species, arm, i, seed, registry, rtol, atol, chunk_subjects)
     inc = pop.inclusion
     if pop.screening is None or inc is None or inc.madrs_min is None:
         return None
-    plan = next(p for p in _plans(arm, i) if p.assay.name == "madrs"
+    plan = next(p for p in _plans(arm, i, species) if p.assay.name == "madrs"
                 and np.any(np.isclose(p.at, pop.screening)))
     plan = _Plan(plan.assay, plan.options, np.array([pop.screening]), plan.region)
 
@@ -587,9 +587,9 @@ class SubjectModel:
     region: str
 
 
-def arm_regions(arm, i: int) -> list[str]:
+def arm_regions(arm, i: int, species: str) -> list[str]:
     """The regions an arm's assays measure, in the order the runner simulates them."""
-    return [region for region, _ in _region_plans(_plans(arm, i))]
+    return [region for region, _ in _region_plans(_plans(arm, i, species))]
 
 
 def subject_model(scenario, arm_index: int, subject: int | None, *, registry: Registry,
@@ -604,7 +604,7 @@ def subject_model(scenario, arm_index: int, subject: int | None, *, registry: Re
     seed = scenario.seed if seed is None else int(seed)
     arm = scenario.arms[arm_index]
     if region is None:
-        regions = arm_regions(arm, arm_index)
+        regions = arm_regions(arm, arm_index, scenario.species)
         region = regions[0] if regions else DEFAULT_REGION
     reg = region_registry(registry, region)
     species = scenario.species
@@ -979,7 +979,7 @@ def run_span(species, arm, i, region, seed, registry, rtol, atol, chunk_subjects
     ``first`` to ``last - 1`` of arm ``i``'s assays in ``region``, from picklable
     arguments (the arm's plans and region parameters are rebuilt here; ``covs`` and
     ``pool_ids`` hold the span's subjects only)."""
-    plans = [p for p in _plans(arm, i) if p.region == region]
+    plans = [p for p in _plans(arm, i, species) if p.region == region]
     return _arm_span(species, arm, i, plans, seed, region_registry(registry, region), rtol,
                      atol, chunk_subjects, covs, region, pool_ids, None, first, last, first,
                      ice=ice)
