@@ -706,3 +706,19 @@ def test_an_unbounded_log_interval_end_is_inf_without_a_warning():
         warnings.simplefilter("error")
         assert p.from_scale(900.0, clip=False) == np.inf
         assert p.from_scale(900.0) == 0.2 and p.from_scale(-900.0) == 0.005
+
+
+def test_an_indefinite_hessian_gives_no_wald_interval():
+    """A saddle (an indefinite Hessian) is no maximum of the likelihood: no standard
+    errors, the note, although its inverse's diagonal is positive (+1/3 each here, which
+    a check of the inverse's diagonal alone let through); a positive definite one gives
+    cov = 2 H^-1."""
+    saddle = np.array([[-1.0, 2.0], [2.0, -1.0]])
+    assert np.all(np.diag(np.linalg.inv(saddle)) > 0)
+    cov, se, note = C.wald_covariance(saddle)
+    assert np.isnan(se).all() and np.isnan(cov).all() and "not positive definite" in note
+    good = np.array([[4.0, 1.0], [1.0, 2.0]])
+    cov, se, note = C.wald_covariance(good)
+    assert note == "" and cov == pytest.approx(2.0 * np.linalg.inv(good))
+    assert se == pytest.approx(np.sqrt(np.diag(2.0 * np.linalg.inv(good))))
+    assert np.isnan(C.wald_covariance(np.zeros((1, 1)))[1]).all()

@@ -134,7 +134,8 @@ from ketasim.provenance import collect, utc_now
 from ketasim.sweep.core import _resolve_scenario
 
 __all__ = ["CalibrationData", "CalibrationError", "Prior", "calibrate", "check_settings",
-           "export_petab", "load_data", "particle_seed", "priors", "statistics"]
+           "export_petab", "load_data", "particle_seed", "priors", "statistics",
+           "wald_covariance"]
 
 DATA_COLUMNS = ("arm", "readout", "time_h", "mean", "sem")
 OPTIONAL_COLUMNS = ("assay", "baseline_h", "change", "unit", "n", "note")
@@ -1114,17 +1115,7 @@ def _run_likelihood(model, data, rows, pri, out: Path, *, seed, starts, level, r
             hess[i, j] = hess[j, i] = (ss_in(centre + ei + ej) - ss_in(centre + ei - ej)
                                        - ss_in(centre - ei + ej) + ss_in(centre - ei - ej)
                                        ) / (4 * h[i] * h[j])
-    note = ""
-    try:
-        cov = 2.0 * np.linalg.inv(hess)  # -2 log L = SS + const: Fisher information = H / 2
-        var = np.diag(cov)
-        if not np.all(np.isfinite(var)) or np.any(var <= 0):  # before the square root
-            raise np.linalg.LinAlgError
-        se = np.sqrt(var)
-    except np.linalg.LinAlgError:
-        cov = np.full((k, k), np.nan)
-        se = np.full(k, np.nan)
-        note = "the Hessian is not positive definite: no interval (a flat or unidentified direction)"
+    cov, se, note = wald_covariance(hess)
     z = float(stats.norm.ppf(0.5 + level / 2))
     at_bound = (best.x <= 1e-6) | (best.x >= 1 - 1e-6)
     if at_bound.any():
@@ -1167,6 +1158,31 @@ def _run_likelihood(model, data, rows, pri, out: Path, *, seed, starts, level, r
             "simulations": n_eval[0], "predictive": pred, "fit": fit, "ref": ref,
             "sampler": "scipy.optimize.minimize (L-BFGS-B, finite differences)",
             "timings_s": {"optimise": round(time.perf_counter() - t0, 3)}}
+
+
+NOT_POSITIVE_DEFINITE = ("the Hessian is not positive definite: no interval (a flat or "
+                         "unidentified direction)")
+
+
+def wald_covariance(hess: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """(covariance, standard errors, note) on the sampling scale from the Hessian of the
+    weighted sum of squares (-2 log L = SS + const, so the Fisher information is H / 2).
+    A Hessian that is not positive definite (a flat, unidentified or saddle direction:
+    its smallest eigenvalue not above zero; an indefinite one can have an inverse with a
+    positive diagonal) gives NaN and the note."""
+    k = hess.shape[0]
+    hess = 0.5 * (hess + hess.T)
+    ok = bool(np.all(np.isfinite(hess)))
+    if ok:
+        eig = np.linalg.eigvalsh(hess)
+        ok = bool(eig.min() > 1e-12 * max(1.0, float(np.abs(eig).max())))
+    if ok:
+        cov = 2.0 * np.linalg.inv(hess)
+        var = np.diag(cov)
+        ok = bool(np.all(np.isfinite(var)) and np.all(var > 0))
+    if not ok:
+        return np.full((k, k), np.nan), np.full(k, np.nan), NOT_POSITIVE_DEFINITE
+    return cov, np.sqrt(var), ""
 
 
 REPRODUCIBILITY = (
