@@ -248,7 +248,7 @@ def test_the_taper_grid_ends_at_the_last_step_at_or_before_until(until, last_d, 
 
 
 # fixed (was BUG): an arm whose first treatment is its taper gets no placebo response
-#   (runner.treatment_start ignores the taper's doses)
+#   (the runner took the start of treatment from the protocol only, not the taper)
 def test_a_taper_only_arm_rates_patients_as_its_doses_written_out():
     """An arm treated by its taper alone: Arm.first_dose_h says the taper's first dose is
     the start of treatment, where the placebo response begins (clinical.model.

@@ -280,3 +280,22 @@ def test_screening_batch_follows_the_pass_rate():
     assert screening_batch(120, 77, 120) == 84  # 43 places at a pass rate of 0.64, +25%
     assert screening_batch(120, 119, 186) == MIN_SCREENING_BATCH
     assert screening_batch(10, 0, 40) == 40  # nobody passed yet: four trials' worth
+
+
+@pytest.mark.parametrize("design", [STRAT, None])
+def test_subject_model_is_the_runs_patient(design):
+    """runner.subject_model (the SBML export's subject) gives a patient the weight and age
+    the run drew for them: from the stratified pool, or from the arm's own population
+    (drawn for that candidate alone)."""
+    from ketasim.experiment.runner import subject_model
+
+    sc = load_scenario_text(trial(n=(6, 6), design=design))
+    run = simulate(sc, registry=REG)
+    pts = run.patients.set_index(["arm", "subject"])
+    for i, arm in enumerate(sc.arms):
+        for s in (0, 5):
+            cohort = subject_model(sc, i, s, registry=REG).cohort
+            got = dict(zip(cohort.names, cohort.values[0], strict=True))
+            want = pts.loc[(arm.name, s)]
+            assert got["species.human.body_weight"] == pytest.approx(want["weight_kg"])
+            assert got["species.human.age"] == pytest.approx(want["age_y"])

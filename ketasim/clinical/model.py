@@ -252,7 +252,6 @@ def symptom_course(grid: np.ndarray, drives: dict[str, np.ndarray], at: np.ndarr
     d, g, s, deficit = _grid_chains(f_raw, e, np.asarray(drives["synaptic_potentiation"],
                                                          dtype=float),
                                     w, decay, steps, np.exp(-steps / tau), tau, xs, pool)
-    at = np.asarray(at, dtype=float)
     at, grid = np.asarray(at, dtype=float), np.asarray(grid, dtype=float)
     if at.size and (float(at.min()) < grid[0] or float(at.max()) > grid[-1] + 1e-9):
         # a visit off the grid would read the state at its end, silently

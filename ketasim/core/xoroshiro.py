@@ -61,6 +61,9 @@ def next_normal(state):
     return np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2.0 * np.pi * u2)
 
 
+POISSON_SPLIT = 200.0  # largest mean drawn by one inversion (its walk stays far below 1000)
+
+
 @numba.njit
 def next_poisson(state, lam):
     """Poisson variate by inversion (means here are small, below ~20). A mean above
@@ -73,9 +76,6 @@ def next_poisson(state, lam):
         k += _poisson_inversion(state, POISSON_SPLIT)
         lam -= POISSON_SPLIT
     return k + _poisson_inversion(state, lam)
-
-
-POISSON_SPLIT = 200.0  # largest mean drawn by one inversion (its walk stays far below 1000)
 
 
 @numba.njit

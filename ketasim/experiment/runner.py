@@ -617,15 +617,21 @@ def subject_model(scenario, arm_index: int, subject: int | None, *, registry: Re
             raise ValueError(f"subject {subject}: expected 0..{arm.n - 1} (arm "
                              f"{arm.name!r} has n={arm.n})")
         _check_population_covariates(scenario, registry)
-        drawn, stream, _ = _draw_subjects(scenario, seed, registry, rtol, atol, None)
-        pool_ids = stream.get(arm.name)
+        design = getattr(scenario, "design", None)
+        pool_ids, patients = None, None
+        if design is not None and design.stratify is not None:  # the shared pool's
+            drawn, stream, _ = _draw_subjects(scenario, seed, registry, rtol, atol, None)
+            pool_ids = stream.get(arm.name)
+            if arm.name in drawn:
+                patients = drawn[arm.name].iloc[[subject]]
+        if patients is None and getattr(arm, "population", None) is not None:
+            # this candidate's covariates only (keyed by arm and subject, as simulate's)
+            patients = draw_patients(arm.population, seed, arm.name, np.array([subject]))
         key = arm.name if pool_ids is None else POOL
         ids = np.array([subject if pool_ids is None else pool_ids[subject]], np.int64)
-        covs = _covariates(drawn.get(arm.name), species, registry)
         cohort = sample_cohort(reg, species, key, arm.n, seed,
                                body_weight_kg=arm.body_weight_kg, subjects=ids,
-                               covariates=None if covs is None else
-                               {k: v[[subject]] for k, v in covs.items()})
+                               covariates=_covariates(patients, species, registry))
     events = compile_arm(arm, species, cohort, reg, arm_path=path)
     return SubjectModel(cohort, events, reg, region)
 
@@ -907,14 +913,6 @@ def _replace_subjects(frame: pd.DataFrame, subjects: np.ndarray, rows: pd.DataFr
             .reset_index(drop=True))
 
 
-def treatment_start(arm) -> float | None:
-    """The time (h) of the arm's first drug event (saline or a placebo included, a
-    taper's first dose too: :attr:`ketasim.scenario.model.Arm.first_dose_h`), None where
-    it has none: the start of the treatment contact, where a patient's placebo response
-    begins (an arm treated by its taper alone had none)."""
-    return arm.first_dose_h
-
-
 def _measure_chunk(species, arm, plans, seed, registry, rtol, atol, region, pool_ids, key,
                    grid, names, spine_plan, subjects, ids, cohort, events):
     """One chunk of subjects through every layer and assay: per assay its frame and kept
@@ -932,7 +930,9 @@ def _measure_chunk(species, arm, plans, seed, registry, rtol, atol, region, pool
         ctx = AssayContext(seed, arm.name, p.assay.name, subjects, species, p.options,
                            trajectory, registry, recording, stage, region=region,
                            stream=None if pool_ids is None else (POOL, ids),
-                           treatment_start_h=treatment_start(arm))
+                           # the start of treatment contact, where the placebo response
+                           # begins: the first drug event, a taper's first dose included
+                           treatment_start_h=arm.first_dose_h)
         rows = p.assay.measure(ctx, p.at)
         kept.append(ctx.kept)
         frames.append(pd.DataFrame({
