@@ -135,8 +135,12 @@ class AssayContext:
     def stream_keys(self, parts: list[str]) -> np.ndarray:
         """(subjects, len(parts), 4) int64: the spawn keys of each subject's stream for
         each named part (those of ``self.rng(i, part)``)."""
+        keys = [name_key(self.key(p)) for p in parts]
+        if len(set(keys)) < len(set(parts)):  # streams are keyed by a name's CRC32
+            raise ValueError(f"two of the parts {parts} of {self.key(None)!r} share a "
+                             "random-stream key (CRC32), so they would draw the same numbers")
         return np.stack([subject_keys(self.stream_arm, self.stream_ids, PURPOSE_MEASUREMENT,
-                                      name_key(self.key(p))) for p in parts], axis=1)
+                                      k) for k in keys], axis=1)
 
     def normals(self, parts: list[str], n: int) -> np.ndarray:
         """(subjects, len(parts), n): the first ``n`` standard normals of each subject's

@@ -31,6 +31,8 @@ the tail and wedge branches are exercised, and hypothesis over seeds and keys).
 
 from __future__ import annotations
 
+import operator
+
 import numba
 import numpy as np
 
@@ -158,6 +160,8 @@ def standard_normal(st):
 @numba.njit(cache=True)
 def standard_gamma(st, shape):
     """numpy's ``random_standard_gamma`` for shape > 1 (Marsaglia and Tsang 2000)."""
+    if not shape > 1.0:  # the squeeze needs shape > 1/3 (below it, it never returns)
+        raise ValueError("standard_gamma needs shape > 1")
     b = shape - 1.0 / 3.0
     c = 1.0 / np.sqrt(9.0 * b)
     while True:
@@ -223,7 +227,10 @@ def entropy_words(seed: int, spawn_keys: np.ndarray) -> np.ndarray:
     """(rows, words) int64: the entropy words numpy's ``SeedSequence(seed,
     spawn_key=row)`` hashes, for rows of spawn keys that are each one 32-bit word (the
     seed's words, zero-padded to the pool size, then the keys)."""
-    keys = np.asarray(spawn_keys, dtype=np.int64)
+    keys = np.asarray(spawn_keys)
+    if keys.size and keys.dtype.kind not in "iu":
+        raise TypeError(f"spawn keys must be integers, got an array of {keys.dtype}")
+    keys = keys.astype(np.int64, copy=False)
     if keys.ndim != 2 or keys.shape[1] == 0:
         raise ValueError("spawn_keys must be a (rows, keys) array with at least one key")
     if keys.size and (keys.min() < 0 or keys.max() > _M32_INT):
@@ -241,17 +248,23 @@ def keyed_normals(seed: int, spawn_keys: np.ndarray, n: int, loc: float | None =
     ``Generator(PCG64(SeedSequence(seed, spawn_key=spawn_keys[r]))).standard_normal(n)``,
     or with ``loc`` its ``normal(loc, scale, n)``: the same numbers, for spawn keys of
     32-bit words."""
+    n = operator.index(n)  # an integer (a float count is refused, as numpy does)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if not scale >= 0:
+        raise ValueError(f"scale must be >= 0, got {scale}")
     words = entropy_words(seed, spawn_keys)  # checks the keys
+    # standard normals unless a location or a scale is given (numpy's loc defaults to 0)
+    standard = loc is None and scale == 1.0
+    loc = 0.0 if loc is None else float(loc)
     if not COMPILED:
         keys = np.asarray(spawn_keys, dtype=np.int64)
-        out = np.empty((keys.shape[0], int(n)))
+        out = np.empty((keys.shape[0], n))
         for r, key in enumerate(keys):
             g = keyed_rng(seed, tuple(int(k) for k in key))
-            out[r] = g.standard_normal(n) if loc is None else g.normal(loc, scale, n)
+            out[r] = g.standard_normal(n) if standard else g.normal(loc, scale, n)
         return out
-    return _normals(words, int(n), float(loc or 0.0), float(scale), loc is None)
+    return _normals(words, n, loc, float(scale), standard)
 
 
 _U32_MAX = np.uint64(0xFFFFFFFF)
@@ -300,4 +313,8 @@ def first_integers(states: np.ndarray, pool: int) -> np.ndarray:
     pool = int(pool)
     if not 1 <= pool <= 2**32:
         raise ValueError(f"pool must be between 1 and 2**32, got {pool}")
-    return _first_integers(np.ascontiguousarray(states, dtype=np.uint64), pool)
+    states = np.ascontiguousarray(states, dtype=np.uint64)
+    if states.ndim != 2 or states.shape[1] != 4:
+        raise ValueError("states must be a (rows, 4) array of stream states "
+                         f"(seeded_states), got shape {states.shape}")
+    return _first_integers(states, pool)

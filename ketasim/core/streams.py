@@ -16,6 +16,7 @@ adding an assay, a branch or an arm leaves every other assay's numbers unchanged
 
 from __future__ import annotations
 
+import operator
 import zlib
 
 import numba
@@ -152,7 +153,7 @@ def entropy_run(seed: int, keyed: bool) -> list[int]:
     """The seed's 32-bit words as SeedSequence assembles them: zero-padded to the pool
     size when spawn-key words follow (``keyed``)."""
     run: list[int] = []
-    _uint32_words(int(seed), run)
+    _uint32_words(operator.index(seed), run)  # an integer: a float seed is refused
     if keyed and len(run) < _POOL_SIZE:
         run += [0] * (_POOL_SIZE - len(run))
     return run
@@ -166,8 +167,9 @@ class KeyedSeedSequence(ISpawnableSeedSequence):
     __slots__ = ("_real", "_words", "entropy", "spawn_key")
 
     def __init__(self, entropy: int, spawn_key: tuple[int, ...]):
-        self.entropy = int(entropy)
-        self.spawn_key = tuple(int(k) for k in spawn_key)
+        # integers only, as numpy's SeedSequence (a float would pick another stream)
+        self.entropy = operator.index(entropy)
+        self.spawn_key = tuple(operator.index(k) for k in spawn_key)
         spawn: list[int] = []
         for k in self.spawn_key:
             if 0 <= k <= _M32:  # one word (most keys): numpy's split, without the loop

@@ -183,8 +183,9 @@ def seed_state(seed, state):
 @numba.njit(inline="always")
 def splitmix64(x):
     """The SplitMix64 output function (Steele, Lea & Flood 2014): a well-mixed 64-bit
-    hash of the uint64 ``x``."""
-    z = x + np.uint64(0x9E3779B97F4A7C15)
+    hash of the uint64 ``x`` (any integer is taken as its uint64 bits: numba would turn
+    int64 + uint64 into a float)."""
+    z = np.uint64(x) + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
@@ -196,7 +197,7 @@ def hashed_normal(key, counter):
     integer counter): a counter-based draw (Box-Muller on two SplitMix64 hashes), for a
     property of an item (e.g. of a spine, by its id) that must not consume a stream, so
     adding it leaves every stream's other draws unchanged."""
-    h1 = splitmix64(key ^ splitmix64(np.uint64(counter)))
+    h1 = splitmix64(np.uint64(key) ^ splitmix64(np.uint64(counter)))
     h2 = splitmix64(h1)
     u1 = ((h1 >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)  # in (0, 1)
     u2 = (h2 >> np.uint64(11)) * (1.0 / 9007199254740992.0)
