@@ -206,7 +206,7 @@ def test_open_field_track_and_speed():
     assert y.min() >= 0 and y.max() <= op.values["arena_cm"]
     dist = binned_distance(x, y, t, bin_s=600.0)[1].sum()
     assert dist == pytest.approx(3.0 * 600, rel=0.1)
-    v = op.speed(np.array([0.0, 0.3, 0.6, 0.9]))
+    v = op.speed(np.array([0.0, 0.3, op.values["occ50"], 0.95]))  # half effect at occ50
     assert v[0] == pytest.approx(op.values["speed_cm_s"]) and np.all(np.diff(v) > 0)
     assert v[2] == pytest.approx(op.values["speed_cm_s"] * (1 + op.values["hyper_gain"] / 2))
 

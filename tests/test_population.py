@@ -87,7 +87,8 @@ def test_screening_removes_screen_failures_and_counts_them(tmp_path):
 
 @pytest.mark.parametrize("text,where", [
     (trial(species="mouse", design=False).replace("{assay: plasma_pk, at: [1h]}",
-                                                 "{assay: signaling_state, at: [1h]}"),
+                                                 "{assay: signaling_state, at: [1h]}")
+     .replace("stress: major_depression", "stress: cort"),  # a mouse stressor
      r"arms\[0\]\.population"),
     (trial(population="{screening: -3d, inclusion: {madrs_min: 22}}"),
      r"arms\[0\]\.population\.screening"),

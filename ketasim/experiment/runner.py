@@ -190,6 +190,31 @@ def check_supported(scenario, registry: Registry) -> None:
     _check_rescue(scenario, registry)
     _check_taper(scenario, registry)
     _check_population_covariates(scenario, registry)
+    _check_body_weights(scenario, registry)
+
+
+#: How far outside the species' plausible body-weight range an arm's ``body_weight``
+#: may lie before it is refused: a unit slip (g for kg) is a factor of 1,000, a small
+#: or large strain or a juvenile animal a factor of 2-3.
+BODY_WEIGHT_SLACK = 10.0
+
+
+def _check_body_weights(scenario, registry: Registry) -> None:
+    """An arm's ``body_weight`` within a factor :data:`BODY_WEIGHT_SLACK` of the species'
+    plausible range (``species.<species>.body_weight``): a 25-kg mouse or a 70-g human
+    is a unit slip, which would change every weight-scaled dose and clearance silently."""
+    name = f"species.{scenario.species}.body_weight"
+    if name not in registry:
+        return
+    p = registry[name]
+    low, high = p.low / BODY_WEIGHT_SLACK, p.high * BODY_WEIGHT_SLACK
+    for i, arm in enumerate(scenario.arms):
+        kg = arm.body_weight_kg
+        if kg is not None and not low <= kg <= high:
+            raise ProtocolError(
+                f"arms[{i}].body_weight: got {kg:g} kg; expected a {scenario.species}'s "
+                f"weight, within {BODY_WEIGHT_SLACK:g} x of {name}'s range "
+                f"[{p.low:g}, {p.high:g}] kg (a unit slip, g for kg?)")
 
 
 def _check_population_covariates(scenario, registry: Registry) -> None:

@@ -24,6 +24,7 @@ import difflib
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -41,6 +42,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ketasim.clinical.assays import SCALE_READOUTS
+from ketasim.core.assay import session_key
 from ketasim.core.regions import DEFAULT_REGION, KNOWN_REGIONS
 from ketasim.core.streams import arm_key
 
@@ -109,6 +111,21 @@ _EVENT_EXPECTED = (
 )
 
 _CONFIG = ConfigDict(extra="forbid", frozen=True)
+
+# the species of the scenario being validated, so that an event given to the wrong
+# species is reported at its own field and line (set by Scenario's wrap validator)
+_SPECIES: ContextVar[str | None] = ContextVar("ketasim_scenario_species", default=None)
+
+
+def _species_problem(name: str, table, noun: str, verb: str, at: float, field: str):
+    """The error for ``name`` (a stressor or intervention) given to a species it does not
+    exist for, or None (also when no scenario's species is known)."""
+    species = _SPECIES.get()
+    allowed = table.get(name, vocabulary.SPECIES)
+    if species is None or species not in vocabulary.SPECIES or species in allowed:
+        return None
+    return problem(f"{noun} {verb} {species} subjects ({name} at {format_time(at)} is "
+                   f"{verb} {', '.join(allowed)})", (field,))
 
 
 # --------------------------------------------------------------------------- #
@@ -425,6 +442,10 @@ class StressEvent(_EventBase):
 
     @model_validator(mode="after")
     def _check_stress(self) -> "StressEvent":
+        found = _species_problem(self.stress, vocabulary.STRESSOR_SPECIES, "a stressor",
+                                 "given to", self.at, "stress")
+        if found is not None:
+            raise found
         _check_end(self, self.duration, "duration", "a duration")
         return self
 
@@ -573,6 +594,10 @@ class InterventionEvent(_EventBase):
 
     @model_validator(mode="after")
     def _check_duration(self) -> "InterventionEvent":
+        found = _species_problem(self.intervention, vocabulary.INTERVENTION_SPECIES,
+                                 "an intervention", "done in", self.at, "intervention")
+        if found is not None:
+            raise found
         rule = vocabulary.INTERVENTIONS.get(self.intervention, "forbidden")
         if rule == "required" and self.duration is None:
             raise problem(
@@ -751,7 +776,15 @@ def _one_or_many_times(value: object) -> object:
 
 
 def _sorted_unique(times: tuple[float, ...]) -> tuple[float, ...]:
-    return tuple(sorted(set(times)))
+    out = tuple(sorted(set(times)))
+    # a session's random stream is keyed by its time (ketasim.core.assay.session_key, to
+    # six significant digits): two times one key apart would draw the same numbers
+    for a, b in itertools.pairwise(out):
+        if session_key("", a) == session_key("", b):
+            raise problem(f"times a random-stream key apart: {format_time(a)} and "
+                          f"{format_time(b)} are the same to six significant digits "
+                          "(sessions are keyed by their time)")
+    return out
 
 
 def _json_like(value: object) -> object:
@@ -1963,6 +1996,17 @@ class Scenario(BaseModel):
             if arm.name == name:
                 return arm
         raise KeyError(f"no arm {name!r}; arms: {', '.join(self.arm_names)}")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _with_species(cls, data: Any, handler):
+        """Validate with the scenario's species known to its events (``_SPECIES``)."""
+        species = data.get("species") if isinstance(data, dict) else None
+        token = _SPECIES.set(species if isinstance(species, str) else None)
+        try:
+            return handler(data)
+        finally:
+            _SPECIES.reset(token)
 
     @model_validator(mode="after")
     def _check_scenario(self) -> "Scenario":

@@ -62,18 +62,20 @@ TIME_UNITS_H: dict[str, Fraction] = {
 MAX_ABS_TIME_H: float = 365.0 * 24.0
 
 # The patterns are written so that Python's ``re`` (with re.ASCII) and the
-# ECMA-262 dialect used by JSON Schema editors accept exactly the same strings.
+# ECMA-262 dialect used by JSON Schema editors accept exactly the same strings: the
+# space between number and unit is a plain space or a tab (``\s`` would take a
+# no-break or thin space in ECMA-262 but not in Python's ASCII mode).
 #: Regular expression for a time string (also used in the JSON Schema).
-TIME_PATTERN = r"^-?[0-9]+(\.[0-9]+)?\s*(s|min|h|d|w)$"
+TIME_PATTERN = r"^-?[0-9]+(\.[0-9]+)?[ \t]*(s|min|h|d|w)$"
 #: Regular expression for a dose string (also used in the JSON Schema).
-DOSE_PATTERN = r"^[0-9]+(\.[0-9]+)?\s*(mg/kg|ug/kg|mg|ug|g|uM|nM|mM)$"
+DOSE_PATTERN = r"^[0-9]+(\.[0-9]+)?[ \t]*(mg/kg|ug/kg|mg|ug|g|uM|nM|mM)$"
 #: Regular expression for a body-weight string (also used in the JSON Schema).
-MASS_PATTERN = r"^[0-9]+(\.[0-9]+)?\s*(g|kg)$"
+MASS_PATTERN = r"^[0-9]+(\.[0-9]+)?[ \t]*(g|kg)$"
 
-_TIME_RE = re.compile(r"(-?[0-9]+(?:\.[0-9]+)?)\s*(s|min|h|d|w)", re.ASCII)
-_DOSE_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(mg/kg|ug/kg|mg|ug|g|uM|nM|mM)", re.ASCII)
-_NEG_DOSE_RE = re.compile(r"\s*-\s*[0-9]", re.ASCII)
-_MASS_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(g|kg)", re.ASCII)
+_TIME_RE = re.compile(r"(-?[0-9]+(?:\.[0-9]+)?)[ \t]*(s|min|h|d|w)", re.ASCII)
+_DOSE_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)[ \t]*(mg/kg|ug/kg|mg|ug|g|uM|nM|mM)", re.ASCII)
+_NEG_DOSE_RE = re.compile(r"[ \t]*-[ \t]*(.*)", re.ASCII | re.DOTALL)
+_MASS_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)[ \t]*(g|kg)", re.ASCII)
 
 #: What a time string looks like, phrased as the ``expected`` part of an error.
 TIME_EXPECTED = "a time with units, e.g. '40min', '3h', '-10d' (units: s, min, h, d, w)"
@@ -109,9 +111,12 @@ DOSE_UNITS: dict[str, tuple[str, Fraction]] = {
     "mM": ("uM", Fraction(1000)),
 }
 
-# Longest number accepted in a unit string; longer ones are rejected rather
-# than parsed (they are never meant, and huge integers are slow to convert).
+# Most digits of a number's integer part (leading zeros aside) accepted in a unit
+# string; larger numbers are rejected rather than parsed (they are never meant, and
+# huge integers are slow to convert). A number's whole text is bounded too, long
+# enough for any float written out in full (format_time).
 _MAX_NUMBER_CHARS = 40
+_MAX_NUMBER_TEXT = 400
 
 
 class UnitError(ValueError):
@@ -136,8 +141,11 @@ def _scale(number: str, factor: Fraction) -> float:
     ``2.4``, ``"40min"`` and ``"2400s"`` are both ``40 / 60``. Comparisons
     between times (a comparison ``at`` against an assay's times) rely on it.
     """
-    if len(number) > _MAX_NUMBER_CHARS:
+    digits = number.lstrip("-").split(".")[0].lstrip("0")
+    if len(digits) > _MAX_NUMBER_CHARS:  # the value's size, not its spelling, counts
         return math.inf
+    if len(number) > _MAX_NUMBER_TEXT:
+        raise UnitError(f"a number of at most {_MAX_NUMBER_TEXT} characters")
     return float(Fraction(number) * factor)
 
 
@@ -234,7 +242,8 @@ def parse_dose(text: object) -> tuple[float, str]:
         raise UnitError(DOSE_EXPECTED)
     match = _DOSE_RE.fullmatch(text)
     if match is None:
-        if _NEG_DOSE_RE.match(text):
+        negative = _NEG_DOSE_RE.fullmatch(text)
+        if negative is not None and _DOSE_RE.fullmatch(negative.group(1)):
             raise UnitError("a positive dose")
         raise UnitError(DOSE_EXPECTED)
     number, unit = match.groups()
