@@ -468,13 +468,15 @@ def behaviour():
 
 def test_sucrose_preference_is_the_rule_on_its_keyed_stream(behaviour):
     """Unstressed saline mice (stress load 0): each mouse's preference is
-    clip(pref_max + N(0, pref_sd), 0.01, 0.99), the normal the first draw of its stream
-    ``sucrose@24h``; bottle volumes then give back that fraction."""
+    clip(pref_max + pref_sd z, 0.01, 0.99), z the first normal of its stream
+    ``sucrose_preference_trait`` (a trait, kept over its tests; since 2026-12-07, the
+    session's stream ``sucrose@24h`` before); bottle volumes then give back that
+    fraction."""
     v = SucroseParams.from_registry(REG).values
     ref = [
         np.clip(
-            v["pref_max"]
-            + numpy_stream(31, "ctrl", s, MEASUREMENT, "sucrose@24h").normal(0.0, v["pref_sd"]),
+            v["pref_max"] + v["pref_sd"] * numpy_stream(
+                31, "ctrl", s, MEASUREMENT, "sucrose_preference_trait").standard_normal(),
             0.01,
             0.99,
         )

@@ -388,7 +388,7 @@ def test_length_updown_baseline_by_hand():
     assert ud["chi2"].iat[0] == pytest.approx(4 / 3)
     bs = G.baseline_summary(seg).set_index("group")
     assert bs.loc["a", ["segments", "spines", "length_mm"]].tolist() == [3, 46.0, 0.23]
-    with pytest.raises(ValueError, match="no lengths"):
+    with pytest.raises(ValueError, match="day=7 is not a day of the table"):
         G.length_change(seg, day=7)
 
 

@@ -501,7 +501,10 @@ def sucrose_preference(intake: str | Path | pd.DataFrame, *,
     ------
     BehaviorDataError
         Missing columns (or both or neither unit pair), missing or non-numeric values,
-        negative intake, zero total intake, repeated subject-day rows.
+        negative intake, zero total intake, repeated subject-day rows, a column named
+        like a computed one.
+    ValueError
+        An ``anhedonia_threshold`` that is not a number from 0 to 1.
     """
     df, src = _load(intake, ("subject",), "intake: subject, sucrose_g and water_g (or "
                     "sucrose_ml and water_ml), optional arm, day")
@@ -515,6 +518,17 @@ def sucrose_preference(intake: str | Path | pd.DataFrame, *,
         if c not in df.columns:
             raise src.fail(None, None, f"missing required column '{c}' (intake: subject, "
                            f"{sucrose_col}, {water_col})")
+    if not (isinstance(anhedonia_threshold, (int, float, np.integer, np.floating))
+            and not isinstance(anhedonia_threshold, bool)
+            and 0.0 <= float(anhedonia_threshold) <= 1.0):
+        raise ValueError("anhedonia_threshold must be a preference between 0 and 1, got "
+                         f"{anhedonia_threshold!r}")
+    # other columns are kept, so one named like a computed column would be lost
+    for c in ("sucrose", "water", "total", "preference", "preference_pct", "anhedonic"):
+        if c in df.columns:
+            raise src.fail(c, None, "a column the analysis computes (sucrose, water, "
+                           "total, preference, preference_pct, anhedonic): rename it to "
+                           "keep it")
     out = pd.DataFrame({"arm": _ids(df, "arm", src, DEFAULT_ARM),
                         "subject": _ids(df, "subject", src)})
     key = ["arm", "subject"]

@@ -1021,7 +1021,11 @@ def density_change_summary(segments: pd.DataFrame, *, segment_set: SegmentSet = 
     if sex is not None:
         if mice is None or "sex" not in mice.columns:
             raise ValueError("sex= needs a mouse table with a 'sex' column (mice=)")
-        keep = mice.loc[mice["sex"] == sex.upper(), MOUSE_KEY]
+        words = {"f": "F", "female": "F", "m": "M", "male": "M"}  # as read_mice reads
+        code = words.get(str(sex).strip().lower())
+        if code is None:
+            raise ValueError(f"sex must be F or M (or female or male), got {sex!r}")
+        keep = mice.loc[mice["sex"] == code, MOUSE_KEY]
         dens = dens.merge(keep, on=MOUSE_KEY)
     return _summarise(dens, "change_pct", ["day"], n_set, sem)
 
@@ -1134,6 +1138,7 @@ def length_change(segments: pd.DataFrame, *, day: float = 1.0,
     """
     seg = segments.loc[_in_set(segments, segment_set).to_numpy()]
     day0 = _baseline_day(segments, baseline_day)
+    day = _table_day(segments, day, "day")  # within the table's day tolerance
     wide = seg.set_index([*SEGMENT_KEY, "day"])["length_um"].unstack("day")
     if day0 not in wide.columns or day not in wide.columns:
         have = ", ".join(f"{d:g}" for d in wide.columns)

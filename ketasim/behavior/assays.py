@@ -206,6 +206,9 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
     out = np.full((ctx.n, len(at), 1), np.nan)
     cv = v["intake_cv"]
     shape = 1.0 / cv**2 if cv > 0 else np.inf  # cv 0: every animal drinks the mean
+    # the animal's own deviation of preference: drawn once from a stream of its own and
+    # kept over all its tests (a trait, as the TST's vigour and the open field's activity)
+    dev = v["pref_sd"] * ctx.normals(["sucrose_preference_trait"], 1)[:, 0, 0]
     for j, t0 in enumerate(at):
         times = float(t0) + np.linspace(0.0, h, 13)
         # the mean over the test's times summed in time order for every subject alike
@@ -215,7 +218,7 @@ def _sucrose(ctx: AssayContext, at: np.ndarray) -> AssayRows:
         rows = []
         for s in range(ctx.n):
             g = ctx.rng(s, session_key("sucrose", t0))
-            p = float(np.clip(pref[s] + g.normal(0.0, v["pref_sd"]), 0.01, 0.99))
+            p = float(np.clip(pref[s] + dev[s], 0.01, 0.99))
             mean_ml = v["intake_ml"] * h / 24.0
             total = g.gamma(shape, mean_ml / shape) if cv > 0 else mean_ml
             rows.append({"subject": str(int(ctx.subjects[s])), "sucrose_ml": total * p,

@@ -5,8 +5,9 @@ Rule (parameters ``behavior.sucrose.*``): anhedonia A = stress load x (1 - relie
 P the signalling layer's ``reward_potentiation`` (the same PKA-gated induction as the
 prefrontal potentiation, in reward circuits, where it lasts longer) and relief at most 1;
 the animal's sucrose preference over the test is ``pref_max - pref_drop A`` plus a
-per-animal deviation (SD ``pref_sd``), and its total intake is gamma distributed (mean
-``intake_ml``, CV ``intake_cv``). The two bottles are weighed as in the lab and scored by
+per-animal deviation (SD ``pref_sd``, drawn once and kept over all its tests: a trait),
+and its total intake in each test is gamma distributed (mean ``intake_ml``, CV
+``intake_cv``). The two bottles are weighed as in the lab and scored by
 :func:`ketasim.analysis.behavior.sucrose_preference`.
 """
 
