@@ -53,7 +53,7 @@ from ketasim.params.regions import region_registry
 from ketasim.scenario import load_scenario_text
 from ketasim.signaling import _generated as g
 from ketasim.signaling import spec
-from ketasim.signaling.protocol import compile_arm
+from ketasim.signaling.protocol import arm_in_region, compile_arm
 from ketasim.signaling.simulate import initial_state, parameter_vector, simulate_signaling
 from ketasim.signaling.solver import full_parameter_vector
 
@@ -79,7 +79,8 @@ def _course(protocol: str, times, species: str = "mouse", region: str = "mpfc",
                             f"  - name: a\n    n: 1\n    protocol: [{protocol}]\n")
     r = region_registry(reg, region)
     c = sample_cohort(r, species, "a", 1, 1, variability=False)
-    sim = simulate_signaling(c, compile_arm(sc.arms[0], species, c, r),
+    arm = arm_in_region(sc.arms[0], region)  # the region's interventions only
+    sim = simulate_signaling(c, compile_arm(arm, species, c, r),
                              np.asarray(times, float), outputs, rtol=1e-8, atol=1e-11)
     return {o: sim.output(o)[0] for o in sim.outputs}
 
@@ -440,9 +441,9 @@ def test_mpfc_only_manipulations_leave_the_reward_circuits_potentiation(interven
     "{at: -30min, intervention: mpfc_da_terminal_inhibition, duration: 4h}",
     "{at: -30min, intervention: mpfc_drd1_neuron_silencing, duration: 4h}",
 ])
-@pytest.mark.xfail(strict=True, reason="BUG: an arm's controls act in every region, so an "
-                   "mPFC-only intervention (Drd1 cKO, terminal inhibition, Drd1-neuron "
-                   "silencing) also silences the striatum's dopamine/D1/PKA")
+# fixed (was BUG): an arm's controls act in every region, so an mPFC-only intervention (Drd1
+#   cKO, terminal inhibition, Drd1-neuron silencing) also silences the striatum's
+#   dopamine/D1/PKA
 def test_mpfc_only_interventions_do_not_act_in_the_striatum(intervention):
     """The interventions are declared for mPFC ('conditional Drd1 knock-out in mPFC',
     'inhibition of VTA dopamine terminals in mPFC', 'silencing of mPFC
@@ -503,3 +504,25 @@ def test_s_ketamine_clearance_forms_norketamine_entirely_in_humans():
     r_hnk = params[f"fm{slot['arketamine']}_{slot['hnk']}"]
     assert r_nk + r_hnk == pytest.approx(1.0)
     assert params[f"fm{slot['esketamine']}_{slot['norketamine']}"] == pytest.approx(1.0)
+
+
+def test_the_runner_leaves_mpfc_only_interventions_out_of_the_striatum():
+    """The same through ``simulate``: an arm measured in both regions, with and without
+    the mPFC Drd1 knock-out; the striatum's D1 drive is the intervention-free arm's, the
+    mPFC's is gone (the runner compiles each region's protocol with
+    :func:`ketasim.signaling.protocol.arm_in_region`)."""
+    from ketasim import simulate
+
+    text = ("name: reach\nspecies: mouse\nseed: 2\narms:\n  - name: a\n    n: 2\n"
+            "    protocol: [{iv}{{at: 0h, drug: ketamine, dose: 10 mg/kg, route: ip}}]\n"
+            "    assays: [{{assay: signaling_state, at: [1h]}},"
+            " {{assay: signaling_state, at: [1h], region: striatum}}]\n")
+
+    def d1(iv: str):
+        r = simulate(load_scenario_text(text.format(iv=iv)), registry=REG).readouts
+        r = r[r["readout"] == "d1_drive"]
+        return {g: v["value"].to_numpy() for g, v in r.groupby("region")}
+
+    ket, cko = d1(""), d1("{at: -21d, intervention: drd1_cko}, ")
+    np.testing.assert_array_equal(cko["striatum"], ket["striatum"])
+    assert (ket["mpfc"] > 1.0).all() and (cko["mpfc"] == 0.0).all()

@@ -36,6 +36,7 @@ from ketasim.params.regions import check_regions, region_registry
 from ketasim.pk.compounds import BSA_KM, COMPOUNDS
 from ketasim.signaling.protocol import (
     ProtocolError,
+    arm_in_region,
     compile_arm,
     event_where,
     intervention_times,
@@ -657,7 +658,7 @@ def subject_model(scenario, arm_index: int, subject: int | None, *, registry: Re
         cohort = sample_cohort(reg, species, key, arm.n, seed,
                                body_weight_kg=arm.body_weight_kg, subjects=ids,
                                covariates=_covariates(patients, species, registry))
-    events = compile_arm(arm, species, cohort, reg, arm_path=path)
+    events = compile_arm(arm_in_region(arm, region), species, cohort, reg, arm_path=path)
     return SubjectModel(cohort, events, reg, region)
 
 
@@ -689,7 +690,8 @@ def _run_regions(species, arm, i, plans, seed, registry, rtol, atol, chunk_subje
         chunk_done = None if done is None else (
             lambda n_done, r=r: done((r + n_done / max(arm.n, 1)) / len(regions)))
         parts.append((region, idx, _run_arm(
-            species, arm, i, [plans[j] for j in idx], seed, region_registry(registry, region),
+            species, arm_in_region(arm, region), i, [plans[j] for j in idx], seed,
+            region_registry(registry, region),
             rtol, atol, chunk_subjects, covs, region, pool_ids, chunk_done, ice)))
     return _combine_regions(len(plans), parts)
 

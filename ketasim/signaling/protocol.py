@@ -24,6 +24,7 @@ import numpy as np
 
 from ketasim.core.assay import HUMANS, RODENTS
 from ketasim.core.cohort import Cohort
+from ketasim.core.regions import KNOWN_REGIONS
 from ketasim.params import Registry
 from ketasim.pk.compounds import (
     COMPOUNDS,
@@ -623,6 +624,9 @@ class Intervention:
     controls: tuple[Control, ...] = ()
     spines: str = ""
     species: tuple[str, ...] = ("mouse", "rat", "human")  # who it is done in
+    # the brain regions it acts in (a manipulation aimed at mPFC: ("mpfc",)); a run
+    # leaves it out of the other regions' protocols (:func:`arm_in_region`)
+    regions: tuple[str, ...] = KNOWN_REGIONS
 
     def __post_init__(self):
         if self.kind not in ("permanent", "timed", "instantaneous"):
@@ -659,6 +663,20 @@ class Stressor:
 SPINE_ACTIONS = ("", "remove_new_spines")
 
 INTERVENTIONS: dict[str, Intervention] = {}
+MPFC = ("mpfc",)  # the regions of a manipulation aimed at the medial prefrontal cortex
+
+
+def arm_in_region(arm, region: str):
+    """``arm`` as one region sees it: without the interventions that do not act there
+    (an mPFC-only knock-out or light leaves the striatum's run alone). The arm itself
+    when nothing is left out."""
+    drop = [ev for ev in arm.protocol
+            if getattr(ev, "intervention", None) is not None
+            and region not in INTERVENTIONS[ev.intervention].regions]
+    if not drop:
+        return arm
+    return arm.model_copy(update={"protocol": [ev for ev in arm.protocol
+                                               if not any(ev is d for d in drop)]})
 STRESSORS: dict[str, Stressor] = {}
 
 
@@ -690,7 +708,7 @@ for _st in (
 
 for _iv in (
     Intervention("drd1_cko", "permanent", "conditional Drd1 knock-out in mPFC",
-                 (Control("drd1_ko", 1.0),), species=RODENTS),
+                 (Control("drd1_ko", 1.0),), species=RODENTS, regions=MPFC),
     Intervention("pki_alpha", "permanent", "viral PKI-alpha expression (PKA block)",
                  (Control("pki_block", "intervention.pki_alpha_block"),), species=RODENTS),
     Intervention("vta_da_chemogenetic_inhibition", "timed",
@@ -699,27 +717,27 @@ for _iv in (
     Intervention("mpfc_da_terminal_inhibition", "timed",
                  "optogenetic inhibition of VTA dopamine terminals in mPFC",
                  (Control("terminal_inhibition", "intervention.terminal_inhibition"),),
-                 species=RODENTS),
+                 species=RODENTS, regions=MPFC),
     Intervention("mpfc_da_terminal_activation", "timed",
                  "optogenetic activation of VTA dopamine terminals in mPFC",
-                 (Control("terminal_activation", 1.0),), species=RODENTS),
+                 (Control("terminal_activation", 1.0),), species=RODENTS, regions=MPFC),
     # Hare et al. 2019 Nat Commun (F-W-9): an intervention on the mPFC neurons that express
     # Drd1, not on dopamine; light adds their glutamatergic output, silencing removes their
     # activity, which the PKA-gated potentiation and spine formation need
     Intervention("mpfc_drd1_neuron_stimulation", "timed",
                  "optogenetic stimulation of mPFC Drd1-expressing neurons",
-                 (Control("drd1_neuron_stim", 1.0),), species=RODENTS),
+                 (Control("drd1_neuron_stim", 1.0),), species=RODENTS, regions=MPFC),
     Intervention("mpfc_drd1_neuron_silencing", "timed",
                  "opto- or chemogenetic silencing of mPFC Drd1-expressing neurons",
                  (Control("drd1_neuron_silencing", "intervention.drd1_neuron_silencing"),),
-                 species=RODENTS),
+                 species=RODENTS, regions=MPFC),
     # the light shrinks the probe-holding potentiated synapses (signalling layer); the
     # spines formed since are removed in the spine layer (ketasim.spines.engine)
     Intervention("as_parac1_photoactivation", "instantaneous",
                  "light pulse activating AS-PaRAC1 in recently potentiated spines",
                  (Control("parac1_shrink", "intervention.parac1_shrink_rate",
                           "intervention.parac1_light_h"),),
-                 spines="remove_new_spines", species=RODENTS),
+                 spines="remove_new_spines", species=RODENTS, regions=MPFC),
     # unilateral 6-OHDA lesions of the nigrostriatal dopamine pathway (the Parkinson's
     # model of the LID studies, issue 15): the terminals degenerate over days
     # (sig.k_lesion) in the regions the lesion reaches (sig.lesion_reach)
