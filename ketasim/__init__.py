@@ -7,9 +7,10 @@ Public API: :func:`simulate` runs a scenario; :func:`load_scenario` reads one;
 
 Importing ketasim has no side effects: it changes no environment variable and creates
 or deletes no folder. The command line, the workers of ``ketasim validate``, the
-benchmarks and the tests call :func:`configure`; so does the first use of
-:func:`simulate` through this module and :func:`ketasim.validation.run.validate`, if
-nothing has called it yet. Code that imports the simulation modules directly should call
+benchmarks and the tests call :func:`configure`; so does the first look-up through this
+module of :func:`simulate`, :class:`RunResult`, :func:`load_scenario` or
+:class:`ScenarioError` (they import the jitted modules), and
+:func:`ketasim.validation.run.validate`, if nothing has called it yet. Code that imports the simulation modules directly should call
 ``ketasim.configure()`` first.
 """
 

@@ -85,10 +85,12 @@ def configure(package_dir: Path, root: Path | None = None) -> Path | None:
     name = f"{_PREFIX}{digest}"
     env = os.environ.get("NUMBA_CACHE_DIR")
     if root is None and env and Path(env).name == name:  # set by a parent process
-        folder = Path(env)
+        folder = Path(env).resolve()
     else:
         own = [package_dir / "__pycache__", Path.home() / ".cache" / "ketasim"]
-        roots = [Path(root)] if root is not None else [Path(env)] if env else own
+        # absolute, so that child processes started elsewhere find the same folder
+        roots = ([Path(root).resolve()] if root is not None
+                 else [Path(env).resolve()] if env else own)
         folder = None
         for candidate in roots:
             if _writable(candidate):

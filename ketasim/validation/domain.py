@@ -21,6 +21,7 @@ validation suite as it grows; nothing here is a number to maintain by hand.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -127,8 +128,18 @@ def domain_warnings(scenario, extent: Extent | None = None) -> list[str]:
     return lines
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--write"]:
+def main(argv: list[str] | None = None) -> None:
+    """Print the replicas' extent as JSON, or with ``--write`` store it in its file;
+    anything else is a usage error."""
+    parser = argparse.ArgumentParser(prog="python -m ketasim.validation.domain",
+                                     description="the extent of the replicas (extent.json)")
+    parser.add_argument("--write", action="store_true",
+                        help=f"write {EXTENT_FILE.name} instead of printing it")
+    if parser.parse_args(argv).write:
         EXTENT_FILE.write_text(replica_extent().to_json())
     else:
         sys.stdout.write(replica_extent().to_json())
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ checks that the document holds exactly what this module generates.
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from ketasim.validation.targets import Target, load_targets
@@ -58,8 +58,19 @@ def write(path: Path = DESIGN) -> None:
     path.write_text(text.replace(old, block()))
 
 
-if __name__ == "__main__":
-    if "--write" in sys.argv[1:]:
+def main(argv: list[str] | None = None) -> None:
+    """Print the table, or with ``--write`` replace it in docs/design.md; anything else
+    is a usage error (a mistyped ``--write`` must not pass for a regeneration)."""
+    parser = argparse.ArgumentParser(prog="python -m ketasim.validation.fitted_table",
+                                     description="the fitted-parameter table of "
+                                     "docs/design.md")
+    parser.add_argument("--write", action="store_true",
+                        help="replace the table in docs/design.md instead of printing it")
+    if parser.parse_args(argv).write:
         write()
     else:
         print(fitted_table())
+
+
+if __name__ == "__main__":
+    main()

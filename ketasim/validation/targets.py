@@ -84,6 +84,11 @@ def _role(raw: dict, tid, where: str, names: frozenset[str] | None
         raise TargetError(f"{where}: target {tid}: a calibration target needs fitted: "
                           "[parameter names]")
     names = _parameter_names() if names is None else names
+    seen: set[str] = set()
+    for f in map(str, fitted):
+        if f in seen:
+            raise TargetError(f"{where}: target {tid}: fitted parameter {f!r} given twice")
+        seen.add(f)
     bad = [str(f) for f in fitted if str(f) not in names]
     if bad:
         raise TargetError(f"{where}: target {tid}: fitted parameter {bad[0]!r} is not in "
