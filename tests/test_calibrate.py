@@ -127,6 +127,7 @@ def test_abc_with_worker_processes(run_folder, tmp_path):
     assert len(pd.read_parquet(out / "posterior.parquet")) == 10
 
 
+@pytest.mark.slow  # about 13 s: a Dask cluster for ABC (Dask itself: test_run_distributed, test_sweep)
 def test_abc_with_a_dask_cluster(run_folder, tmp_path):
     """pyabc's Dask sampler on an embedded LocalCluster of two worker processes (the
     ``--scheduler local`` path), and on a Client the caller made, which it leaves open."""

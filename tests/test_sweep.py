@@ -395,6 +395,7 @@ def test_readouts_output(tmp_path, scenario):
 # --------------------------------------------------------------------------- Dask
 
 
+@pytest.mark.slow  # about 9 s: the same bytes on Dask are test_real_cluster_same_bytes's
 def test_embedded_local_cluster(tmp_path, reference, scenario, samples):
     """No executor, no scheduler: run_sweep starts a LocalCluster of its own (two worker
     processes) and closes it; the parts are byte for byte the in-process run's."""
@@ -407,6 +408,7 @@ def test_embedded_local_cluster(tmp_path, reference, scenario, samples):
         distributed.get_client()  # the sweep's client is closed (none left behind)
 
 
+@pytest.mark.slow  # about 9 s: a worker killed mid-sweep
 def test_killed_worker_is_rescheduled(tmp_path, reference, scenario, samples):
     """A LocalCluster of two worker processes; one is killed (SIGKILL) while it runs a
     chunk; its nanny restarts it, Dask reruns the chunk, and the sweep is the same."""
