@@ -246,6 +246,13 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   (``simulate_signaling``, four calls each, alternating checkouts, same load): this
   commit 1.00-1.38 s, the previous one (78947f4) 1.02-1.71 s, the same 822.6 steps per
   patient: the lower ratio is the load, not the change.
+- 2026-12-07, thirty-fifth session (random-stream input checks, S-ketamine's norketamine
+  fraction 1 in humans; a helper session shared the machine), ``--patients 10000``:
+  ketasim 7.8 s (0.78 ms/patient, 7,737 patient-weeks/s; the ketamine piece of 5,000
+  about 6.2 s), reference 21.32 ms/patient (LSODA 35.3 ms on the first patient),
+  **speedup 27.5** (signalling alone on the sample 31.8); outputs within 2.5e-7 of their
+  range, MADRS latent 1.5e-5, 140 of 140 rated totals identical; against tight LSODA
+  ketasim 4.3e-8, reference 8.3e-8; peak RSS 501 MB; wall 15.9 s.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
