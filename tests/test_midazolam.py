@@ -51,9 +51,10 @@ def test_adding_the_analyte_adds_no_ode_state():
     # sensitivity, priming, resistance, the unlesioned side's dopamine, the D1 and D2
     # neurons' spine-loss signals, the sensitisation of PKA -> ERK) and the reward
     # circuits' PKA (issue 13, 2026-12-05) and the serotonergic adaptation to SERT
-    # inhibitors (issue 14, 2026-12-05) were added: the analyte adds outputs and slot
-    # flags only, so no other simulation result moves
-    assert spec.N_STATES == 48 + spec.N_SLOTS + 8 + 1 + 1
+    # inhibitors (issue 14, 2026-12-05) and the reward circuits' own dopamine (without
+    # the manipulations aimed at mPFC, 2026-12-07) were added: the analyte adds outputs
+    # and slot flags only, so no other simulation result moves
+    assert spec.N_STATES == 48 + spec.N_SLOTS + 8 + 1 + 1 + 1
     assert {"midazolam_plasma", "midazolam_brain"} <= set(spec.OUTPUT_NAMES)
 
 

@@ -419,9 +419,9 @@ def test_erk_sensitisation_raises_the_pka_erk_exponent_by_its_gain():
     "{at: -21d, intervention: drd1_cko}",
     "{at: -30min, intervention: mpfc_da_terminal_inhibition, duration: 4h}",
 ])
-@pytest.mark.xfail(strict=True, reason="BUG: pka_target_reward reads the mPFC dopamine and "
-                   "D1 signal, so an mPFC-only Drd1 knock-out or dopamine-terminal "
-                   "inhibition removes the reward circuits' potentiation too")
+# fixed (was BUG): pka_target_reward reads the mPFC dopamine and D1 signal, so an mPFC-only
+#   Drd1 knock-out or dopamine-terminal inhibition removes the reward circuits' potentiation
+#   too
 def test_mpfc_only_manipulations_leave_the_reward_circuits_potentiation(intervention):
     """The reward circuits lie outside the imaged prefrontal field (design.md: they keep
     their potentiation under AS-PaRAC1 light and under the mPFC-only silencing of the

@@ -40,7 +40,7 @@ def _hillk(x, kn, n):
     return xn / (xn + kn)
 
 
-N_STATES = 64
+N_STATES = 65
 N_PVEC = 516
 N_OUTPUTS = 50
 N_PTOTAL = 836
@@ -698,6 +698,7 @@ def rhs(t, y, p, dy):
     erk_sensitization = y[61]
     pka_reward = y[62]
     serotonergic_adaptation = y[63]
+    dopamine_reward = y[64]
     cl0 = p[0]
     v10 = p[1]
     q0 = p[2]
@@ -1362,7 +1363,9 @@ def rhs(t, y, p, dy):
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
     pka_d1_rise = pka_gain * pka_free * _pos(d1_act - d1_act0)
     pka_target = 1.0 + pka_d1_rise * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
-    pka_target_reward = 1.0 + pka_d1_rise + pka_ag * pka_free
+    da_target_reward = (da_tonic * (1.0 + da_gain * (ampa - 1.0)) + da_supply_ag * da_buffer) * (1.0 - vta_inhibition)
+    d1_signal_reward = (dopamine_reward * (1.0 - drd1_block) + drd1_ag) * d1_sensitivity
+    pka_target_reward = 1.0 + pka_gain * (1.0 - pka_block) * _pos(_hillk(d1_signal_reward, d1_kn, d1_n) - d1_act0) + pka_ag * (1.0 - pka_block)
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -1440,6 +1443,7 @@ def rhs(t, y, p, dy):
     dy[61] = k_lid_on * _pos(pka - lid_pka_thr) * (1.0 - erk_sensitization) - k_lid_off * erk_sensitization
     dy[62] = k_pka * (pka_target_reward - pka_reward)
     dy[63] = k_sert_adapt * (sert_block - serotonergic_adaptation)
+    dy[64] = k_da * (da_target_reward - dopamine_reward)
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -1510,6 +1514,7 @@ def outputs(y, p, out):
     erk_sensitization = y[61]
     pka_reward = y[62]
     serotonergic_adaptation = y[63]
+    dopamine_reward = y[64]
     cl0 = p[0]
     v10 = p[1]
     q0 = p[2]
@@ -2174,7 +2179,9 @@ def outputs(y, p, out):
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
     pka_d1_rise = pka_gain * pka_free * _pos(d1_act - d1_act0)
     pka_target = 1.0 + pka_d1_rise * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
-    pka_target_reward = 1.0 + pka_d1_rise + pka_ag * pka_free
+    da_target_reward = (da_tonic * (1.0 + da_gain * (ampa - 1.0)) + da_supply_ag * da_buffer) * (1.0 - vta_inhibition)
+    d1_signal_reward = (dopamine_reward * (1.0 - drd1_block) + drd1_ag) * d1_sensitivity
+    pka_target_reward = 1.0 + pka_gain * (1.0 - pka_block) * _pos(_hillk(d1_signal_reward, d1_kn, d1_n) - d1_act0) + pka_ag * (1.0 - pka_block)
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -2725,14 +2732,14 @@ def outputs_sel(y, p, sel, o_full, row):
                 outputs(y, p, o_full)
                 full = True
             row[j] = o_full[k]
-N_JAC = 219
+N_JAC = 227
 import numpy as _np
-BLOCKS = _np.array([[0, -1, -1], [1, -1, -1], [2, 3, 4], [5, -1, -1], [6, -1, -1], [7, -1, -1], [8, 9, 10], [11, -1, -1], [12, -1, -1], [13, -1, -1], [14, 15, 16], [17, -1, -1], [18, -1, -1], [19, -1, -1], [20, 21, 22], [23, -1, -1], [24, -1, -1], [25, -1, -1], [26, 27, 28], [29, -1, -1], [30, -1, -1], [31, -1, -1], [32, 33, 34], [35, -1, -1], [40, -1, -1], [54, -1, -1], [37, -1, -1], [55, -1, -1], [38, -1, -1], [39, -1, -1], [58, -1, -1], [59, -1, -1], [60, -1, -1], [61, -1, -1], [62, -1, -1], [63, -1, -1], [36, -1, -1], [41, -1, -1], [42, -1, -1], [43, -1, -1], [44, -1, -1], [45, -1, -1], [47, -1, -1], [48, 50, -1], [49, -1, -1], [51, -1, -1], [52, -1, -1], [53, -1, -1], [46, -1, -1], [57, -1, -1], [56, -1, -1]], dtype=_np.int64)
-DIAG = _np.array([0, 1, 4, 8, 10, 12, 13, 14, 18, 22, 24, 26, 27, 28, 33, 37, 39, 41, 42, 43, 49, 53, 55, 57, 58, 59, 66, 70, 72, 74, 75, 76, 84, 88, 90, 92, 93, 101, 110, 113, 120, 123, 131, 134, 143, 145, 148, 152, 161, 170, 173, 176, 178, 180, 181, 183, 185, 189, 196, 198, 200, 202, 211, 218], dtype=_np.int64)
-BLOCK_UP = _np.array([-1, -1, 5, -1, -1, -1, 19, -1, -1, -1, 34, -1, -1, -1, 50, -1, -1, -1, 67, -1, -1, -1, 85, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 162, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
-BLOCK_LO = _np.array([-1, -1, 7, -1, -1, -1, 21, -1, -1, -1, 36, -1, -1, -1, 52, -1, -1, -1, 69, -1, -1, -1, 87, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 172, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
-BLOCK_UP2 = _np.array([-1, -1, 6, -1, -1, -1, 20, -1, -1, -1, 35, -1, -1, -1, 51, -1, -1, -1, 68, -1, -1, -1, 86, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
-BLOCK_LO2 = _np.array([-1, -1, 9, -1, -1, -1, 23, -1, -1, -1, 38, -1, -1, -1, 54, -1, -1, -1, 71, -1, -1, -1, 89, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCKS = _np.array([[0, -1, -1], [1, -1, -1], [2, 3, 4], [5, -1, -1], [6, -1, -1], [7, -1, -1], [8, 9, 10], [11, -1, -1], [12, -1, -1], [13, -1, -1], [14, 15, 16], [17, -1, -1], [18, -1, -1], [19, -1, -1], [20, 21, 22], [23, -1, -1], [24, -1, -1], [25, -1, -1], [26, 27, 28], [29, -1, -1], [30, -1, -1], [31, -1, -1], [32, 33, 34], [35, -1, -1], [40, -1, -1], [54, -1, -1], [37, -1, -1], [55, -1, -1], [38, -1, -1], [39, -1, -1], [58, -1, -1], [59, -1, -1], [60, -1, -1], [61, -1, -1], [63, -1, -1], [36, -1, -1], [41, -1, -1], [42, -1, -1], [43, -1, -1], [44, -1, -1], [45, -1, -1], [47, -1, -1], [48, 50, -1], [51, -1, -1], [52, -1, -1], [53, -1, -1], [46, -1, -1], [57, -1, -1], [56, -1, -1], [64, -1, -1], [62, -1, -1], [49, -1, -1]], dtype=_np.int64)
+DIAG = _np.array([0, 1, 4, 8, 10, 12, 13, 14, 18, 22, 24, 26, 27, 28, 33, 37, 39, 41, 42, 43, 49, 53, 55, 57, 58, 59, 66, 70, 72, 74, 75, 76, 84, 88, 90, 92, 93, 101, 110, 113, 120, 123, 131, 134, 143, 145, 148, 152, 161, 170, 173, 176, 178, 180, 181, 183, 185, 189, 196, 198, 200, 202, 210, 218, 226], dtype=_np.int64)
+BLOCK_UP = _np.array([-1, -1, 5, -1, -1, -1, 19, -1, -1, -1, 34, -1, -1, -1, 50, -1, -1, -1, 67, -1, -1, -1, 85, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 162, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCK_LO = _np.array([-1, -1, 7, -1, -1, -1, 21, -1, -1, -1, 36, -1, -1, -1, 52, -1, -1, -1, 69, -1, -1, -1, 87, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 172, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCK_UP2 = _np.array([-1, -1, 6, -1, -1, -1, 20, -1, -1, -1, 35, -1, -1, -1, 51, -1, -1, -1, 68, -1, -1, -1, 86, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
+BLOCK_LO2 = _np.array([-1, -1, 9, -1, -1, -1, 23, -1, -1, -1, 38, -1, -1, -1, 54, -1, -1, -1, 71, -1, -1, -1, 89, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1], dtype=_np.int64)
 
 
 @numba.njit(inline='always', cache=True)
@@ -2808,6 +2815,7 @@ def jac(y, p, J):
     erk_sensitization = y[61]
     pka_reward = y[62]
     serotonergic_adaptation = y[63]
+    dopamine_reward = y[64]
     cl0 = p[0]
     v10 = p[1]
     q0 = p[2]
@@ -3472,7 +3480,9 @@ def jac(y, p, J):
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
     pka_d1_rise = pka_gain * pka_free * _pos(d1_act - d1_act0)
     pka_target = 1.0 + pka_d1_rise * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
-    pka_target_reward = 1.0 + pka_d1_rise + pka_ag * pka_free
+    da_target_reward = (da_tonic * (1.0 + da_gain * (ampa - 1.0)) + da_supply_ag * da_buffer) * (1.0 - vta_inhibition)
+    d1_signal_reward = (dopamine_reward * (1.0 - drd1_block) + drd1_ag) * d1_sensitivity
+    pka_target_reward = 1.0 + pka_gain * (1.0 - pka_block) * _pos(_hillk(d1_signal_reward, d1_kn, d1_n) - d1_act0) + pka_ag * (1.0 - pka_block)
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -3931,14 +3941,35 @@ def jac(y, p, J):
     _d_pka_target_35 = (pka_free) * _d_pka_ag_35 + (_p_pka_target_pka_d1_rise) * _d_pka_d1_rise_35 + (pka_ag) * _d_pka_free_35
     _d_pka_target_37 = (_p_pka_target_pka_d1_rise) * _d_pka_d1_rise_37
     _d_pka_target_55 = (_p_pka_target_pka_d1_rise) * _d_pka_d1_rise_55
-    _d_pka_target_reward_5 = (pka_free) * _d_pka_ag_5 + (1) * _d_pka_d1_rise_5 + (pka_ag) * _d_pka_free_5
-    _d_pka_target_reward_11 = (pka_free) * _d_pka_ag_11 + (1) * _d_pka_d1_rise_11 + (pka_ag) * _d_pka_free_11
-    _d_pka_target_reward_17 = (pka_free) * _d_pka_ag_17 + (1) * _d_pka_d1_rise_17 + (pka_ag) * _d_pka_free_17
-    _d_pka_target_reward_23 = (pka_free) * _d_pka_ag_23 + (1) * _d_pka_d1_rise_23 + (pka_ag) * _d_pka_free_23
-    _d_pka_target_reward_29 = (pka_free) * _d_pka_ag_29 + (1) * _d_pka_d1_rise_29 + (pka_ag) * _d_pka_free_29
-    _d_pka_target_reward_35 = (pka_free) * _d_pka_ag_35 + (1) * _d_pka_d1_rise_35 + (pka_ag) * _d_pka_free_35
-    _d_pka_target_reward_37 = (1) * _d_pka_d1_rise_37
-    _d_pka_target_reward_55 = (1) * _d_pka_d1_rise_55
+    _p_da_target_reward_ampa = da_gain*da_tonic*(1.0 - vta_inhibition)
+    _p_da_target_reward_da_supply_ag = da_buffer*(1.0 - vta_inhibition)
+    _d_da_target_reward_5 = (_p_da_target_reward_ampa) * _d_ampa_5 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_5
+    _d_da_target_reward_11 = (_p_da_target_reward_ampa) * _d_ampa_11 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_11
+    _d_da_target_reward_17 = (_p_da_target_reward_ampa) * _d_ampa_17 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_17
+    _d_da_target_reward_23 = (_p_da_target_reward_ampa) * _d_ampa_23 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_23
+    _d_da_target_reward_29 = (_p_da_target_reward_ampa) * _d_ampa_29 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_29
+    _d_da_target_reward_35 = (_p_da_target_reward_ampa) * _d_ampa_35 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_35
+    _d_da_target_reward_54 = (da_supply_ag*(1.0 - vta_inhibition)) * _d_da_buffer_54 + ((1.0 - vta_inhibition)*(da_gain*(ampa - 1.0) + 1.0)) * _d_da_tonic_54
+    _p_d1_signal_reward_drd1_block = -d1_sensitivity*dopamine_reward
+    _d_d1_signal_reward_5 = (d1_sensitivity) * _d_drd1_ag_5 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_5
+    _d_d1_signal_reward_11 = (d1_sensitivity) * _d_drd1_ag_11 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_11
+    _d_d1_signal_reward_17 = (d1_sensitivity) * _d_drd1_ag_17 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_17
+    _d_d1_signal_reward_23 = (d1_sensitivity) * _d_drd1_ag_23 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_23
+    _d_d1_signal_reward_29 = (d1_sensitivity) * _d_drd1_ag_29 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_29
+    _d_d1_signal_reward_35 = (d1_sensitivity) * _d_drd1_ag_35 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_35
+    _d_d1_signal_reward_55 = (dopamine_reward*(1.0 - drd1_block) + drd1_ag)
+    _d_d1_signal_reward_64 = (d1_sensitivity*(1.0 - drd1_block))
+    _p_pka_target_reward_d1_signal_reward = d1_kn*d1_n*pka_gain*(1.0 - pka_block)*_dpos(-d1_act0 + _hillk(d1_signal_reward, d1_kn, d1_n))*_pw(d1_signal_reward, d1_n - 1)/(d1_kn + _pw(d1_signal_reward, d1_n))**2
+    _p_pka_target_reward_pka_ag = 1.0 - pka_block
+    _p_pka_target_reward_pka_block = -pka_ag - pka_gain*_pos(-d1_act0 + _hillk(d1_signal_reward, d1_kn, d1_n))
+    _d_pka_target_reward_5 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_5 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_5 + (_p_pka_target_reward_pka_block) * _d_pka_block_5
+    _d_pka_target_reward_11 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_11 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_11 + (_p_pka_target_reward_pka_block) * _d_pka_block_11
+    _d_pka_target_reward_17 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_17 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_17 + (_p_pka_target_reward_pka_block) * _d_pka_block_17
+    _d_pka_target_reward_23 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_23 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_23 + (_p_pka_target_reward_pka_block) * _d_pka_block_23
+    _d_pka_target_reward_29 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_29 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_29 + (_p_pka_target_reward_pka_block) * _d_pka_block_29
+    _d_pka_target_reward_35 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_35 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_35 + (_p_pka_target_reward_pka_block) * _d_pka_block_35
+    _d_pka_target_reward_55 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_55
+    _d_pka_target_reward_64 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_64
     _d_priming_eff_36 = (-pp_stress*priming)
     _d_priming_eff_39 = (-pp_stress*stress_load + 1.0)
     _p_plasticity_potential_priming_eff = 1.0*pp_odds0*pp_slope*_pw(priming_eff, -pp_slope - 1)/(pp_odds0*_pw(priming_eff, -pp_slope) + 1.0)**2
@@ -4202,9 +4233,9 @@ def jac(y, p, J):
     J[206] = (k_pka) * _d_pka_target_reward_23
     J[207] = (k_pka) * _d_pka_target_reward_29
     J[208] = (k_pka) * _d_pka_target_reward_35
-    J[209] = (k_pka) * _d_pka_target_reward_37
-    J[210] = (k_pka) * _d_pka_target_reward_55
-    J[211] = (-k_pka)
+    J[209] = (k_pka) * _d_pka_target_reward_55
+    J[210] = (-k_pka)
+    J[211] = (k_pka) * _d_pka_target_reward_64
     J[212] = (k_sert_adapt) * _d_sert_block_5
     J[213] = (k_sert_adapt) * _d_sert_block_11
     J[214] = (k_sert_adapt) * _d_sert_block_17
@@ -4212,6 +4243,14 @@ def jac(y, p, J):
     J[216] = (k_sert_adapt) * _d_sert_block_29
     J[217] = (k_sert_adapt) * _d_sert_block_35
     J[218] = (-k_sert_adapt)
+    J[219] = (k_da) * _d_da_target_reward_5
+    J[220] = (k_da) * _d_da_target_reward_11
+    J[221] = (k_da) * _d_da_target_reward_17
+    J[222] = (k_da) * _d_da_target_reward_23
+    J[223] = (k_da) * _d_da_target_reward_29
+    J[224] = (k_da) * _d_da_target_reward_35
+    J[225] = (k_da) * _d_da_target_reward_54
+    J[226] = (-k_da)
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -4282,6 +4321,7 @@ def rhs_jac(t, y, p, dy, J):
     erk_sensitization = y[61]
     pka_reward = y[62]
     serotonergic_adaptation = y[63]
+    dopamine_reward = y[64]
     cl0 = p[0]
     v10 = p[1]
     q0 = p[2]
@@ -4946,7 +4986,9 @@ def rhs_jac(t, y, p, dy, J):
     pka_free = (1.0 - pka_block) * (1.0 - pki_block)
     pka_d1_rise = pka_gain * pka_free * _pos(d1_act - d1_act0)
     pka_target = 1.0 + pka_d1_rise * (1.0 - drd1_neuron_silencing) + pka_ag * pka_free
-    pka_target_reward = 1.0 + pka_d1_rise + pka_ag * pka_free
+    da_target_reward = (da_tonic * (1.0 + da_gain * (ampa - 1.0)) + da_supply_ag * da_buffer) * (1.0 - vta_inhibition)
+    d1_signal_reward = (dopamine_reward * (1.0 - drd1_block) + drd1_ag) * d1_sensitivity
+    pka_target_reward = 1.0 + pka_gain * (1.0 - pka_block) * _pos(_hillk(d1_signal_reward, d1_kn, d1_n) - d1_act0) + pka_ag * (1.0 - pka_block)
     priming_eff = priming * (1.0 - pp_stress * stress_load)
     plasticity_potential = 1.0 / (1.0 + pp_odds0 * _pw(priming_eff, -pp_slope))
     rest_block = 1.0 - (1.0 - occ_pyr_rest) * (1.0 - glun2b_share * glun2b_block + glun2b_share * glun2b_mod)
@@ -5024,6 +5066,7 @@ def rhs_jac(t, y, p, dy, J):
     dy[61] = k_lid_on * _pos(pka - lid_pka_thr) * (1.0 - erk_sensitization) - k_lid_off * erk_sensitization
     dy[62] = k_pka * (pka_target_reward - pka_reward)
     dy[63] = k_sert_adapt * (sert_block - serotonergic_adaptation)
+    dy[64] = k_da * (da_target_reward - dopamine_reward)
     _d_cp0_2 = (iv10)
     _d_cu0_5 = (cuf0)
     _d_cp1_8 = (iv11)
@@ -5469,14 +5512,35 @@ def rhs_jac(t, y, p, dy, J):
     _d_pka_target_35 = (pka_free) * _d_pka_ag_35 + (_p_pka_target_pka_d1_rise) * _d_pka_d1_rise_35 + (pka_ag) * _d_pka_free_35
     _d_pka_target_37 = (_p_pka_target_pka_d1_rise) * _d_pka_d1_rise_37
     _d_pka_target_55 = (_p_pka_target_pka_d1_rise) * _d_pka_d1_rise_55
-    _d_pka_target_reward_5 = (pka_free) * _d_pka_ag_5 + (1) * _d_pka_d1_rise_5 + (pka_ag) * _d_pka_free_5
-    _d_pka_target_reward_11 = (pka_free) * _d_pka_ag_11 + (1) * _d_pka_d1_rise_11 + (pka_ag) * _d_pka_free_11
-    _d_pka_target_reward_17 = (pka_free) * _d_pka_ag_17 + (1) * _d_pka_d1_rise_17 + (pka_ag) * _d_pka_free_17
-    _d_pka_target_reward_23 = (pka_free) * _d_pka_ag_23 + (1) * _d_pka_d1_rise_23 + (pka_ag) * _d_pka_free_23
-    _d_pka_target_reward_29 = (pka_free) * _d_pka_ag_29 + (1) * _d_pka_d1_rise_29 + (pka_ag) * _d_pka_free_29
-    _d_pka_target_reward_35 = (pka_free) * _d_pka_ag_35 + (1) * _d_pka_d1_rise_35 + (pka_ag) * _d_pka_free_35
-    _d_pka_target_reward_37 = (1) * _d_pka_d1_rise_37
-    _d_pka_target_reward_55 = (1) * _d_pka_d1_rise_55
+    _p_da_target_reward_ampa = da_gain*da_tonic*(1.0 - vta_inhibition)
+    _p_da_target_reward_da_supply_ag = da_buffer*(1.0 - vta_inhibition)
+    _d_da_target_reward_5 = (_p_da_target_reward_ampa) * _d_ampa_5 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_5
+    _d_da_target_reward_11 = (_p_da_target_reward_ampa) * _d_ampa_11 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_11
+    _d_da_target_reward_17 = (_p_da_target_reward_ampa) * _d_ampa_17 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_17
+    _d_da_target_reward_23 = (_p_da_target_reward_ampa) * _d_ampa_23 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_23
+    _d_da_target_reward_29 = (_p_da_target_reward_ampa) * _d_ampa_29 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_29
+    _d_da_target_reward_35 = (_p_da_target_reward_ampa) * _d_ampa_35 + (_p_da_target_reward_da_supply_ag) * _d_da_supply_ag_35
+    _d_da_target_reward_54 = (da_supply_ag*(1.0 - vta_inhibition)) * _d_da_buffer_54 + ((1.0 - vta_inhibition)*(da_gain*(ampa - 1.0) + 1.0)) * _d_da_tonic_54
+    _p_d1_signal_reward_drd1_block = -d1_sensitivity*dopamine_reward
+    _d_d1_signal_reward_5 = (d1_sensitivity) * _d_drd1_ag_5 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_5
+    _d_d1_signal_reward_11 = (d1_sensitivity) * _d_drd1_ag_11 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_11
+    _d_d1_signal_reward_17 = (d1_sensitivity) * _d_drd1_ag_17 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_17
+    _d_d1_signal_reward_23 = (d1_sensitivity) * _d_drd1_ag_23 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_23
+    _d_d1_signal_reward_29 = (d1_sensitivity) * _d_drd1_ag_29 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_29
+    _d_d1_signal_reward_35 = (d1_sensitivity) * _d_drd1_ag_35 + (_p_d1_signal_reward_drd1_block) * _d_drd1_block_35
+    _d_d1_signal_reward_55 = (dopamine_reward*(1.0 - drd1_block) + drd1_ag)
+    _d_d1_signal_reward_64 = (d1_sensitivity*(1.0 - drd1_block))
+    _p_pka_target_reward_d1_signal_reward = d1_kn*d1_n*pka_gain*(1.0 - pka_block)*_dpos(-d1_act0 + _hillk(d1_signal_reward, d1_kn, d1_n))*_pw(d1_signal_reward, d1_n - 1)/(d1_kn + _pw(d1_signal_reward, d1_n))**2
+    _p_pka_target_reward_pka_ag = 1.0 - pka_block
+    _p_pka_target_reward_pka_block = -pka_ag - pka_gain*_pos(-d1_act0 + _hillk(d1_signal_reward, d1_kn, d1_n))
+    _d_pka_target_reward_5 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_5 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_5 + (_p_pka_target_reward_pka_block) * _d_pka_block_5
+    _d_pka_target_reward_11 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_11 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_11 + (_p_pka_target_reward_pka_block) * _d_pka_block_11
+    _d_pka_target_reward_17 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_17 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_17 + (_p_pka_target_reward_pka_block) * _d_pka_block_17
+    _d_pka_target_reward_23 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_23 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_23 + (_p_pka_target_reward_pka_block) * _d_pka_block_23
+    _d_pka_target_reward_29 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_29 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_29 + (_p_pka_target_reward_pka_block) * _d_pka_block_29
+    _d_pka_target_reward_35 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_35 + (_p_pka_target_reward_pka_ag) * _d_pka_ag_35 + (_p_pka_target_reward_pka_block) * _d_pka_block_35
+    _d_pka_target_reward_55 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_55
+    _d_pka_target_reward_64 = (_p_pka_target_reward_d1_signal_reward) * _d_d1_signal_reward_64
     _d_priming_eff_36 = (-pp_stress*priming)
     _d_priming_eff_39 = (-pp_stress*stress_load + 1.0)
     _p_plasticity_potential_priming_eff = 1.0*pp_odds0*pp_slope*_pw(priming_eff, -pp_slope - 1)/(pp_odds0*_pw(priming_eff, -pp_slope) + 1.0)**2
@@ -5740,9 +5804,9 @@ def rhs_jac(t, y, p, dy, J):
     J[206] = (k_pka) * _d_pka_target_reward_23
     J[207] = (k_pka) * _d_pka_target_reward_29
     J[208] = (k_pka) * _d_pka_target_reward_35
-    J[209] = (k_pka) * _d_pka_target_reward_37
-    J[210] = (k_pka) * _d_pka_target_reward_55
-    J[211] = (-k_pka)
+    J[209] = (k_pka) * _d_pka_target_reward_55
+    J[210] = (-k_pka)
+    J[211] = (k_pka) * _d_pka_target_reward_64
     J[212] = (k_sert_adapt) * _d_sert_block_5
     J[213] = (k_sert_adapt) * _d_sert_block_11
     J[214] = (k_sert_adapt) * _d_sert_block_17
@@ -5750,6 +5814,14 @@ def rhs_jac(t, y, p, dy, J):
     J[216] = (k_sert_adapt) * _d_sert_block_29
     J[217] = (k_sert_adapt) * _d_sert_block_35
     J[218] = (-k_sert_adapt)
+    J[219] = (k_da) * _d_da_target_reward_5
+    J[220] = (k_da) * _d_da_target_reward_11
+    J[221] = (k_da) * _d_da_target_reward_17
+    J[222] = (k_da) * _d_da_target_reward_23
+    J[223] = (k_da) * _d_da_target_reward_29
+    J[224] = (k_da) * _d_da_target_reward_35
+    J[225] = (k_da) * _d_da_target_reward_54
+    J[226] = (-k_da)
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -5801,7 +5873,6 @@ def prep_lin(J, inv_gh, D):
     D[59] = 1.0 / (inv_gh - J[198])
     D[60] = 1.0 / (inv_gh - J[200])
     D[61] = 1.0 / (inv_gh - J[202])
-    D[62] = 1.0 / (inv_gh - J[211])
     D[63] = 1.0 / (inv_gh - J[218])
     D[36] = 1.0 / (inv_gh - J[93])
     D[41] = 1.0 / (inv_gh - J[123])
@@ -5811,13 +5882,15 @@ def prep_lin(J, inv_gh, D):
     D[45] = 1.0 / (inv_gh - J[145])
     D[47] = 1.0 / (inv_gh - J[152])
     D[48] = 1.0 / ((inv_gh - J[161]) * (inv_gh - J[173]) - (-J[162]) * (-J[172]))
-    D[49] = 1.0 / (inv_gh - J[170])
     D[51] = 1.0 / (inv_gh - J[176])
     D[52] = 1.0 / (inv_gh - J[178])
     D[53] = 1.0 / (inv_gh - J[180])
     D[46] = 1.0 / (inv_gh - J[148])
     D[57] = 1.0 / (inv_gh - J[189])
     D[56] = 1.0 / (inv_gh - J[185])
+    D[64] = 1.0 / (inv_gh - J[226])
+    D[62] = 1.0 / (inv_gh - J[210])
+    D[49] = 1.0 / (inv_gh - J[170])
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -5887,7 +5960,6 @@ def solve_lin(J, inv_gh, D, b, u):
     u[59] = (b[59] + J[197] * u[37]) * D[59]
     u[60] = (b[60] + J[199] * u[54]) * D[60]
     u[61] = (b[61] + J[201] * u[38]) * D[61]
-    u[62] = (b[62] + J[203] * u[5] + J[204] * u[11] + J[205] * u[17] + J[206] * u[23] + J[207] * u[29] + J[208] * u[35] + J[209] * u[37] + J[210] * u[55]) * D[62]
     u[63] = (b[63] + J[212] * u[5] + J[213] * u[11] + J[214] * u[17] + J[215] * u[23] + J[216] * u[29] + J[217] * u[35]) * D[63]
     u[36] = (b[36] + J[94] * u[63]) * D[36]
     u[41] = (b[41] + J[121] * u[36] + J[122] * u[40]) * D[41]
@@ -5900,13 +5972,15 @@ def solve_lin(J, inv_gh, D, b, u):
     r1 = b[50]
     u[48] = (r0 * (inv_gh - J[173]) - (-J[162]) * r1) * D[48]
     u[50] = ((inv_gh - J[161]) * r1 - (-J[172]) * r0) * D[48]
-    u[49] = (b[49] + J[163] * u[5] + J[164] * u[11] + J[165] * u[17] + J[166] * u[23] + J[167] * u[29] + J[168] * u[35] + J[169] * u[45] + J[171] * u[62]) * D[49]
     u[51] = (b[51] + J[174] * u[39] + J[175] * u[45]) * D[51]
     u[52] = (b[52] + J[177] * u[51]) * D[52]
     u[53] = (b[53] + J[179] * u[52]) * D[53]
     u[46] = (b[46] + J[146] * u[36] + J[147] * u[45] + J[149] * u[53]) * D[46]
     u[57] = (b[57] + J[187] * u[42] + J[188] * u[45]) * D[57]
     u[56] = (b[56] + J[184] * u[38] + J[186] * u[57]) * D[56]
+    u[64] = (b[64] + J[219] * u[5] + J[220] * u[11] + J[221] * u[17] + J[222] * u[23] + J[223] * u[29] + J[224] * u[35] + J[225] * u[54]) * D[64]
+    u[62] = (b[62] + J[203] * u[5] + J[204] * u[11] + J[205] * u[17] + J[206] * u[23] + J[207] * u[29] + J[208] * u[35] + J[209] * u[55] + J[211] * u[64]) * D[62]
+    u[49] = (b[49] + J[163] * u[5] + J[164] * u[11] + J[165] * u[17] + J[166] * u[23] + J[167] * u[29] + J[168] * u[35] + J[169] * u[45] + J[171] * u[62]) * D[49]
 
 import numpy as np
 

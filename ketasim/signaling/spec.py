@@ -135,6 +135,10 @@ STATES: tuple[State, ...] = (
     State("serotonergic_adaptation", 0.0, "1",
           "adaptation to sustained SERT inhibition (autoreceptor desensitisation, "
           "restored glucocorticoid feedback; 0 none, 1 full)"),
+    # the reward circuits' dopamine: VTA release as in mPFC, without the manipulations
+    # aimed at mPFC (appended, so the earlier states keep their places)
+    State("dopamine_reward", 1.0, "1",
+          "extracellular dopamine in the reward circuits (x baseline)"),
 )
 
 # ------------------------------------------------------------------ parameters
@@ -419,12 +423,21 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # receptors and activity drive together (Wayman et al. 1994 J Biol Chem), so
     # silenced Drd1-expressing neurons lose their share of the rise while dopamine
     # itself is unchanged (F-W-9); full at rest and above (no gain from extra activity)
-    # (the rise the Drd1 receptor drives, before any silencing; the reward circuits'
-    # PKA takes it whole)
+    # (the rise the Drd1 receptor drives, before any silencing)
     ("pka_d1_rise", "pka_gain * pka_free * pos(d1_act - d1_act0)"),
     ("pka_target", ("1.0 + pka_d1_rise * (1.0 - drd1_neuron_silencing)"
                     " + pka_ag * pka_free")),
-    ("pka_target_reward", "1.0 + pka_d1_rise + pka_ag * pka_free"),
+    # the reward circuits lie outside mPFC: VTA inhibition and systemic drugs reach
+    # them, the manipulations aimed at mPFC (its dopamine terminals, its conditional
+    # Drd1 knock-out, viral PKI there, the silencing of its Drd1 neurons) do not; with
+    # none of those, their D1 drive is mPFC's
+    ("da_target_reward", ("(da_tonic * (1.0 + da_gain * (ampa - 1.0)) + da_supply_ag * da_buffer)"
+                          " * (1.0 - vta_inhibition)")),
+    ("d1_signal_reward", ("(dopamine_reward * (1.0 - drd1_block) + drd1_ag)"
+                          " * d1_sensitivity")),
+    ("pka_target_reward", ("1.0 + pka_gain * (1.0 - pka_block)"
+                           " * pos(hillk(d1_signal_reward, d1_kn, d1_n) - d1_act0)"
+                           " + pka_ag * (1.0 - pka_block)")),
     # plasticity potential: probability scale, logistic in log priming (F-W-5, F-W-6, F-W-15)
     ("pp_odds0", "(1.0 - pp_control) / pp_control"),
     ("priming_eff", "priming * (1.0 - pp_stress * stress_load)"),
@@ -522,6 +535,8 @@ ASSIGNMENT_DESCRIPTIONS: dict[str, str] = {
     "pka_free": "share of PKA not blocked (drugs, PKI-alpha)",
     "pka_d1_rise": "PKA rise driven by Drd1 activation above baseline",
     "pka_target": "PKA level the mPFC Drd1 neurons' state relaxes to",
+    "da_target_reward": "dopamine level the reward circuits' dopamine state relaxes to",
+    "d1_signal_reward": "Drd1 signal in the reward circuits",
     "pka_target_reward": "PKA level the reward circuits' state relaxes to",
     "priming_eff": "plasticity priming left under the stress load",
     "bdnf_release": "activity-dependent BDNF release (BDNF x AMPA drive)",
@@ -627,6 +642,7 @@ RATES: tuple[tuple[str, str], ...] = (
     # the 5-HT1A autoreceptors desensitise (Blier & de Montigny 1994 Trends Pharmacol
     # Sci), and glucocorticoid feedback recovers (Holsboer 2000 Neuropsychopharmacology)
     ("serotonergic_adaptation", "k_sert_adapt * (sert_block - serotonergic_adaptation)"),
+    ("dopamine_reward", "k_da * (da_target_reward - dopamine_reward)"),
 )
 
 
