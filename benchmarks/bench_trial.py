@@ -252,7 +252,11 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   about 6.2 s), reference 21.32 ms/patient (LSODA 35.3 ms on the first patient),
   **speedup 27.5** (signalling alone on the sample 31.8); outputs within 2.5e-7 of their
   range, MADRS latent 1.5e-5, 140 of 140 rated totals identical; against tight LSODA
-  ketasim 4.3e-8, reference 8.3e-8; peak RSS 501 MB; wall 15.9 s.
+  ketasim 4.3e-8, reference 8.3e-8; peak RSS 501 MB; wall 15.9 s. Then with the reward
+  circuits' own dopamine (65 states; machine otherwise idle): ketasim 7.6 s (0.76
+  ms/patient, 7,865 patient-weeks/s), reference 21.58 ms/patient, **speedup 28.3**
+  (signalling alone 34.1); 140 of 140 identical; against tight LSODA ketasim 2.3e-8;
+  peak RSS 455 MB; wall 11.3 s.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
