@@ -117,15 +117,28 @@ _CONFIG = ConfigDict(extra="forbid", frozen=True)
 _SPECIES: ContextVar[str | None] = ContextVar("ketasim_scenario_species", default=None)
 
 
-def _species_problem(name: str, table, noun: str, verb: str, at: float, field: str):
-    """The error for ``name`` (a stressor or intervention) given to a species it does not
-    exist for, or None (also when no scenario's species is known)."""
-    species = _SPECIES.get()
-    allowed = table.get(name, vocabulary.SPECIES)
-    if species is None or species not in vocabulary.SPECIES or species in allowed:
+#: the event fields whose names exist for some species only: (field, species table,
+#: noun, verb) for the error
+_SPECIES_FIELDS = (("stress", "STRESSOR_SPECIES", "a stressor", "given to"),
+                   ("intervention", "INTERVENTION_SPECIES", "an intervention", "done in"))
+
+
+def _species_problem(event, loc: tuple[str | int, ...] | None = None,
+                     species: str | None = None):
+    """The error for an event's stressor or intervention given to a species it does not
+    exist for, at ``loc`` (default: the field itself), or None; ``species`` defaults to
+    the scenario being validated (``_SPECIES``; None when unknown)."""
+    species = _SPECIES.get() if species is None else species
+    if species is None or species not in vocabulary.SPECIES:
         return None
-    return problem(f"{noun} {verb} {species} subjects ({name} at {format_time(at)} is "
-                   f"{verb} {', '.join(allowed)})", (field,))
+    for field, table, noun, verb in _SPECIES_FIELDS:
+        name = getattr(event, field, None)
+        allowed = getattr(vocabulary, table).get(name, vocabulary.SPECIES)
+        if name is not None and species not in allowed:
+            return problem(f"{noun} {verb} {species} subjects ({name} at "
+                           f"{format_time(event.at)} is {verb} {', '.join(allowed)})",
+                           (field,) if loc is None else loc)
+    return None
 
 
 # --------------------------------------------------------------------------- #
@@ -442,8 +455,7 @@ class StressEvent(_EventBase):
 
     @model_validator(mode="after")
     def _check_stress(self) -> "StressEvent":
-        found = _species_problem(self.stress, vocabulary.STRESSOR_SPECIES, "a stressor",
-                                 "given to", self.at, "stress")
+        found = _species_problem(self)
         if found is not None:
             raise found
         _check_end(self, self.duration, "duration", "a duration")
@@ -594,8 +606,7 @@ class InterventionEvent(_EventBase):
 
     @model_validator(mode="after")
     def _check_duration(self) -> "InterventionEvent":
-        found = _species_problem(self.intervention, vocabulary.INTERVENTION_SPECIES,
-                                 "an intervention", "done in", self.at, "intervention")
+        found = _species_problem(self)
         if found is not None:
             raise found
         rule = vocabulary.INTERVENTIONS.get(self.intervention, "forbidden")
@@ -2086,17 +2097,10 @@ class Scenario(BaseModel):
                     raise problem(
                         f"an assay done in {self.species} subjects ({spec.assay} is done in "
                         f"{', '.join(done_in)})", ("arms", i, "assays", j, "assay"))
-            # stressors and interventions exist for the species they are given to
+            # stressors and interventions exist for the species they are given to (the
+            # events check it with the species known; events built in code, here)
             for ev in arm.protocol:
-                for field, table, noun, verb in (
-                        ("stress", vocabulary.STRESSOR_SPECIES, "a stressor", "given to"),
-                        ("intervention", vocabulary.INTERVENTION_SPECIES, "an intervention",
-                         "done in")):
-                    name = getattr(ev, field, None)
-                    species = table.get(name, vocabulary.SPECIES)
-                    if name is not None and self.species not in species:
-                        raise problem(
-                            f"{noun} {verb} {self.species} subjects ({name} at "
-                            f"{format_time(ev.at)} is {verb} {', '.join(species)})",
-                            ("arms", i, "protocol"))
+                found = _species_problem(ev, ("arms", i, "protocol"), self.species)
+                if found is not None:
+                    raise found
         return self
