@@ -310,8 +310,11 @@ arms:
     reg = _no_bsv(load_registry())
     data = pd.DataFrame({"arm": "ket", "readout": "formation_drive", "time_h": [2.0, 24.0],
                          "mean": [1.0, 1.2], "sem": [0.1, 0.1]})
-    yaml_file = C.export_petab(sc, data, [GAIN], tmp_path / "p", registry=reg)
-    sim = _petab_simulate(yaml_file, {GAIN: reg[GAIN].value})
+    # sig.da_gain has a striatal value of its own (region.striatum.sig.da_gain), which
+    # export_petab refuses to fit through the mPFC entry: fit a parameter both regions share
+    gain = "sig.pka_gain"
+    yaml_file = C.export_petab(sc, data, [gain], tmp_path / "p", registry=reg)
+    sim = _petab_simulate(yaml_file, {gain: reg[gain].value})
     ours = _stats_here(simulate(sc, registry=reg).readouts,
                        data.assign(change="", baseline_h=np.nan))
     np.testing.assert_allclose(sim["simulation"], ours, rtol=1e-4)

@@ -313,8 +313,10 @@ _SWEEP_ARMS = (
      [-1, 168, 241, 264, 336, 672, 960]),
 )
 # read only when a compound blocks 5-HT2A, which no built-in one does: checked at the
-# right-hand side below
-_NOT_SWEPT = {"sig.ht2a_tone"}
+# right-hand side below; the mPFC's dyskinesia priming rate only where a lesion reaches
+# the region (sig.lesion_reach, 0 in mPFC): checked by
+# test_the_priming_rate_acts_where_a_lesion_reaches
+_NOT_SWEPT = {"sig.ht2a_tone", "sig.k_lid_priming_on"}
 _SPEC_REGISTRY = sorted({p.registry for p in spec.PARAMS if p.registry} - _NOT_SWEPT)
 
 
@@ -326,6 +328,21 @@ def _sweep(reg):
 @pytest.fixture(scope="module")
 def sweep_base():
     return list(_sweep(REG))
+
+
+def test_the_priming_rate_acts_where_a_lesion_reaches():
+    """sig.k_lid_priming_on (0 in mPFC) primes dyskinesia in a region the lesion
+    reaches: with the MFB lesion reaching mPFC and the striatum's rate, daily L-DOPA
+    primes it, and more at a larger rate; without the lesion's reach it primes nothing."""
+    protocol = ("{at: -30d, intervention: lesion_6ohda_mfb}, {at: 0h, drug: ldopa, "
+                "dose: 6 mg/kg, route: sc, every: 1d, doses: 7}")
+    rate = REG.value("region.striatum.sig.k_lid_priming_on")
+    prim = [_course(protocol, [24 * 7.0], species="rat", outputs=("lid_priming",),
+                    reg=REG.with_values({"sig.lesion_reach": reach,
+                                         "sig.k_lid_priming_on": k}))["lid_priming"][0]
+            for reach, k in ((1.0, rate), (1.0, 2 * rate), (0.0, 2 * rate))]
+    assert 0.05 < prim[0] < prim[1]
+    assert prim[2] == 0.0
 
 
 @pytest.mark.parametrize("name", _SPEC_REGISTRY)
@@ -468,9 +485,10 @@ _KET5 = ", ".join(f"{{at: {2 * i}h, drug: ketamine, dose: 20 mg/kg, route: ip}}"
     _KET5,
     "{at: -21d, intervention: lesion_6ohda_mfb}, " + _KET5,
 ])
-@pytest.mark.xfail(strict=True, reason="BUG: ketamine's own striatal PKA peak (3.4x intact, "
-                   "3.45x lesioned after 5 x 20 mg/kg) passes sig.lid_pka_threshold (3), so "
-                   "ketamine alone primes dyskinesia")
+# fixed (was BUG): ketamine's own striatal PKA peak (3.4x intact, 3.9x intact after 5 x 20
+#   mg/kg, 3.45x lesioned) passed sig.lid_pka_threshold (3), so ketamine alone primed
+#   dyskinesia; the striatal dopamine rise is now 0.7 of the mPFC's and the priming drive
+#   needs D1 supersensitivity (denervation)
 def test_ketamine_alone_primes_no_dyskinesia(protocol):
     """sig.lid_pka_threshold: 'only the large, pulsatile D1 -> PKA rises of L-DOPA in a
     denervated striatum prime dyskinesia ... an intact striatum given the same L-DOPA

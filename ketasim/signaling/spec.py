@@ -249,6 +249,7 @@ PARAMS: tuple[Param, ...] = (
     Param("k_lid_on", "sig.k_lid_priming_on", "1/h"),
     Param("k_lid_off", "sig.k_lid_priming_off", "1/h"),
     Param("lid_pka_thr", "sig.lid_pka_threshold", "1"),
+    Param("lid_ss_full", "sig.lid_supersensitivity_full", "1"),
     Param("k_res_on", "sig.k_lid_resistance_on", "1/h"),
     Param("k_res_off", "sig.k_lid_resistance_off", "1/h"),
     Param("lid_size_gain", "sig.lid_spine_size_gain", "1"),
@@ -466,6 +467,14 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("synaptic_protein", "psd95"),
     # mature spines of primed D1 neurons enlarge (mushroom spines in dyskinetic animals;
     # Suarez et al. 2016 Cereb Cortex): 1 wherever there is no priming (mPFC)
+    # the pulsatile D1 -> PKA drive that primes dyskinesia (and sensitises ERK): PKA above
+    # the threshold in D1 neurons made supersensitive by denervation, at the full rate
+    # once the supersensitivity has risen by lid_ss_full (an intact striatum, whose D1
+    # sensitivity is 1, is not primed by any drug's dopamine rise: in the intrastriatal
+    # lesion model AIMs develop only in severely denervated rats, Winkler et al. 2002
+    # Neurobiol Dis, qualitative; REFERENCES-NEXT 3.2 cites it)
+    ("lid_denervation", "1.0 - pos(1.0 - pos(d1_sensitivity - 1.0) / lid_ss_full)"),
+    ("lid_drive", "pos(pka - lid_pka_thr) * lid_denervation"),
     ("spine_size_drive", "exp(lid_size_gain * lid_priming)"),
     # spine loss of the striatal projection neurons after denervation: D2 neurons lose
     # spines within days of losing D2 stimulation (L-DOPA's dopamine relieves it), D1
@@ -543,6 +552,8 @@ ASSIGNMENT_DESCRIPTIONS: dict[str, str] = {
     "pot_gate": "protein-synthesis gate on synaptic potentiation",
     "structural_input": "drive to structural (spine) plasticity: priming x synthesis",
     "pp_odds0": "odds against a new spine at baseline (uncaging)",
+    "lid_denervation": "share of the full dyskinesia priming rate the D1 supersensitivity allows (0-1)",
+    "lid_drive": "pulsatile D1 -> PKA drive that primes dyskinesia in supersensitive neurons",
     "spine_loss_d2": "spine-loss drive of D2 spiny neurons (dopamine deficit)",
     "spine_loss_d1": "spine-loss drive of D1 spiny neurons past the deficit threshold",
 }
@@ -621,7 +632,7 @@ RATES: tuple[tuple[str, str], ...] = (
     # each L-DOPA pulse that drives PKA in D1 neurons past a threshold primes dyskinesia
     # further, towards a ceiling that resistance lowers (past it, the pulses renormalise
     # priming); priming lasts weeks (k_lid_on is 0 outside the striatum)
-    ("lid_priming", ("k_lid_on * pos(pka - lid_pka_thr) * (1.0 - lid_resistance - lid_priming)"
+    ("lid_priming", ("k_lid_on * lid_drive * (1.0 - lid_resistance - lid_priming)"
                      " - k_lid_off * lid_priming")),
     # resistance: the plasticity that BDNF -> TrkB signalling opens together with a
     # raised mTORC1-dependent synthesis (ketamine's, F-LID-3; L-DOPA raises synthesis
@@ -635,7 +646,7 @@ RATES: tuple[tuple[str, str], ...] = (
     # capped by the resistance that ketamine leaves (which lowers the behavioural
     # ceiling of priming; a cap here would close a loop through ERK -> mTORC1 ->
     # synthesis -> resistance)
-    ("erk_sensitization", ("k_lid_on * pos(pka - lid_pka_thr) * (1.0 - erk_sensitization)"
+    ("erk_sensitization", ("k_lid_on * lid_drive * (1.0 - erk_sensitization)"
                            " - k_lid_off * erk_sensitization")),
     ("pka_reward", "k_pka * (pka_target_reward - pka_reward)"),
     # sustained SERT inhibition is adapted to over weeks: the serotonergic tone rises as
