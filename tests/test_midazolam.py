@@ -143,9 +143,11 @@ def test_moaas_reads_ketamines_pyramidal_shutdown():
 def test_anaesthetic_replica_holds_plasma_in_the_anaesthetic_range_and_reads_sedation():
     """The premise of T-SED-01: its infusion keeps the mean plasma level within the
     published anaesthetic range (1200-2400 ng/mL) while MOAA/S is rated; and the rating
-    does follow the shutdown: at the model's human partition (6) the volunteers are
-    sedated but respond (T-SED-01's gap), with a partition of 16 (a what-if, not the
-    model) they are unresponsive, and at the rodent partition (2) alert."""
+    does follow the shutdown: at the model's human partition (6) and MOAA/S half-point
+    (clinical.sedation_shutdown50, fitted to T-SED-01) the volunteers are unresponsive;
+    with the half-point at half the mice's immobilising shutdown (0.3, the assumption
+    until 2026-12-07) they are sedated but respond, with that half-point and a partition
+    of 16 unresponsive again, and at the rodent partition (2) alert."""
     from ketasim.scenario import load_scenario
     from ketasim.validation.targets import replica_paths
     scenario = load_scenario(replica_paths()["human_anaesthetic_levels"])
@@ -154,13 +156,17 @@ def test_anaesthetic_replica_holds_plasma_in_the_anaesthetic_range_and_reads_sed
     assert all(1200.0 <= plasma[t] <= 2400.0 for t in (0.5, 0.75, 1.0))
     assert 100.0 <= _table(r, "antidepressant_dose", "ketamine_plasma_ng_ml").mean()[
         40 / 60] <= 250.0
-    sedated = _table(r, "anaesthetic", "moaas").mean()
+    anaesthetised = _table(r, "anaesthetic", "moaas").mean()
+    mouse_half = {"clinical.sedation_shutdown50": 0.3}
+    sedated = _table(simulate(scenario, registry=REG.with_values(mouse_half)).readouts,
+                     "anaesthetic", "moaas").mean()
     high = simulate(scenario, registry=REG.with_values(
-        {"pk.human.ketamine.kp_brain": 16.0})).readouts
+        {**mouse_half, "pk.human.ketamine.kp_brain": 16.0})).readouts
     deep = _table(high, "anaesthetic", "moaas").mean()
     low = simulate(scenario, registry=REG.with_values(
         {"pk.human.ketamine.kp_brain": 2.0})).readouts
     alert = _table(low, "anaesthetic", "moaas").mean()
+    assert anaesthetised[0.75] <= 1.0 and anaesthetised[0.0] == 5.0
     assert 1.5 < sedated[0.75] < 4.0 and sedated[0.0] == 5.0
     assert alert[0.75] > 4.5 and deep[0.75] <= 1.0 and deep[0.0] == 5.0
 

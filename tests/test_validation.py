@@ -423,10 +423,7 @@ ALLOWED_GAPS = {# the spine engine's and the circuit's review fixes redrew every
                 "T-PH-09", "T-PH-11",
                 # review values against the human population PK models (2026-12-06):
                 # oral Tmax and norketamine's half-life, source conflicts
-                "T-PK-11", "T-PK-13",
-                # ketamine's sedation (2026-12-07): no anaesthesia at the published
-                # anaesthetic plasma levels, a model gap
-                "T-SED-01"}
+                "T-PK-11", "T-PK-13"}
 
 
 def _sessions(arm) -> set[float]:
