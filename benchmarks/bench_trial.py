@@ -257,6 +257,14 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   ms/patient, 7,865 patient-weeks/s), reference 21.58 ms/patient, **speedup 28.3**
   (signalling alone 34.1); 140 of 140 identical; against tight LSODA ketasim 2.3e-8;
   peak RSS 455 MB; wall 11.3 s.
+- 2026-12-07, thirty-sixth session (the dyskinesia priming gate ``lid_denervation``, one
+  more expression per right-hand side), ``--patients 10000``, back to back on a machine
+  slower and noisier than the day before (both sides about 1.5x slower): this commit
+  ketasim 13.1 and 16.6 s, reference 33.23 and 34.65 ms/patient, **speedup 25.4 and
+  20.8** (signalling alone 29.3 and 35.6); the session's start (4d29c2a, warm cache)
+  16.0 s, 38.92 ms/patient, speedup 24.3 (signalling alone 23.4): the runs of one
+  checkout differ more than the checkouts. Outputs within 2.5e-7 of their range;
+  against tight LSODA ketasim 2.3e-8; peak RSS 453 MB.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1

@@ -664,20 +664,22 @@ SPINE_ACTIONS = ("", "remove_new_spines")
 
 INTERVENTIONS: dict[str, Intervention] = {}
 MPFC = ("mpfc",)  # the regions of a manipulation aimed at the medial prefrontal cortex
+STRESSORS: dict[str, Stressor] = {}
+
+
+def _acts_in(ev, region: str) -> bool:
+    name = getattr(ev, "intervention", None)
+    return name is None or region in INTERVENTIONS[name].regions
 
 
 def arm_in_region(arm, region: str):
     """``arm`` as one region sees it: without the interventions that do not act there
     (an mPFC-only knock-out or light leaves the striatum's run alone). The arm itself
     when nothing is left out."""
-    drop = [ev for ev in arm.protocol
-            if getattr(ev, "intervention", None) is not None
-            and region not in INTERVENTIONS[ev.intervention].regions]
-    if not drop:
+    kept = [ev for ev in arm.protocol if _acts_in(ev, region)]
+    if len(kept) == len(arm.protocol):
         return arm
-    return arm.model_copy(update={"protocol": [ev for ev in arm.protocol
-                                               if not any(ev is d for d in drop)]})
-STRESSORS: dict[str, Stressor] = {}
+    return arm.model_copy(update={"protocol": kept})
 
 
 def register_intervention(iv: Intervention) -> Intervention:

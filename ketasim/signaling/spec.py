@@ -399,9 +399,12 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("terminals", "1.0 - lesion_reach * (1.0 - da_terminals)"),
     ("da_tonic", "terminals * (1.0 + da_comp_k) / (terminals + da_comp_k)"),
     ("da_buffer", "(1.0 + da_buffer_k) / (terminals + da_buffer_k)"),
-    # VTA -> mPFC dopamine (F-W-8), its manipulations (F-W-11, F-W-16, F-W-17)
-    ("da_target", ("(da_tonic * (1.0 + da_gain * (ampa - 1.0)) + da_supply_ag * da_buffer)"
-                  " * (1.0 - vta_inhibition) * (1.0 - terminal_inhibition)"
+    # VTA -> mPFC dopamine (F-W-8), its manipulations (F-W-11, F-W-16, F-W-17): the VTA's
+    # release (which VTA inhibition removes everywhere), then the terminal manipulations
+    # aimed at mPFC
+    ("da_vta_release", ("(da_tonic * (1.0 + da_gain * (ampa - 1.0)) + da_supply_ag * da_buffer)"
+                        " * (1.0 - vta_inhibition)")),
+    ("da_target", ("da_vta_release * (1.0 - terminal_inhibition)"
                   " + da_term_act * terminal_activation")),
     # Drd1 -> cAMP/PKA (F-W-10..F-W-14); blockers remove the Drd1-driven rise; D1
     # receptors of a denervated region are supersensitive
@@ -432,8 +435,7 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # them, the manipulations aimed at mPFC (its dopamine terminals, its conditional
     # Drd1 knock-out, viral PKI there, the silencing of its Drd1 neurons) do not; with
     # none of those, their D1 drive is mPFC's
-    ("da_target_reward", ("(da_tonic * (1.0 + da_gain * (ampa - 1.0)) + da_supply_ag * da_buffer)"
-                          " * (1.0 - vta_inhibition)")),
+    ("da_target_reward", "da_vta_release"),
     ("d1_signal_reward", ("(dopamine_reward * (1.0 - drd1_block) + drd1_ag)"
                           " * d1_sensitivity")),
     ("pka_target_reward", ("1.0 + pka_gain * (1.0 - pka_block)"
@@ -465,8 +467,6 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     ("elimination_drive", "1.0 + elim_stress * stress_load"),
     ("activity_drive", "glua1 * (1.0 + act_surge * (ampa - 1.0))"),
     ("synaptic_protein", "psd95"),
-    # mature spines of primed D1 neurons enlarge (mushroom spines in dyskinetic animals;
-    # Suarez et al. 2016 Cereb Cortex): 1 wherever there is no priming (mPFC)
     # the pulsatile D1 -> PKA drive that primes dyskinesia (and sensitises ERK): PKA above
     # the threshold in D1 neurons made supersensitive by denervation, at the full rate
     # once the supersensitivity has risen by lid_ss_full (an intact striatum, whose D1
@@ -475,6 +475,8 @@ ASSIGNMENTS: tuple[tuple[str, str], ...] = (
     # Neurobiol Dis, qualitative; REFERENCES-NEXT 3.2 cites it)
     ("lid_denervation", "1.0 - pos(1.0 - pos(d1_sensitivity - 1.0) / lid_ss_full)"),
     ("lid_drive", "pos(pka - lid_pka_thr) * lid_denervation"),
+    # mature spines of primed D1 neurons enlarge (mushroom spines in dyskinetic animals;
+    # Suarez et al. 2016 Cereb Cortex): 1 wherever there is no priming (mPFC)
     ("spine_size_drive", "exp(lid_size_gain * lid_priming)"),
     # spine loss of the striatal projection neurons after denervation: D2 neurons lose
     # spines within days of losing D2 stimulation (L-DOPA's dopamine relieves it), D1
@@ -535,6 +537,7 @@ ASSIGNMENT_DESCRIPTIONS: dict[str, str] = {
     "d1n_activity": "activity of mPFC Drd1-expressing neurons (x baseline)",
     "da_tonic": "tonic dopamine after the terminals' compensation (x baseline)",
     "da_buffer": "dopamine supply buffering by the remaining terminals",
+    "da_vta_release": "dopamine the VTA releases, before the manipulations aimed at mPFC",
     "da_target": "dopamine level the mPFC dopamine state relaxes to",
     "da_target_intact": "dopamine level the state of an unlesioned side relaxes to",
     "d1_signal_intact": "Drd1 signal of an intact side",
