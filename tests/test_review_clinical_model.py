@@ -196,8 +196,9 @@ def test_symptom_course_is_the_exact_solution_of_the_documented_equations(values
     zr, sr = reference_course(grid, drives, at, at_drives, p.values)
     np.testing.assert_allclose(z, zr, atol=1e-4, rtol=0)
     np.testing.assert_allclose(s, sr, atol=1e-4, rtol=0)
-    # the check has teeth: the drug moved the state by far more than the tolerance
-    assert np.ptp(z[2]) > 0.2 and np.ptp(s[2]) > 0.2 and np.ptp(z[0]) < 1e-12
+    # the check has teeth: the drug moved the state by far more than the tolerance (over
+    # 1,000 times it: 0.18-0.22 with the registry's values of 2026-12-07, session 37)
+    assert np.ptp(z[2]) > 0.1 and np.ptp(s[2]) > 0.1 and np.ptp(z[0]) < 1e-12
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +354,11 @@ def test_restoration_pool_rates_have_their_documented_units():
     at once; long after, the stable restored synapses Q (fed by L at k_stabilise per
     day) turn over at k_turnover_stable per day x E. Both checked against the
     matrix-exponential solution and closed forms."""
-    vals = {"clinical.k_restore": 30.0}
+    # the rule's units, whatever the registry's values: a stabilisation on (the registry's
+    # is 0 since 2026-12-07, session 37) and a pool of the documented size
+    vals = {"clinical.k_restore": 30.0, "clinical.k_stabilise": 0.15,
+            "clinical.restore_pool_share": 0.12, "clinical.restore_pool_memory_d": 7.0,
+            "clinical.k_turnover": 0.15}
     p = ClinicalParams.from_registry(REG.with_values(vals))
     v = p.values
     e, f = 1.7, 0.712
@@ -407,16 +412,17 @@ def test_lowpass_and_density_updates_are_the_textbook_solutions():
 def test_finer_grids_converge_to_the_same_course():
     """The grid step is a numerical choice: the drives are held at their value at the
     step's start (first order in the step), so while the structural drive rises fast
-    (4 h) the 1-h grid lags a fine one by about half a step (about 0.015 of Z on these
-    drives; 0.003 on the model's own after 0.5 mg/kg), halving with the step; from 24 h
-    on the grids agree within 5e-4."""
+    (4 h) the 1-h grid lags a fine one by about half a step (about 0.02 of Z on these
+    drives with the registry's restoration pool of 2026-12-07, session 37, 0.015 before;
+    0.003 on the model's own after 0.5 mg/kg), halving with the step; from 24 h on the
+    grids agree within 5e-4."""
     at = np.array([-24.0, 4.0, 24.0, 72.0, 168.0])
     z1, s1 = _course(at, step_h=1.0)[3]
     z2, s2 = _course(at, step_h=0.5)[3]
     z8, s8 = _course(at, step_h=0.125)[3]
     d18 = max(np.abs(z1 - z8).max(), np.abs(s1 - s8).max())
     d28 = max(np.abs(z2 - z8).max(), np.abs(s2 - s8).max())
-    assert d18 < 0.02 and 0.35 * d18 < d28 < 0.65 * d18
+    assert d18 < 0.03 and 0.35 * d18 < d28 < 0.65 * d18
     late = at >= 24.0
     assert np.abs(z1 - z8)[:, late].max() < 5e-4 and np.abs(s1 - s8)[:, late].max() < 5e-4
 
@@ -792,7 +798,8 @@ def test_an_added_visit_or_scale_leaves_the_latent_course_bitwise(captured):
     """A MADRS visit added (12.25 h) and other scales at other times (QIDS-SR16 from
     -3 d, CADSS at 20 and 50 min: more signalling sample times) leave the MADRS latent
     course at its visits bitwise; the QIDS-SR16 reads the same symptom load at 24 h
-    (its grid starts two days earlier, in the steady state: within 1e-6)."""
+    (its grid starts two days earlier, near the steady state: within 1e-5; 1.4e-6 with the
+    slower turnover of 2026-12-07, session 37, 0.08 per day, under 1e-6 at 0.15)."""
     ref, rec = _one(captured, "ketamine"), _one(captured, "added")
     keep = np.isin(rec["at"], ref["at"])
     assert keep.sum() == ref["at"].size < rec["at"].size
@@ -800,7 +807,7 @@ def test_an_added_visit_or_scale_leaves_the_latent_course_bitwise(captured):
     np.testing.assert_array_equal(rec["s"][:, keep], ref["s"])
     q = _one(captured, "added", assay="qids_sr")
     np.testing.assert_allclose(
-        q["s"][:, list(q["at"]).index(24.0)], ref["s"][:, list(ref["at"]).index(24.0)], atol=1e-6
+        q["s"][:, list(q["at"]).index(24.0)], ref["s"][:, list(ref["at"]).index(24.0)], atol=1e-5
     )
 
 
