@@ -31,7 +31,18 @@ of 2026-12-07 needed a clear benefit).
 
 Run: ``.venv/bin/python docs/research/human_pool_screen.py --kp 6`` (about 20 s);
 ``--present`` runs the model as it was before the pool (no pool, all structural
-formation direct, a 12-h symptom lag), as in T-CLIN-11's exposure screen.
+formation direct, a 12-h symptom lag), as in T-CLIN-11's exposure screen; ``--current``
+prints the metrics at the registry's own clinical values; ``--population N`` samples N
+patients with the registry's between-subject variability (the same patients under each
+single-dose regimen) and prints the ratios of their mean latent benefits, without the
+rating layer (placebo response, mood, items and raters).
+
+Why the population check (2026-12-07, session 37): the typical patient, the sampled
+population and the rated replicas disagree on the dose ratios. At the registry's values
+of that day the typical patient reads 0.2 / 0.5 mg/kg 0.27, 1.0 / 0.5 1.06 and 72 h /
+24 h 0.68; 1,000 sampled patients 0.36, 1.09 and 0.69; the rated replicas with 128 x
+their patients 0.43, 1.11 and 0.61 (T-CLIN-10, -11, -15). A screen on the typical
+patient alone therefore overstates the margin of T-CLIN-10.
 """
 
 from __future__ import annotations
@@ -132,6 +143,34 @@ def metrics(tr, **kw) -> dict[str, float]:
             "m180": benefit("maint", 180 * 24.0) / base}
 
 
+def population(n: int, reg: Registry, seed: int = 7) -> dict[str, float]:
+    """Mean latent benefits over ``n`` sampled patients (the registry's variability; one
+    arm name and seed, so the same patients under each regimen), as ratios; printed."""
+    p = ClinicalParams.from_registry(reg)
+    times = np.arange(-21 * 24, 30 * 24 + 1, 1.0)
+    at = "[" + ", ".join(f"{t:g}h" for t in times) + "]"
+    load = {}
+    for name in ("none", "k02", "k05", "k10"):
+        text = (f"name: screen\nspecies: human\nseed: {seed}\narms:\n  - name: a\n"
+                f"    n: {n}\n    protocol: [{DEP}, {REGIMENS[name]}]\n"
+                f"    assays: [{{assay: signaling_state, at: {at}}}]\n")
+        r = simulate(load_scenario_text(text), registry=reg).readouts
+        drives = {o: r[r.readout == o].sort_values(["subject", "time_h"]).value
+                  .to_numpy().reshape(n, -1) for o in MADRS_ASSAY.outputs}
+        load[name] = symptom_course(times, drives, times, drives, p)[1]
+
+    def benefit(a, h):
+        i = int(np.searchsorted(times, h))
+        return float((load["none"][:, i] - load[a][:, i]).mean())
+
+    b24 = benefit("k05", 24.0)
+    out = {"B24": b24 / float(load["none"][:, int(np.searchsorted(times, -24.0))].mean()),
+           "R1": benefit("k10", 24.0) / b24, "R02": benefit("k02", 24.0) / b24,
+           "4h": benefit("k05", 4.0) / b24, "72h": benefit("k05", 72.0) / b24}
+    print(f"{n} sampled patients: " + " ".join(f"{k} {x:.3f}" for k, x in out.items()))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kp", type=float, default=None,
@@ -139,10 +178,26 @@ def main() -> None:
     ap.add_argument("--present", action="store_true",
                     help="only the present model (no pool, all structural formation "
                          "direct, 12-h lag): the exposure screen of T-CLIN-11's tried")
+    ap.add_argument("--current", action="store_true",
+                    help="only the registry's own clinical values")
+    ap.add_argument("--population", type=int, default=0, metavar="N",
+                    help="N sampled patients' mean latent benefits (no grid)")
     args = ap.parse_args()
     reg = load_registry()
+    if args.population:
+        population(args.population, reg if args.kp is None else
+                   reg.with_values({"pk.human.ketamine.kp_brain": args.kp}))
+        return
     tr = trajectories(reg.value("pk.human.ketamine.kp_brain") if args.kp is None
                       else args.kp)
+    if args.current:
+        v = ClinicalParams.from_registry(reg).values
+        m = metrics(tr, w=v["potentiation_weight"], k_turnover=v["k_turnover"],
+                    phi=v["restore_pool_share"], H=v["restore_pool_memory_d"],
+                    kr=v["k_restore"], s=v["restore_direct_share"], sigma=v["k_stabilise"],
+                    ks=v["k_turnover_stable"], tau=v["tau_symptom_h"])
+        print("registry: " + " ".join(f"{k} {x:.2f}" for k, x in m.items()))
+        return
     grid = itertools.product([0.15], [7.0], [3.0], [0.1, 0.25], [0.0, 0.1, 0.2],
                              [0.01, 0.02], [4.0, 12.0])
     if args.present:
