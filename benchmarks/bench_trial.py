@@ -265,6 +265,12 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   16.0 s, 38.92 ms/patient, speedup 24.3 (signalling alone 23.4): the runs of one
   checkout differ more than the checkouts. Outputs within 2.5e-7 of their range;
   against tight LSODA ketasim 2.3e-8; peak RSS 453 MB.
+- 2026-12-07, thirty-seventh session (2d7c5da; that session changed clinical values only,
+  which the benchmark's signalling does not read), ``--patients 10000``, one run on a
+  faster machine: ketasim 6.1 s (0.61 ms/patient, 9,796 patient-weeks/s), reference
+  14.82 ms/patient, **speedup 24.2** (signalling alone 30.0); 140 of 140 identical;
+  against tight LSODA ketasim 2.3e-8; peak RSS 511 MB; wall 12.4 s. 50x would need
+  about 0.30 ms a patient.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
