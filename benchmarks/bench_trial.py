@@ -271,6 +271,12 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   14.82 ms/patient, **speedup 24.2** (signalling alone 30.0); 140 of 140 identical;
   against tight LSODA ketasim 2.3e-8; peak RSS 511 MB; wall 12.4 s. 50x would need
   about 0.30 ms a patient.
+- 2026-12-07, thirty-eighth session (the human brain:plasma partition 5.5 instead of 6,
+  which the benchmark's ketamine patients read), ``--patients 10000``, one run: ketasim
+  6.1 s (0.61 ms/patient, 9,849 patient-weeks/s), reference 16.60 ms/patient, **speedup
+  27.3** (signalling alone 24.2); outputs within 2.5e-7 of their range, MADRS latent
+  5.0e-7, 140 of 140 identical; against tight LSODA ketasim 1.9e-8, reference 8.3e-8;
+  peak RSS 453 MB; wall 9.1 s.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
