@@ -511,7 +511,9 @@ def validate(
         _say(f"expectation (group sizes x {expect}): passing by chance (outside the "
              f"tolerance in expectation): {', '.join(odd['by_chance']) or 'none'}; "
              "sampling misses (failing or known gaps, inside in expectation): "
-             f"{', '.join(odd['sampling_miss']) or 'none'}")
+             f"{', '.join(odd['sampling_miss']) or 'none'}; within two standard errors "
+             f"of a bound (not settled at this factor): "
+             f"{', '.join(odd['near_bound']) or 'none'}")
     if comparison is not None:
         k = comparison_counts(comparison)
         moved = comparison[comparison["change"] == "status"]

@@ -645,7 +645,7 @@ def test_validation_csv_columns_follow_the_contract(tmp_path):
     assert cols == ["target_id", "facts", "source", "quantity", "published", "simulated",
                     "tolerance", "pass", "status", "replica", "replication",
                     "role", "fitted", "published_effect", "simulated_effect", "expected",
-                    "expected_status", "expected_effect", "message"]
+                    "expected_se", "expected_status", "expected_effect", "message"]
     row = table.iloc[0]
     assert row["role"] == "calibration" and row["fitted"] == "pk.rat.hnk.cl;pk.rat.hnk.v"
     assert (tmp_path / "v" / "figures" / "pk_rat_hnk_plasma_pk.png").exists()
@@ -756,8 +756,12 @@ def test_expect_reports_each_target_at_scaled_group_sizes(tmp_path):
     assert table.loc["T-LAB-1", "expected_effect"] == pytest.approx(v20, rel=1e-12)
     assert math.isnan(table.loc["T-LAB-2", "expected_effect"])
     assert table.loc["T-LAB-2", "expected_status"] in ("inside", "outside")
+    # the expectation's standard error, from the run split into 8 parts of 15 an arm
+    se = table.loc["T-LAB-1", "expected_se"]
+    assert 0.0 < se < 0.1 * abs(v20) and not math.isnan(table.loc["T-LAB-2", "expected_se"])
     page = (tmp_path / "v" / "report.html").read_text()
     assert "<th>expected</th>" in page and "<th>expected_effect</th>" in page
+    assert "<th>expected_se</th>" in page and "within two standard errors" in page
     line = page[page.index('<p id="expectation">'):]
     line = line[:line.index("</p>")]
     assert "x 20" in line and re.search(r"passing by chance[^;]*T-LAB-1", line)
@@ -769,6 +773,7 @@ def test_expect_reports_each_target_at_scaled_group_sizes(tmp_path):
         "--workers", "1"])
     table = pd.read_csv(tmp_path / "u" / "validation.csv")
     assert table["expected"].isna().all() and table["expected_status"].isna().all()
+    assert table["expected_se"].isna().all()
     assert 'id="expectation"' not in (tmp_path / "u" / "report.html").read_text()
     # bad factors: one clear error, nothing written
     res = CliRunner().invoke(app, ["validate", "--only", "T-PK-06", "--expect", "1",

@@ -13,6 +13,17 @@ _TOL = re.compile(r"^\s*(?:\[\s*(?P<lo>[-+0-9.eE]+)\s*,\s*(?P<hi>[-+0-9.eE]+)\s*
                   r"(?P<op><=|>=|<|>)\s*(?P<x>[-+0-9.eE]+))\s*$")
 
 
+#: a target's quantity that is a p-value ("(one-sided Welch t, p)", "(permutation p, ...)")
+_P_VALUE = re.compile(r"[ (]p[),]|\bp-value")
+
+
+def is_p_value(quantity: str) -> bool:
+    """Whether a target's quantity text names a p-value: the reports draw it on a log
+    axis, and its expectation has no standard error (a p-value at many times the group
+    sizes asks only whether the effect is there)."""
+    return bool(_P_VALUE.search(str(quantity)))
+
+
 class ToleranceError(ValueError):
     """A tolerance that is not one of the five forms."""
 
@@ -50,6 +61,12 @@ class Tolerance:
         if op in ("<", "<="):
             return Tolerance(str(text), -math.inf, x, high_open=(op == "<"))
         return Tolerance(str(text), x, math.inf, low_open=(op == ">"))
+
+    def distance(self, v: float) -> float:
+        """How far ``v`` lies from the nearest finite bound (0 on it; NaN for NaN)."""
+        if math.isnan(v):
+            return math.nan
+        return min(abs(v - b) for b in (self.low, self.high) if math.isfinite(b))
 
     def contains(self, v: float) -> bool:
         # an infinite value lies beyond any finite bound, on either side alike ('> x'

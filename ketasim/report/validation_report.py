@@ -15,7 +15,7 @@ import pandas as pd
 
 from ketasim.analysis.diff import comparison_counts
 from ketasim.analysis.stats import summarize
-from ketasim.analysis.tolerance import Tolerance, ToleranceError
+from ketasim.analysis.tolerance import Tolerance, ToleranceError, is_p_value
 from ketasim.report._mpl import literal, subplots
 from ketasim.report.figures import assay_figure
 from ketasim.report.html import (
@@ -58,6 +58,8 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
         # validate --expect: the statistic at scaled group sizes, inside the tolerance?
         cols[cols.index("simulated") + 1:cols.index("simulated") + 1] = [
             "expected", "expected_status"]
+        if "expected_se" in df:  # its standard error (split run), beside it
+            cols.insert(cols.index("expected") + 1, "expected_se")
         if "expected_effect" in df:
             cols.insert(cols.index("simulated_effect") + 1, "expected_effect")
     if "sensitive_to" in df:  # validate --sensitivity: the most influential parameters
@@ -109,13 +111,9 @@ def _published_point(published, lo: float, hi: float) -> tuple[float, float] | N
     return value, float(m.group(2)) if m.group(2) else np.nan
 
 
-_P_VALUE = re.compile(r"[ (]p[),]|\bp-value")
-
-
 def _is_p_value(r) -> bool:
-    """A target whose quantity is a p-value ("(one-sided Welch t, p)", "(permutation p,
-    ...)"): drawn on a log axis."""
-    return bool(_P_VALUE.search(str(r.quantity)))
+    """A target whose quantity is a p-value: drawn on a log axis."""
+    return is_p_value(r.quantity)
 
 
 def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
@@ -233,7 +231,9 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
             "passing by chance (outside the tolerance in expectation): "
             f"{html.escape(', '.join(odd['by_chance']) or 'none')}; sampling misses "
             "(failing or known gaps, inside the tolerance in expectation): "
-            f"{html.escape(', '.join(odd['sampling_miss']) or 'none')}.</p>")
+            f"{html.escape(', '.join(odd['sampling_miss']) or 'none')}; within two "
+            "standard errors of a bound (expected_se; not settled at this factor): "
+            f"{html.escape(', '.join(odd.get('near_bound', [])) or 'none')}.</p>")
     for role, rc in result.role_counts().items():
         title, what = ROLE_TITLES[role]
         body.append(f'<h2 id="role-{role}">{title}</h2>')

@@ -17,7 +17,12 @@ group size multiplied by F, and each target gets that value (``expected``), whet
 it lies inside the tolerance (``expected_status``) and its effect size there
 (``expected_effect``, beside the published one): the model's expectation, which tells
 a sampling miss (a known gap whose expectation lies inside) from a pass by chance (a
-pass whose expectation lies outside). For a significance target (a p-value) the scaled
+pass whose expectation lies outside). The expectation is itself an estimate: its
+standard error (``expected_se``) comes from the same run split by subject into
+``min(F, 8)`` parts of equal size, each a replica with its group sizes x F / parts
+(the parts' SD / sqrt(parts)); an expectation within two standard errors of a bound
+(``expected_near_bound``) cannot tell a sampling miss or a pass by chance, and a larger
+F can. For a significance target (a p-value) the scaled
 value asks whether the model's effect is there (p < ...) or absent (p > ...) with F times
 the subjects, a stricter reading than the paper's group sizes allow. The verdict still
 comes from the replica.
@@ -37,12 +42,14 @@ from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from statistics import stdev
 
 import pandas as pd
 import yaml
 
 import ketasim
 from ketasim.analysis.stats import compare
+from ketasim.analysis.tolerance import is_p_value
 from ketasim.experiment.pool import worker_pool
 from ketasim.experiment.runner import simulate
 from ketasim.params import Registry
@@ -55,7 +62,7 @@ from ketasim.validation.targets import ROLES, Target, load_targets, parse_target
 CSV_COLUMNS = ["target_id", "facts", "source", "quantity", "published", "simulated",
                "tolerance", "pass", "status", "replica", "replication",
                "role", "fitted", "published_effect", "simulated_effect", "expected",
-               "expected_status", "expected_effect", "message"]
+               "expected_se", "expected_status", "expected_effect", "message"]
 STATUSES = ("pass", "fail", "known_gap", "error")
 
 
@@ -89,6 +96,7 @@ class TargetResult:
     simulated_effect: float = float("nan")  # the target's effect expression, if any
     expected: float | None = None  # the statistic at the scaled group sizes (expect)
     expected_effect: float | None = None  # the effect expression there, if any
+    expected_se: float | None = None  # its standard error (split run; none for p-values)
 
     @property
     def expected_status(self) -> str:
@@ -97,6 +105,15 @@ class TargetResult:
         if self.expected is None or math.isnan(self.expected):
             return ""
         return "inside" if self.target.tolerance.contains(self.expected) else "outside"
+
+    @property
+    def expected_near_bound(self) -> bool:
+        """The expectation lies within two standard errors of a bound of the tolerance,
+        so its status is not settled at this group-size factor."""
+        if self.expected is None or self.expected_se is None:
+            return False
+        d = self.target.tolerance.distance(self.expected)
+        return bool(math.isfinite(self.expected_se) and d < 2.0 * self.expected_se)
 
     @property
     def passed(self) -> bool:
@@ -113,12 +130,16 @@ class ValidationResult:
     def by_expectation(self) -> dict[str, list[str]]:
         """Targets whose verdict at the replica's seed and expectation disagree:
         ``by_chance`` (pass, expectation outside the tolerance) and ``sampling_miss``
-        (fail or known gap, expectation inside it)."""
+        (fail or known gap, expectation inside it); and ``near_bound``: every target
+        whose expectation lies within two of its standard errors of a bound, where
+        neither reading is settled."""
         return {"by_chance": [r.target.target_id for r in self.results
                               if r.status == "pass" and r.expected_status == "outside"],
                 "sampling_miss": [r.target.target_id for r in self.results
                                   if r.status in ("fail", "known_gap")
-                                  and r.expected_status == "inside"]}
+                                  and r.expected_status == "inside"],
+                "near_bound": [r.target.target_id for r in self.results
+                               if r.expected_near_bound]}
 
     def counts(self, role: str | None = None) -> dict[str, int]:
         """Targets by status; of one role (calibration or validation) if given."""
@@ -160,6 +181,7 @@ class ValidationResult:
                                  else r.target.published_effect),
             "simulated_effect": r.simulated_effect,
             "expected": float("nan") if r.expected is None else r.expected,
+            "expected_se": float("nan") if r.expected_se is None else r.expected_se,
             "expected_status": r.expected_status,
             "expected_effect": (float("nan") if r.expected_effect is None
                                 else r.expected_effect),
@@ -266,20 +288,62 @@ def scaled_scenario(path: str | Path, factor: int):
 @dataclass
 class Expectation:
     """A replica's target statistics and effect sizes at scaled group sizes (one
-    worker's result)."""
+    worker's result), and the statistics' standard errors."""
     name: str
     values: dict[str, float]
     effects: dict[str, float]
+    se: dict[str, float] = field(default_factory=dict)
+
+
+#: most parts the expectation run is split into for its standard error
+SE_PARTS = 8
+
+
+def split_se(readouts: pd.DataFrame, tracking: dict[str, pd.DataFrame] | None,
+             statistics: dict[str, str], parts: int) -> dict[str, float]:
+    """Each statistic's standard error from ``parts`` disjoint parts of one run: subject
+    s of every arm goes to part s mod ``parts`` (subjects are numbered from 0 in each
+    arm, so the parts have equal group sizes), the statistic is computed on each part,
+    and the SE of the whole run's value is the parts' SD over sqrt(parts) (exact for a
+    mean of subjects, the usual approximation for smooth statistics of them). NaN where
+    fewer than two parts give a finite value."""
+    if parts < 2 or not statistics:
+        return dict.fromkeys(statistics, float("nan"))
+    part = readouts["subject"].to_numpy().astype(int) % parts
+    # tracking tables name their subjects as text ("0", "1", ...)
+    tables = {arm: (t, t["subject"].to_numpy().astype(int) % parts if "subject" in t
+                    else None)
+              for arm, t in (tracking or {}).items()}
+    values = {tid: [] for tid in statistics}
+    for k in range(parts):
+        sub = readouts[part == k]
+        sub_tracking = {arm: (t if p is None else t[p == k]) for arm, (t, p) in tables.items()}
+        for tid, expr in statistics.items():
+            try:
+                values[tid].append(evaluate(expr, sub, sub_tracking))
+            except StatisticError:
+                values[tid].append(float("nan"))
+    out = {}
+    for tid, v in values.items():
+        v = [x for x in v if math.isfinite(x)]
+        out[tid] = stdev(v) / math.sqrt(len(v)) if len(v) >= 2 else float("nan")
+    return out
 
 
 def expectation(path: str, factor: int, statistics: dict[str, str],
-                effects: dict[str, str], registry: Registry) -> Expectation:
+                effects: dict[str, str], registry: Registry,
+                se_statistics: dict[str, str] | None = None) -> Expectation:
     """The replica with its group sizes x ``factor``, at its own seed: each target's
     statistic and (where the target has one) effect expression, NaN where it cannot be
-    computed."""
+    computed; for ``se_statistics`` (the targets that are not p-values) the standard
+    error of the statistic from the run split into ``min(factor, SE_PARTS)`` parts
+    (:func:`split_se`)."""
     res = simulate(scaled_scenario(path, factor), registry=registry)
+    tracking = res.tracking
     return Expectation(Path(path).stem, _statistics(res, statistics),
-                       _statistics(res, effects))
+                       _statistics(res, effects),
+                       split_se(res.readouts, tracking, se_statistics or {},
+                                min(factor, SE_PARTS)))
 
 
 #: the message of a known gap whose value lies inside its tolerance in this run
@@ -375,12 +439,16 @@ def validate(only: list[str] | None = None, workers: int | None = None,
         jobs += [(expectation, (str(paths[name]), expect,
                                 {tid: targets[tid].statistic for tid in chosen[name]},
                                 {tid: targets[tid].effect for tid in chosen[name]
-                                 if targets[tid].effect}, registry)) for name in chosen]
+                                 if targets[tid].effect}, registry,
+                                {tid: targets[tid].statistic for tid in chosen[name]
+                                 if not is_p_value(targets[tid].quantity)}))
+                 for name in chosen]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     runs: dict[str, ReplicaRun] = {}
     again: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
     expected: dict[str, dict[str, float]] = {}
     expected_effects: dict[str, dict[str, float]] = {}
+    expected_se: dict[str, dict[str, float]] = {}
 
     def collect(out, report: bool = True) -> None:
         if isinstance(out, ReplicaRun):
@@ -389,6 +457,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
         elif isinstance(out, Expectation):
             expected[out.name] = out.values
             expected_effects[out.name] = out.effects
+            expected_se[out.name] = out.se
             name = out.name
         else:
             name, values = out
@@ -420,6 +489,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
         if r.replica in expected:
             r.expected = expected[r.replica][r.target.target_id]
             r.expected_effect = expected_effects[r.replica].get(r.target.target_id)
+            r.expected_se = expected_se[r.replica].get(r.target.target_id)
     results.sort(key=lambda r: list(targets).index(r.target.target_id))
     ordered = {name: runs[name] for name in sorted(runs)}
     return ValidationResult(results, ordered, time.perf_counter() - t0, expect)
