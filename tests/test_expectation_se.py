@@ -89,3 +89,22 @@ def test_p_value_quantities_are_recognised_and_get_no_standard_error():
     targets = load_targets()
     assert is_p_value(targets["T-DA-02"].quantity)
     assert not is_p_value(targets["T-DA-04"].quantity)
+
+
+def test_validate_gives_every_target_but_the_p_values_a_standard_error():
+    from ketasim.params import load_registry
+    from ketasim.validation.run import validate
+
+    # the microdialysis replica (8 mice an arm): T-DA-02 is a p-value, T-DA-04 a mean
+    res = validate(only=["T-DA-02", "T-DA-04"], workers=1, registry=load_registry(),
+                   expect=2)
+    by_id = {r.target.target_id: r for r in res.results}
+    assert by_id["T-DA-02"].expected_se is None or math.isnan(by_id["T-DA-02"].expected_se)
+    se = by_id["T-DA-04"].expected_se
+    assert se is not None and 0.0 < se < 20.0  # % of baseline, 16 mice an arm in 2 parts
+    table = res.table().set_index("target_id")
+    assert math.isnan(table.loc["T-DA-02", "expected_se"])
+    assert table.loc["T-DA-04", "expected_se"] == se
+    # the replica's tracking tables are built once, whichever target reads them
+    run = res.replicas["mpfc_dopamine_microdialysis"]
+    assert run.tracking is run.tracking

@@ -233,7 +233,7 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
             "(failing or known gaps, inside the tolerance in expectation): "
             f"{html.escape(', '.join(odd['sampling_miss']) or 'none')}; within two "
             "standard errors of a bound (expected_se; not settled at this factor): "
-            f"{html.escape(', '.join(odd.get('near_bound', [])) or 'none')}.</p>")
+            f"{html.escape(', '.join(odd['near_bound']) or 'none')}.</p>")
     for role, rc in result.role_counts().items():
         title, what = ROLE_TITLES[role]
         body.append(f'<h2 id="role-{role}">{title}</h2>')

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from statistics import stdev
@@ -79,9 +80,10 @@ class ReplicaRun:
     seconds: float
     kept: dict = field(default_factory=dict)  # assay -> arm -> what the assay kept
 
-    @property
+    @cached_property
     def tracking(self) -> dict:
-        """Arm -> observed two-photon tracking table."""
+        """Arm -> observed two-photon tracking table (built once: every target of the
+        replica reads it, twice with an effect expression)."""
         return tracking_tables(self.kept)
 
 
@@ -243,16 +245,18 @@ def replicate(path: str, offset: int, statistics: dict[str, str],
     """The replica at seed ``seed + offset``: each target's statistic (NaN where it cannot
     be computed). Only the numbers travel back from the worker."""
     sc = load_scenario(path)
-    return Path(path).stem, _statistics(simulate(sc, seed=sc.seed + offset,
-                                                 registry=registry), statistics)
+    res = simulate(sc, seed=sc.seed + offset, registry=registry)
+    return Path(path).stem, _statistics(res.readouts, res.tracking, statistics)
 
 
-def _statistics(res, statistics: dict[str, str]) -> dict[str, float]:
-    """Each target's statistic on a run's readouts (NaN where it cannot be computed)."""
+def _statistics(readouts: pd.DataFrame, tracking: dict[str, pd.DataFrame],
+                statistics: dict[str, str]) -> dict[str, float]:
+    """Each target's statistic on a run's readouts and spine tracking tables (NaN where
+    it cannot be computed); the caller builds the tracking tables once."""
     values = {}
     for tid, expr in statistics.items():
         try:
-            values[tid] = evaluate(expr, res.readouts, res.tracking)
+            values[tid] = evaluate(expr, readouts, tracking)
         except StatisticError:
             values[tid] = float("nan")
     return values
@@ -302,8 +306,8 @@ SE_PARTS = 8
 def split_se(readouts: pd.DataFrame, tracking: dict[str, pd.DataFrame] | None,
              statistics: dict[str, str], parts: int) -> dict[str, float]:
     """Each statistic's standard error from ``parts`` disjoint parts of one run: subject
-    s of every arm goes to part s mod ``parts`` (subjects are numbered from 0 in each
-    arm, so the parts have equal group sizes), the statistic is computed on each part,
+    s of every arm goes to part s mod ``parts`` (a replica numbers its subjects 0..n-1
+    in each arm, so the parts have equal group sizes), the statistic is computed on each part,
     and the SE of the whole run's value is the parts' SD over sqrt(parts) (exact for a
     mean of subjects, the usual approximation for smooth statistics of them). NaN where
     fewer than two parts give a finite value."""
@@ -339,9 +343,9 @@ def expectation(path: str, factor: int, statistics: dict[str, str],
     error of the statistic from the run split into ``min(factor, SE_PARTS)`` parts
     (:func:`split_se`)."""
     res = simulate(scaled_scenario(path, factor), registry=registry)
-    tracking = res.tracking
-    return Expectation(Path(path).stem, _statistics(res, statistics),
-                       _statistics(res, effects),
+    tracking = res.tracking  # a property that concatenates tables: built once here
+    return Expectation(Path(path).stem, _statistics(res.readouts, tracking, statistics),
+                       _statistics(res.readouts, tracking, effects),
                        split_se(res.readouts, tracking, se_statistics or {},
                                 min(factor, SE_PARTS)))
 
