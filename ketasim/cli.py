@@ -391,6 +391,10 @@ def validate(
         0, "--expect", help="also run every replica once with its group sizes multiplied "
         "by this factor (2-1000) and report each target there (expected): the model's "
         "expectation, which tells a sampling miss from a pass by chance"),
+    settle: int = typer.Option(
+        0, "--settle", help="with --expect: rerun the replicas whose expectations lie "
+        "within two standard errors of a bound at 4 x their factor, round after round, "
+        "up to this factor (at most 1000); expected_factor says where each one settled"),
     compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
     sensitivity: bool = typer.Option(
         False, "--sensitivity", help="also screen, per replica, which parameters each "
@@ -415,6 +419,7 @@ def validate(
         ValidationSetupError,
         check_expect,
         check_seeds,
+        check_settle,
         manifest,
         plan,
         sources,
@@ -432,6 +437,7 @@ def validate(
     try:
         check_seeds(seeds)
         check_expect(expect)
+        check_settle(settle, expect)
         if scheduler is not None:
             _check_workers(scheduler, workers)
         try:
@@ -460,7 +466,9 @@ def validate(
                         ids or None, workers, progress=lambda name: prog.advance(task),
                         extra_replicas=replicas_dir, extra_targets=targets_file,
                         seeds=seeds, registry=registry, compounds=folders, expect=expect,
-                        map_tasks=map_tasks)
+                        settle=settle, map_tasks=map_tasks,
+                        more_runs=lambda k: prog.update(
+                            task, total=prog.tasks[task].total + k))
             table = result.table()
             sens_s = None
             if sensitivity:
@@ -508,12 +516,18 @@ def validate(
              f"close it): {', '.join(inside)}")
     if expect:
         odd = result.by_expectation()
-        _say(f"expectation (group sizes x {expect}): passing by chance (outside the "
+        scale = f"x {expect}" + (f", up to x {settle} where not settled" if settle else "")
+        _say(f"expectation (group sizes {scale}): passing by chance (outside the "
              f"tolerance in expectation): {', '.join(odd['by_chance']) or 'none'}; "
              "sampling misses (failing or known gaps, inside in expectation): "
              f"{', '.join(odd['sampling_miss']) or 'none'}; within two standard errors "
              f"of a bound (not settled at this factor): "
              f"{', '.join(odd['near_bound']) or 'none'}")
+    if settle:
+        moved = result.settled()
+        _say(f"settled with larger group sizes (--settle {settle}): "
+             + (", ".join(f"{tid} x {f}" for tid, f in moved) or "none needed")
+             + "; the expectation line above reads each target at its own factor")
     if comparison is not None:
         k = comparison_counts(comparison)
         moved = comparison[comparison["change"] == "status"]

@@ -645,7 +645,8 @@ def test_validation_csv_columns_follow_the_contract(tmp_path):
     assert cols == ["target_id", "facts", "source", "quantity", "published", "simulated",
                     "tolerance", "pass", "status", "replica", "replication",
                     "role", "fitted", "published_effect", "simulated_effect", "expected",
-                    "expected_se", "expected_status", "expected_effect", "message"]
+                    "expected_se", "expected_factor", "expected_status",
+                    "expected_effect", "message"]
     row = table.iloc[0]
     assert row["role"] == "calibration" and row["fitted"] == "pk.rat.hnk.cl;pk.rat.hnk.v"
     assert (tmp_path / "v" / "figures" / "pk_rat_hnk_plasma_pk.png").exists()

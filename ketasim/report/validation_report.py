@@ -45,7 +45,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _targets_table(df: pd.DataFrame, table_id: str) -> str:
+def _targets_table(df: pd.DataFrame, table_id: str, settled: bool = False) -> str:
     cols = ["target_id", "facts", "quantity", "published", "simulated", "tolerance", "status",
             "published_effect", "simulated_effect", "source"]
     if "role" in df and table_id.startswith("targets-"):
@@ -60,6 +60,9 @@ def _targets_table(df: pd.DataFrame, table_id: str) -> str:
             "expected", "expected_status"]
         if "expected_se" in df:  # its standard error (split run), beside it
             cols.insert(cols.index("expected") + 1, "expected_se")
+        if settled and "expected_factor" in df:
+            # validate --settle: the factor each expectation comes from
+            cols.insert(cols.index("expected") + 1, "expected_factor")
         if "expected_effect" in df:
             cols.insert(cols.index("simulated_effect") + 1, "expected_effect")
     if "sensitive_to" in df:  # validate --sensitivity: the most influential parameters
@@ -226,13 +229,18 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
     if result.expect:
         # validate --expect: the verdicts that the model's expectation contradicts
         odd = result.by_expectation()
+        scale = f"every group size x {result.expect}"
+        if result.settle:  # validate --settle: the targets read at a larger factor
+            rerun = ", ".join(f"{t} x {f}" for t, f in result.settled()) or "none needed"
+            scale += (f", up to x {result.settle} for the replicas whose expectations "
+                      f"were not settled (expected_factor): {rerun}")
         body.append(
-            f'<p id="expectation">Expectation (every group size x {result.expect}): '
+            f'<p id="expectation">Expectation ({html.escape(scale)}): '
             "passing by chance (outside the tolerance in expectation): "
             f"{html.escape(', '.join(odd['by_chance']) or 'none')}; sampling misses "
             "(failing or known gaps, inside the tolerance in expectation): "
             f"{html.escape(', '.join(odd['sampling_miss']) or 'none')}; within two "
-            "standard errors of a bound (expected_se; not settled at this factor): "
+            "standard errors of a bound (expected_se; not settled at its factor): "
             f"{html.escape(', '.join(odd['near_bound']) or 'none')}.</p>")
     for role, rc in result.role_counts().items():
         title, what = ROLE_TITLES[role]
@@ -244,7 +252,7 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
                     "gives them.</p>")
         sub = table[table["role"] == role]
         if not sub.empty:
-            body.append(_targets_table(sub, role))
+            body.append(_targets_table(sub, role, result.settle > 0))
     errors = [r for r in result.results if r.status == "error"]
     if errors:
         body.append('<h2 id="errors">Errors</h2><p>Targets whose statistic could not be '
@@ -288,7 +296,7 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
                     + ", ".join(f"{html.escape(a.name)} (n={a.n})" for a in sc.arms) + ".</p>")
         sub = table[table["replica"] == name]
         if not sub.empty:
-            body.append(_targets_table(sub, f"targets-{name}"))
+            body.append(_targets_table(sub, f"targets-{name}", result.settle > 0))
             png = targets_figure(sub, figdir / f"{name}_targets.png")
             if png is not None:
                 body.append(img_tag(png, f"{name} targets", (

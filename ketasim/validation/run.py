@@ -22,7 +22,11 @@ standard error (``expected_se``) comes from the same run split by subject into
 ``min(F, 8)`` parts of equal size, each a replica with its group sizes x F / parts
 (the parts' SD / sqrt(parts)); an expectation within two standard errors of a bound
 (``expected_near_bound``) cannot tell a sampling miss or a pass by chance, and a larger
-F can. For a significance target (a p-value) the scaled
+F can. With ``settle=M`` the replicas that hold such a target are run again at four
+times their factor, round after round, until none of their targets is within two
+standard errors of a bound or the factor reaches M (or the largest factor the
+replica's arms allow, 100,000 subjects an arm); each target reports the factor its
+expectation comes from (``expected_factor``). For a significance target (a p-value) the scaled
 value asks whether the model's effect is there (p < ...) or absent (p > ...) with F times
 the subjects, a stricter reading than the paper's group sizes allow. The verdict still
 comes from the replica.
@@ -55,7 +59,7 @@ from ketasim.experiment.pool import worker_pool
 from ketasim.experiment.runner import simulate
 from ketasim.params import Registry
 from ketasim.provenance import collect
-from ketasim.scenario import ScenarioError, load_scenario, load_scenario_text
+from ketasim.scenario import Arm, ScenarioError, load_scenario, load_scenario_text
 from ketasim.spines.assays import tracking_tables
 from ketasim.validation.statistic import StatisticError, evaluate
 from ketasim.validation.targets import ROLES, Target, load_targets, parse_targets, replica_paths
@@ -63,7 +67,8 @@ from ketasim.validation.targets import ROLES, Target, load_targets, parse_target
 CSV_COLUMNS = ["target_id", "facts", "source", "quantity", "published", "simulated",
                "tolerance", "pass", "status", "replica", "replication",
                "role", "fitted", "published_effect", "simulated_effect", "expected",
-               "expected_se", "expected_status", "expected_effect", "message"]
+               "expected_se", "expected_factor", "expected_status", "expected_effect",
+               "message"]
 STATUSES = ("pass", "fail", "known_gap", "error")
 
 
@@ -99,6 +104,7 @@ class TargetResult:
     expected: float | None = None  # the statistic at the scaled group sizes (expect)
     expected_effect: float | None = None  # the effect expression there, if any
     expected_se: float | None = None  # its standard error (split run; none for p-values)
+    expected_factor: int | None = None  # the group-size factor of ``expected``
 
     @property
     def expected_status(self) -> str:
@@ -128,6 +134,13 @@ class ValidationResult:
     replicas: dict[str, ReplicaRun] = field(default_factory=dict)
     seconds: float = 0.0
     expect: int = 0  # the group-size factor of the expectation runs (0: none)
+    settle: int = 0  # the largest factor the near-bound expectations were rerun at (0: none)
+
+    def settled(self) -> list[tuple[str, int]]:
+        """``(target, factor)`` for every target whose expectation comes from a factor
+        above ``expect`` (``validate --settle``)."""
+        return [(r.target.target_id, r.expected_factor) for r in self.results
+                if r.expected_factor is not None and r.expected_factor > self.expect]
 
     def by_expectation(self) -> dict[str, list[str]]:
         """Targets whose verdict at the replica's seed and expectation disagree:
@@ -184,12 +197,15 @@ class ValidationResult:
             "simulated_effect": r.simulated_effect,
             "expected": float("nan") if r.expected is None else r.expected,
             "expected_se": float("nan") if r.expected_se is None else r.expected_se,
+            "expected_factor": pd.NA if r.expected_factor is None else r.expected_factor,
             "expected_status": r.expected_status,
             "expected_effect": (float("nan") if r.expected_effect is None
                                 else r.expected_effect),
             "message": r.message if r.status in ("error", "known_gap") else ""}
             for r in self.results]
-        return pd.DataFrame(rows, columns=CSV_COLUMNS)
+        table = pd.DataFrame(rows, columns=CSV_COLUMNS)
+        table["expected_factor"] = table["expected_factor"].astype("Int64")
+        return table
 
 
 def plan(only: list[str] | None = None, replicas: dict[str, Path] | None = None,
@@ -271,6 +287,35 @@ def check_expect(expect) -> None:
             expect == 0 or 2 <= expect <= MAX_EXPECT):
         raise ValidationSetupError(f"--expect: expected 0 (off) or a group-size factor "
                                    f"from 2 to {MAX_EXPECT}, got {expect!r}")
+
+
+#: how much each ``settle`` round multiplies a replica's group-size factor
+SETTLE_STEP = 4
+
+
+def check_settle(settle, expect) -> None:
+    """``settle`` (``validate --settle``): 0 (off), or the largest group-size factor,
+    above ``expect`` (which it needs) and at most :data:`MAX_EXPECT`."""
+    if isinstance(settle, bool) or not isinstance(settle, int) or settle < 0:
+        raise ValidationSetupError(f"--settle: expected 0 (off) or the largest group-size "
+                                   f"factor, up to {MAX_EXPECT}; got {settle!r}")
+    if settle == 0:
+        return
+    if not expect:
+        raise ValidationSetupError("--settle: needs --expect, the factor to start from "
+                                   f"(e.g. --expect 8 --settle {min(512, MAX_EXPECT)})")
+    if not expect < settle <= MAX_EXPECT:
+        raise ValidationSetupError(f"--settle: expected a factor above --expect ({expect}) "
+                                   f"and at most {MAX_EXPECT}; got {settle}")
+
+
+def factor_limit(path: str | Path) -> int:
+    """The largest group-size factor the replica at ``path`` allows: its largest arm
+    times the factor must stay within a scenario's limit on an arm's subjects."""
+    limit = next(m.le for m in Arm.model_fields["n"].metadata if hasattr(m, "le"))
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    largest = max([int(arm["n"]) for arm in data.get("arms") or []] or [1])
+    return max(1, limit // largest)
 
 
 def scaled_scenario(path: str | Path, factor: int):
@@ -415,20 +460,25 @@ def validate(only: list[str] | None = None, workers: int | None = None,
              extra_replicas: Path | None = None,
              extra_targets: Path | None = None, seeds: int = 0, *,
              registry: Registry, compounds: list[Path] | tuple = (),
-             expect: int = 0, map_tasks=None) -> ValidationResult:
+             expect: int = 0, settle: int = 0, map_tasks=None,
+             more_runs: Callable[[int], None] | None = None) -> ValidationResult:
     """Run the chosen replicas (all by default) and judge their targets; with ``seeds``
     > 0 also count each target's passes over that many further seeds, with ``expect`` > 0
-    also compute each target at the group sizes x ``expect`` (see the module docstring).
-    ``progress`` is called once per replica run, ``(1 + seeds + (expect > 0)) x
-    replicas`` times in all. ``registry``: the model parameters every replica runs with;
-    ``compounds``: folders of compound files the replicas may use (already registered in
-    this process, loaded again by each worker). ``map_tasks(fn, args_list)``, if given,
+    also compute each target at the group sizes x ``expect``, and with ``settle`` > 0
+    rerun the replicas whose expectations are not settled at larger factors, up to
+    ``settle`` (see the module docstring). ``progress`` is called once per replica run,
+    ``(1 + seeds + (expect > 0)) x replicas`` times before any ``settle`` round; each
+    round first calls ``more_runs`` (if given) with the number of runs it adds.
+    ``registry``: the model parameters every replica runs with; ``compounds``: folders of
+    compound files the replicas may use (already registered in this process, loaded
+    again by each worker). ``map_tasks(fn, args_list)``, if given,
     runs every replica run elsewhere instead of ``workers`` processes here (a Dask
     cluster, ``ketasim validate --scheduler``; see
     :func:`ketasim.experiment.runner.simulate`): the same numbers, with ``progress``
     called (with the replica file's stem) as each run completes."""
     check_seeds(seeds)
     check_expect(expect)
+    check_settle(settle, expect)
     ketasim._ensure_configured()  # numba's cache folder, inherited by the workers
     t0 = time.perf_counter()
     paths, targets = sources(extra_replicas, extra_targets)
@@ -437,17 +487,19 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     jobs += [(replicate, (str(paths[name]), k, {tid: targets[tid].statistic
                                                  for tid in chosen[name]}, registry))
              for k in range(1, seeds + 1) for name in chosen]
+
+    def expectation_job(name: str, factor: int):
+        return (expectation, (str(paths[name]), factor,
+                              {tid: targets[tid].statistic for tid in chosen[name]},
+                              {tid: targets[tid].effect for tid in chosen[name]
+                               if targets[tid].effect}, registry,
+                              {tid: targets[tid].statistic for tid in chosen[name]
+                               if not is_p_value(targets[tid].quantity)}))
+
     if expect:
         for name in chosen:  # refuse a factor past the scenario limit before any run
             scaled_scenario(paths[name], expect)
-        jobs += [(expectation, (str(paths[name]), expect,
-                                {tid: targets[tid].statistic for tid in chosen[name]},
-                                {tid: targets[tid].effect for tid in chosen[name]
-                                 if targets[tid].effect}, registry,
-                                {tid: targets[tid].statistic for tid in chosen[name]
-                                 if not is_p_value(targets[tid].quantity)}))
-                 for name in chosen]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+        jobs += [expectation_job(name, expect) for name in chosen]
     runs: dict[str, ReplicaRun] = {}
     again: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
     expected: dict[str, dict[str, float]] = {}
@@ -469,19 +521,24 @@ def validate(only: list[str] | None = None, workers: int | None = None,
         if progress and report:
             progress(name)
 
-    if map_tasks is not None:
-        # the bar moves as each run completes; the results are collected in order after
-        names = [Path(args[0]).stem for _, args in jobs]
-        done = None if progress is None else (lambda k: progress(names[k]))
-        for out in map_tasks(run_job, [(fn.__name__, args) for fn, args in jobs], done=done):
-            collect(out, report=False)
-    elif workers == 1:
-        for fn, args in jobs:
-            collect(fn(*args))
-    else:
-        with worker_pool(workers, compounds) as pool:
-            for fut in as_completed([pool.submit(fn, *args) for fn, args in jobs]):
-                collect(fut.result())
+    def execute(jobs: list) -> None:
+        n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+        if map_tasks is not None:
+            # the bar moves as each run completes; the results are collected in order after
+            names = [Path(args[0]).stem for _, args in jobs]
+            done = None if progress is None else (lambda k: progress(names[k]))
+            for out in map_tasks(run_job, [(fn.__name__, args) for fn, args in jobs],
+                                 done=done):
+                collect(out, report=False)
+        elif n_workers == 1:
+            for fn, args in jobs:
+                collect(fn(*args))
+        else:
+            with worker_pool(n_workers, compounds) as pool:
+                for fut in as_completed([pool.submit(fn, *args) for fn, args in jobs]):
+                    collect(fut.result())
+
+    execute(jobs)
     results = [judge(targets[tid], runs[name])
                for name in sorted(chosen) for tid in chosen[name]]
     if seeds:
@@ -489,14 +546,34 @@ def validate(only: list[str] | None = None, workers: int | None = None,
             tol = r.target.tolerance
             r.replication = (sum(bool(tol.contains(v[r.target.target_id]))
                                  for v in again[r.replica]), seeds)
-    for r in results:
-        if r.replica in expected:
-            r.expected = expected[r.replica][r.target.target_id]
-            r.expected_effect = expected_effects[r.replica].get(r.target.target_id)
-            r.expected_se = expected_se[r.replica].get(r.target.target_id)
+    factors = dict.fromkeys(expected, expect)
+
+    def take_expectations() -> None:
+        for r in results:
+            if r.replica in expected:
+                r.expected = expected[r.replica][r.target.target_id]
+                r.expected_effect = expected_effects[r.replica].get(r.target.target_id)
+                r.expected_se = expected_se[r.replica].get(r.target.target_id)
+                r.expected_factor = factors[r.replica]
+
+    take_expectations()
+    limits = {name: min(settle, factor_limit(paths[name])) for name in chosen} if settle else {}
+    while settle:  # rerun the replicas whose expectations are not settled, 4 x larger
+        rerun = {}
+        for name in sorted({r.replica for r in results if r.expected_near_bound}):
+            factor = min(factors[name] * SETTLE_STEP, limits[name])
+            if factor > factors[name]:
+                rerun[name] = factor
+        if not rerun:
+            break
+        if more_runs:
+            more_runs(len(rerun))
+        execute([expectation_job(name, factor) for name, factor in rerun.items()])
+        factors.update(rerun)
+        take_expectations()
     results.sort(key=lambda r: list(targets).index(r.target.target_id))
     ordered = {name: runs[name] for name in sorted(runs)}
-    return ValidationResult(results, ordered, time.perf_counter() - t0, expect)
+    return ValidationResult(results, ordered, time.perf_counter() - t0, expect, settle)
 
 
 def run_job(name: str, args: tuple):
@@ -517,5 +594,5 @@ def manifest(result: ValidationResult, replicas: dict[str, Path], registry: Regi
     return collect(registry=registry, started=started, replicas=replicas,
                    inputs=inputs) | {
         "command": "validate", "only": list(only or []), "seeds": seeds,
-        "expect": result.expect,
+        "expect": result.expect, "settle": result.settle,
         "counts": result.counts(), "timings_s": {"total": result.seconds}}
