@@ -521,7 +521,7 @@ def validate(
              f"tolerance in expectation): {', '.join(odd['by_chance']) or 'none'}; "
              "sampling misses (failing or known gaps, inside in expectation): "
              f"{', '.join(odd['sampling_miss']) or 'none'}; within two standard errors "
-             f"of a bound (not settled at this factor): "
+             f"of a bound (not settled at its factor): "
              f"{', '.join(odd['near_bound']) or 'none'}")
     if settle:
         moved = result.settled()
