@@ -525,9 +525,11 @@ def validate(
              f"{', '.join(odd['near_bound']) or 'none'}")
     if settle:
         moved = result.settled()
-        _say(f"settled with larger group sizes (--settle {settle}): "
-             + (", ".join(f"{tid} x {f}" for tid, f in moved) or "none needed")
-             + "; the expectation line above reads each target at its own factor")
+        _say(f"replicas run again with larger group sizes (--settle {settle}): "
+             + (", ".join(f"{name} x {f}" for name, f in sorted(moved.items()))
+                or "none needed")
+             + "; the expectation line above reads each target at its replica's factor "
+             "(expected_factor)")
     if comparison is not None:
         k = comparison_counts(comparison)
         moved = comparison[comparison["change"] == "status"]

@@ -106,7 +106,7 @@ def test_settle_reruns_only_the_replicas_whose_expectations_are_not_settled(tmp_
     assert by_id["T-SET-1"].expected != cut
     assert by_id["T-SET-2"].expected_factor == 2
     assert by_id["T-SET-2"].expected == pytest.approx(_value(far, 2), rel=1e-12)
-    assert res.settled() == [("T-SET-1", 8)] and res.settle == 8
+    assert res.settled() == {"near_rep": 8} and res.settle == 8
     table = res.table().set_index("target_id")
     assert list(table["expected_factor"]) == [8, 2]
     # without --settle the same run keeps the factor of --expect everywhere
@@ -114,7 +114,7 @@ def test_settle_reruns_only_the_replicas_whose_expectations_are_not_settled(tmp_
                      extra_replicas=tmp_path / "reps",
                      extra_targets=tmp_path / "targets.yaml", expect=2)
     assert [r.expected_factor for r in plain.results] == [2]
-    assert plain.results[0].expected_near_bound and plain.settled() == []
+    assert plain.results[0].expected_near_bound and plain.settled() == {}
 
 
 def test_settle_stops_at_the_replicas_own_limit(tmp_path, monkeypatch):
@@ -136,7 +136,7 @@ def test_settle_stops_at_the_replicas_own_limit(tmp_path, monkeypatch):
     assert seen and added == []
     assert r.expected_near_bound and r.expected_factor == 2
     assert r.expected == pytest.approx(at.values["T-SET-3"], rel=1e-12)
-    assert res.settled() == []
+    assert res.settled() == {}
 
 
 def test_cli_settle_writes_the_factor_and_refuses_bad_settings(tmp_path):
@@ -159,7 +159,7 @@ def test_cli_settle_writes_the_factor_and_refuses_bad_settings(tmp_path):
     assert res.exit_code == (0 if seed_value > cut else 1), res.output
     text = " ".join(res.output.split())
     assert "up to x 8 where not settled" in text
-    assert "settled with larger group sizes (--settle 8): T-SET-1 x 8" in text
+    assert "run again with larger group sizes (--settle 8): near_rep x 8" in text
     table = pd.read_csv(out / "validation.csv")
     cols = list(table.columns)
     assert cols.index("expected_factor") == cols.index("expected_se") + 1
@@ -167,7 +167,8 @@ def test_cli_settle_writes_the_factor_and_refuses_bad_settings(tmp_path):
     page = (out / "report.html").read_text()
     assert "<th>expected_factor</th>" in page
     line = page[page.index('<p id="expectation">'):]
-    assert "up to x 8" in line[:line.index("</p>")] and "T-SET-1 x 8" in line
+    line = line[:line.index("</p>")]
+    assert "up to x 8" in line and "near_rep x 8" in line
     assert json.loads((out / "manifest.json").read_text())["settle"] == 8
     # --settle needs --expect, and a factor above it: one clear error, nothing written
     for extra in (["--settle", "8"], ["--expect", "8", "--settle", "8"],

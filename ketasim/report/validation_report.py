@@ -231,9 +231,9 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
         odd = result.by_expectation()
         scale = f"every group size x {result.expect}"
         if result.settle:  # validate --settle: the targets read at a larger factor
-            rerun = ", ".join(f"{t} x {f}" for t, f in result.settled()) or "none needed"
+            rerun = ", ".join(f"{name} x {f}" for name, f in sorted(result.settled().items()))
             scale += (f", up to x {result.settle} for the replicas whose expectations "
-                      f"were not settled (expected_factor): {rerun}")
+                      f"were not settled (expected_factor): {rerun or 'none needed'}")
         body.append(
             f'<p id="expectation">Expectation ({html.escape(scale)}): '
             "passing by chance (outside the tolerance in expectation): "

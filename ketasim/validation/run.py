@@ -136,11 +136,11 @@ class ValidationResult:
     expect: int = 0  # the group-size factor of the expectation runs (0: none)
     settle: int = 0  # the largest factor the near-bound expectations were rerun at (0: none)
 
-    def settled(self) -> list[tuple[str, int]]:
-        """``(target, factor)`` for every target whose expectation comes from a factor
-        above ``expect`` (``validate --settle``)."""
-        return [(r.target.target_id, r.expected_factor) for r in self.results
-                if r.expected_factor is not None and r.expected_factor > self.expect]
+    def settled(self) -> dict[str, int]:
+        """``{replica: factor}`` for every replica whose expectation comes from a factor
+        above ``expect`` (``validate --settle``; all its targets read that run)."""
+        return {r.replica: r.expected_factor for r in self.results
+                if r.expected_factor is not None and r.expected_factor > self.expect}
 
     def by_expectation(self) -> dict[str, list[str]]:
         """Targets whose verdict at the replica's seed and expectation disagree:
