@@ -88,6 +88,10 @@ product per right-hand side), ``--n 2000 --rr-subjects 300``, load about 0.7: 36
 worktree minutes earlier: 36.5 (0.615 and 22.48). The tight reference now needs rtol 1e-8,
 atol 1e-12 (the check subject n/2 rests on a pos() corner, above): accuracy 1.39e-6 against
 libRoadRunner's 1.39e-5 (before, against rtol 1e-10: 1.37e-6 and 1.36e-5).
+2026-12-08, thirty-ninth session (no solver change), ``--n 2000 --rr-subjects 300``, idle
+machine: 35.3 (ketasim 0.456 ms/mouse, 369 steps; libRoadRunner 16.13 ms/mouse); accuracy
+1.34e-6 against libRoadRunner's 1.51e-5 (tight reference at rtol 1e-9, atol 1e-12 after
+the tighter two failed in CVODE's error test).
 
 The last line printed is ``speedup: <ratio>`` (libRoadRunner time / ketasim time for N
 subjects). Run: ``.venv/bin/python benchmarks/bench_signaling.py`` (or ``make bench``).
