@@ -286,9 +286,9 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   method): 815 steps a ketamine patient against 48 a placebo one (0.82 and 0.11 ms a
   patient), 26 events against 2; with the other methods 1,092 (``rodas``, 1.35 ms) and
   1,917 (``auto_ros3``, 1.31 ms). One dose alone takes about 170 steps to 400 h: 26 to
-  the end of the 40-min infusion and 1 h, 63 more to 24 h, then a step every 4-6 h for
-  the slow states (HNK, the structural chain, PSD95) for days, which rtol 1e-6 holds
-  at order 4. So the ketamine patients' steps are not events or restarts but the slow
+  1 h (20 of them in the 40-min infusion), 63 more to 24 h, then a step every 1.7 h
+  over the next two days and every 6.4 h from 72 to 400 h (the slow states: HNK, the
+  structural chain, PSD95), which rtol 1e-6 holds at order 4. So the ketamine patients' steps are not events or restarts but the slow
   tail after each of the six doses; 50x needs each step (about 2 us of CPU: six
   right-hand sides, six triangular solves and a Jacobian) about twice as cheap. The arm's
   patients share every event time (only the values differ), so the next step is a
