@@ -277,25 +277,25 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   27.3** (signalling alone 24.2); outputs within 2.5e-7 of their range, MADRS latent
   5.0e-7, 140 of 140 identical; against tight LSODA ketasim 1.9e-8, reference 8.3e-8;
   peak RSS 453 MB; wall 9.1 s.
-- 2026-12-08, thirty-ninth session (no model or solver change), ``--patients 10000``, one
-  run on an idle machine: ketasim 5.6 s (0.56 ms/patient, 10,768 patient-weeks/s; the
-  placebo piece 1.1 s), reference 14.43 ms/patient, **speedup 25.9** (signalling alone on
-  the sample 31.2); outputs within 2.5e-7 of their range, MADRS latent 5.0e-7, 140 of 140
-  identical; against tight LSODA ketasim 1.9e-8, reference 8.3e-8; peak RSS 510 MB; wall
-  11.4 s. Where a ketamine patient's steps go (200 patients per arm, the default
-  method): 815 steps a ketamine patient against 48 a placebo one (0.82 and 0.11 ms a
-  patient), 26 events against 2; with the other methods 1,092 (``rodas``, 1.35 ms) and
-  1,917 (``auto_ros3``, 1.31 ms). One dose alone takes about 170 steps to 400 h: 26 to
-  1 h (20 of them in the 40-min infusion), 63 more to 24 h, then a step every 1.7 h
+- 2026-12-08, thirty-ninth session (no model or solver change), ``--patients 10000``,
+  one run on an idle machine: ketasim 5.6 s (0.56 ms/patient, 10,768 patient-weeks/s;
+  the placebo piece 1.1 s), reference 14.43 ms/patient, **speedup 25.9** (signalling
+  alone on the sample 31.2); outputs within 2.5e-7 of their range, MADRS latent 5.0e-7,
+  140 of 140 identical; against tight LSODA ketasim 1.9e-8, reference 8.3e-8; peak RSS
+  510 MB; wall 11.4 s. Where a ketamine patient's steps go (200 patients per arm, the
+  default method): 815 steps a ketamine patient against 48 a placebo one (0.82 and 0.11
+  ms a patient), 26 events against 2; with the other methods 1,092 (``rodas``, 1.35 ms)
+  and 1,917 (``auto_ros3``, 1.31 ms). One dose alone takes about 170 steps to 400 h: 26
+  to 1 h (20 of them in the 40-min infusion), 63 more to 24 h, then a step every 1.7 h
   over the next two days and every 6.4 h from 72 to 400 h (the slow states: HNK, the
-  structural chain, PSD95), which rtol 1e-6 holds at order 4. So the ketamine patients' steps are not events or restarts but the slow
-  tail after each of the six doses; 50x needs each step (about 2 us of CPU: six
-  right-hand sides, six triangular solves and a Jacobian) about twice as cheap. The arm's
-  patients share every event time (only the values differ), so the next step is a
-  kernel that advances several patients in lock step (one step size, the largest error
-  over them) with a right-hand side over patient lanes that the compiler vectorises;
-  numba here has no SVML, so the three non-integer powers of a right-hand side would
-  stay scalar. Not started.
+  structural chain, PSD95), which rtol 1e-6 holds at order 4. So the ketamine patients'
+  steps are not events or restarts but the slow tail after each of the six doses; 50x
+  needs each step (about 2 us of CPU: six right-hand sides, six triangular solves and a
+  Jacobian) about twice as cheap. The arm's patients share every event time (only the
+  values differ), so the next step is a kernel that advances several patients in lock
+  step (one step size, the largest error over them) with a right-hand side over patient
+  lanes that the compiler vectorises; numba here has no SVML, so the three non-integer
+  powers of a right-hand side would stay scalar. Not started.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
