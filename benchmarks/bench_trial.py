@@ -287,8 +287,8 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   ms a patient), 26 events against 2; with the other methods 1,092 (``rodas``, 1.35 ms)
   and 1,917 (``auto_ros3``, 1.31 ms). One dose alone takes about 170 steps to 400 h: 26
   to 1 h (20 of them in the 40-min infusion), 63 more to 24 h, then a step every 1.7 h
-  over the next two days and every 6.4 h from 72 to 400 h (the slow states: HNK, the
-  structural chain, PSD95), which rtol 1e-6 holds at order 4. So the ketamine patients'
+  over the next two days and every 6.4 h from 72 to 400 h (the model's slow states
+  relaxing at rtol 1e-6 and order 4; which state limits the step was not measured). So the ketamine patients'
   steps are not events or restarts but the slow tail after each of the six doses; 50x
   needs each step (about 2 us of CPU: six right-hand sides, six triangular solves and a
   Jacobian) about twice as cheap. The arm's patients share every event time (only the
