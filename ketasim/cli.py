@@ -392,8 +392,8 @@ def validate(
         "by this factor (2-1000) and report each target there (expected): the model's "
         "expectation, which tells a sampling miss from a pass by chance"),
     settle: int = typer.Option(
-        0, "--settle", help="with --expect: rerun the replicas whose expectations lie "
-        "within two standard errors of a bound at 4 x their factor, round after round, "
+        0, "--settle", help="with --expect: rerun the replicas whose expectations are "
+        "not settled (within t standard errors of a bound) at 4 x their factor, round after round, "
         "up to this factor (at most 1000); expected_factor says where each one settled"),
     compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
     sensitivity: bool = typer.Option(
@@ -520,8 +520,8 @@ def validate(
         _say(f"expectation (group sizes {scale}): passing by chance (outside the "
              f"tolerance in expectation): {', '.join(odd['by_chance']) or 'none'}; "
              "sampling misses (failing or known gaps, inside in expectation): "
-             f"{', '.join(odd['sampling_miss']) or 'none'}; within two standard errors "
-             f"of a bound (not settled at its factor): "
+             f"{', '.join(odd['sampling_miss']) or 'none'}; within t standard errors "
+             f"of a bound (t for the SE's parts, 2.36 with 8; not settled at its factor): "
              f"{', '.join(odd['near_bound']) or 'none'}")
     if settle:
         moved = result.settled()

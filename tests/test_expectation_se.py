@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 
 from ketasim.analysis.tolerance import Tolerance, is_p_value
-from ketasim.validation.run import SE_PARTS, TargetResult, split_se
+from ketasim.validation.run import (
+    SE_PARTS,
+    TargetResult,
+    near_bound_multiple,
+    split_se,
+    split_values,
+)
 from ketasim.validation.targets import load_targets
 
 MEAN = {"T": "mean('a', 'x', '1h')"}
@@ -74,6 +80,31 @@ def test_an_expectation_within_two_standard_errors_of_a_bound_is_not_settled():
     assert not none.expected_near_bound and not nan.expected_near_bound
 
 
+def test_the_near_bound_screen_allows_for_the_standard_errors_own_error():
+    """An SE from K parts is an SD with K - 1 degrees of freedom: the screen widens to
+    Student's two-sided 95% quantile (2 where the parts are not known)."""
+    assert near_bound_multiple(None) == 2.0
+    assert near_bound_multiple(8) == pytest.approx(2.3646, abs=1e-4)
+    assert near_bound_multiple(4) == pytest.approx(3.1824, abs=1e-4)
+    assert near_bound_multiple(2) == pytest.approx(12.706, abs=1e-3)
+    assert near_bound_multiple(1) == math.inf
+    t = load_targets()["T-DA-04"]  # '<= 125'; 124.5 is 2.5 SE of 0.2 from the bound
+    unknown = TargetResult(t, "r", 120.0, "pass", expected=124.5, expected_se=0.2)
+    eight = TargetResult(t, "r", 120.0, "pass", expected=124.5, expected_se=0.2,
+                         expected_se_parts=8)
+    four = TargetResult(t, "r", 120.0, "pass", expected=124.5, expected_se=0.2,
+                        expected_se_parts=4)
+    assert not unknown.expected_near_bound and not eight.expected_near_bound
+    assert four.expected_near_bound
+    # split_values: the finite part values whose SD the SE is
+    v = np.arange(16.0)
+    parts = split_values(_readouts(v), None, MEAN, 4)["T"]
+    assert parts == [v[k::4].mean() for k in range(4)]
+    assert split_se(_readouts(v), None, MEAN, 4)["T"] == pytest.approx(
+        stdev(parts) / 2.0, rel=1e-15)
+    assert split_values(_readouts(v), None, MEAN, 1) == {"T": []}
+
+
 def test_tolerance_distance_is_to_the_nearest_finite_bound():
     assert Tolerance.parse("[0.25, 0.5]").distance(0.45) == pytest.approx(0.05)
     assert Tolerance.parse("[0.25, 0.5]").distance(0.2) == pytest.approx(0.05)
@@ -102,6 +133,7 @@ def test_validate_gives_every_target_but_the_p_values_a_standard_error():
     assert by_id["T-DA-02"].expected_se is None or math.isnan(by_id["T-DA-02"].expected_se)
     se = by_id["T-DA-04"].expected_se
     assert se is not None and 0.0 < se < 20.0  # % of baseline, 16 mice an arm in 2 parts
+    assert by_id["T-DA-04"].expected_se_parts == 2  # so the screen is t(1): 12.7 SE
     table = res.table().set_index("target_id")
     assert math.isnan(table.loc["T-DA-02", "expected_se"])
     assert table.loc["T-DA-04", "expected_se"] == se

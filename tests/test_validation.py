@@ -762,7 +762,7 @@ def test_expect_reports_each_target_at_scaled_group_sizes(tmp_path):
     assert 0.0 < se < 0.1 * abs(v20) and not math.isnan(table.loc["T-LAB-2", "expected_se"])
     page = (tmp_path / "v" / "report.html").read_text()
     assert "<th>expected</th>" in page and "<th>expected_effect</th>" in page
-    assert "<th>expected_se</th>" in page and "within two standard errors" in page
+    assert "<th>expected_se</th>" in page and "within t standard errors" in page
     line = page[page.index('<p id="expectation">'):]
     line = line[:line.index("</p>")]
     assert "x 20" in line and re.search(r"passing by chance[^;]*T-LAB-1", line)

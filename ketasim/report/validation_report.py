@@ -239,8 +239,10 @@ def write_validation_report(out: Path, result, table: pd.DataFrame,
             "passing by chance (outside the tolerance in expectation): "
             f"{html.escape(', '.join(odd['by_chance']) or 'none')}; sampling misses "
             "(failing or known gaps, inside the tolerance in expectation): "
-            f"{html.escape(', '.join(odd['sampling_miss']) or 'none')}; within two "
-            "standard errors of a bound (expected_se; not settled at its factor): "
+            f"{html.escape(', '.join(odd['sampling_miss']) or 'none')}; within t "
+            "standard errors of a bound (expected_se, an SD over parts of the run; t is "
+            "Student's 95% quantile for the parts, 2.36 with 8; not settled at its "
+            "factor): "
             f"{html.escape(', '.join(odd['near_bound']) or 'none')}.</p>")
     for role, rc in result.role_counts().items():
         title, what = ROLE_TITLES[role]

@@ -20,11 +20,12 @@ a sampling miss (a known gap whose expectation lies inside) from a pass by chanc
 pass whose expectation lies outside). The expectation is itself an estimate: its
 standard error (``expected_se``) comes from the same run split by subject into
 ``min(F, 8)`` parts of equal size, each a replica with its group sizes x F / parts
-(the parts' SD / sqrt(parts)); an expectation within two standard errors of a bound
-(``expected_near_bound``) cannot tell a sampling miss or a pass by chance, and a larger
-F can. With ``settle=M`` the replicas that hold such a target are run again at four
-times their factor, round after round, until none of their targets is within two
-standard errors of a bound or the factor reaches M (or the largest factor the
+(the parts' SD / sqrt(parts)); an expectation within t standard errors of a bound,
+t the two-sided 95% quantile of Student's t with parts - 1 degrees of freedom (2.36 for
+8 parts, 3.18 for 4: an SD from a few parts is itself uncertain), is not settled
+(``expected_near_bound``): it cannot tell a sampling miss or a pass by chance, and a
+larger With ``settle=M`` the replicas that hold such a target are run again at four
+times their factor, round after round, until none of their targets is unsettled or the factor reaches M (or the largest factor the
 replica's arms allow, 100,000 subjects an arm); each target reports the factor its
 expectation comes from (``expected_factor``). For a significance target (a p-value) the scaled
 value asks whether the model's effect is there (p < ...) or absent (p > ...) with F times
@@ -51,6 +52,7 @@ from statistics import stdev
 
 import pandas as pd
 import yaml
+from scipy.stats import t as student_t
 
 import ketasim
 from ketasim.analysis.stats import compare
@@ -104,6 +106,7 @@ class TargetResult:
     expected: float | None = None  # the statistic at the scaled group sizes (expect)
     expected_effect: float | None = None  # the effect expression there, if any
     expected_se: float | None = None  # its standard error (split run; none for p-values)
+    expected_se_parts: int | None = None  # the parts that standard error comes from
     expected_factor: int | None = None  # the group-size factor of ``expected``
 
     @property
@@ -116,12 +119,13 @@ class TargetResult:
 
     @property
     def expected_near_bound(self) -> bool:
-        """The expectation lies within two standard errors of a bound of the tolerance,
-        so its status is not settled at this group-size factor."""
+        """The expectation lies within :func:`near_bound_multiple` standard errors of a
+        bound of the tolerance, so its status is not settled at this group-size factor."""
         if self.expected is None or self.expected_se is None:
             return False
         d = self.target.tolerance.distance(self.expected)
-        return bool(math.isfinite(self.expected_se) and d < 2.0 * self.expected_se)
+        k = near_bound_multiple(self.expected_se_parts)
+        return bool(math.isfinite(self.expected_se) and d < k * self.expected_se)
 
     @property
     def passed(self) -> bool:
@@ -146,7 +150,8 @@ class ValidationResult:
         """Targets whose verdict at the replica's seed and expectation disagree:
         ``by_chance`` (pass, expectation outside the tolerance) and ``sampling_miss``
         (fail or known gap, expectation inside it); and ``near_bound``: every target
-        whose expectation lies within two of its standard errors of a bound, where
+        whose expectation lies within t of its standard errors of a bound
+        (:func:`near_bound_multiple`), where
         neither reading is settled."""
         return {"by_chance": [r.target.target_id for r in self.results
                               if r.status == "pass" and r.expected_status == "outside"],
@@ -342,22 +347,46 @@ class Expectation:
     values: dict[str, float]
     effects: dict[str, float]
     se: dict[str, float] = field(default_factory=dict)
+    se_parts: dict[str, int] = field(default_factory=dict)
 
 
 #: most parts the expectation run is split into for its standard error
 SE_PARTS = 8
 
 
+def near_bound_multiple(parts: int | None) -> float:
+    """How many standard errors from a bound leave an expectation unsettled: the
+    two-sided 95% quantile of Student's t with ``parts`` - 1 degrees of freedom (the SE
+    is an SD over that many parts; 2.36 for 8, 3.18 for 4, 12.7 for 2), or 2 where the
+    number of parts is not known."""
+    if parts is None:
+        return 2.0
+    if parts < 2:
+        return math.inf
+    return float(student_t.ppf(0.975, parts - 1))
+
+
 def split_se(readouts: pd.DataFrame, tracking: dict[str, pd.DataFrame] | None,
              statistics: dict[str, str], parts: int) -> dict[str, float]:
-    """Each statistic's standard error from ``parts`` disjoint parts of one run: subject
-    s of every arm goes to part s mod ``parts`` (a replica numbers its subjects 0..n-1
-    in each arm, so the parts have equal group sizes), the statistic is computed on each part,
-    and the SE of the whole run's value is the parts' SD over sqrt(parts) (exact for a
-    mean of subjects, the usual approximation for smooth statistics of them). NaN where
-    fewer than two parts give a finite value."""
+    """Each statistic's standard error from ``parts`` disjoint parts of one run
+    (:func:`split_values`): the parts' SD over sqrt(parts) (exact for a mean of
+    subjects, the usual approximation for smooth statistics of them). NaN where fewer
+    than two parts give a finite value."""
+    return {tid: _parts_se(v)
+            for tid, v in split_values(readouts, tracking, statistics, parts).items()}
+
+
+def _parts_se(values: list[float]) -> float:
+    return stdev(values) / math.sqrt(len(values)) if len(values) >= 2 else float("nan")
+
+
+def split_values(readouts: pd.DataFrame, tracking: dict[str, pd.DataFrame] | None,
+                 statistics: dict[str, str], parts: int) -> dict[str, list[float]]:
+    """Each statistic on ``parts`` disjoint parts of one run, its finite values only:
+    subject s of every arm goes to part s mod ``parts`` (a replica numbers its subjects
+    0..n-1 in each arm, so the parts have equal group sizes). Nothing where ``parts`` < 2."""
     if parts < 2 or not statistics:
-        return dict.fromkeys(statistics, float("nan"))
+        return {tid: [] for tid in statistics}
     part = readouts["subject"].to_numpy().astype(int) % parts
     # tracking tables name their subjects as text ("0", "1", ...)
     tables = {arm: (t, t["subject"].to_numpy().astype(int) % parts if "subject" in t
@@ -372,11 +401,7 @@ def split_se(readouts: pd.DataFrame, tracking: dict[str, pd.DataFrame] | None,
                 values[tid].append(evaluate(expr, sub, sub_tracking))
             except StatisticError:
                 values[tid].append(float("nan"))
-    out = {}
-    for tid, v in values.items():
-        v = [x for x in v if math.isfinite(x)]
-        out[tid] = stdev(v) / math.sqrt(len(v)) if len(v) >= 2 else float("nan")
-    return out
+    return {tid: [x for x in v if math.isfinite(x)] for tid, v in values.items()}
 
 
 def expectation(path: str, factor: int, statistics: dict[str, str],
@@ -389,10 +414,11 @@ def expectation(path: str, factor: int, statistics: dict[str, str],
     (:func:`split_se`)."""
     res = simulate(scaled_scenario(path, factor), registry=registry)
     tracking = res.tracking  # a property that concatenates tables: built once here
+    parts = split_values(res.readouts, tracking, se_statistics or {}, min(factor, SE_PARTS))
     return Expectation(Path(path).stem, _statistics(res.readouts, tracking, statistics),
                        _statistics(res.readouts, tracking, effects),
-                       split_se(res.readouts, tracking, se_statistics or {},
-                                min(factor, SE_PARTS)))
+                       {tid: _parts_se(v) for tid, v in parts.items()},
+                       {tid: len(v) for tid, v in parts.items()})
 
 
 #: the message of a known gap whose value lies inside its tolerance in this run
@@ -505,6 +531,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
     expected: dict[str, dict[str, float]] = {}
     expected_effects: dict[str, dict[str, float]] = {}
     expected_se: dict[str, dict[str, float]] = {}
+    expected_parts: dict[str, dict[str, int]] = {}
 
     def collect(out, report: bool = True) -> None:
         if isinstance(out, ReplicaRun):
@@ -514,6 +541,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
             expected[out.name] = out.values
             expected_effects[out.name] = out.effects
             expected_se[out.name] = out.se
+            expected_parts[out.name] = out.se_parts
             name = out.name
         else:
             name, values = out
@@ -554,6 +582,7 @@ def validate(only: list[str] | None = None, workers: int | None = None,
                 r.expected = expected[r.replica][r.target.target_id]
                 r.expected_effect = expected_effects[r.replica].get(r.target.target_id)
                 r.expected_se = expected_se[r.replica].get(r.target.target_id)
+                r.expected_se_parts = expected_parts[r.replica].get(r.target.target_id)
                 r.expected_factor = factors[r.replica]
 
     take_expectations()
