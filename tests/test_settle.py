@@ -165,7 +165,7 @@ def test_cli_settle_writes_the_factor_and_refuses_bad_settings(tmp_path):
     assert cols.index("expected_factor") == cols.index("expected_se") + 1
     assert table.loc[0, "expected_factor"] == 8
     page = (out / "report.html").read_text()
-    assert "<th>expected_factor</th>" in page
+    assert "<th>expected_se</th><th>expected_factor</th>" in page
     line = page[page.index('<p id="expectation">'):]
     line = line[:line.index("</p>")]
     assert "up to x 8" in line and "near_rep x 8" in line

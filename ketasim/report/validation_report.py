@@ -61,8 +61,9 @@ def _targets_table(df: pd.DataFrame, table_id: str, settled: bool = False) -> st
         if "expected_se" in df:  # its standard error (split run), beside it
             cols.insert(cols.index("expected") + 1, "expected_se")
         if settled and "expected_factor" in df:
-            # validate --settle: the factor each expectation comes from
-            cols.insert(cols.index("expected") + 1, "expected_factor")
+            # validate --settle: the factor each expectation comes from (as in the CSV)
+            after = "expected_se" if "expected_se" in cols else "expected"
+            cols.insert(cols.index(after) + 1, "expected_factor")
         if "expected_effect" in df:
             cols.insert(cols.index("simulated_effect") + 1, "expected_effect")
     if "sensitive_to" in df:  # validate --sensitivity: the most influential parameters
