@@ -393,8 +393,9 @@ def validate(
         "expectation, which tells a sampling miss from a pass by chance"),
     settle: int = typer.Option(
         0, "--settle", help="with --expect: rerun the replicas whose expectations are "
-        "not settled (within t standard errors of a bound) at 4 x their factor, round after round, "
-        "up to this factor (at most 1000); expected_factor says where each one settled"),
+        "not settled (within t standard errors of a bound) at 4 x their factor, round "
+        "after round, up to this factor (at most 1000); expected_factor says where each "
+        "one settled"),
     compounds: list[Path] | None = typer.Option(None, "--compounds", help=COMPOUNDS_HELP),
     sensitivity: bool = typer.Option(
         False, "--sensitivity", help="also screen, per replica, which parameters each "

@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 
 from ketasim.analysis.tolerance import Tolerance, is_p_value
+from ketasim.params import load_registry
 from ketasim.validation.run import (
     SE_PARTS,
     TargetResult,
     near_bound_multiple,
     split_se,
     split_values,
+    validate,
 )
 from ketasim.validation.targets import load_targets
 
@@ -69,6 +71,7 @@ def test_split_se_splits_tracking_tables_whose_subjects_are_text():
 
 
 def test_an_expectation_within_two_standard_errors_of_a_bound_is_not_settled():
+    # no part count given (a result built by hand): the screen falls back to 2 SE
     t = load_targets()["T-DA-04"]  # '<= 125'
     near = TargetResult(t, "r", 120.0, "pass", expected=124.5, expected_se=2.1)
     far = TargetResult(t, "r", 120.0, "pass", expected=124.5, expected_se=0.2)
@@ -123,9 +126,6 @@ def test_p_value_quantities_are_recognised_and_get_no_standard_error():
 
 
 def test_validate_gives_every_target_but_the_p_values_a_standard_error():
-    from ketasim.params import load_registry
-    from ketasim.validation.run import validate
-
     # the microdialysis replica (8 mice an arm): T-DA-02 is a p-value, T-DA-04 a mean
     res = validate(only=["T-DA-02", "T-DA-04"], workers=1, registry=load_registry(),
                    expect=2)

@@ -1,6 +1,7 @@
-"""``validate --settle``: the replicas whose expectations lie within two standard errors
-of a bound are run again at larger group-size factors (ketasim.validation.run: validate,
-check_settle, factor_limit; the CLI, the CSV and the report)."""
+"""``validate --settle``: the replicas whose expectations are not settled (within t
+standard errors of a bound, ``near_bound_multiple``) are run again at larger group-size
+factors (ketasim.validation.run: validate, check_settle, factor_limit; the CLI, the CSV
+and the report)."""
 
 from __future__ import annotations
 

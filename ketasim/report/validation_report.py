@@ -115,11 +115,6 @@ def _published_point(published, lo: float, hi: float) -> tuple[float, float] | N
     return value, float(m.group(2)) if m.group(2) else np.nan
 
 
-def _is_p_value(r) -> bool:
-    """A target whose quantity is a p-value: drawn on a log axis."""
-    return is_p_value(r.quantity)
-
-
 def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
     """Every target of a replica on its own axis (its own unit and scale; a p-value on a
     log axis): the tolerance in grey (a one-sided one shaded to the axis's end), the
@@ -137,7 +132,7 @@ def targets_figure(sub: pd.DataFrame, path: Path) -> Path | None:
             continue
         band = np.isfinite(tol.low) and np.isfinite(tol.high)
         pub = (_published_point(r.published, tol.low, tol.high) if band else None)
-        rows.append((r.target_id, float(sim), tol, pub, r.status, _is_p_value(r)))
+        rows.append((r.target_id, float(sim), tol, pub, r.status, is_p_value(r.quantity)))
     if not rows:
         return None
     fig, axes = subplots(len(rows), 1, figsize=(6.4, 0.62 * len(rows) + 0.9),

@@ -13,24 +13,24 @@ replica's own seed.
 
 A replica's group sizes make its statistic a noisy draw of what the model predicts. With
 ``expect=F`` every chosen replica is also run once at its own seed with every arm's
-group size multiplied by F, and each target gets that value (``expected``), whether
-it lies inside the tolerance (``expected_status``) and its effect size there
-(``expected_effect``, beside the published one): the model's expectation, which tells
-a sampling miss (a known gap whose expectation lies inside) from a pass by chance (a
-pass whose expectation lies outside). The expectation is itself an estimate: its
-standard error (``expected_se``) comes from the same run split by subject into
-``min(F, 8)`` parts of equal size, each a replica with its group sizes x F / parts
-(the parts' SD / sqrt(parts)); an expectation within t standard errors of a bound,
-t the two-sided 95% quantile of Student's t with parts - 1 degrees of freedom (2.36 for
-8 parts, 3.18 for 4: an SD from a few parts is itself uncertain), is not settled
-(``expected_near_bound``): it cannot tell a sampling miss or a pass by chance, and a
-larger With ``settle=M`` the replicas that hold such a target are run again at four
-times their factor, round after round, until none of their targets is unsettled or the factor reaches M (or the largest factor the
-replica's arms allow, 100,000 subjects an arm); each target reports the factor its
-expectation comes from (``expected_factor``). For a significance target (a p-value) the scaled
-value asks whether the model's effect is there (p < ...) or absent (p > ...) with F times
-the subjects, a stricter reading than the paper's group sizes allow. The verdict still
-comes from the replica.
+group size multiplied by F, and each target gets that value (``expected``), whether it
+lies inside the tolerance (``expected_status``) and its effect size there
+(``expected_effect``, beside the published one): the model's expectation, which tells a
+sampling miss (a known gap whose expectation lies inside) from a pass by chance (a pass
+whose expectation lies outside). The expectation is itself an estimate: its standard
+error (``expected_se``) comes from the same run split by subject into ``min(F, 8)``
+parts of equal size, each a replica with its group sizes x F / parts (the parts' SD /
+sqrt(parts)); an expectation within t standard errors of a bound, t the two-sided 95%
+quantile of Student's t with parts - 1 degrees of freedom (2.36 for 8 parts, 3.18 for 4:
+an SD from a few parts is itself uncertain), is not settled (``expected_near_bound``):
+it cannot tell a sampling miss or a pass by chance, and a larger F can. With
+``settle=M`` the replicas that hold such a target are run again at four times their
+factor, round after round, until none of their targets is unsettled or the factor
+reaches M (or the largest factor the replica's arms allow, 100,000 subjects an arm);
+each target reports the factor its expectation comes from (``expected_factor``). For a
+significance target (a p-value) the scaled value asks whether the model's effect is
+there (p < ...) or absent (p > ...) with F times the subjects, a stricter reading than
+the paper's group sizes allow. The verdict still comes from the replica.
 
 Targets are counted by role (``calibration``: parameters were fitted to the fact;
 ``validation``: out of sample), and each target's simulated effect size (its ``effect``
