@@ -295,7 +295,12 @@ MB. 50x would need 5.5 s for these 10,000 patients.
   values differ), so the next step is a kernel that advances several patients in lock
   step (one step size, the largest error over them) with a right-hand side over patient
   lanes that the compiler vectorises; numba here has no SVML, so the three non-integer
-  powers of a right-hand side would stay scalar. Not started.
+  powers of a right-hand side would stay scalar. Not started. Probed in the fortieth
+  session (2026-12-08, ``docs/research/lane_rhs_probe.py``, the figures in its
+  docstring and in docs/design.md, "The solver"): with numba's SLP vectoriser on and one
+  flat work array per lane group the right-hand side over 8 lanes is 1.0-1.85x cheaper
+  a patient than the scalar call, depending on the run; with the Jacobian and the
+  lock-step's extra steps still to pay, not the 2x needed, so not built.
 - ``--patients 2000`` (one piece per arm), 2026-12-04 with the default solver's RODAS:
   ketasim 3,295 patient-weeks/s (3.6 s, 1.82 ms/patient), reference 303 patient-weeks/s
   (19.8 ms/patient, extrapolated from 10), speedup 10.9 (signalling alone 16.0; 9.1
