@@ -23,8 +23,8 @@ its own state vector) against the lane version over the same patients in groups 
 and scalar multiplications in the lane version's machine code. The two agree bit for
 bit.
 
-Set ``NUMBA_SLP_VECTORIZE=1`` (numba's default is 0): without the SLP vectoriser the
-fully unrolled lane loops stay scalar even in a two-statement toy (checked: 16 scalar
+The script switches on numba's SLP vectoriser (``NUMBA_SLP_VECTORIZE=1`` unless it is
+set already; numba's default is 0): without it the fully unrolled lane loops stay scalar even in a two-statement toy (checked: 16 scalar
 multiplications, none packed; with it, 2 packed 512-bit ones).
 
 Measured 2026-12-08 (AMD Zen 5 with AVX-512, numba 0.68.1, one thread; ns per patient
@@ -49,17 +49,20 @@ step size of their least accurate lane, so the trial's ketamine patients would t
 more steps than they do alone. With a 1.0-1.8x gain on part of the step that is not the
 2x bench_trial's 50x needs, so the lane kernel is not built.
 
-Run: ``NUMBA_SLP_VECTORIZE=1 .venv/bin/python docs/research/lane_rhs_probe.py [L]``
-(L = 8 by default; about a minute, most of it compiling).
+Run: ``.venv/bin/python docs/research/lane_rhs_probe.py [L]`` (L = 8 by default, a
+divisor of 64; about a minute, most of it compiling).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("NUMBA_SLP_VECTORIZE", "1")  # before numba reads its configuration
 
 import numba
 import numpy as np
@@ -108,6 +111,8 @@ def lane_source(lanes: int) -> tuple[str, list[str]]:
 
 
 def main(lanes: int) -> None:
+    if lanes < 1 or N_PATIENTS % lanes:
+        raise SystemExit(f"lanes: expected a divisor of {N_PATIENTS}, got {lanes}")
     n_y, n_p = g.N_STATES, g.N_PTOTAL
     code, names = lane_source(lanes)
     offsets = {"OY": 0, "OP": n_y * lanes, "OS": (n_y + n_p) * lanes,

@@ -314,12 +314,16 @@ def check_settle(settle, expect) -> None:
                                    f"and at most {MAX_EXPECT}; got {settle}")
 
 
+def _replica_data(path: str | Path) -> dict:
+    """The replica file at ``path`` as YAML data (its arms' group sizes as written)."""
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
 def factor_limit(path: str | Path) -> int:
     """The largest group-size factor the replica at ``path`` allows: its largest arm
     times the factor must stay within a scenario's limit on an arm's subjects."""
     limit = next(m.le for m in Arm.model_fields["n"].metadata if hasattr(m, "le"))
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    largest = max([int(arm["n"]) for arm in data.get("arms") or []] or [1])
+    largest = max([int(arm["n"]) for arm in _replica_data(path).get("arms") or []] or [1])
     return max(1, limit // largest)
 
 
@@ -328,7 +332,7 @@ def scaled_scenario(path: str | Path, factor: int):
     seed, protocol, assays and comparisons); a size past the scenario limit is one
     error naming the arm."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = _replica_data(path)
     for arm in data.get("arms") or []:
         arm["n"] = int(arm["n"]) * factor
     try:
